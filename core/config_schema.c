@@ -1,0 +1,67 @@
+/* Every config field: path, type, default, range, one-line doc. This table is the only place a
+ * field is defined; validation, defaults, --set, the resolved config.lua and `attnlab help
+ * config` all read it. */
+#include <float.h>
+#include <stddef.h>
+
+#include "config.h"
+
+#define INT(path, member, def, lo, hi, doc) {path, FIELD_INT, offsetof(Config, member), def, lo, hi, NULL, doc}
+#define NUM(path, member, def, lo, hi, doc) {path, FIELD_NUM, offsetof(Config, member), def, lo, hi, NULL, doc}
+#define BOOL(path, member, def, doc) {path, FIELD_BOOL, offsetof(Config, member), def, 0, 1, NULL, doc}
+#define STR(path, member, def, doc) {path, FIELD_STR, offsetof(Config, member), def, 0, 0, NULL, doc}
+#define ENUM(path, member, def, choices, doc) {path, FIELD_ENUM, offsetof(Config, member), def, 0, 0, choices, doc}
+
+const Field config_fields[] = {
+    STR("experiment", experiment, "", "results go to <out_dir>/<experiment>/<run>/; empty: the config file's name"),
+    STR("run", run, "main", "name of this run inside its experiment"),
+    STR("out_dir", out_dir, "results", "root folder for results"),
+    ENUM("device", device, "cpu", "cpu|cuda", "backend that runs the model"),
+    INT("threads", threads, "0", 0, 1024, "CPU threads for OpenMP and OpenBLAS; 0: all cores"),
+    INT("seed", seed, "1", 0, 2147483647, "seed for initialization and data sampling"),
+    ENUM("task", task, "lm", "lm", "what to train on: lm = next-byte/token prediction on data.path"),
+
+    INT("model.vocab_size", model.vocab_size, "256", 2, 1 << 20, "token vocabulary; 256 for byte-level text"),
+    INT("model.d_model", model.d_model, "256", 8, 65536, "width of the residual stream"),
+    INT("model.n_layers", model.n_layers, "4", 1, 1024, "number of blocks (norm, mixer, norm, MLP)"),
+    INT("model.n_heads", model.n_heads, "4", 1, 1024, "attention (query) heads per mixer"),
+    INT("model.head_dim", model.head_dim, "0", 0, 4096, "channels per head; 0: d_model / n_heads"),
+    INT("model.d_ff", model.d_ff, "0", 0, 1 << 20, "SwiGLU hidden width; 0: 8/3 d_model rounded up to a multiple of 64"),
+    BOOL("model.tie_embeddings", model.tie_embeddings, "false", "LM head shares the token embedding matrix"),
+    NUM("model.norm_eps", model.norm_eps, "1e-6", 1e-12, 1, "epsilon inside every RMSNorm"),
+    NUM("model.init_std", model.init_std, "0.02", 1e-6, 10, "std of the normal init of weight matrices"),
+    NUM("model.rope_base", model.rope_base, "10000", 1, 1e12, "RoPE base: angle of channel pair i is pos * base^(-2i/d)"),
+    ENUM("model.mixer", model.mixer, "softmax", "softmax", "token mixer of every layer"),
+    INT("model.softmax.n_kv_heads", model.softmax.n_kv_heads, "0", 0, 1024,
+        "key/value heads (grouped-query attention); 0: n_heads (multi-head)"),
+    ENUM("model.softmax.position", model.softmax.position, "rope", "rope|nope", "rotary embedding on q and k, or none"),
+
+    INT("train.steps", train.steps, "1000", 1, 1 << 30, "optimizer steps"),
+    INT("train.batch_size", train.batch_size, "8", 1, 1 << 20, "sequences per micro-batch"),
+    INT("train.seq_len", train.seq_len, "256", 2, 1 << 24, "tokens per training sequence"),
+    INT("train.grad_accum", train.grad_accum, "1", 1, 1 << 16, "micro-batches per optimizer step"),
+    NUM("train.lr", train.lr, "1e-3", 0, 10, "peak learning rate"),
+    NUM("train.lr_min_ratio", train.lr_min_ratio, "0.1", 0, 1, "final learning rate as a fraction of the peak"),
+    INT("train.warmup_steps", train.warmup_steps, "100", 0, 1 << 30, "linear warmup steps from 0 to the peak"),
+    ENUM("train.lr_schedule", train.lr_schedule, "cosine", "cosine|linear|constant", "decay after warmup"),
+    NUM("train.weight_decay", train.weight_decay, "0.1", 0, 10, "AdamW decoupled decay on weight matrices"),
+    NUM("train.beta1", train.beta1, "0.9", 0, 0.999999, "AdamW first-moment decay"),
+    NUM("train.beta2", train.beta2, "0.95", 0, 0.999999999, "AdamW second-moment decay"),
+    NUM("train.adam_eps", train.adam_eps, "1e-8", 0, 1, "AdamW epsilon"),
+    NUM("train.grad_clip", train.grad_clip, "1.0", 0, 1e9, "clip the global gradient norm to this; 0: off"),
+    INT("train.log_every", train.log_every, "10", 1, 1 << 30, "steps between progress lines and metrics rows"),
+    INT("train.eval_every", train.eval_every, "200", 0, 1 << 30, "steps between validation passes; 0: at the end only"),
+    INT("train.checkpoint_every", train.checkpoint_every, "200", 0, 1 << 30,
+        "steps between checkpoints; 0: at the end only"),
+
+    STR("data.path", data.path, "data/brown.txt", "UTF-8 text (byte tokens) or llm.c uint16 token shard"),
+    ENUM("data.format", data.format, "auto", "auto|text|shard", "auto: a shard when the file starts with the shard magic"),
+    NUM("data.val_fraction", data.val_fraction, "0.1", 0.001, 0.5, "share of the data held out for validation"),
+    INT("data.split_block", data.split_block, "8192", 64, 1 << 30,
+        "tokens per block of the interleaved train/validation split"),
+
+    INT("eval.max_batches", eval.max_batches, "16", 1, 1 << 20, "validation batches per evaluation, at most"),
+    INT("eval.batch_size", eval.batch_size, "0", 0, 1 << 20, "sequences per validation batch; 0: train.batch_size"),
+};
+
+const int config_n_fields = (int)(sizeof config_fields / sizeof config_fields[0]);

@@ -1,0 +1,94 @@
+/* The CPU reference backend: host memory, OpenBLAS for every matmul, OpenMP for the rest. */
+#include <cblas.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../util.h"
+#include "cpu_ops.h"
+
+void openblas_set_num_threads(int num_threads);
+
+static void *cpu_alloc(size_t bytes) { return xalloc_aligned(bytes); }
+static void cpu_release(void *p) { free(p); }
+static void cpu_memcpy(void *dst, const void *src, size_t bytes) {
+    if (bytes) memcpy(dst, src, bytes);
+}
+
+static void cpu_zero(float *x, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) x[i] = 0.0f;
+}
+
+static void cpu_copy(float *dst, const float *src, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) dst[i] = src[i];
+}
+
+static void cpu_add(float *y, const float *x, size_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}
+
+void cpu_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* an empty sum: C = beta * C (BLAS may not touch C at all) */
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+                alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+int cpu_threads(void) { return omp_get_max_threads(); }
+
+void backend_set_threads(int threads) {
+    if (threads <= 0) threads = omp_get_num_procs();
+    omp_set_num_threads(threads);
+    openblas_set_num_threads(threads);
+}
+
+static const Backend cpu_backend = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .upload = cpu_memcpy,
+    .download = cpu_memcpy,
+    .zero = cpu_zero,
+    .copy = cpu_copy,
+    .add = cpu_add,
+    .gemm = cpu_gemm,
+    .embedding_forward = cpu_embedding_forward,
+    .embedding_backward = cpu_embedding_backward,
+    .rmsnorm_forward = cpu_rmsnorm_forward,
+    .rmsnorm_backward = cpu_rmsnorm_backward,
+    .swiglu_forward = cpu_swiglu_forward,
+    .swiglu_backward = cpu_swiglu_backward,
+    .rope_forward = cpu_rope_forward,
+    .rope_backward = cpu_rope_backward,
+    .attention_workspace = cpu_attention_workspace,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
+    .lm_head_xent_workspace = cpu_lm_head_xent_workspace,
+    .lm_head_xent = cpu_lm_head_xent,
+    .sum_squares = cpu_sum_squares,
+    .adamw = cpu_adamw,
+};
+
+const Backend *backend_cpu(void) { return &cpu_backend; }
+
+#ifndef ATTNLAB_CUDA
+const Backend *backend_cuda(void) { return NULL; }
+#endif
+
+const Backend *backend_by_name(const char *name) {
+    if (strcmp(name, "cpu") == 0) return backend_cpu();
+    if (strcmp(name, "cuda") == 0) {
+        const Backend *be = backend_cuda();
+        if (!be) die("device 'cuda' requested, but this attnlab was built without the GPU backend (build it with 'make cuda')");
+        return be;
+    }
+    die("unknown device '%s' (expected 'cpu' or 'cuda')", name);
+}

@@ -1,0 +1,31 @@
+/* Vectorizable float math for the CPU kernels: glibc's expf does not vectorize without
+ * -ffast-math, and -ffast-math would let the compiler drop the NaN checks we rely on. */
+#pragma once
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* exp(x) with relative error below 2e-7 on [-87, 88]; returns 0 below about -87.3 (including
+ * -inf) and saturates near 2^128 above 88.7. Range reduction x = k ln2 + r, |r| <= ln2/2, then a
+ * degree-6 polynomial for e^r and the exponent added to the float's bits. */
+static inline float fast_expf(float x) {
+    if (x < -87.3f) return 0.0f;
+    x = x > 88.7f ? 88.7f : x;
+    float k = rintf(x * 1.44269504088896341f);
+    float r = fmaf(k, -0.693145751953125f, x);
+    r = fmaf(k, -1.428606765330187045e-06f, r);
+    float p = 1.0f / 720.0f;
+    p = fmaf(p, r, 1.0f / 120.0f);
+    p = fmaf(p, r, 1.0f / 24.0f);
+    p = fmaf(p, r, 1.0f / 6.0f);
+    p = fmaf(p, r, 0.5f);
+    p = fmaf(p, r, 1.0f);
+    p = fmaf(p, r, 1.0f);
+    int32_t bits;
+    memcpy(&bits, &p, sizeof bits);
+    bits += (int32_t)k << 23;
+    memcpy(&p, &bits, sizeof p);
+    return p;
+}
+
+static inline float fast_sigmoidf(float x) { return 1.0f / (1.0f + fast_expf(-x)); }
