@@ -1,6 +1,7 @@
 /* The run's activation arena (see arena.h). */
 #include "arena.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "util.h"

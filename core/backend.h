@@ -97,3 +97,4 @@ const Backend *backend_cuda(void);
 const Backend *backend_by_name(const char *name);
 /* Sets the CPU thread count (OpenMP and OpenBLAS); 0 means all cores. */
 void backend_set_threads(int threads);
+int backend_threads(void);

@@ -1,6 +1,7 @@
 /* The parameter table and its four buffers (see params.h). */
 #include "params.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "util.h"

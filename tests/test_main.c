@@ -1,6 +1,5 @@
 /* Test runner: runs every registered test (or those whose name contains an argument) in a
  * child process with a time limit, prints "ok"/"FAIL"/"skip" lines and a closing count. */
-#define _GNU_SOURCE
 #include "test.h"
 
 #include <signal.h>

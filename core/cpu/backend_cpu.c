@@ -44,6 +44,8 @@ void cpu_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, cons
 
 int cpu_threads(void) { return omp_get_max_threads(); }
 
+int backend_threads(void) { return omp_get_max_threads(); }
+
 void backend_set_threads(int threads) {
     if (threads <= 0) threads = omp_get_num_procs();
     omp_set_num_threads(threads);

@@ -1,0 +1,14 @@
+/* Evaluation on a task's fixed validation windows: mean loss per target, accuracy of the argmax
+ * prediction at the targets, and for byte tokens bits per byte and perplexity. */
+#pragma once
+#include "model.h"
+#include "task.h"
+
+typedef struct {
+    double loss, accuracy, bits_per_byte, perplexity; /* bits_per_byte is NAN unless byte tokens */
+    long targets, windows;
+} EvalResult;
+
+/* Runs up to max_batches batches of at most B windows of T tokens; the model is reshaped to the
+ * evaluation batch (its buffers are reused when they fit). Dies if the task has no window. */
+EvalResult evaluate(Model *m, Task *t, int B, int T, int max_batches);

@@ -1,0 +1,18 @@
+/* A linear layer y = x W^T with W stored [out, in] (the PyTorch layout, so weights and
+ * reference fixtures line up), as two backend matmuls. */
+#pragma once
+#include "backend.h"
+#include "params.h"
+
+/* y[N, out] = x[N, in] W^T, or y += ... when accumulate. */
+static inline void linear_forward(const Backend *be, float *y, const float *x, const Param *W, int N, int in, int out,
+                                  bool accumulate) {
+    be->gemm(false, true, N, out, in, 1.0f, x, in, W->w, in, accumulate ? 1.0f : 0.0f, y, out);
+}
+
+/* dW += dy^T x; dx = dy W (or dx += dy W when accumulate_dx; skipped when dx is NULL). */
+static inline void linear_backward(const Backend *be, float *dx, const float *dy, const float *x, const Param *W,
+                                   int N, int in, int out, bool accumulate_dx) {
+    be->gemm(true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, W->g, in);
+    if (dx) be->gemm(false, false, N, in, out, 1.0f, dy, out, W->w, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
+}

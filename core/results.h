@@ -1,0 +1,34 @@
+/* A run's files under results/<experiment>/<run>/: config.lua (the resolved config),
+ * metrics.jsonl (one JSON object per logged step) and summary.json (final numbers and status).
+ * summary.json is rewritten atomically; metrics.jsonl only grows, one whole line at a time. */
+#pragma once
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "util.h"
+
+/* One metrics row; NAN fields are left out of the JSON. */
+typedef struct {
+    int step;
+    double loss, lr, grad_norm, tokens_per_s, elapsed_s;
+    double val_loss, val_bits_per_byte, val_perplexity, val_accuracy;
+} MetricsRow;
+
+typedef struct {
+    const char *status; /* "running", "finished", "stopped", "interrupted", "failed" */
+    const char *reason; /* why it failed or stopped, or NULL */
+    const char *experiment, *run, *device, *task;
+    int step, steps;
+    double train_loss, val_loss, val_bits_per_byte, val_perplexity, val_accuracy;
+    double tokens_per_s, wall_s, tokens_seen;
+    double params;
+} Summary;
+
+void metrics_row_clear(MetricsRow *r);
+/* Opens metrics.jsonl for appending after dropping rows past `keep_through_step` (rows a
+ * crashed run logged after its last checkpoint; a resumed run logs them again). */
+FILE *metrics_open(const char *path, int keep_through_step, Error *err);
+void metrics_append(FILE *f, const MetricsRow *r);
+void summary_write(const char *path, const Summary *s);
+/* Reads "status" from an existing summary.json (for messages); caller frees; NULL if none. */
+char *summary_read_status(const char *path);

@@ -1,0 +1,34 @@
+/* The task interface: what a model trains and is evaluated on (experiments/<name>.c). A task
+ * makes batches of input tokens and targets; a target of -1 carries no loss (tasks that only
+ * score answers mask everything else). Evaluation uses a fixed held-out set of windows. */
+#pragma once
+#include <stdbool.h>
+
+#include "config.h"
+#include "rng.h"
+#include "util.h"
+
+typedef struct Task Task;
+
+typedef struct TaskOps {
+    const char *name;
+    /* Loads or generates what the task needs; fails with a message naming the field or file. */
+    Task *(*create)(const Config *c, Error *err);
+    /* B sequences of T inputs and targets, drawn with rng. */
+    void (*train_batch)(Task *t, Rng *rng, int B, int T, int *inputs, int *targets);
+    /* How many fixed validation windows of T tokens exist, and window i. */
+    long (*eval_windows)(const Task *t, int T);
+    void (*eval_window)(const Task *t, long i, int T, int *inputs, int *targets);
+    void (*destroy)(Task *t);
+} TaskOps;
+
+struct Task {
+    const TaskOps *ops;
+    /* Tokens are bytes of UTF-8 text, so a loss in nats per token converts to bits per byte. */
+    bool byte_tokens;
+};
+
+/* experiments/registry.c */
+const TaskOps *task_lookup(const char *name);
+/* Creates the task the config names (field `task`); NULL with err filled on failure. */
+Task *task_create(const Config *c, Error *err);

@@ -1,0 +1,17 @@
+/* `attnlab train`: the training loop with logging, evaluation, checkpoints and resume. */
+#pragma once
+#include <stdbool.h>
+
+#include "config.h"
+
+typedef struct {
+    const char *run_dir; /* --out: the run's folder; NULL: <out_dir>/<experiment>/<run> */
+    bool resume;         /* continue from the run's checkpoint */
+    bool overwrite;      /* replace an existing run */
+    int stop_at;         /* stop (checkpointed, status "stopped") after this step; 0: never */
+    bool quiet;          /* no progress lines (sweeps print their own) */
+} TrainOptions;
+
+/* Trains as the config says; returns the process exit status (0 finished or stopped, 1 failed,
+ * 130 interrupted by a signal). Bad input dies before anything is written. */
+int train_run(Config *cfg, const TrainOptions *opt);

@@ -1,0 +1,28 @@
+/* The registry of tasks, looked up by the name used in configs (field `task`). */
+#include <stddef.h>
+#include <string.h>
+
+#include "core/task.h"
+
+extern const TaskOps task_lm;
+
+static const TaskOps *const registry[] = {
+    &task_lm,
+};
+
+const TaskOps *task_lookup(const char *name) {
+    for (size_t i = 0; i < sizeof registry / sizeof registry[0]; i++)
+        if (strcmp(registry[i]->name, name) == 0) return registry[i];
+    return NULL;
+}
+
+Task *task_create(const Config *c, Error *err) {
+    const TaskOps *ops = task_lookup(c->task);
+    if (!ops) {
+        error_set(err, "task: unknown task '%s'", c->task);
+        return NULL;
+    }
+    Task *t = ops->create(c, err);
+    if (t) t->ops = ops;
+    return t;
+}

@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Command-line tests: bad input of every kind gets a one-line error naming what is wrong, a
+# non-zero exit and no output; training writes the documented files; --resume reproduces an
+# uninterrupted run's losses bit for bit. Prints "ok"/"FAIL" lines like the C runner.
+set -u
+cd "$(dirname "$0")/.."
+A="$PWD/attnlab"
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+FILTER="${1:-}"
+TINY="$PWD/tests/data/tiny.txt"
+
+ok() { echo "ok   $1"; }
+fail() { echo "FAIL $1: $2"; }
+selected() { [ -z "$FILTER" ] || [[ "$1" == *"$FILTER"* ]]; }
+
+# A small, fast model on the committed test text; runs go under $TMP/results.
+base_config() {
+    cat <<EOF
+return {
+  out_dir = "$TMP/results",
+  model = { d_model = 32, n_layers = 1, n_heads = 2 },
+  train = { steps = 6, batch_size = 2, seq_len = 32, log_every = 1, eval_every = 3,
+            checkpoint_every = 3, warmup_steps = 2 },
+  data = { path = "$TINY", split_block = 1024 },
+  eval = { max_batches = 2 },
+}
+EOF
+}
+
+# expect_error NAME CODE PATTERN CMD...: the command exits with CODE, its stderr holds PATTERN
+# (a fixed string) on its first line, the error is one line (usage errors excepted), and
+# nothing was written under $TMP/results.
+expect_error() {
+    local name=$1 code=$2 pattern=$3
+    shift 3
+    selected "$name" || return 0
+    rm -rf "$TMP/results"
+    "$@" >"$TMP/out" 2>"$TMP/err"
+    local got=$?
+    local first
+    first=$(head -n 1 "$TMP/err")
+    if [ "$got" -ne "$code" ]; then
+        fail "$name" "exit $got, expected $code; stderr: $first"
+    elif ! grep -qF -- "$pattern" <<<"$first"; then
+        fail "$name" "stderr '$first' lacks '$pattern'"
+    elif [ "$code" -ne 2 ] && [ "$(wc -l <"$TMP/err")" -ne 1 ]; then
+        fail "$name" "error is not one line: $(tr '\n' '|' <"$TMP/err")"
+    elif [ -e "$TMP/results" ]; then
+        fail "$name" "output was written: $(find "$TMP/results" | head -3 | tr '\n' ' ')"
+    else
+        ok "$name"
+    fi
+}
+
+cfg() { # cfg NAME LUA: writes a config file and prints its path
+    printf '%s\n' "$2" >"$TMP/$1.lua"
+    echo "$TMP/$1.lua"
+}
+
+good=$(cfg good "$(base_config)")
+
+# ---- usage ----
+expect_error cli_no_command 2 "no command given" "$A"
+expect_error cli_unknown_command 2 "unknown command 'trian'" "$A" trian
+expect_error cli_train_without_config 2 "train takes one config file" "$A" train
+expect_error cli_unknown_option 2 "unknown option '--resum'" "$A" train "$good" --resum
+expect_error cli_bad_stop_at 2 "--stop-at: expected a positive integer, got 'soon'" "$A" train "$good" --stop-at soon
+expect_error cli_set_without_value 2 "--set needs path=value" "$A" train "$good" --set
+
+# ---- configs ----
+expect_error config_missing_file 1 "config '$TMP/nope.lua' not found" "$A" train "$TMP/nope.lua"
+bad=$(cfg misspelt 'return { train = { lr_shedule = "cosine" } }')
+expect_error config_unknown_field_suggests 1 "unknown field 'train.lr_shedule' in $bad (did you mean 'train.lr_schedule'?)" "$A" train "$bad"
+bad=$(cfg wrongtype 'return { model = { d_model = "wide" } }')
+expect_error config_wrong_type 1 "$bad: field 'model.d_model': expected an integer in [8, 65536], got string" "$A" train "$bad"
+bad=$(cfg range 'return { train = { lr = -1 } }')
+expect_error config_out_of_range 1 "$bad: field 'train.lr': expected a number in [0, 10], got -1" "$A" train "$bad"
+bad=$(cfg fraction 'return { train = { steps = 2.5 } }')
+expect_error config_integer_field_given_fraction 1 "field 'train.steps': expected an integer" "$A" train "$bad"
+bad=$(cfg enum 'return { model = { softmax = { position = "alibi" } } }')
+expect_error config_bad_choice 1 "field 'model.softmax.position': expected one of rope|nope, got 'alibi'" "$A" train "$bad"
+bad=$(cfg syntax 'return { model = { d_model = 64 }')
+expect_error config_lua_syntax_error 1 "$bad:2: '}' expected (to close '{' at line 1)" "$A" train "$bad"
+bad=$(cfg runtime 'local t = nil
+return { model = { d_model = t.x } }')
+expect_error config_lua_runtime_error 1 "$bad:2: attempt to index a nil value" "$A" train "$bad"
+bad=$(cfg notable 'return 42')
+expect_error config_not_a_table 1 "$bad: expected the config to return a table, got number" "$A" train "$bad"
+bad=$(cfg section 'return { model = 3 }')
+expect_error config_section_not_table 1 "field 'model': expected a table (a section of fields), got number" "$A" train "$bad"
+bad=$(cfg heads 'return { model = { d_model = 30, n_heads = 4 } }')
+expect_error config_heads_do_not_divide 1 "model.d_model (30) is not a multiple of model.n_heads (4)" "$A" train "$bad"
+expect_error config_set_unknown 1 "unknown field 'train.sept' in --set (did you mean 'train.steps'?)" "$A" train "$good" --set train.sept=5
+expect_error config_set_bad_value 1 "--set train.lr=fast: expected a number in [0, 10], got 'fast'" "$A" train "$good" --set train.lr=fast
+expect_error config_set_section 1 "'model' is a section" "$A" train "$good" --set model=3
+expect_error config_bad_device 1 "expected one of cpu|cuda, got 'tpu'" "$A" train "$good" --set device=tpu
+
+# require of a sibling file works, and `attnlab help config` documents every field
+if selected config_require_sibling; then
+    mkdir -p "$TMP/req"
+    printf 'return { d_model = 48 }\n' >"$TMP/req/shared_model.lua"
+    printf 'local m = require("shared_model")\nreturn { model = { d_model = m.d_model, n_heads = 2, n_layers = 1 }, train = { steps = 1, seq_len = 16, batch_size = 1 }, out_dir = "%s/results", data = { path = "%s", split_block = 1024 } }\n' "$TMP" "$TINY" >"$TMP/req/main.lua"
+    rm -rf "$TMP/results"
+    if "$A" train "$TMP/req/main.lua" >"$TMP/out" 2>&1 && grep -q "d_model = 48" "$TMP/results/main/main/config.lua"; then
+        ok config_require_sibling
+    else
+        fail config_require_sibling "$(tail -2 "$TMP/out")"
+    fi
+fi
+if selected config_help_lists_every_field; then
+    "$A" help config >"$TMP/help" 2>&1
+    missing=""
+    for f in model.d_model model.softmax.n_kv_heads train.lr_schedule train.grad_accum data.val_fraction eval.max_batches seed device; do
+        grep -q "^  $f " "$TMP/help" || missing="$missing $f"
+    done
+    [ -z "$missing" ] && ok config_help_lists_every_field || fail config_help_lists_every_field "missing:$missing"
+fi
+
+# ---- data ----
+: >"$TMP/empty.txt"
+expect_error data_empty_file 1 "$TMP/empty.txt: file is empty" "$A" train "$good" --set data.path="$TMP/empty.txt"
+printf 'caf\xc3\xa9 ok\nbad \xff byte\n' >"$TMP/latin.txt"
+expect_error data_not_utf8 1 "$TMP/latin.txt: not UTF-8 text" "$A" train "$good" --set data.path="$TMP/latin.txt"
+expect_error data_missing_file 1 "$TMP/none.txt" "$A" train "$good" --set data.path="$TMP/none.txt"
+head -c 500 "$TINY" >"$TMP/short.txt"
+expect_error data_too_short 1 "$TMP/short.txt" "$A" train "$good" --set data.path="$TMP/short.txt"
+# shards: a header (magic 20240520, version 1, count) then uint16 tokens
+shard() { # shard FILE MAGIC VERSION COUNT NTOKENS_WRITTEN
+    { printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(( $2 & 255 )) $(( ($2 >> 8) & 255 )) $(( ($2 >> 16) & 255 )) $(( ($2 >> 24) & 255 )))"
+      printf "$(printf '\\x%02x\\x00\\x00\\x00' "$3")"
+      printf "$(printf '\\x%02x\\x%02x\\x00\\x00' $(( $4 & 255 )) $(( ($4 >> 8) & 255 )))"
+      head -c $((253 * 4)) /dev/zero
+      head -c $(( $5 * 2 )) /dev/zero | tr '\0' '\001'; } >"$1"
+}
+shard "$TMP/trunc.bin" 20240520 1 4000 3000
+expect_error data_shard_truncated 1 "$TMP/trunc.bin: truncated shard" "$A" train "$good" --set data.path="$TMP/trunc.bin" --set data.format=shard
+shard "$TMP/magic.bin" 20240521 1 100 100
+expect_error data_shard_bad_magic 1 "$TMP/magic.bin" "$A" train "$good" --set data.path="$TMP/magic.bin" --set data.format=shard
+shard "$TMP/version.bin" 20240520 7 100 100
+expect_error data_shard_bad_version 1 "version" "$A" train "$good" --set data.path="$TMP/version.bin" --set data.format=shard
+
+# ---- training writes its files; a second run refuses to overwrite ----
+if selected train_writes_results; then
+    rm -rf "$TMP/results"
+    if "$A" train "$good" >"$TMP/out" 2>&1; then
+        d="$TMP/results/good/main"
+        if [ -f "$d/config.lua" ] && [ -f "$d/summary.json" ] && [ -f "$d/checkpoint.safetensors" ] &&
+            [ "$(wc -l <"$d/metrics.jsonl")" -eq 6 ] && grep -q '"status":[[:space:]]*"finished"' "$d/summary.json" &&
+            grep -q "results: $d/" "$TMP/out" && ! ls "$d" | grep -q tmp; then
+            ok train_writes_results
+        else
+            fail train_writes_results "files: $(ls "$d" | tr '\n' ' ') / $(tail -1 "$TMP/out")"
+        fi
+    else
+        fail train_writes_results "$(tail -2 "$TMP/out")"
+    fi
+fi
+if selected train_refuses_to_overwrite; then
+    "$A" train "$good" >"$TMP/out2" 2>"$TMP/err2"
+    code=$?
+    if [ "$code" -eq 1 ] && grep -q "already holds a run (status: finished)" "$TMP/err2"; then
+        ok train_refuses_to_overwrite
+    else
+        fail train_refuses_to_overwrite "exit $code: $(cat "$TMP/err2")"
+    fi
+fi
+
+# ---- resume: stop at step 2, resume, compare every logged loss with the uninterrupted run ----
+losses() { grep -o '"loss":[^,}]*' "$1"; }
+if selected train_resume_is_bit_identical; then
+    rm -rf "$TMP/results"
+    "$A" train "$good" --set run=full >/dev/null 2>&1
+    "$A" train "$good" --set run=split --stop-at 2 >/dev/null 2>&1
+    stopped=$(grep -o '"status":[[:space:]]*"[a-z]*"' "$TMP/results/good/split/summary.json" | tr -d '[:space:]')
+    "$A" train "$good" --set run=split --resume >"$TMP/out" 2>&1
+    full=$(losses "$TMP/results/good/full/metrics.jsonl")
+    split=$(losses "$TMP/results/good/split/metrics.jsonl")
+    if [ -n "$full" ] && [ "$full" = "$split" ] && [ "$stopped" = '"status":"stopped"' ] &&
+        [ "$(echo "$full" | wc -l)" -eq 6 ] && grep -q "continuing from step 2" "$TMP/out"; then
+        ok train_resume_is_bit_identical
+    else
+        fail train_resume_is_bit_identical "stopped: $stopped; full: $(echo $full); split: $(echo $split)"
+    fi
+fi
+
+# ---- eval reads a checkpoint; a damaged checkpoint is refused ----
+if selected eval_checkpoint; then
+    ck="$TMP/results/good/full/checkpoint.safetensors"
+    if "$A" eval "$ck" >"$TMP/out" 2>&1 && grep -q "val loss" "$TMP/out" && grep -q "(step 6)" "$TMP/out"; then
+        ok eval_checkpoint
+    else
+        fail eval_checkpoint "$(cat "$TMP/out")"
+    fi
+fi
+if [ -f "$TMP/results/good/full/checkpoint.safetensors" ]; then
+    head -c 5000 "$TMP/results/good/full/checkpoint.safetensors" >"$TMP/torn.safetensors"
+    expect_error eval_truncated_checkpoint 1 "$TMP/torn.safetensors" "$A" eval "$TMP/torn.safetensors"
+fi
+expect_error eval_missing_checkpoint 1 "$TMP/none.safetensors" "$A" eval "$TMP/none.safetensors"
+printf 'not a checkpoint at all' >"$TMP/junk.safetensors"
+expect_error eval_junk_checkpoint 1 "$TMP/junk.safetensors" "$A" eval "$TMP/junk.safetensors"

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Runs the whole suite (C unit tests, then command-line tests) and ends with one line
+# "N passed, M failed[, K skipped]"; exits non-zero when anything failed or a runner broke.
+set -u
+cd "$(dirname "$0")/.."
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+./build/run_tests "$@" 2>&1 | tee -a "$log" || status=1
+bash tests/cli_test.sh "$@" 2>&1 | tee -a "$log" || status=1
+passed=$(grep -c '^ok ' "$log")
+failed=$(grep -c '^FAIL ' "$log")
+skipped=$(grep -c '^skip ' "$log")
+# a runner that died without reporting its failures still fails the suite
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    echo "FAIL a test runner exited abnormally"
+    failed=1
+fi
+if [ "$skipped" -gt 0 ]; then
+    echo "$passed passed, $failed failed, $skipped skipped"
+else
+    echo "$passed passed, $failed failed"
+fi
+[ "$failed" -eq 0 ]

@@ -1,0 +1,117 @@
+/* softmax: multi-head causal softmax attention, optionally grouped-query (n_kv_heads < n_heads),
+ * with RoPE or NoPE. q, k and v come from one fused projection [q (H) | k (Hkv) | v (Hkv)]. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/linear.h"
+#include "core/mixer.h"
+#include "core/util.h"
+
+typedef struct {
+    Mixer base;
+    int C, H, Hkv, D;
+    bool rope;
+    const RopeTable *rope_table;
+    Param wqkv, wo;
+    /* activations */
+    float *qkv, *att, *lse;
+    /* scratch */
+    float *dqkv, *datt, *work;
+} Softmax;
+
+static int qkv_width(const Softmax *s) { return (s->H + 2 * s->Hkv) * s->D; }
+
+static AttnShape attn_shape(const Softmax *s, int B, int T) {
+    int w = qkv_width(s);
+    return (AttnShape){.B = B, .T = T, .H = s->H, .Hkv = s->Hkv, .Dk = s->D, .Dv = s->D, .q_stride = w,
+                       .k_stride = w, .v_stride = w, .o_stride = (long)s->H * s->D,
+                       .scale = 1.0f / sqrtf((float)s->D)};
+}
+
+static Mixer *softmax_create(const MixerSpec *spec, ParamSet *ps) {
+    const ModelConfig *mc = spec->model;
+    Softmax *s = xcalloc(1, sizeof *s);
+    s->C = mc->d_model;
+    s->H = mc->n_heads;
+    s->Hkv = mc->softmax.n_kv_heads ? mc->softmax.n_kv_heads : mc->n_heads;
+    s->D = config_head_dim(mc);
+    s->rope = strcmp(mc->softmax.position, "rope") == 0;
+    if (s->rope) s->rope_table = rope_cache_request(spec->rope, s->D);
+    char name[96];
+    snprintf(name, sizeof name, "layers.%d.mixer.wqkv", spec->layer);
+    params_matrix(ps, &s->wqkv, name, qkv_width(s), s->C, (float)mc->init_std);
+    snprintf(name, sizeof name, "layers.%d.mixer.wo", spec->layer);
+    params_matrix(ps, &s->wo, name, s->C, (long)s->H * s->D, (float)(mc->init_std / sqrt(2.0 * mc->n_layers)));
+    return &s->base;
+}
+
+static void softmax_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scratch, int B, int T) {
+    Softmax *s = (Softmax *)m;
+    size_t N = (size_t)B * T;
+    arena_floats(acts, &s->qkv, N * qkv_width(s));
+    arena_floats(acts, &s->att, N * s->H * s->D);
+    arena_floats(acts, &s->lse, N * s->H);
+    arena_floats(scratch, &s->dqkv, N * qkv_width(s));
+    arena_floats(scratch, &s->datt, N * s->H * s->D);
+    AttnShape shape = attn_shape(s, B, T);
+    arena_declare(scratch, &s->work, be->attention_workspace(&shape));
+}
+
+static void rotate(const Softmax *s, const Backend *be, float *qkv, int B, int T, bool inverse) {
+    const RopeTable *t = s->rope_table;
+    void (*op)(float *, int, int, int, int, long, int, int, const float *, const float *, int) =
+        inverse ? be->rope_backward : be->rope_forward;
+    op(qkv, B, T, s->H, s->D, qkv_width(s), 0, s->D, t->cos, t->sin, 0);
+    op(qkv + (size_t)s->H * s->D, B, T, s->Hkv, s->D, qkv_width(s), 0, s->D, t->cos, t->sin, 0);
+}
+
+static void softmax_forward(Mixer *m, const Backend *be, const float *x, float *y, int B, int T) {
+    Softmax *s = (Softmax *)m;
+    int N = B * T, w = qkv_width(s);
+    linear_forward(be, s->qkv, x, &s->wqkv, N, s->C, w, false);
+    if (s->rope) rotate(s, be, s->qkv, B, T, false);
+    AttnShape shape = attn_shape(s, B, T);
+    const float *q = s->qkv, *k = q + (size_t)s->H * s->D, *v = k + (size_t)s->Hkv * s->D;
+    be->attention_forward(&shape, s->att, s->lse, q, k, v, s->work);
+    linear_forward(be, y, s->att, &s->wo, N, s->H * s->D, s->C, true);
+}
+
+static void softmax_backward(Mixer *m, const Backend *be, const float *x, const float *dy, float *dx, int B, int T) {
+    Softmax *s = (Softmax *)m;
+    int N = B * T, w = qkv_width(s), HD = s->H * s->D;
+    linear_backward(be, s->datt, dy, s->att, &s->wo, N, HD, s->C, false);
+    AttnShape shape = attn_shape(s, B, T);
+    const float *q = s->qkv, *k = q + HD, *v = k + (size_t)s->Hkv * s->D;
+    float *dq = s->dqkv, *dk = dq + HD, *dv = dk + (size_t)s->Hkv * s->D;
+    be->attention_backward(&shape, dq, dk, dv, s->datt, q, k, v, s->att, s->lse, s->work);
+    if (s->rope) rotate(s, be, s->dqkv, B, T, true);
+    linear_backward(be, dx, s->dqkv, x, &s->wqkv, N, s->C, w, false);
+}
+
+/* Projections 2 C (w + H D) per token; scores and weighted sum 2 * 2 H D per visible key,
+ * (T + 1) / 2 keys on average under the causal mask. */
+static double softmax_flops(const Mixer *m, int T) {
+    const Softmax *s = (const Softmax *)m;
+    double proj = 2.0 * s->C * (qkv_width(s) + (double)s->H * s->D);
+    double attn = 4.0 * s->H * s->D * (T + 1) / 2.0;
+    return proj + attn;
+}
+
+static size_t softmax_cache_bytes(const Mixer *m, long context) {
+    const Softmax *s = (const Softmax *)m;
+    return sizeof(float) * 2 * (size_t)s->Hkv * s->D * (size_t)context;
+}
+
+static void softmax_destroy(Mixer *m) { free(m); }
+
+const MixerOps mixer_softmax = {
+    .name = "softmax",
+    .create = softmax_create,
+    .declare = softmax_declare,
+    .forward = softmax_forward,
+    .backward = softmax_backward,
+    .flops_per_token = softmax_flops,
+    .cache_bytes = softmax_cache_bytes,
+    .destroy = softmax_destroy,
+};
