@@ -8,8 +8,9 @@
 /* exp(x) with relative error below 2e-7 on [-87, 88]; returns 0 below about -87.3 (including
  * -inf) and saturates near 2^128 above 88.7. Range reduction x = k ln2 + r, |r| <= ln2/2, then a
  * degree-6 polynomial for e^r and the exponent added to the float's bits. */
-static inline float fast_expf(float x) {
-    if (x < -87.3f) return 0.0f;
+static inline float fast_expf(float in) {
+    /* branch-free, so loops calling it vectorize; the select at the end becomes a blend */
+    float x = in < -87.3f ? -87.3f : in;
     x = x > 88.7f ? 88.7f : x;
     float k = rintf(x * 1.44269504088896341f);
     float r = fmaf(k, -0.693145751953125f, x);
@@ -25,7 +26,7 @@ static inline float fast_expf(float x) {
     memcpy(&bits, &p, sizeof bits);
     bits += (int32_t)k << 23;
     memcpy(&p, &bits, sizeof p);
-    return p;
+    return in < -87.3f ? 0.0f : p;
 }
 
 static inline float fast_sigmoidf(float x) { return 1.0f / (1.0f + fast_expf(-x)); }
