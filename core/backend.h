@@ -29,6 +29,24 @@ typedef struct {
     long n_correct;
 } XentStats;
 
+/* Activation applied by the gate op. */
+typedef enum { ACT_SILU, ACT_SIGMOID } GateAct;
+
+/* Feature maps of linear attention. */
+typedef enum { FEATURE_IDENTITY, FEATURE_ELU1, FEATURE_RELU } FeatureMap;
+
+/* Shape of a linear-time core (linear attention, the delta rule of gdn and kda). Queries and
+ * keys are [B, T, H, K], values and outputs [B, T, H, V], all contiguous; states [B, H, K, V];
+ * for the delta rule beta is [B, T, H] and the log-space decay g is [B, T, H, K] when
+ * channel_gate (kda) or [B, T, H] (gdn). chunk > 0 selects the chunkwise-parallel form with
+ * chunks of that many rows; chunk == 0 the recurrent form (one token at a time). */
+typedef struct {
+    int B, T, H, K, V;
+    float scale;
+    int chunk;
+    bool channel_gate;
+} ScanShape;
+
 typedef struct Backend {
     const char *name;
 
@@ -76,12 +94,85 @@ typedef struct Backend {
                                const float *q, const float *k, const float *v, const float *o,
                                const float *lse, float *work);
 
+    /* ---- decode: one new query per sequence against its s->T cached keys. q row of sequence b
+     * at q + b * q_stride, output at o + b * o_stride; cached token j of sequence b at
+     * k + b * kv_seq_stride + j * k_stride (v likewise; v may alias k, as MLA's latent does). ---- */
+    void (*attention_decode)(const AttnShape *s, long kv_seq_stride, float *o, const float *q, const float *k,
+                             const float *v, float *work);
+
     /* ---- LM head fused with cross-entropy: logits = x W^T, W [V, C]; rows with target < 0 are
      * ignored. With dx != NULL it also writes dx and adds to dW the gradient of
      * grad_scale * (sum of row losses). ---- */
     size_t (*lm_head_xent_workspace)(int N, int C, int V);
     XentStats (*lm_head_xent)(float *dx, float *dW, const float *x, const float *W, const int *targets, int N,
                               int C, int V, float grad_scale, float *work);
+
+    /* ---- elementwise activations (backwards write dx) ---- */
+    void (*silu_forward)(float *y, const float *x, size_t n);
+    void (*silu_backward)(float *dx, const float *dy, const float *x, size_t n);
+    void (*sigmoid_forward)(float *y, const float *x, size_t n);
+    void (*sigmoid_backward)(float *dx, const float *dy, const float *y, size_t n); /* from the output y */
+    /* y = a * act(z); backward writes da and dz */
+    void (*gate_forward)(float *y, const float *a, const float *z, size_t n, GateAct act);
+    void (*gate_backward)(float *da, float *dz, const float *dy, const float *a, const float *z, size_t n, GateAct act);
+    void (*feature_map_forward)(float *y, const float *x, size_t n, FeatureMap f);
+    void (*feature_map_backward)(float *dx, const float *dy, const float *x, size_t n, FeatureMap f);
+    /* y[i] += bias[i % C] for n = rows * C elements; backward adds the column sums of dy to dbias */
+    void (*bias_forward)(float *y, const float *bias, int rows, int C);
+    void (*bias_backward)(float *dbias, const float *dy, int rows, int C);
+
+    /* ---- rows of a strided 2-D block: dst[r * dst_stride + c] (+)= src[r * src_stride + c] ---- */
+    void (*copy_rows)(float *dst, long dst_stride, const float *src, long src_stride, int rows, int cols,
+                      bool accumulate);
+
+    /* ---- causal depthwise convolution over time, no bias: y[b,t,c] = sum_{i<W} w[c,i] x[b,t-W+1+i,c]
+     * (x before position 0 is zero); x, y [B, T, C], w [C, W]. Backward writes dx, adds to dw. ---- */
+    void (*conv1d_forward)(float *y, const float *x, const float *w, int B, int T, int C, int W);
+    void (*conv1d_backward)(float *dx, float *dw, const float *dy, const float *x, const float *w, int B, int T,
+                            int C, int W);
+    /* one decode step: state [B, W-1, C] holds the last W-1 inputs (oldest first); x, y [B, C] */
+    void (*conv1d_step)(float *y, float *state, const float *x, const float *w, int B, int C, int W);
+
+    /* ---- L2 normalization of rows of D: y = x / sqrt(sum x^2 + eps), rnorm = that 1/sqrt ---- */
+    void (*l2norm_forward)(float *y, float *rnorm, const float *x, int rows, int D, float eps);
+    void (*l2norm_backward)(float *dx, const float *dy, const float *y, const float *rnorm, int rows, int D);
+
+    /* ---- log-space decay gate of gdn/kda: g = -exp(A_log[h]) * softplus(a + dt_bias[h*D + d]) for
+     * a, g [N, H, D], A_log [H], dt_bias [H*D] (D = 1 for gdn). Backward writes da, adds to dA_log
+     * and ddt_bias. ---- */
+    void (*decay_gate_forward)(float *g, const float *a, const float *A_log, const float *dt_bias, int N, int H,
+                               int D);
+    void (*decay_gate_backward)(float *da, float *dA_log, float *ddt_bias, const float *dg, const float *a,
+                                const float *A_log, const float *dt_bias, int N, int H, int D);
+
+    /* ---- linear attention core (no normalizer, no decay): S_t = S_{t-1} + k_t v_t^T,
+     * o_t = scale S_t^T q_t. `saved` keeps what the backward needs (linear_attn_saved floats). ---- */
+    size_t (*linear_attn_saved)(const ScanShape *s);
+    size_t (*linear_attn_workspace)(const ScanShape *s);
+    void (*linear_attn_forward)(const ScanShape *s, float *o, float *final_state, float *saved, const float *q,
+                                const float *k, const float *v, const float *initial_state, float *work);
+    /* writes dq, dk, dv and dinitial_state (when not NULL); dfinal_state may be NULL (zero) */
+    void (*linear_attn_backward)(const ScanShape *s, float *dq, float *dk, float *dv, float *dinitial_state,
+                                 const float *dfinal_state, const float *dout, const float *q, const float *k,
+                                 const float *v, const float *saved, float *work);
+    /* one token for B sequences: state [B, H, K, V] updated in place, o [B, H, V] */
+    void (*linear_attn_step)(const ScanShape *s, float *state, float *o, const float *q, const float *k,
+                             const float *v);
+
+    /* ---- gated delta rule core of gdn and kda (shared/spec/attention.md):
+     * S'_t = diag(exp(g_t)) S_{t-1}; u_t = beta_t (v_t - S'_t^T k_t); S_t = S'_t + k_t u_t^T;
+     * o_t = scale S_t^T q_t. ---- */
+    size_t (*delta_rule_saved)(const ScanShape *s);
+    size_t (*delta_rule_workspace)(const ScanShape *s);
+    void (*delta_rule_forward)(const ScanShape *s, float *o, float *final_state, float *saved, const float *q,
+                               const float *k, const float *v, const float *g, const float *beta,
+                               const float *initial_state, float *work);
+    void (*delta_rule_backward)(const ScanShape *s, float *dq, float *dk, float *dv, float *dg, float *dbeta,
+                                float *dinitial_state, const float *dfinal_state, const float *dout, const float *q,
+                                const float *k, const float *v, const float *g, const float *beta,
+                                const float *saved, float *work);
+    void (*delta_rule_step)(const ScanShape *s, float *state, float *o, const float *q, const float *k,
+                            const float *v, const float *g, const float *beta);
 
     /* ---- optimizer ---- */
     double (*sum_squares)(const float *x, size_t n);
