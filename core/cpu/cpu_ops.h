@@ -46,3 +46,61 @@ XentStats cpu_lm_head_xent(float *dx, float *dW, const float *x, const float *W,
 double cpu_sum_squares(const float *x, size_t n);
 void cpu_adamw(float *w, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
                float eps, float weight_decay, float grad_scale, int step);
+
+void cpu_attention_decode(const AttnShape *s, long kv_seq_stride, float *o, const float *q, const float *k,
+                          const float *v, float *work);
+
+/* activations.c */
+void cpu_silu_forward(float *y, const float *x, size_t n);
+void cpu_silu_backward(float *dx, const float *dy, const float *x, size_t n);
+void cpu_sigmoid_forward(float *y, const float *x, size_t n);
+void cpu_sigmoid_backward(float *dx, const float *dy, const float *y, size_t n);
+void cpu_gate_forward(float *y, const float *a, const float *z, size_t n, GateAct act);
+void cpu_gate_backward(float *da, float *dz, const float *dy, const float *a, const float *z, size_t n, GateAct act);
+void cpu_feature_map_forward(float *y, const float *x, size_t n, FeatureMap f);
+void cpu_feature_map_backward(float *dx, const float *dy, const float *x, size_t n, FeatureMap f);
+
+/* tensor_ops.c */
+void cpu_bias_forward(float *y, const float *bias, int rows, int C);
+void cpu_bias_backward(float *dbias, const float *dy, int rows, int C);
+void cpu_copy_rows(float *dst, long dst_stride, const float *src, long src_stride, int rows, int cols,
+                   bool accumulate);
+
+/* conv1d.c */
+void cpu_conv1d_forward(float *y, const float *x, const float *w, int B, int T, int C, int W);
+void cpu_conv1d_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int B, int T, int C,
+                         int W);
+void cpu_conv1d_step(float *y, float *state, const float *x, const float *w, int B, int C, int W);
+
+/* l2norm.c */
+void cpu_l2norm_forward(float *y, float *rnorm, const float *x, int rows, int D, float eps);
+void cpu_l2norm_backward(float *dx, const float *dy, const float *y, const float *rnorm, int rows, int D);
+
+/* decay_gate.c */
+void cpu_decay_gate_forward(float *g, const float *a, const float *A_log, const float *dt_bias, int N, int H, int D);
+void cpu_decay_gate_backward(float *da, float *dA_log, float *ddt_bias, const float *dg, const float *a,
+                             const float *A_log, const float *dt_bias, int N, int H, int D);
+
+/* linear_attn.c */
+size_t cpu_linear_attn_saved(const ScanShape *s);
+size_t cpu_linear_attn_workspace(const ScanShape *s);
+void cpu_linear_attn_forward(const ScanShape *s, float *o, float *final_state, float *saved, const float *q,
+                             const float *k, const float *v, const float *initial_state, float *work);
+void cpu_linear_attn_backward(const ScanShape *s, float *dq, float *dk, float *dv, float *dinitial_state,
+                              const float *dfinal_state, const float *dout, const float *q, const float *k,
+                              const float *v, const float *saved, float *work);
+void cpu_linear_attn_step(const ScanShape *s, float *state, float *o, const float *q, const float *k,
+                          const float *v);
+
+/* delta_rule.c */
+size_t cpu_delta_rule_saved(const ScanShape *s);
+size_t cpu_delta_rule_workspace(const ScanShape *s);
+void cpu_delta_rule_forward(const ScanShape *s, float *o, float *final_state, float *saved, const float *q,
+                            const float *k, const float *v, const float *g, const float *beta,
+                            const float *initial_state, float *work);
+void cpu_delta_rule_backward(const ScanShape *s, float *dq, float *dk, float *dv, float *dg, float *dbeta,
+                             float *dinitial_state, const float *dfinal_state, const float *dout, const float *q,
+                             const float *k, const float *v, const float *g, const float *beta, const float *saved,
+                             float *work);
+void cpu_delta_rule_step(const ScanShape *s, float *state, float *o, const float *q, const float *k, const float *v,
+                         const float *g, const float *beta);
