@@ -97,6 +97,7 @@ typedef struct Backend {
     /* ---- decode: one new query per sequence against its s->T cached keys. q row of sequence b
      * at q + b * q_stride, output at o + b * o_stride; cached token j of sequence b at
      * k + b * kv_seq_stride + j * k_stride (v likewise; v may alias k, as MLA's latent does). ---- */
+    size_t (*attention_decode_workspace)(const AttnShape *s); /* s->T: the longest context */
     void (*attention_decode)(const AttnShape *s, long kv_seq_stride, float *o, const float *q, const float *k,
                              const float *v, float *work);
 
@@ -107,7 +108,7 @@ typedef struct Backend {
     XentStats (*lm_head_xent)(float *dx, float *dW, const float *x, const float *W, const int *targets, int N,
                               int C, int V, float grad_scale, float *work);
 
-    /* ---- elementwise activations (backwards write dx) ---- */
+    /* ---- elementwise activations (backwards write dx; in place, y == x, is allowed) ---- */
     void (*silu_forward)(float *y, const float *x, size_t n);
     void (*silu_backward)(float *dx, const float *dy, const float *x, size_t n);
     void (*sigmoid_forward)(float *y, const float *x, size_t n);
@@ -120,6 +121,13 @@ typedef struct Backend {
     /* y[i] += bias[i % C] for n = rows * C elements; backward adds the column sums of dy to dbias */
     void (*bias_forward)(float *y, const float *bias, int rows, int C);
     void (*bias_backward)(float *dbias, const float *dy, int rows, int C);
+
+    /* ---- linear attention's normalizer rides along as an extra value channel of ones:
+     * append_ones makes rows of D + 1 ending in 1; normalize_by_last divides the first D columns
+     * by (the last + eps); its backward writes all D + 1 columns of dnum. ---- */
+    void (*append_ones)(float *y, const float *x, int rows, int D);
+    void (*normalize_by_last)(float *o, const float *num, int rows, int D, float eps);
+    void (*normalize_by_last_backward)(float *dnum, const float *dout, const float *num, int rows, int D, float eps);
 
     /* ---- rows of a strided 2-D block: dst[r * dst_stride + c] (+)= src[r * src_stride + c] ---- */
     void (*copy_rows)(float *dst, long dst_stride, const float *src, long src_stride, int rows, int cols,

@@ -34,6 +34,7 @@ static const char *type_name(const Field *f) {
     case FIELD_BOOL: return "a boolean (true or false)";
     case FIELD_STR: return "a string";
     case FIELD_ENUM: return "a string";
+    case FIELD_LIST: return "a list of names";
     }
     return "?";
 }
@@ -78,6 +79,21 @@ static bool store_string(Config *c, const Field *f, const char *s, const char *w
     return true;
 }
 
+static void list_clear(NameList *l) {
+    for (int i = 0; i < l->n; i++) free(l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+static bool list_append(NameList *l, const Field *f, const char *item, int index, const char *where, Error *err) {
+    if (!enum_has(f->choices, item))
+        return error_set(err, "%s: item %d: expected one of %s, got '%s'", where, index, f->choices, item);
+    l->items = xrealloc(l->items, sizeof(char *) * (size_t)(l->n + 1));
+    l->items[l->n++] = xstrdup(item);
+    return true;
+}
+
 /* Sets a field from command-line text; the defaults in the schema go through here too. */
 static bool set_from_text(Config *c, const Field *f, const char *text, const char *where, Error *err) {
     switch (f->type) {
@@ -106,6 +122,17 @@ static bool set_from_text(Config *c, const Field *f, const char *text, const cha
         return true;
     case FIELD_STR:
     case FIELD_ENUM: return store_string(c, f, text, where, err);
+    case FIELD_LIST: { /* comma-separated: --set model.layers=kda,kda,kda,mla */
+        NameList *l = field_ptr(c, f);
+        list_clear(l);
+        char *copy = xstrdup(text), *save = NULL;
+        int index = 1;
+        bool ok = true;
+        for (char *tok = strtok_r(copy, ",", &save); tok && ok; tok = strtok_r(NULL, ",", &save))
+            ok = list_append(l, f, tok, index++, where, err);
+        free(copy);
+        return ok;
+    }
     }
     return false;
 }
@@ -186,9 +213,22 @@ static bool apply_table(lua_State *L, int idx, const char *prefix, Config *c, co
                 *(bool *)field_ptr(c, f) = lua_toboolean(L, -1);
             } else if ((f->type == FIELD_STR || f->type == FIELD_ENUM) && t == LUA_TSTRING) {
                 ok = store_string(c, f, lua_tostring(L, -1), where, err);
+            } else if (f->type == FIELD_LIST && t == LUA_TTABLE) {
+                NameList *l = field_ptr(c, f);
+                list_clear(l);
+                lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+                for (lua_Integer i = 1; i <= n && ok; i++) {
+                    lua_rawgeti(L, -1, i);
+                    if (lua_type(L, -1) != LUA_TSTRING)
+                        ok = error_set(err, "%s: item %lld: expected one of %s, got %s", where, (long long)i, f->choices,
+                                       luaL_typename(L, -1));
+                    else ok = list_append(l, f, lua_tostring(L, -1), (int)i, where, err);
+                    lua_pop(L, 1);
+                }
             } else {
                 char what[128];
                 if (f->type == FIELD_ENUM) snprintf(what, sizeof what, "one of %s", f->choices);
+                else if (f->type == FIELD_LIST) snprintf(what, sizeof what, "a list of %s", f->choices);
                 else if (f->type == FIELD_INT || f->type == FIELD_NUM) describe_range(f, what, sizeof what);
                 else snprintf(what, sizeof what, "%s", type_name(f));
                 ok = error_set(err, "%s: expected %s, got %s", where, what, luaL_typename(L, -1));
@@ -293,19 +333,97 @@ int config_d_ff(const ModelConfig *m) {
     return (h + 63) / 64 * 64;
 }
 
-bool config_check(Config *c, Error *err) {
-    const char *src = c->source_path ? c->source_path : "config";
-    ModelConfig *m = &c->model;
+bool mixer_is_linear_time(const char *name) {
+    return strcmp(name, "linear") == 0 || strcmp(name, "gdn") == 0 || strcmp(name, "kda") == 0;
+}
+
+/* "L:F" with whole numbers, not both zero. */
+static bool parse_ratio(const char *ratio, int *lin, int *full) {
+    long a, b;
+    const char *colon = strchr(ratio, ':');
+    if (!colon || colon == ratio) return false;
+    char left[32];
+    size_t n = (size_t)(colon - ratio);
+    if (n >= sizeof left) return false;
+    memcpy(left, ratio, n);
+    left[n] = '\0';
+    if (!parse_long(left, &a) || !parse_long(colon + 1, &b) || a < 0 || b < 0 || a + b == 0 || a > 1024 || b > 1024)
+        return false;
+    *lin = (int)a;
+    *full = (int)b;
+    return true;
+}
+
+/* Layer i (from the bottom, 0-based) of an "L:F" hybrid is full attention when i mod (L + F) >= L:
+ * a depth that is not a multiple of L + F ends inside a period, linear layers first. */
+const char *config_layer_mixer(const ModelConfig *m, int layer) {
+    if (m->layers.n) return m->layers.items[layer];
+    int lin, full;
+    if (m->hybrid.ratio[0] && parse_ratio(m->hybrid.ratio, &lin, &full))
+        return layer % (lin + full) >= lin ? m->hybrid.full : m->hybrid.linear;
+    return m->mixer;
+}
+
+static bool uses_mixer(const ModelConfig *m, const char *name) {
+    for (int l = 0; l < m->n_layers; l++)
+        if (strcmp(config_layer_mixer(m, l), name) == 0) return true;
+    return false;
+}
+
+MlaDims config_mla_dims(const ModelConfig *m) {
+    int hd = config_head_dim(m);
+    bool rope = strcmp(m->mla.position, "rope") == 0;
+    MlaDims d;
+    d.q_rank = m->mla.q_lora_rank;
+    d.kv_rank = m->mla.kv_lora_rank ? m->mla.kv_lora_rank : m->d_model / 2;
+    d.nope = m->mla.qk_nope_head_dim ? m->mla.qk_nope_head_dim : hd;
+    d.rope = rope ? (m->mla.qk_rope_head_dim ? m->mla.qk_rope_head_dim : hd / 2) : 0;
+    d.v = m->mla.v_head_dim ? m->mla.v_head_dim : hd;
+    return d;
+}
+
+static bool check_model(const ModelConfig *m, const char *src, Error *err) {
     if (!m->head_dim && m->d_model % m->n_heads != 0)
         return error_set(err, "%s: model.d_model (%d) is not a multiple of model.n_heads (%d); set model.head_dim", src,
                          m->d_model, m->n_heads);
+    int lin, full;
+    if (m->hybrid.ratio[0] && !parse_ratio(m->hybrid.ratio, &lin, &full))
+        return error_set(err, "%s: field 'model.hybrid.ratio': expected 'L:F' with whole numbers, e.g. '3:1', got '%s'",
+                         src, m->hybrid.ratio);
+    if (m->layers.n && m->hybrid.ratio[0])
+        return error_set(err, "%s: model.layers and model.hybrid.ratio both set the layer pattern; keep one", src);
+    if (m->layers.n && m->layers.n != m->n_layers)
+        return error_set(err, "%s: model.layers lists %d mixers but model.n_layers is %d", src, m->layers.n, m->n_layers);
     int hd = config_head_dim(m);
-    if (strcmp(m->softmax.position, "rope") == 0 && hd % 2 != 0)
-        return error_set(err, "%s: RoPE needs an even head dimension, got %d (model.head_dim)", src, hd);
-    int kv = m->softmax.n_kv_heads ? m->softmax.n_kv_heads : m->n_heads;
-    if (m->n_heads % kv != 0)
-        return error_set(err, "%s: model.n_heads (%d) must be a multiple of model.softmax.n_kv_heads (%d)", src,
-                         m->n_heads, kv);
+    /* every mixer that rotates q and k needs an even number of rotated channels */
+    const char *rotating[] = {"softmax", "linear", "gdn", "kda"};
+    const char *positions[] = {m->softmax.position, m->linear.position, m->gdn.position, m->kda.position};
+    for (int i = 0; i < 4; i++)
+        if (uses_mixer(m, rotating[i]) && strcmp(positions[i], "rope") == 0 && hd % 2 != 0)
+            return error_set(err, "%s: model.%s.position = 'rope' needs an even head dimension, got %d", src, rotating[i],
+                             hd);
+    if (uses_mixer(m, "softmax")) {
+        int kv = m->softmax.n_kv_heads ? m->softmax.n_kv_heads : m->n_heads;
+        if (m->n_heads % kv != 0)
+            return error_set(err, "%s: model.n_heads (%d) must be a multiple of model.softmax.n_kv_heads (%d)", src,
+                             m->n_heads, kv);
+    }
+    if (uses_mixer(m, "mla")) {
+        MlaDims d = config_mla_dims(m);
+        if (strcmp(m->mla.position, "rope") == 0 && (d.rope <= 0 || d.rope % 2))
+            return error_set(err, "%s: model.mla.qk_rope_head_dim must be even and positive under RoPE, got %d", src,
+                             d.rope);
+        if (strcmp(m->mla.position, "nope") == 0 && m->mla.qk_rope_head_dim)
+            return error_set(err, "%s: model.mla.qk_rope_head_dim is %d but model.mla.position is 'nope' (no rotary dims)",
+                             src, m->mla.qk_rope_head_dim);
+        if (d.kv_rank < 1) return error_set(err, "%s: model.mla.kv_lora_rank must be positive", src);
+    }
+    return true;
+}
+
+bool config_check(Config *c, Error *err) {
+    const char *src = c->source_path ? c->source_path : "config";
+    if (!check_model(&c->model, src, err)) return false;
     if (c->experiment[0] == '\0') {
         free(c->experiment);
         c->experiment = c->source_path ? path_stem(c->source_path) : xstrdup("default");
@@ -412,6 +530,16 @@ char *config_to_lua(const Config *c, const char *header_comment) {
         case FIELD_BOOL: append(&buf, &len, &cap, "%s", *(const bool *)p ? "true" : "false"); break;
         case FIELD_STR:
         case FIELD_ENUM: append_quoted(&buf, &len, &cap, *(char *const *)p); break;
+        case FIELD_LIST: {
+            const NameList *l = p;
+            append(&buf, &len, &cap, "{");
+            for (int j = 0; j < l->n; j++) {
+                append(&buf, &len, &cap, j ? ", " : " ");
+                append_quoted(&buf, &len, &cap, l->items[j]);
+            }
+            append(&buf, &len, &cap, l->n ? " }" : "}");
+            break;
+        }
         }
         append(&buf, &len, &cap, ",\n");
     }
@@ -444,8 +572,9 @@ void config_print_help(FILE *out) {
         case FIELD_BOOL: snprintf(type, sizeof type, "bool"); break;
         case FIELD_STR: snprintf(type, sizeof type, "string"); break;
         case FIELD_ENUM: snprintf(type, sizeof type, "%s", f->choices); break;
+        case FIELD_LIST: snprintf(type, sizeof type, "list"); break;
         }
-        const char *def = f->fallback[0] ? f->fallback : "\"\"";
+        const char *def = f->fallback[0] ? f->fallback : f->type == FIELD_LIST ? "{}" : "\"\"";
         fprintf(out, "  %-28s %-24s default %-10s %s\n", f->path, type, def, f->doc);
     }
 }
@@ -454,6 +583,7 @@ void config_free(Config *c) {
     for (int i = 0; i < config_n_fields; i++) {
         const Field *f = &config_fields[i];
         if (f->type == FIELD_STR || f->type == FIELD_ENUM) free(*(char **)field_ptr(c, f));
+        if (f->type == FIELD_LIST) list_clear(field_ptr(c, f));
     }
     free(c->source_path);
     memset(c, 0, sizeof *c);

@@ -7,10 +7,49 @@
 
 #include "util.h"
 
+/* A list of names (model.layers). */
+typedef struct {
+    char **items;
+    int n;
+} NameList;
+
 typedef struct {
     int n_kv_heads;  /* 0: as many as query heads */
     char *position;  /* "rope" | "nope" */
 } SoftmaxConfig;
+
+typedef struct {
+    int q_lora_rank;      /* 0: queries straight from x */
+    int kv_lora_rank;     /* 0: d_model / 2 */
+    int qk_nope_head_dim; /* 0: model head_dim */
+    int qk_rope_head_dim; /* 0: head_dim / 2 under RoPE; always 0 under NoPE */
+    int v_head_dim;       /* 0: model head_dim */
+    char *position;
+} MlaConfig;
+
+typedef struct {
+    char *feature_map; /* "identity" | "elu1" | "relu" */
+    bool normalize;
+    int chunk_size;    /* 0: the recurrent form */
+    char *position;
+} LinearConfig;
+
+/* gdn and kda share their switches; gate_rank is kda's low-rank gate width. */
+typedef struct {
+    int chunk_size;
+    bool short_conv;
+    int conv_size;
+    bool output_gate;
+    bool qk_norm;
+    char *position;
+    int gate_rank; /* kda: 0 means the value head dimension */
+} DeltaConfig;
+
+typedef struct {
+    char *ratio;  /* "L:F": L linear-time layers then F full-attention layers, repeated; "" off */
+    char *linear; /* the linear-time mixer */
+    char *full;   /* the full-attention mixer */
+} HybridConfig;
 
 typedef struct {
     int vocab_size;
@@ -23,8 +62,13 @@ typedef struct {
     double norm_eps;
     double init_std;
     double rope_base;
-    char *mixer;
+    char *mixer;      /* every layer's mixer, unless hybrid.ratio or layers says otherwise */
+    HybridConfig hybrid;
+    NameList layers;  /* explicit mixer per layer */
     SoftmaxConfig softmax;
+    MlaConfig mla;
+    LinearConfig linear;
+    DeltaConfig gdn, kda;
 } ModelConfig;
 
 typedef struct {
@@ -72,7 +116,7 @@ typedef struct {
     char *source_path;
 } Config;
 
-typedef enum { FIELD_INT, FIELD_NUM, FIELD_BOOL, FIELD_STR, FIELD_ENUM } FieldType;
+typedef enum { FIELD_INT, FIELD_NUM, FIELD_BOOL, FIELD_STR, FIELD_ENUM, FIELD_LIST } FieldType;
 
 typedef struct {
     const char *path;    /* "train.lr" */
@@ -80,7 +124,7 @@ typedef struct {
     size_t offset;       /* into Config */
     const char *fallback; /* the default, written as on the command line */
     double min, max;     /* inclusive range for numbers */
-    const char *choices; /* "a|b|c" for enums */
+    const char *choices; /* "a|b|c" for enums and the items of lists */
     const char *doc;
 } Field;
 
@@ -110,3 +154,12 @@ void config_free(Config *c);
 /* Derived model sizes, after config_check. */
 int config_head_dim(const ModelConfig *m);
 int config_d_ff(const ModelConfig *m);
+/* The mixer of layer i: model.layers[i], else the hybrid pattern, else model.mixer. */
+const char *config_layer_mixer(const ModelConfig *m, int layer);
+/* MLA's dimensions with the defaults filled in. */
+typedef struct {
+    int q_rank, kv_rank, nope, rope, v;
+} MlaDims;
+MlaDims config_mla_dims(const ModelConfig *m);
+/* Whether a mixer name is one of the linear-time family (linear, gdn, kda). */
+bool mixer_is_linear_time(const char *name);

@@ -11,6 +11,21 @@
 #define BOOL(path, member, def, doc) {path, FIELD_BOOL, offsetof(Config, member), def, 0, 1, NULL, doc}
 #define STR(path, member, def, doc) {path, FIELD_STR, offsetof(Config, member), def, 0, 0, NULL, doc}
 #define ENUM(path, member, def, choices, doc) {path, FIELD_ENUM, offsetof(Config, member), def, 0, 0, choices, doc}
+#define LIST(path, member, choices, doc) {path, FIELD_LIST, offsetof(Config, member), "", 0, 0, choices, doc}
+#define MIXERS "softmax|mla|linear|gdn|kda"
+#define POSITION "rope|nope"
+
+/* gdn and kda take the same switches */
+#define DELTA_FIELDS(name, member)                                                                                    \
+    INT("model." name ".chunk_size", model.member.chunk_size, "64", 0, 4096,                                          \
+        "rows per chunk of the chunkwise training form; 0: train with the recurrent form"),                           \
+        BOOL("model." name ".short_conv", model.member.short_conv, "true",                                            \
+             "causal depthwise convolution (then SiLU) on q, k, v; off: SiLU only"),                                  \
+        INT("model." name ".conv_size", model.member.conv_size, "4", 2, 64, "kernel width of the short convolution"), \
+        BOOL("model." name ".output_gate", model.member.output_gate, "true",                                          \
+             "gate the normalized output; off: RMSNorm only"),                                                        \
+        BOOL("model." name ".qk_norm", model.member.qk_norm, "true", "L2-normalize q and k per head"),                 \
+        ENUM("model." name ".position", model.member.position, "nope", POSITION, "rotary embedding on q and k, or none")
 
 const Field config_fields[] = {
     STR("experiment", experiment, "", "results go to <out_dir>/<experiment>/<run>/; empty: the config file's name"),
@@ -31,10 +46,32 @@ const Field config_fields[] = {
     NUM("model.norm_eps", model.norm_eps, "1e-6", 1e-12, 1, "epsilon inside every RMSNorm"),
     NUM("model.init_std", model.init_std, "0.02", 1e-6, 10, "std of the normal init of weight matrices"),
     NUM("model.rope_base", model.rope_base, "10000", 1, 1e12, "RoPE base: angle of channel pair i is pos * base^(-2i/d)"),
-    ENUM("model.mixer", model.mixer, "softmax", "softmax", "token mixer of every layer"),
+    ENUM("model.mixer", model.mixer, "softmax", MIXERS, "token mixer of every layer (without hybrid.ratio or layers)"),
+    STR("model.hybrid.ratio", model.hybrid.ratio, "",
+        "'L:F': L linear-time layers then F full-attention layers, repeated from the bottom; '': off"),
+    ENUM("model.hybrid.linear", model.hybrid.linear, "kda", "linear|gdn|kda", "the linear-time mixer of the hybrid"),
+    ENUM("model.hybrid.full", model.hybrid.full, "mla", "softmax|mla", "the full-attention mixer of the hybrid"),
+    LIST("model.layers", model.layers, MIXERS, "explicit mixer of every layer, bottom first (n_layers entries)"),
     INT("model.softmax.n_kv_heads", model.softmax.n_kv_heads, "0", 0, 1024,
         "key/value heads (grouped-query attention); 0: n_heads (multi-head)"),
-    ENUM("model.softmax.position", model.softmax.position, "rope", "rope|nope", "rotary embedding on q and k, or none"),
+    ENUM("model.softmax.position", model.softmax.position, "rope", POSITION, "rotary embedding on q and k, or none"),
+    INT("model.mla.q_lora_rank", model.mla.q_lora_rank, "0", 0, 65536, "query bottleneck rank; 0: queries straight from x"),
+    INT("model.mla.kv_lora_rank", model.mla.kv_lora_rank, "0", 0, 65536, "rank of the cached key/value latent; 0: d_model / 2"),
+    INT("model.mla.qk_nope_head_dim", model.mla.qk_nope_head_dim, "0", 0, 4096,
+        "query/key channels without position per head; 0: head_dim"),
+    INT("model.mla.qk_rope_head_dim", model.mla.qk_rope_head_dim, "0", 0, 4096,
+        "decoupled rotary channels (one key shared by all heads); 0: head_dim / 2 under RoPE"),
+    INT("model.mla.v_head_dim", model.mla.v_head_dim, "0", 0, 4096, "value channels per head; 0: head_dim"),
+    ENUM("model.mla.position", model.mla.position, "rope", POSITION, "decoupled RoPE, or none (Kimi Linear's NoPE MLA)"),
+    ENUM("model.linear.feature_map", model.linear.feature_map, "elu1", "identity|elu1|relu", "phi applied to q and k"),
+    BOOL("model.linear.normalize", model.linear.normalize, "true", "divide by phi(q) . sum of phi(k) (+ eps)"),
+    INT("model.linear.chunk_size", model.linear.chunk_size, "64", 0, 4096,
+        "rows per chunk of the chunkwise training form; 0: train with the recurrent form"),
+    ENUM("model.linear.position", model.linear.position, "nope", POSITION, "rotary embedding on q and k, or none"),
+    DELTA_FIELDS("gdn", gdn),
+    DELTA_FIELDS("kda", kda),
+    INT("model.kda.gate_rank", model.kda.gate_rank, "0", 0, 65536,
+        "rank of the low-rank decay and output gate projections; 0: the value head dimension"),
 
     INT("train.steps", train.steps, "1000", 1, 1 << 30, "optimizer steps"),
     INT("train.batch_size", train.batch_size, "8", 1, 1 << 20, "sequences per micro-batch"),

@@ -3,7 +3,8 @@
  * in variants/registry.c.
  *
  * Life of a mixer: create (declares its parameters) -> declare (its activations for a batch
- * shape; called again when the model is reshaped) -> forward/backward per step. */
+ * shape; called again when the model is reshaped) -> forward/backward per step. Generation:
+ * declare_decode (its cache for B sequences) -> decode_reset -> decode_step per token. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,6 +35,14 @@ typedef struct MixerOps {
     void (*forward)(Mixer *m, const Backend *be, const float *x, float *y, int B, int T);
     /* dx = d(loss)/dx given dy = d(loss)/dy (dx overwritten); adds parameter gradients. */
     void (*backward)(Mixer *m, const Backend *be, const float *x, const float *dy, float *dx, int B, int T);
+    /* Declares the decode cache (KV cache or recurrent state, kept across steps) and the
+     * per-step buffers (scratch, shared by all layers) for B sequences of up to max_context tokens. */
+    void (*declare_decode)(Mixer *m, const Backend *be, Arena *cache, Arena *scratch, int B, long max_context);
+    /* Empties every sequence's cache. */
+    void (*decode_reset)(Mixer *m, const Backend *be, int B);
+    /* One token per sequence at position pos (the same for all B): x, y [B, d_model], y += output.
+     * Equal to the forward at that position of the sequence fed so far. */
+    void (*decode_step)(Mixer *m, const Backend *be, const float *x, float *y, int B, long pos);
     /* Forward multiply-adds x 2 per token at context T (for FLOP and MFU reports). */
     double (*flops_per_token)(const Mixer *m, int T);
     /* Bytes of decode state per sequence after `context` tokens (KV cache or fixed state). */

@@ -29,8 +29,9 @@ Model *model_create(const ModelConfig *mc, const Backend *be) {
         snprintf(name, sizeof name, "layers.%d.norm1", l);
         params_gain(ps, &layer->norm1, name, m->C);
         MixerSpec spec = {.model = mc, .layer = l, .rope = &m->rope};
-        layer->mixer = mixer_create(mc->mixer, &spec, ps);
-        if (!layer->mixer) die("model.mixer: unknown mixer '%s' (expected one of %s)", mc->mixer, mixer_names());
+        const char *mixer_name = config_layer_mixer(mc, l);
+        layer->mixer = mixer_create(mixer_name, &spec, ps);
+        if (!layer->mixer) die("layer %d: unknown mixer '%s' (expected one of %s)", l, mixer_name, mixer_names());
         snprintf(name, sizeof name, "layers.%d.norm2", l);
         params_gain(ps, &layer->norm2, name, m->C);
         mlp_create(&layer->mlp, ps, l, m->C, m->F, std, out_std);
@@ -132,6 +133,67 @@ void model_backward(Model *m) {
     be->embedding_backward(m->wte.g, m->dres, m->tokens, N, C);
 }
 
+void model_logits(Model *m, const int *tokens, float *logits) {
+    size_t N = (size_t)m->B * m->T;
+    int *no_targets = xmalloc(sizeof(int) * N);
+    for (size_t i = 0; i < N; i++) no_targets[i] = -1;
+    model_forward(m, tokens, no_targets, 0.0f);
+    free(no_targets);
+    float *dev = m->be->alloc(sizeof(float) * N * m->V);
+    m->be->gemm(false, true, (int)N, m->V, m->C, 1.0f, m->ln_f, m->C, m->head.w, m->C, 0.0f, dev, m->V);
+    m->be->download(logits, dev, sizeof(float) * N * m->V);
+    m->be->release(dev);
+}
+
+void model_decode_begin(Model *m, int B, long max_context) {
+    if ((size_t)B > m->cap_tokens) model_reshape(m, B, 1);
+    arena_free(&m->decode_cache);
+    arena_free(&m->decode_scratch);
+    for (int l = 0; l < m->L; l++) {
+        Mixer *mx = m->layers[l].mixer;
+        size_t mark = arena_mark(&m->decode_scratch);
+        mx->ops->declare_decode(mx, m->be, &m->decode_cache, &m->decode_scratch, B, max_context);
+        arena_rewind(&m->decode_scratch, mark);
+    }
+    arena_floats(&m->decode_scratch, &m->decode_logits, (size_t)B * m->V);
+    arena_bind(&m->decode_cache, m->be);
+    arena_bind(&m->decode_scratch, m->be);
+    if (max_context > INT32_MAX) die("decode: a context of %ld tokens is too long", max_context);
+    rope_cache_fill(&m->rope, (int)max_context);
+    for (int l = 0; l < m->L; l++) m->layers[l].mixer->ops->decode_reset(m->layers[l].mixer, m->be, B);
+    m->decode_B = B;
+    m->decode_context = max_context;
+}
+
+/* The forward of one position per sequence, with the block buffers used for B rows. */
+void model_decode_step(Model *m, const int *tokens, long pos, float *logits) {
+    const Backend *be = m->be;
+    int B = m->decode_B, C = m->C;
+    float eps = (float)m->cfg.norm_eps;
+    if (pos >= m->decode_context) die("decode: position %ld is past the context of %ld", pos, m->decode_context);
+    be->upload(m->tokens, tokens, sizeof(int) * (size_t)B);
+    float *x = m->residual[0];
+    be->embedding_forward(x, m->tokens, m->wte.w, B, C);
+    for (int l = 0; l < m->L; l++) {
+        Layer *layer = &m->layers[l];
+        be->rmsnorm_forward(layer->ln1, layer->rstd1, x, layer->norm1.w, B, C, eps);
+        be->copy(layer->mid, x, (size_t)B * C);
+        layer->mixer->ops->decode_step(layer->mixer, be, layer->ln1, layer->mid, B, pos);
+        be->rmsnorm_forward(layer->ln2, layer->rstd2, layer->mid, layer->norm2.w, B, C, eps);
+        be->copy(x, layer->mid, (size_t)B * C); /* the stream is updated in place: only one position is live */
+        mlp_forward(&layer->mlp, be, layer->ln2, x, B);
+    }
+    be->rmsnorm_forward(m->ln_f, m->rstd_f, x, m->norm_f.w, B, C, eps);
+    be->gemm(false, true, B, m->V, C, 1.0f, m->ln_f, C, m->head.w, C, 0.0f, m->decode_logits, m->V);
+    be->download(logits, m->decode_logits, sizeof(float) * (size_t)B * m->V);
+}
+
+size_t model_cache_bytes(const Model *m, long context) {
+    size_t total = 0;
+    for (int l = 0; l < m->L; l++) total += m->layers[l].mixer->ops->cache_bytes(m->layers[l].mixer, context);
+    return total;
+}
+
 size_t model_param_count(const Model *m) {
     size_t n = 0;
     for (int i = 0; i < m->params.n; i++) n += m->params.info[i].count;
@@ -150,6 +212,8 @@ double model_flops_per_token(const Model *m, int T) {
 
 void model_free(Model *m) {
     if (!m) return;
+    arena_free(&m->decode_cache);
+    arena_free(&m->decode_scratch);
     arena_free(&m->acts);
     arena_free(&m->scratch);
     free(m->residual);

@@ -37,6 +37,12 @@ typedef struct {
     float *ln_f, *rstd_f;
     int *tokens, *targets;
     float *dres, *dln, *xent_work;
+
+    /* generation: every layer's cache for decode_B sequences of up to decode_context tokens */
+    int decode_B;
+    long decode_context;
+    Arena decode_cache, decode_scratch;
+    float *decode_logits; /* [decode_B, V] */
 } Model;
 
 /* Builds the model for `be`; dies with a message naming the config field if a part is unknown. */
@@ -51,6 +57,19 @@ void model_reshape(Model *m, int B, int T);
  * ready for model_backward, which adds all parameter gradients. */
 XentStats model_forward(Model *m, const int *tokens, const int *targets, float grad_scale);
 void model_backward(Model *m);
+
+/* Logits of every position, [B*T, V] on the host, for tokens [B*T] (the model must be shaped B x T). */
+void model_logits(Model *m, const int *tokens, float *logits);
+
+/* Generation. decode_begin sizes every layer's cache (KV cache or recurrent state) for B
+ * sequences of up to max_context tokens and empties it; decode_step feeds one token per
+ * sequence at position pos (0, 1, 2, ... in order) and writes the next-token logits [B, V]
+ * (host). The block-level buffers of the activation arena are reused, so a training step
+ * after decoding needs no special care. */
+void model_decode_begin(Model *m, int B, long max_context);
+void model_decode_step(Model *m, const int *tokens, long pos, float *logits);
+/* Decode cache bytes per sequence after `context` tokens, summed over layers. */
+size_t model_cache_bytes(const Model *m, long context);
 
 size_t model_param_count(const Model *m);
 /* Forward FLOPs per token at context T (2 per multiply-add); a training step is about 3x. */

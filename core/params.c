@@ -1,6 +1,7 @@
 /* The parameter table and its four buffers (see params.h). */
 #include "params.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +44,23 @@ int params_gain(ParamSet *ps, Param *slot, const char *name, long n) {
     return params_add(ps, slot, name, 1, &n, false, INIT_ONES, 0.0f);
 }
 
+int params_custom(ParamSet *ps, Param *slot, const char *name, int ndim, const long *shape, bool decay, ParamInitFn fn,
+                  float a, float b) {
+    int i = params_add(ps, slot, name, ndim, shape, decay, INIT_FN, 0.0f);
+    ps->info[i].init_fn = fn;
+    ps->info[i].init_a = a;
+    ps->info[i].init_b = b;
+    return i;
+}
+
+void init_uniform(float *w, size_t n, Rng *rng, float a, float b) {
+    for (size_t i = 0; i < n; i++) w[i] = a + (b - a) * (float)rng_uniform(rng);
+}
+
+void init_log_uniform(float *w, size_t n, Rng *rng, float a, float b) {
+    for (size_t i = 0; i < n; i++) w[i] = logf(a + (b - a) * (float)rng_uniform(rng));
+}
+
 void params_bind(ParamSet *ps, const Backend *be) {
     ps->be = be;
     size_t bytes = sizeof(float) * (ps->total ? ps->total : 1);
@@ -68,7 +86,7 @@ void params_init(ParamSet *ps, Rng *rng) {
             for (size_t j = 0; j < p->count; j++) w[j] = 1.0f;
             break;
         case INIT_ZEROS: memset(w, 0, sizeof(float) * p->count); break;
-        case INIT_CUSTOM: break; /* the owning module fills it */
+        case INIT_FN: p->init_fn(w, p->count, rng, p->init_a, p->init_b); break;
         }
     }
     ps->be->upload(ps->w, host, sizeof(float) * ps->total);

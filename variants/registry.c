@@ -4,10 +4,10 @@
 
 #include "core/mixer.h"
 
-extern const MixerOps mixer_softmax;
+extern const MixerOps mixer_softmax, mixer_mla, mixer_linear, mixer_gdn, mixer_kda;
 
 static const MixerOps *const registry[] = {
-    &mixer_softmax,
+    &mixer_softmax, &mixer_mla, &mixer_linear, &mixer_gdn, &mixer_kda,
 };
 
 const MixerOps *mixer_lookup(const char *name) {
@@ -24,4 +24,4 @@ Mixer *mixer_create(const char *name, const MixerSpec *spec, ParamSet *params) {
     return m;
 }
 
-const char *mixer_names(void) { return "softmax"; }
+const char *mixer_names(void) { return "softmax|mla|linear|gdn|kda"; }

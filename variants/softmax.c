@@ -18,6 +18,9 @@ typedef struct {
     float *qkv, *att, *lse;
     /* scratch */
     float *dqkv, *datt, *work;
+    /* decode: cache [B, max_context, Hkv * D] for k and v; one step's buffers */
+    float *k_cache, *v_cache, *qkv_step, *att_step, *decode_work;
+    long max_context;
 } Softmax;
 
 static int qkv_width(const Softmax *s) { return (s->H + 2 * s->Hkv) * s->D; }
@@ -98,6 +101,44 @@ static double softmax_flops(const Mixer *m, int T) {
     return proj + attn;
 }
 
+static void softmax_declare_decode(Mixer *m, const Backend *be, Arena *cache, Arena *scratch, int B, long max_context) {
+    Softmax *s = (Softmax *)m;
+    size_t row = (size_t)s->Hkv * s->D;
+    s->max_context = max_context;
+    arena_floats(cache, &s->k_cache, (size_t)B * max_context * row);
+    arena_floats(cache, &s->v_cache, (size_t)B * max_context * row);
+    arena_floats(scratch, &s->qkv_step, (size_t)B * qkv_width(s));
+    arena_floats(scratch, &s->att_step, (size_t)B * s->H * s->D);
+    AttnShape shape = attn_shape(s, B, (int)max_context);
+    arena_declare(scratch, &s->decode_work, be->attention_decode_workspace(&shape));
+}
+
+/* Nothing to clear: a step at position pos only reads cache rows [0, pos], which earlier steps wrote. */
+static void softmax_decode_reset(Mixer *m, const Backend *be, int B) {
+    (void)m;
+    (void)be;
+    (void)B;
+}
+
+static void softmax_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, long pos) {
+    Softmax *s = (Softmax *)m;
+    int w = qkv_width(s), HD = s->H * s->D, row = s->Hkv * s->D;
+    if (pos >= s->max_context) die("decode: position %ld is past the cache of %ld tokens", pos, s->max_context);
+    linear_forward(be, s->qkv_step, x, &s->wqkv, B, s->C, w, false);
+    if (s->rope) {
+        const RopeTable *t = s->rope_table;
+        be->rope_forward(s->qkv_step, B, 1, s->H, s->D, w, 0, s->D, t->cos, t->sin, (int)pos);
+        be->rope_forward(s->qkv_step + HD, B, 1, s->Hkv, s->D, w, 0, s->D, t->cos, t->sin, (int)pos);
+    }
+    long seq = s->max_context * row;
+    be->copy_rows(s->k_cache + pos * row, seq, s->qkv_step + HD, w, B, row, false);
+    be->copy_rows(s->v_cache + pos * row, seq, s->qkv_step + HD + row, w, B, row, false);
+    AttnShape shape = attn_shape(s, B, (int)pos + 1);
+    shape.k_stride = shape.v_stride = row;
+    be->attention_decode(&shape, seq, s->att_step, s->qkv_step, s->k_cache, s->v_cache, s->decode_work);
+    linear_forward(be, y, s->att_step, &s->wo, B, HD, s->C, true);
+}
+
 static size_t softmax_cache_bytes(const Mixer *m, long context) {
     const Softmax *s = (const Softmax *)m;
     return sizeof(float) * 2 * (size_t)s->Hkv * s->D * (size_t)context;
@@ -111,6 +152,9 @@ const MixerOps mixer_softmax = {
     .declare = softmax_declare,
     .forward = softmax_forward,
     .backward = softmax_backward,
+    .declare_decode = softmax_declare_decode,
+    .decode_reset = softmax_decode_reset,
+    .decode_step = softmax_decode_step,
     .flops_per_token = softmax_flops,
     .cache_bytes = softmax_cache_bytes,
     .destroy = softmax_destroy,

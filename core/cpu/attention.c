@@ -125,3 +125,41 @@ void cpu_attention_backward(const AttnShape *s, float *dq, float *dk, float *dv,
         }
     }
 }
+
+/* In-place softmax of one row of n scores. */
+static void softmax_row(float *row, int n) {
+    float mx = -INFINITY, sum = 0.0f;
+    for (int j = 0; j < n; j++) mx = row[j] > mx ? row[j] : mx;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < n; j++) {
+        row[j] = fast_expf(row[j] - mx);
+        sum += row[j];
+    }
+    float inv = 1.0f / sum;
+#pragma omp simd
+    for (int j = 0; j < n; j++) row[j] *= inv;
+}
+
+/* Decode: the heads of a group share their cached keys, so their queries go through the
+ * cache together as one [group, T] score matrix per (sequence, kv head). */
+size_t cpu_attention_decode_workspace(const AttnShape *s) {
+    return sizeof(float) * (size_t)(s->H / s->Hkv) * s->T * (size_t)cpu_threads();
+}
+
+void cpu_attention_decode(const AttnShape *s, long kv_seq_stride, float *o, const float *q, const float *k,
+                          const float *v, float *work) {
+    const int group = s->H / s->Hkv, T = s->T;
+#pragma omp parallel for schedule(dynamic)
+    for (int bg = 0; bg < s->B * s->Hkv; bg++) {
+        int b = bg / s->Hkv, g = bg % s->Hkv;
+        float *P = work + (size_t)group * T * omp_get_thread_num();
+        /* the group's query rows are consecutive heads of width Dk */
+        const float *qg = q + (size_t)b * s->q_stride + (size_t)g * group * s->Dk;
+        const float *kb = k + (size_t)b * kv_seq_stride + (size_t)g * s->Dk;
+        const float *vb = v + (size_t)b * kv_seq_stride + (size_t)g * s->Dv;
+        float *og = o + (size_t)b * s->o_stride + (size_t)g * group * s->Dv;
+        cpu_gemm(false, true, group, T, s->Dk, s->scale, qg, s->Dk, kb, (int)s->k_stride, 0.0f, P, T);
+        for (int i = 0; i < group; i++) softmax_row(P + (size_t)i * T, T);
+        cpu_gemm(false, false, group, s->Dv, T, 1.0f, P, T, vb, (int)s->v_stride, 0.0f, og, s->Dv);
+    }
+}

@@ -47,6 +47,7 @@ double cpu_sum_squares(const float *x, size_t n);
 void cpu_adamw(float *w, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
                float eps, float weight_decay, float grad_scale, int step);
 
+size_t cpu_attention_decode_workspace(const AttnShape *s);
 void cpu_attention_decode(const AttnShape *s, long kv_seq_stride, float *o, const float *q, const float *k,
                           const float *v, float *work);
 
@@ -104,3 +105,8 @@ void cpu_delta_rule_backward(const ScanShape *s, float *dq, float *dk, float *dv
                              float *work);
 void cpu_delta_rule_step(const ScanShape *s, float *state, float *o, const float *q, const float *k, const float *v,
                          const float *g, const float *beta);
+
+/* normalizer.c */
+void cpu_append_ones(float *y, const float *x, int rows, int D);
+void cpu_normalize_by_last(float *o, const float *num, int rows, int D, float eps);
+void cpu_normalize_by_last_backward(float *dnum, const float *dout, const float *num, int rows, int D, float eps);

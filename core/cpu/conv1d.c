@@ -1,0 +1,98 @@
+/* Causal depthwise conv1d over time (the short conv of gdn and kda), its backward and its decode step. */
+#include <string.h>
+
+#include "cpu_ops.h"
+
+#define PAR_MIN 16384
+
+/* Every output sums its taps from the oldest (i = 0) to the newest, starting from 0: the decode
+ * step sums in the same order, so decoding reproduces the training forward. Taps that fall
+ * before position 0 are skipped rather than multiplied by zero. */
+void cpu_conv1d_forward(float *y, const float *x, const float *w, int B, int T, int C, int W) {
+    long rows = (long)B * T;
+#pragma omp parallel for schedule(static) if (rows * C * W > PAR_MIN)
+    for (long r = 0; r < rows; r++) {
+        int t = (int)(r % T);
+        int i0 = W - 1 - t > 0 ? W - 1 - t : 0;
+        const float *xr = x + r * C;
+        float *yr = y + r * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) {
+            float acc = 0.0f;
+            for (int i = i0; i < W; i++) acc += w[(size_t)c * W + i] * xr[(long)(i - W + 1) * C + c];
+            yr[c] = acc;
+        }
+    }
+}
+
+/* dx[b,s,c] = sum_i w[c,i] dy[b, s+W-1-i, c] over outputs inside the sequence;
+ * dw[c,i] += sum_{b,t} dy[b,t,c] x[b,t-W+1+i,c]. For dw each thread owns a slice of channels and
+ * reduces over (b, t) in order into double accumulators kept on the stack, tiled over
+ * (taps x channels) so any W fits: deterministic, and independent of the thread count. */
+void cpu_conv1d_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int B, int T, int C,
+                         int W) {
+    enum { ACC = 1024 };
+    long rows = (long)B * T;
+#pragma omp parallel if (rows * C * W > PAR_MIN)
+    {
+#pragma omp for schedule(static)
+        for (long r = 0; r < rows; r++) {
+            int s = (int)(r % T);
+            int i0 = s + W - T > 0 ? s + W - T : 0;
+            const float *dyr = dy + r * C;
+            float *dxr = dx + r * C;
+#pragma omp simd
+            for (int c = 0; c < C; c++) {
+                float acc = 0.0f;
+                for (int i = i0; i < W; i++) acc += w[(size_t)c * W + i] * dyr[(long)(W - 1 - i) * C + c];
+                dxr[c] = acc;
+            }
+        }
+
+        long c0, c1;
+        thread_share(C, &c0, &c1);
+        int ib = W < ACC ? W : ACC; /* taps per tile */
+        int cb = ACC / ib;          /* channels per tile */
+        double acc[ACC];
+        for (long cs = c0; cs < c1; cs += cb) {
+            int nc = c1 - cs < cb ? (int)(c1 - cs) : cb;
+            for (int is = 0; is < W; is += ib) {
+                int ni = W - is < ib ? W - is : ib;
+                for (int j = 0; j < ni * nc; j++) acc[j] = 0.0;
+                for (int b = 0; b < B; b++)
+                    for (int t = 0; t < T; t++) {
+                        const float *dyr = dy + ((size_t)b * T + t) * C + cs;
+                        for (int i = is; i < is + ni; i++) {
+                            int src = t - W + 1 + i;
+                            if (src < 0) continue;
+                            const float *xr = x + ((size_t)b * T + src) * C + cs;
+                            double *a = acc + (size_t)(i - is) * nc;
+#pragma omp simd
+                            for (int c = 0; c < nc; c++) a[c] += (double)dyr[c] * xr[c];
+                        }
+                    }
+                for (int i = 0; i < ni; i++)
+                    for (int c = 0; c < nc; c++) dw[(cs + c) * W + is + i] += (float)acc[(size_t)i * nc + c];
+            }
+        }
+    }
+}
+
+/* y may alias x: each channel reads its input before anything of it is written. */
+void cpu_conv1d_step(float *y, float *state, const float *x, const float *w, int B, int C, int W) {
+#pragma omp parallel for schedule(static) if ((long)B * C * W > PAR_MIN)
+    for (int b = 0; b < B; b++) {
+        float *st = state + (size_t)b * (W - 1) * C;
+        const float *xb = x + (size_t)b * C;
+        float *yb = y + (size_t)b * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) {
+            float xc = xb[c], acc = 0.0f;
+            for (int i = 0; i < W - 1; i++) acc += w[(size_t)c * W + i] * st[(size_t)i * C + c];
+            acc += w[(size_t)c * W + W - 1] * xc;
+            for (int i = 0; i + 1 < W - 1; i++) st[(size_t)i * C + c] = st[(size_t)(i + 1) * C + c];
+            if (W > 1) st[(size_t)(W - 2) * C + c] = xc;
+            yb[c] = acc;
+        }
+    }
+}

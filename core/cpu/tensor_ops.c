@@ -1,0 +1,52 @@
+/* Bias add and its column-sum backward, and the strided 2-D row copy used to slice fused buffers. */
+#include "cpu_ops.h"
+
+#define PAR_MIN 32768
+
+void cpu_bias_forward(float *y, const float *bias, int rows, int C) {
+#pragma omp parallel for schedule(static) if ((long)rows * C > PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        float *yr = y + (size_t)r * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) yr[c] += bias[c];
+    }
+}
+
+/* Each thread owns a slice of columns and sums every row of it in row order, in double through a
+ * block of stack accumulators: the bits do not depend on the thread count, and a sum over
+ * hundreds of thousands of rows keeps its precision. */
+void cpu_bias_backward(float *dbias, const float *dy, int rows, int C) {
+    enum { BLOCK = 256 };
+#pragma omp parallel if ((long)rows * C > PAR_MIN)
+    {
+        long c0, c1;
+        thread_share(C, &c0, &c1);
+        for (long cs = c0; cs < c1; cs += BLOCK) {
+            int nc = c1 - cs < BLOCK ? (int)(c1 - cs) : BLOCK;
+            double acc[BLOCK];
+            for (int j = 0; j < nc; j++) acc[j] = 0.0;
+            for (int r = 0; r < rows; r++) {
+                const float *d = dy + (size_t)r * C + cs;
+#pragma omp simd
+                for (int j = 0; j < nc; j++) acc[j] += d[j];
+            }
+            for (int j = 0; j < nc; j++) dbias[cs + j] += (float)acc[j];
+        }
+    }
+}
+
+void cpu_copy_rows(float *dst, long dst_stride, const float *src, long src_stride, int rows, int cols,
+                   bool accumulate) {
+#pragma omp parallel for schedule(static) if ((long)rows * cols > PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        float *d = dst + r * dst_stride;
+        const float *s = src + r * src_stride;
+        if (accumulate) {
+#pragma omp simd
+            for (int c = 0; c < cols; c++) d[c] += s[c];
+        } else {
+#pragma omp simd
+            for (int c = 0; c < cols; c++) d[c] = s[c];
+        }
+    }
+}

@@ -1,0 +1,95 @@
+/* The single-mixer test harness (see mixer_harness.h). */
+#include "mixer_harness.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "gradcheck.h"
+
+bool mixer_case_init(MixerCase *c, const char *const *settings, int B, int T, unsigned seed, char *msg, size_t len) {
+    memset(c, 0, sizeof *c);
+    config_defaults(&c->cfg);
+    const char *base[] = {"model.d_model=16", "model.n_heads=2", "model.n_layers=1", "model.init_std=0.3",
+                          "model.linear.chunk_size=4", "model.gdn.chunk_size=4", "model.kda.chunk_size=4", NULL};
+    Error err;
+    for (const char *const *s = base; *s; s++)
+        if (!config_set(&c->cfg, *s, &err)) return snprintf(msg, len, "%s", err.msg), false;
+    for (const char *const *s = settings; s && *s; s++)
+        if (!config_set(&c->cfg, *s, &err)) return snprintf(msg, len, "%s", err.msg), false;
+    if (!config_check(&c->cfg, &err)) return snprintf(msg, len, "%s", err.msg), false;
+    c->be = backend_cpu();
+    c->B = B;
+    c->T = T;
+    c->C = c->cfg.model.d_model;
+    c->rope.base = c->cfg.model.rope_base;
+    c->rope.be = c->be;
+    MixerSpec spec = {.model = &c->cfg.model, .layer = 0, .rope = &c->rope};
+    c->mixer = mixer_create(config_layer_mixer(&c->cfg.model, 0), &spec, &c->ps);
+    params_bind(&c->ps, c->be);
+    Rng rng;
+    rng_seed(&rng, seed);
+    params_init(&c->ps, &rng);
+    c->mixer->ops->declare(c->mixer, c->be, &c->acts, &c->scratch, B, T);
+    c->mixer->ops->declare_decode(c->mixer, c->be, &c->cache, &c->step_scratch, B, T);
+    arena_bind(&c->acts, c->be);
+    arena_bind(&c->scratch, c->be);
+    arena_bind(&c->cache, c->be);
+    arena_bind(&c->step_scratch, c->be);
+    rope_cache_fill(&c->rope, T);
+    size_t n = (size_t)B * T * c->C;
+    c->x = new_normal(n, 1.0f, &rng);
+    c->y = new_zeros(n);
+    c->R = new_normal(n, 1.0f, &rng);
+    return true;
+}
+
+double mixer_case_loss(void *p) {
+    MixerCase *c = p;
+    size_t n = (size_t)c->B * c->T * c->C;
+    memset(c->y, 0, sizeof(float) * n);
+    c->mixer->ops->forward(c->mixer, c->be, c->x, c->y, c->B, c->T);
+    return dot_loss(c->y, c->R, n);
+}
+
+bool mixer_case_gradcheck(MixerCase *c, unsigned seed, char *msg, size_t len) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    size_t n = (size_t)c->B * c->T * c->C;
+    float *dx = new_zeros(n);
+    params_zero_grad(&c->ps);
+    mixer_case_loss(c);
+    c->mixer->ops->backward(c->mixer, c->be, c->x, c->R, dx, c->B, c->T);
+    double e = gradcheck(mixer_case_loss, c, c->x, dx, n, 200, 1e-2f, &rng);
+    free(dx);
+    if (!(e < GRAD_TOL)) return snprintf(msg, len, "dx relative error %.2e", e), false;
+    for (int i = 0; i < c->ps.n; i++) {
+        ParamInfo *p = &c->ps.info[i];
+        double ep = gradcheck(mixer_case_loss, c, p->slot->w, p->slot->g, p->count, 100, 1e-2f, &rng);
+        if (!(ep < GRAD_TOL)) return snprintf(msg, len, "%s relative error %.2e", p->name, ep), false;
+    }
+    return true;
+}
+
+bool mixer_case_decode_matches(MixerCase *c, double tol, char *msg, size_t len) {
+    mixer_case_loss(c); /* y = full forward */
+    int B = c->B, T = c->T, C = c->C;
+    float *xt = new_zeros((size_t)B * C), *yt = new_zeros((size_t)B * C);
+    c->mixer->ops->decode_reset(c->mixer, c->be, B);
+    double worst = 0, scale = 1e-3;
+    for (size_t i = 0; i < (size_t)B * T * C; i++) scale = fmax(scale, fabs(c->y[i]));
+    for (int t = 0; t < T; t++) {
+        for (int b = 0; b < B; b++) memcpy(xt + (size_t)b * C, c->x + ((size_t)b * T + t) * C, sizeof(float) * C);
+        memset(yt, 0, sizeof(float) * B * C);
+        c->mixer->ops->decode_step(c->mixer, c->be, xt, yt, B, t);
+        for (int b = 0; b < B; b++)
+            for (int j = 0; j < C; j++)
+                worst = fmax(worst, fabs(yt[(size_t)b * C + j] - c->y[((size_t)b * T + t) * C + j]) / scale);
+    }
+    free(xt);
+    free(yt);
+    if (!(worst <= tol)) return snprintf(msg, len, "decode differs from the forward by %.2e (tol %.1e)", worst, tol), false;
+    return true;
+}

@@ -1,0 +1,643 @@
+/* Gradient and forward checks of the small ops of the linear-time mixers: activations, gate,
+ * feature maps, bias, strided row copy, short conv (and its decode step), L2 norm, decay gate. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/backend.h"
+#include "core/util.h"
+#include "gradcheck.h"
+#include "test.h"
+
+/* Values that exercise the tails (saturation, underflow of exp) next to ordinary ones. */
+static const float EXTREMES[] = {-100.0f, -40.0f, -12.0f, 12.0f, 40.0f, 100.0f};
+enum { N_EXTREMES = sizeof EXTREMES / sizeof EXTREMES[0] };
+
+/* N(0, std^2) with the first entries replaced by EXTREMES. */
+static float *inputs_with_extremes(size_t n, float std, Rng *rng) {
+    float *x = new_normal(n, std, rng);
+    for (size_t i = 0; i < n && i < N_EXTREMES; i++) x[i] = EXTREMES[i];
+    return x;
+}
+
+/* Moves entries out of (-margin, margin), so a finite difference never straddles a kink at 0. */
+static void push_from_zero(float *x, size_t n, float margin) {
+    for (size_t i = 0; i < n; i++)
+        if (fabsf(x[i]) < margin) x[i] = x[i] < 0 ? x[i] - margin : x[i] + margin;
+}
+
+static double sigmoid_d(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+/* ---- unary activations (silu, sigmoid, feature maps): one case type, the op chosen by tag ---- */
+
+typedef enum { OP_SILU, OP_SIGMOID, OP_FEATURE } UnaryOp;
+
+typedef struct {
+    const Backend *be;
+    UnaryOp op;
+    FeatureMap fm;
+    size_t n;
+    float *x, *y, *R;
+} UnaryCase;
+
+static void unary_forward(UnaryCase *c) {
+    switch (c->op) {
+    case OP_SILU: c->be->silu_forward(c->y, c->x, c->n); break;
+    case OP_SIGMOID: c->be->sigmoid_forward(c->y, c->x, c->n); break;
+    case OP_FEATURE: c->be->feature_map_forward(c->y, c->x, c->n, c->fm); break;
+    }
+}
+
+static double unary_loss(void *p) {
+    UnaryCase *c = p;
+    unary_forward(c);
+    return dot_loss(c->y, c->R, c->n);
+}
+
+/* The gradient from the backward, written over garbage (backwards of activations write dx). */
+static float *unary_gradient(UnaryCase *c, Rng *rng) {
+    float *dx = new_normal(c->n, 5.0f, rng);
+    unary_forward(c);
+    switch (c->op) {
+    case OP_SILU: c->be->silu_backward(dx, c->R, c->x, c->n); break;
+    case OP_SIGMOID: c->be->sigmoid_backward(dx, c->R, c->y, c->n); break; /* from the output */
+    case OP_FEATURE: c->be->feature_map_backward(dx, c->R, c->x, c->n, c->fm); break;
+    }
+    return dx;
+}
+
+static UnaryCase unary_case(UnaryOp op, FeatureMap fm, size_t n, float std, Rng *rng) {
+    UnaryCase c = {backend_cpu(), op, fm, n, NULL, NULL, NULL};
+    c.x = inputs_with_extremes(n, std, rng);
+    c.y = new_zeros(n);
+    c.R = new_normal(n, 1.0f, rng);
+    return c;
+}
+
+TEST(test_silu_forward_and_gradient) {
+    Rng rng;
+    rng_seed(&rng, 101);
+    UnaryCase c = unary_case(OP_SILU, FEATURE_IDENTITY, 300, 3.0f, &rng);
+    unary_forward(&c);
+    for (size_t i = 0; i < c.n; i++) {
+        double x = c.x[i], ref = x * sigmoid_d(x);
+        CHECK_NEAR(c.y[i], ref, 1e-6 * (1 + fabs(ref)), "silu value");
+    }
+    float *dx = unary_gradient(&c, &rng);
+    double e = gradcheck(unary_loss, &c, c.x, dx, c.n, 300, 1e-2f, &rng);
+    CHECK(e < GRAD_TOL, "silu relative error %.2e", e);
+}
+
+TEST(test_sigmoid_forward_and_gradient_from_output) {
+    Rng rng;
+    rng_seed(&rng, 102);
+    UnaryCase c = unary_case(OP_SIGMOID, FEATURE_IDENTITY, 300, 3.0f, &rng);
+    unary_forward(&c);
+    for (size_t i = 0; i < c.n; i++) CHECK_NEAR(c.y[i], sigmoid_d(c.x[i]), 1e-6, "sigmoid value");
+    float *dx = unary_gradient(&c, &rng);
+    double e = gradcheck(unary_loss, &c, c.x, dx, c.n, 300, 1e-2f, &rng);
+    CHECK(e < GRAD_TOL, "sigmoid relative error %.2e", e);
+}
+
+static double feature_ref(FeatureMap f, double x) {
+    switch (f) {
+    case FEATURE_IDENTITY: return x;
+    case FEATURE_ELU1: return x > 0 ? x + 1 : exp(x);
+    case FEATURE_RELU: return x > 0 ? x : 0;
+    }
+    return NAN;
+}
+
+TEST(test_feature_maps_forward_and_gradient) {
+    const FeatureMap maps[] = {FEATURE_IDENTITY, FEATURE_ELU1, FEATURE_RELU};
+    const char *names[] = {"identity", "elu+1", "relu"};
+    for (int m = 0; m < 3; m++) {
+        Rng rng;
+        rng_seed(&rng, 103 + m);
+        /* half the inputs negative, where elu+1 is exp(x) and relu is flat */
+        UnaryCase c = unary_case(OP_FEATURE, maps[m], 400, 2.0f, &rng);
+        push_from_zero(c.x, c.n, 0.05f);
+        unary_forward(&c);
+        int negative = 0;
+        for (size_t i = 0; i < c.n; i++) {
+            double ref = feature_ref(maps[m], c.x[i]);
+            CHECK_NEAR(c.y[i], ref, 1e-6 * (1 + fabs(ref)), names[m]);
+            negative += c.x[i] < 0;
+        }
+        CHECK(negative > 100, "only %d negative inputs", negative);
+        float *dx = unary_gradient(&c, &rng);
+        double e = gradcheck(unary_loss, &c, c.x, dx, c.n, 400, 1e-2f, &rng);
+        CHECK(e < GRAD_TOL, "feature map %s relative error %.2e", names[m], e);
+        /* only negative inputs: elu+1's exp branch alone (relu's gradient there is exactly 0) */
+        for (size_t i = 0; i < c.n; i++) c.x[i] = -fabsf(c.x[i]);
+        dx = unary_gradient(&c, &rng);
+        if (maps[m] == FEATURE_RELU) {
+            for (size_t i = 0; i < c.n; i++) CHECK(dx[i] == 0.0f, "relu gradient %g at x = %g", dx[i], c.x[i]);
+        } else {
+            e = gradcheck(unary_loss, &c, c.x, dx, c.n, 400, 1e-2f, &rng);
+            CHECK(e < GRAD_TOL, "feature map %s on negatives relative error %.2e", names[m], e);
+        }
+    }
+}
+
+/* ---- gate: y = a * act(z) ---- */
+
+typedef struct {
+    const Backend *be;
+    GateAct act;
+    size_t n;
+    float *a, *z, *y, *R;
+} GateCase;
+
+static double gate_loss(void *p) {
+    GateCase *c = p;
+    c->be->gate_forward(c->y, c->a, c->z, c->n, c->act);
+    return dot_loss(c->y, c->R, c->n);
+}
+
+TEST(test_gate_silu_and_sigmoid_gradients) {
+    const GateAct acts[] = {ACT_SILU, ACT_SIGMOID};
+    for (int k = 0; k < 2; k++) {
+        Rng rng;
+        rng_seed(&rng, 110 + k);
+        GateCase c = {backend_cpu(), acts[k], 250, NULL, NULL, NULL, NULL};
+        c.a = new_normal(c.n, 1.5f, &rng);
+        c.z = inputs_with_extremes(c.n, 3.0f, &rng);
+        c.y = new_zeros(c.n);
+        c.R = new_normal(c.n, 1.0f, &rng);
+        gate_loss(&c);
+        for (size_t i = 0; i < c.n; i++) {
+            double z = c.z[i], act = acts[k] == ACT_SILU ? z * sigmoid_d(z) : sigmoid_d(z);
+            double ref = c.a[i] * act;
+            CHECK_NEAR(c.y[i], ref, 1e-6 * (1 + fabs(ref)), "gate value");
+        }
+        float *da = new_normal(c.n, 5.0f, &rng), *dz = new_normal(c.n, 5.0f, &rng); /* overwritten */
+        c.be->gate_backward(da, dz, c.R, c.a, c.z, c.n, c.act);
+        double ea = gradcheck(gate_loss, &c, c.a, da, c.n, 250, 1e-2f, &rng);
+        double ez = gradcheck(gate_loss, &c, c.z, dz, c.n, 250, 1e-2f, &rng);
+        CHECK(ea < GRAD_TOL, "gate (%s) da relative error %.2e", k ? "sigmoid" : "silu", ea);
+        CHECK(ez < GRAD_TOL, "gate (%s) dz relative error %.2e", k ? "sigmoid" : "silu", ez);
+    }
+}
+
+/* backend.h allows y == x for the activations; in place must give the out-of-place bits. */
+TEST(test_activations_in_place) {
+    Rng rng;
+    rng_seed(&rng, 115);
+    const Backend *be = backend_cpu();
+    size_t n = 100003; /* large enough to run threaded */
+    float *x = inputs_with_extremes(n, 3.0f, &rng), *z = new_normal(n, 2.0f, &rng), *dy = new_normal(n, 1.0f, &rng);
+    float *want = new_zeros(n), *want2 = new_zeros(n), *buf = new_zeros(n), *buf2 = new_zeros(n);
+#define SAME(a, b, what)                                                                                  \
+    for (size_t i = 0; i < n; i++) CHECK(a[i] == b[i], "%s in place differs at %zu", what, i)
+    be->silu_forward(want, x, n);
+    memcpy(buf, x, sizeof(float) * n);
+    be->silu_forward(buf, buf, n);
+    SAME(buf, want, "silu");
+    be->silu_backward(want, dy, x, n);
+    memcpy(buf, dy, sizeof(float) * n);
+    be->silu_backward(buf, buf, x, n); /* dx == dy */
+    SAME(buf, want, "silu backward");
+    be->sigmoid_forward(want, x, n);
+    memcpy(buf, x, sizeof(float) * n);
+    be->sigmoid_forward(buf, buf, n);
+    SAME(buf, want, "sigmoid");
+    be->sigmoid_backward(want2, dy, want, n);
+    be->sigmoid_backward(buf, dy, buf, n); /* dx == y */
+    SAME(buf, want2, "sigmoid backward");
+    for (int f = FEATURE_IDENTITY; f <= FEATURE_RELU; f++) {
+        be->feature_map_forward(want, x, n, (FeatureMap)f);
+        memcpy(buf, x, sizeof(float) * n);
+        be->feature_map_forward(buf, buf, n, (FeatureMap)f);
+        SAME(buf, want, "feature map");
+        be->feature_map_backward(want, dy, x, n, (FeatureMap)f);
+        memcpy(buf, dy, sizeof(float) * n);
+        be->feature_map_backward(buf, buf, x, n, (FeatureMap)f);
+        SAME(buf, want, "feature map backward");
+    }
+    for (int act = ACT_SILU; act <= ACT_SIGMOID; act++) {
+        be->gate_forward(want, x, z, n, (GateAct)act);
+        memcpy(buf, x, sizeof(float) * n);
+        be->gate_forward(buf, buf, z, n, (GateAct)act); /* y == a */
+        SAME(buf, want, "gate");
+        be->gate_backward(want, want2, dy, x, z, n, (GateAct)act);
+        memcpy(buf, dy, sizeof(float) * n);
+        be->gate_backward(buf, buf2, buf, x, z, n, (GateAct)act); /* da == dy */
+        SAME(buf, want, "gate backward da");
+        SAME(buf2, want2, "gate backward dz");
+        memcpy(buf2, dy, sizeof(float) * n);
+        be->gate_backward(buf, buf2, buf2, x, z, n, (GateAct)act); /* dz == dy */
+        SAME(buf, want, "gate backward da (dz in place)");
+        SAME(buf2, want2, "gate backward dz in place");
+    }
+#undef SAME
+}
+
+/* ---- bias ---- */
+
+typedef struct {
+    const Backend *be;
+    int rows, C;
+    float *y0, *y, *bias, *R;
+} BiasCase;
+
+static double bias_loss(void *p) {
+    BiasCase *c = p;
+    size_t n = (size_t)c->rows * c->C;
+    memcpy(c->y, c->y0, sizeof(float) * n);
+    c->be->bias_forward(c->y, c->bias, c->rows, c->C);
+    return dot_loss(c->y, c->R, n);
+}
+
+TEST(test_bias_forward_and_accumulating_backward) {
+    Rng rng;
+    rng_seed(&rng, 120);
+    BiasCase c = {backend_cpu(), 9, 13, NULL, NULL, NULL, NULL};
+    size_t n = (size_t)c.rows * c.C;
+    c.y0 = new_normal(n, 1.0f, &rng);
+    c.y = new_zeros(n);
+    c.bias = new_normal(c.C, 1.0f, &rng);
+    c.R = new_normal(n, 1.0f, &rng);
+    bias_loss(&c);
+    for (int r = 0; r < c.rows; r++)
+        for (int j = 0; j < c.C; j++)
+            CHECK(c.y[r * c.C + j] == c.y0[r * c.C + j] + c.bias[j], "bias added at (%d, %d)", r, j);
+    float *db = new_zeros(c.C);
+    c.be->bias_backward(db, c.R, c.rows, c.C);
+    double e = gradcheck(bias_loss, &c, c.bias, db, c.C, 100, 1e-2f, &rng);
+    CHECK(e < GRAD_TOL, "bias relative error %.2e", e);
+    /* the backward adds to what dbias holds */
+    float *db2 = new_normal(c.C, 1.0f, &rng), *before = new_zeros(c.C);
+    memcpy(before, db2, sizeof(float) * c.C);
+    c.be->bias_backward(db2, c.R, c.rows, c.C);
+    for (int j = 0; j < c.C; j++) CHECK_NEAR(db2[j], before[j] + db[j], 1e-5, "dbias accumulated");
+}
+
+/* ---- strided row copy ---- */
+
+TEST(test_copy_rows_strided_copy_and_accumulate) {
+    Rng rng;
+    rng_seed(&rng, 130);
+    const Backend *be = backend_cpu();
+    int rows = 5, cols = 6;
+    long ss = 9, ds = 14; /* both wider than cols, and different */
+    float *src = new_normal(rows * ss, 1.0f, &rng), *dst = new_normal(rows * ds, 1.0f, &rng);
+    float *orig = new_zeros(rows * ds);
+    memcpy(orig, dst, sizeof(float) * rows * ds);
+    /* the block starts at an offset inside each row: column 3 of src, column 5 of dst */
+    be->copy_rows(dst + 5, ds, src + 3, ss, rows, cols, false);
+    for (int r = 0; r < rows; r++)
+        for (long j = 0; j < ds; j++) {
+            float want = j >= 5 && j < 5 + cols ? src[r * ss + 3 + (j - 5)] : orig[r * ds + j];
+            CHECK(dst[r * ds + j] == want, "copy: dst(%d, %ld) = %g, want %g", r, j, dst[r * ds + j], want);
+        }
+    memcpy(dst, orig, sizeof(float) * rows * ds);
+    be->copy_rows(dst + 5, ds, src + 3, ss, rows, cols, true);
+    for (int r = 0; r < rows; r++)
+        for (long j = 0; j < ds; j++) {
+            float want = j >= 5 && j < 5 + cols ? orig[r * ds + j] + src[r * ss + 3 + (j - 5)] : orig[r * ds + j];
+            CHECK(dst[r * ds + j] == want, "accumulate: dst(%d, %ld) = %g, want %g", r, j, dst[r * ds + j], want);
+        }
+}
+
+/* ---- causal depthwise conv1d ---- */
+
+typedef struct {
+    const Backend *be;
+    int B, T, C, W;
+    float *x, *w, *y, *R;
+} ConvCase;
+
+static double conv_loss(void *p) {
+    ConvCase *c = p;
+    c->be->conv1d_forward(c->y, c->x, c->w, c->B, c->T, c->C, c->W);
+    return dot_loss(c->y, c->R, (size_t)c->B * c->T * c->C);
+}
+
+static ConvCase conv_case(int B, int T, int C, int W, Rng *rng) {
+    ConvCase c = {backend_cpu(), B, T, C, W, NULL, NULL, NULL, NULL};
+    size_t n = (size_t)B * T * C;
+    c.x = new_normal(n, 1.0f, rng);
+    c.w = new_normal((size_t)C * W, 0.7f, rng);
+    c.y = new_zeros(n);
+    c.R = new_normal(n, 1.0f, rng);
+    return c;
+}
+
+/* The output from the definition, in double; *mag gets the sum of |terms|, which bounds the
+ * fp32 rounding of a long window. */
+static double conv_ref(const ConvCase *c, int b, int t, int ch, double *mag) {
+    double s = 0;
+    *mag = 0;
+    for (int i = 0; i < c->W; i++) {
+        int src = t - c->W + 1 + i;
+        if (src < 0) continue;
+        double term = (double)c->w[ch * c->W + i] * c->x[((size_t)b * c->T + src) * c->C + ch];
+        s += term;
+        *mag += fabs(term);
+    }
+    return s;
+}
+
+static void check_conv1d(int B, int T, int C, int W, size_t coords, unsigned seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    ConvCase c = conv_case(B, T, C, W, &rng);
+    size_t n = (size_t)B * T * C;
+    conv_loss(&c);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            for (int ch = 0; ch < C; ch++) {
+                double mag, ref = conv_ref(&c, b, t, ch, &mag);
+                CHECK_NEAR(c.y[((size_t)b * T + t) * C + ch], ref, 1e-6 * (1 + mag), "conv1d value");
+            }
+    float *dx = new_normal(n, 5.0f, &rng); /* garbage: the backward writes dx */
+    float *dw = new_zeros((size_t)C * W);
+    c.be->conv1d_backward(dx, dw, c.R, c.x, c.w, B, T, C, W);
+    double ex = gradcheck(conv_loss, &c, c.x, dx, n, coords, 1e-2f, &rng);
+    double ew = gradcheck(conv_loss, &c, c.w, dw, (size_t)C * W, coords, 1e-2f, &rng);
+    CHECK(ex < GRAD_TOL, "conv1d (B%d T%d C%d W%d) dx relative error %.2e", B, T, C, W, ex);
+    CHECK(ew < GRAD_TOL, "conv1d (B%d T%d C%d W%d) dw relative error %.2e", B, T, C, W, ew);
+    /* dw is added to */
+    float *dw2 = new_normal((size_t)C * W, 1.0f, &rng), *before = new_zeros((size_t)C * W);
+    memcpy(before, dw2, sizeof(float) * C * W);
+    c.be->conv1d_backward(dx, dw2, c.R, c.x, c.w, B, T, C, W);
+    for (int i = 0; i < C * W; i++) CHECK_NEAR(dw2[i], before[i] + dw[i], 1e-5 * (1 + fabs(dw[i])), "dw accumulated");
+}
+
+TEST(test_conv1d_forward_and_gradient) { check_conv1d(2, 9, 5, 4, 500, 140); }
+/* a window longer than the sequence: every output sees the zero padding */
+TEST(test_conv1d_window_longer_than_sequence_gradient) { check_conv1d(1, 3, 3, 5, 500, 141); }
+TEST(test_conv1d_single_tap_gradient) { check_conv1d(2, 4, 6, 1, 500, 142); }
+/* more taps than the backward's accumulator tile holds: dw is reduced in several tiles */
+TEST(test_conv1d_very_long_window_gradient) { check_conv1d(1, 1100, 2, 1030, 40, 143); }
+
+/* Decoding token by token from an empty state reproduces the training forward at every position,
+ * and a state filled from a prompt's last W-1 inputs (oldest first) continues that prompt. */
+static void check_conv1d_step(int B, int T, int C, int W, unsigned seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    ConvCase c = conv_case(B, T, C, W, &rng);
+    conv_loss(&c);
+    size_t sn = (size_t)B * (W - 1) * C;
+    float *state = new_zeros(sn), *xt = new_zeros((size_t)B * C), *yt = new_zeros((size_t)B * C);
+    for (int t = 0; t < T; t++) {
+        for (int b = 0; b < B; b++) memcpy(xt + b * C, c.x + ((size_t)b * T + t) * C, sizeof(float) * C);
+        c.be->conv1d_step(yt, state, xt, c.w, B, C, W);
+        for (int b = 0; b < B; b++)
+            for (int ch = 0; ch < C; ch++) {
+                float full = c.y[((size_t)b * T + t) * C + ch];
+                CHECK_NEAR(yt[b * C + ch], full, 1e-6 * (1 + fabsf(full)), "conv1d step vs forward");
+            }
+        /* the state holds the last W-1 inputs, oldest first, zero before position 0 */
+        for (int b = 0; b < B; b++)
+            for (int i = 0; i < W - 1; i++) {
+                int src = t - (W - 2) + i;
+                for (int ch = 0; ch < C; ch++) {
+                    float want = src >= 0 ? c.x[((size_t)b * T + src) * C + ch] : 0.0f;
+                    CHECK(state[((size_t)b * (W - 1) + i) * C + ch] == want, "state slot %d after step %d", i, t);
+                }
+            }
+    }
+    /* prefill: state from the inputs before position P, then decode the rest */
+    int P = T / 2;
+    for (int b = 0; b < B; b++)
+        for (int i = 0; i < W - 1; i++) {
+            int src = P - (W - 1) + i;
+            for (int ch = 0; ch < C; ch++)
+                state[((size_t)b * (W - 1) + i) * C + ch] = src >= 0 ? c.x[((size_t)b * T + src) * C + ch] : 0.0f;
+        }
+    for (int t = P; t < T; t++) {
+        for (int b = 0; b < B; b++) memcpy(xt + b * C, c.x + ((size_t)b * T + t) * C, sizeof(float) * C);
+        c.be->conv1d_step(yt, state, xt, c.w, B, C, W);
+        for (int b = 0; b < B; b++)
+            for (int ch = 0; ch < C; ch++) {
+                float full = c.y[((size_t)b * T + t) * C + ch];
+                CHECK_NEAR(yt[b * C + ch], full, 1e-6 * (1 + fabsf(full)), "conv1d step after prefill");
+            }
+    }
+}
+
+TEST(test_conv1d_step_matches_forward_at_every_position) {
+    check_conv1d_step(2, 11, 7, 4, 150);
+    if (test_failed()) return;
+    check_conv1d_step(1, 3, 4, 5, 151); /* window longer than the sequence */
+    if (test_failed()) return;
+    check_conv1d_step(3, 5, 2, 1, 152); /* no state at all */
+}
+
+/* ---- L2 norm ---- */
+
+typedef struct {
+    const Backend *be;
+    int rows, D;
+    float eps;
+    float *x, *y, *rnorm, *R;
+} L2Case;
+
+static double l2_loss(void *p) {
+    L2Case *c = p;
+    c->be->l2norm_forward(c->y, c->rnorm, c->x, c->rows, c->D, c->eps);
+    return dot_loss(c->y, c->R, (size_t)c->rows * c->D);
+}
+
+TEST(test_l2norm_forward_and_gradient) {
+    Rng rng;
+    rng_seed(&rng, 160);
+    L2Case c = {backend_cpu(), 7, 16, 1e-6f, NULL, NULL, NULL, NULL};
+    size_t n = (size_t)c.rows * c.D;
+    c.x = new_normal(n, 1.0f, &rng);
+    for (int d = 0; d < c.D; d++) c.x[2 * c.D + d] *= 30.0f; /* rows of different scales */
+    for (int d = 0; d < c.D; d++) c.x[4 * c.D + d] *= 0.2f;
+    c.y = new_zeros(n);
+    c.rnorm = new_zeros(c.rows);
+    c.R = new_normal(n, 1.0f, &rng);
+    l2_loss(&c);
+    for (int r = 0; r < c.rows; r++) {
+        double ss = 0;
+        for (int d = 0; d < c.D; d++) ss += (double)c.x[r * c.D + d] * c.x[r * c.D + d];
+        double rn = 1 / sqrt(ss + c.eps);
+        CHECK_NEAR(c.rnorm[r], rn, 1e-6 * rn, "rnorm");
+        for (int d = 0; d < c.D; d++) CHECK_NEAR(c.y[r * c.D + d], c.x[r * c.D + d] * rn, 1e-6, "l2norm value");
+    }
+    float *dx = new_normal(n, 5.0f, &rng); /* garbage: the backward writes dx */
+    c.be->l2norm_backward(dx, c.R, c.y, c.rnorm, c.rows, c.D);
+    double e = gradcheck(l2_loss, &c, c.x, dx, n, 300, 1e-3f, &rng);
+    CHECK(e < GRAD_TOL, "l2norm relative error %.2e", e);
+    /* a zero row stays finite: eps keeps the norm away from 0 */
+    float zero[8] = {0}, y0[8], rn0;
+    c.be->l2norm_forward(y0, &rn0, zero, 1, 8, c.eps);
+    for (int d = 0; d < 8; d++) CHECK(y0[d] == 0.0f, "zero row normalized to %g", y0[d]);
+    CHECK_NEAR(rn0, 1 / sqrt(c.eps), 1e-6 / sqrt(c.eps), "rnorm of a zero row");
+}
+
+/* ---- decay gate ---- */
+
+typedef struct {
+    const Backend *be;
+    int N, H, D;
+    float *a, *A_log, *dt_bias, *g, *R;
+} DecayCase;
+
+static double decay_loss(void *p) {
+    DecayCase *c = p;
+    c->be->decay_gate_forward(c->g, c->a, c->A_log, c->dt_bias, c->N, c->H, c->D);
+    return dot_loss(c->g, c->R, (size_t)c->N * c->H * c->D);
+}
+
+static double softplus_d(double x) { return x > 30 ? x + log1p(exp(-x)) : log1p(exp(x)); }
+
+/* a + dt_bias around `center`: 0 is the usual range; +-30 are the tails where a naive
+ * log(1 + exp(x)) overflows to inf or rounds to 0. */
+static DecayCase decay_case(int N, int H, int D, float center, float spread, Rng *rng) {
+    DecayCase c = {backend_cpu(), N, H, D, NULL, NULL, NULL, NULL, NULL};
+    size_t n = (size_t)N * H * D;
+    c.a = new_normal(n, spread, rng);
+    for (size_t i = 0; i < n; i++) c.a[i] += center;
+    c.A_log = new_normal(H, 1.0f, rng);
+    c.dt_bias = new_normal((size_t)H * D, 0.5f, rng);
+    c.g = new_zeros(n);
+    c.R = new_normal(n, 1.0f, rng);
+    return c;
+}
+
+static void check_decay_gate(int N, int H, int D, float center, float spread, unsigned seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    DecayCase c = decay_case(N, H, D, center, spread, &rng);
+    size_t n = (size_t)N * H * D;
+    decay_loss(&c);
+    for (int t = 0; t < N; t++)
+        for (int h = 0; h < H; h++)
+            for (int d = 0; d < D; d++) {
+                size_t i = ((size_t)t * H + h) * D + d;
+                double ref = -exp((double)c.A_log[h]) * softplus_d((double)c.a[i] + c.dt_bias[h * D + d]);
+                /* relative: in the negative tail g is ~1e-13 and must not round to 0 */
+                CHECK(fabs(c.g[i] - ref) <= 1e-5 * fabs(ref) + 1e-30, "g = %.9g, want %.9g (x = %g)", c.g[i], ref,
+                      c.a[i] + c.dt_bias[h * D + d]);
+            }
+    float *da = new_normal(n, 5.0f, &rng); /* garbage: the backward writes da */
+    float *dA = new_zeros(H), *db = new_zeros((size_t)H * D);
+    c.be->decay_gate_backward(da, dA, db, c.R, c.a, c.A_log, c.dt_bias, N, H, D);
+    double ea = gradcheck(decay_loss, &c, c.a, da, n, 400, 1e-2f, &rng);
+    double eA = gradcheck(decay_loss, &c, c.A_log, dA, H, 100, 1e-2f, &rng);
+    double eb = gradcheck(decay_loss, &c, c.dt_bias, db, (size_t)H * D, 400, 1e-2f, &rng);
+    CHECK(ea < GRAD_TOL, "decay gate (center %g) da relative error %.2e", center, ea);
+    CHECK(eA < GRAD_TOL, "decay gate (center %g) dA_log relative error %.2e", center, eA);
+    CHECK(eb < GRAD_TOL, "decay gate (center %g) ddt_bias relative error %.2e", center, eb);
+    /* the parameter gradients are added to */
+    float *dA2 = new_normal(H, 1.0f, &rng), *db2 = new_normal((size_t)H * D, 1.0f, &rng);
+    float *dA_before = new_zeros(H), *db_before = new_zeros((size_t)H * D);
+    memcpy(dA_before, dA2, sizeof(float) * H);
+    memcpy(db_before, db2, sizeof(float) * H * D);
+    c.be->decay_gate_backward(da, dA2, db2, c.R, c.a, c.A_log, c.dt_bias, N, H, D);
+    for (int h = 0; h < H; h++) CHECK_NEAR(dA2[h], dA_before[h] + dA[h], 1e-5 * (1 + fabs(dA[h])), "dA_log added");
+    for (int j = 0; j < H * D; j++)
+        CHECK_NEAR(db2[j], db_before[j] + db[j], 1e-5 * (1 + fabs(db[j])), "ddt_bias added");
+}
+
+TEST(test_decay_gate_channelwise_gradient) { check_decay_gate(6, 3, 4, 0.0f, 2.0f, 170); }
+TEST(test_decay_gate_per_head_gradient) { check_decay_gate(9, 4, 1, 0.0f, 2.0f, 171); } /* gdn: D = 1 */
+TEST(test_decay_gate_large_arguments_gradient) { check_decay_gate(5, 2, 3, 30.0f, 5.0f, 172); }
+TEST(test_decay_gate_very_negative_arguments_gradient) { check_decay_gate(5, 2, 3, -30.0f, 5.0f, 173); }
+
+TEST(test_decay_gate_softplus_tails) {
+    const Backend *be = backend_cpu();
+    const float x[] = {200.0f, 100.0f, 50.0f, 20.5f, 19.5f, 0.0f, -19.5f, -20.5f, -50.0f, -80.0f};
+    enum { K = sizeof x / sizeof x[0] };
+    float A_log = 0.0f, dt_bias = 0.0f, g[K], da[K], dg[K], dA = 0.0f, db = 0.0f;
+    be->decay_gate_forward(g, x, &A_log, &dt_bias, K, 1, 1);
+    for (int i = 0; i < K; i++) {
+        double ref = -softplus_d(x[i]);
+        CHECK(isfinite(g[i]) && fabs(g[i] - ref) <= 1e-6 * fabs(ref), "softplus(%g): g = %.9g, want %.9g", x[i], g[i],
+              ref);
+        dg[i] = 1.0f;
+    }
+    be->decay_gate_backward(da, &dA, &db, dg, x, &A_log, &dt_bias, K, 1, 1);
+    for (int i = 0; i < K; i++) {
+        double ref = -sigmoid_d(x[i]);
+        CHECK(isfinite(da[i]) && fabs(da[i] - ref) <= 1e-6 * fabs(ref), "d softplus(%g): %.9g, want %.9g", x[i], da[i],
+              ref);
+    }
+}
+
+/* ---- the reductions at sizes that take the parallel paths ---- */
+
+/* Large enough that every op above runs threaded, with a thread count that does not divide the
+ * work evenly; the reductions must match double references and repeat bit for bit. */
+TEST(test_reductions_on_many_threads) {
+    omp_set_num_threads(3);
+    Rng rng;
+    rng_seed(&rng, 180);
+    const Backend *be = backend_cpu();
+
+    /* more than one 256-column accumulator block per thread */
+    int rows = 1001, C = 1100;
+    float *dy = new_normal((size_t)rows * C, 1.0f, &rng), *db = new_zeros(C), *db2 = new_zeros(C);
+    be->bias_backward(db, dy, rows, C);
+    be->bias_backward(db2, dy, rows, C);
+    for (int j = 0; j < C; j++) {
+        double s = 0;
+        for (int r = 0; r < rows; r++) s += dy[(size_t)r * C + j];
+        CHECK_NEAR(db[j], s, 1e-5 * (1 + fabs(s)), "threaded dbias");
+        CHECK(db[j] == db2[j], "dbias differs between two identical calls");
+    }
+
+    ConvCase c = conv_case(3, 301, 29, 4, &rng);
+    size_t n = (size_t)c.B * c.T * c.C;
+    float *dx = new_zeros(n), *dw = new_zeros((size_t)c.C * c.W), *dw2 = new_zeros((size_t)c.C * c.W);
+    conv_loss(&c);
+    for (int probe = 0; probe < 200; probe++) {
+        int b = (int)rng_below(&rng, c.B), t = (int)rng_below(&rng, c.T), ch = (int)rng_below(&rng, c.C);
+        double mag, ref = conv_ref(&c, b, t, ch, &mag);
+        CHECK_NEAR(c.y[((size_t)b * c.T + t) * c.C + ch], ref, 1e-6 * (1 + mag), "threaded conv1d value");
+    }
+    be->conv1d_backward(dx, dw, c.R, c.x, c.w, c.B, c.T, c.C, c.W);
+    be->conv1d_backward(dx, dw2, c.R, c.x, c.w, c.B, c.T, c.C, c.W);
+    for (int ch = 0; ch < c.C; ch++)
+        for (int i = 0; i < c.W; i++) {
+            double s = 0;
+            for (int b = 0; b < c.B; b++)
+                for (int t = c.W - 1 - i; t < c.T; t++)
+                    s += (double)c.R[((size_t)b * c.T + t) * c.C + ch] *
+                         c.x[((size_t)b * c.T + t - c.W + 1 + i) * c.C + ch];
+            CHECK_NEAR(dw[ch * c.W + i], s, 1e-5 * (1 + fabs(s)), "threaded conv1d dw");
+            CHECK(dw[ch * c.W + i] == dw2[ch * c.W + i], "conv1d dw differs between two identical calls");
+        }
+    for (int probe = 0; probe < 200; probe++) {
+        int b = (int)rng_below(&rng, c.B), t = (int)rng_below(&rng, c.T), ch = (int)rng_below(&rng, c.C);
+        double s = 0;
+        for (int i = 0; i < c.W; i++) {
+            int out = t + c.W - 1 - i;
+            if (out < c.T) s += (double)c.w[ch * c.W + i] * c.R[((size_t)b * c.T + out) * c.C + ch];
+        }
+        CHECK_NEAR(dx[((size_t)b * c.T + t) * c.C + ch], s, 1e-5 * (1 + fabs(s)), "threaded conv1d dx");
+    }
+
+    DecayCase d = decay_case(701, 5, 8, 0.0f, 2.0f, &rng);
+    size_t dn = (size_t)d.N * d.H * d.D;
+    float *da = new_zeros(dn), *dA = new_zeros(d.H), *dA2 = new_zeros(d.H);
+    float *dtb = new_zeros((size_t)d.H * d.D), *dtb2 = new_zeros((size_t)d.H * d.D);
+    be->decay_gate_backward(da, dA, dtb, d.R, d.a, d.A_log, d.dt_bias, d.N, d.H, d.D);
+    be->decay_gate_backward(da, dA2, dtb2, d.R, d.a, d.A_log, d.dt_bias, d.N, d.H, d.D);
+    for (int h = 0; h < d.H; h++) {
+        double sA = 0, A = exp((double)d.A_log[h]);
+        for (int t = 0; t < d.N; t++)
+            for (int k = 0; k < d.D; k++) {
+                size_t i = ((size_t)t * d.H + h) * d.D + k;
+                sA += d.R[i] * -A * softplus_d((double)d.a[i] + d.dt_bias[h * d.D + k]);
+            }
+        CHECK_NEAR(dA[h], sA, 1e-5 * (1 + fabs(sA)), "threaded dA_log");
+        CHECK(dA[h] == dA2[h], "dA_log differs between two identical calls");
+        for (int k = 0; k < d.D; k++) {
+            double sb = 0;
+            for (int t = 0; t < d.N; t++) {
+                size_t i = ((size_t)t * d.H + h) * d.D + k;
+                sb += d.R[i] * -A * sigmoid_d((double)d.a[i] + d.dt_bias[h * d.D + k]);
+            }
+            CHECK_NEAR(dtb[h * d.D + k], sb, 1e-5 * (1 + fabs(sb)), "threaded ddt_bias");
+            CHECK(dtb[h * d.D + k] == dtb2[h * d.D + k], "ddt_bias differs between two identical calls");
+        }
+    }
+}

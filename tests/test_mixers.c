@@ -1,0 +1,109 @@
+/* Every mixer layer: finite-difference gradients for the input and every parameter, across the
+ * ablation switches; decode (one token at a time with a cache or state) equal to the full
+ * forward at every position; the chunkwise and recurrent training forms equal at layer level. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/util.h"
+#include "mixer_harness.h"
+#include "test.h"
+
+#define SETTINGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+/* Decode and forward run different code (recurrent steps vs chunks, a cache vs tiles) in fp32:
+ * they agree to rounding, a few 1e-7 of the output scale; 1e-5 leaves room and still catches a
+ * wrong position, a stale cache row or a missed convolution tap, which are O(1). */
+static const double DECODE_TOL = 1e-5;
+
+static void check_mixer(const char *const *settings, unsigned seed) {
+    MixerCase c;
+    char msg[256];
+    CHECK(mixer_case_init(&c, settings, 2, 7, seed, msg, sizeof msg), "config: %s", msg);
+    const char *what = config_layer_mixer(&c.cfg.model, 0);
+    CHECK(mixer_case_gradcheck(&c, seed + 1000, msg, sizeof msg), "%s %s: %s", what, settings[1] ? settings[1] : "", msg);
+    CHECK(mixer_case_decode_matches(&c, DECODE_TOL, msg, sizeof msg), "%s %s: %s", what, settings[1] ? settings[1] : "",
+          msg);
+}
+
+TEST(test_softmax_layer_gradient_and_decode) {
+    check_mixer(SETTINGS("model.mixer=softmax"), 1);
+    check_mixer(SETTINGS("model.mixer=softmax", "model.softmax.position=nope", "model.n_heads=4",
+                         "model.softmax.n_kv_heads=2"),
+                2);
+}
+
+TEST(test_mla_layer_gradient_and_decode) {
+    check_mixer(SETTINGS("model.mixer=mla", "model.mla.position=rope"), 3);
+    check_mixer(SETTINGS("model.mixer=mla", "model.mla.position=nope", "model.mla.kv_lora_rank=6"), 4);
+    check_mixer(SETTINGS("model.mixer=mla", "model.mla.q_lora_rank=5", "model.mla.qk_rope_head_dim=2",
+                         "model.mla.v_head_dim=6", "model.mla.qk_nope_head_dim=4"),
+                5);
+}
+
+TEST(test_linear_layer_gradient_and_decode) {
+    check_mixer(SETTINGS("model.mixer=linear"), 6);
+    check_mixer(SETTINGS("model.mixer=linear", "model.linear.normalize=false", "model.linear.feature_map=identity"), 7);
+    check_mixer(SETTINGS("model.mixer=linear", "model.linear.position=rope", "model.linear.chunk_size=0"), 8);
+}
+
+TEST(test_gdn_layer_gradient_and_decode) {
+    check_mixer(SETTINGS("model.mixer=gdn"), 9);
+    check_mixer(SETTINGS("model.mixer=gdn", "model.gdn.short_conv=false"), 10);
+    check_mixer(SETTINGS("model.mixer=gdn", "model.gdn.output_gate=false", "model.gdn.qk_norm=false"), 11);
+    check_mixer(SETTINGS("model.mixer=gdn", "model.gdn.position=rope", "model.gdn.chunk_size=0"), 12);
+}
+
+TEST(test_kda_layer_gradient_and_decode) {
+    check_mixer(SETTINGS("model.mixer=kda"), 13);
+    check_mixer(SETTINGS("model.mixer=kda", "model.kda.short_conv=false", "model.kda.gate_rank=3"), 14);
+    check_mixer(SETTINGS("model.mixer=kda", "model.kda.output_gate=false", "model.kda.qk_norm=false"), 15);
+    check_mixer(SETTINGS("model.mixer=kda", "model.kda.position=rope", "model.kda.conv_size=2"), 16);
+}
+
+/* The layer's chunkwise and recurrent training forms give the same output and gradients. */
+static void check_forms_agree(const char *mixer, unsigned seed) {
+    char s1[64], s2[64], s3[64], msg[256];
+    snprintf(s1, sizeof s1, "model.mixer=%s", mixer);
+    snprintf(s2, sizeof s2, "model.%s.chunk_size=3", mixer);
+    snprintf(s3, sizeof s3, "model.%s.chunk_size=0", mixer);
+    MixerCase a, b;
+    CHECK(mixer_case_init(&a, SETTINGS(s1, s2), 2, 11, seed, msg, sizeof msg), "%s", msg);
+    CHECK(mixer_case_init(&b, SETTINGS(s1, s3), 2, 11, seed, msg, sizeof msg), "%s", msg);
+    mixer_case_loss(&a);
+    mixer_case_loss(&b);
+    size_t n = (size_t)a.B * a.T * a.C;
+    for (size_t i = 0; i < n; i++) CHECK_NEAR(a.y[i], b.y[i], 1e-5 * (1 + fabs(b.y[i])), "chunked vs recurrent output");
+    float *dxa = xcalloc(n, sizeof(float)), *dxb = xcalloc(n, sizeof(float));
+    params_zero_grad(&a.ps);
+    params_zero_grad(&b.ps);
+    a.mixer->ops->backward(a.mixer, a.be, a.x, a.R, dxa, a.B, a.T);
+    b.mixer->ops->backward(b.mixer, b.be, b.x, b.R, dxb, b.B, b.T);
+    for (size_t i = 0; i < n; i++) CHECK_NEAR(dxa[i], dxb[i], 1e-5 * (1 + fabs(dxb[i])), "chunked vs recurrent dx");
+    for (size_t i = 0; i < a.ps.total; i++)
+        CHECK_NEAR(a.ps.g[i], b.ps.g[i], 1e-5 * (1 + fabs(b.ps.g[i])), "chunked vs recurrent parameter gradient");
+}
+
+TEST(test_linear_time_layers_chunked_equals_recurrent) {
+    check_forms_agree("linear", 20);
+    check_forms_agree("gdn", 21);
+    check_forms_agree("kda", 22);
+}
+
+/* Under NoPE, MLA has no rotary parameters and caches kv_lora_rank values per token; under RoPE
+ * kv_lora_rank + qk_rope_head_dim. */
+TEST(test_mla_cache_is_the_latent_plus_rotary_key) {
+    MixerCase c;
+    char msg[256];
+    CHECK(mixer_case_init(&c, SETTINGS("model.mixer=mla", "model.mla.position=nope", "model.mla.kv_lora_rank=6"), 1, 4,
+                          30, msg, sizeof msg),
+          "%s", msg);
+    CHECK(c.mixer->ops->cache_bytes(c.mixer, 1000) == 4 * 6 * 1000, "NoPE cache %zu bytes",
+          c.mixer->ops->cache_bytes(c.mixer, 1000));
+    for (int i = 0; i < c.ps.n; i++) CHECK(!strstr(c.ps.info[i].name, "rope"), "NoPE MLA has %s", c.ps.info[i].name);
+    CHECK(mixer_case_init(&c, SETTINGS("model.mixer=mla", "model.mla.kv_lora_rank=6", "model.mla.qk_rope_head_dim=4"), 1,
+                          4, 31, msg, sizeof msg),
+          "%s", msg);
+    CHECK(c.mixer->ops->cache_bytes(c.mixer, 1000) == 4 * 10 * 1000, "RoPE cache %zu bytes",
+          c.mixer->ops->cache_bytes(c.mixer, 1000));
+}

@@ -1,0 +1,399 @@
+/* The gdn/kda layer (see delta_layer.h). The forward and the decode step run the same code on
+ * two sets of buffers: the full sequence (chunkwise core, full convolution) or one token per
+ * sequence (recurrent step with the state and the convolution tail kept in the cache). */
+#include "delta_layer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/linear.h"
+#include "core/util.h"
+
+/* The tensors of one forward; for training they are kept for the backward. */
+typedef struct {
+    float *q_pre, *k_pre, *v_pre; /* projections [N, HK], [N, HK], [N, HV] */
+    float *q_c, *k_c, *v_c;       /* after the short convolution (the projections without it) */
+    float *q, *k, *v;             /* what the core sees: SiLU, then L2 norm and RoPE on q and k */
+    float *q_rn, *k_rn;           /* 1 / ||.|| of each head row, for the L2 norm's backward */
+    float *beta;                  /* [N, H] */
+    float *f1, *a, *g;            /* kda's low-rank gate input [N, R]; gate input and log decay [N, H*gw] */
+    float *o, *o_n, *o_rstd;      /* core output, per-head RMSNorm of it, 1/rms per head row */
+    float *z1, *z, *y_g;          /* output gate: kda's low-rank [N, R], pre-activation and gated output [N, HV] */
+    float *tmp_q, *tmp_k;         /* SiLU outputs before the L2 norm */
+} DeltaBuffers;
+
+typedef struct {
+    Mixer base;
+    bool kda;
+    DeltaConfig cfg;
+    int C, H, K, V, W, R, gw;
+    float eps;
+    bool rope;
+    const RopeTable *rope_table;
+    Param w_q, w_k, w_v, conv_q, conv_k, conv_v, w_b, w_a, w_f1, w_f2, A_log, dt_bias, o_norm, w_g, w_g1, w_g2, b_g,
+        w_o;
+    DeltaBuffers train, step;
+    float *saved, *work;                                     /* core: states kept for the backward, scratch */
+    float *d_out, *d_on, *d_o, *dz, *dz1, *dq, *dk, *dv, *dg, *dbeta, *da, *df1, *d_alt; /* backward scratch */
+    float *state, *conv_state_q, *conv_state_k, *conv_state_v; /* decode cache */
+} DeltaLayer;
+
+/* ---- parameters ---- */
+
+/* dt = exp(U(log 0.001, log 0.1)) clamped to >= 1e-4; dt_bias = softplus^-1(dt) = dt + log(-expm1(-dt)) */
+static void init_dt_bias(float *w, size_t n, Rng *rng, float lo, float hi) {
+    for (size_t i = 0; i < n; i++) {
+        double dt = exp(log(lo) + (log(hi) - log(lo)) * rng_uniform(rng));
+        if (dt < 1e-4) dt = 1e-4;
+        w[i] = (float)(dt + log(-expm1(-dt)));
+    }
+}
+
+static void add_param(ParamSet *ps, Param *p, int layer, const char *what, long rows, long cols, float std) {
+    char name[96];
+    snprintf(name, sizeof name, "layers.%d.mixer.%s", layer, what);
+    params_matrix(ps, p, name, rows, cols, std);
+}
+
+static void add_custom(ParamSet *ps, Param *p, int layer, const char *what, int ndim, const long *shape, bool decay,
+                       ParamInitFn fn, float a, float b) {
+    char name[96];
+    snprintf(name, sizeof name, "layers.%d.mixer.%s", layer, what);
+    params_custom(ps, p, name, ndim, shape, decay, fn, a, b);
+}
+
+Mixer *delta_layer_create(const MixerSpec *spec, ParamSet *ps, bool kda) {
+    const ModelConfig *mc = spec->model;
+    DeltaLayer *L = xcalloc(1, sizeof *L);
+    L->kda = kda;
+    L->cfg = kda ? mc->kda : mc->gdn;
+    L->C = mc->d_model;
+    L->H = mc->n_heads;
+    L->K = L->V = config_head_dim(mc);
+    L->W = L->cfg.conv_size;
+    L->R = kda ? (mc->kda.gate_rank ? mc->kda.gate_rank : L->V) : 0;
+    L->gw = kda ? L->K : 1;
+    L->eps = (float)mc->norm_eps;
+    L->rope = strcmp(L->cfg.position, "rope") == 0;
+    if (L->rope) L->rope_table = rope_cache_request(spec->rope, L->K);
+    int l = spec->layer, C = L->C, HK = L->H * L->K, HV = L->H * L->V;
+    float std = (float)mc->init_std, out_std = (float)(mc->init_std / sqrt(2.0 * mc->n_layers));
+    add_param(ps, &L->w_q, l, "w_q", HK, C, std);
+    add_param(ps, &L->w_k, l, "w_k", HK, C, std);
+    add_param(ps, &L->w_v, l, "w_v", HV, C, std);
+    if (L->cfg.short_conv) {
+        /* PyTorch's Conv1d default: uniform within 1/sqrt(fan_in), fan_in = kernel width */
+        float bound = 1.0f / sqrtf((float)L->W);
+        long sq[2] = {HK, L->W}, sv[2] = {HV, L->W};
+        add_custom(ps, &L->conv_q, l, "conv_q", 2, sq, true, init_uniform, -bound, bound);
+        add_custom(ps, &L->conv_k, l, "conv_k", 2, sq, true, init_uniform, -bound, bound);
+        add_custom(ps, &L->conv_v, l, "conv_v", 2, sv, true, init_uniform, -bound, bound);
+    }
+    add_param(ps, &L->w_b, l, "w_beta", L->H, C, std);
+    if (kda) {
+        add_param(ps, &L->w_f1, l, "w_gate_down", L->R, C, std);
+        add_param(ps, &L->w_f2, l, "w_gate_up", HK, L->R, std);
+    } else {
+        add_param(ps, &L->w_a, l, "w_gate", L->H, C, std);
+    }
+    /* A = exp(A_log): gdn U(0, 16) (kept off 0, whose log is -inf), kda U(1, 16); no weight decay */
+    long h = L->H, hg = (long)L->H * L->gw, v = L->V;
+    add_custom(ps, &L->A_log, l, "A_log", 1, &h, false, init_log_uniform, kda ? 1.0f : 1e-4f, 16.0f);
+    add_custom(ps, &L->dt_bias, l, "dt_bias", 1, &hg, false, init_dt_bias, 0.001f, 0.1f);
+    char name[96];
+    snprintf(name, sizeof name, "layers.%d.mixer.o_norm", l);
+    params_gain(ps, &L->o_norm, name, v);
+    if (L->cfg.output_gate) {
+        if (kda) {
+            long hv = HV;
+            add_param(ps, &L->w_g1, l, "w_out_gate_down", L->R, C, std);
+            add_param(ps, &L->w_g2, l, "w_out_gate_up", HV, L->R, std);
+            snprintf(name, sizeof name, "layers.%d.mixer.b_out_gate", l);
+            params_add(ps, &L->b_g, name, 1, &hv, false, INIT_ZEROS, 0.0f);
+        } else {
+            add_param(ps, &L->w_g, l, "w_out_gate", HV, C, std);
+        }
+    }
+    add_param(ps, &L->w_o, l, "w_o", C, HV, out_std);
+    return &L->base;
+}
+
+/* ---- buffers ---- */
+
+static void declare_buffers(DeltaLayer *L, Arena *keep, Arena *temp, DeltaBuffers *bf, size_t N) {
+    size_t HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V, H = L->H, G = H * L->gw;
+    memset(bf, 0, sizeof *bf);
+    arena_floats(keep, &bf->q_pre, N * HK);
+    arena_floats(keep, &bf->k_pre, N * HK);
+    arena_floats(keep, &bf->v_pre, N * HV);
+    if (L->cfg.short_conv) {
+        arena_floats(keep, &bf->q_c, N * HK);
+        arena_floats(keep, &bf->k_c, N * HK);
+        arena_floats(keep, &bf->v_c, N * HV);
+    }
+    arena_floats(keep, &bf->q, N * HK);
+    arena_floats(keep, &bf->k, N * HK);
+    arena_floats(keep, &bf->v, N * HV);
+    if (L->cfg.qk_norm) {
+        arena_floats(keep, &bf->q_rn, N * H);
+        arena_floats(keep, &bf->k_rn, N * H);
+        arena_floats(temp, &bf->tmp_q, N * HK);
+        arena_floats(temp, &bf->tmp_k, N * HK);
+    }
+    arena_floats(keep, &bf->beta, N * H);
+    if (L->kda) arena_floats(keep, &bf->f1, N * L->R);
+    arena_floats(keep, &bf->a, N * G);
+    arena_floats(keep, &bf->g, N * G);
+    arena_floats(keep, &bf->o, N * HV);
+    arena_floats(keep, &bf->o_n, N * HV);
+    arena_floats(keep, &bf->o_rstd, N * H);
+    if (L->cfg.output_gate) {
+        if (L->kda) arena_floats(keep, &bf->z1, N * L->R);
+        arena_floats(keep, &bf->z, N * HV);
+        arena_floats(keep, &bf->y_g, N * HV);
+    }
+}
+
+/* Without the convolution, its output is its input. */
+static void alias_conv(const DeltaLayer *L, DeltaBuffers *bf) {
+    if (L->cfg.short_conv) return;
+    bf->q_c = bf->q_pre;
+    bf->k_c = bf->k_pre;
+    bf->v_c = bf->v_pre;
+}
+
+static ScanShape core_shape(const DeltaLayer *L, int B, int T, int chunk) {
+    return (ScanShape){B, T, L->H, L->K, L->V, 1.0f / sqrtf((float)L->K), chunk, L->kda};
+}
+
+void delta_layer_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scratch, int B, int T) {
+    DeltaLayer *L = (DeltaLayer *)m;
+    size_t N = (size_t)B * T, HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V, G = (size_t)L->H * L->gw;
+    declare_buffers(L, acts, scratch, &L->train, N);
+    ScanShape s = core_shape(L, B, T, L->cfg.chunk_size);
+    arena_floats(acts, &L->saved, be->delta_rule_saved(&s));
+    arena_declare(scratch, &L->work, be->delta_rule_workspace(&s));
+    size_t widest = HK > HV ? HK : HV;
+    arena_floats(scratch, &L->d_out, N * HV);
+    arena_floats(scratch, &L->d_on, N * HV);
+    arena_floats(scratch, &L->d_o, N * HV);
+    arena_floats(scratch, &L->dz, N * HV);
+    arena_floats(scratch, &L->dq, N * HK);
+    arena_floats(scratch, &L->dk, N * HK);
+    arena_floats(scratch, &L->dv, N * HV);
+    arena_floats(scratch, &L->dg, N * G);
+    arena_floats(scratch, &L->da, N * G);
+    arena_floats(scratch, &L->dbeta, N * L->H);
+    arena_floats(scratch, &L->d_alt, N * widest);
+    if (L->kda) {
+        arena_floats(scratch, &L->dz1, N * L->R);
+        arena_floats(scratch, &L->df1, N * L->R);
+    }
+}
+
+/* ---- forward (and decode step) ---- */
+
+static void run_forward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, float *y, int B, int T,
+                        bool step, long pos) {
+    alias_conv(L, bf);
+    const int N = B * T, C = L->C, H = L->H, K = L->K, HK = H * L->K, HV = H * L->V, W = L->W;
+    linear_forward(be, bf->q_pre, x, &L->w_q, N, C, HK, false);
+    linear_forward(be, bf->k_pre, x, &L->w_k, N, C, HK, false);
+    linear_forward(be, bf->v_pre, x, &L->w_v, N, C, HV, false);
+    if (L->cfg.short_conv) {
+        if (step) {
+            be->conv1d_step(bf->q_c, L->conv_state_q, bf->q_pre, L->conv_q.w, B, HK, W);
+            be->conv1d_step(bf->k_c, L->conv_state_k, bf->k_pre, L->conv_k.w, B, HK, W);
+            be->conv1d_step(bf->v_c, L->conv_state_v, bf->v_pre, L->conv_v.w, B, HV, W);
+        } else {
+            be->conv1d_forward(bf->q_c, bf->q_pre, L->conv_q.w, B, T, HK, W);
+            be->conv1d_forward(bf->k_c, bf->k_pre, L->conv_k.w, B, T, HK, W);
+            be->conv1d_forward(bf->v_c, bf->v_pre, L->conv_v.w, B, T, HV, W);
+        }
+    }
+    if (L->cfg.qk_norm) {
+        be->silu_forward(bf->tmp_q, bf->q_c, (size_t)N * HK);
+        be->silu_forward(bf->tmp_k, bf->k_c, (size_t)N * HK);
+        be->l2norm_forward(bf->q, bf->q_rn, bf->tmp_q, N * H, K, 1e-6f);
+        be->l2norm_forward(bf->k, bf->k_rn, bf->tmp_k, N * H, K, 1e-6f);
+    } else {
+        be->silu_forward(bf->q, bf->q_c, (size_t)N * HK);
+        be->silu_forward(bf->k, bf->k_c, (size_t)N * HK);
+    }
+    be->silu_forward(bf->v, bf->v_c, (size_t)N * HV);
+    if (L->rope) {
+        const RopeTable *t = L->rope_table;
+        be->rope_forward(bf->q, B, T, H, K, HK, 0, K, t->cos, t->sin, (int)pos);
+        be->rope_forward(bf->k, B, T, H, K, HK, 0, K, t->cos, t->sin, (int)pos);
+    }
+    linear_forward(be, bf->beta, x, &L->w_b, N, C, H, false);
+    be->sigmoid_forward(bf->beta, bf->beta, (size_t)N * H);
+    if (L->kda) {
+        linear_forward(be, bf->f1, x, &L->w_f1, N, C, L->R, false);
+        linear_forward(be, bf->a, bf->f1, &L->w_f2, N, L->R, HK, false);
+    } else {
+        linear_forward(be, bf->a, x, &L->w_a, N, C, H, false);
+    }
+    be->decay_gate_forward(bf->g, bf->a, L->A_log.w, L->dt_bias.w, N, H, L->gw);
+    if (step) {
+        ScanShape s = core_shape(L, B, 1, 0);
+        be->delta_rule_step(&s, L->state, bf->o, bf->q, bf->k, bf->v, bf->g, bf->beta);
+    } else {
+        ScanShape s = core_shape(L, B, T, L->cfg.chunk_size);
+        be->delta_rule_forward(&s, bf->o, NULL, L->saved, bf->q, bf->k, bf->v, bf->g, bf->beta, NULL, L->work);
+    }
+    be->rmsnorm_forward(bf->o_n, bf->o_rstd, bf->o, L->o_norm.w, N * H, L->V, L->eps);
+    const float *out = bf->o_n;
+    if (L->cfg.output_gate) {
+        if (L->kda) {
+            linear_forward(be, bf->z1, x, &L->w_g1, N, C, L->R, false);
+            linear_forward(be, bf->z, bf->z1, &L->w_g2, N, L->R, HV, false);
+            be->bias_forward(bf->z, L->b_g.w, N, HV);
+            be->gate_forward(bf->y_g, bf->o_n, bf->z, (size_t)N * HV, ACT_SIGMOID);
+        } else {
+            linear_forward(be, bf->z, x, &L->w_g, N, C, HV, false);
+            be->gate_forward(bf->y_g, bf->o_n, bf->z, (size_t)N * HV, ACT_SILU);
+        }
+        out = bf->y_g;
+    }
+    linear_forward(be, y, out, &L->w_o, N, HV, C, true);
+}
+
+void delta_layer_forward(Mixer *m, const Backend *be, const float *x, float *y, int B, int T) {
+    run_forward((DeltaLayer *)m, be, &((DeltaLayer *)m)->train, x, y, B, T, false, 0);
+}
+
+/* ---- backward ---- */
+
+/* One input path back to x: [RoPE] <- [L2 norm] <- SiLU <- [short conv] <- projection. d holds the
+ * core's gradient on entry; alt is a second buffer; the two take turns as input and output. The L2
+ * norm's backward runs first, on the rotated vectors: its Jacobian commutes with a rotation, and
+ * the stored output is the rotated one. */
+static void input_path_backward(DeltaLayer *L, const Backend *be, float *d, float *alt, const float *c_in,
+                                const float *pre, const float *normed, const float *rnorm, Param *conv, Param *w,
+                                const float *x, float *dx, int B, int T, int width, bool normalize, bool rotate) {
+    const int N = B * T, K = L->K;
+    if (normalize) {
+        be->l2norm_backward(alt, d, normed, rnorm, N * L->H, K);
+        float *t = d;
+        d = alt;
+        alt = t;
+    }
+    if (rotate) {
+        const RopeTable *t = L->rope_table;
+        be->rope_backward(d, B, T, L->H, K, width, 0, K, t->cos, t->sin, 0);
+    }
+    be->silu_backward(alt, d, c_in, (size_t)N * width);
+    float *t = d;
+    d = alt;
+    alt = t;
+    if (L->cfg.short_conv) {
+        be->conv1d_backward(alt, conv->g, d, pre, conv->w, B, T, width, L->W);
+        t = d;
+        d = alt;
+        alt = t;
+    }
+    linear_backward(be, dx, d, x, w, N, L->C, width, true);
+}
+
+void delta_layer_backward(Mixer *m, const Backend *be, const float *x, const float *dy, float *dx, int B, int T) {
+    DeltaLayer *L = (DeltaLayer *)m;
+    DeltaBuffers *bf = &L->train;
+    alias_conv(L, bf);
+    const int N = B * T, C = L->C, H = L->H, HK = H * L->K, HV = H * L->V;
+    be->zero(dx, (size_t)N * C);
+    linear_backward(be, L->d_out, dy, L->cfg.output_gate ? bf->y_g : bf->o_n, &L->w_o, N, HV, C, false);
+    const float *d_on = L->d_out;
+    if (L->cfg.output_gate) {
+        be->gate_backward(L->d_on, L->dz, L->d_out, bf->o_n, bf->z, (size_t)N * HV, L->kda ? ACT_SIGMOID : ACT_SILU);
+        if (L->kda) {
+            be->bias_backward(L->b_g.g, L->dz, N, HV);
+            linear_backward(be, L->dz1, L->dz, bf->z1, &L->w_g2, N, L->R, HV, false);
+            linear_backward(be, dx, L->dz1, x, &L->w_g1, N, C, L->R, true);
+        } else {
+            linear_backward(be, dx, L->dz, x, &L->w_g, N, C, HV, true);
+        }
+        d_on = L->d_on;
+    }
+    be->zero(L->d_o, (size_t)N * HV);
+    be->rmsnorm_backward(L->d_o, L->o_norm.g, d_on, bf->o, L->o_norm.w, bf->o_rstd, N * H, L->V);
+    ScanShape s = core_shape(L, B, T, L->cfg.chunk_size);
+    be->delta_rule_backward(&s, L->dq, L->dk, L->dv, L->dg, L->dbeta, NULL, NULL, L->d_o, bf->q, bf->k, bf->v, bf->g,
+                            bf->beta, L->saved, L->work);
+    be->decay_gate_backward(L->da, L->A_log.g, L->dt_bias.g, L->dg, bf->a, L->A_log.w, L->dt_bias.w, N, H, L->gw);
+    if (L->kda) {
+        linear_backward(be, L->df1, L->da, bf->f1, &L->w_f2, N, L->R, HK, false);
+        linear_backward(be, dx, L->df1, x, &L->w_f1, N, C, L->R, true);
+    } else {
+        linear_backward(be, dx, L->da, x, &L->w_a, N, C, H, true);
+    }
+    be->sigmoid_backward(L->dbeta, L->dbeta, bf->beta, (size_t)N * H);
+    linear_backward(be, dx, L->dbeta, x, &L->w_b, N, C, H, true);
+    bool norm = L->cfg.qk_norm;
+    input_path_backward(L, be, L->dq, L->d_alt, bf->q_c, bf->q_pre, bf->q, bf->q_rn, &L->conv_q, &L->w_q, x, dx, B, T,
+                        HK, norm, L->rope);
+    input_path_backward(L, be, L->dk, L->d_alt, bf->k_c, bf->k_pre, bf->k, bf->k_rn, &L->conv_k, &L->w_k, x, dx, B, T,
+                        HK, norm, L->rope);
+    input_path_backward(L, be, L->dv, L->d_alt, bf->v_c, bf->v_pre, NULL, NULL, &L->conv_v, &L->w_v, x, dx, B, T, HV,
+                        false, false);
+}
+
+/* ---- decode ---- */
+
+void delta_layer_declare_decode(Mixer *m, const Backend *be, Arena *cache, Arena *scratch, int B, long max_context) {
+    (void)be;
+    (void)max_context; /* the state does not grow with the context */
+    DeltaLayer *L = (DeltaLayer *)m;
+    size_t HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V;
+    declare_buffers(L, scratch, scratch, &L->step, (size_t)B);
+    arena_floats(cache, &L->state, (size_t)B * HK * L->V);
+    if (L->cfg.short_conv) {
+        size_t tail = (size_t)B * (L->W - 1);
+        arena_floats(cache, &L->conv_state_q, tail * HK);
+        arena_floats(cache, &L->conv_state_k, tail * HK);
+        arena_floats(cache, &L->conv_state_v, tail * HV);
+    }
+}
+
+void delta_layer_decode_reset(Mixer *m, const Backend *be, int B) {
+    DeltaLayer *L = (DeltaLayer *)m;
+    size_t HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V;
+    be->zero(L->state, (size_t)B * HK * L->V);
+    if (L->cfg.short_conv) {
+        size_t tail = (size_t)B * (L->W - 1);
+        be->zero(L->conv_state_q, tail * HK);
+        be->zero(L->conv_state_k, tail * HK);
+        be->zero(L->conv_state_v, tail * HV);
+    }
+}
+
+void delta_layer_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, long pos) {
+    run_forward((DeltaLayer *)m, be, &((DeltaLayer *)m)->step, x, y, B, 1, true, pos);
+}
+
+/* ---- sizes ---- */
+
+/* Per token: the projections, the convolution, and the core at its recurrent cost (decay, read,
+ * write and output over the K x V state of every head). */
+double delta_layer_flops(const Mixer *m, int T) {
+    (void)T;
+    const DeltaLayer *L = (const DeltaLayer *)m;
+    double C = L->C, HK = (double)L->H * L->K, HV = (double)L->H * L->V, H = L->H, R = L->R;
+    double proj = C * (2 * HK + HV + H) + HV * C;
+    proj += L->kda ? C * R + R * HK : C * H;
+    if (L->cfg.output_gate) proj += L->kda ? C * R + R * HV : C * HV;
+    double conv = L->cfg.short_conv ? L->W * (2 * HK + HV) : 0;
+    double core = 4.0 * H * L->K * L->V;
+    return 2.0 * (proj + conv + core);
+}
+
+size_t delta_layer_cache_bytes(const Mixer *m, long context) {
+    (void)context;
+    const DeltaLayer *L = (const DeltaLayer *)m;
+    size_t HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V;
+    size_t conv = L->cfg.short_conv ? (size_t)(L->W - 1) * (2 * HK + HV) : 0;
+    return sizeof(float) * (HK * L->V + conv);
+}
+
+void delta_layer_destroy(Mixer *m) { free(m); }

@@ -1,0 +1,225 @@
+/* linear: causal linear attention (Katharopoulos et al. 2020). q, k, v projections, a feature map
+ * phi on q and k (identity, elu+1, relu), optional RoPE, the linear attention core, optional
+ * normalizer o_t = S_t^T phi(q_t) / (phi(q_t) . z_t + eps), output projection. The normalizer
+ * z_t = sum phi(k_j) is carried as one more value channel of ones, so the core stays the plain
+ * recurrence (and its chunkwise form) and z comes out as the last output column. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/linear.h"
+#include "core/mixer.h"
+#include "core/util.h"
+
+static const float NORMALIZER_EPS = 1e-6f;
+
+typedef struct {
+    float *q_pre, *k_pre; /* projections [N, HK] */
+    float *q, *k;         /* after phi (and RoPE) */
+    float *v;             /* [N, HV] */
+    float *v_aug, *o_aug; /* with the normalizer: [N, H, V + 1] */
+    float *o;             /* [N, HV] */
+} LinearBuffers;
+
+typedef struct {
+    Mixer base;
+    int C, H, K, V, chunk;
+    FeatureMap phi;
+    bool normalize, rope;
+    const RopeTable *rope_table;
+    Param w_q, w_k, w_v, w_o;
+    LinearBuffers train, step;
+    float *saved, *work;                          /* core */
+    float *d_o, *d_oaug, *dq, *dk, *dv, *dv_aug, *d_alt; /* backward scratch */
+    float *state;                                 /* decode cache [B, H, K, Vc] */
+} LinearLayer;
+
+/* Value channels the core carries: V, plus the ones channel of the normalizer. */
+static int core_v(const LinearLayer *L) { return L->V + (L->normalize ? 1 : 0); }
+
+static ScanShape core_shape(const LinearLayer *L, int B, int T, int chunk) {
+    /* with the normalizer the scale cancels in the ratio */
+    float scale = L->normalize ? 1.0f : 1.0f / sqrtf((float)L->K);
+    return (ScanShape){B, T, L->H, L->K, core_v(L), scale, chunk, false};
+}
+
+static Mixer *linear_create(const MixerSpec *spec, ParamSet *ps) {
+    const ModelConfig *mc = spec->model;
+    LinearLayer *L = xcalloc(1, sizeof *L);
+    L->C = mc->d_model;
+    L->H = mc->n_heads;
+    L->K = L->V = config_head_dim(mc);
+    L->chunk = mc->linear.chunk_size;
+    L->normalize = mc->linear.normalize;
+    const char *fm = mc->linear.feature_map;
+    L->phi = strcmp(fm, "elu1") == 0 ? FEATURE_ELU1 : strcmp(fm, "relu") == 0 ? FEATURE_RELU : FEATURE_IDENTITY;
+    L->rope = strcmp(mc->linear.position, "rope") == 0;
+    if (L->rope) L->rope_table = rope_cache_request(spec->rope, L->K);
+    int HK = L->H * L->K, HV = L->H * L->V;
+    float std = (float)mc->init_std, out_std = (float)(mc->init_std / sqrt(2.0 * mc->n_layers));
+    const struct {
+        Param *p;
+        const char *what;
+        long rows, cols;
+        float std;
+    } table[] = {{&L->w_q, "w_q", HK, L->C, std},
+                 {&L->w_k, "w_k", HK, L->C, std},
+                 {&L->w_v, "w_v", HV, L->C, std},
+                 {&L->w_o, "w_o", L->C, HV, out_std}};
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        char name[96];
+        snprintf(name, sizeof name, "layers.%d.mixer.%s", spec->layer, table[i].what);
+        params_matrix(ps, table[i].p, name, table[i].rows, table[i].cols, table[i].std);
+    }
+    return &L->base;
+}
+
+static void declare_buffers(const LinearLayer *L, Arena *a, LinearBuffers *bf, size_t N) {
+    size_t HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V;
+    memset(bf, 0, sizeof *bf);
+    arena_floats(a, &bf->q_pre, N * HK);
+    arena_floats(a, &bf->k_pre, N * HK);
+    arena_floats(a, &bf->q, N * HK);
+    arena_floats(a, &bf->k, N * HK);
+    arena_floats(a, &bf->v, N * HV);
+    arena_floats(a, &bf->o, N * HV);
+    if (L->normalize) {
+        arena_floats(a, &bf->v_aug, N * L->H * core_v(L));
+        arena_floats(a, &bf->o_aug, N * L->H * core_v(L));
+    }
+}
+
+static void linear_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scratch, int B, int T) {
+    LinearLayer *L = (LinearLayer *)m;
+    size_t N = (size_t)B * T, HK = (size_t)L->H * L->K, HVc = (size_t)L->H * core_v(L);
+    declare_buffers(L, acts, &L->train, N);
+    ScanShape s = core_shape(L, B, T, L->chunk);
+    arena_floats(acts, &L->saved, be->linear_attn_saved(&s));
+    arena_declare(scratch, &L->work, be->linear_attn_workspace(&s));
+    arena_floats(scratch, &L->d_o, N * L->H * L->V);
+    arena_floats(scratch, &L->d_oaug, N * HVc);
+    arena_floats(scratch, &L->dq, N * HK);
+    arena_floats(scratch, &L->dk, N * HK);
+    arena_floats(scratch, &L->dv_aug, N * HVc);
+    arena_floats(scratch, &L->d_alt, N * HK);
+}
+
+static void run_forward(LinearLayer *L, const Backend *be, LinearBuffers *bf, const float *x, float *y, int B, int T,
+                        bool step, long pos) {
+    const int N = B * T, C = L->C, H = L->H, K = L->K, HK = H * K, HV = H * L->V;
+    linear_forward(be, bf->q_pre, x, &L->w_q, N, C, HK, false);
+    linear_forward(be, bf->k_pre, x, &L->w_k, N, C, HK, false);
+    linear_forward(be, bf->v, x, &L->w_v, N, C, HV, false);
+    be->feature_map_forward(bf->q, bf->q_pre, (size_t)N * HK, L->phi);
+    be->feature_map_forward(bf->k, bf->k_pre, (size_t)N * HK, L->phi);
+    if (L->rope) {
+        const RopeTable *t = L->rope_table;
+        be->rope_forward(bf->q, B, T, H, K, HK, 0, K, t->cos, t->sin, (int)pos);
+        be->rope_forward(bf->k, B, T, H, K, HK, 0, K, t->cos, t->sin, (int)pos);
+    }
+    const float *v = bf->v;
+    float *o = bf->o;
+    if (L->normalize) {
+        be->append_ones(bf->v_aug, bf->v, N * H, L->V);
+        v = bf->v_aug;
+        o = bf->o_aug;
+    }
+    if (step) {
+        ScanShape s = core_shape(L, B, 1, 0);
+        be->linear_attn_step(&s, L->state, o, bf->q, bf->k, v);
+    } else {
+        ScanShape s = core_shape(L, B, T, L->chunk);
+        be->linear_attn_forward(&s, o, NULL, L->saved, bf->q, bf->k, v, NULL, L->work);
+    }
+    if (L->normalize) be->normalize_by_last(bf->o, bf->o_aug, N * H, L->V, NORMALIZER_EPS);
+    linear_forward(be, y, bf->o, &L->w_o, N, HV, C, true);
+}
+
+static void linear_forward_mixer(Mixer *m, const Backend *be, const float *x, float *y, int B, int T) {
+    run_forward((LinearLayer *)m, be, &((LinearLayer *)m)->train, x, y, B, T, false, 0);
+}
+
+/* One of q and k back to x: [RoPE] <- phi <- projection. */
+static void qk_path_backward(LinearLayer *L, const Backend *be, float *d, const float *pre, Param *w, const float *x,
+                             float *dx, int B, int T) {
+    const int N = B * T, K = L->K, HK = L->H * K;
+    if (L->rope) {
+        const RopeTable *t = L->rope_table;
+        be->rope_backward(d, B, T, L->H, K, HK, 0, K, t->cos, t->sin, 0);
+    }
+    be->feature_map_backward(L->d_alt, d, pre, (size_t)N * HK, L->phi);
+    linear_backward(be, dx, L->d_alt, x, w, N, L->C, HK, true);
+}
+
+static void linear_backward_mixer(Mixer *m, const Backend *be, const float *x, const float *dy, float *dx, int B,
+                                  int T) {
+    LinearLayer *L = (LinearLayer *)m;
+    LinearBuffers *bf = &L->train;
+    const int N = B * T, C = L->C, H = L->H, HV = H * L->V;
+    be->zero(dx, (size_t)N * C);
+    linear_backward(be, L->d_o, dy, bf->o, &L->w_o, N, HV, C, false);
+    const float *d_core = L->d_o, *v = bf->v;
+    if (L->normalize) {
+        be->normalize_by_last_backward(L->d_oaug, L->d_o, bf->o_aug, N * H, L->V, NORMALIZER_EPS);
+        d_core = L->d_oaug;
+        v = bf->v_aug;
+    }
+    ScanShape s = core_shape(L, B, T, L->chunk);
+    be->linear_attn_backward(&s, L->dq, L->dk, L->dv_aug, NULL, NULL, d_core, bf->q, bf->k, v, L->saved, L->work);
+    /* without the normalizer dv_aug is dv; with it, drop the ones channel's gradient */
+    const float *dv = L->dv_aug;
+    if (L->normalize) {
+        be->copy_rows(L->d_o, L->V, L->dv_aug, core_v(L), N * H, L->V, false);
+        dv = L->d_o;
+    }
+    linear_backward(be, dx, dv, x, &L->w_v, N, C, HV, true);
+    qk_path_backward(L, be, L->dq, bf->q_pre, &L->w_q, x, dx, B, T);
+    qk_path_backward(L, be, L->dk, bf->k_pre, &L->w_k, x, dx, B, T);
+}
+
+static void linear_declare_decode(Mixer *m, const Backend *be, Arena *cache, Arena *scratch, int B, long max_context) {
+    (void)be;
+    (void)max_context;
+    LinearLayer *L = (LinearLayer *)m;
+    declare_buffers(L, scratch, &L->step, (size_t)B);
+    arena_floats(cache, &L->state, (size_t)B * L->H * L->K * core_v(L));
+}
+
+static void linear_decode_reset(Mixer *m, const Backend *be, int B) {
+    LinearLayer *L = (LinearLayer *)m;
+    be->zero(L->state, (size_t)B * L->H * L->K * core_v(L));
+}
+
+static void linear_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, long pos) {
+    run_forward((LinearLayer *)m, be, &((LinearLayer *)m)->step, x, y, B, 1, true, pos);
+}
+
+/* Projections, plus the core at its recurrent cost: write and read the K x Vc state per head. */
+static double linear_flops(const Mixer *m, int T) {
+    (void)T;
+    const LinearLayer *L = (const LinearLayer *)m;
+    double HK = (double)L->H * L->K, HV = (double)L->H * L->V;
+    return 2.0 * (L->C * (2 * HK + HV) + HV * L->C + 2.0 * L->H * L->K * core_v(L));
+}
+
+static size_t linear_cache_bytes(const Mixer *m, long context) {
+    (void)context;
+    const LinearLayer *L = (const LinearLayer *)m;
+    return sizeof(float) * (size_t)L->H * L->K * core_v(L);
+}
+
+static void linear_destroy(Mixer *m) { free(m); }
+
+const MixerOps mixer_linear = {
+    .name = "linear",
+    .create = linear_create,
+    .declare = linear_declare,
+    .forward = linear_forward_mixer,
+    .backward = linear_backward_mixer,
+    .declare_decode = linear_declare_decode,
+    .decode_reset = linear_decode_reset,
+    .decode_step = linear_decode_step,
+    .flops_per_token = linear_flops,
+    .cache_bytes = linear_cache_bytes,
+    .destroy = linear_destroy,
+};

@@ -1,0 +1,292 @@
+/* mla: Multi-head Latent Attention (DeepSeek-V2). Keys and values are rebuilt per head from a
+ * normalized latent c = RMSNorm(x W_dkv) of kv_lora_rank channels; under RoPE a decoupled rotary
+ * key of qk_rope_head_dim channels, shared by all heads, joins each head's key (under NoPE, as in
+ * Kimi Linear, there are no rotary channels at all). Queries come from x, or through a normalized
+ * low-rank bottleneck when q_lora_rank > 0.
+ *
+ * Training materializes per-head keys [k_nope_h | k_rope] and values and runs causal attention.
+ * Decode caches only [c | k_rope] per token and absorbs the up-projections: the score of head h is
+ * (W_uk_h^T q_nope_h) . c_j + q_rope_h . k_rope_j, the output W_uv_h (sum_j p_j c_j): one
+ * multi-query attention over the latent cache. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/linear.h"
+#include "core/mixer.h"
+#include "core/util.h"
+
+typedef struct {
+    Mixer base;
+    int C, H, dn, dr, dv, r, rq;
+    float eps;
+    const RopeTable *rope_table; /* NULL under NoPE */
+    Param w_q, w_dq, q_norm, w_uq, w_dkv, kv_norm, w_ukv, w_kr, w_o;
+    /* activations */
+    float *cq, *cq_n, *cq_rstd; /* query bottleneck [N, rq] */
+    float *q;                   /* [N, H (dn + dr)] */
+    float *c, *c_n, *c_rstd;    /* latent [N, r] */
+    float *kv;                  /* [N, H (dn + dv)] */
+    float *kr;                  /* rotary key [N, dr] */
+    float *k, *v;               /* per-head keys [N, H (dn + dr)], values [N, H dv] */
+    float *att, *lse;
+    /* scratch */
+    float *dq, *dk, *dv_buf, *datt, *dkv, *dkr, *dc_n, *dc, *dcq_n, *dcq, *work;
+    /* decode */
+    long max_context;
+    float *cache;                                                     /* [B, max_context, r + dr] */
+    float *s_cq, *s_cqn, *s_cqr, *s_q, *s_c, *s_cr, *s_kr, *s_qa, *s_ohat, *s_att, *s_work; /* one step */
+} Mla;
+
+static int qk_dim(const Mla *m) { return m->dn + m->dr; }
+
+static Mixer *mla_create(const MixerSpec *spec, ParamSet *ps) {
+    const ModelConfig *mc = spec->model;
+    MlaDims d = config_mla_dims(mc);
+    Mla *m = xcalloc(1, sizeof *m);
+    m->C = mc->d_model;
+    m->H = mc->n_heads;
+    m->dn = d.nope;
+    m->dr = d.rope;
+    m->dv = d.v;
+    m->r = d.kv_rank;
+    m->rq = d.q_rank;
+    m->eps = (float)mc->norm_eps;
+    if (m->dr) m->rope_table = rope_cache_request(spec->rope, m->dr);
+    float std = (float)mc->init_std, out_std = (float)(mc->init_std / sqrt(2.0 * mc->n_layers));
+    int l = spec->layer, C = m->C, HQ = m->H * qk_dim(m);
+    char name[96];
+#define NAME(what) (snprintf(name, sizeof name, "layers.%d.mixer.%s", l, what), name)
+    if (m->rq) {
+        params_matrix(ps, &m->w_dq, NAME("w_q_down"), m->rq, C, std);
+        params_gain(ps, &m->q_norm, NAME("q_norm"), m->rq);
+        params_matrix(ps, &m->w_uq, NAME("w_q_up"), HQ, m->rq, std);
+    } else {
+        params_matrix(ps, &m->w_q, NAME("w_q"), HQ, C, std);
+    }
+    params_matrix(ps, &m->w_dkv, NAME("w_kv_down"), m->r, C, std);
+    params_gain(ps, &m->kv_norm, NAME("kv_norm"), m->r);
+    params_matrix(ps, &m->w_ukv, NAME("w_kv_up"), (long)m->H * (m->dn + m->dv), m->r, std);
+    if (m->dr) params_matrix(ps, &m->w_kr, NAME("w_k_rope"), m->dr, C, std);
+    params_matrix(ps, &m->w_o, NAME("w_o"), C, (long)m->H * m->dv, out_std);
+#undef NAME
+    return &m->base;
+}
+
+static AttnShape attn_shape(const Mla *m, int B, int T) {
+    long HQ = (long)m->H * qk_dim(m);
+    return (AttnShape){.B = B, .T = T, .H = m->H, .Hkv = m->H, .Dk = qk_dim(m), .Dv = m->dv, .q_stride = HQ,
+                       .k_stride = HQ, .v_stride = (long)m->H * m->dv, .o_stride = (long)m->H * m->dv,
+                       .scale = 1.0f / sqrtf((float)qk_dim(m))};
+}
+
+static void mla_declare(Mixer *mx, const Backend *be, Arena *acts, Arena *scratch, int B, int T) {
+    Mla *m = (Mla *)mx;
+    size_t N = (size_t)B * T, HQ = (size_t)m->H * qk_dim(m), HKV = (size_t)m->H * (m->dn + m->dv),
+           HV = (size_t)m->H * m->dv;
+    if (m->rq) {
+        arena_floats(acts, &m->cq, N * m->rq);
+        arena_floats(acts, &m->cq_n, N * m->rq);
+        arena_floats(acts, &m->cq_rstd, N);
+        arena_floats(scratch, &m->dcq_n, N * m->rq);
+        arena_floats(scratch, &m->dcq, N * m->rq);
+    }
+    arena_floats(acts, &m->q, N * HQ);
+    arena_floats(acts, &m->c, N * m->r);
+    arena_floats(acts, &m->c_n, N * m->r);
+    arena_floats(acts, &m->c_rstd, N);
+    arena_floats(acts, &m->kv, N * HKV);
+    if (m->dr) {
+        arena_floats(acts, &m->kr, N * m->dr);
+        arena_floats(scratch, &m->dkr, N * m->dr);
+    }
+    arena_floats(acts, &m->k, N * HQ);
+    arena_floats(acts, &m->v, N * HV);
+    arena_floats(acts, &m->att, N * HV);
+    arena_floats(acts, &m->lse, N * m->H);
+    arena_floats(scratch, &m->dq, N * HQ);
+    arena_floats(scratch, &m->dk, N * HQ);
+    arena_floats(scratch, &m->dv_buf, N * HV);
+    arena_floats(scratch, &m->datt, N * HV);
+    arena_floats(scratch, &m->dkv, N * HKV);
+    arena_floats(scratch, &m->dc_n, N * m->r);
+    arena_floats(scratch, &m->dc, N * m->r);
+    AttnShape shape = attn_shape(m, B, T);
+    arena_declare(scratch, &m->work, be->attention_workspace(&shape));
+}
+
+/* q [N, H (dn + dr)] from x, through the bottleneck when there is one. */
+static void project_queries(Mla *m, const Backend *be, const float *x, float *q, float *cq, float *cq_n, float *rstd,
+                            int N) {
+    int HQ = m->H * qk_dim(m);
+    if (m->rq) {
+        linear_forward(be, cq, x, &m->w_dq, N, m->C, m->rq, false);
+        be->rmsnorm_forward(cq_n, rstd, cq, m->q_norm.w, N, m->rq, m->eps);
+        linear_forward(be, q, cq_n, &m->w_uq, N, m->rq, HQ, false);
+    } else {
+        linear_forward(be, q, x, &m->w_q, N, m->C, HQ, false);
+    }
+}
+
+static void mla_forward(Mixer *mx, const Backend *be, const float *x, float *y, int B, int T) {
+    Mla *m = (Mla *)mx;
+    int N = B * T, H = m->H, dk = qk_dim(m), HQ = H * dk, HKV = H * (m->dn + m->dv), HV = H * m->dv;
+    project_queries(m, be, x, m->q, m->cq, m->cq_n, m->cq_rstd, N);
+    linear_forward(be, m->c, x, &m->w_dkv, N, m->C, m->r, false);
+    be->rmsnorm_forward(m->c_n, m->c_rstd, m->c, m->kv_norm.w, N, m->r, m->eps);
+    linear_forward(be, m->kv, m->c_n, &m->w_ukv, N, m->r, HKV, false);
+    if (m->dr) {
+        const RopeTable *t = m->rope_table;
+        linear_forward(be, m->kr, x, &m->w_kr, N, m->C, m->dr, false);
+        be->rope_forward(m->kr, B, T, 1, m->dr, m->dr, 0, m->dr, t->cos, t->sin, 0);
+        be->rope_forward(m->q, B, T, H, dk, HQ, m->dn, m->dr, t->cos, t->sin, 0);
+    }
+    for (int h = 0; h < H; h++) { /* per-head keys [k_nope_h | k_rope] and values */
+        be->copy_rows(m->k + (size_t)h * dk, HQ, m->kv + (size_t)h * (m->dn + m->dv), HKV, N, m->dn, false);
+        if (m->dr) be->copy_rows(m->k + (size_t)h * dk + m->dn, HQ, m->kr, m->dr, N, m->dr, false);
+        be->copy_rows(m->v + (size_t)h * m->dv, HV, m->kv + (size_t)h * (m->dn + m->dv) + m->dn, HKV, N, m->dv, false);
+    }
+    AttnShape shape = attn_shape(m, B, T);
+    be->attention_forward(&shape, m->att, m->lse, m->q, m->k, m->v, m->work);
+    linear_forward(be, y, m->att, &m->w_o, N, HV, m->C, true);
+}
+
+static void mla_backward(Mixer *mx, const Backend *be, const float *x, const float *dy, float *dx, int B, int T) {
+    Mla *m = (Mla *)mx;
+    int N = B * T, H = m->H, dk = qk_dim(m), HQ = H * dk, HKV = H * (m->dn + m->dv), HV = H * m->dv;
+    be->zero(dx, (size_t)N * m->C);
+    linear_backward(be, m->datt, dy, m->att, &m->w_o, N, HV, m->C, false);
+    AttnShape shape = attn_shape(m, B, T);
+    be->attention_backward(&shape, m->dq, m->dk, m->dv_buf, m->datt, m->q, m->k, m->v, m->att, m->lse, m->work);
+    /* the per-head keys and values were copies: gather their gradients back */
+    if (m->dr) be->zero(m->dkr, (size_t)N * m->dr);
+    for (int h = 0; h < H; h++) {
+        be->copy_rows(m->dkv + (size_t)h * (m->dn + m->dv), HKV, m->dk + (size_t)h * dk, HQ, N, m->dn, false);
+        be->copy_rows(m->dkv + (size_t)h * (m->dn + m->dv) + m->dn, HKV, m->dv_buf + (size_t)h * m->dv, HV, N, m->dv,
+                      false);
+        if (m->dr) be->copy_rows(m->dkr, m->dr, m->dk + (size_t)h * dk + m->dn, HQ, N, m->dr, true);
+    }
+    if (m->dr) {
+        const RopeTable *t = m->rope_table;
+        be->rope_backward(m->dkr, B, T, 1, m->dr, m->dr, 0, m->dr, t->cos, t->sin, 0);
+        be->rope_backward(m->dq, B, T, H, dk, HQ, m->dn, m->dr, t->cos, t->sin, 0);
+        linear_backward(be, dx, m->dkr, x, &m->w_kr, N, m->C, m->dr, true);
+    }
+    linear_backward(be, m->dc_n, m->dkv, m->c_n, &m->w_ukv, N, m->r, HKV, false);
+    be->zero(m->dc, (size_t)N * m->r);
+    be->rmsnorm_backward(m->dc, m->kv_norm.g, m->dc_n, m->c, m->kv_norm.w, m->c_rstd, N, m->r);
+    linear_backward(be, dx, m->dc, x, &m->w_dkv, N, m->C, m->r, true);
+    if (m->rq) {
+        linear_backward(be, m->dcq_n, m->dq, m->cq_n, &m->w_uq, N, m->rq, HQ, false);
+        be->zero(m->dcq, (size_t)N * m->rq);
+        be->rmsnorm_backward(m->dcq, m->q_norm.g, m->dcq_n, m->cq, m->q_norm.w, m->cq_rstd, N, m->rq);
+        linear_backward(be, dx, m->dcq, x, &m->w_dq, N, m->C, m->rq, true);
+    } else {
+        linear_backward(be, dx, m->dq, x, &m->w_q, N, m->C, HQ, true);
+    }
+}
+
+/* ---- decode over the latent cache ---- */
+
+static int cache_row(const Mla *m) { return m->r + m->dr; }
+
+static AttnShape absorbed_shape(const Mla *m, int B, int T) {
+    int row = cache_row(m);
+    return (AttnShape){.B = B, .T = T, .H = m->H, .Hkv = 1, .Dk = row, .Dv = m->r, .q_stride = (long)m->H * row,
+                       .k_stride = row, .v_stride = row, .o_stride = (long)m->H * m->r,
+                       .scale = 1.0f / sqrtf((float)qk_dim(m))};
+}
+
+static void mla_declare_decode(Mixer *mx, const Backend *be, Arena *cache, Arena *scratch, int B, long max_context) {
+    Mla *m = (Mla *)mx;
+    size_t row = (size_t)cache_row(m);
+    m->max_context = max_context;
+    arena_floats(cache, &m->cache, (size_t)B * max_context * row);
+    if (m->rq) {
+        arena_floats(scratch, &m->s_cq, (size_t)B * m->rq);
+        arena_floats(scratch, &m->s_cqn, (size_t)B * m->rq);
+        arena_floats(scratch, &m->s_cqr, (size_t)B);
+    }
+    arena_floats(scratch, &m->s_q, (size_t)B * m->H * qk_dim(m));
+    arena_floats(scratch, &m->s_c, (size_t)B * m->r);
+    arena_floats(scratch, &m->s_cr, (size_t)B);
+    if (m->dr) arena_floats(scratch, &m->s_kr, (size_t)B * m->dr);
+    arena_floats(scratch, &m->s_qa, (size_t)B * m->H * row);
+    arena_floats(scratch, &m->s_ohat, (size_t)B * m->H * m->r);
+    arena_floats(scratch, &m->s_att, (size_t)B * m->H * m->dv);
+    AttnShape shape = absorbed_shape(m, B, (int)max_context);
+    arena_declare(scratch, &m->s_work, be->attention_decode_workspace(&shape));
+}
+
+static void mla_decode_reset(Mixer *mx, const Backend *be, int B) {
+    (void)mx;
+    (void)be;
+    (void)B; /* a step at pos reads only cache rows [0, pos], which earlier steps wrote */
+}
+
+static void mla_decode_step(Mixer *mx, const Backend *be, const float *x, float *y, int B, long pos) {
+    Mla *m = (Mla *)mx;
+    if (pos >= m->max_context) die("decode: position %ld is past the cache of %ld tokens", pos, m->max_context);
+    int H = m->H, dk = qk_dim(m), HQ = H * dk, row = cache_row(m), r = m->r, HKV_row = m->dn + m->dv;
+    long seq = m->max_context * row;
+    float *dst = m->cache + pos * row;
+    project_queries(m, be, x, m->s_q, m->s_cq, m->s_cqn, m->s_cqr, B);
+    /* the new cache row: [RMSNorm(x W_dkv) | RoPE(x W_kr)] */
+    linear_forward(be, m->s_c, x, &m->w_dkv, B, m->C, r, false);
+    be->rmsnorm_forward(m->s_c, m->s_cr, m->s_c, m->kv_norm.w, B, r, m->eps);
+    be->copy_rows(dst, seq, m->s_c, r, B, r, false);
+    if (m->dr) {
+        const RopeTable *t = m->rope_table;
+        linear_forward(be, m->s_kr, x, &m->w_kr, B, m->C, m->dr, false);
+        be->rope_forward(m->s_kr, B, 1, 1, m->dr, m->dr, 0, m->dr, t->cos, t->sin, (int)pos);
+        be->rope_forward(m->s_q, B, 1, H, dk, HQ, m->dn, m->dr, t->cos, t->sin, (int)pos);
+        be->copy_rows(dst + r, seq, m->s_kr, m->dr, B, m->dr, false);
+    }
+    /* absorbed queries [W_uk_h^T q_nope_h | q_rope_h]; W_uk_h is rows [h (dn + dv), + dn) of W_ukv */
+    for (int h = 0; h < H; h++) {
+        const float *w_uk = m->w_ukv.w + (size_t)h * HKV_row * r;
+        be->gemm(false, false, B, r, m->dn, 1.0f, m->s_q + (size_t)h * dk, HQ, w_uk, r, 0.0f,
+                 m->s_qa + (size_t)h * row, H * row);
+        if (m->dr) be->copy_rows(m->s_qa + (size_t)h * row + r, H * row, m->s_q + (size_t)h * dk + m->dn, HQ, B, m->dr, false);
+    }
+    AttnShape shape = absorbed_shape(m, B, (int)pos + 1);
+    be->attention_decode(&shape, seq, m->s_ohat, m->s_qa, m->cache, m->cache, m->s_work);
+    /* o_h = W_uv_h (sum_j p_j c_j); W_uv_h is rows [h (dn + dv) + dn, + dv) of W_ukv */
+    for (int h = 0; h < H; h++) {
+        const float *w_uv = m->w_ukv.w + ((size_t)h * HKV_row + m->dn) * r;
+        be->gemm(false, true, B, m->dv, r, 1.0f, m->s_ohat + (size_t)h * r, H * r, w_uv, r, 0.0f,
+                 m->s_att + (size_t)h * m->dv, H * m->dv);
+    }
+    linear_forward(be, y, m->s_att, &m->w_o, B, H * m->dv, m->C, true);
+}
+
+/* ---- sizes ---- */
+
+static double mla_flops(const Mixer *mx, int T) {
+    const Mla *m = (const Mla *)mx;
+    double C = m->C, H = m->H, HQ = H * qk_dim(m), HV = H * m->dv;
+    double q = m->rq ? C * m->rq + (double)m->rq * HQ : C * HQ;
+    double proj = q + C * m->r + (double)m->r * H * (m->dn + m->dv) + C * m->dr + HV * C;
+    double attn = 2.0 * H * (qk_dim(m) + m->dv) * (T + 1) / 2.0;
+    return 2.0 * proj + attn;
+}
+
+static size_t mla_cache_bytes(const Mixer *mx, long context) {
+    return sizeof(float) * (size_t)cache_row((const Mla *)mx) * (size_t)context;
+}
+
+static void mla_destroy(Mixer *m) { free(m); }
+
+const MixerOps mixer_mla = {
+    .name = "mla",
+    .create = mla_create,
+    .declare = mla_declare,
+    .forward = mla_forward,
+    .backward = mla_backward,
+    .declare_decode = mla_declare_decode,
+    .decode_reset = mla_decode_reset,
+    .decode_step = mla_decode_step,
+    .flops_per_token = mla_flops,
+    .cache_bytes = mla_cache_bytes,
+    .destroy = mla_destroy,
+};
