@@ -9,6 +9,7 @@
 #include "core/mlp.h"
 #include "core/model.h"
 #include "core/util.h"
+#include "core/rng.h"
 #include "gradcheck.h"
 #include "test.h"
 
@@ -123,22 +124,30 @@ static double model_loss(void *p) {
     return model_forward(c->m, c->tokens, c->targets, 0.0f).loss_sum;
 }
 
-static void check_model(bool tie, unsigned seed) {
+/* A tiny model (vocabulary 11, d_model 16, 2 heads, 2 layers) with the given settings. */
+static Model *tiny_model(const char *const *settings, unsigned seed, Config *cfg) {
+    config_defaults(cfg);
+    const char *base[] = {"model.vocab_size=11", "model.d_model=16", "model.n_heads=2", "model.n_layers=2",
+                          "model.d_ff=24",       "model.init_std=0.3", "model.gdn.chunk_size=3", "model.kda.chunk_size=3",
+                          "model.linear.chunk_size=3", NULL};
+    Error err;
+    for (const char *const *s = base; *s; s++)
+        if (!config_set(cfg, *s, &err)) die("%s", err.msg);
+    for (const char *const *s = settings; s && *s; s++)
+        if (!config_set(cfg, *s, &err)) die("%s", err.msg);
+    if (!config_check(cfg, &err)) die("%s", err.msg);
+    Model *m = model_create(&cfg->model, backend_cpu());
+    model_init_params(m, seed);
+    return m;
+}
+
+static void check_model(const char *const *settings, unsigned seed) {
     Rng rng;
     rng_seed(&rng, seed);
     Config cfg;
-    config_defaults(&cfg);
-    cfg.model.vocab_size = 11;
-    cfg.model.d_model = 16;
-    cfg.model.n_heads = 2;
-    cfg.model.n_layers = 2;
-    cfg.model.d_ff = 24;
-    cfg.model.init_std = 0.3;
-    cfg.model.tie_embeddings = tie;
-    Model *m = model_create(&cfg.model, backend_cpu());
+    Model *m = tiny_model(settings, seed, &cfg);
     int B = 2, T = 5;
     model_reshape(m, B, T);
-    model_init_params(m, seed);
     ModelCase c = {m, xmalloc(sizeof(int) * B * T), xmalloc(sizeof(int) * B * T)};
     for (int i = 0; i < B * T; i++) {
         c.tokens[i] = (int)rng_below(&rng, 11);
@@ -150,7 +159,7 @@ static void check_model(bool tie, unsigned seed) {
     for (int i = 0; i < m->params.n; i++) {
         ParamInfo *p = &m->params.info[i];
         double e = gradcheck(model_loss, &c, p->slot->w, p->slot->g, p->count, 60, 1e-2f, &rng);
-        CHECK(e < GRAD_TOL, "model (tied %d): %s relative error %.2e", tie, p->name, e);
+        CHECK(e < GRAD_TOL, "model (%s): %s relative error %.2e", settings[0], p->name, e);
     }
     /* two micro-batches with halved scale add up to one full gradient */
     float *full = xmalloc(sizeof(float) * m->params.total);
@@ -165,5 +174,110 @@ static void check_model(bool tie, unsigned seed) {
     model_free(m);
 }
 
-TEST(test_model_gradient_untied) { check_model(false, 31); }
-TEST(test_model_gradient_tied) { check_model(true, 32); }
+#define SETTINGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+TEST(test_model_gradient_untied) { check_model(SETTINGS("model.tie_embeddings=false"), 31); }
+TEST(test_model_gradient_tied) { check_model(SETTINGS("model.tie_embeddings=true"), 32); }
+TEST(test_model_gradient_hybrid_kda_mla) {
+    check_model(SETTINGS("model.hybrid.ratio=1:1", "model.hybrid.linear=kda", "model.hybrid.full=mla",
+                         "model.mla.position=nope"),
+                33);
+}
+TEST(test_model_gradient_gdn_softmax_linear) {
+    check_model(SETTINGS("model.layers=gdn,linear,softmax", "model.n_layers=3"), 34);
+}
+
+/* ---- generation: decoding token by token gives the full forward's logits at every position ---- */
+
+static void check_decode(const char *const *settings, unsigned seed) {
+    Config cfg;
+    Model *m = tiny_model(settings, seed, &cfg);
+    int B = 2, T = 9, V = m->V;
+    model_reshape(m, B, T);
+    Rng rng;
+    rng_seed(&rng, seed);
+    int *tokens = xmalloc(sizeof(int) * B * T), *step = xmalloc(sizeof(int) * B);
+    for (int i = 0; i < B * T; i++) tokens[i] = (int)rng_below(&rng, (uint64_t)V);
+    float *full = xmalloc(sizeof(float) * B * T * V), *logits = xmalloc(sizeof(float) * B * V);
+    model_logits(m, tokens, full);
+    model_decode_begin(m, B, T);
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+        for (int b = 0; b < B; b++) step[b] = tokens[b * T + t];
+        model_decode_step(m, step, t, logits);
+        for (int b = 0; b < B; b++)
+            for (int v = 0; v < V; v++) worst = fmax(worst, fabs(logits[b * V + v] - full[((size_t)b * T + t) * V + v]));
+    }
+    /* logits are O(1): fp32 rounding through a few layers stays near 1e-6 */
+    CHECK(worst < 2e-5, "model (%s): decode logits differ from the forward by %.2e", settings[0], worst);
+    /* decoding again after a reset gives the same numbers (the caches start empty) */
+    model_decode_begin(m, B, T);
+    for (int t = 0; t < T; t++) {
+        for (int b = 0; b < B; b++) step[b] = tokens[b * T + t];
+        model_decode_step(m, step, t, logits);
+    }
+    for (int b = 0; b < B; b++)
+        for (int v = 0; v < V; v++)
+            CHECK_NEAR(logits[b * V + v], full[((size_t)b * T + T - 1) * V + v], 2e-5, "logits after a restart");
+    model_free(m);
+}
+
+TEST(test_decode_matches_forward_softmax_model) { check_decode(SETTINGS("model.mixer=softmax"), 41); }
+TEST(test_decode_matches_forward_hybrid_kda_mla) {
+    check_decode(SETTINGS("model.hybrid.ratio=3:1", "model.n_layers=4", "model.mla.position=nope"), 42);
+}
+TEST(test_decode_matches_forward_hybrid_gdn_softmax_rope) {
+    check_decode(SETTINGS("model.hybrid.ratio=1:1", "model.hybrid.linear=gdn", "model.hybrid.full=softmax",
+                          "model.gdn.position=rope"),
+                 43);
+}
+TEST(test_decode_matches_forward_all_linear) {
+    check_decode(SETTINGS("model.layers=linear,kda,gdn", "model.n_layers=3", "model.mla.position=rope"), 44);
+}
+
+/* ---- the hybrid layout rule ---- */
+
+static void layout_of(const char *const *settings, char *out) {
+    Config cfg;
+    config_defaults(&cfg);
+    Error err;
+    for (const char *const *s = settings; *s; s++)
+        if (!config_set(&cfg, *s, &err)) die("%s", err.msg);
+    if (!config_check(&cfg, &err)) die("%s", err.msg);
+    out[0] = '\0';
+    for (int l = 0; l < cfg.model.n_layers; l++) {
+        strcat(out, config_layer_mixer(&cfg.model, l));
+        if (l + 1 < cfg.model.n_layers) strcat(out, ",");
+    }
+}
+
+TEST(test_hybrid_ratio_lays_out_layers_from_the_bottom) {
+    char got[512];
+    layout_of(SETTINGS("model.hybrid.ratio=3:1", "model.n_layers=8"), got);
+    CHECK(strcmp(got, "kda,kda,kda,mla,kda,kda,kda,mla") == 0, "3:1 x 8: %s", got);
+    /* a depth that is not a multiple of the period ends inside it, linear layers first */
+    layout_of(SETTINGS("model.hybrid.ratio=3:1", "model.n_layers=6"), got);
+    CHECK(strcmp(got, "kda,kda,kda,mla,kda,kda") == 0, "3:1 x 6: %s", got);
+    layout_of(SETTINGS("model.hybrid.ratio=0:1", "model.n_layers=3"), got);
+    CHECK(strcmp(got, "mla,mla,mla") == 0, "0:1: %s", got);
+    layout_of(SETTINGS("model.hybrid.ratio=1:0", "model.n_layers=3", "model.hybrid.linear=gdn"), got);
+    CHECK(strcmp(got, "gdn,gdn,gdn") == 0, "1:0: %s", got);
+    layout_of(SETTINGS("model.hybrid.ratio=1:2", "model.n_layers=5", "model.hybrid.full=softmax"), got);
+    CHECK(strcmp(got, "kda,softmax,softmax,kda,softmax") == 0, "1:2 x 5: %s", got);
+    layout_of(SETTINGS("model.layers=linear,mla,gdn", "model.n_layers=3"), got);
+    CHECK(strcmp(got, "linear,mla,gdn") == 0, "explicit: %s", got);
+    layout_of(SETTINGS("model.mixer=gdn", "model.n_layers=2"), got);
+    CHECK(strcmp(got, "gdn,gdn") == 0, "one mixer: %s", got);
+}
+
+TEST(test_hybrid_cache_is_a_quarter_of_mla_at_long_context) {
+    /* 3:1 keeps MLA's latent cache in one layer of four; the others hold a fixed state */
+    Config a, b;
+    Model *full = tiny_model(SETTINGS("model.mixer=mla", "model.n_layers=8", "model.mla.position=nope"), 1, &a);
+    Model *hybrid = tiny_model(SETTINGS("model.hybrid.ratio=3:1", "model.n_layers=8", "model.mla.position=nope"), 1, &b);
+    long ctx = 1 << 20;
+    double ratio = (double)model_cache_bytes(hybrid, ctx) / model_cache_bytes(full, ctx);
+    CHECK(ratio > 0.25 && ratio < 0.2501, "hybrid/full cache at 1M tokens: %.5f", ratio);
+    model_free(full);
+    model_free(hybrid);
+}
