@@ -8,6 +8,7 @@
 #include "checkpoint.h"
 #include "config.h"
 #include "data.h"
+#include "describe.h"
 #include "evaluate.h"
 #include "model.h"
 #include "progress.h"
@@ -23,6 +24,8 @@ static const char *USAGE =
     "        train the model a Lua config describes; results in <out_dir>/<experiment>/<run>/\n"
     "  eval CHECKPOINT [--set path=value]...\n"
     "        evaluate a checkpoint on its task's validation set (--set e.g. data.path=...)\n"
+    "  describe CONFIG [--set path=value]... [--context N]\n"
+    "        layer table: mixers, parameters, decode cache per token or fixed state\n"
     "  bench train [CONFIG] [--set path=value]... [--steps N]\n"
     "        median training-step speed (tokens/s, GFLOP/s) on random tokens\n"
     "  prepare brown SRC_DIR OUT.txt\n"
@@ -50,7 +53,7 @@ typedef struct {
     int n_sets;
     const char *out;
     bool resume, overwrite;
-    long stop_at, steps;
+    long stop_at, steps, context;
 } Args;
 
 static long parse_count_arg(const char *flag, const char *value) {
@@ -87,6 +90,9 @@ static Args parse_args(int argc, char **argv, int first, const char *allowed) {
                 i++;
             } else if (strcmp(flag, "steps") == 0) {
                 a.steps = parse_count_arg(arg, value);
+                i++;
+            } else if (strcmp(flag, "context") == 0) {
+                a.context = parse_count_arg(arg, value);
                 i++;
             }
         } else {
@@ -144,6 +150,17 @@ static int cmd_eval(int argc, char **argv) {
     model_free(m);
     task->ops->destroy(task);
     checkpoint_state_free(&st);
+    config_free(&c);
+    free(a.sets);
+    return 0;
+}
+
+static int cmd_describe(int argc, char **argv) {
+    Args a = parse_args(argc, argv, 2, " set context ");
+    if (a.n_positional != 1) usage_error("describe takes one config file");
+    Config c;
+    load_config_or_die(&c, a.positional[0], &a);
+    describe_model(&c, a.context ? a.context : c.train.seq_len, stdout);
     config_free(&c);
     free(a.sets);
     return 0;
@@ -242,6 +259,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
+    if (strcmp(cmd, "describe") == 0) return cmd_describe(argc, argv);
     if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc, argv);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) return cmd_help(argc, argv);
     usage_error("unknown command '%s'", cmd);

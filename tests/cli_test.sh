@@ -96,6 +96,28 @@ expect_error config_set_bad_value 1 "--set train.lr=fast: expected a number in [
 expect_error config_set_section 1 "'model' is a section" "$A" train "$good" --set model=3
 expect_error config_bad_device 1 "expected one of cpu|cuda, got 'tpu'" "$A" train "$good" --set device=tpu
 
+bad=$(cfg ratio 'return { model = { hybrid = { ratio = "three to one" } } }')
+expect_error config_bad_hybrid_ratio 1 "field 'model.hybrid.ratio': expected 'L:F' with whole numbers, e.g. '3:1', got 'three to one'" "$A" train "$bad"
+bad=$(cfg layercount 'return { model = { n_layers = 4, layers = { "kda", "mla" } } }')
+expect_error config_layers_count 1 "model.layers lists 2 mixers but model.n_layers is 4" "$A" train "$bad"
+bad=$(cfg layeritem 'return { model = { n_layers = 2, layers = { "kda", "flash" } } }')
+expect_error config_layers_bad_item 1 "field 'model.layers': item 2: expected one of softmax|mla|linear|gdn|kda, got 'flash'" "$A" train "$bad"
+bad=$(cfg both 'return { model = { n_layers = 2, layers = { "kda", "mla" }, hybrid = { ratio = "1:1" } } }')
+expect_error config_layers_and_ratio 1 "model.layers and model.hybrid.ratio both set the layer pattern" "$A" train "$bad"
+expect_error config_hybrid_full_must_be_attention 1 "--set model.hybrid.full=kda: expected one of softmax|mla, got 'kda'" "$A" train "$good" --set model.hybrid.full=kda
+expect_error config_mla_nope_with_rope_dims 1 "model.mla.qk_rope_head_dim is 8 but model.mla.position is 'nope'" "$A" train "$good" --set model.mixer=mla --set model.mla.position=nope --set model.mla.qk_rope_head_dim=8
+
+# describe prints the layer table of a hybrid and its cache
+if selected describe_hybrid; then
+    if "$A" describe "$good" --set model.n_layers=4 --set model.hybrid.ratio=3:1 --set model.mla.position=nope --context 1000 >"$TMP/out" 2>&1 &&
+        [ "$(grep -c ' kda ' "$TMP/out")" -eq 3 ] && [ "$(grep -c ' mla ' "$TMP/out")" -eq 1 ] &&
+        grep -q "at 1,000 tokens" "$TMP/out"; then
+        ok describe_hybrid
+    else
+        fail describe_hybrid "$(cat "$TMP/out")"
+    fi
+fi
+
 # require of a sibling file works, and `attnlab help config` documents every field
 if selected config_require_sibling; then
     mkdir -p "$TMP/req"
