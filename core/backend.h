@@ -55,6 +55,7 @@ typedef struct Backend {
     void (*release)(void *p);
     void (*upload)(void *dst, const void *src, size_t bytes);   /* host -> backend */
     void (*download)(void *dst, const void *src, size_t bytes); /* backend -> host */
+    void (*sync)(void); /* waits until every queued operation has finished (timing) */
     void (*zero)(float *x, size_t n);
     void (*copy)(float *dst, const float *src, size_t n);
     void (*add)(float *y, const float *x, size_t n); /* y += x */

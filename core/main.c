@@ -29,6 +29,8 @@ static const char *USAGE =
     "        layer table: mixers, parameters, decode cache per token or fixed state\n"
     "  bench train [CONFIG] [--set path=value]... [--steps N]\n"
     "        median training-step speed (tokens/s, GFLOP/s) on random tokens\n"
+    "  bench kernels [--set device=cpu|cuda] [--shape B,T,H,D]... [--core NAME] [--reps N] [--csv FILE]\n"
+    "        each mixer core's forward and forward+backward time, chunkwise against recurrent\n"
     "  op NAME --in IN.safetensors --out OUT.safetensors [--set device=cpu|cuda] [--set chunk_size=N]\n"
     "        run one mixer core (kda, gdn, linear, softmax) on tensors from a file (help op)\n"
     "  prepare brown SRC_DIR OUT.txt\n"
@@ -56,7 +58,10 @@ typedef struct {
     int n_sets;
     const char *out, *in;
     bool resume, overwrite;
-    long stop_at, steps, context;
+    long stop_at, steps, context, reps;
+    const char *shapes[8];
+    int n_shapes;
+    const char *core, *csv;
 } Args;
 
 static long parse_count_arg(const char *flag, const char *value) {
@@ -100,6 +105,19 @@ static Args parse_args(int argc, char **argv, int first, const char *allowed) {
             } else if (strcmp(flag, "context") == 0) {
                 a.context = parse_count_arg(arg, value);
                 i++;
+            } else if (strcmp(flag, "reps") == 0) {
+                a.reps = parse_count_arg(arg, value);
+                i++;
+            } else if (strcmp(flag, "shape") == 0) {
+                if (!value) usage_error("--shape needs B,T,H,D");
+                if (a.n_shapes == 8) usage_error("at most 8 --shape options");
+                a.shapes[a.n_shapes++] = argv[++i];
+            } else if (strcmp(flag, "core") == 0) {
+                if (!value) usage_error("--core needs a core name");
+                a.core = argv[++i];
+            } else if (strcmp(flag, "csv") == 0) {
+                if (!value) usage_error("--csv needs a file");
+                a.csv = argv[++i];
             }
         } else {
             if (a.n_positional == 4) usage_error("too many arguments");
@@ -172,9 +190,7 @@ static int cmd_describe(int argc, char **argv) {
     return 0;
 }
 
-static int cmd_bench(int argc, char **argv) {
-    if (argc < 3) usage_error("bench needs a benchmark name (train)");
-    if (strcmp(argv[2], "train") != 0) usage_error("unknown benchmark '%s' (expected train)", argv[2]);
+static int cmd_bench_train(int argc, char **argv) {
     Args a = parse_args(argc, argv, 3, " set steps ");
     if (a.n_positional > 1) usage_error("bench train takes at most one config file");
     Config c;
@@ -190,6 +206,49 @@ static int cmd_bench(int argc, char **argv) {
     config_free(&c);
     free(a.sets);
     return code;
+}
+
+static int cmd_bench_kernels(int argc, char **argv) {
+    Args a = parse_args(argc, argv, 3, " set shape reps core csv ");
+    if (a.n_positional) usage_error("bench kernels takes no positional argument");
+    const char *device = "cpu";
+    for (int i = 0; i < a.n_sets; i++) {
+        if (strncmp(a.sets[i], "device=", 7) == 0) device = a.sets[i] + 7;
+        else die("--set %s: bench kernels takes device", a.sets[i]);
+    }
+    if (a.core && strcmp(a.core, "kda") && strcmp(a.core, "gdn") && strcmp(a.core, "linear") && strcmp(a.core, "softmax"))
+        die("--core %s: expected kda, gdn, linear or softmax", a.core);
+    const Backend *be = backend_by_name(device);
+    backend_set_threads(0);
+    KernelShape shapes[8];
+    int n = 0;
+    for (int i = 0; i < a.n_shapes; i++) {
+        KernelShape s;
+        char extra;
+        if (sscanf(a.shapes[i], "%d,%d,%d,%d%c", &s.B, &s.T, &s.H, &s.D, &extra) != 4 || s.B < 1 || s.T < 1 || s.H < 1 ||
+            s.D < 2 || s.D > 1024 || (double)s.B * s.T * s.H * s.D > 4e9)
+            die("--shape %s: expected B,T,H,D as four positive integers (D <= 1024)", a.shapes[i]);
+        shapes[n++] = s;
+    }
+    if (!n) { /* the CPU target of issue 3, or the two GPU shapes of the CUDA backend's targets */
+        if (strcmp(be->name, "cpu") == 0) shapes[n++] = (KernelShape){1, 2048, 4, 64};
+        else {
+            shapes[n++] = (KernelShape){8, 2048, 8, 64};
+            shapes[n++] = (KernelShape){4, 4096, 16, 128};
+        }
+    }
+    char *csv = a.csv ? xstrdup(a.csv) : xasprintf("results/bench/kernels-%s.csv", be->name);
+    int code = bench_kernels(be, shapes, n, a.reps ? (int)a.reps : 5, a.core, csv);
+    free(csv);
+    free(a.sets);
+    return code;
+}
+
+static int cmd_bench(int argc, char **argv) {
+    if (argc < 3) usage_error("bench needs a benchmark name (train, kernels)");
+    if (strcmp(argv[2], "train") == 0) return cmd_bench_train(argc, argv);
+    if (strcmp(argv[2], "kernels") == 0) return cmd_bench_kernels(argc, argv);
+    usage_error("unknown benchmark '%s' (expected train or kernels)", argv[2]);
 }
 
 static int cmd_op(int argc, char **argv) {

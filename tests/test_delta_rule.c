@@ -210,23 +210,25 @@ static void check_chunk_matches_recurrent(bool channel, int T, int chunk, float 
     free_outputs(&b);
 }
 
+/* Chunks above 16 rows also exercise kda's sub-chunk factorization (matmuls between sub-chunks). */
 TEST(test_kda_chunk_matches_recurrent) {
-    int Ts[] = {1, 7, 19, 40}, chunks[] = {1, 3, 8, 16};
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++) check_chunk_matches_recurrent(true, Ts[i], chunks[j], 1.0f, 60 + 4 * i + j);
+    int Ts[] = {1, 7, 19, 40, 75}, chunks[] = {1, 3, 8, 16, 37, 64};
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 6; j++) check_chunk_matches_recurrent(true, Ts[i], chunks[j], 1.0f, 60 + 6 * i + j);
 }
 
 TEST(test_gdn_chunk_matches_recurrent) {
-    int Ts[] = {1, 7, 19, 40}, chunks[] = {1, 3, 8, 16};
-    for (int i = 0; i < 4; i++)
-        for (int j = 0; j < 4; j++) check_chunk_matches_recurrent(false, Ts[i], chunks[j], 1.0f, 80 + 4 * i + j);
+    int Ts[] = {1, 7, 19, 40, 75}, chunks[] = {1, 3, 8, 16, 37, 64};
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 6; j++) check_chunk_matches_recurrent(false, Ts[i], chunks[j], 1.0f, 100 + 6 * i + j);
 }
 
 /* Decays of up to ~40 per step: exp(-b_j) of a naive factorization would overflow within a few
  * rows; pairwise differences keep every factor <= 1. */
 TEST(test_delta_rule_chunk_is_stable_under_strong_decay) {
-    check_chunk_matches_recurrent(true, 40, 16, 20.0f, 100);
-    check_chunk_matches_recurrent(false, 40, 16, 20.0f, 101);
+    check_chunk_matches_recurrent(true, 40, 16, 20.0f, 140);
+    check_chunk_matches_recurrent(false, 40, 16, 20.0f, 141);
+    check_chunk_matches_recurrent(true, 75, 64, 20.0f, 142);
 }
 
 /* ---- decode step == full forward ---- */

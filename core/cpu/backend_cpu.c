@@ -15,6 +15,8 @@ static void cpu_memcpy(void *dst, const void *src, size_t bytes) {
     if (bytes) memcpy(dst, src, bytes);
 }
 
+static void cpu_sync(void) {} /* every CPU operation has finished when it returns */
+
 static void cpu_zero(float *x, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) x[i] = 0.0f;
@@ -58,6 +60,7 @@ static const Backend cpu_backend = {
     .release = cpu_release,
     .upload = cpu_memcpy,
     .download = cpu_memcpy,
+    .sync = cpu_sync,
     .zero = cpu_zero,
     .copy = cpu_copy,
     .add = cpu_add,

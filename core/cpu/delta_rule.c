@@ -24,10 +24,18 @@ static size_t row_index(const ScanShape *s, int b, int t, int h, int width) {
     return (((size_t)b * s->T + t) * s->H + h) * (size_t)width;
 }
 
-size_t cpu_delta_rule_saved(const ScanShape *s) {
-    size_t states = s->chunk ? (size_t)n_chunks(s) : (size_t)s->T; /* chunk starts, or every token's start */
-    return (size_t)s->B * s->H * states * s->K * s->V;
+/* Floats kept per chunk: its start state S0, and from the forward A', M, U and R, which the
+ * backward would otherwise recompute. */
+static size_t chunk_saved_floats(const ScanShape *s) {
+    size_t C = (size_t)s->chunk;
+    return (size_t)s->K * s->V + 2 * C * C + 2 * C * s->V;
 }
+
+size_t cpu_delta_rule_saved(const ScanShape *s) {
+    if (s->chunk) return (size_t)s->B * s->H * n_chunks(s) * chunk_saved_floats(s);
+    return (size_t)s->B * s->H * s->T * s->K * s->V; /* every token's start state */
+}
+
 
 /* ---------------------------------------------------------------------------------------------
  * Recurrent form */
@@ -180,13 +188,13 @@ static void recurrent_backward(const ScanShape *s, float *dq, float *dk, float *
 
 /* One thread's buffers for one chunk; n <= C rows, each matrix contiguous with n rows. */
 typedef struct {
-    float *q, *k, *v, *b, *eb, *qb, *kb, *kc, *A, *M, *R, *U, *O, *beta;
-    float *dO, *dU, *dY, *dA, *dM, *tmp, *dq, *dk, *dqb, *dkb, *dkc, *db, *dbeta, *dS0, *blast_d;
+    float *q, *k, *v, *b, *bk, *eb, *ec, *qb, *kb, *kc, *A, *M, *R, *U, *O, *beta;
+    float *dO, *dU, *dY, *dA, *dM, *tmp, *sub, *dq, *dk, *dqb, *dkb, *dkc, *db, *dbk, *dbeta, *dS0, *blast_d, *dbk_last;
 } ChunkBuf;
 
 static size_t chunk_thread_floats(const ScanShape *s) {
     size_t C = (size_t)s->chunk, K = s->K, V = s->V;
-    return 13 * C * K + 7 * C * V + 5 * C * C + K * V + 2 * C + K + 32 * 32; /* + rounding of each slot */
+    return 22 * C * K + 7 * C * V + 5 * C * C + K * V + 2 * C + 2 * K + 40 * 32; /* + rounding of each slot */
 }
 
 static ChunkBuf chunk_buffers(const ScanShape *s, float *base) {
@@ -201,7 +209,9 @@ static ChunkBuf chunk_buffers(const ScanShape *s, float *base) {
     TAKE(q, C * K);
     TAKE(k, C * K);
     TAKE(b, C * K);
+    TAKE(bk, C * K);
     TAKE(eb, C * K);
+    TAKE(ec, C * K);
     TAKE(qb, C * K);
     TAKE(kb, C * K);
     TAKE(kc, C * K);
@@ -211,6 +221,8 @@ static ChunkBuf chunk_buffers(const ScanShape *s, float *base) {
     TAKE(dkb, C * K);
     TAKE(dkc, C * K);
     TAKE(db, C * K);
+    TAKE(dbk, C * K);
+    TAKE(sub, 6 * C * K);
     TAKE(v, C * V);
     TAKE(R, C * V);
     TAKE(U, C * V);
@@ -227,8 +239,18 @@ static ChunkBuf chunk_buffers(const ScanShape *s, float *base) {
     TAKE(beta, C);
     TAKE(dbeta, C);
     TAKE(blast_d, K);
+    TAKE(dbk_last, K);
 #undef TAKE
     return c;
+}
+
+/* Points the chunk's A', M, U and R at their slots in `saved` (after the chunk's S0). */
+static void use_saved_slots(const ScanShape *s, ChunkBuf *c, float *chunk_saved) {
+    size_t C = (size_t)s->chunk;
+    c->A = chunk_saved + (size_t)s->K * s->V;
+    c->M = c->A + C * C;
+    c->U = c->M + C * C;
+    c->R = c->U + C * s->V;
 }
 
 size_t cpu_delta_rule_workspace(const ScanShape *s) {
@@ -236,9 +258,54 @@ size_t cpu_delta_rule_workspace(const ScanShape *s) {
     return sizeof(float) * per * (size_t)cpu_threads();
 }
 
-/* P[r,j] = sum_d X_rd Y_jd exp(b_rd - b_jd) for j < r (or j <= r when inclusive), else 0. */
+/* Channel-wise decays within a chunk go through sub-chunks of SUB rows. For rows r of a sub-chunk
+ * starting at row rho and any earlier row j < rho,
+ *   exp(b_r - b_j) = exp(b_r - b_rho) * exp(b_rho - b_j),
+ * where both factors are <= 1 (b only decreases), so the pairs of different sub-chunks become one
+ * matmul of X * exp(b - b_rho) with Y * exp(b_rho - b) without overflow; only pairs inside a
+ * sub-chunk need an exp per channel. */
+enum { SUB = 16 };
+
+typedef struct {
+    float *xp, *e;  /* X * e, e = exp(b_r - b_rho) for the sub-chunk's rows [nr, K] */
+    float *yp, *f;  /* Y * f, f = exp(b_rho - b_j) for the rows before it [rho, K] */
+    float *dxp, *dyp;
+} SubBlock;
+
+static SubBlock sub_block(float *sub, const float *X, const float *Y, const float *b, int rho, int nr, int K) {
+    SubBlock sb;
+    sb.xp = sub;
+    sb.e = sb.xp + (size_t)SUB * K;
+    sb.dxp = sb.e + (size_t)SUB * K;
+    sb.yp = sb.dxp + (size_t)SUB * K;
+    sb.f = sb.yp + (size_t)rho * K;
+    sb.dyp = sb.f + (size_t)rho * K;
+    const float *bref = b + (size_t)rho * K;
+    for (int r = 0; r < nr; r++) {
+        const float *br = b + (size_t)(rho + r) * K, *xr = X + (size_t)(rho + r) * K;
+        float *er = sb.e + (size_t)r * K, *xpr = sb.xp + (size_t)r * K;
+#pragma omp simd
+        for (int d = 0; d < K; d++) {
+            er[d] = fast_expf(br[d] - bref[d]);
+            xpr[d] = xr[d] * er[d];
+        }
+    }
+    for (int j = 0; j < rho; j++) {
+        const float *bj = b + (size_t)j * K, *yj = Y + (size_t)j * K;
+        float *fj = sb.f + (size_t)j * K, *ypj = sb.yp + (size_t)j * K;
+#pragma omp simd
+        for (int d = 0; d < K; d++) {
+            fj[d] = fast_expf(bref[d] - bj[d]);
+            ypj[d] = yj[d] * fj[d];
+        }
+    }
+    return sb;
+}
+
+/* P[r,j] = sum_d X_rd Y_jd exp(b_rd - b_jd) for j < r (or j <= r when inclusive), else 0.
+ * sub: 3 SUB K + 3 n K floats of scratch (channel gates only). */
 static void decayed_products(float *P, const float *X, const float *Y, const float *b, int n, int K, bool channel,
-                             bool inclusive) {
+                             bool inclusive, float *sub) {
     if (!channel) {
         cpu_gemm(false, true, n, n, K, 1.0f, X, K, Y, K, 0.0f, P, n);
         for (int r = 0; r < n; r++)
@@ -248,25 +315,32 @@ static void decayed_products(float *P, const float *X, const float *Y, const flo
             }
         return;
     }
-    for (int r = 0; r < n; r++) {
-        const float *xr = X + (size_t)r * K, *br = b + (size_t)r * K;
-        int last = inclusive ? r : r - 1;
-        for (int j = 0; j <= last; j++) {
-            const float *yj = Y + (size_t)j * K, *bj = b + (size_t)j * K;
-            float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-            for (int d = 0; d < K; d++) acc += xr[d] * yj[d] * fast_expf(br[d] - bj[d]);
-            P[r * n + j] = acc;
+    for (int r0 = 0; r0 < n; r0 += SUB) {
+        int nr = min_int(SUB, n - r0);
+        if (r0 > 0) { /* rows of this sub-chunk against every earlier row, as one matmul */
+            SubBlock sb = sub_block(sub, X, Y, b, r0, nr, K);
+            cpu_gemm(false, true, nr, r0, K, 1.0f, sb.xp, K, sb.yp, K, 0.0f, P + (size_t)r0 * n, n);
         }
-        for (int j = last + 1; j < n; j++) P[r * n + j] = 0.0f;
+        for (int r = r0; r < r0 + nr; r++) { /* within the sub-chunk: pairwise differences */
+            const float *xr = X + (size_t)r * K, *br = b + (size_t)r * K;
+            int last = inclusive ? r : r - 1;
+            for (int j = r0; j <= last; j++) {
+                const float *yj = Y + (size_t)j * K, *bj = b + (size_t)j * K;
+                float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+                for (int d = 0; d < K; d++) acc += xr[d] * yj[d] * fast_expf(br[d] - bj[d]);
+                P[r * n + j] = acc;
+            }
+            for (int j = last + 1; j < n; j++) P[r * n + j] = 0.0f;
+        }
     }
 }
 
 /* Adds the gradients of decayed_products given dP (zero where P is masked): dX, dY (which may
  * alias dX when X == Y) and db (n x K, or n when the gate is per head). P is the forward value. */
 static void decayed_products_backward(const float *dP, const float *P, const float *X, const float *Y,
-                                      const float *b, float *dX, float *dY, float *db, float *tmp, int n, int K,
-                                      bool channel) {
+                                      const float *b, float *dX, float *dY, float *db, float *tmp, float *sub, int n,
+                                      int K, bool channel) {
     if (!channel) {
         /* with E_rj = exp(b_r - b_j): dX += (dP . E) Y, dY += (dP . E)^T X, db_r += sum_j dP_rj P_rj,
          * db_j -= sum_r dP_rj P_rj; tmp holds dP . E */
@@ -283,31 +357,65 @@ static void decayed_products_backward(const float *dP, const float *P, const flo
     }
     (void)P;
     (void)tmp;
-    for (int r = 0; r < n; r++) {
-        const float *xr = X + (size_t)r * K, *br = b + (size_t)r * K;
-        float *dxr = dX + (size_t)r * K, *dbr = db + (size_t)r * K;
-        for (int j = 0; j <= r; j++) {
-            float d = dP[r * n + j];
-            if (d == 0.0f) continue;
-            const float *yj = Y + (size_t)j * K, *bj = b + (size_t)j * K;
-            float *dyj = dY + (size_t)j * K, *dbj = db + (size_t)j * K;
+    for (int r0 = 0; r0 < n; r0 += SUB) {
+        int nr = min_int(SUB, n - r0);
+        if (r0 > 0) {
+            /* P_RJ = Xp Yp^T: dXp = dP_RJ Yp, dYp = dP_RJ^T Xp; then through Xp = X e, Yp = Y f, whose
+             * exponents b_r - b_rho and b_rho - b_j send gradient to b_r, b_j and b_rho */
+            SubBlock sb = sub_block(sub, X, Y, b, r0, nr, K);
+            const float *dPb = dP + (size_t)r0 * n;
+            cpu_gemm(false, false, nr, K, r0, 1.0f, dPb, n, sb.yp, K, 0.0f, sb.dxp, K);
+            cpu_gemm(true, false, r0, K, nr, 1.0f, dPb, n, sb.xp, K, 0.0f, sb.dyp, K);
+            float *dbref = db + (size_t)r0 * K;
+            for (int r = 0; r < nr; r++) {
+                float *dxr = dX + (size_t)(r0 + r) * K, *dbr = db + (size_t)(r0 + r) * K;
+                const float *g1 = sb.dxp + (size_t)r * K, *er = sb.e + (size_t)r * K, *xp = sb.xp + (size_t)r * K;
 #pragma omp simd
-            for (int c = 0; c < K; c++) {
-                float t = d * fast_expf(br[c] - bj[c]);
-                float w = t * xr[c] * yj[c];
-                dxr[c] += t * yj[c];
-                dyj[c] += t * xr[c];
-                dbr[c] += w;
-                dbj[c] -= w;
+                for (int d = 0; d < K; d++) {
+                    float w = g1[d] * xp[d];
+                    dxr[d] += g1[d] * er[d];
+                    dbr[d] += w;
+                    dbref[d] -= w;
+                }
+            }
+            for (int j = 0; j < r0; j++) {
+                float *dyj = dY + (size_t)j * K, *dbj = db + (size_t)j * K;
+                const float *g2 = sb.dyp + (size_t)j * K, *fj = sb.f + (size_t)j * K, *yp = sb.yp + (size_t)j * K;
+#pragma omp simd
+                for (int d = 0; d < K; d++) {
+                    float w = g2[d] * yp[d];
+                    dyj[d] += g2[d] * fj[d];
+                    dbj[d] -= w;
+                    dbref[d] += w;
+                }
+            }
+        }
+        for (int r = r0; r < r0 + nr; r++) {
+            const float *xr = X + (size_t)r * K, *br = b + (size_t)r * K;
+            float *dxr = dX + (size_t)r * K, *dbr = db + (size_t)r * K;
+            for (int j = r0; j <= r; j++) {
+                float d = dP[r * n + j];
+                if (d == 0.0f) continue;
+                const float *yj = Y + (size_t)j * K, *bj = b + (size_t)j * K;
+                float *dyj = dY + (size_t)j * K, *dbj = db + (size_t)j * K;
+#pragma omp simd
+                for (int c = 0; c < K; c++) {
+                    float t = d * fast_expf(br[c] - bj[c]);
+                    float w = t * xr[c] * yj[c];
+                    dxr[c] += t * yj[c];
+                    dyj[c] += t * xr[c];
+                    dbr[c] += w;
+                    dbj[c] -= w;
+                }
             }
         }
     }
 }
 
-/* Loads the chunk rows [t0, t0 + n) of (b, h) and computes everything the forward needs from S0:
- * b, exp(b), Qb, Kb, Kc, A', M, R and U. */
-static void chunk_prepare(const ScanShape *s, ChunkBuf *c, int bi, int h, int t0, int n, const float *q,
-                          const float *k, const float *v, const float *g, const float *beta, const float *S0) {
+/* Loads the chunk rows [t0, t0 + n) of (b, h): q, k, v, beta, the cumulative decays b and the
+ * decayed Qb, Kb, Kc. */
+static void chunk_load(const ScanShape *s, ChunkBuf *c, int bi, int h, int t0, int n, const float *q, const float *k,
+                       const float *v, const float *g, const float *beta) {
     const int K = s->K, V = s->V, gw = gate_width(s);
     for (int r = 0; r < n; r++) {
         memcpy(c->q + (size_t)r * K, q + row_index(s, bi, t0 + r, h, K), sizeof(float) * K);
@@ -317,21 +425,31 @@ static void chunk_prepare(const ScanShape *s, ChunkBuf *c, int bi, int h, int t0
         for (int d = 0; d < gw; d++) c->b[(size_t)r * gw + d] = gr[d] + (r ? c->b[(size_t)(r - 1) * gw + d] : 0.0f);
         c->beta[r] = beta[row_index(s, bi, t0 + r, h, 1)];
     }
-    const float *blast = c->b + (size_t)(n - 1) * gw;
+    /* the per-channel view of b (a per-head gate is the same for every channel) */
+    if (!s->channel_gate)
+        for (int r = 0; r < n; r++)
+            for (int d = 0; d < K; d++) c->bk[(size_t)r * K + d] = c->b[r];
+    const float *bk = s->channel_gate ? c->b : c->bk, *bklast = bk + (size_t)(n - 1) * K;
     for (int r = 0; r < n; r++) {
+        const float *br = bk + (size_t)r * K, *qr = c->q + (size_t)r * K, *kr = c->k + (size_t)r * K;
+        float *eb = c->eb + (size_t)r * K, *qb = c->qb + (size_t)r * K, *kb = c->kb + (size_t)r * K,
+              *kc = c->kc + (size_t)r * K, *ec = c->ec + (size_t)r * K;
+#pragma omp simd
         for (int d = 0; d < K; d++) {
-            int gi = s->channel_gate ? d : 0;
-            float br = c->b[(size_t)r * gw + gi];
-            float e = expf(br);
-            size_t i = (size_t)r * K + d;
-            c->eb[i] = e;
-            c->qb[i] = c->q[i] * e;
-            c->kb[i] = c->k[i] * e;
-            c->kc[i] = c->k[i] * expf(blast[gi] - br);
+            eb[d] = fast_expf(br[d]);
+            ec[d] = fast_expf(bklast[d] - br[d]);
+            qb[d] = qr[d] * eb[d];
+            kb[d] = kr[d] * eb[d];
+            kc[d] = kr[d] * ec[d];
         }
     }
-    decayed_products(c->A, c->k, c->k, c->b, n, K, s->channel_gate, false);
-    decayed_products(c->M, c->q, c->k, c->b, n, K, s->channel_gate, true);
+}
+
+/* A', M, R = V - Kb S0 and U, from a loaded chunk and its start state. */
+static void chunk_solve(const ScanShape *s, ChunkBuf *c, int n, const float *S0) {
+    const int K = s->K, V = s->V;
+    decayed_products(c->A, c->k, c->k, c->b, n, K, s->channel_gate, false, c->sub);
+    decayed_products(c->M, c->q, c->k, c->b, n, K, s->channel_gate, true, c->sub);
     /* R = V - Kb S0; then U by forward substitution of (I + diag(beta) A') U = diag(beta) R:
      * U_r = beta_r (R_r - sum_{j<r} A'_rj U_j) */
     memcpy(c->R, c->v, sizeof(float) * (size_t)n * V);
@@ -374,8 +492,13 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
         else memset(S, 0, sizeof(float) * KV);
         for (int ci = 0; ci < nc; ci++) {
             int t0 = ci * s->chunk, n = min_int(s->chunk, s->T - t0);
-            if (saved) memcpy(saved + ((size_t)bh * nc + ci) * KV, S, sizeof(float) * KV);
-            chunk_prepare(s, &c, bi, h, t0, n, q, k, v, g, beta, S);
+            if (saved) {
+                float *slot = saved + ((size_t)bh * nc + ci) * chunk_saved_floats(s);
+                memcpy(slot, S, sizeof(float) * KV);
+                use_saved_slots(s, &c, slot);
+            }
+            chunk_load(s, &c, bi, h, t0, n, q, k, v, g, beta);
+            chunk_solve(s, &c, n, S);
             /* O = scale (Qb S0 + M U) */
             cpu_gemm(false, false, n, V, K, s->scale, c.qb, K, S, V, 0.0f, c.O, V);
             cpu_gemm(false, false, n, V, n, s->scale, c.M, n, c.U, V, 1.0f, c.O, V);
@@ -412,8 +535,10 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
         else memset(dS, 0, sizeof(float) * KV);
         for (int ci = nc - 1; ci >= 0; ci--) {
             int t0 = ci * s->chunk, n = min_int(s->chunk, s->T - t0);
-            const float *S0 = saved + ((size_t)bh * nc + ci) * KV;
-            chunk_prepare(s, &c, bi, h, t0, n, q, k, v, g, beta, S0);
+            float *slot = (float *)saved + ((size_t)bh * nc + ci) * chunk_saved_floats(s);
+            const float *S0 = slot;
+            use_saved_slots(s, &c, slot); /* A', M, U, R as the forward left them */
+            chunk_load(s, &c, bi, h, t0, n, q, k, v, g, beta);
             for (int r = 0; r < n; r++) memcpy(c.dO + (size_t)r * V, dout + row_index(s, bi, t0 + r, h, V), sizeof(float) * V);
             const float *blast = c.b + (size_t)(n - 1) * gw;
             memset(c.dq, 0, sizeof(float) * (size_t)n * K);
@@ -424,6 +549,7 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
             cpu_gemm(false, false, n, V, K, 1.0f, c.kc, K, dS, V, 0.0f, c.dU, V);
             cpu_gemm(false, true, n, K, V, 1.0f, c.U, V, dS, V, 0.0f, c.dkc, K);
             for (int d = 0; d < gw; d++) c.blast_d[d] = 0.0f;
+            for (int d = 0; d < K; d++) c.dbk_last[d] = 0.0f;
             for (int i = 0; i < K; i++) {
                 float e = expf(blast[s->channel_gate ? i : 0]), acc = 0.0f;
                 float *drow = dS + (size_t)i * V;
@@ -479,21 +605,37 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
             }
             cpu_gemm(false, true, n, K, V, -1.0f, c.dY, V, S0, V, 0.0f, c.dkb, K);
             cpu_gemm(true, false, K, V, n, -1.0f, c.kb, K, c.dY, V, 1.0f, dS, V);
-            decayed_products_backward(c.dA, c.A, c.k, c.k, c.b, c.dk, c.dk, c.db, c.tmp, n, K, s->channel_gate);
-            decayed_products_backward(c.dM, c.M, c.q, c.k, c.b, c.dq, c.dk, c.db, c.tmp, n, K, s->channel_gate);
-            /* through Qb = Q e^b, Kb = K e^b and Kc = K e^(b_n - b) */
+            decayed_products_backward(c.dA, c.A, c.k, c.k, c.b, c.dk, c.dk, c.db, c.tmp, c.sub, n, K, s->channel_gate);
+            decayed_products_backward(c.dM, c.M, c.q, c.k, c.b, c.dq, c.dk, c.db, c.tmp, c.sub, n, K, s->channel_gate);
+            /* through Qb = Q e^b, Kb = K e^b and Kc = K e^(b_n - b), per channel into dbk */
             for (int r = 0; r < n; r++) {
+                size_t o = (size_t)r * K;
+                const float *dqb = c.dqb + o, *dkb = c.dkb + o, *dkc = c.dkc + o, *eb = c.eb + o, *ec = c.ec + o;
+                const float *qb = c.qb + o, *kb = c.kb + o, *kc = c.kc + o;
+                float *dqr = c.dq + o, *dkr = c.dk + o, *dbk = c.dbk + o;
+#pragma omp simd
                 for (int d = 0; d < K; d++) {
-                    size_t i = (size_t)r * K + d;
-                    int gi = s->channel_gate ? d : 0;
-                    float ec = expf(blast[gi] - c.b[(size_t)r * gw + gi]);
-                    c.dq[i] += c.dqb[i] * c.eb[i];
-                    c.dk[i] += c.dkb[i] * c.eb[i] + c.dkc[i] * ec;
-                    float w = c.dkc[i] * c.kc[i];
-                    c.db[(size_t)r * gw + gi] += c.dqb[i] * c.qb[i] + c.dkb[i] * c.kb[i] - w;
-                    c.blast_d[gi] += w;
+                    float w = dkc[d] * kc[d];
+                    dqr[d] += dqb[d] * eb[d];
+                    dkr[d] += dkb[d] * eb[d] + dkc[d] * ec[d];
+                    dbk[d] = dqb[d] * qb[d] + dkb[d] * kb[d] - w;
+                    c.dbk_last[d] += w;
                 }
             }
+            /* a per-head gate collects its channels */
+            for (int r = 0; r < n; r++) {
+                const float *dbk = c.dbk + (size_t)r * K;
+                if (s->channel_gate) {
+                    float *dbr = c.db + (size_t)r * K;
+                    for (int d = 0; d < K; d++) dbr[d] += dbk[d];
+                } else {
+                    float acc = 0.0f;
+                    for (int d = 0; d < K; d++) acc += dbk[d];
+                    c.db[r] += acc;
+                }
+            }
+            if (s->channel_gate) for (int d = 0; d < K; d++) c.blast_d[d] += c.dbk_last[d];
+            else for (int d = 0; d < K; d++) c.blast_d[0] += c.dbk_last[d];
             for (int d = 0; d < gw; d++) c.db[(size_t)(n - 1) * gw + d] += c.blast_d[d];
             /* b_r = g_1 + ... + g_r, so dg_r = db_r + ... + db_n */
             for (int r = n - 2; r >= 0; r--)

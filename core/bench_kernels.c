@@ -1,0 +1,171 @@
+/* `attnlab bench kernels`: forward and forward+backward time of each mixer core (kda, gdn, linear,
+ * softmax) on random inputs of a given shape, the chunkwise against the recurrent form, as a
+ * table and a CSV file. Medians over repeated runs after a warm-up run. */
+#include "bench.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "progress.h"
+#include "rng.h"
+#include "util.h"
+
+typedef struct {
+    const char *core, *form;
+    int chunk;
+} KernelCase;
+
+static const KernelCase CASES[] = {
+    {"kda", "chunk", 64}, {"kda", "recurrent", 0}, {"gdn", "chunk", 64}, {"gdn", "recurrent", 0},
+    {"linear", "chunk", 64}, {"linear", "recurrent", 0}, {"softmax", "flash", 0},
+};
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static float *random_buffer(const Backend *be, size_t n, float scale, float offset, Rng *rng) {
+    float *h = xmalloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) h[i] = offset + scale * (float)rng_normal(rng);
+    float *d = be->alloc(sizeof(float) * n);
+    be->upload(d, h, sizeof(float) * n);
+    free(h);
+    return d;
+}
+
+/* Nominal forward FLOPs, the same for both forms so times compare directly: the recurrence's
+ * decay, read, write and output over the K x V state per token and head (4 K V multiply-adds), and
+ * causal attention's two products over the visible keys (2 T^2 D multiply-adds per head, halved). */
+static double nominal_flops(const char *core, const KernelShape *s) {
+    double tokens = (double)s->B * s->T * s->H, D = s->D;
+    if (strcmp(core, "softmax") == 0) return 2.0 * 2.0 * D * (s->T + 1) / 2.0 * tokens;
+    if (strcmp(core, "linear") == 0) return 2.0 * 2.0 * D * D * tokens;
+    return 2.0 * 4.0 * D * D * tokens;
+}
+
+/* Times one case: medians of the forward and of forward + backward, in milliseconds. */
+static void time_case(const Backend *be, const KernelCase *kc, const KernelShape *sh, int reps, double *fwd_ms,
+                      double *fwdbwd_ms) {
+    Rng rng;
+    rng_seed(&rng, 7);
+    int B = sh->B, T = sh->T, H = sh->H, D = sh->D;
+    size_t n = (size_t)B * T * H * D, nh = (size_t)B * T * H;
+    bool kda = strcmp(kc->core, "kda") == 0, delta = kda || strcmp(kc->core, "gdn") == 0;
+    float *q = random_buffer(be, n, 0.125f, 0, &rng), *k = random_buffer(be, n, 0.125f, 0, &rng);
+    float *v = random_buffer(be, n, 1.0f, 0, &rng), *o = be->alloc(sizeof(float) * n), *d_o = random_buffer(be, n, 1.0f, 0, &rng);
+    float *dq = be->alloc(sizeof(float) * n), *dk = be->alloc(sizeof(float) * n), *dv = be->alloc(sizeof(float) * n);
+    float *g = NULL, *beta = NULL, *dg = NULL, *dbeta = NULL, *saved = NULL, *lse = NULL, *work = NULL;
+    ScanShape ss = {B, T, H, D, D, 1.0f / sqrtf((float)D), kc->chunk, kda};
+    AttnShape as = {B, T, H, H, D, D, (long)H * D, (long)H * D, (long)H * D, (long)H * D, 1.0f / sqrtf((float)D)};
+    if (delta) {
+        size_t ng = kda ? n : nh;
+        g = random_buffer(be, ng, 0.02f, -0.05f, &rng); /* mild decays; their values do not change the work */
+        beta = random_buffer(be, nh, 0.0f, 0.5f, &rng);
+        dg = be->alloc(sizeof(float) * ng);
+        dbeta = be->alloc(sizeof(float) * nh);
+        saved = be->alloc(sizeof(float) * be->delta_rule_saved(&ss));
+        work = be->alloc(be->delta_rule_workspace(&ss));
+    } else if (strcmp(kc->core, "linear") == 0) {
+        saved = be->alloc(sizeof(float) * be->linear_attn_saved(&ss));
+        work = be->alloc(be->linear_attn_workspace(&ss));
+    } else {
+        lse = be->alloc(sizeof(float) * nh);
+        work = be->alloc(be->attention_workspace(&as));
+    }
+    double *tf = xmalloc(sizeof(double) * (size_t)reps), *tb = xmalloc(sizeof(double) * (size_t)reps);
+    for (int r = -1; r < reps; r++) { /* r = -1 warms up */
+        be->sync();
+        double t0 = now_seconds();
+        if (delta) be->delta_rule_forward(&ss, o, NULL, saved, q, k, v, g, beta, NULL, work);
+        else if (saved) be->linear_attn_forward(&ss, o, NULL, saved, q, k, v, NULL, work);
+        else be->attention_forward(&as, o, lse, q, k, v, work);
+        be->sync();
+        double t1 = now_seconds();
+        if (delta) be->delta_rule_backward(&ss, dq, dk, dv, dg, dbeta, NULL, NULL, d_o, q, k, v, g, beta, saved, work);
+        else if (saved) be->linear_attn_backward(&ss, dq, dk, dv, NULL, NULL, d_o, q, k, v, saved, work);
+        else be->attention_backward(&as, dq, dk, dv, d_o, q, k, v, o, lse, work);
+        be->sync();
+        double t2 = now_seconds();
+        if (r >= 0) {
+            tf[r] = t1 - t0;
+            tb[r] = t2 - t0;
+        }
+    }
+    qsort(tf, (size_t)reps, sizeof(double), cmp_double);
+    qsort(tb, (size_t)reps, sizeof(double), cmp_double);
+    *fwd_ms = 1e3 * tf[reps / 2];
+    *fwdbwd_ms = 1e3 * tb[reps / 2];
+    void *bufs[] = {q, k, v, o, d_o, dq, dk, dv, g, beta, dg, dbeta, saved, lse, work};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i]) be->release(bufs[i]);
+    free(tf);
+    free(tb);
+}
+
+int bench_kernels(const Backend *be, const KernelShape *shapes, int n_shapes, int reps, const char *only,
+                  const char *csv_path) {
+    FILE *csv = NULL;
+    if (csv_path) {
+        char *dir = path_dirname(csv_path);
+        Error err;
+        if (!mkdir_p(dir, &err)) die("%s", err.msg);
+        free(dir);
+        csv = fopen(csv_path, "w");
+        if (!csv) die("cannot write '%s'", csv_path);
+        fprintf(csv, "device,core,form,B,T,H,D,fwd_ms,fwd_bwd_ms,fwd_gflops,fwd_bwd_gflops,speedup_vs_recurrent\n");
+    }
+    printf("bench kernels on %s (median of %d runs; GFLOP/s from nominal FLOPs: 4 K V multiply-adds per\n"
+           "token-head for the delta rule, 2 K V for linear attention, causal 2 T D for softmax; backward = 2x)\n",
+           be->name, reps);
+    if (strcmp(be->name, "cpu") == 0) printf("CPU threads: %d\n", backend_threads());
+    printf("%-8s %-10s %-22s %10s %12s %10s %12s %10s\n", "core", "form", "B,T,H,D", "fwd ms", "fwd+bwd ms", "fwd GF/s",
+           "f+b GF/s", "vs recur.");
+    for (int si = 0; si < n_shapes; si++) {
+        const KernelShape *sh = &shapes[si];
+        double recurrent_fb = NAN;
+        for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++) {
+            const KernelCase *kc = &CASES[ci];
+            if (only && strcmp(only, kc->core) != 0) continue;
+            /* the recurrent row of a core comes right after its chunk row: time it first */
+            double f, fb;
+            if (strcmp(kc->form, "chunk") == 0) {
+                double rf, rfb;
+                time_case(be, &CASES[ci + 1], sh, reps, &rf, &rfb);
+                recurrent_fb = rfb;
+                time_case(be, kc, sh, reps, &f, &fb);
+                double flops = nominal_flops(kc->core, sh);
+                char shape[48];
+                snprintf(shape, sizeof shape, "%d,%d,%d,%d", sh->B, sh->T, sh->H, sh->D);
+                printf("%-8s %-10s %-22s %10.2f %12.2f %10.1f %12.1f %9.2fx\n", kc->core, kc->form, shape, f, fb,
+                       flops / f / 1e6, 3 * flops / fb / 1e6, recurrent_fb / fb);
+                printf("%-8s %-10s %-22s %10.2f %12.2f %10.1f %12.1f %10s\n", kc->core, "recurrent", shape, rf, rfb,
+                       flops / rf / 1e6, 3 * flops / rfb / 1e6, "1.00x");
+                if (csv) {
+                    fprintf(csv, "%s,%s,chunk%d,%d,%d,%d,%d,%.4f,%.4f,%.2f,%.2f,%.3f\n", be->name, kc->core, kc->chunk, sh->B,
+                            sh->T, sh->H, sh->D, f, fb, flops / f / 1e6, 3 * flops / fb / 1e6, recurrent_fb / fb);
+                    fprintf(csv, "%s,%s,recurrent,%d,%d,%d,%d,%.4f,%.4f,%.2f,%.2f,1\n", be->name, kc->core, sh->B, sh->T,
+                            sh->H, sh->D, rf, rfb, flops / rf / 1e6, 3 * flops / rfb / 1e6);
+                }
+                ci++; /* the recurrent row is done */
+                continue;
+            }
+            time_case(be, kc, sh, reps, &f, &fb);
+            double flops = nominal_flops(kc->core, sh);
+            char shape[48];
+            snprintf(shape, sizeof shape, "%d,%d,%d,%d", sh->B, sh->T, sh->H, sh->D);
+            printf("%-8s %-10s %-22s %10.2f %12.2f %10.1f %12.1f %10s\n", kc->core, kc->form, shape, f, fb,
+                   flops / f / 1e6, 3 * flops / fb / 1e6, "");
+            if (csv)
+                fprintf(csv, "%s,%s,%s,%d,%d,%d,%d,%.4f,%.4f,%.2f,%.2f,\n", be->name, kc->core, kc->form, sh->B, sh->T, sh->H,
+                        sh->D, f, fb, flops / f / 1e6, 3 * flops / fb / 1e6);
+        }
+    }
+    if (csv) {
+        fclose(csv);
+        printf("wrote %s\n", csv_path);
+    }
+    return 0;
+}
