@@ -97,8 +97,28 @@ typedef struct {
 
 typedef struct {
     int max_batches;
-    int batch_size; /* 0: train.batch_size */
+    int batch_size;        /* 0: train.batch_size */
+    int examples;          /* synthetic tasks: size of the held-out set */
+    int seed;              /* synthetic tasks: seed of the held-out set (fixed across training seeds) */
+    int max_length_factor; /* lm: also evaluate at 2x, 4x, ... up to this factor of train.seq_len */
 } EvalConfig;
+
+typedef struct {
+    int num_kv_pairs;
+    double power_a;
+    bool random_non_queries;
+} MqarConfig;
+
+typedef struct {
+    double push_prob;
+} StackConfig;
+
+typedef struct {
+    char *contexts;  /* comma-separated context lengths */
+    int prefill_max; /* longest context whose prefill is timed */
+    int decode_steps;
+    int batch_size;
+} EfficiencyConfig;
 
 typedef struct {
     char *experiment; /* "": the config file's name */
@@ -112,6 +132,9 @@ typedef struct {
     TrainConfig train;
     DataConfig data;
     EvalConfig eval;
+    MqarConfig mqar;
+    StackConfig stack;
+    EfficiencyConfig efficiency;
     /* not fields: where the config came from, for messages and defaults */
     char *source_path;
 } Config;

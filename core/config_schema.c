@@ -34,7 +34,8 @@ const Field config_fields[] = {
     ENUM("device", device, "cpu", "cpu|cuda", "backend that runs the model"),
     INT("threads", threads, "0", 0, 1024, "CPU threads for OpenMP and OpenBLAS; 0: all cores"),
     INT("seed", seed, "1", 0, 2147483647, "seed for initialization and data sampling"),
-    ENUM("task", task, "lm", "lm", "what to train on: lm = next-byte/token prediction on data.path"),
+    ENUM("task", task, "lm", "lm|mqar|palindrome|stack|efficiency",
+         "lm: next token of data.path; mqar, palindrome, stack: synthetic recall; efficiency: time and cache"),
 
     INT("model.vocab_size", model.vocab_size, "256", 2, 1 << 20, "token vocabulary; 256 for byte-level text"),
     INT("model.d_model", model.d_model, "256", 8, 65536, "width of the residual stream"),
@@ -99,6 +100,24 @@ const Field config_fields[] = {
 
     INT("eval.max_batches", eval.max_batches, "16", 1, 1 << 20, "validation batches per evaluation, at most"),
     INT("eval.batch_size", eval.batch_size, "0", 0, 1 << 20, "sequences per validation batch; 0: train.batch_size"),
+    INT("eval.examples", eval.examples, "1000", 1, 1 << 24, "synthetic tasks: held-out sequences"),
+    INT("eval.seed", eval.seed, "20241", 0, 2147483647,
+        "synthetic tasks: seed of the held-out set, the same whatever the training seed"),
+    INT("eval.max_length_factor", eval.max_length_factor, "1", 1, 64,
+        "lm: also evaluate at 2x, 4x, ... this many times train.seq_len (length extrapolation)"),
+
+    INT("mqar.num_kv_pairs", mqar.num_kv_pairs, "8", 1, 1 << 20, "key-value pairs per sequence"),
+    NUM("mqar.power_a", mqar.power_a, "0.01", 1e-6, 1, "power law of query gaps: p(gap i) ~ i^(a-1); 1 is uniform"),
+    BOOL("mqar.random_non_queries", mqar.random_non_queries, "true",
+         "fill the positions between queries with random tokens (else 0)"),
+    NUM("stack.push_prob", stack.push_prob, "0.5", 0.01, 0.99, "probability of a push when the stack is not empty"),
+
+    STR("efficiency.contexts", efficiency.contexts, "1024,4096,16384,65536,131072",
+        "context lengths at which decode time and cache are measured (comma-separated)"),
+    INT("efficiency.prefill_max", efficiency.prefill_max, "16384", 0, 1 << 24,
+        "longest context whose prefill (full forward) is timed"),
+    INT("efficiency.decode_steps", efficiency.decode_steps, "8", 1, 1 << 16, "timed decode steps per context (median)"),
+    INT("efficiency.batch_size", efficiency.batch_size, "1", 1, 1 << 16, "sequences decoded together"),
 };
 
 const int config_n_fields = (int)(sizeof config_fields / sizeof config_fields[0]);

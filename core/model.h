@@ -19,7 +19,7 @@ typedef struct {
     float *ln1, *rstd1, *mid, *ln2, *rstd2; /* activations kept for the backward */
 } Layer;
 
-typedef struct {
+typedef struct Model {
     ModelConfig cfg; /* a shallow copy; strings belong to the Config */
     const Backend *be;
     int V, C, L, F;

@@ -9,6 +9,7 @@
 #include "util.h"
 
 typedef struct Task Task;
+struct Model;
 
 typedef struct TaskOps {
     const char *name;
@@ -19,6 +20,9 @@ typedef struct TaskOps {
     /* How many fixed validation windows of T tokens exist, and window i. */
     long (*eval_windows)(const Task *t, int T);
     void (*eval_window)(const Task *t, long i, int T, int *inputs, int *targets);
+    /* Optional: named metrics beyond validation loss and accuracy, after the last step (lm's
+     * loss at longer evaluation lengths); returns how many it wrote into names/values. */
+    int (*final_metrics)(Task *t, struct Model *m, const Config *c, char names[][48], double *values, int max);
     void (*destroy)(Task *t);
 } TaskOps;
 
