@@ -20,7 +20,7 @@ const Field *config_find_field(const char *path) {
 }
 
 /* A section is a proper prefix of some field path ("model", "model.softmax"). */
-static bool is_section(const char *path) {
+bool config_is_section(const char *path) {
     size_t n = strlen(path);
     for (int i = 0; i < config_n_fields; i++)
         if (strncmp(config_fields[i].path, path, n) == 0 && config_fields[i].path[n] == '.') return true;
@@ -233,7 +233,7 @@ static bool apply_table(lua_State *L, int idx, const char *prefix, Config *c, co
                 else snprintf(what, sizeof what, "%s", type_name(f));
                 ok = error_set(err, "%s: expected %s, got %s", where, what, luaL_typename(L, -1));
             }
-        } else if (is_section(path)) {
+        } else if (config_is_section(path)) {
             if (lua_type(L, -1) != LUA_TTABLE)
                 ok = error_set(err, "%s: expected a table (a section of fields), got %s", where, luaL_typename(L, -1));
             else ok = apply_table(L, -1, path, c, source, err);
@@ -247,6 +247,30 @@ static bool apply_table(lua_State *L, int idx, const char *prefix, Config *c, co
         }
     }
     return true;
+}
+
+static void format_number(double v, char *out, size_t len);
+
+bool config_apply_table(Config *c, lua_State *L, int idx, const char *source, Error *err) {
+    return apply_table(L, idx, "", c, source, err);
+}
+
+void config_field_text(const Config *c, const Field *f, char *buf, size_t len) {
+    const void *p = (const char *)c + f->offset;
+    switch (f->type) {
+    case FIELD_INT: snprintf(buf, len, "%d", *(const int *)p); break;
+    case FIELD_NUM: format_number(*(const double *)p, buf, len); break;
+    case FIELD_BOOL: snprintf(buf, len, "%s", *(const bool *)p ? "true" : "false"); break;
+    case FIELD_STR:
+    case FIELD_ENUM: snprintf(buf, len, "%s", *(char *const *)p); break;
+    case FIELD_LIST: {
+        const NameList *l = p;
+        size_t n = 0;
+        buf[0] = '\0';
+        for (int i = 0; i < l->n && n < len; i++) n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? "," : "", l->items[i]);
+        break;
+    }
+    }
 }
 
 /* Lets a config `require` files beside it and under configs/. */
@@ -315,7 +339,7 @@ bool config_set(Config *c, const char *assignment, Error *err) {
     path[n] = '\0';
     const Field *f = config_find_field(path);
     if (!f) {
-        if (is_section(path)) return error_set(err, "--set %s: '%s' is a section; set one of its fields", assignment, path);
+        if (config_is_section(path)) return error_set(err, "--set %s: '%s' is a section; set one of its fields", assignment, path);
         return unknown_field(path, "--set", err);
     }
     char where[320];

@@ -163,6 +163,14 @@ bool config_load(Config *c, const char *path, char **overrides, int n_overrides,
 /* The same from Lua source text (checkpoints keep the resolved config as text). */
 bool config_load_string(Config *c, const char *source, const char *chunk_name, char **overrides,
                         int n_overrides, Error *err);
+/* For sweeps: applies a Lua table (at stack index idx) of fields over c, as a config file's table
+ * is; keys may be nested sections or dotted paths. */
+struct lua_State;
+bool config_apply_table(Config *c, struct lua_State *L, int idx, const char *source, Error *err);
+/* A field's current value as text ("3:1", "0.001", "true", "kda,mla"). */
+void config_field_text(const Config *c, const Field *f, char *buf, size_t len);
+/* Whether a dotted path names a section of fields (model, model.kda, ...). */
+bool config_is_section(const char *path);
 /* Applies one "path=value" override. */
 bool config_set(Config *c, const char *assignment, Error *err);
 /* Checks rules between fields (divisibility, lengths) and fills derived defaults. */

@@ -11,7 +11,9 @@
 #include "describe.h"
 #include "evaluate.h"
 #include "model.h"
+#include "efficiency.h"
 #include "op_harness.h"
+#include "sweep.h"
 #include "progress.h"
 #include "task.h"
 #include "train.h"
@@ -23,6 +25,9 @@ static const char *USAGE =
     "commands:\n"
     "  train CONFIG [--set path=value]... [--out DIR] [--resume] [--overwrite] [--stop-at STEP]\n"
     "        train the model a Lua config describes; results in <out_dir>/<experiment>/<run>/\n"
+    "  run CONFIG [--set path=value]... [--jobs N]\n"
+    "        run every run a sweep config describes, N at a time; finished runs are skipped,\n"
+    "        interrupted ones resume; summary.csv and summary.md per experiment\n"
     "  eval CHECKPOINT [--set path=value]...\n"
     "        evaluate a checkpoint on its task's validation set (--set e.g. data.path=...)\n"
     "  describe CONFIG [--set path=value]... [--context N]\n"
@@ -58,7 +63,7 @@ typedef struct {
     int n_sets;
     const char *out, *in;
     bool resume, overwrite;
-    long stop_at, steps, context, reps;
+    long stop_at, steps, context, reps, jobs;
     const char *shapes[8];
     int n_shapes;
     const char *core, *csv;
@@ -105,6 +110,9 @@ static Args parse_args(int argc, char **argv, int first, const char *allowed) {
             } else if (strcmp(flag, "context") == 0) {
                 a.context = parse_count_arg(arg, value);
                 i++;
+            } else if (strcmp(flag, "jobs") == 0) {
+                a.jobs = parse_count_arg(arg, value);
+                i++;
             } else if (strcmp(flag, "reps") == 0) {
                 a.reps = parse_count_arg(arg, value);
                 i++;
@@ -139,9 +147,27 @@ static int cmd_train(int argc, char **argv) {
     if (a.resume && a.overwrite) usage_error("--resume and --overwrite contradict each other");
     Config c;
     load_config_or_die(&c, a.positional[0], &a);
-    TrainOptions opt = {.run_dir = a.out, .resume = a.resume, .overwrite = a.overwrite, .stop_at = (int)a.stop_at};
-    int code = train_run(&c, &opt);
+    int code;
+    if (strcmp(c.task, "efficiency") == 0) {
+        code = efficiency_run(&c, 0, NULL, NULL);
+    } else {
+        TrainOptions opt = {.run_dir = a.out, .resume = a.resume, .overwrite = a.overwrite, .stop_at = (int)a.stop_at};
+        code = train_run(&c, &opt);
+    }
     config_free(&c);
+    free(a.sets);
+    return code;
+}
+
+static int cmd_run(int argc, char **argv) {
+    Args a = parse_args(argc, argv, 2, " set jobs ");
+    if (a.n_positional != 1) usage_error("run takes one config file");
+    if (!path_exists(a.positional[0])) die("config '%s' not found", a.positional[0]);
+    Sweep sw;
+    Error err;
+    if (!sweep_load(&sw, a.positional[0], a.sets, a.n_sets, &err)) die("%s", err.msg);
+    int code = sweep_run(&sw, a.jobs ? (int)a.jobs : 1);
+    sweep_free(&sw);
     free(a.sets);
     return code;
 }
@@ -369,6 +395,7 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
+    if (strcmp(cmd, "run") == 0) return cmd_run(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(cmd, "describe") == 0) return cmd_describe(argc, argv);
     if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc, argv);

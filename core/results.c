@@ -92,6 +92,10 @@ void summary_write(const char *path, const Summary *s) {
     add_number_or_null(o, "wall_s", s->wall_s);
     add_number_or_null(o, "tokens_seen", s->tokens_seen);
     cJSON_AddNumberToObject(o, "params", s->params);
+    cJSON *metrics = cJSON_AddObjectToObject(o, "metrics");
+    for (int i = 0; i < s->n_metrics; i++) add_number_or_null(metrics, s->metric_names[i], s->metric_values[i]);
+    cJSON *sweep = cJSON_AddObjectToObject(o, "sweep");
+    for (int i = 0; i < s->n_overrides; i++) cJSON_AddStringToObject(sweep, s->override_paths[i], s->override_values[i]);
     char *text = cJSON_Print(o);
     size_t n = strlen(text);
     char *with_newline = xasprintf("%s\n", text);

@@ -22,6 +22,12 @@ typedef struct {
     double train_loss, val_loss, val_bits_per_byte, val_perplexity, val_accuracy;
     double tokens_per_s, wall_s, tokens_seen;
     double params;
+    /* task-specific numbers (e.g. val_perplexity_x4) and the fields a sweep set for this run */
+    int n_metrics;
+    char metric_names[32][48];
+    double metric_values[32];
+    int n_overrides;
+    const char *override_paths[32], *override_values[32];
 } Summary;
 
 void metrics_row_clear(MetricsRow *r);

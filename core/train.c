@@ -143,6 +143,11 @@ int train_run(Config *cfg, const TrainOptions *opt) {
                    .task = cfg->task, .step = st.step, .steps = tc->steps, .params = (double)model_param_count(m),
                    .train_loss = NAN, .val_loss = NAN, .val_bits_per_byte = NAN, .val_perplexity = NAN,
                    .val_accuracy = NAN, .tokens_per_s = NAN, .wall_s = st.wall_seconds, .tokens_seen = st.tokens_seen};
+    sum.n_overrides = opt->n_overrides;
+    for (int i = 0; i < opt->n_overrides; i++) {
+        sum.override_paths[i] = opt->override_paths[i];
+        sum.override_values[i] = opt->override_values[i];
+    }
     summary_write(paths.summary, &sum);
     if (created) cleanup_unregister(paths.dir);
 
@@ -251,6 +256,11 @@ int train_run(Config *cfg, const TrainOptions *opt) {
         }
     }
     fclose(metrics);
+    if (strcmp(status, "finished") == 0 && task->ops->final_metrics) {
+        sum.n_metrics = task->ops->final_metrics(task, m, cfg, sum.metric_names, sum.metric_values, 32);
+        for (int i = 0; i < sum.n_metrics && !opt->quiet; i++)
+            progress_note("%s %.4f", sum.metric_names[i], sum.metric_values[i]);
+    }
     sum.status = status;
     sum.reason = reason[0] ? reason : NULL;
     sum.step = st.step;

@@ -10,6 +10,9 @@ typedef struct {
     bool overwrite;      /* replace an existing run */
     int stop_at;         /* stop (checkpointed, status "stopped") after this step; 0: never */
     bool quiet;          /* no progress lines (sweeps print their own) */
+    /* the fields a sweep set for this run, recorded in summary.json */
+    int n_overrides;
+    const char *override_paths[32], *override_values[32];
 } TrainOptions;
 
 /* Trains as the config says; returns the process exit status (0 finished or stopped, 1 failed,

@@ -1,8 +1,13 @@
 /* lm: language modelling on data.path. Training batches are windows at random offsets in the
- * training split; validation is the fixed sequence of consecutive windows of the held-out split. */
+ * training split; validation is the fixed sequence of consecutive windows of the held-out split.
+ * With eval.max_length_factor > 1 the final evaluation also runs at longer lengths. */
 #include <stdlib.h>
 
+#include <stdio.h>
+
 #include "core/data.h"
+#include "core/evaluate.h"
+#include "core/model.h"
 #include "core/task.h"
 
 typedef struct {
@@ -61,6 +66,25 @@ static void lm_eval_window(const Task *task, long i, int T, int *inputs, int *ta
     copy_window(t->data.val.tokens, (size_t)i * T, T, inputs, targets);
 }
 
+/* Length extrapolation: the validation loss at 1x, 2x, 4x, ... train.seq_len, up to
+ * eval.max_length_factor, with batches shrunk to keep the tokens per batch. */
+static int lm_final_metrics(Task *task, Model *m, const Config *c, char names[][48], double *values, int max) {
+    int n = 0, B = c->eval.batch_size ? c->eval.batch_size : c->train.batch_size;
+    if (c->eval.max_length_factor < 2) return 0;
+    for (int f = 1; f <= c->eval.max_length_factor && n + 3 <= max; f *= 2) {
+        int T = f * c->train.seq_len, Bf = B / f > 0 ? B / f : 1;
+        if (lm_eval_windows(task, T) < 1) break; /* the held-out split is too short for this length */
+        EvalResult r = evaluate(m, task, Bf, T, c->eval.max_batches);
+        snprintf(names[n], 48, "val_loss_x%d", f);
+        values[n++] = r.loss;
+        snprintf(names[n], 48, "val_perplexity_x%d", f);
+        values[n++] = r.perplexity;
+        snprintf(names[n], 48, "val_bits_per_byte_x%d", f);
+        values[n++] = r.bits_per_byte;
+    }
+    return n;
+}
+
 static void lm_destroy(Task *task) {
     LmTask *t = (LmTask *)task;
     dataset_free(&t->data);
@@ -73,5 +97,6 @@ const TaskOps task_lm = {
     .train_batch = lm_train_batch,
     .eval_windows = lm_eval_windows,
     .eval_window = lm_eval_window,
+    .final_metrics = lm_final_metrics,
     .destroy = lm_destroy,
 };

@@ -1,0 +1,725 @@
+/* Sweeps (see sweep.h). A sweep file returns a table:
+ *
+ *   return {
+ *     experiment = "hybrid_ratio",                  -- optional: the results folder
+ *     base = { model = { ... }, train = { ... } },  -- the config every run starts from
+ *     grid = { ["model.hybrid.ratio"] = { "1:1", "3:1" }, seed = { 1, 2, 3 } },
+ *     runs = { { ["model.mixer"] = "kda" }, { model = { mixer = "gdn" }, run = "gdn" } },
+ *   }
+ *
+ * Every entry of `runs` (or one empty entry) is combined with every point of `grid`; the grid's
+ * fields are taken in sorted order, the first varying slowest. A run is named after the fields
+ * it sets ("ratio=3:1,seed=2") unless it sets `run`. */
+#include "sweep.h"
+
+#include <cjson/cJSON.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "efficiency.h"
+#include "task.h"
+#include "train.h"
+
+/* ---- building the runs ---- */
+
+/* A field set by a sweep: its path and its Lua value (a registry reference). */
+typedef struct {
+    char path[128];
+    int ref;
+} Leaf;
+
+typedef struct {
+    Leaf *items;
+    int n, cap;
+} Leaves;
+
+static void leaves_push(Leaves *l, const char *path, int ref) {
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        l->items = xrealloc(l->items, sizeof(Leaf) * (size_t)l->cap);
+    }
+    snprintf(l->items[l->n].path, sizeof l->items[l->n].path, "%s", path);
+    l->items[l->n++].ref = ref;
+}
+
+/* Collects the fields of an override table (the value at the top of the stack), descending into
+ * section tables; pops the table. */
+static void flatten(lua_State *L, const char *prefix, Leaves *out) {
+    int idx = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        char path[128];
+        if (lua_type(L, -2) == LUA_TSTRING)
+            snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "", lua_tostring(L, -2));
+        else snprintf(path, sizeof path, "%s%s[%s]", prefix, prefix[0] ? "." : "", luaL_typename(L, -2));
+        if (lua_type(L, -1) == LUA_TTABLE && config_is_section(path)) {
+            flatten(L, path, out); /* pops the value */
+        } else {
+            leaves_push(out, path, luaL_ref(L, LUA_REGISTRYINDEX)); /* pops the value */
+        }
+    }
+    lua_pop(L, 1);
+}
+
+/* Applies one field: {[path] = value} over c, with the same checks as a config file. */
+static bool apply_leaf(Config *c, lua_State *L, const Leaf *leaf, const char *source, Error *err) {
+    lua_newtable(L);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, leaf->ref);
+    lua_setfield(L, -2, leaf->path);
+    bool ok = config_apply_table(c, L, -1, source, err);
+    lua_pop(L, 1);
+    return ok;
+}
+
+static const char *last_component(const char *path) {
+    const char *dot = strrchr(path, '.');
+    return dot ? dot + 1 : path;
+}
+
+/* The value of a swept field in a run, as text. */
+static char *field_text(const Config *c, const char *path) {
+    const Field *f = config_find_field(path);
+    char buf[256];
+    if (!f) return xstrdup("?");
+    config_field_text(c, f, buf, sizeof buf);
+    return xstrdup(buf);
+}
+
+static bool is_sweep_key(const char *key) {
+    return strcmp(key, "experiment") == 0 || strcmp(key, "base") == 0 || strcmp(key, "grid") == 0 ||
+           strcmp(key, "runs") == 0;
+}
+
+
+typedef struct {
+    Leaf key;
+    int n_values;
+    int *refs;
+} GridAxis;
+
+static bool load_lua(lua_State *L, const char *path, Error *err) {
+    char *dir = path_dirname(path);
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    char *lua_path = xasprintf("%s/?.lua;configs/?.lua;%s", dir, lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
+    lua_pop(L, 1);
+    lua_pushstring(L, lua_path);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+    free(lua_path);
+    free(dir);
+    if (luaL_loadfile(L, path) != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK)
+        return error_set(err, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error loading config");
+    if (lua_type(L, -1) != LUA_TTABLE)
+        return error_set(err, "%s: expected the config to return a table, got %s", path, luaL_typename(L, -1));
+    return true;
+}
+
+bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err) {
+    memset(sw, 0, sizeof *sw);
+    sw->source = xstrdup(path);
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    bool ok = false;
+    Leaves *entries = NULL; /* one Leaves per entry of `runs` */
+    int n_entries = 0;
+    GridAxis *axes = NULL;
+    int n_axes = 0;
+    Leaves swept = {0}; /* every path any run sets, for naming */
+    if (!load_lua(L, path, err)) goto done;
+    int top = lua_gettop(L);
+    bool is_sweep = false;
+    lua_pushnil(L);
+    while (lua_next(L, top)) {
+        if (lua_type(L, -2) == LUA_TSTRING && (strcmp(lua_tostring(L, -2), "grid") == 0 || strcmp(lua_tostring(L, -2), "runs") == 0 ||
+                                              strcmp(lua_tostring(L, -2), "base") == 0))
+            is_sweep = true;
+        lua_pop(L, 1);
+    }
+    if (is_sweep) { /* only the sweep's own keys at the top */
+        lua_pushnil(L);
+        while (lua_next(L, top)) {
+            const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "(not a name)";
+            if (!is_sweep_key(key)) {
+                error_set(err, "%s: unknown key '%s' in a sweep (expected experiment, base, grid, runs)", path, key);
+                lua_pop(L, 2);
+                goto done;
+            }
+            lua_pop(L, 1);
+        }
+    }
+    /* the runs list */
+    if (is_sweep) {
+        lua_getfield(L, top, "runs");
+        if (!lua_isnil(L, -1)) {
+            if (lua_type(L, -1) != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
+                error_set(err, "%s: 'runs' must be a non-empty list of tables of fields", path);
+                goto done;
+            }
+            n_entries = (int)lua_rawlen(L, -1);
+            entries = xcalloc((size_t)n_entries, sizeof(Leaves));
+            for (int i = 0; i < n_entries; i++) {
+                lua_rawgeti(L, -1, i + 1);
+                if (lua_type(L, -1) != LUA_TTABLE) {
+                    error_set(err, "%s: runs[%d] must be a table of fields, got %s", path, i + 1, luaL_typename(L, -1));
+                    goto done;
+                }
+                flatten(L, "", &entries[i]);
+            }
+        }
+        lua_pop(L, 1);
+        /* the grid */
+        lua_getfield(L, top, "grid");
+        if (!lua_isnil(L, -1)) {
+            if (lua_type(L, -1) != LUA_TTABLE) {
+                error_set(err, "%s: 'grid' must be a table of field = list of values", path);
+                goto done;
+            }
+            int gi = lua_gettop(L);
+            lua_pushnil(L);
+            while (lua_next(L, gi)) {
+                if (lua_type(L, -2) != LUA_TSTRING) {
+                    error_set(err, "%s: grid keys must be field paths", path);
+                    goto done;
+                }
+                const char *key = lua_tostring(L, -2);
+                if (!config_find_field(key)) {
+                    Error e2;
+                    Config probe;
+                    config_defaults(&probe);
+                    lua_newtable(L);
+                    lua_pushboolean(L, 0);
+                    lua_setfield(L, -2, key);
+                    config_apply_table(&probe, L, -1, path, &e2); /* the usual "unknown field ... did you mean" */
+                    lua_pop(L, 1);
+                    config_free(&probe);
+                    error_set(err, "%s (in the grid)", e2.msg);
+                    goto done;
+                }
+                if (lua_type(L, -1) != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
+                    error_set(err, "%s: grid '%s' is empty: give a list of at least one value", path, key);
+                    goto done;
+                }
+                axes = xrealloc(axes, sizeof(GridAxis) * (size_t)(n_axes + 1));
+                GridAxis *ax = &axes[n_axes++];
+                snprintf(ax->key.path, sizeof ax->key.path, "%s", key);
+                ax->n_values = (int)lua_rawlen(L, -1);
+                ax->refs = xcalloc((size_t)ax->n_values, sizeof(int));
+                for (int v = 0; v < ax->n_values; v++) {
+                    lua_rawgeti(L, -1, v + 1);
+                    ax->refs[v] = luaL_ref(L, LUA_REGISTRYINDEX);
+                }
+                lua_pop(L, 1);
+            }
+            /* Lua's table order is not stable: sort the axes by path */
+            for (int a = 0; a < n_axes; a++)
+                for (int b = a + 1; b < n_axes; b++)
+                    if (strcmp(axes[a].key.path, axes[b].key.path) > 0) {
+                        GridAxis t = axes[a];
+                        axes[a] = axes[b];
+                        axes[b] = t;
+                    }
+        }
+        lua_pop(L, 1);
+    }
+    if (!n_entries) {
+        entries = xcalloc(1, sizeof(Leaves));
+        n_entries = 1;
+    }
+    long combos = 1;
+    for (int a = 0; a < n_axes; a++) {
+        combos *= axes[a].n_values;
+        if (combos > 100000) {
+            error_set(err, "%s: the grid has more than 100,000 points", path);
+            goto done;
+        }
+    }
+    for (int e = 0; e < n_entries; e++)
+        for (int i = 0; i < entries[e].n; i++)
+            if (strcmp(entries[e].items[i].path, "run") != 0) leaves_push(&swept, entries[e].items[i].path, 0);
+    for (int a = 0; a < n_axes; a++) leaves_push(&swept, axes[a].key.path, 0);
+    sw->runs = xcalloc((size_t)(n_entries * combos), sizeof(SweepRun));
+    for (int e = 0; e < n_entries; e++) {
+        for (long p = 0; p < combos; p++) {
+            SweepRun *r = &sw->runs[sw->n_runs++];
+            Config *c = &r->cfg;
+            config_defaults(c);
+            c->source_path = xstrdup(path);
+            if (is_sweep) {
+                lua_getfield(L, top, "base");
+                if (!lua_isnil(L, -1)) {
+                    if (lua_type(L, -1) != LUA_TTABLE) {
+                        error_set(err, "%s: 'base' must be a config table", path);
+                        goto done;
+                    }
+                    if (!config_apply_table(c, L, -1, path, err)) goto done;
+                }
+                lua_pop(L, 1);
+            } else if (!config_apply_table(c, L, top, path, err)) {
+                goto done;
+            }
+            /* the run's own fields, then its grid point (first axis slowest) */
+            Leaves set = {0};
+            for (int i = 0; i < entries[e].n; i++) {
+                if (!apply_leaf(c, L, &entries[e].items[i], path, err)) goto done;
+                leaves_push(&set, entries[e].items[i].path, entries[e].items[i].ref);
+            }
+            long rest = p;
+            for (int a = n_axes - 1; a >= 0; a--) {
+                int v = (int)(rest % axes[a].n_values);
+                rest /= axes[a].n_values;
+                Leaf leaf = axes[a].key;
+                leaf.ref = axes[a].refs[v];
+                if (!apply_leaf(c, L, &leaf, path, err)) goto done;
+            }
+            for (int a = 0; a < n_axes; a++) leaves_push(&set, axes[a].key.path, 0);
+            for (int i = 0; i < n_sets; i++)
+                if (!config_set(c, sets[i], err)) goto done;
+            /* the experiment is the sweep's: its own key, else base's, else the file's name */
+            if (is_sweep) {
+                lua_getfield(L, top, "experiment");
+                if (lua_type(L, -1) == LUA_TSTRING) {
+                    free(c->experiment);
+                    c->experiment = xstrdup(lua_tostring(L, -1));
+                } else if (!lua_isnil(L, -1)) {
+                    error_set(err, "%s: 'experiment' must be a string", path);
+                    goto done;
+                }
+                lua_pop(L, 1);
+            }
+            if (!config_check(c, err)) {
+                char msg[sizeof err->msg];
+                snprintf(msg, sizeof msg, "%s", err->msg);
+                error_set(err, "%s (run %d)", msg, sw->n_runs);
+                goto done;
+            }
+            /* what this run sets, as text, and its name */
+            bool named = false;
+            char name[512] = "";
+            size_t nl = 0;
+            for (int i = 0; i < set.n && r->n_overrides < SWEEP_MAX_OVERRIDES; i++) {
+                const char *fp = set.items[i].path;
+                if (strcmp(fp, "run") == 0) {
+                    named = true;
+                    continue;
+                }
+                r->paths[r->n_overrides] = xstrdup(fp);
+                r->values[r->n_overrides] = field_text(c, fp);
+                const char *shown = last_component(fp);
+                for (int j = 0; j < swept.n; j++)
+                    if (strcmp(swept.items[j].path, fp) != 0 && strcmp(last_component(swept.items[j].path), shown) == 0)
+                        shown = fp;
+                if (nl < sizeof name)
+                    nl += (size_t)snprintf(name + nl, sizeof name - nl, "%s%s=%s", nl ? "," : "", shown,
+                                           r->values[r->n_overrides]);
+                r->n_overrides++;
+            }
+            free(set.items);
+            for (char *ch = name; *ch; ch++)
+                if (*ch == '/' || *ch == ' ') *ch = '_';
+            r->name = xstrdup(named || !name[0] ? c->run : name);
+            if (!named && name[0]) {
+                free(c->run);
+                c->run = xstrdup(name);
+            }
+            for (int k = 0; k < sw->n_runs - 1; k++)
+                if (strcmp(sw->runs[k].name, r->name) == 0) {
+                    error_set(err, "%s: two runs are both named '%s'; give them different 'run' fields", path, r->name);
+                    goto done;
+                }
+        }
+    }
+    sw->experiment = xstrdup(sw->runs[0].cfg.experiment);
+    sw->dir = xasprintf("%s/%s", sw->runs[0].cfg.out_dir, sw->experiment);
+    /* every run's task parameters are checked before the first run starts */
+    for (int i = 0; i < sw->n_runs; i++) {
+        Config *c = &sw->runs[i].cfg;
+        if (strcmp(c->task, "efficiency") == 0) {
+            if (!efficiency_check(c, err)) goto done;
+            continue;
+        }
+        Error e2;
+        Task *t = task_create(c, &e2);
+        if (!t) {
+            error_set(err, "run '%s': %s", sw->runs[i].name, e2.msg);
+            goto done;
+        }
+        t->ops->destroy(t);
+    }
+    ok = true;
+done:
+    for (int e = 0; e < n_entries && entries; e++) free(entries[e].items);
+    free(entries);
+    for (int a = 0; a < n_axes; a++) free(axes[a].refs);
+    free(axes);
+    free(swept.items);
+    lua_close(L);
+    return ok;
+}
+
+void sweep_free(Sweep *sw) {
+    for (int i = 0; i < sw->n_runs; i++) {
+        SweepRun *r = &sw->runs[i];
+        free(r->name);
+        for (int j = 0; j < r->n_overrides; j++) {
+            free(r->paths[j]);
+            free(r->values[j]);
+        }
+        config_free(&r->cfg);
+    }
+    free(sw->runs);
+    free(sw->source);
+    free(sw->experiment);
+    free(sw->dir);
+    memset(sw, 0, sizeof *sw);
+}
+
+/* ---- the summary table ---- */
+
+static char *run_dir(const Sweep *sw, const SweepRun *r) { return xasprintf("%s/%s", sw->dir, r->name); }
+
+static cJSON *read_summary(const Sweep *sw, const SweepRun *r) {
+    char *dir = run_dir(sw, r), *path = xasprintf("%s/summary.json", dir);
+    char *text = read_file(path, NULL, NULL);
+    free(dir);
+    free(path);
+    if (!text) return NULL;
+    cJSON *o = cJSON_Parse(text);
+    free(text);
+    return o;
+}
+
+static const char *json_string(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static const char *const NUMBER_COLUMNS[] = {"step",           "train_loss",   "val_loss", "val_bits_per_byte",
+                                             "val_perplexity", "val_accuracy", "tokens_per_s", "wall_s", "params"};
+enum { N_NUMBER_COLUMNS = sizeof NUMBER_COLUMNS / sizeof NUMBER_COLUMNS[0] };
+
+/* A CSV cell: quoted when it holds a comma, a quote or a newline. */
+static void csv_cell(FILE *f, const char *s) {
+    if (!strpbrk(s, ",\"\n")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+static void number_text(char *buf, size_t len, const cJSON *v, bool markdown) {
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) snprintf(buf, len, "%s", markdown ? "-" : "");
+    else if (markdown && fabs(v->valuedouble) >= 1000) snprintf(buf, len, "%.0f", v->valuedouble);
+    else if (markdown) snprintf(buf, len, "%.4g", v->valuedouble);
+    else snprintf(buf, len, "%.10g", v->valuedouble);
+}
+
+void sweep_write_summary(const Sweep *sw) {
+    /* columns: run, status, reason, every swept field, the standard numbers, every task metric */
+    const char *fields[64];
+    int n_fields = 0;
+    for (int i = 0; i < sw->n_runs; i++)
+        for (int j = 0; j < sw->runs[i].n_overrides; j++) {
+            bool seen = false;
+            for (int k = 0; k < n_fields; k++) seen |= strcmp(fields[k], sw->runs[i].paths[j]) == 0;
+            if (!seen && n_fields < 64) fields[n_fields++] = sw->runs[i].paths[j];
+        }
+    cJSON **sums = xcalloc((size_t)sw->n_runs, sizeof(cJSON *));
+    char metrics[64][48];
+    int n_metrics = 0;
+    for (int i = 0; i < sw->n_runs; i++) {
+        sums[i] = read_summary(sw, &sw->runs[i]);
+        const cJSON *m = sums[i] ? cJSON_GetObjectItemCaseSensitive(sums[i], "metrics") : NULL;
+        const cJSON *item;
+        cJSON_ArrayForEach(item, m) {
+            bool seen = false;
+            for (int k = 0; k < n_metrics; k++) seen |= strcmp(metrics[k], item->string) == 0;
+            if (!seen && n_metrics < 64) snprintf(metrics[n_metrics++], 48, "%s", item->string);
+        }
+    }
+    char *csv_path = xasprintf("%s/summary.csv", sw->dir), *md_path = xasprintf("%s/summary.md", sw->dir);
+    AtomicFile csv, md;
+    Error err;
+    if (!atomic_open(&csv, csv_path, &err) || !atomic_open(&md, md_path, &err)) die("%s", err.msg);
+    fputs("run,status,reason", csv.f);
+    fputs("| run | status |", md.f);
+    for (int k = 0; k < n_fields; k++) {
+        fputc(',', csv.f);
+        csv_cell(csv.f, fields[k]);
+        fprintf(md.f, " %s |", fields[k]);
+    }
+    for (int k = 0; k < N_NUMBER_COLUMNS; k++) {
+        fprintf(csv.f, ",%s", NUMBER_COLUMNS[k]);
+        fprintf(md.f, " %s |", NUMBER_COLUMNS[k]);
+    }
+    for (int k = 0; k < n_metrics; k++) {
+        fprintf(csv.f, ",%s", metrics[k]);
+        fprintf(md.f, " %s |", metrics[k]);
+    }
+    fputc('\n', csv.f);
+    fputs("\n|", md.f);
+    for (int k = 0; k < 2 + n_fields + N_NUMBER_COLUMNS + n_metrics; k++) fputs(" --- |", md.f);
+    fputc('\n', md.f);
+    for (int i = 0; i < sw->n_runs; i++) {
+        const SweepRun *r = &sw->runs[i];
+        const cJSON *o = sums[i];
+        const char *status = o && json_string(o, "status") ? json_string(o, "status") : "pending";
+        const char *reason = o && json_string(o, "reason") ? json_string(o, "reason") : "";
+        csv_cell(csv.f, r->name);
+        fputc(',', csv.f);
+        csv_cell(csv.f, status);
+        fputc(',', csv.f);
+        csv_cell(csv.f, reason);
+        fprintf(md.f, "| %s | %s%s%s%s |", r->name, status, reason[0] ? " (" : "", reason, reason[0] ? ")" : "");
+        for (int k = 0; k < n_fields; k++) {
+            const char *v = "";
+            for (int j = 0; j < r->n_overrides; j++)
+                if (strcmp(r->paths[j], fields[k]) == 0) v = r->values[j];
+            fputc(',', csv.f);
+            csv_cell(csv.f, v);
+            fprintf(md.f, " %s |", v);
+        }
+        char num[64];
+        for (int k = 0; k < N_NUMBER_COLUMNS; k++) {
+            const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, NUMBER_COLUMNS[k]) : NULL;
+            number_text(num, sizeof num, v, false);
+            fprintf(csv.f, ",%s", num);
+            number_text(num, sizeof num, v, true);
+            fprintf(md.f, " %s |", num);
+        }
+        const cJSON *m = o ? cJSON_GetObjectItemCaseSensitive(o, "metrics") : NULL;
+        for (int k = 0; k < n_metrics; k++) {
+            const cJSON *v = m ? cJSON_GetObjectItemCaseSensitive(m, metrics[k]) : NULL;
+            number_text(num, sizeof num, v, false);
+            fprintf(csv.f, ",%s", num);
+            number_text(num, sizeof num, v, true);
+            fprintf(md.f, " %s |", num);
+        }
+        fputc('\n', csv.f);
+        fputc('\n', md.f);
+    }
+    if (!atomic_commit(&csv, &err) || !atomic_commit(&md, &err)) die("%s", err.msg);
+    for (int i = 0; i < sw->n_runs; i++) cJSON_Delete(sums[i]);
+    free(sums);
+    free(csv_path);
+    free(md_path);
+}
+
+/* ---- running ---- */
+
+static volatile sig_atomic_t sweep_stop;
+
+static void on_sweep_signal(int sig) { sweep_stop = sig; }
+
+/* The latest step and loss of a run in progress, from the end of its metrics.jsonl. */
+static bool latest_metrics(const char *dir, int *step, double *loss) {
+    char *path = xasprintf("%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "rb");
+    free(path);
+    if (!f) return false;
+    char buf[4096];
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f), from = size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0;
+    fseek(f, from, SEEK_SET);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *end = strrchr(buf, '\n');
+    if (!end) return false;
+    *end = '\0';
+    char *start = strrchr(buf, '\n');
+    cJSON *o = cJSON_Parse(start ? start + 1 : buf);
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "step"), *l = cJSON_GetObjectItemCaseSensitive(o, "loss");
+    bool ok = cJSON_IsNumber(s);
+    if (ok) {
+        *step = (int)s->valuedouble;
+        *loss = cJSON_IsNumber(l) ? l->valuedouble : NAN;
+    }
+    cJSON_Delete(o);
+    return ok;
+}
+
+/* The child: one run, its output in logs/<run>.log. */
+static _Noreturn void run_child(const Sweep *sw, SweepRun *r, int jobs) {
+    char *log = xasprintf("%s/logs/%s.log", sw->dir, r->name);
+    FILE *f = fopen(log, "a");
+    if (!f) {
+        fprintf(stderr, "attnlab: cannot write '%s'\n", log);
+        _exit(1);
+    }
+    fflush(stdout);
+    dup2(fileno(f), STDOUT_FILENO);
+    dup2(fileno(f), STDERR_FILENO);
+    fclose(f);
+    free(log);
+    /* a run of its own process group: a Ctrl-C reaches only the sweep, which passes it on once */
+    setpgid(0, 0);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    /* the cores are shared between the jobs */
+    if (r->cfg.threads == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        r->cfg.threads = (int)(cores / jobs > 0 ? cores / jobs : 1);
+    }
+    if (strcmp(r->cfg.task, "efficiency") == 0) _exit(efficiency_run(&r->cfg, r->n_overrides, (const char **)r->paths,
+                                                                     (const char **)r->values));
+    TrainOptions opt = {.resume = true, .n_overrides = r->n_overrides};
+    for (int i = 0; i < r->n_overrides; i++) {
+        opt.override_paths[i] = r->paths[i];
+        opt.override_values[i] = r->values[i];
+    }
+    fflush(NULL);
+    _exit(train_run(&r->cfg, &opt));
+}
+
+static bool on_terminal;
+
+static void status_line(const Sweep *sw, int done, int total, const int *running_idx, int n_running) {
+    char line[1024];
+    size_t n = (size_t)snprintf(line, sizeof line, "runs %d/%d done", done, total);
+    for (int i = 0; i < n_running && n < sizeof line; i++) {
+        const SweepRun *r = &sw->runs[running_idx[i]];
+        char *dir = run_dir(sw, r);
+        int step;
+        double loss;
+        if (latest_metrics(dir, &step, &loss))
+            n += (size_t)snprintf(line + n, sizeof line - n, " | %s: step %d/%d, loss %.4f", r->name, step,
+                                  r->cfg.train.steps, loss);
+        else n += (size_t)snprintf(line + n, sizeof line - n, " | %s: starting", r->name);
+        free(dir);
+    }
+    printf("\r\033[K%s", line);
+    set_status_line_open(true);
+    fflush(stdout);
+}
+
+int sweep_run(Sweep *sw, int jobs) {
+    Error err;
+    char *logs = xasprintf("%s/logs", sw->dir);
+    if (!mkdir_p(logs, &err)) die("%s", err.msg);
+    free(logs);
+    on_terminal = isatty(STDOUT_FILENO);
+    int total = sw->n_runs, done = 0;
+    bool *todo = xcalloc((size_t)total, sizeof(bool));
+    for (int i = 0; i < total; i++) {
+        cJSON *o = read_summary(sw, &sw->runs[i]);
+        const char *st = o ? json_string(o, "status") : NULL;
+        bool over = st && (strcmp(st, "finished") == 0 || strcmp(st, "failed") == 0);
+        todo[i] = !over;
+        done += over;
+        cJSON_Delete(o);
+    }
+    printf("sweep '%s': %d runs, %d already done, %d job%s; results in %s/ (logs in %s/logs/)\n", sw->experiment, total,
+           done, jobs, jobs == 1 ? "" : "s", sw->dir, sw->dir);
+    fflush(stdout);
+    sweep_write_summary(sw);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sweep_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    pid_t *pids = xcalloc((size_t)jobs, sizeof(pid_t));
+    bool *told = xcalloc((size_t)jobs, sizeof(bool)); /* a stop was passed to this slot's run */
+    int *slot_run = xcalloc((size_t)jobs, sizeof(int));
+    int n_running = 0, next = 0, failed = 0;
+    double last_status = 0;
+    for (;;) {
+        while (!sweep_stop && n_running < jobs) {
+            while (next < total && !todo[next]) next++;
+            if (next == total) break;
+            int slot = 0;
+            while (pids[slot]) slot++;
+            fflush(NULL);
+            pid_t pid = fork();
+            if (pid < 0) die("cannot start a run: fork failed");
+            if (pid == 0) run_child(sw, &sw->runs[next], jobs);
+            pids[slot] = pid;
+            told[slot] = false;
+            slot_run[slot] = next++;
+            n_running++;
+            if (!on_terminal) printf("started %s\n", sw->runs[slot_run[slot]].name);
+        }
+        if (n_running == 0) break;
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid == 0 || (pid < 0 && errno == EINTR)) {
+            if (sweep_stop)
+                for (int s = 0; s < jobs; s++)
+                    if (pids[s] && !told[s]) { /* each run finishes its step, checkpoints and stops */
+                        kill(pids[s], SIGINT);
+                        told[s] = true;
+                    }
+            if (on_terminal && now_seconds() - last_status > 0.5) {
+                int idx[64], k = 0;
+                for (int s = 0; s < jobs && k < 64; s++)
+                    if (pids[s]) idx[k++] = slot_run[s];
+                status_line(sw, done, total, idx, k);
+                last_status = now_seconds();
+            }
+            struct timespec ts = {0, 100 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        if (pid < 0) break;
+        int slot = 0;
+        while (slot < jobs && pids[slot] != pid) slot++;
+        if (slot == jobs) continue;
+        SweepRun *r = &sw->runs[slot_run[slot]];
+        pids[slot] = 0;
+        n_running--;
+        cJSON *o = read_summary(sw, r);
+        const char *st = o ? json_string(o, "status") : NULL;
+        char what[256];
+        if (WIFSIGNALED(status) && told[slot]) {
+            snprintf(what, sizeof what, "interrupted before training began");
+        } else if (WIFSIGNALED(status)) {
+            snprintf(what, sizeof what, "crashed (signal %d); see %s/logs/%s.log", WTERMSIG(status), sw->dir, r->name);
+            failed++;
+        } else if (st && strcmp(st, "failed") == 0) {
+            snprintf(what, sizeof what, "failed: %s", json_string(o, "reason") ? json_string(o, "reason") : "?");
+            failed++;
+            done++;
+        } else if (st && strcmp(st, "finished") == 0) {
+            const cJSON *vl = cJSON_GetObjectItemCaseSensitive(o, "val_loss");
+            const cJSON *va = cJSON_GetObjectItemCaseSensitive(o, "val_accuracy");
+            snprintf(what, sizeof what, "finished: val loss %.4f, accuracy %.4f", cJSON_IsNumber(vl) ? vl->valuedouble : NAN,
+                     cJSON_IsNumber(va) ? va->valuedouble : NAN);
+            done++;
+        } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && !(st && strcmp(st, "interrupted") == 0)) {
+            snprintf(what, sizeof what, "stopped with status %d; see %s/logs/%s.log", WEXITSTATUS(status), sw->dir, r->name);
+            failed++;
+        } else {
+            snprintf(what, sizeof what, "%s", st ? st : "ended");
+        }
+        cJSON_Delete(o);
+        end_status_line();
+        printf("[%d/%d] %s %s\n", done, total, r->name, what);
+        fflush(stdout);
+        sweep_write_summary(sw);
+    }
+    end_status_line();
+    sweep_write_summary(sw);
+    printf("sweep '%s': %d of %d runs done%s; %s/summary.csv, summary.md\n", sw->experiment, done, total,
+           failed ? " (some failed: see the status column)" : "", sw->dir);
+    free(todo);
+    free(pids);
+    free(told);
+    free(slot_run);
+    return sweep_stop ? 130 : 0;
+}

@@ -1,0 +1,34 @@
+/* `attnlab run CONFIG`: a Lua file describing many runs (a grid over any fields, an explicit
+ * list, or any Lua that builds them), run N at a time, each in its own process; finished runs
+ * are skipped, interrupted ones resume; results/<experiment>/summary.csv and summary.md get a
+ * row per run. A file without `grid` or `runs` is one run. */
+#pragma once
+#include <stdbool.h>
+
+#include "config.h"
+#include "util.h"
+
+enum { SWEEP_MAX_OVERRIDES = 32 };
+
+typedef struct {
+    char *name; /* folder under the experiment */
+    Config cfg;
+    int n_overrides; /* the fields the sweep set for this run, as text */
+    char *paths[SWEEP_MAX_OVERRIDES], *values[SWEEP_MAX_OVERRIDES];
+} SweepRun;
+
+typedef struct {
+    char *source, *experiment, *dir; /* dir: <out_dir>/<experiment> */
+    SweepRun *runs;
+    int n_runs;
+} Sweep;
+
+/* Builds every run's config and checks them all (fields, then each task's parameters) before
+ * anything runs; overrides from the command line apply to every run. */
+bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err);
+/* Runs what is not finished yet, `jobs` at a time; returns the exit status (0: all finished or
+ * failed with a recorded reason, 130: interrupted). */
+int sweep_run(Sweep *sw, int jobs);
+/* Rewrites summary.csv and summary.md from the runs' summary.json files. */
+void sweep_write_summary(const Sweep *sw);
+void sweep_free(Sweep *sw);
