@@ -13,6 +13,7 @@
 #include "model.h"
 #include "efficiency.h"
 #include "op_harness.h"
+#include "plot.h"
 #include "sweep.h"
 #include "progress.h"
 #include "task.h"
@@ -28,6 +29,8 @@ static const char *USAGE =
     "  run CONFIG [--set path=value]... [--jobs N]\n"
     "        run every run a sweep config describes, N at a time; finished runs are skipped,\n"
     "        interrupted ones resume; summary.csv and summary.md per experiment\n"
+    "  plot EXPERIMENT\n"
+    "        draw every figure the experiment's results support (PNG, SVG) into its plots/ folder\n"
     "  eval CHECKPOINT [--set path=value]...\n"
     "        evaluate a checkpoint on its task's validation set (--set e.g. data.path=...)\n"
     "  describe CONFIG [--set path=value]... [--context N]\n"
@@ -170,6 +173,11 @@ static int cmd_run(int argc, char **argv) {
     sweep_free(&sw);
     free(a.sets);
     return code;
+}
+
+static int cmd_plot(int argc, char **argv) {
+    if (argc != 3) usage_error("plot takes one experiment (a name under results/, or its folder)");
+    return plot_experiment(argv[2]);
 }
 
 static int cmd_eval(int argc, char **argv) {
@@ -396,6 +404,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);
     if (strcmp(cmd, "eval") == 0) return cmd_eval(argc, argv);
     if (strcmp(cmd, "run") == 0) return cmd_run(argc, argv);
+    if (strcmp(cmd, "plot") == 0) return cmd_plot(argc, argv);
     if (strcmp(cmd, "bench") == 0) return cmd_bench(argc, argv);
     if (strcmp(cmd, "describe") == 0) return cmd_describe(argc, argv);
     if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc, argv);
