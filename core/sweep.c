@@ -695,6 +695,9 @@ int sweep_run(Sweep *sw, int jobs) {
             snprintf(what, sizeof what, "failed: %s", json_string(o, "reason") ? json_string(o, "reason") : "?");
             failed++;
             done++;
+        } else if (st && strcmp(st, "finished") == 0 && strcmp(r->cfg.task, "efficiency") == 0) {
+            snprintf(what, sizeof what, "finished (efficiency.csv)");
+            done++;
         } else if (st && strcmp(st, "finished") == 0) {
             const cJSON *vl = cJSON_GetObjectItemCaseSensitive(o, "val_loss");
             const cJSON *va = cJSON_GetObjectItemCaseSensitive(o, "val_accuracy");

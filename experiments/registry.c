@@ -4,10 +4,13 @@
 
 #include "core/task.h"
 
-extern const TaskOps task_lm;
+extern const TaskOps task_lm, task_mqar, task_palindrome, task_stack;
 
 static const TaskOps *const registry[] = {
     &task_lm,
+    &task_mqar,
+    &task_palindrome,
+    &task_stack,
 };
 
 const TaskOps *task_lookup(const char *name) {
