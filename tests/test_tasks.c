@@ -1,0 +1,471 @@
+/* The synthetic tasks (mqar, palindrome, stack): each generated sequence checked against the
+ * definition, MQAR's gap law, determinism of training batches and of the held-out set, and the
+ * messages for parameters a task cannot honour. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/config.h"
+#include "core/task.h"
+#include "test.h"
+
+/* The task of the defaults plus "path=value" assignments, or NULL with the message in err. */
+static Task *make_task(Config *c, Error *err, const char *const *sets) {
+    config_defaults(c);
+    for (; *sets; sets++)
+        if (!config_set(c, *sets, err)) return NULL;
+    if (!config_check(c, err)) return NULL;
+    return task_create(c, err);
+}
+#define MAKE(c, err, ...) make_task(c, err, (const char *const[]){__VA_ARGS__, NULL})
+
+typedef struct {
+    int B, T;
+    int *inputs, *targets;
+} Batch;
+
+static Batch batch_new(int B, int T) {
+    Batch b = {B, T, xmalloc(sizeof(int) * (size_t)B * T), xmalloc(sizeof(int) * (size_t)B * T)};
+    return b;
+}
+
+static void batch_free(Batch *b) {
+    free(b->inputs);
+    free(b->targets);
+}
+
+static bool same_ints(const int *a, const int *b, size_t n) { return memcmp(a, b, sizeof(int) * n) == 0; }
+
+/* ---- mqar ---- */
+
+/* Checks one MQAR sequence against the definition; fails the test with the sequence index. */
+static void check_mqar_sequence(const int *in, const int *tg, int T, int P, int V, bool random_fill, long seq) {
+    for (int p = 0; p < T; p++)
+        CHECK(in[p] >= 0 && in[p] < V, "sequence %ld: input %d at position %d is outside [0, %d)", seq, in[p], p, V);
+    bool seen[1 << 12] = {false}; /* tokens seen as keys or values; tests keep V below 4096 */
+    CHECK(V <= (int)(sizeof seen), "test vocabulary too large");
+    for (int i = 0; i < P; i++) {
+        int k = in[2 * i], v = in[2 * i + 1];
+        CHECK(k >= 1 && k < V / 2, "sequence %ld: key %d of pair %d is outside [1, %d)", seq, k, i, V / 2);
+        CHECK(v >= V / 2 && v < V, "sequence %ld: value %d of pair %d is outside [%d, %d)", seq, v, i, V / 2, V);
+        CHECK(!seen[k] && !seen[v], "sequence %ld: pair %d repeats a key or value (%d, %d)", seq, i, k, v);
+        seen[k] = seen[v] = true;
+        CHECK(tg[2 * i] == -1 && tg[2 * i + 1] == -1, "sequence %ld: a target inside the context", seq);
+    }
+    int n_targets = 0, queried[1 << 12] = {0};
+    for (int p = 2 * P; p < T; p++) {
+        if (tg[p] < 0) {
+            CHECK(tg[p] == -1, "sequence %ld: target %d at %d", seq, tg[p], p);
+            if (!random_fill) CHECK(in[p] == 0, "sequence %ld: position %d holds no query but is %d, not 0", seq, p, in[p]);
+            continue;
+        }
+        n_targets++;
+        CHECK((p - 2 * P) % 2 == 0, "sequence %ld: a query at odd offset %d after the context", seq, p - 2 * P);
+        int pair = -1;
+        for (int i = 0; i < P; i++)
+            if (in[2 * i] == in[p]) pair = i;
+        CHECK(pair >= 0, "sequence %ld: the input %d at query position %d is not a key of the context", seq, in[p], p);
+        CHECK(tg[p] == in[2 * pair + 1], "sequence %ld: key %d at %d has target %d, its value is %d", seq, in[p], p, tg[p],
+              in[2 * pair + 1]);
+        CHECK(++queried[pair] == 1, "sequence %ld: key %d queried twice", seq, in[p]);
+    }
+    CHECK(n_targets == P, "sequence %ld: %d targets, expected one per pair (%d)", seq, n_targets, P);
+}
+
+static void check_mqar_batches(bool random_fill) {
+    const int T = 128, P = 16, V = 300;
+    Config c;
+    Error err;
+    Task *t = MAKE(&c, &err, "task=mqar", "train.seq_len=128", "mqar.num_kv_pairs=16", "model.vocab_size=300",
+                   random_fill ? "mqar.random_non_queries=true" : "mqar.random_non_queries=false");
+    CHECK(t, "%s", err.msg);
+    CHECK(!t->byte_tokens, "mqar tokens are not bytes of text");
+    Rng rng;
+    rng_seed(&rng, 3);
+    Batch b = batch_new(25, T);
+    long zeros = 0, fill = 0;
+    for (int rep = 0; rep < 80; rep++) {
+        t->ops->train_batch(t, &rng, b.B, T, b.inputs, b.targets);
+        for (int s = 0; s < b.B; s++) {
+            const int *in = b.inputs + (size_t)s * T, *tg = b.targets + (size_t)s * T;
+            check_mqar_sequence(in, tg, T, P, V, random_fill, (long)rep * b.B + s);
+            if (test_failed()) return;
+            for (int p = 2 * P; p < T; p++)
+                if (tg[p] < 0) fill++, zeros += in[p] == 0;
+        }
+    }
+    /* random filler is uniform over V tokens, so zeros are about 1 in 300, not all of them */
+    if (random_fill) CHECK(zeros < fill / 50, "%ld of %ld filler tokens are 0: the filler is not random", zeros, fill);
+    batch_free(&b);
+    t->ops->destroy(t);
+    config_free(&c);
+}
+
+TEST(test_task_mqar_sequences_follow_the_definition_with_zero_filler) { check_mqar_batches(false); }
+TEST(test_task_mqar_sequences_follow_the_definition_with_random_filler) { check_mqar_batches(true); }
+
+TEST(test_task_mqar_smallest_valid_sizes_work) {
+    /* T = 4P exactly, and V = T + 1 leaves exactly P keys: every slot and key is forced */
+    Config c;
+    Error err;
+    Task *t = MAKE(&c, &err, "task=mqar", "train.seq_len=4", "mqar.num_kv_pairs=1", "model.vocab_size=5",
+                   "mqar.random_non_queries=false");
+    CHECK(t, "%s", err.msg);
+    Rng rng;
+    rng_seed(&rng, 1);
+    int in[4], tg[4];
+    for (int rep = 0; rep < 50; rep++) {
+        t->ops->train_batch(t, &rng, 1, 4, in, tg);
+        CHECK(in[0] == 1 && in[1] >= 2 && in[1] <= 4 && in[2] == 1 && in[3] == 0, "got %d %d %d %d", in[0], in[1],
+              in[2], in[3]);
+        CHECK(tg[0] == -1 && tg[1] == -1 && tg[2] == in[1] && tg[3] == -1, "targets %d %d %d %d", tg[0], tg[1], tg[2],
+              tg[3]);
+    }
+    t->ops->destroy(t);
+    config_free(&c);
+}
+
+/* The gap of each pair (its slot index after the context), pair by pair, for n sequences. */
+static int *mqar_gaps(double power_a, int T, int P, long n) {
+    Config c;
+    Error err;
+    char a[64];
+    snprintf(a, sizeof a, "mqar.power_a=%.17g", power_a);
+    char tl[64], pl[64];
+    snprintf(tl, sizeof tl, "train.seq_len=%d", T);
+    snprintf(pl, sizeof pl, "mqar.num_kv_pairs=%d", P);
+    Task *t = MAKE(&c, &err, "task=mqar", tl, pl, a, "model.vocab_size=1000");
+    if (!t) return NULL;
+    int *gaps = xmalloc(sizeof(int) * (size_t)n * P), *in = xmalloc(sizeof(int) * (size_t)T),
+        *tg = xmalloc(sizeof(int) * (size_t)T);
+    Rng rng;
+    rng_seed(&rng, 11);
+    for (long s = 0; s < n; s++) {
+        t->ops->train_batch(t, &rng, 1, T, in, tg);
+        for (int p = 2 * P; p < T; p++)
+            if (tg[p] >= 0)
+                for (int i = 0; i < P; i++)
+                    if (in[2 * i] == in[p]) gaps[s * P + i] = (p - 2 * P) / 2;
+    }
+    free(in);
+    free(tg);
+    t->ops->destroy(t);
+    config_free(&c);
+    return gaps;
+}
+
+/* The first pair's gap follows the weights (g+1)^(a-1); the second pair's follows them with the
+ * first pair's slot removed and the rest renormalized (sequential sampling without replacement),
+ * whose marginal is sum_i p_i w_j / (W - w_i). Each slot's frequency must be within 5 standard
+ * errors (plus a little) of the exact probability. */
+TEST(test_task_mqar_gaps_follow_the_power_law_drawn_without_replacement) {
+    const int T = 96, P = 8, space = (T - 2 * P) / 2;
+    const long n = 40000;
+    const double a = 0.01;
+    int *gaps = mqar_gaps(a, T, P, n);
+    CHECK(gaps, "could not make the task");
+    double w[64], W = 0, first[64], second[64];
+    for (int g = 0; g < space; g++) W += w[g] = pow(g + 1.0, a - 1.0);
+    for (int j = 0; j < space; j++) {
+        first[j] = w[j] / W;
+        second[j] = 0;
+        for (int i = 0; i < space; i++)
+            if (i != j) second[j] += w[i] / W * w[j] / (W - w[i]);
+    }
+    long count1[64] = {0}, count2[64] = {0};
+    for (long s = 0; s < n; s++) {
+        count1[gaps[s * P]]++;
+        count2[gaps[s * P + 1]]++;
+    }
+    for (int j = 0; j < space; j++) {
+        double se1 = sqrt(first[j] * (1 - first[j]) / n), se2 = sqrt(second[j] * (1 - second[j]) / n);
+        CHECK_NEAR((double)count1[j] / n, first[j], 5 * se1 + 1e-4, "share of the first pair's gap");
+        CHECK_NEAR((double)count2[j] / n, second[j], 5 * se2 + 1e-4, "share of the second pair's gap");
+    }
+    free(gaps);
+}
+
+TEST(test_task_mqar_gaps_are_skewed_small_for_small_power_a_and_uniform_for_one) {
+    const int T = 128, P = 8, space = (T - 2 * P) / 2;
+    const long n = 20000;
+    for (int k = 0; k < 2; k++) {
+        double a = k == 0 ? 0.01 : 1.0;
+        int *gaps = mqar_gaps(a, T, P, n);
+        CHECK(gaps, "could not make the task");
+        long count[64] = {0}, low = 0;
+        for (long s = 0; s < n * P; s++) {
+            count[gaps[s]]++;
+            low += gaps[s] < space / 4;
+        }
+        double share_low = (double)low / (n * P);
+        if (a < 0.5) {
+            /* under the power law the first quarter of the slots takes most queries */
+            CHECK(share_low > 0.45, "power_a = 0.01: only %.3f of the gaps fall in the first quarter", share_low);
+            CHECK(count[0] > 3 * count[space - 1], "power_a = 0.01: gap 0 (%ld) not far likelier than the last (%ld)",
+                  count[0], count[space - 1]);
+        } else {
+            /* uniform weights make the chosen slots a uniform P-subset: each slot is taken with
+             * probability P / space */
+            double expect = (double)n * P / space, sd = sqrt(n * ((double)P / space) * (1 - (double)P / space));
+            for (int g = 0; g < space; g++)
+                CHECK(fabs(count[g] - expect) < 5 * sd, "power_a = 1: slot %d taken %ld times, expected %.0f +- %.0f", g,
+                      count[g], expect, sd);
+        }
+        free(gaps);
+    }
+}
+
+/* ---- palindrome ---- */
+
+TEST(test_task_palindrome_targets_spell_the_sequence_reversed) {
+    const int T = 64, L = T / 2, V = 9;
+    Config c;
+    Error err;
+    Task *t = MAKE(&c, &err, "task=palindrome", "train.seq_len=64", "model.vocab_size=9");
+    CHECK(t, "%s", err.msg);
+    CHECK(!t->byte_tokens, "palindrome tokens are not bytes of text");
+    Rng rng;
+    rng_seed(&rng, 5);
+    Batch b = batch_new(20, T);
+    int lo = V, hi = -1;
+    for (int rep = 0; rep < 50; rep++) {
+        t->ops->train_batch(t, &rng, b.B, T, b.inputs, b.targets);
+        for (int s = 0; s < b.B; s++) {
+            const int *in = b.inputs + (size_t)s * T, *tg = b.targets + (size_t)s * T;
+            int n_targets = 0;
+            for (int p = 0; p < T; p++) {
+                CHECK(in[p] >= 0 && in[p] < V, "input %d at %d outside [0, %d)", in[p], p, V);
+                n_targets += tg[p] >= 0;
+            }
+            CHECK(n_targets == L, "%d targets, expected L = %d", n_targets, L);
+            for (int i = 0; i < L; i++) {
+                CHECK(in[i] >= 2 && in[i] < V, "symbol %d at %d outside [2, %d)", in[i], i, V);
+                lo = in[i] < lo ? in[i] : lo;
+                hi = in[i] > hi ? in[i] : hi;
+                CHECK(tg[i] == -1, "a target %d in the first half, at %d", tg[i], i);
+            }
+            CHECK(in[L] == 1, "the separator at %d is %d, not 1", L, in[L]);
+            /* after the separator, position L + j predicts the j-th symbol from the end */
+            for (int j = 0; j < L; j++) {
+                CHECK(tg[L + j] == in[L - 1 - j], "target at %d is %d, expected x_%d = %d", L + j, tg[L + j], L - j,
+                      in[L - 1 - j]);
+                if (j + 1 < L) CHECK(in[L + 1 + j] == in[L - 1 - j], "input at %d is not the reversed sequence", L + 1 + j);
+            }
+        }
+    }
+    CHECK(lo == 2 && hi == V - 1, "symbols span [%d, %d], expected [2, %d]", lo, hi, V - 1);
+    batch_free(&b);
+    t->ops->destroy(t);
+    config_free(&c);
+}
+
+TEST(test_task_palindrome_of_two_tokens) {
+    Config c;
+    Error err;
+    Task *t = MAKE(&c, &err, "task=palindrome", "train.seq_len=2", "model.vocab_size=3");
+    CHECK(t, "%s", err.msg);
+    Rng rng;
+    rng_seed(&rng, 1);
+    int in[2], tg[2];
+    t->ops->train_batch(t, &rng, 1, 2, in, tg);
+    CHECK(in[0] == 2 && in[1] == 1 && tg[0] == -1 && tg[1] == 2, "got inputs %d %d targets %d %d", in[0], in[1], tg[0],
+          tg[1]);
+    t->ops->destroy(t);
+    config_free(&c);
+}
+
+/* ---- stack ---- */
+
+TEST(test_task_stack_targets_are_the_top_after_each_operation) {
+    const int T = 200, V = 7;
+    const double q = 0.3;
+    Config c;
+    Error err;
+    Task *t = MAKE(&c, &err, "task=stack", "train.seq_len=200", "model.vocab_size=7", "stack.push_prob=0.3");
+    CHECK(t, "%s", err.msg);
+    CHECK(!t->byte_tokens, "stack tokens are not bytes of text");
+    Rng rng;
+    rng_seed(&rng, 9);
+    Batch b = batch_new(20, T);
+    int stack[200], lo = V, hi = -1;
+    long choices = 0, pushes_when_free = 0, empties = 0;
+    for (int rep = 0; rep < 50; rep++) {
+        t->ops->train_batch(t, &rng, b.B, T, b.inputs, b.targets);
+        for (int s = 0; s < b.B; s++) {
+            const int *in = b.inputs + (size_t)s * T, *tg = b.targets + (size_t)s * T;
+            int depth = 0;
+            for (int p = 0; p < T; p++) {
+                if (depth > 0) choices++;
+                if (in[p] == 1) {
+                    CHECK(depth > 0, "a pop on the empty stack at %d", p);
+                    depth--;
+                } else {
+                    CHECK(in[p] >= 3 && in[p] < V, "input %d at %d is neither POP nor a symbol in [3, %d)", in[p], p, V);
+                    lo = in[p] < lo ? in[p] : lo;
+                    hi = in[p] > hi ? in[p] : hi;
+                    if (depth > 0) pushes_when_free++;
+                    stack[depth++] = in[p];
+                }
+                int top = depth ? stack[depth - 1] : 2;
+                empties += top == 2;
+                CHECK(tg[p] == top, "target at %d is %d, the top is %d", p, tg[p], top);
+            }
+        }
+    }
+    CHECK(lo == 3 && hi == V - 1, "symbols span [%d, %d], expected [3, %d]", lo, hi, V - 1);
+    CHECK(empties > 0, "the stack never emptied: EMPTY targets are untested");
+    double share = (double)pushes_when_free / choices;
+    CHECK_NEAR(share, q, 5 * sqrt(q * (1 - q) / choices), "share of pushes on a non-empty stack");
+    batch_free(&b);
+    t->ops->destroy(t);
+    config_free(&c);
+}
+
+/* ---- all three: determinism and the held-out set ---- */
+
+static const char *const task_names[] = {"mqar", "palindrome", "stack"};
+
+static Task *make_named(Config *c, Error *err, const char *name, const char *seed, const char *eval_seed) {
+    char task[64];
+    snprintf(task, sizeof task, "task=%s", name);
+    return MAKE(c, err, task, seed, eval_seed, "train.seq_len=64", "model.vocab_size=100", "eval.examples=37");
+}
+
+TEST(test_task_synthetic_batches_depend_only_on_the_rng_state) {
+    for (int k = 0; k < 3; k++) {
+        Config c;
+        Error err;
+        Task *t = make_named(&c, &err, task_names[k], "seed=1", "eval.seed=5");
+        CHECK(t, "%s: %s", task_names[k], err.msg);
+        const int B = 6, T = 64;
+        Batch x = batch_new(B, T), y = batch_new(B, T);
+        Rng r1, r2;
+        rng_seed(&r1, 42);
+        r2 = r1;
+        t->ops->train_batch(t, &r1, B, T, x.inputs, x.targets);
+        /* an evaluation in between must not touch the training stream */
+        t->ops->eval_window(t, 3, T, y.inputs, y.targets);
+        t->ops->train_batch(t, &r2, B, T, y.inputs, y.targets);
+        CHECK(same_ints(x.inputs, y.inputs, (size_t)B * T) && same_ints(x.targets, y.targets, (size_t)B * T),
+              "%s: the same rng state gave different batches", task_names[k]);
+        CHECK(memcmp(&r1, &r2, sizeof r1) == 0, "%s: the rng advanced differently", task_names[k]);
+        t->ops->train_batch(t, &r1, B, T, y.inputs, y.targets);
+        CHECK(!same_ints(x.inputs, y.inputs, (size_t)B * T), "%s: the next batch repeats the first", task_names[k]);
+        batch_free(&x);
+        batch_free(&y);
+        t->ops->destroy(t);
+        config_free(&c);
+    }
+}
+
+TEST(test_task_synthetic_eval_set_is_fixed_by_eval_seed_alone) {
+    for (int k = 0; k < 3; k++) {
+        const int n = 37, T = 64;
+        Config c1, c2, c3;
+        Error err;
+        Task *t1 = make_named(&c1, &err, task_names[k], "seed=1", "eval.seed=5");
+        CHECK(t1, "%s: %s", task_names[k], err.msg);
+        Task *t2 = make_named(&c2, &err, task_names[k], "seed=999", "eval.seed=5");
+        CHECK(t2, "%s: %s", task_names[k], err.msg);
+        Task *t3 = make_named(&c3, &err, task_names[k], "seed=1", "eval.seed=6");
+        CHECK(t3, "%s: %s", task_names[k], err.msg);
+        CHECK(t1->ops->eval_windows(t1, T) == n, "%s: %ld held-out windows, eval.examples is %d", task_names[k],
+              t1->ops->eval_windows(t1, T), n);
+        Batch a = batch_new(n, T), b = batch_new(n, T), e = batch_new(n, T);
+        for (int i = 0; i < n; i++) t1->ops->eval_window(t1, i, T, a.inputs + (size_t)i * T, a.targets + (size_t)i * T);
+        /* backwards, on a task made under another training seed, after training batches */
+        Rng rng;
+        rng_seed(&rng, 77);
+        t2->ops->train_batch(t2, &rng, n, T, b.inputs, b.targets);
+        for (int i = n - 1; i >= 0; i--)
+            t2->ops->eval_window(t2, i, T, b.inputs + (size_t)i * T, b.targets + (size_t)i * T);
+        CHECK(same_ints(a.inputs, b.inputs, (size_t)n * T) && same_ints(a.targets, b.targets, (size_t)n * T),
+              "%s: the held-out set changed with the order of calls or the training seed", task_names[k]);
+        /* and once more on the first task: repeated calls give the same window */
+        t1->ops->eval_window(t1, 17, T, b.inputs, b.targets);
+        CHECK(same_ints(a.inputs + 17 * T, b.inputs, T) && same_ints(a.targets + 17 * T, b.targets, T),
+              "%s: window 17 changed on a second call", task_names[k]);
+        for (int i = 1; i < n; i++)
+            CHECK(!same_ints(a.inputs, a.inputs + (size_t)i * T, T), "%s: window %d repeats window 0", task_names[k], i);
+        for (int i = 0; i < n; i++) t3->ops->eval_window(t3, i, T, e.inputs + (size_t)i * T, e.targets + (size_t)i * T);
+        CHECK(!same_ints(a.inputs, e.inputs, (size_t)n * T), "%s: another eval.seed gave the same held-out set",
+              task_names[k]);
+        batch_free(&a);
+        batch_free(&b);
+        batch_free(&e);
+        t1->ops->destroy(t1);
+        t2->ops->destroy(t2);
+        t3->ops->destroy(t3);
+        config_free(&c1);
+        config_free(&c2);
+        config_free(&c3);
+    }
+}
+
+/* ---- parameters a task cannot honour ---- */
+
+/* create fails with one line that starts with the task's name and holds every given fragment. */
+static void check_rejected(const char *const *sets, const char *const *fragments) {
+    Config c;
+    Error err;
+    err.msg[0] = '\0';
+    Task *t = make_task(&c, &err, sets);
+    CHECK(!t, "accepted %s ... %s", sets[0], sets[1]);
+    CHECK(!strchr(err.msg, '\n'), "message is not one line: %s", err.msg);
+    for (; *fragments; fragments++) CHECK(strstr(err.msg, *fragments), "message lacks '%s': %s", *fragments, err.msg);
+    config_free(&c);
+}
+#define REJECTED(sets, ...) check_rejected((const char *const[]){sets, NULL}, (const char *const[]){__VA_ARGS__, NULL})
+#define SETS(...) __VA_ARGS__
+
+TEST(test_task_mqar_rejects_what_it_cannot_generate) {
+    REJECTED(SETS("task=mqar", "train.seq_len=127", "model.vocab_size=300"), "mqar: ", "train.seq_len", "even", "127");
+    if (test_failed()) return;
+    REJECTED(SETS("task=mqar", "train.seq_len=62", "mqar.num_kv_pairs=16", "model.vocab_size=300"), "mqar: ",
+             "mqar.num_kv_pairs = 16", "64 tokens", "train.seq_len is 62");
+    if (test_failed()) return;
+    /* 64 tokens hold 16 pairs, but V = 32 has only 15 keys in [1, 16) */
+    REJECTED(SETS("task=mqar", "train.seq_len=64", "mqar.num_kv_pairs=16", "model.vocab_size=32"), "mqar: ",
+             "mqar.num_kv_pairs = 16", "model.vocab_size = 32", "only 15 keys");
+    if (test_failed()) return;
+    REJECTED(SETS("task=mqar", "train.seq_len=64", "mqar.num_kv_pairs=4", "model.vocab_size=64"), "mqar: ",
+             "model.vocab_size = 64", "train.seq_len = 64", "Zoology");
+    if (test_failed()) return;
+    /* the brief's example, word for word */
+    Config c;
+    Error err;
+    CHECK(!MAKE(&c, &err, "task=mqar", "train.seq_len=128", "mqar.num_kv_pairs=40", "model.vocab_size=8192"),
+          "40 pairs in 128 tokens accepted");
+    CHECK(strcmp(err.msg, "mqar: mqar.num_kv_pairs = 40 key-value pairs need 160 tokens (2 per pair in the context, "
+                          "and room for 2 per pair of queries) but train.seq_len is 128") == 0,
+          "got: %s", err.msg);
+    config_free(&c);
+    /* and the boundaries are accepted: 4P = T, V = T + 1 */
+    Task *t = MAKE(&c, &err, "task=mqar", "train.seq_len=64", "mqar.num_kv_pairs=16", "model.vocab_size=65");
+    CHECK(t, "4P = T and V = T + 1 rejected: %s", err.msg);
+    t->ops->destroy(t);
+    config_free(&c);
+}
+
+TEST(test_task_palindrome_rejects_odd_lengths_and_tiny_vocabularies) {
+    REJECTED(SETS("task=palindrome", "train.seq_len=63"), "palindrome: ", "train.seq_len", "even", "63");
+    if (test_failed()) return;
+    REJECTED(SETS("task=palindrome", "model.vocab_size=2"), "palindrome: ", "model.vocab_size = 2", "at least 3");
+}
+
+TEST(test_task_stack_rejects_a_vocabulary_without_symbols) {
+    REJECTED(SETS("task=stack", "model.vocab_size=3"), "stack: ", "model.vocab_size = 3", "at least 4");
+    if (test_failed()) return;
+    Config c;
+    Error err;
+    Task *t = MAKE(&c, &err, "task=stack", "model.vocab_size=4", "train.seq_len=3");
+    CHECK(t, "V = 4 (one symbol) and an odd length rejected: %s", err.msg);
+    t->ops->destroy(t);
+    config_free(&c);
+}
+
+TEST(test_task_registry_knows_the_synthetic_tasks) {
+    for (int k = 0; k < 3; k++) {
+        const TaskOps *ops = task_lookup(task_names[k]);
+        CHECK(ops && strcmp(ops->name, task_names[k]) == 0, "task '%s' is not registered", task_names[k]);
+    }
+}
