@@ -111,6 +111,7 @@ typedef struct {
 
 typedef struct {
     double push_prob;
+    char *score; /* "all" | "pops" */
 } StackConfig;
 
 typedef struct {

@@ -111,6 +111,8 @@ const Field config_fields[] = {
     BOOL("mqar.random_non_queries", mqar.random_non_queries, "true",
          "fill the positions between queries with random tokens (else 0)"),
     NUM("stack.push_prob", stack.push_prob, "0.5", 0.01, 0.99, "probability of a push when the stack is not empty"),
+    ENUM("stack.score", stack.score, "all", "all|pops",
+         "which answers count: after every operation, or only after pops (the ones that need memory)"),
 
     STR("efficiency.contexts", efficiency.contexts, "1024,4096,16384,65536,131072",
         "context lengths at which decode time and cache are measured (comma-separated)"),

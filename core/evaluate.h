@@ -9,6 +9,7 @@ typedef struct {
     long targets, windows;
 } EvalResult;
 
-/* Runs up to max_batches batches of at most B windows of T tokens; the model is reshaped to the
- * evaluation batch (its buffers are reused when they fit). Dies if the task has no window. */
+/* Runs up to max_batches batches of at most B windows of T tokens, or every window of a task
+ * whose held-out set is fixed (eval_every_window); the model is reshaped to the evaluation batch
+ * (its buffers are reused when they fit). Dies if the task has no window. */
 EvalResult evaluate(Model *m, Task *t, int B, int T, int max_batches);

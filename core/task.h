@@ -30,6 +30,8 @@ struct Task {
     const TaskOps *ops;
     /* Tokens are bytes of UTF-8 text, so a loss in nats per token converts to bits per byte. */
     bool byte_tokens;
+    /* Evaluation scores every held-out window (a synthetic task's fixed set), not eval.max_batches. */
+    bool eval_every_window;
 };
 
 /* experiments/registry.c */

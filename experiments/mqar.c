@@ -25,20 +25,21 @@
 #include "core/task.h"
 #include "synthetic.h"
 
+/* Buffers one sequence needs, made once with the task. */
+typedef struct {
+    unsigned char *used; /* [V]: tokens already drawn as a key or value in this sequence */
+    double *weight;      /* [space]: weight of each query slot still free, 0 once taken */
+    int *keys, *values;  /* [P] */
+} Scratch;
+
 typedef struct {
     Task base;
     int pairs, vocab, seq_len;
     double power_a;
     bool random_non_queries;
     int eval_seed, examples;
+    Scratch *scratch; /* a pointer, so that generation from a const task may use it */
 } MqarTask;
-
-/* Buffers one sequence needs, made once per batch or held-out example. */
-typedef struct {
-    unsigned char *used; /* [V]: tokens already drawn as a key or value in this sequence */
-    double *weight;      /* [space]: weight of each query slot still free, 0 once taken */
-    int *keys, *values;  /* [P] */
-} Scratch;
 
 static bool mqar_check(int P, int V, int T, Error *err) {
     if (T % 2)
@@ -62,6 +63,8 @@ static bool mqar_check(int P, int V, int T, Error *err) {
     return true;
 }
 
+static Scratch scratch_new(const MqarTask *t, int T);
+
 static Task *mqar_create(const Config *c, Error *err) {
     if (!mqar_check(c->mqar.num_kv_pairs, c->model.vocab_size, c->train.seq_len, err)) return NULL;
     MqarTask *t = xcalloc(1, sizeof *t);
@@ -73,6 +76,9 @@ static Task *mqar_create(const Config *c, Error *err) {
     t->eval_seed = c->eval.seed;
     t->examples = c->eval.examples;
     t->base.byte_tokens = false;
+    t->base.eval_every_window = true;
+    t->scratch = xmalloc(sizeof(Scratch));
+    *t->scratch = scratch_new(t, t->seq_len); /* made once: no allocation while training */
     return &t->base;
 }
 
@@ -145,11 +151,16 @@ static void mqar_generate(const MqarTask *t, Scratch *s, Rng *rng, int T, int *i
             if (inputs[p] == 0) inputs[p] = (int)rng_below(rng, (uint64_t)V);
 }
 
+/* Sequences are always train.seq_len long: that is the length create checked and sized for. */
+static Scratch *scratch_for(const MqarTask *t, int T) {
+    if (T != t->seq_len) die("mqar: sequences of %d tokens asked for, the task was made for train.seq_len = %d", T, t->seq_len);
+    return t->scratch;
+}
+
 static void mqar_train_batch(Task *task, Rng *rng, int B, int T, int *inputs, int *targets) {
     const MqarTask *t = (const MqarTask *)task;
-    Scratch s = scratch_new(t, T);
-    for (int b = 0; b < B; b++) mqar_generate(t, &s, rng, T, inputs + (size_t)b * T, targets + (size_t)b * T);
-    scratch_free(&s);
+    Scratch *s = scratch_for(t, T);
+    for (int b = 0; b < B; b++) mqar_generate(t, s, rng, T, inputs + (size_t)b * T, targets + (size_t)b * T);
 }
 
 static long mqar_eval_windows(const Task *task, int T) {
@@ -161,12 +172,15 @@ static void mqar_eval_window(const Task *task, long i, int T, int *inputs, int *
     const MqarTask *t = (const MqarTask *)task;
     Rng rng;
     synthetic_eval_rng(&rng, t->eval_seed, i);
-    Scratch s = scratch_new(t, T);
-    mqar_generate(t, &s, &rng, T, inputs, targets);
-    scratch_free(&s);
+    mqar_generate(t, scratch_for(t, T), &rng, T, inputs, targets);
 }
 
-static void mqar_destroy(Task *task) { free(task); }
+static void mqar_destroy(Task *task) {
+    MqarTask *t = (MqarTask *)task;
+    scratch_free(t->scratch);
+    free(t->scratch);
+    free(t);
+}
 
 const TaskOps task_mqar = {
     .name = "mqar",

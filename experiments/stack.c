@@ -7,9 +7,11 @@
  * its symbol, uniform in [3, V); a pop's is POP. targets[t] is the top of the stack after
  * operation t, or EMPTY when the stack is empty: every position has a target. After a push the
  * target is the input itself; the recall is after a pop, where the answer is the symbol pushed
- * most recently among those still on the stack, however far back.
+ * most recently among those still on the stack, however far back. With stack.score = "pops" only
+ * the targets after a pop count (the others are -1), which measures that recall alone.
  * Requires V >= 4 (at least one symbol). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/task.h"
 #include "synthetic.h"
@@ -20,7 +22,9 @@ typedef struct {
     Task base;
     int vocab;
     double push_prob;
-    int eval_seed, examples;
+    int eval_seed, examples, seq_len;
+    bool score_pushes;
+    int *stack; /* room for train.seq_len symbols, made once with the task */
 } StackTask;
 
 static Task *stack_create(const Config *c, Error *err) {
@@ -35,7 +39,11 @@ static Task *stack_create(const Config *c, Error *err) {
     t->push_prob = c->stack.push_prob;
     t->eval_seed = c->eval.seed;
     t->examples = c->eval.examples;
+    t->seq_len = c->train.seq_len;
+    t->score_pushes = strcmp(c->stack.score, "all") == 0;
+    t->stack = xmalloc(sizeof(int) * (size_t)t->seq_len);
     t->base.byte_tokens = false;
+    t->base.eval_every_window = true;
     return &t->base;
 }
 
@@ -52,14 +60,20 @@ static void stack_generate(const StackTask *t, Rng *rng, int *stack, int T, int 
             inputs[p] = POP;
         }
         targets[p] = depth ? stack[depth - 1] : EMPTY;
+        if (!t->score_pushes && inputs[p] != POP) targets[p] = -1;
     }
+}
+
+/* Sequences are always train.seq_len long, the length the stack buffer was made for. */
+static int *stack_for(const StackTask *t, int T) {
+    if (T > t->seq_len) die("stack: sequences of %d tokens asked for, the task was made for train.seq_len = %d", T, t->seq_len);
+    return t->stack;
 }
 
 static void stack_train_batch(Task *task, Rng *rng, int B, int T, int *inputs, int *targets) {
     const StackTask *t = (const StackTask *)task;
-    int *stack = xmalloc(sizeof(int) * (size_t)T);
+    int *stack = stack_for(t, T);
     for (int b = 0; b < B; b++) stack_generate(t, rng, stack, T, inputs + (size_t)b * T, targets + (size_t)b * T);
-    free(stack);
 }
 
 static long stack_eval_windows(const Task *task, int T) {
@@ -71,12 +85,13 @@ static void stack_eval_window(const Task *task, long i, int T, int *inputs, int 
     const StackTask *t = (const StackTask *)task;
     Rng rng;
     synthetic_eval_rng(&rng, t->eval_seed, i);
-    int *stack = xmalloc(sizeof(int) * (size_t)T);
-    stack_generate(t, &rng, stack, T, inputs, targets);
-    free(stack);
+    stack_generate(t, &rng, stack_for(t, T), T, inputs, targets);
 }
 
-static void stack_destroy(Task *task) { free(task); }
+static void stack_destroy(Task *task) {
+    free(((StackTask *)task)->stack);
+    free(task);
+}
 
 const TaskOps task_stack = {
     .name = "stack",

@@ -320,6 +320,39 @@ TEST(test_task_stack_targets_are_the_top_after_each_operation) {
     config_free(&c);
 }
 
+TEST(test_task_stack_scores_only_pops_when_asked) {
+    const int T = 100;
+    Config c;
+    Error err;
+    Task *t = MAKE(&c, &err, "task=stack", "train.seq_len=100", "model.vocab_size=9", "stack.score=pops");
+    CHECK(t, "%s", err.msg);
+    Rng rng;
+    rng_seed(&rng, 10);
+    Batch b = batch_new(8, T);
+    t->ops->train_batch(t, &rng, b.B, T, b.inputs, b.targets);
+    int stack[100];
+    long scored = 0;
+    for (int s = 0; s < b.B; s++) {
+        const int *in = b.inputs + (size_t)s * T, *tg = b.targets + (size_t)s * T;
+        int depth = 0;
+        for (int p = 0; p < T; p++) {
+            if (in[p] == 1) depth--;
+            else stack[depth++] = in[p];
+            if (in[p] != 1) {
+                CHECK(tg[p] == -1, "a push at %d is scored", p);
+            } else {
+                CHECK(tg[p] == (depth ? stack[depth - 1] : 2), "the pop at %d has target %d", p, tg[p]);
+                scored++;
+            }
+        }
+    }
+    CHECK(scored > 100, "only %ld pops in the batch", scored);
+    CHECK(t->eval_every_window, "the stack's held-out set is not scored whole");
+    batch_free(&b);
+    t->ops->destroy(t);
+    config_free(&c);
+}
+
 /* ---- all three: determinism and the held-out set ---- */
 
 static const char *const task_names[] = {"mqar", "palindrome", "stack"};
