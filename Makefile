@@ -33,7 +33,7 @@ OBJ_DIR   := build/obj
 LIB_OBJ   := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(OBJ_DIR)/%.o)
 
-.PHONY: all setup deps data test bench clean cuda help
+.PHONY: all setup deps data test bench plots clean cuda help
 all: attnlab
 
 attnlab: $(LIB_OBJ) $(OBJ_DIR)/core/main.o
@@ -78,6 +78,17 @@ test: attnlab build/run_tests
 bench: attnlab
 	./attnlab bench train
 
+# Reproductions: configs/repro/NAME.lua, run (2 at a time) and plotted into results/NAME/.
+REPROS = hybrid-ratio nope-rope mqar synthetic efficiency
+repro-%: attnlab
+	@test -f configs/repro/$*.lua || { echo "no configs/repro/$*.lua (reproductions: $(REPROS))"; exit 2; }
+	./attnlab run configs/repro/$*.lua --jobs $(or $(JOBS),1)
+	./attnlab plot $*
+
+# Every figure of every experiment under results/.
+plots: attnlab
+	@for d in results/*/; do [ -f "$$d/summary.csv" ] && ./attnlab plot "$${d%/}"; done; true
+
 clean:
 	rm -rf build attnlab
 
@@ -86,3 +97,4 @@ help:
 	@echo "make         build ./attnlab"
 	@echo "make test    build and run the test suite"
 	@echo "make bench   training-step benchmark of the softmax baseline on the CPU"
+	@echo "make repro-NAME   a reproduction (NAME: $(REPROS)); make plots   every figure"

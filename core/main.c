@@ -26,7 +26,7 @@ static const char *USAGE =
     "commands:\n"
     "  train CONFIG [--set path=value]... [--out DIR] [--resume] [--overwrite] [--stop-at STEP]\n"
     "        train the model a Lua config describes; results in <out_dir>/<experiment>/<run>/\n"
-    "  run CONFIG [--set path=value]... [--jobs N]\n"
+    "  run CONFIG [--set path=value]... [--jobs N] [--dry-run]\n"
     "        run every run a sweep config describes, N at a time; finished runs are skipped,\n"
     "        interrupted ones resume; summary.csv and summary.md per experiment\n"
     "  plot EXPERIMENT\n"
@@ -65,7 +65,7 @@ typedef struct {
     char **sets;
     int n_sets;
     const char *out, *in;
-    bool resume, overwrite;
+    bool resume, overwrite, dry_run;
     long stop_at, steps, context, reps, jobs;
     const char *shapes[8];
     int n_shapes;
@@ -113,6 +113,8 @@ static Args parse_args(int argc, char **argv, int first, const char *allowed) {
             } else if (strcmp(flag, "context") == 0) {
                 a.context = parse_count_arg(arg, value);
                 i++;
+            } else if (strcmp(flag, "dry-run") == 0) {
+                a.dry_run = true;
             } else if (strcmp(flag, "jobs") == 0) {
                 a.jobs = parse_count_arg(arg, value);
                 i++;
@@ -163,13 +165,20 @@ static int cmd_train(int argc, char **argv) {
 }
 
 static int cmd_run(int argc, char **argv) {
-    Args a = parse_args(argc, argv, 2, " set jobs ");
+    Args a = parse_args(argc, argv, 2, " set jobs dry-run ");
     if (a.n_positional != 1) usage_error("run takes one config file");
     if (!path_exists(a.positional[0])) die("config '%s' not found", a.positional[0]);
     Sweep sw;
     Error err;
     if (!sweep_load(&sw, a.positional[0], a.sets, a.n_sets, &err)) die("%s", err.msg);
-    int code = sweep_run(&sw, a.jobs ? (int)a.jobs : 1);
+    int code = 0;
+    if (a.dry_run) {
+        printf("%s: %d runs of experiment '%s' in %s/ (all configs checked; nothing run)\n", a.positional[0], sw.n_runs,
+               sw.experiment, sw.dir);
+        for (int i = 0; i < sw.n_runs; i++) printf("  %s\n", sw.runs[i].name);
+    } else {
+        code = sweep_run(&sw, a.jobs ? (int)a.jobs : 1);
+    }
     sweep_free(&sw);
     free(a.sets);
     return code;

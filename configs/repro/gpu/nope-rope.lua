@@ -1,0 +1,13 @@
+-- GPU preset of configs/repro/nope-rope.lua (device = "cuda").
+local sweep = require("repro/nope-rope")
+sweep.experiment = "nope-rope-gpu"
+sweep.base.device = "cuda"
+sweep.base.model.d_model = 512
+sweep.base.model.n_heads = 8
+sweep.base.model.n_layers = 16
+sweep.base.train.seq_len = 1024
+sweep.base.train.batch_size = 32
+sweep.base.train.steps = 6000
+sweep.base.train.warmup_steps = 300
+sweep.base.train.checkpoint_every = 1000
+return sweep
