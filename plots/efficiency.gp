@@ -8,7 +8,7 @@ set output out . "." . fmt
 set multiplot layout 1,2 title sprintf("%s: decoding cost against context (%s)", experiment, device) noenhanced
 set logscale xy 2
 set xlabel "context length (tokens)"
-set format x "%.0s%c"
+set format x "%.0b%B"
 set ylabel "decode time per step (ms)"
 unset key
 plot for [i=1:words(files)] word(files, i) using 1:2 title word(titles, i)
