@@ -114,6 +114,12 @@ typedef struct {
     char *score; /* "all" | "pops" */
 } StackConfig;
 
+/* Fault injection, for the tests of what happens when training goes wrong. */
+typedef struct {
+    int nan_at_step; /* 0: off */
+    char *nan_in;    /* "loss" | "grad" */
+} DebugConfig;
+
 typedef struct {
     char *contexts;  /* comma-separated context lengths */
     int prefill_max; /* longest context whose prefill is timed */
@@ -136,6 +142,7 @@ typedef struct {
     MqarConfig mqar;
     StackConfig stack;
     EfficiencyConfig efficiency;
+    DebugConfig debug;
     /* not fields: where the config came from, for messages and defaults */
     char *source_path;
 } Config;

@@ -120,6 +120,10 @@ const Field config_fields[] = {
         "longest context whose prefill (full forward) is timed"),
     INT("efficiency.decode_steps", efficiency.decode_steps, "8", 1, 1 << 16, "timed decode steps per context (median)"),
     INT("efficiency.batch_size", efficiency.batch_size, "1", 1, 1 << 16, "sequences decoded together"),
+
+    INT("debug.nan_at_step", debug.nan_at_step, "0", 0, 1 << 30,
+        "fault injection for tests: make step N non-finite (0: off)"),
+    ENUM("debug.nan_in", debug.nan_in, "loss", "loss|grad", "fault injection: poison the loss or one gradient"),
 };
 
 const int config_n_fields = (int)(sizeof config_fields / sizeof config_fields[0]);

@@ -182,6 +182,13 @@ int train_run(Config *cfg, const TrainOptions *opt) {
             model_backward(m);
             loss += xs.loss_sum / n_targets / tc->grad_accum;
         }
+        if (cfg->debug.nan_at_step == st.step + 1) { /* fault injection (tests) */
+            if (strcmp(cfg->debug.nan_in, "loss") == 0) loss = NAN;
+            else {
+                float nan = NAN;
+                be->upload(m->params.g, &nan, sizeof nan);
+            }
+        }
         if (!isfinite(loss)) {
             snprintf(reason, sizeof reason, "non-finite loss at step %d", st.step + 1);
             status = "failed";

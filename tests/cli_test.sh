@@ -222,3 +222,92 @@ fi
 expect_error eval_missing_checkpoint 1 "$TMP/none.safetensors" "$A" eval "$TMP/none.safetensors"
 printf 'not a checkpoint at all' >"$TMP/junk.safetensors"
 expect_error eval_junk_checkpoint 1 "$TMP/junk.safetensors" "$A" eval "$TMP/junk.safetensors"
+
+# ---- sweeps: a grid runs, finished runs are skipped, a failing run is recorded and the rest go on ----
+sweep_base() { # sweep_base GRID_OR_RUNS: a sweep over the small base config
+    cat <<EOF2
+return {
+  experiment = "sw",
+  base = {
+    out_dir = "$TMP/results",
+    model = { d_model = 32, n_layers = 1, n_heads = 2 },
+    train = { steps = 4, batch_size = 2, seq_len = 32, log_every = 1, eval_every = 0, checkpoint_every = 2 },
+    data = { path = "$TINY", split_block = 1024 },
+    eval = { max_batches = 1 },
+  },
+  $1
+}
+EOF2
+}
+if selected sweep_grid_runs_and_skips_finished; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweepgrid "$(sweep_base 'grid = { ["model.mixer"] = { "softmax", "kda" }, seed = { 1, 2 } },')")
+    "$A" run "$s" --jobs 2 >"$TMP/out" 2>&1
+    code=$?
+    rows=$(tail -n +2 "$TMP/results/sw/summary.csv" | grep -c ',finished,')
+    "$A" run "$s" >"$TMP/out2" 2>&1
+    if [ "$code" -eq 0 ] && [ "$rows" -eq 4 ] && grep -q "4 runs, 4 already done" "$TMP/out2" &&
+        head -1 "$TMP/results/sw/summary.csv" | grep -q "^run,status,reason,model.mixer,seed,step," &&
+        grep -q '^"mixer=kda,seed=2",finished,,kda,2,4,' "$TMP/results/sw/summary.csv" &&
+        [ -f "$TMP/results/sw/summary.md" ]; then
+        ok sweep_grid_runs_and_skips_finished
+    else
+        fail sweep_grid_runs_and_skips_finished "exit $code, $rows finished rows; $(tail -2 "$TMP/out"; tail -1 "$TMP/out2")"
+    fi
+fi
+if selected sweep_records_a_failed_run_and_goes_on; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweepfail "$(sweep_base 'runs = { { run = "bad", ["debug.nan_at_step"] = 2 }, { run = "good" } },')")
+    "$A" run "$s" >"$TMP/out" 2>&1
+    code=$?
+    if [ "$code" -eq 0 ] && grep -q '^bad,failed,non-finite loss at step 2,' "$TMP/results/sw/summary.csv" &&
+        grep -q '^good,finished,' "$TMP/results/sw/summary.csv" && grep -q "bad failed: non-finite loss at step 2" "$TMP/out"; then
+        ok sweep_records_a_failed_run_and_goes_on
+    else
+        fail sweep_records_a_failed_run_and_goes_on "exit $code: $(cat "$TMP/results/sw/summary.csv" 2>/dev/null | tr '\n' '|')"
+    fi
+fi
+if selected sweep_dry_run_and_plot; then
+    s=$(cfg sweepgrid2 "$(sweep_base 'grid = { seed = { 1, 2, 3 } },')")
+    if "$A" run "$s" --dry-run >"$TMP/out" 2>&1 && grep -q "3 runs of experiment 'sw'" "$TMP/out" && grep -q "^  seed=3$" "$TMP/out" &&
+        "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1 && [ -s "$TMP/results/sw/plots/loss_curves.png" ] &&
+        [ -s "$TMP/results/sw/plots/loss_curves.svg" ]; then
+        ok sweep_dry_run_and_plot
+    else
+        fail sweep_dry_run_and_plot "$(cat "$TMP/out" "$TMP/out2" | tail -3)"
+    fi
+fi
+s=$(cfg sweepbad1 "$(sweep_base 'grid = { ["model.mixr"] = { "kda" } },')")
+expect_error sweep_unknown_field_in_grid 1 "unknown field 'model.mixr' in $s (did you mean 'model.mixer'?) (in the grid)" "$A" run "$s"
+s=$(cfg sweepbad2 "$(sweep_base 'grid = { seed = { } },')")
+expect_error sweep_empty_grid 1 "grid 'seed' is empty" "$A" run "$s"
+s=$(cfg sweepbad3 "$(sweep_base 'runs = { { task = "mqar", ["mqar.num_kv_pairs"] = 40, ["model.vocab_size"] = 512 } },')")
+expect_error sweep_impossible_task_stops_before_any_run 1 "mqar: mqar.num_kv_pairs = 40 key-value pairs need 160 tokens" "$A" run "$s"
+s=$(cfg sweepbad4 "$(sweep_base 'grids = { },')")
+expect_error sweep_unknown_key 1 "unknown key 'grids' in a sweep" "$A" run "$s"
+s=$(cfg sweepbad5 "$(sweep_base 'runs = { { run = "a" }, { run = "a" } },')")
+expect_error sweep_duplicate_run_names 1 "two runs are both named 'a'" "$A" run "$s"
+
+# ---- length extrapolation metrics, efficiency runs ----
+if selected train_length_extrapolation_metrics; then
+    rm -rf "$TMP/results"
+    if "$A" train "$good" --set eval.max_length_factor=4 >"$TMP/out" 2>&1 &&
+        grep -q '"val_perplexity_x4"' "$TMP/results/good/main/summary.json" &&
+        grep -q '"val_loss_x2"' "$TMP/results/good/main/summary.json" && grep -q "val_perplexity_x4" "$TMP/out"; then
+        ok train_length_extrapolation_metrics
+    else
+        fail train_length_extrapolation_metrics "$(tail -3 "$TMP/out")"
+    fi
+fi
+if selected efficiency_run_measures_every_context; then
+    rm -rf "$TMP/results"
+    if "$A" train "$good" --set task=efficiency --set efficiency.contexts=16,64,256 --set efficiency.prefill_max=64 \
+        --set efficiency.decode_steps=2 --set model.hybrid.ratio=1:1 --set model.n_layers=2 >"$TMP/out" 2>&1 &&
+        [ "$(tail -n +2 "$TMP/results/good/main/efficiency.csv" | wc -l)" -eq 3 ] &&
+        grep -q '^256,nan,' "$TMP/results/good/main/efficiency.csv" && grep -q '"decode_ms_256"' "$TMP/results/good/main/summary.json"; then
+        ok efficiency_run_measures_every_context
+    else
+        fail efficiency_run_measures_every_context "$(tail -3 "$TMP/out"; cat "$TMP/results/good/main/efficiency.csv" 2>/dev/null)"
+    fi
+fi
+expect_error efficiency_bad_contexts 1 "field 'efficiency.contexts'" "$A" train "$good" --set task=efficiency --set efficiency.contexts=1k,2k
