@@ -27,20 +27,67 @@ ALL_CFLAGS = $(CFLAGS) $(BLAS_CFLAGS) $(LUA_CFLAGS) $(JSON_CFLAGS) -I. -MMD -MP
 LIBS       = $(BLAS_LIBS) $(LUA_LIBS) $(JSON_LIBS) -lm
 
 SRC       := $(wildcard core/*.c core/cpu/*.c variants/*.c experiments/*.c)
-LIB_SRC   := $(filter-out core/main.c,$(SRC))
+# core/cuda_absent.c stands in for the GPU backend in the plain build
+LIB_SRC   := $(filter-out core/main.c core/cuda_absent.c,$(SRC))
 TEST_SRC  := $(wildcard tests/*.c)
 OBJ_DIR   := build/obj
 LIB_OBJ   := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(OBJ_DIR)/%.o)
 
-.PHONY: all setup deps data test bench plots clean cuda help
+.PHONY: all setup deps data test test-cuda bench plots clean cuda help
 all: attnlab
 
-attnlab: $(LIB_OBJ) $(OBJ_DIR)/core/main.o
+# ---- the GPU backend (make cuda): nvcc for core/cuda/*.cu, cuBLAS for the matmuls ----
+NVCC      ?= $(or $(wildcard /usr/local/cuda/bin/nvcc),nvcc)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80
+NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Werror,-fopenmp -Werror all-warnings -lineinfo
+CU_SRC    := $(wildcard core/cuda/*.cu)
+CU_OBJ    := $(CU_SRC:%.cu=$(OBJ_DIR)/%.o)
+CUDA_LIBS  = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -lstdc++
+ifeq ($(CUDA),1)
+BACKEND      = cuda
+BACKEND_OBJ  = $(CU_OBJ)
+BACKEND_LIBS = $(CUDA_LIBS)
+else
+BACKEND      = cpu
+BACKEND_OBJ  = $(OBJ_DIR)/core/cuda_absent.o
+BACKEND_LIBS =
+endif
+HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo yes)
+
+# build/backend.cpu or build/backend.cuda names the backend ./attnlab was linked with, so that
+# switching between `make` and `make cuda` relinks it.
+build/backend.$(BACKEND):
+	@mkdir -p build && rm -f build/backend.* && touch $@
+
+# linked under a temporary name and renamed: a sweep that is running keeps a whole binary
+attnlab: $(LIB_OBJ) $(BACKEND_OBJ) $(OBJ_DIR)/core/main.o build/backend.$(BACKEND)
+	$(CC) $(LDFLAGS) -o $@.tmp $(filter %.o,$^) $(LIBS) $(BACKEND_LIBS)
+	mv -f $@.tmp $@
+
+build/run_tests: $(LIB_OBJ) $(TEST_OBJ) $(OBJ_DIR)/core/cuda_absent.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-build/run_tests: $(LIB_OBJ) $(TEST_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+# GPU parity tests: every op on the GPU against the CPU reference (they skip without a GPU)
+CUDA_TEST_SRC := $(wildcard tests/cuda/*.c)
+CUDA_TEST_OBJ := $(CUDA_TEST_SRC:%.c=$(OBJ_DIR)/%.o)
+build/run_tests_cuda: $(LIB_OBJ) $(CU_OBJ) $(CUDA_TEST_OBJ) $(OBJ_DIR)/tests/test_main.o $(OBJ_DIR)/tests/gradcheck.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(CUDA_LIBS)
+
+$(OBJ_DIR)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -I. $(BLAS_CFLAGS) -MMD -MP -c $< -o $@
+
+# `make cuda` rebuilds ./attnlab with the GPU backend; plain `make` builds it without
+cuda:
+	$(MAKE) CUDA=1 attnlab build/run_tests_cuda
+
+# the GPU parity tests; without a GPU every one of them reports itself skipped
+test-cuda: build/run_tests_cuda
+	./build/run_tests_cuda
+
+-include $(CU_OBJ:.o=.d) $(CUDA_TEST_OBJ:.o=.d)
 
 $(OBJ_DIR)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -72,7 +119,9 @@ data/brown.txt: | attnlab
 	./attnlab prepare brown data/.cache/package $@
 
 # ---- tests and benchmarks ----
-test: attnlab build/run_tests
+# where nvcc is installed (CI) the GPU backend and its tests are built too, warnings as errors;
+# without a GPU those tests report themselves skipped
+test: attnlab build/run_tests $(if $(HAVE_NVCC),build/run_tests_cuda)
 	@bash tests/run_all.sh
 
 bench: attnlab

@@ -191,8 +191,12 @@ typedef struct Backend {
 } Backend;
 
 const Backend *backend_cpu(void);
-/* NULL when this build has no CUDA backend. */
+/* NULL when this build has no CUDA backend; dies with a clear message when it has one but no
+ * GPU can be used. */
 const Backend *backend_cuda(void);
+/* Whether backend_cuda() would work here (tests skip the GPU checks when it would not); fills
+ * why (when not NULL) with the reason. */
+bool backend_cuda_usable(char *why, size_t len);
 /* Looks a backend up by config name ("cpu", "cuda"); dies with a clear message when absent. */
 const Backend *backend_by_name(const char *name);
 /* Sets the CPU thread count (OpenMP and OpenBLAS); 0 means all cores. */

@@ -15,7 +15,7 @@ typedef struct {
 bool error_set(Error *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prints "attnlab: <message>" on stderr, removes pending temporary files, exits with status 1. */
-_Noreturn void die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+__attribute__((noreturn, format(printf, 1, 2))) void die(const char *fmt, ...);
 /* The progress printer keeps a line open that it rewrites in place on a terminal; messages
  * end it first so they start on a line of their own. */
 void set_status_line_open(bool open);

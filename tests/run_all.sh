@@ -7,6 +7,10 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 ./build/run_tests "$@" 2>&1 | tee -a "$log" || status=1
+# GPU parity tests, where the GPU backend was built (make test builds it when nvcc is installed)
+if [ -x build/run_tests_cuda ]; then
+    ./build/run_tests_cuda "$@" 2>&1 | tee -a "$log" || status=1
+fi
 bash tests/cli_test.sh "$@" 2>&1 | tee -a "$log" || status=1
 passed=$(grep -c '^ok ' "$log")
 failed=$(grep -c '^FAIL ' "$log")

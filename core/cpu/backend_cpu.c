@@ -117,10 +117,6 @@ static const Backend cpu_backend = {
 
 const Backend *backend_cpu(void) { return &cpu_backend; }
 
-#ifndef ATTNLAB_CUDA
-const Backend *backend_cuda(void) { return NULL; }
-#endif
-
 const Backend *backend_by_name(const char *name) {
     if (strcmp(name, "cpu") == 0) return backend_cpu();
     if (strcmp(name, "cuda") == 0) {

@@ -1,0 +1,293 @@
+// Causal softmax attention on the GPU, flash-style: a block takes BR query rows (one thread
+// each) through tiles of BC keys held in shared memory, with an online softmax, so no T x T
+// matrix exists; the log-sum-exp of each row is kept for the backward, which recomputes the
+// scores in two passes (dQ by query rows; dK and dV by key rows, summing the heads of a group,
+// so no atomics). fp32 on the CUDA cores: the reference-grade version, not yet tensor cores.
+#include <math.h>
+
+#include "cuda_common.cuh"
+#include "cuda_ops.cuh"
+
+enum { BR = 64, BC = 32, MAX_D = 256 };
+
+// shared-memory row stride: +1 float keeps the threads of a warp, each on its own row, in
+// different banks
+static int padded(int d) { return d + 1; }
+
+struct Shape {
+    int B, T, H, Hkv, Dk, Dv;
+    long qs, ks, vs, os;
+    float scale;
+};
+
+static Shape shape_of(const AttnShape *s) {
+    return Shape{s->B, s->T, s->H, s->Hkv, s->Dk, s->Dv, s->q_stride, s->k_stride, s->v_stride, s->o_stride, s->scale};
+}
+
+__device__ __forceinline__ const float *row_of(const float *base, const Shape &s, int b, int t, long stride, int head,
+                                               int width) {
+    return base + ((size_t)b * s.T + t) * stride + (size_t)head * width;
+}
+
+__global__ void attention_forward_kernel(Shape s, float *o, float *lse, const float *q, const float *k, const float *v) {
+    extern __shared__ float smem[];
+    const int pk = s.Dk + 1, pv = s.Dv + 1;
+    float *Qs = smem, *Os = Qs + BR * pk, *Ks = Os + BR * pv, *Vs = Ks + BC * pk;
+    int bh = blockIdx.y, b = bh / s.H, h = bh % s.H, g = h / (s.H / s.Hkv);
+    int r0 = blockIdx.x * BR, r = r0 + threadIdx.x;
+    bool live = r < s.T;
+    for (int i = threadIdx.x; i < BR * s.Dk; i += blockDim.x) {
+        int rr = i / s.Dk, d = i % s.Dk;
+        Qs[rr * pk + d] = r0 + rr < s.T ? row_of(q, s, b, r0 + rr, s.qs, h, s.Dk)[d] * s.scale : 0.0f;
+    }
+    for (int i = threadIdx.x; i < BR * s.Dv; i += blockDim.x) Os[(i / s.Dv) * pv + i % s.Dv] = 0.0f;
+    float m = -INFINITY, l = 0.0f;
+    int last_key = min(r0 + BR, s.T); /* keys this block's rows can see */
+    for (int c0 = 0; c0 < last_key; c0 += BC) {
+        __syncthreads();
+        for (int i = threadIdx.x; i < BC * s.Dk; i += blockDim.x) {
+            int j = i / s.Dk, d = i % s.Dk;
+            Ks[j * pk + d] = c0 + j < s.T ? row_of(k, s, b, c0 + j, s.ks, g, s.Dk)[d] : 0.0f;
+        }
+        for (int i = threadIdx.x; i < BC * s.Dv; i += blockDim.x) {
+            int j = i / s.Dv, d = i % s.Dv;
+            Vs[j * pv + d] = c0 + j < s.T ? row_of(v, s, b, c0 + j, s.vs, g, s.Dv)[d] : 0.0f;
+        }
+        __syncthreads();
+        if (!live) continue;
+        float sc[BC], tile_max = -INFINITY;
+        for (int j = 0; j < BC; j++) {
+            float acc = -INFINITY;
+            if (c0 + j <= r) {
+                acc = 0.0f;
+                for (int d = 0; d < s.Dk; d++) acc += Qs[threadIdx.x * pk + d] * Ks[j * pk + d];
+            }
+            sc[j] = acc;
+            tile_max = fmaxf(tile_max, acc);
+        }
+        if (tile_max == -INFINITY) continue;
+        float m_new = fmaxf(m, tile_max), corr = __expf(m - m_new), psum = 0.0f;
+        for (int j = 0; j < BC; j++) {
+            sc[j] = __expf(sc[j] - m_new);
+            psum += sc[j];
+        }
+        float *orow = Os + threadIdx.x * pv;
+        for (int d = 0; d < s.Dv; d++) {
+            float acc = orow[d] * corr;
+            for (int j = 0; j < BC; j++) acc += sc[j] * Vs[j * pv + d];
+            orow[d] = acc;
+        }
+        l = l * corr + psum;
+        m = m_new;
+    }
+    if (!live) return;
+    float inv = 1.0f / l;
+    float *out = o + ((size_t)b * s.T + r) * s.os + (size_t)h * s.Dv;
+    for (int d = 0; d < s.Dv; d++) out[d] = Os[threadIdx.x * pv + d] * inv;
+    lse[((size_t)b * s.H + h) * s.T + r] = m + logf(l);
+}
+
+static size_t forward_smem(const Shape &s) {
+    return sizeof(float) * ((size_t)BR * padded(s.Dk) + (size_t)BR * padded(s.Dv) + (size_t)BC * padded(s.Dk) +
+                            (size_t)BC * padded(s.Dv));
+}
+
+static void check_dims(const Shape &s) {
+    if (s.Dk > MAX_D || s.Dv > MAX_D) die("GPU attention: head dimensions %d and %d exceed %d", s.Dk, s.Dv, MAX_D);
+}
+
+extern "C" size_t cuda_attention_workspace(const AttnShape *s) { return sizeof(float) * (size_t)s->B * s->H * s->T; }
+
+extern "C" void cuda_attention_forward(const AttnShape *as, float *o, float *lse, const float *q, const float *k,
+                                       const float *v, float *work) {
+    (void)work;
+    Shape s = shape_of(as);
+    check_dims(s);
+    size_t smem = forward_smem(s);
+    CUDA_CHECK(cudaFuncSetAttribute(attention_forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    dim3 grid((s.T + BR - 1) / BR, s.B * s.H);
+    attention_forward_kernel<<<grid, BR, smem>>>(s, o, lse, q, k, v);
+    CUDA_LAUNCHED();
+}
+
+// ---- backward ----
+
+// D[b,h,t] = dO . O of each row
+__global__ void attention_rowdot_kernel(Shape s, float *D, const float *dout, const float *o) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)s.B * s.H * s.T) return;
+    int t = (int)(i % s.T), h = (int)((i / s.T) % s.H), b = (int)(i / ((size_t)s.T * s.H));
+    const float *orow = o + ((size_t)b * s.T + t) * s.os + (size_t)h * s.Dv;
+    const float *drow = dout + ((size_t)b * s.T + t) * s.os + (size_t)h * s.Dv;
+    float acc = 0.0f;
+    for (int d = 0; d < s.Dv; d++) acc += orow[d] * drow[d];
+    D[i] = acc;
+}
+
+// dQ_r = scale sum_j P_rj (dP_rj - D_r) K_j, dP_rj = dO_r . V_j; one query row per thread
+__global__ void attention_dq_kernel(Shape s, float *dq, const float *dout, const float *q, const float *k,
+                                    const float *v, const float *lse, const float *D) {
+    extern __shared__ float smem[];
+    const int pk = s.Dk + 1, pv = s.Dv + 1;
+    float *Qs = smem, *dOs = Qs + BR * pk, *dQs = dOs + BR * pv, *Ks = dQs + BR * pk, *Vs = Ks + BC * pk;
+    int bh = blockIdx.y, b = bh / s.H, h = bh % s.H, g = h / (s.H / s.Hkv);
+    int r0 = blockIdx.x * BR, r = r0 + threadIdx.x;
+    bool live = r < s.T;
+    for (int i = threadIdx.x; i < BR * s.Dk; i += blockDim.x) {
+        int rr = i / s.Dk, d = i % s.Dk;
+        Qs[rr * pk + d] = r0 + rr < s.T ? row_of(q, s, b, r0 + rr, s.qs, h, s.Dk)[d] * s.scale : 0.0f;
+        dQs[rr * pk + d] = 0.0f;
+    }
+    for (int i = threadIdx.x; i < BR * s.Dv; i += blockDim.x) {
+        int rr = i / s.Dv, d = i % s.Dv;
+        dOs[rr * pv + d] = r0 + rr < s.T ? row_of(dout, s, b, r0 + rr, s.os, h, s.Dv)[d] : 0.0f;
+    }
+    float L = live ? lse[((size_t)b * s.H + h) * s.T + r] : 0.0f, Dr = live ? D[((size_t)b * s.H + h) * s.T + r] : 0.0f;
+    int last_key = min(r0 + BR, s.T);
+    for (int c0 = 0; c0 < last_key; c0 += BC) {
+        __syncthreads();
+        for (int i = threadIdx.x; i < BC * s.Dk; i += blockDim.x) {
+            int j = i / s.Dk, d = i % s.Dk;
+            Ks[j * pk + d] = c0 + j < s.T ? row_of(k, s, b, c0 + j, s.ks, g, s.Dk)[d] : 0.0f;
+        }
+        for (int i = threadIdx.x; i < BC * s.Dv; i += blockDim.x) {
+            int j = i / s.Dv, d = i % s.Dv;
+            Vs[j * pv + d] = c0 + j < s.T ? row_of(v, s, b, c0 + j, s.vs, g, s.Dv)[d] : 0.0f;
+        }
+        __syncthreads();
+        if (!live) continue;
+        for (int j = 0; j < BC && c0 + j <= r; j++) {
+            float sc = 0.0f, dp = 0.0f;
+            for (int d = 0; d < s.Dk; d++) sc += Qs[threadIdx.x * pk + d] * Ks[j * pk + d];
+            for (int d = 0; d < s.Dv; d++) dp += dOs[threadIdx.x * pv + d] * Vs[j * pv + d];
+            float ds = __expf(sc - L) * (dp - Dr) * s.scale;
+            for (int d = 0; d < s.Dk; d++) dQs[threadIdx.x * pk + d] += ds * Ks[j * pk + d];
+        }
+    }
+    if (!live) return;
+    float *out = dq + ((size_t)b * s.T + r) * s.qs + (size_t)h * s.Dk;
+    for (int d = 0; d < s.Dk; d++) out[d] = dQs[threadIdx.x * pk + d];
+}
+
+// dV_j = sum_h sum_r P_rj dO_r; dK_j = sum_h sum_r dS_rj Q_r (scale folded); one key row per thread
+__global__ void attention_dkv_kernel(Shape s, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                                     const float *v, const float *lse, const float *D) {
+    extern __shared__ float smem[];
+    const int pk = s.Dk + 1, pv = s.Dv + 1;
+    float *Ks = smem, *Vs = Ks + BR * pk, *dKs = Vs + BR * pv, *dVs = dKs + BR * pk, *Qs = dVs + BR * pv,
+          *dOs = Qs + BC * pk, *Ls = dOs + BC * pv, *Ds = Ls + BC;
+    int bg = blockIdx.y, b = bg / s.Hkv, g = bg % s.Hkv, group = s.H / s.Hkv;
+    int c0 = blockIdx.x * BR, c = c0 + threadIdx.x;
+    bool live = c < s.T;
+    for (int i = threadIdx.x; i < BR * s.Dk; i += blockDim.x) {
+        int j = i / s.Dk, d = i % s.Dk;
+        Ks[j * pk + d] = c0 + j < s.T ? row_of(k, s, b, c0 + j, s.ks, g, s.Dk)[d] : 0.0f;
+        dKs[j * pk + d] = 0.0f;
+    }
+    for (int i = threadIdx.x; i < BR * s.Dv; i += blockDim.x) {
+        int j = i / s.Dv, d = i % s.Dv;
+        Vs[j * pv + d] = c0 + j < s.T ? row_of(v, s, b, c0 + j, s.vs, g, s.Dv)[d] : 0.0f;
+        dVs[j * pv + d] = 0.0f;
+    }
+    for (int h = g * group; h < (g + 1) * group; h++) {
+        for (int r0 = c0 - c0 % BC; r0 < s.T; r0 += BC) { /* query rows at or after this block's first key */
+            __syncthreads();
+            for (int i = threadIdx.x; i < BC * s.Dk; i += blockDim.x) {
+                int rr = i / s.Dk, d = i % s.Dk;
+                Qs[rr * pk + d] = r0 + rr < s.T ? row_of(q, s, b, r0 + rr, s.qs, h, s.Dk)[d] * s.scale : 0.0f;
+            }
+            for (int i = threadIdx.x; i < BC * s.Dv; i += blockDim.x) {
+                int rr = i / s.Dv, d = i % s.Dv;
+                dOs[rr * pv + d] = r0 + rr < s.T ? row_of(dout, s, b, r0 + rr, s.os, h, s.Dv)[d] : 0.0f;
+            }
+            for (int rr = threadIdx.x; rr < BC; rr += blockDim.x) {
+                bool in = r0 + rr < s.T;
+                Ls[rr] = in ? lse[((size_t)b * s.H + h) * s.T + r0 + rr] : 0.0f;
+                Ds[rr] = in ? D[((size_t)b * s.H + h) * s.T + r0 + rr] : 0.0f;
+            }
+            __syncthreads();
+            if (!live) continue;
+            for (int rr = 0; rr < BC; rr++) {
+                int r = r0 + rr;
+                if (r < c || r >= s.T) continue;
+                float sc = 0.0f, dp = 0.0f;
+                for (int d = 0; d < s.Dk; d++) sc += Qs[rr * pk + d] * Ks[threadIdx.x * pk + d];
+                for (int d = 0; d < s.Dv; d++) dp += dOs[rr * pv + d] * Vs[threadIdx.x * pv + d];
+                float p = __expf(sc - Ls[rr]), ds = p * (dp - Ds[rr]);
+                for (int d = 0; d < s.Dv; d++) dVs[threadIdx.x * pv + d] += p * dOs[rr * pv + d];
+                for (int d = 0; d < s.Dk; d++) dKs[threadIdx.x * pk + d] += ds * Qs[rr * pk + d]; /* Q has the scale */
+            }
+        }
+    }
+    if (!live) return;
+    float *dkr = dk + ((size_t)b * s.T + c) * s.ks + (size_t)g * s.Dk, *dvr = dv + ((size_t)b * s.T + c) * s.vs + (size_t)g * s.Dv;
+    for (int d = 0; d < s.Dk; d++) dkr[d] = dKs[threadIdx.x * pk + d];
+    for (int d = 0; d < s.Dv; d++) dvr[d] = dVs[threadIdx.x * pv + d];
+}
+
+extern "C" void cuda_attention_backward(const AttnShape *as, float *dq, float *dk, float *dv, const float *dout,
+                                        const float *q, const float *k, const float *v, const float *o, const float *lse,
+                                        float *work) {
+    Shape s = shape_of(as);
+    check_dims(s);
+    float *D = work;
+    size_t rows = (size_t)s.B * s.H * s.T;
+    attention_rowdot_kernel<<<grid_for(rows, 256), 256>>>(s, D, dout, o);
+    CUDA_LAUNCHED();
+    size_t smem_q = sizeof(float) * ((size_t)BR * (2 * padded(s.Dk) + padded(s.Dv)) + (size_t)BC * (padded(s.Dk) + padded(s.Dv)));
+    CUDA_CHECK(cudaFuncSetAttribute(attention_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
+    attention_dq_kernel<<<dim3((s.T + BR - 1) / BR, s.B * s.H), BR, smem_q>>>(s, dq, dout, q, k, v, lse, D);
+    CUDA_LAUNCHED();
+    size_t smem_kv = sizeof(float) * ((size_t)BR * 2 * (padded(s.Dk) + padded(s.Dv)) +
+                                      (size_t)BC * (padded(s.Dk) + padded(s.Dv) + 2));
+    CUDA_CHECK(cudaFuncSetAttribute(attention_dkv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
+    attention_dkv_kernel<<<dim3((s.T + BR - 1) / BR, s.B * s.Hkv), BR, smem_kv>>>(s, dk, dv, dout, q, k, v, lse, D);
+    CUDA_LAUNCHED();
+}
+
+// ---- decode: one new query per sequence against its T cached keys ----
+
+// scores[b, h, j] = scale q_bh . k_bj; one thread per (b, h, j)
+__global__ void decode_scores_kernel(Shape s, long kv_seq, float *scores, const float *q, const float *k) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)s.B * s.H * s.T) return;
+    int j = (int)(i % s.T), h = (int)((i / s.T) % s.H), b = (int)(i / ((size_t)s.T * s.H)), g = h / (s.H / s.Hkv);
+    const float *qr = q + (size_t)b * s.qs + (size_t)h * s.Dk, *kr = k + (size_t)b * kv_seq + (size_t)j * s.ks + (size_t)g * s.Dk;
+    float acc = 0.0f;
+    for (int d = 0; d < s.Dk; d++) acc += qr[d] * kr[d];
+    scores[i] = acc * s.scale;
+}
+
+// one block per (b, h): softmax over the T scores, then o = P V with threads over channels
+__global__ void decode_output_kernel(Shape s, long kv_seq, float *o, float *scores, const float *v) {
+    int bh = blockIdx.x, b = bh / s.H, h = bh % s.H, g = h / (s.H / s.Hkv);
+    float *row = scores + (size_t)bh * s.T;
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < s.T; j += blockDim.x) mx = fmaxf(mx, row[j]);
+    mx = block_max(mx);
+    float sum = 0.0f;
+    for (int j = threadIdx.x; j < s.T; j += blockDim.x) {
+        row[j] = __expf(row[j] - mx);
+        sum += row[j];
+    }
+    sum = block_sum(sum);
+    float inv = 1.0f / sum;
+    const float *vb = v + (size_t)b * kv_seq + (size_t)g * s.Dv;
+    for (int d = threadIdx.x; d < s.Dv; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int j = 0; j < s.T; j++) acc += row[j] * vb[(size_t)j * s.vs + d];
+        o[(size_t)b * s.os + (size_t)h * s.Dv + d] = acc * inv;
+    }
+}
+
+extern "C" size_t cuda_attention_decode_workspace(const AttnShape *s) { return sizeof(float) * (size_t)s->B * s->H * s->T; }
+
+extern "C" void cuda_attention_decode(const AttnShape *as, long kv_seq_stride, float *o, const float *q, const float *k,
+                                      const float *v, float *work) {
+    Shape s = shape_of(as);
+    size_t n = (size_t)s.B * s.H * s.T;
+    decode_scores_kernel<<<grid_for(n, 256), 256>>>(s, kv_seq_stride, work, q, k);
+    CUDA_LAUNCHED();
+    decode_output_kernel<<<s.B * s.H, 256>>>(s, kv_seq_stride, o, work, v);
+    CUDA_LAUNCHED();
+}

@@ -1,0 +1,658 @@
+// The gated delta rule (gdn, kda) on the GPU.
+//
+// Chunkwise, restructured for a GPU: for every chunk at once (spec notation, X = L^-1 with
+// L = I + diag(beta) A'),
+//   A', M (pairwise decayed products, one kernel), X (a triangular inverse per chunk),
+//   W = X (beta Kb), U~ = X (beta V)            (strided-batched matmuls over all chunks)
+// then the only sequential part, over chunks (batched over batch and heads):
+//   U_c = U~_c - W_c S_c,  S_{c+1} = diag(exp(b_last)) S_c + Kc_c^T U_c
+// and again for every chunk at once: O = scale (Qb S_c + M U). The backward mirrors it: a
+// reverse pass over chunks for the state gradients, everything else in parallel.
+//
+// Recurrent (the reference form, and decode): one block per (batch, head), the K x V state in
+// shared memory, one thread per value channel.
+#include <math.h>
+
+#include "chunks.cuh"
+#include "cuda_ops.cuh"
+
+// ---- chunk buffers ----
+
+struct DeltaBufs {
+    /* the chunk copies of the inputs and what the gates make of them */
+    float *q, *k, *v, *g, *beta, *bk, *eb, *qb, *kb, *kc, *blast;
+    /* kept from the forward for the backward (they live in `saved`) */
+    float *S, *A, *M, *X, *W, *U;
+    /* forward scratch (o is dU in the backward) */
+    float *o, *bkb, *bv, *fin;
+    /* backward scratch */
+    float *dO, *P2, *dSend, *G, *dM, *dQb, *dKc, *dW, *dX, *dL, *tmp, *dbkb, *dbv, *dq, *dk, *dv, *dgk, *dbeta, *dblast;
+};
+
+static size_t saved_floats(const ScanShape *s) {
+    ChunkDims d = chunk_dims(s);
+    size_t Z = (size_t)d.Z, C = (size_t)d.C;
+    return Z * s->K * s->V + 3 * Z * C * C + Z * C * s->K + Z * C * s->V + 8 * 64;
+}
+
+static void carve_saved(const ScanShape *s, float *saved, DeltaBufs *b) {
+    ChunkDims d = chunk_dims(s);
+    size_t Z = (size_t)d.Z, C = (size_t)d.C;
+    Carve c{(char *)saved, 0};
+    b->S = c.take(Z * s->K * s->V);
+    b->A = c.take(Z * C * C);
+    b->M = c.take(Z * C * C);
+    b->X = c.take(Z * C * C);
+    b->W = c.take(Z * C * s->K);
+    b->U = c.take(Z * C * s->V);
+}
+
+static size_t carve_work(const ScanShape *s, float *work, DeltaBufs *b, bool backward) {
+    ChunkDims d = chunk_dims(s);
+    size_t Z = (size_t)d.Z, C = (size_t)d.C, K = s->K, V = s->V, rows = Z * C, gw = s->channel_gate ? K : 1;
+    Carve c{(char *)work, 0};
+    b->q = c.take(rows * K);
+    b->k = c.take(rows * K);
+    b->v = c.take(rows * V);
+    b->g = c.take(rows * gw);
+    b->beta = c.take(rows);
+    b->bk = c.take(rows * K);
+    b->eb = c.take(rows * K);
+    b->qb = c.take(rows * K);
+    b->kb = c.take(rows * K);
+    b->kc = c.take(rows * K);
+    b->blast = c.take(Z * K);
+    b->o = c.take(rows * V);
+    b->bkb = c.take(rows * K);
+    b->bv = c.take(rows * V);
+    b->fin = c.take((size_t)d.B * d.H * K * V);
+    if (backward) {
+        b->dO = c.take(rows * V);
+        b->P2 = c.take(Z * K * V);
+        b->dSend = c.take(Z * K * V);
+        b->G = c.take((size_t)d.B * d.H * K * V);
+        b->dM = c.take(Z * C * C);
+        b->dQb = c.take(rows * K);
+        b->dKc = c.take(rows * K);
+        b->dW = c.take(rows * K);
+        b->dX = c.take(Z * C * C);
+        b->dL = c.take(Z * C * C);
+        b->tmp = c.take(Z * C * C);
+        b->dbkb = c.take(rows * K);
+        b->dbv = c.take(rows * V);
+        b->dq = c.take(rows * K);
+        b->dk = c.take(rows * K);
+        b->dv = c.take(rows * V);
+        b->dgk = c.take(rows * K);
+        b->dbeta = c.take(rows);
+        b->dblast = c.take(Z * K);
+    }
+    return c.used;
+}
+
+// ---- kernels of the chunkwise form ----
+
+// Per (chunk, channel): b = cumulative log decay within the chunk (per channel, or the head's
+// scalar on every channel), and Qb = Q e^b, Kb = K e^b, Kc = K e^(b_last - b); blast = b_last.
+__global__ void gates_kernel(float *bk, float *eb, float *qb, float *kb, float *kc, float *blast, const float *q,
+                             const float *k, const float *g, long Z, int C, int K, int channel) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)Z * K) return;
+    size_t z = i / K;
+    int d = (int)(i % K), gw = channel ? K : 1, gd = channel ? d : 0;
+    float acc = 0.0f;
+    for (int r = 0; r < C; r++) {
+        acc += g[(z * C + r) * gw + gd];
+        bk[(z * C + r) * K + d] = acc;
+    }
+    blast[z * K + d] = acc;
+    for (int r = 0; r < C; r++) {
+        size_t e = (z * C + r) * K + d;
+        float b = bk[e], x = expf(b);
+        eb[e] = x;
+        qb[e] = q[e] * x;
+        kb[e] = k[e] * x;
+        kc[e] = k[e] * expf(acc - b);
+    }
+}
+
+// A'[r,j] = sum_d k_rd k_jd exp(b_rd - b_jd) (j < r), M[r,j] = sum_d q_rd k_jd exp(b_rd - b_jd)
+// (j <= r): one block per chunk, its rows in shared memory.
+__global__ void pairs_kernel(float *A, float *M, const float *q, const float *k, const float *bk, int C, int K) {
+    extern __shared__ float sm[];
+    const int p = K + 1;
+    float *Qs = sm, *Ks = Qs + C * p, *Bs = Ks + C * p;
+    size_t z = blockIdx.x;
+    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
+        int r = e / K, d = e % K;
+        Qs[r * p + d] = q[z * C * K + e];
+        Ks[r * p + d] = k[z * C * K + e];
+        Bs[r * p + d] = bk[z * C * K + e];
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < C * C; e += blockDim.x) {
+        int r = e / C, j = e % C;
+        float a = 0.0f, m = 0.0f;
+        if (j <= r) {
+            for (int d = 0; d < K; d++) {
+                float w = Ks[j * p + d] * __expf(Bs[r * p + d] - Bs[j * p + d]);
+                a += Ks[r * p + d] * w;
+                m += Qs[r * p + d] * w;
+            }
+        }
+        A[z * C * C + e] = j < r ? a : 0.0f;
+        M[z * C * C + e] = m;
+    }
+}
+
+// X = L^-1 for L = I + diag(beta) A' (unit lower triangular), one block per chunk, thread c
+// computing column c by forward substitution (it reads only its own column: no barrier).
+__global__ void solve_kernel(float *X, const float *A, const float *beta, int C) {
+    extern __shared__ float sm[];
+    const int p = C + 1;
+    float *Ls = sm, *Xs = Ls + C * p;
+    size_t z = blockIdx.x;
+    for (int e = threadIdx.x; e < C * C; e += blockDim.x) {
+        int r = e / C, j = e % C;
+        Ls[r * p + j] = beta[z * C + r] * A[z * C * C + e];
+    }
+    __syncthreads();
+    int c = threadIdx.x;
+    if (c < C) {
+        for (int r = 0; r < C; r++) {
+            float x = r == c ? 1.0f : 0.0f;
+            for (int j = c; j < r; j++) x -= Ls[r * p + j] * Xs[j * p + c];
+            Xs[r * p + c] = x;
+        }
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < C * C; e += blockDim.x) X[z * C * C + e] = Xs[(e / C) * p + e % C];
+}
+
+// y[row] = beta[row] * x[row] for rows of width X
+__global__ void scale_rows_kernel(float *y, const float *x, const float *beta, size_t rows, int X) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < rows * X) y[i] = beta[i / X] * x[i];
+}
+
+// dst = exp(b_last) (per key row i of the state) * src, for the batch of heads at chunk c
+__global__ void decay_state_kernel(float *dst, long dst_stride, const float *src, long src_stride, const float *blast,
+                                   long blast_stride, int BH, int K, int V) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)BH * K * V) return;
+    size_t bh = i / ((size_t)K * V), e = i % ((size_t)K * V);
+    int row = (int)(e / V);
+    dst[bh * dst_stride + e] = expf(blast[bh * blast_stride + row]) * src[bh * src_stride + e];
+}
+
+// G = exp(b_last) G + P2_c (in place), for the batch of heads at chunk c
+__global__ void decay_add_kernel(float *G, const float *P2, long p2_stride, const float *blast, long blast_stride,
+                                 int BH, int K, int V) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)BH * K * V) return;
+    size_t bh = i / ((size_t)K * V), e = i % ((size_t)K * V);
+    int row = (int)(e / V);
+    G[i] = expf(blast[bh * blast_stride + row]) * G[i] + P2[bh * p2_stride + e];
+}
+
+// d b_last[z, i] from the state decay: exp(b_last_i) sum_j dSend_ij S_ij
+__global__ void dblast_state_kernel(float *dblast, const float *dSend, const float *S, const float *blast, long Z, int K,
+                                    int V) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)Z * K) return;
+    const float *ds = dSend + i * V, *st = S + i * V;
+    float acc = 0.0f;
+    for (int j = 0; j < V; j++) acc += ds[j] * st[j];
+    dblast[i] = acc * expf(blast[i]);
+}
+
+// dbeta[z, r] = sum_d dbkb_rd Kb_rd + sum_d dbv_rd V_rd + sum_{j<r} dL_rj A'_rj; dA'_rj = beta_r dL_rj
+__global__ void beta_grad_kernel(float *dbeta, float *dA, const float *dbkb, const float *kb, const float *dbv,
+                                 const float *v, const float *dL, const float *A, const float *beta, long Z, int C,
+                                 int K, int V) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)Z * C) return;
+    size_t z = i / C;
+    int r = (int)(i % C);
+    float acc = 0.0f;
+    for (int d = 0; d < K; d++) acc += dbkb[i * K + d] * kb[i * K + d];
+    for (int d = 0; d < V; d++) acc += dbv[i * V + d] * v[i * V + d];
+    const float *dl = dL + (z * C + r) * C, *a = A + (z * C + r) * C;
+    float *da = dA + (z * C + r) * C;
+    for (int j = 0; j < C; j++) {
+        if (j < r) {
+            acc += dl[j] * a[j];
+            da[j] = beta[i] * dl[j];
+        } else {
+            da[j] = 0.0f;
+        }
+    }
+    dbeta[i] = acc;
+}
+
+// The backward of pairs_kernel: from dA' (strict) and dM (with the diagonal), adds to dq, dk and
+// the per-channel db. One block per chunk; a thread per (row, channel), first as the pair's r,
+// then as its j.
+__global__ void pairs_backward_kernel(float *dq, float *dk, float *dbk, const float *dA, const float *dM,
+                                      const float *q, const float *k, const float *bk, int C, int K) {
+    extern __shared__ float sm[];
+    const int p = K + 1, pc = C + 1;
+    float *Qs = sm, *Ks = Qs + C * p, *Bs = Ks + C * p, *dAs = Bs + C * p, *dMs = dAs + C * pc;
+    size_t z = blockIdx.x;
+    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
+        int r = e / K, d = e % K;
+        Qs[r * p + d] = q[z * C * K + e];
+        Ks[r * p + d] = k[z * C * K + e];
+        Bs[r * p + d] = bk[z * C * K + e];
+    }
+    for (int e = threadIdx.x; e < C * C; e += blockDim.x) {
+        dAs[(e / C) * pc + e % C] = dA[z * C * C + e];
+        dMs[(e / C) * pc + e % C] = dM[z * C * C + e];
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
+        int row = e / K, d = e % K;
+        float br = Bs[row * p + d], qr = Qs[row * p + d], kr = Ks[row * p + d];
+        float gq = 0.0f, gk = 0.0f, gb = 0.0f;
+        for (int j = 0; j <= row; j++) { /* row as r */
+            float ea = __expf(br - Bs[j * p + d]), kj = Ks[j * p + d];
+            float a = dAs[row * pc + j] * ea, m = dMs[row * pc + j] * ea;
+            gq += m * kj;
+            gk += a * kj;
+            gb += (a * kr + m * qr) * kj;
+        }
+        for (int r = row; r < C; r++) { /* row as j */
+            float ea = __expf(Bs[r * p + d] - br);
+            float a = dAs[r * pc + row] * ea, m = dMs[r * pc + row] * ea;
+            float w = a * Ks[r * p + d] + m * Qs[r * p + d];
+            gk += w;
+            gb -= w * kr;
+        }
+        size_t o = z * C * K + e;
+        dq[o] += gq;
+        dk[o] += gk;
+        dbk[o] += gb;
+    }
+}
+
+// Per (chunk, channel): adds the terms of Qb, Kb and Kc to dq, dk, turns the per-row db into dg
+// (reverse cumulative sum, with b_last's own gradient counted on every row).
+__global__ void finish_grads_kernel(float *dq, float *dk, float *dgk, const float *dbk, const float *dQb,
+                                    const float *dkb_total, const float *dKc, const float *eb, const float *qb,
+                                    const float *kb, const float *kc, const float *bk, const float *dblast, long Z, int C,
+                                    int K) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)Z * K) return;
+    size_t z = i / K;
+    int d = (int)(i % K);
+    float last = dblast[i], blast = bk[(z * C + C - 1) * K + d];
+    for (int r = 0; r < C; r++) {
+        size_t e = (z * C + r) * K + d;
+        float ec = expf(blast - bk[e]), w = dKc[e] * kc[e];
+        dq[e] += dQb[e] * eb[e];
+        dk[e] += dkb_total[e] * eb[e] + dKc[e] * ec;
+        dgk[e] = dbk[e] + dQb[e] * qb[e] + dkb_total[e] * kb[e] - w;
+        last += w;
+    }
+    float run = last;
+    for (int r = C - 1; r >= 0; r--) {
+        size_t e = (z * C + r) * K + d;
+        run += dgk[e];
+        dgk[e] = run;
+    }
+}
+
+// gdn: the head's scalar gate collects its channels
+__global__ void sum_channels_kernel(float *dg, const float *dgk, size_t rows, int K) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows) return;
+    float acc = 0.0f;
+    for (int d = 0; d < K; d++) acc += dgk[i * K + d];
+    dg[i] = acc;
+}
+
+static size_t pairs_smem(int C, int K) { return sizeof(float) * 3 * (size_t)C * (K + 1); }
+static size_t pairs_backward_smem(int C, int K) {
+    return sizeof(float) * (3 * (size_t)C * (K + 1) + 2 * (size_t)C * (C + 1));
+}
+
+static void prepare(const ScanShape *s, const ChunkDims &d, DeltaBufs &b, const float *q, const float *k, const float *v,
+                    const float *g, const float *beta) {
+    const int K = s->K, V = s->V, gw = s->channel_gate ? K : 1;
+    to_chunks(b.q, q, d, K);
+    to_chunks(b.k, k, d, K);
+    to_chunks(b.v, v, d, V);
+    to_chunks(b.g, g, d, gw);
+    to_chunks(b.beta, beta, d, 1);
+    gates_kernel<<<grid_for((size_t)d.Z * K, 128), 128>>>(b.bk, b.eb, b.qb, b.kb, b.kc, b.blast, b.q, b.k, b.g, d.Z,
+                                                         d.C, K, s->channel_gate);
+    CUDA_LAUNCHED();
+}
+
+static void check_chunk_shape(const ScanShape *s) {
+    if (s->chunk > 128) die("GPU delta rule: chunk_size %d exceeds 128", s->chunk);
+    if (pairs_backward_smem(s->chunk, s->K) > 220 * 1024)
+        die("GPU delta rule: chunk_size %d with key dimension %d does not fit in shared memory", s->chunk, s->K);
+}
+
+
+// S slot 0 of every head = the initial state (or zeros)
+__global__ void first_states_kernel(float *S, const float *init, int BH, int nc, int KV) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)BH * KV) return;
+    size_t bh = i / KV, e = i % KV;
+    S[bh * nc * KV + e] = init ? init[i] : 0.0f;
+}
+
+static void take_saved_from_work(const ScanShape *s, float *work, size_t used, DeltaBufs &b) {
+    ChunkDims d = chunk_dims(s);
+    Carve c{(char *)work, used};
+    size_t Z = (size_t)d.Z, C = (size_t)d.C;
+    b.S = c.take(Z * s->K * s->V);
+    b.A = c.take(Z * C * C);
+    b.M = c.take(Z * C * C);
+    b.X = c.take(Z * C * C);
+    b.W = c.take(Z * C * s->K);
+    b.U = c.take(Z * C * s->V);
+}
+
+static void chunk_forward(const ScanShape *s, float *o, float *final_state, float *saved, const float *q,
+                          const float *k, const float *v, const float *g, const float *beta,
+                          const float *initial_state, float *work) {
+    check_chunk_shape(s);
+    ChunkDims d = chunk_dims(s);
+    const int K = s->K, V = s->V, C = d.C, BH = d.B * d.H, nc = d.nc;
+    DeltaBufs b;
+    size_t used = carve_work(s, work, &b, false);
+    if (saved) carve_saved(s, saved, &b);
+    else take_saved_from_work(s, work, used, b); /* a forward without a backward */
+    prepare(s, d, b, q, k, v, g, beta);
+    size_t smem = pairs_smem(C, K);
+    CUDA_CHECK(cudaFuncSetAttribute(pairs_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    pairs_kernel<<<(unsigned)d.Z, 256, smem>>>(b.A, b.M, b.q, b.k, b.bk, C, K);
+    CUDA_LAUNCHED();
+    size_t ssmem = sizeof(float) * 2 * (size_t)C * (C + 1);
+    CUDA_CHECK(cudaFuncSetAttribute(solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ssmem));
+    solve_kernel<<<(unsigned)d.Z, C < 32 ? 32 : (C + 31) / 32 * 32, ssmem>>>(b.X, b.A, b.beta, C);
+    CUDA_LAUNCHED();
+    size_t rows = (size_t)d.Z * C;
+    scale_rows_kernel<<<grid_for(rows * K, 256), 256>>>(b.bkb, b.kb, b.beta, rows, K);
+    scale_rows_kernel<<<grid_for(rows * V, 256), 256>>>(b.bv, b.v, b.beta, rows, V);
+    CUDA_LAUNCHED();
+    const long long CC = (long long)C * C, CK = (long long)C * K, CV = (long long)C * V, KV = (long long)K * V;
+    cuda_gemm_batched(false, false, C, K, C, 1.0f, b.X, C, CC, b.bkb, K, CK, 0.0f, b.W, K, CK, (int)d.Z);
+    cuda_gemm_batched(false, false, C, V, C, 1.0f, b.X, C, CC, b.bv, V, CV, 0.0f, b.U, V, CV, (int)d.Z);
+    /* the state recurrence over chunks, batched over (batch, head) */
+    first_states_kernel<<<grid_for((size_t)BH * KV, 256), 256>>>(b.S, initial_state, BH, nc, (int)KV);
+    CUDA_LAUNCHED();
+    float *fin = final_state ? final_state : b.fin;
+    for (int c = 0; c < nc; c++) {
+        float *Sc = b.S + c * KV, *Wc = b.W + c * CK, *Uc = b.U + c * CV, *Kc = b.kc + c * CK;
+        cuda_gemm_batched(false, false, C, V, K, -1.0f, Wc, K, nc * CK, Sc, V, nc * KV, 1.0f, Uc, V, nc * CV, BH);
+        float *next = c + 1 < nc ? b.S + (c + 1) * KV : fin;
+        long long next_stride = c + 1 < nc ? nc * KV : KV;
+        decay_state_kernel<<<grid_for((size_t)BH * KV, 256), 256>>>(next, next_stride, Sc, nc * KV, b.blast + (size_t)c * K,
+                                                                    (long)nc * K, BH, K, V);
+        CUDA_LAUNCHED();
+        cuda_gemm_batched(true, false, K, V, C, 1.0f, Kc, K, nc * CK, Uc, V, nc * CV, 1.0f, next, V, next_stride, BH);
+    }
+    /* O = scale (Qb S + M U), every chunk at once */
+    cuda_gemm_batched(false, false, C, V, K, s->scale, b.qb, K, CK, b.S, V, KV, 0.0f, b.o, V, CV, (int)d.Z);
+    cuda_gemm_batched(false, false, C, V, C, s->scale, b.M, C, CC, b.U, V, CV, 1.0f, b.o, V, CV, (int)d.Z);
+    from_chunks(o, b.o, d, V);
+}
+
+// See the notes above the kernels for the algebra; dU lives in the o slot.
+static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, float *dg, float *dbeta,
+                           float *dinitial_state, const float *dfinal_state, const float *dout, const float *q,
+                           const float *k, const float *v, const float *g, const float *beta, const float *saved,
+                           float *work) {
+    check_chunk_shape(s);
+    ChunkDims d = chunk_dims(s);
+    const int K = s->K, V = s->V, C = d.C, BH = d.B * d.H, nc = d.nc, gw = s->channel_gate ? K : 1;
+    DeltaBufs b;
+    carve_work(s, work, &b, true);
+    carve_saved(s, (float *)saved, &b);
+    prepare(s, d, b, q, k, v, g, beta);
+    to_chunks(b.dO, dout, d, V);
+    const long long CC = (long long)C * C, CK = (long long)C * K, CV = (long long)C * V, KV = (long long)K * V;
+    const int Z = (int)d.Z;
+    float *dU = b.o;
+    cuda_gemm_batched(true, false, K, V, C, s->scale, b.qb, K, CK, b.dO, V, CV, 0.0f, b.P2, V, KV, Z);
+    cuda_gemm_batched(true, false, C, V, C, s->scale, b.M, C, CC, b.dO, V, CV, 0.0f, dU, V, CV, Z);
+    /* the state gradients over chunks, last to first: G is the gradient of the chunk's end state */
+    if (dfinal_state) CUDA_CHECK(cudaMemcpyAsync(b.G, dfinal_state, sizeof(float) * BH * KV, cudaMemcpyDeviceToDevice));
+    else CUDA_CHECK(cudaMemsetAsync(b.G, 0, sizeof(float) * BH * KV));
+    for (int c = nc - 1; c >= 0; c--) {
+        cuda_copy_rows(b.dSend + c * KV, nc * KV, b.G, KV, BH, (int)KV, false);
+        float *dUc = dU + c * CV, *Kc = b.kc + c * CK, *Wc = b.W + c * CK;
+        cuda_gemm_batched(false, false, C, V, K, 1.0f, Kc, K, nc * CK, b.G, V, KV, 1.0f, dUc, V, nc * CV, BH);
+        decay_add_kernel<<<grid_for((size_t)BH * KV, 256), 256>>>(b.G, b.P2 + c * KV, (long)nc * KV, b.blast + (size_t)c * K,
+                                                                  (long)nc * K, BH, K, V);
+        CUDA_LAUNCHED();
+        cuda_gemm_batched(true, false, K, V, C, -1.0f, Wc, K, nc * CK, dUc, V, nc * CV, 1.0f, b.G, V, KV, BH);
+    }
+    if (dinitial_state) CUDA_CHECK(cudaMemcpyAsync(dinitial_state, b.G, sizeof(float) * BH * KV, cudaMemcpyDeviceToDevice));
+    /* every chunk at once */
+    cuda_gemm_batched(false, true, C, K, V, 1.0f, b.U, V, CV, b.dSend, V, KV, 0.0f, b.dKc, K, CK, Z);
+    dblast_state_kernel<<<grid_for((size_t)d.Z * K, 256), 256>>>(b.dblast, b.dSend, b.S, b.blast, d.Z, K, V);
+    CUDA_LAUNCHED();
+    cuda_gemm_batched(false, true, C, K, V, s->scale, b.dO, V, CV, b.S, V, KV, 0.0f, b.dQb, K, CK, Z);
+    cuda_gemm_batched(false, true, C, C, V, s->scale, b.dO, V, CV, b.U, V, CV, 0.0f, b.dM, C, CC, Z);
+    mask_upper(b.dM, d, false);
+    cuda_gemm_batched(false, true, C, K, V, -1.0f, dU, V, CV, b.S, V, KV, 0.0f, b.dW, K, CK, Z);
+    size_t rows = (size_t)d.Z * C;
+    scale_rows_kernel<<<grid_for(rows * K, 256), 256>>>(b.bkb, b.kb, b.beta, rows, K);
+    scale_rows_kernel<<<grid_for(rows * V, 256), 256>>>(b.bv, b.v, b.beta, rows, V);
+    CUDA_LAUNCHED();
+    /* W = X (beta Kb), U~ = X (beta V) */
+    cuda_gemm_batched(false, true, C, C, K, 1.0f, b.dW, K, CK, b.bkb, K, CK, 0.0f, b.dX, C, CC, Z);
+    cuda_gemm_batched(false, true, C, C, V, 1.0f, dU, V, CV, b.bv, V, CV, 1.0f, b.dX, C, CC, Z);
+    cuda_gemm_batched(true, false, C, K, C, 1.0f, b.X, C, CC, b.dW, K, CK, 0.0f, b.dbkb, K, CK, Z);
+    cuda_gemm_batched(true, false, C, V, C, 1.0f, b.X, C, CC, dU, V, CV, 0.0f, b.dbv, V, CV, Z);
+    /* X = L^-1: dL = -X^T dX X^T */
+    cuda_gemm_batched(false, true, C, C, C, 1.0f, b.dX, C, CC, b.X, C, CC, 0.0f, b.tmp, C, CC, Z);
+    cuda_gemm_batched(true, false, C, C, C, -1.0f, b.X, C, CC, b.tmp, C, CC, 0.0f, b.dL, C, CC, Z);
+    float *dA = b.tmp;
+    beta_grad_kernel<<<grid_for(rows, 128), 128>>>(b.dbeta, dA, b.dbkb, b.kb, b.dbv, b.v, b.dL, b.A, b.beta, d.Z, C, K, V);
+    CUDA_LAUNCHED();
+    /* dKb = beta dbkb; dV = beta dbv */
+    scale_rows_kernel<<<grid_for(rows * K, 256), 256>>>(b.dbkb, b.dbkb, b.beta, rows, K);
+    scale_rows_kernel<<<grid_for(rows * V, 256), 256>>>(b.dv, b.dbv, b.beta, rows, V);
+    CUDA_LAUNCHED();
+    CUDA_CHECK(cudaMemsetAsync(b.dq, 0, sizeof(float) * rows * K));
+    CUDA_CHECK(cudaMemsetAsync(b.dk, 0, sizeof(float) * rows * K));
+    CUDA_CHECK(cudaMemsetAsync(b.dgk, 0, sizeof(float) * rows * K));
+    size_t psm = pairs_backward_smem(C, K);
+    CUDA_CHECK(cudaFuncSetAttribute(pairs_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)psm));
+    pairs_backward_kernel<<<(unsigned)d.Z, 256, psm>>>(b.dq, b.dk, b.dgk, dA, b.dM, b.q, b.k, b.bk, C, K);
+    CUDA_LAUNCHED();
+    finish_grads_kernel<<<grid_for((size_t)d.Z * K, 128), 128>>>(b.dq, b.dk, b.dgk, b.dgk, b.dQb, b.dbkb, b.dKc, b.eb,
+                                                                b.qb, b.kb, b.kc, b.bk, b.dblast, d.Z, C, K);
+    CUDA_LAUNCHED();
+    from_chunks(dq, b.dq, d, K);
+    from_chunks(dk, b.dk, d, K);
+    from_chunks(dv, b.dv, d, V);
+    from_chunks(dbeta, b.dbeta, d, 1);
+    if (s->channel_gate) {
+        from_chunks(dg, b.dgk, d, K);
+    } else {
+        float *dgs = b.dbv; /* free again */
+        sum_channels_kernel<<<grid_for(rows, 256), 256>>>(dgs, b.dgk, rows, K);
+        CUDA_LAUNCHED();
+        from_chunks(dg, dgs, d, gw);
+    }
+}
+
+// ---- recurrent form: one block per (batch, head); thread j owns value channel j ----
+
+struct RecArgs {
+    ScanShape s;
+    const float *q, *k, *v, *g, *beta;
+};
+
+__device__ __forceinline__ size_t rtok(const ScanShape &s, int b, int t, int h) { return ((size_t)b * s.T + t) * s.H + h; }
+
+// loads token r's q, k and decays exp(g) into shared memory
+__device__ __forceinline__ void load_token(const RecArgs &a, size_t r, float *qs, float *ks, float *dec) {
+    const int K = a.s.K, gw = a.s.channel_gate ? K : 1;
+    for (int i = threadIdx.x; i < K; i += blockDim.x) {
+        qs[i] = a.q[r * K + i];
+        ks[i] = a.k[r * K + i];
+        dec[i] = expf(a.g[r * gw + (a.s.channel_gate ? i : 0)]);
+    }
+}
+
+__global__ void rec_forward_kernel(RecArgs a, float *o, float *final_state, float *saved, const float *h0, int step) {
+    extern __shared__ float sm[];
+    const ScanShape s = a.s;
+    const int K = s.K, V = s.V, bh = blockIdx.x, b = bh / s.H, h = bh % s.H, j = threadIdx.x;
+    const size_t KV = (size_t)K * V;
+    float *S = step ? final_state + bh * KV : sm, *qs = sm + (step ? 0 : KV), *ks = qs + K, *dec = ks + K;
+    if (!step)
+        for (size_t e = threadIdx.x; e < KV; e += blockDim.x) S[e] = h0 ? h0[bh * KV + e] : 0.0f;
+    for (int t = 0; t < s.T; t++) {
+        size_t r = step ? (size_t)bh : rtok(s, b, t, h);
+        __syncthreads();
+        load_token(a, r, qs, ks, dec);
+        __syncthreads();
+        if (j >= V) continue;
+        if (saved)
+            for (int i = 0; i < K; i++) saved[(((size_t)bh * s.T + t) * K + i) * V + j] = S[i * V + j];
+        float p = 0.0f;
+        for (int i = 0; i < K; i++) {
+            float x = S[i * V + j] * dec[i];
+            S[i * V + j] = x;
+            p += x * ks[i];
+        }
+        float u = a.beta[r] * (a.v[r * V + j] - p), acc = 0.0f;
+        for (int i = 0; i < K; i++) {
+            float x = S[i * V + j] + ks[i] * u;
+            S[i * V + j] = x;
+            acc += x * qs[i];
+        }
+        o[r * V + j] = s.scale * acc;
+    }
+    __syncthreads();
+    if (!step && final_state)
+        for (size_t e = threadIdx.x; e < KV; e += blockDim.x) final_state[bh * KV + e] = S[e];
+}
+
+// reverse time with dS = d(loss)/dS_t (spec notation): the sums over value channels for dq, dk,
+// dg and dbeta go through shared accumulators
+__global__ void rec_backward_kernel(RecArgs a, float *dq, float *dk, float *dv, float *dg, float *dbeta, float *dh0,
+                                    const float *dht, const float *dout, const float *saved) {
+    extern __shared__ float sm[];
+    const ScanShape s = a.s;
+    const int K = s.K, V = s.V, bh = blockIdx.x, b = bh / s.H, h = bh % s.H, j = threadIdx.x, gw = s.channel_gate ? K : 1;
+    const size_t KV = (size_t)K * V;
+    float *dS = sm, *qs = dS + KV, *ks = qs + K, *dec = ks + K, *aq = dec + K, *ak = aq + K, *ag = ak + K, *ab = ag + K;
+    for (size_t e = threadIdx.x; e < KV; e += blockDim.x) dS[e] = dht ? dht[bh * KV + e] : 0.0f;
+    for (int t = s.T - 1; t >= 0; t--) {
+        size_t r = rtok(s, b, t, h);
+        __syncthreads();
+        load_token(a, r, qs, ks, dec);
+        for (int i = threadIdx.x; i < K; i += blockDim.x) aq[i] = ak[i] = ag[i] = 0.0f;
+        if (threadIdx.x == 0) ab[0] = 0.0f;
+        __syncthreads();
+        if (j < V) {
+            const float *Sprev = saved + ((size_t)bh * s.T + t) * KV;
+            float beta = a.beta[r], vj = a.v[r * V + j], dj = dout[r * V + j], p = 0.0f;
+            for (int i = 0; i < K; i++) p += Sprev[i * V + j] * dec[i] * ks[i];
+            float u = beta * (vj - p), du = 0.0f;
+            for (int i = 0; i < K; i++) {
+                float sp = Sprev[i * V + j] * dec[i];
+                atomicAdd(&aq[i], s.scale * (sp + ks[i] * u) * dj);
+                float x = dS[i * V + j] + s.scale * qs[i] * dj;
+                dS[i * V + j] = x;
+                du += x * ks[i];
+                atomicAdd(&ak[i], x * u);
+            }
+            dv[r * V + j] = beta * du;
+            atomicAdd(&ab[0], du * (vj - p));
+            float dp = -beta * du;
+            for (int i = 0; i < K; i++) {
+                float sp = Sprev[i * V + j] * dec[i], x = dS[i * V + j] + ks[i] * dp;
+                atomicAdd(&ak[i], sp * dp);
+                atomicAdd(&ag[s.channel_gate ? i : 0], x * sp);
+                dS[i * V + j] = x * dec[i];
+            }
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < K; i += blockDim.x) {
+            dq[r * K + i] = aq[i];
+            dk[r * K + i] = ak[i];
+            if (i < gw) dg[r * gw + i] = ag[i];
+        }
+        if (threadIdx.x == 0) dbeta[r] = ab[0];
+    }
+    __syncthreads();
+    if (dh0)
+        for (size_t e = threadIdx.x; e < KV; e += blockDim.x) dh0[bh * KV + e] = dS[e];
+}
+
+static unsigned value_threads(int V) { return (unsigned)((V + 31) / 32 * 32); }
+static size_t rec_smem(const ScanShape *s) { return sizeof(float) * ((size_t)s->K * s->V + 7 * (size_t)s->K + 32); }
+
+static void check_rec(const ScanShape *s) {
+    if (s->V > 1024) die("GPU delta rule: value head dimension %d exceeds 1024", s->V);
+    if (rec_smem(s) > 200 * 1024) die("GPU delta rule: a %d x %d state does not fit in shared memory", s->K, s->V);
+}
+
+// ---- entry points ----
+
+extern "C" size_t cuda_delta_rule_saved(const ScanShape *s) {
+    if (s->chunk) return saved_floats(s);
+    return (size_t)s->B * s->H * s->T * s->K * s->V; /* every token's start state */
+}
+
+extern "C" size_t cuda_delta_rule_workspace(const ScanShape *s) {
+    if (!s->chunk) return 256;
+    DeltaBufs b;
+    size_t used = carve_work(s, NULL, &b, true);
+    return used + sizeof(float) * saved_floats(s) + 4096; /* room for a forward without `saved` */
+}
+
+extern "C" void cuda_delta_rule_forward(const ScanShape *s, float *o, float *final_state, float *saved, const float *q,
+                                        const float *k, const float *v, const float *g, const float *beta,
+                                        const float *initial_state, float *work) {
+    if (s->chunk) {
+        chunk_forward(s, o, final_state, saved, q, k, v, g, beta, initial_state, work);
+        return;
+    }
+    check_rec(s);
+    RecArgs a = {*s, q, k, v, g, beta};
+    size_t smem = rec_smem(s);
+    CUDA_CHECK(cudaFuncSetAttribute(rec_forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    rec_forward_kernel<<<s->B * s->H, value_threads(s->V), smem>>>(a, o, final_state, saved, initial_state, 0);
+    CUDA_LAUNCHED();
+}
+
+extern "C" void cuda_delta_rule_backward(const ScanShape *s, float *dq, float *dk, float *dv, float *dg, float *dbeta,
+                                         float *dinitial_state, const float *dfinal_state, const float *dout,
+                                         const float *q, const float *k, const float *v, const float *g,
+                                         const float *beta, const float *saved, float *work) {
+    if (s->chunk) {
+        chunk_backward(s, dq, dk, dv, dg, dbeta, dinitial_state, dfinal_state, dout, q, k, v, g, beta, saved, work);
+        return;
+    }
+    check_rec(s);
+    RecArgs a = {*s, q, k, v, g, beta};
+    size_t smem = rec_smem(s);
+    CUDA_CHECK(cudaFuncSetAttribute(rec_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    rec_backward_kernel<<<s->B * s->H, value_threads(s->V), smem>>>(a, dq, dk, dv, dg, dbeta, dinitial_state,
+                                                                  dfinal_state, dout, saved);
+    CUDA_LAUNCHED();
+}
+
+// decode: one token of every sequence; the state is read and written in place (global memory)
+extern "C" void cuda_delta_rule_step(const ScanShape *s, float *state, float *o, const float *q, const float *k,
+                                     const float *v, const float *g, const float *beta) {
+    check_rec(s);
+    ScanShape one = *s;
+    one.T = 1;
+    RecArgs a = {one, q, k, v, g, beta};
+    size_t smem = sizeof(float) * 3 * (size_t)s->K;
+    rec_forward_kernel<<<s->B * s->H, value_threads(s->V), smem>>>(a, o, state, NULL, NULL, 1);
+    CUDA_LAUNCHED();
+}

@@ -1,0 +1,408 @@
+// The GPU's small kernels: embedding, RMSNorm, SwiGLU, RoPE, activations and gates, feature
+// maps, bias, strided row copies, the linear-attention normalizer, the short convolution, L2
+// norm and the log-space decay gate. Sums across rows (parameter gradients) use atomic adds:
+// fast, and the order of their additions is the only thing that varies between runs.
+#include <math.h>
+
+#include "cuda_common.cuh"
+#include "cuda_ops.cuh"
+
+#define EACH(i, n) for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
+static unsigned row_threads(int C) { return C >= 256 ? 256 : C >= 128 ? 128 : C >= 64 ? 64 : 32; }
+
+// ---- embedding ----
+
+__global__ void embedding_forward_kernel(float *out, const int *tokens, const float *wte, int N, int C) {
+    EACH(i, (size_t)N * C) out[i] = wte[(size_t)tokens[i / C] * C + i % C];
+}
+__global__ void embedding_backward_kernel(float *dwte, const float *dout, const int *tokens, int N, int C) {
+    EACH(i, (size_t)N * C) atomicAdd(&dwte[(size_t)tokens[i / C] * C + i % C], dout[i]);
+}
+extern "C" void cuda_embedding_forward(float *out, const int *tokens, const float *wte, int N, int C) {
+    embedding_forward_kernel<<<grid_for((size_t)N * C, 256), 256>>>(out, tokens, wte, N, C);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_embedding_backward(float *dwte, const float *dout, const int *tokens, int N, int C) {
+    embedding_backward_kernel<<<grid_for((size_t)N * C, 256), 256>>>(dwte, dout, tokens, N, C);
+    CUDA_LAUNCHED();
+}
+
+// ---- RMSNorm: one block per row ----
+
+__global__ void rmsnorm_forward_kernel(float *out, float *rstd, const float *x, const float *w, int C, float eps) {
+    const float *xr = x + (size_t)blockIdx.x * C;
+    float ss = 0.0f;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) ss += xr[c] * xr[c];
+    ss = block_sum(ss);
+    float r = rsqrtf(ss / C + eps);
+    if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+    float *o = out + (size_t)blockIdx.x * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) o[c] = xr[c] * r * w[c];
+}
+__global__ void rmsnorm_backward_kernel(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                                        const float *rstd, int C) {
+    size_t row = blockIdx.x;
+    const float *xr = x + row * C, *dy = dout + row * C;
+    float r = rstd[row], dot = 0.0f;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) dot += w[c] * dy[c] * xr[c];
+    dot = block_sum(dot);
+    float k = r * r * r * dot / C;
+    float *dxr = dx + row * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        dxr[c] += r * w[c] * dy[c] - k * xr[c];
+        atomicAdd(&dw[c], dy[c] * xr[c] * r);
+    }
+}
+extern "C" void cuda_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C, float eps) {
+    if (N <= 0) return;
+    rmsnorm_forward_kernel<<<N, row_threads(C)>>>(out, rstd, x, w, C, eps);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                                      const float *rstd, int N, int C) {
+    if (N <= 0) return;
+    rmsnorm_backward_kernel<<<N, row_threads(C)>>>(dx, dw, dout, x, w, rstd, C);
+    CUDA_LAUNCHED();
+}
+
+// ---- SwiGLU: rows [gate (F) | up (F)] ----
+
+__global__ void swiglu_forward_kernel(float *out, const float *gu, int N, int F) {
+    EACH(i, (size_t)N * F) {
+        size_t n = i / F, f = i % F;
+        float g = gu[n * 2 * F + f], u = gu[n * 2 * F + F + f];
+        out[i] = g * sigmoidf_(g) * u;
+    }
+}
+__global__ void swiglu_backward_kernel(float *dgu, const float *dout, const float *gu, int N, int F) {
+    EACH(i, (size_t)N * F) {
+        size_t n = i / F, f = i % F;
+        float g = gu[n * 2 * F + f], u = gu[n * 2 * F + F + f], s = sigmoidf_(g), dy = dout[i];
+        dgu[n * 2 * F + F + f] = dy * g * s;
+        dgu[n * 2 * F + f] = dy * u * s * (1.0f + g * (1.0f - s));
+    }
+}
+extern "C" void cuda_swiglu_forward(float *out, const float *gate_up, int N, int F) {
+    swiglu_forward_kernel<<<grid_for((size_t)N * F, 256), 256>>>(out, gate_up, N, F);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_swiglu_backward(float *dgate_up, const float *dout, const float *gate_up, int N, int F) {
+    swiglu_backward_kernel<<<grid_for((size_t)N * F, 256), 256>>>(dgate_up, dout, gate_up, N, F);
+    CUDA_LAUNCHED();
+}
+
+// ---- RoPE, in place, half-split pairs ----
+
+__global__ void rope_kernel(float *x, int B, int T, int H, int head_stride, long stride, int offset, int rot,
+                            const float *cos_t, const float *sin_t, int pos0, float sign) {
+    int half = rot / 2;
+    EACH(i, (size_t)B * T * H * half) {
+        int j = (int)(i % half);
+        size_t rest = i / half;
+        int h = (int)(rest % H);
+        size_t bt = rest / H;
+        int t = (int)(bt % T);
+        float *x1 = x + bt * stride + (size_t)h * head_stride + offset + j, *x2 = x1 + half;
+        float c = cos_t[(size_t)(pos0 + t) * half + j], s = sign * sin_t[(size_t)(pos0 + t) * half + j];
+        float a = *x1, b = *x2;
+        *x1 = a * c - b * s;
+        *x2 = b * c + a * s;
+    }
+}
+extern "C" void cuda_rope_forward(float *x, int B, int T, int H, int head_stride, long stride, int offset, int rot,
+                                  const float *cos, const float *sin, int pos0) {
+    rope_kernel<<<grid_for((size_t)B * T * H * (rot / 2), 256), 256>>>(x, B, T, H, head_stride, stride, offset, rot, cos,
+                                                                       sin, pos0, 1.0f);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_rope_backward(float *dx, int B, int T, int H, int head_stride, long stride, int offset, int rot,
+                                   const float *cos, const float *sin, int pos0) {
+    rope_kernel<<<grid_for((size_t)B * T * H * (rot / 2), 256), 256>>>(dx, B, T, H, head_stride, stride, offset, rot,
+                                                                       cos, sin, pos0, -1.0f);
+    CUDA_LAUNCHED();
+}
+
+// ---- activations, gates, feature maps (elementwise; y may be x) ----
+
+__global__ void silu_kernel(float *y, const float *x, size_t n) {
+    EACH(i, n) y[i] = x[i] * sigmoidf_(x[i]);
+}
+__global__ void silu_backward_kernel(float *dx, const float *dy, const float *x, size_t n) {
+    EACH(i, n) {
+        float s = sigmoidf_(x[i]);
+        dx[i] = dy[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
+}
+__global__ void sigmoid_kernel(float *y, const float *x, size_t n) {
+    EACH(i, n) y[i] = sigmoidf_(x[i]);
+}
+__global__ void sigmoid_backward_kernel(float *dx, const float *dy, const float *y, size_t n) {
+    EACH(i, n) dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+}
+__global__ void gate_kernel(float *y, const float *a, const float *z, size_t n, int silu) {
+    EACH(i, n) {
+        float s = sigmoidf_(z[i]);
+        y[i] = a[i] * (silu ? z[i] * s : s);
+    }
+}
+__global__ void gate_backward_kernel(float *da, float *dz, const float *dy, const float *a, const float *z, size_t n,
+                                     int silu) {
+    EACH(i, n) {
+        float zi = z[i], s = sigmoidf_(zi), d = dy[i], ai = a[i];
+        float act = silu ? zi * s : s, dact = silu ? s * (1.0f + zi * (1.0f - s)) : s * (1.0f - s);
+        da[i] = d * act;
+        dz[i] = d * ai * dact;
+    }
+}
+__global__ void feature_map_kernel(float *y, const float *x, size_t n, int f) {
+    EACH(i, n) {
+        float v = x[i];
+        y[i] = f == FEATURE_ELU1 ? (v > 0.0f ? v + 1.0f : __expf(v)) : f == FEATURE_RELU ? fmaxf(v, 0.0f) : v;
+    }
+}
+__global__ void feature_map_backward_kernel(float *dx, const float *dy, const float *x, size_t n, int f) {
+    EACH(i, n) {
+        float v = x[i], d = dy[i];
+        dx[i] = f == FEATURE_ELU1 ? (v > 0.0f ? d : d * __expf(v)) : f == FEATURE_RELU ? (v > 0.0f ? d : 0.0f) : d;
+    }
+}
+extern "C" void cuda_silu_forward(float *y, const float *x, size_t n) {
+    silu_kernel<<<grid_for(n, 256), 256>>>(y, x, n);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_silu_backward(float *dx, const float *dy, const float *x, size_t n) {
+    silu_backward_kernel<<<grid_for(n, 256), 256>>>(dx, dy, x, n);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_sigmoid_forward(float *y, const float *x, size_t n) {
+    sigmoid_kernel<<<grid_for(n, 256), 256>>>(y, x, n);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_sigmoid_backward(float *dx, const float *dy, const float *y, size_t n) {
+    sigmoid_backward_kernel<<<grid_for(n, 256), 256>>>(dx, dy, y, n);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_gate_forward(float *y, const float *a, const float *z, size_t n, GateAct act) {
+    gate_kernel<<<grid_for(n, 256), 256>>>(y, a, z, n, act == ACT_SILU);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_gate_backward(float *da, float *dz, const float *dy, const float *a, const float *z, size_t n,
+                                   GateAct act) {
+    gate_backward_kernel<<<grid_for(n, 256), 256>>>(da, dz, dy, a, z, n, act == ACT_SILU);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_feature_map_forward(float *y, const float *x, size_t n, FeatureMap f) {
+    feature_map_kernel<<<grid_for(n, 256), 256>>>(y, x, n, (int)f);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_feature_map_backward(float *dx, const float *dy, const float *x, size_t n, FeatureMap f) {
+    feature_map_backward_kernel<<<grid_for(n, 256), 256>>>(dx, dy, x, n, (int)f);
+    CUDA_LAUNCHED();
+}
+
+// ---- bias ----
+
+__global__ void bias_kernel(float *y, const float *bias, int rows, int C) {
+    EACH(i, (size_t)rows * C) y[i] += bias[i % C];
+}
+// one thread per column, walking the rows: neighbouring threads read neighbouring floats
+__global__ void bias_backward_kernel(float *dbias, const float *dy, int rows, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float acc = 0.0f;
+    for (int r = 0; r < rows; r++) acc += dy[(size_t)r * C + c];
+    dbias[c] += acc;
+}
+extern "C" void cuda_bias_forward(float *y, const float *bias, int rows, int C) {
+    bias_kernel<<<grid_for((size_t)rows * C, 256), 256>>>(y, bias, rows, C);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_bias_backward(float *dbias, const float *dy, int rows, int C) {
+    bias_backward_kernel<<<grid_for((size_t)C, 128), 128>>>(dbias, dy, rows, C);
+    CUDA_LAUNCHED();
+}
+
+// ---- strided rows and the normalizer channel ----
+
+__global__ void copy_rows_kernel(float *dst, long dst_stride, const float *src, long src_stride, int rows, int cols,
+                                 int accumulate) {
+    EACH(i, (size_t)rows * cols) {
+        size_t r = i / cols, c = i % cols;
+        float v = src[r * src_stride + c];
+        if (accumulate) dst[r * dst_stride + c] += v;
+        else dst[r * dst_stride + c] = v;
+    }
+}
+extern "C" void cuda_copy_rows(float *dst, long dst_stride, const float *src, long src_stride, int rows, int cols,
+                               bool accumulate) {
+    if (rows <= 0 || cols <= 0) return;
+    copy_rows_kernel<<<grid_for((size_t)rows * cols, 256), 256>>>(dst, dst_stride, src, src_stride, rows, cols,
+                                                                   accumulate);
+    CUDA_LAUNCHED();
+}
+
+__global__ void append_ones_kernel(float *y, const float *x, int rows, int D) {
+    EACH(i, (size_t)rows * (D + 1)) {
+        size_t r = i / (D + 1), c = i % (D + 1);
+        y[i] = c == (size_t)D ? 1.0f : x[r * D + c];
+    }
+}
+__global__ void normalize_by_last_kernel(float *o, const float *num, int rows, int D, float eps) {
+    EACH(i, (size_t)rows * D) {
+        size_t r = i / D, c = i % D;
+        const float *nr = num + r * (D + 1);
+        o[i] = nr[c] / (nr[D] + eps);
+    }
+}
+__global__ void normalize_by_last_backward_kernel(float *dnum, const float *dout, const float *num, int rows, int D,
+                                                  float eps) {
+    size_t r = blockIdx.x;
+    const float *nr = num + r * (D + 1), *dr = dout + r * D;
+    float *dn = dnum + r * (D + 1), inv = 1.0f / (nr[D] + eps), acc = 0.0f;
+    for (int c = threadIdx.x; c < D; c += blockDim.x) {
+        dn[c] = dr[c] * inv;
+        acc += dr[c] * nr[c];
+    }
+    acc = block_sum(acc);
+    if (threadIdx.x == 0) dn[D] = -acc * inv * inv;
+}
+extern "C" void cuda_append_ones(float *y, const float *x, int rows, int D) {
+    append_ones_kernel<<<grid_for((size_t)rows * (D + 1), 256), 256>>>(y, x, rows, D);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_normalize_by_last(float *o, const float *num, int rows, int D, float eps) {
+    normalize_by_last_kernel<<<grid_for((size_t)rows * D, 256), 256>>>(o, num, rows, D, eps);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_normalize_by_last_backward(float *dnum, const float *dout, const float *num, int rows, int D,
+                                                float eps) {
+    if (rows <= 0) return;
+    normalize_by_last_backward_kernel<<<rows, row_threads(D)>>>(dnum, dout, num, rows, D, eps);
+    CUDA_LAUNCHED();
+}
+
+// ---- short causal depthwise convolution over time ----
+
+__global__ void conv1d_forward_kernel(float *y, const float *x, const float *w, int B, int T, int C, int W) {
+    EACH(i, (size_t)B * T * C) {
+        int c = (int)(i % C);
+        size_t bt = i / C;
+        int t = (int)(bt % T);
+        const float *xb = x + (bt - t) * C;
+        float acc = 0.0f;
+        for (int k = 0; k < W; k++) {
+            int s = t - W + 1 + k;
+            if (s >= 0) acc += w[c * W + k] * xb[(size_t)s * C + c];
+        }
+        y[i] = acc;
+    }
+}
+// dx[b,t,c] = sum_k w[c,k] dy[b, t + W - 1 - k, c]; dw[c,k] += dy[b,t,c] x[b, t - W + 1 + k, c]
+__global__ void conv1d_backward_kernel(float *dx, float *dw, const float *dy, const float *x, const float *w, int B,
+                                       int T, int C, int W) {
+    EACH(i, (size_t)B * T * C) {
+        int c = (int)(i % C);
+        size_t bt = i / C;
+        int t = (int)(bt % T);
+        const float *dyb = dy + (bt - t) * C, *xb = x + (bt - t) * C;
+        float acc = 0.0f;
+        for (int k = 0; k < W; k++) {
+            int s = t + W - 1 - k;
+            if (s < T) acc += w[c * W + k] * dyb[(size_t)s * C + c];
+            int u = t - W + 1 + k;
+            if (u >= 0) atomicAdd(&dw[c * W + k], dy[i] * xb[(size_t)u * C + c]);
+        }
+        dx[i] = acc;
+    }
+}
+// state [B, W-1, C] holds the last W-1 inputs, oldest first
+__global__ void conv1d_step_kernel(float *y, float *state, const float *x, const float *w, int B, int C, int W) {
+    EACH(i, (size_t)B * C) {
+        int c = (int)(i % C);
+        size_t b = i / C;
+        float *st = state + b * (size_t)(W - 1) * C;
+        float xi = x[i], acc = w[c * W + W - 1] * xi;
+        for (int k = 0; k < W - 1; k++) acc += w[c * W + k] * st[(size_t)k * C + c];
+        for (int k = 0; k + 1 < W - 1; k++) st[(size_t)k * C + c] = st[(size_t)(k + 1) * C + c];
+        if (W > 1) st[(size_t)(W - 2) * C + c] = xi;
+        y[i] = acc;
+    }
+}
+extern "C" void cuda_conv1d_forward(float *y, const float *x, const float *w, int B, int T, int C, int W) {
+    conv1d_forward_kernel<<<grid_for((size_t)B * T * C, 256), 256>>>(y, x, w, B, T, C, W);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_conv1d_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int B,
+                                     int T, int C, int W) {
+    conv1d_backward_kernel<<<grid_for((size_t)B * T * C, 256), 256>>>(dx, dw, dy, x, w, B, T, C, W);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_conv1d_step(float *y, float *state, const float *x, const float *w, int B, int C, int W) {
+    conv1d_step_kernel<<<grid_for((size_t)B * C, 256), 256>>>(y, state, x, w, B, C, W);
+    CUDA_LAUNCHED();
+}
+
+// ---- L2 norm of rows of D ----
+
+__global__ void l2norm_forward_kernel(float *y, float *rnorm, const float *x, int D, float eps) {
+    const float *xr = x + (size_t)blockIdx.x * D;
+    float ss = 0.0f;
+    for (int c = threadIdx.x; c < D; c += blockDim.x) ss += xr[c] * xr[c];
+    ss = block_sum(ss);
+    float r = rsqrtf(ss + eps);
+    if (threadIdx.x == 0) rnorm[blockIdx.x] = r;
+    for (int c = threadIdx.x; c < D; c += blockDim.x) y[(size_t)blockIdx.x * D + c] = xr[c] * r;
+}
+__global__ void l2norm_backward_kernel(float *dx, const float *dy, const float *y, const float *rnorm, int D) {
+    size_t o = (size_t)blockIdx.x * D;
+    float dot = 0.0f;
+    for (int c = threadIdx.x; c < D; c += blockDim.x) dot += y[o + c] * dy[o + c];
+    dot = block_sum(dot);
+    float r = rnorm[blockIdx.x];
+    for (int c = threadIdx.x; c < D; c += blockDim.x) dx[o + c] = r * (dy[o + c] - y[o + c] * dot);
+}
+extern "C" void cuda_l2norm_forward(float *y, float *rnorm, const float *x, int rows, int D, float eps) {
+    if (rows <= 0) return;
+    l2norm_forward_kernel<<<rows, row_threads(D)>>>(y, rnorm, x, D, eps);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_l2norm_backward(float *dx, const float *dy, const float *y, const float *rnorm, int rows, int D) {
+    if (rows <= 0) return;
+    l2norm_backward_kernel<<<rows, row_threads(D)>>>(dx, dy, y, rnorm, D);
+    CUDA_LAUNCHED();
+}
+
+// ---- log-space decay gate: g = -exp(A_log[h]) softplus(a + dt_bias[h D + d]) ----
+
+__device__ __forceinline__ float softplusf_(float x) { return x > 20.0f ? x : x < -20.0f ? expf(x) : log1pf(expf(x)); }
+
+__global__ void decay_gate_kernel(float *g, const float *a, const float *A_log, const float *dt_bias, int N, int H,
+                                  int D) {
+    EACH(i, (size_t)N * H * D) {
+        int hd = (int)(i % ((size_t)H * D)), h = hd / D;
+        g[i] = -expf(A_log[h]) * softplusf_(a[i] + dt_bias[hd]);
+    }
+}
+__global__ void decay_gate_backward_kernel(float *da, float *dA_log, float *ddt_bias, const float *dg, const float *a,
+                                           const float *A_log, const float *dt_bias, int N, int H, int D) {
+    EACH(i, (size_t)N * H * D) {
+        int hd = (int)(i % ((size_t)H * D)), h = hd / D;
+        float z = a[i] + dt_bias[hd], A = expf(A_log[h]), sp = softplusf_(z), s = sigmoidf_(z);
+        float d = dg[i] * -A * s;
+        da[i] = d;
+        atomicAdd(&ddt_bias[hd], d);
+        atomicAdd(&dA_log[h], dg[i] * -A * sp); /* d g / d A_log = g */
+    }
+}
+extern "C" void cuda_decay_gate_forward(float *g, const float *a, const float *A_log, const float *dt_bias, int N,
+                                        int H, int D) {
+    decay_gate_kernel<<<grid_for((size_t)N * H * D, 256), 256>>>(g, a, A_log, dt_bias, N, H, D);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_decay_gate_backward(float *da, float *dA_log, float *ddt_bias, const float *dg, const float *a,
+                                         const float *A_log, const float *dt_bias, int N, int H, int D) {
+    decay_gate_backward_kernel<<<grid_for((size_t)N * H * D, 256), 256>>>(da, dA_log, ddt_bias, dg, a, A_log, dt_bias,
+                                                                          N, H, D);
+    CUDA_LAUNCHED();
+}

@@ -1,0 +1,12 @@
+/* The CPU-only build's answer to "is there a GPU backend?": no. `make cuda` links
+ * core/cuda/backend_cuda.cu instead of this file. */
+#include "backend.h"
+
+#include <stdio.h>
+
+const Backend *backend_cuda(void) { return NULL; }
+
+bool backend_cuda_usable(char *why, size_t len) {
+    if (why) snprintf(why, len, "this build has no GPU backend (make cuda)");
+    return false;
+}

@@ -1,0 +1,60 @@
+"""Times PyTorch's causal scaled_dot_product_attention (flash-backed, bf16) at the shapes of
+`attnlab bench kernels`, so the softmax row can be compared on the same GPU.
+
+    python3 tests/reference/bench_sdpa.py [--csv FILE]
+
+Prints forward and forward+backward medians in milliseconds (20 runs after 3 warm-ups)."""
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+SHAPES = [(8, 2048, 8, 64), (4, 4096, 16, 128)]
+
+
+def median_ms(fn, reps=20):
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    times.sort()
+    return times[len(times) // 2]
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--csv")
+    args = parser.parse_args()
+    rows = []
+    print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}")
+    print(f"{'B,T,H,D':<20} {'fwd ms':>8} {'fwd+bwd ms':>11}")
+    for B, T, H, D in SHAPES:
+        q, k, v = (torch.randn(B, H, T, D, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+        do = torch.randn(B, H, T, D, device="cuda", dtype=torch.bfloat16)
+
+        def fwd():
+            with torch.no_grad():
+                F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+        def fwd_bwd():
+            o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            o.backward(do)
+
+        f, fb = median_ms(fwd), median_ms(fwd_bwd)
+        print(f"{f'{B},{T},{H},{D}':<20} {f:8.3f} {fb:11.3f}")
+        rows.append((B, T, H, D, f, fb))
+    if args.csv:
+        with open(args.csv, "w") as out:
+            out.write("B,T,H,D,fwd_ms,fwd_bwd_ms\n")
+            for r in rows:
+                out.write(",".join(str(x) for x in r[:4]) + f",{r[4]:.4f},{r[5]:.4f}\n")
+
+
+if __name__ == "__main__":
+    main()
