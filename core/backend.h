@@ -56,6 +56,9 @@ typedef struct Backend {
     void (*upload)(void *dst, const void *src, size_t bytes);   /* host -> backend */
     void (*download)(void *dst, const void *src, size_t bytes); /* backend -> host */
     void (*sync)(void); /* waits until every queued operation has finished (timing) */
+    /* the device's dense peak in FLOP/s for model FLOPs utilization (bf16 tensor cores on a
+     * GPU), with its description in `what`; 0 when unknown */
+    double (*peak_flops)(char *what, size_t len);
     void (*zero)(float *x, size_t n);
     void (*copy)(float *dst, const float *src, size_t n);
     void (*add)(float *y, const float *x, size_t n); /* y += x */

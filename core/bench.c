@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "model.h"
@@ -17,7 +18,28 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-int bench_train(Config *cfg, int steps) {
+/* the layer layout in words: "mla" or "3:1 kda/mla" */
+static void describe_mixers(const Config *cfg, char *out, size_t len) {
+    const HybridConfig *h = &cfg->model.hybrid;
+    if (h->ratio[0]) snprintf(out, len, "%s %s/%s", h->ratio, h->linear, h->full);
+    else snprintf(out, len, "%s", cfg->model.mixer);
+}
+
+/* appends one row to a CSV file, writing the header first when the file is new */
+static void append_csv(const char *path, const char *header, const char *row) {
+    char *dir = path_dirname(path);
+    Error err;
+    if (!mkdir_p(dir, &err)) die("%s", err.msg);
+    free(dir);
+    bool fresh = access(path, F_OK) != 0;
+    FILE *f = fopen(path, "a");
+    if (!f) die("cannot write '%s'", path);
+    if (fresh) fputs(header, f);
+    fputs(row, f);
+    if (fclose(f) != 0) die("cannot write '%s'", path);
+}
+
+int bench_train(Config *cfg, int steps, const char *csv_path) {
     const Backend *be = backend_by_name(cfg->device);
     backend_set_threads(cfg->threads);
     const TrainConfig *tc = &cfg->train;
@@ -34,25 +56,45 @@ int bench_train(Config *cfg, int steps) {
     }
     double *times = xmalloc(sizeof(double) * (size_t)steps);
     for (int s = 0; s < warmup + steps; s++) {
+        be->sync();
         double t0 = now_seconds();
         params_zero_grad(&m->params);
         model_forward(m, inputs, targets, 1.0f / N);
         model_backward(m);
         optimizer_step(&m->params, tc, s + 1, tc->lr);
+        be->sync(); /* a GPU queues the work: the step ends when it has run */
         if (s >= warmup) times[s - warmup] = now_seconds() - t0;
     }
     qsort(times, (size_t)steps, sizeof(double), cmp_double);
     double median = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
     double tps = N / median;
     double flops_per_token = 3.0 * model_flops_per_token(m, T); /* forward + backward (2x) */
-    char params[32], tok[32];
+    double achieved = flops_per_token * tps;
+    char params[32], tok[32], mixers[96], peak_what[160];
     format_count(params, sizeof params, (double)model_param_count(m));
     format_count(tok, sizeof tok, tps);
+    describe_mixers(cfg, mixers, sizeof mixers);
+    double peak = be->peak_flops(peak_what, sizeof peak_what);
     printf("bench train: %s, %d layers of %s, d_model %d, %d heads, batch %d x seq %d, vocab %d, %s parameters\n",
-           be->name, m->L, cfg->model.mixer, m->C, cfg->model.n_heads, B, T, m->V, params);
+           be->name, m->L, mixers, m->C, cfg->model.n_heads, B, T, m->V, params);
     if (strcmp(be->name, "cpu") == 0) printf("CPU threads: %d\n", backend_threads());
-    printf("%-16s %12s %12s %12s %12s\n", "steps measured", "median ms", "min ms", "tokens/s", "GFLOP/s");
-    printf("%-16d %12.1f %12.1f %12s %12.1f\n", steps, median * 1e3, times[0] * 1e3, tok, flops_per_token * tps / 1e9);
+    if (peak_what[0]) printf("device: %s\n", peak_what);
+    printf("model FLOPs: 6 per parameter per token plus causal attention; MFU against the dense peak\n");
+    printf("%-16s %12s %12s %12s %12s %8s\n", "steps measured", "median ms", "min ms", "tokens/s", "TFLOP/s", "MFU");
+    char mfu[16] = "-";
+    if (peak > 0) snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * achieved / peak);
+    printf("%-16d %12.1f %12.1f %12s %12.2f %8s\n", steps, median * 1e3, times[0] * 1e3, tok, achieved / 1e12, mfu);
+    if (csv_path) {
+        char row[512], mfu_csv[32] = "";
+        if (peak > 0) snprintf(mfu_csv, sizeof mfu_csv, "%.4f", achieved / peak);
+        snprintf(row, sizeof row, "%s,\"%s\",%d,%d,%d,%d,%d,%d,%.0f,%.3f,%.1f,%.4f,%s\n", be->name, mixers, m->L, m->C,
+                 cfg->model.n_heads, B, T, m->V, (double)model_param_count(m), median * 1e3, tps, achieved / 1e12,
+                 mfu_csv);
+        append_csv(csv_path,
+                   "device,mixers,n_layers,d_model,n_heads,batch,seq,vocab,params,median_ms,tokens_per_s,model_tflops,mfu\n",
+                   row);
+        printf("appended to %s\n", csv_path);
+    }
     free(times);
     free(inputs);
     free(targets);

@@ -4,8 +4,14 @@
 #include "config.h"
 
 /* bench train: median time of full training steps (forward, backward, AdamW) on random tokens
- * at the config's shape; prints tokens/s and achieved GFLOP/s. */
-int bench_train(Config *cfg, int steps);
+ * at the config's shape; prints tokens/s, achieved model TFLOP/s and MFU (where the device's
+ * peak is known), and appends a row to csv_path if set. */
+int bench_train(Config *cfg, int steps, const char *csv_path);
+
+/* bench decode: time per generated token and cache bytes against context length for the
+ * config's model as pure `full` attention and as the `ratio` hybrid (e.g. "3:1"); prints a
+ * table with the speed-up and writes csv_path if set. */
+int bench_decode(Config *cfg, const char *ratio, const long *contexts, int n_contexts, int steps, const char *csv_path);
 
 typedef struct {
     int B, T, H, D;

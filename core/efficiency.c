@@ -13,9 +13,7 @@
 #include "results.h"
 #include "rng.h"
 
-enum { MAX_CONTEXTS = 32 };
-
-static int parse_contexts(const char *text, long *out, Error *err) {
+int efficiency_contexts(const char *text, long *out, Error *err) {
     int n = 0;
     char *copy = xstrdup(text), *save = NULL;
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -35,7 +33,7 @@ static int parse_contexts(const char *text, long *out, Error *err) {
 
 bool efficiency_check(const Config *c, Error *err) {
     long contexts[MAX_CONTEXTS];
-    return parse_contexts(c->efficiency.contexts, contexts, err) > 0;
+    return efficiency_contexts(c->efficiency.contexts, contexts, err) > 0;
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -43,10 +41,33 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+double decode_step_ms(Model *m, int B, long L, int steps, Rng *rng) {
+    const Backend *be = m->be;
+    int *tokens = xmalloc(sizeof(int) * (size_t)B);
+    float *logits = xmalloc(sizeof(float) * (size_t)B * m->V);
+    double *t = xmalloc(sizeof(double) * (size_t)steps);
+    model_decode_begin(m, B, L);
+    for (int b = 0; b < B; b++) tokens[b] = (int)rng_below(rng, (uint64_t)m->V);
+    model_decode_step(m, tokens, L - 1, logits); /* warm-up */
+    for (int s = 0; s < steps; s++) {
+        be->sync();
+        double a = now_seconds();
+        model_decode_step(m, tokens, L - 1, logits);
+        be->sync();
+        t[s] = now_seconds() - a;
+    }
+    qsort(t, (size_t)steps, sizeof(double), cmp_double);
+    double ms = 1e3 * t[steps / 2];
+    free(tokens);
+    free(logits);
+    free(t);
+    return ms;
+}
+
 int efficiency_run(Config *c, int n_overrides, const char **paths, const char **values) {
     Error err;
     long contexts[MAX_CONTEXTS];
-    int n_ctx = parse_contexts(c->efficiency.contexts, contexts, &err);
+    int n_ctx = efficiency_contexts(c->efficiency.contexts, contexts, &err);
     if (n_ctx < 0) die("%s", err.msg);
     const Backend *be = backend_by_name(c->device);
     backend_set_threads(c->threads);
@@ -61,9 +82,6 @@ int efficiency_run(Config *c, int n_overrides, const char **paths, const char **
     write_file_atomic(cfg_path, text, strlen(text));
     Rng rng;
     rng_seed(&rng, 99);
-    int *tokens = xmalloc(sizeof(int) * (size_t)B);
-    float *logits = xmalloc(sizeof(float) * (size_t)B * m->V);
-    double *t = xmalloc(sizeof(double) * (size_t)steps);
     Summary sum = {.status = "finished", .experiment = c->experiment, .run = c->run, .device = be->name,
                    .task = c->task, .params = (double)model_param_count(m), .train_loss = NAN, .val_loss = NAN,
                    .val_bits_per_byte = NAN, .val_perplexity = NAN, .val_accuracy = NAN, .tokens_per_s = NAN,
@@ -101,18 +119,7 @@ int efficiency_run(Config *c, int n_overrides, const char **paths, const char **
             free(in);
             free(tg);
         }
-        model_decode_begin(m, B, L);
-        for (int b = 0; b < B; b++) tokens[b] = (int)rng_below(&rng, (uint64_t)m->V);
-        model_decode_step(m, tokens, L - 1, logits); /* warm-up */
-        for (int s = 0; s < steps; s++) {
-            be->sync();
-            double a = now_seconds();
-            model_decode_step(m, tokens, L - 1, logits);
-            be->sync();
-            t[s] = now_seconds() - a;
-        }
-        qsort(t, (size_t)steps, sizeof(double), cmp_double);
-        double decode_ms = 1e3 * t[steps / 2];
+        double decode_ms = decode_step_ms(m, B, L, steps, &rng);
         double cache = (double)model_cache_bytes(m, L);
         printf("%10ld %14.2f %16.3f %18.1f %16.2f\n", L, prefill_ms, decode_ms, B * 1e3 / decode_ms, cache / 1048576.0);
         fflush(stdout);
@@ -143,9 +150,6 @@ int efficiency_run(Config *c, int n_overrides, const char **paths, const char **
     free(text);
     free(header);
     free(dir);
-    free(tokens);
-    free(logits);
-    free(t);
     model_free(m);
     return 0;
 }

@@ -4,8 +4,17 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "model.h"
+#include "rng.h"
 #include "util.h"
 
+/* Median time in ms of one decode step of B sequences at position L - 1 (caches sized for L
+ * tokens), over `steps` steps after one warm-up step. */
+double decode_step_ms(Model *m, int B, long L, int steps, Rng *rng);
+
+enum { MAX_CONTEXTS = 32 };
+/* Parses efficiency.contexts ("1024,4096,...") into out[MAX_CONTEXTS]; the count, or -1 with err set. */
+int efficiency_contexts(const char *text, long *out, Error *err);
 /* Checks efficiency.contexts and the sizes before anything runs. */
 bool efficiency_check(const Config *c, Error *err);
 /* Measures, prints a table and writes the run's folder: efficiency.csv (one row per context),

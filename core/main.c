@@ -35,8 +35,10 @@ static const char *USAGE =
     "        evaluate a checkpoint on its task's validation set (--set e.g. data.path=...)\n"
     "  describe CONFIG [--set path=value]... [--context N]\n"
     "        layer table: mixers, parameters, decode cache per token or fixed state\n"
-    "  bench train [CONFIG] [--set path=value]... [--steps N]\n"
-    "        median training-step speed (tokens/s, GFLOP/s) on random tokens\n"
+    "  bench train [CONFIG] [--set path=value]... [--steps N] [--csv FILE]\n"
+    "        median training-step speed (tokens/s, TFLOP/s, MFU) on random tokens\n"
+    "  bench decode [CONFIG] [--set path=value]... [--csv FILE]\n"
+    "        time per generated token and cache bytes against context: full attention vs a hybrid\n"
     "  bench kernels [--set device=cpu|cuda] [--shape B,T,H,D]... [--core NAME] [--reps N] [--csv FILE]\n"
     "        each mixer core's forward and forward+backward time, chunkwise against recurrent\n"
     "  op NAME --in IN.safetensors --out OUT.safetensors [--set device=cpu|cuda] [--set chunk_size=N]\n"
@@ -233,19 +235,53 @@ static int cmd_describe(int argc, char **argv) {
     return 0;
 }
 
+/* a bench command's config: the file, or the defaults after `preset` assignments, then --set */
+static void bench_config(Config *c, Args *a, const char **preset, int n_preset) {
+    Error err;
+    if (a->n_positional) {
+        load_config_or_die(c, a->positional[0], a);
+        return;
+    }
+    config_defaults(c);
+    for (int i = 0; i < n_preset; i++)
+        if (!config_set(c, preset[i], &err)) die("%s", err.msg);
+    for (int i = 0; i < a->n_sets; i++)
+        if (!config_set(c, a->sets[i], &err)) die("%s", err.msg);
+    if (!config_check(c, &err)) die("%s", err.msg);
+}
+
 static int cmd_bench_train(int argc, char **argv) {
-    Args a = parse_args(argc, argv, 3, " set steps ");
+    Args a = parse_args(argc, argv, 3, " set steps csv ");
     if (a.n_positional > 1) usage_error("bench train takes at most one config file");
     Config c;
+    bench_config(&c, &a, NULL, 0);
+    char *csv = a.csv ? xstrdup(a.csv) : xasprintf("results/bench/train-%s.csv", c.device);
+    int code = bench_train(&c, a.steps ? (int)a.steps : 10, csv);
+    free(csv);
+    config_free(&c);
+    free(a.sets);
+    return code;
+}
+
+static int cmd_bench_decode(int argc, char **argv) {
+    Args a = parse_args(argc, argv, 3, " set csv ");
+    if (a.n_positional > 1) usage_error("bench decode takes at most one config file");
+    /* without a config: the 12-layer d_model 768 model of `bench train`'s GPU comparison, as
+     * Kimi Linear lays it out (KDA and NoPE MLA, 3:1) */
+    const char *preset[] = {"model.d_model=768", "model.n_layers=12", "model.n_heads=12", "model.hybrid.linear=kda",
+                            "model.hybrid.full=mla", "model.mla.position=nope", "model.hybrid.ratio=3:1"};
+    Config c;
+    bench_config(&c, &a, preset, (int)(sizeof preset / sizeof preset[0]));
+    if (!c.model.hybrid.ratio[0]) die("bench decode: model.hybrid.ratio is empty (expected the hybrid, e.g. 3:1)");
     Error err;
-    if (a.n_positional) load_config_or_die(&c, a.positional[0], &a);
-    else {
-        config_defaults(&c);
-        for (int i = 0; i < a.n_sets; i++)
-            if (!config_set(&c, a.sets[i], &err)) die("%s", err.msg);
-        if (!config_check(&c, &err)) die("%s", err.msg);
-    }
-    int code = bench_train(&c, a.steps ? (int)a.steps : 10);
+    long contexts[MAX_CONTEXTS];
+    int n = efficiency_contexts(c.efficiency.contexts, contexts, &err);
+    if (n < 0) die("%s", err.msg);
+    char *ratio = xstrdup(c.model.hybrid.ratio);
+    char *csv = a.csv ? xstrdup(a.csv) : xasprintf("results/bench/decode-%s.csv", c.device);
+    int code = bench_decode(&c, ratio, contexts, n, c.efficiency.decode_steps, csv);
+    free(csv);
+    free(ratio);
     config_free(&c);
     free(a.sets);
     return code;
@@ -288,10 +324,11 @@ static int cmd_bench_kernels(int argc, char **argv) {
 }
 
 static int cmd_bench(int argc, char **argv) {
-    if (argc < 3) usage_error("bench needs a benchmark name (train, kernels)");
+    if (argc < 3) usage_error("bench needs a benchmark name (train, decode, kernels)");
     if (strcmp(argv[2], "train") == 0) return cmd_bench_train(argc, argv);
+    if (strcmp(argv[2], "decode") == 0) return cmd_bench_decode(argc, argv);
     if (strcmp(argv[2], "kernels") == 0) return cmd_bench_kernels(argc, argv);
-    usage_error("unknown benchmark '%s' (expected train or kernels)", argv[2]);
+    usage_error("unknown benchmark '%s' (expected train, decode or kernels)", argv[2]);
 }
 
 static int cmd_op(int argc, char **argv) {
@@ -385,6 +422,30 @@ static const char *HELP_OP =
     "  options  device (cpu), chunk_size (64; 0 runs the recurrent form), threads (0: all)\n"
     "A missing, misshapen or unexpected tensor, or a dtype other than F32/BF16/F16, is an error.\n";
 
+static const char *HELP_BENCH =
+    "Speed is measured by these commands, never by tests. Each prints a table and writes a CSV\n"
+    "file (default results/bench/<name>-<device>.csv; --csv FILE to choose). Medians, after warm-up.\n"
+    "\n"
+    "attnlab bench train [CONFIG] [--set path=value]... [--steps N] [--csv FILE]\n"
+    "  N (default 10) full training steps (forward, backward, AdamW) on random tokens at the\n"
+    "  config's shape (default: the softmax baseline, d_model 256, 4 layers, seq 256, batch 8).\n"
+    "  Reports tokens/s, model TFLOP/s (6 per parameter per token plus causal attention, counted\n"
+    "  the same for every mixer) and, on a GPU whose peak is known, MFU against the dense bf16\n"
+    "  peak. Rows are appended to the CSV, so runs of several models collect in one file.\n"
+    "  e.g. --set device=cuda --set model.d_model=768 --set model.n_layers=12 --set model.n_heads=12\n"
+    "       --set train.seq_len=2048 --set model.mixer=mla\n"
+    "\n"
+    "attnlab bench decode [CONFIG] [--set path=value]... [--csv FILE]\n"
+    "  Time per generated token at position L - 1 and decode-cache bytes per sequence, for each\n"
+    "  length L in efficiency.contexts, of the model as pure model.hybrid.full attention and as\n"
+    "  the model.hybrid.ratio hybrid. Default: 12 layers, d_model 768, MLA (NoPE) against 3:1\n"
+    "  KDA/MLA, 1K to 128K tokens, efficiency.batch_size sequences, efficiency.decode_steps steps.\n"
+    "\n"
+    "attnlab bench kernels [--set device=cpu|cuda] [--shape B,T,H,D]... [--core NAME] [--reps N] [--csv FILE]\n"
+    "  Forward and forward+backward time of each mixer core (kda, gdn, linear: chunkwise and\n"
+    "  recurrent; softmax: flash) on random inputs, with throughput from nominal FLOPs. Default\n"
+    "  shapes: 1,2048,4,64 on the CPU; 8,2048,8,64 and 4,4096,16,128 on a GPU.\n";
+
 static int cmd_help(int argc, char **argv) {
     const char *topic = argc > 2 ? argv[2] : NULL;
     if (!topic) fputs(USAGE, stdout);
@@ -397,12 +458,7 @@ static int cmd_help(int argc, char **argv) {
               "checkpoint (fields may be overridden,\ne.g. --set data.path=other.txt) and reports validation loss, "
               "bits per byte and perplexity.\n",
               stdout);
-    else if (strcmp(topic, "bench") == 0)
-        fputs("attnlab bench train [CONFIG] [--set path=value]... [--steps N]\n\nTimes N (default 10) full "
-              "training steps after 2 warm-up steps on random tokens at the config's\nshape (default: the softmax "
-              "baseline, d_model 256, 4 layers, 4 heads, seq 256, batch 8) and prints\nthe median step time, "
-              "tokens/s and achieved GFLOP/s (model FLOPs: 6 per parameter per token\nplus attention).\n",
-              stdout);
+    else if (strcmp(topic, "bench") == 0) fputs(HELP_BENCH, stdout);
     else usage_error("no help on '%s' (topics: config, train, eval, bench, data, op)", topic);
     return 0;
 }

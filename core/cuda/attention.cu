@@ -1,10 +1,14 @@
-// Causal softmax attention on the GPU, flash-style: a block takes BR query rows (one thread
-// each) through tiles of BC keys held in shared memory, with an online softmax, so no T x T
-// matrix exists; the log-sum-exp of each row is kept for the backward, which recomputes the
-// scores in two passes (dQ by query rows; dK and dV by key rows, summing the heads of a group,
-// so no atomics). fp32 on the CUDA cores: the reference-grade version, not yet tensor cores.
+// Causal softmax attention on the GPU. By default the tensor-core kernels of attention_mma.cu
+// run; this file holds the fp32 kernels on the CUDA cores, used with ATTNLAB_CUDA_MATMUL=fp32
+// (the reference-grade mode) and for heads wider than 128, and the decode over a KV cache.
+//
+// fp32 kernels, flash-style: a block takes BR query rows (one thread each) through tiles of BC
+// keys held in shared memory, with an online softmax, so no T x T matrix exists; the
+// log-sum-exp of each row is kept for the backward, which recomputes the scores in two passes
+// (dQ by query rows; dK and dV by key rows, summing the heads of a group, so no atomics).
 #include <math.h>
 
+#include "attention_shape.cuh"
 #include "cuda_common.cuh"
 #include "cuda_ops.cuh"
 
@@ -14,15 +18,8 @@ enum { BR = 64, BC = 32, MAX_D = 256 };
 // different banks
 static int padded(int d) { return d + 1; }
 
-struct Shape {
-    int B, T, H, Hkv, Dk, Dv;
-    long qs, ks, vs, os;
-    float scale;
-};
-
-static Shape shape_of(const AttnShape *s) {
-    return Shape{s->B, s->T, s->H, s->Hkv, s->Dk, s->Dv, s->q_stride, s->k_stride, s->v_stride, s->o_stride, s->scale};
-}
+typedef AttnDims Shape;
+static Shape shape_of(const AttnShape *s) { return attn_dims(s); }
 
 __device__ __forceinline__ const float *row_of(const float *base, const Shape &s, int b, int t, long stride, int head,
                                                int width) {
@@ -102,6 +99,10 @@ extern "C" void cuda_attention_forward(const AttnShape *as, float *o, float *lse
                                        const float *v, float *work) {
     (void)work;
     Shape s = shape_of(as);
+    if (cuda_tensor_cores() && flash_mma_supports(s)) {
+        flash_mma_forward(s, o, lse, q, k, v);
+        return;
+    }
     check_dims(s);
     size_t smem = forward_smem(s);
     CUDA_CHECK(cudaFuncSetAttribute(attention_forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
@@ -229,11 +230,15 @@ extern "C" void cuda_attention_backward(const AttnShape *as, float *dq, float *d
                                         const float *q, const float *k, const float *v, const float *o, const float *lse,
                                         float *work) {
     Shape s = shape_of(as);
-    check_dims(s);
     float *D = work;
     size_t rows = (size_t)s.B * s.H * s.T;
     attention_rowdot_kernel<<<grid_for(rows, 256), 256>>>(s, D, dout, o);
     CUDA_LAUNCHED();
+    if (cuda_tensor_cores() && flash_mma_supports(s)) {
+        flash_mma_backward(s, dq, dk, dv, dout, q, k, v, lse, D);
+        return;
+    }
+    check_dims(s);
     size_t smem_q = sizeof(float) * ((size_t)BR * (2 * padded(s.Dk) + padded(s.Dv)) + (size_t)BC * (padded(s.Dk) + padded(s.Dv)));
     CUDA_CHECK(cudaFuncSetAttribute(attention_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
     attention_dq_kernel<<<dim3((s.T + BR - 1) / BR, s.B * s.H), BR, smem_q>>>(s, dq, dout, q, k, v, lse, D);

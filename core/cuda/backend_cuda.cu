@@ -40,6 +40,8 @@ static void init_cuda(void) {
     initialized = true;
 }
 
+bool cuda_tensor_cores(void) { return compute_type != CUBLAS_COMPUTE_32F; }
+
 // ---- memory ----
 
 static void *cuda_alloc(size_t bytes) {
@@ -59,6 +61,23 @@ static void cuda_download(void *dst, const void *src, size_t bytes) {
     if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 static void cuda_sync(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
+
+// dense bf16 tensor-core peaks from the vendors' data sheets (the sparse figures are twice these)
+static double cuda_peak_flops(char *what, size_t len) {
+    cudaDeviceProp p;
+    CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
+    struct { const char *name; double tflops; } known[] = {
+        {"H100 PCIe", 756.0}, {"H100 NVL", 835.0}, {"H100", 989.4}, {"H200", 989.4}, {"H800", 989.4},
+        {"A100", 312.0},      {"L40S", 362.0},     {"A10", 125.0},
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strstr(p.name, known[i].name)) {
+            snprintf(what, len, "%s, dense bf16 peak %.0f TFLOP/s", p.name, known[i].tflops);
+            return known[i].tflops * 1e12;
+        }
+    snprintf(what, len, "%s (peak unknown)", p.name);
+    return 0.0;
+}
 static void cuda_zero(float *x, size_t n) {
     if (n) CUDA_CHECK(cudaMemsetAsync(x, 0, sizeof(float) * n));
 }
@@ -113,6 +132,7 @@ static Backend make_backend(void) {
     b.upload = cuda_upload;
     b.download = cuda_download;
     b.sync = cuda_sync;
+    b.peak_flops = cuda_peak_flops;
     b.zero = cuda_zero;
     b.copy = cuda_copy;
     b.add = cuda_add;

@@ -34,6 +34,37 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// Adds x summed over all the block's threads to *acc (in shared memory): a warp reduction, then
+// one atomic per warp. Every thread of every warp must call it (pass 0 for nothing); an atomic
+// per thread on one address would serialize them all.
+__device__ __forceinline__ void add_over_block(float *acc, float x) {
+    x = warp_sum(x);
+    if ((threadIdx.x & 31) == 0) atomicAdd(acc, x);
+}
+
+// Column sums over many rows (parameter gradients): a block of 32 x COL_SUM_Y threads takes 32
+// columns of a band of COL_SUM_BAND rows, each thread every COL_SUM_Y-th row of the band; the
+// band's sums are added with one atomic per column. An atomic per row on one address would
+// serialize thousands of additions; a thread per column alone would leave most of the GPU idle.
+enum { COL_SUM_Y = 8, COL_SUM_BAND = 256 };
+static inline dim3 col_sum_grid(int rows, int cols) {
+    return dim3((unsigned)((cols + 31) / 32), (unsigned)((rows + COL_SUM_BAND - 1) / COL_SUM_BAND));
+}
+static inline dim3 col_sum_block(void) { return dim3(32, COL_SUM_Y); }
+#define COL_SUM_ROWS(r, rows)                                                                                         \
+    for (int r = blockIdx.y * COL_SUM_BAND + threadIdx.y, r##_end_ = min((int)(rows), (int)(blockIdx.y + 1) * COL_SUM_BAND); \
+         r < r##_end_; r += COL_SUM_Y)
+// the sum of v over the block's threadIdx.y, in the threads with threadIdx.y == 0
+__device__ __forceinline__ float col_sum_reduce(float v) {
+    __shared__ float part[COL_SUM_Y][33];
+    __syncthreads(); // part may still be read by a previous call
+    part[threadIdx.y][threadIdx.x] = v;
+    __syncthreads();
+    if (threadIdx.y == 0)
+        for (int y = 1; y < COL_SUM_Y; y++) v += part[y][threadIdx.x];
+    return v;
+}
+
 // Sum over a block of up to 1024 threads (blockDim.x a multiple of 32); every thread gets it.
 __device__ __forceinline__ float block_sum(float v) {
     __shared__ float partial[32];
@@ -58,6 +89,9 @@ __device__ __forceinline__ float block_max(float v) {
 }
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + __expf(-x)); }
+
+// false under ATTNLAB_CUDA_MATMUL=fp32: every product then runs in exact fp32
+bool cuda_tensor_cores(void);
 
 // The GPU backend's operations, one group per .cu file (signatures as in core/backend.h).
 extern "C" {

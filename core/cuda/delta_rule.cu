@@ -13,6 +13,7 @@
 // shared memory, one thread per value channel.
 #include <math.h>
 
+#include "chunk_state.cuh"
 #include "chunks.cuh"
 #include "cuda_ops.cuh"
 
@@ -24,9 +25,9 @@ struct DeltaBufs {
     /* kept from the forward for the backward (they live in `saved`) */
     float *S, *A, *M, *X, *W, *U;
     /* forward scratch (o is dU in the backward) */
-    float *o, *bkb, *bv, *fin;
+    float *o, *bkb, *bv;
     /* backward scratch */
-    float *dO, *P2, *dSend, *G, *dM, *dQb, *dKc, *dW, *dX, *dL, *tmp, *dbkb, *dbv, *dq, *dk, *dv, *dgk, *dbeta, *dblast;
+    float *dO, *P2, *dSend, *dM, *dQb, *dKc, *dW, *dX, *dL, *tmp, *dbkb, *dbv, *dq, *dk, *dv, *dgk, *dbeta, *dblast;
 };
 
 static size_t saved_floats(const ScanShape *s) {
@@ -65,12 +66,10 @@ static size_t carve_work(const ScanShape *s, float *work, DeltaBufs *b, bool bac
     b->o = c.take(rows * V);
     b->bkb = c.take(rows * K);
     b->bv = c.take(rows * V);
-    b->fin = c.take((size_t)d.B * d.H * K * V);
     if (backward) {
         b->dO = c.take(rows * V);
         b->P2 = c.take(Z * K * V);
         b->dSend = c.take(Z * K * V);
-        b->G = c.take((size_t)d.B * d.H * K * V);
         b->dM = c.take(Z * C * C);
         b->dQb = c.take(rows * K);
         b->dKc = c.take(rows * K);
@@ -175,51 +174,36 @@ __global__ void scale_rows_kernel(float *y, const float *x, const float *beta, s
     if (i < rows * X) y[i] = beta[i / X] * x[i];
 }
 
-// dst = exp(b_last) (per key row i of the state) * src, for the batch of heads at chunk c
-__global__ void decay_state_kernel(float *dst, long dst_stride, const float *src, long src_stride, const float *blast,
-                                   long blast_stride, int BH, int K, int V) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)BH * K * V) return;
-    size_t bh = i / ((size_t)K * V), e = i % ((size_t)K * V);
-    int row = (int)(e / V);
-    dst[bh * dst_stride + e] = expf(blast[bh * blast_stride + row]) * src[bh * src_stride + e];
-}
-
-// G = exp(b_last) G + P2_c (in place), for the batch of heads at chunk c
-__global__ void decay_add_kernel(float *G, const float *P2, long p2_stride, const float *blast, long blast_stride,
-                                 int BH, int K, int V) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)BH * K * V) return;
-    size_t bh = i / ((size_t)K * V), e = i % ((size_t)K * V);
-    int row = (int)(e / V);
-    G[i] = expf(blast[bh * blast_stride + row]) * G[i] + P2[bh * p2_stride + e];
-}
+// One warp per row below: a thread per row would read its row's floats while its neighbours
+// read theirs a row apart (uncoalesced); a warp reads one row's floats side by side.
+#define WARP_ROW(i, n)                                                                                               \
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;                                                  \
+    const int lane = threadIdx.x & 31;                                                                               \
+    if (i >= (size_t)(n)) return
 
 // d b_last[z, i] from the state decay: exp(b_last_i) sum_j dSend_ij S_ij
 __global__ void dblast_state_kernel(float *dblast, const float *dSend, const float *S, const float *blast, long Z, int K,
                                     int V) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)Z * K) return;
+    WARP_ROW(i, Z * K);
     const float *ds = dSend + i * V, *st = S + i * V;
     float acc = 0.0f;
-    for (int j = 0; j < V; j++) acc += ds[j] * st[j];
-    dblast[i] = acc * expf(blast[i]);
+    for (int j = lane; j < V; j += 32) acc += ds[j] * st[j];
+    acc = warp_sum(acc);
+    if (lane == 0) dblast[i] = acc * expf(blast[i]);
 }
 
 // dbeta[z, r] = sum_d dbkb_rd Kb_rd + sum_d dbv_rd V_rd + sum_{j<r} dL_rj A'_rj; dA'_rj = beta_r dL_rj
 __global__ void beta_grad_kernel(float *dbeta, float *dA, const float *dbkb, const float *kb, const float *dbv,
                                  const float *v, const float *dL, const float *A, const float *beta, long Z, int C,
                                  int K, int V) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)Z * C) return;
-    size_t z = i / C;
+    WARP_ROW(i, Z * C);
     int r = (int)(i % C);
     float acc = 0.0f;
-    for (int d = 0; d < K; d++) acc += dbkb[i * K + d] * kb[i * K + d];
-    for (int d = 0; d < V; d++) acc += dbv[i * V + d] * v[i * V + d];
-    const float *dl = dL + (z * C + r) * C, *a = A + (z * C + r) * C;
-    float *da = dA + (z * C + r) * C;
-    for (int j = 0; j < C; j++) {
+    for (int d = lane; d < K; d += 32) acc += dbkb[i * K + d] * kb[i * K + d];
+    for (int d = lane; d < V; d += 32) acc += dbv[i * V + d] * v[i * V + d];
+    const float *dl = dL + i * C, *a = A + i * C;
+    float *da = dA + i * C;
+    for (int j = lane; j < C; j += 32) {
         if (j < r) {
             acc += dl[j] * a[j];
             da[j] = beta[i] * dl[j];
@@ -227,7 +211,8 @@ __global__ void beta_grad_kernel(float *dbeta, float *dA, const float *dbkb, con
             da[j] = 0.0f;
         }
     }
-    dbeta[i] = acc;
+    acc = warp_sum(acc);
+    if (lane == 0) dbeta[i] = acc;
 }
 
 // The backward of pairs_kernel: from dA' (strict) and dM (with the diagonal), adds to dq, dk and
@@ -304,11 +289,11 @@ __global__ void finish_grads_kernel(float *dq, float *dk, float *dgk, const floa
 
 // gdn: the head's scalar gate collects its channels
 __global__ void sum_channels_kernel(float *dg, const float *dgk, size_t rows, int K) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= rows) return;
+    WARP_ROW(i, rows);
     float acc = 0.0f;
-    for (int d = 0; d < K; d++) acc += dgk[i * K + d];
-    dg[i] = acc;
+    for (int d = lane; d < K; d += 32) acc += dgk[i * K + d];
+    acc = warp_sum(acc);
+    if (lane == 0) dg[i] = acc;
 }
 
 static size_t pairs_smem(int C, int K) { return sizeof(float) * 3 * (size_t)C * (K + 1); }
@@ -333,16 +318,10 @@ static void check_chunk_shape(const ScanShape *s) {
     if (s->chunk > 128) die("GPU delta rule: chunk_size %d exceeds 128", s->chunk);
     if (pairs_backward_smem(s->chunk, s->K) > 220 * 1024)
         die("GPU delta rule: chunk_size %d with key dimension %d does not fit in shared memory", s->chunk, s->K);
+    ChunkState probe = {nullptr, nullptr, nullptr, 1, 1, s->chunk, s->K, s->V};
+    chunk_state_check(probe);
 }
 
-
-// S slot 0 of every head = the initial state (or zeros)
-__global__ void first_states_kernel(float *S, const float *init, int BH, int nc, int KV) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)BH * KV) return;
-    size_t bh = i / KV, e = i % KV;
-    S[bh * nc * KV + e] = init ? init[i] : 0.0f;
-}
 
 static void take_saved_from_work(const ScanShape *s, float *work, size_t used, DeltaBufs &b) {
     ChunkDims d = chunk_dims(s);
@@ -382,20 +361,9 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
     const long long CC = (long long)C * C, CK = (long long)C * K, CV = (long long)C * V, KV = (long long)K * V;
     cuda_gemm_batched(false, false, C, K, C, 1.0f, b.X, C, CC, b.bkb, K, CK, 0.0f, b.W, K, CK, (int)d.Z);
     cuda_gemm_batched(false, false, C, V, C, 1.0f, b.X, C, CC, b.bv, V, CV, 0.0f, b.U, V, CV, (int)d.Z);
-    /* the state recurrence over chunks, batched over (batch, head) */
-    first_states_kernel<<<grid_for((size_t)BH * KV, 256), 256>>>(b.S, initial_state, BH, nc, (int)KV);
-    CUDA_LAUNCHED();
-    float *fin = final_state ? final_state : b.fin;
-    for (int c = 0; c < nc; c++) {
-        float *Sc = b.S + c * KV, *Wc = b.W + c * CK, *Uc = b.U + c * CV, *Kc = b.kc + c * CK;
-        cuda_gemm_batched(false, false, C, V, K, -1.0f, Wc, K, nc * CK, Sc, V, nc * KV, 1.0f, Uc, V, nc * CV, BH);
-        float *next = c + 1 < nc ? b.S + (c + 1) * KV : fin;
-        long long next_stride = c + 1 < nc ? nc * KV : KV;
-        decay_state_kernel<<<grid_for((size_t)BH * KV, 256), 256>>>(next, next_stride, Sc, nc * KV, b.blast + (size_t)c * K,
-                                                                    (long)nc * K, BH, K, V);
-        CUDA_LAUNCHED();
-        cuda_gemm_batched(true, false, K, V, C, 1.0f, Kc, K, nc * CK, Uc, V, nc * CV, 1.0f, next, V, next_stride, BH);
-    }
+    /* the state recurrence over chunks, one kernel */
+    ChunkState cs = {b.W, b.kc, b.blast, BH, nc, C, K, V};
+    chunk_state_forward(cs, b.S, b.U, final_state, initial_state);
     /* O = scale (Qb S + M U), every chunk at once */
     cuda_gemm_batched(false, false, C, V, K, s->scale, b.qb, K, CK, b.S, V, KV, 0.0f, b.o, V, CV, (int)d.Z);
     cuda_gemm_batched(false, false, C, V, C, s->scale, b.M, C, CC, b.U, V, CV, 1.0f, b.o, V, CV, (int)d.Z);
@@ -420,22 +388,12 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
     float *dU = b.o;
     cuda_gemm_batched(true, false, K, V, C, s->scale, b.qb, K, CK, b.dO, V, CV, 0.0f, b.P2, V, KV, Z);
     cuda_gemm_batched(true, false, C, V, C, s->scale, b.M, C, CC, b.dO, V, CV, 0.0f, dU, V, CV, Z);
-    /* the state gradients over chunks, last to first: G is the gradient of the chunk's end state */
-    if (dfinal_state) CUDA_CHECK(cudaMemcpyAsync(b.G, dfinal_state, sizeof(float) * BH * KV, cudaMemcpyDeviceToDevice));
-    else CUDA_CHECK(cudaMemsetAsync(b.G, 0, sizeof(float) * BH * KV));
-    for (int c = nc - 1; c >= 0; c--) {
-        cuda_copy_rows(b.dSend + c * KV, nc * KV, b.G, KV, BH, (int)KV, false);
-        float *dUc = dU + c * CV, *Kc = b.kc + c * CK, *Wc = b.W + c * CK;
-        cuda_gemm_batched(false, false, C, V, K, 1.0f, Kc, K, nc * CK, b.G, V, KV, 1.0f, dUc, V, nc * CV, BH);
-        decay_add_kernel<<<grid_for((size_t)BH * KV, 256), 256>>>(b.G, b.P2 + c * KV, (long)nc * KV, b.blast + (size_t)c * K,
-                                                                  (long)nc * K, BH, K, V);
-        CUDA_LAUNCHED();
-        cuda_gemm_batched(true, false, K, V, C, -1.0f, Wc, K, nc * CK, dUc, V, nc * CV, 1.0f, b.G, V, KV, BH);
-    }
-    if (dinitial_state) CUDA_CHECK(cudaMemcpyAsync(dinitial_state, b.G, sizeof(float) * BH * KV, cudaMemcpyDeviceToDevice));
+    /* the state gradients over chunks, last to first, one kernel */
+    ChunkState cs = {b.W, b.kc, b.blast, BH, nc, C, K, V};
+    chunk_state_backward(cs, b.dSend, dU, dinitial_state, dfinal_state, b.P2);
     /* every chunk at once */
     cuda_gemm_batched(false, true, C, K, V, 1.0f, b.U, V, CV, b.dSend, V, KV, 0.0f, b.dKc, K, CK, Z);
-    dblast_state_kernel<<<grid_for((size_t)d.Z * K, 256), 256>>>(b.dblast, b.dSend, b.S, b.blast, d.Z, K, V);
+    dblast_state_kernel<<<grid_for((size_t)d.Z * K * 32, 256), 256>>>(b.dblast, b.dSend, b.S, b.blast, d.Z, K, V);
     CUDA_LAUNCHED();
     cuda_gemm_batched(false, true, C, K, V, s->scale, b.dO, V, CV, b.S, V, KV, 0.0f, b.dQb, K, CK, Z);
     cuda_gemm_batched(false, true, C, C, V, s->scale, b.dO, V, CV, b.U, V, CV, 0.0f, b.dM, C, CC, Z);
@@ -454,7 +412,7 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
     cuda_gemm_batched(false, true, C, C, C, 1.0f, b.dX, C, CC, b.X, C, CC, 0.0f, b.tmp, C, CC, Z);
     cuda_gemm_batched(true, false, C, C, C, -1.0f, b.X, C, CC, b.tmp, C, CC, 0.0f, b.dL, C, CC, Z);
     float *dA = b.tmp;
-    beta_grad_kernel<<<grid_for(rows, 128), 128>>>(b.dbeta, dA, b.dbkb, b.kb, b.dbv, b.v, b.dL, b.A, b.beta, d.Z, C, K, V);
+    beta_grad_kernel<<<grid_for(rows * 32, 256), 256>>>(b.dbeta, dA, b.dbkb, b.kb, b.dbv, b.v, b.dL, b.A, b.beta, d.Z, C, K, V);
     CUDA_LAUNCHED();
     /* dKb = beta dbkb; dV = beta dbv */
     scale_rows_kernel<<<grid_for(rows * K, 256), 256>>>(b.dbkb, b.dbkb, b.beta, rows, K);
@@ -478,7 +436,7 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
         from_chunks(dg, b.dgk, d, K);
     } else {
         float *dgs = b.dbv; /* free again */
-        sum_channels_kernel<<<grid_for(rows, 256), 256>>>(dgs, b.dgk, rows, K);
+        sum_channels_kernel<<<grid_for(rows * 32, 256), 256>>>(dgs, b.dgk, rows, K);
         CUDA_LAUNCHED();
         from_chunks(dg, dgs, d, gw);
     }
@@ -546,6 +504,7 @@ __global__ void rec_backward_kernel(RecArgs a, float *dq, float *dk, float *dv, 
     const ScanShape s = a.s;
     const int K = s.K, V = s.V, bh = blockIdx.x, b = bh / s.H, h = bh % s.H, j = threadIdx.x, gw = s.channel_gate ? K : 1;
     const size_t KV = (size_t)K * V;
+    const bool live = j < V; /* the block is a whole number of warps; the extra lanes add zeros */
     float *dS = sm, *qs = dS + KV, *ks = qs + K, *dec = ks + K, *aq = dec + K, *ak = aq + K, *ag = ak + K, *ab = ag + K;
     for (size_t e = threadIdx.x; e < KV; e += blockDim.x) dS[e] = dht ? dht[bh * KV + e] : 0.0f;
     for (int t = s.T - 1; t >= 0; t--) {
@@ -555,29 +514,29 @@ __global__ void rec_backward_kernel(RecArgs a, float *dq, float *dk, float *dv, 
         for (int i = threadIdx.x; i < K; i += blockDim.x) aq[i] = ak[i] = ag[i] = 0.0f;
         if (threadIdx.x == 0) ab[0] = 0.0f;
         __syncthreads();
-        if (j < V) {
-            const float *Sprev = saved + ((size_t)bh * s.T + t) * KV;
-            float beta = a.beta[r], vj = a.v[r * V + j], dj = dout[r * V + j], p = 0.0f;
+        const float *Sprev = saved + ((size_t)bh * s.T + t) * KV;
+        float beta = a.beta[r], vj = live ? a.v[r * V + j] : 0.0f, dj = live ? dout[r * V + j] : 0.0f, p = 0.0f;
+        if (live)
             for (int i = 0; i < K; i++) p += Sprev[i * V + j] * dec[i] * ks[i];
-            float u = beta * (vj - p), du = 0.0f;
-            for (int i = 0; i < K; i++) {
-                float sp = Sprev[i * V + j] * dec[i];
-                atomicAdd(&aq[i], s.scale * (sp + ks[i] * u) * dj);
-                float x = dS[i * V + j] + s.scale * qs[i] * dj;
-                dS[i * V + j] = x;
-                du += x * ks[i];
-                atomicAdd(&ak[i], x * u);
-            }
-            dv[r * V + j] = beta * du;
-            atomicAdd(&ab[0], du * (vj - p));
-            float dp = -beta * du;
-            for (int i = 0; i < K; i++) {
-                float sp = Sprev[i * V + j] * dec[i], x = dS[i * V + j] + ks[i] * dp;
-                atomicAdd(&ak[i], sp * dp);
-                atomicAdd(&ag[s.channel_gate ? i : 0], x * sp);
-                dS[i * V + j] = x * dec[i];
-            }
+        float u = beta * (vj - p), du = 0.0f;
+        for (int i = 0; i < K; i++) {
+            float sp = live ? Sprev[i * V + j] * dec[i] : 0.0f;
+            add_over_block(&aq[i], s.scale * (sp + ks[i] * u) * dj);
+            float x = live ? dS[i * V + j] + s.scale * qs[i] * dj : 0.0f;
+            if (live) dS[i * V + j] = x;
+            du += x * ks[i];
         }
+        float dp = -beta * du, gate = 0.0f;
+        for (int i = 0; i < K; i++) {
+            float sp = live ? Sprev[i * V + j] * dec[i] : 0.0f, xo = live ? dS[i * V + j] : 0.0f, x = xo + ks[i] * dp;
+            add_over_block(&ak[i], xo * u + sp * dp); /* dk_i: the write (xo u) and the read (sp dp) */
+            if (s.channel_gate) add_over_block(&ag[i], x * sp);
+            else gate += x * sp;
+            if (live) dS[i * V + j] = x * dec[i];
+        }
+        if (!s.channel_gate) add_over_block(&ag[0], gate);
+        add_over_block(&ab[0], du * (vj - p));
+        if (live) dv[r * V + j] = beta * du;
         __syncthreads();
         for (int i = threadIdx.x; i < K; i += blockDim.x) {
             dq[r * K + i] = aq[i];

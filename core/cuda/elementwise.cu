@@ -49,10 +49,15 @@ __global__ void rmsnorm_backward_kernel(float *dx, float *dw, const float *dout,
     dot = block_sum(dot);
     float k = r * r * r * dot / C;
     float *dxr = dx + row * C;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        dxr[c] += r * w[c] * dy[c] - k * xr[c];
-        atomicAdd(&dw[c], dy[c] * xr[c] * r);
-    }
+    for (int c = threadIdx.x; c < C; c += blockDim.x) dxr[c] += r * w[c] * dy[c] - k * xr[c];
+}
+// dw[c] += sum over rows of dy x rstd
+__global__ void rmsnorm_dw_kernel(float *dw, const float *dout, const float *x, const float *rstd, int N, int C) {
+    int c = blockIdx.x * 32 + threadIdx.x;
+    float acc = 0.0f;
+    if (c < C) COL_SUM_ROWS(r, N) acc += dout[(size_t)r * C + c] * x[(size_t)r * C + c] * rstd[r];
+    acc = col_sum_reduce(acc);
+    if (threadIdx.y == 0 && c < C) atomicAdd(&dw[c], acc);
 }
 extern "C" void cuda_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C, float eps) {
     if (N <= 0) return;
@@ -63,6 +68,8 @@ extern "C" void cuda_rmsnorm_backward(float *dx, float *dw, const float *dout, c
                                       const float *rstd, int N, int C) {
     if (N <= 0) return;
     rmsnorm_backward_kernel<<<N, row_threads(C)>>>(dx, dw, dout, x, w, rstd, C);
+    CUDA_LAUNCHED();
+    rmsnorm_dw_kernel<<<col_sum_grid(N, C), col_sum_block()>>>(dw, dout, x, rstd, N, C);
     CUDA_LAUNCHED();
 }
 
@@ -206,20 +213,20 @@ extern "C" void cuda_feature_map_backward(float *dx, const float *dy, const floa
 __global__ void bias_kernel(float *y, const float *bias, int rows, int C) {
     EACH(i, (size_t)rows * C) y[i] += bias[i % C];
 }
-// one thread per column, walking the rows: neighbouring threads read neighbouring floats
 __global__ void bias_backward_kernel(float *dbias, const float *dy, int rows, int C) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    int c = blockIdx.x * 32 + threadIdx.x;
     float acc = 0.0f;
-    for (int r = 0; r < rows; r++) acc += dy[(size_t)r * C + c];
-    dbias[c] += acc;
+    if (c < C) COL_SUM_ROWS(r, rows) acc += dy[(size_t)r * C + c];
+    acc = col_sum_reduce(acc);
+    if (threadIdx.y == 0 && c < C) atomicAdd(&dbias[c], acc);
 }
 extern "C" void cuda_bias_forward(float *y, const float *bias, int rows, int C) {
     bias_kernel<<<grid_for((size_t)rows * C, 256), 256>>>(y, bias, rows, C);
     CUDA_LAUNCHED();
 }
 extern "C" void cuda_bias_backward(float *dbias, const float *dy, int rows, int C) {
-    bias_backward_kernel<<<grid_for((size_t)C, 128), 128>>>(dbias, dy, rows, C);
+    if (rows <= 0) return;
+    bias_backward_kernel<<<col_sum_grid(rows, C), col_sum_block()>>>(dbias, dy, rows, C);
     CUDA_LAUNCHED();
 }
 
@@ -298,22 +305,39 @@ __global__ void conv1d_forward_kernel(float *y, const float *x, const float *w, 
         y[i] = acc;
     }
 }
-// dx[b,t,c] = sum_k w[c,k] dy[b, t + W - 1 - k, c]; dw[c,k] += dy[b,t,c] x[b, t - W + 1 + k, c]
-__global__ void conv1d_backward_kernel(float *dx, float *dw, const float *dy, const float *x, const float *w, int B,
-                                       int T, int C, int W) {
+// dx[b,t,c] = sum_k w[c,k] dy[b, t + W - 1 - k, c]
+__global__ void conv1d_backward_kernel(float *dx, const float *dy, const float *w, int B, int T, int C, int W) {
     EACH(i, (size_t)B * T * C) {
         int c = (int)(i % C);
         size_t bt = i / C;
         int t = (int)(bt % T);
-        const float *dyb = dy + (bt - t) * C, *xb = x + (bt - t) * C;
+        const float *dyb = dy + (bt - t) * C;
         float acc = 0.0f;
         for (int k = 0; k < W; k++) {
             int s = t + W - 1 - k;
             if (s < T) acc += w[c * W + k] * dyb[(size_t)s * C + c];
-            int u = t - W + 1 + k;
-            if (u >= 0) atomicAdd(&dw[c * W + k], dy[i] * xb[(size_t)u * C + c]);
         }
         dx[i] = acc;
+    }
+}
+// dw[c,k] += sum over (b, t) of dy[b,t,c] x[b, t - W + 1 + k, c], over bands of the B*T rows, for
+// the taps k0 .. k0 + CONV_TAPS - 1 (kept in registers)
+enum { CONV_TAPS = 8 };
+__global__ void conv1d_dw_kernel(float *dw, const float *dy, const float *x, int B, int T, int C, int W, int k0) {
+    int c = blockIdx.x * 32 + threadIdx.x;
+    float acc[CONV_TAPS] = {};
+    if (c < C) COL_SUM_ROWS(bt, B * T) {
+        int t = bt % T;
+        float g = dy[(size_t)bt * C + c];
+#pragma unroll
+        for (int j = 0; j < CONV_TAPS; j++) {
+            int u = t - W + 1 + k0 + j;
+            if (k0 + j < W && u >= 0) acc[j] += g * x[((size_t)bt - t + u) * C + c];
+        }
+    }
+    for (int j = 0; j < CONV_TAPS && k0 + j < W; j++) {
+        float v = col_sum_reduce(acc[j]);
+        if (threadIdx.y == 0 && c < C) atomicAdd(&dw[c * W + k0 + j], v);
     }
 }
 // state [B, W-1, C] holds the last W-1 inputs, oldest first
@@ -335,8 +359,12 @@ extern "C" void cuda_conv1d_forward(float *y, const float *x, const float *w, in
 }
 extern "C" void cuda_conv1d_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int B,
                                      int T, int C, int W) {
-    conv1d_backward_kernel<<<grid_for((size_t)B * T * C, 256), 256>>>(dx, dw, dy, x, w, B, T, C, W);
+    conv1d_backward_kernel<<<grid_for((size_t)B * T * C, 256), 256>>>(dx, dy, w, B, T, C, W);
     CUDA_LAUNCHED();
+    for (int k0 = 0; k0 < W && B * T > 0; k0 += CONV_TAPS) {
+        conv1d_dw_kernel<<<col_sum_grid(B * T, C), col_sum_block()>>>(dw, dy, x, B, T, C, W, k0);
+        CUDA_LAUNCHED();
+    }
 }
 extern "C" void cuda_conv1d_step(float *y, float *state, const float *x, const float *w, int B, int C, int W) {
     conv1d_step_kernel<<<grid_for((size_t)B * C, 256), 256>>>(y, state, x, w, B, C, W);
@@ -386,13 +414,23 @@ __global__ void decay_gate_kernel(float *g, const float *a, const float *A_log, 
 }
 __global__ void decay_gate_backward_kernel(float *da, float *dA_log, float *ddt_bias, const float *dg, const float *a,
                                            const float *A_log, const float *dt_bias, int N, int H, int D) {
-    EACH(i, (size_t)N * H * D) {
-        int hd = (int)(i % ((size_t)H * D)), h = hd / D;
-        float z = a[i] + dt_bias[hd], A = expf(A_log[h]), sp = softplusf_(z), s = sigmoidf_(z);
-        float d = dg[i] * -A * s;
-        da[i] = d;
-        atomicAdd(&ddt_bias[hd], d);
-        atomicAdd(&dA_log[h], dg[i] * -A * sp); /* d g / d A_log = g */
+    int HD = H * D, c = blockIdx.x * 32 + threadIdx.x, h = c / D;
+    float sum_dt = 0.0f, sum_A = 0.0f;
+    if (c < HD) {
+        float A = expf(A_log[h]), bias = dt_bias[c];
+        COL_SUM_ROWS(n, N) {
+            size_t i = (size_t)n * HD + c;
+            float z = a[i] + bias, d = dg[i] * -A * sigmoidf_(z);
+            da[i] = d;
+            sum_dt += d;
+            sum_A += dg[i] * -A * softplusf_(z); /* d g / d A_log = g */
+        }
+    }
+    sum_dt = col_sum_reduce(sum_dt);
+    sum_A = col_sum_reduce(sum_A);
+    if (threadIdx.y == 0 && c < HD) {
+        atomicAdd(&ddt_bias[c], sum_dt);
+        atomicAdd(&dA_log[h], sum_A);
     }
 }
 extern "C" void cuda_decay_gate_forward(float *g, const float *a, const float *A_log, const float *dt_bias, int N,
@@ -402,7 +440,8 @@ extern "C" void cuda_decay_gate_forward(float *g, const float *a, const float *A
 }
 extern "C" void cuda_decay_gate_backward(float *da, float *dA_log, float *ddt_bias, const float *dg, const float *a,
                                          const float *A_log, const float *dt_bias, int N, int H, int D) {
-    decay_gate_backward_kernel<<<grid_for((size_t)N * H * D, 256), 256>>>(da, dA_log, ddt_bias, dg, a, A_log, dt_bias,
-                                                                          N, H, D);
+    if (N <= 0) return;
+    decay_gate_backward_kernel<<<col_sum_grid(N, H * D), col_sum_block()>>>(da, dA_log, ddt_bias, dg, a, A_log, dt_bias,
+                                                                           N, H, D);
     CUDA_LAUNCHED();
 }

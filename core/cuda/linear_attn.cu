@@ -193,13 +193,12 @@ __global__ void lin_recurrent_backward_kernel(ScanShape s, float *dq, float *dk,
             acc[i] = 0.0f;
         }
         __syncthreads();
-        if (j < V) {
-            float vj = v[r * V + j], dj = dout[r * V + j];
-            for (int i = 0; i < K; i++) {
-                float x = S[i * V + j] + ks[i] * vj;
-                S[i * V + j] = x;
-                atomicAdd(&acc[i], x * dj);
-            }
+        bool live = j < V; /* the block is whole warps; the extra lanes add zeros */
+        float vj = live ? v[r * V + j] : 0.0f, dj = live ? dout[r * V + j] : 0.0f;
+        for (int i = 0; i < K; i++) {
+            float x = live ? S[i * V + j] + ks[i] * vj : 0.0f;
+            if (live) S[i * V + j] = x;
+            add_over_block(&acc[i], x * dj);
         }
         __syncthreads();
         for (int i = threadIdx.x; i < K; i += blockDim.x) dq[r * K + i] = s.scale * acc[i];
@@ -215,16 +214,15 @@ __global__ void lin_recurrent_backward_kernel(ScanShape s, float *dq, float *dk,
             acc[i] = 0.0f;
         }
         __syncthreads();
-        if (j < V) {
-            float dj = dout[r * V + j], vj = v[r * V + j], dvj = 0.0f;
-            for (int i = 0; i < K; i++) {
-                float x = S[i * V + j] + s.scale * qs[i] * dj;
-                S[i * V + j] = x;
-                dvj += x * ks[i];
-                atomicAdd(&acc[i], x * vj);
-            }
-            dv[r * V + j] = dvj;
+        bool live = j < V;
+        float dj = live ? dout[r * V + j] : 0.0f, vj = live ? v[r * V + j] : 0.0f, dvj = 0.0f;
+        for (int i = 0; i < K; i++) {
+            float x = live ? S[i * V + j] + s.scale * qs[i] * dj : 0.0f;
+            if (live) S[i * V + j] = x;
+            dvj += x * ks[i];
+            add_over_block(&acc[i], x * vj);
         }
+        if (live) dv[r * V + j] = dvj;
         __syncthreads();
         for (int i = threadIdx.x; i < K; i += blockDim.x) dk[r * K + i] = acc[i];
     }

@@ -1,0 +1,20 @@
+// The attention shape as the GPU kernels take it (by value), and the entry points of the
+// tensor-core kernels (attention_mma.cu) that attention.cu dispatches to.
+#pragma once
+#include "core/backend.h"
+
+struct AttnDims {
+    int B, T, H, Hkv, Dk, Dv;
+    long qs, ks, vs, os; // row strides of q, k, v and o, in floats
+    float scale;
+};
+
+static inline AttnDims attn_dims(const AttnShape *s) {
+    return AttnDims{s->B, s->T, s->H, s->Hkv, s->Dk, s->Dv, s->q_stride, s->k_stride, s->v_stride, s->o_stride, s->scale};
+}
+
+bool flash_mma_supports(const AttnDims &s);
+void flash_mma_forward(const AttnDims &s, float *o, float *lse, const float *q, const float *k, const float *v);
+// D: rowsum(dO * O) per (b, h, t)
+void flash_mma_backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                        const float *k, const float *v, const float *lse, const float *D);

@@ -1,0 +1,212 @@
+// The sequential part of the chunkwise delta rule: the state carried from chunk to chunk, in one
+// kernel per direction instead of a few launches per chunk. The value columns of the state are
+// independent (every product below mixes rows, never columns), so a block takes one (batch,
+// head) and a slice of VS value columns, keeps its K x VS state in shared memory and walks the
+// chunks; BH x V/VS blocks fill the GPU. fp32 throughout, like the CPU reference.
+//
+// forward, per chunk c (spec notation):  save S_c;  U_c -= W_c S_c;  S_{c+1} = e^{b_last} S_c + Kc_c^T U_c
+// backward, last chunk first:            save G as dS_end_c;  dU_c += Kc_c G;
+//                                        G = e^{b_last} G + P2_c - W_c^T dU_c
+#include "chunk_state.cuh"
+#include "cuda_common.cuh"
+
+namespace {
+
+constexpr int THREADS = 256; // 16 x 16: thread (tr, tc) takes rows tr + 16 u and columns tc + 16 w
+
+// out[r][j] += sign sum_i A[r][i] X[i][j]  (out: R x VS, A: R x n at stride lda, X: n x VS)
+template <int VS>
+__device__ void rows_product(float *out, int R, const float *A, int lda, const float *X, int n, float sign) {
+    constexpr int CT = VS / 16;
+    int tr = threadIdx.x / 16, tc = threadIdx.x % 16;
+    for (int r0 = 0; r0 < R; r0 += 64) {
+        float acc[4][CT] = {};
+        for (int i = 0; i < n; i++) {
+            float a[4], x[CT];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                int r = r0 + tr + 16 * u;
+                a[u] = r < R ? A[r * lda + i] : 0.0f;
+            }
+#pragma unroll
+            for (int w = 0; w < CT; w++) x[w] = X[i * VS + tc + 16 * w];
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+#pragma unroll
+                for (int w = 0; w < CT; w++) acc[u][w] += a[u] * x[w];
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            int r = r0 + tr + 16 * u;
+            if (r < R)
+#pragma unroll
+                for (int w = 0; w < CT; w++) out[r * VS + tc + 16 * w] += sign * acc[u][w];
+        }
+    }
+}
+
+// out[i][j] += sign sum_r A[r][i] X[r][j]  (out: K x VS, A: n x K at stride lda, X: n x VS)
+template <int VS>
+__device__ void columns_product(float *out, int K, const float *A, int lda, const float *X, int n, float sign) {
+    constexpr int CT = VS / 16;
+    int tr = threadIdx.x / 16, tc = threadIdx.x % 16;
+    for (int i0 = 0; i0 < K; i0 += 64) {
+        float acc[4][CT] = {};
+        for (int r = 0; r < n; r++) {
+            float a[4], x[CT];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                int i = i0 + tr + 16 * u;
+                a[u] = i < K ? A[r * lda + i] : 0.0f;
+            }
+#pragma unroll
+            for (int w = 0; w < CT; w++) x[w] = X[r * VS + tc + 16 * w];
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+#pragma unroll
+                for (int w = 0; w < CT; w++) acc[u][w] += a[u] * x[w];
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            int i = i0 + tr + 16 * u;
+            if (i < K)
+#pragma unroll
+                for (int w = 0; w < CT; w++) out[i * VS + tc + 16 * w] += sign * acc[u][w];
+        }
+    }
+}
+
+// a C x K matrix into shared memory at row stride K + 1 (odd: the rows of a column are in
+// different banks)
+__device__ void load_rows(float *dst, const float *src, int C, int K) {
+    for (int e = threadIdx.x; e < C * K; e += THREADS) dst[(e / K) * (K + 1) + e % K] = src[e];
+}
+
+// the VS-column slice at v0 of a rows x V matrix, to (or from) a dense rows x VS tile; columns
+// past V are zero in the tile and never written back
+template <int VS> __device__ void load_slice(float *tile, const float *src, int rows, int V, int v0) {
+    for (int e = threadIdx.x; e < rows * VS; e += THREADS) {
+        int r = e / VS, j = e % VS;
+        tile[e] = v0 + j < V ? src[(size_t)r * V + v0 + j] : 0.0f;
+    }
+}
+template <int VS> __device__ void store_slice(float *dst, const float *tile, int rows, int V, int v0) {
+    for (int e = threadIdx.x; e < rows * VS; e += THREADS) {
+        int r = e / VS, j = e % VS;
+        if (v0 + j < V) dst[(size_t)r * V + v0 + j] = tile[e];
+    }
+}
+
+// S = e^{b_last} S (+ P), a row of S per key channel
+template <int VS> __device__ void decay_rows(float *S, const float *blast, const float *P, int K, int V, int v0) {
+    for (int e = threadIdx.x; e < K * VS; e += THREADS) {
+        int i = e / VS, j = e % VS;
+        float x = __expf(blast[i]) * S[e];
+        if (P && v0 + j < V) x += P[(size_t)i * V + v0 + j];
+        S[e] = x;
+    }
+}
+
+template <int VS>
+__global__ void __launch_bounds__(THREADS) state_forward_kernel(ChunkState a, float *S_all, float *U, float *final_state,
+                                                                const float *init) {
+    extern __shared__ float sm[];
+    const int C = a.C, K = a.K, V = a.V, nc = a.nc, v0 = blockIdx.y * VS;
+    const size_t bh = blockIdx.x, KV = (size_t)K * V;
+    float *S = sm, *A = S + K * VS, *Us = A + C * (K + 1);
+    if (init) load_slice<VS>(S, init + bh * KV, K, V, v0);
+    else
+        for (int e = threadIdx.x; e < K * VS; e += THREADS) S[e] = 0.0f;
+    for (int c = 0; c < nc; c++) {
+        size_t z = bh * nc + c;
+        __syncthreads();
+        store_slice<VS>(S_all + z * KV, S, K, V, v0);
+        load_rows(A, a.W + z * C * K, C, K);
+        load_slice<VS>(Us, U + z * C * V, C, V, v0);
+        __syncthreads();
+        rows_product<VS>(Us, C, A, K + 1, S, K, -1.0f); /* U_c = U~_c - W_c S_c */
+        __syncthreads();
+        store_slice<VS>(U + z * C * V, Us, C, V, v0);
+        load_rows(A, a.Kc + z * C * K, C, K);
+        decay_rows<VS>(S, a.blast + z * K, nullptr, K, V, v0);
+        __syncthreads();
+        columns_product<VS>(S, K, A, K + 1, Us, C, 1.0f); /* + Kc_c^T U_c */
+    }
+    __syncthreads();
+    if (final_state) store_slice<VS>(final_state + bh * KV, S, K, V, v0);
+}
+
+template <int VS>
+__global__ void __launch_bounds__(THREADS) state_backward_kernel(ChunkState a, float *dSend, float *dU, float *dinit,
+                                                                 const float *dfinal, const float *P2) {
+    extern __shared__ float sm[];
+    const int C = a.C, K = a.K, V = a.V, nc = a.nc, v0 = blockIdx.y * VS;
+    const size_t bh = blockIdx.x, KV = (size_t)K * V;
+    float *G = sm, *A = G + K * VS, *Us = A + C * (K + 1);
+    if (dfinal) load_slice<VS>(G, dfinal + bh * KV, K, V, v0);
+    else
+        for (int e = threadIdx.x; e < K * VS; e += THREADS) G[e] = 0.0f;
+    for (int c = nc - 1; c >= 0; c--) {
+        size_t z = bh * nc + c;
+        __syncthreads();
+        store_slice<VS>(dSend + z * KV, G, K, V, v0);
+        load_rows(A, a.Kc + z * C * K, C, K);
+        load_slice<VS>(Us, dU + z * C * V, C, V, v0);
+        __syncthreads();
+        rows_product<VS>(Us, C, A, K + 1, G, K, 1.0f); /* dU_c += Kc_c G */
+        __syncthreads();
+        store_slice<VS>(dU + z * C * V, Us, C, V, v0);
+        load_rows(A, a.W + z * C * K, C, K);
+        decay_rows<VS>(G, a.blast + z * K, P2 + z * KV, K, V, v0);
+        __syncthreads();
+        columns_product<VS>(G, K, A, K + 1, Us, C, -1.0f); /* - W_c^T dU_c */
+    }
+    __syncthreads();
+    if (dinit) store_slice<VS>(dinit + bh * KV, G, K, V, v0);
+}
+
+size_t smem_bytes(const ChunkState &a, int vs) {
+    return sizeof(float) * ((size_t)a.K * vs + (size_t)a.C * (a.K + 1) + (size_t)a.C * vs);
+}
+
+constexpr size_t SMEM_LIMIT = 200 * 1024;
+
+// the widest slice that fits: fewer blocks re-reading W and Kc
+int slice_width(const ChunkState &a) {
+    if (smem_bytes(a, 64) <= SMEM_LIMIT && a.V > 32) return 64;
+    if (smem_bytes(a, 32) <= SMEM_LIMIT) return 32;
+    die("GPU delta rule: chunk_size %d with key dimension %d does not fit in shared memory", a.C, a.K);
+}
+
+template <int VS> dim3 grid_of(const ChunkState &a) { return dim3((unsigned)a.BH, (unsigned)((a.V + VS - 1) / VS)); }
+
+} // namespace
+
+void chunk_state_check(const ChunkState &a) { (void)slice_width(a); }
+
+void chunk_state_forward(const ChunkState &a, float *S_all, float *U, float *final_state, const float *init) {
+    int vs = slice_width(a);
+    size_t smem = smem_bytes(a, vs);
+    if (vs == 64) {
+        CUDA_CHECK(cudaFuncSetAttribute(state_forward_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        state_forward_kernel<64><<<grid_of<64>(a), THREADS, smem>>>(a, S_all, U, final_state, init);
+    } else {
+        CUDA_CHECK(cudaFuncSetAttribute(state_forward_kernel<32>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        state_forward_kernel<32><<<grid_of<32>(a), THREADS, smem>>>(a, S_all, U, final_state, init);
+    }
+    CUDA_LAUNCHED();
+}
+
+void chunk_state_backward(const ChunkState &a, float *dSend, float *dU, float *dinit, const float *dfinal,
+                          const float *P2) {
+    int vs = slice_width(a);
+    size_t smem = smem_bytes(a, vs);
+    if (vs == 64) {
+        CUDA_CHECK(cudaFuncSetAttribute(state_backward_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        state_backward_kernel<64><<<grid_of<64>(a), THREADS, smem>>>(a, dSend, dU, dinit, dfinal, P2);
+    } else {
+        CUDA_CHECK(cudaFuncSetAttribute(state_backward_kernel<32>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        state_backward_kernel<32><<<grid_of<32>(a), THREADS, smem>>>(a, dSend, dU, dinit, dfinal, P2);
+    }
+    CUDA_LAUNCHED();
+}

@@ -1,0 +1,106 @@
+// Tensor-core building blocks: the m16n8k16 bf16 mma with fp32 accumulators, ldmatrix loads of
+// its fragments from row-major bf16 tiles in shared memory, and fp32 -> bf16 tile loads.
+//
+// Fragment layout of mma.m16n8k16 (PTX ISA), lane = 4 g + t:
+//   A (16 x 16): a[0] = (g, 2t..2t+1)  a[1] = (g+8, 2t..)  a[2] = (g, 2t+8..)  a[3] = (g+8, 2t+8..)
+//   B (16 x 8):  b[0] = (2t..2t+1, g)  b[1] = (2t+8..2t+9, g)
+//   C (16 x 8):  c[0..1] = (g, 2t..2t+1)  c[2..3] = (g+8, 2t..2t+1)
+// so the C fragments of two neighbouring 16 x 8 tiles, rounded to bf16, are the A fragment of
+// their 16 x 16 union: a product's result feeds the next product without shared memory.
+#pragma once
+#include <cuda_bf16.h>
+
+typedef __nv_bfloat16 bf16;
+
+__device__ __forceinline__ void mma_bf16(float c[4], const unsigned a[4], const unsigned b0, const unsigned b1) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<unsigned *>(&v);
+}
+
+__device__ __forceinline__ void ldsm_x4(unsigned r[4], const bf16 *p) {
+    unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
+__device__ __forceinline__ void ldsm_x4_trans(unsigned r[4], const bf16 *p) {
+    unsigned a = (unsigned)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
+// Shared-memory tiles are row-major bf16 with a row stride `ld` of (a multiple of 16) + 8
+// elements: 16-byte aligned rows for ldmatrix, and the 8 rows of one 8 x 8 load fall in
+// different banks.
+
+// A fragment of the 16 x 16 block at (row0, col0) of a row-major tile
+__device__ __forceinline__ void load_a(unsigned a[4], const bf16 *tile, int ld, int row0, int col0, int lane) {
+    int m = lane >> 3, r = lane & 7;
+    ldsm_x4(a, tile + (size_t)(row0 + r + (m & 1) * 8) * ld + col0 + (m >> 1) * 8);
+}
+
+// B fragments of the two 16 x 8 tiles at columns n0 and n0 + 8 (k rows k0..k0+15) of B = M^T,
+// where M is stored row-major as [n][k] (for S = Q K^T, M = K): b[0..1] tile n0, b[2..3] n0+8
+__device__ __forceinline__ void load_b_of_transposed(unsigned b[4], const bf16 *tile, int ld, int k0, int n0, int lane) {
+    int m = lane >> 3, r = lane & 7;
+    ldsm_x4(b, tile + (size_t)(n0 + r + (m >> 1) * 8) * ld + k0 + (m & 1) * 8);
+}
+
+// The same two B tiles of a B stored row-major as [k][n] (for O = P V, B = V)
+__device__ __forceinline__ void load_b(unsigned b[4], const bf16 *tile, int ld, int k0, int n0, int lane) {
+    int m = lane >> 3, r = lane & 7;
+    ldsm_x4_trans(b, tile + (size_t)(k0 + r + (m & 1) * 8) * ld + n0 + (m >> 1) * 8);
+}
+
+// Rows row0..row0+ROWS-1 of a [*, width] fp32 matrix (row i at src + i * stride) into a bf16
+// tile of COLS columns, times `mul`; rows at or past `n_rows` and columns past `width` are zero.
+// THREADS threads (the whole block) share the work. Every thread issues all of its loads before
+// it converts and stores any, so one memory latency is paid per tile, not one per element; with
+// `vec4` (16-byte aligned rows, width a multiple of 4) they are float4 loads.
+template <int ROWS, int COLS, int THREADS>
+__device__ __forceinline__ void load_tile_bf16(bf16 *tile, int ld, const float *src, long stride, int row0, int n_rows,
+                                               int width, float mul, bool vec4) {
+    constexpr int G = COLS / 4, N = ROWS * G, PER = (N + THREADS - 1) / THREADS; // groups of 4 columns
+    constexpr int BATCH = PER < 8 ? PER : 8; // loads in flight per thread: 8 float4 = 32 registers
+#pragma unroll
+    for (int u0 = 0; u0 < PER; u0 += BATCH) {
+        float4 x[BATCH];
+#pragma unroll
+        for (int u = 0; u < BATCH; u++) {
+            int i = threadIdx.x + (u0 + u) * THREADS, r = i / G, c = (i % G) * 4, row = row0 + r;
+            x[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (u0 + u < PER && i < N && row < n_rows) {
+                const float *p = src + (size_t)row * stride + c;
+                if (vec4 && c < width) {
+                    x[u] = __ldg(reinterpret_cast<const float4 *>(p));
+                } else {
+                    if (c < width) x[u].x = __ldg(p);
+                    if (c + 1 < width) x[u].y = __ldg(p + 1);
+                    if (c + 2 < width) x[u].z = __ldg(p + 2);
+                    if (c + 3 < width) x[u].w = __ldg(p + 3);
+                }
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < BATCH; u++) {
+            int i = threadIdx.x + (u0 + u) * THREADS, r = i / G, c = (i % G) * 4;
+            if (u0 + u < PER && i < N)
+                *reinterpret_cast<uint2 *>(tile + (size_t)r * ld + c) =
+                    make_uint2(pack_bf16(x[u].x * mul, x[u].y * mul), pack_bf16(x[u].z * mul, x[u].w * mul));
+        }
+    }
+}
+
+// whether rows of `width` floats at `stride` from p can be read as float4
+__host__ __device__ inline bool rows_are_vec4(const float *p, long stride, int width) {
+    return ((size_t)p % 16) == 0 && stride % 4 == 0 && width % 4 == 0;
+}
