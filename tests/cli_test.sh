@@ -311,3 +311,21 @@ if selected efficiency_run_measures_every_context; then
     fi
 fi
 expect_error efficiency_bad_contexts 1 "field 'efficiency.contexts'" "$A" train "$good" --set task=efficiency --set efficiency.contexts=1k,2k
+
+# ---- benchmarks: the table and the CSV (speed itself is never asserted) ----
+if selected bench_train_and_decode_write_csv; then
+    small=(--set model.d_model=32 --set model.n_layers=4 --set model.n_heads=2)
+    if "$A" bench train "${small[@]}" --set train.seq_len=32 --set train.batch_size=2 --steps 2 --csv "$TMP/train.csv" >"$TMP/out" 2>&1 &&
+        "$A" bench train "${small[@]}" --set model.hybrid.ratio=3:1 --set train.seq_len=32 --set train.batch_size=2 --steps 2 \
+            --csv "$TMP/train.csv" >>"$TMP/out" 2>&1 &&
+        "$A" bench decode "${small[@]}" --set efficiency.contexts=16,64 --set efficiency.decode_steps=2 --csv "$TMP/decode.csv" \
+            >>"$TMP/out" 2>&1 &&
+        [ "$(wc -l <"$TMP/train.csv")" -eq 3 ] && grep -q '^cpu,"3:1 kda/mla",4,32,' "$TMP/train.csv" &&
+        [ "$(wc -l <"$TMP/decode.csv")" -eq 3 ] && grep -q '^cpu,64,' "$TMP/decode.csv" && grep -q 'speed-up' "$TMP/out"; then
+        ok bench_train_and_decode_write_csv
+    else
+        fail bench_train_and_decode_write_csv "$(tail -3 "$TMP/out"; cat "$TMP/train.csv" "$TMP/decode.csv" 2>/dev/null)"
+    fi
+fi
+expect_error bench_decode_without_hybrid 1 "model.hybrid.ratio is empty" "$A" bench decode --set model.hybrid.ratio=
+expect_error bench_decode_bad_contexts 1 "field 'efficiency.contexts'" "$A" bench decode --set efficiency.contexts=0

@@ -251,22 +251,15 @@ extern "C" void cuda_attention_backward(const AttnShape *as, float *dq, float *d
 }
 
 // ---- decode: one new query per sequence against its T cached keys ----
+//
+// Two matrix products per (group of query heads sharing a key head), batched over the sequences:
+// scores = q K^T over the cache, then o = P V, with the softmax in between. A matrix product
+// reads the cache once for all the heads of a group (MLA's latent cache serves every head) and
+// spreads the keys over the whole GPU; per-thread dot products re-read the cache per head.
 
-// scores[b, h, j] = scale q_bh . k_bj; one thread per (b, h, j)
-__global__ void decode_scores_kernel(Shape s, long kv_seq, float *scores, const float *q, const float *k) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)s.B * s.H * s.T) return;
-    int j = (int)(i % s.T), h = (int)((i / s.T) % s.H), b = (int)(i / ((size_t)s.T * s.H)), g = h / (s.H / s.Hkv);
-    const float *qr = q + (size_t)b * s.qs + (size_t)h * s.Dk, *kr = k + (size_t)b * kv_seq + (size_t)j * s.ks + (size_t)g * s.Dk;
-    float acc = 0.0f;
-    for (int d = 0; d < s.Dk; d++) acc += qr[d] * kr[d];
-    scores[i] = acc * s.scale;
-}
-
-// one block per (b, h): softmax over the T scores, then o = P V with threads over channels
-__global__ void decode_output_kernel(Shape s, long kv_seq, float *o, float *scores, const float *v) {
-    int bh = blockIdx.x, b = bh / s.H, h = bh % s.H, g = h / (s.H / s.Hkv);
-    float *row = scores + (size_t)bh * s.T;
+// one block per (b, h): the row of scores becomes its softmax, in place
+__global__ void decode_softmax_kernel(Shape s, float *scores) {
+    float *row = scores + (size_t)blockIdx.x * s.T;
     float mx = -INFINITY;
     for (int j = threadIdx.x; j < s.T; j += blockDim.x) mx = fmaxf(mx, row[j]);
     mx = block_max(mx);
@@ -275,14 +268,8 @@ __global__ void decode_output_kernel(Shape s, long kv_seq, float *o, float *scor
         row[j] = __expf(row[j] - mx);
         sum += row[j];
     }
-    sum = block_sum(sum);
-    float inv = 1.0f / sum;
-    const float *vb = v + (size_t)b * kv_seq + (size_t)g * s.Dv;
-    for (int d = threadIdx.x; d < s.Dv; d += blockDim.x) {
-        float acc = 0.0f;
-        for (int j = 0; j < s.T; j++) acc += row[j] * vb[(size_t)j * s.vs + d];
-        o[(size_t)b * s.os + (size_t)h * s.Dv + d] = acc * inv;
-    }
+    float inv = 1.0f / block_sum(sum);
+    for (int j = threadIdx.x; j < s.T; j += blockDim.x) row[j] *= inv;
 }
 
 extern "C" size_t cuda_attention_decode_workspace(const AttnShape *s) { return sizeof(float) * (size_t)s->B * s->H * s->T; }
@@ -290,9 +277,17 @@ extern "C" size_t cuda_attention_decode_workspace(const AttnShape *s) { return s
 extern "C" void cuda_attention_decode(const AttnShape *as, long kv_seq_stride, float *o, const float *q, const float *k,
                                       const float *v, float *work) {
     Shape s = shape_of(as);
-    size_t n = (size_t)s.B * s.H * s.T;
-    decode_scores_kernel<<<grid_for(n, 256), 256>>>(s, kv_seq_stride, work, q, k);
+    int group = s.H / s.Hkv;
+    long long HT = (long long)s.H * s.T;
+    for (int g = 0; g < s.Hkv; g++) { /* scores[b, g's heads, :] = scale q K_g^T */
+        float *scores = work + (size_t)g * group * s.T;
+        cuda_gemm_batched(false, true, group, s.T, s.Dk, s.scale, q + (size_t)g * group * s.Dk, s.Dk, s.qs,
+                          k + (size_t)g * s.Dk, (int)s.ks, kv_seq_stride, 0.0f, scores, s.T, HT, s.B);
+    }
+    decode_softmax_kernel<<<s.B * s.H, 256>>>(s, work);
     CUDA_LAUNCHED();
-    decode_output_kernel<<<s.B * s.H, 256>>>(s, kv_seq_stride, o, work, v);
-    CUDA_LAUNCHED();
+    for (int g = 0; g < s.Hkv; g++) /* o[b, g's heads] = P V_g */
+        cuda_gemm_batched(false, false, group, s.Dv, s.T, 1.0f, work + (size_t)g * group * s.T, s.T, HT,
+                          v + (size_t)g * s.Dv, (int)s.vs, kv_seq_stride, 0.0f, o + (size_t)g * group * s.Dv, s.Dv, s.os,
+                          s.B);
 }

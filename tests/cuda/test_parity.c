@@ -368,11 +368,9 @@ TEST(test_gpu_attention_forward_backward) {
     check_attention(1, 70, 2, 1, 160, 144, 10); /* wider than the tensor-core kernels: fp32 kernels */
 }
 
-TEST(test_gpu_attention_decode) {
-    need_gpu();
+static void check_decode(int B, int T, int cap, int H, int Hkv, int D, unsigned seed) {
     Rng rng;
-    rng_seed(&rng, 8);
-    int B = 2, T = 57, cap = 64, H = 4, Hkv = 2, D = 16;
+    rng_seed(&rng, seed);
     long row = (long)Hkv * D;
     AttnShape s = {B, T, H, Hkv, D, D, (long)H * D, row, row, (long)H * D, 0.25f};
     float *q = rnd((size_t)B * H * D, 1, 0, &rng), *kc = rnd((size_t)B * cap * row, 1, 0, &rng), *vc = rnd((size_t)B * cap * row, 1, 0, &rng);
@@ -383,7 +381,13 @@ TEST(test_gpu_attention_decode) {
     float *gq = up(q, (size_t)B * H * D), *gk = up(kc, (size_t)B * cap * row), *gv = up(vc, (size_t)B * cap * row), *go = up(o, (size_t)B * H * D);
     cpu->attention_decode(&s, cap * row, o, q, kc, vc, work);
     gpu->attention_decode(&s, cap * row, go, gq, gk, gv, gwork);
-    SAME(go, o, (size_t)B * H * D, mm_tol(2e-6, 2e-2), "attention decode");
+    SAME(go, o, (size_t)B * H * D, mm_tol(2e-6, 2e-2), "attention decode"); /* two matrix products */
+}
+
+TEST(test_gpu_attention_decode) {
+    need_gpu();
+    check_decode(2, 57, 64, 4, 2, 16, 8);
+    check_decode(1, 1300, 1400, 3, 1, 40, 9); /* keys split over several blocks */
 }
 
 /* ---- the linear-time cores, both forms, against the CPU's ---- */
