@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lua_sandbox.h"
+
 /* ---- field access ---- */
 
 static void *field_ptr(Config *c, const Field *f) { return (char *)c + f->offset; }
@@ -273,26 +275,9 @@ void config_field_text(const Config *c, const Field *f, char *buf, size_t len) {
     }
 }
 
-/* Lets a config `require` files beside it and under configs/. */
-static void set_require_path(lua_State *L, const char *config_path) {
-    char *dir = config_path ? path_dirname(config_path) : xstrdup(".");
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "path");
-    const char *old = lua_tostring(L, -1);
-    char *path = xasprintf("%s/?.lua;configs/?.lua;%s", dir, old ? old : "");
-    lua_pop(L, 1);
-    lua_pushstring(L, path);
-    lua_setfield(L, -2, "path");
-    lua_pop(L, 1);
-    free(path);
-    free(dir);
-}
-
 static bool load_chunk(Config *c, lua_State *L, int load_status, const char *source, char **overrides,
                        int n_overrides, Error *err) {
-    if (load_status != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK) {
-        return error_set(err, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error loading config");
-    }
+    if (!sandbox_run(L, load_status, source, err)) return false;
     if (lua_type(L, -1) != LUA_TTABLE)
         return error_set(err, "%s: expected the config to return a table, got %s", source, luaL_typename(L, -1));
     if (!apply_table(L, -1, "", c, source, err)) return false;
@@ -304,12 +289,10 @@ static bool load_chunk(Config *c, lua_State *L, int load_status, const char *sou
 bool config_load(Config *c, const char *path, char **overrides, int n_overrides, Error *err) {
     config_defaults(c);
     c->source_path = xstrdup(path);
-    lua_State *L = luaL_newstate();
-    if (!L) return error_set(err, "%s: cannot create a Lua state", path);
-    luaL_openlibs(L);
-    set_require_path(L, path);
-    bool ok = load_chunk(c, L, luaL_loadfile(L, path), path, overrides, n_overrides, err);
-    lua_close(L);
+    lua_State *L = sandbox_new(path, err);
+    if (!L) return false;
+    bool ok = load_chunk(c, L, luaL_loadfilex(L, path, "t"), path, overrides, n_overrides, err);
+    sandbox_close(L);
     return ok;
 }
 
@@ -317,14 +300,13 @@ bool config_load_string(Config *c, const char *source, const char *chunk_name, c
                         Error *err) {
     config_defaults(c);
     c->source_path = xstrdup(chunk_name);
-    lua_State *L = luaL_newstate();
-    if (!L) return error_set(err, "%s: cannot create a Lua state", chunk_name);
-    luaL_openlibs(L);
+    lua_State *L = sandbox_new(NULL, err);
+    if (!L) return false;
     char *name = xasprintf("=%s", chunk_name);
-    bool ok = load_chunk(c, L, luaL_loadbuffer(L, source, strlen(source), name), chunk_name, overrides, n_overrides,
-                         err);
+    bool ok = load_chunk(c, L, luaL_loadbufferx(L, source, strlen(source), name, "t"), chunk_name, overrides,
+                         n_overrides, err);
     free(name);
-    lua_close(L);
+    sandbox_close(L);
     return ok;
 }
 
@@ -459,6 +441,9 @@ bool config_check(Config *c, Error *err) {
         if (!*s || strcmp(s, ".") == 0 || strcmp(s, "..") == 0 || strchr(s, '/'))
             return error_set(err, "%s: field '%s': expected a plain folder name, got '%s'", src, fields[i], s);
     }
+    if (c->debug.nan_layer >= c->model.n_layers)
+        return error_set(err, "%s: field 'debug.nan_layer': expected a layer below model.n_layers = %d, got %d", src,
+                         c->model.n_layers, c->debug.nan_layer);
     return true;
 }
 

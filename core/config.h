@@ -117,7 +117,8 @@ typedef struct {
 /* Fault injection, for the tests of what happens when training goes wrong. */
 typedef struct {
     int nan_at_step; /* 0: off */
-    char *nan_in;    /* "loss" | "grad" */
+    char *nan_in;    /* "loss" | "grad" | "activation" */
+    int nan_layer;
 } DebugConfig;
 
 typedef struct {

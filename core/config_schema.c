@@ -123,7 +123,9 @@ const Field config_fields[] = {
 
     INT("debug.nan_at_step", debug.nan_at_step, "0", 0, 1 << 30,
         "fault injection for tests: make step N non-finite (0: off)"),
-    ENUM("debug.nan_in", debug.nan_in, "loss", "loss|grad", "fault injection: poison the loss or one gradient"),
+    ENUM("debug.nan_in", debug.nan_in, "loss", "loss|grad|activation",
+         "fault injection: poison the loss, a gradient of layer debug.nan_layer, or that layer's output"),
+    INT("debug.nan_layer", debug.nan_layer, "0", 0, 1 << 20, "fault injection: the layer poisoned (grad, activation)"),
 };
 
 const int config_n_fields = (int)(sizeof config_fields / sizeof config_fields[0]);

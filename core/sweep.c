@@ -28,6 +28,7 @@
 
 #include "backend.h"
 #include "efficiency.h"
+#include "lua_sandbox.h"
 #include "task.h"
 #include "train.h"
 
@@ -109,18 +110,7 @@ typedef struct {
 } GridAxis;
 
 static bool load_lua(lua_State *L, const char *path, Error *err) {
-    char *dir = path_dirname(path);
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "path");
-    char *lua_path = xasprintf("%s/?.lua;configs/?.lua;%s", dir, lua_tostring(L, -1) ? lua_tostring(L, -1) : "");
-    lua_pop(L, 1);
-    lua_pushstring(L, lua_path);
-    lua_setfield(L, -2, "path");
-    lua_pop(L, 1);
-    free(lua_path);
-    free(dir);
-    if (luaL_loadfile(L, path) != LUA_OK || lua_pcall(L, 0, 1, 0) != LUA_OK)
-        return error_set(err, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "error loading config");
+    if (!sandbox_run(L, luaL_loadfilex(L, path, "t"), path, err)) return false;
     if (lua_type(L, -1) != LUA_TTABLE)
         return error_set(err, "%s: expected the config to return a table, got %s", path, luaL_typename(L, -1));
     return true;
@@ -129,8 +119,8 @@ static bool load_lua(lua_State *L, const char *path, Error *err) {
 bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err) {
     memset(sw, 0, sizeof *sw);
     sw->source = xstrdup(path);
-    lua_State *L = luaL_newstate();
-    luaL_openlibs(L);
+    lua_State *L = sandbox_new(path, err);
+    if (!L) return false;
     bool ok = false;
     Leaves *entries = NULL; /* one Leaves per entry of `runs` */
     int n_entries = 0;
@@ -364,7 +354,7 @@ done:
     for (int a = 0; a < n_axes; a++) free(axes[a].refs);
     free(axes);
     free(swept.items);
-    lua_close(L);
+    sandbox_close(L);
     return ok;
 }
 

@@ -99,6 +99,38 @@ static void print_final(const Summary *s, const RunPaths *p, bool byte_tokens) {
     fflush(stdout);
 }
 
+/* the layer a parameter belongs to, from its name ("layers.3.mixer.wq" -> 3), or -1 */
+static int layer_of(const char *name) {
+    int l;
+    return sscanf(name, "layers.%d.", &l) == 1 ? l : -1;
+}
+
+/* "layer L: NAME" (or "NAME" outside the layers) of the first parameter whose gradient is not finite */
+static void describe_nonfinite_gradient(const Model *m, char *out, size_t len) {
+    const ParamSet *ps = &m->params;
+    for (int i = 0; i < ps->n; i++) {
+        const ParamInfo *p = &ps->info[i];
+        if (isfinite(m->be->sum_squares(ps->g + p->offset, p->count))) continue;
+        int l = layer_of(p->name);
+        if (l >= 0) snprintf(out, len, "layer %d: %s", l, p->name);
+        else snprintf(out, len, "%s", p->name);
+        return;
+    }
+    snprintf(out, len, "the gradient norm overflowed"); /* every gradient finite, their squares' sum not */
+}
+
+/* fault injection: a NaN in the first gradient of layer l */
+static void poison_layer_gradient(Model *m, int l) {
+    ParamSet *ps = &m->params;
+    for (int i = 0; i < ps->n; i++)
+        if (layer_of(ps->info[i].name) == l) {
+            float nan = NAN;
+            m->be->upload(ps->g + ps->info[i].offset, &nan, sizeof nan);
+            return;
+        }
+    die("field 'debug.nan_layer': the model has no layer %d", l);
+}
+
 int train_run(Config *cfg, const TrainOptions *opt) {
     Error err;
     const Backend *be = backend_by_name(cfg->device);
@@ -172,6 +204,8 @@ int train_run(Config *cfg, const TrainOptions *opt) {
     while (st.step < tc->steps) {
         double t0 = now_seconds();
         params_zero_grad(&m->params);
+        bool inject = cfg->debug.nan_at_step == st.step + 1; /* fault injection (tests) */
+        m->poison_layer = inject && strcmp(cfg->debug.nan_in, "activation") == 0 ? cfg->debug.nan_layer : -1;
         double loss = 0;
         for (int a = 0; a < tc->grad_accum; a++) {
             task->ops->train_batch(task, &st.data_rng, B, T, inputs, targets);
@@ -179,25 +213,28 @@ int train_run(Config *cfg, const TrainOptions *opt) {
             if (n_targets == 0) die("task '%s' made a training batch without targets", cfg->task);
             float scale = 1.0f / ((float)n_targets * tc->grad_accum);
             XentStats xs = model_forward(m, inputs, targets, scale);
+            if (!isfinite(xs.loss_sum)) {
+                loss = NAN;
+                break; /* the activations of this forward say where it went wrong */
+            }
             model_backward(m);
             loss += xs.loss_sum / n_targets / tc->grad_accum;
         }
-        if (cfg->debug.nan_at_step == st.step + 1) { /* fault injection (tests) */
-            if (strcmp(cfg->debug.nan_in, "loss") == 0) loss = NAN;
-            else {
-                float nan = NAN;
-                be->upload(m->params.g, &nan, sizeof nan);
-            }
-        }
+        if (inject && strcmp(cfg->debug.nan_in, "loss") == 0) loss = NAN;
+        if (inject && strcmp(cfg->debug.nan_in, "grad") == 0) poison_layer_gradient(m, cfg->debug.nan_layer);
         if (!isfinite(loss)) {
-            snprintf(reason, sizeof reason, "non-finite loss at step %d", st.step + 1);
+            int l = model_nonfinite_layer(m);
+            if (l >= 0) snprintf(reason, sizeof reason, "non-finite loss at step %d (layer %d output)", st.step + 1, l);
+            else snprintf(reason, sizeof reason, "non-finite loss at step %d (final norm or head)", st.step + 1);
             status = "failed";
             break;
         }
         double lr = lr_at(tc, st.step);
-        double grad_norm = optimizer_step(&m->params, tc, st.step + 1, lr);
+        double grad_norm = optimizer_step(&m->params, tc, st.step + 1, lr); /* changes nothing when not finite */
         if (!isfinite(grad_norm)) {
-            snprintf(reason, sizeof reason, "non-finite gradient norm at step %d", st.step + 1);
+            char where[160];
+            describe_nonfinite_gradient(m, where, sizeof where);
+            snprintf(reason, sizeof reason, "non-finite gradient at step %d (%s)", st.step + 1, where);
             status = "failed";
             break;
         }
