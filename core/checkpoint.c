@@ -1,6 +1,7 @@
 /* Checkpoint files (see checkpoint.h). */
 #include "checkpoint.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +56,8 @@ static bool meta_double(const StFile *f, const char *key, double *out, Error *er
     const char *s = st_meta(f, key);
     if (!s || !parse_double(s, out))
         return error_set(err, "%s: not an attnlab checkpoint: metadata '%s' is missing or not a number", f->path, key);
+    if (!isfinite(*out) || *out < 0)
+        return error_set(err, "%s: metadata '%s' is not a finite number >= 0", f->path, key);
     return true;
 }
 
@@ -62,19 +65,28 @@ bool checkpoint_load(const char *path, Model *m, CheckpointState *st, Error *err
     memset(st, 0, sizeof *st);
     StFile f;
     if (!st_read(&f, path, err)) return false;
+    bool ok = checkpoint_from_file(&f, m, st, err);
+    st_free(&f);
+    return ok;
+}
+
+bool checkpoint_from_file(const StFile *file, Model *m, CheckpointState *st, Error *err) {
+    memset(st, 0, sizeof *st);
+    const StFile *f = file;
+    const char *path = f->path;
     bool ok = false;
     double version, step;
-    const char *rng = st_meta(&f, "data_rng"), *config = st_meta(&f, "config");
-    if (!meta_double(&f, "attnlab_checkpoint", &version, err)) goto done;
+    const char *rng = st_meta(f, "data_rng"), *config = st_meta(f, "config");
+    if (!meta_double(f, "attnlab_checkpoint", &version, err)) goto done;
     if (version != FORMAT_VERSION) {
         error_set(err, "%s: checkpoint format %g, this attnlab reads format %d", path, version, FORMAT_VERSION);
         goto done;
     }
-    if (!meta_double(&f, "step", &step, err) || !meta_double(&f, "train_seconds", &st->train_seconds, err) ||
-        !meta_double(&f, "wall_seconds", &st->wall_seconds, err) ||
-        !meta_double(&f, "tokens_seen", &st->tokens_seen, err))
+    if (!meta_double(f, "step", &step, err) || !meta_double(f, "train_seconds", &st->train_seconds, err) ||
+        !meta_double(f, "wall_seconds", &st->wall_seconds, err) ||
+        !meta_double(f, "tokens_seen", &st->tokens_seen, err))
         goto done;
-    if (step < 0 || step > 1e9 || step != (int)step) {
+    if (step > 1e9 || step != floor(step)) {
         error_set(err, "%s: metadata 'step' is not a valid step count", path);
         goto done;
     }
@@ -99,7 +111,7 @@ bool checkpoint_load(const char *path, Model *m, CheckpointState *st, Error *err
                 for (int d = 0; d < p->ndim; d++) shape[d] = p->shape[d];
                 char name[128];
                 snprintf(name, sizeof name, "%s%s", PREFIX[k], p->name);
-                if (!st_get_f32(&f, name, p->ndim, shape, host + p->offset, err)) {
+                if (!st_get_f32(f, name, p->ndim, shape, host + p->offset, err)) {
                     free(host);
                     goto done;
                 }
@@ -111,7 +123,6 @@ bool checkpoint_load(const char *path, Model *m, CheckpointState *st, Error *err
     ok = true;
 done:
     if (!ok) checkpoint_state_free(st);
-    st_free(&f);
     return ok;
 }
 

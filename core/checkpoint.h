@@ -6,6 +6,7 @@
 
 #include "model.h"
 #include "rng.h"
+#include "safetensors.h"
 
 typedef struct {
     int step;            /* optimizer updates done */
@@ -21,4 +22,6 @@ bool checkpoint_save(const char *path, const Model *m, const CheckpointState *st
 /* Loads the state, and into m (when not NULL) the parameters and moments, checking that every
  * tensor the model has is present with its shape. */
 bool checkpoint_load(const char *path, Model *m, CheckpointState *st, Error *err);
+/* The same on a safetensors file already read (the fuzzer feeds it bytes through st_parse). */
+bool checkpoint_from_file(const StFile *f, Model *m, CheckpointState *st, Error *err);
 void checkpoint_state_free(CheckpointState *st);

@@ -6,8 +6,12 @@
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdio.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 static bool trusted;
 
@@ -113,6 +117,23 @@ static int allowed_searcher(lua_State *L) {
     return 1;
 }
 
+/* setmetatable without finalizers: Lua runs __gc with its hooks off, so a finalizer that loops
+ * would escape the instruction limit. The real setmetatable is upvalue 1. */
+static int setmetatable_no_gc(lua_State *L) {
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        bool has_gc = lua_rawget(L, 2) != LUA_TNIL;
+        lua_pop(L, 1);
+        if (has_gc)
+            return luaL_error(L, "a __gc finalizer is not allowed in a config (it would run outside the instruction "
+                                 "limit); run with --trust-config to allow it");
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 /* a table of stubs standing in for a whole library */
 static void refuse_library(lua_State *L, const char *lib, const char *const *names) {
     lua_newtable(L);
@@ -128,6 +149,9 @@ static void restrict_library(lua_State *L, const char *config_dir) {
     lua_getfield(L, -1, "load");
     lua_pushcclosure(L, text_only_load, 1);
     lua_setfield(L, -2, "load");
+    lua_getfield(L, -1, "setmetatable");
+    lua_pushcclosure(L, setmetatable_no_gc, 1);
+    lua_setfield(L, -2, "setmetatable");
     lua_pop(L, 1);
     /* os: the clock only */
     lua_getglobal(L, "os");
@@ -193,8 +217,59 @@ lua_State *sandbox_new(const char *config_path, Error *err) {
     return L;
 }
 
+/* The last resort behind the instruction limit: a library function written in C (a string
+ * pattern that backtracks without end, say) runs no Lua instructions, so the count hook never
+ * fires inside it. A thread waits SANDBOX_MAX_SECONDS for the config to finish and otherwise
+ * ends the process with a message; nothing has been written by the time configs run. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t done_cond;
+    bool done;
+    const char *source;
+} Watchdog;
+
+static void *watchdog_main(void *arg) {
+    Watchdog *w = arg;
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += SANDBOX_MAX_SECONDS;
+    pthread_mutex_lock(&w->lock);
+    while (!w->done) {
+        if (pthread_cond_timedwait(&w->done_cond, &w->lock, &deadline) == ETIMEDOUT && !w->done) {
+            dprintf(STDERR_FILENO, "attnlab: %s: the config ran more than %d s inside a library function; stopped\n",
+                    w->source, SANDBOX_MAX_SECONDS);
+            _exit(1);
+        }
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static int run_watched(lua_State *L, const char *source) {
+    Watchdog w = {.done = false, .source = source};
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&w.done_cond, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&w.lock, NULL);
+    pthread_t thread;
+    bool watching = pthread_create(&thread, NULL, watchdog_main, &w) == 0;
+    int status = lua_pcall(L, 0, 1, 0);
+    if (watching) {
+        pthread_mutex_lock(&w.lock);
+        w.done = true;
+        pthread_cond_signal(&w.done_cond);
+        pthread_mutex_unlock(&w.lock);
+        pthread_join(thread, NULL);
+    }
+    pthread_cond_destroy(&w.done_cond);
+    pthread_mutex_destroy(&w.lock);
+    return status;
+}
+
 bool sandbox_run(lua_State *L, int load_status, const char *source, Error *err) {
-    if (load_status == LUA_OK && lua_pcall(L, 0, 1, 0) == LUA_OK) return true;
+    if (load_status == LUA_OK && (trusted ? lua_pcall(L, 0, 1, 0) : run_watched(L, source)) == LUA_OK) return true;
     Budget *b;
     lua_getallocf(L, (void **)&b);
     if (b->over)
@@ -203,9 +278,12 @@ bool sandbox_run(lua_State *L, int load_status, const char *source, Error *err) 
         return error_set(err, "%s: the config ran more than %ld million Lua instructions (an endless loop?); stopped",
                          source, SANDBOX_MAX_INSTRUCTIONS / 1000000);
     const char *msg = lua_tostring(L, -1);
-    if (!msg) return error_set(err, "%s: error loading config", source);
+    if (!msg)
+        return error_set(err, "%s: the config raised an error whose value is a %s, not a message", source,
+                         luaL_typename(L, -1));
     /* one line: Lua lists a failed require's candidates on lines of their own */
-    char *flat = xstrdup(msg), *w = flat;
+    /* a newline may become "; ", two bytes for one */
+    char *flat = xmalloc(2 * strlen(msg) + 1), *w = flat;
     for (const char *r = msg; *r; r++) {
         if (*r == '\n') {
             while (r[1] == '\t' || r[1] == '\n') r++;

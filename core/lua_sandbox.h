@@ -3,7 +3,9 @@
  * in its own folder and configs/, and nothing that reaches the machine (no io, os.execute,
  * os.remove, package.loadlib, debug, loadfile, dofile, binary chunks). Each refused function is
  * a stub whose error names it. A config that runs more than SANDBOX_MAX_INSTRUCTIONS Lua
- * instructions or allocates more than SANDBOX_MAX_BYTES is stopped with a message.
+ * instructions or allocates more than SANDBOX_MAX_BYTES is stopped with a message; finalizers
+ * (__gc, which Lua runs with hooks off) are refused, and a watchdog stops a config that spends
+ * SANDBOX_MAX_SECONDS inside one C library call.
  * `--trust-config` (sandbox_trust) gives the full standard library and no limits. */
 #pragma once
 #include <lua.h>
@@ -13,6 +15,8 @@
 
 #define SANDBOX_MAX_INSTRUCTIONS 200000000L /* ~1-2 s of Lua */
 #define SANDBOX_MAX_BYTES (256L << 20)
+/* wall time, for what the instruction count cannot see (C library functions such as patterns) */
+#define SANDBOX_MAX_SECONDS 10
 
 /* Lifts the restrictions for every state created afterwards (--trust-config). */
 void sandbox_trust(bool trusted);

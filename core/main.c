@@ -1,5 +1,6 @@
 /* The attnlab command line: train, eval, bench, prepare, help. Usage errors exit with 2. */
 #include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -468,6 +469,9 @@ static int cmd_help(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* past a file-size limit (ulimit -f) a write fails with EFBIG and is reported like a full
+     * disk, instead of the signal killing the process mid-write */
+    signal(SIGXFSZ, SIG_IGN);
     /* --trust-config, anywhere: configs get the full Lua library and no limits */
     int kept = 1;
     for (int i = 1; i < argc; i++) {

@@ -72,6 +72,36 @@ void metrics_append(FILE *f, const MetricsRow *r) {
     cJSON_Delete(o);
 }
 
+static void take_number(const cJSON *o, const char *key, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (cJSON_IsNumber(v)) *out = v->valuedouble;
+}
+
+void metrics_last_values(const char *path, MetricsRow *out) {
+    metrics_row_clear(out);
+    size_t len;
+    char *text = read_file(path, &len, NULL);
+    if (!text) return;
+    for (char *line = text; *line;) {
+        char *nl = strchr(line, '\n');
+        if (!nl) break;
+        *nl = '\0';
+        cJSON *o = cJSON_Parse(line);
+        if (o) {
+            const cJSON *step = cJSON_GetObjectItemCaseSensitive(o, "step");
+            if (cJSON_IsNumber(step)) out->step = (int)step->valuedouble;
+            take_number(o, "loss", &out->loss);
+            take_number(o, "val_loss", &out->val_loss);
+            take_number(o, "val_bits_per_byte", &out->val_bits_per_byte);
+            take_number(o, "val_perplexity", &out->val_perplexity);
+            take_number(o, "val_accuracy", &out->val_accuracy);
+        }
+        cJSON_Delete(o);
+        line = nl + 1;
+    }
+    free(text);
+}
+
 void summary_write(const char *path, const Summary *s) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "status", s->status);

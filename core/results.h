@@ -35,6 +35,9 @@ void metrics_row_clear(MetricsRow *r);
  * crashed run logged after its last checkpoint; a resumed run logs them again). */
 FILE *metrics_open(const char *path, int keep_through_step, Error *err);
 void metrics_append(FILE *f, const MetricsRow *r);
+/* The last logged training loss and the last validation numbers in metrics.jsonl (fields not
+ * found stay NAN): a run killed between its final checkpoint and its summary is finished from them. */
+void metrics_last_values(const char *path, MetricsRow *out);
 void summary_write(const char *path, const Summary *s);
 /* Reads "status" from an existing summary.json (for messages); caller frees; NULL if none. */
 char *summary_read_status(const char *path);

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -546,7 +547,13 @@ static bool latest_metrics(const char *dir, int *step, double *loss) {
 }
 
 /* The child: one run, its output in logs/<run>.log. */
+static pid_t sweep_pid;
+
 static _Noreturn void run_child(const Sweep *sw, SweepRun *r, int jobs) {
+    /* a run dies with its sweep (even a SIGKILLed one), so a restarted sweep never finds it
+     * still writing; the restart resumes it from its checkpoint */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != sweep_pid) _exit(1);
     char *log = xasprintf("%s/logs/%s.log", sw->dir, r->name);
     FILE *f = fopen(log, "a");
     if (!f) {
@@ -627,6 +634,7 @@ int sweep_run(Sweep *sw, int jobs) {
     pid_t *pids = xcalloc((size_t)jobs, sizeof(pid_t));
     bool *told = xcalloc((size_t)jobs, sizeof(bool)); /* a stop was passed to this slot's run */
     int *slot_run = xcalloc((size_t)jobs, sizeof(int));
+    sweep_pid = getpid();
     int n_running = 0, next = 0, failed = 0;
     double last_status = 0;
     for (;;) {

@@ -149,8 +149,17 @@ int train_run(Config *cfg, const TrainOptions *opt) {
     char *config_text = config_to_lua(cfg, header);
     free(header);
     CheckpointState st = {0};
+    if (path_exists(paths.dir)) { /* before anything in it is read or removed */
+        if (!lock_run_dir(paths.dir, &err)) die("%s", err.msg);
+        remove_stale_temporaries(paths.dir);
+    }
     bool resumed = open_run(&paths, opt, m, &st, config_text);
-    if (resumed && st.step >= tc->steps) {
+    char *prior_status = resumed && st.step >= tc->steps ? summary_read_status(paths.summary) : NULL;
+    bool finished_already = prior_status && strcmp(prior_status, "finished") == 0;
+    free(prior_status);
+    if (resumed && st.step >= tc->steps && !finished_already && !opt->quiet)
+        progress_note("%s reached its last step but was stopped before its summary: finishing it", paths.dir);
+    if (finished_already) {
         if (!opt->quiet) progress_note("%s finished already (step %d of %d): nothing to do", paths.dir, st.step, tc->steps);
         free(config_text);
         checkpoint_state_free(&st);
@@ -167,6 +176,7 @@ int train_run(Config *cfg, const TrainOptions *opt) {
     bool created = !path_exists(paths.dir);
     if (!mkdir_p(paths.dir, &err)) die("%s", err.msg);
     if (created) cleanup_register(paths.dir, true); /* until the run has really started */
+    if ((created || !resumed) && !lock_run_dir(paths.dir, &err)) die("%s", err.msg);
     write_file_atomic(paths.config, config_text, strlen(config_text));
     FILE *metrics = metrics_open(paths.metrics, st.step, &err);
     if (!metrics) die("%s", err.msg);
@@ -195,11 +205,12 @@ int train_run(Config *cfg, const TrainOptions *opt) {
     install_signal_handlers();
     int *inputs = xmalloc(sizeof(int) * (size_t)B * T), *targets = xmalloc(sizeof(int) * (size_t)B * T);
     const int first_step = st.step;
+    int saved_step = resumed ? st.step : -1; /* the step of the checkpoint on disk */
     const double session_t0 = now_seconds(), wall_before = st.wall_seconds;
     double session_train_s = 0, session_tokens = 0;
     double window_loss = 0, window_s = 0, window_tokens = 0;
     int window_steps = 0;
-    char reason[256] = "";
+    char reason[768] = "";
     const char *status = "finished";
     while (st.step < tc->steps) {
         double t0 = now_seconds();
@@ -289,7 +300,16 @@ int train_run(Config *cfg, const TrainOptions *opt) {
         if (log_now || eval_now) metrics_append(metrics, &row);
         if ((tc->checkpoint_every && st.step % tc->checkpoint_every == 0) || last || stop) {
             st.wall_seconds = wall_before + (now_seconds() - session_t0);
-            if (!checkpoint_save(paths.checkpoint, m, &st, &err)) die("%s", err.msg);
+            if (!checkpoint_save(paths.checkpoint, m, &st, &err)) {
+                /* disk full, say: the previous checkpoint is intact and the run resumes from it */
+                if (saved_step >= 0)
+                    snprintf(reason, sizeof reason, "%s (the checkpoint of step %d is kept)", err.msg, saved_step);
+                else
+                    snprintf(reason, sizeof reason, "%s (no checkpoint was written yet)", err.msg);
+                status = "failed";
+                break;
+            }
+            saved_step = st.step;
         }
         if (stop && !last) {
             status = stop_signal ? "interrupted" : "stopped";
@@ -300,6 +320,18 @@ int train_run(Config *cfg, const TrainOptions *opt) {
         }
     }
     fclose(metrics);
+    if (st.step == first_step && strcmp(status, "finished") == 0) {
+        /* killed between the final checkpoint and the summary: the numbers were logged already */
+        MetricsRow last;
+        metrics_last_values(paths.metrics, &last);
+        sum.train_loss = last.loss;
+        sum.val_loss = last.val_loss;
+        sum.val_bits_per_byte = last.val_bits_per_byte;
+        sum.val_perplexity = last.val_perplexity;
+        sum.val_accuracy = last.val_accuracy;
+        session_train_s = st.train_seconds;
+        session_tokens = st.tokens_seen;
+    }
     if (strcmp(status, "finished") == 0 && task->ops->final_metrics) {
         sum.n_metrics = task->ops->final_metrics(task, m, cfg, sum.metric_names, sum.metric_values, 32);
         for (int i = 0; i < sum.n_metrics && !opt->quiet; i++)

@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,6 +20,9 @@ bool error_set(Error *err, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
+        /* an error is one line even when it quotes a file's or a Lua error's text */
+        for (char *c = err->msg; *c; c++)
+            if (*c == '\n' || *c == '\r' || *c == '\t') *c = ' ';
     }
     return false;
 }
@@ -381,4 +385,30 @@ int edit_distance(const char *a, const char *b) {
         }
     }
     return row[m];
+}
+
+bool lock_run_dir(const char *dir, Error *err) {
+    char *path = xasprintf("%s/.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    bool ok = fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) == 0;
+    if (!ok && fd >= 0 && errno == EWOULDBLOCK)
+        error_set(err, "%s is in use by another attnlab process (a sweep or a run still going?)", dir);
+    else if (!ok)
+        error_set(err, "cannot lock '%s': %s", path, strerror(errno));
+    if (!ok && fd >= 0) close(fd);
+    free(path); /* the descriptor stays open, and the lock held, until the process ends */
+    return ok;
+}
+
+void remove_stale_temporaries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *tmp = strstr(e->d_name, ".tmp.");
+        if (!tmp || tmp[5] < '0' || tmp[5] > '9') continue;
+        char *path = xasprintf("%s/%s", dir, e->d_name);
+        unlink(path);
+        free(path);
+    }
+    closedir(d);
 }

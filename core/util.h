@@ -62,6 +62,11 @@ bool is_directory(const char *path);
 bool mkdir_p(const char *path, Error *err);
 /* Removes a directory tree (used for --overwrite and to undo a half-created run). */
 void remove_tree(const char *path);
+/* Takes an exclusive lock on dir/.lock for the life of the process (the kernel drops it when the
+ * process dies, however it dies), so two processes never train into one run folder. */
+bool lock_run_dir(const char *dir, Error *err);
+/* Removes the temporary files ("NAME.tmp.PID") that a killed process left in dir. */
+void remove_stale_temporaries(const char *dir);
 /* "configs/x.lua" -> "x" (caller frees). */
 char *path_stem(const char *path);
 /* "configs/x.lua" -> "configs" (caller frees); "x.lua" -> ".". */

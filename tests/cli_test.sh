@@ -4,7 +4,7 @@
 # uninterrupted run's losses bit for bit. Prints "ok"/"FAIL" lines like the C runner.
 set -u
 cd "$(dirname "$0")/.."
-A="$PWD/attnlab"
+A="$(realpath "${ATTNLAB:-$PWD/attnlab}")"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 FILTER="${1:-}"
@@ -379,3 +379,35 @@ nan_case nonfinite_activation_names_the_layer activation 1 "non-finite loss at s
 nan_case nonfinite_gradient_names_the_layer grad 2 "non-finite gradient at step 5 (layer 2: layers.2.norm1)"
 expect_error nonfinite_injection_bad_layer 1 "field 'debug.nan_layer': expected a layer below model.n_layers = 1, got 4" \
     "$A" train "$good" --set debug.nan_layer=4
+
+# ---- hostile files: every bad-* seed of the fuzz corpora (tests/fuzz/corpus) gets a one-line
+# error naming it, a non-zero exit and no output, through the command a user would feed it to ----
+hostile() { # hostile KIND FILE CMD...: expect_error with the file's name as the pattern
+    local kind=$1 file=$2
+    shift 2
+    expect_error "hostile_${kind}_$(basename "$file")" 1 "$(basename "$file")" "$@"
+}
+for f in tests/fuzz/corpus/safetensors/bad-*; do
+    hostile op "$f" "$A" op softmax --in "$f" --out "$TMP/results/o.safetensors"
+    hostile eval "$f" "$A" eval "$f"
+done
+for f in tests/fuzz/corpus/shard/bad-*; do
+    hostile shard "$f" "$A" train "$good" --set data.path="$PWD/$f" --set data.format=shard
+done
+for f in tests/fuzz/corpus/text/bad-*; do
+    hostile text "$f" "$A" train "$good" --set data.path="$PWD/$f" --set data.format=text
+done
+for f in tests/fuzz/corpus/config/bad-*.lua; do
+    hostile config "$f" "$A" train "$f" --out "$TMP/results"
+done
+for f in tests/fuzz/corpus/config/bad-set-*; do # "--set" then one override per line
+    sets=()
+    while IFS= read -r line || [ -n "$line" ]; do sets+=(--set "$line"); done < <(tail -n +2 "$f")
+    expect_error "hostile_set_$(basename "$f")" 1 "model.d_mod" "$A" train "$good" "${sets[@]}"
+done
+n_hostile=$(ls tests/fuzz/corpus/*/bad-* | wc -l)
+selected hostile_ && echo "     ($n_hostile hostile files)"
+# a string pattern that backtracks for hours runs no Lua instructions: the watchdog stops it
+bad=$(cfg pattern 'return { experiment = (string.rep("a", 100000)):find(".-.-.-.-.-b") and "x" or "y" }')
+expect_error sandbox_watchdog_stops_a_runaway_pattern 1 "the config ran more than 10 s inside a library function" \
+    "$A" train "$bad"

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
-# Runs the whole suite (C unit tests, then command-line tests) and ends with one line
+# Runs the whole suite (C unit tests, GPU parity tests, command-line tests, crash tests) and ends with one line
 # "N passed, M failed[, K skipped]"; exits non-zero when anything failed or a runner broke.
 set -u
 cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-./build/run_tests "$@" 2>&1 | tee -a "$log" || status=1
+"${RUN_TESTS:-./build/run_tests}" "$@" 2>&1 | tee -a "$log" || status=1
 # GPU parity tests, where the GPU backend was built (make test builds it when nvcc is installed)
-if [ -x build/run_tests_cuda ]; then
+if [ -x build/run_tests_cuda ] && [ -z "${NO_GPU_TESTS:-}" ]; then
     ./build/run_tests_cuda "$@" 2>&1 | tee -a "$log" || status=1
 fi
 bash tests/cli_test.sh "$@" 2>&1 | tee -a "$log" || status=1
+bash tests/crash_test.sh "$@" 2>&1 | tee -a "$log" || status=1
 passed=$(grep -c '^ok ' "$log")
 failed=$(grep -c '^FAIL ' "$log")
 skipped=$(grep -c '^skip ' "$log")

@@ -208,8 +208,13 @@ static void check_decode(const char *const *settings, unsigned seed) {
         for (int b = 0; b < B; b++)
             for (int v = 0; v < V; v++) worst = fmax(worst, fabs(logits[b * V + v] - full[((size_t)b * T + t) * V + v]));
     }
-    /* logits are O(1): fp32 rounding through a few layers stays near 1e-6 */
-    CHECK(worst < 2e-5, "model (%s): decode logits differ from the forward by %.2e", settings[0], worst);
+    /* Logits are O(1). Decode and forward are different algorithms for the linear-time mixers
+     * (recurrent vs chunkwise), so they agree to fp32 rounding, about 1e-6 for one layer, and
+     * the difference grows with depth: three linear-time layers measured 1.0e-5 at -O2 and
+     * 2.9e-5 in the sanitizer build, whose code generation differs. A wrong cache or position
+     * is off by 1e-2 or more. Hence 2e-5 per layer; one-layer models are tested below. */
+    double tol = 2e-5 * m->L;
+    CHECK(worst < tol, "model (%s): decode logits differ from the forward by %.2e (tolerance %.0e)", settings[0], worst, tol);
     /* decoding again after a reset gives the same numbers (the caches start empty) */
     model_decode_begin(m, B, T);
     for (int t = 0; t < T; t++) {
@@ -218,7 +223,7 @@ static void check_decode(const char *const *settings, unsigned seed) {
     }
     for (int b = 0; b < B; b++)
         for (int v = 0; v < V; v++)
-            CHECK_NEAR(logits[b * V + v], full[((size_t)b * T + T - 1) * V + v], 2e-5, "logits after a restart");
+            CHECK_NEAR(logits[b * V + v], full[((size_t)b * T + T - 1) * V + v], tol, "logits after a restart");
     model_free(m);
 }
 
@@ -281,3 +286,6 @@ TEST(test_hybrid_cache_is_a_quarter_of_mla_at_long_context) {
     model_free(full);
     model_free(hybrid);
 }
+TEST(test_decode_matches_forward_one_linear_layer) { check_decode(SETTINGS("model.layers=linear", "model.n_layers=1"), 45); }
+TEST(test_decode_matches_forward_one_kda_layer) { check_decode(SETTINGS("model.layers=kda", "model.n_layers=1"), 46); }
+TEST(test_decode_matches_forward_one_gdn_layer) { check_decode(SETTINGS("model.layers=gdn", "model.n_layers=1"), 47); }

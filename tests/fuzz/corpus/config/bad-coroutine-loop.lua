@@ -1,0 +1,3 @@
+local co = coroutine.wrap(function() while true do end end)
+co()
+return {}

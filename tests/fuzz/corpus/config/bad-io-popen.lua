@@ -1,0 +1,2 @@
+io.popen('id')
+return {}

@@ -1,0 +1,2 @@
+local f = io.open('/tmp/attnlab-pwned', 'w')
+return {}

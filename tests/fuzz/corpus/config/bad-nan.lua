@@ -1,0 +1,1 @@
+return { train = { lr = 0/0 } }

@@ -1,0 +1,2 @@
+os.execute('touch /tmp/attnlab-pwned')
+return {}

@@ -1,0 +1,1 @@
+return { experiment = ('x'):rep(2^40) }

@@ -1,0 +1,1 @@
+return { model = { d_model = 64 }

@@ -1,0 +1,1 @@
+return { train = { lr_shedule = 'cosine' } }

@@ -1,0 +1,1 @@
+return { model = { n_layers = 4, hybrid = { ratio = "3:1", linear = "kda", full = "mla" } } }
