@@ -150,11 +150,12 @@ check-valgrind:
 # under AddressSanitizer and UndefinedBehaviorSanitizer apart from the normal build. `make fuzz`
 # runs each for FUZZ_SECONDS from its committed seed corpus of hostile files (tests/fuzz/corpus/NAME);
 # what the fuzzer finds beyond it goes to build/fuzz/found/NAME, crashes to build/fuzz/crash-*.
-FUZZERS      := safetensors shard text config
+FUZZERS      := safetensors op shard text config
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS    = -O1 -g -fno-omit-frame-pointer -Wno-pass-failed -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 FUZZ_BINS    := $(FUZZERS:%=build/fuzz/fuzz_%)
 ifeq ($(OBJ_DIR),build/fuzz/obj)
+.SECONDARY: $(FUZZERS:%=$(OBJ_DIR)/tests/fuzz/fuzz_%.o)
 build/fuzz/fuzz_%: $(OBJ_DIR)/tests/fuzz/fuzz_%.o $(LIB_OBJ) $(OBJ_DIR)/core/cuda_absent.o
 	$(CC) -fopenmp -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
 endif
@@ -172,6 +173,13 @@ repro-%: attnlab
 	@test -f configs/repro/$*.lua || { echo "no configs/repro/$*.lua (reproductions: $(REPROS))"; exit 2; }
 	./attnlab run configs/repro/$*.lua --jobs $(or $(JOBS),1)
 	./attnlab plot $*
+
+# The committed copy of a reproduction's tables and figures (results/reference/NAME/).
+reference-%:
+	@test -f results/$*/summary.csv || { echo "no results/$*/summary.csv: run make repro-$* first"; exit 2; }
+	rm -rf results/reference/$* && mkdir -p results/reference/$*
+	cp results/$*/summary.csv results/$*/summary.md results/reference/$*/
+	cp results/$*/plots/*.png results/$*/plots/*.svg results/reference/$*/
 
 # Every figure of every experiment under results/.
 plots: attnlab

@@ -391,6 +391,13 @@ for f in tests/fuzz/corpus/safetensors/bad-*; do
     hostile op "$f" "$A" op softmax --in "$f" --out "$TMP/results/o.safetensors"
     hostile eval "$f" "$A" eval "$f"
 done
+op_names=(softmax linear gdn kda)
+for f in tests/fuzz/corpus/op/bad-*; do # a selector byte (bits 0-1: the core), then the file
+    sel=$(head -c1 "$f" | od -An -tu1 | tr -d ' ')
+    tail -c +2 "$f" >"$TMP/$(basename "$f").safetensors"
+    hostile op "$TMP/$(basename "$f").safetensors" "$A" op "${op_names[$((sel & 3))]}" \
+        --in "$TMP/$(basename "$f").safetensors" --out "$TMP/results/o.safetensors"
+done
 for f in tests/fuzz/corpus/shard/bad-*; do
     hostile shard "$f" "$A" train "$good" --set data.path="$PWD/$f" --set data.format=shard
 done

@@ -148,3 +148,39 @@ put("config", "bad-set-not-a-number.txt", "--set\nmodel.d_model=abc")
 put("config", "bad-set-no-equals.txt", "--set\nmodel.d_model")
 put("config", "bad-set-overflow.txt", "--set\nmodel.d_model=99999999999999999999999")
 put("config", "bad-set-d-model-not-multiple.txt", "--set\nmodel.d_model=100\nmodel.n_heads=3")
+
+# ---- op harness: one selector byte (bits 0-1: softmax, linear, gdn, kda; bit 2: chunks of 16),
+# then the safetensors input ----
+OPS = {"softmax": 0, "linear": 1, "gdn": 2, "kda": 3}
+for name, path in [("softmax", "softmax_scale"), ("linear", "linear"), ("gdn", "gdn_no_states"),
+                   ("kda", "kda_bf16_inputs")]:
+    with open(f"tests/fixtures/{path}.in.safetensors", "rb") as f:
+        put("op", f"ok-{path}", bytes([OPS[name] | 4]) + f.read())
+
+def tensors(spec, dtype="F32"):
+    """spec: [(name, shape)] -> a safetensors file with those F32 tensors (values 0.1 apart)."""
+    header, data, off = {}, b"", 0
+    for name, shape in spec:
+        n = 1
+        for d in shape:
+            n *= d
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + 4 * n]}
+        data += struct.pack(f"<{n}f", *[-0.1 * (i % 7) for i in range(n)])
+        off += 4 * n
+    return st(header, data)
+
+B, T, H, K = 1, 5, 2, 4
+good = [("q", [B, T, H, K]), ("k", [B, T, H, K]), ("v", [B, T, H, K]), ("g", [B, T, H, K]), ("beta", [B, T, H])]
+put("op", "ok-kda-small", bytes([3]) + tensors(good))
+put("op", "bad-op-missing-beta", bytes([3]) + tensors(good[:4]))
+put("op", "bad-op-k-length-differs", bytes([3]) + tensors([("q", [B, T, H, K]), ("k", [B, T + 1, H, K])] + good[2:]))
+put("op", "bad-op-q-is-3d", bytes([1]) + tensors([("q", [T, H, K]), ("k", [B, T, H, K]), ("v", [B, T, H, K])]))
+put("op", "bad-op-gdn-g-per-channel", bytes([2]) + tensors(good))
+put("op", "bad-op-int-dtype", bytes([1]) + tensors([("q", [B, T, H, K]), ("k", [B, T, H, K]), ("v", [B, T, H, K])], "I32"))
+put("op", "bad-op-state-shape", bytes([1]) + tensors([("q", [B, T, H, K]), ("k", [B, T, H, K]), ("v", [B, T, H, K]),
+                                                       ("initial_state", [B, H, K, K + 1])]))
+put("op", "bad-op-scale-two-values", bytes([0]) + tensors([("q", [B, T, H, K]), ("k", [B, T, H, K]), ("v", [B, T, H, K]),
+                                                            ("scale", [2])]))
+put("op", "bad-op-softmax-heads-not-multiple", bytes([0]) + tensors([("q", [B, T, 3, K]), ("k", [B, T, 2, K]),
+                                                                     ("v", [B, T, 2, K])]))
+put("op", "bad-op-empty-length", bytes([1]) + tensors([("q", [B, 0, H, K]), ("k", [B, 0, H, K]), ("v", [B, 0, H, K])]))
