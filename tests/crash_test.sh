@@ -122,6 +122,25 @@ if selected crash_kill_resume; then
     fi
 fi
 
+if selected crash_killed_before_summary; then
+    # the window between the final checkpoint and summary.json, made exact: a finished run's
+    # summary put back to what it says while training
+    dir="$TMP/results/crash/late"
+    "$A" train "$TMP/train.lua" --set run=late >/dev/null 2>&1
+    cp "$dir/summary.json" "$TMP/late-summary.json"
+    sed -i 's/"status":	"finished"/"status":	"running"/' "$dir/summary.json"
+    "$A" train "$TMP/train.lua" --set run=late --resume >"$TMP/late.out" 2>&1
+    code=$?
+    if [ $code -eq 0 ] && grep -q '"status":	"finished"' "$dir/summary.json" &&
+        [ "$(field "$dir/summary.json" val_loss)" = "$(field "$TMP/late-summary.json" val_loss)" ] &&
+        [ "$(field "$dir/summary.json" train_loss)" = "$(field "$TMP/late-summary.json" train_loss)" ] &&
+        grep -q "finishing it" "$TMP/late.out"; then
+        ok crash_killed_before_summary_is_finished_on_resume
+    else
+        fail crash_killed_before_summary_is_finished_on_resume "exit $code; $(grep -m2 -E 'status|val_loss' "$dir/summary.json" | tr '\n' ' ')"
+    fi
+fi
+
 if selected crash_write_failure; then
     dir="$TMP/results/crash/full"
     "$A" train "$TMP/train.lua" --set run=full --set train.checkpoint_every=4 --stop-at 4 >/dev/null 2>&1
