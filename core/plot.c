@@ -286,38 +286,45 @@ static int distinct_ints(const Experiment *e, const char *task, size_t offset) {
     return n;
 }
 
+/* One panel per (sequence length, key-value pairs) pair, as Zoology varies them together. */
 static void mqar_width(Experiment *e) {
     if (distinct_ints(e, "mqar", offsetof(Config, model.d_model)) < 2) return;
-    static const char *const except[] = {"model.d_model", "train.seq_len", NULL};
+    static const char *const except[] = {"model.d_model", "train.seq_len", "mqar.num_kv_pairs", NULL};
     Table t = {0};
-    char lengths[512] = "";
-    size_t ln = 0;
-    int seen_len[64], n_len = 0;
+    int panel_len[64], panel_pairs[64], n_panels = 0;
     for (int i = 0; i < e->n; i++) {
         const PlotRun *r = &e->runs[i];
         if (strcmp(r->cfg.task, "mqar") != 0 || !finished(r)) continue;
+        int len = r->cfg.train.seq_len, pairs = r->cfg.mqar.num_kv_pairs;
         char label[256], full[300];
         label_of(r, except, label, sizeof label);
-        snprintf(full, sizeof full, "T%d_%s", r->cfg.train.seq_len, label);
+        snprintf(full, sizeof full, "T%d_P%d_%s", len, pairs, label);
         table_add(&t, full, r->cfg.model.d_model, NULL, metric(r, "val_accuracy"));
         bool seen = false;
-        for (int k = 0; k < n_len; k++) seen |= seen_len[k] == r->cfg.train.seq_len;
-        if (!seen && n_len < 64) seen_len[n_len++] = r->cfg.train.seq_len;
+        for (int k = 0; k < n_panels; k++) seen |= panel_len[k] == len && panel_pairs[k] == pairs;
+        if (!seen && n_panels < 64) {
+            panel_len[n_panels] = len;
+            panel_pairs[n_panels++] = pairs;
+        }
     }
-    for (int a = 0; a < n_len; a++) /* ascending lengths */
-        for (int b = a + 1; b < n_len; b++)
-            if (seen_len[b] < seen_len[a]) {
-                int x = seen_len[a];
-                seen_len[a] = seen_len[b];
-                seen_len[b] = x;
+    for (int a = 0; a < n_panels; a++) /* by length, then pairs */
+        for (int b = a + 1; b < n_panels; b++)
+            if (panel_len[b] < panel_len[a] || (panel_len[b] == panel_len[a] && panel_pairs[b] < panel_pairs[a])) {
+                int x = panel_len[a], y = panel_pairs[a];
+                panel_len[a] = panel_len[b], panel_pairs[a] = panel_pairs[b];
+                panel_len[b] = x, panel_pairs[b] = y;
             }
-    for (int k = 0; k < n_len && ln < sizeof lengths; k++)
-        ln += (size_t)snprintf(lengths + ln, sizeof lengths - ln, "%s%d", k ? " " : "", seen_len[k]);
-    char *files = write_series(e, &t, "mqar_"); /* files mqar_T<len>_<label>.dat */
-    /* the mixer labels without the length prefix */
+    char lengths[512] = "", pairs[512] = "";
+    size_t ln = 0, pn = 0;
+    for (int k = 0; k < n_panels && ln < sizeof lengths && pn < sizeof pairs; k++) {
+        ln += (size_t)snprintf(lengths + ln, sizeof lengths - ln, "%s%d", k ? " " : "", panel_len[k]);
+        pn += (size_t)snprintf(pairs + pn, sizeof pairs - pn, "%s%d", k ? " " : "", panel_pairs[k]);
+    }
+    char *files = write_series(e, &t, "mqar_"); /* files mqar_T<len>_P<pairs>_<label>.dat */
+    /* the mixer labels without the panel prefix */
     char *labels = xstrdup("");
     for (int i = 0; i < t.n; i++) {
-        const char *l = strchr(t.cells[i].label, '_') + 1;
+        const char *l = strchr(strchr(t.cells[i].label, '_') + 1, '_') + 1;
         char needle[300];
         snprintf(needle, sizeof needle, " %s ", l);
         char *hay = xasprintf(" %s ", labels);
@@ -328,7 +335,7 @@ static void mqar_width(Experiment *e) {
         }
         free(hay);
     }
-    char *vars = xasprintf("datadir='%s'; lengths='%s'; labels='%s'", e->data, lengths, labels);
+    char *vars = xasprintf("datadir='%s'; lengths='%s'; pairs='%s'; labels='%s'", e->data, lengths, pairs, labels);
     draw(e, "mqar_width.gp", "mqar_accuracy_vs_width", vars);
     free(vars);
     free(labels);

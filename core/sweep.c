@@ -546,9 +546,9 @@ static bool latest_metrics(const char *dir, int *step, double *loss) {
     return ok;
 }
 
-/* The child: one run, its output in logs/<run>.log. */
-static pid_t sweep_pid;
+static pid_t sweep_pid; /* the process that forks the runs */
 
+/* The child: one run, its output in logs/<run>.log. */
 static _Noreturn void run_child(const Sweep *sw, SweepRun *r, int jobs) {
     /* a run dies with its sweep (even a SIGKILLed one), so a restarted sweep never finds it
      * still writing; the restart resumes it from its checkpoint */
