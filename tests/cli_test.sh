@@ -277,6 +277,30 @@ if selected sweep_dry_run_and_plot; then
         fail sweep_dry_run_and_plot "$(cat "$TMP/out" "$TMP/out2" | tail -3)"
     fi
 fi
+if selected plot_mqar_width_panels; then
+    # lengths and pair counts varied together, as configs/repro/mqar.lua does: one panel each,
+    # and gnuplot finds every series it is given
+    rm -rf "$TMP/results"
+    cat >"$TMP/mqarplot.lua" <<EOF2
+return {
+  experiment = "mq",
+  base = { out_dir = "$TMP/results", task = "mqar", model = { n_layers = 1, n_heads = 2 },
+           train = { steps = 2, batch_size = 2, log_every = 1, eval_every = 0, checkpoint_every = 0 },
+           eval = { examples = 8 } },
+  runs = { { ["train.seq_len"] = 32, ["mqar.num_kv_pairs"] = 2, ["model.d_model"] = 16 },
+           { ["train.seq_len"] = 32, ["mqar.num_kv_pairs"] = 2, ["model.d_model"] = 32 },
+           { ["train.seq_len"] = 64, ["mqar.num_kv_pairs"] = 4, ["model.d_model"] = 16 },
+           { ["train.seq_len"] = 64, ["mqar.num_kv_pairs"] = 4, ["model.d_model"] = 32 } },
+}
+EOF2
+    if "$A" run "$TMP/mqarplot.lua" >"$TMP/out" 2>&1 && "$A" plot "$TMP/results/mq" >"$TMP/out2" 2>&1 &&
+        [ -s "$TMP/results/mq/plots/mqar_accuracy_vs_width.png" ] && ! grep -qi "cannot find" "$TMP/out2" &&
+        ls "$TMP/results/mq/plots/data/" | grep -q '^mqar_T32_P2_' && ls "$TMP/results/mq/plots/data/" | grep -q '^mqar_T64_P4_'; then
+        ok plot_mqar_width_panels
+    else
+        fail plot_mqar_width_panels "$(tail -3 "$TMP/out" "$TMP/out2")"
+    fi
+fi
 s=$(cfg sweepbad1 "$(sweep_base 'grid = { ["model.mixr"] = { "kda" } },')")
 expect_error sweep_unknown_field_in_grid 1 "unknown field 'model.mixr' in $s (did you mean 'model.mixer'?) (in the grid)" "$A" run "$s"
 s=$(cfg sweepbad2 "$(sweep_base 'grid = { seed = { } },')")
