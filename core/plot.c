@@ -345,7 +345,7 @@ static void mqar_width(Experiment *e) {
 
 static void accuracy_vs_length(Experiment *e) {
     static const char *const tasks[] = {"mqar", "palindrome", "stack"};
-    static const char *const except[] = {"train.seq_len", "mqar.num_kv_pairs", NULL};
+    static const char *const except[] = {"train.seq_len", "mqar.num_kv_pairs", "task", NULL}; /* one figure per task */
     for (int k = 0; k < 3; k++) {
         if (distinct_ints(e, tasks[k], offsetof(Config, train.seq_len)) < 2) continue;
         if (k == 0 && distinct_ints(e, "mqar", offsetof(Config, model.d_model)) > 1) continue; /* the width figure */
