@@ -137,7 +137,7 @@ check-asan:
 	$(MAKE) OBJ_DIR=build/asan/obj BIN=build/asan/attnlab TEST_BIN=build/asan/run_tests \
 	    OPT="$(SAN_FLAGS) -march=native -fno-trapping-math" LDFLAGS="-fopenmp -fsanitize=address,undefined" \
 	    build/asan/attnlab build/asan/run_tests
-	ATTNLAB=build/asan/attnlab RUN_TESTS=build/asan/run_tests NO_GPU_TESTS=1 KILL_TRIALS=5 \
+	ATTNLAB=build/asan/attnlab RUN_TESTS=build/asan/run_tests NO_GPU_TESTS=1 \
 	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 bash tests/run_all.sh
 
 # A short training run and a short sweep under valgrind memcheck: no errors, no definite leaks.
