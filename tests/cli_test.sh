@@ -188,6 +188,24 @@ if selected train_refuses_to_overwrite; then
     fi
 fi
 
+# ---- the thread count does not change the numbers: every mixer, gradient accumulation ----
+if selected train_is_independent_of_the_thread_count; then
+    digests=()
+    for t in 1 3; do
+        rm -rf "$TMP/results"
+        "$A" train "$good" --set threads=$t --set model.n_layers=5 --set model.layers=softmax,linear,gdn,kda,mla \
+            --set train.grad_accum=2 >/dev/null 2>&1
+        f="$TMP/results/good/main/checkpoint.safetensors"
+        n=$(od -An -t u8 -N8 "$f" 2>/dev/null | tr -d ' ')
+        digests+=("$(tail -c +$((9 + ${n:-0})) "$f" 2>/dev/null | sha256sum | cut -c1-16)")
+    done
+    if [ -n "${n:-}" ] && [ "${digests[0]}" = "${digests[1]}" ]; then
+        ok train_is_independent_of_the_thread_count
+    else
+        fail train_is_independent_of_the_thread_count "parameters after 1 and 3 threads: ${digests[*]}"
+    fi
+fi
+
 # ---- resume: stop at step 2, resume, compare every logged loss with the uninterrupted run ----
 losses() { grep -o '"loss":[^,}]*' "$1"; }
 if selected train_resume_is_bit_identical; then
