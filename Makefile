@@ -194,3 +194,7 @@ help:
 	@echo "make test    build and run the test suite"
 	@echo "make bench   training-step benchmark of the softmax baseline on the CPU"
 	@echo "make repro-NAME   a reproduction (NAME: $(REPROS)); make plots   every figure"
+	@echo "make reference-NAME   copy a reproduction's table and figures to results/reference/NAME/"
+	@echo "make cuda    ./attnlab with the GPU backend; make test-cuda   GPU parity tests"
+	@echo "make check-asan   the suite under ASan+UBSan; make check-valgrind   runs under memcheck"
+	@echo "make fuzz    each libFuzzer harness for FUZZ_SECONDS (default 60)"
