@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,6 +23,7 @@ typedef struct {
     size_t used, limit;
     bool over;         /* an allocation was refused for the limit */
     bool endless;      /* the instruction limit was reached */
+    atomic_bool overtime; /* set by the watchdog: the config ran SANDBOX_MAX_SECONDS */
     long instructions; /* counted in steps of HOOK_STEP */
 } Budget;
 
@@ -49,7 +51,7 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
     Budget *b;
     lua_getallocf(L, (void **)&b);
     b->instructions += HOOK_STEP;
-    if (b->instructions > SANDBOX_MAX_INSTRUCTIONS) {
+    if (b->instructions > SANDBOX_MAX_INSTRUCTIONS || atomic_load(&b->overtime)) {
         b->endless = true;
         luaL_error(L, "instruction limit");
     }
@@ -217,27 +219,33 @@ lua_State *sandbox_new(const char *config_path, Error *err) {
     return L;
 }
 
-/* The last resort behind the instruction limit: a library function written in C (a string
- * pattern that backtracks without end, say) runs no Lua instructions, so the count hook never
- * fires inside it. A thread waits SANDBOX_MAX_SECONDS for the config to finish and otherwise
- * ends the process with a message; nothing has been written by the time configs run. */
+/* A time limit behind the instruction limit: C library functions (a long string concatenation,
+ * a pattern that backtracks) do much work in few Lua instructions. A thread waits
+ * SANDBOX_MAX_SECONDS for the config; then it marks the budget overtime, which the count hook
+ * turns into an error at the next Lua instruction. A config stuck inside one C call gets as long
+ * again and then the process ends with the message (nothing is written while configs run). */
 typedef struct {
     pthread_mutex_t lock;
     pthread_cond_t done_cond;
     bool done;
     const char *source;
+    Budget *budget;
 } Watchdog;
 
 static void *watchdog_main(void *arg) {
     Watchdog *w = arg;
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += SANDBOX_MAX_SECONDS;
     pthread_mutex_lock(&w->lock);
-    while (!w->done) {
-        if (pthread_cond_timedwait(&w->done_cond, &w->lock, &deadline) == ETIMEDOUT && !w->done) {
+    for (int stage = 0; stage < 2 && !w->done; stage++) {
+        deadline.tv_sec += SANDBOX_MAX_SECONDS;
+        while (!w->done && pthread_cond_timedwait(&w->done_cond, &w->lock, &deadline) != ETIMEDOUT) {}
+        if (w->done) break;
+        if (stage == 0) {
+            atomic_store(&w->budget->overtime, true);
+        } else {
             dprintf(STDERR_FILENO, "attnlab: %s: the config ran more than %d s inside a library function; stopped\n",
-                    w->source, SANDBOX_MAX_SECONDS);
+                    w->source, 2 * SANDBOX_MAX_SECONDS);
             _exit(1);
         }
     }
@@ -246,7 +254,9 @@ static void *watchdog_main(void *arg) {
 }
 
 static int run_watched(lua_State *L, const char *source) {
-    Watchdog w = {.done = false, .source = source};
+    Budget *b;
+    lua_getallocf(L, (void **)&b);
+    Watchdog w = {.done = false, .source = source, .budget = b};
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -274,6 +284,8 @@ bool sandbox_run(lua_State *L, int load_status, const char *source, Error *err) 
     lua_getallocf(L, (void **)&b);
     if (b->over)
         return error_set(err, "%s: the config allocated more than %ld MiB; stopped", source, SANDBOX_MAX_BYTES >> 20);
+    if (atomic_load(&b->overtime))
+        return error_set(err, "%s: the config ran more than %d s; stopped", source, SANDBOX_MAX_SECONDS);
     if (b->endless)
         return error_set(err, "%s: the config ran more than %ld million Lua instructions (an endless loop?); stopped",
                          source, SANDBOX_MAX_INSTRUCTIONS / 1000000);

@@ -4,8 +4,9 @@
  * os.remove, package.loadlib, debug, loadfile, dofile, binary chunks). Each refused function is
  * a stub whose error names it. A config that runs more than SANDBOX_MAX_INSTRUCTIONS Lua
  * instructions or allocates more than SANDBOX_MAX_BYTES is stopped with a message; finalizers
- * (__gc, which Lua runs with hooks off) are refused, and a watchdog stops a config that spends
- * SANDBOX_MAX_SECONDS inside one C library call.
+ * (__gc, which Lua runs with hooks off) are refused, and a watchdog stops a config after
+ * SANDBOX_MAX_SECONDS (an error at its next Lua instruction; if it is stuck inside one C library
+ * call, the process ends after as long again).
  * `--trust-config` (sandbox_trust) gives the full standard library and no limits. */
 #pragma once
 #include <lua.h>
@@ -15,7 +16,7 @@
 
 #define SANDBOX_MAX_INSTRUCTIONS 200000000L /* ~1-2 s of Lua */
 #define SANDBOX_MAX_BYTES (256L << 20)
-/* wall time, for what the instruction count cannot see (C library functions such as patterns) */
+/* wall time, for what the instruction count cannot see (work inside C library functions) */
 #define SANDBOX_MAX_SECONDS 10
 
 /* Lifts the restrictions for every state created afterwards (--trust-config). */
