@@ -1,8 +1,10 @@
 /* Finite-difference gradient checking. A test defines the scalar loss L = sum(out * R) for a fixed
  * random R, gets the analytic gradient from the op's backward with dout = R, and compares it with
  * central differences (L(x + h) - L(x - h)) / 2h, Richardson-extrapolated from h and h/2, on a
- * sample of coordinates, at the steps h = 3 eps, eps, eps/sqrt(10) and eps/10 (the smallest error
- * counts: the best step depends on the tensor's curvature against fp32 rounding). The error is
+ * sample of coordinates, at the steps h = 10 eps, 3 eps, eps, eps/sqrt(10) and eps/10 (the smallest
+ * error counts: the best step depends on the tensor's curvature against fp32 rounding; a
+ * log-space parameter with a small gradient, like gdn's dt_bias, needs the large steps to rise
+ * above the loss's rounding noise). The error is
  * ||numeric - analytic|| / ||numeric|| over the sample: fp32 rounding keeps a correct backward
  * near 1e-4, while a wrong term or a factor off by 5% lands far above the 1e-2 threshold
  * (test_gradcheck_catches_a_wrong_backward shows it). */

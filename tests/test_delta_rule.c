@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/cpu/cpu_ops.h"
 #include "core/util.h"
 #include "gradcheck.h"
 #include "test.h"
@@ -229,6 +230,51 @@ TEST(test_delta_rule_chunk_is_stable_under_strong_decay) {
     check_chunk_matches_recurrent(true, 40, 16, 20.0f, 140);
     check_chunk_matches_recurrent(false, 40, 16, 20.0f, 141);
     check_chunk_matches_recurrent(true, 75, 64, 20.0f, 142);
+}
+
+/* Decays of ~0.05 per step: every chunk, 64 rows included, factors through its start (one
+ * matmul for A' and M); and ~0.45 per step: chunks of 64 straddle the 30-nat limit, so some
+ * chunks of one sequence factor and others take the sub-chunk path. */
+TEST(test_delta_rule_chunk_matches_recurrent_on_both_sides_of_the_factor_limit) {
+    int Ts[] = {64, 75, 130}, chunks[] = {16, 37, 64};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            check_chunk_matches_recurrent(true, Ts[i], chunks[j], 0.05f, 150 + 3 * i + j);
+            check_chunk_matches_recurrent(false, Ts[i], chunks[j], 0.05f, 160 + 3 * i + j);
+            check_chunk_matches_recurrent(true, Ts[i], chunks[j], 0.55f, 170 + 3 * i + j);
+            check_chunk_matches_recurrent(false, Ts[i], chunks[j], 0.55f, 180 + 3 * i + j);
+        }
+}
+
+/* The blocked inverse of a unit lower-triangular matrix against L T = I, at sizes below, at and
+ * above the 16-row direct block, including odd splits. */
+TEST(test_unit_lower_inverse) {
+    int sizes[] = {1, 2, 5, 16, 17, 37, 64, 100};
+    Rng rng;
+    rng_seed(&rng, 190);
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        int n = sizes[si], ld = n + 3;
+        float *L = new_zeros((size_t)n * ld), *T = new_zeros((size_t)n * ld), *tmp = new_zeros((size_t)n * n);
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < n; j++) {
+                float x = j < r ? 0.3f * (float)rng_normal(&rng) / sqrtf((float)n) : 7.0f; /* 7: ignored */
+                L[(size_t)r * ld + j] = x;
+                T[(size_t)r * ld + j] = x;
+            }
+        cpu_unit_lower_inverse(T, n, ld, tmp);
+        double worst = 0;
+        for (int r = 0; r < n; r++)
+            for (int c = 0; c < n; c++) {
+                double acc = 0; /* (L T)_rc with L's unit diagonal and zero upper triangle */
+                for (int j = 0; j <= r; j++) acc += (j == r ? 1.0 : L[(size_t)r * ld + j]) * T[(size_t)j * ld + c];
+                worst = fmax(worst, fabs(acc - (r == c ? 1.0 : 0.0)));
+                if (c > r) CHECK(T[(size_t)r * ld + c] == 0.0f, "n=%d: T[%d,%d] above the diagonal is not 0", n, r, c);
+            }
+        CHECK(worst < 1e-5, "n=%d: |L T - I| = %.2e", n, worst);
+        free(L);
+        free(T);
+        free(tmp);
+    }
 }
 
 /* ---- decode step == full forward ---- */

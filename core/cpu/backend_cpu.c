@@ -48,6 +48,10 @@ void cpu_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, cons
                 alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+void cpu_transpose(float *dst, int ld_dst, const float *src, int ld_src, int rows, int cols) {
+    if (rows > 0 && cols > 0) cblas_somatcopy(CblasRowMajor, CblasTrans, rows, cols, 1.0f, src, ld_src, dst, ld_dst);
+}
+
 int cpu_threads(void) { return omp_get_max_threads(); }
 
 int backend_threads(void) { return omp_get_max_threads(); }
