@@ -277,6 +277,61 @@ TEST(test_unit_lower_inverse) {
     }
 }
 
+/* The triangular products against plain sums in double: L B and L^T B with L lower triangular
+ * (NaN right of the 16-row diagonal blocks, which must never be read), and the lower part of
+ * A B, whose entries right of the diagonal blocks must be left as they were. */
+TEST(test_triangular_products) {
+    int sizes[] = {1, 7, 16, 17, 40, 64, 70};
+    const int N = 5, ld = 75;
+    Rng rng;
+    rng_seed(&rng, 191);
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        int n = sizes[si];
+        float *L = new_zeros((size_t)n * ld), *B = new_zeros((size_t)(n + N) * ld), *C = new_zeros((size_t)n * ld);
+        float *C0 = new_zeros((size_t)n * ld);
+        for (int r = 0; r < n; r++)
+            for (int j = 0; j < ld; j++) {
+                int block_end = (r / 16 + 1) * 16;
+                L[(size_t)r * ld + j] = j <= r ? (float)rng_normal(&rng) : j < block_end ? 0.0f : NAN;
+                B[(size_t)r * ld + j] = (float)rng_normal(&rng);
+                C0[(size_t)r * ld + j] = (float)rng_normal(&rng);
+            }
+        for (size_t i = (size_t)n * ld; i < (size_t)(n + N) * ld; i++) B[i] = (float)rng_normal(&rng);
+        for (int trans = 0; trans < 2; trans++) {
+            memcpy(C, C0, sizeof(float) * (size_t)n * ld);
+            cpu_gemm_lower_left(trans, n, N, 0.5f, L, ld, B, ld, 1.0f, C, ld);
+            double worst = 0;
+            for (int r = 0; r < n; r++)
+                for (int x = 0; x < N; x++) {
+                    double acc = C0[(size_t)r * ld + x];
+                    for (int j = 0; j < n; j++) {
+                        int lr = trans ? j : r, lc = trans ? r : j;
+                        if (lc <= lr) acc += 0.5 * L[(size_t)lr * ld + lc] * B[(size_t)j * ld + x];
+                    }
+                    worst = fmax(worst, fabs(acc - C[(size_t)r * ld + x]));
+                }
+            CHECK(worst < 1e-4, "n=%d trans=%d: |C - ref| = %.2e", n, trans, worst);
+        }
+        /* lower part of A B with A = B's first N columns (n x N) and B's rows 0..N-1 as N x n */
+        memcpy(C, C0, sizeof(float) * (size_t)n * ld);
+        cpu_gemm_lower_result(n, N, 2.0f, B, ld, B, ld, 0.0f, C, ld);
+        double worst = 0;
+        for (int r = 0; r < n; r++)
+            for (int c = 0; c < n; c++) {
+                double acc = 0;
+                for (int j = 0; j < N; j++) acc += 2.0 * B[(size_t)r * ld + j] * B[(size_t)j * ld + c];
+                if (c <= r) worst = fmax(worst, fabs(acc - C[(size_t)r * ld + c]));
+                else if (c >= (r / 16 + 1) * 16)
+                    CHECK(C[(size_t)r * ld + c] == C0[(size_t)r * ld + c], "n=%d: C[%d,%d] was written", n, r, c);
+            }
+        CHECK(worst < 1e-4, "n=%d: lower part of A B off by %.2e", n, worst);
+        free(L);
+        free(B);
+        free(C);
+        free(C0);
+    }
+}
+
 /* ---- decode step == full forward ---- */
 
 TEST(test_delta_rule_step_matches_forward) {

@@ -337,7 +337,8 @@ static void chunk_prepare(const ScanShape *s, ChunkBuf *c, int bi, int h, int t0
 static void chunk_pair_products(const ScanShape *s, ChunkBuf *c, int n) {
     const int K = s->K;
     if (c->factored) {
-        cpu_gemm(false, false, 2 * n, n, K, 1.0f, c->kbqb, K, c->kiT, n, 0.0f, c->A, n);
+        cpu_gemm_lower_result(n, K, 1.0f, c->kbqb, K, c->kiT, n, 0.0f, c->A, n);
+        cpu_gemm_lower_result(n, K, 1.0f, c->qb, K, c->kiT, n, 0.0f, c->M, n);
         for (int r = 0; r < n; r++) {
             for (int j = r; j < n; j++) c->A[(size_t)r * n + j] = 0.0f;
             for (int j = r + 1; j < n; j++) c->M[(size_t)r * n + j] = 0.0f;
@@ -384,10 +385,10 @@ static void chunk_step_forward(const ScanShape *s, ChunkBuf *c, int n, float *o_
             yr[x] = br * rr[x];
         }
     }
-    cpu_gemm(false, false, n, V, n, 1.0f, c->T, n, c->Y, V, 0.0f, c->U, V);
+    cpu_gemm_lower_left(false, n, V, 1.0f, c->T, n, c->Y, V, 0.0f, c->U, V);
     /* O = scale (Qb S0 + M U) */
     cpu_gemm(false, false, n, V, K, s->scale, c->qb, K, c->S0, V, 0.0f, o_rows, ld);
-    cpu_gemm(false, false, n, V, n, s->scale, c->M, n, c->U, V, 1.0f, o_rows, ld);
+    cpu_gemm_lower_left(false, n, V, s->scale, c->M, n, c->U, V, 1.0f, o_rows, ld);
     /* S = diag(exp(b_n)) S0 + Kc^T U */
     decay_state(s, c->S, c->b + (size_t)(n - 1) * gw);
     cpu_gemm(true, false, K, V, n, 1.0f, c->kc, K, c->U, V, 1.0f, c->S, V);
@@ -429,8 +430,10 @@ typedef struct {
 /* The gradient of [A'; M] = [Kb; Qb] Ki^T into dKb, dQb and dKi. */
 static void factored_products_backward(const ScanShape *s, ChunkBuf *c, int n) {
     const int K = s->K;
-    cpu_gemm(false, false, 2 * n, K, n, 1.0f, c->dam, n, c->ki, K, 1.0f, c->dkbqb, K);
-    cpu_gemm(true, false, n, K, 2 * n, 1.0f, c->dam, n, c->kbqb, K, 0.0f, c->dki, K);
+    cpu_gemm_lower_left(false, n, K, 1.0f, c->dam, n, c->ki, K, 1.0f, c->dkbqb, K);
+    cpu_gemm_lower_left(false, n, K, 1.0f, c->dm, n, c->ki, K, 1.0f, c->dqb, K);
+    cpu_gemm_lower_left(true, n, K, 1.0f, c->dam, n, c->kbqb, K, 0.0f, c->dki, K);
+    cpu_gemm_lower_left(true, n, K, 1.0f, c->dm, n, c->qb, K, 1.0f, c->dki, K);
 }
 
 /* From the gradients of Qb, Kb, Kc (and Ki, or the direct ones of cpu_decayed_products_backward
@@ -518,15 +521,15 @@ static void chunk_step_backward(const ScanShape *s, ChunkBuf *c, int n, const Ch
         c->blast_d[s->channel_gate ? i : 0] += acc * e;
     }
     /* dS now holds diag(exp(b_n)) dS_end and accumulates the rest of dS0 */
-    cpu_gemm(true, false, n, V, n, s->scale, c->M, n, out->dO, ldv, 1.0f, c->dU, V);
-    cpu_gemm(false, false, n, n, V, s->scale, out->dO, ldv, c->uT, n, 0.0f, c->dm, n);
+    cpu_gemm_lower_left(true, n, V, s->scale, c->M, n, out->dO, ldv, 1.0f, c->dU, V);
+    cpu_gemm_lower_result(n, V, s->scale, out->dO, ldv, c->uT, n, 0.0f, c->dm, n);
     for (int r = 0; r < n; r++)
         for (int j = r + 1; j < n; j++) c->dm[(size_t)r * n + j] = 0.0f;
     cpu_gemm(false, false, n, K, V, s->scale, out->dO, ldv, c->s0T, K, 0.0f, c->dqb, K);
     cpu_gemm(true, false, K, V, n, s->scale, c->qb, K, out->dO, ldv, 1.0f, dS, V);
     /* dY = T^T dU; dL = -dY U^T on the strict lower triangle -> dA' = diag(beta) dL and dbeta */
-    cpu_gemm(true, false, n, V, n, 1.0f, c->T, n, c->dU, V, 0.0f, c->dY, V);
-    cpu_gemm(false, false, n, n, V, -1.0f, c->dY, V, c->uT, n, 0.0f, c->dam, n);
+    cpu_gemm_lower_left(true, n, V, 1.0f, c->T, n, c->dU, V, 0.0f, c->dY, V);
+    cpu_gemm_lower_result(n, V, -1.0f, c->dY, V, c->uT, n, 0.0f, c->dam, n);
     for (int r = 0; r < n; r++) {
         float acc = 0.0f, *restrict dar = c->dam + (size_t)r * n, br = c->beta[r];
         const float *restrict ar = c->A + (size_t)r * n;

@@ -40,3 +40,32 @@ void cpu_unit_lower_inverse(float *T, int n, int ld, float *tmp) {
     cpu_gemm(false, false, n - h, h, h, 1.0f, L21, ld, T, ld, 0.0f, tmp, h);
     cpu_gemm(false, false, n - h, h, n - h, -1.0f, T22, ld, tmp, h, 0.0f, L21, ld);
 }
+
+/* Matrix products with a lower-triangular n x n operand or result, by blocks of TRIANGLE_ROWS
+ * rows, so that the blocks right of the diagonal ones cost nothing: at n = 64, blocks of 16
+ * save 37% of the work, and OpenBLAS runs products of 16 rows as fast per flop as whole ones. */
+enum { TRIANGLE_ROWS = 16 };
+
+static int block_end(int i0, int n) { return i0 + TRIANGLE_ROWS < n ? i0 + TRIANGLE_ROWS : n; }
+
+void cpu_gemm_lower_left(bool trans_l, int n, int N, float alpha, const float *L, int ldl, const float *B, int ldb,
+                         float beta, float *C, int ldc) {
+    for (int i0 = 0; i0 < n; i0 += TRIANGLE_ROWS) {
+        int i1 = block_end(i0, n);
+        if (trans_l) /* rows [i0, i1) of L^T B: L[i0:n, i0:i1]^T B[i0:n] */
+            cpu_gemm(true, false, i1 - i0, N, n - i0, alpha, L + (size_t)i0 * ldl + i0, ldl, B + (size_t)i0 * ldb, ldb,
+                     beta, C + (size_t)i0 * ldc, ldc);
+        else /* rows [i0, i1) of L B: L[i0:i1, 0:i1] B[0:i1] */
+            cpu_gemm(false, false, i1 - i0, N, i1, alpha, L + (size_t)i0 * ldl, ldl, B, ldb, beta, C + (size_t)i0 * ldc,
+                     ldc);
+    }
+}
+
+void cpu_gemm_lower_result(int n, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                           float *C, int ldc) {
+    for (int i0 = 0; i0 < n; i0 += TRIANGLE_ROWS) {
+        int i1 = block_end(i0, n);
+        cpu_gemm(false, false, i1 - i0, i1, K, alpha, A + (size_t)i0 * lda, lda, B, ldb, beta, C + (size_t)i0 * ldc,
+                 ldc);
+    }
+}
