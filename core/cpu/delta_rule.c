@@ -383,10 +383,10 @@ static void chunk_pair_products(const ScanShape *s, ChunkBuf *c, int n) {
     cpu_unit_lower_inverse(c->T, n, n, c->tmp);
 }
 
-/* Scales row i of S [K, V] by exp(b_last[i]) (or by one factor when the gate is per head). */
-static void decay_state(const ScanShape *s, float *S, const float *blast) {
+/* Scales row i of S [K, V] by exp(b_n[i]) (c->en; one factor when the gate is per head). */
+static void decay_state(const ScanShape *s, const ChunkBuf *c, float *S) {
     for (int i = 0; i < s->K; i++) {
-        float d = expf(blast[s->channel_gate ? i : 0]);
+        float d = c->en[s->channel_gate ? i : 0];
         float *restrict row = S + (size_t)i * s->V;
 #pragma omp simd
         for (int j = 0; j < s->V; j++) row[j] *= d;
@@ -396,7 +396,7 @@ static void decay_state(const ScanShape *s, float *S, const float *blast) {
 /* One chunk of the forward: [A'; M], T, R, U from the prepared chunk and its start state c->S
  * (copied to S0), O into the output rows, and c->S advanced to the chunk's end state. */
 static void chunk_step_forward(const ScanShape *s, ChunkBuf *c, int n, float *o_rows, const float *v_rows) {
-    const int K = s->K, V = s->V, gw = gate_width(s);
+    const int K = s->K, V = s->V;
     const int ld = s->H * V; /* rows of one head in the [B, T, H, V] layout */
     memcpy(c->S0, c->S, sizeof(float) * K * V);
     chunk_pair_products(s, c, n);
@@ -420,7 +420,7 @@ static void chunk_step_forward(const ScanShape *s, ChunkBuf *c, int n, float *o_
     cpu_gemm_lower_left(false, n, V, s->scale, c->M, n, c->U, V, 1.0f, o_rows, ld);
     prefetch_lines(&c->pf, PREFETCH_BATCH);
     /* S = diag(exp(b_n)) S0 + Kc^T U */
-    decay_state(s, c->S, c->b + (size_t)(n - 1) * gw);
+    decay_state(s, c, c->S);
     cpu_gemm(true, false, K, V, n, 1.0f, c->kc, K, c->U, V, 1.0f, c->S, V);
     prefetch_lines(&c->pf, PREFETCH_BATCH);
 }
@@ -544,7 +544,6 @@ static void chunk_input_gradients(const ScanShape *s, ChunkBuf *c, int n, const 
 static void chunk_step_backward(const ScanShape *s, ChunkBuf *c, int n, const ChunkGrads *out) {
     const int K = s->K, V = s->V, gw = gate_width(s);
     const int ldv = s->H * V;
-    const float *blast = c->b + (size_t)(n - 1) * gw;
     float *dS = c->S;
     if (!c->factored) { /* cpu_decayed_products_backward adds to them */
         memset(c->dq, 0, sizeof(float) * (size_t)n * K);
@@ -561,7 +560,7 @@ static void chunk_step_backward(const ScanShape *s, ChunkBuf *c, int n, const Ch
     prefetch_lines(&c->pf, PREFETCH_BATCH);
     for (int d = 0; d < gw; d++) c->blast_d[d] = 0.0f;
     for (int i = 0; i < K; i++) {
-        float e = expf(blast[s->channel_gate ? i : 0]), acc = 0.0f;
+        float e = c->en[s->channel_gate ? i : 0], acc = 0.0f;
         float *restrict drow = dS + (size_t)i * V;
         const float *restrict srow = c->S0 + (size_t)i * V;
 #pragma omp simd reduction(+ : acc)
