@@ -95,17 +95,25 @@ void cpu_linear_attn_backward(const ScanShape *s, float *dq, float *dk, float *d
 void cpu_linear_attn_step(const ScanShape *s, float *state, float *o, const float *q, const float *k,
                           const float *v);
 
-/* triangular.c: T (n x n, row stride ld) holds N in its strict lower triangle on entry and
- * (I + N)^-1 on return; tmp holds n * n / 4 floats */
+/* triangular.c: lower-triangular n x n matrices by diagonal blocks of TRIANGLE_ROWS rows. Entries
+ * right of the diagonal blocks are never read or written by these functions (their callers may
+ * leave them unset); entries above the diagonal inside a diagonal block are read as they are,
+ * so they must be zero in an operand. */
+enum { TRIANGLE_ROWS = 16 };
+/* T (row stride ld) holds N in its strict lower triangle on entry and (I + N)^-1 on return, with
+ * zeros above the diagonal inside the diagonal blocks; tmp holds n * n / 4 floats */
 void cpu_unit_lower_inverse(float *T, int n, int ld, float *tmp);
-/* C = alpha op(L) B + beta C with L n x n lower triangular and B n x N: only L's diagonal blocks of
- * 16 rows and what lies left of them are read, so those blocks must be zero above the diagonal */
+/* C = alpha op(L) B + beta C with L lower triangular and B n x N */
 void cpu_gemm_lower_left(bool trans_l, int n, int N, float alpha, const float *L, int ldl, const float *B, int ldb,
                          float beta, float *C, int ldc);
-/* C = alpha A B + beta C (A n x K, B K x n) on C's diagonal blocks of 16 rows and left of them;
- * C's other entries are left as they are */
+/* C = alpha A B + beta C (A n x K, B K x n) on C's diagonal blocks and left of them */
 void cpu_gemm_lower_result(int n, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta,
                            float *C, int ldc);
+/* the end of the diagonal block holding row r */
+static inline int triangle_block_end(int r, int n) {
+    int end = (r / TRIANGLE_ROWS + 1) * TRIANGLE_ROWS;
+    return end < n ? end : n;
+}
 
 /* decayed_products.c: P[r,j] = sum_d X_rd Y_jd exp(b_rd - b_jd) for j < r (j <= r when
  * inclusive), else 0; b is n x K (channel) or n; sub holds 3 * 16 * K + 3 * n * K floats */

@@ -365,9 +365,10 @@ static void chunk_pair_products(const ScanShape *s, ChunkBuf *c, int n) {
     if (c->factored) {
         cpu_gemm_lower_result(n, K, 1.0f, c->kbqb, K, c->kiT, n, 0.0f, c->A, n);
         cpu_gemm_lower_result(n, K, 1.0f, c->qb, K, c->kiT, n, 0.0f, c->M, n);
-        for (int r = 0; r < n; r++) {
-            for (int j = r; j < n; j++) c->A[(size_t)r * n + j] = 0.0f;
-            for (int j = r + 1; j < n; j++) c->M[(size_t)r * n + j] = 0.0f;
+        for (int r = 0; r < n; r++) { /* right of the diagonal blocks: never written nor read */
+            int end = triangle_block_end(r, n);
+            for (int j = r; j < end; j++) c->A[(size_t)r * n + j] = 0.0f;
+            for (int j = r + 1; j < end; j++) c->M[(size_t)r * n + j] = 0.0f;
         }
     } else {
         cpu_decayed_products(c->A, c->k, c->k, c->b, n, K, s->channel_gate, false, c->sub);
@@ -541,6 +542,8 @@ static void chunk_input_gradients(const ScanShape *s, ChunkBuf *c, int n, const 
     }
 }
 
+static int mask_end(const ChunkBuf *c, int r, int n) { return c->factored ? triangle_block_end(r, n) : n; }
+
 static void chunk_step_backward(const ScanShape *s, ChunkBuf *c, int n, const ChunkGrads *out) {
     const int K = s->K, V = s->V, gw = gate_width(s);
     const int ldv = s->H * V;
@@ -574,8 +577,10 @@ static void chunk_step_backward(const ScanShape *s, ChunkBuf *c, int n, const Ch
     cpu_gemm_lower_left(true, n, V, s->scale, c->M, n, out->dO, ldv, 1.0f, c->dU, V);
     cpu_gemm_lower_result(n, V, s->scale, out->dO, ldv, c->uT, n, 0.0f, c->dm, n);
     prefetch_lines(&c->pf, PREFETCH_BATCH);
+    /* dM and dA' zero above the diagonal: up to the end of the diagonal blocks for the block
+     * products of the factored path, everywhere for cpu_decayed_products_backward */
     for (int r = 0; r < n; r++)
-        for (int j = r + 1; j < n; j++) c->dm[(size_t)r * n + j] = 0.0f;
+        for (int j = r + 1, end = mask_end(c, r, n); j < end; j++) c->dm[(size_t)r * n + j] = 0.0f;
     cpu_gemm(false, false, n, K, V, s->scale, out->dO, ldv, c->s0T, K, 0.0f, c->dqb, K);
     cpu_gemm(true, false, K, V, n, s->scale, c->qb, K, out->dO, ldv, 1.0f, dS, V);
     prefetch_lines(&c->pf, PREFETCH_BATCH);
@@ -591,7 +596,7 @@ static void chunk_step_backward(const ScanShape *s, ChunkBuf *c, int n, const Ch
             acc += dar[j] * ar[j];
             dar[j] *= br;
         }
-        for (int j = r; j < n; j++) dar[j] = 0.0f;
+        for (int j = r, end = mask_end(c, r, n); j < end; j++) dar[j] = 0.0f;
         c->dbeta[r] = acc;
     }
     /* Y = diag(beta) R: dbeta += dY . R; dR = beta dY -> dV, dKb, dS0 */
