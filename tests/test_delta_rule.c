@@ -303,7 +303,7 @@ TEST(test_triangular_products) {
         for (size_t i = (size_t)n * ld; i < (size_t)(n + N) * ld; i++) B[i] = (float)rng_normal(&rng);
         for (int trans = 0; trans < 2; trans++) {
             memcpy(C, C0, sizeof(float) * (size_t)n * ld);
-            cpu_gemm_lower_left(trans, n, N, 0.5f, L, ld, B, ld, 1.0f, C, ld);
+            cpu_gemm_lower_left(trans, n, N, 0.5f, L, ld, B, ld, 1.0f, C, ld, NULL);
             double worst = 0;
             for (int r = 0; r < n; r++)
                 for (int x = 0; x < N; x++) {
@@ -318,7 +318,7 @@ TEST(test_triangular_products) {
         }
         /* lower part of A B with A = B's first N columns (n x N) and B's rows 0..N-1 as N x n */
         memcpy(C, C0, sizeof(float) * (size_t)n * ld);
-        cpu_gemm_lower_result(n, N, 2.0f, B, ld, B, ld, 0.0f, C, ld);
+        cpu_gemm_lower_result(n, N, 2.0f, B, ld, B, ld, 0.0f, C, ld, NULL);
         double worst = 0;
         for (int r = 0; r < n; r++)
             for (int c = 0; c < n; c++) {

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include "../backend.h"
+#include "prefetch.h"
 
 /* Inside a parallel region: this thread's share [*lo, *hi) of n items, split evenly in order.
  * Used where a thread must own a fixed slice (deterministic reductions, disjoint columns). */
@@ -103,12 +104,13 @@ enum { TRIANGLE_ROWS = 16 };
 /* T (row stride ld) holds N in its strict lower triangle on entry and (I + N)^-1 on return, with
  * zeros above the diagonal inside the diagonal blocks; tmp holds n * n / 4 floats */
 void cpu_unit_lower_inverse(float *T, int n, int ld, float *tmp);
-/* C = alpha op(L) B + beta C with L lower triangular and B n x N */
+/* C = alpha op(L) B + beta C with L lower triangular and B n x N; between the block products,
+ * a few of pf's queued lines are requested (prefetch.h; pf may be NULL) */
 void cpu_gemm_lower_left(bool trans_l, int n, int N, float alpha, const float *L, int ldl, const float *B, int ldb,
-                         float beta, float *C, int ldc);
-/* C = alpha A B + beta C (A n x K, B K x n) on C's diagonal blocks and left of them */
+                         float beta, float *C, int ldc, Prefetch *pf);
+/* C = alpha A B + beta C (A n x K, B K x n) on C's diagonal blocks and left of them; pf as above */
 void cpu_gemm_lower_result(int n, int K, float alpha, const float *A, int lda, const float *B, int ldb, float beta,
-                           float *C, int ldc);
+                           float *C, int ldc, Prefetch *pf);
 /* the end of the diagonal block holding row r */
 static inline int triangle_block_end(int r, int n) {
     int end = (r / TRIANGLE_ROWS + 1) * TRIANGLE_ROWS;

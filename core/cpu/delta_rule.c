@@ -13,7 +13,6 @@
 #include "../util.h"
 #include "cpu_ops.h"
 #include "fastmath.h"
-#include "prefetch.h"
 
 enum { MAX_STEP_V = 4096 };
 
@@ -181,9 +180,6 @@ static void recurrent_backward(const ScanShape *s, float *dq, float *dk, float *
  * the factors) go through cpu_decayed_products, whose factors are all <= 1. */
 enum { FACTOR_LIMIT = 30 };
 
-/* Cache lines requested between two matrix products of a chunk step (prefetch.h): a step queues
- * about 1,300 (forward) or 2,000 (backward) lines at H = 4, D = 64 and has 5 or 10 such gaps. */
-enum { PREFETCH_BATCH = 256 };
 
 /* The per-thread buffers of one chunk, X(name, floats) with C the chunk size: n x K matrices
  * (rows contiguous), then n x V, n x n and the rest. kbqb holds Kb (n rows) and Qb (the next n
@@ -205,9 +201,16 @@ typedef struct {
     float *S0, *A, *M, *T, *U, *R;
     const float *q_rows, *k_rows; /* the chunk's first row of q and k in the [B, T, H, K] tensors */
     size_t ldqk;
-    bool factored;
-    Prefetch pf; /* rows this step writes and the next one reads */ /* A' and M through Ki (decays within FACTOR_LIMIT) */
+    bool factored; /* A' and M through Ki (decays within FACTOR_LIMIT) */
+    Prefetch pf;   /* rows this step writes and the next one reads */
 } ChunkBuf;
+
+/* A matrix product of a chunk step, then a few of the step's queued prefetches (prefetch.h). */
+static void chunk_gemm(ChunkBuf *c, bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A,
+                       int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    cpu_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    prefetch_lines(&c->pf, PREFETCH_GAP_LINES);
+}
 
 /* Floats kept per chunk: its start state S0, and from the forward [A'; M], T, U and R, which
  * the backward would otherwise recompute. */
@@ -363,8 +366,8 @@ static void chunk_prepare(const ScanShape *s, ChunkBuf *c, int bi, int h, int t0
 static void chunk_pair_products(const ScanShape *s, ChunkBuf *c, int n) {
     const int K = s->K;
     if (c->factored) {
-        cpu_gemm_lower_result(n, K, 1.0f, c->kbqb, K, c->kiT, n, 0.0f, c->A, n);
-        cpu_gemm_lower_result(n, K, 1.0f, c->qb, K, c->kiT, n, 0.0f, c->M, n);
+        cpu_gemm_lower_result(n, K, 1.0f, c->kbqb, K, c->kiT, n, 0.0f, c->A, n, &c->pf);
+        cpu_gemm_lower_result(n, K, 1.0f, c->qb, K, c->kiT, n, 0.0f, c->M, n, &c->pf);
         for (int r = 0; r < n; r++) { /* right of the diagonal blocks: never written nor read */
             int end = triangle_block_end(r, n);
             for (int j = r; j < end; j++) c->A[(size_t)r * n + j] = 0.0f;
@@ -401,10 +404,8 @@ static void chunk_step_forward(const ScanShape *s, ChunkBuf *c, int n, float *o_
     const int ld = s->H * V; /* rows of one head in the [B, T, H, V] layout */
     memcpy(c->S0, c->S, sizeof(float) * K * V);
     chunk_pair_products(s, c, n);
-    prefetch_lines(&c->pf, PREFETCH_BATCH);
     /* R = V - Kb S0, U = T diag(beta) R */
-    cpu_gemm(false, false, n, V, K, -1.0f, c->kbqb, K, c->S0, V, 0.0f, c->R, V);
-    prefetch_lines(&c->pf, PREFETCH_BATCH);
+    chunk_gemm(c, false, false, n, V, K, -1.0f, c->kbqb, K, c->S0, V, 0.0f, c->R, V);
     for (int r = 0; r < n; r++) {
         float *restrict rr = c->R + (size_t)r * V, *restrict yr = c->Y + (size_t)r * V, br = c->beta[r];
         const float *restrict vr = v_rows + (size_t)r * ld;
@@ -414,16 +415,13 @@ static void chunk_step_forward(const ScanShape *s, ChunkBuf *c, int n, float *o_
             yr[x] = br * rr[x];
         }
     }
-    cpu_gemm_lower_left(false, n, V, 1.0f, c->T, n, c->Y, V, 0.0f, c->U, V);
-    prefetch_lines(&c->pf, PREFETCH_BATCH);
+    cpu_gemm_lower_left(false, n, V, 1.0f, c->T, n, c->Y, V, 0.0f, c->U, V, &c->pf);
     /* O = scale (Qb S0 + M U) */
-    cpu_gemm(false, false, n, V, K, s->scale, c->qb, K, c->S0, V, 0.0f, o_rows, ld);
-    cpu_gemm_lower_left(false, n, V, s->scale, c->M, n, c->U, V, 1.0f, o_rows, ld);
-    prefetch_lines(&c->pf, PREFETCH_BATCH);
+    chunk_gemm(c, false, false, n, V, K, s->scale, c->qb, K, c->S0, V, 0.0f, o_rows, ld);
+    cpu_gemm_lower_left(false, n, V, s->scale, c->M, n, c->U, V, 1.0f, o_rows, ld, &c->pf);
     /* S = diag(exp(b_n)) S0 + Kc^T U */
     decay_state(s, c, c->S);
-    cpu_gemm(true, false, K, V, n, 1.0f, c->kc, K, c->U, V, 1.0f, c->S, V);
-    prefetch_lines(&c->pf, PREFETCH_BATCH);
+    chunk_gemm(c, true, false, K, V, n, 1.0f, c->kc, K, c->U, V, 1.0f, c->S, V);
 }
 
 /* Queues the rows of q, k, g (per channel) and v (or dO) that the chunk starting at t0 reads. */
@@ -431,10 +429,10 @@ static void queue_chunk_inputs(const ScanShape *s, Prefetch *pf, int bi, int h, 
                                const float *k, const float *g, const float *v) {
     const int K = s->K, V = s->V, n = min_int(s->chunk, s->T - t0);
     const size_t ldk = (size_t)s->H * K;
-    prefetch_add(pf, q + row_index(s, bi, t0, h, K), ldk, n, K, false);
-    prefetch_add(pf, k + row_index(s, bi, t0, h, K), ldk, n, K, false);
-    if (s->channel_gate) prefetch_add(pf, g + row_index(s, bi, t0, h, K), ldk, n, K, false);
-    prefetch_add(pf, v + row_index(s, bi, t0, h, V), (size_t)s->H * V, n, V, false);
+    prefetch_add(pf, q + row_index(s, bi, t0, h, K), ldk, n, K);
+    prefetch_add(pf, k + row_index(s, bi, t0, h, K), ldk, n, K);
+    if (s->channel_gate) prefetch_add(pf, g + row_index(s, bi, t0, h, K), ldk, n, K);
+    prefetch_add(pf, v + row_index(s, bi, t0, h, V), (size_t)s->H * V, n, V);
 }
 
 static void chunk_forward(const ScanShape *s, float *o, float *final_state, float *saved, const float *q,
@@ -453,7 +451,7 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
             use_slot(s, &c, saved ? saved + ((size_t)bh * nc + ci) * chunk_saved_floats(s) : c.own_slot, n);
             chunk_prepare(s, &c, bi, h, t0, n, q, k, g, beta, true);
             prefetch_start(&c.pf);
-            prefetch_add(&c.pf, o + row_index(s, bi, t0, h, V), (size_t)s->H * V, n, V, true);
+            prefetch_add(&c.pf, o + row_index(s, bi, t0, h, V), (size_t)s->H * V, n, V);
             if (ci + 1 < nc) queue_chunk_inputs(s, &c.pf, bi, h, t0 + n, q, k, g, v);
             chunk_step_forward(s, &c, n, o + row_index(s, bi, t0, h, V), v + row_index(s, bi, t0, h, V));
         }
@@ -476,10 +474,10 @@ typedef struct {
 /* The gradient of [A'; M] = [Kb; Qb] Ki^T into dKb, dQb and dKi. */
 static void factored_products_backward(const ScanShape *s, ChunkBuf *c, int n) {
     const int K = s->K;
-    cpu_gemm_lower_left(false, n, K, 1.0f, c->dam, n, c->ki, K, 1.0f, c->dkbqb, K);
-    cpu_gemm_lower_left(false, n, K, 1.0f, c->dm, n, c->ki, K, 1.0f, c->dqb, K);
-    cpu_gemm_lower_left(true, n, K, 1.0f, c->dam, n, c->kbqb, K, 0.0f, c->dki, K);
-    cpu_gemm_lower_left(true, n, K, 1.0f, c->dm, n, c->qb, K, 1.0f, c->dki, K);
+    cpu_gemm_lower_left(false, n, K, 1.0f, c->dam, n, c->ki, K, 1.0f, c->dkbqb, K, &c->pf);
+    cpu_gemm_lower_left(false, n, K, 1.0f, c->dm, n, c->ki, K, 1.0f, c->dqb, K, &c->pf);
+    cpu_gemm_lower_left(true, n, K, 1.0f, c->dam, n, c->kbqb, K, 0.0f, c->dki, K, &c->pf);
+    cpu_gemm_lower_left(true, n, K, 1.0f, c->dm, n, c->qb, K, 1.0f, c->dki, K, &c->pf);
 }
 
 /* From the gradients of Qb, Kb, Kc and Ki (outside the factored path: of Qb, Kb, Kc, plus the
@@ -556,11 +554,9 @@ static void chunk_step_backward(const ScanShape *s, ChunkBuf *c, int n, const Ch
     cpu_transpose(c->s0T, K, c->S0, V, K, V);
     cpu_transpose(c->uT, n, c->U, V, n, V);
     cpu_transpose(c->dsT, K, dS, V, K, V);
-    prefetch_lines(&c->pf, PREFETCH_BATCH);
     /* terms that need dS_end (= dS): dU, dKc, d b_n; dS0 starts as diag(exp(b_n)) dS_end */
-    cpu_gemm(false, false, n, V, K, 1.0f, c->kc, K, dS, V, 0.0f, c->dU, V);
-    cpu_gemm(false, false, n, K, V, 1.0f, c->U, V, c->dsT, K, 0.0f, c->dkc, K);
-    prefetch_lines(&c->pf, PREFETCH_BATCH);
+    chunk_gemm(c, false, false, n, V, K, 1.0f, c->kc, K, dS, V, 0.0f, c->dU, V);
+    chunk_gemm(c, false, false, n, K, V, 1.0f, c->U, V, c->dsT, K, 0.0f, c->dkc, K);
     for (int d = 0; d < gw; d++) c->blast_d[d] = 0.0f;
     for (int i = 0; i < K; i++) {
         float e = c->en[s->channel_gate ? i : 0], acc = 0.0f;
@@ -574,20 +570,17 @@ static void chunk_step_backward(const ScanShape *s, ChunkBuf *c, int n, const Ch
         c->blast_d[s->channel_gate ? i : 0] += acc * e;
     }
     /* dS now holds diag(exp(b_n)) dS_end and accumulates the rest of dS0 */
-    cpu_gemm_lower_left(true, n, V, s->scale, c->M, n, out->dO, ldv, 1.0f, c->dU, V);
-    cpu_gemm_lower_result(n, V, s->scale, out->dO, ldv, c->uT, n, 0.0f, c->dm, n);
-    prefetch_lines(&c->pf, PREFETCH_BATCH);
+    cpu_gemm_lower_left(true, n, V, s->scale, c->M, n, out->dO, ldv, 1.0f, c->dU, V, &c->pf);
+    cpu_gemm_lower_result(n, V, s->scale, out->dO, ldv, c->uT, n, 0.0f, c->dm, n, &c->pf);
     /* dM and dA' zero above the diagonal: up to the end of the diagonal blocks for the block
      * products of the factored path, everywhere for cpu_decayed_products_backward */
     for (int r = 0; r < n; r++)
         for (int j = r + 1, end = mask_end(c, r, n); j < end; j++) c->dm[(size_t)r * n + j] = 0.0f;
-    cpu_gemm(false, false, n, K, V, s->scale, out->dO, ldv, c->s0T, K, 0.0f, c->dqb, K);
-    cpu_gemm(true, false, K, V, n, s->scale, c->qb, K, out->dO, ldv, 1.0f, dS, V);
-    prefetch_lines(&c->pf, PREFETCH_BATCH);
+    chunk_gemm(c, false, false, n, K, V, s->scale, out->dO, ldv, c->s0T, K, 0.0f, c->dqb, K);
+    chunk_gemm(c, true, false, K, V, n, s->scale, c->qb, K, out->dO, ldv, 1.0f, dS, V);
     /* dY = T^T dU; dL = -dY U^T on the strict lower triangle -> dA' = diag(beta) dL and dbeta */
-    cpu_gemm_lower_left(true, n, V, 1.0f, c->T, n, c->dU, V, 0.0f, c->dY, V);
-    cpu_gemm_lower_result(n, V, -1.0f, c->dY, V, c->uT, n, 0.0f, c->dam, n);
-    prefetch_lines(&c->pf, PREFETCH_BATCH);
+    cpu_gemm_lower_left(true, n, V, 1.0f, c->T, n, c->dU, V, 0.0f, c->dY, V, &c->pf);
+    cpu_gemm_lower_result(n, V, -1.0f, c->dY, V, c->uT, n, 0.0f, c->dam, n, &c->pf);
     for (int r = 0; r < n; r++) {
         float acc = 0.0f, *restrict dar = c->dam + (size_t)r * n, br = c->beta[r];
         const float *restrict ar = c->A + (size_t)r * n;
@@ -612,9 +605,8 @@ static void chunk_step_backward(const ScanShape *s, ChunkBuf *c, int n, const Ch
         }
         out->dbeta[(size_t)r * s->H] = c->dbeta[r] + acc;
     }
-    cpu_gemm(false, false, n, K, V, -1.0f, c->dY, V, c->s0T, K, 0.0f, c->dkbqb, K);
-    cpu_gemm(true, false, K, V, n, -1.0f, c->kbqb, K, c->dY, V, 1.0f, dS, V);
-    prefetch_lines(&c->pf, PREFETCH_BATCH);
+    chunk_gemm(c, false, false, n, K, V, -1.0f, c->dY, V, c->s0T, K, 0.0f, c->dkbqb, K);
+    chunk_gemm(c, true, false, K, V, n, -1.0f, c->kbqb, K, c->dY, V, 1.0f, dS, V);
     if (c->factored) {
         factored_products_backward(s, c, n);
     } else {
@@ -645,10 +637,10 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
                               dv + row_index(s, bi, t0, h, V), dg + row_index(s, bi, t0, h, gw),
                               dbeta + row_index(s, bi, t0, h, 1), dout + row_index(s, bi, t0, h, V)};
             prefetch_start(&c.pf);
-            prefetch_add(&c.pf, out.dq, (size_t)s->H * K, n, K, true);
-            prefetch_add(&c.pf, out.dk, (size_t)s->H * K, n, K, true);
-            prefetch_add(&c.pf, out.dv, (size_t)s->H * V, n, V, true);
-            if (s->channel_gate) prefetch_add(&c.pf, out.dg, (size_t)s->H * K, n, K, true);
+            prefetch_add(&c.pf, out.dq, (size_t)s->H * K, n, K);
+            prefetch_add(&c.pf, out.dk, (size_t)s->H * K, n, K);
+            prefetch_add(&c.pf, out.dv, (size_t)s->H * V, n, V);
+            if (s->channel_gate) prefetch_add(&c.pf, out.dg, (size_t)s->H * K, n, K);
             if (ci > 0) queue_chunk_inputs(s, &c.pf, bi, h, t0 - s->chunk, q, k, g, dout);
             chunk_step_backward(s, &c, n, &out);
         }
