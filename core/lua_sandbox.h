@@ -4,9 +4,10 @@
  * os.remove, package.loadlib, debug, loadfile, dofile, binary chunks). Each refused function is
  * a stub whose error names it. A config that runs more than SANDBOX_MAX_INSTRUCTIONS Lua
  * instructions or allocates more than SANDBOX_MAX_BYTES is stopped with a message; finalizers
- * (__gc, which Lua runs with hooks off) are refused, and a watchdog stops a config after
- * SANDBOX_MAX_SECONDS (an error at its next Lua instruction; if it is stuck inside one C library
- * call, the process ends after as long again).
+ * (__gc, which Lua runs with hooks off) are refused, C library calls that could work for hours
+ * without allocating are guarded (lua_bounds.h), and a watchdog stops a config after
+ * SANDBOX_MAX_SECONDS (an error at its next Lua instruction or allocation; if it is stuck inside
+ * one C library call, the process ends after as long again).
  * `--trust-config` (sandbox_trust) gives the full standard library and no limits. */
 #pragma once
 #include <lua.h>
@@ -18,6 +19,9 @@
 #define SANDBOX_MAX_BYTES (256L << 20)
 /* wall time, for what the instruction count cannot see (work inside C library functions) */
 #define SANDBOX_MAX_SECONDS 10
+
+/* The watchdog's time limit in seconds (default SANDBOX_MAX_SECONDS), for tests of the watchdog. */
+void sandbox_set_time_limit(double seconds);
 
 /* Lifts the restrictions for every state created afterwards (--trust-config). */
 void sandbox_trust(bool trusted);

@@ -1,0 +1,2 @@
+table.move({}, 1, 2^40, 1, {})
+return {}

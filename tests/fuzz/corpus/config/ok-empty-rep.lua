@@ -1,0 +1,1 @@
+return { experiment = 'r' .. (''):rep(2^40) }
