@@ -6,7 +6,9 @@
  * - chunk == 0, recurrent: a token at a time. It is the reference the chunk form is tested
  *   against and the same update the decode step runs, so it stays plain loops with V innermost.
  * - chunk == C > 0, chunkwise: with Q, K, V the rows of one chunk and S0 its start state,
- *   O = scale (Q S0 + tril(Q K^T) V) and S_end = S0 + K^T V, all OpenBLAS matmuls.
+ *   O = scale (Q S0 + tril(Q K^T) V) and S_end = S0 + K^T V, all OpenBLAS matmuls; those with a
+ *   triangular factor by 16-row blocks (triangular.c), and no A B^T products (OpenBLAS runs them
+ *   at ~60% of the speed of A B here): the operands are transposed first.
  * Each (batch, head) pair is one task owned by one thread for its whole sequence, so the result
  * does not depend on the schedule or the thread count. Matmuls are single-threaded OpenBLAS calls
  * inside the parallel region; each thread takes its own slice of `work`. */
@@ -31,10 +33,28 @@ size_t cpu_linear_attn_saved(const ScanShape *s) {
 static int tile_rows(const ScanShape *s) { return s->chunk > 0 ? min_int(s->chunk, max_int(s->T, 1)) : 0; }
 
 /* Per thread: one K x V state (S forward, dS backward) and, in the chunk form, two score tiles
- * (A = scale tril(Q K^T), and in the backward dA = scale tril(dO V^T)). */
+ * (A = scale tril(Q K^T), and in the backward dA = scale tril(dO V^T)) and the transposes K^T,
+ * V^T [K or V, C], S0^T and dS^T [V, K]. */
 static size_t per_thread_floats(const ScanShape *s) {
     size_t c = (size_t)tile_rows(s);
-    return state_floats(s) + 2 * c * c;
+    return state_floats(s) + 2 * c * c + c * ((size_t)s->K + (size_t)s->V) + 2 * state_floats(s);
+}
+
+typedef struct {
+    float *S, *A, *dA, *kT, *vT, *s0T, *dsT;
+} Tiles;
+
+static Tiles thread_tiles(const ScanShape *s, float *work) {
+    size_t c = (size_t)tile_rows(s), KV = state_floats(s);
+    Tiles t;
+    t.S = work + per_thread_floats(s) * (size_t)omp_get_thread_num();
+    t.A = t.S + KV;
+    t.dA = t.A + c * c;
+    t.kT = t.dA + c * c;
+    t.vT = t.kT + c * (size_t)s->K;
+    t.s0T = t.vT + c * (size_t)s->V;
+    t.dsT = t.s0T + KV;
+    return t;
 }
 
 size_t cpu_linear_attn_workspace(const ScanShape *s) {
@@ -59,10 +79,11 @@ static inline void token_update(float *restrict S, float *restrict o, const floa
     for (int j = 0; j < V; j++) o[j] *= scale;
 }
 
-/* Zeroes the strictly upper triangle of an n x n row-major tile: the causal mask, diagonal kept. */
+/* Zeroes the strictly upper triangle of an n x n row-major tile inside its diagonal blocks: the
+ * causal mask, diagonal kept (the triangular products never read right of those blocks). */
 static void causal_mask(float *A, int n) {
     for (int i = 0; i < n; i++)
-        for (int j = i + 1; j < n; j++) A[(size_t)i * n + j] = 0.0f;
+        for (int j = i + 1, end = triangle_block_end(i, n); j < end; j++) A[(size_t)i * n + j] = 0.0f;
 }
 
 /* S = head bh's state from src ([B, H, K, V]), or zero when src is NULL (an optional argument). */
@@ -79,7 +100,8 @@ void cpu_linear_attn_forward(const ScanShape *s, float *o, float *final_state, f
 #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
-        float *S = work + per_thread_floats(s) * (size_t)omp_get_thread_num();
+        Tiles w = thread_tiles(s, work);
+        float *S = w.S;
         const float *qb = q + (size_t)b * T * qs + (size_t)h * K, *kb = k + (size_t)b * T * qs + (size_t)h * K;
         const float *vb = v + (size_t)b * T * vs + (size_t)h * V;
         float *ob = o + (size_t)b * T * vs + (size_t)h * V;
@@ -90,7 +112,7 @@ void cpu_linear_attn_forward(const ScanShape *s, float *o, float *final_state, f
                 token_update(S, ob + (size_t)t * vs, qb + (size_t)t * qs, kb + (size_t)t * qs, vb + (size_t)t * vs,
                              K, V, s->scale);
         } else {
-            float *A = S + KV;
+            float *A = w.A;
             for (int c = 0; c < NC; c++) {
                 int t0 = c * C, n = min_int(C, T - t0);
                 const float *Q = qb + (size_t)t0 * qs, *Kc = kb + (size_t)t0 * qs, *Vc = vb + (size_t)t0 * vs;
@@ -99,9 +121,10 @@ void cpu_linear_attn_forward(const ScanShape *s, float *o, float *final_state, f
                 /* O = scale Q S0: the part of the past before this chunk */
                 cpu_gemm(false, false, n, V, K, s->scale, Q, (int)qs, S, V, 0.0f, O, (int)vs);
                 /* O += tril(scale Q K^T) V: the chunk's own tokens, each seeing itself and earlier */
-                cpu_gemm(false, true, n, n, K, s->scale, Q, (int)qs, Kc, (int)qs, 0.0f, A, n);
+                cpu_transpose(w.kT, n, Kc, (int)qs, n, K);
+                cpu_gemm_lower_result(n, K, s->scale, Q, (int)qs, w.kT, n, 0.0f, A, n, NULL);
                 causal_mask(A, n);
-                cpu_gemm(false, false, n, V, n, 1.0f, A, n, Vc, (int)vs, 1.0f, O, (int)vs);
+                cpu_gemm_lower_left(false, n, V, 1.0f, A, n, Vc, (int)vs, 1.0f, O, (int)vs, NULL);
                 /* S_end = S0 + K^T V */
                 cpu_gemm(true, false, K, V, n, 1.0f, Kc, (int)qs, Vc, (int)vs, 1.0f, S, V);
             }
@@ -133,7 +156,8 @@ void cpu_linear_attn_backward(const ScanShape *s, float *dq, float *dk, float *d
 #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * H; bh++) {
         int b = bh / H, h = bh % H;
-        float *dS = work + per_thread_floats(s) * (size_t)omp_get_thread_num();
+        Tiles w = thread_tiles(s, work);
+        float *dS = w.S;
         size_t qo = (size_t)b * T * qs + (size_t)h * K, vo = (size_t)b * T * vs + (size_t)h * V;
         const float *qb = q + qo, *kb = k + qo, *vb = v + vo, *dob = dout + vo;
         float *dqb = dq + qo, *dkb = dk + qo, *dvb = dv + vo;
@@ -173,23 +197,27 @@ void cpu_linear_attn_backward(const ScanShape *s, float *dq, float *dk, float *d
                 }
             }
         } else {
-            float *A = dS + KV, *dA = A + (size_t)tile_rows(s) * tile_rows(s);
+            float *A = w.A, *dA = w.dA;
             load_or_zero(dS, dfinal_state, (size_t)bh, KV);
             for (int c = NC - 1; c >= 0; c--) {
                 int t0 = c * C, n = min_int(C, T - t0);
                 const float *Q = qb + (size_t)t0 * qs, *Kc = kb + (size_t)t0 * qs, *Vc = vb + (size_t)t0 * vs;
                 const float *dO = dob + (size_t)t0 * vs, *S0 = saved + ((size_t)bh * NC + c) * KV;
                 float *dQ = dqb + (size_t)t0 * qs, *dK = dkb + (size_t)t0 * qs, *dV = dvb + (size_t)t0 * vs;
-                cpu_gemm(false, true, n, n, K, scale, Q, (int)qs, Kc, (int)qs, 0.0f, A, n);
+                cpu_transpose(w.kT, n, Kc, (int)qs, n, K);
+                cpu_transpose(w.vT, n, Vc, (int)vs, n, V);
+                cpu_transpose(w.s0T, K, S0, V, K, V);
+                cpu_transpose(w.dsT, K, dS, V, K, V);
+                cpu_gemm_lower_result(n, K, scale, Q, (int)qs, w.kT, n, 0.0f, A, n, NULL);
                 causal_mask(A, n);
-                cpu_gemm(false, true, n, n, V, scale, dO, (int)vs, Vc, (int)vs, 0.0f, dA, n);
+                cpu_gemm_lower_result(n, V, scale, dO, (int)vs, w.vT, n, 0.0f, dA, n, NULL);
                 causal_mask(dA, n);
-                cpu_gemm(false, true, n, K, V, scale, dO, (int)vs, S0, V, 0.0f, dQ, (int)qs);
-                cpu_gemm(false, false, n, K, n, 1.0f, dA, n, Kc, (int)qs, 1.0f, dQ, (int)qs);
-                cpu_gemm(false, true, n, K, V, 1.0f, Vc, (int)vs, dS, V, 0.0f, dK, (int)qs);
-                cpu_gemm(true, false, n, K, n, 1.0f, dA, n, Q, (int)qs, 1.0f, dK, (int)qs);
+                cpu_gemm(false, false, n, K, V, scale, dO, (int)vs, w.s0T, K, 0.0f, dQ, (int)qs);
+                cpu_gemm_lower_left(false, n, K, 1.0f, dA, n, Kc, (int)qs, 1.0f, dQ, (int)qs, NULL);
+                cpu_gemm(false, false, n, K, V, 1.0f, Vc, (int)vs, w.dsT, K, 0.0f, dK, (int)qs);
+                cpu_gemm_lower_left(true, n, K, 1.0f, dA, n, Q, (int)qs, 1.0f, dK, (int)qs, NULL);
                 cpu_gemm(false, false, n, V, K, 1.0f, Kc, (int)qs, dS, V, 0.0f, dV, (int)vs);
-                cpu_gemm(true, false, n, V, n, 1.0f, A, n, dO, (int)vs, 1.0f, dV, (int)vs);
+                cpu_gemm_lower_left(true, n, V, 1.0f, A, n, dO, (int)vs, 1.0f, dV, (int)vs, NULL);
                 /* only now: dK and dV above needed the end state's gradient */
                 cpu_gemm(true, false, K, V, n, scale, Q, (int)qs, dO, (int)vs, 1.0f, dS, V);
             }
