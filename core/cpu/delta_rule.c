@@ -5,8 +5,9 @@
  *
  * Gates: with channel_gate (kda) the log decay g has one value per key channel; otherwise (gdn)
  * one per head and step, and every formula below uses it for all channels. Within a chunk,
- * b_r = g_1 + ... + g_r; every decay factor is computed as exp of a difference b_r - b_j with
- * j <= r (never as exp(b_r) * exp(-b_j), which overflows for channel-wise decays). */
+ * b_r = g_1 + ... + g_r. A decay factor exp(b_r - b_j) is split into exp(b_r) exp(-b_j) only
+ * when the chunk's decays span at most FACTOR_LIMIT nats, where neither factor overflows;
+ * otherwise every factor is the exp of a difference with j <= r (cpu_decayed_products). */
 #include <math.h>
 #include <string.h>
 
@@ -530,7 +531,7 @@ static void chunk_input_gradients(const ScanShape *s, ChunkBuf *c, int n, const 
                 dkr[d] = dkd[d] + gb + gc;
                 dbk[d] = gq * qr[d] + kr[d] * (gb - gc);
             }
-        const float *restrict direct = c->db + (size_t)r * gw; /* zero in the factored path */
+        const float *restrict direct = c->db + (size_t)r * gw; /* not set, nor read, in the factored path */
         float *restrict dgr = out->dg + r * ldg;
         if (s->channel_gate) {
             if (!c->factored)

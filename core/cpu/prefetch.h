@@ -5,11 +5,10 @@
  * at about 10 GB/s per core and stalled the passes; requested early, the traffic overlaps the
  * arithmetic of the products. The requests go to L2 in groups of PREFETCH_GAP_LINES: on the
  * development machine 64 such requests in a row take 0.17 us, 256 held the core 3.8 us. A
- * backward step of KDA at K = V = 64 queues 2,048 lines and has 38 products to follow. Rows about to be written are requested the same way: a line that no
- * other core holds arrives exclusive, so the store needs no second request. A hint only:
- * nothing here changes a result. */
+ * backward step of KDA at K = V = 64 queues 2,048 lines and has 38 products to follow. Rows
+ * about to be written are requested the same way: a line that no other core holds arrives
+ * exclusive, so the store needs no second request. A hint only: nothing here changes a result. */
 #pragma once
-#include <stdbool.h>
 #include <stddef.h>
 
 enum { PREFETCH_SETS = 8, LINE_FLOATS = 16, PREFETCH_GAP_LINES = 64 };
