@@ -325,45 +325,35 @@ static void chunk_prepare(const ScanShape *s, ChunkBuf *c, int bi, int h, int t0
         const float *restrict qr = c->q_rows + r * c->ldqk, *restrict kr = c->k_rows + r * c->ldqk;
         float *restrict eb = c->eb + o, *restrict ec = c->ec + o, *restrict ei = c->ei + o;
         float *restrict qb = c->qb + o, *restrict kb = c->kbqb + o, *restrict kc = c->kc + o, *restrict ki = c->ki + o;
-        if (gw == 1) { /* Ki (and ei) are 0 outside the factored path */
+        /* the factors of entry d (e = eb, f = ec, x = ei; Ki and ei are 0 outside the factored
+         * path) and the rows they decay */
+#define STORE_ENTRY(d, e, f, x)                                                                                       \
+    do {                                                                                                              \
+        eb[d] = (e);                                                                                                  \
+        ec[d] = (f);                                                                                                  \
+        ei[d] = (x);                                                                                                  \
+        qb[d] = qr[d] * eb[d];                                                                                        \
+        kb[d] = kr[d] * eb[d];                                                                                        \
+        kc[d] = kr[d] * ec[d];                                                                                        \
+        ki[d] = kr[d] * ei[d];                                                                                        \
+    } while (0)
+        if (gw == 1) {
             float e = fast_expf(br[0]), f = fast_expf(bn[0] - br[0]), x = c->factored ? fast_expf(-br[0]) : 0.0f;
 #pragma omp simd
-            for (int d = 0; d < K; d++) {
-                eb[d] = e;
-                ec[d] = f;
-                ei[d] = x;
-                qb[d] = qr[d] * e;
-                kb[d] = kr[d] * e;
-                kc[d] = kr[d] * f;
-                ki[d] = kr[d] * x;
-            }
+            for (int d = 0; d < K; d++) STORE_ENTRY(d, e, f, x);
         } else if (c->factored) {
             /* simdlen(16): the exp polynomials are bound by arithmetic, and 16-lane vectors, where
              * the machine has them, halve their instructions (3% of a chunk step at K = 64) */
 #pragma omp simd simdlen(16)
             for (int d = 0; d < K; d++) {
-                float e = fast_expf(br[d]), x = fast_expf(-br[d]), f = en[d] * x;
-                eb[d] = e;
-                ec[d] = f;
-                ei[d] = x;
-                qb[d] = qr[d] * e;
-                kb[d] = kr[d] * e;
-                kc[d] = kr[d] * f;
-                ki[d] = kr[d] * x;
+                float x = fast_expf(-br[d]);
+                STORE_ENTRY(d, fast_expf(br[d]), en[d] * x, x);
             }
         } else {
 #pragma omp simd simdlen(16)
-            for (int d = 0; d < K; d++) {
-                float e = fast_expf(br[d]), f = fast_expf(bn[d] - br[d]);
-                eb[d] = e;
-                ec[d] = f;
-                ei[d] = 0.0f;
-                qb[d] = qr[d] * e;
-                kb[d] = kr[d] * e;
-                kc[d] = kr[d] * f;
-                ki[d] = 0.0f;
-            }
+            for (int d = 0; d < K; d++) STORE_ENTRY(d, fast_expf(br[d]), fast_expf(bn[d] - br[d]), 0.0f);
         }
+#undef STORE_ENTRY
         if (!c->factored) {
             memcpy(c->q + o, qr, sizeof(float) * K);
             memcpy(c->k + o, kr, sizeof(float) * K);
