@@ -8,6 +8,13 @@
 #include <stdio.h>
 #include <string.h>
 
+int lua_call_upvalue(lua_State *L) {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 /* Raises msg at the position of the config: level 1 is the guard, level 2 its caller. */
 static int error_at_caller(lua_State *L, const char *msg) {
     luaL_where(L, 2);
@@ -32,10 +39,7 @@ static int rep_bounded(lua_State *L) {
     }
     if (len + sep_len < len || len + sep_len > (size_t)INT_MAX / (lua_Unsigned)n)
         return luaL_error(L, "resulting string too large");
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, 1);
-    return 1;
+    return lua_call_upvalue(L);
 }
 
 /* check_move(f, e): table.move visits e - f + 1 indices whatever the tables hold. */

@@ -16,3 +16,7 @@
 
 /* Replaces string.rep, table.move and string.find/match/gmatch/gsub in L by their guards. */
 void lua_bound_library_work(lua_State *L);
+
+/* Calls upvalue 1 with this call's arguments and returns all its results: the tail of a C wrapper
+ * that checks or adjusts its arguments and then defers to the library's own function. */
+int lua_call_upvalue(lua_State *L);

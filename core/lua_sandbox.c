@@ -63,15 +63,6 @@ static void count_hook(lua_State *L, lua_Debug *ar) {
     }
 }
 
-/* Calls upvalue 1 with this call's arguments and returns all its results: the tail of a wrapper
- * that checks or adjusts its arguments and then defers to the library's own function. */
-static int call_upvalue(lua_State *L) {
-    lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
-}
-
 /* a refused function: raises an error naming it */
 static int refused(lua_State *L) {
     return luaL_error(L, "%s is not allowed in a config (it could reach the machine); run with --trust-config "
@@ -94,7 +85,7 @@ static int text_only_load(lua_State *L) {
     lua_settop(L, lua_gettop(L) < 2 ? 2 : lua_gettop(L));
     lua_pushstring(L, "t");
     if (lua_gettop(L) > 3) lua_replace(L, 3);
-    return call_upvalue(L);
+    return lua_call_upvalue(L);
 }
 
 /* package.searchers[2] replacement: name.lua (dots as folders) from the allowed folders only
@@ -142,7 +133,7 @@ static int setmetatable_no_gc(lua_State *L) {
             return luaL_error(L, "a __gc finalizer is not allowed in a config (it would run outside the instruction "
                                  "limit); run with --trust-config to allow it");
     }
-    return call_upvalue(L);
+    return lua_call_upvalue(L);
 }
 
 /* a table of stubs standing in for a whole library */
