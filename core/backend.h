@@ -202,6 +202,9 @@ const Backend *backend_cuda(void);
 bool backend_cuda_usable(char *why, size_t len);
 /* Looks a backend up by config name ("cpu", "cuda"); dies with a clear message when absent. */
 const Backend *backend_by_name(const char *name);
+/* Called first thing in main: where OpenBLAS fell back to its generic kernels on a CPU it does
+ * not know, starts the process again with the kernels the CPU supports (openblas_core.c). */
+void backend_cpu_pick_kernels(char **argv);
 /* Sets the CPU thread count (OpenMP and OpenBLAS); 0 means all cores. */
 void backend_set_threads(int threads);
 int backend_threads(void);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "bench.h"
 #include "checkpoint.h"
 #include "config.h"
@@ -469,6 +470,7 @@ static int cmd_help(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    backend_cpu_pick_kernels(argv);
     /* past a file-size limit (ulimit -f) a write fails with EFBIG and is reported like a full
      * disk, instead of the signal killing the process mid-write */
     signal(SIGXFSZ, SIG_IGN);

@@ -1,6 +1,7 @@
 /* Test runner: runs every registered test (or those whose name contains an argument) in a
  * child process with a time limit, prints "ok"/"FAIL"/"skip" lines and a closing count. */
 #include "test.h"
+#include "../core/backend.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -65,6 +66,7 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
+    backend_cpu_pick_kernels(argv);
     qsort(tests, n_tests, sizeof tests[0], by_name);
     int timeout = getenv("TEST_TIMEOUT") ? atoi(getenv("TEST_TIMEOUT")) : 300;
     int passed = 0, nfailed = 0, skipped = 0;

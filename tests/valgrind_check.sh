@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 A="$(realpath "${ATTNLAB:-$PWD/attnlab}")"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
+# valgrind would not follow the restart of backend_cpu_pick_kernels: name the kernels here
+export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-Haswell}"
 VG=(valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite
     --show-leak-kinds=definite --track-origins=yes)
 command -v valgrind >/dev/null || { echo "FAIL valgrind is not installed (make deps)"; exit 1; }

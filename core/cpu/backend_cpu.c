@@ -7,8 +7,6 @@
 #include "../util.h"
 #include "cpu_ops.h"
 
-void openblas_set_num_threads(int num_threads);
-
 static void *cpu_alloc(size_t bytes) { return xalloc_aligned(bytes); }
 static void cpu_release(void *p) { free(p); }
 static void cpu_memcpy(void *dst, const void *src, size_t bytes) {
@@ -36,6 +34,19 @@ static void cpu_add(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
+/* OpenBLAS's own threading cuts a product into as many pieces as there are threads, and with
+   some of its kernels (Haswell's; the generic Prescott kernels 0.3.21 falls back to on CPUs it
+   does not know, such as Emerald Rapids) the edge tiles of a piece sum in another order, so
+   training changed in its last bits with `threads`. Large products are cut here instead, into
+   pieces that depend on the shape alone, each run by one OpenBLAS thread. */
+enum { GEMM_PIECE_FLOPS = 1 << 23, GEMM_MAX_PIECES = 6, GEMM_PIECE_ALIGN = 128 };
+
+static void gemm_piece(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc) {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
+                alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 void cpu_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
@@ -44,8 +55,36 @@ void cpu_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, cons
             for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
         return;
     }
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K,
-                alpha, A, lda, B, ldb, beta, C, ldc);
+    double flops = 2.0 * M * N * K;
+    bool by_rows = M >= N;
+    int dim = by_rows ? M : N;
+    int pieces = (int)(flops / GEMM_PIECE_FLOPS);
+    if (pieces > GEMM_MAX_PIECES) pieces = GEMM_MAX_PIECES;
+    int piece = (dim + pieces - 1) / (pieces > 0 ? pieces : 1);
+    piece = (piece + GEMM_PIECE_ALIGN - 1) / GEMM_PIECE_ALIGN * GEMM_PIECE_ALIGN;
+    if (omp_in_parallel()) { /* OpenBLAS runs one thread inside a parallel region */
+        gemm_piece(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    if (pieces <= 1 || piece >= dim) { /* OpenBLAS follows OpenMP's thread count: make it one */
+        int threads = omp_get_max_threads();
+        omp_set_num_threads(1);
+        gemm_piece(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        omp_set_num_threads(threads);
+        return;
+    }
+    int n_pieces = (dim + piece - 1) / piece;
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int p = 0; p < n_pieces; p++) {
+        int start = p * piece, len = dim - start < piece ? dim - start : piece;
+        if (by_rows) {
+            const float *Ap = trans_a ? A + start : A + (size_t)start * lda;
+            gemm_piece(trans_a, trans_b, len, N, K, alpha, Ap, lda, B, ldb, beta, C + (size_t)start * ldc, ldc);
+        } else {
+            const float *Bp = trans_b ? B + (size_t)start * ldb : B + start;
+            gemm_piece(trans_a, trans_b, M, len, K, alpha, A, lda, Bp, ldb, beta, C + start, ldc);
+        }
+    }
 }
 
 void cpu_transpose(float *dst, int ld_dst, const float *src, int ld_src, int rows, int cols) {
@@ -58,8 +97,7 @@ int backend_threads(void) { return omp_get_max_threads(); }
 
 void backend_set_threads(int threads) {
     if (threads <= 0) threads = omp_get_num_procs();
-    omp_set_num_threads(threads);
-    openblas_set_num_threads(threads);
+    omp_set_num_threads(threads); /* OpenBLAS follows it (cpu_gemm gives it one thread a piece) */
 }
 
 static const Backend cpu_backend = {
