@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { SHARD_HEADER_BYTES = SHARD_HEADER_INTS * 4 };
 
 bool data_format_parse(const char *s, DataFormat *out) {
     if (!s) return false;

@@ -9,7 +9,7 @@
 
 /* llm.c's shard header: 256 little-endian int32; [0] magic, [1] version, [2] token count,
  * then that many uint16 tokens. */
-enum { SHARD_MAGIC = 20240520, SHARD_VERSION = 1, SHARD_HEADER_INTS = 256 };
+enum { SHARD_MAGIC = 20240520, SHARD_VERSION = 1, SHARD_HEADER_INTS = 256, SHARD_HEADER_BYTES = SHARD_HEADER_INTS * 4 };
 
 typedef enum { DATA_AUTO, DATA_TEXT, DATA_SHARD } DataFormat;
 

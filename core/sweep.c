@@ -617,7 +617,9 @@ int sweep_run(Sweep *sw, int jobs) {
     for (int i = 0; i < total; i++) {
         cJSON *o = read_summary(sw, &sw->runs[i]);
         const char *st = o ? json_string(o, "status") : NULL;
-        bool over = st && (strcmp(st, "finished") == 0 || strcmp(st, "failed") == 0);
+        /* only a finished run is done: a failed one is tried again from its last checkpoint
+         * (a full disk passes; a non-finite loss comes back at once), the others resume */
+        bool over = st && strcmp(st, "finished") == 0;
         todo[i] = !over;
         done += over;
         cJSON_Delete(o);

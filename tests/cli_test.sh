@@ -285,6 +285,32 @@ if selected sweep_records_a_failed_run_and_goes_on; then
         fail sweep_records_a_failed_run_and_goes_on "exit $code: $(cat "$TMP/results/sw/summary.csv" 2>/dev/null | tr '\n' '|')"
     fi
 fi
+# A restarted sweep skips only finished runs. What it knows of the others is their summary's
+# status: a run killed mid-step says "running", one stopped by Ctrl-C "interrupted", a failed one
+# "failed"; each is resumed, never counted as done. Deterministic, unlike the kill test.
+if selected sweep_restart_resumes_every_unfinished_run; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweeprestart "$(sweep_base 'grid = { seed = { 1, 2, 3, 4 } },')")
+    "$A" run "$s" >/dev/null 2>&1
+    d="$TMP/results/sw"
+    before=$(cat "$d/seed=1/checkpoint.safetensors" "$d/seed=1/summary.json" | sha256sum)
+    for pair in seed=2:running seed=3:interrupted seed=4:failed; do
+        sed -i "s/\"status\":[[:space:]]*\"finished\"/\"status\": \"${pair#*:}\"/" "$d/${pair%%:*}/summary.json"
+    done
+    marked=$(grep -ho '"status":[[:space:]]*"[a-z]*"' "$d"/seed=*/summary.json | tr -d '[:space:]')
+    "$A" run "$s" >"$TMP/out" 2>&1
+    code=$?
+    statuses=$(grep -ho '"status":[[:space:]]*"[a-z]*"' "$d"/seed=*/summary.json | tr -d '[:space:]')
+    after=$(cat "$d/seed=1/checkpoint.safetensors" "$d/seed=1/summary.json" | sha256sum)
+    if [ "$code" -eq 0 ] && grep -q "4 runs, 1 already done" "$TMP/out" && ! grep -q "^started seed=1$" "$TMP/out" &&
+        [ "$(grep -c '^started seed=[234]$' "$TMP/out")" -eq 3 ] && [ "$before" = "$after" ] &&
+        [ "$marked" = '"status":"finished""status":"running""status":"interrupted""status":"failed"' ] &&
+        [ "$statuses" = "$(printf '"status":"finished"%.0s' 1 2 3 4)" ]; then
+        ok sweep_restart_resumes_every_unfinished_run
+    else
+        fail sweep_restart_resumes_every_unfinished_run "exit $code; marked $marked; now $statuses; $(head -3 "$TMP/out" | tr '\n' '|')"
+    fi
+fi
 if selected sweep_dry_run_and_plot; then
     s=$(cfg sweepgrid2 "$(sweep_base 'grid = { seed = { 1, 2, 3 } },')")
     if "$A" run "$s" --dry-run >"$TMP/out" 2>&1 && grep -q "3 runs of experiment 'sw'" "$TMP/out" && grep -q "^  seed=3$" "$TMP/out" &&

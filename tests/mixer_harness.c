@@ -6,14 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compare.h"
 #include "core/util.h"
 #include "gradcheck.h"
 
 bool mixer_case_init(MixerCase *c, const char *const *settings, int B, int T, unsigned seed, char *msg, size_t len) {
     memset(c, 0, sizeof *c);
     config_defaults(&c->cfg);
-    const char *base[] = {"model.d_model=16", "model.n_heads=2", "model.n_layers=1", "model.init_std=0.3",
-                          "model.linear.chunk_size=4", "model.gdn.chunk_size=4", "model.kda.chunk_size=4", NULL};
+    const char *base[] = {TEST_DIMENSIONS, "model.n_layers=1", "model.init_std=0.3", NULL};
     Error err;
     for (const char *const *s = base; *s; s++)
         if (!config_set(&c->cfg, *s, &err)) return snprintf(msg, len, "%s", err.msg), false;
@@ -79,14 +79,14 @@ bool mixer_case_decode_matches(MixerCase *c, double tol, char *msg, size_t len) 
     float *xt = new_zeros((size_t)B * C), *yt = new_zeros((size_t)B * C);
     c->mixer->ops->decode_reset(c->mixer, c->be, B);
     double worst = 0, scale = 1e-3;
-    for (size_t i = 0; i < (size_t)B * T * C; i++) scale = fmax(scale, fabs(c->y[i]));
+    for (size_t i = 0; i < (size_t)B * T * C; i++) scale = worst_of(scale, fabs(c->y[i]));
     for (int t = 0; t < T; t++) {
         for (int b = 0; b < B; b++) memcpy(xt + (size_t)b * C, c->x + ((size_t)b * T + t) * C, sizeof(float) * C);
         memset(yt, 0, sizeof(float) * B * C);
         c->mixer->ops->decode_step(c->mixer, c->be, xt, yt, B, t);
         for (int b = 0; b < B; b++)
             for (int j = 0; j < C; j++)
-                worst = fmax(worst, fabs(yt[(size_t)b * C + j] - c->y[((size_t)b * T + t) * C + j]) / scale);
+                worst = worst_of(worst, fabs(yt[(size_t)b * C + j] - c->y[((size_t)b * T + t) * C + j]) / scale);
     }
     free(xt);
     free(yt);

@@ -6,6 +6,7 @@
 
 #include "core/config.h"
 #include "core/mixer.h"
+#include "test_dimensions.h"
 
 typedef struct {
     Config cfg;
@@ -18,9 +19,8 @@ typedef struct {
     float *x, *y, *R;
 } MixerCase;
 
-/* Small defaults (d_model 16, 2 heads of 8, init std 0.3, chunks of 4) overridden by the
- * "path=value" settings (NULL-terminated); the mixer is layer 0's. Returns false with msg on a
- * config error. */
+/* TEST_DIMENSIONS and init std 0.3, overridden by the "path=value" settings (NULL-terminated);
+ * the mixer is layer 0's. Returns false with msg on a config error. */
 bool mixer_case_init(MixerCase *c, const char *const *settings, int B, int T, unsigned seed, char *msg, size_t len);
 double mixer_case_loss(void *c);
 /* Finite differences for x and every parameter; false with msg naming the worst offender. */

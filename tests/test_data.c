@@ -440,21 +440,82 @@ FILE_TEST(data_split_fails_when_a_side_is_empty) {
 
 /* ---- hostile input ---- */
 
-TEST(data_parsers_survive_random_bytes) {
+/* What a parser returned for bytes it may or may not accept: either it accepted them and the
+ * tokens are exactly what the format says they are, or it refused with a message naming the
+ * input and left nothing behind. Returns false (with why) otherwise. */
+static bool text_verdict_holds(bool accepted, const TokenBuffer *b, const uint8_t *in, size_t len, const Error *err,
+                               char *why, size_t cap) {
+    if (!accepted) {
+        if (b->tokens || b->n) return snprintf(why, cap, "text refused but left %zu tokens", b->n), false;
+        if (strncmp(err->msg, "r: ", 3) != 0) return snprintf(why, cap, "text refused with '%.200s'", err->msg), false;
+        return true;
+    }
+    int max = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (b->tokens[i] != in[i]) return snprintf(why, cap, "text token %zu is %d, byte %d", i, b->tokens[i], in[i]), false;
+        if (in[i] > max) max = in[i];
+        /* bytes that never occur in UTF-8 */
+        if (in[i] == 0xC0 || in[i] == 0xC1 || in[i] >= 0xF5)
+            return snprintf(why, cap, "text accepted byte 0x%02x at %zu, which UTF-8 never has", in[i], i), false;
+    }
+    if (b->n != len || !b->is_text || b->max_token != max)
+        return snprintf(why, cap, "text of %zu bytes accepted as %zu tokens, max %d (want %d)", len, b->n, b->max_token,
+                        max), false;
+    return true;
+}
+
+static bool shard_verdict_holds(bool accepted, const TokenBuffer *b, const uint8_t *in, size_t len, int vocab,
+                                const char *name, const Error *err, char *why, size_t cap) {
+    if (!accepted) {
+        if (b->tokens || b->n) return snprintf(why, cap, "shard refused but left %zu tokens", b->n), false;
+        if (strncmp(err->msg, name, strlen(name)) != 0 || strncmp(err->msg + strlen(name), ": ", 2) != 0)
+            return snprintf(why, cap, "shard refused with '%.200s'", err->msg), false;
+        return true;
+    }
+    int32_t head[3];
+    if (len < SHARD_HEADER_BYTES) return snprintf(why, cap, "a shard of %zu bytes accepted", len), false;
+    memcpy(head, in, sizeof head); /* little-endian host, as the format */
+    if (head[0] != SHARD_MAGIC || head[1] != SHARD_VERSION || head[2] < 0 || (size_t)head[2] != b->n ||
+        len != SHARD_HEADER_BYTES + 2 * b->n || b->is_text)
+        return snprintf(why, cap, "shard accepted: magic %d version %d count %d, %zu bytes, %zu tokens", head[0], head[1],
+                        head[2], len, b->n), false;
+    int max = -1;
+    for (size_t i = 0; i < b->n; i++) {
+        int t = in[SHARD_HEADER_BYTES + 2 * i] | in[SHARD_HEADER_BYTES + 2 * i + 1] << 8;
+        if (b->tokens[i] != t || t >= vocab)
+            return snprintf(why, cap, "shard token %zu is %d, the file says %d (vocab %d)", i, b->tokens[i], t, vocab), false;
+        if (t > max) max = t;
+    }
+    if (b->max_token != max) return snprintf(why, cap, "shard max_token %d, want %d", b->max_token, max), false;
+    return true;
+}
+
+TEST(data_parsers_accept_exactly_or_refuse_random_bytes) {
     uint64_t x = 0x9E3779B97F4A7C15ull;
     uint8_t buf[3000];
     uint16_t t[900];
     for (int i = 0; i < 900; i++) t[i] = (uint16_t)(i * 37);
     size_t slen;
     uint8_t *shard = make_shard(SHARD_MAGIC, 1, 900, t, 900, 0, &slen);
+    int accepted_text = 0, accepted_shards = 0;
+    char why[1024];
     for (int iter = 0; iter < 3000; iter++) {
         size_t len = xorshift(&x) % sizeof buf;
-        for (size_t i = 0; i < len; i++) buf[i] = (uint8_t)(iter % 3 ? xorshift(&x) % 256 : 0x20 + xorshift(&x) % 0x60);
+        bool ascii = iter % 3 == 0;
+        for (size_t i = 0; i < len; i++) buf[i] = (uint8_t)(ascii ? 0x20 + xorshift(&x) % 0x60 : xorshift(&x) % 256);
         TokenBuffer b;
-        Error err;
-        if (data_parse_text(&b, buf, len, "r", &err)) token_buffer_free(&b);
-        if (data_parse_shard(&b, buf, len, "r", 256, &err)) token_buffer_free(&b);
-        free(brown_detokenize((const char *)buf, len));
+        Error err = {0};
+        bool ok = data_parse_text(&b, buf, len, "r", &err);
+        CHECK(text_verdict_holds(ok, &b, buf, len, &err, why, sizeof why), "iteration %d: %s", iter, why);
+        CHECK(ok || !ascii || len == 0, "iteration %d: printable ASCII refused: %s", iter, err.msg);
+        accepted_text += ok;
+        if (ok) token_buffer_free(&b);
+        ok = data_parse_shard(&b, buf, len, "r", 256, &err);
+        CHECK(shard_verdict_holds(ok, &b, buf, len, 256, "r", &err, why, sizeof why), "iteration %d: %s", iter, why);
+        if (ok) token_buffer_free(&b);
+        char *detok = brown_detokenize((const char *)buf, len);
+        CHECK(detok, "iteration %d: no detokenized text", iter);
+        free(detok);
         /* a valid shard with a few bytes changed, and cut short */
         uint8_t *m = xmalloc(slen);
         memcpy(m, shard, slen);
@@ -463,9 +524,15 @@ TEST(data_parsers_survive_random_bytes) {
             m[at] = (uint8_t)xorshift(&x);
         }
         size_t mlen = iter % 5 ? slen : xorshift(&x) % slen;
-        if (data_parse_shard(&b, m, mlen, "m", 65536, &err)) token_buffer_free(&b);
+        ok = data_parse_shard(&b, m, mlen, "m", 65536, &err);
+        CHECK(shard_verdict_holds(ok, &b, m, mlen, 65536, "m", &err, why, sizeof why), "iteration %d: %s", iter, why);
+        accepted_shards += ok;
+        if (ok) token_buffer_free(&b);
         free(m);
     }
+    /* both verdicts were exercised */
+    CHECK(accepted_text > 500 && accepted_shards > 500, "accepted %d texts and %d shards of 3000", accepted_text,
+          accepted_shards);
     free(shard);
 }
 

@@ -10,6 +10,7 @@
 #include "core/safetensors.h"
 #include "core/util.h"
 #include "test.h"
+#include "compare.h"
 
 /* fp32 cores against a float64 reference over at most 37 steps, worst over the recurrent form and
  * chunks of 16 and 64: the observed worst relative difference is noted beside each case (run with
@@ -32,16 +33,6 @@ static const Golden CASES[] = {
     {"softmax_scale", "softmax", 1e-5}, /* 1.6e-7 */
 };
 
-/* max |a - b| / max(max |b|, 1e-6) */
-static double rel_diff(const float *a, const float *b, size_t n) {
-    double d = 0, m = 1e-6;
-    for (size_t i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        m = fmax(m, fabs((double)b[i]));
-    }
-    return d / m;
-}
-
 /* Runs one case at one chunk size; on failure fills msg. */
 static bool run_case(const Golden *g, int chunk, double *worst, char *msg, size_t len) {
     char in[256], ref[256], out[256];
@@ -63,8 +54,8 @@ static bool run_case(const Golden *g, int chunk, double *worst, char *msg, size_
         ok = st_get_f32(&r, t->name, t->ndim, t->shape, want, &err) && st_get_f32(&o, t->name, t->ndim, t->shape, got, &err);
         if (!ok) snprintf(msg, len, "%s chunk %d: %.600s", g->fixture, chunk, err.msg);
         if (ok) {
-            double d = rel_diff(got, want, t->count);
-            *worst = fmax(*worst, d);
+            double d = max_rel_diff(got, want, t->count, 1e-6);
+            *worst = worst_of(*worst, d);
             if (!(d <= g->tol)) {
                 ok = false;
                 snprintf(msg, len, "%s chunk %d: %s differs from the reference by %.2e (tol %.0e)", g->fixture, chunk,

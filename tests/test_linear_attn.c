@@ -8,6 +8,7 @@
 #include "core/util.h"
 #include "gradcheck.h"
 #include "test.h"
+#include "compare.h"
 
 /* One problem: inputs, the initial state, and the loss weights R (on o) and Rf (on the final
  * state), so L = sum(o * R) + sum(final * Rf) and the backward gets dout = R, dfinal = Rf. */
@@ -64,18 +65,8 @@ static LaResult run_form(const LaCase *c, int chunk, bool with_s0, bool with_dfi
     return r;
 }
 
-/* max |a - b| / max |b|: the error relative to the tensor's scale; NaN if any entry is NaN
- * (fmax would skip it). */
-static double rel_diff(const float *a, const float *b, size_t n) {
-    double d = 0, m = 0;
-    for (size_t i = 0; i < n; i++) {
-        double e = fabs((double)a[i] - b[i]);
-        if (isnan(e)) return NAN;
-        d = fmax(d, e);
-        m = fmax(m, fabs((double)b[i]));
-    }
-    return d / (m + 1e-30);
-}
+/* max |a - b| / max |b|: the error relative to the tensor's scale (infinite for NaN) */
+static double rel_diff(const float *a, const float *b, size_t n) { return max_rel_diff(a, b, n, 1e-30); }
 
 /* Largest rel_diff over all six tensors; names the worst in *what. */
 static double result_diff(const LaResult *a, const LaResult *b, const ScanShape *s, const char **what) {
@@ -86,7 +77,7 @@ static double result_diff(const LaResult *a, const LaResult *b, const ScanShape 
     double worst = 0;
     for (int i = 0; i < 6; i++) {
         double d = rel_diff(pa[i], pb[i], n[i]);
-        if (isnan(d)) {
+        if (!isfinite(d)) {
             *what = names[i];
             return d;
         }
@@ -281,13 +272,13 @@ TEST(test_linear_attn_forward_matches_direct_formula) {
         LaResult r = run_form(&c, chunks[ci], true, true);
         double md = 0, mr = 0, ms = 0, fd = 0, fr = 0;
         for (size_t i = 0; i < nv(s); i++) {
-            md = fmax(md, fabs(r.o[i] - ref[i]));
-            ms = fmax(ms, fabs(r.o[i] - strict[i]));
-            mr = fmax(mr, fabs(ref[i]));
+            md = worst_of(md, fabs(r.o[i] - ref[i]));
+            ms = worst_of(ms, fabs(r.o[i] - strict[i]));
+            mr = worst_of(mr, fabs(ref[i]));
         }
         for (size_t i = 0; i < ns(s); i++) {
-            fd = fmax(fd, fabs(r.fin[i] - fin[i]));
-            fr = fmax(fr, fabs(fin[i]));
+            fd = worst_of(fd, fabs(r.fin[i] - fin[i]));
+            fr = worst_of(fr, fabs(fin[i]));
         }
         CHECK(md <= tol * mr, "chunk %d: o differs from the formula by %.2e of its scale", chunks[ci], md / mr);
         CHECK(fd <= tol * fr, "chunk %d: final state differs from the formula by %.2e", chunks[ci], fd / fr);

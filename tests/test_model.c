@@ -8,10 +8,12 @@
 #include "core/mixer.h"
 #include "core/mlp.h"
 #include "core/model.h"
+#include "compare.h"
 #include "core/util.h"
 #include "core/rng.h"
 #include "gradcheck.h"
 #include "test.h"
+#include "test_dimensions.h"
 
 /* ---- a module harness: x -> y += module(x), loss = sum(y * R) ---- */
 
@@ -84,8 +86,9 @@ static void check_softmax_mixer(const char *position, int n_kv_heads, unsigned s
     rng_seed(&rng, seed);
     Config cfg;
     config_defaults(&cfg);
-    cfg.model.d_model = 16;
+    cfg.model.d_model = 30; /* 4 heads of 6: 24 channels, not d_model's 30 */
     cfg.model.n_heads = 4;
+    cfg.model.head_dim = 6;
     cfg.model.n_layers = 1;
     cfg.model.init_std = 0.3;
     cfg.model.softmax.n_kv_heads = n_kv_heads;
@@ -124,12 +127,12 @@ static double model_loss(void *p) {
     return model_forward(c->m, c->tokens, c->targets, 0.0f).loss_sum;
 }
 
-/* A tiny model (vocabulary 11, d_model 16, 2 heads, 2 layers) with the given settings. */
+/* A tiny model (vocabulary 17, the mixer harness's dimensions, MLP 28 wide, 2 layers) with the
+ * given settings. */
 static Model *tiny_model(const char *const *settings, unsigned seed, Config *cfg) {
     config_defaults(cfg);
-    const char *base[] = {"model.vocab_size=11", "model.d_model=16", "model.n_heads=2", "model.n_layers=2",
-                          "model.d_ff=24",       "model.init_std=0.3", "model.gdn.chunk_size=3", "model.kda.chunk_size=3",
-                          "model.linear.chunk_size=3", NULL};
+    const char *base[] = {TEST_DIMENSIONS, "model.vocab_size=17", "model.n_layers=2", "model.d_ff=28",
+                          "model.init_std=0.3", NULL};
     Error err;
     for (const char *const *s = base; *s; s++)
         if (!config_set(cfg, *s, &err)) die("%s", err.msg);
@@ -150,8 +153,8 @@ static void check_model(const char *const *settings, unsigned seed) {
     model_reshape(m, B, T);
     ModelCase c = {m, xmalloc(sizeof(int) * B * T), xmalloc(sizeof(int) * B * T)};
     for (int i = 0; i < B * T; i++) {
-        c.tokens[i] = (int)rng_below(&rng, 11);
-        c.targets[i] = i % 4 == 3 ? -1 : (int)rng_below(&rng, 11);
+        c.tokens[i] = (int)rng_below(&rng, (uint64_t)m->V);
+        c.targets[i] = i % 4 == 3 ? -1 : (int)rng_below(&rng, (uint64_t)m->V);
     }
     params_zero_grad(&m->params);
     model_forward(m, c.tokens, c.targets, 1.0f);
@@ -206,7 +209,7 @@ static void check_decode(const char *const *settings, unsigned seed) {
         for (int b = 0; b < B; b++) step[b] = tokens[b * T + t];
         model_decode_step(m, step, t, logits);
         for (int b = 0; b < B; b++)
-            for (int v = 0; v < V; v++) worst = fmax(worst, fabs(logits[b * V + v] - full[((size_t)b * T + t) * V + v]));
+            worst = worst_of(worst, max_abs_diff(logits + (size_t)b * V, full + ((size_t)b * T + t) * V, V));
     }
     /* Logits are O(1). Decode and forward are different algorithms for the linear-time mixers
      * (recurrent vs chunkwise), so they agree to fp32 rounding, about 1e-6 for one layer, and

@@ -17,6 +17,7 @@
 #include "core/optimizer.h"
 #include "core/safetensors.h"
 #include "core/util.h"
+#include "tests/compare.h"
 #include "tests/gradcheck.h"
 #include "tests/test.h"
 
@@ -59,17 +60,9 @@ static float *copy_of(const float *h, size_t n) {
 /* max |gpu - cpu| / max(max |cpu|, 1e-6) with the GPU buffer downloaded */
 static double rel(const float *gpu_dev, const float *cpu_host, size_t n) {
     float *g = down(gpu_dev, n);
-    double d = 0, m = 1e-6;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(g[i])) {
-            free(g);
-            return INFINITY;
-        }
-        d = fmax(d, fabs((double)g[i] - cpu_host[i]));
-        m = fmax(m, fabs((double)cpu_host[i]));
-    }
+    double d = max_rel_diff(g, cpu_host, n, 1e-6);
     free(g);
-    return d / m;
+    return d;
 }
 
 #define SAME(gpu_dev, cpu_host, n, tol, what)                                                                         \
@@ -459,13 +452,9 @@ static void check_scan(bool delta, bool channel, int B, int T, int H, int K, int
     size_t sizes[8] = {c.nv, c.ns, c.nqk, c.nqk, c.nv, c.ng, c.nb, c.ns};
     for (int i = 0; i < 8; i++) {
         if (!delta && (i == 5 || i == 6)) continue;
-        double d = 0, m = 1e-6;
-        for (size_t j = 0; j < sizes[i]; j++) {
-            d = fmax(d, fabs((double)got[i][j] - want[i][j]));
-            m = fmax(m, fabs((double)want[i][j]));
-        }
-        CHECK(d / m <= tol, "%s%s T=%d K=%d V=%d chunk=%d: %s differs by %.2e (tol %.0e)", delta ? "delta " : "linear ",
-              channel ? "kda" : delta ? "gdn" : "", T, K, V, chunk, names[i], d / m, tol);
+        double d = max_rel_diff(got[i], want[i], sizes[i], 1e-6);
+        CHECK(d <= tol, "%s%s T=%d K=%d V=%d chunk=%d: %s differs by %.2e (tol %.0e)", delta ? "delta " : "linear ",
+              channel ? "kda" : delta ? "gdn" : "", T, K, V, chunk, names[i], d, tol);
     }
 }
 
@@ -591,7 +580,7 @@ TEST(test_gpu_training_run_tracks_the_cpu_loss_curve) {
             model_backward(ms[k]);
             optimizer_step(&ms[k]->params, &c.train, step + 1, lr_at(&c.train, step));
         }
-        worst = fmax(worst, fabs(lb.loss_sum - la.loss_sum) / la.loss_sum);
+        worst = worst_of(worst, fabs(lb.loss_sum - la.loss_sum) / la.loss_sum);
         if (step == 0) first = la.loss_sum / N;
         last = la.loss_sum / N;
     }
@@ -620,13 +609,8 @@ TEST(test_gpu_op_harness_matches_the_pytorch_reference) {
             float *want = xmalloc(sizeof(float) * x->count), *got = xmalloc(sizeof(float) * x->count);
             CHECK(st_get_f32(&r, x->name, x->ndim, x->shape, want, &err) && st_get_f32(&o, x->name, x->ndim, x->shape, got, &err),
                   "%s", err.msg);
-            double d = 0, m = 1e-6;
-            for (size_t j = 0; j < x->count; j++) {
-                d = fmax(d, fabs((double)got[j] - want[j]));
-                m = fmax(m, fabs((double)want[j]));
-            }
-            CHECK(d / m <= mm_tol(2e-5, 5e-2), "%s on the GPU: %s differs from the reference by %.2e", cases[i][0], x->name,
-                  d / m);
+            double d = max_rel_diff(got, want, x->count, 1e-6);
+            CHECK(d <= mm_tol(2e-5, 5e-2), "%s on the GPU: %s differs from the reference by %.2e", cases[i][0], x->name, d);
         }
     }
 }
