@@ -34,7 +34,7 @@ OBJ_DIR   ?= build/obj
 LIB_OBJ   := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(OBJ_DIR)/%.o)
 
-.PHONY: all setup deps data test test-cuda check-asan check-valgrind fuzz fuzz-build bench plots clean cuda help
+.PHONY: all setup deps data test test-mutations test-cuda check-asan check-valgrind fuzz fuzz-build bench plots clean cuda help
 all: attnlab
 
 # ---- the GPU backend (make cuda): nvcc for core/cuda/*.cu, cuBLAS for the matmuls ----
@@ -130,6 +130,10 @@ data/brown.txt: | attnlab
 test: attnlab build/run_tests $(if $(HAVE_NVCC),build/run_tests_cuda)
 	@bash tests/run_all.sh
 
+# Each bug of tests/mutations/*.patch planted in a copy of the tree: the tests it names must fail.
+test-mutations: attnlab build/run_tests
+	@bash tests/mutations/run.sh
+
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer (every report fatal),
 # built apart from the normal build.
 SAN_FLAGS = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
@@ -192,6 +196,7 @@ help:
 	@echo "make setup   install system packages, build, fetch the Brown corpus into data/"
 	@echo "make         build ./attnlab"
 	@echo "make test    build and run the test suite"
+	@echo "make test-mutations   plant each bug of tests/mutations/ and check the tests catch it"
 	@echo "make bench   training-step benchmark of the softmax baseline on the CPU"
 	@echo "make repro-NAME   a reproduction (NAME: $(REPROS)); make plots   every figure"
 	@echo "make reference-NAME   copy a reproduction's table and figures to results/reference/NAME/"
