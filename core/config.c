@@ -378,12 +378,11 @@ static bool uses_mixer(const ModelConfig *m, const char *name) {
 
 MlaDims config_mla_dims(const ModelConfig *m) {
     int hd = config_head_dim(m);
-    bool rope = strcmp(m->mla.position, "rope") == 0;
     MlaDims d;
     d.q_rank = m->mla.q_lora_rank;
     d.kv_rank = m->mla.kv_lora_rank ? m->mla.kv_lora_rank : m->d_model / 2;
     d.nope = m->mla.qk_nope_head_dim ? m->mla.qk_nope_head_dim : hd;
-    d.rope = rope ? (m->mla.qk_rope_head_dim ? m->mla.qk_rope_head_dim : hd / 2) : 0;
+    d.rope = m->mla.qk_rope_head_dim ? m->mla.qk_rope_head_dim : hd / 2; /* rotated under RoPE only */
     d.v = m->mla.v_head_dim ? m->mla.v_head_dim : hd;
     return d;
 }
@@ -416,12 +415,9 @@ static bool check_model(const ModelConfig *m, const char *src, Error *err) {
     }
     if (uses_mixer(m, "mla")) {
         MlaDims d = config_mla_dims(m);
-        if (strcmp(m->mla.position, "rope") == 0 && (d.rope <= 0 || d.rope % 2))
-            return error_set(err, "%s: model.mla.qk_rope_head_dim must be even and positive under RoPE, got %d", src,
+        if (d.rope <= 0 || (strcmp(m->mla.position, "rope") == 0 && d.rope % 2))
+            return error_set(err, "%s: model.mla.qk_rope_head_dim must be positive, and even under RoPE, got %d", src,
                              d.rope);
-        if (strcmp(m->mla.position, "nope") == 0 && m->mla.qk_rope_head_dim)
-            return error_set(err, "%s: model.mla.qk_rope_head_dim is %d but model.mla.position is 'nope' (no rotary dims)",
-                             src, m->mla.qk_rope_head_dim);
         if (d.kv_rank < 1) return error_set(err, "%s: model.mla.kv_lora_rank must be positive", src);
     }
     return true;

@@ -61,7 +61,7 @@ const Field config_fields[] = {
     INT("model.mla.qk_nope_head_dim", model.mla.qk_nope_head_dim, "0", 0, 4096,
         "query/key channels without position per head; 0: head_dim"),
     INT("model.mla.qk_rope_head_dim", model.mla.qk_rope_head_dim, "0", 0, 4096,
-        "decoupled rotary channels (one key shared by all heads); 0: head_dim / 2 under RoPE"),
+        "decoupled key channels (one key shared by all heads), rotated under RoPE only; 0: head_dim / 2"),
     INT("model.mla.v_head_dim", model.mla.v_head_dim, "0", 0, 4096, "value channels per head; 0: head_dim"),
     ENUM("model.mla.position", model.mla.position, "rope", POSITION, "decoupled RoPE, or none (Kimi Linear's NoPE MLA)"),
     ENUM("model.linear.feature_map", model.linear.feature_map, "elu1", "identity|elu1|relu", "phi applied to q and k"),

@@ -7,5 +7,6 @@
  * Heads of 8 channels make 24, not d_model's 30; chunks of 5 leave partial last chunks. */
 #define TEST_DIMENSIONS                                                                                 \
     "model.d_model=30", "model.n_heads=3", "model.head_dim=8", "model.mla.kv_lora_rank=11",              \
-        "model.mla.qk_nope_head_dim=12", "model.mla.v_head_dim=14", "model.kda.gate_rank=13",           \
+        "model.mla.qk_nope_head_dim=12", "model.mla.qk_rope_head_dim=6", "model.mla.v_head_dim=14",        \
+        "model.kda.gate_rank=13",                                                                   \
         "model.linear.chunk_size=5", "model.gdn.chunk_size=5", "model.kda.chunk_size=5"

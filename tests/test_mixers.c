@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compare.h"
 #include "core/util.h"
 #include "mixer_harness.h"
 #include "test.h"
@@ -90,20 +91,38 @@ TEST(test_linear_time_layers_chunked_equals_recurrent) {
     check_forms_agree("kda", 22);
 }
 
-/* Under NoPE, MLA has no rotary parameters and caches kv_lora_rank values per token; under RoPE
- * kv_lora_rank + qk_rope_head_dim. */
-TEST(test_mla_cache_is_the_latent_plus_rotary_key) {
-    MixerCase c;
+/* NoPE is the same MLA layer without the rotation (Kimi Linear's MLA): the same parameters, cache
+ * per token (kv_lora_rank + qk_rope_head_dim) and scale, so with the same weights both give the
+ * same output at position 0, where the rotation is the identity, and differ after it. */
+TEST(test_mla_nope_is_the_same_layer_without_rotation) {
+    MixerCase nope, rope;
     char msg[256];
-    CHECK(mixer_case_init(&c, SETTINGS("model.mixer=mla", "model.mla.position=nope", "model.mla.kv_lora_rank=6"), 1, 4,
-                          30, msg, sizeof msg),
+    CHECK(mixer_case_init(&nope, SETTINGS("model.mixer=mla", "model.mla.position=nope"),
+                          2, 7, 30, msg, sizeof msg),
           "%s", msg);
-    CHECK(c.mixer->ops->cache_bytes(c.mixer, 1000) == 4 * 6 * 1000, "NoPE cache %zu bytes",
-          c.mixer->ops->cache_bytes(c.mixer, 1000));
-    for (int i = 0; i < c.ps.n; i++) CHECK(!strstr(c.ps.info[i].name, "rope"), "NoPE MLA has %s", c.ps.info[i].name);
-    CHECK(mixer_case_init(&c, SETTINGS("model.mixer=mla", "model.mla.kv_lora_rank=6", "model.mla.qk_rope_head_dim=4"), 1,
-                          4, 31, msg, sizeof msg),
+    CHECK(mixer_case_init(&rope, SETTINGS("model.mixer=mla", "model.mla.position=rope"),
+                          2, 7, 30, msg, sizeof msg),
           "%s", msg);
-    CHECK(c.mixer->ops->cache_bytes(c.mixer, 1000) == 4 * 10 * 1000, "RoPE cache %zu bytes",
-          c.mixer->ops->cache_bytes(c.mixer, 1000));
+    CHECK(nope.ps.n == rope.ps.n && nope.ps.total == rope.ps.total, "parameters: NoPE %d tensors (%zu), RoPE %d (%zu)",
+          nope.ps.n, nope.ps.total, rope.ps.n, rope.ps.total);
+    for (int i = 0; i < nope.ps.n; i++)
+        CHECK(strcmp(nope.ps.info[i].name, rope.ps.info[i].name) == 0 && nope.ps.info[i].count == rope.ps.info[i].count,
+              "parameter %d: %s vs %s", i, nope.ps.info[i].name, rope.ps.info[i].name);
+    CHECK(memcmp(nope.ps.w, rope.ps.w, sizeof(float) * nope.ps.total) == 0, "the same seed gave other weights");
+    size_t per_token = sizeof(float) * (11 + 6); /* kv_lora_rank + qk_rope_head_dim of test_dimensions.h */
+    CHECK(nope.mixer->ops->cache_bytes(nope.mixer, 1000) == 1000 * per_token &&
+              rope.mixer->ops->cache_bytes(rope.mixer, 1000) == 1000 * per_token,
+          "cache for 1000 tokens: NoPE %zu, RoPE %zu bytes, expected %zu", nope.mixer->ops->cache_bytes(nope.mixer, 1000),
+          rope.mixer->ops->cache_bytes(rope.mixer, 1000), 1000 * per_token);
+    mixer_case_loss(&nope);
+    mixer_case_loss(&rope);
+    double later = 0;
+    for (int b = 0; b < 2; b++)
+        for (int t = 0; t < 7; t++) {
+            const float *yn = nope.y + ((size_t)b * 7 + t) * nope.C, *yr = rope.y + ((size_t)b * 7 + t) * rope.C;
+            double d = max_abs_diff(yn, yr, (size_t)nope.C);
+            if (t == 0) CHECK(d <= 1e-6, "sequence %d, position 0: NoPE and RoPE differ by %.2e", b, d);
+            else later = worst_of(later, d);
+        }
+    CHECK(later > 1e-3, "NoPE and RoPE agree after position 0 (%.2e): nothing was rotated", later);
 }

@@ -1,8 +1,9 @@
 /* mla: Multi-head Latent Attention (DeepSeek-V2). Keys and values are rebuilt per head from a
- * normalized latent c = RMSNorm(x W_dkv) of kv_lora_rank channels; under RoPE a decoupled rotary
- * key of qk_rope_head_dim channels, shared by all heads, joins each head's key (under NoPE, as in
- * Kimi Linear, there are no rotary channels at all). Queries come from x, or through a normalized
- * low-rank bottleneck when q_lora_rank > 0.
+ * normalized latent c = RMSNorm(x W_dkv) of kv_lora_rank channels; a decoupled key of
+ * qk_rope_head_dim channels, shared by all heads, joins each head's key. Under RoPE it and the
+ * matching query channels are rotated; under NoPE (Kimi Linear's MLA) nothing is rotated and the
+ * layer is otherwise the same: width, parameters, scale and cache. Queries come from x, or through
+ * a normalized low-rank bottleneck when q_lora_rank > 0.
  *
  * Training materializes per-head keys [k_nope_h | k_rope] and values and runs causal attention.
  * Decode caches only [c | k_rope] per token and absorbs the up-projections: the score of head h is
@@ -20,14 +21,14 @@ typedef struct {
     Mixer base;
     int C, H, dn, dr, dv, r, rq;
     float eps;
-    const RopeTable *rope_table; /* NULL under NoPE */
+    const RopeTable *rope_table; /* NULL under NoPE: the decoupled channels are not rotated */
     Param w_q, w_dq, q_norm, w_uq, w_dkv, kv_norm, w_ukv, w_kr, w_o;
     /* activations */
     float *cq, *cq_n, *cq_rstd; /* query bottleneck [N, rq] */
     float *q;                   /* [N, H (dn + dr)] */
     float *c, *c_n, *c_rstd;    /* latent [N, r] */
     float *kv;                  /* [N, H (dn + dv)] */
-    float *kr;                  /* rotary key [N, dr] */
+    float *kr;                  /* decoupled key [N, dr] */
     float *k, *v;               /* per-head keys [N, H (dn + dr)], values [N, H dv] */
     float *att, *lse;
     /* scratch */
@@ -52,7 +53,7 @@ static Mixer *mla_create(const MixerSpec *spec, ParamSet *ps) {
     m->r = d.kv_rank;
     m->rq = d.q_rank;
     m->eps = (float)mc->norm_eps;
-    if (m->dr) m->rope_table = rope_cache_request(spec->rope, m->dr);
+    if (strcmp(mc->mla.position, "rope") == 0) m->rope_table = rope_cache_request(spec->rope, m->dr);
     float std = (float)mc->init_std, out_std = (float)(mc->init_std / sqrt(2.0 * mc->n_layers));
     int l = spec->layer, C = m->C, HQ = m->H * qk_dim(m);
     char name[96];
@@ -67,7 +68,7 @@ static Mixer *mla_create(const MixerSpec *spec, ParamSet *ps) {
     params_matrix(ps, &m->w_dkv, NAME("w_kv_down"), m->r, C, std);
     params_gain(ps, &m->kv_norm, NAME("kv_norm"), m->r);
     params_matrix(ps, &m->w_ukv, NAME("w_kv_up"), (long)m->H * (m->dn + m->dv), m->r, std);
-    if (m->dr) params_matrix(ps, &m->w_kr, NAME("w_k_rope"), m->dr, C, std);
+    params_matrix(ps, &m->w_kr, NAME("w_k_rope"), m->dr, C, std);
     params_matrix(ps, &m->w_o, NAME("w_o"), C, (long)m->H * m->dv, out_std);
 #undef NAME
     return &m->base;
@@ -96,10 +97,8 @@ static void mla_declare(Mixer *mx, const Backend *be, Arena *acts, Arena *scratc
     arena_floats(acts, &m->c_n, N * m->r);
     arena_floats(acts, &m->c_rstd, N);
     arena_floats(acts, &m->kv, N * HKV);
-    if (m->dr) {
-        arena_floats(acts, &m->kr, N * m->dr);
-        arena_floats(scratch, &m->dkr, N * m->dr);
-    }
+    arena_floats(acts, &m->kr, N * m->dr);
+    arena_floats(scratch, &m->dkr, N * m->dr);
     arena_floats(acts, &m->k, N * HQ);
     arena_floats(acts, &m->v, N * HV);
     arena_floats(acts, &m->att, N * HV);
@@ -135,15 +134,15 @@ static void mla_forward(Mixer *mx, const Backend *be, const float *x, float *y, 
     linear_forward(be, m->c, x, &m->w_dkv, N, m->C, m->r, false);
     be->rmsnorm_forward(m->c_n, m->c_rstd, m->c, m->kv_norm.w, N, m->r, m->eps);
     linear_forward(be, m->kv, m->c_n, &m->w_ukv, N, m->r, HKV, false);
-    if (m->dr) {
+    linear_forward(be, m->kr, x, &m->w_kr, N, m->C, m->dr, false);
+    if (m->rope_table) {
         const RopeTable *t = m->rope_table;
-        linear_forward(be, m->kr, x, &m->w_kr, N, m->C, m->dr, false);
         be->rope_forward(m->kr, B, T, 1, m->dr, m->dr, 0, m->dr, t->cos, t->sin, 0);
         be->rope_forward(m->q, B, T, H, dk, HQ, m->dn, m->dr, t->cos, t->sin, 0);
     }
     for (int h = 0; h < H; h++) { /* per-head keys [k_nope_h | k_rope] and values */
         be->copy_rows(m->k + (size_t)h * dk, HQ, m->kv + (size_t)h * (m->dn + m->dv), HKV, N, m->dn, false);
-        if (m->dr) be->copy_rows(m->k + (size_t)h * dk + m->dn, HQ, m->kr, m->dr, N, m->dr, false);
+        be->copy_rows(m->k + (size_t)h * dk + m->dn, HQ, m->kr, m->dr, N, m->dr, false);
         be->copy_rows(m->v + (size_t)h * m->dv, HV, m->kv + (size_t)h * (m->dn + m->dv) + m->dn, HKV, N, m->dv, false);
     }
     AttnShape shape = attn_shape(m, B, T);
@@ -159,19 +158,19 @@ static void mla_backward(Mixer *mx, const Backend *be, const float *x, const flo
     AttnShape shape = attn_shape(m, B, T);
     be->attention_backward(&shape, m->dq, m->dk, m->dv_buf, m->datt, m->q, m->k, m->v, m->att, m->lse, m->work);
     /* the per-head keys and values were copies: gather their gradients back */
-    if (m->dr) be->zero(m->dkr, (size_t)N * m->dr);
+    be->zero(m->dkr, (size_t)N * m->dr);
     for (int h = 0; h < H; h++) {
         be->copy_rows(m->dkv + (size_t)h * (m->dn + m->dv), HKV, m->dk + (size_t)h * dk, HQ, N, m->dn, false);
         be->copy_rows(m->dkv + (size_t)h * (m->dn + m->dv) + m->dn, HKV, m->dv_buf + (size_t)h * m->dv, HV, N, m->dv,
                       false);
-        if (m->dr) be->copy_rows(m->dkr, m->dr, m->dk + (size_t)h * dk + m->dn, HQ, N, m->dr, true);
+        be->copy_rows(m->dkr, m->dr, m->dk + (size_t)h * dk + m->dn, HQ, N, m->dr, true);
     }
-    if (m->dr) {
+    if (m->rope_table) {
         const RopeTable *t = m->rope_table;
         be->rope_backward(m->dkr, B, T, 1, m->dr, m->dr, 0, m->dr, t->cos, t->sin, 0);
         be->rope_backward(m->dq, B, T, H, dk, HQ, m->dn, m->dr, t->cos, t->sin, 0);
-        linear_backward(be, dx, m->dkr, x, &m->w_kr, N, m->C, m->dr, true);
     }
+    linear_backward(be, dx, m->dkr, x, &m->w_kr, N, m->C, m->dr, true);
     linear_backward(be, m->dc_n, m->dkv, m->c_n, &m->w_ukv, N, m->r, HKV, false);
     be->zero(m->dc, (size_t)N * m->r);
     be->rmsnorm_backward(m->dc, m->kv_norm.g, m->dc_n, m->c, m->kv_norm.w, m->c_rstd, N, m->r);
@@ -210,7 +209,7 @@ static void mla_declare_decode(Mixer *mx, const Backend *be, Arena *cache, Arena
     arena_floats(scratch, &m->s_q, (size_t)B * m->H * qk_dim(m));
     arena_floats(scratch, &m->s_c, (size_t)B * m->r);
     arena_floats(scratch, &m->s_cr, (size_t)B);
-    if (m->dr) arena_floats(scratch, &m->s_kr, (size_t)B * m->dr);
+    arena_floats(scratch, &m->s_kr, (size_t)B * m->dr);
     arena_floats(scratch, &m->s_qa, (size_t)B * m->H * row);
     arena_floats(scratch, &m->s_ohat, (size_t)B * m->H * m->r);
     arena_floats(scratch, &m->s_att, (size_t)B * m->H * m->dv);
@@ -231,23 +230,23 @@ static void mla_decode_step(Mixer *mx, const Backend *be, const float *x, float 
     long seq = m->max_context * row;
     float *dst = m->cache + pos * row;
     project_queries(m, be, x, m->s_q, m->s_cq, m->s_cqn, m->s_cqr, B);
-    /* the new cache row: [RMSNorm(x W_dkv) | RoPE(x W_kr)] */
+    /* the new cache row: [RMSNorm(x W_dkv) | x W_kr, rotated under RoPE] */
     linear_forward(be, m->s_c, x, &m->w_dkv, B, m->C, r, false);
     be->rmsnorm_forward(m->s_c, m->s_cr, m->s_c, m->kv_norm.w, B, r, m->eps);
     be->copy_rows(dst, seq, m->s_c, r, B, r, false);
-    if (m->dr) {
+    linear_forward(be, m->s_kr, x, &m->w_kr, B, m->C, m->dr, false);
+    if (m->rope_table) {
         const RopeTable *t = m->rope_table;
-        linear_forward(be, m->s_kr, x, &m->w_kr, B, m->C, m->dr, false);
         be->rope_forward(m->s_kr, B, 1, 1, m->dr, m->dr, 0, m->dr, t->cos, t->sin, (int)pos);
         be->rope_forward(m->s_q, B, 1, H, dk, HQ, m->dn, m->dr, t->cos, t->sin, (int)pos);
-        be->copy_rows(dst + r, seq, m->s_kr, m->dr, B, m->dr, false);
     }
+    be->copy_rows(dst + r, seq, m->s_kr, m->dr, B, m->dr, false);
     /* absorbed queries [W_uk_h^T q_nope_h | q_rope_h]; W_uk_h is rows [h (dn + dv), + dn) of W_ukv */
     for (int h = 0; h < H; h++) {
         const float *w_uk = m->w_ukv.w + (size_t)h * HKV_row * r;
         be->gemm(false, false, B, r, m->dn, 1.0f, m->s_q + (size_t)h * dk, HQ, w_uk, r, 0.0f,
                  m->s_qa + (size_t)h * row, H * row);
-        if (m->dr) be->copy_rows(m->s_qa + (size_t)h * row + r, H * row, m->s_q + (size_t)h * dk + m->dn, HQ, B, m->dr, false);
+        be->copy_rows(m->s_qa + (size_t)h * row + r, H * row, m->s_q + (size_t)h * dk + m->dn, HQ, B, m->dr, false);
     }
     AttnShape shape = absorbed_shape(m, B, (int)pos + 1);
     be->attention_decode(&shape, seq, m->s_ohat, m->s_qa, m->cache, m->cache, m->s_work);
