@@ -107,6 +107,22 @@ expect_error config_layers_and_ratio 1 "model.layers and model.hybrid.ratio both
 expect_error config_hybrid_full_must_be_attention 1 "--set model.hybrid.full=kda: expected one of softmax|mla, got 'kda'" "$A" train "$good" --set model.hybrid.full=kda
 expect_error config_mla_odd_rope_dims_under_rope 1 "model.mla.qk_rope_head_dim must be positive, and even under RoPE, got 7" "$A" train "$good" --set model.mixer=mla --set model.mla.position=rope --set model.mla.qk_rope_head_dim=7
 
+# a position-encoding ablation changes nothing but the rotation: for every mixer, RoPE and NoPE
+# describe the same parameter count and cache
+if selected describe_nope_and_rope_differ_only_in_rotation; then
+    bad=""
+    for m in softmax mla linear gdn kda; do
+        for p in rope nope; do
+            "$A" describe "$good" --set model.mixer=$m --set model.$m.position=$p --context 1000 >"$TMP/$p" 2>&1 || bad="$bad $m/$p:fails"
+        done
+        n=$(grep -c "^total:\|^decode cache" "$TMP/rope")
+        if [ "$n" -ne 2 ] || ! diff -q <(grep "^total:\|^decode cache" "$TMP/rope") <(grep "^total:\|^decode cache" "$TMP/nope") >/dev/null ||
+            ! grep -q "^0 *$m *nope " "$TMP/nope"; then
+            bad="$bad $m"
+        fi
+    done
+    if [ -z "$bad" ]; then ok describe_nope_and_rope_differ_only_in_rotation; else fail describe_nope_and_rope_differ_only_in_rotation "differ:$bad"; fi
+fi
 # describe prints the layer table of a hybrid and its cache
 if selected describe_hybrid; then
     if "$A" describe "$good" --set model.n_layers=4 --set model.hybrid.ratio=3:1 --set model.mla.position=nope --context 1000 >"$TMP/out" 2>&1 &&
