@@ -387,6 +387,17 @@ MlaDims config_mla_dims(const ModelConfig *m) {
     return d;
 }
 
+DeltaDims config_delta_dims(const ModelConfig *m, const DeltaConfig *d) {
+    DeltaDims r;
+    r.k = d->head_dim ? d->head_dim : config_head_dim(m);
+    r.v = (int)lround(r.k * d->expand_v);
+    return r;
+}
+
+double config_out_init_std(const ModelConfig *m) {
+    return m->rescale_residual_init ? m->init_std / sqrt(2.0 * m->n_layers) : m->init_std;
+}
+
 static bool check_model(const ModelConfig *m, const char *src, Error *err) {
     if (!m->head_dim && m->d_model % m->n_heads != 0)
         return error_set(err, "%s: model.d_model (%d) is not a multiple of model.n_heads (%d); set model.head_dim", src,
@@ -403,10 +414,19 @@ static bool check_model(const ModelConfig *m, const char *src, Error *err) {
     /* every mixer that rotates q and k needs an even number of rotated channels */
     const char *rotating[] = {"softmax", "linear", "gdn", "kda"};
     const char *positions[] = {m->softmax.position, m->linear.position, m->gdn.position, m->kda.position};
+    int rotated[] = {hd, hd, config_delta_dims(m, &m->gdn).k, config_delta_dims(m, &m->kda).k};
     for (int i = 0; i < 4; i++)
-        if (uses_mixer(m, rotating[i]) && strcmp(positions[i], "rope") == 0 && hd % 2 != 0)
+        if (uses_mixer(m, rotating[i]) && strcmp(positions[i], "rope") == 0 && rotated[i] % 2 != 0)
             return error_set(err, "%s: model.%s.position = 'rope' needs an even head dimension, got %d", src, rotating[i],
-                             hd);
+                             rotated[i]);
+    const char *delta[] = {"gdn", "kda"};
+    const DeltaConfig *dc[] = {&m->gdn, &m->kda};
+    for (int i = 0; i < 2; i++) {
+        DeltaDims d = config_delta_dims(m, dc[i]);
+        if (uses_mixer(m, delta[i]) && (d.v < 1 || fabs(d.k * dc[i]->expand_v - d.v) > 1e-9))
+            return error_set(err, "%s: model.%s.expand_v = %g times %d key channels is not a whole number of value channels",
+                             src, delta[i], dc[i]->expand_v, d.k);
+    }
     if (uses_mixer(m, "softmax")) {
         int kv = m->softmax.n_kv_heads ? m->softmax.n_kv_heads : m->n_heads;
         if (m->n_heads % kv != 0)

@@ -36,6 +36,8 @@ typedef struct {
 
 /* gdn and kda share their switches; gate_rank is kda's low-rank gate width. */
 typedef struct {
+    int head_dim;    /* key channels per head; 0: the model's head_dim */
+    double expand_v; /* value channels per head = head_dim * expand_v (fla's expand_v) */
     int chunk_size;
     bool short_conv;
     int conv_size;
@@ -61,6 +63,7 @@ typedef struct {
     bool tie_embeddings;
     double norm_eps;
     double init_std;
+    bool rescale_residual_init; /* output projections drawn with init_std / sqrt(2 n_layers) */
     double rope_base;
     char *mixer;      /* every layer's mixer, unless hybrid.ratio or layers says otherwise */
     HybridConfig hybrid;
@@ -201,5 +204,13 @@ typedef struct {
     int q_rank, kv_rank, nope, rope, v;
 } MlaDims;
 MlaDims config_mla_dims(const ModelConfig *m);
+/* The key and value channels per head of a gdn or kda layer (d is model.gdn or model.kda). */
+typedef struct {
+    int k, v;
+} DeltaDims;
+DeltaDims config_delta_dims(const ModelConfig *m, const DeltaConfig *d);
+/* The std of a block's output projections (mixer out, MLP down): init_std, or init_std /
+ * sqrt(2 n_layers) under rescale_residual_init. */
+double config_out_init_std(const ModelConfig *m);
 /* Whether a mixer name is one of the linear-time family (linear, gdn, kda). */
 bool mixer_is_linear_time(const char *name);

@@ -15,9 +15,12 @@
 #define MIXERS "softmax|mla|linear|gdn|kda"
 #define POSITION "rope|nope"
 
-/* gdn and kda take the same switches */
-#define DELTA_FIELDS(name, member)                                                                                    \
-    INT("model." name ".chunk_size", model.member.chunk_size, "64", 0, 4096,                                          \
+/* gdn and kda take the same switches; fla's default value width differs (expand_v 2 and 1) */
+#define DELTA_FIELDS(name, member, expand_v_default)                                                                          \
+    INT("model." name ".head_dim", model.member.head_dim, "0", 0, 4096, "key channels per head; 0: model.head_dim"),  \
+        NUM("model." name ".expand_v", model.member.expand_v, expand_v_default, 0.0625, 64,                                   \
+            "value channels per head = head_dim * expand_v (fla's expand_v)"),                                        \
+        INT("model." name ".chunk_size", model.member.chunk_size, "64", 0, 4096,                                      \
         "rows per chunk of the chunkwise training form; 0: train with the recurrent form"),                           \
         BOOL("model." name ".short_conv", model.member.short_conv, "true",                                            \
              "causal depthwise convolution (then SiLU) on q, k, v; off: SiLU only"),                                  \
@@ -45,7 +48,10 @@ const Field config_fields[] = {
     INT("model.d_ff", model.d_ff, "0", 0, 1 << 20, "SwiGLU hidden width; 0: 8/3 d_model rounded up to a multiple of 64"),
     BOOL("model.tie_embeddings", model.tie_embeddings, "false", "LM head shares the token embedding matrix"),
     NUM("model.norm_eps", model.norm_eps, "1e-6", 1e-12, 1, "epsilon inside every RMSNorm"),
-    NUM("model.init_std", model.init_std, "0.02", 1e-6, 10, "std of the normal init of weight matrices"),
+    NUM("model.init_std", model.init_std, "0.02", 1e-6, 10,
+        "std of the normal init of every weight matrix and short convolution (as fla's models)"),
+    BOOL("model.rescale_residual_init", model.rescale_residual_init, "false",
+         "GPT-2's init: mixer and MLP output projections drawn with init_std / sqrt(2 n_layers); off, as fla's models"),
     NUM("model.rope_base", model.rope_base, "10000", 1, 1e12, "RoPE base: angle of channel pair i is pos * base^(-2i/d)"),
     ENUM("model.mixer", model.mixer, "softmax", MIXERS, "token mixer of every layer (without hybrid.ratio or layers)"),
     STR("model.hybrid.ratio", model.hybrid.ratio, "",
@@ -69,8 +75,8 @@ const Field config_fields[] = {
     INT("model.linear.chunk_size", model.linear.chunk_size, "64", 0, 4096,
         "rows per chunk of the chunkwise training form; 0: train with the recurrent form"),
     ENUM("model.linear.position", model.linear.position, "nope", POSITION, "rotary embedding on q and k, or none"),
-    DELTA_FIELDS("gdn", gdn),
-    DELTA_FIELDS("kda", kda),
+    DELTA_FIELDS("gdn", gdn, "2"),
+    DELTA_FIELDS("kda", kda, "1"),
     INT("model.kda.gate_rank", model.kda.gate_rank, "0", 0, 65536,
         "rank of the low-rank decay and output gate projections; 0: the value head dimension"),
 

@@ -19,7 +19,7 @@ Model *model_create(const ModelConfig *mc, const Backend *be) {
     m->F = config_d_ff(mc);
     m->rope.base = mc->rope_base;
     m->rope.be = be;
-    float std = (float)mc->init_std, out_std = (float)(mc->init_std / sqrt(2.0 * mc->n_layers));
+    float std = (float)mc->init_std, out_std = (float)config_out_init_std(mc);
 
     ParamSet *ps = &m->params;
     params_matrix(ps, &m->wte, "wte", m->V, m->C, std);

@@ -53,10 +53,6 @@ int params_custom(ParamSet *ps, Param *slot, const char *name, int ndim, const l
     return i;
 }
 
-void init_uniform(float *w, size_t n, Rng *rng, float a, float b) {
-    for (size_t i = 0; i < n; i++) w[i] = a + (b - a) * (float)rng_uniform(rng);
-}
-
 void init_log_uniform(float *w, size_t n, Rng *rng, float a, float b) {
     for (size_t i = 0; i < n; i++) w[i] = logf(a + (b - a) * (float)rng_uniform(rng));
 }

@@ -50,7 +50,6 @@ int params_custom(ParamSet *ps, Param *slot, const char *name, int ndim, const l
                   float a, float b);
 
 /* Initializers for params_custom: uniform in [a, b]; log of uniform in [a, b]. */
-void init_uniform(float *w, size_t n, Rng *rng, float a, float b);
 void init_log_uniform(float *w, size_t n, Rng *rng, float a, float b);
 
 void params_bind(ParamSet *ps, const Backend *be);

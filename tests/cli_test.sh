@@ -105,6 +105,7 @@ expect_error config_layers_bad_item 1 "field 'model.layers': item 2: expected on
 bad=$(cfg both 'return { model = { n_layers = 2, layers = { "kda", "mla" }, hybrid = { ratio = "1:1" } } }')
 expect_error config_layers_and_ratio 1 "model.layers and model.hybrid.ratio both set the layer pattern" "$A" train "$bad"
 expect_error config_hybrid_full_must_be_attention 1 "--set model.hybrid.full=kda: expected one of softmax|mla, got 'kda'" "$A" train "$good" --set model.hybrid.full=kda
+expect_error config_gdn_fractional_value_width 1 "model.gdn.expand_v = 0.3 times 16 key channels is not a whole number of value channels" "$A" train "$good" --set model.mixer=gdn --set model.gdn.expand_v=0.3
 expect_error config_mla_odd_rope_dims_under_rope 1 "model.mla.qk_rope_head_dim must be positive, and even under RoPE, got 7" "$A" train "$good" --set model.mixer=mla --set model.mla.position=rope --set model.mla.qk_rope_head_dim=7
 
 # a position-encoding ablation changes nothing but the rotation: for every mixer, RoPE and NoPE

@@ -70,7 +70,9 @@ Mixer *delta_layer_create(const MixerSpec *spec, ParamSet *ps, bool kda) {
     L->cfg = kda ? mc->kda : mc->gdn;
     L->C = mc->d_model;
     L->H = mc->n_heads;
-    L->K = L->V = config_head_dim(mc);
+    DeltaDims dims = config_delta_dims(mc, &L->cfg);
+    L->K = dims.k;
+    L->V = dims.v;
     L->W = L->cfg.conv_size;
     L->R = kda ? (mc->kda.gate_rank ? mc->kda.gate_rank : L->V) : 0;
     L->gw = kda ? L->K : 1;
@@ -78,17 +80,14 @@ Mixer *delta_layer_create(const MixerSpec *spec, ParamSet *ps, bool kda) {
     L->rope = strcmp(L->cfg.position, "rope") == 0;
     if (L->rope) L->rope_table = rope_cache_request(spec->rope, L->K);
     int l = spec->layer, C = L->C, HK = L->H * L->K, HV = L->H * L->V;
-    float std = (float)mc->init_std, out_std = (float)(mc->init_std / sqrt(2.0 * mc->n_layers));
+    float std = (float)mc->init_std, out_std = (float)config_out_init_std(mc);
     add_param(ps, &L->w_q, l, "w_q", HK, C, std);
     add_param(ps, &L->w_k, l, "w_k", HK, C, std);
     add_param(ps, &L->w_v, l, "w_v", HV, C, std);
-    if (L->cfg.short_conv) {
-        /* PyTorch's Conv1d default: uniform within 1/sqrt(fan_in), fan_in = kernel width */
-        float bound = 1.0f / sqrtf((float)L->W);
-        long sq[2] = {HK, L->W}, sv[2] = {HV, L->W};
-        add_custom(ps, &L->conv_q, l, "conv_q", 2, sq, true, init_uniform, -bound, bound);
-        add_custom(ps, &L->conv_k, l, "conv_k", 2, sq, true, init_uniform, -bound, bound);
-        add_custom(ps, &L->conv_v, l, "conv_v", 2, sv, true, init_uniform, -bound, bound);
+    if (L->cfg.short_conv) { /* N(0, init_std) as fla's models (not PyTorch's U(+-1/sqrt(width))) */
+        add_param(ps, &L->conv_q, l, "conv_q", HK, L->W, std);
+        add_param(ps, &L->conv_k, l, "conv_k", HK, L->W, std);
+        add_param(ps, &L->conv_v, l, "conv_v", HV, L->W, std);
     }
     add_param(ps, &L->w_b, l, "w_beta", L->H, C, std);
     if (kda) {

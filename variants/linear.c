@@ -56,7 +56,7 @@ static Mixer *linear_create(const MixerSpec *spec, ParamSet *ps) {
     L->rope = strcmp(mc->linear.position, "rope") == 0;
     if (L->rope) L->rope_table = rope_cache_request(spec->rope, L->K);
     int HK = L->H * L->K, HV = L->H * L->V;
-    float std = (float)mc->init_std, out_std = (float)(mc->init_std / sqrt(2.0 * mc->n_layers));
+    float std = (float)mc->init_std, out_std = (float)config_out_init_std(mc);
     const struct {
         Param *p;
         const char *what;

@@ -54,7 +54,7 @@ static Mixer *mla_create(const MixerSpec *spec, ParamSet *ps) {
     m->rq = d.q_rank;
     m->eps = (float)mc->norm_eps;
     if (strcmp(mc->mla.position, "rope") == 0) m->rope_table = rope_cache_request(spec->rope, m->dr);
-    float std = (float)mc->init_std, out_std = (float)(mc->init_std / sqrt(2.0 * mc->n_layers));
+    float std = (float)mc->init_std, out_std = (float)config_out_init_std(mc);
     int l = spec->layer, C = m->C, HQ = m->H * qk_dim(m);
     char name[96];
 #define NAME(what) (snprintf(name, sizeof name, "layers.%d.mixer.%s", l, what), name)

@@ -45,7 +45,7 @@ static Mixer *softmax_create(const MixerSpec *spec, ParamSet *ps) {
     snprintf(name, sizeof name, "layers.%d.mixer.wqkv", spec->layer);
     params_matrix(ps, &s->wqkv, name, qkv_width(s), s->C, (float)mc->init_std);
     snprintf(name, sizeof name, "layers.%d.mixer.wo", spec->layer);
-    params_matrix(ps, &s->wo, name, s->C, (long)s->H * s->D, (float)(mc->init_std / sqrt(2.0 * mc->n_layers)));
+    params_matrix(ps, &s->wo, name, s->C, (long)s->H * s->D, (float)config_out_init_std(mc));
     return &s->base;
 }
 
