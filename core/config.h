@@ -58,6 +58,7 @@ typedef struct {
     int n_heads;
     int head_dim; /* 0: d_model / n_heads */
     int d_ff;     /* 0: 8/3 d_model rounded up to a multiple of 64 */
+    bool mlp;     /* false: blocks are norm -> mixer -> residual only (Zoology's MQAR models) */
     bool tie_embeddings;
     double norm_eps;
     double init_std;

@@ -43,6 +43,8 @@ const Field config_fields[] = {
     INT("model.n_heads", model.n_heads, "4", 1, 1024, "attention (query) heads per mixer"),
     INT("model.head_dim", model.head_dim, "0", 0, 4096, "channels per head; 0: d_model / n_heads"),
     INT("model.d_ff", model.d_ff, "0", 0, 1 << 20, "SwiGLU hidden width; 0: 8/3 d_model rounded up to a multiple of 64"),
+    BOOL("model.mlp", model.mlp, "true",
+         "each block's second half, norm -> SwiGLU MLP -> residual; false: norm -> mixer -> residual only"),
     BOOL("model.tie_embeddings", model.tie_embeddings, "false", "LM head shares the token embedding matrix"),
     NUM("model.norm_eps", model.norm_eps, "1e-6", 1e-12, 1, "epsilon inside every RMSNorm"),
     NUM("model.init_std", model.init_std, "0.02", 1e-6, 10, "std of the normal init of weight matrices"),

@@ -224,6 +224,26 @@ if selected train_resume_is_bit_identical; then
     fi
 fi
 
+# ---- model.mlp = false: blocks without the MLP half train, and the checkpoint evaluates ----
+if selected train_without_mlp; then
+    rm -rf "$TMP/results"
+    params() { grep -o '"params":[[:space:]]*[0-9]*' "$1" | grep -o '[0-9]*$'; }
+    "$A" train "$good" --set run=mlp >/dev/null 2>&1
+    "$A" train "$good" --set run=nomlp --set model.mlp=false >"$TMP/out" 2>&1
+    code=$?
+    with=$(params "$TMP/results/good/mlp/summary.json")
+    without=$(params "$TMP/results/good/nomlp/summary.json")
+    # one layer of d_model 32: the SwiGLU MLP (3 x 32 x 128, d_ff 128 by default) and its norm (32)
+    if [ "$code" -eq 0 ] && [ -n "$with" ] && [ $((with - without)) -eq $((3 * 32 * 128 + 32)) ] &&
+        grep -q '"status":[[:space:]]*"finished"' "$TMP/results/good/nomlp/summary.json" &&
+        grep -q "mlp = false" "$TMP/results/good/nomlp/config.lua" &&
+        "$A" eval "$TMP/results/good/nomlp/checkpoint.safetensors" 2>&1 | grep -q "(step 6)"; then
+        ok train_without_mlp
+    else
+        fail train_without_mlp "exit $code, params $with and $without; $(tail -2 "$TMP/out")"
+    fi
+fi
+
 # ---- eval reads a checkpoint; a damaged checkpoint is refused ----
 if selected eval_checkpoint; then
     ck="$TMP/results/good/full/checkpoint.safetensors"
