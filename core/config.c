@@ -441,6 +441,19 @@ bool config_check(Config *c, Error *err) {
         if (!*s || strcmp(s, ".") == 0 || strcmp(s, "..") == 0 || strchr(s, '/'))
             return error_set(err, "%s: field '%s': expected a plain folder name, got '%s'", src, fields[i], s);
     }
+    if (strcmp(c->task, "mqar") == 0 && c->mqar.epochs > 0) {
+        /* epochs are counted in whole steps: every example is seen at least `epochs` times */
+        if (c->mqar.train_examples == 0)
+            return error_set(err, "%s: field 'mqar.epochs' = %d needs a fixed training set: set mqar.train_examples", src,
+                             c->mqar.epochs);
+        long long per_step = (long long)c->train.batch_size * c->train.grad_accum;
+        long long steps = ((long long)c->mqar.epochs * c->mqar.train_examples + per_step - 1) / per_step;
+        const Field *f = config_find_field("train.steps");
+        if (steps > (long long)f->max)
+            return error_set(err, "%s: mqar.epochs = %d of %d examples is %lld steps, more than train.steps allows (%.0f)",
+                             src, c->mqar.epochs, c->mqar.train_examples, steps, f->max);
+        c->train.steps = (int)steps;
+    }
     if (c->debug.nan_layer >= c->model.n_layers)
         return error_set(err, "%s: field 'debug.nan_layer': expected a layer below model.n_layers = %d, got %d", src,
                          c->model.n_layers, c->debug.nan_layer);

@@ -108,6 +108,8 @@ typedef struct {
     int num_kv_pairs;
     double power_a;
     bool random_non_queries;
+    int train_examples; /* 0: a fresh random batch every step; N: a fixed set of N, in epochs */
+    int epochs;         /* with train_examples: sets train.steps; 0: train.steps decides */
 } MqarConfig;
 
 typedef struct {

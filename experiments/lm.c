@@ -47,7 +47,8 @@ static void copy_window(const uint16_t *tokens, size_t start, int T, int *inputs
     }
 }
 
-static void lm_train_batch(Task *task, Rng *rng, int B, int T, int *inputs, int *targets) {
+static void lm_train_batch(Task *task, Rng *rng, uint64_t first, int B, int T, int *inputs, int *targets) {
+    (void)first; /* drawn fresh from rng */
     LmTask *t = (LmTask *)task;
     size_t starts = t->data.train.n - (size_t)T; /* windows need T + 1 tokens */
     for (int b = 0; b < B; b++) {

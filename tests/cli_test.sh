@@ -244,6 +244,31 @@ if selected train_without_mlp; then
     fi
 fi
 
+# ... and with a fixed MQAR training set, stopped in the middle of its second epoch
+if selected train_resume_is_bit_identical_on_a_fixed_mqar_set; then
+    rm -rf "$TMP/results"
+    fixed=(--set task=mqar --set train.seq_len=32 --set mqar.num_kv_pairs=4 --set model.vocab_size=64
+        --set mqar.train_examples=6 --set mqar.epochs=3 --set eval.examples=16)
+    "$A" train "$good" "${fixed[@]}" --set run=full >/dev/null 2>&1
+    "$A" train "$good" "${fixed[@]}" --set run=split --stop-at 4 >/dev/null 2>&1
+    "$A" train "$good" "${fixed[@]}" --set run=split --resume >"$TMP/out" 2>&1
+    digest() { # the checkpoint's tensors (after its header, which holds the wall time)
+        local n
+        n=$(od -An -t u8 -N8 "$1" | tr -d ' ')
+        tail -c +$((9 + n)) "$1" | sha256sum | cut -c1-16
+    }
+    full=$(grep -o '"loss":[^,}]*\|"val_accuracy":[^,}]*' "$TMP/results/good/full/metrics.jsonl")
+    split=$(grep -o '"loss":[^,}]*\|"val_accuracy":[^,}]*' "$TMP/results/good/split/metrics.jsonl")
+    # 3 epochs of 6 examples in steps of 2: 9 steps
+    if [ -n "$full" ] && [ "$full" = "$split" ] && grep -q "continuing from step 4" "$TMP/out" &&
+        grep -q '"steps":[[:space:]]*9' "$TMP/results/good/full/summary.json" &&
+        [ "$(digest "$TMP/results/good/full/checkpoint.safetensors")" = "$(digest "$TMP/results/good/split/checkpoint.safetensors")" ]; then
+        ok train_resume_is_bit_identical_on_a_fixed_mqar_set
+    else
+        fail train_resume_is_bit_identical_on_a_fixed_mqar_set "full: $(echo $full); split: $(echo $split); $(tail -1 "$TMP/out")"
+    fi
+fi
+
 # ---- eval reads a checkpoint; a damaged checkpoint is refused ----
 if selected eval_checkpoint; then
     ck="$TMP/results/good/full/checkpoint.safetensors"
