@@ -55,6 +55,8 @@ static void leaves_push(Leaves *l, const char *path, int ref) {
     l->items[l->n++].ref = ref;
 }
 
+static int cmp_leaf(const void *a, const void *b) { return strcmp(((const Leaf *)a)->path, ((const Leaf *)b)->path); }
+
 /* Collects the fields of an override table (the value at the top of the stack), descending into
  * section tables; pops the table. */
 static void flatten(lua_State *L, const char *prefix, Leaves *out) {
@@ -167,6 +169,9 @@ bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err
                     goto done;
                 }
                 flatten(L, "", &entries[i]);
+                /* Lua's table order changes from one process to the next (its string hashes are
+                 * seeded at random): sorted, a run gets the same name when the sweep restarts */
+                qsort(entries[i].items, (size_t)entries[i].n, sizeof(Leaf), cmp_leaf);
             }
         }
         lua_pop(L, 1);

@@ -364,6 +364,16 @@ EOF2
         fail plot_mqar_width_panels "$(tail -3 "$TMP/out" "$TMP/out2")"
     fi
 fi
+# a run's name does not depend on Lua's table order, which changes from one process to the next
+if selected sweep_run_names_are_stable; then
+    s=$(cfg sweepnames "$(sweep_base 'runs = { { ["model.mixer"] = "kda", ["train.lr"] = 0.01, seed = 3, ["model.d_model"] = 16 } },')")
+    names=$(for i in 1 2 3 4 5 6 7 8; do "$A" run "$s" --dry-run 2>&1 | tail -1; done | sort -u)
+    if [ "$names" = "  d_model=16,mixer=kda,seed=3,lr=0.01" ]; then
+        ok sweep_run_names_are_stable
+    else
+        fail sweep_run_names_are_stable "names: $(echo $names)"
+    fi
+fi
 s=$(cfg sweepbad1 "$(sweep_base 'grid = { ["model.mixr"] = { "kda" } },')")
 expect_error sweep_unknown_field_in_grid 1 "unknown field 'model.mixr' in $s (did you mean 'model.mixer'?) (in the grid)" "$A" run "$s"
 s=$(cfg sweepbad2 "$(sweep_base 'grid = { seed = { } },')")
