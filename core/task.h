@@ -27,6 +27,9 @@ typedef struct TaskOps {
     /* Optional: named metrics beyond validation loss and accuracy, after the last step (lm's
      * loss at longer evaluation lengths); returns how many it wrote into names/values. */
     int (*final_metrics)(Task *t, struct Model *m, const Config *c, char names[][48], double *values, int max);
+    /* With final_metrics: the names it writes, in its order, without a model (a sweep checks the
+     * metric it selects by before anything runs). */
+    int (*metric_names)(const Task *t, const Config *c, char names[][48], int max);
     void (*destroy)(Task *t);
 } TaskOps;
 
