@@ -182,7 +182,7 @@ static const char *closest_name(const char *path) {
     return best_d <= limit ? best : NULL;
 }
 
-static bool unknown_field(const char *path, const char *source, Error *err) {
+bool config_unknown_field(const char *path, const char *source, Error *err) {
     const char *guess = closest_name(path);
     if (guess) return error_set(err, "unknown field '%s' in %s (did you mean '%s'?)", path, source, guess);
     return error_set(err, "unknown field '%s' in %s (see 'attnlab help config')", path, source);
@@ -240,7 +240,7 @@ static bool apply_table(lua_State *L, int idx, const char *prefix, Config *c, co
                 ok = error_set(err, "%s: expected a table (a section of fields), got %s", where, luaL_typename(L, -1));
             else ok = apply_table(L, -1, path, c, source, err);
         } else {
-            ok = unknown_field(path, source, err);
+            ok = config_unknown_field(path, source, err);
         }
         lua_pop(L, 1);
         if (!ok) {
@@ -322,7 +322,7 @@ bool config_set(Config *c, const char *assignment, Error *err) {
     const Field *f = config_find_field(path);
     if (!f) {
         if (config_is_section(path)) return error_set(err, "--set %s: '%s' is a section; set one of its fields", assignment, path);
-        return unknown_field(path, "--set", err);
+        return config_unknown_field(path, "--set", err);
     }
     char where[320];
     snprintf(where, sizeof where, "--set %s", assignment);

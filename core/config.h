@@ -192,6 +192,8 @@ char *config_to_lua(const Config *c, const char *header_comment);
 /* `attnlab help config`. */
 void config_print_help(FILE *out);
 const Field *config_find_field(const char *path);
+/* Fills err with "unknown field 'PATH' in SOURCE (did you mean 'NEAREST'?)"; returns false. */
+bool config_unknown_field(const char *path, const char *source, Error *err);
 void config_free(Config *c);
 
 /* Derived model sizes, after config_check. */
