@@ -182,7 +182,7 @@ static const char *closest_name(const char *path) {
     return best_d <= limit ? best : NULL;
 }
 
-static bool unknown_field(const char *path, const char *source, Error *err) {
+bool config_unknown_field(const char *path, const char *source, Error *err) {
     const char *guess = closest_name(path);
     if (guess) return error_set(err, "unknown field '%s' in %s (did you mean '%s'?)", path, source, guess);
     return error_set(err, "unknown field '%s' in %s (see 'attnlab help config')", path, source);
@@ -240,7 +240,7 @@ static bool apply_table(lua_State *L, int idx, const char *prefix, Config *c, co
                 ok = error_set(err, "%s: expected a table (a section of fields), got %s", where, luaL_typename(L, -1));
             else ok = apply_table(L, -1, path, c, source, err);
         } else {
-            ok = unknown_field(path, source, err);
+            ok = config_unknown_field(path, source, err);
         }
         lua_pop(L, 1);
         if (!ok) {
@@ -322,7 +322,7 @@ bool config_set(Config *c, const char *assignment, Error *err) {
     const Field *f = config_find_field(path);
     if (!f) {
         if (config_is_section(path)) return error_set(err, "--set %s: '%s' is a section; set one of its fields", assignment, path);
-        return unknown_field(path, "--set", err);
+        return config_unknown_field(path, "--set", err);
     }
     char where[320];
     snprintf(where, sizeof where, "--set %s", assignment);
@@ -456,6 +456,19 @@ bool config_check(Config *c, Error *err) {
         const char *s = names[i];
         if (!*s || strcmp(s, ".") == 0 || strcmp(s, "..") == 0 || strchr(s, '/'))
             return error_set(err, "%s: field '%s': expected a plain folder name, got '%s'", src, fields[i], s);
+    }
+    if (strcmp(c->task, "mqar") == 0 && c->mqar.epochs > 0) {
+        /* epochs are counted in whole steps: every example is seen at least `epochs` times */
+        if (c->mqar.train_examples == 0)
+            return error_set(err, "%s: field 'mqar.epochs' = %d needs a fixed training set: set mqar.train_examples", src,
+                             c->mqar.epochs);
+        long long per_step = (long long)c->train.batch_size * c->train.grad_accum;
+        long long steps = ((long long)c->mqar.epochs * c->mqar.train_examples + per_step - 1) / per_step;
+        const Field *f = config_find_field("train.steps");
+        if (steps > (long long)f->max)
+            return error_set(err, "%s: mqar.epochs = %d of %d examples is %lld steps, more than train.steps allows (%.0f)",
+                             src, c->mqar.epochs, c->mqar.train_examples, steps, f->max);
+        c->train.steps = (int)steps;
     }
     if (c->debug.nan_layer >= c->model.n_layers)
         return error_set(err, "%s: field 'debug.nan_layer': expected a layer below model.n_layers = %d, got %d", src,

@@ -60,6 +60,7 @@ typedef struct {
     int n_heads;
     int head_dim; /* 0: d_model / n_heads */
     int d_ff;     /* 0: 8/3 d_model rounded up to a multiple of 64 */
+    bool mlp;     /* false: blocks are norm -> mixer -> residual only (Zoology's MQAR models) */
     bool tie_embeddings;
     double norm_eps;
     double init_std;
@@ -110,6 +111,8 @@ typedef struct {
     int num_kv_pairs;
     double power_a;
     bool random_non_queries;
+    int train_examples; /* 0: a fresh random batch every step; N: a fixed set of N, in epochs */
+    int epochs;         /* with train_examples: sets train.steps; 0: train.steps decides */
 } MqarConfig;
 
 typedef struct {
@@ -192,6 +195,8 @@ char *config_to_lua(const Config *c, const char *header_comment);
 /* `attnlab help config`. */
 void config_print_help(FILE *out);
 const Field *config_find_field(const char *path);
+/* Fills err with "unknown field 'PATH' in SOURCE (did you mean 'NEAREST'?)"; returns false. */
+bool config_unknown_field(const char *path, const char *source, Error *err);
 void config_free(Config *c);
 
 /* Derived model sizes, after config_check. */

@@ -37,10 +37,12 @@ void describe_model(const Config *cfg, long context, FILE *out) {
     const ModelConfig *mc = &cfg->model;
     Model *m = model_create(mc, backend_cpu());
     char num[32], a[32], b[32], c[32];
-    fprintf(out, "model: %d layers, d_model %d, %d heads of %d, SwiGLU %d, vocabulary %d, %s head\n", m->L, m->C,
-            mc->n_heads, config_head_dim(mc), m->F, m->V, mc->tie_embeddings ? "tied" : "untied");
-    fprintf(out, "%-6s %-8s %-9s %14s %14s %16s %16s\n", "layer", "mixer", "position", "mixer params", "MLP+norms",
-            "cache/token", "fixed state");
+    char mlp[32] = "no MLP";
+    if (mc->mlp) snprintf(mlp, sizeof mlp, "SwiGLU %d", m->F);
+    fprintf(out, "model: %d layers, d_model %d, %d heads of %d, %s, vocabulary %d, %s head\n", m->L, m->C, mc->n_heads,
+            config_head_dim(mc), mlp, m->V, mc->tie_embeddings ? "tied" : "untied");
+    fprintf(out, "%-6s %-8s %-9s %14s %14s %16s %16s\n", "layer", "mixer", "position", "mixer params",
+            mc->mlp ? "MLP+norms" : "norm", "cache/token", "fixed state");
     size_t per_token_total = 0, fixed_total = 0;
     for (int l = 0; l < m->L; l++) {
         const Mixer *mx = m->layers[l].mixer;

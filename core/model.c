@@ -33,6 +33,7 @@ Model *model_create(const ModelConfig *mc, const Backend *be) {
         const char *mixer_name = config_layer_mixer(mc, l);
         layer->mixer = mixer_create(mixer_name, &spec, ps);
         if (!layer->mixer) die("layer %d: unknown mixer '%s' (expected one of %s)", l, mixer_name, mixer_names());
+        if (!mc->mlp) continue;
         snprintf(name, sizeof name, "layers.%d.norm2", l);
         params_gain(ps, &layer->norm2, name, m->C);
         mlp_create(&layer->mlp, ps, l, m->C, m->F, std, out_std);
@@ -79,13 +80,15 @@ void model_reshape(Model *m, int B, int T) {
         Layer *layer = &m->layers[l];
         arena_floats(a, &layer->ln1, NC);
         arena_floats(a, &layer->rstd1, N);
-        arena_floats(a, &layer->mid, NC);
-        arena_floats(a, &layer->ln2, NC);
-        arena_floats(a, &layer->rstd2, N);
+        if (m->cfg.mlp) {
+            arena_floats(a, &layer->mid, NC);
+            arena_floats(a, &layer->ln2, NC);
+            arena_floats(a, &layer->rstd2, N);
+        }
         /* scratch is live only inside one layer's call: every layer shares the same bytes */
         size_t mark = arena_mark(s);
         layer->mixer->ops->declare(layer->mixer, m->be, a, s, B, T);
-        mlp_declare(&layer->mlp, a, s, (int)N);
+        if (m->cfg.mlp) mlp_declare(&layer->mlp, a, s, (int)N);
         arena_rewind(s, mark);
     }
     arena_bind(a, m->be);
@@ -112,11 +115,15 @@ XentStats model_forward(Model *m, const int *tokens, const int *targets, float g
         const float *x = m->residual[l];
         float *out = m->residual[l + 1];
         be->rmsnorm_forward(layer->ln1, layer->rstd1, x, layer->norm1.w, N, C, eps);
-        be->copy(layer->mid, x, (size_t)N * C);
-        layer->mixer->ops->forward(layer->mixer, be, layer->ln1, layer->mid, B, T);
-        be->rmsnorm_forward(layer->ln2, layer->rstd2, layer->mid, layer->norm2.w, N, C, eps);
-        be->copy(out, layer->mid, (size_t)N * C);
-        mlp_forward(&layer->mlp, be, layer->ln2, out, N);
+        /* without the MLP the mixer adds straight into the layer's output */
+        float *mixed = m->cfg.mlp ? layer->mid : out;
+        be->copy(mixed, x, (size_t)N * C);
+        layer->mixer->ops->forward(layer->mixer, be, layer->ln1, mixed, B, T);
+        if (m->cfg.mlp) {
+            be->rmsnorm_forward(layer->ln2, layer->rstd2, layer->mid, layer->norm2.w, N, C, eps);
+            be->copy(out, layer->mid, (size_t)N * C);
+            mlp_forward(&layer->mlp, be, layer->ln2, out, N);
+        }
         if (l == m->poison_layer) {
             float nan = NAN;
             be->upload(out, &nan, sizeof nan);
@@ -137,8 +144,10 @@ void model_backward(Model *m) {
     be->rmsnorm_backward(m->dres, m->norm_f.g, m->dln, m->residual[m->L], m->norm_f.w, m->rstd_f, N, C);
     for (int l = m->L - 1; l >= 0; l--) {
         Layer *layer = &m->layers[l];
-        mlp_backward(&layer->mlp, be, layer->ln2, m->dres, m->dln, N);
-        be->rmsnorm_backward(m->dres, layer->norm2.g, m->dln, layer->mid, layer->norm2.w, layer->rstd2, N, C);
+        if (m->cfg.mlp) {
+            mlp_backward(&layer->mlp, be, layer->ln2, m->dres, m->dln, N);
+            be->rmsnorm_backward(m->dres, layer->norm2.g, m->dln, layer->mid, layer->norm2.w, layer->rstd2, N, C);
+        }
         layer->mixer->ops->backward(layer->mixer, be, layer->ln1, m->dres, m->dln, B, T);
         be->rmsnorm_backward(m->dres, layer->norm1.g, m->dln, m->residual[l], layer->norm1.w, layer->rstd1, N, C);
     }
@@ -189,10 +198,14 @@ void model_decode_step(Model *m, const int *tokens, long pos, float *logits) {
     for (int l = 0; l < m->L; l++) {
         Layer *layer = &m->layers[l];
         be->rmsnorm_forward(layer->ln1, layer->rstd1, x, layer->norm1.w, B, C, eps);
+        if (!m->cfg.mlp) { /* the stream is updated in place: only one position is live */
+            layer->mixer->ops->decode_step(layer->mixer, be, layer->ln1, x, B, pos);
+            continue;
+        }
         be->copy(layer->mid, x, (size_t)B * C);
         layer->mixer->ops->decode_step(layer->mixer, be, layer->ln1, layer->mid, B, pos);
         be->rmsnorm_forward(layer->ln2, layer->rstd2, layer->mid, layer->norm2.w, B, C, eps);
-        be->copy(x, layer->mid, (size_t)B * C); /* the stream is updated in place: only one position is live */
+        be->copy(x, layer->mid, (size_t)B * C);
         mlp_forward(&layer->mlp, be, layer->ln2, x, B);
     }
     be->rmsnorm_forward(m->ln_f, m->rstd_f, x, m->norm_f.w, B, C, eps);
@@ -217,7 +230,7 @@ double model_flops_per_token(const Model *m, int T) {
     for (int l = 0; l < m->L; l++) {
         const Mixer *mx = m->layers[l].mixer;
         f += mx->ops->flops_per_token(mx, T);
-        f += 2.0 * 3.0 * m->C * m->F; /* SwiGLU: gate, up, down */
+        if (m->cfg.mlp) f += 2.0 * 3.0 * m->C * m->F; /* SwiGLU: gate, up, down */
     }
     return f;
 }

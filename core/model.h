@@ -1,5 +1,6 @@
 /* The language model: token embedding -> n_layers blocks (RMSNorm -> mixer -> residual,
- * RMSNorm -> SwiGLU MLP -> residual) -> final RMSNorm -> LM head fused with cross-entropy.
+ * RMSNorm -> SwiGLU MLP -> residual; the second half only with model.mlp) -> final RMSNorm ->
+ * LM head fused with cross-entropy.
  * Parameters live in one ParamSet; activations in one arena sized for a batch shape. */
 #pragma once
 #include <stdbool.h>
@@ -13,10 +14,10 @@
 #include "rope_table.h"
 
 typedef struct {
-    Param norm1, norm2;
+    Param norm1, norm2; /* norm2 and mlp only with model.mlp */
     Mixer *mixer;
     Mlp mlp;
-    float *ln1, *rstd1, *mid, *ln2, *rstd2; /* activations kept for the backward */
+    float *ln1, *rstd1, *mid, *ln2, *rstd2; /* activations kept for the backward (mid, ln2, rstd2: MLP) */
 } Layer;
 
 typedef struct Model {

@@ -19,6 +19,7 @@ typedef struct {
     char *name, *dir;
     Config cfg;
     cJSON *summary;
+    const char *const *hidden; /* fields left out of series names: those a selection chose */
 } PlotRun;
 
 typedef struct {
@@ -26,6 +27,8 @@ typedef struct {
     PlotRun *runs;
     int n;
     int drawn;
+    char *over[33]; /* a selection's `over` fields, NULL-terminated */
+    int n_selected_from; /* runs on disk before the selection, 0 without one */
 } Experiment;
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -90,6 +93,45 @@ static bool load_runs(Experiment *e, Error *err) {
     return true;
 }
 
+static void plot_run_free(PlotRun *r) {
+    config_free(&r->cfg);
+    cJSON_Delete(r->summary);
+    free(r->name);
+    free(r->dir);
+}
+
+/* A sweep with `select` leaves selected.json: only the runs it chose are drawn, and the fields
+ * it chose over leave the series names (a series is a setting at its best value). */
+static bool apply_selection(Experiment *e, Error *err) {
+    char *path = xasprintf("%s/selected.json", e->dir), *text = read_file(path, NULL, NULL);
+    bool ok = true;
+    cJSON *o = text ? cJSON_Parse(text) : NULL;
+    const cJSON *over = cJSON_GetObjectItemCaseSensitive(o, "over"), *runs = cJSON_GetObjectItemCaseSensitive(o, "runs"), *v;
+    if (text && (!cJSON_IsArray(over) || !cJSON_IsArray(runs) || cJSON_GetArraySize(over) > 32))
+        ok = error_set(err, "%s: not a selection written by attnlab run (expected the lists 'over' and 'runs')", path);
+    if (ok && text) {
+        int n_over = 0;
+        cJSON_ArrayForEach(v, over) if (cJSON_IsString(v)) e->over[n_over++] = xstrdup(v->valuestring);
+        e->n_selected_from = e->n;
+        int kept = 0;
+        for (int i = 0; i < e->n; i++) {
+            bool chosen = false;
+            cJSON_ArrayForEach(v, runs) chosen |= cJSON_IsString(v) && strcmp(v->valuestring, e->runs[i].name) == 0;
+            if (!chosen) {
+                plot_run_free(&e->runs[i]);
+                continue;
+            }
+            e->runs[kept] = e->runs[i];
+            e->runs[kept++].hidden = (const char *const *)e->over;
+        }
+        e->n = kept;
+    }
+    cJSON_Delete(o);
+    free(text);
+    free(path);
+    return ok;
+}
+
 static double metric(const PlotRun *r, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->summary, key);
     if (!cJSON_IsNumber(v)) v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r->summary, "metrics"), key);
@@ -110,6 +152,7 @@ static void label_of(const PlotRun *r, const char *const *except, char *buf, siz
     cJSON_ArrayForEach(item, sweep) {
         bool skip = strcmp(item->string, "seed") == 0;
         for (const char *const *x = except; x && *x; x++) skip |= strcmp(*x, item->string) == 0;
+        for (const char *const *x = r->hidden; x && *x; x++) skip |= strcmp(*x, item->string) == 0;
         if (skip || !cJSON_IsString(item) || n >= len) continue;
         const char *key = strrchr(item->string, '.') ? strrchr(item->string, '.') + 1 : item->string;
         n += (size_t)snprintf(buf + n, len - n, "%s%s=%s", n ? "," : "", key, item->valuestring);
@@ -479,12 +522,13 @@ int plot_experiment(const char *where) {
     while (len > 1 && e.dir[len - 1] == '/') e.dir[--len] = '\0';
     char *slash = strrchr(e.dir, '/');
     e.experiment = xstrdup(slash ? slash + 1 : e.dir);
-    if (!load_runs(&e, &err)) die("%s", err.msg);
+    if (!load_runs(&e, &err) || !apply_selection(&e, &err)) die("%s", err.msg);
     e.scripts = scripts_dir();
     e.plots = xasprintf("%s/plots", e.dir);
     e.data = xasprintf("%s/data", e.plots);
     if (!mkdir_p(e.data, &err)) die("%s", err.msg);
-    printf("plot '%s': %d runs\n", e.experiment, e.n);
+    if (e.n_selected_from) printf("plot '%s': %d runs (chosen by selected.json from %d)\n", e.experiment, e.n, e.n_selected_from);
+    else printf("plot '%s': %d runs\n", e.experiment, e.n);
     loss_curves(&e);
     mqar_width(&e);
     accuracy_vs_length(&e);
@@ -492,12 +536,8 @@ int plot_experiment(const char *where) {
     ppl_vs_length(&e);
     efficiency(&e);
     if (!e.drawn) printf("  nothing to draw\n");
-    for (int i = 0; i < e.n; i++) {
-        config_free(&e.runs[i].cfg);
-        cJSON_Delete(e.runs[i].summary);
-        free(e.runs[i].name);
-        free(e.runs[i].dir);
-    }
+    for (int i = 0; i < e.n; i++) plot_run_free(&e.runs[i]);
+    for (int k = 0; e.over[k]; k++) free(e.over[k]);
     free(e.runs);
     free(e.dir);
     free(e.plots);

@@ -5,6 +5,7 @@
  *     base = { model = { ... }, train = { ... } },  -- the config every run starts from
  *     grid = { ["model.hybrid.ratio"] = { "1:1", "3:1" }, seed = { 1, 2, 3 } },
  *     runs = { { ["model.mixer"] = "kda" }, { model = { mixer = "gdn" }, run = "gdn" } },
+ *     select = { metric = "val_loss", goal = "min", over = { "train.lr" } },  -- sweep_select.c
  *   }
  *
  * Every entry of `runs` (or one empty entry) is combined with every point of `grid`; the grid's
@@ -30,6 +31,7 @@
 #include "backend.h"
 #include "efficiency.h"
 #include "lua_sandbox.h"
+#include "sweep_select.h"
 #include "task.h"
 #include "train.h"
 
@@ -54,6 +56,8 @@ static void leaves_push(Leaves *l, const char *path, int ref) {
     snprintf(l->items[l->n].path, sizeof l->items[l->n].path, "%s", path);
     l->items[l->n++].ref = ref;
 }
+
+static int cmp_leaf(const void *a, const void *b) { return strcmp(((const Leaf *)a)->path, ((const Leaf *)b)->path); }
 
 /* Collects the fields of an override table (the value at the top of the stack), descending into
  * section tables; pops the table. */
@@ -100,7 +104,7 @@ static char *field_text(const Config *c, const char *path) {
 
 static bool is_sweep_key(const char *key) {
     return strcmp(key, "experiment") == 0 || strcmp(key, "base") == 0 || strcmp(key, "grid") == 0 ||
-           strcmp(key, "runs") == 0;
+           strcmp(key, "runs") == 0 || strcmp(key, "select") == 0;
 }
 
 
@@ -133,8 +137,7 @@ bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err
     bool is_sweep = false;
     lua_pushnil(L);
     while (lua_next(L, top)) {
-        if (lua_type(L, -2) == LUA_TSTRING && (strcmp(lua_tostring(L, -2), "grid") == 0 || strcmp(lua_tostring(L, -2), "runs") == 0 ||
-                                              strcmp(lua_tostring(L, -2), "base") == 0))
+        if (lua_type(L, -2) == LUA_TSTRING && is_sweep_key(lua_tostring(L, -2)) && strcmp(lua_tostring(L, -2), "experiment") != 0)
             is_sweep = true;
         lua_pop(L, 1);
     }
@@ -143,7 +146,7 @@ bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err
         while (lua_next(L, top)) {
             const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "(not a name)";
             if (!is_sweep_key(key)) {
-                error_set(err, "%s: unknown key '%s' in a sweep (expected experiment, base, grid, runs)", path, key);
+                error_set(err, "%s: unknown key '%s' in a sweep (expected experiment, base, grid, runs, select)", path, key);
                 lua_pop(L, 2);
                 goto done;
             }
@@ -167,6 +170,9 @@ bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err
                     goto done;
                 }
                 flatten(L, "", &entries[i]);
+                /* Lua's table order changes from one process to the next (its string hashes are
+                 * seeded at random): sorted, a run gets the same name when the sweep restarts */
+                qsort(entries[i].items, (size_t)entries[i].n, sizeof(Leaf), cmp_leaf);
             }
         }
         lua_pop(L, 1);
@@ -187,15 +193,8 @@ bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err
                 const char *key = lua_tostring(L, -2);
                 if (!config_find_field(key)) {
                     Error e2;
-                    Config probe;
-                    config_defaults(&probe);
-                    lua_newtable(L);
-                    lua_pushboolean(L, 0);
-                    lua_setfield(L, -2, key);
-                    config_apply_table(&probe, L, -1, path, &e2); /* the usual "unknown field ... did you mean" */
-                    lua_pop(L, 1);
-                    config_free(&probe);
-                    error_set(err, "%s (in the grid)", e2.msg);
+                    if (config_is_section(key)) error_set(err, "%s: grid key '%s' is a section; name one of its fields", path, key);
+                    else error_set(err, "%s (in the grid)", (config_unknown_field(key, path, &e2), e2.msg));
                     goto done;
                 }
                 if (lua_type(L, -1) != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
@@ -222,6 +221,10 @@ bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err
                         axes[b] = t;
                     }
         }
+        lua_pop(L, 1);
+        /* the selection: read now, checked against the runs once they exist */
+        lua_getfield(L, top, "select");
+        if (!lua_isnil(L, -1) && !select_parse(&sw->select, L, -1, path, err)) goto done;
         lua_pop(L, 1);
     }
     if (!n_entries) {
@@ -333,21 +336,24 @@ bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err
     }
     sw->experiment = xstrdup(sw->runs[0].cfg.experiment);
     sw->dir = xasprintf("%s/%s", sw->runs[0].cfg.out_dir, sw->experiment);
-    /* every run's task parameters are checked before the first run starts */
+    if (sw->select.metric && !select_check_over(sw, err)) goto done;
+    /* every run's task parameters (and what it reports, for the selection) are checked before
+     * the first run starts */
+    MetricCheck metrics = {.lacking = -1};
     for (int i = 0; i < sw->n_runs; i++) {
         Config *c = &sw->runs[i].cfg;
+        Task *t = NULL;
+        Error e2;
         if (strcmp(c->task, "efficiency") == 0) {
             if (!efficiency_check(c, err)) goto done;
-            continue;
-        }
-        Error e2;
-        Task *t = task_create(c, &e2);
-        if (!t) {
+        } else if (!(t = task_create(c, &e2))) {
             error_set(err, "run '%s': %s", sw->runs[i].name, e2.msg);
             goto done;
         }
-        t->ops->destroy(t);
+        if (sw->select.metric) select_note_run(&metrics, &sw->select, i, c, t);
+        if (t) t->ops->destroy(t);
     }
+    if (sw->select.metric && !select_check_metric(&metrics, sw, err)) goto done;
     ok = true;
 done:
     for (int e = 0; e < n_entries && entries; e++) free(entries[e].items);
@@ -370,6 +376,7 @@ void sweep_free(Sweep *sw) {
         config_free(&r->cfg);
     }
     free(sw->runs);
+    select_free(&sw->select);
     free(sw->source);
     free(sw->experiment);
     free(sw->dir);
@@ -391,7 +398,7 @@ static cJSON *read_summary(const Sweep *sw, const SweepRun *r) {
     return o;
 }
 
-static const char *json_string(const cJSON *o, const char *key) {
+const char *sweep_json_string(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
@@ -401,7 +408,7 @@ static const char *const NUMBER_COLUMNS[] = {"step",           "train_loss",   "
 enum { N_NUMBER_COLUMNS = sizeof NUMBER_COLUMNS / sizeof NUMBER_COLUMNS[0] };
 
 /* A CSV cell: quoted when it holds a comma, a quote or a newline. */
-static void csv_cell(FILE *f, const char *s) {
+void sweep_csv_cell(FILE *f, const char *s) {
     if (!strpbrk(s, ",\"\n")) {
         fputs(s, f);
         return;
@@ -414,11 +421,15 @@ static void csv_cell(FILE *f, const char *s) {
     fputc('"', f);
 }
 
+void sweep_number_text(char *buf, size_t len, double v, bool markdown) {
+    if (!isfinite(v)) snprintf(buf, len, "%s", markdown ? "-" : "");
+    else if (markdown && fabs(v) >= 1000) snprintf(buf, len, "%.0f", v);
+    else if (markdown) snprintf(buf, len, "%.4g", v);
+    else snprintf(buf, len, "%.10g", v);
+}
+
 static void number_text(char *buf, size_t len, const cJSON *v, bool markdown) {
-    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble)) snprintf(buf, len, "%s", markdown ? "-" : "");
-    else if (markdown && fabs(v->valuedouble) >= 1000) snprintf(buf, len, "%.0f", v->valuedouble);
-    else if (markdown) snprintf(buf, len, "%.4g", v->valuedouble);
-    else snprintf(buf, len, "%.10g", v->valuedouble);
+    sweep_number_text(buf, len, cJSON_IsNumber(v) ? v->valuedouble : NAN, markdown);
 }
 
 void sweep_write_summary(const Sweep *sw) {
@@ -452,7 +463,7 @@ void sweep_write_summary(const Sweep *sw) {
     fputs("| run | status |", md.f);
     for (int k = 0; k < n_fields; k++) {
         fputc(',', csv.f);
-        csv_cell(csv.f, fields[k]);
+        sweep_csv_cell(csv.f, fields[k]);
         fprintf(md.f, " %s |", fields[k]);
     }
     for (int k = 0; k < N_NUMBER_COLUMNS; k++) {
@@ -470,20 +481,20 @@ void sweep_write_summary(const Sweep *sw) {
     for (int i = 0; i < sw->n_runs; i++) {
         const SweepRun *r = &sw->runs[i];
         const cJSON *o = sums[i];
-        const char *status = o && json_string(o, "status") ? json_string(o, "status") : "pending";
-        const char *reason = o && json_string(o, "reason") ? json_string(o, "reason") : "";
-        csv_cell(csv.f, r->name);
+        const char *status = o && sweep_json_string(o, "status") ? sweep_json_string(o, "status") : "pending";
+        const char *reason = o && sweep_json_string(o, "reason") ? sweep_json_string(o, "reason") : "";
+        sweep_csv_cell(csv.f, r->name);
         fputc(',', csv.f);
-        csv_cell(csv.f, status);
+        sweep_csv_cell(csv.f, status);
         fputc(',', csv.f);
-        csv_cell(csv.f, reason);
+        sweep_csv_cell(csv.f, reason);
         fprintf(md.f, "| %s | %s%s%s%s |", r->name, status, reason[0] ? " (" : "", reason, reason[0] ? ")" : "");
         for (int k = 0; k < n_fields; k++) {
             const char *v = "";
             for (int j = 0; j < r->n_overrides; j++)
                 if (strcmp(r->paths[j], fields[k]) == 0) v = r->values[j];
             fputc(',', csv.f);
-            csv_cell(csv.f, v);
+            sweep_csv_cell(csv.f, v);
             fprintf(md.f, " %s |", v);
         }
         char num[64];
@@ -505,6 +516,7 @@ void sweep_write_summary(const Sweep *sw) {
         fputc('\n', csv.f);
         fputc('\n', md.f);
     }
+    select_write(sw, sums, fields, n_fields, md.f);
     if (!atomic_commit(&csv, &err) || !atomic_commit(&md, &err)) die("%s", err.msg);
     for (int i = 0; i < sw->n_runs; i++) cJSON_Delete(sums[i]);
     free(sums);
@@ -616,7 +628,7 @@ int sweep_run(Sweep *sw, int jobs) {
     bool *todo = xcalloc((size_t)total, sizeof(bool));
     for (int i = 0; i < total; i++) {
         cJSON *o = read_summary(sw, &sw->runs[i]);
-        const char *st = o ? json_string(o, "status") : NULL;
+        const char *st = o ? sweep_json_string(o, "status") : NULL;
         /* only a finished run is done: a failed one is tried again from its last checkpoint
          * (a full disk passes; a non-finite loss comes back at once), the others resume */
         bool over = st && strcmp(st, "finished") == 0;
@@ -684,7 +696,7 @@ int sweep_run(Sweep *sw, int jobs) {
         pids[slot] = 0;
         n_running--;
         cJSON *o = read_summary(sw, r);
-        const char *st = o ? json_string(o, "status") : NULL;
+        const char *st = o ? sweep_json_string(o, "status") : NULL;
         char what[256];
         if (WIFSIGNALED(status) && told[slot]) {
             snprintf(what, sizeof what, "interrupted before training began");
@@ -692,7 +704,7 @@ int sweep_run(Sweep *sw, int jobs) {
             snprintf(what, sizeof what, "crashed (signal %d); see %s/logs/%s.log", WTERMSIG(status), sw->dir, r->name);
             failed++;
         } else if (st && strcmp(st, "failed") == 0) {
-            snprintf(what, sizeof what, "failed: %s", json_string(o, "reason") ? json_string(o, "reason") : "?");
+            snprintf(what, sizeof what, "failed: %s", sweep_json_string(o, "reason") ? sweep_json_string(o, "reason") : "?");
             failed++;
             done++;
         } else if (st && strcmp(st, "finished") == 0 && strcmp(r->cfg.task, "efficiency") == 0) {
@@ -718,8 +730,8 @@ int sweep_run(Sweep *sw, int jobs) {
     }
     end_status_line();
     sweep_write_summary(sw);
-    printf("sweep '%s': %d of %d runs done%s; %s/summary.csv, summary.md\n", sw->experiment, done, total,
-           failed ? " (some failed: see the status column)" : "", sw->dir);
+    printf("sweep '%s': %d of %d runs done%s; %s/summary.csv, summary.md%s\n", sw->experiment, done, total,
+           failed ? " (some failed: see the status column)" : "", sw->dir, sw->select.metric ? ", selected.csv" : "");
     free(todo);
     free(pids);
     free(told);

@@ -1,7 +1,8 @@
 /* `attnlab run CONFIG`: a Lua file describing many runs (a grid over any fields, an explicit
  * list, or any Lua that builds them), run N at a time, each in its own process; finished runs
  * are skipped, interrupted ones resume; results/<experiment>/summary.csv and summary.md get a
- * row per run. A file without `grid` or `runs` is one run. */
+ * row per run, selected.csv a row per setting when the sweep selects. A file without `grid` or
+ * `runs` is one run. */
 #pragma once
 #include <stdbool.h>
 
@@ -17,10 +18,21 @@ typedef struct {
     char *paths[SWEEP_MAX_OVERRIDES], *values[SWEEP_MAX_OVERRIDES];
 } SweepRun;
 
+/* `select = { metric = ..., goal = "max" | "min", over = { field, ... } }`: within each setting
+ * (the runs that agree on every swept field but the `over` fields and seed), the value of the
+ * `over` fields whose seeds score best on average. */
+typedef struct {
+    char *metric; /* NULL: the sweep selects nothing */
+    bool maximize;
+    int n_over;
+    char *over[SWEEP_MAX_OVERRIDES];
+} SweepSelect;
+
 typedef struct {
     char *source, *experiment, *dir; /* dir: <out_dir>/<experiment> */
     SweepRun *runs;
     int n_runs;
+    SweepSelect select;
 } Sweep;
 
 /* Builds every run's config and checks them all (fields, then each task's parameters) before
@@ -29,6 +41,7 @@ bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err
 /* Runs what is not finished yet, `jobs` at a time; returns the exit status (0: all finished or
  * failed with a recorded reason, 130: interrupted). */
 int sweep_run(Sweep *sw, int jobs);
-/* Rewrites summary.csv and summary.md from the runs' summary.json files. */
+/* Rewrites summary.csv and summary.md from the runs' summary.json files, and with a `select`
+ * selected.csv and selected.json. */
 void sweep_write_summary(const Sweep *sw);
 void sweep_free(Sweep *sw);

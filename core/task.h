@@ -3,6 +3,7 @@
  * score answers mask everything else). Evaluation uses a fixed held-out set of windows. */
 #pragma once
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "config.h"
 #include "rng.h"
@@ -15,14 +16,20 @@ typedef struct TaskOps {
     const char *name;
     /* Loads or generates what the task needs; fails with a message naming the field or file. */
     Task *(*create)(const Config *c, Error *err);
-    /* B sequences of T inputs and targets, drawn with rng. */
-    void (*train_batch)(Task *t, Rng *rng, int B, int T, int *inputs, int *targets);
+    /* B sequences of T inputs and targets, drawn with rng. `first` counts the training sequences
+     * the run drew before this batch (step x grad_accum x batch_size + micro-batch x batch_size):
+     * a task with a fixed training set (mqar.train_examples) picks its examples by it, so a
+     * resumed run continues the same epoch order without saving any state. */
+    void (*train_batch)(Task *t, Rng *rng, uint64_t first, int B, int T, int *inputs, int *targets);
     /* How many fixed validation windows of T tokens exist, and window i. */
     long (*eval_windows)(const Task *t, int T);
     void (*eval_window)(const Task *t, long i, int T, int *inputs, int *targets);
     /* Optional: named metrics beyond validation loss and accuracy, after the last step (lm's
      * loss at longer evaluation lengths); returns how many it wrote into names/values. */
     int (*final_metrics)(Task *t, struct Model *m, const Config *c, char names[][48], double *values, int max);
+    /* With final_metrics: the names it writes, in its order, without a model (a sweep checks the
+     * metric it selects by before anything runs). */
+    int (*metric_names)(const Task *t, const Config *c, char names[][48], int max);
     void (*destroy)(Task *t);
 } TaskOps;
 

@@ -219,7 +219,8 @@ int train_run(Config *cfg, const TrainOptions *opt) {
         m->poison_layer = inject && strcmp(cfg->debug.nan_in, "activation") == 0 ? cfg->debug.nan_layer : -1;
         double loss = 0;
         for (int a = 0; a < tc->grad_accum; a++) {
-            task->ops->train_batch(task, &st.data_rng, B, T, inputs, targets);
+            uint64_t first = ((uint64_t)st.step * (uint64_t)tc->grad_accum + (uint64_t)a) * (uint64_t)B;
+            task->ops->train_batch(task, &st.data_rng, first, B, T, inputs, targets);
             long n_targets = count_targets(targets, (long)B * T);
             if (n_targets == 0) die("task '%s' made a training batch without targets", cfg->task);
             float scale = 1.0f / ((float)n_targets * tc->grad_accum);

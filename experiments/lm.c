@@ -47,7 +47,8 @@ static void copy_window(const uint16_t *tokens, size_t start, int T, int *inputs
     }
 }
 
-static void lm_train_batch(Task *task, Rng *rng, int B, int T, int *inputs, int *targets) {
+static void lm_train_batch(Task *task, Rng *rng, uint64_t first, int B, int T, int *inputs, int *targets) {
+    (void)first; /* drawn fresh from rng */
     LmTask *t = (LmTask *)task;
     size_t starts = t->data.train.n - (size_t)T; /* windows need T + 1 tokens */
     for (int b = 0; b < B; b++) {
@@ -67,20 +68,29 @@ static void lm_eval_window(const Task *task, long i, int T, int *inputs, int *ta
 }
 
 /* Length extrapolation: the validation loss at 1x, 2x, 4x, ... train.seq_len, up to
- * eval.max_length_factor, with batches shrunk to keep the tokens per batch. */
-static int lm_final_metrics(Task *task, Model *m, const Config *c, char names[][48], double *values, int max) {
-    int n = 0, B = c->eval.batch_size ? c->eval.batch_size : c->train.batch_size;
+ * eval.max_length_factor, as long as the held-out split holds a window of that length; three
+ * numbers per length, named here. */
+static int lm_metric_names(const Task *task, const Config *c, char names[][48], int max) {
+    int n = 0;
     if (c->eval.max_length_factor < 2) return 0;
     for (int f = 1; f <= c->eval.max_length_factor && n + 3 <= max; f *= 2) {
-        int T = f * c->train.seq_len, Bf = B / f > 0 ? B / f : 1;
-        if (lm_eval_windows(task, T) < 1) break; /* the held-out split is too short for this length */
+        if (lm_eval_windows(task, f * c->train.seq_len) < 1) break;
+        snprintf(names[n++], 48, "val_loss_x%d", f);
+        snprintf(names[n++], 48, "val_perplexity_x%d", f);
+        snprintf(names[n++], 48, "val_bits_per_byte_x%d", f);
+    }
+    return n;
+}
+
+/* ... evaluated with batches shrunk to keep the tokens per batch. */
+static int lm_final_metrics(Task *task, Model *m, const Config *c, char names[][48], double *values, int max) {
+    int n = lm_metric_names(task, c, names, max), B = c->eval.batch_size ? c->eval.batch_size : c->train.batch_size;
+    for (int i = 0; i < n; i += 3) {
+        int f = 1 << (i / 3), T = f * c->train.seq_len, Bf = B / f > 0 ? B / f : 1;
         EvalResult r = evaluate(m, task, Bf, T, c->eval.max_batches);
-        snprintf(names[n], 48, "val_loss_x%d", f);
-        values[n++] = r.loss;
-        snprintf(names[n], 48, "val_perplexity_x%d", f);
-        values[n++] = r.perplexity;
-        snprintf(names[n], 48, "val_bits_per_byte_x%d", f);
-        values[n++] = r.bits_per_byte;
+        values[i] = r.loss;
+        values[i + 1] = r.perplexity;
+        values[i + 2] = r.bits_per_byte;
     }
     return n;
 }
@@ -98,5 +108,6 @@ const TaskOps task_lm = {
     .eval_windows = lm_eval_windows,
     .eval_window = lm_eval_window,
     .final_metrics = lm_final_metrics,
+    .metric_names = lm_metric_names,
     .destroy = lm_destroy,
 };

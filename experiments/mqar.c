@@ -17,7 +17,12 @@
  * - The remaining positions after the context are 0, or with mqar.random_non_queries uniform
  *   tokens in [0, V), which may repeat keys and values (distractors, as in Zoology).
  * Requires T even, 2P + 2P <= T (the context, and room for 2 tokens per query), P distinct keys
- * (V/2 - 1 >= P) and values (V - V/2 >= P), and V > T (Zoology's assertion, see mqar_check). */
+ * (V/2 - 1 >= P) and values (V - V/2 >= P), and V > T (Zoology's assertion, see mqar_check).
+ *
+ * Training draws fresh sequences every step, or with mqar.train_examples = N trains on a fixed set
+ * of N (as Zoology does): example j is generated from a stream of its own seeded by (seed, j), and
+ * the k-th training sequence of the run is example order_e[k mod N] of epoch e = k / N, where
+ * order_e is a permutation seeded by (seed, e). Nothing about the set needs saving in a checkpoint. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +44,10 @@ typedef struct {
     bool random_non_queries;
     int eval_seed, examples;
     Scratch *scratch; /* a pointer, so that generation from a const task may use it */
+    /* the fixed training set (mqar.train_examples > 0) */
+    int train_examples, seed;
+    int *order;          /* [train_examples]: the current epoch's order */
+    uint64_t order_epoch; /* the epoch `order` belongs to; UINT64_MAX before the first */
 } MqarTask;
 
 static bool mqar_check(int P, int V, int T, Error *err) {
@@ -79,6 +88,10 @@ static Task *mqar_create(const Config *c, Error *err) {
     t->base.eval_every_window = true;
     t->scratch = xmalloc(sizeof(Scratch));
     *t->scratch = scratch_new(t, t->seq_len); /* made once: no allocation while training */
+    t->train_examples = c->mqar.train_examples;
+    t->seed = c->seed;
+    t->order = t->train_examples ? xmalloc(sizeof(int) * (size_t)t->train_examples) : NULL;
+    t->order_epoch = UINT64_MAX;
     return &t->base;
 }
 
@@ -157,10 +170,34 @@ static Scratch *scratch_for(const MqarTask *t, int T) {
     return t->scratch;
 }
 
-static void mqar_train_batch(Task *task, Rng *rng, int B, int T, int *inputs, int *targets) {
-    const MqarTask *t = (const MqarTask *)task;
+/* Epoch e's order of the fixed set: a Fisher-Yates shuffle from the epoch's own stream. */
+static void shuffle_for_epoch(MqarTask *t, uint64_t epoch) {
+    Rng rng;
+    synthetic_epoch_order_rng(&rng, t->seed, epoch);
+    for (int i = 0; i < t->train_examples; i++) t->order[i] = i;
+    for (int i = t->train_examples - 1; i > 0; i--) {
+        int j = (int)rng_below(&rng, (uint64_t)i + 1), x = t->order[i];
+        t->order[i] = t->order[j];
+        t->order[j] = x;
+    }
+    t->order_epoch = epoch;
+}
+
+static void mqar_train_batch(Task *task, Rng *rng, uint64_t first, int B, int T, int *inputs, int *targets) {
+    MqarTask *t = (MqarTask *)task;
     Scratch *s = scratch_for(t, T);
-    for (int b = 0; b < B; b++) mqar_generate(t, s, rng, T, inputs + (size_t)b * T, targets + (size_t)b * T);
+    for (int b = 0; b < B; b++) {
+        int *in = inputs + (size_t)b * T, *tg = targets + (size_t)b * T;
+        if (!t->train_examples) {
+            mqar_generate(t, s, rng, T, in, tg);
+            continue;
+        }
+        uint64_t k = first + (uint64_t)b, n = (uint64_t)t->train_examples;
+        if (k / n != t->order_epoch) shuffle_for_epoch(t, k / n);
+        Rng example;
+        synthetic_train_example_rng(&example, t->seed, (uint64_t)t->order[k % n]);
+        mqar_generate(t, s, &example, T, in, tg);
+    }
 }
 
 static long mqar_eval_windows(const Task *task, int T) {
@@ -179,6 +216,7 @@ static void mqar_destroy(Task *task) {
     MqarTask *t = (MqarTask *)task;
     scratch_free(t->scratch);
     free(t->scratch);
+    free(t->order);
     free(t);
 }
 

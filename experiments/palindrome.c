@@ -52,7 +52,8 @@ static void palindrome_generate(const PalindromeTask *t, Rng *rng, int T, int *i
     targets[T - 1] = inputs[0];
 }
 
-static void palindrome_train_batch(Task *task, Rng *rng, int B, int T, int *inputs, int *targets) {
+static void palindrome_train_batch(Task *task, Rng *rng, uint64_t first, int B, int T, int *inputs, int *targets) {
+    (void)first; /* drawn fresh from rng */
     const PalindromeTask *t = (const PalindromeTask *)task;
     for (int b = 0; b < B; b++) palindrome_generate(t, rng, T, inputs + (size_t)b * T, targets + (size_t)b * T);
 }

@@ -70,7 +70,8 @@ static int *stack_for(const StackTask *t, int T) {
     return t->stack;
 }
 
-static void stack_train_batch(Task *task, Rng *rng, int B, int T, int *inputs, int *targets) {
+static void stack_train_batch(Task *task, Rng *rng, uint64_t first, int B, int T, int *inputs, int *targets) {
+    (void)first; /* drawn fresh from rng */
     const StackTask *t = (const StackTask *)task;
     int *stack = stack_for(t, T);
     for (int b = 0; b < B; b++) stack_generate(t, rng, stack, T, inputs + (size_t)b * T, targets + (size_t)b * T);

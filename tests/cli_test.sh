@@ -258,6 +258,51 @@ expect_error eval_missing_checkpoint 1 "$TMP/none.safetensors" "$A" eval "$TMP/n
 printf 'not a checkpoint at all' >"$TMP/junk.safetensors"
 expect_error eval_junk_checkpoint 1 "$TMP/junk.safetensors" "$A" eval "$TMP/junk.safetensors"
 
+# ---- model.mlp = false: blocks without the MLP half train, and the checkpoint evaluates ----
+if selected train_without_mlp; then
+    rm -rf "$TMP/results"
+    params() { grep -o '"params":[[:space:]]*[0-9]*' "$1" | grep -o '[0-9]*$'; }
+    "$A" train "$good" --set run=mlp >/dev/null 2>&1
+    "$A" train "$good" --set run=nomlp --set model.mlp=false >"$TMP/out" 2>&1
+    code=$?
+    with=$(params "$TMP/results/good/mlp/summary.json")
+    without=$(params "$TMP/results/good/nomlp/summary.json")
+    # one layer of d_model 32: the SwiGLU MLP (3 x 32 x 128, d_ff 128 by default) and its norm (32)
+    if [ "$code" -eq 0 ] && [ -n "$with" ] && [ $((with - without)) -eq $((3 * 32 * 128 + 32)) ] &&
+        grep -q '"status":[[:space:]]*"finished"' "$TMP/results/good/nomlp/summary.json" &&
+        grep -q "mlp = false" "$TMP/results/good/nomlp/config.lua" &&
+        "$A" eval "$TMP/results/good/nomlp/checkpoint.safetensors" 2>&1 | grep -q "(step 6)"; then
+        ok train_without_mlp
+    else
+        fail train_without_mlp "exit $code, params $with and $without; $(tail -2 "$TMP/out")"
+    fi
+fi
+
+# ---- resume is bit-identical on a fixed MQAR training set too, stopped inside its second epoch ----
+if selected train_resume_is_bit_identical_on_a_fixed_mqar_set; then
+    rm -rf "$TMP/results"
+    fixed=(--set task=mqar --set train.seq_len=32 --set mqar.num_kv_pairs=4 --set model.vocab_size=64
+        --set mqar.train_examples=6 --set mqar.epochs=3 --set eval.examples=16)
+    "$A" train "$good" "${fixed[@]}" --set run=full >/dev/null 2>&1
+    "$A" train "$good" "${fixed[@]}" --set run=split --stop-at 4 >/dev/null 2>&1
+    "$A" train "$good" "${fixed[@]}" --set run=split --resume >"$TMP/out" 2>&1
+    digest() { # the checkpoint's tensors (after its header, which holds the wall time)
+        local n
+        n=$(od -An -t u8 -N8 "$1" | tr -d ' ')
+        tail -c +$((9 + n)) "$1" | sha256sum | cut -c1-16
+    }
+    full=$(grep -o '"loss":[^,}]*\|"val_accuracy":[^,}]*' "$TMP/results/good/full/metrics.jsonl")
+    split=$(grep -o '"loss":[^,}]*\|"val_accuracy":[^,}]*' "$TMP/results/good/split/metrics.jsonl")
+    # 3 epochs of 6 examples in steps of 2: 9 steps
+    if [ -n "$full" ] && [ "$full" = "$split" ] && grep -q "continuing from step 4" "$TMP/out" &&
+        grep -q '"steps":[[:space:]]*9' "$TMP/results/good/full/summary.json" &&
+        [ "$(digest "$TMP/results/good/full/checkpoint.safetensors")" = "$(digest "$TMP/results/good/split/checkpoint.safetensors")" ]; then
+        ok train_resume_is_bit_identical_on_a_fixed_mqar_set
+    else
+        fail train_resume_is_bit_identical_on_a_fixed_mqar_set "full: $(echo $full); split: $(echo $split); $(tail -1 "$TMP/out")"
+    fi
+fi
+
 # ---- sweeps: a grid runs, finished runs are skipped, a failing run is recorded and the rest go on ----
 sweep_base() { # sweep_base GRID_OR_RUNS: a sweep over the small base config
     cat <<EOF2
@@ -362,6 +407,86 @@ EOF2
         fail plot_mqar_width_panels "$(tail -3 "$TMP/out" "$TMP/out2")"
     fi
 fi
+# a run's name does not depend on Lua's table order, which changes from one process to the next
+if selected sweep_run_names_are_stable; then
+    s=$(cfg sweepnames "$(sweep_base 'runs = { { ["model.mixer"] = "kda", ["train.lr"] = 0.01, seed = 3, ["model.d_model"] = 16 } },')")
+    names=$(for i in 1 2 3 4 5 6 7 8; do "$A" run "$s" --dry-run 2>&1 | tail -1; done | sort -u)
+    if [ "$names" = "  d_model=16,mixer=kda,seed=3,lr=0.01" ]; then
+        ok sweep_run_names_are_stable
+    else
+        fail sweep_run_names_are_stable "names: $(echo $names)"
+    fi
+fi
+# ---- select: the best learning rate of each setting, as Zoology reports its points ----
+SELECT_GRID='grid = { ["train.lr"] = { 1e-3, 3e-3, 1e-2 }, seed = { 1, 2 } },'
+if selected sweep_select_reports_the_best_of_each_setting; then
+    rm -rf "$TMP/results"
+    # two settings: softmax, and kda whose every run fails at step 2
+    s=$(cfg sweepselect "$(sweep_base "$SELECT_GRID"'
+  runs = { { ["model.mixer"] = "softmax" }, { ["model.mixer"] = "kda", ["debug.nan_at_step"] = 2 } },
+  select = { metric = "val_loss", goal = "min", over = { "train.lr" } },')")
+    "$A" run "$s" --jobs 2 >"$TMP/out" 2>&1
+    code=$?
+    d="$TMP/results/sw"
+    # the expected row from the runs' own summary.json: per lr the mean over seeds 1 and 2, the
+    # lowest mean wins, the first in the sweep on a tie
+    value() { grep -o "\"val_loss\":[[:space:]]*[-0-9.e+]*" "$d/mixer=softmax,seed=$1,lr=$2/summary.json" | grep -o '[-0-9.e+]*$'; }
+    want=$(for lr in 0.001 0.003 0.01; do echo "$lr $(value 1 $lr) $(value 2 $lr)"; done |
+        awk '{ m = ($2 + $3) / 2; lo = $2 < $3 ? $2 : $3; hi = $2 < $3 ? $3 : $2
+               if (NR == 1 || m < best) { best = m; row = sprintf("softmax,0,%s,%.10g,%.10g,%.10g,2,2,3,0,", $1, m, lo, hi) } }
+             END { print row }')
+    got=$(grep '^softmax,' "$d/selected.csv" | cut -d, -f1-11)
+    failed_row=$(grep '^kda,' "$d/selected.csv")
+    lr=$(echo "$want" | cut -d, -f3)
+    "$A" plot "$d" >"$TMP/out2" 2>&1
+    if [ "$code" -eq 0 ] && [ -n "$got" ] && [ "$got" = "$want" ] &&
+        [ "$failed_row" = 'kda,2,,,,,0,0,3,6,all 6 runs failed,' ] &&
+        head -1 "$d/selected.csv" | grep -q '^model.mixer,debug.nan_at_step,train.lr,val_loss_mean,val_loss_min,val_loss_max,seeds_finished,seeds,candidates,failed_runs,note,runs$' &&
+        grep -q "\"mixer=softmax,seed=1,lr=$lr mixer=softmax,seed=2,lr=$lr\"$" "$d/selected.csv" &&
+        [ "$(tail -n +2 "$d/summary.csv" | wc -l)" -eq 12 ] && head -1 "$d/summary.csv" | grep -q '^run,status,reason,' &&
+        grep -q '^## Selected: train.lr by the mean val_loss over seeds (min)' "$d/summary.md" &&
+        grep -q "^| softmax | 0 | $lr | " "$d/summary.md" && grep -q '^| kda | 2 | - | - | - | - | 3 | all 6 runs failed |' "$d/summary.md" &&
+        grep -q "2 runs (chosen by selected.json from 12)" "$TMP/out2" && [ "$(ls "$d/plots/data/" | grep -c '^loss_')" -eq 2 ] &&
+        ls "$d/plots/data/" | grep -q "^loss_mixer=softmax,seed=2,lr=$lr.dat"; then
+        ok sweep_select_reports_the_best_of_each_setting
+    else
+        fail sweep_select_reports_the_best_of_each_setting "exit $code; want '$want', got '$got'; failed row '$failed_row'; $(tail -1 "$TMP/out2")"
+    fi
+fi
+# a sweep that no longer selects leaves no stale selection behind
+if selected sweep_without_select_removes_the_selection; then
+    rm -rf "$TMP/results"
+    grid='grid = { ["train.lr"] = { 1e-3, 3e-3 } },'
+    s1=$(cfg sweepselect2 "$(sweep_base "$grid"' select = { metric = "val_loss", goal = "min", over = { "train.lr" } },')")
+    s2=$(cfg sweepselect3 "$(sweep_base "$grid")")
+    if "$A" run "$s1" >"$TMP/out" 2>&1 && [ -f "$TMP/results/sw/selected.csv" ] && [ -f "$TMP/results/sw/selected.json" ] &&
+        "$A" run "$s2" >"$TMP/out" 2>&1 && grep -q "2 runs, 2 already done" "$TMP/out" &&
+        [ ! -e "$TMP/results/sw/selected.csv" ] && [ ! -e "$TMP/results/sw/selected.json" ] &&
+        ! grep -q "Selected" "$TMP/results/sw/summary.md"; then
+        ok sweep_without_select_removes_the_selection
+    else
+        fail sweep_without_select_removes_the_selection "$(ls "$TMP/results/sw" | tr '\n' ' '); $(tail -1 "$TMP/out")"
+    fi
+fi
+select_error() { # select_error NAME PATTERN SELECT: a sweep with this select stops before any run (@: its file)
+    local s
+    s=$(cfg "$1" "$(sweep_base "$SELECT_GRID $3")")
+    expect_error "$1" 1 "${2//@/$s}" "$A" run "$s"
+}
+select_error sweep_select_unknown_metric "@: field 'select.metric': unknown metric 'val_acc' (did you mean 'val_accuracy'?" \
+    'select = { metric = "val_acc", goal = "max", over = { "train.lr" } },'
+select_error sweep_select_metric_the_task_lacks "@: field 'select.metric': run 'max_length_factor=1,seed=1,lr=0.001' (task lm) does not report 'val_perplexity_x4'" \
+    'select = { metric = "val_perplexity_x4", goal = "min", over = { "train.lr" } }, runs = { { ["eval.max_length_factor"] = 1 }, { ["eval.max_length_factor"] = 4 } },'
+select_error sweep_select_over_a_field_not_in_the_grid "@: field 'select.over': 'train.weight_decay' is not set by the grid or runs" \
+    'select = { metric = "val_loss", goal = "min", over = { "train.weight_decay" } },'
+select_error sweep_select_over_an_unknown_field "unknown field 'train.lrr' in @ (did you mean 'train.lr'?) (in select.over)" \
+    'select = { metric = "val_loss", goal = "min", over = { "train.lrr" } },'
+select_error sweep_select_over_nothing "@: field 'select.over': expected a non-empty list of fields" \
+    'select = { metric = "val_loss", goal = "min", over = { } },'
+select_error sweep_select_over_seed "@: field 'select.over': 'seed' cannot be chosen" \
+    'select = { metric = "val_loss", goal = "min", over = { "seed" } },'
+select_error sweep_select_bad_goal "@: field 'select.goal': expected \"max\" or \"min\", got 'lowest'" \
+    'select = { metric = "val_loss", goal = "lowest", over = { "train.lr" } },'
 s=$(cfg sweepbad1 "$(sweep_base 'grid = { ["model.mixr"] = { "kda" } },')")
 expect_error sweep_unknown_field_in_grid 1 "unknown field 'model.mixr' in $s (did you mean 'model.mixer'?) (in the grid)" "$A" run "$s"
 s=$(cfg sweepbad2 "$(sweep_base 'grid = { seed = { } },')")

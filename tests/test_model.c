@@ -189,6 +189,30 @@ TEST(test_model_gradient_hybrid_kda_mla) {
 TEST(test_model_gradient_gdn_softmax_linear) {
     check_model(SETTINGS("model.layers=gdn,linear,softmax", "model.n_layers=3"), 34);
 }
+TEST(test_model_gradient_without_mlp) {
+    check_model(SETTINGS("model.mlp=false", "model.hybrid.ratio=1:1", "model.hybrid.linear=gdn",
+                         "model.hybrid.full=softmax"),
+                35);
+}
+
+/* model.mlp = false removes each block's second half (norm2 and the SwiGLU MLP) and nothing else */
+TEST(test_model_without_mlp_drops_exactly_the_mlp_and_its_norm) {
+    Config a, b;
+    Model *with = tiny_model(SETTINGS("model.mlp=true"), 1, &a), *without = tiny_model(SETTINGS("model.mlp=false"), 1, &b);
+    size_t C = (size_t)with->C, F = (size_t)with->F, L = (size_t)with->L;
+    size_t dropped = model_param_count(with) - model_param_count(without);
+    CHECK(dropped == L * (3 * C * F + C), "dropped %zu parameters, expected %zu layers x (3 x %zu x %zu + %zu)", dropped, L,
+          C, F, C);
+    for (int i = 0; i < without->params.n; i++)
+        CHECK(!strstr(without->params.info[i].name, "mlp") && !strstr(without->params.info[i].name, "norm2"),
+              "parameter %s in a model without MLP", without->params.info[i].name);
+    double flops = model_flops_per_token(with, 8) - model_flops_per_token(without, 8);
+    CHECK(flops == 6.0 * L * C * F, "forward FLOPs per token dropped by %g, expected %g", flops, 6.0 * L * C * F);
+    model_free(with);
+    model_free(without);
+    config_free(&a);
+    config_free(&b);
+}
 
 /* ---- generation: decoding token by token gives the full forward's logits at every position ---- */
 
@@ -238,6 +262,11 @@ TEST(test_decode_matches_forward_hybrid_gdn_softmax_rope) {
     check_decode(SETTINGS("model.hybrid.ratio=1:1", "model.hybrid.linear=gdn", "model.hybrid.full=softmax",
                           "model.gdn.position=rope"),
                  43);
+}
+TEST(test_decode_matches_forward_without_mlp) {
+    check_decode(SETTINGS("model.mlp=false", "model.hybrid.ratio=1:1", "model.hybrid.linear=kda",
+                          "model.hybrid.full=softmax"),
+                 48);
 }
 TEST(test_decode_matches_forward_all_linear) {
     check_decode(SETTINGS("model.layers=linear,kda,gdn", "model.n_layers=3", "model.mla.position=rope"), 44);

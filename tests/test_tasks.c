@@ -16,6 +16,7 @@ static Task *make_task(Config *c, Error *err, const char *const *sets) {
     if (!config_check(c, err)) return NULL;
     return task_create(c, err);
 }
+#define SETTINGS(...) ((const char *const[]){__VA_ARGS__, NULL})
 #define MAKE(c, err, ...) make_task(c, err, (const char *const[]){__VA_ARGS__, NULL})
 
 typedef struct {
@@ -84,7 +85,7 @@ static void check_mqar_batches(bool random_fill) {
     Batch b = batch_new(25, T);
     long zeros = 0, fill = 0;
     for (int rep = 0; rep < 80; rep++) {
-        t->ops->train_batch(t, &rng, b.B, T, b.inputs, b.targets);
+        t->ops->train_batch(t, &rng, 0, b.B, T, b.inputs, b.targets);
         for (int s = 0; s < b.B; s++) {
             const int *in = b.inputs + (size_t)s * T, *tg = b.targets + (size_t)s * T;
             check_mqar_sequence(in, tg, T, P, V, random_fill, (long)rep * b.B + s);
@@ -114,7 +115,7 @@ TEST(test_task_mqar_smallest_valid_sizes_work) {
     rng_seed(&rng, 1);
     int in[4], tg[4];
     for (int rep = 0; rep < 50; rep++) {
-        t->ops->train_batch(t, &rng, 1, 4, in, tg);
+        t->ops->train_batch(t, &rng, 0, 1, 4, in, tg);
         CHECK(in[0] == 1 && in[1] >= 2 && in[1] <= 4 && in[2] == 1 && in[3] == 0, "got %d %d %d %d", in[0], in[1],
               in[2], in[3]);
         CHECK(tg[0] == -1 && tg[1] == -1 && tg[2] == in[1] && tg[3] == -1, "targets %d %d %d %d", tg[0], tg[1], tg[2],
@@ -140,7 +141,7 @@ static int *mqar_gaps(double power_a, int T, int P, long n) {
     Rng rng;
     rng_seed(&rng, 11);
     for (long s = 0; s < n; s++) {
-        t->ops->train_batch(t, &rng, 1, T, in, tg);
+        t->ops->train_batch(t, &rng, 0, 1, T, in, tg);
         for (int p = 2 * P; p < T; p++)
             if (tg[p] >= 0)
                 for (int i = 0; i < P; i++)
@@ -228,7 +229,7 @@ TEST(test_task_palindrome_targets_spell_the_sequence_reversed) {
     Batch b = batch_new(20, T);
     int lo = V, hi = -1;
     for (int rep = 0; rep < 50; rep++) {
-        t->ops->train_batch(t, &rng, b.B, T, b.inputs, b.targets);
+        t->ops->train_batch(t, &rng, 0, b.B, T, b.inputs, b.targets);
         for (int s = 0; s < b.B; s++) {
             const int *in = b.inputs + (size_t)s * T, *tg = b.targets + (size_t)s * T;
             int n_targets = 0;
@@ -266,7 +267,7 @@ TEST(test_task_palindrome_of_two_tokens) {
     Rng rng;
     rng_seed(&rng, 1);
     int in[2], tg[2];
-    t->ops->train_batch(t, &rng, 1, 2, in, tg);
+    t->ops->train_batch(t, &rng, 0, 1, 2, in, tg);
     CHECK(in[0] == 2 && in[1] == 1 && tg[0] == -1 && tg[1] == 2, "got inputs %d %d targets %d %d", in[0], in[1], tg[0],
           tg[1]);
     t->ops->destroy(t);
@@ -289,7 +290,7 @@ TEST(test_task_stack_targets_are_the_top_after_each_operation) {
     int stack[200], lo = V, hi = -1;
     long choices = 0, pushes_when_free = 0, empties = 0;
     for (int rep = 0; rep < 50; rep++) {
-        t->ops->train_batch(t, &rng, b.B, T, b.inputs, b.targets);
+        t->ops->train_batch(t, &rng, 0, b.B, T, b.inputs, b.targets);
         for (int s = 0; s < b.B; s++) {
             const int *in = b.inputs + (size_t)s * T, *tg = b.targets + (size_t)s * T;
             int depth = 0;
@@ -329,7 +330,7 @@ TEST(test_task_stack_scores_only_pops_when_asked) {
     Rng rng;
     rng_seed(&rng, 10);
     Batch b = batch_new(8, T);
-    t->ops->train_batch(t, &rng, b.B, T, b.inputs, b.targets);
+    t->ops->train_batch(t, &rng, 0, b.B, T, b.inputs, b.targets);
     int stack[100];
     long scored = 0;
     for (int s = 0; s < b.B; s++) {
@@ -374,14 +375,14 @@ TEST(test_task_synthetic_batches_depend_only_on_the_rng_state) {
         Rng r1, r2;
         rng_seed(&r1, 42);
         r2 = r1;
-        t->ops->train_batch(t, &r1, B, T, x.inputs, x.targets);
+        t->ops->train_batch(t, &r1, 0, B, T, x.inputs, x.targets);
         /* an evaluation in between must not touch the training stream */
         t->ops->eval_window(t, 3, T, y.inputs, y.targets);
-        t->ops->train_batch(t, &r2, B, T, y.inputs, y.targets);
+        t->ops->train_batch(t, &r2, 0, B, T, y.inputs, y.targets);
         CHECK(same_ints(x.inputs, y.inputs, (size_t)B * T) && same_ints(x.targets, y.targets, (size_t)B * T),
               "%s: the same rng state gave different batches", task_names[k]);
         CHECK(memcmp(&r1, &r2, sizeof r1) == 0, "%s: the rng advanced differently", task_names[k]);
-        t->ops->train_batch(t, &r1, B, T, y.inputs, y.targets);
+        t->ops->train_batch(t, &r1, 0, B, T, y.inputs, y.targets);
         CHECK(!same_ints(x.inputs, y.inputs, (size_t)B * T), "%s: the next batch repeats the first", task_names[k]);
         batch_free(&x);
         batch_free(&y);
@@ -408,7 +409,7 @@ TEST(test_task_synthetic_eval_set_is_fixed_by_eval_seed_alone) {
         /* backwards, on a task made under another training seed, after training batches */
         Rng rng;
         rng_seed(&rng, 77);
-        t2->ops->train_batch(t2, &rng, n, T, b.inputs, b.targets);
+        t2->ops->train_batch(t2, &rng, 0, n, T, b.inputs, b.targets);
         for (int i = n - 1; i >= 0; i--)
             t2->ops->eval_window(t2, i, T, b.inputs + (size_t)i * T, b.targets + (size_t)i * T);
         CHECK(same_ints(a.inputs, b.inputs, (size_t)n * T) && same_ints(a.targets, b.targets, (size_t)n * T),
@@ -432,6 +433,107 @@ TEST(test_task_synthetic_eval_set_is_fixed_by_eval_seed_alone) {
         config_free(&c2);
         config_free(&c3);
     }
+}
+
+/* ---- mqar.train_examples: a fixed training set, iterated in epochs ---- */
+
+/* Sequences [first, first + n) of a run's training stream under the given settings, batch by
+ * batch of B; the rng passed changes nothing (and is checked not to advance). */
+static void fixed_set_stream(const char *const *sets, uint64_t first, int n, int B, Batch *out) {
+    Config c;
+    Error err;
+    Task *t = make_task(&c, &err, sets);
+    CHECK(t, "%s", err.msg);
+    if (!t) return;
+    Rng rng, before;
+    rng_seed(&rng, first + 1000); /* a different rng state every call: it must not matter */
+    before = rng;
+    for (int k = 0; k < n; k += B) {
+        int b = n - k < B ? n - k : B;
+        t->ops->train_batch(t, &rng, first + (uint64_t)k, b, out->T, out->inputs + (size_t)k * out->T,
+                            out->targets + (size_t)k * out->T);
+    }
+    CHECK(memcmp(&rng, &before, sizeof rng) == 0, "the fixed set drew from the training rng");
+    t->ops->destroy(t);
+    config_free(&c);
+}
+
+/* The index in `set` (n sequences of T) of the sequence equal to seq, or -1. */
+static int find_sequence(const Batch *set, int n, const int *seq, const int *tg) {
+    for (int i = 0; i < n; i++)
+        if (same_ints(set->inputs + (size_t)i * set->T, seq, (size_t)set->T) &&
+            same_ints(set->targets + (size_t)i * set->T, tg, (size_t)set->T))
+            return i;
+    return -1;
+}
+
+#define FIXED_SET(seed) "task=mqar", "train.seq_len=32", "mqar.num_kv_pairs=4", "model.vocab_size=64", \
+                        "mqar.train_examples=10", seed
+
+TEST(test_task_mqar_fixed_set_repeats_its_examples_in_a_new_order_every_epoch) {
+    const int N = 10, E = 3, T = 32;
+    Batch all = batch_new(N * E, T);
+    /* batches of 4 cross the epoch boundaries (at sequences 10 and 20) */
+    fixed_set_stream(SETTINGS(FIXED_SET("seed=3")), 0, N * E, 4, &all);
+    if (test_failed()) return;
+    int where[3][10];
+    for (int e = 0; e < E; e++)
+        for (int i = 0; i < N; i++) {
+            const int *in = all.inputs + (size_t)(e * N + i) * T, *tg = all.targets + (size_t)(e * N + i) * T;
+            check_mqar_sequence(in, tg, T, 4, 64, true, e * N + i);
+            if (test_failed()) return;
+            where[e][i] = find_sequence(&all, N, in, tg); /* its place in epoch 0 */
+            CHECK(where[e][i] >= 0, "epoch %d, sequence %d is not one of epoch 0's", e, i);
+        }
+    for (int e = 0; e < E; e++) { /* each epoch holds every example once */
+        bool seen[10] = {false};
+        for (int i = 0; i < N; i++) {
+            CHECK(!seen[where[e][i]], "epoch %d repeats example %d", e, where[e][i]);
+            seen[where[e][i]] = true;
+        }
+    }
+    CHECK(memcmp(where[0], where[1], sizeof where[0]) != 0 && memcmp(where[1], where[2], sizeof where[1]) != 0,
+          "two epochs in the same order");
+    /* any stretch of the stream comes out the same when asked for alone (as after a resume) */
+    Batch part = batch_new(7, T);
+    fixed_set_stream(SETTINGS(FIXED_SET("seed=3")), 13, 7, 3, &part);
+    CHECK(same_ints(part.inputs, all.inputs + (size_t)13 * T, (size_t)7 * T) &&
+              same_ints(part.targets, all.targets + (size_t)13 * T, (size_t)7 * T),
+          "sequences 13..19 differ when drawn without the ones before");
+    /* another seed, another set */
+    fixed_set_stream(SETTINGS(FIXED_SET("seed=4")), 0, 7, 7, &part);
+    for (int i = 0; i < 7; i++)
+        CHECK(find_sequence(&all, N, part.inputs + (size_t)i * T, part.targets + (size_t)i * T) < 0,
+              "seed 4's sequence %d is one of seed 3's", i);
+    /* the held-out set is not drawn from the training set's streams */
+    Config c;
+    Error err;
+    Task *t = MAKE(&c, &err, FIXED_SET("seed=3"), "eval.seed=3", "eval.examples=50");
+    CHECK(t, "%s", err.msg);
+    for (int i = 0; i < 50; i++) {
+        t->ops->eval_window(t, i, T, part.inputs, part.targets);
+        CHECK(find_sequence(&all, N, part.inputs, part.targets) < 0, "held-out window %d is a training example", i);
+    }
+    t->ops->destroy(t);
+    config_free(&c);
+    batch_free(&part);
+    batch_free(&all);
+}
+
+TEST(test_task_mqar_epochs_set_the_steps) {
+    Config c;
+    Error err;
+    /* 3 passes over 100 examples in steps of 8 x 2: ceil(300 / 16) = 19 steps */
+    Task *t = MAKE(&c, &err, "task=mqar", "train.seq_len=64", "mqar.train_examples=100", "mqar.epochs=3",
+                   "train.batch_size=8", "train.grad_accum=2", "train.steps=5");
+    CHECK(t, "%s", err.msg);
+    CHECK(c.train.steps == 19, "train.steps = %d, expected 19", c.train.steps);
+    if (t) t->ops->destroy(t);
+    config_free(&c);
+    CHECK(!MAKE(&c, &err, "task=mqar", "train.seq_len=64", "mqar.epochs=3"), "mqar.epochs without a fixed set accepted");
+    CHECK(strstr(err.msg, "field 'mqar.epochs' = 3 needs a fixed training set: set mqar.train_examples"), "got: %s",
+          err.msg);
+    config_free(&c);
 }
 
 /* ---- parameters a task cannot honour ---- */

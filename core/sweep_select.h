@@ -1,0 +1,38 @@
+/* Inside the sweep code (sweep.c, sweep_select.c): a sweep's `select` (the best value of some
+ * fields per setting, see sweep_select.c) and the table cells both summaries write. */
+#pragma once
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "sweep.h"
+#include "task.h"
+
+struct lua_State;
+
+/* Reads the `select` table at stack index idx of the sweep file `path`. */
+bool select_parse(SweepSelect *sel, struct lua_State *L, int idx, const char *path, Error *err);
+/* Every `over` field is set by the grid or runs and takes two values or more. */
+bool select_check_over(const Sweep *sw, Error *err);
+
+/* The metric is checked run by run while each run's task exists (tasks can be large: lm holds
+ * its data), then once for all; start from {.lacking = -1}. */
+typedef struct {
+    char known[64][48]; /* every metric some run reports */
+    int n_known;
+    int lacking;        /* the first run that does not report the metric, or -1 */
+} MetricCheck;
+void select_note_run(MetricCheck *mc, const SweepSelect *sel, int run, const Config *c, const Task *t);
+bool select_check_metric(const MetricCheck *mc, const Sweep *sw, Error *err);
+
+/* Writes selected.csv and selected.json and the selection's section of summary.md (md); a sweep
+ * without a selection removes those files, so no stale one outlives the `select` that made it.
+ * sums[i] is run i's summary.json (NULL when it has none); fields are the summary's swept fields. */
+void select_write(const Sweep *sw, cJSON *const *sums, const char *const *fields, int n_fields, FILE *md);
+void select_free(SweepSelect *sel);
+
+/* Table cells: a CSV cell quoted when it must be; a number as CSV ("" when missing) or Markdown
+ * ("-" when missing, 4 significant digits). */
+void sweep_csv_cell(FILE *f, const char *s);
+void sweep_number_text(char *buf, size_t len, double v, bool markdown);
+const char *sweep_json_string(const cJSON *o, const char *key);
