@@ -64,7 +64,7 @@ void describe_model(const Config *cfg, long context, FILE *out) {
         else snprintf(num, sizeof num, "-");
         fprintf(out, "%-6d %-8s %-9s %14s %14s %16s %16s\n", l, name, position_of(mc, name), a, b, c, num);
     }
-    size_t outer = params_with_prefix(m, "wte") + params_with_prefix(m, "head") + params_with_prefix(m, "norm_f");
+    size_t outer = params_with_prefix(m, "embeddings.") + params_with_prefix(m, "lm_head.") + params_with_prefix(m, "norm.");
     format_count(a, sizeof a, (double)outer);
     fprintf(out, "embedding, final norm and LM head: %s parameters\n", a);
     format_count(a, sizeof a, (double)model_param_count(m));

@@ -9,9 +9,9 @@ void mlp_create(Mlp *mlp, ParamSet *ps, int layer, int C, int F, float init_std,
     mlp->C = C;
     mlp->F = F;
     char name[96];
-    snprintf(name, sizeof name, "layers.%d.mlp.w_gate_up", layer);
+    snprintf(name, sizeof name, "layers.%d.mlp.gate_up_proj.weight", layer);
     params_matrix(ps, &mlp->w_gate_up, name, 2L * F, C, init_std);
-    snprintf(name, sizeof name, "layers.%d.mlp.w_down", layer);
+    snprintf(name, sizeof name, "layers.%d.mlp.down_proj.weight", layer);
     params_matrix(ps, &mlp->w_down, name, C, F, out_std);
 }
 

@@ -22,24 +22,24 @@ Model *model_create(const ModelConfig *mc, const Backend *be) {
     float std = (float)mc->init_std, out_std = (float)config_out_init_std(mc);
 
     ParamSet *ps = &m->params;
-    params_matrix(ps, &m->wte, "wte", m->V, m->C, std);
+    params_matrix(ps, &m->wte, "embeddings.weight", m->V, m->C, std);
     m->layers = xcalloc((size_t)m->L, sizeof(Layer));
     for (int l = 0; l < m->L; l++) {
         Layer *layer = &m->layers[l];
         char name[96];
-        snprintf(name, sizeof name, "layers.%d.norm1", l);
+        snprintf(name, sizeof name, "layers.%d.mixer_norm.weight", l);
         params_gain(ps, &layer->norm1, name, m->C);
         MixerSpec spec = {.model = mc, .layer = l, .rope = &m->rope};
         const char *mixer_name = config_layer_mixer(mc, l);
         layer->mixer = mixer_create(mixer_name, &spec, ps);
         if (!layer->mixer) die("layer %d: unknown mixer '%s' (expected one of %s)", l, mixer_name, mixer_names());
         if (!mc->mlp) continue;
-        snprintf(name, sizeof name, "layers.%d.norm2", l);
+        snprintf(name, sizeof name, "layers.%d.mlp_norm.weight", l);
         params_gain(ps, &layer->norm2, name, m->C);
         mlp_create(&layer->mlp, ps, l, m->C, m->F, std, out_std);
     }
-    params_gain(ps, &m->norm_f, "norm_f", m->C);
-    if (!mc->tie_embeddings) params_matrix(ps, &m->head, "head", m->V, m->C, std);
+    params_gain(ps, &m->norm_f, "norm.weight", m->C);
+    if (!mc->tie_embeddings) params_matrix(ps, &m->head, "lm_head.weight", m->V, m->C, std);
     params_bind(ps, be);
     if (mc->tie_embeddings) m->head = m->wte;
     return m;

@@ -99,7 +99,7 @@ static void print_final(const Summary *s, const RunPaths *p, bool byte_tokens) {
     fflush(stdout);
 }
 
-/* the layer a parameter belongs to, from its name ("layers.3.mixer.wq" -> 3), or -1 */
+/* the layer a parameter belongs to, from its name ("layers.3.mixer.q_proj.weight" -> 3), or -1 */
 static int layer_of(const char *name) {
     int l;
     return sscanf(name, "layers.%d.", &l) == 1 ? l : -1;

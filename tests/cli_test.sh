@@ -586,7 +586,7 @@ nan_case() { # nan_case NAME KIND LAYER EXPECTED-REASON
 }
 nan_case nonfinite_loss_names_the_head loss 0 "non-finite loss at step 5 (final norm or head)"
 nan_case nonfinite_activation_names_the_layer activation 1 "non-finite loss at step 5 (layer 1 output)"
-nan_case nonfinite_gradient_names_the_layer grad 2 "non-finite gradient at step 5 (layer 2: layers.2.norm1)"
+nan_case nonfinite_gradient_names_the_layer grad 2 "non-finite gradient at step 5 (layer 2: layers.2.mixer_norm.weight)"
 expect_error nonfinite_injection_bad_layer 1 "field 'debug.nan_layer': expected a layer below model.n_layers = 1, got 4" \
     "$A" train "$good" --set debug.nan_layer=4
 

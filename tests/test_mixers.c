@@ -152,7 +152,8 @@ static double sample_std(const ParamSet *ps, const char *name) {
 }
 
 TEST(test_init_is_the_reference_models_init) {
-    const char *names[] = {"layers.0.mixer.conv_q", "layers.0.mixer.conv_v", "layers.0.mixer.w_q", "layers.0.mixer.w_o"};
+    const char *names[] = {"layers.0.mixer.q_conv1d.weight", "layers.0.mixer.v_conv1d.weight", "layers.0.mixer.q_proj.weight",
+                           "layers.0.mixer.o_proj.weight"};
     for (int rescale = 0; rescale < 2; rescale++) {
         MixerCase c;
         char msg[256];

@@ -81,40 +81,40 @@ Mixer *delta_layer_create(const MixerSpec *spec, ParamSet *ps, bool kda) {
     if (L->rope) L->rope_table = rope_cache_request(spec->rope, L->K);
     int l = spec->layer, C = L->C, HK = L->H * L->K, HV = L->H * L->V;
     float std = (float)mc->init_std, out_std = (float)config_out_init_std(mc);
-    add_param(ps, &L->w_q, l, "w_q", HK, C, std);
-    add_param(ps, &L->w_k, l, "w_k", HK, C, std);
-    add_param(ps, &L->w_v, l, "w_v", HV, C, std);
+    add_param(ps, &L->w_q, l, "q_proj.weight", HK, C, std);
+    add_param(ps, &L->w_k, l, "k_proj.weight", HK, C, std);
+    add_param(ps, &L->w_v, l, "v_proj.weight", HV, C, std);
     if (L->cfg.short_conv) { /* N(0, init_std) as fla's models (not PyTorch's U(+-1/sqrt(width))) */
-        add_param(ps, &L->conv_q, l, "conv_q", HK, L->W, std);
-        add_param(ps, &L->conv_k, l, "conv_k", HK, L->W, std);
-        add_param(ps, &L->conv_v, l, "conv_v", HV, L->W, std);
+        add_param(ps, &L->conv_q, l, "q_conv1d.weight", HK, L->W, std);
+        add_param(ps, &L->conv_k, l, "k_conv1d.weight", HK, L->W, std);
+        add_param(ps, &L->conv_v, l, "v_conv1d.weight", HV, L->W, std);
     }
-    add_param(ps, &L->w_b, l, "w_beta", L->H, C, std);
+    add_param(ps, &L->w_b, l, "b_proj.weight", L->H, C, std);
     if (kda) {
-        add_param(ps, &L->w_f1, l, "w_gate_down", L->R, C, std);
-        add_param(ps, &L->w_f2, l, "w_gate_up", HK, L->R, std);
+        add_param(ps, &L->w_f1, l, "f_proj.0.weight", L->R, C, std);
+        add_param(ps, &L->w_f2, l, "f_proj.1.weight", HK, L->R, std);
     } else {
-        add_param(ps, &L->w_a, l, "w_gate", L->H, C, std);
+        add_param(ps, &L->w_a, l, "a_proj.weight", L->H, C, std);
     }
     /* A = exp(A_log): gdn U(0, 16) (kept off 0, whose log is -inf), kda U(1, 16); no weight decay */
     long h = L->H, hg = (long)L->H * L->gw, v = L->V;
     add_custom(ps, &L->A_log, l, "A_log", 1, &h, false, init_log_uniform, kda ? 1.0f : 1e-4f, 16.0f);
     add_custom(ps, &L->dt_bias, l, "dt_bias", 1, &hg, false, init_dt_bias, 0.001f, 0.1f);
     char name[96];
-    snprintf(name, sizeof name, "layers.%d.mixer.o_norm", l);
+    snprintf(name, sizeof name, "layers.%d.mixer.o_norm.weight", l);
     params_gain(ps, &L->o_norm, name, v);
     if (L->cfg.output_gate) {
         if (kda) {
             long hv = HV;
-            add_param(ps, &L->w_g1, l, "w_out_gate_down", L->R, C, std);
-            add_param(ps, &L->w_g2, l, "w_out_gate_up", HV, L->R, std);
-            snprintf(name, sizeof name, "layers.%d.mixer.b_out_gate", l);
+            add_param(ps, &L->w_g1, l, "g_proj.0.weight", L->R, C, std);
+            add_param(ps, &L->w_g2, l, "g_proj.1.weight", HV, L->R, std);
+            snprintf(name, sizeof name, "layers.%d.mixer.g_proj.1.bias", l);
             params_add(ps, &L->b_g, name, 1, &hv, false, INIT_ZEROS, 0.0f);
         } else {
-            add_param(ps, &L->w_g, l, "w_out_gate", HV, C, std);
+            add_param(ps, &L->w_g, l, "g_proj.weight", HV, C, std);
         }
     }
-    add_param(ps, &L->w_o, l, "w_o", C, HV, out_std);
+    add_param(ps, &L->w_o, l, "o_proj.weight", C, HV, out_std);
     return &L->base;
 }
 

@@ -62,10 +62,10 @@ static Mixer *linear_create(const MixerSpec *spec, ParamSet *ps) {
         const char *what;
         long rows, cols;
         float std;
-    } table[] = {{&L->w_q, "w_q", HK, L->C, std},
-                 {&L->w_k, "w_k", HK, L->C, std},
-                 {&L->w_v, "w_v", HV, L->C, std},
-                 {&L->w_o, "w_o", L->C, HV, out_std}};
+    } table[] = {{&L->w_q, "q_proj.weight", HK, L->C, std},
+                 {&L->w_k, "k_proj.weight", HK, L->C, std},
+                 {&L->w_v, "v_proj.weight", HV, L->C, std},
+                 {&L->w_o, "o_proj.weight", L->C, HV, out_std}};
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         char name[96];
         snprintf(name, sizeof name, "layers.%d.mixer.%s", spec->layer, table[i].what);

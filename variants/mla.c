@@ -59,17 +59,17 @@ static Mixer *mla_create(const MixerSpec *spec, ParamSet *ps) {
     char name[96];
 #define NAME(what) (snprintf(name, sizeof name, "layers.%d.mixer.%s", l, what), name)
     if (m->rq) {
-        params_matrix(ps, &m->w_dq, NAME("w_q_down"), m->rq, C, std);
-        params_gain(ps, &m->q_norm, NAME("q_norm"), m->rq);
-        params_matrix(ps, &m->w_uq, NAME("w_q_up"), HQ, m->rq, std);
+        params_matrix(ps, &m->w_dq, NAME("q_proj.0.weight"), m->rq, C, std);
+        params_gain(ps, &m->q_norm, NAME("q_proj.1.weight"), m->rq);
+        params_matrix(ps, &m->w_uq, NAME("q_proj.2.weight"), HQ, m->rq, std);
     } else {
-        params_matrix(ps, &m->w_q, NAME("w_q"), HQ, C, std);
+        params_matrix(ps, &m->w_q, NAME("q_proj.weight"), HQ, C, std);
     }
-    params_matrix(ps, &m->w_dkv, NAME("w_kv_down"), m->r, C, std);
-    params_gain(ps, &m->kv_norm, NAME("kv_norm"), m->r);
-    params_matrix(ps, &m->w_ukv, NAME("w_kv_up"), (long)m->H * (m->dn + m->dv), m->r, std);
-    params_matrix(ps, &m->w_kr, NAME("w_k_rope"), m->dr, C, std);
-    params_matrix(ps, &m->w_o, NAME("w_o"), C, (long)m->H * m->dv, out_std);
+    params_matrix(ps, &m->w_dkv, NAME("kv_proj.0.weight"), m->r, C, std);
+    params_gain(ps, &m->kv_norm, NAME("kv_proj.1.weight"), m->r);
+    params_matrix(ps, &m->w_ukv, NAME("kv_proj.2.weight"), (long)m->H * (m->dn + m->dv), m->r, std);
+    params_matrix(ps, &m->w_kr, NAME("k_rope.weight"), m->dr, C, std);
+    params_matrix(ps, &m->w_o, NAME("o_proj.weight"), C, (long)m->H * m->dv, out_std);
 #undef NAME
     return &m->base;
 }

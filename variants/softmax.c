@@ -42,9 +42,9 @@ static Mixer *softmax_create(const MixerSpec *spec, ParamSet *ps) {
     s->rope = strcmp(mc->softmax.position, "rope") == 0;
     if (s->rope) s->rope_table = rope_cache_request(spec->rope, s->D);
     char name[96];
-    snprintf(name, sizeof name, "layers.%d.mixer.wqkv", spec->layer);
+    snprintf(name, sizeof name, "layers.%d.mixer.qkv_proj.weight", spec->layer);
     params_matrix(ps, &s->wqkv, name, qkv_width(s), s->C, (float)mc->init_std);
-    snprintf(name, sizeof name, "layers.%d.mixer.wo", spec->layer);
+    snprintf(name, sizeof name, "layers.%d.mixer.o_proj.weight", spec->layer);
     params_matrix(ps, &s->wo, name, s->C, (long)s->H * s->D, (float)config_out_init_std(mc));
     return &s->base;
 }
