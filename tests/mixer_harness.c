@@ -11,9 +11,14 @@
 #include "gradcheck.h"
 
 bool mixer_case_init(MixerCase *c, const char *const *settings, int B, int T, unsigned seed, char *msg, size_t len) {
+    const char *base[] = {TEST_DIMENSIONS, "model.n_layers=1", "model.init_std=0.3", NULL};
+    return mixer_case_init_over(c, base, settings, B, T, seed, msg, len);
+}
+
+bool mixer_case_init_over(MixerCase *c, const char *const *base, const char *const *settings, int B, int T,
+                          unsigned seed, char *msg, size_t len) {
     memset(c, 0, sizeof *c);
     config_defaults(&c->cfg);
-    const char *base[] = {TEST_DIMENSIONS, "model.n_layers=1", "model.init_std=0.3", NULL};
     Error err;
     for (const char *const *s = base; *s; s++)
         if (!config_set(&c->cfg, *s, &err)) return snprintf(msg, len, "%s", err.msg), false;

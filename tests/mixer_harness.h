@@ -22,6 +22,9 @@ typedef struct {
 /* TEST_DIMENSIONS and init std 0.3, overridden by the "path=value" settings (NULL-terminated);
  * the mixer is layer 0's. Returns false with msg on a config error. */
 bool mixer_case_init(MixerCase *c, const char *const *settings, int B, int T, unsigned seed, char *msg, size_t len);
+/* The same over other base settings than TEST_DIMENSIONS (NULL-terminated, before settings). */
+bool mixer_case_init_over(MixerCase *c, const char *const *base, const char *const *settings, int B, int T,
+                          unsigned seed, char *msg, size_t len);
 double mixer_case_loss(void *c);
 /* Finite differences for x and every parameter; false with msg naming the worst offender. */
 bool mixer_case_gradcheck(MixerCase *c, unsigned seed, char *msg, size_t len);
