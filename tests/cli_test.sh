@@ -258,6 +258,29 @@ expect_error eval_missing_checkpoint 1 "$TMP/none.safetensors" "$A" eval "$TMP/n
 printf 'not a checkpoint at all' >"$TMP/junk.safetensors"
 expect_error eval_junk_checkpoint 1 "$TMP/junk.safetensors" "$A" eval "$TMP/junk.safetensors"
 
+# ---- export to flash-linear-attention: what fla cannot express is refused, nothing written ----
+ck_dir="$TMP/export_ck"
+mkdir -p "$ck_dir"
+"$A" train "$good" --set out_dir="$ck_dir" --set model.n_layers=2 --set model.hybrid.ratio=1:1 --set train.steps=2 >/dev/null 2>&1
+hybrid_ck="$ck_dir/good/main/checkpoint.safetensors"
+expect_error export_refuses_mla_layers 1 "cannot export to fla: layer 1 is mla" "$A" export "$hybrid_ck" --format fla "$TMP/results/fla"
+expect_error export_needs_a_format 2 "export needs --format fla" "$A" export "$hybrid_ck" "$TMP/results/fla"
+expect_error export_unknown_format 2 "--format: expected 'fla', got 'hf'" "$A" export "$hybrid_ck" --format hf "$TMP/results/fla"
+if selected export_writes_a_folder_once; then
+    "$A" train "$good" --set out_dir="$ck_dir" --set run=kda --set model.mixer=kda --set train.steps=2 >/dev/null 2>&1
+    rm -rf "$TMP/fla"
+    if "$A" export "$ck_dir/good/kda/checkpoint.safetensors" --format fla "$TMP/fla" >"$TMP/out" 2>&1 &&
+        grep -q '"model_type":[[:space:]]*"kda"' "$TMP/fla/config.json" &&
+        grep -q '"model.layers.0.attn.q_conv1d.weight":{"dtype":"F32","shape":\[32,1,4\]' "$TMP/fla/model.safetensors" &&
+        [ -s "$TMP/fla/reference_logits.safetensors" ] &&
+        ! "$A" export "$ck_dir/good/kda/checkpoint.safetensors" --format fla "$TMP/fla" 2>"$TMP/err" &&
+        grep -q "already exists" "$TMP/err" && [ -z "$(ls "$TMP" | grep 'fla.tmp')" ]; then
+        ok export_writes_a_folder_once
+    else
+        fail export_writes_a_folder_once "$(cat "$TMP/out" "$TMP/err" 2>/dev/null | head -3 | tr '\n' '|')"
+    fi
+fi
+
 # ---- model.mlp = false: blocks without the MLP half train, and the checkpoint evaluates ----
 if selected train_without_mlp; then
     rm -rf "$TMP/results"
