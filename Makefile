@@ -183,6 +183,7 @@ reference-%:
 	@test -f results/$*/summary.csv || { echo "no results/$*/summary.csv: run make repro-$* first"; exit 2; }
 	rm -rf results/reference/$* && mkdir -p results/reference/$*
 	cp results/$*/summary.csv results/$*/summary.md results/reference/$*/
+	if [ -f results/$*/selected.csv ]; then cp results/$*/selected.csv results/reference/$*/; fi
 	cp results/$*/plots/*.png results/$*/plots/*.svg results/reference/$*/
 
 # Every figure of every experiment under results/.
