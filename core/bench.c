@@ -18,7 +18,7 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* the layer layout in words: "mla" or "3:1 kda/mla" */
+/* the layer layout in words: the mixer's name, or the hybrid's ratio and mixers ("3:1 A/B") */
 static void describe_mixers(const Config *cfg, char *out, size_t len) {
     const HybridConfig *h = &cfg->model.hybrid;
     if (h->ratio[0]) snprintf(out, len, "%s %s/%s", h->ratio, h->linear, h->full);

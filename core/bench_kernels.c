@@ -1,6 +1,6 @@
-/* `attnlab bench kernels`: forward and forward+backward time of each mixer core (kda, gdn, linear,
- * softmax) on random inputs of a given shape, the chunkwise against the recurrent form, as a
- * table and a CSV file. Medians over repeated runs after a warm-up run. */
+/* `attnlab bench kernels`: forward and forward+backward time of each mixer's core (the registry's
+ * mixers with an op core) on random inputs of a given shape, the chunkwise against the recurrent
+ * form, as a table and a CSV file. Medians over repeated runs after a warm-up run. */
 #include "bench.h"
 
 #include <math.h>
@@ -8,19 +8,32 @@
 #include <string.h>
 
 #include "backend.h"
+#include "mixer.h"
 #include "progress.h"
 #include "rng.h"
 #include "util.h"
 
 typedef struct {
-    const char *core, *form;
+    const char *core, *form; /* the mixer whose core it is; chunk, recurrent or flash */
+    OpCore kind;
     int chunk;
 } KernelCase;
 
-static const KernelCase CASES[] = {
-    {"kda", "chunk", 64}, {"kda", "recurrent", 0}, {"gdn", "chunk", 64}, {"gdn", "recurrent", 0},
-    {"linear", "chunk", 64}, {"linear", "recurrent", 0}, {"softmax", "flash", 0},
-};
+/* every mixer's core: a linear-time one in its chunkwise form, then its recurrent form */
+static int kernel_cases(KernelCase *cases, int cap) {
+    int n = 0;
+    for (int i = 0; i < mixer_count() && n + 2 <= cap; i++) {
+        const MixerOps *ops = mixer_at(i);
+        if (ops->op_core == OP_CORE_NONE) continue;
+        if (ops->op_core == OP_CORE_SOFTMAX) {
+            cases[n++] = (KernelCase){ops->name, "flash", ops->op_core, 0};
+        } else {
+            cases[n++] = (KernelCase){ops->name, "chunk", ops->op_core, 64};
+            cases[n++] = (KernelCase){ops->name, "recurrent", ops->op_core, 0};
+        }
+    }
+    return n;
+}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -39,10 +52,10 @@ static float *random_buffer(const Backend *be, size_t n, float scale, float offs
 /* Nominal forward FLOPs, the same for both forms so times compare directly: the recurrence's
  * decay, read, write and output over the K x V state per token and head (4 K V multiply-adds), and
  * causal attention's two products over the visible keys (2 T^2 D multiply-adds per head, halved). */
-static double nominal_flops(const char *core, const KernelShape *s) {
+static double nominal_flops(OpCore kind, const KernelShape *s) {
     double tokens = (double)s->B * s->T * s->H, D = s->D;
-    if (strcmp(core, "softmax") == 0) return 2.0 * 2.0 * D * (s->T + 1) / 2.0 * tokens;
-    if (strcmp(core, "linear") == 0) return 2.0 * 2.0 * D * D * tokens;
+    if (kind == OP_CORE_SOFTMAX) return 2.0 * 2.0 * D * (s->T + 1) / 2.0 * tokens;
+    if (kind == OP_CORE_LINEAR) return 2.0 * 2.0 * D * D * tokens;
     return 2.0 * 4.0 * D * D * tokens;
 }
 
@@ -53,22 +66,22 @@ static void time_case(const Backend *be, const KernelCase *kc, const KernelShape
     rng_seed(&rng, 7);
     int B = sh->B, T = sh->T, H = sh->H, D = sh->D;
     size_t n = (size_t)B * T * H * D, nh = (size_t)B * T * H;
-    bool kda = strcmp(kc->core, "kda") == 0, delta = kda || strcmp(kc->core, "gdn") == 0;
+    bool channel = kc->kind == OP_CORE_DELTA_CHANNEL_GATE, delta = channel || kc->kind == OP_CORE_DELTA_HEAD_GATE;
     float *q = random_buffer(be, n, 0.125f, 0, &rng), *k = random_buffer(be, n, 0.125f, 0, &rng);
     float *v = random_buffer(be, n, 1.0f, 0, &rng), *o = be->alloc(sizeof(float) * n), *d_o = random_buffer(be, n, 1.0f, 0, &rng);
     float *dq = be->alloc(sizeof(float) * n), *dk = be->alloc(sizeof(float) * n), *dv = be->alloc(sizeof(float) * n);
     float *g = NULL, *beta = NULL, *dg = NULL, *dbeta = NULL, *saved = NULL, *lse = NULL, *work = NULL;
-    ScanShape ss = {B, T, H, D, D, 1.0f / sqrtf((float)D), kc->chunk, kda};
+    ScanShape ss = {B, T, H, D, D, 1.0f / sqrtf((float)D), kc->chunk, channel};
     AttnShape as = {B, T, H, H, D, D, (long)H * D, (long)H * D, (long)H * D, (long)H * D, 1.0f / sqrtf((float)D)};
     if (delta) {
-        size_t ng = kda ? n : nh;
+        size_t ng = channel ? n : nh;
         g = random_buffer(be, ng, 0.02f, -0.05f, &rng); /* mild decays; their values do not change the work */
         beta = random_buffer(be, nh, 0.0f, 0.5f, &rng);
         dg = be->alloc(sizeof(float) * ng);
         dbeta = be->alloc(sizeof(float) * nh);
         saved = be->alloc(sizeof(float) * be->delta_rule_saved(&ss));
         work = be->alloc(be->delta_rule_workspace(&ss));
-    } else if (strcmp(kc->core, "linear") == 0) {
+    } else if (kc->kind == OP_CORE_LINEAR) {
         saved = be->alloc(sizeof(float) * be->linear_attn_saved(&ss));
         work = be->alloc(be->linear_attn_workspace(&ss));
     } else {
@@ -123,20 +136,22 @@ int bench_kernels(const Backend *be, const KernelShape *shapes, int n_shapes, in
     if (strcmp(be->name, "cpu") == 0) printf("CPU threads: %d\n", backend_threads());
     printf("%-8s %-10s %-22s %10s %12s %10s %12s %10s\n", "core", "form", "B,T,H,D", "fwd ms", "fwd+bwd ms", "fwd GF/s",
            "f+b GF/s", "vs recur.");
+    KernelCase cases[2 * MIXERS_MAX];
+    int n_cases = kernel_cases(cases, 2 * MIXERS_MAX);
     for (int si = 0; si < n_shapes; si++) {
         const KernelShape *sh = &shapes[si];
         double recurrent_fb = NAN;
-        for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++) {
-            const KernelCase *kc = &CASES[ci];
+        for (int ci = 0; ci < n_cases; ci++) {
+            const KernelCase *kc = &cases[ci];
             if (only && strcmp(only, kc->core) != 0) continue;
             /* the recurrent row of a core comes right after its chunk row: time it first */
             double f, fb;
             if (strcmp(kc->form, "chunk") == 0) {
                 double rf, rfb;
-                time_case(be, &CASES[ci + 1], sh, reps, &rf, &rfb);
+                time_case(be, &cases[ci + 1], sh, reps, &rf, &rfb);
                 recurrent_fb = rfb;
                 time_case(be, kc, sh, reps, &f, &fb);
-                double flops = nominal_flops(kc->core, sh);
+                double flops = nominal_flops(kc->kind, sh);
                 char shape[48];
                 snprintf(shape, sizeof shape, "%d,%d,%d,%d", sh->B, sh->T, sh->H, sh->D);
                 printf("%-8s %-10s %-22s %10.2f %12.2f %10.1f %12.1f %9.2fx\n", kc->core, kc->form, shape, f, fb,
@@ -153,7 +168,7 @@ int bench_kernels(const Backend *be, const KernelShape *shapes, int n_shapes, in
                 continue;
             }
             time_case(be, kc, sh, reps, &f, &fb);
-            double flops = nominal_flops(kc->core, sh);
+            double flops = nominal_flops(kc->kind, sh);
             char shape[48];
             snprintf(shape, sizeof shape, "%d,%d,%d,%d", sh->B, sh->T, sh->H, sh->D);
             printf("%-8s %-10s %-22s %10.2f %12.2f %10.1f %12.1f %10s\n", kc->core, kc->form, shape, f, fb,

@@ -10,22 +10,82 @@
 #include <string.h>
 
 #include "lua_sandbox.h"
+#include "mixer.h"
+
+/* ---- the field table: the core's, with each registered mixer's section among the model fields ---- */
+
+static Field *all_fields;
+static int n_all_fields;
+
+/* the registry's names and defaults where the core's table holds placeholders */
+static const char *filled(const char *text) {
+    static const struct {
+        const char *placeholder;
+        MixerSet set;
+        bool is_default;
+    } slots[] = {{MIXER_NAMES_ALL, MIXERS_ALL, false},        {MIXER_NAMES_LINEAR, MIXERS_LINEAR, false},
+                 {MIXER_NAMES_FULL, MIXERS_FULL, false},      {MIXER_DEFAULT, MIXERS_ALL, true},
+                 {MIXER_DEFAULT_LINEAR, MIXERS_LINEAR, true}, {MIXER_DEFAULT_FULL, MIXERS_FULL, true}};
+    for (size_t i = 0; text && i < sizeof slots / sizeof slots[0]; i++)
+        if (strcmp(text, slots[i].placeholder) == 0)
+            return slots[i].is_default ? mixer_default(slots[i].set) : mixer_names(slots[i].set);
+    return text;
+}
+
+static void build_fields(void) {
+    int extra = 0, last_model = -1;
+    for (int i = 0; i < mixer_count(); i++) extra += mixer_at(i)->n_fields;
+    for (int i = 0; i < config_n_core_fields; i++)
+        if (strncmp(config_core_fields[i].path, "model.", 6) == 0) last_model = i;
+    Field *t = xcalloc((size_t)(config_n_core_fields + extra), sizeof(Field));
+    int n = 0;
+    for (int i = 0; i < config_n_core_fields; i++) {
+        t[n] = config_core_fields[i];
+        t[n].choices = filled(t[n].choices);
+        t[n].fallback = filled(t[n].fallback);
+        n++;
+        for (int j = 0; i == last_model && j < mixer_count(); j++) { /* the mixers' sections follow the model's fields */
+            const MixerOps *ops = mixer_at(j);
+            for (int k = 0; k < ops->n_fields; k++) {
+                t[n] = ops->fields[k];
+                t[n].path = xasprintf("model.%s.%s", ops->name, ops->fields[k].path);
+                t[n++].mixer = j + 1;
+            }
+        }
+    }
+    n_all_fields = n;
+    all_fields = t;
+}
+
+bool config_fields_built(void) { return all_fields != NULL; }
+
+int config_field_count(void) {
+    if (!all_fields) build_fields();
+    return n_all_fields;
+}
+
+const Field *config_field(int i) {
+    if (!all_fields) build_fields();
+    return &all_fields[i];
+}
 
 /* ---- field access ---- */
 
-static void *field_ptr(Config *c, const Field *f) { return (char *)c + f->offset; }
+static void *field_ptr(const Config *c, const Field *f) {
+    return f->mixer ? (char *)c->model.mixer_cfg[f->mixer - 1] + f->offset : (char *)c + f->offset;
+}
 
 const Field *config_find_field(const char *path) {
-    for (int i = 0; i < config_n_fields; i++)
-        if (strcmp(config_fields[i].path, path) == 0) return &config_fields[i];
+    for (int i = 0; i < config_field_count(); i++)
+        if (strcmp(config_field(i)->path, path) == 0) return config_field(i);
     return NULL;
 }
 
-/* A section is a proper prefix of some field path ("model", "model.softmax"). */
+/* A section is a proper prefix of some field path ("model", "model.hybrid"). */
 bool config_is_section(const char *path) {
     size_t n = strlen(path);
-    for (int i = 0; i < config_n_fields; i++)
-        if (strncmp(config_fields[i].path, path, n) == 0 && config_fields[i].path[n] == '.') return true;
+    for (int i = 0; i < config_field_count(); i++)
+        if (strncmp(config_field(i)->path, path, n) == 0 && config_field(i)->path[n] == '.') return true;
     return false;
 }
 
@@ -124,7 +184,7 @@ static bool set_from_text(Config *c, const Field *f, const char *text, const cha
         return true;
     case FIELD_STR:
     case FIELD_ENUM: return store_string(c, f, text, where, err);
-    case FIELD_LIST: { /* comma-separated: --set model.layers=kda,kda,kda,mla */
+    case FIELD_LIST: { /* comma-separated: --set model.layers=a,a,a,b */
         NameList *l = field_ptr(c, f);
         list_clear(l);
         char *copy = xstrdup(text), *save = NULL;
@@ -141,10 +201,11 @@ static bool set_from_text(Config *c, const Field *f, const char *text, const cha
 
 void config_defaults(Config *c) {
     memset(c, 0, sizeof *c);
-    for (int i = 0; i < config_n_fields; i++) {
+    for (int i = 0; i < mixer_count(); i++) c->model.mixer_cfg[i] = xcalloc(1, mixer_at(i)->config_size + 1);
+    for (int i = 0; i < config_field_count(); i++) {
+        const Field *f = config_field(i);
         Error err;
-        if (!set_from_text(c, &config_fields[i], config_fields[i].fallback, config_fields[i].path, &err))
-            die("internal: bad default for %s: %s", config_fields[i].path, err.msg);
+        if (!set_from_text(c, f, f->fallback, f->path, &err)) die("internal: bad default for %s: %s", f->path, err.msg);
     }
 }
 
@@ -153,9 +214,9 @@ void config_defaults(Config *c) {
 static const char *closest_name(const char *path) {
     const char *best = NULL;
     int best_d = 1 << 30;
-    for (int i = 0; i < config_n_fields; i++) {
+    for (int i = 0; i < config_field_count(); i++) {
         /* fields and the sections above them are both candidates */
-        const char *p = config_fields[i].path;
+        const char *p = config_field(i)->path;
         for (const char *dot = p;; dot++) {
             if (*dot == '.' || *dot == '\0') {
                 char cand[128];
@@ -258,7 +319,7 @@ bool config_apply_table(Config *c, lua_State *L, int idx, const char *source, Er
 }
 
 void config_field_text(const Config *c, const Field *f, char *buf, size_t len) {
-    const void *p = (const char *)c + f->offset;
+    const void *p = field_ptr(c, f);
     switch (f->type) {
     case FIELD_INT: snprintf(buf, len, "%d", *(const int *)p); break;
     case FIELD_NUM: format_number(*(const double *)p, buf, len); break;
@@ -339,10 +400,6 @@ int config_d_ff(const ModelConfig *m) {
     return (h + 63) / 64 * 64;
 }
 
-bool mixer_is_linear_time(const char *name) {
-    return strcmp(name, "linear") == 0 || strcmp(name, "gdn") == 0 || strcmp(name, "kda") == 0;
-}
-
 /* "L:F" with whole numbers, not both zero. */
 static bool parse_ratio(const char *ratio, int *lin, int *full) {
     long a, b;
@@ -370,28 +427,10 @@ const char *config_layer_mixer(const ModelConfig *m, int layer) {
     return m->mixer;
 }
 
-static bool uses_mixer(const ModelConfig *m, const char *name) {
+bool config_uses_mixer(const ModelConfig *m, const char *name) {
     for (int l = 0; l < m->n_layers; l++)
         if (strcmp(config_layer_mixer(m, l), name) == 0) return true;
     return false;
-}
-
-MlaDims config_mla_dims(const ModelConfig *m) {
-    int hd = config_head_dim(m);
-    MlaDims d;
-    d.q_rank = m->mla.q_lora_rank;
-    d.kv_rank = m->mla.kv_lora_rank ? m->mla.kv_lora_rank : m->d_model / 2;
-    d.nope = m->mla.qk_nope_head_dim ? m->mla.qk_nope_head_dim : hd;
-    d.rope = m->mla.qk_rope_head_dim ? m->mla.qk_rope_head_dim : hd / 2; /* rotated under RoPE only */
-    d.v = m->mla.v_head_dim ? m->mla.v_head_dim : hd;
-    return d;
-}
-
-DeltaDims config_delta_dims(const ModelConfig *m, const DeltaConfig *d) {
-    DeltaDims r;
-    r.k = d->head_dim ? d->head_dim : config_head_dim(m);
-    r.v = (int)lround(r.k * d->expand_v);
-    return r;
 }
 
 double config_out_init_std(const ModelConfig *m) {
@@ -410,35 +449,10 @@ static bool check_model(const ModelConfig *m, const char *src, Error *err) {
         return error_set(err, "%s: model.layers and model.hybrid.ratio both set the layer pattern; keep one", src);
     if (m->layers.n && m->layers.n != m->n_layers)
         return error_set(err, "%s: model.layers lists %d mixers but model.n_layers is %d", src, m->layers.n, m->n_layers);
-    int hd = config_head_dim(m);
-    /* every mixer that rotates q and k needs an even number of rotated channels */
-    const char *rotating[] = {"softmax", "linear", "gdn", "kda"};
-    const char *positions[] = {m->softmax.position, m->linear.position, m->gdn.position, m->kda.position};
-    int rotated[] = {hd, hd, config_delta_dims(m, &m->gdn).k, config_delta_dims(m, &m->kda).k};
-    for (int i = 0; i < 4; i++)
-        if (uses_mixer(m, rotating[i]) && strcmp(positions[i], "rope") == 0 && rotated[i] % 2 != 0)
-            return error_set(err, "%s: model.%s.position = 'rope' needs an even head dimension, got %d", src, rotating[i],
-                             rotated[i]);
-    const char *delta[] = {"gdn", "kda"};
-    const DeltaConfig *dc[] = {&m->gdn, &m->kda};
-    for (int i = 0; i < 2; i++) {
-        DeltaDims d = config_delta_dims(m, dc[i]);
-        if (uses_mixer(m, delta[i]) && (d.v < 1 || fabs(d.k * dc[i]->expand_v - d.v) > 1e-9))
-            return error_set(err, "%s: model.%s.expand_v = %g times %d key channels is not a whole number of value channels",
-                             src, delta[i], dc[i]->expand_v, d.k);
-    }
-    if (uses_mixer(m, "softmax")) {
-        int kv = m->softmax.n_kv_heads ? m->softmax.n_kv_heads : m->n_heads;
-        if (m->n_heads % kv != 0)
-            return error_set(err, "%s: model.n_heads (%d) must be a multiple of model.softmax.n_kv_heads (%d)", src,
-                             m->n_heads, kv);
-    }
-    if (uses_mixer(m, "mla")) {
-        MlaDims d = config_mla_dims(m);
-        if (d.rope <= 0 || (strcmp(m->mla.position, "rope") == 0 && d.rope % 2))
-            return error_set(err, "%s: model.mla.qk_rope_head_dim must be positive, and even under RoPE, got %d", src,
-                             d.rope);
-        if (d.kv_rank < 1) return error_set(err, "%s: model.mla.kv_lora_rank must be positive", src);
+    /* each mixer checks its own section, when some layer uses it */
+    for (int i = 0; i < mixer_count(); i++) {
+        const MixerOps *ops = mixer_at(i);
+        if (ops->check && config_uses_mixer(m, ops->name) && !ops->check(ops, m, m->mixer_cfg[i], src, err)) return false;
     }
     return true;
 }
@@ -542,8 +556,8 @@ char *config_to_lua(const Config *c, const char *header_comment) {
     append(&buf, &len, &cap, "return {\n");
     char open[8][64];
     int depth = 0;
-    for (int i = 0; i < config_n_fields; i++) {
-        const Field *f = &config_fields[i];
+    for (int i = 0; i < config_field_count(); i++) {
+        const Field *f = config_field(i);
         char parts[8][64];
         int np = split_path(f->path, parts, 8);
         int keep = common_depth(open, depth, parts, np - 1);
@@ -557,7 +571,7 @@ char *config_to_lua(const Config *c, const char *header_comment) {
             depth++;
         }
         append(&buf, &len, &cap, "%*s%s = ", 2 * (depth + 1), "", parts[np - 1]);
-        const void *p = (const char *)c + f->offset;
+        const void *p = field_ptr(c, f);
         char num[64];
         switch (f->type) {
         case FIELD_INT: append(&buf, &len, &cap, "%d", *(const int *)p); break;
@@ -595,8 +609,8 @@ void config_print_help(FILE *out) {
     fprintf(out, "Config fields (a Lua file returns a table of these; --set path=value overrides any):\n");
     const char *prev = NULL; /* the previous field's path; its section is its first prev_len chars */
     size_t prev_len = 0;
-    for (int i = 0; i < config_n_fields; i++) {
-        const Field *f = &config_fields[i];
+    for (int i = 0; i < config_field_count(); i++) {
+        const Field *f = config_field(i);
         const char *dot = strrchr(f->path, '.');
         size_t slen = dot ? (size_t)(dot - f->path) : 0;
         if (!prev || prev_len != slen || strncmp(prev, f->path, slen) != 0)
@@ -618,11 +632,12 @@ void config_print_help(FILE *out) {
 }
 
 void config_free(Config *c) {
-    for (int i = 0; i < config_n_fields; i++) {
-        const Field *f = &config_fields[i];
+    for (int i = 0; i < config_field_count() && c->model.mixer_cfg[0]; i++) {
+        const Field *f = config_field(i);
         if (f->type == FIELD_STR || f->type == FIELD_ENUM) free(*(char **)field_ptr(c, f));
         if (f->type == FIELD_LIST) list_clear(field_ptr(c, f));
     }
+    for (int i = 0; i < MIXERS_MAX; i++) free(c->model.mixer_cfg[i]);
     free(c->source_path);
     memset(c, 0, sizeof *c);
 }

@@ -7,45 +7,14 @@
 
 #include "util.h"
 
+/* At most this many mixers can be registered (variants/registry.c, core/mixer.h). */
+enum { MIXERS_MAX = 16 };
+
 /* A list of names (model.layers). */
 typedef struct {
     char **items;
     int n;
 } NameList;
-
-typedef struct {
-    int n_kv_heads;  /* 0: as many as query heads */
-    char *position;  /* "rope" | "nope" */
-} SoftmaxConfig;
-
-typedef struct {
-    int q_lora_rank;      /* 0: queries straight from x */
-    int kv_lora_rank;     /* 0: d_model / 2 */
-    int qk_nope_head_dim; /* 0: model head_dim */
-    int qk_rope_head_dim; /* 0: head_dim / 2 under RoPE; always 0 under NoPE */
-    int v_head_dim;       /* 0: model head_dim */
-    char *position;
-} MlaConfig;
-
-typedef struct {
-    char *feature_map; /* "identity" | "elu1" | "relu" */
-    bool normalize;
-    int chunk_size;    /* 0: the recurrent form */
-    char *position;
-} LinearConfig;
-
-/* gdn and kda share their switches; gate_rank is kda's low-rank gate width. */
-typedef struct {
-    int head_dim;    /* key channels per head; 0: the model's head_dim */
-    double expand_v; /* value channels per head = head_dim * expand_v (fla's expand_v) */
-    int chunk_size;
-    bool short_conv;
-    int conv_size;
-    bool output_gate;
-    bool qk_norm;
-    char *position;
-    int gate_rank; /* kda: 0 means the value head dimension */
-} DeltaConfig;
 
 typedef struct {
     char *ratio;  /* "L:F": L linear-time layers then F full-attention layers, repeated; "" off */
@@ -69,10 +38,8 @@ typedef struct {
     char *mixer;      /* every layer's mixer, unless hybrid.ratio or layers says otherwise */
     HybridConfig hybrid;
     NameList layers;  /* explicit mixer per layer */
-    SoftmaxConfig softmax;
-    MlaConfig mla;
-    LinearConfig linear;
-    DeltaConfig gdn, kda;
+    void *mixer_cfg[MIXERS_MAX]; /* each registered mixer's own section model.<name>, by registry index
+                                  * (its struct is the mixer's: core/mixer.h, mixer_config) */
 } ModelConfig;
 
 typedef struct {
@@ -156,18 +123,33 @@ typedef struct {
 
 typedef enum { FIELD_INT, FIELD_NUM, FIELD_BOOL, FIELD_STR, FIELD_ENUM, FIELD_LIST } FieldType;
 
-typedef struct {
-    const char *path;    /* "train.lr" */
+typedef struct Field {
+    const char *path;    /* "train.lr"; a mixer's own fields say "chunk_size" for model.<mixer>.chunk_size */
     FieldType type;
-    size_t offset;       /* into Config */
+    size_t offset;       /* into Config, or into the mixer's section (mixer > 0) */
     const char *fallback; /* the default, written as on the command line */
     double min, max;     /* inclusive range for numbers */
     const char *choices; /* "a|b|c" for enums and the items of lists */
     const char *doc;
+    int mixer;           /* 0: a field of Config; i + 1: of registered mixer i's section */
 } Field;
 
-extern const Field config_fields[];
-extern const int config_n_fields;
+/* The core's fields (config_schema.c); the names of mixers in its choices and defaults are
+ * these placeholders, filled from the registry: */
+#define MIXER_NAMES_ALL "<mixers>"
+#define MIXER_NAMES_LINEAR "<linear-time mixers>"
+#define MIXER_NAMES_FULL "<full-attention mixers>"
+#define MIXER_DEFAULT "<default mixer>"
+#define MIXER_DEFAULT_LINEAR "<default linear-time mixer>"
+#define MIXER_DEFAULT_FULL "<default full-attention mixer>"
+extern const Field config_core_fields[];
+extern const int config_n_core_fields;
+/* Every field: the core's, then each registered mixer's section (after the other model.*
+ * fields), with whole paths and the registry's names filled in. Built on first use. */
+int config_field_count(void);
+/* Whether the table was built (a mixer registered after that would be missing from it). */
+bool config_fields_built(void);
+const Field *config_field(int i);
 
 /* Defaults for every field. */
 void config_defaults(Config *c);
@@ -182,9 +164,9 @@ bool config_load_string(Config *c, const char *source, const char *chunk_name, c
  * is; keys may be nested sections or dotted paths. */
 struct lua_State;
 bool config_apply_table(Config *c, struct lua_State *L, int idx, const char *source, Error *err);
-/* A field's current value as text ("3:1", "0.001", "true", "kda,mla"). */
+/* A field's current value as text ("3:1", "0.001", "true", "a,b" for a list). */
 void config_field_text(const Config *c, const Field *f, char *buf, size_t len);
-/* Whether a dotted path names a section of fields (model, model.kda, ...). */
+/* Whether a dotted path names a section of fields (model, model.hybrid, ...). */
 bool config_is_section(const char *path);
 /* Applies one "path=value" override. */
 bool config_set(Config *c, const char *assignment, Error *err);
@@ -204,18 +186,8 @@ int config_head_dim(const ModelConfig *m);
 int config_d_ff(const ModelConfig *m);
 /* The mixer of layer i: model.layers[i], else the hybrid pattern, else model.mixer. */
 const char *config_layer_mixer(const ModelConfig *m, int layer);
-/* MLA's dimensions with the defaults filled in. */
-typedef struct {
-    int q_rank, kv_rank, nope, rope, v;
-} MlaDims;
-MlaDims config_mla_dims(const ModelConfig *m);
-/* The key and value channels per head of a gdn or kda layer (d is model.gdn or model.kda). */
-typedef struct {
-    int k, v;
-} DeltaDims;
-DeltaDims config_delta_dims(const ModelConfig *m, const DeltaConfig *d);
 /* The std of a block's output projections (mixer out, MLP down): init_std, or init_std /
  * sqrt(2 n_layers) under rescale_residual_init. */
 double config_out_init_std(const ModelConfig *m);
-/* Whether a mixer name is one of the linear-time family (linear, gdn, kda). */
-bool mixer_is_linear_time(const char *name);
+/* Whether some layer of the model uses the mixer `name`. */
+bool config_uses_mixer(const ModelConfig *m, const char *name);

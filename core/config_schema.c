@@ -1,36 +1,20 @@
-/* Every config field: path, type, default, range, one-line doc. This table is the only place a
- * field is defined; validation, defaults, --set, the resolved config.lua and `attnlab help
- * config` all read it. */
+/* Every config field of the core: path, type, default, range, one-line doc. Each mixer defines
+ * its own section (variants/<name>.c); config.c puts them together (config_field). This is the
+ * only place a core field is defined; validation, defaults, --set, the resolved config.lua and
+ * `attnlab help config` all read it. */
 #include <float.h>
 #include <stddef.h>
 
 #include "config.h"
 
-#define INT(path, member, def, lo, hi, doc) {path, FIELD_INT, offsetof(Config, member), def, lo, hi, NULL, doc}
-#define NUM(path, member, def, lo, hi, doc) {path, FIELD_NUM, offsetof(Config, member), def, lo, hi, NULL, doc}
-#define BOOL(path, member, def, doc) {path, FIELD_BOOL, offsetof(Config, member), def, 0, 1, NULL, doc}
-#define STR(path, member, def, doc) {path, FIELD_STR, offsetof(Config, member), def, 0, 0, NULL, doc}
-#define ENUM(path, member, def, choices, doc) {path, FIELD_ENUM, offsetof(Config, member), def, 0, 0, choices, doc}
-#define LIST(path, member, choices, doc) {path, FIELD_LIST, offsetof(Config, member), "", 0, 0, choices, doc}
-#define MIXERS "softmax|mla|linear|gdn|kda"
-#define POSITION "rope|nope"
+#define INT(path, member, def, lo, hi, doc) {path, FIELD_INT, offsetof(Config, member), def, lo, hi, NULL, doc, 0}
+#define NUM(path, member, def, lo, hi, doc) {path, FIELD_NUM, offsetof(Config, member), def, lo, hi, NULL, doc, 0}
+#define BOOL(path, member, def, doc) {path, FIELD_BOOL, offsetof(Config, member), def, 0, 1, NULL, doc, 0}
+#define STR(path, member, def, doc) {path, FIELD_STR, offsetof(Config, member), def, 0, 0, NULL, doc, 0}
+#define ENUM(path, member, def, choices, doc) {path, FIELD_ENUM, offsetof(Config, member), def, 0, 0, choices, doc, 0}
+#define LIST(path, member, choices, doc) {path, FIELD_LIST, offsetof(Config, member), "", 0, 0, choices, doc, 0}
 
-/* gdn and kda take the same switches; fla's default value width differs (expand_v 2 and 1) */
-#define DELTA_FIELDS(name, member, expand_v_default)                                                                          \
-    INT("model." name ".head_dim", model.member.head_dim, "0", 0, 4096, "key channels per head; 0: model.head_dim"),  \
-        NUM("model." name ".expand_v", model.member.expand_v, expand_v_default, 0.0625, 64,                                   \
-            "value channels per head = head_dim * expand_v (fla's expand_v)"),                                        \
-        INT("model." name ".chunk_size", model.member.chunk_size, "64", 0, 4096,                                      \
-        "rows per chunk of the chunkwise training form; 0: train with the recurrent form"),                           \
-        BOOL("model." name ".short_conv", model.member.short_conv, "true",                                            \
-             "causal depthwise convolution (then SiLU) on q, k, v; off: SiLU only"),                                  \
-        INT("model." name ".conv_size", model.member.conv_size, "4", 2, 64, "kernel width of the short convolution"), \
-        BOOL("model." name ".output_gate", model.member.output_gate, "true",                                          \
-             "gate the normalized output; off: RMSNorm only"),                                                        \
-        BOOL("model." name ".qk_norm", model.member.qk_norm, "true", "L2-normalize q and k per head"),                 \
-        ENUM("model." name ".position", model.member.position, "nope", POSITION, "rotary embedding on q and k, or none")
-
-const Field config_fields[] = {
+const Field config_core_fields[] = {
     STR("experiment", experiment, "", "results go to <out_dir>/<experiment>/<run>/; empty: the config file's name"),
     STR("run", run, "main", "name of this run inside its experiment"),
     STR("out_dir", out_dir, "results", "root folder for results"),
@@ -55,32 +39,15 @@ const Field config_fields[] = {
     BOOL("model.rescale_residual_init", model.rescale_residual_init, "false",
          "GPT-2's init: mixer and MLP output projections drawn with init_std / sqrt(2 n_layers); off, as fla's models"),
     NUM("model.rope_base", model.rope_base, "10000", 1, 1e12, "RoPE base: angle of channel pair i is pos * base^(-2i/d)"),
-    ENUM("model.mixer", model.mixer, "softmax", MIXERS, "token mixer of every layer (without hybrid.ratio or layers)"),
+    ENUM("model.mixer", model.mixer, MIXER_DEFAULT, MIXER_NAMES_ALL,
+         "token mixer of every layer (without hybrid.ratio or layers)"),
     STR("model.hybrid.ratio", model.hybrid.ratio, "",
         "'L:F': L linear-time layers then F full-attention layers, repeated from the bottom; '': off"),
-    ENUM("model.hybrid.linear", model.hybrid.linear, "kda", "linear|gdn|kda", "the linear-time mixer of the hybrid"),
-    ENUM("model.hybrid.full", model.hybrid.full, "mla", "softmax|mla", "the full-attention mixer of the hybrid"),
-    LIST("model.layers", model.layers, MIXERS, "explicit mixer of every layer, bottom first (n_layers entries)"),
-    INT("model.softmax.n_kv_heads", model.softmax.n_kv_heads, "0", 0, 1024,
-        "key/value heads (grouped-query attention); 0: n_heads (multi-head)"),
-    ENUM("model.softmax.position", model.softmax.position, "rope", POSITION, "rotary embedding on q and k, or none"),
-    INT("model.mla.q_lora_rank", model.mla.q_lora_rank, "0", 0, 65536, "query bottleneck rank; 0: queries straight from x"),
-    INT("model.mla.kv_lora_rank", model.mla.kv_lora_rank, "0", 0, 65536, "rank of the cached key/value latent; 0: d_model / 2"),
-    INT("model.mla.qk_nope_head_dim", model.mla.qk_nope_head_dim, "0", 0, 4096,
-        "query/key channels without position per head; 0: head_dim"),
-    INT("model.mla.qk_rope_head_dim", model.mla.qk_rope_head_dim, "0", 0, 4096,
-        "decoupled key channels (one key shared by all heads), rotated under RoPE only; 0: head_dim / 2"),
-    INT("model.mla.v_head_dim", model.mla.v_head_dim, "0", 0, 4096, "value channels per head; 0: head_dim"),
-    ENUM("model.mla.position", model.mla.position, "rope", POSITION, "decoupled RoPE, or none (Kimi Linear's NoPE MLA)"),
-    ENUM("model.linear.feature_map", model.linear.feature_map, "elu1", "identity|elu1|relu", "phi applied to q and k"),
-    BOOL("model.linear.normalize", model.linear.normalize, "true", "divide by phi(q) . sum of phi(k) (+ eps)"),
-    INT("model.linear.chunk_size", model.linear.chunk_size, "64", 0, 4096,
-        "rows per chunk of the chunkwise training form; 0: train with the recurrent form"),
-    ENUM("model.linear.position", model.linear.position, "nope", POSITION, "rotary embedding on q and k, or none"),
-    DELTA_FIELDS("gdn", gdn, "2"),
-    DELTA_FIELDS("kda", kda, "1"),
-    INT("model.kda.gate_rank", model.kda.gate_rank, "0", 0, 65536,
-        "rank of the low-rank decay and output gate projections; 0: the value head dimension"),
+    ENUM("model.hybrid.linear", model.hybrid.linear, MIXER_DEFAULT_LINEAR, MIXER_NAMES_LINEAR,
+         "the linear-time mixer of the hybrid"),
+    ENUM("model.hybrid.full", model.hybrid.full, MIXER_DEFAULT_FULL, MIXER_NAMES_FULL, "the full-attention mixer of the hybrid"),
+    LIST("model.layers", model.layers, MIXER_NAMES_ALL, "explicit mixer of every layer, bottom first (n_layers entries)"),
+    /* then each mixer's own section, model.<name>.*, from the registry (variants/) */
 
     INT("train.steps", train.steps, "1000", 1, 1 << 30, "optimizer steps"),
     INT("train.batch_size", train.batch_size, "8", 1, 1 << 20, "sequences per micro-batch"),
@@ -140,4 +107,4 @@ const Field config_fields[] = {
     INT("debug.nan_layer", debug.nan_layer, "0", 0, 1 << 20, "fault injection: the layer poisoned (grad, activation)"),
 };
 
-const int config_n_fields = (int)(sizeof config_fields / sizeof config_fields[0]);
+const int config_n_core_fields = (int)(sizeof config_core_fields / sizeof config_core_fields[0]);

@@ -19,11 +19,8 @@ static size_t params_with_prefix(const Model *m, const char *prefix) {
 }
 
 static const char *position_of(const ModelConfig *mc, const char *mixer) {
-    if (strcmp(mixer, "softmax") == 0) return mc->softmax.position;
-    if (strcmp(mixer, "mla") == 0) return mc->mla.position;
-    if (strcmp(mixer, "linear") == 0) return mc->linear.position;
-    if (strcmp(mixer, "gdn") == 0) return mc->gdn.position;
-    return mc->kda.position;
+    const MixerOps *ops = mixer_lookup(mixer);
+    return ops->position ? ops->position(mixer_config(mc, ops)) : "-";
 }
 
 static void bytes_text(char *buf, size_t len, double bytes) {

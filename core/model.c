@@ -32,7 +32,7 @@ Model *model_create(const ModelConfig *mc, const Backend *be) {
         MixerSpec spec = {.model = mc, .layer = l, .rope = &m->rope};
         const char *mixer_name = config_layer_mixer(mc, l);
         layer->mixer = mixer_create(mixer_name, &spec, ps);
-        if (!layer->mixer) die("layer %d: unknown mixer '%s' (expected one of %s)", l, mixer_name, mixer_names());
+        if (!layer->mixer) die("layer %d: unknown mixer '%s' (expected one of %s)", l, mixer_name, mixer_names(MIXERS_ALL));
         if (!mc->mlp) continue;
         snprintf(name, sizeof name, "layers.%d.mlp_norm.weight", l);
         params_gain(ps, &layer->norm2, name, m->C);

@@ -8,28 +8,37 @@
 #include <string.h>
 
 #include "backend.h"
+#include "mixer.h"
 #include "safetensors.h"
 
-typedef enum { OP_KDA, OP_GDN, OP_LINEAR, OP_SOFTMAX } OpKind;
+/* An op is a mixer's core (MixerOps.op_core), named after the mixer; the two delta-rule cores
+ * come first in OpCore, so kind <= OP_CORE_DELTA_HEAD_GATE means "a delta rule". */
+typedef OpCore OpKind;
 
 /* The tensors an op takes; the optional ones may be absent. */
 static const char *const KDA_INPUTS[] = {"q", "k", "v", "g", "beta", "initial_state", "do", "dfinal_state", "scale", NULL};
 static const char *const LINEAR_INPUTS[] = {"q", "k", "v", "initial_state", "do", "dfinal_state", "scale", NULL};
 static const char *const SOFTMAX_INPUTS[] = {"q", "k", "v", "do", "scale", NULL};
 
-const char *op_names(void) { return "kda|gdn|linear|softmax"; }
+/* the registry's mixers that have a core of their own */
+const char *op_names(void) {
+    static char names[256];
+    size_t n = 0;
+    for (int i = 0; i < mixer_count(); i++)
+        if (mixer_at(i)->op_core != OP_CORE_NONE)
+            n += (size_t)snprintf(names + n, sizeof names - n, "%s%s", n ? "|" : "", mixer_at(i)->name);
+    return names;
+}
 
 static bool op_kind(const char *name, OpKind *kind) {
-    if (strcmp(name, "kda") == 0) *kind = OP_KDA;
-    else if (strcmp(name, "gdn") == 0) *kind = OP_GDN;
-    else if (strcmp(name, "linear") == 0) *kind = OP_LINEAR;
-    else if (strcmp(name, "softmax") == 0) *kind = OP_SOFTMAX;
-    else return false;
+    const MixerOps *ops = mixer_lookup(name);
+    if (!ops || ops->op_core == OP_CORE_NONE) return false;
+    *kind = ops->op_core;
     return true;
 }
 
 static const char *const *inputs_of(OpKind k) {
-    return k == OP_LINEAR ? LINEAR_INPUTS : k == OP_SOFTMAX ? SOFTMAX_INPUTS : KDA_INPUTS;
+    return k == OP_CORE_LINEAR ? LINEAR_INPUTS : k == OP_CORE_SOFTMAX ? SOFTMAX_INPUTS : KDA_INPUTS;
 }
 
 static void shape_text(char *buf, size_t len, int ndim, const int64_t *shape) {
@@ -103,15 +112,15 @@ bool op_run(const char *name, const char *in_path, const char *out_path, const O
         for (const char *const *a = allowed; *a; a++) known |= strcmp(*a, f.tensors[i].name) == 0;
         if (!known) {
             error_set(err, "%s: unexpected tensor '%s' (op %s takes %s)", in_path, f.tensors[i].name, name,
-                      kind == OP_LINEAR    ? "q, k, v, initial_state?, do?, dfinal_state?, scale?"
-                      : kind == OP_SOFTMAX ? "q, k, v, do?, scale?"
+                      kind == OP_CORE_LINEAR    ? "q, k, v, initial_state?, do?, dfinal_state?, scale?"
+                      : kind == OP_CORE_SOFTMAX ? "q, k, v, do?, scale?"
                                            : "q, k, v, g, beta, initial_state?, do?, dfinal_state?, scale?");
             goto done;
         }
     }
     const StTensor *tq = st_find(&f, "q"), *tk = st_find(&f, "k"), *tv = st_find(&f, "v");
     const char *missing = !tq ? "q" : !tk ? "k" : !tv ? "v" : NULL;
-    if (!missing && kind <= OP_GDN) missing = !st_find(&f, "g") ? "g" : !st_find(&f, "beta") ? "beta" : NULL;
+    if (!missing && kind <= OP_CORE_DELTA_HEAD_GATE) missing = !st_find(&f, "g") ? "g" : !st_find(&f, "beta") ? "beta" : NULL;
     if (missing) {
         error_set(err, "%s: missing tensor '%s'", in_path, missing);
         goto done;
@@ -122,7 +131,7 @@ bool op_run(const char *name, const char *in_path, const char *out_path, const O
         goto done;
     }
     int64_t B = tq->shape[0], T = tq->shape[1], H = tq->shape[2], K = tq->shape[3];
-    int64_t Hkv = kind == OP_SOFTMAX ? tk->shape[2] : H, V = tv->shape[3];
+    int64_t Hkv = kind == OP_CORE_SOFTMAX ? tk->shape[2] : H, V = tv->shape[3];
     if (B < 1 || T < 1 || H < 1 || K < 1 || V < 1 || Hkv < 1 || B * T * H > (1 << 28) || K > 4096 || V > 4096) {
         error_set(err, "%s: q and v shapes [%lld, %lld, %lld, %lld] and [.., %lld] are empty or too large", in_path,
                   (long long)B, (long long)T, (long long)H, (long long)K, (long long)V);
@@ -138,15 +147,15 @@ bool op_run(const char *name, const char *in_path, const char *out_path, const O
     if ((h[0] = load(&f, "q", 4, s_q, "[B, T, H, K]", err)) == NULL) goto done;
     if ((h[1] = load(&f, "k", 4, s_k, "[B, T, H, K]", err)) == NULL) goto done;
     if ((h[2] = load(&f, "v", 4, s_v, "[B, T, H, V]", err)) == NULL) goto done;
-    if (kind == OP_KDA && (h[3] = load(&f, "g", 4, s_gk, "[B, T, H, K] (kda: a log decay per key channel)", err)) == NULL)
+    if (kind == OP_CORE_DELTA_CHANNEL_GATE && (h[3] = load(&f, "g", 4, s_gk, "[B, T, H, K] (a log decay per key channel)", err)) == NULL)
         goto done;
-    if (kind == OP_GDN && (h[3] = load(&f, "g", 3, s_gk, "[B, T, H] (gdn: a log decay per head)", err)) == NULL) goto done;
-    if (kind <= OP_GDN && (h[4] = load(&f, "beta", 3, s_gk, "[B, T, H]", err)) == NULL) goto done;
-    if (kind != OP_SOFTMAX && st_find(&f, "initial_state") &&
+    if (kind == OP_CORE_DELTA_HEAD_GATE && (h[3] = load(&f, "g", 3, s_gk, "[B, T, H] (a log decay per head)", err)) == NULL) goto done;
+    if (kind <= OP_CORE_DELTA_HEAD_GATE && (h[4] = load(&f, "beta", 3, s_gk, "[B, T, H]", err)) == NULL) goto done;
+    if (kind != OP_CORE_SOFTMAX && st_find(&f, "initial_state") &&
         (h[5] = load(&f, "initial_state", 4, s_state, "[B, H, K, V]", err)) == NULL)
         goto done;
     if (have_do && (h[6] = load(&f, "do", 4, s_o, "[B, T, H, V]", err)) == NULL) goto done;
-    if (kind != OP_SOFTMAX && st_find(&f, "dfinal_state") &&
+    if (kind != OP_CORE_SOFTMAX && st_find(&f, "dfinal_state") &&
         (h[7] = load(&f, "dfinal_state", 4, s_state, "[B, H, K, V]", err)) == NULL)
         goto done;
     float scale = 1.0f / sqrtf((float)K);
@@ -162,8 +171,8 @@ bool op_run(const char *name, const char *in_path, const char *out_path, const O
     }
     size_t nq = (size_t)(B * T * H * K), nk = (size_t)(B * T * Hkv * K), nv = (size_t)(B * T * Hkv * V),
            no = (size_t)(B * T * H * V), ns = (size_t)(B * H * K * V);
-    size_t ng = kind == OP_KDA ? nq : (size_t)(B * T * H), nb = (size_t)(B * T * H);
-    if (kind <= OP_GDN)
+    size_t ng = kind == OP_CORE_DELTA_CHANNEL_GATE ? nq : (size_t)(B * T * H), nb = (size_t)(B * T * H);
+    if (kind <= OP_CORE_DELTA_HEAD_GATE)
         for (size_t i = 0; i < ng; i++)
             if (!(h[3][i] <= 0.0f)) {
                 error_set(err, "%s: tensor 'g' holds log-space decays, which must be <= 0; element %zu is %g", in_path, i,
@@ -174,7 +183,7 @@ bool op_run(const char *name, const char *in_path, const char *out_path, const O
     float *q = to_backend(&bufs, h[0], nq), *k = to_backend(&bufs, h[1], nk), *v = to_backend(&bufs, h[2], nv);
     float *o = to_backend(&bufs, NULL, no);
     outs[n_out++] = (Output){"o", o, 4, {B, T, H, V}};
-    if (kind == OP_SOFTMAX) {
+    if (kind == OP_CORE_SOFTMAX) {
         AttnShape s = {(int)B, (int)T, (int)H, (int)Hkv, (int)K, (int)V, H * K, Hkv * K, Hkv * V, H * V, scale};
         float *lse = to_backend(&bufs, NULL, (size_t)(B * H * T)), *work = take(&bufs, be->attention_workspace(&s));
         be->attention_forward(&s, o, lse, q, k, v, work);
@@ -187,8 +196,8 @@ bool op_run(const char *name, const char *in_path, const char *out_path, const O
             outs[n_out++] = (Output){"dv", dv, 4, {B, T, Hkv, V}};
         }
     } else {
-        ScanShape s = {(int)B, (int)T, (int)H, (int)K, (int)V, scale, opt->chunk, kind == OP_KDA};
-        bool delta = kind != OP_LINEAR;
+        ScanShape s = {(int)B, (int)T, (int)H, (int)K, (int)V, scale, opt->chunk, kind == OP_CORE_DELTA_CHANNEL_GATE};
+        bool delta = kind != OP_CORE_LINEAR;
         float *h0 = h[5] ? to_backend(&bufs, h[5], ns) : NULL, *final = to_backend(&bufs, NULL, ns);
         float *g = delta ? to_backend(&bufs, h[3], ng) : NULL, *beta = delta ? to_backend(&bufs, h[4], nb) : NULL;
         size_t saved_n = delta ? be->delta_rule_saved(&s) : be->linear_attn_saved(&s);
@@ -204,7 +213,7 @@ bool op_run(const char *name, const char *in_path, const char *out_path, const O
             if (delta) {
                 float *dg = to_backend(&bufs, NULL, ng), *dbeta = to_backend(&bufs, NULL, nb);
                 be->delta_rule_backward(&s, dq, dk, dv, dg, dbeta, dh0, dht, d_o, q, k, v, g, beta, saved, work);
-                outs[n_out++] = (Output){"dg", dg, kind == OP_KDA ? 4 : 3, {B, T, H, K}};
+                outs[n_out++] = (Output){"dg", dg, kind == OP_CORE_DELTA_CHANNEL_GATE ? 4 : 3, {B, T, H, K}};
                 outs[n_out++] = (Output){"dbeta", dbeta, 3, {B, T, H, 0}};
             } else {
                 be->linear_attn_backward(&s, dq, dk, dv, dh0, dht, d_o, q, k, v, saved, work);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "task.h"
 #include "util.h"
 
 typedef struct {
@@ -157,7 +158,8 @@ static void label_of(const PlotRun *r, const char *const *except, char *buf, siz
         const char *key = strrchr(item->string, '.') ? strrchr(item->string, '.') + 1 : item->string;
         n += (size_t)snprintf(buf + n, len - n, "%s%s=%s", n ? "," : "", key, item->valuestring);
     }
-    if (!buf[0]) snprintf(buf, len, "%s", strcmp(r->cfg.task, "efficiency") == 0 ? r->name : "all");
+    /* a run that sets nothing of its own: measurement runs by name, trained ones are "all" */
+    if (!buf[0]) snprintf(buf, len, "%s", task_lookup(r->cfg.task)->measure ? r->name : "all");
     for (char *c = buf; *c; c++)
         if (*c == ' ' || *c == '\'' || *c == '"' || *c == '/') *c = '_';
 }

@@ -4,7 +4,7 @@
  *     experiment = "hybrid_ratio",                  -- optional: the results folder
  *     base = { model = { ... }, train = { ... } },  -- the config every run starts from
  *     grid = { ["model.hybrid.ratio"] = { "1:1", "3:1" }, seed = { 1, 2, 3 } },
- *     runs = { { ["model.mixer"] = "kda" }, { model = { mixer = "gdn" }, run = "gdn" } },
+ *     runs = { { ["model.d_model"] = 64 }, { model = { d_model = 128 }, run = "wide" } },
  *     select = { metric = "val_loss", goal = "min", over = { "train.lr" } },  -- sweep_select.c
  *   }
  *
@@ -29,7 +29,6 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "efficiency.h"
 #include "lua_sandbox.h"
 #include "sweep_select.h"
 #include "task.h"
@@ -344,8 +343,9 @@ bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err
         Config *c = &sw->runs[i].cfg;
         Task *t = NULL;
         Error e2;
-        if (strcmp(c->task, "efficiency") == 0) {
-            if (!efficiency_check(c, err)) goto done;
+        const TaskOps *ops = task_lookup(c->task);
+        if (ops->measure) {
+            if (!ops->check(c, err)) goto done;
         } else if (!(t = task_create(c, &e2))) {
             error_set(err, "run '%s': %s", sw->runs[i].name, e2.msg);
             goto done;
@@ -586,8 +586,8 @@ static _Noreturn void run_child(const Sweep *sw, SweepRun *r, int jobs) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         r->cfg.threads = (int)(cores / jobs > 0 ? cores / jobs : 1);
     }
-    if (strcmp(r->cfg.task, "efficiency") == 0) _exit(efficiency_run(&r->cfg, r->n_overrides, (const char **)r->paths,
-                                                                     (const char **)r->values));
+    const TaskOps *task = task_lookup(r->cfg.task);
+    if (task->measure) _exit(task->measure(&r->cfg, r->n_overrides, (const char **)r->paths, (const char **)r->values));
     TrainOptions opt = {.resume = true, .n_overrides = r->n_overrides};
     for (int i = 0; i < r->n_overrides; i++) {
         opt.override_paths[i] = r->paths[i];
@@ -707,8 +707,8 @@ int sweep_run(Sweep *sw, int jobs) {
             snprintf(what, sizeof what, "failed: %s", sweep_json_string(o, "reason") ? sweep_json_string(o, "reason") : "?");
             failed++;
             done++;
-        } else if (st && strcmp(st, "finished") == 0 && strcmp(r->cfg.task, "efficiency") == 0) {
-            snprintf(what, sizeof what, "finished (efficiency.csv)");
+        } else if (st && strcmp(st, "finished") == 0 && task_lookup(r->cfg.task)->measure) {
+            snprintf(what, sizeof what, "finished (%s)", task_lookup(r->cfg.task)->result_file);
             done++;
         } else if (st && strcmp(st, "finished") == 0) {
             const cJSON *vl = cJSON_GetObjectItemCaseSensitive(o, "val_loss");

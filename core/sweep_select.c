@@ -133,7 +133,7 @@ static const char *const STANDARD_METRICS[] = {"train_loss", "val_loss", "val_pe
 enum { N_STANDARD_METRICS = sizeof STANDARD_METRICS / sizeof STANDARD_METRICS[0] };
 
 /* The metrics a run's summary.json holds a value for: the standard ones and the task's own. An
- * efficiency run (t NULL) has none to select by. */
+ * measuring run (t NULL) has none to select by. */
 static int run_metrics(const Config *c, const Task *t, char names[][48], int max) {
     if (!t) return 0;
     int n = 0;
@@ -178,10 +178,10 @@ bool select_check_metric(const MetricCheck *mc, const Sweep *sw, Error *err) {
                          sw->source, metric, nearest, list);
     if (!known)
         return error_set(err, "%s: field 'select.metric': unknown metric '%s' (the runs report %s)", sw->source, metric,
-                         mc->n_known ? list : "none: efficiency runs measure time and memory");
+                         mc->n_known ? list : "none: their tasks measure time and memory");
     if (mc->lacking >= 0) {
         const SweepRun *r = &sw->runs[mc->lacking];
-        const char *why = strcmp(r->cfg.task, "efficiency") == 0 ? ": efficiency runs measure time and memory"
+        const char *why = task_lookup(r->cfg.task)->measure ? ": its task measures time and memory"
                           : strstr(metric, "bits_per_byte")     ? ": its tokens are not bytes of text"
                                                                 : "";
         return error_set(err, "%s: field 'select.metric': run '%s' (task %s) does not report '%s'%s", sw->source, r->name,

@@ -31,6 +31,12 @@ typedef struct TaskOps {
      * metric it selects by before anything runs). */
     int (*metric_names)(const Task *t, const Config *c, char names[][48], int max);
     void (*destroy)(Task *t);
+    /* A task that measures a model instead of training it (efficiency) has these instead of
+     * create and the rest: check (before anything runs), measure (the run: it writes the run's
+     * folder, with result_file, and returns the exit status). */
+    bool (*check)(const Config *c, Error *err);
+    int (*measure)(Config *c, int n_overrides, const char **paths, const char **values);
+    const char *result_file;
 } TaskOps;
 
 struct Task {

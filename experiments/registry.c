@@ -4,13 +4,10 @@
 
 #include "core/task.h"
 
-extern const TaskOps task_lm, task_mqar, task_palindrome, task_stack;
+extern const TaskOps task_lm, task_mqar, task_palindrome, task_stack, task_efficiency;
 
 static const TaskOps *const registry[] = {
-    &task_lm,
-    &task_mqar,
-    &task_palindrome,
-    &task_stack,
+    &task_lm, &task_mqar, &task_palindrome, &task_stack, &task_efficiency,
 };
 
 const TaskOps *task_lookup(const char *name) {

@@ -108,6 +108,15 @@ expect_error config_hybrid_full_must_be_attention 1 "--set model.hybrid.full=kda
 expect_error config_gdn_fractional_value_width 1 "model.gdn.expand_v = 0.3 times 16 key channels is not a whole number of value channels" "$A" train "$good" --set model.mixer=gdn --set model.gdn.expand_v=0.3
 expect_error config_mla_odd_rope_dims_under_rope 1 "model.mla.qk_rope_head_dim must be positive, and even under RoPE, got 7" "$A" train "$good" --set model.mixer=mla --set model.mla.position=rope --set model.mla.qk_rope_head_dim=7
 
+# core/ names no mixer: every list of mixers there comes from the registry (variants/registry.c).
+# The names are the registry's own, read from `help config`; "linear" is also a learning-rate
+# schedule, so for it only its config section counts.
+if selected core_names_no_mixer; then
+    names=$("$A" help config | sed -n 's/^  model\.mixer *\([a-z|]*\) .*/\1/p')
+    strict=$(echo "$names" | tr '|' '\n' | grep -vx linear | paste -sd'|')
+    hits=$(grep -rnE "\"($strict)\"|\"[^\"]*model\.($names)\.|[(\"](($strict)\|)|\|($strict)[|\"]" core/ | head -5)
+    if [ -n "$strict" ] && [ -z "$hits" ]; then ok core_names_no_mixer; else fail core_names_no_mixer "mixers ${names:-?} named in core/: $hits"; fi
+fi
 # a position-encoding ablation changes nothing but the rotation: for every mixer, RoPE and NoPE
 # describe the same parameter count and cache
 if selected describe_nope_and_rope_differ_only_in_rotation; then

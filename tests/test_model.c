@@ -91,9 +91,11 @@ static void check_softmax_mixer(const char *position, int n_kv_heads, unsigned s
     cfg.model.head_dim = 6;
     cfg.model.n_layers = 1;
     cfg.model.init_std = 0.3;
-    cfg.model.softmax.n_kv_heads = n_kv_heads;
-    free(cfg.model.softmax.position);
-    cfg.model.softmax.position = xstrdup(position);
+    char kv[64], pos[64];
+    snprintf(kv, sizeof kv, "model.softmax.n_kv_heads=%d", n_kv_heads);
+    snprintf(pos, sizeof pos, "model.softmax.position=%s", position);
+    Error err;
+    if (!config_set(&cfg, kv, &err) || !config_set(&cfg, pos, &err)) die("%s", err.msg);
     ModCase c = mod_case(2, 11, cfg.model.d_model, &rng);
     ParamSet ps = {0};
     RopeCache rope = {.base = 10000, .be = c.be};

@@ -151,8 +151,8 @@ TEST(test_config_defaults_pass_their_own_ranges) {
     config_defaults(&c);
     Error err;
     CHECK(config_check(&c, &err), "defaults fail the checks: %s", err.msg);
-    for (int i = 0; i < config_n_fields; i++) {
-        const Field *f = &config_fields[i];
+    for (int i = 0; i < config_field_count(); i++) {
+        const Field *f = config_field(i);
         CHECK(f->doc && strlen(f->doc) > 10, "field %s lacks a one-line doc", f->path);
     }
 }

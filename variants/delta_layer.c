@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
 #include "core/linear.h"
 #include "core/util.h"
 
@@ -25,7 +27,7 @@ typedef struct {
 
 typedef struct {
     Mixer base;
-    bool kda;
+    const DeltaGates *gates;
     DeltaConfig cfg;
     int C, H, K, V, W, R, gw;
     float eps;
@@ -63,19 +65,76 @@ static void add_custom(ParamSet *ps, Param *p, int layer, const char *what, int 
     params_custom(ps, p, name, ndim, shape, decay, fn, a, b);
 }
 
-Mixer *delta_layer_create(const MixerSpec *spec, ParamSet *ps, bool kda) {
+/* ---- its section ---- */
+
+DeltaDims delta_layer_dims(const ModelConfig *m, const DeltaConfig *c) {
+    DeltaDims r;
+    r.k = c->head_dim ? c->head_dim : config_head_dim(m);
+    r.v = (int)lround(r.k * c->expand_v);
+    return r;
+}
+
+bool delta_layer_check(const MixerOps *self, const ModelConfig *m, const void *cfg, const char *src, Error *err) {
+    const DeltaConfig *c = cfg;
+    const char *name = self->name;
+    DeltaDims d = delta_layer_dims(m, c);
+    if (strcmp(c->position, "rope") == 0 && d.k % 2 != 0)
+        return error_set(err, "%s: model.%s.position = 'rope' needs an even head dimension, got %d", src, name, d.k);
+    if (d.v < 1 || fabs(d.k * c->expand_v - d.v) > 1e-9)
+        return error_set(err, "%s: model.%s.expand_v = %g times %d key channels is not a whole number of value channels",
+                         src, name, c->expand_v, d.k);
+    return true;
+}
+
+const char *delta_layer_position(const void *cfg) { return ((const DeltaConfig *)cfg)->position; }
+
+/* ---- in flash-linear-attention (fla/layers/gated_deltanet.py, kda.py) ---- */
+
+bool delta_layer_fla_check(const MixerOps *self, const ModelConfig *m, const void *cfg, Error *err) {
+    const DeltaConfig *c = cfg;
+    const char *name = self->name;
+    bool low_rank = ((const DeltaGates *)self->variant)->low_rank;
+    if (!c->qk_norm) return error_set(err, "model.%s.qk_norm = false: fla always L2-normalizes q and k", name);
+    if (strcmp(c->position, "nope") != 0)
+        return error_set(err, "model.%s.position = '%s': fla's layer has no rotary embedding", name, c->position);
+    if (low_rank && !c->output_gate) return error_set(err, "model.%s.output_gate = false: fla's KDA is always gated", name);
+    if (low_rank && c->gate_rank && c->gate_rank != delta_layer_dims(m, c).v)
+        return error_set(err, "model.%s.gate_rank = %d: fla's KDA gates have the value head width (%d)", name,
+                         c->gate_rank, delta_layer_dims(m, c).v);
+    return true;
+}
+
+void delta_layer_fla_config(const MixerOps *self, cJSON *o, const ModelConfig *m, const void *cfg) {
+    const DeltaConfig *c = cfg;
+    DeltaDims d = delta_layer_dims(m, c);
+    cJSON_AddStringToObject(o, "attn_mode", "chunk");
+    cJSON_AddNumberToObject(o, "head_dim", d.k);
+    cJSON_AddNumberToObject(o, "expand_v", (double)d.v / d.k);
+    cJSON_AddNullToObject(o, "num_v_heads");
+    cJSON_AddBoolToObject(o, "use_short_conv", c->short_conv);
+    cJSON_AddNumberToObject(o, "conv_size", c->conv_size);
+    cJSON_AddFalseToObject(o, "allow_neg_eigval");
+    if (((const DeltaGates *)self->variant)->low_rank) { /* KimiDeltaAttention */
+        cJSON_AddFalseToObject(o, "safe_gate");
+        cJSON_AddNullToObject(o, "lower_bound");
+    } else {
+        cJSON_AddBoolToObject(o, "use_gate", c->output_gate);
+    }
+}
+
+Mixer *delta_layer_create(const MixerSpec *spec, ParamSet *ps) {
     const ModelConfig *mc = spec->model;
     DeltaLayer *L = xcalloc(1, sizeof *L);
-    L->kda = kda;
-    L->cfg = kda ? mc->kda : mc->gdn;
+    const DeltaGates *G = L->gates = spec->ops->variant;
+    L->cfg = *(const DeltaConfig *)mixer_config(mc, spec->ops);
     L->C = mc->d_model;
     L->H = mc->n_heads;
-    DeltaDims dims = config_delta_dims(mc, &L->cfg);
+    DeltaDims dims = delta_layer_dims(mc, &L->cfg);
     L->K = dims.k;
     L->V = dims.v;
     L->W = L->cfg.conv_size;
-    L->R = kda ? (mc->kda.gate_rank ? mc->kda.gate_rank : L->V) : 0;
-    L->gw = kda ? L->K : 1;
+    L->R = G->low_rank ? (L->cfg.gate_rank ? L->cfg.gate_rank : L->V) : 0;
+    L->gw = G->channel_decay ? L->K : 1;
     L->eps = (float)mc->norm_eps;
     L->rope = strcmp(L->cfg.position, "rope") == 0;
     if (L->rope) L->rope_table = rope_cache_request(spec->rope, L->K);
@@ -90,21 +149,21 @@ Mixer *delta_layer_create(const MixerSpec *spec, ParamSet *ps, bool kda) {
         add_param(ps, &L->conv_v, l, "v_conv1d.weight", HV, L->W, std);
     }
     add_param(ps, &L->w_b, l, "b_proj.weight", L->H, C, std);
-    if (kda) {
+    if (G->low_rank) {
         add_param(ps, &L->w_f1, l, "f_proj.0.weight", L->R, C, std);
         add_param(ps, &L->w_f2, l, "f_proj.1.weight", HK, L->R, std);
     } else {
         add_param(ps, &L->w_a, l, "a_proj.weight", L->H, C, std);
     }
-    /* A = exp(A_log): gdn U(0, 16) (kept off 0, whose log is -inf), kda U(1, 16); no weight decay */
+    /* A = exp(A_log) ~ U(A_min, 16); no weight decay */
     long h = L->H, hg = (long)L->H * L->gw, v = L->V;
-    add_custom(ps, &L->A_log, l, "A_log", 1, &h, false, init_log_uniform, kda ? 1.0f : 1e-4f, 16.0f);
+    add_custom(ps, &L->A_log, l, "A_log", 1, &h, false, init_log_uniform, G->A_min, 16.0f);
     add_custom(ps, &L->dt_bias, l, "dt_bias", 1, &hg, false, init_dt_bias, 0.001f, 0.1f);
     char name[96];
     snprintf(name, sizeof name, "layers.%d.mixer.o_norm.weight", l);
     params_gain(ps, &L->o_norm, name, v);
     if (L->cfg.output_gate) {
-        if (kda) {
+        if (G->low_rank) {
             long hv = HV;
             add_param(ps, &L->w_g1, l, "g_proj.0.weight", L->R, C, std);
             add_param(ps, &L->w_g2, l, "g_proj.1.weight", HV, L->R, std);
@@ -141,14 +200,14 @@ static void declare_buffers(DeltaLayer *L, Arena *keep, Arena *temp, DeltaBuffer
         arena_floats(temp, &bf->tmp_k, N * HK);
     }
     arena_floats(keep, &bf->beta, N * H);
-    if (L->kda) arena_floats(keep, &bf->f1, N * L->R);
+    if (L->gates->low_rank) arena_floats(keep, &bf->f1, N * L->R);
     arena_floats(keep, &bf->a, N * G);
     arena_floats(keep, &bf->g, N * G);
     arena_floats(keep, &bf->o, N * HV);
     arena_floats(keep, &bf->o_n, N * HV);
     arena_floats(keep, &bf->o_rstd, N * H);
     if (L->cfg.output_gate) {
-        if (L->kda) arena_floats(keep, &bf->z1, N * L->R);
+        if (L->gates->low_rank) arena_floats(keep, &bf->z1, N * L->R);
         arena_floats(keep, &bf->z, N * HV);
         arena_floats(keep, &bf->y_g, N * HV);
     }
@@ -163,7 +222,7 @@ static void alias_conv(const DeltaLayer *L, DeltaBuffers *bf) {
 }
 
 static ScanShape core_shape(const DeltaLayer *L, int B, int T, int chunk) {
-    return (ScanShape){B, T, L->H, L->K, L->V, 1.0f / sqrtf((float)L->K), chunk, L->kda};
+    return (ScanShape){B, T, L->H, L->K, L->V, 1.0f / sqrtf((float)L->K), chunk, L->gates->channel_decay};
 }
 
 void delta_layer_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scratch, int B, int T) {
@@ -185,7 +244,7 @@ void delta_layer_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scratc
     arena_floats(scratch, &L->da, N * G);
     arena_floats(scratch, &L->dbeta, N * L->H);
     arena_floats(scratch, &L->d_alt, N * widest);
-    if (L->kda) {
+    if (L->gates->low_rank) {
         arena_floats(scratch, &L->dz1, N * L->R);
         arena_floats(scratch, &L->df1, N * L->R);
     }
@@ -228,7 +287,7 @@ static void run_forward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, cons
     }
     linear_forward(be, bf->beta, x, &L->w_b, N, C, H, false);
     be->sigmoid_forward(bf->beta, bf->beta, (size_t)N * H);
-    if (L->kda) {
+    if (L->gates->low_rank) {
         linear_forward(be, bf->f1, x, &L->w_f1, N, C, L->R, false);
         linear_forward(be, bf->a, bf->f1, &L->w_f2, N, L->R, HK, false);
     } else {
@@ -245,15 +304,14 @@ static void run_forward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, cons
     be->rmsnorm_forward(bf->o_n, bf->o_rstd, bf->o, L->o_norm.w, N * H, L->V, L->eps);
     const float *out = bf->o_n;
     if (L->cfg.output_gate) {
-        if (L->kda) {
+        if (L->gates->low_rank) {
             linear_forward(be, bf->z1, x, &L->w_g1, N, C, L->R, false);
             linear_forward(be, bf->z, bf->z1, &L->w_g2, N, L->R, HV, false);
             be->bias_forward(bf->z, L->b_g.w, N, HV);
-            be->gate_forward(bf->y_g, bf->o_n, bf->z, (size_t)N * HV, ACT_SIGMOID);
         } else {
             linear_forward(be, bf->z, x, &L->w_g, N, C, HV, false);
-            be->gate_forward(bf->y_g, bf->o_n, bf->z, (size_t)N * HV, ACT_SILU);
         }
+        be->gate_forward(bf->y_g, bf->o_n, bf->z, (size_t)N * HV, L->gates->out_gate);
         out = bf->y_g;
     }
     linear_forward(be, y, out, &L->w_o, N, HV, C, true);
@@ -305,8 +363,8 @@ void delta_layer_backward(Mixer *m, const Backend *be, const float *x, const flo
     linear_backward(be, L->d_out, dy, L->cfg.output_gate ? bf->y_g : bf->o_n, &L->w_o, N, HV, C, false);
     const float *d_on = L->d_out;
     if (L->cfg.output_gate) {
-        be->gate_backward(L->d_on, L->dz, L->d_out, bf->o_n, bf->z, (size_t)N * HV, L->kda ? ACT_SIGMOID : ACT_SILU);
-        if (L->kda) {
+        be->gate_backward(L->d_on, L->dz, L->d_out, bf->o_n, bf->z, (size_t)N * HV, L->gates->out_gate);
+        if (L->gates->low_rank) {
             be->bias_backward(L->b_g.g, L->dz, N, HV);
             linear_backward(be, L->dz1, L->dz, bf->z1, &L->w_g2, N, L->R, HV, false);
             linear_backward(be, dx, L->dz1, x, &L->w_g1, N, C, L->R, true);
@@ -321,7 +379,7 @@ void delta_layer_backward(Mixer *m, const Backend *be, const float *x, const flo
     be->delta_rule_backward(&s, L->dq, L->dk, L->dv, L->dg, L->dbeta, NULL, NULL, L->d_o, bf->q, bf->k, bf->v, bf->g,
                             bf->beta, L->saved, L->work);
     be->decay_gate_backward(L->da, L->A_log.g, L->dt_bias.g, L->dg, bf->a, L->A_log.w, L->dt_bias.w, N, H, L->gw);
-    if (L->kda) {
+    if (L->gates->low_rank) {
         linear_backward(be, L->df1, L->da, bf->f1, &L->w_f2, N, L->R, HK, false);
         linear_backward(be, dx, L->df1, x, &L->w_f1, N, C, L->R, true);
     } else {
@@ -380,8 +438,8 @@ double delta_layer_flops(const Mixer *m, int T) {
     const DeltaLayer *L = (const DeltaLayer *)m;
     double C = L->C, HK = (double)L->H * L->K, HV = (double)L->H * L->V, H = L->H, R = L->R;
     double proj = C * (2 * HK + HV + H) + HV * C;
-    proj += L->kda ? C * R + R * HK : C * H;
-    if (L->cfg.output_gate) proj += L->kda ? C * R + R * HV : C * HV;
+    proj += L->gates->low_rank ? C * R + R * HK : C * H;
+    if (L->cfg.output_gate) proj += L->gates->low_rank ? C * R + R * HV : C * HV;
     double conv = L->cfg.short_conv ? L->W * (2 * HK + HV) : 0;
     double core = 4.0 * H * L->K * L->V;
     return 2.0 * (proj + conv + core);

@@ -1,20 +1,25 @@
-/* kda: Kimi Delta Attention (Kimi Linear report): one log-space decay per key channel from a low-rank
- * projection, sigmoid low-rank output gate.
- * The layer itself is shared with its sibling: variants/delta_layer.c. */
+/* kda: Kimi Delta Attention (Kimi Linear report): one log-space decay per key channel from a
+ * low-rank projection, sigmoid low-rank output gate with a bias. The layer itself is shared with
+ * gdn: variants/delta_layer.c. */
+#include "core/export_fla.h"
 #include "delta_layer.h"
 
-static Mixer *kda_create(const MixerSpec *spec, ParamSet *ps) { return delta_layer_create(spec, ps, true); }
+static const Field kda_fields[] = {
+    DELTA_FIELDS("1"),
+    MIXER_INT("gate_rank", DeltaConfig, gate_rank, "0", 0, 65536,
+              "rank of the low-rank decay and output gate projections; 0: the value head dimension"),
+};
+
+static const DeltaGates kda_gates = {.channel_decay = true, .low_rank = true, .out_gate = ACT_SIGMOID, .A_min = 1.0f};
+
+static const FlaExport kda_fla = {
+    .model_type = "kda", .architecture = "KDAForCausalLM", .check = delta_layer_fla_check, .config = delta_layer_fla_config};
 
 const MixerOps mixer_kda = {
     .name = "kda",
-    .create = kda_create,
-    .declare = delta_layer_declare,
-    .forward = delta_layer_forward,
-    .backward = delta_layer_backward,
-    .declare_decode = delta_layer_declare_decode,
-    .decode_reset = delta_layer_decode_reset,
-    .decode_step = delta_layer_decode_step,
-    .flops_per_token = delta_layer_flops,
-    .cache_bytes = delta_layer_cache_bytes,
-    .destroy = delta_layer_destroy,
+    MIXER_SECTION(kda_fields, DeltaConfig),
+    .variant = &kda_gates,
+    .op_core = OP_CORE_DELTA_CHANNEL_GATE,
+    .fla = &kda_fla,
+    DELTA_LAYER_OPS,
 };

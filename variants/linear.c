@@ -13,6 +13,35 @@
 
 static const float NORMALIZER_EPS = 1e-6f;
 
+/* its section, model.linear */
+typedef struct {
+    char *feature_map; /* "identity" | "elu1" | "relu" */
+    bool normalize;
+    int chunk_size; /* 0: the recurrent form */
+    char *position;
+} LinearConfig;
+
+static const Field linear_fields[] = {
+    MIXER_ENUM("feature_map", LinearConfig, feature_map, "elu1", "identity|elu1|relu", "phi applied to q and k"),
+    MIXER_BOOL("normalize", LinearConfig, normalize, "true", "divide by phi(q) . sum of phi(k) (+ eps)"),
+    MIXER_INT("chunk_size", LinearConfig, chunk_size, "64", 0, 4096,
+              "rows per chunk of the chunkwise training form; 0: train with the recurrent form"),
+    MIXER_ENUM("position", LinearConfig, position, "nope", MIXER_POSITION, "rotary embedding on q and k, or none"),
+};
+
+extern const MixerOps mixer_linear;
+
+static bool linear_check(const MixerOps *self, const ModelConfig *mc, const void *cfg, const char *src, Error *err) {
+    (void)self;
+    const LinearConfig *c = cfg;
+    if (strcmp(c->position, "rope") == 0 && config_head_dim(mc) % 2 != 0)
+        return error_set(err, "%s: model.linear.position = 'rope' needs an even head dimension, got %d", src,
+                         config_head_dim(mc));
+    return true;
+}
+
+static const char *linear_position(const void *cfg) { return ((const LinearConfig *)cfg)->position; }
+
 typedef struct {
     float *q_pre, *k_pre; /* projections [N, HK] */
     float *q, *k;         /* after phi (and RoPE) */
@@ -49,11 +78,12 @@ static Mixer *linear_create(const MixerSpec *spec, ParamSet *ps) {
     L->C = mc->d_model;
     L->H = mc->n_heads;
     L->K = L->V = config_head_dim(mc);
-    L->chunk = mc->linear.chunk_size;
-    L->normalize = mc->linear.normalize;
-    const char *fm = mc->linear.feature_map;
+    const LinearConfig *c = mixer_config(mc, &mixer_linear);
+    L->chunk = c->chunk_size;
+    L->normalize = c->normalize;
+    const char *fm = c->feature_map;
     L->phi = strcmp(fm, "elu1") == 0 ? FEATURE_ELU1 : strcmp(fm, "relu") == 0 ? FEATURE_RELU : FEATURE_IDENTITY;
-    L->rope = strcmp(mc->linear.position, "rope") == 0;
+    L->rope = strcmp(c->position, "rope") == 0;
     if (L->rope) L->rope_table = rope_cache_request(spec->rope, L->K);
     int HK = L->H * L->K, HV = L->H * L->V;
     float std = (float)mc->init_std, out_std = (float)config_out_init_std(mc);
@@ -212,6 +242,11 @@ static void linear_destroy(Mixer *m) { free(m); }
 
 const MixerOps mixer_linear = {
     .name = "linear",
+    .linear_time = true,
+    MIXER_SECTION(linear_fields, LinearConfig),
+    .check = linear_check,
+    .position = linear_position,
+    .op_core = OP_CORE_LINEAR,
     .create = linear_create,
     .declare = linear_declare,
     .forward = linear_forward_mixer,

@@ -17,6 +17,55 @@
 #include "core/mixer.h"
 #include "core/util.h"
 
+/* its section, model.mla */
+typedef struct {
+    int q_lora_rank;      /* 0: queries straight from x */
+    int kv_lora_rank;     /* 0: d_model / 2 */
+    int qk_nope_head_dim; /* 0: model head_dim */
+    int qk_rope_head_dim; /* 0: head_dim / 2 (the decoupled key: rotated under RoPE only) */
+    int v_head_dim;       /* 0: model head_dim */
+    char *position;
+} MlaConfig;
+
+static const Field mla_fields[] = {
+    MIXER_INT("q_lora_rank", MlaConfig, q_lora_rank, "0", 0, 65536, "query bottleneck rank; 0: queries straight from x"),
+    MIXER_INT("kv_lora_rank", MlaConfig, kv_lora_rank, "0", 0, 65536, "rank of the cached key/value latent; 0: d_model / 2"),
+    MIXER_INT("qk_nope_head_dim", MlaConfig, qk_nope_head_dim, "0", 0, 4096,
+              "query/key channels without position per head; 0: head_dim"),
+    MIXER_INT("qk_rope_head_dim", MlaConfig, qk_rope_head_dim, "0", 0, 4096,
+              "decoupled key channels (one key shared by all heads), rotated under RoPE only; 0: head_dim / 2"),
+    MIXER_INT("v_head_dim", MlaConfig, v_head_dim, "0", 0, 4096, "value channels per head; 0: head_dim"),
+    MIXER_ENUM("position", MlaConfig, position, "rope", MIXER_POSITION, "decoupled RoPE, or none (Kimi Linear's NoPE MLA)"),
+};
+
+extern const MixerOps mixer_mla;
+
+/* MLA's dimensions with the defaults filled in */
+typedef struct {
+    int q_rank, kv_rank, nope, rope, v;
+} MlaDims;
+
+static MlaDims mla_dims(const ModelConfig *mc, const MlaConfig *c) {
+    int hd = config_head_dim(mc);
+    return (MlaDims){.q_rank = c->q_lora_rank,
+                     .kv_rank = c->kv_lora_rank ? c->kv_lora_rank : mc->d_model / 2,
+                     .nope = c->qk_nope_head_dim ? c->qk_nope_head_dim : hd,
+                     .rope = c->qk_rope_head_dim ? c->qk_rope_head_dim : hd / 2,
+                     .v = c->v_head_dim ? c->v_head_dim : hd};
+}
+
+static bool mla_check(const MixerOps *self, const ModelConfig *mc, const void *cfg, const char *src, Error *err) {
+    (void)self;
+    const MlaConfig *c = cfg;
+    MlaDims d = mla_dims(mc, c);
+    if (d.rope <= 0 || (strcmp(c->position, "rope") == 0 && d.rope % 2))
+        return error_set(err, "%s: model.mla.qk_rope_head_dim must be positive, and even under RoPE, got %d", src, d.rope);
+    if (d.kv_rank < 1) return error_set(err, "%s: model.mla.kv_lora_rank must be positive", src);
+    return true;
+}
+
+static const char *mla_position(const void *cfg) { return ((const MlaConfig *)cfg)->position; }
+
 typedef struct {
     Mixer base;
     int C, H, dn, dr, dv, r, rq;
@@ -43,7 +92,8 @@ static int qk_dim(const Mla *m) { return m->dn + m->dr; }
 
 static Mixer *mla_create(const MixerSpec *spec, ParamSet *ps) {
     const ModelConfig *mc = spec->model;
-    MlaDims d = config_mla_dims(mc);
+    const MlaConfig *c = mixer_config(mc, &mixer_mla);
+    MlaDims d = mla_dims(mc, c);
     Mla *m = xcalloc(1, sizeof *m);
     m->C = mc->d_model;
     m->H = mc->n_heads;
@@ -53,7 +103,7 @@ static Mixer *mla_create(const MixerSpec *spec, ParamSet *ps) {
     m->r = d.kv_rank;
     m->rq = d.q_rank;
     m->eps = (float)mc->norm_eps;
-    if (strcmp(mc->mla.position, "rope") == 0) m->rope_table = rope_cache_request(spec->rope, m->dr);
+    if (strcmp(c->position, "rope") == 0) m->rope_table = rope_cache_request(spec->rope, m->dr);
     float std = (float)mc->init_std, out_std = (float)config_out_init_std(mc);
     int l = spec->layer, C = m->C, HQ = m->H * qk_dim(m);
     char name[96];
@@ -278,6 +328,11 @@ static void mla_destroy(Mixer *m) { free(m); }
 
 const MixerOps mixer_mla = {
     .name = "mla",
+    .linear_time = false,
+    MIXER_SECTION(mla_fields, MlaConfig),
+    .check = mla_check,
+    .position = mla_position,
+    .op_core = OP_CORE_NONE, /* its attention runs softmax's core with a latent of its own */
     .create = mla_create,
     .declare = mla_declare,
     .forward = mla_forward,

@@ -4,9 +4,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
+#include "core/export_fla.h"
 #include "core/linear.h"
 #include "core/mixer.h"
 #include "core/util.h"
+
+/* its section, model.softmax */
+typedef struct {
+    int n_kv_heads; /* 0: as many as query heads */
+    char *position; /* "rope" | "nope" */
+} SoftmaxConfig;
+
+static const Field softmax_fields[] = {
+    MIXER_INT("n_kv_heads", SoftmaxConfig, n_kv_heads, "0", 0, 1024,
+              "key/value heads (grouped-query attention); 0: n_heads (multi-head)"),
+    MIXER_ENUM("position", SoftmaxConfig, position, "rope", MIXER_POSITION, "rotary embedding on q and k, or none"),
+};
+
+extern const MixerOps mixer_softmax;
+
+static int kv_heads(const ModelConfig *mc, const SoftmaxConfig *c) { return c->n_kv_heads ? c->n_kv_heads : mc->n_heads; }
+
+static bool softmax_check(const MixerOps *self, const ModelConfig *mc, const void *cfg, const char *src, Error *err) {
+    (void)self;
+    const SoftmaxConfig *c = cfg;
+    if (mc->n_heads % kv_heads(mc, c) != 0)
+        return error_set(err, "%s: model.n_heads (%d) must be a multiple of model.softmax.n_kv_heads (%d)", src,
+                         mc->n_heads, kv_heads(mc, c));
+    if (strcmp(c->position, "rope") == 0 && config_head_dim(mc) % 2 != 0)
+        return error_set(err, "%s: model.softmax.position = 'rope' needs an even head dimension, got %d", src,
+                         config_head_dim(mc));
+    return true;
+}
+
+static const char *softmax_position(const void *cfg) { return ((const SoftmaxConfig *)cfg)->position; }
 
 typedef struct {
     Mixer base;
@@ -37,9 +70,10 @@ static Mixer *softmax_create(const MixerSpec *spec, ParamSet *ps) {
     Softmax *s = xcalloc(1, sizeof *s);
     s->C = mc->d_model;
     s->H = mc->n_heads;
-    s->Hkv = mc->softmax.n_kv_heads ? mc->softmax.n_kv_heads : mc->n_heads;
+    const SoftmaxConfig *c = mixer_config(mc, &mixer_softmax);
+    s->Hkv = kv_heads(mc, c);
     s->D = config_head_dim(mc);
-    s->rope = strcmp(mc->softmax.position, "rope") == 0;
+    s->rope = strcmp(c->position, "rope") == 0;
     if (s->rope) s->rope_table = rope_cache_request(spec->rope, s->D);
     char name[96];
     snprintf(name, sizeof name, "layers.%d.mixer.qkv_proj.weight", spec->layer);
@@ -146,8 +180,60 @@ static size_t softmax_cache_bytes(const Mixer *m, long context) {
 
 static void softmax_destroy(Mixer *m) { free(m); }
 
+/* ---- in flash-linear-attention: fla.layers.attn.Attention, alone (TransformerForCausalLM) or as
+ * the `attn` layers of another model; always RoPE, head_dim = hidden_size / num_heads ---- */
+
+static bool fla_check(const MixerOps *self, const ModelConfig *mc, const void *cfg, Error *err) {
+    (void)self;
+    const SoftmaxConfig *c = cfg;
+    if (strcmp(c->position, "rope") != 0)
+        return error_set(err, "model.softmax.position = '%s': fla's attention always uses RoPE", c->position);
+    if (config_head_dim(mc) * mc->n_heads != mc->d_model)
+        return error_set(err, "softmax heads of %d x %d channels in d_model %d: fla's attention has head_dim = "
+                              "hidden_size / num_heads", mc->n_heads, config_head_dim(mc), mc->d_model);
+    return true;
+}
+
+static void fla_attn_config(const MixerOps *self, cJSON *o, const ModelConfig *mc, const void *cfg) {
+    (void)self;
+    cJSON_AddNumberToObject(o, "num_kv_heads", kv_heads(mc, cfg));
+    cJSON_AddNumberToObject(o, "rope_theta", mc->rope_base);
+    cJSON_AddNullToObject(o, "window_size");
+    cJSON_AddFalseToObject(o, "qkv_bias");
+}
+
+static void fla_config(const MixerOps *self, cJSON *o, const ModelConfig *mc, const void *cfg) {
+    fla_attn_config(self, o, mc, cfg);
+    cJSON_AddFalseToObject(o, "qk_norm");
+}
+
+/* qkv_proj is fla's q_proj, k_proj, v_proj one above the other */
+static int fla_split(const MixerOps *self, const ModelConfig *mc, const void *cfg, const char *param, const char **names,
+                     long *rows) {
+    (void)self;
+    if (strcmp(param, "qkv_proj.weight") != 0) return 0;
+    long D = config_head_dim(mc), kv = (long)kv_heads(mc, cfg) * D;
+    names[0] = "q_proj.weight", names[1] = "k_proj.weight", names[2] = "v_proj.weight";
+    rows[0] = (long)mc->n_heads * D, rows[1] = rows[2] = kv;
+    return 3;
+}
+
+static const FlaExport softmax_fla = {.model_type = "transformer",
+                                      .architecture = "TransformerForCausalLM",
+                                      .attn = true,
+                                      .check = fla_check,
+                                      .config = fla_config,
+                                      .attn_config = fla_attn_config,
+                                      .split = fla_split};
+
 const MixerOps mixer_softmax = {
     .name = "softmax",
+    .linear_time = false,
+    MIXER_SECTION(softmax_fields, SoftmaxConfig),
+    .check = softmax_check,
+    .position = softmax_position,
+    .op_core = OP_CORE_SOFTMAX,
+    .fla = &softmax_fla,
     .create = softmax_create,
     .declare = softmax_declare,
     .forward = softmax_forward,
