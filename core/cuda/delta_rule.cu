@@ -16,6 +16,7 @@
 #include "chunk_state.cuh"
 #include "chunks.cuh"
 #include "cuda_ops.cuh"
+#include "recurrent.cuh"
 
 // ---- chunk buffers ----
 
@@ -483,13 +484,8 @@ __global__ void rec_forward_kernel(RecArgs a, float *o, float *final_state, floa
             S[i * V + j] = x;
             p += x * ks[i];
         }
-        float u = a.beta[r] * (a.v[r * V + j] - p), acc = 0.0f;
-        for (int i = 0; i < K; i++) {
-            float x = S[i * V + j] + ks[i] * u;
-            S[i * V + j] = x;
-            acc += x * qs[i];
-        }
-        o[r * V + j] = s.scale * acc;
+        float u = a.beta[r] * (a.v[r * V + j] - p);
+        o[r * V + j] = s.scale * write_then_read(S, K, V, j, ks, u, qs);
     }
     __syncthreads();
     if (!step && final_state)

@@ -5,6 +5,7 @@
 // state in shared memory, one thread per value channel.
 #include "chunks.cuh"
 #include "cuda_ops.cuh"
+#include "recurrent.cuh"
 
 // ---- chunkwise ----
 
@@ -161,15 +162,7 @@ __global__ void lin_recurrent_forward_kernel(ScanShape s, float *o, float *final
             ks[i] = k[r * K + i];
         }
         __syncthreads();
-        if (j < V) {
-            float vj = v[r * V + j], acc = 0.0f;
-            for (int i = 0; i < K; i++) {
-                float x = S[i * V + j] + ks[i] * vj;
-                S[i * V + j] = x;
-                acc += x * qs[i];
-            }
-            o[r * V + j] = s.scale * acc;
-        }
+        if (j < V) o[r * V + j] = s.scale * write_then_read(S, K, V, j, ks, v[r * V + j], qs);
     }
     __syncthreads();
     if (final_state)
@@ -283,13 +276,8 @@ __global__ void lin_step_kernel(ScanShape s, float *state, float *o, const float
     const int K = s.K, V = s.V, bh = blockIdx.x, j = threadIdx.x;
     if (j >= V) return;
     float *S = state + (size_t)bh * K * V;
-    float vj = v[(size_t)bh * V + j], acc = 0.0f;
-    for (int i = 0; i < K; i++) {
-        float x = S[i * V + j] + k[(size_t)bh * K + i] * vj;
-        S[i * V + j] = x;
-        acc += x * q[(size_t)bh * K + i];
-    }
-    o[(size_t)bh * V + j] = s.scale * acc;
+    const float *kt = k + (size_t)bh * K, *qt = q + (size_t)bh * K;
+    o[(size_t)bh * V + j] = s.scale * write_then_read(S, K, V, j, kt, v[(size_t)bh * V + j], qt);
 }
 
 extern "C" void cuda_linear_attn_step(const ScanShape *s, float *state, float *o, const float *q, const float *k,
