@@ -35,6 +35,16 @@ static LinBufs carve_lin(const ScanShape *s, float *work, bool backward) {
     return b;
 }
 
+// the buffers in `work`, with q, k and v copied into them in the chunk layout
+static LinBufs chunk_inputs(const ScanShape *s, const ChunkDims &d, float *work, bool backward, const float *q,
+                            const float *k, const float *v) {
+    LinBufs b = carve_lin(s, work, backward);
+    to_chunks(b.q, q, d, s->K);
+    to_chunks(b.k, k, d, s->K);
+    to_chunks(b.v, v, d, s->V);
+    return b;
+}
+
 static size_t lin_chunk_workspace(const ScanShape *s) {
     ChunkDims d = chunk_dims(s);
     size_t rows = (size_t)d.Z * d.C;
@@ -76,10 +86,7 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
                           const float *k, const float *v, const float *initial_state, float *work) {
     ChunkDims d = chunk_dims(s);
     const int K = s->K, V = s->V, C = d.C;
-    LinBufs b = carve_lin(s, work, false);
-    to_chunks(b.q, q, d, K);
-    to_chunks(b.k, k, d, K);
-    to_chunks(b.v, v, d, V);
+    LinBufs b = chunk_inputs(s, d, work, false, q, k, v);
     float *S = saved ? saved : b.S; /* [Z, K, V]: each chunk's start state */
     cuda_gemm_batched(true, false, K, V, C, 1.0f, b.k, K, (long long)C * K, b.v, V, (long long)C * V, 0.0f, S, V,
                       (long long)K * V, (int)d.Z);
@@ -103,10 +110,7 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
                            const float *saved, float *work) {
     ChunkDims d = chunk_dims(s);
     const int K = s->K, V = s->V, C = d.C;
-    LinBufs b = carve_lin(s, work, true);
-    to_chunks(b.q, q, d, K);
-    to_chunks(b.k, k, d, K);
-    to_chunks(b.v, v, d, V);
+    LinBufs b = chunk_inputs(s, d, work, true, q, k, v);
     to_chunks(b.dO, dout, d, V);
     const float *S = saved;
     float *E = b.S;
