@@ -116,6 +116,18 @@ __global__ void gates_kernel(float *bk, float *eb, float *qb, float *kb, float *
     }
 }
 
+// chunk z's C x K rows of q, k and bk into shared tiles at row stride K + 1
+__device__ __forceinline__ void load_chunk_rows(float *Qs, float *Ks, float *Bs, const float *q, const float *k,
+                                                const float *bk, size_t z, int C, int K) {
+    const int p = K + 1;
+    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
+        int r = e / K, d = e % K;
+        Qs[r * p + d] = q[z * C * K + e];
+        Ks[r * p + d] = k[z * C * K + e];
+        Bs[r * p + d] = bk[z * C * K + e];
+    }
+}
+
 // A'[r,j] = sum_d k_rd k_jd exp(b_rd - b_jd) (j < r), M[r,j] = sum_d q_rd k_jd exp(b_rd - b_jd)
 // (j <= r): one block per chunk, its rows in shared memory.
 __global__ void pairs_kernel(float *A, float *M, const float *q, const float *k, const float *bk, int C, int K) {
@@ -123,12 +135,7 @@ __global__ void pairs_kernel(float *A, float *M, const float *q, const float *k,
     const int p = K + 1;
     float *Qs = sm, *Ks = Qs + C * p, *Bs = Ks + C * p;
     size_t z = blockIdx.x;
-    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
-        int r = e / K, d = e % K;
-        Qs[r * p + d] = q[z * C * K + e];
-        Ks[r * p + d] = k[z * C * K + e];
-        Bs[r * p + d] = bk[z * C * K + e];
-    }
+    load_chunk_rows(Qs, Ks, Bs, q, k, bk, z, C, K);
     __syncthreads();
     for (int e = threadIdx.x; e < C * C; e += blockDim.x) {
         int r = e / C, j = e % C;
@@ -225,12 +232,7 @@ __global__ void pairs_backward_kernel(float *dq, float *dk, float *dbk, const fl
     const int p = K + 1, pc = C + 1;
     float *Qs = sm, *Ks = Qs + C * p, *Bs = Ks + C * p, *dAs = Bs + C * p, *dMs = dAs + C * pc;
     size_t z = blockIdx.x;
-    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
-        int r = e / K, d = e % K;
-        Qs[r * p + d] = q[z * C * K + e];
-        Ks[r * p + d] = k[z * C * K + e];
-        Bs[r * p + d] = bk[z * C * K + e];
-    }
+    load_chunk_rows(Qs, Ks, Bs, q, k, bk, z, C, K);
     for (int e = threadIdx.x; e < C * C; e += blockDim.x) {
         dAs[(e / C) * pc + e % C] = dA[z * C * C + e];
         dMs[(e / C) * pc + e % C] = dM[z * C * C + e];
