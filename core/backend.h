@@ -47,6 +47,147 @@ typedef struct {
     bool channel_gate;
 } ScanShape;
 
+/* Every operation each backend implements, X(return type, name, (parameters)), with its
+ * documentation. The list makes the Backend's function pointers (below), each backend's
+ * prototypes (cpu_NAME in core/cpu/cpu_ops.h, cuda_NAME in core/cuda/cuda_ops.cuh) and its table,
+ * so an operation is added here once. */
+#define BACKEND_OPS(X)                                                                                                \
+    /* ---- memory (alloc, release, upload, download, sync and peak_flops are fields of Backend) ---- */              \
+    X(void, zero, (float *x, size_t n))                                                                               \
+    X(void, copy, (float *dst, const float *src, size_t n))                                                           \
+    X(void, add, (float *y, const float *x, size_t n)) /* y += x */                                                   \
+                                                                                                                      \
+    /* ---- matmul: C = alpha * op(A) op(B) + beta * C, op(A) is M x K, op(B) is K x N ---- */                        \
+    X(void, gemm, (bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,             \
+                   const float *B, int ldb, float beta, float *C, int ldc))                                           \
+                                                                                                                      \
+    /* ---- token embedding: out[n] = wte[tokens[n]] ---- */                                                          \
+    X(void, embedding_forward, (float *out, const int *tokens, const float *wte, int N, int C))                       \
+    X(void, embedding_backward, (float *dwte, const float *dout, const int *tokens, int N, int C))                    \
+                                                                                                                      \
+    /* ---- RMSNorm: out = x / rms(x) * w; rstd[n] = 1 / sqrt(mean(x^2) + eps) ---- */                                \
+    X(void, rmsnorm_forward, (float *out, float *rstd, const float *x, const float *w, int N, int C, float eps))      \
+    /* adds the input gradient to dx, adds to dw */                                                                   \
+    X(void, rmsnorm_backward, (float *dx, float *dw, const float *dout, const float *x, const float *w,               \
+                               const float *rstd, int N, int C))                                                      \
+                                                                                                                      \
+    /* ---- SwiGLU activation: gate_up rows are [gate (F) | up (F)]; out = silu(gate) * up ---- */                    \
+    X(void, swiglu_forward, (float *out, const float *gate_up, int N, int F))                                         \
+    X(void, swiglu_backward, (float *dgate_up, const float *dout, const float *gate_up, int N, int F))                \
+                                                                                                                      \
+    /* ---- rotary embedding, in place, on channels [offset, offset + rot) of each of H heads of                      \
+     * width head_stride inside rows of `stride` floats; token t of sequence b has position                           \
+     * pos0 + t. cos/sin are [positions, rot/2] tables; backward applies the inverse rotation. */                     \
+    X(void, rope_forward, (float *x, int B, int T, int H, int head_stride, long stride, int offset, int rot,          \
+                           const float *cos, const float *sin, int pos0))                                             \
+    X(void, rope_backward, (float *dx, int B, int T, int H, int head_stride, long stride, int offset, int rot,        \
+                            const float *cos, const float *sin, int pos0))                                            \
+                                                                                                                      \
+    /* ---- causal softmax attention; lse is [B, H, T] (log-sum-exp of each score row, kept for                       \
+     * the backward). Backward writes dq, dk, dv (same strides as q, k, v). ---- */                                   \
+    X(size_t, attention_workspace, (const AttnShape *s))                                                              \
+    X(void, attention_forward, (const AttnShape *s, float *o, float *lse, const float *q, const float *k,             \
+                                const float *v, float *work))                                                         \
+    X(void, attention_backward, (const AttnShape *s, float *dq, float *dk, float *dv, const float *dout,              \
+                                 const float *q, const float *k, const float *v, const float *o,                      \
+                                 const float *lse, float *work))                                                      \
+                                                                                                                      \
+    /* ---- decode: one new query per sequence against its s->T cached keys. q row of sequence b                      \
+     * at q + b * q_stride, output at o + b * o_stride; cached token j of sequence b at                               \
+     * k + b * kv_seq_stride + j * k_stride (v likewise; v may alias k, as MLA's latent does). ---- */                \
+    X(size_t, attention_decode_workspace, (const AttnShape *s)) /* s->T: the longest context */                       \
+    X(void, attention_decode, (const AttnShape *s, long kv_seq_stride, float *o, const float *q, const float *k,      \
+                               const float *v, float *work))                                                          \
+                                                                                                                      \
+    /* ---- LM head fused with cross-entropy: logits = x W^T, W [V, C]; rows with target < 0 are                      \
+     * ignored. With dx != NULL it also writes dx and adds to dW the gradient of                                      \
+     * grad_scale * (sum of row losses). ---- */                                                                      \
+    X(size_t, lm_head_xent_workspace, (int N, int C, int V))                                                          \
+    X(XentStats, lm_head_xent, (float *dx, float *dW, const float *x, const float *W, const int *targets, int N,      \
+                                int C, int V, float grad_scale, float *work))                                         \
+                                                                                                                      \
+    /* ---- elementwise activations (backwards write dx; in place, y == x, is allowed) ---- */                        \
+    X(void, silu_forward, (float *y, const float *x, size_t n))                                                       \
+    X(void, silu_backward, (float *dx, const float *dy, const float *x, size_t n))                                    \
+    X(void, sigmoid_forward, (float *y, const float *x, size_t n))                                                    \
+    X(void, sigmoid_backward, (float *dx, const float *dy, const float *y, size_t n)) /* from the output y */         \
+    /* y = a * act(z); backward writes da and dz */                                                                   \
+    X(void, gate_forward, (float *y, const float *a, const float *z, size_t n, GateAct act))                          \
+    X(void, gate_backward, (float *da, float *dz, const float *dy, const float *a, const float *z, size_t n,          \
+                            GateAct act))                                                                             \
+    X(void, feature_map_forward, (float *y, const float *x, size_t n, FeatureMap f))                                  \
+    X(void, feature_map_backward, (float *dx, const float *dy, const float *x, size_t n, FeatureMap f))               \
+    /* y[i] += bias[i % C] for n = rows * C elements; backward adds the column sums of dy to dbias */                 \
+    X(void, bias_forward, (float *y, const float *bias, int rows, int C))                                             \
+    X(void, bias_backward, (float *dbias, const float *dy, int rows, int C))                                          \
+                                                                                                                      \
+    /* ---- linear attention's normalizer rides along as an extra value channel of ones:                              \
+     * append_ones makes rows of D + 1 ending in 1; normalize_by_last divides the first D columns                     \
+     * by (the last + eps); its backward writes all D + 1 columns of dnum. ---- */                                    \
+    X(void, append_ones, (float *y, const float *x, int rows, int D))                                                 \
+    X(void, normalize_by_last, (float *o, const float *num, int rows, int D, float eps))                              \
+    X(void, normalize_by_last_backward, (float *dnum, const float *dout, const float *num, int rows, int D,           \
+                                         float eps))                                                                  \
+                                                                                                                      \
+    /* ---- rows of a strided 2-D block: dst[r * dst_stride + c] (+)= src[r * src_stride + c] ---- */                 \
+    X(void, copy_rows, (float *dst, long dst_stride, const float *src, long src_stride, int rows, int cols,           \
+                        bool accumulate))                                                                             \
+                                                                                                                      \
+    /* ---- causal depthwise convolution over time, no bias: y[b,t,c] = sum_{i<W} w[c,i] x[b,t-W+1+i,c]               \
+     * (x before position 0 is zero); x, y [B, T, C], w [C, W]. Backward writes dx, adds to dw. ---- */               \
+    X(void, conv1d_forward, (float *y, const float *x, const float *w, int B, int T, int C, int W))                   \
+    X(void, conv1d_backward, (float *dx, float *dw, const float *dy, const float *x, const float *w, int B,           \
+                              int T, int C, int W))                                                                   \
+    /* one decode step: state [B, W-1, C] holds the last W-1 inputs (oldest first); x, y [B, C] */                    \
+    X(void, conv1d_step, (float *y, float *state, const float *x, const float *w, int B, int C, int W))               \
+                                                                                                                      \
+    /* ---- L2 normalization of rows of D: y = x / sqrt(sum x^2 + eps), rnorm = that 1/sqrt ---- */                   \
+    X(void, l2norm_forward, (float *y, float *rnorm, const float *x, int rows, int D, float eps))                     \
+    X(void, l2norm_backward, (float *dx, const float *dy, const float *y, const float *rnorm, int rows, int D))       \
+                                                                                                                      \
+    /* ---- log-space decay gate of gdn/kda: g = -exp(A_log[h]) * softplus(a + dt_bias[h*D + d]) for                  \
+     * a, g [N, H, D], A_log [H], dt_bias [H*D] (D = 1 for gdn). Backward writes da, adds to dA_log                   \
+     * and ddt_bias. ---- */                                                                                          \
+    X(void, decay_gate_forward, (float *g, const float *a, const float *A_log, const float *dt_bias, int N,           \
+                                 int H, int D))                                                                       \
+    X(void, decay_gate_backward, (float *da, float *dA_log, float *ddt_bias, const float *dg, const float *a,         \
+                                  const float *A_log, const float *dt_bias, int N, int H, int D))                     \
+                                                                                                                      \
+    /* ---- linear attention core (no normalizer, no decay): S_t = S_{t-1} + k_t v_t^T,                               \
+     * o_t = scale S_t^T q_t. `saved` keeps what the backward needs (linear_attn_saved floats). ---- */               \
+    X(size_t, linear_attn_saved, (const ScanShape *s))                                                                \
+    X(size_t, linear_attn_workspace, (const ScanShape *s))                                                            \
+    X(void, linear_attn_forward, (const ScanShape *s, float *o, float *final_state, float *saved, const float *q,     \
+                                  const float *k, const float *v, const float *initial_state, float *work))           \
+    /* writes dq, dk, dv and dinitial_state (when not NULL); dfinal_state may be NULL (zero) */                       \
+    X(void, linear_attn_backward, (const ScanShape *s, float *dq, float *dk, float *dv, float *dinitial_state,        \
+                                   const float *dfinal_state, const float *dout, const float *q, const float *k,      \
+                                   const float *v, const float *saved, float *work))                                  \
+    /* one token for B sequences: state [B, H, K, V] updated in place, o [B, H, V] */                                 \
+    X(void, linear_attn_step, (const ScanShape *s, float *state, float *o, const float *q, const float *k,            \
+                               const float *v))                                                                       \
+                                                                                                                      \
+    /* ---- gated delta rule core of gdn and kda (shared/spec/attention.md):                                          \
+     * S'_t = diag(exp(g_t)) S_{t-1}; u_t = beta_t (v_t - S'_t^T k_t); S_t = S'_t + k_t u_t^T;                        \
+     * o_t = scale S_t^T q_t. ---- */                                                                                 \
+    X(size_t, delta_rule_saved, (const ScanShape *s))                                                                 \
+    X(size_t, delta_rule_workspace, (const ScanShape *s))                                                             \
+    X(void, delta_rule_forward, (const ScanShape *s, float *o, float *final_state, float *saved, const float *q,      \
+                                 const float *k, const float *v, const float *g, const float *beta,                   \
+                                 const float *initial_state, float *work))                                            \
+    X(void, delta_rule_backward, (const ScanShape *s, float *dq, float *dk, float *dv, float *dg, float *dbeta,       \
+                                  float *dinitial_state, const float *dfinal_state, const float *dout,                \
+                                  const float *q, const float *k, const float *v, const float *g,                     \
+                                  const float *beta, const float *saved, float *work))                                \
+    X(void, delta_rule_step, (const ScanShape *s, float *state, float *o, const float *q, const float *k,             \
+                              const float *v, const float *g, const float *beta))                                     \
+                                                                                                                      \
+    /* ---- optimizer ---- */                                                                                         \
+    X(double, sum_squares, (const float *x, size_t n))                                                                \
+    /* AdamW on one tensor; g is multiplied by grad_scale first (gradient clipping); step >= 1. */                    \
+    X(void, adamw, (float *w, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,       \
+                    float eps, float weight_decay, float grad_scale, int step))
+
 typedef struct Backend {
     const char *name;
 
@@ -59,138 +200,11 @@ typedef struct Backend {
     /* the device's dense peak in FLOP/s for model FLOPs utilization (bf16 tensor cores on a
      * GPU), with its description in `what`; 0 when unknown */
     double (*peak_flops)(char *what, size_t len);
-    void (*zero)(float *x, size_t n);
-    void (*copy)(float *dst, const float *src, size_t n);
-    void (*add)(float *y, const float *x, size_t n); /* y += x */
 
-    /* ---- matmul: C = alpha * op(A) op(B) + beta * C, op(A) is M x K, op(B) is K x N ---- */
-    void (*gemm)(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
-                 const float *B, int ldb, float beta, float *C, int ldc);
-
-    /* ---- token embedding: out[n] = wte[tokens[n]] ---- */
-    void (*embedding_forward)(float *out, const int *tokens, const float *wte, int N, int C);
-    void (*embedding_backward)(float *dwte, const float *dout, const int *tokens, int N, int C);
-
-    /* ---- RMSNorm: out = x / rms(x) * w; rstd[n] = 1 / sqrt(mean(x^2) + eps) ---- */
-    void (*rmsnorm_forward)(float *out, float *rstd, const float *x, const float *w, int N, int C, float eps);
-    /* adds the input gradient to dx, adds to dw */
-    void (*rmsnorm_backward)(float *dx, float *dw, const float *dout, const float *x, const float *w,
-                             const float *rstd, int N, int C);
-
-    /* ---- SwiGLU activation: gate_up rows are [gate (F) | up (F)]; out = silu(gate) * up ---- */
-    void (*swiglu_forward)(float *out, const float *gate_up, int N, int F);
-    void (*swiglu_backward)(float *dgate_up, const float *dout, const float *gate_up, int N, int F);
-
-    /* ---- rotary embedding, in place, on channels [offset, offset + rot) of each of H heads of
-     * width head_stride inside rows of `stride` floats; token t of sequence b has position
-     * pos0 + t. cos/sin are [positions, rot/2] tables; backward applies the inverse rotation. */
-    void (*rope_forward)(float *x, int B, int T, int H, int head_stride, long stride, int offset, int rot,
-                         const float *cos, const float *sin, int pos0);
-    void (*rope_backward)(float *dx, int B, int T, int H, int head_stride, long stride, int offset, int rot,
-                          const float *cos, const float *sin, int pos0);
-
-    /* ---- causal softmax attention; lse is [B, H, T] (log-sum-exp of each score row, kept for
-     * the backward). Backward writes dq, dk, dv (same strides as q, k, v). ---- */
-    size_t (*attention_workspace)(const AttnShape *s);
-    void (*attention_forward)(const AttnShape *s, float *o, float *lse, const float *q, const float *k,
-                              const float *v, float *work);
-    void (*attention_backward)(const AttnShape *s, float *dq, float *dk, float *dv, const float *dout,
-                               const float *q, const float *k, const float *v, const float *o,
-                               const float *lse, float *work);
-
-    /* ---- decode: one new query per sequence against its s->T cached keys. q row of sequence b
-     * at q + b * q_stride, output at o + b * o_stride; cached token j of sequence b at
-     * k + b * kv_seq_stride + j * k_stride (v likewise; v may alias k, as MLA's latent does). ---- */
-    size_t (*attention_decode_workspace)(const AttnShape *s); /* s->T: the longest context */
-    void (*attention_decode)(const AttnShape *s, long kv_seq_stride, float *o, const float *q, const float *k,
-                             const float *v, float *work);
-
-    /* ---- LM head fused with cross-entropy: logits = x W^T, W [V, C]; rows with target < 0 are
-     * ignored. With dx != NULL it also writes dx and adds to dW the gradient of
-     * grad_scale * (sum of row losses). ---- */
-    size_t (*lm_head_xent_workspace)(int N, int C, int V);
-    XentStats (*lm_head_xent)(float *dx, float *dW, const float *x, const float *W, const int *targets, int N,
-                              int C, int V, float grad_scale, float *work);
-
-    /* ---- elementwise activations (backwards write dx; in place, y == x, is allowed) ---- */
-    void (*silu_forward)(float *y, const float *x, size_t n);
-    void (*silu_backward)(float *dx, const float *dy, const float *x, size_t n);
-    void (*sigmoid_forward)(float *y, const float *x, size_t n);
-    void (*sigmoid_backward)(float *dx, const float *dy, const float *y, size_t n); /* from the output y */
-    /* y = a * act(z); backward writes da and dz */
-    void (*gate_forward)(float *y, const float *a, const float *z, size_t n, GateAct act);
-    void (*gate_backward)(float *da, float *dz, const float *dy, const float *a, const float *z, size_t n, GateAct act);
-    void (*feature_map_forward)(float *y, const float *x, size_t n, FeatureMap f);
-    void (*feature_map_backward)(float *dx, const float *dy, const float *x, size_t n, FeatureMap f);
-    /* y[i] += bias[i % C] for n = rows * C elements; backward adds the column sums of dy to dbias */
-    void (*bias_forward)(float *y, const float *bias, int rows, int C);
-    void (*bias_backward)(float *dbias, const float *dy, int rows, int C);
-
-    /* ---- linear attention's normalizer rides along as an extra value channel of ones:
-     * append_ones makes rows of D + 1 ending in 1; normalize_by_last divides the first D columns
-     * by (the last + eps); its backward writes all D + 1 columns of dnum. ---- */
-    void (*append_ones)(float *y, const float *x, int rows, int D);
-    void (*normalize_by_last)(float *o, const float *num, int rows, int D, float eps);
-    void (*normalize_by_last_backward)(float *dnum, const float *dout, const float *num, int rows, int D, float eps);
-
-    /* ---- rows of a strided 2-D block: dst[r * dst_stride + c] (+)= src[r * src_stride + c] ---- */
-    void (*copy_rows)(float *dst, long dst_stride, const float *src, long src_stride, int rows, int cols,
-                      bool accumulate);
-
-    /* ---- causal depthwise convolution over time, no bias: y[b,t,c] = sum_{i<W} w[c,i] x[b,t-W+1+i,c]
-     * (x before position 0 is zero); x, y [B, T, C], w [C, W]. Backward writes dx, adds to dw. ---- */
-    void (*conv1d_forward)(float *y, const float *x, const float *w, int B, int T, int C, int W);
-    void (*conv1d_backward)(float *dx, float *dw, const float *dy, const float *x, const float *w, int B, int T,
-                            int C, int W);
-    /* one decode step: state [B, W-1, C] holds the last W-1 inputs (oldest first); x, y [B, C] */
-    void (*conv1d_step)(float *y, float *state, const float *x, const float *w, int B, int C, int W);
-
-    /* ---- L2 normalization of rows of D: y = x / sqrt(sum x^2 + eps), rnorm = that 1/sqrt ---- */
-    void (*l2norm_forward)(float *y, float *rnorm, const float *x, int rows, int D, float eps);
-    void (*l2norm_backward)(float *dx, const float *dy, const float *y, const float *rnorm, int rows, int D);
-
-    /* ---- log-space decay gate of gdn/kda: g = -exp(A_log[h]) * softplus(a + dt_bias[h*D + d]) for
-     * a, g [N, H, D], A_log [H], dt_bias [H*D] (D = 1 for gdn). Backward writes da, adds to dA_log
-     * and ddt_bias. ---- */
-    void (*decay_gate_forward)(float *g, const float *a, const float *A_log, const float *dt_bias, int N, int H,
-                               int D);
-    void (*decay_gate_backward)(float *da, float *dA_log, float *ddt_bias, const float *dg, const float *a,
-                                const float *A_log, const float *dt_bias, int N, int H, int D);
-
-    /* ---- linear attention core (no normalizer, no decay): S_t = S_{t-1} + k_t v_t^T,
-     * o_t = scale S_t^T q_t. `saved` keeps what the backward needs (linear_attn_saved floats). ---- */
-    size_t (*linear_attn_saved)(const ScanShape *s);
-    size_t (*linear_attn_workspace)(const ScanShape *s);
-    void (*linear_attn_forward)(const ScanShape *s, float *o, float *final_state, float *saved, const float *q,
-                                const float *k, const float *v, const float *initial_state, float *work);
-    /* writes dq, dk, dv and dinitial_state (when not NULL); dfinal_state may be NULL (zero) */
-    void (*linear_attn_backward)(const ScanShape *s, float *dq, float *dk, float *dv, float *dinitial_state,
-                                 const float *dfinal_state, const float *dout, const float *q, const float *k,
-                                 const float *v, const float *saved, float *work);
-    /* one token for B sequences: state [B, H, K, V] updated in place, o [B, H, V] */
-    void (*linear_attn_step)(const ScanShape *s, float *state, float *o, const float *q, const float *k,
-                             const float *v);
-
-    /* ---- gated delta rule core of gdn and kda (shared/spec/attention.md):
-     * S'_t = diag(exp(g_t)) S_{t-1}; u_t = beta_t (v_t - S'_t^T k_t); S_t = S'_t + k_t u_t^T;
-     * o_t = scale S_t^T q_t. ---- */
-    size_t (*delta_rule_saved)(const ScanShape *s);
-    size_t (*delta_rule_workspace)(const ScanShape *s);
-    void (*delta_rule_forward)(const ScanShape *s, float *o, float *final_state, float *saved, const float *q,
-                               const float *k, const float *v, const float *g, const float *beta,
-                               const float *initial_state, float *work);
-    void (*delta_rule_backward)(const ScanShape *s, float *dq, float *dk, float *dv, float *dg, float *dbeta,
-                                float *dinitial_state, const float *dfinal_state, const float *dout, const float *q,
-                                const float *k, const float *v, const float *g, const float *beta,
-                                const float *saved, float *work);
-    void (*delta_rule_step)(const ScanShape *s, float *state, float *o, const float *q, const float *k,
-                            const float *v, const float *g, const float *beta);
-
-    /* ---- optimizer ---- */
-    double (*sum_squares)(const float *x, size_t n);
-    /* AdamW on one tensor; g is multiplied by grad_scale first (gradient clipping); step >= 1. */
-    void (*adamw)(float *w, const float *g, float *m, float *v, size_t n, float lr, float beta1, float beta2,
-                  float eps, float weight_decay, float grad_scale, int step);
+    /* ---- the operations of BACKEND_OPS, a pointer each ---- */
+#define BACKEND_OP_POINTER(ret, op, params) ret(*op) params;
+    BACKEND_OPS(BACKEND_OP_POINTER)
+#undef BACKEND_OP_POINTER
 } Backend;
 
 const Backend *backend_cpu(void);

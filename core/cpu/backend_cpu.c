@@ -19,17 +19,17 @@ static double cpu_peak_flops(char *what, size_t len) { /* no portable way to kno
     return 0.0;
 }
 
-static void cpu_zero(float *x, size_t n) {
+void cpu_zero(float *x, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) x[i] = 0.0f;
 }
 
-static void cpu_copy(float *dst, const float *src, size_t n) {
+void cpu_copy(float *dst, const float *src, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) dst[i] = src[i];
 }
 
-static void cpu_add(float *y, const float *x, size_t n) {
+void cpu_add(float *y, const float *x, size_t n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
@@ -108,58 +108,9 @@ static const Backend cpu_backend = {
     .download = cpu_memcpy,
     .sync = cpu_sync,
     .peak_flops = cpu_peak_flops,
-    .zero = cpu_zero,
-    .copy = cpu_copy,
-    .add = cpu_add,
-    .gemm = cpu_gemm,
-    .embedding_forward = cpu_embedding_forward,
-    .embedding_backward = cpu_embedding_backward,
-    .rmsnorm_forward = cpu_rmsnorm_forward,
-    .rmsnorm_backward = cpu_rmsnorm_backward,
-    .swiglu_forward = cpu_swiglu_forward,
-    .swiglu_backward = cpu_swiglu_backward,
-    .rope_forward = cpu_rope_forward,
-    .rope_backward = cpu_rope_backward,
-    .attention_workspace = cpu_attention_workspace,
-    .attention_forward = cpu_attention_forward,
-    .attention_backward = cpu_attention_backward,
-    .attention_decode_workspace = cpu_attention_decode_workspace,
-    .attention_decode = cpu_attention_decode,
-    .silu_forward = cpu_silu_forward,
-    .silu_backward = cpu_silu_backward,
-    .sigmoid_forward = cpu_sigmoid_forward,
-    .sigmoid_backward = cpu_sigmoid_backward,
-    .gate_forward = cpu_gate_forward,
-    .gate_backward = cpu_gate_backward,
-    .feature_map_forward = cpu_feature_map_forward,
-    .feature_map_backward = cpu_feature_map_backward,
-    .bias_forward = cpu_bias_forward,
-    .bias_backward = cpu_bias_backward,
-    .copy_rows = cpu_copy_rows,
-    .append_ones = cpu_append_ones,
-    .normalize_by_last = cpu_normalize_by_last,
-    .normalize_by_last_backward = cpu_normalize_by_last_backward,
-    .conv1d_forward = cpu_conv1d_forward,
-    .conv1d_backward = cpu_conv1d_backward,
-    .conv1d_step = cpu_conv1d_step,
-    .l2norm_forward = cpu_l2norm_forward,
-    .l2norm_backward = cpu_l2norm_backward,
-    .decay_gate_forward = cpu_decay_gate_forward,
-    .decay_gate_backward = cpu_decay_gate_backward,
-    .linear_attn_saved = cpu_linear_attn_saved,
-    .linear_attn_workspace = cpu_linear_attn_workspace,
-    .linear_attn_forward = cpu_linear_attn_forward,
-    .linear_attn_backward = cpu_linear_attn_backward,
-    .linear_attn_step = cpu_linear_attn_step,
-    .delta_rule_saved = cpu_delta_rule_saved,
-    .delta_rule_workspace = cpu_delta_rule_workspace,
-    .delta_rule_forward = cpu_delta_rule_forward,
-    .delta_rule_backward = cpu_delta_rule_backward,
-    .delta_rule_step = cpu_delta_rule_step,
-    .lm_head_xent_workspace = cpu_lm_head_xent_workspace,
-    .lm_head_xent = cpu_lm_head_xent,
-    .sum_squares = cpu_sum_squares,
-    .adamw = cpu_adamw,
+#define CPU_OP_ENTRY(ret, op, params) .op = cpu_##op,
+    BACKEND_OPS(CPU_OP_ENTRY)
+#undef CPU_OP_ENTRY
 };
 
 const Backend *backend_cpu(void) { return &cpu_backend; }

@@ -26,6 +26,34 @@ __device__ __forceinline__ const float *row_of(const float *base, const Shape &s
     return base + ((size_t)b * s.T + t) * stride + (size_t)head * width;
 }
 
+// Rows t0 .. t0 + ROWS - 1 of head `head` of sequence b (width floats each, at row stride
+// `stride`) into a shared tile at row stride width + 1, zero past T, times s.scale when SCALED
+// (queries).
+template <int ROWS, bool SCALED>
+__device__ __forceinline__ void load_rows(float *tile, const float *base, const Shape &s, int b, int t0, long stride,
+                                          int head, int width) {
+    const int p = width + 1;
+    for (int i = threadIdx.x; i < ROWS * width; i += blockDim.x) {
+        int j = i / width, d = i % width;
+        float x = 0.0f;
+        if (t0 + j < s.T) {
+            x = row_of(base, s, b, t0 + j, stride, head, width)[d];
+            if (SCALED) x *= s.scale;
+        }
+        tile[j * p + d] = x;
+    }
+}
+
+// The block's key tiles become keys c0 .. c0 + BC - 1 of key head g of sequence b: a barrier
+// first (every thread is done with the previous tiles) and one after (the tiles are whole).
+__device__ __forceinline__ void next_kv_tile(float *Ks, float *Vs, const Shape &s, const float *k, const float *v, int b,
+                                             int g, int c0) {
+    __syncthreads();
+    load_rows<BC, false>(Ks, k, s, b, c0, s.ks, g, s.Dk);
+    load_rows<BC, false>(Vs, v, s, b, c0, s.vs, g, s.Dv);
+    __syncthreads();
+}
+
 __global__ void attention_forward_kernel(Shape s, float *o, float *lse, const float *q, const float *k, const float *v) {
     extern __shared__ float smem[];
     const int pk = s.Dk + 1, pv = s.Dv + 1;
@@ -33,24 +61,12 @@ __global__ void attention_forward_kernel(Shape s, float *o, float *lse, const fl
     int bh = blockIdx.y, b = bh / s.H, h = bh % s.H, g = h / (s.H / s.Hkv);
     int r0 = blockIdx.x * BR, r = r0 + threadIdx.x;
     bool live = r < s.T;
-    for (int i = threadIdx.x; i < BR * s.Dk; i += blockDim.x) {
-        int rr = i / s.Dk, d = i % s.Dk;
-        Qs[rr * pk + d] = r0 + rr < s.T ? row_of(q, s, b, r0 + rr, s.qs, h, s.Dk)[d] * s.scale : 0.0f;
-    }
+    load_rows<BR, true>(Qs, q, s, b, r0, s.qs, h, s.Dk);
     for (int i = threadIdx.x; i < BR * s.Dv; i += blockDim.x) Os[(i / s.Dv) * pv + i % s.Dv] = 0.0f;
     float m = -INFINITY, l = 0.0f;
     int last_key = min(r0 + BR, s.T); /* keys this block's rows can see */
     for (int c0 = 0; c0 < last_key; c0 += BC) {
-        __syncthreads();
-        for (int i = threadIdx.x; i < BC * s.Dk; i += blockDim.x) {
-            int j = i / s.Dk, d = i % s.Dk;
-            Ks[j * pk + d] = c0 + j < s.T ? row_of(k, s, b, c0 + j, s.ks, g, s.Dk)[d] : 0.0f;
-        }
-        for (int i = threadIdx.x; i < BC * s.Dv; i += blockDim.x) {
-            int j = i / s.Dv, d = i % s.Dv;
-            Vs[j * pv + d] = c0 + j < s.T ? row_of(v, s, b, c0 + j, s.vs, g, s.Dv)[d] : 0.0f;
-        }
-        __syncthreads();
+        next_kv_tile(Ks, Vs, s, k, v, b, g, c0);
         if (!live) continue;
         float sc[BC], tile_max = -INFINITY;
         for (int j = 0; j < BC; j++) {
@@ -139,23 +155,11 @@ __global__ void attention_dq_kernel(Shape s, float *dq, const float *dout, const
         Qs[rr * pk + d] = r0 + rr < s.T ? row_of(q, s, b, r0 + rr, s.qs, h, s.Dk)[d] * s.scale : 0.0f;
         dQs[rr * pk + d] = 0.0f;
     }
-    for (int i = threadIdx.x; i < BR * s.Dv; i += blockDim.x) {
-        int rr = i / s.Dv, d = i % s.Dv;
-        dOs[rr * pv + d] = r0 + rr < s.T ? row_of(dout, s, b, r0 + rr, s.os, h, s.Dv)[d] : 0.0f;
-    }
+    load_rows<BR, false>(dOs, dout, s, b, r0, s.os, h, s.Dv);
     float L = live ? lse[((size_t)b * s.H + h) * s.T + r] : 0.0f, Dr = live ? D[((size_t)b * s.H + h) * s.T + r] : 0.0f;
     int last_key = min(r0 + BR, s.T);
     for (int c0 = 0; c0 < last_key; c0 += BC) {
-        __syncthreads();
-        for (int i = threadIdx.x; i < BC * s.Dk; i += blockDim.x) {
-            int j = i / s.Dk, d = i % s.Dk;
-            Ks[j * pk + d] = c0 + j < s.T ? row_of(k, s, b, c0 + j, s.ks, g, s.Dk)[d] : 0.0f;
-        }
-        for (int i = threadIdx.x; i < BC * s.Dv; i += blockDim.x) {
-            int j = i / s.Dv, d = i % s.Dv;
-            Vs[j * pv + d] = c0 + j < s.T ? row_of(v, s, b, c0 + j, s.vs, g, s.Dv)[d] : 0.0f;
-        }
-        __syncthreads();
+        next_kv_tile(Ks, Vs, s, k, v, b, g, c0);
         if (!live) continue;
         for (int j = 0; j < BC && c0 + j <= r; j++) {
             float sc = 0.0f, dp = 0.0f;
@@ -193,14 +197,8 @@ __global__ void attention_dkv_kernel(Shape s, float *dk, float *dv, const float 
     for (int h = g * group; h < (g + 1) * group; h++) {
         for (int r0 = c0 - c0 % BC; r0 < s.T; r0 += BC) { /* query rows at or after this block's first key */
             __syncthreads();
-            for (int i = threadIdx.x; i < BC * s.Dk; i += blockDim.x) {
-                int rr = i / s.Dk, d = i % s.Dk;
-                Qs[rr * pk + d] = r0 + rr < s.T ? row_of(q, s, b, r0 + rr, s.qs, h, s.Dk)[d] * s.scale : 0.0f;
-            }
-            for (int i = threadIdx.x; i < BC * s.Dv; i += blockDim.x) {
-                int rr = i / s.Dv, d = i % s.Dv;
-                dOs[rr * pv + d] = r0 + rr < s.T ? row_of(dout, s, b, r0 + rr, s.os, h, s.Dv)[d] : 0.0f;
-            }
+            load_rows<BC, true>(Qs, q, s, b, r0, s.qs, h, s.Dk);
+            load_rows<BC, false>(dOs, dout, s, b, r0, s.os, h, s.Dv);
             for (int rr = threadIdx.x; rr < BC; rr += blockDim.x) {
                 bool in = r0 + rr < s.T;
                 Ls[rr] = in ? lse[((size_t)b * s.H + h) * s.T + r0 + rr] : 0.0f;

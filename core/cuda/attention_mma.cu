@@ -93,6 +93,18 @@ __device__ __forceinline__ void store_rows(float *dst, long stride, const float 
     }
 }
 
+// The block's key tiles become keys c0 .. c0 + N - 1 (zero past T) of the key head whose rows
+// start at kb and vb (vk, vv: rows_are_vec4 of each): a barrier first (every warp is done with
+// the previous tiles) and one after (the tiles are whole).
+template <int N, int DK, int DV>
+__device__ __forceinline__ void next_kv_tiles(bf16 *Ks, bf16 *Vs, const AttnDims &s, const float *kb, const float *vb,
+                                              int c0, bool vk, bool vv) {
+    __syncthreads();
+    load_tile_bf16<N, DK, THREADS>(Ks, DK + 8, kb + (size_t)c0 * s.ks, s.ks, 0, s.T - c0, s.Dk, 1.0f, vk);
+    load_tile_bf16<N, DV, THREADS>(Vs, DV + 8, vb + (size_t)c0 * s.vs, s.vs, 0, s.T - c0, s.Dv, 1.0f, vv);
+    __syncthreads();
+}
+
 // ---- forward ----
 
 template <int DK, int DV>
@@ -115,10 +127,7 @@ __global__ void __launch_bounds__(32 * WARPS) flash_forward_kernel(AttnDims s, f
     int n_tiles = (min(r0 + ROWS, s.T) + BC - 1) / BC;
     for (int kt = 0; kt < n_tiles; kt++) {
         int c0 = kt * BC;
-        __syncthreads();
-        load_tile_bf16<BC, DK, THREADS>(Ks, LK, kb + (size_t)c0 * s.ks, s.ks, 0, s.T - c0, s.Dk, 1.0f, vk);
-        load_tile_bf16<BC, DV, THREADS>(Vs, LV, vb + (size_t)c0 * s.vs, s.vs, 0, s.T - c0, s.Dv, 1.0f, vv);
-        __syncthreads();
+        next_kv_tiles<BC, DK, DV>(Ks, Vs, s, kb, vb, c0, vk, vv);
         float sc[BC / 8][4];
         scores<DK, BC>(sc, Qs, LK, 16 * warp, Ks, LK, lane);
         if (c0 + BC > r0 + 16 * warp) { // the diagonal tile: keys after the row are masked
@@ -227,10 +236,7 @@ __global__ void __launch_bounds__(32 * WARPS) flash_dq_kernel(AttnDims s, float 
     int n_tiles = (min(r0 + ROWS, s.T) + BC - 1) / BC;
     for (int kt = 0; kt < n_tiles; kt++) {
         int c0 = kt * BC;
-        __syncthreads();
-        load_tile_bf16<BC, DK, THREADS>(Ks, LK, kb + (size_t)c0 * s.ks, s.ks, 0, s.T - c0, s.Dk, 1.0f, vk);
-        load_tile_bf16<BC, DV, THREADS>(Vs, LV, vb + (size_t)c0 * s.vs, s.vs, 0, s.T - c0, s.Dv, 1.0f, vv);
-        __syncthreads();
+        next_kv_tiles<BC, DK, DV>(Ks, Vs, s, kb, vb, c0, vk, vv);
         if (c0 > row0 + 15) continue; // every key of the tile is after this warp's rows
         float p[BC / 8][4], ds[BC / 8][4];
         scores<DK, BC>(p, Qs, LK, 16 * warp, Ks, LK, lane);

@@ -78,10 +78,10 @@ static double cuda_peak_flops(char *what, size_t len) {
     snprintf(what, len, "%s (peak unknown)", p.name);
     return 0.0;
 }
-static void cuda_zero(float *x, size_t n) {
+extern "C" void cuda_zero(float *x, size_t n) {
     if (n) CUDA_CHECK(cudaMemsetAsync(x, 0, sizeof(float) * n));
 }
-static void cuda_copy(float *dst, const float *src, size_t n) {
+extern "C" void cuda_copy(float *dst, const float *src, size_t n) {
     if (n && dst != src) CUDA_CHECK(cudaMemcpyAsync(dst, src, sizeof(float) * n, cudaMemcpyDeviceToDevice));
 }
 
@@ -89,7 +89,7 @@ __global__ void add_kernel(float *y, const float *x, size_t n) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) y[i] += x[i];
 }
-static void cuda_add(float *y, const float *x, size_t n) {
+extern "C" void cuda_add(float *y, const float *x, size_t n) {
     if (!n) return;
     add_kernel<<<grid_for(n, 256), 256>>>(y, x, n);
     CUDA_LAUNCHED();
@@ -122,7 +122,7 @@ extern "C" void cuda_gemm_batched(bool trans_a, bool trans_b, int M, int N, int 
 
 // ---- the vtable ----
 
-// Filled field by field: C++ takes designated initializers only in declaration order.
+// Filled field by field: C++17 has no designated initializers.
 static Backend make_backend(void) {
     Backend b;
     memset(&b, 0, sizeof b);
@@ -133,58 +133,9 @@ static Backend make_backend(void) {
     b.download = cuda_download;
     b.sync = cuda_sync;
     b.peak_flops = cuda_peak_flops;
-    b.zero = cuda_zero;
-    b.copy = cuda_copy;
-    b.add = cuda_add;
-    b.gemm = cuda_gemm;
-    b.embedding_forward = cuda_embedding_forward;
-    b.embedding_backward = cuda_embedding_backward;
-    b.rmsnorm_forward = cuda_rmsnorm_forward;
-    b.rmsnorm_backward = cuda_rmsnorm_backward;
-    b.swiglu_forward = cuda_swiglu_forward;
-    b.swiglu_backward = cuda_swiglu_backward;
-    b.rope_forward = cuda_rope_forward;
-    b.rope_backward = cuda_rope_backward;
-    b.attention_workspace = cuda_attention_workspace;
-    b.attention_forward = cuda_attention_forward;
-    b.attention_backward = cuda_attention_backward;
-    b.attention_decode_workspace = cuda_attention_decode_workspace;
-    b.attention_decode = cuda_attention_decode;
-    b.lm_head_xent_workspace = cuda_lm_head_xent_workspace;
-    b.lm_head_xent = cuda_lm_head_xent;
-    b.silu_forward = cuda_silu_forward;
-    b.silu_backward = cuda_silu_backward;
-    b.sigmoid_forward = cuda_sigmoid_forward;
-    b.sigmoid_backward = cuda_sigmoid_backward;
-    b.gate_forward = cuda_gate_forward;
-    b.gate_backward = cuda_gate_backward;
-    b.feature_map_forward = cuda_feature_map_forward;
-    b.feature_map_backward = cuda_feature_map_backward;
-    b.bias_forward = cuda_bias_forward;
-    b.bias_backward = cuda_bias_backward;
-    b.append_ones = cuda_append_ones;
-    b.normalize_by_last = cuda_normalize_by_last;
-    b.normalize_by_last_backward = cuda_normalize_by_last_backward;
-    b.copy_rows = cuda_copy_rows;
-    b.conv1d_forward = cuda_conv1d_forward;
-    b.conv1d_backward = cuda_conv1d_backward;
-    b.conv1d_step = cuda_conv1d_step;
-    b.l2norm_forward = cuda_l2norm_forward;
-    b.l2norm_backward = cuda_l2norm_backward;
-    b.decay_gate_forward = cuda_decay_gate_forward;
-    b.decay_gate_backward = cuda_decay_gate_backward;
-    b.linear_attn_saved = cuda_linear_attn_saved;
-    b.linear_attn_workspace = cuda_linear_attn_workspace;
-    b.linear_attn_forward = cuda_linear_attn_forward;
-    b.linear_attn_backward = cuda_linear_attn_backward;
-    b.linear_attn_step = cuda_linear_attn_step;
-    b.delta_rule_saved = cuda_delta_rule_saved;
-    b.delta_rule_workspace = cuda_delta_rule_workspace;
-    b.delta_rule_forward = cuda_delta_rule_forward;
-    b.delta_rule_backward = cuda_delta_rule_backward;
-    b.delta_rule_step = cuda_delta_rule_step;
-    b.sum_squares = cuda_sum_squares;
-    b.adamw = cuda_adamw;
+#define CUDA_OP_ENTRY(ret, op, params) b.op = cuda_##op;
+    BACKEND_OPS(CUDA_OP_ENTRY)
+#undef CUDA_OP_ENTRY
     return b;
 }
 

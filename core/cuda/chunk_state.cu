@@ -14,9 +14,10 @@ namespace {
 
 constexpr int THREADS = 256; // 16 x 16: thread (tr, tc) takes rows tr + 16 u and columns tc + 16 w
 
-// out[r][j] += sign sum_i A[r][i] X[i][j]  (out: R x VS, A: R x n at stride lda, X: n x VS)
-template <int VS>
-__device__ void rows_product(float *out, int R, const float *A, int lda, const float *X, int n, float sign) {
+// out[r][j] += sign sum_i op(A)[r][i] X[i][j]  (out: R x VS, X: n x VS), where op(A) is A
+// (R x n at stride lda) or, with A_T, the transpose of an n x R A at stride lda
+template <int VS, bool A_T>
+__device__ void accumulate_product(float *out, int R, const float *A, int lda, const float *X, int n, float sign) {
     constexpr int CT = VS / 16;
     int tr = threadIdx.x / 16, tc = threadIdx.x % 16;
     for (int r0 = 0; r0 < R; r0 += 64) {
@@ -26,7 +27,7 @@ __device__ void rows_product(float *out, int R, const float *A, int lda, const f
 #pragma unroll
             for (int u = 0; u < 4; u++) {
                 int r = r0 + tr + 16 * u;
-                a[u] = r < R ? A[r * lda + i] : 0.0f;
+                a[u] = r < R ? A[A_T ? i * lda + r : r * lda + i] : 0.0f;
             }
 #pragma unroll
             for (int w = 0; w < CT; w++) x[w] = X[i * VS + tc + 16 * w];
@@ -41,37 +42,6 @@ __device__ void rows_product(float *out, int R, const float *A, int lda, const f
             if (r < R)
 #pragma unroll
                 for (int w = 0; w < CT; w++) out[r * VS + tc + 16 * w] += sign * acc[u][w];
-        }
-    }
-}
-
-// out[i][j] += sign sum_r A[r][i] X[r][j]  (out: K x VS, A: n x K at stride lda, X: n x VS)
-template <int VS>
-__device__ void columns_product(float *out, int K, const float *A, int lda, const float *X, int n, float sign) {
-    constexpr int CT = VS / 16;
-    int tr = threadIdx.x / 16, tc = threadIdx.x % 16;
-    for (int i0 = 0; i0 < K; i0 += 64) {
-        float acc[4][CT] = {};
-        for (int r = 0; r < n; r++) {
-            float a[4], x[CT];
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-                int i = i0 + tr + 16 * u;
-                a[u] = i < K ? A[r * lda + i] : 0.0f;
-            }
-#pragma unroll
-            for (int w = 0; w < CT; w++) x[w] = X[r * VS + tc + 16 * w];
-#pragma unroll
-            for (int u = 0; u < 4; u++)
-#pragma unroll
-                for (int w = 0; w < CT; w++) acc[u][w] += a[u] * x[w];
-        }
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-            int i = i0 + tr + 16 * u;
-            if (i < K)
-#pragma unroll
-                for (int w = 0; w < CT; w++) out[i * VS + tc + 16 * w] += sign * acc[u][w];
         }
     }
 }
@@ -97,6 +67,14 @@ template <int VS> __device__ void store_slice(float *dst, const float *tile, int
     }
 }
 
+// the block's state slice (as load_slice) of (batch, head) bh of src [BH, K, V], or zeros when
+// src is NULL
+template <int VS> __device__ void load_state(float *S, const float *src, size_t bh, int K, int V, int v0) {
+    if (src) load_slice<VS>(S, src + bh * ((size_t)K * V), K, V, v0);
+    else
+        for (int e = threadIdx.x; e < K * VS; e += THREADS) S[e] = 0.0f;
+}
+
 // S = e^{b_last} S (+ P), a row of S per key channel
 template <int VS> __device__ void decay_rows(float *S, const float *blast, const float *P, int K, int V, int v0) {
     for (int e = threadIdx.x; e < K * VS; e += THREADS) {
@@ -107,6 +85,30 @@ template <int VS> __device__ void decay_rows(float *S, const float *blast, const
     }
 }
 
+// One chunk z of either pass on the block's K x VS state slice X (S forward, G backward), with A
+// and Ys the shared tiles of the chunk's rows of A1 and A2 and of Y (U forward, dU backward):
+//   save X;  Y_z += sign1 A1_z X;  X = e^{b_last} X (+ Pz) + sign2 A2_z^T Y_z
+// Pz is the chunk's own K x V matrix (the backward's P2), or NULL.
+template <int VS>
+__device__ __forceinline__ void chunk_step(const ChunkState &a, size_t z, int v0, float *X, float *A, float *Ys,
+                                           float *save, float *Y, const float *A1, float sign1, const float *A2,
+                                           float sign2, const float *Pz) {
+    const int C = a.C, K = a.K, V = a.V;
+    const size_t KV = (size_t)K * V;
+    __syncthreads();
+    store_slice<VS>(save + z * KV, X, K, V, v0);
+    load_rows(A, A1 + z * C * K, C, K);
+    load_slice<VS>(Ys, Y + z * C * V, C, V, v0);
+    __syncthreads();
+    accumulate_product<VS, false>(Ys, C, A, K + 1, X, K, sign1);
+    __syncthreads();
+    store_slice<VS>(Y + z * C * V, Ys, C, V, v0);
+    load_rows(A, A2 + z * C * K, C, K);
+    decay_rows<VS>(X, a.blast + z * K, Pz, K, V, v0);
+    __syncthreads();
+    accumulate_product<VS, true>(X, K, A, K + 1, Ys, C, sign2);
+}
+
 template <int VS>
 __global__ void __launch_bounds__(THREADS) state_forward_kernel(ChunkState a, float *S_all, float *U, float *final_state,
                                                                 const float *init) {
@@ -114,24 +116,9 @@ __global__ void __launch_bounds__(THREADS) state_forward_kernel(ChunkState a, fl
     const int C = a.C, K = a.K, V = a.V, nc = a.nc, v0 = blockIdx.y * VS;
     const size_t bh = blockIdx.x, KV = (size_t)K * V;
     float *S = sm, *A = S + K * VS, *Us = A + C * (K + 1);
-    if (init) load_slice<VS>(S, init + bh * KV, K, V, v0);
-    else
-        for (int e = threadIdx.x; e < K * VS; e += THREADS) S[e] = 0.0f;
-    for (int c = 0; c < nc; c++) {
-        size_t z = bh * nc + c;
-        __syncthreads();
-        store_slice<VS>(S_all + z * KV, S, K, V, v0);
-        load_rows(A, a.W + z * C * K, C, K);
-        load_slice<VS>(Us, U + z * C * V, C, V, v0);
-        __syncthreads();
-        rows_product<VS>(Us, C, A, K + 1, S, K, -1.0f); /* U_c = U~_c - W_c S_c */
-        __syncthreads();
-        store_slice<VS>(U + z * C * V, Us, C, V, v0);
-        load_rows(A, a.Kc + z * C * K, C, K);
-        decay_rows<VS>(S, a.blast + z * K, nullptr, K, V, v0);
-        __syncthreads();
-        columns_product<VS>(S, K, A, K + 1, Us, C, 1.0f); /* + Kc_c^T U_c */
-    }
+    load_state<VS>(S, init, bh, K, V, v0);
+    for (int c = 0; c < nc; c++) /* U_c = U~_c - W_c S_c;  S_{c+1} = e^{b_last} S_c + Kc_c^T U_c */
+        chunk_step<VS>(a, bh * nc + c, v0, S, A, Us, S_all, U, a.W, -1.0f, a.Kc, 1.0f, nullptr);
     __syncthreads();
     if (final_state) store_slice<VS>(final_state + bh * KV, S, K, V, v0);
 }
@@ -143,23 +130,10 @@ __global__ void __launch_bounds__(THREADS) state_backward_kernel(ChunkState a, f
     const int C = a.C, K = a.K, V = a.V, nc = a.nc, v0 = blockIdx.y * VS;
     const size_t bh = blockIdx.x, KV = (size_t)K * V;
     float *G = sm, *A = G + K * VS, *Us = A + C * (K + 1);
-    if (dfinal) load_slice<VS>(G, dfinal + bh * KV, K, V, v0);
-    else
-        for (int e = threadIdx.x; e < K * VS; e += THREADS) G[e] = 0.0f;
-    for (int c = nc - 1; c >= 0; c--) {
+    load_state<VS>(G, dfinal, bh, K, V, v0);
+    for (int c = nc - 1; c >= 0; c--) { /* dU_c += Kc_c G;  G = e^{b_last} G + P2_c - W_c^T dU_c */
         size_t z = bh * nc + c;
-        __syncthreads();
-        store_slice<VS>(dSend + z * KV, G, K, V, v0);
-        load_rows(A, a.Kc + z * C * K, C, K);
-        load_slice<VS>(Us, dU + z * C * V, C, V, v0);
-        __syncthreads();
-        rows_product<VS>(Us, C, A, K + 1, G, K, 1.0f); /* dU_c += Kc_c G */
-        __syncthreads();
-        store_slice<VS>(dU + z * C * V, Us, C, V, v0);
-        load_rows(A, a.W + z * C * K, C, K);
-        decay_rows<VS>(G, a.blast + z * K, P2 + z * KV, K, V, v0);
-        __syncthreads();
-        columns_product<VS>(G, K, A, K + 1, Us, C, -1.0f); /* - W_c^T dU_c */
+        chunk_step<VS>(a, z, v0, G, A, Us, dSend, dU, a.Kc, 1.0f, a.W, -1.0f, P2 + z * KV);
     }
     __syncthreads();
     if (dinit) store_slice<VS>(dinit + bh * KV, G, K, V, v0);

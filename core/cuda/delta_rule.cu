@@ -16,78 +16,61 @@
 #include "chunk_state.cuh"
 #include "chunks.cuh"
 #include "cuda_ops.cuh"
+#include "recurrent.cuh"
 
 // ---- chunk buffers ----
 
+// The buffers, F(name, floats) in the order they are carved, for Z chunks of C rows (rows = Z C)
+// and gates of width gw. In `work`: the chunk copies of the inputs and what the gates make of
+// them, then the forward scratch (o is dU in the backward), then for a backward its scratch.
+#define DELTA_WORK(F)                                                                                                 \
+    F(q, rows * K) F(k, rows * K) F(v, rows * V) F(g, rows * gw) F(beta, rows) F(bk, rows * K) F(eb, rows * K)        \
+    F(qb, rows * K) F(kb, rows * K) F(kc, rows * K) F(blast, Z * K) F(o, rows * V) F(bkb, rows * K) F(bv, rows * V)
+#define DELTA_BACKWARD_WORK(F)                                                                                        \
+    F(dO, rows * V) F(P2, Z * K * V) F(dSend, Z * K * V) F(dM, Z * C * C) F(dQb, rows * K) F(dKc, rows * K)           \
+    F(dW, rows * K) F(dX, Z * C * C) F(dL, Z * C * C) F(tmp, Z * C * C) F(dbkb, rows * K) F(dbv, rows * V)            \
+    F(dq, rows * K) F(dk, rows * K) F(dv, rows * V) F(dgk, rows * K) F(dbeta, rows) F(dblast, Z * K)
+// kept from the forward for the backward (they live in `saved`)
+#define DELTA_SAVED(F) F(S, Z * K * V) F(A, Z * C * C) F(M, Z * C * C) F(X, Z * C * C) F(W, Z * C * K) F(U, Z * C * V)
+
 struct DeltaBufs {
-    /* the chunk copies of the inputs and what the gates make of them */
-    float *q, *k, *v, *g, *beta, *bk, *eb, *qb, *kb, *kc, *blast;
-    /* kept from the forward for the backward (they live in `saved`) */
-    float *S, *A, *M, *X, *W, *U;
-    /* forward scratch (o is dU in the backward) */
-    float *o, *bkb, *bv;
-    /* backward scratch */
-    float *dO, *P2, *dSend, *dM, *dQb, *dKc, *dW, *dX, *dL, *tmp, *dbkb, *dbv, *dq, *dk, *dv, *dgk, *dbeta, *dblast;
+#define DECLARE(name, floats) float *name;
+    DELTA_WORK(DECLARE) DELTA_BACKWARD_WORK(DECLARE) DELTA_SAVED(DECLARE)
+#undef DECLARE
 };
+
+#define TAKE(name, floats) b->name = c.take(floats);
 
 static size_t saved_floats(const ScanShape *s) {
     ChunkDims d = chunk_dims(s);
-    size_t Z = (size_t)d.Z, C = (size_t)d.C;
-    return Z * s->K * s->V + 3 * Z * C * C + Z * C * s->K + Z * C * s->V + 8 * 64;
+    size_t Z = (size_t)d.Z, C = (size_t)d.C, K = s->K, V = s->V;
+    size_t total = 8 * 64; /* room for rounding each piece up to 256 bytes */
+#define COUNT(name, floats) total += floats;
+    DELTA_SAVED(COUNT)
+#undef COUNT
+    return total;
 }
 
 static void carve_saved(const ScanShape *s, float *saved, DeltaBufs *b) {
     ChunkDims d = chunk_dims(s);
-    size_t Z = (size_t)d.Z, C = (size_t)d.C;
+    size_t Z = (size_t)d.Z, C = (size_t)d.C, K = s->K, V = s->V;
     Carve c{(char *)saved, 0};
-    b->S = c.take(Z * s->K * s->V);
-    b->A = c.take(Z * C * C);
-    b->M = c.take(Z * C * C);
-    b->X = c.take(Z * C * C);
-    b->W = c.take(Z * C * s->K);
-    b->U = c.take(Z * C * s->V);
+    DELTA_SAVED(TAKE)
 }
 
 static size_t carve_work(const ScanShape *s, float *work, DeltaBufs *b, bool backward) {
     ChunkDims d = chunk_dims(s);
-    size_t Z = (size_t)d.Z, C = (size_t)d.C, K = s->K, V = s->V, rows = Z * C, gw = s->channel_gate ? K : 1;
+    size_t Z = (size_t)d.Z, C = (size_t)d.C, K = s->K, V = s->V;
+    size_t rows = Z * C, gw = s->channel_gate ? K : 1;
     Carve c{(char *)work, 0};
-    b->q = c.take(rows * K);
-    b->k = c.take(rows * K);
-    b->v = c.take(rows * V);
-    b->g = c.take(rows * gw);
-    b->beta = c.take(rows);
-    b->bk = c.take(rows * K);
-    b->eb = c.take(rows * K);
-    b->qb = c.take(rows * K);
-    b->kb = c.take(rows * K);
-    b->kc = c.take(rows * K);
-    b->blast = c.take(Z * K);
-    b->o = c.take(rows * V);
-    b->bkb = c.take(rows * K);
-    b->bv = c.take(rows * V);
+    DELTA_WORK(TAKE)
     if (backward) {
-        b->dO = c.take(rows * V);
-        b->P2 = c.take(Z * K * V);
-        b->dSend = c.take(Z * K * V);
-        b->dM = c.take(Z * C * C);
-        b->dQb = c.take(rows * K);
-        b->dKc = c.take(rows * K);
-        b->dW = c.take(rows * K);
-        b->dX = c.take(Z * C * C);
-        b->dL = c.take(Z * C * C);
-        b->tmp = c.take(Z * C * C);
-        b->dbkb = c.take(rows * K);
-        b->dbv = c.take(rows * V);
-        b->dq = c.take(rows * K);
-        b->dk = c.take(rows * K);
-        b->dv = c.take(rows * V);
-        b->dgk = c.take(rows * K);
-        b->dbeta = c.take(rows);
-        b->dblast = c.take(Z * K);
+        DELTA_BACKWARD_WORK(TAKE)
     }
     return c.used;
 }
+
+#undef TAKE
 
 // ---- kernels of the chunkwise form ----
 
@@ -115,6 +98,18 @@ __global__ void gates_kernel(float *bk, float *eb, float *qb, float *kb, float *
     }
 }
 
+// chunk z's C x K rows of q, k and bk into shared tiles at row stride K + 1
+__device__ __forceinline__ void load_chunk_rows(float *Qs, float *Ks, float *Bs, const float *q, const float *k,
+                                                const float *bk, size_t z, int C, int K) {
+    const int p = K + 1;
+    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
+        int r = e / K, d = e % K;
+        Qs[r * p + d] = q[z * C * K + e];
+        Ks[r * p + d] = k[z * C * K + e];
+        Bs[r * p + d] = bk[z * C * K + e];
+    }
+}
+
 // A'[r,j] = sum_d k_rd k_jd exp(b_rd - b_jd) (j < r), M[r,j] = sum_d q_rd k_jd exp(b_rd - b_jd)
 // (j <= r): one block per chunk, its rows in shared memory.
 __global__ void pairs_kernel(float *A, float *M, const float *q, const float *k, const float *bk, int C, int K) {
@@ -122,12 +117,7 @@ __global__ void pairs_kernel(float *A, float *M, const float *q, const float *k,
     const int p = K + 1;
     float *Qs = sm, *Ks = Qs + C * p, *Bs = Ks + C * p;
     size_t z = blockIdx.x;
-    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
-        int r = e / K, d = e % K;
-        Qs[r * p + d] = q[z * C * K + e];
-        Ks[r * p + d] = k[z * C * K + e];
-        Bs[r * p + d] = bk[z * C * K + e];
-    }
+    load_chunk_rows(Qs, Ks, Bs, q, k, bk, z, C, K);
     __syncthreads();
     for (int e = threadIdx.x; e < C * C; e += blockDim.x) {
         int r = e / C, j = e % C;
@@ -224,12 +214,7 @@ __global__ void pairs_backward_kernel(float *dq, float *dk, float *dbk, const fl
     const int p = K + 1, pc = C + 1;
     float *Qs = sm, *Ks = Qs + C * p, *Bs = Ks + C * p, *dAs = Bs + C * p, *dMs = dAs + C * pc;
     size_t z = blockIdx.x;
-    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
-        int r = e / K, d = e % K;
-        Qs[r * p + d] = q[z * C * K + e];
-        Ks[r * p + d] = k[z * C * K + e];
-        Bs[r * p + d] = bk[z * C * K + e];
-    }
+    load_chunk_rows(Qs, Ks, Bs, q, k, bk, z, C, K);
     for (int e = threadIdx.x; e < C * C; e += blockDim.x) {
         dAs[(e / C) * pc + e % C] = dA[z * C * C + e];
         dMs[(e / C) * pc + e % C] = dM[z * C * C + e];
@@ -322,19 +307,6 @@ static void check_chunk_shape(const ScanShape *s) {
     chunk_state_check(probe);
 }
 
-
-static void take_saved_from_work(const ScanShape *s, float *work, size_t used, DeltaBufs &b) {
-    ChunkDims d = chunk_dims(s);
-    Carve c{(char *)work, used};
-    size_t Z = (size_t)d.Z, C = (size_t)d.C;
-    b.S = c.take(Z * s->K * s->V);
-    b.A = c.take(Z * C * C);
-    b.M = c.take(Z * C * C);
-    b.X = c.take(Z * C * C);
-    b.W = c.take(Z * C * s->K);
-    b.U = c.take(Z * C * s->V);
-}
-
 static void chunk_forward(const ScanShape *s, float *o, float *final_state, float *saved, const float *q,
                           const float *k, const float *v, const float *g, const float *beta,
                           const float *initial_state, float *work) {
@@ -344,7 +316,7 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
     DeltaBufs b;
     size_t used = carve_work(s, work, &b, false);
     if (saved) carve_saved(s, saved, &b);
-    else take_saved_from_work(s, work, used, b); /* a forward without a backward */
+    else carve_saved(s, (float *)((char *)work + used), &b); /* a forward without a backward */
     prepare(s, d, b, q, k, v, g, beta);
     size_t smem = pairs_smem(C, K);
     CUDA_CHECK(cudaFuncSetAttribute(pairs_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
@@ -483,13 +455,8 @@ __global__ void rec_forward_kernel(RecArgs a, float *o, float *final_state, floa
             S[i * V + j] = x;
             p += x * ks[i];
         }
-        float u = a.beta[r] * (a.v[r * V + j] - p), acc = 0.0f;
-        for (int i = 0; i < K; i++) {
-            float x = S[i * V + j] + ks[i] * u;
-            S[i * V + j] = x;
-            acc += x * qs[i];
-        }
-        o[r * V + j] = s.scale * acc;
+        float u = a.beta[r] * (a.v[r * V + j] - p);
+        o[r * V + j] = s.scale * write_then_read(S, K, V, j, ks, u, qs);
     }
     __syncthreads();
     if (!step && final_state)

@@ -5,6 +5,7 @@
 // state in shared memory, one thread per value channel.
 #include "chunks.cuh"
 #include "cuda_ops.cuh"
+#include "recurrent.cuh"
 
 // ---- chunkwise ----
 
@@ -31,6 +32,16 @@ static LinBufs carve_lin(const ScanShape *s, float *work, bool backward) {
         b.dv = c.take(rows * s->V);
         b.dM = c.take((size_t)d.Z * d.C * d.C);
     }
+    return b;
+}
+
+// the buffers in `work`, with q, k and v copied into them in the chunk layout
+static LinBufs chunk_inputs(const ScanShape *s, const ChunkDims &d, float *work, bool backward, const float *q,
+                            const float *k, const float *v) {
+    LinBufs b = carve_lin(s, work, backward);
+    to_chunks(b.q, q, d, s->K);
+    to_chunks(b.k, k, d, s->K);
+    to_chunks(b.v, v, d, s->V);
     return b;
 }
 
@@ -75,10 +86,7 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
                           const float *k, const float *v, const float *initial_state, float *work) {
     ChunkDims d = chunk_dims(s);
     const int K = s->K, V = s->V, C = d.C;
-    LinBufs b = carve_lin(s, work, false);
-    to_chunks(b.q, q, d, K);
-    to_chunks(b.k, k, d, K);
-    to_chunks(b.v, v, d, V);
+    LinBufs b = chunk_inputs(s, d, work, false, q, k, v);
     float *S = saved ? saved : b.S; /* [Z, K, V]: each chunk's start state */
     cuda_gemm_batched(true, false, K, V, C, 1.0f, b.k, K, (long long)C * K, b.v, V, (long long)C * V, 0.0f, S, V,
                       (long long)K * V, (int)d.Z);
@@ -102,10 +110,7 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
                            const float *saved, float *work) {
     ChunkDims d = chunk_dims(s);
     const int K = s->K, V = s->V, C = d.C;
-    LinBufs b = carve_lin(s, work, true);
-    to_chunks(b.q, q, d, K);
-    to_chunks(b.k, k, d, K);
-    to_chunks(b.v, v, d, V);
+    LinBufs b = chunk_inputs(s, d, work, true, q, k, v);
     to_chunks(b.dO, dout, d, V);
     const float *S = saved;
     float *E = b.S;
@@ -161,15 +166,7 @@ __global__ void lin_recurrent_forward_kernel(ScanShape s, float *o, float *final
             ks[i] = k[r * K + i];
         }
         __syncthreads();
-        if (j < V) {
-            float vj = v[r * V + j], acc = 0.0f;
-            for (int i = 0; i < K; i++) {
-                float x = S[i * V + j] + ks[i] * vj;
-                S[i * V + j] = x;
-                acc += x * qs[i];
-            }
-            o[r * V + j] = s.scale * acc;
-        }
+        if (j < V) o[r * V + j] = s.scale * write_then_read(S, K, V, j, ks, v[r * V + j], qs);
     }
     __syncthreads();
     if (final_state)
@@ -283,13 +280,8 @@ __global__ void lin_step_kernel(ScanShape s, float *state, float *o, const float
     const int K = s.K, V = s.V, bh = blockIdx.x, j = threadIdx.x;
     if (j >= V) return;
     float *S = state + (size_t)bh * K * V;
-    float vj = v[(size_t)bh * V + j], acc = 0.0f;
-    for (int i = 0; i < K; i++) {
-        float x = S[i * V + j] + k[(size_t)bh * K + i] * vj;
-        S[i * V + j] = x;
-        acc += x * q[(size_t)bh * K + i];
-    }
-    o[(size_t)bh * V + j] = s.scale * acc;
+    const float *kt = k + (size_t)bh * K, *qt = q + (size_t)bh * K;
+    o[(size_t)bh * V + j] = s.scale * write_then_read(S, K, V, j, kt, v[(size_t)bh * V + j], qt);
 }
 
 extern "C" void cuda_linear_attn_step(const ScanShape *s, float *state, float *o, const float *q, const float *k,
