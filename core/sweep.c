@@ -685,15 +685,21 @@ static void status_line(const Sweep *sw, int done, int total, const int *running
     fflush(stdout);
 }
 
-int sweep_run(Sweep *sw, int jobs) {
-    Error err;
-    char *logs = xasprintf("%s/logs", sw->dir);
-    if (!mkdir_p(logs, &err)) die("%s", err.msg);
-    free(logs);
-    on_terminal = isatty(STDOUT_FILENO);
-    int total = sw->n_runs, done = 0;
-    bool *todo = xcalloc((size_t)total, sizeof(bool));
-    for (int i = 0; i < total; i++) {
+/* The runs of a sweep in flight, a process per slot. */
+typedef struct {
+    Sweep *sw;
+    int jobs, total, done, failed, next, n_running;
+    bool *todo;
+    pid_t *pids;
+    bool *told; /* a stop was passed to this slot's run */
+    int *slot_run;
+    double last_status;
+} Jobs;
+
+/* Marks the runs still to do; returns how many are done already. */
+static int find_todo(const Sweep *sw, bool *todo) {
+    int done = 0;
+    for (int i = 0; i < sw->n_runs; i++) {
         cJSON *o = read_summary(sw, &sw->runs[i]);
         const char *st = o ? sweep_json_string(o, "status") : NULL;
         /* only a finished run is done: a failed one is tried again from its last checkpoint
@@ -703,105 +709,136 @@ int sweep_run(Sweep *sw, int jobs) {
         done += over;
         cJSON_Delete(o);
     }
-    printf("sweep '%s': %d runs, %d already done, %d job%s; results in %s/ (logs in %s/logs/)\n", sw->experiment, total,
-           done, jobs, jobs == 1 ? "" : "s", sw->dir, sw->dir);
-    fflush(stdout);
-    sweep_write_summary(sw);
+    return done;
+}
+
+static void install_sweep_signal_handlers(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sweep_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    pid_t *pids = xcalloc((size_t)jobs, sizeof(pid_t));
-    bool *told = xcalloc((size_t)jobs, sizeof(bool)); /* a stop was passed to this slot's run */
-    int *slot_run = xcalloc((size_t)jobs, sizeof(int));
+}
+
+/* Forks the next runs to do into the free slots; none once a stop was asked for. */
+static void start_runs(Jobs *j) {
+    while (!sweep_stop && j->n_running < j->jobs) {
+        while (j->next < j->total && !j->todo[j->next]) j->next++;
+        if (j->next == j->total) break;
+        int slot = 0;
+        while (j->pids[slot]) slot++;
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid < 0) die("cannot start a run: fork failed");
+        if (pid == 0) run_child(j->sw, &j->sw->runs[j->next], j->jobs);
+        j->pids[slot] = pid;
+        j->told[slot] = false;
+        j->slot_run[slot] = j->next++;
+        j->n_running++;
+        if (!on_terminal) printf("started %s\n", j->sw->runs[j->slot_run[slot]].name);
+    }
+}
+
+/* While no run ends: a stop passed on to each run once, the status line, a short sleep. */
+static void wait_for_runs(Jobs *j) {
+    if (sweep_stop)
+        for (int s = 0; s < j->jobs; s++)
+            if (j->pids[s] && !j->told[s]) { /* each run finishes its step, checkpoints and stops */
+                kill(j->pids[s], SIGINT);
+                j->told[s] = true;
+            }
+    if (on_terminal && now_seconds() - j->last_status > 0.5) {
+        int idx[64], k = 0;
+        for (int s = 0; s < j->jobs && k < 64; s++)
+            if (j->pids[s]) idx[k++] = j->slot_run[s];
+        status_line(j->sw, j->done, j->total, idx, k);
+        j->last_status = now_seconds();
+    }
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* How an ended run went, from its exit status and summary.json; counts it done or failed. */
+static void describe_end(Jobs *j, const SweepRun *r, int status, bool told, char *what, size_t len) {
+    const Sweep *sw = j->sw;
+    cJSON *o = read_summary(sw, r);
+    const char *st = o ? sweep_json_string(o, "status") : NULL;
+    if (WIFSIGNALED(status) && told) {
+        snprintf(what, len, "interrupted before training began");
+    } else if (WIFSIGNALED(status)) {
+        snprintf(what, len, "crashed (signal %d); see %s/logs/%s.log", WTERMSIG(status), sw->dir, r->name);
+        j->failed++;
+    } else if (st && strcmp(st, "failed") == 0) {
+        snprintf(what, len, "failed: %s", sweep_json_string(o, "reason") ? sweep_json_string(o, "reason") : "?");
+        j->failed++;
+        j->done++;
+    } else if (st && strcmp(st, "finished") == 0 && strcmp(r->cfg.task, "efficiency") == 0) {
+        snprintf(what, len, "finished (efficiency.csv)");
+        j->done++;
+    } else if (st && strcmp(st, "finished") == 0) {
+        const cJSON *vl = cJSON_GetObjectItemCaseSensitive(o, "val_loss");
+        const cJSON *va = cJSON_GetObjectItemCaseSensitive(o, "val_accuracy");
+        snprintf(what, len, "finished: val loss %.4f, accuracy %.4f", cJSON_IsNumber(vl) ? vl->valuedouble : NAN,
+                 cJSON_IsNumber(va) ? va->valuedouble : NAN);
+        j->done++;
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && !(st && strcmp(st, "interrupted") == 0)) {
+        snprintf(what, len, "stopped with status %d; see %s/logs/%s.log", WEXITSTATUS(status), sw->dir, r->name);
+        j->failed++;
+    } else {
+        snprintf(what, len, "%s", st ? st : "ended");
+    }
+    cJSON_Delete(o);
+}
+
+/* Process pid ended: its slot is freed, its line printed, the summary rewritten. */
+static void run_ended(Jobs *j, pid_t pid, int status) {
+    int slot = 0;
+    while (slot < j->jobs && j->pids[slot] != pid) slot++;
+    if (slot == j->jobs) return;
+    SweepRun *r = &j->sw->runs[j->slot_run[slot]];
+    j->pids[slot] = 0;
+    j->n_running--;
+    char what[256];
+    describe_end(j, r, status, j->told[slot], what, sizeof what);
+    end_status_line();
+    printf("[%d/%d] %s %s\n", j->done, j->total, r->name, what);
+    fflush(stdout);
+    sweep_write_summary(j->sw);
+}
+
+int sweep_run(Sweep *sw, int jobs) {
+    Error err;
+    char *logs = xasprintf("%s/logs", sw->dir);
+    if (!mkdir_p(logs, &err)) die("%s", err.msg);
+    free(logs);
+    on_terminal = isatty(STDOUT_FILENO);
+    Jobs j = {.sw = sw, .jobs = jobs, .total = sw->n_runs, .todo = xcalloc((size_t)sw->n_runs, sizeof(bool))};
+    j.done = find_todo(sw, j.todo);
+    printf("sweep '%s': %d runs, %d already done, %d job%s; results in %s/ (logs in %s/logs/)\n", sw->experiment,
+           j.total, j.done, jobs, jobs == 1 ? "" : "s", sw->dir, sw->dir);
+    fflush(stdout);
+    sweep_write_summary(sw);
+    install_sweep_signal_handlers();
+    j.pids = xcalloc((size_t)jobs, sizeof(pid_t));
+    j.told = xcalloc((size_t)jobs, sizeof(bool));
+    j.slot_run = xcalloc((size_t)jobs, sizeof(int));
     sweep_pid = getpid();
-    int n_running = 0, next = 0, failed = 0;
-    double last_status = 0;
     for (;;) {
-        while (!sweep_stop && n_running < jobs) {
-            while (next < total && !todo[next]) next++;
-            if (next == total) break;
-            int slot = 0;
-            while (pids[slot]) slot++;
-            fflush(NULL);
-            pid_t pid = fork();
-            if (pid < 0) die("cannot start a run: fork failed");
-            if (pid == 0) run_child(sw, &sw->runs[next], jobs);
-            pids[slot] = pid;
-            told[slot] = false;
-            slot_run[slot] = next++;
-            n_running++;
-            if (!on_terminal) printf("started %s\n", sw->runs[slot_run[slot]].name);
-        }
-        if (n_running == 0) break;
+        start_runs(&j);
+        if (j.n_running == 0) break;
         int status;
         pid_t pid = waitpid(-1, &status, WNOHANG);
-        if (pid == 0 || (pid < 0 && errno == EINTR)) {
-            if (sweep_stop)
-                for (int s = 0; s < jobs; s++)
-                    if (pids[s] && !told[s]) { /* each run finishes its step, checkpoints and stops */
-                        kill(pids[s], SIGINT);
-                        told[s] = true;
-                    }
-            if (on_terminal && now_seconds() - last_status > 0.5) {
-                int idx[64], k = 0;
-                for (int s = 0; s < jobs && k < 64; s++)
-                    if (pids[s]) idx[k++] = slot_run[s];
-                status_line(sw, done, total, idx, k);
-                last_status = now_seconds();
-            }
-            struct timespec ts = {0, 100 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-            continue;
-        }
-        if (pid < 0) break;
-        int slot = 0;
-        while (slot < jobs && pids[slot] != pid) slot++;
-        if (slot == jobs) continue;
-        SweepRun *r = &sw->runs[slot_run[slot]];
-        pids[slot] = 0;
-        n_running--;
-        cJSON *o = read_summary(sw, r);
-        const char *st = o ? sweep_json_string(o, "status") : NULL;
-        char what[256];
-        if (WIFSIGNALED(status) && told[slot]) {
-            snprintf(what, sizeof what, "interrupted before training began");
-        } else if (WIFSIGNALED(status)) {
-            snprintf(what, sizeof what, "crashed (signal %d); see %s/logs/%s.log", WTERMSIG(status), sw->dir, r->name);
-            failed++;
-        } else if (st && strcmp(st, "failed") == 0) {
-            snprintf(what, sizeof what, "failed: %s", sweep_json_string(o, "reason") ? sweep_json_string(o, "reason") : "?");
-            failed++;
-            done++;
-        } else if (st && strcmp(st, "finished") == 0 && strcmp(r->cfg.task, "efficiency") == 0) {
-            snprintf(what, sizeof what, "finished (efficiency.csv)");
-            done++;
-        } else if (st && strcmp(st, "finished") == 0) {
-            const cJSON *vl = cJSON_GetObjectItemCaseSensitive(o, "val_loss");
-            const cJSON *va = cJSON_GetObjectItemCaseSensitive(o, "val_accuracy");
-            snprintf(what, sizeof what, "finished: val loss %.4f, accuracy %.4f", cJSON_IsNumber(vl) ? vl->valuedouble : NAN,
-                     cJSON_IsNumber(va) ? va->valuedouble : NAN);
-            done++;
-        } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && !(st && strcmp(st, "interrupted") == 0)) {
-            snprintf(what, sizeof what, "stopped with status %d; see %s/logs/%s.log", WEXITSTATUS(status), sw->dir, r->name);
-            failed++;
-        } else {
-            snprintf(what, sizeof what, "%s", st ? st : "ended");
-        }
-        cJSON_Delete(o);
-        end_status_line();
-        printf("[%d/%d] %s %s\n", done, total, r->name, what);
-        fflush(stdout);
-        sweep_write_summary(sw);
+        if (pid == 0 || (pid < 0 && errno == EINTR)) wait_for_runs(&j);
+        else if (pid < 0) break;
+        else run_ended(&j, pid, status);
     }
     end_status_line();
     sweep_write_summary(sw);
-    printf("sweep '%s': %d of %d runs done%s; %s/summary.csv, summary.md%s\n", sw->experiment, done, total,
-           failed ? " (some failed: see the status column)" : "", sw->dir, sw->select.metric ? ", selected.csv" : "");
-    free(todo);
-    free(pids);
-    free(told);
-    free(slot_run);
+    printf("sweep '%s': %d of %d runs done%s; %s/summary.csv, summary.md%s\n", sw->experiment, j.done, j.total,
+           j.failed ? " (some failed: see the status column)" : "", sw->dir, sw->select.metric ? ", selected.csv" : "");
+    free(j.todo);
+    free(j.pids);
+    free(j.told);
+    free(j.slot_run);
     return sweep_stop ? 130 : 0;
 }
