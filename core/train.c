@@ -303,8 +303,10 @@ static double forward_backward(TrainRun *r) {
 static bool loss_is_finite(TrainRun *r, double loss) {
     if (isfinite(loss)) return true;
     int l = model_nonfinite_layer(r->m);
-    if (l >= 0) snprintf(r->reason, sizeof r->reason, "non-finite loss at step %d (layer %d output)", r->st.step + 1, l);
-    else snprintf(r->reason, sizeof r->reason, "non-finite loss at step %d (final norm or head)", r->st.step + 1);
+    if (l >= 0)
+        snprintf(r->reason, sizeof r->reason, "non-finite loss at step %d (layer %d output)", r->st.step + 1, l);
+    else
+        snprintf(r->reason, sizeof r->reason, "non-finite loss at step %d (final norm or head)", r->st.step + 1);
     r->status = "failed";
     return false;
 }
@@ -410,19 +412,21 @@ static bool after_step(TrainRun *r, double lr, double grad_norm) {
     return true;
 }
 
+/* The training loop; a failure, a stop or the last step ends it, with r->status and r->reason set. */
 static void train_loop(TrainRun *r) {
     const TrainConfig *tc = r->tc;
     while (r->st.step < tc->steps) {
         double t0 = now_seconds();
         arm_activation_fault(r);
-        double loss = inject_late_fault(r, forward_backward(r));
+        double loss = forward_backward(r); /* batch -> forward -> backward, per micro-batch */
+        loss = inject_late_fault(r, loss);
         if (!loss_is_finite(r, loss)) return;
         double lr = lr_at(tc, r->st.step);
-        double grad_norm = optimizer_step(&r->m->params, tc, r->st.step + 1, lr); /* changes nothing when not finite */
-        if (!gradient_is_finite(r, grad_norm)) return;
+        double grad_norm = optimizer_step(&r->m->params, tc, r->st.step + 1, lr); /* clip, AdamW */
+        if (!gradient_is_finite(r, grad_norm)) return; /* optimizer_step changed nothing */
         r->st.step++;
         count_step(r, loss, now_seconds() - t0);
-        if (!after_step(r, lr, grad_norm)) return;
+        if (!after_step(r, lr, grad_norm)) return; /* log, evaluate, checkpoint, stop */
     }
 }
 
