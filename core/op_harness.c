@@ -94,155 +94,214 @@ typedef struct {
     int64_t shape[4];
 } Output;
 
-bool op_run(const char *name, const char *in_path, const char *out_path, const OpOptions *opt, Error *err) {
+/* One call's inputs: the sizes q, k and v give, and host copies (float32) of every tensor. */
+typedef struct {
     OpKind kind;
-    if (!op_kind(name, &kind)) return error_set(err, "op: unknown op '%s' (expected one of %s)", name, op_names());
-    StFile f;
-    if (!st_read(&f, in_path, err)) return false;
-    bool ok = false;
-    float *h[9] = {0}; /* q k v g beta initial_state do dfinal_state scale, host */
-    Output outs[9];
-    int n_out = 0;
-    const Backend *be = opt->backend;
-    Buffers bufs = {.be = be};
-    /* every tensor must be one the op takes */
+    int64_t B, T, H, Hkv, K, V;
+    size_t nq, nk, nv, no, ns, ng, nb; /* element counts: q, k, v, o, a state, g, beta */
+    float scale;
+    bool have_do;
+    float *h[9]; /* q k v g beta initial_state do dfinal_state scale, host */
+} OpInputs;
+
+/* The outputs on the backend, in the order they are written. */
+typedef struct {
+    Output o[9];
+    int n;
+} Outputs;
+
+/* every tensor must be one the op takes */
+static bool check_names(const StFile *f, OpKind kind, const char *name, const char *in_path, Error *err) {
     const char *const *allowed = inputs_of(kind);
-    for (int i = 0; i < f.n_tensors; i++) {
+    for (int i = 0; i < f->n_tensors; i++) {
         bool known = false;
-        for (const char *const *a = allowed; *a; a++) known |= strcmp(*a, f.tensors[i].name) == 0;
-        if (!known) {
-            error_set(err, "%s: unexpected tensor '%s' (op %s takes %s)", in_path, f.tensors[i].name, name,
-                      kind == OP_CORE_LINEAR    ? "q, k, v, initial_state?, do?, dfinal_state?, scale?"
-                      : kind == OP_CORE_SOFTMAX ? "q, k, v, do?, scale?"
-                                           : "q, k, v, g, beta, initial_state?, do?, dfinal_state?, scale?");
-            goto done;
-        }
+        for (const char *const *a = allowed; *a; a++) known |= strcmp(*a, f->tensors[i].name) == 0;
+        if (!known)
+            return error_set(err, "%s: unexpected tensor '%s' (op %s takes %s)", in_path, f->tensors[i].name, name,
+                             kind == OP_CORE_LINEAR    ? "q, k, v, initial_state?, do?, dfinal_state?, scale?"
+                             : kind == OP_CORE_SOFTMAX ? "q, k, v, do?, scale?"
+                                                  : "q, k, v, g, beta, initial_state?, do?, dfinal_state?, scale?");
     }
-    const StTensor *tq = st_find(&f, "q"), *tk = st_find(&f, "k"), *tv = st_find(&f, "v");
+    return true;
+}
+
+/* The sizes, from q, k and v, after checking that the op's required tensors are there. */
+static bool read_sizes(const StFile *f, OpInputs *in, const char *in_path, Error *err) {
+    OpKind kind = in->kind;
+    const StTensor *tq = st_find(f, "q"), *tk = st_find(f, "k"), *tv = st_find(f, "v");
     const char *missing = !tq ? "q" : !tk ? "k" : !tv ? "v" : NULL;
-    if (!missing && kind <= OP_CORE_DELTA_HEAD_GATE) missing = !st_find(&f, "g") ? "g" : !st_find(&f, "beta") ? "beta" : NULL;
-    if (missing) {
-        error_set(err, "%s: missing tensor '%s'", in_path, missing);
-        goto done;
-    }
-    if (tq->ndim != 4 || tk->ndim != 4 || tv->ndim != 4) {
-        error_set(err, "%s: q, k and v must have 4 dimensions [B, T, heads, channels], got %d, %d and %d", in_path,
-                  tq->ndim, tk->ndim, tv->ndim);
-        goto done;
-    }
+    if (!missing && kind <= OP_CORE_DELTA_HEAD_GATE) missing = !st_find(f, "g") ? "g" : !st_find(f, "beta") ? "beta" : NULL;
+    if (missing) return error_set(err, "%s: missing tensor '%s'", in_path, missing);
+    if (tq->ndim != 4 || tk->ndim != 4 || tv->ndim != 4)
+        return error_set(err, "%s: q, k and v must have 4 dimensions [B, T, heads, channels], got %d, %d and %d",
+                         in_path, tq->ndim, tk->ndim, tv->ndim);
     int64_t B = tq->shape[0], T = tq->shape[1], H = tq->shape[2], K = tq->shape[3];
     int64_t Hkv = kind == OP_CORE_SOFTMAX ? tk->shape[2] : H, V = tv->shape[3];
-    if (B < 1 || T < 1 || H < 1 || K < 1 || V < 1 || Hkv < 1 || B * T * H > (1 << 28) || K > 4096 || V > 4096) {
-        error_set(err, "%s: q and v shapes [%lld, %lld, %lld, %lld] and [.., %lld] are empty or too large", in_path,
-                  (long long)B, (long long)T, (long long)H, (long long)K, (long long)V);
-        goto done;
-    }
-    if (H % Hkv) {
-        error_set(err, "%s: q has %lld heads, not a multiple of k's %lld", in_path, (long long)H, (long long)Hkv);
-        goto done;
-    }
+    if (B < 1 || T < 1 || H < 1 || K < 1 || V < 1 || Hkv < 1 || B * T * H > (1 << 28) || K > 4096 || V > 4096)
+        return error_set(err, "%s: q and v shapes [%lld, %lld, %lld, %lld] and [.., %lld] are empty or too large",
+                         in_path, (long long)B, (long long)T, (long long)H, (long long)K, (long long)V);
+    if (H % Hkv)
+        return error_set(err, "%s: q has %lld heads, not a multiple of k's %lld", in_path, (long long)H,
+                         (long long)Hkv);
+    *in = (OpInputs){.kind = kind, .B = B, .T = T, .H = H, .Hkv = Hkv, .K = K, .V = V};
+    in->nq = (size_t)(B * T * H * K), in->nk = (size_t)(B * T * Hkv * K), in->nv = (size_t)(B * T * Hkv * V);
+    in->no = (size_t)(B * T * H * V), in->ns = (size_t)(B * H * K * V);
+    in->ng = kind == OP_CORE_DELTA_CHANNEL_GATE ? in->nq : (size_t)(B * T * H), in->nb = (size_t)(B * T * H);
+    return true;
+}
+
+/* Host copies of the tensors, each checked against the shape the sizes give. */
+static bool load_tensors(const StFile *f, OpInputs *in, Error *err) {
+    OpKind kind = in->kind;
+    int64_t B = in->B, T = in->T, H = in->H, Hkv = in->Hkv, K = in->K, V = in->V;
     int64_t s_q[4] = {B, T, H, K}, s_k[4] = {B, T, Hkv, K}, s_v[4] = {B, T, Hkv, V}, s_o[4] = {B, T, H, V};
     int64_t s_gk[4] = {B, T, H, K}, s_state[4] = {B, H, K, V};
-    bool have_do = st_find(&f, "do") != NULL;
-    if ((h[0] = load(&f, "q", 4, s_q, "[B, T, H, K]", err)) == NULL) goto done;
-    if ((h[1] = load(&f, "k", 4, s_k, "[B, T, H, K]", err)) == NULL) goto done;
-    if ((h[2] = load(&f, "v", 4, s_v, "[B, T, H, V]", err)) == NULL) goto done;
-    if (kind == OP_CORE_DELTA_CHANNEL_GATE && (h[3] = load(&f, "g", 4, s_gk, "[B, T, H, K] (a log decay per key channel)", err)) == NULL)
-        goto done;
-    if (kind == OP_CORE_DELTA_HEAD_GATE && (h[3] = load(&f, "g", 3, s_gk, "[B, T, H] (a log decay per head)", err)) == NULL) goto done;
-    if (kind <= OP_CORE_DELTA_HEAD_GATE && (h[4] = load(&f, "beta", 3, s_gk, "[B, T, H]", err)) == NULL) goto done;
-    if (kind != OP_CORE_SOFTMAX && st_find(&f, "initial_state") &&
-        (h[5] = load(&f, "initial_state", 4, s_state, "[B, H, K, V]", err)) == NULL)
-        goto done;
-    if (have_do && (h[6] = load(&f, "do", 4, s_o, "[B, T, H, V]", err)) == NULL) goto done;
-    if (kind != OP_CORE_SOFTMAX && st_find(&f, "dfinal_state") &&
-        (h[7] = load(&f, "dfinal_state", 4, s_state, "[B, H, K, V]", err)) == NULL)
-        goto done;
-    float scale = 1.0f / sqrtf((float)K);
-    const StTensor *ts = st_find(&f, "scale");
-    if (ts) {
-        if (ts->count != 1) {
-            error_set(err, "%s: tensor 'scale' must hold one value, has %zu", in_path, ts->count);
-            goto done;
-        }
-        h[8] = load(&f, "scale", ts->ndim, ts->shape, "a scalar", err);
-        if (!h[8]) goto done;
-        scale = h[8][0];
-    }
-    size_t nq = (size_t)(B * T * H * K), nk = (size_t)(B * T * Hkv * K), nv = (size_t)(B * T * Hkv * V),
-           no = (size_t)(B * T * H * V), ns = (size_t)(B * H * K * V);
-    size_t ng = kind == OP_CORE_DELTA_CHANNEL_GATE ? nq : (size_t)(B * T * H), nb = (size_t)(B * T * H);
-    if (kind <= OP_CORE_DELTA_HEAD_GATE)
-        for (size_t i = 0; i < ng; i++)
-            if (!(h[3][i] <= 0.0f)) {
-                error_set(err, "%s: tensor 'g' holds log-space decays, which must be <= 0; element %zu is %g", in_path, i,
-                          h[3][i]);
-                goto done;
-            }
+    float **h = in->h;
+    in->have_do = st_find(f, "do") != NULL;
+    if ((h[0] = load(f, "q", 4, s_q, "[B, T, H, K]", err)) == NULL) return false;
+    if ((h[1] = load(f, "k", 4, s_k, "[B, T, H, K]", err)) == NULL) return false;
+    if ((h[2] = load(f, "v", 4, s_v, "[B, T, H, V]", err)) == NULL) return false;
+    if (kind == OP_CORE_DELTA_CHANNEL_GATE && (h[3] = load(f, "g", 4, s_gk, "[B, T, H, K] (a log decay per key channel)", err)) == NULL)
+        return false;
+    if (kind == OP_CORE_DELTA_HEAD_GATE && (h[3] = load(f, "g", 3, s_gk, "[B, T, H] (a log decay per head)", err)) == NULL)
+        return false;
+    if (kind <= OP_CORE_DELTA_HEAD_GATE && (h[4] = load(f, "beta", 3, s_gk, "[B, T, H]", err)) == NULL) return false;
+    if (kind != OP_CORE_SOFTMAX && st_find(f, "initial_state") &&
+        (h[5] = load(f, "initial_state", 4, s_state, "[B, H, K, V]", err)) == NULL)
+        return false;
+    if (in->have_do && (h[6] = load(f, "do", 4, s_o, "[B, T, H, V]", err)) == NULL) return false;
+    if (kind != OP_CORE_SOFTMAX && st_find(f, "dfinal_state") &&
+        (h[7] = load(f, "dfinal_state", 4, s_state, "[B, H, K, V]", err)) == NULL)
+        return false;
+    return true;
+}
 
-    float *q = to_backend(&bufs, h[0], nq), *k = to_backend(&bufs, h[1], nk), *v = to_backend(&bufs, h[2], nv);
-    float *o = to_backend(&bufs, NULL, no);
-    outs[n_out++] = (Output){"o", o, 4, {B, T, H, V}};
-    if (kind == OP_CORE_SOFTMAX) {
-        AttnShape s = {(int)B, (int)T, (int)H, (int)Hkv, (int)K, (int)V, H * K, Hkv * K, Hkv * V, H * V, scale};
-        float *lse = to_backend(&bufs, NULL, (size_t)(B * H * T)), *work = take(&bufs, be->attention_workspace(&s));
-        be->attention_forward(&s, o, lse, q, k, v, work);
-        if (have_do) {
-            float *d_o = to_backend(&bufs, h[6], no), *dq = to_backend(&bufs, NULL, nq), *dk = to_backend(&bufs, NULL, nk),
-                  *dv = to_backend(&bufs, NULL, nv);
-            be->attention_backward(&s, dq, dk, dv, d_o, q, k, v, o, lse, work);
-            outs[n_out++] = (Output){"dq", dq, 4, {B, T, H, K}};
-            outs[n_out++] = (Output){"dk", dk, 4, {B, T, Hkv, K}};
-            outs[n_out++] = (Output){"dv", dv, 4, {B, T, Hkv, V}};
-        }
+/* The attention scale: the tensor 'scale' when given, else 1/sqrt(K). */
+static bool read_scale(const StFile *f, OpInputs *in, const char *in_path, Error *err) {
+    in->scale = 1.0f / sqrtf((float)in->K);
+    const StTensor *ts = st_find(f, "scale");
+    if (!ts) return true;
+    if (ts->count != 1) return error_set(err, "%s: tensor 'scale' must hold one value, has %zu", in_path, ts->count);
+    in->h[8] = load(f, "scale", ts->ndim, ts->shape, "a scalar", err);
+    if (!in->h[8]) return false;
+    in->scale = in->h[8][0];
+    return true;
+}
+
+static bool check_decays(const OpInputs *in, const char *in_path, Error *err) {
+    if (in->kind <= OP_CORE_DELTA_HEAD_GATE)
+        for (size_t i = 0; i < in->ng; i++)
+            if (!(in->h[3][i] <= 0.0f))
+                return error_set(err, "%s: tensor 'g' holds log-space decays, which must be <= 0; element %zu is %g",
+                                 in_path, i, in->h[3][i]);
+    return true;
+}
+
+/* q, k and v on the backend, and o, the first output. */
+typedef struct {
+    float *q, *k, *v, *o;
+} Qkvo;
+
+static Qkvo upload_qkv(const OpInputs *in, Buffers *b, Outputs *out) {
+    Qkvo t;
+    t.q = to_backend(b, in->h[0], in->nq);
+    t.k = to_backend(b, in->h[1], in->nk);
+    t.v = to_backend(b, in->h[2], in->nv);
+    t.o = to_backend(b, NULL, in->no);
+    out->o[out->n++] = (Output){"o", t.o, 4, {in->B, in->T, in->H, in->V}};
+    return t;
+}
+
+static void run_softmax(const OpInputs *in, Buffers *b, Outputs *out) {
+    const Backend *be = b->be;
+    int64_t B = in->B, T = in->T, H = in->H, Hkv = in->Hkv, K = in->K, V = in->V;
+    Qkvo t = upload_qkv(in, b, out);
+    AttnShape s = {(int)B, (int)T, (int)H, (int)Hkv, (int)K, (int)V, H * K, Hkv * K, Hkv * V, H * V, in->scale};
+    float *lse = to_backend(b, NULL, (size_t)(B * H * T)), *work = take(b, be->attention_workspace(&s));
+    be->attention_forward(&s, t.o, lse, t.q, t.k, t.v, work);
+    if (!in->have_do) return;
+    float *d_o = to_backend(b, in->h[6], in->no), *dq = to_backend(b, NULL, in->nq), *dk = to_backend(b, NULL, in->nk),
+          *dv = to_backend(b, NULL, in->nv);
+    be->attention_backward(&s, dq, dk, dv, d_o, t.q, t.k, t.v, t.o, lse, work);
+    out->o[out->n++] = (Output){"dq", dq, 4, {B, T, H, K}};
+    out->o[out->n++] = (Output){"dk", dk, 4, {B, T, Hkv, K}};
+    out->o[out->n++] = (Output){"dv", dv, 4, {B, T, Hkv, V}};
+}
+
+/* the linear-time cores: the chunked recurrence forward, and with 'do' its backward. */
+static void run_scan(const OpInputs *in, Buffers *b, int chunk, Outputs *out) {
+    const Backend *be = b->be;
+    int64_t B = in->B, T = in->T, H = in->H, K = in->K, V = in->V;
+    size_t nq = in->nq, ns = in->ns, ng = in->ng, nb = in->nb;
+    float *const *h = in->h;
+    Qkvo t = upload_qkv(in, b, out);
+    ScanShape s = {(int)B, (int)T, (int)H, (int)K, (int)V, in->scale, chunk, in->kind == OP_CORE_DELTA_CHANNEL_GATE};
+    bool delta = in->kind != OP_CORE_LINEAR;
+    float *h0 = h[5] ? to_backend(b, h[5], ns) : NULL, *final = to_backend(b, NULL, ns);
+    float *g = delta ? to_backend(b, h[3], ng) : NULL, *beta = delta ? to_backend(b, h[4], nb) : NULL;
+    size_t saved_n = delta ? be->delta_rule_saved(&s) : be->linear_attn_saved(&s);
+    float *saved = to_backend(b, NULL, saved_n);
+    float *work = take(b, delta ? be->delta_rule_workspace(&s) : be->linear_attn_workspace(&s));
+    if (delta) be->delta_rule_forward(&s, t.o, final, saved, t.q, t.k, t.v, g, beta, h0, work);
+    else be->linear_attn_forward(&s, t.o, final, saved, t.q, t.k, t.v, h0, work);
+    out->o[out->n++] = (Output){"final_state", final, 4, {B, H, K, V}};
+    if (!in->have_do) return;
+    float *d_o = to_backend(b, h[6], in->no), *dht = h[7] ? to_backend(b, h[7], ns) : NULL;
+    float *dq = to_backend(b, NULL, nq), *dk = to_backend(b, NULL, in->nk), *dv = to_backend(b, NULL, in->nv);
+    float *dh0 = to_backend(b, NULL, ns);
+    if (delta) {
+        float *dg = to_backend(b, NULL, ng), *dbeta = to_backend(b, NULL, nb);
+        be->delta_rule_backward(&s, dq, dk, dv, dg, dbeta, dh0, dht, d_o, t.q, t.k, t.v, g, beta, saved, work);
+        out->o[out->n++] = (Output){"dg", dg, in->kind == OP_CORE_DELTA_CHANNEL_GATE ? 4 : 3, {B, T, H, K}};
+        out->o[out->n++] = (Output){"dbeta", dbeta, 3, {B, T, H, 0}};
     } else {
-        ScanShape s = {(int)B, (int)T, (int)H, (int)K, (int)V, scale, opt->chunk, kind == OP_CORE_DELTA_CHANNEL_GATE};
-        bool delta = kind != OP_CORE_LINEAR;
-        float *h0 = h[5] ? to_backend(&bufs, h[5], ns) : NULL, *final = to_backend(&bufs, NULL, ns);
-        float *g = delta ? to_backend(&bufs, h[3], ng) : NULL, *beta = delta ? to_backend(&bufs, h[4], nb) : NULL;
-        size_t saved_n = delta ? be->delta_rule_saved(&s) : be->linear_attn_saved(&s);
-        float *saved = to_backend(&bufs, NULL, saved_n);
-        float *work = take(&bufs, delta ? be->delta_rule_workspace(&s) : be->linear_attn_workspace(&s));
-        if (delta) be->delta_rule_forward(&s, o, final, saved, q, k, v, g, beta, h0, work);
-        else be->linear_attn_forward(&s, o, final, saved, q, k, v, h0, work);
-        outs[n_out++] = (Output){"final_state", final, 4, {B, H, K, V}};
-        if (have_do) {
-            float *d_o = to_backend(&bufs, h[6], no), *dht = h[7] ? to_backend(&bufs, h[7], ns) : NULL;
-            float *dq = to_backend(&bufs, NULL, nq), *dk = to_backend(&bufs, NULL, nk), *dv = to_backend(&bufs, NULL, nv);
-            float *dh0 = to_backend(&bufs, NULL, ns);
-            if (delta) {
-                float *dg = to_backend(&bufs, NULL, ng), *dbeta = to_backend(&bufs, NULL, nb);
-                be->delta_rule_backward(&s, dq, dk, dv, dg, dbeta, dh0, dht, d_o, q, k, v, g, beta, saved, work);
-                outs[n_out++] = (Output){"dg", dg, kind == OP_CORE_DELTA_CHANNEL_GATE ? 4 : 3, {B, T, H, K}};
-                outs[n_out++] = (Output){"dbeta", dbeta, 3, {B, T, H, 0}};
-            } else {
-                be->linear_attn_backward(&s, dq, dk, dv, dh0, dht, d_o, q, k, v, saved, work);
-            }
-            outs[n_out++] = (Output){"dq", dq, 4, {B, T, H, K}};
-            outs[n_out++] = (Output){"dk", dk, 4, {B, T, H, K}};
-            outs[n_out++] = (Output){"dv", dv, 4, {B, T, H, V}};
-            if (h0) outs[n_out++] = (Output){"dinitial_state", dh0, 4, {B, H, K, V}};
-        }
+        be->linear_attn_backward(&s, dq, dk, dv, dh0, dht, d_o, t.q, t.k, t.v, saved, work);
     }
-    /* bring the outputs home and write them */
+    out->o[out->n++] = (Output){"dq", dq, 4, {B, T, H, K}};
+    out->o[out->n++] = (Output){"dk", dk, 4, {B, T, H, K}};
+    out->o[out->n++] = (Output){"dv", dv, 4, {B, T, H, V}};
+    if (h0) out->o[out->n++] = (Output){"dinitial_state", dh0, 4, {B, H, K, V}};
+}
+
+/* bring the outputs home and write them */
+static bool write_outputs(const Outputs *out, const char *name, const OpOptions *opt, const char *out_path,
+                          Error *err) {
+    const Backend *be = opt->backend;
     StWriter *w = st_writer_new();
     float *host[9];
-    for (int i = 0; i < n_out; i++) {
+    for (int i = 0; i < out->n; i++) {
+        const Output *o = &out->o[i];
         size_t n = 1;
-        for (int d = 0; d < outs[i].ndim; d++) n *= (size_t)outs[i].shape[d];
+        for (int d = 0; d < o->ndim; d++) n *= (size_t)o->shape[d];
         host[i] = xmalloc(sizeof(float) * n);
-        be->download(host[i], outs[i].dev, sizeof(float) * n);
-        st_writer_add(w, outs[i].name, ST_F32, outs[i].ndim, outs[i].shape, host[i]);
+        be->download(host[i], o->dev, sizeof(float) * n);
+        st_writer_add(w, o->name, ST_F32, o->ndim, o->shape, host[i]);
     }
     char meta[64];
     snprintf(meta, sizeof meta, "%s (%s, chunk %d)", name, be->name, opt->chunk);
     st_writer_meta(w, "attnlab_op", meta);
-    ok = st_writer_save(w, out_path, err);
+    bool ok = st_writer_save(w, out_path, err);
     st_writer_free(w);
-    for (int i = 0; i < n_out; i++) free(host[i]);
-done:
-    for (int i = 0; i < bufs.n; i++) be->release(bufs.ptr[i]);
-    for (int i = 0; i < 9; i++) free(h[i]);
+    for (int i = 0; i < out->n; i++) free(host[i]);
+    return ok;
+}
+
+bool op_run(const char *name, const char *in_path, const char *out_path, const OpOptions *opt, Error *err) {
+    OpInputs in = {0};
+    if (!op_kind(name, &in.kind)) return error_set(err, "op: unknown op '%s' (expected one of %s)", name, op_names());
+    StFile f;
+    if (!st_read(&f, in_path, err)) return false;
+    Buffers bufs = {.be = opt->backend};
+    bool ok = check_names(&f, in.kind, name, in_path, err) && read_sizes(&f, &in, in_path, err) &&
+              load_tensors(&f, &in, err) && read_scale(&f, &in, in_path, err) && check_decays(&in, in_path, err);
+    if (ok) {
+        Outputs out = {0};
+        if (in.kind == OP_CORE_SOFTMAX) run_softmax(&in, &bufs, &out);
+        else run_scan(&in, &bufs, opt->chunk, &out);
+        ok = write_outputs(&out, name, opt, out_path, err);
+    }
+    for (int i = 0; i < bufs.n; i++) bufs.be->release(bufs.ptr[i]);
+    for (int i = 0; i < 9; i++) free(in.h[i]);
     st_free(&f);
     return ok;
 }

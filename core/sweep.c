@@ -120,224 +120,283 @@ static bool load_lua(lua_State *L, const char *path, Error *err) {
     return true;
 }
 
-bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err) {
-    memset(sw, 0, sizeof *sw);
-    sw->source = xstrdup(path);
-    lua_State *L = sandbox_new(path, err);
-    if (!L) return false;
-    bool ok = false;
-    Leaves *entries = NULL; /* one Leaves per entry of `runs` */
-    int n_entries = 0;
-    GridAxis *axes = NULL;
-    int n_axes = 0;
-    Leaves swept = {0}; /* every path any run sets, for naming */
-    if (!load_lua(L, path, err)) goto done;
-    int top = lua_gettop(L);
-    bool is_sweep = false;
+/* What a sweep file sets, read before any run is built. */
+typedef struct {
+    lua_State *L;
+    const char *path;
+    int top; /* the file's table */
+    bool is_sweep;
+    Leaves *entries; /* one Leaves per entry of `runs` */
+    int n_entries;
+    GridAxis *axes;
+    int n_axes;
+    long combos; /* the grid's points */
+    Leaves swept; /* every path any run sets, for naming */
+} SweepFile;
+
+static void sweep_file_free(SweepFile *sf) {
+    for (int e = 0; e < sf->n_entries && sf->entries; e++) free(sf->entries[e].items);
+    free(sf->entries);
+    for (int a = 0; a < sf->n_axes; a++) free(sf->axes[a].refs);
+    free(sf->axes);
+    free(sf->swept.items);
+}
+
+/* A file with any of a sweep's keys but `experiment` is a sweep, and has only those keys at the top. */
+static bool read_kind(SweepFile *sf, Error *err) {
+    lua_State *L = sf->L;
     lua_pushnil(L);
-    while (lua_next(L, top)) {
+    while (lua_next(L, sf->top)) {
         if (lua_type(L, -2) == LUA_TSTRING && is_sweep_key(lua_tostring(L, -2)) && strcmp(lua_tostring(L, -2), "experiment") != 0)
-            is_sweep = true;
+            sf->is_sweep = true;
         lua_pop(L, 1);
     }
-    if (is_sweep) { /* only the sweep's own keys at the top */
+    if (!sf->is_sweep) return true;
+    lua_pushnil(L);
+    while (lua_next(L, sf->top)) {
+        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "(not a name)";
+        if (!is_sweep_key(key)) {
+            error_set(err, "%s: unknown key '%s' in a sweep (expected experiment, base, grid, runs, select)", sf->path,
+                      key);
+            lua_pop(L, 2);
+            return false;
+        }
+        lua_pop(L, 1);
+    }
+    return true;
+}
+
+/* `runs`: each entry's fields, sorted by path. */
+static bool read_runs_list(SweepFile *sf, Error *err) {
+    lua_State *L = sf->L;
+    lua_getfield(L, sf->top, "runs");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TTABLE || lua_rawlen(L, -1) == 0)
+            return error_set(err, "%s: 'runs' must be a non-empty list of tables of fields", sf->path);
+        sf->n_entries = (int)lua_rawlen(L, -1);
+        sf->entries = xcalloc((size_t)sf->n_entries, sizeof(Leaves));
+        for (int i = 0; i < sf->n_entries; i++) {
+            lua_rawgeti(L, -1, i + 1);
+            if (lua_type(L, -1) != LUA_TTABLE)
+                return error_set(err, "%s: runs[%d] must be a table of fields, got %s", sf->path, i + 1,
+                                 luaL_typename(L, -1));
+            flatten(L, "", &sf->entries[i]);
+            /* Lua's table order changes from one process to the next (its string hashes are
+             * seeded at random): sorted, a run gets the same name when the sweep restarts */
+            qsort(sf->entries[i].items, (size_t)sf->entries[i].n, sizeof(Leaf), cmp_leaf);
+        }
+    }
+    lua_pop(L, 1);
+    return true;
+}
+
+/* One entry of `grid` (its key at -2, its list of values at -1) as an axis. */
+static bool read_axis(SweepFile *sf, Error *err) {
+    lua_State *L = sf->L;
+    const char *path = sf->path;
+    if (lua_type(L, -2) != LUA_TSTRING) return error_set(err, "%s: grid keys must be field paths", path);
+    const char *key = lua_tostring(L, -2);
+    if (!config_find_field(key)) {
+        Error e2;
+        if (config_is_section(key))
+            return error_set(err, "%s: grid key '%s' is a section; name one of its fields", path, key);
+        return error_set(err, "%s (in the grid)", (config_unknown_field(key, path, &e2), e2.msg));
+    }
+    if (lua_type(L, -1) != LUA_TTABLE || lua_rawlen(L, -1) == 0)
+        return error_set(err, "%s: grid '%s' is empty: give a list of at least one value", path, key);
+    sf->axes = xrealloc(sf->axes, sizeof(GridAxis) * (size_t)(sf->n_axes + 1));
+    GridAxis *ax = &sf->axes[sf->n_axes++];
+    snprintf(ax->key.path, sizeof ax->key.path, "%s", key);
+    ax->n_values = (int)lua_rawlen(L, -1);
+    ax->refs = xcalloc((size_t)ax->n_values, sizeof(int));
+    for (int v = 0; v < ax->n_values; v++) {
+        lua_rawgeti(L, -1, v + 1);
+        ax->refs[v] = luaL_ref(L, LUA_REGISTRYINDEX);
+    }
+    return true;
+}
+
+/* `grid`: an axis per field, sorted by path. */
+static bool read_grid(SweepFile *sf, Error *err) {
+    lua_State *L = sf->L;
+    lua_getfield(L, sf->top, "grid");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TTABLE)
+            return error_set(err, "%s: 'grid' must be a table of field = list of values", sf->path);
+        int gi = lua_gettop(L);
         lua_pushnil(L);
-        while (lua_next(L, top)) {
-            const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "(not a name)";
-            if (!is_sweep_key(key)) {
-                error_set(err, "%s: unknown key '%s' in a sweep (expected experiment, base, grid, runs, select)", path, key);
-                lua_pop(L, 2);
-                goto done;
-            }
+        while (lua_next(L, gi)) {
+            if (!read_axis(sf, err)) return false;
             lua_pop(L, 1);
         }
+        /* Lua's table order is not stable: sort the axes by path */
+        for (int a = 0; a < sf->n_axes; a++)
+            for (int b = a + 1; b < sf->n_axes; b++)
+                if (strcmp(sf->axes[a].key.path, sf->axes[b].key.path) > 0) {
+                    GridAxis t = sf->axes[a];
+                    sf->axes[a] = sf->axes[b];
+                    sf->axes[b] = t;
+                }
     }
-    /* the runs list */
-    if (is_sweep) {
-        lua_getfield(L, top, "runs");
-        if (!lua_isnil(L, -1)) {
-            if (lua_type(L, -1) != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
-                error_set(err, "%s: 'runs' must be a non-empty list of tables of fields", path);
-                goto done;
-            }
-            n_entries = (int)lua_rawlen(L, -1);
-            entries = xcalloc((size_t)n_entries, sizeof(Leaves));
-            for (int i = 0; i < n_entries; i++) {
-                lua_rawgeti(L, -1, i + 1);
-                if (lua_type(L, -1) != LUA_TTABLE) {
-                    error_set(err, "%s: runs[%d] must be a table of fields, got %s", path, i + 1, luaL_typename(L, -1));
-                    goto done;
-                }
-                flatten(L, "", &entries[i]);
-                /* Lua's table order changes from one process to the next (its string hashes are
-                 * seeded at random): sorted, a run gets the same name when the sweep restarts */
-                qsort(entries[i].items, (size_t)entries[i].n, sizeof(Leaf), cmp_leaf);
-            }
-        }
-        lua_pop(L, 1);
-        /* the grid */
-        lua_getfield(L, top, "grid");
-        if (!lua_isnil(L, -1)) {
-            if (lua_type(L, -1) != LUA_TTABLE) {
-                error_set(err, "%s: 'grid' must be a table of field = list of values", path);
-                goto done;
-            }
-            int gi = lua_gettop(L);
-            lua_pushnil(L);
-            while (lua_next(L, gi)) {
-                if (lua_type(L, -2) != LUA_TSTRING) {
-                    error_set(err, "%s: grid keys must be field paths", path);
-                    goto done;
-                }
-                const char *key = lua_tostring(L, -2);
-                if (!config_find_field(key)) {
-                    Error e2;
-                    if (config_is_section(key)) error_set(err, "%s: grid key '%s' is a section; name one of its fields", path, key);
-                    else error_set(err, "%s (in the grid)", (config_unknown_field(key, path, &e2), e2.msg));
-                    goto done;
-                }
-                if (lua_type(L, -1) != LUA_TTABLE || lua_rawlen(L, -1) == 0) {
-                    error_set(err, "%s: grid '%s' is empty: give a list of at least one value", path, key);
-                    goto done;
-                }
-                axes = xrealloc(axes, sizeof(GridAxis) * (size_t)(n_axes + 1));
-                GridAxis *ax = &axes[n_axes++];
-                snprintf(ax->key.path, sizeof ax->key.path, "%s", key);
-                ax->n_values = (int)lua_rawlen(L, -1);
-                ax->refs = xcalloc((size_t)ax->n_values, sizeof(int));
-                for (int v = 0; v < ax->n_values; v++) {
-                    lua_rawgeti(L, -1, v + 1);
-                    ax->refs[v] = luaL_ref(L, LUA_REGISTRYINDEX);
-                }
-                lua_pop(L, 1);
-            }
-            /* Lua's table order is not stable: sort the axes by path */
-            for (int a = 0; a < n_axes; a++)
-                for (int b = a + 1; b < n_axes; b++)
-                    if (strcmp(axes[a].key.path, axes[b].key.path) > 0) {
-                        GridAxis t = axes[a];
-                        axes[a] = axes[b];
-                        axes[b] = t;
-                    }
-        }
-        lua_pop(L, 1);
+    lua_pop(L, 1);
+    return true;
+}
+
+/* The grid's size, and every path a run sets. */
+static bool count_points(SweepFile *sf, Error *err) {
+    sf->combos = 1;
+    for (int a = 0; a < sf->n_axes; a++) {
+        sf->combos *= sf->axes[a].n_values;
+        if (sf->combos > 100000) return error_set(err, "%s: the grid has more than 100,000 points", sf->path);
+    }
+    for (int e = 0; e < sf->n_entries; e++)
+        for (int i = 0; i < sf->entries[e].n; i++)
+            if (strcmp(sf->entries[e].items[i].path, "run") != 0)
+                leaves_push(&sf->swept, sf->entries[e].items[i].path, 0);
+    for (int a = 0; a < sf->n_axes; a++) leaves_push(&sf->swept, sf->axes[a].key.path, 0);
+    return true;
+}
+
+/* The file's table (at the top of the stack): its kind, runs, grid and selection. */
+static bool read_sweep_file(SweepFile *sf, SweepSelect *select, Error *err) {
+    lua_State *L = sf->L;
+    sf->top = lua_gettop(L);
+    if (!read_kind(sf, err)) return false;
+    if (sf->is_sweep) {
+        if (!read_runs_list(sf, err) || !read_grid(sf, err)) return false;
         /* the selection: read now, checked against the runs once they exist */
-        lua_getfield(L, top, "select");
-        if (!lua_isnil(L, -1) && !select_parse(&sw->select, L, -1, path, err)) goto done;
+        lua_getfield(L, sf->top, "select");
+        if (!lua_isnil(L, -1) && !select_parse(select, L, -1, sf->path, err)) return false;
         lua_pop(L, 1);
     }
-    if (!n_entries) {
-        entries = xcalloc(1, sizeof(Leaves));
-        n_entries = 1;
+    if (!sf->n_entries) {
+        sf->entries = xcalloc(1, sizeof(Leaves));
+        sf->n_entries = 1;
     }
-    long combos = 1;
-    for (int a = 0; a < n_axes; a++) {
-        combos *= axes[a].n_values;
-        if (combos > 100000) {
-            error_set(err, "%s: the grid has more than 100,000 points", path);
-            goto done;
+    return count_points(sf, err);
+}
+
+/* A sweep's `base`, or the whole file when it is one run. */
+static bool apply_base(Config *c, const SweepFile *sf, Error *err) {
+    lua_State *L = sf->L;
+    if (!sf->is_sweep) return config_apply_table(c, L, sf->top, sf->path, err);
+    lua_getfield(L, sf->top, "base");
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TTABLE) return error_set(err, "%s: 'base' must be a config table", sf->path);
+        if (!config_apply_table(c, L, -1, sf->path, err)) return false;
+    }
+    lua_pop(L, 1);
+    return true;
+}
+
+/* The run's own fields, then its grid point (first axis slowest); `set` collects their paths. */
+static bool apply_fields(Config *c, const SweepFile *sf, int e, long p, Leaves *set, Error *err) {
+    for (int i = 0; i < sf->entries[e].n; i++) {
+        if (!apply_leaf(c, sf->L, &sf->entries[e].items[i], sf->path, err)) return false;
+        leaves_push(set, sf->entries[e].items[i].path, sf->entries[e].items[i].ref);
+    }
+    long rest = p;
+    for (int a = sf->n_axes - 1; a >= 0; a--) {
+        int v = (int)(rest % sf->axes[a].n_values);
+        rest /= sf->axes[a].n_values;
+        Leaf leaf = sf->axes[a].key;
+        leaf.ref = sf->axes[a].refs[v];
+        if (!apply_leaf(c, sf->L, &leaf, sf->path, err)) return false;
+    }
+    for (int a = 0; a < sf->n_axes; a++) leaves_push(set, sf->axes[a].key.path, 0);
+    return true;
+}
+
+/* the experiment is the sweep's: its own key, else base's, else the file's name */
+static bool apply_experiment(Config *c, const SweepFile *sf, Error *err) {
+    lua_State *L = sf->L;
+    if (!sf->is_sweep) return true;
+    lua_getfield(L, sf->top, "experiment");
+    if (lua_type(L, -1) == LUA_TSTRING) {
+        free(c->experiment);
+        c->experiment = xstrdup(lua_tostring(L, -1));
+    } else if (!lua_isnil(L, -1)) {
+        return error_set(err, "%s: 'experiment' must be a string", sf->path);
+    }
+    lua_pop(L, 1);
+    return true;
+}
+
+static bool apply_sets(Config *c, char **sets, int n_sets, Error *err) {
+    for (int i = 0; i < n_sets; i++)
+        if (!config_set(c, sets[i], err)) return false;
+    return true;
+}
+
+static bool check_run(Config *c, int run, Error *err) {
+    if (config_check(c, err)) return true;
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return error_set(err, "%s (run %d)", msg, run);
+}
+
+/* What a run sets, as text, and its name from them ("ratio=3:1,seed=2", a field's whole path
+ * where another swept field ends the same), unless it sets `run`. */
+static void name_run(SweepRun *r, Config *c, const Leaves *set, const Leaves *swept) {
+    bool named = false;
+    char name[512] = "";
+    size_t nl = 0;
+    for (int i = 0; i < set->n && r->n_overrides < SWEEP_MAX_OVERRIDES; i++) {
+        const char *fp = set->items[i].path;
+        if (strcmp(fp, "run") == 0) {
+            named = true;
+            continue;
         }
+        r->paths[r->n_overrides] = xstrdup(fp);
+        r->values[r->n_overrides] = field_text(c, fp);
+        const char *shown = last_component(fp);
+        for (int j = 0; j < swept->n; j++)
+            if (strcmp(swept->items[j].path, fp) != 0 && strcmp(last_component(swept->items[j].path), shown) == 0)
+                shown = fp;
+        if (nl < sizeof name)
+            nl += (size_t)snprintf(name + nl, sizeof name - nl, "%s%s=%s", nl ? "," : "", shown,
+                                   r->values[r->n_overrides]);
+        r->n_overrides++;
     }
-    for (int e = 0; e < n_entries; e++)
-        for (int i = 0; i < entries[e].n; i++)
-            if (strcmp(entries[e].items[i].path, "run") != 0) leaves_push(&swept, entries[e].items[i].path, 0);
-    for (int a = 0; a < n_axes; a++) leaves_push(&swept, axes[a].key.path, 0);
-    sw->runs = xcalloc((size_t)(n_entries * combos), sizeof(SweepRun));
-    for (int e = 0; e < n_entries; e++) {
-        for (long p = 0; p < combos; p++) {
-            SweepRun *r = &sw->runs[sw->n_runs++];
-            Config *c = &r->cfg;
-            config_defaults(c);
-            c->source_path = xstrdup(path);
-            if (is_sweep) {
-                lua_getfield(L, top, "base");
-                if (!lua_isnil(L, -1)) {
-                    if (lua_type(L, -1) != LUA_TTABLE) {
-                        error_set(err, "%s: 'base' must be a config table", path);
-                        goto done;
-                    }
-                    if (!config_apply_table(c, L, -1, path, err)) goto done;
-                }
-                lua_pop(L, 1);
-            } else if (!config_apply_table(c, L, top, path, err)) {
-                goto done;
-            }
-            /* the run's own fields, then its grid point (first axis slowest) */
-            Leaves set = {0};
-            for (int i = 0; i < entries[e].n; i++) {
-                if (!apply_leaf(c, L, &entries[e].items[i], path, err)) goto done;
-                leaves_push(&set, entries[e].items[i].path, entries[e].items[i].ref);
-            }
-            long rest = p;
-            for (int a = n_axes - 1; a >= 0; a--) {
-                int v = (int)(rest % axes[a].n_values);
-                rest /= axes[a].n_values;
-                Leaf leaf = axes[a].key;
-                leaf.ref = axes[a].refs[v];
-                if (!apply_leaf(c, L, &leaf, path, err)) goto done;
-            }
-            for (int a = 0; a < n_axes; a++) leaves_push(&set, axes[a].key.path, 0);
-            for (int i = 0; i < n_sets; i++)
-                if (!config_set(c, sets[i], err)) goto done;
-            /* the experiment is the sweep's: its own key, else base's, else the file's name */
-            if (is_sweep) {
-                lua_getfield(L, top, "experiment");
-                if (lua_type(L, -1) == LUA_TSTRING) {
-                    free(c->experiment);
-                    c->experiment = xstrdup(lua_tostring(L, -1));
-                } else if (!lua_isnil(L, -1)) {
-                    error_set(err, "%s: 'experiment' must be a string", path);
-                    goto done;
-                }
-                lua_pop(L, 1);
-            }
-            if (!config_check(c, err)) {
-                char msg[sizeof err->msg];
-                snprintf(msg, sizeof msg, "%s", err->msg);
-                error_set(err, "%s (run %d)", msg, sw->n_runs);
-                goto done;
-            }
-            /* what this run sets, as text, and its name */
-            bool named = false;
-            char name[512] = "";
-            size_t nl = 0;
-            for (int i = 0; i < set.n && r->n_overrides < SWEEP_MAX_OVERRIDES; i++) {
-                const char *fp = set.items[i].path;
-                if (strcmp(fp, "run") == 0) {
-                    named = true;
-                    continue;
-                }
-                r->paths[r->n_overrides] = xstrdup(fp);
-                r->values[r->n_overrides] = field_text(c, fp);
-                const char *shown = last_component(fp);
-                for (int j = 0; j < swept.n; j++)
-                    if (strcmp(swept.items[j].path, fp) != 0 && strcmp(last_component(swept.items[j].path), shown) == 0)
-                        shown = fp;
-                if (nl < sizeof name)
-                    nl += (size_t)snprintf(name + nl, sizeof name - nl, "%s%s=%s", nl ? "," : "", shown,
-                                           r->values[r->n_overrides]);
-                r->n_overrides++;
-            }
-            free(set.items);
-            for (char *ch = name; *ch; ch++)
-                if (*ch == '/' || *ch == ' ') *ch = '_';
-            r->name = xstrdup(named || !name[0] ? c->run : name);
-            if (!named && name[0]) {
-                free(c->run);
-                c->run = xstrdup(name);
-            }
-            for (int k = 0; k < sw->n_runs - 1; k++)
-                if (strcmp(sw->runs[k].name, r->name) == 0) {
-                    error_set(err, "%s: two runs are both named '%s'; give them different 'run' fields", path, r->name);
-                    goto done;
-                }
-        }
+    for (char *ch = name; *ch; ch++)
+        if (*ch == '/' || *ch == ' ') *ch = '_';
+    r->name = xstrdup(named || !name[0] ? c->run : name);
+    if (!named && name[0]) {
+        free(c->run);
+        c->run = xstrdup(name);
     }
-    sw->experiment = xstrdup(sw->runs[0].cfg.experiment);
-    sw->dir = xasprintf("%s/%s", sw->runs[0].cfg.out_dir, sw->experiment);
-    if (sw->select.metric && !select_check_over(sw, err)) goto done;
-    /* every run's task parameters (and what it reports, for the selection) are checked before
-     * the first run starts */
+}
+
+/* The next run: entry e of `runs` at grid point p, with the command line's overrides, checked and named. */
+static bool build_run(Sweep *sw, const SweepFile *sf, int e, long p, char **sets, int n_sets, Error *err) {
+    SweepRun *r = &sw->runs[sw->n_runs++];
+    Config *c = &r->cfg;
+    config_defaults(c);
+    c->source_path = xstrdup(sf->path);
+    Leaves set = {0};
+    bool ok = apply_base(c, sf, err) && apply_fields(c, sf, e, p, &set, err) && apply_sets(c, sets, n_sets, err) &&
+              apply_experiment(c, sf, err) && check_run(c, sw->n_runs, err);
+    if (ok) name_run(r, c, &set, &sf->swept);
+    free(set.items);
+    if (!ok) return false;
+    for (int k = 0; k < sw->n_runs - 1; k++)
+        if (strcmp(sw->runs[k].name, r->name) == 0)
+            return error_set(err, "%s: two runs are both named '%s'; give them different 'run' fields", sf->path,
+                             r->name);
+    return true;
+}
+
+static bool build_runs(Sweep *sw, const SweepFile *sf, char **sets, int n_sets, Error *err) {
+    sw->runs = xcalloc((size_t)(sf->n_entries * sf->combos), sizeof(SweepRun));
+    for (int e = 0; e < sf->n_entries; e++)
+        for (long p = 0; p < sf->combos; p++)
+            if (!build_run(sw, sf, e, p, sets, n_sets, err)) return false;
+    return true;
+}
+
+/* every run's task parameters (and what it reports, for the selection) are checked before
+ * the first run starts */
+static bool check_tasks(Sweep *sw, Error *err) {
     MetricCheck metrics = {.lacking = -1};
     for (int i = 0; i < sw->n_runs; i++) {
         Config *c = &sw->runs[i].cfg;
@@ -345,22 +404,30 @@ bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err
         Error e2;
         const TaskOps *ops = task_lookup(c->task);
         if (ops->measure) {
-            if (!ops->check(c, err)) goto done;
+            if (!ops->check(c, err)) return false;
         } else if (!(t = task_create(c, &e2))) {
-            error_set(err, "run '%s': %s", sw->runs[i].name, e2.msg);
-            goto done;
+            return error_set(err, "run '%s': %s", sw->runs[i].name, e2.msg);
         }
         if (sw->select.metric) select_note_run(&metrics, &sw->select, i, c, t);
         if (t) t->ops->destroy(t);
     }
-    if (sw->select.metric && !select_check_metric(&metrics, sw, err)) goto done;
-    ok = true;
-done:
-    for (int e = 0; e < n_entries && entries; e++) free(entries[e].items);
-    free(entries);
-    for (int a = 0; a < n_axes; a++) free(axes[a].refs);
-    free(axes);
-    free(swept.items);
+    return !sw->select.metric || select_check_metric(&metrics, sw, err);
+}
+
+bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err) {
+    memset(sw, 0, sizeof *sw);
+    sw->source = xstrdup(path);
+    lua_State *L = sandbox_new(path, err);
+    if (!L) return false;
+    SweepFile sf = {.L = L, .path = path};
+    bool ok = load_lua(L, path, err) && read_sweep_file(&sf, &sw->select, err) &&
+              build_runs(sw, &sf, sets, n_sets, err);
+    if (ok) {
+        sw->experiment = xstrdup(sw->runs[0].cfg.experiment);
+        sw->dir = xasprintf("%s/%s", sw->runs[0].cfg.out_dir, sw->experiment);
+        ok = (!sw->select.metric || select_check_over(sw, err)) && check_tasks(sw, err);
+    }
+    sweep_file_free(&sf);
     sandbox_close(L);
     return ok;
 }
@@ -618,15 +685,21 @@ static void status_line(const Sweep *sw, int done, int total, const int *running
     fflush(stdout);
 }
 
-int sweep_run(Sweep *sw, int jobs) {
-    Error err;
-    char *logs = xasprintf("%s/logs", sw->dir);
-    if (!mkdir_p(logs, &err)) die("%s", err.msg);
-    free(logs);
-    on_terminal = isatty(STDOUT_FILENO);
-    int total = sw->n_runs, done = 0;
-    bool *todo = xcalloc((size_t)total, sizeof(bool));
-    for (int i = 0; i < total; i++) {
+/* The runs of a sweep in flight, a process per slot. */
+typedef struct {
+    Sweep *sw;
+    int jobs, total, done, failed, next, n_running;
+    bool *todo;
+    pid_t *pids;
+    bool *told; /* a stop was passed to this slot's run */
+    int *slot_run;
+    double last_status;
+} Jobs;
+
+/* Marks the runs still to do; returns how many are done already. */
+static int find_todo(const Sweep *sw, bool *todo) {
+    int done = 0;
+    for (int i = 0; i < sw->n_runs; i++) {
         cJSON *o = read_summary(sw, &sw->runs[i]);
         const char *st = o ? sweep_json_string(o, "status") : NULL;
         /* only a finished run is done: a failed one is tried again from its last checkpoint
@@ -636,105 +709,136 @@ int sweep_run(Sweep *sw, int jobs) {
         done += over;
         cJSON_Delete(o);
     }
-    printf("sweep '%s': %d runs, %d already done, %d job%s; results in %s/ (logs in %s/logs/)\n", sw->experiment, total,
-           done, jobs, jobs == 1 ? "" : "s", sw->dir, sw->dir);
-    fflush(stdout);
-    sweep_write_summary(sw);
+    return done;
+}
+
+static void install_sweep_signal_handlers(void) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sweep_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    pid_t *pids = xcalloc((size_t)jobs, sizeof(pid_t));
-    bool *told = xcalloc((size_t)jobs, sizeof(bool)); /* a stop was passed to this slot's run */
-    int *slot_run = xcalloc((size_t)jobs, sizeof(int));
+}
+
+/* Forks the next runs to do into the free slots; none once a stop was asked for. */
+static void start_runs(Jobs *j) {
+    while (!sweep_stop && j->n_running < j->jobs) {
+        while (j->next < j->total && !j->todo[j->next]) j->next++;
+        if (j->next == j->total) break;
+        int slot = 0;
+        while (j->pids[slot]) slot++;
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid < 0) die("cannot start a run: fork failed");
+        if (pid == 0) run_child(j->sw, &j->sw->runs[j->next], j->jobs);
+        j->pids[slot] = pid;
+        j->told[slot] = false;
+        j->slot_run[slot] = j->next++;
+        j->n_running++;
+        if (!on_terminal) printf("started %s\n", j->sw->runs[j->slot_run[slot]].name);
+    }
+}
+
+/* While no run ends: a stop passed on to each run once, the status line, a short sleep. */
+static void wait_for_runs(Jobs *j) {
+    if (sweep_stop)
+        for (int s = 0; s < j->jobs; s++)
+            if (j->pids[s] && !j->told[s]) { /* each run finishes its step, checkpoints and stops */
+                kill(j->pids[s], SIGINT);
+                j->told[s] = true;
+            }
+    if (on_terminal && now_seconds() - j->last_status > 0.5) {
+        int idx[64], k = 0;
+        for (int s = 0; s < j->jobs && k < 64; s++)
+            if (j->pids[s]) idx[k++] = j->slot_run[s];
+        status_line(j->sw, j->done, j->total, idx, k);
+        j->last_status = now_seconds();
+    }
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+
+/* How an ended run went, from its exit status and summary.json; counts it done or failed. */
+static void describe_end(Jobs *j, const SweepRun *r, int status, bool told, char *what, size_t len) {
+    const Sweep *sw = j->sw;
+    cJSON *o = read_summary(sw, r);
+    const char *st = o ? sweep_json_string(o, "status") : NULL;
+    if (WIFSIGNALED(status) && told) {
+        snprintf(what, len, "interrupted before training began");
+    } else if (WIFSIGNALED(status)) {
+        snprintf(what, len, "crashed (signal %d); see %s/logs/%s.log", WTERMSIG(status), sw->dir, r->name);
+        j->failed++;
+    } else if (st && strcmp(st, "failed") == 0) {
+        snprintf(what, len, "failed: %s", sweep_json_string(o, "reason") ? sweep_json_string(o, "reason") : "?");
+        j->failed++;
+        j->done++;
+    } else if (st && strcmp(st, "finished") == 0 && task_lookup(r->cfg.task)->measure) {
+        snprintf(what, len, "finished (%s)", task_lookup(r->cfg.task)->result_file);
+        j->done++;
+    } else if (st && strcmp(st, "finished") == 0) {
+        const cJSON *vl = cJSON_GetObjectItemCaseSensitive(o, "val_loss");
+        const cJSON *va = cJSON_GetObjectItemCaseSensitive(o, "val_accuracy");
+        snprintf(what, len, "finished: val loss %.4f, accuracy %.4f", cJSON_IsNumber(vl) ? vl->valuedouble : NAN,
+                 cJSON_IsNumber(va) ? va->valuedouble : NAN);
+        j->done++;
+    } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && !(st && strcmp(st, "interrupted") == 0)) {
+        snprintf(what, len, "stopped with status %d; see %s/logs/%s.log", WEXITSTATUS(status), sw->dir, r->name);
+        j->failed++;
+    } else {
+        snprintf(what, len, "%s", st ? st : "ended");
+    }
+    cJSON_Delete(o);
+}
+
+/* Process pid ended: its slot is freed, its line printed, the summary rewritten. */
+static void run_ended(Jobs *j, pid_t pid, int status) {
+    int slot = 0;
+    while (slot < j->jobs && j->pids[slot] != pid) slot++;
+    if (slot == j->jobs) return;
+    SweepRun *r = &j->sw->runs[j->slot_run[slot]];
+    j->pids[slot] = 0;
+    j->n_running--;
+    char what[256];
+    describe_end(j, r, status, j->told[slot], what, sizeof what);
+    end_status_line();
+    printf("[%d/%d] %s %s\n", j->done, j->total, r->name, what);
+    fflush(stdout);
+    sweep_write_summary(j->sw);
+}
+
+int sweep_run(Sweep *sw, int jobs) {
+    Error err;
+    char *logs = xasprintf("%s/logs", sw->dir);
+    if (!mkdir_p(logs, &err)) die("%s", err.msg);
+    free(logs);
+    on_terminal = isatty(STDOUT_FILENO);
+    Jobs j = {.sw = sw, .jobs = jobs, .total = sw->n_runs, .todo = xcalloc((size_t)sw->n_runs, sizeof(bool))};
+    j.done = find_todo(sw, j.todo);
+    printf("sweep '%s': %d runs, %d already done, %d job%s; results in %s/ (logs in %s/logs/)\n", sw->experiment,
+           j.total, j.done, jobs, jobs == 1 ? "" : "s", sw->dir, sw->dir);
+    fflush(stdout);
+    sweep_write_summary(sw);
+    install_sweep_signal_handlers();
+    j.pids = xcalloc((size_t)jobs, sizeof(pid_t));
+    j.told = xcalloc((size_t)jobs, sizeof(bool));
+    j.slot_run = xcalloc((size_t)jobs, sizeof(int));
     sweep_pid = getpid();
-    int n_running = 0, next = 0, failed = 0;
-    double last_status = 0;
     for (;;) {
-        while (!sweep_stop && n_running < jobs) {
-            while (next < total && !todo[next]) next++;
-            if (next == total) break;
-            int slot = 0;
-            while (pids[slot]) slot++;
-            fflush(NULL);
-            pid_t pid = fork();
-            if (pid < 0) die("cannot start a run: fork failed");
-            if (pid == 0) run_child(sw, &sw->runs[next], jobs);
-            pids[slot] = pid;
-            told[slot] = false;
-            slot_run[slot] = next++;
-            n_running++;
-            if (!on_terminal) printf("started %s\n", sw->runs[slot_run[slot]].name);
-        }
-        if (n_running == 0) break;
+        start_runs(&j);
+        if (j.n_running == 0) break;
         int status;
         pid_t pid = waitpid(-1, &status, WNOHANG);
-        if (pid == 0 || (pid < 0 && errno == EINTR)) {
-            if (sweep_stop)
-                for (int s = 0; s < jobs; s++)
-                    if (pids[s] && !told[s]) { /* each run finishes its step, checkpoints and stops */
-                        kill(pids[s], SIGINT);
-                        told[s] = true;
-                    }
-            if (on_terminal && now_seconds() - last_status > 0.5) {
-                int idx[64], k = 0;
-                for (int s = 0; s < jobs && k < 64; s++)
-                    if (pids[s]) idx[k++] = slot_run[s];
-                status_line(sw, done, total, idx, k);
-                last_status = now_seconds();
-            }
-            struct timespec ts = {0, 100 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-            continue;
-        }
-        if (pid < 0) break;
-        int slot = 0;
-        while (slot < jobs && pids[slot] != pid) slot++;
-        if (slot == jobs) continue;
-        SweepRun *r = &sw->runs[slot_run[slot]];
-        pids[slot] = 0;
-        n_running--;
-        cJSON *o = read_summary(sw, r);
-        const char *st = o ? sweep_json_string(o, "status") : NULL;
-        char what[256];
-        if (WIFSIGNALED(status) && told[slot]) {
-            snprintf(what, sizeof what, "interrupted before training began");
-        } else if (WIFSIGNALED(status)) {
-            snprintf(what, sizeof what, "crashed (signal %d); see %s/logs/%s.log", WTERMSIG(status), sw->dir, r->name);
-            failed++;
-        } else if (st && strcmp(st, "failed") == 0) {
-            snprintf(what, sizeof what, "failed: %s", sweep_json_string(o, "reason") ? sweep_json_string(o, "reason") : "?");
-            failed++;
-            done++;
-        } else if (st && strcmp(st, "finished") == 0 && task_lookup(r->cfg.task)->measure) {
-            snprintf(what, sizeof what, "finished (%s)", task_lookup(r->cfg.task)->result_file);
-            done++;
-        } else if (st && strcmp(st, "finished") == 0) {
-            const cJSON *vl = cJSON_GetObjectItemCaseSensitive(o, "val_loss");
-            const cJSON *va = cJSON_GetObjectItemCaseSensitive(o, "val_accuracy");
-            snprintf(what, sizeof what, "finished: val loss %.4f, accuracy %.4f", cJSON_IsNumber(vl) ? vl->valuedouble : NAN,
-                     cJSON_IsNumber(va) ? va->valuedouble : NAN);
-            done++;
-        } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && !(st && strcmp(st, "interrupted") == 0)) {
-            snprintf(what, sizeof what, "stopped with status %d; see %s/logs/%s.log", WEXITSTATUS(status), sw->dir, r->name);
-            failed++;
-        } else {
-            snprintf(what, sizeof what, "%s", st ? st : "ended");
-        }
-        cJSON_Delete(o);
-        end_status_line();
-        printf("[%d/%d] %s %s\n", done, total, r->name, what);
-        fflush(stdout);
-        sweep_write_summary(sw);
+        if (pid == 0 || (pid < 0 && errno == EINTR)) wait_for_runs(&j);
+        else if (pid < 0) break;
+        else run_ended(&j, pid, status);
     }
     end_status_line();
     sweep_write_summary(sw);
-    printf("sweep '%s': %d of %d runs done%s; %s/summary.csv, summary.md%s\n", sw->experiment, done, total,
-           failed ? " (some failed: see the status column)" : "", sw->dir, sw->select.metric ? ", selected.csv" : "");
-    free(todo);
-    free(pids);
-    free(told);
-    free(slot_run);
+    printf("sweep '%s': %d of %d runs done%s; %s/summary.csv, summary.md%s\n", sw->experiment, j.done, j.total,
+           j.failed ? " (some failed: see the status column)" : "", sw->dir, sw->select.metric ? ", selected.csv" : "");
+    free(j.todo);
+    free(j.pids);
+    free(j.told);
+    free(j.slot_run);
     return sweep_stop ? 130 : 0;
 }

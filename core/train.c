@@ -131,228 +131,358 @@ static void poison_layer_gradient(Model *m, int l) {
     die("field 'debug.nan_layer': the model has no layer %d", l);
 }
 
-int train_run(Config *cfg, const TrainOptions *opt) {
-    Error err;
-    const Backend *be = backend_by_name(cfg->device);
-    backend_set_threads(cfg->threads);
-    Task *task = task_create(cfg, &err);
-    if (!task) die("%s", err.msg);
-    const TrainConfig *tc = &cfg->train;
-    int B = tc->batch_size, T = tc->seq_len;
-    int eval_B = cfg->eval.batch_size ? cfg->eval.batch_size : B;
-    Model *m = model_create(&cfg->model, be);
-    model_reshape(m, B, T);
-    progress_init();
+/* One training session: what train_run sets up, the loop advances and the summary reports. */
+typedef struct {
+    double loss, s, tokens; /* summed over the steps since the last logged one */
+    int steps;
+} LogWindow;
 
-    RunPaths paths = run_paths(cfg, opt);
+typedef struct {
+    Config *cfg;
+    const TrainOptions *opt;
+    const TrainConfig *tc;
+    const Backend *be;
+    Task *task;
+    Model *m;
+    int B, T, eval_B;
+    RunPaths paths;
+    char *config_text;
+    CheckpointState st;
+    bool resumed;
+    FILE *metrics;
+    Summary sum;
+    int *inputs, *targets;
+    int first_step, saved_step; /* saved_step: the step of the checkpoint on disk */
+    double session_t0, wall_before, session_train_s, session_tokens;
+    LogWindow window;
+    char reason[768];
+    const char *status;
+} TrainRun;
+
+/* The backend, task, model, paths and resolved config of a run; nothing is written yet. */
+static void run_create(TrainRun *r, Config *cfg, const TrainOptions *opt) {
+    Error err;
+    memset(r, 0, sizeof *r);
+    r->cfg = cfg;
+    r->opt = opt;
+    r->tc = &cfg->train;
+    r->be = backend_by_name(cfg->device);
+    backend_set_threads(cfg->threads);
+    r->task = task_create(cfg, &err);
+    if (!r->task) die("%s", err.msg);
+    r->B = r->tc->batch_size;
+    r->T = r->tc->seq_len;
+    r->eval_B = cfg->eval.batch_size ? cfg->eval.batch_size : r->B;
+    r->m = model_create(&cfg->model, r->be);
+    model_reshape(r->m, r->B, r->T);
+    progress_init();
+    r->paths = run_paths(cfg, opt);
     char *header = xasprintf("resolved config of run '%s/%s' (from %s)", cfg->experiment, cfg->run, cfg->source_path);
-    char *config_text = config_to_lua(cfg, header);
+    r->config_text = config_to_lua(cfg, header);
     free(header);
-    CheckpointState st = {0};
-    if (path_exists(paths.dir)) { /* before anything in it is read or removed */
-        if (!lock_run_dir(paths.dir, &err)) die("%s", err.msg);
-        remove_stale_temporaries(paths.dir);
+    r->status = "finished";
+}
+
+/* Locks the run folder and starts or resumes the run in it; false when it finished already. */
+static bool run_open(TrainRun *r) {
+    Error err;
+    if (path_exists(r->paths.dir)) { /* before anything in it is read or removed */
+        if (!lock_run_dir(r->paths.dir, &err)) die("%s", err.msg);
+        remove_stale_temporaries(r->paths.dir);
     }
-    bool resumed = open_run(&paths, opt, m, &st, config_text);
-    char *prior_status = resumed && st.step >= tc->steps ? summary_read_status(paths.summary) : NULL;
+    r->resumed = open_run(&r->paths, r->opt, r->m, &r->st, r->config_text);
+    bool at_end = r->resumed && r->st.step >= r->tc->steps;
+    char *prior_status = at_end ? summary_read_status(r->paths.summary) : NULL;
     bool finished_already = prior_status && strcmp(prior_status, "finished") == 0;
     free(prior_status);
-    if (resumed && st.step >= tc->steps && !finished_already && !opt->quiet)
-        progress_note("%s reached its last step but was stopped before its summary: finishing it", paths.dir);
-    if (finished_already) {
-        if (!opt->quiet) progress_note("%s finished already (step %d of %d): nothing to do", paths.dir, st.step, tc->steps);
-        free(config_text);
-        checkpoint_state_free(&st);
-        run_paths_free(&paths);
-        model_free(m);
-        task->ops->destroy(task);
-        return 0;
-    }
-    if (!resumed) {
-        model_init_params(m, 2 * (uint64_t)cfg->seed);
-        rng_seed(&st.data_rng, 2 * (uint64_t)cfg->seed + 1);
-        st.config_lua = xstrdup(config_text);
-    }
-    bool created = !path_exists(paths.dir);
-    if (!mkdir_p(paths.dir, &err)) die("%s", err.msg);
-    if (created) cleanup_register(paths.dir, true); /* until the run has really started */
-    if ((created || !resumed) && !lock_run_dir(paths.dir, &err)) die("%s", err.msg);
-    write_file_atomic(paths.config, config_text, strlen(config_text));
-    FILE *metrics = metrics_open(paths.metrics, st.step, &err);
-    if (!metrics) die("%s", err.msg);
+    if (at_end && !finished_already && !r->opt->quiet)
+        progress_note("%s reached its last step but was stopped before its summary: finishing it", r->paths.dir);
+    if (finished_already && !r->opt->quiet)
+        progress_note("%s finished already (step %d of %d): nothing to do", r->paths.dir, r->st.step, r->tc->steps);
+    return !finished_already;
+}
 
-    Summary sum = {.status = "running", .experiment = cfg->experiment, .run = cfg->run, .device = be->name,
-                   .task = cfg->task, .step = st.step, .steps = tc->steps, .params = (double)model_param_count(m),
-                   .train_loss = NAN, .val_loss = NAN, .val_bits_per_byte = NAN, .val_perplexity = NAN,
-                   .val_accuracy = NAN, .tokens_per_s = NAN, .wall_s = st.wall_seconds, .tokens_seen = st.tokens_seen};
-    sum.n_overrides = opt->n_overrides;
-    for (int i = 0; i < opt->n_overrides; i++) {
-        sum.override_paths[i] = opt->override_paths[i];
-        sum.override_values[i] = opt->override_values[i];
+/* summary.json as the run starts: status "running", the totals so far and the sweep's fields. */
+static void summary_start(TrainRun *r) {
+    const Config *cfg = r->cfg;
+    r->sum = (Summary){.status = "running", .experiment = cfg->experiment, .run = cfg->run, .device = r->be->name,
+                       .task = cfg->task, .step = r->st.step, .steps = r->tc->steps,
+                       .params = (double)model_param_count(r->m), .train_loss = NAN, .val_loss = NAN,
+                       .val_bits_per_byte = NAN, .val_perplexity = NAN, .val_accuracy = NAN, .tokens_per_s = NAN,
+                       .wall_s = r->st.wall_seconds, .tokens_seen = r->st.tokens_seen};
+    r->sum.n_overrides = r->opt->n_overrides;
+    for (int i = 0; i < r->opt->n_overrides; i++) {
+        r->sum.override_paths[i] = r->opt->override_paths[i];
+        r->sum.override_values[i] = r->opt->override_values[i];
     }
-    summary_write(paths.summary, &sum);
-    if (created) cleanup_unregister(paths.dir);
+    summary_write(r->paths.summary, &r->sum);
+}
 
+/* The run folder with config.lua, metrics.jsonl (open for appending) and summary.json; a folder
+ * made here is removed again if the program dies before the run has really started. */
+static void run_write_files(TrainRun *r) {
+    Error err;
+    bool created = !path_exists(r->paths.dir);
+    if (!mkdir_p(r->paths.dir, &err)) die("%s", err.msg);
+    if (created) cleanup_register(r->paths.dir, true); /* until the run has really started */
+    if ((created || !r->resumed) && !lock_run_dir(r->paths.dir, &err)) die("%s", err.msg);
+    write_file_atomic(r->paths.config, r->config_text, strlen(r->config_text));
+    r->metrics = metrics_open(r->paths.metrics, r->st.step, &err);
+    if (!r->metrics) die("%s", err.msg);
+    summary_start(r);
+    if (created) cleanup_unregister(r->paths.dir);
+}
+
+static void announce(const TrainRun *r) {
+    const Config *cfg = r->cfg;
     char params_txt[32];
-    format_count(params_txt, sizeof params_txt, sum.params);
-    if (!opt->quiet) {
-        progress_note("%s '%s/%s': %s parameters, %d layer%s of %s, %d steps of %d x %d tokens on %s",
-                      resumed ? "resuming" : "training", cfg->experiment, cfg->run, params_txt, m->L, m->L == 1 ? "" : "s", cfg->model.mixer,
-                      tc->steps, B * tc->grad_accum, T, be->name);
-        if (resumed) progress_note("continuing from step %d (%s)", st.step, paths.checkpoint);
-    }
+    format_count(params_txt, sizeof params_txt, r->sum.params);
+    if (r->opt->quiet) return;
+    progress_note("%s '%s/%s': %s parameters, %d layer%s of %s, %d steps of %d x %d tokens on %s",
+                  r->resumed ? "resuming" : "training", cfg->experiment, cfg->run, params_txt, r->m->L,
+                  r->m->L == 1 ? "" : "s", cfg->model.mixer, r->tc->steps, r->B * r->tc->grad_accum, r->T, r->be->name);
+    if (r->resumed) progress_note("continuing from step %d (%s)", r->st.step, r->paths.checkpoint);
+}
 
+/* A fresh run's parameters and sampler, the run's files, the banner, and this session's state. */
+static void run_start(TrainRun *r) {
+    if (!r->resumed) {
+        model_init_params(r->m, 2 * (uint64_t)r->cfg->seed);
+        rng_seed(&r->st.data_rng, 2 * (uint64_t)r->cfg->seed + 1);
+        r->st.config_lua = xstrdup(r->config_text);
+    }
+    run_write_files(r);
+    announce(r);
     install_signal_handlers();
-    int *inputs = xmalloc(sizeof(int) * (size_t)B * T), *targets = xmalloc(sizeof(int) * (size_t)B * T);
-    const int first_step = st.step;
-    int saved_step = resumed ? st.step : -1; /* the step of the checkpoint on disk */
-    const double session_t0 = now_seconds(), wall_before = st.wall_seconds;
-    double session_train_s = 0, session_tokens = 0;
-    double window_loss = 0, window_s = 0, window_tokens = 0;
-    int window_steps = 0;
-    char reason[768] = "";
-    const char *status = "finished";
-    while (st.step < tc->steps) {
-        double t0 = now_seconds();
-        params_zero_grad(&m->params);
-        bool inject = cfg->debug.nan_at_step == st.step + 1; /* fault injection (tests) */
-        m->poison_layer = inject && strcmp(cfg->debug.nan_in, "activation") == 0 ? cfg->debug.nan_layer : -1;
-        double loss = 0;
-        for (int a = 0; a < tc->grad_accum; a++) {
-            uint64_t first = ((uint64_t)st.step * (uint64_t)tc->grad_accum + (uint64_t)a) * (uint64_t)B;
-            task->ops->train_batch(task, &st.data_rng, first, B, T, inputs, targets);
-            long n_targets = count_targets(targets, (long)B * T);
-            if (n_targets == 0) die("task '%s' made a training batch without targets", cfg->task);
-            float scale = 1.0f / ((float)n_targets * tc->grad_accum);
-            XentStats xs = model_forward(m, inputs, targets, scale);
-            if (!isfinite(xs.loss_sum)) {
-                loss = NAN;
-                break; /* the activations of this forward say where it went wrong */
-            }
-            model_backward(m);
-            loss += xs.loss_sum / n_targets / tc->grad_accum;
-        }
-        if (inject && strcmp(cfg->debug.nan_in, "loss") == 0) loss = NAN;
-        if (inject && strcmp(cfg->debug.nan_in, "grad") == 0) poison_layer_gradient(m, cfg->debug.nan_layer);
-        if (!isfinite(loss)) {
-            int l = model_nonfinite_layer(m);
-            if (l >= 0) snprintf(reason, sizeof reason, "non-finite loss at step %d (layer %d output)", st.step + 1, l);
-            else snprintf(reason, sizeof reason, "non-finite loss at step %d (final norm or head)", st.step + 1);
-            status = "failed";
-            break;
-        }
-        double lr = lr_at(tc, st.step);
-        double grad_norm = optimizer_step(&m->params, tc, st.step + 1, lr); /* changes nothing when not finite */
-        if (!isfinite(grad_norm)) {
-            char where[160];
-            describe_nonfinite_gradient(m, where, sizeof where);
-            snprintf(reason, sizeof reason, "non-finite gradient at step %d (%s)", st.step + 1, where);
-            status = "failed";
-            break;
-        }
-        st.step++;
-        double dt = now_seconds() - t0, tokens = (double)B * T * tc->grad_accum;
-        st.train_seconds += dt;
-        st.tokens_seen += tokens;
-        session_train_s += dt;
-        session_tokens += tokens;
-        window_loss += loss;
-        window_s += dt;
-        window_tokens += tokens;
-        window_steps++;
+    r->inputs = xmalloc(sizeof(int) * (size_t)r->B * r->T);
+    r->targets = xmalloc(sizeof(int) * (size_t)r->B * r->T);
+    r->first_step = r->st.step;
+    r->saved_step = r->resumed ? r->st.step : -1;
+    r->session_t0 = now_seconds();
+    r->wall_before = r->st.wall_seconds;
+}
 
-        bool last = st.step == tc->steps;
-        bool stop = (opt->stop_at && st.step >= opt->stop_at) || stop_signal;
-        bool log_now = st.step % tc->log_every == 0 || last || stop;
-        bool eval_now = (tc->eval_every && st.step % tc->eval_every == 0) || last;
-        MetricsRow row;
-        metrics_row_clear(&row);
-        row.step = st.step;
-        if (log_now) {
-            row.loss = window_loss / window_steps;
-            row.lr = lr;
-            row.grad_norm = grad_norm;
-            row.tokens_per_s = window_tokens / window_s;
-            row.elapsed_s = st.train_seconds;
-            sum.train_loss = row.loss;
-            if (!opt->quiet) {
-                double eta = (tc->steps - st.step) * (now_seconds() - session_t0) / (st.step - first_step);
-                ProgressLine pl = {st.step, tc->steps, row.loss, lr, grad_norm, row.tokens_per_s, eta};
-                progress_update(&pl);
-            }
-            window_loss = window_s = window_tokens = 0;
-            window_steps = 0;
-        }
-        if (eval_now) {
-            EvalResult ev = evaluate(m, task, eval_B, T, cfg->eval.max_batches);
-            row.val_loss = sum.val_loss = ev.loss;
-            row.val_bits_per_byte = sum.val_bits_per_byte = ev.bits_per_byte;
-            row.val_perplexity = sum.val_perplexity = ev.perplexity;
-            row.val_accuracy = sum.val_accuracy = ev.accuracy;
-            if (!opt->quiet) {
-                if (task->byte_tokens)
-                    progress_note("step %d: val loss %.4f | %.3f bits/byte | perplexity %.2f", st.step, ev.loss,
-                                  ev.bits_per_byte, ev.perplexity);
-                else
-                    progress_note("step %d: val loss %.4f | accuracy %.4f | perplexity %.2f", st.step, ev.loss,
-                                  ev.accuracy, ev.perplexity);
-            }
-        }
-        if (log_now || eval_now) metrics_append(metrics, &row);
-        if ((tc->checkpoint_every && st.step % tc->checkpoint_every == 0) || last || stop) {
-            st.wall_seconds = wall_before + (now_seconds() - session_t0);
-            if (!checkpoint_save(paths.checkpoint, m, &st, &err)) {
-                /* disk full, say: the previous checkpoint is intact and the run resumes from it */
-                if (saved_step >= 0)
-                    snprintf(reason, sizeof reason, "%s (the checkpoint of step %d is kept)", err.msg, saved_step);
-                else
-                    snprintf(reason, sizeof reason, "%s (no checkpoint was written yet)", err.msg);
-                status = "failed";
-                break;
-            }
-            saved_step = st.step;
-        }
-        if (stop && !last) {
-            status = stop_signal ? "interrupted" : "stopped";
-            snprintf(reason, sizeof reason, "%s at step %d; --resume continues",
-                     stop_signal ? (stop_signal == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)") : "--stop-at",
-                     st.step);
-            break;
-        }
+/* Fault injection (tests): debug.nan_in at step debug.nan_at_step. */
+static bool fault_now(const TrainRun *r, const char *where) {
+    return r->cfg->debug.nan_at_step == r->st.step + 1 && strcmp(r->cfg->debug.nan_in, where) == 0;
+}
+
+/* "activation": the forward makes a layer's output NaN */
+static void arm_activation_fault(TrainRun *r) {
+    r->m->poison_layer = fault_now(r, "activation") ? r->cfg->debug.nan_layer : -1;
+}
+
+/* "loss" or "grad": after the backward, the loss or a layer's gradient is NaN */
+static double inject_late_fault(TrainRun *r, double loss) {
+    if (fault_now(r, "loss")) loss = NAN;
+    if (fault_now(r, "grad")) poison_layer_gradient(r->m, r->cfg->debug.nan_layer);
+    return loss;
+}
+
+/* batch -> forward -> backward for each micro-batch of the step, the gradients accumulated;
+ * returns the step's mean loss, NAN when a forward's is not finite. */
+static double forward_backward(TrainRun *r) {
+    const TrainConfig *tc = r->tc;
+    params_zero_grad(&r->m->params);
+    double loss = 0;
+    for (int a = 0; a < tc->grad_accum; a++) {
+        uint64_t first = ((uint64_t)r->st.step * (uint64_t)tc->grad_accum + (uint64_t)a) * (uint64_t)r->B;
+        r->task->ops->train_batch(r->task, &r->st.data_rng, first, r->B, r->T, r->inputs, r->targets);
+        long n_targets = count_targets(r->targets, (long)r->B * r->T);
+        if (n_targets == 0) die("task '%s' made a training batch without targets", r->cfg->task);
+        float scale = 1.0f / ((float)n_targets * tc->grad_accum);
+        XentStats xs = model_forward(r->m, r->inputs, r->targets, scale);
+        if (!isfinite(xs.loss_sum)) return NAN; /* the activations of this forward say where it went wrong */
+        model_backward(r->m);
+        loss += xs.loss_sum / n_targets / tc->grad_accum;
     }
-    fclose(metrics);
-    if (st.step == first_step && strcmp(status, "finished") == 0) {
-        /* killed between the final checkpoint and the summary: the numbers were logged already */
-        MetricsRow last;
-        metrics_last_values(paths.metrics, &last);
-        sum.train_loss = last.loss;
-        sum.val_loss = last.val_loss;
-        sum.val_bits_per_byte = last.val_bits_per_byte;
-        sum.val_perplexity = last.val_perplexity;
-        sum.val_accuracy = last.val_accuracy;
-        session_train_s = st.train_seconds;
-        session_tokens = st.tokens_seen;
+    return loss;
+}
+
+/* A non-finite loss or gradient fails the run, saying where it went wrong. */
+static bool loss_is_finite(TrainRun *r, double loss) {
+    if (isfinite(loss)) return true;
+    int l = model_nonfinite_layer(r->m);
+    if (l >= 0)
+        snprintf(r->reason, sizeof r->reason, "non-finite loss at step %d (layer %d output)", r->st.step + 1, l);
+    else
+        snprintf(r->reason, sizeof r->reason, "non-finite loss at step %d (final norm or head)", r->st.step + 1);
+    r->status = "failed";
+    return false;
+}
+
+static bool gradient_is_finite(TrainRun *r, double grad_norm) {
+    if (isfinite(grad_norm)) return true;
+    char where[160];
+    describe_nonfinite_gradient(r->m, where, sizeof where);
+    snprintf(r->reason, sizeof r->reason, "non-finite gradient at step %d (%s)", r->st.step + 1, where);
+    r->status = "failed";
+    return false;
+}
+
+/* A step's time and tokens, in the run's totals, this session's and the log window's. */
+static void count_step(TrainRun *r, double loss, double dt) {
+    double tokens = (double)r->B * r->T * r->tc->grad_accum;
+    r->st.train_seconds += dt;
+    r->st.tokens_seen += tokens;
+    r->session_train_s += dt;
+    r->session_tokens += tokens;
+    r->window.loss += loss;
+    r->window.s += dt;
+    r->window.tokens += tokens;
+    r->window.steps++;
+}
+
+/* The window's mean loss and speed, in the metrics row and on the progress line. */
+static void log_step(TrainRun *r, MetricsRow *row, double lr, double grad_norm) {
+    row->loss = r->window.loss / r->window.steps;
+    row->lr = lr;
+    row->grad_norm = grad_norm;
+    row->tokens_per_s = r->window.tokens / r->window.s;
+    row->elapsed_s = r->st.train_seconds;
+    r->sum.train_loss = row->loss;
+    if (!r->opt->quiet) {
+        double eta = (r->tc->steps - r->st.step) * (now_seconds() - r->session_t0) / (r->st.step - r->first_step);
+        ProgressLine pl = {r->st.step, r->tc->steps, row->loss, lr, grad_norm, row->tokens_per_s, eta};
+        progress_update(&pl);
     }
-    if (strcmp(status, "finished") == 0 && task->ops->final_metrics) {
-        sum.n_metrics = task->ops->final_metrics(task, m, cfg, sum.metric_names, sum.metric_values, 32);
-        for (int i = 0; i < sum.n_metrics && !opt->quiet; i++)
-            progress_note("%s %.4f", sum.metric_names[i], sum.metric_values[i]);
+    r->window = (LogWindow){0};
+}
+
+static void evaluate_step(TrainRun *r, MetricsRow *row) {
+    EvalResult ev = evaluate(r->m, r->task, r->eval_B, r->T, r->cfg->eval.max_batches);
+    row->val_loss = r->sum.val_loss = ev.loss;
+    row->val_bits_per_byte = r->sum.val_bits_per_byte = ev.bits_per_byte;
+    row->val_perplexity = r->sum.val_perplexity = ev.perplexity;
+    row->val_accuracy = r->sum.val_accuracy = ev.accuracy;
+    if (r->opt->quiet) return;
+    if (r->task->byte_tokens)
+        progress_note("step %d: val loss %.4f | %.3f bits/byte | perplexity %.2f", r->st.step, ev.loss,
+                      ev.bits_per_byte, ev.perplexity);
+    else
+        progress_note("step %d: val loss %.4f | accuracy %.4f | perplexity %.2f", r->st.step, ev.loss, ev.accuracy,
+                      ev.perplexity);
+}
+
+/* A checkpoint that cannot be written fails the run. */
+static bool save_checkpoint(TrainRun *r) {
+    Error err;
+    r->st.wall_seconds = r->wall_before + (now_seconds() - r->session_t0);
+    if (checkpoint_save(r->paths.checkpoint, r->m, &r->st, &err)) {
+        r->saved_step = r->st.step;
+        return true;
     }
-    sum.status = status;
-    sum.reason = reason[0] ? reason : NULL;
-    sum.step = st.step;
-    sum.wall_s = wall_before + (now_seconds() - session_t0);
-    sum.tokens_seen = st.tokens_seen;
-    sum.tokens_per_s = session_train_s > 0 ? session_tokens / session_train_s : NAN;
-    summary_write(paths.summary, &sum);
-    if (!opt->quiet) print_final(&sum, &paths, task->byte_tokens);
-    int code = strcmp(status, "failed") == 0 ? 1 : strcmp(status, "interrupted") == 0 ? 130 : 0;
-    free(inputs);
-    free(targets);
-    free(config_text);
-    checkpoint_state_free(&st);
-    run_paths_free(&paths);
-    model_free(m);
-    task->ops->destroy(task);
+    /* disk full, say: the previous checkpoint is intact and the run resumes from it */
+    if (r->saved_step >= 0)
+        snprintf(r->reason, sizeof r->reason, "%s (the checkpoint of step %d is kept)", err.msg, r->saved_step);
+    else
+        snprintf(r->reason, sizeof r->reason, "%s (no checkpoint was written yet)", err.msg);
+    r->status = "failed";
+    return false;
+}
+
+/* --stop-at or a signal: the run stops, checkpointed, before its last step. */
+static void stop_early(TrainRun *r) {
+    r->status = stop_signal ? "interrupted" : "stopped";
+    snprintf(r->reason, sizeof r->reason, "%s at step %d; --resume continues",
+             stop_signal ? (stop_signal == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)") : "--stop-at",
+             r->st.step);
+}
+
+/* After a step: log it, evaluate, checkpoint, stop, as due; false when the run ends here. */
+static bool after_step(TrainRun *r, double lr, double grad_norm) {
+    const TrainConfig *tc = r->tc;
+    int step = r->st.step;
+    bool last = step == tc->steps;
+    bool stop = (r->opt->stop_at && step >= r->opt->stop_at) || stop_signal;
+    bool log_now = step % tc->log_every == 0 || last || stop;
+    bool eval_now = (tc->eval_every && step % tc->eval_every == 0) || last;
+    MetricsRow row;
+    metrics_row_clear(&row);
+    row.step = step;
+    if (log_now) log_step(r, &row, lr, grad_norm);
+    if (eval_now) evaluate_step(r, &row);
+    if (log_now || eval_now) metrics_append(r->metrics, &row);
+    bool checkpoint_now = (tc->checkpoint_every && step % tc->checkpoint_every == 0) || last || stop;
+    if (checkpoint_now && !save_checkpoint(r)) return false;
+    if (stop && !last) {
+        stop_early(r);
+        return false;
+    }
+    return true;
+}
+
+/* The training loop; a failure, a stop or the last step ends it, with r->status and r->reason set. */
+static void train_loop(TrainRun *r) {
+    const TrainConfig *tc = r->tc;
+    while (r->st.step < tc->steps) {
+        double t0 = now_seconds();
+        arm_activation_fault(r);
+        double loss = forward_backward(r); /* batch -> forward -> backward, per micro-batch */
+        loss = inject_late_fault(r, loss);
+        if (!loss_is_finite(r, loss)) return;
+        double lr = lr_at(tc, r->st.step);
+        double grad_norm = optimizer_step(&r->m->params, tc, r->st.step + 1, lr); /* clip, AdamW */
+        if (!gradient_is_finite(r, grad_norm)) return; /* optimizer_step changed nothing */
+        r->st.step++;
+        count_step(r, loss, now_seconds() - t0);
+        if (!after_step(r, lr, grad_norm)) return; /* log, evaluate, checkpoint, stop */
+    }
+}
+
+/* killed between the final checkpoint and the summary: the numbers were logged already */
+static void recover_logged_numbers(TrainRun *r) {
+    MetricsRow last;
+    metrics_last_values(r->paths.metrics, &last);
+    r->sum.train_loss = last.loss;
+    r->sum.val_loss = last.val_loss;
+    r->sum.val_bits_per_byte = last.val_bits_per_byte;
+    r->sum.val_perplexity = last.val_perplexity;
+    r->sum.val_accuracy = last.val_accuracy;
+    r->session_train_s = r->st.train_seconds;
+    r->session_tokens = r->st.tokens_seen;
+}
+
+/* The task's final metrics, summary.json with the run's status, and the last lines. */
+static void run_finish(TrainRun *r) {
+    Summary *s = &r->sum;
+    fclose(r->metrics);
+    bool finished = strcmp(r->status, "finished") == 0;
+    if (r->st.step == r->first_step && finished) recover_logged_numbers(r);
+    if (finished && r->task->ops->final_metrics) {
+        s->n_metrics = r->task->ops->final_metrics(r->task, r->m, r->cfg, s->metric_names, s->metric_values, 32);
+        for (int i = 0; i < s->n_metrics && !r->opt->quiet; i++)
+            progress_note("%s %.4f", s->metric_names[i], s->metric_values[i]);
+    }
+    s->status = r->status;
+    s->reason = r->reason[0] ? r->reason : NULL;
+    s->step = r->st.step;
+    s->wall_s = r->wall_before + (now_seconds() - r->session_t0);
+    s->tokens_seen = r->st.tokens_seen;
+    s->tokens_per_s = r->session_train_s > 0 ? r->session_tokens / r->session_train_s : NAN;
+    summary_write(r->paths.summary, s);
+    if (!r->opt->quiet) print_final(s, &r->paths, r->task->byte_tokens);
+}
+
+static void run_free(TrainRun *r) {
+    free(r->inputs);
+    free(r->targets);
+    free(r->config_text);
+    checkpoint_state_free(&r->st);
+    run_paths_free(&r->paths);
+    model_free(r->m);
+    r->task->ops->destroy(r->task);
+}
+
+int train_run(Config *cfg, const TrainOptions *opt) {
+    TrainRun r;
+    run_create(&r, cfg, opt);
+    if (run_open(&r)) {
+        run_start(&r);
+        train_loop(&r);
+        run_finish(&r);
+    }
+    int code = strcmp(r.status, "failed") == 0 ? 1 : strcmp(r.status, "interrupted") == 0 ? 130 : 0;
+    run_free(&r);
     return code;
 }
