@@ -26,9 +26,13 @@ JSON_LIBS   ?= $(shell pkg-config --libs libcjson 2>/dev/null || echo -lcjson)
 ALL_CFLAGS = $(CFLAGS) $(BLAS_CFLAGS) $(LUA_CFLAGS) $(JSON_CFLAGS) -I. -MMD -MP
 LIBS       = $(BLAS_LIBS) $(LUA_LIBS) $(JSON_LIBS) -lm
 
-SRC       := $(wildcard core/*.c core/cpu/*.c variants/*.c experiments/*.c)
+# core/ is the runtime; its folders: config/ (Lua configs, sandbox), io/ (file formats), lab/
+# (sweeps, plots, describe), bench/ (benchmarks, op harness), cli/ (the command line), cpu/ and
+# cuda/ (the backends)
+SRC       := $(wildcard core/*.c core/config/*.c core/io/*.c core/lab/*.c core/bench/*.c core/cpu/*.c variants/*.c \
+                        experiments/*.c)
 # core/cuda_absent.c stands in for the GPU backend in the plain build
-LIB_SRC   := $(filter-out core/main.c core/cuda_absent.c,$(SRC))
+LIB_SRC   := $(filter-out core/cuda_absent.c,$(SRC))
 TEST_SRC  := $(wildcard tests/*.c)
 OBJ_DIR   ?= build/obj
 LIB_OBJ   := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o)
@@ -67,7 +71,7 @@ $(STAMP):
 	@mkdir -p $(dir $@) && rm -f $(dir $@)backend.* && touch $@
 
 # linked under a temporary name and renamed: a sweep that is running keeps a whole binary
-$(BIN): $(LIB_OBJ) $(BACKEND_OBJ) $(OBJ_DIR)/core/main.o $(STAMP)
+$(BIN): $(LIB_OBJ) $(BACKEND_OBJ) $(OBJ_DIR)/core/cli/main.o $(STAMP)
 	$(CC) $(LDFLAGS) -o $@.tmp $(filter %.o,$^) $(LIBS) $(BACKEND_LIBS)
 	mv -f $@.tmp $@
 
@@ -98,7 +102,7 @@ $(OBJ_DIR)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(OBJ_DIR)/core/main.d
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(OBJ_DIR)/core/cli/main.d
 
 # ---- setup: system packages (apt-get; sudo only when not root), the corpus, the build ----
 APT_PACKAGES = build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev libcjson-dev gnuplot-nox \

@@ -12,7 +12,7 @@
 
 #include "arena.h"
 #include "backend.h"
-#include "config.h"
+#include "core/config/config.h"
 #include "params.h"
 #include "rope_table.h"
 
@@ -35,7 +35,7 @@ typedef enum {
     OP_CORE_SOFTMAX,            /* causal softmax attention */
 } OpCore;
 
-struct FlaExport; /* core/export_fla.h */
+struct FlaExport; /* core/io/export_fla.h */
 
 typedef struct MixerOps {
     /* ---- what the mixer is ---- */

@@ -7,7 +7,7 @@
 
 #include "arena.h"
 #include "backend.h"
-#include "config.h"
+#include "core/config/config.h"
 #include "mixer.h"
 #include "mlp.h"
 #include "params.h"

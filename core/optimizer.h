@@ -1,7 +1,7 @@
 /* The optimizer step: learning-rate schedule (linear warmup, then cosine, linear or constant),
  * global-norm gradient clipping, and AdamW with decay only on the tensors that take it. */
 #pragma once
-#include "config.h"
+#include "core/config/config.h"
 #include "params.h"
 
 /* Learning rate for update number `step` (0-based). */

@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config.h"
+#include "core/config/config.h"
 #include "rng.h"
 #include "util.h"
 

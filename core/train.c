@@ -9,12 +9,12 @@
 #include <string.h>
 
 #include "backend.h"
-#include "checkpoint.h"
+#include "core/io/checkpoint.h"
 #include "evaluate.h"
 #include "model.h"
 #include "optimizer.h"
 #include "progress.h"
-#include "results.h"
+#include "core/io/results.h"
 #include "task.h"
 #include "util.h"
 

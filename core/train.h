@@ -2,7 +2,7 @@
 #pragma once
 #include <stdbool.h>
 
-#include "config.h"
+#include "core/config/config.h"
 
 typedef struct {
     const char *run_dir; /* --out: the run's folder; NULL: <out_dir>/<experiment>/<run> */

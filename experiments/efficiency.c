@@ -1,6 +1,6 @@
 /* efficiency: a task that measures instead of training: prefill time, decode time per token and
- * decode cache bytes against context length, for any model config (core/efficiency.c). */
-#include "core/efficiency.h"
+ * decode cache bytes against context length, for any model config (core/bench/efficiency.c). */
+#include "core/bench/efficiency.h"
 #include "core/task.h"
 
 const TaskOps task_efficiency = {

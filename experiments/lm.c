@@ -5,7 +5,7 @@
 
 #include <stdio.h>
 
-#include "core/data.h"
+#include "core/io/data.h"
 #include "core/evaluate.h"
 #include "core/model.h"
 #include "core/task.h"

@@ -4,7 +4,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "core/config.h"
+#include "core/config/config.h"
 #include "core/mixer.h"
 #include "test_dimensions.h"
 

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/data.h"
+#include "core/io/data.h"
 #include "test.h"
 
 /* ---- helpers ---- */

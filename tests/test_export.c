@@ -6,10 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/checkpoint.h"
-#include "core/export_fla.h"
+#include "core/io/checkpoint.h"
+#include "core/io/export_fla.h"
 #include "core/model.h"
-#include "core/safetensors.h"
+#include "core/io/safetensors.h"
 #include "core/util.h"
 #include "test.h"
 

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "compare.h"
-#include "core/safetensors.h"
+#include "core/io/safetensors.h"
 #include "core/util.h"
 #include "gradcheck.h"
 #include "mixer_harness.h"

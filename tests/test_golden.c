@@ -6,8 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/op_harness.h"
-#include "core/safetensors.h"
+#include "core/bench/op_harness.h"
+#include "core/io/safetensors.h"
 #include "core/util.h"
 #include "test.h"
 #include "compare.h"

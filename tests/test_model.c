@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/config.h"
+#include "core/config/config.h"
 #include "core/mixer.h"
 #include "core/mlp.h"
 #include "core/model.h"

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "core/safetensors.h"
+#include "core/io/safetensors.h"
 #include "core/util.h"
 #include "test.h"
 

@@ -1,5 +1,5 @@
-/* The config sandbox's bounds on work inside Lua's C library (core/lua_bounds.c) and its
- * watchdog (core/lua_sandbox.c): what is refused and what still runs, and how a config that
+/* The config sandbox's bounds on work inside Lua's C library (core/config/lua_bounds.c) and its
+ * watchdog (core/config/lua_sandbox.c): what is refused and what still runs, and how a config that
  * outruns the time limit is stopped. */
 #include <lauxlib.h>
 #include <signal.h>
@@ -8,7 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/lua_sandbox.h"
+#include "core/config/lua_sandbox.h"
 #include "test.h"
 
 static double seconds_now(void) {

@@ -1,10 +1,10 @@
-/* A sweep's `select` (core/sweep_select.c): which value each setting keeps when seeds fail or
+/* A sweep's `select` (core/lab/sweep_select.c): which value each setting keeps when seeds fail or
  * have not run, ties, and the rows of selected.csv and selected.json, on summaries made here. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "core/sweep_select.h"
+#include "core/lab/sweep_select.h"
 #include "test.h"
 
 /* One run of the made-up sweep: its mixer, learning rate and seed, and its summary.json (NULL:

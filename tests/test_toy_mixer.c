@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/describe.h"
+#include "core/lab/describe.h"
 #include "core/mixer.h"
-#include "core/sweep.h"
+#include "core/lab/sweep.h"
 #include "core/train.h"
 #include "core/util.h"
 #include "mixer_harness.h"

@@ -1,6 +1,6 @@
 /* gdn: Gated DeltaNet (Yang et al., ICLR 2025): one log-space decay per head and step from a full
  * projection, SiLU output gate. The layer itself is shared with kda: variants/delta_layer.c. */
-#include "core/export_fla.h"
+#include "core/io/export_fla.h"
 #include "delta_layer.h"
 
 static const Field gdn_fields[] = {DELTA_FIELDS("2")};

@@ -1,7 +1,7 @@
 /* kda: Kimi Delta Attention (Kimi Linear report): one log-space decay per key channel from a
  * low-rank projection, sigmoid low-rank output gate with a bias. The layer itself is shared with
  * gdn: variants/delta_layer.c. */
-#include "core/export_fla.h"
+#include "core/io/export_fla.h"
 #include "delta_layer.h"
 
 static const Field kda_fields[] = {

@@ -6,7 +6,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "core/export_fla.h"
+#include "core/io/export_fla.h"
 #include "core/linear.h"
 #include "core/mixer.h"
 #include "core/util.h"

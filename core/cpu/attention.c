@@ -6,7 +6,7 @@
  * inside the parallel region. */
 #include <math.h>
 
-#include "../util.h"
+#include "core/util.h"
 #include "cpu_ops.h"
 #include "fastmath.h"
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../util.h"
+#include "core/util.h"
 #include "cpu_ops.h"
 
 static void *cpu_alloc(size_t bytes) { return xalloc_aligned(bytes); }

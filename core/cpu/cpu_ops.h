@@ -3,7 +3,7 @@
 #pragma once
 #include <omp.h>
 
-#include "../backend.h"
+#include "core/backend.h"
 #include "prefetch.h"
 
 /* Inside a parallel region: this thread's share [*lo, *hi) of n items, split evenly in order.

@@ -3,7 +3,7 @@
  * with b the cumulative log decay (n x K per channel, or n for a per-head gate), and their
  * backward. Every factor stays <= 1 (b only decreases), so no decay overflows; the chunkwise
  * delta rule uses this when a chunk's decays are too strong to factor through the chunk start. */
-#include "../util.h"
+#include "core/util.h"
 #include "cpu_ops.h"
 #include "fastmath.h"
 

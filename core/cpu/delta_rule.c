@@ -11,7 +11,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../util.h"
+#include "core/util.h"
 #include "cpu_ops.h"
 #include "fastmath.h"
 

@@ -14,7 +14,7 @@
  * inside the parallel region; each thread takes its own slice of `work`. */
 #include <string.h>
 
-#include "../util.h"
+#include "core/util.h"
 #include "cpu_ops.h"
 
 static int n_chunks(const ScanShape *s) { return s->chunk > 0 ? (s->T + s->chunk - 1) / s->chunk : 0; }

@@ -3,7 +3,7 @@
  * logits never exist at once (it matters for large vocabularies). */
 #include <math.h>
 
-#include "../util.h"
+#include "core/util.h"
 #include "cpu_ops.h"
 #include "fastmath.h"
 

@@ -8,7 +8,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "../backend.h"
+#include "core/backend.h"
 
 char *openblas_get_corename(void);
 

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "core/op_harness.h"
+#include "core/bench/op_harness.h"
 
 static char in_path[64], out_path[80];
 

@@ -5,8 +5,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "core/checkpoint.h"
-#include "core/safetensors.h"
+#include "core/io/checkpoint.h"
+#include "core/io/safetensors.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t len) {
     StFile f;

@@ -2,7 +2,7 @@
  * for GPT-2's, so both the header checks and the token range check are reached. */
 #include <stdint.h>
 
-#include "core/data.h"
+#include "core/io/data.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t len) {
     static const int vocab[2] = {256, 50257};

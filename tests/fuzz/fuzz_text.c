@@ -1,7 +1,7 @@
 /* libFuzzer harness: UTF-8 text input (byte tokens) on arbitrary bytes. */
 #include <stdint.h>
 
-#include "core/data.h"
+#include "core/io/data.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t len) {
     TokenBuffer b = {0};

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "util.h"
+#include "core/util.h"
 
 /* llm.c's shard header: 256 little-endian int32; [0] magic, [1] version, [2] token count,
  * then that many uint16 tokens. */

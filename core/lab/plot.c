@@ -12,9 +12,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "task.h"
-#include "util.h"
+#include "core/config/config.h"
+#include "core/task.h"
+#include "core/util.h"
 
 typedef struct {
     char *name, *dir;

@@ -5,10 +5,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "backend.h"
-#include "model.h"
-#include "progress.h"
-#include "util.h"
+#include "core/backend.h"
+#include "core/model.h"
+#include "core/progress.h"
+#include "core/util.h"
 
 /* Parameters whose names start with prefix. */
 static size_t params_with_prefix(const Model *m, const char *prefix) {

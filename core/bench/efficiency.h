@@ -3,10 +3,10 @@
 #pragma once
 #include <stdbool.h>
 
-#include "config.h"
-#include "model.h"
-#include "rng.h"
-#include "util.h"
+#include "core/config/config.h"
+#include "core/model.h"
+#include "core/rng.h"
+#include "core/util.h"
 
 /* Median time in ms of one decode step of B sequences at position L - 1 (caches sized for L
  * tokens), over `steps` steps after one warm-up step. */

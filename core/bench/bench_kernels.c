@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
-#include "mixer.h"
-#include "progress.h"
-#include "rng.h"
-#include "util.h"
+#include "core/backend.h"
+#include "core/mixer.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "core/util.h"
 
 typedef struct {
     const char *core, *form; /* the mixer whose core it is; chunk, recurrent or flash */

@@ -7,9 +7,9 @@
 
 #include "bench.h"
 #include "efficiency.h"
-#include "model.h"
-#include "progress.h"
-#include "util.h"
+#include "core/model.h"
+#include "core/progress.h"
+#include "core/util.h"
 
 typedef struct {
     double ms, cache;

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
-#include "util.h"
+#include "core/util.h"
 
 /* At most this many mixers can be registered (variants/registry.c, core/mixer.h). */
 enum { MIXERS_MAX = 16 };

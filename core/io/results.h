@@ -5,7 +5,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "util.h"
+#include "core/util.h"
 
 /* One metrics row; NAN fields are left out of the JSON. */
 typedef struct {

@@ -10,8 +10,8 @@
 #pragma once
 #include <stdbool.h>
 
-#include "config.h"
-#include "util.h"
+#include "core/config/config.h"
+#include "core/util.h"
 
 struct cJSON;
 struct MixerOps;

@@ -6,12 +6,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "model.h"
-#include "optimizer.h"
-#include "progress.h"
-#include "rng.h"
-#include "util.h"
+#include "core/backend.h"
+#include "core/model.h"
+#include "core/optimizer.h"
+#include "core/progress.h"
+#include "core/rng.h"
+#include "core/util.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;

@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
-#include "mixer.h"
-#include "rng.h"
+#include "core/mixer.h"
+#include "core/rng.h"
 #include "safetensors.h"
 
 enum { CHECK_B = 2, CHECK_T = 100 }; /* the reference logits: T above fla's chunk of 64, not a multiple */

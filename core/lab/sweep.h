@@ -6,8 +6,8 @@
 #pragma once
 #include <stdbool.h>
 
-#include "config.h"
-#include "util.h"
+#include "core/config/config.h"
+#include "core/util.h"
 
 enum { SWEEP_MAX_OVERRIDES = 32 };
 

@@ -28,11 +28,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend.h"
-#include "lua_sandbox.h"
+#include "core/backend.h"
+#include "core/config/lua_sandbox.h"
 #include "sweep_select.h"
-#include "task.h"
-#include "train.h"
+#include "core/task.h"
+#include "core/train.h"
 
 /* ---- building the runs ---- */
 

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "lua_sandbox.h"
-#include "mixer.h"
+#include "core/mixer.h"
 
 /* ---- the field table: the core's, with each registered mixer's section among the model fields ---- */
 

@@ -4,8 +4,8 @@
 #pragma once
 #include <stdbool.h>
 
-#include "model.h"
-#include "rng.h"
+#include "core/model.h"
+#include "core/rng.h"
 #include "safetensors.h"
 
 typedef struct {

@@ -13,7 +13,7 @@
 #include <lua.h>
 #include <stdbool.h>
 
-#include "util.h"
+#include "core/util.h"
 
 #define SANDBOX_MAX_INSTRUCTIONS 200000000L /* ~1-2 s of Lua */
 #define SANDBOX_MAX_BYTES (256L << 20)

@@ -6,7 +6,7 @@
 #include <stdio.h>
 
 #include "sweep.h"
-#include "task.h"
+#include "core/task.h"
 
 struct lua_State;
 

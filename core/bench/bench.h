@@ -1,7 +1,7 @@
 /* `attnlab bench ...`: speed measurements, printed as a table (never timed in tests). */
 #pragma once
-#include "backend.h"
-#include "config.h"
+#include "core/backend.h"
+#include "core/config/config.h"
 
 /* bench train: median time of full training steps (forward, backward, AdamW) on random tokens
  * at the config's shape; prints tokens/s, achieved model TFLOP/s and MFU (where the device's

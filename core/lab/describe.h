@@ -2,6 +2,6 @@
 #pragma once
 #include <stdio.h>
 
-#include "config.h"
+#include "core/config/config.h"
 
 void describe_model(const Config *cfg, long context, FILE *out);

@@ -2,8 +2,8 @@
 #pragma once
 #include <stdbool.h>
 
-#include "backend.h"
-#include "util.h"
+#include "core/backend.h"
+#include "core/util.h"
 
 typedef struct {
     const Backend *backend;

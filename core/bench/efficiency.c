@@ -7,11 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend.h"
-#include "model.h"
-#include "progress.h"
-#include "results.h"
-#include "rng.h"
+#include "core/backend.h"
+#include "core/model.h"
+#include "core/progress.h"
+#include "core/io/results.h"
+#include "core/rng.h"
 
 int efficiency_contexts(const char *text, long *out, Error *err) {
     int n = 0;
