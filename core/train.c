@@ -10,11 +10,11 @@
 
 #include "backend.h"
 #include "core/io/checkpoint.h"
+#include "core/io/results.h"
 #include "evaluate.h"
 #include "model.h"
 #include "optimizer.h"
 #include "progress.h"
-#include "core/io/results.h"
 #include "task.h"
 #include "util.h"
 

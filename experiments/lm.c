@@ -1,12 +1,14 @@
 /* lm: language modelling on data.path. Training batches are windows at random offsets in the
  * training split; validation is the fixed sequence of consecutive windows of the held-out split.
  * With eval.max_length_factor > 1 the final evaluation also runs at longer lengths. */
-#include <stdlib.h>
-
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
-#include "core/io/data.h"
 #include "core/evaluate.h"
+#include "core/io/data.h"
 #include "core/model.h"
 #include "core/task.h"
 
@@ -19,6 +21,15 @@ static Task *lm_create(const Config *c, Error *err) {
     DataFormat format;
     if (!data_format_parse(c->data.format, &format)) {
         error_set(err, "data.format: expected auto, text or shard, got '%s'", c->data.format);
+        return NULL;
+    }
+    /* The usual first-run mistake is a relative path read from another directory: say which. */
+    if (access(c->data.path, R_OK) != 0) {
+        int saved = errno;
+        char cwd[4096];
+        error_set(err, "data.path = '%s': %s (a relative path is read from the directory attnlab runs in, %s; "
+                  "make data writes data/brown.txt)", c->data.path, strerror(saved),
+                  getcwd(cwd, sizeof cwd) ? cwd : "unknown");
         return NULL;
     }
     LmTask *t = xcalloc(1, sizeof *t);

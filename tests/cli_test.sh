@@ -108,6 +108,58 @@ expect_error config_hybrid_full_must_be_attention 1 "--set model.hybrid.full=kda
 expect_error config_gdn_fractional_value_width 1 "model.gdn.expand_v = 0.3 times 16 key channels is not a whole number of value channels" "$A" train "$good" --set model.mixer=gdn --set model.gdn.expand_v=0.3
 expect_error config_mla_odd_rope_dims_under_rope 1 "model.mla.qk_rope_head_dim must be positive, and even under RoPE, got 7" "$A" train "$good" --set model.mixer=mla --set model.mla.position=rope --set model.mla.qk_rope_head_dim=7
 
+# ---- sweep files are first-class on every command; every --set takes effect or is refused ----
+hsweep=$(cfg hsweep "return { experiment = 'hs', base = { out_dir = '$TMP/results',
+  model = { d_model = 32, n_layers = 4, n_heads = 2, hybrid = { ratio = '3:1' } },
+  train = { steps = 2, batch_size = 2, seq_len = 32, log_every = 1, eval_every = 0, checkpoint_every = 0 },
+  data = { path = '$TINY', split_block = 1024 }, eval = { max_batches = 1 } },
+  grid = { ['model.hybrid.linear'] = { 'gdn', 'kda' }, seed = { 1, 2 } } }")
+if selected describe_sweep_shows_each_distinct_model; then
+    "$A" describe "$hsweep" >"$TMP/out" 2>&1
+    if [ "$(grep -c '^== model' "$TMP/out")" -eq 2 ] && grep -q "^== model 1, trained by runs linear=gdn,seed=1, linear=gdn,seed=2$" "$TMP/out" &&
+        grep -q "4 runs, 2 distinct models" "$TMP/out"; then
+        ok describe_sweep_shows_each_distinct_model
+    else
+        fail describe_sweep_shows_each_distinct_model "$(head -3 "$TMP/out" | tr '\n' '|')"
+    fi
+fi
+expect_error train_sweep_needs_only 2 "is a sweep of 4 runs: 'attnlab run' trains them all, 'train --only N' (1 to 4) one of them" "$A" train "$hsweep"
+if selected train_sweep_only_trains_that_run; then
+    rm -rf "$TMP/results"
+    # --only N is the N-th run --dry-run lists
+    if "$A" run "$hsweep" --dry-run 2>&1 | grep -q "^   3  linear=kda,seed=1$" && rm -rf "$TMP/results" &&
+        "$A" train "$hsweep" --only 3 >"$TMP/out" 2>&1 && [ "$(ls "$TMP/results/hs")" = "linear=kda,seed=1" ] &&
+        grep -q '"status":[[:space:]]*"finished"' "$TMP/results/hs/linear=kda,seed=1/summary.json"; then
+        ok train_sweep_only_trains_that_run
+    else
+        fail train_sweep_only_trains_that_run "$(tail -2 "$TMP/out" | tr '\n' '|'); $(ls "$TMP/results/hs" 2>&1)"
+    fi
+fi
+if selected run_set_experiment_is_honoured; then
+    if "$A" run "$hsweep" --set experiment=other --dry-run 2>&1 | grep -q "4 runs of experiment 'other' in $TMP/results/other/"; then
+        ok run_set_experiment_is_honoured
+    else
+        fail run_set_experiment_is_honoured "$("$A" run "$hsweep" --set experiment=other --dry-run 2>&1 | head -1)"
+    fi
+fi
+expect_error run_set_of_a_swept_field 1 "--set model.hybrid.linear=kda: $hsweep varies model.hybrid.linear across its runs" "$A" run "$hsweep" --set model.hybrid.linear=kda
+expect_error run_set_without_effect 1 "--set model.softmax.n_kv_heads=1 has no effect in any run of $hsweep: no layer of the model is softmax" "$A" run "$hsweep" --set model.softmax.n_kv_heads=1
+expect_error set_mixer_under_a_hybrid 1 "--set model.mixer=gdn has no effect: model.hybrid.ratio lays out the layers" "$A" train "$good" --set model.hybrid.ratio=3:1 --set model.mixer=gdn
+expect_error set_section_of_an_unused_mixer 1 "--set model.kda.chunk_size=8 has no effect: no layer of the model is kda" "$A" train "$good" --set model.kda.chunk_size=8
+expect_error set_section_of_another_task 1 "--set mqar.num_kv_pairs=4 has no effect: the task is lm, not mqar" "$A" train "$good" --set mqar.num_kv_pairs=4
+expect_error set_value_is_blamed_not_the_file 1 "--set model.d_model=33: model.d_model (33) is not a multiple of model.n_heads (2)" "$A" train "$good" --set model.d_model=33
+expect_error hybrid_ratio_without_layers 1 "'0:0' has no layers (L + F must be at least 1)" "$A" train "$good" --set model.hybrid.ratio=0:0
+expect_error jobs_value_is_one_line 2 "--jobs: expected a positive integer, got 'x'" "$A" run "$hsweep" --jobs x
+if selected jobs_value_is_one_line_only; then
+    n=$("$A" run "$hsweep" --jobs x 2>&1 | wc -l)
+    if [ "$n" -eq 1 ]; then ok jobs_value_is_one_line_only; else fail jobs_value_is_one_line_only "$n lines"; fi
+fi
+if selected help_topics_for_every_command; then
+    missing=""
+    for t in run sweep plot describe; do "$A" help $t >/dev/null 2>&1 || missing="$missing $t"; done
+    if [ -z "$missing" ]; then ok help_topics_for_every_command; else fail help_topics_for_every_command "no help on:$missing"; fi
+fi
+
 # core/ names no mixer: every list of mixers there comes from the registry (variants/registry.c).
 # The names are the registry's own, read from `help config`; "linear" is also a learning-rate
 # schedule, so for it only its config section counts.
@@ -171,6 +223,7 @@ expect_error data_empty_file 1 "$TMP/empty.txt: file is empty" "$A" train "$good
 printf 'caf\xc3\xa9 ok\nbad \xff byte\n' >"$TMP/latin.txt"
 expect_error data_not_utf8 1 "$TMP/latin.txt: not UTF-8 text" "$A" train "$good" --set data.path="$TMP/latin.txt"
 expect_error data_missing_file 1 "$TMP/none.txt" "$A" train "$good" --set data.path="$TMP/none.txt"
+expect_error data_missing_names_field_and_cwd 1 "data.path = 'none.txt': No such file or directory (a relative path is read from the directory attnlab runs in, $PWD;" "$A" train "$good" --set data.path=none.txt
 head -c 500 "$TINY" >"$TMP/short.txt"
 expect_error data_too_short 1 "$TMP/short.txt" "$A" train "$good" --set data.path="$TMP/short.txt"
 # shards: a header (magic 20240520, version 1, count) then uint16 tokens
@@ -407,7 +460,7 @@ if selected sweep_restart_resumes_every_unfinished_run; then
 fi
 if selected sweep_dry_run_and_plot; then
     s=$(cfg sweepgrid2 "$(sweep_base 'grid = { seed = { 1, 2, 3 } },')")
-    if "$A" run "$s" --dry-run >"$TMP/out" 2>&1 && grep -q "3 runs of experiment 'sw'" "$TMP/out" && grep -q "^  seed=3$" "$TMP/out" &&
+    if "$A" run "$s" --dry-run >"$TMP/out" 2>&1 && grep -q "3 runs of experiment 'sw'" "$TMP/out" && grep -q "^   3  seed=3$" "$TMP/out" &&
         "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1 && [ -s "$TMP/results/sw/plots/loss_curves.png" ] &&
         [ -s "$TMP/results/sw/plots/loss_curves.svg" ]; then
         ok sweep_dry_run_and_plot
@@ -443,7 +496,7 @@ fi
 if selected sweep_run_names_are_stable; then
     s=$(cfg sweepnames "$(sweep_base 'runs = { { ["model.mixer"] = "kda", ["train.lr"] = 0.01, seed = 3, ["model.d_model"] = 16 } },')")
     names=$(for i in 1 2 3 4 5 6 7 8; do "$A" run "$s" --dry-run 2>&1 | tail -1; done | sort -u)
-    if [ "$names" = "  d_model=16,mixer=kda,seed=3,lr=0.01" ]; then
+    if [ "$names" = "   1  d_model=16,mixer=kda,seed=3,lr=0.01" ]; then
         ok sweep_run_names_are_stable
     else
         fail sweep_run_names_are_stable "names: $(echo $names)"

@@ -6,12 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compare.h"
 #include "core/backend.h"
 #include "core/cpu/cpu_ops.h"
 #include "core/util.h"
 #include "gradcheck.h"
 #include "test.h"
-#include "compare.h"
 
 /* Inputs as a layer makes them: q, k unit-norm per head, g <= 0 in log space, beta in (0, 1). */
 typedef struct {

@@ -8,8 +8,8 @@
 
 #include "core/io/checkpoint.h"
 #include "core/io/export_fla.h"
-#include "core/model.h"
 #include "core/io/safetensors.h"
+#include "core/model.h"
 #include "core/util.h"
 #include "test.h"
 

@@ -6,11 +6,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "compare.h"
 #include "core/bench/op_harness.h"
 #include "core/io/safetensors.h"
 #include "core/util.h"
 #include "test.h"
-#include "compare.h"
 
 /* fp32 cores against a float64 reference over at most 37 steps, worst over the recurrent form and
  * chunks of 16 and 64: the observed worst relative difference is noted beside each case (run with

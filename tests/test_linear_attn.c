@@ -4,11 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compare.h"
 #include "core/backend.h"
 #include "core/util.h"
 #include "gradcheck.h"
 #include "test.h"
-#include "compare.h"
 
 /* One problem: inputs, the initial state, and the loss weights R (on o) and Rf (on the final
  * state), so L = sum(o * R) + sum(final * Rf) and the backward gets dout = R, dfinal = Rf. */

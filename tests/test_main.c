@@ -1,7 +1,7 @@
 /* Test runner: runs every registered test (or those whose name contains an argument) in a
  * child process with a time limit, prints "ok"/"FAIL"/"skip" lines and a closing count. */
-#include "test.h"
 #include "core/backend.h"
+#include "test.h"
 
 #include <signal.h>
 #include <stdarg.h>

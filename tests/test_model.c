@@ -4,13 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "compare.h"
 #include "core/config/config.h"
 #include "core/mixer.h"
 #include "core/mlp.h"
 #include "core/model.h"
-#include "compare.h"
-#include "core/util.h"
 #include "core/rng.h"
+#include "core/util.h"
 #include "gradcheck.h"
 #include "test.h"
 #include "test_dimensions.h"

@@ -6,8 +6,8 @@
 #include <string.h>
 
 #include "core/lab/describe.h"
-#include "core/mixer.h"
 #include "core/lab/sweep.h"
+#include "core/mixer.h"
 #include "core/train.h"
 #include "core/util.h"
 #include "mixer_harness.h"

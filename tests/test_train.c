@@ -6,11 +6,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "core/io/checkpoint.h"
 #include "core/config/config.h"
+#include "core/io/checkpoint.h"
+#include "core/io/results.h"
 #include "core/model.h"
 #include "core/optimizer.h"
-#include "core/io/results.h"
 #include "core/train.h"
 #include "core/util.h"
 #include "test.h"

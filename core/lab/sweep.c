@@ -30,9 +30,9 @@
 
 #include "core/backend.h"
 #include "core/config/lua_sandbox.h"
-#include "sweep_select.h"
 #include "core/task.h"
 #include "core/train.h"
+#include "sweep_select.h"
 
 /* ---- building the runs ---- */
 
@@ -322,9 +322,18 @@ static bool apply_experiment(Config *c, const SweepFile *sf, Error *err) {
     return true;
 }
 
-static bool apply_sets(Config *c, char **sets, int n_sets, Error *err) {
-    for (int i = 0; i < n_sets; i++)
+/* The command line's --set, last: over the sweep's experiment too, but never over a field the
+ * sweep itself varies (that would make its runs one run). */
+static bool apply_sets(Config *c, const SweepFile *sf, char **sets, int n_sets, Error *err) {
+    for (int i = 0; i < n_sets; i++) {
+        const char *eq = strchr(sets[i], '=');
+        size_t n = eq ? (size_t)(eq - sets[i]) : strlen(sets[i]);
+        for (int k = 0; k < sf->swept.n; k++)
+            if (strlen(sf->swept.items[k].path) == n && strncmp(sf->swept.items[k].path, sets[i], n) == 0)
+                return error_set(err, "--set %s: %s varies %.*s across its runs; set it in the sweep instead", sets[i],
+                                 sf->path, (int)n, sets[i]);
         if (!config_set(c, sets[i], err)) return false;
+    }
     return true;
 }
 
@@ -374,8 +383,8 @@ static bool build_run(Sweep *sw, const SweepFile *sf, int e, long p, char **sets
     config_defaults(c);
     c->source_path = xstrdup(sf->path);
     Leaves set = {0};
-    bool ok = apply_base(c, sf, err) && apply_fields(c, sf, e, p, &set, err) && apply_sets(c, sets, n_sets, err) &&
-              apply_experiment(c, sf, err) && check_run(c, sw->n_runs, err);
+    bool ok = apply_base(c, sf, err) && apply_fields(c, sf, e, p, &set, err) && apply_experiment(c, sf, err) &&
+              apply_sets(c, sf, sets, n_sets, err) && check_run(c, sw->n_runs, err);
     if (ok) name_run(r, c, &set, &sf->swept);
     free(set.items);
     if (!ok) return false;
@@ -414,6 +423,18 @@ static bool check_tasks(Sweep *sw, Error *err) {
     return !sw->select.metric || select_check_metric(&metrics, sw, err);
 }
 
+/* Each --set must change some run (as it must change a single config: config_set_takes_effect). */
+static bool check_sets_take_effect(const Sweep *sw, char **sets, int n_sets, Error *err) {
+    for (int i = 0; i < n_sets; i++) {
+        char why[256] = "";
+        bool somewhere = false;
+        for (int r = 0; r < sw->n_runs && !somewhere; r++)
+            somewhere = config_set_takes_effect(&sw->runs[r].cfg, sets[i], why, sizeof why);
+        if (!somewhere) return error_set(err, "--set %s has no effect in any run of %s: %s", sets[i], sw->source, why);
+    }
+    return true;
+}
+
 bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err) {
     memset(sw, 0, sizeof *sw);
     sw->source = xstrdup(path);
@@ -421,13 +442,27 @@ bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err
     if (!L) return false;
     SweepFile sf = {.L = L, .path = path};
     bool ok = load_lua(L, path, err) && read_sweep_file(&sf, &sw->select, err) &&
-              build_runs(sw, &sf, sets, n_sets, err);
+              build_runs(sw, &sf, sets, n_sets, err) && check_sets_take_effect(sw, sets, n_sets, err);
     if (ok) {
         sw->experiment = xstrdup(sw->runs[0].cfg.experiment);
         sw->dir = xasprintf("%s/%s", sw->runs[0].cfg.out_dir, sw->experiment);
         ok = (!sw->select.metric || select_check_over(sw, err)) && check_tasks(sw, err);
     }
     sweep_file_free(&sf);
+    sandbox_close(L);
+    return ok;
+}
+
+bool sweep_file_is_sweep(const char *path, bool *is_sweep, Error *err) {
+    lua_State *L = sandbox_new(path, err);
+    if (!L) return false;
+    SweepFile sf = {.L = L, .path = path};
+    bool ok = load_lua(L, path, err);
+    if (ok) {
+        sf.top = lua_gettop(L);
+        ok = read_kind(&sf, err);
+    }
+    *is_sweep = sf.is_sweep;
     sandbox_close(L);
     return ok;
 }

@@ -38,6 +38,9 @@ typedef struct {
 /* Builds every run's config and checks them all (fields, then each task's parameters) before
  * anything runs; overrides from the command line apply to every run. */
 bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err);
+/* Whether a config file is a sweep (it has base, grid, runs or select), for commands that take
+ * either; false with err when the file does not load. */
+bool sweep_file_is_sweep(const char *path, bool *is_sweep, Error *err);
 /* Runs what is not finished yet, `jobs` at a time; returns the exit status (0: all finished or
  * failed with a recorded reason, 130: interrupted). */
 int sweep_run(Sweep *sw, int jobs);

@@ -5,8 +5,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
-#include "sweep.h"
 #include "core/task.h"
+#include "sweep.h"
 
 struct lua_State;
 

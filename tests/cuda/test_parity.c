@@ -11,11 +11,11 @@
 #include <unistd.h>
 
 #include "core/backend.h"
-#include "core/config/config.h"
-#include "core/model.h"
 #include "core/bench/op_harness.h"
-#include "core/optimizer.h"
+#include "core/config/config.h"
 #include "core/io/safetensors.h"
+#include "core/model.h"
+#include "core/optimizer.h"
 #include "core/util.h"
 #include "tests/compare.h"
 #include "tests/gradcheck.h"
