@@ -44,11 +44,13 @@ static inline int triangle_block_end(int r, int n) {
     return end < n ? end : n;
 }
 
-/* decayed_products.c: P[r,j] = sum_d X_rd Y_jd exp(b_rd - b_jd) for j < r (j <= r when
- * inclusive), else 0; b is n x K (channel) or n; sub holds 3 * 16 * K + 3 * n * K floats */
-void cpu_decayed_products(float *P, const float *X, const float *Y, const float *b, int n, int K, bool channel,
-                          bool inclusive, float *sub);
-/* adds dX, dY (may alias dX) and db given dP (zero where P is masked) and the forward P */
-void cpu_decayed_products_backward(const float *dP, const float *P, const float *X, const float *Y,
-                                   const float *b, float *dX, float *dY, float *db, float *tmp, float *sub, int n,
-                                   int K, bool channel);
+/* decayed_products.c: P[r,j] = sum_d X_rd Y_jd exp(br_rd - bc_jd) for j < r (j <= r when
+ * inclusive), else 0; br, bc are n x K (channel) or n, nonincreasing, br_r <= bc_j for j < r; sub
+ * holds 3 * 16 * K + 3 * n * K floats */
+void cpu_decayed_products(float *P, const float *X, const float *Y, const float *br, const float *bc, int n, int K,
+                          bool channel, bool inclusive, float *sub);
+/* adds dX, dY (may alias dX), dbr and dbc (may alias dbr) given dP (zero where P is masked) and
+ * the forward P */
+void cpu_decayed_products_backward(const float *dP, const float *P, const float *X, const float *Y, const float *br,
+                                   const float *bc, float *dX, float *dY, float *dbr, float *dbc, float *tmp,
+                                   float *sub, int n, int K, bool channel);

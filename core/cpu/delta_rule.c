@@ -17,8 +17,6 @@
 #include "delta_rule.h"
 #include "fastmath.h"
 
-static int n_chunks(const ScanShape *s) { return (s->T + s->chunk - 1) / s->chunk; }
-
 /* ---------------------------------------------------------------------------------------------
  * Chunkwise form. For a chunk of n rows with start state S0 (spec, "Chunkwise form"), with
  * b_r = g_1 + ... + g_r the cumulative log decay inside the chunk:
@@ -31,8 +29,6 @@ static int n_chunks(const ScanShape *s) { return (s->T + s->chunk - 1) / s->chun
  * exp(b_r) exp(-b_j) with both factors within e^+-FACTOR_LIMIT, so [A'; M] = [Kb; Qb] Ki^T with
  * Ki = K * exp(-b): one matmul, and two in the backward. Stronger decays (which would overflow
  * the factors) go through cpu_decayed_products, whose factors are all <= 1. */
-enum { FACTOR_LIMIT = 30 };
-
 
 /* The per-thread buffers of one chunk, X(name, floats) with C the chunk size: n x K matrices
  * (rows contiguous), then n x V, n x n and the rest. kbqb holds Kb (n rows) and Qb (the next n
@@ -77,11 +73,6 @@ size_t cpu_delta_rule_saved(const ScanShape *s) {
     return (size_t)s->B * s->H * s->T * s->K * s->V; /* every token's start state */
 }
 
-/* Floats from one buffer to the next: whole cache lines plus one, so that buffers of 4 KiB
- * multiples do not all start at the same address modulo 4 KiB, where a load from one right after
- * a store to another at the same offset stalls (4K aliasing; it tripled the elementwise loops). */
-static size_t buffer_stride(size_t n) { return (n + 15) / 16 * 16 + 16; }
-
 #define BUFFER_SIZES                                                                                                  \
     size_t C = (size_t)s->chunk, K = s->K, CK = C * K, CV = C * s->V, CC = C * C, KV = K * s->V;                       \
     size_t SLOT = chunk_saved_floats(s);                                                                              \
@@ -123,30 +114,6 @@ static void use_slot(const ScanShape *s, ChunkBuf *c, float *slot, int n) {
     c->R = c->U + C * s->V;
 }
 
-/* b_r = g_1 + ... + g_r over the n rows (ldg apart) of w channels of the gate, into b (row
- * stride gw); returns whether every channel's range over the chunk, start (0) included, is
- * within FACTOR_LIMIT (false for NaN: the comparisons below let a NaN into lo and hi). Called
- * with w = 16, the sums, minima and maxima stay in registers: carried through memory, each row
- * waited on the store of the row before. */
-static inline __attribute__((always_inline)) bool cumulative_decays(float *b, int gw, const float *g, size_t ldg,
-                                                                    int n, int w) {
-    float acc[16] = {0}, lo[16] = {0}, hi[16] = {0};
-    for (int r = 0; r < n; r++) {
-        const float *restrict gr = g + r * ldg;
-        float *restrict br = b + (size_t)r * gw;
-#pragma omp simd
-        for (int d = 0; d < w; d++) {
-            acc[d] += gr[d];
-            br[d] = acc[d];
-            lo[d] = acc[d] >= lo[d] ? lo[d] : acc[d];
-            hi[d] = acc[d] <= hi[d] ? hi[d] : acc[d];
-        }
-    }
-    bool fits = true;
-    for (int d = 0; d < w; d++) fits &= hi[d] - lo[d] <= (float)FACTOR_LIMIT;
-    return fits;
-}
-
 /* Prepares the chunk rows [t0, t0 + n) of (b, h): beta, the cumulative decays b, the factors
  * eb = exp(b), ec = exp(b_n - b) and, when the decays factor, ei = exp(-b) (per channel, a
  * per-head gate repeated over them), and the decayed Qb, Kb, Kc, Ki (Ki^T too for the forward);
@@ -160,11 +127,7 @@ static void chunk_prepare(const ScanShape *s, ChunkBuf *c, int bi, int h, int t0
     c->q_rows = q + row_index(s, bi, t0, h, K);
     c->k_rows = k + row_index(s, bi, t0, h, K);
     for (int r = 0; r < n; r++) c->beta[r] = beta0[(size_t)r * s->H];
-    bool fits = true;
-    int d0 = 0;
-    for (; d0 + 16 <= gw; d0 += 16) fits &= cumulative_decays(c->b + d0, gw, g0 + d0, ldg, n, 16);
-    if (d0 < gw) fits &= cumulative_decays(c->b + d0, gw, g0 + d0, ldg, n, gw - d0);
-    c->factored = fits;
+    c->factored = chunk_decays(c->b, gw, g0, ldg, n);
     c->qb = c->kbqb + (size_t)n * K;
     c->dqb = c->dkbqb + (size_t)n * K;
     c->dm = c->dam + (size_t)n * n;
@@ -226,8 +189,8 @@ static void chunk_pair_products(const ScanShape *s, ChunkBuf *c, int n) {
             for (int j = r + 1; j < end; j++) c->M[(size_t)r * n + j] = 0.0f;
         }
     } else {
-        cpu_decayed_products(c->A, c->k, c->k, c->b, n, K, s->channel_gate, false, c->sub);
-        cpu_decayed_products(c->M, c->q, c->k, c->b, n, K, s->channel_gate, true, c->sub);
+        cpu_decayed_products(c->A, c->k, c->k, c->b, c->b, n, K, s->channel_gate, false, c->sub);
+        cpu_decayed_products(c->M, c->q, c->k, c->b, c->b, n, K, s->channel_gate, true, c->sub);
     }
     /* N = diag(beta) A' in T's strict lower triangle, then inverted in place */
     for (int r = 0; r < n; r++) {
@@ -462,10 +425,10 @@ static void chunk_step_backward(const ScanShape *s, ChunkBuf *c, int n, const Ch
     if (c->factored) {
         factored_products_backward(s, c, n);
     } else {
-        cpu_decayed_products_backward(c->dam, c->A, c->k, c->k, c->b, c->dk, c->dk, c->db, c->tmp, c->sub, n, K,
-                                      s->channel_gate);
-        cpu_decayed_products_backward(c->dm, c->M, c->q, c->k, c->b, c->dq, c->dk, c->db, c->tmp, c->sub, n, K,
-                                      s->channel_gate);
+        cpu_decayed_products_backward(c->dam, c->A, c->k, c->k, c->b, c->b, c->dk, c->dk, c->db, c->db, c->tmp,
+                                      c->sub, n, K, s->channel_gate);
+        cpu_decayed_products_backward(c->dm, c->M, c->q, c->k, c->b, c->b, c->dq, c->dk, c->db, c->db, c->tmp,
+                                      c->sub, n, K, s->channel_gate);
     }
     chunk_input_gradients(s, c, n, out);
 }

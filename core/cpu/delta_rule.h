@@ -2,14 +2,10 @@
 #pragma once
 #include <stddef.h>
 
+#include "chunked_scan.h"
 #include "cpu_ops.h"
 
 static inline int gate_width(const ScanShape *s) { return s->channel_gate ? s->K : 1; }
-
-/* Offsets of token t of sequence b, head h, in the [B, T, H, X] layouts. */
-static inline size_t row_index(const ScanShape *s, int b, int t, int h, int width) {
-    return (((size_t)b * s->T + t) * s->H + h) * (size_t)width;
-}
 
 /* the recurrent form: its workspace per thread, forward and backward */
 size_t delta_rule_recurrent_thread_floats(const ScanShape *s);
