@@ -120,6 +120,11 @@ typedef struct {
     /* y[i] += bias[i % C] for n = rows * C elements; backward adds the column sums of dy to dbias */                 \
     X(void, bias_forward, (float *y, const float *bias, int rows, int C))                                             \
     X(void, bias_backward, (float *dbias, const float *dy, int rows, int C))                                          \
+    /* y[r, :] = alpha s[r] x[r, :] for rows of D (y == x allowed); backward adds alpha dy[r] . x[r] to ds[r]         \
+     * and writes (or with accumulate adds) alpha s[r] dy[r, :] to dx (dx == dy allowed without accumulate) */        \
+    X(void, row_scale_forward, (float *y, const float *x, const float *s, int rows, int D, float alpha))              \
+    X(void, row_scale_backward, (float *dx, float *ds, const float *dy, const float *x, const float *s, int rows,      \
+                                 int D, float alpha, bool accumulate))                                                \
                                                                                                                       \
     /* ---- linear attention's normalizer rides along as an extra value channel of ones:                              \
      * append_ones makes rows of D + 1 ending in 1; normalize_by_last divides the first D columns                     \
@@ -181,6 +186,22 @@ typedef struct {
                                   const float *beta, const float *saved, float *work))                                \
     X(void, delta_rule_step, (const ScanShape *s, float *state, float *o, const float *q, const float *k,             \
                               const float *v, const float *g, const float *beta))                                     \
+                                                                                                                      \
+    /* ---- diagonal-plus-low-rank (generalized delta) rule of dplr, fla's dplr op, per head:                         \
+     * w_t = S_{t-1}^T a_t;  S_t = diag(exp(gk_t)) S_{t-1} + b_t w_t^T + k_t v_t^T;  o_t = scale S_t^T q_t.          \
+     * a, b and the log decay gk are [B, T, H, K] (one decay per key channel; s->channel_gate is not                  \
+     * read). Backward writes every gradient; dfinal_state may be NULL (zero). ---- */                                \
+    X(size_t, dplr_saved, (const ScanShape *s))                                                                       \
+    X(size_t, dplr_workspace, (const ScanShape *s))                                                                   \
+    X(void, dplr_forward, (const ScanShape *s, float *o, float *final_state, float *saved, const float *q,            \
+                           const float *k, const float *v, const float *a, const float *b, const float *gk,           \
+                           const float *initial_state, float *work))                                                  \
+    X(void, dplr_backward, (const ScanShape *s, float *dq, float *dk, float *dv, float *da, float *db, float *dgk,    \
+                            float *dinitial_state, const float *dfinal_state, const float *dout, const float *q,      \
+                            const float *k, const float *v, const float *a, const float *b, const float *gk,          \
+                            const float *saved, float *work))                                                         \
+    X(void, dplr_step, (const ScanShape *s, float *state, float *o, const float *q, const float *k, const float *v,   \
+                        const float *a, const float *b, const float *gk))                                             \
                                                                                                                       \
     /* ---- optimizer ---- */                                                                                         \
     X(double, sum_squares, (const float *x, size_t n))                                                                \

@@ -10,94 +10,17 @@
 #include "core/backend.h"
 #include "core/cpu/cpu_ops.h"
 #include "core/util.h"
+#include "delta_inputs.h"
 #include "gradcheck.h"
 #include "test.h"
-
-/* Inputs as a layer makes them: q, k unit-norm per head, g <= 0 in log space, beta in (0, 1). */
-typedef struct {
-    ScanShape s;
-    float *q, *k, *v, *g, *beta, *h0;
-    size_t nqk, nv, ng, nb, ns;
-} DeltaInputs;
-
-static void unit_rows(float *x, size_t rows, int D) {
-    for (size_t r = 0; r < rows; r++) {
-        double n = 0;
-        for (int d = 0; d < D; d++) n += (double)x[r * D + d] * x[r * D + d];
-        for (int d = 0; d < D; d++) x[r * D + d] = (float)(x[r * D + d] / sqrt(n + 1e-6));
-    }
-}
-
-static DeltaInputs make_inputs(int B, int T, int H, int K, int V, bool channel, float decay_scale, Rng *rng) {
-    DeltaInputs in;
-    in.s = (ScanShape){B, T, H, K, V, 1.0f / sqrtf((float)K), 0, channel};
-    in.nqk = (size_t)B * T * H * K;
-    in.nv = (size_t)B * T * H * V;
-    in.ng = channel ? in.nqk : (size_t)B * T * H;
-    in.nb = (size_t)B * T * H;
-    in.ns = (size_t)B * H * K * V;
-    in.q = new_normal(in.nqk, 1.0f, rng);
-    in.k = new_normal(in.nqk, 1.0f, rng);
-    unit_rows(in.q, in.nqk / K, K);
-    unit_rows(in.k, in.nqk / K, K);
-    in.v = new_normal(in.nv, 1.0f, rng);
-    in.g = new_zeros(in.ng);
-    for (size_t i = 0; i < in.ng; i++) in.g[i] = -decay_scale * (float)log1p(exp(rng_normal(rng)));
-    in.beta = new_zeros(in.nb);
-    for (size_t i = 0; i < in.nb; i++) in.beta[i] = (float)(1.0 / (1.0 + exp(-rng_normal(rng))));
-    in.h0 = new_normal(in.ns, 0.5f, rng);
-    return in;
-}
-
-typedef struct {
-    float *o, *final, *saved, *work;
-    float *dq, *dk, *dv, *dg, *dbeta, *dh0;
-} DeltaOutputs;
-
-static DeltaOutputs run(const DeltaInputs *in, int chunk, const float *dout, const float *dfinal) {
-    const Backend *be = backend_cpu();
-    ScanShape s = in->s;
-    s.chunk = chunk;
-    DeltaOutputs r;
-    r.o = new_zeros(in->nv);
-    r.final = new_zeros(in->ns);
-    r.saved = new_zeros(be->delta_rule_saved(&s));
-    r.work = xalloc_aligned(be->delta_rule_workspace(&s));
-    be->delta_rule_forward(&s, r.o, r.final, r.saved, in->q, in->k, in->v, in->g, in->beta, in->h0, r.work);
-    r.dq = r.dk = r.dv = r.dg = r.dbeta = r.dh0 = NULL;
-    if (dout) {
-        r.dq = new_zeros(in->nqk);
-        r.dk = new_zeros(in->nqk);
-        r.dv = new_zeros(in->nv);
-        r.dg = new_zeros(in->ng);
-        r.dbeta = new_zeros(in->nb);
-        r.dh0 = new_zeros(in->ns);
-        be->delta_rule_backward(&s, r.dq, r.dk, r.dv, r.dg, r.dbeta, r.dh0, dfinal, dout, in->q, in->k, in->v, in->g,
-                                in->beta, r.saved, r.work);
-    }
-    return r;
-}
-
-static void free_outputs(DeltaOutputs *r) {
-    free(r->o);
-    free(r->final);
-    free(r->saved);
-    free(r->work);
-    free(r->dq);
-    free(r->dk);
-    free(r->dv);
-    free(r->dg);
-    free(r->dbeta);
-    free(r->dh0);
-}
 
 /* ---- the recurrence, transcribed from the spec in double: S_t = (I - beta k k^T) D S + beta k v^T ---- */
 TEST(test_delta_rule_recurrent_matches_the_spec_in_double) {
     for (int channel = 0; channel < 2; channel++) {
         Rng rng;
         rng_seed(&rng, 40 + channel);
-        DeltaInputs in = make_inputs(2, 9, 2, 5, 3, channel, 1.0f, &rng);
-        DeltaOutputs r = run(&in, 0, NULL, NULL);
+        DeltaInputs in = delta_inputs(2, 9, 2, 5, 3, channel, 1.0f, &rng);
+        DeltaOutputs r = delta_run(&in, 0, NULL, NULL);
         const ScanShape *s = &in.s;
         int K = s->K, V = s->V;
         double S[5][3], Sn[5][3];
@@ -132,7 +55,7 @@ TEST(test_delta_rule_recurrent_matches_the_spec_in_double) {
                     for (int j = 0; j < V; j++)
                         CHECK_NEAR(r.final[(((size_t)b * s->H + h) * K + i) * V + j], S[i][j], 1e-5, "final state");
             }
-        free_outputs(&r);
+        delta_free(&r);
     }
 }
 
@@ -156,10 +79,10 @@ static double delta_loss(void *p) {
 static void check_recurrent_gradients(bool channel, unsigned seed) {
     Rng rng;
     rng_seed(&rng, seed);
-    DeltaInputs in = make_inputs(2, 6, 2, 4, 3, channel, 1.0f, &rng);
+    DeltaInputs in = delta_inputs(2, 6, 2, 4, 3, channel, 1.0f, &rng);
     float *R = new_normal(in.nv, 1.0f, &rng), *Rf = new_normal(in.ns, 1.0f, &rng);
-    DeltaOutputs r = run(&in, 0, R, Rf);
-    DeltaLoss c = {&in, R, Rf, run(&in, 0, NULL, NULL)};
+    DeltaOutputs r = delta_run(&in, 0, R, Rf);
+    DeltaLoss c = {&in, R, Rf, delta_run(&in, 0, NULL, NULL)};
     struct {
         const char *name;
         float *x, *dx;
@@ -180,9 +103,9 @@ TEST(test_delta_rule_recurrent_gradient_gdn) { check_recurrent_gradients(false, 
 static void check_chunk_matches_recurrent(bool channel, int T, int chunk, float decay_scale, unsigned seed) {
     Rng rng;
     rng_seed(&rng, seed);
-    DeltaInputs in = make_inputs(2, T, 3, 8, 6, channel, decay_scale, &rng);
+    DeltaInputs in = delta_inputs(2, T, 3, 8, 6, channel, decay_scale, &rng);
     float *dout = new_normal(in.nv, 1.0f, &rng), *dfinal = new_normal(in.ns, 1.0f, &rng);
-    DeltaOutputs a = run(&in, 0, dout, dfinal), b = run(&in, chunk, dout, dfinal);
+    DeltaOutputs a = delta_run(&in, 0, dout, dfinal), b = delta_run(&in, chunk, dout, dfinal);
     /* fp32, different summation orders: agreement to a few ulps of the largest value */
     const double tol = 2e-6; /* observed: up to 2.4e-7 */
     struct {
@@ -198,8 +121,8 @@ static void check_chunk_matches_recurrent(bool channel, int T, int chunk, float 
         CHECK(d < tol, "%s T=%d chunk=%d decay x%g: %s differs by %.2e", channel ? "kda" : "gdn", T, chunk,
               decay_scale, cmp[i].name, d);
     }
-    free_outputs(&a);
-    free_outputs(&b);
+    delta_free(&a);
+    delta_free(&b);
 }
 
 /* Chunks above 16 rows also exercise kda's sub-chunk factorization (matmuls between sub-chunks). */
@@ -336,8 +259,8 @@ TEST(test_delta_rule_step_matches_forward) {
     for (int channel = 0; channel < 2; channel++) {
         Rng rng;
         rng_seed(&rng, 110 + channel);
-        DeltaInputs in = make_inputs(2, 11, 3, 8, 5, channel, 1.0f, &rng);
-        DeltaOutputs full = run(&in, 0, NULL, NULL);
+        DeltaInputs in = delta_inputs(2, 11, 3, 8, 5, channel, 1.0f, &rng);
+        DeltaOutputs full = delta_run(&in, 0, NULL, NULL);
         const ScanShape *s = &in.s;
         int gw = channel ? s->K : 1;
         float *state = new_zeros(in.ns), *o = new_zeros((size_t)s->B * s->H * s->V);
@@ -361,6 +284,6 @@ TEST(test_delta_rule_step_matches_forward) {
                           "step output differs at t=%d", t);
         }
         CHECK(memcmp(state, full.final, sizeof(float) * in.ns) == 0, "step state differs from the final state");
-        free_outputs(&full);
+        delta_free(&full);
     }
 }

@@ -1,4 +1,5 @@
-/* Bias add and its column-sum backward, and the strided 2-D row copy used to slice fused buffers. */
+/* Bias add and its column-sum backward, rows scaled by a value each (dplr's beta on its written
+ * vectors), and the strided 2-D row copy used to slice fused buffers. */
 #include "cpu_ops.h"
 
 #define PAR_MIN 32768
@@ -47,6 +48,36 @@ void cpu_copy_rows(float *dst, long dst_stride, const float *src, long src_strid
         } else {
 #pragma omp simd
             for (int c = 0; c < cols; c++) d[c] = s[c];
+        }
+    }
+}
+
+void cpu_row_scale_forward(float *y, const float *x, const float *s, int rows, int D, float alpha) {
+#pragma omp parallel for schedule(static) if ((long)rows * D > PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        float f = alpha * s[r], *yr = y + (size_t)r * D;
+        const float *xr = x + (size_t)r * D;
+#pragma omp simd
+        for (int c = 0; c < D; c++) yr[c] = f * xr[c];
+    }
+}
+
+/* A row's ds is its own sum, finished before dx overwrites dy (they may be one buffer). */
+void cpu_row_scale_backward(float *dx, float *ds, const float *dy, const float *x, const float *s, int rows, int D,
+                            float alpha, bool accumulate) {
+#pragma omp parallel for schedule(static) if ((long)rows * D > PAR_MIN)
+    for (int r = 0; r < rows; r++) {
+        const float *dyr = dy + (size_t)r * D, *xr = x + (size_t)r * D;
+        float *dxr = dx + (size_t)r * D, acc = 0.0f, f = alpha * s[r];
+#pragma omp simd reduction(+ : acc)
+        for (int c = 0; c < D; c++) acc += dyr[c] * xr[c];
+        ds[r] += alpha * acc;
+        if (accumulate) {
+#pragma omp simd
+            for (int c = 0; c < D; c++) dxr[c] += f * dyr[c];
+        } else {
+#pragma omp simd
+            for (int c = 0; c < D; c++) dxr[c] = f * dyr[c];
         }
     }
 }

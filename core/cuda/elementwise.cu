@@ -230,6 +230,40 @@ extern "C" void cuda_bias_backward(float *dbias, const float *dy, int rows, int 
     CUDA_LAUNCHED();
 }
 
+// ---- rows scaled by one value each ----
+
+__global__ void row_scale_kernel(float *y, const float *x, const float *s, int rows, int D, float alpha) {
+    EACH(i, (size_t)rows * D) y[i] = alpha * s[i / D] * x[i];
+}
+// one warp per row; each lane writes only the entries it read for the dot product, so dx may be dy
+__global__ void row_scale_backward_kernel(float *dx, float *ds, const float *dy, const float *x, const float *s,
+                                          int rows, int D, float alpha, int accumulate) {
+    size_t r = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    const int lane = threadIdx.x & 31;
+    if (r >= (size_t)rows) return;
+    const float *dyr = dy + r * D, *xr = x + r * D;
+    float acc = 0.0f, f = alpha * s[r];
+    for (int c = lane; c < D; c += 32) acc += dyr[c] * xr[c];
+    acc = warp_sum(acc);
+    for (int c = lane; c < D; c += 32) {
+        float g = f * dyr[c];
+        if (accumulate) dx[r * D + c] += g;
+        else dx[r * D + c] = g;
+    }
+    if (lane == 0) ds[r] += alpha * acc;
+}
+extern "C" void cuda_row_scale_forward(float *y, const float *x, const float *s, int rows, int D, float alpha) {
+    if (rows <= 0 || D <= 0) return;
+    row_scale_kernel<<<grid_for((size_t)rows * D, 256), 256>>>(y, x, s, rows, D, alpha);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_row_scale_backward(float *dx, float *ds, const float *dy, const float *x, const float *s, int rows,
+                                        int D, float alpha, bool accumulate) {
+    if (rows <= 0 || D <= 0) return;
+    row_scale_backward_kernel<<<grid_for((size_t)rows * 32, 256), 256>>>(dx, ds, dy, x, s, rows, D, alpha, accumulate);
+    CUDA_LAUNCHED();
+}
+
 // ---- strided rows and the normalizer channel ----
 
 __global__ void copy_rows_kernel(float *dst, long dst_stride, const float *src, long src_stride, int rows, int cols,

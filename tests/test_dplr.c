@@ -1,0 +1,338 @@
+/* The diagonal-plus-low-rank core (dplr): the recurrent form against a double-precision
+ * transcription of the recurrence and finite differences of every input; the chunkwise form
+ * against the recurrent one (outputs, final state, every gradient) over chunk sizes, lengths that
+ * do not divide and both sides of the factor limit, and against finite differences; the decode
+ * step against the full forward; and kda's core as dplr's tied case, outputs and gradients. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compare.h"
+#include "core/backend.h"
+#include "core/util.h"
+#include "delta_inputs.h"
+#include "gradcheck.h"
+#include "test.h"
+
+/* q unit-norm; a and b as a layer makes them, a read gate times a unit key (-1 to 1 per channel)
+ * and a write along another unit key scaled into (-1, 1): the transition D + b a^T stays near a
+ * contraction; gk <= 0; h0 ~ N(0, 0.25). */
+typedef struct {
+    ScanShape s;
+    float *q, *k, *v, *a, *b, *gk, *h0;
+    size_t nk, nv, ns;
+} DplrInputs;
+
+static DplrInputs dplr_inputs(int B, int T, int H, int K, int V, float decay_scale, Rng *rng) {
+    DplrInputs in;
+    in.s = (ScanShape){B, T, H, K, V, 1.0f / sqrtf((float)K), 0, true};
+    in.nk = (size_t)B * T * H * K;
+    in.nv = (size_t)B * T * H * V;
+    in.ns = (size_t)B * H * K * V;
+    size_t rows = in.nk / K;
+    in.q = new_normal(in.nk, 1.0f, rng);
+    in.k = new_normal(in.nk, 1.0f, rng);
+    in.a = new_normal(in.nk, 1.0f, rng);
+    in.b = new_normal(in.nk, 1.0f, rng);
+    unit_rows(in.q, rows, K);
+    unit_rows(in.k, rows, K);
+    unit_rows(in.a, rows, K);
+    unit_rows(in.b, rows, K);
+    for (size_t i = 0; i < in.nk; i++) in.a[i] *= (float)tanh(2.0 * rng_normal(rng));
+    for (size_t r = 0; r < rows; r++) {
+        float w = (float)tanh(rng_normal(rng));
+        for (int d = 0; d < K; d++) in.b[r * K + d] *= w;
+    }
+    in.v = new_normal(in.nv, 1.0f, rng);
+    in.gk = new_zeros(in.nk);
+    for (size_t i = 0; i < in.nk; i++) in.gk[i] = -decay_scale * (float)log1p(exp(rng_normal(rng)));
+    in.h0 = new_normal(in.ns, 0.5f, rng);
+    return in;
+}
+
+static void dplr_inputs_free(DplrInputs *in) {
+    free(in->q);
+    free(in->k);
+    free(in->v);
+    free(in->a);
+    free(in->b);
+    free(in->gk);
+    free(in->h0);
+}
+
+typedef struct {
+    float *o, *final, *saved, *work;
+    float *dq, *dk, *dv, *da, *db, *dgk, *dh0; /* NULL without dout */
+} DplrOutputs;
+
+static DplrOutputs dplr_run(const DplrInputs *in, int chunk, const float *dout, const float *dfinal) {
+    const Backend *be = backend_cpu();
+    ScanShape s = in->s;
+    s.chunk = chunk;
+    DplrOutputs r;
+    memset(&r, 0, sizeof r);
+    r.o = new_zeros(in->nv);
+    r.final = new_zeros(in->ns);
+    r.saved = new_zeros(be->dplr_saved(&s));
+    r.work = xalloc_aligned(be->dplr_workspace(&s));
+    be->dplr_forward(&s, r.o, r.final, r.saved, in->q, in->k, in->v, in->a, in->b, in->gk, in->h0, r.work);
+    if (dout) {
+        float **grads[] = {&r.dq, &r.dk, &r.da, &r.db, &r.dgk};
+        for (size_t i = 0; i < sizeof grads / sizeof grads[0]; i++) *grads[i] = new_zeros(in->nk);
+        r.dv = new_zeros(in->nv);
+        r.dh0 = new_zeros(in->ns);
+        be->dplr_backward(&s, r.dq, r.dk, r.dv, r.da, r.db, r.dgk, r.dh0, dfinal, dout, in->q, in->k, in->v, in->a,
+                          in->b, in->gk, r.saved, r.work);
+    }
+    return r;
+}
+
+static void dplr_free(DplrOutputs *r) {
+    float *all[] = {r->o, r->final, r->saved, r->work, r->dq, r->dk, r->dv, r->da, r->db, r->dgk, r->dh0};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+}
+
+/* ---- the recurrence in double, token by token: S = (D + b a^T) S + k v^T, o = scale S^T q ---- */
+TEST(test_dplr_recurrent_matches_the_recurrence_in_double) {
+    Rng rng;
+    rng_seed(&rng, 300);
+    DplrInputs in = dplr_inputs(2, 9, 2, 5, 3, 1.0f, &rng);
+    DplrOutputs r = dplr_run(&in, 0, NULL, NULL);
+    const ScanShape *s = &in.s;
+    int K = s->K, V = s->V;
+    double S[5][3], Sn[5][3];
+    for (int b = 0; b < s->B; b++)
+        for (int h = 0; h < s->H; h++) {
+            for (int i = 0; i < K; i++)
+                for (int j = 0; j < V; j++) S[i][j] = in.h0[(((size_t)b * s->H + h) * K + i) * V + j];
+            for (int t = 0; t < s->T; t++) {
+                size_t row = ((size_t)b * s->T + t) * s->H + h;
+                const float *q = in.q + row * K, *k = in.k + row * K, *v = in.v + row * V;
+                const float *a = in.a + row * K, *bb = in.b + row * K, *gk = in.gk + row * K;
+                for (int i = 0; i < K; i++)
+                    for (int j = 0; j < V; j++) {
+                        double acc = (double)k[i] * v[j];
+                        for (int m = 0; m < K; m++) acc += ((i == m) * exp(gk[i]) + (double)bb[i] * a[m]) * S[m][j];
+                        Sn[i][j] = acc;
+                    }
+                memcpy(S, Sn, sizeof S);
+                for (int j = 0; j < V; j++) {
+                    double o = 0;
+                    for (int i = 0; i < K; i++) o += S[i][j] * q[i];
+                    CHECK_NEAR(r.o[row * V + j], o * s->scale, 1e-5, "output");
+                }
+            }
+            for (int i = 0; i < K; i++)
+                for (int j = 0; j < V; j++)
+                    CHECK_NEAR(r.final[(((size_t)b * s->H + h) * K + i) * V + j], S[i][j], 1e-5, "final state");
+        }
+    dplr_free(&r);
+    dplr_inputs_free(&in);
+}
+
+/* ---- finite differences of both forms, every input ---- */
+
+typedef struct {
+    DplrInputs *in;
+    int chunk;
+    float *R, *Rf; /* loss = sum(o R) + sum(final Rf) */
+    DplrOutputs scratch;
+} DplrLoss;
+
+static double dplr_loss(void *p) {
+    DplrLoss *c = p;
+    DplrInputs *in = c->in;
+    ScanShape s = in->s;
+    s.chunk = c->chunk;
+    backend_cpu()->dplr_forward(&s, c->scratch.o, c->scratch.final, c->scratch.saved, in->q, in->k, in->v, in->a,
+                                in->b, in->gk, in->h0, c->scratch.work);
+    return dot_loss(c->scratch.o, c->R, in->nv) + dot_loss(c->scratch.final, c->Rf, in->ns);
+}
+
+static void check_gradients(int T, int chunk, float decay_scale, unsigned seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    DplrInputs in = dplr_inputs(2, T, 2, 4, 3, decay_scale, &rng);
+    float *R = new_normal(in.nv, 1.0f, &rng), *Rf = new_normal(in.ns, 1.0f, &rng);
+    DplrOutputs r = dplr_run(&in, chunk, R, Rf);
+    DplrLoss c = {&in, chunk, R, Rf, dplr_run(&in, chunk, NULL, NULL)};
+    struct {
+        const char *name;
+        float *x, *dx;
+        size_t n;
+    } wrt[] = {{"q", in.q, r.dq, in.nk}, {"k", in.k, r.dk, in.nk},   {"v", in.v, r.dv, in.nv},
+               {"a", in.a, r.da, in.nk}, {"b", in.b, r.db, in.nk},   {"gk", in.gk, r.dgk, in.nk},
+               {"initial_state", in.h0, r.dh0, in.ns}};
+    for (size_t i = 0; i < sizeof wrt / sizeof wrt[0]; i++) {
+        double e = gradcheck(dplr_loss, &c, wrt[i].x, wrt[i].dx, wrt[i].n, 120, 1e-2f, &rng);
+        CHECK(e < GRAD_TOL, "dplr chunk=%d T=%d decay x%g: d%s relative error %.2e", chunk, T, decay_scale,
+              wrt[i].name, e);
+    }
+    dplr_free(&r);
+    dplr_free(&c.scratch);
+    dplr_inputs_free(&in);
+    free(R);
+    free(Rf);
+}
+
+TEST(test_dplr_recurrent_gradient) { check_gradients(6, 0, 1.0f, 310); }
+
+/* chunks of 3 over 7 rows (a short last chunk); decays of ~1 factor through the chunk start, of
+ * ~20 per step they do not (the pairwise path) */
+TEST(test_dplr_chunk_gradient) {
+    check_gradients(7, 3, 1.0f, 311);
+    check_gradients(7, 3, 20.0f, 312);
+    check_gradients(20, 18, 0.3f, 313); /* sub-chunks of 16 inside a chunk */
+    check_gradients(20, 18, 20.0f, 314);
+}
+
+/* ---- chunkwise == recurrent ---- */
+
+static void check_chunk_matches_recurrent(int T, int chunk, float decay_scale, unsigned seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    DplrInputs in = dplr_inputs(2, T, 3, 8, 6, decay_scale, &rng);
+    float *dout = new_normal(in.nv, 1.0f, &rng), *dfinal = new_normal(in.ns, 1.0f, &rng);
+    DplrOutputs a = dplr_run(&in, 0, dout, dfinal), b = dplr_run(&in, chunk, dout, dfinal);
+    /* fp32, different summation orders: observed up to 2.3e-6 of the largest value (da, chunks of
+     * 64: the inverse of I - P_ab, which is not a contraction's, amplifies rounding ~10x more than
+     * kda's); a wrong term is off by O(1) */
+    const double tol = 1e-5;
+    struct {
+        const char *name;
+        const float *x, *y;
+        size_t n;
+    } cmp[] = {{"o", a.o, b.o, in.nv},     {"final_state", a.final, b.final, in.ns}, {"dq", a.dq, b.dq, in.nk},
+               {"dk", a.dk, b.dk, in.nk},  {"dv", a.dv, b.dv, in.nv},             {"da", a.da, b.da, in.nk},
+               {"db", a.db, b.db, in.nk},  {"dgk", a.dgk, b.dgk, in.nk},          {"dinitial_state", a.dh0, b.dh0, in.ns}};
+    for (size_t i = 0; i < sizeof cmp / sizeof cmp[0]; i++) {
+        double d = max_rel_diff(cmp[i].y, cmp[i].x, cmp[i].n, 1.0);
+        CHECK(d < tol, "dplr T=%d chunk=%d decay x%g: %s differs by %.2e", T, chunk, decay_scale, cmp[i].name, d);
+    }
+    dplr_free(&a);
+    dplr_free(&b);
+    dplr_inputs_free(&in);
+    free(dout);
+    free(dfinal);
+}
+
+TEST(test_dplr_chunk_matches_recurrent) {
+    int Ts[] = {1, 7, 19, 40, 75}, chunks[] = {1, 3, 8, 16, 37, 64};
+    for (int i = 0; i < 5; i++)
+        for (int j = 0; j < 6; j++) check_chunk_matches_recurrent(Ts[i], chunks[j], 1.0f, 320 + 6 * i + j);
+}
+
+/* ~0.05 per step: every chunk factors through its start; ~0.55: chunks of 64 straddle the
+ * 30-nat limit within one sequence; ~20 (up to ~60 per step): only the pairwise path holds. */
+TEST(test_dplr_chunk_matches_recurrent_across_the_factor_limit_and_strong_decay) {
+    int Ts[] = {64, 75, 130}, chunks[] = {16, 37, 64};
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 3; j++) {
+            check_chunk_matches_recurrent(Ts[i], chunks[j], 0.05f, 360 + 3 * i + j);
+            check_chunk_matches_recurrent(Ts[i], chunks[j], 0.55f, 370 + 3 * i + j);
+        }
+    check_chunk_matches_recurrent(40, 16, 20.0f, 380);
+    check_chunk_matches_recurrent(75, 64, 20.0f, 381);
+}
+
+/* ---- decode step == full forward ---- */
+
+TEST(test_dplr_step_matches_forward) {
+    Rng rng;
+    rng_seed(&rng, 390);
+    DplrInputs in = dplr_inputs(2, 11, 3, 8, 5, 1.0f, &rng);
+    DplrOutputs full = dplr_run(&in, 0, NULL, NULL);
+    const ScanShape *s = &in.s;
+    size_t BHK = (size_t)s->B * s->H * s->K, BHV = (size_t)s->B * s->H * s->V;
+    float *state = new_zeros(in.ns), *o = new_zeros(BHV), *v = new_zeros(BHV), *x[5];
+    const float *src[5] = {in.q, in.k, in.a, in.b, in.gk};
+    for (int i = 0; i < 5; i++) x[i] = new_zeros(BHK);
+    memcpy(state, in.h0, sizeof(float) * in.ns);
+    for (int t = 0; t < s->T; t++) {
+        for (int b = 0; b < s->B; b++) { /* gather token t of every sequence */
+            size_t from = ((size_t)b * s->T + t) * s->H, to = (size_t)b * s->H;
+            for (int i = 0; i < 5; i++) memcpy(x[i] + to * s->K, src[i] + from * s->K, sizeof(float) * s->H * s->K);
+            memcpy(v + to * s->V, in.v + from * s->V, sizeof(float) * s->H * s->V);
+        }
+        backend_cpu()->dplr_step(s, state, o, x[0], x[1], v, x[2], x[3], x[4]);
+        for (int b = 0; b < s->B; b++)
+            CHECK(memcmp(o + (size_t)b * s->H * s->V, full.o + ((size_t)b * s->T + t) * s->H * s->V,
+                         sizeof(float) * s->H * s->V) == 0,
+                  "step output differs at t=%d", t);
+    }
+    CHECK(memcmp(state, full.final, sizeof(float) * in.ns) == 0, "step state differs from the final state");
+    dplr_free(&full);
+    dplr_inputs_free(&in);
+}
+
+/* ---- kda is dplr's tied case ----
+ * kda: S = (I - beta k k^T) D S + beta k v^T = (D + b a^T) S + k (beta v)^T with a = exp(g) k (it
+ * reads the decayed state) and b = -beta k. The dplr core on those inputs gives kda's outputs,
+ * and its gradients, mapped back by the chain rule, kda's:
+ *   dk = dk' + exp(g) da - beta db,  dg = dgk + exp(g) k da,  dbeta = v . dv' - k . db,  dv = beta dv'. */
+static void check_kda_is_tied_dplr(int T, int chunk, float decay_scale, unsigned seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    DeltaInputs kin = delta_inputs(2, T, 3, 8, 6, true, decay_scale, &rng);
+    float *dout = new_normal(kin.nv, 1.0f, &rng), *dfinal = new_normal(kin.ns, 1.0f, &rng);
+    const int K = kin.s.K, V = kin.s.V;
+    DplrInputs in = {.s = kin.s, .q = kin.q, .k = kin.k, .gk = kin.g, .h0 = kin.h0, .nk = kin.nqk, .nv = kin.nv, .ns = kin.ns};
+    in.a = new_zeros(in.nk);
+    in.b = new_zeros(in.nk);
+    in.v = new_zeros(in.nv);
+    for (size_t r = 0; r < kin.nb; r++) {
+        for (int d = 0; d < K; d++) {
+            size_t i = r * K + d;
+            in.a[i] = expf(kin.g[i]) * kin.k[i];
+            in.b[i] = -kin.beta[r] * kin.k[i];
+        }
+        for (int j = 0; j < V; j++) in.v[r * V + j] = kin.beta[r] * kin.v[r * V + j];
+    }
+    DeltaOutputs want = delta_run(&kin, chunk, dout, dfinal);
+    DplrOutputs got = dplr_run(&in, chunk, dout, dfinal);
+    float *dk = new_zeros(in.nk), *dg = new_zeros(in.nk), *dv = new_zeros(in.nv), *dbeta = new_zeros(kin.nb);
+    for (size_t r = 0; r < kin.nb; r++) {
+        double acc = 0;
+        for (int d = 0; d < K; d++) {
+            size_t i = r * K + d;
+            float e = expf(kin.g[i]);
+            dk[i] = got.dk[i] + e * got.da[i] - kin.beta[r] * got.db[i];
+            dg[i] = got.dgk[i] + e * kin.k[i] * got.da[i];
+            acc -= (double)kin.k[i] * got.db[i];
+        }
+        for (int j = 0; j < V; j++) {
+            dv[r * V + j] = kin.beta[r] * got.dv[r * V + j];
+            acc += (double)kin.v[r * V + j] * got.dv[r * V + j];
+        }
+        dbeta[r] = (float)acc;
+    }
+    /* two fp32 algorithms; exp(g) rounded once more on the dplr side: observed up to 3.2e-7; under
+     * decays of ~60 per step the chunkwise dg of both sums terms that cancel (as in the golden
+     * tests): 4.2e-6 */
+    const double tol = decay_scale > 1.0f ? 2e-5 : 2e-6;
+    struct {
+        const char *name;
+        const float *x, *y;
+        size_t n;
+    } cmp[] = {{"o", want.o, got.o, in.nv},       {"final_state", want.final, got.final, in.ns},
+               {"dq", want.dq, got.dq, in.nk},    {"dk", want.dk, dk, in.nk},
+               {"dv", want.dv, dv, in.nv},        {"dg", want.dg, dg, in.nk},
+               {"dbeta", want.dbeta, dbeta, kin.nb}, {"dinitial_state", want.dh0, got.dh0, in.ns}};
+    for (size_t i = 0; i < sizeof cmp / sizeof cmp[0]; i++) {
+        double d = max_rel_diff(cmp[i].y, cmp[i].x, cmp[i].n, 1e-6);
+        CHECK(d < tol, "kda as dplr T=%d chunk=%d decay x%g: %s differs by %.2e", T, chunk, decay_scale, cmp[i].name, d);
+    }
+    delta_free(&want);
+    dplr_free(&got);
+    float *owned[] = {in.a, in.b, in.v, dk, dg, dv, dbeta, dout, dfinal, kin.q, kin.k, kin.v, kin.g, kin.beta, kin.h0};
+    for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) free(owned[i]);
+}
+
+TEST(test_kda_is_dplr_with_tied_low_rank_vectors) {
+    int chunks[] = {0, 5, 16, 64};
+    for (int i = 0; i < 4; i++) {
+        check_kda_is_tied_dplr(37, chunks[i], 1.0f, 400 + i);
+        check_kda_is_tied_dplr(37, chunks[i], 0.05f, 410 + i);
+        check_kda_is_tied_dplr(37, chunks[i], 20.0f, 420 + i); /* decays up to ~60 per step */
+    }
+}
