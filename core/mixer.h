@@ -33,6 +33,7 @@ typedef enum {
     OP_CORE_DELTA_HEAD_GATE,    /* the gated delta rule, one log decay per head */
     OP_CORE_LINEAR,             /* causal linear attention */
     OP_CORE_SOFTMAX,            /* causal softmax attention */
+    OP_CORE_DPLR,               /* the diagonal-plus-low-rank rule (fla's dplr), a decay per key channel */
 } OpCore;
 
 struct FlaExport; /* core/io/export_fla.h */

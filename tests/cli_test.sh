@@ -101,7 +101,7 @@ expect_error config_bad_hybrid_ratio 1 "field 'model.hybrid.ratio': expected 'L:
 bad=$(cfg layercount 'return { model = { n_layers = 4, layers = { "kda", "mla" } } }')
 expect_error config_layers_count 1 "model.layers lists 2 mixers but model.n_layers is 4" "$A" train "$bad"
 bad=$(cfg layeritem 'return { model = { n_layers = 2, layers = { "kda", "flash" } } }')
-expect_error config_layers_bad_item 1 "field 'model.layers': item 2: expected one of softmax|mla|linear|gdn|kda, got 'flash'" "$A" train "$bad"
+expect_error config_layers_bad_item 1 "field 'model.layers': item 2: expected one of softmax|mla|linear|gdn|kda|dplr, got 'flash'" "$A" train "$bad"
 bad=$(cfg both 'return { model = { n_layers = 2, layers = { "kda", "mla" }, hybrid = { ratio = "1:1" } } }')
 expect_error config_layers_and_ratio 1 "model.layers and model.hybrid.ratio both set the layer pattern" "$A" train "$bad"
 expect_error config_hybrid_full_must_be_attention 1 "--set model.hybrid.full=kda: expected one of softmax|mla, got 'kda'" "$A" train "$good" --set model.hybrid.full=kda
@@ -173,7 +173,7 @@ fi
 # describe the same parameter count and cache
 if selected describe_nope_and_rope_differ_only_in_rotation; then
     bad=""
-    for m in softmax mla linear gdn kda; do
+    for m in softmax mla linear gdn kda dplr; do
         for p in rope nope; do
             "$A" describe "$good" --set model.mixer=$m --set model.$m.position=$p --context 1000 >"$TMP/$p" 2>&1 || bad="$bad $m/$p:fails"
         done

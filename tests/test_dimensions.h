@@ -8,5 +8,5 @@
 #define TEST_DIMENSIONS                                                                                 \
     "model.d_model=30", "model.n_heads=3", "model.head_dim=8", "model.mla.kv_lora_rank=11",              \
         "model.mla.qk_nope_head_dim=12", "model.mla.qk_rope_head_dim=6", "model.mla.v_head_dim=14",        \
-        "model.kda.gate_rank=13",                                                                   \
-        "model.linear.chunk_size=5", "model.gdn.chunk_size=5", "model.kda.chunk_size=5"
+        "model.kda.gate_rank=13", "model.dplr.gate_rank=13",                                        \
+        "model.linear.chunk_size=5", "model.gdn.chunk_size=5", "model.kda.chunk_size=5", "model.dplr.chunk_size=5"

@@ -276,6 +276,43 @@ TEST(test_bias_forward_and_accumulating_backward) {
 
 /* ---- strided row copy ---- */
 
+/* y = alpha s x row by row; the backward adds alpha dy . x to ds and writes or adds alpha s dy,
+ * also in place (dx == dy), as dplr's layer scales its written key and values by beta */
+TEST(test_row_scale_forward_backward_accumulate_and_in_place) {
+    Rng rng;
+    rng_seed(&rng, 125);
+    const Backend *be = backend_cpu();
+    const int rows = 7, D = 11;
+    const float alpha = -0.75f;
+    size_t n = (size_t)rows * D;
+    float *x = new_normal(n, 1.0f, &rng), *s = new_normal(rows, 1.0f, &rng), *dy = new_normal(n, 1.0f, &rng);
+    float *y = new_zeros(n), *dx = new_normal(n, 1.0f, &rng), *dx0 = new_zeros(n), *ds = new_normal(rows, 1.0f, &rng);
+    float *ds0 = new_zeros(rows), *inplace = new_zeros(n);
+    memcpy(dx0, dx, sizeof(float) * n);
+    memcpy(ds0, ds, sizeof(float) * rows);
+    memcpy(inplace, dy, sizeof(float) * n);
+    be->row_scale_forward(y, x, s, rows, D, alpha);
+    be->row_scale_backward(dx, ds, dy, x, s, rows, D, alpha, true);
+    for (int r = 0; r < rows; r++) {
+        double dot = 0;
+        for (int j = 0; j < D; j++) {
+            size_t i = (size_t)r * D + j;
+            dot += (double)dy[i] * x[i];
+            CHECK_NEAR(y[i], alpha * s[r] * x[i], 1e-6, "row_scale forward");
+            CHECK_NEAR(dx[i], dx0[i] + alpha * s[r] * dy[i], 1e-5, "row_scale dx accumulated");
+        }
+        CHECK_NEAR(ds[r], ds0[r] + alpha * dot, 1e-5, "row_scale ds added");
+    }
+    memcpy(ds, ds0, sizeof(float) * rows);
+    be->row_scale_backward(inplace, ds, inplace, x, s, rows, D, alpha, false);
+    for (size_t i = 0; i < n; i++) CHECK_NEAR(inplace[i], alpha * s[i / D] * dy[i], 1e-6, "row_scale dx in place");
+    for (int r = 0; r < rows; r++) {
+        double dot = 0;
+        for (int j = 0; j < D; j++) dot += (double)dy[(size_t)r * D + j] * x[(size_t)r * D + j];
+        CHECK_NEAR(ds[r], ds0[r] + alpha * dot, 1e-5, "row_scale ds in place");
+    }
+}
+
 TEST(test_copy_rows_strided_copy_and_accumulate) {
     Rng rng;
     rng_seed(&rng, 130);

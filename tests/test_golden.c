@@ -93,6 +93,10 @@ TEST(test_op_harness_refuses_bad_inputs_with_a_clear_message) {
     /* linear takes no gate */
     CHECK(!op_run("linear", "tests/fixtures/gdn.in.safetensors", out, &opt, &err), "linear accepted g");
     CHECK(strstr(err.msg, "unexpected tensor '") && strstr(err.msg, "op linear takes q, k, v"), "message: %s", err.msg);
+    /* dplr takes fla's a, b and gk, not the delta rule's g and beta */
+    CHECK(!op_run("dplr", "tests/fixtures/kda.in.safetensors", out, &opt, &err), "dplr accepted kda's tensors");
+    CHECK(strstr(err.msg, "unexpected tensor '") && strstr(err.msg, "op dplr takes q, k, v, a, b, gk,"), "message: %s",
+          err.msg);
     CHECK(!op_run("mamba", "tests/fixtures/gdn.in.safetensors", out, &opt, &err), "unknown op accepted");
     CHECK(strstr(err.msg, "unknown op 'mamba'"), "message: %s", err.msg);
     CHECK(access(out, F_OK) != 0, "a refused run left an output file");

@@ -65,6 +65,14 @@ TEST(test_kda_layer_gradient_and_decode) {
     check_mixer(SETTINGS("model.mixer=kda", "model.kda.expand_v=1.5", "model.kda.head_dim=6"), 18);
 }
 
+/* dplr is kda's layer with a read gate of its own: the same switches, and the gate's projections */
+TEST(test_dplr_layer_gradient_and_decode) {
+    check_mixer(SETTINGS("model.mixer=dplr"), 23);
+    check_mixer(SETTINGS("model.mixer=dplr", "model.dplr.short_conv=false", "model.dplr.gate_rank=3"), 24);
+    check_mixer(SETTINGS("model.mixer=dplr", "model.dplr.output_gate=false", "model.dplr.chunk_size=0"), 25);
+    check_mixer(SETTINGS("model.mixer=dplr", "model.dplr.position=rope", "model.dplr.expand_v=1.5"), 26);
+}
+
 /* The layer's chunkwise and recurrent training forms give the same output and gradients. */
 static void check_forms_agree(const char *mixer, unsigned seed) {
     char s1[64], s2[64], s3[64], msg[256];
@@ -102,6 +110,7 @@ TEST(test_linear_time_layers_chunked_equals_recurrent) {
     check_forms_agree("linear", 20);
     check_forms_agree("gdn", 21);
     check_forms_agree("kda", 22);
+    check_forms_agree("dplr", 27);
 }
 
 /* NoPE is the same MLA layer without the rotation (Kimi Linear's MLA): the same parameters, cache

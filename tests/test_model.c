@@ -323,3 +323,8 @@ TEST(test_hybrid_cache_is_a_quarter_of_mla_at_long_context) {
 TEST(test_decode_matches_forward_one_linear_layer) { check_decode(SETTINGS("model.layers=linear", "model.n_layers=1"), 45); }
 TEST(test_decode_matches_forward_one_kda_layer) { check_decode(SETTINGS("model.layers=kda", "model.n_layers=1"), 46); }
 TEST(test_decode_matches_forward_one_gdn_layer) { check_decode(SETTINGS("model.layers=gdn", "model.n_layers=1"), 47); }
+TEST(test_decode_matches_forward_hybrid_dplr_mla) {
+    check_decode(SETTINGS("model.hybrid.ratio=1:1", "model.n_layers=2", "model.hybrid.linear=dplr",
+                          "model.mla.position=nope"),
+                 49);
+}

@@ -1,4 +1,4 @@
-/* The gdn/kda layer (see delta_layer.h). The forward and the decode step run the same code on
+/* The gdn/kda/dplr layer (see delta_layer.h). The forward and the decode step run the same code on
  * two sets of buffers: the full sequence (chunkwise core, full convolution) or one token per
  * sequence (recurrent step with the state and the convolution tail kept in the cache). */
 #include "delta_layer.h"
@@ -23,6 +23,8 @@ typedef struct {
     float *o, *o_n, *o_rstd;      /* core output, per-head RMSNorm of it, 1/rms per head row */
     float *z1, *z, *y_g;          /* output gate: kda's low-rank [N, R], pre-activation and gated output [N, HV] */
     float *tmp_q, *tmp_k;         /* SiLU outputs before the L2 norm */
+    float *r1, *r;                /* dplr's read gate: low-rank input [N, R], pre-activation [N, HK] */
+    float *a_rd, *b_wr, *v_b;     /* dplr's core inputs: a = k sigmoid(r), b = -beta k [N, HK]; beta v [N, HV] */
 } DeltaBuffers;
 
 typedef struct {
@@ -34,10 +36,11 @@ typedef struct {
     bool rope;
     const RopeTable *rope_table;
     Param w_q, w_k, w_v, conv_q, conv_k, conv_v, w_b, w_a, w_f1, w_f2, A_log, dt_bias, o_norm, w_g, w_g1, w_g2, b_g,
-        w_o;
+        w_o, w_r1, w_r2, b_r;
     DeltaBuffers train, step;
     float *saved, *work;                                     /* core: states kept for the backward, scratch */
     float *d_out, *d_on, *d_o, *dz, *dz1, *dq, *dk, *dv, *dg, *dbeta, *da, *df1, *d_alt; /* backward scratch */
+    float *d_read, *d_write;                                 /* dplr: the core's da and db */
     float *state, *conv_state_q, *conv_state_k, *conv_state_v; /* decode cache */
 } DeltaLayer;
 
@@ -160,6 +163,13 @@ Mixer *delta_layer_create(const MixerSpec *spec, ParamSet *ps) {
     add_custom(ps, &L->A_log, l, "A_log", 1, &h, false, init_log_uniform, G->A_min, 16.0f);
     add_custom(ps, &L->dt_bias, l, "dt_bias", 1, &hg, false, init_dt_bias, 0.001f, 0.1f);
     char name[96];
+    if (G->read_gate) { /* named after the core's input it makes, as fla's RWKV-7 names its a_lora */
+        long hk = HK;
+        add_param(ps, &L->w_r1, l, "a_proj.0.weight", L->R, C, std);
+        add_param(ps, &L->w_r2, l, "a_proj.1.weight", HK, L->R, std);
+        snprintf(name, sizeof name, "layers.%d.mixer.a_proj.1.bias", l);
+        params_add(ps, &L->b_r, name, 1, &hk, false, INIT_ZEROS, 0.0f);
+    }
     snprintf(name, sizeof name, "layers.%d.mixer.o_norm.weight", l);
     params_gain(ps, &L->o_norm, name, v);
     if (L->cfg.output_gate) {
@@ -211,6 +221,13 @@ static void declare_buffers(DeltaLayer *L, Arena *keep, Arena *temp, DeltaBuffer
         arena_floats(keep, &bf->z, N * HV);
         arena_floats(keep, &bf->y_g, N * HV);
     }
+    if (L->gates->read_gate) {
+        arena_floats(keep, &bf->r1, N * L->R);
+        arena_floats(keep, &bf->r, N * HK);
+        arena_floats(keep, &bf->a_rd, N * HK);
+        arena_floats(keep, &bf->b_wr, N * HK);
+        arena_floats(keep, &bf->v_b, N * HV);
+    }
 }
 
 /* Without the convolution, its output is its input. */
@@ -230,8 +247,9 @@ void delta_layer_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scratc
     size_t N = (size_t)B * T, HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V, G = (size_t)L->H * L->gw;
     declare_buffers(L, acts, scratch, &L->train, N);
     ScanShape s = core_shape(L, B, T, L->cfg.chunk_size);
-    arena_floats(acts, &L->saved, be->delta_rule_saved(&s));
-    arena_declare(scratch, &L->work, be->delta_rule_workspace(&s));
+    bool dplr = L->gates->read_gate;
+    arena_floats(acts, &L->saved, dplr ? be->dplr_saved(&s) : be->delta_rule_saved(&s));
+    arena_declare(scratch, &L->work, dplr ? be->dplr_workspace(&s) : be->delta_rule_workspace(&s));
     size_t widest = HK > HV ? HK : HV;
     arena_floats(scratch, &L->d_out, N * HV);
     arena_floats(scratch, &L->d_on, N * HV);
@@ -248,9 +266,39 @@ void delta_layer_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scratc
         arena_floats(scratch, &L->dz1, N * L->R);
         arena_floats(scratch, &L->df1, N * L->R);
     }
+    if (dplr) {
+        arena_floats(scratch, &L->d_read, N * HK);
+        arena_floats(scratch, &L->d_write, N * HK);
+    }
 }
 
 /* ---- forward (and decode step) ---- */
+
+/* dplr's core inputs: the read gate a = k sigmoid((x W_a1) W_a2 + b_a), the write b = -beta k and
+ * the values beta v (kda folds beta into its core; dplr's core takes the vectors as they are). */
+static void dplr_inputs(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, int N) {
+    const int C = L->C, H = L->H, HK = H * L->K;
+    linear_forward(be, bf->r1, x, &L->w_r1, N, C, L->R, false);
+    linear_forward(be, bf->r, bf->r1, &L->w_r2, N, L->R, HK, false);
+    be->bias_forward(bf->r, L->b_r.w, N, HK);
+    be->gate_forward(bf->a_rd, bf->k, bf->r, (size_t)N * HK, ACT_SIGMOID);
+    be->row_scale_forward(bf->b_wr, bf->k, bf->beta, N * H, L->K, -1.0f);
+    be->row_scale_forward(bf->v_b, bf->v, bf->beta, N * H, L->V, 1.0f);
+}
+
+/* The core over the sequence (training) or one token per sequence with the state in the cache. */
+static void run_core(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, int B, int T, bool step) {
+    ScanShape s = core_shape(L, B, step ? 1 : T, step ? 0 : L->cfg.chunk_size);
+    if (L->gates->read_gate) {
+        dplr_inputs(L, be, bf, x, B * T);
+        if (step) be->dplr_step(&s, L->state, bf->o, bf->q, bf->k, bf->v_b, bf->a_rd, bf->b_wr, bf->g);
+        else be->dplr_forward(&s, bf->o, NULL, L->saved, bf->q, bf->k, bf->v_b, bf->a_rd, bf->b_wr, bf->g, NULL, L->work);
+    } else if (step) {
+        be->delta_rule_step(&s, L->state, bf->o, bf->q, bf->k, bf->v, bf->g, bf->beta);
+    } else {
+        be->delta_rule_forward(&s, bf->o, NULL, L->saved, bf->q, bf->k, bf->v, bf->g, bf->beta, NULL, L->work);
+    }
+}
 
 static void run_forward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, float *y, int B, int T,
                         bool step, long pos) {
@@ -294,13 +342,7 @@ static void run_forward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, cons
         linear_forward(be, bf->a, x, &L->w_a, N, C, H, false);
     }
     be->decay_gate_forward(bf->g, bf->a, L->A_log.w, L->dt_bias.w, N, H, L->gw);
-    if (step) {
-        ScanShape s = core_shape(L, B, 1, 0);
-        be->delta_rule_step(&s, L->state, bf->o, bf->q, bf->k, bf->v, bf->g, bf->beta);
-    } else {
-        ScanShape s = core_shape(L, B, T, L->cfg.chunk_size);
-        be->delta_rule_forward(&s, bf->o, NULL, L->saved, bf->q, bf->k, bf->v, bf->g, bf->beta, NULL, L->work);
-    }
+    run_core(L, be, bf, x, B, T, step);
     be->rmsnorm_forward(bf->o_n, bf->o_rstd, bf->o, L->o_norm.w, N * H, L->V, L->eps);
     const float *out = bf->o_n;
     if (L->cfg.output_gate) {
@@ -322,6 +364,30 @@ void delta_layer_forward(Mixer *m, const Backend *be, const float *x, float *y, 
 }
 
 /* ---- backward ---- */
+
+/* The core's backward into dq, dk, dv, dg and dbeta; dplr's through its inputs too: v' = beta v,
+ * b = -beta k and a = k sigmoid(r) send gradient to v, k, beta and, through r, its projections
+ * (dx gains the read gate's path). */
+static void core_backward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, float *dx, int B, int T) {
+    ScanShape s = core_shape(L, B, T, L->cfg.chunk_size);
+    if (!L->gates->read_gate) {
+        be->delta_rule_backward(&s, L->dq, L->dk, L->dv, L->dg, L->dbeta, NULL, NULL, L->d_o, bf->q, bf->k, bf->v,
+                                bf->g, bf->beta, L->saved, L->work);
+        return;
+    }
+    const int N = B * T, C = L->C, H = L->H, HK = H * L->K;
+    be->dplr_backward(&s, L->dq, L->dk, L->dv, L->d_read, L->d_write, L->dg, NULL, NULL, L->d_o, bf->q, bf->k, bf->v_b,
+                      bf->a_rd, bf->b_wr, bf->g, L->saved, L->work);
+    be->zero(L->dbeta, (size_t)N * H);
+    be->row_scale_backward(L->dv, L->dbeta, L->dv, bf->v, bf->beta, N * H, L->V, 1.0f, false);
+    be->row_scale_backward(L->dk, L->dbeta, L->d_write, bf->k, bf->beta, N * H, L->K, -1.0f, true);
+    float *dk_read = L->d_write, *dr = L->d_alt, *dr1 = L->dz1; /* free now, and until they are used again */
+    be->gate_backward(dk_read, dr, L->d_read, bf->k, bf->r, (size_t)N * HK, ACT_SIGMOID);
+    be->add(L->dk, dk_read, (size_t)N * HK);
+    be->bias_backward(L->b_r.g, dr, N, HK);
+    linear_backward(be, dr1, dr, bf->r1, &L->w_r2, N, L->R, HK, false);
+    linear_backward(be, dx, dr1, x, &L->w_r1, N, C, L->R, true);
+}
 
 /* One input path back to x: [RoPE] <- [L2 norm] <- SiLU <- [short conv] <- projection. d holds the
  * core's gradient on entry; alt is a second buffer; the two take turns as input and output. The L2
@@ -375,9 +441,7 @@ void delta_layer_backward(Mixer *m, const Backend *be, const float *x, const flo
     }
     be->zero(L->d_o, (size_t)N * HV);
     be->rmsnorm_backward(L->d_o, L->o_norm.g, d_on, bf->o, L->o_norm.w, bf->o_rstd, N * H, L->V);
-    ScanShape s = core_shape(L, B, T, L->cfg.chunk_size);
-    be->delta_rule_backward(&s, L->dq, L->dk, L->dv, L->dg, L->dbeta, NULL, NULL, L->d_o, bf->q, bf->k, bf->v, bf->g,
-                            bf->beta, L->saved, L->work);
+    core_backward(L, be, bf, x, dx, B, T);
     be->decay_gate_backward(L->da, L->A_log.g, L->dt_bias.g, L->dg, bf->a, L->A_log.w, L->dt_bias.w, N, H, L->gw);
     if (L->gates->low_rank) {
         linear_backward(be, L->df1, L->da, bf->f1, &L->w_f2, N, L->R, HK, false);
@@ -440,8 +504,10 @@ double delta_layer_flops(const Mixer *m, int T) {
     double proj = C * (2 * HK + HV + H) + HV * C;
     proj += L->gates->low_rank ? C * R + R * HK : C * H;
     if (L->cfg.output_gate) proj += L->gates->low_rank ? C * R + R * HV : C * HV;
+    if (L->gates->read_gate) proj += C * R + R * HK;
     double conv = L->cfg.short_conv ? L->W * (2 * HK + HV) : 0;
-    double core = 4.0 * H * L->K * L->V;
+    /* dplr reads the state through a (one more pass over it than the delta rule's decayed read) */
+    double core = (L->gates->read_gate ? 5.0 : 4.0) * H * L->K * L->V;
     return 2.0 * (proj + conv + core);
 }
 

@@ -1,15 +1,17 @@
-/* The layer shared by gdn and kda (shared/spec/attention.md): projections, short causal
- * convolution with SiLU, L2-normalized q and k, beta = sigmoid, log-space decay gate, the gated
- * delta rule core, per-head RMSNorm with an output gate, output projection. gdn and kda differ in
- * the decay gate (one value per head from a full projection, or one per key channel from a
- * low-rank projection) and the output gate (SiLU of a full projection, or sigmoid of a low-rank
- * one with a bias); variants/gdn.c and variants/kda.c only choose. */
+/* The layer shared by gdn, kda and dplr (shared/spec/attention.md; dplr in the README): projections,
+ * short causal convolution with SiLU, L2-normalized q and k, beta = sigmoid, log-space decay gate,
+ * the gated delta rule core (or, for dplr, the diagonal-plus-low-rank core), per-head RMSNorm with
+ * an output gate, output projection. gdn and kda differ in the decay gate (one value per head from
+ * a full projection, or one per key channel from a low-rank projection) and the output gate (SiLU
+ * of a full projection, or sigmoid of a low-rank one with a bias); dplr is kda with the vector that
+ * reads the state untied from the decay: a learned low-rank sigmoid read gate. variants/gdn.c,
+ * kda.c and dplr.c only choose. */
 #pragma once
 #include "core/mixer.h"
 
 struct cJSON;
 
-/* their sections, model.gdn and model.kda: the same switches */
+/* their sections, model.gdn, model.kda and model.dplr: the same switches */
 typedef struct {
     int head_dim;    /* key channels per head; 0: the model's head_dim */
     double expand_v; /* value channels per head = head_dim * expand_v (fla's expand_v) */
@@ -19,7 +21,7 @@ typedef struct {
     bool output_gate;
     bool qk_norm;
     char *position;
-    int gate_rank; /* kda: rank of the low-rank gates; 0: the value head dimension */
+    int gate_rank; /* kda, dplr: rank of the low-rank gates; 0: the value head dimension */
 } DeltaConfig;
 
 /* the fields both take; fla's default value width differs (expand_v 2 for gdn, 1 for kda) */
@@ -36,19 +38,27 @@ typedef struct {
         MIXER_BOOL("qk_norm", DeltaConfig, qk_norm, "true", "L2-normalize q and k per head"),                   \
         MIXER_ENUM("position", DeltaConfig, position, "nope", MIXER_POSITION, "rotary embedding on q and k, or none")
 
+/* the low-rank gates' rank (kda, dplr) */
+#define DELTA_GATE_RANK_FIELD                                                                                   \
+    MIXER_INT("gate_rank", DeltaConfig, gate_rank, "0", 0, 65536,                                               \
+              "rank of the low-rank gate projections (decay, output and dplr's read gate); 0: the value head dimension")
+
 /* key and value channels per head */
 typedef struct {
     int k, v;
 } DeltaDims;
 DeltaDims delta_layer_dims(const ModelConfig *m, const DeltaConfig *c);
 
-/* What sets gdn and kda apart (MixerOps.variant; their files choose). */
+/* What sets gdn, kda and dplr apart (MixerOps.variant; their files choose). */
 typedef struct {
     bool channel_decay;  /* one log decay per key channel (kda), else one per head (gdn) */
     bool low_rank;       /* the decay and output gates through rank-R projections, the output gate with a
                           * bias (kda); else full projections without bias (gdn) */
     GateAct out_gate;    /* the output gate's activation: ACT_SIGMOID (kda), ACT_SILU (gdn) */
     float A_min;         /* A = exp(A_log) starts in U(A_min, 16): kda 1, gdn 1e-4 (fla's 0 has log -inf) */
+    bool read_gate;      /* dplr: the state is read through a = k sigmoid(r), r a low-rank projection with a
+                          * bias, and written along b = -beta k, v' = beta v, in the dplr core; else (gdn,
+                          * kda) the delta rule, whose read vector is the decayed key exp(g) k */
 } DeltaGates;
 
 /* the section's rules: an even key width under RoPE, a whole value width */
@@ -69,7 +79,7 @@ double delta_layer_flops(const Mixer *m, int T);
 size_t delta_layer_cache_bytes(const Mixer *m, long context);
 void delta_layer_destroy(Mixer *m);
 
-/* the MixerOps entries gdn and kda share */
+/* the MixerOps entries gdn, kda and dplr share */
 #define DELTA_LAYER_OPS                                                                                        \
     .linear_time = true, .check = delta_layer_check,                                                          \
     .position = delta_layer_position, .create = delta_layer_create, .declare = delta_layer_declare,          \

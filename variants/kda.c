@@ -6,8 +6,7 @@
 
 static const Field kda_fields[] = {
     DELTA_FIELDS("1"),
-    MIXER_INT("gate_rank", DeltaConfig, gate_rank, "0", 0, 65536,
-              "rank of the low-rank decay and output gate projections; 0: the value head dimension"),
+    DELTA_GATE_RANK_FIELD,
 };
 
 static const DeltaGates kda_gates = {.channel_decay = true, .low_rank = true, .out_gate = ACT_SIGMOID, .A_min = 1.0f};

@@ -6,12 +6,12 @@
 
 #include "core/mixer.h"
 
-extern const MixerOps mixer_softmax, mixer_mla, mixer_linear, mixer_gdn, mixer_kda;
+extern const MixerOps mixer_softmax, mixer_mla, mixer_linear, mixer_gdn, mixer_kda, mixer_dplr;
 
 static const MixerOps *registry[MIXERS_MAX] = {
-    &mixer_softmax, &mixer_mla, &mixer_linear, &mixer_gdn, &mixer_kda,
+    &mixer_softmax, &mixer_mla, &mixer_linear, &mixer_gdn, &mixer_kda, &mixer_dplr,
 };
-static int n_registered = 5;
+static int n_registered = 6;
 
 /* model.mixer, model.hybrid.linear and model.hybrid.full by default: Kimi Linear's hybrid */
 static const char *const defaults[] = {[MIXERS_ALL] = "softmax", [MIXERS_LINEAR] = "kda", [MIXERS_FULL] = "mla"};

@@ -50,12 +50,14 @@ static float *random_buffer(const Backend *be, size_t n, float scale, float offs
 }
 
 /* Nominal forward FLOPs, the same for both forms so times compare directly: the recurrence's
- * decay, read, write and output over the K x V state per token and head (4 K V multiply-adds), and
- * causal attention's two products over the visible keys (2 T^2 D multiply-adds per head, halved). */
+ * decay, read, write and output over the K x V state per token and head (4 K V multiply-adds; dplr
+ * 5: its read through a, a decay, two writes, the output), and causal attention's two products
+ * over the visible keys (2 T^2 D multiply-adds per head, halved). */
 static double nominal_flops(OpCore kind, const KernelShape *s) {
     double tokens = (double)s->B * s->T * s->H, D = s->D;
     if (kind == OP_CORE_SOFTMAX) return 2.0 * 2.0 * D * (s->T + 1) / 2.0 * tokens;
     if (kind == OP_CORE_LINEAR) return 2.0 * 2.0 * D * D * tokens;
+    if (kind == OP_CORE_DPLR) return 2.0 * 5.0 * D * D * tokens;
     return 2.0 * 4.0 * D * D * tokens;
 }
 
@@ -66,12 +68,14 @@ static void time_case(const Backend *be, const KernelCase *kc, const KernelShape
     rng_seed(&rng, 7);
     int B = sh->B, T = sh->T, H = sh->H, D = sh->D;
     size_t n = (size_t)B * T * H * D, nh = (size_t)B * T * H;
+    bool dplr = kc->kind == OP_CORE_DPLR;
     bool channel = kc->kind == OP_CORE_DELTA_CHANNEL_GATE, delta = channel || kc->kind == OP_CORE_DELTA_HEAD_GATE;
     float *q = random_buffer(be, n, 0.125f, 0, &rng), *k = random_buffer(be, n, 0.125f, 0, &rng);
     float *v = random_buffer(be, n, 1.0f, 0, &rng), *o = be->alloc(sizeof(float) * n), *d_o = random_buffer(be, n, 1.0f, 0, &rng);
     float *dq = be->alloc(sizeof(float) * n), *dk = be->alloc(sizeof(float) * n), *dv = be->alloc(sizeof(float) * n);
     float *g = NULL, *beta = NULL, *dg = NULL, *dbeta = NULL, *saved = NULL, *lse = NULL, *work = NULL;
-    ScanShape ss = {B, T, H, D, D, 1.0f / sqrtf((float)D), kc->chunk, channel};
+    float *a = NULL, *bw = NULL, *da = NULL, *db = NULL;
+    ScanShape ss = {B, T, H, D, D, 1.0f / sqrtf((float)D), kc->chunk, channel || dplr};
     AttnShape as = {B, T, H, H, D, D, (long)H * D, (long)H * D, (long)H * D, (long)H * D, 1.0f / sqrtf((float)D)};
     if (delta) {
         size_t ng = channel ? n : nh;
@@ -81,6 +85,15 @@ static void time_case(const Backend *be, const KernelCase *kc, const KernelShape
         dbeta = be->alloc(sizeof(float) * nh);
         saved = be->alloc(sizeof(float) * be->delta_rule_saved(&ss));
         work = be->alloc(be->delta_rule_workspace(&ss));
+    } else if (dplr) { /* kda-like vectors: a read gate near exp(g) on k, a write of -0.5 k */
+        g = random_buffer(be, n, 0.02f, -0.05f, &rng);
+        a = random_buffer(be, n, 0.125f, 0, &rng);
+        bw = random_buffer(be, n, 0.0625f, 0, &rng);
+        dg = be->alloc(sizeof(float) * n);
+        da = be->alloc(sizeof(float) * n);
+        db = be->alloc(sizeof(float) * n);
+        saved = be->alloc(sizeof(float) * be->dplr_saved(&ss));
+        work = be->alloc(be->dplr_workspace(&ss));
     } else if (kc->kind == OP_CORE_LINEAR) {
         saved = be->alloc(sizeof(float) * be->linear_attn_saved(&ss));
         work = be->alloc(be->linear_attn_workspace(&ss));
@@ -93,11 +106,13 @@ static void time_case(const Backend *be, const KernelCase *kc, const KernelShape
         be->sync();
         double t0 = now_seconds();
         if (delta) be->delta_rule_forward(&ss, o, NULL, saved, q, k, v, g, beta, NULL, work);
+        else if (dplr) be->dplr_forward(&ss, o, NULL, saved, q, k, v, a, bw, g, NULL, work);
         else if (saved) be->linear_attn_forward(&ss, o, NULL, saved, q, k, v, NULL, work);
         else be->attention_forward(&as, o, lse, q, k, v, work);
         be->sync();
         double t1 = now_seconds();
         if (delta) be->delta_rule_backward(&ss, dq, dk, dv, dg, dbeta, NULL, NULL, d_o, q, k, v, g, beta, saved, work);
+        else if (dplr) be->dplr_backward(&ss, dq, dk, dv, da, db, dg, NULL, NULL, d_o, q, k, v, a, bw, g, saved, work);
         else if (saved) be->linear_attn_backward(&ss, dq, dk, dv, NULL, NULL, d_o, q, k, v, saved, work);
         else be->attention_backward(&as, dq, dk, dv, d_o, q, k, v, o, lse, work);
         be->sync();
@@ -111,7 +126,7 @@ static void time_case(const Backend *be, const KernelCase *kc, const KernelShape
     qsort(tb, (size_t)reps, sizeof(double), cmp_double);
     *fwd_ms = 1e3 * tf[reps / 2];
     *fwdbwd_ms = 1e3 * tb[reps / 2];
-    void *bufs[] = {q, k, v, o, d_o, dq, dk, dv, g, beta, dg, dbeta, saved, lse, work};
+    void *bufs[] = {q, k, v, o, d_o, dq, dk, dv, g, beta, dg, dbeta, a, bw, da, db, saved, lse, work};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) be->release(bufs[i]);
     free(tf);
@@ -131,7 +146,8 @@ int bench_kernels(const Backend *be, const KernelShape *shapes, int n_shapes, in
         fprintf(csv, "device,core,form,B,T,H,D,fwd_ms,fwd_bwd_ms,fwd_gflops,fwd_bwd_gflops,speedup_vs_recurrent\n");
     }
     printf("bench kernels on %s (median of %d runs; GFLOP/s from nominal FLOPs: 4 K V multiply-adds per\n"
-           "token-head for the delta rule, 2 K V for linear attention, causal 2 T D for softmax; backward = 2x)\n",
+           "token-head for the delta rule, 5 K V for dplr, 2 K V for linear attention, causal 2 T D for\n"
+           "softmax; backward = 2x)\n",
            be->name, reps);
     if (strcmp(be->name, "cpu") == 0) printf("CPU threads: %d\n", backend_threads());
     printf("%-8s %-10s %-22s %10s %12s %10s %12s %10s\n", "core", "form", "B,T,H,D", "fwd ms", "fwd+bwd ms", "fwd GF/s",

@@ -12,13 +12,18 @@
 #include "core/mixer.h"
 
 /* An op is a mixer's core (MixerOps.op_core), named after the mixer; the two delta-rule cores
- * come first in OpCore, so kind <= OP_CORE_DELTA_HEAD_GATE means "a delta rule". */
+ * come first in OpCore, so kind <= OP_CORE_DELTA_HEAD_GATE means "a delta rule". dplr's tensors
+ * are named as fla's dplr op names them (a, b, gk). */
 typedef OpCore OpKind;
 
 /* The tensors an op takes; the optional ones may be absent. */
 static const char *const KDA_INPUTS[] = {"q", "k", "v", "g", "beta", "initial_state", "do", "dfinal_state", "scale", NULL};
+static const char *const DPLR_INPUTS[] = {"q", "k", "v", "a", "b", "gk", "initial_state", "do", "dfinal_state", "scale",
+                                          NULL};
 static const char *const LINEAR_INPUTS[] = {"q", "k", "v", "initial_state", "do", "dfinal_state", "scale", NULL};
 static const char *const SOFTMAX_INPUTS[] = {"q", "k", "v", "do", "scale", NULL};
+
+enum { MAX_OUTPUTS = 12 };
 
 /* the registry's mixers that have a core of their own */
 const char *op_names(void) {
@@ -38,8 +43,12 @@ static bool op_kind(const char *name, OpKind *kind) {
 }
 
 static const char *const *inputs_of(OpKind k) {
-    return k == OP_CORE_LINEAR ? LINEAR_INPUTS : k == OP_CORE_SOFTMAX ? SOFTMAX_INPUTS : KDA_INPUTS;
+    return k == OP_CORE_LINEAR ? LINEAR_INPUTS : k == OP_CORE_SOFTMAX ? SOFTMAX_INPUTS : k == OP_CORE_DPLR ? DPLR_INPUTS
+                                                                                                          : KDA_INPUTS;
 }
+
+/* the name of the log decay: g for the delta rule, gk for dplr (fla's names) */
+static const char *decay_name(OpKind k) { return k == OP_CORE_DPLR ? "gk" : "g"; }
 
 static void shape_text(char *buf, size_t len, int ndim, const int64_t *shape) {
     size_t n = (size_t)snprintf(buf, len, "[");
@@ -98,15 +107,15 @@ typedef struct {
 typedef struct {
     OpKind kind;
     int64_t B, T, H, Hkv, K, V;
-    size_t nq, nk, nv, no, ns, ng, nb; /* element counts: q, k, v, o, a state, g, beta */
+    size_t nq, nk, nv, no, ns, ng, nb; /* element counts: q, k, v, o, a state, the decay, beta */
     float scale;
     bool have_do;
-    float *h[9]; /* q k v g beta initial_state do dfinal_state scale, host */
+    float *h[11]; /* q k v g (dplr: gk) beta initial_state do dfinal_state scale a b, host */
 } OpInputs;
 
 /* The outputs on the backend, in the order they are written. */
 typedef struct {
-    Output o[9];
+    Output o[MAX_OUTPUTS];
     int n;
 } Outputs;
 
@@ -120,7 +129,8 @@ static bool check_names(const StFile *f, OpKind kind, const char *name, const ch
             return error_set(err, "%s: unexpected tensor '%s' (op %s takes %s)", in_path, f->tensors[i].name, name,
                              kind == OP_CORE_LINEAR    ? "q, k, v, initial_state?, do?, dfinal_state?, scale?"
                              : kind == OP_CORE_SOFTMAX ? "q, k, v, do?, scale?"
-                                                  : "q, k, v, g, beta, initial_state?, do?, dfinal_state?, scale?");
+                             : kind == OP_CORE_DPLR    ? "q, k, v, a, b, gk, initial_state?, do?, dfinal_state?, scale?"
+                                                       : "q, k, v, g, beta, initial_state?, do?, dfinal_state?, scale?");
     }
     return true;
 }
@@ -131,6 +141,8 @@ static bool read_sizes(const StFile *f, OpInputs *in, const char *in_path, Error
     const StTensor *tq = st_find(f, "q"), *tk = st_find(f, "k"), *tv = st_find(f, "v");
     const char *missing = !tq ? "q" : !tk ? "k" : !tv ? "v" : NULL;
     if (!missing && kind <= OP_CORE_DELTA_HEAD_GATE) missing = !st_find(f, "g") ? "g" : !st_find(f, "beta") ? "beta" : NULL;
+    if (!missing && kind == OP_CORE_DPLR)
+        missing = !st_find(f, "a") ? "a" : !st_find(f, "b") ? "b" : !st_find(f, "gk") ? "gk" : NULL;
     if (missing) return error_set(err, "%s: missing tensor '%s'", in_path, missing);
     if (tq->ndim != 4 || tk->ndim != 4 || tv->ndim != 4)
         return error_set(err, "%s: q, k and v must have 4 dimensions [B, T, heads, channels], got %d, %d and %d",
@@ -146,7 +158,8 @@ static bool read_sizes(const StFile *f, OpInputs *in, const char *in_path, Error
     *in = (OpInputs){.kind = kind, .B = B, .T = T, .H = H, .Hkv = Hkv, .K = K, .V = V};
     in->nq = (size_t)(B * T * H * K), in->nk = (size_t)(B * T * Hkv * K), in->nv = (size_t)(B * T * Hkv * V);
     in->no = (size_t)(B * T * H * V), in->ns = (size_t)(B * H * K * V);
-    in->ng = kind == OP_CORE_DELTA_CHANNEL_GATE ? in->nq : (size_t)(B * T * H), in->nb = (size_t)(B * T * H);
+    bool per_channel = kind == OP_CORE_DELTA_CHANNEL_GATE || kind == OP_CORE_DPLR;
+    in->ng = per_channel ? in->nq : (size_t)(B * T * H), in->nb = (size_t)(B * T * H);
     return true;
 }
 
@@ -166,6 +179,11 @@ static bool load_tensors(const StFile *f, OpInputs *in, Error *err) {
     if (kind == OP_CORE_DELTA_HEAD_GATE && (h[3] = load(f, "g", 3, s_gk, "[B, T, H] (a log decay per head)", err)) == NULL)
         return false;
     if (kind <= OP_CORE_DELTA_HEAD_GATE && (h[4] = load(f, "beta", 3, s_gk, "[B, T, H]", err)) == NULL) return false;
+    if (kind == OP_CORE_DPLR) {
+        if ((h[9] = load(f, "a", 4, s_q, "[B, T, H, K]", err)) == NULL) return false;
+        if ((h[10] = load(f, "b", 4, s_q, "[B, T, H, K]", err)) == NULL) return false;
+        if ((h[3] = load(f, "gk", 4, s_gk, "[B, T, H, K] (a log decay per key channel)", err)) == NULL) return false;
+    }
     if (kind != OP_CORE_SOFTMAX && st_find(f, "initial_state") &&
         (h[5] = load(f, "initial_state", 4, s_state, "[B, H, K, V]", err)) == NULL)
         return false;
@@ -189,11 +207,11 @@ static bool read_scale(const StFile *f, OpInputs *in, const char *in_path, Error
 }
 
 static bool check_decays(const OpInputs *in, const char *in_path, Error *err) {
-    if (in->kind <= OP_CORE_DELTA_HEAD_GATE)
+    if (in->kind <= OP_CORE_DELTA_HEAD_GATE || in->kind == OP_CORE_DPLR)
         for (size_t i = 0; i < in->ng; i++)
             if (!(in->h[3][i] <= 0.0f))
-                return error_set(err, "%s: tensor 'g' holds log-space decays, which must be <= 0; element %zu is %g",
-                                 in_path, i, in->h[3][i]);
+                return error_set(err, "%s: tensor '%s' holds log-space decays, which must be <= 0; element %zu is %g",
+                                 in_path, decay_name(in->kind), i, in->h[3][i]);
     return true;
 }
 
@@ -235,21 +253,32 @@ static void run_scan(const OpInputs *in, Buffers *b, int chunk, Outputs *out) {
     size_t nq = in->nq, ns = in->ns, ng = in->ng, nb = in->nb;
     float *const *h = in->h;
     Qkvo t = upload_qkv(in, b, out);
-    ScanShape s = {(int)B, (int)T, (int)H, (int)K, (int)V, in->scale, chunk, in->kind == OP_CORE_DELTA_CHANNEL_GATE};
-    bool delta = in->kind != OP_CORE_LINEAR;
+    bool dplr = in->kind == OP_CORE_DPLR, delta = in->kind <= OP_CORE_DELTA_HEAD_GATE;
+    bool per_channel = dplr || in->kind == OP_CORE_DELTA_CHANNEL_GATE;
+    ScanShape s = {(int)B, (int)T, (int)H, (int)K, (int)V, in->scale, chunk, per_channel};
     float *h0 = h[5] ? to_backend(b, h[5], ns) : NULL, *final = to_backend(b, NULL, ns);
-    float *g = delta ? to_backend(b, h[3], ng) : NULL, *beta = delta ? to_backend(b, h[4], nb) : NULL;
-    size_t saved_n = delta ? be->delta_rule_saved(&s) : be->linear_attn_saved(&s);
+    float *g = delta || dplr ? to_backend(b, h[3], ng) : NULL, *beta = delta ? to_backend(b, h[4], nb) : NULL;
+    float *a = dplr ? to_backend(b, h[9], nq) : NULL, *bw = dplr ? to_backend(b, h[10], nq) : NULL;
+    size_t saved_n = dplr ? be->dplr_saved(&s) : delta ? be->delta_rule_saved(&s) : be->linear_attn_saved(&s);
     float *saved = to_backend(b, NULL, saved_n);
-    float *work = take(b, delta ? be->delta_rule_workspace(&s) : be->linear_attn_workspace(&s));
-    if (delta) be->delta_rule_forward(&s, t.o, final, saved, t.q, t.k, t.v, g, beta, h0, work);
+    float *work = take(b, dplr    ? be->dplr_workspace(&s)
+                          : delta ? be->delta_rule_workspace(&s)
+                                  : be->linear_attn_workspace(&s));
+    if (dplr) be->dplr_forward(&s, t.o, final, saved, t.q, t.k, t.v, a, bw, g, h0, work);
+    else if (delta) be->delta_rule_forward(&s, t.o, final, saved, t.q, t.k, t.v, g, beta, h0, work);
     else be->linear_attn_forward(&s, t.o, final, saved, t.q, t.k, t.v, h0, work);
     out->o[out->n++] = (Output){"final_state", final, 4, {B, H, K, V}};
     if (!in->have_do) return;
     float *d_o = to_backend(b, h[6], in->no), *dht = h[7] ? to_backend(b, h[7], ns) : NULL;
     float *dq = to_backend(b, NULL, nq), *dk = to_backend(b, NULL, in->nk), *dv = to_backend(b, NULL, in->nv);
     float *dh0 = to_backend(b, NULL, ns);
-    if (delta) {
+    if (dplr) {
+        float *da = to_backend(b, NULL, nq), *db = to_backend(b, NULL, nq), *dgk = to_backend(b, NULL, ng);
+        be->dplr_backward(&s, dq, dk, dv, da, db, dgk, dh0, dht, d_o, t.q, t.k, t.v, a, bw, g, saved, work);
+        out->o[out->n++] = (Output){"da", da, 4, {B, T, H, K}};
+        out->o[out->n++] = (Output){"db", db, 4, {B, T, H, K}};
+        out->o[out->n++] = (Output){"dgk", dgk, 4, {B, T, H, K}};
+    } else if (delta) {
         float *dg = to_backend(b, NULL, ng), *dbeta = to_backend(b, NULL, nb);
         be->delta_rule_backward(&s, dq, dk, dv, dg, dbeta, dh0, dht, d_o, t.q, t.k, t.v, g, beta, saved, work);
         out->o[out->n++] = (Output){"dg", dg, in->kind == OP_CORE_DELTA_CHANNEL_GATE ? 4 : 3, {B, T, H, K}};
@@ -268,7 +297,7 @@ static bool write_outputs(const Outputs *out, const char *name, const OpOptions 
                           Error *err) {
     const Backend *be = opt->backend;
     StWriter *w = st_writer_new();
-    float *host[9];
+    float *host[MAX_OUTPUTS];
     for (int i = 0; i < out->n; i++) {
         const Output *o = &out->o[i];
         size_t n = 1;
@@ -301,7 +330,7 @@ bool op_run(const char *name, const char *in_path, const char *out_path, const O
         ok = write_outputs(&out, name, opt, out_path, err);
     }
     for (int i = 0; i < bufs.n; i++) bufs.be->release(bufs.ptr[i]);
-    for (int i = 0; i < 9; i++) free(in.h[i]);
+    for (int i = 0; i < 11; i++) free(in.h[i]);
     st_free(&f);
     return ok;
 }
