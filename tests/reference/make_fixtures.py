@@ -1,17 +1,38 @@
-"""Independent reference for attnlab's mixer cores, written from shared/spec/attention.md in
-PyTorch: the plain recurrences and the masked softmax, in float64, with gradients from autograd.
-It shares no code with attnlab. It writes the golden fixtures the C tests compare against:
-<case>.in.safetensors (the op harness's inputs) and <case>.ref.safetensors (outputs, gradients).
+"""Independent reference for attnlab's mixer cores, written from shared/spec/attention.md (and,
+for dplr, the recurrence in the README's Token mixers section) in PyTorch: the plain recurrences
+and the masked softmax, in float64, with gradients from autograd. It shares no code with attnlab.
+It writes the golden fixtures the C tests compare against: <case>.in.safetensors (the op
+harness's inputs) and <case>.ref.safetensors (outputs, gradients).
 
-Run where PyTorch and safetensors are installed (the GPU machine has both):
-    python3 tests/reference/make_fixtures.py tests/fixtures
+Run where PyTorch is installed (safetensors too, or the small writer below stands in for it):
+    python3 tests/reference/make_fixtures.py tests/fixtures [CASE,CASE,...]
+With a list of cases, only those files are written (the others are still made, in order, so that
+every case draws the same random numbers whichever are written).
 """
+import json
 import os
+import struct
 import sys
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+
+try:
+    from safetensors.torch import save_file
+except ImportError:  # the format is small: 8-byte little-endian header length, JSON header, raw data
+    def save_file(tensors, path, metadata=None):
+        codes = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64"}
+        header, blobs, offset = {"__metadata__": metadata or {}}, [], 0
+        for name in sorted(tensors):
+            t = tensors[name].contiguous()
+            raw = (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().tobytes()
+            header[name] = {"dtype": codes[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]}
+            blobs.append(raw)
+            offset += len(raw)
+        text = json.dumps(header, separators=(",", ":")).encode()
+        text += b" " * (-len(text) % 8)
+        with open(path, "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 torch.set_default_dtype(torch.float64)
 
@@ -30,6 +51,22 @@ def delta_rule(q, k, v, g, beta, h0, scale):
         pred = torch.einsum("bhkv,bhk->bhv", S, k[:, t])
         u = beta[:, t].unsqueeze(-1) * (v[:, t] - pred)
         S = S + torch.einsum("bhk,bhv->bhkv", k[:, t], u)
+        out.append(scale * torch.einsum("bhkv,bhk->bhv", S, q[:, t]))
+    return torch.stack(out, 1), S
+
+
+def dplr(q, k, v, a, b, gk, h0, scale):
+    """Diagonal plus low rank (fla's generalized delta rule), one step at a time: w = S^T a reads
+    the state before the step's decay; S = diag(exp(gk)) S + b w^T + k v^T; o = scale S^T q.
+    a, b, gk are [B,T,H,K]."""
+    B, T, H, K = q.shape
+    V = v.shape[-1]
+    S = h0 if h0 is not None else q.new_zeros(B, H, K, V)
+    out = []
+    for t in range(T):
+        w = torch.einsum("bhkv,bhk->bhv", S, a[:, t])
+        S = (S * gk[:, t].exp().unsqueeze(-1) + torch.einsum("bhk,bhv->bhkv", b[:, t], w)
+             + torch.einsum("bhk,bhv->bhkv", k[:, t], v[:, t]))
         out.append(scale * torch.einsum("bhkv,bhk->bhv", S, q[:, t]))
     return torch.stack(out, 1), S
 
@@ -64,11 +101,13 @@ def normal(gen, *shape):
 
 def make_case(name, op, gen, B=2, T=37, H=2, Hkv=None, K=16, V=12, decay=1.0, initial=True, dfinal=True,
               bf16=(), scale=None):
-    """Random inputs as a layer would make them (unit q and k for the delta rule, log decays <= 0,
-    beta in (0, 1)), the reference outputs, and the gradients of sum(o * do) (+ sum(final * dfinal))."""
+    """Random inputs as a layer would make them (unit q and k for the delta rule and dplr, log decays
+    <= 0, beta in (0, 1); dplr's a a unit key through a gate in (0, 1) per channel, b another unit
+    key scaled by -(0, 1)), the reference outputs, and the gradients of sum(o * do)
+    (+ sum(final * dfinal))."""
     Hkv = Hkv or H
     x = {}
-    if op in ("kda", "gdn"):
+    if op in ("kda", "gdn", "dplr"):
         x["q"] = F.normalize(normal(gen, B, T, H, K), dim=-1)
         x["k"] = F.normalize(normal(gen, B, T, H, K), dim=-1)
     else:
@@ -79,6 +118,10 @@ def make_case(name, op, gen, B=2, T=37, H=2, Hkv=None, K=16, V=12, decay=1.0, in
         shape = (B, T, H, K) if op == "kda" else (B, T, H)
         x["g"] = -decay * F.softplus(normal(gen, *shape))
         x["beta"] = torch.sigmoid(normal(gen, B, T, H))
+    if op == "dplr":
+        x["a"] = F.normalize(normal(gen, B, T, H, K), dim=-1) * torch.sigmoid(normal(gen, B, T, H, K))
+        x["b"] = -F.normalize(normal(gen, B, T, H, K), dim=-1) * torch.sigmoid(normal(gen, B, T, H, 1))
+        x["gk"] = -decay * F.softplus(normal(gen, B, T, H, K))
     if op != "softmax" and initial:
         x["initial_state"] = normal(gen, B, H, K, V) * 0.5
     x["do"] = normal(gen, B, T, H, V)
@@ -92,6 +135,8 @@ def make_case(name, op, gen, B=2, T=37, H=2, Hkv=None, K=16, V=12, decay=1.0, in
     s = float(stored["scale"][0]) if scale is not None else K ** -0.5
     if op in ("kda", "gdn"):
         o, final = delta_rule(leaf["q"], leaf["k"], leaf["v"], leaf["g"], leaf["beta"], leaf.get("initial_state"), s)
+    elif op == "dplr":
+        o, final = dplr(leaf["q"], leaf["k"], leaf["v"], leaf["a"], leaf["b"], leaf["gk"], leaf.get("initial_state"), s)
     elif op == "linear":
         o, final = linear_attention(leaf["q"], leaf["k"], leaf["v"], leaf.get("initial_state"), s)
     else:
@@ -103,7 +148,7 @@ def make_case(name, op, gen, B=2, T=37, H=2, Hkv=None, K=16, V=12, decay=1.0, in
     ref = {"o": o}
     if final is not None:
         ref["final_state"] = final
-    for n in ("q", "k", "v", "g", "beta", "initial_state"):
+    for n in ("q", "k", "v", "g", "beta", "a", "b", "gk", "initial_state"):
         if n in leaf:
             ref["d" + n] = leaf[n].grad
     ref = {n: t.detach().to(torch.float32).contiguous() for n, t in ref.items()}
@@ -111,7 +156,7 @@ def make_case(name, op, gen, B=2, T=37, H=2, Hkv=None, K=16, V=12, decay=1.0, in
     return name, stored, ref, meta
 
 
-def main(out_dir):
+def main(out_dir, only=None):
     os.makedirs(out_dir, exist_ok=True)
     gen = torch.Generator().manual_seed(20261123)
     cases = [
@@ -123,12 +168,17 @@ def main(out_dir):
         make_case("linear", "linear", gen, K=16, V=12),
         make_case("softmax_gqa", "softmax", gen, H=4, Hkv=2),
         make_case("softmax_scale", "softmax", gen, T=19, H=2, K=8, V=8, scale=0.3),
+        make_case("dplr", "dplr", gen),
+        make_case("dplr_strong_decay", "dplr", gen, T=29, decay=20.0),
+        make_case("dplr_no_states", "dplr", gen, T=18, K=8, V=16, initial=False, dfinal=False),
     ]
     for name, stored, ref, meta in cases:
+        if only and name not in only:
+            continue
         save_file(stored, os.path.join(out_dir, name + ".in.safetensors"), metadata=meta)
         save_file(ref, os.path.join(out_dir, name + ".ref.safetensors"), metadata=meta)
         print(f"{name}: " + ", ".join(f"{n} {list(t.shape)}" for n, t in ref.items()))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures")
+    main(sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures", sys.argv[2].split(",") if len(sys.argv) > 2 else None)
