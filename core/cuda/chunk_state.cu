@@ -4,7 +4,7 @@
 // head) and a slice of VS value columns, keeps its K x VS state in shared memory and walks the
 // chunks; BH x V/VS blocks fill the GPU. fp32 throughout, like the CPU reference.
 //
-// forward, per chunk c (spec notation):  save S_c;  U_c -= W_c S_c;  S_{c+1} = e^{b_last} S_c + Kc_c^T U_c
+// forward, per chunk c (spec notation):  save S_c;  U_c -= W_c S_c;  S_{c+1} = e^{b_last} S_c (+ P_c) + Kc_c^T U_c
 // backward, last chunk first:            save G as dS_end_c;  dU_c += Kc_c G;
 //                                        G = e^{b_last} G + P2_c - W_c^T dU_c
 #include "chunk_state.cuh"
@@ -111,14 +111,16 @@ __device__ __forceinline__ void chunk_step(const ChunkState &a, size_t z, int v0
 
 template <int VS>
 __global__ void __launch_bounds__(THREADS) state_forward_kernel(ChunkState a, float *S_all, float *U, float *final_state,
-                                                                const float *init) {
+                                                                const float *init, const float *P) {
     extern __shared__ float sm[];
     const int C = a.C, K = a.K, V = a.V, nc = a.nc, v0 = blockIdx.y * VS;
     const size_t bh = blockIdx.x, KV = (size_t)K * V;
     float *S = sm, *A = S + K * VS, *Us = A + C * (K + 1);
     load_state<VS>(S, init, bh, K, V, v0);
-    for (int c = 0; c < nc; c++) /* U_c = U~_c - W_c S_c;  S_{c+1} = e^{b_last} S_c + Kc_c^T U_c */
-        chunk_step<VS>(a, bh * nc + c, v0, S, A, Us, S_all, U, a.W, -1.0f, a.Kc, 1.0f, nullptr);
+    for (int c = 0; c < nc; c++) { /* U_c = U~_c - W_c S_c;  S_{c+1} = e^{b_last} S_c (+ P_c) + Kc_c^T U_c */
+        size_t z = bh * nc + c;
+        chunk_step<VS>(a, z, v0, S, A, Us, S_all, U, a.W, -1.0f, a.Kc, 1.0f, P ? P + z * KV : nullptr);
+    }
     __syncthreads();
     if (final_state) store_slice<VS>(final_state + bh * KV, S, K, V, v0);
 }
@@ -158,15 +160,16 @@ template <int VS> dim3 grid_of(const ChunkState &a) { return dim3((unsigned)a.BH
 
 void chunk_state_check(const ChunkState &a) { (void)slice_width(a); }
 
-void chunk_state_forward(const ChunkState &a, float *S_all, float *U, float *final_state, const float *init) {
+void chunk_state_forward(const ChunkState &a, float *S_all, float *U, float *final_state, const float *init,
+                         const float *P) {
     int vs = slice_width(a);
     size_t smem = smem_bytes(a, vs);
     if (vs == 64) {
         CUDA_CHECK(cudaFuncSetAttribute(state_forward_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        state_forward_kernel<64><<<grid_of<64>(a), THREADS, smem>>>(a, S_all, U, final_state, init);
+        state_forward_kernel<64><<<grid_of<64>(a), THREADS, smem>>>(a, S_all, U, final_state, init, P);
     } else {
         CUDA_CHECK(cudaFuncSetAttribute(state_forward_kernel<32>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        state_forward_kernel<32><<<grid_of<32>(a), THREADS, smem>>>(a, S_all, U, final_state, init);
+        state_forward_kernel<32><<<grid_of<32>(a), THREADS, smem>>>(a, S_all, U, final_state, init, P);
     }
     CUDA_LAUNCHED();
 }

@@ -1,7 +1,9 @@
 // Chunk layout shared by the GPU's linear-time cores. Inputs in the public layout [B, T, H, X] are
 // copied to [B, H, Tp, X] with Tp = n_chunks * C (zero rows past T, which leave every state
 // unchanged), so that chunk z = (b H + h) n_chunks + c is the C x X matrix at z C X: one stride,
-// so every chunk's products are one strided-batched matmul.
+// so every chunk's products are one strided-batched matmul. Also the kernels that the chunked
+// delta rule (delta_rule.cu) and dplr (dplr.cu) share: the unit-triangular inverse of a chunk and
+// the gradient of a chunk's end decay through the state.
 #pragma once
 #include "cuda_common.cuh"
 
@@ -80,3 +82,46 @@ struct Carve {
         return p;
     }
 };
+
+// One warp per row below: a thread per row would read its row's floats while its neighbours
+// read theirs a row apart (uncoalesced); a warp reads one row's floats side by side.
+#define WARP_ROW(i, n)                                                                                               \
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;                                                  \
+    const int lane = threadIdx.x & 31;                                                                               \
+    if (i >= (size_t)(n)) return
+
+// X = L^-1 for L = I + sign diag(beta) A (beta NULL: ones) with A strictly lower triangular, one
+// block per chunk, thread c computing column c by forward substitution (it reads only its own
+// column: no barrier). The delta rule's L is I + diag(beta) A', dplr's I - P_ab.
+static __global__ void unit_lower_inverse_kernel(float *X, const float *A, const float *beta, float sign, int C) {
+    extern __shared__ float sm[];
+    const int p = C + 1;
+    float *Ls = sm, *Xs = Ls + C * p;
+    size_t z = blockIdx.x;
+    for (int e = threadIdx.x; e < C * C; e += blockDim.x) {
+        int r = e / C, j = e % C;
+        Ls[r * p + j] = sign * (beta ? beta[z * C + r] : 1.0f) * A[z * C * C + e];
+    }
+    __syncthreads();
+    int c = threadIdx.x;
+    if (c < C) {
+        for (int r = 0; r < C; r++) {
+            float x = r == c ? 1.0f : 0.0f;
+            for (int j = c; j < r; j++) x -= Ls[r * p + j] * Xs[j * p + c];
+            Xs[r * p + c] = x;
+        }
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < C * C; e += blockDim.x) X[z * C * C + e] = Xs[(e / C) * p + e % C];
+}
+
+// d b_last[z, i] from the state decay: exp(b_last_i) sum_j dSend_ij S_ij
+static __global__ void dblast_state_kernel(float *dblast, const float *dSend, const float *S, const float *blast, long Z,
+                                           int K, int V) {
+    WARP_ROW(i, Z * K);
+    const float *ds = dSend + i * V, *st = S + i * V;
+    float acc = 0.0f;
+    for (int j = lane; j < V; j += 32) acc += ds[j] * st[j];
+    acc = warp_sum(acc);
+    if (lane == 0) dblast[i] = acc * expf(blast[i]);
+}

@@ -134,52 +134,10 @@ __global__ void pairs_kernel(float *A, float *M, const float *q, const float *k,
     }
 }
 
-// X = L^-1 for L = I + diag(beta) A' (unit lower triangular), one block per chunk, thread c
-// computing column c by forward substitution (it reads only its own column: no barrier).
-__global__ void solve_kernel(float *X, const float *A, const float *beta, int C) {
-    extern __shared__ float sm[];
-    const int p = C + 1;
-    float *Ls = sm, *Xs = Ls + C * p;
-    size_t z = blockIdx.x;
-    for (int e = threadIdx.x; e < C * C; e += blockDim.x) {
-        int r = e / C, j = e % C;
-        Ls[r * p + j] = beta[z * C + r] * A[z * C * C + e];
-    }
-    __syncthreads();
-    int c = threadIdx.x;
-    if (c < C) {
-        for (int r = 0; r < C; r++) {
-            float x = r == c ? 1.0f : 0.0f;
-            for (int j = c; j < r; j++) x -= Ls[r * p + j] * Xs[j * p + c];
-            Xs[r * p + c] = x;
-        }
-    }
-    __syncthreads();
-    for (int e = threadIdx.x; e < C * C; e += blockDim.x) X[z * C * C + e] = Xs[(e / C) * p + e % C];
-}
-
 // y[row] = beta[row] * x[row] for rows of width X
 __global__ void scale_rows_kernel(float *y, const float *x, const float *beta, size_t rows, int X) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < rows * X) y[i] = beta[i / X] * x[i];
-}
-
-// One warp per row below: a thread per row would read its row's floats while its neighbours
-// read theirs a row apart (uncoalesced); a warp reads one row's floats side by side.
-#define WARP_ROW(i, n)                                                                                               \
-    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;                                                  \
-    const int lane = threadIdx.x & 31;                                                                               \
-    if (i >= (size_t)(n)) return
-
-// d b_last[z, i] from the state decay: exp(b_last_i) sum_j dSend_ij S_ij
-__global__ void dblast_state_kernel(float *dblast, const float *dSend, const float *S, const float *blast, long Z, int K,
-                                    int V) {
-    WARP_ROW(i, Z * K);
-    const float *ds = dSend + i * V, *st = S + i * V;
-    float acc = 0.0f;
-    for (int j = lane; j < V; j += 32) acc += ds[j] * st[j];
-    acc = warp_sum(acc);
-    if (lane == 0) dblast[i] = acc * expf(blast[i]);
 }
 
 // dbeta[z, r] = sum_d dbkb_rd Kb_rd + sum_d dbv_rd V_rd + sum_{j<r} dL_rj A'_rj; dA'_rj = beta_r dL_rj
@@ -323,8 +281,8 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
     pairs_kernel<<<(unsigned)d.Z, 256, smem>>>(b.A, b.M, b.q, b.k, b.bk, C, K);
     CUDA_LAUNCHED();
     size_t ssmem = sizeof(float) * 2 * (size_t)C * (C + 1);
-    CUDA_CHECK(cudaFuncSetAttribute(solve_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ssmem));
-    solve_kernel<<<(unsigned)d.Z, C < 32 ? 32 : (C + 31) / 32 * 32, ssmem>>>(b.X, b.A, b.beta, C);
+    CUDA_CHECK(cudaFuncSetAttribute(unit_lower_inverse_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ssmem));
+    unit_lower_inverse_kernel<<<(unsigned)d.Z, C < 32 ? 32 : (C + 31) / 32 * 32, ssmem>>>(b.X, b.A, b.beta, 1.0f, C);
     CUDA_LAUNCHED();
     size_t rows = (size_t)d.Z * C;
     scale_rows_kernel<<<grid_for(rows * K, 256), 256>>>(b.bkb, b.kb, b.beta, rows, K);
@@ -335,7 +293,7 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
     cuda_gemm_batched(false, false, C, V, C, 1.0f, b.X, C, CC, b.bv, V, CV, 0.0f, b.U, V, CV, (int)d.Z);
     /* the state recurrence over chunks, one kernel */
     ChunkState cs = {b.W, b.kc, b.blast, BH, nc, C, K, V};
-    chunk_state_forward(cs, b.S, b.U, final_state, initial_state);
+    chunk_state_forward(cs, b.S, b.U, final_state, initial_state, nullptr);
     /* O = scale (Qb S + M U), every chunk at once */
     cuda_gemm_batched(false, false, C, V, K, s->scale, b.qb, K, CK, b.S, V, KV, 0.0f, b.o, V, CV, (int)d.Z);
     cuda_gemm_batched(false, false, C, V, C, s->scale, b.M, C, CC, b.U, V, CV, 1.0f, b.o, V, CV, (int)d.Z);

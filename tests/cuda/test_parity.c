@@ -497,6 +497,109 @@ TEST(test_gpu_recurrent_steps_match_the_cpu) {
         }
 }
 
+/* ---- dplr's core, both forms and the step, against the CPU's recurrent form ---- */
+
+enum { DPLR_IN = 9, DPLR_OUT = 9 };
+
+/* Inputs q k v a b gk h0 dout dht as a layer makes them (unit-ish q, k; a a gated k, b = -beta k
+ * plus noise: the transition stays near a contraction; gk <= 0), and their sizes. */
+static void dplr_inputs(float **in, size_t *n, int B, int T, int H, int K, int V, Rng *rng) {
+    size_t nk = (size_t)B * T * H * K, nv = (size_t)B * T * H * V, ns = (size_t)B * H * K * V;
+    size_t sizes[DPLR_IN] = {nk, nk, nv, nk, nk, nk, ns, nv, ns};
+    memcpy(n, sizes, sizeof sizes);
+    in[0] = rnd(nk, 0.3f, 0, rng);
+    in[1] = rnd(nk, 0.3f, 0, rng);
+    in[2] = rnd(nv, 1, 0, rng);
+    in[3] = rnd(nk, 0.1f, 0, rng);
+    in[4] = rnd(nk, 0.1f, 0, rng);
+    for (size_t i = 0; i < nk; i++) {
+        in[3][i] += 0.8f * in[1][i];
+        in[4][i] -= 0.5f * in[1][i];
+    }
+    in[5] = rnd(nk, 0.3f, -0.5f, rng);
+    for (size_t i = 0; i < nk; i++) in[5][i] = -fabsf(in[5][i]);
+    in[6] = rnd(ns, 0.3f, 0, rng);
+    in[7] = rnd(nv, 1, 0, rng);
+    in[8] = rnd(ns, 1, 0, rng);
+}
+
+/* forward and backward on one backend; host copies of o, final, dq, dk, dv, da, db, dgk, dh0 */
+static float **run_dplr(const Backend *be, const ScanShape *s, float **in, const size_t *n) {
+    bool g = be == gpu;
+    size_t sizes[DPLR_OUT] = {n[2], n[6], n[0], n[1], n[2], n[3], n[4], n[5], n[6]};
+    float *x[DPLR_IN], *out[DPLR_OUT];
+    for (int i = 0; i < DPLR_IN; i++) x[i] = g ? up(in[i], n[i]) : in[i];
+    for (int i = 0; i < DPLR_OUT; i++) out[i] = g ? be->alloc(sizeof(float) * sizes[i]) : xcalloc(sizes[i], sizeof(float));
+    size_t saved_n = be->dplr_saved(s), work_b = be->dplr_workspace(s);
+    float *saved = g ? be->alloc(sizeof(float) * saved_n) : xcalloc(saved_n, sizeof(float));
+    float *work = g ? be->alloc(work_b) : xalloc_aligned(work_b);
+    be->dplr_forward(s, out[0], out[1], saved, x[0], x[1], x[2], x[3], x[4], x[5], x[6], work);
+    be->dplr_backward(s, out[2], out[3], out[4], out[5], out[6], out[7], out[8], x[8], x[7], x[0], x[1], x[2], x[3],
+                      x[4], x[5], saved, work);
+    float **host = xmalloc(sizeof(float *) * DPLR_OUT);
+    for (int i = 0; i < DPLR_OUT; i++) host[i] = g ? down(out[i], sizes[i]) : out[i];
+    return host;
+}
+
+static void check_dplr(int B, int T, int H, int K, int V, int chunk, double tol, unsigned seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    float *in[DPLR_IN];
+    size_t n[DPLR_IN];
+    dplr_inputs(in, n, B, T, H, K, V, &rng);
+    ScanShape s = {B, T, H, K, V, 1.0f / sqrtf((float)K), chunk, true}, r = s;
+    r.chunk = 0; /* the CPU's recurrent form is the reference */
+    float **want = run_dplr(cpu, &r, in, n), **got = run_dplr(gpu, &s, in, n);
+    const char *names[DPLR_OUT] = {"o", "final_state", "dq", "dk", "dv", "da", "db", "dgk", "dinitial_state"};
+    size_t sizes[DPLR_OUT] = {n[2], n[6], n[0], n[1], n[2], n[3], n[4], n[5], n[6]};
+    for (int i = 0; i < DPLR_OUT; i++) {
+        double d = max_rel_diff(got[i], want[i], sizes[i], 1e-6);
+        CHECK(d <= tol, "dplr T=%d K=%d V=%d chunk=%d: %s differs by %.2e (tol %.0e)", T, K, V, chunk, names[i], d, tol);
+    }
+}
+
+TEST(test_gpu_dplr_recurrent_chunked_and_step) {
+    need_gpu();
+    check_dplr(2, 45, 3, 16, 12, 0, 2e-5, 26);                   /* recurrent: fp32 both sides */
+    check_dplr(2, 45, 3, 16, 12, 16, mm_tol(5e-5, 5e-2), 27);     /* chunks through matmuls, a short last one */
+    check_dplr(1, 200, 2, 64, 64, 64, mm_tol(5e-5, 5e-2), 28);
+    Rng rng;
+    rng_seed(&rng, 29);
+    float *in[DPLR_IN];
+    size_t n[DPLR_IN];
+    dplr_inputs(in, n, 3, 1, 2, 8, 6, &rng);
+    ScanShape s = {3, 1, 2, 8, 6, 0.35f, 0, true};
+    float *o = xmalloc(sizeof(float) * n[2]), *go = up(o, n[2]), *gst = up(in[6], n[6]), *g[6];
+    for (int i = 0; i < 6; i++) g[i] = up(in[i], n[i]);
+    cpu->dplr_step(&s, in[6], o, in[0], in[1], in[2], in[3], in[4], in[5]);
+    gpu->dplr_step(&s, gst, go, g[0], g[1], g[2], g[3], g[4], g[5]);
+    SAME(go, o, n[2], 2e-6, "dplr step output");
+    SAME(gst, in[6], n[6], 2e-6, "dplr step state");
+}
+
+/* dplr's layer scales its written key and values by beta */
+TEST(test_gpu_row_scale) {
+    need_gpu();
+    Rng rng;
+    rng_seed(&rng, 31);
+    const int rows = 37, D = 45;
+    size_t n = (size_t)rows * D;
+    float *x = rnd(n, 1, 0, &rng), *sc = rnd(rows, 1, 0, &rng), *dy = rnd(n, 1, 0, &rng), *dx = rnd(n, 1, 0, &rng);
+    float *ds = rnd(rows, 1, 0, &rng), *y = xmalloc(sizeof(float) * n);
+    float *gx = up(x, n), *gs = up(sc, rows), *gdy = up(dy, n), *gdx = up(dx, n), *gds = up(ds, rows), *gy = up(y, n);
+    cpu->row_scale_forward(y, x, sc, rows, D, -0.5f);
+    gpu->row_scale_forward(gy, gx, gs, rows, D, -0.5f);
+    SAME(gy, y, n, 2e-6, "row_scale forward");
+    cpu->row_scale_backward(dx, ds, dy, x, sc, rows, D, -0.5f, true);
+    gpu->row_scale_backward(gdx, gds, gdy, gx, gs, rows, D, -0.5f, true);
+    SAME(gdx, dx, n, 2e-6, "row_scale dx accumulated");
+    SAME(gds, ds, rows, 2e-6, "row_scale ds");
+    cpu->row_scale_backward(dy, ds, dy, x, sc, rows, D, 2.0f, false); /* in place */
+    gpu->row_scale_backward(gdy, gds, gdy, gx, gs, rows, D, 2.0f, false);
+    SAME(gdy, dy, n, 2e-6, "row_scale dx in place");
+    SAME(gds, ds, rows, 2e-6, "row_scale ds, second");
+}
+
 /* ---- a whole model: one training step, and a short run's loss curve ---- */
 
 static Model *parity_model(const Backend *be, const char *mixer_setting) {
@@ -507,8 +610,9 @@ static Model *parity_model(const Backend *be, const char *mixer_setting) {
      * tensor-core tiles take: 4 heads of 32 make 128 channels, not d_model's 64 */
     const char *sets[] = {"model.vocab_size=72", "model.d_model=64", "model.n_heads=4", "model.head_dim=32",
                           "model.n_layers=2", "model.mla.kv_lora_rank=96", "model.mla.qk_nope_head_dim=48",
-                          "model.mla.v_head_dim=80", "model.kda.gate_rank=112",
+                          "model.mla.v_head_dim=80", "model.kda.gate_rank=112", "model.dplr.gate_rank=112",
                           "model.gdn.chunk_size=16", "model.kda.chunk_size=16", "model.linear.chunk_size=16",
+                          "model.dplr.chunk_size=16",
                           mixer_setting, NULL};
     for (int i = 0; sets[i]; i++)
         if (!config_set(&c, sets[i], &err)) die("%s", err.msg);
@@ -556,6 +660,7 @@ TEST(test_gpu_training_step_matches_the_cpu) {
     check_training_step("model.mixer=linear");
     check_training_step("model.mixer=gdn");
     check_training_step("model.mixer=kda");
+    check_training_step("model.mixer=dplr");
 }
 
 TEST(test_gpu_training_run_tracks_the_cpu_loss_curve) {
@@ -596,8 +701,9 @@ TEST(test_gpu_training_run_tracks_the_cpu_loss_curve) {
 
 TEST(test_gpu_op_harness_matches_the_pytorch_reference) {
     need_gpu();
-    const char *cases[][2] = {{"kda", "kda"}, {"gdn", "gdn"}, {"linear", "linear"}, {"softmax_gqa", "softmax"}};
-    for (int i = 0; i < 4; i++) {
+    const char *cases[][2] = {{"kda", "kda"}, {"gdn", "gdn"}, {"linear", "linear"}, {"softmax_gqa", "softmax"},
+                              {"dplr", "dplr"}};
+    for (int i = 0; i < 5; i++) {
         char in[256], ref[256], out[256];
         snprintf(in, sizeof in, "tests/fixtures/%s.in.safetensors", cases[i][0]);
         snprintf(ref, sizeof ref, "tests/fixtures/%s.ref.safetensors", cases[i][0]);
