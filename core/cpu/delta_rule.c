@@ -68,40 +68,11 @@ static size_t chunk_saved_floats(const ScanShape *s) {
     return (size_t)s->K * s->V + 3 * C * C + 2 * C * s->V;
 }
 
-size_t cpu_delta_rule_saved(const ScanShape *s) {
-    if (s->chunk) return (size_t)s->B * s->H * n_chunks(s) * chunk_saved_floats(s);
-    return (size_t)s->B * s->H * s->T * s->K * s->V; /* every token's start state */
-}
+size_t cpu_delta_rule_saved(const ScanShape *s) { return chunked_saved_floats(s, chunk_saved_floats(s)); }
 
-#define BUFFER_SIZES                                                                                                  \
-    size_t C = (size_t)s->chunk, K = s->K, CK = C * K, CV = C * s->V, CC = C * C, KV = K * s->V;                       \
-    size_t SLOT = chunk_saved_floats(s);                                                                              \
-    (void)CK, (void)CV, (void)CC, (void)KV, (void)SLOT
+CHUNK_BUFFER_FUNCTIONS(ChunkBuf, CHUNK_BUFFERS, chunk_saved_floats, chunk_thread_floats, chunk_buffers)
 
-static size_t chunk_thread_floats(const ScanShape *s) {
-    BUFFER_SIZES;
-    size_t total = 0;
-#define COUNT(name, count) total += buffer_stride(count);
-    CHUNK_BUFFERS(COUNT)
-#undef COUNT
-    return total;
-}
-
-static ChunkBuf chunk_buffers(const ScanShape *s, float *base) {
-    BUFFER_SIZES;
-    ChunkBuf c;
-#define TAKE(name, count)                                                                                             \
-    c.name = base;                                                                                                    \
-    base += buffer_stride(count);
-    CHUNK_BUFFERS(TAKE)
-#undef TAKE
-    return c;
-}
-
-size_t cpu_delta_rule_workspace(const ScanShape *s) {
-    size_t per = s->chunk ? chunk_thread_floats(s) : delta_rule_recurrent_thread_floats(s);
-    return sizeof(float) * per * (size_t)cpu_threads();
-}
+size_t cpu_delta_rule_workspace(const ScanShape *s) { return per_thread_bytes(s->chunk ? chunk_thread_floats(s) : delta_rule_recurrent_thread_floats(s)); }
 
 /* Points S0, [A'; M], T, U and R at a chunk's slot (of `saved`, or the thread's own). */
 static void use_slot(const ScanShape *s, ChunkBuf *c, float *slot, int n) {
@@ -259,8 +230,7 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
     for (int bh = 0; bh < s->B * s->H; bh++) {
         int bi = bh / s->H, h = bh % s->H;
         ChunkBuf c = chunk_buffers(s, work + chunk_thread_floats(s) * (size_t)omp_get_thread_num());
-        if (initial_state) memcpy(c.S, initial_state + bh * KV, sizeof(float) * KV);
-        else memset(c.S, 0, sizeof(float) * KV);
+        state_or_zeros(c.S, initial_state, bh, KV);
         for (int ci = 0; ci < nc; ci++) {
             int t0 = ci * s->chunk, n = min_int(s->chunk, s->T - t0);
             use_slot(s, &c, saved ? saved + ((size_t)bh * nc + ci) * chunk_saved_floats(s) : c.own_slot, n);
@@ -442,8 +412,7 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
     for (int bh = 0; bh < s->B * s->H; bh++) {
         int bi = bh / s->H, h = bh % s->H;
         ChunkBuf c = chunk_buffers(s, work + chunk_thread_floats(s) * (size_t)omp_get_thread_num());
-        if (dfinal_state) memcpy(c.S, dfinal_state + bh * KV, sizeof(float) * KV);
-        else memset(c.S, 0, sizeof(float) * KV);
+        state_or_zeros(c.S, dfinal_state, bh, KV);
         for (int ci = nc - 1; ci >= 0; ci--) {
             int t0 = ci * s->chunk, n = min_int(s->chunk, s->T - t0);
             use_slot(s, &c, (float *)saved + ((size_t)bh * nc + ci) * chunk_saved_floats(s), n);

@@ -51,8 +51,7 @@ void delta_rule_recurrent_forward(const ScanShape *s, float *o, float *final_sta
     for (int bh = 0; bh < s->B * s->H; bh++) {
         int b = bh / s->H, h = bh % s->H;
         float *S = work + delta_rule_recurrent_thread_floats(s) * (size_t)omp_get_thread_num(), *p = S + KV;
-        if (initial_state) memcpy(S, initial_state + bh * KV, sizeof(float) * KV);
-        else memset(S, 0, sizeof(float) * KV);
+        state_or_zeros(S, initial_state, bh, KV);
         for (int t = 0; t < s->T; t++) {
             if (saved) memcpy(saved + ((size_t)bh * s->T + t) * KV, S, sizeof(float) * KV);
             delta_step(K, V, s->scale, s->channel_gate, S, p, q + row_index(s, b, t, h, K), k + row_index(s, b, t, h, K),
@@ -78,8 +77,7 @@ void delta_rule_recurrent_backward(const ScanShape *s, float *dq, float *dk, flo
         int b = bh / s->H, h = bh % s->H;
         float *dS = work + delta_rule_recurrent_thread_floats(s) * (size_t)omp_get_thread_num();
         float *Sp = dS + KV, *p = Sp + KV, *u = p + V, *du = u + V, *dp = du + V, *decay = dp + V;
-        if (dfinal_state) memcpy(dS, dfinal_state + bh * KV, sizeof(float) * KV);
-        else memset(dS, 0, sizeof(float) * KV);
+        state_or_zeros(dS, dfinal_state, bh, KV);
         for (int t = s->T - 1; t >= 0; t--) {
             const float *qt = q + row_index(s, b, t, h, K), *kt = k + row_index(s, b, t, h, K);
             const float *vt = v + row_index(s, b, t, h, V), *dot = dout + row_index(s, b, t, h, V);

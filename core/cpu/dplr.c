@@ -52,40 +52,11 @@ static size_t slot_floats(const ScanShape *s) {
     return (size_t)s->K * s->V + 5 * C * C + C * s->V;
 }
 
-size_t cpu_dplr_saved(const ScanShape *s) {
-    if (s->chunk) return (size_t)s->B * s->H * n_chunks(s) * slot_floats(s);
-    return (size_t)s->B * s->H * s->T * s->K * s->V; /* every token's start state */
-}
+size_t cpu_dplr_saved(const ScanShape *s) { return chunked_saved_floats(s, slot_floats(s)); }
 
-#define BUFFER_SIZES                                                                                                  \
-    size_t C = (size_t)s->chunk, K = s->K, CK = C * K, CV = C * s->V, CC = C * C, KV = K * s->V;                       \
-    size_t SLOT = slot_floats(s);                                                                                     \
-    (void)CK, (void)CV, (void)CC, (void)KV, (void)SLOT
+CHUNK_BUFFER_FUNCTIONS(DplrBuf, DPLR_BUFFERS, slot_floats, thread_floats, buffers)
 
-static size_t thread_floats(const ScanShape *s) {
-    BUFFER_SIZES;
-    size_t total = 0;
-#define COUNT(name, count) total += buffer_stride(count);
-    DPLR_BUFFERS(COUNT)
-#undef COUNT
-    return total;
-}
-
-static DplrBuf buffers(const ScanShape *s, float *base) {
-    BUFFER_SIZES;
-    DplrBuf c;
-#define TAKE(name, count)                                                                                             \
-    c.name = base;                                                                                                    \
-    base += buffer_stride(count);
-    DPLR_BUFFERS(TAKE)
-#undef TAKE
-    return c;
-}
-
-size_t cpu_dplr_workspace(const ScanShape *s) {
-    size_t per = s->chunk ? thread_floats(s) : dplr_recurrent_thread_floats(s);
-    return sizeof(float) * per * (size_t)cpu_threads();
-}
+size_t cpu_dplr_workspace(const ScanShape *s) { return per_thread_bytes(s->chunk ? thread_floats(s) : dplr_recurrent_thread_floats(s)); }
 
 /* Points S0, the pair products, T and W (and the gradients of the pair products) at a chunk's
  * slot; the n x n products of a short last chunk are packed at row stride n. */
@@ -241,8 +212,7 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
     for (int bh = 0; bh < s->B * s->H; bh++) {
         int bi = bh / s->H, h = bh % s->H;
         DplrBuf c = buffers(s, work + thread_floats(s) * (size_t)omp_get_thread_num());
-        if (initial_state) memcpy(c.S, initial_state + bh * KV, sizeof(float) * KV);
-        else memset(c.S, 0, sizeof(float) * KV);
+        state_or_zeros(c.S, initial_state, bh, KV);
         for (int ci = 0; ci < nc; ci++) {
             int t0 = ci * s->chunk, n = min_int(s->chunk, s->T - t0);
             use_slot(s, &c, saved ? saved + ((size_t)bh * nc + ci) * slot_floats(s) : c.own_slot, n);
@@ -420,8 +390,7 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
     for (int bh = 0; bh < s->B * s->H; bh++) {
         int bi = bh / s->H, h = bh % s->H;
         DplrBuf c = buffers(s, work + thread_floats(s) * (size_t)omp_get_thread_num());
-        if (dfinal_state) memcpy(c.S, dfinal_state + bh * KV, sizeof(float) * KV);
-        else memset(c.S, 0, sizeof(float) * KV);
+        state_or_zeros(c.S, dfinal_state, bh, KV);
         for (int ci = nc - 1; ci >= 0; ci--) {
             int t0 = ci * s->chunk, n = min_int(s->chunk, s->T - t0);
             use_slot(s, &c, (float *)saved + ((size_t)bh * nc + ci) * slot_floats(s), n);

@@ -54,8 +54,7 @@ void dplr_recurrent_forward(const ScanShape *s, float *o, float *final_state, fl
     for (int bh = 0; bh < s->B * s->H; bh++) {
         int bi = bh / s->H, h = bh % s->H;
         float *S = work + dplr_recurrent_thread_floats(s) * (size_t)omp_get_thread_num(), *w = S + KV;
-        if (initial_state) memcpy(S, initial_state + bh * KV, sizeof(float) * KV);
-        else memset(S, 0, sizeof(float) * KV);
+        state_or_zeros(S, initial_state, bh, KV);
         for (int t = 0; t < s->T; t++) {
             if (saved) memcpy(saved + ((size_t)bh * s->T + t) * KV, S, sizeof(float) * KV);
             DplrToken x = token_at(s, bi, t, h, q, k, v, a, b, gk);
@@ -80,8 +79,7 @@ void dplr_recurrent_backward(const ScanShape *s, float *dq, float *dk, float *dv
         int bi = bh / s->H, h = bh % s->H;
         float *dS = work + dplr_recurrent_thread_floats(s) * (size_t)omp_get_thread_num();
         float *w = dS + KV, *dw = w + V, *dvt = dw + V;
-        if (dfinal_state) memcpy(dS, dfinal_state + bh * KV, sizeof(float) * KV);
-        else memset(dS, 0, sizeof(float) * KV);
+        state_or_zeros(dS, dfinal_state, bh, KV);
         for (int t = s->T - 1; t >= 0; t--) {
             DplrToken x = token_at(s, bi, t, h, q, k, v, a, b, gk);
             size_t rk = row_index(s, bi, t, h, K);

@@ -83,6 +83,55 @@ struct Carve {
     }
 };
 
+// A chunked core's buffers from three lists of F(name, floats), the floats in terms of the chunk
+// count Z, the chunk size C, K, V, rows = Z C and gw (a gate's width: K per channel, else 1): WORK
+// (forward and backward, in `work`), BACKWARD (the backward's alone, after them) and SAVED (what
+// the backward needs of the forward, in `saved`). Defines struct Bufs with a float * per name,
+// saved_floats(s), carve_saved(s, saved, b) and carve_work(s, work, b, backward), which returns the
+// bytes taken (the pieces are Carve's, 256-byte aligned), and the entry points' core_saved_floats(s)
+// and core_workspace(s).
+#define CHUNK_BUF_SIZES(s)                                                                                            \
+    const ChunkDims d = chunk_dims(s);                                                                                \
+    [[maybe_unused]] const size_t Z = (size_t)d.Z, C = (size_t)d.C, K = (s)->K, V = (s)->V, rows = Z * C,            \
+                                  gw = (s)->channel_gate ? K : 1
+#define CHUNK_BUF_DECLARE(name, floats) float *name;
+#define CHUNK_BUF_COUNT(name, floats) total += floats;
+#define CHUNK_BUF_TAKE(name, floats) b->name = c.take(floats);
+#define CHUNK_BUFFERS(Bufs, WORK, BACKWARD, SAVED)                                                                    \
+    struct Bufs {                                                                                                     \
+        WORK(CHUNK_BUF_DECLARE) BACKWARD(CHUNK_BUF_DECLARE) SAVED(CHUNK_BUF_DECLARE)                                  \
+    };                                                                                                                \
+    static size_t saved_floats(const ScanShape *s) {                                                                  \
+        CHUNK_BUF_SIZES(s);                                                                                           \
+        size_t total = 8 * 64; /* room for rounding each piece up to 256 bytes */                                     \
+        SAVED(CHUNK_BUF_COUNT)                                                                                        \
+        return total;                                                                                                 \
+    }                                                                                                                 \
+    static void carve_saved(const ScanShape *s, float *saved, Bufs *b) {                                              \
+        CHUNK_BUF_SIZES(s);                                                                                           \
+        Carve c{(char *)saved, 0};                                                                                    \
+        SAVED(CHUNK_BUF_TAKE)                                                                                         \
+    }                                                                                                                 \
+    static size_t carve_work(const ScanShape *s, float *work, Bufs *b, bool backward) {                               \
+        CHUNK_BUF_SIZES(s);                                                                                           \
+        Carve c{(char *)work, 0};                                                                                     \
+        WORK(CHUNK_BUF_TAKE)                                                                                          \
+        if (backward) {                                                                                               \
+            BACKWARD(CHUNK_BUF_TAKE)                                                                                  \
+        }                                                                                                             \
+        return c.used;                                                                                                \
+    }                                                                                                                 \
+    /* the core's saved floats: the chunks' SAVED, or the recurrent form's every token's start state */               \
+    static size_t core_saved_floats(const ScanShape *s) {                                                             \
+        return s->chunk ? saved_floats(s) : (size_t)s->B * s->H * s->T * s->K * s->V;                                \
+    }                                                                                                                 \
+    /* its workspace bytes (the recurrent form needs none), with room for a forward without `saved` */               \
+    static size_t core_workspace(const ScanShape *s) {                                                                \
+        if (!s->chunk) return 256;                                                                                    \
+        Bufs b;                                                                                                       \
+        return carve_work(s, NULL, &b, true) + sizeof(float) * saved_floats(s) + 4096;                                \
+    }
+
 // One warp per row below: a thread per row would read its row's floats while its neighbours
 // read theirs a row apart (uncoalesced); a warp reads one row's floats side by side.
 #define WARP_ROW(i, n)                                                                                               \

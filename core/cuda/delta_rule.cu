@@ -33,44 +33,7 @@
 // kept from the forward for the backward (they live in `saved`)
 #define DELTA_SAVED(F) F(S, Z * K * V) F(A, Z * C * C) F(M, Z * C * C) F(X, Z * C * C) F(W, Z * C * K) F(U, Z * C * V)
 
-struct DeltaBufs {
-#define DECLARE(name, floats) float *name;
-    DELTA_WORK(DECLARE) DELTA_BACKWARD_WORK(DECLARE) DELTA_SAVED(DECLARE)
-#undef DECLARE
-};
-
-#define TAKE(name, floats) b->name = c.take(floats);
-
-static size_t saved_floats(const ScanShape *s) {
-    ChunkDims d = chunk_dims(s);
-    size_t Z = (size_t)d.Z, C = (size_t)d.C, K = s->K, V = s->V;
-    size_t total = 8 * 64; /* room for rounding each piece up to 256 bytes */
-#define COUNT(name, floats) total += floats;
-    DELTA_SAVED(COUNT)
-#undef COUNT
-    return total;
-}
-
-static void carve_saved(const ScanShape *s, float *saved, DeltaBufs *b) {
-    ChunkDims d = chunk_dims(s);
-    size_t Z = (size_t)d.Z, C = (size_t)d.C, K = s->K, V = s->V;
-    Carve c{(char *)saved, 0};
-    DELTA_SAVED(TAKE)
-}
-
-static size_t carve_work(const ScanShape *s, float *work, DeltaBufs *b, bool backward) {
-    ChunkDims d = chunk_dims(s);
-    size_t Z = (size_t)d.Z, C = (size_t)d.C, K = s->K, V = s->V;
-    size_t rows = Z * C, gw = s->channel_gate ? K : 1;
-    Carve c{(char *)work, 0};
-    DELTA_WORK(TAKE)
-    if (backward) {
-        DELTA_BACKWARD_WORK(TAKE)
-    }
-    return c.used;
-}
-
-#undef TAKE
+CHUNK_BUFFERS(DeltaBufs, DELTA_WORK, DELTA_BACKWARD_WORK, DELTA_SAVED)
 
 // ---- kernels of the chunkwise form ----
 
@@ -475,27 +438,15 @@ __global__ void rec_backward_kernel(RecArgs a, float *dq, float *dk, float *dv, 
         for (size_t e = threadIdx.x; e < KV; e += blockDim.x) dh0[bh * KV + e] = dS[e];
 }
 
-static unsigned value_threads(int V) { return (unsigned)((V + 31) / 32 * 32); }
 static size_t rec_smem(const ScanShape *s) { return sizeof(float) * ((size_t)s->K * s->V + 7 * (size_t)s->K + 32); }
 
-static void check_rec(const ScanShape *s) {
-    if (s->V > 1024) die("GPU delta rule: value head dimension %d exceeds 1024", s->V);
-    if (rec_smem(s) > 200 * 1024) die("GPU delta rule: a %d x %d state does not fit in shared memory", s->K, s->V);
-}
+static void check_rec(const ScanShape *s) { check_recurrent_fits(s, rec_smem(s), "delta rule"); }
 
 // ---- entry points ----
 
-extern "C" size_t cuda_delta_rule_saved(const ScanShape *s) {
-    if (s->chunk) return saved_floats(s);
-    return (size_t)s->B * s->H * s->T * s->K * s->V; /* every token's start state */
-}
+extern "C" size_t cuda_delta_rule_saved(const ScanShape *s) { return core_saved_floats(s); }
 
-extern "C" size_t cuda_delta_rule_workspace(const ScanShape *s) {
-    if (!s->chunk) return 256;
-    DeltaBufs b;
-    size_t used = carve_work(s, NULL, &b, true);
-    return used + sizeof(float) * saved_floats(s) + 4096; /* room for a forward without `saved` */
-}
+extern "C" size_t cuda_delta_rule_workspace(const ScanShape *s) { return core_workspace(s); }
 
 extern "C" void cuda_delta_rule_forward(const ScanShape *s, float *o, float *final_state, float *saved, const float *q,
                                         const float *k, const float *v, const float *g, const float *beta,

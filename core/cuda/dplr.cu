@@ -22,6 +22,7 @@
 #include "chunk_state.cuh"
 #include "chunks.cuh"
 #include "cuda_ops.cuh"
+#include "recurrent.cuh"
 
 // ---- chunk buffers ----
 
@@ -42,43 +43,7 @@
     F(S, Z * K * V) F(Pak, Z * C * C) F(Pab, Z * C * C) F(Pqk, Z * C * C) F(Pqb, Z * C * C) F(T, Z * C * C)           \
     F(Wneg, Z * C * K) F(W, Z * C * V)
 
-struct DplrBufs {
-#define DECLARE(name, floats) float *name;
-    DPLR_WORK(DECLARE) DPLR_BACKWARD_WORK(DECLARE) DPLR_SAVED(DECLARE)
-#undef DECLARE
-};
-
-#define TAKE(name, floats) b->name = c.take(floats);
-
-static size_t saved_floats(const ScanShape *s) {
-    ChunkDims d = chunk_dims(s);
-    size_t Z = (size_t)d.Z, C = (size_t)d.C, K = s->K, V = s->V;
-    size_t total = 8 * 64; /* room for rounding each piece up to 256 bytes */
-#define COUNT(name, floats) total += floats;
-    DPLR_SAVED(COUNT)
-#undef COUNT
-    return total;
-}
-
-static void carve_saved(const ScanShape *s, float *saved, DplrBufs *b) {
-    ChunkDims d = chunk_dims(s);
-    size_t Z = (size_t)d.Z, C = (size_t)d.C, K = s->K, V = s->V;
-    Carve c{(char *)saved, 0};
-    DPLR_SAVED(TAKE)
-}
-
-static size_t carve_work(const ScanShape *s, float *work, DplrBufs *b, bool backward) {
-    ChunkDims d = chunk_dims(s);
-    size_t Z = (size_t)d.Z, C = (size_t)d.C, K = s->K, V = s->V, rows = Z * C;
-    Carve c{(char *)work, 0};
-    DPLR_WORK(TAKE)
-    if (backward) {
-        DPLR_BACKWARD_WORK(TAKE)
-    }
-    return c.used;
-}
-
-#undef TAKE
+CHUNK_BUFFERS(DplrBufs, DPLR_WORK, DPLR_BACKWARD_WORK, DPLR_SAVED)
 
 // ---- kernels of the chunkwise form ----
 
@@ -476,27 +441,15 @@ __global__ void dplr_rec_backward_kernel(DplrRecArgs x, float *dq, float *dk, fl
         for (size_t e = threadIdx.x; e < KV; e += blockDim.x) dh0[bh * KV + e] = dS[e];
 }
 
-static unsigned value_threads(int V) { return (unsigned)((V + 31) / 32 * 32); }
 static size_t rec_smem(const ScanShape *s) { return sizeof(float) * ((size_t)s->K * s->V + 10 * (size_t)s->K + 32); }
 
-static void check_rec(const ScanShape *s) {
-    if (s->V > 1024) die("GPU dplr: value head dimension %d exceeds 1024", s->V);
-    if (rec_smem(s) > 200 * 1024) die("GPU dplr: a %d x %d state does not fit in shared memory", s->K, s->V);
-}
+static void check_rec(const ScanShape *s) { check_recurrent_fits(s, rec_smem(s), "dplr"); }
 
 // ---- entry points ----
 
-extern "C" size_t cuda_dplr_saved(const ScanShape *s) {
-    if (s->chunk) return saved_floats(s);
-    return (size_t)s->B * s->H * s->T * s->K * s->V; /* every token's start state */
-}
+extern "C" size_t cuda_dplr_saved(const ScanShape *s) { return core_saved_floats(s); }
 
-extern "C" size_t cuda_dplr_workspace(const ScanShape *s) {
-    if (!s->chunk) return 256;
-    DplrBufs b;
-    size_t used = carve_work(s, NULL, &b, true);
-    return used + sizeof(float) * saved_floats(s) + 4096; /* room for a forward without `saved` */
-}
+extern "C" size_t cuda_dplr_workspace(const ScanShape *s) { return core_workspace(s); }
 
 extern "C" void cuda_dplr_forward(const ScanShape *s, float *o, float *final_state, float *saved, const float *q,
                                   const float *k, const float *v, const float *a, const float *b, const float *gk,

@@ -228,14 +228,9 @@ __global__ void lin_recurrent_backward_kernel(ScanShape s, float *dq, float *dk,
         for (int e = threadIdx.x; e < K * V; e += blockDim.x) dh0[(size_t)bh * K * V + e] = S[e];
 }
 
-static unsigned value_threads(int V) { return (unsigned)((V + 31) / 32 * 32); }
-
 static size_t recurrent_smem(const ScanShape *s) { return sizeof(float) * ((size_t)s->K * s->V + 3 * (size_t)s->K); }
 
-static void check_recurrent(const ScanShape *s) {
-    if (s->V > 1024) die("GPU linear attention: value head dimension %d exceeds 1024", s->V);
-    if (recurrent_smem(s) > 200 * 1024) die("GPU linear attention: a %d x %d state does not fit in shared memory", s->K, s->V);
-}
+static void check_recurrent(const ScanShape *s) { check_recurrent_fits(s, recurrent_smem(s), "linear attention"); }
 
 // ---- entry points ----
 
