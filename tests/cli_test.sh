@@ -687,10 +687,12 @@ for f in tests/fuzz/corpus/safetensors/bad-*; do
     hostile eval "$f" "$A" eval "$f"
 done
 op_names=(softmax linear gdn kda)
-for f in tests/fuzz/corpus/op/bad-*; do # a selector byte (bits 0-1: the core), then the file
+for f in tests/fuzz/corpus/op/bad-*; do # a selector byte (bits 0-1: the core; bit 3: dplr), then the file
     sel=$(head -c1 "$f" | od -An -tu1 | tr -d ' ')
     tail -c +2 "$f" >"$TMP/$(basename "$f").safetensors"
-    hostile op "$TMP/$(basename "$f").safetensors" "$A" op "${op_names[$((sel & 3))]}" \
+    name=${op_names[$((sel & 3))]}
+    [ $((sel & 8)) -ne 0 ] && name=dplr
+    hostile op "$TMP/$(basename "$f").safetensors" "$A" op "$name" \
         --in "$TMP/$(basename "$f").safetensors" --out "$TMP/results/o.safetensors"
 done
 for f in tests/fuzz/corpus/shard/bad-*; do

@@ -1,7 +1,7 @@
 /* libFuzzer harness: the op harness (attnlab op) on an arbitrary input file. The first byte picks
- * the core and the form (recurrent or chunks of 16), the rest is the safetensors file; beyond the
- * reader, this reaches the harness's own checks (names, dtypes, shapes that must agree, decays,
- * scale) and the cores on whatever passes them. */
+ * the core (bits 0-1, or bit 3 for dplr) and the form (bit 2: recurrent or chunks of 16), the rest
+ * is the safetensors file; beyond the reader, this reaches the harness's own checks (names,
+ * dtypes, shapes that must agree, decays, scale) and the cores on whatever passes them. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *bytes, size_t len) {
     fclose(f);
     OpOptions opt = {.backend = backend_by_name("cpu"), .chunk = bytes[0] & 4 ? 16 : 0};
     Error err;
-    op_run(names[bytes[0] & 3], in_path, out_path, &opt, &err);
+    op_run(bytes[0] & 8 ? "dplr" : names[bytes[0] & 3], in_path, out_path, &opt, &err);
     unlink(out_path);
     return 0;
 }

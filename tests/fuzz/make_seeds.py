@@ -149,8 +149,8 @@ put("config", "bad-set-no-equals.txt", "--set\nmodel.d_model")
 put("config", "bad-set-overflow.txt", "--set\nmodel.d_model=99999999999999999999999")
 put("config", "bad-set-d-model-not-multiple.txt", "--set\nmodel.d_model=100\nmodel.n_heads=3")
 
-# ---- op harness: one selector byte (bits 0-1: softmax, linear, gdn, kda; bit 2: chunks of 16),
-# then the safetensors input ----
+# ---- op harness: one selector byte (bits 0-1: softmax, linear, gdn, kda; bit 3: dplr instead;
+# bit 2: chunks of 16), then the safetensors input ----
 OPS = {"softmax": 0, "linear": 1, "gdn": 2, "kda": 3}
 for name, path in [("softmax", "softmax_scale"), ("linear", "linear"), ("gdn", "gdn_no_states"),
                    ("kda", "kda_bf16_inputs")]:
@@ -184,3 +184,12 @@ put("op", "bad-op-scale-two-values", bytes([0]) + tensors([("q", [B, T, H, K]), 
 put("op", "bad-op-softmax-heads-not-multiple", bytes([0]) + tensors([("q", [B, T, 3, K]), ("k", [B, T, 2, K]),
                                                                      ("v", [B, T, 2, K])]))
 put("op", "bad-op-empty-length", bytes([1]) + tensors([("q", [B, 0, H, K]), ("k", [B, 0, H, K]), ("v", [B, 0, H, K])]))
+DPLR = 8
+with open("tests/fixtures/dplr_no_states.in.safetensors", "rb") as f:
+    put("op", "ok-dplr_no_states", bytes([DPLR | 4]) + f.read())
+dplr = [("q", [B, T, H, K]), ("k", [B, T, H, K]), ("v", [B, T, H, K]), ("a", [B, T, H, K]), ("b", [B, T, H, K]),
+        ("gk", [B, T, H, K])]
+put("op", "ok-dplr-small", bytes([DPLR]) + tensors(dplr))
+put("op", "bad-op-dplr-missing-gk", bytes([DPLR]) + tensors(dplr[:5]))
+put("op", "bad-op-dplr-a-per-head", bytes([DPLR | 4]) + tensors(dplr[:3] + [("a", [B, T, H])] + dplr[4:]))
+put("op", "bad-op-dplr-given-beta", bytes([DPLR]) + tensors(dplr + [("beta", [B, T, H])]))
