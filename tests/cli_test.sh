@@ -439,6 +439,81 @@ EOF2
         fail plot_mqar_width_panels "$(tail -3 "$TMP/out" "$TMP/out2")"
     fi
 fi
+# ---- figures: a setting's seeds averaged, numbers in order, legends outside ----
+# a figure's command line, kept in plots/data/<figure>.cmd: one variable of it
+figure_var() { grep -o "$2='\\\\''[^']*'\\\\''" "$1" | sed "s/^$2='\\\\''//; s/'\\\\''$//"; }
+if selected plot_loss_curves_average_the_seeds_of_a_setting; then
+    rm -rf "$TMP/results"
+    s=$(cfg plotseeds "$(sweep_base 'grid = { ["model.mixer"] = { "softmax", "kda" }, seed = { 1, 2 } },')")
+    "$A" run "$s" --jobs 2 >"$TMP/out" 2>&1
+    "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1
+    code=$?
+    data="$TMP/results/sw/plots/data"
+    # the expected kda curve from the runs' own logs: at each step the mean, min and max of seeds 1 and 2
+    step_losses() { grep -o '"step":[0-9]*\|"loss":[^,}]*' "$1" | cut -d: -f2 | paste - -; }
+    want=$(join <(step_losses "$TMP/results/sw/mixer=kda,seed=1/metrics.jsonl") <(step_losses "$TMP/results/sw/mixer=kda,seed=2/metrics.jsonl") |
+        awk '{ lo = $2 < $3 ? $2 : $3; hi = $2 < $3 ? $3 : $2; print $1, ($2 + $3) / 2, lo, hi, 2 }')
+    got=$(grep -v '^#' "$data/loss_mixer=kda.dat" 2>/dev/null)
+    same=$(paste <(echo "$want") <(echo "$got") | awk 'NF != 10 { bad = 1 } { for (i = 1; i <= 5; i++) { d = $i - $(i + 5); if (d < 0) d = -d; if (d > 1e-6 * (1 + ($i < 0 ? -$i : $i))) bad = 1 } }
+        END { print (NR == 4 && !bad) ? "yes" : "no" }')
+    titles=$(figure_var "$data/loss_curves.cmd" titles 2>/dev/null)
+    if [ "$code" -eq 0 ] && [ "$(ls "$data" | grep -c '^loss_.*\.dat$')" -eq 2 ] && [ "$same" = yes ] &&
+        [ "$titles" = '"mixer=kda" "mixer=softmax"' ] && grep -q 'using 1:3:4 with filledcurves' plots/loss_curves.gp &&
+        awk '!/^#/ && $3 > $4 { bad = 1 } END { exit bad }' "$data/loss_mixer=softmax.dat"; then
+        ok plot_loss_curves_average_the_seeds_of_a_setting
+    else
+        fail plot_loss_curves_average_the_seeds_of_a_setting "exit $code; series: $(ls "$data" | grep '^loss_' | tr '\n' ' '); titles $titles; want $(echo $want) got $(echo $got)"
+    fi
+fi
+if selected plot_sorts_numbers_by_value; then
+    rm -rf "$TMP/results"
+    s=$(cfg plotsort "$(sweep_base 'grid = { ["model.d_model"] = { 32, 8, 16 }, ["model.hybrid.ratio"] = { "1:0", "3:1", "0:1", "1:1" } },')")
+    "$A" run "$s" --jobs 2 >"$TMP/out" 2>&1
+    "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1
+    code=$?
+    data="$TMP/results/sw/plots/data"
+    want=""
+    for d in 8 16 32; do for r in 0:1 1:1 3:1 1:0; do want="$want${want:+ }\"d_model=$d,ratio=$r\""; done; done
+    titles=$(figure_var "$data/loss_curves.cmd" titles 2>/dev/null)
+    ratios=$(figure_var "$data/perplexity_vs_ratio.cmd" ratios 2>/dev/null)
+    if [ "$code" -eq 0 ] && [ "$titles" = "$want" ] && [ "$ratios" = '"0:1" "1:1" "3:1" "1:0"' ]; then
+        ok plot_sorts_numbers_by_value
+    else
+        fail plot_sorts_numbers_by_value "exit $code; loss curves: $titles; ratios: $ratios"
+    fi
+fi
+# every figure's legend is outside its plot: at the right, or below it (with room made) when the
+# names are many or long
+if selected plot_legends_stay_outside; then
+    rm -rf "$TMP/results"
+    s=$(cfg plotkey "$(sweep_base 'runs = { { ["model.mixer"] = "softmax" }, { ["model.hybrid.ratio"] = "1:1", ["model.n_layers"] = 2 } },
+  grid = { ["eval.max_length_factor"] = { 2 }, seed = { 1, 2 } },')")
+    "$A" run "$s" --jobs 2 >"$TMP/out" 2>&1
+    "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1
+    code=$?
+    d="$TMP/results/sw/plots"
+    bad=""
+    n=0
+    for c in "$d"/data/*.cmd; do
+        n=$((n + 1))
+        case "$(figure_var "$c" keypos)" in outside\ right*|outside\ below*) ;; *) bad="$bad $(basename "$c")" ;; esac
+    done
+    # 6 settings with long names ("d_model=16,max_length_factor=1,ratio=1:1"): below in rows, the figure taller
+    s=$(cfg plotkey2 "$(sweep_base 'grid = { ["model.d_model"] = { 32, 16 }, ["model.hybrid.ratio"] = { "1:0", "0:1", "1:1" }, ["eval.max_length_factor"] = { 1 } },')")
+    rm -rf "$TMP/results"
+    "$A" run "$s" --jobs 2 >>"$TMP/out" 2>&1
+    "$A" plot "$TMP/results/sw" >>"$TMP/out2" 2>&1 || code=1
+    key=$(figure_var "$d/data/loss_curves.cmd" keypos)
+    rows=$(grep -o "keyrows=[0-9]*" "$d/data/loss_curves.cmd" | cut -d= -f2)
+    height=$(od -An -tu1 -j20 -N4 "$d/loss_curves.png" 2>/dev/null | awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 }')
+    if [ "$code" -eq 0 ] && [ "$n" -eq 2 ] && [ -z "$bad" ] && [[ "$key" == "outside below"* ]] && [ "${rows:-0}" -gt 0 ] &&
+        [ "$height" -eq $((560 + 18 * rows)) ] && grep -q '^eval "set key " . keypos' plots/common.gp &&
+        ! grep -n '^ *set key' plots/*.gp | grep -v 'plots/common.gp\|plots/panels.gp' | grep -q .; then
+        ok plot_legends_stay_outside
+    else
+        fail plot_legends_stay_outside "exit $code; $n figures, legend not outside in:$bad; long names: '$key', $rows rows, height $height"
+    fi
+fi
 # a run's name does not depend on Lua's table order, which changes from one process to the next
 if selected sweep_run_names_are_stable; then
     s=$(cfg sweepnames "$(sweep_base 'runs = { { ["model.mixer"] = "kda", ["train.lr"] = 0.01, seed = 3, ["model.d_model"] = 16 } },')")
@@ -478,8 +553,8 @@ if selected sweep_select_reports_the_best_of_each_setting; then
         [ "$(tail -n +2 "$d/summary.csv" | wc -l)" -eq 12 ] && head -1 "$d/summary.csv" | grep -q '^run,status,reason,' &&
         grep -q '^## Selected: train.lr by the mean val_loss over seeds (min)' "$d/summary.md" &&
         grep -q "^| softmax | 0 | $lr | " "$d/summary.md" && grep -q '^| kda | 2 | - | - | - | - | 3 | all 6 runs failed |' "$d/summary.md" &&
-        grep -q "2 runs (chosen by selected.json from 12)" "$TMP/out2" && [ "$(ls "$d/plots/data/" | grep -c '^loss_')" -eq 2 ] &&
-        ls "$d/plots/data/" | grep -q "^loss_mixer=softmax,seed=2,lr=$lr.dat"; then
+        grep -q "2 runs (chosen by selected.json from 12)" "$TMP/out2" && [ "$(ls "$d/plots/data/" | grep -c '^loss_.*\.dat$')" -eq 1 ] &&
+        grep -q "(mixer=softmax,seed=1,lr=$lr mixer=softmax,seed=2,lr=$lr)$" "$d/plots/data/loss_mixer=softmax.dat"; then
         ok sweep_select_reports_the_best_of_each_setting
     else
         fail sweep_select_reports_the_best_of_each_setting "exit $code; want '$want', got '$got'; failed row '$failed_row'; $(tail -1 "$TMP/out2")"
