@@ -439,7 +439,7 @@ EOF2
         fail plot_mqar_width_panels "$(tail -3 "$TMP/out" "$TMP/out2")"
     fi
 fi
-# ---- figures: a setting's seeds averaged, numbers in order, legends outside ----
+# ---- figures: a setting's seeds averaged, numbers in order, a final-metric figure, legends outside ----
 # a figure's command line, kept in plots/data/<figure>.cmd: one variable of it
 figure_var() { grep -o "$2='\\\\''[^']*'\\\\''" "$1" | sed "s/^$2='\\\\''//; s/'\\\\''$//"; }
 if selected plot_loss_curves_average_the_seeds_of_a_setting; then
@@ -475,11 +475,77 @@ if selected plot_sorts_numbers_by_value; then
     want=""
     for d in 8 16 32; do for r in 0:1 1:1 3:1 1:0; do want="$want${want:+ }\"d_model=$d,ratio=$r\""; done; done
     titles=$(figure_var "$data/loss_curves.cmd" titles 2>/dev/null)
+    rows=$(grep -v '^#' "$data/final_lm_val_loss.dat" 2>/dev/null | cut -d'"' -f2 | sed 's/.*/"&"/' | paste -sd' ')
     ratios=$(figure_var "$data/perplexity_vs_ratio.cmd" ratios 2>/dev/null)
-    if [ "$code" -eq 0 ] && [ "$titles" = "$want" ] && [ "$ratios" = '"0:1" "1:1" "3:1" "1:0"' ]; then
+    if [ "$code" -eq 0 ] && [ "$titles" = "$want" ] && [ "$rows" = "$want" ] && [ "$ratios" = '"0:1" "1:1" "3:1" "1:0"' ]; then
         ok plot_sorts_numbers_by_value
     else
-        fail plot_sorts_numbers_by_value "exit $code; loss curves: $titles; ratios: $ratios"
+        fail plot_sorts_numbers_by_value "exit $code; loss curves: $titles; final rows: $rows; ratios: $ratios"
+    fi
+fi
+if selected plot_final_metric_for_every_sweep; then
+    rm -rf "$TMP/results"
+    # lm: the validation loss of each setting, the mean over its seeds
+    s=$(cfg plotfinal "$(sweep_base 'grid = { ["model.mixer"] = { "softmax", "kda" }, seed = { 1, 2 } },')")
+    "$A" run "$s" --jobs 2 >"$TMP/out" 2>&1
+    "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1
+    code=$?
+    d="$TMP/results/sw"
+    val() { grep -o '"val_loss":[[:space:]]*[-0-9.e+]*' "$d/$1/summary.json" | grep -o '[-0-9.e+]*$'; }
+    want=$(awk -v a="$(val mixer=softmax,seed=1)" -v b="$(val mixer=softmax,seed=2)" 'BEGIN { printf "%.6f", (a + b) / 2 }')
+    got=$(grep '"mixer=softmax"' "$d/plots/data/final_lm_val_loss.dat" 2>/dev/null | awk '{ printf "%.6f %s %s %s", $3, $6, $7, $8 }')
+    lm_ok=no
+    [ -s "$d/plots/lm_final_val_loss.png" ] && [ -s "$d/plots/lm_final_val_loss.svg" ] && [ "$got" = "$want 2 2 0" ] && lm_ok=yes
+    # synthetic tasks: their accuracy, and the chance line at 1 / the answers (V = 40: mqar's
+    # values are [20, 40), palindrome's symbols [2, 40), stack's symbols [3, 40) and EMPTY)
+    rm -rf "$TMP/results"
+    s=$(cfg plotchance "$(sweep_base 'runs = { { task = "palindrome" }, { task = "stack" }, { task = "mqar", ["mqar.num_kv_pairs"] = 2 } },
+  grid = { ["model.vocab_size"] = { 40 } },')")
+    "$A" run "$s" >>"$TMP/out" 2>&1
+    "$A" plot "$TMP/results/sw" >>"$TMP/out2" 2>&1 || code=1
+    chances=""
+    for t in mqar:20 palindrome:38 stack:38; do
+        f="$d/plots/data/final_${t%%:*}_val_accuracy.dat"
+        [ -s "$d/plots/${t%%:*}_final_val_accuracy.png" ] && [ -s "$d/plots/${t%%:*}_final_val_accuracy.svg" ] &&
+            grep -v '^#' "$f" | awk -v n="${t#*:}" '{ d = $NF - 1 / n; if (d < 0) d = -d } END { exit !(NR == 1 && d < 1e-9) }' &&
+            [ "$(figure_var "$d/plots/data/${t%%:*}_final_val_accuracy.cmd" chance_title)" = "chance: 1/${t#*:}" ] &&
+            chances="$chances ${t%%:*}"
+    done
+    if [ "$code" -eq 0 ] && [ "$lm_ok" = yes ] && [ "$chances" = " mqar palindrome stack" ]; then
+        ok plot_final_metric_for_every_sweep
+    else
+        fail plot_final_metric_for_every_sweep "exit $code; lm: want '$want 2 2 0', got '$got'; chance lines right for:$chances; $(ls "$d/plots" | tr '\n' ' ')"
+    fi
+fi
+if selected plot_final_metric_marks_the_chosen_value; then
+    rm -rf "$TMP/results"
+    s=$(cfg plotchosen "$(sweep_base 'grid = { ["model.mixer"] = { "softmax", "kda" }, ["train.lr"] = { 1e-3, 1e-2 }, seed = { 1, 2 } },
+  select = { metric = "val_loss", goal = "min", over = { "train.lr" } },')")
+    "$A" run "$s" --jobs 2 >"$TMP/out" 2>&1
+    "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1
+    code=$?
+    d="$TMP/results/sw"
+    # per mixer, the chosen rate from selected.csv; the other one's mean from the runs' summaries, a
+    # grey mark numbered by its place among the rates some mixer did not choose
+    val() { grep -o '"val_loss":[[:space:]]*[-0-9.e+]*' "$d/$1/summary.json" | grep -o '[-0-9.e+]*$'; }
+    other() { [ "$(grep "^$1," "$d/selected.csv" | cut -d, -f2)" = 0.001 ] && echo 0.01 || echo 0.001; }
+    others=$( (other kda; other softmax) | sort -n | uniq)
+    bad=""
+    for m in kda softmax; do
+        chosen=$(grep "^$m," "$d/selected.csv" | cut -d, -f2)
+        o=$(other $m)
+        row=$(grep -v '^#' "$d/plots/data/final_lm_val_loss.dat" 2>/dev/null | grep "\"mixer=$m (lr=$chosen)\"" | cut -d' ' -f1)
+        want=$(awk -v a="$(val "mixer=$m,seed=1,lr=$o")" -v b="$(val "mixer=$m,seed=2,lr=$o")" 'BEGIN { printf "%.6f", (a + b) / 2 }')
+        got=$(grep -v '^#' "$d/plots/data/final_lm_val_loss_candidates.dat" 2>/dev/null | awk -v r="$row" '$1 == r { printf "%.6f/%s ", $2, $3 }')
+        n=$(echo "$others" | grep -nx "$o" | cut -d: -f1)
+        { [ -n "$row" ] && [ "$got" = "$want/$n " ] && grep -qF "\"mixer=$m (lr=$chosen)\"" "$d/plots/data/loss_curves.cmd"; } ||
+            bad="$bad $m(chosen $chosen, row '$row', others '$got', want '$want/$n')"
+    done
+    cands=$(figure_var "$d/plots/data/lm_final_val_loss.cmd" candidates 2>/dev/null)
+    if [ "$code" -eq 0 ] && [ -z "$bad" ] && [ "$cands" = "$(echo "$others" | sed 's/.*/"also tried: lr=&"/' | paste -sd' ')" ]; then
+        ok plot_final_metric_marks_the_chosen_value
+    else
+        fail plot_final_metric_marks_the_chosen_value "exit $code;$bad; candidates $cands"
     fi
 fi
 # every figure's legend is outside its plot: at the right, or below it (with room made) when the
@@ -506,7 +572,7 @@ if selected plot_legends_stay_outside; then
     key=$(figure_var "$d/data/loss_curves.cmd" keypos)
     rows=$(grep -o "keyrows=[0-9]*" "$d/data/loss_curves.cmd" | cut -d= -f2)
     height=$(od -An -tu1 -j20 -N4 "$d/loss_curves.png" 2>/dev/null | awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 }')
-    if [ "$code" -eq 0 ] && [ "$n" -eq 2 ] && [ -z "$bad" ] && [[ "$key" == "outside below"* ]] && [ "${rows:-0}" -gt 0 ] &&
+    if [ "$code" -eq 0 ] && [ "$n" -eq 3 ] && [ -z "$bad" ] && [[ "$key" == "outside below"* ]] && [ "${rows:-0}" -gt 0 ] &&
         [ "$height" -eq $((560 + 18 * rows)) ] && grep -q '^eval "set key " . keypos' plots/common.gp &&
         ! grep -n '^ *set key' plots/*.gp | grep -v 'plots/common.gp\|plots/panels.gp' | grep -q .; then
         ok plot_legends_stay_outside

@@ -87,28 +87,29 @@ static void plot_run_free(PlotRun *r) {
 }
 
 /* A sweep with `select` leaves selected.json: only the runs it chose are drawn, and the fields
- * it chose over leave the series names (a series is a setting at its best value). */
+ * it chose over leave the series names (a series is a setting at its best value). The runs it
+ * did not choose are kept apart: the final-metric figure shows their scores lighter. */
 static bool apply_selection(Experiment *e, Error *err) {
     char *path = xasprintf("%s/selected.json", e->dir), *text = read_file(path, NULL, NULL);
     bool ok = true;
     cJSON *o = text ? cJSON_Parse(text) : NULL;
     const cJSON *over = cJSON_GetObjectItemCaseSensitive(o, "over"), *runs = cJSON_GetObjectItemCaseSensitive(o, "runs"), *v;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "metric");
     if (text && (!cJSON_IsArray(over) || !cJSON_IsArray(runs) || cJSON_GetArraySize(over) > 32))
         ok = error_set(err, "%s: not a selection written by attnlab run (expected the lists 'over' and 'runs')", path);
     if (ok && text) {
         int n_over = 0;
         cJSON_ArrayForEach(v, over) if (cJSON_IsString(v)) e->over[n_over++] = xstrdup(v->valuestring);
+        if (cJSON_IsString(m)) e->select_metric = xstrdup(m->valuestring);
         e->n_selected_from = e->n;
+        e->others = xcalloc((size_t)e->n, sizeof(PlotRun));
         int kept = 0;
         for (int i = 0; i < e->n; i++) {
             bool chosen = false;
             cJSON_ArrayForEach(v, runs) chosen |= cJSON_IsString(v) && strcmp(v->valuestring, e->runs[i].name) == 0;
-            if (!chosen) {
-                plot_run_free(&e->runs[i]);
-                continue;
-            }
-            e->runs[kept] = e->runs[i];
-            e->runs[kept++].hidden = (const char *const *)e->over;
+            PlotRun *to = chosen ? &e->runs[kept++] : &e->others[e->n_others++];
+            *to = e->runs[i];
+            to->hidden = (const char *const *)e->over;
         }
         e->n = kept;
     }
@@ -611,6 +612,7 @@ int plot_experiment(const char *where) {
     if (e.n_selected_from) printf("plot '%s': %d runs (chosen by selected.json from %d)\n", e.experiment, e.n, e.n_selected_from);
     else printf("plot '%s': %d runs\n", e.experiment, e.n);
     loss_curves(&e);
+    final_metric(&e);
     mqar_width(&e);
     accuracy_vs_length(&e);
     ppl_vs_ratio(&e);
@@ -618,8 +620,11 @@ int plot_experiment(const char *where) {
     efficiency(&e);
     if (!e.drawn) printf("  nothing to draw\n");
     for (int i = 0; i < e.n; i++) plot_run_free(&e.runs[i]);
+    for (int i = 0; i < e.n_others; i++) plot_run_free(&e.others[i]);
     for (int k = 0; e.over[k]; k++) free(e.over[k]);
+    free(e.select_metric);
     free(e.runs);
+    free(e.others);
     free(e.dir);
     free(e.plots);
     free(e.data);

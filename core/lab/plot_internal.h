@@ -19,8 +19,11 @@ typedef struct {
     char *dir, *plots, *data, *experiment, *scripts;
     PlotRun *runs; /* the runs drawn: every run, or those a selection chose */
     int n;
+    PlotRun *others; /* a selection's candidates it did not choose (drawn lighter in the final-metric figure) */
+    int n_others;
     int drawn;
     char *over[33];      /* a selection's `over` fields, NULL-terminated */
+    char *select_metric; /* and its metric; NULL without one */
     int n_selected_from; /* runs on disk before the selection, 0 without one */
 } Experiment;
 
@@ -76,3 +79,4 @@ FILE *data_file(const char *path);
 
 /* plot_settings.c: figures by setting (the runs that differ only in seed) */
 void loss_curves(Experiment *e);
+void final_metric(Experiment *e);
