@@ -1,7 +1,9 @@
 /* `attnlab plot EXPERIMENT`: reads every run of an experiment (summary.json, config.lua,
  * metrics.jsonl, efficiency.csv), works out which figures its results support, writes their data
- * (means and spreads over seeds) under plots/data/, and draws them with the gnuplot scripts in
- * plots/ as PNG and SVG into results/<experiment>/plots/. */
+ * (means, minima and maxima over seeds) under plots/data/, and draws them with the gnuplot
+ * scripts in plots/ as PNG and SVG into results/<experiment>/plots/. This file: the runs, series
+ * names and their order, the aggregation, drawing, and the figures along an axis; the figures by
+ * setting (loss curves, final metric) are in plot_settings.c. */
 #include "plot.h"
 
 #include <cjson/cJSON.h>
