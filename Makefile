@@ -191,9 +191,10 @@ reference-%:
 	if [ -f results/$*/selected.csv ]; then cp results/$*/selected.csv results/reference/$*/; fi
 	cp results/$*/plots/*.png results/$*/plots/*.svg results/reference/$*/
 
-# One example of every kind of figure, from the small sweeps of configs/figures/NAME.lua (about a
-# minute on 2 cores), run afresh into results/figures-NAME/: its figures (PNG and SVG) and the
-# summary.csv (and selected.csv) they came from go to results/reference/figures/NAME/.
+# One example of every kind of figure, from the sweeps of configs/figures/NAME.lua (the
+# reproductions shrunk to seconds: under two minutes on 2 cores), run afresh into
+# results/figures-NAME/: its figures (PNG and SVG) and the summary.csv (and selected.csv) they came
+# from go to results/reference/figures/NAME/.
 FIGURE_EXAMPLES = lm synthetic mqar efficiency
 reference-figures: attnlab
 	rm -rf results/reference/figures

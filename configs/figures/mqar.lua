@@ -1,25 +1,18 @@
--- An example of the MQAR width figure (make reference-figures): two widths, two lengths (with 2
--- and 4 key-value pairs), softmax attention against KDA, two seeds and one learning rate, so
--- the final-metric figure shows a sweep without `select`. Seconds on 2 cores; too small and
--- short for the numbers to mean anything.
+-- An example of the MQAR width figure (make reference-figures): configs/repro/mqar.lua shrunk to
+-- seconds on 2 cores: widths 16 and 32, softmax attention against KDA, 150 steps of batch 16, two
+-- seeds and one learning rate, so that its final-metric figure shows a sweep without `select`.
+-- Too small and short for the numbers to mean anything.
+local c = require("repro.mqar")
 local runs = {}
-for _, case in ipairs({ { len = 32, pairs = 2 }, { len = 64, pairs = 4 } }) do
-  for _, width in ipairs({ 16, 32 }) do
-    for _, mixer in ipairs({ "softmax", "kda" }) do
-      runs[#runs + 1] = { ["train.seq_len"] = case.len, ["mqar.num_kv_pairs"] = case.pairs,
-                          ["model.d_model"] = width, ["model.mixer"] = mixer }
-    end
-  end
+for _, r in ipairs(c.runs) do
+  local mixer = r["model.mixer"]
+  if (mixer == "softmax" or mixer == "kda") and r["model.d_model"] <= 32 then runs[#runs + 1] = r end
 end
-return {
-  experiment = "figures-mqar",
-  base = {
-    task = "mqar",
-    model = { vocab_size = 128, n_layers = 2, n_heads = 2, mlp = false },
-    train = { steps = 150, batch_size = 16, lr = 3e-3, warmup_steps = 10,
-              log_every = 10, eval_every = 0, checkpoint_every = 0 },
-    eval = { examples = 128 },
-  },
-  runs = runs,
-  grid = { seed = { 1, 2 } },
-}
+c.experiment = "figures-mqar"
+c.runs = runs
+c.base.train = { steps = 150, batch_size = 16, lr = 3e-3, warmup_steps = 10,
+                 log_every = 10, eval_every = 0, checkpoint_every = 0 }
+c.base.eval = { examples = 128 }
+c.grid = { seed = { 1, 2 } }
+c.select = nil
+return c
