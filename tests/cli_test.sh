@@ -442,11 +442,16 @@ fi
 # ---- figures: a setting's seeds averaged, numbers in order, a final-metric figure, legends outside ----
 # a figure's command line, kept in plots/data/<figure>.cmd: one variable of it
 figure_var() { grep -o "$2='\\\\''[^']*'\\\\''" "$1" | sed "s/^$2='\\\\''//; s/'\\\\''$//"; }
-if selected plot_loss_curves_average_the_seeds_of_a_setting; then
+# plot_sweep NAME SWEEP: the sweep (sweep_base SWEEP) run afresh and plotted; returns plot's status
+plot_sweep() {
     rm -rf "$TMP/results"
-    s=$(cfg plotseeds "$(sweep_base 'grid = { ["model.mixer"] = { "softmax", "kda" }, seed = { 1, 2 } },')")
-    "$A" run "$s" --jobs 2 >"$TMP/out" 2>&1
+    "$A" run "$(cfg "$1" "$(sweep_base "$2")")" --jobs 2 >"$TMP/out" 2>&1
     "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1
+}
+# val_loss RUN: the run's final validation loss, from its summary.json
+val_loss() { grep -o '"val_loss":[[:space:]]*[-0-9.e+]*' "$TMP/results/sw/$1/summary.json" | grep -o '[-0-9.e+]*$'; }
+if selected plot_loss_curves_average_the_seeds_of_a_setting; then
+    plot_sweep plotseeds 'grid = { ["model.mixer"] = { "softmax", "kda" }, seed = { 1, 2 } },'
     code=$?
     data="$TMP/results/sw/plots/data"
     # the expected kda curve from the runs' own logs: at each step the mean, min and max of seeds 1 and 2
@@ -466,10 +471,7 @@ if selected plot_loss_curves_average_the_seeds_of_a_setting; then
     fi
 fi
 if selected plot_sorts_numbers_by_value; then
-    rm -rf "$TMP/results"
-    s=$(cfg plotsort "$(sweep_base 'grid = { ["model.d_model"] = { 32, 8, 16 }, ["model.hybrid.ratio"] = { "1:0", "3:1", "0:1", "1:1" } },')")
-    "$A" run "$s" --jobs 2 >"$TMP/out" 2>&1
-    "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1
+    plot_sweep plotsort 'grid = { ["model.d_model"] = { 32, 8, 16 }, ["model.hybrid.ratio"] = { "1:0", "3:1", "0:1", "1:1" } },'
     code=$?
     data="$TMP/results/sw/plots/data"
     want=""
@@ -484,25 +486,18 @@ if selected plot_sorts_numbers_by_value; then
     fi
 fi
 if selected plot_final_metric_for_every_sweep; then
-    rm -rf "$TMP/results"
     # lm: the validation loss of each setting, the mean over its seeds
-    s=$(cfg plotfinal "$(sweep_base 'grid = { ["model.mixer"] = { "softmax", "kda" }, seed = { 1, 2 } },')")
-    "$A" run "$s" --jobs 2 >"$TMP/out" 2>&1
-    "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1
+    plot_sweep plotfinal 'grid = { ["model.mixer"] = { "softmax", "kda" }, seed = { 1, 2 } },'
     code=$?
     d="$TMP/results/sw"
-    val() { grep -o '"val_loss":[[:space:]]*[-0-9.e+]*' "$d/$1/summary.json" | grep -o '[-0-9.e+]*$'; }
-    want=$(awk -v a="$(val mixer=softmax,seed=1)" -v b="$(val mixer=softmax,seed=2)" 'BEGIN { printf "%.6f", (a + b) / 2 }')
+    want=$(awk -v a="$(val_loss mixer=softmax,seed=1)" -v b="$(val_loss mixer=softmax,seed=2)" 'BEGIN { printf "%.6f", (a + b) / 2 }')
     got=$(grep '"mixer=softmax"' "$d/plots/data/final_lm_val_loss.dat" 2>/dev/null | awk '{ printf "%.6f %s %s %s", $3, $6, $7, $8 }')
     lm_ok=no
     [ -s "$d/plots/lm_final_val_loss.png" ] && [ -s "$d/plots/lm_final_val_loss.svg" ] && [ "$got" = "$want 2 2 0" ] && lm_ok=yes
     # synthetic tasks: their accuracy, and the chance line at 1 / the answers (V = 40: mqar's
     # values are [20, 40), palindrome's symbols [2, 40), stack's symbols [3, 40) and EMPTY)
-    rm -rf "$TMP/results"
-    s=$(cfg plotchance "$(sweep_base 'runs = { { task = "palindrome" }, { task = "stack" }, { task = "mqar", ["mqar.num_kv_pairs"] = 2 } },
-  grid = { ["model.vocab_size"] = { 40 } },')")
-    "$A" run "$s" >>"$TMP/out" 2>&1
-    "$A" plot "$TMP/results/sw" >>"$TMP/out2" 2>&1 || code=1
+    plot_sweep plotchance 'runs = { { task = "palindrome" }, { task = "stack" }, { task = "mqar", ["mqar.num_kv_pairs"] = 2 } },
+  grid = { ["model.vocab_size"] = { 40 } },' || code=1
     chances=""
     for t in mqar:20 palindrome:38 stack:38; do
         f="$d/plots/data/final_${t%%:*}_val_accuracy.dat"
@@ -518,16 +513,12 @@ if selected plot_final_metric_for_every_sweep; then
     fi
 fi
 if selected plot_final_metric_marks_the_chosen_value; then
-    rm -rf "$TMP/results"
-    s=$(cfg plotchosen "$(sweep_base 'grid = { ["model.mixer"] = { "softmax", "kda" }, ["train.lr"] = { 1e-3, 1e-2 }, seed = { 1, 2 } },
-  select = { metric = "val_loss", goal = "min", over = { "train.lr" } },')")
-    "$A" run "$s" --jobs 2 >"$TMP/out" 2>&1
-    "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1
+    plot_sweep plotchosen 'grid = { ["model.mixer"] = { "softmax", "kda" }, ["train.lr"] = { 1e-3, 1e-2 }, seed = { 1, 2 } },
+  select = { metric = "val_loss", goal = "min", over = { "train.lr" } },'
     code=$?
     d="$TMP/results/sw"
     # per mixer, the chosen rate from selected.csv; the other one's mean from the runs' summaries, a
     # grey mark numbered by its place among the rates some mixer did not choose
-    val() { grep -o '"val_loss":[[:space:]]*[-0-9.e+]*' "$d/$1/summary.json" | grep -o '[-0-9.e+]*$'; }
     other() { [ "$(grep "^$1," "$d/selected.csv" | cut -d, -f2)" = 0.001 ] && echo 0.01 || echo 0.001; }
     others=$( (other kda; other softmax) | sort -n | uniq)
     bad=""
@@ -535,7 +526,7 @@ if selected plot_final_metric_marks_the_chosen_value; then
         chosen=$(grep "^$m," "$d/selected.csv" | cut -d, -f2)
         o=$(other $m)
         row=$(grep -v '^#' "$d/plots/data/final_lm_val_loss.dat" 2>/dev/null | grep "\"mixer=$m (lr=$chosen)\"" | cut -d' ' -f1)
-        want=$(awk -v a="$(val "mixer=$m,seed=1,lr=$o")" -v b="$(val "mixer=$m,seed=2,lr=$o")" 'BEGIN { printf "%.6f", (a + b) / 2 }')
+        want=$(awk -v a="$(val_loss "mixer=$m,seed=1,lr=$o")" -v b="$(val_loss "mixer=$m,seed=2,lr=$o")" 'BEGIN { printf "%.6f", (a + b) / 2 }')
         got=$(grep -v '^#' "$d/plots/data/final_lm_val_loss_candidates.dat" 2>/dev/null | awk -v r="$row" '$1 == r { printf "%.6f/%s ", $2, $3 }')
         n=$(echo "$others" | grep -nx "$o" | cut -d: -f1)
         { [ -n "$row" ] && [ "$got" = "$want/$n " ] && grep -qF "\"mixer=$m (lr=$chosen)\"" "$d/plots/data/loss_curves.cmd"; } ||
@@ -551,11 +542,8 @@ fi
 # every figure's legend is outside its plot: at the right, or below it (with room made) when the
 # names are many or long
 if selected plot_legends_stay_outside; then
-    rm -rf "$TMP/results"
-    s=$(cfg plotkey "$(sweep_base 'runs = { { ["model.mixer"] = "softmax" }, { ["model.hybrid.ratio"] = "1:1", ["model.n_layers"] = 2 } },
-  grid = { ["eval.max_length_factor"] = { 2 }, seed = { 1, 2 } },')")
-    "$A" run "$s" --jobs 2 >"$TMP/out" 2>&1
-    "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1
+    plot_sweep plotkey 'runs = { { ["model.mixer"] = "softmax" }, { ["model.hybrid.ratio"] = "1:1", ["model.n_layers"] = 2 } },
+  grid = { ["eval.max_length_factor"] = { 2 }, seed = { 1, 2 } },'
     code=$?
     d="$TMP/results/sw/plots"
     bad=""
@@ -565,10 +553,8 @@ if selected plot_legends_stay_outside; then
         case "$(figure_var "$c" keypos)" in outside\ right*|outside\ below*) ;; *) bad="$bad $(basename "$c")" ;; esac
     done
     # 6 settings with long names ("d_model=16,max_length_factor=1,ratio=1:1"): below in rows, the figure taller
-    s=$(cfg plotkey2 "$(sweep_base 'grid = { ["model.d_model"] = { 32, 16 }, ["model.hybrid.ratio"] = { "1:0", "0:1", "1:1" }, ["eval.max_length_factor"] = { 1 } },')")
-    rm -rf "$TMP/results"
-    "$A" run "$s" --jobs 2 >>"$TMP/out" 2>&1
-    "$A" plot "$TMP/results/sw" >>"$TMP/out2" 2>&1 || code=1
+    plot_sweep plotkey2 'grid = { ["model.d_model"] = { 32, 16 }, ["model.hybrid.ratio"] = { "1:0", "0:1", "1:1" }, ["eval.max_length_factor"] = { 1 } },' ||
+        code=1
     key=$(figure_var "$d/data/loss_curves.cmd" keypos)
     rows=$(grep -o "keyrows=[0-9]*" "$d/data/loss_curves.cmd" | cut -d= -f2)
     height=$(od -An -tu1 -j20 -N4 "$d/loss_curves.png" 2>/dev/null | awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 }')
