@@ -2,14 +2,11 @@
 -- seconds on 2 cores: widths 16 and 32, softmax attention against KDA, 150 steps of batch 16, two
 -- seeds and one learning rate, so that its final-metric figure shows a sweep without `select`.
 -- Too small and short for the numbers to mean anything.
-local c = require("repro.mqar")
-local runs = {}
-for _, r in ipairs(c.runs) do
-  local mixer = r["model.mixer"]
-  if (mixer == "softmax" or mixer == "kda") and r["model.d_model"] <= 32 then runs[#runs + 1] = r end
-end
+local c, only = require("repro.mqar"), require("only")
 c.experiment = "figures-mqar"
-c.runs = runs
+c.runs = only(c.runs, function(r)
+  return (r["model.mixer"] == "softmax" or r["model.mixer"] == "kda") and r["model.d_model"] <= 32
+end)
 c.base.train = { steps = 150, batch_size = 16, lr = 3e-3, warmup_steps = 10,
                  log_every = 10, eval_every = 0, checkpoint_every = 0 }
 c.base.eval = { examples = 128 }
