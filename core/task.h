@@ -31,6 +31,10 @@ typedef struct TaskOps {
      * metric it selects by before anything runs). */
     int (*metric_names)(const Task *t, const Config *c, char names[][48], int max);
     void (*destroy)(Task *t);
+    /* Optional: the accuracy of a uniform guess among the answers a scored position can have
+     * (1 / their number), drawn as the chance line of accuracy figures. NULL where the task has
+     * no such alphabet (lm); task_chance_accuracy reads it as 0. */
+    double (*chance_accuracy)(const Config *c);
     /* A task that measures a model instead of training it (efficiency) has these instead of
      * create and the rest: check (before anything runs), measure (the run: it writes the run's
      * folder, with result_file, and returns the exit status). */
@@ -49,5 +53,7 @@ struct Task {
 
 /* experiments/registry.c */
 const TaskOps *task_lookup(const char *name);
+/* The chance accuracy of the config's task (TaskOps.chance_accuracy), 0 when it defines none. */
+double task_chance_accuracy(const Config *c);
 /* Creates the task the config names (field `task`); NULL with err filled on failure. */
 Task *task_create(const Config *c, Error *err);

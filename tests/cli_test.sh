@@ -492,6 +492,133 @@ EOF2
         fail plot_mqar_width_panels "$(tail -3 "$TMP/out" "$TMP/out2")"
     fi
 fi
+# ---- figures: a setting's seeds averaged, numbers in order, a final-metric figure, legends outside ----
+# a figure's command line, kept in plots/data/<figure>.cmd: one variable of it
+figure_var() { grep -o "$2='\\\\''[^']*'\\\\''" "$1" | sed "s/^$2='\\\\''//; s/'\\\\''$//"; }
+# plot_sweep NAME SWEEP: the sweep (sweep_base SWEEP) run afresh and plotted; returns plot's status
+plot_sweep() {
+    rm -rf "$TMP/results"
+    "$A" run "$(cfg "$1" "$(sweep_base "$2")")" --jobs 2 >"$TMP/out" 2>&1
+    "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1
+}
+# val_loss RUN: the run's final validation loss, from its summary.json
+val_loss() { grep -o '"val_loss":[[:space:]]*[-0-9.e+]*' "$TMP/results/sw/$1/summary.json" | grep -o '[-0-9.e+]*$'; }
+if selected plot_loss_curves_average_the_seeds_of_a_setting; then
+    plot_sweep plotseeds 'grid = { ["model.mixer"] = { "softmax", "kda" }, seed = { 1, 2 } },'
+    code=$?
+    data="$TMP/results/sw/plots/data"
+    # the expected kda curve from the runs' own logs: at each step the mean, min and max of seeds 1 and 2
+    step_losses() { grep -o '"step":[0-9]*\|"loss":[^,}]*' "$1" | cut -d: -f2 | paste - -; }
+    want=$(join <(step_losses "$TMP/results/sw/mixer=kda,seed=1/metrics.jsonl") <(step_losses "$TMP/results/sw/mixer=kda,seed=2/metrics.jsonl") |
+        awk '{ lo = $2 < $3 ? $2 : $3; hi = $2 < $3 ? $3 : $2; print $1, ($2 + $3) / 2, lo, hi, 2 }')
+    got=$(grep -v '^#' "$data/loss_mixer=kda.dat" 2>/dev/null)
+    same=$(paste <(echo "$want") <(echo "$got") | awk 'NF != 10 { bad = 1 } { for (i = 1; i <= 5; i++) { d = $i - $(i + 5); if (d < 0) d = -d; if (d > 1e-6 * (1 + ($i < 0 ? -$i : $i))) bad = 1 } }
+        END { print (NR == 4 && !bad) ? "yes" : "no" }')
+    titles=$(figure_var "$data/loss_curves.cmd" titles 2>/dev/null)
+    if [ "$code" -eq 0 ] && [ "$(ls "$data" | grep -c '^loss_.*\.dat$')" -eq 2 ] && [ "$same" = yes ] &&
+        [ "$titles" = '"mixer=kda" "mixer=softmax"' ] && grep -q 'using 1:3:4 with filledcurves' plots/loss_curves.gp &&
+        awk '!/^#/ && $3 > $4 { bad = 1 } END { exit bad }' "$data/loss_mixer=softmax.dat"; then
+        ok plot_loss_curves_average_the_seeds_of_a_setting
+    else
+        fail plot_loss_curves_average_the_seeds_of_a_setting "exit $code; series: $(ls "$data" | grep '^loss_' | tr '\n' ' '); titles $titles; want $(echo $want) got $(echo $got)"
+    fi
+fi
+if selected plot_sorts_numbers_by_value; then
+    plot_sweep plotsort 'grid = { ["model.d_model"] = { 32, 8, 16 }, ["model.hybrid.ratio"] = { "1:0", "3:1", "0:1", "1:1" } },'
+    code=$?
+    data="$TMP/results/sw/plots/data"
+    want=""
+    for d in 8 16 32; do for r in 0:1 1:1 3:1 1:0; do want="$want${want:+ }\"d_model=$d,ratio=$r\""; done; done
+    titles=$(figure_var "$data/loss_curves.cmd" titles 2>/dev/null)
+    rows=$(grep -v '^#' "$data/final_lm_val_loss.dat" 2>/dev/null | cut -d'"' -f2 | sed 's/.*/"&"/' | paste -sd' ')
+    ratios=$(figure_var "$data/perplexity_vs_ratio.cmd" ratios 2>/dev/null)
+    if [ "$code" -eq 0 ] && [ "$titles" = "$want" ] && [ "$rows" = "$want" ] && [ "$ratios" = '"0:1" "1:1" "3:1" "1:0"' ]; then
+        ok plot_sorts_numbers_by_value
+    else
+        fail plot_sorts_numbers_by_value "exit $code; loss curves: $titles; final rows: $rows; ratios: $ratios"
+    fi
+fi
+if selected plot_final_metric_for_every_sweep; then
+    # lm: the validation loss of each setting, the mean over its seeds
+    plot_sweep plotfinal 'grid = { ["model.mixer"] = { "softmax", "kda" }, seed = { 1, 2 } },'
+    code=$?
+    d="$TMP/results/sw"
+    want=$(awk -v a="$(val_loss mixer=softmax,seed=1)" -v b="$(val_loss mixer=softmax,seed=2)" 'BEGIN { printf "%.6f", (a + b) / 2 }')
+    got=$(grep '"mixer=softmax"' "$d/plots/data/final_lm_val_loss.dat" 2>/dev/null | awk '{ printf "%.6f %s %s %s", $3, $6, $7, $8 }')
+    lm_ok=no
+    [ -s "$d/plots/lm_final_val_loss.png" ] && [ -s "$d/plots/lm_final_val_loss.svg" ] && [ "$got" = "$want 2 2 0" ] && lm_ok=yes
+    # synthetic tasks: their accuracy, and the chance line at 1 / the answers (V = 40: mqar's
+    # values are [20, 40), palindrome's symbols [2, 40), stack's symbols [3, 40) and EMPTY)
+    plot_sweep plotchance 'runs = { { task = "palindrome" }, { task = "stack" }, { task = "mqar", ["mqar.num_kv_pairs"] = 2 } },
+  grid = { ["model.vocab_size"] = { 40 } },' || code=1
+    chances=""
+    for t in mqar:20 palindrome:38 stack:38; do
+        f="$d/plots/data/final_${t%%:*}_val_accuracy.dat"
+        [ -s "$d/plots/${t%%:*}_final_val_accuracy.png" ] && [ -s "$d/plots/${t%%:*}_final_val_accuracy.svg" ] &&
+            grep -v '^#' "$f" | awk -v n="${t#*:}" '{ d = $NF - 1 / n; if (d < 0) d = -d } END { exit !(NR == 1 && d < 1e-9) }' &&
+            [ "$(figure_var "$d/plots/data/${t%%:*}_final_val_accuracy.cmd" chance_title)" = "chance: 1/${t#*:}" ] &&
+            chances="$chances ${t%%:*}"
+    done
+    if [ "$code" -eq 0 ] && [ "$lm_ok" = yes ] && [ "$chances" = " mqar palindrome stack" ]; then
+        ok plot_final_metric_for_every_sweep
+    else
+        fail plot_final_metric_for_every_sweep "exit $code; lm: want '$want 2 2 0', got '$got'; chance lines right for:$chances; $(ls "$d/plots" | tr '\n' ' ')"
+    fi
+fi
+if selected plot_final_metric_marks_the_chosen_value; then
+    plot_sweep plotchosen 'grid = { ["model.mixer"] = { "softmax", "kda" }, ["train.lr"] = { 1e-3, 1e-2 }, seed = { 1, 2 } },
+  select = { metric = "val_loss", goal = "min", over = { "train.lr" } },'
+    code=$?
+    d="$TMP/results/sw"
+    # per mixer, the chosen rate from selected.csv; the other one's mean from the runs' summaries, a
+    # grey mark numbered by its place among the rates some mixer did not choose
+    other() { [ "$(grep "^$1," "$d/selected.csv" | cut -d, -f2)" = 0.001 ] && echo 0.01 || echo 0.001; }
+    others=$( (other kda; other softmax) | sort -n | uniq)
+    bad=""
+    for m in kda softmax; do
+        chosen=$(grep "^$m," "$d/selected.csv" | cut -d, -f2)
+        o=$(other $m)
+        row=$(grep -v '^#' "$d/plots/data/final_lm_val_loss.dat" 2>/dev/null | grep "\"mixer=$m (lr=$chosen)\"" | cut -d' ' -f1)
+        want=$(awk -v a="$(val_loss "mixer=$m,seed=1,lr=$o")" -v b="$(val_loss "mixer=$m,seed=2,lr=$o")" 'BEGIN { printf "%.6f", (a + b) / 2 }')
+        got=$(grep -v '^#' "$d/plots/data/final_lm_val_loss_candidates.dat" 2>/dev/null | awk -v r="$row" '$1 == r { printf "%.6f/%s ", $2, $3 }')
+        n=$(echo "$others" | grep -nx "$o" | cut -d: -f1)
+        { [ -n "$row" ] && [ "$got" = "$want/$n " ] && grep -qF "\"mixer=$m (lr=$chosen)\"" "$d/plots/data/loss_curves.cmd"; } ||
+            bad="$bad $m(chosen $chosen, row '$row', others '$got', want '$want/$n')"
+    done
+    cands=$(figure_var "$d/plots/data/lm_final_val_loss.cmd" candidates 2>/dev/null)
+    if [ "$code" -eq 0 ] && [ -z "$bad" ] && [ "$cands" = "$(echo "$others" | sed 's/.*/"also tried: lr=&"/' | paste -sd' ')" ]; then
+        ok plot_final_metric_marks_the_chosen_value
+    else
+        fail plot_final_metric_marks_the_chosen_value "exit $code;$bad; candidates $cands"
+    fi
+fi
+# every figure's legend is outside its plot: at the right, or below it (with room made) when the
+# names are many or long
+if selected plot_legends_stay_outside; then
+    plot_sweep plotkey 'runs = { { ["model.mixer"] = "softmax" }, { ["model.hybrid.ratio"] = "1:1", ["model.n_layers"] = 2 } },
+  grid = { ["eval.max_length_factor"] = { 2 }, seed = { 1, 2 } },'
+    code=$?
+    d="$TMP/results/sw/plots"
+    bad=""
+    n=0
+    for c in "$d"/data/*.cmd; do
+        n=$((n + 1))
+        case "$(figure_var "$c" keypos)" in outside\ right*|outside\ below*) ;; *) bad="$bad $(basename "$c")" ;; esac
+    done
+    # 6 settings with long names ("d_model=16,max_length_factor=1,ratio=1:1"): below in rows, the figure taller
+    plot_sweep plotkey2 'grid = { ["model.d_model"] = { 32, 16 }, ["model.hybrid.ratio"] = { "1:0", "0:1", "1:1" }, ["eval.max_length_factor"] = { 1 } },' ||
+        code=1
+    key=$(figure_var "$d/data/loss_curves.cmd" keypos)
+    rows=$(grep -o "keyrows=[0-9]*" "$d/data/loss_curves.cmd" | cut -d= -f2)
+    height=$(od -An -tu1 -j20 -N4 "$d/loss_curves.png" 2>/dev/null | awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 }')
+    if [ "$code" -eq 0 ] && [ "$n" -eq 3 ] && [ -z "$bad" ] && [[ "$key" == "outside below"* ]] && [ "${rows:-0}" -gt 0 ] &&
+        [ "$height" -eq $((560 + 18 * rows)) ] && grep -q '^eval "set key " . keypos' plots/common.gp &&
+        ! grep -n '^ *set key' plots/*.gp | grep -v 'plots/common.gp\|plots/panels.gp' | grep -q .; then
+        ok plot_legends_stay_outside
+    else
+        fail plot_legends_stay_outside "exit $code; $n figures, legend not outside in:$bad; long names: '$key', $rows rows, height $height"
+    fi
+fi
 # a run's name does not depend on Lua's table order, which changes from one process to the next
 if selected sweep_run_names_are_stable; then
     s=$(cfg sweepnames "$(sweep_base 'runs = { { ["model.mixer"] = "kda", ["train.lr"] = 0.01, seed = 3, ["model.d_model"] = 16 } },')")
@@ -531,8 +658,8 @@ if selected sweep_select_reports_the_best_of_each_setting; then
         [ "$(tail -n +2 "$d/summary.csv" | wc -l)" -eq 12 ] && head -1 "$d/summary.csv" | grep -q '^run,status,reason,' &&
         grep -q '^## Selected: train.lr by the mean val_loss over seeds (min)' "$d/summary.md" &&
         grep -q "^| softmax | 0 | $lr | " "$d/summary.md" && grep -q '^| kda | 2 | - | - | - | - | 3 | all 6 runs failed |' "$d/summary.md" &&
-        grep -q "2 runs (chosen by selected.json from 12)" "$TMP/out2" && [ "$(ls "$d/plots/data/" | grep -c '^loss_')" -eq 2 ] &&
-        ls "$d/plots/data/" | grep -q "^loss_mixer=softmax,seed=2,lr=$lr.dat"; then
+        grep -q "2 runs (chosen by selected.json from 12)" "$TMP/out2" && [ "$(ls "$d/plots/data/" | grep -c '^loss_.*\.dat$')" -eq 1 ] &&
+        grep -q "(mixer=softmax,seed=1,lr=$lr mixer=softmax,seed=2,lr=$lr)$" "$d/plots/data/loss_mixer=softmax.dat"; then
         ok sweep_select_reports_the_best_of_each_setting
     else
         fail sweep_select_reports_the_best_of_each_setting "exit $code; want '$want', got '$got'; failed row '$failed_row'; $(tail -1 "$TMP/out2")"
