@@ -449,6 +449,49 @@ if selected sweep_run_names_are_stable; then
         fail sweep_run_names_are_stable "names: $(echo $names)"
     fi
 fi
+# ---- results are reused only for the same config ----
+# one line on stderr holding PATTERN, exit 1, nothing on stdout
+refused_with() { # refused_with CODE PATTERN: the last command's exit code, $TMP/out and $TMP/err
+    [ "$1" -eq 1 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -qF -- "$2" "$TMP/err" && [ ! -s "$TMP/out" ]
+}
+# train --resume: a changed model, learning rate, ... refuses with one line naming the fields;
+# train.steps (and train.log_every) may change, with a note, recorded in summary.json
+if selected train_resume_refuses_a_changed_config; then
+    rm -rf "$TMP/results"
+    "$A" train "$good" --stop-at 3 >/dev/null 2>&1
+    d="$TMP/results/good/main"
+    before=$(cat "$d/checkpoint.safetensors" "$d/summary.json" | sha256sum)
+    "$A" train "$good" --resume --set model.d_model=48 >"$TMP/out" 2>"$TMP/err"
+    refused_with $? "attnlab: cannot resume $d: its checkpoint was trained with another config (model.d_model: 32 -> 48); only train.steps, train.log_every and fields that do not change results (threads, train.eval_every, train.checkpoint_every) may change on resume; --overwrite starts it again, --set run=NAME starts another beside it"
+    model=$?
+    "$A" train "$good" --resume --set train.lr=0.01 --set seed=2 >"$TMP/out" 2>"$TMP/err"
+    refused_with $? "another config (seed: 1 -> 2, train.lr: 0.001 -> 0.01)"
+    lr=$?
+    if [ "$model" -eq 0 ] && [ "$lr" -eq 0 ] && [ "$before" = "$(cat "$d/checkpoint.safetensors" "$d/summary.json" | sha256sum)" ]; then
+        ok train_resume_refuses_a_changed_config
+    else
+        fail train_resume_refuses_a_changed_config "$(cat "$TMP/err" "$TMP/out" | head -3 | tr '\n' '|')"
+    fi
+fi
+if selected train_resume_to_more_steps_says_so; then
+    rm -rf "$TMP/results"
+    "$A" train "$good" >/dev/null 2>&1
+    d="$TMP/results/good/main"
+    "$A" train "$good" --resume --set train.steps=8 --set train.eval_every=4 >"$TMP/out" 2>"$TMP/err"
+    code=$?
+    if [ "$code" -eq 0 ] && [ ! -s "$TMP/err" ] &&
+        grep -q "^note: resuming with train.steps: 6 -> 8: this may change on resume, and summary.json records it (resumed_with_changes)" "$TMP/out" &&
+        grep -q "^note: resuming with train.eval_every: 3 -> 4 (does not change the results)$" "$TMP/out" &&
+        grep -q "continuing from step 6" "$TMP/out" && grep -q '"step":[[:space:]]*8,' "$d/summary.json" &&
+        grep -q '"resumed_with_changes":[[:space:]]*\["train.steps: 6 -> 8 (at step 6)"\]' "$d/summary.json" &&
+        "$A" train "$good" --resume --set train.steps=8 >"$TMP/out2" 2>&1 && grep -q "finished already (step 8 of 8)" "$TMP/out2" &&
+        ! "$A" train "$good" --resume --set train.steps=5 2>"$TMP/err" >/dev/null &&
+        grep -q "cannot resume $d: train.steps = 5 is below its checkpoint's step 8" "$TMP/err"; then
+        ok train_resume_to_more_steps_says_so
+    else
+        fail train_resume_to_more_steps_says_so "exit $code; $(cat "$TMP/err"; head -3 "$TMP/out" | tr '\n' '|')"
+    fi
+fi
 # ---- select: the best learning rate of each setting, as Zoology reports its points ----
 SELECT_GRID='grid = { ["train.lr"] = { 1e-3, 3e-3, 1e-2 }, seed = { 1, 2 } },'
 if selected sweep_select_reports_the_best_of_each_setting; then
