@@ -77,7 +77,7 @@ typedef struct {
     char **sets;
     int n_sets;
     const char *out, *in;
-    bool resume, overwrite, dry_run;
+    bool resume, overwrite, dry_run, rerun_changed, keep_changed;
     long stop_at, steps, context, reps, jobs;
     const char *shapes[8];
     int n_shapes;
@@ -127,6 +127,10 @@ static Args parse_args(int argc, char **argv, int first, const char *allowed) {
                 i++;
             } else if (strcmp(flag, "dry-run") == 0) {
                 a.dry_run = true;
+            } else if (strcmp(flag, "rerun-changed") == 0) {
+                a.rerun_changed = true;
+            } else if (strcmp(flag, "keep-changed") == 0) {
+                a.keep_changed = true;
             } else if (strcmp(flag, "jobs") == 0) {
                 a.jobs = parse_count_arg(arg, value);
                 i++;
@@ -181,8 +185,9 @@ static int cmd_train(int argc, char **argv) {
 }
 
 static int cmd_run(int argc, char **argv) {
-    Args a = parse_args(argc, argv, 2, " set jobs dry-run ");
+    Args a = parse_args(argc, argv, 2, " set jobs dry-run rerun-changed keep-changed ");
     if (a.n_positional != 1) usage_error("run takes one config file");
+    if (a.rerun_changed && a.keep_changed) usage_error("--rerun-changed and --keep-changed contradict each other");
     if (!path_exists(a.positional[0])) die("config '%s' not found", a.positional[0]);
     Sweep sw;
     Error err;
@@ -199,6 +204,7 @@ static int cmd_run(int argc, char **argv) {
                    sw.select.metric);
         }
     } else {
+        sw.on_changed = a.rerun_changed ? CHANGED_RERUN : a.keep_changed ? CHANGED_KEEP : CHANGED_REFUSE;
         code = sweep_run(&sw, a.jobs ? (int)a.jobs : 1);
     }
     sweep_free(&sw);

@@ -10,6 +10,7 @@
  *   finished ranks ahead of every candidate with a failed or unfinished run: those are ranked, by
  *   the runs that finished, only when no candidate of the setting is complete, and the row says
  *   so. The best score wins (goal max or min); a tie goes to the candidate the sweep runs first.
+ * - Runs of another config kept by --keep-changed count, and the row says so.
  * - Each setting gets a row: the chosen value, the mean, min and max over the chosen candidate's
  *   seeds, how many of its seeds finished, how many candidates were tried, how many runs failed,
  *   a note, and the chosen runs; no numbers when no run of the setting finished.
@@ -215,6 +216,7 @@ static int cmp_keyed(const void *a, const void *b) {
 typedef struct {
     int first;        /* its first run in sweep order */
     int n, counted, failed;
+    int stale; /* among the counted runs */
     double sum, lo, hi;
 } Candidate;
 
@@ -285,7 +287,11 @@ static void setting_note(const Setting *s, const Candidate *chosen, char *buf, s
     if (s->not_done && n < len)
         n += (size_t)snprintf(buf + n, len - n, "%sprovisional: %d run%s not done", n ? "; " : "", s->not_done,
                               s->not_done == 1 ? "" : "s");
-    if (s->failed && n < len) snprintf(buf + n, len - n, "%s%d run%s failed", n ? "; " : "", s->failed, s->failed == 1 ? "" : "s");
+    if (s->failed && n < len)
+        n += (size_t)snprintf(buf + n, len - n, "%s%d run%s failed", n ? "; " : "", s->failed, s->failed == 1 ? "" : "s");
+    if (chosen->stale && n < len)
+        snprintf(buf + n, len - n, "%sstale: %d run%s of another config", n ? "; " : "", chosen->stale,
+                 chosen->stale == 1 ? "" : "s");
 }
 
 /* ---- writing ---- */
@@ -418,6 +424,7 @@ void select_write(const Sweep *sw, cJSON *const *sums, const char *const *fields
         s->not_done += st == RUN_NOT_DONE;
         if (st == RUN_COUNTED) {
             c->counted++;
+            c->stale += sw->runs[k->index].stale != NULL;
             c->sum += v;
             c->lo = fmin(c->lo, v);
             c->hi = fmax(c->hi, v);
