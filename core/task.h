@@ -30,6 +30,12 @@ typedef struct TaskOps {
     /* With final_metrics: the names it writes, in its order, without a model (a sweep checks the
      * metric it selects by before anything runs). */
     int (*metric_names)(const Task *t, const Config *c, char names[][48], int max);
+    /* What a model that learned nothing scores, so that such a run is marked (train.c): a task
+     * scored on answers gives the accuracy of a uniform guess over its answer alphabet; a task
+     * scored by loss alone (lm) gives its first plateau, the loss of the best prediction that
+     * ignores context. One of the two, or neither (the run is then not judged). */
+    double (*chance_accuracy)(const Task *t);
+    double (*plateau_loss)(const Task *t);
     void (*destroy)(Task *t);
     /* A task that measures a model instead of training it (efficiency) has these instead of
      * create and the rest: check (before anything runs), measure (the run: it writes the run's

@@ -74,6 +74,7 @@ static void print_final(const Summary *s, const RunPaths *p, bool byte_tokens) {
     }
     printf(" | %s tok/s\n", tps);
     if (s->reason) printf("reason: %s\n", s->reason);
+    if (s->learned == LEARNED_NO) printf("not learned: %s\n", s->learned_reason);
     printf("results: %s/ (summary.json, metrics.jsonl, config.lua, checkpoint.safetensors)\n", p->dir);
     fflush(stdout);
 }
@@ -129,6 +130,7 @@ typedef struct {
     char fingerprint[FINGERPRINT_HEX];
     char **resume_changes; /* the run's fields changed on resume, this session's included */
     int n_resume_changes;
+    char learned_reason[256];
     CheckpointState st;
     bool resumed;
     FILE *metrics;
@@ -533,6 +535,34 @@ static void recover_logged_numbers(TrainRun *r) {
     r->session_tokens = r->st.tokens_seen;
 }
 
+/* A run that did not learn is marked, never ranked: on a task scored on answers (mqar,
+ * palindrome, stack), a final validation accuracy of at most twice chance (a uniform guess over the
+ * answer alphabet); on a task scored by loss (lm), a final validation loss above 0.95 times its
+ * first plateau (the entropy of the held-out tokens' own frequencies, below which only a model
+ * that uses context can go). Only finished runs are judged. */
+enum { LEARNED_CHANCE_FACTOR = 2 };
+static const double LEARNED_PLATEAU_FRACTION = 0.95;
+
+static void judge_learning(TrainRun *r) {
+    Summary *s = &r->sum;
+    const TaskOps *ops = r->task->ops;
+    if (strcmp(r->status, "finished") != 0) return;
+    if (ops->chance_accuracy && isfinite(s->val_accuracy)) {
+        double chance = ops->chance_accuracy(r->task), bar = LEARNED_CHANCE_FACTOR * chance;
+        s->learned = s->val_accuracy > bar ? LEARNED_YES : LEARNED_NO;
+        snprintf(r->learned_reason, sizeof r->learned_reason,
+                 "val accuracy %.4f is %s %d x %.4g, the chance of a uniform guess over %.0f answers", s->val_accuracy,
+                 s->learned == LEARNED_YES ? "above" : "not above", LEARNED_CHANCE_FACTOR, chance, 1 / chance);
+    } else if (ops->plateau_loss && isfinite(s->val_loss)) {
+        double plateau = ops->plateau_loss(r->task), bar = LEARNED_PLATEAU_FRACTION * plateau;
+        s->learned = s->val_loss < bar ? LEARNED_YES : LEARNED_NO;
+        snprintf(r->learned_reason, sizeof r->learned_reason,
+                 "val loss %.4f is %s %.2f x %.4f, the unigram entropy of the held-out tokens (the first plateau)",
+                 s->val_loss, s->learned == LEARNED_YES ? "below" : "not below", LEARNED_PLATEAU_FRACTION, plateau);
+    }
+    s->learned_reason = s->learned != LEARNED_NOT_JUDGED ? r->learned_reason : NULL;
+}
+
 /* The task's final metrics, summary.json with the run's status, and the last lines. */
 static void run_finish(TrainRun *r) {
     Summary *s = &r->sum;
@@ -550,6 +580,7 @@ static void run_finish(TrainRun *r) {
     s->wall_s = r->wall_before + (now_seconds() - r->session_t0);
     s->tokens_seen = r->st.tokens_seen;
     s->tokens_per_s = r->session_train_s > 0 ? r->session_tokens / r->session_train_s : NAN;
+    judge_learning(r);
     summary_write(r->paths.summary, s);
     if (!r->opt->quiet) print_final(s, &r->paths, r->task->byte_tokens);
 }

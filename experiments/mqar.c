@@ -212,6 +212,12 @@ static void mqar_eval_window(const Task *task, long i, int T, int *inputs, int *
     mqar_generate(t, scratch_for(t, T), &rng, T, inputs, targets);
 }
 
+/* The answers are the values, drawn from [V/2, V). */
+static double mqar_chance_accuracy(const Task *task) {
+    const MqarTask *t = (const MqarTask *)task;
+    return 1.0 / (t->vocab - t->vocab / 2);
+}
+
 static void mqar_destroy(Task *task) {
     MqarTask *t = (MqarTask *)task;
     scratch_free(t->scratch);
@@ -226,5 +232,6 @@ const TaskOps task_mqar = {
     .train_batch = mqar_train_batch,
     .eval_windows = mqar_eval_windows,
     .eval_window = mqar_eval_window,
+    .chance_accuracy = mqar_chance_accuracy,
     .destroy = mqar_destroy,
 };

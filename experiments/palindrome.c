@@ -70,6 +70,11 @@ static void palindrome_eval_window(const Task *task, long i, int T, int *inputs,
     palindrome_generate(t, &rng, T, inputs, targets);
 }
 
+/* The answers are the symbols, [2, V). */
+static double palindrome_chance_accuracy(const Task *task) {
+    return 1.0 / (((const PalindromeTask *)task)->vocab - FIRST_SYMBOL);
+}
+
 static void palindrome_destroy(Task *task) { free(task); }
 
 const TaskOps task_palindrome = {
@@ -78,5 +83,6 @@ const TaskOps task_palindrome = {
     .train_batch = palindrome_train_batch,
     .eval_windows = palindrome_eval_windows,
     .eval_window = palindrome_eval_window,
+    .chance_accuracy = palindrome_chance_accuracy,
     .destroy = palindrome_destroy,
 };

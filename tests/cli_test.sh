@@ -514,7 +514,7 @@ if selected sweep_keep_changed_marks_them_stale; then
     code=$?
     if [ "$code" -eq 0 ] && [ "$before" = "$(digest_runs "$d")" ] &&
         grep -q "^sweep 'sw': keeping 2 finished runs of another config, marked stale in the summaries: lr=0.001 lr=0.003 (train.steps: 4 -> 6)$" "$TMP/out" &&
-        grep -q "2 runs, 2 already done" "$TMP/out" && head -1 "$d/summary.csv" | grep -q ',stale$' &&
+        grep -q "2 runs, 2 already done" "$TMP/out" && head -1 "$d/summary.csv" | grep -q ',learned,stale$' &&
         grep -q '^lr=0.001,finished,,0.001,4,.*,train.steps: 4 -> 6$' "$d/summary.csv" &&
         grep -q '^| lr=0.003 | finished (.*stale: train.steps: 4 -> 6) |' "$d/summary.md" &&
         grep -q '^0.00[13],.*stale: 1 run of another config,lr=0.00[13]$' "$d/selected.csv"; then
@@ -602,6 +602,28 @@ if selected train_resume_to_more_steps_says_so; then
         fail train_resume_to_more_steps_says_so "exit $code; $(cat "$TMP/err"; head -3 "$TMP/out" | tr '\n' '|')"
     fi
 fi
+# ---- a run that did not learn is marked, never ranked: an MQAR model after 2 steps answers at
+# chance; a small lm model trained 150 steps is well below the unigram entropy of the text ----
+if selected sweep_marks_runs_that_did_not_learn; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweeplearn "$(sweep_base 'runs = {
+    { run = "mqar", task = "mqar", ["train.steps"] = 2, ["mqar.num_kv_pairs"] = 4, ["eval.examples"] = 64 },
+    { run = "lm", ["train.steps"] = 150, ["train.batch_size"] = 8, ["train.lr"] = 1e-2, ["train.warmup_steps"] = 5,
+      ["train.log_every"] = 50, ["train.checkpoint_every"] = 0, ["eval.max_batches"] = 2 } },')")
+    "$A" run "$s" >"$TMP/out" 2>&1
+    code=$?
+    d="$TMP/results/sw"
+    if [ "$code" -eq 0 ] && grep -q '"learned":[[:space:]]*false' "$d/mqar/summary.json" &&
+        grep -q '"learned_reason":[[:space:]]*"val accuracy [0-9.]* is not above 2 x 0.007812, the chance of a uniform guess over 128 answers"' "$d/mqar/summary.json" &&
+        grep -q '"learned":[[:space:]]*true' "$d/lm/summary.json" &&
+        grep -q '^mqar,finished,.*,no,$' "$d/summary.csv" && grep -q '^lm,finished,.*,yes,$' "$d/summary.csv" &&
+        grep -q '^| mqar | finished (not learned) |' "$d/summary.md" && grep -q '^| lm | finished |' "$d/summary.md" &&
+        grep -q "mqar finished: .* (not learned)$" "$TMP/out" && cat "$d/logs/mqar.log" | grep -q "^not learned: val accuracy"; then
+        ok sweep_marks_runs_that_did_not_learn
+    else
+        fail sweep_marks_runs_that_did_not_learn "exit $code; $(grep -h learned "$d"/*/summary.json | tr '\n' '|') $(cat "$d/summary.csv" 2>/dev/null | tr '\n' '|')"
+    fi
+fi
 # ---- select: the best learning rate of each setting, as Zoology reports its points ----
 SELECT_GRID='grid = { ["train.lr"] = { 1e-3, 3e-3, 1e-2 }, seed = { 1, 2 } },'
 if selected sweep_select_reports_the_best_of_each_setting; then
@@ -614,11 +636,12 @@ if selected sweep_select_reports_the_best_of_each_setting; then
     code=$?
     d="$TMP/results/sw"
     # the expected row from the runs' own summary.json: per lr the mean over seeds 1 and 2, the
-    # lowest mean wins, the first in the sweep on a tie
+    # lowest mean wins, the first in the sweep on a tie; 4 steps of a tiny model learn nothing,
+    # and the note says so
     value() { grep -o "\"val_loss\":[[:space:]]*[-0-9.e+]*" "$d/mixer=softmax,seed=$1,lr=$2/summary.json" | grep -o '[-0-9.e+]*$'; }
     want=$(for lr in 0.001 0.003 0.01; do echo "$lr $(value 1 $lr) $(value 2 $lr)"; done |
         awk '{ m = ($2 + $3) / 2; lo = $2 < $3 ? $2 : $3; hi = $2 < $3 ? $3 : $2
-               if (NR == 1 || m < best) { best = m; row = sprintf("softmax,0,%s,%.10g,%.10g,%.10g,2,2,3,0,", $1, m, lo, hi) } }
+               if (NR == 1 || m < best) { best = m; row = sprintf("softmax,0,%s,%.10g,%.10g,%.10g,2,2,3,0,not learned: 2 of 2 seeds", $1, m, lo, hi) } }
              END { print row }')
     got=$(grep '^softmax,' "$d/selected.csv" | cut -d, -f1-11)
     failed_row=$(grep '^kda,' "$d/selected.csv")

@@ -122,6 +122,9 @@ void summary_write(const char *path, const Summary *s) {
     add_number_or_null(o, "wall_s", s->wall_s);
     add_number_or_null(o, "tokens_seen", s->tokens_seen);
     cJSON_AddNumberToObject(o, "params", s->params);
+    if (s->learned == LEARNED_NOT_JUDGED) cJSON_AddNullToObject(o, "learned");
+    else cJSON_AddBoolToObject(o, "learned", s->learned == LEARNED_YES);
+    if (s->learned != LEARNED_NOT_JUDGED && s->learned_reason) cJSON_AddStringToObject(o, "learned_reason", s->learned_reason);
     if (s->fingerprint) cJSON_AddStringToObject(o, "config_fingerprint", s->fingerprint);
     if (s->n_resume_changes) {
         cJSON *changes = cJSON_AddArrayToObject(o, "resumed_with_changes");

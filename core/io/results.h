@@ -14,6 +14,9 @@ typedef struct {
     double val_loss, val_bits_per_byte, val_perplexity, val_accuracy;
 } MetricsRow;
 
+/* A finished run did or did not learn its task; the others are not judged. */
+typedef enum { LEARNED_NOT_JUDGED, LEARNED_YES, LEARNED_NO } Learned;
+
 typedef struct {
     const char *status; /* "running", "finished", "stopped", "interrupted", "failed" */
     const char *reason; /* why it failed or stopped, or NULL */
@@ -34,6 +37,9 @@ typedef struct {
      * from one session to the next: the run is then a fresh run of neither config */
     int n_resume_changes;
     char *const *resume_changes;
+    /* whether a finished run learned its task, and why (see train.c) */
+    Learned learned;
+    const char *learned_reason;
 } Summary;
 
 void metrics_row_clear(MetricsRow *r);

@@ -472,6 +472,10 @@ const char *sweep_json_string(const cJSON *o, const char *key) {
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+bool sweep_not_learned(const cJSON *summary) {
+    return summary && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(summary, "learned"));
+}
+
 static const char *const NUMBER_COLUMNS[] = {"step",           "train_loss",   "val_loss", "val_bits_per_byte",
                                              "val_perplexity", "val_accuracy", "tokens_per_s", "wall_s", "params"};
 enum { N_NUMBER_COLUMNS = sizeof NUMBER_COLUMNS / sizeof NUMBER_COLUMNS[0] };
@@ -543,7 +547,7 @@ void sweep_write_summary(const Sweep *sw) {
         fprintf(csv.f, ",%s", metrics[k]);
         fprintf(md.f, " %s |", metrics[k]);
     }
-    fputs(",stale", csv.f); /* last, so that the columns before keep their places */
+    fputs(",learned,stale", csv.f); /* last, so that the columns before keep their places */
     fputc('\n', csv.f);
     fputs("\n|", md.f);
     for (int k = 0; k < 2 + n_fields + N_NUMBER_COLUMNS + n_metrics; k++) fputs(" --- |", md.f);
@@ -558,9 +562,12 @@ void sweep_write_summary(const Sweep *sw) {
         sweep_csv_cell(csv.f, status);
         fputc(',', csv.f);
         sweep_csv_cell(csv.f, reason);
-        /* Markdown: the status, then its reason and "stale: ..." in parentheses */
+        /* Markdown: the status, then its reason, "not learned" and "stale: ..." in parentheses */
+        const cJSON *learned = o ? cJSON_GetObjectItemCaseSensitive(o, "learned") : NULL;
         char notes[1024];
         size_t nn = (size_t)snprintf(notes, sizeof notes, "%s", reason);
+        if (sweep_not_learned(o) && nn < sizeof notes)
+            nn += (size_t)snprintf(notes + nn, sizeof notes - nn, "%snot learned", nn ? "; " : "");
         if (r->stale && nn < sizeof notes) snprintf(notes + nn, sizeof notes - nn, "%sstale: %s", nn ? "; " : "", r->stale);
         fprintf(md.f, "| %s | %s%s%s%s |", r->name, status, notes[0] ? " (" : "", notes, notes[0] ? ")" : "");
         for (int k = 0; k < n_fields; k++) {
@@ -587,7 +594,7 @@ void sweep_write_summary(const Sweep *sw) {
             number_text(num, sizeof num, v, true);
             fprintf(md.f, " %s |", num);
         }
-        fputc(',', csv.f);
+        fprintf(csv.f, ",%s,", cJSON_IsBool(learned) ? (cJSON_IsTrue(learned) ? "yes" : "no") : "");
         sweep_csv_cell(csv.f, r->stale ? r->stale : "");
         fputc('\n', csv.f);
         fputc('\n', md.f);
@@ -923,8 +930,8 @@ static void describe_end(Jobs *j, const SweepRun *r, int status, bool told, char
     } else if (st && strcmp(st, "finished") == 0) {
         const cJSON *vl = cJSON_GetObjectItemCaseSensitive(o, "val_loss");
         const cJSON *va = cJSON_GetObjectItemCaseSensitive(o, "val_accuracy");
-        snprintf(what, len, "finished: val loss %.4f, accuracy %.4f", cJSON_IsNumber(vl) ? vl->valuedouble : NAN,
-                 cJSON_IsNumber(va) ? va->valuedouble : NAN);
+        snprintf(what, len, "finished: val loss %.4f, accuracy %.4f%s", cJSON_IsNumber(vl) ? vl->valuedouble : NAN,
+                 cJSON_IsNumber(va) ? va->valuedouble : NAN, sweep_not_learned(o) ? " (not learned)" : "");
         j->done++;
     } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && !(st && strcmp(st, "interrupted") == 0)) {
         snprintf(what, len, "stopped with status %d; see %s/logs/%s.log", WEXITSTATUS(status), sw->dir, r->name);
