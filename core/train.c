@@ -537,8 +537,8 @@ static void recover_logged_numbers(TrainRun *r) {
 
 /* A run that did not learn is marked, never ranked: on a task scored on answers (mqar,
  * palindrome, stack), a final validation accuracy of at most twice chance (a uniform guess over the
- * answer alphabet); on a task scored by loss (lm), a final validation loss above 0.95 times its
- * first plateau (the entropy of the held-out tokens' own frequencies, below which only a model
+ * answer alphabet); on a task scored by loss (lm), a final validation loss not below 0.95 times
+ * its first plateau (the entropy of the held-out tokens' own frequencies, below which only a model
  * that uses context can go). Only finished runs are judged. */
 enum { LEARNED_CHANCE_FACTOR = 2 };
 static const double LEARNED_PLATEAU_FRACTION = 0.95;
