@@ -38,7 +38,8 @@ OBJ_DIR   ?= build/obj
 LIB_OBJ   := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(OBJ_DIR)/%.o)
 
-.PHONY: all setup deps data test test-mutations test-cuda check-asan check-valgrind fuzz fuzz-build bench plots clean cuda help
+.PHONY: all setup deps data test test-mutations test-cuda check-asan check-valgrind fuzz fuzz-build bench plots clean cuda help \
+        reference-figures
 all: attnlab
 
 # ---- the GPU backend (make cuda): nvcc for core/cuda/*.cu, cuBLAS for the matmuls ----
@@ -190,6 +191,20 @@ reference-%:
 	if [ -f results/$*/selected.csv ]; then cp results/$*/selected.csv results/reference/$*/; fi
 	cp results/$*/plots/*.png results/$*/plots/*.svg results/reference/$*/
 
+# One example of every kind of figure, from the sweeps of configs/figures/NAME.lua (the
+# reproductions shrunk to seconds: under two minutes on 2 cores), run afresh into
+# results/figures-NAME/: its figures (PNG and SVG) and the summary.csv (and selected.csv) they came
+# from go to results/reference/figures/NAME/.
+FIGURE_EXAMPLES = lm synthetic mqar efficiency
+reference-figures: attnlab
+	rm -rf results/reference/figures
+	@for x in $(FIGURE_EXAMPLES); do \
+	    d=results/figures-$$x; to=results/reference/figures/$$x; \
+	    rm -rf $$d && ./attnlab run configs/figures/$$x.lua --jobs 2 >/dev/null && ./attnlab plot $$d && mkdir -p $$to && \
+	    cp $$d/summary.csv $$d/plots/*.png $$d/plots/*.svg $$to/ && \
+	    { [ ! -f $$d/selected.csv ] || cp $$d/selected.csv $$to/; } || exit 1; \
+	done
+
 # Every figure of every experiment under results/.
 plots: attnlab
 	@for d in results/*/; do [ -f "$$d/summary.csv" ] && ./attnlab plot "$${d%/}"; done; true
@@ -205,6 +220,7 @@ help:
 	@echo "make bench   training-step benchmark of the softmax baseline on the CPU"
 	@echo "make repro-NAME   a reproduction (NAME: $(REPROS)); make plots   every figure"
 	@echo "make reference-NAME   copy a reproduction's table and figures to results/reference/NAME/"
+	@echo "make reference-figures   one example of each figure, from configs/figures/, into results/reference/figures/"
 	@echo "make cuda    ./attnlab with the GPU backend; make test-cuda   GPU parity tests"
 	@echo "make check-asan   the suite under ASan+UBSan; make check-valgrind   runs under memcheck"
 	@echo "make fuzz    each libFuzzer harness for FUZZ_SECONDS (default 60)"

@@ -30,6 +30,14 @@ typedef struct TaskOps {
     /* With final_metrics: the names it writes, in its order, without a model (a sweep checks the
      * metric it selects by before anything runs). */
     int (*metric_names)(const Task *t, const Config *c, char names[][48], int max);
+    /* What a model that learned nothing scores, so that such a run is marked (train.c) and
+     * figures draw a chance line: a task scored on answers gives the accuracy of a uniform guess
+     * among the answers a scored position can have (1 / their number; from the config alone, as
+     * plot has no task); a task scored by loss alone (lm) gives its first plateau, the loss of
+     * the best prediction that ignores context. One of the two, or neither (the run is then not
+     * judged); task_chance_accuracy reads a missing chance_accuracy as 0. */
+    double (*chance_accuracy)(const Config *c);
+    double (*plateau_loss)(const Task *t);
     void (*destroy)(Task *t);
     /* A task that measures a model instead of training it (efficiency) has these instead of
      * create and the rest: check (before anything runs), measure (the run: it writes the run's
@@ -49,5 +57,7 @@ struct Task {
 
 /* experiments/registry.c */
 const TaskOps *task_lookup(const char *name);
+/* The chance accuracy of the config's task (TaskOps.chance_accuracy), 0 when it defines none. */
+double task_chance_accuracy(const Config *c);
 /* Creates the task the config names (field `task`); NULL with err filled on failure. */
 Task *task_create(const Config *c, Error *err);

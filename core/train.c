@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "core/config/fingerprint.h"
 #include "core/io/checkpoint.h"
 #include "core/io/results.h"
 #include "evaluate.h"
@@ -60,28 +61,6 @@ static long count_targets(const int *targets, long n) {
     return c;
 }
 
-/* Decides between a fresh start and a resume, and handles an existing run folder.
- * Returns true when the model and state came from the checkpoint. */
-static bool open_run(const RunPaths *p, const TrainOptions *opt, Model *m, CheckpointState *st,
-                     const char *config_text) {
-    Error err;
-    if (!path_exists(p->dir)) return false;
-    if (opt->resume && path_exists(p->checkpoint)) {
-        if (!checkpoint_load(p->checkpoint, m, st, &err)) die("%s", err.msg);
-        if (strcmp(st->config_lua, config_text) != 0)
-            warn("the config differs from the one %s was trained with; resuming with the new one", p->checkpoint);
-        return true;
-    }
-    if (opt->resume || opt->overwrite) {
-        if (opt->resume) progress_note("%s has no checkpoint yet: starting it from step 0", p->dir);
-        remove_tree(p->dir);
-        return false;
-    }
-    char *status = summary_read_status(p->summary);
-    die("%s already holds a run%s%s%s; --resume continues it, --overwrite replaces it, --set run=NAME starts another",
-        p->dir, status ? " (status: " : "", status ? status : "", status ? ")" : "");
-}
-
 static void print_final(const Summary *s, const RunPaths *p, bool byte_tokens) {
     char took[32], tps[32];
     format_duration(took, sizeof took, s->wall_s);
@@ -95,6 +74,7 @@ static void print_final(const Summary *s, const RunPaths *p, bool byte_tokens) {
     }
     printf(" | %s tok/s\n", tps);
     if (s->reason) printf("reason: %s\n", s->reason);
+    if (s->learned == LEARNED_NO) printf("not learned: %s\n", s->learned_reason);
     printf("results: %s/ (summary.json, metrics.jsonl, config.lua, checkpoint.safetensors)\n", p->dir);
     fflush(stdout);
 }
@@ -147,6 +127,10 @@ typedef struct {
     int B, T, eval_B;
     RunPaths paths;
     char *config_text;
+    char fingerprint[FINGERPRINT_HEX];
+    char **resume_changes; /* the run's fields changed on resume, this session's included */
+    int n_resume_changes;
+    char learned_reason[256];
     CheckpointState st;
     bool resumed;
     FILE *metrics;
@@ -180,7 +164,112 @@ static void run_create(TrainRun *r, Config *cfg, const TrainOptions *opt) {
     char *header = xasprintf("resolved config of run '%s/%s' (from %s)", cfg->experiment, cfg->run, cfg->source_path);
     r->config_text = config_to_lua(cfg, header);
     free(header);
+    config_fingerprint(cfg, r->fingerprint);
     r->status = "finished";
+}
+
+/* What may change on `train --resume`: the fields that do not change results (threads, the
+ * evaluation and checkpoint cadence, names) freely; these, which do, with a note and a record in
+ * summary.json (resumed_with_changes), since the run is then a fresh run of neither config:
+ * train.steps (to continue a run; the learning-rate schedule from then on follows the new count)
+ * and train.log_every (train_loss is the mean over the last log_every steps). Nothing else. */
+static const char *const RESUMABLE_CHANGES[] = {"train.steps", "train.log_every"};
+
+static bool resumable_change(const ConfigChange *ch) {
+    for (size_t i = 0; i < sizeof RESUMABLE_CHANGES / sizeof RESUMABLE_CHANGES[0]; i++)
+        if (strcmp(ch->field->path, RESUMABLE_CHANGES[i]) == 0) return true;
+    return false;
+}
+
+/* "a: 1 -> 2, b: 3 -> 4" of the changes that `pick` picks, the first `max` and "and N more" */
+static char *changes_list(const ConfigChanges *ch, bool (*pick)(const ConfigChange *), int max) {
+    char **items = xcalloc((size_t)ch->n + 1, sizeof(char *));
+    int n = 0;
+    for (int i = 0; i < ch->n; i++)
+        if (pick(&ch->items[i])) items[n++] = config_change_text(&ch->items[i]);
+    char *out = join_texts(items, n, ", ", max);
+    for (int i = 0; i < n; i++) free(items[i]);
+    free(items);
+    return out;
+}
+
+static bool refused_change(const ConfigChange *ch) { return ch->affects_results && !resumable_change(ch); }
+static bool recorded_change(const ConfigChange *ch) { return ch->affects_results && resumable_change(ch); }
+static bool free_change(const ConfigChange *ch) {
+    const char *p = ch->field->path;
+    return !ch->affects_results && strcmp(p, "experiment") != 0 && strcmp(p, "run") != 0 && strcmp(p, "out_dir") != 0;
+}
+
+/* A resumed run's config against its checkpoint's: refused, or noted and recorded. */
+static void check_resume_config(TrainRun *r) {
+    Config before;
+    Error err;
+    const char *dir = r->paths.dir;
+    if (!config_load_string(&before, r->st.config_lua, r->paths.checkpoint, NULL, 0, &err))
+        die("cannot resume %s: the config in its checkpoint does not load (%s); --overwrite starts it again", dir, err.msg);
+    ConfigChanges ch = config_changes(&before, r->cfg);
+    config_free(&before);
+    char *refused = changes_list(&ch, refused_change, 3);
+    if (refused[0])
+        die("cannot resume %s: its checkpoint was trained with another config (%s); only train.steps, train.log_every "
+            "and fields that do not change results (threads, train.eval_every, train.checkpoint_every) may change on "
+            "resume; --overwrite starts it again, --set run=NAME starts another beside it", dir, refused);
+    free(refused);
+    if (r->tc->steps < r->st.step)
+        die("cannot resume %s: train.steps = %d is below its checkpoint's step %d; --overwrite starts it again", dir,
+            r->tc->steps, r->st.step);
+    r->resume_changes = summary_read_resume_changes(r->paths.summary, &r->n_resume_changes);
+    for (int i = 0; i < ch.n; i++) {
+        if (!recorded_change(&ch.items[i])) continue;
+        char *item = config_change_text(&ch.items[i]), *entry = xasprintf("%s (at step %d)", item, r->st.step);
+        free(item);
+        bool known = false; /* a session killed before its first checkpoint recorded it already */
+        for (int k = 0; k < r->n_resume_changes; k++) known |= strcmp(r->resume_changes[k], entry) == 0;
+        if (known) {
+            free(entry);
+            continue;
+        }
+        r->resume_changes = xrealloc(r->resume_changes, sizeof(char *) * (size_t)(r->n_resume_changes + 1));
+        r->resume_changes[r->n_resume_changes++] = entry;
+    }
+    char *recorded = changes_list(&ch, recorded_change, ch.n), *unrecorded = changes_list(&ch, free_change, ch.n);
+    if (recorded[0] && !r->opt->quiet)
+        progress_note("note: resuming with %s: this may change on resume, and summary.json records it "
+                      "(resumed_with_changes): the run is a fresh run of neither config", recorded);
+    if (unrecorded[0] && !r->opt->quiet) progress_note("note: resuming with %s (does not change the results)", unrecorded);
+    free(recorded);
+    free(unrecorded);
+    config_changes_free(&ch);
+}
+
+/* Decides between a fresh start and a resume, and handles an existing run folder.
+ * Returns true when the model and state came from the checkpoint. */
+static bool open_run(TrainRun *r) {
+    const RunPaths *p = &r->paths;
+    const TrainOptions *opt = r->opt;
+    Error err;
+    if (!path_exists(p->dir)) return false;
+    if (opt->resume && path_exists(p->checkpoint)) {
+        /* the config first: a checkpoint of another model would not even load into this one */
+        StFile f;
+        if (!st_read(&f, p->checkpoint, &err) || !checkpoint_from_file(&f, NULL, &r->st, &err)) die("%s", err.msg);
+        check_resume_config(r);
+        checkpoint_state_free(&r->st);
+        if (!checkpoint_from_file(&f, r->m, &r->st, &err)) die("%s", err.msg);
+        st_free(&f);
+        /* its next checkpoints carry the config it runs with now */
+        free(r->st.config_lua);
+        r->st.config_lua = xstrdup(r->config_text);
+        return true;
+    }
+    if (opt->resume || opt->overwrite) {
+        if (opt->resume) progress_note("%s has no checkpoint yet: starting it from step 0", p->dir);
+        remove_tree(p->dir);
+        return false;
+    }
+    char *status = summary_read_status(p->summary);
+    die("%s already holds a run%s%s%s; --resume continues it, --overwrite replaces it, --set run=NAME starts another",
+        p->dir, status ? " (status: " : "", status ? status : "", status ? ")" : "");
 }
 
 /* Locks the run folder and starts or resumes the run in it; false when it finished already. */
@@ -190,7 +279,7 @@ static bool run_open(TrainRun *r) {
         if (!lock_run_dir(r->paths.dir, &err)) die("%s", err.msg);
         remove_stale_temporaries(r->paths.dir);
     }
-    r->resumed = open_run(&r->paths, r->opt, r->m, &r->st, r->config_text);
+    r->resumed = open_run(r);
     bool at_end = r->resumed && r->st.step >= r->tc->steps;
     char *prior_status = at_end ? summary_read_status(r->paths.summary) : NULL;
     bool finished_already = prior_status && strcmp(prior_status, "finished") == 0;
@@ -210,6 +299,9 @@ static void summary_start(TrainRun *r) {
                        .params = (double)model_param_count(r->m), .train_loss = NAN, .val_loss = NAN,
                        .val_bits_per_byte = NAN, .val_perplexity = NAN, .val_accuracy = NAN, .tokens_per_s = NAN,
                        .wall_s = r->st.wall_seconds, .tokens_seen = r->st.tokens_seen};
+    r->sum.fingerprint = r->fingerprint;
+    r->sum.n_resume_changes = r->n_resume_changes;
+    r->sum.resume_changes = r->resume_changes;
     r->sum.n_overrides = r->opt->n_overrides;
     for (int i = 0; i < r->opt->n_overrides; i++) {
         r->sum.override_paths[i] = r->opt->override_paths[i];
@@ -443,6 +535,34 @@ static void recover_logged_numbers(TrainRun *r) {
     r->session_tokens = r->st.tokens_seen;
 }
 
+/* A run that did not learn is marked, never ranked: on a task scored on answers (mqar,
+ * palindrome, stack), a final validation accuracy of at most twice chance (a uniform guess over the
+ * answer alphabet); on a task scored by loss (lm), a final validation loss not below 0.95 times
+ * its first plateau (the entropy of the held-out tokens' own frequencies, below which only a model
+ * that uses context can go). Only finished runs are judged. */
+enum { LEARNED_CHANCE_FACTOR = 2 };
+static const double LEARNED_PLATEAU_FRACTION = 0.95;
+
+static void judge_learning(TrainRun *r) {
+    Summary *s = &r->sum;
+    const TaskOps *ops = r->task->ops;
+    if (strcmp(r->status, "finished") != 0) return;
+    if (ops->chance_accuracy && isfinite(s->val_accuracy)) {
+        double chance = ops->chance_accuracy(r->cfg), bar = LEARNED_CHANCE_FACTOR * chance;
+        s->learned = s->val_accuracy > bar ? LEARNED_YES : LEARNED_NO;
+        snprintf(r->learned_reason, sizeof r->learned_reason,
+                 "val accuracy %.4f is %s %d x %.4g, the chance of a uniform guess over %.0f answers", s->val_accuracy,
+                 s->learned == LEARNED_YES ? "above" : "not above", LEARNED_CHANCE_FACTOR, chance, 1 / chance);
+    } else if (ops->plateau_loss && isfinite(s->val_loss)) {
+        double plateau = ops->plateau_loss(r->task), bar = LEARNED_PLATEAU_FRACTION * plateau;
+        s->learned = s->val_loss < bar ? LEARNED_YES : LEARNED_NO;
+        snprintf(r->learned_reason, sizeof r->learned_reason,
+                 "val loss %.4f is %s %.2f x %.4f, the unigram entropy of the held-out tokens (the first plateau)",
+                 s->val_loss, s->learned == LEARNED_YES ? "below" : "not below", LEARNED_PLATEAU_FRACTION, plateau);
+    }
+    s->learned_reason = s->learned != LEARNED_NOT_JUDGED ? r->learned_reason : NULL;
+}
+
 /* The task's final metrics, summary.json with the run's status, and the last lines. */
 static void run_finish(TrainRun *r) {
     Summary *s = &r->sum;
@@ -460,11 +580,14 @@ static void run_finish(TrainRun *r) {
     s->wall_s = r->wall_before + (now_seconds() - r->session_t0);
     s->tokens_seen = r->st.tokens_seen;
     s->tokens_per_s = r->session_train_s > 0 ? r->session_tokens / r->session_train_s : NAN;
+    judge_learning(r);
     summary_write(r->paths.summary, s);
     if (!r->opt->quiet) print_final(s, &r->paths, r->task->byte_tokens);
 }
 
 static void run_free(TrainRun *r) {
+    for (int i = 0; i < r->n_resume_changes; i++) free(r->resume_changes[i]);
+    free(r->resume_changes);
     free(r->inputs);
     free(r->targets);
     free(r->config_text);

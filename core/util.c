@@ -144,6 +144,21 @@ char *xasprintf(const char *fmt, ...) {
     return s;
 }
 
+char *join_texts(char *const *texts, int n, const char *sep, int max) {
+    char *out = xstrdup("");
+    for (int k = 0; k < n && k < max; k++) {
+        char *next = xasprintf("%s%s%s", out, k ? sep : "", texts[k]);
+        free(out);
+        out = next;
+    }
+    if (n > max) {
+        char *next = xasprintf("%s and %d more", out, n - max);
+        free(out);
+        out = next;
+    }
+    return out;
+}
+
 void *xalloc_aligned(size_t n) {
     size_t rounded = (n + 63) & ~(size_t)63;
     if (rounded < n) die("out of memory: %zu bytes requested", n);

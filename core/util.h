@@ -29,6 +29,8 @@ void *xcalloc(size_t count, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The first `max` of n texts joined by sep, then " and N more" for the rest (caller frees). */
+char *join_texts(char *const *texts, int n, const char *sep, int max);
 /* 64-byte aligned, zeroed: SIMD-friendly and cache-line aligned buffers. */
 void *xalloc_aligned(size_t n);
 

@@ -2,6 +2,7 @@
  * training split; validation is the fixed sequence of consecutive windows of the held-out split.
  * With eval.max_length_factor > 1 the final evaluation also runs at longer lengths. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,20 @@
 typedef struct {
     Task base;
     Dataset data;
+    double val_unigram_entropy; /* nats per token */
 } LmTask;
+
+/* The entropy of the tokens' own frequencies: no prediction that ignores context scores below
+ * it on these tokens (a model first learns the frequencies, and sits there: the first plateau). */
+static double unigram_entropy(const uint16_t *tokens, size_t n, int vocab) {
+    size_t *count = xcalloc((size_t)vocab, sizeof(size_t));
+    for (size_t i = 0; i < n; i++) count[tokens[i]]++;
+    double h = 0;
+    for (int v = 0; v < vocab; v++)
+        if (count[v]) h -= (double)count[v] / n * log((double)count[v] / n);
+    free(count);
+    return h;
+}
 
 static Task *lm_create(const Config *c, Error *err) {
     DataFormat format;
@@ -48,6 +62,7 @@ static Task *lm_create(const Config *c, Error *err) {
         return NULL;
     }
     t->base.byte_tokens = t->data.is_text;
+    t->val_unigram_entropy = unigram_entropy(t->data.val.tokens, t->data.val.n, c->model.vocab_size);
     return &t->base;
 }
 
@@ -106,6 +121,8 @@ static int lm_final_metrics(Task *task, Model *m, const Config *c, char names[][
     return n;
 }
 
+static double lm_plateau_loss(const Task *task) { return ((const LmTask *)task)->val_unigram_entropy; }
+
 static void lm_destroy(Task *task) {
     LmTask *t = (LmTask *)task;
     dataset_free(&t->data);
@@ -120,5 +137,6 @@ const TaskOps task_lm = {
     .eval_window = lm_eval_window,
     .final_metrics = lm_final_metrics,
     .metric_names = lm_metric_names,
+    .plateau_loss = lm_plateau_loss,
     .destroy = lm_destroy,
 };

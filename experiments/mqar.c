@@ -220,6 +220,12 @@ static void mqar_destroy(Task *task) {
     free(t);
 }
 
+/* The answers are the values, drawn from [V/2, V). */
+static double mqar_chance_accuracy(const Config *c) {
+    int V = c->model.vocab_size;
+    return 1.0 / (V - V / 2);
+}
+
 const TaskOps task_mqar = {
     .name = "mqar",
     .create = mqar_create,
@@ -227,4 +233,5 @@ const TaskOps task_mqar = {
     .eval_windows = mqar_eval_windows,
     .eval_window = mqar_eval_window,
     .destroy = mqar_destroy,
+    .chance_accuracy = mqar_chance_accuracy,
 };

@@ -72,6 +72,9 @@ static void palindrome_eval_window(const Task *task, long i, int T, int *inputs,
 
 static void palindrome_destroy(Task *task) { free(task); }
 
+/* The answers are the symbols, [2, V). */
+static double palindrome_chance_accuracy(const Config *c) { return 1.0 / (c->model.vocab_size - FIRST_SYMBOL); }
+
 const TaskOps task_palindrome = {
     .name = "palindrome",
     .create = palindrome_create,
@@ -79,4 +82,5 @@ const TaskOps task_palindrome = {
     .eval_windows = palindrome_eval_windows,
     .eval_window = palindrome_eval_window,
     .destroy = palindrome_destroy,
+    .chance_accuracy = palindrome_chance_accuracy,
 };

@@ -16,6 +16,11 @@ const TaskOps *task_lookup(const char *name) {
     return NULL;
 }
 
+double task_chance_accuracy(const Config *c) {
+    const TaskOps *ops = task_lookup(c->task);
+    return ops && ops->chance_accuracy ? ops->chance_accuracy(c) : 0;
+}
+
 Task *task_create(const Config *c, Error *err) {
     const TaskOps *ops = task_lookup(c->task);
     if (!ops) {

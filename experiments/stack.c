@@ -94,6 +94,11 @@ static void stack_destroy(Task *task) {
     free(task);
 }
 
+/* An answer is a symbol of [3, V) or EMPTY: V - 2 of them, whether pops alone are scored or every
+ * operation (after a push the answer is the input, which a model can copy: chance is still the
+ * uniform guess). */
+static double stack_chance_accuracy(const Config *c) { return 1.0 / (c->model.vocab_size - FIRST_SYMBOL + 1); }
+
 const TaskOps task_stack = {
     .name = "stack",
     .create = stack_create,
@@ -101,4 +106,5 @@ const TaskOps task_stack = {
     .eval_windows = stack_eval_windows,
     .eval_window = stack_eval_window,
     .destroy = stack_destroy,
+    .chance_accuracy = stack_chance_accuracy,
 };

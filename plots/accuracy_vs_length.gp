@@ -1,9 +1,16 @@
-# Accuracy of a synthetic task against sequence length, one line per mixer.
-# Files: files (one per label: seq_len, mean, spread). Variables: files, titles, task, out, fmt, experiment.
+# Accuracy of a synthetic task against sequence length, one line per setting: the mean over seeds
+# with bars from min to max, and the task's chance accuracy (when every run has the same).
+# Files: files (one per setting: seq_len, mean, min, max, runs). Variables: files, titles (word
+# lists), task, chance (0: no line), xspan (the x axis in octaves), keypos, out, fmt,
+# experiment.
 load "plots/common.gp"
-set title sprintf("%s: %s accuracy against sequence length", experiment, task) noenhanced
+set title sprintf("%s: %s accuracy against sequence length (mean over seeds, bars: min to max)", experiment, task) noenhanced
 set logscale x 2
 set xlabel "sequence length"
-set ylabel "accuracy (at the answer positions)"
+set ylabel "validation accuracy (at the answer positions)"
 set yrange [0:1.05]
-plot for [i=1:words(files)] word(files, i) using 1:2:3 with yerrorlines title word(titles, i)
+set autoscale xfix
+set offsets graph 0.04, graph 0.04, 0, 0
+n = words(files)
+plot for [i=1:n] word(files, i) using ($1 * shift(i, n)):2:3:4 with yerrorlines lt i dt dash(i) title word(titles, i), \
+     for [k=1:(chance > 0)] chance with lines dt 2 lw 1.5 lc rgb "#333333" title sprintf("chance: 1/%.0f", 1 / chance)

@@ -492,6 +492,133 @@ EOF2
         fail plot_mqar_width_panels "$(tail -3 "$TMP/out" "$TMP/out2")"
     fi
 fi
+# ---- figures: a setting's seeds averaged, numbers in order, a final-metric figure, legends outside ----
+# a figure's command line, kept in plots/data/<figure>.cmd: one variable of it
+figure_var() { grep -o "$2='\\\\''[^']*'\\\\''" "$1" | sed "s/^$2='\\\\''//; s/'\\\\''$//"; }
+# plot_sweep NAME SWEEP: the sweep (sweep_base SWEEP) run afresh and plotted; returns plot's status
+plot_sweep() {
+    rm -rf "$TMP/results"
+    "$A" run "$(cfg "$1" "$(sweep_base "$2")")" --jobs 2 >"$TMP/out" 2>&1
+    "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1
+}
+# val_loss RUN: the run's final validation loss, from its summary.json
+val_loss() { grep -o '"val_loss":[[:space:]]*[-0-9.e+]*' "$TMP/results/sw/$1/summary.json" | grep -o '[-0-9.e+]*$'; }
+if selected plot_loss_curves_average_the_seeds_of_a_setting; then
+    plot_sweep plotseeds 'grid = { ["model.mixer"] = { "softmax", "kda" }, seed = { 1, 2 } },'
+    code=$?
+    data="$TMP/results/sw/plots/data"
+    # the expected kda curve from the runs' own logs: at each step the mean, min and max of seeds 1 and 2
+    step_losses() { grep -o '"step":[0-9]*\|"loss":[^,}]*' "$1" | cut -d: -f2 | paste - -; }
+    want=$(join <(step_losses "$TMP/results/sw/mixer=kda,seed=1/metrics.jsonl") <(step_losses "$TMP/results/sw/mixer=kda,seed=2/metrics.jsonl") |
+        awk '{ lo = $2 < $3 ? $2 : $3; hi = $2 < $3 ? $3 : $2; print $1, ($2 + $3) / 2, lo, hi, 2 }')
+    got=$(grep -v '^#' "$data/loss_mixer=kda.dat" 2>/dev/null)
+    same=$(paste <(echo "$want") <(echo "$got") | awk 'NF != 10 { bad = 1 } { for (i = 1; i <= 5; i++) { d = $i - $(i + 5); if (d < 0) d = -d; if (d > 1e-6 * (1 + ($i < 0 ? -$i : $i))) bad = 1 } }
+        END { print (NR == 4 && !bad) ? "yes" : "no" }')
+    titles=$(figure_var "$data/loss_curves.cmd" titles 2>/dev/null)
+    if [ "$code" -eq 0 ] && [ "$(ls "$data" | grep -c '^loss_.*\.dat$')" -eq 2 ] && [ "$same" = yes ] &&
+        [ "$titles" = '"mixer=kda" "mixer=softmax"' ] && grep -q 'using 1:3:4 with filledcurves' plots/loss_curves.gp &&
+        awk '!/^#/ && $3 > $4 { bad = 1 } END { exit bad }' "$data/loss_mixer=softmax.dat"; then
+        ok plot_loss_curves_average_the_seeds_of_a_setting
+    else
+        fail plot_loss_curves_average_the_seeds_of_a_setting "exit $code; series: $(ls "$data" | grep '^loss_' | tr '\n' ' '); titles $titles; want $(echo $want) got $(echo $got)"
+    fi
+fi
+if selected plot_sorts_numbers_by_value; then
+    plot_sweep plotsort 'grid = { ["model.d_model"] = { 32, 8, 16 }, ["model.hybrid.ratio"] = { "1:0", "3:1", "0:1", "1:1" } },'
+    code=$?
+    data="$TMP/results/sw/plots/data"
+    want=""
+    for d in 8 16 32; do for r in 0:1 1:1 3:1 1:0; do want="$want${want:+ }\"d_model=$d,ratio=$r\""; done; done
+    titles=$(figure_var "$data/loss_curves.cmd" titles 2>/dev/null)
+    rows=$(grep -v '^#' "$data/final_lm_val_loss.dat" 2>/dev/null | cut -d'"' -f2 | sed 's/.*/"&"/' | paste -sd' ')
+    ratios=$(figure_var "$data/perplexity_vs_ratio.cmd" ratios 2>/dev/null)
+    if [ "$code" -eq 0 ] && [ "$titles" = "$want" ] && [ "$rows" = "$want" ] && [ "$ratios" = '"0:1" "1:1" "3:1" "1:0"' ]; then
+        ok plot_sorts_numbers_by_value
+    else
+        fail plot_sorts_numbers_by_value "exit $code; loss curves: $titles; final rows: $rows; ratios: $ratios"
+    fi
+fi
+if selected plot_final_metric_for_every_sweep; then
+    # lm: the validation loss of each setting, the mean over its seeds
+    plot_sweep plotfinal 'grid = { ["model.mixer"] = { "softmax", "kda" }, seed = { 1, 2 } },'
+    code=$?
+    d="$TMP/results/sw"
+    want=$(awk -v a="$(val_loss mixer=softmax,seed=1)" -v b="$(val_loss mixer=softmax,seed=2)" 'BEGIN { printf "%.6f", (a + b) / 2 }')
+    got=$(grep '"mixer=softmax"' "$d/plots/data/final_lm_val_loss.dat" 2>/dev/null | awk '{ printf "%.6f %s %s %s", $3, $6, $7, $8 }')
+    lm_ok=no
+    [ -s "$d/plots/lm_final_val_loss.png" ] && [ -s "$d/plots/lm_final_val_loss.svg" ] && [ "$got" = "$want 2 2 0" ] && lm_ok=yes
+    # synthetic tasks: their accuracy, and the chance line at 1 / the answers (V = 40: mqar's
+    # values are [20, 40), palindrome's symbols [2, 40), stack's symbols [3, 40) and EMPTY)
+    plot_sweep plotchance 'runs = { { task = "palindrome" }, { task = "stack" }, { task = "mqar", ["mqar.num_kv_pairs"] = 2 } },
+  grid = { ["model.vocab_size"] = { 40 } },' || code=1
+    chances=""
+    for t in mqar:20 palindrome:38 stack:38; do
+        f="$d/plots/data/final_${t%%:*}_val_accuracy.dat"
+        [ -s "$d/plots/${t%%:*}_final_val_accuracy.png" ] && [ -s "$d/plots/${t%%:*}_final_val_accuracy.svg" ] &&
+            grep -v '^#' "$f" | awk -v n="${t#*:}" '{ d = $NF - 1 / n; if (d < 0) d = -d } END { exit !(NR == 1 && d < 1e-9) }' &&
+            [ "$(figure_var "$d/plots/data/${t%%:*}_final_val_accuracy.cmd" chance_title)" = "chance: 1/${t#*:}" ] &&
+            chances="$chances ${t%%:*}"
+    done
+    if [ "$code" -eq 0 ] && [ "$lm_ok" = yes ] && [ "$chances" = " mqar palindrome stack" ]; then
+        ok plot_final_metric_for_every_sweep
+    else
+        fail plot_final_metric_for_every_sweep "exit $code; lm: want '$want 2 2 0', got '$got'; chance lines right for:$chances; $(ls "$d/plots" | tr '\n' ' ')"
+    fi
+fi
+if selected plot_final_metric_marks_the_chosen_value; then
+    plot_sweep plotchosen 'grid = { ["model.mixer"] = { "softmax", "kda" }, ["train.lr"] = { 1e-3, 1e-2 }, seed = { 1, 2 } },
+  select = { metric = "val_loss", goal = "min", over = { "train.lr" } },'
+    code=$?
+    d="$TMP/results/sw"
+    # per mixer, the chosen rate from selected.csv; the other one's mean from the runs' summaries, a
+    # grey mark numbered by its place among the rates some mixer did not choose
+    other() { [ "$(grep "^$1," "$d/selected.csv" | cut -d, -f2)" = 0.001 ] && echo 0.01 || echo 0.001; }
+    others=$( (other kda; other softmax) | sort -n | uniq)
+    bad=""
+    for m in kda softmax; do
+        chosen=$(grep "^$m," "$d/selected.csv" | cut -d, -f2)
+        o=$(other $m)
+        row=$(grep -v '^#' "$d/plots/data/final_lm_val_loss.dat" 2>/dev/null | grep "\"mixer=$m (lr=$chosen)\"" | cut -d' ' -f1)
+        want=$(awk -v a="$(val_loss "mixer=$m,seed=1,lr=$o")" -v b="$(val_loss "mixer=$m,seed=2,lr=$o")" 'BEGIN { printf "%.6f", (a + b) / 2 }')
+        got=$(grep -v '^#' "$d/plots/data/final_lm_val_loss_candidates.dat" 2>/dev/null | awk -v r="$row" '$1 == r { printf "%.6f/%s ", $2, $3 }')
+        n=$(echo "$others" | grep -nx "$o" | cut -d: -f1)
+        { [ -n "$row" ] && [ "$got" = "$want/$n " ] && grep -qF "\"mixer=$m (lr=$chosen)\"" "$d/plots/data/loss_curves.cmd"; } ||
+            bad="$bad $m(chosen $chosen, row '$row', others '$got', want '$want/$n')"
+    done
+    cands=$(figure_var "$d/plots/data/lm_final_val_loss.cmd" candidates 2>/dev/null)
+    if [ "$code" -eq 0 ] && [ -z "$bad" ] && [ "$cands" = "$(echo "$others" | sed 's/.*/"also tried: lr=&"/' | paste -sd' ')" ]; then
+        ok plot_final_metric_marks_the_chosen_value
+    else
+        fail plot_final_metric_marks_the_chosen_value "exit $code;$bad; candidates $cands"
+    fi
+fi
+# every figure's legend is outside its plot: at the right, or below it (with room made) when the
+# names are many or long
+if selected plot_legends_stay_outside; then
+    plot_sweep plotkey 'runs = { { ["model.mixer"] = "softmax" }, { ["model.hybrid.ratio"] = "1:1", ["model.n_layers"] = 2 } },
+  grid = { ["eval.max_length_factor"] = { 2 }, seed = { 1, 2 } },'
+    code=$?
+    d="$TMP/results/sw/plots"
+    bad=""
+    n=0
+    for c in "$d"/data/*.cmd; do
+        n=$((n + 1))
+        case "$(figure_var "$c" keypos)" in outside\ right*|outside\ below*) ;; *) bad="$bad $(basename "$c")" ;; esac
+    done
+    # 6 settings with long names ("d_model=16,max_length_factor=1,ratio=1:1"): below in rows, the figure taller
+    plot_sweep plotkey2 'grid = { ["model.d_model"] = { 32, 16 }, ["model.hybrid.ratio"] = { "1:0", "0:1", "1:1" }, ["eval.max_length_factor"] = { 1 } },' ||
+        code=1
+    key=$(figure_var "$d/data/loss_curves.cmd" keypos)
+    rows=$(grep -o "keyrows=[0-9]*" "$d/data/loss_curves.cmd" | cut -d= -f2)
+    height=$(od -An -tu1 -j20 -N4 "$d/loss_curves.png" 2>/dev/null | awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 }')
+    if [ "$code" -eq 0 ] && [ "$n" -eq 3 ] && [ -z "$bad" ] && [[ "$key" == "outside below"* ]] && [ "${rows:-0}" -gt 0 ] &&
+        [ "$height" -eq $((560 + 18 * rows)) ] && grep -q '^eval "set key " . keypos' plots/common.gp &&
+        ! grep -n '^ *set key' plots/*.gp | grep -v 'plots/common.gp\|plots/panels.gp' | grep -q .; then
+        ok plot_legends_stay_outside
+    else
+        fail plot_legends_stay_outside "exit $code; $n figures, legend not outside in:$bad; long names: '$key', $rows rows, height $height"
+    fi
+fi
 # a run's name does not depend on Lua's table order, which changes from one process to the next
 if selected sweep_run_names_are_stable; then
     s=$(cfg sweepnames "$(sweep_base 'runs = { { ["model.mixer"] = "kda", ["train.lr"] = 0.01, seed = 3, ["model.d_model"] = 16 } },')")
@@ -500,6 +627,181 @@ if selected sweep_run_names_are_stable; then
         ok sweep_run_names_are_stable
     else
         fail sweep_run_names_are_stable "names: $(echo $names)"
+    fi
+fi
+# ---- results are reused only for the same config: a restarted sweep compares each run's folder
+# with its config now (summary.json's config_fingerprint, then config.lua field by field) ----
+digest_runs() { cat "$1"/*/summary.json "$1"/*/checkpoint.safetensors 2>/dev/null | sha256sum; }
+# one line on stderr holding PATTERN, exit 1, nothing on stdout
+refused_with() { # refused_with CODE PATTERN: the last command's exit code, $TMP/out and $TMP/err
+    [ "$1" -eq 1 ] && [ "$(wc -l <"$TMP/err")" -eq 1 ] && grep -qF -- "$2" "$TMP/err" && [ ! -s "$TMP/out" ]
+}
+if selected sweep_refuses_results_of_another_config; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweepchanged "$(sweep_base 'grid = { seed = { 1, 2 } },')")
+    sed 's/steps = 4,/steps = 6,/' "$s" >"$TMP/sweepchanged6.lua"
+    "$A" run "$s" >/dev/null 2>&1
+    before=$(digest_runs "$TMP/results/sw")
+    "$A" run "$TMP/sweepchanged6.lua" >"$TMP/out" 2>"$TMP/err"
+    code1=$?
+    refused_with $code1 "attnlab: sweep 'sw': 2 finished runs were trained with another config: seed=1 seed=2 (train.steps: 4 -> 6); --rerun-changed runs them again, --keep-changed keeps their results, marked stale"
+    steps=$?
+    "$A" run "$s" --set model.n_layers=2 >"$TMP/out" 2>"$TMP/err"
+    refused_with $? "(model.n_layers: 1 -> 2)"
+    layers=$?
+    # fields that do not change results do not make results stale
+    "$A" run "$s" --set threads=1 --set train.eval_every=2 --set train.checkpoint_every=1 >"$TMP/out2" 2>&1
+    code3=$?
+    if [ "$steps" -eq 0 ] && [ "$layers" -eq 0 ] && [ "$before" = "$(digest_runs "$TMP/results/sw")" ] &&
+        [ "$code3" -eq 0 ] && grep -q "2 runs, 2 already done" "$TMP/out2"; then
+        ok sweep_refuses_results_of_another_config
+    else
+        fail sweep_refuses_results_of_another_config "exit $code1, then $code3; $(cat "$TMP/err"; head -2 "$TMP/out" "$TMP/out2" | tr '\n' '|')"
+    fi
+fi
+# --rerun-changed runs them again from step 0 (never resumed from a checkpoint of the old config)
+if selected sweep_rerun_changed_runs_them_again; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweepchanged "$(sweep_base 'grid = { seed = { 1, 2 } },')")
+    sed 's/steps = 4,/steps = 6,/' "$s" >"$TMP/sweepchanged6.lua"
+    "$A" run "$s" >/dev/null 2>&1
+    "$A" run "$TMP/sweepchanged6.lua" --rerun-changed >"$TMP/out" 2>&1
+    code=$?
+    d="$TMP/results/sw"
+    # the rerun's losses are those of a fresh sweep of 6 steps
+    sed 's/experiment = "sw"/experiment = "fresh"/' "$TMP/sweepchanged6.lua" >"$TMP/sweepfresh.lua"
+    "$A" run "$TMP/sweepfresh.lua" >/dev/null 2>&1
+    if [ "$code" -eq 0 ] && grep -q "^sweep 'sw': running 2 runs of another config again from step 0: seed=1 seed=2 (train.steps: 4 -> 6)$" "$TMP/out" &&
+        grep -q "2 runs, 0 already done" "$TMP/out" && grep -q '^seed=1,finished,,1,6,' "$d/summary.csv" &&
+        grep -q '^seed=2,finished,,2,6,' "$d/summary.csv" && grep -q '"steps":[[:space:]]*6' "$d/seed=2/summary.json" &&
+        [ -n "$(losses "$d/seed=1/metrics.jsonl")" ] && [ "$(losses "$d/seed=1/metrics.jsonl")" = "$(losses "$TMP/results/fresh/seed=1/metrics.jsonl")" ] &&
+        "$A" run "$TMP/sweepchanged6.lua" >"$TMP/out2" 2>&1 && grep -q "2 runs, 2 already done" "$TMP/out2"; then
+        ok sweep_rerun_changed_runs_them_again
+    else
+        fail sweep_rerun_changed_runs_them_again "exit $code; $(head -3 "$TMP/out" | tr '\n' '|') $(cat "$d/summary.csv" 2>/dev/null | tr '\n' '|')"
+    fi
+fi
+# --keep-changed keeps their results, marked stale in summary.csv, summary.md and selected.csv
+if selected sweep_keep_changed_marks_them_stale; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweepkeep "$(sweep_base 'grid = { ["train.lr"] = { 1e-3, 3e-3 } },
+  select = { metric = "val_loss", goal = "min", over = { "train.lr" } },')")
+    sed 's/steps = 4,/steps = 6,/' "$s" >"$TMP/sweepkeep6.lua"
+    "$A" run "$s" >/dev/null 2>&1
+    d="$TMP/results/sw"
+    before=$(digest_runs "$d")
+    "$A" run "$TMP/sweepkeep6.lua" --keep-changed >"$TMP/out" 2>&1
+    code=$?
+    if [ "$code" -eq 0 ] && [ "$before" = "$(digest_runs "$d")" ] &&
+        grep -q "^sweep 'sw': keeping 2 finished runs of another config, marked stale in the summaries: lr=0.001 lr=0.003 (train.steps: 4 -> 6)$" "$TMP/out" &&
+        grep -q "2 runs, 2 already done" "$TMP/out" && head -1 "$d/summary.csv" | grep -q ',learned,stale$' &&
+        grep -q '^lr=0.001,finished,,0.001,4,.*,train.steps: 4 -> 6$' "$d/summary.csv" &&
+        grep -q '^| lr=0.003 | finished (.*stale: train.steps: 4 -> 6) |' "$d/summary.md" &&
+        grep -q '^0.00[13],.*stale: 1 run of another config,lr=0.00[13]$' "$d/selected.csv"; then
+        ok sweep_keep_changed_marks_them_stale
+    else
+        fail sweep_keep_changed_marks_them_stale "exit $code; $(head -2 "$TMP/out" | tr '\n' '|') $(cat "$d/summary.csv" "$d/selected.csv" 2>/dev/null | tr '\n' '|')"
+    fi
+fi
+# a run stopped with a checkpoint of another config is never resumed into this one: refused, and
+# with --keep-changed (or --rerun-changed) started again from step 0
+if selected sweep_never_resumes_a_checkpoint_of_another_config; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweepchanged "$(sweep_base 'grid = { seed = { 1, 2 } },')")
+    "$A" run "$s" >/dev/null 2>&1
+    d="$TMP/results/sw"
+    sed -i 's/"status":[[:space:]]*"finished"/"status": "interrupted"/' "$d/seed=2/summary.json"
+    "$A" run "$s" --set train.lr=0.003 >"$TMP/out" 2>"$TMP/err"
+    refused_with $? "sweep 'sw': 2 runs hold results or a checkpoint of another config (1 finished, 1 to resume): seed=1 seed=2 (train.lr: 0.001 -> 0.003)"
+    refused=$?
+    "$A" run "$s" --set train.lr=0.003 --keep-changed >"$TMP/out2" 2>&1
+    code=$?
+    if [ "$refused" -eq 0 ] && [ "$code" -eq 0 ] && grep -q "running 1 run of another config again from step 0: seed=2 (train.lr: 0.001 -> 0.003)" "$TMP/out2" &&
+        grep -q "keeping 1 finished run of another config, marked stale in the summaries: seed=1 (train.lr: 0.001 -> 0.003)" "$TMP/out2" &&
+        [ "$(grep -c "^training 'sw/seed=2'" "$d/logs/seed=2.log")" -eq 2 ] && ! grep -q "^resuming" "$d/logs/seed=2.log" &&
+        grep -q '^seed=2,finished,' "$d/summary.csv" && grep -q 'lr = 0.003' "$d/seed=2/config.lua"; then
+        ok sweep_never_resumes_a_checkpoint_of_another_config
+    else
+        fail sweep_never_resumes_a_checkpoint_of_another_config "exit $code; $(cat "$TMP/err"; head -3 "$TMP/out2" | tr '\n' '|')"
+    fi
+fi
+# runs written before fingerprints are compared through their config.lua
+if selected sweep_compares_runs_without_a_fingerprint_by_their_config; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweepold "$(sweep_base 'grid = { seed = { 1, 2 } },')")
+    "$A" run "$s" >/dev/null 2>&1
+    sed -i '/"config_fingerprint"/d' "$TMP/results/sw"/seed=*/summary.json
+    "$A" run "$s" >"$TMP/out2" 2>&1
+    code=$?
+    "$A" run "$s" --set model.d_model=48 >"$TMP/out" 2>"$TMP/err"
+    refused_with $? "seed=1 seed=2 (model.d_model: 32 -> 48)"
+    refused=$?
+    if [ "$code" -eq 0 ] && grep -q "2 runs, 2 already done" "$TMP/out2" && [ "$refused" -eq 0 ]; then
+        ok sweep_compares_runs_without_a_fingerprint_by_their_config
+    else
+        fail sweep_compares_runs_without_a_fingerprint_by_their_config "exit $code; $(cat "$TMP/err" "$TMP/out2" | head -3 | tr '\n' '|')"
+    fi
+fi
+expect_error sweep_rerun_and_keep_changed_contradict 2 "--rerun-changed and --keep-changed contradict each other" \
+    "$A" run "$good" --rerun-changed --keep-changed
+# train --resume: a changed model, learning rate, ... refuses with one line naming the fields;
+# train.steps (and train.log_every) may change, with a note, recorded in summary.json
+if selected train_resume_refuses_a_changed_config; then
+    rm -rf "$TMP/results"
+    "$A" train "$good" --stop-at 3 >/dev/null 2>&1
+    d="$TMP/results/good/main"
+    before=$(cat "$d/checkpoint.safetensors" "$d/summary.json" | sha256sum)
+    "$A" train "$good" --resume --set model.d_model=48 >"$TMP/out" 2>"$TMP/err"
+    refused_with $? "attnlab: cannot resume $d: its checkpoint was trained with another config (model.d_model: 32 -> 48); only train.steps, train.log_every and fields that do not change results (threads, train.eval_every, train.checkpoint_every) may change on resume; --overwrite starts it again, --set run=NAME starts another beside it"
+    model=$?
+    "$A" train "$good" --resume --set train.lr=0.01 --set seed=2 >"$TMP/out" 2>"$TMP/err"
+    refused_with $? "another config (seed: 1 -> 2, train.lr: 0.001 -> 0.01)"
+    lr=$?
+    if [ "$model" -eq 0 ] && [ "$lr" -eq 0 ] && [ "$before" = "$(cat "$d/checkpoint.safetensors" "$d/summary.json" | sha256sum)" ]; then
+        ok train_resume_refuses_a_changed_config
+    else
+        fail train_resume_refuses_a_changed_config "$(cat "$TMP/err" "$TMP/out" | head -3 | tr '\n' '|')"
+    fi
+fi
+if selected train_resume_to_more_steps_says_so; then
+    rm -rf "$TMP/results"
+    "$A" train "$good" >/dev/null 2>&1
+    d="$TMP/results/good/main"
+    "$A" train "$good" --resume --set train.steps=8 --set train.eval_every=4 >"$TMP/out" 2>"$TMP/err"
+    code=$?
+    if [ "$code" -eq 0 ] && [ ! -s "$TMP/err" ] &&
+        grep -q "^note: resuming with train.steps: 6 -> 8: this may change on resume, and summary.json records it (resumed_with_changes)" "$TMP/out" &&
+        grep -q "^note: resuming with train.eval_every: 3 -> 4 (does not change the results)$" "$TMP/out" &&
+        grep -q "continuing from step 6" "$TMP/out" && grep -q '"step":[[:space:]]*8,' "$d/summary.json" &&
+        grep -q '"resumed_with_changes":[[:space:]]*\["train.steps: 6 -> 8 (at step 6)"\]' "$d/summary.json" &&
+        "$A" train "$good" --resume --set train.steps=8 >"$TMP/out2" 2>&1 && grep -q "finished already (step 8 of 8)" "$TMP/out2" &&
+        ! "$A" train "$good" --resume --set train.steps=5 2>"$TMP/err" >/dev/null &&
+        grep -q "cannot resume $d: train.steps = 5 is below its checkpoint's step 8" "$TMP/err"; then
+        ok train_resume_to_more_steps_says_so
+    else
+        fail train_resume_to_more_steps_says_so "exit $code; $(cat "$TMP/err"; head -3 "$TMP/out" | tr '\n' '|')"
+    fi
+fi
+# ---- a run that did not learn is marked, never ranked: an MQAR model after 2 steps answers at
+# chance; a small lm model trained 150 steps is well below the unigram entropy of the text ----
+if selected sweep_marks_runs_that_did_not_learn; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweeplearn "$(sweep_base 'runs = {
+    { run = "mqar", task = "mqar", ["train.steps"] = 2, ["mqar.num_kv_pairs"] = 4, ["eval.examples"] = 64 },
+    { run = "lm", ["train.steps"] = 150, ["train.batch_size"] = 8, ["train.lr"] = 1e-2, ["train.warmup_steps"] = 5,
+      ["train.log_every"] = 50, ["train.checkpoint_every"] = 0, ["eval.max_batches"] = 2 } },')")
+    "$A" run "$s" >"$TMP/out" 2>&1
+    code=$?
+    d="$TMP/results/sw"
+    if [ "$code" -eq 0 ] && grep -q '"learned":[[:space:]]*false' "$d/mqar/summary.json" &&
+        grep -q '"learned_reason":[[:space:]]*"val accuracy [0-9.]* is not above 2 x 0.007812, the chance of a uniform guess over 128 answers"' "$d/mqar/summary.json" &&
+        grep -q '"learned":[[:space:]]*true' "$d/lm/summary.json" &&
+        grep -q '^mqar,finished,.*,no,$' "$d/summary.csv" && grep -q '^lm,finished,.*,yes,$' "$d/summary.csv" &&
+        grep -q '^| mqar | finished (not learned) |' "$d/summary.md" && grep -q '^| lm | finished |' "$d/summary.md" &&
+        grep -q "mqar finished: .* (not learned)$" "$TMP/out" && cat "$d/logs/mqar.log" | grep -q "^not learned: val accuracy"; then
+        ok sweep_marks_runs_that_did_not_learn
+    else
+        fail sweep_marks_runs_that_did_not_learn "exit $code; $(grep -h learned "$d"/*/summary.json | tr '\n' '|') $(cat "$d/summary.csv" 2>/dev/null | tr '\n' '|')"
     fi
 fi
 # ---- select: the best learning rate of each setting, as Zoology reports its points ----
@@ -514,11 +816,12 @@ if selected sweep_select_reports_the_best_of_each_setting; then
     code=$?
     d="$TMP/results/sw"
     # the expected row from the runs' own summary.json: per lr the mean over seeds 1 and 2, the
-    # lowest mean wins, the first in the sweep on a tie
+    # lowest mean wins, the first in the sweep on a tie; 4 steps of a tiny model learn nothing,
+    # and the note says so
     value() { grep -o "\"val_loss\":[[:space:]]*[-0-9.e+]*" "$d/mixer=softmax,seed=$1,lr=$2/summary.json" | grep -o '[-0-9.e+]*$'; }
     want=$(for lr in 0.001 0.003 0.01; do echo "$lr $(value 1 $lr) $(value 2 $lr)"; done |
         awk '{ m = ($2 + $3) / 2; lo = $2 < $3 ? $2 : $3; hi = $2 < $3 ? $3 : $2
-               if (NR == 1 || m < best) { best = m; row = sprintf("softmax,0,%s,%.10g,%.10g,%.10g,2,2,3,0,", $1, m, lo, hi) } }
+               if (NR == 1 || m < best) { best = m; row = sprintf("softmax,0,%s,%.10g,%.10g,%.10g,2,2,3,0,not learned: 2 of 2 seeds", $1, m, lo, hi) } }
              END { print row }')
     got=$(grep '^softmax,' "$d/selected.csv" | cut -d, -f1-11)
     failed_row=$(grep '^kda,' "$d/selected.csv")
@@ -531,8 +834,8 @@ if selected sweep_select_reports_the_best_of_each_setting; then
         [ "$(tail -n +2 "$d/summary.csv" | wc -l)" -eq 12 ] && head -1 "$d/summary.csv" | grep -q '^run,status,reason,' &&
         grep -q '^## Selected: train.lr by the mean val_loss over seeds (min)' "$d/summary.md" &&
         grep -q "^| softmax | 0 | $lr | " "$d/summary.md" && grep -q '^| kda | 2 | - | - | - | - | 3 | all 6 runs failed |' "$d/summary.md" &&
-        grep -q "2 runs (chosen by selected.json from 12)" "$TMP/out2" && [ "$(ls "$d/plots/data/" | grep -c '^loss_')" -eq 2 ] &&
-        ls "$d/plots/data/" | grep -q "^loss_mixer=softmax,seed=2,lr=$lr.dat"; then
+        grep -q "2 runs (chosen by selected.json from 12)" "$TMP/out2" && [ "$(ls "$d/plots/data/" | grep -c '^loss_.*\.dat$')" -eq 1 ] &&
+        grep -q "(mixer=softmax,seed=1,lr=$lr mixer=softmax,seed=2,lr=$lr)$" "$d/plots/data/loss_mixer=softmax.dat"; then
         ok sweep_select_reports_the_best_of_each_setting
     else
         fail sweep_select_reports_the_best_of_each_setting "exit $code; want '$want', got '$got'; failed row '$failed_row'; $(tail -1 "$TMP/out2")"

@@ -604,3 +604,36 @@ TEST(test_task_registry_knows_the_synthetic_tasks) {
         CHECK(ops && strcmp(ops->name, task_names[k]) == 0, "task '%s' is not registered", task_names[k]);
     }
 }
+
+/* The chance line of the figures: 1 / the number of distinct answers, which a few hundred
+ * held-out sequences all show; lm has no answer alphabet and reports 0. */
+TEST(test_task_chance_accuracy_is_one_over_the_answers_that_occur) {
+    for (int k = 0; k < 3; k++) {
+        Config c;
+        Error err;
+        char task[64];
+        snprintf(task, sizeof task, "task=%s", task_names[k]);
+        Task *t = MAKE(&c, &err, task, "train.seq_len=64", "model.vocab_size=100", "eval.examples=400");
+        CHECK(t, "%s: %s", task_names[k], err.msg);
+        const int T = 64;
+        Batch b = batch_new(1, T);
+        bool seen[100] = {false};
+        int distinct = 0;
+        for (long i = 0; i < t->ops->eval_windows(t, T); i++) {
+            t->ops->eval_window(t, i, T, b.inputs, b.targets);
+            for (int p = 0; p < T; p++)
+                if (b.targets[p] >= 0 && !seen[b.targets[p]]) seen[b.targets[p]] = true, distinct++;
+        }
+        double chance = task_chance_accuracy(&c);
+        CHECK(chance > 0 && distinct == (int)(1 / chance + 0.5), "%s: chance %g, but %d distinct answers occur",
+              task_names[k], chance, distinct);
+        batch_free(&b);
+        t->ops->destroy(t);
+        config_free(&c);
+    }
+    Config c;
+    config_defaults(&c);
+    CHECK(strcmp(c.task, "lm") == 0 && task_chance_accuracy(&c) == 0, "lm's chance accuracy is %g, expected 0",
+          task_chance_accuracy(&c));
+    config_free(&c);
+}

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/config/fingerprint.h"
 #include "core/io/results.h"
 #include "core/model.h"
 #include "core/progress.h"
@@ -135,6 +136,9 @@ int efficiency_run(Config *c, int n_overrides, const char **paths, const char **
         }
     }
     sum.wall_s = now_seconds() - t0;
+    char fingerprint[FINGERPRINT_HEX];
+    config_fingerprint(c, fingerprint);
+    sum.fingerprint = fingerprint;
     sum.n_overrides = n_overrides;
     for (int i = 0; i < n_overrides && i < 32; i++) {
         sum.override_paths[i] = paths[i];

@@ -30,7 +30,7 @@ static const char *USAGE =
     "commands:\n"
     "  train CONFIG [--set path=value]... [--out DIR] [--resume] [--overwrite] [--stop-at STEP] [--only N]\n"
     "        train the model a Lua config describes; results in <out_dir>/<experiment>/<run>/\n"
-    "  run CONFIG [--set path=value]... [--jobs N] [--dry-run]\n"
+    "  run CONFIG [--set path=value]... [--jobs N] [--dry-run] [--rerun-changed|--keep-changed]\n"
     "        run every run a sweep config describes, N at a time; finished runs are skipped,\n"
     "        interrupted ones resume; summary.csv and summary.md per experiment (help run)\n"
     "  plot EXPERIMENT\n"
@@ -82,7 +82,7 @@ typedef struct {
     char **sets;
     int n_sets;
     const char *out, *in;
-    bool resume, overwrite, dry_run;
+    bool resume, overwrite, dry_run, rerun_changed, keep_changed;
     long stop_at, steps, context, reps, jobs, only;
     const char *shapes[8];
     int n_shapes;
@@ -142,6 +142,10 @@ static Args parse_args(int argc, char **argv, int first, const char *allowed) {
                 i++;
             } else if (strcmp(flag, "dry-run") == 0) {
                 a.dry_run = true;
+            } else if (strcmp(flag, "rerun-changed") == 0) {
+                a.rerun_changed = true;
+            } else if (strcmp(flag, "keep-changed") == 0) {
+                a.keep_changed = true;
             } else if (strcmp(flag, "jobs") == 0) {
                 a.jobs = parse_count_arg(arg, value);
                 i++;
@@ -228,8 +232,9 @@ static int cmd_train(int argc, char **argv) {
 }
 
 static int cmd_run(int argc, char **argv) {
-    Args a = parse_args(argc, argv, 2, " set jobs dry-run ");
+    Args a = parse_args(argc, argv, 2, " set jobs dry-run rerun-changed keep-changed ");
     if (a.n_positional != 1) usage_error("run takes one config file");
+    if (a.rerun_changed && a.keep_changed) usage_error("--rerun-changed and --keep-changed contradict each other");
     if (!path_exists(a.positional[0])) die("config '%s' not found", a.positional[0]);
     Sweep sw;
     Error err;
@@ -246,6 +251,7 @@ static int cmd_run(int argc, char **argv) {
                    sw.select.metric);
         }
     } else {
+        sw.on_changed = a.rerun_changed ? CHANGED_RERUN : a.keep_changed ? CHANGED_KEEP : CHANGED_REFUSE;
         code = sweep_run(&sw, a.jobs ? (int)a.jobs : 1);
     }
     sweep_free(&sw);
@@ -512,11 +518,17 @@ static const char *HELP_TRAIN =
     "  checkpoint.safetensors   parameters, AdamW moments, step and RNG state (the latest only)\n";
 
 static const char *HELP_RUN =
-    "attnlab run SWEEP [--set path=value]... [--jobs N] [--dry-run]\n"
+    "attnlab run SWEEP [--set path=value]... [--jobs N] [--dry-run] [--rerun-changed|--keep-changed]\n"
     "\n"
     "Runs every run of a sweep file (attnlab help sweep), N at a time, each in its own process\n"
     "(the cores are shared between the jobs). A run that finished is skipped when the sweep is\n"
-    "started again; every other one resumes from its last checkpoint. Ctrl-C stops every run at\n"
+    "started again; every other one resumes from its last checkpoint. A run whose folder holds\n"
+    "results or a checkpoint of another config (the file or --set changed a field that changes\n"
+    "results) stops the sweep before anything runs, naming the runs and fields, unless\n"
+    "  --rerun-changed   runs them again from step 0, or\n"
+    "  --keep-changed    keeps the finished ones' results, marked stale in the summaries.\n"
+    "A finished run that stayed within 2x of chance accuracy (or on lm's unigram plateau) is\n"
+    "marked not learned and ranks behind learned ones in select. Ctrl-C stops every run at\n"
     "the end of its step, with a checkpoint. Each run goes to results/<experiment>/<run>/, its\n"
     "output to results/<experiment>/logs/<run>.log; summary.csv and summary.md get a row per run,\n"
     "selected.csv a row per setting when the sweep selects.\n"

@@ -122,6 +122,14 @@ void summary_write(const char *path, const Summary *s) {
     add_number_or_null(o, "wall_s", s->wall_s);
     add_number_or_null(o, "tokens_seen", s->tokens_seen);
     cJSON_AddNumberToObject(o, "params", s->params);
+    if (s->learned == LEARNED_NOT_JUDGED) cJSON_AddNullToObject(o, "learned");
+    else cJSON_AddBoolToObject(o, "learned", s->learned == LEARNED_YES);
+    if (s->learned != LEARNED_NOT_JUDGED && s->learned_reason) cJSON_AddStringToObject(o, "learned_reason", s->learned_reason);
+    if (s->fingerprint) cJSON_AddStringToObject(o, "config_fingerprint", s->fingerprint);
+    if (s->n_resume_changes) {
+        cJSON *changes = cJSON_AddArrayToObject(o, "resumed_with_changes");
+        for (int i = 0; i < s->n_resume_changes; i++) cJSON_AddItemToArray(changes, cJSON_CreateString(s->resume_changes[i]));
+    }
     cJSON *metrics = cJSON_AddObjectToObject(o, "metrics");
     for (int i = 0; i < s->n_metrics; i++) add_number_or_null(metrics, s->metric_names[i], s->metric_values[i]);
     cJSON *sweep = cJSON_AddObjectToObject(o, "sweep");
@@ -142,6 +150,23 @@ char *summary_read_status(const char *path) {
     free(text);
     cJSON *st = o ? cJSON_GetObjectItemCaseSensitive(o, "status") : NULL;
     char *out = cJSON_IsString(st) ? xstrdup(st->valuestring) : NULL;
+    cJSON_Delete(o);
+    return out;
+}
+
+char **summary_read_resume_changes(const char *path, int *n) {
+    *n = 0;
+    char *text = read_file(path, NULL, NULL);
+    if (!text) return NULL;
+    cJSON *o = cJSON_Parse(text);
+    free(text);
+    const cJSON *list = o ? cJSON_GetObjectItemCaseSensitive(o, "resumed_with_changes") : NULL, *item;
+    char **out = NULL;
+    cJSON_ArrayForEach(item, list) {
+        if (!cJSON_IsString(item)) continue;
+        out = xrealloc(out, sizeof(char *) * (size_t)(*n + 1));
+        out[(*n)++] = xstrdup(item->valuestring);
+    }
     cJSON_Delete(o);
     return out;
 }

@@ -14,6 +14,9 @@ typedef struct {
     double val_loss, val_bits_per_byte, val_perplexity, val_accuracy;
 } MetricsRow;
 
+/* A finished run did or did not learn its task; the others are not judged. */
+typedef enum { LEARNED_NOT_JUDGED, LEARNED_YES, LEARNED_NO } Learned;
+
 typedef struct {
     const char *status; /* "running", "finished", "stopped", "interrupted", "failed" */
     const char *reason; /* why it failed or stopped, or NULL */
@@ -28,6 +31,15 @@ typedef struct {
     double metric_values[32];
     int n_overrides;
     const char *override_paths[32], *override_values[32];
+    /* the resolved config's fingerprint (core/config/fingerprint.h), or NULL */
+    const char *fingerprint;
+    /* fields that changed when the run was resumed ("train.steps: 6 -> 8 (at step 6)"), carried
+     * from one session to the next: the run is then a fresh run of neither config */
+    int n_resume_changes;
+    char *const *resume_changes;
+    /* whether a finished run learned its task, and why (see train.c) */
+    Learned learned;
+    const char *learned_reason;
 } Summary;
 
 void metrics_row_clear(MetricsRow *r);
@@ -41,3 +53,6 @@ void metrics_last_values(const char *path, MetricsRow *out);
 void summary_write(const char *path, const Summary *s);
 /* Reads "status" from an existing summary.json (for messages); caller frees; NULL if none. */
 char *summary_read_status(const char *path);
+/* Reads "resumed_with_changes" from an existing summary.json: *n strings (caller frees each and
+ * the array; NULL and 0 when there are none). */
+char **summary_read_resume_changes(const char *path, int *n);

@@ -1,7 +1,9 @@
 /* `attnlab plot EXPERIMENT`: reads every run of an experiment (summary.json, config.lua,
  * metrics.jsonl, efficiency.csv), works out which figures its results support, writes their data
- * (means and spreads over seeds) under plots/data/, and draws them with the gnuplot scripts in
- * plots/ as PNG and SVG into results/<experiment>/plots/. */
+ * (means, minima and maxima over seeds) under plots/data/, and draws them with the gnuplot
+ * scripts in plots/ as PNG and SVG into results/<experiment>/plots/. This file: the runs, series
+ * names and their order, the aggregation, drawing, and the figures along an axis; the figures by
+ * setting (loss curves, final metric) are in plot_settings.c. */
 #include "plot.h"
 
 #include <cjson/cJSON.h>
@@ -15,22 +17,7 @@
 #include "core/config/config.h"
 #include "core/task.h"
 #include "core/util.h"
-
-typedef struct {
-    char *name, *dir;
-    Config cfg;
-    cJSON *summary;
-    const char *const *hidden; /* fields left out of series names: those a selection chose */
-} PlotRun;
-
-typedef struct {
-    char *dir, *plots, *data, *experiment, *scripts;
-    PlotRun *runs;
-    int n;
-    int drawn;
-    char *over[33]; /* a selection's `over` fields, NULL-terminated */
-    int n_selected_from; /* runs on disk before the selection, 0 without one */
-} Experiment;
+#include "plot_internal.h"
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
@@ -102,28 +89,29 @@ static void plot_run_free(PlotRun *r) {
 }
 
 /* A sweep with `select` leaves selected.json: only the runs it chose are drawn, and the fields
- * it chose over leave the series names (a series is a setting at its best value). */
+ * it chose over leave the series names (a series is a setting at its best value). The runs it
+ * did not choose are kept apart: the final-metric figure shows their scores lighter. */
 static bool apply_selection(Experiment *e, Error *err) {
     char *path = xasprintf("%s/selected.json", e->dir), *text = read_file(path, NULL, NULL);
     bool ok = true;
     cJSON *o = text ? cJSON_Parse(text) : NULL;
     const cJSON *over = cJSON_GetObjectItemCaseSensitive(o, "over"), *runs = cJSON_GetObjectItemCaseSensitive(o, "runs"), *v;
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "metric");
     if (text && (!cJSON_IsArray(over) || !cJSON_IsArray(runs) || cJSON_GetArraySize(over) > 32))
         ok = error_set(err, "%s: not a selection written by attnlab run (expected the lists 'over' and 'runs')", path);
     if (ok && text) {
         int n_over = 0;
         cJSON_ArrayForEach(v, over) if (cJSON_IsString(v)) e->over[n_over++] = xstrdup(v->valuestring);
+        if (cJSON_IsString(m)) e->select_metric = xstrdup(m->valuestring);
         e->n_selected_from = e->n;
+        e->others = xcalloc((size_t)e->n, sizeof(PlotRun));
         int kept = 0;
         for (int i = 0; i < e->n; i++) {
             bool chosen = false;
             cJSON_ArrayForEach(v, runs) chosen |= cJSON_IsString(v) && strcmp(v->valuestring, e->runs[i].name) == 0;
-            if (!chosen) {
-                plot_run_free(&e->runs[i]);
-                continue;
-            }
-            e->runs[kept] = e->runs[i];
-            e->runs[kept++].hidden = (const char *const *)e->over;
+            PlotRun *to = chosen ? &e->runs[kept++] : &e->others[e->n_others++];
+            *to = e->runs[i];
+            to->hidden = (const char *const *)e->over;
         }
         e->n = kept;
     }
@@ -133,58 +121,121 @@ static bool apply_selection(Experiment *e, Error *err) {
     return ok;
 }
 
-static double metric(const PlotRun *r, const char *key) {
+double plot_metric(const PlotRun *r, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(r->summary, key);
     if (!cJSON_IsNumber(v)) v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r->summary, "metrics"), key);
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
-static bool finished(const PlotRun *r) {
+bool plot_finished(const PlotRun *r) {
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(r->summary, "status");
     return cJSON_IsString(s) && strcmp(s->valuestring, "finished") == 0;
 }
 
-/* A run's series name: the fields its sweep set, except the seed and those in `except` (the
- * figure's axes), with characters gnuplot's word lists and file names cannot take replaced. */
-static void label_of(const PlotRun *r, const char *const *except, char *buf, size_t len) {
+static bool listed(const char *const *list, const char *s) {
+    for (; list && *list; list++)
+        if (strcmp(*list, s) == 0) return true;
+    return false;
+}
+
+/* "key=value" parts of the sweep's fields for which keep(field) holds, joined by commas, with
+ * characters gnuplot's word lists and file names cannot take replaced; the key is the field's
+ * last name (train.lr -> lr). */
+static void sweep_fields(const PlotRun *r, const char *const *except, bool hidden, char *buf, size_t len) {
     const cJSON *sweep = cJSON_GetObjectItemCaseSensitive(r->summary, "sweep"), *item;
     size_t n = 0;
     buf[0] = '\0';
     cJSON_ArrayForEach(item, sweep) {
-        bool skip = strcmp(item->string, "seed") == 0;
-        for (const char *const *x = except; x && *x; x++) skip |= strcmp(*x, item->string) == 0;
-        for (const char *const *x = r->hidden; x && *x; x++) skip |= strcmp(*x, item->string) == 0;
+        bool skip = strcmp(item->string, "seed") == 0 || listed(except, item->string) ||
+                    listed(r->hidden, item->string) != hidden;
         if (skip || !cJSON_IsString(item) || n >= len) continue;
         const char *key = strrchr(item->string, '.') ? strrchr(item->string, '.') + 1 : item->string;
         n += (size_t)snprintf(buf + n, len - n, "%s%s=%s", n ? "," : "", key, item->valuestring);
     }
-    /* a run that sets nothing of its own: measurement runs by name, trained ones are "all" */
-    if (!buf[0]) snprintf(buf, len, "%s", task_lookup(r->cfg.task)->measure ? r->name : "all");
     for (char *c = buf; *c; c++)
         if (*c == ' ' || *c == '\'' || *c == '"' || *c == '/') *c = '_';
 }
 
-/* ---- aggregation: the mean and spread (sample standard deviation) of y per (label, x) ---- */
+void plot_label(const PlotRun *r, const char *const *except, char *buf, size_t len) {
+    sweep_fields(r, except, false, buf, len);
+    /* a run that sets nothing of its own: measurement runs by name, trained ones are "all" */
+    if (!buf[0]) snprintf(buf, len, "%s", task_lookup(r->cfg.task)->measure ? r->name : "all");
+}
 
-typedef struct {
-    char label[256];
-    double x, sum, sum2;
-    int n;
-    char xtext[64];
-} Cell;
+void plot_chosen(const PlotRun *r, char *buf, size_t len) { sweep_fields(r, NULL, true, buf, len); }
 
-typedef struct {
-    Cell *cells;
-    int n, cap;
-} Table;
+/* ---- series names in numeric order ---- */
 
-static void table_add(Table *t, const char *label, double x, const char *xtext, double y) {
+/* A whole string that is a finite number. */
+static bool number_of(const char *s, double *x) {
+    char *end;
+    *x = strtod(s, &end);
+    return *s && !*end && isfinite(*x);
+}
+
+/* The fraction of linear-time layers of "L:F", to order ratios from all attention to all linear;
+ * -1 when s is not a ratio. */
+static double linear_share(const char *ratio) {
+    int l = 0, f = 0, used = 0;
+    if (sscanf(ratio, "%d:%d%n", &l, &f, &used) != 2 || ratio[used] || l < 0 || f < 0 || l + f == 0) return -1;
+    return (double)l / (l + f);
+}
+
+/* One "key=value" part of each name, of lengths na and nb. */
+static int part_cmp(const char *a, size_t na, const char *b, size_t nb) {
+    const char *ea = memchr(a, '=', na), *eb = memchr(b, '=', nb);
+    if (ea && eb) {
+        size_t ka = (size_t)(ea - a), kb = (size_t)(eb - b);
+        int c = strncmp(a, b, ka < kb ? ka : kb);
+        if (c || ka != kb) return c ? c : ka < kb ? -1 : 1;
+        a += ka + 1, na -= ka + 1, b += kb + 1, nb -= kb + 1;
+    }
+    char va[256], vb[256];
+    snprintf(va, sizeof va, "%.*s", (int)na, a);
+    snprintf(vb, sizeof vb, "%.*s", (int)nb, b);
+    double x, y;
+    if (number_of(va, &x) && number_of(vb, &y) && x != y) return x < y ? -1 : 1;
+    x = linear_share(va), y = linear_share(vb);
+    if (x >= 0 && y >= 0 && x != y) return x < y ? -1 : 1;
+    return strcmp(va, vb);
+}
+
+int plot_label_cmp(const char *a, const char *b) {
+    while (*a && *b) {
+        size_t na = strcspn(a, ","), nb = strcspn(b, ",");
+        int c = part_cmp(a, na, b, nb);
+        if (c) return c;
+        a += na + (a[na] == ','), b += nb + (b[nb] == ',');
+    }
+    return (*a != '\0') - (*b != '\0');
+}
+
+/* ---- word lists ---- */
+
+void words_add(Words *w, const char *word) {
+    char *next = xasprintf("%s%s\"%s\"", w->text ? w->text : "", w->n ? " " : "", word);
+    free(w->text);
+    w->text = next;
+    w->n++;
+    w->longest = max_int(w->longest, (int)strlen(word));
+}
+
+void words_free(Words *w) {
+    free(w->text);
+    memset(w, 0, sizeof *w);
+}
+
+/* ---- aggregation: the mean, min and max of y per (label, x) over the runs (one per seed) ---- */
+
+void table_add(Table *t, const char *label, double x, const char *xtext, double y) {
     if (!isfinite(y)) return;
     for (int i = 0; i < t->n; i++)
         if (strcmp(t->cells[i].label, label) == 0 && t->cells[i].x == x) {
-            t->cells[i].sum += y;
-            t->cells[i].sum2 += y * y;
-            t->cells[i].n++;
+            Cell *c = &t->cells[i];
+            c->sum += y;
+            c->lo = fmin(c->lo, y);
+            c->hi = fmax(c->hi, y);
+            c->n++;
             return;
         }
     if (t->n == t->cap) {
@@ -195,65 +246,98 @@ static void table_add(Table *t, const char *label, double x, const char *xtext, 
     snprintf(c->label, sizeof c->label, "%s", label);
     snprintf(c->xtext, sizeof c->xtext, "%s", xtext ? xtext : "");
     c->x = x;
-    c->sum = y;
-    c->sum2 = y * y;
+    c->sum = c->lo = c->hi = y;
     c->n = 1;
 }
 
-static double cell_mean(const Cell *c) { return c->sum / c->n; }
-static double cell_spread(const Cell *c) {
-    if (c->n < 2) return 0;
-    double m = cell_mean(c), v = (c->sum2 - c->n * m * m) / (c->n - 1);
-    return v > 0 ? sqrt(v) : 0;
-}
+double cell_mean(const Cell *c) { return c->sum / c->n; }
 
 static int cmp_cell(const void *a, const void *b) {
     const Cell *x = a, *y = b;
-    int c = strcmp(x->label, y->label);
+    int c = plot_label_cmp(x->label, y->label);
     return c ? c : (x->x > y->x) - (x->x < y->x);
 }
 
-/* Distinct labels of a table, in order, as a space-separated list. */
-static char *labels_of(Table *t) {
-    qsort(t->cells, (size_t)t->n, sizeof(Cell), cmp_cell);
-    char *out = xstrdup("");
-    for (int i = 0; i < t->n; i++) {
-        if (i && strcmp(t->cells[i].label, t->cells[i - 1].label) == 0) continue;
-        char *next = xasprintf("%s%s%s", out, out[0] ? " " : "", t->cells[i].label);
-        free(out);
-        out = next;
-    }
-    return out;
+FILE *data_file(const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) die("cannot write '%s'", path);
+    return f;
 }
 
-/* One data file per label: "x mean spread", named <prefix><label>.dat; returns the file list. */
-static char *write_series(const Experiment *e, Table *t, const char *prefix) {
-    char *files = xstrdup("");
+double log2_span(const Table *t) {
+    double lo = INFINITY, hi = -INFINITY;
+    for (int i = 0; i < t->n; i++) lo = fmin(lo, t->cells[i].x), hi = fmax(hi, t->cells[i].x);
+    return lo > 0 && hi > lo ? log2(hi / lo) : 0;
+}
+
+const char *series_title(const char *label) { return strcmp(label, "all") == 0 ? "mean over seeds" : label; }
+
+void write_series(const Experiment *e, Table *t, const char *prefix, Words *files, Words *titles) {
     qsort(t->cells, (size_t)t->n, sizeof(Cell), cmp_cell);
     for (int i = 0; i < t->n;) {
         char *path = xasprintf("%s/%s%s.dat", e->data, prefix, t->cells[i].label);
-        FILE *f = fopen(path, "w");
-        if (!f) die("cannot write '%s'", path);
+        FILE *f = data_file(path);
+        fprintf(f, "# %s: x, mean, min, max over n runs (seeds), n\n", t->cells[i].label);
         int j = i;
-        for (; j < t->n && strcmp(t->cells[j].label, t->cells[i].label) == 0; j++)
-            fprintf(f, "%.10g %.10g %.10g\n", t->cells[j].x, cell_mean(&t->cells[j]), cell_spread(&t->cells[j]));
+        for (; j < t->n && strcmp(t->cells[j].label, t->cells[i].label) == 0; j++) {
+            const Cell *c = &t->cells[j];
+            fprintf(f, "%.10g %.10g %.10g %.10g %d\n", c->x, cell_mean(c), c->lo, c->hi, c->n);
+        }
         fclose(f);
-        char *next = xasprintf("%s%s%s", files, files[0] ? " " : "", path);
-        free(files);
-        files = next;
+        words_add(files, path);
+        words_add(titles, series_title(t->cells[i].label));
         free(path);
         i = j;
     }
-    return files;
 }
 
-/* Runs one gnuplot script for PNG and SVG with the given "name='value'" assignments. */
-static void draw(Experiment *e, const char *script, const char *figure, const char *assignments) {
+/* ---- drawing ---- */
+
+/* Where the legend goes, as gnuplot's keypos and keyrows: outside at the right while it is narrow
+ * (keyrows 0); below the plot, in rows of as many entries as fit across 700 pixels of plot (at 9
+ * per character, SVG's font included), when its entries are many or long, so that the plot keeps
+ * its width. The scripts make room for keyrows rows below. */
+static void key_position(const Words *key, char *buf, size_t len) {
+    if (!key || (key->n <= 12 && key->longest <= 26)) {
+        snprintf(buf, len, "keypos='outside right top vertical'; keyrows=0");
+        return;
+    }
+    int cols = 700 / (9 * key->longest + 100);
+    cols = cols < 1 ? 1 : cols > key->n ? key->n : cols;
+    snprintf(buf, len, "keypos='outside below center horizontal maxcols %d'; keyrows=%d", cols, (key->n + cols - 1) / cols);
+}
+
+/* text in single quotes for a POSIX shell */
+static char *shell_quoted(const char *text) {
+    size_t n = 2;
+    for (const char *c = text; *c; c++) n += *c == '\'' ? 4 : 1;
+    char *out = xmalloc(n + 1), *o = out;
+    *o++ = '\'';
+    for (const char *c = text; *c; c++) {
+        if (*c == '\'') memcpy(o, "'\\''", 4), o += 4;
+        else *o++ = *c;
+    }
+    *o++ = '\'';
+    *o = '\0';
+    return out;
+}
+
+void draw(Experiment *e, const char *script, const char *figure, const char *assignments, const Words *key) {
+    char *path = xasprintf("%s/%s", e->scripts, script), keypos[128];
+    key_position(key, keypos, sizeof keypos);
     for (int k = 0; k < 2; k++) {
         const char *fmt = k ? "svg" : "png";
-        char *vars = xasprintf("%s; out='%s/%s'; fmt='%s'; experiment='%s'", assignments, e->plots, figure, fmt,
-                               e->experiment);
-        char *path = xasprintf("%s/%s", e->scripts, script);
+        char *vars = xasprintf("%s; %s; out='%s/%s'; fmt='%s'; experiment='%s'", assignments, keypos, e->plots, figure,
+                               fmt, e->experiment);
+        if (k == 0) { /* the command, to draw the figure again by hand (after editing its script) */
+            char *cmd_path = xasprintf("%s/%s.cmd", e->data, figure), *quoted = shell_quoted(vars);
+            char *cmd = xasprintf("# %s.png, from the folder attnlab plot ran in (fmt='svg' for the SVG)\ngnuplot -e %s %s\n",
+                                  figure, quoted, path);
+            write_file_atomic(cmd_path, cmd, strlen(cmd));
+            free(cmd);
+            free(quoted);
+            free(cmd_path);
+        }
         fflush(NULL);
         pid_t pid = fork();
         if (pid == 0) {
@@ -265,59 +349,13 @@ static void draw(Experiment *e, const char *script, const char *figure, const ch
         waitpid(pid, &status, 0);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("plot: gnuplot failed on %s for %s", script, figure);
         free(vars);
-        free(path);
     }
+    free(path);
     printf("  %s/%s.png, .svg\n", e->plots, figure);
     e->drawn++;
 }
 
-/* ---- the figures ---- */
-
-static void loss_curves(Experiment *e) {
-    char *files = xstrdup(""), *titles = xstrdup("");
-    int n = 0;
-    for (int i = 0; i < e->n; i++) {
-        char *mp = xasprintf("%s/metrics.jsonl", e->runs[i].dir);
-        char *text = read_file(mp, NULL, NULL);
-        free(mp);
-        if (!text) continue;
-        char *dp = xasprintf("%s/loss_%s.dat", e->data, e->runs[i].name);
-        FILE *f = fopen(dp, "w");
-        if (!f) die("cannot write '%s'", dp);
-        int rows = 0;
-        for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-            cJSON *o = cJSON_Parse(line);
-            const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "step"), *l = cJSON_GetObjectItemCaseSensitive(o, "loss");
-            if (cJSON_IsNumber(s) && cJSON_IsNumber(l)) {
-                fprintf(f, "%d %.8g\n", (int)s->valuedouble, l->valuedouble);
-                rows++;
-            }
-            cJSON_Delete(o);
-        }
-        fclose(f);
-        free(text);
-        if (rows) {
-            char label[256];
-            snprintf(label, sizeof label, "%s", e->runs[i].name);
-            for (char *c = label; *c; c++)
-                if (*c == ' ' || *c == '\'') *c = '_';
-            char *nf = xasprintf("%s%s%s", files, n ? " " : "", dp), *nt = xasprintf("%s%s%s", titles, n ? " " : "", label);
-            free(files);
-            free(titles);
-            files = nf;
-            titles = nt;
-            n++;
-        }
-        free(dp);
-    }
-    if (n) {
-        char *vars = xasprintf("files='%s'; titles='%s'", files, titles);
-        draw(e, "loss_curves.gp", "loss_curves", vars);
-        free(vars);
-    }
-    free(files);
-    free(titles);
-}
+/* ---- the figures along an axis (loss curves and final metrics: plot_settings.c) ---- */
 
 static int distinct_ints(const Experiment *e, const char *task, size_t offset) {
     int values[256], n = 0;
@@ -331,61 +369,79 @@ static int distinct_ints(const Experiment *e, const char *task, size_t offset) {
     return n;
 }
 
+/* The chance accuracy of the runs of `task` when they all have the same, else 0: no line. */
+static double common_chance(const Experiment *e, const char *task) {
+    double chance = -1;
+    for (int i = 0; i < e->n; i++) {
+        if (strcmp(e->runs[i].cfg.task, task) != 0) continue;
+        double c = task_chance_accuracy(&e->runs[i].cfg);
+        if (chance >= 0 && c != chance) return 0;
+        chance = c;
+    }
+    return chance > 0 ? chance : 0;
+}
+
+static int cmp_label_ptr(const void *a, const void *b) { return plot_label_cmp(*(char *const *)a, *(char *const *)b); }
+
 /* One panel per (sequence length, key-value pairs) pair, as Zoology varies them together. */
 static void mqar_width(Experiment *e) {
     if (distinct_ints(e, "mqar", offsetof(Config, model.d_model)) < 2) return;
     static const char *const except[] = {"model.d_model", "train.seq_len", "mqar.num_kv_pairs", NULL};
-    Table t = {0};
-    int panel_len[64], panel_pairs[64], n_panels = 0;
+    enum { MAX_PANELS = 64 };
+    Table t[MAX_PANELS] = {{0}};
+    int panel_len[MAX_PANELS], panel_pairs[MAX_PANELS], n_panels = 0;
     for (int i = 0; i < e->n; i++) {
         const PlotRun *r = &e->runs[i];
-        if (strcmp(r->cfg.task, "mqar") != 0 || !finished(r)) continue;
-        int len = r->cfg.train.seq_len, pairs = r->cfg.mqar.num_kv_pairs;
-        char label[256], full[300];
-        label_of(r, except, label, sizeof label);
-        snprintf(full, sizeof full, "T%d_P%d_%s", len, pairs, label);
-        table_add(&t, full, r->cfg.model.d_model, NULL, metric(r, "val_accuracy"));
-        bool seen = false;
-        for (int k = 0; k < n_panels; k++) seen |= panel_len[k] == len && panel_pairs[k] == pairs;
-        if (!seen && n_panels < 64) {
-            panel_len[n_panels] = len;
-            panel_pairs[n_panels++] = pairs;
-        }
+        if (strcmp(r->cfg.task, "mqar") != 0 || !plot_finished(r)) continue;
+        int len = r->cfg.train.seq_len, pairs = r->cfg.mqar.num_kv_pairs, p = 0;
+        while (p < n_panels && (panel_len[p] != len || panel_pairs[p] != pairs)) p++;
+        if (p == MAX_PANELS) continue;
+        if (p == n_panels) panel_len[n_panels] = len, panel_pairs[n_panels++] = pairs;
+        char label[256];
+        plot_label(r, except, label, sizeof label);
+        table_add(&t[p], label, r->cfg.model.d_model, NULL, plot_metric(r, "val_accuracy"));
     }
     for (int a = 0; a < n_panels; a++) /* by length, then pairs */
         for (int b = a + 1; b < n_panels; b++)
             if (panel_len[b] < panel_len[a] || (panel_len[b] == panel_len[a] && panel_pairs[b] < panel_pairs[a])) {
                 int x = panel_len[a], y = panel_pairs[a];
-                panel_len[a] = panel_len[b], panel_pairs[a] = panel_pairs[b];
-                panel_len[b] = x, panel_pairs[b] = y;
+                Table z = t[a];
+                panel_len[a] = panel_len[b], panel_pairs[a] = panel_pairs[b], t[a] = t[b];
+                panel_len[b] = x, panel_pairs[b] = y, t[b] = z;
             }
     char lengths[512] = "", pairs[512] = "";
     size_t ln = 0, pn = 0;
-    for (int k = 0; k < n_panels && ln < sizeof lengths && pn < sizeof pairs; k++) {
-        ln += (size_t)snprintf(lengths + ln, sizeof lengths - ln, "%s%d", k ? " " : "", panel_len[k]);
-        pn += (size_t)snprintf(pairs + pn, sizeof pairs - pn, "%s%d", k ? " " : "", panel_pairs[k]);
+    const char **names = NULL;
+    int n_names = 0;
+    for (int p = 0; p < n_panels; p++) {
+        if (ln < sizeof lengths) ln += (size_t)snprintf(lengths + ln, sizeof lengths - ln, "%s%d", p ? " " : "", panel_len[p]);
+        if (pn < sizeof pairs) pn += (size_t)snprintf(pairs + pn, sizeof pairs - pn, "%s%d", p ? " " : "", panel_pairs[p]);
+        names = xrealloc(names, sizeof(char *) * (size_t)(n_names + t[p].n));
+        for (int i = 0; i < t[p].n; i++) names[n_names++] = t[p].cells[i].label;
     }
-    char *files = write_series(e, &t, "mqar_"); /* files mqar_T<len>_P<pairs>_<label>.dat */
-    /* the mixer labels without the panel prefix */
-    char *labels = xstrdup("");
-    for (int i = 0; i < t.n; i++) {
-        const char *l = strchr(strchr(t.cells[i].label, '_') + 1, '_') + 1;
-        char needle[300];
-        snprintf(needle, sizeof needle, " %s ", l);
-        char *hay = xasprintf(" %s ", labels);
-        if (!strstr(hay, needle)) {
-            char *nl = xasprintf("%s%s%s", labels, labels[0] ? " " : "", l);
-            free(labels);
-            labels = nl;
+    /* the series of every panel, each once, in order */
+    qsort(names, (size_t)n_names, sizeof(char *), cmp_label_ptr);
+    Words labels = {0}, files = {0}, titles = {0};
+    for (int i = 0; i < n_names; i++)
+        if (!i || strcmp(names[i], names[i - 1]) != 0) words_add(&labels, names[i]);
+    free(names);
+    if (labels.n) {
+        double span = 0;
+        for (int p = 0; p < n_panels; p++) { /* files mqar_T<len>_P<pairs>_<label>.dat */
+            char prefix[64];
+            span = fmax(span, log2_span(&t[p]));
+            snprintf(prefix, sizeof prefix, "mqar_T%d_P%d_", panel_len[p], panel_pairs[p]);
+            write_series(e, &t[p], prefix, &files, &titles);
         }
-        free(hay);
+        char *vars = xasprintf("datadir='%s'; lengths='%s'; pairs='%s'; labels='%s'; chance=%.10g; xspan=%g", e->data,
+                               lengths, pairs, words_text(&labels), common_chance(e, "mqar"), span);
+        draw(e, "mqar_width.gp", "mqar_accuracy_vs_width", vars, &labels);
+        free(vars);
     }
-    char *vars = xasprintf("datadir='%s'; lengths='%s'; pairs='%s'; labels='%s'", e->data, lengths, pairs, labels);
-    draw(e, "mqar_width.gp", "mqar_accuracy_vs_width", vars);
-    free(vars);
-    free(labels);
-    free(files);
-    free(t.cells);
+    for (int p = 0; p < n_panels; p++) free(t[p].cells);
+    words_free(&labels);
+    words_free(&files);
+    words_free(&titles);
 }
 
 static void accuracy_vs_length(Experiment *e) {
@@ -397,54 +453,69 @@ static void accuracy_vs_length(Experiment *e) {
         Table t = {0};
         for (int i = 0; i < e->n; i++) {
             const PlotRun *r = &e->runs[i];
-            if (strcmp(r->cfg.task, tasks[k]) != 0 || !finished(r)) continue;
+            if (strcmp(r->cfg.task, tasks[k]) != 0 || !plot_finished(r)) continue;
             char label[256];
-            label_of(r, except, label, sizeof label);
-            table_add(&t, label, r->cfg.train.seq_len, NULL, metric(r, "val_accuracy"));
+            plot_label(r, except, label, sizeof label);
+            table_add(&t, label, r->cfg.train.seq_len, NULL, plot_metric(r, "val_accuracy"));
         }
         char prefix[64], figure[64];
         snprintf(prefix, sizeof prefix, "%s_length_", tasks[k]);
         snprintf(figure, sizeof figure, "%s_accuracy_vs_length", tasks[k]);
-        char *labels = labels_of(&t), *files = write_series(e, &t, prefix);
-        char *vars = xasprintf("files='%s'; titles='%s'; task='%s'", files, labels, tasks[k]);
-        draw(e, "accuracy_vs_length.gp", figure, vars);
-        free(vars);
-        free(labels);
-        free(files);
+        Words files = {0}, titles = {0};
+        write_series(e, &t, prefix, &files, &titles);
+        if (files.n) {
+            char *vars = xasprintf("files='%s'; titles='%s'; task='%s'; chance=%.10g; xspan=%g", words_text(&files),
+                                   words_text(&titles), tasks[k], common_chance(e, tasks[k]), log2_span(&t));
+            draw(e, "accuracy_vs_length.gp", figure, vars, &titles);
+            free(vars);
+        }
+        words_free(&files);
+        words_free(&titles);
         free(t.cells);
     }
 }
 
-/* The fraction of linear-time layers of "L:F", to order ratios from all attention to all linear. */
-static double linear_share(const char *ratio) {
-    int l = 0, f = 0;
-    if (sscanf(ratio, "%d:%d", &l, &f) != 2 || l + f == 0) return -1;
-    return (double)l / (l + f);
-}
-
+/* Perplexity at each hybrid ratio, from all attention to all linear, a line per setting. */
 static void ppl_vs_ratio(Experiment *e) {
+    static const char *const except[] = {"model.hybrid.ratio", NULL};
+    const char *ratios[64];
+    int n_ratios = 0;
+    for (int i = 0; i < e->n; i++) {
+        const PlotRun *r = &e->runs[i];
+        if (strcmp(r->cfg.task, "lm") != 0 || !plot_finished(r) || !r->cfg.model.hybrid.ratio[0]) continue;
+        int k = 0;
+        while (k < n_ratios && strcmp(ratios[k], r->cfg.model.hybrid.ratio) != 0) k++;
+        if (k == n_ratios && n_ratios < 64) ratios[n_ratios++] = r->cfg.model.hybrid.ratio;
+    }
+    if (n_ratios < 2) return;
+    for (int a = 0; a < n_ratios; a++) /* by the share of linear-time layers */
+        for (int b = a + 1; b < n_ratios; b++)
+            if (linear_share(ratios[b]) < linear_share(ratios[a])) {
+                const char *x = ratios[a];
+                ratios[a] = ratios[b], ratios[b] = x;
+            }
     Table t = {0};
     for (int i = 0; i < e->n; i++) {
         const PlotRun *r = &e->runs[i];
-        if (strcmp(r->cfg.task, "lm") != 0 || !finished(r) || !r->cfg.model.hybrid.ratio[0]) continue;
-        table_add(&t, "ratio", linear_share(r->cfg.model.hybrid.ratio), r->cfg.model.hybrid.ratio,
-                  metric(r, "val_perplexity"));
+        if (strcmp(r->cfg.task, "lm") != 0 || !plot_finished(r) || !r->cfg.model.hybrid.ratio[0]) continue;
+        int k = 0;
+        while (k < n_ratios && strcmp(ratios[k], r->cfg.model.hybrid.ratio) != 0) k++;
+        if (k == n_ratios) continue;
+        char label[256];
+        plot_label(r, except, label, sizeof label);
+        table_add(&t, label, k, ratios[k], plot_metric(r, "val_perplexity"));
     }
-    if (t.n < 2) {
-        free(t.cells);
-        return;
+    Words files = {0}, titles = {0}, names = {0};
+    write_series(e, &t, "ppl_ratio_", &files, &titles);
+    for (int k = 0; k < n_ratios; k++) words_add(&names, ratios[k]);
+    if (files.n) {
+        char *vars = xasprintf("files='%s'; titles='%s'; ratios='%s'", words_text(&files), words_text(&titles), words_text(&names));
+        draw(e, "ppl_vs_ratio.gp", "perplexity_vs_ratio", vars, &titles);
+        free(vars);
     }
-    qsort(t.cells, (size_t)t.n, sizeof(Cell), cmp_cell);
-    char *path = xasprintf("%s/ppl_vs_ratio.dat", e->data);
-    FILE *f = fopen(path, "w");
-    if (!f) die("cannot write '%s'", path);
-    for (int i = 0; i < t.n; i++)
-        fprintf(f, "%d %s %.10g %.10g\n", i, t.cells[i].xtext, cell_mean(&t.cells[i]), cell_spread(&t.cells[i]));
-    fclose(f);
-    char *vars = xasprintf("file='%s'", path);
-    draw(e, "ppl_vs_ratio.gp", "perplexity_vs_ratio", vars);
-    free(vars);
-    free(path);
+    words_free(&files);
+    words_free(&titles);
+    words_free(&names);
     free(t.cells);
 }
 
@@ -454,41 +525,55 @@ static void ppl_vs_length(Experiment *e) {
     int train_len = 0;
     for (int i = 0; i < e->n; i++) {
         const PlotRun *r = &e->runs[i];
-        if (strcmp(r->cfg.task, "lm") != 0 || !finished(r) || !isfinite(metric(r, "val_perplexity_x2"))) continue;
+        if (strcmp(r->cfg.task, "lm") != 0 || !plot_finished(r) || !isfinite(plot_metric(r, "val_perplexity_x2"))) continue;
         char label[256];
-        label_of(r, except, label, sizeof label);
+        plot_label(r, except, label, sizeof label);
         train_len = r->cfg.train.seq_len;
         for (int f = 1; f <= 64; f *= 2) {
             char key[48];
             snprintf(key, sizeof key, "val_perplexity_x%d", f);
-            table_add(&t, label, (double)f * r->cfg.train.seq_len, NULL, metric(r, key));
+            table_add(&t, label, (double)f * r->cfg.train.seq_len, NULL, plot_metric(r, key));
         }
     }
     if (!t.n) return;
-    char *labels = labels_of(&t), *files = write_series(e, &t, "ppl_length_");
-    char *vars = xasprintf("files='%s'; titles='%s'; train_len='%d'", files, labels, train_len);
-    draw(e, "ppl_vs_length.gp", "perplexity_vs_length", vars);
+    Words files = {0}, titles = {0};
+    write_series(e, &t, "ppl_length_", &files, &titles);
+    char *vars = xasprintf("files='%s'; titles='%s'; train_len='%d'; xspan=%g", words_text(&files), words_text(&titles),
+                           train_len, log2_span(&t));
+    draw(e, "ppl_vs_length.gp", "perplexity_vs_length", vars, &titles);
     free(vars);
-    free(labels);
-    free(files);
+    words_free(&files);
+    words_free(&titles);
     free(t.cells);
 }
 
+typedef struct {
+    char label[256];
+    const PlotRun *run;
+} Labelled;
+
+static int cmp_labelled(const void *a, const void *b) { return plot_label_cmp(((const Labelled *)a)->label, ((const Labelled *)b)->label); }
+
 static void efficiency(Experiment *e) {
-    char *files = xstrdup(""), *titles = xstrdup(""), device[32] = "cpu";
+    Labelled *runs = xcalloc((size_t)e->n, sizeof(Labelled));
     int n = 0;
-    for (int i = 0; i < e->n; i++) {
-        const PlotRun *r = &e->runs[i];
-        if (strcmp(r->cfg.task, "efficiency") != 0) continue;
+    for (int i = 0; i < e->n; i++)
+        if (strcmp(e->runs[i].cfg.task, "efficiency") == 0) {
+            runs[n].run = &e->runs[i];
+            plot_label(&e->runs[i], NULL, runs[n++].label, sizeof runs[0].label);
+        }
+    qsort(runs, (size_t)n, sizeof(Labelled), cmp_labelled);
+    Words files = {0}, titles = {0};
+    char device[32] = "cpu";
+    for (int i = 0; i < n; i++) {
+        const PlotRun *r = runs[i].run;
         char *csv = xasprintf("%s/efficiency.csv", r->dir);
         char *text = read_file(csv, NULL, NULL);
         free(csv);
         if (!text) continue;
-        char label[256];
-        label_of(r, NULL, label, sizeof label);
-        char *dp = xasprintf("%s/efficiency_%s.dat", e->data, label);
-        FILE *f = fopen(dp, "w");
-        if (!f) die("cannot write '%s'", dp);
+        char *dp = xasprintf("%s/efficiency_%s.dat", e->data, runs[i].label);
+        FILE *f = data_file(dp);
+        fprintf(f, "# %s: context, decode ms per step, cache MiB per sequence, prefill ms\n", runs[i].label);
         char *line = strtok(text, "\n"); /* header */
         while ((line = strtok(NULL, "\n"))) {
             double ctx, prefill, pps, decode, dps, cache;
@@ -498,21 +583,18 @@ static void efficiency(Experiment *e) {
         fclose(f);
         free(text);
         snprintf(device, sizeof device, "%s", r->cfg.device);
-        char *nf = xasprintf("%s%s%s", files, n ? " " : "", dp), *nt = xasprintf("%s%s%s", titles, n ? " " : "", label);
-        free(files);
-        free(titles);
-        files = nf;
-        titles = nt;
+        words_add(&files, dp);
+        words_add(&titles, runs[i].label);
         free(dp);
-        n++;
     }
-    if (n) {
-        char *vars = xasprintf("files='%s'; titles='%s'; device='%s'", files, titles, device);
-        draw(e, "efficiency.gp", "decode_time_and_cache_vs_context", vars);
+    if (files.n) {
+        char *vars = xasprintf("files='%s'; titles='%s'; device='%s'", words_text(&files), words_text(&titles), device);
+        draw(e, "efficiency.gp", "decode_time_and_cache_vs_context", vars, &titles);
         free(vars);
     }
-    free(files);
-    free(titles);
+    words_free(&files);
+    words_free(&titles);
+    free(runs);
 }
 
 int plot_experiment(const char *where) {
@@ -532,6 +614,7 @@ int plot_experiment(const char *where) {
     if (e.n_selected_from) printf("plot '%s': %d runs (chosen by selected.json from %d)\n", e.experiment, e.n, e.n_selected_from);
     else printf("plot '%s': %d runs\n", e.experiment, e.n);
     loss_curves(&e);
+    final_metric(&e);
     mqar_width(&e);
     accuracy_vs_length(&e);
     ppl_vs_ratio(&e);
@@ -539,8 +622,11 @@ int plot_experiment(const char *where) {
     efficiency(&e);
     if (!e.drawn) printf("  nothing to draw\n");
     for (int i = 0; i < e.n; i++) plot_run_free(&e.runs[i]);
+    for (int i = 0; i < e.n_others; i++) plot_run_free(&e.others[i]);
     for (int k = 0; e.over[k]; k++) free(e.over[k]);
+    free(e.select_metric);
     free(e.runs);
+    free(e.others);
     free(e.dir);
     free(e.plots);
     free(e.data);

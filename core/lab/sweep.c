@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "core/backend.h"
+#include "core/config/fingerprint.h"
 #include "core/config/lua_sandbox.h"
 #include "core/task.h"
 #include "core/train.h"
@@ -476,6 +477,7 @@ void sweep_free(Sweep *sw) {
             free(r->values[j]);
         }
         config_free(&r->cfg);
+        free(r->stale);
     }
     free(sw->runs);
     select_free(&sw->select);
@@ -503,6 +505,10 @@ static cJSON *read_summary(const Sweep *sw, const SweepRun *r) {
 const char *sweep_json_string(const cJSON *o, const char *key) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
     return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+bool sweep_not_learned(const cJSON *summary) {
+    return summary && cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(summary, "learned"));
 }
 
 static const char *const NUMBER_COLUMNS[] = {"step",           "train_loss",   "val_loss", "val_bits_per_byte",
@@ -576,6 +582,7 @@ void sweep_write_summary(const Sweep *sw) {
         fprintf(csv.f, ",%s", metrics[k]);
         fprintf(md.f, " %s |", metrics[k]);
     }
+    fputs(",learned,stale", csv.f); /* last, so that the columns before keep their places */
     fputc('\n', csv.f);
     fputs("\n|", md.f);
     for (int k = 0; k < 2 + n_fields + N_NUMBER_COLUMNS + n_metrics; k++) fputs(" --- |", md.f);
@@ -590,7 +597,14 @@ void sweep_write_summary(const Sweep *sw) {
         sweep_csv_cell(csv.f, status);
         fputc(',', csv.f);
         sweep_csv_cell(csv.f, reason);
-        fprintf(md.f, "| %s | %s%s%s%s |", r->name, status, reason[0] ? " (" : "", reason, reason[0] ? ")" : "");
+        /* Markdown: the status, then its reason, "not learned" and "stale: ..." in parentheses */
+        const cJSON *learned = o ? cJSON_GetObjectItemCaseSensitive(o, "learned") : NULL;
+        char notes[1024];
+        size_t nn = (size_t)snprintf(notes, sizeof notes, "%s", reason);
+        if (sweep_not_learned(o) && nn < sizeof notes)
+            nn += (size_t)snprintf(notes + nn, sizeof notes - nn, "%snot learned", nn ? "; " : "");
+        if (r->stale && nn < sizeof notes) snprintf(notes + nn, sizeof notes - nn, "%sstale: %s", nn ? "; " : "", r->stale);
+        fprintf(md.f, "| %s | %s%s%s%s |", r->name, status, notes[0] ? " (" : "", notes, notes[0] ? ")" : "");
         for (int k = 0; k < n_fields; k++) {
             const char *v = "";
             for (int j = 0; j < r->n_overrides; j++)
@@ -615,6 +629,8 @@ void sweep_write_summary(const Sweep *sw) {
             number_text(num, sizeof num, v, true);
             fprintf(md.f, " %s |", num);
         }
+        fprintf(csv.f, ",%s,", cJSON_IsBool(learned) ? (cJSON_IsTrue(learned) ? "yes" : "no") : "");
+        sweep_csv_cell(csv.f, r->stale ? r->stale : "");
         fputc('\n', csv.f);
         fputc('\n', md.f);
     }
@@ -624,6 +640,142 @@ void sweep_write_summary(const Sweep *sw) {
     free(sums);
     free(csv_path);
     free(md_path);
+}
+
+/* ---- runs whose config changed ---- */
+
+/* A run whose folder holds results or a checkpoint of another config than the run's now. */
+typedef struct {
+    int run;
+    bool finished;
+    char **items; /* "path: before -> after" for each field that changes results, or why it cannot be told */
+    int n_items;
+} ChangedRun;
+
+static void push_item(ChangedRun *c, char *item) {
+    c->items = xrealloc(c->items, sizeof(char *) * (size_t)(c->n_items + 1));
+    c->items[c->n_items++] = item;
+}
+
+/* The config run r's folder was trained with (its config.lua) against r's now: false when the
+ * folder holds nothing a restart would use (no finished results, no checkpoint) or the same
+ * config. summary.json's fingerprint tells most runs apart at once; a run whose fingerprint
+ * differs, or that predates fingerprints, has its config.lua compared field by field, and one
+ * resumed with changed fields (resumed_with_changes) is never the run its config describes. */
+static bool changed_config(const Sweep *sw, int i, const cJSON *summary, ChangedRun *out) {
+    const SweepRun *r = &sw->runs[i];
+    char *dir = run_dir(sw, r), *checkpoint = xasprintf("%s/checkpoint.safetensors", dir);
+    const char *status = summary ? sweep_json_string(summary, "status") : NULL;
+    *out = (ChangedRun){.run = i, .finished = status && strcmp(status, "finished") == 0};
+    bool reusable = out->finished || path_exists(checkpoint);
+    const cJSON *resumed = reusable && summary ? cJSON_GetObjectItemCaseSensitive(summary, "resumed_with_changes") : NULL;
+    const cJSON *item;
+    const char *recorded = summary ? sweep_json_string(summary, "config_fingerprint") : NULL;
+    char fingerprint[FINGERPRINT_HEX];
+    config_fingerprint(&r->cfg, fingerprint);
+    if (reusable && !(recorded && strcmp(recorded, fingerprint) == 0)) {
+        char *path = xasprintf("%s/config.lua", dir);
+        Config before;
+        Error err;
+        memset(&before, 0, sizeof before);
+        if (!path_exists(path)) {
+            push_item(out, xstrdup("its config.lua is missing"));
+        } else if (!config_load(&before, path, NULL, 0, &err)) {
+            push_item(out, xasprintf("its config.lua does not load: %s", err.msg));
+        } else {
+            ConfigChanges ch = config_changes(&before, &r->cfg);
+            for (int k = 0; k < ch.n; k++)
+                if (ch.items[k].affects_results) push_item(out, config_change_text(&ch.items[k]));
+            config_changes_free(&ch);
+        }
+        config_free(&before);
+        free(path);
+    }
+    cJSON_ArrayForEach(item, resumed)
+        if (cJSON_IsString(item)) push_item(out, xasprintf("resumed with %s", item->valuestring));
+    free(checkpoint);
+    free(dir);
+    return out->n_items > 0;
+}
+
+/* "NAME NAME NAME and 2 more (path: a -> b, ...)" of the changed runs that `kept` says (-1: all):
+ * a few names (they hold no spaces) and a few of their distinct differences. */
+static char *describe_changed(const Sweep *sw, const ChangedRun *changed, int n, int kept) {
+    char **names = xcalloc((size_t)n + 1, sizeof(char *)), **items = NULL;
+    int n_names = 0, n_items = 0;
+    for (int c = 0; c < n; c++) {
+        if (kept >= 0 && (sw->runs[changed[c].run].stale != NULL) != kept) continue;
+        names[n_names++] = sw->runs[changed[c].run].name;
+        for (int k = 0; k < changed[c].n_items; k++) {
+            bool seen = false;
+            for (int d = 0; d < n_items; d++) seen |= strcmp(items[d], changed[c].items[k]) == 0;
+            if (seen) continue;
+            items = xrealloc(items, sizeof(char *) * (size_t)(n_items + 1));
+            items[n_items++] = changed[c].items[k];
+        }
+    }
+    char *run_list = join_texts(names, n_names, " ", 3), *item_list = join_texts(items, n_items, ", ", 3);
+    char *out = xasprintf("%s (%s)", run_list, item_list);
+    free(run_list);
+    free(item_list);
+    free(names);
+    free(items);
+    return out;
+}
+
+/* Before anything runs, runs whose folder holds results or a checkpoint of another config
+ * stop the sweep with one line naming them and the fields, or (--rerun-changed) have their
+ * folder cleared and run again from step 0, or (--keep-changed) keep a finished run's results,
+ * marked stale in the summaries, and start an unfinished one again from step 0. */
+static void settle_changed_runs(Sweep *sw) {
+    ChangedRun *changed = xcalloc((size_t)sw->n_runs, sizeof(ChangedRun));
+    int n = 0, n_finished = 0;
+    for (int i = 0; i < sw->n_runs; i++) {
+        cJSON *o = read_summary(sw, &sw->runs[i]);
+        if (changed_config(sw, i, o, &changed[n])) n_finished += changed[n++].finished;
+        cJSON_Delete(o);
+    }
+    if (n && sw->on_changed == CHANGED_REFUSE) {
+        char *what = describe_changed(sw, changed, n, -1);
+        if (n_finished == n)
+            die("sweep '%s': %d finished run%s trained with another config: %s; --rerun-changed runs %s again, "
+                "--keep-changed keeps %s results, marked stale", sw->experiment, n, n == 1 ? " was" : "s were", what,
+                n == 1 ? "it" : "them", n == 1 ? "its" : "their");
+        die("sweep '%s': %d run%s results or a checkpoint of another config (%d finished, %d to resume): %s; "
+            "--rerun-changed runs them again from step 0, --keep-changed keeps the finished ones' results, marked "
+            "stale, and starts the others again", sw->experiment, n, n == 1 ? " holds" : "s hold", n_finished,
+            n - n_finished, what);
+    }
+    int kept = 0;
+    for (int c = 0; c < n; c++) {
+        SweepRun *r = &sw->runs[changed[c].run];
+        if (sw->on_changed == CHANGED_KEEP && changed[c].finished) {
+            r->stale = join_texts(changed[c].items, changed[c].n_items, ", ", changed[c].n_items);
+            kept++;
+            continue;
+        }
+        /* never resumed into another config: its folder goes, and it starts from step 0 */
+        char *dir = run_dir(sw, r);
+        Error err;
+        if (!lock_run_dir(dir, &err)) die("%s", err.msg);
+        remove_tree(dir);
+        free(dir);
+    }
+    for (int group = 1; group >= 0; group--) {
+        int count = group ? kept : n - kept;
+        if (!count) continue;
+        char *what = describe_changed(sw, changed, n, group);
+        if (group) printf("sweep '%s': keeping %d finished run%s of another config, marked stale in the summaries: %s\n",
+                          sw->experiment, count, count == 1 ? "" : "s", what);
+        else printf("sweep '%s': running %d run%s of another config again from step 0: %s\n", sw->experiment, count,
+                    count == 1 ? "" : "s", what);
+        free(what);
+    }
+    for (int c = 0; c < n; c++) {
+        for (int k = 0; k < changed[c].n_items; k++) free(changed[c].items[k]);
+        free(changed[c].items);
+    }
+    free(changed);
 }
 
 /* ---- running ---- */
@@ -813,8 +965,8 @@ static void describe_end(Jobs *j, const SweepRun *r, int status, bool told, char
     } else if (st && strcmp(st, "finished") == 0) {
         const cJSON *vl = cJSON_GetObjectItemCaseSensitive(o, "val_loss");
         const cJSON *va = cJSON_GetObjectItemCaseSensitive(o, "val_accuracy");
-        snprintf(what, len, "finished: val loss %.4f, accuracy %.4f", cJSON_IsNumber(vl) ? vl->valuedouble : NAN,
-                 cJSON_IsNumber(va) ? va->valuedouble : NAN);
+        snprintf(what, len, "finished: val loss %.4f, accuracy %.4f%s", cJSON_IsNumber(vl) ? vl->valuedouble : NAN,
+                 cJSON_IsNumber(va) ? va->valuedouble : NAN, sweep_not_learned(o) ? " (not learned)" : "");
         j->done++;
     } else if (WIFEXITED(status) && WEXITSTATUS(status) != 0 && !(st && strcmp(st, "interrupted") == 0)) {
         snprintf(what, len, "stopped with status %d; see %s/logs/%s.log", WEXITSTATUS(status), sw->dir, r->name);
@@ -843,6 +995,7 @@ static void run_ended(Jobs *j, pid_t pid, int status) {
 
 int sweep_run(Sweep *sw, int jobs) {
     Error err;
+    settle_changed_runs(sw);
     char *logs = xasprintf("%s/logs", sw->dir);
     if (!mkdir_p(logs, &err)) die("%s", err.msg);
     free(logs);

@@ -16,7 +16,14 @@ typedef struct {
     Config cfg;
     int n_overrides; /* the fields the sweep set for this run, as text */
     char *paths[SWEEP_MAX_OVERRIDES], *values[SWEEP_MAX_OVERRIDES];
+    char *stale; /* a finished run of another config kept by --keep-changed: how it differs; else NULL */
 } SweepRun;
+
+/* What a restarted sweep does with a run whose folder holds results or a checkpoint of another
+ * config than the run's now: stop before anything runs (the default), run it again from step 0
+ * (--rerun-changed), or keep a finished one's results, marked stale (--keep-changed; an
+ * unfinished one starts again from step 0: a checkpoint never resumes into another config). */
+typedef enum { CHANGED_REFUSE, CHANGED_RERUN, CHANGED_KEEP } ChangedRuns;
 
 /* `select = { metric = ..., goal = "max" | "min", over = { field, ... } }`: within each setting
  * (the runs that agree on every swept field but the `over` fields and seed), the value of the
@@ -33,6 +40,7 @@ typedef struct {
     SweepRun *runs;
     int n_runs;
     SweepSelect select;
+    ChangedRuns on_changed;
 } Sweep;
 
 /* Builds every run's config and checks them all (fields, then each task's parameters) before

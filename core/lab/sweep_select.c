@@ -9,7 +9,11 @@
  *   per seed; a finished run without one counts as failed). A candidate all of whose runs
  *   finished ranks ahead of every candidate with a failed or unfinished run: those are ranked, by
  *   the runs that finished, only when no candidate of the setting is complete, and the row says
- *   so. The best score wins (goal max or min); a tie goes to the candidate the sweep runs first.
+ *   so. Among complete candidates, one whose runs all learned their task ranks ahead of one with
+ *   a run that did not ("learned": false in summary.json: accuracy near chance, loss on its first
+ *   plateau), and the row says when the chosen one has such runs: noise is never ranked silently.
+ *   The best score wins (goal max or min); a tie goes to the candidate the sweep runs first.
+ * - Runs of another config kept by --keep-changed count, and the row says so.
  * - Each setting gets a row: the chosen value, the mean, min and max over the chosen candidate's
  *   seeds, how many of its seeds finished, how many candidates were tried, how many runs failed,
  *   a note, and the chosen runs; no numbers when no run of the setting finished.
@@ -215,6 +219,7 @@ static int cmp_keyed(const void *a, const void *b) {
 typedef struct {
     int first;        /* its first run in sweep order */
     int n, counted, failed;
+    int not_learned, stale; /* among the counted runs */
     double sum, lo, hi;
 } Candidate;
 
@@ -257,13 +262,14 @@ static RunState run_state(const cJSON *summary, double value) {
     return RUN_NOT_DONE;
 }
 
-/* A candidate all of whose runs finished ranks ahead of one with failed or unfinished runs. */
+/* A candidate all of whose runs finished and learned ranks ahead of one all of whose runs
+ * finished, which ranks ahead of one with failed or unfinished runs. */
 static int choose(const SweepSelect *sel, const Candidate *cands, const Setting *s, const int *by_first) {
-    for (int pass = 0; pass < 2; pass++) {
+    for (int pass = 0; pass < 3; pass++) {
         int best = -1;
         for (int j = s->cand_begin; j < s->cand_end; j++) {
             const Candidate *c = &cands[by_first[j]];
-            if (!c->counted || (pass == 0 && c->counted < c->n)) continue;
+            if (!c->counted || (pass < 2 && c->counted < c->n) || (pass == 0 && c->not_learned)) continue;
             double mean = c->sum / c->counted, best_mean = best < 0 ? 0 : cands[best].sum / cands[best].counted;
             if (best < 0 || (sel->maximize ? mean > best_mean : mean < best_mean)) best = by_first[j];
         }
@@ -285,7 +291,14 @@ static void setting_note(const Setting *s, const Candidate *chosen, char *buf, s
     if (s->not_done && n < len)
         n += (size_t)snprintf(buf + n, len - n, "%sprovisional: %d run%s not done", n ? "; " : "", s->not_done,
                               s->not_done == 1 ? "" : "s");
-    if (s->failed && n < len) snprintf(buf + n, len - n, "%s%d run%s failed", n ? "; " : "", s->failed, s->failed == 1 ? "" : "s");
+    if (s->failed && n < len)
+        n += (size_t)snprintf(buf + n, len - n, "%s%d run%s failed", n ? "; " : "", s->failed, s->failed == 1 ? "" : "s");
+    if (chosen->not_learned && n < len)
+        n += (size_t)snprintf(buf + n, len - n, "%snot learned: %d of %d seeds", n ? "; " : "", chosen->not_learned,
+                              chosen->counted);
+    if (chosen->stale && n < len)
+        snprintf(buf + n, len - n, "%sstale: %d run%s of another config", n ? "; " : "", chosen->stale,
+                 chosen->stale == 1 ? "" : "s");
 }
 
 /* ---- writing ---- */
@@ -418,6 +431,8 @@ void select_write(const Sweep *sw, cJSON *const *sums, const char *const *fields
         s->not_done += st == RUN_NOT_DONE;
         if (st == RUN_COUNTED) {
             c->counted++;
+            c->not_learned += sweep_not_learned(sums[k->index]);
+            c->stale += sw->runs[k->index].stale != NULL;
             c->sum += v;
             c->lo = fmin(c->lo, v);
             c->hi = fmax(c->hi, v);
@@ -451,7 +466,9 @@ void select_write(const Sweep *sw, cJSON *const *sums, const char *const *fields
     fprintf(md, "\n## Selected: %s by the mean %s over seeds (%s)\n\n", over, sel->metric, sel->maximize ? "max" : "min");
     fprintf(md, "A setting is the runs that agree on every swept field but %s and seed. Each value of %s is scored by the "
                 "mean %s of its runs that finished; a value whose seeds all finished ranks ahead of one with failed or "
-                "unfinished seeds. min-max and seeds (finished/run) belong to the chosen value; figures draw its runs.\n\n",
+                "unfinished seeds, and among those, one whose seeds all learned ahead of one with a seed that did not "
+                "(the note says when the chosen value did not learn). min-max and seeds (finished/run) belong to the "
+                "chosen value; figures draw its runs.\n\n",
             over, over, sel->metric);
     write_header(csv.f, md, sel, setting_fields, n_setting);
     for (int s = 0; s < n_settings; s++) write_row(csv.f, md, sw, &settings[s], cands, cand_of, setting_fields, n_setting);

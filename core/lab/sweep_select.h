@@ -36,3 +36,5 @@ void select_free(SweepSelect *sel);
 void sweep_csv_cell(FILE *f, const char *s);
 void sweep_number_text(char *buf, size_t len, double v, bool markdown);
 const char *sweep_json_string(const cJSON *o, const char *key);
+/* Whether a run's summary.json says it did not learn its task ("learned": false). */
+bool sweep_not_learned(const cJSON *summary);
