@@ -443,7 +443,7 @@ __global__ void dplr_rec_backward_kernel(DplrRecArgs x, float *dq, float *dk, fl
 
 static size_t rec_smem(const ScanShape *s) { return sizeof(float) * ((size_t)s->K * s->V + 10 * (size_t)s->K + 32); }
 
-static void check_rec(const ScanShape *s) { check_recurrent_fits(s, rec_smem(s), "dplr"); }
+static void check_rec(const ScanShape *s) { check_recurrent_fits(s, rec_smem(s), "dplr rule"); }
 
 // ---- entry points ----
 
