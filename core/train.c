@@ -200,6 +200,11 @@ static bool free_change(const ConfigChange *ch) {
     return !ch->affects_results && strcmp(p, "experiment") != 0 && strcmp(p, "run") != 0 && strcmp(p, "out_dir") != 0;
 }
 
+/* How to start another run beside one: a run's folder is <out_dir>/<experiment>/<run>, or the --out DIR. */
+static const char *another_run_hint(const TrainOptions *opt) {
+    return opt->run_dir ? "another --out DIR starts another" : "--set run=NAME starts another beside it";
+}
+
 /* A resumed run's config against its checkpoint's: refused, or noted and recorded. */
 static void check_resume_config(TrainRun *r) {
     Config before;
@@ -213,7 +218,7 @@ static void check_resume_config(TrainRun *r) {
     if (refused[0])
         die("cannot resume %s: its checkpoint was trained with another config (%s); only train.steps, train.log_every "
             "and fields that do not change results (threads, train.eval_every, train.checkpoint_every) may change on "
-            "resume; --overwrite starts it again, --set run=NAME starts another beside it", dir, refused);
+            "resume; --overwrite starts it again, %s", dir, refused, another_run_hint(r->opt));
     free(refused);
     if (r->tc->steps < r->st.step)
         die("cannot resume %s: train.steps = %d is below its checkpoint's step %d; --overwrite starts it again", dir,
@@ -268,8 +273,8 @@ static bool open_run(TrainRun *r) {
         return false;
     }
     char *status = summary_read_status(p->summary);
-    die("%s already holds a run%s%s%s; --resume continues it, --overwrite replaces it, --set run=NAME starts another",
-        p->dir, status ? " (status: " : "", status ? status : "", status ? ")" : "");
+    die("%s already holds a run%s%s%s; --resume continues it, --overwrite replaces it, %s", p->dir,
+        status ? " (status: " : "", status ? status : "", status ? ")" : "", another_run_hint(opt));
 }
 
 /* Locks the run folder and starts or resumes the run in it; false when it finished already. */
@@ -327,12 +332,13 @@ static void run_write_files(TrainRun *r) {
 
 static void announce(const TrainRun *r) {
     const Config *cfg = r->cfg;
-    char params_txt[32];
+    char params_txt[32], layers[160];
     format_count(params_txt, sizeof params_txt, r->sum.params);
     if (r->opt->quiet) return;
-    progress_note("%s '%s/%s': %s parameters, %d layer%s of %s, %d steps of %d x %d tokens on %s",
-                  r->resumed ? "resuming" : "training", cfg->experiment, cfg->run, params_txt, r->m->L,
-                  r->m->L == 1 ? "" : "s", cfg->model.mixer, r->tc->steps, r->B * r->tc->grad_accum, r->T, r->be->name);
+    config_layers_text(&cfg->model, layers, sizeof layers);
+    progress_note("%s '%s/%s': %s parameters, %s, %d step%s of %d x %d tokens on %s",
+                  r->resumed ? "resuming" : "training", cfg->experiment, cfg->run, params_txt, layers, r->tc->steps,
+                  r->tc->steps == 1 ? "" : "s", r->B * r->tc->grad_accum, r->T, r->be->name);
     if (r->resumed) progress_note("continuing from step %d (%s)", r->st.step, r->paths.checkpoint);
 }
 
@@ -476,9 +482,10 @@ static bool save_checkpoint(TrainRun *r) {
 /* --stop-at or a signal: the run stops, checkpointed, before its last step. */
 static void stop_early(TrainRun *r) {
     r->status = stop_signal ? "interrupted" : "stopped";
-    snprintf(r->reason, sizeof r->reason, "%s at step %d; --resume continues",
-             stop_signal ? (stop_signal == SIGINT ? "interrupted (SIGINT)" : "terminated (SIGTERM)") : "--stop-at",
-             r->st.step);
+    /* the status says "interrupted" or "stopped": the reason says by what, and how to go on */
+    snprintf(r->reason, sizeof r->reason, "%s at step %d; %s",
+             stop_signal ? (stop_signal == SIGINT ? "SIGINT" : "SIGTERM") : "--stop-at", r->st.step,
+             r->opt->in_sweep ? "starting the sweep again resumes it" : "--resume continues");
 }
 
 /* After a step: log it, evaluate, checkpoint, stop, as due; false when the run ends here. */

@@ -10,6 +10,7 @@ typedef struct {
     bool overwrite;      /* replace an existing run */
     int stop_at;         /* stop (checkpointed, status "stopped") after this step; 0: never */
     bool quiet;          /* no progress lines (sweeps print their own) */
+    bool in_sweep;       /* run by a sweep: a stopped run resumes when the sweep is started again */
     /* the fields a sweep set for this run, recorded in summary.json */
     int n_overrides;
     const char *override_paths[32], *override_values[32];

@@ -450,7 +450,7 @@ if selected sweep_restart_resumes_every_unfinished_run; then
     statuses=$(grep -ho '"status":[[:space:]]*"[a-z]*"' "$d"/seed=*/summary.json | tr -d '[:space:]')
     after=$(cat "$d/seed=1/checkpoint.safetensors" "$d/seed=1/summary.json" | sha256sum)
     if [ "$code" -eq 0 ] && grep -q "4 runs, 1 already done" "$TMP/out" && ! grep -q "^started seed=1$" "$TMP/out" &&
-        [ "$(grep -c '^started seed=[234]$' "$TMP/out")" -eq 3 ] && [ "$before" = "$after" ] &&
+        [ "$(grep -c '^resumed seed=[234] at step 4$' "$TMP/out")" -eq 3 ] && [ "$before" = "$after" ] &&
         [ "$marked" = '"status":"finished""status":"running""status":"interrupted""status":"failed"' ] &&
         [ "$statuses" = "$(printf '"status":"finished"%.0s' 1 2 3 4)" ]; then
         ok sweep_restart_resumes_every_unfinished_run
@@ -466,6 +466,58 @@ if selected sweep_dry_run_and_plot; then
         ok sweep_dry_run_and_plot
     else
         fail sweep_dry_run_and_plot "$(cat "$TMP/out" "$TMP/out2" | tail -3)"
+    fi
+fi
+# Ctrl-C in a sweep: each run stops checkpointed; its reason says how to go on (no "interrupted
+# (interrupted ...)" in summary.md), and the restarted sweep says where it resumes the run.
+if selected sweep_interrupt_says_how_to_go_on; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweepint "$(sweep_base 'runs = { { run = "long", ["train.steps"] = 1000000 } },')")
+    "$A" run "$s" >"$TMP/out" 2>&1 &
+    pid=$!
+    d="$TMP/results/sw/long"
+    for _ in $(seq 300); do [ -s "$d/checkpoint.safetensors" ] && break; sleep 0.1; done
+    kill -INT $pid
+    wait $pid
+    code=$?
+    reason=$(grep -o '"reason":[[:space:]]*"[^"]*"' "$d/summary.json" | sed 's/.*"\([^"]*\)"$/\1/')
+    step=$(sed -n 's/^SIGINT at step \([0-9]*\); starting the sweep again resumes it$/\1/p' <<<"$reason")
+    cp "$TMP/results/sw/summary.md" "$TMP/summary.md"
+    : >"$TMP/out2"
+    "$A" run "$s" >"$TMP/out2" 2>&1 & # started again, and stopped once it said where it resumes
+    pid=$!
+    for _ in $(seq 300); do grep -q "^resumed\|^started" "$TMP/out2" && break; sleep 0.1; done
+    kill -INT $pid
+    wait $pid
+    if [ -n "$step" ] && grep -q '"status":[[:space:]]*"interrupted"' "$d/summary.json" &&
+        grep -q "interrupted (SIGINT at step $step; starting the sweep again resumes it)" "$TMP/summary.md" &&
+        ! grep -q "interrupted (interrupted" "$TMP/summary.md" && grep -q "^resumed long at step $step$" "$TMP/out2"; then
+        ok sweep_interrupt_says_how_to_go_on
+    else
+        fail sweep_interrupt_says_how_to_go_on "exit $code; reason '$reason'; $(grep long "$TMP/summary.md"); $(head -3 "$TMP/out2" | tr '\n' '|')"
+    fi
+fi
+# The header names each layer's mixer in a hybrid; with --out, the refusal's hint names --out
+if selected train_header_names_hybrid_layers; then
+    rm -rf "$TMP/results"
+    h=$(cfg hybrid "return { out_dir = '$TMP/results', model = { d_model = 32, n_layers = 4, n_heads = 2,
+      hybrid = { ratio = '3:1', linear = 'kda' } }, train = { steps = 1, batch_size = 2, seq_len = 32, eval_every = 0 },
+      data = { path = '$TINY', split_block = 1024 }, eval = { max_batches = 1 } }")
+    "$A" train "$h" >"$TMP/out" 2>&1
+    if grep -q "parameters, 4 layers (3 kda, 1 mla), 1 step of" "$TMP/out"; then
+        ok train_header_names_hybrid_layers
+    else
+        fail train_header_names_hybrid_layers "$(grep training "$TMP/out")"
+    fi
+fi
+if selected train_out_hint_names_out; then
+    rm -rf "$TMP/results"
+    "$A" train "$good" --out "$TMP/results/mine" --set train.steps=1 >/dev/null 2>&1
+    "$A" train "$good" --out "$TMP/results/mine" --set train.steps=1 >"$TMP/out" 2>"$TMP/err"
+    if [ $? -eq 1 ] && grep -q "already holds a run (status: finished); --resume continues it, --overwrite replaces it, another --out DIR starts another$" "$TMP/err"; then
+        ok train_out_hint_names_out
+    else
+        fail train_out_hint_names_out "$(cat "$TMP/err")"
     fi
 fi
 if selected plot_mqar_width_panels; then
@@ -918,7 +970,7 @@ if selected bench_train_and_decode_write_csv; then
             --csv "$TMP/train.csv" >>"$TMP/out" 2>&1 &&
         "$A" bench decode "${small[@]}" --set efficiency.contexts=16,64 --set efficiency.decode_steps=2 --csv "$TMP/decode.csv" \
             >>"$TMP/out" 2>&1 &&
-        [ "$(wc -l <"$TMP/train.csv")" -eq 3 ] && grep -q '^cpu,"3:1 kda/mla",4,32,' "$TMP/train.csv" &&
+        [ "$(wc -l <"$TMP/train.csv")" -eq 3 ] && grep -q '^cpu,"3 kda, 1 mla",4,32,' "$TMP/train.csv" &&
         [ "$(wc -l <"$TMP/decode.csv")" -eq 3 ] && grep -q '^cpu,64,' "$TMP/decode.csv" && grep -q 'speed-up' "$TMP/out"; then
         ok bench_train_and_decode_write_csv
     else

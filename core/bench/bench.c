@@ -18,13 +18,6 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* the layer layout in words: the mixer's name, or the hybrid's ratio and mixers ("3:1 A/B") */
-static void describe_mixers(const Config *cfg, char *out, size_t len) {
-    const HybridConfig *h = &cfg->model.hybrid;
-    if (h->ratio[0]) snprintf(out, len, "%s %s/%s", h->ratio, h->linear, h->full);
-    else snprintf(out, len, "%s", cfg->model.mixer);
-}
-
 /* appends one row to a CSV file, writing the header first when the file is new */
 static void append_csv(const char *path, const char *header, const char *row) {
     char *dir = path_dirname(path);
@@ -70,13 +63,14 @@ int bench_train(Config *cfg, int steps, const char *csv_path) {
     double tps = N / median;
     double flops_per_token = 3.0 * model_flops_per_token(m, T); /* forward + backward (2x) */
     double achieved = flops_per_token * tps;
-    char params[32], tok[32], mixers[96], peak_what[160];
+    char params[32], tok[32], layers[160], mixers[128], peak_what[160];
     format_count(params, sizeof params, (double)model_param_count(m));
     format_count(tok, sizeof tok, tps);
-    describe_mixers(cfg, mixers, sizeof mixers);
+    config_layers_text(&cfg->model, layers, sizeof layers);
+    config_mixers_text(&cfg->model, mixers, sizeof mixers);
     double peak = be->peak_flops(peak_what, sizeof peak_what);
-    printf("bench train: %s, %d layers of %s, d_model %d, %d heads, batch %d x seq %d, vocab %d, %s parameters\n",
-           be->name, m->L, mixers, m->C, cfg->model.n_heads, B, T, m->V, params);
+    printf("bench train: %s, %s, d_model %d, %d heads, batch %d x seq %d, vocab %d, %s parameters\n", be->name,
+           layers, m->C, cfg->model.n_heads, B, T, m->V, params);
     if (strcmp(be->name, "cpu") == 0) printf("CPU threads: %d\n", backend_threads());
     if (peak_what[0]) printf("device: %s\n", peak_what);
     printf("model FLOPs: 6 per parameter per token plus causal attention; MFU against the dense peak\n");

@@ -484,6 +484,43 @@ bool config_uses_mixer(const ModelConfig *m, const char *name) {
     return false;
 }
 
+/* The distinct mixers in the order the layers first use them, with their counts; the number of them. */
+static int count_layer_mixers(const ModelConfig *m, const char **names, int *counts, int max) {
+    int n = 0;
+    for (int l = 0; l < m->n_layers; l++) {
+        const char *name = config_layer_mixer(m, l);
+        int i = 0;
+        while (i < n && strcmp(names[i], name) != 0) i++;
+        if (i == max) continue;
+        if (i == n) names[n] = name, counts[n++] = 0;
+        counts[i]++;
+    }
+    return n;
+}
+
+void config_mixers_text(const ModelConfig *m, char *out, size_t len) {
+    enum { MAX_KINDS = 32 }; /* distinct mixers: the registry's few */
+    const char *names[MAX_KINDS];
+    int counts[MAX_KINDS];
+    int n = count_layer_mixers(m, names, counts, MAX_KINDS);
+    if (n <= 1) {
+        snprintf(out, len, "%s", n ? names[0] : m->mixer);
+        return;
+    }
+    size_t used = 0;
+    out[0] = 0;
+    for (int i = 0; i < n && used < len; i++)
+        used += (size_t)snprintf(out + used, len - used, "%s%d %s", i ? ", " : "", counts[i], names[i]);
+}
+
+void config_layers_text(const ModelConfig *m, char *out, size_t len) {
+    char mixers[128];
+    config_mixers_text(m, mixers, sizeof mixers);
+    bool mixed = strchr(mixers, ' ') != NULL;
+    snprintf(out, len, "%d layer%s%s%s%s", m->n_layers, m->n_layers == 1 ? "" : "s", mixed ? " (" : " of ", mixers,
+             mixed ? ")" : "");
+}
+
 double config_out_init_std(const ModelConfig *m) {
     return m->rescale_residual_init ? m->init_std / sqrt(2.0 * m->n_layers) : m->init_std;
 }

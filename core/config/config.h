@@ -195,3 +195,7 @@ const char *config_layer_mixer(const ModelConfig *m, int layer);
 double config_out_init_std(const ModelConfig *m);
 /* Whether some layer of the model uses the mixer `name`. */
 bool config_uses_mixer(const ModelConfig *m, const char *name);
+/* The layers' mixers in words: "A" when all layers are A, else "3 A, 1 B" (each with its count, in
+ * the order the layers first use it); config_layers_text: "4 layers of A", "4 layers (3 A, 1 B)". */
+void config_mixers_text(const ModelConfig *m, char *out, size_t len);
+void config_layers_text(const ModelConfig *m, char *out, size_t len);

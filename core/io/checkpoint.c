@@ -70,6 +70,18 @@ bool checkpoint_load(const char *path, Model *m, CheckpointState *st, Error *err
     return ok;
 }
 
+bool checkpoint_read_step(const char *path, int *step, Error *err) {
+    StFile f;
+    if (!st_read_header(&f, path, err)) return false;
+    double value;
+    bool ok = meta_double(&f, "step", &value, err);
+    if (ok && (value > 1e9 || value != floor(value)))
+        ok = error_set(err, "%s: metadata 'step' is not a valid step count", path);
+    if (ok) *step = (int)value;
+    st_free(&f);
+    return ok;
+}
+
 bool checkpoint_from_file(const StFile *file, Model *m, CheckpointState *st, Error *err) {
     memset(st, 0, sizeof *st);
     const StFile *f = file;

@@ -24,4 +24,6 @@ bool checkpoint_save(const char *path, const Model *m, const CheckpointState *st
 bool checkpoint_load(const char *path, Model *m, CheckpointState *st, Error *err);
 /* The same on a safetensors file already read (the fuzzer feeds it bytes through st_parse). */
 bool checkpoint_from_file(const StFile *f, Model *m, CheckpointState *st, Error *err);
+/* The step a checkpoint was written at, from its header alone (a sweep names where a run resumes). */
+bool checkpoint_read_step(const char *path, int *step, Error *err);
 void checkpoint_state_free(CheckpointState *st);

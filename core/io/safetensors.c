@@ -6,8 +6,10 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 _Static_assert(sizeof(size_t) >= sizeof(uint64_t), "offsets up to 2^53 must fit in size_t");
 
@@ -336,7 +338,9 @@ static bool parse_json(StFile *f, const cJSON *root, Error *err) {
     return ok && check_coverage(f, err);
 }
 
-static bool parse_buffer(StFile *f, const unsigned char *buf, size_t len, Error *err) {
+/* buf holds the first buf_len bytes of a file of len bytes: all of it, or (st_read_header) the
+ * header length and the header. */
+static bool parse_buffer(StFile *f, const unsigned char *buf, size_t buf_len, size_t len, Error *err) {
     const char *file = f->path;
     if (len < 8)
         return error_set(err, "%s: file has %zu bytes, too short for the 8-byte header length (not a safetensors file?)",
@@ -350,6 +354,7 @@ static bool parse_buffer(StFile *f, const unsigned char *buf, size_t len, Error 
                          file, hlen, len - 8);
     const unsigned char *header = buf + 8;
     size_t n = (size_t)hlen;
+    if (buf_len < 8 + n) return error_set(err, "%s: the header could not be read whole", file);
     /* The reference implementation insists on '{' first; only trailing padding is allowed. */
     if (n == 0 || header[0] != '{')
         return error_set(err, "%s: header does not start with '{' (expected a JSON object)", file);
@@ -384,7 +389,7 @@ static bool parse_buffer(StFile *f, const unsigned char *buf, size_t len, Error 
     }
     free(text);
     if (ok) {
-        f->data = (unsigned char *)buf + 8 + n;
+        f->data = buf_len == len ? (unsigned char *)buf + 8 + n : NULL;
         f->data_len = len - 8 - n;
         ok = parse_json(f, root, err);
     }
@@ -397,7 +402,7 @@ static bool parse_owned(StFile *f, unsigned char *buf, size_t len, const char *n
     memset(f, 0, sizeof *f);
     f->path = xstrdup(name);
     f->file_buf = buf;
-    if (!parse_buffer(f, buf, len, err)) {
+    if (!parse_buffer(f, buf, len, len, err)) {
         st_free(f);
         return false;
     }
@@ -409,6 +414,38 @@ bool st_read(StFile *f, const char *path, Error *err) {
     size_t len = 0;
     char *buf = read_file(path, &len, err);
     return buf && parse_owned(f, (unsigned char *)buf, len, path, err);
+}
+
+bool st_read_header(StFile *f, const char *path, Error *err) {
+    memset(f, 0, sizeof *f);
+    f->path = xstrdup(path);
+    FILE *in = fopen(path, "rb");
+    if (!in) {
+        error_set(err, "cannot open '%s': %s", path, strerror(errno));
+        st_free(f);
+        return false;
+    }
+    unsigned char len8[8];
+    struct stat sb;
+    bool ok = fstat(fileno(in), &sb) == 0;
+    size_t len = ok ? (size_t)sb.st_size : 0, n = 0;
+    if (ok && len >= 8) ok = fread(len8, 1, 8, in) == 8;
+    if (ok && len >= 8) {
+        uint64_t hlen = load_le64(len8);
+        n = hlen <= MAX_HEADER_BYTES && hlen <= len - 8 ? (size_t)hlen : 0;
+    }
+    unsigned char *buf = xmalloc(8 + n);
+    memcpy(buf, len8, len >= 8 ? 8 : 0);
+    size_t got = len >= 8 ? 8 + fread(buf + 8, 1, n, in) : 0;
+    fclose(in);
+    f->file_buf = buf;
+    if (!ok) error_set(err, "cannot read '%s': %s", path, strerror(errno));
+    /* a short or oversized header is reported by parse_buffer, as st_read would */
+    if (!ok || !parse_buffer(f, buf, got, len, err)) {
+        st_free(f);
+        return false;
+    }
+    return true;
 }
 
 bool st_parse(StFile *f, const void *bytes, size_t len, const char *name, Error *err) {

@@ -39,6 +39,9 @@ size_t st_dtype_size(StDtype d);
 /* Reads and validates a whole file. On failure err says what and where, e.g.
  * "ckpt.safetensors: tensor 'w': data_offsets [0, 96] do not match shape [4, 5] of F32 (80 bytes)". */
 bool st_read(StFile *f, const char *path, Error *err);
+/* The header alone, checked as st_read checks it (the tensors' offsets against the file's size):
+ * names, shapes and metadata without reading the tensors (f->data is NULL). */
+bool st_read_header(StFile *f, const char *path, Error *err);
 /* The same on bytes already in memory (for fuzzing); `name` is used in messages. */
 bool st_parse(StFile *f, const void *bytes, size_t len, const char *name, Error *err);
 void st_free(StFile *f);

@@ -612,7 +612,7 @@ int plot_experiment(const char *where) {
     e.data = xasprintf("%s/data", e.plots);
     if (!mkdir_p(e.data, &err)) die("%s", err.msg);
     if (e.n_selected_from) printf("plot '%s': %d runs (chosen by selected.json from %d)\n", e.experiment, e.n, e.n_selected_from);
-    else printf("plot '%s': %d runs\n", e.experiment, e.n);
+    else printf("plot '%s': %d run%s\n", e.experiment, e.n, e.n == 1 ? "" : "s");
     loss_curves(&e);
     final_metric(&e);
     mqar_width(&e);

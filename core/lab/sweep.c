@@ -31,6 +31,7 @@
 #include "core/backend.h"
 #include "core/config/fingerprint.h"
 #include "core/config/lua_sandbox.h"
+#include "core/io/checkpoint.h"
 #include "core/task.h"
 #include "core/train.h"
 #include "sweep_select.h"
@@ -842,7 +843,7 @@ static _Noreturn void run_child(const Sweep *sw, SweepRun *r, int jobs) {
     }
     const TaskOps *task = task_lookup(r->cfg.task);
     if (task->measure) _exit(task->measure(&r->cfg, r->n_overrides, (const char **)r->paths, (const char **)r->values));
-    TrainOptions opt = {.resume = true, .n_overrides = r->n_overrides};
+    TrainOptions opt = {.resume = true, .in_sweep = true, .n_overrides = r->n_overrides};
     for (int i = 0; i < r->n_overrides; i++) {
         opt.override_paths[i] = r->paths[i];
         opt.override_values[i] = r->values[i];
@@ -907,6 +908,19 @@ static void install_sweep_signal_handlers(void) {
     sigaction(SIGTERM, &sa, NULL);
 }
 
+/* "started NAME", or "resumed NAME at step N" when its checkpoint says where it goes on from. */
+static void say_started(const Sweep *sw, const SweepRun *r) {
+    char *dir = run_dir(sw, r), *checkpoint = xasprintf("%s/checkpoint.safetensors", dir);
+    Error err = {0};
+    int step;
+    if (path_exists(checkpoint) && checkpoint_read_step(checkpoint, &step, &err))
+        printf("resumed %s at step %d\n", r->name, step);
+    else
+        printf("started %s\n", r->name);
+    free(checkpoint);
+    free(dir);
+}
+
 /* Forks the next runs to do into the free slots; none once a stop was asked for. */
 static void start_runs(Jobs *j) {
     while (!sweep_stop && j->n_running < j->jobs) {
@@ -922,7 +936,7 @@ static void start_runs(Jobs *j) {
         j->told[slot] = false;
         j->slot_run[slot] = j->next++;
         j->n_running++;
-        if (!on_terminal) printf("started %s\n", j->sw->runs[j->slot_run[slot]].name);
+        if (!on_terminal) say_started(j->sw, &j->sw->runs[j->slot_run[slot]]);
     }
 }
 
@@ -1002,8 +1016,8 @@ int sweep_run(Sweep *sw, int jobs) {
     on_terminal = isatty(STDOUT_FILENO);
     Jobs j = {.sw = sw, .jobs = jobs, .total = sw->n_runs, .todo = xcalloc((size_t)sw->n_runs, sizeof(bool))};
     j.done = find_todo(sw, j.todo);
-    printf("sweep '%s': %d runs, %d already done, %d job%s; results in %s/ (logs in %s/logs/)\n", sw->experiment,
-           j.total, j.done, jobs, jobs == 1 ? "" : "s", sw->dir, sw->dir);
+    printf("sweep '%s': %d run%s, %d already done, %d job%s; results in %s/ (logs in %s/logs/)\n", sw->experiment,
+           j.total, j.total == 1 ? "" : "s", j.done, jobs, jobs == 1 ? "" : "s", sw->dir, sw->dir);
     fflush(stdout);
     sweep_write_summary(sw);
     install_sweep_signal_handlers();
