@@ -265,6 +265,25 @@ TEST(test_dplr_step_matches_forward) {
     dplr_inputs_free(&in);
 }
 
+/* kda's inputs as dplr's tied case: a = exp(g) k, b = -beta k, v' = beta v (q, k, gk, h0 shared) */
+static DplrInputs tied_dplr_inputs(const DeltaInputs *kin) {
+    const int K = kin->s.K, V = kin->s.V;
+    DplrInputs in = {.s = kin->s, .q = kin->q, .k = kin->k, .gk = kin->g, .h0 = kin->h0, .nk = kin->nqk, .nv = kin->nv,
+                     .ns = kin->ns};
+    in.a = new_zeros(in.nk);
+    in.b = new_zeros(in.nk);
+    in.v = new_zeros(in.nv);
+    for (size_t r = 0; r < kin->nb; r++) {
+        for (int d = 0; d < K; d++) {
+            size_t i = r * K + d;
+            in.a[i] = expf(kin->g[i]) * kin->k[i];
+            in.b[i] = -kin->beta[r] * kin->k[i];
+        }
+        for (int j = 0; j < V; j++) in.v[r * V + j] = kin->beta[r] * kin->v[r * V + j];
+    }
+    return in;
+}
+
 /* ---- kda is dplr's tied case ----
  * kda: S = (I - beta k k^T) D S + beta k v^T = (D + b a^T) S + k (beta v)^T with a = exp(g) k (it
  * reads the decayed state) and b = -beta k. The dplr core on those inputs gives kda's outputs,
@@ -276,18 +295,7 @@ static void check_kda_is_tied_dplr(int T, int chunk, float decay_scale, unsigned
     DeltaInputs kin = delta_inputs(2, T, 3, 8, 6, true, decay_scale, &rng);
     float *dout = new_normal(kin.nv, 1.0f, &rng), *dfinal = new_normal(kin.ns, 1.0f, &rng);
     const int K = kin.s.K, V = kin.s.V;
-    DplrInputs in = {.s = kin.s, .q = kin.q, .k = kin.k, .gk = kin.g, .h0 = kin.h0, .nk = kin.nqk, .nv = kin.nv, .ns = kin.ns};
-    in.a = new_zeros(in.nk);
-    in.b = new_zeros(in.nk);
-    in.v = new_zeros(in.nv);
-    for (size_t r = 0; r < kin.nb; r++) {
-        for (int d = 0; d < K; d++) {
-            size_t i = r * K + d;
-            in.a[i] = expf(kin.g[i]) * kin.k[i];
-            in.b[i] = -kin.beta[r] * kin.k[i];
-        }
-        for (int j = 0; j < V; j++) in.v[r * V + j] = kin.beta[r] * kin.v[r * V + j];
-    }
+    DplrInputs in = tied_dplr_inputs(&kin);
     DeltaOutputs want = delta_run(&kin, chunk, dout, dfinal);
     DplrOutputs got = dplr_run(&in, chunk, dout, dfinal);
     float *dk = new_zeros(in.nk), *dg = new_zeros(in.nk), *dv = new_zeros(in.nv), *dbeta = new_zeros(kin.nb);
@@ -334,5 +342,91 @@ TEST(test_kda_is_dplr_with_tied_low_rank_vectors) {
         check_kda_is_tied_dplr(37, chunks[i], 1.0f, 400 + i);
         check_kda_is_tied_dplr(37, chunks[i], 0.05f, 410 + i);
         check_kda_is_tied_dplr(37, chunks[i], 20.0f, 420 + i); /* decays up to ~60 per step */
+    }
+}
+
+/* ---- precision under strong decays: does the general form lose what kda keeps? ----
+ * The Kimi Linear report says the general DPLR form has numerical trouble under fine-grained
+ * decays. Both fp32 chunk cores (chunks of 64) run the same tied inputs, and each output is
+ * measured against the dplr recurrence in double on those inputs (max |y - ref| / max |ref|), at
+ * decays up to ~1, ~10, ~30 and ~60 nats per step; and dplr on untied a and b (dplr_inputs). PRECISION_VERBOSE=1 prints the table the README
+ * quotes; the test holds both cores to what fp32 chunk algorithms give (1e-4). */
+static double *dplr_outputs_in_double(const DplrInputs *in) {
+    const ScanShape *s = &in->s;
+    const int K = s->K, V = s->V;
+    double *o = xmalloc(sizeof(double) * in->nv), *S = xmalloc(sizeof(double) * K * V),
+           *Sn = xmalloc(sizeof(double) * K * V), *w = xmalloc(sizeof(double) * V);
+    for (int b = 0; b < s->B; b++)
+        for (int h = 0; h < s->H; h++) {
+            for (int i = 0; i < K * V; i++) S[i] = in->h0[((size_t)b * s->H + h) * K * V + i];
+            for (int t = 0; t < s->T; t++) {
+                size_t row = ((size_t)b * s->T + t) * s->H + h;
+                const float *q = in->q + row * K, *k = in->k + row * K, *v = in->v + row * V;
+                const float *a = in->a + row * K, *bb = in->b + row * K, *gk = in->gk + row * K;
+                for (int j = 0; j < V; j++) { /* w = S^T a, read before the decay */
+                    w[j] = 0;
+                    for (int m = 0; m < K; m++) w[j] += (double)a[m] * S[m * V + j];
+                }
+                for (int i = 0; i < K; i++)
+                    for (int j = 0; j < V; j++)
+                        Sn[i * V + j] = exp((double)gk[i]) * S[i * V + j] + (double)bb[i] * w[j] + (double)k[i] * v[j];
+                memcpy(S, Sn, sizeof(double) * K * V);
+                for (int j = 0; j < V; j++) {
+                    double acc = 0;
+                    for (int i = 0; i < K; i++) acc += S[i * V + j] * q[i];
+                    o[row * V + j] = acc * s->scale;
+                }
+            }
+        }
+    free(S);
+    free(Sn);
+    free(w);
+    return o;
+}
+
+static double error_against(const float *y, const double *ref, size_t n) {
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)y[i] - ref[i]);
+        worst = isnan(d) || d > worst ? d : worst;
+        scale = fmax(scale, fabs(ref[i]));
+    }
+    return worst / scale;
+}
+
+TEST(test_dplr_and_kda_precision_against_double_under_strong_decays) {
+    const float scales[] = {0.33f, 3.3f, 10.0f, 14.0f}; /* softplus(N(0, 1)) reaches ~4 */
+    bool verbose = getenv("PRECISION_VERBOSE") != NULL;
+    if (verbose) printf("\n  max decay per step | kda chunk error | dplr chunk error | dplr, untied a and b\n");
+    for (int c = 0; c < 4; c++) {
+        Rng rng;
+        rng_seed(&rng, 500 + c);
+        DeltaInputs kin = delta_inputs(1, 256, 2, 32, 32, true, scales[c], &rng);
+        DplrInputs in = tied_dplr_inputs(&kin);
+        double max_decay = 0;
+        for (size_t i = 0; i < in.nk; i++) max_decay = fmax(max_decay, -in.gk[i]);
+        double *ref = dplr_outputs_in_double(&in);
+        DeltaOutputs kda = delta_run(&kin, 64, NULL, NULL);
+        DplrOutputs dplr = dplr_run(&in, 64, NULL, NULL);
+        double e_kda = error_against(kda.o, ref, in.nv), e_dplr = error_against(dplr.o, ref, in.nv);
+        DplrInputs untied = dplr_inputs(1, 256, 2, 32, 32, scales[c], &rng);
+        double *ref_untied = dplr_outputs_in_double(&untied);
+        DplrOutputs general = dplr_run(&untied, 64, NULL, NULL);
+        double e_general = error_against(general.o, ref_untied, untied.nv);
+        if (verbose) printf("  %18.1f | %15.2e | %16.2e | %20.2e\n", max_decay, e_kda, e_dplr, e_general);
+        CHECK(e_kda < 1e-4 && e_dplr < 1e-4 && e_general < 1e-4,
+              "decays up to %.1f per step: kda %.2e, dplr %.2e (untied %.2e) against double", max_decay, e_kda, e_dplr,
+              e_general);
+        free(ref_untied);
+        dplr_free(&general);
+        dplr_inputs_free(&untied);
+        free(ref);
+        delta_free(&kda);
+        dplr_free(&dplr);
+        free(in.a);
+        free(in.b);
+        free(in.v);
+        float *owned[] = {kin.q, kin.k, kin.v, kin.g, kin.beta, kin.h0};
+        for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) free(owned[i]);
     }
 }

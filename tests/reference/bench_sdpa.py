@@ -27,6 +27,14 @@ def median_ms(fn, reps=20):
     return times[len(times) // 2]
 
 
+def write_csv(path, header, rows):
+    """Rows of labels followed by two times in ms (forward, forward+backward)."""
+    with open(path, "w") as out:
+        out.write(header + ",fwd_ms,fwd_bwd_ms\n")
+        for r in rows:
+            out.write(",".join(str(x) for x in r[:-2]) + f",{r[-2]:.4f},{r[-1]:.4f}\n")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--csv")
@@ -50,10 +58,7 @@ def main():
         print(f"{f'{B},{T},{H},{D}':<20} {f:8.3f} {fb:11.3f}")
         rows.append((B, T, H, D, f, fb))
     if args.csv:
-        with open(args.csv, "w") as out:
-            out.write("B,T,H,D,fwd_ms,fwd_bwd_ms\n")
-            for r in rows:
-                out.write(",".join(str(x) for x in r[:4]) + f",{r[4]:.4f},{r[5]:.4f}\n")
+        write_csv(args.csv, "B,T,H,D", rows)
 
 
 if __name__ == "__main__":
