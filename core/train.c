@@ -304,6 +304,7 @@ static void summary_start(TrainRun *r) {
                        .params = (double)model_param_count(r->m), .train_loss = NAN, .val_loss = NAN,
                        .val_bits_per_byte = NAN, .val_perplexity = NAN, .val_accuracy = NAN, .tokens_per_s = NAN,
                        .wall_s = r->st.wall_seconds, .tokens_seen = r->st.tokens_seen};
+    if (strcmp(r->be->name, "cuda") == 0) r->sum.gpu = getenv("CUDA_VISIBLE_DEVICES");
     r->sum.fingerprint = r->fingerprint;
     r->sum.n_resume_changes = r->n_resume_changes;
     r->sum.resume_changes = r->resume_changes;

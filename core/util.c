@@ -415,6 +415,32 @@ bool lock_run_dir(const char *dir, Error *err) {
     return ok;
 }
 
+bool run_dir_in_use(const char *dir) {
+    char *path = xasprintf("%s/.lock", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    free(path);
+    if (fd < 0) return false;
+    bool held = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd); /* releases the probe's shared lock, if it got one */
+    return held;
+}
+
+int lock_file(const char *path, Error *err) {
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return error_set(err, "cannot open '%s': %s", path, strerror(errno)), -1;
+    while (flock(fd, LOCK_EX) != 0)
+        if (errno != EINTR) {
+            error_set(err, "cannot lock '%s': %s", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+    return fd;
+}
+
+void unlock_file(int fd) {
+    if (fd >= 0) close(fd);
+}
+
 void remove_stale_temporaries(const char *dir) {
     DIR *d = opendir(dir);
     if (!d) return;

@@ -67,6 +67,11 @@ void remove_tree(const char *path);
 /* Takes an exclusive lock on dir/.lock for the life of the process (the kernel drops it when the
  * process dies, however it dies), so two processes never train into one run folder. */
 bool lock_run_dir(const char *dir, Error *err);
+/* Whether another process holds dir's run lock now (a run going on, not one killed mid-step). */
+bool run_dir_in_use(const char *dir);
+/* An exclusive lock on path (created if missing), waited for; the descriptor to unlock_file. */
+int lock_file(const char *path, Error *err);
+void unlock_file(int fd);
 /* Removes the temporary files ("NAME.tmp.PID") that a killed process left in dir. */
 void remove_stale_temporaries(const char *dir);
 /* "configs/x.lua" -> "x" (caller frees). */

@@ -404,6 +404,23 @@ return {
 }
 EOF2
 }
+ssweep=$(cfg ssweep "$(sweep_base 'grid = { seed = { 1, 2 } },')")
+expect_error run_only_past_the_sweep 2 "--only 3: $ssweep is a sweep of 2 runs (--dry-run numbers them)" "$A" run "$ssweep" --only 3
+expect_error run_status_takes_no_jobs 2 "--status reads the results folder and runs nothing" "$A" run "$ssweep" --status --jobs 2
+expect_error run_slurm_with_only 2 "--slurm runs each run as an array task of its own" "$A" run "$ssweep" --slurm --only 1
+expect_error run_partition_without_slurm 2 "--partition, --time, --gpus-per-run and --cpus-per-run are for --slurm" "$A" run "$ssweep" --partition gpu
+expect_error run_slurm_without_sbatch 1 "--slurm: sbatch is not on the PATH" env PATH=/nonexistent "$A" run "$ssweep" --slurm
+gsweep=$(cfg gsweep "$(sweep_base 'grid = { seed = { 1, 2 } },' | sed 's/out_dir = /device = "cuda", out_dir = /')")
+expect_error run_gpus_on_a_cpu_sweep 2 "--gpus and --jobs-per-gpu place runs on GPUs; no run of $ssweep has device = \"cuda\"" "$A" run "$ssweep" --gpus 0
+expect_error run_gpus_named_twice 2 "--gpus: GPU 1 is named twice" "$A" run "$gsweep" --gpus 1,1
+expect_error run_gpus_not_indices 2 "--gpus: expected GPU indices separated by commas (e.g. 0,1,2,3), got 'a,b'" "$A" run "$gsweep" --gpus a,b
+expect_error run_gpus_with_jobs 2 "--gpus runs --jobs-per-gpu jobs on each GPU: --jobs does not apply" "$A" run "$gsweep" --gpus 0 --jobs 2
+if [ -d /proc/driver/nvidia/gpus ]; then
+    n_gpus=$(ls /proc/driver/nvidia/gpus | wc -l)
+    expect_error run_gpus_past_the_machine 2 "--gpus: GPU $n_gpus does not exist: this machine has $n_gpus" "$A" run "$gsweep" --gpus "$n_gpus"
+else
+    expect_error run_gpus_without_a_gpu 2 "$gsweep runs on device = \"cuda\", and no GPU is visible here" env -u CUDA_VISIBLE_DEVICES "$A" run "$gsweep"
+fi
 if selected sweep_grid_runs_and_skips_finished; then
     rm -rf "$TMP/results"
     s=$(cfg sweepgrid "$(sweep_base 'grid = { ["model.mixer"] = { "softmax", "kda" }, seed = { 1, 2 } },')")
@@ -466,6 +483,44 @@ if selected sweep_dry_run_and_plot; then
         ok sweep_dry_run_and_plot
     else
         fail sweep_dry_run_and_plot "$(cat "$TMP/out" "$TMP/out2" | tail -3)"
+    fi
+fi
+# One run of a sweep (a Slurm array task's command), the folder's state of every run, and the
+# script --slurm would submit (tests/slurm_test.sh submits it to a real Slurm)
+if selected sweep_only_status_and_slurm_script; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweeponly "$(sweep_base 'grid = { seed = { 1, 2, 3 } },')")
+    "$A" run "$s" --only 2 >"$TMP/out" 2>&1
+    code=$?
+    d="$TMP/results/sw"
+    sed -i 's/"status":[[:space:]]*"finished"/"status": "running"/' "$d/seed=2/summary.json" # killed mid-step
+    "$A" run "$s" --status >"$TMP/status1" 2>&1
+    "$A" run "$s" --only 2 >/dev/null 2>&1
+    "$A" run "$s" --status >"$TMP/status2" 2>&1
+    "$A" run "$s" --slurm --dry-run --partition gpu --time 1:00:00 --gpus-per-run 1 --set train.lr=0.002 >"$TMP/script" 2>&1
+    if [ "$code" -eq 0 ] && grep -q "run 2 of 3 (seed=2)" "$TMP/out" && [ ! -e "$d/seed=1" ] && [ ! -e "$d/seed=3" ] &&
+        grep -q "^   2  killed      seed=2 at step 4$" "$TMP/status1" && grep -q "^total: 1 killed, 2 pending$" "$TMP/status1" &&
+        grep -q "^   2  finished    seed=2$" "$TMP/status2" && grep -q "^total: 1 finished, 2 pending$" "$TMP/status2" &&
+        grep -q "^#SBATCH --array=1,3$" "$TMP/script" && grep -q "^#SBATCH --partition=gpu$" "$TMP/script" &&
+        grep -q "^#SBATCH --time=1:00:00$" "$TMP/script" && grep -q "^#SBATCH --gpus-per-task=1$" "$TMP/script" &&
+        grep -qF "run '$s' --only \"\$SLURM_ARRAY_TASK_ID\" --set 'train.lr=0.002'" "$TMP/script" &&
+        [ -f "$d/slurm/array.sbatch" ] && ! ls "$d"/seed=1 >/dev/null 2>&1; then
+        ok sweep_only_status_and_slurm_script
+    else
+        fail sweep_only_status_and_slurm_script "exit $code; $(cat "$TMP/out" "$TMP/status1" "$TMP/status2" "$TMP/script" | tr '\n' '|')"
+    fi
+fi
+# GPU placement: each job slot keeps one GPU of the list (CUDA_VISIBLE_DEVICES here, as a
+# scheduler sets it; the runs themselves fail on this CPU-only build, after being placed)
+if selected sweep_places_jobs_on_gpus; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweepgpu "$(sweep_base 'grid = { seed = { 1, 2, 3 } },' | sed 's/out_dir = /device = "cuda", out_dir = /')")
+    CUDA_VISIBLE_DEVICES=3,5 "$A" run "$s" >"$TMP/out" 2>&1
+    if grep -q "^started seed=1 on GPU 3$" "$TMP/out" && grep -q "^started seed=2 on GPU 5$" "$TMP/out" &&
+        grep -q "^started seed=3 on GPU [35]$" "$TMP/out" && grep -q "2 jobs" "$TMP/out"; then
+        ok sweep_places_jobs_on_gpus
+    else
+        fail sweep_places_jobs_on_gpus "$(tr '\n' '|' <"$TMP/out")"
     fi
 fi
 # Ctrl-C in a sweep: each run stops checkpointed; its reason says how to go on (no "interrupted

@@ -16,7 +16,9 @@
 #include "core/io/data.h"
 #include "core/io/export_fla.h"
 #include "core/lab/describe.h"
+#include "core/lab/gpu_placement.h"
 #include "core/lab/plot.h"
+#include "core/lab/slurm.h"
 #include "core/lab/sweep.h"
 #include "core/model.h"
 #include "core/progress.h"
@@ -30,7 +32,9 @@ static const char *USAGE =
     "commands:\n"
     "  train CONFIG [--set path=value]... [--out DIR] [--resume] [--overwrite] [--stop-at STEP] [--only N]\n"
     "        train the model a Lua config describes; results in <out_dir>/<experiment>/<run>/\n"
-    "  run CONFIG [--set path=value]... [--jobs N] [--dry-run] [--rerun-changed|--keep-changed]\n"
+    "  run CONFIG [--set path=value]... [--jobs N | --only N] [--gpus LIST] [--jobs-per-gpu K] [--dry-run]\n"
+    "             [--rerun-changed|--keep-changed]\n"
+    "  run CONFIG --status | --slurm [--partition P] [--time T] [--gpus-per-run G] [--cpus-per-run C] [--dry-run]\n"
     "        run every run a sweep config describes, N at a time; finished runs are skipped,\n"
     "        interrupted ones resume; summary.csv and summary.md per experiment (help run)\n"
     "  plot EXPERIMENT\n"
@@ -82,8 +86,10 @@ typedef struct {
     char **sets;
     int n_sets;
     const char *out, *in;
-    bool resume, overwrite, dry_run, rerun_changed, keep_changed;
-    long stop_at, steps, context, reps, jobs, only;
+    bool resume, overwrite, dry_run, rerun_changed, keep_changed, status, slurm;
+    long stop_at, steps, context, reps, jobs, only, gpus_per_run, cpus_per_run;
+    const char *partition, *time_limit, *gpus;
+    long jobs_per_gpu;
     const char *shapes[8];
     int n_shapes;
     const char *core, *csv, *format;
@@ -151,6 +157,28 @@ static Args parse_args(int argc, char **argv, int first, const char *allowed) {
                 i++;
             } else if (strcmp(flag, "only") == 0) {
                 a.only = parse_count_arg(arg, value);
+                i++;
+            } else if (strcmp(flag, "gpus") == 0) {
+                if (!value) value_error("--gpus needs GPU indices, e.g. 0,1,2,3");
+                a.gpus = argv[++i];
+            } else if (strcmp(flag, "jobs-per-gpu") == 0) {
+                a.jobs_per_gpu = parse_count_arg(arg, value);
+                i++;
+            } else if (strcmp(flag, "status") == 0) {
+                a.status = true;
+            } else if (strcmp(flag, "slurm") == 0) {
+                a.slurm = true;
+            } else if (strcmp(flag, "partition") == 0) {
+                if (!value) value_error("--partition needs a Slurm partition name");
+                a.partition = argv[++i];
+            } else if (strcmp(flag, "time") == 0) {
+                if (!value) value_error("--time needs a Slurm time limit, e.g. 2:00:00");
+                a.time_limit = argv[++i];
+            } else if (strcmp(flag, "gpus-per-run") == 0) {
+                a.gpus_per_run = parse_count_arg(arg, value);
+                i++;
+            } else if (strcmp(flag, "cpus-per-run") == 0) {
+                a.cpus_per_run = parse_count_arg(arg, value);
                 i++;
             } else if (strcmp(flag, "reps") == 0) {
                 a.reps = parse_count_arg(arg, value);
@@ -231,16 +259,47 @@ static int cmd_train(int argc, char **argv) {
     return code;
 }
 
+/* The run options that contradict each other or need another: one line each, before anything loads. */
+static void check_run_options(const Args *a) {
+    if (a->rerun_changed && a->keep_changed) value_error("--rerun-changed and --keep-changed contradict each other");
+    if (a->status && (a->slurm || a->only || a->jobs || a->dry_run || a->rerun_changed || a->keep_changed))
+        value_error("--status reads the results folder and runs nothing: it takes no other option but --set");
+    if (a->slurm && (a->only || a->jobs))
+        value_error("--slurm runs each run as an array task of its own: --only and --jobs do not apply");
+    if (!a->slurm && (a->partition || a->time_limit || a->gpus_per_run || a->cpus_per_run))
+        value_error("--partition, --time, --gpus-per-run and --cpus-per-run are for --slurm");
+    if (a->only && a->jobs) value_error("--only N runs one run: --jobs does not apply");
+    if ((a->gpus || a->jobs_per_gpu) && (a->status || a->slurm))
+        value_error("--gpus and --jobs-per-gpu place a local sweep's jobs; Slurm places --slurm's (--gpus-per-run)");
+}
+
 static int cmd_run(int argc, char **argv) {
-    Args a = parse_args(argc, argv, 2, " set jobs dry-run rerun-changed keep-changed ");
+    Args a = parse_args(argc, argv, 2,
+                        " set jobs dry-run rerun-changed keep-changed only status slurm partition time gpus-per-run "
+                        "cpus-per-run gpus jobs-per-gpu ");
     if (a.n_positional != 1) usage_error("run takes one config file");
-    if (a.rerun_changed && a.keep_changed) usage_error("--rerun-changed and --keep-changed contradict each other");
+    check_run_options(&a);
     if (!path_exists(a.positional[0])) die("config '%s' not found", a.positional[0]);
     Sweep sw;
     Error err;
     if (!sweep_load(&sw, a.positional[0], a.sets, a.n_sets, &err)) die("%s", err.msg);
+    if (a.only > sw.n_runs)
+        value_error("--only %ld: %s is a sweep of %d run%s (--dry-run numbers them)", a.only, a.positional[0], sw.n_runs,
+                    sw.n_runs == 1 ? "" : "s");
+    sw.only = (int)a.only;
+    if (!a.status && !a.slurm && !a.dry_run && !gpu_placement(&sw, a.gpus, (int)a.jobs_per_gpu, &a.jobs, &err))
+        value_error("%s", err.msg);
+    sw.on_changed = a.rerun_changed ? CHANGED_RERUN : a.keep_changed ? CHANGED_KEEP : CHANGED_REFUSE;
     int code = 0;
-    if (a.dry_run) {
+    if (a.status) {
+        code = sweep_status(&sw);
+    } else if (a.slurm) {
+        SlurmOptions so = {.partition = a.partition, .time = a.time_limit, .gpus_per_run = (int)a.gpus_per_run,
+                           .cpus_per_run = (int)a.cpus_per_run, .dry_run = a.dry_run,
+                           .keep_changed = a.keep_changed};
+        if (!a.dry_run) sweep_settle_changed_runs(&sw);
+        code = slurm_submit(&sw, a.positional[0], a.sets, a.n_sets, &so);
+    } else if (a.dry_run) {
         printf("%s: %d runs of experiment '%s' in %s/ (all configs checked; nothing run)\n", a.positional[0], sw.n_runs,
                sw.experiment, sw.dir);
         for (int i = 0; i < sw.n_runs; i++) printf("%4d  %s\n", i + 1, sw.runs[i].name); /* N of --only N */
@@ -251,7 +310,6 @@ static int cmd_run(int argc, char **argv) {
                    sw.select.metric);
         }
     } else {
-        sw.on_changed = a.rerun_changed ? CHANGED_RERUN : a.keep_changed ? CHANGED_KEEP : CHANGED_REFUSE;
         code = sweep_run(&sw, a.jobs ? (int)a.jobs : 1);
     }
     sweep_free(&sw);
@@ -518,7 +576,10 @@ static const char *HELP_TRAIN =
     "  checkpoint.safetensors   parameters, AdamW moments, step and RNG state (the latest only)\n";
 
 static const char *HELP_RUN =
-    "attnlab run SWEEP [--set path=value]... [--jobs N] [--dry-run] [--rerun-changed|--keep-changed]\n"
+    "attnlab run SWEEP [--set path=value]... [--jobs N | --only N] [--gpus LIST] [--jobs-per-gpu K] [--dry-run]\n"
+    "                  [--rerun-changed|--keep-changed]\n"
+    "attnlab run SWEEP --status\n"
+    "attnlab run SWEEP --slurm [--partition P] [--time T] [--gpus-per-run G] [--cpus-per-run C] [--dry-run]\n"
     "\n"
     "Runs every run of a sweep file (attnlab help sweep), N at a time, each in its own process\n"
     "(the cores are shared between the jobs). A run that finished is skipped when the sweep is\n"
@@ -535,7 +596,20 @@ static const char *HELP_RUN =
     "  --set path=value  applies to every run, last (over the sweep's experiment too); a field the\n"
     "                    sweep varies, or one no run would use, is refused\n"
     "  --dry-run         checks every run's config and task and lists the runs; nothing runs\n"
-    "attnlab train SWEEP --only N trains run N alone, as run would; attnlab describe SWEEP shows\n"
+    "  --only N          runs run N alone (as --dry-run numbers them), with every promise above\n"
+    "  --gpus LIST       runs with device = \"cuda\" go to these GPUs (e.g. 0,1,2,3; default:\n"
+    "                    CUDA_VISIBLE_DEVICES, else every GPU), --jobs-per-gpu K at a time on each\n"
+    "                    (default 1; --jobs N instead spreads N jobs over them); each run's\n"
+    "                    summary.json records its GPU\n"
+    "  --status          each run's state from its folder (finished, running, killed: a 'running'\n"
+    "                    run whose process is gone, interrupted, failed, pending) and the totals\n"
+    "  --slurm           writes results/<experiment>/slurm/array.sbatch, a Slurm job array of the\n"
+    "                    runs not finished, each task 'attnlab run SWEEP --only N' (same --set), and\n"
+    "                    submits it with sbatch (--dry-run: writes and prints it only); --partition,\n"
+    "                    --time, --gpus-per-run and --cpus-per-run become its #SBATCH lines. Task\n"
+    "                    logs: results/<experiment>/logs/slurm-JOB_TASK.out. Start it again to\n"
+    "                    submit what is still not finished.\n"
+    "attnlab train SWEEP --only N trains run N alone in the foreground; attnlab describe SWEEP shows\n"
     "each distinct model.\n";
 
 static const char *HELP_SWEEP =

@@ -470,6 +470,7 @@ bool sweep_file_is_sweep(const char *path, bool *is_sweep, Error *err) {
 }
 
 void sweep_free(Sweep *sw) {
+    for (int g = 0; g < sw->n_gpus; g++) free(sw->gpus[g]);
     for (int i = 0; i < sw->n_runs; i++) {
         SweepRun *r = &sw->runs[i];
         free(r->name);
@@ -490,10 +491,10 @@ void sweep_free(Sweep *sw) {
 
 /* ---- the summary table ---- */
 
-static char *run_dir(const Sweep *sw, const SweepRun *r) { return xasprintf("%s/%s", sw->dir, r->name); }
+char *sweep_run_dir(const Sweep *sw, const SweepRun *r) { return xasprintf("%s/%s", sw->dir, r->name); }
 
-static cJSON *read_summary(const Sweep *sw, const SweepRun *r) {
-    char *dir = run_dir(sw, r), *path = xasprintf("%s/summary.json", dir);
+cJSON *sweep_read_summary(const Sweep *sw, const SweepRun *r) {
+    char *dir = sweep_run_dir(sw, r), *path = xasprintf("%s/summary.json", dir);
     char *text = read_file(path, NULL, NULL);
     free(dir);
     free(path);
@@ -541,7 +542,22 @@ static void number_text(char *buf, size_t len, const cJSON *v, bool markdown) {
     sweep_number_text(buf, len, cJSON_IsNumber(v) ? v->valuedouble : NAN, markdown);
 }
 
+static void write_summary_files(const Sweep *sw);
+
+/* Under a lock: sweeps of one experiment in several processes (Slurm array tasks, each with
+ * --only) each rewrite the tables from every run's summary.json, one after another, so the last
+ * to write has read every run that finished before it. */
 void sweep_write_summary(const Sweep *sw) {
+    Error err;
+    char *path = xasprintf("%s/.summary.lock", sw->dir);
+    int fd = lock_file(path, &err);
+    if (fd < 0) die("%s", err.msg);
+    write_summary_files(sw);
+    unlock_file(fd);
+    free(path);
+}
+
+static void write_summary_files(const Sweep *sw) {
     /* columns: run, status, reason, every swept field, the standard numbers, every task metric */
     const char *fields[64];
     int n_fields = 0;
@@ -555,7 +571,7 @@ void sweep_write_summary(const Sweep *sw) {
     char metrics[64][48];
     int n_metrics = 0;
     for (int i = 0; i < sw->n_runs; i++) {
-        sums[i] = read_summary(sw, &sw->runs[i]);
+        sums[i] = sweep_read_summary(sw, &sw->runs[i]);
         const cJSON *m = sums[i] ? cJSON_GetObjectItemCaseSensitive(sums[i], "metrics") : NULL;
         const cJSON *item;
         cJSON_ArrayForEach(item, m) {
@@ -665,7 +681,7 @@ static void push_item(ChangedRun *c, char *item) {
  * resumed with changed fields (resumed_with_changes) is never the run its config describes. */
 static bool changed_config(const Sweep *sw, int i, const cJSON *summary, ChangedRun *out) {
     const SweepRun *r = &sw->runs[i];
-    char *dir = run_dir(sw, r), *checkpoint = xasprintf("%s/checkpoint.safetensors", dir);
+    char *dir = sweep_run_dir(sw, r), *checkpoint = xasprintf("%s/checkpoint.safetensors", dir);
     const char *status = summary ? sweep_json_string(summary, "status") : NULL;
     *out = (ChangedRun){.run = i, .finished = status && strcmp(status, "finished") == 0};
     bool reusable = out->finished || path_exists(checkpoint);
@@ -728,13 +744,22 @@ static char *describe_changed(const Sweep *sw, const ChangedRun *changed, int n,
  * stop the sweep with one line naming them and the fields, or (--rerun-changed) have their
  * folder cleared and run again from step 0, or (--keep-changed) keep a finished run's results,
  * marked stale in the summaries, and start an unfinished one again from step 0. */
-static void settle_changed_runs(Sweep *sw) {
+void sweep_settle_changed_runs(Sweep *sw) {
     ChangedRun *changed = xcalloc((size_t)sw->n_runs, sizeof(ChangedRun));
     int n = 0, n_finished = 0;
     for (int i = 0; i < sw->n_runs; i++) {
-        cJSON *o = read_summary(sw, &sw->runs[i]);
-        if (changed_config(sw, i, o, &changed[n])) n_finished += changed[n++].finished;
+        cJSON *o = sweep_read_summary(sw, &sw->runs[i]);
+        bool differs = changed_config(sw, i, o, &changed[n]);
         cJSON_Delete(o);
+        if (!differs) continue;
+        if (sw->only && i != sw->only - 1) { /* another task's run: only its stale mark, for the tables */
+            if (sw->on_changed == CHANGED_KEEP && changed[n].finished)
+                sw->runs[i].stale = join_texts(changed[n].items, changed[n].n_items, ", ", changed[n].n_items);
+            for (int k = 0; k < changed[n].n_items; k++) free(changed[n].items[k]);
+            free(changed[n].items);
+            continue;
+        }
+        n_finished += changed[n++].finished;
     }
     if (n && sw->on_changed == CHANGED_REFUSE) {
         char *what = describe_changed(sw, changed, n, -1);
@@ -756,7 +781,7 @@ static void settle_changed_runs(Sweep *sw) {
             continue;
         }
         /* never resumed into another config: its folder goes, and it starts from step 0 */
-        char *dir = run_dir(sw, r);
+        char *dir = sweep_run_dir(sw, r);
         Error err;
         if (!lock_run_dir(dir, &err)) die("%s", err.msg);
         remove_tree(dir);
@@ -816,7 +841,15 @@ static bool latest_metrics(const char *dir, int *step, double *loss) {
 static pid_t sweep_pid; /* the process that forks the runs */
 
 /* The child: one run, its output in logs/<run>.log. */
-static _Noreturn void run_child(const Sweep *sw, SweepRun *r, int jobs) {
+bool sweep_uses_gpus(const Sweep *sw) {
+    for (int i = 0; i < sw->n_runs; i++)
+        if (strcmp(sw->runs[i].cfg.device, "cuda") == 0) return true;
+    return false;
+}
+
+static const char *slot_gpu(const Sweep *sw, int slot) { return sw->n_gpus ? sw->gpus[slot % sw->n_gpus] : NULL; }
+
+static _Noreturn void run_child(const Sweep *sw, SweepRun *r, int jobs, int slot) {
     /* a run dies with its sweep (even a SIGKILLed one), so a restarted sweep never finds it
      * still writing; the restart resumes it from its checkpoint */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -836,6 +869,8 @@ static _Noreturn void run_child(const Sweep *sw, SweepRun *r, int jobs) {
     setpgid(0, 0);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
+    /* its GPU: the parent never touches CUDA, so the child's first CUDA call sees only this one */
+    if (slot_gpu(sw, slot)) setenv("CUDA_VISIBLE_DEVICES", slot_gpu(sw, slot), 1);
     /* the cores are shared between the jobs */
     if (r->cfg.threads == 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
@@ -859,7 +894,7 @@ static void status_line(const Sweep *sw, int done, int total, const int *running
     size_t n = (size_t)snprintf(line, sizeof line, "runs %d/%d done", done, total);
     for (int i = 0; i < n_running && n < sizeof line; i++) {
         const SweepRun *r = &sw->runs[running_idx[i]];
-        char *dir = run_dir(sw, r);
+        char *dir = sweep_run_dir(sw, r);
         int step;
         double loss;
         if (latest_metrics(dir, &step, &loss))
@@ -888,12 +923,12 @@ typedef struct {
 static int find_todo(const Sweep *sw, bool *todo) {
     int done = 0;
     for (int i = 0; i < sw->n_runs; i++) {
-        cJSON *o = read_summary(sw, &sw->runs[i]);
+        cJSON *o = sweep_read_summary(sw, &sw->runs[i]);
         const char *st = o ? sweep_json_string(o, "status") : NULL;
         /* only a finished run is done: a failed one is tried again from its last checkpoint
          * (a full disk passes; a non-finite loss comes back at once), the others resume */
         bool over = st && strcmp(st, "finished") == 0;
-        todo[i] = !over;
+        todo[i] = !over && (!sw->only || i == sw->only - 1);
         done += over;
         cJSON_Delete(o);
     }
@@ -908,15 +943,18 @@ static void install_sweep_signal_handlers(void) {
     sigaction(SIGTERM, &sa, NULL);
 }
 
-/* "started NAME", or "resumed NAME at step N" when its checkpoint says where it goes on from. */
-static void say_started(const Sweep *sw, const SweepRun *r) {
-    char *dir = run_dir(sw, r), *checkpoint = xasprintf("%s/checkpoint.safetensors", dir);
+/* "started NAME", or "resumed NAME at step N" when its checkpoint says where it goes on from;
+ * "on GPU g" with placement. */
+static void say_started(const Sweep *sw, const SweepRun *r, const char *gpu) {
+    char *dir = sweep_run_dir(sw, r), *checkpoint = xasprintf("%s/checkpoint.safetensors", dir);
     Error err = {0};
     int step;
     if (path_exists(checkpoint) && checkpoint_read_step(checkpoint, &step, &err))
-        printf("resumed %s at step %d\n", r->name, step);
+        printf("resumed %s at step %d", r->name, step);
     else
-        printf("started %s\n", r->name);
+        printf("started %s", r->name);
+    if (gpu) printf(" on GPU %s", gpu);
+    printf("\n");
     free(checkpoint);
     free(dir);
 }
@@ -931,12 +969,12 @@ static void start_runs(Jobs *j) {
         fflush(NULL);
         pid_t pid = fork();
         if (pid < 0) die("cannot start a run: fork failed");
-        if (pid == 0) run_child(j->sw, &j->sw->runs[j->next], j->jobs);
+        if (pid == 0) run_child(j->sw, &j->sw->runs[j->next], j->jobs, slot);
         j->pids[slot] = pid;
         j->told[slot] = false;
         j->slot_run[slot] = j->next++;
         j->n_running++;
-        if (!on_terminal) say_started(j->sw, &j->sw->runs[j->slot_run[slot]]);
+        if (!on_terminal) say_started(j->sw, &j->sw->runs[j->slot_run[slot]], slot_gpu(j->sw, slot));
     }
 }
 
@@ -962,7 +1000,7 @@ static void wait_for_runs(Jobs *j) {
 /* How an ended run went, from its exit status and summary.json; counts it done or failed. */
 static void describe_end(Jobs *j, const SweepRun *r, int status, bool told, char *what, size_t len) {
     const Sweep *sw = j->sw;
-    cJSON *o = read_summary(sw, r);
+    cJSON *o = sweep_read_summary(sw, r);
     const char *st = o ? sweep_json_string(o, "status") : NULL;
     if (WIFSIGNALED(status) && told) {
         snprintf(what, len, "interrupted before training began");
@@ -1009,15 +1047,19 @@ static void run_ended(Jobs *j, pid_t pid, int status) {
 
 int sweep_run(Sweep *sw, int jobs) {
     Error err;
-    settle_changed_runs(sw);
+    sweep_settle_changed_runs(sw);
     char *logs = xasprintf("%s/logs", sw->dir);
     if (!mkdir_p(logs, &err)) die("%s", err.msg);
     free(logs);
     on_terminal = isatty(STDOUT_FILENO);
     Jobs j = {.sw = sw, .jobs = jobs, .total = sw->n_runs, .todo = xcalloc((size_t)sw->n_runs, sizeof(bool))};
     j.done = find_todo(sw, j.todo);
-    printf("sweep '%s': %d run%s, %d already done, %d job%s; results in %s/ (logs in %s/logs/)\n", sw->experiment,
-           j.total, j.total == 1 ? "" : "s", j.done, jobs, jobs == 1 ? "" : "s", sw->dir, sw->dir);
+    if (sw->only)
+        printf("sweep '%s': run %d of %d (%s)%s; results in %s/ (logs in %s/logs/)\n", sw->experiment, sw->only,
+               j.total, sw->runs[sw->only - 1].name, j.todo[sw->only - 1] ? "" : ", already done", sw->dir, sw->dir);
+    else
+        printf("sweep '%s': %d run%s, %d already done, %d job%s; results in %s/ (logs in %s/logs/)\n",
+               sw->experiment, j.total, j.total == 1 ? "" : "s", j.done, jobs, jobs == 1 ? "" : "s", sw->dir, sw->dir);
     fflush(stdout);
     sweep_write_summary(sw);
     install_sweep_signal_handlers();

@@ -41,6 +41,11 @@ typedef struct {
     int n_runs;
     SweepSelect select;
     ChangedRuns on_changed;
+    int only; /* run only run `only` (1-based, as --dry-run numbers them; a Slurm array task); 0: all */
+    /* GPU placement (runs with device = "cuda"): job slot s runs with CUDA_VISIBLE_DEVICES set to
+     * gpus[s % n_gpus], so each GPU keeps jobs / n_gpus runs going; n_gpus 0: no placement */
+    int n_gpus;
+    char *gpus[64];
 } Sweep;
 
 /* Builds every run's config and checks them all (fields, then each task's parameters) before
@@ -52,7 +57,18 @@ bool sweep_file_is_sweep(const char *path, bool *is_sweep, Error *err);
 /* Runs what is not finished yet, `jobs` at a time; returns the exit status (0: all finished or
  * failed with a recorded reason, 130: interrupted). */
 int sweep_run(Sweep *sw, int jobs);
+/* What sweep_run does first: runs whose folder holds another config's results stop the sweep with
+ * one line, or are cleared or kept as on_changed says (the Slurm path calls it before submitting). */
+void sweep_settle_changed_runs(Sweep *sw);
 /* Rewrites summary.csv and summary.md from the runs' summary.json files, and with a `select`
  * selected.csv and selected.json. */
 void sweep_write_summary(const Sweep *sw);
+/* `run SWEEP --status`: each run's state from its folder (finished, running, interrupted, failed,
+ * pending, ...) and the totals; returns 0. */
+int sweep_status(const Sweep *sw);
+/* A run's folder and its summary.json, parsed (NULL when missing or unreadable). */
+char *sweep_run_dir(const Sweep *sw, const SweepRun *r);
+struct cJSON *sweep_read_summary(const Sweep *sw, const SweepRun *r);
 void sweep_free(Sweep *sw);
+/* Whether any run of the sweep uses the CUDA backend (GPU placement applies). */
+bool sweep_uses_gpus(const Sweep *sw);

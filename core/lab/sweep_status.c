@@ -1,0 +1,51 @@
+/* `attnlab run SWEEP --status`: what the results folder says of each run, without running any. A
+ * summary that says "running" is believed only while the run's folder lock is held: a run killed
+ * mid-step (a node lost, a Slurm time limit) leaves "running" behind and shows as "killed". */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sweep.h"
+#include "sweep_select.h"
+
+enum { N_STATES = 8 };
+static const char *const STATES[N_STATES] = {"finished", "running", "killed",  "interrupted",
+                                             "stopped",  "failed",  "pending", "unreadable"};
+
+static int state_index(const char *state) {
+    for (int i = 0; i < N_STATES; i++)
+        if (strcmp(STATES[i], state) == 0) return i;
+    return N_STATES - 1;
+}
+
+int sweep_status(const Sweep *sw) {
+    int counts[N_STATES] = {0};
+    printf("sweep '%s': %d run%s in %s/\n", sw->experiment, sw->n_runs, sw->n_runs == 1 ? "" : "s", sw->dir);
+    for (int i = 0; i < sw->n_runs; i++) {
+        const SweepRun *r = &sw->runs[i];
+        char *dir = sweep_run_dir(sw, r), *path = xasprintf("%s/summary.json", dir);
+        cJSON *o = sweep_read_summary(sw, r);
+        const char *status = o ? sweep_json_string(o, "status") : NULL, *reason = o ? sweep_json_string(o, "reason") : NULL;
+        const char *state = status ? status : path_exists(path) ? "unreadable" : "pending";
+        if (strcmp(state, "running") == 0 && !run_dir_in_use(dir)) state = "killed";
+        const cJSON *step = o ? cJSON_GetObjectItemCaseSensitive(o, "step") : NULL;
+        char at[32] = "";
+        if (cJSON_IsNumber(step) && strcmp(state, "finished") != 0) snprintf(at, sizeof at, " at step %d", step->valueint);
+        printf("%4d  %-11s %s%s%s%s%s\n", i + 1, state, r->name, at, reason && *reason ? " (" : "",
+               reason && *reason ? reason : "", reason && *reason ? ")" : "");
+        counts[state_index(state)]++;
+        cJSON_Delete(o);
+        free(path);
+        free(dir);
+    }
+    printf("total:");
+    const char *sep = " ";
+    for (int k = 0; k < N_STATES; k++)
+        if (counts[k]) {
+            printf("%s%d %s", sep, counts[k], STATES[k]);
+            sep = ", ";
+        }
+    printf("\n");
+    return 0;
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# make test-slurm: `attnlab run SWEEP --slurm` against a real Slurm (Debian's slurm-wlm and munge),
+# a one-node cluster on localhost started here and stopped at the end: the sweep is submitted as a
+# job array, every task runs `attnlab run SWEEP --only N`, --status then reports every run
+# finished, summary.csv has a row per run, and a second --slurm submits nothing. Needs root (the
+# daemons run as root, as in a container) and slurmctld, slurmd, munged on the PATH or in
+# /usr/sbin; `make setup` installs them. Prints "ok"/"FAIL" lines like the other suites.
+set -u
+A="$(realpath "${ATTNLAB:-$PWD/attnlab}")"
+TINY="$PWD/tests/data/tiny.txt"
+export PATH="$PATH:/usr/sbin:/sbin"
+for tool in munged slurmctld slurmd sbatch squeue sinfo; do
+    command -v $tool >/dev/null || { echo "FAIL slurm: $tool is not installed (make setup installs slurm-wlm and munge)"; exit 1; }
+done
+[ "$(id -u)" -eq 0 ] || { echo "FAIL slurm: the test cluster's daemons need root (run as root, as CI does)"; exit 1; }
+T=$(mktemp -d)
+mkdir -p "$T/state" "$T/spool" "$T/munge" "$T/log"
+export SLURM_CONF="$T/slurm.conf"
+cat >"$SLURM_CONF" <<EOF2
+ClusterName=attnlab-test
+SlurmctldHost=localhost
+SlurmctldPort=16817
+SlurmdPort=16818
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CredType=cred/munge
+StateSaveLocation=$T/state
+SlurmdSpoolDir=$T/spool
+SlurmctldPidFile=$T/slurmctld.pid
+SlurmdPidFile=$T/slurmd.pid
+SlurmctldLogFile=$T/log/slurmctld.log
+SlurmdLogFile=$T/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+ReturnToService=2
+MpiDefault=none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+NodeName=localhost CPUs=$(nproc) State=UNKNOWN
+PartitionName=test Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+EOF2
+pids=()
+cleanup() {
+    scancel --quiet --name=attnlab-sw 2>/dev/null
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+# munge: its own socket and key copy, so a system munged (if any) is left alone
+MUNGE_SOCKET="$T/munge/munge.socket"
+cp /etc/munge/munge.key "$T/munge/munge.key" 2>/dev/null || dd if=/dev/urandom bs=1 count=1024 of="$T/munge/munge.key" 2>/dev/null
+chmod 400 "$T/munge/munge.key"
+munged --force --foreground --socket="$MUNGE_SOCKET" --key-file="$T/munge/munge.key" \
+    --pid-file="$T/munge/munged.pid" --log-file="$T/log/munged.log" --seed-file="$T/munge/seed" >"$T/log/munged.out" 2>&1 &
+pids+=($!)
+printf 'AuthInfo=socket=%s\n' "$MUNGE_SOCKET" >>"$SLURM_CONF"
+sleep 1
+slurmctld -D -f "$SLURM_CONF" >"$T/log/slurmctld.out" 2>&1 &
+pids+=($!)
+slurmd -D -f "$SLURM_CONF" >"$T/log/slurmd.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 60); do sinfo -h -o %t 2>/dev/null | grep -q idle && break; sleep 0.5; done
+if ! sinfo -h -o %t 2>/dev/null | grep -q idle; then
+    echo "FAIL slurm: the test cluster did not come up: $(tail -3 "$T/log/slurmctld.log" "$T/log/slurmd.log" 2>/dev/null | tr '\n' '|')"
+    exit 1
+fi
+cd "$T"
+cat >sweep.lua <<EOF2
+return {
+  experiment = "sw",
+  base = { out_dir = "$T/results", model = { d_model = 32, n_layers = 1, n_heads = 2 },
+    train = { steps = 4, batch_size = 2, seq_len = 32, log_every = 1, eval_every = 0, checkpoint_every = 2 }, threads = 1,
+    data = { path = "$TINY", split_block = 1024 }, eval = { max_batches = 1 } },
+  grid = { seed = { 1, 2, 3, 4 } },
+}
+EOF2
+failed=0
+check() { # check NAME CONDITION-STATUS DETAIL
+    if [ "$2" -eq 0 ]; then echo "ok   $1"; else echo "FAIL $1: $3"; failed=1; fi
+}
+"$A" run sweep.lua --only 2 >out0 2>&1 # one run already done: the array must leave it alone
+before=$(sha256sum <"$T/results/sw/seed=2/summary.json")
+"$A" run sweep.lua --slurm --cpus-per-run 1 >out1 2>&1
+code=$?
+grep -q "^#SBATCH --array=1,3,4$" "$T/results/sw/slurm/array.sbatch"
+check slurm_submits_the_unfinished_runs $(( code != 0 || $? != 0 )) "exit $code: $(cat out1 | tr '\n' '|')"
+for _ in $(seq 240); do [ -z "$(squeue -h -n attnlab-sw 2>/dev/null)" ] && break; sleep 0.5; done
+"$A" run sweep.lua --status >status 2>&1
+grep -q "^total: 4 finished$" status
+check slurm_array_finishes_every_run $? "$(tr '\n' '|' <status); $(cat "$T"/results/sw/logs/slurm-*.out 2>/dev/null | tail -3 | tr '\n' '|')"
+rows=$(tail -n +2 "$T/results/sw/summary.csv" | grep -c ',finished,')
+[ "$rows" -eq 4 ] && [ "$before" = "$(sha256sum <"$T/results/sw/seed=2/summary.json")" ]
+check slurm_tasks_share_one_summary $? "$rows finished rows in summary.csv (the tasks wrote it in turn); run 2 redone?"
+ls "$T"/results/sw/logs/slurm-*_1.out "$T"/results/sw/logs/slurm-*_4.out >/dev/null 2>&1
+check slurm_task_logs_in_the_sweep_folder $? "$(ls "$T/results/sw/logs")"
+"$A" run sweep.lua --slurm >out2 2>&1
+grep -q "all 4 runs finished; nothing to submit" out2
+check slurm_resubmits_nothing_when_done $? "$(cat out2)"
+exit $failed
