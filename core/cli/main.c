@@ -608,7 +608,7 @@ static const char *HELP_RUN =
     "                    submits it with sbatch (--dry-run: writes and prints it only); --partition,\n"
     "                    --time, --gpus-per-run and --cpus-per-run become its #SBATCH lines. Task\n"
     "                    logs: results/<experiment>/logs/slurm-JOB_TASK.out. Start it again to\n"
-    "                    submit what is still not finished.\n"
+    "                    submit what is neither finished nor running.\n"
     "attnlab train SWEEP --only N trains run N alone in the foreground; attnlab describe SWEEP shows\n"
     "each distinct model.\n";
 

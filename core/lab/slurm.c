@@ -35,15 +35,19 @@ static void shell_quoted(FILE *f, const char *s) {
     fputc('\'', f);
 }
 
-/* The 1-based indices of the runs not finished, as sbatch's --array list ("2,5,7"); their count. */
-static int unfinished_runs(const Sweep *sw, char *list, size_t len) {
+/* The 1-based indices of the runs neither finished nor running now (a task of an earlier
+ * submission holds its folder), as sbatch's --array list ("2,5,7"); their count. */
+static int runs_to_submit(const Sweep *sw, char *list, size_t len) {
     int n = 0;
     size_t used = 0;
     list[0] = '\0';
     for (int i = 0; i < sw->n_runs; i++) {
         cJSON *o = sweep_read_summary(sw, &sw->runs[i]);
         const char *st = o ? sweep_json_string(o, "status") : NULL;
-        if (!(st && strcmp(st, "finished") == 0)) {
+        char *dir = sweep_run_dir(sw, &sw->runs[i]);
+        bool running = run_dir_in_use(dir);
+        free(dir);
+        if (!(st && strcmp(st, "finished") == 0) && !running) {
             if (used < len) used += (size_t)snprintf(list + used, len - used, "%s%d", n ? "," : "", i + 1);
             n++;
         }
@@ -85,9 +89,9 @@ int slurm_submit(const Sweep *sw, const char *config_path, char **sets, int n_se
     if (!sbatch && !opt->dry_run)
         die("--slurm: sbatch is not on the PATH (is this a Slurm login node?); --dry-run writes the script only");
     char array[8192];
-    int n = unfinished_runs(sw, array, sizeof array);
+    int n = runs_to_submit(sw, array, sizeof array);
     if (n == 0) {
-        printf("sweep '%s': all %d runs finished; nothing to submit\n", sw->experiment, sw->n_runs);
+        printf("sweep '%s': all %d runs finished or running; nothing to submit\n", sw->experiment, sw->n_runs);
         free(sbatch);
         return 0;
     }

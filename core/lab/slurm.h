@@ -17,7 +17,7 @@ typedef struct {
     bool keep_changed;        /* the tasks keep other configs' finished results, marked stale */
 } SlurmOptions;
 
-/* Writes <sweep dir>/slurm/array.sbatch for the runs not finished (config_path and the --set
+/* Writes <sweep dir>/slurm/array.sbatch for the runs neither finished nor running (config_path and the --set
  * values as given, made absolute where they are paths) and submits it; returns the exit status.
  * Without sbatch on the PATH it stops with one line before writing anything. */
 int slurm_submit(const Sweep *sw, const char *config_path, char **sets, int n_sets, const SlurmOptions *opt);
