@@ -4,12 +4,12 @@
 -- and 128 with 4 and 8 key-value pairs, 2 layers. Attention should solve it at every width; the
 -- linear-time mixers need width (state) that grows with the pairs.
 -- Each point is the best of four learning rates (Zoology's protocol; select below), and the
--- models have no MLP (Zoology's MQAR models). CPU default: about 40 minutes on 2 cores
+-- models have no MLP (Zoology's MQAR models). CPU default: about 70 minutes on 2 cores
 -- (make repro-mqar JOBS=2).
 local runs = {}
 for _, case in ipairs({ { len = 64, pairs = 4 }, { len = 128, pairs = 8 } }) do
   for _, width in ipairs({ 16, 32, 64 }) do
-    for _, mixer in ipairs({ "softmax", "mla", "linear", "gdn", "kda" }) do
+    for _, mixer in ipairs({ "softmax", "mla", "linear", "gdn", "kda", "dplr" }) do
       runs[#runs + 1] = { ["train.seq_len"] = case.len, ["mqar.num_kv_pairs"] = case.pairs,
                           ["model.d_model"] = width, ["model.mixer"] = mixer }
     end

@@ -1,12 +1,12 @@
 -- The synthetic tasks of the Kimi Linear report at growing sequence lengths: palindrome (repeat a
 -- random sequence in reverse) and stack (push/pop, predict the top; scored after pops, the answers
 -- that need memory), one line per mixer (report: KDA ahead of GDN as length grows).
--- Each point is the best of four learning rates (select below). CPU default: about an hour on 2
+-- Each point is the best of four learning rates (select below). CPU default: about 90 minutes on 2
 -- cores (make repro-synthetic JOBS=2).
 local runs = {}
 for _, task in ipairs({ "palindrome", "stack" }) do
   for _, len in ipairs({ 32, 64, 128 }) do
-    for _, mixer in ipairs({ "softmax", "mla", "linear", "gdn", "kda" }) do
+    for _, mixer in ipairs({ "softmax", "mla", "linear", "gdn", "kda", "dplr" }) do
       runs[#runs + 1] = { task = task, ["train.seq_len"] = len, ["model.mixer"] = mixer }
     end
   end
