@@ -92,40 +92,54 @@ static void dplr_free(DplrOutputs *r) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
 }
 
-/* ---- the recurrence in double, token by token: S = (D + b a^T) S + k v^T, o = scale S^T q ---- */
+/* ---- the recurrence in double ---- */
+/* The recurrence in double, token by token: w = S^T a (the state read before the decay),
+ * S = diag(exp(gk)) S + b w^T + k v^T, o = scale S^T q. Returns o; final (ns doubles) gets the
+ * last states when not NULL. */
+static double *dplr_in_double(const DplrInputs *in, double *final) {
+    const ScanShape *s = &in->s;
+    const int K = s->K, V = s->V;
+    double *o = xmalloc(sizeof(double) * in->nv), *S = xmalloc(sizeof(double) * K * V),
+           *Sn = xmalloc(sizeof(double) * K * V), *w = xmalloc(sizeof(double) * V);
+    for (int b = 0; b < s->B; b++)
+        for (int h = 0; h < s->H; h++) {
+            for (int i = 0; i < K * V; i++) S[i] = in->h0[((size_t)b * s->H + h) * K * V + i];
+            for (int t = 0; t < s->T; t++) {
+                size_t row = ((size_t)b * s->T + t) * s->H + h;
+                const float *q = in->q + row * K, *k = in->k + row * K, *v = in->v + row * V;
+                const float *a = in->a + row * K, *bb = in->b + row * K, *gk = in->gk + row * K;
+                for (int j = 0; j < V; j++) { /* w = S^T a, read before the decay */
+                    w[j] = 0;
+                    for (int m = 0; m < K; m++) w[j] += (double)a[m] * S[m * V + j];
+                }
+                for (int i = 0; i < K; i++)
+                    for (int j = 0; j < V; j++)
+                        Sn[i * V + j] = exp((double)gk[i]) * S[i * V + j] + (double)bb[i] * w[j] + (double)k[i] * v[j];
+                memcpy(S, Sn, sizeof(double) * K * V);
+                for (int j = 0; j < V; j++) {
+                    double acc = 0;
+                    for (int i = 0; i < K; i++) acc += S[i * V + j] * q[i];
+                    o[row * V + j] = acc * s->scale;
+                }
+            }
+            if (final) memcpy(final + ((size_t)b * s->H + h) * K * V, S, sizeof(double) * K * V);
+        }
+    free(S);
+    free(Sn);
+    free(w);
+    return o;
+}
+
 TEST(test_dplr_recurrent_matches_the_recurrence_in_double) {
     Rng rng;
     rng_seed(&rng, 300);
     DplrInputs in = dplr_inputs(2, 9, 2, 5, 3, 1.0f, &rng);
     DplrOutputs r = dplr_run(&in, 0, NULL, NULL);
-    const ScanShape *s = &in.s;
-    int K = s->K, V = s->V;
-    double S[5][3], Sn[5][3];
-    for (int b = 0; b < s->B; b++)
-        for (int h = 0; h < s->H; h++) {
-            for (int i = 0; i < K; i++)
-                for (int j = 0; j < V; j++) S[i][j] = in.h0[(((size_t)b * s->H + h) * K + i) * V + j];
-            for (int t = 0; t < s->T; t++) {
-                size_t row = ((size_t)b * s->T + t) * s->H + h;
-                const float *q = in.q + row * K, *k = in.k + row * K, *v = in.v + row * V;
-                const float *a = in.a + row * K, *bb = in.b + row * K, *gk = in.gk + row * K;
-                for (int i = 0; i < K; i++)
-                    for (int j = 0; j < V; j++) {
-                        double acc = (double)k[i] * v[j];
-                        for (int m = 0; m < K; m++) acc += ((i == m) * exp(gk[i]) + (double)bb[i] * a[m]) * S[m][j];
-                        Sn[i][j] = acc;
-                    }
-                memcpy(S, Sn, sizeof S);
-                for (int j = 0; j < V; j++) {
-                    double o = 0;
-                    for (int i = 0; i < K; i++) o += S[i][j] * q[i];
-                    CHECK_NEAR(r.o[row * V + j], o * s->scale, 1e-5, "output");
-                }
-            }
-            for (int i = 0; i < K; i++)
-                for (int j = 0; j < V; j++)
-                    CHECK_NEAR(r.final[(((size_t)b * s->H + h) * K + i) * V + j], S[i][j], 1e-5, "final state");
-        }
+    double *final = xmalloc(sizeof(double) * in.ns), *o = dplr_in_double(&in, final);
+    for (size_t i = 0; i < in.nv; i++) CHECK_NEAR(r.o[i], o[i], 1e-5, "output");
+    for (size_t i = 0; i < in.ns; i++) CHECK_NEAR(r.final[i], final[i], 1e-5, "final state");
+    free(o);
+    free(final);
     dplr_free(&r);
     dplr_inputs_free(&in);
 }
@@ -351,38 +365,6 @@ TEST(test_kda_is_dplr_with_tied_low_rank_vectors) {
  * measured against the dplr recurrence in double on those inputs (max |y - ref| / max |ref|), at
  * decays up to ~1, ~10, ~30 and ~60 nats per step; and dplr on untied a and b (dplr_inputs). PRECISION_VERBOSE=1 prints the table the README
  * quotes; the test holds both cores to what fp32 chunk algorithms give (1e-4). */
-static double *dplr_outputs_in_double(const DplrInputs *in) {
-    const ScanShape *s = &in->s;
-    const int K = s->K, V = s->V;
-    double *o = xmalloc(sizeof(double) * in->nv), *S = xmalloc(sizeof(double) * K * V),
-           *Sn = xmalloc(sizeof(double) * K * V), *w = xmalloc(sizeof(double) * V);
-    for (int b = 0; b < s->B; b++)
-        for (int h = 0; h < s->H; h++) {
-            for (int i = 0; i < K * V; i++) S[i] = in->h0[((size_t)b * s->H + h) * K * V + i];
-            for (int t = 0; t < s->T; t++) {
-                size_t row = ((size_t)b * s->T + t) * s->H + h;
-                const float *q = in->q + row * K, *k = in->k + row * K, *v = in->v + row * V;
-                const float *a = in->a + row * K, *bb = in->b + row * K, *gk = in->gk + row * K;
-                for (int j = 0; j < V; j++) { /* w = S^T a, read before the decay */
-                    w[j] = 0;
-                    for (int m = 0; m < K; m++) w[j] += (double)a[m] * S[m * V + j];
-                }
-                for (int i = 0; i < K; i++)
-                    for (int j = 0; j < V; j++)
-                        Sn[i * V + j] = exp((double)gk[i]) * S[i * V + j] + (double)bb[i] * w[j] + (double)k[i] * v[j];
-                memcpy(S, Sn, sizeof(double) * K * V);
-                for (int j = 0; j < V; j++) {
-                    double acc = 0;
-                    for (int i = 0; i < K; i++) acc += S[i * V + j] * q[i];
-                    o[row * V + j] = acc * s->scale;
-                }
-            }
-        }
-    free(S);
-    free(Sn);
-    free(w);
-    return o;
-}
 
 static double error_against(const float *y, const double *ref, size_t n) {
     double worst = 0, scale = 0;
@@ -405,12 +387,12 @@ TEST(test_dplr_and_kda_precision_against_double_under_strong_decays) {
         DplrInputs in = tied_dplr_inputs(&kin);
         double max_decay = 0;
         for (size_t i = 0; i < in.nk; i++) max_decay = fmax(max_decay, -in.gk[i]);
-        double *ref = dplr_outputs_in_double(&in);
+        double *ref = dplr_in_double(&in, NULL);
         DeltaOutputs kda = delta_run(&kin, 64, NULL, NULL);
         DplrOutputs dplr = dplr_run(&in, 64, NULL, NULL);
         double e_kda = error_against(kda.o, ref, in.nv), e_dplr = error_against(dplr.o, ref, in.nv);
         DplrInputs untied = dplr_inputs(1, 256, 2, 32, 32, scales[c], &rng);
-        double *ref_untied = dplr_outputs_in_double(&untied);
+        double *ref_untied = dplr_in_double(&untied, NULL);
         DplrOutputs general = dplr_run(&untied, 64, NULL, NULL);
         double e_general = error_against(general.o, ref_untied, untied.nv);
         if (verbose) printf("  %18.1f | %15.2e | %16.2e | %20.2e\n", max_decay, e_kda, e_dplr, e_general);
