@@ -542,6 +542,15 @@ static void number_text(char *buf, size_t len, const cJSON *v, bool markdown) {
     sweep_number_text(buf, len, cJSON_IsNumber(v) ? v->valuedouble : NAN, markdown);
 }
 
+/* One number (or a blank for none) as a cell of summary.csv and of summary.md. */
+static void number_cells(FILE *csv, FILE *md, const cJSON *v) {
+    char num[64];
+    number_text(num, sizeof num, v, false);
+    fprintf(csv, ",%s", num);
+    number_text(num, sizeof num, v, true);
+    fprintf(md, " %s |", num);
+}
+
 static void write_summary_files(const Sweep *sw);
 
 /* Under a lock: sweeps of one experiment in several processes (Slurm array tasks, each with
@@ -630,22 +639,11 @@ static void write_summary_files(const Sweep *sw) {
             sweep_csv_cell(csv.f, v);
             fprintf(md.f, " %s |", v);
         }
-        char num[64];
-        for (int k = 0; k < N_NUMBER_COLUMNS; k++) {
-            const cJSON *v = o ? cJSON_GetObjectItemCaseSensitive(o, NUMBER_COLUMNS[k]) : NULL;
-            number_text(num, sizeof num, v, false);
-            fprintf(csv.f, ",%s", num);
-            number_text(num, sizeof num, v, true);
-            fprintf(md.f, " %s |", num);
-        }
+        for (int k = 0; k < N_NUMBER_COLUMNS; k++)
+            number_cells(csv.f, md.f, o ? cJSON_GetObjectItemCaseSensitive(o, NUMBER_COLUMNS[k]) : NULL);
         const cJSON *m = o ? cJSON_GetObjectItemCaseSensitive(o, "metrics") : NULL;
-        for (int k = 0; k < n_metrics; k++) {
-            const cJSON *v = m ? cJSON_GetObjectItemCaseSensitive(m, metrics[k]) : NULL;
-            number_text(num, sizeof num, v, false);
-            fprintf(csv.f, ",%s", num);
-            number_text(num, sizeof num, v, true);
-            fprintf(md.f, " %s |", num);
-        }
+        for (int k = 0; k < n_metrics; k++)
+            number_cells(csv.f, md.f, m ? cJSON_GetObjectItemCaseSensitive(m, metrics[k]) : NULL);
         fprintf(csv.f, ",%s,", cJSON_IsBool(learned) ? (cJSON_IsTrue(learned) ? "yes" : "no") : "");
         sweep_csv_cell(csv.f, r->stale ? r->stale : "");
         fputc('\n', csv.f);
