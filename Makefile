@@ -29,16 +29,17 @@ LIBS       = $(BLAS_LIBS) $(LUA_LIBS) $(JSON_LIBS) -lm
 # core/ is the runtime; its folders: config/ (Lua configs, sandbox), io/ (file formats), lab/
 # (sweeps, plots, describe), bench/ (benchmarks, op harness), cli/ (the command line), cpu/ and
 # cuda/ (the backends)
-SRC       := $(wildcard core/*.c core/config/*.c core/io/*.c core/lab/*.c core/bench/*.c core/cpu/*.c variants/*.c \
-                        experiments/*.c)
-# core/cuda_absent.c stands in for the GPU backend in the plain build
-LIB_SRC   := $(filter-out core/cuda_absent.c,$(SRC))
+SRC       := $(wildcard core/*.c core/config/*.c core/io/*.c core/lab/*.c core/bench/*.c core/cpu/*.c \
+                        core/dist/*.c variants/*.c experiments/*.c)
+# core/cuda_absent.c stands in for the GPU backend in the plain build, core/dist/nccl_absent.c
+# for NCCL where it is not built (core/dist/nccl.c, with the GPU backend)
+LIB_SRC   := $(filter-out core/cuda_absent.c core/dist/nccl.c core/dist/nccl_absent.c,$(SRC))
 TEST_SRC  := $(wildcard tests/*.c)
 OBJ_DIR   ?= build/obj
 LIB_OBJ   := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o)
 TEST_OBJ  := $(TEST_SRC:%.c=$(OBJ_DIR)/%.o)
 
-.PHONY: all setup deps data test test-mutations test-slurm test-cuda check-asan check-valgrind fuzz fuzz-build bench plots clean cuda help \
+.PHONY: all setup deps data test test-mutations test-slurm test-data-parallel test-cuda check-asan check-valgrind fuzz fuzz-build bench plots clean cuda help \
         reference-figures
 all: attnlab
 
@@ -50,13 +51,35 @@ NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) -Xcompiler -Wall,-Wextra,-Werror,-fopen
 CU_SRC    := $(wildcard core/cuda/*.cu)
 CU_OBJ    := $(CU_SRC:%.cu=$(OBJ_DIR)/%.o)
 CUDA_LIBS  = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -lstdc++
+
+# NCCL for data-parallel training (train --gpus N), looked for in NCCL_HOME, the CUDA toolkit,
+# /usr, then python3's nvidia-nccl wheel (which has include/ and lib/libnccl.so.2 only: the library
+# is linked by its path). NCCL_INC and NCCL_LIB override the search. Without it the GPU backend
+# builds as before and `train --gpus` says what is missing.
+nccl_root  = $(patsubst %/include/nccl.h,%,$(firstword $(wildcard $(addsuffix /include/nccl.h,$(1)))))
+NCCL_WHEEL = $(shell python3 -c 'import nvidia.nccl as n; print(n.__path__[0])' 2>/dev/null)
+NCCL_ROOT ?= $(or $(call nccl_root,$(NCCL_HOME) $(CUDA_HOME) /usr),$(call nccl_root,$(NCCL_WHEEL)))
+NCCL_INC  ?= $(if $(NCCL_ROOT),$(NCCL_ROOT)/include)
+NCCL_LIB  ?= $(if $(NCCL_ROOT),$(firstword $(wildcard $(foreach f,libnccl.so libnccl.so.2,$(NCCL_ROOT)/lib64/$(f) \
+                 $(NCCL_ROOT)/lib/$(f) $(NCCL_ROOT)/lib/$(MULTIARCH)/$(f)))))
+ifneq ($(and $(NCCL_INC),$(NCCL_LIB)),)
+NCCL_OBJ  = $(OBJ_DIR)/core/dist/nccl.o
+NCCL_LIBS = $(NCCL_LIB) -Wl,-rpath,$(dir $(NCCL_LIB))
+else
+NCCL_OBJ  = $(OBJ_DIR)/core/dist/nccl_absent.o
+NCCL_LIBS =
+endif
+$(OBJ_DIR)/core/dist/nccl.o: core/dist/nccl.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -I$(CUDA_HOME)/include -I$(NCCL_INC) -c $< -o $@
+
 ifeq ($(CUDA),1)
 BACKEND      = cuda
-BACKEND_OBJ  = $(CU_OBJ)
-BACKEND_LIBS = $(CUDA_LIBS)
+BACKEND_OBJ  = $(CU_OBJ) $(NCCL_OBJ)
+BACKEND_LIBS = $(CUDA_LIBS) $(NCCL_LIBS)
 else
 BACKEND      = cpu
-BACKEND_OBJ  = $(OBJ_DIR)/core/cuda_absent.o
+BACKEND_OBJ  = $(OBJ_DIR)/core/cuda_absent.o $(OBJ_DIR)/core/dist/nccl_absent.o
 BACKEND_LIBS =
 endif
 HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo yes)
@@ -76,14 +99,14 @@ $(BIN): $(LIB_OBJ) $(BACKEND_OBJ) $(OBJ_DIR)/core/cli/main.o $(STAMP)
 	$(CC) $(LDFLAGS) -o $@.tmp $(filter %.o,$^) $(LIBS) $(BACKEND_LIBS)
 	mv -f $@.tmp $@
 
-$(TEST_BIN): $(LIB_OBJ) $(TEST_OBJ) $(OBJ_DIR)/core/cuda_absent.o
+$(TEST_BIN): $(LIB_OBJ) $(TEST_OBJ) $(OBJ_DIR)/core/cuda_absent.o $(OBJ_DIR)/core/dist/nccl_absent.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # GPU parity tests: every op on the GPU against the CPU reference (they skip without a GPU)
 CUDA_TEST_SRC := $(wildcard tests/cuda/*.c)
 CUDA_TEST_OBJ := $(CUDA_TEST_SRC:%.c=$(OBJ_DIR)/%.o)
-build/run_tests_cuda: $(LIB_OBJ) $(CU_OBJ) $(CUDA_TEST_OBJ) $(OBJ_DIR)/tests/test_main.o $(OBJ_DIR)/tests/gradcheck.o $(OBJ_DIR)/tests/compare.o
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(CUDA_LIBS)
+build/run_tests_cuda: $(LIB_OBJ) $(CU_OBJ) $(NCCL_OBJ) $(CUDA_TEST_OBJ) $(OBJ_DIR)/tests/test_main.o $(OBJ_DIR)/tests/gradcheck.o $(OBJ_DIR)/tests/compare.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(CUDA_LIBS) $(NCCL_LIBS)
 
 $(OBJ_DIR)/%.o: %.cu
 	@mkdir -p $(dir $@)
@@ -139,6 +162,11 @@ test: attnlab build/run_tests $(if $(HAVE_NVCC),build/run_tests_cuda)
 # as root on private ports and stopped after): a job array of a sweep, --status, a resubmission.
 test-slurm: attnlab
 	@bash tests/slurm_test.sh
+
+# `train --gpus 2` against one GPU: loss curves, resume on another count, a killed rank, Ctrl-C
+# (needs the GPU build, `make cuda`, and 2 GPUs; each check reports itself skipped without them)
+test-data-parallel:
+	@bash tests/data_parallel_test.sh
 
 # Each bug of tests/mutations/*.patch planted in a copy of the tree: the tests it names must fail.
 test-mutations: attnlab build/run_tests

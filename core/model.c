@@ -135,6 +135,10 @@ XentStats model_forward(Model *m, const int *tokens, const int *targets, float g
                             m->V, grad_scale, m->xent_work);
 }
 
+static void gradients_ready(Model *m, const float *from) {
+    if (m->grads_ready) m->grads_ready(m->grads_ready_ctx, (size_t)(from - m->params.g));
+}
+
 /* dres carries d(loss)/d(residual stream) down the layers; each norm's backward adds its
  * branch's contribution to it, which is the residual connection's backward. */
 void model_backward(Model *m) {
@@ -142,6 +146,9 @@ void model_backward(Model *m) {
     int B = m->B, T = m->T, N = B * T, C = m->C;
     be->zero(m->dres, (size_t)N * C);
     be->rmsnorm_backward(m->dres, m->norm_f.g, m->dln, m->residual[m->L], m->norm_f.w, m->rstd_f, N, C);
+    /* the parameter table is embedding, layers bottom up, final norm, head: what the backward
+     * has finished is always a tail of the buffer */
+    gradients_ready(m, m->norm_f.g);
     for (int l = m->L - 1; l >= 0; l--) {
         Layer *layer = &m->layers[l];
         if (m->cfg.mlp) {
@@ -150,8 +157,10 @@ void model_backward(Model *m) {
         }
         layer->mixer->ops->backward(layer->mixer, be, layer->ln1, m->dres, m->dln, B, T);
         be->rmsnorm_backward(m->dres, layer->norm1.g, m->dln, m->residual[l], layer->norm1.w, layer->rstd1, N, C);
+        gradients_ready(m, layer->norm1.g); /* a layer's first parameter */
     }
     be->embedding_backward(m->wte.g, m->dres, m->tokens, N, C);
+    gradients_ready(m, m->params.g);
 }
 
 void model_logits(Model *m, const int *tokens, float *logits) {

@@ -46,6 +46,11 @@ typedef struct Model {
     float *decode_logits; /* [decode_B, V] */
 
     int poison_layer; /* fault injection (tests): the layer whose output the forward makes NaN; -1 off */
+    /* data-parallel training: model_backward calls it each time the gradients from float
+     * `ready_from` of the parameter buffer to its end are final (the head's and final norm's, then
+     * each layer's from the top, then 0 once the embedding's are); NULL: off */
+    void (*grads_ready)(void *ctx, size_t ready_from);
+    void *grads_ready_ctx;
 } Model;
 
 /* Builds the model for `be`; dies with a message naming the config field if a part is unknown. */

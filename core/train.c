@@ -12,6 +12,7 @@
 #include "core/config/fingerprint.h"
 #include "core/io/checkpoint.h"
 #include "core/io/results.h"
+#include "core/dist/data_parallel.h"
 #include "evaluate.h"
 #include "model.h"
 #include "optimizer.h"
@@ -124,7 +125,9 @@ typedef struct {
     const Backend *be;
     Task *task;
     Model *m;
-    int B, T, eval_B;
+    DataParallel *dp; /* NULL: one process */
+    int rank, world;  /* this process's rank (0 owns the run's files) and the ranks in all */
+    int B, T, eval_B; /* B: this rank's share of a micro-batch (batch_size / world) */
     RunPaths paths;
     char *config_text;
     char fingerprint[FINGERPRINT_HEX];
@@ -141,6 +144,7 @@ typedef struct {
     LogWindow window;
     char reason[768];
     const char *status;
+    int stop_sig; /* the signal that stops the run (any rank's), 0 none */
 } TrainRun;
 
 /* The backend, task, model, paths and resolved config of a run; nothing is written yet. */
@@ -152,11 +156,20 @@ static void run_create(TrainRun *r, Config *cfg, const TrainOptions *opt) {
     r->tc = &cfg->train;
     r->be = backend_by_name(cfg->device);
     backend_set_threads(cfg->threads);
+    r->world = 1;
+    if (opt->ranks && opt->ranks->world > 1) {
+        r->dp = data_parallel_join(opt->ranks);
+        r->rank = dp_rank(r->dp);
+        r->world = dp_world(r->dp);
+        cfg->train.data_parallel = r->world; /* the resolved config says how it ran */
+    }
+    if (r->tc->batch_size % r->world)
+        die("train.batch_size = %d is not divisible by the %d data-parallel ranks", r->tc->batch_size, r->world);
     r->task = task_create(cfg, &err);
     if (!r->task) die("%s", err.msg);
-    r->B = r->tc->batch_size;
+    r->B = r->tc->batch_size / r->world;
     r->T = r->tc->seq_len;
-    r->eval_B = cfg->eval.batch_size ? cfg->eval.batch_size : r->B;
+    r->eval_B = cfg->eval.batch_size ? cfg->eval.batch_size : r->tc->batch_size; /* all ranks' windows */
     r->m = model_create(&cfg->model, r->be);
     model_reshape(r->m, r->B, r->T);
     progress_init();
@@ -304,7 +317,8 @@ static void summary_start(TrainRun *r) {
                        .params = (double)model_param_count(r->m), .train_loss = NAN, .val_loss = NAN,
                        .val_bits_per_byte = NAN, .val_perplexity = NAN, .val_accuracy = NAN, .tokens_per_s = NAN,
                        .wall_s = r->st.wall_seconds, .tokens_seen = r->st.tokens_seen};
-    if (strcmp(r->be->name, "cuda") == 0) r->sum.gpu = getenv("CUDA_VISIBLE_DEVICES");
+    if (strcmp(r->be->name, "cuda") == 0) r->sum.gpu = getenv(r->dp ? "ATTNLAB_RANK_GPUS" : "CUDA_VISIBLE_DEVICES");
+    r->sum.data_parallel = r->world;
     r->sum.fingerprint = r->fingerprint;
     r->sum.n_resume_changes = r->n_resume_changes;
     r->sum.resume_changes = r->resume_changes;
@@ -337,13 +351,16 @@ static void announce(const TrainRun *r) {
     format_count(params_txt, sizeof params_txt, r->sum.params);
     if (r->opt->quiet) return;
     config_layers_text(&cfg->model, layers, sizeof layers);
+    char where[64];
+    if (r->dp) snprintf(where, sizeof where, "%d GPUs (data-parallel)", r->world);
+    else snprintf(where, sizeof where, "%s", r->be->name);
     progress_note("%s '%s/%s': %s parameters, %s, %d step%s of %d x %d tokens on %s",
                   r->resumed ? "resuming" : "training", cfg->experiment, cfg->run, params_txt, layers, r->tc->steps,
-                  r->tc->steps == 1 ? "" : "s", r->B * r->tc->grad_accum, r->T, r->be->name);
+                  r->tc->steps == 1 ? "" : "s", r->tc->batch_size * r->tc->grad_accum, r->T, where);
     if (r->resumed) progress_note("continuing from step %d (%s)", r->st.step, r->paths.checkpoint);
 }
 
-/* A fresh run's parameters and sampler, the run's files, the banner, and this session's state. */
+/* A fresh run's parameters and sampler, the run's files and the banner (rank 0's part). */
 static void run_start(TrainRun *r) {
     if (!r->resumed) {
         model_init_params(r->m, 2 * (uint64_t)r->cfg->seed);
@@ -352,9 +369,27 @@ static void run_start(TrainRun *r) {
     }
     run_write_files(r);
     announce(r);
+}
+
+/* Rank 0's start to every rank: whether there is anything to do, the step, the sampler, the
+ * parameters and moments (so a run resumes on any number of GPUs). False when a rank has gone. */
+static bool share_start(TrainRun *r, bool *go) {
+    struct {
+        int go, step;
+        Rng data_rng;
+    } head = {*go, r->st.step, r->st.data_rng};
+    if (!dp_broadcast_host(r->dp, &head, sizeof head, r->be)) return false;
+    *go = head.go;
+    r->st.step = head.step;
+    r->st.data_rng = head.data_rng;
+    return !*go || dp_broadcast_params(r->dp, &r->m->params);
+}
+
+/* This session's state, on every rank. */
+static void session_start(TrainRun *r) {
     install_signal_handlers();
-    r->inputs = xmalloc(sizeof(int) * (size_t)r->B * r->T);
-    r->targets = xmalloc(sizeof(int) * (size_t)r->B * r->T);
+    r->inputs = xmalloc(sizeof(int) * (size_t)r->tc->batch_size * r->T); /* the whole micro-batch */
+    r->targets = xmalloc(sizeof(int) * (size_t)r->tc->batch_size * r->T);
     r->first_step = r->st.step;
     r->saved_step = r->resumed ? r->st.step : -1;
     r->session_t0 = now_seconds();
@@ -378,24 +413,60 @@ static double inject_late_fault(TrainRun *r, double loss) {
     return loss;
 }
 
+static void sum_ready_gradients(void *ctx, size_t ready_from) {
+    TrainRun *r = ctx;
+    dp_gradients_ready(r->dp, &r->m->params, ready_from);
+}
+
 /* batch -> forward -> backward for each micro-batch of the step, the gradients accumulated;
- * returns the step's mean loss, NAN when a forward's is not finite. */
+ * returns the step's mean loss, NAN when a forward's is not finite. Every rank makes the whole
+ * micro-batch (so the sampler stays the same everywhere) and trains on its slice; the gradients
+ * are scaled by the whole micro-batch's target count, so their sum over ranks is the gradient of
+ * one process, and the last backward sums them while it runs. The loss is this rank's part. */
 static double forward_backward(TrainRun *r) {
     const TrainConfig *tc = r->tc;
+    int global_B = tc->batch_size;
+    size_t slice = (size_t)r->rank * r->B * r->T;
     params_zero_grad(&r->m->params);
     double loss = 0;
     for (int a = 0; a < tc->grad_accum; a++) {
-        uint64_t first = ((uint64_t)r->st.step * (uint64_t)tc->grad_accum + (uint64_t)a) * (uint64_t)r->B;
-        r->task->ops->train_batch(r->task, &r->st.data_rng, first, r->B, r->T, r->inputs, r->targets);
-        long n_targets = count_targets(r->targets, (long)r->B * r->T);
+        uint64_t first = ((uint64_t)r->st.step * (uint64_t)tc->grad_accum + (uint64_t)a) * (uint64_t)global_B;
+        r->task->ops->train_batch(r->task, &r->st.data_rng, first, global_B, r->T, r->inputs, r->targets);
+        long n_targets = count_targets(r->targets, (long)global_B * r->T);
         if (n_targets == 0) die("task '%s' made a training batch without targets", r->cfg->task);
         float scale = 1.0f / ((float)n_targets * tc->grad_accum);
-        XentStats xs = model_forward(r->m, r->inputs, r->targets, scale);
-        if (!isfinite(xs.loss_sum)) return NAN; /* the activations of this forward say where it went wrong */
+        XentStats xs = model_forward(r->m, r->inputs + slice, r->targets + slice, scale);
+        /* the activations of this forward say where it went wrong; ranks go on to meet the others */
+        if (!isfinite(xs.loss_sum) && !r->dp) return NAN;
+        r->m->grads_ready = r->dp && a == tc->grad_accum - 1 ? sum_ready_gradients : NULL;
+        r->m->grads_ready_ctx = r;
         model_backward(r->m);
         loss += xs.loss_sum / n_targets / tc->grad_accum;
     }
     return loss;
+}
+
+/* A collective that failed (a rank has gone): the run fails, saying so. */
+static bool ranks_failed(TrainRun *r) {
+    snprintf(r->reason, sizeof r->reason, "%s at step %d; --resume continues from the last checkpoint",
+             dp_failure(r->dp), r->st.step);
+    r->status = "failed";
+    return false;
+}
+
+/* After the backward: every rank's gradients summed, the step's loss and whether any rank was
+ * asked to stop. False when a rank has gone. */
+static bool share_step(TrainRun *r, double *loss) {
+    if (!r->dp) {
+        r->stop_sig = stop_signal;
+        return true;
+    }
+    dp_gradients_join(r->dp);
+    double x[3] = {*loss, stop_signal == SIGINT, stop_signal && stop_signal != SIGINT};
+    if (!dp_sum(r->dp, x, 3)) return ranks_failed(r);
+    *loss = x[0];
+    r->stop_sig = x[1] > 0 ? SIGINT : x[2] > 0 ? SIGTERM : 0;
+    return true;
 }
 
 /* A non-finite loss or gradient fails the run, saying where it went wrong. */
@@ -421,7 +492,7 @@ static bool gradient_is_finite(TrainRun *r, double grad_norm) {
 
 /* A step's time and tokens, in the run's totals, this session's and the log window's. */
 static void count_step(TrainRun *r, double loss, double dt) {
-    double tokens = (double)r->B * r->T * r->tc->grad_accum;
+    double tokens = (double)r->tc->batch_size * r->T * r->tc->grad_accum; /* every rank's */
     r->st.train_seconds += dt;
     r->st.tokens_seen += tokens;
     r->session_train_s += dt;
@@ -448,19 +519,25 @@ static void log_step(TrainRun *r, MetricsRow *row, double lr, double grad_norm) 
     r->window = (LogWindow){0};
 }
 
-static void evaluate_step(TrainRun *r, MetricsRow *row) {
-    EvalResult ev = evaluate(r->m, r->task, r->eval_B, r->T, r->cfg->eval.max_batches);
+/* A validation pass, its windows shared by the ranks; false when a rank has gone. */
+static bool evaluate_step(TrainRun *r, MetricsRow *row) {
+    EvalSums sums = evaluate_share(r->m, r->task, r->eval_B, r->T, r->cfg->eval.max_batches, r->rank, r->world);
+    double x[4] = {sums.loss_sum, sums.targets, sums.correct, sums.windows};
+    if (r->dp && !dp_sum(r->dp, x, 4)) return ranks_failed(r);
+    sums = (EvalSums){x[0], x[1], x[2], x[3]};
+    EvalResult ev = eval_result(&sums, r->task->byte_tokens);
     row->val_loss = r->sum.val_loss = ev.loss;
     row->val_bits_per_byte = r->sum.val_bits_per_byte = ev.bits_per_byte;
     row->val_perplexity = r->sum.val_perplexity = ev.perplexity;
     row->val_accuracy = r->sum.val_accuracy = ev.accuracy;
-    if (r->opt->quiet) return;
+    if (r->opt->quiet) return true;
     if (r->task->byte_tokens)
         progress_note("step %d: val loss %.4f | %.3f bits/byte | perplexity %.2f", r->st.step, ev.loss,
                       ev.bits_per_byte, ev.perplexity);
     else
         progress_note("step %d: val loss %.4f | accuracy %.4f | perplexity %.2f", r->st.step, ev.loss, ev.accuracy,
                       ev.perplexity);
+    return true;
 }
 
 /* A checkpoint that cannot be written fails the run. */
@@ -480,12 +557,32 @@ static bool save_checkpoint(TrainRun *r) {
     return false;
 }
 
+/* A checkpoint on every rank: the ranks' parameters compared, rank 0 writes it, and all learn
+ * whether it was written. */
+static bool checkpoint_step(TrainRun *r) {
+    if (r->dp) {
+        bool same;
+        int odd = 0;
+        if (!dp_same_params(r->dp, &r->m->params, &same, &odd)) return ranks_failed(r);
+        if (!same) {
+            snprintf(r->reason, sizeof r->reason, "the parameters of rank %d differ from rank 0's at step %d (a bug)", odd,
+                     r->st.step);
+            r->status = "failed";
+            return false;
+        }
+    }
+    double failed = r->rank == 0 && !save_checkpoint(r);
+    if (r->dp && !dp_sum(r->dp, &failed, 1)) return ranks_failed(r);
+    if (failed && r->rank != 0) r->status = "failed"; /* rank 0 says why */
+    return !failed;
+}
+
 /* --stop-at or a signal: the run stops, checkpointed, before its last step. */
 static void stop_early(TrainRun *r) {
-    r->status = stop_signal ? "interrupted" : "stopped";
+    r->status = r->stop_sig ? "interrupted" : "stopped";
     /* the status says "interrupted" or "stopped": the reason says by what, and how to go on */
     snprintf(r->reason, sizeof r->reason, "%s at step %d; %s",
-             stop_signal ? (stop_signal == SIGINT ? "SIGINT" : "SIGTERM") : "--stop-at", r->st.step,
+             r->stop_sig ? (r->stop_sig == SIGINT ? "SIGINT" : "SIGTERM") : "--stop-at", r->st.step,
              r->opt->in_sweep ? "starting the sweep again resumes it" : "--resume continues");
 }
 
@@ -494,17 +591,17 @@ static bool after_step(TrainRun *r, double lr, double grad_norm) {
     const TrainConfig *tc = r->tc;
     int step = r->st.step;
     bool last = step == tc->steps;
-    bool stop = (r->opt->stop_at && step >= r->opt->stop_at) || stop_signal;
+    bool stop = (r->opt->stop_at && step >= r->opt->stop_at) || r->stop_sig;
     bool log_now = step % tc->log_every == 0 || last || stop;
     bool eval_now = (tc->eval_every && step % tc->eval_every == 0) || last;
     MetricsRow row;
     metrics_row_clear(&row);
     row.step = step;
     if (log_now) log_step(r, &row, lr, grad_norm);
-    if (eval_now) evaluate_step(r, &row);
-    if (log_now || eval_now) metrics_append(r->metrics, &row);
+    if (eval_now && !evaluate_step(r, &row)) return false;
+    if ((log_now || eval_now) && r->metrics) metrics_append(r->metrics, &row);
     bool checkpoint_now = (tc->checkpoint_every && step % tc->checkpoint_every == 0) || last || stop;
-    if (checkpoint_now && !save_checkpoint(r)) return false;
+    if (checkpoint_now && !checkpoint_step(r)) return false;
     if (stop && !last) {
         stop_early(r);
         return false;
@@ -519,6 +616,7 @@ static void train_loop(TrainRun *r) {
         double t0 = now_seconds();
         arm_activation_fault(r);
         double loss = forward_backward(r); /* batch -> forward -> backward, per micro-batch */
+        if (!share_step(r, &loss)) return; /* the ranks' gradients and losses summed */
         loss = inject_late_fault(r, loss);
         if (!loss_is_finite(r, loss)) return;
         double lr = lr_at(tc, r->st.step);
@@ -608,12 +706,17 @@ static void run_free(TrainRun *r) {
 int train_run(Config *cfg, const TrainOptions *opt) {
     TrainRun r;
     run_create(&r, cfg, opt);
-    if (run_open(&r)) {
-        run_start(&r);
-        train_loop(&r);
-        run_finish(&r);
+    bool go = r.rank == 0 ? run_open(&r) : true; /* rank 0 owns the run's folder */
+    if (go && r.rank == 0) run_start(&r);
+    bool shared = !r.dp || share_start(&r, &go);
+    if (go) {
+        session_start(&r);
+        if (shared) train_loop(&r);
+        else ranks_failed(&r);
+        if (r.rank == 0) run_finish(&r);
     }
     int code = strcmp(r.status, "failed") == 0 ? 1 : strcmp(r.status, "interrupted") == 0 ? 130 : 0;
+    dp_leave(r.dp, true);
     run_free(&r);
     return code;
 }

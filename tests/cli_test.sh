@@ -421,6 +421,24 @@ if [ -d /proc/driver/nvidia/gpus ]; then
 else
     expect_error run_gpus_without_a_gpu 2 "$gsweep runs on device = \"cuda\", and no GPU is visible here" env -u CUDA_VISIBLE_DEVICES "$A" run "$gsweep"
 fi
+# data-parallel training: bad values and places stop with one line before any rank starts
+expect_error train_gpus_on_a_cpu_config 2 "--gpus: data-parallel training runs on GPUs, and the config says device = \"cpu\"" "$A" train "$good" --gpus 2
+expect_error train_data_parallel_on_a_cpu_config 2 "train.data_parallel: data-parallel training runs on GPUs" "$A" train "$good" --set train.data_parallel=2
+expect_error train_gpus_one 2 "--gpus 1: expected a number of GPUs from 2 to 64, or a list of GPU indices (0,1)" "$A" train "$good" --gpus 1
+expect_error train_gpus_not_a_list 2 "--gpus 0;1: expected a number of GPUs, or a list of GPU indices separated by commas" "$A" train "$good" --gpus '0;1'
+expect_error train_gpus_batch_not_divisible 2 "--gpus: train.batch_size = 2 is not divisible by 3 GPUs" "$A" train "$good" --set device=cuda --gpus 3
+expect_error train_gpus_without_nccl 2 "--gpus: this build has no NCCL: \`make cuda\` builds the GPU backend with it" "$A" train "$good" --set device=cuda --gpus 2
+expect_error train_gpus_inside_a_rank 2 "--gpus 2 starts the ranks itself, and this process is rank 0 of 2 already (torchrun variables)" env WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 "$A" train "$good" --gpus 2
+expect_error train_rank_without_its_address 2 "environment variable WORLD_SIZE = 2 names a data-parallel run but MASTER_ADDR (rank 0's address) is not set" env WORLD_SIZE=2 RANK=1 "$A" train "$good"
+expect_error train_rank_of_a_cpu_config 2 "this process is rank 1 of 2 (torchrun variables), and data-parallel training runs on GPUs" env WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 "$A" train "$good"
+dpsweep=$(cfg dpsweep "$(sweep_base 'grid = { seed = { 1, 2 } },' | sed 's/out_dir = /device = "cuda", out_dir = /; s/train = { steps = 4,/train = { data_parallel = 2, steps = 4,/')")
+expect_error run_slurm_fewer_gpus_than_data_parallel 1 "--gpus-per-run 1: runs of $dpsweep train on 2 GPUs each (train.data_parallel)" "$A" run "$dpsweep" --slurm --gpus-per-run 1 --dry-run
+if selected run_slurm_script_gives_data_parallel_runs_their_gpus; then
+    rm -rf "$TMP/results"
+    "$A" run "$dpsweep" --slurm --dry-run >"$TMP/out" 2>&1
+    if grep -qx "#SBATCH --gpus-per-task=2" "$TMP/out"; then ok run_slurm_script_gives_data_parallel_runs_their_gpus
+    else fail run_slurm_script_gives_data_parallel_runs_their_gpus "no '#SBATCH --gpus-per-task=2' in: $(grep SBATCH "$TMP/out" | tr '\n' ' ')"; fi
+fi
 if selected sweep_grid_runs_and_skips_finished; then
     rm -rf "$TMP/results"
     s=$(cfg sweepgrid "$(sweep_base 'grid = { ["model.mixer"] = { "softmax", "kda" }, seed = { 1, 2 } },')")
@@ -521,6 +539,17 @@ if selected sweep_places_jobs_on_gpus; then
         ok sweep_places_jobs_on_gpus
     else
         fail sweep_places_jobs_on_gpus "$(tr '\n' '|' <"$TMP/out")"
+    fi
+fi
+# a sweep of data-parallel runs: each job slot gets a group of train.data_parallel GPUs
+if selected sweep_gives_data_parallel_runs_groups_of_gpus; then
+    rm -rf "$TMP/results"
+    CUDA_VISIBLE_DEVICES=3,5,7,9,11 "$A" run "$dpsweep" >"$TMP/out" 2>&1
+    if grep -q "^started seed=1 on GPUs 3,5$" "$TMP/out" && grep -q "^started seed=2 on GPUs 7,9$" "$TMP/out" &&
+        grep -q "2 jobs" "$TMP/out" && grep -q "this build has no NCCL" "$TMP/results/sw/logs/seed=1.log"; then
+        ok sweep_gives_data_parallel_runs_groups_of_gpus
+    else
+        fail sweep_gives_data_parallel_runs_groups_of_gpus "$(tr '\n' '|' <"$TMP/out")"
     fi
 fi
 # Ctrl-C in a sweep: each run stops checkpointed; its reason says how to go on (no "interrupted

@@ -2,7 +2,8 @@
 # make test-slurm: `attnlab run SWEEP --slurm` against a real Slurm (Debian's slurm-wlm and munge),
 # a one-node cluster on localhost started here and stopped at the end: the sweep is submitted as a
 # job array, every task runs `attnlab run SWEEP --only N`, --status then reports every run
-# finished, summary.csv has a row per run, and a second --slurm submits nothing. Needs root (the
+# finished, summary.csv has a row per run, and a second --slurm submits nothing; `srun` tasks of
+# `attnlab train` read their data-parallel ranks from srun's variables. Needs root (the
 # daemons run as root, as in a container) and slurmctld, slurmd, munged on the PATH or in
 # /usr/sbin; `make setup` installs them. Prints "ok"/"FAIL" lines like the other suites.
 set -u
@@ -101,4 +102,18 @@ check slurm_task_logs_in_the_sweep_folder $? "$(ls "$T/results/sw/logs")"
 "$A" run sweep.lua --slurm >out2 2>&1
 grep -q "all 4 runs finished or running; nothing to submit" out2
 check slurm_resubmits_nothing_when_done $? "$(cat out2)"
+# a data-parallel run under srun: each task reads its place from srun's variables
+# (SLURM_STEP_NUM_TASKS, SLURM_PROCID); here on the CPU, where training over ranks is refused, so
+# both tasks say which rank of how many they are
+cat >one.lua <<EOF2
+return { out_dir = "$T/results", model = { d_model = 32, n_layers = 1, n_heads = 2 },
+  train = { steps = 2, batch_size = 2, seq_len = 32 }, data = { path = "$TINY", split_block = 1024 } }
+EOF2
+timeout 60 srun --ntasks=2 "$A" train one.lua >srun.out 2>&1
+grep -q "this process is rank 0 of 2 (srun variables)" srun.out && grep -q "this process is rank 1 of 2 (srun variables)" srun.out
+check slurm_srun_tasks_are_ranks $? "$(tr '\n' '|' <srun.out)"
+# the batch script of a 2-task job is one process, not a rank: `train` there trains alone
+timeout 120 sbatch --wait --ntasks=2 --output="$T/batch.out" --wrap "'$A' train one.lua --out '$T/batchrun'" >/dev/null 2>&1
+grep -q '"status":[[:space:]]*"finished"' "$T/batchrun/summary.json" 2>/dev/null
+check slurm_batch_script_trains_alone $? "$(tail -3 "$T/batch.out" 2>/dev/null | tr '\n' '|')"
 exit $failed

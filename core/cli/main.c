@@ -16,11 +16,15 @@
 #include "core/io/data.h"
 #include "core/io/export_fla.h"
 #include "core/lab/describe.h"
-#include "core/lab/gpu_placement.h"
+#include "core/dist/gpu_placement.h"
 #include "core/lab/plot.h"
-#include "core/lab/slurm.h"
+#include "core/dist/slurm.h"
 #include "core/lab/sweep.h"
 #include "core/model.h"
+#include "core/dist/collective.h"
+#include "core/dist/data_parallel.h"
+#include "core/dist/launch.h"
+#include "core/dist/rank_env.h"
 #include "core/progress.h"
 #include "core/task.h"
 #include "core/train.h"
@@ -30,7 +34,7 @@ static const char *USAGE =
     "usage: attnlab <command> [arguments]\n"
     "\n"
     "commands:\n"
-    "  train CONFIG [--set path=value]... [--out DIR] [--resume] [--overwrite] [--stop-at STEP] [--only N]\n"
+    "  train CONFIG [--set path=value]... [--out DIR] [--resume] [--overwrite] [--stop-at STEP] [--only N] [--gpus N]\n"
     "        train the model a Lua config describes; results in <out_dir>/<experiment>/<run>/\n"
     "  run CONFIG [--set path=value]... [--jobs N | --only N] [--gpus LIST] [--jobs-per-gpu K] [--dry-run]\n"
     "             [--rerun-changed|--keep-changed]\n"
@@ -221,20 +225,105 @@ static bool is_sweep_file(const char *path) {
 }
 
 /* Trains one config, or measures it when its task measures; overrides name what a sweep set. */
+/* How many GPUs `train --gpus VALUE` asks for: a count (the first N visible GPUs) or a list of
+ * indices (0,2); one line and exit 2 for anything else. */
+static int train_gpus_wanted(const char *value, bool *is_count) {
+    long n;
+    *is_count = parse_long(value, &n);
+    if (*is_count && (n < 2 || n > GPU_LIST_MAX))
+        value_error("--gpus %s: expected a number of GPUs from 2 to %d, or a list of GPU indices (0,1)", value,
+                    GPU_LIST_MAX);
+    if (*is_count) return (int)n;
+    int items = 1;
+    for (const char *p = value; *p; p++) {
+        if (*p == ',') items++;
+        else if (*p < '0' || *p > '9')
+            value_error("--gpus %s: expected a number of GPUs, or a list of GPU indices separated by commas (0,1)", value);
+    }
+    if (items < 2) value_error("--gpus %s: data-parallel training takes 2 or more GPUs", value);
+    return items;
+}
+
+/* The GPUs themselves: the first n visible ones, or the list's (each must exist). */
+static void train_gpus(GpuList *gpus, const char *value, bool is_count, int n) {
+    Error err;
+    if (!gpu_list_visible(gpus, is_count ? NULL : value, "--gpus", &err)) value_error("--gpus %s: %s", value, err.msg);
+    if (gpus->n < n)
+        value_error("--gpus %s: only %d GPU%s visible here (%s)", value, gpus->n, gpus->n == 1 ? " is" : "s are",
+                    getenv("CUDA_VISIBLE_DEVICES") ? "CUDA_VISIBLE_DEVICES" : "the driver's list");
+    while (gpus->n > n) free(gpus->names[--gpus->n]);
+}
+
+/* What a rank of `train --gpus` runs: the run, with its place in it. */
+typedef struct {
+    Config *cfg;
+    TrainOptions opt;
+} RankRun;
+
+static int train_rank(void *ctx, const RankEnv *e) {
+    RankRun *rr = ctx;
+    rr->opt.ranks = e;
+    rr->opt.quiet = rr->opt.quiet || e->rank != 0;
+    return train_run(rr->cfg, &rr->opt);
+}
+
+/* `train --gpus` or train.data_parallel > 1 outside a rank's environment: the ranks, started
+ * here, once every check that can be made before them has passed. */
+static int launch_data_parallel(Config *c, const Args *a, const TrainOptions *opt) {
+    GpuList gpus;
+    char why[256], count[16];
+    const char *what = a->gpus ? "--gpus" : "train.data_parallel";
+    snprintf(count, sizeof count, "%d", c->train.data_parallel);
+    const char *value = a->gpus ? a->gpus : count;
+    bool is_count;
+    int n = train_gpus_wanted(value, &is_count);
+    /* the command line and config first, then what this machine and build have */
+    if (strcmp(c->device, "cuda") != 0)
+        value_error("%s: data-parallel training runs on GPUs, and the config says device = \"%s\" (--set device=cuda)",
+                    what, c->device);
+    if (c->train.batch_size % n)
+        value_error("%s: train.batch_size = %d is not divisible by %d GPUs (each takes batch_size / N sequences of every "
+                    "micro-batch)", what, c->train.batch_size, n);
+    if (!collective_available(why, sizeof why)) value_error("%s: %s", what, why);
+    train_gpus(&gpus, value, is_count, n);
+    char list[GPU_LIST_MAX * 8] = "";
+    for (int g = 0; g < gpus.n; g++) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", g ? "," : "", gpus.names[g]);
+    setenv("ATTNLAB_RANK_GPUS", list, 1); /* for rank 0's summary.json */
+    RankRun rr = {c, *opt};
+    int code = launch_ranks(&gpus, train_rank, &rr);
+    gpu_list_free(&gpus);
+    return code;
+}
+
 static int train_one(Config *c, const Args *a, int n_overrides, char **paths, char **values) {
     const TaskOps *task = task_lookup(c->task);
+    RankEnv ranks;
+    Error err;
+    if (!rank_env_read(&ranks, &err)) value_error("%s", err.msg);
+    if (a->gpus && ranks.world > 1)
+        value_error("--gpus %s starts the ranks itself, and this process is rank %d of %d already (%s): leave --gpus out",
+                    a->gpus, ranks.rank, ranks.world, ranks.source);
+    bool launch = ranks.world == 1 && (a->gpus || c->train.data_parallel > 1);
+    if (task->measure && (launch || ranks.world > 1))
+        value_error("task '%s' measures and does not train: it runs on one device (no --gpus)", c->task);
     if (task->measure) return task->measure(c, n_overrides, (const char **)paths, (const char **)values);
+    if (ranks.world > 1 && strcmp(c->device, "cuda") != 0)
+        value_error("this process is rank %d of %d (%s), and data-parallel training runs on GPUs: the config says "
+                    "device = \"%s\"", ranks.rank, ranks.world, ranks.source, c->device);
+    if (ranks.world > 1) data_parallel_pick_gpu(&ranks);
     TrainOptions opt = {.run_dir = a->out, .resume = a->resume, .overwrite = a->overwrite, .stop_at = (int)a->stop_at,
-                        .n_overrides = n_overrides};
+                        .n_overrides = n_overrides, .ranks = ranks.world > 1 ? &ranks : NULL,
+                        .quiet = ranks.rank != 0};
     for (int i = 0; i < n_overrides; i++) {
         opt.override_paths[i] = paths[i];
         opt.override_values[i] = values[i];
     }
+    if (launch) return launch_data_parallel(c, a, &opt);
     return train_run(c, &opt);
 }
 
 static int cmd_train(int argc, char **argv) {
-    Args a = parse_args(argc, argv, 2, " set out resume overwrite stop-at only ");
+    Args a = parse_args(argc, argv, 2, " set out resume overwrite stop-at only gpus ");
     if (a.n_positional != 1) usage_error("train takes one config file");
     if (a.resume && a.overwrite) usage_error("--resume and --overwrite contradict each other");
     int code;
@@ -555,7 +644,7 @@ static int cmd_prepare(int argc, char **argv) {
 }
 
 static const char *HELP_TRAIN =
-    "attnlab train CONFIG [--set path=value]... [--out DIR] [--resume] [--overwrite] [--stop-at STEP]\n"
+    "attnlab train CONFIG [--set path=value]... [--out DIR] [--resume] [--overwrite] [--stop-at STEP] [--gpus N]\n"
     "\n"
     "Trains the model that CONFIG (a Lua file returning a table; see 'attnlab help config') describes.\n"
     "  --set path=value  override one config field, checked like the file (repeatable)\n"
@@ -563,6 +652,11 @@ static const char *HELP_TRAIN =
     "  --resume          continue the run from its checkpoint (bit-identical on the CPU)\n"
     "  --overwrite       delete an existing run of the same name first\n"
     "  --stop-at STEP    stop after STEP steps with a checkpoint, as if interrupted\n"
+    "  --gpus N|LIST     data-parallel over N GPUs (the first N visible) or the listed ones (0,2): one\n"
+    "                    process each, train.batch_size / N sequences of every micro-batch each,\n"
+    "                    gradients summed with NCCL (train.data_parallel = N in a config does the same).\n"
+    "                    Started by torchrun or srun instead, attnlab reads its rank from WORLD_SIZE,\n"
+    "                    RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT (or srun's SLURM_* variables).\n"
     "\n"
     "Output: a progress line per train.log_every steps (step, loss, learning rate, gradient norm,\n"
     "tokens/s, ETA), a line per evaluation, a final summary line. Ctrl-C finishes the step, writes a\n"

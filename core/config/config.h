@@ -47,6 +47,7 @@ typedef struct {
     int batch_size;
     int seq_len;
     int grad_accum;
+    int data_parallel; /* GPUs sharing each micro-batch (a launch setting; the environment's world wins) */
     double lr;
     double lr_min_ratio;
     int warmup_steps;

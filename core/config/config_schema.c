@@ -53,6 +53,9 @@ const Field config_core_fields[] = {
     INT("train.batch_size", train.batch_size, "8", 1, 1 << 20, "sequences per micro-batch"),
     INT("train.seq_len", train.seq_len, "256", 2, 1 << 24, "tokens per training sequence"),
     INT("train.grad_accum", train.grad_accum, "1", 1, 1 << 16, "micro-batches per optimizer step"),
+    INT("train.data_parallel", train.data_parallel, "1", 1, 4096,
+        "GPUs that share each micro-batch, one process each (batch_size / N sequences per GPU, gradients summed "
+        "with NCCL); `train --gpus` and a torchrun or srun world size take precedence"),
     NUM("train.lr", train.lr, "1e-3", 0, 10, "peak learning rate"),
     NUM("train.lr_min_ratio", train.lr_min_ratio, "0.1", 0, 1, "final learning rate as a fraction of the peak"),
     INT("train.warmup_steps", train.warmup_steps, "100", 0, 1 << 30, "linear warmup steps from 0 to the peak"),

@@ -5,6 +5,8 @@
  *   at any thread count (a CLI test checks);
  * - train.eval_every, train.checkpoint_every: evaluations and checkpoints read the model and
  *   change nothing in training; the last step is always evaluated and checkpointed;
+ * - train.data_parallel: the ranks sum the same gradients (only the order of the additions
+ *   differs: the same numbers within rounding), so a run may resume on another number of GPUs;
  * - the sections of other tasks (mqar.*, stack.*, efficiency.* when the task is another) and of
  *   mixers no layer uses (model.kda.* in a softmax model): never read.
  * train.log_every stays in: summary.json's train_loss is the mean over the last log_every steps.
@@ -21,7 +23,7 @@
 #include "core/task.h"
 
 static const char *const NOT_RESULTS[] = {"experiment", "run", "out_dir", "threads", "train.eval_every",
-                                          "train.checkpoint_every"};
+                                          "train.checkpoint_every", "train.data_parallel"};
 
 bool config_field_affects_results(const Config *c, const Field *f) {
     for (size_t i = 0; i < sizeof NOT_RESULTS / sizeof NOT_RESULTS[0]; i++)

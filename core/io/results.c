@@ -112,6 +112,7 @@ void summary_write(const char *path, const Summary *s) {
     cJSON_AddStringToObject(o, "task", s->task);
     cJSON_AddStringToObject(o, "device", s->device);
     if (s->gpu) cJSON_AddStringToObject(o, "gpu", s->gpu);
+    if (s->data_parallel > 1) cJSON_AddNumberToObject(o, "data_parallel", s->data_parallel);
     cJSON_AddNumberToObject(o, "step", s->step);
     cJSON_AddNumberToObject(o, "steps", s->steps);
     add_number_or_null(o, "train_loss", s->train_loss);

@@ -21,7 +21,8 @@ typedef struct {
     const char *status; /* "running", "finished", "stopped", "interrupted", "failed" */
     const char *reason; /* why it failed or stopped, or NULL */
     const char *experiment, *run, *device, *task;
-    const char *gpu; /* CUDA_VISIBLE_DEVICES of a run on the GPU (a sweep's placement), or NULL */
+    const char *gpu; /* the GPUs of a run on the GPU (CUDA_VISIBLE_DEVICES, or the ranks' list), or NULL */
+    int data_parallel; /* ranks that trained this session; written when more than one */
     int step, steps;
     double train_loss, val_loss, val_bits_per_byte, val_perplexity, val_accuracy;
     double tokens_per_s, wall_s, tokens_seen;

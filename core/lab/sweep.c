@@ -32,6 +32,8 @@
 #include "core/config/fingerprint.h"
 #include "core/config/lua_sandbox.h"
 #include "core/io/checkpoint.h"
+#include "core/dist/collective.h"
+#include "core/dist/launch.h"
 #include "core/task.h"
 #include "core/train.h"
 #include "sweep_select.h"
@@ -470,7 +472,7 @@ bool sweep_file_is_sweep(const char *path, bool *is_sweep, Error *err) {
 }
 
 void sweep_free(Sweep *sw) {
-    for (int g = 0; g < sw->n_gpus; g++) free(sw->gpus[g]);
+    gpu_list_free(&sw->gpus);
     for (int i = 0; i < sw->n_runs; i++) {
         SweepRun *r = &sw->runs[i];
         free(r->name);
@@ -845,7 +847,45 @@ bool sweep_uses_gpus(const Sweep *sw) {
     return false;
 }
 
-static const char *slot_gpu(const Sweep *sw, int slot) { return sw->n_gpus ? sw->gpus[slot % sw->n_gpus] : NULL; }
+int sweep_data_parallel(const Sweep *sw) {
+    int most = 1;
+    for (int i = 0; i < sw->n_runs; i++)
+        if (strcmp(sw->runs[i].cfg.device, "cuda") == 0) most = max_int(most, sw->runs[i].cfg.train.data_parallel);
+    return most;
+}
+
+/* A data-parallel run of the sweep: its ranks on the slot's GPUs (CUDA_VISIBLE_DEVICES). */
+typedef struct {
+    Config *cfg;
+    const TrainOptions *opt;
+} SweepRank;
+
+static int sweep_rank(void *ctx, const RankEnv *e) {
+    SweepRank *sr = ctx;
+    TrainOptions opt = *sr->opt;
+    opt.ranks = e;
+    return train_run(sr->cfg, &opt);
+}
+
+static int train_data_parallel(Config *cfg, const TrainOptions *opt) {
+    GpuList gpus;
+    Error err;
+    char why[256];
+    if (!collective_available(why, sizeof why)) die("train.data_parallel = %d: %s", cfg->train.data_parallel, why);
+    if (!gpu_list_visible(&gpus, NULL, NULL, &err)) die("%s", err.msg);
+    while (gpus.n > cfg->train.data_parallel) free(gpus.names[--gpus.n]); /* a group larger than this run needs */
+    if (gpus.n < cfg->train.data_parallel)
+        die("train.data_parallel = %d but this run's slot has %d GPU%s", cfg->train.data_parallel, gpus.n,
+            gpus.n == 1 ? "" : "s");
+    const char *visible = getenv("CUDA_VISIBLE_DEVICES");
+    setenv("ATTNLAB_RANK_GPUS", visible ? visible : "", 1);
+    SweepRank sr = {cfg, opt};
+    int code = launch_ranks(&gpus, sweep_rank, &sr);
+    gpu_list_free(&gpus);
+    return code;
+}
+
+static const char *slot_gpu(const Sweep *sw, int slot) { return sw->gpus.n ? sw->gpus.names[slot % sw->gpus.n] : NULL; }
 
 static _Noreturn void run_child(const Sweep *sw, SweepRun *r, int jobs, int slot) {
     /* a run dies with its sweep (even a SIGKILLed one), so a restarted sweep never finds it
@@ -882,6 +922,7 @@ static _Noreturn void run_child(const Sweep *sw, SweepRun *r, int jobs, int slot
         opt.override_values[i] = r->values[i];
     }
     fflush(NULL);
+    if (strcmp(r->cfg.device, "cuda") == 0 && r->cfg.train.data_parallel > 1) _exit(train_data_parallel(&r->cfg, &opt));
     _exit(train_run(&r->cfg, &opt));
 }
 
@@ -951,7 +992,7 @@ static void say_started(const Sweep *sw, const SweepRun *r, const char *gpu) {
         printf("resumed %s at step %d", r->name, step);
     else
         printf("started %s", r->name);
-    if (gpu) printf(" on GPU %s", gpu);
+    if (gpu) printf(" on GPU%s %s", strchr(gpu, ',') ? "s" : "", gpu);
     printf("\n");
     free(checkpoint);
     free(dir);

@@ -4,6 +4,7 @@
  * row per run, selected.csv a row per setting when the sweep selects. A file without `grid` or
  * `runs` is one run. */
 #pragma once
+#include "core/dist/gpu_list.h"
 #include <stdbool.h>
 
 #include "core/config/config.h"
@@ -43,9 +44,8 @@ typedef struct {
     ChangedRuns on_changed;
     int only; /* run only run `only` (1-based, as --dry-run numbers them; a Slurm array task); 0: all */
     /* GPU placement (runs with device = "cuda"): job slot s runs with CUDA_VISIBLE_DEVICES set to
-     * gpus[s % n_gpus], so each GPU keeps jobs / n_gpus runs going; n_gpus 0: no placement */
-    int n_gpus;
-    char *gpus[64];
+     * gpus.names[s % gpus.n], so each GPU keeps jobs / gpus.n runs going; gpus.n 0: no placement */
+    GpuList gpus;
 } Sweep;
 
 /* Builds every run's config and checks them all (fields, then each task's parameters) before
@@ -72,3 +72,5 @@ struct cJSON *sweep_read_summary(const Sweep *sw, const SweepRun *r);
 void sweep_free(Sweep *sw);
 /* Whether any run of the sweep uses the CUDA backend (GPU placement applies). */
 bool sweep_uses_gpus(const Sweep *sw);
+/* The most GPUs one of its GPU runs trains on (train.data_parallel), 1 for none. */
+int sweep_data_parallel(const Sweep *sw);

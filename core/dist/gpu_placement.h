@@ -4,9 +4,11 @@
 #pragma once
 #include <stdbool.h>
 
-#include "sweep.h"
+#include "core/lab/sweep.h"
 
 /* Sets sw's GPU list for a sweep whose runs use device = "cuda" (nothing for a CPU sweep, where
  * gpus and jobs_per_gpu are refused) and *jobs, when it is 0, to jobs_per_gpu (default 1) per GPU.
+ * A sweep of data-parallel runs (train.data_parallel = D) gets groups of D GPUs instead, and
+ * jobs_per_gpu runs per group.
  * gpus: --gpus's value or NULL; jobs_per_gpu: 0 when not given. */
 bool gpu_placement(Sweep *sw, const char *gpus, int jobs_per_gpu, long *jobs, Error *err);

@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "sweep_select.h"
+#include "core/lab/sweep_select.h"
 
 /* The first executable `name` on the PATH (owned), or NULL. */
 static char *find_on_path(const char *name) {
@@ -66,7 +66,9 @@ static bool write_script(FILE *f, const Sweep *sw, const char *array, const char
     fprintf(f, "#SBATCH --ntasks=1\n");
     if (opt->partition) fprintf(f, "#SBATCH --partition=%s\n", opt->partition);
     if (opt->time) fprintf(f, "#SBATCH --time=%s\n", opt->time);
-    if (opt->gpus_per_run) fprintf(f, "#SBATCH --gpus-per-task=%d\n", opt->gpus_per_run);
+    /* a data-parallel run's ranks start inside the task, on the GPUs Slurm gives it */
+    int gpus = opt->gpus_per_run ? opt->gpus_per_run : sweep_data_parallel(sw) > 1 ? sweep_data_parallel(sw) : 0;
+    if (gpus) fprintf(f, "#SBATCH --gpus-per-task=%d\n", gpus);
     if (opt->cpus_per_run) fprintf(f, "#SBATCH --cpus-per-task=%d\n", opt->cpus_per_run);
     fputs("set -e\ncd ", f);
     shell_quoted(f, cwd);
@@ -85,6 +87,9 @@ static bool write_script(FILE *f, const Sweep *sw, const char *array, const char
 }
 
 int slurm_submit(const Sweep *sw, const char *config_path, char **sets, int n_sets, const SlurmOptions *opt) {
+    if (opt->gpus_per_run && opt->gpus_per_run < sweep_data_parallel(sw))
+        die("--gpus-per-run %d: runs of %s train on %d GPUs each (train.data_parallel)", opt->gpus_per_run, sw->source,
+            sweep_data_parallel(sw));
     char *sbatch = find_on_path("sbatch");
     if (!sbatch && !opt->dry_run)
         die("--slurm: sbatch is not on the PATH (is this a Slurm login node?); --dry-run writes the script only");
