@@ -105,7 +105,8 @@ $(TEST_BIN): $(LIB_OBJ) $(TEST_OBJ) $(OBJ_DIR)/core/cuda_absent.o $(OBJ_DIR)/cor
 # GPU parity tests: every op on the GPU against the CPU reference (they skip without a GPU)
 CUDA_TEST_SRC := $(wildcard tests/cuda/*.c)
 CUDA_TEST_OBJ := $(CUDA_TEST_SRC:%.c=$(OBJ_DIR)/%.o)
-build/run_tests_cuda: $(LIB_OBJ) $(CU_OBJ) $(NCCL_OBJ) $(CUDA_TEST_OBJ) $(OBJ_DIR)/tests/test_main.o $(OBJ_DIR)/tests/gradcheck.o $(OBJ_DIR)/tests/compare.o
+build/run_tests_cuda: $(LIB_OBJ) $(CU_OBJ) $(NCCL_OBJ) $(CUDA_TEST_OBJ) $(OBJ_DIR)/tests/test_main.o $(OBJ_DIR)/tests/gradcheck.o \
+                      $(OBJ_DIR)/tests/compare.o $(OBJ_DIR)/tests/golden.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(CUDA_LIBS) $(NCCL_LIBS)
 
 $(OBJ_DIR)/%.o: %.cu

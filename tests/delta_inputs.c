@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/util.h"
 #include "gradcheck.h"
@@ -13,6 +14,12 @@ void unit_rows(float *x, size_t rows, int D) {
         for (int d = 0; d < D; d++) n += (double)x[r * D + d] * x[r * D + d];
         for (int d = 0; d < D; d++) x[r * D + d] = (float)(x[r * D + d] / sqrt(n + 1e-6));
     }
+}
+
+float *new_log_decays(size_t n, float scale, Rng *rng) {
+    float *g = new_zeros(n);
+    for (size_t i = 0; i < n; i++) g[i] = -scale * (float)log1p(exp(rng_normal(rng)));
+    return g;
 }
 
 DeltaInputs delta_inputs(int B, int T, int H, int K, int V, bool channel, float decay_scale, Rng *rng) {
@@ -28,12 +35,20 @@ DeltaInputs delta_inputs(int B, int T, int H, int K, int V, bool channel, float 
     unit_rows(in.q, in.nqk / K, K);
     unit_rows(in.k, in.nqk / K, K);
     in.v = new_normal(in.nv, 1.0f, rng);
-    in.g = new_zeros(in.ng);
-    for (size_t i = 0; i < in.ng; i++) in.g[i] = -decay_scale * (float)log1p(exp(rng_normal(rng)));
+    in.g = new_log_decays(in.ng, decay_scale, rng);
     in.beta = new_zeros(in.nb);
     for (size_t i = 0; i < in.nb; i++) in.beta[i] = (float)(1.0 / (1.0 + exp(-rng_normal(rng))));
     in.h0 = new_normal(in.ns, 0.5f, rng);
     return in;
+}
+
+void delta_inputs_free(DeltaInputs *in) {
+    float *all[] = {in->q, in->k, in->v, in->g, in->beta, in->h0};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+}
+
+void gather_token(float *dst, const float *src, int B, int T, size_t row, int t) {
+    for (int b = 0; b < B; b++) memcpy(dst + (size_t)b * row, src + ((size_t)b * T + t) * row, sizeof(float) * row);
 }
 
 DeltaOutputs delta_run(const DeltaInputs *in, int chunk, const float *dout, const float *dfinal) {
@@ -61,14 +76,6 @@ DeltaOutputs delta_run(const DeltaInputs *in, int chunk, const float *dout, cons
 }
 
 void delta_free(DeltaOutputs *r) {
-    free(r->o);
-    free(r->final);
-    free(r->saved);
-    free(r->work);
-    free(r->dq);
-    free(r->dk);
-    free(r->dv);
-    free(r->dg);
-    free(r->dbeta);
-    free(r->dh0);
+    float *all[] = {r->o, r->final, r->saved, r->work, r->dq, r->dk, r->dv, r->dg, r->dbeta, r->dh0};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
 }

@@ -16,8 +16,14 @@ typedef struct {
 
 /* rows of D floats scaled to unit norm */
 void unit_rows(float *x, size_t rows, int D);
+/* n log-space decays -scale softplus(N(0, 1)) (<= 0): the delta rule's g and dplr's gk */
+float *new_log_decays(size_t n, float scale, Rng *rng);
 /* g = -decay_scale softplus(N(0, 1)); h0 ~ N(0, 0.25); the shape's chunk is 0 */
 DeltaInputs delta_inputs(int B, int T, int H, int K, int V, bool channel, float decay_scale, Rng *rng);
+void delta_inputs_free(DeltaInputs *in);
+/* token t of each of B sequences of T tokens, rows of `row` floats: [B, T, row] -> [B, row], as a
+ * decode step takes it */
+void gather_token(float *dst, const float *src, int B, int T, size_t row, int t);
 
 typedef struct {
     float *o, *final, *saved, *work;

@@ -63,3 +63,12 @@ double gradcheck(LossFn loss, void *ctx, float *x, const float *analytic, size_t
     free(coords);
     return best;
 }
+
+int first_wrong_gradient(LossFn loss, void *ctx, const GradInput *inputs, size_t n, size_t max_coords, float eps,
+                         Rng *rng, double *e) {
+    for (size_t i = 0; i < n; i++) {
+        *e = gradcheck(loss, ctx, inputs[i].x, inputs[i].analytic, inputs[i].n, max_coords, eps, rng);
+        if (!(*e < GRAD_TOL)) return (int)i;
+    }
+    return -1;
+}

@@ -23,6 +23,18 @@ double gradcheck(LossFn loss, void *ctx, float *x, const float *analytic, size_t
 /* The usual threshold for fp32 ops. */
 #define GRAD_TOL 1e-2
 
+/* One input of a gradient check: its values (perturbed and restored) and the analytic gradient. */
+typedef struct {
+    const char *name;
+    float *x;
+    const float *analytic;
+    size_t n;
+} GradInput;
+/* gradcheck() over the inputs in order: the first whose error is not below GRAD_TOL (a NaN is
+ * not), or -1; *e gets that input's error. */
+int first_wrong_gradient(LossFn loss, void *ctx, const GradInput *inputs, size_t n, size_t max_coords, float eps,
+                         Rng *rng, double *e);
+
 /* sum(out[i] * r[i]) in double. */
 double dot_loss(const float *out, const float *r, size_t n);
 /* Fills with N(0, std^2). */

@@ -56,6 +56,7 @@ TEST(test_delta_rule_recurrent_matches_the_spec_in_double) {
                         CHECK_NEAR(r.final[(((size_t)b * s->H + h) * K + i) * V + j], S[i][j], 1e-5, "final state");
             }
         delta_free(&r);
+        delta_inputs_free(&in);
     }
 }
 
@@ -83,16 +84,17 @@ static void check_recurrent_gradients(bool channel, unsigned seed) {
     float *R = new_normal(in.nv, 1.0f, &rng), *Rf = new_normal(in.ns, 1.0f, &rng);
     DeltaOutputs r = delta_run(&in, 0, R, Rf);
     DeltaLoss c = {&in, R, Rf, delta_run(&in, 0, NULL, NULL)};
-    struct {
-        const char *name;
-        float *x, *dx;
-        size_t n;
-    } wrt[] = {{"q", in.q, r.dq, in.nqk}, {"k", in.k, r.dk, in.nqk},     {"v", in.v, r.dv, in.nv},
-               {"g", in.g, r.dg, in.ng},  {"beta", in.beta, r.dbeta, in.nb}, {"initial_state", in.h0, r.dh0, in.ns}};
-    for (size_t i = 0; i < sizeof wrt / sizeof wrt[0]; i++) {
-        double e = gradcheck(delta_loss, &c, wrt[i].x, wrt[i].dx, wrt[i].n, 300, 1e-2f, &rng);
-        CHECK(e < GRAD_TOL, "%s recurrent d%s relative error %.2e", channel ? "kda" : "gdn", wrt[i].name, e);
-    }
+    const GradInput wrt[] = {{"q", in.q, r.dq, in.nqk}, {"k", in.k, r.dk, in.nqk},
+                             {"v", in.v, r.dv, in.nv},   {"g", in.g, r.dg, in.ng},
+                             {"beta", in.beta, r.dbeta, in.nb}, {"initial_state", in.h0, r.dh0, in.ns}};
+    double e;
+    int bad = first_wrong_gradient(delta_loss, &c, wrt, sizeof wrt / sizeof wrt[0], 300, 1e-2f, &rng, &e);
+    CHECK(bad < 0, "%s recurrent d%s relative error %.2e", channel ? "kda" : "gdn", wrt[bad].name, e);
+    delta_free(&r);
+    delta_free(&c.scratch);
+    delta_inputs_free(&in);
+    free(R);
+    free(Rf);
 }
 
 TEST(test_delta_rule_recurrent_gradient_kda) { check_recurrent_gradients(true, 50); }
@@ -108,21 +110,19 @@ static void check_chunk_matches_recurrent(bool channel, int T, int chunk, float 
     DeltaOutputs a = delta_run(&in, 0, dout, dfinal), b = delta_run(&in, chunk, dout, dfinal);
     /* fp32, different summation orders: agreement to a few ulps of the largest value */
     const double tol = 2e-6; /* observed: up to 2.4e-7 */
-    struct {
-        const char *name;
-        const float *x, *y;
-        size_t n;
-    } cmp[] = {{"o", a.o, b.o, in.nv},          {"final_state", a.final, b.final, in.ns},
-               {"dq", a.dq, b.dq, in.nqk},      {"dk", a.dk, b.dk, in.nqk},
-               {"dv", a.dv, b.dv, in.nv},       {"dg", a.dg, b.dg, in.ng},
-               {"dbeta", a.dbeta, b.dbeta, in.nb}, {"dinitial_state", a.dh0, b.dh0, in.ns}};
-    for (size_t i = 0; i < sizeof cmp / sizeof cmp[0]; i++) {
-        double d = max_rel_diff(cmp[i].y, cmp[i].x, cmp[i].n, 1.0);
-        CHECK(d < tol, "%s T=%d chunk=%d decay x%g: %s differs by %.2e", channel ? "kda" : "gdn", T, chunk,
-              decay_scale, cmp[i].name, d);
-    }
+    const TensorPair cmp[] = {{"o", a.o, b.o, in.nv},             {"final_state", a.final, b.final, in.ns},
+                              {"dq", a.dq, b.dq, in.nqk},         {"dk", a.dk, b.dk, in.nqk},
+                              {"dv", a.dv, b.dv, in.nv},          {"dg", a.dg, b.dg, in.ng},
+                              {"dbeta", a.dbeta, b.dbeta, in.nb}, {"dinitial_state", a.dh0, b.dh0, in.ns}};
+    double d;
+    int bad = first_differing(cmp, sizeof cmp / sizeof cmp[0], 1.0, tol, &d);
+    CHECK(bad < 0, "%s T=%d chunk=%d decay x%g: %s differs by %.2e", channel ? "kda" : "gdn", T, chunk, decay_scale,
+          cmp[bad].name, d);
     delta_free(&a);
     delta_free(&b);
+    delta_inputs_free(&in);
+    free(dout);
+    free(dfinal);
 }
 
 /* Chunks above 16 rows also exercise kda's sub-chunk factorization (matmuls between sub-chunks). */
@@ -262,21 +262,17 @@ TEST(test_delta_rule_step_matches_forward) {
         DeltaInputs in = delta_inputs(2, 11, 3, 8, 5, channel, 1.0f, &rng);
         DeltaOutputs full = delta_run(&in, 0, NULL, NULL);
         const ScanShape *s = &in.s;
-        int gw = channel ? s->K : 1;
-        float *state = new_zeros(in.ns), *o = new_zeros((size_t)s->B * s->H * s->V);
+        size_t HK = (size_t)s->H * s->K, HV = (size_t)s->H * s->V, HG = (size_t)s->H * (channel ? s->K : 1);
+        float *state = new_zeros(in.ns), *o = new_zeros(s->B * HV);
         memcpy(state, in.h0, sizeof(float) * in.ns);
-        float *q = new_zeros((size_t)s->B * s->H * s->K), *k = new_zeros((size_t)s->B * s->H * s->K);
-        float *v = new_zeros((size_t)s->B * s->H * s->V), *g = new_zeros((size_t)s->B * s->H * gw);
-        float *beta = new_zeros((size_t)s->B * s->H);
+        float *q = new_zeros(s->B * HK), *k = new_zeros(s->B * HK), *v = new_zeros(s->B * HV);
+        float *g = new_zeros(s->B * HG), *beta = new_zeros((size_t)s->B * s->H);
         for (int t = 0; t < s->T; t++) {
-            for (int b = 0; b < s->B; b++) { /* gather token t of every sequence */
-                size_t src = ((size_t)b * s->T + t) * s->H, dst = (size_t)b * s->H;
-                memcpy(q + dst * s->K, in.q + src * s->K, sizeof(float) * s->H * s->K);
-                memcpy(k + dst * s->K, in.k + src * s->K, sizeof(float) * s->H * s->K);
-                memcpy(v + dst * s->V, in.v + src * s->V, sizeof(float) * s->H * s->V);
-                memcpy(g + dst * gw, in.g + src * gw, sizeof(float) * s->H * gw);
-                memcpy(beta + dst, in.beta + src, sizeof(float) * s->H);
-            }
+            gather_token(q, in.q, s->B, s->T, HK, t);
+            gather_token(k, in.k, s->B, s->T, HK, t);
+            gather_token(v, in.v, s->B, s->T, HV, t);
+            gather_token(g, in.g, s->B, s->T, HG, t);
+            gather_token(beta, in.beta, s->B, s->T, s->H, t);
             backend_cpu()->delta_rule_step(s, state, o, q, k, v, g, beta);
             for (int b = 0; b < s->B; b++)
                 for (int x = 0; x < s->H * s->V; x++)
@@ -285,5 +281,6 @@ TEST(test_delta_rule_step_matches_forward) {
         }
         CHECK(memcmp(state, full.final, sizeof(float) * in.ns) == 0, "step state differs from the final state");
         delta_free(&full);
+        delta_inputs_free(&in);
     }
 }

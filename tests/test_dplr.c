@@ -44,8 +44,7 @@ static DplrInputs dplr_inputs(int B, int T, int H, int K, int V, float decay_sca
         for (int d = 0; d < K; d++) in.b[r * K + d] *= w;
     }
     in.v = new_normal(in.nv, 1.0f, rng);
-    in.gk = new_zeros(in.nk);
-    for (size_t i = 0; i < in.nk; i++) in.gk[i] = -decay_scale * (float)log1p(exp(rng_normal(rng)));
+    in.gk = new_log_decays(in.nk, decay_scale, rng);
     in.h0 = new_normal(in.ns, 0.5f, rng);
     return in;
 }
@@ -170,18 +169,12 @@ static void check_gradients(int T, int chunk, float decay_scale, unsigned seed) 
     float *R = new_normal(in.nv, 1.0f, &rng), *Rf = new_normal(in.ns, 1.0f, &rng);
     DplrOutputs r = dplr_run(&in, chunk, R, Rf);
     DplrLoss c = {&in, chunk, R, Rf, dplr_run(&in, chunk, NULL, NULL)};
-    struct {
-        const char *name;
-        float *x, *dx;
-        size_t n;
-    } wrt[] = {{"q", in.q, r.dq, in.nk}, {"k", in.k, r.dk, in.nk},   {"v", in.v, r.dv, in.nv},
-               {"a", in.a, r.da, in.nk}, {"b", in.b, r.db, in.nk},   {"gk", in.gk, r.dgk, in.nk},
-               {"initial_state", in.h0, r.dh0, in.ns}};
-    for (size_t i = 0; i < sizeof wrt / sizeof wrt[0]; i++) {
-        double e = gradcheck(dplr_loss, &c, wrt[i].x, wrt[i].dx, wrt[i].n, 120, 1e-2f, &rng);
-        CHECK(e < GRAD_TOL, "dplr chunk=%d T=%d decay x%g: d%s relative error %.2e", chunk, T, decay_scale,
-              wrt[i].name, e);
-    }
+    const GradInput wrt[] = {{"q", in.q, r.dq, in.nk}, {"k", in.k, r.dk, in.nk},   {"v", in.v, r.dv, in.nv},
+                             {"a", in.a, r.da, in.nk}, {"b", in.b, r.db, in.nk},   {"gk", in.gk, r.dgk, in.nk},
+                             {"initial_state", in.h0, r.dh0, in.ns}};
+    double e;
+    int bad = first_wrong_gradient(dplr_loss, &c, wrt, sizeof wrt / sizeof wrt[0], 120, 1e-2f, &rng, &e);
+    CHECK(bad < 0, "dplr chunk=%d T=%d decay x%g: d%s relative error %.2e", chunk, T, decay_scale, wrt[bad].name, e);
     dplr_free(&r);
     dplr_free(&c.scratch);
     dplr_inputs_free(&in);
@@ -212,17 +205,14 @@ static void check_chunk_matches_recurrent(int T, int chunk, float decay_scale, u
      * 64: the inverse of I - P_ab, which is not a contraction's, amplifies rounding ~10x more than
      * kda's); a wrong term is off by O(1) */
     const double tol = 1e-5;
-    struct {
-        const char *name;
-        const float *x, *y;
-        size_t n;
-    } cmp[] = {{"o", a.o, b.o, in.nv},     {"final_state", a.final, b.final, in.ns}, {"dq", a.dq, b.dq, in.nk},
-               {"dk", a.dk, b.dk, in.nk},  {"dv", a.dv, b.dv, in.nv},             {"da", a.da, b.da, in.nk},
-               {"db", a.db, b.db, in.nk},  {"dgk", a.dgk, b.dgk, in.nk},          {"dinitial_state", a.dh0, b.dh0, in.ns}};
-    for (size_t i = 0; i < sizeof cmp / sizeof cmp[0]; i++) {
-        double d = max_rel_diff(cmp[i].y, cmp[i].x, cmp[i].n, 1.0);
-        CHECK(d < tol, "dplr T=%d chunk=%d decay x%g: %s differs by %.2e", T, chunk, decay_scale, cmp[i].name, d);
-    }
+    const TensorPair cmp[] = {{"o", a.o, b.o, in.nv},    {"final_state", a.final, b.final, in.ns},
+                              {"dq", a.dq, b.dq, in.nk}, {"dk", a.dk, b.dk, in.nk},
+                              {"dv", a.dv, b.dv, in.nv}, {"da", a.da, b.da, in.nk},
+                              {"db", a.db, b.db, in.nk}, {"dgk", a.dgk, b.dgk, in.nk},
+                              {"dinitial_state", a.dh0, b.dh0, in.ns}};
+    double d;
+    int bad = first_differing(cmp, sizeof cmp / sizeof cmp[0], 1.0, tol, &d);
+    CHECK(bad < 0, "dplr T=%d chunk=%d decay x%g: %s differs by %.2e", T, chunk, decay_scale, cmp[bad].name, d);
     dplr_free(&a);
     dplr_free(&b);
     dplr_inputs_free(&in);
@@ -257,17 +247,14 @@ TEST(test_dplr_step_matches_forward) {
     DplrInputs in = dplr_inputs(2, 11, 3, 8, 5, 1.0f, &rng);
     DplrOutputs full = dplr_run(&in, 0, NULL, NULL);
     const ScanShape *s = &in.s;
-    size_t BHK = (size_t)s->B * s->H * s->K, BHV = (size_t)s->B * s->H * s->V;
-    float *state = new_zeros(in.ns), *o = new_zeros(BHV), *v = new_zeros(BHV), *x[5];
+    size_t HK = (size_t)s->H * s->K, HV = (size_t)s->H * s->V;
+    float *state = new_zeros(in.ns), *o = new_zeros(s->B * HV), *v = new_zeros(s->B * HV), *x[5];
     const float *src[5] = {in.q, in.k, in.a, in.b, in.gk};
-    for (int i = 0; i < 5; i++) x[i] = new_zeros(BHK);
+    for (int i = 0; i < 5; i++) x[i] = new_zeros(s->B * HK);
     memcpy(state, in.h0, sizeof(float) * in.ns);
     for (int t = 0; t < s->T; t++) {
-        for (int b = 0; b < s->B; b++) { /* gather token t of every sequence */
-            size_t from = ((size_t)b * s->T + t) * s->H, to = (size_t)b * s->H;
-            for (int i = 0; i < 5; i++) memcpy(x[i] + to * s->K, src[i] + from * s->K, sizeof(float) * s->H * s->K);
-            memcpy(v + to * s->V, in.v + from * s->V, sizeof(float) * s->H * s->V);
-        }
+        for (int i = 0; i < 5; i++) gather_token(x[i], src[i], s->B, s->T, HK, t);
+        gather_token(v, in.v, s->B, s->T, HV, t);
         backend_cpu()->dplr_step(s, state, o, x[0], x[1], v, x[2], x[3], x[4]);
         for (int b = 0; b < s->B; b++)
             CHECK(memcmp(o + (size_t)b * s->H * s->V, full.o + ((size_t)b * s->T + t) * s->H * s->V,
@@ -332,21 +319,17 @@ static void check_kda_is_tied_dplr(int T, int chunk, float decay_scale, unsigned
      * decays of ~60 per step the chunkwise dg of both sums terms that cancel (as in the golden
      * tests): 4.2e-6 */
     const double tol = decay_scale > 1.0f ? 2e-5 : 2e-6;
-    struct {
-        const char *name;
-        const float *x, *y;
-        size_t n;
-    } cmp[] = {{"o", want.o, got.o, in.nv},       {"final_state", want.final, got.final, in.ns},
-               {"dq", want.dq, got.dq, in.nk},    {"dk", want.dk, dk, in.nk},
-               {"dv", want.dv, dv, in.nv},        {"dg", want.dg, dg, in.nk},
-               {"dbeta", want.dbeta, dbeta, kin.nb}, {"dinitial_state", want.dh0, got.dh0, in.ns}};
-    for (size_t i = 0; i < sizeof cmp / sizeof cmp[0]; i++) {
-        double d = max_rel_diff(cmp[i].y, cmp[i].x, cmp[i].n, 1e-6);
-        CHECK(d < tol, "kda as dplr T=%d chunk=%d decay x%g: %s differs by %.2e", T, chunk, decay_scale, cmp[i].name, d);
-    }
+    const TensorPair cmp[] = {{"o", want.o, got.o, in.nv},          {"final_state", want.final, got.final, in.ns},
+                              {"dq", want.dq, got.dq, in.nk},       {"dk", want.dk, dk, in.nk},
+                              {"dv", want.dv, dv, in.nv},           {"dg", want.dg, dg, in.nk},
+                              {"dbeta", want.dbeta, dbeta, kin.nb}, {"dinitial_state", want.dh0, got.dh0, in.ns}};
+    double d;
+    int bad = first_differing(cmp, sizeof cmp / sizeof cmp[0], 1e-6, tol, &d);
+    CHECK(bad < 0, "kda as dplr T=%d chunk=%d decay x%g: %s differs by %.2e", T, chunk, decay_scale, cmp[bad].name, d);
     delta_free(&want);
     dplr_free(&got);
-    float *owned[] = {in.a, in.b, in.v, dk, dg, dv, dbeta, dout, dfinal, kin.q, kin.k, kin.v, kin.g, kin.beta, kin.h0};
+    delta_inputs_free(&kin);
+    float *owned[] = {in.a, in.b, in.v, dk, dg, dv, dbeta, dout, dfinal};
     for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) free(owned[i]);
 }
 
@@ -408,7 +391,6 @@ TEST(test_dplr_and_kda_precision_against_double_under_strong_decays) {
         free(in.a);
         free(in.b);
         free(in.v);
-        float *owned[] = {kin.q, kin.k, kin.v, kin.g, kin.beta, kin.h0};
-        for (size_t i = 0; i < sizeof owned / sizeof owned[0]; i++) free(owned[i]);
+        delta_inputs_free(&kin);
     }
 }

@@ -5,6 +5,7 @@
 // delta rule (delta_rule.cu) and dplr (dplr.cu) share: the unit-triangular inverse of a chunk and
 // the gradient of a chunk's end decay through the state.
 #pragma once
+#include "chunk_state.cuh"
 #include "cuda_common.cuh"
 
 struct ChunkDims {
@@ -22,6 +23,16 @@ static inline ChunkDims chunk_dims(const ScanShape *s) {
     d.Tp = d.nc * d.C;
     d.Z = (long)s->B * s->H * d.nc;
     return d;
+}
+
+// dies, naming the core, unless its chunked form can run: chunks of at most 128 tokens, smem bytes
+// (the core's largest per-chunk kernel) within 220 KiB, and the state recurrence's tiles fitting
+static inline void check_chunk_fits(const ScanShape *s, size_t smem, const char *core) {
+    if (s->chunk > 128) die("GPU %s: chunk_size %d exceeds 128", core, s->chunk);
+    if (smem > 220 * 1024)
+        die("GPU %s: chunk_size %d with key dimension %d does not fit in shared memory", core, s->chunk, s->K);
+    ChunkState probe = {nullptr, nullptr, nullptr, 1, 1, s->chunk, s->K, s->V};
+    chunk_state_check(probe);
 }
 
 static __global__ void to_chunks_kernel(float *dst, const float *src, int B, int T, int H, int X, int Tp) {

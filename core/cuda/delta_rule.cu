@@ -221,11 +221,7 @@ static void prepare(const ScanShape *s, const ChunkDims &d, DeltaBufs &b, const 
 }
 
 static void check_chunk_shape(const ScanShape *s) {
-    if (s->chunk > 128) die("GPU delta rule: chunk_size %d exceeds 128", s->chunk);
-    if (pairs_backward_smem(s->chunk, s->K) > 220 * 1024)
-        die("GPU delta rule: chunk_size %d with key dimension %d does not fit in shared memory", s->chunk, s->K);
-    ChunkState probe = {nullptr, nullptr, nullptr, 1, 1, s->chunk, s->K, s->V};
-    chunk_state_check(probe);
+    check_chunk_fits(s, pairs_backward_smem(s->chunk, s->K), "delta rule");
 }
 
 static void chunk_forward(const ScanShape *s, float *o, float *final_state, float *saved, const float *q,

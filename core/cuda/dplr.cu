@@ -217,13 +217,7 @@ __global__ void dplr_finish_kernel(float *dq, float *dk, float *da, float *db, f
 static size_t pair_smem(int C, int K) { return sizeof(float) * 5 * (size_t)C * (K + 1); }
 static size_t solve_smem(int C) { return sizeof(float) * 2 * (size_t)C * (C + 1); }
 
-static void check_chunk_shape(const ScanShape *s) {
-    if (s->chunk > 128) die("GPU dplr: chunk_size %d exceeds 128", s->chunk);
-    if (pair_smem(s->chunk, s->K) > 220 * 1024)
-        die("GPU dplr: chunk_size %d with key dimension %d does not fit in shared memory", s->chunk, s->K);
-    ChunkState probe = {nullptr, nullptr, nullptr, 1, 1, s->chunk, s->K, s->V};
-    chunk_state_check(probe);
-}
+static void check_chunk_shape(const ScanShape *s) { check_chunk_fits(s, pair_smem(s->chunk, s->K), "dplr rule"); }
 
 static void prepare(const ScanShape *s, const ChunkDims &d, DplrBufs &b, const float *q, const float *k, const float *v,
                     const float *a, const float *bw, const float *g) {

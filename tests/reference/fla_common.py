@@ -225,7 +225,7 @@ def versions():
 
 
 def rel_diff(a, ref):
-    """max |a - ref| / max |ref| in float64 (the metric of tests/test_golden.c)."""
+    """max |a - ref| / max |ref| in float64 (the metric of the golden tests, tests/golden.c)."""
     a = a.detach().double()
     ref = ref.detach().double()
     scale = max(ref.abs().max().item(), 1e-30) if ref.numel() else 1.0
