@@ -3,9 +3,12 @@
 can be compared on the same GPU, and the Kimi Linear report's claim (the tied DPLR form, KDA, about
 2x the general one) measured in fla's own kernels.
 
-    PYTHONPATH=path/to/fla python3 tests/reference/bench_fla.py [--csv FILE]
+    PYTHONPATH=path/to/fla python3 tests/reference/bench_fla.py [--csv FILE] [--shapes 0,1] [--kernels kda,dplr]
 
-Prints forward and forward+backward medians in milliseconds (20 runs after 3 warm-ups). The inputs
+Prints forward and forward+backward medians in milliseconds (20 runs after 3 warm-ups). The first
+call of each kernel and shape compiles and autotunes fla's Triton kernels: minutes each on an H200
+(the four measurements need more than 10 minutes), hence --shapes (indices into SHAPES) and
+--kernels to measure them in pieces. The inputs
 are the tied case (a = -beta k, b = k, as attnlab's kda-as-dplr test): both kernels see the same
 numbers; decays log-sigmoid of N(0, 1), about -0.8 per step."""
 import argparse
@@ -30,7 +33,11 @@ def inputs(B, T, H, D):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--csv")
+    parser.add_argument("--shapes", default="0,1", help="indices into SHAPES, e.g. 0")
+    parser.add_argument("--kernels", default="kda,dplr")
     args = parser.parse_args()
+    shapes = [SHAPES[int(i)] for i in args.shapes.split(",")]
+    wanted = args.kernels.split(",")
     from fla.ops.generalized_delta_rule import chunk_dplr_delta_rule
     from fla.ops.kda import chunk_kda
 
@@ -41,11 +48,11 @@ def main():
     print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}")
     print(f"{'kernel':<6} {'B,T,H,D':<16} {'fwd ms':>8} {'fwd+bwd ms':>11}")
     rows = []
-    for B, T, H, D in SHAPES:
+    for B, T, H, D in shapes:
         torch.manual_seed(0)
         x = inputs(B, T, H, D)
         do = torch.randn(B, T, H, D, device="cuda", dtype=torch.bfloat16)
-        for name, kernel in kernels.items():
+        for name, kernel in ((n, kernels[n]) for n in wanted):
             def fwd():
                 with torch.no_grad():
                     kernel(x)
@@ -54,7 +61,7 @@ def main():
                 kernel(x).backward(do)
 
             f, fb = median_ms(fwd), median_ms(fwd_bwd)
-            print(f"{name:<6} {f'{B},{T},{H},{D}':<16} {f:8.3f} {fb:11.3f}")
+            print(f"{name:<6} {f'{B},{T},{H},{D}':<16} {f:8.3f} {fb:11.3f}", flush=True)
             rows.append((name, B, T, H, D, f, fb))
     if args.csv:
         write_csv(args.csv, "kernel,B,T,H,D", rows)
