@@ -703,7 +703,10 @@ static void run_free(TrainRun *r) {
     r->task->ops->destroy(r->task);
 }
 
-int train_run(Config *cfg, const TrainOptions *opt) {
+int train_run(Config *cfg, const TrainOptions *opt_in) {
+    TrainOptions quiet_rank = *opt_in; /* only rank 0 speaks */
+    quiet_rank.quiet = opt_in->quiet || (opt_in->ranks && opt_in->ranks->rank != 0);
+    const TrainOptions *opt = &quiet_rank;
     TrainRun r;
     run_create(&r, cfg, opt);
     bool go = r.rank == 0 ? run_open(&r) : true; /* rank 0 owns the run's folder */

@@ -12,7 +12,7 @@ typedef struct {
     int stop_at;         /* stop (checkpointed, status "stopped") after this step; 0: never */
     bool quiet;          /* no progress lines (sweeps print their own) */
     bool in_sweep;       /* run by a sweep: a stopped run resumes when the sweep is started again */
-    const RankEnv *ranks; /* a rank of a data-parallel run (world > 1), or NULL: the only process */
+    const RankEnv *ranks; /* a rank of a data-parallel run (world > 1; all but rank 0 are quiet), or NULL */
     /* the fields a sweep set for this run, recorded in summary.json */
     int n_overrides;
     const char *override_paths[32], *override_values[32];

@@ -432,13 +432,18 @@ expect_error train_gpus_inside_a_rank 2 "--gpus 2 starts the ranks itself, and t
 expect_error train_rank_without_its_address 2 "environment variable WORLD_SIZE = 2 names a data-parallel run but MASTER_ADDR (rank 0's address) is not set" env WORLD_SIZE=2 RANK=1 "$A" train "$good"
 expect_error train_rank_of_a_cpu_config 2 "this process is rank 1 of 2 (torchrun variables), and data-parallel training runs on GPUs" env WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 "$A" train "$good"
 dpsweep=$(cfg dpsweep "$(sweep_base 'grid = { seed = { 1, 2 } },' | sed 's/out_dir = /device = "cuda", out_dir = /; s/train = { steps = 4,/train = { data_parallel = 2, steps = 4,/')")
-expect_error run_slurm_fewer_gpus_than_data_parallel 1 "--gpus-per-run 1: runs of $dpsweep train on 2 GPUs each (train.data_parallel)" "$A" run "$dpsweep" --slurm --gpus-per-run 1 --dry-run
-if selected run_slurm_script_gives_data_parallel_runs_their_gpus; then
+expect_error run_slurm_other_gpus_than_data_parallel 1 "--gpus-per-run 1: runs of $dpsweep train on 2 GPUs each (train.data_parallel), one srun task per GPU" "$A" run "$dpsweep" --slurm --gpus-per-run 1 --dry-run
+if selected run_slurm_script_starts_data_parallel_ranks_with_srun; then
     rm -rf "$TMP/results"
     "$A" run "$dpsweep" --slurm --dry-run >"$TMP/out" 2>&1
-    if grep -qx "#SBATCH --gpus-per-task=2" "$TMP/out"; then ok run_slurm_script_gives_data_parallel_runs_their_gpus
-    else fail run_slurm_script_gives_data_parallel_runs_their_gpus "no '#SBATCH --gpus-per-task=2' in: $(grep SBATCH "$TMP/out" | tr '\n' ' ')"; fi
+    if grep -qx "#SBATCH --ntasks=2" "$TMP/out" && grep -qx "#SBATCH --gpus-per-task=1" "$TMP/out" &&
+        grep -q "^exec srun --kill-on-bad-exit=1 .* run .* --only \"\$SLURM_ARRAY_TASK_ID\"" "$TMP/out"; then
+        ok run_slurm_script_starts_data_parallel_ranks_with_srun
+    else fail run_slurm_script_starts_data_parallel_ranks_with_srun "$(grep "SBATCH\|exec" "$TMP/out" | tr '\n' '|')"; fi
 fi
+expect_error run_rank_without_only 2 "this process is rank 1 of 2 (torchrun variables): a sweep's run over ranks takes --only N" env WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 "$A" run "$dpsweep"
+expect_error run_rank_of_a_cpu_run 2 "this process is rank 0 of 2 (torchrun variables), and data-parallel training runs on GPUs: run 1 of $ssweep says device = \"cpu\"" env WORLD_SIZE=2 RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 "$A" run "$ssweep" --only 1
+expect_error run_rank_without_nccl 2 "data-parallel training over 2 ranks: this build has no NCCL" env WORLD_SIZE=2 RANK=1 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 "$A" run "$dpsweep" --only 2
 if selected sweep_grid_runs_and_skips_finished; then
     rm -rf "$TMP/results"
     s=$(cfg sweepgrid "$(sweep_base 'grid = { ["model.mixer"] = { "softmax", "kda" }, seed = { 1, 2 } },')")

@@ -112,6 +112,11 @@ EOF2
 timeout 60 srun --ntasks=2 "$A" train one.lua >srun.out 2>&1
 grep -q "this process is rank 0 of 2 (srun variables)" srun.out && grep -q "this process is rank 1 of 2 (srun variables)" srun.out
 check slurm_srun_tasks_are_ranks $? "$(tr '\n' '|' <srun.out)"
+# the same for a sweep's run, as the array task of a data-parallel sweep starts it
+timeout 60 srun --ntasks=2 "$A" run sweep.lua --only 1 >srun2.out 2>&1
+grep -q "this process is rank 0 of 2 (srun variables), and data-parallel training runs on GPUs: run 1 of" srun2.out &&
+    grep -q "this process is rank 1 of 2 (srun variables)" srun2.out
+check slurm_srun_tasks_of_a_sweep_run_are_ranks $? "$(tr '\n' '|' <srun2.out)"
 # the batch script of a 2-task job is one process, not a rank: `train` there trains alone
 timeout 120 sbatch --wait --ntasks=2 --output="$T/batch.out" --wrap "'$A' train one.lua --out '$T/batchrun'" >/dev/null 2>&1
 grep -q '"status":[[:space:]]*"finished"' "$T/batchrun/summary.json" 2>/dev/null

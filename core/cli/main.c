@@ -263,7 +263,6 @@ typedef struct {
 static int train_rank(void *ctx, const RankEnv *e) {
     RankRun *rr = ctx;
     rr->opt.ranks = e;
-    rr->opt.quiet = rr->opt.quiet || e->rank != 0;
     return train_run(rr->cfg, &rr->opt);
 }
 
@@ -312,8 +311,7 @@ static int train_one(Config *c, const Args *a, int n_overrides, char **paths, ch
                     "device = \"%s\"", ranks.rank, ranks.world, ranks.source, c->device);
     if (ranks.world > 1) data_parallel_pick_gpu(&ranks);
     TrainOptions opt = {.run_dir = a->out, .resume = a->resume, .overwrite = a->overwrite, .stop_at = (int)a->stop_at,
-                        .n_overrides = n_overrides, .ranks = ranks.world > 1 ? &ranks : NULL,
-                        .quiet = ranks.rank != 0};
+                        .n_overrides = n_overrides, .ranks = ranks.world > 1 ? &ranks : NULL};
     for (int i = 0; i < n_overrides; i++) {
         opt.override_paths[i] = paths[i];
         opt.override_values[i] = values[i];
@@ -362,6 +360,36 @@ static void check_run_options(const Args *a) {
         value_error("--gpus and --jobs-per-gpu place a local sweep's jobs; Slurm places --slurm's (--gpus-per-run)");
 }
 
+/* `run SWEEP --only N` in a rank's environment (srun's tasks of a data-parallel sweep's Slurm
+ * array task): checks, then rank 0 runs the sweep's run as usual (returns -1) and every other
+ * rank trains it as its rank (returns its exit status), unless it is finished already. */
+static int run_as_rank(Sweep *sw, const Args *a, RankEnv *ranks) {
+    char why[256];
+    if (!sw->only)
+        value_error("this process is rank %d of %d (%s): a sweep's run over ranks takes --only N (as its Slurm array "
+                    "task does)", ranks->rank, ranks->world, ranks->source);
+    if (a->gpus || a->jobs || a->jobs_per_gpu)
+        value_error("this process is rank %d of %d (%s): --gpus, --jobs and --jobs-per-gpu do not apply", ranks->rank,
+                    ranks->world, ranks->source);
+    SweepRun *r = &sw->runs[sw->only - 1];
+    if (strcmp(r->cfg.device, "cuda") != 0)
+        value_error("this process is rank %d of %d (%s), and data-parallel training runs on GPUs: run %d of %s says "
+                    "device = \"%s\"", ranks->rank, ranks->world, ranks->source, sw->only, sw->source, r->cfg.device);
+    if (r->cfg.train.batch_size % ranks->world)
+        value_error("run %d of %s: train.batch_size = %d is not divisible by the %d ranks", sw->only, sw->source,
+                    r->cfg.train.batch_size, ranks->world);
+    if (!collective_available(why, sizeof why)) value_error("data-parallel training over %d ranks: %s", ranks->world, why);
+    data_parallel_pick_gpu(ranks);
+    if (ranks->rank == 0) return -1;
+    if (sweep_run_finished(sw, r)) return 0; /* rank 0 skips it: there is nothing to join */
+    TrainOptions opt = {.resume = true, .in_sweep = true, .ranks = ranks, .n_overrides = r->n_overrides};
+    for (int i = 0; i < r->n_overrides; i++) {
+        opt.override_paths[i] = r->paths[i];
+        opt.override_values[i] = r->values[i];
+    }
+    return train_run(&r->cfg, &opt);
+}
+
 static int cmd_run(int argc, char **argv) {
     Args a = parse_args(argc, argv, 2,
                         " set jobs dry-run rerun-changed keep-changed only status slurm partition time gpus-per-run "
@@ -376,7 +404,20 @@ static int cmd_run(int argc, char **argv) {
         value_error("--only %ld: %s is a sweep of %d run%s (--dry-run numbers them)", a.only, a.positional[0], sw.n_runs,
                     sw.n_runs == 1 ? "" : "s");
     sw.only = (int)a.only;
-    if (!a.status && !a.slurm && !a.dry_run && !gpu_placement(&sw, a.gpus, (int)a.jobs_per_gpu, &a.jobs, &err))
+    RankEnv ranks;
+    if (!rank_env_read(&ranks, &err)) value_error("%s", err.msg);
+    bool as_rank = ranks.world > 1 && !a.status && !a.slurm && !a.dry_run;
+    if (as_rank) {
+        int code = run_as_rank(&sw, &a, &ranks);
+        if (code >= 0) {
+            sweep_free(&sw);
+            free(a.sets);
+            return code;
+        }
+        sw.ranks = &ranks; /* rank 0: the sweep's run, as rank 0 */
+    }
+    if (!as_rank && !a.status && !a.slurm && !a.dry_run &&
+        !gpu_placement(&sw, a.gpus, (int)a.jobs_per_gpu, &a.jobs, &err))
         value_error("%s", err.msg);
     sw.on_changed = a.rerun_changed ? CHANGED_RERUN : a.keep_changed ? CHANGED_KEEP : CHANGED_REFUSE;
     int code = 0;
@@ -694,7 +735,8 @@ static const char *HELP_RUN =
     "  --gpus LIST       runs with device = \"cuda\" go to these GPUs (e.g. 0,1,2,3; default:\n"
     "                    CUDA_VISIBLE_DEVICES, else every GPU), --jobs-per-gpu K at a time on each\n"
     "                    (default 1; --jobs N instead spreads N jobs over them); each run's\n"
-    "                    summary.json records its GPU\n"
+    "                    summary.json records its GPU. Runs with train.data_parallel = D get D GPUs\n"
+    "                    each (groups of the list) and start their ranks there\n"
     "  --status          each run's state from its folder (finished, running, killed: a 'running'\n"
     "                    run whose process is gone, interrupted, failed, pending) and the totals\n"
     "  --slurm           writes results/<experiment>/slurm/array.sbatch, a Slurm job array of the\n"
@@ -702,7 +744,8 @@ static const char *HELP_RUN =
     "                    submits it with sbatch (--dry-run: writes and prints it only); --partition,\n"
     "                    --time, --gpus-per-run and --cpus-per-run become its #SBATCH lines. Task\n"
     "                    logs: results/<experiment>/logs/slurm-JOB_TASK.out. Start it again to\n"
-    "                    submit what is neither finished nor running.\n"
+    "                    submit what is neither finished nor running. A data-parallel sweep's task\n"
+    "                    is D srun tasks of one GPU each, the run's ranks.\n"
     "attnlab train SWEEP --only N trains run N alone in the foreground; attnlab describe SWEEP shows\n"
     "each distinct model.\n";
 

@@ -1,6 +1,5 @@
 #include "slurm.h"
 
-#include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -8,8 +7,6 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include "core/lab/sweep_select.h"
 
 /* The first executable `name` on the PATH (owned), or NULL. */
 static char *find_on_path(const char *name) {
@@ -42,16 +39,13 @@ static int runs_to_submit(const Sweep *sw, char *list, size_t len) {
     size_t used = 0;
     list[0] = '\0';
     for (int i = 0; i < sw->n_runs; i++) {
-        cJSON *o = sweep_read_summary(sw, &sw->runs[i]);
-        const char *st = o ? sweep_json_string(o, "status") : NULL;
         char *dir = sweep_run_dir(sw, &sw->runs[i]);
         bool running = run_dir_in_use(dir);
         free(dir);
-        if (!(st && strcmp(st, "finished") == 0) && !running) {
+        if (!sweep_run_finished(sw, &sw->runs[i]) && !running) {
             if (used < len) used += (size_t)snprintf(list + used, len - used, "%s%d", n ? "," : "", i + 1);
             n++;
         }
-        cJSON_Delete(o);
     }
     if (used >= len) die("sweep '%s': %d runs to do make an --array list too long for sbatch", sw->experiment, n);
     return n;
@@ -63,16 +57,18 @@ static bool write_script(FILE *f, const Sweep *sw, const char *array, const char
     fprintf(f, "#SBATCH --job-name=attnlab-%s\n", sw->experiment);
     fprintf(f, "#SBATCH --array=%s\n", array);
     fprintf(f, "#SBATCH --output=%s/logs/slurm-%%A_%%a.out\n", sw->dir);
-    fprintf(f, "#SBATCH --ntasks=1\n");
+    /* a data-parallel run: srun starts its ranks, one task per GPU, on whichever nodes Slurm
+     * picks, and each reads its place from srun's variables; a failed rank stops the others */
+    int ranks = sweep_data_parallel(sw);
+    fprintf(f, "#SBATCH --ntasks=%d\n", ranks);
     if (opt->partition) fprintf(f, "#SBATCH --partition=%s\n", opt->partition);
     if (opt->time) fprintf(f, "#SBATCH --time=%s\n", opt->time);
-    /* a data-parallel run's ranks start inside the task, on the GPUs Slurm gives it */
-    int gpus = opt->gpus_per_run ? opt->gpus_per_run : sweep_data_parallel(sw) > 1 ? sweep_data_parallel(sw) : 0;
+    int gpus = ranks > 1 ? 1 : opt->gpus_per_run;
     if (gpus) fprintf(f, "#SBATCH --gpus-per-task=%d\n", gpus);
     if (opt->cpus_per_run) fprintf(f, "#SBATCH --cpus-per-task=%d\n", opt->cpus_per_run);
     fputs("set -e\ncd ", f);
     shell_quoted(f, cwd);
-    fputs("\nexec ", f);
+    fputs(ranks > 1 ? "\nexec srun --kill-on-bad-exit=1 " : "\nexec ", f);
     shell_quoted(f, attnlab);
     fputs(" run ", f);
     shell_quoted(f, config);
@@ -87,9 +83,10 @@ static bool write_script(FILE *f, const Sweep *sw, const char *array, const char
 }
 
 int slurm_submit(const Sweep *sw, const char *config_path, char **sets, int n_sets, const SlurmOptions *opt) {
-    if (opt->gpus_per_run && opt->gpus_per_run < sweep_data_parallel(sw))
-        die("--gpus-per-run %d: runs of %s train on %d GPUs each (train.data_parallel)", opt->gpus_per_run, sw->source,
-            sweep_data_parallel(sw));
+    int ranks = sweep_data_parallel(sw);
+    if (ranks > 1 && opt->gpus_per_run && opt->gpus_per_run != ranks)
+        die("--gpus-per-run %d: runs of %s train on %d GPUs each (train.data_parallel), one srun task per GPU; leave "
+            "--gpus-per-run out", opt->gpus_per_run, sw->source, ranks);
     char *sbatch = find_on_path("sbatch");
     if (!sbatch && !opt->dry_run)
         die("--slurm: sbatch is not on the PATH (is this a Slurm login node?); --dry-run writes the script only");

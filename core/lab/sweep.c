@@ -922,7 +922,9 @@ static _Noreturn void run_child(const Sweep *sw, SweepRun *r, int jobs, int slot
         opt.override_values[i] = r->values[i];
     }
     fflush(NULL);
-    if (strcmp(r->cfg.device, "cuda") == 0 && r->cfg.train.data_parallel > 1) _exit(train_data_parallel(&r->cfg, &opt));
+    opt.ranks = sw->ranks;
+    if (!sw->ranks && strcmp(r->cfg.device, "cuda") == 0 && r->cfg.train.data_parallel > 1)
+        _exit(train_data_parallel(&r->cfg, &opt));
     _exit(train_run(&r->cfg, &opt));
 }
 
@@ -958,18 +960,23 @@ typedef struct {
     double last_status;
 } Jobs;
 
+bool sweep_run_finished(const Sweep *sw, const SweepRun *r) {
+    cJSON *o = sweep_read_summary(sw, r);
+    const char *st = o ? sweep_json_string(o, "status") : NULL;
+    bool finished = st && strcmp(st, "finished") == 0;
+    cJSON_Delete(o);
+    return finished;
+}
+
 /* Marks the runs still to do; returns how many are done already. */
 static int find_todo(const Sweep *sw, bool *todo) {
     int done = 0;
     for (int i = 0; i < sw->n_runs; i++) {
-        cJSON *o = sweep_read_summary(sw, &sw->runs[i]);
-        const char *st = o ? sweep_json_string(o, "status") : NULL;
         /* only a finished run is done: a failed one is tried again from its last checkpoint
          * (a full disk passes; a non-finite loss comes back at once), the others resume */
-        bool over = st && strcmp(st, "finished") == 0;
+        bool over = sweep_run_finished(sw, &sw->runs[i]);
         todo[i] = !over && (!sw->only || i == sw->only - 1);
         done += over;
-        cJSON_Delete(o);
     }
     return done;
 }

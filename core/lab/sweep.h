@@ -5,6 +5,7 @@
  * `runs` is one run. */
 #pragma once
 #include "core/dist/gpu_list.h"
+#include "core/dist/rank_env.h"
 #include <stdbool.h>
 
 #include "core/config/config.h"
@@ -46,6 +47,9 @@ typedef struct {
     /* GPU placement (runs with device = "cuda"): job slot s runs with CUDA_VISIBLE_DEVICES set to
      * gpus.names[s % gpus.n], so each GPU keeps jobs / gpus.n runs going; gpus.n 0: no placement */
     GpuList gpus;
+    /* a rank of a data-parallel run started by srun or torchrun (`run --only N` as a Slurm array
+     * task of a data-parallel sweep): the run's process is this rank; NULL: it starts its own */
+    const RankEnv *ranks;
 } Sweep;
 
 /* Builds every run's config and checks them all (fields, then each task's parameters) before
@@ -69,6 +73,8 @@ int sweep_status(const Sweep *sw);
 /* A run's folder and its summary.json, parsed (NULL when missing or unreadable). */
 char *sweep_run_dir(const Sweep *sw, const SweepRun *r);
 struct cJSON *sweep_read_summary(const Sweep *sw, const SweepRun *r);
+/* Whether a run's summary.json says finished (a run the sweep skips). */
+bool sweep_run_finished(const Sweep *sw, const SweepRun *r);
 void sweep_free(Sweep *sw);
 /* Whether any run of the sweep uses the CUDA backend (GPU placement applies). */
 bool sweep_uses_gpus(const Sweep *sw);
