@@ -1,6 +1,7 @@
 /* The CPU-testable parts of data-parallel training (core/dist/): reading a rank's place from
- * torchrun's or srun's environment, and the TCP rendezvous that hands NCCL's id to every rank
- * and then tells them when one has gone. The NCCL side runs in tests/data_parallel_test.sh on a
+ * torchrun's or srun's environment, the TCP rendezvous that hands NCCL's id to every rank and
+ * then tells them when one has gone, and the launcher of `train --gpus` with ranks that only
+ * report. The NCCL side runs in tests/data_parallel_test.sh on a
  * machine with two or more GPUs. */
 #include <netinet/in.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/dist/bootstrap.h"
+#include "core/dist/launch.h"
 #include "core/dist/rank_env.h"
 #include "test.h"
 
@@ -178,4 +180,82 @@ TEST(test_bootstrap_refuses_two_ranks_of_one_number_and_another_world) {
     CHECK(!bootstrap_share(&b, &e1, id, sizeof id, 5, &err), "a rank of another world accepted");
     CHECK(strstr(err.msg, "rank 0 runs a world of 2 ranks, this rank was told 3"), "message: %s", err.msg);
     waitpid(kid, NULL, 0);
+}
+
+/* ---- the launcher (core/dist/launch.c), with made-up GPUs and ranks that only report ---- */
+
+static GpuList fake_gpus(int n) {
+    GpuList l = {0};
+    const char *names[] = {"7", "3", "5", "1"};
+    for (int i = 0; i < n; i++) l.names[l.n++] = xstrdup(names[i]);
+    return l;
+}
+
+/* exits 0 when the rank sees its place and its GPU as the launcher promised; rank 0 then says 7 */
+static int report_place(void *ctx, const RankEnv *e) {
+    (void)ctx;
+    const char *want[] = {"7", "3", "5", "1"};
+    const char *gpu = getenv("CUDA_VISIBLE_DEVICES");
+    bool right = e->world == 3 && e->local_rank == e->rank && e->port > 0 && strcmp(e->addr, "127.0.0.1") == 0 &&
+                 gpu && strcmp(gpu, want[e->rank]) == 0;
+    if (!right) return 2;
+    return e->rank == 0 ? 7 : 0;
+}
+
+TEST(test_launcher_gives_each_rank_its_place_and_returns_rank_zeros_status) {
+    GpuList gpus = fake_gpus(3);
+    int code = launch_ranks(&gpus, report_place, NULL);
+    CHECK(code == 7, "launcher returned %d, expected rank 0's 7 (2: a rank saw the wrong place or GPU)", code);
+    gpu_list_free(&gpus);
+}
+
+static int die_if_rank_zero(void *ctx, const RankEnv *e) {
+    (void)ctx;
+    if (e->rank == 0) raise(SIGKILL);
+    return 0;
+}
+
+TEST(test_launcher_fails_when_rank_zero_is_killed) {
+    GpuList gpus = fake_gpus(2);
+    int code = launch_ranks(&gpus, die_if_rank_zero, NULL);
+    CHECK(code == 1, "rank 0 killed: launcher returned %d, expected 1", code);
+    gpu_list_free(&gpus);
+}
+
+static int fail_if_rank_one(void *ctx, const RankEnv *e) {
+    (void)ctx;
+    return e->rank == 1 ? 3 : 0;
+}
+
+TEST(test_launcher_fails_when_another_rank_fails_after_rank_zero_finished) {
+    GpuList gpus = fake_gpus(2);
+    int code = launch_ranks(&gpus, fail_if_rank_one, NULL);
+    CHECK(code == 1, "rank 1 failed: launcher returned %d, expected 1", code);
+    gpu_list_free(&gpus);
+}
+
+static volatile sig_atomic_t interrupts;
+static void count_interrupt(int sig) { (void)sig, interrupts++; }
+
+/* waits for SIGINT; 130 when exactly one came (a second would have stopped a real rank at once) */
+static int wait_for_one_interrupt(void *ctx, const RankEnv *e) {
+    (void)ctx, (void)e;
+    signal(SIGINT, count_interrupt);
+    for (int i = 0; i < 500 && !interrupts; i++) usleep(10 * 1000);
+    usleep(200 * 1000); /* a second one would arrive now */
+    return interrupts == 1 ? 130 : 10 + (int)interrupts;
+}
+
+TEST(test_launcher_passes_ctrl_c_to_every_rank_once) {
+    GpuList gpus = fake_gpus(2);
+    pid_t launcher = getpid(), poker = fork();
+    if (poker == 0) { /* Ctrl-C at the launcher (the test process) once the ranks run */
+        usleep(300 * 1000);
+        kill(launcher, SIGINT);
+        _exit(0);
+    }
+    int code = launch_ranks(&gpus, wait_for_one_interrupt, NULL);
+    waitpid(poker, NULL, 0);
+    CHECK(code == 130, "launcher returned %d, expected 130 (10 + n: rank 0 saw n interrupts)", code);
+    gpu_list_free(&gpus);
 }
