@@ -237,25 +237,35 @@ TEST(test_launcher_fails_when_another_rank_fails_after_rank_zero_finished) {
 static volatile sig_atomic_t interrupts;
 static void count_interrupt(int sig) { (void)sig, interrupts++; }
 
-/* waits for SIGINT; 130 when exactly one came (a second would have stopped a real rank at once) */
-static int wait_for_one_interrupt(void *ctx, const RankEnv *e) {
-    (void)ctx, (void)e;
+/* waits for SIGINT, then a while longer (rank r: (r + 1) x 200 ms, so the ranks end apart and a
+ * launcher that passed the signal on again would reach the later one), and writes how many came
+ * to the pipe in ctx; 130 as a rank stopped by Ctrl-C */
+static int count_interrupts(void *ctx, const RankEnv *e) {
     signal(SIGINT, count_interrupt);
     for (int i = 0; i < 500 && !interrupts; i++) usleep(10 * 1000);
-    usleep(200 * 1000); /* a second one would arrive now */
-    return interrupts == 1 ? 130 : 10 + (int)interrupts;
+    usleep((useconds_t)(e->rank + 1) * 200 * 1000);
+    char seen[2] = {(char)e->rank, (char)interrupts};
+    if (write(*(int *)ctx, seen, sizeof seen) != sizeof seen) return 1;
+    return 130;
 }
 
 TEST(test_launcher_passes_ctrl_c_to_every_rank_once) {
     GpuList gpus = fake_gpus(2);
+    int counts[2];
+    CHECK(pipe(counts) == 0, "pipe");
     pid_t launcher = getpid(), poker = fork();
     if (poker == 0) { /* Ctrl-C at the launcher (the test process) once the ranks run */
         usleep(300 * 1000);
         kill(launcher, SIGINT);
         _exit(0);
     }
-    int code = launch_ranks(&gpus, wait_for_one_interrupt, NULL);
+    int code = launch_ranks(&gpus, count_interrupts, &counts[1]);
     waitpid(poker, NULL, 0);
-    CHECK(code == 130, "launcher returned %d, expected 130 (10 + n: rank 0 saw n interrupts)", code);
+    CHECK(code == 130, "launcher returned %d, expected rank 0's 130", code);
+    for (int k = 0; k < 2; k++) {
+        char seen[2];
+        CHECK(read(counts[0], seen, sizeof seen) == sizeof seen, "rank report %d missing", k);
+        CHECK(seen[1] == 1, "rank %d saw %d interrupts, expected 1", seen[0], seen[1]);
+    }
     gpu_list_free(&gpus);
 }
