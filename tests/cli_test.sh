@@ -508,6 +508,19 @@ if selected sweep_dry_run_and_plot; then
         fail sweep_dry_run_and_plot "$(cat "$TMP/out" "$TMP/out2" | tail -3)"
     fi
 fi
+# --dry-run says which runs' folders hold another config's results (what a real run would refuse)
+if selected sweep_dry_run_marks_changed_runs; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweepchg "$(sweep_base 'grid = { seed = { 1, 2 } },')")
+    "$A" run "$s" --only 1 >/dev/null 2>&1
+    "$A" run "$s" --dry-run --set train.lr=0.005 >"$TMP/out" 2>&1
+    if grep -q "^   1  seed=1  \[another config in its folder: train.lr: 0.001 -> 0.005\]$" "$TMP/out" &&
+        grep -q "^   2  seed=2$" "$TMP/out" && grep -q "^1 run holds results or a checkpoint of another config" "$TMP/out"; then
+        ok sweep_dry_run_marks_changed_runs
+    else
+        fail sweep_dry_run_marks_changed_runs "$(tr '\n' '|' <"$TMP/out")"
+    fi
+fi
 # One run of a sweep (a Slurm array task's command), the folder's state of every run, and the
 # script --slurm would submit (tests/slurm_test.sh submits it to a real Slurm)
 if selected sweep_only_status_and_slurm_script; then

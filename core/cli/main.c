@@ -432,7 +432,18 @@ static int cmd_run(int argc, char **argv) {
     } else if (a.dry_run) {
         printf("%s: %d runs of experiment '%s' in %s/ (all configs checked; nothing run)\n", a.positional[0], sw.n_runs,
                sw.experiment, sw.dir);
-        for (int i = 0; i < sw.n_runs; i++) printf("%4d  %s\n", i + 1, sw.runs[i].name); /* N of --only N */
+        int changed = 0;
+        for (int i = 0; i < sw.n_runs; i++) { /* N of --only N */
+            char *changes = sweep_run_changes(&sw, i);
+            printf("%4d  %s%s%s%s\n", i + 1, sw.runs[i].name, changes ? "  [another config in its folder: " : "",
+                   changes ? changes : "", changes ? "]" : "");
+            changed += changes != NULL;
+            free(changes);
+        }
+        if (changed)
+            printf("%d run%s results or a checkpoint of another config: running the sweep stops unless "
+                   "--rerun-changed or --keep-changed says what to do with %s\n", changed, changed == 1 ? " holds" : "s hold",
+                   changed == 1 ? "it" : "them");
         if (sw.select.metric) {
             printf("select: in each setting, the value of");
             for (int k = 0; k < sw.select.n_over; k++) printf("%s %s", k ? "," : "", sw.select.over[k]);

@@ -715,6 +715,16 @@ static bool changed_config(const Sweep *sw, int i, const cJSON *summary, Changed
     return out->n_items > 0;
 }
 
+char *sweep_run_changes(const Sweep *sw, int i) {
+    cJSON *o = sweep_read_summary(sw, &sw->runs[i]);
+    ChangedRun c;
+    char *text = changed_config(sw, i, o, &c) ? join_texts(c.items, c.n_items, ", ", 3) : NULL;
+    cJSON_Delete(o);
+    for (int k = 0; k < c.n_items; k++) free(c.items[k]);
+    free(c.items);
+    return text;
+}
+
 /* "NAME NAME NAME and 2 more (path: a -> b, ...)" of the changed runs that `kept` says (-1: all):
  * a few names (they hold no spaces) and a few of their distinct differences. */
 static char *describe_changed(const Sweep *sw, const ChangedRun *changed, int n, int kept) {

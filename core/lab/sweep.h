@@ -73,6 +73,9 @@ int sweep_status(const Sweep *sw);
 /* A run's folder and its summary.json, parsed (NULL when missing or unreadable). */
 char *sweep_run_dir(const Sweep *sw, const SweepRun *r);
 struct cJSON *sweep_read_summary(const Sweep *sw, const SweepRun *r);
+/* What in run i's folder was trained with another config than the run's now ("train.lr: 0.001 ->
+ * 0.002, ..."; caller frees), or NULL when nothing there would be reused or it is the same. */
+char *sweep_run_changes(const Sweep *sw, int i);
 /* Whether a run's summary.json says finished (a run the sweep skips). */
 bool sweep_run_finished(const Sweep *sw, const SweepRun *r);
 void sweep_free(Sweep *sw);
