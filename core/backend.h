@@ -221,6 +221,8 @@ typedef struct Backend {
     /* the device's dense peak in FLOP/s for model FLOPs utilization (bf16 tensor cores on a
      * GPU), with its description in `what`; 0 when unknown */
     double (*peak_flops)(char *what, size_t len);
+    /* the most bytes this backend's allocations held at once so far */
+    size_t (*peak_bytes)(void);
 
     /* ---- the operations of BACKEND_OPS, a pointer each ---- */
 #define BACKEND_OP_POINTER(ret, op, params) ret(*op) params;

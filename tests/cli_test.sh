@@ -1073,7 +1073,9 @@ if selected bench_train_and_decode_write_csv; then
         "$A" bench decode "${small[@]}" --set efficiency.contexts=16,64 --set efficiency.decode_steps=2 --csv "$TMP/decode.csv" \
             >>"$TMP/out" 2>&1 &&
         [ "$(wc -l <"$TMP/train.csv")" -eq 3 ] && grep -q '^cpu,"3 kda, 1 mla",4,32,' "$TMP/train.csv" &&
-        [ "$(wc -l <"$TMP/decode.csv")" -eq 3 ] && grep -q '^cpu,64,' "$TMP/decode.csv" && grep -q 'speed-up' "$TMP/out"; then
+        [ "$(wc -l <"$TMP/decode.csv")" -eq 3 ] && grep -q '^cpu,64,' "$TMP/decode.csv" && grep -q 'speed-up' "$TMP/out" &&
+        sed -n 's/^peak memory: \([0-9.]*\) MiB held by .* (\([0-9.]*\) MiB of it parameters.*/\1 \2/p' "$TMP/out" |
+            awk 'NR == 1 && $1 > $2 && $2 > 0 { ok = 1 } END { exit !ok }'; then
         ok bench_train_and_decode_write_csv
     else
         fail bench_train_and_decode_write_csv "$(tail -3 "$TMP/out"; cat "$TMP/train.csv" "$TMP/decode.csv" 2>/dev/null)"

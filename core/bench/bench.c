@@ -78,6 +78,9 @@ int bench_train(Config *cfg, int steps, const char *csv_path) {
     char mfu[16] = "-";
     if (peak > 0) snprintf(mfu, sizeof mfu, "%.1f%%", 100.0 * achieved / peak);
     printf("%-16d %12.1f %12.1f %12s %12.2f %8s\n", steps, median * 1e3, times[0] * 1e3, tok, achieved / 1e12, mfu);
+    double param_bytes = 16.0 * (double)model_param_count(m); /* values, gradients, two moments */
+    printf("peak memory: %.1f MiB held by attnlab's allocations (%.1f MiB of it parameters, gradients and AdamW "
+           "moments; the rest activations and workspaces)\n", be->peak_bytes() / 1048576.0, param_bytes / 1048576.0);
     if (csv_path) {
         char row[512], mfu_csv[32] = "";
         if (peak > 0) snprintf(mfu_csv, sizeof mfu_csv, "%.4f", achieved / peak);

@@ -4,11 +4,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/memory_ledger.h"
 #include "core/util.h"
 #include "cpu_ops.h"
 
-static void *cpu_alloc(size_t bytes) { return xalloc_aligned(bytes); }
-static void cpu_release(void *p) { free(p); }
+static MemoryLedger cpu_memory;
+static void *cpu_alloc(size_t bytes) {
+    void *p = xalloc_aligned(bytes);
+    ledger_add(&cpu_memory, p, bytes);
+    return p;
+}
+static void cpu_release(void *p) {
+    ledger_remove(&cpu_memory, p);
+    free(p);
+}
+static size_t cpu_peak_bytes(void) { return cpu_memory.peak; }
 static void cpu_memcpy(void *dst, const void *src, size_t bytes) {
     if (bytes) memcpy(dst, src, bytes);
 }
@@ -108,6 +118,7 @@ static const Backend cpu_backend = {
     .download = cpu_memcpy,
     .sync = cpu_sync,
     .peak_flops = cpu_peak_flops,
+    .peak_bytes = cpu_peak_bytes,
 #define CPU_OP_ENTRY(ret, op, params) .op = cpu_##op,
     BACKEND_OPS(CPU_OP_ENTRY)
 #undef CPU_OP_ENTRY

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/memory_ledger.h"
 #include "cuda_common.cuh"
 #include "cuda_ops.cuh"
 
@@ -44,16 +45,23 @@ bool cuda_tensor_cores(void) { return compute_type != CUBLAS_COMPUTE_32F; }
 
 // ---- memory ----
 
+static MemoryLedger gpu_memory;
+
 static void *cuda_alloc(size_t bytes) {
     void *p = NULL;
     if (!bytes) bytes = 256;
     cudaError_t e = cudaMalloc(&p, bytes);
     if (e != cudaSuccess) die("out of GPU memory allocating %.1f MiB: %s", bytes / 1048576.0, cudaGetErrorString(e));
     CUDA_CHECK(cudaMemset(p, 0, bytes));
+    ledger_add(&gpu_memory, p, bytes);
     return p;
 }
 
-static void cuda_release(void *p) { CUDA_CHECK(cudaFree(p)); }
+static void cuda_release(void *p) {
+    ledger_remove(&gpu_memory, p);
+    CUDA_CHECK(cudaFree(p));
+}
+static size_t cuda_peak_bytes(void) { return gpu_memory.peak; }
 static void cuda_upload(void *dst, const void *src, size_t bytes) {
     if (bytes) CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
 }
@@ -133,6 +141,7 @@ static Backend make_backend(void) {
     b.download = cuda_download;
     b.sync = cuda_sync;
     b.peak_flops = cuda_peak_flops;
+    b.peak_bytes = cuda_peak_bytes;
 #define CUDA_OP_ENTRY(ret, op, params) b.op = cuda_##op;
     BACKEND_OPS(CUDA_OP_ENTRY)
 #undef CUDA_OP_ENTRY
