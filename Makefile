@@ -34,6 +34,7 @@ SRC       := $(wildcard core/*.c core/config/*.c core/io/*.c core/lab/*.c core/b
 # core/cuda_absent.c stands in for the GPU backend in the plain build, core/dist/nccl_absent.c
 # for NCCL where it is not built (core/dist/nccl.c, with the GPU backend)
 LIB_SRC   := $(filter-out core/cuda_absent.c core/dist/nccl.c core/dist/nccl_absent.c,$(SRC))
+ABSENT_OBJ = $(OBJ_DIR)/core/cuda_absent.o $(OBJ_DIR)/core/dist/nccl_absent.o
 TEST_SRC  := $(wildcard tests/*.c)
 OBJ_DIR   ?= build/obj
 LIB_OBJ   := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o)
@@ -79,7 +80,7 @@ BACKEND_OBJ  = $(CU_OBJ) $(NCCL_OBJ)
 BACKEND_LIBS = $(CUDA_LIBS) $(NCCL_LIBS)
 else
 BACKEND      = cpu
-BACKEND_OBJ  = $(OBJ_DIR)/core/cuda_absent.o $(OBJ_DIR)/core/dist/nccl_absent.o
+BACKEND_OBJ  = $(ABSENT_OBJ)
 BACKEND_LIBS =
 endif
 HAVE_NVCC := $(shell command -v $(NVCC) >/dev/null 2>&1 && echo yes)
@@ -99,7 +100,7 @@ $(BIN): $(LIB_OBJ) $(BACKEND_OBJ) $(OBJ_DIR)/core/cli/main.o $(STAMP)
 	$(CC) $(LDFLAGS) -o $@.tmp $(filter %.o,$^) $(LIBS) $(BACKEND_LIBS)
 	mv -f $@.tmp $@
 
-$(TEST_BIN): $(LIB_OBJ) $(TEST_OBJ) $(OBJ_DIR)/core/cuda_absent.o $(OBJ_DIR)/core/dist/nccl_absent.o
+$(TEST_BIN): $(LIB_OBJ) $(TEST_OBJ) $(ABSENT_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 # GPU parity tests: every op on the GPU against the CPU reference (they skip without a GPU)
@@ -199,7 +200,7 @@ FUZZ_FLAGS    = -O1 -g -fno-omit-frame-pointer -Wno-pass-failed -fsanitize=fuzze
 FUZZ_BINS    := $(FUZZERS:%=build/fuzz/fuzz_%)
 ifeq ($(OBJ_DIR),build/fuzz/obj)
 .SECONDARY: $(FUZZERS:%=$(OBJ_DIR)/tests/fuzz/fuzz_%.o)
-build/fuzz/fuzz_%: $(OBJ_DIR)/tests/fuzz/fuzz_%.o $(LIB_OBJ) $(OBJ_DIR)/core/cuda_absent.o
+build/fuzz/fuzz_%: $(OBJ_DIR)/tests/fuzz/fuzz_%.o $(LIB_OBJ) $(ABSENT_OBJ)
 	$(CC) -fopenmp -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
 endif
 fuzz-build:
