@@ -30,11 +30,11 @@ LIBS       = $(BLAS_LIBS) $(LUA_LIBS) $(JSON_LIBS) -lm
 # (sweeps, plots, describe), bench/ (benchmarks, op harness), cli/ (the command line), cpu/ and
 # cuda/ (the backends)
 SRC       := $(wildcard core/*.c core/config/*.c core/io/*.c core/lab/*.c core/bench/*.c core/cpu/*.c \
-                        core/dist/*.c variants/*.c experiments/*.c)
-# core/cuda_absent.c stands in for the GPU backend in the plain build, core/dist/nccl_absent.c
-# for NCCL where it is not built (core/dist/nccl.c, with the GPU backend)
-LIB_SRC   := $(filter-out core/cuda_absent.c core/dist/nccl.c core/dist/nccl_absent.c,$(SRC))
-ABSENT_OBJ = $(OBJ_DIR)/core/cuda_absent.o $(OBJ_DIR)/core/dist/nccl_absent.o
+                        core/parallel/*.c variants/*.c experiments/*.c)
+# core/cuda_absent.c stands in for the GPU backend in the plain build, core/parallel/nccl_absent.c
+# for NCCL where it is not built (core/parallel/nccl.c, with the GPU backend)
+LIB_SRC   := $(filter-out core/cuda_absent.c core/parallel/nccl.c core/parallel/nccl_absent.c,$(SRC))
+ABSENT_OBJ = $(OBJ_DIR)/core/cuda_absent.o $(OBJ_DIR)/core/parallel/nccl_absent.o
 TEST_SRC  := $(wildcard tests/*.c)
 OBJ_DIR   ?= build/obj
 LIB_OBJ   := $(LIB_SRC:%.c=$(OBJ_DIR)/%.o)
@@ -64,13 +64,13 @@ NCCL_INC  ?= $(if $(NCCL_ROOT),$(NCCL_ROOT)/include)
 NCCL_LIB  ?= $(if $(NCCL_ROOT),$(firstword $(wildcard $(foreach f,libnccl.so libnccl.so.2,$(NCCL_ROOT)/lib64/$(f) \
                  $(NCCL_ROOT)/lib/$(f) $(NCCL_ROOT)/lib/$(MULTIARCH)/$(f)))))
 ifneq ($(and $(NCCL_INC),$(NCCL_LIB)),)
-NCCL_OBJ  = $(OBJ_DIR)/core/dist/nccl.o
+NCCL_OBJ  = $(OBJ_DIR)/core/parallel/nccl.o
 NCCL_LIBS = $(NCCL_LIB) -Wl,-rpath,$(dir $(NCCL_LIB))
 else
-NCCL_OBJ  = $(OBJ_DIR)/core/dist/nccl_absent.o
+NCCL_OBJ  = $(OBJ_DIR)/core/parallel/nccl_absent.o
 NCCL_LIBS =
 endif
-$(OBJ_DIR)/core/dist/nccl.o: core/dist/nccl.c
+$(OBJ_DIR)/core/parallel/nccl.o: core/parallel/nccl.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -I$(CUDA_HOME)/include -I$(NCCL_INC) -c $< -o $@
 

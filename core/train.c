@@ -12,7 +12,7 @@
 #include "core/config/fingerprint.h"
 #include "core/io/checkpoint.h"
 #include "core/io/results.h"
-#include "core/dist/data_parallel.h"
+#include "core/parallel/data_parallel.h"
 #include "evaluate.h"
 #include "model.h"
 #include "optimizer.h"

@@ -3,7 +3,7 @@
 #include <stdbool.h>
 
 #include "core/config/config.h"
-#include "core/dist/rank_env.h"
+#include "core/parallel/rank_env.h"
 
 typedef struct {
     const char *run_dir; /* --out: the run's folder; NULL: <out_dir>/<experiment>/<run> */

@@ -1,4 +1,4 @@
-/* The CPU-testable parts of data-parallel training (core/dist/): reading a rank's place from
+/* The CPU-testable parts of data-parallel training (core/parallel/): reading a rank's place from
  * torchrun's or srun's environment, the TCP rendezvous that hands NCCL's id to every rank and
  * then tells them when one has gone, and the launcher of `train --gpus` with ranks that only
  * report. The NCCL side runs in tests/data_parallel_test.sh on a
@@ -11,9 +11,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "core/dist/bootstrap.h"
-#include "core/dist/launch.h"
-#include "core/dist/rank_env.h"
+#include "core/parallel/bootstrap.h"
+#include "core/parallel/launch.h"
+#include "core/parallel/rank_env.h"
 #include "test.h"
 
 static const char *const RANK_VARIABLES[] = {"WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT",
@@ -182,7 +182,7 @@ TEST(test_bootstrap_refuses_two_ranks_of_one_number_and_another_world) {
     waitpid(kid, NULL, 0);
 }
 
-/* ---- the launcher (core/dist/launch.c), with made-up GPUs and ranks that only report ---- */
+/* ---- the launcher (core/parallel/launch.c), with made-up GPUs and ranks that only report ---- */
 
 static GpuList fake_gpus(int n) {
     GpuList l = {0};

@@ -4,8 +4,8 @@
  * row per run, selected.csv a row per setting when the sweep selects. A file without `grid` or
  * `runs` is one run. */
 #pragma once
-#include "core/dist/gpu_list.h"
-#include "core/dist/rank_env.h"
+#include "core/parallel/gpu_list.h"
+#include "core/parallel/rank_env.h"
 #include <stdbool.h>
 
 #include "core/config/config.h"

@@ -6,7 +6,7 @@
 #pragma once
 #include <stdbool.h>
 
-#include "core/lab/sweep.h"
+#include "sweep.h"
 
 typedef struct {
     const char *partition;    /* #SBATCH --partition; NULL: the cluster's default */

@@ -4,7 +4,7 @@
 #pragma once
 #include <stdbool.h>
 
-#include "core/lab/sweep.h"
+#include "sweep.h"
 
 /* Sets sw's GPU list for a sweep whose runs use device = "cuda" (nothing for a CPU sweep, where
  * gpus and jobs_per_gpu are refused) and *jobs, when it is 0, to jobs_per_gpu (default 1) per GPU.

@@ -1,4 +1,4 @@
-/* The collectives of data-parallel training, on NCCL over the GPUs (core/dist/nccl.c, built
+/* The collectives of data-parallel training, on NCCL over the GPUs (core/parallel/nccl.c, built
  * with `make cuda` where NCCL is found), or absent (nccl_absent.c: every call says how to get
  * it). Buffers are device memory of the CUDA backend; operations are ordered after the work the
  * backend has queued (its stream) and, but for the _async ones, finished on return. */
