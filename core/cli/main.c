@@ -224,7 +224,6 @@ static bool is_sweep_file(const char *path) {
     return sweep;
 }
 
-/* Trains one config, or measures it when its task measures; overrides name what a sweep set. */
 /* How many GPUs `train --gpus VALUE` asks for: a count (the first N visible GPUs) or a list of
  * indices (0,2); one line and exit 2 for anything else. */
 static int train_gpus_wanted(const char *value, bool *is_count) {
@@ -244,12 +243,13 @@ static int train_gpus_wanted(const char *value, bool *is_count) {
     return items;
 }
 
-/* The GPUs themselves: the first n visible ones, or the list's (each must exist). */
-static void train_gpus(GpuList *gpus, const char *value, bool is_count, int n) {
+/* The GPUs themselves: the first n visible ones, or the list's (each must exist); `what` names
+ * where the value came from ("--gpus 4", "train.data_parallel = 4"). */
+static void train_gpus(GpuList *gpus, const char *value, bool is_count, int n, const char *what) {
     Error err;
-    if (!gpu_list_visible(gpus, is_count ? NULL : value, "--gpus", &err)) value_error("--gpus %s: %s", value, err.msg);
+    if (!gpu_list_visible(gpus, is_count ? NULL : value, "--gpus", &err)) value_error("%s: %s", what, err.msg);
     if (gpus->n < n)
-        value_error("--gpus %s: only %d GPU%s visible here (%s)", value, gpus->n, gpus->n == 1 ? " is" : "s are",
+        value_error("%s: only %d GPU%s visible here (%s)", what, gpus->n, gpus->n == 1 ? " is" : "s are",
                     getenv("CUDA_VISIBLE_DEVICES") ? "CUDA_VISIBLE_DEVICES" : "the driver's list");
     while (gpus->n > n) free(gpus->names[--gpus->n]);
 }
@@ -284,7 +284,9 @@ static int launch_data_parallel(Config *c, const Args *a, const TrainOptions *op
         value_error("%s: train.batch_size = %d is not divisible by %d GPUs (each takes batch_size / N sequences of every "
                     "micro-batch)", what, c->train.batch_size, n);
     if (!collective_available(why, sizeof why)) value_error("%s: %s", what, why);
-    train_gpus(&gpus, value, is_count, n);
+    char named[64];
+    snprintf(named, sizeof named, a->gpus ? "--gpus %.50s" : "train.data_parallel = %.40s", value);
+    train_gpus(&gpus, value, is_count, n, named);
     char list[GPU_LIST_MAX * 8] = "";
     for (int g = 0; g < gpus.n; g++) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", g ? "," : "", gpus.names[g]);
     setenv("ATTNLAB_RANK_GPUS", list, 1); /* for rank 0's summary.json */
@@ -294,6 +296,7 @@ static int launch_data_parallel(Config *c, const Args *a, const TrainOptions *op
     return code;
 }
 
+/* Trains one config, or measures it when its task measures; overrides name what a sweep set. */
 static int train_one(Config *c, const Args *a, int n_overrides, char **paths, char **values) {
     const TaskOps *task = task_lookup(c->task);
     RankEnv ranks;
