@@ -299,8 +299,11 @@ static bool run_open(TrainRun *r) {
     }
     r->resumed = open_run(r);
     bool at_end = r->resumed && r->st.step >= r->tc->steps;
-    char *prior_status = at_end ? summary_read_status(r->paths.summary) : NULL;
-    bool finished_already = prior_status && strcmp(prior_status, "finished") == 0;
+    char *prior_status = r->resumed ? summary_read_status(r->paths.summary) : NULL;
+    bool prior_finished = prior_status && strcmp(prior_status, "finished") == 0;
+    /* a run that finished before its last step stopped early (train.stop_accuracy): it is done */
+    bool stopped_early = prior_finished && !at_end && r->tc->stop_accuracy > 0;
+    bool finished_already = prior_finished && (at_end || stopped_early);
     free(prior_status);
     if (at_end && !finished_already && !r->opt->quiet)
         progress_note("%s reached its last step but was stopped before its summary: finishing it", r->paths.dir);
@@ -577,6 +580,11 @@ static bool checkpoint_step(TrainRun *r) {
     return !failed;
 }
 
+/* train.stop_accuracy reached: the run has learned what it was to learn, and finishes here. */
+static bool accurate_enough(const TrainRun *r, const MetricsRow *row) {
+    return r->tc->stop_accuracy > 0 && isfinite(row->val_accuracy) && row->val_accuracy > r->tc->stop_accuracy;
+}
+
 /* --stop-at or a signal: the run stops, checkpointed, before its last step. */
 static void stop_early(TrainRun *r) {
     r->status = r->stop_sig ? "interrupted" : "stopped";
@@ -599,9 +607,16 @@ static bool after_step(TrainRun *r, double lr, double grad_norm) {
     row.step = step;
     if (log_now) log_step(r, &row, lr, grad_norm);
     if (eval_now && !evaluate_step(r, &row)) return false;
+    bool early = eval_now && !last && accurate_enough(r, &row); /* the same on every rank: a shared pass */
+    if (early && !log_now) log_step(r, &row, lr, grad_norm);
     if ((log_now || eval_now) && r->metrics) metrics_append(r->metrics, &row);
-    bool checkpoint_now = (tc->checkpoint_every && step % tc->checkpoint_every == 0) || last || stop;
+    bool checkpoint_now = (tc->checkpoint_every && step % tc->checkpoint_every == 0) || last || stop || early;
     if (checkpoint_now && !checkpoint_step(r)) return false;
+    if (early) {
+        snprintf(r->reason, sizeof r->reason, "stopped early: val accuracy %.4f is above train.stop_accuracy = %g",
+                 row.val_accuracy, tc->stop_accuracy);
+        return false; /* status "finished", with that reason */
+    }
     if (stop && !last) {
         stop_early(r);
         return false;

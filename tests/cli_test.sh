@@ -421,6 +421,24 @@ if [ -d /proc/driver/nvidia/gpus ]; then
 else
     expect_error run_gpus_without_a_gpu 2 "$gsweep runs on device = \"cuda\", and no GPU is visible here" env -u CUDA_VISIBLE_DEVICES "$A" run "$gsweep"
 fi
+# train.stop_accuracy (Zoology's early stop): the run finishes at the first validation pass above
+# it, checkpointed, and a resume finds nothing to do
+if selected train_stops_early_once_accurate_enough; then
+    rm -rf "$TMP/results"
+    "$A" train "$good" --set train.stop_accuracy=0.0001 --set train.steps=10 --set train.eval_every=2 >"$TMP/out" 2>&1
+    code=$?
+    s="$TMP/results/good/main/summary.json"
+    "$A" train "$good" --set train.stop_accuracy=0.0001 --set train.steps=10 --set train.eval_every=2 --resume >"$TMP/out2" 2>&1
+    code2=$?
+    if [ $code -eq 0 ] && grep -q '"status":[[:space:]]*"finished"' "$s" && grep -q '"step":[[:space:]]*2,' "$s" &&
+        grep -q '"reason":[[:space:]]*"stopped early: val accuracy 0\.[0-9]* is above train.stop_accuracy = 0.0001"' "$s" &&
+        [ $code2 -eq 0 ] && grep -q "finished already (step 2 of 10): nothing to do" "$TMP/out2"; then
+        ok train_stops_early_once_accurate_enough
+    else
+        fail train_stops_early_once_accurate_enough "exit $code/$code2; $(tr '\n' '|' <"$TMP/out" | tail -c 300); $(cat "$TMP/out2")"
+    fi
+fi
+
 # data-parallel training: bad values and places stop with one line before any rank starts
 expect_error train_gpus_on_a_cpu_config 2 "--gpus: data-parallel training runs on GPUs, and the config says device = \"cpu\"" "$A" train "$good" --gpus 2
 expect_error train_data_parallel_on_a_cpu_config 2 "train.data_parallel: data-parallel training runs on GPUs" "$A" train "$good" --set train.data_parallel=2

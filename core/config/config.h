@@ -55,6 +55,7 @@ typedef struct {
     double weight_decay;
     double beta1, beta2, adam_eps;
     double grad_clip; /* 0: off */
+    double stop_accuracy; /* finish once a validation pass's accuracy is above this; 0: off */
     int log_every;
     int eval_every;       /* 0: only at the end */
     int checkpoint_every; /* 0: only at the end */

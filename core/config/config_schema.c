@@ -65,6 +65,8 @@ const Field config_core_fields[] = {
     NUM("train.beta2", train.beta2, "0.95", 0, 0.999999999, "AdamW second-moment decay"),
     NUM("train.adam_eps", train.adam_eps, "1e-8", 0, 1, "AdamW epsilon"),
     NUM("train.grad_clip", train.grad_clip, "1.0", 0, 1e9, "clip the global gradient norm to this; 0: off"),
+    NUM("train.stop_accuracy", train.stop_accuracy, "0", 0, 1,
+        "finish early once a validation pass's accuracy is above this (Zoology's MQAR protocol stops at 0.99); 0: off"),
     INT("train.log_every", train.log_every, "10", 1, 1 << 30, "steps between progress lines and metrics rows"),
     INT("train.eval_every", train.eval_every, "200", 0, 1 << 30, "steps between validation passes; 0: at the end only"),
     INT("train.checkpoint_every", train.checkpoint_every, "200", 0, 1 << 30,
