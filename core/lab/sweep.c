@@ -754,6 +754,14 @@ static char *describe_changed(const Sweep *sw, const ChangedRun *changed, int n,
  * stop the sweep with one line naming them and the fields, or (--rerun-changed) have their
  * folder cleared and run again from step 0, or (--keep-changed) keep a finished run's results,
  * marked stale in the summaries, and start an unfinished one again from step 0. */
+static void free_changed(ChangedRun *changed, int n) {
+    for (int c = 0; c < n; c++) {
+        for (int k = 0; k < changed[c].n_items; k++) free(changed[c].items[k]);
+        free(changed[c].items);
+    }
+    free(changed);
+}
+
 void sweep_settle_changed_runs(Sweep *sw) {
     ChangedRun *changed = xcalloc((size_t)sw->n_runs, sizeof(ChangedRun));
     int n = 0, n_finished = 0;
@@ -772,15 +780,19 @@ void sweep_settle_changed_runs(Sweep *sw) {
         n_finished += changed[n++].finished;
     }
     if (n && sw->on_changed == CHANGED_REFUSE) {
-        char *what = describe_changed(sw, changed, n, -1);
+        char *what = describe_changed(sw, changed, n, -1), msg[2048];
         if (n_finished == n)
-            die("sweep '%s': %d finished run%s trained with another config: %s; --rerun-changed runs %s again, "
-                "--keep-changed keeps %s results, marked stale", sw->experiment, n, n == 1 ? " was" : "s were", what,
-                n == 1 ? "it" : "them", n == 1 ? "its" : "their");
-        die("sweep '%s': %d run%s results or a checkpoint of another config (%d finished, %d to resume): %s; "
-            "--rerun-changed runs them again from step 0, --keep-changed keeps the finished ones' results, marked "
-            "stale, and starts the others again", sw->experiment, n, n == 1 ? " holds" : "s hold", n_finished,
-            n - n_finished, what);
+            snprintf(msg, sizeof msg, "sweep '%s': %d finished run%s trained with another config: %s; --rerun-changed "
+                     "runs %s again, --keep-changed keeps %s results, marked stale", sw->experiment, n,
+                     n == 1 ? " was" : "s were", what, n == 1 ? "it" : "them", n == 1 ? "its" : "their");
+        else
+            snprintf(msg, sizeof msg, "sweep '%s': %d run%s results or a checkpoint of another config (%d finished, %d "
+                     "to resume): %s; --rerun-changed runs them again from step 0, --keep-changed keeps the finished "
+                     "ones' results, marked stale, and starts the others again", sw->experiment, n,
+                     n == 1 ? " holds" : "s hold", n_finished, n - n_finished, what);
+        free(what);
+        free_changed(changed, n); /* nothing left for a leak checker to report at the exit */
+        die("%s", msg);
     }
     int kept = 0;
     for (int c = 0; c < n; c++) {
@@ -807,11 +819,7 @@ void sweep_settle_changed_runs(Sweep *sw) {
                     count == 1 ? "" : "s", what);
         free(what);
     }
-    for (int c = 0; c < n; c++) {
-        for (int k = 0; k < changed[c].n_items; k++) free(changed[c].items[k]);
-        free(changed[c].items);
-    }
-    free(changed);
+    free_changed(changed, n);
 }
 
 /* ---- running ---- */
