@@ -718,6 +718,14 @@ static void run_free(TrainRun *r) {
     r->task->ops->destroy(r->task);
 }
 
+void train_options_set_overrides(TrainOptions *opt, int n, char *const *paths, char *const *values) {
+    opt->n_overrides = n;
+    for (int i = 0; i < n; i++) {
+        opt->override_paths[i] = paths[i];
+        opt->override_values[i] = values[i];
+    }
+}
+
 int train_run(Config *cfg, const TrainOptions *opt_in) {
     TrainOptions quiet_rank = *opt_in; /* only rank 0 speaks */
     quiet_rank.quiet = opt_in->quiet || (opt_in->ranks && opt_in->ranks->rank != 0);

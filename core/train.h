@@ -18,6 +18,9 @@ typedef struct {
     const char *override_paths[32], *override_values[32];
 } TrainOptions;
 
+/* Records the fields a sweep set (n of them, at most 32) in opt, for summary.json. */
+void train_options_set_overrides(TrainOptions *opt, int n, char *const *paths, char *const *values);
+
 /* Trains as the config says; returns the process exit status (0 finished or stopped, 1 failed,
  * 130 interrupted by a signal). Bad input dies before anything is written. */
 int train_run(Config *cfg, const TrainOptions *opt);

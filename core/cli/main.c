@@ -314,11 +314,8 @@ static int train_one(Config *c, const Args *a, int n_overrides, char **paths, ch
                     "device = \"%s\"", ranks.rank, ranks.world, ranks.source, c->device);
     if (ranks.world > 1) data_parallel_pick_gpu(&ranks);
     TrainOptions opt = {.run_dir = a->out, .resume = a->resume, .overwrite = a->overwrite, .stop_at = (int)a->stop_at,
-                        .n_overrides = n_overrides, .ranks = ranks.world > 1 ? &ranks : NULL};
-    for (int i = 0; i < n_overrides; i++) {
-        opt.override_paths[i] = paths[i];
-        opt.override_values[i] = values[i];
-    }
+                        .ranks = ranks.world > 1 ? &ranks : NULL};
+    train_options_set_overrides(&opt, n_overrides, paths, values);
     if (launch) return launch_data_parallel(c, a, &opt);
     return train_run(c, &opt);
 }
@@ -385,11 +382,8 @@ static int run_as_rank(Sweep *sw, const Args *a, RankEnv *ranks) {
     data_parallel_pick_gpu(ranks);
     if (ranks->rank == 0) return -1;
     if (sweep_run_finished(sw, r)) return 0; /* rank 0 skips it: there is nothing to join */
-    TrainOptions opt = {.resume = true, .in_sweep = true, .ranks = ranks, .n_overrides = r->n_overrides};
-    for (int i = 0; i < r->n_overrides; i++) {
-        opt.override_paths[i] = r->paths[i];
-        opt.override_values[i] = r->values[i];
-    }
+    TrainOptions opt = sweep_run_options(r);
+    opt.ranks = ranks;
     return train_run(&r->cfg, &opt);
 }
 

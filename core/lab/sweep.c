@@ -934,11 +934,7 @@ static _Noreturn void run_child(const Sweep *sw, SweepRun *r, int jobs, int slot
     }
     const TaskOps *task = task_lookup(r->cfg.task);
     if (task->measure) _exit(task->measure(&r->cfg, r->n_overrides, (const char **)r->paths, (const char **)r->values));
-    TrainOptions opt = {.resume = true, .in_sweep = true, .n_overrides = r->n_overrides};
-    for (int i = 0; i < r->n_overrides; i++) {
-        opt.override_paths[i] = r->paths[i];
-        opt.override_values[i] = r->values[i];
-    }
+    TrainOptions opt = sweep_run_options(r);
     fflush(NULL);
     opt.ranks = sw->ranks;
     if (!sw->ranks && strcmp(r->cfg.device, "cuda") == 0 && r->cfg.train.data_parallel > 1)
@@ -977,6 +973,12 @@ typedef struct {
     int *slot_run;
     double last_status;
 } Jobs;
+
+TrainOptions sweep_run_options(const SweepRun *r) {
+    TrainOptions opt = {.resume = true, .in_sweep = true};
+    train_options_set_overrides(&opt, r->n_overrides, r->paths, r->values);
+    return opt;
+}
 
 bool sweep_run_finished(const Sweep *sw, const SweepRun *r) {
     cJSON *o = sweep_read_summary(sw, r);

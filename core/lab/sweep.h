@@ -4,11 +4,12 @@
  * row per run, selected.csv a row per setting when the sweep selects. A file without `grid` or
  * `runs` is one run. */
 #pragma once
-#include "core/parallel/gpu_list.h"
-#include "core/parallel/rank_env.h"
 #include <stdbool.h>
 
 #include "core/config/config.h"
+#include "core/parallel/gpu_list.h"
+#include "core/parallel/rank_env.h"
+#include "core/train.h"
 #include "core/util.h"
 
 enum { SWEEP_MAX_OVERRIDES = 32 };
@@ -76,6 +77,8 @@ struct cJSON *sweep_read_summary(const Sweep *sw, const SweepRun *r);
 /* What in run i's folder was trained with another config than the run's now ("train.lr: 0.001 ->
  * 0.002, ..."; caller frees), or NULL when nothing there would be reused or it is the same. */
 char *sweep_run_changes(const Sweep *sw, int i);
+/* How a sweep trains run r: resuming what is there, with the fields the sweep set recorded. */
+TrainOptions sweep_run_options(const SweepRun *r);
 /* Whether a run's summary.json says finished (a run the sweep skips). */
 bool sweep_run_finished(const Sweep *sw, const SweepRun *r);
 void sweep_free(Sweep *sw);
