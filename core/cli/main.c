@@ -287,9 +287,9 @@ static int launch_data_parallel(Config *c, const Args *a, const TrainOptions *op
     char named[64];
     snprintf(named, sizeof named, a->gpus ? "--gpus %.50s" : "train.data_parallel = %.40s", value);
     train_gpus(&gpus, value, is_count, n, named);
-    char list[GPU_LIST_MAX * 8] = "";
-    for (int g = 0; g < gpus.n; g++) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", g ? "," : "", gpus.names[g]);
+    char *list = join_texts(gpus.names, gpus.n, ",", gpus.n);
     setenv("ATTNLAB_RANK_GPUS", list, 1); /* for rank 0's summary.json */
+    free(list);
     RankRun rr = {c, *opt};
     int code = launch_ranks(&gpus, train_rank, &rr);
     gpu_list_free(&gpus);

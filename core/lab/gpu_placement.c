@@ -7,12 +7,7 @@
  * left over from the last whole group stay idle. */
 static void group_gpus(GpuList *l, int size) {
     GpuList groups = {0};
-    for (int g = 0; g + size <= l->n; g += size) {
-        char list[GPU_LIST_MAX * 8] = "";
-        for (int i = 0; i < size; i++)
-            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? "," : "", l->names[g + i]);
-        groups.names[groups.n++] = xstrdup(list);
-    }
+    for (int g = 0; g + size <= l->n; g += size) groups.names[groups.n++] = join_texts(l->names + g, size, ",", size);
     gpu_list_free(l);
     *l = groups;
 }
