@@ -12,6 +12,7 @@
 #include "core/io/data.h"
 #include "core/model.h"
 #include "core/task.h"
+#include "lm.h"
 
 typedef struct {
     Task base;
@@ -120,6 +121,8 @@ static int lm_final_metrics(Task *task, Model *m, const Config *c, char names[][
     }
     return n;
 }
+
+const Dataset *lm_task_data(const Task *lm) { return &((const LmTask *)lm)->data; }
 
 static double lm_plateau_loss(const Task *task) { return ((const LmTask *)task)->val_unigram_entropy; }
 

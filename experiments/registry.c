@@ -4,10 +4,10 @@
 
 #include "core/task.h"
 
-extern const TaskOps task_lm, task_mqar, task_palindrome, task_stack, task_efficiency;
+extern const TaskOps task_lm, task_mqar, task_palindrome, task_stack, task_needle, task_efficiency;
 
 static const TaskOps *const registry[] = {
-    &task_lm, &task_mqar, &task_palindrome, &task_stack, &task_efficiency,
+    &task_lm, &task_mqar, &task_palindrome, &task_stack, &task_needle, &task_efficiency,
 };
 
 const TaskOps *task_lookup(const char *name) {

@@ -1069,6 +1069,20 @@ if selected train_length_extrapolation_metrics; then
         fail train_length_extrapolation_metrics "$(tail -3 "$TMP/out")"
     fi
 fi
+# needle: exact answers at 1x and 2x beside lm's perplexity there, and both figures drawn
+if selected needle_run_reports_and_plots_every_length; then
+    rm -rf "$TMP/results"
+    s=$(cfg needle "$(sweep_base 'runs = { { task = "needle", ["train.seq_len"] = 320, ["eval.examples"] = 4,
+  ["eval.max_length_factor"] = 2, ["needle.key_format"] = "numbers" } },')")
+    if "$A" run "$s" >"$TMP/out" 2>&1 && "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1 &&
+        sm=$(ls "$TMP"/results/sw/*/summary.json) && grep -q '"needle_accuracy_x2"' $sm && grep -q '"val_perplexity_x2"' $sm &&
+        [ -s "$TMP/results/sw/plots/needle_accuracy_vs_length.png" ] && [ -s "$TMP/results/sw/plots/perplexity_vs_length.png" ] &&
+        [ "$(figure_var "$TMP/results/sw/plots/data/needle_accuracy_vs_length.cmd" train_len)" = 320 ]; then
+        ok needle_run_reports_and_plots_every_length
+    else
+        fail needle_run_reports_and_plots_every_length "$(tail -3 "$TMP/out" "$TMP/out2")"
+    fi
+fi
 if selected efficiency_run_measures_every_context; then
     rm -rf "$TMP/results"
     if "$A" train "$good" --set task=efficiency --set efficiency.contexts=16,64,256 --set efficiency.prefill_max=64 \

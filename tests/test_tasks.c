@@ -1,11 +1,14 @@
 /* The synthetic tasks (mqar, palindrome, stack): each generated sequence checked against the
  * definition, MQAR's gap law, determinism of training batches and of the held-out set, and the
  * messages for parameters a task cannot honour. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/config/config.h"
+#include "core/io/data.h"
 #include "core/task.h"
+#include "experiments/needle.h"
 #include "test.h"
 
 /* The task of the defaults plus "path=value" assignments, or NULL with the message in err. */
@@ -354,23 +357,43 @@ TEST(test_task_stack_scores_only_pops_when_asked) {
     config_free(&c);
 }
 
-/* ---- all three: determinism and the held-out set ---- */
+/* ---- every task with a fixed held-out set: determinism and the held-out set ---- */
 
-static const char *const task_names[] = {"mqar", "palindrome", "stack"};
+/* Each task with settings it accepts and the length its sequences are checked at. */
+typedef struct {
+    const char *name;
+    int T;
+    const char *data; /* needle's text */
+} TaskCase;
+static const TaskCase task_cases[] = {
+    {"mqar", 64, NULL},
+    {"palindrome", 64, NULL},
+    {"stack", 64, NULL},
+    {"needle", 400, "data.path=tests/data/tiny.txt"},
+};
+enum { N_TASK_CASES = sizeof task_cases / sizeof task_cases[0] };
 
-static Task *make_named(Config *c, Error *err, const char *name, const char *seed, const char *eval_seed) {
-    char task[64];
-    snprintf(task, sizeof task, "task=%s", name);
-    return MAKE(c, err, task, seed, eval_seed, "train.seq_len=64", "model.vocab_size=100", "eval.examples=37");
+static Task *make_case(Config *c, Error *err, const TaskCase *k, const char *seed, const char *eval_seed,
+                       const char *examples) {
+    char task[64], len[64];
+    snprintf(task, sizeof task, "task=%s", k->name);
+    snprintf(len, sizeof len, "train.seq_len=%d", k->T);
+    const char *vocab = strcmp(k->name, "needle") == 0 ? "model.vocab_size=256" : "model.vocab_size=100";
+    return MAKE(c, err, task, seed, eval_seed, len, vocab, examples, "data.split_block=1024",
+                k->data ? k->data : "data.format=auto");
+}
+
+static Task *make_named(Config *c, Error *err, const TaskCase *k, const char *seed, const char *eval_seed) {
+    return make_case(c, err, k, seed, eval_seed, "eval.examples=37");
 }
 
 TEST(test_task_synthetic_batches_depend_only_on_the_rng_state) {
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < N_TASK_CASES; k++) {
         Config c;
         Error err;
-        Task *t = make_named(&c, &err, task_names[k], "seed=1", "eval.seed=5");
-        CHECK(t, "%s: %s", task_names[k], err.msg);
-        const int B = 6, T = 64;
+        Task *t = make_named(&c, &err, &task_cases[k], "seed=1", "eval.seed=5");
+        CHECK(t, "%s: %s", task_cases[k].name, err.msg);
+        const int B = 6, T = task_cases[k].T;
         Batch x = batch_new(B, T), y = batch_new(B, T);
         Rng r1, r2;
         rng_seed(&r1, 42);
@@ -380,10 +403,10 @@ TEST(test_task_synthetic_batches_depend_only_on_the_rng_state) {
         t->ops->eval_window(t, 3, T, y.inputs, y.targets);
         t->ops->train_batch(t, &r2, 0, B, T, y.inputs, y.targets);
         CHECK(same_ints(x.inputs, y.inputs, (size_t)B * T) && same_ints(x.targets, y.targets, (size_t)B * T),
-              "%s: the same rng state gave different batches", task_names[k]);
-        CHECK(memcmp(&r1, &r2, sizeof r1) == 0, "%s: the rng advanced differently", task_names[k]);
+              "%s: the same rng state gave different batches", task_cases[k].name);
+        CHECK(memcmp(&r1, &r2, sizeof r1) == 0, "%s: the rng advanced differently", task_cases[k].name);
         t->ops->train_batch(t, &r1, 0, B, T, y.inputs, y.targets);
-        CHECK(!same_ints(x.inputs, y.inputs, (size_t)B * T), "%s: the next batch repeats the first", task_names[k]);
+        CHECK(!same_ints(x.inputs, y.inputs, (size_t)B * T), "%s: the next batch repeats the first", task_cases[k].name);
         batch_free(&x);
         batch_free(&y);
         t->ops->destroy(t);
@@ -392,17 +415,17 @@ TEST(test_task_synthetic_batches_depend_only_on_the_rng_state) {
 }
 
 TEST(test_task_synthetic_eval_set_is_fixed_by_eval_seed_alone) {
-    for (int k = 0; k < 3; k++) {
-        const int n = 37, T = 64;
+    for (int k = 0; k < N_TASK_CASES; k++) {
+        const int n = 37, T = task_cases[k].T;
         Config c1, c2, c3;
         Error err;
-        Task *t1 = make_named(&c1, &err, task_names[k], "seed=1", "eval.seed=5");
-        CHECK(t1, "%s: %s", task_names[k], err.msg);
-        Task *t2 = make_named(&c2, &err, task_names[k], "seed=999", "eval.seed=5");
-        CHECK(t2, "%s: %s", task_names[k], err.msg);
-        Task *t3 = make_named(&c3, &err, task_names[k], "seed=1", "eval.seed=6");
-        CHECK(t3, "%s: %s", task_names[k], err.msg);
-        CHECK(t1->ops->eval_windows(t1, T) == n, "%s: %ld held-out windows, eval.examples is %d", task_names[k],
+        Task *t1 = make_named(&c1, &err, &task_cases[k], "seed=1", "eval.seed=5");
+        CHECK(t1, "%s: %s", task_cases[k].name, err.msg);
+        Task *t2 = make_named(&c2, &err, &task_cases[k], "seed=999", "eval.seed=5");
+        CHECK(t2, "%s: %s", task_cases[k].name, err.msg);
+        Task *t3 = make_named(&c3, &err, &task_cases[k], "seed=1", "eval.seed=6");
+        CHECK(t3, "%s: %s", task_cases[k].name, err.msg);
+        CHECK(t1->ops->eval_windows(t1, T) == n, "%s: %ld held-out windows, eval.examples is %d", task_cases[k].name,
               t1->ops->eval_windows(t1, T), n);
         Batch a = batch_new(n, T), b = batch_new(n, T), e = batch_new(n, T);
         for (int i = 0; i < n; i++) t1->ops->eval_window(t1, i, T, a.inputs + (size_t)i * T, a.targets + (size_t)i * T);
@@ -413,16 +436,16 @@ TEST(test_task_synthetic_eval_set_is_fixed_by_eval_seed_alone) {
         for (int i = n - 1; i >= 0; i--)
             t2->ops->eval_window(t2, i, T, b.inputs + (size_t)i * T, b.targets + (size_t)i * T);
         CHECK(same_ints(a.inputs, b.inputs, (size_t)n * T) && same_ints(a.targets, b.targets, (size_t)n * T),
-              "%s: the held-out set changed with the order of calls or the training seed", task_names[k]);
+              "%s: the held-out set changed with the order of calls or the training seed", task_cases[k].name);
         /* and once more on the first task: repeated calls give the same window */
         t1->ops->eval_window(t1, 17, T, b.inputs, b.targets);
         CHECK(same_ints(a.inputs + 17 * T, b.inputs, T) && same_ints(a.targets + 17 * T, b.targets, T),
-              "%s: window 17 changed on a second call", task_names[k]);
+              "%s: window 17 changed on a second call", task_cases[k].name);
         for (int i = 1; i < n; i++)
-            CHECK(!same_ints(a.inputs, a.inputs + (size_t)i * T, T), "%s: window %d repeats window 0", task_names[k], i);
+            CHECK(!same_ints(a.inputs, a.inputs + (size_t)i * T, T), "%s: window %d repeats window 0", task_cases[k].name, i);
         for (int i = 0; i < n; i++) t3->ops->eval_window(t3, i, T, e.inputs + (size_t)i * T, e.targets + (size_t)i * T);
         CHECK(!same_ints(a.inputs, e.inputs, (size_t)n * T), "%s: another eval.seed gave the same held-out set",
-              task_names[k]);
+              task_cases[k].name);
         batch_free(&a);
         batch_free(&b);
         batch_free(&e);
@@ -599,25 +622,27 @@ TEST(test_task_stack_rejects_a_vocabulary_without_symbols) {
 }
 
 TEST(test_task_registry_knows_the_synthetic_tasks) {
-    for (int k = 0; k < 3; k++) {
-        const TaskOps *ops = task_lookup(task_names[k]);
-        CHECK(ops && strcmp(ops->name, task_names[k]) == 0, "task '%s' is not registered", task_names[k]);
+    for (int k = 0; k < N_TASK_CASES; k++) {
+        const TaskOps *ops = task_lookup(task_cases[k].name);
+        CHECK(ops && strcmp(ops->name, task_cases[k].name) == 0, "task '%s' is not registered", task_cases[k].name);
     }
 }
 
 /* The chance line of the figures: 1 / the number of distinct answers, which a few hundred
  * held-out sequences all show; lm has no answer alphabet and reports 0. */
 TEST(test_task_chance_accuracy_is_one_over_the_answers_that_occur) {
-    for (int k = 0; k < 3; k++) {
+    static const char *const needle_values[] = {"needle.value_format=numbers", "needle.value_format=words",
+                                                "needle.value_format=uuids"};
+    for (int k = 0; k < N_TASK_CASES + 2; k++) { /* needle with each value format */
+        const TaskCase *tc = &task_cases[k < N_TASK_CASES ? k : N_TASK_CASES - 1];
+        const char *values = strcmp(tc->name, "needle") == 0 ? needle_values[k - (N_TASK_CASES - 1)] : "seed=1";
         Config c;
         Error err;
-        char task[64];
-        snprintf(task, sizeof task, "task=%s", task_names[k]);
-        Task *t = MAKE(&c, &err, task, "train.seq_len=64", "model.vocab_size=100", "eval.examples=400");
-        CHECK(t, "%s: %s", task_names[k], err.msg);
-        const int T = 64;
+        Task *t = make_case(&c, &err, tc, values, "eval.seed=5", "eval.examples=400");
+        CHECK(t, "%s: %s", tc->name, err.msg);
+        const int T = tc->T;
         Batch b = batch_new(1, T);
-        bool seen[100] = {false};
+        bool seen[256] = {false};
         int distinct = 0;
         for (long i = 0; i < t->ops->eval_windows(t, T); i++) {
             t->ops->eval_window(t, i, T, b.inputs, b.targets);
@@ -625,8 +650,8 @@ TEST(test_task_chance_accuracy_is_one_over_the_answers_that_occur) {
                 if (b.targets[p] >= 0 && !seen[b.targets[p]]) seen[b.targets[p]] = true, distinct++;
         }
         double chance = task_chance_accuracy(&c);
-        CHECK(chance > 0 && distinct == (int)(1 / chance + 0.5), "%s: chance %g, but %d distinct answers occur",
-              task_names[k], chance, distinct);
+        CHECK(chance > 0 && distinct == (int)(1 / chance + 0.5), "%s (%s): chance %g, but %d distinct answers occur",
+              tc->name, values, chance, distinct);
         batch_free(&b);
         t->ops->destroy(t);
         config_free(&c);
@@ -635,5 +660,300 @@ TEST(test_task_chance_accuracy_is_one_over_the_answers_that_occur) {
     config_defaults(&c);
     CHECK(strcmp(c.task, "lm") == 0 && task_chance_accuracy(&c) == 0, "lm's chance accuracy is %g, expected 0",
           task_chance_accuracy(&c));
+    config_free(&c);
+}
+
+/* ---- needle ---- */
+
+#define NEEDLE_TEXT "data.path=tests/data/tiny.txt", "data.split_block=1024", "model.vocab_size=256"
+
+/* The T + 1 bytes a sequence spells: its inputs, then the last target (the answer's last byte). */
+static void needle_bytes(const int *in, const int *tg, int T, char *out) {
+    for (int p = 0; p < T; p++) out[p] = (char)in[p];
+    out[T] = (char)tg[T - 1];
+    out[T + 1] = '\0';
+}
+
+/* The text from s up to (not including) the first `end`, copied into out (cap bytes); the pointer
+ * after `end`, or NULL when it is missing or too long. */
+static const char *read_until(const char *s, const char *end, char *out, size_t cap) {
+    const char *e = strstr(s, end);
+    if (!e || (size_t)(e - s) >= cap) return NULL;
+    memcpy(out, s, (size_t)(e - s));
+    out[e - s] = '\0';
+    return e + strlen(end);
+}
+
+static bool item_has_format(const char *x, const char *format) {
+    size_t n = strlen(x);
+    if (strcmp(format, "numbers") == 0) {
+        if (n != 7 || x[0] == '0') return false;
+        for (size_t i = 0; i < n; i++)
+            if (x[i] < '0' || x[i] > '9') return false;
+        return true;
+    }
+    if (strcmp(format, "uuids") == 0) {
+        if (n != 36) return false;
+        for (size_t i = 0; i < n; i++) {
+            bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+            if (dash ? x[i] != '-' : !strchr("0123456789abcdef", x[i])) return false;
+        }
+        return true;
+    }
+    const char *dash = strchr(x, '-'); /* words: two words of 3 to 10 lowercase letters */
+    if (!dash || strchr(dash + 1, '-')) return false;
+    size_t a = (size_t)(dash - x), b = n - a - 1;
+    for (size_t i = 0; i < n; i++)
+        if (i != a && (x[i] < 'a' || x[i] > 'z')) return false;
+    return a >= 3 && a <= 10 && b >= 3 && b <= 10;
+}
+
+static bool is_blank(char ch) { return ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r'; }
+
+/* Checks a needle sequence against the definition (needle.c): `keys` needle sentences with
+ * distinct keys at word boundaries of a stretch of `split`, the question about one of them ending
+ * in its value, and the targets (the answer's bytes alone, or every next byte). */
+static void check_needle_sequence(const int *in, const int *tg, int T, int keys, const char *key_format,
+                                  const char *value_format, bool answer_only, const TokenBuffer *split, long seq) {
+    char *full = malloc((size_t)T + 2), *text = malloc((size_t)T + 2), *filler = malloc((size_t)T + 2);
+    needle_bytes(in, tg, T, full);
+    memcpy(text, full, (size_t)T + 2);
+    const char *noun = strcmp(value_format, "numbers") == 0 ? "number" : strcmp(value_format, "words") == 0 ? "word" : "uuid";
+    char q_head[64], q_mid[128], n_head[64], key[64], key2[64], value[64];
+    snprintf(q_head, sizeof q_head, "\nWhat is the special magic %s for ", noun);
+    snprintf(q_mid, sizeof q_mid, " mentioned in the provided text? The special magic %s for ", noun);
+    snprintf(n_head, sizeof n_head, "One of the special magic %ss for ", noun);
+
+    char *question = strstr(text, q_head);
+    CHECK(question && !strstr(question + 1, q_head), "sequence %ld: not exactly one question: %s", seq, text);
+    const char *r = read_until(question + strlen(q_head), q_mid, key, sizeof key);
+    CHECK(r, "sequence %ld: the question's key is malformed: %s", seq, question);
+    r = read_until(r, " mentioned in the provided text is: ", key2, sizeof key2);
+    CHECK(r && strcmp(key, key2) == 0, "sequence %ld: the question names two keys: %s", seq, question);
+    snprintf(value, sizeof value, "%s", r);
+    CHECK(item_has_format(key, key_format) && item_has_format(value, value_format),
+          "sequence %ld: key '%s' or value '%s' is not %s / %s", seq, key, value, key_format, value_format);
+
+    /* the needles, cut out of the text before the question */
+    *question = '\0';
+    char seen_keys[64][64];
+    int found = 0, asked = 0, inside_word = -1; /* a needle after a letter: only at the end of the filler */
+    size_t f = 0;
+    for (const char *p = text; *p;) {
+        if (strncmp(p, n_head, strlen(n_head)) != 0) {
+            CHECK(inside_word < 0, "sequence %ld: needle %d starts inside a word", seq, inside_word);
+            filler[f++] = *p++;
+            continue;
+        }
+        if (f > 0 && !is_blank(filler[f - 1]) && inside_word < 0) inside_word = found;
+        char k[64], v[64];
+        const char *next = read_until(p + strlen(n_head), " is: ", k, sizeof k);
+        CHECK(next, "sequence %ld: needle %d is malformed", seq, found);
+        next = read_until(next, ". ", v, sizeof v);
+        CHECK(next && item_has_format(k, key_format) && item_has_format(v, value_format),
+              "sequence %ld: needle %d is malformed or its key '%s' / value are not %s / %s", seq, found, k, key_format,
+              value_format);
+        for (int j = 0; j < found; j++) CHECK(strcmp(seen_keys[j], k) != 0, "sequence %ld: key %s twice", seq, k);
+        CHECK(found < 64, "too many needles");
+        snprintf(seen_keys[found++], 64, "%s", k);
+        if (strcmp(k, key) == 0) {
+            asked++;
+            CHECK(strcmp(v, value) == 0, "sequence %ld: the answer is %s, the asked needle says %s", seq, value, v);
+        }
+        p = next;
+    }
+    CHECK(found == keys && asked == 1, "sequence %ld: %d needles (%d with the asked key), expected %d", seq, found,
+          asked, keys);
+    /* what is left is one stretch of the split's text */
+    bool stretch = false;
+    for (size_t s = 0; s + f <= split->n && !stretch; s++) {
+        size_t j = 0;
+        while (j < f && split->tokens[s + j] == (uint8_t)filler[j]) j++;
+        stretch = j == f;
+    }
+    CHECK(stretch, "sequence %ld: the %zu bytes around the needles are not one stretch of the split", seq, f);
+
+    size_t answer_from = (size_t)T + 1 - strlen(value);
+    for (int p = 0; p < T; p++) {
+        int want = !answer_only || (size_t)p + 1 >= answer_from ? (uint8_t)full[p + 1] : -1;
+        CHECK(tg[p] == want, "sequence %ld: target %d at %d, expected %d", seq, tg[p], p, want);
+    }
+    free(full);
+    free(text);
+    free(filler);
+}
+
+TEST(test_task_needle_sequences_follow_the_definition) {
+    static const char *const formats[][2] = {{"words", "numbers"}, {"numbers", "words"}, {"uuids", "uuids"}};
+    Dataset d;
+    Error err;
+    CHECK(dataset_load(&d, "tests/data/tiny.txt", DATA_TEXT, 256, 0.1, 1024, &err), "%s", err.msg);
+    for (int fmt = 0; fmt < 3; fmt++)
+        for (int keys = 1; keys <= 4; keys += 3)
+            for (int all = 0; all < 2; all++) {
+                char kf[64], vf[64], nk[32];
+                snprintf(kf, sizeof kf, "needle.key_format=%s", formats[fmt][0]);
+                snprintf(vf, sizeof vf, "needle.value_format=%s", formats[fmt][1]);
+                snprintf(nk, sizeof nk, "needle.keys=%d", keys);
+                Config c;
+                Task *t = MAKE(&c, &err, "task=needle", NEEDLE_TEXT, "train.seq_len=1024", kf, vf, nk,
+                               all ? "needle.train_targets=all" : "needle.train_targets=answer", "eval.examples=6");
+                CHECK(t, "%s", err.msg);
+                const int T = 1024, B = 6;
+                Batch b = batch_new(B, 3 * T);
+                Rng rng;
+                rng_seed(&rng, 7);
+                t->ops->train_batch(t, &rng, 0, B, T, b.inputs, b.targets);
+                for (int i = 0; i < B && !test_failed(); i++)
+                    check_needle_sequence(b.inputs + (size_t)i * T, b.targets + (size_t)i * T, T, keys, formats[fmt][0],
+                                          formats[fmt][1], !all, &d.train, i);
+                /* the held-out set at the training length and three times it, answers scored alone */
+                for (int len = T; len <= 3 * T && !test_failed(); len += 2 * T) {
+                    CHECK(t->ops->eval_windows(t, len) == 6, "%ld held-out sequences of %d", t->ops->eval_windows(t, len), len);
+                    for (int i = 0; i < 6 && !test_failed(); i++) {
+                        t->ops->eval_window(t, i, len, b.inputs, b.targets);
+                        check_needle_sequence(b.inputs, b.targets, len, keys, formats[fmt][0], formats[fmt][1], true,
+                                              &d.val, 100 + i);
+                    }
+                }
+                CHECK(t->ops->eval_windows(t, T - 1) == 0 && t->ops->eval_windows(t, (int)d.val.n) == 0,
+                      "held-out sequences shorter than train.seq_len or longer than the held-out text");
+                batch_free(&b);
+                t->ops->destroy(t);
+                config_free(&c);
+                if (test_failed()) {
+                    fprintf(stderr, "  (%s keys, %s values, %d keys, train_targets %s)\n", formats[fmt][0],
+                            formats[fmt][1], keys, all ? "all" : "answer");
+                    dataset_free(&d);
+                    return;
+                }
+            }
+    dataset_free(&d);
+}
+
+/* Each needle's depth is uniform in the text around it: four quarters of 2,000 single needles
+ * each get 25% +- 5%; and the asked needle is uniform among four. */
+TEST(test_task_needle_depths_and_the_asked_needle_are_uniform) {
+    Config c;
+    Error err;
+    Task *t = MAKE(&c, &err, "task=needle", NEEDLE_TEXT, "train.seq_len=600", "needle.key_format=numbers");
+    CHECK(t, "%s", err.msg);
+    const int T = 600, N = 2000;
+    Batch b = batch_new(1, T);
+    Rng rng;
+    rng_seed(&rng, 3);
+    int quarter[4] = {0};
+    char text[T + 2];
+    for (int i = 0; i < N; i++) {
+        t->ops->train_batch(t, &rng, 0, 1, T, b.inputs, b.targets);
+        needle_bytes(b.inputs, b.targets, T, text);
+        const char *needle = strstr(text, "One of the special magic"), *question = strstr(text, "\nWhat is");
+        CHECK(needle && question, "sequence %d lacks its needle or question", i);
+        /* depth: the needle's offset in the filler, over the filler's length */
+        const char *after = strstr(needle, ". ") + 2;
+        double filler = (double)((question - text) - (after - needle)), depth = (double)(needle - text) / filler;
+        quarter[depth >= 1 ? 3 : (int)(depth * 4)]++;
+    }
+    for (int q = 0; q < 4; q++)
+        CHECK(quarter[q] > N / 5 && quarter[q] < N * 3 / 10, "quarter %d of the depths holds %d of %d needles", q,
+              quarter[q], N);
+    batch_free(&b);
+    t->ops->destroy(t);
+    config_free(&c);
+
+    t = MAKE(&c, &err, "task=needle", NEEDLE_TEXT, "train.seq_len=800", "needle.keys=4", "needle.key_format=numbers",
+             "eval.examples=400");
+    CHECK(t, "%s", err.msg);
+    Batch e = batch_new(1, 800);
+    char full[802];
+    int rank[4] = {0}; /* the asked needle's place among the four, front to back */
+    for (int i = 0; i < 400; i++) {
+        t->ops->eval_window(t, i, 800, e.inputs, e.targets);
+        needle_bytes(e.inputs, e.targets, 800, full);
+        char key[16];
+        const char *q = strstr(full, "\nWhat is the special magic number for ");
+        CHECK(q && sscanf(q, "\nWhat is the special magic number for %15s", key) == 1, "window %d: no question", i);
+        int place = 0;
+        for (const char *p = strstr(full, "One of the"); p && p < q; p = strstr(p + 1, "One of the"), place++) {
+            char k[16];
+            CHECK(sscanf(p, "One of the special magic numbers for %15s", k) == 1, "window %d: a bad needle", i);
+            if (strcmp(k, key) == 0) rank[place]++;
+        }
+    }
+    for (int k = 0; k < 4; k++) CHECK(rank[k] > 60 && rank[k] < 140, "the asked needle was number %d in %d of 400", k + 1, rank[k]);
+    batch_free(&e);
+    t->ops->destroy(t);
+    config_free(&c);
+}
+
+TEST(test_task_needle_rejects_what_it_cannot_write) {
+    REJECTED(SETS("task=needle", NEEDLE_TEXT, "train.seq_len=319"), "needle: ", "train.seq_len = 319", "at least 320");
+    if (test_failed()) return;
+    REJECTED(SETS("task=needle", "data.path=tests/data/tiny.txt", "model.vocab_size=100"), "needle: ",
+             "model.vocab_size = 100", "127");
+    if (test_failed()) return;
+    /* the boundary the first message names is accepted */
+    Config c;
+    Error err;
+    Task *t = MAKE(&c, &err, "task=needle", NEEDLE_TEXT, "train.seq_len=320");
+    CHECK(t, "train.seq_len = 320 rejected: %s", err.msg);
+    t->ops->destroy(t);
+    config_free(&c);
+    /* a token shard has no text to write needles into */
+    const char *shard = "/tmp/attnlab_test_needle.bin";
+    static uint16_t tokens[20000];
+    for (int i = 0; i < 20000; i++) tokens[i] = (uint16_t)(i % 200);
+    CHECK(data_write_shard(shard, tokens, 20000, &err), "%s", err.msg);
+    REJECTED(SETS("task=needle", "data.path=/tmp/attnlab_test_needle.bin", "data.split_block=1024", "model.vocab_size=256"), "needle: ",
+             "data.path = '/tmp/attnlab_test_needle.bin' is a token shard");
+    remove(shard);
+    if (test_failed()) return;
+    /* words need a text with words; numbers do not */
+    const char *digits = "/tmp/attnlab_test_needle.txt";
+    FILE *f = fopen(digits, "w");
+    CHECK(f, "cannot write %s", digits);
+    for (int i = 0; i < 5000; i++) fprintf(f, "%d ", i);
+    fclose(f);
+    REJECTED(SETS("task=needle", "data.path=/tmp/attnlab_test_needle.txt", "data.split_block=1024", "model.vocab_size=256"), "needle: ",
+             "holds 0 distinct words", "needle.key_format");
+    t = MAKE(&c, &err, "task=needle", "data.path=/tmp/attnlab_test_needle.txt", "data.split_block=1024", "model.vocab_size=256",
+             "needle.key_format=numbers", "train.seq_len=512");
+    remove(digits);
+    CHECK(t, "numbers as keys rejected on a text without words: %s", err.msg);
+    t->ops->destroy(t);
+    config_free(&c);
+}
+
+TEST(test_task_needle_answer_counts_only_when_every_byte_is_the_argmax) {
+    enum { T = 4, V = 5 };
+    float logits[T * V] = {0};
+    int targets[T] = {-1, 3, 1, 4};
+    logits[0 * V + 2] = 9;                    /* unscored: any prediction */
+    logits[1 * V + 3] = 1;
+    logits[2 * V + 1] = 2;
+    logits[3 * V + 4] = 0.5f;
+    CHECK(needle_answer_is_argmax(logits, targets, T, V), "a right answer counted wrong");
+    logits[3 * V + 0] = 0.75f; /* one byte wrong */
+    CHECK(!needle_answer_is_argmax(logits, targets, T, V), "an answer with a wrong last byte counted right");
+    logits[3 * V + 0] = 0.5f; /* a tie goes to the lower token: still wrong */
+    CHECK(!needle_answer_is_argmax(logits, targets, T, V), "a tie counted right");
+}
+
+/* The final metrics: exact answers at 1x, 2x, 4x while the held-out text lasts, then lm's. */
+TEST(test_task_needle_names_its_metrics_at_every_length) {
+    Config c;
+    Error err;
+    Task *t = MAKE(&c, &err, "task=needle", NEEDLE_TEXT, "train.seq_len=1024", "eval.max_length_factor=16");
+    CHECK(t, "%s", err.msg);
+    char names[32][48];
+    int n = t->ops->metric_names(t, &c, names, 32);
+    /* tiny.txt holds about 5,800 held-out bytes: sequences of 1,024 and 4,096, not 8,192 */
+    static const char *const want[] = {"needle_accuracy_x1", "needle_accuracy_x2", "needle_accuracy_x4",
+                                       "val_loss_x1", "val_perplexity_x1", "val_bits_per_byte_x1",
+                                       "val_loss_x2", "val_perplexity_x2", "val_bits_per_byte_x2",
+                                       "val_loss_x4", "val_perplexity_x4", "val_bits_per_byte_x4"};
+    CHECK(n == 12, "%d metric names", n);
+    for (int i = 0; i < n; i++) CHECK(strcmp(names[i], want[i]) == 0, "metric %d is %s, expected %s", i, names[i], want[i]);
+    t->ops->destroy(t);
     config_free(&c);
 }

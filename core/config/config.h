@@ -73,7 +73,7 @@ typedef struct {
     int batch_size;        /* 0: train.batch_size */
     int examples;          /* synthetic tasks: size of the held-out set */
     int seed;              /* synthetic tasks: seed of the held-out set (fixed across training seeds) */
-    int max_length_factor; /* lm: also evaluate at 2x, 4x, ... up to this factor of train.seq_len */
+    int max_length_factor; /* lm, needle: also evaluate at 2x, 4x, ... up to this factor of train.seq_len */
 } EvalConfig;
 
 typedef struct {
@@ -88,6 +88,13 @@ typedef struct {
     double push_prob;
     char *score; /* "all" | "pops" */
 } StackConfig;
+
+typedef struct {
+    int keys;            /* needles per sequence, each with its own key; one is asked for */
+    char *key_format;    /* "words" | "numbers" | "uuids" */
+    char *value_format;  /* "numbers" | "words" | "uuids" */
+    char *train_targets; /* "all" | "answer" */
+} NeedleConfig;
 
 /* Fault injection, for the tests of what happens when training goes wrong. */
 typedef struct {
@@ -117,6 +124,7 @@ typedef struct {
     EvalConfig eval;
     MqarConfig mqar;
     StackConfig stack;
+    NeedleConfig needle;
     EfficiencyConfig efficiency;
     DebugConfig debug;
     /* not fields: where the config came from, for messages and defaults */

@@ -21,8 +21,9 @@ const Field config_core_fields[] = {
     ENUM("device", device, "cpu", "cpu|cuda", "backend that runs the model"),
     INT("threads", threads, "0", 0, 1024, "CPU threads for OpenMP and OpenBLAS; 0: all cores"),
     INT("seed", seed, "1", 0, 2147483647, "seed for initialization and data sampling"),
-    ENUM("task", task, "lm", "lm|mqar|palindrome|stack|efficiency",
-         "lm: next token of data.path; mqar, palindrome, stack: synthetic recall; efficiency: time and cache"),
+    ENUM("task", task, "lm", "lm|mqar|palindrome|stack|needle|efficiency",
+         "lm: next token of data.path; mqar, palindrome, stack: synthetic recall; needle: data.path's text with "
+         "needles to retrieve; efficiency: time and cache"),
 
     INT("model.vocab_size", model.vocab_size, "256", 2, 1 << 20, "token vocabulary; 256 for byte-level text"),
     INT("model.d_model", model.d_model, "256", 8, 65536, "width of the residual stream"),
@@ -84,7 +85,7 @@ const Field config_core_fields[] = {
     INT("eval.seed", eval.seed, "20241", 0, 2147483647,
         "synthetic tasks: seed of the held-out set, the same whatever the training seed"),
     INT("eval.max_length_factor", eval.max_length_factor, "1", 1, 64,
-        "lm: also evaluate at 2x, 4x, ... this many times train.seq_len (length extrapolation)"),
+        "lm, needle: also evaluate at 2x, 4x, ... this many times train.seq_len (length extrapolation)"),
 
     INT("mqar.num_kv_pairs", mqar.num_kv_pairs, "8", 1, 1 << 20, "key-value pairs per sequence"),
     NUM("mqar.power_a", mqar.power_a, "0.01", 1e-6, 1, "power law of query gaps: p(gap i) ~ i^(a-1); 1 is uniform"),
@@ -97,6 +98,14 @@ const Field config_core_fields[] = {
     NUM("stack.push_prob", stack.push_prob, "0.5", 0.01, 0.99, "probability of a push when the stack is not empty"),
     ENUM("stack.score", stack.score, "all", "all|pops",
          "which answers count: after every operation, or only after pops (the ones that need memory)"),
+    INT("needle.keys", needle.keys, "1", 1, 64,
+        "needles per sequence, each with its own key, one of them asked for (RULER's single key: 1, multi-key: 4)"),
+    ENUM("needle.key_format", needle.key_format, "words", "words|numbers|uuids",
+         "keys: two words of data.path joined by '-', 7-digit numbers or UUIDs"),
+    ENUM("needle.value_format", needle.value_format, "numbers", "numbers|words|uuids",
+         "the values to retrieve: 7-digit numbers, two words joined by '-', or UUIDs"),
+    ENUM("needle.train_targets", needle.train_targets, "all", "all|answer",
+         "training loss on every next byte (language modelling with retrieval) or on the answer's bytes only"),
 
     STR("efficiency.contexts", efficiency.contexts, "1024,4096,16384,65536,131072",
         "context lengths at which decode time and cache are measured (comma-separated)"),

@@ -519,28 +519,50 @@ static void ppl_vs_ratio(Experiment *e) {
     free(t.cells);
 }
 
-static void ppl_vs_length(Experiment *e) {
+/* A final metric at 1x, 2x, 4x, ... train.seq_len (<prefix>1, <prefix>2, ...: lm's and needle's
+ * length extrapolation) against the evaluation length, for runs of the given tasks that measured
+ * it beyond 1x. */
+typedef struct {
+    const char *tasks[3];
+    const char *prefix, *series, *figure, *what, *ylabel;
+} LengthFigure;
+
+static const LengthFigure length_figures[] = {
+    {{"lm", "needle"}, "val_perplexity_x", "ppl_length_", "perplexity_vs_length", "perplexity",
+     "validation perplexity (per byte)"},
+    {{"needle"}, "needle_accuracy_x", "needle_length_", "needle_accuracy_vs_length", "needle accuracy",
+     "answers right in full (share)"},
+};
+
+static bool task_in(const char *task, const char *const *tasks) {
+    for (; *tasks; tasks++)
+        if (strcmp(task, *tasks) == 0) return true;
+    return false;
+}
+
+static void metric_vs_length(Experiment *e, const LengthFigure *fig) {
     static const char *const except[] = {NULL};
     Table t = {0};
     int train_len = 0;
+    char key[48];
     for (int i = 0; i < e->n; i++) {
         const PlotRun *r = &e->runs[i];
-        if (strcmp(r->cfg.task, "lm") != 0 || !plot_finished(r) || !isfinite(plot_metric(r, "val_perplexity_x2"))) continue;
+        snprintf(key, sizeof key, "%s2", fig->prefix);
+        if (!task_in(r->cfg.task, fig->tasks) || !plot_finished(r) || !isfinite(plot_metric(r, key))) continue;
         char label[256];
         plot_label(r, except, label, sizeof label);
         train_len = r->cfg.train.seq_len;
         for (int f = 1; f <= 64; f *= 2) {
-            char key[48];
-            snprintf(key, sizeof key, "val_perplexity_x%d", f);
+            snprintf(key, sizeof key, "%s%d", fig->prefix, f);
             table_add(&t, label, (double)f * r->cfg.train.seq_len, NULL, plot_metric(r, key));
         }
     }
     if (!t.n) return;
     Words files = {0}, titles = {0};
-    write_series(e, &t, "ppl_length_", &files, &titles);
-    char *vars = xasprintf("files='%s'; titles='%s'; train_len='%d'; xspan=%g", words_text(&files), words_text(&titles),
-                           train_len, log2_span(&t));
-    draw(e, "ppl_vs_length.gp", "perplexity_vs_length", vars, &titles);
+    write_series(e, &t, fig->series, &files, &titles);
+    char *vars = xasprintf("files='%s'; titles='%s'; train_len='%d'; xspan=%g; what='%s'; ylabel='%s'",
+                           words_text(&files), words_text(&titles), train_len, log2_span(&t), fig->what, fig->ylabel);
+    draw(e, "metric_vs_length.gp", fig->figure, vars, &titles);
     free(vars);
     words_free(&files);
     words_free(&titles);
@@ -618,7 +640,7 @@ int plot_experiment(const char *where) {
     mqar_width(&e);
     accuracy_vs_length(&e);
     ppl_vs_ratio(&e);
-    ppl_vs_length(&e);
+    for (size_t k = 0; k < sizeof length_figures / sizeof length_figures[0]; k++) metric_vs_length(&e, &length_figures[k]);
     efficiency(&e);
     if (!e.drawn) printf("  nothing to draw\n");
     for (int i = 0; i < e.n; i++) plot_run_free(&e.runs[i]);
