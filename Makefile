@@ -226,6 +226,25 @@ reference-%:
 	if [ -f results/$*/selected.csv ]; then cp results/$*/selected.csv results/reference/$*/; fi
 	cp results/$*/plots/*.png results/$*/plots/*.svg results/reference/$*/
 
+# GPU reproductions: configs/repro/gpu/NAME.lua on every visible GPU (GPUS=0,1 picks them; JOBS=K
+# runs K at a time on each), into results/gpu/NAME/ and plotted there. reference-gpu-NAME copies
+# its tables, figures and each run's summary.json and metrics.jsonl (no checkpoints) to
+# results/reference/gpu/NAME/.
+REPROS_GPU = $(basename $(notdir $(wildcard configs/repro/gpu/*.lua)))
+repro-gpu-%:
+	@test -f configs/repro/gpu/$*.lua || { echo "no configs/repro/gpu/$*.lua (GPU reproductions: $(REPROS_GPU))"; exit 2; }
+	$(MAKE) cuda
+	./attnlab run configs/repro/gpu/$*.lua $(if $(GPUS),--gpus $(GPUS)) $(if $(JOBS),--jobs-per-gpu $(JOBS))
+	./attnlab plot results/gpu/$*
+
+reference-gpu-%:
+	@test -f results/gpu/$*/summary.csv || { echo "no results/gpu/$*/summary.csv: run make repro-gpu-$* first"; exit 2; }
+	rm -rf results/reference/gpu/$* && mkdir -p results/reference/gpu/$*
+	cd results/gpu/$* && cp summary.csv summary.md $$(ls selected.csv 2>/dev/null) plots/*.png plots/*.svg \
+	    $(CURDIR)/results/reference/gpu/$*/ && \
+	    for r in */summary.json; do d=$$(dirname "$$r"); mkdir -p "$(CURDIR)/results/reference/gpu/$*/runs/$$d" && \
+	        cp "$$d/summary.json" $$(ls "$$d/metrics.jsonl" 2>/dev/null) "$(CURDIR)/results/reference/gpu/$*/runs/$$d/"; done
+
 # One example of every kind of figure, from the sweeps of configs/figures/NAME.lua (the
 # reproductions shrunk to seconds: under two minutes on 2 cores), run afresh into
 # results/figures-NAME/: its figures (PNG and SVG) and the summary.csv (and selected.csv) they came
@@ -255,6 +274,7 @@ help:
 	@echo "make bench   training-step benchmark of the softmax baseline on the CPU"
 	@echo "make repro-NAME   a reproduction (NAME: $(REPROS)); make plots   every figure"
 	@echo "make reference-NAME   copy a reproduction's table and figures to results/reference/NAME/"
+	@echo "make repro-gpu-NAME   a GPU reproduction (NAME: $(REPROS_GPU)) into results/gpu/NAME/; reference-gpu-NAME"
 	@echo "make reference-figures   one example of each figure, from configs/figures/, into results/reference/figures/"
 	@echo "make cuda    ./attnlab with the GPU backend; make test-cuda   GPU parity tests"
 	@echo "make check-asan   the suite under ASan+UBSan; make check-valgrind   runs under memcheck"

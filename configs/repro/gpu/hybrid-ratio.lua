@@ -1,6 +1,7 @@
 -- GPU preset of configs/repro/hybrid-ratio.lua: wider, longer, more tokens (device = "cuda").
 local sweep = require("repro/hybrid-ratio")
-sweep.experiment = "hybrid-ratio-gpu"
+sweep.experiment = "hybrid-ratio"
+sweep.base.out_dir = "results/gpu" -- results/gpu/hybrid-ratio/ (make repro-gpu-hybrid-ratio)
 sweep.base.device = "cuda"
 sweep.base.model.d_model = 512
 sweep.base.model.n_heads = 8

@@ -17,6 +17,7 @@ for _, case in ipairs({ { len = 64, pairs = 4 }, { len = 128, pairs = 8 } }) do
 end
 local sweep = require("repro/mqar")
 sweep.experiment = "mqar-budget"
+sweep.base.out_dir = "results/gpu" -- results/gpu/mqar-budget/ (make repro-gpu-mqar-budget)
 sweep.base.device = "cuda"
 sweep.base.model.d_model = 64
 sweep.base.train.checkpoint_every = 1000

@@ -37,6 +37,7 @@ return {
   experiment = "mqar-zoology",
   base = {
     device = "cuda",
+    out_dir = "results/gpu", -- results/gpu/<experiment>/ (make repro-gpu-mqar-zoology)
     task = "mqar",
     model = { vocab_size = 8192, n_layers = 2, mlp = false }, -- heads of 64 channels (Zoology's attention: 1 head)
     mqar = { train_examples = TRAIN_EXAMPLES, epochs = 64, random_non_queries = false, power_a = 0.01 },

@@ -10,7 +10,8 @@ for _, case in ipairs({ { len = 64, pairs = 4 }, { len = 128, pairs = 8 }, { len
   end
 end
 local sweep = require("repro/mqar")
-sweep.experiment = "mqar-gpu"
+sweep.experiment = "mqar"
+sweep.base.out_dir = "results/gpu" -- results/gpu/mqar/ (make repro-gpu-mqar)
 sweep.base.device = "cuda"
 sweep.base.model.vocab_size = 8192
 sweep.base.train.steps = 20000

@@ -8,7 +8,8 @@ for _, task in ipairs({ "palindrome", "stack" }) do
   end
 end
 local sweep = require("repro/synthetic")
-sweep.experiment = "synthetic-gpu"
+sweep.experiment = "synthetic"
+sweep.base.out_dir = "results/gpu" -- results/gpu/synthetic/ (make repro-gpu-synthetic)
 sweep.base.device = "cuda"
 sweep.base.model.d_model = 256
 sweep.base.model.n_heads = 4
