@@ -518,7 +518,9 @@ if selected sweep_restart_resumes_every_unfinished_run; then
 fi
 if selected sweep_dry_run_and_plot; then
     s=$(cfg sweepgrid2 "$(sweep_base 'grid = { seed = { 1, 2, 3 } },')")
+    rm -rf "$TMP/results"
     if "$A" run "$s" --dry-run >"$TMP/out" 2>&1 && grep -q "3 runs of experiment 'sw'" "$TMP/out" && grep -q "^   3  seed=3$" "$TMP/out" &&
+        [ ! -e "$TMP/results/sw" ] && "$A" run "$s" --jobs 2 >"$TMP/out2" 2>&1 &&
         "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1 && [ -s "$TMP/results/sw/plots/loss_curves.png" ] &&
         [ -s "$TMP/results/sw/plots/loss_curves.svg" ]; then
         ok sweep_dry_run_and_plot
