@@ -779,9 +779,12 @@ if selected plot_legends_stay_outside; then
         n=$((n + 1))
         case "$(figure_var "$c" keypos)" in outside\ right*|outside\ below*) ;; *) bad="$bad $(basename "$c")" ;; esac
     done
-    # 6 settings with long names ("d_model=16,max_length_factor=1,ratio=1:1"): below in rows, the figure taller
-    plot_sweep plotkey2 'grid = { ["model.d_model"] = { 32, 16 }, ["model.hybrid.ratio"] = { "1:0", "0:1", "1:1" }, ["eval.max_length_factor"] = { 1 } },' ||
-        code=1
+    # 12 settings with long names ("d_model=16,lr_schedule=linear,ratio=1:1"): below in rows, the figure
+    # taller; max_length_factor, the same in every run, is left out of the names
+    plot_sweep plotkey2 'grid = { ["model.d_model"] = { 32, 16 }, ["model.hybrid.ratio"] = { "1:0", "0:1", "1:1" },
+  ["train.lr_schedule"] = { "cosine", "linear" }, ["eval.max_length_factor"] = { 1 } },' || code=1
+    titles=$(figure_var "$d/data/loss_curves.cmd" titles)
+    case "$titles" in *max_length_factor*|"") code=1; bad="$bad titles: $titles" ;; esac
     key=$(figure_var "$d/data/loss_curves.cmd" keypos)
     rows=$(grep -o "keyrows=[0-9]*" "$d/data/loss_curves.cmd" | cut -d= -f2)
     height=$(od -An -tu1 -j20 -N4 "$d/loss_curves.png" 2>/dev/null | awk '{ print $1 * 16777216 + $2 * 65536 + $3 * 256 + $4 }')

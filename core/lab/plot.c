@@ -36,6 +36,25 @@ static char *scripts_dir(void) {
     die("cannot find the gnuplot scripts (plots/common.gp): run attnlab from its folder");
 }
 
+/* The sweep fields every run sets to the same value (a sweep whose runs each repeat the same
+ * lengths or batch): they tell the series apart no more than the seed does. Two runs at least. */
+static void find_constant_fields(Experiment *e) {
+    int n = 0;
+    const cJSON *item;
+    if (e->n < 2) return;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(e->runs[0].summary, "sweep")) {
+        if (!cJSON_IsString(item) || n == 64) continue;
+        bool same = true;
+        for (int i = 1; i < e->n && same; i++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(e->runs[i].summary, "sweep"),
+                                                               item->string);
+            same = cJSON_IsString(v) && strcmp(v->valuestring, item->valuestring) == 0;
+        }
+        if (same) e->constant[n++] = xstrdup(item->string);
+    }
+    for (int i = 0; i < e->n; i++) e->runs[i].constant = (const char *const *)e->constant;
+}
+
 static bool load_runs(Experiment *e, Error *err) {
     DIR *d = opendir(e->dir);
     if (!d) return error_set(err, "no results for experiment '%s' (%s does not exist)", e->experiment, e->dir);
@@ -78,6 +97,7 @@ static bool load_runs(Experiment *e, Error *err) {
     }
     free(names);
     if (!e->n) return error_set(err, "experiment '%s' has no finished run to plot in %s", e->experiment, e->dir);
+    find_constant_fields(e);
     return true;
 }
 
@@ -147,7 +167,7 @@ static void sweep_fields(const PlotRun *r, const char *const *except, bool hidde
     buf[0] = '\0';
     cJSON_ArrayForEach(item, sweep) {
         bool skip = strcmp(item->string, "seed") == 0 || listed(except, item->string) ||
-                    listed(r->hidden, item->string) != hidden;
+                    listed(r->hidden, item->string) != hidden || (!hidden && listed(r->constant, item->string));
         if (skip || !cJSON_IsString(item) || n >= len) continue;
         const char *key = strrchr(item->string, '.') ? strrchr(item->string, '.') + 1 : item->string;
         n += (size_t)snprintf(buf + n, len - n, "%s%s=%s", n ? "," : "", key, item->valuestring);
@@ -646,6 +666,7 @@ int plot_experiment(const char *where) {
     for (int i = 0; i < e.n; i++) plot_run_free(&e.runs[i]);
     for (int i = 0; i < e.n_others; i++) plot_run_free(&e.others[i]);
     for (int k = 0; e.over[k]; k++) free(e.over[k]);
+    for (int k = 0; e.constant[k]; k++) free(e.constant[k]);
     free(e.select_metric);
     free(e.runs);
     free(e.others);

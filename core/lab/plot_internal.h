@@ -12,7 +12,8 @@ typedef struct {
     char *name, *dir;
     Config cfg;
     cJSON *summary;
-    const char *const *hidden; /* fields left out of series names: those a selection chose */
+    const char *const *hidden;   /* fields left out of series names: those a selection chose */
+    const char *const *constant; /* and those every run of the experiment sets to one value */
 } PlotRun;
 
 typedef struct {
@@ -23,6 +24,7 @@ typedef struct {
     int n_others;
     int drawn;
     char *over[33];      /* a selection's `over` fields, NULL-terminated */
+    char *constant[65];  /* sweep fields with one value in every run (of two or more), NULL-terminated */
     char *select_metric; /* and its metric; NULL without one */
     int n_selected_from; /* runs on disk before the selection, 0 without one */
 } Experiment;
@@ -30,7 +32,8 @@ typedef struct {
 double plot_metric(const PlotRun *r, const char *key);
 bool plot_finished(const PlotRun *r);
 /* A run's series name: the fields its sweep set, except the seed, those in `except` (the
- * figure's axes) and the hidden ones, as "key=value" joined by commas ("all" when none is left). */
+ * figure's axes), the hidden ones and those with one value in every run, as "key=value" joined by
+ * commas ("all" when none is left). */
 void plot_label(const PlotRun *r, const char *const *except, char *buf, size_t len);
 /* The values of the hidden (`over`) fields in a run, "lr=0.003"; "" without a selection. */
 void plot_chosen(const PlotRun *r, char *buf, size_t len);
