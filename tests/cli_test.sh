@@ -552,11 +552,13 @@ if selected sweep_only_status_and_slurm_script; then
     sed -i 's/"status":[[:space:]]*"finished"/"status": "running"/' "$d/seed=2/summary.json" # killed mid-step
     "$A" run "$s" --status >"$TMP/status1" 2>&1
     "$A" run "$s" --only 2 >/dev/null 2>&1
+    rm -f "$d/summary.csv" "$d/summary.md" # as if the run had been copied in from another machine
     "$A" run "$s" --status >"$TMP/status2" 2>&1
     "$A" run "$s" --slurm --dry-run --partition gpu --time 1:00:00 --gpus-per-run 1 --set train.lr=0.002 >"$TMP/script" 2>&1
     if [ "$code" -eq 0 ] && grep -q "run 2 of 3 (seed=2)" "$TMP/out" && [ ! -e "$d/seed=1" ] && [ ! -e "$d/seed=3" ] &&
         grep -q "^   2  killed      seed=2 at step 4$" "$TMP/status1" && grep -q "^total: 1 killed, 2 pending$" "$TMP/status1" &&
         grep -q "^   2  finished    seed=2$" "$TMP/status2" && grep -q "^total: 1 finished, 2 pending$" "$TMP/status2" &&
+        grep -q "^tables rewritten" "$TMP/status2" && grep -q '^seed=2,finished' "$d/summary.csv" && [ -s "$d/summary.md" ] &&
         grep -q "^#SBATCH --array=1,3$" "$TMP/script" && grep -q "^#SBATCH --partition=gpu$" "$TMP/script" &&
         grep -q "^#SBATCH --time=1:00:00$" "$TMP/script" && grep -q "^#SBATCH --gpus-per-task=1$" "$TMP/script" &&
         grep -qF "run '$s' --only \"\$SLURM_ARRAY_TASK_ID\" --set 'train.lr=0.002'" "$TMP/script" &&

@@ -420,6 +420,11 @@ static int cmd_run(int argc, char **argv) {
     int code = 0;
     if (a.status) {
         code = sweep_status(&sw);
+        if (path_exists(sw.dir)) { /* results gathered from elsewhere (other machines, device calls) get their tables */
+            sweep_write_summary(&sw);
+            printf("tables rewritten from the runs' summary.json: %s/summary.csv, summary.md%s\n", sw.dir,
+                   sw.select.metric ? ", selected.csv" : "");
+        }
     } else if (a.slurm) {
         SlurmOptions so = {.partition = a.partition, .time = a.time_limit, .gpus_per_run = (int)a.gpus_per_run,
                            .cpus_per_run = (int)a.cpus_per_run, .dry_run = a.dry_run,
@@ -746,7 +751,9 @@ static const char *HELP_RUN =
     "                    summary.json records its GPU. Runs with train.data_parallel = D get D GPUs\n"
     "                    each (groups of the list) and start their ranks there\n"
     "  --status          each run's state from its folder (finished, running, killed: a 'running'\n"
-    "                    run whose process is gone, interrupted, failed, pending) and the totals\n"
+    "                    run whose process is gone, interrupted, failed, pending) and the totals;\n"
+    "                    rewrites summary.csv and summary.md (and selected.csv) from the runs' folders,\n"
+    "                    e.g. after copying in runs that ran elsewhere\n"
     "  --slurm           writes results/<experiment>/slurm/array.sbatch, a Slurm job array of the\n"
     "                    runs not finished, each task 'attnlab run SWEEP --only N' (same --set), and\n"
     "                    submits it with sbatch (--dry-run: writes and prints it only); --partition,\n"
