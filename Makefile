@@ -228,7 +228,7 @@ reference-%:
 
 # GPU reproductions: configs/repro/gpu/NAME.lua on every visible GPU (GPUS=0,1 picks them; JOBS=K
 # runs K at a time on each), into results/gpu/NAME/ and plotted there. reference-gpu-NAME copies
-# its tables, figures and each run's summary.json and metrics.jsonl (no checkpoints) to
+# its tables, figures and each run's summary.json, metrics.jsonl and efficiency.csv (no checkpoints) to
 # results/reference/gpu/NAME/.
 REPROS_GPU = $(basename $(notdir $(wildcard configs/repro/gpu/*.lua)))
 repro-gpu-%:
@@ -243,7 +243,8 @@ reference-gpu-%:
 	cd results/gpu/$* && cp summary.csv summary.md $$(ls selected.csv 2>/dev/null) plots/*.png plots/*.svg \
 	    $(CURDIR)/results/reference/gpu/$*/ && \
 	    for r in */summary.json; do d=$$(dirname "$$r"); mkdir -p "$(CURDIR)/results/reference/gpu/$*/runs/$$d" && \
-	        cp "$$d/summary.json" $$(ls "$$d/metrics.jsonl" 2>/dev/null) "$(CURDIR)/results/reference/gpu/$*/runs/$$d/"; done
+	        cp "$$d/summary.json" $$(ls "$$d/metrics.jsonl" "$$d/efficiency.csv" 2>/dev/null) \
+	            "$(CURDIR)/results/reference/gpu/$*/runs/$$d/"; done
 
 # One example of every kind of figure, from the sweeps of configs/figures/NAME.lua (the
 # reproductions shrunk to seconds: under two minutes on 2 cores), run afresh into
