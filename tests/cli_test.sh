@@ -430,7 +430,11 @@ if selected train_stops_early_once_accurate_enough; then
     s="$TMP/results/good/main/summary.json"
     "$A" train "$good" --set train.stop_accuracy=0.0001 --set train.steps=10 --set train.eval_every=2 --resume >"$TMP/out2" 2>&1
     code2=$?
+    # where an evaluation may stop the run, its interval changes the results
+    "$A" train "$good" --set train.stop_accuracy=0.0001 --set train.steps=10 --set train.eval_every=3 --resume >/dev/null 2>"$TMP/err"
+    code3=$?
     if [ $code -eq 0 ] && grep -q '"status":[[:space:]]*"finished"' "$s" && grep -q '"step":[[:space:]]*2,' "$s" &&
+        [ $code3 -ne 0 ] && grep -q "(train.eval_every: 2 -> 3)" "$TMP/err" &&
         grep -q '"reason":[[:space:]]*"stopped early: val accuracy 0\.[0-9]* is above train.stop_accuracy = 0.0001"' "$s" &&
         [ $code2 -eq 0 ] && grep -q "finished already (step 2 of 10): nothing to do" "$TMP/out2"; then
         ok train_stops_early_once_accurate_enough

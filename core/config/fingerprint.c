@@ -4,7 +4,8 @@
  * - threads: the CPU backend cuts every product by its shape alone, so numbers are bit-identical
  *   at any thread count (a CLI test checks);
  * - train.eval_every, train.checkpoint_every: evaluations and checkpoints read the model and
- *   change nothing in training; the last step is always evaluated and checkpointed;
+ *   change nothing in training; the last step is always evaluated and checkpointed (but with
+ *   train.stop_accuracy an evaluation may end the run, so there eval_every counts);
  * - train.data_parallel: the ranks sum the same gradients (only the order of the additions
  *   differs: the same numbers within rounding), so a run may resume on another number of GPUs;
  * - the sections of other tasks (mqar.*, stack.*, efficiency.* when the task is another) and of
@@ -26,6 +27,7 @@ static const char *const NOT_RESULTS[] = {"experiment", "run", "out_dir", "threa
                                           "train.checkpoint_every", "train.data_parallel"};
 
 bool config_field_affects_results(const Config *c, const Field *f) {
+    if (strcmp(f->path, "train.eval_every") == 0 && c->train.stop_accuracy > 0) return true;
     for (size_t i = 0; i < sizeof NOT_RESULTS / sizeof NOT_RESULTS[0]; i++)
         if (strcmp(f->path, NOT_RESULTS[i]) == 0) return false;
     if (f->mixer) return config_uses_mixer(&c->model, mixer_at(f->mixer - 1)->name);
