@@ -1108,6 +1108,11 @@ fi
 expect_error efficiency_bad_contexts 1 "field 'efficiency.contexts'" "$A" train "$good" --set task=efficiency --set efficiency.contexts=1k,2k
 
 # ---- benchmarks: the table and the CSV (speed itself is never asserted) ----
+# a CSV with another header (an older attnlab's columns) is refused before the benchmark runs
+printf 'device,mixers,median_ms\ncpu,"softmax",1.0\n' >"$TMP/old.csv"
+expect_error bench_train_refuses_a_csv_of_other_columns 1 "$TMP/old.csv: its header is not this benchmark's columns" \
+    "$A" bench train --set model.d_model=32 --set model.n_layers=1 --steps 2 --csv "$TMP/old.csv"
+
 if selected bench_train_and_decode_write_csv; then
     small=(--set model.d_model=32 --set model.n_layers=4 --set model.n_heads=2)
     if "$A" bench train "${small[@]}" --set train.seq_len=32 --set train.batch_size=2 --steps 2 --csv "$TMP/train.csv" >"$TMP/out" 2>&1 &&
@@ -1117,6 +1122,7 @@ if selected bench_train_and_decode_write_csv; then
             >>"$TMP/out" 2>&1 &&
         [ "$(wc -l <"$TMP/train.csv")" -eq 3 ] && grep -q '^cpu,"3 kda, 1 mla",4,32,' "$TMP/train.csv" &&
         [ "$(wc -l <"$TMP/decode.csv")" -eq 3 ] && grep -q '^cpu,64,' "$TMP/decode.csv" && grep -q 'speed-up' "$TMP/out" &&
+        head -1 "$TMP/train.csv" | grep -q ',mfu,peak_bytes$' && tail -1 "$TMP/train.csv" | grep -q ',[1-9][0-9]*$' &&
         sed -n 's/^peak memory: \([0-9.]*\) MiB held by .* (\([0-9.]*\) MiB of it parameters.*/\1 \2/p' "$TMP/out" |
             awk 'NR == 1 && $1 > $2 && $2 > 0 { ok = 1 } END { exit !ok }'; then
         ok bench_train_and_decode_write_csv

@@ -18,6 +18,22 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+static const char TRAIN_CSV_HEADER[] =
+    "device,mixers,n_layers,d_model,n_heads,batch,seq,vocab,params,median_ms,tokens_per_s,model_tflops,mfu,peak_bytes\n";
+
+/* A CSV file rows are appended to must be new or have this header: a file with an older
+ * attnlab's columns is refused before the benchmark runs, rather than mixed. */
+static void check_csv_header(const char *path, const char *header) {
+    FILE *f = fopen(path, "r");
+    if (!f) return;
+    char first[1024] = "";
+    bool same = fgets(first, sizeof first, f) && strcmp(first, header) == 0;
+    fclose(f);
+    if (!same)
+        die("%s: its header is not this benchmark's columns (%.*s); move it aside or give --csv another file", path,
+            (int)strcspn(header, "\n"), header);
+}
+
 /* appends one row to a CSV file, writing the header first when the file is new */
 static void append_csv(const char *path, const char *header, const char *row) {
     char *dir = path_dirname(path);
@@ -33,6 +49,7 @@ static void append_csv(const char *path, const char *header, const char *row) {
 }
 
 int bench_train(Config *cfg, int steps, const char *csv_path) {
+    if (csv_path) check_csv_header(csv_path, TRAIN_CSV_HEADER);
     const Backend *be = backend_by_name(cfg->device);
     backend_set_threads(cfg->threads);
     const TrainConfig *tc = &cfg->train;
@@ -84,12 +101,10 @@ int bench_train(Config *cfg, int steps, const char *csv_path) {
     if (csv_path) {
         char row[512], mfu_csv[32] = "";
         if (peak > 0) snprintf(mfu_csv, sizeof mfu_csv, "%.4f", achieved / peak);
-        snprintf(row, sizeof row, "%s,\"%s\",%d,%d,%d,%d,%d,%d,%.0f,%.3f,%.1f,%.4f,%s\n", be->name, mixers, m->L, m->C,
-                 cfg->model.n_heads, B, T, m->V, (double)model_param_count(m), median * 1e3, tps, achieved / 1e12,
-                 mfu_csv);
-        append_csv(csv_path,
-                   "device,mixers,n_layers,d_model,n_heads,batch,seq,vocab,params,median_ms,tokens_per_s,model_tflops,mfu\n",
-                   row);
+        snprintf(row, sizeof row, "%s,\"%s\",%d,%d,%d,%d,%d,%d,%.0f,%.3f,%.1f,%.4f,%s,%zu\n", be->name, mixers, m->L,
+                 m->C, cfg->model.n_heads, B, T, m->V, (double)model_param_count(m), median * 1e3, tps, achieved / 1e12,
+                 mfu_csv, be->peak_bytes());
+        append_csv(csv_path, TRAIN_CSV_HEADER, row);
         printf("appended to %s\n", csv_path);
     }
     free(times);
