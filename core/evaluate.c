@@ -14,13 +14,13 @@ EvalSums evaluate_share(Model *m, Task *t, int B, int T, int max_batches, int ra
      * validation split up to max_batches full batches */
     long total = t->eval_every_window ? windows : (windows / B < max_batches ? windows / B : max_batches) * B;
     int share = (B + world - 1) / world; /* this rank's batch */
-    int prev_B = m->B, prev_T = m->T;
-    model_reshape(m, share, T);
+    ModelShape before = model_shape(m);
+    model_reshape_forward(m, share, T);
     int *inputs = xmalloc(sizeof(int) * (size_t)share * T), *targets = xmalloc(sizeof(int) * (size_t)share * T);
     EvalSums s = {0};
     for (long first = (long)rank * share; first < total; first += (long)world * share) {
         int nb = total - first < share ? (int)(total - first) : share;
-        if (nb != m->B) model_reshape(m, nb, T);
+        if (nb != m->B) model_reshape_forward(m, nb, T);
         for (int b = 0; b < nb; b++)
             t->ops->eval_window(t, first + b, T, inputs + (size_t)b * T, targets + (size_t)b * T);
         XentStats st = model_forward(m, inputs, targets, 0.0f);
@@ -31,7 +31,7 @@ EvalSums evaluate_share(Model *m, Task *t, int B, int T, int max_batches, int ra
     }
     free(inputs);
     free(targets);
-    if (prev_B) model_reshape(m, prev_B, prev_T);
+    model_restore_shape(m, before);
     return s;
 }
 

@@ -51,33 +51,35 @@ void model_init_params(Model *m, uint64_t seed) {
     params_init(&m->params, &rng);
 }
 
-void model_reshape(Model *m, int B, int T) {
-    /* a smaller batch fits in the buffers already there: every buffer scales with B*T and the
-     * per-thread attention scratch with T */
-    if ((size_t)B * T <= m->cap_tokens && T <= m->cap_T) {
-        m->B = B;
-        m->T = T;
-        return;
-    }
+/* Sizes every buffer for B x T tokens. forward_only: a layer's activations are dead once the next
+ * layer starts, so all layers share the same bytes (rewound like scratch) and the stream needs two
+ * buffers, not L + 1; nothing the backward reads is kept. */
+static void shape_buffers(Model *m, int B, int T, bool forward_only) {
     arena_free(&m->acts);
     arena_free(&m->scratch);
     free(m->residual);
     m->B = m->cap_B = B;
     m->T = m->cap_T = T;
     m->cap_tokens = (size_t)B * T;
+    m->forward_only = forward_only;
     size_t N = (size_t)B * T, NC = N * m->C;
     Arena *a = &m->acts, *s = &m->scratch;
     m->residual = xcalloc((size_t)m->L + 1, sizeof(float *));
-    for (int l = 0; l <= m->L; l++) arena_floats(a, &m->residual[l], NC);
+    int streams = forward_only ? 2 : m->L + 1;
+    for (int l = 0; l < streams; l++) arena_floats(a, &m->residual[l], NC);
     arena_ints(a, &m->tokens, N);
     arena_ints(a, &m->targets, N);
     arena_floats(a, &m->ln_f, NC);
     arena_floats(a, &m->rstd_f, N);
-    arena_floats(a, &m->dres, NC);
-    arena_floats(a, &m->dln, NC);
+    m->dres = m->dln = NULL;
+    if (!forward_only) {
+        arena_floats(a, &m->dres, NC);
+        arena_floats(a, &m->dln, NC);
+    }
     arena_declare(a, &m->xent_work, m->be->lm_head_xent_workspace((int)N, m->C, m->V));
     for (int l = 0; l < m->L; l++) {
         Layer *layer = &m->layers[l];
+        size_t acts_mark = arena_mark(a);
         arena_floats(a, &layer->ln1, NC);
         arena_floats(a, &layer->rstd1, N);
         if (m->cfg.mlp) {
@@ -90,10 +92,42 @@ void model_reshape(Model *m, int B, int T) {
         layer->mixer->ops->declare(layer->mixer, m->be, a, s, B, T);
         if (m->cfg.mlp) mlp_declare(&layer->mlp, a, s, (int)N);
         arena_rewind(s, mark);
+        if (forward_only) arena_rewind(a, acts_mark);
     }
     arena_bind(a, m->be);
     arena_bind(s, m->be);
+    for (int l = streams; l <= m->L; l++) m->residual[l] = m->residual[l % 2];
     rope_cache_fill(&m->rope, T);
+}
+
+static bool buffers_fit(const Model *m, int B, int T) { return (size_t)B * T <= m->cap_tokens && T <= m->cap_T; }
+
+void model_reshape(Model *m, int B, int T) {
+    /* a smaller batch fits in the buffers already there: every buffer scales with B*T and the
+     * per-thread attention scratch with T */
+    if (!m->forward_only && buffers_fit(m, B, T)) {
+        m->B = B;
+        m->T = T;
+        return;
+    }
+    shape_buffers(m, B, T, false);
+}
+
+void model_reshape_forward(Model *m, int B, int T) {
+    if (buffers_fit(m, B, T)) {
+        m->B = B;
+        m->T = T;
+        return;
+    }
+    shape_buffers(m, B, T, true);
+}
+
+ModelShape model_shape(const Model *m) { return (ModelShape){m->B, m->T, m->forward_only}; }
+
+void model_restore_shape(Model *m, ModelShape shape) {
+    if (!shape.B) return;
+    if (shape.forward_only) model_reshape_forward(m, shape.B, shape.T);
+    else model_reshape(m, shape.B, shape.T);
 }
 
 int model_nonfinite_layer(const Model *m) {
@@ -104,6 +138,7 @@ int model_nonfinite_layer(const Model *m) {
 }
 
 XentStats model_forward(Model *m, const int *tokens, const int *targets, float grad_scale) {
+    if (grad_scale > 0.0f && m->forward_only) die("model_forward: a training forward on buffers made for forwards alone");
     const Backend *be = m->be;
     int B = m->B, T = m->T, N = B * T, C = m->C;
     float eps = (float)m->cfg.norm_eps;
@@ -142,6 +177,7 @@ static void gradients_ready(Model *m, const float *from) {
 /* dres carries d(loss)/d(residual stream) down the layers; each norm's backward adds its
  * branch's contribution to it, which is the residual connection's backward. */
 void model_backward(Model *m) {
+    if (m->forward_only) die("model_backward: the buffers were made for forwards alone (model_reshape_forward)");
     const Backend *be = m->be;
     int B = m->B, T = m->T, N = B * T, C = m->C;
     be->zero(m->dres, (size_t)N * C);
@@ -176,7 +212,7 @@ void model_logits(Model *m, const int *tokens, float *logits) {
 }
 
 void model_decode_begin(Model *m, int B, long max_context) {
-    if ((size_t)B > m->cap_tokens) model_reshape(m, B, 1);
+    if ((size_t)B > m->cap_tokens) model_reshape_forward(m, B, 1);
     arena_free(&m->decode_cache);
     arena_free(&m->decode_scratch);
     for (int l = 0; l < m->L; l++) {

@@ -33,8 +33,10 @@ typedef struct Model {
     int B, T;                    /* the current batch shape */
     int cap_B, cap_T;            /* the shape the buffers were sized for */
     size_t cap_tokens;
+    bool forward_only; /* the buffers model_reshape_forward made: no backward, no training forward */
     Arena acts, scratch;
-    float **residual; /* L + 1 buffers [B*T, C]: the stream entering each layer, then the output */
+    float **residual; /* L + 1 buffers [B*T, C]: the stream entering each layer, then the output
+                       * (forward_only: two, alternating) */
     float *ln_f, *rstd_f;
     int *tokens, *targets;
     float *dres, *dln, *xent_work;
@@ -59,6 +61,19 @@ void model_init_params(Model *m, uint64_t seed);
 /* Sizes activations for batches of B sequences of T tokens; reuses the buffers when the shape
  * fits in the one they were made for (B*T and T no larger). */
 void model_reshape(Model *m, int B, int T);
+/* The same for forwards alone (evaluation, logits, prefill, decode): reuses any buffers the shape
+ * fits in, else makes ones where every layer's activations share the same bytes and the stream
+ * alternates between two buffers, about 1/n_layers of the training shape's memory. A training
+ * forward or model_backward on them dies; model_reshape makes training buffers again. */
+void model_reshape_forward(Model *m, int B, int T);
+/* A model's batch shape and kind of buffers, to put back after a pass at another shape
+ * (evaluation during training); B = 0 before the first reshape, which model_restore_shape skips. */
+typedef struct {
+    int B, T;
+    bool forward_only;
+} ModelShape;
+ModelShape model_shape(const Model *m);
+void model_restore_shape(Model *m, ModelShape shape);
 
 /* Runs the model on B*T tokens (host arrays) and returns the loss statistics. With
  * grad_scale > 0 it also computes the gradient of grad_scale * (summed loss) and leaves it

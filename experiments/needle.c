@@ -294,13 +294,14 @@ bool needle_answer_is_argmax(const float *logits, const int *targets, int T, int
 static double needle_exact_accuracy(const NeedleTask *t, Model *m, int B, int T) {
     long n = needle_eval_windows(&t->base, T);
     if (B > n) B = (int)n;
-    int V = m->cfg.vocab_size, prev_B = m->B, prev_T = m->T;
+    int V = m->cfg.vocab_size;
+    ModelShape before = model_shape(m);
     int *inputs = xmalloc(sizeof(int) * (size_t)B * T), *targets = xmalloc(sizeof(int) * (size_t)B * T);
     float *logits = xmalloc(sizeof(float) * (size_t)B * T * V);
     long right = 0;
     for (long first = 0; first < n; first += B) {
         int nb = n - first < B ? (int)(n - first) : B;
-        if (nb != m->B || T != m->T) model_reshape(m, nb, T);
+        if (nb != m->B || T != m->T) model_reshape_forward(m, nb, T);
         for (int b = 0; b < nb; b++) needle_eval_window(&t->base, first + b, T, inputs + (size_t)b * T, targets + (size_t)b * T);
         model_logits(m, inputs, logits);
         for (int b = 0; b < nb; b++)
@@ -309,7 +310,7 @@ static double needle_exact_accuracy(const NeedleTask *t, Model *m, int B, int T)
     free(inputs);
     free(targets);
     free(logits);
-    if (prev_B) model_reshape(m, prev_B, prev_T);
+    model_restore_shape(m, before);
     return (double)right / (double)n;
 }
 

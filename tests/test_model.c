@@ -328,3 +328,56 @@ TEST(test_decode_matches_forward_hybrid_dplr_mla) {
                           "model.mla.position=nope"),
                  49);
 }
+
+/* ---- buffers for forwards alone (model_reshape_forward) ---- */
+
+#define EVERY_MIXER "model.layers=softmax,mla,linear,gdn,kda,dplr", "model.n_layers=6"
+
+/* Every mixer's forward, run on buffers all layers share, gives the training buffers' numbers
+ * exactly (the same arithmetic, other addresses), in far less memory; and a model that went
+ * through them trains on afterwards as one that never did. */
+TEST(test_model_forward_only_buffers_give_the_same_numbers_in_less_memory) {
+    Config ca, cb;
+    Model *train = tiny_model(SETTINGS(EVERY_MIXER), 51, &ca), *fwd = tiny_model(SETTINGS(EVERY_MIXER), 51, &cb);
+    const int B = 2, T = 70, V = train->V; /* T past one 64-token chunk */
+    model_reshape(train, B, T);
+    model_reshape_forward(fwd, B, T);
+    CHECK(!train->forward_only && fwd->forward_only, "buffer kinds: training %d, forward-only %d", train->forward_only,
+          fwd->forward_only);
+    CHECK(fwd->acts.peak * 3 < train->acts.peak, "forward-only activations %zu bytes against training %zu",
+          fwd->acts.peak, train->acts.peak);
+    Rng rng;
+    rng_seed(&rng, 52);
+    int *tokens = xmalloc(sizeof(int) * B * T), *targets = xmalloc(sizeof(int) * B * T);
+    for (int i = 0; i < B * T; i++) tokens[i] = (int)rng_below(&rng, (uint64_t)V), targets[i] = (i * 7) % V;
+    float *la = xmalloc(sizeof(float) * B * T * V), *lb = xmalloc(sizeof(float) * B * T * V);
+    model_logits(train, tokens, la);
+    model_logits(fwd, tokens, lb);
+    CHECK(memcmp(la, lb, sizeof(float) * B * T * V) == 0, "logits differ: largest difference %.3e",
+          max_abs_diff(la, lb, (size_t)B * T * V));
+    XentStats sa = model_forward(train, tokens, targets, 0.0f), sb = model_forward(fwd, tokens, targets, 0.0f);
+    CHECK(sa.loss_sum == sb.loss_sum && sa.n_correct == sb.n_correct, "loss %.9g against %.9g", sa.loss_sum, sb.loss_sum);
+    /* a pass that fits the training buffers keeps them */
+    model_reshape_forward(train, 1, T);
+    CHECK(!train->forward_only && train->B == 1, "a fitting forward shape replaced the training buffers");
+    /* back to training: the same gradients as the model that never left its buffers */
+    model_reshape(train, B, T);
+    model_reshape(fwd, B, T);
+    CHECK(!fwd->forward_only, "model_reshape kept forward-only buffers");
+    params_zero_grad(&train->params);
+    params_zero_grad(&fwd->params);
+    model_forward(train, tokens, targets, 1.0f);
+    model_backward(train);
+    model_forward(fwd, tokens, targets, 1.0f);
+    model_backward(fwd);
+    CHECK(memcmp(train->params.g, fwd->params.g, sizeof(float) * train->params.total) == 0,
+          "gradients differ after the forward-only pass");
+    free(tokens);
+    free(targets);
+    free(la);
+    free(lb);
+    model_free(train);
+    model_free(fwd);
+    config_free(&ca);
+    config_free(&cb);
+}

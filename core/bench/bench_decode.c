@@ -25,7 +25,7 @@ static void measure(Config *cfg, const char *ratio, const long *contexts, int n,
     const Backend *be = backend_by_name(cfg->device);
     int B = cfg->efficiency.batch_size;
     Model *m = model_create(&cfg->model, be);
-    model_reshape(m, B, 1);
+    model_reshape_forward(m, B, 1);
     model_init_params(m, (uint64_t)cfg->seed);
     *params = (double)model_param_count(m);
     Rng rng;

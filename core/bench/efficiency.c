@@ -74,7 +74,7 @@ int efficiency_run(Config *c, int n_overrides, const char **paths, const char **
     backend_set_threads(c->threads);
     int B = c->efficiency.batch_size, steps = c->efficiency.decode_steps;
     Model *m = model_create(&c->model, be);
-    model_reshape(m, B, 1);
+    model_reshape_forward(m, B, 1);
     model_init_params(m, (uint64_t)c->seed);
     char *dir = xasprintf("%s/%s/%s", c->out_dir, c->experiment, c->run);
     if (!mkdir_p(dir, &err)) die("%s", err.msg);
@@ -99,7 +99,7 @@ int efficiency_run(Config *c, int n_overrides, const char **paths, const char **
         long L = contexts[i];
         double prefill_ms = NAN;
         if (L <= c->efficiency.prefill_max) {
-            model_reshape(m, B, (int)L);
+            model_reshape_forward(m, B, (int)L);
             int *in = xmalloc(sizeof(int) * (size_t)B * L), *tg = xmalloc(sizeof(int) * (size_t)B * L);
             for (long j = 0; j < B * L; j++) {
                 in[j] = (int)rng_below(&rng, (uint64_t)m->V);

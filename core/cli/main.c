@@ -480,7 +480,7 @@ static int cmd_eval(int argc, char **argv) {
     if (!task) die("%s", err.msg);
     Model *m = model_create(&c.model, be);
     int B = c.eval.batch_size ? c.eval.batch_size : c.train.batch_size, T = c.train.seq_len;
-    model_reshape(m, B, T);
+    model_reshape_forward(m, B, T);
     checkpoint_state_free(&st);
     if (!checkpoint_load(path, m, &st, &err)) die("%s", err.msg);
     EvalResult r = evaluate(m, task, B, T, c.eval.max_batches);

@@ -156,7 +156,7 @@ static bool write_weights(const char *path, const Model *m, const float *w, Erro
 
 /* attnlab's logits on fixed random tokens, for the check on fla's side. */
 static bool write_reference_logits(const char *path, Model *m, Error *err) {
-    model_reshape(m, CHECK_B, CHECK_T);
+    model_reshape_forward(m, CHECK_B, CHECK_T);
     int n = CHECK_B * CHECK_T, *tokens = xmalloc(sizeof(int) * (size_t)n);
     int64_t *ids = xmalloc(sizeof(int64_t) * (size_t)n);
     Rng rng;
