@@ -306,10 +306,13 @@ fi
 # ---- eval reads a checkpoint; a damaged checkpoint is refused ----
 if selected eval_checkpoint; then
     ck="$TMP/results/good/full/checkpoint.safetensors"
-    if "$A" eval "$ck" >"$TMP/out" 2>&1 && grep -q "val loss" "$TMP/out" && grep -q "(step 6)" "$TMP/out"; then
+    # and the task's final metrics at longer lengths than the run was evaluated at
+    if "$A" eval "$ck" >"$TMP/out" 2>&1 && grep -q "val loss" "$TMP/out" && grep -q "(step 6)" "$TMP/out" &&
+        ! grep -q "val_perplexity_x2" "$TMP/out" && "$A" eval "$ck" --set eval.max_length_factor=2 >"$TMP/out2" 2>&1 &&
+        grep -q "^val_perplexity_x2 [0-9]" "$TMP/out2"; then
         ok eval_checkpoint
     else
-        fail eval_checkpoint "$(cat "$TMP/out")"
+        fail eval_checkpoint "$(cat "$TMP/out" "$TMP/out2" 2>/dev/null)"
     fi
 fi
 if [ -f "$TMP/results/good/full/checkpoint.safetensors" ]; then

@@ -490,6 +490,12 @@ static int cmd_eval(int argc, char **argv) {
     if (task->byte_tokens) printf(" | %.3f bits/byte | perplexity %.2f", r.bits_per_byte, r.perplexity);
     else printf(" | accuracy %.4f | perplexity %.2f", r.accuracy, r.perplexity);
     printf(" | %s targets in %ld windows of %d\n", tokens, r.windows, T);
+    if (task->ops->final_metrics) { /* e.g. lm's and needle's lengths up to eval.max_length_factor */
+        char names[32][48];
+        double values[32];
+        int n = task->ops->final_metrics(task, m, &c, names, values, 32);
+        for (int i = 0; i < n; i++) printf("%s %.4f\n", names[i], values[i]);
+    }
     model_free(m);
     task->ops->destroy(task);
     checkpoint_state_free(&st);
@@ -865,7 +871,8 @@ static int cmd_help(int argc, char **argv) {
     else if (strcmp(topic, "eval") == 0)
         fputs("attnlab eval CHECKPOINT [--set path=value]...\n\nRebuilds the model from the config stored in the "
               "checkpoint (fields may be overridden,\ne.g. --set data.path=other.txt) and reports validation loss, "
-              "bits per byte and perplexity.\n",
+              "bits per byte and perplexity,\nthen the task's final metrics: with --set eval.max_length_factor=16, "
+              "lm's perplexity and needle's\nexact answers at 1x to 16x the training length.\n",
               stdout);
     else if (strcmp(topic, "bench") == 0) fputs(HELP_BENCH, stdout);
     else value_error("no help on '%s' (topics: config, train, run, sweep, plot, describe, eval, bench, data, op)",
