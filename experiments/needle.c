@@ -8,9 +8,14 @@
  *   number for KEY mentioned in the provided text is: VALUE
  *
  * ("numbers"/"number" name the value format: words, uuids likewise). Keys are distinct within a
- * sequence, so the other needles are distractors (RULER's multi-key task). Each needle's depth is
- * uniform in the filler, moved forward to the next word boundary; the asked needle is uniform
- * among them. The filler is a contiguous stretch of the split at a uniform offset: training
+ * sequence, so the other needles are distractors (RULER's multi-key task). With needle.queries =
+ * Q > 1 one question asks for Q of them (RULER's multi-query task):
+ *
+ *   What are all the special magic numbers for K1, K2, K3 mentioned in the provided text? The
+ *   special magic numbers for K1, K2, K3 mentioned in the provided text are: V1, V2, V3
+ *
+ * Each needle's depth is uniform in the filler, moved forward to the next word boundary; the
+ * asked needles are uniform among them, asked in a uniform order. The filler is a contiguous stretch of the split at a uniform offset: training
  * sequences come from the training split, the held-out set (eval.examples sequences, fixed by
  * eval.seed as the synthetic tasks') from the validation split, at whatever length it is asked
  * for. RULER's opening instruction is left out: a model trained from scratch learns the format
@@ -19,8 +24,8 @@
  * Formats: numbers are 7 digits (RULER's), uuids 36 bytes of random hex in UUID layout, words two
  * words of 3 to 10 letters of the training text joined by '-' (RULER draws an adjective and a
  * noun). Training scores every next byte (needle.train_targets = "all": language modelling with
- * retrieval) or the answer's bytes alone; evaluation scores the answer's bytes, and the final
- * metrics count a sequence right when every byte of its answer is the argmax (what greedy
+ * retrieval) or the answer's value bytes alone; evaluation scores the value bytes (not the ", "
+ * between them), and the final metrics count a sequence right when every one is the argmax (what greedy
  * decoding would write), at train.seq_len and at 2x, 4x, ... up to eval.max_length_factor, beside
  * lm's perplexity of the plain held-out text at the same lengths. */
 #include "needle.h"
@@ -43,6 +48,8 @@ enum {
     WORDS_NEEDED = 16,
     MIN_FILLER = 64,                 /* bytes of text a sequence must keep around its needles */
     SENTENCE_MAX = 256,
+    LIST_MAX = MAX_KEYS * (UUID_LEN + 2), /* Q items joined by ", " */
+    QUESTION_MAX = 256 + 3 * LIST_MAX,
 };
 
 typedef enum { FORMAT_WORDS, FORMAT_NUMBERS, FORMAT_UUIDS } ItemFormat;
@@ -51,7 +58,7 @@ typedef struct {
     Task base;
     Task *text; /* the lm task over data.path: the filler, and perplexity at every length */
     ItemFormat key_format, value_format;
-    int keys, eval_seed, examples, seq_len;
+    int keys, queries, eval_seed, examples, seq_len;
     bool score_all;
     char (*words)[WORD_MAX + 1];
     int n_words;
@@ -73,23 +80,43 @@ static int needle_sentence(char *out, ItemFormat value_format, const char *key, 
                     value);
 }
 
-static int question_and_answer(char *out, ItemFormat value_format, const char *key, const char *value) {
+/* keys and values: one item, or Q joined by ", " (the answer's values in the order asked). */
+static int question_and_answer(char *out, ItemFormat value_format, int queries, const char *keys, const char *values) {
     const char *noun = format_noun(value_format);
-    return snprintf(out, 2 * SENTENCE_MAX,
-                    "\nWhat is the special magic %s for %s mentioned in the provided text? The special magic %s for %s "
-                    "mentioned in the provided text is: %s",
-                    noun, key, noun, key, value);
+    if (queries == 1)
+        return snprintf(out, QUESTION_MAX,
+                        "\nWhat is the special magic %s for %s mentioned in the provided text? The special magic %s for "
+                        "%s mentioned in the provided text is: %s",
+                        noun, keys, noun, keys, values);
+    return snprintf(out, QUESTION_MAX,
+                    "\nWhat are all the special magic %ss for %s mentioned in the provided text? The special magic %ss "
+                    "for %s mentioned in the provided text are: %s",
+                    noun, keys, noun, keys, values);
+}
+
+/* items[order[0..q)] joined by ", " into out (room for q items of UUID_LEN and the commas). */
+static void join_items(char (*items)[UUID_LEN + 1], const int *order, int q, char *out) {
+    out[0] = '\0';
+    for (int i = 0; i < q; i++) {
+        if (i) strcat(out, ", ");
+        strcat(out, items[order[i]]);
+    }
 }
 
 /* The bytes every sequence spends on needles and the question at most (the longest keys and
  * values of the formats). */
 static int longest_needles_and_question(const NeedleTask *t) {
-    char key[UUID_LEN + 1], value[UUID_LEN + 1], buf[2 * SENTENCE_MAX];
-    memset(key, 'x', sizeof key - 1);
-    memset(value, 'x', sizeof value - 1);
-    key[format_max_len(t->key_format)] = value[format_max_len(t->value_format)] = '\0';
-    return t->keys * needle_sentence(buf, t->value_format, key, value) +
-           question_and_answer(buf, t->value_format, key, value);
+    char items[2][UUID_LEN + 1], keys[LIST_MAX], values[LIST_MAX], *buf = xmalloc(QUESTION_MAX);
+    memset(items, 'x', sizeof items);
+    items[0][format_max_len(t->key_format)] = items[1][format_max_len(t->value_format)] = '\0';
+    int zeros[MAX_KEYS] = {0}, ones[MAX_KEYS];
+    for (int i = 0; i < t->queries; i++) ones[i] = 1;
+    join_items(items, zeros, t->queries, keys);
+    join_items(items, ones, t->queries, values);
+    int n = t->keys * needle_sentence(buf, t->value_format, items[0], items[1]) +
+            question_and_answer(buf, t->value_format, t->queries, keys, values);
+    free(buf);
+    return n;
 }
 
 /* The first WORDS_WANTED distinct words (WORD_MIN to WORD_MAX letters, lowercased) of the text. */
@@ -129,6 +156,7 @@ static void needle_destroy(Task *task) {
 static Task *needle_create(const Config *c, Error *err) {
     NeedleTask *t = xcalloc(1, sizeof *t);
     t->keys = c->needle.keys;
+    t->queries = c->needle.queries;
     t->key_format = format_of(c->needle.key_format);
     t->value_format = format_of(c->needle.value_format);
     t->score_all = strcmp(c->needle.train_targets, "all") == 0;
@@ -137,6 +165,12 @@ static Task *needle_create(const Config *c, Error *err) {
     t->seq_len = c->train.seq_len;
     t->base.byte_tokens = true;
     t->base.eval_every_window = true;
+    if (t->queries > t->keys) {
+        error_set(err, "needle: needle.queries = %d asks for more needles than needle.keys = %d hides", t->queries,
+                  t->keys);
+        needle_destroy(&t->base);
+        return NULL;
+    }
     if (c->model.vocab_size < 128) {
         error_set(err, "needle: model.vocab_size = %d is too small: the needles and questions are ASCII text, byte "
                        "tokens up to 127", c->model.vocab_size);
@@ -212,14 +246,22 @@ static bool is_space(uint16_t token) { return token == ' ' || token == '\n' || t
  * bytes alone. */
 static void needle_generate(const NeedleTask *t, Rng *rng, const TokenBuffer *split, int T, bool answer_only,
                             int *inputs, int *targets) {
-    char keys[MAX_KEYS][UUID_LEN + 1], values[MAX_KEYS][UUID_LEN + 1];
-    char sentences[MAX_KEYS][SENTENCE_MAX], question[2 * SENTENCE_MAX];
-    int lens[MAX_KEYS], n = t->keys, needles_len = 0;
+    char keys[MAX_KEYS][UUID_LEN + 1], values[MAX_KEYS][UUID_LEN + 1], key_list[LIST_MAX], value_list[LIST_MAX];
+    char sentences[MAX_KEYS][SENTENCE_MAX], *question = xmalloc(QUESTION_MAX);
+    int lens[MAX_KEYS], n = t->keys, q = t->queries, needles_len = 0;
     draw_distinct(t, t->key_format, rng, keys, n);
     draw_distinct(t, t->value_format, rng, values, n);
     for (int i = 0; i < n; i++) needles_len += lens[i] = needle_sentence(sentences[i], t->value_format, keys[i], values[i]);
-    int asked = (int)rng_below(rng, (uint64_t)n);
-    int question_len = question_and_answer(question, t->value_format, keys[asked], values[asked]);
+    int asked[MAX_KEYS]; /* the first q of a uniform permutation: which needles, in which order */
+    for (int i = 0; i < n; i++) asked[i] = i;
+    for (int i = 0; i < q; i++) {
+        int j = i + (int)rng_below(rng, (uint64_t)(n - i)), tmp = asked[i];
+        asked[i] = asked[j];
+        asked[j] = tmp;
+    }
+    join_items(keys, asked, q, key_list);
+    join_items(values, asked, q, value_list);
+    int question_len = question_and_answer(question, t->value_format, q, key_list, value_list);
     size_t filler = (size_t)T + 1 - (size_t)needles_len - (size_t)question_len; /* >= MIN_FILLER: checked at create */
     const uint16_t *text = split->tokens + rng_below(rng, split->n - filler + 1);
 
@@ -245,11 +287,19 @@ static void needle_generate(const NeedleTask *t, Rng *rng, const TokenBuffer *sp
         if (f < filler) seq[p++] = text[f];
     }
     for (int b = 0; b < question_len; b++) seq[p++] = (uint8_t)question[b];
-    int answer_from = T + 1 - (int)strlen(values[asked]); /* the answer ends the sequence */
+    /* the answer's values end the sequence; the ", " between them are not scored */
+    bool *value_byte = xcalloc((size_t)T + 1, sizeof(bool));
+    for (int i = q - 1, end = T + 1; i >= 0; i--) {
+        int len = (int)strlen(values[asked[i]]);
+        for (int b = end - len; b < end; b++) value_byte[b] = true;
+        end -= len + 2;
+    }
     for (int i = 0; i < T; i++) {
         inputs[i] = seq[i];
-        targets[i] = answer_only && i + 1 < answer_from ? -1 : seq[i + 1];
+        targets[i] = answer_only && !value_byte[i + 1] ? -1 : seq[i + 1];
     }
+    free(value_byte);
+    free(question);
     free(seq);
 }
 

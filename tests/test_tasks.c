@@ -710,29 +710,54 @@ static bool item_has_format(const char *x, const char *format) {
 
 static bool is_blank(char ch) { return ch == ' ' || ch == '\n' || ch == '\t' || ch == '\r'; }
 
+/* Splits a ", "-joined list into items (at most 64 of 63 bytes); returns their count, -1 when
+ * an item is too long. */
+static int split_list(const char *list, char items[][64]) {
+    int n = 0;
+    for (const char *p = list;; n++) {
+        const char *comma = strstr(p, ", ");
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len >= 64 || n == 64) return -1;
+        memcpy(items[n], p, len);
+        items[n][len] = '\0';
+        if (!comma) return n + 1;
+        p = comma + 2;
+    }
+}
+
 /* Checks a needle sequence against the definition (needle.c): `keys` needle sentences with
- * distinct keys at word boundaries of a stretch of `split`, the question about one of them ending
- * in its value, and the targets (the answer's bytes alone, or every next byte). */
-static void check_needle_sequence(const int *in, const int *tg, int T, int keys, const char *key_format,
+ * distinct keys at word boundaries of a stretch of `split`, the question about `queries` of them
+ * (distinct) ending in their values in the order asked, and the targets (the values' bytes alone,
+ * or every next byte). */
+static void check_needle_sequence(const int *in, const int *tg, int T, int keys, int queries, const char *key_format,
                                   const char *value_format, bool answer_only, const TokenBuffer *split, long seq) {
     char *full = malloc((size_t)T + 2), *text = malloc((size_t)T + 2), *filler = malloc((size_t)T + 2);
     needle_bytes(in, tg, T, full);
     memcpy(text, full, (size_t)T + 2);
     const char *noun = strcmp(value_format, "numbers") == 0 ? "number" : strcmp(value_format, "words") == 0 ? "word" : "uuid";
-    char q_head[64], q_mid[128], n_head[64], key[64], key2[64], value[64];
-    snprintf(q_head, sizeof q_head, "\nWhat is the special magic %s for ", noun);
-    snprintf(q_mid, sizeof q_mid, " mentioned in the provided text? The special magic %s for ", noun);
+    const char *many = queries > 1 ? "s" : "", *verb = queries > 1 ? "are" : "is";
+    char q_head[64], q_mid[128], q_end[64], n_head[64], key_list[4096], key_list2[4096];
+    snprintf(q_head, sizeof q_head, "\nWhat %s the special magic %s%s for ", queries > 1 ? "are all" : "is", noun, many);
+    snprintf(q_mid, sizeof q_mid, " mentioned in the provided text? The special magic %s%s for ", noun, many);
+    snprintf(q_end, sizeof q_end, " mentioned in the provided text %s: ", verb);
     snprintf(n_head, sizeof n_head, "One of the special magic %ss for ", noun);
 
     char *question = strstr(text, q_head);
     CHECK(question && !strstr(question + 1, q_head), "sequence %ld: not exactly one question: %s", seq, text);
-    const char *r = read_until(question + strlen(q_head), q_mid, key, sizeof key);
-    CHECK(r, "sequence %ld: the question's key is malformed: %s", seq, question);
-    r = read_until(r, " mentioned in the provided text is: ", key2, sizeof key2);
-    CHECK(r && strcmp(key, key2) == 0, "sequence %ld: the question names two keys: %s", seq, question);
-    snprintf(value, sizeof value, "%s", r);
-    CHECK(item_has_format(key, key_format) && item_has_format(value, value_format),
-          "sequence %ld: key '%s' or value '%s' is not %s / %s", seq, key, value, key_format, value_format);
+    const char *r = read_until(question + strlen(q_head), q_mid, key_list, sizeof key_list);
+    CHECK(r, "sequence %ld: the question's keys are malformed: %s", seq, question);
+    r = read_until(r, q_end, key_list2, sizeof key_list2);
+    CHECK(r && strcmp(key_list, key_list2) == 0, "sequence %ld: the question names two lists of keys: %s", seq, question);
+    static char asked_keys[64][64], asked_values[64][64];
+    int nk = split_list(key_list, asked_keys), nv = split_list(r, asked_values);
+    CHECK(nk == queries && nv == queries, "sequence %ld: %d keys and %d values asked, expected %d: %s", seq, nk, nv,
+          queries, question);
+    for (int i = 0; i < queries; i++) {
+        CHECK(item_has_format(asked_keys[i], key_format) && item_has_format(asked_values[i], value_format),
+              "sequence %ld: key '%s' or value '%s' is not %s / %s", seq, asked_keys[i], asked_values[i], key_format,
+              value_format);
+        for (int j = 0; j < i; j++) CHECK(strcmp(asked_keys[i], asked_keys[j]) != 0, "sequence %ld: key asked twice", seq);
+    }
 
     /* the needles, cut out of the text before the question */
     *question = '\0';
@@ -756,14 +781,16 @@ static void check_needle_sequence(const int *in, const int *tg, int T, int keys,
         for (int j = 0; j < found; j++) CHECK(strcmp(seen_keys[j], k) != 0, "sequence %ld: key %s twice", seq, k);
         CHECK(found < 64, "too many needles");
         snprintf(seen_keys[found++], 64, "%s", k);
-        if (strcmp(k, key) == 0) {
-            asked++;
-            CHECK(strcmp(v, value) == 0, "sequence %ld: the answer is %s, the asked needle says %s", seq, value, v);
-        }
+        for (int i = 0; i < queries; i++)
+            if (strcmp(k, asked_keys[i]) == 0) {
+                asked++;
+                CHECK(strcmp(v, asked_values[i]) == 0, "sequence %ld: the answer for %s is %s, its needle says %s", seq,
+                      k, asked_values[i], v);
+            }
         p = next;
     }
-    CHECK(found == keys && asked == 1, "sequence %ld: %d needles (%d with the asked key), expected %d", seq, found,
-          asked, keys);
+    CHECK(found == keys && asked == queries, "sequence %ld: %d needles (%d with an asked key), expected %d (%d)", seq,
+          found, asked, keys, queries);
     /* what is left is one stretch of the split's text */
     bool stretch = false;
     for (size_t s = 0; s + f <= split->n && !stretch; s++) {
@@ -773,9 +800,12 @@ static void check_needle_sequence(const int *in, const int *tg, int T, int keys,
     }
     CHECK(stretch, "sequence %ld: the %zu bytes around the needles are not one stretch of the split", seq, f);
 
-    size_t answer_from = (size_t)T + 1 - strlen(value);
+    /* scored: the values' bytes, not the ", " between them; with all targets, every next byte */
+    size_t answer_from = (size_t)T + 1 - strlen(r);
     for (int p = 0; p < T; p++) {
-        int want = !answer_only || (size_t)p + 1 >= answer_from ? (uint8_t)full[p + 1] : -1;
+        size_t at = (size_t)p + 1;
+        bool value = at >= answer_from && !(full[at] == ',' || (full[at] == ' ' && full[at - 1] == ','));
+        int want = !answer_only || value ? (uint8_t)full[at] : -1;
         CHECK(tg[p] == want, "sequence %ld: target %d at %d, expected %d", seq, tg[p], p, want);
     }
     free(full);
@@ -788,15 +818,19 @@ TEST(test_task_needle_sequences_follow_the_definition) {
     Dataset d;
     Error err;
     CHECK(dataset_load(&d, "tests/data/tiny.txt", DATA_TEXT, 256, 0.1, 1024, &err), "%s", err.msg);
+    /* (keys, queries): single key, multi-key, multi-query */
+    static const int shapes[][2] = {{1, 1}, {4, 1}, {4, 3}};
     for (int fmt = 0; fmt < 3; fmt++)
-        for (int keys = 1; keys <= 4; keys += 3)
+        for (int sh = 0; sh < 3; sh++)
             for (int all = 0; all < 2; all++) {
-                char kf[64], vf[64], nk[32];
+                int keys = shapes[sh][0], queries = shapes[sh][1];
+                char kf[64], vf[64], nk[32], nq[32];
                 snprintf(kf, sizeof kf, "needle.key_format=%s", formats[fmt][0]);
                 snprintf(vf, sizeof vf, "needle.value_format=%s", formats[fmt][1]);
                 snprintf(nk, sizeof nk, "needle.keys=%d", keys);
+                snprintf(nq, sizeof nq, "needle.queries=%d", queries);
                 Config c;
-                Task *t = MAKE(&c, &err, "task=needle", NEEDLE_TEXT, "train.seq_len=1024", kf, vf, nk,
+                Task *t = MAKE(&c, &err, "task=needle", NEEDLE_TEXT, "train.seq_len=1024", kf, vf, nk, nq,
                                all ? "needle.train_targets=all" : "needle.train_targets=answer", "eval.examples=6");
                 CHECK(t, "%s", err.msg);
                 const int T = 1024, B = 6;
@@ -805,15 +839,15 @@ TEST(test_task_needle_sequences_follow_the_definition) {
                 rng_seed(&rng, 7);
                 t->ops->train_batch(t, &rng, 0, B, T, b.inputs, b.targets);
                 for (int i = 0; i < B && !test_failed(); i++)
-                    check_needle_sequence(b.inputs + (size_t)i * T, b.targets + (size_t)i * T, T, keys, formats[fmt][0],
-                                          formats[fmt][1], !all, &d.train, i);
+                    check_needle_sequence(b.inputs + (size_t)i * T, b.targets + (size_t)i * T, T, keys, queries,
+                                          formats[fmt][0], formats[fmt][1], !all, &d.train, i);
                 /* the held-out set at the training length and three times it, answers scored alone */
                 for (int len = T; len <= 3 * T && !test_failed(); len += 2 * T) {
                     CHECK(t->ops->eval_windows(t, len) == 6, "%ld held-out sequences of %d", t->ops->eval_windows(t, len), len);
                     for (int i = 0; i < 6 && !test_failed(); i++) {
                         t->ops->eval_window(t, i, len, b.inputs, b.targets);
-                        check_needle_sequence(b.inputs, b.targets, len, keys, formats[fmt][0], formats[fmt][1], true,
-                                              &d.val, 100 + i);
+                        check_needle_sequence(b.inputs, b.targets, len, keys, queries, formats[fmt][0],
+                                              formats[fmt][1], true, &d.val, 100 + i);
                     }
                 }
                 CHECK(t->ops->eval_windows(t, T - 1) == 0 && t->ops->eval_windows(t, (int)d.val.n) == 0,
@@ -822,8 +856,8 @@ TEST(test_task_needle_sequences_follow_the_definition) {
                 t->ops->destroy(t);
                 config_free(&c);
                 if (test_failed()) {
-                    fprintf(stderr, "  (%s keys, %s values, %d keys, train_targets %s)\n", formats[fmt][0],
-                            formats[fmt][1], keys, all ? "all" : "answer");
+                    fprintf(stderr, "  (%s keys, %s values, %d keys, %d queries, train_targets %s)\n",
+                            formats[fmt][0], formats[fmt][1], keys, queries, all ? "all" : "answer");
                     dataset_free(&d);
                     return;
                 }
@@ -891,6 +925,9 @@ TEST(test_task_needle_rejects_what_it_cannot_write) {
     if (test_failed()) return;
     REJECTED(SETS("task=needle", "data.path=tests/data/tiny.txt", "model.vocab_size=100"), "needle: ",
              "model.vocab_size = 100", "127");
+    if (test_failed()) return;
+    REJECTED(SETS("task=needle", NEEDLE_TEXT, "train.seq_len=1024", "needle.keys=2", "needle.queries=3"), "needle: ",
+             "needle.queries = 3", "needle.keys = 2");
     if (test_failed()) return;
     /* the boundary the first message names is accepted */
     Config c;

@@ -90,7 +90,8 @@ typedef struct {
 } StackConfig;
 
 typedef struct {
-    int keys;            /* needles per sequence, each with its own key; one is asked for */
+    int keys;            /* needles per sequence, each with its own key */
+    int queries;         /* how many of them the question asks for */
     char *key_format;    /* "words" | "numbers" | "uuids" */
     char *value_format;  /* "numbers" | "words" | "uuids" */
     char *train_targets; /* "all" | "answer" */

@@ -99,7 +99,10 @@ const Field config_core_fields[] = {
     ENUM("stack.score", stack.score, "all", "all|pops",
          "which answers count: after every operation, or only after pops (the ones that need memory)"),
     INT("needle.keys", needle.keys, "1", 1, 64,
-        "needles per sequence, each with its own key, one of them asked for (RULER's single key: 1, multi-key: 4)"),
+        "needles per sequence, each with its own key (RULER's single key: 1, multi-key: 4)"),
+    INT("needle.queries", needle.queries, "1", 1, 64,
+        "how many of the needles one question asks for, their values answered in the order asked (RULER's "
+        "multi-query: 4 of 4); at most needle.keys"),
     ENUM("needle.key_format", needle.key_format, "words", "words|numbers|uuids",
          "keys: two words of data.path joined by '-', 7-digit numbers or UUIDs"),
     ENUM("needle.value_format", needle.value_format, "numbers", "numbers|words|uuids",

@@ -1,7 +1,8 @@
 -- GPU preset of configs/repro/nope-rope.lua (device = "cuda"), with issue 17's length
 -- extrapolation: trained at 1,024 bytes on Brown text carrying needles (task needle: language
--- modelling and retrieval together, four keys of which one is asked for, RULER's multi-key
--- needle), then evaluated at 1x to 16x the training length: the exact-answer share
+-- modelling and retrieval together; four keys, all four asked in one question, RULER's
+-- multi-query needle, so that each sequence has 28 answer bytes to learn retrieval from, not 7),
+-- then evaluated at 1x to 16x the training length: the exact-answer share
 -- (needle_accuracy_xF) and the perplexity of the plain held-out text (val_perplexity_xF).
 -- Brown's training split (5.38M bytes) read about three times: 1,000 steps of 16 sequences of
 -- 1,024 bytes (16.4M tokens); 8 layers of width 256.
@@ -10,7 +11,7 @@ sweep.experiment = "nope-rope"
 sweep.base.out_dir = "results/gpu" -- results/gpu/nope-rope/ (make repro-gpu-nope-rope)
 sweep.base.device = "cuda"
 sweep.base.task = "needle"
-sweep.base.needle = { keys = 4, key_format = "words", value_format = "numbers" }
+sweep.base.needle = { keys = 4, queries = 4, key_format = "words", value_format = "numbers" }
 sweep.base.model.d_model = 256
 sweep.base.model.n_heads = 4
 sweep.base.train.seq_len = 1024
