@@ -1110,6 +1110,30 @@ if selected efficiency_run_measures_every_context; then
 fi
 expect_error efficiency_bad_contexts 1 "field 'efficiency.contexts'" "$A" train "$good" --set task=efficiency --set efficiency.contexts=1k,2k
 
+# ---- every config file the project ships checks (the GPU presets are costly to find broken on a
+# GPU): each runs `run --dry-run`, which checks every run's config and task, in a folder whose
+# data/brown.txt is the tiny corpus repeated; modules that return a function (helpers) are skipped
+if selected every_shipped_config_checks; then
+    w="$TMP/shipped"
+    mkdir -p "$w/data"
+    for i in $(seq 20); do cat "$TINY"; done >"$w/data/brown.txt"
+    ln -s "$PWD/configs" "$w/configs"
+    ln -s "$PWD/tests" "$w/tests"
+    bad="" n=0
+    for f in $(find configs -name '*.lua' | sort); do
+        if (cd "$w" && "$A" run "$f" --dry-run) >"$TMP/out" 2>&1; then
+            n=$((n + 1))
+        elif ! grep -q "expected the config to return a table, got function" "$TMP/out"; then
+            bad="$bad $f: $(tail -1 "$TMP/out")"
+        fi
+    done
+    if [ -z "$bad" ] && [ "$n" -ge 15 ]; then
+        ok every_shipped_config_checks
+    else
+        fail every_shipped_config_checks "$n checked;$bad"
+    fi
+fi
+
 # ---- benchmarks: the table and the CSV (speed itself is never asserted) ----
 # a CSV with another header (an older attnlab's columns) is refused before the benchmark runs
 printf 'device,mixers,median_ms\ncpu,"softmax",1.0\n' >"$TMP/old.csv"

@@ -7,13 +7,7 @@ local sweep = require("repro/hybrid-ratio")
 sweep.experiment = "hybrid-ratio"
 sweep.base.out_dir = "results/gpu" -- results/gpu/hybrid-ratio/ (make repro-gpu-hybrid-ratio)
 sweep.base.device = "cuda"
-sweep.base.model.d_model = 256
-sweep.base.model.n_heads = 4
-sweep.base.train.seq_len = 1024
-sweep.base.train.batch_size = 16
-sweep.base.train.steps = 1000
-sweep.base.train.warmup_steps = 50
-sweep.base.train.checkpoint_every = 250
+require("repro/gpu/shared/brown_budget")(sweep.base)
 sweep.base.eval.max_batches = 64
 sweep.grid.seed = { 1, 2, 3 }
 return sweep

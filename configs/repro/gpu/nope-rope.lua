@@ -12,13 +12,7 @@ sweep.base.out_dir = "results/gpu" -- results/gpu/nope-rope/ (make repro-gpu-nop
 sweep.base.device = "cuda"
 sweep.base.task = "needle"
 sweep.base.needle = { keys = 4, queries = 4, key_format = "words", value_format = "numbers" }
-sweep.base.model.d_model = 256
-sweep.base.model.n_heads = 4
-sweep.base.train.seq_len = 1024
-sweep.base.train.batch_size = 16
-sweep.base.train.steps = 1000
-sweep.base.train.warmup_steps = 50
-sweep.base.train.checkpoint_every = 250
+require("repro/gpu/shared/brown_budget")(sweep.base)
 sweep.base.eval.max_length_factor = 16
 sweep.base.eval.examples = 200
 sweep.select.metric = "val_loss_x1" -- the plain text's loss at 1x: the needle answers are measured, not tuned for
