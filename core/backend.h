@@ -60,6 +60,11 @@ typedef struct {
     /* ---- matmul: C = alpha * op(A) op(B) + beta * C, op(A) is M x K, op(B) is K x N ---- */                        \
     X(void, gemm, (bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,             \
                    const float *B, int ldb, float beta, float *C, int ldc))                                           \
+    /* `count` independent products, the i-th on A + i * stride_a, B + i * stride_b, C + i * stride_c                \
+     * (strides in floats): per-head products in one call (one launch on the GPU) */                                 \
+    X(void, gemm_batched, (bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,     \
+                           long long stride_a, const float *B, int ldb, long long stride_b, float beta, float *C,     \
+                           int ldc, long long stride_c, int count))                                                   \
                                                                                                                       \
     /* ---- token embedding: out[n] = wte[tokens[n]] ---- */                                                          \
     X(void, embedding_forward, (float *out, const int *tokens, const float *wte, int N, int C))                       \
@@ -137,6 +142,11 @@ typedef struct {
     /* ---- rows of a strided 2-D block: dst[r * dst_stride + c] (+)= src[r * src_stride + c] ---- */                 \
     X(void, copy_rows, (float *dst, long dst_stride, const float *src, long src_stride, int rows, int cols,           \
                         bool accumulate))                                                                             \
+    /* the same for `heads` blocks side by side, block h at dst + h * dst_head_stride and                             \
+     * src + h * src_head_stride, applied head after head for each element: a src head stride of 0                    \
+     * copies one block into every head, a dst head stride of 0 with accumulate sums the heads */                     \
+    X(void, copy_heads, (float *dst, long dst_stride, long dst_head_stride, const float *src, long src_stride,        \
+                         long src_head_stride, int rows, int heads, int cols, bool accumulate))                       \
                                                                                                                       \
     /* ---- causal depthwise convolution over time, no bias: y[b,t,c] = sum_{i<W} w[c,i] x[b,t-W+1+i,c]               \
      * (x before position 0 is zero); x, y [B, T, C], w [C, W]. Backward writes dx, adds to dw. ---- */               \

@@ -338,6 +338,68 @@ TEST(test_copy_rows_strided_copy_and_accumulate) {
         }
 }
 
+/* copy_heads against its definition in three uses (MLA's): per-head blocks copied side by side,
+ * one block copied into every head (src head stride 0), and heads summed into one block (dst head
+ * stride 0 with accumulate), the sum in head order */
+TEST(test_copy_heads_blocks_broadcast_and_sum) {
+    Rng rng;
+    rng_seed(&rng, 131);
+    const Backend *be = backend_cpu();
+    enum { R = 4, H = 3, W = 5 };
+    long ss = 20, ds = 23; /* rows wider than H heads of W */
+    float *src = new_normal(R * ss, 1.0f, &rng), *dst = new_normal(R * ds, 1.0f, &rng);
+    float *orig = new_zeros(R * ds);
+    memcpy(orig, dst, sizeof(float) * R * ds);
+    /* blocks: head h of src at column 1 + 6 h, of dst at column 2 + 7 h */
+    be->copy_heads(dst + 2, ds, 7, src + 1, ss, 6, R, H, W, false);
+    for (int r = 0; r < R; r++)
+        for (long j = 0; j < ds; j++) {
+            long h = (j - 2) / 7, c = (j - 2) % 7;
+            bool inside = j >= 2 && h < H && c < W;
+            float want = inside ? src[r * ss + 1 + 6 * h + c] : orig[r * ds + j];
+            CHECK(dst[r * ds + j] == want, "blocks: dst(%d, %ld) = %g, want %g", r, j, dst[r * ds + j], want);
+        }
+    memcpy(dst, orig, sizeof(float) * R * ds);
+    be->copy_heads(dst, ds, W, src + 4, ss, 0, R, H, W, false);
+    for (int r = 0; r < R; r++)
+        for (long j = 0; j < ds; j++) {
+            float want = j < H * W ? src[r * ss + 4 + j % W] : orig[r * ds + j];
+            CHECK(dst[r * ds + j] == want, "broadcast: dst(%d, %ld) = %g, want %g", r, j, dst[r * ds + j], want);
+        }
+    memcpy(dst, orig, sizeof(float) * R * ds);
+    be->copy_heads(dst + 3, ds, 0, src, ss, W, R, H, W, true);
+    for (int r = 0; r < R; r++)
+        for (long j = 0; j < ds; j++) {
+            float want = orig[r * ds + j];
+            if (j >= 3 && j < 3 + W)
+                for (int h = 0; h < H; h++) want += src[r * ss + h * W + (j - 3)];
+            CHECK(dst[r * ds + j] == want, "sum: dst(%d, %ld) = %g, want %g", r, j, dst[r * ds + j], want);
+        }
+}
+
+/* gemm_batched: each product is the gemm of its own strided operands, bit for bit */
+TEST(test_gemm_batched_is_each_product) {
+    Rng rng;
+    rng_seed(&rng, 132);
+    const Backend *be = backend_cpu();
+    enum { M = 3, N = 4, K = 5, COUNT = 3 };
+    long long sa = 2 * K + 1, sb = K * N + 3, sc = N + 2; /* heads interleaved in wider rows */
+    int lda = (int)(COUNT * sa), ldc = (int)(COUNT * sc);
+    float *A = new_normal((size_t)M * lda, 1.0f, &rng), *Bm = new_normal((size_t)COUNT * sb, 1.0f, &rng);
+    float *C = new_normal((size_t)M * ldc, 1.0f, &rng), *want = new_zeros((size_t)M * ldc);
+    memcpy(want, C, sizeof(float) * M * ldc);
+    for (int i = 0; i < COUNT; i++)
+        be->gemm(false, true, M, N, K, 0.5f, A + i * sa, lda, Bm + i * sb, K, 1.0f, want + i * sc, ldc);
+    be->gemm_batched(false, true, M, N, K, 0.5f, A, lda, sa, Bm, K, sb, 1.0f, C, ldc, sc, COUNT);
+    for (int i = 0; i < M * ldc; i++) CHECK(C[i] == want[i], "C[%d] = %g, want %g", i, C[i], want[i]);
+    /* a hand-computed entry guards against both sides being wrong the same way */
+    double d = 0.0;
+    for (int k = 0; k < K; k++) d += (double)A[1 * lda + 2 * sa + k] * Bm[2 * sb + 3 * K + k];
+    be->gemm_batched(false, true, M, N, K, 1.0f, A, lda, sa, Bm, K, sb, 0.0f, C, ldc, sc, COUNT);
+    CHECK(fabs(C[1 * ldc + 2 * sc + 3] - d) < 1e-5, "entry (1, 3) of product 2: %g, want %g", C[1 * ldc + 2 * sc + 3],
+          d);
+}
+
 /* ---- causal depthwise conv1d ---- */
 
 typedef struct {

@@ -190,11 +190,11 @@ static void mla_forward(Mixer *mx, const Backend *be, const float *x, float *y, 
         be->rope_forward(m->kr, B, T, 1, m->dr, m->dr, 0, m->dr, t->cos, t->sin, 0);
         be->rope_forward(m->q, B, T, H, dk, HQ, m->dn, m->dr, t->cos, t->sin, 0);
     }
-    for (int h = 0; h < H; h++) { /* per-head keys [k_nope_h | k_rope] and values */
-        be->copy_rows(m->k + (size_t)h * dk, HQ, m->kv + (size_t)h * (m->dn + m->dv), HKV, N, m->dn, false);
-        be->copy_rows(m->k + (size_t)h * dk + m->dn, HQ, m->kr, m->dr, N, m->dr, false);
-        be->copy_rows(m->v + (size_t)h * m->dv, HV, m->kv + (size_t)h * (m->dn + m->dv) + m->dn, HKV, N, m->dv, false);
-    }
+    /* per-head keys [k_nope_h | k_rope] (one k_rope shared by every head) and values */
+    int kv_head = m->dn + m->dv;
+    be->copy_heads(m->k, HQ, dk, m->kv, HKV, kv_head, N, H, m->dn, false);
+    be->copy_heads(m->k + m->dn, HQ, dk, m->kr, m->dr, 0, N, H, m->dr, false);
+    be->copy_heads(m->v, HV, m->dv, m->kv + m->dn, HKV, kv_head, N, H, m->dv, false);
     AttnShape shape = attn_shape(m, B, T);
     be->attention_forward(&shape, m->att, m->lse, m->q, m->k, m->v, m->work);
     linear_forward(be, y, m->att, &m->w_o, N, HV, m->C, true);
@@ -208,13 +208,11 @@ static void mla_backward(Mixer *mx, const Backend *be, const float *x, const flo
     AttnShape shape = attn_shape(m, B, T);
     be->attention_backward(&shape, m->dq, m->dk, m->dv_buf, m->datt, m->q, m->k, m->v, m->att, m->lse, m->work);
     /* the per-head keys and values were copies: gather their gradients back */
-    be->zero(m->dkr, (size_t)N * m->dr);
-    for (int h = 0; h < H; h++) {
-        be->copy_rows(m->dkv + (size_t)h * (m->dn + m->dv), HKV, m->dk + (size_t)h * dk, HQ, N, m->dn, false);
-        be->copy_rows(m->dkv + (size_t)h * (m->dn + m->dv) + m->dn, HKV, m->dv_buf + (size_t)h * m->dv, HV, N, m->dv,
-                      false);
-        be->copy_rows(m->dkr, m->dr, m->dk + (size_t)h * dk + m->dn, HQ, N, m->dr, true);
-    }
+    int kv_head = m->dn + m->dv;
+    be->copy_heads(m->dkv, HKV, kv_head, m->dk, HQ, dk, N, H, m->dn, false);
+    be->copy_heads(m->dkv + m->dn, HKV, kv_head, m->dv_buf, HV, m->dv, N, H, m->dv, false);
+    be->zero(m->dkr, (size_t)N * m->dr); /* the shared k_rope: its gradient sums the heads' */
+    be->copy_heads(m->dkr, m->dr, 0, m->dk + m->dn, HQ, dk, N, H, m->dr, true);
     if (m->rope_table) {
         const RopeTable *t = m->rope_table;
         be->rope_backward(m->dkr, B, T, 1, m->dr, m->dr, 0, m->dr, t->cos, t->sin, 0);
@@ -292,20 +290,15 @@ static void mla_decode_step(Mixer *mx, const Backend *be, const float *x, float 
     }
     be->copy_rows(dst + r, seq, m->s_kr, m->dr, B, m->dr, false);
     /* absorbed queries [W_uk_h^T q_nope_h | q_rope_h]; W_uk_h is rows [h (dn + dv), + dn) of W_ukv */
-    for (int h = 0; h < H; h++) {
-        const float *w_uk = m->w_ukv.w + (size_t)h * HKV_row * r;
-        be->gemm(false, false, B, r, m->dn, 1.0f, m->s_q + (size_t)h * dk, HQ, w_uk, r, 0.0f,
-                 m->s_qa + (size_t)h * row, H * row);
-        be->copy_rows(m->s_qa + (size_t)h * row + r, H * row, m->s_q + (size_t)h * dk + m->dn, HQ, B, m->dr, false);
-    }
+    long long w_head = (long long)HKV_row * r;
+    be->gemm_batched(false, false, B, r, m->dn, 1.0f, m->s_q, HQ, dk, m->w_ukv.w, r, w_head, 0.0f, m->s_qa, H * row,
+                     row, H);
+    be->copy_heads(m->s_qa + r, H * row, row, m->s_q + m->dn, HQ, dk, B, H, m->dr, false);
     AttnShape shape = absorbed_shape(m, B, (int)pos + 1);
     be->attention_decode(&shape, seq, m->s_ohat, m->s_qa, m->cache, m->cache, m->s_work);
     /* o_h = W_uv_h (sum_j p_j c_j); W_uv_h is rows [h (dn + dv) + dn, + dv) of W_ukv */
-    for (int h = 0; h < H; h++) {
-        const float *w_uv = m->w_ukv.w + ((size_t)h * HKV_row + m->dn) * r;
-        be->gemm(false, true, B, m->dv, r, 1.0f, m->s_ohat + (size_t)h * r, H * r, w_uv, r, 0.0f,
-                 m->s_att + (size_t)h * m->dv, H * m->dv);
-    }
+    be->gemm_batched(false, true, B, m->dv, r, 1.0f, m->s_ohat, H * r, r, m->w_ukv.w + (size_t)m->dn * r, r, w_head,
+                     0.0f, m->s_att, H * m->dv, m->dv, H);
     linear_forward(be, y, m->s_att, &m->w_o, B, H * m->dv, m->C, true);
 }
 

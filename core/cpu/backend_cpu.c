@@ -97,6 +97,15 @@ void cpu_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, cons
     }
 }
 
+/* Each product alone, so that it rounds exactly as the same cpu_gemm call would. */
+void cpu_gemm_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                      long long stride_a, const float *B, int ldb, long long stride_b, float beta, float *C, int ldc,
+                      long long stride_c, int count) {
+    for (int i = 0; i < count; i++)
+        cpu_gemm(trans_a, trans_b, M, N, K, alpha, A + i * stride_a, lda, B + i * stride_b, ldb, beta, C + i * stride_c,
+                 ldc);
+}
+
 void cpu_transpose(float *dst, int ld_dst, const float *src, int ld_src, int rows, int cols) {
     if (rows > 0 && cols > 0) cblas_somatcopy(CblasRowMajor, CblasTrans, rows, cols, 1.0f, src, ld_src, dst, ld_dst);
 }

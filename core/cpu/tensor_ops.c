@@ -36,20 +36,26 @@ void cpu_bias_backward(float *dbias, const float *dy, int rows, int C) {
     }
 }
 
+void cpu_copy_heads(float *dst, long dst_stride, long dst_head_stride, const float *src, long src_stride,
+                    long src_head_stride, int rows, int heads, int cols, bool accumulate) {
+#pragma omp parallel for schedule(static) if ((long)rows * heads * cols > PAR_MIN)
+    for (int r = 0; r < rows; r++)
+        for (int h = 0; h < heads; h++) { /* heads in order: a shared dst block sums them in order */
+            float *d = dst + r * dst_stride + h * dst_head_stride;
+            const float *s = src + r * src_stride + h * src_head_stride;
+            if (accumulate) {
+#pragma omp simd
+                for (int c = 0; c < cols; c++) d[c] += s[c];
+            } else {
+#pragma omp simd
+                for (int c = 0; c < cols; c++) d[c] = s[c];
+            }
+        }
+}
+
 void cpu_copy_rows(float *dst, long dst_stride, const float *src, long src_stride, int rows, int cols,
                    bool accumulate) {
-#pragma omp parallel for schedule(static) if ((long)rows * cols > PAR_MIN)
-    for (int r = 0; r < rows; r++) {
-        float *d = dst + r * dst_stride;
-        const float *s = src + r * src_stride;
-        if (accumulate) {
-#pragma omp simd
-            for (int c = 0; c < cols; c++) d[c] += s[c];
-        } else {
-#pragma omp simd
-            for (int c = 0; c < cols; c++) d[c] = s[c];
-        }
-    }
+    cpu_copy_heads(dst, dst_stride, 0, src, src_stride, 0, rows, 1, cols, accumulate);
 }
 
 void cpu_row_scale_forward(float *y, const float *x, const float *s, int rows, int D, float alpha) {

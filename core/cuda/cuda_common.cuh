@@ -93,9 +93,3 @@ __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + __ex
 // false under ATTNLAB_CUDA_MATMUL=fp32: every product then runs in exact fp32
 bool cuda_tensor_cores(void);
 
-// cuda_gemm's product for `count` matrices at fixed strides (chunkwise cores, decode attention)
-extern "C" {
-void cuda_gemm_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
-                       long long stride_a, const float *B, int ldb, long long stride_b, float beta, float *C, int ldc,
-                       long long stride_c, int count);
-}

@@ -266,21 +266,31 @@ extern "C" void cuda_row_scale_backward(float *dx, float *ds, const float *dy, c
 
 // ---- strided rows and the normalizer channel ----
 
-__global__ void copy_rows_kernel(float *dst, long dst_stride, const float *src, long src_stride, int rows, int cols,
-                                 int accumulate) {
+// one thread per (row, column), walking the heads in order, so that a dst head stride of 0 sums
+// the heads without atomics
+__global__ void copy_heads_kernel(float *dst, long dst_stride, long dst_head_stride, const float *src, long src_stride,
+                                  long src_head_stride, int rows, int heads, int cols, int accumulate) {
     EACH(i, (size_t)rows * cols) {
         size_t r = i / cols, c = i % cols;
-        float v = src[r * src_stride + c];
-        if (accumulate) dst[r * dst_stride + c] += v;
-        else dst[r * dst_stride + c] = v;
+        float *d = dst + r * dst_stride + c;
+        const float *s = src + r * src_stride + c;
+        for (int h = 0; h < heads; h++) {
+            float v = s[h * src_head_stride];
+            if (accumulate) d[h * dst_head_stride] += v;
+            else d[h * dst_head_stride] = v;
+        }
     }
+}
+extern "C" void cuda_copy_heads(float *dst, long dst_stride, long dst_head_stride, const float *src, long src_stride,
+                                long src_head_stride, int rows, int heads, int cols, bool accumulate) {
+    if (rows <= 0 || heads <= 0 || cols <= 0) return;
+    copy_heads_kernel<<<grid_for((size_t)rows * cols, 256), 256>>>(dst, dst_stride, dst_head_stride, src, src_stride,
+                                                                    src_head_stride, rows, heads, cols, accumulate);
+    CUDA_LAUNCHED();
 }
 extern "C" void cuda_copy_rows(float *dst, long dst_stride, const float *src, long src_stride, int rows, int cols,
                                bool accumulate) {
-    if (rows <= 0 || cols <= 0) return;
-    copy_rows_kernel<<<grid_for((size_t)rows * cols, 256), 256>>>(dst, dst_stride, src, src_stride, rows, cols,
-                                                                   accumulate);
-    CUDA_LAUNCHED();
+    cuda_copy_heads(dst, dst_stride, 0, src, src_stride, 0, rows, 1, cols, accumulate);
 }
 
 __global__ void append_ones_kernel(float *y, const float *x, int rows, int D) {

@@ -93,6 +93,25 @@ TEST(test_gpu_gemm_all_transposes) {
         }
 }
 
+/* per-head products in one call, heads interleaved in wider rows (MLA's absorbed decode) */
+TEST(test_gpu_gemm_batched) {
+    need_gpu();
+    Rng rng;
+    rng_seed(&rng, 2);
+    int M = 3, N = 40, K = 24, count = 5;
+    long long sa = K + 8, sb = (long long)N * K + 16, sc = N + 4;
+    int lda = (int)(count * sa), ldc = (int)(count * sc);
+    size_t na = (size_t)M * lda, nb = (size_t)count * sb, nc = (size_t)M * ldc;
+    for (int tb = 0; tb < 2; tb++) {
+        float *A = rnd(na, 1, 0, &rng), *B = rnd(nb, 1, 0, &rng), *C = rnd(nc, 1, 0, &rng);
+        float *dA = up(A, na), *dB = up(B, nb), *dC = up(C, nc);
+        int ldb = tb ? K : N;
+        cpu->gemm_batched(false, tb, M, N, K, 0.7f, A, lda, sa, B, ldb, sb, 0.5f, C, ldc, sc, count);
+        gpu->gemm_batched(false, tb, M, N, K, 0.7f, dA, lda, sa, dB, ldb, sb, 0.5f, dC, ldc, sc, count);
+        SAME(dC, C, nc, mm_tol(1e-5, 2e-2), tb ? "gemm_batched NT" : "gemm_batched NN");
+    }
+}
+
 /* ---- the small ops ---- */
 
 TEST(test_gpu_norms_activations_and_gates) {
@@ -239,6 +258,16 @@ TEST(test_gpu_embedding_rope_rows_conv_and_normalizer) {
     cpu->copy_rows(dst, 20, x, 9, 10, 7, true);
     gpu->copy_rows(g_dst, 20, g_x, 9, 10, 7, true);
     SAME(g_dst, dst, 200, 1e-7, "copy_rows");
+    /* heads: blocks side by side, then 3 heads summed into one block (MLA's k_rope gradient); the
+     * same input on both sides (the rope checks left them 1e-6 apart) */
+    gpu->upload(g_x, x, sizeof(float) * nx);
+    float *hd = rnd(300, 1, 0, &rng), *g_hd = up(hd, 300);
+    cpu->copy_heads(hd + 1, 30, 8, x, 40, 10, 9, 3, 7, false);
+    gpu->copy_heads(g_hd + 1, 30, 8, g_x, 40, 10, 9, 3, 7, false);
+    SAME(g_hd, hd, 300, 0, "copy_heads");
+    cpu->copy_heads(hd, 30, 0, x + 2, 40, 12, 9, 3, 7, true);
+    gpu->copy_heads(g_hd, 30, 0, g_x + 2, 40, 12, 9, 3, 7, true);
+    SAME(g_hd, hd, 300, 1e-6, "copy_heads summing heads");
     /* the normalizer channel */
     int rows = 30, D = 5;
     float *aug = xmalloc(sizeof(float) * rows * (D + 1)), *g_aug = up(aug, (size_t)rows * (D + 1));
