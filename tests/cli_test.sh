@@ -1157,6 +1157,34 @@ if selected bench_train_and_decode_write_csv; then
         fail bench_train_and_decode_write_csv "$(tail -3 "$TMP/out"; cat "$TMP/train.csv" "$TMP/decode.csv" 2>/dev/null)"
     fi
 fi
+# the GPU reference scripts read what our benchmarks and ncu write: gpu_targets.py finds a 3:1
+# hybrid of any depth in bench train's CSV, profile_kernels.py sums ncu's rows by kind of work
+if selected gpu_reference_scripts_read_our_formats; then
+    g="$TMP/targets"
+    rm -rf "$g" && mkdir -p "$g"
+    small=(--set model.d_model=32 --set model.n_heads=2 --set train.seq_len=32 --set train.batch_size=2 --steps 2)
+    cat >"$TMP/ncu.csv" <<'NCU'
+==PROF== Connected to process 1
+"ID","Kernel Name","Block Size","gpu__time_duration.sum"
+"","","","ns"
+"0","nvjet_tst_128x256_h_bz_TNT","(256, 1, 1)","2,000,000"
+"1","flash_forward_kernel","(128, 1, 1)","1,000,000"
+"2","Kernel2","(128, 1, 1)","1,000,000"
+"3","copy_heads_kernel","(256, 1, 1)","1,000,000"
+NCU
+    if "$A" bench train "${small[@]}" --set model.n_layers=4 --csv "$g/train.csv" >"$TMP/out" 2>&1 &&
+        "$A" bench train "${small[@]}" --set model.n_layers=8 --set model.hybrid.ratio=3:1 --csv "$g/train.csv" >>"$TMP/out" 2>&1 &&
+        python3 tests/reference/gpu_targets.py "$g" >"$g/targets.md" 2>>"$TMP/out" &&
+        grep -q '^| train 3 kda, 1 mla vs our softmax | [0-9,]* tok/s |' "$g/targets.md" &&
+        python3 tests/reference/profile_kernels.py --out "$g/prof" --per 2 --from-csv "$TMP/ncu.csv" >>"$TMP/out" 2>&1 &&
+        grep -q '^| matmuls (cuBLAS) | 1.50 | 60.0% |$' "$g/prof/profile.md" &&
+        grep -q '^| softmax attention | 0.50 | 20.0% |$' "$g/prof/profile.md" &&
+        grep -q '^| other elementwise | 0.50 | 20.0% |$' "$g/prof/profile.md"; then
+        ok gpu_reference_scripts_read_our_formats
+    else
+        fail gpu_reference_scripts_read_our_formats "$(tail -3 "$TMP/out"; cat "$g/targets.md" "$g/prof/profile.md" 2>/dev/null)"
+    fi
+fi
 expect_error bench_decode_without_hybrid 1 "model.hybrid.ratio is empty" "$A" bench decode --set model.hybrid.ratio=
 expect_error bench_decode_bad_contexts 1 "field 'efficiency.contexts'" "$A" bench decode --set efficiency.contexts=0
 

@@ -93,10 +93,21 @@ def main():
         add(f"causal attention fwd+bwd ({shape}) vs SDPA", ours, theirs, ours / theirs, "<= 1.25x",
             verdict(ours, 1.25 * theirs))
 
-    def ours_train(mixers):
+    def layer_counts(mixers):  # "9 kda, 3 mla" -> {"kda": 9, "mla": 3}; "softmax" -> {"softmax": 1}
+        counts = {}
+        for part in mixers.split(","):
+            words = part.split()
+            counts[words[-1]] = int(words[0]) if len(words) == 2 else 1
+        return counts
+
+    def ours_train(mixers):  # mixers as bench train names them, or a ratio such as "3 kda, 1 mla"
+        want = layer_counts(mixers)
         for r in train:
-            if r["mixers"] == mixers:
-                return num(r["tokens_per_s"]), num(r.get("peak_bytes"))
+            have = layer_counts(r["mixers"])
+            if have.keys() == want.keys():
+                scale = {have[k] / want[k] for k in want}
+                if len(scale) == 1:
+                    return num(r["tokens_per_s"]), num(r.get("peak_bytes"))
         return math.nan, math.nan
 
     soft, soft_peak = ours_train("softmax")
