@@ -1,8 +1,12 @@
-// The GPU backend: device memory, cuBLAS for every matmul (bf16 tensor cores with fp32
-// accumulation: fp32 data rounded to bf16 inside the product), and the vtable that points at
-// the kernels of the other files. ATTNLAB_CUDA_MATMUL=fp32 makes the products exact fp32 (the
-// parity tests use it to separate kernel bugs from bf16 rounding).
+// The GPU backend: device memory, cuBLAS for every matmul, and the vtable that points at the
+// kernels of the other files. Matmuls run on tensor cores with fp32 accumulation: a product of at
+// least BF16_MIN_FLOPS and BF16_MIN_INTENSITY takes bf16 operands, rounded from the fp32 data once
+// per call as PyTorch's autocast does; smaller ones (decode, the chunkwise cores' batched products) pass the
+// fp32 data to cuBLAS's FAST_16BF mode, which on Hopper picks TF32 kernels (an ncu profile shows
+// sm90 "tf32" kernels there). ATTNLAB_CUDA_MATMUL=fp32 makes every product exact fp32 (the parity
+// tests use it to separate kernel bugs from tensor-core rounding).
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -105,12 +109,79 @@ extern "C" void cuda_add(float *y, const float *x, size_t n) {
 
 // ---- matmul: row-major C = A B is column-major C^T = B^T A^T, so the operands swap ----
 
+// A product converts its operands to bf16 (bf16 tensor cores run at about twice TF32's rate) when
+// it does at least BF16_MIN_INTENSITY multiply-adds per converted element: below that, the pass
+// over both operands (4 bytes read, 2 written each) costs more than the faster product saves. At
+// 12 x 768 and 8 x 2048 tokens every projection's forward and backward products pass; decode's
+// (one token) and the chunkwise cores' small products do not.
+enum { BF16_MIN_INTENSITY = 384, BF16_MIN_FLOPS = 1 << 26 };
+
+// rows x cols of a row-major fp32 matrix with leading dimension ld, packed into bf16 rows of cols:
+// a thread converts 4 neighbours (one 16-byte load, one 8-byte store where the rows allow it)
+__global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int rows, int cols, long ld, bool vec4) {
+    int c = 4 * (blockIdx.x * blockDim.x + threadIdx.x);
+    if (c >= cols) return;
+    for (int r = blockIdx.y; r < rows; r += gridDim.y) {
+        const float *s = src + (size_t)r * ld + c;
+        __nv_bfloat16 *d = dst + (size_t)r * cols + c;
+        if (vec4) {
+            float4 v = __ldg(reinterpret_cast<const float4 *>(s));
+            __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+            *reinterpret_cast<uint2 *>(d) = make_uint2(*reinterpret_cast<unsigned *>(&lo), *reinterpret_cast<unsigned *>(&hi));
+        } else {
+            for (int j = 0; j < 4 && c + j < cols; j++) d[j] = __float2bfloat16_rn(s[j]);
+        }
+    }
+}
+
+static void to_bf16(__nv_bfloat16 *dst, const float *src, int rows, int cols, long ld) {
+    bool vec4 = (size_t)src % 16 == 0 && ld % 4 == 0 && cols % 4 == 0;
+    dim3 grid((unsigned)((cols + 1023) / 1024), (unsigned)(rows < 65535 ? rows : 65535));
+    to_bf16_kernel<<<grid, 256>>>(dst, src, rows, cols, ld, vec4);
+    CUDA_LAUNCHED();
+}
+
+// The bf16 copies of both operands, grown on demand (the first steps of a run) and kept in the
+// memory ledger, so bench train's peak includes them.
+static __nv_bfloat16 *operands;
+static size_t operands_cap;
+
+static __nv_bfloat16 *operand_space(size_t n) {
+    if (n > operands_cap) {
+        if (operands) cuda_release(operands);
+        operands = (__nv_bfloat16 *)cuda_alloc(sizeof(__nv_bfloat16) * n);
+        operands_cap = n;
+    }
+    return operands;
+}
+
+extern "C" bool cuda_gemm_converts(int M, int N, int K) {
+    double mads = (double)M * N * K, converted = (double)M * K + (double)K * N;
+    return cuda_tensor_cores() && 2.0 * mads >= BF16_MIN_FLOPS && mads >= BF16_MIN_INTENSITY * converted;
+}
+
+static void gemm_bf16_operands(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                               const float *B, int ldb, float beta, float *C, int ldc) {
+    int a_rows = trans_a ? K : M, a_cols = trans_a ? M : K, b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
+    size_t na = (size_t)a_rows * a_cols, nb = (size_t)b_rows * b_cols;
+    __nv_bfloat16 *a16 = operand_space(na + nb), *b16 = a16 + na;
+    to_bf16(a16, A, a_rows, a_cols, lda);
+    to_bf16(b16, B, b_rows, b_cols, ldb);
+    CUBLAS_CHECK(cublasGemmEx(cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
+                              &alpha, b16, CUDA_R_16BF, b_cols, a16, CUDA_R_16BF, a_cols, &beta, C, CUDA_R_32F, ldc,
+                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
 extern "C" void cuda_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                           const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0) { /* an empty sum: scale C */
         CUBLAS_CHECK(cublasSgeam(cublas, CUBLAS_OP_N, CUBLAS_OP_N, N, M, &beta, C, ldc, &beta, C, ldc, C, ldc));
         if (beta == 0.0f) CUDA_CHECK(cudaMemset2DAsync(C, sizeof(float) * ldc, 0, sizeof(float) * N, M));
+        return;
+    }
+    if (cuda_gemm_converts(M, N, K)) {
+        gemm_bf16_operands(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
     CUBLAS_CHECK(cublasGemmEx(cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,

@@ -93,3 +93,6 @@ __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + __ex
 // false under ATTNLAB_CUDA_MATMUL=fp32: every product then runs in exact fp32
 bool cuda_tensor_cores(void);
 
+// whether cuda_gemm converts the operands of an M x N x K product to bf16 (backend_cuda.cu)
+extern "C" bool cuda_gemm_converts(int M, int N, int K);
+

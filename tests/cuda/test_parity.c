@@ -6,6 +6,7 @@
  * and with the bf16 tensor-core matmuls training uses (bf16 inputs carry 8 mantissa bits, so
  * about 1e-2 relative after a few products). */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -77,20 +78,34 @@ static float *rnd(size_t n, float scale, float offset, Rng *rng) {
 
 /* ---- matmuls ---- */
 
+bool cuda_gemm_converts(int M, int N, int K); /* core/cuda/backend_cuda.cu */
+
+/* a small product (fp32 operands) and one large enough for bf16 operands in the tensor-core mode
+ * (converted from rows padded past their width, so the packing is checked too) */
 TEST(test_gpu_gemm_all_transposes) {
     need_gpu();
     Rng rng;
     rng_seed(&rng, 1);
-    int M = 37, N = 29, K = 53;
-    for (int ta = 0; ta < 2; ta++)
-        for (int tb = 0; tb < 2; tb++) {
-            float *A = rnd((size_t)M * K, 1, 0, &rng), *B = rnd((size_t)K * N, 1, 0, &rng), *C = rnd((size_t)M * N, 1, 0, &rng);
-            float *dA = up(A, (size_t)M * K), *dB = up(B, (size_t)K * N), *dC = up(C, (size_t)M * N);
-            int lda = ta ? M : K, ldb = tb ? K : N;
-            cpu->gemm(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.5f, C, N);
-            gpu->gemm(ta, tb, M, N, K, 0.7f, dA, lda, dB, ldb, 0.5f, dC, N);
-            SAME(dC, C, (size_t)M * N, mm_tol(1e-5, 2e-2), ta ? (tb ? "gemm TT" : "gemm TN") : (tb ? "gemm NT" : "gemm NN"));
-        }
+    int shapes[2][4] = {{37, 29, 53, 0}, {1000, 900, 300, 3}}; /* M, N, K, padding of the leading dimensions */
+    CHECK(!cuda_gemm_converts(37, 29, 53), "a 37 x 29 x 53 product converts its operands");
+    CHECK(cuda_gemm_converts(1000, 900, 300) == !fp32_matmuls, "a 1000 x 900 x 300 product: bf16 operands %s",
+          fp32_matmuls ? "in the fp32 mode" : "missing in the tensor-core mode");
+    for (int sh = 0; sh < 2; sh++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                int M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2], pad = shapes[sh][3];
+                int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+                size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
+                float *A = rnd(na, 1, 0, &rng), *B = rnd(nb, 1, 0, &rng), *C = rnd(nc, 1, 0, &rng);
+                float *dA = up(A, na), *dB = up(B, nb), *dC = up(C, nc);
+                cpu->gemm(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.5f, C, ldc);
+                gpu->gemm(ta, tb, M, N, K, 0.7f, dA, lda, dB, ldb, 0.5f, dC, ldc);
+                char what[64];
+                snprintf(what, sizeof what, "gemm %c%c %dx%dx%d", ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K);
+                SAME(dC, C, nc, mm_tol(1e-5, 2e-2), what);
+                free(A), free(B), free(C);
+                gpu->release(dA), gpu->release(dB), gpu->release(dC);
+            }
 }
 
 /* per-head products in one call, heads interleaved in wider rows (MLA's absorbed decode) */
