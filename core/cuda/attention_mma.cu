@@ -23,6 +23,19 @@ namespace {
 
 constexpr int WARPS = 4, THREADS = 32 * WARPS, ROWS = 16 * WARPS; // rows of a block: 16 per warp
 
+// Blocks per SM that the register allocation must leave room for (-D to sweep them). Left to
+// itself nvcc gives the forward 180 registers a thread: 2 blocks per SM, 12.5% occupancy, and
+// ncu finds it latency-bound. Capping it for 3 blocks (168 registers) made it 1.31x and 1.22x
+// faster at (8, 2048, 8, 64) and (4, 4096, 16, 128) on an H200; for 4 (128 registers), heads of
+// 128 spill and slow down 1.7x. The backward kernels (244 and 255 registers) lose more to
+// spills under a cap than they gain: left at 2 blocks.
+#ifndef FLASH_FWD_MIN_BLOCKS
+#define FLASH_FWD_MIN_BLOCKS 3
+#endif
+#ifndef FLASH_BWD_MIN_BLOCKS
+#define FLASH_BWD_MIN_BLOCKS 1
+#endif
+
 // reductions over the 4 lanes (t = 0..3) that hold one row of a C fragment
 __device__ __forceinline__ float quad_max(float v) {
     v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
@@ -108,7 +121,7 @@ __device__ __forceinline__ void next_kv_tiles(bf16 *Ks, bf16 *Vs, const AttnDims
 // ---- forward ----
 
 template <int DK, int DV>
-__global__ void __launch_bounds__(32 * WARPS) flash_forward_kernel(AttnDims s, float *o, float *lse, const float *q,
+__global__ void __launch_bounds__(32 * WARPS, FLASH_FWD_MIN_BLOCKS) flash_forward_kernel(AttnDims s, float *o, float *lse, const float *q,
                                                                    const float *k, const float *v) {
     constexpr int BC = ROWS, LK = DK + 8, LV = DV + 8;
     extern __shared__ __align__(16) unsigned char smem[];
@@ -209,7 +222,7 @@ __device__ __forceinline__ void probabilities(float p[N / 8][4], float ds[N / 8]
 }
 
 template <int DK, int DV, int BC>
-__global__ void __launch_bounds__(32 * WARPS) flash_dq_kernel(AttnDims s, float *dq, const float *dout, const float *q,
+__global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS) flash_dq_kernel(AttnDims s, float *dq, const float *dout, const float *q,
                                                               const float *k, const float *v, const float *lse,
                                                               const float *Drow) {
     constexpr int LK = DK + 8, LV = DV + 8;
@@ -250,7 +263,7 @@ __global__ void __launch_bounds__(32 * WARPS) flash_dq_kernel(AttnDims s, float 
 // ---- backward: dK and dV over key blocks ----
 
 template <int DK, int DV, int BQ>
-__global__ void __launch_bounds__(32 * WARPS) flash_dkv_kernel(AttnDims s, float *dk, float *dv, const float *dout,
+__global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS) flash_dkv_kernel(AttnDims s, float *dk, float *dv, const float *dout,
                                                                const float *q, const float *k, const float *v,
                                                                const float *lse, const float *Drow) {
     constexpr int LK = DK + 8, LV = DV + 8;
