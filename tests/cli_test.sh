@@ -588,6 +588,21 @@ if selected sweep_places_jobs_on_gpus; then
         fail sweep_places_jobs_on_gpus "$(tr '\n' '|' <"$TMP/out")"
     fi
 fi
+# runs start seed by seed: both settings' seed 1 before either's seed 2 (numbered with the
+# setting slowest; placed on one GPU so they start one at a time and fail at once on this build)
+if selected sweep_starts_seed_by_seed; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweeporder "$(sweep_base 'grid = { ["model.n_layers"] = { 1, 2 }, seed = { 1, 2 } },' |
+        sed 's/out_dir = /device = "cuda", out_dir = /')")
+    CUDA_VISIBLE_DEVICES=3 "$A" run "$s" >"$TMP/out" 2>&1
+    order=$(sed -n 's/^started \(.*\) on GPU 3$/\1/p' "$TMP/out" | tr '\n' ' ')
+    if [ "$order" = "n_layers=1,seed=1 n_layers=2,seed=1 n_layers=1,seed=2 n_layers=2,seed=2 " ] &&
+        "$A" run "$s" --dry-run 2>&1 | grep -q "^ *2  n_layers=1,seed=2$"; then
+        ok sweep_starts_seed_by_seed
+    else
+        fail sweep_starts_seed_by_seed "order: $order; $(tr '\n' '|' <"$TMP/out")"
+    fi
+fi
 # a sweep of data-parallel runs: each job slot gets a group of train.data_parallel GPUs
 if selected sweep_gives_data_parallel_runs_groups_of_gpus; then
     rm -rf "$TMP/results"

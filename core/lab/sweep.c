@@ -968,6 +968,7 @@ typedef struct {
     Sweep *sw;
     int jobs, total, done, failed, next, n_running;
     bool *todo;
+    int *order; /* run indices in the order they start (start_order) */
     pid_t *pids;
     bool *told; /* a stop was passed to this slot's run */
     int *slot_run;
@@ -1025,20 +1026,36 @@ static void say_started(const Sweep *sw, const SweepRun *r, const char *gpu) {
     free(dir);
 }
 
+/* Runs start seed by seed (by number within a seed): every setting's first seed before any
+ * setting's second, so a sweep cut short by a time limit leaves a whole picture at one seed
+ * rather than every seed of the first settings and nothing of the rest. */
+static int *start_order(const Sweep *sw) {
+    int *order = xmalloc(sizeof(int) * (size_t)(sw->n_runs ? sw->n_runs : 1));
+    for (int i = 0; i < sw->n_runs; i++) { /* insertion sort: stable, and sweeps are small */
+        int k = i;
+        while (k > 0 && sw->runs[order[k - 1]].cfg.seed > sw->runs[i].cfg.seed) {
+            order[k] = order[k - 1];
+            k--;
+        }
+        order[k] = i;
+    }
+    return order;
+}
+
 /* Forks the next runs to do into the free slots; none once a stop was asked for. */
 static void start_runs(Jobs *j) {
     while (!sweep_stop && j->n_running < j->jobs) {
-        while (j->next < j->total && !j->todo[j->next]) j->next++;
+        while (j->next < j->total && !j->todo[j->order[j->next]]) j->next++;
         if (j->next == j->total) break;
-        int slot = 0;
+        int slot = 0, run = j->order[j->next++];
         while (j->pids[slot]) slot++;
         fflush(NULL);
         pid_t pid = fork();
         if (pid < 0) die("cannot start a run: fork failed");
-        if (pid == 0) run_child(j->sw, &j->sw->runs[j->next], j->jobs, slot);
+        if (pid == 0) run_child(j->sw, &j->sw->runs[run], j->jobs, slot);
         j->pids[slot] = pid;
         j->told[slot] = false;
-        j->slot_run[slot] = j->next++;
+        j->slot_run[slot] = run;
         j->n_running++;
         if (!on_terminal) say_started(j->sw, &j->sw->runs[j->slot_run[slot]], slot_gpu(j->sw, slot));
     }
@@ -1118,7 +1135,8 @@ int sweep_run(Sweep *sw, int jobs) {
     if (!mkdir_p(logs, &err)) die("%s", err.msg);
     free(logs);
     on_terminal = isatty(STDOUT_FILENO);
-    Jobs j = {.sw = sw, .jobs = jobs, .total = sw->n_runs, .todo = xcalloc((size_t)sw->n_runs, sizeof(bool))};
+    Jobs j = {.sw = sw, .jobs = jobs, .total = sw->n_runs, .todo = xcalloc((size_t)sw->n_runs, sizeof(bool)),
+              .order = start_order(sw)};
     j.done = find_todo(sw, j.todo);
     if (sw->only)
         printf("sweep '%s': run %d of %d (%s)%s; results in %s/ (logs in %s/logs/)\n", sw->experiment, sw->only,
@@ -1147,6 +1165,7 @@ int sweep_run(Sweep *sw, int jobs) {
     printf("sweep '%s': %d of %d runs done%s; %s/summary.csv, summary.md%s\n", sw->experiment, j.done, j.total,
            j.failed ? " (some failed: see the status column)" : "", sw->dir, sw->select.metric ? ", selected.csv" : "");
     free(j.todo);
+    free(j.order);
     free(j.pids);
     free(j.told);
     free(j.slot_run);
