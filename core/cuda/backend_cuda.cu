@@ -1,10 +1,10 @@
 // The GPU backend: device memory, cuBLAS for every matmul, and the vtable that points at the
 // kernels of the other files. Matmuls run on tensor cores with fp32 accumulation: a product of at
-// least BF16_MIN_FLOPS and BF16_MIN_INTENSITY takes bf16 operands, rounded from the fp32 data once
-// per call as PyTorch's autocast does; smaller ones (decode, the chunkwise cores' batched products) pass the
-// fp32 data to cuBLAS's FAST_16BF mode, which on Hopper picks TF32 kernels (an ncu profile shows
-// sm90 "tf32" kernels there). ATTNLAB_CUDA_MATMUL=fp32 makes every product exact fp32 (the parity
-// tests use it to separate kernel bugs from tensor-core rounding).
+// least BF16_MIN_FLOPS and BF16_MIN_INTENSITY takes bf16 operands, rounded from the fp32 data
+// once per call as PyTorch's autocast does; smaller ones (decode, the chunkwise cores' batched
+// products) pass the fp32 data to cuBLAS's FAST_16BF mode, which on Hopper picks TF32 kernels
+// (an ncu profile shows sm90 "tf32" kernels there). ATTNLAB_CUDA_MATMUL=fp32 makes every product
+// exact fp32 (the parity tests use it to separate kernel bugs from tensor-core rounding).
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <stdlib.h>
@@ -127,7 +127,8 @@ __global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int rows, i
         if (vec4) {
             float4 v = __ldg(reinterpret_cast<const float4 *>(s));
             __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
-            *reinterpret_cast<uint2 *>(d) = make_uint2(*reinterpret_cast<unsigned *>(&lo), *reinterpret_cast<unsigned *>(&hi));
+            *reinterpret_cast<uint2 *>(d) =
+                make_uint2(*reinterpret_cast<unsigned *>(&lo), *reinterpret_cast<unsigned *>(&hi));
         } else {
             for (int j = 0; j < 4 && c + j < cols; j++) d[j] = __float2bfloat16_rn(s[j]);
         }
