@@ -1,0 +1,13 @@
+-- The retrieval half of NoPE against RoPE at GPU scale (issue 17, item 4): nope-rope.lua's runs,
+-- but trained on the needle answers alone (needle.train_targets = "answer"), as the synthetic
+-- recall tasks are. Trained beside language modelling, every byte scored, the 7M-parameter models
+-- of nope-rope.lua did not learn the retrieval in 1,000 steps (exact answers 0 at every length,
+-- the answer loss at chance: results/reference/gpu/nope-rope); the answers are 28 of each
+-- sequence's 1,024 bytes. Each encoding gets the best of four learning rates by its exact-answer
+-- share at 1x; needle_accuracy_vs_length draws 1x to 16x. The perplexity half stays with
+-- nope-rope.lua (these models never learn the text).
+local sweep = require("repro/gpu/nope-rope")
+sweep.experiment = "nope-rope-needle"
+sweep.base.needle.train_targets = "answer"
+sweep.select = { metric = "needle_accuracy_x1", goal = "max", over = { "train.lr" } }
+return sweep
