@@ -6,8 +6,15 @@
 -- sequence's 1,024 bytes. Each encoding gets the best of four learning rates by its exact-answer
 -- share at 1x; needle_accuracy_vs_length draws 1x to 16x. The perplexity half stays with
 -- nope-rope.lua (these models never learn the text).
+-- 2,000 steps, not 1,000: on the CPU, small models trained on the answers sat at chance for
+-- 1,000 steps (4 layers of width 128, one key a sequence), a softmax one then learned the needle
+-- by step 2,500, a 3:1 KDA/MLA one only half way by then (README, At GPU scale). A run takes about
+-- twice nope-rope.lua's device time: about 800 s with 8 side by side on one H200, so either 4 at
+-- a time or resumed from its checkpoints in a second call on the same machine.
 local sweep = require("repro/gpu/nope-rope")
 sweep.experiment = "nope-rope-needle"
 sweep.base.needle.train_targets = "answer"
+sweep.base.train.steps = 2000
+sweep.base.train.warmup_steps = 100
 sweep.select = { metric = "needle_accuracy_x1", goal = "max", over = { "train.lr" } }
 return sweep
