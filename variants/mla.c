@@ -89,6 +89,8 @@ typedef struct {
 } Mla;
 
 static int qk_dim(const Mla *m) { return m->dn + m->dr; }
+/* a head's rows of W_ukv: its keys' no-position part, then its values */
+static int kv_dim(const Mla *m) { return m->dn + m->dv; }
 
 static Mixer *mla_create(const MixerSpec *spec, ParamSet *ps) {
     const ModelConfig *mc = spec->model;
@@ -117,7 +119,7 @@ static Mixer *mla_create(const MixerSpec *spec, ParamSet *ps) {
     }
     params_matrix(ps, &m->w_dkv, NAME("kv_proj.0.weight"), m->r, C, std);
     params_gain(ps, &m->kv_norm, NAME("kv_proj.1.weight"), m->r);
-    params_matrix(ps, &m->w_ukv, NAME("kv_proj.2.weight"), (long)m->H * (m->dn + m->dv), m->r, std);
+    params_matrix(ps, &m->w_ukv, NAME("kv_proj.2.weight"), (long)m->H * kv_dim(m), m->r, std);
     params_matrix(ps, &m->w_kr, NAME("k_rope.weight"), m->dr, C, std);
     params_matrix(ps, &m->w_o, NAME("o_proj.weight"), C, (long)m->H * m->dv, out_std);
 #undef NAME
@@ -133,7 +135,7 @@ static AttnShape attn_shape(const Mla *m, int B, int T) {
 
 static void mla_declare(Mixer *mx, const Backend *be, Arena *acts, Arena *scratch, int B, int T) {
     Mla *m = (Mla *)mx;
-    size_t N = (size_t)B * T, HQ = (size_t)m->H * qk_dim(m), HKV = (size_t)m->H * (m->dn + m->dv),
+    size_t N = (size_t)B * T, HQ = (size_t)m->H * qk_dim(m), HKV = (size_t)m->H * kv_dim(m),
            HV = (size_t)m->H * m->dv;
     if (m->rq) {
         arena_floats(acts, &m->cq, N * m->rq);
@@ -179,7 +181,7 @@ static void project_queries(Mla *m, const Backend *be, const float *x, float *q,
 
 static void mla_forward(Mixer *mx, const Backend *be, const float *x, float *y, int B, int T) {
     Mla *m = (Mla *)mx;
-    int N = B * T, H = m->H, dk = qk_dim(m), HQ = H * dk, HKV = H * (m->dn + m->dv), HV = H * m->dv;
+    int N = B * T, H = m->H, dk = qk_dim(m), HQ = H * dk, HKV = H * kv_dim(m), HV = H * m->dv;
     project_queries(m, be, x, m->q, m->cq, m->cq_n, m->cq_rstd, N);
     linear_forward(be, m->c, x, &m->w_dkv, N, m->C, m->r, false);
     be->rmsnorm_forward(m->c_n, m->c_rstd, m->c, m->kv_norm.w, N, m->r, m->eps);
@@ -191,10 +193,9 @@ static void mla_forward(Mixer *mx, const Backend *be, const float *x, float *y, 
         be->rope_forward(m->q, B, T, H, dk, HQ, m->dn, m->dr, t->cos, t->sin, 0);
     }
     /* per-head keys [k_nope_h | k_rope] (one k_rope shared by every head) and values */
-    int kv_head = m->dn + m->dv;
-    be->copy_heads(m->k, HQ, dk, m->kv, HKV, kv_head, N, H, m->dn, false);
+    be->copy_heads(m->k, HQ, dk, m->kv, HKV, kv_dim(m), N, H, m->dn, false);
     be->copy_heads(m->k + m->dn, HQ, dk, m->kr, m->dr, 0, N, H, m->dr, false);
-    be->copy_heads(m->v, HV, m->dv, m->kv + m->dn, HKV, kv_head, N, H, m->dv, false);
+    be->copy_heads(m->v, HV, m->dv, m->kv + m->dn, HKV, kv_dim(m), N, H, m->dv, false);
     AttnShape shape = attn_shape(m, B, T);
     be->attention_forward(&shape, m->att, m->lse, m->q, m->k, m->v, m->work);
     linear_forward(be, y, m->att, &m->w_o, N, HV, m->C, true);
@@ -202,15 +203,14 @@ static void mla_forward(Mixer *mx, const Backend *be, const float *x, float *y, 
 
 static void mla_backward(Mixer *mx, const Backend *be, const float *x, const float *dy, float *dx, int B, int T) {
     Mla *m = (Mla *)mx;
-    int N = B * T, H = m->H, dk = qk_dim(m), HQ = H * dk, HKV = H * (m->dn + m->dv), HV = H * m->dv;
+    int N = B * T, H = m->H, dk = qk_dim(m), HQ = H * dk, HKV = H * kv_dim(m), HV = H * m->dv;
     be->zero(dx, (size_t)N * m->C);
     linear_backward(be, m->datt, dy, m->att, &m->w_o, N, HV, m->C, false);
     AttnShape shape = attn_shape(m, B, T);
     be->attention_backward(&shape, m->dq, m->dk, m->dv_buf, m->datt, m->q, m->k, m->v, m->att, m->lse, m->work);
     /* the per-head keys and values were copies: gather their gradients back */
-    int kv_head = m->dn + m->dv;
-    be->copy_heads(m->dkv, HKV, kv_head, m->dk, HQ, dk, N, H, m->dn, false);
-    be->copy_heads(m->dkv + m->dn, HKV, kv_head, m->dv_buf, HV, m->dv, N, H, m->dv, false);
+    be->copy_heads(m->dkv, HKV, kv_dim(m), m->dk, HQ, dk, N, H, m->dn, false);
+    be->copy_heads(m->dkv + m->dn, HKV, kv_dim(m), m->dv_buf, HV, m->dv, N, H, m->dv, false);
     be->zero(m->dkr, (size_t)N * m->dr); /* the shared k_rope: its gradient sums the heads' */
     be->copy_heads(m->dkr, m->dr, 0, m->dk + m->dn, HQ, dk, N, H, m->dr, true);
     if (m->rope_table) {
@@ -274,7 +274,7 @@ static void mla_decode_reset(Mixer *mx, const Backend *be, int B) {
 static void mla_decode_step(Mixer *mx, const Backend *be, const float *x, float *y, int B, long pos) {
     Mla *m = (Mla *)mx;
     if (pos >= m->max_context) die("decode: position %ld is past the cache of %ld tokens", pos, m->max_context);
-    int H = m->H, dk = qk_dim(m), HQ = H * dk, row = cache_row(m), r = m->r, HKV_row = m->dn + m->dv;
+    int H = m->H, dk = qk_dim(m), HQ = H * dk, row = cache_row(m), r = m->r;
     long seq = m->max_context * row;
     float *dst = m->cache + pos * row;
     project_queries(m, be, x, m->s_q, m->s_cq, m->s_cqn, m->s_cqr, B);
@@ -290,7 +290,7 @@ static void mla_decode_step(Mixer *mx, const Backend *be, const float *x, float 
     }
     be->copy_rows(dst + r, seq, m->s_kr, m->dr, B, m->dr, false);
     /* absorbed queries [W_uk_h^T q_nope_h | q_rope_h]; W_uk_h is rows [h (dn + dv), + dn) of W_ukv */
-    long long w_head = (long long)HKV_row * r;
+    long long w_head = (long long)kv_dim(m) * r;
     be->gemm_batched(false, false, B, r, m->dn, 1.0f, m->s_q, HQ, dk, m->w_ukv.w, r, w_head, 0.0f, m->s_qa, H * row,
                      row, H);
     be->copy_heads(m->s_qa + r, H * row, row, m->s_q + m->dn, HQ, dk, B, H, m->dr, false);
@@ -308,7 +308,7 @@ static double mla_flops(const Mixer *mx, int T) {
     const Mla *m = (const Mla *)mx;
     double C = m->C, H = m->H, HQ = H * qk_dim(m), HV = H * m->dv;
     double q = m->rq ? C * m->rq + (double)m->rq * HQ : C * HQ;
-    double proj = q + C * m->r + (double)m->r * H * (m->dn + m->dv) + C * m->dr + HV * C;
+    double proj = q + C * m->r + (double)m->r * H * kv_dim(m) + C * m->dr + HV * C;
     double attn = 2.0 * H * (qk_dim(m) + m->dv) * (T + 1) / 2.0;
     return 2.0 * proj + attn;
 }
