@@ -109,14 +109,20 @@ static void check_dims(const Shape &s) {
     if (s.Dk > MAX_D || s.Dv > MAX_D) die("GPU attention: head dimensions %d and %d exceed %d", s.Dk, s.Dv, MAX_D);
 }
 
-extern "C" size_t cuda_attention_workspace(const AttnShape *s) { return sizeof(float) * (size_t)s->B * s->H * s->T; }
+// the tensor-core kernels' packed operands (first: 16-byte aligned), then D of the backward
+static bool use_mma(const Shape &s) { return cuda_tensor_cores() && flash_mma_supports(s); }
+static size_t packed_bytes(const Shape &s) { return use_mma(s) ? flash_mma_workspace(s) : 0; }
+
+extern "C" size_t cuda_attention_workspace(const AttnShape *as) {
+    Shape s = shape_of(as);
+    return packed_bytes(s) + sizeof(float) * (size_t)s.B * s.H * s.T;
+}
 
 extern "C" void cuda_attention_forward(const AttnShape *as, float *o, float *lse, const float *q, const float *k,
                                        const float *v, float *work) {
-    (void)work;
     Shape s = shape_of(as);
-    if (cuda_tensor_cores() && flash_mma_supports(s)) {
-        flash_mma_forward(s, o, lse, q, k, v);
+    if (use_mma(s)) {
+        flash_mma_forward(s, o, lse, q, k, v, work);
         return;
     }
     check_dims(s);
@@ -228,12 +234,12 @@ extern "C" void cuda_attention_backward(const AttnShape *as, float *dq, float *d
                                         const float *q, const float *k, const float *v, const float *o, const float *lse,
                                         float *work) {
     Shape s = shape_of(as);
-    float *D = work;
+    float *D = (float *)((char *)work + packed_bytes(s));
     size_t rows = (size_t)s.B * s.H * s.T;
     attention_rowdot_kernel<<<grid_for(rows, 256), 256>>>(s, D, dout, o);
     CUDA_LAUNCHED();
-    if (cuda_tensor_cores() && flash_mma_supports(s)) {
-        flash_mma_backward(s, dq, dk, dv, dout, q, k, v, lse, D);
+    if (use_mma(s)) {
+        flash_mma_backward(s, dq, dk, dv, dout, q, k, v, lse, D, work);
         return;
     }
     check_dims(s);

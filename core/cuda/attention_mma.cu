@@ -1,7 +1,9 @@
 // Causal softmax attention on tensor cores (bf16 operands, fp32 accumulators and softmax
 // statistics), flash-style: no T x T matrix exists. Each warp owns 16 rows (query rows in the
 // forward and dQ kernels, key rows in the dK/dV kernel); a block of 4 warps shares tiles of the
-// other side in shared memory, converted from fp32 as they are loaded. Scores are kept in base 2
+// other side in shared memory. The operands are rounded to bf16 once per call into packed
+// per-head buffers (in the op's workspace), whose tiles the kernels copy with cp.async two
+// stages deep: the next tile loads while the current one is used. Scores are kept in base 2
 // (q is scaled by scale * log2 e) so the exponentials are exp2; the log-sum-exp written for the
 // backward is the natural one, as on the CPU.
 //
@@ -106,43 +108,94 @@ __device__ __forceinline__ void store_rows(float *dst, long stride, const float 
     }
 }
 
-// The block's key tiles become keys c0 .. c0 + N - 1 (zero past T) of the key head whose rows
-// start at kb and vb (vk, vv: rows_are_vec4 of each): a barrier first (every warp is done with
-// the previous tiles) and one after (the tiles are whole).
-template <int N, int DK, int DV>
-__device__ __forceinline__ void next_kv_tiles(bf16 *Ks, bf16 *Vs, const AttnDims &s, const float *kb, const float *vb,
-                                              int c0, bool vk, bool vv) {
-    __syncthreads();
-    load_tile_bf16<N, DK, THREADS>(Ks, DK + 8, kb + (size_t)c0 * s.ks, s.ks, 0, s.T - c0, s.Dk, 1.0f, vk);
-    load_tile_bf16<N, DV, THREADS>(Vs, DV + 8, vb + (size_t)c0 * s.vs, s.vs, 0, s.T - c0, s.Dv, 1.0f, vv);
-    __syncthreads();
+// ---- packed bf16 operands ----
+//
+// Before the kernels run, q, k, v (and dO for the backward) are rounded to bf16 once, into
+// packed per-head buffers of rows [B * heads][T] of Dp channels (Dp: the padded width, zeros
+// past the head's), so that every tile is a contiguous block the kernels copy with cp.async, two
+// stages deep, instead of converting fp32 on every tile load. A tile reaching past T reads the
+// next head's first rows, or the zero guard of ROWS rows after the last head, all of them masked
+// (keys past T come after every query; queries past T get P = 0 and are not stored). The
+// buffers grow with B * T alone, as every buffer of a model must (it keeps its buffers for any
+// shape of no more tokens and no longer sequences).
+
+// row (b * H + h) * T + t of dst = row (b, t), head h of src times mul; the guard rows after
+// the last head are zero
+__global__ void pack_heads_kernel(bf16 *dst, const float *src, int B, int T, int H, int D, long stride, int Dp,
+                                  float mul) {
+    size_t rows = (size_t)B * H * T, groups = (rows + ROWS) * (Dp / 8);
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < groups; i += (size_t)gridDim.x * blockDim.x) {
+        int d0 = 8 * (int)(i % (Dp / 8));
+        size_t row = i / (Dp / 8);
+        float x[8] = {};
+        if (row < rows) {
+            int t = (int)(row % T), bh = (int)(row / T), b = bh / H, h = bh % H;
+            const float *r = src + ((size_t)b * T + t) * stride + (size_t)h * D;
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                if (d0 + j < D) x[j] = __ldg(r + d0 + j) * mul;
+        }
+        *reinterpret_cast<uint4 *>(dst + row * Dp + d0) =
+            make_uint4(pack_bf16(x[0], x[1]), pack_bf16(x[2], x[3]), pack_bf16(x[4], x[5]), pack_bf16(x[6], x[7]));
+    }
+}
+
+int padded_width(int d) { return (d + 31) / 32 * 32; }
+
+// The widths the kernels run at: the instantiated pairs of padded widths (FLASH_DISPATCH), else
+// (128, 128), which covers every other pair with more padding.
+struct Widths {
+    int dk, dv;
+};
+Widths kernel_widths(const AttnDims &s) {
+    static const int pairs[][2] = {{32, 32}, {64, 64}, {96, 64}, {128, 128}, {128, 64}, {96, 96}, {64, 32}, {32, 64}};
+    int a = padded_width(s.Dk), b = padded_width(s.Dv);
+    for (const auto &p : pairs)
+        if (p[0] == a && p[1] == b) return Widths{a, b};
+    return Widths{128, 128};
+}
+
+size_t packed_elems(int B, int heads, int T, int Dp) { return ((size_t)B * heads * T + ROWS) * Dp; }
+
+void pack_heads(bf16 *dst, const float *src, int B, int T, int H, int D, long stride, int Dp, float mul) {
+    size_t groups = ((size_t)B * H * T + ROWS) * (Dp / 8);
+    pack_heads_kernel<<<grid_for(groups, 256), 256>>>(dst, src, B, T, H, D, stride, Dp, mul);
+    CUDA_LAUNCHED();
 }
 
 // ---- forward ----
 
 template <int DK, int DV>
-__global__ void __launch_bounds__(32 * WARPS, FLASH_FWD_MIN_BLOCKS) flash_forward_kernel(AttnDims s, float *o, float *lse, const float *q,
-                                                                   const float *k, const float *v) {
+__global__ void __launch_bounds__(32 * WARPS, FLASH_FWD_MIN_BLOCKS)
+    flash_forward_kernel(AttnDims s, float *o, float *lse, const bf16 *q16, const bf16 *k16, const bf16 *v16) {
     constexpr int BC = ROWS, LK = DK + 8, LV = DV + 8;
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16 *Qs = reinterpret_cast<bf16 *>(smem), *Ks = Qs + ROWS * LK, *Vs = Ks + BC * LK;
+    bf16 *Qs = reinterpret_cast<bf16 *>(smem), *Ks = Qs + ROWS * LK, *Vs = Ks + 2 * BC * LK; // K, V: two stages
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     int bh = blockIdx.y, b = bh / s.H, h = bh % s.H, hk = h / (s.H / s.Hkv);
     int r0 = (gridDim.x - 1 - blockIdx.x) * ROWS; // the longest rows first
-    const float *qb = q + (size_t)b * s.T * s.qs + (size_t)h * s.Dk;
-    const float *kb = k + (size_t)b * s.T * s.ks + (size_t)hk * s.Dk, *vb = v + (size_t)b * s.T * s.vs + (size_t)hk * s.Dv;
-    const bool vq = rows_are_vec4(qb, s.qs, s.Dk), vk = rows_are_vec4(kb, s.ks, s.Dk), vv = rows_are_vec4(vb, s.vs, s.Dv);
-    load_tile_bf16<ROWS, DK, THREADS>(Qs, LK, qb + (size_t)r0 * s.qs, s.qs, 0, s.T - r0, s.Dk, s.scale * LOG2E, vq);
+    const bf16 *kb = k16 + (size_t)(b * s.Hkv + hk) * s.T * DK, *vb = v16 + (size_t)(b * s.Hkv + hk) * s.T * DV;
+    int n_tiles = (min(r0 + ROWS, s.T) + BC - 1) / BC;
+    copy_tile_async<ROWS, DK, THREADS>(Qs, LK, q16 + ((size_t)bh * s.T + r0) * DK);
+    copy_tile_async<BC, DK, THREADS>(Ks, LK, kb);
+    copy_tile_async<BC, DV, THREADS>(Vs, LV, vb);
+    cp_async_commit();
 
     int row0 = r0 + 16 * warp + g, row1 = row0 + 8;
     float acc[DV / 8][4] = {};
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
-    int n_tiles = (min(r0 + ROWS, s.T) + BC - 1) / BC;
     for (int kt = 0; kt < n_tiles; kt++) {
-        int c0 = kt * BC;
-        next_kv_tiles<BC, DK, DV>(Ks, Vs, s, kb, vb, c0, vk, vv);
+        int c0 = kt * BC, cur = kt & 1;
+        if (kt + 1 < n_tiles) { // the next tiles load while this one is used
+            copy_tile_async<BC, DK, THREADS>(Ks + (cur ^ 1) * BC * LK, LK, kb + (size_t)(c0 + BC) * DK);
+            copy_tile_async<BC, DV, THREADS>(Vs + (cur ^ 1) * BC * LV, LV, vb + (size_t)(c0 + BC) * DV);
+        }
+        cp_async_commit();
+        cp_async_wait<1>(); // this tile's group (and Q's, the first) has landed
+        __syncthreads();
+        const bf16 *Kt = Ks + cur * BC * LK, *Vt = Vs + cur * BC * LV;
         float sc[BC / 8][4];
-        scores<DK, BC>(sc, Qs, LK, 16 * warp, Ks, LK, lane);
+        scores<DK, BC>(sc, Qs, LK, 16 * warp, Kt, LK, lane);
         if (c0 + BC > r0 + 16 * warp) { // the diagonal tile: keys after the row are masked
 #pragma unroll
             for (int n = 0; n < BC / 8; n++)
@@ -184,7 +237,8 @@ __global__ void __launch_bounds__(32 * WARPS, FLASH_FWD_MIN_BLOCKS) flash_forwar
             l0 += sc[n][0] + sc[n][1];
             l1 += sc[n][2] + sc[n][3];
         }
-        accumulate_pv<BC, DV>(acc, sc, Vs, LV, lane);
+        accumulate_pv<BC, DV>(acc, sc, Vt, LV, lane);
+        __syncthreads(); // every warp is done with this stage before the next iteration refills it
     }
     l0 = quad_sum(l0);
     l1 = quad_sum(l1);
@@ -222,22 +276,22 @@ __device__ __forceinline__ void probabilities(float p[N / 8][4], float ds[N / 8]
 }
 
 template <int DK, int DV, int BC>
-__global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS) flash_dq_kernel(AttnDims s, float *dq, const float *dout, const float *q,
-                                                              const float *k, const float *v, const float *lse,
-                                                              const float *Drow) {
+__global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS)
+    flash_dq_kernel(AttnDims s, float *dq, const bf16 *q16, const bf16 *k16, const bf16 *v16,
+                    const bf16 *do16, const float *lse, const float *Drow) {
     constexpr int LK = DK + 8, LV = DV + 8;
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16 *Qs = reinterpret_cast<bf16 *>(smem), *dOs = Qs + ROWS * LK, *Ks = dOs + ROWS * LV, *Vs = Ks + BC * LK;
+    bf16 *Qs = reinterpret_cast<bf16 *>(smem), *dOs = Qs + ROWS * LK, *Ks = dOs + ROWS * LV, *Vs = Ks + 2 * BC * LK;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
     int bh = blockIdx.y, b = bh / s.H, h = bh % s.H, hk = h / (s.H / s.Hkv);
     int r0 = (gridDim.x - 1 - blockIdx.x) * ROWS;
-    const float *kb = k + (size_t)b * s.T * s.ks + (size_t)hk * s.Dk, *vb = v + (size_t)b * s.T * s.vs + (size_t)hk * s.Dv;
-    const float *qb = q + (size_t)b * s.T * s.qs + (size_t)h * s.Dk, *ob = dout + (size_t)b * s.T * s.os + (size_t)h * s.Dv;
-    const bool vk = rows_are_vec4(kb, s.ks, s.Dk), vv = rows_are_vec4(vb, s.vs, s.Dv);
-    load_tile_bf16<ROWS, DK, THREADS>(Qs, LK, qb + (size_t)r0 * s.qs, s.qs, 0, s.T - r0, s.Dk, s.scale * LOG2E,
-                                      rows_are_vec4(qb, s.qs, s.Dk));
-    load_tile_bf16<ROWS, DV, THREADS>(dOs, LV, ob + (size_t)r0 * s.os, s.os, 0, s.T - r0, s.Dv, 1.0f,
-                                      rows_are_vec4(ob, s.os, s.Dv));
+    const bf16 *kb = k16 + (size_t)(b * s.Hkv + hk) * s.T * DK, *vb = v16 + (size_t)(b * s.Hkv + hk) * s.T * DV;
+    int n_tiles = (min(r0 + ROWS, s.T) + BC - 1) / BC;
+    copy_tile_async<ROWS, DK, THREADS>(Qs, LK, q16 + ((size_t)bh * s.T + r0) * DK);
+    copy_tile_async<ROWS, DV, THREADS>(dOs, LV, do16 + ((size_t)bh * s.T + r0) * DV);
+    copy_tile_async<BC, DK, THREADS>(Ks, LK, kb);
+    copy_tile_async<BC, DV, THREADS>(Vs, LV, vb);
+    cp_async_commit();
     int row0 = r0 + 16 * warp;
     float L[2], D[2];
     for (int i = 0; i < 2; i++) {
@@ -246,62 +300,84 @@ __global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS) flash_dq_ker
         D[i] = row < s.T ? Drow[(size_t)bh * s.T + row] : 0.0f;
     }
     float acc[DK / 8][4] = {};
-    int n_tiles = (min(r0 + ROWS, s.T) + BC - 1) / BC;
     for (int kt = 0; kt < n_tiles; kt++) {
-        int c0 = kt * BC;
-        next_kv_tiles<BC, DK, DV>(Ks, Vs, s, kb, vb, c0, vk, vv);
-        if (c0 > row0 + 15) continue; // every key of the tile is after this warp's rows
-        float p[BC / 8][4], ds[BC / 8][4];
-        scores<DK, BC>(p, Qs, LK, 16 * warp, Ks, LK, lane);
-        scores<DV, BC>(ds, dOs, LV, 16 * warp, Vs, LV, lane); // dP = dO V^T
-        probabilities<BC>(p, ds, row0, c0, true, L, D, nullptr, nullptr, lane);
-        accumulate_pv<BC, DK>(acc, ds, Ks, LK, lane); // dQ += dS K
+        int c0 = kt * BC, cur = kt & 1;
+        if (kt + 1 < n_tiles) {
+            copy_tile_async<BC, DK, THREADS>(Ks + (cur ^ 1) * BC * LK, LK, kb + (size_t)(c0 + BC) * DK);
+            copy_tile_async<BC, DV, THREADS>(Vs + (cur ^ 1) * BC * LV, LV, vb + (size_t)(c0 + BC) * DV);
+        }
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        if (c0 <= row0 + 15) { // else every key of the tile is after this warp's rows
+            const bf16 *Kt = Ks + cur * BC * LK, *Vt = Vs + cur * BC * LV;
+            float p[BC / 8][4], ds[BC / 8][4];
+            scores<DK, BC>(p, Qs, LK, 16 * warp, Kt, LK, lane);
+            scores<DV, BC>(ds, dOs, LV, 16 * warp, Vt, LV, lane); // dP = dO V^T
+            probabilities<BC>(p, ds, row0, c0, true, L, D, nullptr, nullptr, lane);
+            accumulate_pv<BC, DK>(acc, ds, Kt, LK, lane); // dQ += dS K
+        }
+        __syncthreads();
     }
     store_rows<DK>(dq + (size_t)b * s.T * s.qs + (size_t)h * s.Dk, s.qs, acc, row0, s.T, s.Dk, s.scale, s.scale, lane);
 }
 
 // ---- backward: dK and dV over key blocks ----
 
+// Query tile i of a key block's walk: the group's query heads one after another, each from the
+// block's first key row (earlier queries see none of its keys) to T, BQ rows at a time; copies
+// its Q and dO tiles (cp.async) and its rows' log-sum-exp (base 2) and D into the given stage.
 template <int DK, int DV, int BQ>
-__global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS) flash_dkv_kernel(AttnDims s, float *dk, float *dv, const float *dout,
-                                                               const float *q, const float *k, const float *v,
-                                                               const float *lse, const float *Drow) {
+__device__ __forceinline__ void load_query_tile(bf16 *Qs, bf16 *dOs, float *Ls, float *Ds, const AttnDims &s, int b,
+                                                int h, int q0, const bf16 *q16, const bf16 *do16,
+                                                const float *lse, const float *Drow) {
+    size_t bh = (size_t)b * s.H + h;
+    copy_tile_async<BQ, DK, THREADS>(Qs, DK + 8, q16 + (bh * s.T + q0) * DK);
+    copy_tile_async<BQ, DV, THREADS>(dOs, DV + 8, do16 + (bh * s.T + q0) * DV);
+    for (int i = threadIdx.x; i < BQ; i += THREADS) {
+        bool in = q0 + i < s.T;
+        Ls[i] = in ? lse[bh * s.T + q0 + i] * LOG2E : INFINITY;
+        Ds[i] = in ? Drow[bh * s.T + q0 + i] : 0.0f;
+    }
+}
+
+template <int DK, int DV, int BQ>
+__global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS)
+    flash_dkv_kernel(AttnDims s, float *dk, float *dv, const bf16 *q16, const bf16 *k16, const bf16 *v16,
+                     const bf16 *do16, const float *lse, const float *Drow) {
     constexpr int LK = DK + 8, LV = DV + 8;
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16 *Ks = reinterpret_cast<bf16 *>(smem), *Vs = Ks + ROWS * LK, *Qs = Vs + ROWS * LV, *dOs = Qs + BQ * LK;
-    float *Ls = reinterpret_cast<float *>(dOs + BQ * LV), *Ds = Ls + BQ;
+    bf16 *Ks = reinterpret_cast<bf16 *>(smem), *Vs = Ks + ROWS * LK, *Qs = Vs + ROWS * LV, *dOs = Qs + 2 * BQ * LK;
+    float *Ls = reinterpret_cast<float *>(dOs + 2 * BQ * LV), *Ds = Ls + 2 * BQ; // two stages each
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int bg = blockIdx.y, b = bg / s.Hkv, hk = bg % s.Hkv, group = s.H / s.Hkv;
     int c0 = (gridDim.x - 1 - blockIdx.x) * ROWS; // the blocks with the most queries first
-    const float *kb = k + (size_t)b * s.T * s.ks + (size_t)hk * s.Dk, *vb = v + (size_t)b * s.T * s.vs + (size_t)hk * s.Dv;
-    load_tile_bf16<ROWS, DK, THREADS>(Ks, LK, kb + (size_t)c0 * s.ks, s.ks, 0, s.T - c0, s.Dk, 1.0f,
-                                      rows_are_vec4(kb, s.ks, s.Dk));
-    load_tile_bf16<ROWS, DV, THREADS>(Vs, LV, vb + (size_t)c0 * s.vs, s.vs, 0, s.T - c0, s.Dv, 1.0f,
-                                      rows_are_vec4(vb, s.vs, s.Dv));
+    copy_tile_async<ROWS, DK, THREADS>(Ks, LK, k16 + ((size_t)bg * s.T + c0) * DK);
+    copy_tile_async<ROWS, DV, THREADS>(Vs, LV, v16 + ((size_t)bg * s.T + c0) * DV);
+    int per_head = (s.T - c0 + BQ - 1) / BQ, n = group * per_head;
+    load_query_tile<DK, DV, BQ>(Qs, dOs, Ls, Ds, s, b, hk * group, c0, q16, do16, lse, Drow);
+    cp_async_commit();
     int key0 = c0 + 16 * warp;
     float dk_acc[DK / 8][4] = {}, dv_acc[DV / 8][4] = {};
-    for (int h = hk * group; h < (hk + 1) * group; h++) {
-        size_t bh = (size_t)b * s.H + h;
-        const float *qb = q + (size_t)b * s.T * s.qs + (size_t)h * s.Dk, *ob = dout + (size_t)b * s.T * s.os + (size_t)h * s.Dv;
-        const bool vq = rows_are_vec4(qb, s.qs, s.Dk), vo = rows_are_vec4(ob, s.os, s.Dv);
-        for (int q0 = c0; q0 < s.T; q0 += BQ) {
-            __syncthreads();
-            load_tile_bf16<BQ, DK, THREADS>(Qs, LK, qb + (size_t)q0 * s.qs, s.qs, 0, s.T - q0, s.Dk, s.scale * LOG2E, vq);
-            load_tile_bf16<BQ, DV, THREADS>(dOs, LV, ob + (size_t)q0 * s.os, s.os, 0, s.T - q0, s.Dv, 1.0f, vo);
-            for (int i = threadIdx.x; i < BQ; i += blockDim.x) {
-                bool in = q0 + i < s.T;
-                Ls[i] = in ? lse[bh * s.T + q0 + i] * LOG2E : INFINITY;
-                Ds[i] = in ? Drow[bh * s.T + q0 + i] : 0.0f;
-            }
-            __syncthreads();
-            if (q0 + BQ - 1 < key0) continue; // every query of the tile is before this warp's keys
+    for (int i = 0; i < n; i++) {
+        int cur = i & 1, q0 = c0 + (i % per_head) * BQ;
+        if (i + 1 < n)
+            load_query_tile<DK, DV, BQ>(Qs + (cur ^ 1) * BQ * LK, dOs + (cur ^ 1) * BQ * LV, Ls + (cur ^ 1) * BQ,
+                                        Ds + (cur ^ 1) * BQ, s, b, hk * group + (i + 1) / per_head,
+                                        c0 + ((i + 1) % per_head) * BQ, q16, do16, lse, Drow);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        if (q0 + BQ - 1 >= key0) { // else every query of the tile is before this warp's keys
+            const bf16 *Qt = Qs + cur * BQ * LK, *dOt = dOs + cur * BQ * LV;
             float p[BQ / 8][4], ds[BQ / 8][4];
-            scores<DK, BQ>(p, Ks, LK, 16 * warp, Qs, LK, lane);  // S^T = K Q^T
-            scores<DV, BQ>(ds, Vs, LV, 16 * warp, dOs, LV, lane); // dP^T = V dO^T
-            probabilities<BQ>(p, ds, key0, q0, false, nullptr, nullptr, Ls, Ds, lane);
-            accumulate_pv<BQ, DV>(dv_acc, p, dOs, LV, lane); // dV += P^T dO
-            accumulate_pv<BQ, DK>(dk_acc, ds, Qs, LK, lane); // dK += dS^T Q (Q carries scale log2 e)
+            scores<DK, BQ>(p, Ks, LK, 16 * warp, Qt, LK, lane);  // S^T = K Q^T
+            scores<DV, BQ>(ds, Vs, LV, 16 * warp, dOt, LV, lane); // dP^T = V dO^T
+            probabilities<BQ>(p, ds, key0, q0, false, nullptr, nullptr, Ls + cur * BQ, Ds + cur * BQ, lane);
+            accumulate_pv<BQ, DV>(dv_acc, p, dOt, LV, lane); // dV += P^T dO
+            accumulate_pv<BQ, DK>(dk_acc, ds, Qt, LK, lane); // dK += dS^T Q (Q carries scale log2 e)
         }
+        __syncthreads();
     }
     store_rows<DK>(dk + (size_t)b * s.T * s.ks + (size_t)hk * s.Dk, s.ks, dk_acc, key0, s.T, s.Dk, 1.0f / LOG2E,
                    1.0f / LOG2E, lane);
@@ -310,58 +386,92 @@ __global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS) flash_dkv_ke
 
 // ---- launches, one instantiation per padded (DK, DV) ----
 
+// the packed operands inside the workspace (flash_mma_workspace): q, k, v, dO
+struct Packed {
+    bf16 *q, *k, *v, *dout;
+};
+Packed packed_in(const AttnDims &s, void *work) {
+    Widths w = kernel_widths(s);
+    Packed p;
+    p.q = (bf16 *)work;
+    p.k = p.q + packed_elems(s.B, s.H, s.T, w.dk);
+    p.v = p.k + packed_elems(s.B, s.Hkv, s.T, w.dk);
+    p.dout = p.v + packed_elems(s.B, s.Hkv, s.T, w.dv);
+    return p;
+}
+
+// q (times scale log2 e: scores in base 2), k, v and, for the backward, dO
+void pack_operands(const AttnDims &s, const Packed &p, const float *q, const float *k, const float *v,
+                   const float *dout) {
+    Widths w = kernel_widths(s);
+    pack_heads(p.q, q, s.B, s.T, s.H, s.Dk, s.qs, w.dk, s.scale * LOG2E);
+    pack_heads(p.k, k, s.B, s.T, s.Hkv, s.Dk, s.ks, w.dk, 1.0f);
+    pack_heads(p.v, v, s.B, s.T, s.Hkv, s.Dv, s.vs, w.dv, 1.0f);
+    if (dout) pack_heads(p.dout, dout, s.B, s.T, s.H, s.Dv, s.os, w.dv, 1.0f);
+}
+
 template <int DK, int DV>
-void forward(const AttnDims &s, float *o, float *lse, const float *q, const float *k, const float *v) {
-    size_t smem = sizeof(bf16) * ((size_t)2 * ROWS * (DK + 8) + (size_t)ROWS * (DV + 8));
+void forward(const AttnDims &s, float *o, float *lse, const Packed &p) {
+    size_t smem = sizeof(bf16) * ((size_t)ROWS * (DK + 8) + (size_t)2 * ROWS * (DK + 8 + DV + 8));
     CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<DK, DV>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    flash_forward_kernel<DK, DV><<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.H), 32 * WARPS, smem>>>(s, o, lse, q, k, v);
+    flash_forward_kernel<DK, DV><<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.H), 32 * WARPS, smem>>>(s, o, lse, p.q, p.k,
+                                                                                                  p.v);
     CUDA_LAUNCHED();
 }
 
 template <int DK, int DV>
-void backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-              const float *v, const float *lse, const float *D) {
+void backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *lse, const float *D, const Packed &p) {
     constexpr int B2 = (DK > 64 || DV > 64) ? 32 : 64; // the other side's tile: fewer registers for wide heads
-    size_t smem_q = sizeof(bf16) * ((size_t)ROWS * (DK + 8 + DV + 8) + (size_t)B2 * (DK + 8 + DV + 8));
+    size_t smem_q = sizeof(bf16) * ((size_t)ROWS * (DK + 8 + DV + 8) + (size_t)2 * B2 * (DK + 8 + DV + 8));
     CUDA_CHECK(cudaFuncSetAttribute(flash_dq_kernel<DK, DV, B2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
-    flash_dq_kernel<DK, DV, B2><<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.H), 32 * WARPS, smem_q>>>(s, dq, dout, q, k, v, lse, D);
+    flash_dq_kernel<DK, DV, B2><<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.H), 32 * WARPS, smem_q>>>(
+        s, dq, p.q, p.k, p.v, p.dout, lse, D);
     CUDA_LAUNCHED();
-    size_t smem_kv = smem_q + sizeof(float) * 2 * B2;
+    size_t smem_kv = smem_q + sizeof(float) * 4 * B2;
     CUDA_CHECK(cudaFuncSetAttribute(flash_dkv_kernel<DK, DV, B2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
-    flash_dkv_kernel<DK, DV, B2><<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.Hkv), 32 * WARPS, smem_kv>>>(s, dk, dv, dout, q, k,
-                                                                                                        v, lse, D);
+    flash_dkv_kernel<DK, DV, B2><<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.Hkv), 32 * WARPS, smem_kv>>>(
+        s, dk, dv, p.q, p.k, p.v, p.dout, lse, D);
     CUDA_LAUNCHED();
 }
-
-int padded_width(int d) { return (d + 31) / 32 * 32; }
 
 } // namespace
 
 bool flash_mma_supports(const AttnDims &s) { return s.Dk <= 128 && s.Dv <= 128; }
 
-// dispatch on the padded widths: 32, 64, 96 or 128 each
+size_t flash_mma_workspace(const AttnDims &s) {
+    Widths w = kernel_widths(s);
+    size_t elems = packed_elems(s.B, s.H, s.T, w.dk) + packed_elems(s.B, s.Hkv, s.T, w.dk) +
+                   packed_elems(s.B, s.Hkv, s.T, w.dv) + packed_elems(s.B, s.H, s.T, w.dv);
+    return sizeof(bf16) * elems;
+}
+
+// dispatch on the kernels' widths (kernel_widths): 32, 64, 96 or 128 each
 #define FLASH_DISPATCH(CALL)                                                                                         \
-    switch (padded_width(s.Dk) * 1000 + padded_width(s.Dv)) {                                                        \
+    switch (kernel_widths(s).dk * 1000 + kernel_widths(s).dv) {                                                      \
     case 32032: CALL(32, 32); break;                                                                                 \
     case 64064: CALL(64, 64); break;                                                                                 \
     case 96064: CALL(96, 64); break;                                                                                 \
-    case 128128: CALL(128, 128); break;                                                                              \
     case 128064: CALL(128, 64); break;                                                                               \
     case 96096: CALL(96, 96); break;                                                                                 \
     case 64032: CALL(64, 32); break;                                                                                 \
     case 32064: CALL(32, 64); break;                                                                                 \
-    default: CALL(128, 128); break; /* the widest covers every other pair, with more padding */                    \
+    default: CALL(128, 128); break;                                                                                  \
     }
 
-void flash_mma_forward(const AttnDims &s, float *o, float *lse, const float *q, const float *k, const float *v) {
-#define CALL(A, B) forward<A, B>(s, o, lse, q, k, v)
+void flash_mma_forward(const AttnDims &s, float *o, float *lse, const float *q, const float *k, const float *v,
+                       void *work) {
+    Packed p = packed_in(s, work);
+    pack_operands(s, p, q, k, v, nullptr);
+#define CALL(A, B) forward<A, B>(s, o, lse, p)
     FLASH_DISPATCH(CALL)
 #undef CALL
 }
 
 void flash_mma_backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *dout, const float *q,
-                        const float *k, const float *v, const float *lse, const float *D) {
-#define CALL(A, B) backward<A, B>(s, dq, dk, dv, dout, q, k, v, lse, D)
+                        const float *k, const float *v, const float *lse, const float *D, void *work) {
+    Packed p = packed_in(s, work);
+    pack_operands(s, p, q, k, v, dout);
+#define CALL(A, B) backward<A, B>(s, dq, dk, dv, lse, D, p)
     FLASH_DISPATCH(CALL)
 #undef CALL
 }

@@ -14,7 +14,10 @@ static inline AttnDims attn_dims(const AttnShape *s) {
 }
 
 bool flash_mma_supports(const AttnDims &s);
-void flash_mma_forward(const AttnDims &s, float *o, float *lse, const float *q, const float *k, const float *v);
+// bytes of `work` the two calls below take (their bf16 copies of q, k, v and dO)
+size_t flash_mma_workspace(const AttnDims &s);
+void flash_mma_forward(const AttnDims &s, float *o, float *lse, const float *q, const float *k, const float *v,
+                       void *work);
 // D: rowsum(dO * O) per (b, h, t)
 void flash_mma_backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *dout, const float *q,
-                        const float *k, const float *v, const float *lse, const float *D);
+                        const float *k, const float *v, const float *lse, const float *D, void *work);

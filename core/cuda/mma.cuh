@@ -104,3 +104,26 @@ __device__ __forceinline__ void load_tile_bf16(bf16 *tile, int ld, const float *
 __host__ __device__ inline bool rows_are_vec4(const float *p, long stride, int width) {
     return ((size_t)p % 16) == 0 && stride % 4 == 0 && width % 4 == 0;
 }
+
+// ---- asynchronous tile copies (cp.async, sm_80 and later): global -> shared without registers ----
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// waits until at most N of this thread's committed groups are still in flight
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// A ROWS x COLS bf16 tile from packed rows of COLS elements (16-byte aligned, COLS a multiple of
+// 8) into a shared tile of row stride ld, issued by the block's THREADS threads; committed and
+// waited for by the caller.
+template <int ROWS, int COLS, int THREADS>
+__device__ __forceinline__ void copy_tile_async(bf16 *tile, int ld, const bf16 *src) {
+    constexpr int G = COLS / 8, N = ROWS * G;
+#pragma unroll
+    for (int i = threadIdx.x; i < N; i += THREADS) {
+        int r = i / G, c = (i % G) * 8;
+        cp_async16(tile + (size_t)r * ld + c, src + (size_t)r * COLS + c);
+    }
+}

@@ -369,15 +369,23 @@ TEST(test_gpu_optimizer_and_cross_entropy) {
 
 /* ---- attention ---- */
 
-static void check_attention(int B, int T, int H, int Hkv, int Dk, int Dv, unsigned seed) {
+/* Attention at B x T with the GPU workspace sized for B_ws x T_ws (a model keeps its buffers for
+ * any shape of no more tokens and no longer sequences), followed by a canary that must survive. */
+static void check_attention_in(int B, int T, int H, int Hkv, int Dk, int Dv, unsigned seed, int B_ws, int T_ws) {
     Rng rng;
     rng_seed(&rng, seed);
     long w = (long)(H + Hkv) * Dk + (long)Hkv * Dv;
-    AttnShape s = {B, T, H, Hkv, Dk, Dv, w, w, w, (long)H * Dv, 1.0f / sqrtf((float)Dk)};
+    AttnShape s = {B, T, H, Hkv, Dk, Dv, w, w, w, (long)H * Dv, 1.0f / sqrtf((float)Dk)}, ws = s;
+    ws.B = B_ws;
+    ws.T = T_ws;
     size_t nqkv = (size_t)B * T * w, no = (size_t)B * T * H * Dv, nl = (size_t)B * H * T;
     float *qkv = rnd(nqkv, 1, 0, &rng), *o = xmalloc(sizeof(float) * no), *lse = xmalloc(sizeof(float) * nl);
     float *dout = rnd(no, 1, 0, &rng), *dqkv = xmalloc(sizeof(float) * nqkv);
-    float *work = xalloc_aligned(cpu->attention_workspace(&s)), *gwork = gpu->alloc(gpu->attention_workspace(&s));
+    size_t gw_bytes = gpu->attention_workspace(&ws), n_canary = 1024;
+    float *work = xalloc_aligned(cpu->attention_workspace(&s)), *gwork = gpu->alloc(gw_bytes + sizeof(float) * n_canary);
+    float *canary = xmalloc(sizeof(float) * n_canary);
+    for (size_t i = 0; i < n_canary; i++) canary[i] = 12345.0f + (float)i;
+    gpu->upload((char *)gwork + gw_bytes, canary, sizeof(float) * n_canary);
     float *g_qkv = up(qkv, nqkv), *g_o = up(o, no), *g_lse = up(lse, nl), *g_dout = up(dout, no), *g_dqkv = up(dqkv, nqkv);
     float *q = qkv, *k = q + (size_t)H * Dk, *v = k + (size_t)Hkv * Dk;
     float *gq = g_qkv, *gk = gq + (size_t)H * Dk, *gv = gk + (size_t)Hkv * Dk;
@@ -391,6 +399,16 @@ static void check_attention(int B, int T, int H, int Hkv, int Dk, int Dv, unsign
     gpu->attention_backward(&s, g_dqkv, g_dqkv + (size_t)H * Dk, g_dqkv + (size_t)(H + Hkv) * Dk, g_dout, gq, gk, gv, g_o,
                             g_lse, gwork);
     SAME(g_dqkv, dqkv, nqkv, mm_tol(5e-5, 3e-2), "attention dq dk dv");
+    float *after = down((const float *)((char *)gwork + gw_bytes), n_canary);
+    for (size_t i = 0; i < n_canary; i++)
+        CHECK(after[i] == canary[i], "attention at %d x %d wrote past its workspace (sized for %d x %d): float %zu", B, T,
+              B_ws, T_ws, i);
+    free(after);
+    free(canary);
+}
+
+static void check_attention(int B, int T, int H, int Hkv, int Dk, int Dv, unsigned seed) {
+    check_attention_in(B, T, H, Hkv, Dk, Dv, seed, B, T);
 }
 
 TEST(test_gpu_attention_forward_backward) {
@@ -401,6 +419,8 @@ TEST(test_gpu_attention_forward_backward) {
     check_attention(1, 300, 4, 4, 128, 128, 8); /* the widest tensor-core heads */
     check_attention(1, 150, 4, 2, 96, 64, 9);   /* MLA-like: rope-extended keys, narrower values */
     check_attention(1, 70, 2, 1, 160, 144, 10); /* wider than the tensor-core kernels: fp32 kernels */
+    check_attention_in(2, 32, 4, 2, 64, 64, 11, 1, 64); /* a model's buffers kept for a shape of as many tokens */
+    check_attention_in(3, 40, 2, 2, 32, 32, 12, 1, 150);
 }
 
 static void check_decode(int B, int T, int cap, int H, int Hkv, int D, unsigned seed) {
