@@ -8,8 +8,8 @@
 typedef struct {
     int C, F;
     Param w_gate_up, w_down;
-    float *gate_up, *act;   /* kept for the backward */
-    float *dgate_up, *dact; /* scratch */
+    float *gate_up;               /* kept for the backward */
+    float *act, *dgate_up, *dact; /* scratch: act is computed again in the backward */
 } Mlp;
 
 void mlp_create(Mlp *mlp, ParamSet *ps, int layer, int C, int F, float init_std, float out_std);

@@ -69,6 +69,7 @@ static void shape_buffers(Model *m, int B, int T, bool forward_only) {
     for (int l = 0; l < streams; l++) arena_floats(a, &m->residual[l], NC);
     arena_ints(a, &m->tokens, N);
     arena_ints(a, &m->targets, N);
+    arena_floats(a, &m->normed, NC);
     arena_floats(a, &m->ln_f, NC);
     arena_floats(a, &m->rstd_f, N);
     m->dres = m->dln = NULL;
@@ -80,11 +81,9 @@ static void shape_buffers(Model *m, int B, int T, bool forward_only) {
     for (int l = 0; l < m->L; l++) {
         Layer *layer = &m->layers[l];
         size_t acts_mark = arena_mark(a);
-        arena_floats(a, &layer->ln1, NC);
         arena_floats(a, &layer->rstd1, N);
         if (m->cfg.mlp) {
             arena_floats(a, &layer->mid, NC);
-            arena_floats(a, &layer->ln2, NC);
             arena_floats(a, &layer->rstd2, N);
         }
         /* scratch is live only inside one layer's call: every layer shares the same bytes */
@@ -149,15 +148,15 @@ XentStats model_forward(Model *m, const int *tokens, const int *targets, float g
         Layer *layer = &m->layers[l];
         const float *x = m->residual[l];
         float *out = m->residual[l + 1];
-        be->rmsnorm_forward(layer->ln1, layer->rstd1, x, layer->norm1.w, N, C, eps);
+        be->rmsnorm_forward(m->normed, layer->rstd1, x, layer->norm1.w, N, C, eps);
         /* without the MLP the mixer adds straight into the layer's output */
         float *mixed = m->cfg.mlp ? layer->mid : out;
         be->copy(mixed, x, (size_t)N * C);
-        layer->mixer->ops->forward(layer->mixer, be, layer->ln1, mixed, B, T);
+        layer->mixer->ops->forward(layer->mixer, be, m->normed, mixed, B, T);
         if (m->cfg.mlp) {
-            be->rmsnorm_forward(layer->ln2, layer->rstd2, layer->mid, layer->norm2.w, N, C, eps);
+            be->rmsnorm_forward(m->normed, layer->rstd2, layer->mid, layer->norm2.w, N, C, eps);
             be->copy(out, layer->mid, (size_t)N * C);
-            mlp_forward(&layer->mlp, be, layer->ln2, out, N);
+            mlp_forward(&layer->mlp, be, m->normed, out, N);
         }
         if (l == m->poison_layer) {
             float nan = NAN;
@@ -175,11 +174,14 @@ static void gradients_ready(Model *m, const float *from) {
 }
 
 /* dres carries d(loss)/d(residual stream) down the layers; each norm's backward adds its
- * branch's contribution to it, which is the residual connection's backward. */
+ * branch's contribution to it, which is the residual connection's backward. A norm's output is
+ * computed again (by the forward's own kernel, so bit for bit) just before the branch that reads
+ * it runs backward. */
 void model_backward(Model *m) {
     if (m->forward_only) die("model_backward: the buffers were made for forwards alone (model_reshape_forward)");
     const Backend *be = m->be;
     int B = m->B, T = m->T, N = B * T, C = m->C;
+    float eps = (float)m->cfg.norm_eps;
     be->zero(m->dres, (size_t)N * C);
     be->rmsnorm_backward(m->dres, m->norm_f.g, m->dln, m->residual[m->L], m->norm_f.w, m->rstd_f, N, C);
     /* the parameter table is embedding, layers bottom up, final norm, head: what the backward
@@ -188,10 +190,12 @@ void model_backward(Model *m) {
     for (int l = m->L - 1; l >= 0; l--) {
         Layer *layer = &m->layers[l];
         if (m->cfg.mlp) {
-            mlp_backward(&layer->mlp, be, layer->ln2, m->dres, m->dln, N);
+            be->rmsnorm_forward(m->normed, layer->rstd2, layer->mid, layer->norm2.w, N, C, eps);
+            mlp_backward(&layer->mlp, be, m->normed, m->dres, m->dln, N);
             be->rmsnorm_backward(m->dres, layer->norm2.g, m->dln, layer->mid, layer->norm2.w, layer->rstd2, N, C);
         }
-        layer->mixer->ops->backward(layer->mixer, be, layer->ln1, m->dres, m->dln, B, T);
+        be->rmsnorm_forward(m->normed, layer->rstd1, m->residual[l], layer->norm1.w, N, C, eps);
+        layer->mixer->ops->backward(layer->mixer, be, m->normed, m->dres, m->dln, B, T);
         be->rmsnorm_backward(m->dres, layer->norm1.g, m->dln, m->residual[l], layer->norm1.w, layer->rstd1, N, C);
         gradients_ready(m, layer->norm1.g); /* a layer's first parameter */
     }
@@ -242,16 +246,16 @@ void model_decode_step(Model *m, const int *tokens, long pos, float *logits) {
     be->embedding_forward(x, m->tokens, m->wte.w, B, C);
     for (int l = 0; l < m->L; l++) {
         Layer *layer = &m->layers[l];
-        be->rmsnorm_forward(layer->ln1, layer->rstd1, x, layer->norm1.w, B, C, eps);
+        be->rmsnorm_forward(m->normed, layer->rstd1, x, layer->norm1.w, B, C, eps);
         if (!m->cfg.mlp) { /* the stream is updated in place: only one position is live */
-            layer->mixer->ops->decode_step(layer->mixer, be, layer->ln1, x, B, pos);
+            layer->mixer->ops->decode_step(layer->mixer, be, m->normed, x, B, pos);
             continue;
         }
         be->copy(layer->mid, x, (size_t)B * C);
-        layer->mixer->ops->decode_step(layer->mixer, be, layer->ln1, layer->mid, B, pos);
-        be->rmsnorm_forward(layer->ln2, layer->rstd2, layer->mid, layer->norm2.w, B, C, eps);
+        layer->mixer->ops->decode_step(layer->mixer, be, m->normed, layer->mid, B, pos);
+        be->rmsnorm_forward(m->normed, layer->rstd2, layer->mid, layer->norm2.w, B, C, eps);
         be->copy(x, layer->mid, (size_t)B * C);
-        mlp_forward(&layer->mlp, be, layer->ln2, x, B);
+        mlp_forward(&layer->mlp, be, m->normed, x, B);
     }
     be->rmsnorm_forward(m->ln_f, m->rstd_f, x, m->norm_f.w, B, C, eps);
     be->gemm(false, true, B, m->V, C, 1.0f, m->ln_f, C, m->head.w, C, 0.0f, m->decode_logits, m->V);

@@ -17,7 +17,9 @@ typedef struct {
     Param norm1, norm2; /* norm2 and mlp only with model.mlp */
     Mixer *mixer;
     Mlp mlp;
-    float *ln1, *rstd1, *mid, *ln2, *rstd2; /* activations kept for the backward (mid, ln2, rstd2: MLP) */
+    /* kept for the backward (mid, rstd2: MLP); the norms' outputs are recomputed there from the
+     * stream and rstd, which costs an elementwise pass and saves two [B*T, C] buffers a layer */
+    float *rstd1, *mid, *rstd2;
 } Layer;
 
 typedef struct Model {
@@ -37,6 +39,7 @@ typedef struct Model {
     Arena acts, scratch;
     float **residual; /* L + 1 buffers [B*T, C]: the stream entering each layer, then the output
                        * (forward_only: two, alternating) */
+    float *normed; /* [B*T, C]: the RMSNorm output feeding the current layer's mixer or MLP */
     float *ln_f, *rstd_f;
     int *tokens, *targets;
     float *dres, *dln, *xent_work;
