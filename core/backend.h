@@ -65,6 +65,11 @@ typedef struct {
     X(void, gemm_batched, (bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,     \
                            long long stride_a, const float *B, int ldb, long long stride_b, float beta, float *C,     \
                            int ldc, long long stride_c, int count))                                                   \
+    /* a linear layer's backward, y = x W^T with x [N, in] and W [out, in]: dW += dy^T x, and                        \
+     * dx = dy W (dx += dy W when accumulate_dx; skipped when dx is NULL). The two products of one                    \
+     * op, so that a backend can prepare dy once for both (the GPU rounds it to bf16 once) */                         \
+    X(void, linear_backward, (float *dx, float *dW, const float *dy, const float *x, const float *W, int N, int in,   \
+                              int out, bool accumulate_dx))                                                           \
                                                                                                                       \
     /* ---- token embedding: out[n] = wte[tokens[n]] ---- */                                                          \
     X(void, embedding_forward, (float *out, const int *tokens, const float *wte, int N, int C))                       \

@@ -13,6 +13,5 @@ static inline void linear_forward(const Backend *be, float *y, const float *x, c
 /* dW += dy^T x; dx = dy W (or dx += dy W when accumulate_dx; skipped when dx is NULL). */
 static inline void linear_backward(const Backend *be, float *dx, const float *dy, const float *x, const Param *W,
                                    int N, int in, int out, bool accumulate_dx) {
-    be->gemm(true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, W->g, in);
-    if (dx) be->gemm(false, false, N, in, out, 1.0f, dy, out, W->w, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
+    be->linear_backward(dx, W->g, dy, x, W->w, N, in, out, accumulate_dx);
 }

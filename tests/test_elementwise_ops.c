@@ -400,6 +400,38 @@ TEST(test_gemm_batched_is_each_product) {
           d);
 }
 
+/* linear_backward: dW += dy^T x and dx = dy W (or +=, or skipped), against sums done here */
+TEST(test_linear_backward_is_both_products) {
+    Rng rng;
+    rng_seed(&rng, 133);
+    const Backend *be = backend_cpu();
+    enum { N = 5, IN = 4, OUT = 3 };
+    float *dy = new_normal(N * OUT, 1.0f, &rng), *x = new_normal(N * IN, 1.0f, &rng), *W = new_normal(OUT * IN, 1.0f, &rng);
+    for (int mode = 0; mode < 3; mode++) { /* dx = ..., dx += ..., no dx */
+        float *dW = new_normal(OUT * IN, 1.0f, &rng), *dx = new_normal(N * IN, 1.0f, &rng);
+        float dW0[OUT * IN], dx0[N * IN];
+        memcpy(dW0, dW, sizeof dW0), memcpy(dx0, dx, sizeof dx0);
+        be->linear_backward(mode < 2 ? dx : NULL, dW, dy, x, W, N, IN, OUT, mode == 1);
+        for (int o = 0; o < OUT; o++)
+            for (int i = 0; i < IN; i++) {
+                double want = dW0[o * IN + i];
+                for (int n = 0; n < N; n++) want += (double)dy[n * OUT + o] * x[n * IN + i];
+                CHECK(fabs(dW[o * IN + i] - want) < 1e-5, "mode %d: dW(%d, %d) = %g, want %g", mode, o, i,
+                      dW[o * IN + i], want);
+            }
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < IN; i++) {
+                double want = mode == 0 ? 0.0 : dx0[n * IN + i];
+                if (mode < 2)
+                    for (int o = 0; o < OUT; o++) want += (double)dy[n * OUT + o] * W[o * IN + i];
+                CHECK(fabs(dx[n * IN + i] - want) < 1e-5, "mode %d: dx(%d, %d) = %g, want %g", mode, n, i,
+                      dx[n * IN + i], want);
+            }
+        free(dW), free(dx);
+    }
+    free(dy), free(x), free(W);
+}
+
 /* ---- causal depthwise conv1d ---- */
 
 typedef struct {

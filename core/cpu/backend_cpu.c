@@ -106,6 +106,12 @@ void cpu_gemm_batched(bool trans_a, bool trans_b, int M, int N, int K, float alp
                  ldc);
 }
 
+void cpu_linear_backward(float *dx, float *dW, const float *dy, const float *x, const float *W, int N, int in,
+                         int out, bool accumulate_dx) {
+    cpu_gemm(true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);
+    if (dx) cpu_gemm(false, false, N, in, out, 1.0f, dy, out, W, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
+}
+
 void cpu_transpose(float *dst, int ld_dst, const float *src, int ld_src, int rows, int cols) {
     if (rows > 0 && cols > 0) cblas_somatcopy(CblasRowMajor, CblasTrans, rows, cols, 1.0f, src, ld_src, dst, ld_dst);
 }

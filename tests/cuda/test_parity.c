@@ -127,6 +127,34 @@ TEST(test_gpu_gemm_batched) {
     }
 }
 
+/* a linear layer's backward (dy rounded once for both products when they take bf16 operands):
+ * dW accumulates, dx overwritten, accumulated, or skipped */
+TEST(test_gpu_linear_backward) {
+    need_gpu();
+    Rng rng;
+    rng_seed(&rng, 3);
+    int shapes[2][3] = {{37, 29, 53}, {1024, 768, 1152}}; /* N, in, out */
+    CHECK(cuda_gemm_converts(768, 1152, 1024) == !fp32_matmuls, "the large case's products: bf16 operands %s",
+          fp32_matmuls ? "in the fp32 mode" : "missing in the tensor-core mode");
+    for (int sh = 0; sh < 2; sh++)
+        for (int mode = 0; mode < 3; mode++) { /* dx = ..., dx += ..., no dx */
+            int N = shapes[sh][0], in = shapes[sh][1], out = shapes[sh][2];
+            size_t ndy = (size_t)N * out, nx = (size_t)N * in, nw = (size_t)out * in;
+            float *dy = rnd(ndy, 1, 0, &rng), *x = rnd(nx, 1, 0, &rng), *W = rnd(nw, 1, 0, &rng);
+            float *dW = rnd(nw, 1, 0, &rng), *dx = rnd(nx, 1, 0, &rng);
+            float *d_dy = up(dy, ndy), *d_x = up(x, nx), *d_W = up(W, nw), *d_dW = up(dW, nw), *d_dx = up(dx, nx);
+            cpu->linear_backward(mode < 2 ? dx : NULL, dW, dy, x, W, N, in, out, mode == 1);
+            gpu->linear_backward(mode < 2 ? d_dx : NULL, d_dW, d_dy, d_x, d_W, N, in, out, mode == 1);
+            char what[80];
+            snprintf(what, sizeof what, "linear_backward %dx%dx%d dW (dx mode %d)", N, in, out, mode);
+            SAME(d_dW, dW, nw, mm_tol(1e-5, 2e-2), what);
+            snprintf(what, sizeof what, "linear_backward %dx%dx%d dx (mode %d)", N, in, out, mode);
+            SAME(d_dx, dx, nx, mm_tol(1e-5, 2e-2), what); /* mode 2: both still hold the random start */
+            free(dy), free(x), free(W), free(dW), free(dx);
+            gpu->release(d_dy), gpu->release(d_x), gpu->release(d_W), gpu->release(d_dW), gpu->release(d_dx);
+        }
+}
+
 /* ---- the small ops ---- */
 
 TEST(test_gpu_norms_activations_and_gates) {
