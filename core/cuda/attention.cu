@@ -1,6 +1,7 @@
 // Causal softmax attention on the GPU. By default the tensor-core kernels of attention_mma.cu
 // run; this file holds the fp32 kernels on the CUDA cores, used with ATTNLAB_CUDA_MATMUL=fp32
-// (the reference-grade mode) and for heads wider than 128, and the decode over a KV cache.
+// (the reference-grade mode) and for heads wider than 128. The decode over a KV cache is in
+// attention_decode.cu.
 //
 // fp32 kernels, flash-style: a block takes BR query rows (one thread each) through tiles of BC
 // keys held in shared memory, with an online softmax, so no T x T matrix exists; the
@@ -252,46 +253,4 @@ extern "C" void cuda_attention_backward(const AttnShape *as, float *dq, float *d
     CUDA_CHECK(cudaFuncSetAttribute(attention_dkv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
     attention_dkv_kernel<<<dim3((s.T + BR - 1) / BR, s.B * s.Hkv), BR, smem_kv>>>(s, dk, dv, dout, q, k, v, lse, D);
     CUDA_LAUNCHED();
-}
-
-// ---- decode: one new query per sequence against its T cached keys ----
-//
-// Two matrix products per (group of query heads sharing a key head), batched over the sequences:
-// scores = q K^T over the cache, then o = P V, with the softmax in between. A matrix product
-// reads the cache once for all the heads of a group (MLA's latent cache serves every head) and
-// spreads the keys over the whole GPU; per-thread dot products re-read the cache per head.
-
-// one block per (b, h): the row of scores becomes its softmax, in place
-__global__ void decode_softmax_kernel(Shape s, float *scores) {
-    float *row = scores + (size_t)blockIdx.x * s.T;
-    float mx = -INFINITY;
-    for (int j = threadIdx.x; j < s.T; j += blockDim.x) mx = fmaxf(mx, row[j]);
-    mx = block_max(mx);
-    float sum = 0.0f;
-    for (int j = threadIdx.x; j < s.T; j += blockDim.x) {
-        row[j] = __expf(row[j] - mx);
-        sum += row[j];
-    }
-    float inv = 1.0f / block_sum(sum);
-    for (int j = threadIdx.x; j < s.T; j += blockDim.x) row[j] *= inv;
-}
-
-extern "C" size_t cuda_attention_decode_workspace(const AttnShape *s) { return sizeof(float) * (size_t)s->B * s->H * s->T; }
-
-extern "C" void cuda_attention_decode(const AttnShape *as, long kv_seq_stride, float *o, const float *q, const float *k,
-                                      const float *v, float *work) {
-    Shape s = shape_of(as);
-    int group = s.H / s.Hkv;
-    long long HT = (long long)s.H * s.T;
-    for (int g = 0; g < s.Hkv; g++) { /* scores[b, g's heads, :] = scale q K_g^T */
-        float *scores = work + (size_t)g * group * s.T;
-        cuda_gemm_batched(false, true, group, s.T, s.Dk, s.scale, q + (size_t)g * group * s.Dk, s.Dk, s.qs,
-                          k + (size_t)g * s.Dk, (int)s.ks, kv_seq_stride, 0.0f, scores, s.T, HT, s.B);
-    }
-    decode_softmax_kernel<<<s.B * s.H, 256>>>(s, work);
-    CUDA_LAUNCHED();
-    for (int g = 0; g < s.Hkv; g++) /* o[b, g's heads] = P V_g */
-        cuda_gemm_batched(false, false, group, s.Dv, s.T, 1.0f, work + (size_t)g * group * s.T, s.T, HT,
-                          v + (size_t)g * s.Dv, (int)s.vs, kv_seq_stride, 0.0f, o + (size_t)g * group * s.Dv, s.Dv, s.os,
-                          s.B);
 }

@@ -18,9 +18,6 @@
 #include "cuda_common.cuh"
 #include "mma.cuh"
 
-#define LOG2E 1.4426950408889634f
-#define LN2 0.6931471805599453f
-
 namespace {
 
 constexpr int WARPS = 4, THREADS = 32 * WARPS, ROWS = 16 * WARPS; // rows of a block: 16 per warp
@@ -37,16 +34,6 @@ constexpr int WARPS = 4, THREADS = 32 * WARPS, ROWS = 16 * WARPS; // rows of a b
 #ifndef FLASH_BWD_MIN_BLOCKS
 #define FLASH_BWD_MIN_BLOCKS 1
 #endif
-
-// reductions over the 4 lanes (t = 0..3) that hold one row of a C fragment
-__device__ __forceinline__ float quad_max(float v) {
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
-    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
-}
-__device__ __forceinline__ float quad_sum(float v) {
-    v += __shfl_xor_sync(0xffffffffu, v, 1);
-    return v + __shfl_xor_sync(0xffffffffu, v, 2);
-}
 
 // C = A_frags (16 x DK, registers or loaded per k-step) times M^T for a row-major M tile of
 // `N` rows: C[n] for n = 0..N/8-1
@@ -66,45 +53,6 @@ __device__ __forceinline__ void scores(float c[N / 8][4], const bf16 *a_tile, in
             mma_bf16(c[n], a, b[0], b[1]);
             mma_bf16(c[n + 1], a, b[2], b[3]);
         }
-    }
-}
-
-// acc[DV/8] += P (16 x N, given as C fragments) times the row-major [N][DV] tile
-template <int N, int DV>
-__device__ __forceinline__ void accumulate_pv(float acc[DV / 8][4], const float p[N / 8][4], const bf16 *tile, int ld,
-                                              int lane) {
-#pragma unroll
-    for (int kk = 0; kk < N / 16; kk++) {
-        unsigned a[4] = {pack_bf16(p[2 * kk][0], p[2 * kk][1]), pack_bf16(p[2 * kk][2], p[2 * kk][3]),
-                         pack_bf16(p[2 * kk + 1][0], p[2 * kk + 1][1]), pack_bf16(p[2 * kk + 1][2], p[2 * kk + 1][3])};
-#pragma unroll
-        for (int n = 0; n < DV / 8; n += 2) {
-            unsigned b[4];
-            load_b(b, tile, ld, kk * 16, n * 8, lane);
-            mma_bf16(acc[n], a, b[0], b[1]);
-            mma_bf16(acc[n + 1], a, b[2], b[3]);
-        }
-    }
-}
-
-// writes a warp's 16 x D accumulator rows (row0 + g, row0 + g + 8) times mul; rows >= n_rows
-// and columns >= width are dropped
-template <int D>
-__device__ __forceinline__ void store_rows(float *dst, long stride, const float acc[D / 8][4], int row0, int n_rows,
-                                           int width, float mul0, float mul1, int lane) {
-    int g = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int half = 0; half < 2; half++) {
-        int row = row0 + g + 8 * half;
-        if (row >= n_rows) continue;
-        float mul = half ? mul1 : mul0, *out = dst + (size_t)row * stride;
-#pragma unroll
-        for (int n = 0; n < D / 8; n++)
-#pragma unroll
-            for (int j = 0; j < 2; j++) {
-                int col = n * 8 + 2 * t + j;
-                if (col < width) out[col] = acc[n][2 * half + j] * mul;
-            }
     }
 }
 

@@ -1,5 +1,7 @@
 // Tensor-core building blocks: the m16n8k16 bf16 mma with fp32 accumulators, ldmatrix loads of
-// its fragments from row-major bf16 tiles in shared memory, and fp32 -> bf16 tile loads.
+// its fragments from row-major bf16 tiles in shared memory, fp32 -> bf16 tile loads, cp.async
+// tile copies, and the pieces of a warp's online softmax that the flash kernels share (attention
+// and decode): reductions over a row's lanes, P V accumulation, stores of accumulator rows.
 //
 // Fragment layout of mma.m16n8k16 (PTX ISA), lane = 4 g + t:
 //   A (16 x 16): a[0] = (g, 2t..2t+1)  a[1] = (g+8, 2t..)  a[2] = (g, 2t+8..)  a[3] = (g+8, 2t+8..)
@@ -11,6 +13,9 @@
 #include <cuda_bf16.h>
 
 typedef __nv_bfloat16 bf16;
+
+#define LOG2E 1.4426950408889634f
+#define LN2 0.6931471805599453f
 
 __device__ __forceinline__ void mma_bf16(float c[4], const unsigned a[4], const unsigned b0, const unsigned b1) {
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
@@ -125,5 +130,56 @@ __device__ __forceinline__ void copy_tile_async(bf16 *tile, int ld, const bf16 *
     for (int i = threadIdx.x; i < N; i += THREADS) {
         int r = i / G, c = (i % G) * 8;
         cp_async16(tile + (size_t)r * ld + c, src + (size_t)r * COLS + c);
+    }
+}
+
+// ---- a warp's softmax-weighted sums (flash attention's forward, backward and decode) ----
+
+// reductions over the 4 lanes (t = 0..3) that hold one row of a C fragment
+__device__ __forceinline__ float quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// acc[DV/8] += P (16 x N, given as C fragments) times the row-major [N][DV] tile
+template <int N, int DV>
+__device__ __forceinline__ void accumulate_pv(float acc[DV / 8][4], const float p[N / 8][4], const bf16 *tile, int ld,
+                                              int lane) {
+#pragma unroll
+    for (int kk = 0; kk < N / 16; kk++) {
+        unsigned a[4] = {pack_bf16(p[2 * kk][0], p[2 * kk][1]), pack_bf16(p[2 * kk][2], p[2 * kk][3]),
+                         pack_bf16(p[2 * kk + 1][0], p[2 * kk + 1][1]), pack_bf16(p[2 * kk + 1][2], p[2 * kk + 1][3])};
+#pragma unroll
+        for (int n = 0; n < DV / 8; n += 2) {
+            unsigned b[4];
+            load_b(b, tile, ld, kk * 16, n * 8, lane);
+            mma_bf16(acc[n], a, b[0], b[1]);
+            mma_bf16(acc[n + 1], a, b[2], b[3]);
+        }
+    }
+}
+
+// writes a warp's 16 x D accumulator rows (row0 + g, row0 + g + 8) times mul; rows >= n_rows
+// and columns >= width are dropped
+template <int D>
+__device__ __forceinline__ void store_rows(float *dst, long stride, const float acc[D / 8][4], int row0, int n_rows,
+                                           int width, float mul0, float mul1, int lane) {
+    int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        int row = row0 + g + 8 * half;
+        if (row >= n_rows) continue;
+        float mul = half ? mul1 : mul0, *out = dst + (size_t)row * stride;
+#pragma unroll
+        for (int n = 0; n < D / 8; n++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                int col = n * 8 + 2 * t + j;
+                if (col < width) out[col] = acc[n][2 * half + j] * mul;
+            }
     }
 }

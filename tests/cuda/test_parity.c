@@ -451,26 +451,51 @@ TEST(test_gpu_attention_forward_backward) {
     check_attention_in(3, 40, 2, 2, 32, 32, 12, 1, 150);
 }
 
-static void check_decode(int B, int T, int cap, int H, int Hkv, int D, unsigned seed) {
+int cuda_attention_decode_splits(const AttnShape *s); /* core/cuda/attention_decode.cu */
+
+/* One decode step of B sequences at context T against caches of `cap` rows. shared: MLA's
+ * absorbed layout, one key head whose values are the first Dv channels of its keys (v == k). The
+ * workspace is sized for `cap`, as a model sizes it for its largest context. splits: what the
+ * tensor-core mode must run, 0 for the matrix products, > 1 for flash-decoding over several
+ * splits (-1: flash-decoding, any number) */
+static void check_decode(int B, int T, int cap, int H, int Hkv, int Dk, int Dv, bool shared, int splits,
+                         unsigned seed) {
     Rng rng;
     rng_seed(&rng, seed);
-    long row = (long)Hkv * D;
-    AttnShape s = {B, T, H, Hkv, D, D, (long)H * D, row, row, (long)H * D, 0.25f};
-    float *q = rnd((size_t)B * H * D, 1, 0, &rng), *kc = rnd((size_t)B * cap * row, 1, 0, &rng), *vc = rnd((size_t)B * cap * row, 1, 0, &rng);
-    float *o = xmalloc(sizeof(float) * B * H * D);
+    long krow = (long)Hkv * Dk, vrow = shared ? krow : (long)Hkv * Dv;
+    AttnShape s = {B, T, H, Hkv, Dk, Dv, (long)H * Dk, krow, vrow, (long)H * Dv, 1.0f / sqrtf((float)Dk)};
+    size_t nq = (size_t)B * H * Dk, nk = (size_t)B * cap * krow, nv = (size_t)B * cap * vrow, no = (size_t)B * H * Dv;
+    float *q = rnd(nq, 1, 0, &rng), *kc = rnd(nk, 1, 0, &rng), *vc = shared ? kc : rnd(nv, 1, 0, &rng);
+    float *o = xmalloc(sizeof(float) * no);
     AttnShape big = s;
     big.T = cap;
     float *work = xalloc_aligned(cpu->attention_decode_workspace(&big)), *gwork = gpu->alloc(gpu->attention_decode_workspace(&big));
-    float *gq = up(q, (size_t)B * H * D), *gk = up(kc, (size_t)B * cap * row), *gv = up(vc, (size_t)B * cap * row), *go = up(o, (size_t)B * H * D);
-    cpu->attention_decode(&s, cap * row, o, q, kc, vc, work);
-    gpu->attention_decode(&s, cap * row, go, gq, gk, gv, gwork);
-    SAME(go, o, (size_t)B * H * D, mm_tol(2e-6, 2e-2), "attention decode"); /* two matrix products */
+    float *gq = up(q, nq), *gk = up(kc, nk), *gv = shared ? gk : up(vc, nv), *go = up(o, no);
+    int ran = cuda_attention_decode_splits(&s);
+    int want = fp32_matmuls ? 0 : splits;
+    CHECK(want < 0 ? ran >= 1 : want > 1 ? ran > 1 : ran == want,
+          "decode B=%d T=%d H=%d/%d Dk=%d Dv=%d: %d splits of flash-decoding, want %s", B, T, H, Hkv, Dk, Dv, ran,
+          want == 0 ? "the matrix products (0)" : want > 1 ? "more than 1" : "flash-decoding");
+    cpu->attention_decode(&s, cap * krow, o, q, kc, vc, work);
+    gpu->attention_decode(&s, cap * krow, go, gq, gk, gv, gwork);
+    char what[96];
+    snprintf(what, sizeof what, "attention decode B=%d T=%d H=%d/%d Dk=%d Dv=%d%s", B, T, H, Hkv, Dk, Dv,
+             shared ? " (v in k)" : "");
+    SAME(go, o, no, mm_tol(2e-6, 2e-2), what);
+    free(q), free(kc), free(o), free(work);
+    if (!shared) free(vc);
+    gpu->release(gq), gpu->release(gk), gpu->release(go), gpu->release(gwork);
+    if (!shared) gpu->release(gv);
 }
 
 TEST(test_gpu_attention_decode) {
     need_gpu();
-    check_decode(2, 57, 64, 4, 2, 16, 8);
-    check_decode(1, 1300, 1400, 3, 1, 40, 9); /* keys split over several blocks */
+    check_decode(2, 57, 64, 4, 2, 16, 16, false, -1, 8);
+    check_decode(1, 1300, 1400, 3, 1, 40, 40, false, 2, 9);     /* keys over several splits, odd widths */
+    check_decode(1, 5000, 5100, 12, 1, 416, 384, true, 2, 10);  /* MLA's absorbed step at d_model 768 */
+    check_decode(2, 70, 100, 16, 1, 576, 512, true, -1, 11);    /* the widest, a split's tile past T */
+    check_decode(2, 3000, 3000, 8, 2, 128, 128, false, 2, 12);  /* grouped heads, context = cache */
+    check_decode(1, 300, 300, 20, 1, 64, 64, false, 0, 13);     /* a group of 20: the matrix products */
 }
 
 /* ---- the linear-time cores, both forms, against the CPU's ---- */
@@ -751,6 +776,37 @@ TEST(test_gpu_training_step_matches_the_cpu) {
     check_training_step("model.mixer=gdn");
     check_training_step("model.mixer=kda");
     check_training_step("model.mixer=dplr");
+}
+
+/* generation: the GPU model's decode logits follow the CPU's step by step, over a context long
+ * enough for several flash-decoding splits */
+static void check_model_decode(const char *mixer_setting) {
+    Model *a = parity_model(cpu, mixer_setting), *b = parity_model(gpu, mixer_setting);
+    enum { B = 2, T = 300 };
+    int V = a->V, step[B];
+    model_decode_begin(a, B, T);
+    model_decode_begin(b, B, T);
+    Rng rng;
+    rng_seed(&rng, 42);
+    float *la = xmalloc(sizeof(float) * B * V), *lb = xmalloc(sizeof(float) * B * V);
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < B; i++) step[i] = (int)rng_below(&rng, (uint64_t)V);
+        model_decode_step(a, step, t, la);
+        model_decode_step(b, step, t, lb);
+        worst = worst_of(worst, max_rel_diff(lb, la, (size_t)B * V, 1e-6));
+    }
+    CHECK(worst <= mm_tol(1e-4, 5e-2), "%s: GPU decode logits differ from the CPU's by %.2e", mixer_setting, worst);
+    free(la), free(lb);
+    model_free(a);
+    model_free(b);
+}
+
+TEST(test_gpu_decode_matches_the_cpu) {
+    need_gpu();
+    check_model_decode("model.mixer=softmax");
+    check_model_decode("model.mixer=mla");
+    check_model_decode("model.hybrid.ratio=1:1");
 }
 
 TEST(test_gpu_training_run_tracks_the_cpu_loss_curve) {

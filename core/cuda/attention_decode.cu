@@ -1,0 +1,314 @@
+// Decode attention on the GPU: one new query per sequence against its T cached keys.
+//
+// Tensor-core mode (the default): flash-decoding. The cached keys are cut into splits, enough of
+// them to fill the GPU; a block of 4 warps takes one split of one (sequence, key head) through
+// tiles of 32 cached rows, rounded to bf16 in shared memory. Every warp computes the scores of the
+// group's query heads (up to 16: the rows of one mma tile) against the tile with an online
+// softmax, and P V for its quarter of the value channels. A split writes its normalized output and
+// log-sum-exp; a second kernel weighs the splits together. The cache is read once per step for
+// all the heads of a group: MLA's latent cache serves every head, and its values are the first Dv
+// channels of its keys, so the key tile is the value tile too.
+//
+// fp32 mode (ATTNLAB_CUDA_MATMUL=fp32) and shapes the kernel does not take (groups of more than
+// 16 heads, keys wider than 576 or values wider than 512 channels): two matrix products per group
+// of query heads, batched over the sequences, scores = q K^T over the cache and o = P V, with the
+// softmax in between.
+#include <math.h>
+
+#include "attention_shape.cuh"
+#include "cuda_common.cuh"
+#include "cuda_ops.cuh"
+#include "mma.cuh"
+
+namespace {
+
+constexpr int DEC_WARPS = 4, DEC_THREADS = 32 * DEC_WARPS, KEYS = 32; // keys per tile
+constexpr int MAX_GROUP = 16, MAX_DK = 576, MAX_DV = 512, MAX_SPLITS = 256;
+constexpr int MIN_TILES_PER_SPLIT = 4; // a split shorter than this spends more on setup than on keys
+
+struct DecodeArgs {
+    AttnDims s;
+    long kv_seq_stride;
+    const float *q, *k, *v;
+    float *part_o, *part_lse; // [splits][B * H][Dv], [splits][B * H]
+    int dkp, ld_k, ld_v;      // key channels padded to 16; tile row strides (elements)
+    int per_split;            // keys per split, a multiple of KEYS
+    bool v_in_k, vec4_q, vec4_k, vec4_v;
+};
+
+// rows [0, ROWS) of a fp32 matrix (row i at src + i * stride; n_rows of them, `width` floats each)
+// into a bf16 tile of `cols` columns (a multiple of 4) at row stride ld, times mul; zero past
+// n_rows and width. Each thread issues four loads before it stores any.
+template <int ROWS>
+__device__ __forceinline__ void load_rows_bf16(bf16 *tile, int ld, const float *src, long stride, int n_rows, int width,
+                                               int cols, float mul, bool vec4) {
+    const int groups = cols / 4, n = ROWS * groups;
+    for (int i0 = threadIdx.x; i0 < n; i0 += 4 * DEC_THREADS) {
+        float4 x[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            int i = i0 + u * DEC_THREADS, r = i / groups, c = (i % groups) * 4;
+            x[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            if (i < n && r < n_rows) {
+                const float *p = src + (size_t)r * stride + c;
+                if (vec4 && c + 3 < width) {
+                    x[u] = __ldg(reinterpret_cast<const float4 *>(p));
+                } else {
+                    if (c < width) x[u].x = __ldg(p);
+                    if (c + 1 < width) x[u].y = __ldg(p + 1);
+                    if (c + 2 < width) x[u].z = __ldg(p + 2);
+                    if (c + 3 < width) x[u].w = __ldg(p + 3);
+                }
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            int i = i0 + u * DEC_THREADS, r = i / groups, c = (i % groups) * 4;
+            if (i < n)
+                *reinterpret_cast<uint2 *>(tile + (size_t)r * ld + c) =
+                    make_uint2(pack_bf16(x[u].x * mul, x[u].y * mul), pack_bf16(x[u].z * mul, x[u].w * mul));
+        }
+    }
+}
+
+// one block per (split, sequence * key head); DVW value channels per warp (a multiple of 16)
+template <int DVW>
+__global__ void __launch_bounds__(DEC_THREADS) decode_split_kernel(DecodeArgs a) {
+    extern __shared__ __align__(16) unsigned char decode_smem[];
+    const AttnDims &s = a.s;
+    const int G = s.H / s.Hkv, split = blockIdx.x, b = blockIdx.y / s.Hkv, g = blockIdx.y % s.Hkv;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int t0 = split * a.per_split, t1 = min(s.T, t0 + a.per_split);
+    bf16 *Qs = reinterpret_cast<bf16 *>(decode_smem), *Ks = Qs + MAX_GROUP * a.ld_k;
+    bf16 *Vs = a.v_in_k ? Ks : Ks + KEYS * a.ld_k;
+    /* the group's query heads, times scale log2 e: scores in base 2 */
+    load_rows_bf16<MAX_GROUP>(Qs, a.ld_k, a.q + (size_t)b * s.qs + (size_t)g * G * s.Dk, s.Dk, G, s.Dk, a.dkp,
+                              s.scale * LOG2E, a.vec4_q);
+    const float *kb = a.k + (size_t)b * a.kv_seq_stride + (size_t)g * s.Dk;
+    const float *vb = a.v + (size_t)b * a.kv_seq_stride + (size_t)g * s.Dv;
+    const int v0 = warp * DVW, dvp = DEC_WARPS * DVW;
+    float acc[DVW / 8][4] = {};
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    const int t = lane & 3;
+    for (int j0 = t0; j0 < t1; j0 += KEYS) {
+        __syncthreads(); /* every warp is done with the previous tile */
+        load_rows_bf16<KEYS>(Ks, a.ld_k, kb + (size_t)j0 * s.ks, s.ks, t1 - j0, s.Dk, a.dkp, 1.0f, a.vec4_k);
+        if (!a.v_in_k) load_rows_bf16<KEYS>(Vs, a.ld_v, vb + (size_t)j0 * s.vs, s.vs, t1 - j0, s.Dv, dvp, 1.0f, a.vec4_v);
+        __syncthreads();
+        float c[KEYS / 8][4] = {};
+        for (int kk = 0; kk < a.dkp / 16; kk++) {
+            unsigned af[4];
+            load_a(af, Qs, a.ld_k, 0, kk * 16, lane);
+#pragma unroll
+            for (int n = 0; n < KEYS / 8; n += 2) {
+                unsigned bf[4];
+                load_b_of_transposed(bf, Ks, a.ld_k, kk * 16, n * 8, lane);
+                mma_bf16(c[n], af, bf[0], bf[1]);
+                mma_bf16(c[n + 1], af, bf[2], bf[3]);
+            }
+        }
+        /* keys past the split score -inf; every tile has at least one key, so the maxima are finite */
+        float mx0 = -INFINITY, mx1 = -INFINITY;
+#pragma unroll
+        for (int n = 0; n < KEYS / 8; n++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                if (j0 + n * 8 + 2 * t + j >= t1) c[n][j] = c[n][2 + j] = -INFINITY;
+                mx0 = fmaxf(mx0, c[n][j]);
+                mx1 = fmaxf(mx1, c[n][2 + j]);
+            }
+        float n0 = fmaxf(m0, quad_max(mx0)), n1 = fmaxf(m1, quad_max(mx1));
+        float a0 = exp2f(m0 - n0), a1 = exp2f(m1 - n1), s0 = 0.0f, s1 = 0.0f;
+        m0 = n0, m1 = n1;
+#pragma unroll
+        for (int n = 0; n < KEYS / 8; n++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                c[n][j] = exp2f(c[n][j] - n0);
+                c[n][2 + j] = exp2f(c[n][2 + j] - n1);
+                s0 += c[n][j];
+                s1 += c[n][2 + j];
+            }
+        l0 = l0 * a0 + s0; /* this lane's part of the row sums; the quad's parts are summed at the end */
+        l1 = l1 * a1 + s1;
+#pragma unroll
+        for (int n = 0; n < DVW / 8; n++) {
+            acc[n][0] *= a0, acc[n][1] *= a0;
+            acc[n][2] *= a1, acc[n][3] *= a1;
+        }
+        accumulate_pv<KEYS, DVW>(acc, c, Vs + v0, a.v_in_k ? a.ld_k : a.ld_v, lane);
+    }
+    l0 = quad_sum(l0);
+    l1 = quad_sum(l1);
+    size_t row0 = (size_t)split * s.B * s.H + (size_t)b * s.H + (size_t)g * G; /* the group's first head */
+    store_rows<DVW>(a.part_o + row0 * s.Dv + v0, s.Dv, acc, 0, G, s.Dv - v0, 1.0f / l0, 1.0f / l1, lane);
+    if (warp == 0 && t == 0) {
+        int r = lane >> 2;
+        if (r < G) a.part_lse[row0 + r] = (m0 + log2f(l0)) * LN2;
+        if (r + 8 < G) a.part_lse[row0 + r + 8] = (m1 + log2f(l1)) * LN2;
+    }
+}
+
+// one block per (sequence, head): the splits' outputs weighted by exp(lse_split - lse)
+__global__ void decode_combine_kernel(AttnDims s, float *o, const float *part_o, const float *part_lse, int splits) {
+    __shared__ float w[MAX_SPLITS];
+    const int bh = blockIdx.x, b = bh / s.H, h = bh % s.H;
+    const size_t BH = (size_t)s.B * s.H;
+    float mx = -INFINITY;
+    for (int i = 0; i < splits; i++) mx = fmaxf(mx, part_lse[i * BH + bh]);
+    for (int i = threadIdx.x; i < splits; i += blockDim.x) w[i] = expf(part_lse[i * BH + bh] - mx);
+    __syncthreads();
+    float total = 0.0f;
+    for (int i = 0; i < splits; i++) total += w[i];
+    float inv = 1.0f / total, *out = o + (size_t)b * s.os + (size_t)h * s.Dv;
+    for (int d = threadIdx.x; d < s.Dv; d += blockDim.x) {
+        float x = 0.0f;
+        for (int i = 0; i < splits; i++) x += w[i] * part_o[(i * BH + bh) * s.Dv + d];
+        out[d] = x * inv;
+    }
+}
+
+// value channels per warp: the smallest instantiation that covers a quarter of Dv
+int value_slice(int Dv) {
+    const int widths[] = {16, 32, 64, 96, 128};
+    for (int w : widths)
+        if (DEC_WARPS * w >= Dv) return w;
+    return 0;
+}
+
+int dk_padded(int Dk) { return (Dk + 15) / 16 * 16; }
+
+bool v_in_k(const AttnDims &s, const float *k, const float *v) {
+    return k == v && s.Hkv == 1 && s.ks == s.vs && DEC_WARPS * value_slice(s.Dv) <= dk_padded(s.Dk);
+}
+
+size_t split_smem(const AttnDims &s, bool shared_kv) {
+    int ld_k = dk_padded(s.Dk) + 8, ld_v = DEC_WARPS * value_slice(s.Dv) + 8;
+    return sizeof(bf16) * ((size_t)(MAX_GROUP + KEYS) * ld_k + (shared_kv ? 0 : (size_t)KEYS * ld_v));
+}
+
+bool flash_decode_supports(const AttnDims &s) {
+    return cuda_tensor_cores() && s.H % s.Hkv == 0 && s.H / s.Hkv <= MAX_GROUP && s.Dk <= MAX_DK && s.Dv <= MAX_DV &&
+           value_slice(s.Dv) > 0;
+}
+
+int sm_count() {
+    static int sms;
+    if (!sms) {
+        int dev;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    }
+    return sms;
+}
+
+// At most this many splits: two blocks per SM where the context allows, none shorter than
+// MIN_TILES_PER_SPLIT tiles. It never falls as T grows, so the workspace sized at the largest T
+// holds every smaller T's splits.
+int split_cap(const AttnDims &s) {
+    long groups = (long)s.B * s.Hkv, want = (2L * sm_count() + groups - 1) / groups;
+    long by_length = (s.T + KEYS * MIN_TILES_PER_SPLIT - 1) / (KEYS * MIN_TILES_PER_SPLIT);
+    long n = want < by_length ? want : by_length;
+    return n > MAX_SPLITS ? MAX_SPLITS : n < 1 ? 1 : (int)n;
+}
+
+// splits of a multiple of KEYS keys each, no more than split_cap
+void plan_splits(const AttnDims &s, int *splits, int *per_split) {
+    int n = split_cap(s), per = (s.T + n - 1) / n;
+    per = (per + KEYS - 1) / KEYS * KEYS;
+    *per_split = per;
+    *splits = (s.T + per - 1) / per;
+}
+
+template <int DVW> void launch_split(const DecodeArgs &a, int splits, size_t smem) {
+    CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<DVW>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    decode_split_kernel<DVW><<<dim3((unsigned)splits, (unsigned)(a.s.B * a.s.Hkv)), DEC_THREADS, smem>>>(a);
+    CUDA_LAUNCHED();
+}
+
+void flash_decode(const AttnDims &s, long kv_seq_stride, float *o, const float *q, const float *k, const float *v,
+                  float *work) {
+    DecodeArgs a;
+    a.s = s;
+    a.kv_seq_stride = kv_seq_stride;
+    a.q = q, a.k = k, a.v = v;
+    int splits;
+    plan_splits(s, &splits, &a.per_split);
+    a.part_o = work;
+    a.part_lse = work + (size_t)splits * s.B * s.H * s.Dv;
+    a.dkp = dk_padded(s.Dk);
+    a.ld_k = a.dkp + 8;
+    a.ld_v = DEC_WARPS * value_slice(s.Dv) + 8;
+    a.v_in_k = v_in_k(s, k, v);
+    a.vec4_q = rows_are_vec4(q, s.qs, 4) && s.Dk % 4 == 0; /* heads follow each other at Dk */
+    a.vec4_k = rows_are_vec4(k, s.ks, 4) && kv_seq_stride % 4 == 0 && s.Dk % 4 == 0;
+    a.vec4_v = rows_are_vec4(v, s.vs, 4) && kv_seq_stride % 4 == 0 && s.Dv % 4 == 0;
+    size_t smem = split_smem(s, a.v_in_k);
+    switch (value_slice(s.Dv)) {
+    case 16: launch_split<16>(a, splits, smem); break;
+    case 32: launch_split<32>(a, splits, smem); break;
+    case 64: launch_split<64>(a, splits, smem); break;
+    case 96: launch_split<96>(a, splits, smem); break;
+    default: launch_split<128>(a, splits, smem); break;
+    }
+    decode_combine_kernel<<<s.B * s.H, 128>>>(s, o, a.part_o, a.part_lse, splits);
+    CUDA_LAUNCHED();
+}
+
+// ---- fp32 mode: two matrix products per group ----
+
+// one block per (b, h): the row of scores becomes its softmax, in place
+__global__ void decode_softmax_kernel(AttnDims s, float *scores) {
+    float *row = scores + (size_t)blockIdx.x * s.T;
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < s.T; j += blockDim.x) mx = fmaxf(mx, row[j]);
+    mx = block_max(mx);
+    float sum = 0.0f;
+    for (int j = threadIdx.x; j < s.T; j += blockDim.x) {
+        row[j] = __expf(row[j] - mx);
+        sum += row[j];
+    }
+    float inv = 1.0f / block_sum(sum);
+    for (int j = threadIdx.x; j < s.T; j += blockDim.x) row[j] *= inv;
+}
+
+void decode_by_matmuls(const AttnDims &s, long kv_seq_stride, float *o, const float *q, const float *k, const float *v,
+                       float *work) {
+    int group = s.H / s.Hkv;
+    long long HT = (long long)s.H * s.T;
+    for (int g = 0; g < s.Hkv; g++) { /* scores[b, g's heads, :] = scale q K_g^T */
+        float *scores = work + (size_t)g * group * s.T;
+        cuda_gemm_batched(false, true, group, s.T, s.Dk, s.scale, q + (size_t)g * group * s.Dk, s.Dk, s.qs,
+                          k + (size_t)g * s.Dk, (int)s.ks, kv_seq_stride, 0.0f, scores, s.T, HT, s.B);
+    }
+    decode_softmax_kernel<<<s.B * s.H, 256>>>(s, work);
+    CUDA_LAUNCHED();
+    for (int g = 0; g < s.Hkv; g++) /* o[b, g's heads] = P V_g */
+        cuda_gemm_batched(false, false, group, s.Dv, s.T, 1.0f, work + (size_t)g * group * s.T, s.T, HT,
+                          v + (size_t)g * s.Dv, (int)s.vs, kv_seq_stride, 0.0f, o + (size_t)g * group * s.Dv, s.Dv, s.os,
+                          s.B);
+}
+
+} // namespace
+
+// splits of the flash-decoding kernel at this shape, 0 where the matrix products run (tests)
+extern "C" int cuda_attention_decode_splits(const AttnShape *as) {
+    AttnDims s = attn_dims(as);
+    if (!flash_decode_supports(s)) return 0;
+    int splits, per;
+    plan_splits(s, &splits, &per);
+    return splits;
+}
+
+extern "C" size_t cuda_attention_decode_workspace(const AttnShape *as) {
+    AttnDims s = attn_dims(as);
+    if (flash_decode_supports(s)) return sizeof(float) * (size_t)split_cap(s) * s.B * s.H * (s.Dv + 1);
+    return sizeof(float) * (size_t)s.B * s.H * s.T;
+}
+
+extern "C" void cuda_attention_decode(const AttnShape *as, long kv_seq_stride, float *o, const float *q, const float *k,
+                                      const float *v, float *work) {
+    AttnDims s = attn_dims(as);
+    if (flash_decode_supports(s)) flash_decode(s, kv_seq_stride, o, q, k, v, work);
+    else decode_by_matmuls(s, kv_seq_stride, o, q, k, v, work);
+}
