@@ -96,17 +96,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode_split_kernel(DecodeArgs a)
         if (!a.v_in_k) load_rows_bf16<KEYS>(Vs, a.ld_v, vb + (size_t)j0 * s.vs, s.vs, t1 - j0, s.Dv, dvp, 1.0f, a.vec4_v);
         __syncthreads();
         float c[KEYS / 8][4] = {};
-        for (int kk = 0; kk < a.dkp / 16; kk++) {
-            unsigned af[4];
-            load_a(af, Qs, a.ld_k, 0, kk * 16, lane);
-#pragma unroll
-            for (int n = 0; n < KEYS / 8; n += 2) {
-                unsigned bf[4];
-                load_b_of_transposed(bf, Ks, a.ld_k, kk * 16, n * 8, lane);
-                mma_bf16(c[n], af, bf[0], bf[1]);
-                mma_bf16(c[n + 1], af, bf[2], bf[3]);
-            }
-        }
+        for (int kk = 0; kk < a.dkp / 16; kk++) scores_step<KEYS>(c, Qs, a.ld_k, 0, Ks, a.ld_k, kk * 16, lane);
         /* keys past the split score -inf; every tile has at least one key, so the maxima are finite */
         float mx0 = -INFINITY, mx1 = -INFINITY;
 #pragma unroll

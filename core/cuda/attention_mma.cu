@@ -43,17 +43,7 @@ __device__ __forceinline__ void scores(float c[N / 8][4], const bf16 *a_tile, in
 #pragma unroll
     for (int n = 0; n < N / 8; n++) c[n][0] = c[n][1] = c[n][2] = c[n][3] = 0.0f;
 #pragma unroll
-    for (int kk = 0; kk < DK / 16; kk++) {
-        unsigned a[4];
-        load_a(a, a_tile, lda, a_row0, kk * 16, lane);
-#pragma unroll
-        for (int n = 0; n < N / 8; n += 2) {
-            unsigned b[4];
-            load_b_of_transposed(b, m_tile, ldm, kk * 16, n * 8, lane);
-            mma_bf16(c[n], a, b[0], b[1]);
-            mma_bf16(c[n + 1], a, b[2], b[3]);
-        }
-    }
+    for (int kk = 0; kk < DK / 16; kk++) scores_step<N>(c, a_tile, lda, a_row0, m_tile, ldm, kk * 16, lane);
 }
 
 // ---- packed bf16 operands ----

@@ -1,6 +1,5 @@
 // Tensor-core building blocks: the m16n8k16 bf16 mma with fp32 accumulators, ldmatrix loads of
-// its fragments from row-major bf16 tiles in shared memory, fp32 -> bf16 tile loads, cp.async
-// tile copies, and the pieces of a warp's online softmax that the flash kernels share (attention
+// its fragments from row-major bf16 tiles in shared memory, cp.async tile copies, and the pieces of a warp's online softmax that the flash kernels share (attention
 // and decode): reductions over a row's lanes, P V accumulation, stores of accumulator rows.
 //
 // Fragment layout of mma.m16n8k16 (PTX ISA), lane = 4 g + t:
@@ -66,45 +65,6 @@ __device__ __forceinline__ void load_b(unsigned b[4], const bf16 *tile, int ld, 
     ldsm_x4_trans(b, tile + (size_t)(k0 + r + (m & 1) * 8) * ld + n0 + (m >> 1) * 8);
 }
 
-// Rows row0..row0+ROWS-1 of a [*, width] fp32 matrix (row i at src + i * stride) into a bf16
-// tile of COLS columns, times `mul`; rows at or past `n_rows` and columns past `width` are zero.
-// THREADS threads (the whole block) share the work. Every thread issues all of its loads before
-// it converts and stores any, so one memory latency is paid per tile, not one per element; with
-// `vec4` (16-byte aligned rows, width a multiple of 4) they are float4 loads.
-template <int ROWS, int COLS, int THREADS>
-__device__ __forceinline__ void load_tile_bf16(bf16 *tile, int ld, const float *src, long stride, int row0, int n_rows,
-                                               int width, float mul, bool vec4) {
-    constexpr int G = COLS / 4, N = ROWS * G, PER = (N + THREADS - 1) / THREADS; // groups of 4 columns
-    constexpr int BATCH = PER < 8 ? PER : 8; // loads in flight per thread: 8 float4 = 32 registers
-#pragma unroll
-    for (int u0 = 0; u0 < PER; u0 += BATCH) {
-        float4 x[BATCH];
-#pragma unroll
-        for (int u = 0; u < BATCH; u++) {
-            int i = threadIdx.x + (u0 + u) * THREADS, r = i / G, c = (i % G) * 4, row = row0 + r;
-            x[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            if (u0 + u < PER && i < N && row < n_rows) {
-                const float *p = src + (size_t)row * stride + c;
-                if (vec4 && c < width) {
-                    x[u] = __ldg(reinterpret_cast<const float4 *>(p));
-                } else {
-                    if (c < width) x[u].x = __ldg(p);
-                    if (c + 1 < width) x[u].y = __ldg(p + 1);
-                    if (c + 2 < width) x[u].z = __ldg(p + 2);
-                    if (c + 3 < width) x[u].w = __ldg(p + 3);
-                }
-            }
-        }
-#pragma unroll
-        for (int u = 0; u < BATCH; u++) {
-            int i = threadIdx.x + (u0 + u) * THREADS, r = i / G, c = (i % G) * 4;
-            if (u0 + u < PER && i < N)
-                *reinterpret_cast<uint2 *>(tile + (size_t)r * ld + c) =
-                    make_uint2(pack_bf16(x[u].x * mul, x[u].y * mul), pack_bf16(x[u].z * mul, x[u].w * mul));
-        }
-    }
-}
-
 // whether rows of `width` floats at `stride` from p can be read as float4
 __host__ __device__ inline bool rows_are_vec4(const float *p, long stride, int width) {
     return ((size_t)p % 16) == 0 && stride % 4 == 0 && width % 4 == 0;
@@ -143,6 +103,22 @@ __device__ __forceinline__ float quad_max(float v) {
 __device__ __forceinline__ float quad_sum(float v) {
     v += __shfl_xor_sync(0xffffffffu, v, 1);
     return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+// c[0..N/8) += the 16 x 16 block at column k0 of a row-major A tile (rows a_row0..) times the
+// transposed 16-column block at k0 of an M tile of N rows: one k-step of S = A M^T
+template <int N>
+__device__ __forceinline__ void scores_step(float c[N / 8][4], const bf16 *a_tile, int lda, int a_row0,
+                                            const bf16 *m_tile, int ldm, int k0, int lane) {
+    unsigned a[4];
+    load_a(a, a_tile, lda, a_row0, k0, lane);
+#pragma unroll
+    for (int n = 0; n < N / 8; n += 2) {
+        unsigned b[4];
+        load_b_of_transposed(b, m_tile, ldm, k0, n * 8, lane);
+        mma_bf16(c[n], a, b[0], b[1]);
+        mma_bf16(c[n + 1], a, b[2], b[3]);
+    }
 }
 
 // acc[DV/8] += P (16 x N, given as C fragments) times the row-major [N][DV] tile
