@@ -121,6 +121,7 @@ cuda:
 # the GPU parity tests; without a GPU every one of them reports itself skipped
 test-cuda: build/run_tests_cuda
 	./build/run_tests_cuda
+	ATTNLAB_CUDA_MATMUL=fp32 ./build/run_tests_cuda
 
 -include $(CU_OBJ:.o=.d) $(CUDA_TEST_OBJ:.o=.d)
 

@@ -7,9 +7,11 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 "${RUN_TESTS:-./build/run_tests}" "$@" 2>&1 | tee -a "$log" || status=1
-# GPU parity tests, where the GPU backend was built (make test builds it when nvcc is installed)
+# GPU parity tests, where the GPU backend was built (make test builds it when nvcc is installed):
+# in the tensor-core mode training uses, then with exact fp32 products (tight tolerances)
 if [ -x build/run_tests_cuda ] && [ -z "${NO_GPU_TESTS:-}" ]; then
     ./build/run_tests_cuda "$@" 2>&1 | tee -a "$log" || status=1
+    ATTNLAB_CUDA_MATMUL=fp32 ./build/run_tests_cuda "$@" 2>&1 | tee -a "$log" || status=1
 fi
 bash tests/cli_test.sh "$@" 2>&1 | tee -a "$log" || status=1
 bash tests/crash_test.sh "$@" 2>&1 | tee -a "$log" || status=1

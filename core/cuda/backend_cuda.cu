@@ -136,7 +136,8 @@ __global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int rows, i
 }
 
 static void to_bf16(__nv_bfloat16 *dst, const float *src, int rows, int cols, long ld) {
-    bool vec4 = (size_t)src % 16 == 0 && ld % 4 == 0 && cols % 4 == 0;
+    /* the 8-byte stores need dst aligned too: a second operand packed after a first of an odd size is not */
+    bool vec4 = (size_t)src % 16 == 0 && (size_t)dst % 8 == 0 && ld % 4 == 0 && cols % 4 == 0;
     dim3 grid((unsigned)((cols + 1023) / 1024), (unsigned)(rows < 65535 ? rows : 65535));
     to_bf16_kernel<<<grid, 256>>>(dst, src, rows, cols, ld, vec4);
     CUDA_LAUNCHED();
