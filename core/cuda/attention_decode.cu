@@ -172,11 +172,6 @@ bool v_in_k(const AttnDims &s, const float *k, const float *v) {
     return k == v && s.Hkv == 1 && s.ks == s.vs && DEC_WARPS * value_slice(s.Dv) <= dk_padded(s.Dk);
 }
 
-size_t split_smem(const AttnDims &s, bool shared_kv) {
-    int ld_k = dk_padded(s.Dk) + 8, ld_v = DEC_WARPS * value_slice(s.Dv) + 8;
-    return sizeof(bf16) * ((size_t)(MAX_GROUP + KEYS) * ld_k + (shared_kv ? 0 : (size_t)KEYS * ld_v));
-}
-
 bool flash_decode_supports(const AttnDims &s) {
     return cuda_tensor_cores() && s.H % s.Hkv == 0 && s.H / s.Hkv <= MAX_GROUP && s.Dk <= MAX_DK && s.Dv <= MAX_DV &&
            value_slice(s.Dv) > 0;
@@ -210,6 +205,11 @@ void plan_splits(const AttnDims &s, int *splits, int *per_split) {
     *splits = (s.T + per - 1) / per;
 }
 
+// the query tile and a key tile, and a value tile unless the key tile serves as one
+size_t split_smem(const DecodeArgs &a) {
+    return sizeof(bf16) * ((size_t)(MAX_GROUP + KEYS) * a.ld_k + (a.v_in_k ? 0 : (size_t)KEYS * a.ld_v));
+}
+
 template <int DVW> void launch_split(const DecodeArgs &a, int splits, size_t smem) {
     CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<DVW>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     decode_split_kernel<DVW><<<dim3((unsigned)splits, (unsigned)(a.s.B * a.s.Hkv)), DEC_THREADS, smem>>>(a);
@@ -233,7 +233,7 @@ void flash_decode(const AttnDims &s, long kv_seq_stride, float *o, const float *
     a.vec4_q = rows_are_vec4(q, s.qs, 4) && s.Dk % 4 == 0; /* heads follow each other at Dk */
     a.vec4_k = rows_are_vec4(k, s.ks, 4) && kv_seq_stride % 4 == 0 && s.Dk % 4 == 0;
     a.vec4_v = rows_are_vec4(v, s.vs, 4) && kv_seq_stride % 4 == 0 && s.Dv % 4 == 0;
-    size_t smem = split_smem(s, a.v_in_k);
+    size_t smem = split_smem(a);
     switch (value_slice(s.Dv)) {
     case 16: launch_split<16>(a, splits, smem); break;
     case 32: launch_split<32>(a, splits, smem); break;
