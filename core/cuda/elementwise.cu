@@ -75,27 +75,74 @@ extern "C" void cuda_rmsnorm_backward(float *dx, float *dw, const float *dout, c
 
 // ---- SwiGLU: rows [gate (F) | up (F)] ----
 
+// One channel's SwiGLU and its gradients, shared by the scalar and the 4-wide kernels so both
+// round alike.
+__device__ __forceinline__ float swiglu_of(float g, float u) { return g * sigmoidf_(g) * u; }
+__device__ __forceinline__ void swiglu_grad(float *dg, float *du, float g, float u, float dy) {
+    float s = sigmoidf_(g);
+    *du = dy * g * s;
+    *dg = dy * u * s * (1.0f + g * (1.0f - s));
+}
+
 __global__ void swiglu_forward_kernel(float *out, const float *gu, int N, int F) {
     EACH(i, (size_t)N * F) {
         size_t n = i / F, f = i % F;
-        float g = gu[n * 2 * F + f], u = gu[n * 2 * F + F + f];
-        out[i] = g * sigmoidf_(g) * u;
+        out[i] = swiglu_of(gu[n * 2 * F + f], gu[n * 2 * F + F + f]);
     }
 }
 __global__ void swiglu_backward_kernel(float *dgu, const float *dout, const float *gu, int N, int F) {
     EACH(i, (size_t)N * F) {
         size_t n = i / F, f = i % F;
-        float g = gu[n * 2 * F + f], u = gu[n * 2 * F + F + f], s = sigmoidf_(g), dy = dout[i];
-        dgu[n * 2 * F + F + f] = dy * g * s;
-        dgu[n * 2 * F + f] = dy * u * s * (1.0f + g * (1.0f - s));
+        swiglu_grad(&dgu[n * 2 * F + f], &dgu[n * 2 * F + F + f], gu[n * 2 * F + f], gu[n * 2 * F + F + f], dout[i]);
     }
 }
+
+// Four neighbouring channels a thread, rows by blockIdx.y: 16-byte loads and stores and no 64-bit
+// division per element, which held the scalar kernels to about 2 TB/s on an H200 (ncu: 0.19 ms a
+// call for 16,384 rows of 2,048). Needs F a multiple of 4 and 16-byte aligned buffers.
+__global__ void swiglu_forward4_kernel(float *out, const float *gu, int N, int F) {
+    int c = 4 * (blockIdx.x * blockDim.x + threadIdx.x);
+    if (c >= F) return;
+    for (int n = blockIdx.y; n < N; n += gridDim.y) {
+        const float *row = gu + (size_t)n * 2 * F;
+        float4 g = *reinterpret_cast<const float4 *>(row + c), u = *reinterpret_cast<const float4 *>(row + F + c);
+        float4 y = make_float4(swiglu_of(g.x, u.x), swiglu_of(g.y, u.y), swiglu_of(g.z, u.z), swiglu_of(g.w, u.w));
+        *reinterpret_cast<float4 *>(out + (size_t)n * F + c) = y;
+    }
+}
+__global__ void swiglu_backward4_kernel(float *dgu, const float *dout, const float *gu, int N, int F) {
+    int c = 4 * (blockIdx.x * blockDim.x + threadIdx.x);
+    if (c >= F) return;
+    for (int n = blockIdx.y; n < N; n += gridDim.y) {
+        const float *row = gu + (size_t)n * 2 * F;
+        float4 g = *reinterpret_cast<const float4 *>(row + c), u = *reinterpret_cast<const float4 *>(row + F + c);
+        float4 dy = *reinterpret_cast<const float4 *>(dout + (size_t)n * F + c), dg, du;
+        swiglu_grad(&dg.x, &du.x, g.x, u.x, dy.x);
+        swiglu_grad(&dg.y, &du.y, g.y, u.y, dy.y);
+        swiglu_grad(&dg.z, &du.z, g.z, u.z, dy.z);
+        swiglu_grad(&dg.w, &du.w, g.w, u.w, dy.w);
+        float *drow = dgu + (size_t)n * 2 * F;
+        *reinterpret_cast<float4 *>(drow + c) = dg;
+        *reinterpret_cast<float4 *>(drow + F + c) = du;
+    }
+}
+
+static bool swiglu_vec4(const void *a, const void *b, const void *c, int F) {
+    return F % 4 == 0 && ((size_t)a | (size_t)b | (size_t)c) % 16 == 0;
+}
+static dim3 swiglu_grid4(int N, int F) { return dim3((unsigned)((F / 4 + 255) / 256), (unsigned)(N < 65535 ? N : 65535)); }
+
 extern "C" void cuda_swiglu_forward(float *out, const float *gate_up, int N, int F) {
-    swiglu_forward_kernel<<<grid_for((size_t)N * F, 256), 256>>>(out, gate_up, N, F);
+    if (N <= 0 || F <= 0) return;
+    if (swiglu_vec4(out, gate_up, gate_up, F)) swiglu_forward4_kernel<<<swiglu_grid4(N, F), 256>>>(out, gate_up, N, F);
+    else swiglu_forward_kernel<<<grid_for((size_t)N * F, 256), 256>>>(out, gate_up, N, F);
     CUDA_LAUNCHED();
 }
 extern "C" void cuda_swiglu_backward(float *dgate_up, const float *dout, const float *gate_up, int N, int F) {
-    swiglu_backward_kernel<<<grid_for((size_t)N * F, 256), 256>>>(dgate_up, dout, gate_up, N, F);
+    if (N <= 0 || F <= 0) return;
+    if (swiglu_vec4(dgate_up, dout, gate_up, F))
+        swiglu_backward4_kernel<<<swiglu_grid4(N, F), 256>>>(dgate_up, dout, gate_up, N, F);
+    else swiglu_backward_kernel<<<grid_for((size_t)N * F, 256), 256>>>(dgate_up, dout, gate_up, N, F);
     CUDA_LAUNCHED();
 }
 

@@ -161,7 +161,7 @@ TEST(test_gpu_norms_activations_and_gates) {
     need_gpu();
     Rng rng;
     rng_seed(&rng, 2);
-    int N = 45, C = 70, F = 33;
+    int N = 45, C = 70;
     size_t NC = (size_t)N * C;
     float *x = rnd(NC, 1, 0, &rng), *w = rnd(C, 1, 1, &rng), *dy = rnd(NC, 1, 0, &rng);
     /* RMSNorm */
@@ -176,16 +176,24 @@ TEST(test_gpu_norms_activations_and_gates) {
     gpu->rmsnorm_backward(d_gx, d_gw, d_dy, dx_, dw_, drstd, N, C);
     SAME(d_gx, gx, NC, 2e-6, "rmsnorm dx");
     SAME(d_gw, gw, C, 2e-5, "rmsnorm dw");
-    /* SwiGLU */
-    float *gu = rnd((size_t)N * 2 * F, 2, 0, &rng), *sy = xmalloc(sizeof(float) * N * F), *sdy = rnd((size_t)N * F, 1, 0, &rng);
-    float *dgu = xmalloc(sizeof(float) * N * 2 * F);
-    float *g_gu = up(gu, (size_t)N * 2 * F), *g_sy = up(sy, (size_t)N * F), *g_sdy = up(sdy, (size_t)N * F), *g_dgu = up(dgu, (size_t)N * 2 * F);
-    cpu->swiglu_forward(sy, gu, N, F);
-    gpu->swiglu_forward(g_sy, g_gu, N, F);
-    SAME(g_sy, sy, (size_t)N * F, 5e-6, "swiglu forward");
-    cpu->swiglu_backward(dgu, sdy, gu, N, F);
-    gpu->swiglu_backward(g_dgu, g_sdy, g_gu, N, F);
-    SAME(g_dgu, dgu, (size_t)N * 2 * F, 5e-6, "swiglu backward");
+    /* SwiGLU: an odd width (the scalar kernels) and a multiple of 4 (the 4-wide ones) */
+    for (int F = 33; F <= 36; F += 3) {
+        float *gu = rnd((size_t)N * 2 * F, 2, 0, &rng), *sy = xmalloc(sizeof(float) * N * F), *sdy = rnd((size_t)N * F, 1, 0, &rng);
+        float *dgu = xmalloc(sizeof(float) * N * 2 * F);
+        float *g_gu = up(gu, (size_t)N * 2 * F), *g_sy = up(sy, (size_t)N * F), *g_sdy = up(sdy, (size_t)N * F),
+              *g_dgu = up(dgu, (size_t)N * 2 * F);
+        char what[48];
+        cpu->swiglu_forward(sy, gu, N, F);
+        gpu->swiglu_forward(g_sy, g_gu, N, F);
+        snprintf(what, sizeof what, "swiglu forward F=%d", F);
+        SAME(g_sy, sy, (size_t)N * F, 5e-6, what);
+        cpu->swiglu_backward(dgu, sdy, gu, N, F);
+        gpu->swiglu_backward(g_dgu, g_sdy, g_gu, N, F);
+        snprintf(what, sizeof what, "swiglu backward F=%d", F);
+        SAME(g_dgu, dgu, (size_t)N * 2 * F, 5e-6, what);
+        free(gu), free(sy), free(sdy), free(dgu);
+        gpu->release(g_gu), gpu->release(g_sy), gpu->release(g_sdy), gpu->release(g_dgu);
+    }
     /* activations, gates and feature maps, forward and backward */
     size_t n = NC;
     float *y = xmalloc(sizeof(float) * n), *z = rnd(n, 1.5f, 0, &rng), *da = xmalloc(sizeof(float) * n), *dz = xmalloc(sizeof(float) * n);
