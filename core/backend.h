@@ -84,6 +84,17 @@ typedef struct {
     /* ---- SwiGLU activation: gate_up rows are [gate (F) | up (F)]; out = silu(gate) * up ---- */                    \
     X(void, swiglu_forward, (float *out, const float *gate_up, int N, int F))                                         \
     X(void, swiglu_backward, (float *dgate_up, const float *dout, const float *gate_up, int N, int F))                \
+    /* the whole SwiGLU MLP of a block, y += W_down (silu(x W_gate) * (x W_up)) with W_gate_up [2F, C]:               \
+     * `saved` (mlp_saved floats, kept from forward to backward) and `work` (mlp_workspace bytes,                     \
+     * scratch) in whatever form the backend keeps them (the GPU: bf16); backward sets dx, adds to                   \
+     * dw_gate_up and dw_down. Sized for N tokens, they serve any call of at most N. */                               \
+    X(size_t, mlp_saved, (int N, int C, int F))                                                                      \
+    X(size_t, mlp_workspace, (int N, int C, int F))                                                                  \
+    X(void, mlp_forward, (float *y, float *saved, const float *x, const float *w_gate_up, const float *w_down, int N, \
+                          int C, int F, float *work))                                                                 \
+    X(void, mlp_backward, (float *dx, float *dw_gate_up, float *dw_down, const float *dy, const float *x,             \
+                           const float *w_gate_up, const float *w_down, const float *saved, int N, int C, int F,       \
+                           float *work))                                                                              \
                                                                                                                       \
     /* ---- rotary embedding, in place, on channels [offset, offset + rot) of each of H heads of                      \
      * width head_stride inside rows of `stride` floats; token t of sequence b has position                           \

@@ -3,8 +3,6 @@
 
 #include <stdio.h>
 
-#include "linear.h"
-
 void mlp_create(Mlp *mlp, ParamSet *ps, int layer, int C, int F, float init_std, float out_std) {
     mlp->C = C;
     mlp->F = F;
@@ -15,24 +13,17 @@ void mlp_create(Mlp *mlp, ParamSet *ps, int layer, int C, int F, float init_std,
     params_matrix(ps, &mlp->w_down, name, C, F, out_std);
 }
 
-void mlp_declare(Mlp *mlp, Arena *acts, Arena *scratch, int N) {
-    arena_floats(acts, &mlp->gate_up, (size_t)N * 2 * mlp->F);
-    arena_floats(scratch, &mlp->act, (size_t)N * mlp->F);
-    arena_floats(scratch, &mlp->dgate_up, (size_t)N * 2 * mlp->F);
-    arena_floats(scratch, &mlp->dact, (size_t)N * mlp->F);
+void mlp_declare(Mlp *mlp, const Backend *be, Arena *acts, Arena *scratch, int N) {
+    arena_floats(acts, &mlp->saved, be->mlp_saved(N, mlp->C, mlp->F));
+    arena_declare(scratch, &mlp->work, be->mlp_workspace(N, mlp->C, mlp->F));
 }
 
+/* one backend op each way, so that the GPU can keep its intermediates in bf16 */
 void mlp_forward(Mlp *mlp, const Backend *be, const float *x, float *y, int N) {
-    linear_forward(be, mlp->gate_up, x, &mlp->w_gate_up, N, mlp->C, 2 * mlp->F, false);
-    be->swiglu_forward(mlp->act, mlp->gate_up, N, mlp->F);
-    linear_forward(be, y, mlp->act, &mlp->w_down, N, mlp->F, mlp->C, true);
+    be->mlp_forward(y, mlp->saved, x, mlp->w_gate_up.w, mlp->w_down.w, N, mlp->C, mlp->F, mlp->work);
 }
 
-/* silu(gate) * up again from the kept gate_up (one elementwise pass, the forward's kernel, so bit
- * for bit) rather than a [N, F] buffer kept per layer */
 void mlp_backward(Mlp *mlp, const Backend *be, const float *x, const float *dy, float *dx, int N) {
-    be->swiglu_forward(mlp->act, mlp->gate_up, N, mlp->F);
-    linear_backward(be, mlp->dact, dy, mlp->act, &mlp->w_down, N, mlp->F, mlp->C, false);
-    be->swiglu_backward(mlp->dgate_up, mlp->dact, mlp->gate_up, N, mlp->F);
-    linear_backward(be, dx, mlp->dgate_up, x, &mlp->w_gate_up, N, mlp->C, 2 * mlp->F, false);
+    be->mlp_backward(dx, mlp->w_gate_up.g, mlp->w_down.g, dy, x, mlp->w_gate_up.w, mlp->w_down.w, mlp->saved, N,
+                     mlp->C, mlp->F, mlp->work);
 }

@@ -8,11 +8,11 @@
 typedef struct {
     int C, F;
     Param w_gate_up, w_down;
-    float *gate_up;               /* kept for the backward */
-    float *act, *dgate_up, *dact; /* scratch: act is computed again in the backward */
+    float *saved; /* kept for the backward, in the backend's form (backend mlp_saved) */
+    float *work;  /* scratch (backend mlp_workspace) */
 } Mlp;
 
 void mlp_create(Mlp *mlp, ParamSet *ps, int layer, int C, int F, float init_std, float out_std);
-void mlp_declare(Mlp *mlp, Arena *acts, Arena *scratch, int N);
+void mlp_declare(Mlp *mlp, const Backend *be, Arena *acts, Arena *scratch, int N);
 void mlp_forward(Mlp *mlp, const Backend *be, const float *x, float *y, int N);
 void mlp_backward(Mlp *mlp, const Backend *be, const float *x, const float *dy, float *dx, int N);

@@ -89,7 +89,7 @@ static void shape_buffers(Model *m, int B, int T, bool forward_only) {
         /* scratch is live only inside one layer's call: every layer shares the same bytes */
         size_t mark = arena_mark(s);
         layer->mixer->ops->declare(layer->mixer, m->be, a, s, B, T);
-        if (m->cfg.mlp) mlp_declare(&layer->mlp, a, s, (int)N);
+        if (m->cfg.mlp) mlp_declare(&layer->mlp, m->be, a, s, (int)N);
         arena_rewind(s, mark);
         if (forward_only) arena_rewind(a, acts_mark);
     }

@@ -74,7 +74,7 @@ TEST(test_mlp_gradient) {
     params_bind(&ps, c.be);
     params_init(&ps, &rng);
     Arena acts = {0}, scratch = {0};
-    mlp_declare(&mlp, &acts, &scratch, c.B * c.T);
+    mlp_declare(&mlp, c.be, &acts, &scratch, c.B * c.T);
     arena_bind(&acts, c.be);
     arena_bind(&scratch, c.be);
     c.mlp = &mlp;

@@ -135,7 +135,7 @@ __global__ void to_bf16_kernel(__nv_bfloat16 *dst, const float *src, int rows, i
     }
 }
 
-static void to_bf16(__nv_bfloat16 *dst, const float *src, int rows, int cols, long ld) {
+void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int rows, int cols, long ld) {
     /* the 8-byte stores need dst aligned too: a second operand packed after a first of an odd size is not */
     bool vec4 = (size_t)src % 16 == 0 && (size_t)dst % 8 == 0 && ld % 4 == 0 && cols % 4 == 0;
     dim3 grid((unsigned)((cols + 1023) / 1024), (unsigned)(rows < 65535 ? rows : 65535));
@@ -162,12 +162,11 @@ extern "C" bool cuda_gemm_converts(int M, int N, int K) {
     return cuda_tensor_cores() && 2.0 * mads >= BF16_MIN_FLOPS && mads >= BF16_MIN_INTENSITY * converted;
 }
 
-// C = alpha op(A) op(B) + beta C on operands already packed in bf16 rows (lda, ldb their widths)
-static void gemm_on_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const __nv_bfloat16 *A, int lda,
-                         const __nv_bfloat16 *B, int ldb, float beta, float *C, int ldc) {
+void cuda_gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const __nv_bfloat16 *A, int lda,
+                    const __nv_bfloat16 *B, int ldb, float beta, void *C, bool c_bf16, int ldc) {
     CUBLAS_CHECK(cublasGemmEx(cublas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
-                              &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, ldc,
-                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                              &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C,
+                              c_bf16 ? CUDA_R_16BF : CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 static void gemm_bf16_operands(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
@@ -175,9 +174,9 @@ static void gemm_bf16_operands(bool trans_a, bool trans_b, int M, int N, int K, 
     int a_rows = trans_a ? K : M, a_cols = trans_a ? M : K, b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
     size_t na = (size_t)a_rows * a_cols, nb = (size_t)b_rows * b_cols;
     __nv_bfloat16 *a16 = operand_space(na + nb), *b16 = a16 + na;
-    to_bf16(a16, A, a_rows, a_cols, lda);
-    to_bf16(b16, B, b_rows, b_cols, ldb);
-    gemm_on_bf16(trans_a, trans_b, M, N, K, alpha, a16, a_cols, b16, b_cols, beta, C, ldc);
+    cuda_to_bf16(a16, A, a_rows, a_cols, lda);
+    cuda_to_bf16(b16, B, b_rows, b_cols, ldb);
+    cuda_gemm_bf16(trans_a, trans_b, M, N, K, alpha, a16, a_cols, b16, b_cols, beta, C, false, ldc);
 }
 
 extern "C" void cuda_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
@@ -210,11 +209,11 @@ extern "C" void cuda_linear_backward(float *dx, float *dW, const float *dy, cons
     }
     size_t ndy = (size_t)N * out, nx = (size_t)N * in, nw = (size_t)out * in;
     __nv_bfloat16 *dy16 = operand_space(ndy + (nx > nw ? nx : nw)), *other = dy16 + ndy;
-    to_bf16(dy16, dy, N, out, out);
-    to_bf16(other, x, N, in, in);
-    gemm_on_bf16(true, false, out, in, N, 1.0f, dy16, out, other, in, 1.0f, dW, in);
-    to_bf16(other, W, out, in, in); /* after the dW product in stream order */
-    gemm_on_bf16(false, false, N, in, out, 1.0f, dy16, out, other, in, dx_beta, dx, in);
+    cuda_to_bf16(dy16, dy, N, out, out);
+    cuda_to_bf16(other, x, N, in, in);
+    cuda_gemm_bf16(true, false, out, in, N, 1.0f, dy16, out, other, in, 1.0f, dW, false, in);
+    cuda_to_bf16(other, W, out, in, in); /* after the dW product in stream order */
+    cuda_gemm_bf16(false, false, N, in, out, 1.0f, dy16, out, other, in, dx_beta, dx, false, in);
 }
 
 extern "C" void cuda_gemm_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,

@@ -90,9 +90,25 @@ __device__ __forceinline__ float block_max(float v) {
 
 __device__ __forceinline__ float sigmoidf_(float x) { return 1.0f / (1.0f + __expf(-x)); }
 
+// One channel's SwiGLU and its gradients, shared by every SwiGLU kernel (fp32, 4-wide, bf16) so
+// they round alike.
+__device__ __forceinline__ float swiglu_of(float g, float u) { return g * sigmoidf_(g) * u; }
+__device__ __forceinline__ void swiglu_grad(float *dg, float *du, float g, float u, float dy) {
+    float s = sigmoidf_(g);
+    *du = dy * g * s;
+    *dg = dy * u * s * (1.0f + g * (1.0f - s));
+}
+
 // false under ATTNLAB_CUDA_MATMUL=fp32: every product then runs in exact fp32
 bool cuda_tensor_cores(void);
 
 // whether cuda_gemm converts the operands of an M x N x K product to bf16 (backend_cuda.cu)
 extern "C" bool cuda_gemm_converts(int M, int N, int K);
+
+// rows x cols of a row-major fp32 matrix (leading dimension ld) into packed bf16 rows (backend_cuda.cu)
+void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int rows, int cols, long ld);
+// C = alpha op(A) op(B) + beta C on row-major bf16 operands (leading dimensions lda, ldb), fp32
+// accumulation; C fp32, or bf16 with c_bf16 (backend_cuda.cu)
+void cuda_gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const __nv_bfloat16 *A, int lda,
+                    const __nv_bfloat16 *B, int ldb, float beta, void *C, bool c_bf16, int ldc);
 

@@ -75,15 +75,6 @@ extern "C" void cuda_rmsnorm_backward(float *dx, float *dw, const float *dout, c
 
 // ---- SwiGLU: rows [gate (F) | up (F)] ----
 
-// One channel's SwiGLU and its gradients, shared by the scalar and the 4-wide kernels so both
-// round alike.
-__device__ __forceinline__ float swiglu_of(float g, float u) { return g * sigmoidf_(g) * u; }
-__device__ __forceinline__ void swiglu_grad(float *dg, float *du, float g, float u, float dy) {
-    float s = sigmoidf_(g);
-    *du = dy * g * s;
-    *dg = dy * u * s * (1.0f + g * (1.0f - s));
-}
-
 __global__ void swiglu_forward_kernel(float *out, const float *gu, int N, int F) {
     EACH(i, (size_t)N * F) {
         size_t n = i / F, f = i % F;

@@ -1,0 +1,137 @@
+// The SwiGLU MLP op on the GPU. In tensor-core mode, for at least MLP_BF16_MIN_TOKENS tokens, its
+// intermediates are bf16, as PyTorch's autocast keeps them: the gate/up product writes bf16 rows
+// (kept for the backward, half the bytes of fp32), SwiGLU reads and writes bf16, and the
+// backward's dgate_up is bf16, so of the activations only x and dy are rounded by a separate pass.
+// Accumulation, dact and the weight gradients stay fp32. In fp32 mode, and for fewer tokens
+// (decode, where a weight's conversion would cost more than its product), the op is its parts
+// (core/mlp_parts.h) on the fp32 ops.
+#include "core/mlp_parts.h"
+#include "cuda_common.cuh"
+#include "cuda_ops.cuh"
+
+typedef __nv_bfloat16 bf16;
+
+namespace {
+
+constexpr int MLP_BF16_MIN_TOKENS = 128;
+
+bool use_bf16(int N) { return cuda_tensor_cores() && N >= MLP_BF16_MIN_TOKENS; }
+
+size_t round8(size_t n) { return (n + 7) / 8 * 8; } // bf16 elements: pieces stay 16-byte aligned
+
+// The bf16 path's work: xs [N, C] (x, then dy), act [N, F], w [2F, C] (one weight at a time) and
+// dgate_up [N, 2F] in bf16, then dact [N, F] in fp32.
+struct Bf16Work {
+    bf16 *xs, *act, *w, *dgu;
+    float *dact;
+};
+
+size_t bf16_elements(int N, int C, int F) {
+    return round8((size_t)N * C) + round8((size_t)N * F) + round8((size_t)2 * F * C) + round8((size_t)N * 2 * F);
+}
+
+Bf16Work carve(float *work, int N, int C, int F) {
+    Bf16Work w;
+    bf16 *p = reinterpret_cast<bf16 *>(work);
+    w.xs = p, p += round8((size_t)N * C);
+    w.act = p, p += round8((size_t)N * F);
+    w.w = p, p += round8((size_t)2 * F * C);
+    w.dgu = p, p += round8((size_t)N * 2 * F);
+    w.dact = reinterpret_cast<float *>(p);
+    return w;
+}
+
+// act = silu(gate) * up from bf16 rows [gate (F) | up (F)], rows by blockIdx.y
+__global__ void swiglu_bf16_forward_kernel(bf16 *act, const bf16 *gu, int N, int F) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= F) return;
+    for (int n = blockIdx.y; n < N; n += gridDim.y) {
+        const bf16 *row = gu + (size_t)n * 2 * F;
+        act[(size_t)n * F + c] = __float2bfloat16_rn(swiglu_of(__bfloat162float(row[c]), __bfloat162float(row[F + c])));
+    }
+}
+
+// dgate_up (bf16) from dact (fp32) and the kept bf16 gate_up
+__global__ void swiglu_bf16_backward_kernel(bf16 *dgu, const float *dact, const bf16 *gu, int N, int F) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= F) return;
+    for (int n = blockIdx.y; n < N; n += gridDim.y) {
+        const bf16 *row = gu + (size_t)n * 2 * F;
+        float dg, du;
+        swiglu_grad(&dg, &du, __bfloat162float(row[c]), __bfloat162float(row[F + c]), dact[(size_t)n * F + c]);
+        dgu[(size_t)n * 2 * F + c] = __float2bfloat16_rn(dg);
+        dgu[(size_t)n * 2 * F + F + c] = __float2bfloat16_rn(du);
+    }
+}
+
+dim3 rows_grid(int N, int F) { return dim3((unsigned)((F + 255) / 256), (unsigned)(N < 65535 ? N : 65535)); }
+
+void swiglu_bf16_forward(bf16 *act, const bf16 *gu, int N, int F) {
+    swiglu_bf16_forward_kernel<<<rows_grid(N, F), 256>>>(act, gu, N, F);
+    CUDA_LAUNCHED();
+}
+
+void swiglu_bf16_backward(bf16 *dgu, const float *dact, const bf16 *gu, int N, int F) {
+    swiglu_bf16_backward_kernel<<<rows_grid(N, F), 256>>>(dgu, dact, gu, N, F);
+    CUDA_LAUNCHED();
+}
+
+} // namespace
+
+// Sized for N tokens and any call of fewer: the bf16 path keeps N x 2F bf16 (N F floats), the
+// parts N x 2F fp32, and a call below MLP_BF16_MIN_TOKENS takes the parts' path however large N
+// was, so both are covered.
+extern "C" size_t cuda_mlp_saved(int N, int C, int F) {
+    (void)C;
+    if (!cuda_tensor_cores()) return mlp_parts_saved(N, F);
+    int small = N < MLP_BF16_MIN_TOKENS ? N : MLP_BF16_MIN_TOKENS - 1;
+    size_t bf16_path = N >= MLP_BF16_MIN_TOKENS ? round8((size_t)N * 2 * F) / 2 : 0;
+    size_t parts = mlp_parts_saved(small, F);
+    return bf16_path > parts ? bf16_path : parts;
+}
+
+extern "C" size_t cuda_mlp_workspace(int N, int C, int F) {
+    if (!cuda_tensor_cores()) return mlp_parts_workspace(N, F);
+    int small = N < MLP_BF16_MIN_TOKENS ? N : MLP_BF16_MIN_TOKENS - 1;
+    size_t bf16_path =
+        N >= MLP_BF16_MIN_TOKENS ? sizeof(bf16) * bf16_elements(N, C, F) + sizeof(float) * (size_t)N * F : 0;
+    size_t parts = mlp_parts_workspace(small, F);
+    return bf16_path > parts ? bf16_path : parts;
+}
+
+extern "C" void cuda_mlp_forward(float *y, float *saved, const float *x, const float *w_gate_up, const float *w_down,
+                                 int N, int C, int F, float *work) {
+    if (!use_bf16(N)) {
+        mlp_parts_forward(backend_cuda(), y, saved, x, w_gate_up, w_down, N, C, F, work);
+        return;
+    }
+    Bf16Work w = carve(work, N, C, F);
+    bf16 *gate_up = reinterpret_cast<bf16 *>(saved);
+    cuda_to_bf16(w.xs, x, N, C, C);
+    cuda_to_bf16(w.w, w_gate_up, 2 * F, C, C);
+    cuda_gemm_bf16(false, true, N, 2 * F, C, 1.0f, w.xs, C, w.w, C, 0.0f, gate_up, true, 2 * F);
+    swiglu_bf16_forward(w.act, gate_up, N, F);
+    cuda_to_bf16(w.w, w_down, C, F, F); /* after the first product in stream order */
+    cuda_gemm_bf16(false, true, N, C, F, 1.0f, w.act, F, w.w, F, 1.0f, y, false, C);
+}
+
+extern "C" void cuda_mlp_backward(float *dx, float *dw_gate_up, float *dw_down, const float *dy, const float *x,
+                                  const float *w_gate_up, const float *w_down, const float *saved, int N, int C, int F,
+                                  float *work) {
+    if (!use_bf16(N)) {
+        mlp_parts_backward(backend_cuda(), dx, dw_gate_up, dw_down, dy, x, w_gate_up, w_down, saved, N, C, F, work);
+        return;
+    }
+    Bf16Work w = carve(work, N, C, F);
+    const bf16 *gate_up = reinterpret_cast<const bf16 *>(saved);
+    swiglu_bf16_forward(w.act, gate_up, N, F); /* act again, as the forward computed it */
+    cuda_to_bf16(w.xs, dy, N, C, C);
+    cuda_gemm_bf16(true, false, C, F, N, 1.0f, w.xs, C, w.act, F, 1.0f, dw_down, false, F); /* dW_down += dy^T act */
+    cuda_to_bf16(w.w, w_down, C, F, F);
+    cuda_gemm_bf16(false, false, N, F, C, 1.0f, w.xs, C, w.w, F, 0.0f, w.dact, false, F); /* dact = dy W_down */
+    swiglu_bf16_backward(w.dgu, w.dact, gate_up, N, F);
+    cuda_to_bf16(w.xs, x, N, C, C); /* dy is done with */
+    cuda_gemm_bf16(true, false, 2 * F, C, N, 1.0f, w.dgu, 2 * F, w.xs, C, 1.0f, dw_gate_up, false, C);
+    cuda_to_bf16(w.w, w_gate_up, 2 * F, C, C);
+    cuda_gemm_bf16(false, false, N, C, 2 * F, 1.0f, w.dgu, 2 * F, w.w, C, 0.0f, dx, false, C); /* dx = dgate_up W */
+}
