@@ -13,7 +13,10 @@ typedef __nv_bfloat16 bf16;
 
 namespace {
 
-constexpr int MLP_BF16_MIN_TOKENS = 128;
+// From this many tokens the bf16 path pays for rounding both weights in each pass: the gate/up
+// product then does about 400 multiply-adds per converted element at F = 2,048, the intensity from
+// which cuda_gemm converts (BF16_MIN_INTENSITY in backend_cuda.cu).
+constexpr int MLP_BF16_MIN_TOKENS = 512;
 
 bool use_bf16(int N) { return cuda_tensor_cores() && N >= MLP_BF16_MIN_TOKENS; }
 

@@ -155,44 +155,73 @@ TEST(test_gpu_linear_backward) {
         }
 }
 
-/* The SwiGLU MLP op: a block of tokens large enough for the GPU's bf16 path (in the tensor-core
- * mode; it keeps gate_up in bf16, half the floats) and one small enough for its fp32 parts. y and
- * the weight gradients start nonzero: the op adds to them; dx it sets. */
+/* The SwiGLU MLP op, its buffers sized once for the largest block as a model sizes them, then
+ * run at fewer tokens in the same buffers: blocks for the GPU's bf16 path (in the tensor-core mode;
+ * it keeps gate_up in bf16, half the floats) and blocks below it for its fp32 parts, at widths of
+ * 16-byte rows and at odd ones. y and the weight gradients start nonzero (the op adds to them; dx
+ * it sets); the scratch is poisoned between forward and backward (the backward must compute act
+ * again, as in a model whose layers share it); a canary after each GPU buffer must survive. */
+static void check_mlp(int C, int F, const int *tokens, int n_sizes, Rng *rng) {
+    int Nmax = tokens[0];
+    size_t saved_n = gpu->mlp_saved(Nmax, C, F), work_b = gpu->mlp_workspace(Nmax, C, F), canary = 64;
+    float *g_saved = gpu->alloc(sizeof(float) * (saved_n + canary)), *g_work = gpu->alloc(work_b + sizeof(float) * canary);
+    float *saved = xmalloc(sizeof(float) * cpu->mlp_saved(Nmax, C, F)), *work = xalloc_aligned(cpu->mlp_workspace(Nmax, C, F));
+    float marks[64];
+    for (int i = 0; i < 64; i++) marks[i] = 1234.5f + (float)i;
+    gpu->upload(g_saved + saved_n, marks, sizeof marks);
+    gpu->upload((char *)g_work + work_b, marks, sizeof marks);
+    for (int i = 0; i < n_sizes; i++) {
+        int N = tokens[i];
+        size_t nx = (size_t)N * C, nwg = (size_t)2 * F * C, nwd = (size_t)C * F;
+        float *x = rnd(nx, 1, 0, rng), *wg = rnd(nwg, 0.1f, 0, rng), *wd = rnd(nwd, 0.1f, 0, rng);
+        float *y = rnd(nx, 1, 0, rng), *dy = rnd(nx, 1, 0, rng), *dx = rnd(nx, 1, 0, rng);
+        float *dwg = rnd(nwg, 1, 0, rng), *dwd = rnd(nwd, 1, 0, rng);
+        float *g_x = up(x, nx), *g_wg = up(wg, nwg), *g_wd = up(wd, nwd), *g_y = up(y, nx), *g_dy = up(dy, nx);
+        float *g_dx = up(dx, nx), *g_dwg = up(dwg, nwg), *g_dwd = up(dwd, nwd);
+        cpu->mlp_forward(y, saved, x, wg, wd, N, C, F, work);
+        gpu->mlp_forward(g_y, g_saved, g_x, g_wg, g_wd, N, C, F, g_work);
+        /* NaN everywhere: the backward may not reuse the forward's scratch */
+        size_t poison_b = gpu->mlp_workspace(N, C, F);
+        char *poison = xmalloc(poison_b);
+        memset(poison, 0xff, poison_b);
+        gpu->upload(g_work, poison, poison_b);
+        free(poison);
+        memset(work, 0xff, cpu->mlp_workspace(N, C, F));
+        cpu->mlp_backward(dx, dwg, dwd, dy, x, wg, wd, saved, N, C, F, work);
+        gpu->mlp_backward(g_dx, g_dwg, g_dwd, g_dy, g_x, g_wg, g_wd, g_saved, N, C, F, g_work);
+        char what[80];
+        snprintf(what, sizeof what, "mlp forward, %d tokens of %d x %d", N, C, F);
+        SAME(g_y, y, nx, mm_tol(1e-5, 2e-2), what);
+        snprintf(what, sizeof what, "mlp dx, %d tokens of %d x %d", N, C, F);
+        SAME(g_dx, dx, nx, mm_tol(1e-5, 2e-2), what);
+        snprintf(what, sizeof what, "mlp dW_gate_up, %d tokens of %d x %d", N, C, F);
+        SAME(g_dwg, dwg, nwg, mm_tol(1e-5, 2e-2), what);
+        snprintf(what, sizeof what, "mlp dW_down, %d tokens of %d x %d", N, C, F);
+        SAME(g_dwd, dwd, nwd, mm_tol(1e-5, 2e-2), what);
+        free(x), free(wg), free(wd), free(y), free(dy), free(dx), free(dwg), free(dwd);
+        gpu->release(g_x), gpu->release(g_wg), gpu->release(g_wd), gpu->release(g_y), gpu->release(g_dy);
+        gpu->release(g_dx), gpu->release(g_dwg), gpu->release(g_dwd);
+    }
+    float after[2][64];
+    gpu->download(after[0], g_saved + saved_n, sizeof marks);
+    gpu->download(after[1], (char *)g_work + work_b, sizeof marks);
+    CHECK(memcmp(after[0], marks, sizeof marks) == 0 && memcmp(after[1], marks, sizeof marks) == 0,
+          "mlp %d x %d: a write past the %s buffer", C, F, memcmp(after[0], marks, sizeof marks) ? "saved" : "work");
+    free(saved), free(work);
+    gpu->release(g_saved), gpu->release(g_work);
+}
+
 TEST(test_gpu_mlp_forward_backward) {
     need_gpu();
     Rng rng;
     rng_seed(&rng, 4);
-    int C = 64, F = 96, sizes[2] = {300, 40};
-    CHECK(gpu->mlp_saved(300, C, F) == (size_t)300 * F * (fp32_matmuls ? 2 : 1),
-          "300 tokens keep %zu floats for the backward, want %d (gate_up in %s)", gpu->mlp_saved(300, C, F),
-          300 * F * (fp32_matmuls ? 2 : 1), fp32_matmuls ? "fp32" : "bf16");
-    for (int i = 0; i < 2; i++) {
-        int N = sizes[i];
-        size_t nx = (size_t)N * C, nwg = (size_t)2 * F * C, nwd = (size_t)C * F;
-        float *x = rnd(nx, 1, 0, &rng), *wg = rnd(nwg, 0.1f, 0, &rng), *wd = rnd(nwd, 0.1f, 0, &rng);
-        float *y = rnd(nx, 1, 0, &rng), *dy = rnd(nx, 1, 0, &rng), *dx = rnd(nx, 1, 0, &rng);
-        float *dwg = rnd(nwg, 1, 0, &rng), *dwd = rnd(nwd, 1, 0, &rng);
-        float *g_x = up(x, nx), *g_wg = up(wg, nwg), *g_wd = up(wd, nwd), *g_y = up(y, nx), *g_dy = up(dy, nx);
-        float *g_dx = up(dx, nx), *g_dwg = up(dwg, nwg), *g_dwd = up(dwd, nwd);
-        float *saved = xmalloc(sizeof(float) * cpu->mlp_saved(N, C, F)), *work = xalloc_aligned(cpu->mlp_workspace(N, C, F));
-        float *g_saved = gpu->alloc(sizeof(float) * gpu->mlp_saved(N, C, F)), *g_work = gpu->alloc(gpu->mlp_workspace(N, C, F));
-        cpu->mlp_forward(y, saved, x, wg, wd, N, C, F, work);
-        gpu->mlp_forward(g_y, g_saved, g_x, g_wg, g_wd, N, C, F, g_work);
-        cpu->mlp_backward(dx, dwg, dwd, dy, x, wg, wd, saved, N, C, F, work);
-        gpu->mlp_backward(g_dx, g_dwg, g_dwd, g_dy, g_x, g_wg, g_wd, g_saved, N, C, F, g_work);
-        char what[64];
-        snprintf(what, sizeof what, "mlp forward, %d tokens", N);
-        SAME(g_y, y, nx, mm_tol(1e-5, 2e-2), what);
-        snprintf(what, sizeof what, "mlp dx, %d tokens", N);
-        SAME(g_dx, dx, nx, mm_tol(1e-5, 2e-2), what);
-        snprintf(what, sizeof what, "mlp dW_gate_up, %d tokens", N);
-        SAME(g_dwg, dwg, nwg, mm_tol(1e-5, 2e-2), what);
-        snprintf(what, sizeof what, "mlp dW_down, %d tokens", N);
-        SAME(g_dwd, dwd, nwd, mm_tol(1e-5, 2e-2), what);
-        free(x), free(wg), free(wd), free(y), free(dy), free(dx), free(dwg), free(dwd), free(saved), free(work);
-        gpu->release(g_x), gpu->release(g_wg), gpu->release(g_wd), gpu->release(g_y), gpu->release(g_dy);
-        gpu->release(g_dx), gpu->release(g_dwg), gpu->release(g_dwd), gpu->release(g_saved), gpu->release(g_work);
-    }
+    int C = 64, F = 96;
+    CHECK(gpu->mlp_saved(1200, C, F) == (size_t)1200 * F * (fp32_matmuls ? 2 : 1),
+          "1,200 tokens keep %zu floats for the backward, want %d (gate_up in %s)", gpu->mlp_saved(1200, C, F),
+          1200 * F * (fp32_matmuls ? 2 : 1), fp32_matmuls ? "fp32" : "bf16");
+    const int aligned[] = {1200, 700, 512, 511, 40}, odd[] = {600, 130};
+    check_mlp(C, F, aligned, 5, &rng);
+    check_mlp(70, 33, odd, 2, &rng); /* rows not a multiple of 4 floats: the scalar conversions, odd ld */
 }
 
 /* ---- the small ops ---- */
