@@ -56,6 +56,13 @@ typedef struct {
     X(void, zero, (float *x, size_t n))                                                                               \
     X(void, copy, (float *dst, const float *src, size_t n))                                                           \
     X(void, add, (float *y, const float *x, size_t n)) /* y += x */                                                   \
+    /* ---- replay: graph_begin starts recording the backend's work instead of running it (false: this               \
+     * backend replays nothing, the CPU, or not now); graph_end returns the recording, or NULL when an                \
+     * op in it depended on a host value that may change (the work must then run as it is) ---- */                   \
+    X(bool, graph_begin, (void))                                                                                      \
+    X(void *, graph_end, (void))                                                                                      \
+    X(void, graph_launch, (void *graph))                                                                              \
+    X(void, graph_free, (void *graph))                                                                                \
                                                                                                                       \
     /* ---- matmul: C = alpha * op(A) op(B) + beta * C, op(A) is M x K, op(B) is K x N ---- */                        \
     X(void, gemm, (bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,             \
@@ -113,12 +120,18 @@ typedef struct {
                                  const float *q, const float *k, const float *v, const float *o,                      \
                                  const float *lse, float *work))                                                      \
                                                                                                                       \
-    /* ---- decode: one new query per sequence against its s->T cached keys. q row of sequence b                      \
-     * at q + b * q_stride, output at o + b * o_stride; cached token j of sequence b at                               \
-     * k + b * kv_seq_stride + j * k_stride (v likewise; v may alias k, as MLA's latent does). ---- */                \
-    X(size_t, attention_decode_workspace, (const AttnShape *s)) /* s->T: the longest context */                       \
-    X(void, attention_decode, (const AttnShape *s, long kv_seq_stride, float *o, const float *q, const float *k,      \
-                               const float *v, float *work))                                                          \
+    /* ---- decode: one new query per sequence against its first *len cached keys (len in backend                    \
+     * memory, 1 <= *len <= s->T, s->T the cache's rows, as for the workspace: a step's launches are                  \
+     * then the same at every position). q row of sequence b at q + b * q_stride, output at                           \
+     * o + b * o_stride; cached token j of sequence b at k + b * kv_seq_stride + j * k_stride (v                      \
+     * likewise; v may alias k, as MLA's latent does). ---- */                                                        \
+    X(size_t, attention_decode_workspace, (const AttnShape *s))                                                       \
+    X(void, attention_decode, (const AttnShape *s, long kv_seq_stride, const int *len, float *o, const float *q,      \
+                               const float *k, const float *v, float *work))                                          \
+    /* a decode step's new cache row per sequence, at the position *pos in backend memory:                            \
+     * cache[b * seq_stride + *pos * row_stride + c] = src[b * src_stride + c] for c < cols */                        \
+    X(void, cache_write, (float *cache, long seq_stride, long row_stride, const int *pos, const float *src,           \
+                          long src_stride, int B, int cols))                                                          \
                                                                                                                       \
     /* ---- LM head fused with cross-entropy: logits = x W^T, W [V, C]; rows with target < 0 are                      \
      * ignored. With dx != NULL it also writes dx and adds to dW the gradient of                                      \

@@ -16,6 +16,15 @@
 #include "params.h"
 #include "rope_table.h"
 
+/* Where a decode step is: pos on the host (bounds checks), and in backend memory
+ * pos_len = {pos, pos + 1}, which the step's kernels read (cache_write, attention_decode) instead
+ * of taking pos as an argument, with the rotary tables' step rows (rope_cache_at) at pos: a step's
+ * launches are then the same at every position, and the GPU replays them as one CUDA graph. */
+typedef struct {
+    long pos;
+    const int *pos_len;
+} DecodeAt;
+
 /* What a mixer is told when it is built. */
 typedef struct {
     const struct MixerOps *ops; /* the mixer being made */
@@ -68,9 +77,9 @@ typedef struct MixerOps {
     void (*declare_decode)(Mixer *m, const Backend *be, Arena *cache, Arena *scratch, int B, long max_context);
     /* Empties every sequence's cache. */
     void (*decode_reset)(Mixer *m, const Backend *be, int B);
-    /* One token per sequence at position pos (the same for all B): x, y [B, d_model], y += output.
-     * Equal to the forward at that position of the sequence fed so far. */
-    void (*decode_step)(Mixer *m, const Backend *be, const float *x, float *y, int B, long pos);
+    /* One token per sequence at position at->pos (the same for all B): x, y [B, d_model], y +=
+     * output. Equal to the forward at that position of the sequence fed so far. */
+    void (*decode_step)(Mixer *m, const Backend *be, const float *x, float *y, int B, const DecodeAt *at);
     /* Forward multiply-adds x 2 per token at context T (for FLOP and MFU reports). */
     double (*flops_per_token)(const Mixer *m, int T);
     /* Bytes of decode state per sequence after `context` tokens (KV cache or fixed state). */

@@ -51,10 +51,19 @@ void model_init_params(Model *m, uint64_t seed) {
     params_init(&m->params, &rng);
 }
 
+/* Forgets the recorded decode step: the buffers it reads are about to be made again. */
+static void drop_decode_graph(Model *m) {
+    if (m->decode_graph) m->be->graph_free(m->decode_graph);
+    m->decode_graph = NULL;
+    m->decode_steps = 0;
+    m->decode_eager = false;
+}
+
 /* Sizes every buffer for B x T tokens. forward_only: a layer's activations are dead once the next
  * layer starts, so all layers share the same bytes (rewound like scratch) and the stream needs two
  * buffers, not L + 1; nothing the backward reads is kept. */
 static void shape_buffers(Model *m, int B, int T, bool forward_only) {
+    drop_decode_graph(m);
     arena_free(&m->acts);
     arena_free(&m->scratch);
     free(m->residual);
@@ -217,8 +226,10 @@ void model_logits(Model *m, const int *tokens, float *logits) {
 
 void model_decode_begin(Model *m, int B, long max_context) {
     if ((size_t)B > m->cap_tokens) model_reshape_forward(m, B, 1);
+    drop_decode_graph(m);
     arena_free(&m->decode_cache);
     arena_free(&m->decode_scratch);
+    arena_ints(&m->decode_scratch, &m->decode_at, 2); /* read by every layer: below their shared scratch */
     for (int l = 0; l < m->L; l++) {
         Mixer *mx = m->layers[l].mixer;
         size_t mark = arena_mark(&m->decode_scratch);
@@ -235,30 +246,53 @@ void model_decode_begin(Model *m, int B, long max_context) {
     m->decode_context = max_context;
 }
 
-/* The forward of one position per sequence, with the block buffers used for B rows. */
-void model_decode_step(Model *m, const int *tokens, long pos, float *logits) {
+/* The forward of one position per sequence, with the block buffers used for B rows: everything
+ * between the uploads and the download, which reads the position only through `at`. */
+static void decode_body(Model *m, const DecodeAt *at) {
     const Backend *be = m->be;
     int B = m->decode_B, C = m->C;
     float eps = (float)m->cfg.norm_eps;
-    if (pos >= m->decode_context) die("decode: position %ld is past the context of %ld", pos, m->decode_context);
-    be->upload(m->tokens, tokens, sizeof(int) * (size_t)B);
     float *x = m->residual[0];
     be->embedding_forward(x, m->tokens, m->wte.w, B, C);
     for (int l = 0; l < m->L; l++) {
         Layer *layer = &m->layers[l];
         be->rmsnorm_forward(m->normed, layer->rstd1, x, layer->norm1.w, B, C, eps);
         if (!m->cfg.mlp) { /* the stream is updated in place: only one position is live */
-            layer->mixer->ops->decode_step(layer->mixer, be, m->normed, x, B, pos);
+            layer->mixer->ops->decode_step(layer->mixer, be, m->normed, x, B, at);
             continue;
         }
         be->copy(layer->mid, x, (size_t)B * C);
-        layer->mixer->ops->decode_step(layer->mixer, be, m->normed, layer->mid, B, pos);
+        layer->mixer->ops->decode_step(layer->mixer, be, m->normed, layer->mid, B, at);
         be->rmsnorm_forward(m->normed, layer->rstd2, layer->mid, layer->norm2.w, B, C, eps);
         be->copy(x, layer->mid, (size_t)B * C);
         mlp_forward(&layer->mlp, be, m->normed, x, B);
     }
     be->rmsnorm_forward(m->ln_f, m->rstd_f, x, m->norm_f.w, B, C, eps);
     be->gemm(false, true, B, m->V, C, 1.0f, m->ln_f, C, m->head.w, C, 0.0f, m->decode_logits, m->V);
+}
+
+/* The first step of a decode_begin runs as it is (lazy allocations happen there); the second is
+ * recorded as a graph where the backend can (the GPU), and every later one replays it. */
+void model_decode_step(Model *m, const int *tokens, long pos, float *logits) {
+    const Backend *be = m->be;
+    int B = m->decode_B;
+    if (pos < 0 || pos >= m->decode_context)
+        die("decode: position %ld is outside the context of %ld", pos, m->decode_context);
+    be->upload(m->tokens, tokens, sizeof(int) * (size_t)B);
+    int pos_len[2] = {(int)pos, (int)pos + 1};
+    be->upload(m->decode_at, pos_len, sizeof pos_len);
+    rope_cache_at(&m->rope, pos);
+    DecodeAt at = {pos, m->decode_at};
+    if (!m->decode_graph && !m->decode_eager && m->decode_steps >= 1) {
+        if (be->graph_begin()) {
+            decode_body(m, &at);
+            m->decode_graph = be->graph_end();
+        }
+        m->decode_eager = !m->decode_graph;
+    }
+    if (m->decode_graph) be->graph_launch(m->decode_graph);
+    else decode_body(m, &at);
+    m->decode_steps++;
     be->download(logits, m->decode_logits, sizeof(float) * (size_t)B * m->V);
 }
 
@@ -286,6 +320,7 @@ double model_flops_per_token(const Model *m, int T) {
 
 void model_free(Model *m) {
     if (!m) return;
+    drop_decode_graph(m);
     arena_free(&m->decode_cache);
     arena_free(&m->decode_scratch);
     arena_free(&m->acts);

@@ -49,6 +49,12 @@ typedef struct Model {
     long decode_context;
     Arena decode_cache, decode_scratch;
     float *decode_logits; /* [decode_B, V] */
+    int *decode_at;       /* backend memory: {pos, pos + 1} of the current step (DecodeAt) */
+    /* the step replayed as one graph (GPU): recorded at the second step of a decode_begin, once
+     * the first has made every lazy allocation; dropped when any buffer it reads is made again */
+    void *decode_graph;
+    long decode_steps;
+    bool decode_eager; /* the backend could not record the step: run it as it is */
 
     int poison_layer; /* fault injection (tests): the layer whose output the forward makes NaN; -1 off */
     /* data-parallel training: model_backward calls it each time the gradients from float

@@ -35,6 +35,9 @@ void rope_cache_fill(RopeCache *rc, int positions) {
         if (t->cos) {
             rc->be->release(t->cos);
             rc->be->release(t->sin);
+        } else {
+            t->step_cos = rc->be->alloc(sizeof(float) * half);
+            t->step_sin = rc->be->alloc(sizeof(float) * half);
         }
         t->cos = rc->be->alloc(sizeof(float) * n);
         t->sin = rc->be->alloc(sizeof(float) * n);
@@ -46,11 +49,23 @@ void rope_cache_fill(RopeCache *rc, int positions) {
     }
 }
 
+void rope_cache_at(RopeCache *rc, long pos) {
+    for (int i = 0; i < rc->n; i++) {
+        RopeTable *t = &rc->tables[i];
+        int half = t->rot / 2;
+        if (pos < 0 || pos >= t->positions) die("internal: rotary step at position %ld of a table of %d", pos, t->positions);
+        rc->be->copy(t->step_cos, t->cos + (size_t)pos * half, (size_t)half);
+        rc->be->copy(t->step_sin, t->sin + (size_t)pos * half, (size_t)half);
+    }
+}
+
 void rope_cache_free(RopeCache *rc) {
     for (int i = 0; i < rc->n; i++) {
         if (rc->tables[i].cos) {
             rc->be->release(rc->tables[i].cos);
             rc->be->release(rc->tables[i].sin);
+            rc->be->release(rc->tables[i].step_cos);
+            rc->be->release(rc->tables[i].step_sin);
         }
     }
     memset(rc, 0, sizeof *rc);

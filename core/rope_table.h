@@ -8,6 +8,7 @@ typedef struct {
     int rot;       /* channels rotated (even) */
     int positions; /* rows the tables hold */
     float *cos, *sin; /* backend memory, [positions, rot / 2] */
+    float *step_cos, *step_sin; /* backend memory, [rot / 2]: the row of a decode step (rope_cache_at) */
 } RopeTable;
 
 enum { ROPE_MAX_TABLES = 4 };
@@ -23,4 +24,7 @@ typedef struct {
 const RopeTable *rope_cache_request(RopeCache *rc, int rot);
 /* Makes every table cover positions [0, positions). */
 void rope_cache_fill(RopeCache *rc, int positions);
+/* Copies row pos of every table into its step row, for a decode step at pos: the step's rotation
+ * then reads the same buffers at every position. */
+void rope_cache_at(RopeCache *rc, long pos);
 void rope_cache_free(RopeCache *rc);

@@ -88,7 +88,10 @@ bool mixer_case_decode_matches(MixerCase *c, double tol, char *msg, size_t len) 
     for (int t = 0; t < T; t++) {
         for (int b = 0; b < B; b++) memcpy(xt + (size_t)b * C, c->x + ((size_t)b * T + t) * C, sizeof(float) * C);
         memset(yt, 0, sizeof(float) * B * C);
-        c->mixer->ops->decode_step(c->mixer, c->be, xt, yt, B, t);
+        int pos_len[2] = {t, t + 1}; /* the CPU's backend memory is the host's */
+        rope_cache_at(&c->rope, t);
+        DecodeAt at = {t, pos_len};
+        c->mixer->ops->decode_step(c->mixer, c->be, xt, yt, B, &at);
         for (int b = 0; b < B; b++)
             for (int j = 0; j < C; j++)
                 worst = worst_of(worst, fabs(yt[(size_t)b * C + j] - c->y[((size_t)b * T + t) * C + j]) / scale);

@@ -301,7 +301,7 @@ static void run_core(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const f
 }
 
 static void run_forward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, float *y, int B, int T,
-                        bool step, long pos) {
+                        bool step) {
     alias_conv(L, bf);
     const int N = B * T, C = L->C, H = L->H, K = L->K, HK = H * L->K, HV = H * L->V, W = L->W;
     linear_forward(be, bf->q_pre, x, &L->w_q, N, C, HK, false);
@@ -330,8 +330,10 @@ static void run_forward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, cons
     be->silu_forward(bf->v, bf->v_c, (size_t)N * HV);
     if (L->rope) {
         const RopeTable *t = L->rope_table;
-        be->rope_forward(bf->q, B, T, H, K, HK, 0, K, t->cos, t->sin, (int)pos);
-        be->rope_forward(bf->k, B, T, H, K, HK, 0, K, t->cos, t->sin, (int)pos);
+        /* a decode step rotates by its position's row (rope_cache_at) */
+        const float *cos = step ? t->step_cos : t->cos, *sin = step ? t->step_sin : t->sin;
+        be->rope_forward(bf->q, B, T, H, K, HK, 0, K, cos, sin, 0);
+        be->rope_forward(bf->k, B, T, H, K, HK, 0, K, cos, sin, 0);
     }
     linear_forward(be, bf->beta, x, &L->w_b, N, C, H, false);
     be->sigmoid_forward(bf->beta, bf->beta, (size_t)N * H);
@@ -360,7 +362,7 @@ static void run_forward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, cons
 }
 
 void delta_layer_forward(Mixer *m, const Backend *be, const float *x, float *y, int B, int T) {
-    run_forward((DeltaLayer *)m, be, &((DeltaLayer *)m)->train, x, y, B, T, false, 0);
+    run_forward((DeltaLayer *)m, be, &((DeltaLayer *)m)->train, x, y, B, T, false);
 }
 
 /* ---- backward ---- */
@@ -489,8 +491,9 @@ void delta_layer_decode_reset(Mixer *m, const Backend *be, int B) {
     }
 }
 
-void delta_layer_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, long pos) {
-    run_forward((DeltaLayer *)m, be, &((DeltaLayer *)m)->step, x, y, B, 1, true, pos);
+void delta_layer_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, const DecodeAt *at) {
+    (void)at; /* a recurrent step: the position matters only to the rotation, whose step row is set */
+    run_forward((DeltaLayer *)m, be, &((DeltaLayer *)m)->step, x, y, B, 1, true);
 }
 
 /* ---- sizes ---- */

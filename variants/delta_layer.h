@@ -74,7 +74,7 @@ void delta_layer_forward(Mixer *m, const Backend *be, const float *x, float *y, 
 void delta_layer_backward(Mixer *m, const Backend *be, const float *x, const float *dy, float *dx, int B, int T);
 void delta_layer_declare_decode(Mixer *m, const Backend *be, Arena *cache, Arena *scratch, int B, long max_context);
 void delta_layer_decode_reset(Mixer *m, const Backend *be, int B);
-void delta_layer_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, long pos);
+void delta_layer_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, const DecodeAt *at);
 double delta_layer_flops(const Mixer *m, int T);
 size_t delta_layer_cache_bytes(const Mixer *m, long context);
 void delta_layer_destroy(Mixer *m);

@@ -135,7 +135,7 @@ static void linear_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scra
 }
 
 static void run_forward(LinearLayer *L, const Backend *be, LinearBuffers *bf, const float *x, float *y, int B, int T,
-                        bool step, long pos) {
+                        bool step) {
     const int N = B * T, C = L->C, H = L->H, K = L->K, HK = H * K, HV = H * L->V;
     linear_forward(be, bf->q_pre, x, &L->w_q, N, C, HK, false);
     linear_forward(be, bf->k_pre, x, &L->w_k, N, C, HK, false);
@@ -144,8 +144,10 @@ static void run_forward(LinearLayer *L, const Backend *be, LinearBuffers *bf, co
     be->feature_map_forward(bf->k, bf->k_pre, (size_t)N * HK, L->phi);
     if (L->rope) {
         const RopeTable *t = L->rope_table;
-        be->rope_forward(bf->q, B, T, H, K, HK, 0, K, t->cos, t->sin, (int)pos);
-        be->rope_forward(bf->k, B, T, H, K, HK, 0, K, t->cos, t->sin, (int)pos);
+        /* a decode step rotates by its position's row (rope_cache_at) */
+        const float *cos = step ? t->step_cos : t->cos, *sin = step ? t->step_sin : t->sin;
+        be->rope_forward(bf->q, B, T, H, K, HK, 0, K, cos, sin, 0);
+        be->rope_forward(bf->k, B, T, H, K, HK, 0, K, cos, sin, 0);
     }
     const float *v = bf->v;
     float *o = bf->o;
@@ -166,7 +168,7 @@ static void run_forward(LinearLayer *L, const Backend *be, LinearBuffers *bf, co
 }
 
 static void linear_forward_mixer(Mixer *m, const Backend *be, const float *x, float *y, int B, int T) {
-    run_forward((LinearLayer *)m, be, &((LinearLayer *)m)->train, x, y, B, T, false, 0);
+    run_forward((LinearLayer *)m, be, &((LinearLayer *)m)->train, x, y, B, T, false);
 }
 
 /* One of q and k back to x: [RoPE] <- phi <- projection. */
@@ -220,8 +222,9 @@ static void linear_decode_reset(Mixer *m, const Backend *be, int B) {
     be->zero(L->state, (size_t)B * L->H * L->K * core_v(L));
 }
 
-static void linear_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, long pos) {
-    run_forward((LinearLayer *)m, be, &((LinearLayer *)m)->step, x, y, B, 1, true, pos);
+static void linear_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, const DecodeAt *at) {
+    (void)at; /* a recurrent step: the position matters only to the rotation, whose step row is set */
+    run_forward((LinearLayer *)m, be, &((LinearLayer *)m)->step, x, y, B, 1, true);
 }
 
 /* Projections, plus the core at its recurrent cost: write and read the K x Vc state per head. */

@@ -271,31 +271,30 @@ static void mla_decode_reset(Mixer *mx, const Backend *be, int B) {
     (void)B; /* a step at pos reads only cache rows [0, pos], which earlier steps wrote */
 }
 
-static void mla_decode_step(Mixer *mx, const Backend *be, const float *x, float *y, int B, long pos) {
+static void mla_decode_step(Mixer *mx, const Backend *be, const float *x, float *y, int B, const DecodeAt *at) {
     Mla *m = (Mla *)mx;
-    if (pos >= m->max_context) die("decode: position %ld is past the cache of %ld tokens", pos, m->max_context);
+    if (at->pos >= m->max_context) die("decode: position %ld is past the cache of %ld tokens", at->pos, m->max_context);
     int H = m->H, dk = qk_dim(m), HQ = H * dk, row = cache_row(m), r = m->r;
     long seq = m->max_context * row;
-    float *dst = m->cache + pos * row;
     project_queries(m, be, x, m->s_q, m->s_cq, m->s_cqn, m->s_cqr, B);
     /* the new cache row: [RMSNorm(x W_dkv) | x W_kr, rotated under RoPE] */
     linear_forward(be, m->s_c, x, &m->w_dkv, B, m->C, r, false);
     be->rmsnorm_forward(m->s_c, m->s_cr, m->s_c, m->kv_norm.w, B, r, m->eps);
-    be->copy_rows(dst, seq, m->s_c, r, B, r, false);
+    be->cache_write(m->cache, seq, row, at->pos_len, m->s_c, r, B, r);
     linear_forward(be, m->s_kr, x, &m->w_kr, B, m->C, m->dr, false);
     if (m->rope_table) {
         const RopeTable *t = m->rope_table;
-        be->rope_forward(m->s_kr, B, 1, 1, m->dr, m->dr, 0, m->dr, t->cos, t->sin, (int)pos);
-        be->rope_forward(m->s_q, B, 1, H, dk, HQ, m->dn, m->dr, t->cos, t->sin, (int)pos);
+        be->rope_forward(m->s_kr, B, 1, 1, m->dr, m->dr, 0, m->dr, t->step_cos, t->step_sin, 0);
+        be->rope_forward(m->s_q, B, 1, H, dk, HQ, m->dn, m->dr, t->step_cos, t->step_sin, 0);
     }
-    be->copy_rows(dst + r, seq, m->s_kr, m->dr, B, m->dr, false);
+    be->cache_write(m->cache + r, seq, row, at->pos_len, m->s_kr, m->dr, B, m->dr);
     /* absorbed queries [W_uk_h^T q_nope_h | q_rope_h]; W_uk_h is rows [h (dn + dv), + dn) of W_ukv */
     long long w_head = (long long)kv_dim(m) * r;
     be->gemm_batched(false, false, B, r, m->dn, 1.0f, m->s_q, HQ, dk, m->w_ukv.w, r, w_head, 0.0f, m->s_qa, H * row,
                      row, H);
     be->copy_heads(m->s_qa + r, H * row, row, m->s_q + m->dn, HQ, dk, B, H, m->dr, false);
-    AttnShape shape = absorbed_shape(m, B, (int)pos + 1);
-    be->attention_decode(&shape, seq, m->s_ohat, m->s_qa, m->cache, m->cache, m->s_work);
+    AttnShape shape = absorbed_shape(m, B, (int)m->max_context);
+    be->attention_decode(&shape, seq, at->pos_len + 1, m->s_ohat, m->s_qa, m->cache, m->cache, m->s_work);
     /* o_h = W_uv_h (sum_j p_j c_j); W_uv_h is rows [h (dn + dv) + dn, + dv) of W_ukv */
     be->gemm_batched(false, true, B, m->dv, r, 1.0f, m->s_ohat, H * r, r, m->w_ukv.w + (size_t)m->dn * r, r, w_head,
                      0.0f, m->s_att, H * m->dv, m->dv, H);

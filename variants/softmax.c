@@ -154,22 +154,23 @@ static void softmax_decode_reset(Mixer *m, const Backend *be, int B) {
     (void)B;
 }
 
-static void softmax_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, long pos) {
+static void softmax_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, const DecodeAt *at) {
     Softmax *s = (Softmax *)m;
     int w = qkv_width(s), HD = s->H * s->D, row = s->Hkv * s->D;
-    if (pos >= s->max_context) die("decode: position %ld is past the cache of %ld tokens", pos, s->max_context);
+    if (at->pos >= s->max_context) die("decode: position %ld is past the cache of %ld tokens", at->pos, s->max_context);
     linear_forward(be, s->qkv_step, x, &s->wqkv, B, s->C, w, false);
     if (s->rope) {
         const RopeTable *t = s->rope_table;
-        be->rope_forward(s->qkv_step, B, 1, s->H, s->D, w, 0, s->D, t->cos, t->sin, (int)pos);
-        be->rope_forward(s->qkv_step + HD, B, 1, s->Hkv, s->D, w, 0, s->D, t->cos, t->sin, (int)pos);
+        be->rope_forward(s->qkv_step, B, 1, s->H, s->D, w, 0, s->D, t->step_cos, t->step_sin, 0);
+        be->rope_forward(s->qkv_step + HD, B, 1, s->Hkv, s->D, w, 0, s->D, t->step_cos, t->step_sin, 0);
     }
     long seq = s->max_context * row;
-    be->copy_rows(s->k_cache + pos * row, seq, s->qkv_step + HD, w, B, row, false);
-    be->copy_rows(s->v_cache + pos * row, seq, s->qkv_step + HD + row, w, B, row, false);
-    AttnShape shape = attn_shape(s, B, (int)pos + 1);
+    be->cache_write(s->k_cache, seq, row, at->pos_len, s->qkv_step + HD, w, B, row);
+    be->cache_write(s->v_cache, seq, row, at->pos_len, s->qkv_step + HD + row, w, B, row);
+    AttnShape shape = attn_shape(s, B, (int)s->max_context);
     shape.k_stride = shape.v_stride = row;
-    be->attention_decode(&shape, seq, s->att_step, s->qkv_step, s->k_cache, s->v_cache, s->decode_work);
+    be->attention_decode(&shape, seq, at->pos_len + 1, s->att_step, s->qkv_step, s->k_cache, s->v_cache,
+                         s->decode_work);
     linear_forward(be, y, s->att_step, &s->wo, B, HD, s->C, true);
 }
 

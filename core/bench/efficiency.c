@@ -49,7 +49,8 @@ double decode_step_ms(Model *m, int B, long L, int steps, Rng *rng) {
     double *t = xmalloc(sizeof(double) * (size_t)steps);
     model_decode_begin(m, B, L);
     for (int b = 0; b < B; b++) tokens[b] = (int)rng_below(rng, (uint64_t)m->V);
-    model_decode_step(m, tokens, L - 1, logits); /* warm-up */
+    /* warm-up: the first step runs as it is, the second is recorded as a graph where the backend can */
+    for (int w = 0; w < 2; w++) model_decode_step(m, tokens, L - 1, logits);
     for (int s = 0; s < steps; s++) {
         be->sync();
         double a = now_seconds();

@@ -44,6 +44,12 @@ void cpu_add(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
 
+/* The CPU runs every op as it is called: nothing to record or replay. */
+bool cpu_graph_begin(void) { return false; }
+void *cpu_graph_end(void) { return NULL; }
+void cpu_graph_launch(void *graph) { (void)graph; }
+void cpu_graph_free(void *graph) { (void)graph; }
+
 /* OpenBLAS's own threading cuts a product into as many pieces as there are threads, and with
    some of its kernels (Haswell's; the generic Prescott kernels 0.3.21 falls back to on CPUs it
    does not know, such as Emerald Rapids) the edge tiles of a piece sum in another order, so

@@ -58,6 +58,11 @@ void cpu_copy_rows(float *dst, long dst_stride, const float *src, long src_strid
     cpu_copy_heads(dst, dst_stride, 0, src, src_stride, 0, rows, 1, cols, accumulate);
 }
 
+void cpu_cache_write(float *cache, long seq_stride, long row_stride, const int *pos, const float *src,
+                     long src_stride, int B, int cols) {
+    cpu_copy_rows(cache + (size_t)*pos * row_stride, seq_stride, src, src_stride, B, cols, false);
+}
+
 void cpu_row_scale_forward(float *y, const float *x, const float *s, int rows, int D, float alpha) {
 #pragma omp parallel for schedule(static) if ((long)rows * D > PAR_MIN)
     for (int r = 0; r < rows; r++) {

@@ -30,11 +30,21 @@ struct DecodeArgs {
     AttnDims s;
     long kv_seq_stride;
     const float *q, *k, *v;
+    const int *len;           // the keys of this step, in device memory
     float *part_o, *part_lse; // [splits][B * H][Dv], [splits][B * H]
     int dkp, ld_k, ld_v;      // key channels padded to 16; tile row strides (elements)
-    int per_split;            // keys per split, a multiple of KEYS
     bool v_in_k, vec4_q, vec4_k, vec4_v;
 };
+
+// Keys per split for T keys over `splits` blocks: a multiple of KEYS, no fewer than
+// MIN_TILES_PER_SPLIT tiles (a shorter split spends more on setup than on keys); the splits past
+// T then have nothing to do. Computed on the device from T in device memory, so a step's launch
+// is the same at every position.
+__host__ __device__ inline int keys_per_split(int T, int splits) {
+    int per = (T + splits - 1) / splits;
+    if (per < KEYS * MIN_TILES_PER_SPLIT) per = KEYS * MIN_TILES_PER_SPLIT;
+    return (per + KEYS - 1) / KEYS * KEYS;
+}
 
 // rows [0, ROWS) of a fp32 matrix (row i at src + i * stride; n_rows of them, `width` floats each)
 // into a bf16 tile of `cols` columns (a multiple of 4) at row stride ld, times mul; zero past
@@ -78,7 +88,12 @@ __global__ void __launch_bounds__(DEC_THREADS) decode_split_kernel(DecodeArgs a)
     const AttnDims &s = a.s;
     const int G = s.H / s.Hkv, split = blockIdx.x, b = blockIdx.y / s.Hkv, g = blockIdx.y % s.Hkv;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int t0 = split * a.per_split, t1 = min(s.T, t0 + a.per_split);
+    const int T = *a.len, per = keys_per_split(T, gridDim.x), t0 = split * per, t1 = min(T, t0 + per);
+    size_t row0 = (size_t)split * s.B * s.H + (size_t)b * s.H + (size_t)g * G; /* the group's first head */
+    if (t0 >= T) { /* a split past this step's keys: weight 0 in the sum */
+        for (int r = threadIdx.x; r < G; r += blockDim.x) a.part_lse[row0 + r] = -INFINITY;
+        return;
+    }
     bf16 *Qs = reinterpret_cast<bf16 *>(decode_smem), *Ks = Qs + MAX_GROUP * a.ld_k;
     bf16 *Vs = a.v_in_k ? Ks : Ks + KEYS * a.ld_k;
     /* the group's query heads, times scale log2 e: scores in base 2 */
@@ -130,7 +145,6 @@ __global__ void __launch_bounds__(DEC_THREADS) decode_split_kernel(DecodeArgs a)
     }
     l0 = quad_sum(l0);
     l1 = quad_sum(l1);
-    size_t row0 = (size_t)split * s.B * s.H + (size_t)b * s.H + (size_t)g * G; /* the group's first head */
     store_rows<DVW>(a.part_o + row0 * s.Dv + v0, s.Dv, acc, 0, G, s.Dv - v0, 1.0f / l0, 1.0f / l1, lane);
     if (warp == 0 && t == 0) {
         int r = lane >> 2;
@@ -153,7 +167,8 @@ __global__ void decode_combine_kernel(AttnDims s, float *o, const float *part_o,
     float inv = 1.0f / total, *out = o + (size_t)b * s.os + (size_t)h * s.Dv;
     for (int d = threadIdx.x; d < s.Dv; d += blockDim.x) {
         float x = 0.0f;
-        for (int i = 0; i < splits; i++) x += w[i] * part_o[(i * BH + bh) * s.Dv + d];
+        for (int i = 0; i < splits; i++)
+            if (w[i] != 0.0f) x += w[i] * part_o[(i * BH + bh) * s.Dv + d]; /* idle splits hold stale rows */
         out[d] = x * inv;
     }
 }
@@ -187,22 +202,14 @@ int sm_count() {
     return sms;
 }
 
-// At most this many splits: two blocks per SM where the context allows, none shorter than
-// MIN_TILES_PER_SPLIT tiles. It never falls as T grows, so the workspace sized at the largest T
-// holds every smaller T's splits.
+// The splits of a cache of s.T rows: two blocks per SM where the context allows, none shorter
+// than MIN_TILES_PER_SPLIT tiles. A step launches them all whatever its length (those past it
+// return at once), so the workspace holds their rows.
 int split_cap(const AttnDims &s) {
     long groups = (long)s.B * s.Hkv, want = (2L * sm_count() + groups - 1) / groups;
     long by_length = (s.T + KEYS * MIN_TILES_PER_SPLIT - 1) / (KEYS * MIN_TILES_PER_SPLIT);
     long n = want < by_length ? want : by_length;
     return n > MAX_SPLITS ? MAX_SPLITS : n < 1 ? 1 : (int)n;
-}
-
-// splits of a multiple of KEYS keys each, no more than split_cap
-void plan_splits(const AttnDims &s, int *splits, int *per_split) {
-    int n = split_cap(s), per = (s.T + n - 1) / n;
-    per = (per + KEYS - 1) / KEYS * KEYS;
-    *per_split = per;
-    *splits = (s.T + per - 1) / per;
 }
 
 // the query tile and a key tile, and a value tile unless the key tile serves as one
@@ -216,14 +223,14 @@ template <int DVW> void launch_split(const DecodeArgs &a, int splits, size_t sme
     CUDA_LAUNCHED();
 }
 
-void flash_decode(const AttnDims &s, long kv_seq_stride, float *o, const float *q, const float *k, const float *v,
-                  float *work) {
+void flash_decode(const AttnDims &s, long kv_seq_stride, const int *len, float *o, const float *q, const float *k,
+                  const float *v, float *work) {
     DecodeArgs a;
     a.s = s;
     a.kv_seq_stride = kv_seq_stride;
     a.q = q, a.k = k, a.v = v;
-    int splits;
-    plan_splits(s, &splits, &a.per_split);
+    a.len = len;
+    int splits = split_cap(s);
     a.part_o = work;
     a.part_lse = work + (size_t)splits * s.B * s.H * s.Dv;
     a.dkp = dk_padded(s.Dk);
@@ -281,13 +288,13 @@ void decode_by_matmuls(const AttnDims &s, long kv_seq_stride, float *o, const fl
 
 } // namespace
 
-// splits of the flash-decoding kernel at this shape, 0 where the matrix products run (tests)
-extern "C" int cuda_attention_decode_splits(const AttnShape *as) {
+// the splits flash-decoding runs for `len` keys of a cache of s->T rows, 0 where the matrix
+// products run (tests)
+extern "C" int cuda_attention_decode_splits(const AttnShape *as, int len) {
     AttnDims s = attn_dims(as);
     if (!flash_decode_supports(s)) return 0;
-    int splits, per;
-    plan_splits(s, &splits, &per);
-    return splits;
+    int per = keys_per_split(len, split_cap(s));
+    return (len + per - 1) / per;
 }
 
 extern "C" size_t cuda_attention_decode_workspace(const AttnShape *as) {
@@ -296,9 +303,19 @@ extern "C" size_t cuda_attention_decode_workspace(const AttnShape *as) {
     return sizeof(float) * (size_t)s.B * s.H * s.T;
 }
 
-extern "C" void cuda_attention_decode(const AttnShape *as, long kv_seq_stride, float *o, const float *q, const float *k,
-                                      const float *v, float *work) {
+// The matrix products take the length as a launch size: they read it back (a synchronizing copy)
+// and cannot be recorded into a graph.
+extern "C" void cuda_attention_decode(const AttnShape *as, long kv_seq_stride, const int *len, float *o,
+                                      const float *q, const float *k, const float *v, float *work) {
     AttnDims s = attn_dims(as);
-    if (flash_decode_supports(s)) flash_decode(s, kv_seq_stride, o, q, k, v, work);
-    else decode_by_matmuls(s, kv_seq_stride, o, q, k, v, work);
+    if (flash_decode_supports(s)) {
+        flash_decode(s, kv_seq_stride, len, o, q, k, v, work);
+        return;
+    }
+    if (cuda_capture_refuses()) return;
+    int T;
+    CUDA_CHECK(cudaMemcpy(&T, len, sizeof T, cudaMemcpyDeviceToHost));
+    if (T < 1 || T > s.T) die("internal: decode attention over %d keys of a cache of %d", T, s.T);
+    s.T = T;
+    decode_by_matmuls(s, kv_seq_stride, o, q, k, v, work);
 }

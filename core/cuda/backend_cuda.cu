@@ -17,6 +17,8 @@
 static cublasHandle_t cublas;
 static cublasComputeType_t compute_type = CUBLAS_COMPUTE_32F_FAST_16BF;
 static bool initialized;
+static bool graphs_off; // ATTNLAB_CUDA_GRAPHS=0: decode steps run launch by launch
+enum { CUBLAS_WORKSPACE_BYTES = 32 << 20 };
 
 #define CUBLAS_CHECK(call)                                                                                            \
     do {                                                                                                              \
@@ -39,6 +41,14 @@ static void init_cuda(void) {
     char why[256];
     if (!backend_cuda_usable(why, sizeof why)) die("device 'cuda': %s", why);
     CUBLAS_CHECK(cublasCreate(&cublas));
+    CUBLAS_CHECK(cublasSetStream(cublas, cudaStreamPerThread));
+    /* a workspace of its own, so that cuBLAS allocates nothing while a graph is recorded */
+    void *workspace;
+    CUDA_CHECK(cudaMalloc(&workspace, CUBLAS_WORKSPACE_BYTES));
+    CUBLAS_CHECK(cublasSetWorkspace(cublas, workspace, CUBLAS_WORKSPACE_BYTES));
+    const char *graphs = getenv("ATTNLAB_CUDA_GRAPHS");
+    if (graphs && strcmp(graphs, "0") == 0) graphs_off = true;
+    else if (graphs && strcmp(graphs, "1") != 0) die("ATTNLAB_CUDA_GRAPHS: expected 0 or 1, got '%s'", graphs);
     const char *mode = getenv("ATTNLAB_CUDA_MATMUL");
     if (mode && strcmp(mode, "fp32") == 0) compute_type = CUBLAS_COMPUTE_32F;
     else if (mode && strcmp(mode, "bf16") != 0) die("ATTNLAB_CUDA_MATMUL: expected bf16 or fp32, got '%s'", mode);
@@ -188,6 +198,7 @@ extern "C" void cuda_gemm(bool trans_a, bool trans_b, int M, int N, int K, float
         return;
     }
     if (cuda_gemm_converts(M, N, K)) {
+        if (cuda_capture_refuses()) return; /* its operand buffer may grow, and a graph would keep the old one */
         gemm_bf16_operands(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
@@ -207,6 +218,7 @@ extern "C" void cuda_linear_backward(float *dx, float *dW, const float *dy, cons
         if (dx) cuda_gemm(false, false, N, in, out, 1.0f, dy, out, W, in, dx_beta, dx, in);
         return;
     }
+    if (cuda_capture_refuses()) return;
     size_t ndy = (size_t)N * out, nx = (size_t)N * in, nw = (size_t)out * in;
     __nv_bfloat16 *dy16 = operand_space(ndy + (nx > nw ? nx : nw)), *other = dy16 + ndy;
     cuda_to_bf16(dy16, dy, N, out, out);
@@ -224,6 +236,43 @@ extern "C" void cuda_gemm_batched(bool trans_a, bool trans_b, int M, int N, int 
                                             N, M, K, &alpha, B, CUDA_R_32F, ldb, stride_b, A, CUDA_R_32F, lda, stride_a,
                                             &beta, C, CUDA_R_32F, ldc, stride_c, count, compute_type,
                                             CUBLAS_GEMM_DEFAULT));
+}
+
+// ---- graphs: a decode step recorded once and replayed ----
+
+static bool capturing, capture_broken;
+
+bool cuda_capture_refuses(void) {
+    if (!capturing) return false;
+    capture_broken = true;
+    return true;
+}
+
+extern "C" bool cuda_graph_begin(void) {
+    if (graphs_off) return false;
+    /* relaxed: calls such as cudaFuncSetAttribute stay allowed while recording */
+    CUDA_CHECK(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeRelaxed));
+    capturing = true;
+    capture_broken = false;
+    return true;
+}
+
+extern "C" void *cuda_graph_end(void) {
+    cudaGraph_t graph;
+    CUDA_CHECK(cudaStreamEndCapture(cudaStreamPerThread, &graph));
+    capturing = false;
+    cudaGraphExec_t exec = NULL;
+    if (!capture_broken) CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    CUDA_CHECK(cudaGraphDestroy(graph));
+    return exec;
+}
+
+extern "C" void cuda_graph_launch(void *graph) {
+    CUDA_CHECK(cudaGraphLaunch((cudaGraphExec_t)graph, cudaStreamPerThread));
+}
+
+extern "C" void cuda_graph_free(void *graph) {
+    if (graph) CUDA_CHECK(cudaGraphExecDestroy((cudaGraphExec_t)graph));
 }
 
 // ---- the vtable ----

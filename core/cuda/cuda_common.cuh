@@ -1,5 +1,7 @@
 // What every CUDA file of the GPU backend shares: error checks that die with the call and the
-// place, launch sizes, warp and block reductions. One stream (the default) orders all the work.
+// place, launch sizes, warp and block reductions. One stream orders all the work: the default
+// stream, made per-thread by nvcc's --default-stream per-thread (the Makefile), which, unlike the
+// legacy one, can be recorded into a CUDA graph.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -101,6 +103,12 @@ __device__ __forceinline__ void swiglu_grad(float *dg, float *du, float g, float
 
 // false under ATTNLAB_CUDA_MATMUL=fp32: every product then runs in exact fp32
 bool cuda_tensor_cores(void);
+
+// For an op whose work depends on a host value that can change between calls (a length read back,
+// a buffer grown on demand): while a graph is being recorded it marks the recording unusable
+// (graph_end then returns NULL and the caller runs the work as it is) and returns true, and the op
+// must return without queueing anything (backend_cuda.cu).
+bool cuda_capture_refuses(void);
 
 // whether cuda_gemm converts the operands of an M x N x K product to bf16 (backend_cuda.cu)
 extern "C" bool cuda_gemm_converts(int M, int N, int K);

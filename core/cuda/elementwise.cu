@@ -331,6 +331,22 @@ extern "C" void cuda_copy_rows(float *dst, long dst_stride, const float *src, lo
     cuda_copy_heads(dst, dst_stride, 0, src, src_stride, 0, rows, 1, cols, accumulate);
 }
 
+// the position is read on the device, so the launch is the same at every step (CUDA graphs)
+__global__ void cache_write_kernel(float *cache, long seq_stride, long row_stride, const int *pos, const float *src,
+                                   long src_stride, int B, int cols) {
+    const long at = (long)*pos * row_stride;
+    EACH(i, (size_t)B * cols) {
+        size_t b = i / cols, c = i % cols;
+        cache[b * seq_stride + at + c] = src[b * src_stride + c];
+    }
+}
+extern "C" void cuda_cache_write(float *cache, long seq_stride, long row_stride, const int *pos, const float *src,
+                                 long src_stride, int B, int cols) {
+    cache_write_kernel<<<grid_for((size_t)B * cols, 256), 256>>>(cache, seq_stride, row_stride, pos, src, src_stride, B,
+                                                                 cols);
+    CUDA_LAUNCHED();
+}
+
 __global__ void append_ones_kernel(float *y, const float *x, int rows, int D) {
     EACH(i, (size_t)rows * (D + 1)) {
         size_t r = i / (D + 1), c = i % (D + 1);

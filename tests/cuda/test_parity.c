@@ -528,9 +528,9 @@ TEST(test_gpu_attention_forward_backward) {
     check_attention_in(3, 40, 2, 2, 32, 32, 12, 1, 150);
 }
 
-int cuda_attention_decode_splits(const AttnShape *s); /* core/cuda/attention_decode.cu */
+int cuda_attention_decode_splits(const AttnShape *s, int len); /* core/cuda/attention_decode.cu */
 
-/* One decode step of B sequences at context T against caches of `cap` rows. shared: MLA's
+/* One decode step of B sequences over the first T keys of caches of `cap` rows. shared: MLA's
  * absorbed layout, one key head whose values are the first Dv channels of its keys (v == k). The
  * workspace is sized for `cap`, as a model sizes it for its largest context. splits: what the
  * tensor-core mode must run, 0 for the matrix products, > 1 for flash-decoding over several
@@ -548,13 +548,21 @@ static void check_decode(int B, int T, int cap, int H, int Hkv, int Dk, int Dv, 
     big.T = cap;
     float *work = xalloc_aligned(cpu->attention_decode_workspace(&big)), *gwork = gpu->alloc(gpu->attention_decode_workspace(&big));
     float *gq = up(q, nq), *gk = up(kc, nk), *gv = shared ? gk : up(vc, nv), *go = up(o, no);
-    int ran = cuda_attention_decode_splits(&s);
+    int ran = cuda_attention_decode_splits(&big, T);
     int want = fp32_matmuls ? 0 : splits;
     CHECK(want < 0 ? ran >= 1 : want > 1 ? ran > 1 : ran == want,
           "decode B=%d T=%d H=%d/%d Dk=%d Dv=%d: %d splits of flash-decoding, want %s", B, T, H, Hkv, Dk, Dv, ran,
           want == 0 ? "the matrix products (0)" : want > 1 ? "more than 1" : "flash-decoding");
-    cpu->attention_decode(&s, cap * krow, o, q, kc, vc, work);
-    gpu->attention_decode(&s, cap * krow, go, gq, gk, gv, gwork);
+    /* the step attends to T keys of a cache of `cap` rows, the length in each backend's memory;
+     * the GPU runs a step over the whole cache first, so that splits idle at T hold stale rows */
+    int len = cap, *g_len = gpu->alloc(sizeof(int));
+    gpu->upload(g_len, &len, sizeof len);
+    gpu->attention_decode(&big, cap * krow, g_len, go, gq, gk, gv, gwork);
+    len = T;
+    gpu->upload(g_len, &len, sizeof len);
+    cpu->attention_decode(&big, cap * krow, &len, o, q, kc, vc, work);
+    gpu->attention_decode(&big, cap * krow, g_len, go, gq, gk, gv, gwork);
+    gpu->release(g_len);
     char what[96];
     snprintf(what, sizeof what, "attention decode B=%d T=%d H=%d/%d Dk=%d Dv=%d%s", B, T, H, Hkv, Dk, Dv,
              shared ? " (v in k)" : "");
@@ -573,6 +581,7 @@ TEST(test_gpu_attention_decode) {
     check_decode(2, 70, 100, 16, 1, 576, 512, true, -1, 11);    /* the widest, a split's tile past T */
     check_decode(2, 3000, 3000, 8, 2, 128, 128, false, 2, 12);  /* grouped heads, context = cache */
     check_decode(1, 300, 300, 20, 1, 64, 64, false, 0, 13);     /* a group of 20: the matrix products */
+    check_decode(1, 200, 5100, 12, 1, 416, 384, true, 2, 14);   /* a short step in a long cache: idle splits */
 }
 
 /* ---- the linear-time cores, both forms, against the CPU's ---- */
@@ -856,7 +865,7 @@ TEST(test_gpu_training_step_matches_the_cpu) {
 }
 
 /* generation: the GPU model's decode logits follow the CPU's step by step, over a context long
- * enough for several flash-decoding splits */
+ * enough for several flash-decoding splits, the steps after the second replayed as a CUDA graph */
 static void check_model_decode(const char *mixer_setting) {
     Model *a = parity_model(cpu, mixer_setting), *b = parity_model(gpu, mixer_setting);
     enum { B = 2, T = 300 };
@@ -874,6 +883,10 @@ static void check_model_decode(const char *mixer_setting) {
         worst = worst_of(worst, max_rel_diff(lb, la, (size_t)B * V, 1e-6));
     }
     CHECK(worst <= mm_tol(1e-4, 5e-2), "%s: GPU decode logits differ from the CPU's by %.2e", mixer_setting, worst);
+    /* the tensor-core mode replays the step as a CUDA graph; fp32 mode's decode attention reads its
+     * length back, so it runs launch by launch */
+    CHECK((b->decode_graph != NULL) == !fp32_matmuls, "%s: the decode step %s a graph", mixer_setting,
+          b->decode_graph ? "was replayed as" : "was not replayed as");
     free(la), free(lb);
     model_free(a);
     model_free(b);
