@@ -120,14 +120,14 @@ typedef struct {
                                  const float *q, const float *k, const float *v, const float *o,                      \
                                  const float *lse, float *work))                                                      \
                                                                                                                       \
-    /* ---- decode: one new query per sequence against its first *len cached keys (len in backend                    \
-     * memory, 1 <= *len <= s->T, s->T the cache's rows, as for the workspace: a step's launches are                  \
-     * then the same at every position). q row of sequence b at q + b * q_stride, output at                           \
-     * o + b * o_stride; cached token j of sequence b at k + b * kv_seq_stride + j * k_stride (v                      \
-     * likewise; v may alias k, as MLA's latent does). ---- */                                                        \
+    /* ---- decode: one new query per sequence against its first len cached keys, 1 <= len <= s->T                   \
+     * (s->T: the cache's rows, as for the workspace). len_at holds len in backend memory: kernels                    \
+     * that read it there launch the same at every position (a recorded step replays at any). q row                  \
+     * of sequence b at q + b * q_stride, output at o + b * o_stride; cached token j of sequence b                    \
+     * at k + b * kv_seq_stride + j * k_stride (v likewise; v may alias k, as MLA's latent does). ---- */             \
     X(size_t, attention_decode_workspace, (const AttnShape *s))                                                       \
-    X(void, attention_decode, (const AttnShape *s, long kv_seq_stride, const int *len, float *o, const float *q,      \
-                               const float *k, const float *v, float *work))                                          \
+    X(void, attention_decode, (const AttnShape *s, long kv_seq_stride, int len, const int *len_at, float *o,         \
+                               const float *q, const float *k, const float *v, float *work))                          \
     /* a decode step's new cache row per sequence, at the position *pos in backend memory:                            \
      * cache[b * seq_stride + *pos * row_stride + c] = src[b * src_stride + c] for c < cols */                        \
     X(void, cache_write, (float *cache, long seq_stride, long row_stride, const int *pos, const float *src,           \

@@ -294,7 +294,8 @@ static void mla_decode_step(Mixer *mx, const Backend *be, const float *x, float 
                      row, H);
     be->copy_heads(m->s_qa + r, H * row, row, m->s_q + m->dn, HQ, dk, B, H, m->dr, false);
     AttnShape shape = absorbed_shape(m, B, (int)m->max_context);
-    be->attention_decode(&shape, seq, at->pos_len + 1, m->s_ohat, m->s_qa, m->cache, m->cache, m->s_work);
+    be->attention_decode(&shape, seq, (int)at->pos + 1, at->pos_len + 1, m->s_ohat, m->s_qa, m->cache, m->cache,
+                         m->s_work);
     /* o_h = W_uv_h (sum_j p_j c_j); W_uv_h is rows [h (dn + dv) + dn, + dv) of W_ukv */
     be->gemm_batched(false, true, B, m->dv, r, 1.0f, m->s_ohat, H * r, r, m->w_ukv.w + (size_t)m->dn * r, r, w_head,
                      0.0f, m->s_att, H * m->dv, m->dv, H);

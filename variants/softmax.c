@@ -169,8 +169,8 @@ static void softmax_decode_step(Mixer *m, const Backend *be, const float *x, flo
     be->cache_write(s->v_cache, seq, row, at->pos_len, s->qkv_step + HD + row, w, B, row);
     AttnShape shape = attn_shape(s, B, (int)s->max_context);
     shape.k_stride = shape.v_stride = row;
-    be->attention_decode(&shape, seq, at->pos_len + 1, s->att_step, s->qkv_step, s->k_cache, s->v_cache,
-                         s->decode_work);
+    be->attention_decode(&shape, seq, (int)at->pos + 1, at->pos_len + 1, s->att_step, s->qkv_step, s->k_cache,
+                         s->v_cache, s->decode_work);
     linear_forward(be, y, s->att_step, &s->wo, B, HD, s->C, true);
 }
 

@@ -13,6 +13,7 @@
 
 typedef struct {
     double ms, cache;
+    bool replayed; /* the measured steps replayed one recorded graph (GPU) */
 } DecodePoint;
 
 /* every context's decode time and cache bytes of the config's model with the given ratio */
@@ -32,6 +33,7 @@ static void measure(Config *cfg, const char *ratio, const long *contexts, int n,
     rng_seed(&rng, 99);
     for (int i = 0; i < n; i++) {
         out[i].ms = decode_step_ms(m, B, contexts[i], steps, &rng);
+        out[i].replayed = m->decode_graph != NULL;
         out[i].cache = (double)model_cache_bytes(m, contexts[i]);
         progress_note("  %s: context %ld done", ratio, contexts[i]);
     }
@@ -76,6 +78,12 @@ int bench_decode(Config *cfg, const char *ratio, const long *contexts, int n, in
         printf("wrote %s\n", csv_path);
     }
     printf("parameters: %.1fM (full), %.1fM (hybrid)\n", params_pure / 1e6, params_hyb / 1e6);
+    if (strcmp(be->name, "cpu") != 0) { /* say whether the figures are a replayed graph or launch by launch */
+        int full_graphs = 0, hybrid_graphs = 0;
+        for (int i = 0; i < n; i++) full_graphs += pure[i].replayed, hybrid_graphs += hyb[i].replayed;
+        printf("steps replayed as one CUDA graph: %d of %d contexts (full), %d of %d (hybrid)%s\n", full_graphs, n,
+               hybrid_graphs, n, full_graphs + hybrid_graphs < 2 * n ? "; the others ran launch by launch" : "");
+    }
     free(csv);
     free(pure);
     free(hyb);

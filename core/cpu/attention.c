@@ -146,9 +146,10 @@ size_t cpu_attention_decode_workspace(const AttnShape *s) {
     return sizeof(float) * (size_t)(s->H / s->Hkv) * s->T * (size_t)cpu_threads();
 }
 
-void cpu_attention_decode(const AttnShape *s, long kv_seq_stride, const int *len, float *o, const float *q,
-                          const float *k, const float *v, float *work) {
-    const int group = s->H / s->Hkv, T = *len;
+void cpu_attention_decode(const AttnShape *s, long kv_seq_stride, int len, const int *len_at, float *o,
+                          const float *q, const float *k, const float *v, float *work) {
+    (void)len_at; /* the CPU runs every step as it is called */
+    const int group = s->H / s->Hkv, T = len;
     if (T < 1 || T > s->T) die("internal: decode attention over %d keys of a cache of %d", T, s->T);
 #pragma omp parallel for schedule(dynamic)
     for (int bg = 0; bg < s->B * s->Hkv; bg++) {

@@ -303,19 +303,17 @@ extern "C" size_t cuda_attention_decode_workspace(const AttnShape *as) {
     return sizeof(float) * (size_t)s.B * s.H * s.T;
 }
 
-// The matrix products take the length as a launch size: they read it back (a synchronizing copy)
-// and cannot be recorded into a graph.
-extern "C" void cuda_attention_decode(const AttnShape *as, long kv_seq_stride, const int *len, float *o,
+// The matrix products take the length as a launch size, so a step that uses them cannot be
+// recorded.
+extern "C" void cuda_attention_decode(const AttnShape *as, long kv_seq_stride, int len, const int *len_at, float *o,
                                       const float *q, const float *k, const float *v, float *work) {
     AttnDims s = attn_dims(as);
+    if (len < 1 || len > s.T) die("internal: decode attention over %d keys of a cache of %d", len, s.T);
     if (flash_decode_supports(s)) {
-        flash_decode(s, kv_seq_stride, len, o, q, k, v, work);
+        flash_decode(s, kv_seq_stride, len_at, o, q, k, v, work);
         return;
     }
     if (cuda_capture_refuses()) return;
-    int T;
-    CUDA_CHECK(cudaMemcpy(&T, len, sizeof T, cudaMemcpyDeviceToHost));
-    if (T < 1 || T > s.T) die("internal: decode attention over %d keys of a cache of %d", T, s.T);
-    s.T = T;
+    s.T = len;
     decode_by_matmuls(s, kv_seq_stride, o, q, k, v, work);
 }

@@ -250,20 +250,24 @@ bool cuda_capture_refuses(void) {
 
 extern "C" bool cuda_graph_begin(void) {
     if (graphs_off) return false;
-    /* relaxed: calls such as cudaFuncSetAttribute stay allowed while recording */
+    /* relaxed: calls such as cudaFuncSetAttribute stay allowed while recording (an allocation would
+     * be too, so lazily grown buffers refuse the recording themselves: cuda_capture_refuses) */
     CUDA_CHECK(cudaStreamBeginCapture(cudaStreamPerThread, cudaStreamCaptureModeRelaxed));
     capturing = true;
     capture_broken = false;
     return true;
 }
 
+// A recording that CUDA itself refuses (invalidated, or not instantiable) is a refusal too: the
+// step then runs launch by launch, as with an op that depended on a host value.
 extern "C" void *cuda_graph_end(void) {
-    cudaGraph_t graph;
-    CUDA_CHECK(cudaStreamEndCapture(cudaStreamPerThread, &graph));
+    cudaGraph_t graph = NULL;
+    cudaError_t e = cudaStreamEndCapture(cudaStreamPerThread, &graph);
     capturing = false;
     cudaGraphExec_t exec = NULL;
-    if (!capture_broken) CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
-    CUDA_CHECK(cudaGraphDestroy(graph));
+    if (e == cudaSuccess && !capture_broken && cudaGraphInstantiate(&exec, graph, 0) != cudaSuccess) exec = NULL;
+    if (graph) CUDA_CHECK(cudaGraphDestroy(graph));
+    (void)cudaGetLastError(); /* a refused recording leaves its error behind: clear it */
     return exec;
 }
 

@@ -3,6 +3,9 @@
 // stream, made per-thread by nvcc's --default-stream per-thread (the Makefile), which, unlike the
 // legacy one, can be recorded into a CUDA graph.
 #pragma once
+#ifndef CUDA_API_PER_THREAD_DEFAULT_STREAM
+#error "build the GPU backend with nvcc --default-stream per-thread (the Makefile's NVCCFLAGS): decode steps are recorded on that stream"
+#endif
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 #include <stddef.h>
