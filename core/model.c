@@ -78,6 +78,7 @@ static void shape_buffers(Model *m, int B, int T, bool forward_only) {
     for (int l = 0; l < streams; l++) arena_floats(a, &m->residual[l], NC);
     arena_ints(a, &m->tokens, N);
     arena_ints(a, &m->targets, N);
+    arena_ints(a, &m->scored_rows, N);
     arena_floats(a, &m->normed, NC);
     arena_floats(a, &m->ln_f, NC);
     arena_floats(a, &m->rstd_f, N);
@@ -145,13 +146,51 @@ int model_nonfinite_layer(const Model *m) {
     return -1;
 }
 
+/* The LM head and its loss on the rows that have a target (and, training, d(loss)/d(ln_f) in
+ * dln). Tasks that score a few positions (MQAR its queries: 1/16 of the tokens at Zoology's
+ * lengths) would spend most of a small model's step on logits no loss reads, so those rows are
+ * gathered first, in order (the loss sums in the same order), and their gradient scattered back;
+ * the embedding lookup is that row gather and its backward that scatter-add. The gathered rows go
+ * to `normed`, free once the last layer has run, and their gradient to `dres`, free until
+ * model_backward zeroes it. Every row scored (language modelling): no copies. */
+static XentStats head_loss(Model *m, const int *targets, float grad_scale) {
+    const Backend *be = m->be;
+    int N = m->B * m->T, C = m->C, M = 0;
+    bool train = grad_scale > 0.0f;
+    int *rows = xmalloc(sizeof(int) * 2 * (size_t)N), *kept = rows + N;
+    for (int i = 0; i < N; i++)
+        if (targets[i] >= 0) {
+            rows[M] = i;
+            kept[M++] = targets[i];
+        }
+    XentStats st = {0, 0, 0};
+    if (M == N) {
+        be->upload(m->targets, targets, sizeof(int) * (size_t)N);
+        st = be->lm_head_xent(train ? m->dln : NULL, train ? m->head.g : NULL, m->ln_f, m->head.w, m->targets, N, C,
+                              m->V, grad_scale, m->xent_work);
+    } else {
+        if (M > 0) {
+            be->upload(m->scored_rows, rows, sizeof(int) * (size_t)M);
+            be->upload(m->targets, kept, sizeof(int) * (size_t)M);
+            be->embedding_forward(m->normed, m->scored_rows, m->ln_f, M, C);
+            st = be->lm_head_xent(train ? m->dres : NULL, train ? m->head.g : NULL, m->normed, m->head.w, m->targets,
+                                  M, C, m->V, grad_scale, m->xent_work);
+        }
+        if (train) {
+            be->zero(m->dln, (size_t)N * C);
+            if (M > 0) be->embedding_backward(m->dln, m->dres, m->scored_rows, M, C);
+        }
+    }
+    free(rows);
+    return st;
+}
+
 XentStats model_forward(Model *m, const int *tokens, const int *targets, float grad_scale) {
     if (grad_scale > 0.0f && m->forward_only) die("model_forward: a training forward on buffers made for forwards alone");
     const Backend *be = m->be;
     int B = m->B, T = m->T, N = B * T, C = m->C;
     float eps = (float)m->cfg.norm_eps;
     be->upload(m->tokens, tokens, sizeof(int) * (size_t)N);
-    be->upload(m->targets, targets, sizeof(int) * (size_t)N);
     be->embedding_forward(m->residual[0], m->tokens, m->wte.w, N, C);
     for (int l = 0; l < m->L; l++) {
         Layer *layer = &m->layers[l];
@@ -173,9 +212,7 @@ XentStats model_forward(Model *m, const int *tokens, const int *targets, float g
         }
     }
     be->rmsnorm_forward(m->ln_f, m->rstd_f, m->residual[m->L], m->norm_f.w, N, C, eps);
-    bool train = grad_scale > 0.0f;
-    return be->lm_head_xent(train ? m->dln : NULL, train ? m->head.g : NULL, m->ln_f, m->head.w, m->targets, N, C,
-                            m->V, grad_scale, m->xent_work);
+    return head_loss(m, targets, grad_scale);
 }
 
 static void gradients_ready(Model *m, const float *from) {

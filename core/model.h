@@ -41,7 +41,8 @@ typedef struct Model {
                        * (forward_only: two, alternating) */
     float *normed; /* [B*T, C]: the RMSNorm output feeding the current layer's mixer or MLP */
     float *ln_f, *rstd_f;
-    int *tokens, *targets;
+    int *tokens, *targets; /* targets: those of the scored rows, in order (head_loss) */
+    int *scored_rows;      /* [B*T]: which rows of ln_f have a target, when not all do */
     float *dres, *dln, *xent_work;
 
     /* generation: every layer's cache for decode_B sequences of up to decode_context tokens */

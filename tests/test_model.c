@@ -381,3 +381,49 @@ TEST(test_model_forward_only_buffers_give_the_same_numbers_in_less_memory) {
     config_free(&ca);
     config_free(&cb);
 }
+
+/* ---- the head on the scored rows alone ---- */
+
+/* Rows without a target skip the LM head (head_loss gathers the others): the loss, hits and
+ * count are those of the scored rows' own logits, computed here from the full logits; and a batch
+ * with no target at all scores nothing and leaves every gradient at zero. */
+TEST(test_model_loss_covers_exactly_the_scored_rows) {
+    Config cfg;
+    Model *m = tiny_model(SETTINGS("model.hybrid.ratio=1:1"), 61, &cfg);
+    const int B = 2, T = 9, N = B * T, V = m->V;
+    model_reshape(m, B, T);
+    Rng rng;
+    rng_seed(&rng, 62);
+    int *tokens = xmalloc(sizeof(int) * N), *targets = xmalloc(sizeof(int) * N);
+    for (int i = 0; i < N; i++) tokens[i] = (int)rng_below(&rng, (uint64_t)V), targets[i] = -1;
+    float *logits = xmalloc(sizeof(float) * N * V);
+    model_logits(m, tokens, logits);
+    double want = 0;
+    long hits = 0, scored = 0;
+    for (int i = 0; i < N; i++) {
+        if (i % 3 != 1) continue; /* the first and last rows unscored, so the gather must move rows */
+        const float *l = logits + (size_t)i * V;
+        int arg = 0;
+        for (int j = 1; j < V; j++)
+            if (l[j] > l[arg]) arg = j;
+        targets[i] = i % 2 ? arg : (arg + 1 + i) % V; /* some hits, some misses */
+        double sum = 0;
+        for (int j = 0; j < V; j++) sum += exp((double)l[j] - l[arg]);
+        want += l[arg] + log(sum) - l[targets[i]];
+        hits += targets[i] == arg, scored++;
+    }
+    XentStats st = model_forward(m, tokens, targets, 0.0f);
+    CHECK(st.n_targets == scored && st.n_correct == hits, "scored %ld, hits %ld; expected %ld and %ld", st.n_targets,
+          st.n_correct, scored, hits);
+    CHECK_NEAR(st.loss_sum, want, 1e-5 * want, "loss of the scored rows");
+    for (int i = 0; i < N; i++) targets[i] = -1;
+    for (size_t i = 0; i < m->params.total; i++) m->params.g[i] = 1.0f; /* must be left as they are */
+    st = model_forward(m, tokens, targets, 1.0f);
+    model_backward(m);
+    CHECK(st.n_targets == 0 && st.loss_sum == 0, "no target: %ld scored, loss %g", st.n_targets, st.loss_sum);
+    size_t moved = 0;
+    for (size_t i = 0; i < m->params.total; i++) moved += m->params.g[i] != 1.0f;
+    CHECK(moved == 0, "a batch without targets changed %zu gradient entries", moved);
+    free(tokens), free(targets), free(logits);
+    model_free(m);
+}

@@ -854,7 +854,7 @@ static void check_training_step(const char *mixer_setting) {
     int N = 80, *tok = xmalloc(sizeof(int) * N), *tg = xmalloc(sizeof(int) * N);
     for (int i = 0; i < N; i++) {
         tok[i] = (int)rng_below(&rng, (uint64_t)a->V);
-        tg[i] = (int)rng_below(&rng, (uint64_t)a->V);
+        tg[i] = i % 5 == 2 ? -1 : (int)rng_below(&rng, (uint64_t)a->V); /* the head's gather of scored rows */
     }
     params_zero_grad(&a->params);
     params_zero_grad(&b->params);
