@@ -250,13 +250,12 @@ reference-gpu-%:
 # One example of every kind of figure, from the sweeps of configs/figures/NAME.lua (the
 # reproductions shrunk to seconds: under two minutes on 2 cores), run afresh into
 # results/figures-NAME/: its figures (PNG and SVG) and the summary.csv (and selected.csv) they came
-# from go to results/reference/figures/NAME/.
+# from go to results/reference/figures/NAME/ (FIGURE_EXAMPLES="mqar synthetic" redoes those alone).
 FIGURE_EXAMPLES = lm synthetic mqar efficiency
 reference-figures: attnlab
-	rm -rf results/reference/figures
 	@for x in $(FIGURE_EXAMPLES); do \
 	    d=results/figures-$$x; to=results/reference/figures/$$x; \
-	    rm -rf $$d && ./attnlab run configs/figures/$$x.lua --jobs 2 >/dev/null && ./attnlab plot $$d && mkdir -p $$to && \
+	    rm -rf $$d $$to && ./attnlab run configs/figures/$$x.lua --jobs 2 >/dev/null && ./attnlab plot $$d && mkdir -p $$to && \
 	    cp $$d/summary.csv $$d/plots/*.png $$d/plots/*.svg $$to/ && \
 	    { [ ! -f $$d/selected.csv ] || cp $$d/selected.csv $$to/; } || exit 1; \
 	done
