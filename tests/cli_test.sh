@@ -668,26 +668,34 @@ if selected train_out_hint_names_out; then
 fi
 if selected plot_mqar_width_panels; then
     # lengths and pair counts varied together, as configs/repro/mqar.lua does: one panel each,
-    # and gnuplot finds every series it is given
+    # and gnuplot finds every series it is given; the heads set by the width and the batch by the
+    # length (Zoology's grid) name no series of their own: one line per mixer
     rm -rf "$TMP/results"
     cat >"$TMP/mqarplot.lua" <<EOF2
+local runs = {}
+for _, case in ipairs({ { 32, 2, 2 }, { 64, 4, 3 } }) do
+  for _, width in ipairs({ 16, 32 }) do
+    for _, mixer in ipairs({ "softmax", "linear" }) do
+      runs[#runs + 1] = { ["train.seq_len"] = case[1], ["mqar.num_kv_pairs"] = case[2], ["train.batch_size"] = case[3],
+                          ["model.d_model"] = width, ["model.n_heads"] = width // 8, ["model.mixer"] = mixer }
+    end
+  end
+end
 return {
   experiment = "mq",
-  base = { out_dir = "$TMP/results", task = "mqar", model = { n_layers = 1, n_heads = 2 },
-           train = { steps = 2, batch_size = 2, log_every = 1, eval_every = 0, checkpoint_every = 0 },
+  base = { out_dir = "$TMP/results", task = "mqar", model = { n_layers = 1 },
+           train = { steps = 2, log_every = 1, eval_every = 0, checkpoint_every = 0 },
            eval = { examples = 8 } },
-  runs = { { ["train.seq_len"] = 32, ["mqar.num_kv_pairs"] = 2, ["model.d_model"] = 16 },
-           { ["train.seq_len"] = 32, ["mqar.num_kv_pairs"] = 2, ["model.d_model"] = 32 },
-           { ["train.seq_len"] = 64, ["mqar.num_kv_pairs"] = 4, ["model.d_model"] = 16 },
-           { ["train.seq_len"] = 64, ["mqar.num_kv_pairs"] = 4, ["model.d_model"] = 32 } },
+  runs = runs,
 }
 EOF2
-    if "$A" run "$TMP/mqarplot.lua" >"$TMP/out" 2>&1 && "$A" plot "$TMP/results/mq" >"$TMP/out2" 2>&1 &&
+    if "$A" run "$TMP/mqarplot.lua" --jobs 2 >"$TMP/out" 2>&1 && "$A" plot "$TMP/results/mq" >"$TMP/out2" 2>&1 &&
         [ -s "$TMP/results/mq/plots/mqar_accuracy_vs_width.png" ] && ! grep -qi "cannot find" "$TMP/out2" &&
-        ls "$TMP/results/mq/plots/data/" | grep -q '^mqar_T32_P2_' && ls "$TMP/results/mq/plots/data/" | grep -q '^mqar_T64_P4_'; then
+        [ "$(ls "$TMP/results/mq/plots/data/" | grep '^mqar_T' | sort | tr '\n' ' ')" = \
+          "mqar_T32_P2_mixer=linear.dat mqar_T32_P2_mixer=softmax.dat mqar_T64_P4_mixer=linear.dat mqar_T64_P4_mixer=softmax.dat " ]; then
         ok plot_mqar_width_panels
     else
-        fail plot_mqar_width_panels "$(tail -3 "$TMP/out" "$TMP/out2")"
+        fail plot_mqar_width_panels "$(tail -3 "$TMP/out" "$TMP/out2"; ls "$TMP/results/mq/plots/data/")"
     fi
 fi
 # ---- figures: a setting's seeds averaged, numbers in order, a final-metric figure, legends outside ----

@@ -401,12 +401,58 @@ static double common_chance(const Experiment *e, const char *task) {
     return chance > 0 ? chance : 0;
 }
 
+/* A sweep field's value in run r as a string, NULL when the run does not sweep it. */
+static const char *swept_value(const PlotRun *r, const char *field) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r->summary, "sweep"), field);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+static bool same_value(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
+
+/* `axes` followed by the sweep fields the axes decide (NULL-terminated, into `out`): a field
+ * every two runs of `task` at the same point of the axes agree on, so that it names no series
+ * of its own (Zoology's grid sets the heads by the width and the batch by the length). A field
+ * counts only if some point holds two runs, else nothing says what varies beside the axes. */
+static void axes_and_tied(const Experiment *e, const char *task, const char *const *axes, const char **out, int max) {
+    int n = 0;
+    while (axes[n] && n < max - 1) out[n] = axes[n], n++;
+    out[n] = NULL; /* kept terminated: listed() reads it while it grows */
+    int n_axes = n;
+    bool shared_point = false;
+    for (int i = 0; i < e->n && !shared_point; i++)
+        for (int j = i + 1; j < e->n && !shared_point; j++) {
+            if (strcmp(e->runs[i].cfg.task, task) != 0 || strcmp(e->runs[j].cfg.task, task) != 0) continue;
+            bool same = true;
+            for (int a = 0; a < n_axes && same; a++)
+                same = same_value(swept_value(&e->runs[i], axes[a]), swept_value(&e->runs[j], axes[a]));
+            shared_point = same;
+        }
+    const cJSON *item;
+    if (shared_point && e->n)
+        cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(e->runs[0].summary, "sweep")) {
+            if (n == max - 1 || listed(out, item->string) || strcmp(item->string, "seed") == 0) continue;
+            bool tied = true;
+            for (int i = 0; i < e->n && tied; i++)
+                for (int j = i + 1; j < e->n && tied; j++) {
+                    const PlotRun *a = &e->runs[i], *b = &e->runs[j];
+                    if (strcmp(a->cfg.task, task) != 0 || strcmp(b->cfg.task, task) != 0) continue;
+                    bool same_point = true;
+                    for (int k = 0; k < n_axes && same_point; k++)
+                        same_point = same_value(swept_value(a, axes[k]), swept_value(b, axes[k]));
+                    tied = !same_point || same_value(swept_value(a, item->string), swept_value(b, item->string));
+                }
+            if (tied) out[n++] = item->string, out[n] = NULL;
+        }
+}
+
 static int cmp_label_ptr(const void *a, const void *b) { return plot_label_cmp(*(char *const *)a, *(char *const *)b); }
 
 /* One panel per (sequence length, key-value pairs) pair, as Zoology varies them together. */
 static void mqar_width(Experiment *e) {
     if (distinct_ints(e, "mqar", offsetof(Config, model.d_model)) < 2) return;
-    static const char *const except[] = {"model.d_model", "train.seq_len", "mqar.num_kv_pairs", NULL};
+    static const char *const axes[] = {"model.d_model", "train.seq_len", "mqar.num_kv_pairs", NULL};
+    const char *except[66];
+    axes_and_tied(e, "mqar", axes, except, 66);
     enum { MAX_PANELS = 64 };
     Table t[MAX_PANELS] = {{0}};
     int panel_len[MAX_PANELS], panel_pairs[MAX_PANELS], n_panels = 0;
@@ -466,10 +512,12 @@ static void mqar_width(Experiment *e) {
 
 static void accuracy_vs_length(Experiment *e) {
     static const char *const tasks[] = {"mqar", "palindrome", "stack"};
-    static const char *const except[] = {"train.seq_len", "mqar.num_kv_pairs", "task", NULL}; /* one figure per task */
+    static const char *const axes[] = {"train.seq_len", "mqar.num_kv_pairs", "task", NULL}; /* one figure per task */
     for (int k = 0; k < 3; k++) {
         if (distinct_ints(e, tasks[k], offsetof(Config, train.seq_len)) < 2) continue;
         if (k == 0 && distinct_ints(e, "mqar", offsetof(Config, model.d_model)) > 1) continue; /* the width figure */
+        const char *except[66];
+        axes_and_tied(e, tasks[k], axes, except, 66);
         Table t = {0};
         for (int i = 0; i < e->n; i++) {
             const PlotRun *r = &e->runs[i];
