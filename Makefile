@@ -232,10 +232,19 @@ reference-%:
 # its tables, figures and each run's summary.json, metrics.jsonl and efficiency.csv (no checkpoints) to
 # results/reference/gpu/NAME/.
 REPROS_GPU = $(basename $(notdir $(wildcard configs/repro/gpu/*.lua)))
+# MPS=1 runs the sweep under NVIDIA's Multi-Process Service, so that the K runs on a GPU share it
+# instead of taking turns (README: On the GPUs of one machine).
+MPS_ENV = CUDA_MPS_PIPE_DIRECTORY=/tmp/attnlab-mps CUDA_MPS_LOG_DIRECTORY=/tmp/attnlab-mps/log
 repro-gpu-%:
 	@test -f configs/repro/gpu/$*.lua || { echo "no configs/repro/gpu/$*.lua (GPU reproductions: $(REPROS_GPU))"; exit 2; }
 	$(MAKE) cuda
+ifeq ($(MPS),1)
+	mkdir -p /tmp/attnlab-mps/log && $(MPS_ENV) nvidia-cuda-mps-control -d
+	$(MPS_ENV) ./attnlab run configs/repro/gpu/$*.lua $(if $(GPUS),--gpus $(GPUS)) $(if $(JOBS),--jobs-per-gpu $(JOBS)); \
+	    rc=$$?; echo quit | $(MPS_ENV) nvidia-cuda-mps-control; exit $$rc
+else
 	./attnlab run configs/repro/gpu/$*.lua $(if $(GPUS),--gpus $(GPUS)) $(if $(JOBS),--jobs-per-gpu $(JOBS))
+endif
 	./attnlab plot results/gpu/$*
 
 reference-gpu-%:
@@ -275,7 +284,7 @@ help:
 	@echo "make bench   training-step benchmark of the softmax baseline on the CPU"
 	@echo "make repro-NAME   a reproduction (NAME: $(REPROS)); make plots   every figure"
 	@echo "make reference-NAME   copy a reproduction's table and figures to results/reference/NAME/"
-	@echo "make repro-gpu-NAME   a GPU reproduction (NAME: $(REPROS_GPU)) into results/gpu/NAME/; reference-gpu-NAME"
+	@echo "make repro-gpu-NAME   a GPU reproduction (NAME: $(REPROS_GPU)) into results/gpu/NAME/ (GPUS=0,1 JOBS=K per GPU, MPS=1 to share each GPU); reference-gpu-NAME"
 	@echo "make reference-figures   one example of each figure, from configs/figures/, into results/reference/figures/"
 	@echo "make cuda    ./attnlab with the GPU backend; make test-cuda   GPU parity tests"
 	@echo "make check-asan   the suite under ASan+UBSan; make check-valgrind   runs under memcheck"
