@@ -409,6 +409,12 @@ static const char *swept_value(const PlotRun *r, const char *field) {
 
 static bool same_value(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
 
+static bool at_same_point(const PlotRun *a, const PlotRun *b, const char *const *axes) {
+    for (; *axes; axes++)
+        if (!same_value(swept_value(a, *axes), swept_value(b, *axes))) return false;
+    return true;
+}
+
 /* `axes` followed by the sweep fields the axes decide (NULL-terminated, into `out`): a field
  * every two runs of `task` at the same point of the axes agree on, so that it names no series
  * of its own (Zoology's grid sets the heads by the width and the batch by the length). A field
@@ -417,32 +423,24 @@ static void axes_and_tied(const Experiment *e, const char *task, const char *con
     int n = 0;
     while (axes[n] && n < max - 1) out[n] = axes[n], n++;
     out[n] = NULL; /* kept terminated: listed() reads it while it grows */
-    int n_axes = n;
     bool shared_point = false;
-    for (int i = 0; i < e->n && !shared_point; i++)
-        for (int j = i + 1; j < e->n && !shared_point; j++) {
-            if (strcmp(e->runs[i].cfg.task, task) != 0 || strcmp(e->runs[j].cfg.task, task) != 0) continue;
-            bool same = true;
-            for (int a = 0; a < n_axes && same; a++)
-                same = same_value(swept_value(&e->runs[i], axes[a]), swept_value(&e->runs[j], axes[a]));
-            shared_point = same;
-        }
+    for (int i = 0; i < e->n; i++)
+        for (int j = i + 1; j < e->n && !shared_point; j++)
+            shared_point = strcmp(e->runs[i].cfg.task, task) == 0 && strcmp(e->runs[j].cfg.task, task) == 0 &&
+                           at_same_point(&e->runs[i], &e->runs[j], axes);
+    if (!shared_point) return;
     const cJSON *item;
-    if (shared_point && e->n)
-        cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(e->runs[0].summary, "sweep")) {
-            if (n == max - 1 || listed(out, item->string) || strcmp(item->string, "seed") == 0) continue;
-            bool tied = true;
-            for (int i = 0; i < e->n && tied; i++)
-                for (int j = i + 1; j < e->n && tied; j++) {
-                    const PlotRun *a = &e->runs[i], *b = &e->runs[j];
-                    if (strcmp(a->cfg.task, task) != 0 || strcmp(b->cfg.task, task) != 0) continue;
-                    bool same_point = true;
-                    for (int k = 0; k < n_axes && same_point; k++)
-                        same_point = same_value(swept_value(a, axes[k]), swept_value(b, axes[k]));
-                    tied = !same_point || same_value(swept_value(a, item->string), swept_value(b, item->string));
-                }
-            if (tied) out[n++] = item->string, out[n] = NULL;
-        }
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(e->runs[0].summary, "sweep")) {
+        if (n == max - 1 || listed(out, item->string) || strcmp(item->string, "seed") == 0) continue;
+        bool tied = true;
+        for (int i = 0; i < e->n && tied; i++)
+            for (int j = i + 1; j < e->n && tied; j++) {
+                const PlotRun *a = &e->runs[i], *b = &e->runs[j];
+                if (strcmp(a->cfg.task, task) == 0 && strcmp(b->cfg.task, task) == 0 && at_same_point(a, b, axes))
+                    tied = same_value(swept_value(a, item->string), swept_value(b, item->string));
+            }
+        if (tied) out[n++] = item->string, out[n] = NULL;
+    }
 }
 
 static int cmp_label_ptr(const void *a, const void *b) { return plot_label_cmp(*(char *const *)a, *(char *const *)b); }
