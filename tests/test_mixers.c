@@ -46,6 +46,11 @@ TEST(test_linear_layer_gradient_and_decode) {
     check_mixer(SETTINGS("model.mixer=linear"), 6);
     check_mixer(SETTINGS("model.mixer=linear", "model.linear.normalize=false", "model.linear.feature_map=identity"), 7);
     check_mixer(SETTINGS("model.mixer=linear", "model.linear.position=rope", "model.linear.chunk_size=0"), 8);
+    /* the short convolution: with the normalizer and chunks, and with RoPE and the recurrent form */
+    check_mixer(SETTINGS("model.mixer=linear", "model.linear.short_conv=true"), 28);
+    check_mixer(SETTINGS("model.mixer=linear", "model.linear.short_conv=true", "model.linear.conv_size=2",
+                         "model.linear.position=rope", "model.linear.normalize=false", "model.linear.chunk_size=0"),
+                29);
 }
 
 TEST(test_gdn_layer_gradient_and_decode) {

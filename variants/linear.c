@@ -1,5 +1,6 @@
-/* linear: causal linear attention (Katharopoulos et al. 2020). q, k, v projections, a feature map
- * phi on q and k (identity, elu+1, relu), optional RoPE, the linear attention core, optional
+/* linear: causal linear attention (Katharopoulos et al. 2020). q, k, v projections, an optional
+ * short causal convolution over each (Based's and GDN's), a feature map phi on q and k (identity,
+ * elu+1, relu), optional RoPE, the linear attention core, optional
  * normalizer o_t = S_t^T phi(q_t) / (phi(q_t) . z_t + eps), output projection. The normalizer
  * z_t = sum phi(k_j) is carried as one more value channel of ones, so the core stays the plain
  * recurrence (and its chunkwise form) and z comes out as the last output column. */
@@ -19,6 +20,8 @@ typedef struct {
     bool normalize;
     int chunk_size; /* 0: the recurrent form */
     char *position;
+    bool short_conv;
+    int conv_size;
 } LinearConfig;
 
 static const Field linear_fields[] = {
@@ -27,6 +30,9 @@ static const Field linear_fields[] = {
     MIXER_INT("chunk_size", LinearConfig, chunk_size, "64", 0, 4096,
               "rows per chunk of the chunkwise training form; 0: train with the recurrent form"),
     MIXER_ENUM("position", LinearConfig, position, "nope", MIXER_POSITION, "rotary embedding on q and k, or none"),
+    MIXER_BOOL("short_conv", LinearConfig, short_conv, "false",
+               "a causal depthwise convolution over q, k and v after their projections (before phi), as GDN's"),
+    MIXER_INT("conv_size", LinearConfig, conv_size, "4", 1, 64, "the short convolution's taps"),
 };
 
 extern const MixerOps mixer_linear;
@@ -43,24 +49,26 @@ static bool linear_check(const MixerOps *self, const ModelConfig *mc, const void
 static const char *linear_position(const void *cfg) { return ((const LinearConfig *)cfg)->position; }
 
 typedef struct {
-    float *q_pre, *k_pre; /* projections [N, HK] */
-    float *q, *k;         /* after phi (and RoPE) */
-    float *v;             /* [N, HV] */
+    float *q_pre, *k_pre, *v_pre; /* projections [N, HK], [N, HV] */
+    float *q_c, *k_c;             /* after the short convolution (without it: the projections) */
+    float *q, *k;                 /* after phi (and RoPE) */
+    float *v;                     /* [N, HV]: v_pre after the short convolution, or v_pre itself */
     float *v_aug, *o_aug; /* with the normalizer: [N, H, V + 1] */
     float *o;             /* [N, HV] */
 } LinearBuffers;
 
 typedef struct {
     Mixer base;
-    int C, H, K, V, chunk;
+    int C, H, K, V, chunk, W; /* W: the convolution's taps, 0 without it */
     FeatureMap phi;
     bool normalize, rope;
     const RopeTable *rope_table;
-    Param w_q, w_k, w_v, w_o;
+    Param w_q, w_k, w_v, w_o, conv_q, conv_k, conv_v;
     LinearBuffers train, step;
     float *saved, *work;                          /* core */
-    float *d_o, *d_oaug, *dq, *dk, *dv, *dv_aug, *d_alt; /* backward scratch */
-    float *state;                                 /* decode cache [B, H, K, Vc] */
+    float *d_o, *d_oaug, *dq, *dk, *dv, *dv_aug, *d_alt, *d_conv; /* backward scratch */
+    float *state;                                          /* decode cache [B, H, K, Vc] */
+    float *conv_state_q, *conv_state_k, *conv_state_v;     /* and the convolutions' last W-1 inputs */
 } LinearLayer;
 
 /* Value channels the core carries: V, plus the ones channel of the normalizer. */
@@ -85,6 +93,7 @@ static Mixer *linear_create(const MixerSpec *spec, ParamSet *ps) {
     L->phi = strcmp(fm, "elu1") == 0 ? FEATURE_ELU1 : strcmp(fm, "relu") == 0 ? FEATURE_RELU : FEATURE_IDENTITY;
     L->rope = strcmp(c->position, "rope") == 0;
     if (L->rope) L->rope_table = rope_cache_request(spec->rope, L->K);
+    L->W = c->short_conv ? c->conv_size : 0;
     int HK = L->H * L->K, HV = L->H * L->V;
     float std = (float)mc->init_std, out_std = (float)config_out_init_std(mc);
     const struct {
@@ -101,6 +110,15 @@ static Mixer *linear_create(const MixerSpec *spec, ParamSet *ps) {
         snprintf(name, sizeof name, "layers.%d.mixer.%s", spec->layer, table[i].what);
         params_matrix(ps, table[i].p, name, table[i].rows, table[i].cols, table[i].std);
     }
+    if (L->W) { /* N(0, init_std), as the delta-rule layers' (fla's) */
+        Param *convs[] = {&L->conv_q, &L->conv_k, &L->conv_v};
+        const char *names[] = {"q_conv1d.weight", "k_conv1d.weight", "v_conv1d.weight"};
+        for (int i = 0; i < 3; i++) {
+            char name[96];
+            snprintf(name, sizeof name, "layers.%d.mixer.%s", spec->layer, names[i]);
+            params_matrix(ps, convs[i], name, i < 2 ? HK : HV, L->W, std);
+        }
+    }
     return &L->base;
 }
 
@@ -109,9 +127,14 @@ static void declare_buffers(const LinearLayer *L, Arena *a, LinearBuffers *bf, s
     memset(bf, 0, sizeof *bf);
     arena_floats(a, &bf->q_pre, N * HK);
     arena_floats(a, &bf->k_pre, N * HK);
+    arena_floats(a, &bf->v_pre, N * HV);
+    if (L->W) {
+        arena_floats(a, &bf->q_c, N * HK);
+        arena_floats(a, &bf->k_c, N * HK);
+        arena_floats(a, &bf->v, N * HV);
+    }
     arena_floats(a, &bf->q, N * HK);
     arena_floats(a, &bf->k, N * HK);
-    arena_floats(a, &bf->v, N * HV);
     arena_floats(a, &bf->o, N * HV);
     if (L->normalize) {
         arena_floats(a, &bf->v_aug, N * L->H * core_v(L));
@@ -132,16 +155,35 @@ static void linear_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scra
     arena_floats(scratch, &L->dk, N * HK);
     arena_floats(scratch, &L->dv_aug, N * HVc);
     arena_floats(scratch, &L->d_alt, N * HK);
+    if (L->W) arena_floats(scratch, &L->d_conv, N * (HK > (size_t)L->H * L->V ? HK : (size_t)L->H * L->V));
+}
+
+/* Without the convolution, its outputs are its inputs. */
+static void alias_conv(const LinearLayer *L, LinearBuffers *bf) {
+    if (L->W) return;
+    bf->q_c = bf->q_pre;
+    bf->k_c = bf->k_pre;
+    bf->v = bf->v_pre;
 }
 
 static void run_forward(LinearLayer *L, const Backend *be, LinearBuffers *bf, const float *x, float *y, int B, int T,
                         bool step) {
     const int N = B * T, C = L->C, H = L->H, K = L->K, HK = H * K, HV = H * L->V;
+    alias_conv(L, bf);
     linear_forward(be, bf->q_pre, x, &L->w_q, N, C, HK, false);
     linear_forward(be, bf->k_pre, x, &L->w_k, N, C, HK, false);
-    linear_forward(be, bf->v, x, &L->w_v, N, C, HV, false);
-    be->feature_map_forward(bf->q, bf->q_pre, (size_t)N * HK, L->phi);
-    be->feature_map_forward(bf->k, bf->k_pre, (size_t)N * HK, L->phi);
+    linear_forward(be, bf->v_pre, x, &L->w_v, N, C, HV, false);
+    if (L->W && step) {
+        be->conv1d_step(bf->q_c, L->conv_state_q, bf->q_pre, L->conv_q.w, B, HK, L->W);
+        be->conv1d_step(bf->k_c, L->conv_state_k, bf->k_pre, L->conv_k.w, B, HK, L->W);
+        be->conv1d_step(bf->v, L->conv_state_v, bf->v_pre, L->conv_v.w, B, HV, L->W);
+    } else if (L->W) {
+        be->conv1d_forward(bf->q_c, bf->q_pre, L->conv_q.w, B, T, HK, L->W);
+        be->conv1d_forward(bf->k_c, bf->k_pre, L->conv_k.w, B, T, HK, L->W);
+        be->conv1d_forward(bf->v, bf->v_pre, L->conv_v.w, B, T, HV, L->W);
+    }
+    be->feature_map_forward(bf->q, bf->q_c, (size_t)N * HK, L->phi);
+    be->feature_map_forward(bf->k, bf->k_c, (size_t)N * HK, L->phi);
     if (L->rope) {
         const RopeTable *t = L->rope_table;
         /* a decode step rotates by its position's row (rope_cache_at) */
@@ -171,16 +213,27 @@ static void linear_forward_mixer(Mixer *m, const Backend *be, const float *x, fl
     run_forward((LinearLayer *)m, be, &((LinearLayer *)m)->train, x, y, B, T, false);
 }
 
-/* One of q and k back to x: [RoPE] <- phi <- projection. */
-static void qk_path_backward(LinearLayer *L, const Backend *be, float *d, const float *pre, Param *w, const float *x,
-                             float *dx, int B, int T) {
+/* d (the gradient at the convolution's output, width channels) back to x through [short conv]
+ * and the projection. */
+static void conv_path_backward(LinearLayer *L, const Backend *be, const float *d, const float *pre, Param *conv,
+                               Param *w, const float *x, float *dx, int B, int T, int width) {
+    if (L->W) {
+        be->conv1d_backward(L->d_conv, conv->g, d, pre, conv->w, B, T, width, L->W);
+        d = L->d_conv;
+    }
+    linear_backward(be, dx, d, x, w, B * T, L->C, width, true);
+}
+
+/* One of q and k back to x: [RoPE] <- phi <- [short conv] <- projection. */
+static void qk_path_backward(LinearLayer *L, const Backend *be, float *d, const float *c_in, const float *pre,
+                             Param *conv, Param *w, const float *x, float *dx, int B, int T) {
     const int N = B * T, K = L->K, HK = L->H * K;
     if (L->rope) {
         const RopeTable *t = L->rope_table;
         be->rope_backward(d, B, T, L->H, K, HK, 0, K, t->cos, t->sin, 0);
     }
-    be->feature_map_backward(L->d_alt, d, pre, (size_t)N * HK, L->phi);
-    linear_backward(be, dx, L->d_alt, x, w, N, L->C, HK, true);
+    be->feature_map_backward(L->d_alt, d, c_in, (size_t)N * HK, L->phi);
+    conv_path_backward(L, be, L->d_alt, pre, conv, w, x, dx, B, T, HK);
 }
 
 static void linear_backward_mixer(Mixer *m, const Backend *be, const float *x, const float *dy, float *dx, int B,
@@ -188,6 +241,7 @@ static void linear_backward_mixer(Mixer *m, const Backend *be, const float *x, c
     LinearLayer *L = (LinearLayer *)m;
     LinearBuffers *bf = &L->train;
     const int N = B * T, C = L->C, H = L->H, HV = H * L->V;
+    alias_conv(L, bf);
     be->zero(dx, (size_t)N * C);
     linear_backward(be, L->d_o, dy, bf->o, &L->w_o, N, HV, C, false);
     const float *d_core = L->d_o, *v = bf->v;
@@ -204,9 +258,9 @@ static void linear_backward_mixer(Mixer *m, const Backend *be, const float *x, c
         be->copy_rows(L->d_o, L->V, L->dv_aug, core_v(L), N * H, L->V, false);
         dv = L->d_o;
     }
-    linear_backward(be, dx, dv, x, &L->w_v, N, C, HV, true);
-    qk_path_backward(L, be, L->dq, bf->q_pre, &L->w_q, x, dx, B, T);
-    qk_path_backward(L, be, L->dk, bf->k_pre, &L->w_k, x, dx, B, T);
+    conv_path_backward(L, be, dv, bf->v_pre, &L->conv_v, &L->w_v, x, dx, B, T, HV);
+    qk_path_backward(L, be, L->dq, bf->q_c, bf->q_pre, &L->conv_q, &L->w_q, x, dx, B, T);
+    qk_path_backward(L, be, L->dk, bf->k_c, bf->k_pre, &L->conv_k, &L->w_k, x, dx, B, T);
 }
 
 static void linear_declare_decode(Mixer *m, const Backend *be, Arena *cache, Arena *scratch, int B, long max_context) {
@@ -215,11 +269,23 @@ static void linear_declare_decode(Mixer *m, const Backend *be, Arena *cache, Are
     LinearLayer *L = (LinearLayer *)m;
     declare_buffers(L, scratch, &L->step, (size_t)B);
     arena_floats(cache, &L->state, (size_t)B * L->H * L->K * core_v(L));
+    if (L->W) {
+        size_t tail = (size_t)B * (L->W - 1);
+        arena_floats(cache, &L->conv_state_q, tail * L->H * L->K);
+        arena_floats(cache, &L->conv_state_k, tail * L->H * L->K);
+        arena_floats(cache, &L->conv_state_v, tail * L->H * L->V);
+    }
 }
 
 static void linear_decode_reset(Mixer *m, const Backend *be, int B) {
     LinearLayer *L = (LinearLayer *)m;
     be->zero(L->state, (size_t)B * L->H * L->K * core_v(L));
+    if (L->W) {
+        size_t tail = (size_t)B * (L->W - 1);
+        be->zero(L->conv_state_q, tail * L->H * L->K);
+        be->zero(L->conv_state_k, tail * L->H * L->K);
+        be->zero(L->conv_state_v, tail * L->H * L->V);
+    }
 }
 
 static void linear_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, const DecodeAt *at) {
@@ -227,18 +293,20 @@ static void linear_decode_step(Mixer *m, const Backend *be, const float *x, floa
     run_forward((LinearLayer *)m, be, &((LinearLayer *)m)->step, x, y, B, 1, true);
 }
 
-/* Projections, plus the core at its recurrent cost: write and read the K x Vc state per head. */
+/* Projections, plus the core at its recurrent cost: write and read the K x Vc state per head; and
+ * the short convolution's taps. */
 static double linear_flops(const Mixer *m, int T) {
     (void)T;
     const LinearLayer *L = (const LinearLayer *)m;
     double HK = (double)L->H * L->K, HV = (double)L->H * L->V;
-    return 2.0 * (L->C * (2 * HK + HV) + HV * L->C + 2.0 * L->H * L->K * core_v(L));
+    return 2.0 * (L->C * (2 * HK + HV) + HV * L->C + 2.0 * L->H * L->K * core_v(L) + L->W * (2 * HK + HV));
 }
 
 static size_t linear_cache_bytes(const Mixer *m, long context) {
     (void)context;
     const LinearLayer *L = (const LinearLayer *)m;
-    return sizeof(float) * (size_t)L->H * L->K * core_v(L);
+    size_t tail = L->W ? (size_t)(L->W - 1) * L->H * (2 * L->K + L->V) : 0;
+    return sizeof(float) * ((size_t)L->H * L->K * core_v(L) + tail);
 }
 
 static void linear_destroy(Mixer *m) { free(m); }

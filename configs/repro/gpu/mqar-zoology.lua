@@ -5,7 +5,8 @@
 -- clipping) with a cosine schedule to 0 and no warm-up, learning rates 1e-4 to 1e-2 (four, log
 -- spaced), non-query positions padded (random_non_queries = false), query gaps power 0.01, an
 -- evaluation every epoch, and training stopped once validation accuracy passes 0.99.
--- Widths 64 to 512, the five mixers of the report, three seeds: 960 runs. What attnlab does not
+-- Widths 64 to 512, the five mixers of the report (linear also with a short convolution), three
+-- seeds: 1,152 runs. What attnlab does not
 -- copy: Zoology's learned absolute position embeddings, LayerNorm and embedding dropout 0.1
 -- (attnlab: RoPE in softmax attention and MLA, RMSNorm, no dropout).
 -- Cost: a run that never passes 0.99 trains all 64 epochs (25,000 steps at length 64, 200,000 at
@@ -22,12 +23,15 @@ local TRAIN_EXAMPLES = 100000
 local runs = {}
 for _, case in ipairs(cases) do
   for _, width in ipairs({ 64, 128, 256, 512 }) do
-    for _, mixer in ipairs({ "softmax", "mla", "linear", "gdn", "kda" }) do
+    -- linear twice: as it is, and with the short convolution GDN and KDA have (without one it
+    -- cannot bind a value to its key: configs/repro/mqar-linear-feature-map.lua)
+    for _, m in ipairs({ { "softmax" }, { "mla" }, { "linear" }, { "linear", true }, { "gdn" }, { "kda" } }) do
       runs[#runs + 1] = {
         ["train.seq_len"] = case.len, ["mqar.num_kv_pairs"] = case.pairs, ["train.batch_size"] = case.batch,
         ["train.eval_every"] = math.ceil(TRAIN_EXAMPLES / case.batch), -- once an epoch
         ["train.checkpoint_every"] = math.ceil(TRAIN_EXAMPLES / case.batch),
-        ["model.d_model"] = width, ["model.n_heads"] = width // 64, ["model.mixer"] = mixer,
+        ["model.d_model"] = width, ["model.n_heads"] = width // 64, ["model.mixer"] = m[1],
+        ["model.linear.short_conv"] = m[2], -- nil (the default, none) but for the second linear
       }
     end
   end
