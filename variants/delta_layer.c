@@ -11,6 +11,7 @@
 
 #include "core/linear.h"
 #include "core/util.h"
+#include "short_conv.h"
 
 /* The tensors of one forward; for training they are kept for the backward. */
 typedef struct {
@@ -35,13 +36,14 @@ typedef struct {
     float eps;
     bool rope;
     const RopeTable *rope_table;
-    Param w_q, w_k, w_v, conv_q, conv_k, conv_v, w_b, w_a, w_f1, w_f2, A_log, dt_bias, o_norm, w_g, w_g1, w_g2, b_g,
+    Param w_q, w_k, w_v, w_b, w_a, w_f1, w_f2, A_log, dt_bias, o_norm, w_g, w_g1, w_g2, b_g,
         w_o, w_r1, w_r2, b_r;
     DeltaBuffers train, step;
     float *saved, *work;                                     /* core: states kept for the backward, scratch */
     float *d_out, *d_on, *d_o, *dz, *dz1, *dq, *dk, *dv, *dg, *dbeta, *da, *df1, *d_alt; /* backward scratch */
     float *d_read, *d_write;                                 /* dplr: the core's da and db */
-    float *state, *conv_state_q, *conv_state_k, *conv_state_v; /* decode cache */
+    ShortConv conv;                                            /* with cfg.short_conv */
+    float *state;                                              /* decode cache, beside conv's tails */
 } DeltaLayer;
 
 /* ---- parameters ---- */
@@ -146,11 +148,7 @@ Mixer *delta_layer_create(const MixerSpec *spec, ParamSet *ps) {
     add_param(ps, &L->w_q, l, "q_proj.weight", HK, C, std);
     add_param(ps, &L->w_k, l, "k_proj.weight", HK, C, std);
     add_param(ps, &L->w_v, l, "v_proj.weight", HV, C, std);
-    if (L->cfg.short_conv) { /* N(0, init_std) as fla's models (not PyTorch's U(+-1/sqrt(width))) */
-        add_param(ps, &L->conv_q, l, "q_conv1d.weight", HK, L->W, std);
-        add_param(ps, &L->conv_k, l, "k_conv1d.weight", HK, L->W, std);
-        add_param(ps, &L->conv_v, l, "v_conv1d.weight", HV, L->W, std);
-    }
+    if (L->cfg.short_conv) short_conv_create(&L->conv, ps, l, HK, HV, L->W, std);
     add_param(ps, &L->w_b, l, "b_proj.weight", L->H, C, std);
     if (G->low_rank) {
         add_param(ps, &L->w_f1, l, "f_proj.0.weight", L->R, C, std);
@@ -303,21 +301,12 @@ static void run_core(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const f
 static void run_forward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, float *y, int B, int T,
                         bool step) {
     alias_conv(L, bf);
-    const int N = B * T, C = L->C, H = L->H, K = L->K, HK = H * L->K, HV = H * L->V, W = L->W;
+    const int N = B * T, C = L->C, H = L->H, K = L->K, HK = H * L->K, HV = H * L->V;
     linear_forward(be, bf->q_pre, x, &L->w_q, N, C, HK, false);
     linear_forward(be, bf->k_pre, x, &L->w_k, N, C, HK, false);
     linear_forward(be, bf->v_pre, x, &L->w_v, N, C, HV, false);
-    if (L->cfg.short_conv) {
-        if (step) {
-            be->conv1d_step(bf->q_c, L->conv_state_q, bf->q_pre, L->conv_q.w, B, HK, W);
-            be->conv1d_step(bf->k_c, L->conv_state_k, bf->k_pre, L->conv_k.w, B, HK, W);
-            be->conv1d_step(bf->v_c, L->conv_state_v, bf->v_pre, L->conv_v.w, B, HV, W);
-        } else {
-            be->conv1d_forward(bf->q_c, bf->q_pre, L->conv_q.w, B, T, HK, W);
-            be->conv1d_forward(bf->k_c, bf->k_pre, L->conv_k.w, B, T, HK, W);
-            be->conv1d_forward(bf->v_c, bf->v_pre, L->conv_v.w, B, T, HV, W);
-        }
-    }
+    if (L->cfg.short_conv)
+        short_conv_forward(&L->conv, be, bf->q_c, bf->k_c, bf->v_c, bf->q_pre, bf->k_pre, bf->v_pre, B, T, step);
     if (L->cfg.qk_norm) {
         be->silu_forward(bf->tmp_q, bf->q_c, (size_t)N * HK);
         be->silu_forward(bf->tmp_k, bf->k_c, (size_t)N * HK);
@@ -454,11 +443,11 @@ void delta_layer_backward(Mixer *m, const Backend *be, const float *x, const flo
     be->sigmoid_backward(L->dbeta, L->dbeta, bf->beta, (size_t)N * H);
     linear_backward(be, dx, L->dbeta, x, &L->w_b, N, C, H, true);
     bool norm = L->cfg.qk_norm;
-    input_path_backward(L, be, L->dq, L->d_alt, bf->q_c, bf->q_pre, bf->q, bf->q_rn, &L->conv_q, &L->w_q, x, dx, B, T,
+    input_path_backward(L, be, L->dq, L->d_alt, bf->q_c, bf->q_pre, bf->q, bf->q_rn, &L->conv.q, &L->w_q, x, dx, B, T,
                         HK, norm, L->rope);
-    input_path_backward(L, be, L->dk, L->d_alt, bf->k_c, bf->k_pre, bf->k, bf->k_rn, &L->conv_k, &L->w_k, x, dx, B, T,
+    input_path_backward(L, be, L->dk, L->d_alt, bf->k_c, bf->k_pre, bf->k, bf->k_rn, &L->conv.k, &L->w_k, x, dx, B, T,
                         HK, norm, L->rope);
-    input_path_backward(L, be, L->dv, L->d_alt, bf->v_c, bf->v_pre, NULL, NULL, &L->conv_v, &L->w_v, x, dx, B, T, HV,
+    input_path_backward(L, be, L->dv, L->d_alt, bf->v_c, bf->v_pre, NULL, NULL, &L->conv.v, &L->w_v, x, dx, B, T, HV,
                         false, false);
 }
 
@@ -468,27 +457,17 @@ void delta_layer_declare_decode(Mixer *m, const Backend *be, Arena *cache, Arena
     (void)be;
     (void)max_context; /* the state does not grow with the context */
     DeltaLayer *L = (DeltaLayer *)m;
-    size_t HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V;
+    size_t HK = (size_t)L->H * L->K;
     declare_buffers(L, scratch, scratch, &L->step, (size_t)B);
     arena_floats(cache, &L->state, (size_t)B * HK * L->V);
-    if (L->cfg.short_conv) {
-        size_t tail = (size_t)B * (L->W - 1);
-        arena_floats(cache, &L->conv_state_q, tail * HK);
-        arena_floats(cache, &L->conv_state_k, tail * HK);
-        arena_floats(cache, &L->conv_state_v, tail * HV);
-    }
+    if (L->cfg.short_conv) short_conv_declare_decode(&L->conv, cache, B);
 }
 
 void delta_layer_decode_reset(Mixer *m, const Backend *be, int B) {
     DeltaLayer *L = (DeltaLayer *)m;
-    size_t HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V;
+    size_t HK = (size_t)L->H * L->K;
     be->zero(L->state, (size_t)B * HK * L->V);
-    if (L->cfg.short_conv) {
-        size_t tail = (size_t)B * (L->W - 1);
-        be->zero(L->conv_state_q, tail * HK);
-        be->zero(L->conv_state_k, tail * HK);
-        be->zero(L->conv_state_v, tail * HV);
-    }
+    if (L->cfg.short_conv) short_conv_decode_reset(&L->conv, be, B);
 }
 
 void delta_layer_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, const DecodeAt *at) {
@@ -517,8 +496,8 @@ double delta_layer_flops(const Mixer *m, int T) {
 size_t delta_layer_cache_bytes(const Mixer *m, long context) {
     (void)context;
     const DeltaLayer *L = (const DeltaLayer *)m;
-    size_t HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V;
-    size_t conv = L->cfg.short_conv ? (size_t)(L->W - 1) * (2 * HK + HV) : 0;
+    size_t HK = (size_t)L->H * L->K;
+    size_t conv = L->cfg.short_conv ? short_conv_cache_floats(&L->conv) : 0;
     return sizeof(float) * (HK * L->V + conv);
 }
 

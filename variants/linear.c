@@ -11,6 +11,7 @@
 #include "core/linear.h"
 #include "core/mixer.h"
 #include "core/util.h"
+#include "short_conv.h"
 
 static const float NORMALIZER_EPS = 1e-6f;
 
@@ -63,12 +64,12 @@ typedef struct {
     FeatureMap phi;
     bool normalize, rope;
     const RopeTable *rope_table;
-    Param w_q, w_k, w_v, w_o, conv_q, conv_k, conv_v;
+    Param w_q, w_k, w_v, w_o;
+    ShortConv conv; /* when W > 0 */
     LinearBuffers train, step;
     float *saved, *work;                          /* core */
     float *d_o, *d_oaug, *dq, *dk, *dv, *dv_aug, *d_alt, *d_conv; /* backward scratch */
-    float *state;                                          /* decode cache [B, H, K, Vc] */
-    float *conv_state_q, *conv_state_k, *conv_state_v;     /* and the convolutions' last W-1 inputs */
+    float *state;                                          /* decode cache [B, H, K, Vc], beside conv's tails */
 } LinearLayer;
 
 /* Value channels the core carries: V, plus the ones channel of the normalizer. */
@@ -110,15 +111,7 @@ static Mixer *linear_create(const MixerSpec *spec, ParamSet *ps) {
         snprintf(name, sizeof name, "layers.%d.mixer.%s", spec->layer, table[i].what);
         params_matrix(ps, table[i].p, name, table[i].rows, table[i].cols, table[i].std);
     }
-    if (L->W) { /* N(0, init_std), as the delta-rule layers' (fla's) */
-        Param *convs[] = {&L->conv_q, &L->conv_k, &L->conv_v};
-        const char *names[] = {"q_conv1d.weight", "k_conv1d.weight", "v_conv1d.weight"};
-        for (int i = 0; i < 3; i++) {
-            char name[96];
-            snprintf(name, sizeof name, "layers.%d.mixer.%s", spec->layer, names[i]);
-            params_matrix(ps, convs[i], name, i < 2 ? HK : HV, L->W, std);
-        }
-    }
+    if (L->W) short_conv_create(&L->conv, ps, spec->layer, HK, HV, L->W, std);
     return &L->base;
 }
 
@@ -173,15 +166,7 @@ static void run_forward(LinearLayer *L, const Backend *be, LinearBuffers *bf, co
     linear_forward(be, bf->q_pre, x, &L->w_q, N, C, HK, false);
     linear_forward(be, bf->k_pre, x, &L->w_k, N, C, HK, false);
     linear_forward(be, bf->v_pre, x, &L->w_v, N, C, HV, false);
-    if (L->W && step) {
-        be->conv1d_step(bf->q_c, L->conv_state_q, bf->q_pre, L->conv_q.w, B, HK, L->W);
-        be->conv1d_step(bf->k_c, L->conv_state_k, bf->k_pre, L->conv_k.w, B, HK, L->W);
-        be->conv1d_step(bf->v, L->conv_state_v, bf->v_pre, L->conv_v.w, B, HV, L->W);
-    } else if (L->W) {
-        be->conv1d_forward(bf->q_c, bf->q_pre, L->conv_q.w, B, T, HK, L->W);
-        be->conv1d_forward(bf->k_c, bf->k_pre, L->conv_k.w, B, T, HK, L->W);
-        be->conv1d_forward(bf->v, bf->v_pre, L->conv_v.w, B, T, HV, L->W);
-    }
+    if (L->W) short_conv_forward(&L->conv, be, bf->q_c, bf->k_c, bf->v, bf->q_pre, bf->k_pre, bf->v_pre, B, T, step);
     be->feature_map_forward(bf->q, bf->q_c, (size_t)N * HK, L->phi);
     be->feature_map_forward(bf->k, bf->k_c, (size_t)N * HK, L->phi);
     if (L->rope) {
@@ -258,9 +243,9 @@ static void linear_backward_mixer(Mixer *m, const Backend *be, const float *x, c
         be->copy_rows(L->d_o, L->V, L->dv_aug, core_v(L), N * H, L->V, false);
         dv = L->d_o;
     }
-    conv_path_backward(L, be, dv, bf->v_pre, &L->conv_v, &L->w_v, x, dx, B, T, HV);
-    qk_path_backward(L, be, L->dq, bf->q_c, bf->q_pre, &L->conv_q, &L->w_q, x, dx, B, T);
-    qk_path_backward(L, be, L->dk, bf->k_c, bf->k_pre, &L->conv_k, &L->w_k, x, dx, B, T);
+    conv_path_backward(L, be, dv, bf->v_pre, &L->conv.v, &L->w_v, x, dx, B, T, HV);
+    qk_path_backward(L, be, L->dq, bf->q_c, bf->q_pre, &L->conv.q, &L->w_q, x, dx, B, T);
+    qk_path_backward(L, be, L->dk, bf->k_c, bf->k_pre, &L->conv.k, &L->w_k, x, dx, B, T);
 }
 
 static void linear_declare_decode(Mixer *m, const Backend *be, Arena *cache, Arena *scratch, int B, long max_context) {
@@ -269,23 +254,13 @@ static void linear_declare_decode(Mixer *m, const Backend *be, Arena *cache, Are
     LinearLayer *L = (LinearLayer *)m;
     declare_buffers(L, scratch, &L->step, (size_t)B);
     arena_floats(cache, &L->state, (size_t)B * L->H * L->K * core_v(L));
-    if (L->W) {
-        size_t tail = (size_t)B * (L->W - 1);
-        arena_floats(cache, &L->conv_state_q, tail * L->H * L->K);
-        arena_floats(cache, &L->conv_state_k, tail * L->H * L->K);
-        arena_floats(cache, &L->conv_state_v, tail * L->H * L->V);
-    }
+    if (L->W) short_conv_declare_decode(&L->conv, cache, B);
 }
 
 static void linear_decode_reset(Mixer *m, const Backend *be, int B) {
     LinearLayer *L = (LinearLayer *)m;
     be->zero(L->state, (size_t)B * L->H * L->K * core_v(L));
-    if (L->W) {
-        size_t tail = (size_t)B * (L->W - 1);
-        be->zero(L->conv_state_q, tail * L->H * L->K);
-        be->zero(L->conv_state_k, tail * L->H * L->K);
-        be->zero(L->conv_state_v, tail * L->H * L->V);
-    }
+    if (L->W) short_conv_decode_reset(&L->conv, be, B);
 }
 
 static void linear_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, const DecodeAt *at) {
@@ -305,8 +280,7 @@ static double linear_flops(const Mixer *m, int T) {
 static size_t linear_cache_bytes(const Mixer *m, long context) {
     (void)context;
     const LinearLayer *L = (const LinearLayer *)m;
-    size_t tail = L->W ? (size_t)(L->W - 1) * L->H * (2 * L->K + L->V) : 0;
-    return sizeof(float) * ((size_t)L->H * L->K * core_v(L) + tail);
+    return sizeof(float) * ((size_t)L->H * L->K * core_v(L) + (L->W ? short_conv_cache_floats(&L->conv) : 0));
 }
 
 static void linear_destroy(Mixer *m) { free(m); }
