@@ -59,13 +59,43 @@ static __global__ void from_chunks_kernel(float *dst, const float *src, int B, i
     }
 }
 
+// The same copies four floats a thread, with 32-bit index arithmetic: the per-float kernels above
+// divide 64-bit indices for every float and ran at about 1.6 TB/s on an H200 (ncu, fa71a06: 62 us a
+// call for 16,384 rows of 768, 9.5 ms of the 3:1 hybrid's training step). For X a multiple of 4,
+// 16-byte aligned buffers and fewer than 2^31 float4s; the others take the kernels above.
+static __global__ void to_chunks4_kernel(float4 *dst, const float4 *src, int B, int T, int H, int X4, int Tp) {
+    unsigned n = (unsigned)B * H * Tp * X4;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        unsigned x = i % X4, rest = i / X4, t = rest % Tp, bh = rest / Tp, h = bh % H, b = bh / H;
+        dst[i] = t < (unsigned)T ? src[(((size_t)b * T + t) * H + h) * X4 + x] : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+}
+
+static __global__ void from_chunks4_kernel(float4 *dst, const float4 *src, int B, int T, int H, int X4, int Tp) {
+    unsigned n = (unsigned)B * T * H * X4;
+    for (unsigned i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        unsigned x = i % X4, rest = i / X4, h = rest % H, bt = rest / H, t = bt % T, b = bt / T;
+        dst[i] = src[(((size_t)b * H + h) * Tp + t) * X4 + x];
+    }
+}
+
+static inline bool chunks_vec4(const float *dst, const float *src, const ChunkDims &d, int X) {
+    return X % 4 == 0 && ((size_t)dst | (size_t)src) % 16 == 0 && (size_t)d.B * d.H * d.Tp * (X / 4) < (1u << 31);
+}
+
 static inline void to_chunks(float *dst, const float *src, const ChunkDims &d, int X) {
-    to_chunks_kernel<<<grid_for((size_t)d.B * d.H * d.Tp * X, 256), 256>>>(dst, src, d.B, d.T, d.H, X, d.Tp);
+    if (chunks_vec4(dst, src, d, X))
+        to_chunks4_kernel<<<grid_for((size_t)d.B * d.H * d.Tp * X / 4, 256), 256>>>((float4 *)dst, (const float4 *)src, d.B,
+                                                                                    d.T, d.H, X / 4, d.Tp);
+    else to_chunks_kernel<<<grid_for((size_t)d.B * d.H * d.Tp * X, 256), 256>>>(dst, src, d.B, d.T, d.H, X, d.Tp);
     CUDA_LAUNCHED();
 }
 
 static inline void from_chunks(float *dst, const float *src, const ChunkDims &d, int X) {
-    from_chunks_kernel<<<grid_for((size_t)d.B * d.T * d.H * X, 256), 256>>>(dst, src, d.B, d.T, d.H, X, d.Tp);
+    if (chunks_vec4(dst, src, d, X))
+        from_chunks4_kernel<<<grid_for((size_t)d.B * d.T * d.H * X / 4, 256), 256>>>((float4 *)dst, (const float4 *)src,
+                                                                                      d.B, d.T, d.H, X / 4, d.Tp);
+    else from_chunks_kernel<<<grid_for((size_t)d.B * d.T * d.H * X, 256), 256>>>(dst, src, d.B, d.T, d.H, X, d.Tp);
     CUDA_LAUNCHED();
 }
 

@@ -230,21 +230,39 @@ TEST(test_gpu_norms_activations_and_gates) {
     need_gpu();
     Rng rng;
     rng_seed(&rng, 2);
+    /* RMSNorm: rows of 70 and 2,052 floats (the block-per-row kernels: not a multiple of 4, wider
+     * than a warp's registers hold) and of 72, 256 and 768 (a warp per row, 1, 2 and 8 float4s a
+     * lane); dx accumulates onto what it holds */
+    const int norm_widths[] = {70, 2052, 72, 256, 768};
+    for (int k = 0; k < 5; k++) {
+        int N = 45, C = norm_widths[k];
+        size_t NC = (size_t)N * C;
+        float *x = rnd(NC, 1, 0, &rng), *w = rnd(C, 1, 1, &rng), *dy = rnd(NC, 1, 0, &rng);
+        float *out = xmalloc(sizeof(float) * NC), *rstd = xmalloc(sizeof(float) * N);
+        float *dout_g = up(out, NC), *drstd = up(rstd, N), *dx_ = up(x, NC), *dw_ = up(w, C);
+        char what[48];
+        cpu->rmsnorm_forward(out, rstd, x, w, N, C, 1e-5f);
+        gpu->rmsnorm_forward(dout_g, drstd, dx_, dw_, N, C, 1e-5f);
+        snprintf(what, sizeof what, "rmsnorm forward C=%d", C);
+        SAME(dout_g, out, NC, 2e-6, what);
+        snprintf(what, sizeof what, "rmsnorm rstd C=%d", C);
+        SAME(drstd, rstd, N, 2e-6, what);
+        float *gx = rnd(NC, 1, 0, &rng), *gw = calloc(C, sizeof(float));
+        float *d_gx = up(gx, NC), *d_gw = up(gw, C), *d_dy = up(dy, NC);
+        cpu->rmsnorm_backward(gx, gw, dy, x, w, rstd, N, C);
+        gpu->rmsnorm_backward(d_gx, d_gw, d_dy, dx_, dw_, drstd, N, C);
+        snprintf(what, sizeof what, "rmsnorm dx C=%d", C);
+        SAME(d_gx, gx, NC, 2e-6, what);
+        snprintf(what, sizeof what, "rmsnorm dw C=%d", C);
+        SAME(d_gw, gw, C, 2e-5, what);
+        free(x), free(w), free(dy), free(out), free(rstd), free(gx), free(gw);
+        gpu->release(dout_g), gpu->release(drstd), gpu->release(dx_), gpu->release(dw_);
+        gpu->release(d_gx), gpu->release(d_gw), gpu->release(d_dy);
+    }
     int N = 45, C = 70;
     size_t NC = (size_t)N * C;
-    float *x = rnd(NC, 1, 0, &rng), *w = rnd(C, 1, 1, &rng), *dy = rnd(NC, 1, 0, &rng);
-    /* RMSNorm */
-    float *out = xmalloc(sizeof(float) * NC), *rstd = xmalloc(sizeof(float) * N);
-    float *dout_g = up(out, NC), *drstd = up(rstd, N), *dx_ = up(x, NC), *dw_ = up(w, C);
-    cpu->rmsnorm_forward(out, rstd, x, w, N, C, 1e-5f);
-    gpu->rmsnorm_forward(dout_g, drstd, dx_, dw_, N, C, 1e-5f);
-    SAME(dout_g, out, NC, 2e-6, "rmsnorm forward");
-    float *gx = calloc(NC, sizeof(float)), *gw = calloc(C, sizeof(float));
-    float *d_gx = up(gx, NC), *d_gw = up(gw, C), *d_dy = up(dy, NC);
-    cpu->rmsnorm_backward(gx, gw, dy, x, w, rstd, N, C);
-    gpu->rmsnorm_backward(d_gx, d_gw, d_dy, dx_, dw_, drstd, N, C);
-    SAME(d_gx, gx, NC, 2e-6, "rmsnorm dx");
-    SAME(d_gw, gw, C, 2e-5, "rmsnorm dw");
+    float *x = rnd(NC, 1, 0, &rng), *dy = rnd(NC, 1, 0, &rng);
+    float *dx_ = up(x, NC), *d_dy = up(dy, NC);
     /* SwiGLU: an odd width (the scalar kernels) and a multiple of 4 (the 4-wide ones) */
     for (int F = 33; F <= 36; F += 3) {
         float *gu = rnd((size_t)N * 2 * F, 2, 0, &rng), *sy = xmalloc(sizeof(float) * N * F), *sdy = rnd((size_t)N * F, 1, 0, &rng);
