@@ -192,21 +192,11 @@ bool flash_decode_supports(const AttnDims &s) {
            value_slice(s.Dv) > 0;
 }
 
-int sm_count() {
-    static int sms;
-    if (!sms) {
-        int dev;
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    }
-    return sms;
-}
-
 // The splits of a cache of s.T rows: two blocks per SM where the context allows, none shorter
 // than MIN_TILES_PER_SPLIT tiles. A step launches them all whatever its length (those past it
 // return at once), so the workspace holds their rows.
 int split_cap(const AttnDims &s) {
-    long groups = (long)s.B * s.Hkv, want = (2L * sm_count() + groups - 1) / groups;
+    long groups = (long)s.B * s.Hkv, want = (2L * cuda_sm_count() + groups - 1) / groups;
     long by_length = (s.T + KEYS * MIN_TILES_PER_SPLIT - 1) / (KEYS * MIN_TILES_PER_SPLIT);
     long n = want < by_length ? want : by_length;
     return n > MAX_SPLITS ? MAX_SPLITS : n < 1 ? 1 : (int)n;

@@ -57,6 +57,16 @@ static void init_cuda(void) {
 
 bool cuda_tensor_cores(void) { return compute_type != CUBLAS_COMPUTE_32F; }
 
+int cuda_sm_count(void) {
+    static int sms;
+    if (!sms) {
+        int dev;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    }
+    return sms;
+}
+
 // ---- memory ----
 
 static MemoryLedger gpu_memory;

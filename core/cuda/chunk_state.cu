@@ -147,10 +147,18 @@ size_t smem_bytes(const ChunkState &a, int vs) {
 
 constexpr size_t SMEM_LIMIT = 200 * 1024;
 
-// the widest slice that fits: fewer blocks re-reading W and Kc
+// The slice width: the widest of 64, 32, 16 that still gives the GPU two blocks per SM (wider
+// slices re-read W and Kc fewer times, but a block walks every chunk in turn, so a grid of one
+// block per (batch, head) leaves SMs idle and the rest latency-bound: at 8 x 12 heads of 64 on an
+// H200, 96 blocks for 132 SMs), and fits in shared memory. The sums are the same at every width:
+// a column's products do not depend on its neighbours.
 int slice_width(const ChunkState &a) {
-    if (smem_bytes(a, 64) <= SMEM_LIMIT && a.V > 32) return 64;
-    if (smem_bytes(a, 32) <= SMEM_LIMIT) return 32;
+    long want = 2L * cuda_sm_count();
+    int widths[] = {64, 32, 16};
+    for (int vs : widths) {
+        bool last = vs == 16, fills = (long)a.BH * ((a.V + vs - 1) / vs) >= want, narrow_enough = vs <= 32 || a.V > 32;
+        if (smem_bytes(a, vs) <= SMEM_LIMIT && narrow_enough && (fills || last)) return vs;
+    }
     die("GPU delta rule: chunk_size %d with key dimension %d does not fit in shared memory", a.C, a.K);
 }
 
@@ -160,30 +168,33 @@ template <int VS> dim3 grid_of(const ChunkState &a) { return dim3((unsigned)a.BH
 
 void chunk_state_check(const ChunkState &a) { (void)slice_width(a); }
 
+// the kernel for the slice width, with its shared memory allowed
+template <typename Kernel> static void prepare_kernel(Kernel kernel, size_t smem) {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+}
+
+#define STATE_LAUNCH(KERNEL, VS, ...)                                                                                 \
+    do {                                                                                                              \
+        prepare_kernel(KERNEL<VS>, smem);                                                                             \
+        KERNEL<VS><<<grid_of<VS>(a), THREADS, smem>>>(a, __VA_ARGS__);                                                \
+    } while (0)
+#define STATE_DISPATCH(KERNEL, ...)                                                                                   \
+    do {                                                                                                              \
+        size_t smem = smem_bytes(a, vs);                                                                              \
+        if (vs == 64) STATE_LAUNCH(KERNEL, 64, __VA_ARGS__);                                                          \
+        else if (vs == 32) STATE_LAUNCH(KERNEL, 32, __VA_ARGS__);                                                     \
+        else STATE_LAUNCH(KERNEL, 16, __VA_ARGS__);                                                                   \
+        CUDA_LAUNCHED();                                                                                              \
+    } while (0)
+
 void chunk_state_forward(const ChunkState &a, float *S_all, float *U, float *final_state, const float *init,
                          const float *P) {
     int vs = slice_width(a);
-    size_t smem = smem_bytes(a, vs);
-    if (vs == 64) {
-        CUDA_CHECK(cudaFuncSetAttribute(state_forward_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        state_forward_kernel<64><<<grid_of<64>(a), THREADS, smem>>>(a, S_all, U, final_state, init, P);
-    } else {
-        CUDA_CHECK(cudaFuncSetAttribute(state_forward_kernel<32>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        state_forward_kernel<32><<<grid_of<32>(a), THREADS, smem>>>(a, S_all, U, final_state, init, P);
-    }
-    CUDA_LAUNCHED();
+    STATE_DISPATCH(state_forward_kernel, S_all, U, final_state, init, P);
 }
 
 void chunk_state_backward(const ChunkState &a, float *dSend, float *dU, float *dinit, const float *dfinal,
                           const float *P2) {
     int vs = slice_width(a);
-    size_t smem = smem_bytes(a, vs);
-    if (vs == 64) {
-        CUDA_CHECK(cudaFuncSetAttribute(state_backward_kernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        state_backward_kernel<64><<<grid_of<64>(a), THREADS, smem>>>(a, dSend, dU, dinit, dfinal, P2);
-    } else {
-        CUDA_CHECK(cudaFuncSetAttribute(state_backward_kernel<32>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        state_backward_kernel<32><<<grid_of<32>(a), THREADS, smem>>>(a, dSend, dU, dinit, dfinal, P2);
-    }
-    CUDA_LAUNCHED();
+    STATE_DISPATCH(state_backward_kernel, dSend, dU, dinit, dfinal, P2);
 }

@@ -173,13 +173,6 @@ struct Carve {
         return carve_work(s, NULL, &b, true) + sizeof(float) * saved_floats(s) + 4096;                                \
     }
 
-// One warp per row below: a thread per row would read its row's floats while its neighbours
-// read theirs a row apart (uncoalesced); a warp reads one row's floats side by side.
-#define WARP_ROW(i, n)                                                                                               \
-    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;                                                  \
-    const int lane = threadIdx.x & 31;                                                                               \
-    if (i >= (size_t)(n)) return
-
 // X = L^-1 for L = I + sign diag(beta) A (beta NULL: ones) with A strictly lower triangular, one
 // block per chunk, thread c computing column c by forward substitution (it reads only its own
 // column: no barrier). The delta rule's L is I + diag(beta) A', dplr's I - P_ab.

@@ -39,6 +39,13 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// One warp per row (launch 32 threads a row): a thread per row would read its row's floats while its neighbours
+// read theirs a row apart (uncoalesced); a warp reads one row's floats side by side.
+#define WARP_ROW(i, n)                                                                                               \
+    size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;                                                  \
+    const int lane = threadIdx.x & 31;                                                                               \
+    if (i >= (size_t)(n)) return
+
 // Adds x summed over all the block's threads to *acc (in shared memory): a warp reduction, then
 // one atomic per warp. Every thread of every warp must call it (pass 0 for nothing); an atomic
 // per thread on one address would serialize them all.
@@ -106,6 +113,8 @@ __device__ __forceinline__ void swiglu_grad(float *dg, float *du, float g, float
 
 // false under ATTNLAB_CUDA_MATMUL=fp32: every product then runs in exact fp32
 bool cuda_tensor_cores(void);
+// the GPU's multiprocessors, for kernels that size their grids to fill it
+int cuda_sm_count(void);
 
 // For an op whose work depends on a host value that can change between calls (a length read back,
 // a buffer grown on demand): while a graph is being recorded it marks the recording unusable

@@ -2,7 +2,7 @@
 //
 // Chunkwise, restructured for a GPU: for every chunk at once (spec notation, X = L^-1 with
 // L = I + diag(beta) A'),
-//   A', M (pairwise decayed products, one kernel), X (a triangular inverse per chunk),
+//   A', M (pairwise decayed products, one kernel, by sub-chunks), X (a triangular inverse per chunk),
 //   W = X (beta Kb), U~ = X (beta V)            (strided-batched matmuls over all chunks)
 // then the only sequential part, over chunks (batched over batch and heads):
 //   U_c = U~_c - W_c S_c,  S_{c+1} = diag(exp(b_last)) S_c + Kc_c^T U_c
@@ -12,6 +12,8 @@
 // Recurrent (the reference form, and decode): one block per (batch, head), the K x V state in
 // shared memory, one thread per value channel.
 #include <math.h>
+
+#include <algorithm>
 
 #include "chunk_state.cuh"
 #include "chunks.cuh"
@@ -74,7 +76,9 @@ __device__ __forceinline__ void load_chunk_rows(float *Qs, float *Ks, float *Bs,
 }
 
 // A'[r,j] = sum_d k_rd k_jd exp(b_rd - b_jd) (j < r), M[r,j] = sum_d q_rd k_jd exp(b_rd - b_jd)
-// (j <= r): one block per chunk, its rows in shared memory.
+// (j <= r): one block per chunk, its rows in shared memory, a thread per pair with an exp per
+// channel. (The backward's sub-chunks, below, tried here too, were slower in the forward on an H200:
+// 5.2 against 3.8 ms a hybrid step, their extra tiles halving the blocks an SM holds.)
 __global__ void pairs_kernel(float *A, float *M, const float *q, const float *k, const float *bk, int C, int K) {
     extern __shared__ float sm[];
     const int p = K + 1;
@@ -126,43 +130,99 @@ __global__ void beta_grad_kernel(float *dbeta, float *dA, const float *dbkb, con
     if (lane == 0) dbeta[i] = acc;
 }
 
+// The backward's decayed pair products go through sub-chunks of SUB rows, as on the CPU
+// (core/cpu/decayed_products.c): for rows r of the sub-chunk starting at rho and rows j < rho,
+//   exp(b_r - b_j) = exp(b_r - b_rho) exp(b_rho - b_j),
+// both factors <= 1 (b only decreases), so the pairs of different sub-chunks take an exp per row
+// and channel instead of one per pair and channel; only pairs inside a sub-chunk take the
+// difference directly. (Through the chunk start instead, a factor could overflow.)
+constexpr int SUB = 16;
+
+// rows j < rho of the last sub-chunk: the factor tiles of rows before a sub-chunk
+__host__ __device__ constexpr int rows_before_last_sub(int C) { return (C - 1) / SUB * SUB; }
+
 // The backward of pairs_kernel: from dA' (strict) and dM (with the diagonal), adds to dq, dk and
-// the per-channel db. One block per chunk; a thread per (row, channel), first as the pair's r,
-// then as its j.
+// the per-channel db. One block per chunk, a sub-chunk of rows r at a time (as the forward): its
+// rows as the pairs' r, then every row up to its last as their j. With e = exp(b_r - b_j),
+//   dq_r += sum_j dM_rj e k_j,   dk_r += sum_j dA_rj e k_j,   dk_j += sum_r e (dA_rj k_r + dM_rj q_r),
+// and db takes q_r dq_r + k_r dk_r over the r terms and -k_j dk_j over the j terms (each pair's
+// term, with + for b_r and - for b_j). dA' and dM are staged by column (SUB rows of a column side
+// by side), so a thread reads four rows' values in one load.
+constexpr int R4 = 4; // rows r a thread takes at once as the pairs' r
+
 __global__ void pairs_backward_kernel(float *dq, float *dk, float *dbk, const float *dA, const float *dM,
                                       const float *q, const float *k, const float *bk, int C, int K) {
-    extern __shared__ float sm[];
-    const int p = K + 1, pc = C + 1;
-    float *Qs = sm, *Ks = Qs + C * p, *Bs = Ks + C * p, *dAs = Bs + C * p, *dMs = dAs + C * pc;
+    extern __shared__ __align__(16) float sm[];
+    const int p = K + 1;
+    float *dAt = sm, *dMt = dAt + C * SUB; /* [j][i]: the sub-chunk's rows i of column j */
+    float *Qs = dMt + C * SUB, *Ks = Qs + C * p, *Bs = Ks + C * p;
+    float *E = Bs + C * p, *F = E + SUB * p; /* exp(b_r - b_rho) of the sub-chunk's rows; exp(b_rho - b_j) before it */
     size_t z = blockIdx.x;
     load_chunk_rows(Qs, Ks, Bs, q, k, bk, z, C, K);
-    for (int e = threadIdx.x; e < C * C; e += blockDim.x) {
-        dAs[(e / C) * pc + e % C] = dA[z * C * C + e];
-        dMs[(e / C) * pc + e % C] = dM[z * C * C + e];
-    }
-    __syncthreads();
-    for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
-        int row = e / K, d = e % K;
-        float br = Bs[row * p + d], qr = Qs[row * p + d], kr = Ks[row * p + d];
-        float gq = 0.0f, gk = 0.0f, gb = 0.0f;
-        for (int j = 0; j <= row; j++) { /* row as r */
-            float ea = __expf(br - Bs[j * p + d]), kj = Ks[j * p + d];
-            float a = dAs[row * pc + j] * ea, m = dMs[row * pc + j] * ea;
-            gq += m * kj;
-            gk += a * kj;
-            gb += (a * kr + m * qr) * kj;
+    for (int rho = 0; rho < C; rho += SUB) {
+        int nr = min(SUB, C - rho);
+        const float *bref = Bs + rho * p;
+        __syncthreads(); /* the rows are loaded; the previous sub-chunk is done with the tiles */
+        for (int e = threadIdx.x; e < (nr + rho) * K; e += blockDim.x) {
+            int i = e / K, d = e % K;
+            if (i < nr) E[i * p + d] = __expf(Bs[(rho + i) * p + d] - bref[d]);
+            else F[(i - nr) * p + d] = __expf(bref[d] - Bs[(i - nr) * p + d]);
         }
-        for (int r = row; r < C; r++) { /* row as j */
-            float ea = __expf(Bs[r * p + d] - br);
-            float a = dAs[r * pc + row] * ea, m = dMs[r * pc + row] * ea;
-            float w = a * Ks[r * p + d] + m * Qs[r * p + d];
-            gk += w;
-            gb -= w * kr;
+        for (int e = threadIdx.x; e < SUB * C; e += blockDim.x) { /* rows past the chunk's end are zero */
+            int i = e / C, j = e % C;
+            bool in = i < nr;
+            dAt[j * SUB + i] = in ? dA[(z * C + rho + i) * C + j] : 0.0f;
+            dMt[j * SUB + i] = in ? dM[(z * C + rho + i) * C + j] : 0.0f;
         }
-        size_t o = z * C * K + e;
-        dq[o] += gq;
-        dk[o] += gk;
-        dbk[o] += gb;
+        __syncthreads();
+        for (int e = threadIdx.x; e < (SUB / R4) * K; e += blockDim.x) { /* the sub-chunk's rows as r, R4 at a time */
+            int i0 = e / K * R4, d = e % K;
+            if (i0 >= nr) continue;
+            float gq[R4] = {}, gk[R4] = {};
+            for (int j = 0; j < rho; j++) {
+                float kf = Ks[j * p + d] * F[j * p + d];
+                float4 m = *reinterpret_cast<const float4 *>(dMt + j * SUB + i0);
+                float4 a = *reinterpret_cast<const float4 *>(dAt + j * SUB + i0);
+                gq[0] += m.x * kf, gq[1] += m.y * kf, gq[2] += m.z * kf, gq[3] += m.w * kf;
+                gk[0] += a.x * kf, gk[1] += a.y * kf, gk[2] += a.z * kf, gk[3] += a.w * kf;
+            }
+#pragma unroll
+            for (int u = 0; u < R4; u++) {
+                int i = i0 + u, r = rho + i;
+                if (i >= nr) break;
+                float er = E[i * p + d], br = Bs[r * p + d], q_ = gq[u] * er, k_ = gk[u] * er;
+                for (int j = rho; j <= r; j++) { /* the same sub-chunk: the difference per channel */
+                    float kj = Ks[j * p + d] * __expf(br - Bs[j * p + d]);
+                    q_ += dMt[j * SUB + i] * kj;
+                    k_ += dAt[j * SUB + i] * kj;
+                }
+                size_t o = (z * C + r) * K + d;
+                dq[o] += q_;
+                dk[o] += k_;
+                dbk[o] += q_ * Qs[r * p + d] + k_ * Ks[r * p + d];
+            }
+        }
+        __syncthreads(); /* the sub-chunk's rows have their r terms before they take their j terms */
+        for (int e = threadIdx.x; e < (rho + nr) * K; e += blockDim.x) { /* rows up to its last as j */
+            int j = e / K, d = e % K;
+            float g = 0.0f;
+            if (j < rho) { /* an earlier sub-chunk: factored */
+                for (int i = 0; i < nr; i++) {
+                    int r = rho + i;
+                    g += E[i * p + d] * (dAt[j * SUB + i] * Ks[r * p + d] + dMt[j * SUB + i] * Qs[r * p + d]);
+                }
+                g *= F[j * p + d];
+            } else { /* the same sub-chunk: the difference per channel */
+                float bj = Bs[j * p + d];
+                for (int i = j - rho; i < nr; i++) {
+                    int r = rho + i;
+                    g += __expf(Bs[r * p + d] - bj) * (dAt[j * SUB + i] * Ks[r * p + d] + dMt[j * SUB + i] * Qs[r * p + d]);
+                }
+            }
+            size_t o = (z * C + j) * K + d;
+            dk[o] += g;
+            dbk[o] -= g * Ks[j * p + d];
+        }
     }
 }
 
@@ -204,7 +264,7 @@ __global__ void sum_channels_kernel(float *dg, const float *dgk, size_t rows, in
 
 static size_t pairs_smem(int C, int K) { return sizeof(float) * 3 * (size_t)C * (K + 1); }
 static size_t pairs_backward_smem(int C, int K) {
-    return sizeof(float) * (3 * (size_t)C * (K + 1) + 2 * (size_t)C * (C + 1));
+    return sizeof(float) * (2 * (size_t)C * SUB + (size_t)(K + 1) * (3 * C + SUB + rows_before_last_sub(C)));
 }
 
 static void prepare(const ScanShape *s, const ChunkDims &d, DeltaBufs &b, const float *q, const float *k, const float *v,
@@ -221,7 +281,7 @@ static void prepare(const ScanShape *s, const ChunkDims &d, DeltaBufs &b, const 
 }
 
 static void check_chunk_shape(const ScanShape *s) {
-    check_chunk_fits(s, pairs_backward_smem(s->chunk, s->K), "delta rule");
+    check_chunk_fits(s, std::max(pairs_smem(s->chunk, s->K), pairs_backward_smem(s->chunk, s->K)), "delta rule");
 }
 
 static void chunk_forward(const ScanShape *s, float *o, float *final_state, float *saved, const float *q,

@@ -713,7 +713,13 @@ TEST(test_gpu_delta_rule_recurrent_and_chunked) {
         check_scan(true, channel, 2, 45, 3, 16, 12, 0, 2e-5, 20 + channel);
         check_scan(true, channel, 2, 45, 3, 16, 12, 16, mm_tol(5e-5, 5e-2), 22 + channel);
         check_scan(true, channel, 1, 200, 2, 64, 64, 64, mm_tol(5e-5, 5e-2), 24 + channel);
+        /* chunks of 24: pair products over a sub-chunk of 16 rows and a short one of 8 */
+        check_scan(true, channel, 2, 70, 3, 16, 12, 24, mm_tol(5e-5, 5e-2), 26 + channel);
     }
+    /* many heads: the state passes take wider value slices once batch x heads alone fills the
+     * GPU (on an H200's 132 SMs, 64 columns at 300 heads, 32 at 150; 16 in the cases above) */
+    check_scan(true, true, 3, 40, 100, 64, 64, 16, mm_tol(5e-5, 5e-2), 28);
+    check_scan(true, true, 3, 40, 50, 64, 64, 16, mm_tol(5e-5, 5e-2), 29);
 }
 
 TEST(test_gpu_recurrent_steps_match_the_cpu) {
