@@ -136,16 +136,16 @@ extern "C" void cuda_attention_forward(const AttnShape *as, float *o, float *lse
 
 // ---- backward ----
 
-// D[b,h,t] = dO . O of each row
+// D[b,h,t] = dO . O of each row, a warp per row
 __global__ void attention_rowdot_kernel(Shape s, float *D, const float *dout, const float *o) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)s.B * s.H * s.T) return;
+    WARP_ROW(i, (size_t)s.B * s.H * s.T);
     int t = (int)(i % s.T), h = (int)((i / s.T) % s.H), b = (int)(i / ((size_t)s.T * s.H));
     const float *orow = o + ((size_t)b * s.T + t) * s.os + (size_t)h * s.Dv;
     const float *drow = dout + ((size_t)b * s.T + t) * s.os + (size_t)h * s.Dv;
     float acc = 0.0f;
-    for (int d = 0; d < s.Dv; d++) acc += orow[d] * drow[d];
-    D[i] = acc;
+    for (int d = lane; d < s.Dv; d += 32) acc += orow[d] * drow[d];
+    acc = warp_sum(acc);
+    if (lane == 0) D[i] = acc;
 }
 
 // dQ_r = scale sum_j P_rj (dP_rj - D_r) K_j, dP_rj = dO_r . V_j; one query row per thread
@@ -237,7 +237,7 @@ extern "C" void cuda_attention_backward(const AttnShape *as, float *dq, float *d
     Shape s = shape_of(as);
     float *D = (float *)((char *)work + packed_bytes(s));
     size_t rows = (size_t)s.B * s.H * s.T;
-    attention_rowdot_kernel<<<grid_for(rows, 256), 256>>>(s, D, dout, o);
+    attention_rowdot_kernel<<<grid_for(rows * 32, 256), 256>>>(s, D, dout, o);
     CUDA_LAUNCHED();
     if (use_mma(s)) {
         flash_mma_backward(s, dq, dk, dv, dout, q, k, v, lse, D, work);

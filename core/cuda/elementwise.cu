@@ -476,34 +476,34 @@ extern "C" void cuda_normalize_by_last_backward(float *dnum, const float *dout, 
 
 // ---- short causal depthwise convolution over time ----
 
-__global__ void conv1d_forward_kernel(float *y, const float *x, const float *w, int B, int T, int C, int W) {
-    EACH(i, (size_t)B * T * C) {
-        int c = (int)(i % C);
-        size_t bt = i / C;
-        int t = (int)(bt % T);
-        const float *xb = x + (bt - t) * C;
-        float acc = 0.0f;
-        for (int k = 0; k < W; k++) {
-            int s = t - W + 1 + k;
-            if (s >= 0) acc += w[c * W + k] * xb[(size_t)s * C + c];
-        }
-        y[i] = acc;
-    }
+// A thread takes one channel of CONV_STEPS consecutive time steps (a block's threads neighbouring
+// channels, so every load is coalesced), its taps' weights in registers and no 64-bit division:
+// a thread per element spent most of its time dividing its index.
+enum { CONV_STEPS = 8 };
+static dim3 conv_grid(int B, int T, int C) {
+    return dim3((unsigned)(B * ((T + CONV_STEPS - 1) / CONV_STEPS)), (unsigned)((C + 127) / 128));
 }
-// dx[b,t,c] = sum_k w[c,k] dy[b, t + W - 1 - k, c]
-__global__ void conv1d_backward_kernel(float *dx, const float *dy, const float *w, int B, int T, int C, int W) {
-    EACH(i, (size_t)B * T * C) {
-        int c = (int)(i % C);
-        size_t bt = i / C;
-        int t = (int)(bt % T);
-        const float *dyb = dy + (bt - t) * C;
-        float acc = 0.0f;
-        for (int k = 0; k < W; k++) {
-            int s = t + W - 1 - k;
-            if (s < T) acc += w[c * W + k] * dyb[(size_t)s * C + c];
+// y[b,t,c] = sum_k w[c,k] x[b, t - W + 1 + k, c]  (dir = -1), or the backward's
+// dx[b,t,c] = sum_k w[c,k] dy[b, t + W - 1 - k, c]  (dir = +1); taps outside [0, T) are zero
+__global__ void conv1d_steps_kernel(float *y, const float *x, const float *w, int T, int C, int W, int dir) {
+    int c = blockIdx.y * 128 + threadIdx.x, tiles = (T + CONV_STEPS - 1) / CONV_STEPS;
+    if (c >= C) return;
+    int b = blockIdx.x / tiles, t0 = (blockIdx.x % tiles) * CONV_STEPS;
+    const float *xb = x + (size_t)b * T * C + c;
+    float acc[CONV_STEPS] = {};
+    for (int k = 0; k < W; k++) {
+        float wk = w[c * W + k];
+        int shift = dir * (W - 1 - k);
+#pragma unroll
+        for (int u = 0; u < CONV_STEPS; u++) {
+            int s = t0 + u + shift;
+            if (s >= 0 && s < T) acc[u] += wk * xb[(size_t)s * C];
         }
-        dx[i] = acc;
     }
+    float *yb = y + (size_t)b * T * C + c;
+#pragma unroll
+    for (int u = 0; u < CONV_STEPS; u++)
+        if (t0 + u < T) yb[(size_t)(t0 + u) * C] = acc[u];
 }
 // dw[c,k] += sum over (b, t) of dy[b,t,c] x[b, t - W + 1 + k, c], over bands of the B*T rows, for
 // the taps k0 .. k0 + CONV_TAPS - 1 (kept in registers)
@@ -539,14 +539,16 @@ __global__ void conv1d_step_kernel(float *y, float *state, const float *x, const
     }
 }
 extern "C" void cuda_conv1d_forward(float *y, const float *x, const float *w, int B, int T, int C, int W) {
-    conv1d_forward_kernel<<<grid_for((size_t)B * T * C, 256), 256>>>(y, x, w, B, T, C, W);
+    if (B * T <= 0 || C <= 0) return;
+    conv1d_steps_kernel<<<conv_grid(B, T, C), 128>>>(y, x, w, T, C, W, -1);
     CUDA_LAUNCHED();
 }
 extern "C" void cuda_conv1d_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int B,
                                      int T, int C, int W) {
-    conv1d_backward_kernel<<<grid_for((size_t)B * T * C, 256), 256>>>(dx, dy, w, B, T, C, W);
+    if (B * T <= 0 || C <= 0) return;
+    conv1d_steps_kernel<<<conv_grid(B, T, C), 128>>>(dx, dy, w, T, C, W, 1);
     CUDA_LAUNCHED();
-    for (int k0 = 0; k0 < W && B * T > 0; k0 += CONV_TAPS) {
+    for (int k0 = 0; k0 < W; k0 += CONV_TAPS) {
         conv1d_dw_kernel<<<col_sum_grid(B * T, C), col_sum_block()>>>(dw, dy, x, B, T, C, W, k0);
         CUDA_LAUNCHED();
     }
@@ -558,31 +560,34 @@ extern "C" void cuda_conv1d_step(float *y, float *state, const float *x, const f
 
 // ---- L2 norm of rows of D ----
 
-__global__ void l2norm_forward_kernel(float *y, float *rnorm, const float *x, int D, float eps) {
-    const float *xr = x + (size_t)blockIdx.x * D;
+// A warp per row (rows are heads, 16 to 256 wide): a block per row spent its time in the
+// block-wide reduction's barriers.
+__global__ void l2norm_forward_kernel(float *y, float *rnorm, const float *x, int rows, int D, float eps) {
+    WARP_ROW(i, rows);
+    const float *xr = x + i * D;
     float ss = 0.0f;
-    for (int c = threadIdx.x; c < D; c += blockDim.x) ss += xr[c] * xr[c];
-    ss = block_sum(ss);
-    float r = rsqrtf(ss + eps);
-    if (threadIdx.x == 0) rnorm[blockIdx.x] = r;
-    for (int c = threadIdx.x; c < D; c += blockDim.x) y[(size_t)blockIdx.x * D + c] = xr[c] * r;
+    for (int c = lane; c < D; c += 32) ss += xr[c] * xr[c];
+    float r = rsqrtf(warp_sum(ss) + eps);
+    if (lane == 0) rnorm[i] = r;
+    for (int c = lane; c < D; c += 32) y[i * D + c] = xr[c] * r;
 }
-__global__ void l2norm_backward_kernel(float *dx, const float *dy, const float *y, const float *rnorm, int D) {
-    size_t o = (size_t)blockIdx.x * D;
+__global__ void l2norm_backward_kernel(float *dx, const float *dy, const float *y, const float *rnorm, int rows, int D) {
+    WARP_ROW(i, rows);
+    size_t o = i * D;
     float dot = 0.0f;
-    for (int c = threadIdx.x; c < D; c += blockDim.x) dot += y[o + c] * dy[o + c];
-    dot = block_sum(dot);
-    float r = rnorm[blockIdx.x];
-    for (int c = threadIdx.x; c < D; c += blockDim.x) dx[o + c] = r * (dy[o + c] - y[o + c] * dot);
+    for (int c = lane; c < D; c += 32) dot += y[o + c] * dy[o + c];
+    dot = warp_sum(dot);
+    float r = rnorm[i];
+    for (int c = lane; c < D; c += 32) dx[o + c] = r * (dy[o + c] - y[o + c] * dot);
 }
 extern "C" void cuda_l2norm_forward(float *y, float *rnorm, const float *x, int rows, int D, float eps) {
     if (rows <= 0) return;
-    l2norm_forward_kernel<<<rows, row_threads(D)>>>(y, rnorm, x, D, eps);
+    l2norm_forward_kernel<<<grid_for((size_t)rows * 32, 256), 256>>>(y, rnorm, x, rows, D, eps);
     CUDA_LAUNCHED();
 }
 extern "C" void cuda_l2norm_backward(float *dx, const float *dy, const float *y, const float *rnorm, int rows, int D) {
     if (rows <= 0) return;
-    l2norm_backward_kernel<<<rows, row_threads(D)>>>(dx, dy, y, rnorm, D);
+    l2norm_backward_kernel<<<grid_for((size_t)rows * 32, 256), 256>>>(dx, dy, y, rnorm, rows, D);
     CUDA_LAUNCHED();
 }
 

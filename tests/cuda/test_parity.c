@@ -437,13 +437,18 @@ TEST(test_gpu_embedding_rope_rows_conv_and_normalizer) {
     gpu->conv1d_backward(g_cdx, g_cdw, g_cdy, g_cx, g_cw, B, T, CC, W);
     SAME(g_cdx, cdx, nc, 1e-6, "conv1d dx");
     SAME(g_cdw, cdw, (size_t)CC * W, 1e-5, "conv1d dw");
-    { /* more rows than one band of the GPU's column sums, more taps than one pass */
-        int B2 = 3, T2 = 150, C2 = 40, W2 = 10;
+    { /* more rows than one band of the GPU's column sums, more taps than one pass, more channels
+       * than one block and time steps that do not fill the last tile of 8 */
+        int B2 = 3, T2 = 150, C2 = 140, W2 = 10;
         size_t n2 = (size_t)B2 * T2 * C2;
         float *x2 = rnd(n2, 1, 0, &rng), *w2 = rnd((size_t)C2 * W2, 0.5f, 0, &rng), *dy2 = rnd(n2, 1, 0, &rng);
         float *dx2 = xmalloc(sizeof(float) * n2), *dw2 = calloc((size_t)C2 * W2, sizeof(float));
         float *g_x2 = up(x2, n2), *g_w2 = up(w2, (size_t)C2 * W2), *g_dy2 = up(dy2, n2), *g_dx2 = up(dx2, n2),
               *g_dw2 = up(dw2, (size_t)C2 * W2);
+        float *y2 = xmalloc(sizeof(float) * n2), *g_y2 = up(y2, n2);
+        cpu->conv1d_forward(y2, x2, w2, B2, T2, C2, W2);
+        gpu->conv1d_forward(g_y2, g_x2, g_w2, B2, T2, C2, W2);
+        SAME(g_y2, y2, n2, 1e-6, "conv1d forward, width 10");
         cpu->conv1d_backward(dx2, dw2, dy2, x2, w2, B2, T2, C2, W2);
         gpu->conv1d_backward(g_dx2, g_dw2, g_dy2, g_x2, g_w2, B2, T2, C2, W2);
         SAME(g_dx2, dx2, n2, 1e-6, "conv1d dx, width 10");
