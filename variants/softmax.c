@@ -99,8 +99,8 @@ static void rotate(const Softmax *s, const Backend *be, float *qkv, int B, int T
     const RopeTable *t = s->rope_table;
     void (*op)(float *, int, int, int, int, long, int, int, const float *, const float *, int) =
         inverse ? be->rope_backward : be->rope_forward;
-    op(qkv, B, T, s->H, s->D, qkv_width(s), 0, s->D, t->cos, t->sin, 0);
-    op(qkv + (size_t)s->H * s->D, B, T, s->Hkv, s->D, qkv_width(s), 0, s->D, t->cos, t->sin, 0);
+    /* q's heads and then k's lie side by side in a row: one call rotates them all */
+    op(qkv, B, T, s->H + s->Hkv, s->D, qkv_width(s), 0, s->D, t->cos, t->sin, 0);
 }
 
 static void softmax_forward(Mixer *m, const Backend *be, const float *x, float *y, int B, int T) {
@@ -161,8 +161,7 @@ static void softmax_decode_step(Mixer *m, const Backend *be, const float *x, flo
     linear_forward(be, s->qkv_step, x, &s->wqkv, B, s->C, w, false);
     if (s->rope) {
         const RopeTable *t = s->rope_table;
-        be->rope_forward(s->qkv_step, B, 1, s->H, s->D, w, 0, s->D, t->step_cos, t->step_sin, 0);
-        be->rope_forward(s->qkv_step + HD, B, 1, s->Hkv, s->D, w, 0, s->D, t->step_cos, t->step_sin, 0);
+        be->rope_forward(s->qkv_step, B, 1, s->H + s->Hkv, s->D, w, 0, s->D, t->step_cos, t->step_sin, 0);
     }
     long seq = s->max_context * row;
     be->cache_write(s->k_cache, seq, row, at->pos_len, s->qkv_step + HD, w, B, row);
