@@ -278,6 +278,10 @@ const Backend *backend_cuda(void);
 bool backend_cuda_usable(char *why, size_t len);
 /* Looks a backend up by config name ("cpu", "cuda"); dies with a clear message when absent. */
 const Backend *backend_by_name(const char *name);
+/* The GPU backend's products: "bf16" (bf16 operands on tensor cores, fp32 accumulation) or "fp32"
+ * (exact). ATTNLAB_CUDA_MATMUL, when set, takes precedence; returns the mode in effect. Call it
+ * before the first model or op of the process: workspace sizes depend on it. */
+const char *backend_cuda_matmul(const char *mode);
 /* Called first thing in main: where OpenBLAS fell back to its generic kernels on a CPU it does
  * not know, starts the process again with the kernels the CPU supports (openblas_core.c). */
 void backend_cpu_pick_kernels(char **argv);

@@ -6,6 +6,8 @@
 
 const Backend *backend_cuda(void) { return NULL; }
 
+const char *backend_cuda_matmul(const char *mode) { return mode; }
+
 bool backend_cuda_usable(char *why, size_t len) {
     if (why) snprintf(why, len, "this build has no GPU backend (make cuda)");
     return false;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "core/backend_select.h"
 #include "core/config/fingerprint.h"
 #include "core/io/checkpoint.h"
 #include "core/io/results.h"
@@ -154,7 +155,7 @@ static void run_create(TrainRun *r, Config *cfg, const TrainOptions *opt) {
     r->cfg = cfg;
     r->opt = opt;
     r->tc = &cfg->train;
-    r->be = backend_by_name(cfg->device);
+    r->be = backend_for_config(cfg);
     backend_set_threads(cfg->threads);
     r->world = 1;
     if (opt->ranks && opt->ranks->world > 1) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/backend.h"
+#include "core/backend_select.h"
 #include "core/model.h"
 #include "core/optimizer.h"
 #include "core/progress.h"
@@ -50,7 +51,7 @@ static void append_csv(const char *path, const char *header, const char *row) {
 
 int bench_train(Config *cfg, int steps, const char *csv_path) {
     if (csv_path) check_csv_header(csv_path, TRAIN_CSV_HEADER);
-    const Backend *be = backend_by_name(cfg->device);
+    const Backend *be = backend_for_config(cfg);
     backend_set_threads(cfg->threads);
     const TrainConfig *tc = &cfg->train;
     int B = tc->batch_size, T = tc->seq_len, N = B * T, warmup = 2;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "core/backend_select.h"
 #include "core/model.h"
 #include "core/progress.h"
 #include "core/util.h"
@@ -23,7 +24,7 @@ static void measure(Config *cfg, const char *ratio, const long *contexts, int n,
     Error err;
     if (!config_set(cfg, set, &err) || !config_check(cfg, &err)) die("%s", err.msg);
     free(set);
-    const Backend *be = backend_by_name(cfg->device);
+    const Backend *be = backend_for_config(cfg);
     int B = cfg->efficiency.batch_size;
     Model *m = model_create(&cfg->model, be);
     model_reshape_forward(m, B, 1);
@@ -41,7 +42,7 @@ static void measure(Config *cfg, const char *ratio, const long *contexts, int n,
 }
 
 int bench_decode(Config *cfg, const char *ratio, const long *contexts, int n, int steps, const char *csv_path) {
-    const Backend *be = backend_by_name(cfg->device);
+    const Backend *be = backend_for_config(cfg);
     backend_set_threads(cfg->threads);
     HybridConfig *h = &cfg->model.hybrid;
     char *full = xstrdup(h->full), *linear = xstrdup(h->linear);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/backend.h"
+#include "core/backend_select.h"
 #include "core/config/fingerprint.h"
 #include "core/io/results.h"
 #include "core/model.h"
@@ -71,7 +72,7 @@ int efficiency_run(Config *c, int n_overrides, const char **paths, const char **
     long contexts[MAX_CONTEXTS];
     int n_ctx = efficiency_contexts(c->efficiency.contexts, contexts, &err);
     if (n_ctx < 0) die("%s", err.msg);
-    const Backend *be = backend_by_name(c->device);
+    const Backend *be = backend_for_config(c);
     backend_set_threads(c->threads);
     int B = c->efficiency.batch_size, steps = c->efficiency.decode_steps;
     Model *m = model_create(&c->model, be);

@@ -111,6 +111,11 @@ typedef struct {
     int batch_size;
 } EfficiencyConfig;
 
+/* The GPU backend's settings (read on device = "cuda" alone). */
+typedef struct {
+    char *matmul; /* "bf16" | "fp32" */
+} CudaConfig;
+
 typedef struct {
     char *experiment; /* "": the config file's name */
     char *run;
@@ -127,6 +132,7 @@ typedef struct {
     StackConfig stack;
     NeedleConfig needle;
     EfficiencyConfig efficiency;
+    CudaConfig cuda;
     DebugConfig debug;
     /* not fields: where the config came from, for messages and defaults */
     char *source_path;

@@ -117,6 +117,11 @@ const Field config_core_fields[] = {
     INT("efficiency.decode_steps", efficiency.decode_steps, "8", 1, 1 << 16, "timed decode steps per context (median)"),
     INT("efficiency.batch_size", efficiency.batch_size, "1", 1, 1 << 16, "sequences decoded together"),
 
+    ENUM("cuda.matmul", cuda.matmul, "bf16", "bf16|fp32",
+         "GPU products: bf16 operands on tensor cores with fp32 accumulation (as autocast), or exact fp32 "
+         "(reference-grade, slower); ATTNLAB_CUDA_MATMUL, when set, takes precedence and the run's config.lua says "
+         "what ran"),
+
     INT("debug.nan_at_step", debug.nan_at_step, "0", 0, 1 << 30,
         "fault injection for tests: make step N non-finite (0: off)"),
     ENUM("debug.nan_in", debug.nan_in, "loss", "loss|grad|activation",

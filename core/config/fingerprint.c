@@ -8,8 +8,8 @@
  *   train.stop_accuracy an evaluation may end the run, so there eval_every counts);
  * - train.data_parallel: the ranks sum the same gradients (only the order of the additions
  *   differs: the same numbers within rounding), so a run may resume on another number of GPUs;
- * - the sections of other tasks (mqar.*, stack.*, efficiency.* when the task is another) and of
- *   mixers no layer uses (model.kda.* in a softmax model): never read.
+ * - the sections of other tasks (mqar.*, stack.*, efficiency.* when the task is another), of
+ *   mixers no layer uses (model.kda.* in a softmax model), and cuda.* on the CPU: never read.
  * train.log_every stays in: summary.json's train_loss is the mean over the last log_every steps.
  * Other fields a run may not read (model.hybrid.* without a ratio, data.* of a synthetic task)
  * stay in too: a difference in them is reported, never missed. */
@@ -31,6 +31,7 @@ bool config_field_affects_results(const Config *c, const Field *f) {
     for (size_t i = 0; i < sizeof NOT_RESULTS / sizeof NOT_RESULTS[0]; i++)
         if (strcmp(f->path, NOT_RESULTS[i]) == 0) return false;
     if (f->mixer) return config_uses_mixer(&c->model, mixer_at(f->mixer - 1)->name);
+    if (strncmp(f->path, "cuda.", 5) == 0) return strcmp(c->device, "cuda") == 0;
     const char *dot = strchr(f->path, '.');
     char section[64];
     if (dot && (size_t)(dot - f->path) < sizeof section) {

@@ -147,12 +147,3 @@ static const Backend cpu_backend = {
 
 const Backend *backend_cpu(void) { return &cpu_backend; }
 
-const Backend *backend_by_name(const char *name) {
-    if (strcmp(name, "cpu") == 0) return backend_cpu();
-    if (strcmp(name, "cuda") == 0) {
-        const Backend *be = backend_cuda();
-        if (!be) die("device 'cuda' requested, but this attnlab was built without the GPU backend (build it with 'make cuda')");
-        return be;
-    }
-    die("unknown device '%s' (expected 'cpu' or 'cuda')", name);
-}

@@ -36,6 +36,14 @@ extern "C" bool backend_cuda_usable(char *why, size_t len) {
     return true;
 }
 
+// ATTNLAB_CUDA_MATMUL's mode, NULL when unset
+static const char *matmul_from_env(void) {
+    const char *mode = getenv("ATTNLAB_CUDA_MATMUL");
+    if (mode && strcmp(mode, "fp32") != 0 && strcmp(mode, "bf16") != 0)
+        die("ATTNLAB_CUDA_MATMUL: expected bf16 or fp32, got '%s'", mode);
+    return mode;
+}
+
 static void init_cuda(void) {
     if (initialized) return;
     char why[256];
@@ -49,13 +57,19 @@ static void init_cuda(void) {
     const char *graphs = getenv("ATTNLAB_CUDA_GRAPHS");
     if (graphs && strcmp(graphs, "0") == 0) graphs_off = true;
     else if (graphs && strcmp(graphs, "1") != 0) die("ATTNLAB_CUDA_GRAPHS: expected 0 or 1, got '%s'", graphs);
-    const char *mode = getenv("ATTNLAB_CUDA_MATMUL");
-    if (mode && strcmp(mode, "fp32") == 0) compute_type = CUBLAS_COMPUTE_32F;
-    else if (mode && strcmp(mode, "bf16") != 0) die("ATTNLAB_CUDA_MATMUL: expected bf16 or fp32, got '%s'", mode);
+    const char *mode = matmul_from_env();
+    if (mode) compute_type = strcmp(mode, "fp32") == 0 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_16BF;
     initialized = true;
 }
 
 bool cuda_tensor_cores(void) { return compute_type != CUBLAS_COMPUTE_32F; }
+
+extern "C" const char *backend_cuda_matmul(const char *mode) {
+    const char *env = matmul_from_env();
+    if (env) mode = env;
+    compute_type = strcmp(mode, "fp32") == 0 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_16BF;
+    return strcmp(mode, "fp32") == 0 ? "fp32" : "bf16";
+}
 
 int cuda_sm_count(void) {
     static int sms;

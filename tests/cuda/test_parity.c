@@ -224,6 +224,23 @@ TEST(test_gpu_mlp_forward_backward) {
     check_mlp(70, 33, odd, 2, &rng); /* rows not a multiple of 4 floats: the scalar conversions, odd ld */
 }
 
+/* cuda.matmul picks the products' mode (backend_for_config passes it here), and
+ * ATTNLAB_CUDA_MATMUL, when set, takes precedence; the MLP's kept bytes show the mode in effect */
+TEST(test_gpu_matmul_mode_from_the_config_and_the_environment) {
+    need_gpu();
+    const char *env = fp32_matmuls ? "fp32" : "bf16";
+    const char *got = backend_cuda_matmul("bf16");
+    CHECK(strcmp(got, env) == 0, "cuda.matmul = bf16 under ATTNLAB_CUDA_MATMUL=%s gave %s", env, got);
+    if (!fp32_matmuls && !getenv("ATTNLAB_CUDA_MATMUL")) {
+        got = backend_cuda_matmul("fp32");
+        CHECK(strcmp(got, "fp32") == 0, "cuda.matmul = fp32 gave %s", got);
+        CHECK(gpu->mlp_saved(1200, 64, 96) == (size_t)1200 * 96 * 2, "in fp32 mode the MLP keeps gate_up in fp32");
+        got = backend_cuda_matmul("bf16");
+        CHECK(strcmp(got, "bf16") == 0 && gpu->mlp_saved(1200, 64, 96) == (size_t)1200 * 96,
+              "back to bf16: gave %s, the MLP keeps %zu floats", got, gpu->mlp_saved(1200, 64, 96));
+    }
+}
+
 /* ---- the small ops ---- */
 
 TEST(test_gpu_norms_activations_and_gates) {
