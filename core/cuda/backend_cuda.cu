@@ -146,9 +146,12 @@ extern "C" void cuda_add(float *y, const float *x, size_t n) {
 // A product converts its operands to bf16 (bf16 tensor cores run at about twice TF32's rate) when
 // it does at least BF16_MIN_INTENSITY multiply-adds per converted element: below that, the pass
 // over both operands (4 bytes read, 2 written each) costs more than the faster product saves. At
-// 12 x 768 and 8 x 2048 tokens every projection's forward and backward products pass; decode's
-// (one token) and the chunkwise cores' small products do not.
-enum { BF16_MIN_INTENSITY = 384, BF16_MIN_FLOPS = 1 << 26 };
+// 12 x 768 and 8 x 2048 tokens every projection's forward and backward products pass, MLA's
+// latent ones included (at 384 a multiply-add, MLA's up-projection's weight gradient and input
+// gradient (intensity 307 and 380) and the down-projection's weight gradient (256) stayed TF32:
+// 3.3 ms of an MLA step in cuBLAS's TF32 kernels, at about 136 TFLOP/s); decode's (one token) and
+// the chunkwise cores' small products do not.
+enum { BF16_MIN_INTENSITY = 192, BF16_MIN_FLOPS = 1 << 26 };
 
 // rows x cols of a row-major fp32 matrix with leading dimension ld, packed into bf16 rows of cols:
 // a thread converts 4 neighbours (one 16-byte load, one 8-byte store where the rows allow it)
