@@ -6,6 +6,15 @@ autocast, AdamW (fused where PyTorch has it). The shape defaults to the issue's:
 d_model 768, 12 heads, sequence 2048, batch 8, byte vocabulary.
 
     python3 tests/reference/bench_torch_train.py [--modes eager,compile] [--steps 20] [--csv FILE]
+    PYTHONPATH=path/to/flash-linear-attention python3 tests/reference/bench_torch_train.py --ratio 3:1
+
+--ratio L:F makes the model a hybrid as attnlab's model.hybrid.ratio does (layer i is softmax
+attention when i mod (L + F) >= L; 1:0 is all KDA): its linear-time layers are fla's
+KimiDeltaAttention (heads of d_model / heads channels, short convolutions, fla's chunk kernels),
+the same layer attnlab's kda layer is checked against, so `bench train --set
+model.hybrid.ratio=3:1 --set model.hybrid.linear=kda --set model.hybrid.full=softmax` has its
+counterpart here. (fla's MultiheadLatentAttention needs the flash-attn package, which the GPU
+machines lack, so the full layers here are softmax attention.)
 
 Prints, per mode, the median step time of --steps steps after --warmup (torch.compile compiles in
 the warm-up), tokens/s, the parameter count, and the peak GPU memory (torch.cuda.max_memory_allocated),
@@ -40,34 +49,76 @@ def causal_attention(q, k, v):
     return scores.masked_fill(mask, float("-inf")).softmax(-1) @ v
 
 
-class Block(nn.Module):
-    def __init__(self, d, heads, d_ff, eps):
+class Attention(nn.Module):
+    def __init__(self, d, heads):
         super().__init__()
         self.heads = heads
-        self.norm1, self.norm2 = RMSNorm(d, eps), RMSNorm(d, eps)
         self.qkv = nn.Linear(d, 3 * d, bias=False)
         self.out = nn.Linear(d, d, bias=False)
+
+    def forward(self, x):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        return self.out(causal_attention(q, k, v).transpose(1, 2).reshape(B, T, C))
+
+
+class KDA(nn.Module):
+    """fla's KimiDeltaAttention, imported only when a model has such a layer"""
+
+    def __init__(self, d, heads):
+        super().__init__()
+        try:
+            from fla.layers import KimiDeltaAttention
+        except ImportError as e:
+            raise SystemExit(f"--ratio needs flash-linear-attention on PYTHONPATH ({e})")
+        self.layer = KimiDeltaAttention(hidden_size=d, head_dim=d // heads, num_heads=heads, expand_v=1.0,
+                                        use_short_conv=True, mode="chunk")
+
+    def forward(self, x):
+        return self.layer(x)[0]
+
+
+class Block(nn.Module):
+    def __init__(self, d, heads, d_ff, eps, linear):
+        super().__init__()
+        self.norm1, self.norm2 = RMSNorm(d, eps), RMSNorm(d, eps)
+        self.mixer = KDA(d, heads) if linear else Attention(d, heads)
         self.gate_up = nn.Linear(d, 2 * d_ff, bias=False)
         self.down = nn.Linear(d_ff, d, bias=False)
 
     def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(B, T, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
-        x = x + self.out(causal_attention(q, k, v).transpose(1, 2).reshape(B, T, C))
+        x = x + self.mixer(self.norm1(x))
         gate, up = self.gate_up(self.norm2(x)).chunk(2, dim=-1)
         return x + self.down(F.silu(gate) * up)
 
 
+def parse_ratio(ratio):
+    """(L, F) of an L:F hybrid, or None for an all-softmax model"""
+    if not ratio:
+        return None
+    try:
+        lin, full = (int(x) for x in ratio.split(":"))
+    except ValueError:
+        raise SystemExit(f"--ratio: '{ratio}' is not L:F (e.g. 3:1)")
+    if lin < 0 or full < 0 or lin + full == 0:
+        raise SystemExit(f"--ratio: '{ratio}' needs L, F >= 0 and L + F > 0")
+    return lin, full
+
+
+def is_linear(i, ratio):
+    return ratio is not None and i % sum(ratio) < ratio[0]
+
+
 class GPT(nn.Module):
-    def __init__(self, vocab, d, layers, heads, eps=1e-6, std=0.02):
+    def __init__(self, vocab, d, layers, heads, ratio=None, eps=1e-6, std=0.02):
         super().__init__()
         d_ff = ((8 * d + 2) // 3 + 63) // 64 * 64
         self.embed = nn.Embedding(vocab, d)
-        self.blocks = nn.ModuleList(Block(d, heads, d_ff, eps) for _ in range(layers))
+        self.blocks = nn.ModuleList(Block(d, heads, d_ff, eps, is_linear(i, ratio)) for i in range(layers))
         self.norm = RMSNorm(d, eps)
         self.head = nn.Linear(d, vocab, bias=False)
-        for p in self.parameters():
-            if p.dim() == 2:
+        for name, p in self.named_parameters():
+            if p.dim() == 2 and ".layer." not in name:  # fla's layers keep their own initialization
                 nn.init.normal_(p, std=std)
 
     def forward(self, tokens, targets):
@@ -96,7 +147,7 @@ def bench(mode, args):
     if mode == "compile" and not hasattr(torch, "compile"):
         return None, f"torch.compile needs PyTorch 2.0 or later (this is {torch.__version__})"
     torch.manual_seed(0)
-    model = GPT(args.vocab, args.d_model, args.layers, args.heads).to(args.device)
+    model = GPT(args.vocab, args.d_model, args.layers, args.heads, parse_ratio(args.ratio)).to(args.device)
     params = sum(p.numel() for p in model.parameters())
     opt, kind = make_optimizer(model, args.device)
     step_fn = torch.compile(model) if mode == "compile" else model
@@ -135,11 +186,15 @@ def main():
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--modes", default="eager,compile")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--ratio", default="", help="L:F hybrid of fla's KDA and softmax layers (1:0: all KDA)")
     parser.add_argument("--csv")
     args = parser.parse_args()
+    ratio = parse_ratio(args.ratio)
     where = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    print(f"torch {torch.__version__} on {where}: {args.layers} layers, d_model {args.d_model}, {args.heads} heads, "
-          f"sequence {args.seq}, batch {args.batch}, vocabulary {args.vocab}; medians of {args.steps} steps")
+    layout = f"{args.ratio} KDA (fla) / softmax" if ratio else "softmax"
+    print(f"torch {torch.__version__} on {where}: {args.layers} layers ({layout}), d_model {args.d_model}, "
+          f"{args.heads} heads, sequence {args.seq}, batch {args.batch}, vocabulary {args.vocab}; "
+          f"medians of {args.steps} steps")
     print(f"{'mode':<8} {'step ms':>9} {'tokens/s':>11} {'params':>12} {'peak GiB':>9}  optimizer")
     rows = []
     for mode in args.modes.split(","):
