@@ -1065,6 +1065,42 @@ if selected sweep_without_select_removes_the_selection; then
         fail sweep_without_select_removes_the_selection "$(ls "$TMP/results/sw" | tr '\n' ' '); $(tail -1 "$TMP/out")"
     fi
 fi
+# select.tune_seeds: the rates are scored on seed 1 alone, and seeds 2 and 3 train only at each
+# setting's chosen rate, once its seed-1 runs are done (a Slurm submission and --only wait for them)
+if selected sweep_select_tune_seeds_trains_other_seeds_at_the_choice; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweeptune "$(sweep_base 'grid = { ["train.lr"] = { 1e-3, 3e-3, 1e-2 }, seed = { 1, 2, 3 } },
+  select = { metric = "val_loss", goal = "min", over = { "train.lr" }, tune_seeds = { 1 } },')")
+    d="$TMP/results/sw"
+    "$A" run "$s" --only 4 >"$TMP/out_only" 2>&1
+    only_code=$?
+    "$A" run "$s" --slurm --dry-run >"$TMP/out_slurm" 2>&1
+    slurm_code=$?
+    "$A" run "$s" --jobs 2 >"$TMP/out" 2>&1
+    code=$?
+    "$A" run "$s" --status >"$TMP/out_status" 2>&1
+    value() { grep -o "\"val_loss\":[[:space:]]*[-0-9.e+]*" "$d/seed=$1,lr=$2/summary.json" | grep -o '[-0-9.e+]*$'; }
+    # the choice from seed 1 alone (the first in the sweep on a tie), then its three seeds' numbers
+    lr=$(for lr in 0.001 0.003 0.01; do echo "$lr $(value 1 $lr)"; done | awk 'NR == 1 || $2 < best { best = $2; lr = $1 } END { print lr }')
+    want=$(echo "$(value 1 "$lr") $(value 2 "$lr") $(value 3 "$lr")" |
+        awk -v lr="$lr" '{ lo = $1; hi = $1; for (i = 2; i <= 3; i++) { if ($i < lo) lo = $i; if ($i > hi) hi = $i }
+                          printf "%s,%.10g,%.10g,%.10g,3,3,3,0", lr, ($1 + $2 + $3) / 3, lo, hi }')
+    got=$(sed -n 2p "$d/selected.csv" | cut -d, -f1-8)
+    trained=$(ls "$d"/*/summary.json 2>/dev/null | wc -l)
+    not_chosen=$(grep -c '",not chosen,' "$d/summary.csv")
+    if [ "$only_code" -eq 1 ] && grep -q "run 4 (seed=2,lr=0.001) waits for the tuning runs of its setting" "$TMP/out_only" &&
+        [ "$slurm_code" -eq 0 ] && grep -q '^#SBATCH --array=1,2,3$' "$TMP/out_slurm" &&
+        grep -q "6 runs of other seeds wait for their settings' tuning runs" "$TMP/out_slurm" &&
+        [ "$code" -eq 0 ] && [ -n "$lr" ] && [ "$got" = "$want" ] && [ "$trained" -eq 5 ] && [ "$not_chosen" -eq 4 ] &&
+        [ -f "$d/seed=2,lr=$lr/summary.json" ] && [ -f "$d/seed=3,lr=$lr/summary.json" ] &&
+        grep -q "^total: 5 finished, 4 not chosen$" "$TMP/out_status" &&
+        grep -q "sweep 'sw': 5 of 5 runs done" "$TMP/out" &&
+        grep -q "scored by the mean val_loss of its runs of seed 1 (select.tune_seeds) that finished" "$d/summary.md"; then
+        ok sweep_select_tune_seeds_trains_other_seeds_at_the_choice
+    else
+        fail sweep_select_tune_seeds_trains_other_seeds_at_the_choice "only $only_code, slurm $slurm_code, run $code; lr $lr; want '$want', got '$got'; $trained trained, $not_chosen not chosen; $(tail -1 "$TMP/out") $(tail -1 "$TMP/out_status")"
+    fi
+fi
 select_error() { # select_error NAME PATTERN SELECT: a sweep with this select stops before any run (@: its file)
     local s
     s=$(cfg "$1" "$(sweep_base "$SELECT_GRID $3")")
@@ -1084,6 +1120,12 @@ select_error sweep_select_over_seed "@: field 'select.over': 'seed' cannot be ch
     'select = { metric = "val_loss", goal = "min", over = { "seed" } },'
 select_error sweep_select_bad_goal "@: field 'select.goal': expected \"max\" or \"min\", got 'lowest'" \
     'select = { metric = "val_loss", goal = "lowest", over = { "train.lr" } },'
+select_error sweep_select_tune_seeds_not_in_the_grid "@: field 'select.tune_seeds': seed 4 is not the seed of any run (the runs' seeds: 1, 2)" \
+    'select = { metric = "val_loss", goal = "min", over = { "train.lr" }, tune_seeds = { 4 } },'
+select_error sweep_select_tune_seeds_not_integers "@: field 'select.tune_seeds': item 1: expected a seed (an integer from 0), got 1.5" \
+    'select = { metric = "val_loss", goal = "min", over = { "train.lr" }, tune_seeds = { 1.5 } },'
+select_error sweep_select_tune_seeds_empty "@: field 'select.tune_seeds': expected a non-empty list of seeds, e.g. { 1 }, got an empty list" \
+    'select = { metric = "val_loss", goal = "min", over = { "train.lr" }, tune_seeds = { } },'
 s=$(cfg sweepbad1 "$(sweep_base 'grid = { ["model.mixr"] = { "kda" } },')")
 expect_error sweep_unknown_field_in_grid 1 "unknown field 'model.mixr' in $s (did you mean 'model.mixer'?) (in the grid)" "$A" run "$s"
 s=$(cfg sweepbad2 "$(sweep_base 'grid = { seed = { } },')")

@@ -451,6 +451,12 @@ static int cmd_run(int argc, char **argv) {
             for (int k = 0; k < sw.select.n_over; k++) printf("%s %s", k ? "," : "", sw.select.over[k]);
             printf(" with the %s mean %s over seeds (selected.csv)\n", sw.select.maximize ? "highest" : "lowest",
                    sw.select.metric);
+            if (sw.select.n_tune_seeds) {
+                printf("select.tune_seeds: scored on seed%s", sw.select.n_tune_seeds > 1 ? "s" : "");
+                for (int k = 0; k < sw.select.n_tune_seeds; k++) printf("%s %d", k ? "," : "", sw.select.tune_seeds[k]);
+                printf("; the runs of other seeds train only at each setting's chosen value, once its tuning runs are "
+                       "done\n");
+            }
         }
     } else {
         code = sweep_run(&sw, a.jobs ? (int)a.jobs : 1);
@@ -785,7 +791,9 @@ static const char *HELP_SWEEP =
     "field but the `over` fields and seed form a setting; each value of the `over` fields is scored\n"
     "by the mean metric of its seeds' finished runs (a value whose seeds all finished ranks first),\n"
     "and selected.csv (and a section of summary.md) gives each setting's best value, its mean,\n"
-    "min-max and seeds; plot draws only those runs. Everything is checked before the first run.\n";
+    "min-max and seeds; plot draws only those runs. select's tune_seeds = { 1 } scores on seed 1\n"
+    "alone and trains the other seeds only at each setting's chosen value, once its seed-1 runs are\n"
+    "done (the rest show as 'not chosen'). Everything is checked before the first run.\n";
 
 static const char *HELP_PLOT =
     "attnlab plot EXPERIMENT (a results folder, e.g. results/mqar, or its name under results/)\n"

@@ -1,5 +1,7 @@
 #include "slurm.h"
 
+#include "sweep_select.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -33,20 +35,26 @@ static void shell_quoted(FILE *f, const char *s) {
 }
 
 /* The 1-based indices of the runs neither finished nor running now (a task of an earlier
- * submission holds its folder), as sbatch's --array list ("2,5,7"); their count. */
-static int runs_to_submit(const Sweep *sw, char *list, size_t len) {
+ * submission holds its folder) nor left out by select.tune_seeds (waiting for their setting's
+ * tuning runs, or not chosen), as sbatch's --array list ("2,5,7"); their count, and in *waiting
+ * the runs that wait. */
+static int runs_to_submit(const Sweep *sw, char *list, size_t len, int *waiting) {
     int n = 0;
     size_t used = 0;
     list[0] = '\0';
+    RunNeed *need = sweep_run_needs(sw);
+    *waiting = 0;
     for (int i = 0; i < sw->n_runs; i++) {
         char *dir = sweep_run_dir(sw, &sw->runs[i]);
-        bool running = run_dir_in_use(dir);
+        bool running = run_dir_in_use(dir), over = sweep_run_finished(sw, &sw->runs[i]);
         free(dir);
-        if (!sweep_run_finished(sw, &sw->runs[i]) && !running) {
+        *waiting += !over && need[i] == RUN_WAITING;
+        if (!over && !running && need[i] == RUN_WANTED) {
             if (used < len) used += (size_t)snprintf(list + used, len - used, "%s%d", n ? "," : "", i + 1);
             n++;
         }
     }
+    free(need);
     if (used >= len) die("sweep '%s': %d runs to do make an --array list too long for sbatch", sw->experiment, n);
     return n;
 }
@@ -91,9 +99,14 @@ int slurm_submit(const Sweep *sw, const char *config_path, char **sets, int n_se
     if (!sbatch && !opt->dry_run)
         die("--slurm: sbatch is not on the PATH (is this a Slurm login node?); --dry-run writes the script only");
     char array[8192];
-    int n = runs_to_submit(sw, array, sizeof array);
+    int waiting, n = runs_to_submit(sw, array, sizeof array, &waiting);
+    /* a job array cannot wait for a choice its own tasks make: the other seeds are a later submission */
+    if (waiting)
+        printf("sweep '%s': %d run%s of other seeds wait for their settings' tuning runs (select.tune_seeds): run "
+               "--slurm again when those are done\n", sw->experiment, waiting, waiting == 1 ? "" : "s");
     if (n == 0) {
-        printf("sweep '%s': all %d runs finished or running; nothing to submit\n", sw->experiment, sw->n_runs);
+        printf("sweep '%s': all %d runs finished%s; nothing to submit\n", sw->experiment, sw->n_runs,
+               sw->select.n_tune_seeds ? ", running, waiting or not chosen" : " or running");
         free(sbatch);
         return 0;
     }

@@ -568,21 +568,52 @@ void sweep_write_summary(const Sweep *sw) {
     free(path);
 }
 
-static void write_summary_files(const Sweep *sw) {
-    /* columns: run, status, reason, every swept field, the standard numbers, every task metric */
-    const char *fields[64];
+int sweep_swept_fields(const Sweep *sw, const char **fields, int max) {
     int n_fields = 0;
     for (int i = 0; i < sw->n_runs; i++)
         for (int j = 0; j < sw->runs[i].n_overrides; j++) {
             bool seen = false;
             for (int k = 0; k < n_fields; k++) seen |= strcmp(fields[k], sw->runs[i].paths[j]) == 0;
-            if (!seen && n_fields < 64) fields[n_fields++] = sw->runs[i].paths[j];
+            if (!seen && n_fields < max) fields[n_fields++] = sw->runs[i].paths[j];
         }
-    cJSON **sums = xcalloc((size_t)sw->n_runs, sizeof(cJSON *));
+    return n_fields;
+}
+
+static cJSON **read_summaries(const Sweep *sw) {
+    cJSON **sums = xcalloc((size_t)sw->n_runs + 1, sizeof(cJSON *));
+    for (int i = 0; i < sw->n_runs; i++) sums[i] = sweep_read_summary(sw, &sw->runs[i]);
+    return sums;
+}
+
+static void free_summaries(const Sweep *sw, cJSON **sums) {
+    for (int i = 0; i < sw->n_runs; i++) cJSON_Delete(sums[i]);
+    free(sums);
+}
+
+RunNeed *sweep_run_needs(const Sweep *sw) {
+    RunNeed *need = xcalloc((size_t)sw->n_runs + 1, sizeof(RunNeed)); /* RUN_WANTED */
+    if (!sw->select.metric || !sw->select.n_tune_seeds) return need;   /* no summary to read */
+    cJSON **sums = read_summaries(sw);
+    select_run_needs(sw, sums, need);
+    free_summaries(sw, sums);
+    return need;
+}
+
+/* The state a run without a summary shows in the tables and --status. */
+const char *sweep_unstarted_state(RunNeed need) {
+    return need == RUN_NOT_CHOSEN ? "not chosen" : need == RUN_WAITING ? "waiting" : "pending";
+}
+
+static void write_summary_files(const Sweep *sw) {
+    /* columns: run, status, reason, every swept field, the standard numbers, every task metric */
+    const char *fields[64];
+    int n_fields = sweep_swept_fields(sw, fields, 64);
+    cJSON **sums = read_summaries(sw);
+    RunNeed *need = xcalloc((size_t)sw->n_runs + 1, sizeof(RunNeed));
+    select_run_needs(sw, sums, need);
     char metrics[64][48];
     int n_metrics = 0;
     for (int i = 0; i < sw->n_runs; i++) {
-        sums[i] = sweep_read_summary(sw, &sw->runs[i]);
         const cJSON *m = sums[i] ? cJSON_GetObjectItemCaseSensitive(sums[i], "metrics") : NULL;
         const cJSON *item;
         cJSON_ArrayForEach(item, m) {
@@ -618,7 +649,7 @@ static void write_summary_files(const Sweep *sw) {
     for (int i = 0; i < sw->n_runs; i++) {
         const SweepRun *r = &sw->runs[i];
         const cJSON *o = sums[i];
-        const char *status = o && sweep_json_string(o, "status") ? sweep_json_string(o, "status") : "pending";
+        const char *status = o && sweep_json_string(o, "status") ? sweep_json_string(o, "status") : sweep_unstarted_state(need[i]);
         const char *reason = o && sweep_json_string(o, "reason") ? sweep_json_string(o, "reason") : "";
         sweep_csv_cell(csv.f, r->name);
         fputc(',', csv.f);
@@ -653,8 +684,8 @@ static void write_summary_files(const Sweep *sw) {
     }
     select_write(sw, sums, fields, n_fields, md.f);
     if (!atomic_commit(&csv, &err) || !atomic_commit(&md, &err)) die("%s", err.msg);
-    for (int i = 0; i < sw->n_runs; i++) cJSON_Delete(sums[i]);
-    free(sums);
+    free_summaries(sw, sums);
+    free(need);
     free(csv_path);
     free(md_path);
 }
@@ -967,7 +998,7 @@ static void status_line(const Sweep *sw, int done, int total, const int *running
 typedef struct {
     Sweep *sw;
     int jobs, total, done, failed, next, n_running;
-    bool *todo;
+    bool *todo, *started;
     int *order; /* run indices in the order they start (start_order) */
     pid_t *pids;
     bool *told; /* a stop was passed to this slot's run */
@@ -989,16 +1020,30 @@ bool sweep_run_finished(const Sweep *sw, const SweepRun *r) {
     return finished;
 }
 
-/* Marks the runs still to do; returns how many are done already. */
-static int find_todo(const Sweep *sw, bool *todo) {
-    int done = 0;
+/* Marks the runs still to do and counts the runs the sweep will have trained (total): only a
+ * finished run is done (a failed one is tried again from its last checkpoint: a full disk passes,
+ * a non-finite loss comes back at once; the others resume). With select.tune_seeds a run is to do
+ * once it is wanted (sweep_select.c), and the runs are found again as tuning runs end; a run this
+ * sweep started already is never started twice. Returns the runs waiting for their tuning. */
+static int find_todo(Jobs *j) {
+    const Sweep *sw = j->sw;
+    RunNeed *need = sweep_run_needs(sw);
+    int waiting = 0;
+    j->total = 0;
     for (int i = 0; i < sw->n_runs; i++) {
-        /* only a finished run is done: a failed one is tried again from its last checkpoint
-         * (a full disk passes; a non-finite loss comes back at once), the others resume */
         bool over = sweep_run_finished(sw, &sw->runs[i]);
-        todo[i] = !over && (!sw->only || i == sw->only - 1);
-        done += over;
+        j->todo[i] = !over && !j->started[i] && need[i] == RUN_WANTED && (!sw->only || i == sw->only - 1);
+        j->total += over || need[i] != RUN_NOT_CHOSEN;
+        waiting += !over && need[i] == RUN_WAITING;
     }
+    j->next = 0;
+    free(need);
+    return waiting;
+}
+
+static int count_finished(const Sweep *sw) {
+    int done = 0;
+    for (int i = 0; i < sw->n_runs; i++) done += sweep_run_finished(sw, &sw->runs[i]);
     return done;
 }
 
@@ -1045,8 +1090,8 @@ static int *start_order(const Sweep *sw) {
 /* Forks the next runs to do into the free slots; none once a stop was asked for. */
 static void start_runs(Jobs *j) {
     while (!sweep_stop && j->n_running < j->jobs) {
-        while (j->next < j->total && !j->todo[j->order[j->next]]) j->next++;
-        if (j->next == j->total) break;
+        while (j->next < j->sw->n_runs && !j->todo[j->order[j->next]]) j->next++;
+        if (j->next == j->sw->n_runs) break;
         int slot = 0, run = j->order[j->next++];
         while (j->pids[slot]) slot++;
         fflush(NULL);
@@ -1054,6 +1099,7 @@ static void start_runs(Jobs *j) {
         if (pid < 0) die("cannot start a run: fork failed");
         if (pid == 0) run_child(j->sw, &j->sw->runs[run], j->jobs, slot);
         j->pids[slot] = pid;
+        j->started[run] = true;
         j->told[slot] = false;
         j->slot_run[slot] = run;
         j->n_running++;
@@ -1126,6 +1172,7 @@ static void run_ended(Jobs *j, pid_t pid, int status) {
     printf("[%d/%d] %s %s\n", j->done, j->total, r->name, what);
     fflush(stdout);
     sweep_write_summary(j->sw);
+    if (j->sw->select.n_tune_seeds) find_todo(j); /* the tuning may have chosen */
 }
 
 int sweep_run(Sweep *sw, int jobs) {
@@ -1135,15 +1182,34 @@ int sweep_run(Sweep *sw, int jobs) {
     if (!mkdir_p(logs, &err)) die("%s", err.msg);
     free(logs);
     on_terminal = isatty(STDOUT_FILENO);
-    Jobs j = {.sw = sw, .jobs = jobs, .total = sw->n_runs, .todo = xcalloc((size_t)sw->n_runs, sizeof(bool)),
-              .order = start_order(sw)};
-    j.done = find_todo(sw, j.todo);
-    if (sw->only)
+    Jobs j = {.sw = sw, .jobs = jobs, .todo = xcalloc((size_t)sw->n_runs + 1, sizeof(bool)),
+              .started = xcalloc((size_t)sw->n_runs + 1, sizeof(bool)), .order = start_order(sw)};
+    int waiting = find_todo(&j);
+    j.done = count_finished(sw);
+    if (sw->only) {
+        RunNeed *need = sweep_run_needs(sw);
+        const SweepRun *r = &sw->runs[sw->only - 1];
+        RunNeed n = need[sw->only - 1];
+        free(need);
+        bool over = sweep_run_finished(sw, r);
+        if (!over && n != RUN_WANTED) { /* select.tune_seeds */
+            printf("sweep '%s': run %d (%s) %s; nothing run\n", sw->experiment, sw->only, r->name,
+                   n == RUN_WAITING ? "waits for the tuning runs of its setting (select.tune_seeds): run it when they are done"
+                                    : "is not chosen: its setting's tuning runs chose another value (select.tune_seeds)");
+            free(j.todo);
+            free(j.started);
+            free(j.order);
+            return n == RUN_WAITING ? 1 : 0;
+        }
         printf("sweep '%s': run %d of %d (%s)%s; results in %s/ (logs in %s/logs/)\n", sw->experiment, sw->only,
-               j.total, sw->runs[sw->only - 1].name, j.todo[sw->only - 1] ? "" : ", already done", sw->dir, sw->dir);
-    else
+               sw->n_runs, r->name, over ? ", already done" : "", sw->dir, sw->dir);
+    } else {
         printf("sweep '%s': %d run%s, %d already done, %d job%s; results in %s/ (logs in %s/logs/)\n",
                sw->experiment, j.total, j.total == 1 ? "" : "s", j.done, jobs, jobs == 1 ? "" : "s", sw->dir, sw->dir);
+        if (sw->select.n_tune_seeds)
+            printf("select.tune_seeds: %d run%s of other seeds train once their settings' tuning runs are done, %d "
+                   "not chosen\n", waiting, waiting == 1 ? "" : "s", sw->n_runs - j.total);
+    }
     fflush(stdout);
     sweep_write_summary(sw);
     install_sweep_signal_handlers();
@@ -1165,6 +1231,7 @@ int sweep_run(Sweep *sw, int jobs) {
     printf("sweep '%s': %d of %d runs done%s; %s/summary.csv, summary.md%s\n", sw->experiment, j.done, j.total,
            j.failed ? " (some failed: see the status column)" : "", sw->dir, sw->select.metric ? ", selected.csv" : "");
     free(j.todo);
+    free(j.started);
     free(j.order);
     free(j.pids);
     free(j.told);

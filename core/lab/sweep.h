@@ -28,14 +28,18 @@ typedef struct {
  * unfinished one starts again from step 0: a checkpoint never resumes into another config). */
 typedef enum { CHANGED_REFUSE, CHANGED_RERUN, CHANGED_KEEP } ChangedRuns;
 
-/* `select = { metric = ..., goal = "max" | "min", over = { field, ... } }`: within each setting
- * (the runs that agree on every swept field but the `over` fields and seed), the value of the
- * `over` fields whose seeds score best on average. */
+/* `select = { metric = ..., goal = "max" | "min", over = { field, ... }, tune_seeds = { ... } }`:
+ * within each setting (the runs that agree on every swept field but the `over` fields and seed),
+ * the value of the `over` fields whose seeds score best on average. With tune_seeds, only those
+ * seeds score, and a run of another seed trains only at its setting's chosen value, once the
+ * setting's tuning runs are all done (sweep_select.c). */
 typedef struct {
     char *metric; /* NULL: the sweep selects nothing */
     bool maximize;
     int n_over;
     char *over[SWEEP_MAX_OVERRIDES];
+    int n_tune_seeds; /* 0: every seed scores and every run trains */
+    int tune_seeds[SWEEP_MAX_OVERRIDES];
 } SweepSelect;
 
 typedef struct {

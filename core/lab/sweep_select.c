@@ -18,7 +18,14 @@
  *   seeds, how many of its seeds finished, how many candidates were tried, how many runs failed,
  *   a note, and the chosen runs; no numbers when no run of the setting finished.
  * Written to selected.csv (a row per setting), a section of summary.md, and selected.json (the
- * chosen runs and the `over` fields, which `attnlab plot` reads to draw only those runs). */
+ * chosen runs and the `over` fields, which `attnlab plot` reads to draw only those runs).
+ *
+ * `tune_seeds = { 1 }` tunes on some seeds and reports all (the protocol that halves a grid's cost
+ * when one seed tells the rates apart): candidates are scored by their runs of those seeds alone,
+ * and a run of another seed is wanted only once every tuning run of its setting is done (finished
+ * or failed), and then only if it belongs to the chosen candidate. The others are "not chosen":
+ * never trained, left out of the counts and notes. The row's mean, min-max and seeds stay the
+ * chosen candidate's over all its seeds. */
 #include "sweep_select.h"
 
 #include <errno.h>
@@ -38,6 +45,33 @@ static int raw_field(lua_State *L, int idx, const char *key) {
 }
 
 static const char *const SELECT_USAGE = "{ metric = \"val_accuracy\", goal = \"max\", over = { \"train.lr\" } }";
+
+static bool parse_tune_seeds(SweepSelect *sel, lua_State *L, int idx, const char *path, Error *err) {
+    if (lua_type(L, idx) == LUA_TNIL) return true;
+    if (lua_type(L, idx) != LUA_TTABLE || lua_rawlen(L, idx) == 0)
+        return error_set(err, "%s: field 'select.tune_seeds': expected a non-empty list of seeds, e.g. { 1 }, got %s", path,
+                         lua_type(L, idx) == LUA_TTABLE ? "an empty list" : luaL_typename(L, idx));
+    int n = (int)lua_rawlen(L, idx);
+    if (n > SWEEP_MAX_OVERRIDES)
+        return error_set(err, "%s: field 'select.tune_seeds': %d seeds, at most %d", path, n, SWEEP_MAX_OVERRIDES);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, idx, i);
+        int is_int = 0;
+        lua_Integer v = lua_tointegerx(L, -1, &is_int);
+        bool number = lua_type(L, -1) == LUA_TNUMBER;
+        char got[64];
+        snprintf(got, sizeof got, "%s", number ? lua_tostring(L, -1) : luaL_typename(L, -1));
+        lua_pop(L, 1);
+        if (!number || !is_int || v < 0 || v > 2147483647)
+            return error_set(err, "%s: field 'select.tune_seeds': item %d: expected a seed (an integer from 0), got %s", path,
+                             i, got);
+        for (int k = 0; k < sel->n_tune_seeds; k++)
+            if (sel->tune_seeds[k] == (int)v)
+                return error_set(err, "%s: field 'select.tune_seeds': seed %d is listed twice", path, (int)v);
+        sel->tune_seeds[sel->n_tune_seeds++] = (int)v;
+    }
+    return true;
+}
 
 static bool parse_over(SweepSelect *sel, lua_State *L, int idx, const char *path, Error *err) {
     if (lua_type(L, idx) != LUA_TTABLE || lua_rawlen(L, idx) == 0)
@@ -76,8 +110,9 @@ bool select_parse(SweepSelect *sel, lua_State *L, int idx, const char *path, Err
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "(not a name)";
-        if (strcmp(key, "metric") != 0 && strcmp(key, "goal") != 0 && strcmp(key, "over") != 0) {
-            error_set(err, "%s: unknown key '%s' in select (expected metric, goal, over)", path, key);
+        if (strcmp(key, "metric") != 0 && strcmp(key, "goal") != 0 && strcmp(key, "over") != 0 &&
+            strcmp(key, "tune_seeds") != 0) {
+            error_set(err, "%s: unknown key '%s' in select (expected metric, goal, over, tune_seeds)", path, key);
             lua_pop(L, 2);
             return false;
         }
@@ -101,6 +136,10 @@ bool select_parse(SweepSelect *sel, lua_State *L, int idx, const char *path, Err
     if (!ok) return false;
     raw_field(L, idx, "over");
     ok = parse_over(sel, L, -1, path, err);
+    lua_pop(L, 1);
+    if (!ok) return false;
+    raw_field(L, idx, "tune_seeds");
+    ok = parse_tune_seeds(sel, L, -1, path, err);
     lua_pop(L, 1);
     return ok;
 }
@@ -127,6 +166,21 @@ bool select_check_over(const Sweep *sw, Error *err) {
         if (!varies)
             return error_set(err, "%s: field 'select.over': '%s' is %s in every run: nothing to choose between", sw->source,
                              field, first);
+    }
+    for (int k = 0; k < sw->select.n_tune_seeds; k++) {
+        bool used = false;
+        char seeds[256] = "";
+        size_t n = 0;
+        for (int i = 0; i < sw->n_runs; i++) {
+            int seed = sw->runs[i].cfg.seed;
+            used |= seed == sw->select.tune_seeds[k];
+            bool listed = false;
+            for (int j = 0; j < i; j++) listed |= sw->runs[j].cfg.seed == seed;
+            if (!listed && n < sizeof seeds) n += (size_t)snprintf(seeds + n, sizeof seeds - n, "%s%d", n ? ", " : "", seed);
+        }
+        if (!used)
+            return error_set(err, "%s: field 'select.tune_seeds': seed %d is not the seed of any run (the runs' seeds: %s)",
+                             sw->source, sw->select.tune_seeds[k], seeds);
     }
     return true;
 }
@@ -216,20 +270,6 @@ static int cmp_keyed(const void *a, const void *b) {
     return c ? c : x->index - y->index;
 }
 
-typedef struct {
-    int first;        /* its first run in sweep order */
-    int n, counted, failed;
-    int not_learned, stale; /* among the counted runs */
-    double sum, lo, hi;
-} Candidate;
-
-typedef struct {
-    int first;
-    int cand_begin, cand_end; /* its candidates, [begin, end) in `cands` */
-    int n, failed, not_done;
-    int chosen; /* index into cands, or -1 */
-} Setting;
-
 static bool is_over(const SweepSelect *sel, const char *field) {
     for (int k = 0; k < sel->n_over; k++)
         if (strcmp(sel->over[k], field) == 0) return true;
@@ -262,20 +302,177 @@ static RunState run_state(const cJSON *summary, double value) {
     return RUN_NOT_DONE;
 }
 
-/* A candidate all of whose runs finished and learned ranks ahead of one all of whose runs
- * finished, which ranks ahead of one with failed or unfinished runs. */
+/* A candidate's runs as they count for choosing (the tuning seeds') or for reporting (all). */
+typedef struct {
+    int n, counted;
+    int not_learned, stale; /* among the counted runs */
+    double sum, lo, hi;
+} Tally;
+
+typedef struct {
+    int first; /* its first run in sweep order */
+    int failed;
+    Tally all, tune; /* without tune_seeds the two are the same */
+} Candidate;
+
+typedef struct {
+    int first;
+    int cand_begin, cand_end; /* its candidates, [begin, end) in `cands` */
+    int n, failed, not_done;  /* over the runs that are or may be trained (not the not-chosen ones) */
+    int tune_not_done;        /* tuning runs not finished or failed yet: the choice may still change */
+    int chosen;               /* index into cands, or -1 */
+} Setting;
+
+/* Every run's candidate and setting, and each setting's choice. */
+typedef struct {
+    Candidate *cands;
+    Setting *settings;
+    int n_cands, n_settings;
+    int *cand_of, *setting_of, *by_first; /* by run; by_first: candidates in sweep order */
+    RunNeed *need;                        /* by run */
+    const char **setting_fields;          /* every swept field but the `over` ones and the seed */
+    int n_setting;
+} Selection;
+
+static bool is_tune_seed(const SweepSelect *sel, int seed) {
+    for (int k = 0; k < sel->n_tune_seeds; k++)
+        if (sel->tune_seeds[k] == seed) return true;
+    return sel->n_tune_seeds == 0;
+}
+
+static void tally_add(Tally *t, RunState st, double v, bool not_learned, bool stale) {
+    t->n++;
+    if (st != RUN_COUNTED) return;
+    t->counted++;
+    t->not_learned += not_learned;
+    t->stale += stale;
+    t->sum += v;
+    t->lo = fmin(t->lo, v);
+    t->hi = fmax(t->hi, v);
+}
+
+/* A candidate all of whose tuning runs finished and learned ranks ahead of one all of whose
+ * tuning runs finished, which ranks ahead of one with failed or unfinished runs. */
 static int choose(const SweepSelect *sel, const Candidate *cands, const Setting *s, const int *by_first) {
     for (int pass = 0; pass < 3; pass++) {
         int best = -1;
         for (int j = s->cand_begin; j < s->cand_end; j++) {
-            const Candidate *c = &cands[by_first[j]];
-            if (!c->counted || (pass < 2 && c->counted < c->n) || (pass == 0 && c->not_learned)) continue;
-            double mean = c->sum / c->counted, best_mean = best < 0 ? 0 : cands[best].sum / cands[best].counted;
+            const Tally *t = &cands[by_first[j]].tune;
+            if (!t->counted || (pass < 2 && t->counted < t->n) || (pass == 0 && t->not_learned)) continue;
+            double mean = t->sum / t->counted, best_mean = best < 0 ? 0 : cands[best].tune.sum / cands[best].tune.counted;
             if (best < 0 || (sel->maximize ? mean > best_mean : mean < best_mean)) best = by_first[j];
         }
         if (best >= 0) return best;
     }
     return -1;
+}
+
+/* A run of a tuning seed is wanted; another waits until its setting's tuning runs are done, and
+ * is then wanted only in the chosen candidate. */
+static RunNeed run_need(const Sweep *sw, const Selection *x, int i) {
+    if (is_tune_seed(&sw->select, sw->runs[i].cfg.seed)) return RUN_WANTED;
+    const Setting *s = &x->settings[x->setting_of[i]];
+    if (s->tune_not_done) return RUN_WAITING;
+    return s->chosen >= 0 && x->cand_of[i] == s->chosen ? RUN_WANTED : RUN_NOT_CHOSEN;
+}
+
+static void selection_build(Selection *x, const Sweep *sw, cJSON *const *sums, const char *const *fields, int n_fields) {
+    const SweepSelect *sel = &sw->select;
+    int n = sw->n_runs;
+    memset(x, 0, sizeof *x);
+    x->setting_fields = xcalloc((size_t)n_fields + 1, sizeof(char *));
+    for (int k = 0; k < n_fields; k++)
+        if (!is_over(sel, fields[k]) && strcmp(fields[k], "seed") != 0) x->setting_fields[x->n_setting++] = fields[k];
+    /* group the runs: sorted by (setting, value, position in the sweep) */
+    Keyed *keyed = xcalloc((size_t)n + 1, sizeof(Keyed));
+    for (int i = 0; i < n; i++) {
+        keyed[i].index = i;
+        keyed[i].setting = joined_values(&sw->runs[i], x->setting_fields, x->n_setting);
+        keyed[i].value = joined_values(&sw->runs[i], (const char *const *)sel->over, sel->n_over);
+    }
+    qsort(keyed, (size_t)n, sizeof(Keyed), cmp_keyed);
+    x->cands = xcalloc((size_t)n + 1, sizeof(Candidate));
+    x->settings = xcalloc((size_t)n + 1, sizeof(Setting));
+    x->cand_of = xcalloc((size_t)n + 1, sizeof(int));
+    x->setting_of = xcalloc((size_t)n + 1, sizeof(int));
+    x->by_first = xcalloc((size_t)n + 1, sizeof(int));
+    x->need = xcalloc((size_t)n + 1, sizeof(RunNeed));
+    RunState *state = xcalloc((size_t)n + 1, sizeof(RunState));
+    for (int j = 0; j < n; j++) {
+        const Keyed *k = &keyed[j];
+        bool new_setting = j == 0 || strcmp(k->setting, keyed[j - 1].setting) != 0;
+        if (new_setting || strcmp(k->value, keyed[j - 1].value) != 0) { /* the first of a group has its lowest index */
+            if (new_setting) x->settings[x->n_settings++] = (Setting){.first = k->index, .cand_begin = x->n_cands, .chosen = -1};
+            Tally empty = {.lo = INFINITY, .hi = -INFINITY};
+            x->cands[x->n_cands++] = (Candidate){.first = k->index, .all = empty, .tune = empty};
+            x->settings[x->n_settings - 1].cand_end = x->n_cands;
+        }
+        int i = k->index;
+        Candidate *c = &x->cands[x->n_cands - 1];
+        Setting *s = &x->settings[x->n_settings - 1];
+        x->cand_of[i] = x->n_cands - 1;
+        x->setting_of[i] = x->n_settings - 1;
+        double v = sums[i] ? metric_value(sums[i], sel->metric) : NAN;
+        state[i] = run_state(sums[i], v);
+        bool not_learned = state[i] == RUN_COUNTED && sweep_not_learned(sums[i]), stale = sw->runs[i].stale != NULL;
+        tally_add(&c->all, state[i], v, not_learned, stale);
+        if (is_tune_seed(sel, sw->runs[i].cfg.seed)) {
+            tally_add(&c->tune, state[i], v, not_learned, stale);
+            s->tune_not_done += state[i] == RUN_NOT_DONE;
+        }
+    }
+    /* within a setting, candidates in sweep order (ties go to the first) */
+    for (int c = 0; c < x->n_cands; c++) x->by_first[c] = c;
+    for (int si = 0; si < x->n_settings; si++) {
+        Setting *s = &x->settings[si];
+        for (int a = s->cand_begin; a < s->cand_end; a++)
+            for (int b = a + 1; b < s->cand_end; b++)
+                if (x->cands[x->by_first[b]].first < x->cands[x->by_first[a]].first) {
+                    int t = x->by_first[a];
+                    x->by_first[a] = x->by_first[b];
+                    x->by_first[b] = t;
+                }
+        s->chosen = choose(sel, x->cands, s, x->by_first);
+    }
+    /* what may still train, and the counts over it */
+    for (int i = 0; i < n; i++) {
+        x->need[i] = run_need(sw, x, i);
+        if (x->need[i] == RUN_NOT_CHOSEN) continue;
+        Setting *s = &x->settings[x->setting_of[i]];
+        s->n++;
+        s->failed += state[i] == RUN_FAILED;
+        x->cands[x->cand_of[i]].failed += state[i] == RUN_FAILED;
+        s->not_done += state[i] == RUN_NOT_DONE;
+    }
+    for (int i = 0; i < n; i++) {
+        free(keyed[i].setting);
+        free(keyed[i].value);
+    }
+    free(keyed);
+    free(state);
+}
+
+static void selection_free(Selection *x) {
+    free(x->cands);
+    free(x->settings);
+    free(x->cand_of);
+    free(x->setting_of);
+    free(x->by_first);
+    free(x->need);
+    free(x->setting_fields);
+}
+
+void select_run_needs(const Sweep *sw, cJSON *const *sums, RunNeed *need) {
+    if (!sw->select.metric || !sw->select.n_tune_seeds) {
+        for (int i = 0; i < sw->n_runs; i++) need[i] = RUN_WANTED;
+        return;
+    }
+    const char *fields[64];
+    int n_fields = sweep_swept_fields(sw, fields, 64);
+    Selection x;
+    selection_build(&x, sw, sums, fields, n_fields);
+    memcpy(need, x.need, sizeof(RunNeed) * (size_t)sw->n_runs);
+    selection_free(&x);
 }
 
 static void setting_note(const Setting *s, const Candidate *chosen, char *buf, size_t len) {
@@ -286,19 +483,17 @@ static void setting_note(const Setting *s, const Candidate *chosen, char *buf, s
         else snprintf(buf, len, "no run finished yet (%d not done; %d failed)", s->not_done, s->failed);
         return;
     }
-    if (chosen->counted < chosen->n)
-        n += (size_t)snprintf(buf + n, len - n, "incomplete: %d of %d seeds finished", chosen->counted, chosen->n);
-    if (s->not_done && n < len)
-        n += (size_t)snprintf(buf + n, len - n, "%sprovisional: %d run%s not done", n ? "; " : "", s->not_done,
-                              s->not_done == 1 ? "" : "s");
+    const Tally *t = &chosen->all;
+    if (t->counted < t->n) n += (size_t)snprintf(buf + n, len - n, "incomplete: %d of %d seeds finished", t->counted, t->n);
+    if (s->not_done && n < len) /* once the tuning runs are done, only the chosen value's other seeds remain */
+        n += (size_t)snprintf(buf + n, len - n, "%s%s%d run%s not done", n ? "; " : "", s->tune_not_done ? "provisional: " : "",
+                              s->not_done, s->not_done == 1 ? "" : "s");
     if (s->failed && n < len)
         n += (size_t)snprintf(buf + n, len - n, "%s%d run%s failed", n ? "; " : "", s->failed, s->failed == 1 ? "" : "s");
-    if (chosen->not_learned && n < len)
-        n += (size_t)snprintf(buf + n, len - n, "%snot learned: %d of %d seeds", n ? "; " : "", chosen->not_learned,
-                              chosen->counted);
-    if (chosen->stale && n < len)
-        snprintf(buf + n, len - n, "%sstale: %d run%s of another config", n ? "; " : "", chosen->stale,
-                 chosen->stale == 1 ? "" : "s");
+    if (t->not_learned && n < len)
+        n += (size_t)snprintf(buf + n, len - n, "%snot learned: %d of %d seeds", n ? "; " : "", t->not_learned, t->counted);
+    if (t->stale && n < len)
+        snprintf(buf + n, len - n, "%sstale: %d run%s of another config", n ? "; " : "", t->stale, t->stale == 1 ? "" : "s");
 }
 
 /* ---- writing ---- */
@@ -342,14 +537,15 @@ static void write_row(FILE *csv, FILE *md, const Sweep *sw, const Setting *s, co
         sweep_csv_cell(csv, v);
         fprintf(md, "| %s ", v[0] ? v : "-");
     }
-    double stats[3] = {c ? c->sum / c->counted : NAN, c ? c->lo : NAN, c ? c->hi : NAN};
+    const Tally *t = c ? &c->all : NULL;
+    double stats[3] = {t ? t->sum / t->counted : NAN, t ? t->lo : NAN, t ? t->hi : NAN};
     for (int k = 0; k < 3; k++) {
         sweep_number_text(num[k], sizeof num[k], stats[k], false);
         fprintf(csv, ",%s", num[k]);
     }
     setting_note(s, c, note, sizeof note);
     int n_cands = s->cand_end - s->cand_begin;
-    fprintf(csv, ",%d,%d,%d,%d,", c ? c->counted : 0, c ? c->n : 0, n_cands, s->failed);
+    fprintf(csv, ",%d,%d,%d,%d,", t ? t->counted : 0, t ? t->n : 0, n_cands, s->failed);
     sweep_csv_cell(csv, note);
     fputc(',', csv);
     char *runs = candidate_runs(sw, cand_of, s->chosen);
@@ -357,7 +553,7 @@ static void write_row(FILE *csv, FILE *md, const Sweep *sw, const Setting *s, co
     fputc('\n', csv);
     free(runs);
     for (int k = 0; k < 3; k++) sweep_number_text(num[k], sizeof num[k], stats[k], true);
-    if (c) fprintf(md, "| %s | %s-%s | %d/%d ", num[0], num[1], num[2], c->counted, c->n);
+    if (t) fprintf(md, "| %s | %s-%s | %d/%d ", num[0], num[1], num[2], t->counted, t->n);
     else fputs("| - | - | - ", md);
     fprintf(md, "| %d | %s |\n", n_cands, note);
 }
@@ -393,65 +589,11 @@ void select_write(const Sweep *sw, cJSON *const *sums, const char *const *fields
         free(json_path);
         return;
     }
-    /* the setting's fields: every swept field but the `over` ones and the seed */
-    const char **setting_fields = xcalloc((size_t)n_fields + 1, sizeof(char *));
-    int n_setting = 0;
-    for (int k = 0; k < n_fields; k++)
-        if (!is_over(sel, fields[k]) && strcmp(fields[k], "seed") != 0) setting_fields[n_setting++] = fields[k];
-    /* group the runs: sorted by (setting, value, position in the sweep) */
-    int n = sw->n_runs;
-    Keyed *keyed = xcalloc((size_t)n, sizeof(Keyed));
-    for (int i = 0; i < n; i++) {
-        keyed[i].index = i;
-        keyed[i].setting = joined_values(&sw->runs[i], setting_fields, n_setting);
-        keyed[i].value = joined_values(&sw->runs[i], (const char *const *)sel->over, sel->n_over);
-    }
-    qsort(keyed, (size_t)n, sizeof(Keyed), cmp_keyed);
-    Candidate *cands = xcalloc((size_t)n, sizeof(Candidate));
-    Setting *settings = xcalloc((size_t)n, sizeof(Setting));
-    int *cand_of = xcalloc((size_t)n, sizeof(int)), *by_first = xcalloc((size_t)n, sizeof(int));
-    int n_cands = 0, n_settings = 0;
-    for (int j = 0; j < n; j++) {
-        const Keyed *k = &keyed[j];
-        bool new_setting = j == 0 || strcmp(k->setting, keyed[j - 1].setting) != 0;
-        if (new_setting || strcmp(k->value, keyed[j - 1].value) != 0) { /* the first of a group has its lowest index */
-            if (new_setting) settings[n_settings++] = (Setting){.first = k->index, .cand_begin = n_cands, .chosen = -1};
-            cands[n_cands++] = (Candidate){.first = k->index, .lo = INFINITY, .hi = -INFINITY};
-            settings[n_settings - 1].cand_end = n_cands;
-        }
-        Candidate *c = &cands[n_cands - 1];
-        Setting *s = &settings[n_settings - 1];
-        cand_of[k->index] = n_cands - 1;
-        double v = sums[k->index] ? metric_value(sums[k->index], sel->metric) : NAN;
-        RunState st = run_state(sums[k->index], v);
-        c->n++;
-        s->n++;
-        c->failed += st == RUN_FAILED;
-        s->failed += st == RUN_FAILED;
-        s->not_done += st == RUN_NOT_DONE;
-        if (st == RUN_COUNTED) {
-            c->counted++;
-            c->not_learned += sweep_not_learned(sums[k->index]);
-            c->stale += sw->runs[k->index].stale != NULL;
-            c->sum += v;
-            c->lo = fmin(c->lo, v);
-            c->hi = fmax(c->hi, v);
-        }
-    }
-    /* within a setting, candidates in sweep order (ties go to the first); settings likewise */
-    for (int c = 0; c < n_cands; c++) by_first[c] = c;
-    for (int s = 0; s < n_settings; s++) {
-        for (int a = settings[s].cand_begin; a < settings[s].cand_end; a++)
-            for (int b = a + 1; b < settings[s].cand_end; b++)
-                if (cands[by_first[b]].first < cands[by_first[a]].first) {
-                    int t = by_first[a];
-                    by_first[a] = by_first[b];
-                    by_first[b] = t;
-                }
-        settings[s].chosen = choose(sel, cands, &settings[s], by_first);
-    }
-    for (int a = 0; a < n_settings; a++)
-        for (int b = a + 1; b < n_settings; b++)
+    Selection x;
+    selection_build(&x, sw, sums, fields, n_fields);
+    Setting *settings = x.settings; /* written in sweep order */
+    for (int a = 0; a < x.n_settings; a++)
+        for (int b = a + 1; b < x.n_settings; b++)
             if (settings[b].first < settings[a].first) {
                 Setting t = settings[a];
                 settings[a] = settings[b];
@@ -464,26 +606,27 @@ void select_write(const Sweep *sw, cJSON *const *sums, const char *const *fields
     for (int k = 0, len = 0; k < sel->n_over; k++)
         len += snprintf(over + len, sizeof over - (size_t)len, "%s%s", k ? ", " : "", sel->over[k]);
     fprintf(md, "\n## Selected: %s by the mean %s over seeds (%s)\n\n", over, sel->metric, sel->maximize ? "max" : "min");
+    char scored[320] = "its runs that finished";
+    if (sel->n_tune_seeds) { /* "its runs of seed 1 (select.tune_seeds) that finished" */
+        int len = snprintf(scored, sizeof scored, "its runs of seed%s", sel->n_tune_seeds > 1 ? "s" : "");
+        for (int k = 0; k < sel->n_tune_seeds && len < (int)sizeof scored; k++)
+            len += snprintf(scored + len, sizeof scored - (size_t)len, "%s %d", k ? "," : "", sel->tune_seeds[k]);
+        if (len < (int)sizeof scored)
+            snprintf(scored + len, sizeof scored - (size_t)len,
+                     " (select.tune_seeds) that finished; the other seeds train only at the chosen value");
+    }
     fprintf(md, "A setting is the runs that agree on every swept field but %s and seed. Each value of %s is scored by the "
-                "mean %s of its runs that finished; a value whose seeds all finished ranks ahead of one with failed or "
+                "mean %s of %s; a value whose seeds all finished ranks ahead of one with failed or "
                 "unfinished seeds, and among those, one whose seeds all learned ahead of one with a seed that did not "
                 "(the note says when the chosen value did not learn). min-max and seeds (finished/run) belong to the "
                 "chosen value; figures draw its runs.\n\n",
-            over, over, sel->metric);
-    write_header(csv.f, md, sel, setting_fields, n_setting);
-    for (int s = 0; s < n_settings; s++) write_row(csv.f, md, sw, &settings[s], cands, cand_of, setting_fields, n_setting);
+            over, over, sel->metric, scored);
+    write_header(csv.f, md, sel, x.setting_fields, x.n_setting);
+    for (int s = 0; s < x.n_settings; s++)
+        write_row(csv.f, md, sw, &settings[s], x.cands, x.cand_of, x.setting_fields, x.n_setting);
     if (!atomic_commit(&csv, &err)) die("%s", err.msg);
-    write_json(sw, settings, n_settings, cand_of, json_path);
-    for (int i = 0; i < n; i++) {
-        free(keyed[i].setting);
-        free(keyed[i].value);
-    }
-    free(keyed);
-    free(cands);
-    free(settings);
-    free(cand_of);
-    free(by_first);
-    free(setting_fields);
+    write_json(sw, settings, x.n_settings, x.cand_of, json_path);
+    selection_free(&x);
     free(csv_path);
     free(json_path);
 }

@@ -31,6 +31,20 @@ bool select_check_metric(const MetricCheck *mc, const Sweep *sw, Error *err);
 void select_write(const Sweep *sw, cJSON *const *sums, const char *const *fields, int n_fields, FILE *md);
 void select_free(SweepSelect *sel);
 
+/* Whether a run is to be trained, by select.tune_seeds (sweep_select.c): without them, or without
+ * a select, every run is wanted. A run of another seed waits for its setting's tuning runs, then
+ * is wanted in the chosen candidate and not chosen in the others. */
+typedef enum { RUN_WANTED, RUN_WAITING, RUN_NOT_CHOSEN } RunNeed;
+/* need[i] for every run, from the runs' summaries (sums[i] NULL when it has none). */
+void select_run_needs(const Sweep *sw, cJSON *const *sums, RunNeed *need);
+/* The same, reading every run's summary.json; an array of n_runs the caller frees. */
+RunNeed *sweep_run_needs(const Sweep *sw);
+/* The state a run without a summary.json shows in the tables and --status: "pending", "waiting"
+ * (for its setting's tuning runs) or "not chosen". */
+const char *sweep_unstarted_state(RunNeed need);
+/* The fields some run sets, in order of first appearance (at most max): the tables' columns. */
+int sweep_swept_fields(const Sweep *sw, const char **fields, int max);
+
 /* Table cells: a CSV cell quoted when it must be; a number as CSV ("" when missing) or Markdown
  * ("-" when missing, 4 significant digits). */
 void sweep_csv_cell(FILE *f, const char *s);

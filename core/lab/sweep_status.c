@@ -9,9 +9,9 @@
 #include "sweep.h"
 #include "sweep_select.h"
 
-enum { N_STATES = 8 };
-static const char *const STATES[N_STATES] = {"finished", "running", "killed",  "interrupted",
-                                             "stopped",  "failed",  "pending", "unreadable"};
+enum { N_STATES = 10 };
+static const char *const STATES[N_STATES] = {"finished", "running", "killed",  "interrupted", "stopped",
+                                             "failed",   "pending", "waiting", "not chosen",  "unreadable"};
 
 static int state_index(const char *state) {
     for (int i = 0; i < N_STATES; i++)
@@ -21,13 +21,14 @@ static int state_index(const char *state) {
 
 int sweep_status(const Sweep *sw) {
     int counts[N_STATES] = {0};
+    RunNeed *need = sweep_run_needs(sw);
     printf("sweep '%s': %d run%s in %s/\n", sw->experiment, sw->n_runs, sw->n_runs == 1 ? "" : "s", sw->dir);
     for (int i = 0; i < sw->n_runs; i++) {
         const SweepRun *r = &sw->runs[i];
         char *dir = sweep_run_dir(sw, r), *path = xasprintf("%s/summary.json", dir);
         cJSON *o = sweep_read_summary(sw, r);
         const char *status = o ? sweep_json_string(o, "status") : NULL, *reason = o ? sweep_json_string(o, "reason") : NULL;
-        const char *state = status ? status : path_exists(path) ? "unreadable" : "pending";
+        const char *state = status ? status : path_exists(path) ? "unreadable" : sweep_unstarted_state(need[i]);
         if (strcmp(state, "running") == 0 && !run_dir_in_use(dir)) state = "killed";
         const cJSON *step = o ? cJSON_GetObjectItemCaseSensitive(o, "step") : NULL;
         char at[32] = "";
@@ -39,6 +40,7 @@ int sweep_status(const Sweep *sw) {
         free(path);
         free(dir);
     }
+    free(need);
     printf("total:");
     const char *sep = " ";
     for (int k = 0; k < N_STATES; k++)
