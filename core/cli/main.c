@@ -452,10 +452,13 @@ static int cmd_run(int argc, char **argv) {
             printf(" with the %s mean %s over seeds (selected.csv)\n", sw.select.maximize ? "highest" : "lowest",
                    sw.select.metric);
             if (sw.select.n_tune_seeds) {
+                int tuning = 0;
+                for (int i = 0; i < sw.n_runs; i++)
+                    for (int k = 0; k < sw.select.n_tune_seeds; k++) tuning += sw.runs[i].cfg.seed == sw.select.tune_seeds[k];
                 printf("select.tune_seeds: scored on seed%s", sw.select.n_tune_seeds > 1 ? "s" : "");
                 for (int k = 0; k < sw.select.n_tune_seeds; k++) printf("%s %d", k ? "," : "", sw.select.tune_seeds[k]);
-                printf("; the runs of other seeds train only at each setting's chosen value, once its tuning runs are "
-                       "done\n");
+                printf(" (%d runs); of the other %d runs, only those at each setting's chosen value train, once its "
+                       "tuning runs are done\n", tuning, sw.n_runs - tuning);
             }
         }
     } else {
