@@ -102,6 +102,31 @@ check slurm_task_logs_in_the_sweep_folder $? "$(ls "$T/results/sw/logs")"
 "$A" run sweep.lua --slurm >out2 2>&1
 grep -q "all 4 runs finished or running; nothing to submit" out2
 check slurm_resubmits_nothing_when_done $? "$(cat out2)"
+# select.tune_seeds: an array cannot wait for a choice its own tasks make, so the first
+# submission holds the seed-1 runs, the second the chosen rate's seed 2, the third nothing
+cat >tune.lua <<EOF2
+return {
+  experiment = "sw",
+  base = { out_dir = "$T/results2", model = { d_model = 32, n_layers = 1, n_heads = 2 },
+    train = { steps = 4, batch_size = 2, seq_len = 32, log_every = 1, eval_every = 0, checkpoint_every = 2 }, threads = 1,
+    data = { path = "$TINY", split_block = 1024 }, eval = { max_batches = 1 } },
+  grid = { ["train.lr"] = { 1e-3, 3e-3 }, seed = { 1, 2 } },
+  select = { metric = "val_loss", goal = "min", over = { "train.lr" }, tune_seeds = { 1 } },
+}
+EOF2
+wait_array() { for _ in $(seq 240); do [ -z "$(squeue -h -n attnlab-sw 2>/dev/null)" ] && break; sleep 0.5; done; }
+"$A" run tune.lua --slurm --cpus-per-run 1 >tune1 2>&1
+first=$(sed -n 's/^#SBATCH --array=//p' "$T/results2/sw/slurm/array.sbatch")
+wait_array
+"$A" run tune.lua --slurm --cpus-per-run 1 >tune2 2>&1
+second=$(sed -n 's/^#SBATCH --array=//p' "$T/results2/sw/slurm/array.sbatch")
+wait_array
+"$A" run tune.lua --slurm >tune3 2>&1
+"$A" run tune.lua --status >tune_status 2>&1
+[ "$first" = "1,2" ] && grep -q "2 runs of other seeds wait for their settings' tuning runs" tune1 &&
+    { [ "$second" = "3" ] || [ "$second" = "4" ]; } && grep -q "nothing to submit" tune3 &&
+    grep -q "^total: 3 finished, 1 not chosen$" tune_status
+check slurm_tune_seeds_submits_the_chosen_seeds_second $? "arrays '$first' then '$second'; $(cat tune1 tune2 tune3 tune_status | tr '\n' '|')"
 # a data-parallel run under srun: each task reads its place from srun's variables
 # (SLURM_STEP_NUM_TASKS, SLURM_PROCID); here on the CPU, where training over ranks is refused, so
 # both tasks say which rank of how many they are
