@@ -310,8 +310,7 @@ typedef struct {
 } Tally;
 
 typedef struct {
-    int first; /* its first run in sweep order */
-    int failed;
+    int first;       /* its first run in sweep order */
     Tally all, tune; /* without tune_seeds the two are the same */
 } Candidate;
 
@@ -441,7 +440,6 @@ static void selection_build(Selection *x, const Sweep *sw, cJSON *const *sums, c
         Setting *s = &x->settings[x->setting_of[i]];
         s->n++;
         s->failed += state[i] == RUN_FAILED;
-        x->cands[x->cand_of[i]].failed += state[i] == RUN_FAILED;
         s->not_done += state[i] == RUN_NOT_DONE;
     }
     for (int i = 0; i < n; i++) {
