@@ -71,15 +71,20 @@ if ! sinfo -h -o %t 2>/dev/null | grep -q idle; then
     exit 1
 fi
 cd "$T"
-cat >sweep.lua <<EOF2
+# sweep_file OUT_DIR GRID_AND_SELECT: a sweep of tiny runs, experiment "sw" (its array job is attnlab-sw)
+sweep_file() {
+    cat <<EOF2
 return {
   experiment = "sw",
-  base = { out_dir = "$T/results", model = { d_model = 32, n_layers = 1, n_heads = 2 },
+  base = { out_dir = "$1", model = { d_model = 32, n_layers = 1, n_heads = 2 },
     train = { steps = 4, batch_size = 2, seq_len = 32, log_every = 1, eval_every = 0, checkpoint_every = 2 }, threads = 1,
     data = { path = "$TINY", split_block = 1024 }, eval = { max_batches = 1 } },
-  grid = { seed = { 1, 2, 3, 4 } },
+  $2
 }
 EOF2
+}
+wait_array() { for _ in $(seq 240); do [ -z "$(squeue -h -n attnlab-sw 2>/dev/null)" ] && break; sleep 0.5; done; }
+sweep_file "$T/results" 'grid = { seed = { 1, 2, 3, 4 } },' >sweep.lua
 failed=0
 check() { # check NAME CONDITION-STATUS DETAIL
     if [ "$2" -eq 0 ]; then echo "ok   $1"; else echo "FAIL $1: $3"; failed=1; fi
@@ -90,7 +95,7 @@ before=$(sha256sum <"$T/results/sw/seed=2/summary.json")
 code=$?
 grep -q "^#SBATCH --array=1,3,4$" "$T/results/sw/slurm/array.sbatch"
 check slurm_submits_the_unfinished_runs $(( code != 0 || $? != 0 )) "exit $code: $(cat out1 | tr '\n' '|')"
-for _ in $(seq 240); do [ -z "$(squeue -h -n attnlab-sw 2>/dev/null)" ] && break; sleep 0.5; done
+wait_array
 "$A" run sweep.lua --status >status 2>&1
 grep -q "^total: 4 finished$" status
 check slurm_array_finishes_every_run $? "$(tr '\n' '|' <status); $(cat "$T"/results/sw/logs/slurm-*.out 2>/dev/null | tail -3 | tr '\n' '|')"
@@ -104,17 +109,8 @@ grep -q "all 4 runs finished or running; nothing to submit" out2
 check slurm_resubmits_nothing_when_done $? "$(cat out2)"
 # select.tune_seeds: an array cannot wait for a choice its own tasks make, so the first
 # submission holds the seed-1 runs, the second the chosen rate's seed 2, the third nothing
-cat >tune.lua <<EOF2
-return {
-  experiment = "sw",
-  base = { out_dir = "$T/results2", model = { d_model = 32, n_layers = 1, n_heads = 2 },
-    train = { steps = 4, batch_size = 2, seq_len = 32, log_every = 1, eval_every = 0, checkpoint_every = 2 }, threads = 1,
-    data = { path = "$TINY", split_block = 1024 }, eval = { max_batches = 1 } },
-  grid = { ["train.lr"] = { 1e-3, 3e-3 }, seed = { 1, 2 } },
-  select = { metric = "val_loss", goal = "min", over = { "train.lr" }, tune_seeds = { 1 } },
-}
-EOF2
-wait_array() { for _ in $(seq 240); do [ -z "$(squeue -h -n attnlab-sw 2>/dev/null)" ] && break; sleep 0.5; done; }
+sweep_file "$T/results2" 'grid = { ["train.lr"] = { 1e-3, 3e-3 }, seed = { 1, 2 } },
+  select = { metric = "val_loss", goal = "min", over = { "train.lr" }, tune_seeds = { 1 } },' >tune.lua
 "$A" run tune.lua --slurm --cpus-per-run 1 >tune1 2>&1
 first=$(sed -n 's/^#SBATCH --array=//p' "$T/results2/sw/slurm/array.sbatch")
 wait_array
