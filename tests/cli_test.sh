@@ -695,7 +695,7 @@ EOF2
           "mqar_T32_P2_mixer=linear.dat mqar_T32_P2_mixer=softmax.dat mqar_T64_P4_mixer=linear.dat mqar_T64_P4_mixer=softmax.dat " ]; then
         ok plot_mqar_width_panels
     else
-        fail plot_mqar_width_panels "$(tail -3 "$TMP/out" "$TMP/out2"; ls "$TMP/results/mq/plots/data/")"
+        fail plot_mqar_width_panels "$(tail -n 3 "$TMP/out" "$TMP/out2"; ls "$TMP/results/mq/plots/data/")"
     fi
 fi
 # ---- figures: a setting's seeds averaged, numbers in order, a final-metric figure, legends outside ----
@@ -1148,18 +1148,25 @@ if selected train_length_extrapolation_metrics; then
         fail train_length_extrapolation_metrics "$(tail -3 "$TMP/out")"
     fi
 fi
-# needle: exact answers at 1x and 2x beside lm's perplexity there, and both figures drawn
+# needle: exact answers at 1x and 2x beside lm's perplexity there, and both figures drawn; the
+# perplexity figure leaves out the run trained on the answers alone (it never learned the text),
+# and the share's axis is fixed to [0, 1.05] (all zeros still draw)
 if selected needle_run_reports_and_plots_every_length; then
     rm -rf "$TMP/results"
-    s=$(cfg needle "$(sweep_base 'runs = { { task = "needle", ["train.seq_len"] = 320, ["eval.examples"] = 4,
-  ["eval.max_length_factor"] = 2, ["needle.key_format"] = "numbers" } },')")
+    s=$(cfg needle "$(sweep_base 'runs = { { run = "text", task = "needle", ["train.seq_len"] = 320, ["eval.examples"] = 4,
+  ["eval.max_length_factor"] = 2, ["needle.key_format"] = "numbers" },
+  { run = "answers", task = "needle", ["train.seq_len"] = 320, ["eval.examples"] = 4,
+  ["eval.max_length_factor"] = 2, ["needle.key_format"] = "numbers", ["needle.train_targets"] = "answer" } },')")
     if "$A" run "$s" >"$TMP/out" 2>&1 && "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1 &&
         sm=$(ls "$TMP"/results/sw/*/summary.json) && grep -q '"needle_accuracy_x2"' $sm && grep -q '"val_perplexity_x2"' $sm &&
         [ -s "$TMP/results/sw/plots/needle_accuracy_vs_length.png" ] && [ -s "$TMP/results/sw/plots/perplexity_vs_length.png" ] &&
-        [ "$(figure_var "$TMP/results/sw/plots/data/needle_accuracy_vs_length.cmd" train_len)" = 320 ]; then
+        [ "$(figure_var "$TMP/results/sw/plots/data/needle_accuracy_vs_length.cmd" train_len)" = 320 ] &&
+        figure_var "$TMP/results/sw/plots/data/needle_accuracy_vs_length.cmd" titles | grep -q "train_targets=answer" &&
+        ! figure_var "$TMP/results/sw/plots/data/perplexity_vs_length.cmd" titles | grep -q "train_targets=answer" &&
+        grep -q "ymax=1.05" "$TMP/results/sw/plots/data/needle_accuracy_vs_length.cmd"; then
         ok needle_run_reports_and_plots_every_length
     else
-        fail needle_run_reports_and_plots_every_length "$(tail -3 "$TMP/out" "$TMP/out2")"
+        fail needle_run_reports_and_plots_every_length "$(tail -n 3 "$TMP/out" "$TMP/out2"; grep -ho "titles=[^;]*\|ymax=[^;]*" "$TMP"/results/sw/plots/data/*_vs_length.cmd)"
     fi
 fi
 if selected efficiency_run_measures_every_context; then

@@ -591,19 +591,26 @@ static void ppl_vs_ratio(Experiment *e) {
 typedef struct {
     const char *tasks[3];
     const char *prefix, *series, *figure, *what, *ylabel;
+    double ymax;       /* a share's fixed axis top (so an all-zero share still draws); 0: gnuplot scales it */
+    bool of_the_text; /* a perplexity: only runs that trained on the text (not needle answers alone) */
 } LengthFigure;
 
 static const LengthFigure length_figures[] = {
     {{"lm", "needle"}, "val_perplexity_x", "ppl_length_", "perplexity_vs_length", "perplexity",
-     "validation perplexity (per byte)"},
+     "validation perplexity (per byte)", 0, true},
     {{"needle"}, "needle_accuracy_x", "needle_length_", "needle_accuracy_vs_length", "needle accuracy",
-     "answers right in full (share)"},
+     "answers right in full (share)", 1.05, false},
 };
 
 static bool task_in(const char *task, const char *const *tasks) {
     for (; *tasks; tasks++)
         if (strcmp(task, *tasks) == 0) return true;
     return false;
+}
+
+/* A needle run trained on the answers alone never learned the text: its perplexity is no finding. */
+static bool trained_on_text(const Config *c) {
+    return strcmp(c->task, "needle") != 0 || strcmp(c->needle.train_targets, "answer") != 0;
 }
 
 static void metric_vs_length(Experiment *e, const LengthFigure *fig) {
@@ -615,6 +622,7 @@ static void metric_vs_length(Experiment *e, const LengthFigure *fig) {
         const PlotRun *r = &e->runs[i];
         snprintf(key, sizeof key, "%s2", fig->prefix);
         if (!task_in(r->cfg.task, fig->tasks) || !plot_finished(r) || !isfinite(plot_metric(r, key))) continue;
+        if (fig->of_the_text && !trained_on_text(&r->cfg)) continue;
         char label[256];
         plot_label(r, except, label, sizeof label);
         train_len = r->cfg.train.seq_len;
@@ -626,8 +634,9 @@ static void metric_vs_length(Experiment *e, const LengthFigure *fig) {
     if (!t.n) return;
     Words files = {0}, titles = {0};
     write_series(e, &t, fig->series, &files, &titles);
-    char *vars = xasprintf("files='%s'; titles='%s'; train_len='%d'; xspan=%g; what='%s'; ylabel='%s'",
-                           words_text(&files), words_text(&titles), train_len, log2_span(&t), fig->what, fig->ylabel);
+    char *vars = xasprintf("files='%s'; titles='%s'; train_len='%d'; xspan=%g; what='%s'; ylabel='%s'; ymax=%g",
+                           words_text(&files), words_text(&titles), train_len, log2_span(&t), fig->what, fig->ylabel,
+                           fig->ymax);
     draw(e, "metric_vs_length.gp", fig->figure, vars, &titles);
     free(vars);
     words_free(&files);
