@@ -78,6 +78,38 @@ bool mixer_case_gradcheck(MixerCase *c, unsigned seed, char *msg, size_t len) {
     return true;
 }
 
+/* one forward and backward from zeroed gradients into dx and the parameters' g */
+static void forward_backward(MixerCase *c, float *dx, bool spoil_scratch) {
+    size_t n = (size_t)c->B * c->T * c->C;
+    memset(dx, 0, sizeof(float) * n);
+    params_zero_grad(&c->ps);
+    mixer_case_loss(c);
+    if (spoil_scratch) memset(c->scratch.base, 0xff, c->scratch.peak); /* all NaN */
+    c->mixer->ops->backward(c->mixer, c->be, c->x, c->R, dx, c->B, c->T);
+}
+
+bool mixer_case_backward_reads_no_scratch(MixerCase *c, char *msg, size_t len) {
+    size_t n = (size_t)c->B * c->T * c->C, np = c->ps.total;
+    float *dx = new_zeros(n), *dx_spoiled = new_zeros(n), *g = new_zeros(np);
+    forward_backward(c, dx, false);
+    memcpy(g, c->ps.g, sizeof(float) * np);
+    forward_backward(c, dx_spoiled, true);
+    bool same_dx = memcmp(dx, dx_spoiled, sizeof(float) * n) == 0;
+    int odd = -1; /* the first parameter whose gradient differs */
+    for (int i = 0; i < c->ps.n && odd < 0; i++) {
+        const ParamInfo *p = &c->ps.info[i];
+        if (memcmp(g + p->offset, c->ps.g + p->offset, sizeof(float) * p->count) != 0) odd = i;
+    }
+    free(dx);
+    free(dx_spoiled);
+    free(g);
+    if (!same_dx) return snprintf(msg, len, "dx changes when the scratch is overwritten between forward and backward"), false;
+    if (odd >= 0)
+        return snprintf(msg, len, "%s's gradient changes when the scratch is overwritten between forward and backward",
+                        c->ps.info[odd].name), false;
+    return true;
+}
+
 bool mixer_case_decode_matches(MixerCase *c, double tol, char *msg, size_t len) {
     mixer_case_loss(c); /* y = full forward */
     int B = c->B, T = c->T, C = c->C;

@@ -1,6 +1,7 @@
 /* Every mixer layer: finite-difference gradients for the input and every parameter, across the
  * ablation switches; decode (one token at a time with a cache or state) equal to the full
- * forward at every position; the chunkwise and recurrent training forms equal at layer level. */
+ * forward at every position; a backward that reads nothing its forward left in the scratch all
+ * layers share; the chunkwise and recurrent training forms equal at layer level. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,8 @@ static void check_mixer(const char *const *settings, unsigned seed) {
     const char *what = config_layer_mixer(&c.cfg.model, 0);
     CHECK(mixer_case_gradcheck(&c, seed + 1000, msg, sizeof msg), "%s %s: %s", what, settings[1] ? settings[1] : "", msg);
     CHECK(mixer_case_decode_matches(&c, DECODE_TOL, msg, sizeof msg), "%s %s: %s", what, settings[1] ? settings[1] : "",
+          msg);
+    CHECK(mixer_case_backward_reads_no_scratch(&c, msg, sizeof msg), "%s %s: %s", what, settings[1] ? settings[1] : "",
           msg);
 }
 
@@ -76,6 +79,22 @@ TEST(test_dplr_layer_gradient_and_decode) {
     check_mixer(SETTINGS("model.mixer=dplr", "model.dplr.short_conv=false", "model.dplr.gate_rank=3"), 24);
     check_mixer(SETTINGS("model.mixer=dplr", "model.dplr.output_gate=false", "model.dplr.chunk_size=0"), 25);
     check_mixer(SETTINGS("model.mixer=dplr", "model.dplr.position=rope", "model.dplr.expand_v=1.5"), 26);
+}
+
+/* What a kda layer keeps for its backward, per token: q, k and v's projections and the core's
+ * output (4 x 24 floats in TEST_DIMENSIONS: 3 heads of 8), beta (3), the low-rank gate inputs f1
+ * and z1 (2 x 13), beside the core's saved states; the convolutions' outputs, q, k, v, the gates
+ * and the normed and gated outputs (11 more of 24, and 9 for the norms' scales) it remakes in the
+ * backward. 512 tokens, so that the arena's 256-byte rounding of its 8 slots adds at most one. */
+TEST(test_kda_layer_keeps_only_what_it_cannot_remake) {
+    MixerCase c;
+    char msg[256];
+    const int B = 2, T = 256, H = 3, K = 8, V = 8;
+    CHECK(mixer_case_init(&c, SETTINGS("model.mixer=kda"), B, T, 13, msg, sizeof msg), "config: %s", msg);
+    ScanShape s = {B, T, H, K, V, 1.0f / sqrtf((float)K), 5, true}; /* TEST_DIMENSIONS' kda.chunk_size */
+    double per_token = ((double)c.acts.peak / sizeof(float) - (double)c.be->delta_rule_saved(&s)) / (B * T);
+    CHECK(per_token >= 4 * 24 + 3 + 2 * 13 && per_token <= 4 * 24 + 3 + 2 * 13 + 1,
+          "kda keeps %.1f floats a token for its backward beside the core's states, expected 125", per_token);
 }
 
 /* The layer's chunkwise and recurrent training forms give the same output and gradients. */

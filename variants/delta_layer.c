@@ -13,7 +13,11 @@
 #include "core/util.h"
 #include "short_conv.h"
 
-/* The tensors of one forward; for training they are kept for the backward. */
+/* The tensors of one forward. For training a layer keeps only the projections q_pre, k_pre, v_pre,
+ * beta, the low-rank gate inputs f1 and z1, gdn's full output-gate input z, and the core's output o
+ * (with the core's own saved states); the rest, 11 of kda's 15 [N, C]-sized tensors, are cheap to
+ * make again from those (convolution, SiLU, norms, gates, low-rank products), so they live in the
+ * scratch every layer shares and the backward remakes them (remake_for_backward), bit for bit. */
 typedef struct {
     float *q_pre, *k_pre, *v_pre; /* projections [N, HK], [N, HK], [N, HV] */
     float *q_c, *k_c, *v_c;       /* after the short convolution (the projections without it) */
@@ -187,44 +191,50 @@ Mixer *delta_layer_create(const MixerSpec *spec, ParamSet *ps) {
 
 /* ---- buffers ---- */
 
-static void declare_buffers(DeltaLayer *L, Arena *keep, Arena *temp, DeltaBuffers *bf, size_t N) {
+/* keep: what the backward reads as the forward left it; remade: what the backward makes again (for
+ * the decode step both are its scratch). */
+static void declare_buffers(DeltaLayer *L, Arena *keep, Arena *remade, DeltaBuffers *bf, size_t N) {
     size_t HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V, H = L->H, G = H * L->gw;
     memset(bf, 0, sizeof *bf);
     arena_floats(keep, &bf->q_pre, N * HK);
     arena_floats(keep, &bf->k_pre, N * HK);
     arena_floats(keep, &bf->v_pre, N * HV);
     if (L->cfg.short_conv) {
-        arena_floats(keep, &bf->q_c, N * HK);
-        arena_floats(keep, &bf->k_c, N * HK);
-        arena_floats(keep, &bf->v_c, N * HV);
+        arena_floats(remade, &bf->q_c, N * HK);
+        arena_floats(remade, &bf->k_c, N * HK);
+        arena_floats(remade, &bf->v_c, N * HV);
     }
-    arena_floats(keep, &bf->q, N * HK);
-    arena_floats(keep, &bf->k, N * HK);
-    arena_floats(keep, &bf->v, N * HV);
+    arena_floats(remade, &bf->q, N * HK);
+    arena_floats(remade, &bf->k, N * HK);
+    arena_floats(remade, &bf->v, N * HV);
     if (L->cfg.qk_norm) {
-        arena_floats(keep, &bf->q_rn, N * H);
-        arena_floats(keep, &bf->k_rn, N * H);
-        arena_floats(temp, &bf->tmp_q, N * HK);
-        arena_floats(temp, &bf->tmp_k, N * HK);
+        arena_floats(remade, &bf->q_rn, N * H);
+        arena_floats(remade, &bf->k_rn, N * H);
+        arena_floats(remade, &bf->tmp_q, N * HK);
+        arena_floats(remade, &bf->tmp_k, N * HK);
     }
     arena_floats(keep, &bf->beta, N * H);
     if (L->gates->low_rank) arena_floats(keep, &bf->f1, N * L->R);
-    arena_floats(keep, &bf->a, N * G);
-    arena_floats(keep, &bf->g, N * G);
+    arena_floats(remade, &bf->a, N * G);
+    arena_floats(remade, &bf->g, N * G);
     arena_floats(keep, &bf->o, N * HV);
-    arena_floats(keep, &bf->o_n, N * HV);
-    arena_floats(keep, &bf->o_rstd, N * H);
+    arena_floats(remade, &bf->o_n, N * HV);
+    arena_floats(remade, &bf->o_rstd, N * H);
     if (L->cfg.output_gate) {
-        if (L->gates->low_rank) arena_floats(keep, &bf->z1, N * L->R);
-        arena_floats(keep, &bf->z, N * HV);
-        arena_floats(keep, &bf->y_g, N * HV);
+        if (L->gates->low_rank) {
+            arena_floats(keep, &bf->z1, N * L->R);
+            arena_floats(remade, &bf->z, N * HV);
+        } else {
+            arena_floats(keep, &bf->z, N * HV); /* a full projection of x: dearer to remake than to keep */
+        }
+        arena_floats(remade, &bf->y_g, N * HV);
     }
     if (L->gates->read_gate) {
-        arena_floats(keep, &bf->r1, N * L->R);
-        arena_floats(keep, &bf->r, N * HK);
-        arena_floats(keep, &bf->a_rd, N * HK);
-        arena_floats(keep, &bf->b_wr, N * HK);
-        arena_floats(keep, &bf->v_b, N * HV);
+        arena_floats(remade, &bf->r1, N * L->R);
+        arena_floats(remade, &bf->r, N * HK);
+        arena_floats(remade, &bf->a_rd, N * HK);
+        arena_floats(remade, &bf->b_wr, N * HK);
+        arena_floats(remade, &bf->v_b, N * HV);
     }
 }
 
@@ -298,13 +308,10 @@ static void run_core(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const f
     }
 }
 
-static void run_forward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, float *y, int B, int T,
-                        bool step) {
-    alias_conv(L, bf);
-    const int N = B * T, C = L->C, H = L->H, K = L->K, HK = H * L->K, HV = H * L->V;
-    linear_forward(be, bf->q_pre, x, &L->w_q, N, C, HK, false);
-    linear_forward(be, bf->k_pre, x, &L->w_k, N, C, HK, false);
-    linear_forward(be, bf->v_pre, x, &L->w_v, N, C, HV, false);
+/* q, k and v as the core sees them, from the projections: [short convolution], SiLU, [L2 norm],
+ * [RoPE]. */
+static void core_qkv(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, int B, int T, bool step) {
+    const int N = B * T, H = L->H, K = L->K, HK = H * L->K, HV = H * L->V;
     if (L->cfg.short_conv)
         short_conv_forward(&L->conv, be, bf->q_c, bf->k_c, bf->v_c, bf->q_pre, bf->k_pre, bf->v_pre, B, T, step);
     if (L->cfg.qk_norm) {
@@ -324,30 +331,47 @@ static void run_forward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, cons
         be->rope_forward(bf->q, B, T, H, K, HK, 0, K, cos, sin, 0);
         be->rope_forward(bf->k, B, T, H, K, HK, 0, K, cos, sin, 0);
     }
+}
+
+/* The log decay g from kda's low-rank input f1 (kept), or gdn's projection of x. */
+static void decay_gate(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, int N) {
+    if (L->gates->low_rank) linear_forward(be, bf->a, bf->f1, &L->w_f2, N, L->R, L->H * L->K, false);
+    else linear_forward(be, bf->a, x, &L->w_a, N, L->C, L->H, false);
+    be->decay_gate_forward(bf->g, bf->a, L->A_log.w, L->dt_bias.w, N, L->H, L->gw);
+}
+
+/* The core's output normalized per head and, with the output gate, gated by z (kda's made from
+ * its low-rank input z1 here; gdn's z is its projection of x, made by the forward). */
+static void norm_and_gate(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, int N) {
+    const int HV = L->H * L->V;
+    be->rmsnorm_forward(bf->o_n, bf->o_rstd, bf->o, L->o_norm.w, N * L->H, L->V, L->eps);
+    if (!L->cfg.output_gate) return;
+    if (L->gates->low_rank) {
+        linear_forward(be, bf->z, bf->z1, &L->w_g2, N, L->R, HV, false);
+        be->bias_forward(bf->z, L->b_g.w, N, HV);
+    }
+    be->gate_forward(bf->y_g, bf->o_n, bf->z, (size_t)N * HV, L->gates->out_gate);
+}
+
+static void run_forward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, float *y, int B, int T,
+                        bool step) {
+    alias_conv(L, bf);
+    const int N = B * T, C = L->C, H = L->H, HK = H * L->K, HV = H * L->V;
+    linear_forward(be, bf->q_pre, x, &L->w_q, N, C, HK, false);
+    linear_forward(be, bf->k_pre, x, &L->w_k, N, C, HK, false);
+    linear_forward(be, bf->v_pre, x, &L->w_v, N, C, HV, false);
+    core_qkv(L, be, bf, B, T, step);
     linear_forward(be, bf->beta, x, &L->w_b, N, C, H, false);
     be->sigmoid_forward(bf->beta, bf->beta, (size_t)N * H);
-    if (L->gates->low_rank) {
-        linear_forward(be, bf->f1, x, &L->w_f1, N, C, L->R, false);
-        linear_forward(be, bf->a, bf->f1, &L->w_f2, N, L->R, HK, false);
-    } else {
-        linear_forward(be, bf->a, x, &L->w_a, N, C, H, false);
-    }
-    be->decay_gate_forward(bf->g, bf->a, L->A_log.w, L->dt_bias.w, N, H, L->gw);
+    if (L->gates->low_rank) linear_forward(be, bf->f1, x, &L->w_f1, N, C, L->R, false);
+    decay_gate(L, be, bf, x, N);
     run_core(L, be, bf, x, B, T, step);
-    be->rmsnorm_forward(bf->o_n, bf->o_rstd, bf->o, L->o_norm.w, N * H, L->V, L->eps);
-    const float *out = bf->o_n;
     if (L->cfg.output_gate) {
-        if (L->gates->low_rank) {
-            linear_forward(be, bf->z1, x, &L->w_g1, N, C, L->R, false);
-            linear_forward(be, bf->z, bf->z1, &L->w_g2, N, L->R, HV, false);
-            be->bias_forward(bf->z, L->b_g.w, N, HV);
-        } else {
-            linear_forward(be, bf->z, x, &L->w_g, N, C, HV, false);
-        }
-        be->gate_forward(bf->y_g, bf->o_n, bf->z, (size_t)N * HV, L->gates->out_gate);
-        out = bf->y_g;
+        if (L->gates->low_rank) linear_forward(be, bf->z1, x, &L->w_g1, N, C, L->R, false);
+        else linear_forward(be, bf->z, x, &L->w_g, N, C, HV, false);
     }
-    linear_forward(be, y, out, &L->w_o, N, HV, C, true);
+    norm_and_gate(L, be, bf, N);
+    linear_forward(be, y, L->cfg.output_gate ? bf->y_g : bf->o_n, &L->w_o, N, HV, C, true);
 }
 
 void delta_layer_forward(Mixer *m, const Backend *be, const float *x, float *y, int B, int T) {
@@ -411,11 +435,22 @@ static void input_path_backward(DeltaLayer *L, const Backend *be, float *d, floa
     linear_backward(be, dx, d, x, w, N, L->C, width, true);
 }
 
+/* What the forward left in the shared scratch, made again from what the layer kept, by the same
+ * operations on the same inputs: the same numbers. */
+static void remake_for_backward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, int B, int T) {
+    const int N = B * T;
+    core_qkv(L, be, bf, B, T, false);
+    decay_gate(L, be, bf, x, N);
+    if (L->gates->read_gate) dplr_inputs(L, be, bf, x, N);
+    norm_and_gate(L, be, bf, N);
+}
+
 void delta_layer_backward(Mixer *m, const Backend *be, const float *x, const float *dy, float *dx, int B, int T) {
     DeltaLayer *L = (DeltaLayer *)m;
     DeltaBuffers *bf = &L->train;
     alias_conv(L, bf);
     const int N = B * T, C = L->C, H = L->H, HK = H * L->K, HV = H * L->V;
+    remake_for_backward(L, be, bf, x, B, T);
     be->zero(dx, (size_t)N * C);
     linear_backward(be, L->d_out, dy, L->cfg.output_gate ? bf->y_g : bf->o_n, &L->w_o, N, HV, C, false);
     const float *d_on = L->d_out;
