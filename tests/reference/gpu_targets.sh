@@ -2,7 +2,8 @@
 # Issue 13's GPU speed targets, every side measured in one run on the same GPU, into OUT_DIR:
 # attnlab's kernels, training and decode beside PyTorch's SDPA, a PyTorch GPT (eager and
 # torch.compile) and, with FLA=path/to/flash-linear-attention, fla's chunk_kda and
-# chunk_gated_delta_rule; then OUT_DIR/targets.md, the README's table (gpu_targets.py).
+# chunk_gated_delta_rule and the training of 3:1 KDA/softmax and all-KDA models with fla's layers;
+# then OUT_DIR/targets.md, the README's table (gpu_targets.py).
 #   bash tests/reference/gpu_targets.sh OUT_DIR          (from the repository root, after make cuda)
 # FLA_SHAPES=0 limits fla to the first shape (each kernel and shape compiles and autotunes for
 # about 3 minutes). Stops at the first failing step, naming it.
@@ -41,6 +42,19 @@ shape=(--set device=cuda --set model.d_model=768 --set model.n_layers=12 --set m
 
 step "PyTorch GPT, the same layers (eager, torch.compile)"
 python3 tests/reference/bench_torch_train.py --csv "$out/torch_train.csv" || fail "bench_torch_train.py"
+
+if [ -n "${FLA:-}" ]; then
+    # the same model with fla's KimiDeltaAttention as its linear layers (softmax as the full one,
+    # since fla's MLA needs flash-attn): 3:1 and all KDA, beside attnlab's same layouts; eager
+    # only, after a warm-up that covers Triton's autotuning
+    step "attnlab and PyTorch + fla, 3:1 KDA/softmax and all KDA"
+    for ratio in 3:1 1:0; do
+        ./attnlab bench train "${shape[@]}" --set model.hybrid.ratio=$ratio --set model.hybrid.linear=kda \
+            --set model.hybrid.full=softmax --csv "$out/train.csv" || fail "bench train $ratio KDA/softmax"
+        PYTHONPATH="$FLA" python3 tests/reference/bench_torch_train.py --ratio $ratio --modes eager --warmup 3 \
+            --steps 10 --csv "$out/torch_fla_${ratio/:/_}.csv" || fail "bench_torch_train.py --ratio $ratio"
+    done
+fi
 
 step "attnlab decode (MLA against 3:1 KDA/MLA)"
 ./attnlab bench decode --set device=cuda --csv "$out/decode.csv" || fail "bench decode"
