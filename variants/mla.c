@@ -76,11 +76,11 @@ typedef struct {
     float *cq, *cq_n, *cq_rstd; /* query bottleneck [N, rq] */
     float *q;                   /* [N, H (dn + dr)] */
     float *c, *c_n, *c_rstd;    /* latent [N, r] */
-    float *kv;                  /* [N, H (dn + dv)] */
-    float *kr;                  /* decoupled key [N, dr] */
     float *k, *v;               /* per-head keys [N, H (dn + dr)], values [N, H dv] */
     float *att, *lse;
-    /* scratch */
+    /* scratch: kv and kr are read only to make k and v, which the backward reads instead */
+    float *kv;                  /* [N, H (dn + dv)] */
+    float *kr;                  /* decoupled key [N, dr] */
     float *dq, *dk, *dv_buf, *datt, *dkv, *dkr, *dc_n, *dc, *dcq_n, *dcq, *work;
     /* decode */
     long max_context;
@@ -148,8 +148,8 @@ static void mla_declare(Mixer *mx, const Backend *be, Arena *acts, Arena *scratc
     arena_floats(acts, &m->c, N * m->r);
     arena_floats(acts, &m->c_n, N * m->r);
     arena_floats(acts, &m->c_rstd, N);
-    arena_floats(acts, &m->kv, N * HKV);
-    arena_floats(acts, &m->kr, N * m->dr);
+    arena_floats(scratch, &m->kv, N * HKV);
+    arena_floats(scratch, &m->kr, N * m->dr);
     arena_floats(scratch, &m->dkr, N * m->dr);
     arena_floats(acts, &m->k, N * HQ);
     arena_floats(acts, &m->v, N * HV);
