@@ -59,14 +59,22 @@ double mixer_case_loss(void *p) {
     return dot_loss(c->y, c->R, n);
 }
 
+/* one forward and backward from zeroed gradients into dx and the parameters' g */
+static void forward_backward(MixerCase *c, float *dx, bool spoil_scratch) {
+    size_t n = (size_t)c->B * c->T * c->C;
+    memset(dx, 0, sizeof(float) * n);
+    params_zero_grad(&c->ps);
+    mixer_case_loss(c);
+    if (spoil_scratch) memset(c->scratch.base, 0xff, c->scratch.peak); /* all NaN */
+    c->mixer->ops->backward(c->mixer, c->be, c->x, c->R, dx, c->B, c->T);
+}
+
 bool mixer_case_gradcheck(MixerCase *c, unsigned seed, char *msg, size_t len) {
     Rng rng;
     rng_seed(&rng, seed);
     size_t n = (size_t)c->B * c->T * c->C;
     float *dx = new_zeros(n);
-    params_zero_grad(&c->ps);
-    mixer_case_loss(c);
-    c->mixer->ops->backward(c->mixer, c->be, c->x, c->R, dx, c->B, c->T);
+    forward_backward(c, dx, false);
     double e = gradcheck(mixer_case_loss, c, c->x, dx, n, 200, 1e-2f, &rng);
     free(dx);
     if (!(e < GRAD_TOL)) return snprintf(msg, len, "dx relative error %.2e", e), false;
@@ -76,16 +84,6 @@ bool mixer_case_gradcheck(MixerCase *c, unsigned seed, char *msg, size_t len) {
         if (!(ep < GRAD_TOL)) return snprintf(msg, len, "%s relative error %.2e", p->name, ep), false;
     }
     return true;
-}
-
-/* one forward and backward from zeroed gradients into dx and the parameters' g */
-static void forward_backward(MixerCase *c, float *dx, bool spoil_scratch) {
-    size_t n = (size_t)c->B * c->T * c->C;
-    memset(dx, 0, sizeof(float) * n);
-    params_zero_grad(&c->ps);
-    mixer_case_loss(c);
-    if (spoil_scratch) memset(c->scratch.base, 0xff, c->scratch.peak); /* all NaN */
-    c->mixer->ops->backward(c->mixer, c->be, c->x, c->R, dx, c->B, c->T);
 }
 
 bool mixer_case_backward_reads_no_scratch(MixerCase *c, char *msg, size_t len) {
