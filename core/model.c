@@ -96,9 +96,11 @@ static void shape_buffers(Model *m, int B, int T, bool forward_only) {
             arena_floats(a, &layer->mid, NC);
             arena_floats(a, &layer->rstd2, N);
         }
-        /* scratch is live only inside one layer's call: every layer shares the same bytes */
+        /* scratch is live only inside one call of a mixer or an MLP (they run one after the
+         * other, forward and backward): every layer's mixer and MLP share the same bytes */
         size_t mark = arena_mark(s);
         layer->mixer->ops->declare(layer->mixer, m->be, a, s, B, T);
+        arena_rewind(s, mark);
         if (m->cfg.mlp) mlp_declare(&layer->mlp, m->be, a, s, (int)N);
         arena_rewind(s, mark);
         if (forward_only) arena_rewind(a, acts_mark);

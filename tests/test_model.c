@@ -333,6 +333,25 @@ TEST(test_decode_matches_forward_hybrid_dplr_mla) {
 
 #define EVERY_MIXER "model.layers=softmax,mla,linear,gdn,kda,dplr", "model.n_layers=6"
 
+/* A layer's mixer and MLP run one after the other, forward and backward, so they share the scratch:
+ * the model's is the larger of its mixers' and its MLP's workspace, not their sum. */
+TEST(test_model_mixers_and_mlps_share_the_scratch) {
+    Config a, b;
+    Model *with = tiny_model(SETTINGS(EVERY_MIXER, "model.mlp=true"), 1, &a),
+          *without = tiny_model(SETTINGS(EVERY_MIXER, "model.mlp=false"), 1, &b);
+    const int B = 2, T = 70;
+    model_reshape(with, B, T);
+    model_reshape(without, B, T);
+    size_t mlp = (with->be->mlp_workspace(B * T, with->C, with->F) + 255) / 256 * 256;
+    size_t expected = without->scratch.peak > mlp ? without->scratch.peak : mlp;
+    CHECK(with->scratch.peak == expected, "scratch %zu bytes, expected %zu: the largest of the mixers' %zu and the MLP's %zu",
+          with->scratch.peak, expected, without->scratch.peak, mlp);
+    model_free(with);
+    model_free(without);
+    config_free(&a);
+    config_free(&b);
+}
+
 /* Every mixer's forward, run on buffers all layers share, gives the training buffers' numbers
  * exactly (the same arithmetic, other addresses), in far less memory; and a model that went
  * through them trains on afterwards as one that never did. */
