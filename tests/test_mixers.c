@@ -97,6 +97,27 @@ TEST(test_kda_layer_keeps_only_what_it_cannot_remake) {
           "kda keeps %.1f floats a token for its backward beside the core's states, expected 125", per_token);
 }
 
+/* What a kda layer's backward holds in the scratch every layer shares, per token: to its end the
+ * remade q, k, v (3 x 24), the gates' input and log decay (2 x 24), the norms' scales (3 x 3) and
+ * the gradients of o, q, k, v, g (5 x 24), beta (3) and the low-rank inputs (2 x 13); beside them,
+ * taking turns in the same bytes, the convolutions' outputs and SiLU's before the L2 norm
+ * (5 x 24), the output side (o_n, z, y_g and their gradients: 6 x 24), the core's workspace, and
+ * the decay gate's and input paths' buffers (3 x 24). Without the turns it would be 614 a token
+ * and the workspace. */
+TEST(test_kda_layer_scratch_takes_turns) {
+    MixerCase c;
+    char msg[256];
+    const int B = 2, T = 256, H = 3, K = 8, V = 8;
+    CHECK(mixer_case_init(&c, SETTINGS("model.mixer=kda"), B, T, 13, msg, sizeof msg), "config: %s", msg);
+    ScanShape s = {B, T, H, K, V, 1.0f / sqrtf((float)K), 5, true};
+    double work = (double)c.be->delta_rule_workspace(&s) / sizeof(float) / (B * T);
+    double to_the_end = 3 * 24 + 2 * 24 + 3 * 3 + 5 * 24 + 3 + 2 * 13, turns = work > 6 * 24 ? work : 6 * 24;
+    double per_token = (double)c.scratch.peak / sizeof(float) / (B * T);
+    CHECK(per_token >= to_the_end + turns && per_token <= to_the_end + turns + 4,
+          "kda's scratch holds %.1f floats a token, expected %.1f (%.1f to the end, %.1f in turns)", per_token,
+          to_the_end + turns, to_the_end, turns);
+}
+
 /* The layer's chunkwise and recurrent training forms give the same output and gradients. */
 static void check_forms_agree(const char *mixer, unsigned seed) {
     char s1[64], s2[64], s3[64], msg[256];

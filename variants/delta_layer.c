@@ -17,7 +17,8 @@
  * beta, the low-rank gate inputs f1 and z1, gdn's full output-gate input z, and the core's output o
  * (with the core's own saved states); the rest, 11 of kda's 15 [N, C]-sized tensors, are cheap to
  * make again from those (convolution, SiLU, norms, gates, low-rank products), so they live in the
- * scratch every layer shares and the backward remakes them (remake_for_backward), bit for bit. */
+ * scratch every layer shares and the backward remakes them (remake_for_backward), bit for bit.
+ * Those the backward is done with early share bytes with its later buffers (delta_layer_declare). */
 typedef struct {
     float *q_pre, *k_pre, *v_pre; /* projections [N, HK], [N, HK], [N, HV] */
     float *q_c, *k_c, *v_c;       /* after the short convolution (the projections without it) */
@@ -46,6 +47,7 @@ typedef struct {
     float *saved, *work;                                     /* core: states kept for the backward, scratch */
     float *d_out, *d_on, *d_o, *dz, *dz1, *dq, *dk, *dv, *dg, *dbeta, *da, *df1, *d_alt; /* backward scratch */
     float *d_read, *d_write;                                 /* dplr: the core's da and db */
+    float *conv_out;                                         /* an input path's convolution, made again */
     ShortConv conv;                                            /* with cfg.short_conv */
     float *state;                                              /* decode cache, beside conv's tails */
 } DeltaLayer;
@@ -191,44 +193,33 @@ Mixer *delta_layer_create(const MixerSpec *spec, ParamSet *ps) {
 
 /* ---- buffers ---- */
 
-/* keep: what the backward reads as the forward left it; remade: what the backward makes again (for
- * the decode step both are its scratch). */
-static void declare_buffers(DeltaLayer *L, Arena *keep, Arena *remade, DeltaBuffers *bf, size_t N) {
-    size_t HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V, H = L->H, G = H * L->gw;
-    memset(bf, 0, sizeof *bf);
+/* keep: what the backward reads as the forward left it (the layer's activations). */
+static void declare_kept(DeltaLayer *L, Arena *keep, DeltaBuffers *bf, size_t N) {
+    size_t HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V;
     arena_floats(keep, &bf->q_pre, N * HK);
     arena_floats(keep, &bf->k_pre, N * HK);
     arena_floats(keep, &bf->v_pre, N * HV);
-    if (L->cfg.short_conv) {
-        arena_floats(remade, &bf->q_c, N * HK);
-        arena_floats(remade, &bf->k_c, N * HK);
-        arena_floats(remade, &bf->v_c, N * HV);
-    }
+    arena_floats(keep, &bf->beta, N * L->H);
+    if (L->gates->low_rank) arena_floats(keep, &bf->f1, N * L->R);
+    arena_floats(keep, &bf->o, N * HV);
+    if (!L->cfg.output_gate) return;
+    if (L->gates->low_rank) arena_floats(keep, &bf->z1, N * L->R);
+    else arena_floats(keep, &bf->z, N * HV); /* a full projection of x: dearer to remake than to keep */
+}
+
+/* What the backward remakes (remake_for_backward) and reads to its end: the core's inputs. */
+static void declare_core_inputs(DeltaLayer *L, Arena *remade, DeltaBuffers *bf, size_t N) {
+    size_t HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V, H = L->H, G = H * L->gw;
     arena_floats(remade, &bf->q, N * HK);
     arena_floats(remade, &bf->k, N * HK);
     arena_floats(remade, &bf->v, N * HV);
     if (L->cfg.qk_norm) {
         arena_floats(remade, &bf->q_rn, N * H);
         arena_floats(remade, &bf->k_rn, N * H);
-        arena_floats(remade, &bf->tmp_q, N * HK);
-        arena_floats(remade, &bf->tmp_k, N * HK);
     }
-    arena_floats(keep, &bf->beta, N * H);
-    if (L->gates->low_rank) arena_floats(keep, &bf->f1, N * L->R);
     arena_floats(remade, &bf->a, N * G);
     arena_floats(remade, &bf->g, N * G);
-    arena_floats(keep, &bf->o, N * HV);
-    arena_floats(remade, &bf->o_n, N * HV);
     arena_floats(remade, &bf->o_rstd, N * H);
-    if (L->cfg.output_gate) {
-        if (L->gates->low_rank) {
-            arena_floats(keep, &bf->z1, N * L->R);
-            arena_floats(remade, &bf->z, N * HV);
-        } else {
-            arena_floats(keep, &bf->z, N * HV); /* a full projection of x: dearer to remake than to keep */
-        }
-        arena_floats(remade, &bf->y_g, N * HV);
-    }
     if (L->gates->read_gate) {
         arena_floats(remade, &bf->r1, N * L->R);
         arena_floats(remade, &bf->r, N * HK);
@@ -236,6 +227,39 @@ static void declare_buffers(DeltaLayer *L, Arena *keep, Arena *remade, DeltaBuff
         arena_floats(remade, &bf->b_wr, N * HK);
         arena_floats(remade, &bf->v_b, N * HV);
     }
+}
+
+/* core_qkv's intermediates: dead once q, k and v are made (the input paths' backward convolves
+ * again rather than keep the convolutions' outputs). */
+static void declare_qkv_temporaries(DeltaLayer *L, Arena *remade, DeltaBuffers *bf, size_t N) {
+    size_t HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V;
+    if (L->cfg.short_conv) {
+        arena_floats(remade, &bf->q_c, N * HK);
+        arena_floats(remade, &bf->k_c, N * HK);
+        arena_floats(remade, &bf->v_c, N * HV);
+    }
+    if (L->cfg.qk_norm) {
+        arena_floats(remade, &bf->tmp_q, N * HK);
+        arena_floats(remade, &bf->tmp_k, N * HK);
+    }
+}
+
+/* norm_and_gate's outputs: dead once the output gate's and the norm's backward have run. */
+static void declare_output_side(DeltaLayer *L, Arena *remade, DeltaBuffers *bf, size_t N) {
+    size_t HV = (size_t)L->H * L->V;
+    arena_floats(remade, &bf->o_n, N * HV);
+    if (!L->cfg.output_gate) return;
+    if (L->gates->low_rank) arena_floats(remade, &bf->z, N * HV);
+    arena_floats(remade, &bf->y_g, N * HV);
+}
+
+/* Every tensor of one forward, each in its own bytes (the decode step: B tokens). */
+static void declare_buffers(DeltaLayer *L, Arena *keep, Arena *remade, DeltaBuffers *bf, size_t N) {
+    memset(bf, 0, sizeof *bf);
+    declare_kept(L, keep, bf, N);
+    declare_core_inputs(L, remade, bf, N);
+    declare_qkv_temporaries(L, remade, bf, N);
+    declare_output_side(L, remade, bf, N);
 }
 
 /* Without the convolution, its output is its input. */
@@ -250,26 +274,28 @@ static ScanShape core_shape(const DeltaLayer *L, int B, int T, int chunk) {
     return (ScanShape){B, T, L->H, L->K, L->V, 1.0f / sqrtf((float)L->K), chunk, L->gates->channel_decay};
 }
 
+/* Training: the layer's activations in acts; in the scratch every layer shares, the remade core
+ * inputs and the gradients that live to the backward's end, then four groups that take turns in
+ * the same bytes, in the order forward and backward use them (delta_layer_backward): core_qkv's
+ * intermediates; the output side (norm_and_gate's outputs and their gradients); the core's
+ * workspace; the decay gate's and the input paths' buffers. */
 void delta_layer_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scratch, int B, int T) {
     DeltaLayer *L = (DeltaLayer *)m;
+    DeltaBuffers *bf = &L->train;
     size_t N = (size_t)B * T, HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V, G = (size_t)L->H * L->gw;
-    declare_buffers(L, acts, scratch, &L->train, N);
+    memset(bf, 0, sizeof *bf);
+    declare_kept(L, acts, bf, N);
     ScanShape s = core_shape(L, B, T, L->cfg.chunk_size);
     bool dplr = L->gates->read_gate;
     arena_floats(acts, &L->saved, dplr ? be->dplr_saved(&s) : be->delta_rule_saved(&s));
-    arena_declare(scratch, &L->work, dplr ? be->dplr_workspace(&s) : be->delta_rule_workspace(&s));
-    size_t widest = HK > HV ? HK : HV;
-    arena_floats(scratch, &L->d_out, N * HV);
-    arena_floats(scratch, &L->d_on, N * HV);
+
+    declare_core_inputs(L, scratch, bf, N);
     arena_floats(scratch, &L->d_o, N * HV);
-    arena_floats(scratch, &L->dz, N * HV);
     arena_floats(scratch, &L->dq, N * HK);
     arena_floats(scratch, &L->dk, N * HK);
     arena_floats(scratch, &L->dv, N * HV);
     arena_floats(scratch, &L->dg, N * G);
-    arena_floats(scratch, &L->da, N * G);
     arena_floats(scratch, &L->dbeta, N * L->H);
-    arena_floats(scratch, &L->d_alt, N * widest);
     if (L->gates->low_rank) {
         arena_floats(scratch, &L->dz1, N * L->R);
         arena_floats(scratch, &L->df1, N * L->R);
@@ -278,6 +304,20 @@ void delta_layer_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scratc
         arena_floats(scratch, &L->d_read, N * HK);
         arena_floats(scratch, &L->d_write, N * HK);
     }
+
+    size_t turns = arena_mark(scratch);
+    declare_qkv_temporaries(L, scratch, bf, N);
+    arena_rewind(scratch, turns);
+    declare_output_side(L, scratch, bf, N);
+    arena_floats(scratch, &L->d_out, N * HV);
+    arena_floats(scratch, &L->d_on, N * HV);
+    arena_floats(scratch, &L->dz, N * HV);
+    arena_rewind(scratch, turns);
+    arena_declare(scratch, &L->work, dplr ? be->dplr_workspace(&s) : be->delta_rule_workspace(&s));
+    arena_rewind(scratch, turns);
+    arena_floats(scratch, &L->d_alt, N * (HK > HV ? HK : HV));
+    arena_floats(scratch, &L->da, N * G);
+    if (L->cfg.short_conv) arena_floats(scratch, &L->conv_out, N * (HK > HV ? HK : HV));
 }
 
 /* ---- forward (and decode step) ---- */
@@ -396,7 +436,8 @@ static void core_backward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, co
     be->zero(L->dbeta, (size_t)N * H);
     be->row_scale_backward(L->dv, L->dbeta, L->dv, bf->v, bf->beta, N * H, L->V, 1.0f, false);
     be->row_scale_backward(L->dk, L->dbeta, L->d_write, bf->k, bf->beta, N * H, L->K, -1.0f, true);
-    float *dk_read = L->d_write, *dr = L->d_alt, *dr1 = L->dz1; /* free now, and until they are used again */
+    /* free now, and until they are used again (d_alt's bytes were the core's workspace) */
+    float *dk_read = L->d_write, *dr = L->d_alt, *dr1 = L->dz1;
     be->gate_backward(dk_read, dr, L->d_read, bf->k, bf->r, (size_t)N * HK, ACT_SIGMOID);
     be->add(L->dk, dk_read, (size_t)N * HK);
     be->bias_backward(L->b_r.g, dr, N, HK);
@@ -407,11 +448,17 @@ static void core_backward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, co
 /* One input path back to x: [RoPE] <- [L2 norm] <- SiLU <- [short conv] <- projection. d holds the
  * core's gradient on entry; alt is a second buffer; the two take turns as input and output. The L2
  * norm's backward runs first, on the rotated vectors: its Jacobian commutes with a rotation, and
- * the stored output is the rotated one. */
-static void input_path_backward(DeltaLayer *L, const Backend *be, float *d, float *alt, const float *c_in,
-                                const float *pre, const float *normed, const float *rnorm, Param *conv, Param *w,
-                                const float *x, float *dx, int B, int T, int width, bool normalize, bool rotate) {
+ * the stored output is the rotated one. SiLU's backward reads the convolution's output, which is
+ * made again here (the forward's own op, so bit for bit) rather than kept through the backward. */
+static void input_path_backward(DeltaLayer *L, const Backend *be, float *d, float *alt, const float *pre,
+                                const float *normed, const float *rnorm, Param *conv, Param *w, const float *x,
+                                float *dx, int B, int T, int width, bool normalize, bool rotate) {
     const int N = B * T, K = L->K;
+    const float *c_in = pre;
+    if (L->cfg.short_conv) {
+        be->conv1d_forward(L->conv_out, pre, conv->w, B, T, width, L->W);
+        c_in = L->conv_out;
+    }
     if (normalize) {
         be->l2norm_backward(alt, d, normed, rnorm, N * L->H, K);
         float *t = d;
@@ -478,12 +525,12 @@ void delta_layer_backward(Mixer *m, const Backend *be, const float *x, const flo
     be->sigmoid_backward(L->dbeta, L->dbeta, bf->beta, (size_t)N * H);
     linear_backward(be, dx, L->dbeta, x, &L->w_b, N, C, H, true);
     bool norm = L->cfg.qk_norm;
-    input_path_backward(L, be, L->dq, L->d_alt, bf->q_c, bf->q_pre, bf->q, bf->q_rn, &L->conv.q, &L->w_q, x, dx, B, T,
-                        HK, norm, L->rope);
-    input_path_backward(L, be, L->dk, L->d_alt, bf->k_c, bf->k_pre, bf->k, bf->k_rn, &L->conv.k, &L->w_k, x, dx, B, T,
-                        HK, norm, L->rope);
-    input_path_backward(L, be, L->dv, L->d_alt, bf->v_c, bf->v_pre, NULL, NULL, &L->conv.v, &L->w_v, x, dx, B, T, HV,
-                        false, false);
+    input_path_backward(L, be, L->dq, L->d_alt, bf->q_pre, bf->q, bf->q_rn, &L->conv.q, &L->w_q, x, dx, B, T, HK,
+                        norm, L->rope);
+    input_path_backward(L, be, L->dk, L->d_alt, bf->k_pre, bf->k, bf->k_rn, &L->conv.k, &L->w_k, x, dx, B, T, HK,
+                        norm, L->rope);
+    input_path_backward(L, be, L->dv, L->d_alt, bf->v_pre, NULL, NULL, &L->conv.v, &L->w_v, x, dx, B, T, HV, false,
+                        false);
 }
 
 /* ---- decode ---- */
