@@ -166,11 +166,14 @@ struct Carve {
     static size_t core_saved_floats(const ScanShape *s) {                                                             \
         return s->chunk ? saved_floats(s) : (size_t)s->B * s->H * s->T * s->K * s->V;                                \
     }                                                                                                                 \
-    /* its workspace bytes (the recurrent form needs none), with room for a forward without `saved` */               \
+    /* its workspace bytes (the recurrent form needs none): WORK, then either the backward's own buffers or, for a    \
+     * forward without `saved`, room for SAVED; never both, so they share the bytes after WORK */                     \
     static size_t core_workspace(const ScanShape *s) {                                                                \
         if (!s->chunk) return 256;                                                                                    \
         Bufs b;                                                                                                       \
-        return carve_work(s, NULL, &b, true) + sizeof(float) * saved_floats(s) + 4096;                                \
+        size_t backward = carve_work(s, NULL, &b, true),                                                              \
+               forward_alone = carve_work(s, NULL, &b, false) + sizeof(float) * saved_floats(s);                      \
+        return (backward > forward_alone ? backward : forward_alone) + 4096;                                          \
     }
 
 // X = L^-1 for L = I + sign diag(beta) A (beta NULL: ones) with A strictly lower triangular, one
