@@ -1050,6 +1050,27 @@ if selected sweep_select_reports_the_best_of_each_setting; then
         fail sweep_select_reports_the_best_of_each_setting "exit $code; want '$want', got '$got'; failed row '$failed_row'; $(tail -1 "$TMP/out2")"
     fi
 fi
+# a selection that has chosen nothing yet (its tuning runs unfinished) is set aside: every run's
+# loss curve is drawn, and the message says why
+if selected plot_draws_every_run_while_the_selection_waits; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweepwait "$(sweep_base 'grid = { ["train.lr"] = { 1e-3, 3e-3 } },
+  select = { metric = "val_loss", goal = "min", over = { "train.lr" } },')")
+    "$A" run "$s" >"$TMP/out" 2>&1
+    code=$?
+    d="$TMP/results/sw"
+    # what selected.json holds while no tuning run has finished
+    printf '{ "metric": "val_loss", "goal": "min", "over": ["train.lr"], "runs": [] }\n' >"$d/selected.json"
+    "$A" plot "$d" >"$TMP/out2" 2>&1
+    pcode=$?
+    if [ "$code" -eq 0 ] && [ "$pcode" -eq 0 ] &&
+        grep -q "2 runs, all drawn (selected.json has chosen none yet: no tuning run has finished)" "$TMP/out2" &&
+        [ "$(ls "$d/plots/data/" | grep -c '^loss_.*\.dat$')" -eq 2 ] && [ -s "$d/plots/loss_curves.png" ]; then
+        ok plot_draws_every_run_while_the_selection_waits
+    else
+        fail plot_draws_every_run_while_the_selection_waits "exit $code / $pcode; $(tail -2 "$TMP/out2" | tr '\n' ' ')"
+    fi
+fi
 # a sweep that no longer selects leaves no stale selection behind
 if selected sweep_without_select_removes_the_selection; then
     rm -rf "$TMP/results"

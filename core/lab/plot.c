@@ -110,7 +110,9 @@ static void plot_run_free(PlotRun *r) {
 
 /* A sweep with `select` leaves selected.json: only the runs it chose are drawn, and the fields
  * it chose over leave the series names (a series is a setting at its best value). The runs it
- * did not choose are kept apart: the final-metric figure shows their scores lighter. */
+ * did not choose are kept apart: the final-metric figure shows their scores lighter. A selection
+ * that has chosen nothing yet (no tuning run has finished) is set aside, so that a sweep in
+ * progress still shows its runs' loss curves. */
 static bool apply_selection(Experiment *e, Error *err) {
     char *path = xasprintf("%s/selected.json", e->dir), *text = read_file(path, NULL, NULL);
     bool ok = true;
@@ -119,7 +121,8 @@ static bool apply_selection(Experiment *e, Error *err) {
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "metric");
     if (text && (!cJSON_IsArray(over) || !cJSON_IsArray(runs) || cJSON_GetArraySize(over) > 32))
         ok = error_set(err, "%s: not a selection written by attnlab run (expected the lists 'over' and 'runs')", path);
-    if (ok && text) {
+    if (ok && text && cJSON_GetArraySize(runs) == 0) e->selection_pending = true;
+    else if (ok && text) {
         int n_over = 0;
         cJSON_ArrayForEach(v, over) if (cJSON_IsString(v)) e->over[n_over++] = xstrdup(v->valuestring);
         if (cJSON_IsString(m)) e->select_metric = xstrdup(m->valuestring);
@@ -709,6 +712,9 @@ int plot_experiment(const char *where) {
     e.data = xasprintf("%s/data", e.plots);
     if (!mkdir_p(e.data, &err)) die("%s", err.msg);
     if (e.n_selected_from) printf("plot '%s': %d runs (chosen by selected.json from %d)\n", e.experiment, e.n, e.n_selected_from);
+    else if (e.selection_pending)
+        printf("plot '%s': %d run%s, all drawn (selected.json has chosen none yet: no tuning run has finished)\n",
+               e.experiment, e.n, e.n == 1 ? "" : "s");
     else printf("plot '%s': %d run%s\n", e.experiment, e.n, e.n == 1 ? "" : "s");
     loss_curves(&e);
     final_metric(&e);

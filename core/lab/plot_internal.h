@@ -27,6 +27,7 @@ typedef struct {
     char *constant[65];  /* sweep fields with one value in every run (of two or more), NULL-terminated */
     char *select_metric; /* and its metric; NULL without one */
     int n_selected_from; /* runs on disk before the selection, 0 without one */
+    bool selection_pending; /* selected.json chose no run yet (its tuning runs are unfinished): all are drawn */
 } Experiment;
 
 double plot_metric(const PlotRun *r, const char *key);
