@@ -1013,6 +1013,26 @@ if selected sweep_marks_runs_that_did_not_learn; then
         fail sweep_marks_runs_that_did_not_learn "exit $code; $(grep -h learned "$d"/*/summary.json | tr '\n' '|') $(cat "$d/summary.csv" 2>/dev/null | tr '\n' '|')"
     fi
 fi
+# ---- every shipped config and preset checks: a dry run of each (helpers that return a function
+# are what the others require, not configs), on a stand-in for Brown (600 KB of the test text) ----
+if selected every_shipped_config_checks; then
+    big="$TMP/brown_size.txt"
+    : >"$big"
+    while [ "$(stat -c %s "$big")" -lt 600000 ]; do cat "$TINY" >>"$big"; done
+    bad=""
+    n=0
+    for f in $(find configs -name '*.lua' | sort); do
+        grep -q '^return function' "$f" && continue
+        n=$((n + 1))
+        "$A" run "$f" --dry-run --set data.path="$big" >"$TMP/out" 2>&1 || bad="$bad $f: $(head -1 "$TMP/out");"
+    done
+    if [ -z "$bad" ] && [ "$n" -ge 30 ]; then
+        ok every_shipped_config_checks
+        echo "     ($n configs)"
+    else
+        fail every_shipped_config_checks "$n configs;$bad"
+    fi
+fi
 # ---- select: the best learning rate of each setting, as Zoology reports its points ----
 SELECT_GRID='grid = { ["train.lr"] = { 1e-3, 3e-3, 1e-2 }, seed = { 1, 2 } },'
 if selected sweep_select_reports_the_best_of_each_setting; then
