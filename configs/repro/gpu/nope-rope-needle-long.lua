@@ -7,10 +7,11 @@
 -- trained on the answers for 20,000 steps of 16 x 1,024 bytes; the rate tuned on seed 1 by the
 -- exact-answer share at 1x, seeds 2 and 3 at it; evaluated at 1x to 16x
 -- (needle_accuracy_vs_length).
--- Not yet run. Cost, from the probes (one H200, MPS): a 4-layer width-128 model ran 4,000 steps
--- at 1,024 bytes in 21 to 46 s, 4 side by side; 8 layers about twice that, so a run of 20,000
--- steps is some 400 s with 4 side by side and the 12 runs some 1,200 s: three device calls on a
--- warm machine (every run resumes from its checkpoints, every 1,000 steps).
+-- Ran in part (629645c, one H200, 2026-11-30; results/reference/gpu/nope-rope-needle-long/): the
+-- 8 tuning runs side by side under MPS took 82 ms a step, so 20,000 steps are some 1,640 s, not
+-- the 400 s estimated from the 4-layer probes; the session's device time cut them at 11,700 to
+-- 11,790 steps, every one still on the answers' format (2.288 to 2.290), at every rate, with
+-- either encoding. nope-rope-needle-short.lua asks the question at a length this scale learns.
 local sweep = require("repro/gpu/nope-rope-needle")
 sweep.experiment = "nope-rope-needle-long"
 sweep.base.model.d_model = 128
