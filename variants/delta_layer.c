@@ -315,9 +315,10 @@ void delta_layer_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scratc
     arena_rewind(scratch, turns);
     arena_declare(scratch, &L->work, dplr ? be->dplr_workspace(&s) : be->delta_rule_workspace(&s));
     arena_rewind(scratch, turns);
-    arena_floats(scratch, &L->d_alt, N * (HK > HV ? HK : HV));
+    size_t widest = HK > HV ? HK : HV;
+    arena_floats(scratch, &L->d_alt, N * widest);
     arena_floats(scratch, &L->da, N * G);
-    if (L->cfg.short_conv) arena_floats(scratch, &L->conv_out, N * (HK > HV ? HK : HV));
+    if (L->cfg.short_conv) arena_floats(scratch, &L->conv_out, N * widest);
 }
 
 /* ---- forward (and decode step) ---- */
