@@ -24,7 +24,12 @@ namespace {
 
 constexpr int DEC_WARPS = 4, DEC_THREADS = 32 * DEC_WARPS, KEYS = 32; // keys per tile
 constexpr int MAX_GROUP = 16, MAX_DK = 576, MAX_DV = 512, MAX_SPLITS = 256;
-constexpr int MIN_TILES_PER_SPLIT = 4; // a split shorter than this spends more on setup than on keys
+// The fewest tiles a split takes rises from 1 to this with the context: while one tile a split
+// fits the keys of every (sequence, key head) in one wave of blocks, a step is latency-bound and
+// wants blocks (4 tiles a split ran 8 blocks at 1K, 39 us an MLA layer on an H200); past that, a
+// split's fixed costs (its queries loaded, its partial output written and summed) want longer
+// splits (at 16K, 2-tile splits made MLA's step 9% slower than 4-tile ones).
+constexpr int SPLIT_TILES_FLOOR = 4;
 
 struct DecodeArgs {
     AttnDims s;
@@ -33,16 +38,23 @@ struct DecodeArgs {
     const int *len;           // the keys of this step, in device memory
     float *part_o, *part_lse; // [splits][B * H][Dv], [splits][B * H]
     int dkp, ld_k, ld_v;      // key channels padded to 16; tile row strides (elements)
+    int sms;                  // the GPU's SMs
     bool v_in_k, vec4_q, vec4_k, vec4_v;
 };
 
+// the fewest tiles a split takes for T keys of each of `groups` (sequence, key head) pairs on a
+// GPU of `sms` SMs: one while the tiles fit one block an SM, up to SPLIT_TILES_FLOOR
+__host__ __device__ inline int min_split_tiles(int T, int groups, int sms) {
+    long tiles = ((long)T + KEYS - 1) / KEYS * groups, m = (tiles + sms - 1) / sms;
+    return m < 1 ? 1 : m > SPLIT_TILES_FLOOR ? SPLIT_TILES_FLOOR : (int)m;
+}
+
 // Keys per split for T keys over `splits` blocks: a multiple of KEYS, no fewer than
-// MIN_TILES_PER_SPLIT tiles (a shorter split spends more on setup than on keys); the splits past
-// T then have nothing to do. Computed on the device from T in device memory, so a step's launch
-// is the same at every position.
-__host__ __device__ inline int keys_per_split(int T, int splits) {
-    int per = (T + splits - 1) / splits;
-    if (per < KEYS * MIN_TILES_PER_SPLIT) per = KEYS * MIN_TILES_PER_SPLIT;
+// min_split_tiles tiles; the splits past T then have nothing to do. Computed on the device from T
+// in device memory, so a step's launch is the same at every position.
+__host__ __device__ inline int keys_per_split(int T, int splits, int groups, int sms) {
+    int per = (T + splits - 1) / splits, least = KEYS * min_split_tiles(T, groups, sms);
+    if (per < least) per = least;
     return (per + KEYS - 1) / KEYS * KEYS;
 }
 
@@ -88,7 +100,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode_split_kernel(DecodeArgs a)
     const AttnDims &s = a.s;
     const int G = s.H / s.Hkv, split = blockIdx.x, b = blockIdx.y / s.Hkv, g = blockIdx.y % s.Hkv;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const int T = *a.len, per = keys_per_split(T, gridDim.x), t0 = split * per, t1 = min(T, t0 + per);
+    const int T = *a.len, per = keys_per_split(T, gridDim.x, gridDim.y, a.sms), t0 = split * per, t1 = min(T, t0 + per);
     size_t row0 = (size_t)split * s.B * s.H + (size_t)b * s.H + (size_t)g * G; /* the group's first head */
     if (t0 >= T) { /* a split past this step's keys: weight 0 in the sum */
         for (int r = threadIdx.x; r < G; r += blockDim.x) a.part_lse[row0 + r] = -INFINITY;
@@ -193,11 +205,12 @@ bool flash_decode_supports(const AttnDims &s) {
 }
 
 // The splits of a cache of s.T rows: two blocks per SM where the context allows, none shorter
-// than MIN_TILES_PER_SPLIT tiles. A step launches them all whatever its length (those past it
-// return at once), so the workspace holds their rows.
+// than min_split_tiles. A step launches them all whatever its length (those past it return at
+// once), so the workspace holds their rows.
 int split_cap(const AttnDims &s) {
     long groups = (long)s.B * s.Hkv, want = (2L * cuda_sm_count() + groups - 1) / groups;
-    long by_length = (s.T + KEYS * MIN_TILES_PER_SPLIT - 1) / (KEYS * MIN_TILES_PER_SPLIT);
+    long least = (long)KEYS * min_split_tiles(s.T, (int)groups, cuda_sm_count());
+    long by_length = (s.T + least - 1) / least;
     long n = want < by_length ? want : by_length;
     return n > MAX_SPLITS ? MAX_SPLITS : n < 1 ? 1 : (int)n;
 }
@@ -220,6 +233,7 @@ void flash_decode(const AttnDims &s, long kv_seq_stride, const int *len, float *
     a.kv_seq_stride = kv_seq_stride;
     a.q = q, a.k = k, a.v = v;
     a.len = len;
+    a.sms = cuda_sm_count();
     int splits = split_cap(s);
     a.part_o = work;
     a.part_lse = work + (size_t)splits * s.B * s.H * s.Dv;
@@ -283,7 +297,7 @@ void decode_by_matmuls(const AttnDims &s, long kv_seq_stride, float *o, const fl
 extern "C" int cuda_attention_decode_splits(const AttnShape *as, int len) {
     AttnDims s = attn_dims(as);
     if (!flash_decode_supports(s)) return 0;
-    int per = keys_per_split(len, split_cap(s));
+    int per = keys_per_split(len, split_cap(s), s.B * s.Hkv, cuda_sm_count());
     return (len + per - 1) / per;
 }
 

@@ -18,6 +18,7 @@
 #include "chunk_state.cuh"
 #include "chunks.cuh"
 #include "cuda_ops.cuh"
+#include "decode_step.cuh"
 #include "recurrent.cuh"
 
 // ---- chunk buffers ----
@@ -410,16 +411,15 @@ __device__ __forceinline__ void load_token(const RecArgs &a, size_t r, float *qs
     }
 }
 
-__global__ void rec_forward_kernel(RecArgs a, float *o, float *final_state, float *saved, const float *h0, int step) {
+__global__ void rec_forward_kernel(RecArgs a, float *o, float *final_state, float *saved, const float *h0) {
     extern __shared__ float sm[];
     const ScanShape s = a.s;
     const int K = s.K, V = s.V, bh = blockIdx.x, b = bh / s.H, h = bh % s.H, j = threadIdx.x;
     const size_t KV = (size_t)K * V;
-    float *S = step ? final_state + bh * KV : sm, *qs = sm + (step ? 0 : KV), *ks = qs + K, *dec = ks + K;
-    if (!step)
-        for (size_t e = threadIdx.x; e < KV; e += blockDim.x) S[e] = h0 ? h0[bh * KV + e] : 0.0f;
+    float *S = sm, *qs = sm + KV, *ks = qs + K, *dec = ks + K;
+    for (size_t e = threadIdx.x; e < KV; e += blockDim.x) S[e] = h0 ? h0[bh * KV + e] : 0.0f;
     for (int t = 0; t < s.T; t++) {
-        size_t r = step ? (size_t)bh : rtok(s, b, t, h);
+        size_t r = rtok(s, b, t, h);
         __syncthreads();
         load_token(a, r, qs, ks, dec);
         __syncthreads();
@@ -436,7 +436,7 @@ __global__ void rec_forward_kernel(RecArgs a, float *o, float *final_state, floa
         o[r * V + j] = s.scale * write_then_read(S, K, V, j, ks, u, qs);
     }
     __syncthreads();
-    if (!step && final_state)
+    if (final_state)
         for (size_t e = threadIdx.x; e < KV; e += blockDim.x) final_state[bh * KV + e] = S[e];
 }
 
@@ -515,7 +515,7 @@ extern "C" void cuda_delta_rule_forward(const ScanShape *s, float *o, float *fin
     RecArgs a = {*s, q, k, v, g, beta};
     size_t smem = rec_smem(s);
     CUDA_CHECK(cudaFuncSetAttribute(rec_forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    rec_forward_kernel<<<s->B * s->H, value_threads(s->V), smem>>>(a, o, final_state, saved, initial_state, 0);
+    rec_forward_kernel<<<s->B * s->H, value_threads(s->V), smem>>>(a, o, final_state, saved, initial_state);
     CUDA_LAUNCHED();
 }
 
@@ -539,11 +539,5 @@ extern "C" void cuda_delta_rule_backward(const ScanShape *s, float *dq, float *d
 // decode: one token of every sequence; the state is read and written in place (global memory)
 extern "C" void cuda_delta_rule_step(const ScanShape *s, float *state, float *o, const float *q, const float *k,
                                      const float *v, const float *g, const float *beta) {
-    check_rec(s);
-    ScanShape one = *s;
-    one.T = 1;
-    RecArgs a = {one, q, k, v, g, beta};
-    size_t smem = sizeof(float) * 3 * (size_t)s->K;
-    rec_forward_kernel<<<s->B * s->H, value_threads(s->V), smem>>>(a, o, state, NULL, NULL, 1);
-    CUDA_LAUNCHED();
+    launch_state_step<true>(s, state, o, q, k, v, g, beta);
 }

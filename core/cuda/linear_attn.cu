@@ -5,6 +5,7 @@
 // state in shared memory, one thread per value channel.
 #include "chunks.cuh"
 #include "cuda_ops.cuh"
+#include "decode_step.cuh"
 #include "recurrent.cuh"
 
 // ---- chunkwise ----
@@ -271,17 +272,7 @@ extern "C" void cuda_linear_attn_backward(const ScanShape *s, float *dq, float *
 }
 
 // decode: one step of every sequence; the state is read and written in place
-__global__ void lin_step_kernel(ScanShape s, float *state, float *o, const float *q, const float *k, const float *v) {
-    const int K = s.K, V = s.V, bh = blockIdx.x, j = threadIdx.x;
-    if (j >= V) return;
-    float *S = state + (size_t)bh * K * V;
-    const float *kt = k + (size_t)bh * K, *qt = q + (size_t)bh * K;
-    o[(size_t)bh * V + j] = s.scale * write_then_read(S, K, V, j, kt, v[(size_t)bh * V + j], qt);
-}
-
 extern "C" void cuda_linear_attn_step(const ScanShape *s, float *state, float *o, const float *q, const float *k,
                                       const float *v) {
-    if (s->V > 1024) die("GPU linear attention: value head dimension %d exceeds 1024", s->V);
-    lin_step_kernel<<<s->B * s->H, value_threads(s->V)>>>(*s, state, o, q, k, v);
-    CUDA_LAUNCHED();
+    launch_state_step<false>(s, state, o, q, k, v, NULL, NULL);
 }

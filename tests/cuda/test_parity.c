@@ -744,27 +744,43 @@ TEST(test_gpu_delta_rule_recurrent_and_chunked) {
     check_scan(true, true, 3, 40, 50, 64, 64, 16, mm_tol(5e-5, 5e-2), 29);
 }
 
+/* One decode step of linear attention (delta 0) or the delta rule, against the CPU's. Shapes:
+ * tiny; a model's heads of 64 keys and 128 values (each of a block's 8 warps 8 rows); and 300 keys,
+ * more rows a warp than its registers hold (the rest go through global memory). */
+static void check_recurrent_step(int delta, int channel, int B, int H, int K, int V, Rng *rng) {
+    ScanShape s = {B, 1, H, K, V, 0.35f, 0, channel};
+    size_t nk = (size_t)B * H * K, nv = (size_t)B * H * V, ns = nk * V, nb = (size_t)B * H, ng = channel ? nk : nb;
+    float *q = rnd(nk, 0.3f, 0, rng), *k = rnd(nk, 0.3f, 0, rng), *v = rnd(nv, 1, 0, rng), *st = rnd(ns, 0.5f, 0, rng);
+    float *g = rnd(ng, 0.1f, -0.3f, rng), *beta = rnd(nb, 0.1f, 0.5f, rng), *o = xmalloc(sizeof(float) * nv);
+    float *gq = up(q, nk), *gk = up(k, nk), *gvv = up(v, nv), *gst = up(st, ns), *gg = up(g, ng), *gb = up(beta, nb);
+    float *go = up(o, nv);
+    if (delta) {
+        cpu->delta_rule_step(&s, st, o, q, k, v, g, beta);
+        gpu->delta_rule_step(&s, gst, go, gq, gk, gvv, gg, gb);
+    } else {
+        cpu->linear_attn_step(&s, st, o, q, k, v);
+        gpu->linear_attn_step(&s, gst, go, gq, gk, gvv);
+    }
+    char what[2][96];
+    for (int t = 0; t < 2; t++)
+        snprintf(what[t], sizeof what[t], "%s step B=%d H=%d K=%d V=%d%s: %s", delta ? "delta rule" : "linear attention",
+                 B, H, K, V, channel ? " (channel gate)" : "", t ? "state" : "output");
+    SAME(go, o, nv, 2e-6, what[0]);
+    SAME(gst, st, ns, 2e-6, what[1]);
+    free(q), free(k), free(v), free(st), free(g), free(beta), free(o);
+    gpu->release(gq), gpu->release(gk), gpu->release(gvv), gpu->release(gst), gpu->release(gg), gpu->release(gb);
+    gpu->release(go);
+}
+
 TEST(test_gpu_recurrent_steps_match_the_cpu) {
     need_gpu();
     Rng rng;
     rng_seed(&rng, 30);
-    for (int delta = 0; delta < 2; delta++)
-        for (int channel = 0; channel < 1 + delta; channel++) {
-            ScanShape s = {3, 1, 2, 8, 6, 0.35f, 0, channel};
-            size_t nk = 3 * 2 * 8, nv = 3 * 2 * 6, ns = 3 * 2 * 8 * 6, ng = channel ? nk : 6;
-            float *q = rnd(nk, 0.3f, 0, &rng), *k = rnd(nk, 0.3f, 0, &rng), *v = rnd(nv, 1, 0, &rng), *st = rnd(ns, 0.5f, 0, &rng);
-            float *g = rnd(ng, 0.1f, -0.3f, &rng), *beta = rnd(6, 0.1f, 0.5f, &rng), *o = xmalloc(sizeof(float) * nv);
-            float *gq = up(q, nk), *gk = up(k, nk), *gvv = up(v, nv), *gst = up(st, ns), *gg = up(g, ng), *gb = up(beta, 6), *go = up(o, nv);
-            if (delta) {
-                cpu->delta_rule_step(&s, st, o, q, k, v, g, beta);
-                gpu->delta_rule_step(&s, gst, go, gq, gk, gvv, gg, gb);
-            } else {
-                cpu->linear_attn_step(&s, st, o, q, k, v);
-                gpu->linear_attn_step(&s, gst, go, gq, gk, gvv);
-            }
-            SAME(go, o, nv, 2e-6, "step output");
-            SAME(gst, st, ns, 2e-6, "step state");
-        }
+    const int shapes[][4] = {{3, 2, 8, 6}, {1, 12, 64, 128}, {2, 3, 300, 40}}; /* B, H, K, V */
+    for (int n = 0; n < 3; n++)
+        for (int delta = 0; delta < 2; delta++)
+            for (int channel = 0; channel < 1 + delta; channel++)
+                check_recurrent_step(delta, channel, shapes[n][0], shapes[n][1], shapes[n][2], shapes[n][3], &rng);
 }
 
 /* ---- dplr's core, both forms and the step, against the CPU's recurrent form ---- */
