@@ -1192,22 +1192,38 @@ fi
 # needle: exact answers at 1x and 2x beside lm's perplexity there, and both figures drawn; the
 # perplexity figure leaves out the run trained on the answers alone (it never learned the text),
 # and the share's axis is fixed to [0, 1.05] (all zeros still draw)
-if selected needle_run_reports_and_plots_every_length; then
-    rm -rf "$TMP/results"
-    s=$(cfg needle "$(sweep_base 'runs = { { run = "text", task = "needle", ["train.seq_len"] = 320, ["eval.examples"] = 4,
+needle_sweep=$(cfg needle "$(sweep_base 'runs = { { run = "text", task = "needle", ["train.seq_len"] = 320, ["eval.examples"] = 4,
   ["eval.max_length_factor"] = 2, ["needle.key_format"] = "numbers" },
   { run = "answers", task = "needle", ["train.seq_len"] = 320, ["eval.examples"] = 4,
   ["eval.max_length_factor"] = 2, ["needle.key_format"] = "numbers", ["needle.train_targets"] = "answer" } },')")
-    if "$A" run "$s" >"$TMP/out" 2>&1 && "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1 &&
+if selected needle_run_reports_and_plots_every_length; then
+    rm -rf "$TMP/results"
+    if "$A" run "$needle_sweep" >"$TMP/out" 2>&1 && "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1 &&
         sm=$(ls "$TMP"/results/sw/*/summary.json) && grep -q '"needle_accuracy_x2"' $sm && grep -q '"val_perplexity_x2"' $sm &&
         [ -s "$TMP/results/sw/plots/needle_accuracy_vs_length.png" ] && [ -s "$TMP/results/sw/plots/perplexity_vs_length.png" ] &&
         [ "$(figure_var "$TMP/results/sw/plots/data/needle_accuracy_vs_length.cmd" train_len)" = 320 ] &&
         figure_var "$TMP/results/sw/plots/data/needle_accuracy_vs_length.cmd" titles | grep -q "train_targets=answer" &&
         ! figure_var "$TMP/results/sw/plots/data/perplexity_vs_length.cmd" titles | grep -q "train_targets=answer" &&
-        grep -q "ymax=1.05" "$TMP/results/sw/plots/data/needle_accuracy_vs_length.cmd"; then
+        grep -q "ymax=1.05" "$TMP/results/sw/plots/data/needle_accuracy_vs_length.cmd" &&
+        [ ! -e "$TMP/results/sw/plots/needle_accuracy_vs_length_learned.png" ]; then
         ok needle_run_reports_and_plots_every_length
     else
-        fail needle_run_reports_and_plots_every_length "$(tail -n 3 "$TMP/out" "$TMP/out2"; grep -ho "titles=[^;]*\|ymax=[^;]*" "$TMP"/results/sw/plots/data/*_vs_length.cmd)"
+        fail needle_run_reports_and_plots_every_length "$(tail -n 3 "$TMP/out" "$TMP/out2"; grep -ho "titles=[^;]*\|ymax=[^;]*" "$TMP"/results/sw/plots/data/*_vs_length.cmd; ls "$TMP/results/sw/plots")"
+    fi
+fi
+# the figure of the runs that learned draws each run that answers half or more at 1x, by its seed
+# (the short runs above answer none: their summary is given a learned run's shares)
+if selected needle_plot_draws_the_runs_that_learned; then
+    [ -s "$TMP/results/sw/answers/summary.json" ] || { rm -rf "$TMP/results"; "$A" run "$needle_sweep" >"$TMP/out" 2>&1; }
+    sm="$TMP/results/sw/answers/summary.json"
+    if [ -s "$sm" ] && sed -i 's/"needle_accuracy_x1":[[:space:]]*[0-9.e+-]*/"needle_accuracy_x1": 0.9/; s/"needle_accuracy_x2":[[:space:]]*[0-9.e+-]*/"needle_accuracy_x2": 0.4/' "$sm" &&
+        "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1 && [ -s "$TMP/results/sw/plots/needle_accuracy_vs_length_learned.png" ] &&
+        [ "$(figure_var "$TMP/results/sw/plots/data/needle_accuracy_vs_length_learned.cmd" titles)" = '"train_targets=answer,seed=1"' ] &&
+        grep -q "0.9 0.9 0.9" "$TMP"/results/sw/plots/data/needle_learned_*.dat &&
+        grep -q "0.4 0.4 0.4" "$TMP"/results/sw/plots/data/needle_learned_*.dat; then
+        ok needle_plot_draws_the_runs_that_learned
+    else
+        fail needle_plot_draws_the_runs_that_learned "$(tail -n 3 "$TMP/out2"; ls "$TMP/results/sw/plots"; cat "$TMP"/results/sw/plots/data/needle_learned_*.dat 2>/dev/null)"
     fi
 fi
 if selected efficiency_run_measures_every_context; then

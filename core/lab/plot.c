@@ -596,13 +596,21 @@ typedef struct {
     const char *prefix, *series, *figure, *what, *ylabel;
     double ymax;       /* a share's fixed axis top (so an all-zero share still draws); 0: gnuplot scales it */
     bool of_the_text; /* a perplexity: only runs that trained on the text (not needle answers alone) */
+    /* a line per run that scores at least LEARNED_AT_1X at 1x, named by its seed: where only some
+     * seeds leave a plateau, the mean over seeds is their share and hides how the learned ones
+     * extrapolate */
+    bool learned_runs;
 } LengthFigure;
+
+enum { LEARNED_AT_1X_PERCENT = 50 };
 
 static const LengthFigure length_figures[] = {
     {{"lm", "needle"}, "val_perplexity_x", "ppl_length_", "perplexity_vs_length", "perplexity",
-     "validation perplexity (per byte)", 0, true},
+     "validation perplexity (per byte)", 0, true, false},
     {{"needle"}, "needle_accuracy_x", "needle_length_", "needle_accuracy_vs_length", "needle accuracy",
-     "answers right in full (share)", 1.05, false},
+     "answers right in full (share)", 1.05, false, false},
+    {{"needle"}, "needle_accuracy_x", "needle_learned_", "needle_accuracy_vs_length_learned",
+     "needle accuracy", "answers right in full (share)", 1.05, false, true},
 };
 
 static bool task_in(const char *task, const char *const *tasks) {
@@ -626,8 +634,14 @@ static void metric_vs_length(Experiment *e, const LengthFigure *fig) {
         snprintf(key, sizeof key, "%s2", fig->prefix);
         if (!task_in(r->cfg.task, fig->tasks) || !plot_finished(r) || !isfinite(plot_metric(r, key))) continue;
         if (fig->of_the_text && !trained_on_text(&r->cfg)) continue;
+        snprintf(key, sizeof key, "%s1", fig->prefix);
+        if (fig->learned_runs && !(plot_metric(r, key) >= LEARNED_AT_1X_PERCENT / 100.0)) continue;
         char label[256];
         plot_label(r, except, label, sizeof label);
+        if (fig->learned_runs) {
+            size_t n = strlen(label);
+            snprintf(label + n, sizeof label - n, ",seed=%d", r->cfg.seed);
+        }
         train_len = r->cfg.train.seq_len;
         for (int f = 1; f <= 64; f *= 2) {
             snprintf(key, sizeof key, "%s%d", fig->prefix, f);
@@ -637,9 +651,12 @@ static void metric_vs_length(Experiment *e, const LengthFigure *fig) {
     if (!t.n) return;
     Words files = {0}, titles = {0};
     write_series(e, &t, fig->series, &files, &titles);
-    char *vars = xasprintf("files='%s'; titles='%s'; train_len='%d'; xspan=%g; what='%s'; ylabel='%s'; ymax=%g",
+    char *how = fig->learned_runs ? xasprintf("a line for each run right in full on %d%% or more at 1x", LEARNED_AT_1X_PERCENT)
+                                  : xstrdup("mean over seeds, bars: min to max");
+    char *vars = xasprintf("files='%s'; titles='%s'; train_len='%d'; xspan=%g; what='%s'; ylabel='%s'; ymax=%g; how='%s'",
                            words_text(&files), words_text(&titles), train_len, log2_span(&t), fig->what, fig->ylabel,
-                           fig->ymax);
+                           fig->ymax, how);
+    free(how);
     draw(e, "metric_vs_length.gp", fig->figure, vars, &titles);
     free(vars);
     words_free(&files);
