@@ -7,8 +7,9 @@
 -- needle-words-probe). So: that model (1,027,462 parameters; the encoding in its one MLA layer,
 -- the top one), one number key, trained at 320 bytes for 6,000 steps on the answers, evaluated at 1x to 16x (320 to 5,120 bytes); the
 -- rate tuned on seed 1 by the exact-answer share at 1x, seeds 2 and 3 at it.
--- Not yet run. Cost, from needle-probe (one H200, MPS): 4,000 steps of this size at 320 bytes took
--- 17 to 46 s with 4 side by side; the 12 runs should take some 5 minutes, one device call.
+-- Run at dbb41b5 on one H200 (8 tuning runs side by side in 99 s, the 4 others in 61 s): all 8
+-- seed-1 runs stayed on the plateau, so the rate fell to 1e-3 by a tie; nope-rope-needle-seeds.lua
+-- then trains 20 seeds an encoding at that rate (README, The needle half at 320 bytes).
 local sweep = require("repro/gpu/nope-rope-needle")
 sweep.experiment = "nope-rope-needle-short"
 sweep.base.model.d_model = 128
