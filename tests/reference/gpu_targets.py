@@ -7,7 +7,7 @@ writes them into one folder, every side on the same GPU):
 Reads, where present: kernels.csv (`attnlab bench kernels --set device=cuda`), fla.csv
 (bench_fla.py), sdpa.csv (bench_sdpa.py), train.csv (`attnlab bench train`), torch_train.csv
 (bench_torch_train.py), torch_fla_3_1.csv and torch_fla_1_0.csv (bench_torch_train.py --ratio, fla's
-KDA layers), decode.csv (`attnlab bench decode`). A row whose measurement is missing
+KDA layers; with _again before .csv, a second run: the faster is taken and both are named), decode.csv (`attnlab bench decode`). A row whose measurement is missing
 says so instead of a number. The ratio is always the time of the row's first side over the
 second's (for throughput: the second's tokens/s over the first's; for memory: bytes over bytes),
 so below 1x the first side is faster or smaller, and each target is written in those terms.
@@ -131,11 +131,12 @@ def main():
         verdict(soft_peak, peak_torch), "GiB")
     for ratio, mixers, what in (("3_1", "3 kda, 1 softmax", "3:1 KDA/softmax"), ("1_0", "kda", "all KDA")):
         tps, peak = ours_train(mixers)
-        fla_tps = fla_peak = math.nan
-        for r in read(d, f"torch_fla_{ratio}.csv"):
-            if r["mode"] == "eager":
-                fla_tps, fla_peak = num(r["tokens_per_s"]), num(r["peak_bytes"])
-        add(f"train {what} vs PyTorch + fla (eager)", tps, fla_tps, fla_tps / tps, "(none)", "-", "tok/s")
+        runs = [r for name in (f"torch_fla_{ratio}.csv", f"torch_fla_{ratio}_again.csv") for r in read(d, name)
+                if r["mode"] == "eager"]
+        fla_tps = max((num(r["tokens_per_s"]) for r in runs), default=math.nan)
+        fla_peak = min((num(r["peak_bytes"]) for r in runs), default=math.nan)
+        what_fla = f"PyTorch + fla (eager{', faster of ' + ' and '.join(fmt(num(r['tokens_per_s']), 'tok/s') for r in runs) if len(runs) > 1 else ''})"
+        add(f"train {what} vs {what_fla}", tps, fla_tps, fla_tps / tps, "(none)", "-", "tok/s")
         add(f"train {what} peak memory vs PyTorch + fla", peak, fla_peak, peak / fla_peak, "<= 1x",
             verdict(peak, fla_peak), "GiB")
 
