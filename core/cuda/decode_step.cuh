@@ -5,8 +5,8 @@
 // all K rows: at batch 1 that is a dozen blocks of one or two warps, each thread a chain of 2K
 // loads and stores, about 28 us a KDA layer on an H200 (results/reference/gpu/profile/
 // decode_1k.md). Here a block takes 32 value columns of one head, its warps a share of the K rows
-// each (at most STEP_ROWS, held in registers between the two passes), and the sums over rows meet
-// in shared memory: the same arithmetic on several times the threads, with short chains.
+// each (up to STEP_ROWS of them held in registers between the two passes), and the sums over rows
+// meet in shared memory: the same arithmetic on several times the threads, with short chains.
 #pragma once
 #include <math.h>
 
@@ -53,7 +53,7 @@ __global__ void __launch_bounds__(32 * STEP_MAX_WARPS)
             p += x[r] * ks[i];
         }
     }
-    if (DELTA && col)
+    if (DELTA && col) /* rows past the registers: the decayed state goes back to memory */
         for (int i = i0 + STEP_ROWS; i < i1; i++) {
             float y = S[(size_t)i * V] * dec[i];
             S[(size_t)i * V] = y;

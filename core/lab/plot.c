@@ -596,7 +596,7 @@ typedef struct {
     const char *prefix, *series, *figure, *what, *ylabel;
     double ymax;       /* a share's fixed axis top (so an all-zero share still draws); 0: gnuplot scales it */
     bool of_the_text; /* a perplexity: only runs that trained on the text (not needle answers alone) */
-    /* a line per run that scores at least LEARNED_AT_1X at 1x, named by its seed: where only some
+    /* a line per run that scores LEARNED_AT_1X_PERCENT or more at 1x, named by its seed: where only some
      * seeds leave a plateau, the mean over seeds is their share and hides how the learned ones
      * extrapolate */
     bool learned_runs;
