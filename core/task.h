@@ -38,6 +38,10 @@ typedef struct TaskOps {
      * judged); task_chance_accuracy reads a missing chance_accuracy as 0. */
     double (*chance_accuracy)(const Config *c);
     double (*plateau_loss)(const Task *t);
+    /* Optional: a final metric (of final_metrics) that is the share of answers right in full; a
+     * run is judged by it instead (learned from LEARNED_ANSWER_SHARE on), since a model can get
+     * an answer's bytes right well above chance and no answer right in full (needle). */
+    const char *answer_share_metric;
     void (*destroy)(Task *t);
     /* A task that measures a model instead of training it (efficiency) has these instead of
      * create and the rest: check (before anything runs), measure (the run: it writes the run's
@@ -57,6 +61,10 @@ struct Task {
 
 /* experiments/registry.c */
 const TaskOps *task_lookup(const char *name);
+/* A run scored by TaskOps.answer_share_metric learned from this share on; figures of the runs
+ * that learned draw those above it. */
+#define LEARNED_ANSWER_SHARE 0.5
+
 /* The chance accuracy of the config's task (TaskOps.chance_accuracy), 0 when it defines none. */
 double task_chance_accuracy(const Config *c);
 /* Creates the task the config names (field `task`); NULL with err filled on failure. */

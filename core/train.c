@@ -657,7 +657,8 @@ static void recover_logged_numbers(TrainRun *r) {
     r->session_tokens = r->st.tokens_seen;
 }
 
-/* A run that did not learn is marked, never ranked: on a task scored on answers (mqar,
+/* A run that did not learn is marked, never ranked: on a task that measures answers right in full
+ * (needle), a share of them below LEARNED_ANSWER_SHARE; on a task scored on answers (mqar,
  * palindrome, stack), a final validation accuracy of at most twice chance (a uniform guess over the
  * answer alphabet); on a task scored by loss (lm), a final validation loss not below 0.95 times
  * its first plateau (the entropy of the held-out tokens' own frequencies, below which only a model
@@ -669,7 +670,14 @@ static void judge_learning(TrainRun *r) {
     Summary *s = &r->sum;
     const TaskOps *ops = r->task->ops;
     if (strcmp(r->status, "finished") != 0) return;
-    if (ops->chance_accuracy && isfinite(s->val_accuracy)) {
+    double share = NAN;
+    for (int i = 0; ops->answer_share_metric && i < s->n_metrics; i++)
+        if (strcmp(s->metric_names[i], ops->answer_share_metric) == 0) share = s->metric_values[i];
+    if (isfinite(share)) {
+        s->learned = share >= LEARNED_ANSWER_SHARE ? LEARNED_YES : LEARNED_NO;
+        snprintf(r->learned_reason, sizeof r->learned_reason, "%s %.4f is %s %g, half the answers right in full",
+                 ops->answer_share_metric, share, s->learned == LEARNED_YES ? "at least" : "below", LEARNED_ANSWER_SHARE);
+    } else if (ops->chance_accuracy && isfinite(s->val_accuracy)) {
         double chance = ops->chance_accuracy(r->cfg), bar = LEARNED_CHANCE_FACTOR * chance;
         s->learned = s->val_accuracy > bar ? LEARNED_YES : LEARNED_NO;
         snprintf(r->learned_reason, sizeof r->learned_reason,

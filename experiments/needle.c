@@ -403,5 +403,6 @@ const TaskOps task_needle = {
     .final_metrics = needle_final_metrics,
     .metric_names = needle_metric_names,
     .chance_accuracy = needle_chance_accuracy,
+    .answer_share_metric = "needle_accuracy_x1",
     .destroy = needle_destroy,
 };

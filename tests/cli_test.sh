@@ -1191,7 +1191,8 @@ if selected train_length_extrapolation_metrics; then
 fi
 # needle: exact answers at 1x and 2x beside lm's perplexity there, and both figures drawn; the
 # perplexity figure leaves out the run trained on the answers alone (it never learned the text),
-# and the share's axis is fixed to [0, 1.05] (all zeros still draw)
+# the share's axis is fixed to [0, 1.05] (all zeros still draw), and a run is judged by its share
+# of answers right in full, not by the bytes it gets right
 needle_sweep=$(cfg needle "$(sweep_base 'runs = { { run = "text", task = "needle", ["train.seq_len"] = 320, ["eval.examples"] = 4,
   ["eval.max_length_factor"] = 2, ["needle.key_format"] = "numbers" },
   { run = "answers", task = "needle", ["train.seq_len"] = 320, ["eval.examples"] = 4,
@@ -1205,7 +1206,9 @@ if selected needle_run_reports_and_plots_every_length; then
         figure_var "$TMP/results/sw/plots/data/needle_accuracy_vs_length.cmd" titles | grep -q "train_targets=answer" &&
         ! figure_var "$TMP/results/sw/plots/data/perplexity_vs_length.cmd" titles | grep -q "train_targets=answer" &&
         grep -q "ymax=1.05" "$TMP/results/sw/plots/data/needle_accuracy_vs_length.cmd" &&
-        [ ! -e "$TMP/results/sw/plots/needle_accuracy_vs_length_learned.png" ]; then
+        [ ! -e "$TMP/results/sw/plots/needle_accuracy_vs_length_learned.png" ] &&
+        grep -q '"learned_reason":[[:space:]]*"needle_accuracy_x1 0.0000 is below 0.5, half the answers right in full"' \
+            "$TMP/results/sw/answers/summary.json"; then
         ok needle_run_reports_and_plots_every_length
     else
         fail needle_run_reports_and_plots_every_length "$(tail -n 3 "$TMP/out" "$TMP/out2"; grep -ho "titles=[^;]*\|ymax=[^;]*" "$TMP"/results/sw/plots/data/*_vs_length.cmd; ls "$TMP/results/sw/plots")"

@@ -596,13 +596,11 @@ typedef struct {
     const char *prefix, *series, *figure, *what, *ylabel;
     double ymax;       /* a share's fixed axis top (so an all-zero share still draws); 0: gnuplot scales it */
     bool of_the_text; /* a perplexity: only runs that trained on the text (not needle answers alone) */
-    /* a line per run that scores LEARNED_AT_1X_PERCENT or more at 1x, named by its seed: where only some
-     * seeds leave a plateau, the mean over seeds is their share and hides how the learned ones
-     * extrapolate */
+    /* a line per run whose share at 1x is LEARNED_ANSWER_SHARE or more, named by its seed: where
+     * only some seeds leave a plateau, the mean over seeds is their share and hides how the
+     * learned ones extrapolate */
     bool learned_runs;
 } LengthFigure;
-
-enum { LEARNED_AT_1X_PERCENT = 50 };
 
 static const LengthFigure length_figures[] = {
     {{"lm", "needle"}, "val_perplexity_x", "ppl_length_", "perplexity_vs_length", "perplexity",
@@ -635,7 +633,7 @@ static void metric_vs_length(Experiment *e, const LengthFigure *fig) {
         if (!task_in(r->cfg.task, fig->tasks) || !plot_finished(r) || !isfinite(plot_metric(r, key))) continue;
         if (fig->of_the_text && !trained_on_text(&r->cfg)) continue;
         snprintf(key, sizeof key, "%s1", fig->prefix);
-        if (fig->learned_runs && !(plot_metric(r, key) >= LEARNED_AT_1X_PERCENT / 100.0)) continue;
+        if (fig->learned_runs && !(plot_metric(r, key) >= LEARNED_ANSWER_SHARE)) continue;
         char label[256];
         plot_label(r, except, label, sizeof label);
         if (fig->learned_runs) {
@@ -651,7 +649,7 @@ static void metric_vs_length(Experiment *e, const LengthFigure *fig) {
     if (!t.n) return;
     Words files = {0}, titles = {0};
     write_series(e, &t, fig->series, &files, &titles);
-    char *how = fig->learned_runs ? xasprintf("a line for each run right in full on %d%% or more at 1x", LEARNED_AT_1X_PERCENT)
+    char *how = fig->learned_runs ? xasprintf("a line for each run right in full on %.0f%% or more at 1x", 100 * LEARNED_ANSWER_SHARE)
                                   : xstrdup("mean over seeds, bars: min to max");
     char *vars = xasprintf("files='%s'; titles='%s'; train_len='%d'; xspan=%g; what='%s'; ylabel='%s'; ymax=%g; how='%s'",
                            words_text(&files), words_text(&titles), train_len, log2_span(&t), fig->what, fig->ylabel,
