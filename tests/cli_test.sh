@@ -744,6 +744,23 @@ if selected plot_sorts_numbers_by_value; then
         fail plot_sorts_numbers_by_value "exit $code; loss curves: $titles; final rows: $rows; ratios: $ratios"
     fi
 fi
+# the ratio figure adds a panel of the ratios the ones before them squash: a 0:1 run at perplexity
+# 1000 beside hybrids at 5.0 to 5.2 gets one from 1:1 on; at 5.3 it squashes nothing
+if selected plot_ratio_figure_zooms_past_a_squashing_ratio; then
+    plot_sweep plotzoom 'grid = { ["model.hybrid.ratio"] = { "0:1", "1:1", "3:1", "1:0" } },'
+    code=$?
+    set_ppl() { sed -i "s/\"val_perplexity\":[[:space:]]*[0-9.e+-]*/\"val_perplexity\": $2/" "$TMP/results/sw/ratio=$1/summary.json"; }
+    zoom_of() { grep -o "zoom=[-0-9]*" "$TMP/results/sw/plots/data/perplexity_vs_ratio.cmd"; }
+    set_ppl 0:1 1000 && set_ppl 1:1 5.0 && set_ppl 3:1 5.1 && set_ppl 1:0 5.2 &&
+        "$A" plot "$TMP/results/sw" >"$TMP/out2" 2>&1 && zoomed=$(zoom_of) &&
+        set_ppl 0:1 5.3 && "$A" plot "$TMP/results/sw" >>"$TMP/out2" 2>&1 && flat=$(zoom_of) || code=1
+    if [ "$code" -eq 0 ] && [ "$zoomed" = zoom=1 ] && [ "$flat" = zoom=-1 ] &&
+        [ -s "$TMP/results/sw/plots/perplexity_vs_ratio.png" ] && [ -s "$TMP/results/sw/plots/perplexity_vs_ratio.svg" ]; then
+        ok plot_ratio_figure_zooms_past_a_squashing_ratio
+    else
+        fail plot_ratio_figure_zooms_past_a_squashing_ratio "exit $code; $zoomed / $flat; $(tail -3 "$TMP/out2")"
+    fi
+fi
 if selected plot_final_metric_for_every_sweep; then
     # lm: the validation loss of each setting, the mean over its seeds
     plot_sweep plotfinal 'grid = { ["model.mixer"] = { "softmax", "kda" }, seed = { 1, 2 } },'

@@ -544,7 +544,26 @@ static void accuracy_vs_length(Experiment *e) {
     }
 }
 
-/* Perplexity at each hybrid ratio, from all attention to all linear, a line per setting. */
+/* The first ratio from which a second panel draws the rest on its own y axis, -1 for none: the
+ * first k (leaving 2 or more ratios) whose points from k on span less than a ZOOM_SPAN_FRACTION of
+ * all points' span, so that the ratios before it (all-attention NoPE's perplexity, twice the
+ * hybrids') do not squash the hybrids' differences into a flat line. lo[k], hi[k]: ratio k's
+ * lowest and highest run. */
+static const double ZOOM_SPAN_FRACTION = 0.2;
+
+static int ratio_zoom(const double *lo, const double *hi, int n) {
+    double all_lo = INFINITY, all_hi = -INFINITY;
+    for (int k = 0; k < n; k++) all_lo = fmin(all_lo, lo[k]), all_hi = fmax(all_hi, hi[k]);
+    for (int k = 1; k + 2 <= n; k++) {
+        double from_lo = INFINITY, from_hi = -INFINITY;
+        for (int j = k; j < n; j++) from_lo = fmin(from_lo, lo[j]), from_hi = fmax(from_hi, hi[j]);
+        if (from_hi - from_lo < ZOOM_SPAN_FRACTION * (all_hi - all_lo)) return k;
+    }
+    return -1;
+}
+
+/* Perplexity at each hybrid ratio, from all attention to all linear, a line per setting (and,
+ * where ratio_zoom finds ratios squashed by the ones before them, a second panel of those). */
 static void ppl_vs_ratio(Experiment *e) {
     static const char *const except[] = {"model.hybrid.ratio", NULL};
     const char *ratios[64];
@@ -564,6 +583,8 @@ static void ppl_vs_ratio(Experiment *e) {
                 ratios[a] = ratios[b], ratios[b] = x;
             }
     Table t = {0};
+    double lo[64], hi[64];
+    for (int k = 0; k < n_ratios; k++) lo[k] = INFINITY, hi[k] = -INFINITY;
     for (int i = 0; i < e->n; i++) {
         const PlotRun *r = &e->runs[i];
         if (strcmp(r->cfg.task, "lm") != 0 || !plot_finished(r) || !r->cfg.model.hybrid.ratio[0]) continue;
@@ -572,13 +593,16 @@ static void ppl_vs_ratio(Experiment *e) {
         if (k == n_ratios) continue;
         char label[256];
         plot_label(r, except, label, sizeof label);
-        table_add(&t, label, k, ratios[k], plot_metric(r, "val_perplexity"));
+        double ppl = plot_metric(r, "val_perplexity");
+        table_add(&t, label, k, ratios[k], ppl);
+        if (isfinite(ppl)) lo[k] = fmin(lo[k], ppl), hi[k] = fmax(hi[k], ppl);
     }
     Words files = {0}, titles = {0}, names = {0};
     write_series(e, &t, "ppl_ratio_", &files, &titles);
     for (int k = 0; k < n_ratios; k++) words_add(&names, ratios[k]);
     if (files.n) {
-        char *vars = xasprintf("files='%s'; titles='%s'; ratios='%s'", words_text(&files), words_text(&titles), words_text(&names));
+        char *vars = xasprintf("files='%s'; titles='%s'; ratios='%s'; zoom=%d", words_text(&files), words_text(&titles),
+                               words_text(&names), ratio_zoom(lo, hi, n_ratios));
         draw(e, "ppl_vs_ratio.gp", "perplexity_vs_ratio", vars, &titles);
         free(vars);
     }
