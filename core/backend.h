@@ -29,6 +29,15 @@ typedef struct {
     long n_correct;
 } XentStats;
 
+/* One product of a linear_group: y = x W^T (y += x W^T when accumulate), W [out, in]. */
+enum { LINEAR_GROUP_MAX = 8 };
+typedef struct {
+    const float *w;
+    float *y;
+    int out;
+    bool accumulate;
+} LinearOut;
+
 /* Activation applied by the gate op. */
 typedef enum { ACT_SILU, ACT_SIGMOID } GateAct;
 
@@ -72,6 +81,10 @@ typedef struct {
     X(void, gemm_batched, (bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,     \
                            long long stride_a, const float *B, int ldb, long long stride_b, float beta, float *C,     \
                            int ldc, long long stride_c, int count))                                                   \
+    /* n <= LINEAR_GROUP_MAX linear layers of one input x [N, in]: the products of outs[i] in turn.                  \
+     * One op so that a backend can run a token's projections as one launch (the GPU at decode,                      \
+     * where each product is a launch's worth of work) */                                                             \
+    X(void, linear_group, (const float *x, int N, int in, int n, const LinearOut *outs))                              \
     /* a linear layer's backward, y = x W^T with x [N, in] and W [out, in]: dW += dy^T x, and                        \
      * dx = dy W (dx += dy W when accumulate_dx; skipped when dx is NULL). The two products of one                    \
      * op, so that a backend can prepare dy once for both (the GPU rounds it to bf16 once) */                         \

@@ -295,15 +295,12 @@ static void decode_body(Model *m, const DecodeAt *at) {
     be->embedding_forward(x, m->tokens, m->wte.w, B, C);
     for (int l = 0; l < m->L; l++) {
         Layer *layer = &m->layers[l];
+        /* the stream is updated in place (no backward keeps the block's middle): two copies a
+         * layer fewer, which at one token are launches, not bytes */
         be->rmsnorm_forward(m->normed, layer->rstd1, x, layer->norm1.w, B, C, eps);
-        if (!m->cfg.mlp) { /* the stream is updated in place: only one position is live */
-            layer->mixer->ops->decode_step(layer->mixer, be, m->normed, x, B, at);
-            continue;
-        }
-        be->copy(layer->mid, x, (size_t)B * C);
-        layer->mixer->ops->decode_step(layer->mixer, be, m->normed, layer->mid, B, at);
-        be->rmsnorm_forward(m->normed, layer->rstd2, layer->mid, layer->norm2.w, B, C, eps);
-        be->copy(x, layer->mid, (size_t)B * C);
+        layer->mixer->ops->decode_step(layer->mixer, be, m->normed, x, B, at);
+        if (!m->cfg.mlp) continue;
+        be->rmsnorm_forward(m->normed, layer->rstd2, x, layer->norm2.w, B, C, eps);
         mlp_forward(&layer->mlp, be, m->normed, x, B);
     }
     be->rmsnorm_forward(m->ln_f, m->rstd_f, x, m->norm_f.w, B, C, eps);

@@ -1321,7 +1321,7 @@ if selected gpu_reference_scripts_read_our_formats; then
 "1","flash_forward_kernel","(128, 1, 1)","1,000,000"
 "2","Kernel2","(128, 1, 1)","1,000,000"
 "3","copy_heads_kernel","(256, 1, 1)","1,000,000"
-"4","skinny_nt_kernel<1>","(256, 1, 1)","1,000,000"
+"4","gemv_kernel<true>","(256, 1, 1)","1,000,000"
 "5","decode_split_kernel<128>","(128, 1, 1)","1,000,000"
 NCU
     if "$A" bench train "${small[@]}" --set model.n_layers=4 --csv "$g/train.csv" >"$TMP/out" 2>&1 &&

@@ -394,23 +394,33 @@ static void norm_and_gate(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, in
     be->gate_forward(bf->y_g, bf->o_n, bf->z, (size_t)N * HV, L->gates->out_gate);
 }
 
+/* The products of x that the forward keeps, in one group (one launch at decode): q, k and v
+ * before their convolutions, beta's logits and the gates' inputs (kda's low-rank f1 and z1,
+ * gdn's output gate z). gdn's decay input a is remade by the backward: decay_gate makes it. */
+static void project_input(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, int N) {
+    const int HK = L->H * L->K, HV = L->H * L->V;
+    LinearOut outs[LINEAR_GROUP_MAX] = {
+        {L->w_q.w, bf->q_pre, HK, false},
+        {L->w_k.w, bf->k_pre, HK, false},
+        {L->w_v.w, bf->v_pre, HV, false},
+        {L->w_b.w, bf->beta, L->H, false},
+    };
+    int n = 4;
+    if (L->gates->low_rank) outs[n++] = (LinearOut){L->w_f1.w, bf->f1, L->R, false};
+    if (L->cfg.output_gate)
+        outs[n++] = L->gates->low_rank ? (LinearOut){L->w_g1.w, bf->z1, L->R, false} : (LinearOut){L->w_g.w, bf->z, HV, false};
+    be->linear_group(x, N, L->C, n, outs);
+}
+
 static void run_forward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, float *y, int B, int T,
                         bool step) {
     alias_conv(L, bf);
-    const int N = B * T, C = L->C, H = L->H, HK = H * L->K, HV = H * L->V;
-    linear_forward(be, bf->q_pre, x, &L->w_q, N, C, HK, false);
-    linear_forward(be, bf->k_pre, x, &L->w_k, N, C, HK, false);
-    linear_forward(be, bf->v_pre, x, &L->w_v, N, C, HV, false);
+    const int N = B * T, C = L->C, H = L->H, HV = H * L->V;
+    project_input(L, be, bf, x, N);
     core_qkv(L, be, bf, B, T, step);
-    linear_forward(be, bf->beta, x, &L->w_b, N, C, H, false);
     be->sigmoid_forward(bf->beta, bf->beta, (size_t)N * H);
-    if (L->gates->low_rank) linear_forward(be, bf->f1, x, &L->w_f1, N, C, L->R, false);
     decay_gate(L, be, bf, x, N);
     run_core(L, be, bf, x, B, T, step);
-    if (L->cfg.output_gate) {
-        if (L->gates->low_rank) linear_forward(be, bf->z1, x, &L->w_g1, N, C, L->R, false);
-        else linear_forward(be, bf->z, x, &L->w_g, N, C, HV, false);
-    }
     norm_and_gate(L, be, bf, N);
     linear_forward(be, y, L->cfg.output_gate ? bf->y_g : bf->o_n, &L->w_o, N, HV, C, true);
 }

@@ -166,27 +166,31 @@ static void mla_declare(Mixer *mx, const Backend *be, Arena *acts, Arena *scratc
     arena_declare(scratch, &m->work, be->attention_workspace(&shape));
 }
 
-/* q [N, H (dn + dr)] from x, through the bottleneck when there is one. */
-static void project_queries(Mla *m, const Backend *be, const float *x, float *q, float *cq, float *cq_n, float *rstd,
-                            int N) {
-    int HQ = m->H * qk_dim(m);
-    if (m->rq) {
-        linear_forward(be, cq, x, &m->w_dq, N, m->C, m->rq, false);
-        be->rmsnorm_forward(cq_n, rstd, cq, m->q_norm.w, N, m->rq, m->eps);
-        linear_forward(be, q, cq_n, &m->w_uq, N, m->rq, HQ, false);
-    } else {
-        linear_forward(be, q, x, &m->w_q, N, m->C, HQ, false);
-    }
+/* The three products of x in one group: the queries q [N, H (dn + dr)] (or their bottleneck cq
+ * [N, rq]), the latent c [N, r] and the shared rotary key kr [N, dr] (one launch at decode). */
+static void project_input(Mla *m, const Backend *be, const float *x, float *q_or_cq, float *c, float *kr, int N) {
+    LinearOut outs[3] = {
+        {m->rq ? m->w_dq.w : m->w_q.w, q_or_cq, m->rq ? m->rq : m->H * qk_dim(m), false},
+        {m->w_dkv.w, c, m->r, false},
+        {m->w_kr.w, kr, m->dr, false},
+    };
+    be->linear_group(x, N, m->C, 3, outs);
+}
+
+/* q from its bottleneck cq, where there is one (project_input made q itself otherwise). */
+static void finish_queries(Mla *m, const Backend *be, float *q, const float *cq, float *cq_n, float *rstd, int N) {
+    if (!m->rq) return;
+    be->rmsnorm_forward(cq_n, rstd, cq, m->q_norm.w, N, m->rq, m->eps);
+    linear_forward(be, q, cq_n, &m->w_uq, N, m->rq, m->H * qk_dim(m), false);
 }
 
 static void mla_forward(Mixer *mx, const Backend *be, const float *x, float *y, int B, int T) {
     Mla *m = (Mla *)mx;
     int N = B * T, H = m->H, dk = qk_dim(m), HQ = H * dk, HKV = H * kv_dim(m), HV = H * m->dv;
-    project_queries(m, be, x, m->q, m->cq, m->cq_n, m->cq_rstd, N);
-    linear_forward(be, m->c, x, &m->w_dkv, N, m->C, m->r, false);
+    project_input(m, be, x, m->rq ? m->cq : m->q, m->c, m->kr, N);
+    finish_queries(m, be, m->q, m->cq, m->cq_n, m->cq_rstd, N);
     be->rmsnorm_forward(m->c_n, m->c_rstd, m->c, m->kv_norm.w, N, m->r, m->eps);
     linear_forward(be, m->kv, m->c_n, &m->w_ukv, N, m->r, HKV, false);
-    linear_forward(be, m->kr, x, &m->w_kr, N, m->C, m->dr, false);
     if (m->rope_table) {
         const RopeTable *t = m->rope_table;
         be->rope_forward(m->kr, B, T, 1, m->dr, m->dr, 0, m->dr, t->cos, t->sin, 0);
@@ -276,12 +280,11 @@ static void mla_decode_step(Mixer *mx, const Backend *be, const float *x, float 
     if (at->pos >= m->max_context) die("decode: position %ld is past the cache of %ld tokens", at->pos, m->max_context);
     int H = m->H, dk = qk_dim(m), HQ = H * dk, row = cache_row(m), r = m->r;
     long seq = m->max_context * row;
-    project_queries(m, be, x, m->s_q, m->s_cq, m->s_cqn, m->s_cqr, B);
+    project_input(m, be, x, m->rq ? m->s_cq : m->s_q, m->s_c, m->s_kr, B);
+    finish_queries(m, be, m->s_q, m->s_cq, m->s_cqn, m->s_cqr, B);
     /* the new cache row: [RMSNorm(x W_dkv) | x W_kr, rotated under RoPE] */
-    linear_forward(be, m->s_c, x, &m->w_dkv, B, m->C, r, false);
     be->rmsnorm_forward(m->s_c, m->s_cr, m->s_c, m->kv_norm.w, B, r, m->eps);
     be->cache_write(m->cache, seq, row, at->pos_len, m->s_c, r, B, r);
-    linear_forward(be, m->s_kr, x, &m->w_kr, B, m->C, m->dr, false);
     if (m->rope_table) {
         const RopeTable *t = m->rope_table;
         be->rope_forward(m->s_kr, B, 1, 1, m->dr, m->dr, 0, m->dr, t->step_cos, t->step_sin, 0);

@@ -112,6 +112,12 @@ void cpu_gemm_batched(bool trans_a, bool trans_b, int M, int N, int K, float alp
                  ldc);
 }
 
+void cpu_linear_group(const float *x, int N, int in, int n, const LinearOut *outs) {
+    for (int i = 0; i < n; i++)
+        cpu_gemm(false, true, N, outs[i].out, in, 1.0f, x, in, outs[i].w, in, outs[i].accumulate ? 1.0f : 0.0f,
+                 outs[i].y, outs[i].out);
+}
+
 void cpu_linear_backward(float *dx, float *dW, const float *dy, const float *x, const float *W, int N, int in,
                          int out, bool accumulate_dx) {
     cpu_gemm(true, false, out, in, N, 1.0f, dy, out, x, in, 1.0f, dW, in);

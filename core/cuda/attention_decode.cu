@@ -60,15 +60,18 @@ __host__ __device__ inline int keys_per_split(int T, int splits, int groups, int
 
 // rows [0, ROWS) of a fp32 matrix (row i at src + i * stride; n_rows of them, `width` floats each)
 // into a bf16 tile of `cols` columns (a multiple of 4) at row stride ld, times mul; zero past
-// n_rows and width. Each thread issues four loads before it stores any.
+// n_rows and width. Each thread issues LOADS_IN_FLIGHT loads before it stores any: a tile is a
+// few such rounds, each a memory latency (with four, a 32 x 416 tile of MLA's latent cache took
+// seven rounds, most of a 15 us split at 1K on an H200).
+constexpr int LOADS_IN_FLIGHT = 8;
 template <int ROWS>
 __device__ __forceinline__ void load_rows_bf16(bf16 *tile, int ld, const float *src, long stride, int n_rows, int width,
                                                int cols, float mul, bool vec4) {
     const int groups = cols / 4, n = ROWS * groups;
-    for (int i0 = threadIdx.x; i0 < n; i0 += 4 * DEC_THREADS) {
-        float4 x[4];
+    for (int i0 = threadIdx.x; i0 < n; i0 += LOADS_IN_FLIGHT * DEC_THREADS) {
+        float4 x[LOADS_IN_FLIGHT];
 #pragma unroll
-        for (int u = 0; u < 4; u++) {
+        for (int u = 0; u < LOADS_IN_FLIGHT; u++) {
             int i = i0 + u * DEC_THREADS, r = i / groups, c = (i % groups) * 4;
             x[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             if (i < n && r < n_rows) {
@@ -84,7 +87,7 @@ __device__ __forceinline__ void load_rows_bf16(bf16 *tile, int ld, const float *
             }
         }
 #pragma unroll
-        for (int u = 0; u < 4; u++) {
+        for (int u = 0; u < LOADS_IN_FLIGHT; u++) {
             int i = i0 + u * DEC_THREADS, r = i / groups, c = (i % groups) * 4;
             if (i < n)
                 *reinterpret_cast<uint2 *>(tile + (size_t)r * ld + c) =
@@ -165,23 +168,41 @@ __global__ void __launch_bounds__(DEC_THREADS) decode_split_kernel(DecodeArgs a)
     }
 }
 
-// one block per (sequence, head): the splits' outputs weighted by exp(lse_split - lse)
+// one block per (sequence, head): the splits' outputs weighted by exp(lse_split - lse). A thread
+// per value channel, its splits' partial outputs loaded COMBINE_UNROLL at a time (a thread
+// walking 32 splits one load after another took 9 us at 1K on an H200).
+constexpr int COMBINE_UNROLL = 8;
 __global__ void decode_combine_kernel(AttnDims s, float *o, const float *part_o, const float *part_lse, int splits) {
     __shared__ float w[MAX_SPLITS];
+    __shared__ float inv_total;
     const int bh = blockIdx.x, b = bh / s.H, h = bh % s.H;
     const size_t BH = (size_t)s.B * s.H;
-    float mx = -INFINITY;
-    for (int i = 0; i < splits; i++) mx = fmaxf(mx, part_lse[i * BH + bh]);
-    for (int i = threadIdx.x; i < splits; i += blockDim.x) w[i] = expf(part_lse[i * BH + bh] - mx);
+    if (threadIdx.x < 32) { /* the weights, by one warp */
+        float mx = -INFINITY;
+        for (int i = threadIdx.x; i < splits; i += 32) mx = fmaxf(mx, part_lse[i * BH + bh]);
+        mx = warp_max(mx);
+        float total = 0.0f;
+        for (int i = threadIdx.x; i < splits; i += 32) {
+            w[i] = expf(part_lse[i * BH + bh] - mx);
+            total += w[i];
+        }
+        total = warp_sum(total);
+        if (threadIdx.x == 0) inv_total = 1.0f / total;
+    }
     __syncthreads();
-    float total = 0.0f;
-    for (int i = 0; i < splits; i++) total += w[i];
-    float inv = 1.0f / total, *out = o + (size_t)b * s.os + (size_t)h * s.Dv;
+    float *out = o + (size_t)b * s.os + (size_t)h * s.Dv;
     for (int d = threadIdx.x; d < s.Dv; d += blockDim.x) {
         float x = 0.0f;
-        for (int i = 0; i < splits; i++)
-            if (w[i] != 0.0f) x += w[i] * part_o[(i * BH + bh) * s.Dv + d]; /* idle splits hold stale rows */
-        out[d] = x * inv;
+        for (int i0 = 0; i0 < splits; i0 += COMBINE_UNROLL) {
+            float p[COMBINE_UNROLL];
+#pragma unroll
+            for (int u = 0; u < COMBINE_UNROLL; u++)
+                p[u] = i0 + u < splits ? part_o[((i0 + u) * BH + bh) * s.Dv + d] : 0.0f;
+#pragma unroll
+            for (int u = 0; u < COMBINE_UNROLL; u++)
+                if (i0 + u < splits && w[i0 + u] != 0.0f) x += w[i0 + u] * p[u]; /* idle splits hold stale rows */
+        }
+        out[d] = x * inv_total;
     }
 }
 
@@ -252,7 +273,8 @@ void flash_decode(const AttnDims &s, long kv_seq_stride, const int *len, float *
     case 96: launch_split<96>(a, splits, smem); break;
     default: launch_split<128>(a, splits, smem); break;
     }
-    decode_combine_kernel<<<s.B * s.H, 128>>>(s, o, a.part_o, a.part_lse, splits);
+    int threads = (s.Dv + 31) / 32 * 32;
+    decode_combine_kernel<<<s.B * s.H, threads < 128 ? 128 : threads>>>(s, o, a.part_o, a.part_lse, splits);
     CUDA_LAUNCHED();
 }
 

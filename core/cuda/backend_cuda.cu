@@ -224,6 +224,10 @@ extern "C" void cuda_gemm(bool trans_a, bool trans_b, int M, int N, int K, float
         if (beta == 0.0f) CUDA_CHECK(cudaMemset2DAsync(C, sizeof(float) * ldc, 0, sizeof(float) * N, M));
         return;
     }
+    if (!trans_a && trans_b && M <= GEMV_MAX_ROWS) { /* a few tokens through a linear layer (decode) */
+        cuda_gemv(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
     if (cuda_gemm_converts(M, N, K)) {
         if (cuda_capture_refuses()) return; /* its operand buffer may grow, and a graph would keep the old one */
         gemm_bf16_operands(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

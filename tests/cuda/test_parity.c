@@ -108,6 +108,76 @@ TEST(test_gpu_gemm_all_transposes) {
             }
 }
 
+/* Products of up to GEMV_MAX_ROWS rows through a weight matrix (a decode step's projections) run
+ * the GPU's own fp32 kernel in both matmul modes, so they hold the tight tolerance in both: 16-byte
+ * loads (K 768, 2048) and scalar ones (K 53, 1030: odd leading dimensions), rows cut into 1 to 8
+ * slices; beta 0 must not read C (NaN there); 9 rows go to cuBLAS. */
+TEST(test_gpu_few_row_products) {
+    need_gpu();
+    Rng rng;
+    rng_seed(&rng, 21);
+    int shapes[][5] = {{1, 768, 768, 0, 0}, {2, 768, 2048, 0, 1}, {3, 29, 768, 4, 1}, {8, 130, 53, 3, 0},
+                       {1, 300, 1030, 1, 0}, {1, 12, 96, 1, 1},    {9, 40, 64, 0, 0}}; /* M, N, K, padding, beta 0 */
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        int M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2], pad = shapes[sh][3];
+        bool beta0 = shapes[sh][4];
+        int lda = K + pad, ldb = K + pad, ldc = N + pad;
+        size_t na = (size_t)M * lda, nb = (size_t)N * ldb, nc = (size_t)M * ldc;
+        float *A = rnd(na, 1, 0, &rng), *B = rnd(nb, 1, 0, &rng), *C = rnd(nc, 1, 0, &rng);
+        float *dA = up(A, na), *dB = up(B, nb), *dC = up(C, nc);
+        if (beta0) { /* NaN where the product writes; the padding keeps C's values on both sides */
+            float *nan = copy_of(C, nc);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) nan[(size_t)i * ldc + j] = NAN;
+            gpu->upload(dC, nan, sizeof(float) * nc);
+            free(nan);
+        }
+        float beta = beta0 ? 0.0f : 0.5f;
+        cpu->gemm(false, true, M, N, K, 0.7f, A, lda, B, ldb, beta, C, ldc);
+        gpu->gemm(false, true, M, N, K, 0.7f, dA, lda, dB, ldb, beta, dC, ldc);
+        char what[64];
+        snprintf(what, sizeof what, "gemm NT %dx%dx%d (lda %d)", M, N, K, lda);
+        SAME(dC, C, nc, M <= 8 ? 1e-5 : mm_tol(1e-5, 2e-2), what);
+        free(A), free(B), free(C);
+        gpu->release(dA), gpu->release(dB), gpu->release(dC);
+    }
+}
+
+/* several linear layers of one input: one launch for a few rows, cuBLAS's products for many;
+ * overwritten and accumulated outputs, and an empty one */
+TEST(test_gpu_linear_group) {
+    need_gpu();
+    Rng rng;
+    rng_seed(&rng, 22);
+    const int in = 96, outs_n[4] = {64, 12, 0, 130};
+    const bool acc[4] = {false, true, false, true};
+    int rows[3] = {1, 5, 40};
+    for (int t = 0; t < 3; t++) {
+        int N = rows[t];
+        float *x = rnd((size_t)N * in, 1, 0, &rng), *dx = up(x, (size_t)N * in);
+        LinearOut c_outs[4], g_outs[4];
+        float *w[4], *y[4];
+        for (int i = 0; i < 4; i++) {
+            size_t nw = (size_t)outs_n[i] * in, ny = (size_t)N * outs_n[i];
+            w[i] = rnd(nw, 0.2f, 0, &rng);
+            y[i] = rnd(ny, 1, 0, &rng);
+            c_outs[i] = (LinearOut){w[i], y[i], outs_n[i], acc[i]};
+            g_outs[i] = (LinearOut){up(w[i], nw), up(y[i], ny), outs_n[i], acc[i]};
+        }
+        cpu->linear_group(x, N, in, 4, c_outs);
+        gpu->linear_group(dx, N, in, 4, g_outs);
+        for (int i = 0; i < 4; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "linear_group of %d rows, product %d (%d wide)", N, i, outs_n[i]);
+            SAME(g_outs[i].y, y[i], (size_t)N * outs_n[i], N <= 8 ? 1e-5 : mm_tol(1e-5, 2e-2), what);
+            free(w[i]), free(y[i]);
+            gpu->release((float *)g_outs[i].w), gpu->release(g_outs[i].y);
+        }
+        free(x);
+        gpu->release(dx);
+    }
+}
+
 /* per-head products in one call, heads interleaved in wider rows (MLA's absorbed decode) */
 TEST(test_gpu_gemm_batched) {
     need_gpu();

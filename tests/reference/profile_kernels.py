@@ -23,10 +23,9 @@ from collections import defaultdict
 # kinds of work by kernel name, first match wins. cuBLAS's kernels are named *gemm*, nvjet_*,
 # gemv*, dot_kernel, reduce_*, and for small or batched products plainly "kernel" or "Kernel2";
 # the cuBLAS products inside the chunkwise cores count as matmuls, and so do our own few-row
-# products (skinny_gemm.cu).
+# products (gemv_kernel, core/cuda/gemv.cu).
 KINDS = [
-    ("matmuls (cuBLAS)", r"nvjet|gemm|gemv|xmma|cutlass|splitKreduce|cublas|^dot_kernel|^reduce_1Block|^[kK]ernel\d*$|"
-     r"^skinny_"),
+    ("matmuls (cuBLAS)", r"nvjet|gemm|gemv|xmma|cutlass|splitKreduce|cublas|^dot_kernel|^reduce_1Block|^[kK]ernel\d*$"),
     ("softmax attention", r"^(flash_|attention_|decode_softmax|decode_split|decode_combine)"),
     ("linear-time cores (besides their matmuls)", r"^(chunk|delta|dplr_|state_|gates_|pairs|scale_rows|beta_grad|"
      r"finish_grads|sum_channels|to_chunks|from_chunks|mask_upper|unit_lower|dblast|exclusive_|lin_|rec_)"),
