@@ -38,6 +38,16 @@ typedef struct {
     bool accumulate;
 } LinearOut;
 
+/* One input of conv_silu_step: x [B, H * D] through the short convolution's step (weights w
+ * [H * D, W], tail [B, W-1, H * D]) and SiLU into y, then, with l2, each head's D channels
+ * L2-normalized in place (rnorm [B * H]). */
+typedef struct {
+    float *y, *rnorm, *tail;
+    const float *x, *w;
+    int D;
+    bool l2;
+} ConvStepInput;
+
 /* Activation applied by the gate op. */
 typedef enum { ACT_SILU, ACT_SIGMOID } GateAct;
 
@@ -197,6 +207,9 @@ typedef struct {
                               int T, int C, int W))                                                                   \
     /* one decode step: state [B, W-1, C] holds the last W-1 inputs (oldest first); x, y [B, C] */                    \
     X(void, conv1d_step, (float *y, float *state, const float *x, const float *w, int B, int C, int W))               \
+    /* a delta layer's decode inputs (q, k, v: n <= 4 of them, H heads each) as conv1d_step, silu_forward and         \
+     * l2norm_forward make them, in one op: one launch on the GPU instead of eight */                                \
+    X(void, conv_silu_step, (int B, int H, int W, int n, const ConvStepInput *in, float eps))                         \
                                                                                                                       \
     /* ---- L2 normalization of rows of D: y = x / sqrt(sum x^2 + eps), rnorm = that 1/sqrt ---- */                   \
     X(void, l2norm_forward, (float *y, float *rnorm, const float *x, int rows, int D, float eps))                     \

@@ -13,6 +13,9 @@
 #include "core/util.h"
 #include "short_conv.h"
 
+/* the L2 norm of q and k: eps under the sum of squares (the forward and the decode step) */
+static const float QK_NORM_EPS = 1e-6f;
+
 /* The tensors of one forward. For training a layer keeps only the projections q_pre, k_pre, v_pre,
  * beta, the low-rank gate inputs f1 and z1, gdn's full output-gate input z, and the core's output o
  * (with the core's own saved states); the rest, 11 of kda's 15 [N, C]-sized tensors, are cheap to
@@ -349,29 +352,44 @@ static void run_core(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const f
     }
 }
 
+/* q and k rotated, under RoPE; a decode step rotates by its position's row (rope_cache_at). */
+static void rotate_qk(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, int B, int T, bool step) {
+    if (!L->rope) return;
+    const RopeTable *t = L->rope_table;
+    const int H = L->H, K = L->K, HK = H * K;
+    const float *cos = step ? t->step_cos : t->cos, *sin = step ? t->step_sin : t->sin;
+    be->rope_forward(bf->q, B, T, H, K, HK, 0, K, cos, sin, 0);
+    be->rope_forward(bf->k, B, T, H, K, HK, 0, K, cos, sin, 0);
+}
+
 /* q, k and v as the core sees them, from the projections: [short convolution], SiLU, [L2 norm],
  * [RoPE]. */
 static void core_qkv(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, int B, int T, bool step) {
     const int N = B * T, H = L->H, K = L->K, HK = H * L->K, HV = H * L->V;
+    if (step && L->cfg.short_conv) { /* the same ops as below, one launch on the GPU */
+        const ShortConv *c = &L->conv;
+        ConvStepInput in[3] = {
+            {bf->q, bf->q_rn, c->tail_q, bf->q_pre, c->q.w, K, L->cfg.qk_norm},
+            {bf->k, bf->k_rn, c->tail_k, bf->k_pre, c->k.w, K, L->cfg.qk_norm},
+            {bf->v, NULL, c->tail_v, bf->v_pre, c->v.w, L->V, false},
+        };
+        be->conv_silu_step(B, H, L->W, 3, in, QK_NORM_EPS);
+        rotate_qk(L, be, bf, B, T, step);
+        return;
+    }
     if (L->cfg.short_conv)
         short_conv_forward(&L->conv, be, bf->q_c, bf->k_c, bf->v_c, bf->q_pre, bf->k_pre, bf->v_pre, B, T, step);
     if (L->cfg.qk_norm) {
         be->silu_forward(bf->tmp_q, bf->q_c, (size_t)N * HK);
         be->silu_forward(bf->tmp_k, bf->k_c, (size_t)N * HK);
-        be->l2norm_forward(bf->q, bf->q_rn, bf->tmp_q, N * H, K, 1e-6f);
-        be->l2norm_forward(bf->k, bf->k_rn, bf->tmp_k, N * H, K, 1e-6f);
+        be->l2norm_forward(bf->q, bf->q_rn, bf->tmp_q, N * H, K, QK_NORM_EPS);
+        be->l2norm_forward(bf->k, bf->k_rn, bf->tmp_k, N * H, K, QK_NORM_EPS);
     } else {
         be->silu_forward(bf->q, bf->q_c, (size_t)N * HK);
         be->silu_forward(bf->k, bf->k_c, (size_t)N * HK);
     }
     be->silu_forward(bf->v, bf->v_c, (size_t)N * HV);
-    if (L->rope) {
-        const RopeTable *t = L->rope_table;
-        /* a decode step rotates by its position's row (rope_cache_at) */
-        const float *cos = step ? t->step_cos : t->cos, *sin = step ? t->step_sin : t->sin;
-        be->rope_forward(bf->q, B, T, H, K, HK, 0, K, cos, sin, 0);
-        be->rope_forward(bf->k, B, T, H, K, HK, 0, K, cos, sin, 0);
-    }
+    rotate_qk(L, be, bf, B, T, step);
 }
 
 /* The log decay g from kda's low-rank input f1 (kept), or gdn's projection of x. */

@@ -96,3 +96,14 @@ void cpu_conv1d_step(float *y, float *state, const float *x, const float *w, int
         }
     }
 }
+
+/* The ops it stands for, in their order, each in place after the convolution (the same numbers). */
+void cpu_conv_silu_step(int B, int H, int W, int n, const ConvStepInput *in, float eps) {
+    for (int i = 0; i < n; i++) {
+        const ConvStepInput *p = &in[i];
+        size_t width = (size_t)H * p->D;
+        cpu_conv1d_step(p->y, p->tail, p->x, p->w, B, (int)width, W);
+        cpu_silu_forward(p->y, p->y, (size_t)B * width);
+        if (p->l2) cpu_l2norm_forward(p->y, p->rnorm, p->y, B * H, p->D, eps);
+    }
+}

@@ -1,8 +1,8 @@
 // Decode attention on the GPU: one new query per sequence against its T cached keys.
 //
 // Tensor-core mode (the default): flash-decoding. The cached keys are cut into splits, enough of
-// them to fill the GPU; a block of 4 warps takes one split of one (sequence, key head) through
-// tiles of 32 cached rows, rounded to bf16 in shared memory. Every warp computes the scores of the
+// them to fill the GPU; a block takes one split of one (sequence, key head) through tiles of 32
+// cached rows, rounded to bf16 in shared memory. Each of 4 warps computes the scores of the
 // group's query heads (up to 16: the rows of one mma tile) against the tile with an online
 // softmax, and P V for its quarter of the value channels. A split writes its normalized output and
 // log-sum-exp; a second kernel weighs the splits together. The cache is read once per step for
@@ -22,7 +22,14 @@
 
 namespace {
 
-constexpr int DEC_WARPS = 4, DEC_THREADS = 32 * DEC_WARPS, KEYS = 32; // keys per tile
+// DEC_WARPS warps compute (each a quarter of the value channels). Where a split is at most
+// LOADING_TILES_MAX tiles, a block has DEC_WARPS more that only load, twice the loads in flight:
+// a short split's loads were most of its time (on an H200, MLA's split at 1K went from 12.9 to
+// 9.5 us; its step at 16K, 4 tiles a split, was 0.87 ms with them and 1.0 without, in two calls);
+// with 8 tiles a split (64K and up) the extra warps halved the blocks an SM holds and made MLA's
+// step at 128K 9% slower.
+constexpr int DEC_WARPS = 4, KEYS = 32; // keys per tile
+constexpr int LOADING_TILES_MAX = 4;
 constexpr int MAX_GROUP = 16, MAX_DK = 576, MAX_DV = 512, MAX_SPLITS = 256;
 // The fewest tiles a split takes rises from 1 to this with the context: while one tile a split
 // fits the keys of every (sequence, key head) in one wave of blocks, a step is latency-bound and
@@ -64,15 +71,15 @@ __host__ __device__ inline int keys_per_split(int T, int splits, int groups, int
 // few such rounds, each a memory latency (with four, a 32 x 416 tile of MLA's latent cache took
 // seven rounds, most of a 15 us split at 1K on an H200).
 constexpr int LOADS_IN_FLIGHT = 8;
-template <int ROWS>
+template <int ROWS, int THREADS>
 __device__ __forceinline__ void load_rows_bf16(bf16 *tile, int ld, const float *src, long stride, int n_rows, int width,
                                                int cols, float mul, bool vec4) {
     const int groups = cols / 4, n = ROWS * groups;
-    for (int i0 = threadIdx.x; i0 < n; i0 += LOADS_IN_FLIGHT * DEC_THREADS) {
+    for (int i0 = threadIdx.x; i0 < n; i0 += LOADS_IN_FLIGHT * THREADS) {
         float4 x[LOADS_IN_FLIGHT];
 #pragma unroll
         for (int u = 0; u < LOADS_IN_FLIGHT; u++) {
-            int i = i0 + u * DEC_THREADS, r = i / groups, c = (i % groups) * 4;
+            int i = i0 + u * THREADS, r = i / groups, c = (i % groups) * 4;
             x[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
             if (i < n && r < n_rows) {
                 const float *p = src + (size_t)r * stride + c;
@@ -88,7 +95,7 @@ __device__ __forceinline__ void load_rows_bf16(bf16 *tile, int ld, const float *
         }
 #pragma unroll
         for (int u = 0; u < LOADS_IN_FLIGHT; u++) {
-            int i = i0 + u * DEC_THREADS, r = i / groups, c = (i % groups) * 4;
+            int i = i0 + u * THREADS, r = i / groups, c = (i % groups) * 4;
             if (i < n)
                 *reinterpret_cast<uint2 *>(tile + (size_t)r * ld + c) =
                     make_uint2(pack_bf16(x[u].x * mul, x[u].y * mul), pack_bf16(x[u].z * mul, x[u].w * mul));
@@ -96,9 +103,11 @@ __device__ __forceinline__ void load_rows_bf16(bf16 *tile, int ld, const float *
     }
 }
 
-// one block per (split, sequence * key head); DVW value channels per warp (a multiple of 16)
-template <int DVW>
-__global__ void __launch_bounds__(DEC_THREADS) decode_split_kernel(DecodeArgs a) {
+// one block per (split, sequence * key head) of WARPS warps; DVW value channels per computing warp
+// (a multiple of 16)
+template <int DVW, int WARPS>
+__global__ void __launch_bounds__(32 * WARPS) decode_split_kernel(DecodeArgs a) {
+    pdl_begin();
     extern __shared__ __align__(16) unsigned char decode_smem[];
     const AttnDims &s = a.s;
     const int G = s.H / s.Hkv, split = blockIdx.x, b = blockIdx.y / s.Hkv, g = blockIdx.y % s.Hkv;
@@ -112,7 +121,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode_split_kernel(DecodeArgs a)
     bf16 *Qs = reinterpret_cast<bf16 *>(decode_smem), *Ks = Qs + MAX_GROUP * a.ld_k;
     bf16 *Vs = a.v_in_k ? Ks : Ks + KEYS * a.ld_k;
     /* the group's query heads, times scale log2 e: scores in base 2 */
-    load_rows_bf16<MAX_GROUP>(Qs, a.ld_k, a.q + (size_t)b * s.qs + (size_t)g * G * s.Dk, s.Dk, G, s.Dk, a.dkp,
+    load_rows_bf16<MAX_GROUP, 32 * WARPS>(Qs, a.ld_k, a.q + (size_t)b * s.qs + (size_t)g * G * s.Dk, s.Dk, G, s.Dk, a.dkp,
                               s.scale * LOG2E, a.vec4_q);
     const float *kb = a.k + (size_t)b * a.kv_seq_stride + (size_t)g * s.Dk;
     const float *vb = a.v + (size_t)b * a.kv_seq_stride + (size_t)g * s.Dv;
@@ -122,9 +131,10 @@ __global__ void __launch_bounds__(DEC_THREADS) decode_split_kernel(DecodeArgs a)
     const int t = lane & 3;
     for (int j0 = t0; j0 < t1; j0 += KEYS) {
         __syncthreads(); /* every warp is done with the previous tile */
-        load_rows_bf16<KEYS>(Ks, a.ld_k, kb + (size_t)j0 * s.ks, s.ks, t1 - j0, s.Dk, a.dkp, 1.0f, a.vec4_k);
-        if (!a.v_in_k) load_rows_bf16<KEYS>(Vs, a.ld_v, vb + (size_t)j0 * s.vs, s.vs, t1 - j0, s.Dv, dvp, 1.0f, a.vec4_v);
+        load_rows_bf16<KEYS, 32 * WARPS>(Ks, a.ld_k, kb + (size_t)j0 * s.ks, s.ks, t1 - j0, s.Dk, a.dkp, 1.0f, a.vec4_k);
+        if (!a.v_in_k) load_rows_bf16<KEYS, 32 * WARPS>(Vs, a.ld_v, vb + (size_t)j0 * s.vs, s.vs, t1 - j0, s.Dv, dvp, 1.0f, a.vec4_v);
         __syncthreads();
+        if (warp >= DEC_WARPS) continue;
         float c[KEYS / 8][4] = {};
         for (int kk = 0; kk < a.dkp / 16; kk++) scores_step<KEYS>(c, Qs, a.ld_k, 0, Ks, a.ld_k, kk * 16, lane);
         /* keys past the split score -inf; every tile has at least one key, so the maxima are finite */
@@ -158,6 +168,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode_split_kernel(DecodeArgs a)
         }
         accumulate_pv<KEYS, DVW>(acc, c, Vs + v0, a.v_in_k ? a.ld_k : a.ld_v, lane);
     }
+    if (warp >= DEC_WARPS) return; /* a loading warp only */
     l0 = quad_sum(l0);
     l1 = quad_sum(l1);
     store_rows<DVW>(a.part_o + row0 * s.Dv + v0, s.Dv, acc, 0, G, s.Dv - v0, 1.0f / l0, 1.0f / l1, lane);
@@ -173,6 +184,7 @@ __global__ void __launch_bounds__(DEC_THREADS) decode_split_kernel(DecodeArgs a)
 // walking 32 splits one load after another took 9 us at 1K on an H200).
 constexpr int COMBINE_UNROLL = 8;
 __global__ void decode_combine_kernel(AttnDims s, float *o, const float *part_o, const float *part_lse, int splits) {
+    pdl_begin();
     __shared__ float w[MAX_SPLITS];
     __shared__ float inv_total;
     const int bh = blockIdx.x, b = bh / s.H, h = bh % s.H;
@@ -241,10 +253,17 @@ size_t split_smem(const DecodeArgs &a) {
     return sizeof(bf16) * ((size_t)(MAX_GROUP + KEYS) * a.ld_k + (a.v_in_k ? 0 : (size_t)KEYS * a.ld_v));
 }
 
-template <int DVW> void launch_split(const DecodeArgs &a, int splits, size_t smem) {
-    CUDA_CHECK(cudaFuncSetAttribute(decode_split_kernel<DVW>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    decode_split_kernel<DVW><<<dim3((unsigned)splits, (unsigned)(a.s.B * a.s.Hkv)), DEC_THREADS, smem>>>(a);
+template <int DVW, int WARPS> void launch_split_warps(const DecodeArgs &a, int splits, size_t smem) {
+    auto kernel = decode_split_kernel<DVW, WARPS>;
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    pdl_launch(kernel, dim3((unsigned)splits, (unsigned)(a.s.B * a.s.Hkv)), 32 * WARPS, smem, a);
     CUDA_LAUNCHED();
+}
+// loading warps beside the computing ones while the cache's splits are a tile or two
+template <int DVW> void launch_split(const DecodeArgs &a, int splits, size_t smem) {
+    int per = keys_per_split(a.s.T, splits, a.s.B * a.s.Hkv, a.sms);
+    if (per <= LOADING_TILES_MAX * KEYS) launch_split_warps<DVW, 2 * DEC_WARPS>(a, splits, smem);
+    else launch_split_warps<DVW, DEC_WARPS>(a, splits, smem);
 }
 
 void flash_decode(const AttnDims &s, long kv_seq_stride, const int *len, float *o, const float *q, const float *k,
@@ -274,7 +293,7 @@ void flash_decode(const AttnDims &s, long kv_seq_stride, const int *len, float *
     default: launch_split<128>(a, splits, smem); break;
     }
     int threads = (s.Dv + 31) / 32 * 32;
-    decode_combine_kernel<<<s.B * s.H, threads < 128 ? 128 : threads>>>(s, o, a.part_o, a.part_lse, splits);
+    pdl_launch(decode_combine_kernel, s.B * s.H, threads < 128 ? 128 : threads, 0, s, o, a.part_o, a.part_lse, splits);
     CUDA_LAUNCHED();
 }
 

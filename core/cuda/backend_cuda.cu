@@ -18,6 +18,7 @@ static cublasHandle_t cublas;
 static cublasComputeType_t compute_type = CUBLAS_COMPUTE_32F_FAST_16BF;
 static bool initialized;
 static bool graphs_off; // ATTNLAB_CUDA_GRAPHS=0: decode steps run launch by launch
+static bool pdl_off;    // ATTNLAB_CUDA_PDL=0: every kernel waits for the one before it to end
 enum { CUBLAS_WORKSPACE_BYTES = 32 << 20 };
 
 #define CUBLAS_CHECK(call)                                                                                            \
@@ -57,6 +58,9 @@ static void init_cuda(void) {
     const char *graphs = getenv("ATTNLAB_CUDA_GRAPHS");
     if (graphs && strcmp(graphs, "0") == 0) graphs_off = true;
     else if (graphs && strcmp(graphs, "1") != 0) die("ATTNLAB_CUDA_GRAPHS: expected 0 or 1, got '%s'", graphs);
+    const char *pdl = getenv("ATTNLAB_CUDA_PDL");
+    if (pdl && strcmp(pdl, "0") == 0) pdl_off = true;
+    else if (pdl && strcmp(pdl, "1") != 0) die("ATTNLAB_CUDA_PDL: expected 0 or 1, got '%s'", pdl);
     const char *mode = matmul_from_env();
     if (mode) compute_type = strcmp(mode, "fp32") == 0 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_16BF;
     initialized = true;
@@ -69,6 +73,16 @@ extern "C" const char *backend_cuda_matmul(const char *mode) {
     if (env) mode = env;
     compute_type = strcmp(mode, "fp32") == 0 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_16BF;
     return strcmp(mode, "fp32") == 0 ? "fp32" : "bf16";
+}
+
+bool cuda_pdl(void) {
+    static int major = -1;
+    if (major < 0) {
+        int dev;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    }
+    return major >= 9 && !pdl_off;
 }
 
 int cuda_sm_count(void) {

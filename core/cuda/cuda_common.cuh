@@ -111,6 +111,36 @@ __device__ __forceinline__ void swiglu_grad(float *dg, float *du, float g, float
     *dg = dy * u * s * (1.0f + g * (1.0f - s));
 }
 
+// ---- programmatic dependent launch (Hopper) ----
+// A kernel launched with pdl_launch may be scheduled while the kernel before it in the stream is
+// still running, and so must begin with pdl_begin: it lets the next kernel be scheduled, then
+// waits until the one before has ended and its writes are visible (griddepcontrol). At a decode
+// step of small kernels this hides each launch's latency behind the kernel before it. A kernel
+// launched plainly (cuBLAS's, or ours) waits for the one before it as always; pdl_begin is a
+// no-op there and before sm_90.
+__device__ __forceinline__ void pdl_begin(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+// true on sm_90 and later unless ATTNLAB_CUDA_PDL=0 (backend_cuda.cu)
+bool cuda_pdl(void);
+template <typename... Params, typename... Args>
+static inline void pdl_launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = cudaStreamPerThread;
+    cudaLaunchAttribute attr;
+    attr.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr.val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = &attr;
+    cfg.numAttrs = cuda_pdl() ? 1 : 0;
+    CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, static_cast<Params>(args)...));
+}
+
 // false under ATTNLAB_CUDA_MATMUL=fp32: every product then runs in exact fp32
 bool cuda_tensor_cores(void);
 // the GPU's multiprocessors, for kernels that size their grids to fill it

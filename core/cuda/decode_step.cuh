@@ -29,6 +29,7 @@ template <bool DELTA>
 __global__ void __launch_bounds__(32 * STEP_MAX_WARPS)
     state_step_kernel(ScanShape s, float *state, float *o, const float *q, const float *k, const float *v,
                       const float *g, const float *beta) {
+    pdl_begin();
     extern __shared__ float step_smem[]; /* q, k, the decays: K each; then the warps' partial sums */
     __shared__ float part[STEP_MAX_WARPS][32];
     const int K = s.K, V = s.V, bh = blockIdx.x, lane = threadIdx.x, w = threadIdx.y, W = blockDim.y;
@@ -102,6 +103,6 @@ void launch_state_step(const ScanShape *s, float *state, float *o, const float *
     dim3 grid((unsigned)(s->B * s->H), (unsigned)((s->V + 31) / 32)), block(32, (unsigned)step_warps(s->K));
     size_t smem = sizeof(float) * 3 * (size_t)s->K;
     if (smem > 48 * 1024) die("GPU decode step: key head dimension %d needs more than 48 KiB of shared memory", s->K);
-    state_step_kernel<DELTA><<<grid, block, smem>>>(*s, state, o, q, k, v, g, beta);
+    pdl_launch(state_step_kernel<DELTA>, grid, block, smem, *s, state, o, q, k, v, g, beta);
     CUDA_LAUNCHED();
 }

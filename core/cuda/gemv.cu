@@ -33,6 +33,7 @@ typedef struct {
 template <bool VEC>
 __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvJobs jobs, const float *__restrict__ x, int lda, int M,
                                                             int K, float alpha, int split) {
+    pdl_begin();
     __shared__ float part[GEMV_WARPS][GEMV_MAX_ROWS];
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, slice = warp % split;
     const int col = blockIdx.x * (GEMV_WARPS / split) + warp / split;
@@ -93,8 +94,7 @@ static void launch_gemv(const GemvJobs &jobs, const float *x, int lda, int M, in
     while (split < GEMV_WARPS && (long)cols * split < GEMV_WARPS_WANTED && K / (2 * split) >= 128) split *= 2;
     int per_block = GEMV_WARPS / split;
     unsigned blocks = (unsigned)((cols + per_block - 1) / per_block);
-    if (vec) gemv_kernel<true><<<blocks, GEMV_THREADS>>>(jobs, x, lda, M, K, alpha, split);
-    else gemv_kernel<false><<<blocks, GEMV_THREADS>>>(jobs, x, lda, M, K, alpha, split);
+    pdl_launch(vec ? gemv_kernel<true> : gemv_kernel<false>, blocks, GEMV_THREADS, 0, jobs, x, lda, M, K, alpha, split);
     CUDA_LAUNCHED();
 }
 

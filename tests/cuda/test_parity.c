@@ -549,6 +549,43 @@ TEST(test_gpu_embedding_rope_rows_conv_and_normalizer) {
     SAME(g_state, state, (size_t)B * (W - 1) * CC, 0, "conv1d step state");
 }
 
+/* a delta layer's decode inputs in one op: three inputs of heads 40 wide (past a warp), two
+ * L2-normalized and one not, 4 taps, two sequences; outputs, reciprocal norms and tails */
+TEST(test_gpu_conv_silu_step) {
+    need_gpu();
+    Rng rng;
+    rng_seed(&rng, 23);
+    const int B = 2, H = 3, W = 4, D[3] = {40, 40, 72};
+    ConvStepInput c_in[3], g_in[3];
+    float *host[3][5];
+    for (int i = 0; i < 3; i++) {
+        size_t C = (size_t)H * D[i], nt = (size_t)B * (W - 1) * C;
+        float *x = rnd((size_t)B * C, 1, 0, &rng), *w = rnd(C * W, 0.5f, 0, &rng), *tail = rnd(nt, 1, 0, &rng);
+        float *y = rnd((size_t)B * C, 1, 0, &rng), *rn = rnd((size_t)B * H, 1, 0, &rng);
+        host[i][0] = x, host[i][1] = w, host[i][2] = tail, host[i][3] = y, host[i][4] = rn;
+        c_in[i] = (ConvStepInput){y, rn, tail, x, w, D[i], i < 2};
+        g_in[i] = (ConvStepInput){up(y, (size_t)B * C), up(rn, (size_t)B * H), up(tail, nt), up(x, (size_t)B * C),
+                                  up(w, C * W), D[i], i < 2};
+    }
+    cpu->conv_silu_step(B, H, W, 3, c_in, 1e-6f);
+    gpu->conv_silu_step(B, H, W, 3, g_in, 1e-6f);
+    for (int i = 0; i < 3; i++) {
+        size_t C = (size_t)H * D[i];
+        char what[64];
+        snprintf(what, sizeof what, "conv_silu_step input %d output", i);
+        SAME(g_in[i].y, c_in[i].y, (size_t)B * C, 1e-6, what);
+        snprintf(what, sizeof what, "conv_silu_step input %d tail", i);
+        SAME(g_in[i].tail, c_in[i].tail, (size_t)B * (W - 1) * C, 0, what);
+        if (i < 2) {
+            snprintf(what, sizeof what, "conv_silu_step input %d reciprocal norms", i);
+            SAME(g_in[i].rnorm, c_in[i].rnorm, (size_t)B * H, 1e-6, what);
+        }
+        for (int j = 0; j < 5; j++) free(host[i][j]);
+        gpu->release(g_in[i].y), gpu->release(g_in[i].rnorm), gpu->release(g_in[i].tail);
+        gpu->release((float *)g_in[i].x), gpu->release((float *)g_in[i].w);
+    }
+}
+
 TEST(test_gpu_optimizer_and_cross_entropy) {
     need_gpu();
     Rng rng;
