@@ -91,6 +91,11 @@ typedef struct {
     X(void, gemm_batched, (bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,     \
                            long long stride_a, const float *B, int ldb, long long stride_b, float beta, float *C,     \
                            int ldc, long long stride_c, int count))                                                   \
+    /* the model's parameter buffer w [n] as a decode step's products read it. convert: make the                    \
+     * backend's copy (at decode_begin; the GPU, in its tensor-core mode, keeps the weights in bf16: half             \
+     * the bytes a one-token step reads); (w, n, false): few-row products of w's matrices read that copy             \
+     * until (NULL, 0, false). The CPU reads w as it is */                                                            \
+    X(void, decode_weights, (const float *w, size_t n, bool convert))                                                 \
     /* n <= LINEAR_GROUP_MAX linear layers of one input x [N, in]: the products of outs[i] in turn.                  \
      * One op so that a backend can run a token's projections as one launch (the GPU at decode,                      \
      * where each product is a launch's worth of work) */                                                             \

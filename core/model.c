@@ -280,6 +280,7 @@ void model_decode_begin(Model *m, int B, long max_context) {
     arena_bind(&m->decode_scratch, m->be);
     if (max_context > INT32_MAX) die("decode: a context of %ld tokens is too long", max_context);
     rope_cache_fill(&m->rope, (int)max_context);
+    m->be->decode_weights(m->params.w, m->params.total, true); /* the weights as they are now */
     for (int l = 0; l < m->L; l++) m->layers[l].mixer->ops->decode_reset(m->layers[l].mixer, m->be, B);
     m->decode_B = B;
     m->decode_context = max_context;
@@ -319,6 +320,7 @@ void model_decode_step(Model *m, const int *tokens, long pos, float *logits) {
     be->upload(m->decode_at, pos_len, sizeof pos_len);
     rope_cache_at(&m->rope, pos);
     DecodeAt at = {pos, m->decode_at};
+    be->decode_weights(m->params.w, m->params.total, false); /* the products read decode_begin's copy */
     if (!m->decode_graph && !m->decode_eager && m->decode_steps >= 1) {
         if (be->graph_begin()) {
             decode_body(m, &at);
@@ -328,6 +330,7 @@ void model_decode_step(Model *m, const int *tokens, long pos, float *logits) {
     }
     if (m->decode_graph) be->graph_launch(m->decode_graph);
     else decode_body(m, &at);
+    be->decode_weights(NULL, 0, false);
     m->decode_steps++;
     be->download(logits, m->decode_logits, sizeof(float) * (size_t)B * m->V);
 }

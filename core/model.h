@@ -98,7 +98,8 @@ void model_logits(Model *m, const int *tokens, float *logits);
  * sequences of up to max_context tokens and empties it; decode_step feeds one token per
  * sequence at position pos (0, 1, 2, ... in order) and writes the next-token logits [B, V]
  * (host). The block-level buffers of the activation arena are reused, so a training step
- * after decoding needs no special care. */
+ * after decoding needs no special care; decoding after a training step needs a decode_begin,
+ * which takes the weights as they are then (the GPU's bf16 copy of them). */
 void model_decode_begin(Model *m, int B, long max_context);
 void model_decode_step(Model *m, const int *tokens, long pos, float *logits);
 /* Decode cache bytes per sequence after `context` tokens, summed over layers. */

@@ -10,14 +10,15 @@
 // 768 matrix, under 6 an SM, and the MLP's down projection (K 2048) took 10 us on an H200 for
 // 6.3 MB. A warp's lanes read its slice side by side (16-byte loads where the rows allow); the
 // slices' sums meet in shared memory and one thread adds them in slice order (deterministic).
-// x is read through the cache by every warp (M x K floats, a few KiB at decode). Full fp32
-// arithmetic in both matmul modes.
+// x is read through the cache by every warp (M x K floats, a few KiB at decode). fp32
+// arithmetic; the weights are fp32, or, in the tensor-core mode during a decode step, the bf16
+// copy decode_weights made (the bf16 rounding the training forward's products apply too).
 #include "cuda_ops.cuh"
 
 enum { GEMV_WARPS = 8, GEMV_THREADS = 32 * GEMV_WARPS, GEMV_WARPS_WANTED = 4096 };
 
 typedef struct {
-    const float *w;
+    const void *w; /* fp32, or bf16 where the launch reads decode_weights' copy */
     float *y;
     int ldw, ldy;
     float beta;
@@ -30,7 +31,20 @@ typedef struct {
     int n;
 } GemvJobs;
 
-template <bool VEC>
+// four weights of a row from its u-th group of four (16 bytes of fp32, 8 of bf16), and one
+template <bool BF16W> __device__ __forceinline__ float4 weights4(const void *row, int u) {
+    if (!BF16W) return __ldg(reinterpret_cast<const float4 *>(row) + u);
+    uint2 raw = __ldg(reinterpret_cast<const uint2 *>(row) + u);
+    float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&raw.x)),
+           hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&raw.y));
+    return make_float4(lo.x, lo.y, hi.x, hi.y);
+}
+template <bool BF16W> __device__ __forceinline__ float weight1(const void *row, int k) {
+    if (!BF16W) return __ldg(reinterpret_cast<const float *>(row) + k);
+    return __bfloat162float(reinterpret_cast<const __nv_bfloat16 *>(row)[k]);
+}
+
+template <bool VEC, bool BF16W>
 __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvJobs jobs, const float *__restrict__ x, int lda, int M,
                                                             int K, float alpha, int split) {
     pdl_begin();
@@ -46,13 +60,13 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvJobs jobs, const
 #pragma unroll
     for (int m = 0; m < GEMV_MAX_ROWS; m++) acc[m] = 0.0f;
     if (live) {
-        const float *w = job.w + (size_t)n * job.ldw;
+        const void *w = reinterpret_cast<const char *>(job.w) + (size_t)n * job.ldw * (BF16W ? 2 : 4);
         const int unit = VEC ? 4 : 1, units = K / unit, per = (units + split - 1) / split;
         const int u0 = slice * per, u1 = min(units, u0 + per);
 #pragma unroll 4
         for (int u = u0 + lane; u < u1; u += 32) {
             if (VEC) {
-                float4 wv = __ldg(reinterpret_cast<const float4 *>(w) + u);
+                float4 wv = weights4<BF16W>(w, u);
 #pragma unroll
                 for (int m = 0; m < GEMV_MAX_ROWS; m++) {
                     if (m >= M) break;
@@ -60,7 +74,7 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvJobs jobs, const
                     acc[m] += wv.x * xv.x + wv.y * xv.y + wv.z * xv.z + wv.w * xv.w;
                 }
             } else {
-                float wk = __ldg(w + u);
+                float wk = weight1<BF16W>(w, u);
 #pragma unroll
                 for (int m = 0; m < GEMV_MAX_ROWS; m++) {
                     if (m >= M) break;
@@ -84,17 +98,57 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvJobs jobs, const
     *y = job.beta == 0.0f ? alpha * s : alpha * s + job.beta * *y; /* beta 0 reads nothing, as BLAS */
 }
 
-static bool aligned16(const void *p) { return (size_t)p % 16 == 0; }
+static bool aligned(const void *p, size_t bytes) { return (size_t)p % bytes == 0; }
 
-static void launch_gemv(const GemvJobs &jobs, const float *x, int lda, int M, int K, float alpha) {
-    bool vec = aligned16(x) && lda % 4 == 0 && K % 4 == 0;
-    for (int j = 0; j < jobs.n; j++) vec = vec && aligned16(jobs.job[j].w) && jobs.job[j].ldw % 4 == 0;
+// decode_weights' bf16 copy of the model's parameter buffer, and whether products read it now
+static const float *copied_from;
+static size_t copied_n, copy_cap;
+static __nv_bfloat16 *weights_copy;
+static bool copy_in_use;
+
+extern "C" void cuda_decode_weights(const float *w, size_t n, bool convert) {
+    if (!convert) {
+        copy_in_use = w && w == copied_from && n == copied_n && cuda_tensor_cores();
+        return;
+    }
+    copy_in_use = false;
+    copied_from = NULL;
+    if (!w || !n || !cuda_tensor_cores()) return; /* the fp32 mode reads the fp32 weights */
+    if (n > copy_cap) {
+        const Backend *be = backend_cuda(); /* its allocations are in the memory ledger */
+        if (weights_copy) be->release(weights_copy);
+        weights_copy = (__nv_bfloat16 *)be->alloc(sizeof(__nv_bfloat16) * n);
+        copy_cap = n;
+    }
+    const size_t row = 1 << 20, rows = n / row, rest = n - rows * row; /* rows of a million */
+    if (rows) cuda_to_bf16(weights_copy, w, (int)rows, (int)row, (long)row);
+    if (rest) cuda_to_bf16(weights_copy + rows * row, w + rows * row, 1, (int)rest, (long)rest);
+    copied_from = w;
+    copied_n = n;
+}
+
+// the bf16 copy of fp32 weights at w, where a decode step's products read it (else NULL)
+static const __nv_bfloat16 *copy_of(const void *w) {
+    const float *p = (const float *)w;
+    if (!copy_in_use || p < copied_from || p >= copied_from + copied_n) return NULL;
+    return weights_copy + (p - copied_from);
+}
+
+static void launch_gemv(GemvJobs jobs, const float *x, int lda, int M, int K, float alpha) {
+    bool bf16w = true; /* every product's weights in the copy, or none read it */
+    for (int j = 0; j < jobs.n; j++) bf16w = bf16w && copy_of(jobs.job[j].w);
+    if (bf16w)
+        for (int j = 0; j < jobs.n; j++) jobs.job[j].w = copy_of(jobs.job[j].w);
+    bool vec = aligned(x, 16) && lda % 4 == 0 && K % 4 == 0;
+    for (int j = 0; j < jobs.n; j++) vec = vec && aligned(jobs.job[j].w, bf16w ? 8 : 16) && jobs.job[j].ldw % 4 == 0;
     /* slices of at least a 16-byte load a lane, as many as bring the warps up to GEMV_WARPS_WANTED */
     int cols = jobs.first[jobs.n], split = 1;
     while (split < GEMV_WARPS && (long)cols * split < GEMV_WARPS_WANTED && K / (2 * split) >= 128) split *= 2;
     int per_block = GEMV_WARPS / split;
     unsigned blocks = (unsigned)((cols + per_block - 1) / per_block);
-    pdl_launch(vec ? gemv_kernel<true> : gemv_kernel<false>, blocks, GEMV_THREADS, 0, jobs, x, lda, M, K, alpha, split);
+    auto kernel = bf16w ? (vec ? gemv_kernel<true, true> : gemv_kernel<false, true>)
+                        : (vec ? gemv_kernel<true, false> : gemv_kernel<false, false>);
+    pdl_launch(kernel, blocks, GEMV_THREADS, 0, jobs, x, lda, M, K, alpha, split);
     CUDA_LAUNCHED();
 }
 

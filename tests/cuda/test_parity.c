@@ -143,6 +143,33 @@ TEST(test_gpu_few_row_products) {
     }
 }
 
+/* A decode step's products read decode_weights' copy of the parameter buffer: bf16 in the
+ * tensor-core mode (bf16 rounding, and visibly not the fp32 weights), the fp32 weights in the fp32
+ * mode and once the step is over. */
+TEST(test_gpu_decode_weights) {
+    need_gpu();
+    Rng rng;
+    rng_seed(&rng, 24);
+    const int N = 300, K = 768, off = 12; /* a matrix inside the buffer, past a few other floats */
+    size_t n = (size_t)off + (size_t)N * K + 5;
+    float *buf = rnd(n, 1, 0, &rng), *x = rnd(K, 1, 0, &rng), *y = xmalloc(sizeof(float) * N);
+    float *g_buf = up(buf, n), *g_x = up(x, K), *g_y = up(y, N);
+    cpu->gemm(false, true, 1, N, K, 1.0f, x, K, buf + off, K, 0.0f, y, N);
+    gpu->decode_weights(g_buf, n, true);
+    gpu->decode_weights(g_buf, n, false);
+    gpu->gemm(false, true, 1, N, K, 1.0f, g_x, K, g_buf + off, K, 0.0f, g_y, N);
+    double during = rel(g_y, y, N);
+    gpu->decode_weights(NULL, 0, false);
+    gpu->gemm(false, true, 1, N, K, 1.0f, g_x, K, g_buf + off, K, 0.0f, g_y, N);
+    double after = rel(g_y, y, N);
+    if (fp32_matmuls) CHECK(during <= 1e-5, "fp32 mode: a decode step's product differs by %.2e", during);
+    else CHECK(during > 1e-5 && during <= 2e-2, "bf16 copy: a decode step's product differs by %.2e (want 1e-5 to 2e-2)",
+               during);
+    CHECK(after <= 1e-5, "after the step: the product differs by %.2e from the fp32 weights'", after);
+    free(buf), free(x), free(y);
+    gpu->release(g_buf), gpu->release(g_x), gpu->release(g_y);
+}
+
 /* several linear layers of one input: one launch for a few rows, cuBLAS's products for many;
  * overwritten and accumulated outputs, and an empty one */
 TEST(test_gpu_linear_group) {
