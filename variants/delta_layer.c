@@ -425,8 +425,8 @@ static void project_input(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, co
     };
     int n = 4;
     if (L->gates->low_rank) outs[n++] = (LinearOut){L->w_f1.w, bf->f1, L->R, false};
-    if (L->cfg.output_gate)
-        outs[n++] = L->gates->low_rank ? (LinearOut){L->w_g1.w, bf->z1, L->R, false} : (LinearOut){L->w_g.w, bf->z, HV, false};
+    if (L->cfg.output_gate && L->gates->low_rank) outs[n++] = (LinearOut){L->w_g1.w, bf->z1, L->R, false};
+    else if (L->cfg.output_gate) outs[n++] = (LinearOut){L->w_g.w, bf->z, HV, false};
     be->linear_group(x, N, L->C, n, outs);
 }
 
