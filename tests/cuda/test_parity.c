@@ -80,6 +80,31 @@ static float *rnd(size_t n, float scale, float offset, Rng *rng) {
 
 bool cuda_gemm_converts(int M, int N, int K); /* core/cuda/backend_cuda.cu */
 
+/* One product op(A) op(B) of M x N x K (leading dimensions padded by `pad`) on both backends from
+ * the same random operands, within tol; with beta 0, NaN where the GPU's product writes (BLAS reads
+ * nothing there) and C's own values in the padding. */
+static void check_gemm(bool ta, bool tb, int M, int N, int K, int pad, float beta, double tol, Rng *rng) {
+    int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+    size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
+    float *A = rnd(na, 1, 0, rng), *B = rnd(nb, 1, 0, rng), *C = rnd(nc, 1, 0, rng);
+    float *dA = up(A, na), *dB = up(B, nb), *dC = up(C, nc);
+    if (beta == 0.0f) {
+        float *nan = copy_of(C, nc);
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) nan[(size_t)i * ldc + j] = NAN;
+        gpu->upload(dC, nan, sizeof(float) * nc);
+        free(nan);
+    }
+    cpu->gemm(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, beta, C, ldc);
+    gpu->gemm(ta, tb, M, N, K, 0.7f, dA, lda, dB, ldb, beta, dC, ldc);
+    char what[80];
+    snprintf(what, sizeof what, "gemm %c%c %dx%dx%d (padding %d, beta %g)", ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K,
+             pad, (double)beta);
+    SAME(dC, C, nc, tol, what);
+    free(A), free(B), free(C);
+    gpu->release(dA), gpu->release(dB), gpu->release(dC);
+}
+
 /* a small product (fp32 operands) and one large enough for bf16 operands in the tensor-core mode
  * (converted from rows padded past their width, so the packing is checked too) */
 TEST(test_gpu_gemm_all_transposes) {
@@ -92,20 +117,9 @@ TEST(test_gpu_gemm_all_transposes) {
           fp32_matmuls ? "in the fp32 mode" : "missing in the tensor-core mode");
     for (int sh = 0; sh < 2; sh++)
         for (int ta = 0; ta < 2; ta++)
-            for (int tb = 0; tb < 2; tb++) {
-                int M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2], pad = shapes[sh][3];
-                int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
-                size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
-                float *A = rnd(na, 1, 0, &rng), *B = rnd(nb, 1, 0, &rng), *C = rnd(nc, 1, 0, &rng);
-                float *dA = up(A, na), *dB = up(B, nb), *dC = up(C, nc);
-                cpu->gemm(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.5f, C, ldc);
-                gpu->gemm(ta, tb, M, N, K, 0.7f, dA, lda, dB, ldb, 0.5f, dC, ldc);
-                char what[64];
-                snprintf(what, sizeof what, "gemm %c%c %dx%dx%d", ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K);
-                SAME(dC, C, nc, mm_tol(1e-5, 2e-2), what);
-                free(A), free(B), free(C);
-                gpu->release(dA), gpu->release(dB), gpu->release(dC);
-            }
+            for (int tb = 0; tb < 2; tb++)
+                check_gemm(ta, tb, shapes[sh][0], shapes[sh][1], shapes[sh][2], shapes[sh][3], 0.5f,
+                           mm_tol(1e-5, 2e-2), &rng);
 }
 
 /* Products of up to GEMV_MAX_ROWS rows through a weight matrix (a decode step's projections) run
@@ -119,27 +133,9 @@ TEST(test_gpu_few_row_products) {
     int shapes[][5] = {{1, 768, 768, 0, 0}, {2, 768, 2048, 0, 1}, {3, 29, 768, 4, 1}, {8, 130, 53, 3, 0},
                        {1, 300, 1030, 1, 0}, {1, 12, 96, 1, 1},    {9, 40, 64, 0, 0}}; /* M, N, K, padding, beta 0 */
     for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
-        int M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2], pad = shapes[sh][3];
-        bool beta0 = shapes[sh][4];
-        int lda = K + pad, ldb = K + pad, ldc = N + pad;
-        size_t na = (size_t)M * lda, nb = (size_t)N * ldb, nc = (size_t)M * ldc;
-        float *A = rnd(na, 1, 0, &rng), *B = rnd(nb, 1, 0, &rng), *C = rnd(nc, 1, 0, &rng);
-        float *dA = up(A, na), *dB = up(B, nb), *dC = up(C, nc);
-        if (beta0) { /* NaN where the product writes; the padding keeps C's values on both sides */
-            float *nan = copy_of(C, nc);
-            for (int i = 0; i < M; i++)
-                for (int j = 0; j < N; j++) nan[(size_t)i * ldc + j] = NAN;
-            gpu->upload(dC, nan, sizeof(float) * nc);
-            free(nan);
-        }
-        float beta = beta0 ? 0.0f : 0.5f;
-        cpu->gemm(false, true, M, N, K, 0.7f, A, lda, B, ldb, beta, C, ldc);
-        gpu->gemm(false, true, M, N, K, 0.7f, dA, lda, dB, ldb, beta, dC, ldc);
-        char what[64];
-        snprintf(what, sizeof what, "gemm NT %dx%dx%d (lda %d)", M, N, K, lda);
-        SAME(dC, C, nc, M <= 8 ? 1e-5 : mm_tol(1e-5, 2e-2), what);
-        free(A), free(B), free(C);
-        gpu->release(dA), gpu->release(dB), gpu->release(dC);
+        int M = shapes[sh][0];
+        check_gemm(false, true, M, shapes[sh][1], shapes[sh][2], shapes[sh][3], shapes[sh][4] ? 0.0f : 0.5f,
+                   M <= 8 ? 1e-5 : mm_tol(1e-5, 2e-2), &rng);
     }
 }
 
