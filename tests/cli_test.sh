@@ -1338,7 +1338,7 @@ NCU
         grep -q '^| train all KDA vs PyTorch + fla (eager, faster of 500 tok/s and 700 tok/s) | not measured | 700 tok/s |' "$g/targets.md" &&
         grep -q '^| train all KDA peak memory vs PyTorch + fla | not measured | 2.00 GiB |' "$g/targets.md" &&
         python3 tests/reference/profile_kernels.py --out "$g/prof" --per 2 --from-csv "$TMP/ncu.csv" >>"$TMP/out" 2>&1 &&
-        grep -q '^| matmuls (cuBLAS) | 2.00 | 57.1% |$' "$g/prof/profile.md" &&
+        grep -q '^| matmuls (cuBLAS, gemv.cu) | 2.00 | 57.1% |$' "$g/prof/profile.md" &&
         grep -q '^| softmax attention | 1.00 | 28.6% |$' "$g/prof/profile.md" &&
         grep -q '^| other elementwise | 0.50 | 14.3% |$' "$g/prof/profile.md"; then
         ok gpu_reference_scripts_read_our_formats

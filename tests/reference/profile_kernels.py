@@ -25,7 +25,7 @@ from collections import defaultdict
 # the cuBLAS products inside the chunkwise cores count as matmuls, and so do our own few-row
 # products (gemv_kernel, core/cuda/gemv.cu).
 KINDS = [
-    ("matmuls (cuBLAS)", r"nvjet|gemm|gemv|xmma|cutlass|splitKreduce|cublas|^dot_kernel|^reduce_1Block|^[kK]ernel\d*$"),
+    ("matmuls (cuBLAS, gemv.cu)", r"nvjet|gemm|gemv|xmma|cutlass|splitKreduce|cublas|^dot_kernel|^reduce_1Block|^[kK]ernel\d*$"),
     ("softmax attention", r"^(flash_|attention_|decode_softmax|decode_split|decode_combine)"),
     ("linear-time cores (besides their matmuls)", r"^(chunk|delta|dplr_|state_|gates_|pairs|scale_rows|beta_grad|"
      r"finish_grads|sum_channels|to_chunks|from_chunks|mask_upper|unit_lower|dblast|exclusive_|lin_|rec_)"),
