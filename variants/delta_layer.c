@@ -367,13 +367,8 @@ static void rotate_qk(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, int B,
 static void core_qkv(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, int B, int T, bool step) {
     const int N = B * T, H = L->H, K = L->K, HK = H * L->K, HV = H * L->V;
     if (step && L->cfg.short_conv) { /* the same ops as below, one launch on the GPU */
-        const ShortConv *c = &L->conv;
-        ConvStepInput in[3] = {
-            {bf->q, bf->q_rn, c->tail_q, bf->q_pre, c->q.w, K, L->cfg.qk_norm},
-            {bf->k, bf->k_rn, c->tail_k, bf->k_pre, c->k.w, K, L->cfg.qk_norm},
-            {bf->v, NULL, c->tail_v, bf->v_pre, c->v.w, L->V, false},
-        };
-        be->conv_silu_step(B, H, L->W, 3, in, QK_NORM_EPS);
+        short_conv_silu_step(&L->conv, be, bf->q, bf->k, bf->v, bf->q_rn, bf->k_rn, bf->q_pre, bf->k_pre, bf->v_pre, B, H,
+                             L->cfg.qk_norm, QK_NORM_EPS);
         rotate_qk(L, be, bf, B, T, step);
         return;
     }

@@ -27,6 +27,16 @@ void short_conv_forward(const ShortConv *c, const Backend *be, float *q, float *
     }
 }
 
+void short_conv_silu_step(const ShortConv *c, const Backend *be, float *q, float *k, float *v, float *q_rn, float *k_rn,
+                          const float *q_in, const float *k_in, const float *v_in, int B, int H, bool l2, float eps) {
+    ConvStepInput in[3] = {
+        {q, q_rn, c->tail_q, q_in, c->q.w, c->HK / H, l2},
+        {k, k_rn, c->tail_k, k_in, c->k.w, c->HK / H, l2},
+        {v, NULL, c->tail_v, v_in, c->v.w, c->HV / H, false},
+    };
+    be->conv_silu_step(B, H, c->W, 3, in, eps);
+}
+
 void short_conv_declare_decode(ShortConv *c, Arena *cache, int B) {
     size_t tail = (size_t)B * (c->W - 1);
     arena_floats(cache, &c->tail_q, tail * c->HK);

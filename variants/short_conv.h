@@ -20,6 +20,11 @@ void short_conv_create(ShortConv *c, ParamSet *ps, int layer, int HK, int HV, in
 /* q, k, v from their projections over B x T tokens; step: one token a sequence, through the tails. */
 void short_conv_forward(const ShortConv *c, const Backend *be, float *q, float *k, float *v, const float *q_in,
                         const float *k_in, const float *v_in, int B, int T, bool step);
+/* One decode step of q, k and v through the convolutions, SiLU and, with l2, each of the H heads'
+ * L2 norm (q_rn, k_rn [B * H]): what short_conv_forward, silu_forward and l2norm_forward make, as
+ * one backend op (conv_silu_step: one launch on the GPU). */
+void short_conv_silu_step(const ShortConv *c, const Backend *be, float *q, float *k, float *v, float *q_rn, float *k_rn,
+                          const float *q_in, const float *k_in, const float *v_in, int B, int H, bool l2, float eps);
 void short_conv_declare_decode(ShortConv *c, Arena *cache, int B);
 void short_conv_decode_reset(const ShortConv *c, const Backend *be, int B);
 /* The tails' floats a sequence (the decode cache beside the state). */
