@@ -29,14 +29,25 @@ typedef struct {
     long n_correct;
 } XentStats;
 
-/* One product of a linear_group: y = x W^T (y += x W^T when accumulate), W [out, in]. */
+/* One product of a linear_group, W [out, in]: y = x W^T (LINEAR_SET), y += x W^T (LINEAR_ADD), or
+ * y [N, out / 2] = SwiGLU(x W^T), silu of the first out / 2 columns times the last (LINEAR_SWIGLU:
+ * an MLP's gate and up projections, out even). */
 enum { LINEAR_GROUP_MAX = 8 };
+typedef enum { LINEAR_SET, LINEAR_ADD, LINEAR_SWIGLU } LinearOutOp;
 typedef struct {
     const float *w;
     float *y;
     int out;
-    bool accumulate;
+    LinearOutOp op;
 } LinearOut;
+
+/* The RMSNorm (weights w [in], eps) through which a linear_group's products read x: a decode step
+ * passes the block's norm so that a backend can fold it into the products' launch (the GPU's
+ * few-row products apply it as they load x). */
+typedef struct {
+    const float *w;
+    float eps;
+} RowNorm;
 
 /* One input of conv_silu_step: x [B, H * D] through the short convolution's step (weights w
  * [H * D, W], tail [B, W-1, H * D]) and SiLU into y, then, with l2, each head's D channels
@@ -96,10 +107,10 @@ typedef struct {
      * the bytes a one-token step reads); (w, n, false): few-row products of w's matrices read that copy             \
      * until (NULL, 0, false). The CPU reads w as it is */                                                            \
     X(void, decode_weights, (const float *w, size_t n, bool convert))                                                 \
-    /* n <= LINEAR_GROUP_MAX linear layers of one input x [N, in]: the products of outs[i] in turn.                  \
-     * One op so that a backend can run a token's projections as one launch (the GPU at decode,                      \
-     * where each product is a launch's worth of work) */                                                             \
-    X(void, linear_group, (const float *x, int N, int in, int n, const LinearOut *outs))                              \
+    /* n <= LINEAR_GROUP_MAX linear layers of one input x [N, in]: the products of outs[i] in turn,                 \
+     * of x itself (norm NULL) or of RMSNorm(x). One op so that a backend can run a token's                          \
+     * projections as one launch (the GPU at decode, where each product is a launch's worth of work) */              \
+    X(void, linear_group, (const float *x, const RowNorm *norm, int N, int in, int n, const LinearOut *outs))         \
     /* a linear layer's backward, y = x W^T with x [N, in] and W [out, in]: dW += dy^T x, and                        \
      * dx = dy W (dx += dy W when accumulate_dx; skipped when dx is NULL). The two products of one                    \
      * op, so that a backend can prepare dy once for both (the GPU rounds it to bf16 once) */                         \
@@ -160,6 +171,10 @@ typedef struct {
      * cache[b * seq_stride + *pos * row_stride + c] = src[b * src_stride + c] for c < cols */                        \
     X(void, cache_write, (float *cache, long seq_stride, long row_stride, const int *pos, const float *src,           \
                           long src_stride, int B, int cols))                                                          \
+    /* cache_write of the rows [RMSNorm(a) | b] (MLA's latent and rotary key), a [B, na] normalized with              \
+     * norm, b [B, nb] as it is, rows na + nb apart: one op, so that a backend can make the row in one launch */     \
+    X(void, cache_write_normed, (float *cache, long seq_stride, const int *pos, const float *a, int na,               \
+                                 const RowNorm *norm, const float *b, int nb, int B))                                 \
                                                                                                                       \
     /* ---- LM head fused with cross-entropy: logits = x W^T, W [V, C]; rows with target < 0 are                      \
      * ignored. With dx != NULL it also writes dx and adds to dW the gradient of                                      \

@@ -78,8 +78,13 @@ typedef struct MixerOps {
     /* Empties every sequence's cache. */
     void (*decode_reset)(Mixer *m, const Backend *be, int B);
     /* One token per sequence at position at->pos (the same for all B): x, y [B, d_model], y +=
-     * output. Equal to the forward at that position of the sequence fed so far. */
-    void (*decode_step)(Mixer *m, const Backend *be, const float *x, float *y, int B, const DecodeAt *at);
+     * output. Equal to the forward at that position of the sequence fed so far. The mixer's input
+     * is RMSNorm(x) with x_norm (the block's norm of the stream, which its products fold in through
+     * linear_group: one launch fewer a layer on the GPU), or x itself when x_norm is NULL; a mixer
+     * whose MixerOps leave decode_takes_norm false always gets NULL (the model normalizes). */
+    void (*decode_step)(Mixer *m, const Backend *be, const float *x, const RowNorm *x_norm, float *y, int B,
+                        const DecodeAt *at);
+    bool decode_takes_norm;
     /* Forward multiply-adds x 2 per token at context T (for FLOP and MFU reports). */
     double (*flops_per_token)(const Mixer *m, int T);
     /* Bytes of decode state per sequence after `context` tokens (KV cache or fixed state). */

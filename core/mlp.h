@@ -16,3 +16,5 @@ void mlp_create(Mlp *mlp, ParamSet *ps, int layer, int C, int F, float init_std,
 void mlp_declare(Mlp *mlp, const Backend *be, Arena *acts, Arena *scratch, int N);
 void mlp_forward(Mlp *mlp, const Backend *be, const float *x, float *y, int N);
 void mlp_backward(Mlp *mlp, const Backend *be, const float *x, const float *dy, float *dx, int N);
+/* y += MLP(RMSNorm(x) with x_norm) for a decode step's N rows; act [N, F] is the caller's scratch. */
+void mlp_decode_step(Mlp *mlp, const Backend *be, const float *x, const RowNorm *x_norm, float *act, float *y, int N);

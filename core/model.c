@@ -276,6 +276,7 @@ void model_decode_begin(Model *m, int B, long max_context) {
         arena_rewind(&m->decode_scratch, mark);
     }
     arena_floats(&m->decode_scratch, &m->decode_logits, (size_t)B * m->V);
+    if (m->cfg.mlp) arena_floats(&m->decode_scratch, &m->decode_act, (size_t)B * m->F);
     arena_bind(&m->decode_cache, m->be);
     arena_bind(&m->decode_scratch, m->be);
     if (max_context > INT32_MAX) die("decode: a context of %ld tokens is too long", max_context);
@@ -297,15 +298,21 @@ static void decode_body(Model *m, const DecodeAt *at) {
     for (int l = 0; l < m->L; l++) {
         Layer *layer = &m->layers[l];
         /* the stream is updated in place (no backward keeps the block's middle): two copies a
-         * layer fewer, which at one token are launches, not bytes */
-        be->rmsnorm_forward(m->normed, layer->rstd1, x, layer->norm1.w, B, C, eps);
-        layer->mixer->ops->decode_step(layer->mixer, be, m->normed, x, B, at);
+         * layer fewer, which at one token are launches, not bytes; and the norms go into the
+         * products that read them, where the mixer can take its input that way */
+        const RowNorm norm1 = {layer->norm1.w, eps}, norm2 = {layer->norm2.w, eps};
+        if (layer->mixer->ops->decode_takes_norm) {
+            layer->mixer->ops->decode_step(layer->mixer, be, x, &norm1, x, B, at);
+        } else {
+            be->rmsnorm_forward(m->normed, layer->rstd1, x, layer->norm1.w, B, C, eps);
+            layer->mixer->ops->decode_step(layer->mixer, be, m->normed, NULL, x, B, at);
+        }
         if (!m->cfg.mlp) continue;
-        be->rmsnorm_forward(m->normed, layer->rstd2, x, layer->norm2.w, B, C, eps);
-        mlp_forward(&layer->mlp, be, m->normed, x, B);
+        mlp_decode_step(&layer->mlp, be, x, &norm2, m->decode_act, x, B);
     }
-    be->rmsnorm_forward(m->ln_f, m->rstd_f, x, m->norm_f.w, B, C, eps);
-    be->gemm(false, true, B, m->V, C, 1.0f, m->ln_f, C, m->head.w, C, 0.0f, m->decode_logits, m->V);
+    const RowNorm norm_f = {m->norm_f.w, eps};
+    const LinearOut logits = {m->head.w, m->decode_logits, m->V, LINEAR_SET};
+    be->linear_group(x, &norm_f, B, C, 1, &logits);
 }
 
 /* The first step of a decode_begin runs as it is (lazy allocations happen there); the second is

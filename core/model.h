@@ -50,6 +50,7 @@ typedef struct Model {
     long decode_context;
     Arena decode_cache, decode_scratch;
     float *decode_logits; /* [decode_B, V] */
+    float *decode_act;    /* [decode_B, F]: a step's MLP activations, layer after layer */
     int *decode_at;       /* backend memory: {pos, pos + 1} of the current step (DecodeAt) */
     /* the step replayed as one graph (GPU): recorded at the second step of a decode_begin, once
      * the first has made every lazy allocation; dropped when any buffer it reads is made again */

@@ -121,7 +121,7 @@ bool mixer_case_decode_matches(MixerCase *c, double tol, char *msg, size_t len) 
         int pos_len[2] = {t, t + 1}; /* the CPU's backend memory is the host's */
         rope_cache_at(&c->rope, t);
         DecodeAt at = {t, pos_len};
-        c->mixer->ops->decode_step(c->mixer, c->be, xt, yt, B, &at);
+        c->mixer->ops->decode_step(c->mixer, c->be, xt, NULL, yt, B, &at);
         for (int b = 0; b < B; b++)
             for (int j = 0; j < C; j++)
                 worst = worst_of(worst, fabs(yt[(size_t)b * C + j] - c->y[((size_t)b * T + t) * C + j]) / scale);

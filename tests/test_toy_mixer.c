@@ -81,8 +81,10 @@ static void toy_declare_decode(Mixer *m, const Backend *be, Arena *cache, Arena 
 
 static void toy_decode_reset(Mixer *m, const Backend *be, int B) { be->zero(((Toy *)m)->prev, (size_t)B * ((Toy *)m)->C); }
 
-static void toy_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, const DecodeAt *at) {
-    (void)at;
+/* decode_takes_norm is left false: x is the normalized input, x_norm NULL */
+static void toy_decode_step(Mixer *m, const Backend *be, const float *x, const RowNorm *x_norm, float *y, int B,
+                            const DecodeAt *at) {
+    (void)at, (void)x_norm;
     Toy *t = (Toy *)m;
     be->gemm(false, true, B, t->C, t->C, t->scale, t->prev, t->C, t->w.w, t->C, 1.0f, y, t->C);
     be->copy(t->prev, x, (size_t)B * t->C);

@@ -327,10 +327,11 @@ void delta_layer_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scratc
 /* ---- forward (and decode step) ---- */
 
 /* dplr's core inputs: the read gate a = k sigmoid((x W_a1) W_a2 + b_a), the write b = -beta k and
- * the values beta v (kda folds beta into its core; dplr's core takes the vectors as they are). */
+ * the values beta v (kda folds beta into its core; dplr's core takes the vectors as they are). x
+ * NULL: a decode step's group made r1 = x W_a1 already. */
 static void dplr_inputs(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, int N) {
     const int C = L->C, H = L->H, HK = H * L->K;
-    linear_forward(be, bf->r1, x, &L->w_r1, N, C, L->R, false);
+    if (x) linear_forward(be, bf->r1, x, &L->w_r1, N, C, L->R, false);
     linear_forward(be, bf->r, bf->r1, &L->w_r2, N, L->R, HK, false);
     be->bias_forward(bf->r, L->b_r.w, N, HK);
     be->gate_forward(bf->a_rd, bf->k, bf->r, (size_t)N * HK, ACT_SIGMOID);
@@ -338,7 +339,8 @@ static void dplr_inputs(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, cons
     be->row_scale_forward(bf->v_b, bf->v, bf->beta, N * H, L->V, 1.0f);
 }
 
-/* The core over the sequence (training) or one token per sequence with the state in the cache. */
+/* The core over the sequence (training) or one token per sequence with the state in the cache (x
+ * NULL there: the step's group made every product of x). */
 static void run_core(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, int B, int T, bool step) {
     ScanShape s = core_shape(L, B, step ? 1 : T, step ? 0 : L->cfg.chunk_size);
     if (L->gates->read_gate) {
@@ -387,10 +389,11 @@ static void core_qkv(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, int B, 
     rotate_qk(L, be, bf, B, T, step);
 }
 
-/* The log decay g from kda's low-rank input f1 (kept), or gdn's projection of x. */
+/* The log decay g from kda's low-rank input f1 (kept), or gdn's projection of x (x NULL: a decode
+ * step's group made it). */
 static void decay_gate(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, int N) {
     if (L->gates->low_rank) linear_forward(be, bf->a, bf->f1, &L->w_f2, N, L->R, L->H * L->K, false);
-    else linear_forward(be, bf->a, x, &L->w_a, N, L->C, L->H, false);
+    else if (x) linear_forward(be, bf->a, x, &L->w_a, N, L->C, L->H, false);
     be->decay_gate_forward(bf->g, bf->a, L->A_log.w, L->dt_bias.w, N, L->H, L->gw);
 }
 
@@ -409,37 +412,41 @@ static void norm_and_gate(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, in
 
 /* The products of x that the forward keeps, in one group (one launch at decode): q, k and v
  * before their convolutions, beta's logits and the gates' inputs (kda's low-rank f1 and z1,
- * gdn's output gate z). gdn's decay input a is remade by the backward: decay_gate makes it. */
-static void project_input(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, int N) {
+ * gdn's output gate z). The backward remakes gdn's decay input a and dplr's read-gate input r1
+ * (decay_gate, dplr_inputs); a decode step makes them here too, where its RMSNorm x_norm is folded in. */
+static void project_input(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, const RowNorm *x_norm,
+                          int N, bool step) {
     const int HK = L->H * L->K, HV = L->H * L->V;
     LinearOut outs[LINEAR_GROUP_MAX] = {
-        {L->w_q.w, bf->q_pre, HK, false},
-        {L->w_k.w, bf->k_pre, HK, false},
-        {L->w_v.w, bf->v_pre, HV, false},
-        {L->w_b.w, bf->beta, L->H, false},
+        {L->w_q.w, bf->q_pre, HK, LINEAR_SET},
+        {L->w_k.w, bf->k_pre, HK, LINEAR_SET},
+        {L->w_v.w, bf->v_pre, HV, LINEAR_SET},
+        {L->w_b.w, bf->beta, L->H, LINEAR_SET},
     };
     int n = 4;
-    if (L->gates->low_rank) outs[n++] = (LinearOut){L->w_f1.w, bf->f1, L->R, false};
-    if (L->cfg.output_gate && L->gates->low_rank) outs[n++] = (LinearOut){L->w_g1.w, bf->z1, L->R, false};
-    else if (L->cfg.output_gate) outs[n++] = (LinearOut){L->w_g.w, bf->z, HV, false};
-    be->linear_group(x, N, L->C, n, outs);
+    if (L->gates->low_rank) outs[n++] = (LinearOut){L->w_f1.w, bf->f1, L->R, LINEAR_SET};
+    if (L->cfg.output_gate && L->gates->low_rank) outs[n++] = (LinearOut){L->w_g1.w, bf->z1, L->R, LINEAR_SET};
+    else if (L->cfg.output_gate) outs[n++] = (LinearOut){L->w_g.w, bf->z, HV, LINEAR_SET};
+    if (step && !L->gates->low_rank) outs[n++] = (LinearOut){L->w_a.w, bf->a, L->H, LINEAR_SET};
+    if (step && L->gates->read_gate) outs[n++] = (LinearOut){L->w_r1.w, bf->r1, L->R, LINEAR_SET};
+    be->linear_group(x, x_norm, N, L->C, n, outs);
 }
 
-static void run_forward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, float *y, int B, int T,
-                        bool step) {
+static void run_forward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, const RowNorm *x_norm,
+                        float *y, int B, int T, bool step) {
     alias_conv(L, bf);
     const int N = B * T, C = L->C, H = L->H, HV = H * L->V;
-    project_input(L, be, bf, x, N);
+    project_input(L, be, bf, x, x_norm, N, step);
     core_qkv(L, be, bf, B, T, step);
     be->sigmoid_forward(bf->beta, bf->beta, (size_t)N * H);
-    decay_gate(L, be, bf, x, N);
-    run_core(L, be, bf, x, B, T, step);
+    decay_gate(L, be, bf, step ? NULL : x, N);
+    run_core(L, be, bf, step ? NULL : x, B, T, step);
     norm_and_gate(L, be, bf, N);
     linear_forward(be, y, L->cfg.output_gate ? bf->y_g : bf->o_n, &L->w_o, N, HV, C, true);
 }
 
 void delta_layer_forward(Mixer *m, const Backend *be, const float *x, float *y, int B, int T) {
-    run_forward((DeltaLayer *)m, be, &((DeltaLayer *)m)->train, x, y, B, T, false);
+    run_forward((DeltaLayer *)m, be, &((DeltaLayer *)m)->train, x, NULL, y, B, T, false);
 }
 
 /* ---- backward ---- */
@@ -576,9 +583,10 @@ void delta_layer_decode_reset(Mixer *m, const Backend *be, int B) {
     if (L->cfg.short_conv) short_conv_decode_reset(&L->conv, be, B);
 }
 
-void delta_layer_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, const DecodeAt *at) {
+void delta_layer_decode_step(Mixer *m, const Backend *be, const float *x, const RowNorm *x_norm, float *y, int B,
+                             const DecodeAt *at) {
     (void)at; /* a recurrent step: the position matters only to the rotation, whose step row is set */
-    run_forward((DeltaLayer *)m, be, &((DeltaLayer *)m)->step, x, y, B, 1, true);
+    run_forward((DeltaLayer *)m, be, &((DeltaLayer *)m)->step, x, x_norm, y, B, 1, true);
 }
 
 /* ---- sizes ---- */

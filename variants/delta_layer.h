@@ -74,15 +74,16 @@ void delta_layer_forward(Mixer *m, const Backend *be, const float *x, float *y, 
 void delta_layer_backward(Mixer *m, const Backend *be, const float *x, const float *dy, float *dx, int B, int T);
 void delta_layer_declare_decode(Mixer *m, const Backend *be, Arena *cache, Arena *scratch, int B, long max_context);
 void delta_layer_decode_reset(Mixer *m, const Backend *be, int B);
-void delta_layer_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, const DecodeAt *at);
+void delta_layer_decode_step(Mixer *m, const Backend *be, const float *x, const RowNorm *x_norm, float *y, int B,
+                             const DecodeAt *at);
 double delta_layer_flops(const Mixer *m, int T);
 size_t delta_layer_cache_bytes(const Mixer *m, long context);
 void delta_layer_destroy(Mixer *m);
 
 /* the MixerOps entries gdn, kda and dplr share */
-#define DELTA_LAYER_OPS                                                                                        \
-    .linear_time = true, .check = delta_layer_check,                                                          \
-    .position = delta_layer_position, .create = delta_layer_create, .declare = delta_layer_declare,          \
+#define DELTA_LAYER_OPS                                                                                             \
+    .linear_time = true, .check = delta_layer_check,                                                                \
+    .position = delta_layer_position, .create = delta_layer_create, .declare = delta_layer_declare,                 \
     .forward = delta_layer_forward, .backward = delta_layer_backward, .declare_decode = delta_layer_declare_decode, \
-    .decode_reset = delta_layer_decode_reset, .decode_step = delta_layer_decode_step,                         \
+    .decode_reset = delta_layer_decode_reset, .decode_step = delta_layer_decode_step, .decode_takes_norm = true,    \
     .flops_per_token = delta_layer_flops, .cache_bytes = delta_layer_cache_bytes, .destroy = delta_layer_destroy

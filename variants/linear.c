@@ -159,13 +159,14 @@ static void alias_conv(const LinearLayer *L, LinearBuffers *bf) {
     bf->v = bf->v_pre;
 }
 
-static void run_forward(LinearLayer *L, const Backend *be, LinearBuffers *bf, const float *x, float *y, int B, int T,
-                        bool step) {
+/* x_norm: the RMSNorm x goes through before the projections (a decode step's), or NULL */
+static void run_forward(LinearLayer *L, const Backend *be, LinearBuffers *bf, const float *x, const RowNorm *x_norm,
+                        float *y, int B, int T, bool step) {
     const int N = B * T, C = L->C, H = L->H, K = L->K, HK = H * K, HV = H * L->V;
     alias_conv(L, bf);
-    linear_forward(be, bf->q_pre, x, &L->w_q, N, C, HK, false);
-    linear_forward(be, bf->k_pre, x, &L->w_k, N, C, HK, false);
-    linear_forward(be, bf->v_pre, x, &L->w_v, N, C, HV, false);
+    const LinearOut qkv[3] = {{L->w_q.w, bf->q_pre, HK, LINEAR_SET}, {L->w_k.w, bf->k_pre, HK, LINEAR_SET},
+                              {L->w_v.w, bf->v_pre, HV, LINEAR_SET}};
+    be->linear_group(x, x_norm, N, C, 3, qkv);
     if (L->W) short_conv_forward(&L->conv, be, bf->q_c, bf->k_c, bf->v, bf->q_pre, bf->k_pre, bf->v_pre, B, T, step);
     be->feature_map_forward(bf->q, bf->q_c, (size_t)N * HK, L->phi);
     be->feature_map_forward(bf->k, bf->k_c, (size_t)N * HK, L->phi);
@@ -195,7 +196,7 @@ static void run_forward(LinearLayer *L, const Backend *be, LinearBuffers *bf, co
 }
 
 static void linear_forward_mixer(Mixer *m, const Backend *be, const float *x, float *y, int B, int T) {
-    run_forward((LinearLayer *)m, be, &((LinearLayer *)m)->train, x, y, B, T, false);
+    run_forward((LinearLayer *)m, be, &((LinearLayer *)m)->train, x, NULL, y, B, T, false);
 }
 
 /* d (the gradient at the convolution's output, width channels) back to x through [short conv]
@@ -263,9 +264,10 @@ static void linear_decode_reset(Mixer *m, const Backend *be, int B) {
     if (L->W) short_conv_decode_reset(&L->conv, be, B);
 }
 
-static void linear_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, const DecodeAt *at) {
+static void linear_decode_step(Mixer *m, const Backend *be, const float *x, const RowNorm *x_norm, float *y, int B,
+                               const DecodeAt *at) {
     (void)at; /* a recurrent step: the position matters only to the rotation, whose step row is set */
-    run_forward((LinearLayer *)m, be, &((LinearLayer *)m)->step, x, y, B, 1, true);
+    run_forward((LinearLayer *)m, be, &((LinearLayer *)m)->step, x, x_norm, y, B, 1, true);
 }
 
 /* Projections, plus the core at its recurrent cost: write and read the K x Vc state per head; and
@@ -299,6 +301,7 @@ const MixerOps mixer_linear = {
     .declare_decode = linear_declare_decode,
     .decode_reset = linear_decode_reset,
     .decode_step = linear_decode_step,
+    .decode_takes_norm = true,
     .flops_per_token = linear_flops,
     .cache_bytes = linear_cache_bytes,
     .destroy = linear_destroy,

@@ -85,7 +85,7 @@ typedef struct {
     /* decode */
     long max_context;
     float *cache;                                                     /* [B, max_context, r + dr] */
-    float *s_cq, *s_cqn, *s_cqr, *s_q, *s_c, *s_cr, *s_kr, *s_qa, *s_ohat, *s_att, *s_work; /* one step */
+    float *s_cq, *s_q, *s_c, *s_kr, *s_qa, *s_ohat, *s_att, *s_work; /* one step */
 } Mla;
 
 static int qk_dim(const Mla *m) { return m->dn + m->dr; }
@@ -166,15 +166,17 @@ static void mla_declare(Mixer *mx, const Backend *be, Arena *acts, Arena *scratc
     arena_declare(scratch, &m->work, be->attention_workspace(&shape));
 }
 
-/* The three products of x in one group: the queries q [N, H (dn + dr)] (or their bottleneck cq
- * [N, rq]), the latent c [N, r] and the shared rotary key kr [N, dr] (one launch at decode). */
-static void project_input(Mla *m, const Backend *be, const float *x, float *q_or_cq, float *c, float *kr, int N) {
+/* The three products of x (through x_norm, at decode) in one group: the queries q [N, H (dn + dr)]
+ * (or their bottleneck cq [N, rq]), the latent c [N, r] and the shared rotary key kr [N, dr] (one
+ * launch at decode). */
+static void project_input(Mla *m, const Backend *be, const float *x, const RowNorm *x_norm, float *q_or_cq, float *c,
+                          float *kr, int N) {
     LinearOut outs[3] = {
-        {m->rq ? m->w_dq.w : m->w_q.w, q_or_cq, m->rq ? m->rq : m->H * qk_dim(m), false},
-        {m->w_dkv.w, c, m->r, false},
-        {m->w_kr.w, kr, m->dr, false},
+        {m->rq ? m->w_dq.w : m->w_q.w, q_or_cq, m->rq ? m->rq : m->H * qk_dim(m), LINEAR_SET},
+        {m->w_dkv.w, c, m->r, LINEAR_SET},
+        {m->w_kr.w, kr, m->dr, LINEAR_SET},
     };
-    be->linear_group(x, N, m->C, 3, outs);
+    be->linear_group(x, x_norm, N, m->C, 3, outs);
 }
 
 /* q from its bottleneck cq, where there is one (project_input made q itself otherwise). */
@@ -187,7 +189,7 @@ static void finish_queries(Mla *m, const Backend *be, float *q, const float *cq,
 static void mla_forward(Mixer *mx, const Backend *be, const float *x, float *y, int B, int T) {
     Mla *m = (Mla *)mx;
     int N = B * T, H = m->H, dk = qk_dim(m), HQ = H * dk, HKV = H * kv_dim(m), HV = H * m->dv;
-    project_input(m, be, x, m->rq ? m->cq : m->q, m->c, m->kr, N);
+    project_input(m, be, x, NULL, m->rq ? m->cq : m->q, m->c, m->kr, N);
     finish_queries(m, be, m->q, m->cq, m->cq_n, m->cq_rstd, N);
     be->rmsnorm_forward(m->c_n, m->c_rstd, m->c, m->kv_norm.w, N, m->r, m->eps);
     linear_forward(be, m->kv, m->c_n, &m->w_ukv, N, m->r, HKV, false);
@@ -253,14 +255,9 @@ static void mla_declare_decode(Mixer *mx, const Backend *be, Arena *cache, Arena
     size_t row = (size_t)cache_row(m);
     m->max_context = max_context;
     arena_floats(cache, &m->cache, (size_t)B * max_context * row);
-    if (m->rq) {
-        arena_floats(scratch, &m->s_cq, (size_t)B * m->rq);
-        arena_floats(scratch, &m->s_cqn, (size_t)B * m->rq);
-        arena_floats(scratch, &m->s_cqr, (size_t)B);
-    }
+    if (m->rq) arena_floats(scratch, &m->s_cq, (size_t)B * m->rq);
     arena_floats(scratch, &m->s_q, (size_t)B * m->H * qk_dim(m));
     arena_floats(scratch, &m->s_c, (size_t)B * m->r);
-    arena_floats(scratch, &m->s_cr, (size_t)B);
     arena_floats(scratch, &m->s_kr, (size_t)B * m->dr);
     arena_floats(scratch, &m->s_qa, (size_t)B * m->H * row);
     arena_floats(scratch, &m->s_ohat, (size_t)B * m->H * m->r);
@@ -275,22 +272,26 @@ static void mla_decode_reset(Mixer *mx, const Backend *be, int B) {
     (void)B; /* a step at pos reads only cache rows [0, pos], which earlier steps wrote */
 }
 
-static void mla_decode_step(Mixer *mx, const Backend *be, const float *x, float *y, int B, const DecodeAt *at) {
+static void mla_decode_step(Mixer *mx, const Backend *be, const float *x, const RowNorm *x_norm, float *y, int B,
+                            const DecodeAt *at) {
     Mla *m = (Mla *)mx;
     if (at->pos >= m->max_context) die("decode: position %ld is past the cache of %ld tokens", at->pos, m->max_context);
     int H = m->H, dk = qk_dim(m), HQ = H * dk, row = cache_row(m), r = m->r;
     long seq = m->max_context * row;
-    project_input(m, be, x, m->rq ? m->s_cq : m->s_q, m->s_c, m->s_kr, B);
-    finish_queries(m, be, m->s_q, m->s_cq, m->s_cqn, m->s_cqr, B);
-    /* the new cache row: [RMSNorm(x W_dkv) | x W_kr, rotated under RoPE] */
-    be->rmsnorm_forward(m->s_c, m->s_cr, m->s_c, m->kv_norm.w, B, r, m->eps);
-    be->cache_write(m->cache, seq, row, at->pos_len, m->s_c, r, B, r);
+    project_input(m, be, x, x_norm, m->rq ? m->s_cq : m->s_q, m->s_c, m->s_kr, B);
+    if (m->rq) { /* q from its bottleneck, the norm folded into the product (nothing keeps cq_n) */
+        const RowNorm q_norm = {m->q_norm.w, m->eps};
+        const LinearOut q = {m->w_uq.w, m->s_q, HQ, LINEAR_SET};
+        be->linear_group(m->s_cq, &q_norm, B, m->rq, 1, &q);
+    }
     if (m->rope_table) {
         const RopeTable *t = m->rope_table;
         be->rope_forward(m->s_kr, B, 1, 1, m->dr, m->dr, 0, m->dr, t->step_cos, t->step_sin, 0);
         be->rope_forward(m->s_q, B, 1, H, dk, HQ, m->dn, m->dr, t->step_cos, t->step_sin, 0);
     }
-    be->cache_write(m->cache + r, seq, row, at->pos_len, m->s_kr, m->dr, B, m->dr);
+    /* the new cache row: [RMSNorm(x W_dkv) | x W_kr, rotated under RoPE] */
+    const RowNorm kv_norm = {m->kv_norm.w, m->eps};
+    be->cache_write_normed(m->cache, seq, at->pos_len, m->s_c, r, &kv_norm, m->s_kr, m->dr, B);
     /* absorbed queries [W_uk_h^T q_nope_h | q_rope_h]; W_uk_h is rows [h (dn + dv), + dn) of W_ukv */
     long long w_head = (long long)kv_dim(m) * r;
     be->gemm_batched(false, false, B, r, m->dn, 1.0f, m->s_q, HQ, dk, m->w_ukv.w, r, w_head, 0.0f, m->s_qa, H * row,
@@ -336,6 +337,7 @@ const MixerOps mixer_mla = {
     .declare_decode = mla_declare_decode,
     .decode_reset = mla_decode_reset,
     .decode_step = mla_decode_step,
+    .decode_takes_norm = true,
     .flops_per_token = mla_flops,
     .cache_bytes = mla_cache_bytes,
     .destroy = mla_destroy,

@@ -154,11 +154,13 @@ static void softmax_decode_reset(Mixer *m, const Backend *be, int B) {
     (void)B;
 }
 
-static void softmax_decode_step(Mixer *m, const Backend *be, const float *x, float *y, int B, const DecodeAt *at) {
+static void softmax_decode_step(Mixer *m, const Backend *be, const float *x, const RowNorm *x_norm, float *y, int B,
+                                const DecodeAt *at) {
     Softmax *s = (Softmax *)m;
     int w = qkv_width(s), HD = s->H * s->D, row = s->Hkv * s->D;
     if (at->pos >= s->max_context) die("decode: position %ld is past the cache of %ld tokens", at->pos, s->max_context);
-    linear_forward(be, s->qkv_step, x, &s->wqkv, B, s->C, w, false);
+    const LinearOut qkv = {s->wqkv.w, s->qkv_step, w, LINEAR_SET};
+    be->linear_group(x, x_norm, B, s->C, 1, &qkv);
     if (s->rope) {
         const RopeTable *t = s->rope_table;
         be->rope_forward(s->qkv_step, B, 1, s->H + s->Hkv, s->D, w, 0, s->D, t->step_cos, t->step_sin, 0);
@@ -241,6 +243,7 @@ const MixerOps mixer_softmax = {
     .declare_decode = softmax_declare_decode,
     .decode_reset = softmax_decode_reset,
     .decode_step = softmax_decode_step,
+    .decode_takes_norm = true,
     .flops_per_token = softmax_flops,
     .cache_bytes = softmax_cache_bytes,
     .destroy = softmax_destroy,

@@ -116,10 +116,29 @@ void cpu_decode_weights(const float *w, size_t n, bool convert) {
     (void)w, (void)n, (void)convert; /* the products read the fp32 weights themselves */
 }
 
-void cpu_linear_group(const float *x, int N, int in, int n, const LinearOut *outs) {
-    for (int i = 0; i < n; i++)
-        cpu_gemm(false, true, N, outs[i].out, in, 1.0f, x, in, outs[i].w, in, outs[i].accumulate ? 1.0f : 0.0f,
-                 outs[i].y, outs[i].out);
+/* The norm into a buffer of the call's own (a decode step's few rows), then the products, a SwiGLU
+ * output through a buffer of its own too: the same ops, so the same numbers, as the norm, the
+ * linear layers and the SwiGLU apart. */
+void cpu_linear_group(const float *x, const RowNorm *norm, int N, int in, int n, const LinearOut *outs) {
+    float *normed = NULL;
+    if (norm && N > 0) {
+        normed = xalloc_aligned(sizeof(float) * ((size_t)N * in + (size_t)N));
+        cpu_rmsnorm_forward(normed, normed + (size_t)N * in, x, norm->w, N, in, norm->eps);
+        x = normed;
+    }
+    for (int i = 0; i < n; i++) {
+        const LinearOut *o = &outs[i];
+        if (o->op == LINEAR_SWIGLU) {
+            if (o->out % 2) die("linear_group: a SwiGLU output of %d columns (gate and up halves: even)", o->out);
+            float *gate_up = xalloc_aligned(sizeof(float) * ((size_t)N * o->out + 1));
+            cpu_gemm(false, true, N, o->out, in, 1.0f, x, in, o->w, in, 0.0f, gate_up, o->out);
+            cpu_swiglu_forward(o->y, gate_up, N, o->out / 2);
+            free(gate_up);
+        } else {
+            cpu_gemm(false, true, N, o->out, in, 1.0f, x, in, o->w, in, o->op == LINEAR_ADD ? 1.0f : 0.0f, o->y, o->out);
+        }
+    }
+    free(normed);
 }
 
 void cpu_linear_backward(float *dx, float *dW, const float *dy, const float *x, const float *W, int N, int in,

@@ -1,5 +1,8 @@
 /* Bias add and its column-sum backward, rows scaled by a value each (dplr's beta on its written
- * vectors), and the strided 2-D row copy used to slice fused buffers. */
+ * vectors), the strided 2-D row copy used to slice fused buffers, and decode's cache rows. */
+#include <stdlib.h>
+
+#include "core/util.h"
 #include "cpu_ops.h"
 
 #define PAR_MIN 32768
@@ -61,6 +64,16 @@ void cpu_copy_rows(float *dst, long dst_stride, const float *src, long src_strid
 void cpu_cache_write(float *cache, long seq_stride, long row_stride, const int *pos, const float *src,
                      long src_stride, int B, int cols) {
     cpu_copy_rows(cache + (size_t)*pos * row_stride, seq_stride, src, src_stride, B, cols, false);
+}
+
+/* the norm into a buffer of the call's own, then the two writes: the numbers of the ops apart */
+void cpu_cache_write_normed(float *cache, long seq_stride, const int *pos, const float *a, int na, const RowNorm *norm,
+                            const float *b, int nb, int B) {
+    float *normed = xalloc_aligned(sizeof(float) * ((size_t)B * na + (size_t)B));
+    cpu_rmsnorm_forward(normed, normed + (size_t)B * na, a, norm->w, B, na, norm->eps);
+    cpu_cache_write(cache, seq_stride, na + nb, pos, normed, na, B, na);
+    cpu_cache_write(cache + na, seq_stride, na + nb, pos, b, nb, B, nb);
+    free(normed);
 }
 
 void cpu_row_scale_forward(float *y, const float *x, const float *s, int rows, int D, float alpha) {

@@ -448,6 +448,26 @@ extern "C" void cuda_cache_write(float *cache, long seq_stride, long row_stride,
     CUDA_LAUNCHED();
 }
 
+// a block a sequence: the row's squares summed, then the normalized a and b written side by side
+__global__ void cache_write_normed_kernel(float *cache, long seq_stride, const int *pos, const float *a, int na,
+                                          const float *w, float eps, const float *b, int nb) {
+    pdl_begin();
+    const float *ar = a + (size_t)blockIdx.x * na, *br = b + (size_t)blockIdx.x * nb;
+    float ss = 0.0f;
+    for (int c = threadIdx.x; c < na; c += blockDim.x) ss += ar[c] * ar[c];
+    float r = rsqrtf(block_sum(ss) / na + eps);
+    float *row = cache + (size_t)blockIdx.x * seq_stride + (long)*pos * (na + nb);
+    for (int c = threadIdx.x; c < na; c += blockDim.x) row[c] = ar[c] * r * w[c];
+    for (int c = threadIdx.x; c < nb; c += blockDim.x) row[na + c] = br[c];
+}
+extern "C" void cuda_cache_write_normed(float *cache, long seq_stride, const int *pos, const float *a, int na,
+                                        const RowNorm *norm, const float *b, int nb, int B) {
+    if (B <= 0) return;
+    pdl_launch(cache_write_normed_kernel, B, row_threads(na), 0, cache, seq_stride, pos, a, na, norm->w, norm->eps, b,
+               nb);
+    CUDA_LAUNCHED();
+}
+
 __global__ void append_ones_kernel(float *y, const float *x, int rows, int D) {
     EACH(i, (size_t)rows * (D + 1)) {
         size_t r = i / (D + 1), c = i % (D + 1);

@@ -13,6 +13,13 @@
 // x is read through the cache by every warp (M x K floats, a few KiB at decode). fp32
 // arithmetic; the weights are fp32, or, in the tensor-core mode during a decode step, the bf16
 // copy decode_weights made (the bf16 rounding the training forward's products apply too).
+//
+// A linear_group folds into the launch the ops around a decode step's products, each of which was
+// a launch of its own: the block's RMSNorm of x (each warp also sums its slice's squares, which
+// meet like the products; x is scaled by the norm's weights as it is loaded and the sum by 1 / rms
+// at the end), and an MLP's SwiGLU (its gate and up columns j and F + j side by side in a block,
+// one thread writing silu(gate) up). Folding the SwiGLU into the down projection's loads instead
+// was slower: each of its output columns computed all 2,048 of them again.
 #include "cuda_ops.cuh"
 
 enum { GEMV_WARPS = 8, GEMV_THREADS = 32 * GEMV_WARPS, GEMV_WARPS_WANTED = 4096 };
@@ -22,6 +29,7 @@ typedef struct {
     float *y;
     int ldw, ldy;
     float beta;
+    int half; /* a SwiGLU output's width F (its columns 2j, 2j + 1 are W's rows j, F + j); 0: none */
 } GemvJob;
 
 // a launch's products: job j owns output columns [first[j], first[j + 1]) of the launch
@@ -44,41 +52,62 @@ template <bool BF16W> __device__ __forceinline__ float weight1(const void *row, 
     return __bfloat162float(reinterpret_cast<const __nv_bfloat16 *>(row)[k]);
 }
 
-template <bool VEC, bool BF16W>
+// four (or one) of x's elements as the products read them: under RMSNorm, their squares join sq
+// and the norm's weights g scale them (the row's 1 / rms multiplies the dot product at the end)
+template <bool NORM> __device__ __forceinline__ float4 input4(const float *row, int u, float4 g, float &sq) {
+    float4 v = __ldg(reinterpret_cast<const float4 *>(row) + u);
+    if (NORM) {
+        sq += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+        v = make_float4(v.x * g.x, v.y * g.y, v.z * g.z, v.w * g.w);
+    }
+    return v;
+}
+template <bool NORM> __device__ __forceinline__ float input1(const float *row, int k, float g, float &sq) {
+    float v = __ldg(row + k);
+    if (NORM) sq += v * v, v *= g;
+    return v;
+}
+
+// norm_w: the RMSNorm's weights (NORM). pairs: some job has a SwiGLU output (the same for every
+// block, so its barrier is reached by all threads or none).
+template <bool VEC, bool BF16W, bool NORM>
 __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvJobs jobs, const float *__restrict__ x, int lda, int M,
-                                                            int K, float alpha, int split) {
+                                                            int K, float alpha, int split, const float *norm_w,
+                                                            float eps, bool pairs) {
     pdl_begin();
-    __shared__ float part[GEMV_WARPS][GEMV_MAX_ROWS];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, slice = warp % split;
-    const int col = blockIdx.x * (GEMV_WARPS / split) + warp / split;
+    __shared__ float part[GEMV_WARPS][GEMV_MAX_ROWS], squares[NORM ? GEMV_WARPS : 1][GEMV_MAX_ROWS];
+    __shared__ float sums[GEMV_WARPS][GEMV_MAX_ROWS]; /* per column of the block, for SwiGLU's pairs */
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, slice = warp % split, col_in_block = warp / split;
+    const int col = blockIdx.x * (GEMV_WARPS / split) + col_in_block;
     const bool live = col < jobs.first[jobs.n];
     int j = 0;
     while (live && col >= jobs.first[j + 1]) j++;
     const GemvJob job = jobs.job[j];
-    const int n = col - jobs.first[j];
-    float acc[GEMV_MAX_ROWS];
+    const int n = col - jobs.first[j], row = job.half ? (n >> 1) + (n & 1) * job.half : n;
+    float acc[GEMV_MAX_ROWS], sq[GEMV_MAX_ROWS];
 #pragma unroll
-    for (int m = 0; m < GEMV_MAX_ROWS; m++) acc[m] = 0.0f;
+    for (int m = 0; m < GEMV_MAX_ROWS; m++) acc[m] = sq[m] = 0.0f;
     if (live) {
-        const void *w = reinterpret_cast<const char *>(job.w) + (size_t)n * job.ldw * (BF16W ? 2 : 4);
+        const void *w = reinterpret_cast<const char *>(job.w) + (size_t)row * job.ldw * (BF16W ? 2 : 4);
         const int unit = VEC ? 4 : 1, units = K / unit, per = (units + split - 1) / split;
         const int u0 = slice * per, u1 = min(units, u0 + per);
 #pragma unroll 4
         for (int u = u0 + lane; u < u1; u += 32) {
             if (VEC) {
-                float4 wv = weights4<BF16W>(w, u);
+                float4 wv = weights4<BF16W>(w, u), g = make_float4(1.0f, 1.0f, 1.0f, 1.0f);
+                if (NORM) g = __ldg(reinterpret_cast<const float4 *>(norm_w) + u);
 #pragma unroll
                 for (int m = 0; m < GEMV_MAX_ROWS; m++) {
                     if (m >= M) break;
-                    float4 xv = __ldg(reinterpret_cast<const float4 *>(x + (size_t)m * lda) + u);
+                    float4 xv = input4<NORM>(x + (size_t)m * lda, u, g, sq[m]);
                     acc[m] += wv.x * xv.x + wv.y * xv.y + wv.z * xv.z + wv.w * xv.w;
                 }
             } else {
-                float wk = weight1<BF16W>(w, u);
+                float wk = weight1<BF16W>(w, u), g = NORM ? __ldg(norm_w + u) : 1.0f;
 #pragma unroll
                 for (int m = 0; m < GEMV_MAX_ROWS; m++) {
                     if (m >= M) break;
-                    acc[m] += wk * __ldg(x + (size_t)m * lda + u);
+                    acc[m] += wk * input1<NORM>(x + (size_t)m * lda, u, g, sq[m]);
                 }
             }
         }
@@ -88,14 +117,33 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvJobs jobs, const
         if (m >= M) break;
         float s = warp_sum(acc[m]);
         if (lane == 0) part[warp][m] = s;
+        if (NORM) {
+            float q = warp_sum(sq[m]);
+            if (lane == 0) squares[warp][m] = q;
+        }
     }
     __syncthreads();
-    if (!live || slice != 0 || lane >= M) return;
+    const bool writer = live && slice == 0 && lane < M; /* a column's row m: lane m of its first warp */
     const int m = lane;
-    float s = 0.0f;
-    for (int i = 0; i < split; i++) s += part[warp + i][m];
+    float s = 0.0f, q = 0.0f;
+    if (writer) {
+        for (int i = 0; i < split; i++) {
+            s += part[warp + i][m];
+            if (NORM) q += squares[warp + i][m];
+        }
+        if (NORM && K > 0) s *= rsqrtf(q / K + eps);
+        s *= alpha;
+    }
+    if (pairs) {
+        if (writer) sums[col_in_block][m] = s;
+        __syncthreads();
+        if (job.half && writer && !(n & 1)) /* the gate column writes; its up column is the next */
+            job.y[(size_t)m * job.ldy + (n >> 1)] = swiglu_of(s, sums[col_in_block + 1][m]);
+        if (job.half) return;
+    }
+    if (!writer) return;
     float *y = job.y + (size_t)m * job.ldy + n;
-    *y = job.beta == 0.0f ? alpha * s : alpha * s + job.beta * *y; /* beta 0 reads nothing, as BLAS */
+    *y = job.beta == 0.0f ? s : s + job.beta * *y; /* beta 0 reads nothing, as BLAS */
 }
 
 static bool aligned(const void *p, size_t bytes) { return (size_t)p % bytes == 0; }
@@ -134,51 +182,74 @@ static const __nv_bfloat16 *copy_of(const void *w) {
     return weights_copy + (p - copied_from);
 }
 
-static void launch_gemv(GemvJobs jobs, const float *x, int lda, int M, int K, float alpha) {
-    bool bf16w = true; /* every product's weights in the copy, or none read it */
-    for (int j = 0; j < jobs.n; j++) bf16w = bf16w && copy_of(jobs.job[j].w);
+// the products of jobs over x's M rows (K of them read), RMSNorm'd with norm unless it is NULL
+static void launch_gemv(GemvJobs jobs, const float *x, int lda, int M, int K, float alpha, const RowNorm *norm) {
+    bool bf16w = true, pairs = false; /* every product's weights in the copy, or none read it */
+    for (int j = 0; j < jobs.n; j++) bf16w = bf16w && copy_of(jobs.job[j].w), pairs = pairs || jobs.job[j].half;
     if (bf16w)
         for (int j = 0; j < jobs.n; j++) jobs.job[j].w = copy_of(jobs.job[j].w);
-    bool vec = aligned(x, 16) && lda % 4 == 0 && K % 4 == 0;
+    const float *norm_w = norm ? norm->w : NULL;
+    float eps = norm ? norm->eps : 0.0f;
+    bool vec = aligned(x, 16) && lda % 4 == 0 && K % 4 == 0 && (!norm_w || aligned(norm_w, 16));
     for (int j = 0; j < jobs.n; j++) vec = vec && aligned(jobs.job[j].w, bf16w ? 8 : 16) && jobs.job[j].ldw % 4 == 0;
-    /* slices of at least a 16-byte load a lane, as many as bring the warps up to GEMV_WARPS_WANTED */
-    int cols = jobs.first[jobs.n], split = 1;
-    while (split < GEMV_WARPS && (long)cols * split < GEMV_WARPS_WANTED && K / (2 * split) >= 128) split *= 2;
+    /* slices of at least a 16-byte load a lane, as many as bring the warps up to GEMV_WARPS_WANTED;
+     * at most 4 where SwiGLU pairs (2 columns) share a block */
+    int cols = jobs.first[jobs.n], split = 1, max_split = pairs ? GEMV_WARPS / 2 : GEMV_WARPS;
+    while (split < max_split && (long)cols * split < GEMV_WARPS_WANTED && K / (2 * split) >= 128) split *= 2;
     int per_block = GEMV_WARPS / split;
     unsigned blocks = (unsigned)((cols + per_block - 1) / per_block);
-    auto kernel = bf16w ? (vec ? gemv_kernel<true, true> : gemv_kernel<false, true>)
-                        : (vec ? gemv_kernel<true, false> : gemv_kernel<false, false>);
-    pdl_launch(kernel, blocks, GEMV_THREADS, 0, jobs, x, lda, M, K, alpha, split);
+    auto kernel = norm_w ? (bf16w ? (vec ? gemv_kernel<true, true, true> : gemv_kernel<false, true, true>)
+                                  : (vec ? gemv_kernel<true, false, true> : gemv_kernel<false, false, true>))
+                         : (bf16w ? (vec ? gemv_kernel<true, true, false> : gemv_kernel<false, true, false>)
+                                  : (vec ? gemv_kernel<true, false, false> : gemv_kernel<false, false, false>));
+    pdl_launch(kernel, blocks, GEMV_THREADS, 0, jobs, x, lda, M, K, alpha, split, norm_w, eps, pairs);
     CUDA_LAUNCHED();
 }
 
 void cuda_gemv(int M, int N, int K, float alpha, const float *x, int lda, const float *w, int ldw, float beta, float *y,
                int ldy) {
     GemvJobs jobs;
-    jobs.job[0] = GemvJob{w, y, ldw, ldy, beta};
+    jobs.job[0] = GemvJob{w, y, ldw, ldy, beta, 0};
     jobs.first[0] = 0;
     jobs.first[1] = N;
     jobs.n = 1;
-    launch_gemv(jobs, x, lda, M, K, alpha);
+    launch_gemv(jobs, x, lda, M, K, alpha, NULL);
 }
 
-extern "C" void cuda_linear_group(const float *x, int N, int in, int n, const LinearOut *outs) {
+// Few rows: one launch for the group. Many: cuBLAS's products, one each, for x itself; with a norm
+// or a SwiGLU output, launches of GEMV_MAX_ROWS rows (a decode of many sequences; the folded ops
+// then need no buffers).
+extern "C" void cuda_linear_group(const float *x, const RowNorm *norm, int N, int in, int n, const LinearOut *outs) {
     if (n < 0 || n > LINEAR_GROUP_MAX) die("linear_group: %d products, at most %d", n, LINEAR_GROUP_MAX);
-    if (N > GEMV_MAX_ROWS || in <= 0) { /* a wide input: cuBLAS's products, one each */
+    bool swiglu = false;
+    for (int i = 0; i < n; i++) {
+        if (outs[i].op == LINEAR_SWIGLU && outs[i].out % 2)
+            die("linear_group: a SwiGLU output of %d columns (gate and up halves: even)", outs[i].out);
+        swiglu = swiglu || outs[i].op == LINEAR_SWIGLU;
+    }
+    if (N <= 0) return;
+    if (!norm && !swiglu && (N > GEMV_MAX_ROWS || in <= 0)) {
         for (int i = 0; i < n; i++)
-            cuda_gemm(false, true, N, outs[i].out, in, 1.0f, x, in, outs[i].w, in, outs[i].accumulate ? 1.0f : 0.0f,
+            cuda_gemm(false, true, N, outs[i].out, in, 1.0f, x, in, outs[i].w, in, outs[i].op == LINEAR_ADD ? 1.0f : 0.0f,
                       outs[i].y, outs[i].out);
         return;
     }
-    if (N <= 0) return;
-    GemvJobs jobs;
-    jobs.first[0] = 0;
-    jobs.n = 0;
-    for (int i = 0; i < n; i++) {
-        if (outs[i].out <= 0) continue;
-        jobs.job[jobs.n] = GemvJob{outs[i].w, outs[i].y, in, outs[i].out, outs[i].accumulate ? 1.0f : 0.0f};
-        jobs.first[jobs.n + 1] = jobs.first[jobs.n] + outs[i].out;
-        jobs.n++;
+    for (int r0 = 0; r0 < N; r0 += GEMV_MAX_ROWS) {
+        GemvJobs jobs;
+        jobs.first[0] = 0;
+        jobs.n = 0;
+        /* SwiGLU outputs first: their even widths keep every pair inside a block */
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0; i < n; i++) {
+                const LinearOut *o = &outs[i];
+                bool pair = o->op == LINEAR_SWIGLU;
+                if (o->out <= 0 || pair != (pass == 0)) continue;
+                int ldy = pair ? o->out / 2 : o->out;
+                jobs.job[jobs.n] = GemvJob{o->w, o->y + (size_t)r0 * ldy, in, ldy, o->op == LINEAR_ADD ? 1.0f : 0.0f,
+                                           pair ? o->out / 2 : 0};
+                jobs.first[jobs.n + 1] = jobs.first[jobs.n] + o->out;
+                jobs.n++;
+            }
+        if (jobs.n) launch_gemv(jobs, x + (size_t)r0 * in, in, min(GEMV_MAX_ROWS, N - r0), in, 1.0f, norm);
     }
-    if (jobs.n) launch_gemv(jobs, x, in, N, in, 1.0f);
 }

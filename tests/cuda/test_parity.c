@@ -167,37 +167,50 @@ TEST(test_gpu_decode_weights) {
 }
 
 /* several linear layers of one input: one launch for a few rows, cuBLAS's products for many;
- * overwritten and accumulated outputs, and an empty one */
+ * overwritten and accumulated outputs, and an empty one; of x and of its RMSNorm, with and without
+ * a SwiGLU output (the norm and the SwiGLU folded into the few-row kernel, launches of 8 rows for
+ * many; 16-byte and scalar loads) */
 TEST(test_gpu_linear_group) {
     need_gpu();
     Rng rng;
     rng_seed(&rng, 22);
-    const int in = 96, outs_n[4] = {64, 12, 0, 130};
-    const bool acc[4] = {false, true, false, true};
-    int rows[3] = {1, 5, 40};
-    for (int t = 0; t < 3; t++) {
-        int N = rows[t];
-        float *x = rnd((size_t)N * in, 1, 0, &rng), *dx = up(x, (size_t)N * in);
-        LinearOut c_outs[4], g_outs[4];
-        float *w[4], *y[4];
-        for (int i = 0; i < 4; i++) {
-            size_t nw = (size_t)outs_n[i] * in, ny = (size_t)N * outs_n[i];
-            w[i] = rnd(nw, 0.2f, 0, &rng);
-            y[i] = rnd(ny, 1, 0, &rng);
-            c_outs[i] = (LinearOut){w[i], y[i], outs_n[i], acc[i]};
-            g_outs[i] = (LinearOut){up(w[i], nw), up(y[i], ny), outs_n[i], acc[i]};
-        }
-        cpu->linear_group(x, N, in, 4, c_outs);
-        gpu->linear_group(dx, N, in, 4, g_outs);
-        for (int i = 0; i < 4; i++) {
-            char what[64];
-            snprintf(what, sizeof what, "linear_group of %d rows, product %d (%d wide)", N, i, outs_n[i]);
-            SAME(g_outs[i].y, y[i], (size_t)N * outs_n[i], N <= 8 ? 1e-5 : mm_tol(1e-5, 2e-2), what);
-            free(w[i]), free(y[i]);
-            gpu->release((float *)g_outs[i].w), gpu->release(g_outs[i].y);
-        }
-        free(x);
-        gpu->release(dx);
+    const int outs_n[5] = {64, 12, 0, 130, 50};
+    const LinearOutOp ops[5] = {LINEAR_SET, LINEAR_ADD, LINEAR_SET, LINEAR_ADD, LINEAR_SWIGLU};
+    const int rows[3] = {1, 5, 40}, ins[2] = {96, 97};
+    for (int kind = 0; kind < 4; kind++) {
+        bool normed = kind & 1, swiglu = kind & 2;
+        int n = swiglu ? 5 : 4;
+        for (int v = 0; v < (kind ? 2 : 1); v++)
+            for (int t = 0; t < 3; t++) {
+                int N = rows[t], in = ins[v];
+                float *x = rnd((size_t)N * in, 1, 0, &rng), *dx = up(x, (size_t)N * in);
+                float *g = rnd((size_t)in, 1, 0, &rng), *dg = up(g, (size_t)in);
+                const RowNorm c_norm = {g, 1e-5f}, g_norm = {dg, 1e-5f};
+                LinearOut c_outs[5], g_outs[5];
+                float *w[5], *y[5];
+                size_t ny[5];
+                for (int i = 0; i < n; i++) {
+                    size_t nw = (size_t)outs_n[i] * in;
+                    ny[i] = (size_t)N * (ops[i] == LINEAR_SWIGLU ? outs_n[i] / 2 : outs_n[i]);
+                    w[i] = rnd(nw, 0.2f, 0, &rng);
+                    y[i] = rnd(ny[i], 1, 0, &rng);
+                    c_outs[i] = (LinearOut){w[i], y[i], outs_n[i], ops[i]};
+                    g_outs[i] = (LinearOut){up(w[i], nw), up(y[i], ny[i]), outs_n[i], ops[i]};
+                }
+                cpu->linear_group(x, normed ? &c_norm : NULL, N, in, n, c_outs);
+                gpu->linear_group(dx, normed ? &g_norm : NULL, N, in, n, g_outs);
+                for (int i = 0; i < n; i++) {
+                    char what[112];
+                    snprintf(what, sizeof what, "linear_group of %s%s, %d rows of %d, product %d (%d wide)",
+                             normed ? "RMSNorm(x)" : "x", swiglu ? " with a SwiGLU" : "", N, in, i, outs_n[i]);
+                    bool few_row_kernel = N <= 8 || kind;
+                    SAME(g_outs[i].y, y[i], ny[i], few_row_kernel ? 1e-5 : mm_tol(1e-5, 2e-2), what);
+                    free(w[i]), free(y[i]);
+                    gpu->release((float *)g_outs[i].w), gpu->release(g_outs[i].y);
+                }
+                free(x), free(g);
+                gpu->release(dx), gpu->release(dg);
+            }
     }
 }
 
@@ -764,6 +777,33 @@ TEST(test_gpu_cache_write) {
     CHECK(cache[1 * seq + pos * width + 2 + 3] == src[1 * src_stride + 3], "cache_write: row %d of sequence 1", pos);
     free(cache), free(src), free(got);
     gpu->release(g_cache), gpu->release(g_src), gpu->release(g_pos);
+}
+
+/* MLA's cache rows: [RMSNorm(a) | b] at the step's position, the rest of the cache untouched */
+TEST(test_gpu_cache_write_normed) {
+    need_gpu();
+    Rng rng;
+    rng_seed(&rng, 16);
+    const int B = 3, rows = 9, na = 300, nb = 20, pos = 4, width = na + nb;
+    long seq = (long)rows * width + 8;
+    size_t nc = (size_t)B * seq;
+    float *cache = rnd(nc, 1, 0, &rng), *a = rnd((size_t)B * na, 2, 0, &rng), *b = rnd((size_t)B * nb, 1, 0, &rng);
+    float *w = rnd(na, 1, 0, &rng);
+    float *g_cache = up(cache, nc), *g_a = up(a, (size_t)B * na), *g_b = up(b, (size_t)B * nb), *g_w = up(w, na);
+    int *g_pos = gpu->alloc(sizeof(int));
+    gpu->upload(g_pos, &pos, sizeof pos);
+    const RowNorm c_norm = {w, 1e-5f}, g_norm = {g_w, 1e-5f};
+    float *before = xmalloc(sizeof(float) * nc);
+    memcpy(before, cache, sizeof(float) * nc);
+    cpu->cache_write_normed(cache, seq, &pos, a, na, &c_norm, b, nb, B);
+    gpu->cache_write_normed(g_cache, seq, g_pos, g_a, na, &g_norm, g_b, nb, B);
+    SAME(g_cache, cache, nc, 1e-6, "cache_write_normed");
+    size_t changed = 0;
+    for (size_t i = 0; i < nc; i++) changed += cache[i] != before[i];
+    CHECK(changed == (size_t)B * width, "cache_write_normed changed %zu floats, want the %d of B rows", changed, B * width);
+    CHECK(cache[2 * seq + pos * width + na + 5] == b[2 * nb + 5], "cache_write_normed: b's channel 5 of sequence 2");
+    free(cache), free(a), free(b), free(w), free(before);
+    gpu->release(g_cache), gpu->release(g_a), gpu->release(g_b), gpu->release(g_w), gpu->release(g_pos);
 }
 
 TEST(test_gpu_attention_decode) {
