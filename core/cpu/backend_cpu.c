@@ -135,7 +135,8 @@ void cpu_linear_group(const float *x, const RowNorm *norm, int N, int in, int n,
             cpu_swiglu_forward(o->y, gate_up, N, o->out / 2);
             free(gate_up);
         } else {
-            cpu_gemm(false, true, N, o->out, in, 1.0f, x, in, o->w, in, o->op == LINEAR_ADD ? 1.0f : 0.0f, o->y, o->out);
+            float beta = o->op == LINEAR_ADD ? 1.0f : 0.0f;
+            cpu_gemm(false, true, N, o->out, in, 1.0f, x, in, o->w, in, beta, o->y, o->out);
         }
     }
     free(normed);

@@ -229,9 +229,10 @@ extern "C" void cuda_linear_group(const float *x, const RowNorm *norm, int N, in
     }
     if (N <= 0) return;
     if (!norm && !swiglu && (N > GEMV_MAX_ROWS || in <= 0)) {
-        for (int i = 0; i < n; i++)
-            cuda_gemm(false, true, N, outs[i].out, in, 1.0f, x, in, outs[i].w, in, outs[i].op == LINEAR_ADD ? 1.0f : 0.0f,
-                      outs[i].y, outs[i].out);
+        for (int i = 0; i < n; i++) {
+            float beta = outs[i].op == LINEAR_ADD ? 1.0f : 0.0f;
+            cuda_gemm(false, true, N, outs[i].out, in, 1.0f, x, in, outs[i].w, in, beta, outs[i].y, outs[i].out);
+        }
         return;
     }
     for (int r0 = 0; r0 < N; r0 += GEMV_MAX_ROWS) {
