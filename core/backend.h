@@ -107,9 +107,10 @@ typedef struct {
      * the bytes a one-token step reads); (w, n, false): few-row products of w's matrices read that copy             \
      * until (NULL, 0, false). The CPU reads w as it is */                                                            \
     X(void, decode_weights, (const float *w, size_t n, bool convert))                                                 \
-    /* n <= LINEAR_GROUP_MAX linear layers of one input x [N, in]: the products of outs[i] in turn,                 \
-     * of x itself (norm NULL) or of RMSNorm(x). One op so that a backend can run a token's                          \
-     * projections as one launch (the GPU at decode, where each product is a launch's worth of work) */              \
+    /* n <= LINEAR_GROUP_MAX linear layers of one input x [N, in]: the products of outs[i], of x itself              \
+     * (norm NULL) or of RMSNorm(x), in any order (no output may overlap another or x). One op so that a             \
+     * backend can run a token's projections as one launch (the GPU at decode, where each product is                 \
+     * a launch's worth of work) */                                                                                   \
     X(void, linear_group, (const float *x, const RowNorm *norm, int N, int in, int n, const LinearOut *outs))         \
     /* a linear layer's backward, y = x W^T with x [N, in] and W [out, in]: dW += dy^T x, and                        \
      * dx = dy W (dx += dy W when accumulate_dx; skipped when dx is NULL). The two products of one                    \

@@ -81,7 +81,8 @@ typedef struct MixerOps {
      * output. Equal to the forward at that position of the sequence fed so far. The mixer's input
      * is RMSNorm(x) with x_norm (the block's norm of the stream, which its products fold in through
      * linear_group: one launch fewer a layer on the GPU), or x itself when x_norm is NULL; a mixer
-     * whose MixerOps leave decode_takes_norm false always gets NULL (the model normalizes). */
+     * whose MixerOps leave decode_takes_norm false always gets NULL (the model normalizes). x may
+     * be y (the model passes its stream as both): read x before adding to y. */
     void (*decode_step)(Mixer *m, const Backend *be, const float *x, const RowNorm *x_norm, float *y, int B,
                         const DecodeAt *at);
     bool decode_takes_norm;

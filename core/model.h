@@ -39,7 +39,8 @@ typedef struct Model {
     Arena acts, scratch;
     float **residual; /* L + 1 buffers [B*T, C]: the stream entering each layer, then the output
                        * (forward_only: two, alternating) */
-    float *normed; /* [B*T, C]: the RMSNorm output feeding the current layer's mixer or MLP */
+    float *normed; /* [B*T, C]: the RMSNorm output feeding the current layer's mixer or MLP (at decode,
+                    * only a mixer's without decode_takes_norm: the others fold the norm in) */
     float *ln_f, *rstd_f;
     int *tokens, *targets; /* targets: those of the scored rows, in order (head_loss) */
     int *scored_rows;      /* [B*T]: which rows of ln_f have a target, when not all do */

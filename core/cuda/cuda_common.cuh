@@ -155,8 +155,8 @@ bool cuda_capture_refuses(void);
 // whether cuda_gemm converts the operands of an M x N x K product to bf16 (backend_cuda.cu)
 extern "C" bool cuda_gemm_converts(int M, int N, int K);
 
-// y = alpha x W^T + beta y for x [M, K] of at most GEMV_MAX_ROWS rows, W [N, K]: one launch, a
-// warp per output column, fp32 (gemv.cu; cuda_gemm sends such products there)
+// y = alpha x W^T + beta y for x [M, K] of at most GEMV_MAX_ROWS rows, W [N, K]: one launch, warps
+// on slices of each output column, fp32 (gemv.cu; cuda_gemm sends such products there)
 enum { GEMV_MAX_ROWS = 8 };
 void cuda_gemv(int M, int N, int K, float alpha, const float *x, int lda, const float *w, int ldw, float beta, float *y,
                int ldy);

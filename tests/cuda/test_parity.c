@@ -167,16 +167,16 @@ TEST(test_gpu_decode_weights) {
 }
 
 /* several linear layers of one input: one launch for a few rows, cuBLAS's products for many;
- * overwritten and accumulated outputs, and an empty one; of x and of its RMSNorm, with and without
- * a SwiGLU output (the norm and the SwiGLU folded into the few-row kernel, launches of 8 rows for
- * many; 16-byte and scalar loads) */
+ * overwritten and accumulated outputs, an empty one and an odd-width one; of x and of its RMSNorm,
+ * with and without a SwiGLU output (folded into the few-row kernel, K cut into 4 slices there;
+ * apart for many rows; 16-byte and scalar loads) */
 TEST(test_gpu_linear_group) {
     need_gpu();
     Rng rng;
     rng_seed(&rng, 22);
-    const int outs_n[5] = {64, 12, 0, 130, 50};
+    const int outs_n[5] = {64, 13, 0, 130, 50}; /* 13: the SwiGLU pairs stay in a block only if they go first */
     const LinearOutOp ops[5] = {LINEAR_SET, LINEAR_ADD, LINEAR_SET, LINEAR_ADD, LINEAR_SWIGLU};
-    const int rows[3] = {1, 5, 40}, ins[2] = {96, 97};
+    const int rows[3] = {1, 5, 13}, ins[2] = {1024, 1027};
     for (int kind = 0; kind < 4; kind++) {
         bool normed = kind & 1, swiglu = kind & 2;
         int n = swiglu ? 5 : 4;
@@ -203,7 +203,7 @@ TEST(test_gpu_linear_group) {
                     char what[112];
                     snprintf(what, sizeof what, "linear_group of %s%s, %d rows of %d, product %d (%d wide)",
                              normed ? "RMSNorm(x)" : "x", swiglu ? " with a SwiGLU" : "", N, in, i, outs_n[i]);
-                    bool few_row_kernel = N <= 8 || kind;
+                    bool few_row_kernel = N <= 8;
                     SAME(g_outs[i].y, y[i], ny[i], few_row_kernel ? 1e-5 : mm_tol(1e-5, 2e-2), what);
                     free(w[i]), free(y[i]);
                     gpu->release((float *)g_outs[i].w), gpu->release(g_outs[i].y);
@@ -1120,11 +1120,12 @@ TEST(test_gpu_training_step_matches_the_cpu) {
 }
 
 /* generation: the GPU model's decode logits follow the CPU's step by step, over a context long
- * enough for several flash-decoding splits, the steps after the second replayed as a CUDA graph */
-static void check_model_decode(const char *mixer_setting) {
+ * enough for several flash-decoding splits, the steps after the second replayed as a CUDA graph
+ * (with B <= 8 sequences: the folded few-row products; more take the products apart) */
+static void check_model_decode(const char *mixer_setting, int B) {
     Model *a = parity_model(cpu, mixer_setting), *b = parity_model(gpu, mixer_setting);
-    enum { B = 2, T = 300 };
-    int V = a->V, step[B];
+    enum { T = 300 };
+    int V = a->V, *step = xmalloc(sizeof(int) * (size_t)B);
     model_decode_begin(a, B, T);
     model_decode_begin(b, B, T);
     Rng rng;
@@ -1142,18 +1143,22 @@ static void check_model_decode(const char *mixer_setting) {
      * mode's decode attention takes its length as a launch size, so it runs launch by launch */
     const char *graphs = getenv("ATTNLAB_CUDA_GRAPHS");
     bool want_graph = !fp32_matmuls && !(graphs && strcmp(graphs, "0") == 0);
-    CHECK((b->decode_graph != NULL) == want_graph, "%s: the decode step %s a graph", mixer_setting,
-          b->decode_graph ? "was replayed as" : "was not replayed as");
-    free(la), free(lb);
+    if (B <= 8) /* more rows' bf16 products convert their operands in buffers that may grow: no graph */
+        CHECK((b->decode_graph != NULL) == want_graph, "%s: the decode step %s a graph", mixer_setting,
+              b->decode_graph ? "was replayed as" : "was not replayed as");
+    free(la), free(lb), free(step);
     model_free(a);
     model_free(b);
 }
 
 TEST(test_gpu_decode_matches_the_cpu) {
     need_gpu();
-    check_model_decode("model.mixer=softmax");
-    check_model_decode("model.mixer=mla");
-    check_model_decode("model.hybrid.ratio=1:1");
+    check_model_decode("model.mixer=softmax", 2);
+    check_model_decode("model.mixer=mla", 2);
+    check_model_decode("model.hybrid.ratio=1:1", 2);
+    check_model_decode("model.layers=gdn,dplr", 2);
+    check_model_decode("model.layers=linear,mla", 2);
+    check_model_decode("model.hybrid.ratio=1:1", 12);
 }
 
 TEST(test_gpu_training_run_tracks_the_cpu_loss_curve) {
