@@ -121,11 +121,7 @@ void cpu_decode_weights(const float *w, size_t n, bool convert) {
  * linear layers and the SwiGLU apart. */
 void cpu_linear_group(const float *x, const RowNorm *norm, int N, int in, int n, const LinearOut *outs) {
     float *normed = NULL;
-    if (norm && N > 0) {
-        normed = xalloc_aligned(sizeof(float) * ((size_t)N * in + (size_t)N));
-        cpu_rmsnorm_forward(normed, normed + (size_t)N * in, x, norm->w, N, in, norm->eps);
-        x = normed;
-    }
+    if (norm && N > 0) x = normed = cpu_rmsnorm_copy(x, norm, N, in);
     for (int i = 0; i < n; i++) {
         const LinearOut *o = &outs[i];
         if (o->op == LINEAR_SWIGLU) {

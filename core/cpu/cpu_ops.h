@@ -20,6 +20,9 @@ BACKEND_OPS(CPU_OP_PROTOTYPE)
 
 int cpu_threads(void);
 
+/* RMSNorm(x) of N rows of C into a new buffer (free it), for the ops that fold a norm in */
+float *cpu_rmsnorm_copy(const float *x, const RowNorm *norm, int N, int C);
+
 /* dst [cols, rows] = src [rows, cols]^T (OpenBLAS's somatcopy: ~0.3 us for 64 x 64) */
 void cpu_transpose(float *dst, int ld_dst, const float *src, int ld_src, int rows, int cols);
 

@@ -1,7 +1,14 @@
 /* RMSNorm: out = x * rstd * w with rstd = 1 / sqrt(mean(x^2) + eps), per row of C channels. */
 #include <math.h>
 
+#include "core/util.h"
 #include "cpu_ops.h"
+
+float *cpu_rmsnorm_copy(const float *x, const RowNorm *norm, int N, int C) {
+    float *out = xalloc_aligned(sizeof(float) * ((size_t)N * C + (size_t)N)); /* the rows, then their rstd */
+    cpu_rmsnorm_forward(out, out + (size_t)N * C, x, norm->w, N, C, norm->eps);
+    return out;
+}
 
 void cpu_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C, float eps) {
 #pragma omp parallel for schedule(static)

@@ -2,7 +2,6 @@
  * vectors), the strided 2-D row copy used to slice fused buffers, and decode's cache rows. */
 #include <stdlib.h>
 
-#include "core/util.h"
 #include "cpu_ops.h"
 
 #define PAR_MIN 32768
@@ -69,8 +68,7 @@ void cpu_cache_write(float *cache, long seq_stride, long row_stride, const int *
 /* the norm into a buffer of the call's own, then the two writes: the numbers of the ops apart */
 void cpu_cache_write_normed(float *cache, long seq_stride, const int *pos, const float *a, int na, const RowNorm *norm,
                             const float *b, int nb, int B) {
-    float *normed = xalloc_aligned(sizeof(float) * ((size_t)B * na + (size_t)B));
-    cpu_rmsnorm_forward(normed, normed + (size_t)B * na, a, norm->w, B, na, norm->eps);
+    float *normed = cpu_rmsnorm_copy(a, norm, B, na);
     cpu_cache_write(cache, seq_stride, na + nb, pos, normed, na, B, na);
     cpu_cache_write(cache + na, seq_stride, na + nb, pos, b, nb, B, nb);
     free(normed);
