@@ -102,10 +102,11 @@ typedef struct {
     X(void, gemm_batched, (bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,     \
                            long long stride_a, const float *B, int ldb, long long stride_b, float beta, float *C,     \
                            int ldc, long long stride_c, int count))                                                   \
-    /* the model's parameter buffer w [n] as a decode step's products read it. convert: make the                    \
-     * backend's copy (at decode_begin; the GPU, in its tensor-core mode, keeps the weights in bf16: half             \
-     * the bytes a one-token step reads); (w, n, false): few-row products of w's matrices read that copy             \
-     * until (NULL, 0, false). The CPU reads w as it is */                                                            \
+    /* weights w [n] as a decode step's products read them. (NULL, 0, true) forgets the copies of the              \
+     * last decode; (w, n, true) makes the backend's copy of w as it is now: first the model's parameter              \
+     * buffer, then any weights a mixer derives from it (the GPU, in its tensor-core mode, keeps them in              \
+     * bf16: half the bytes a one-token step reads); (w, n, false) with the parameter buffer: few-row                 \
+     * products of any copied matrix read its copy until (NULL, 0, false). The CPU reads w as it is */                \
     X(void, decode_weights, (const float *w, size_t n, bool convert))                                                 \
     /* n <= LINEAR_GROUP_MAX linear layers of one input x [N, in]: the products of outs[i], of x itself              \
      * (norm NULL) or of RMSNorm(x), in any order (no output may overlap another or x). One op so that a             \

@@ -75,7 +75,9 @@ typedef struct MixerOps {
     /* Declares the decode cache (KV cache or recurrent state, kept across steps) and the
      * per-step buffers (scratch, shared by all layers) for B sequences of up to max_context tokens. */
     void (*declare_decode)(Mixer *m, const Backend *be, Arena *cache, Arena *scratch, int B, long max_context);
-    /* Empties every sequence's cache. */
+    /* Empties every sequence's cache, and makes any weights the steps derive from the parameters
+     * as they are now (declared in the cache arena; their copy for the products through
+     * be->decode_weights(w, n, true): MLA's absorbed projections). */
     void (*decode_reset)(Mixer *m, const Backend *be, int B);
     /* One token per sequence at position at->pos (the same for all B): x, y [B, d_model], y +=
      * output. Equal to the forward at that position of the sequence fed so far. The mixer's input

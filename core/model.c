@@ -281,8 +281,10 @@ void model_decode_begin(Model *m, int B, long max_context) {
     arena_bind(&m->decode_scratch, m->be);
     if (max_context > INT32_MAX) die("decode: a context of %ld tokens is too long", max_context);
     rope_cache_fill(&m->rope, (int)max_context);
+    m->be->decode_weights(NULL, 0, true);
     m->be->decode_weights(m->params.w, m->params.total, true); /* the weights as they are now */
-    for (int l = 0; l < m->L; l++) m->layers[l].mixer->ops->decode_reset(m->layers[l].mixer, m->be, B);
+    for (int l = 0; l < m->L; l++) /* after the copy: a mixer may add the weights it derives */
+        m->layers[l].mixer->ops->decode_reset(m->layers[l].mixer, m->be, B);
     m->decode_B = B;
     m->decode_context = max_context;
 }

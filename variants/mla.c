@@ -8,7 +8,10 @@
  * Training materializes per-head keys [k_nope_h | k_rope] and values and runs causal attention.
  * Decode caches only [c | k_rope] per token and absorbs the up-projections: the score of head h is
  * (W_uk_h^T q_nope_h) . c_j + q_rope_h . k_rope_j, the output W_uv_h (sum_j p_j c_j): one
- * multi-query attention over the latent cache. */
+ * multi-query attention over the latent cache. W_uk_h^T W_q_nope_h is made once per decode, so
+ * that the query product writes the absorbed query itself: a per-head product and a copy a layer
+ * fewer, for about 5 MB more bf16 weights a layer at 12 x 768 (at one token a launch costs more
+ * than that). W_o_h W_uv_h absorbed too measured no faster (README, Speed). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,8 +87,12 @@ typedef struct {
     float *dq, *dk, *dv_buf, *datt, *dkv, *dkr, *dc_n, *dc, *dcq_n, *dcq, *work;
     /* decode */
     long max_context;
-    float *cache;                                                     /* [B, max_context, r + dr] */
-    float *s_cq, *s_q, *s_c, *s_kr, *s_qa, *s_ohat, *s_att, *s_work; /* one step */
+    float *cache; /* [B, max_context, r + dr] */
+    /* the absorbed query weights (decode_reset makes them) [H (r + dr), q_in]: head h's rows
+     * W_uk_h^T W_q_nope_h, then W_q_rope_h, so that the query product writes the absorbed query
+     * [W_uk_h^T q_nope_h | q_rope_h] */
+    float *w_qa;
+    float *s_cq, *s_c, *s_kr, *s_qa, *s_ohat, *s_att, *s_work; /* one step */
 } Mla;
 
 static int qk_dim(const Mla *m) { return m->dn + m->dr; }
@@ -166,13 +173,13 @@ static void mla_declare(Mixer *mx, const Backend *be, Arena *acts, Arena *scratc
     arena_declare(scratch, &m->work, be->attention_workspace(&shape));
 }
 
-/* The three products of x (through x_norm, at decode) in one group: the queries q [N, H (dn + dr)]
- * (or their bottleneck cq [N, rq]), the latent c [N, r] and the shared rotary key kr [N, dr] (one
- * launch at decode). */
-static void project_input(Mla *m, const Backend *be, const float *x, const RowNorm *x_norm, float *q_or_cq, float *c,
-                          float *kr, int N) {
+/* The three products of x (through x_norm, at decode) in one group: the queries q_or_cq through
+ * wq (q [N, H (dn + dr)], their bottleneck cq [N, rq], or at decode the absorbed queries), the
+ * latent c [N, r] and the shared rotary key kr [N, dr] (one launch at decode). */
+static void project_input(Mla *m, const Backend *be, const float *x, const RowNorm *x_norm, const float *wq,
+                          float *q_or_cq, int q_width, float *c, float *kr, int N) {
     LinearOut outs[3] = {
-        {m->rq ? m->w_dq.w : m->w_q.w, q_or_cq, m->rq ? m->rq : m->H * qk_dim(m), LINEAR_SET},
+        {wq, q_or_cq, q_width, LINEAR_SET},
         {m->w_dkv.w, c, m->r, LINEAR_SET},
         {m->w_kr.w, kr, m->dr, LINEAR_SET},
     };
@@ -189,7 +196,8 @@ static void finish_queries(Mla *m, const Backend *be, float *q, const float *cq,
 static void mla_forward(Mixer *mx, const Backend *be, const float *x, float *y, int B, int T) {
     Mla *m = (Mla *)mx;
     int N = B * T, H = m->H, dk = qk_dim(m), HQ = H * dk, HKV = H * kv_dim(m), HV = H * m->dv;
-    project_input(m, be, x, NULL, m->rq ? m->cq : m->q, m->c, m->kr, N);
+    if (m->rq) project_input(m, be, x, NULL, m->w_dq.w, m->cq, m->rq, m->c, m->kr, N);
+    else project_input(m, be, x, NULL, m->w_q.w, m->q, HQ, m->c, m->kr, N);
     finish_queries(m, be, m->q, m->cq, m->cq_n, m->cq_rstd, N);
     be->rmsnorm_forward(m->c_n, m->c_rstd, m->c, m->kv_norm.w, N, m->r, m->eps);
     linear_forward(be, m->kv, m->c_n, &m->w_ukv, N, m->r, HKV, false);
@@ -242,6 +250,8 @@ static void mla_backward(Mixer *mx, const Backend *be, const float *x, const flo
 /* ---- decode over the latent cache ---- */
 
 static int cache_row(const Mla *m) { return m->r + m->dr; }
+/* the width of what the queries are made from: x, or the bottleneck */
+static int query_input(const Mla *m) { return m->rq ? m->rq : m->C; }
 
 static AttnShape absorbed_shape(const Mla *m, int B, int T) {
     int row = cache_row(m);
@@ -255,8 +265,8 @@ static void mla_declare_decode(Mixer *mx, const Backend *be, Arena *cache, Arena
     size_t row = (size_t)cache_row(m);
     m->max_context = max_context;
     arena_floats(cache, &m->cache, (size_t)B * max_context * row);
+    arena_floats(cache, &m->w_qa, (size_t)m->H * row * query_input(m));
     if (m->rq) arena_floats(scratch, &m->s_cq, (size_t)B * m->rq);
-    arena_floats(scratch, &m->s_q, (size_t)B * m->H * qk_dim(m));
     arena_floats(scratch, &m->s_c, (size_t)B * m->r);
     arena_floats(scratch, &m->s_kr, (size_t)B * m->dr);
     arena_floats(scratch, &m->s_qa, (size_t)B * m->H * row);
@@ -266,41 +276,51 @@ static void mla_declare_decode(Mixer *mx, const Backend *be, Arena *cache, Arena
     arena_declare(scratch, &m->s_work, be->attention_decode_workspace(&shape));
 }
 
+/* The cache needs no emptying: a step at pos reads only rows [0, pos], which earlier steps wrote.
+ * The absorbed query weights from the parameters as they are now (W_uk_h is rows [h (dn + dv), + dn)
+ * of W_ukv; W_q_nope_h rows [h dk, + dn) of the query weights, W_q_rope_h the dr rows after them). */
 static void mla_decode_reset(Mixer *mx, const Backend *be, int B) {
-    (void)mx;
-    (void)be;
-    (void)B; /* a step at pos reads only cache rows [0, pos], which earlier steps wrote */
+    (void)B;
+    Mla *m = (Mla *)mx;
+    int H = m->H, r = m->r, row = cache_row(m), in = query_input(m), dk = qk_dim(m);
+    const float *wq = m->rq ? m->w_uq.w : m->w_q.w;
+    long long w_head = (long long)kv_dim(m) * r;
+    be->gemm_batched(true, false, r, in, m->dn, 1.0f, m->w_ukv.w, r, w_head, wq, in, (long long)dk * in, 0.0f, m->w_qa,
+                     in, (long long)row * in, H);
+    be->copy_heads(m->w_qa + (size_t)r * in, 0, (long)row * in, wq + (size_t)m->dn * in, 0, (long)dk * in, 1, H,
+                   m->dr * in, false);
+    be->decode_weights(m->w_qa, (size_t)H * row * in, true);
 }
 
 static void mla_decode_step(Mixer *mx, const Backend *be, const float *x, const RowNorm *x_norm, float *y, int B,
                             const DecodeAt *at) {
     Mla *m = (Mla *)mx;
     if (at->pos >= m->max_context) die("decode: position %ld is past the cache of %ld tokens", at->pos, m->max_context);
-    int H = m->H, dk = qk_dim(m), HQ = H * dk, row = cache_row(m), r = m->r;
+    int H = m->H, row = cache_row(m), r = m->r, HQA = H * row;
     long seq = m->max_context * row;
-    project_input(m, be, x, x_norm, m->rq ? m->s_cq : m->s_q, m->s_c, m->s_kr, B);
-    if (m->rq) { /* q from its bottleneck, the norm folded into the product (nothing keeps cq_n) */
+    /* the absorbed queries [W_uk_h^T q_nope_h | q_rope_h], from x or from the bottleneck cq (its
+     * norm folded into the product: nothing keeps cq_n) */
+    if (m->rq) {
+        project_input(m, be, x, x_norm, m->w_dq.w, m->s_cq, m->rq, m->s_c, m->s_kr, B);
         const RowNorm q_norm = {m->q_norm.w, m->eps};
-        const LinearOut q = {m->w_uq.w, m->s_q, HQ, LINEAR_SET};
+        const LinearOut q = {m->w_qa, m->s_qa, HQA, LINEAR_SET};
         be->linear_group(m->s_cq, &q_norm, B, m->rq, 1, &q);
+    } else {
+        project_input(m, be, x, x_norm, m->w_qa, m->s_qa, HQA, m->s_c, m->s_kr, B);
     }
     if (m->rope_table) {
         const RopeTable *t = m->rope_table;
         be->rope_forward(m->s_kr, B, 1, 1, m->dr, m->dr, 0, m->dr, t->step_cos, t->step_sin, 0);
-        be->rope_forward(m->s_q, B, 1, H, dk, HQ, m->dn, m->dr, t->step_cos, t->step_sin, 0);
+        be->rope_forward(m->s_qa, B, 1, H, row, HQA, r, m->dr, t->step_cos, t->step_sin, 0);
     }
     /* the new cache row: [RMSNorm(x W_dkv) | x W_kr, rotated under RoPE] */
     const RowNorm kv_norm = {m->kv_norm.w, m->eps};
     be->cache_write_normed(m->cache, seq, at->pos_len, m->s_c, r, &kv_norm, m->s_kr, m->dr, B);
-    /* absorbed queries [W_uk_h^T q_nope_h | q_rope_h]; W_uk_h is rows [h (dn + dv), + dn) of W_ukv */
-    long long w_head = (long long)kv_dim(m) * r;
-    be->gemm_batched(false, false, B, r, m->dn, 1.0f, m->s_q, HQ, dk, m->w_ukv.w, r, w_head, 0.0f, m->s_qa, H * row,
-                     row, H);
-    be->copy_heads(m->s_qa + r, H * row, row, m->s_q + m->dn, HQ, dk, B, H, m->dr, false);
     AttnShape shape = absorbed_shape(m, B, (int)m->max_context);
     be->attention_decode(&shape, seq, (int)at->pos + 1, at->pos_len + 1, m->s_ohat, m->s_qa, m->cache, m->cache,
                          m->s_work);
     /* o_h = W_uv_h (sum_j p_j c_j); W_uv_h is rows [h (dn + dv) + dn, + dv) of W_ukv */
+    long long w_head = (long long)kv_dim(m) * r;
     be->gemm_batched(false, true, B, m->dv, r, 1.0f, m->s_ohat, H * r, r, m->w_ukv.w + (size_t)m->dn * r, r, w_head,
                      0.0f, m->s_att, H * m->dv, m->dv, H);
     linear_forward(be, y, m->s_att, &m->w_o, B, H * m->dv, m->C, true);

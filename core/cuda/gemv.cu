@@ -148,38 +148,48 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvJobs jobs, const
 
 static bool aligned(const void *p, size_t bytes) { return (size_t)p % bytes == 0; }
 
-// decode_weights' bf16 copy of the model's parameter buffer, and whether products read it now
-static const float *copied_from;
-static size_t copied_n, copy_cap;
-static __nv_bfloat16 *weights_copy;
+// decode_weights' bf16 copies: the model's parameter buffer, then any weights a mixer derives from
+// it (MLA's absorbed ones); whether products read them now
+enum { MAX_WEIGHT_COPIES = 64 };
+static struct {
+    const float *from;
+    size_t n;
+    __nv_bfloat16 *copy;
+} copies[MAX_WEIGHT_COPIES];
+static int n_copies;
 static bool copy_in_use;
+
+static void forget_copies(void) {
+    for (int i = 0; i < n_copies; i++) backend_cuda()->release(copies[i].copy); /* allocated in the memory ledger */
+    n_copies = 0;
+}
 
 extern "C" void cuda_decode_weights(const float *w, size_t n, bool convert) {
     if (!convert) {
-        copy_in_use = w && w == copied_from && n == copied_n && cuda_tensor_cores();
+        copy_in_use = w && n_copies && w == copies[0].from && n == copies[0].n && cuda_tensor_cores();
         return;
     }
     copy_in_use = false;
-    copied_from = NULL;
-    if (!w || !n || !cuda_tensor_cores()) return; /* the fp32 mode reads the fp32 weights */
-    if (n > copy_cap) {
-        const Backend *be = backend_cuda(); /* its allocations are in the memory ledger */
-        if (weights_copy) be->release(weights_copy);
-        weights_copy = (__nv_bfloat16 *)be->alloc(sizeof(__nv_bfloat16) * n);
-        copy_cap = n;
+    if (!w) { /* a new decode: forget the last one's */
+        forget_copies();
+        return;
     }
+    if (!n || !cuda_tensor_cores()) return; /* the fp32 mode reads the fp32 weights */
+    if (n_copies == MAX_WEIGHT_COPIES) die("internal: more than %d weight copies for decode", MAX_WEIGHT_COPIES);
+    __nv_bfloat16 *copy = (__nv_bfloat16 *)backend_cuda()->alloc(sizeof(__nv_bfloat16) * n);
     const size_t row = 1 << 20, rows = n / row, rest = n - rows * row; /* rows of a million */
-    if (rows) cuda_to_bf16(weights_copy, w, (int)rows, (int)row, (long)row);
-    if (rest) cuda_to_bf16(weights_copy + rows * row, w + rows * row, 1, (int)rest, (long)rest);
-    copied_from = w;
-    copied_n = n;
+    if (rows) cuda_to_bf16(copy, w, (int)rows, (int)row, (long)row);
+    if (rest) cuda_to_bf16(copy + rows * row, w + rows * row, 1, (int)rest, (long)rest);
+    copies[n_copies++] = {w, n, copy};
 }
 
 // the bf16 copy of fp32 weights at w, where a decode step's products read it (else NULL)
 static const __nv_bfloat16 *copy_of(const void *w) {
     const float *p = (const float *)w;
-    if (!copy_in_use || p < copied_from || p >= copied_from + copied_n) return NULL;
-    return weights_copy + (p - copied_from);
+    if (!copy_in_use) return NULL;
+    for (int i = 0; i < n_copies; i++)
+        if (p >= copies[i].from && p < copies[i].from + copies[i].n) return copies[i].copy + (p - copies[i].from);
+    return NULL;
 }
 
 // the products of jobs over x's M rows (K of them read), RMSNorm'd with norm unless it is NULL

@@ -139,31 +139,54 @@ TEST(test_gpu_few_row_products) {
     }
 }
 
-/* A decode step's products read decode_weights' copy of the parameter buffer: bf16 in the
- * tensor-core mode (bf16 rounding, and visibly not the fp32 weights), the fp32 weights in the fp32
- * mode and once the step is over. */
+/* the relative difference of a one-row GPU product with the fp32 weights w_gpu from the CPU's with w */
+static double one_row_product_differs(const float *x, const float *g_x, const float *w, const float *w_gpu, int N, int K) {
+    float *y = xmalloc(sizeof(float) * N), *g_y = gpu->alloc(sizeof(float) * N);
+    cpu->gemm(false, true, 1, N, K, 1.0f, x, K, w, K, 0.0f, y, N);
+    gpu->gemm(false, true, 1, N, K, 1.0f, g_x, K, w_gpu, K, 0.0f, g_y, N);
+    double d = rel(g_y, y, N);
+    free(y);
+    gpu->release(g_y);
+    return d;
+}
+
+/* A decode step's products read decode_weights' copies, of the parameter buffer and of weights
+ * derived from it: bf16 in the tensor-core mode (bf16 rounding, and visibly not the fp32 weights),
+ * the fp32 weights in the fp32 mode, for weights without a copy, and once the step is over. */
 TEST(test_gpu_decode_weights) {
     need_gpu();
     Rng rng;
     rng_seed(&rng, 24);
     const int N = 300, K = 768, off = 12; /* a matrix inside the buffer, past a few other floats */
-    size_t n = (size_t)off + (size_t)N * K + 5;
-    float *buf = rnd(n, 1, 0, &rng), *x = rnd(K, 1, 0, &rng), *y = xmalloc(sizeof(float) * N);
-    float *g_buf = up(buf, n), *g_x = up(x, K), *g_y = up(y, N);
-    cpu->gemm(false, true, 1, N, K, 1.0f, x, K, buf + off, K, 0.0f, y, N);
+    size_t n = (size_t)off + (size_t)N * K + 5, nd = (size_t)N * K;
+    float *buf = rnd(n, 1, 0, &rng), *derived = rnd(nd, 1, 0, &rng), *other = rnd(nd, 1, 0, &rng);
+    float *x = rnd(K, 1, 0, &rng), *g_x = up(x, K);
+    float *g_buf = up(buf, n), *g_derived = up(derived, nd), *g_other = up(other, nd);
+    gpu->decode_weights(NULL, 0, true);
     gpu->decode_weights(g_buf, n, true);
+    gpu->decode_weights(g_derived, nd, true);
     gpu->decode_weights(g_buf, n, false);
-    gpu->gemm(false, true, 1, N, K, 1.0f, g_x, K, g_buf + off, K, 0.0f, g_y, N);
-    double during = rel(g_y, y, N);
+    double during = one_row_product_differs(x, g_x, buf + off, g_buf + off, N, K),
+           derived_during = one_row_product_differs(x, g_x, derived, g_derived, N, K),
+           uncopied = one_row_product_differs(x, g_x, other, g_other, N, K);
     gpu->decode_weights(NULL, 0, false);
-    gpu->gemm(false, true, 1, N, K, 1.0f, g_x, K, g_buf + off, K, 0.0f, g_y, N);
-    double after = rel(g_y, y, N);
-    if (fp32_matmuls) CHECK(during <= 1e-5, "fp32 mode: a decode step's product differs by %.2e", during);
-    else CHECK(during > 1e-5 && during <= 2e-2, "bf16 copy: a decode step's product differs by %.2e (want 1e-5 to 2e-2)",
-               during);
+    double after = one_row_product_differs(x, g_x, buf + off, g_buf + off, N, K),
+           derived_after = one_row_product_differs(x, g_x, derived, g_derived, N, K);
+    if (fp32_matmuls) {
+        CHECK(during <= 1e-5, "fp32 mode: a decode step's product differs by %.2e", during);
+        CHECK(derived_during <= 1e-5, "fp32 mode: a derived weight's product differs by %.2e", derived_during);
+    } else {
+        CHECK(during > 1e-5 && during <= 2e-2, "bf16 copy: a decode step's product differs by %.2e (want 1e-5 to 2e-2)",
+              during);
+        CHECK(derived_during > 1e-5 && derived_during <= 2e-2,
+              "bf16 copy of derived weights: the product differs by %.2e (want 1e-5 to 2e-2)", derived_during);
+    }
+    CHECK(uncopied <= 1e-5, "weights without a copy: the product differs by %.2e from the fp32 weights'", uncopied);
     CHECK(after <= 1e-5, "after the step: the product differs by %.2e from the fp32 weights'", after);
-    free(buf), free(x), free(y);
-    gpu->release(g_buf), gpu->release(g_x), gpu->release(g_y);
+    CHECK(derived_after <= 1e-5, "after the step: a derived weight's product differs by %.2e", derived_after);
+    gpu->decode_weights(NULL, 0, true);
+    free(buf), free(derived), free(other), free(x);
+    gpu->release(g_buf), gpu->release(g_derived), gpu->release(g_other), gpu->release(g_x);
 }
 
 /* several linear layers of one input: one launch for a few rows, cuBLAS's products for many;
@@ -1068,10 +1091,13 @@ static Model *parity_model(const Backend *be, const char *mixer_setting) {
                           "model.n_layers=2", "model.mla.kv_lora_rank=96", "model.mla.qk_nope_head_dim=48",
                           "model.mla.v_head_dim=80", "model.kda.gate_rank=112", "model.dplr.gate_rank=112",
                           "model.gdn.chunk_size=16", "model.kda.chunk_size=16", "model.linear.chunk_size=16",
-                          "model.dplr.chunk_size=16",
-                          mixer_setting, NULL};
+                          "model.dplr.chunk_size=16", NULL};
     for (int i = 0; sets[i]; i++)
         if (!config_set(&c, sets[i], &err)) die("%s", err.msg);
+    char *mine = xstrdup(mixer_setting), *save = NULL; /* one setting, or several separated by spaces */
+    for (char *set = strtok_r(mine, " ", &save); set; set = strtok_r(NULL, " ", &save))
+        if (!config_set(&c, set, &err)) die("%s", err.msg);
+    free(mine);
     if (!config_check(&c, &err)) die("%s", err.msg);
     Model *m = model_create(&c.model, be);
     model_reshape(m, 2, 40);
@@ -1139,10 +1165,13 @@ static void check_model_decode(const char *mixer_setting, int B) {
         worst = worst_of(worst, max_rel_diff(lb, la, (size_t)B * V, 1e-6));
     }
     CHECK(worst <= mm_tol(1e-4, 5e-2), "%s: GPU decode logits differ from the CPU's by %.2e", mixer_setting, worst);
-    /* the tensor-core mode replays the step as a CUDA graph (unless ATTNLAB_CUDA_GRAPHS=0); fp32
-     * mode's decode attention takes its length as a launch size, so it runs launch by launch */
+    /* the step is replayed as a CUDA graph (unless ATTNLAB_CUDA_GRAPHS=0), except that fp32 mode's
+     * decode attention takes its length as a launch size, so a model with attention layers runs
+     * launch by launch there */
+    bool attention = false;
+    for (int l = 0; l < b->L; l++) attention |= !b->layers[l].mixer->ops->linear_time;
     const char *graphs = getenv("ATTNLAB_CUDA_GRAPHS");
-    bool want_graph = !fp32_matmuls && !(graphs && strcmp(graphs, "0") == 0);
+    bool want_graph = !(fp32_matmuls && attention) && !(graphs && strcmp(graphs, "0") == 0);
     if (B <= 8) /* more rows' bf16 products convert their operands in buffers that may grow: no graph */
         CHECK((b->decode_graph != NULL) == want_graph, "%s: the decode step %s a graph", mixer_setting,
               b->decode_graph ? "was replayed as" : "was not replayed as");
@@ -1155,6 +1184,7 @@ TEST(test_gpu_decode_matches_the_cpu) {
     need_gpu();
     check_model_decode("model.mixer=softmax", 2);
     check_model_decode("model.mixer=mla", 2);
+    check_model_decode("model.mixer=mla model.mla.q_lora_rank=24", 2); /* the queries' bottleneck */
     check_model_decode("model.hybrid.ratio=1:1", 2);
     check_model_decode("model.layers=gdn,dplr", 2);
     check_model_decode("model.layers=linear,mla", 2);
