@@ -153,13 +153,17 @@ typedef struct {
                             const float *cos, const float *sin, int pos0))                                            \
                                                                                                                       \
     /* ---- causal softmax attention; lse is [B, H, T] (log-sum-exp of each score row, kept for                       \
-     * the backward). Backward writes dq, dk, dv (same strides as q, k, v). ---- */                                   \
+     * the backward). Backward writes dq, dk, dv (same strides as q, k, v). `saved` (attention_saved                  \
+     * bytes, kept from forward to backward): where that is more than 0 (the GPU's tensor-core kernels:               \
+     * their bf16 copies of q, k and v), the backward reads q, k and v from there and not from the                    \
+     * caller, who need not keep them; where it is 0, the backward reads q, k and v. ---- */                          \
     X(size_t, attention_workspace, (const AttnShape *s))                                                              \
-    X(void, attention_forward, (const AttnShape *s, float *o, float *lse, const float *q, const float *k,             \
-                                const float *v, float *work))                                                         \
+    X(size_t, attention_saved, (const AttnShape *s))                                                                  \
+    X(void, attention_forward, (const AttnShape *s, float *o, float *lse, void *saved, const float *q,                \
+                                const float *k, const float *v, float *work))                                         \
     X(void, attention_backward, (const AttnShape *s, float *dq, float *dk, float *dv, const float *dout,              \
                                  const float *q, const float *k, const float *v, const float *o,                      \
-                                 const float *lse, float *work))                                                      \
+                                 const float *lse, const void *saved, float *work))                                   \
                                                                                                                       \
     /* ---- decode: one new query per sequence against its first len cached keys, 1 <= len <= s->T                   \
      * (s->T: the cache's rows, as for the workspace). len_at holds len in backend memory: kernels                    \

@@ -255,6 +255,7 @@ typedef struct {
     const Backend *be;
     AttnShape s;
     float *qkv, *o, *lse, *R, *work;
+    void *saved;
 } AttnCase;
 
 static float *q_of(AttnCase *c) { return c->qkv; }
@@ -263,7 +264,7 @@ static float *v_of(AttnCase *c) { return k_of(c) + (size_t)c->s.Hkv * c->s.Dk; }
 
 static double attn_loss(void *p) {
     AttnCase *c = p;
-    c->be->attention_forward(&c->s, c->o, c->lse, q_of(c), k_of(c), v_of(c), c->work);
+    c->be->attention_forward(&c->s, c->o, c->lse, c->saved, q_of(c), k_of(c), v_of(c), c->work);
     return dot_loss(c->o, c->R, (size_t)c->s.B * c->s.T * c->s.o_stride);
 }
 
@@ -277,6 +278,7 @@ static AttnCase attn_case(int B, int T, int H, int Hkv, int Dk, int Dv, Rng *rng
     c.lse = new_zeros((size_t)B * H * T);
     c.R = new_normal((size_t)B * T * H * Dv, 1.0f, rng);
     c.work = xalloc_aligned(c.be->attention_workspace(&c.s));
+    c.saved = xalloc_aligned(c.be->attention_saved(&c.s));
     return c;
 }
 
@@ -317,7 +319,7 @@ static void check_attention(int B, int T, int H, int Hkv, int Dk, int Dv, unsign
     size_t n = (size_t)B * T * c.s.q_stride;
     float *dqkv = new_normal(n, 1.0f, &rng); /* garbage: the backward must overwrite, not add */
     float *dq = dqkv, *dk = dqkv + (size_t)H * Dk, *dv = dk + (size_t)Hkv * Dk;
-    c.be->attention_backward(&c.s, dq, dk, dv, c.R, q_of(&c), k_of(&c), v_of(&c), c.o, c.lse, c.work);
+    c.be->attention_backward(&c.s, dq, dk, dv, c.R, q_of(&c), k_of(&c), v_of(&c), c.o, c.lse, c.saved, c.work);
     double e = gradcheck(attn_loss, &c, c.qkv, dqkv, n, 600, 1e-2f, &rng);
     CHECK(e < GRAD_TOL, "attention (B%d T%d H%d Hkv%d Dk%d Dv%d) relative error %.2e", B, T, H, Hkv, Dk, Dv, e);
 }

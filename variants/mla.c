@@ -80,6 +80,8 @@ typedef struct {
     float *q;                   /* [N, H (dn + dr)] */
     float *c, *c_n, *c_rstd;    /* latent [N, r] */
     float *k, *v;               /* per-head keys [N, H (dn + dr)], values [N, H dv] */
+    void *saved;                /* what the attention keeps for its backward (attention_saved); q, k and v
+                                 * are then in the scratch */
     float *att, *lse;
     /* scratch: kv and kr are read only to make k and v, which the backward reads instead */
     float *kv;                  /* [N, H (dn + dv)] */
@@ -151,15 +153,19 @@ static void mla_declare(Mixer *mx, const Backend *be, Arena *acts, Arena *scratc
         arena_floats(scratch, &m->dcq_n, N * m->rq);
         arena_floats(scratch, &m->dcq, N * m->rq);
     }
-    arena_floats(acts, &m->q, N * HQ);
+    AttnShape shape = attn_shape(m, B, T);
+    size_t saved = be->attention_saved(&shape); /* > 0: the backward reads its own copies of q, k, v */
+    Arena *qkv = saved ? scratch : acts;
+    arena_floats(qkv, &m->q, N * HQ);
+    arena_declare(acts, &m->saved, saved);
     arena_floats(acts, &m->c, N * m->r);
     arena_floats(acts, &m->c_n, N * m->r);
     arena_floats(acts, &m->c_rstd, N);
     arena_floats(scratch, &m->kv, N * HKV);
     arena_floats(scratch, &m->kr, N * m->dr);
     arena_floats(scratch, &m->dkr, N * m->dr);
-    arena_floats(acts, &m->k, N * HQ);
-    arena_floats(acts, &m->v, N * HV);
+    arena_floats(qkv, &m->k, N * HQ);
+    arena_floats(qkv, &m->v, N * HV);
     arena_floats(acts, &m->att, N * HV);
     arena_floats(acts, &m->lse, N * m->H);
     arena_floats(scratch, &m->dq, N * HQ);
@@ -169,7 +175,6 @@ static void mla_declare(Mixer *mx, const Backend *be, Arena *acts, Arena *scratc
     arena_floats(scratch, &m->dkv, N * HKV);
     arena_floats(scratch, &m->dc_n, N * m->r);
     arena_floats(scratch, &m->dc, N * m->r);
-    AttnShape shape = attn_shape(m, B, T);
     arena_declare(scratch, &m->work, be->attention_workspace(&shape));
 }
 
@@ -211,7 +216,7 @@ static void mla_forward(Mixer *mx, const Backend *be, const float *x, float *y, 
     be->copy_heads(m->k + m->dn, HQ, dk, m->kr, m->dr, 0, N, H, m->dr, false);
     be->copy_heads(m->v, HV, m->dv, m->kv + m->dn, HKV, kv_dim(m), N, H, m->dv, false);
     AttnShape shape = attn_shape(m, B, T);
-    be->attention_forward(&shape, m->att, m->lse, m->q, m->k, m->v, m->work);
+    be->attention_forward(&shape, m->att, m->lse, m->saved, m->q, m->k, m->v, m->work);
     linear_forward(be, y, m->att, &m->w_o, N, HV, m->C, true);
 }
 
@@ -221,7 +226,8 @@ static void mla_backward(Mixer *mx, const Backend *be, const float *x, const flo
     be->zero(dx, (size_t)N * m->C);
     linear_backward(be, m->datt, dy, m->att, &m->w_o, N, HV, m->C, false);
     AttnShape shape = attn_shape(m, B, T);
-    be->attention_backward(&shape, m->dq, m->dk, m->dv_buf, m->datt, m->q, m->k, m->v, m->att, m->lse, m->work);
+    be->attention_backward(&shape, m->dq, m->dk, m->dv_buf, m->datt, m->q, m->k, m->v, m->att, m->lse, m->saved,
+                           m->work);
     /* the per-head keys and values were copies: gather their gradients back */
     be->copy_heads(m->dkv, HKV, kv_dim(m), m->dk, HQ, dk, N, H, m->dn, false);
     be->copy_heads(m->dkv + m->dn, HKV, kv_dim(m), m->dv_buf, HV, m->dv, N, H, m->dv, false);

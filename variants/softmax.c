@@ -48,7 +48,8 @@ typedef struct {
     const RopeTable *rope_table;
     Param wqkv, wo;
     /* activations */
-    float *qkv, *att, *lse;
+    float *qkv, *att, *lse; /* qkv in the scratch where the attention keeps its own copies */
+    void *saved;            /* what the attention keeps for its backward (attention_saved) */
     /* scratch */
     float *dqkv, *datt, *work;
     /* decode: cache [B, max_context, Hkv * D] for k and v; one step's buffers */
@@ -86,12 +87,14 @@ static Mixer *softmax_create(const MixerSpec *spec, ParamSet *ps) {
 static void softmax_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scratch, int B, int T) {
     Softmax *s = (Softmax *)m;
     size_t N = (size_t)B * T;
-    arena_floats(acts, &s->qkv, N * qkv_width(s));
+    AttnShape shape = attn_shape(s, B, T);
+    size_t saved = be->attention_saved(&shape); /* > 0: the backward reads its own copies, not qkv */
+    arena_floats(saved ? scratch : acts, &s->qkv, N * qkv_width(s));
+    arena_declare(acts, &s->saved, saved);
     arena_floats(acts, &s->att, N * s->H * s->D);
     arena_floats(acts, &s->lse, N * s->H);
     arena_floats(scratch, &s->dqkv, N * qkv_width(s));
     arena_floats(scratch, &s->datt, N * s->H * s->D);
-    AttnShape shape = attn_shape(s, B, T);
     arena_declare(scratch, &s->work, be->attention_workspace(&shape));
 }
 
@@ -110,7 +113,7 @@ static void softmax_forward(Mixer *m, const Backend *be, const float *x, float *
     if (s->rope) rotate(s, be, s->qkv, B, T, false);
     AttnShape shape = attn_shape(s, B, T);
     const float *q = s->qkv, *k = q + (size_t)s->H * s->D, *v = k + (size_t)s->Hkv * s->D;
-    be->attention_forward(&shape, s->att, s->lse, q, k, v, s->work);
+    be->attention_forward(&shape, s->att, s->lse, s->saved, q, k, v, s->work);
     linear_forward(be, y, s->att, &s->wo, N, s->H * s->D, s->C, true);
 }
 
@@ -121,7 +124,7 @@ static void softmax_backward(Mixer *m, const Backend *be, const float *x, const 
     AttnShape shape = attn_shape(s, B, T);
     const float *q = s->qkv, *k = q + HD, *v = k + (size_t)s->Hkv * s->D;
     float *dq = s->dqkv, *dk = dq + HD, *dv = dk + (size_t)s->Hkv * s->D;
-    be->attention_backward(&shape, dq, dk, dv, s->datt, q, k, v, s->att, s->lse, s->work);
+    be->attention_backward(&shape, dq, dk, dv, s->datt, q, k, v, s->att, s->lse, s->saved, s->work);
     if (s->rope) rotate(s, be, s->dqkv, B, T, true);
     linear_backward(be, dx, s->dqkv, x, &s->wqkv, N, s->C, w, false);
 }

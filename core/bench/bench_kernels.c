@@ -74,6 +74,7 @@ static void time_case(const Backend *be, const KernelCase *kc, const KernelShape
     float *v = random_buffer(be, n, 1.0f, 0, &rng), *o = be->alloc(sizeof(float) * n), *d_o = random_buffer(be, n, 1.0f, 0, &rng);
     float *dq = be->alloc(sizeof(float) * n), *dk = be->alloc(sizeof(float) * n), *dv = be->alloc(sizeof(float) * n);
     float *g = NULL, *beta = NULL, *dg = NULL, *dbeta = NULL, *saved = NULL, *lse = NULL, *work = NULL;
+    void *att_saved = NULL;
     float *a = NULL, *bw = NULL, *da = NULL, *db = NULL;
     ScanShape ss = {B, T, H, D, D, 1.0f / sqrtf((float)D), kc->chunk, channel || dplr};
     AttnShape as = {B, T, H, H, D, D, (long)H * D, (long)H * D, (long)H * D, (long)H * D, 1.0f / sqrtf((float)D)};
@@ -99,6 +100,7 @@ static void time_case(const Backend *be, const KernelCase *kc, const KernelShape
         work = be->alloc(be->linear_attn_workspace(&ss));
     } else {
         lse = be->alloc(sizeof(float) * nh);
+        att_saved = be->alloc(be->attention_saved(&as));
         work = be->alloc(be->attention_workspace(&as));
     }
     double *tf = xmalloc(sizeof(double) * (size_t)reps), *tb = xmalloc(sizeof(double) * (size_t)reps);
@@ -108,13 +110,13 @@ static void time_case(const Backend *be, const KernelCase *kc, const KernelShape
         if (delta) be->delta_rule_forward(&ss, o, NULL, saved, q, k, v, g, beta, NULL, work);
         else if (dplr) be->dplr_forward(&ss, o, NULL, saved, q, k, v, a, bw, g, NULL, work);
         else if (saved) be->linear_attn_forward(&ss, o, NULL, saved, q, k, v, NULL, work);
-        else be->attention_forward(&as, o, lse, q, k, v, work);
+        else be->attention_forward(&as, o, lse, att_saved, q, k, v, work);
         be->sync();
         double t1 = now_seconds();
         if (delta) be->delta_rule_backward(&ss, dq, dk, dv, dg, dbeta, NULL, NULL, d_o, q, k, v, g, beta, saved, work);
         else if (dplr) be->dplr_backward(&ss, dq, dk, dv, da, db, dg, NULL, NULL, d_o, q, k, v, a, bw, g, saved, work);
         else if (saved) be->linear_attn_backward(&ss, dq, dk, dv, NULL, NULL, d_o, q, k, v, saved, work);
-        else be->attention_backward(&as, dq, dk, dv, d_o, q, k, v, o, lse, work);
+        else be->attention_backward(&as, dq, dk, dv, d_o, q, k, v, o, lse, att_saved, work);
         be->sync();
         double t2 = now_seconds();
         if (r >= 0) {
@@ -126,7 +128,7 @@ static void time_case(const Backend *be, const KernelCase *kc, const KernelShape
     qsort(tb, (size_t)reps, sizeof(double), cmp_double);
     *fwd_ms = 1e3 * tf[reps / 2];
     *fwdbwd_ms = 1e3 * tb[reps / 2];
-    void *bufs[] = {q, k, v, o, d_o, dq, dk, dv, g, beta, dg, dbeta, a, bw, da, db, saved, lse, work};
+    void *bufs[] = {q, k, v, o, d_o, dq, dk, dv, g, beta, dg, dbeta, a, bw, da, db, saved, lse, att_saved, work};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (bufs[i]) be->release(bufs[i]);
     free(tf);

@@ -236,11 +236,12 @@ static void run_softmax(const OpInputs *in, Buffers *b, Outputs *out) {
     Qkvo t = upload_qkv(in, b, out);
     AttnShape s = {(int)B, (int)T, (int)H, (int)Hkv, (int)K, (int)V, H * K, Hkv * K, Hkv * V, H * V, in->scale};
     float *lse = to_backend(b, NULL, (size_t)(B * H * T)), *work = take(b, be->attention_workspace(&s));
-    be->attention_forward(&s, t.o, lse, t.q, t.k, t.v, work);
+    void *saved = take(b, be->attention_saved(&s));
+    be->attention_forward(&s, t.o, lse, saved, t.q, t.k, t.v, work);
     if (!in->have_do) return;
     float *d_o = to_backend(b, in->h[6], in->no), *dq = to_backend(b, NULL, in->nq), *dk = to_backend(b, NULL, in->nk),
           *dv = to_backend(b, NULL, in->nv);
-    be->attention_backward(&s, dq, dk, dv, d_o, t.q, t.k, t.v, t.o, lse, work);
+    be->attention_backward(&s, dq, dk, dv, d_o, t.q, t.k, t.v, t.o, lse, saved, work);
     out->o[out->n++] = (Output){"dq", dq, 4, {B, T, H, K}};
     out->o[out->n++] = (Output){"dk", dk, 4, {B, T, Hkv, K}};
     out->o[out->n++] = (Output){"dv", dv, 4, {B, T, Hkv, V}};

@@ -18,6 +18,12 @@ size_t cpu_attention_workspace(const AttnShape *s) {
     return sizeof(float) * per_thread_floats(s) * (size_t)cpu_threads();
 }
 
+/* The backward reads q, k and v themselves. */
+size_t cpu_attention_saved(const AttnShape *s) {
+    (void)s;
+    return 0;
+}
+
 /* P = softmax over the visible keys of the scaled scores in S (nr rows of nk keys, row i is
  * position r0 + i). With lse == NULL the row statistics are computed (forward) and written to
  * lse_out; otherwise the stored log-sum-exp is used (backward recomputation). */
@@ -50,8 +56,9 @@ static void causal_softmax_tile(float *S, int nr, int nk, int r0, const float *l
     }
 }
 
-void cpu_attention_forward(const AttnShape *s, float *o, float *lse, const float *q, const float *k,
+void cpu_attention_forward(const AttnShape *s, float *o, float *lse, void *saved, const float *q, const float *k,
                            const float *v, float *work) {
+    (void)saved;
     const int B = s->B, T = s->T, H = s->H, group = s->H / s->Hkv;
 #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * H; bh++) {
@@ -76,7 +83,8 @@ void cpu_attention_forward(const AttnShape *s, float *o, float *lse, const float
 /* dV += P^T dO; dP = dO V^T; dS = P (dP - rowsum(dO o)) scale; dQ = dS K; dK += dS^T Q. */
 void cpu_attention_backward(const AttnShape *s, float *dq, float *dk, float *dv, const float *dout,
                             const float *q, const float *k, const float *v, const float *o, const float *lse,
-                            float *work) {
+                            const void *saved, float *work) {
+    (void)saved;
     const int B = s->B, T = s->T, H = s->H, Hkv = s->Hkv, group = s->H / s->Hkv;
 #pragma omp parallel for schedule(dynamic)
     for (int bg = 0; bg < B * Hkv; bg++) {

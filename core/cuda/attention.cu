@@ -110,7 +110,8 @@ static void check_dims(const Shape &s) {
     if (s.Dk > MAX_D || s.Dv > MAX_D) die("GPU attention: head dimensions %d and %d exceed %d", s.Dk, s.Dv, MAX_D);
 }
 
-// the tensor-core kernels' packed operands (first: 16-byte aligned), then D of the backward
+// the tensor-core kernels' packed dO (first: 16-byte aligned), then D of the backward; their
+// packed q, k and v are kept in `saved`. The fp32 kernels read q, k and v themselves.
 static bool use_mma(const Shape &s) { return cuda_tensor_cores() && flash_mma_supports(s); }
 static size_t packed_bytes(const Shape &s) { return use_mma(s) ? flash_mma_workspace(s) : 0; }
 
@@ -119,11 +120,17 @@ extern "C" size_t cuda_attention_workspace(const AttnShape *as) {
     return packed_bytes(s) + sizeof(float) * (size_t)s.B * s.H * s.T;
 }
 
-extern "C" void cuda_attention_forward(const AttnShape *as, float *o, float *lse, const float *q, const float *k,
-                                       const float *v, float *work) {
+extern "C" size_t cuda_attention_saved(const AttnShape *as) {
+    Shape s = shape_of(as);
+    return use_mma(s) ? flash_mma_saved(s) : 0;
+}
+
+extern "C" void cuda_attention_forward(const AttnShape *as, float *o, float *lse, void *saved, const float *q,
+                                       const float *k, const float *v, float *work) {
+    (void)work;
     Shape s = shape_of(as);
     if (use_mma(s)) {
-        flash_mma_forward(s, o, lse, q, k, v, work);
+        flash_mma_forward(s, o, lse, q, k, v, saved);
         return;
     }
     check_dims(s);
@@ -233,14 +240,14 @@ __global__ void attention_dkv_kernel(Shape s, float *dk, float *dv, const float 
 
 extern "C" void cuda_attention_backward(const AttnShape *as, float *dq, float *dk, float *dv, const float *dout,
                                         const float *q, const float *k, const float *v, const float *o, const float *lse,
-                                        float *work) {
+                                        const void *saved, float *work) {
     Shape s = shape_of(as);
     float *D = (float *)((char *)work + packed_bytes(s));
     size_t rows = (size_t)s.B * s.H * s.T;
     attention_rowdot_kernel<<<grid_for(rows * 32, 256), 256>>>(s, D, dout, o);
     CUDA_LAUNCHED();
     if (use_mma(s)) {
-        flash_mma_backward(s, dq, dk, dv, dout, q, k, v, lse, D, work);
+        flash_mma_backward(s, dq, dk, dv, dout, lse, D, saved, work);
         return;
     }
     check_dims(s);

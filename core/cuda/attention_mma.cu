@@ -324,28 +324,19 @@ __global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS)
 
 // ---- launches, one instantiation per padded (DK, DV) ----
 
-// the packed operands inside the workspace (flash_mma_workspace): q, k, v, dO
+// the packed operands: q, k, v in `saved` (made by the forward, read again by the backward, so
+// that the caller need not keep the fp32 q, k and v), dO in the backward's workspace
 struct Packed {
     bf16 *q, *k, *v, *dout;
 };
-Packed packed_in(const AttnDims &s, void *work) {
+Packed packed_in(const AttnDims &s, const void *saved, void *work) {
     Widths w = kernel_widths(s);
     Packed p;
-    p.q = (bf16 *)work;
+    p.q = (bf16 *)saved;
     p.k = p.q + packed_elems(s.B, s.H, s.T, w.dk);
     p.v = p.k + packed_elems(s.B, s.Hkv, s.T, w.dk);
-    p.dout = p.v + packed_elems(s.B, s.Hkv, s.T, w.dv);
+    p.dout = (bf16 *)work;
     return p;
-}
-
-// q (times scale log2 e: scores in base 2), k, v and, for the backward, dO
-void pack_operands(const AttnDims &s, const Packed &p, const float *q, const float *k, const float *v,
-                   const float *dout) {
-    Widths w = kernel_widths(s);
-    pack_heads(p.q, q, s.B, s.T, s.H, s.Dk, s.qs, w.dk, s.scale * LOG2E);
-    pack_heads(p.k, k, s.B, s.T, s.Hkv, s.Dk, s.ks, w.dk, 1.0f);
-    pack_heads(p.v, v, s.B, s.T, s.Hkv, s.Dv, s.vs, w.dv, 1.0f);
-    if (dout) pack_heads(p.dout, dout, s.B, s.T, s.H, s.Dv, s.os, w.dv, 1.0f);
 }
 
 template <int DK, int DV>
@@ -376,12 +367,14 @@ void backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *l
 
 bool flash_mma_supports(const AttnDims &s) { return s.Dk <= 128 && s.Dv <= 128; }
 
-size_t flash_mma_workspace(const AttnDims &s) {
+size_t flash_mma_saved(const AttnDims &s) {
     Widths w = kernel_widths(s);
-    size_t elems = packed_elems(s.B, s.H, s.T, w.dk) + packed_elems(s.B, s.Hkv, s.T, w.dk) +
-                   packed_elems(s.B, s.Hkv, s.T, w.dv) + packed_elems(s.B, s.H, s.T, w.dv);
+    size_t elems =
+        packed_elems(s.B, s.H, s.T, w.dk) + packed_elems(s.B, s.Hkv, s.T, w.dk) + packed_elems(s.B, s.Hkv, s.T, w.dv);
     return sizeof(bf16) * elems;
 }
+
+size_t flash_mma_workspace(const AttnDims &s) { return sizeof(bf16) * packed_elems(s.B, s.H, s.T, kernel_widths(s).dv); }
 
 // dispatch on the kernels' widths (kernel_widths): 32, 64, 96 or 128 each
 #define FLASH_DISPATCH(CALL)                                                                                         \
@@ -396,19 +389,23 @@ size_t flash_mma_workspace(const AttnDims &s) {
     default: CALL(128, 128); break;                                                                                  \
     }
 
+// q (times scale log2 e: scores in base 2), k and v
 void flash_mma_forward(const AttnDims &s, float *o, float *lse, const float *q, const float *k, const float *v,
-                       void *work) {
-    Packed p = packed_in(s, work);
-    pack_operands(s, p, q, k, v, nullptr);
+                       void *saved) {
+    Packed p = packed_in(s, saved, nullptr);
+    Widths w = kernel_widths(s);
+    pack_heads(p.q, q, s.B, s.T, s.H, s.Dk, s.qs, w.dk, s.scale * LOG2E);
+    pack_heads(p.k, k, s.B, s.T, s.Hkv, s.Dk, s.ks, w.dk, 1.0f);
+    pack_heads(p.v, v, s.B, s.T, s.Hkv, s.Dv, s.vs, w.dv, 1.0f);
 #define CALL(A, B) forward<A, B>(s, o, lse, p)
     FLASH_DISPATCH(CALL)
 #undef CALL
 }
 
-void flash_mma_backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *dout, const float *q,
-                        const float *k, const float *v, const float *lse, const float *D, void *work) {
-    Packed p = packed_in(s, work);
-    pack_operands(s, p, q, k, v, dout);
+void flash_mma_backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *dout, const float *lse,
+                        const float *D, const void *saved, void *work) {
+    Packed p = packed_in(s, saved, work);
+    pack_heads(p.dout, dout, s.B, s.T, s.H, s.Dv, s.os, kernel_widths(s).dv, 1.0f);
 #define CALL(A, B) backward<A, B>(s, dq, dk, dv, lse, D, p)
     FLASH_DISPATCH(CALL)
 #undef CALL

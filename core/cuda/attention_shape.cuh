@@ -14,10 +14,12 @@ static inline AttnDims attn_dims(const AttnShape *s) {
 }
 
 bool flash_mma_supports(const AttnDims &s);
-// bytes of `work` the two calls below take (their bf16 copies of q, k, v and dO)
+// bytes of `saved` the forward fills and the backward reads (the bf16 copies of q, k and v), and
+// of the backward's `work` (its copy of dO)
+size_t flash_mma_saved(const AttnDims &s);
 size_t flash_mma_workspace(const AttnDims &s);
 void flash_mma_forward(const AttnDims &s, float *o, float *lse, const float *q, const float *k, const float *v,
-                       void *work);
+                       void *saved);
 // D: rowsum(dO * O) per (b, h, t)
-void flash_mma_backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *dout, const float *q,
-                        const float *k, const float *v, const float *lse, const float *D, void *work);
+void flash_mma_backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *dout, const float *lse,
+                        const float *D, const void *saved, void *work);

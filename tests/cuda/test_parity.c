@@ -680,8 +680,10 @@ TEST(test_gpu_optimizer_and_cross_entropy) {
 
 /* ---- attention ---- */
 
-/* Attention at B x T with the GPU workspace sized for B_ws x T_ws (a model keeps its buffers for
- * any shape of no more tokens and no longer sequences), followed by a canary that must survive. */
+/* Attention at B x T with the GPU workspace and saved buffer sized for B_ws x T_ws (a model keeps
+ * its buffers for any shape of no more tokens and no longer sequences), each followed by a canary
+ * that must survive. Where the GPU keeps its own copies of q, k and v (attention_saved > 0), the
+ * fp32 ones are overwritten before the backward, which must not read them. */
 static void check_attention_in(int B, int T, int H, int Hkv, int Dk, int Dv, unsigned seed, int B_ws, int T_ws) {
     Rng rng;
     rng_seed(&rng, seed);
@@ -692,29 +694,43 @@ static void check_attention_in(int B, int T, int H, int Hkv, int Dk, int Dv, uns
     size_t nqkv = (size_t)B * T * w, no = (size_t)B * T * H * Dv, nl = (size_t)B * H * T;
     float *qkv = rnd(nqkv, 1, 0, &rng), *o = xmalloc(sizeof(float) * no), *lse = xmalloc(sizeof(float) * nl);
     float *dout = rnd(no, 1, 0, &rng), *dqkv = xmalloc(sizeof(float) * nqkv);
-    size_t gw_bytes = gpu->attention_workspace(&ws), n_canary = 1024;
+    size_t gw_bytes = gpu->attention_workspace(&ws), gs_bytes = gpu->attention_saved(&ws), n_canary = 1024;
     float *work = xalloc_aligned(cpu->attention_workspace(&s)), *gwork = gpu->alloc(gw_bytes + sizeof(float) * n_canary);
+    char *gsaved = gpu->alloc(gs_bytes + sizeof(float) * n_canary);
     float *canary = xmalloc(sizeof(float) * n_canary);
     for (size_t i = 0; i < n_canary; i++) canary[i] = 12345.0f + (float)i;
     gpu->upload((char *)gwork + gw_bytes, canary, sizeof(float) * n_canary);
+    gpu->upload(gsaved + gs_bytes, canary, sizeof(float) * n_canary);
     float *g_qkv = up(qkv, nqkv), *g_o = up(o, no), *g_lse = up(lse, nl), *g_dout = up(dout, no), *g_dqkv = up(dqkv, nqkv);
     float *q = qkv, *k = q + (size_t)H * Dk, *v = k + (size_t)Hkv * Dk;
     float *gq = g_qkv, *gk = gq + (size_t)H * Dk, *gv = gk + (size_t)Hkv * Dk;
-    cpu->attention_forward(&s, o, lse, q, k, v, work);
-    gpu->attention_forward(&s, g_o, g_lse, gq, gk, gv, gwork);
+    cpu->attention_forward(&s, o, lse, NULL, q, k, v, work);
+    gpu->attention_forward(&s, g_o, g_lse, gsaved, gq, gk, gv, gwork);
     /* fp32 kernels (ATTNLAB_CUDA_MATMUL=fp32, heads over 128) agree to rounding; the tensor-core
      * kernels round q, k, v, P and dS to bf16 (8 significant bits) */
     SAME(g_o, o, no, mm_tol(2e-5, 2e-2), "attention output");
     SAME(g_lse, lse, nl, mm_tol(2e-6, 1e-2), "attention log-sum-exp");
-    cpu->attention_backward(&s, dqkv, dqkv + (size_t)H * Dk, dqkv + (size_t)(H + Hkv) * Dk, dout, q, k, v, o, lse, work);
+    cpu->attention_backward(&s, dqkv, dqkv + (size_t)H * Dk, dqkv + (size_t)(H + Hkv) * Dk, dout, q, k, v, o, lse, NULL,
+                            work);
+    if (gpu->attention_saved(&s)) { /* the backward reads its own copies: spoil the caller's */
+        float *junk = rnd(nqkv, 1, 0, &rng);
+        gpu->upload(g_qkv, junk, sizeof(float) * nqkv);
+        free(junk);
+    } else {
+        CHECK(fp32_matmuls || Dk > 128 || Dv > 128, "the tensor-core attention keeps no copies of q, k and v");
+    }
     gpu->attention_backward(&s, g_dqkv, g_dqkv + (size_t)H * Dk, g_dqkv + (size_t)(H + Hkv) * Dk, g_dout, gq, gk, gv, g_o,
-                            g_lse, gwork);
+                            g_lse, gsaved, gwork);
     SAME(g_dqkv, dqkv, nqkv, mm_tol(5e-5, 3e-2), "attention dq dk dv");
-    float *after = down((const float *)((char *)gwork + gw_bytes), n_canary);
-    for (size_t i = 0; i < n_canary; i++)
+    float *after = down((const float *)((char *)gwork + gw_bytes), n_canary),
+          *after_saved = down((const float *)(gsaved + gs_bytes), n_canary);
+    for (size_t i = 0; i < n_canary; i++) {
         CHECK(after[i] == canary[i], "attention at %d x %d wrote past its workspace (sized for %d x %d): float %zu", B, T,
               B_ws, T_ws, i);
-    free(after);
+        CHECK(after_saved[i] == canary[i], "attention at %d x %d wrote past its saved buffer (sized for %d x %d): float %zu",
+              B, T, B_ws, T_ws, i);
+    }
+    free(after), free(after_saved);
     free(canary);
 }
 
