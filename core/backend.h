@@ -106,7 +106,8 @@ typedef struct {
      * last decode; (w, n, true) makes the backend's copy of w as it is now: first the model's parameter              \
      * buffer, then any weights a mixer derives from it (the GPU, in its tensor-core mode, keeps them in              \
      * bf16: half the bytes a one-token step reads); (w, n, false) with the parameter buffer: few-row                 \
-     * products of any copied matrix read its copy until (NULL, 0, false). The CPU reads w as it is */                \
+     * products of any copied matrix read its copy until (NULL, 0, false). One decode's copies at a time:           \
+     * the next decode_begin, or model_free, forgets them. The CPU reads w as it is */                                \
     X(void, decode_weights, (const float *w, size_t n, bool convert))                                                 \
     /* n <= LINEAR_GROUP_MAX linear layers of one input x [N, in]: the products of outs[i], of x itself              \
      * (norm NULL) or of RMSNorm(x), in any order (no output may overlap another or x). One op so that a             \

@@ -369,6 +369,7 @@ double model_flops_per_token(const Model *m, int T) {
 void model_free(Model *m) {
     if (!m) return;
     drop_decode_graph(m);
+    if (m->decode_B) m->be->decode_weights(NULL, 0, true); /* its decode's weight copies */
     arena_free(&m->decode_cache);
     arena_free(&m->decode_scratch);
     arena_free(&m->acts);

@@ -10,8 +10,9 @@
  * (W_uk_h^T q_nope_h) . c_j + q_rope_h . k_rope_j, the output W_uv_h (sum_j p_j c_j): one
  * multi-query attention over the latent cache. W_uk_h^T W_q_nope_h is made once per decode, so
  * that the query product writes the absorbed query itself: a per-head product and a copy a layer
- * fewer, for about 5 MB more bf16 weights a layer at 12 x 768 (at one token a launch costs more
- * than that). W_o_h W_uv_h absorbed too measured no faster (README, Speed). */
+ * fewer, for about 5 MB more bf16 weights a step reads a layer at 12 x 768 (at one token a launch
+ * costs more than that; the absorbed weights take 15 MB a layer in the decode cache, and 7.7 MB
+ * more for their bf16 copy on the GPU). W_o_h W_uv_h absorbed too measured no faster (README). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,9 +1,10 @@
 // Causal softmax attention on tensor cores (bf16 operands, fp32 accumulators and softmax
 // statistics), flash-style: no T x T matrix exists. Each warp owns 16 rows (query rows in the
 // forward and dQ kernels, key rows in the dK/dV kernel); a block of 4 warps shares tiles of the
-// other side in shared memory. The operands are rounded to bf16 once per call into packed
-// per-head buffers (in the op's workspace), whose tiles the kernels copy with cp.async two
-// stages deep: the next tile loads while the current one is used. Scores are kept in base 2
+// other side in shared memory. The operands are rounded to bf16 once into packed per-head
+// buffers (q, k and v by the forward, into the `saved` buffer its backward reads again; dO by the
+// backward, into its workspace), whose tiles the kernels copy with cp.async two stages deep: the
+// next tile loads while the current one is used. Scores are kept in base 2
 // (q is scaled by scale * log2 e) so the exponentials are exp2; the log-sum-exp written for the
 // backward is the natural one, as on the CPU.
 //

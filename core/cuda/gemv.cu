@@ -149,14 +149,14 @@ __global__ void __launch_bounds__(GEMV_THREADS) gemv_kernel(GemvJobs jobs, const
 static bool aligned(const void *p, size_t bytes) { return (size_t)p % bytes == 0; }
 
 // decode_weights' bf16 copies: the model's parameter buffer, then any weights a mixer derives from
-// it (MLA's absorbed ones); whether products read them now
-enum { MAX_WEIGHT_COPIES = 64 };
-static struct {
+// it (MLA's absorbed ones, one a layer); whether products read them now
+typedef struct {
     const float *from;
     size_t n;
     __nv_bfloat16 *copy;
-} copies[MAX_WEIGHT_COPIES];
-static int n_copies;
+} WeightCopy;
+static WeightCopy *copies;
+static int n_copies, cap_copies;
 static bool copy_in_use;
 
 static void forget_copies(void) {
@@ -175,12 +175,18 @@ extern "C" void cuda_decode_weights(const float *w, size_t n, bool convert) {
         return;
     }
     if (!n || !cuda_tensor_cores()) return; /* the fp32 mode reads the fp32 weights */
-    if (n_copies == MAX_WEIGHT_COPIES) die("internal: more than %d weight copies for decode", MAX_WEIGHT_COPIES);
+    for (int i = 0; i < n_copies; i++) /* a copy made again without forgetting the last decode's */
+        if (w < copies[i].from + copies[i].n && copies[i].from < w + n)
+            die("internal: decode weights copied twice (forget the last decode's first)");
+    if (n_copies == cap_copies) {
+        cap_copies = cap_copies ? 2 * cap_copies : 16;
+        copies = (WeightCopy *)xrealloc(copies, sizeof(WeightCopy) * (size_t)cap_copies);
+    }
     __nv_bfloat16 *copy = (__nv_bfloat16 *)backend_cuda()->alloc(sizeof(__nv_bfloat16) * n);
     const size_t row = 1 << 20, rows = n / row, rest = n - rows * row; /* rows of a million */
     if (rows) cuda_to_bf16(copy, w, (int)rows, (int)row, (long)row);
     if (rest) cuda_to_bf16(copy + rows * row, w + rows * row, 1, (int)rest, (long)rest);
-    copies[n_copies++] = {w, n, copy};
+    copies[n_copies++] = WeightCopy{w, n, copy};
 }
 
 // the bf16 copy of fp32 weights at w, where a decode step's products read it (else NULL)

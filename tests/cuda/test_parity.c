@@ -237,22 +237,30 @@ TEST(test_gpu_linear_group) {
     }
 }
 
-/* per-head products in one call, heads interleaved in wider rows (MLA's absorbed decode) */
+/* per-head products in one call, heads interleaved in wider rows (MLA's absorbed decode; its
+ * absorbed query weights W_uk_h^T W_q_h take the transposed first operand) */
 TEST(test_gpu_gemm_batched) {
     need_gpu();
     Rng rng;
     rng_seed(&rng, 2);
     int M = 3, N = 40, K = 24, count = 5;
-    long long sa = K + 8, sb = (long long)N * K + 16, sc = N + 4;
-    int lda = (int)(count * sa), ldc = (int)(count * sc);
-    size_t na = (size_t)M * lda, nb = (size_t)count * sb, nc = (size_t)M * ldc;
-    for (int tb = 0; tb < 2; tb++) {
+    long long sb = (long long)N * K + 16, sc = N + 4;
+    int ldc = (int)(count * sc);
+    size_t nb = (size_t)count * sb, nc = (size_t)M * ldc;
+    const bool trans[3][2] = {{false, false}, {false, true}, {true, false}};
+    const char *names[3] = {"gemm_batched NN", "gemm_batched NT", "gemm_batched TN"};
+    for (int c = 0; c < 3; c++) {
+        bool ta = trans[c][0], tb = trans[c][1];
+        long long sa = (ta ? M : K) + 8; /* a head's block: M x K, or K x M when transposed */
+        int lda = (int)(count * sa), ldb = tb ? K : N;
+        size_t na = (size_t)(ta ? K : M) * lda;
         float *A = rnd(na, 1, 0, &rng), *B = rnd(nb, 1, 0, &rng), *C = rnd(nc, 1, 0, &rng);
         float *dA = up(A, na), *dB = up(B, nb), *dC = up(C, nc);
-        int ldb = tb ? K : N;
-        cpu->gemm_batched(false, tb, M, N, K, 0.7f, A, lda, sa, B, ldb, sb, 0.5f, C, ldc, sc, count);
-        gpu->gemm_batched(false, tb, M, N, K, 0.7f, dA, lda, sa, dB, ldb, sb, 0.5f, dC, ldc, sc, count);
-        SAME(dC, C, nc, mm_tol(1e-5, 2e-2), tb ? "gemm_batched NT" : "gemm_batched NN");
+        cpu->gemm_batched(ta, tb, M, N, K, 0.7f, A, lda, sa, B, ldb, sb, 0.5f, C, ldc, sc, count);
+        gpu->gemm_batched(ta, tb, M, N, K, 0.7f, dA, lda, sa, dB, ldb, sb, 0.5f, dC, ldc, sc, count);
+        SAME(dC, C, nc, mm_tol(1e-5, 2e-2), names[c]);
+        free(A), free(B), free(C);
+        gpu->release(dA), gpu->release(dB), gpu->release(dC);
     }
 }
 
