@@ -47,8 +47,10 @@ all: attnlab
 # ---- the GPU backend (make cuda): nvcc for core/cuda/*.cu, cuBLAS for the matmuls ----
 NVCC      ?= $(or $(wildcard /usr/local/cuda/bin/nvcc),nvcc)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
-CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80
-NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) --default-stream per-thread -Xcompiler -Wall,-Wextra,-Werror,-fopenmp -Werror all-warnings -lineinfo
+# sm_90a: Hopper's own instructions (wgmma, core/cuda/wgmma.cuh), whose code runs on compute
+# capability 9.0 alone; ATTNLAB_SM90A tells the host code that the build has it.
+CUDA_ARCH ?= -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80
+NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) $(if $(findstring compute_90a,$(CUDA_ARCH)),-DATTNLAB_SM90A) --default-stream per-thread -Xcompiler -Wall,-Wextra,-Werror,-fopenmp -Werror all-warnings -lineinfo
 CU_SRC    := $(wildcard core/cuda/*.cu)
 CU_OBJ    := $(CU_SRC:%.cu=$(OBJ_DIR)/%.o)
 CUDA_LIBS  = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -lstdc++
@@ -121,6 +123,7 @@ cuda:
 # the GPU parity tests; without a GPU every one of them reports itself skipped
 test-cuda: build/run_tests_cuda
 	./build/run_tests_cuda
+	ATTNLAB_CUDA_WGMMA=0 ./build/run_tests_cuda
 	ATTNLAB_CUDA_MATMUL=fp32 ./build/run_tests_cuda
 
 -include $(CU_OBJ:.o=.d) $(CUDA_TEST_OBJ:.o=.d)

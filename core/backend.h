@@ -335,6 +335,13 @@ const Backend *backend_by_name(const char *name);
  * (exact). ATTNLAB_CUDA_MATMUL, when set, takes precedence; returns the mode in effect. Call it
  * before the first model or op of the process: workspace sizes depend on it. */
 const char *backend_cuda_matmul(const char *mode);
+/* Which kernels the GPU's softmax attention runs for heads of up to 128 channels: "wgmma"
+ * (Hopper's warpgroup products: compute capability 9.0 and a build with sm_90a code), "mma.sync"
+ * (other GPUs, or ATTNLAB_CUDA_WGMMA=0) or "fp32" (ATTNLAB_CUDA_MATMUL=fp32); NULL without the
+ * GPU backend. Initializes the backend. */
+const char *backend_cuda_attention_kernels(void);
+/* 10 x major + minor of the GPU in use (90 for an H100 or H200); 0 without the GPU backend */
+int backend_cuda_compute_capability(void);
 /* Called first thing in main: where OpenBLAS fell back to its generic kernels on a CPU it does
  * not know, starts the process again with the kernels the CPU supports (openblas_core.c). */
 void backend_cpu_pick_kernels(char **argv);

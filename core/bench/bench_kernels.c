@@ -152,6 +152,8 @@ int bench_kernels(const Backend *be, const KernelShape *shapes, int n_shapes, in
            "softmax; backward = 2x)\n",
            be->name, reps);
     if (strcmp(be->name, "cpu") == 0) printf("CPU threads: %d\n", backend_threads());
+    else printf("softmax attention on %s kernels (GPU of compute capability %d)\n", backend_cuda_attention_kernels(),
+                backend_cuda_compute_capability());
     printf("%-8s %-10s %-22s %10s %12s %10s %12s %10s\n", "core", "form", "B,T,H,D", "fwd ms", "fwd+bwd ms", "fwd GF/s",
            "f+b GF/s", "vs recur.");
     KernelCase cases[2 * MIXERS_MAX];

@@ -11,6 +11,11 @@
 // The backward recomputes P: one kernel over query blocks accumulates dQ, one over key blocks
 // accumulates dK and dV (summing the query heads of a group, so no atomics).
 //
+// Each kernel is written once over a block's products and runs them one of two ways (`WarpMma`,
+// `GroupMma`): mma.sync, each warp loading its fragments from padded tiles (sm_80 on), or on
+// Hopper the warpgroup's wgmma reading swizzled tiles from shared memory (wgmma.cuh), which
+// reads each tile of the other side once per block instead of once per warp.
+//
 // Head dimensions are padded (with zeros) to a multiple of 32 up to 128; wider heads and
 // ATTNLAB_CUDA_MATMUL=fp32 use the fp32 kernels of attention.cu.
 #include <math.h>
@@ -18,6 +23,7 @@
 #include "attention_shape.cuh"
 #include "cuda_common.cuh"
 #include "mma.cuh"
+#include "wgmma.cuh"
 
 namespace {
 
@@ -46,6 +52,96 @@ __device__ __forceinline__ void scores(float c[N / 8][4], const bf16 *a_tile, in
 #pragma unroll
     for (int kk = 0; kk < DK / 16; kk++) scores_step<N>(c, a_tile, lda, a_row0, m_tile, ldm, kk * 16, lane);
 }
+
+// ---- the block's products, two ways ----
+//
+// scores<K, N>(c, a, m): c = A M^T, A the block's tile of ROWS rows and K columns (each warp its
+// 16 rows), M a tile of N rows and K columns. accumulate<N, D>(acc, p, b): acc += P B, P the
+// warp's 16 x N fragments, B a tile of N rows and D columns. copy<R, C>(tile, src) issues a tile's
+// cp.async copy; landed() makes landed copies visible to the products (with the barrier after it).
+
+struct WarpMma { // mma.sync on tiles with rows padded by 8 elements (no bank conflicts for ldmatrix)
+    static constexpr bool warps_skip = true; // a warp may skip a tile that is masked for its rows
+    // the backward's tiles of the other side (keys for dQ, queries for dK and dV): smaller for
+    // wide heads, whose accumulators take more registers
+    template <int DK, int DV> __host__ __device__ static constexpr int other_tile() {
+        return (DK > 64 || DV > 64) ? 32 : 64;
+    }
+    template <int R, int C> __host__ __device__ static constexpr int elems() { return R * (C + 8); }
+    template <int R, int C> __device__ static void copy(bf16 *tile, const bf16 *src) {
+        copy_tile_async<R, C, THREADS>(tile, C + 8, src);
+    }
+    __device__ static void landed() {}
+    template <int K, int N> __device__ static void scores(float (&c)[N / 8][4], const bf16 *a, const bf16 *m) {
+        ::scores<K, N>(c, a, K + 8, 16 * (threadIdx.x >> 5), m, K + 8, threadIdx.x & 31);
+    }
+    template <int N, int D>
+    __device__ static void accumulate(float (&acc)[D / 8][4], const float (&p)[N / 8][4], const bf16 *b) {
+        accumulate_pv<N, D>(acc, p, b, D + 8, threadIdx.x & 31);
+    }
+    template <int K1, int K2, int N>
+    __device__ static void scores_pair(float (&c1)[N / 8][4], const bf16 *a1, const bf16 *m1, float (&c2)[N / 8][4],
+                                       const bf16 *a2, const bf16 *m2) {
+        scores<K1, N>(c1, a1, m1);
+        scores<K2, N>(c2, a2, m2);
+    }
+};
+
+struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every product together
+    static constexpr bool warps_skip = false;
+    // with no B fragments in registers, 64 rows of the other side fit at every width (the dK/dV
+    // kernel of heads of 128 at 254 registers, unspilled: 4.24 against 4.75 ms for 32 rows at
+    // (4, 4096, 16, 128), fwd+bwd on an H200)
+    template <int DK, int DV> __host__ __device__ static constexpr int other_tile() { return 64; }
+    template <int R, int C> __host__ __device__ static constexpr int elems() { return R * C; }
+    template <int R, int C> __device__ static void copy(bf16 *tile, const bf16 *src) {
+        copy_tile_swizzled<R, C, THREADS>(tile, src);
+    }
+    __device__ static void landed() { fence_async_shared(); }
+    template <int K, int N> __device__ static void issue_scores(float (&c)[N / 8][4], const bf16 *a, const bf16 *m) {
+#pragma unroll
+        for (int kk = 0; kk < K / 16; kk++)
+            wgmma_ss<0>(c, wg_k_major<ROWS, K>(a, kk), wg_k_major<N, K>(m, kk), kk > 0, wgmma_n<N>{});
+    }
+    template <int K, int N> __device__ static void scores(float (&c)[N / 8][4], const bf16 *a, const bf16 *m) {
+        wg_fence();
+        issue_scores<K, N>(c, a, m);
+        wg_commit();
+        wg_wait<0>();
+        wg_hold(c);
+    }
+    // two independent products in one batch: one wait for both
+    template <int K1, int K2, int N>
+    __device__ static void scores_pair(float (&c1)[N / 8][4], const bf16 *a1, const bf16 *m1, float (&c2)[N / 8][4],
+                                       const bf16 *a2, const bf16 *m2) {
+        wg_fence();
+        issue_scores<K1, N>(c1, a1, m1);
+        issue_scores<K2, N>(c2, a2, m2);
+        wg_commit();
+        wg_wait<0>();
+        wg_hold(c1);
+        wg_hold(c2);
+    }
+    template <int N, int D>
+    __device__ static void accumulate(float (&acc)[D / 8][4], const float (&p)[N / 8][4], const bf16 *b) {
+        unsigned a[N / 16][4]; // P in bf16: wgmma reads these registers until its wait, so all stay live
+#pragma unroll
+        for (int kk = 0; kk < N / 16; kk++) {
+            a[kk][0] = pack_bf16(p[2 * kk][0], p[2 * kk][1]);
+            a[kk][1] = pack_bf16(p[2 * kk][2], p[2 * kk][3]);
+            a[kk][2] = pack_bf16(p[2 * kk + 1][0], p[2 * kk + 1][1]);
+            a[kk][3] = pack_bf16(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+        }
+        wg_hold(acc);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < N / 16; kk++) wgmma_rs<1>(acc, a[kk], wg_mn_major<N, D>(b, kk), 1, wgmma_n<D>{});
+        wg_commit();
+        wg_wait<0>();
+        wg_hold(acc);
+        wg_hold_registers(a);
+    }
+};
 
 // ---- packed bf16 operands ----
 //
@@ -104,20 +200,20 @@ void pack_heads(bf16 *dst, const float *src, int B, int T, int H, int D, long st
 
 // ---- forward ----
 
-template <int DK, int DV>
+template <class P, int DK, int DV>
 __global__ void __launch_bounds__(32 * WARPS, FLASH_FWD_MIN_BLOCKS)
     flash_forward_kernel(AttnDims s, float *o, float *lse, const bf16 *q16, const bf16 *k16, const bf16 *v16) {
-    constexpr int BC = ROWS, LK = DK + 8, LV = DV + 8;
-    extern __shared__ __align__(16) unsigned char smem[];
-    bf16 *Qs = reinterpret_cast<bf16 *>(smem), *Ks = Qs + ROWS * LK, *Vs = Ks + 2 * BC * LK; // K, V: two stages
+    constexpr int BC = ROWS, EK = P::template elems<BC, DK>(), EV = P::template elems<BC, DV>();
+    extern __shared__ __align__(1024) unsigned char smem[]; // swizzled tiles: 1024-byte aligned
+    bf16 *Qs = reinterpret_cast<bf16 *>(smem), *Ks = Qs + P::template elems<ROWS, DK>(), *Vs = Ks + 2 * EK; // 2 stages
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     int bh = blockIdx.y, b = bh / s.H, h = bh % s.H, hk = h / (s.H / s.Hkv);
     int r0 = (gridDim.x - 1 - blockIdx.x) * ROWS; // the longest rows first
     const bf16 *kb = k16 + (size_t)(b * s.Hkv + hk) * s.T * DK, *vb = v16 + (size_t)(b * s.Hkv + hk) * s.T * DV;
     int n_tiles = (min(r0 + ROWS, s.T) + BC - 1) / BC;
-    copy_tile_async<ROWS, DK, THREADS>(Qs, LK, q16 + ((size_t)bh * s.T + r0) * DK);
-    copy_tile_async<BC, DK, THREADS>(Ks, LK, kb);
-    copy_tile_async<BC, DV, THREADS>(Vs, LV, vb);
+    P::template copy<ROWS, DK>(Qs, q16 + ((size_t)bh * s.T + r0) * DK);
+    P::template copy<BC, DK>(Ks, kb);
+    P::template copy<BC, DV>(Vs, vb);
     cp_async_commit();
 
     int row0 = r0 + 16 * warp + g, row1 = row0 + 8;
@@ -125,16 +221,17 @@ __global__ void __launch_bounds__(32 * WARPS, FLASH_FWD_MIN_BLOCKS)
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
     for (int kt = 0; kt < n_tiles; kt++) {
         int c0 = kt * BC, cur = kt & 1;
+        cp_async_wait<0>(); // this tile (and Q, the first time) has landed
+        P::landed();
+        __syncthreads(); // ... for every warp, and every warp is done with the other stage
         if (kt + 1 < n_tiles) { // the next tiles load while this one is used
-            copy_tile_async<BC, DK, THREADS>(Ks + (cur ^ 1) * BC * LK, LK, kb + (size_t)(c0 + BC) * DK);
-            copy_tile_async<BC, DV, THREADS>(Vs + (cur ^ 1) * BC * LV, LV, vb + (size_t)(c0 + BC) * DV);
+            P::template copy<BC, DK>(Ks + (cur ^ 1) * EK, kb + (size_t)(c0 + BC) * DK);
+            P::template copy<BC, DV>(Vs + (cur ^ 1) * EV, vb + (size_t)(c0 + BC) * DV);
+            cp_async_commit();
         }
-        cp_async_commit();
-        cp_async_wait<1>(); // this tile's group (and Q's, the first) has landed
-        __syncthreads();
-        const bf16 *Kt = Ks + cur * BC * LK, *Vt = Vs + cur * BC * LV;
+        const bf16 *Kt = Ks + cur * EK, *Vt = Vs + cur * EV;
         float sc[BC / 8][4];
-        scores<DK, BC>(sc, Qs, LK, 16 * warp, Kt, LK, lane);
+        P::template scores<DK, BC>(sc, Qs, Kt);
         if (c0 + BC > r0 + 16 * warp) { // the diagonal tile: keys after the row are masked
 #pragma unroll
             for (int n = 0; n < BC / 8; n++)
@@ -176,8 +273,7 @@ __global__ void __launch_bounds__(32 * WARPS, FLASH_FWD_MIN_BLOCKS)
             l0 += sc[n][0] + sc[n][1];
             l1 += sc[n][2] + sc[n][3];
         }
-        accumulate_pv<BC, DV>(acc, sc, Vt, LV, lane);
-        __syncthreads(); // every warp is done with this stage before the next iteration refills it
+        P::template accumulate<BC, DV>(acc, sc, Vt);
     }
     l0 = quad_sum(l0);
     l1 = quad_sum(l1);
@@ -214,22 +310,23 @@ __device__ __forceinline__ void probabilities(float p[N / 8][4], float ds[N / 8]
         }
 }
 
-template <int DK, int DV, int BC>
+template <class P, int DK, int DV, int BC>
 __global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS)
     flash_dq_kernel(AttnDims s, float *dq, const bf16 *q16, const bf16 *k16, const bf16 *v16,
                     const bf16 *do16, const float *lse, const float *Drow) {
-    constexpr int LK = DK + 8, LV = DV + 8;
-    extern __shared__ __align__(16) unsigned char smem[];
-    bf16 *Qs = reinterpret_cast<bf16 *>(smem), *dOs = Qs + ROWS * LK, *Ks = dOs + ROWS * LV, *Vs = Ks + 2 * BC * LK;
+    constexpr int EK = P::template elems<BC, DK>(), EV = P::template elems<BC, DV>();
+    extern __shared__ __align__(1024) unsigned char smem[]; // swizzled tiles: 1024-byte aligned
+    bf16 *Qs = reinterpret_cast<bf16 *>(smem), *dOs = Qs + P::template elems<ROWS, DK>(),
+         *Ks = dOs + P::template elems<ROWS, DV>(), *Vs = Ks + 2 * EK;
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
     int bh = blockIdx.y, b = bh / s.H, h = bh % s.H, hk = h / (s.H / s.Hkv);
     int r0 = (gridDim.x - 1 - blockIdx.x) * ROWS;
     const bf16 *kb = k16 + (size_t)(b * s.Hkv + hk) * s.T * DK, *vb = v16 + (size_t)(b * s.Hkv + hk) * s.T * DV;
     int n_tiles = (min(r0 + ROWS, s.T) + BC - 1) / BC;
-    copy_tile_async<ROWS, DK, THREADS>(Qs, LK, q16 + ((size_t)bh * s.T + r0) * DK);
-    copy_tile_async<ROWS, DV, THREADS>(dOs, LV, do16 + ((size_t)bh * s.T + r0) * DV);
-    copy_tile_async<BC, DK, THREADS>(Ks, LK, kb);
-    copy_tile_async<BC, DV, THREADS>(Vs, LV, vb);
+    P::template copy<ROWS, DK>(Qs, q16 + ((size_t)bh * s.T + r0) * DK);
+    P::template copy<ROWS, DV>(dOs, do16 + ((size_t)bh * s.T + r0) * DV);
+    P::template copy<BC, DK>(Ks, kb);
+    P::template copy<BC, DV>(Vs, vb);
     cp_async_commit();
     int row0 = r0 + 16 * warp;
     float L[2], D[2];
@@ -241,22 +338,21 @@ __global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS)
     float acc[DK / 8][4] = {};
     for (int kt = 0; kt < n_tiles; kt++) {
         int c0 = kt * BC, cur = kt & 1;
+        cp_async_wait<0>();
+        P::landed();
+        __syncthreads();
         if (kt + 1 < n_tiles) {
-            copy_tile_async<BC, DK, THREADS>(Ks + (cur ^ 1) * BC * LK, LK, kb + (size_t)(c0 + BC) * DK);
-            copy_tile_async<BC, DV, THREADS>(Vs + (cur ^ 1) * BC * LV, LV, vb + (size_t)(c0 + BC) * DV);
+            P::template copy<BC, DK>(Ks + (cur ^ 1) * EK, kb + (size_t)(c0 + BC) * DK);
+            P::template copy<BC, DV>(Vs + (cur ^ 1) * EV, vb + (size_t)(c0 + BC) * DV);
+            cp_async_commit();
         }
-        cp_async_commit();
-        cp_async_wait<1>();
-        __syncthreads();
-        if (c0 <= row0 + 15) { // else every key of the tile is after this warp's rows
-            const bf16 *Kt = Ks + cur * BC * LK, *Vt = Vs + cur * BC * LV;
+        if (!P::warps_skip || c0 <= row0 + 15) { // else every key of the tile is after this warp's rows
+            const bf16 *Kt = Ks + cur * EK, *Vt = Vs + cur * EV;
             float p[BC / 8][4], ds[BC / 8][4];
-            scores<DK, BC>(p, Qs, LK, 16 * warp, Kt, LK, lane);
-            scores<DV, BC>(ds, dOs, LV, 16 * warp, Vt, LV, lane); // dP = dO V^T
+            P::template scores_pair<DK, DV, BC>(p, Qs, Kt, ds, dOs, Vt); // S = Q K^T, dP = dO V^T
             probabilities<BC>(p, ds, row0, c0, true, L, D, nullptr, nullptr, lane);
-            accumulate_pv<BC, DK>(acc, ds, Kt, LK, lane); // dQ += dS K
+            P::template accumulate<BC, DK>(acc, ds, Kt); // dQ += dS K
         }
-        __syncthreads();
     }
     store_rows<DK>(dq + (size_t)b * s.T * s.qs + (size_t)h * s.Dk, s.qs, acc, row0, s.T, s.Dk, s.scale, s.scale, lane);
 }
@@ -266,13 +362,13 @@ __global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS)
 // Query tile i of a key block's walk: the group's query heads one after another, each from the
 // block's first key row (earlier queries see none of its keys) to T, BQ rows at a time; copies
 // its Q and dO tiles (cp.async) and its rows' log-sum-exp (base 2) and D into the given stage.
-template <int DK, int DV, int BQ>
+template <class P, int DK, int DV, int BQ>
 __device__ __forceinline__ void load_query_tile(bf16 *Qs, bf16 *dOs, float *Ls, float *Ds, const AttnDims &s, int b,
                                                 int h, int q0, const bf16 *q16, const bf16 *do16,
                                                 const float *lse, const float *Drow) {
     size_t bh = (size_t)b * s.H + h;
-    copy_tile_async<BQ, DK, THREADS>(Qs, DK + 8, q16 + (bh * s.T + q0) * DK);
-    copy_tile_async<BQ, DV, THREADS>(dOs, DV + 8, do16 + (bh * s.T + q0) * DV);
+    P::template copy<BQ, DK>(Qs, q16 + (bh * s.T + q0) * DK);
+    P::template copy<BQ, DV>(dOs, do16 + (bh * s.T + q0) * DV);
     for (int i = threadIdx.x; i < BQ; i += THREADS) {
         bool in = q0 + i < s.T;
         Ls[i] = in ? lse[bh * s.T + q0 + i] * LOG2E : INFINITY;
@@ -280,43 +376,44 @@ __device__ __forceinline__ void load_query_tile(bf16 *Qs, bf16 *dOs, float *Ls, 
     }
 }
 
-template <int DK, int DV, int BQ>
+template <class P, int DK, int DV, int BQ>
 __global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS)
     flash_dkv_kernel(AttnDims s, float *dk, float *dv, const bf16 *q16, const bf16 *k16, const bf16 *v16,
                      const bf16 *do16, const float *lse, const float *Drow) {
-    constexpr int LK = DK + 8, LV = DV + 8;
-    extern __shared__ __align__(16) unsigned char smem[];
-    bf16 *Ks = reinterpret_cast<bf16 *>(smem), *Vs = Ks + ROWS * LK, *Qs = Vs + ROWS * LV, *dOs = Qs + 2 * BQ * LK;
-    float *Ls = reinterpret_cast<float *>(dOs + 2 * BQ * LV), *Ds = Ls + 2 * BQ; // two stages each
+    constexpr int EQ = P::template elems<BQ, DK>(), EO = P::template elems<BQ, DV>();
+    extern __shared__ __align__(1024) unsigned char smem[]; // swizzled tiles: 1024-byte aligned
+    bf16 *Ks = reinterpret_cast<bf16 *>(smem), *Vs = Ks + P::template elems<ROWS, DK>(),
+         *Qs = Vs + P::template elems<ROWS, DV>(), *dOs = Qs + 2 * EQ;
+    float *Ls = reinterpret_cast<float *>(dOs + 2 * EO), *Ds = Ls + 2 * BQ; // two stages each
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int bg = blockIdx.y, b = bg / s.Hkv, hk = bg % s.Hkv, group = s.H / s.Hkv;
     int c0 = (gridDim.x - 1 - blockIdx.x) * ROWS; // the blocks with the most queries first
-    copy_tile_async<ROWS, DK, THREADS>(Ks, LK, k16 + ((size_t)bg * s.T + c0) * DK);
-    copy_tile_async<ROWS, DV, THREADS>(Vs, LV, v16 + ((size_t)bg * s.T + c0) * DV);
+    P::template copy<ROWS, DK>(Ks, k16 + ((size_t)bg * s.T + c0) * DK);
+    P::template copy<ROWS, DV>(Vs, v16 + ((size_t)bg * s.T + c0) * DV);
     int per_head = (s.T - c0 + BQ - 1) / BQ, n = group * per_head;
-    load_query_tile<DK, DV, BQ>(Qs, dOs, Ls, Ds, s, b, hk * group, c0, q16, do16, lse, Drow);
+    load_query_tile<P, DK, DV, BQ>(Qs, dOs, Ls, Ds, s, b, hk * group, c0, q16, do16, lse, Drow);
     cp_async_commit();
     int key0 = c0 + 16 * warp;
     float dk_acc[DK / 8][4] = {}, dv_acc[DV / 8][4] = {};
     for (int i = 0; i < n; i++) {
         int cur = i & 1, q0 = c0 + (i % per_head) * BQ;
-        if (i + 1 < n)
-            load_query_tile<DK, DV, BQ>(Qs + (cur ^ 1) * BQ * LK, dOs + (cur ^ 1) * BQ * LV, Ls + (cur ^ 1) * BQ,
-                                        Ds + (cur ^ 1) * BQ, s, b, hk * group + (i + 1) / per_head,
-                                        c0 + ((i + 1) % per_head) * BQ, q16, do16, lse, Drow);
-        cp_async_commit();
-        cp_async_wait<1>();
+        cp_async_wait<0>();
+        P::landed();
         __syncthreads();
-        if (q0 + BQ - 1 >= key0) { // else every query of the tile is before this warp's keys
-            const bf16 *Qt = Qs + cur * BQ * LK, *dOt = dOs + cur * BQ * LV;
-            float p[BQ / 8][4], ds[BQ / 8][4];
-            scores<DK, BQ>(p, Ks, LK, 16 * warp, Qt, LK, lane);  // S^T = K Q^T
-            scores<DV, BQ>(ds, Vs, LV, 16 * warp, dOt, LV, lane); // dP^T = V dO^T
-            probabilities<BQ>(p, ds, key0, q0, false, nullptr, nullptr, Ls + cur * BQ, Ds + cur * BQ, lane);
-            accumulate_pv<BQ, DV>(dv_acc, p, dOt, LV, lane); // dV += P^T dO
-            accumulate_pv<BQ, DK>(dk_acc, ds, Qt, LK, lane); // dK += dS^T Q (Q carries scale log2 e)
+        if (i + 1 < n) {
+            load_query_tile<P, DK, DV, BQ>(Qs + (cur ^ 1) * EQ, dOs + (cur ^ 1) * EO, Ls + (cur ^ 1) * BQ,
+                                           Ds + (cur ^ 1) * BQ, s, b, hk * group + (i + 1) / per_head,
+                                           c0 + ((i + 1) % per_head) * BQ, q16, do16, lse, Drow);
+            cp_async_commit();
         }
-        __syncthreads();
+        if (!P::warps_skip || q0 + BQ - 1 >= key0) { // else every query of the tile is before this warp's keys
+            const bf16 *Qt = Qs + cur * EQ, *dOt = dOs + cur * EO;
+            float p[BQ / 8][4], ds[BQ / 8][4];
+            P::template scores_pair<DK, DV, BQ>(p, Ks, Qt, ds, Vs, dOt); // S^T = K Q^T, dP^T = V dO^T
+            probabilities<BQ>(p, ds, key0, q0, false, nullptr, nullptr, Ls + cur * BQ, Ds + cur * BQ, lane);
+            P::template accumulate<BQ, DV>(dv_acc, p, dOt); // dV += P^T dO
+            P::template accumulate<BQ, DK>(dk_acc, ds, Qt); // dK += dS^T Q (Q carries scale log2 e)
+        }
     }
     store_rows<DK>(dk + (size_t)b * s.T * s.ks + (size_t)hk * s.Dk, s.ks, dk_acc, key0, s.T, s.Dk, 1.0f / LOG2E,
                    1.0f / LOG2E, lane);
@@ -340,27 +437,29 @@ Packed packed_in(const AttnDims &s, const void *saved, void *work) {
     return p;
 }
 
-template <int DK, int DV>
-void forward(const AttnDims &s, float *o, float *lse, const Packed &p) {
-    size_t smem = sizeof(bf16) * ((size_t)ROWS * (DK + 8) + (size_t)2 * ROWS * (DK + 8 + DV + 8));
-    CUDA_CHECK(cudaFuncSetAttribute(flash_forward_kernel<DK, DV>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    flash_forward_kernel<DK, DV><<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.H), 32 * WARPS, smem>>>(s, o, lse, p.q, p.k,
-                                                                                                  p.v);
+template <class P, int DK, int DV> void forward(const AttnDims &s, float *o, float *lse, const Packed &p) {
+    size_t smem = sizeof(bf16) * (P::template elems<ROWS, DK>() + 2 * (P::template elems<ROWS, DK>() +
+                                                                        P::template elems<ROWS, DV>()));
+    auto kernel = flash_forward_kernel<P, DK, DV>;
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    kernel<<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.H), 32 * WARPS, smem>>>(s, o, lse, p.q, p.k, p.v);
     CUDA_LAUNCHED();
 }
 
-template <int DK, int DV>
+template <class P, int DK, int DV>
 void backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *lse, const float *D, const Packed &p) {
-    constexpr int B2 = (DK > 64 || DV > 64) ? 32 : 64; // the other side's tile: fewer registers for wide heads
-    size_t smem_q = sizeof(bf16) * ((size_t)ROWS * (DK + 8 + DV + 8) + (size_t)2 * B2 * (DK + 8 + DV + 8));
-    CUDA_CHECK(cudaFuncSetAttribute(flash_dq_kernel<DK, DV, B2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
-    flash_dq_kernel<DK, DV, B2><<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.H), 32 * WARPS, smem_q>>>(
-        s, dq, p.q, p.k, p.v, p.dout, lse, D);
+    constexpr int B2 = P::template other_tile<DK, DV>();
+    size_t smem_q = sizeof(bf16) * (P::template elems<ROWS, DK>() + P::template elems<ROWS, DV>() +
+                                    2 * (P::template elems<B2, DK>() + P::template elems<B2, DV>()));
+    auto dq_kernel = flash_dq_kernel<P, DK, DV, B2>;
+    CUDA_CHECK(cudaFuncSetAttribute(dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
+    dq_kernel<<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.H), 32 * WARPS, smem_q>>>(s, dq, p.q, p.k, p.v, p.dout, lse, D);
     CUDA_LAUNCHED();
     size_t smem_kv = smem_q + sizeof(float) * 4 * B2;
-    CUDA_CHECK(cudaFuncSetAttribute(flash_dkv_kernel<DK, DV, B2>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
-    flash_dkv_kernel<DK, DV, B2><<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.Hkv), 32 * WARPS, smem_kv>>>(
-        s, dk, dv, p.q, p.k, p.v, p.dout, lse, D);
+    auto dkv_kernel = flash_dkv_kernel<P, DK, DV, B2>;
+    CUDA_CHECK(cudaFuncSetAttribute(dkv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
+    dkv_kernel<<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.Hkv), 32 * WARPS, smem_kv>>>(s, dk, dv, p.q, p.k, p.v, p.dout,
+                                                                                    lse, D);
     CUDA_LAUNCHED();
 }
 
@@ -398,7 +497,7 @@ void flash_mma_forward(const AttnDims &s, float *o, float *lse, const float *q, 
     pack_heads(p.q, q, s.B, s.T, s.H, s.Dk, s.qs, w.dk, s.scale * LOG2E);
     pack_heads(p.k, k, s.B, s.T, s.Hkv, s.Dk, s.ks, w.dk, 1.0f);
     pack_heads(p.v, v, s.B, s.T, s.Hkv, s.Dv, s.vs, w.dv, 1.0f);
-#define CALL(A, B) forward<A, B>(s, o, lse, p)
+#define CALL(A, B) cuda_wgmma() ? forward<GroupMma, A, B>(s, o, lse, p) : forward<WarpMma, A, B>(s, o, lse, p)
     FLASH_DISPATCH(CALL)
 #undef CALL
 }
@@ -407,7 +506,8 @@ void flash_mma_backward(const AttnDims &s, float *dq, float *dk, float *dv, cons
                         const float *D, const void *saved, void *work) {
     Packed p = packed_in(s, saved, work);
     pack_heads(p.dout, dout, s.B, s.T, s.H, s.Dv, s.os, kernel_widths(s).dv, 1.0f);
-#define CALL(A, B) backward<A, B>(s, dq, dk, dv, lse, D, p)
+#define CALL(A, B)                                                                                                   \
+    cuda_wgmma() ? backward<GroupMma, A, B>(s, dq, dk, dv, lse, D, p) : backward<WarpMma, A, B>(s, dq, dk, dv, lse, D, p)
     FLASH_DISPATCH(CALL)
 #undef CALL
 }

@@ -19,6 +19,7 @@ static cublasComputeType_t compute_type = CUBLAS_COMPUTE_32F_FAST_16BF;
 static bool initialized;
 static bool graphs_off; // ATTNLAB_CUDA_GRAPHS=0: decode steps run launch by launch
 static bool pdl_off;    // ATTNLAB_CUDA_PDL=0: every kernel waits for the one before it to end
+static bool wgmma_off;  // ATTNLAB_CUDA_WGMMA=0: the attention kernels use mma.sync on Hopper too
 enum { CUBLAS_WORKSPACE_BYTES = 32 << 20 };
 
 #define CUBLAS_CHECK(call)                                                                                            \
@@ -61,6 +62,9 @@ static void init_cuda(void) {
     const char *pdl = getenv("ATTNLAB_CUDA_PDL");
     if (pdl && strcmp(pdl, "0") == 0) pdl_off = true;
     else if (pdl && strcmp(pdl, "1") != 0) die("ATTNLAB_CUDA_PDL: expected 0 or 1, got '%s'", pdl);
+    const char *wgmma = getenv("ATTNLAB_CUDA_WGMMA");
+    if (wgmma && strcmp(wgmma, "0") == 0) wgmma_off = true;
+    else if (wgmma && strcmp(wgmma, "1") != 0) die("ATTNLAB_CUDA_WGMMA: expected 0 or 1, got '%s'", wgmma);
     const char *mode = matmul_from_env();
     if (mode) compute_type = strcmp(mode, "fp32") == 0 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_16BF;
     initialized = true;
@@ -83,6 +87,31 @@ bool cuda_pdl(void) {
         CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
     }
     return major >= 9 && !pdl_off;
+}
+
+extern "C" int backend_cuda_compute_capability(void) {
+    static int cc = -1;
+    if (cc < 0) {
+        int dev, major, minor;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+        cc = 10 * major + minor;
+    }
+    return cc;
+}
+
+bool cuda_wgmma(void) {
+#ifdef ATTNLAB_SM90A
+    return backend_cuda_compute_capability() == 90 && !wgmma_off;
+#else
+    return false;
+#endif
+}
+
+extern "C" const char *backend_cuda_attention_kernels(void) {
+    backend_cuda();
+    return !cuda_tensor_cores() ? "fp32" : cuda_wgmma() ? "wgmma" : "mma.sync";
 }
 
 int cuda_sm_count(void) {

@@ -748,6 +748,12 @@ static void check_attention(int B, int T, int H, int Hkv, int Dk, int Dv, unsign
 
 TEST(test_gpu_attention_forward_backward) {
     need_gpu();
+    /* the Hopper kernels run wherever they can: a build without them would pass every check below
+     * on mma.sync */
+    const char *off = getenv("ATTNLAB_CUDA_WGMMA"), *kernels = backend_cuda_attention_kernels();
+    bool hopper = backend_cuda_compute_capability() == 90 && !(off && strcmp(off, "0") == 0);
+    const char *want = fp32_matmuls ? "fp32" : hopper ? "wgmma" : "mma.sync";
+    CHECK(strcmp(kernels, want) == 0, "attention runs on %s kernels, want %s", kernels, want);
     check_attention(2, 100, 2, 2, 16, 16, 5);   /* across tiles, T not a multiple */
     check_attention(1, 70, 4, 2, 32, 24, 6);    /* GQA, Dk != Dv */
     check_attention(2, 129, 3, 1, 64, 64, 7);   /* MQA */
