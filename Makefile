@@ -48,9 +48,9 @@ all: attnlab
 NVCC      ?= $(or $(wildcard /usr/local/cuda/bin/nvcc),nvcc)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 # sm_90a: Hopper's own instructions (wgmma, core/cuda/wgmma.cuh), whose code runs on compute
-# capability 9.0 alone; ATTNLAB_SM90A tells the host code that the build has it.
+# capability 9.0 alone (the backend asks the loaded code whether it has them)
 CUDA_ARCH ?= -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80
-NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) $(if $(findstring compute_90a,$(CUDA_ARCH)),-DATTNLAB_SM90A) --default-stream per-thread -Xcompiler -Wall,-Wextra,-Werror,-fopenmp -Werror all-warnings -lineinfo
+NVCCFLAGS ?= -O3 -std=c++17 $(CUDA_ARCH) --default-stream per-thread -Xcompiler -Wall,-Wextra,-Werror,-fopenmp -Werror all-warnings -lineinfo
 CU_SRC    := $(wildcard core/cuda/*.cu)
 CU_OBJ    := $(CU_SRC:%.cu=$(OBJ_DIR)/%.o)
 CUDA_LIBS  = -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -lstdc++

@@ -85,7 +85,24 @@ struct WarpMma { // mma.sync on tiles with rows padded by 8 elements (no bank co
         scores<K1, N>(c1, a1, m1);
         scores<K2, N>(c2, a2, m2);
     }
+    template <int N, int D1, int D2>
+    __device__ static void accumulate_pair(float (&acc1)[D1 / 8][4], const float (&p1)[N / 8][4], const bf16 *b1,
+                                           float (&acc2)[D2 / 8][4], const float (&p2)[N / 8][4], const bf16 *b2) {
+        accumulate<N, D1>(acc1, p1, b1);
+        accumulate<N, D2>(acc2, p2, b2);
+    }
 };
+
+// a warp's 16 x N C fragments rounded to bf16 as the A fragments of N / 16 k16 slices
+template <int N> __device__ __forceinline__ void pack_fragments(unsigned (&a)[N / 16][4], const float (&p)[N / 8][4]) {
+#pragma unroll
+    for (int kk = 0; kk < N / 16; kk++) {
+        a[kk][0] = pack_bf16(p[2 * kk][0], p[2 * kk][1]);
+        a[kk][1] = pack_bf16(p[2 * kk][2], p[2 * kk][3]);
+        a[kk][2] = pack_bf16(p[2 * kk + 1][0], p[2 * kk + 1][1]);
+        a[kk][3] = pack_bf16(p[2 * kk + 1][2], p[2 * kk + 1][3]);
+    }
+}
 
 struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every product together
     static constexpr bool warps_skip = false;
@@ -103,7 +120,10 @@ struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every 
         for (int kk = 0; kk < K / 16; kk++)
             wgmma_ss<0>(c, wg_k_major<ROWS, K>(a, kk), wg_k_major<N, K>(m, kk), kk > 0, wgmma_n<N>{});
     }
+    // Each batch holds its registers before wgmma.fence, so that the ordinary writes to them (an
+    // earlier dead store to c, the packing of P) come before the fence, as PTX requires.
     template <int K, int N> __device__ static void scores(float (&c)[N / 8][4], const bf16 *a, const bf16 *m) {
+        wg_hold(c);
         wg_fence();
         issue_scores<K, N>(c, a, m);
         wg_commit();
@@ -114,6 +134,8 @@ struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every 
     template <int K1, int K2, int N>
     __device__ static void scores_pair(float (&c1)[N / 8][4], const bf16 *a1, const bf16 *m1, float (&c2)[N / 8][4],
                                        const bf16 *a2, const bf16 *m2) {
+        wg_hold(c1);
+        wg_hold(c2);
         wg_fence();
         issue_scores<K1, N>(c1, a1, m1);
         issue_scores<K2, N>(c2, a2, m2);
@@ -125,14 +147,9 @@ struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every 
     template <int N, int D>
     __device__ static void accumulate(float (&acc)[D / 8][4], const float (&p)[N / 8][4], const bf16 *b) {
         unsigned a[N / 16][4]; // P in bf16: wgmma reads these registers until its wait, so all stay live
-#pragma unroll
-        for (int kk = 0; kk < N / 16; kk++) {
-            a[kk][0] = pack_bf16(p[2 * kk][0], p[2 * kk][1]);
-            a[kk][1] = pack_bf16(p[2 * kk][2], p[2 * kk][3]);
-            a[kk][2] = pack_bf16(p[2 * kk + 1][0], p[2 * kk + 1][1]);
-            a[kk][3] = pack_bf16(p[2 * kk + 1][2], p[2 * kk + 1][3]);
-        }
+        pack_fragments<N>(a, p);
         wg_hold(acc);
+        wg_hold_registers(a);
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < N / 16; kk++) wgmma_rs<1>(acc, a[kk], wg_mn_major<N, D>(b, kk), 1, wgmma_n<D>{});
@@ -140,6 +157,28 @@ struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every 
         wg_wait<0>();
         wg_hold(acc);
         wg_hold_registers(a);
+    }
+    template <int N, int D1, int D2>
+    __device__ static void accumulate_pair(float (&acc1)[D1 / 8][4], const float (&p1)[N / 8][4], const bf16 *b1,
+                                           float (&acc2)[D2 / 8][4], const float (&p2)[N / 8][4], const bf16 *b2) {
+        unsigned a1[N / 16][4], a2[N / 16][4];
+        pack_fragments<N>(a1, p1);
+        pack_fragments<N>(a2, p2);
+        wg_hold(acc1);
+        wg_hold(acc2);
+        wg_hold_registers(a1);
+        wg_hold_registers(a2);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < N / 16; kk++) wgmma_rs<1>(acc1, a1[kk], wg_mn_major<N, D1>(b1, kk), 1, wgmma_n<D1>{});
+#pragma unroll
+        for (int kk = 0; kk < N / 16; kk++) wgmma_rs<1>(acc2, a2[kk], wg_mn_major<N, D2>(b2, kk), 1, wgmma_n<D2>{});
+        wg_commit();
+        wg_wait<0>();
+        wg_hold(acc1);
+        wg_hold(acc2);
+        wg_hold_registers(a1);
+        wg_hold_registers(a2);
     }
 };
 
@@ -411,8 +450,7 @@ __global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS)
             float p[BQ / 8][4], ds[BQ / 8][4];
             P::template scores_pair<DK, DV, BQ>(p, Ks, Qt, ds, Vs, dOt); // S^T = K Q^T, dP^T = V dO^T
             probabilities<BQ>(p, ds, key0, q0, false, nullptr, nullptr, Ls + cur * BQ, Ds + cur * BQ, lane);
-            P::template accumulate<BQ, DV>(dv_acc, p, dOt); // dV += P^T dO
-            P::template accumulate<BQ, DK>(dk_acc, ds, Qt); // dK += dS^T Q (Q carries scale log2 e)
+            P::template accumulate_pair<BQ, DV, DK>(dv_acc, p, dOt, dk_acc, ds, Qt); // dV += P^T dO, dK += dS^T Q
         }
     }
     store_rows<DK>(dk + (size_t)b * s.T * s.ks + (size_t)hk * s.Dk, s.ks, dk_acc, key0, s.T, s.Dk, 1.0f / LOG2E,
@@ -466,6 +504,20 @@ void backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *l
 } // namespace
 
 bool flash_mma_supports(const AttnDims &s) { return s.Dk <= 128 && s.Dv <= 128; }
+
+namespace {
+__global__ void wgmma_built_kernel(int *built) { *built = WGMMA_BUILT; }
+} // namespace
+
+bool flash_mma_wgmma_built(void) {
+    int *d, built = 0;
+    CUDA_CHECK(cudaMalloc(&d, sizeof(int)));
+    wgmma_built_kernel<<<1, 1>>>(d);
+    CUDA_LAUNCHED();
+    CUDA_CHECK(cudaMemcpy(&built, d, sizeof(int), cudaMemcpyDeviceToHost));
+    CUDA_CHECK(cudaFree(d));
+    return built != 0;
+}
 
 size_t flash_mma_saved(const AttnDims &s) {
     Widths w = kernel_widths(s);

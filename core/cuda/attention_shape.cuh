@@ -1,7 +1,7 @@
 // The attention shape as the GPU kernels take it (by value), and the entry points of the
 // tensor-core kernels (attention_mma.cu) that attention.cu dispatches to.
 #pragma once
-#include "core/backend.h"
+#include "cuda_common.cuh" // core/backend.h, with C linkage
 
 struct AttnDims {
     int B, T, H, Hkv, Dk, Dv;
@@ -14,6 +14,10 @@ static inline AttnDims attn_dims(const AttnShape *s) {
 }
 
 bool flash_mma_supports(const AttnDims &s);
+// whether the code the driver loaded for these kernels on this GPU has the wgmma forms (sm_90a
+// code on a GPU of compute capability 9.0), asked of a kernel built beside them: the build's
+// flags cannot say which of its codes the driver picks. Launches and waits: call it once, early.
+bool flash_mma_wgmma_built(void);
 // bytes of `saved` the forward fills and the backward reads (the bf16 copies of q, k and v), and
 // of the backward's `work` (its copy of dO)
 size_t flash_mma_saved(const AttnDims &s);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/memory_ledger.h"
+#include "attention_shape.cuh"
 #include "cuda_common.cuh"
 #include "cuda_ops.cuh"
 
@@ -19,7 +20,7 @@ static cublasComputeType_t compute_type = CUBLAS_COMPUTE_32F_FAST_16BF;
 static bool initialized;
 static bool graphs_off; // ATTNLAB_CUDA_GRAPHS=0: decode steps run launch by launch
 static bool pdl_off;    // ATTNLAB_CUDA_PDL=0: every kernel waits for the one before it to end
-static bool wgmma_off;  // ATTNLAB_CUDA_WGMMA=0: the attention kernels use mma.sync on Hopper too
+static bool wgmma;      // the attention's wgmma kernels run here (flash_mma_wgmma_built; ATTNLAB_CUDA_WGMMA=0: no)
 enum { CUBLAS_WORKSPACE_BYTES = 32 << 20 };
 
 #define CUBLAS_CHECK(call)                                                                                            \
@@ -62,9 +63,9 @@ static void init_cuda(void) {
     const char *pdl = getenv("ATTNLAB_CUDA_PDL");
     if (pdl && strcmp(pdl, "0") == 0) pdl_off = true;
     else if (pdl && strcmp(pdl, "1") != 0) die("ATTNLAB_CUDA_PDL: expected 0 or 1, got '%s'", pdl);
-    const char *wgmma = getenv("ATTNLAB_CUDA_WGMMA");
-    if (wgmma && strcmp(wgmma, "0") == 0) wgmma_off = true;
-    else if (wgmma && strcmp(wgmma, "1") != 0) die("ATTNLAB_CUDA_WGMMA: expected 0 or 1, got '%s'", wgmma);
+    const char *wg = getenv("ATTNLAB_CUDA_WGMMA");
+    if (wg && strcmp(wg, "0") != 0 && strcmp(wg, "1") != 0) die("ATTNLAB_CUDA_WGMMA: expected 0 or 1, got '%s'", wg);
+    wgmma = !(wg && strcmp(wg, "0") == 0) && flash_mma_wgmma_built(); // before any graph is recorded
     const char *mode = matmul_from_env();
     if (mode) compute_type = strcmp(mode, "fp32") == 0 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_16BF;
     initialized = true;
@@ -101,13 +102,7 @@ extern "C" int backend_cuda_compute_capability(void) {
     return cc;
 }
 
-bool cuda_wgmma(void) {
-#ifdef ATTNLAB_SM90A
-    return backend_cuda_compute_capability() == 90 && !wgmma_off;
-#else
-    return false;
-#endif
-}
+bool cuda_wgmma(void) { return wgmma; }
 
 extern "C" const char *backend_cuda_attention_kernels(void) {
     backend_cuda();

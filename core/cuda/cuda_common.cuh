@@ -143,8 +143,8 @@ static inline void pdl_launch(void (*kernel)(Params...), dim3 grid, dim3 block, 
 
 // false under ATTNLAB_CUDA_MATMUL=fp32: every product then runs in exact fp32
 bool cuda_tensor_cores(void);
-// true where the build has sm_90a code (CUDA_ARCH with compute_90a: Makefile) and the GPU is of
-// compute capability 9.0, unless ATTNLAB_CUDA_WGMMA=0: kernels with a wgmma form then use it
+// true where the attention kernels loaded for this GPU are sm_90a code (flash_mma_wgmma_built),
+// unless ATTNLAB_CUDA_WGMMA=0: kernels with a wgmma form then use it
 bool cuda_wgmma(void);
 // the GPU's multiprocessors, for kernels that size their grids to fill it
 int cuda_sm_count(void);

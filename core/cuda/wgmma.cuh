@@ -23,8 +23,8 @@
 
 #include "mma.cuh"
 
-// The wgmma path runs only where the build made sm_90a code (Makefile's CUDA_ARCH) and the
-// device is of compute capability 9.0; elsewhere the mma.sync kernels run.
+// The wgmma forms exist only in sm_90a code (Makefile's CUDA_ARCH), which runs on compute
+// capability 9.0 alone; elsewhere they trap, and the callers ask first (flash_mma_wgmma_built).
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define WGMMA_BUILT 1
 #else
@@ -39,8 +39,9 @@ __device__ __forceinline__ uint64_t wg_desc(const void *tile, int leading, int s
            ((uint64_t)mode << 62);
 }
 
-// Ordering: threads' shared-memory writes (cp.async included) become visible to wgmma's reads
-// after fence_async_shared and a barrier; wg_fence before the first wgmma of a batch (its
+// Ordering: a thread's shared-memory writes become visible to wgmma's reads after
+// fence_async_shared and a barrier, its cp.async copies once completed (cp.async.wait_group)
+// before that fence; wg_fence before the first wgmma of a batch (its
 // accumulators and A registers were last written by ordinary instructions); wg_commit closes a
 // batch and wg_wait<N> waits until at most N batches are in flight.
 __device__ __forceinline__ void fence_async_shared() {
@@ -89,6 +90,7 @@ template <int COLS> struct Swizzle {
 
 // byte offset of element (r, c) in a swizzled tile of ROWS x COLS
 template <int ROWS, int COLS> __host__ __device__ constexpr int swizzled_offset(int r, int c) {
+    static_assert(ROWS % 8 == 0 && COLS % 32 == 0, "swizzled tiles: whole atoms of 8 rows and 64 bytes");
     constexpr int W = Swizzle<COLS>::W, E = Swizzle<COLS>::E;
     int a = (c / E) * ROWS * W + r * W + (c % E) * 2;
     return a ^ (((a >> 7) & (W / 16 - 1)) << 4);
@@ -98,19 +100,23 @@ template <int ROWS, int COLS> __host__ __device__ constexpr int swizzled_offset(
 // slice is 32 bytes into an atom column, the next 8 rows 8 W bytes on) or MN-major (its rows are
 // K: the slice is rows 16 kk.., the next atom column of N ROWS W bytes on, the next 8 rows 8 W)
 template <int ROWS, int COLS> __device__ __forceinline__ uint64_t wg_k_major(const bf16 *tile, int kk) {
+    static_assert(ROWS % 8 == 0 && COLS % 32 == 0, "swizzled tiles: whole atoms of 8 rows and 64 bytes");
     constexpr int W = Swizzle<COLS>::W, E = Swizzle<COLS>::E;
     const char *p = reinterpret_cast<const char *>(tile) + (16 * kk / E) * ROWS * W + (16 * kk % E) * 2;
     return wg_desc(p, 16, 8 * W, Swizzle<COLS>::MODE);
 }
 template <int ROWS, int COLS> __device__ __forceinline__ uint64_t wg_mn_major(const bf16 *tile, int kk) {
+    static_assert(ROWS % 16 == 0 && COLS % 32 == 0, "swizzled tiles: whole k16 slices of 64-byte atoms");
     constexpr int W = Swizzle<COLS>::W;
     return wg_desc(reinterpret_cast<const char *>(tile) + kk * 16 * W, ROWS * W, 8 * W, Swizzle<COLS>::MODE);
 }
 
 // A ROWS x COLS bf16 tile from packed rows of COLS elements (16-byte aligned) into the swizzled
 // layout, issued by the block's THREADS threads: consecutive threads read consecutive 16 bytes of
-// a row and write them to one atom row, so both sides stay whole (no bank conflicts); committed
-// and waited for by the caller
+// a row and write them to its atom rows, whole 128-byte rows (no bank conflicts) where COLS is 32,
+// 64 or 128; at 96, a row's three 64-byte atom rows lie ROWS x 64 bytes apart, and three of a
+// warp's four 8-thread phases write two of them to the same banks. Committed and waited for by
+// the caller.
 template <int ROWS, int COLS, int THREADS>
 __device__ __forceinline__ void copy_tile_swizzled(bf16 *tile, const bf16 *src) {
     constexpr int G = COLS / 8, N = ROWS * G;

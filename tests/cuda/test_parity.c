@@ -760,6 +760,10 @@ TEST(test_gpu_attention_forward_backward) {
     check_attention(1, 300, 4, 4, 128, 128, 8); /* the widest tensor-core heads */
     check_attention(1, 150, 4, 2, 96, 64, 9);   /* MLA-like: rope-extended keys, narrower values */
     check_attention(1, 70, 2, 1, 160, 144, 10); /* wider than the tensor-core kernels: fp32 kernels */
+    check_attention(1, 90, 2, 2, 96, 96, 13);   /* the other instantiated width pairs */
+    check_attention(1, 90, 2, 1, 128, 64, 14);
+    check_attention(1, 90, 2, 2, 64, 32, 15);
+    check_attention(1, 90, 2, 2, 32, 64, 16);
     check_attention_in(2, 32, 4, 2, 64, 64, 11, 1, 64); /* a model's buffers kept for a shape of as many tokens */
     check_attention_in(3, 40, 2, 2, 32, 32, 12, 1, 150);
 }
