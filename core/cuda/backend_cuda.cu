@@ -80,16 +80,6 @@ extern "C" const char *backend_cuda_matmul(const char *mode) {
     return strcmp(mode, "fp32") == 0 ? "fp32" : "bf16";
 }
 
-bool cuda_pdl(void) {
-    static int major = -1;
-    if (major < 0) {
-        int dev;
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    }
-    return major >= 9 && !pdl_off;
-}
-
 extern "C" int backend_cuda_compute_capability(void) {
     static int cc = -1;
     if (cc < 0) {
@@ -101,6 +91,8 @@ extern "C" int backend_cuda_compute_capability(void) {
     }
     return cc;
 }
+
+bool cuda_pdl(void) { return backend_cuda_compute_capability() >= 90 && !pdl_off; }
 
 bool cuda_wgmma(void) { return wgmma; }
 
