@@ -120,6 +120,11 @@ struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every 
         for (int kk = 0; kk < K / 16; kk++)
             wgmma_ss<0>(c, wg_k_major<ROWS, K>(a, kk), wg_k_major<N, K>(m, kk), kk > 0, wgmma_n<N>{});
     }
+    template <int N, int D>
+    __device__ static void issue_accumulate(float (&acc)[D / 8][4], const unsigned (&a)[N / 16][4], const bf16 *b) {
+#pragma unroll
+        for (int kk = 0; kk < N / 16; kk++) wgmma_rs<1>(acc, a[kk], wg_mn_major<N, D>(b, kk), 1, wgmma_n<D>{});
+    }
     // Each batch holds its registers before wgmma.fence, so that the ordinary writes to them (an
     // earlier dead store to c, the packing of P) come before the fence, as PTX requires.
     template <int K, int N> __device__ static void scores(float (&c)[N / 8][4], const bf16 *a, const bf16 *m) {
@@ -151,8 +156,7 @@ struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every 
         wg_hold(acc);
         wg_hold_registers(a);
         wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < N / 16; kk++) wgmma_rs<1>(acc, a[kk], wg_mn_major<N, D>(b, kk), 1, wgmma_n<D>{});
+        issue_accumulate<N, D>(acc, a, b);
         wg_commit();
         wg_wait<0>();
         wg_hold(acc);
@@ -169,10 +173,8 @@ struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every 
         wg_hold_registers(a1);
         wg_hold_registers(a2);
         wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < N / 16; kk++) wgmma_rs<1>(acc1, a1[kk], wg_mn_major<N, D1>(b1, kk), 1, wgmma_n<D1>{});
-#pragma unroll
-        for (int kk = 0; kk < N / 16; kk++) wgmma_rs<1>(acc2, a2[kk], wg_mn_major<N, D2>(b2, kk), 1, wgmma_n<D2>{});
+        issue_accumulate<N, D1>(acc1, a1, b1);
+        issue_accumulate<N, D2>(acc2, a2, b2);
         wg_commit();
         wg_wait<0>();
         wg_hold(acc1);
