@@ -2,7 +2,8 @@
 // kernel per direction instead of a few launches per chunk. The value columns of the state are
 // independent (every product below mixes rows, never columns), so a block takes one (batch,
 // head) and a slice of VS value columns, keeps its K x VS state in shared memory and walks the
-// chunks; BH x V/VS blocks fill the GPU. fp32 throughout, like the CPU reference.
+// chunks; BH x V/VS blocks fill the GPU. fp32 throughout, like the CPU reference: the fp32 mode's
+// form, and the tensor-core mode's where chunk_state_mma.cu's does not run.
 //
 // forward, per chunk c (spec notation):  save S_c;  U_c -= W_c S_c;  S_{c+1} = e^{b_last} S_c (+ P_c) + Kc_c^T U_c
 // backward, last chunk first:            save G as dS_end_c;  dU_c += Kc_c G;
@@ -189,12 +190,21 @@ template <typename Kernel> static void prepare_kernel(Kernel kernel, size_t smem
 
 void chunk_state_forward(const ChunkState &a, float *S_all, float *U, float *final_state, const float *init,
                          const float *P) {
+    if (chunk_state_mma_forward(a, S_all, U, final_state, init, P)) return;
     int vs = slice_width(a);
     STATE_DISPATCH(state_forward_kernel, S_all, U, final_state, init, P);
 }
 
 void chunk_state_backward(const ChunkState &a, float *dSend, float *dU, float *dinit, const float *dfinal,
                           const float *P2) {
+    if (chunk_state_mma_backward(a, dSend, dU, dinit, dfinal, P2)) return;
     int vs = slice_width(a);
     STATE_DISPATCH(state_backward_kernel, dSend, dU, dinit, dfinal, P2);
+}
+
+// for the parity tests: the columns a block of the tensor-core passes takes for a core of this
+// shape, 0 where the fp32 passes run
+extern "C" int cuda_chunk_state_columns(int BH, int nc, int C, int K, int V) {
+    ChunkState a = {nullptr, nullptr, nullptr, BH, nc, C, K, V};
+    return chunk_state_mma_columns(a);
 }

@@ -19,3 +19,14 @@ void chunk_state_forward(const ChunkState &a, float *S_all, float *U, float *fin
 // chunk; dfinal and dinit may be NULL
 void chunk_state_backward(const ChunkState &a, float *dSend, float *dU, float *dinit, const float *dfinal,
                           const float *P2);
+
+// The same passes on tensor cores (chunk_state_mma.cu): false, having done nothing, where that
+// form does not run (fp32 mode, or a shape or buffer it does not take); the two above use it
+// wherever it does.
+bool chunk_state_mma_forward(const ChunkState &a, float *S_all, float *U, float *final_state, const float *init,
+                             const float *P);
+bool chunk_state_mma_backward(const ChunkState &a, float *dSend, float *dU, float *dinit, const float *dfinal,
+                              const float *P2);
+// the value columns a block of it takes for this shape (with 16-byte aligned buffers), 0 where it
+// does not run
+int chunk_state_mma_columns(const ChunkState &a);

@@ -971,6 +971,41 @@ TEST(test_gpu_delta_rule_recurrent_and_chunked) {
     check_scan(true, true, 3, 40, 50, 64, 64, 16, mm_tol(5e-5, 5e-2), 29);
 }
 
+int cuda_chunk_state_columns(int BH, int nc, int C, int K, int V); /* core/cuda/chunk_state.cu */
+void cuda_chunk_state_force_columns(int columns);                 /* core/cuda/chunk_state_mma.cu */
+
+/* The chunk-to-chunk state passes on tensor cores (chunk_state_mma.cu): every key width and slice
+ * width they take, each forced, against the CPU's recurrent form; in fp32 mode the fp32 passes
+ * run instead, and the test says so. */
+TEST(test_gpu_delta_rule_state_passes_on_tensor_cores) {
+    need_gpu();
+    struct {
+        int B, T, H, K, V, chunk, columns;
+    } cases[] = {
+        {1, 200, 2, 64, 64, 64, 32},  {1, 200, 2, 64, 64, 64, 64}, {1, 150, 2, 128, 128, 64, 32},
+        {1, 150, 2, 128, 128, 64, 64}, {2, 100, 2, 32, 64, 32, 32}, {2, 100, 2, 32, 64, 32, 64},
+        {1, 130, 3, 64, 96, 16, 32},  /* 96 columns: slices of 32 only; chunks of 16 */
+        {2, 60, 2, 64, 64, 128, 32},  /* one chunk of 128 rows, most of them zeros */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int B = cases[i].B, T = cases[i].T, H = cases[i].H, K = cases[i].K, V = cases[i].V, C = cases[i].chunk;
+        cuda_chunk_state_force_columns(cases[i].columns);
+        int nc = (T + C - 1) / C, ran = cuda_chunk_state_columns(B * H, nc, C, K, V);
+        int want = fp32_matmuls ? 0 : cases[i].columns;
+        CHECK(ran == want, "state passes K=%d V=%d chunk=%d take %d columns a block, want %d (0: the fp32 passes)", K,
+              V, C, ran, want);
+        for (int channel = 0; channel < 2; channel++)
+            check_scan(true, channel, B, T, H, K, V, C, mm_tol(5e-5, 5e-2), 40 + (unsigned)(2 * i) + (unsigned)channel);
+    }
+    cuda_chunk_state_force_columns(0);
+    /* the cost model's own choice: on an H200, 32 columns for a model's 8 x 12 heads of 64, 64 for
+     * 4 x 16 heads of 128 (one wave of 128 blocks, where 32 would take two) */
+    if (!fp32_matmuls && backend_cuda_compute_capability() == 90) {
+        CHECK(cuda_chunk_state_columns(96, 32, 64, 64, 64) == 32, "96 heads of 64: want 32 columns");
+        CHECK(cuda_chunk_state_columns(64, 64, 64, 128, 128) == 64, "64 heads of 128: want 64 columns");
+    }
+}
+
 /* One decode step of linear attention (delta 0) or the delta rule, against the CPU's. Shapes:
  * tiny; a model's heads of 64 keys and 128 values (each of a block's 8 warps 8 rows); and 300 keys,
  * more rows a warp than its registers hold (the rest go through global memory). */
@@ -1076,6 +1111,7 @@ TEST(test_gpu_dplr_recurrent_chunked_and_step) {
     check_dplr(2, 45, 3, 16, 12, 0, 2e-5, 26);                   /* recurrent: fp32 both sides */
     check_dplr(2, 45, 3, 16, 12, 16, mm_tol(5e-5, 5e-2), 27);     /* chunks through matmuls, a short last one */
     check_dplr(1, 200, 2, 64, 64, 64, mm_tol(5e-5, 5e-2), 28);
+    check_dplr(1, 150, 2, 128, 128, 64, mm_tol(5e-5, 5e-2), 30); /* its state passes' P, at heads of 128 */
     Rng rng;
     rng_seed(&rng, 29);
     float *in[DPLR_IN];

@@ -1,0 +1,249 @@
+// The chunk-to-chunk state recurrence (chunk_state.cu) on tensor cores: TF32 mma.sync with fp32
+// accumulation, for the tensor-core mode at the shapes whose tiles it fills (key dimension 32, 64
+// or 128, chunks a multiple of 16 up to 128 rows, value dimension a multiple of 32).
+//
+// A block takes one (batch, head) and a slice of VS value columns and walks the chunks, as the
+// fp32 kernels do, but its K x VS state stays in the 8 warps' accumulator registers (a 16-row
+// tile and a column group each) and every product of a chunk is a tensor-core product over tiles
+// in shared memory, the next chunk's tiles copied with cp.async while this one's products run:
+//   Y_z += sign1 A1_z X             (forward: U = U~ - W S;   backward: dU += Kc G)
+//   X = e^{b_last} X (+ P_z) + sign2 A2_z^T Y_z   (S = e^b S (+P) + Kc^T U;  G = e^b G + P2 - W^T dU)
+// with X saved (S_c, or dS_end) at every chunk. The products round their operands to TF32 (10
+// mantissa bits), the precision of cuBLAS's batched products beside them in this mode; the state
+// and every sum stay fp32. Operands in shared memory are fp32 rows padded so that a fragment's
+// 32 loads fall in 32 banks: row stride 4 mod 32 words for tiles read along rows, 8 mod 32 for
+// tiles read down columns.
+#include "chunk_state.cuh"
+#include "cuda_common.cuh"
+#include "mma.cuh"
+
+namespace {
+
+constexpr int WARPS = 8, THREADS = 32 * WARPS;
+
+// the fp32 operand's sign bit flipped: a product subtracted instead of added
+__device__ __forceinline__ unsigned tf32_signed(float x, unsigned sign) { return to_tf32(x) ^ sign; }
+
+// A fragment of the 16 x 8 block at (row0, k0) of a row-major tile
+__device__ __forceinline__ void frag_a(unsigned a[4], const float *T, int ld, int row0, int k0, int lane, unsigned sign) {
+    const float *p = T + (row0 + lane / 4) * ld + k0 + lane % 4;
+    a[0] = tf32_signed(p[0], sign), a[1] = tf32_signed(p[8 * ld], sign);
+    a[2] = tf32_signed(p[4], sign), a[3] = tf32_signed(p[8 * ld + 4], sign);
+}
+
+// A fragment of the same block of the transpose of a row-major tile T [k][m]
+__device__ __forceinline__ void frag_a_t(unsigned a[4], const float *T, int ld, int row0, int k0, int lane,
+                                         unsigned sign) {
+    const float *p = T + (k0 + lane % 4) * ld + row0 + lane / 4;
+    a[0] = tf32_signed(p[0], sign), a[1] = tf32_signed(p[8], sign);
+    a[2] = tf32_signed(p[4 * ld], sign), a[3] = tf32_signed(p[4 * ld + 8], sign);
+}
+
+// B fragment of the 8 x 8 block at (k0, n0) of a row-major tile [k][n]
+__device__ __forceinline__ void frag_b(unsigned b[2], const float *T, int ld, int k0, int n0, int lane) {
+    const float *p = T + (k0 + lane % 4) * ld + n0 + lane / 4;
+    b[0] = to_tf32(p[0]), b[1] = to_tf32(p[4 * ld]);
+}
+
+// A warp's accumulator tile c (16 rows from row0, N blocks of 8 columns from col0) from, or to,
+// fp32 rows at stride ld: lane 4 g + t holds rows g and g + 8, columns 2 t and 2 t + 1 of a block
+template <int N> __device__ __forceinline__ void load_acc(float c[N][4], const float *src, size_t ld, int row0, int col0,
+                                                          int lane) {
+#pragma unroll
+    for (int n = 0; n < N; n++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            float2 f = *reinterpret_cast<const float2 *>(src + (row0 + lane / 4 + 8 * h) * ld + col0 + 8 * n + 2 * (lane % 4));
+            c[n][2 * h] = f.x, c[n][2 * h + 1] = f.y;
+        }
+}
+template <int N> __device__ __forceinline__ void store_acc(float *dst, size_t ld, const float c[N][4], int row0, int col0,
+                                                           int lane) {
+#pragma unroll
+    for (int n = 0; n < N; n++)
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+            *reinterpret_cast<float2 *>(dst + (row0 + lane / 4 + 8 * h) * ld + col0 + 8 * n + 2 * (lane % 4)) =
+                make_float2(c[n][2 * h], c[n][2 * h + 1]);
+}
+
+// c += op(A) B over kdim: op(A) the 16 rows from row0 of a row-major tile A, or with A_T of the
+// transpose of a row-major A [k][m]; B the N blocks of 8 columns from col0 of a row-major [k][n]
+// tile; sign flips op(A)'s sign (a product subtracted)
+template <int N, bool A_T>
+__device__ __forceinline__ void accumulate(float c[N][4], const float *A, int lda, int row0, const float *B, int ldb,
+                                           int col0, int kdim, int lane, unsigned sign) {
+#pragma unroll 4
+    for (int k0 = 0; k0 < kdim; k0 += 8) {
+        unsigned af[4];
+        if (A_T) frag_a_t(af, A, lda, row0, k0, lane, sign);
+        else frag_a(af, A, lda, row0, k0, lane, sign);
+#pragma unroll
+        for (int n = 0; n < N; n++) {
+            unsigned bf[2];
+            frag_b(bf, B, ldb, k0, col0 + 8 * n, lane);
+            mma_tf32(c[n], af, bf[0], bf[1]);
+        }
+    }
+}
+
+// rows x cols floats (cols a multiple of 4) at src (row stride src_ld) into a shared tile of row
+// stride ld, 16 bytes a copy; committed by the caller
+__device__ __forceinline__ void copy_rows_async(float *tile, int ld, const float *src, size_t src_ld, int rows, int cols) {
+    const int per_row = cols / 4;
+    for (int i = threadIdx.x; i < rows * per_row; i += THREADS) {
+        int r = i / per_row, c = (i % per_row) * 4;
+        cp_async16(tile + r * ld + c, src + r * src_ld + c);
+    }
+}
+
+// a shared rows x cols tile (row stride ld) to rows of dst at stride dst_ld, 16 bytes a store
+__device__ __forceinline__ void store_tile_rows(float *dst, size_t dst_ld, const float *tile, int ld, int rows, int cols) {
+    const int per_row = cols / 4;
+    for (int i = threadIdx.x; i < rows * per_row; i += THREADS) {
+        int r = i / per_row, c = (i % per_row) * 4;
+        *reinterpret_cast<float4 *>(dst + r * dst_ld + c) = *reinterpret_cast<const float4 *>(tile + r * ld + c);
+    }
+}
+
+template <int K, int VS> struct Tiles {
+    static constexpr int LD1 = K + 4, LD2 = K + 8, LDY = VS + 8, LDX = VS + 8;
+    __host__ __device__ static size_t stage_floats(int C) { return (size_t)C * (LD1 + LD2 + LDY); }
+    static size_t smem_bytes(int C) { return sizeof(float) * (2 * stage_floats(C) + (size_t)K * LDX); }
+};
+
+// The pass in either direction (see the top of the file). first: the state the walk starts from
+// (init or dfinal; NULL: zeros); last: where its end goes (final_state or dinit; may be NULL).
+template <int K, int VS, bool BACKWARD>
+__global__ void __launch_bounds__(THREADS) state_mma_kernel(ChunkState a, float *save, float *Y, float *last,
+                                                            const float *first, const float *P) {
+    using T = Tiles<K, VS>;
+    constexpr int MT = K / 16, NG = WARPS / MT, XN = VS / 8 / NG, YN = VS / 16;
+    static_assert(MT * NG == WARPS && XN >= 1 && XN * NG * 8 == VS, "a warp takes one 16-row tile of the state");
+    extern __shared__ __align__(16) float sm[];
+    const int C = a.C, V = a.V, nc = a.nc, v0 = blockIdx.y * VS, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int g = lane / 4;
+    const size_t bh = blockIdx.x, KV = (size_t)K * V, stage = T::stage_floats(C);
+    const float *A1 = BACKWARD ? a.Kc : a.W, *A2 = BACKWARD ? a.W : a.Kc;
+    const unsigned sign1 = BACKWARD ? 0u : 0x80000000u, sign2 = BACKWARD ? 0x80000000u : 0u;
+    float *Xs = sm + 2 * stage;
+    // this warp's tile of the state: rows xr..xr+15, columns xc..xc+8 XN-1 of the slice
+    const int xr = (warp % MT) * 16, xc = (warp / MT) * XN * 8;
+    float x[XN][4] = {};
+    if (first) load_acc<XN>(x, first + bh * KV + v0, V, xr, xc, lane);
+    auto issue = [&](int c, int s) { // chunk c's tiles into stage s
+        size_t z = bh * nc + c;
+        float *st = sm + s * stage;
+        copy_rows_async(st, T::LD1, A1 + z * C * K, K, C, K);
+        copy_rows_async(st + C * T::LD1, T::LD2, A2 + z * C * K, K, C, K);
+        copy_rows_async(st + C * (T::LD1 + T::LD2), T::LDY, Y + z * C * V + v0, V, C, VS);
+        cp_async_commit();
+    };
+    const int step = BACKWARD ? -1 : 1;
+    int c = BACKWARD ? nc - 1 : 0;
+    issue(c, 0);
+    for (int i = 0; i < nc; i++, c += step) {
+        const int s = i & 1;
+        const size_t z = bh * nc + c;
+        float *A1s = sm + s * stage, *A2s = A1s + C * T::LD1, *Ys = A2s + C * T::LD2;
+        // the chunk's decay and P, loaded now and used after the first product
+        float dec[2] = {__expf(a.blast[z * K + xr + g]), __expf(a.blast[z * K + xr + g + 8])};
+        float p[XN][4] = {};
+        if (P) load_acc<XN>(p, P + z * KV + v0, V, xr, xc, lane);
+        store_acc<XN>(Xs, T::LDX, x, xr, xc, lane);
+        cp_async_wait<0>();
+        __syncthreads(); /* X is in Xs, chunk c's tiles have landed, the other stage is free */
+        if (i + 1 < nc) issue(c + step, s ^ 1);
+        store_tile_rows(save + z * KV + v0, V, Xs, T::LDX, K, VS);
+        // Y_z += sign1 A1_z X: 16-row tiles by halves of the slice
+        for (int item = warp; item < C / 16 * 2; item += WARPS) {
+            const int r0 = item / 2 * 16, n0 = item % 2 * (VS / 2);
+            float y[YN][4];
+            load_acc<YN>(y, Ys, T::LDY, r0, n0, lane);
+            accumulate<YN, false>(y, A1s, T::LD1, r0, Xs, T::LDX, n0, K, lane, sign1);
+            store_acc<YN>(Ys, T::LDY, y, r0, n0, lane);
+        }
+        __syncthreads(); /* Y_z is whole */
+        store_tile_rows(Y + z * C * V + v0, V, Ys, T::LDY, C, VS);
+        // X = e^{b_last} X (+ P_z) + sign2 A2_z^T Y_z
+#pragma unroll
+        for (int n = 0; n < XN; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) x[n][e] = x[n][e] * dec[e / 2] + p[n][e];
+        accumulate<XN, true>(x, A2s, T::LD2, xr, Ys, T::LDY, xc, C, lane, sign2);
+    }
+    if (last) store_acc<XN>(last + bh * KV + v0, V, x, xr, xc, lane);
+}
+
+constexpr size_t SMEM_MAX = 227 * 1024, SMEM_SM = 228 * 1024, SMEM_RESERVED = 1024;
+
+size_t smem_for(int K, int vs, int C) {
+    if (K == 32) return vs == 64 ? Tiles<32, 64>::smem_bytes(C) : Tiles<32, 32>::smem_bytes(C);
+    if (K == 64) return vs == 64 ? Tiles<64, 64>::smem_bytes(C) : Tiles<64, 32>::smem_bytes(C);
+    return vs == 64 ? Tiles<128, 64>::smem_bytes(C) : Tiles<128, 32>::smem_bytes(C);
+}
+
+bool aligned16(const void *p) { return (size_t)p % 16 == 0; }
+
+// The slice width, 64 or 32 columns, or 0 where this form cannot run. A block's time is its walk
+// over the chunks, each step bound by the bytes it moves (the chunk's two C x K tiles and its C x
+// VS slice of Y), so the width is the one with the fewer waves of blocks times bytes a step: on
+// an H200, 32 columns for 96 heads of 64 (192 blocks, two an SM), 64 for 64 heads of 128 (128
+// blocks of 211 KiB, one wave) where 32 would take two.
+int forced_width; // the parity tests' choice (cuda_chunk_state_force_columns), 0: none
+
+int slice_width(const ChunkState &a) {
+    if (!cuda_tensor_cores() || (a.K != 32 && a.K != 64 && a.K != 128) || a.C % 16 || a.C > 128 || a.V % 32) return 0;
+    int best = 0;
+    double best_cost = 0;
+    for (int vs : {64, 32}) {
+        size_t smem = smem_for(a.K, vs, a.C);
+        if (smem > SMEM_MAX || a.V % vs) continue;
+        if (vs == forced_width) return vs;
+        long per_sm = (long)(SMEM_SM / (smem + SMEM_RESERVED)), blocks = (long)a.BH * (a.V / vs);
+        long slots = per_sm * cuda_sm_count(), waves = (blocks + slots - 1) / slots;
+        double cost = (double)waves * (2.0 * a.C * a.K + (double)a.C * vs);
+        if (!best || cost < best_cost) best = vs, best_cost = cost;
+    }
+    return best;
+}
+
+template <int K, int VS, bool BACKWARD>
+void launch(const ChunkState &a, float *save, float *Y, float *last, const float *first, const float *P) {
+    size_t smem = Tiles<K, VS>::smem_bytes(a.C);
+    auto kernel = state_mma_kernel<K, VS, BACKWARD>;
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    kernel<<<dim3((unsigned)a.BH, (unsigned)(a.V / VS)), THREADS, smem>>>(a, save, Y, last, first, P);
+    CUDA_LAUNCHED();
+}
+
+template <bool BACKWARD>
+bool run(const ChunkState &a, float *save, float *Y, float *last, const float *first, const float *P) {
+    int vs = slice_width(a);
+    const void *ptrs[] = {a.W, a.Kc, save, Y, last, first, P};
+    for (const void *p : ptrs)
+        if (!aligned16(p)) vs = 0;
+    if (!vs) return false;
+#define STATE_MMA_CASE(KK, VV)                                                                                        \
+    if (a.K == KK && vs == VV) launch<KK, VV, BACKWARD>(a, save, Y, last, first, P);
+    STATE_MMA_CASE(32, 32) STATE_MMA_CASE(32, 64) STATE_MMA_CASE(64, 32) STATE_MMA_CASE(64, 64)
+    STATE_MMA_CASE(128, 32) STATE_MMA_CASE(128, 64)
+#undef STATE_MMA_CASE
+    return true;
+}
+
+} // namespace
+
+bool chunk_state_mma_forward(const ChunkState &a, float *S_all, float *U, float *final_state, const float *init,
+                             const float *P) {
+    return run<false>(a, S_all, U, final_state, init, P);
+}
+
+bool chunk_state_mma_backward(const ChunkState &a, float *dSend, float *dU, float *dinit, const float *dfinal,
+                              const float *P2) {
+    return run<true>(a, dSend, dU, dinit, dfinal, P2);
+}
+
+int chunk_state_mma_columns(const ChunkState &a) { return slice_width(a); }
+
+extern "C" void cuda_chunk_state_force_columns(int columns) { forced_width = columns; }
