@@ -16,86 +16,11 @@
 #include "chunk_state.cuh"
 #include "cuda_common.cuh"
 #include "mma.cuh"
+#include "mma_tf32.cuh"
 
 namespace {
 
 constexpr int WARPS = 8, THREADS = 32 * WARPS;
-
-// the fp32 operand's sign bit flipped: a product subtracted instead of added
-__device__ __forceinline__ unsigned tf32_signed(float x, unsigned sign) { return to_tf32(x) ^ sign; }
-
-// A fragment of the 16 x 8 block at (row0, k0) of a row-major tile
-__device__ __forceinline__ void frag_a(unsigned a[4], const float *T, int ld, int row0, int k0, int lane, unsigned sign) {
-    const float *p = T + (row0 + lane / 4) * ld + k0 + lane % 4;
-    a[0] = tf32_signed(p[0], sign), a[1] = tf32_signed(p[8 * ld], sign);
-    a[2] = tf32_signed(p[4], sign), a[3] = tf32_signed(p[8 * ld + 4], sign);
-}
-
-// A fragment of the same block of the transpose of a row-major tile T [k][m]
-__device__ __forceinline__ void frag_a_t(unsigned a[4], const float *T, int ld, int row0, int k0, int lane,
-                                         unsigned sign) {
-    const float *p = T + (k0 + lane % 4) * ld + row0 + lane / 4;
-    a[0] = tf32_signed(p[0], sign), a[1] = tf32_signed(p[8], sign);
-    a[2] = tf32_signed(p[4 * ld], sign), a[3] = tf32_signed(p[4 * ld + 8], sign);
-}
-
-// B fragment of the 8 x 8 block at (k0, n0) of a row-major tile [k][n]
-__device__ __forceinline__ void frag_b(unsigned b[2], const float *T, int ld, int k0, int n0, int lane) {
-    const float *p = T + (k0 + lane % 4) * ld + n0 + lane / 4;
-    b[0] = to_tf32(p[0]), b[1] = to_tf32(p[4 * ld]);
-}
-
-// A warp's accumulator tile c (16 rows from row0, N blocks of 8 columns from col0) from, or to,
-// fp32 rows at stride ld: lane 4 g + t holds rows g and g + 8, columns 2 t and 2 t + 1 of a block
-template <int N> __device__ __forceinline__ void load_acc(float c[N][4], const float *src, size_t ld, int row0, int col0,
-                                                          int lane) {
-#pragma unroll
-    for (int n = 0; n < N; n++)
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-            float2 f = *reinterpret_cast<const float2 *>(src + (row0 + lane / 4 + 8 * h) * ld + col0 + 8 * n + 2 * (lane % 4));
-            c[n][2 * h] = f.x, c[n][2 * h + 1] = f.y;
-        }
-}
-template <int N> __device__ __forceinline__ void store_acc(float *dst, size_t ld, const float c[N][4], int row0, int col0,
-                                                           int lane) {
-#pragma unroll
-    for (int n = 0; n < N; n++)
-#pragma unroll
-        for (int h = 0; h < 2; h++)
-            *reinterpret_cast<float2 *>(dst + (row0 + lane / 4 + 8 * h) * ld + col0 + 8 * n + 2 * (lane % 4)) =
-                make_float2(c[n][2 * h], c[n][2 * h + 1]);
-}
-
-// c += op(A) B over kdim: op(A) the 16 rows from row0 of a row-major tile A, or with A_T of the
-// transpose of a row-major A [k][m]; B the N blocks of 8 columns from col0 of a row-major [k][n]
-// tile; sign flips op(A)'s sign (a product subtracted)
-template <int N, bool A_T>
-__device__ __forceinline__ void accumulate(float c[N][4], const float *A, int lda, int row0, const float *B, int ldb,
-                                           int col0, int kdim, int lane, unsigned sign) {
-#pragma unroll 4
-    for (int k0 = 0; k0 < kdim; k0 += 8) {
-        unsigned af[4];
-        if (A_T) frag_a_t(af, A, lda, row0, k0, lane, sign);
-        else frag_a(af, A, lda, row0, k0, lane, sign);
-#pragma unroll
-        for (int n = 0; n < N; n++) {
-            unsigned bf[2];
-            frag_b(bf, B, ldb, k0, col0 + 8 * n, lane);
-            mma_tf32(c[n], af, bf[0], bf[1]);
-        }
-    }
-}
-
-// rows x cols floats (cols a multiple of 4) at src (row stride src_ld) into a shared tile of row
-// stride ld, 16 bytes a copy; committed by the caller
-__device__ __forceinline__ void copy_rows_async(float *tile, int ld, const float *src, size_t src_ld, int rows, int cols) {
-    const int per_row = cols / 4;
-    for (int i = threadIdx.x; i < rows * per_row; i += THREADS) {
-        int r = i / per_row, c = (i % per_row) * 4;
-        cp_async16(tile + r * ld + c, src + r * src_ld + c);
-    }
-}
 
 // a shared rows x cols tile (row stride ld) to rows of dst at stride dst_ld, 16 bytes a store
 __device__ __forceinline__ void store_tile_rows(float *dst, size_t dst_ld, const float *tile, int ld, int rows, int cols) {
@@ -134,9 +59,9 @@ __global__ void __launch_bounds__(THREADS) state_mma_kernel(ChunkState a, float 
     auto issue = [&](int c, int s) { // chunk c's tiles into stage s
         size_t z = bh * nc + c;
         float *st = sm + s * stage;
-        copy_rows_async(st, T::LD1, A1 + z * C * K, K, C, K);
-        copy_rows_async(st + C * T::LD1, T::LD2, A2 + z * C * K, K, C, K);
-        copy_rows_async(st + C * (T::LD1 + T::LD2), T::LDY, Y + z * C * V + v0, V, C, VS);
+        copy_rows_async<THREADS>(st, T::LD1, A1 + z * C * K, K, C, K);
+        copy_rows_async<THREADS>(st + C * T::LD1, T::LD2, A2 + z * C * K, K, C, K);
+        copy_rows_async<THREADS>(st + C * (T::LD1 + T::LD2), T::LDY, Y + z * C * V + v0, V, C, VS);
         cp_async_commit();
     };
     const int step = BACKWARD ? -1 : 1;

@@ -19,6 +19,7 @@
 #include "chunks.cuh"
 #include "cuda_ops.cuh"
 #include "decode_step.cuh"
+#include "pairs_mma.cuh"
 #include "recurrent.cuh"
 
 // ---- chunk buffers ----
@@ -296,10 +297,12 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
     if (saved) carve_saved(s, saved, &b);
     else carve_saved(s, (float *)((char *)work + used), &b); /* a forward without a backward */
     prepare(s, d, b, q, k, v, g, beta);
-    size_t smem = pairs_smem(C, K);
-    CUDA_CHECK(cudaFuncSetAttribute(pairs_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    pairs_kernel<<<(unsigned)d.Z, 256, smem>>>(b.A, b.M, b.q, b.k, b.bk, C, K);
-    CUDA_LAUNCHED();
+    if (!pairs_mma_forward(b.A, b.M, b.q, b.k, b.bk, d.Z, C, K)) {
+        size_t smem = pairs_smem(C, K);
+        CUDA_CHECK(cudaFuncSetAttribute(pairs_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        pairs_kernel<<<(unsigned)d.Z, 256, smem>>>(b.A, b.M, b.q, b.k, b.bk, C, K);
+        CUDA_LAUNCHED();
+    }
     size_t ssmem = sizeof(float) * 2 * (size_t)C * (C + 1);
     CUDA_CHECK(cudaFuncSetAttribute(unit_lower_inverse_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ssmem));
     unit_lower_inverse_kernel<<<(unsigned)d.Z, C < 32 ? 32 : (C + 31) / 32 * 32, ssmem>>>(b.X, b.A, b.beta, 1.0f, C);
@@ -371,10 +374,12 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
     CUDA_CHECK(cudaMemsetAsync(b.dq, 0, sizeof(float) * rows * K));
     CUDA_CHECK(cudaMemsetAsync(b.dk, 0, sizeof(float) * rows * K));
     CUDA_CHECK(cudaMemsetAsync(b.dgk, 0, sizeof(float) * rows * K));
-    size_t psm = pairs_backward_smem(C, K);
-    CUDA_CHECK(cudaFuncSetAttribute(pairs_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)psm));
-    pairs_backward_kernel<<<(unsigned)d.Z, 256, psm>>>(b.dq, b.dk, b.dgk, dA, b.dM, b.q, b.k, b.bk, C, K);
-    CUDA_LAUNCHED();
+    if (!pairs_mma_backward(b.dq, b.dk, b.dgk, dA, b.dM, b.q, b.k, b.bk, d.Z, C, K)) {
+        size_t psm = pairs_backward_smem(C, K);
+        CUDA_CHECK(cudaFuncSetAttribute(pairs_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)psm));
+        pairs_backward_kernel<<<(unsigned)d.Z, 256, psm>>>(b.dq, b.dk, b.dgk, dA, b.dM, b.q, b.k, b.bk, C, K);
+        CUDA_LAUNCHED();
+    }
     finish_grads_kernel<<<grid_for((size_t)d.Z * K, 128), 128>>>(b.dq, b.dk, b.dgk, b.dgk, b.dQb, b.dbkb, b.dKc, b.eb,
                                                                 b.qb, b.kb, b.kc, b.bk, b.dblast, d.Z, C, K);
     CUDA_LAUNCHED();

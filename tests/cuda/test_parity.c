@@ -973,11 +973,13 @@ TEST(test_gpu_delta_rule_recurrent_and_chunked) {
 
 int cuda_chunk_state_columns(int BH, int nc, int C, int K, int V); /* core/cuda/chunk_state.cu */
 void cuda_chunk_state_force_columns(int columns);                 /* core/cuda/chunk_state_mma.cu */
+int cuda_delta_pairs_on_tensor_cores(int C, int K);               /* core/cuda/pairs_mma.cu */
 
-/* The chunk-to-chunk state passes on tensor cores (chunk_state_mma.cu): every key width and slice
- * width they take, each forced, against the CPU's recurrent form; in fp32 mode the fp32 passes
- * run instead, and the test says so. */
-TEST(test_gpu_delta_rule_state_passes_on_tensor_cores) {
+/* The chunkwise delta rule's tensor-core kernels against the CPU's recurrent form: the state
+ * passes (chunk_state_mma.cu) at every key width and slice width they take, each forced, and the
+ * pair products (pairs_mma.cu) at every key width and chunks of 16, 32 and 64 (128: the fp32
+ * pair kernels). In fp32 mode the fp32 kernels run instead, and the test says so. */
+TEST(test_gpu_delta_rule_chunks_on_tensor_cores) {
     need_gpu();
     struct {
         int B, T, H, K, V, chunk, columns;
@@ -986,6 +988,7 @@ TEST(test_gpu_delta_rule_state_passes_on_tensor_cores) {
         {1, 150, 2, 128, 128, 64, 64}, {2, 100, 2, 32, 64, 32, 32}, {2, 100, 2, 32, 64, 32, 64},
         {1, 130, 3, 64, 96, 16, 32},  /* 96 columns: slices of 32 only; chunks of 16 */
         {2, 60, 2, 64, 64, 128, 32},  /* one chunk of 128 rows, most of them zeros */
+        {1, 100, 2, 64, 64, 48, 32},  /* chunks of 48: three sub-chunks */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int B = cases[i].B, T = cases[i].T, H = cases[i].H, K = cases[i].K, V = cases[i].V, C = cases[i].chunk;
@@ -994,6 +997,8 @@ TEST(test_gpu_delta_rule_state_passes_on_tensor_cores) {
         int want = fp32_matmuls ? 0 : cases[i].columns;
         CHECK(ran == want, "state passes K=%d V=%d chunk=%d take %d columns a block, want %d (0: the fp32 passes)", K,
               V, C, ran, want);
+        int pairs = cuda_delta_pairs_on_tensor_cores(C, K), want_pairs = !fp32_matmuls && C <= 64;
+        CHECK(pairs == want_pairs, "pair products K=%d chunk=%d on tensor cores: %d, want %d", K, C, pairs, want_pairs);
         for (int channel = 0; channel < 2; channel++)
             check_scan(true, channel, B, T, H, K, V, C, mm_tol(5e-5, 5e-2), 40 + (unsigned)(2 * i) + (unsigned)channel);
     }

@@ -1,0 +1,271 @@
+// The chunkwise delta rule's decayed pair products (delta_rule.cu's pairs_kernel and
+// pairs_backward_kernel) on tensor cores, for the tensor-core mode at chunks of 16 to 64 rows (a
+// multiple of 16) and keys of 32, 64 or 128:
+//   A'[r,j] = sum_d k_rd k_jd e^{b_rd - b_jd} (j < r),   M[r,j] = sum_d q_rd k_jd e^{b_rd - b_jd} (j <= r).
+// Through sub-chunks of 16 rows, as on the CPU (core/cpu/decayed_products.c): for r in the
+// sub-chunk s starting at rho and j < rho,
+//   e^{b_r - b_j} = E_r F'_j,   E_r = e^{b_r - b_rho} <= 1,   F'_j = e^{b_rho - b_j} <= 1,
+// so the pairs of different sub-chunks are products of scaled rows, Ke = k E and Qe = q E (the
+// sub-chunk's rows) and F_s = k F' (the rows before it, a tile per sub-chunk):
+//   A'[s, <rho] = Ke_s F_s^T,   M[s, <rho] = Qe_s F_s^T,
+// and the backward's sums over pairs are products of the same tiles with dA' and dM. Those run on
+// tensor cores (TF32 operands, fp32 sums); pairs inside a sub-chunk take the difference per
+// channel directly, as the fp32 kernels do (through a sub-chunk's start the factors could
+// overflow).
+#include "cuda_common.cuh"
+#include "mma_tf32.cuh"
+#include "pairs_mma.cuh"
+
+namespace {
+
+constexpr int SUB = 16;
+
+// sub-chunk s's F tile: the rows j < 16 s, after those of the sub-chunks before it
+__device__ __forceinline__ float *f_tile(float *F, int s, int ld) { return F + 8 * s * (s - 1) * ld; }
+__host__ __device__ constexpr int f_rows(int n_sub) { return 8 * n_sub * (n_sub - 1); }
+
+// F_s[j] = k_j e^{b_rho - b_j} for every sub-chunk s >= 1 and j < rho = 16 s
+template <int THREADS>
+__device__ __forceinline__ void build_f_tiles(float *F, const float *Ks, const float *Bs, int ld, int n_sub, int K) {
+    for (int s = 1; s < n_sub; s++) {
+        float *Fs = f_tile(F, s, ld);
+        const float *ref = Bs + SUB * s * ld;
+        for (int e = threadIdx.x; e < SUB * s * K; e += THREADS) {
+            int j = e / K, d = e % K;
+            Fs[j * ld + d] = Ks[j * ld + d] * __expf(ref[d] - Bs[j * ld + d]);
+        }
+    }
+}
+
+// the rows of sub-chunks s >= 1 scaled in place by E_r = e^{b_r - b_rho}: Qe and Ke
+template <int THREADS>
+__device__ __forceinline__ void scale_rows_in_place(float *Qs, float *Ks, const float *Bs, int ld, int C, int K) {
+    for (int e = threadIdx.x; e < (C - SUB) * K; e += THREADS) {
+        int r = SUB + e / K, d = e % K, rho = r / SUB * SUB;
+        float x = __expf(Bs[r * ld + d] - Bs[rho * ld + d]);
+        Qs[r * ld + d] *= x;
+        Ks[r * ld + d] *= x;
+    }
+}
+
+// chunk z's C x K rows of q, k and bk into shared tiles of row stride ld (cp.async, not committed)
+template <int THREADS>
+__device__ __forceinline__ void copy_chunk_rows(float *Qs, float *Ks, float *Bs, int ld, const float *q, const float *k,
+                                                const float *bk, size_t z, int C, int K) {
+    copy_rows_async<THREADS>(Qs, ld, q + z * C * K, K, C, K);
+    copy_rows_async<THREADS>(Ks, ld, k + z * C * K, K, C, K);
+    copy_rows_async<THREADS>(Bs, ld, bk + z * C * K, K, C, K);
+}
+
+template <int K> struct ForwardTiles {
+    static constexpr int LD = K + 4; // Qe, Ke read as A and F as B^T: along rows
+    static size_t smem_bytes(int C) { return sizeof(float) * (size_t)(3 * C + f_rows(C / SUB)) * LD; }
+};
+
+// One block per chunk: A' (strictly lower) and M (lower, with the diagonal), zeros above.
+template <int K>
+__global__ void __launch_bounds__(256) pairs_mma_kernel(float *A, float *M, const float *q, const float *k,
+                                                        const float *bk, int C) {
+    constexpr int THREADS = 256, WARPS = THREADS / 32, LD = ForwardTiles<K>::LD;
+    extern __shared__ __align__(16) float sm[];
+    const int n_sub = C / SUB, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    float *Qs = sm, *Ks = Qs + C * LD, *Bs = Ks + C * LD, *F = Bs + C * LD;
+    const size_t z = blockIdx.x;
+    copy_chunk_rows<THREADS>(Qs, Ks, Bs, LD, q, k, bk, z, C, K);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    float *Az = A + z * C * C, *Mz = M + z * C * C;
+    // pairs inside a sub-chunk: a warp takes 4 rows r by 8 rows j (8 distinct rows j: no bank
+    // conflicts), 8 such tasks a sub-chunk
+    for (int task = warp; task < n_sub * 8; task += WARPS) {
+        int s = task / 8, i = task % 8 / 2 * 4 + lane / 8, jj = task % 2 * 8 + lane % 8;
+        int r = SUB * s + i, j = SUB * s + jj;
+        float a = 0.0f, m = 0.0f;
+        if (jj <= i)
+            for (int d = 0; d < K; d++) {
+                float w = Ks[j * LD + d] * __expf(Bs[r * LD + d] - Bs[j * LD + d]);
+                a += Ks[r * LD + d] * w;
+                m += Qs[r * LD + d] * w;
+            }
+        Az[r * C + j] = jj < i ? a : 0.0f;
+        Mz[r * C + j] = m;
+    }
+    for (int e = threadIdx.x; e < C * C; e += THREADS) /* above the diagonal blocks */
+        if (e % C / SUB > e / C / SUB) Az[e] = Mz[e] = 0.0f;
+    build_f_tiles<THREADS>(F, Ks, Bs, LD, n_sub, K);
+    __syncthreads(); /* F is built from the unscaled rows */
+    scale_rows_in_place<THREADS>(Qs, Ks, Bs, LD, C, K);
+    __syncthreads();
+    // pairs across sub-chunks: (s, t < s, A' or M), a 16 x 16 block each
+    for (int item = warp; item < n_sub * (n_sub - 1); item += WARPS) {
+        int which = item & 1, p = item >> 1, s = 1;
+        while (p >= s) p -= s, s++;
+        float c[2][4] = {};
+        accumulate<2, false, true>(c, which ? Qs : Ks, LD, SUB * s, f_tile(F, s, LD), LD, SUB * p, K, lane, 0u);
+        store_acc<2>(which ? Mz : Az, C, c, SUB * s, SUB * p, lane);
+    }
+}
+
+template <int K> struct BackwardTiles {
+    static constexpr int LD = K + 8; // Ke, Qe and F read as B: down columns
+    __host__ __device__ static int ldc(int C) { return C + 4; }
+    static size_t smem_bytes(int C) {
+        return sizeof(float) * ((size_t)(3 * C + f_rows(C / SUB)) * LD + 2 * (size_t)C * ldc(C));
+    }
+};
+
+// The backward: from dA' (strictly lower) and dM (lower) adds to dq, dk and the per-channel db
+// (dbk), with e = e^{b_r - b_j}:
+//   dq_r += sum_j dM_rj e k_j,   dk_r += sum_j dA_rj e k_j,   dk_j += sum_r e (dA_rj k_r + dM_rj q_r),
+// db takes q_r dq_r + k_r dk_r over the r terms and -k_j dk_j over the j terms. A warp owns the
+// 16 rows of one sub-chunk u by K / 4 channels, so every output is summed in one warp's registers
+// and written once: its rows as r (pairs inside u directly, then E_r (dM, dA)[u, <rho_u] F_u) and
+// as j (pairs inside u directly, then for each later sub-chunk s, F'_s (dA^T Ke_s + dM^T Qe_s)).
+template <int K>
+__global__ void __launch_bounds__(512) pairs_backward_mma_kernel(float *dq, float *dk, float *dbk, const float *dA,
+                                                                 const float *dM, const float *q, const float *k,
+                                                                 const float *bk, int C) {
+    constexpr int THREADS = 512, LD = BackwardTiles<K>::LD, DW = K / 4, N = DW / 8;
+    static_assert(N >= 1, "a warp's channels are whole blocks of 8");
+    extern __shared__ __align__(16) float sm[];
+    const int n_sub = C / SUB, lane = threadIdx.x % 32, warp = threadIdx.x / 32, LDC = BackwardTiles<K>::ldc(C);
+    float *Qs = sm, *Ks = Qs + C * LD, *Bs = Ks + C * LD, *F = Bs + C * LD, *dAs = F + f_rows(n_sub) * LD;
+    float *dMs = dAs + C * LDC;
+    const size_t z = blockIdx.x;
+    copy_chunk_rows<THREADS>(Qs, Ks, Bs, LD, q, k, bk, z, C, K);
+    copy_rows_async<THREADS>(dAs, LDC, dA + z * C * C, C, C, C);
+    copy_rows_async<THREADS>(dMs, LDC, dM + z * C * C, C, C, C);
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+    build_f_tiles<THREADS>(F, Ks, Bs, LD, n_sub, K);
+    // this warp's outputs: rows of sub-chunk u, channels dc.. dc + DW - 1; lane 4 g + t holds
+    // element e of block n at row u0 + g + 8 (e / 2), channel dc + 8 n + 2 t + e % 2
+    const int u = warp / 4, dc = warp % 4 * DW, u0 = SUB * u, g = lane / 4, t = lane % 4;
+    const bool owns = u < n_sub;
+    float gq[N][4] = {}, gkr[N][4] = {}, gkj[N][4] = {}; /* dq, dk as r, dk as j */
+    if (owns)
+#pragma unroll
+        for (int n = 0; n < N; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) { /* pairs inside sub-chunk u, from the unscaled rows */
+                const int r = u0 + g + 8 * (e / 2), d = dc + 8 * n + 2 * t + e % 2;
+                const float br = Bs[r * LD + d];
+                float aq = 0.0f, ak = 0.0f, aj = 0.0f;
+                for (int i = 0; i < SUB; i++) {
+                    const int o = u0 + i;
+                    if (o <= r) { /* this element's row as r, o as j */
+                        float kj = Ks[o * LD + d] * __expf(br - Bs[o * LD + d]);
+                        aq += dMs[r * LDC + o] * kj;
+                        ak += dAs[r * LDC + o] * kj;
+                    }
+                    if (o >= r) /* as j, o as r */
+                        aj += __expf(Bs[o * LD + d] - br) * (dAs[o * LDC + r] * Ks[o * LD + d] + dMs[o * LDC + r] * Qs[o * LD + d]);
+                }
+                gq[n][e] = aq, gkr[n][e] = ak, gkj[n][e] = aj;
+            }
+    __syncthreads(); /* F is built and the pairs inside sub-chunks read the unscaled rows */
+    scale_rows_in_place<THREADS>(Qs, Ks, Bs, LD, C, K);
+    __syncthreads();
+    if (!owns) return;
+    if (u >= 1) { /* as r: E_r (dM, dA)[u, <u0] F_u */
+        float pq[N][4] = {}, pk[N][4] = {};
+        accumulate<N, false>(pq, dMs, LDC, u0, f_tile(F, u, LD), LD, dc, u0, lane, 0u);
+        accumulate<N, false>(pk, dAs, LDC, u0, f_tile(F, u, LD), LD, dc, u0, lane, 0u);
+#pragma unroll
+        for (int n = 0; n < N; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int r = u0 + g + 8 * (e / 2), d = dc + 8 * n + 2 * t + e % 2;
+                const float x = __expf(Bs[r * LD + d] - Bs[u0 * LD + d]);
+                gq[n][e] += x * pq[n][e];
+                gkr[n][e] += x * pk[n][e];
+            }
+    }
+    for (int s = u + 1; s < n_sub; s++) { /* as j: F'_s (dA^T Ke_s + dM^T Qe_s) */
+        float pj[N][4] = {};
+        accumulate<N, true>(pj, dAs + SUB * s * LDC, LDC, u0, Ks + SUB * s * LD, LD, dc, SUB, lane, 0u);
+        accumulate<N, true>(pj, dMs + SUB * s * LDC, LDC, u0, Qs + SUB * s * LD, LD, dc, SUB, lane, 0u);
+#pragma unroll
+        for (int n = 0; n < N; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int j = u0 + g + 8 * (e / 2), d = dc + 8 * n + 2 * t + e % 2;
+                gkj[n][e] += __expf(Bs[SUB * s * LD + d] - Bs[j * LD + d]) * pj[n][e];
+            }
+    }
+#pragma unroll
+    for (int n = 0; n < N; n++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const size_t o = (z * C + u0 + g + 8 * h) * K + dc + 8 * n + 2 * t;
+            const float2 qr = *reinterpret_cast<const float2 *>(q + o), kr = *reinterpret_cast<const float2 *>(k + o);
+            float2 *pdq = reinterpret_cast<float2 *>(dq + o), *pdk = reinterpret_cast<float2 *>(dk + o);
+            float2 *pdb = reinterpret_cast<float2 *>(dbk + o);
+            const float *fq = &gq[n][2 * h], *fr = &gkr[n][2 * h], *fj = &gkj[n][2 * h];
+            float2 a = *pdq, b = *pdk, c = *pdb;
+            a.x += fq[0], a.y += fq[1];
+            b.x += fr[0] + fj[0], b.y += fr[1] + fj[1];
+            c.x += qr.x * fq[0] + kr.x * (fr[0] - fj[0]), c.y += qr.y * fq[1] + kr.y * (fr[1] - fj[1]);
+            *pdq = a, *pdk = b, *pdb = c;
+        }
+}
+
+size_t forward_smem(int C, int K) {
+    return K == 32 ? ForwardTiles<32>::smem_bytes(C) : K == 64 ? ForwardTiles<64>::smem_bytes(C)
+                                                               : ForwardTiles<128>::smem_bytes(C);
+}
+size_t backward_smem(int C, int K) {
+    return K == 32 ? BackwardTiles<32>::smem_bytes(C) : K == 64 ? BackwardTiles<64>::smem_bytes(C)
+                                                                : BackwardTiles<128>::smem_bytes(C);
+}
+
+constexpr size_t SMEM_MAX = 227 * 1024;
+
+template <typename Kernel> void allow_smem(Kernel kernel, size_t smem) {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+}
+
+bool aligned16(const void *p) { return (size_t)p % 16 == 0; }
+
+} // namespace
+
+bool pairs_mma_runs(int C, int K) {
+    return cuda_tensor_cores() && (K == 32 || K == 64 || K == 128) && C % SUB == 0 && C >= SUB && C <= 64 &&
+           backward_smem(C, K) <= SMEM_MAX && forward_smem(C, K) <= SMEM_MAX;
+}
+
+bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const float *bk, long Z, int C, int K) {
+    if (!pairs_mma_runs(C, K) || !aligned16(q) || !aligned16(k) || !aligned16(bk)) return false;
+    size_t smem = forward_smem(C, K);
+#define PAIRS_MMA(KK)                                                                                                 \
+    if (K == KK) {                                                                                                    \
+        allow_smem(pairs_mma_kernel<KK>, smem);                                                                       \
+        pairs_mma_kernel<KK><<<(unsigned)Z, 256, smem>>>(A, M, q, k, bk, C);                                          \
+    }
+    PAIRS_MMA(32) PAIRS_MMA(64) PAIRS_MMA(128)
+#undef PAIRS_MMA
+    CUDA_LAUNCHED();
+    return true;
+}
+
+bool pairs_mma_backward(float *dq, float *dk, float *dbk, const float *dA, const float *dM, const float *q,
+                        const float *k, const float *bk, long Z, int C, int K) {
+    const void *ptrs[] = {dq, dk, dbk, dA, dM, q, k, bk};
+    for (const void *p : ptrs)
+        if (!aligned16(p)) return false;
+    if (!pairs_mma_runs(C, K)) return false;
+    size_t smem = backward_smem(C, K);
+#define PAIRS_MMA(KK)                                                                                                 \
+    if (K == KK) {                                                                                                    \
+        allow_smem(pairs_backward_mma_kernel<KK>, smem);                                                              \
+        pairs_backward_mma_kernel<KK><<<(unsigned)Z, 512, smem>>>(dq, dk, dbk, dA, dM, q, k, bk, C);                  \
+    }
+    PAIRS_MMA(32) PAIRS_MMA(64) PAIRS_MMA(128)
+#undef PAIRS_MMA
+    CUDA_LAUNCHED();
+    return true;
+}
+
+extern "C" int cuda_delta_pairs_on_tensor_cores(int C, int K) { return pairs_mma_runs(C, K); }
