@@ -3,7 +3,7 @@
 // Chunkwise, restructured for a GPU: for every chunk at once (spec notation, X = L^-1 with
 // L = I + diag(beta) A'),
 //   A', M (pairwise decayed products, one kernel, by sub-chunks), X (a triangular inverse per chunk),
-//   W = X (beta Kb), U~ = X (beta V)            (strided-batched matmuls over all chunks)
+//   W = Xb Kb, U~ = Xb V with Xb = X diag(beta)  (strided-batched matmuls over all chunks)
 // then the only sequential part, over chunks (batched over batch and heads):
 //   U_c = U~_c - W_c S_c,  S_{c+1} = diag(exp(b_last)) S_c + Kc_c^T U_c
 // and again for every chunk at once: O = scale (Qb S_c + M U). The backward mirrors it: a
@@ -29,10 +29,10 @@
 // them, then the forward scratch (o is dU in the backward), then for a backward its scratch.
 #define DELTA_WORK(F)                                                                                                 \
     F(q, rows * K) F(k, rows * K) F(v, rows * V) F(g, rows * gw) F(beta, rows) F(bk, rows * K) F(eb, rows * K)        \
-    F(qb, rows * K) F(kb, rows * K) F(kc, rows * K) F(blast, Z * K) F(o, rows * V) F(bkb, rows * K) F(bv, rows * V)
+    F(qb, rows * K) F(kb, rows * K) F(kc, rows * K) F(blast, Z * K) F(o, rows * V) F(Xb, Z * C * C)
 #define DELTA_BACKWARD_WORK(F)                                                                                        \
     F(dO, rows * V) F(P2, Z * K * V) F(dSend, Z * K * V) F(dM, Z * C * C) F(dQb, rows * K) F(dKc, rows * K)           \
-    F(dW, rows * K) F(dX, Z * C * C) F(dL, Z * C * C) F(tmp, Z * C * C) F(dbkb, rows * K) F(dbv, rows * V)            \
+    F(dW, rows * K) F(dX, Z * C * C) F(dL, Z * C * C) F(tmp, Z * C * C) F(dKb, rows * K) F(dbw, rows)                 \
     F(dq, rows * K) F(dk, rows * K) F(dv, rows * V) F(dgk, rows * K) F(dbeta, rows) F(dblast, Z * K)
 // kept from the forward for the backward (they live in `saved`)
 #define DELTA_SAVED(F) F(S, Z * K * V) F(A, Z * C * C) F(M, Z * C * C) F(X, Z * C * C) F(W, Z * C * K) F(U, Z * C * V)
@@ -103,21 +103,36 @@ __global__ void pairs_kernel(float *A, float *M, const float *q, const float *k,
     }
 }
 
-// y[row] = beta[row] * x[row] for rows of width X
-__global__ void scale_rows_kernel(float *y, const float *x, const float *beta, size_t rows, int X) {
+// Xb = X diag(beta): beta folded into the C x C inverse rather than into the C x K and C x V rows
+// it multiplies (W = X diag(beta) Kb, U~ = X diag(beta) V)
+__global__ void scale_columns_kernel(float *Xb, const float *X, const float *beta, long Z, int C) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < rows * X) y[i] = beta[i / X] * x[i];
+    if (i < (size_t)Z * C * C) Xb[i] = X[i] * beta[i / ((size_t)C * C) * C + i % C];
 }
 
-// dbeta[z, r] = sum_d dbkb_rd Kb_rd + sum_d dbv_rd V_rd + sum_{j<r} dL_rj A'_rj; dA'_rj = beta_r dL_rj
-__global__ void beta_grad_kernel(float *dbeta, float *dA, const float *dbkb, const float *kb, const float *dbv,
-                                 const float *v, const float *dL, const float *A, const float *beta, long Z, int C,
-                                 int K, int V) {
+// With G = dW Kb^T + dU V^T (in dX): dX = G diag(beta) in place, and the W and U~ part of dbeta,
+// dbw[z, r] = sum_i X_ir G_ir (a thread per chunk column: the rows of one step are consecutive)
+__global__ void beta_columns_kernel(float *dX, float *dbw, const float *X, const float *beta, long Z, int C) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (size_t)Z * C) return;
+    size_t z = i / C;
+    int r = (int)(i % C);
+    float acc = 0.0f, b = beta[i];
+    for (int a = 0; a < C; a++) {
+        size_t e = (z * C + a) * C + r;
+        float g = dX[e];
+        acc += X[e] * g;
+        dX[e] = b * g;
+    }
+    dbw[i] = acc;
+}
+
+// dbeta[z, r] = dbw[z, r] + sum_{j<r} dL_rj A'_rj; dA'_rj = beta_r dL_rj
+__global__ void beta_grad_kernel(float *dbeta, float *dA, const float *dbw, const float *dL, const float *A,
+                                 const float *beta, long Z, int C) {
     WARP_ROW(i, Z * C);
     int r = (int)(i % C);
     float acc = 0.0f;
-    for (int d = lane; d < K; d += 32) acc += dbkb[i * K + d] * kb[i * K + d];
-    for (int d = lane; d < V; d += 32) acc += dbv[i * V + d] * v[i * V + d];
     const float *dl = dL + i * C, *a = A + i * C;
     float *da = dA + i * C;
     for (int j = lane; j < C; j += 32) {
@@ -129,7 +144,7 @@ __global__ void beta_grad_kernel(float *dbeta, float *dA, const float *dbkb, con
         }
     }
     acc = warp_sum(acc);
-    if (lane == 0) dbeta[i] = acc;
+    if (lane == 0) dbeta[i] = dbw[i] + acc;
 }
 
 // The backward's decayed pair products go through sub-chunks of SUB rows, as on the CPU
@@ -307,13 +322,11 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
     CUDA_CHECK(cudaFuncSetAttribute(unit_lower_inverse_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ssmem));
     unit_lower_inverse_kernel<<<(unsigned)d.Z, C < 32 ? 32 : (C + 31) / 32 * 32, ssmem>>>(b.X, b.A, b.beta, 1.0f, C);
     CUDA_LAUNCHED();
-    size_t rows = (size_t)d.Z * C;
-    scale_rows_kernel<<<grid_for(rows * K, 256), 256>>>(b.bkb, b.kb, b.beta, rows, K);
-    scale_rows_kernel<<<grid_for(rows * V, 256), 256>>>(b.bv, b.v, b.beta, rows, V);
+    scale_columns_kernel<<<grid_for((size_t)d.Z * C * C, 256), 256>>>(b.Xb, b.X, b.beta, d.Z, C);
     CUDA_LAUNCHED();
     const long long CC = (long long)C * C, CK = (long long)C * K, CV = (long long)C * V, KV = (long long)K * V;
-    cuda_gemm_batched(false, false, C, K, C, 1.0f, b.X, C, CC, b.bkb, K, CK, 0.0f, b.W, K, CK, (int)d.Z);
-    cuda_gemm_batched(false, false, C, V, C, 1.0f, b.X, C, CC, b.bv, V, CV, 0.0f, b.U, V, CV, (int)d.Z);
+    cuda_gemm_batched(false, false, C, K, C, 1.0f, b.Xb, C, CC, b.kb, K, CK, 0.0f, b.W, K, CK, (int)d.Z);
+    cuda_gemm_batched(false, false, C, V, C, 1.0f, b.Xb, C, CC, b.v, V, CV, 0.0f, b.U, V, CV, (int)d.Z);
     /* the state recurrence over chunks, one kernel */
     ChunkState cs = {b.W, b.kc, b.blast, BH, nc, C, K, V};
     chunk_state_forward(cs, b.S, b.U, final_state, initial_state, nullptr);
@@ -353,23 +366,20 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
     mask_upper(b.dM, d, false);
     cuda_gemm_batched(false, true, C, K, V, -1.0f, dU, V, CV, b.S, V, KV, 0.0f, b.dW, K, CK, Z);
     size_t rows = (size_t)d.Z * C;
-    scale_rows_kernel<<<grid_for(rows * K, 256), 256>>>(b.bkb, b.kb, b.beta, rows, K);
-    scale_rows_kernel<<<grid_for(rows * V, 256), 256>>>(b.bv, b.v, b.beta, rows, V);
+    /* W = Xb Kb, U~ = Xb V with Xb = X diag(beta): G = dW Kb^T + dU V^T, dX = G diag(beta), dKb = Xb^T dW,
+       dV = Xb^T dU, and dbeta takes sum_i X_ir G_ir */
+    cuda_gemm_batched(false, true, C, C, K, 1.0f, b.dW, K, CK, b.kb, K, CK, 0.0f, b.dX, C, CC, Z);
+    cuda_gemm_batched(false, true, C, C, V, 1.0f, dU, V, CV, b.v, V, CV, 1.0f, b.dX, C, CC, Z);
+    beta_columns_kernel<<<grid_for(rows, 128), 128>>>(b.dX, b.dbw, b.X, b.beta, d.Z, C);
+    scale_columns_kernel<<<grid_for(rows * C, 256), 256>>>(b.Xb, b.X, b.beta, d.Z, C);
     CUDA_LAUNCHED();
-    /* W = X (beta Kb), U~ = X (beta V) */
-    cuda_gemm_batched(false, true, C, C, K, 1.0f, b.dW, K, CK, b.bkb, K, CK, 0.0f, b.dX, C, CC, Z);
-    cuda_gemm_batched(false, true, C, C, V, 1.0f, dU, V, CV, b.bv, V, CV, 1.0f, b.dX, C, CC, Z);
-    cuda_gemm_batched(true, false, C, K, C, 1.0f, b.X, C, CC, b.dW, K, CK, 0.0f, b.dbkb, K, CK, Z);
-    cuda_gemm_batched(true, false, C, V, C, 1.0f, b.X, C, CC, dU, V, CV, 0.0f, b.dbv, V, CV, Z);
+    cuda_gemm_batched(true, false, C, K, C, 1.0f, b.Xb, C, CC, b.dW, K, CK, 0.0f, b.dKb, K, CK, Z);
+    cuda_gemm_batched(true, false, C, V, C, 1.0f, b.Xb, C, CC, dU, V, CV, 0.0f, b.dv, V, CV, Z);
     /* X = L^-1: dL = -X^T dX X^T */
     cuda_gemm_batched(false, true, C, C, C, 1.0f, b.dX, C, CC, b.X, C, CC, 0.0f, b.tmp, C, CC, Z);
     cuda_gemm_batched(true, false, C, C, C, -1.0f, b.X, C, CC, b.tmp, C, CC, 0.0f, b.dL, C, CC, Z);
     float *dA = b.tmp;
-    beta_grad_kernel<<<grid_for(rows * 32, 256), 256>>>(b.dbeta, dA, b.dbkb, b.kb, b.dbv, b.v, b.dL, b.A, b.beta, d.Z, C, K, V);
-    CUDA_LAUNCHED();
-    /* dKb = beta dbkb; dV = beta dbv */
-    scale_rows_kernel<<<grid_for(rows * K, 256), 256>>>(b.dbkb, b.dbkb, b.beta, rows, K);
-    scale_rows_kernel<<<grid_for(rows * V, 256), 256>>>(b.dv, b.dbv, b.beta, rows, V);
+    beta_grad_kernel<<<grid_for(rows * 32, 256), 256>>>(b.dbeta, dA, b.dbw, b.dL, b.A, b.beta, d.Z, C);
     CUDA_LAUNCHED();
     CUDA_CHECK(cudaMemsetAsync(b.dq, 0, sizeof(float) * rows * K));
     CUDA_CHECK(cudaMemsetAsync(b.dk, 0, sizeof(float) * rows * K));
@@ -380,7 +390,7 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
         pairs_backward_kernel<<<(unsigned)d.Z, 256, psm>>>(b.dq, b.dk, b.dgk, dA, b.dM, b.q, b.k, b.bk, C, K);
         CUDA_LAUNCHED();
     }
-    finish_grads_kernel<<<grid_for((size_t)d.Z * K, 128), 128>>>(b.dq, b.dk, b.dgk, b.dgk, b.dQb, b.dbkb, b.dKc, b.eb,
+    finish_grads_kernel<<<grid_for((size_t)d.Z * K, 128), 128>>>(b.dq, b.dk, b.dgk, b.dgk, b.dQb, b.dKb, b.dKc, b.eb,
                                                                 b.qb, b.kb, b.kc, b.bk, b.dblast, d.Z, C, K);
     CUDA_LAUNCHED();
     from_chunks(dq, b.dq, d, K);
@@ -390,7 +400,7 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
     if (s->channel_gate) {
         from_chunks(dg, b.dgk, d, K);
     } else {
-        float *dgs = b.dbv; /* free again */
+        float *dgs = b.tmp; /* free again: the pairs' dA' is done with */
         sum_channels_kernel<<<grid_for(rows * 32, 256), 256>>>(dgs, b.dgk, rows, K);
         CUDA_LAUNCHED();
         from_chunks(dg, dgs, d, gw);
