@@ -103,16 +103,11 @@ __global__ void pairs_kernel(float *A, float *M, const float *q, const float *k,
     }
 }
 
-// Xb = X diag(beta): beta folded into the C x C inverse rather than into the C x K and C x V rows
-// it multiplies (W = X diag(beta) Kb, U~ = X diag(beta) V)
-__global__ void scale_columns_kernel(float *Xb, const float *X, const float *beta, long Z, int C) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < (size_t)Z * C * C) Xb[i] = X[i] * beta[i / ((size_t)C * C) * C + i % C];
-}
-
-// With G = dW Kb^T + dU V^T (in dX): dX = G diag(beta) in place, and the W and U~ part of dbeta,
-// dbw[z, r] = sum_i X_ir G_ir (a thread per chunk column: the rows of one step are consecutive)
-__global__ void beta_columns_kernel(float *dX, float *dbw, const float *X, const float *beta, long Z, int C) {
+// beta is folded into the C x C inverse (W = Xb Kb, U~ = Xb V with Xb = X diag(beta)) rather than
+// into the C x K and C x V rows it multiplies. The backward: with G = dW Kb^T + dU V^T (in dX),
+// dX = G diag(beta) in place, Xb again, and the W and U~ part of dbeta, dbw[z, r] = sum_i X_ir
+// G_ir (a thread per chunk column: the rows of one step are consecutive)
+__global__ void beta_columns_kernel(float *dX, float *Xb, float *dbw, const float *X, const float *beta, long Z, int C) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)Z * C) return;
     size_t z = i / C;
@@ -120,9 +115,10 @@ __global__ void beta_columns_kernel(float *dX, float *dbw, const float *X, const
     float acc = 0.0f, b = beta[i];
     for (int a = 0; a < C; a++) {
         size_t e = (z * C + a) * C + r;
-        float g = dX[e];
-        acc += X[e] * g;
+        float g = dX[e], x = X[e];
+        acc += x * g;
         dX[e] = b * g;
+        Xb[e] = x * b;
     }
     dbw[i] = acc;
 }
@@ -318,12 +314,7 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
         pairs_kernel<<<(unsigned)d.Z, 256, smem>>>(b.A, b.M, b.q, b.k, b.bk, C, K);
         CUDA_LAUNCHED();
     }
-    size_t ssmem = sizeof(float) * 2 * (size_t)C * (C + 1);
-    CUDA_CHECK(cudaFuncSetAttribute(unit_lower_inverse_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ssmem));
-    unit_lower_inverse_kernel<<<(unsigned)d.Z, C < 32 ? 32 : (C + 31) / 32 * 32, ssmem>>>(b.X, b.A, b.beta, 1.0f, C);
-    CUDA_LAUNCHED();
-    scale_columns_kernel<<<grid_for((size_t)d.Z * C * C, 256), 256>>>(b.Xb, b.X, b.beta, d.Z, C);
-    CUDA_LAUNCHED();
+    unit_lower_inverse(b.X, b.Xb, b.A, b.beta, 1.0f, d.Z, C);
     const long long CC = (long long)C * C, CK = (long long)C * K, CV = (long long)C * V, KV = (long long)K * V;
     cuda_gemm_batched(false, false, C, K, C, 1.0f, b.Xb, C, CC, b.kb, K, CK, 0.0f, b.W, K, CK, (int)d.Z);
     cuda_gemm_batched(false, false, C, V, C, 1.0f, b.Xb, C, CC, b.v, V, CV, 0.0f, b.U, V, CV, (int)d.Z);
@@ -370,8 +361,7 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
        dV = Xb^T dU, and dbeta takes sum_i X_ir G_ir */
     cuda_gemm_batched(false, true, C, C, K, 1.0f, b.dW, K, CK, b.kb, K, CK, 0.0f, b.dX, C, CC, Z);
     cuda_gemm_batched(false, true, C, C, V, 1.0f, dU, V, CV, b.v, V, CV, 1.0f, b.dX, C, CC, Z);
-    beta_columns_kernel<<<grid_for(rows, 128), 128>>>(b.dX, b.dbw, b.X, b.beta, d.Z, C);
-    scale_columns_kernel<<<grid_for(rows * C, 256), 256>>>(b.Xb, b.X, b.beta, d.Z, C);
+    beta_columns_kernel<<<grid_for(rows, 128), 128>>>(b.dX, b.Xb, b.dbw, b.X, b.beta, d.Z, C);
     CUDA_LAUNCHED();
     cuda_gemm_batched(true, false, C, K, C, 1.0f, b.Xb, C, CC, b.dW, K, CK, 0.0f, b.dKb, K, CK, Z);
     cuda_gemm_batched(true, false, C, V, C, 1.0f, b.Xb, C, CC, dU, V, CV, 0.0f, b.dv, V, CV, Z);

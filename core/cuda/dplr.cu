@@ -215,7 +215,6 @@ __global__ void dplr_finish_kernel(float *dq, float *dk, float *da, float *db, f
 }
 
 static size_t pair_smem(int C, int K) { return sizeof(float) * 5 * (size_t)C * (K + 1); }
-static size_t solve_smem(int C) { return sizeof(float) * 2 * (size_t)C * (C + 1); }
 
 static void check_chunk_shape(const ScanShape *s) { check_chunk_fits(s, pair_smem(s->chunk, s->K), "dplr rule"); }
 
@@ -244,13 +243,11 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
     if (saved) carve_saved(s, saved, &b);
     else carve_saved(s, (float *)((char *)work + used), &b); /* a forward without a backward */
     prepare(s, d, b, q, k, v, a, bw, g);
-    size_t psm = pair_smem(C, K), ssm = solve_smem(C);
+    size_t psm = pair_smem(C, K);
     CUDA_CHECK(cudaFuncSetAttribute(dplr_pairs_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)psm));
     dplr_pairs_kernel<<<(unsigned)d.Z, 256, psm>>>(b.Pak, b.Pab, b.Pqk, b.Pqb, b.q, b.k, b.a, b.b, b.c, C, K);
     CUDA_LAUNCHED();
-    CUDA_CHECK(cudaFuncSetAttribute(unit_lower_inverse_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)ssm));
-    unit_lower_inverse_kernel<<<(unsigned)d.Z, C < 32 ? 32 : (C + 31) / 32 * 32, ssm>>>(b.T, b.Pab, nullptr, -1.0f, C);
-    CUDA_LAUNCHED();
+    unit_lower_inverse(b.T, nullptr, b.Pab, nullptr, -1.0f, d.Z, C);
     const long long CC = (long long)C * C, CK = (long long)C * K, CV = (long long)C * V, KV = (long long)K * V;
     /* Wneg = -T Ag;  W = T (P_ak V) before the state's part;  P = Kc^T V */
     cuda_gemm_batched(false, false, C, K, C, -1.0f, b.T, C, CC, b.ag, K, CK, 0.0f, b.Wneg, K, CK, Z);

@@ -155,13 +155,14 @@ __global__ void __launch_bounds__(512) pairs_backward_mma_kernel(float *dq, floa
                 float aq = 0.0f, ak = 0.0f, aj = 0.0f;
                 for (int i = 0; i < SUB; i++) {
                     const int o = u0 + i;
+                    const float bo = Bs[o * LD + d], x = __expf(o <= r ? br - bo : bo - br); /* <= 1: one exp a pair */
                     if (o <= r) { /* this element's row as r, o as j */
-                        float kj = Ks[o * LD + d] * __expf(br - Bs[o * LD + d]);
+                        float kj = Ks[o * LD + d] * x;
                         aq += dMs[r * LDC + o] * kj;
                         ak += dAs[r * LDC + o] * kj;
                     }
                     if (o >= r) /* as j, o as r */
-                        aj += __expf(Bs[o * LD + d] - br) * (dAs[o * LDC + r] * Ks[o * LD + d] + dMs[o * LDC + r] * Qs[o * LD + d]);
+                        aj += x * (dAs[o * LDC + r] * Ks[o * LD + d] + dMs[o * LDC + r] * Qs[o * LD + d]);
                 }
                 gq[n][e] = aq, gkr[n][e] = ak, gkj[n][e] = aj;
             }
