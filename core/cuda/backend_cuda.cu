@@ -111,6 +111,28 @@ int cuda_sm_count(void) {
     return sms;
 }
 
+static int device_attribute(cudaDeviceAttr what) {
+    int dev, v;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&v, what, dev));
+    return v;
+}
+
+SmemLimits cuda_smem_limits(void) {
+    static SmemLimits l;
+    if (!l.per_block) {
+        l.per_block = (size_t)device_attribute(cudaDevAttrMaxSharedMemoryPerBlockOptin);
+        l.per_sm = (size_t)device_attribute(cudaDevAttrMaxSharedMemoryPerMultiprocessor);
+        l.reserved = (size_t)device_attribute(cudaDevAttrReservedSharedMemoryPerBlock);
+    }
+    return l;
+}
+
+int cuda_blocks_per_sm(size_t smem) {
+    SmemLimits l = cuda_smem_limits();
+    return smem > l.per_block ? 0 : (int)(l.per_sm / (smem + l.reserved));
+}
+
 // ---- memory ----
 
 static MemoryLedger gpu_memory;

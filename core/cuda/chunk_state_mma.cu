@@ -100,15 +100,11 @@ __global__ void __launch_bounds__(THREADS) state_mma_kernel(ChunkState a, float 
     if (last) store_acc<XN>(last + bh * KV + v0, V, x, xr, xc, lane);
 }
 
-constexpr size_t SMEM_MAX = 227 * 1024, SMEM_SM = 228 * 1024, SMEM_RESERVED = 1024;
-
 size_t smem_for(int K, int vs, int C) {
     if (K == 32) return vs == 64 ? Tiles<32, 64>::smem_bytes(C) : Tiles<32, 32>::smem_bytes(C);
     if (K == 64) return vs == 64 ? Tiles<64, 64>::smem_bytes(C) : Tiles<64, 32>::smem_bytes(C);
     return vs == 64 ? Tiles<128, 64>::smem_bytes(C) : Tiles<128, 32>::smem_bytes(C);
 }
-
-bool aligned16(const void *p) { return (size_t)p % 16 == 0; }
 
 // The slice width, 64 or 32 columns, or 0 where this form cannot run. A block's time is its walk
 // over the chunks, each step bound by the bytes it moves (the chunk's two C x K tiles and its C x
@@ -122,10 +118,10 @@ int slice_width(const ChunkState &a) {
     int best = 0;
     double best_cost = 0;
     for (int vs : {64, 32}) {
-        size_t smem = smem_for(a.K, vs, a.C);
-        if (smem > SMEM_MAX || a.V % vs) continue;
+        long per_sm = cuda_blocks_per_sm(smem_for(a.K, vs, a.C));
+        if (!per_sm || a.V % vs) continue;
         if (vs == forced_width) return vs;
-        long per_sm = (long)(SMEM_SM / (smem + SMEM_RESERVED)), blocks = (long)a.BH * (a.V / vs);
+        long blocks = (long)a.BH * (a.V / vs);
         long slots = per_sm * cuda_sm_count(), waves = (blocks + slots - 1) / slots;
         double cost = (double)waves * (2.0 * a.C * a.K + (double)a.C * vs);
         if (!best || cost < best_cost) best = vs, best_cost = cost;

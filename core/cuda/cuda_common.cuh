@@ -148,6 +148,16 @@ bool cuda_tensor_cores(void);
 bool cuda_wgmma(void);
 // the GPU's multiprocessors, for kernels that size their grids to fill it
 int cuda_sm_count(void);
+// the GPU's shared memory: the most a block may ask for (opt-in), an SM's, and what the system
+// keeps of it for each block (H100, H200: 227, 228 and 1 KiB; A100: 163, 164 and 1)
+struct SmemLimits {
+    size_t per_block, per_sm, reserved;
+};
+SmemLimits cuda_smem_limits(void);
+// the blocks of `smem` dynamic shared-memory bytes that fit on an SM at once (0: not even one)
+int cuda_blocks_per_sm(size_t smem);
+// whether p can be read or written 16 bytes at a time (cp.async, float4)
+__host__ __device__ inline bool aligned16(const void *p) { return (size_t)p % 16 == 0; }
 
 // For an op whose work depends on a host value that can change between calls (a length read back,
 // a buffer grown on demand): while a graph is being recorded it marks the recording unusable

@@ -222,19 +222,15 @@ size_t backward_smem(int C, int K) {
                                                                 : BackwardTiles<128>::smem_bytes(C);
 }
 
-constexpr size_t SMEM_MAX = 227 * 1024;
-
 template <typename Kernel> void allow_smem(Kernel kernel, size_t smem) {
     CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
 }
-
-bool aligned16(const void *p) { return (size_t)p % 16 == 0; }
 
 } // namespace
 
 bool pairs_mma_runs(int C, int K) {
     return cuda_tensor_cores() && (K == 32 || K == 64 || K == 128) && C % SUB == 0 && C >= SUB && C <= 64 &&
-           backward_smem(C, K) <= SMEM_MAX && forward_smem(C, K) <= SMEM_MAX;
+           cuda_blocks_per_sm(backward_smem(C, K)) > 0 && cuda_blocks_per_sm(forward_smem(C, K)) > 0;
 }
 
 bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const float *bk, long Z, int C, int K) {
