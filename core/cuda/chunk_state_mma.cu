@@ -9,8 +9,8 @@
 //   Y_z += sign1 A1_z X             (forward: U = U~ - W S;   backward: dU += Kc G)
 //   X = e^{b_last} X (+ P_z) + sign2 A2_z^T Y_z   (S = e^b S (+P) + Kc^T U;  G = e^b G + P2 - W^T dU)
 // with X saved (S_c, or dS_end) at every chunk. The products round their operands to TF32 (10
-// mantissa bits), the precision of cuBLAS's batched products beside them in this mode; the state
-// and every sum stay fp32. Operands in shared memory are fp32 rows padded so that a fragment's
+// mantissa bits), the precision of cuBLAS's batched products beside them in this mode on Hopper
+// (TF32 kernels; elsewhere cuBLAS may take bf16, coarser); the state and every sum stay fp32. Operands in shared memory are fp32 rows padded so that a fragment's
 // 32 loads fall in 32 banks: row stride 4 mod 32 words for tiles read along rows, 8 mod 32 for
 // tiles read down columns.
 #include "chunk_state.cuh"
@@ -21,15 +21,6 @@
 namespace {
 
 constexpr int WARPS = 8, THREADS = 32 * WARPS;
-
-// a shared rows x cols tile (row stride ld) to rows of dst at stride dst_ld, 16 bytes a store
-__device__ __forceinline__ void store_tile_rows(float *dst, size_t dst_ld, const float *tile, int ld, int rows, int cols) {
-    const int per_row = cols / 4;
-    for (int i = threadIdx.x; i < rows * per_row; i += THREADS) {
-        int r = i / per_row, c = (i % per_row) * 4;
-        *reinterpret_cast<float4 *>(dst + r * dst_ld + c) = *reinterpret_cast<const float4 *>(tile + r * ld + c);
-    }
-}
 
 template <int K, int VS> struct Tiles {
     static constexpr int LD1 = K + 4, LD2 = K + 8, LDY = VS + 8, LDX = VS + 8;
@@ -79,7 +70,7 @@ __global__ void __launch_bounds__(THREADS) state_mma_kernel(ChunkState a, float 
         cp_async_wait<0>();
         __syncthreads(); /* X is in Xs, chunk c's tiles have landed, the other stage is free */
         if (i + 1 < nc) issue(c + step, s ^ 1);
-        store_tile_rows(save + z * KV + v0, V, Xs, T::LDX, K, VS);
+        store_tile_rows<THREADS>(save + z * KV + v0, V, Xs, T::LDX, K, VS);
         // Y_z += sign1 A1_z X: 16-row tiles by halves of the slice
         for (int item = warp; item < C / 16 * 2; item += WARPS) {
             const int r0 = item / 2 * 16, n0 = item % 2 * (VS / 2);
@@ -89,7 +80,7 @@ __global__ void __launch_bounds__(THREADS) state_mma_kernel(ChunkState a, float 
             store_acc<YN>(Ys, T::LDY, y, r0, n0, lane);
         }
         __syncthreads(); /* Y_z is whole */
-        store_tile_rows(Y + z * C * V + v0, V, Ys, T::LDY, C, VS);
+        store_tile_rows<THREADS>(Y + z * C * V + v0, V, Ys, T::LDY, C, VS);
         // X = e^{b_last} X (+ P_z) + sign2 A2_z^T Y_z
 #pragma unroll
         for (int n = 0; n < XN; n++)
@@ -110,7 +101,7 @@ size_t smem_for(int K, int vs, int C) {
 // over the chunks, each step bound by the bytes it moves (the chunk's two C x K tiles and its C x
 // VS slice of Y), so the width is the one with the fewer waves of blocks times bytes a step: on
 // an H200, 32 columns for 96 heads of 64 (192 blocks, two an SM), 64 for 64 heads of 128 (128
-// blocks of 211 KiB, one wave) where 32 would take two.
+// blocks of 206 KiB, one wave) where 32 would take two.
 int forced_width; // the parity tests' choice (cuda_chunk_state_force_columns), 0: none
 
 int slice_width(const ChunkState &a) {

@@ -267,6 +267,7 @@ static __global__ void scale_columns_kernel(float *Xb, const float *X, const flo
 
 // X = (I + sign diag(beta) A)^-1 for Z chunks (beta NULL: ones), and with Xb (and beta) Xb = X diag(beta)
 static inline void unit_lower_inverse(float *X, float *Xb, const float *A, const float *beta, float sign, long Z, int C) {
+    if (Xb && !beta) die("unit_lower_inverse: Xb = X diag(beta) asked for without beta");
     if (C % INV_BLOCK == 0) {
         size_t smem = sizeof(float) * (2 * (size_t)C * (C + 1) + (size_t)(C / INV_BLOCK) * INV_BLOCK * (INV_BLOCK + 1));
         CUDA_CHECK(cudaFuncSetAttribute(unit_lower_inverse_blocks_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,

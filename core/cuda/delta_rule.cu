@@ -143,23 +143,21 @@ __global__ void beta_grad_kernel(float *dbeta, float *dA, const float *dbw, cons
     if (lane == 0) dbeta[i] = dbw[i] + acc;
 }
 
-// The backward's decayed pair products go through sub-chunks of SUB rows, as on the CPU
+// The backward's decayed pair products go through sub-chunks of PAIR_SUB rows, as on the CPU
 // (core/cpu/decayed_products.c): for rows r of the sub-chunk starting at rho and rows j < rho,
 //   exp(b_r - b_j) = exp(b_r - b_rho) exp(b_rho - b_j),
 // both factors <= 1 (b only decreases), so the pairs of different sub-chunks take an exp per row
 // and channel instead of one per pair and channel; only pairs inside a sub-chunk take the
 // difference directly. (Through the chunk start instead, a factor could overflow.)
-constexpr int SUB = 16;
-
 // rows j < rho of the last sub-chunk: the factor tiles of rows before a sub-chunk
-__host__ __device__ constexpr int rows_before_last_sub(int C) { return (C - 1) / SUB * SUB; }
+__host__ __device__ constexpr int rows_before_last_sub(int C) { return (C - 1) / PAIR_SUB * PAIR_SUB; }
 
 // The backward of pairs_kernel: from dA' (strict) and dM (with the diagonal), adds to dq, dk and
 // the per-channel db. One block per chunk, a sub-chunk of rows r at a time (as the forward): its
 // rows as the pairs' r, then every row up to its last as their j. With e = exp(b_r - b_j),
 //   dq_r += sum_j dM_rj e k_j,   dk_r += sum_j dA_rj e k_j,   dk_j += sum_r e (dA_rj k_r + dM_rj q_r),
 // and db takes q_r dq_r + k_r dk_r over the r terms and -k_j dk_j over the j terms (each pair's
-// term, with + for b_r and - for b_j). dA' and dM are staged by column (SUB rows of a column side
+// term, with + for b_r and - for b_j). dA' and dM are staged by column (PAIR_SUB rows of a column side
 // by side), so a thread reads four rows' values in one load.
 constexpr int R4 = 4; // rows r a thread takes at once as the pairs' r
 
@@ -167,13 +165,13 @@ __global__ void pairs_backward_kernel(float *dq, float *dk, float *dbk, const fl
                                       const float *q, const float *k, const float *bk, int C, int K) {
     extern __shared__ __align__(16) float sm[];
     const int p = K + 1;
-    float *dAt = sm, *dMt = dAt + C * SUB; /* [j][i]: the sub-chunk's rows i of column j */
-    float *Qs = dMt + C * SUB, *Ks = Qs + C * p, *Bs = Ks + C * p;
-    float *E = Bs + C * p, *F = E + SUB * p; /* exp(b_r - b_rho) of the sub-chunk's rows; exp(b_rho - b_j) before it */
+    float *dAt = sm, *dMt = dAt + C * PAIR_SUB; /* [j][i]: the sub-chunk's rows i of column j */
+    float *Qs = dMt + C * PAIR_SUB, *Ks = Qs + C * p, *Bs = Ks + C * p;
+    float *E = Bs + C * p, *F = E + PAIR_SUB * p; /* exp(b_r - b_rho) of the sub-chunk's rows; exp(b_rho - b_j) before it */
     size_t z = blockIdx.x;
     load_chunk_rows(Qs, Ks, Bs, q, k, bk, z, C, K);
-    for (int rho = 0; rho < C; rho += SUB) {
-        int nr = min(SUB, C - rho);
+    for (int rho = 0; rho < C; rho += PAIR_SUB) {
+        int nr = min(PAIR_SUB, C - rho);
         const float *bref = Bs + rho * p;
         __syncthreads(); /* the rows are loaded; the previous sub-chunk is done with the tiles */
         for (int e = threadIdx.x; e < (nr + rho) * K; e += blockDim.x) {
@@ -181,21 +179,21 @@ __global__ void pairs_backward_kernel(float *dq, float *dk, float *dbk, const fl
             if (i < nr) E[i * p + d] = __expf(Bs[(rho + i) * p + d] - bref[d]);
             else F[(i - nr) * p + d] = __expf(bref[d] - Bs[(i - nr) * p + d]);
         }
-        for (int e = threadIdx.x; e < SUB * C; e += blockDim.x) { /* rows past the chunk's end are zero */
+        for (int e = threadIdx.x; e < PAIR_SUB * C; e += blockDim.x) { /* rows past the chunk's end are zero */
             int i = e / C, j = e % C;
             bool in = i < nr;
-            dAt[j * SUB + i] = in ? dA[(z * C + rho + i) * C + j] : 0.0f;
-            dMt[j * SUB + i] = in ? dM[(z * C + rho + i) * C + j] : 0.0f;
+            dAt[j * PAIR_SUB + i] = in ? dA[(z * C + rho + i) * C + j] : 0.0f;
+            dMt[j * PAIR_SUB + i] = in ? dM[(z * C + rho + i) * C + j] : 0.0f;
         }
         __syncthreads();
-        for (int e = threadIdx.x; e < (SUB / R4) * K; e += blockDim.x) { /* the sub-chunk's rows as r, R4 at a time */
+        for (int e = threadIdx.x; e < (PAIR_SUB / R4) * K; e += blockDim.x) { /* the sub-chunk's rows as r, R4 at a time */
             int i0 = e / K * R4, d = e % K;
             if (i0 >= nr) continue;
             float gq[R4] = {}, gk[R4] = {};
             for (int j = 0; j < rho; j++) {
                 float kf = Ks[j * p + d] * F[j * p + d];
-                float4 m = *reinterpret_cast<const float4 *>(dMt + j * SUB + i0);
-                float4 a = *reinterpret_cast<const float4 *>(dAt + j * SUB + i0);
+                float4 m = *reinterpret_cast<const float4 *>(dMt + j * PAIR_SUB + i0);
+                float4 a = *reinterpret_cast<const float4 *>(dAt + j * PAIR_SUB + i0);
                 gq[0] += m.x * kf, gq[1] += m.y * kf, gq[2] += m.z * kf, gq[3] += m.w * kf;
                 gk[0] += a.x * kf, gk[1] += a.y * kf, gk[2] += a.z * kf, gk[3] += a.w * kf;
             }
@@ -206,8 +204,8 @@ __global__ void pairs_backward_kernel(float *dq, float *dk, float *dbk, const fl
                 float er = E[i * p + d], br = Bs[r * p + d], q_ = gq[u] * er, k_ = gk[u] * er;
                 for (int j = rho; j <= r; j++) { /* the same sub-chunk: the difference per channel */
                     float kj = Ks[j * p + d] * __expf(br - Bs[j * p + d]);
-                    q_ += dMt[j * SUB + i] * kj;
-                    k_ += dAt[j * SUB + i] * kj;
+                    q_ += dMt[j * PAIR_SUB + i] * kj;
+                    k_ += dAt[j * PAIR_SUB + i] * kj;
                 }
                 size_t o = (z * C + r) * K + d;
                 dq[o] += q_;
@@ -222,14 +220,14 @@ __global__ void pairs_backward_kernel(float *dq, float *dk, float *dbk, const fl
             if (j < rho) { /* an earlier sub-chunk: factored */
                 for (int i = 0; i < nr; i++) {
                     int r = rho + i;
-                    g += E[i * p + d] * (dAt[j * SUB + i] * Ks[r * p + d] + dMt[j * SUB + i] * Qs[r * p + d]);
+                    g += E[i * p + d] * (dAt[j * PAIR_SUB + i] * Ks[r * p + d] + dMt[j * PAIR_SUB + i] * Qs[r * p + d]);
                 }
                 g *= F[j * p + d];
             } else { /* the same sub-chunk: the difference per channel */
                 float bj = Bs[j * p + d];
                 for (int i = j - rho; i < nr; i++) {
                     int r = rho + i;
-                    g += __expf(Bs[r * p + d] - bj) * (dAt[j * SUB + i] * Ks[r * p + d] + dMt[j * SUB + i] * Qs[r * p + d]);
+                    g += __expf(Bs[r * p + d] - bj) * (dAt[j * PAIR_SUB + i] * Ks[r * p + d] + dMt[j * PAIR_SUB + i] * Qs[r * p + d]);
                 }
             }
             size_t o = (z * C + j) * K + d;
@@ -277,7 +275,7 @@ __global__ void sum_channels_kernel(float *dg, const float *dgk, size_t rows, in
 
 static size_t pairs_smem(int C, int K) { return sizeof(float) * 3 * (size_t)C * (K + 1); }
 static size_t pairs_backward_smem(int C, int K) {
-    return sizeof(float) * (2 * (size_t)C * SUB + (size_t)(K + 1) * (3 * C + SUB + rows_before_last_sub(C)));
+    return sizeof(float) * (2 * (size_t)C * PAIR_SUB + (size_t)(K + 1) * (3 * C + PAIR_SUB + rows_before_last_sub(C)));
 }
 
 static void prepare(const ScanShape *s, const ChunkDims &d, DeltaBufs &b, const float *q, const float *k, const float *v,

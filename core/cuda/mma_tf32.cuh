@@ -111,3 +111,13 @@ __device__ __forceinline__ void copy_rows_async(float *tile, int ld, const float
     }
 }
 
+// a shared rows x cols tile (row stride ld) to rows of dst at stride dst_ld, 16 bytes a store, by
+// the block's THREADS threads
+template <int THREADS>
+__device__ __forceinline__ void store_tile_rows(float *dst, size_t dst_ld, const float *tile, int ld, int rows, int cols) {
+    const int per_row = cols / 4;
+    for (int i = threadIdx.x; i < rows * per_row; i += THREADS) {
+        int r = i / per_row, c = (i % per_row) * 4;
+        *reinterpret_cast<float4 *>(dst + r * dst_ld + c) = *reinterpret_cast<const float4 *>(tile + r * ld + c);
+    }
+}

@@ -18,19 +18,17 @@
 
 namespace {
 
-constexpr int SUB = 16;
-
 // sub-chunk s's F tile: the rows j < 16 s, after those of the sub-chunks before it
-__device__ __forceinline__ float *f_tile(float *F, int s, int ld) { return F + 8 * s * (s - 1) * ld; }
-__host__ __device__ constexpr int f_rows(int n_sub) { return 8 * n_sub * (n_sub - 1); }
+__host__ __device__ constexpr int f_rows(int n_sub) { return PAIR_SUB / 2 * n_sub * (n_sub - 1); }
+__device__ __forceinline__ float *f_tile(float *F, int s, int ld) { return F + f_rows(s) * ld; }
 
 // F_s[j] = k_j e^{b_rho - b_j} for every sub-chunk s >= 1 and j < rho = 16 s
 template <int THREADS>
 __device__ __forceinline__ void build_f_tiles(float *F, const float *Ks, const float *Bs, int ld, int n_sub, int K) {
     for (int s = 1; s < n_sub; s++) {
         float *Fs = f_tile(F, s, ld);
-        const float *ref = Bs + SUB * s * ld;
-        for (int e = threadIdx.x; e < SUB * s * K; e += THREADS) {
+        const float *ref = Bs + PAIR_SUB * s * ld;
+        for (int e = threadIdx.x; e < PAIR_SUB * s * K; e += THREADS) {
             int j = e / K, d = e % K;
             Fs[j * ld + d] = Ks[j * ld + d] * __expf(ref[d] - Bs[j * ld + d]);
         }
@@ -40,8 +38,8 @@ __device__ __forceinline__ void build_f_tiles(float *F, const float *Ks, const f
 // the rows of sub-chunks s >= 1 scaled in place by E_r = e^{b_r - b_rho}: Qe and Ke
 template <int THREADS>
 __device__ __forceinline__ void scale_rows_in_place(float *Qs, float *Ks, const float *Bs, int ld, int C, int K) {
-    for (int e = threadIdx.x; e < (C - SUB) * K; e += THREADS) {
-        int r = SUB + e / K, d = e % K, rho = r / SUB * SUB;
+    for (int e = threadIdx.x; e < (C - PAIR_SUB) * K; e += THREADS) {
+        int r = PAIR_SUB + e / K, d = e % K, rho = r / PAIR_SUB * PAIR_SUB;
         float x = __expf(Bs[r * ld + d] - Bs[rho * ld + d]);
         Qs[r * ld + d] *= x;
         Ks[r * ld + d] *= x;
@@ -59,7 +57,7 @@ __device__ __forceinline__ void copy_chunk_rows(float *Qs, float *Ks, float *Bs,
 
 template <int K> struct ForwardTiles {
     static constexpr int LD = K + 4; // Qe, Ke read as A and F as B^T: along rows
-    static size_t smem_bytes(int C) { return sizeof(float) * (size_t)(3 * C + f_rows(C / SUB)) * LD; }
+    static size_t smem_bytes(int C) { return sizeof(float) * (size_t)(3 * C + f_rows(C / PAIR_SUB)) * LD; }
 };
 
 // One block per chunk: A' (strictly lower) and M (lower, with the diagonal), zeros above.
@@ -68,7 +66,7 @@ __global__ void __launch_bounds__(256) pairs_mma_kernel(float *A, float *M, cons
                                                         const float *bk, int C) {
     constexpr int THREADS = 256, WARPS = THREADS / 32, LD = ForwardTiles<K>::LD;
     extern __shared__ __align__(16) float sm[];
-    const int n_sub = C / SUB, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int n_sub = C / PAIR_SUB, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     float *Qs = sm, *Ks = Qs + C * LD, *Bs = Ks + C * LD, *F = Bs + C * LD;
     const size_t z = blockIdx.x;
     copy_chunk_rows<THREADS>(Qs, Ks, Bs, LD, q, k, bk, z, C, K);
@@ -80,7 +78,7 @@ __global__ void __launch_bounds__(256) pairs_mma_kernel(float *A, float *M, cons
     // conflicts), 8 such tasks a sub-chunk
     for (int task = warp; task < n_sub * 8; task += WARPS) {
         int s = task / 8, i = task % 8 / 2 * 4 + lane / 8, jj = task % 2 * 8 + lane % 8;
-        int r = SUB * s + i, j = SUB * s + jj;
+        int r = PAIR_SUB * s + i, j = PAIR_SUB * s + jj;
         float a = 0.0f, m = 0.0f;
         if (jj <= i)
             for (int d = 0; d < K; d++) {
@@ -92,7 +90,7 @@ __global__ void __launch_bounds__(256) pairs_mma_kernel(float *A, float *M, cons
         Mz[r * C + j] = m;
     }
     for (int e = threadIdx.x; e < C * C; e += THREADS) /* above the diagonal blocks */
-        if (e % C / SUB > e / C / SUB) Az[e] = Mz[e] = 0.0f;
+        if (e % C / PAIR_SUB > e / C / PAIR_SUB) Az[e] = Mz[e] = 0.0f;
     build_f_tiles<THREADS>(F, Ks, Bs, LD, n_sub, K);
     __syncthreads(); /* F is built from the unscaled rows */
     scale_rows_in_place<THREADS>(Qs, Ks, Bs, LD, C, K);
@@ -102,16 +100,18 @@ __global__ void __launch_bounds__(256) pairs_mma_kernel(float *A, float *M, cons
         int which = item & 1, p = item >> 1, s = 1;
         while (p >= s) p -= s, s++;
         float c[2][4] = {};
-        accumulate<2, false, true>(c, which ? Qs : Ks, LD, SUB * s, f_tile(F, s, LD), LD, SUB * p, K, lane, 0u);
-        store_acc<2>(which ? Mz : Az, C, c, SUB * s, SUB * p, lane);
+        accumulate<2, false, true>(c, which ? Qs : Ks, LD, PAIR_SUB * s, f_tile(F, s, LD), LD, PAIR_SUB * p, K, lane, 0u);
+        store_acc<2>(which ? Mz : Az, C, c, PAIR_SUB * s, PAIR_SUB * p, lane);
     }
 }
 
 template <int K> struct BackwardTiles {
     static constexpr int LD = K + 8; // Ke, Qe and F read as B: down columns
+    // dA' and dM are read as A (along rows: the "as r" products) and as A^T (down columns: "as j");
+    // no stride suits both, so the second reads them with two-way bank conflicts
     __host__ __device__ static int ldc(int C) { return C + 4; }
     static size_t smem_bytes(int C) {
-        return sizeof(float) * ((size_t)(3 * C + f_rows(C / SUB)) * LD + 2 * (size_t)C * ldc(C));
+        return sizeof(float) * ((size_t)(3 * C + f_rows(C / PAIR_SUB)) * LD + 2 * (size_t)C * ldc(C));
     }
 };
 
@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(512) pairs_backward_mma_kernel(float *dq, floa
     constexpr int THREADS = 512, LD = BackwardTiles<K>::LD, DW = K / 4, N = DW / 8;
     static_assert(N >= 1, "a warp's channels are whole blocks of 8");
     extern __shared__ __align__(16) float sm[];
-    const int n_sub = C / SUB, lane = threadIdx.x % 32, warp = threadIdx.x / 32, LDC = BackwardTiles<K>::ldc(C);
+    const int n_sub = C / PAIR_SUB, lane = threadIdx.x % 32, warp = threadIdx.x / 32, LDC = BackwardTiles<K>::ldc(C);
     float *Qs = sm, *Ks = Qs + C * LD, *Bs = Ks + C * LD, *F = Bs + C * LD, *dAs = F + f_rows(n_sub) * LD;
     float *dMs = dAs + C * LDC;
     const size_t z = blockIdx.x;
@@ -142,7 +142,7 @@ __global__ void __launch_bounds__(512) pairs_backward_mma_kernel(float *dq, floa
     build_f_tiles<THREADS>(F, Ks, Bs, LD, n_sub, K);
     // this warp's outputs: rows of sub-chunk u, channels dc.. dc + DW - 1; lane 4 g + t holds
     // element e of block n at row u0 + g + 8 (e / 2), channel dc + 8 n + 2 t + e % 2
-    const int u = warp / 4, dc = warp % 4 * DW, u0 = SUB * u, g = lane / 4, t = lane % 4;
+    const int u = warp / 4, dc = warp % 4 * DW, u0 = PAIR_SUB * u, g = lane / 4, t = lane % 4;
     const bool owns = u < n_sub;
     float gq[N][4] = {}, gkr[N][4] = {}, gkj[N][4] = {}; /* dq, dk as r, dk as j */
     if (owns)
@@ -153,7 +153,7 @@ __global__ void __launch_bounds__(512) pairs_backward_mma_kernel(float *dq, floa
                 const int r = u0 + g + 8 * (e / 2), d = dc + 8 * n + 2 * t + e % 2;
                 const float br = Bs[r * LD + d];
                 float aq = 0.0f, ak = 0.0f, aj = 0.0f;
-                for (int i = 0; i < SUB; i++) {
+                for (int i = 0; i < PAIR_SUB; i++) {
                     const int o = u0 + i;
                     const float bo = Bs[o * LD + d], x = __expf(o <= r ? br - bo : bo - br); /* <= 1: one exp a pair */
                     if (o <= r) { /* this element's row as r, o as j */
@@ -186,14 +186,14 @@ __global__ void __launch_bounds__(512) pairs_backward_mma_kernel(float *dq, floa
     }
     for (int s = u + 1; s < n_sub; s++) { /* as j: F'_s (dA^T Ke_s + dM^T Qe_s) */
         float pj[N][4] = {};
-        accumulate<N, true>(pj, dAs + SUB * s * LDC, LDC, u0, Ks + SUB * s * LD, LD, dc, SUB, lane, 0u);
-        accumulate<N, true>(pj, dMs + SUB * s * LDC, LDC, u0, Qs + SUB * s * LD, LD, dc, SUB, lane, 0u);
+        accumulate<N, true>(pj, dAs + PAIR_SUB * s * LDC, LDC, u0, Ks + PAIR_SUB * s * LD, LD, dc, PAIR_SUB, lane, 0u);
+        accumulate<N, true>(pj, dMs + PAIR_SUB * s * LDC, LDC, u0, Qs + PAIR_SUB * s * LD, LD, dc, PAIR_SUB, lane, 0u);
 #pragma unroll
         for (int n = 0; n < N; n++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 const int j = u0 + g + 8 * (e / 2), d = dc + 8 * n + 2 * t + e % 2;
-                gkj[n][e] += __expf(Bs[SUB * s * LD + d] - Bs[j * LD + d]) * pj[n][e];
+                gkj[n][e] += __expf(Bs[PAIR_SUB * s * LD + d] - Bs[j * LD + d]) * pj[n][e];
             }
     }
 #pragma unroll
@@ -229,12 +229,15 @@ template <typename Kernel> void allow_smem(Kernel kernel, size_t smem) {
 } // namespace
 
 bool pairs_mma_runs(int C, int K) {
-    return cuda_tensor_cores() && (K == 32 || K == 64 || K == 128) && C % SUB == 0 && C >= SUB && C <= 64 &&
+    return cuda_tensor_cores() && (K == 32 || K == 64 || K == 128) && C % PAIR_SUB == 0 && C >= PAIR_SUB && C <= 64 &&
            cuda_blocks_per_sm(backward_smem(C, K)) > 0 && cuda_blocks_per_sm(forward_smem(C, K)) > 0;
 }
 
 bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const float *bk, long Z, int C, int K) {
-    if (!pairs_mma_runs(C, K) || !aligned16(q) || !aligned16(k) || !aligned16(bk)) return false;
+    const void *ptrs[] = {A, M, q, k, bk};
+    for (const void *p : ptrs)
+        if (!aligned16(p)) return false;
+    if (!pairs_mma_runs(C, K)) return false;
     size_t smem = forward_smem(C, K);
 #define PAIRS_MMA(KK)                                                                                                 \
     if (K == KK) {                                                                                                    \

@@ -4,6 +4,10 @@
 // a shape or buffer it does not take); delta_rule.cu then runs its fp32 kernels.
 #pragma once
 
+// the rows of a sub-chunk in the pair products, fp32 kernels (delta_rule.cu) and tensor-core ones
+// alike, as on the CPU (core/cpu/decayed_products.c)
+constexpr int PAIR_SUB = 16;
+
 // whether the tensor-core form runs for chunks of C rows and keys of K channels
 bool pairs_mma_runs(int C, int K);
 // A' (strictly lower) and M (lower, with the diagonal) of every chunk
