@@ -504,6 +504,41 @@ TEST(test_conv1d_single_tap_gradient) { check_conv1d(2, 4, 6, 1, 500, 142); }
 /* more taps than the backward's accumulator tile holds: dw is reduced in several tiles */
 TEST(test_conv1d_very_long_window_gradient) { check_conv1d(1, 1100, 2, 1030, 40, 143); }
 
+/* conv1d_silu_forward and _backward are the ops they stand for (silu of conv1d_forward, and
+ * silu_backward at conv1d_forward's output), to the bit; and the loss sum R silu(conv1d(x, w))
+ * has the gradients conv1d_backward gives from conv1d_silu_backward's dc. */
+static double conv_silu_loss(void *p) {
+    ConvCase *c = p;
+    c->be->conv1d_silu_forward(c->y, c->x, c->w, c->B, c->T, c->C, c->W);
+    return dot_loss(c->y, c->R, (size_t)c->B * c->T * c->C);
+}
+
+static void check_conv1d_silu(int B, int T, int C, int W, unsigned seed) {
+    Rng rng;
+    rng_seed(&rng, seed);
+    ConvCase c = conv_case(B, T, C, W, &rng);
+    size_t n = (size_t)B * T * C;
+    float *conv = new_zeros(n), *want = new_zeros(n), *dc = new_zeros(n);
+    c.be->conv1d_forward(conv, c.x, c.w, B, T, C, W);
+    c.be->silu_forward(want, conv, n);
+    conv_silu_loss(&c);
+    CHECK(memcmp(c.y, want, sizeof(float) * n) == 0, "conv1d_silu_forward is not silu(conv1d_forward) to the bit");
+    c.be->silu_backward(want, c.R, conv, n);
+    c.be->conv1d_silu_backward(dc, c.R, c.x, c.w, B, T, C, W);
+    CHECK(memcmp(dc, want, sizeof(float) * n) == 0, "conv1d_silu_backward is not silu_backward at the conv to the bit");
+    float *dx = new_zeros(n), *dw = new_zeros((size_t)C * W);
+    c.be->conv1d_backward(dx, dw, dc, c.x, c.w, B, T, C, W);
+    double ex = gradcheck(conv_silu_loss, &c, c.x, dx, n, 300, 1e-2f, &rng);
+    double ew = gradcheck(conv_silu_loss, &c, c.w, dw, (size_t)C * W, 300, 1e-2f, &rng);
+    CHECK(ex < GRAD_TOL, "conv1d_silu (B%d T%d C%d W%d) dx relative error %.2e", B, T, C, W, ex);
+    CHECK(ew < GRAD_TOL, "conv1d_silu (B%d T%d C%d W%d) dw relative error %.2e", B, T, C, W, ew);
+}
+
+TEST(test_conv1d_silu_is_its_ops_and_has_their_gradient) {
+    check_conv1d_silu(2, 9, 5, 4, 144);
+    check_conv1d_silu(1, 3, 3, 5, 145); /* a window longer than the sequence */
+}
+
 /* Decoding token by token from an empty state reproduces the training forward at every position,
  * and a state filled from a prompt's last W-1 inputs (oldest first) continues that prompt. */
 static void check_conv1d_step(int B, int T, int C, int W, unsigned seed) {

@@ -100,10 +100,10 @@ TEST(test_kda_layer_keeps_only_what_it_cannot_remake) {
 /* What a kda layer's backward holds in the scratch every layer shares, per token: to its end the
  * remade q, k, v (3 x 24), the gates' input and log decay (2 x 24), the norms' scales (3 x 3) and
  * the gradients of o, q, k, v, g (5 x 24), beta (3) and the low-rank inputs (2 x 13); beside them,
- * taking turns in the same bytes, the convolutions' outputs and SiLU's before the L2 norm
- * (5 x 24), the output side (o_n, z, y_g and their gradients: 6 x 24), the core's workspace, and
- * the decay gate's and input paths' buffers (3 x 24). Without the turns it would be 614 a token
- * and the workspace. */
+ * taking turns in the same bytes, SiLU's outputs before the L2 norm (2 x 24; the convolutions'
+ * outputs are never stored), the output side (o_n, z, y_g and their gradients: 6 x 24), the
+ * core's workspace, and the decay gate's and input paths' buffers (2 x 24). Without the turns it
+ * would be 518 a token and the workspace. */
 TEST(test_kda_layer_scratch_takes_turns) {
     MixerCase c;
     char msg[256];

@@ -18,13 +18,13 @@ static const float QK_NORM_EPS = 1e-6f;
 
 /* The tensors of one forward. For training a layer keeps only the projections q_pre, k_pre, v_pre,
  * beta, the low-rank gate inputs f1 and z1, gdn's full output-gate input z, and the core's output o
- * (with the core's own saved states); the rest, 11 of kda's 15 [N, C]-sized tensors, are cheap to
- * make again from those (convolution, SiLU, norms, gates, low-rank products), so they live in the
+ * (with the core's own saved states); the rest, 8 of kda's 12 [N, C]-sized tensors (15 before the
+ * convolutions' outputs were folded into SiLU's), are cheap to make again from those (convolution
+ * and SiLU, norms, gates, low-rank products), so they live in the
  * scratch every layer shares and the backward remakes them (remake_for_backward), bit for bit.
  * Those the backward is done with early share bytes with its later buffers (delta_layer_declare). */
 typedef struct {
     float *q_pre, *k_pre, *v_pre; /* projections [N, HK], [N, HK], [N, HV] */
-    float *q_c, *k_c, *v_c;       /* after the short convolution (the projections without it) */
     float *q, *k, *v;             /* what the core sees: SiLU, then L2 norm and RoPE on q and k */
     float *q_rn, *k_rn;           /* 1 / ||.|| of each head row, for the L2 norm's backward */
     float *beta;                  /* [N, H] */
@@ -50,7 +50,6 @@ typedef struct {
     float *saved, *work;                                     /* core: states kept for the backward, scratch */
     float *d_out, *d_on, *d_o, *dz, *dz1, *dq, *dk, *dv, *dg, *dbeta, *da, *df1, *d_alt; /* backward scratch */
     float *d_read, *d_write;                                 /* dplr: the core's da and db */
-    float *conv_out;                                         /* an input path's convolution, made again */
     ShortConv conv;                                            /* with cfg.short_conv */
     float *state;                                              /* decode cache, beside conv's tails */
 } DeltaLayer;
@@ -232,15 +231,11 @@ static void declare_core_inputs(DeltaLayer *L, Arena *remade, DeltaBuffers *bf, 
     }
 }
 
-/* core_qkv's intermediates: dead once q, k and v are made (the input paths' backward convolves
- * again rather than keep the convolutions' outputs). */
+/* core_qkv's intermediates: dead once q, k and v are made. (The convolutions' outputs are not
+ * kept: conv1d_silu_forward makes SiLU of them in one pass, and the input paths' backward makes
+ * them again inside conv1d_silu_backward.) */
 static void declare_qkv_temporaries(DeltaLayer *L, Arena *remade, DeltaBuffers *bf, size_t N) {
-    size_t HK = (size_t)L->H * L->K, HV = (size_t)L->H * L->V;
-    if (L->cfg.short_conv) {
-        arena_floats(remade, &bf->q_c, N * HK);
-        arena_floats(remade, &bf->k_c, N * HK);
-        arena_floats(remade, &bf->v_c, N * HV);
-    }
+    size_t HK = (size_t)L->H * L->K;
     if (L->cfg.qk_norm) {
         arena_floats(remade, &bf->tmp_q, N * HK);
         arena_floats(remade, &bf->tmp_k, N * HK);
@@ -263,14 +258,6 @@ static void declare_buffers(DeltaLayer *L, Arena *keep, Arena *remade, DeltaBuff
     declare_core_inputs(L, remade, bf, N);
     declare_qkv_temporaries(L, remade, bf, N);
     declare_output_side(L, remade, bf, N);
-}
-
-/* Without the convolution, its output is its input. */
-static void alias_conv(const DeltaLayer *L, DeltaBuffers *bf) {
-    if (L->cfg.short_conv) return;
-    bf->q_c = bf->q_pre;
-    bf->k_c = bf->k_pre;
-    bf->v_c = bf->v_pre;
 }
 
 static ScanShape core_shape(const DeltaLayer *L, int B, int T, int chunk) {
@@ -321,7 +308,6 @@ void delta_layer_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scratc
     size_t widest = HK > HV ? HK : HV;
     arena_floats(scratch, &L->d_alt, N * widest);
     arena_floats(scratch, &L->da, N * G);
-    if (L->cfg.short_conv) arena_floats(scratch, &L->conv_out, N * widest);
 }
 
 /* ---- forward (and decode step) ---- */
@@ -374,18 +360,18 @@ static void core_qkv(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, int B, 
         rotate_qk(L, be, bf, B, T, step);
         return;
     }
-    if (L->cfg.short_conv)
-        short_conv_forward(&L->conv, be, bf->q_c, bf->k_c, bf->v_c, bf->q_pre, bf->k_pre, bf->v_pre, B, T, step);
+    float *q_act = L->cfg.qk_norm ? bf->tmp_q : bf->q, *k_act = L->cfg.qk_norm ? bf->tmp_k : bf->k;
+    if (L->cfg.short_conv) {
+        short_conv_silu_forward(&L->conv, be, q_act, k_act, bf->v, bf->q_pre, bf->k_pre, bf->v_pre, B, T);
+    } else {
+        be->silu_forward(q_act, bf->q_pre, (size_t)N * HK);
+        be->silu_forward(k_act, bf->k_pre, (size_t)N * HK);
+        be->silu_forward(bf->v, bf->v_pre, (size_t)N * HV);
+    }
     if (L->cfg.qk_norm) {
-        be->silu_forward(bf->tmp_q, bf->q_c, (size_t)N * HK);
-        be->silu_forward(bf->tmp_k, bf->k_c, (size_t)N * HK);
         be->l2norm_forward(bf->q, bf->q_rn, bf->tmp_q, N * H, K, QK_NORM_EPS);
         be->l2norm_forward(bf->k, bf->k_rn, bf->tmp_k, N * H, K, QK_NORM_EPS);
-    } else {
-        be->silu_forward(bf->q, bf->q_c, (size_t)N * HK);
-        be->silu_forward(bf->k, bf->k_c, (size_t)N * HK);
     }
-    be->silu_forward(bf->v, bf->v_c, (size_t)N * HV);
     rotate_qk(L, be, bf, B, T, step);
 }
 
@@ -434,7 +420,6 @@ static void project_input(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, co
 
 static void run_forward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, const RowNorm *x_norm,
                         float *y, int B, int T, bool step) {
-    alias_conv(L, bf);
     const int N = B * T, C = L->C, H = L->H, HV = H * L->V;
     project_input(L, be, bf, x, x_norm, N, step);
     core_qkv(L, be, bf, B, T, step);
@@ -479,17 +464,13 @@ static void core_backward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, co
 /* One input path back to x: [RoPE] <- [L2 norm] <- SiLU <- [short conv] <- projection. d holds the
  * core's gradient on entry; alt is a second buffer; the two take turns as input and output. The L2
  * norm's backward runs first, on the rotated vectors: its Jacobian commutes with a rotation, and
- * the stored output is the rotated one. SiLU's backward reads the convolution's output, which is
- * made again here (the forward's own op, so bit for bit) rather than kept through the backward. */
+ * the stored output is the rotated one. SiLU's backward reads the convolution's output, which
+ * conv1d_silu_backward makes again as it goes (the forward's own sums, so bit for bit) rather than
+ * keep it through the backward. */
 static void input_path_backward(DeltaLayer *L, const Backend *be, float *d, float *alt, const float *pre,
                                 const float *normed, const float *rnorm, Param *conv, Param *w, const float *x,
                                 float *dx, int B, int T, int width, bool normalize, bool rotate) {
     const int N = B * T, K = L->K;
-    const float *c_in = pre;
-    if (L->cfg.short_conv) {
-        be->conv1d_forward(L->conv_out, pre, conv->w, B, T, width, L->W);
-        c_in = L->conv_out;
-    }
     if (normalize) {
         be->l2norm_backward(alt, d, normed, rnorm, N * L->H, K);
         float *t = d;
@@ -500,7 +481,8 @@ static void input_path_backward(DeltaLayer *L, const Backend *be, float *d, floa
         const RopeTable *t = L->rope_table;
         be->rope_backward(d, B, T, L->H, K, width, 0, K, t->cos, t->sin, 0);
     }
-    be->silu_backward(alt, d, c_in, (size_t)N * width);
+    if (L->cfg.short_conv) be->conv1d_silu_backward(alt, d, pre, conv->w, B, T, width, L->W);
+    else be->silu_backward(alt, d, pre, (size_t)N * width);
     float *t = d;
     d = alt;
     alt = t;
@@ -526,7 +508,6 @@ static void remake_for_backward(DeltaLayer *L, const Backend *be, DeltaBuffers *
 void delta_layer_backward(Mixer *m, const Backend *be, const float *x, const float *dy, float *dx, int B, int T) {
     DeltaLayer *L = (DeltaLayer *)m;
     DeltaBuffers *bf = &L->train;
-    alias_conv(L, bf);
     const int N = B * T, C = L->C, H = L->H, HK = H * L->K, HV = H * L->V;
     remake_for_backward(L, be, bf, x, B, T);
     be->zero(dx, (size_t)N * C);

@@ -78,6 +78,17 @@ void cpu_conv1d_backward(float *dx, float *dw, const float *dy, const float *x, 
     }
 }
 
+/* The ops they stand for, in their order, the activation in place (the same numbers). */
+void cpu_conv1d_silu_forward(float *y, const float *x, const float *w, int B, int T, int C, int W) {
+    cpu_conv1d_forward(y, x, w, B, T, C, W);
+    cpu_silu_forward(y, y, (size_t)B * T * C);
+}
+
+void cpu_conv1d_silu_backward(float *dc, const float *dy, const float *x, const float *w, int B, int T, int C, int W) {
+    cpu_conv1d_forward(dc, x, w, B, T, C, W);
+    cpu_silu_backward(dc, dy, dc, (size_t)B * T * C);
+}
+
 /* y may alias x: each channel reads its input before anything of it is written. */
 void cpu_conv1d_step(float *y, float *state, const float *x, const float *w, int B, int C, int W) {
 #pragma omp parallel for schedule(static) if ((long)B * C * W > PAR_MIN)

@@ -517,9 +517,24 @@ enum { CONV_STEPS = 8 };
 static dim3 conv_grid(int B, int T, int C) {
     return dim3((unsigned)(B * ((T + CONV_STEPS - 1) / CONV_STEPS)), (unsigned)((C + 127) / 128));
 }
+// What the sums become: themselves, SiLU of them, or SiLU's backward at them (dy times silu'(sum),
+// dy read at the output's index): the silu and silu_backward kernels' own expressions, so the
+// numbers are theirs.
+enum ConvEpilogue { CONV_PLAIN, CONV_SILU, CONV_SILU_GRAD };
+template <int EPILOGUE> __device__ __forceinline__ float conv_epilogue(float acc, const float *dy, size_t i) {
+    if (EPILOGUE == CONV_SILU) return acc * sigmoidf_(acc);
+    if (EPILOGUE == CONV_SILU_GRAD) {
+        float s = sigmoidf_(acc);
+        return dy[i] * s * (1.0f + acc * (1.0f - s));
+    }
+    return acc;
+}
 // y[b,t,c] = sum_k w[c,k] x[b, t - W + 1 + k, c]  (dir = -1), or the backward's
-// dx[b,t,c] = sum_k w[c,k] dy[b, t + W - 1 - k, c]  (dir = +1); taps outside [0, T) are zero
-__global__ void conv1d_steps_kernel(float *y, const float *x, const float *w, int T, int C, int W, int dir) {
+// dx[b,t,c] = sum_k w[c,k] dy[b, t + W - 1 - k, c]  (dir = +1); taps outside [0, T) are zero;
+// then the epilogue (dy: its input, for CONV_SILU_GRAD)
+template <int EPILOGUE>
+__global__ void conv1d_steps_kernel(float *y, const float *x, const float *w, int T, int C, int W, int dir,
+                                    const float *dy) {
     int c = blockIdx.y * 128 + threadIdx.x, tiles = (T + CONV_STEPS - 1) / CONV_STEPS;
     if (c >= C) return;
     int b = blockIdx.x / tiles, t0 = (blockIdx.x % tiles) * CONV_STEPS;
@@ -534,10 +549,12 @@ __global__ void conv1d_steps_kernel(float *y, const float *x, const float *w, in
             if (s >= 0 && s < T) acc[u] += wk * xb[(size_t)s * C];
         }
     }
-    float *yb = y + (size_t)b * T * C + c;
+    const size_t base = (size_t)b * T * C + c;
 #pragma unroll
-    for (int u = 0; u < CONV_STEPS; u++)
-        if (t0 + u < T) yb[(size_t)(t0 + u) * C] = acc[u];
+    for (int u = 0; u < CONV_STEPS; u++) {
+        size_t i = base + (size_t)(t0 + u) * C;
+        if (t0 + u < T) y[i] = conv_epilogue<EPILOGUE>(acc[u], dy, i);
+    }
 }
 // dw[c,k] += sum over (b, t) of dy[b,t,c] x[b, t - W + 1 + k, c], over bands of the B*T rows, for
 // the taps k0 .. k0 + CONV_TAPS - 1 (kept in registers)
@@ -602,13 +619,24 @@ __global__ void conv_silu_step_kernel(ConvStepInputs ins, int n, int B, int H, i
 }
 extern "C" void cuda_conv1d_forward(float *y, const float *x, const float *w, int B, int T, int C, int W) {
     if (B * T <= 0 || C <= 0) return;
-    conv1d_steps_kernel<<<conv_grid(B, T, C), 128>>>(y, x, w, T, C, W, -1);
+    conv1d_steps_kernel<CONV_PLAIN><<<conv_grid(B, T, C), 128>>>(y, x, w, T, C, W, -1, nullptr);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_conv1d_silu_forward(float *y, const float *x, const float *w, int B, int T, int C, int W) {
+    if (B * T <= 0 || C <= 0) return;
+    conv1d_steps_kernel<CONV_SILU><<<conv_grid(B, T, C), 128>>>(y, x, w, T, C, W, -1, nullptr);
+    CUDA_LAUNCHED();
+}
+extern "C" void cuda_conv1d_silu_backward(float *dc, const float *dy, const float *x, const float *w, int B, int T,
+                                          int C, int W) {
+    if (B * T <= 0 || C <= 0) return;
+    conv1d_steps_kernel<CONV_SILU_GRAD><<<conv_grid(B, T, C), 128>>>(dc, x, w, T, C, W, -1, dy);
     CUDA_LAUNCHED();
 }
 extern "C" void cuda_conv1d_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int B,
                                      int T, int C, int W) {
     if (B * T <= 0 || C <= 0) return;
-    conv1d_steps_kernel<<<conv_grid(B, T, C), 128>>>(dx, dy, w, T, C, W, 1);
+    conv1d_steps_kernel<CONV_PLAIN><<<conv_grid(B, T, C), 128>>>(dx, dy, w, T, C, W, 1, nullptr);
     CUDA_LAUNCHED();
     for (int k0 = 0; k0 < W; k0 += CONV_TAPS) {
         conv1d_dw_kernel<<<col_sum_grid(B * T, C), col_sum_block()>>>(dw, dy, x, B, T, C, W, k0);

@@ -591,6 +591,13 @@ TEST(test_gpu_embedding_rope_rows_conv_and_normalizer) {
     gpu->conv1d_backward(g_cdx, g_cdw, g_cdy, g_cx, g_cw, B, T, CC, W);
     SAME(g_cdx, cdx, nc, 1e-6, "conv1d dx");
     SAME(g_cdw, cdw, (size_t)CC * W, 1e-5, "conv1d dw");
+    /* with SiLU folded in, each way (a delta layer's input path) */
+    cpu->conv1d_silu_forward(cy, cx, cw, B, T, CC, W);
+    gpu->conv1d_silu_forward(g_cy, g_cx, g_cw, B, T, CC, W);
+    SAME(g_cy, cy, nc, 1e-6, "conv1d_silu forward");
+    cpu->conv1d_silu_backward(cdx, cdy, cx, cw, B, T, CC, W);
+    gpu->conv1d_silu_backward(g_cdx, g_cdy, g_cx, g_cw, B, T, CC, W);
+    SAME(g_cdx, cdx, nc, 1e-6, "conv1d_silu backward");
     { /* more rows than one band of the GPU's column sums, more taps than one pass, more channels
        * than one block and time steps that do not fill the last tile of 8 */
         int B2 = 3, T2 = 150, C2 = 140, W2 = 10;
@@ -607,6 +614,9 @@ TEST(test_gpu_embedding_rope_rows_conv_and_normalizer) {
         gpu->conv1d_backward(g_dx2, g_dw2, g_dy2, g_x2, g_w2, B2, T2, C2, W2);
         SAME(g_dx2, dx2, n2, 1e-6, "conv1d dx, width 10");
         SAME(g_dw2, dw2, (size_t)C2 * W2, 1e-5, "conv1d dw, width 10, 450 rows");
+        cpu->conv1d_silu_backward(dx2, dy2, x2, w2, B2, T2, C2, W2);
+        gpu->conv1d_silu_backward(g_dx2, g_dy2, g_x2, g_w2, B2, T2, C2, W2);
+        SAME(g_dx2, dx2, n2, 1e-6, "conv1d_silu backward, width 10");
     }
     float *state = rnd((size_t)B * (W - 1) * CC, 1, 0, &rng), *g_state = up(state, (size_t)B * (W - 1) * CC);
     float *sx = rnd((size_t)B * CC, 1, 0, &rng), *sy = xmalloc(sizeof(float) * B * CC), *g_sx = up(sx, (size_t)B * CC), *g_sy = up(sy, (size_t)B * CC);
