@@ -131,10 +131,7 @@ void launch(const ChunkState &a, float *save, float *Y, float *last, const float
 
 template <bool BACKWARD>
 bool run(const ChunkState &a, float *save, float *Y, float *last, const float *first, const float *P) {
-    int vs = slice_width(a);
-    const void *ptrs[] = {a.W, a.Kc, save, Y, last, first, P};
-    for (const void *p : ptrs)
-        if (!aligned16(p)) vs = 0;
+    int vs = all_aligned16({a.W, a.Kc, save, Y, last, first, P}) ? slice_width(a) : 0;
     if (!vs) return false;
 #define STATE_MMA_CASE(KK, VV)                                                                                        \
     if (a.K == KK && vs == VV) launch<KK, VV, BACKWARD>(a, save, Y, last, first, P);

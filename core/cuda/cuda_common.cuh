@@ -3,6 +3,7 @@
 // stream, made per-thread by nvcc's --default-stream per-thread (the Makefile), which, unlike the
 // legacy one, can be recorded into a CUDA graph.
 #pragma once
+#include <initializer_list>
 #ifndef CUDA_API_PER_THREAD_DEFAULT_STREAM
 #error "build the GPU backend with nvcc --default-stream per-thread (the Makefile's NVCCFLAGS): decode steps are recorded on that stream"
 #endif
@@ -158,6 +159,11 @@ SmemLimits cuda_smem_limits(void);
 int cuda_blocks_per_sm(size_t smem);
 // whether p can be read or written 16 bytes at a time (cp.async, float4)
 __host__ __device__ inline bool aligned16(const void *p) { return (size_t)p % 16 == 0; }
+inline bool all_aligned16(std::initializer_list<const void *> ps) {
+    for (const void *p : ps)
+        if (!aligned16(p)) return false;
+    return true;
+}
 
 // For an op whose work depends on a host value that can change between calls (a length read back,
 // a buffer grown on demand): while a graph is being recorded it marks the recording unusable

@@ -234,10 +234,7 @@ bool pairs_mma_runs(int C, int K) {
 }
 
 bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const float *bk, long Z, int C, int K) {
-    const void *ptrs[] = {A, M, q, k, bk};
-    for (const void *p : ptrs)
-        if (!aligned16(p)) return false;
-    if (!pairs_mma_runs(C, K)) return false;
+    if (!all_aligned16({A, M, q, k, bk}) || !pairs_mma_runs(C, K)) return false;
     size_t smem = forward_smem(C, K);
 #define PAIRS_MMA(KK)                                                                                                 \
     if (K == KK) {                                                                                                    \
@@ -252,10 +249,7 @@ bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const
 
 bool pairs_mma_backward(float *dq, float *dk, float *dbk, const float *dA, const float *dM, const float *q,
                         const float *k, const float *bk, long Z, int C, int K) {
-    const void *ptrs[] = {dq, dk, dbk, dA, dM, q, k, bk};
-    for (const void *p : ptrs)
-        if (!aligned16(p)) return false;
-    if (!pairs_mma_runs(C, K)) return false;
+    if (!all_aligned16({dq, dk, dbk, dA, dM, q, k, bk}) || !pairs_mma_runs(C, K)) return false;
     size_t smem = backward_smem(C, K);
 #define PAIRS_MMA(KK)                                                                                                 \
     if (K == KK) {                                                                                                    \
