@@ -10,9 +10,9 @@
 //   X = e^{b_last} X (+ P_z) + sign2 A2_z^T Y_z   (S = e^b S (+P) + Kc^T U;  G = e^b G + P2 - W^T dU)
 // with X saved (S_c, or dS_end) at every chunk. The products round their operands to TF32 (10
 // mantissa bits), the precision of cuBLAS's batched products beside them in this mode on Hopper
-// (TF32 kernels; elsewhere cuBLAS may take bf16, coarser); the state and every sum stay fp32. Operands in shared memory are fp32 rows padded so that a fragment's
-// 32 loads fall in 32 banks: row stride 4 mod 32 words for tiles read along rows, 8 mod 32 for
-// tiles read down columns.
+// (TF32 kernels; elsewhere cuBLAS may take bf16, coarser); the state and every sum stay fp32.
+// Operands in shared memory are fp32 rows padded so that a fragment's 32 loads fall in 32 banks
+// (mma_tf32.cuh).
 #include "chunk_state.cuh"
 #include "cuda_common.cuh"
 #include "mma.cuh"
