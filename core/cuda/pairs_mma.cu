@@ -123,7 +123,7 @@ template <int K> struct BackwardTiles {
 // and written once: its rows as r (pairs inside u directly, then E_r (dM, dA)[u, <rho_u] F_u) and
 // as j (pairs inside u directly, then for each later sub-chunk s, F'_s (dA^T Ke_s + dM^T Qe_s)).
 template <int K>
-__global__ void __launch_bounds__(512) pairs_backward_mma_kernel(float *dq, float *dk, float *dbk, const float *dA,
+__global__ void __launch_bounds__(512, 1) pairs_backward_mma_kernel(float *dq, float *dk, float *dbk, const float *dA,
                                                                  const float *dM, const float *q, const float *k,
                                                                  const float *bk, int C) {
     constexpr int THREADS = 512, LD = BackwardTiles<K>::LD, DW = K / 4, N = DW / 8;
