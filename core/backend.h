@@ -14,11 +14,20 @@
 
 /* Shape of one causal softmax attention call. Heads are laid out [B, T, H, D] inside rows of
  * the given strides (in floats), so q, k and v may live side by side in one fused buffer.
- * Query head h uses key/value head h / (H / Hkv) (grouped-query attention). */
+ * Query head h uses key/value head h / (H / Hkv) (grouped-query attention).
+ * The keys and values may be read where another op left them (MLA's up-projection writes
+ * [k_nope_h | v_h] per head, and its one rotary key serves every head): kv head g's keys start
+ * at column g k_head of k's rows and its values at g v_head of v's (0: Dk, Dv, heads side by
+ * side), and the last k_shared of a key's Dk columns are not there but in one copy that every
+ * head shares (the k_shared argument, rows of k_shared_stride). The gradients take the same
+ * layout; the shared columns' gradient sums every head's. */
 typedef struct {
     int B, T, H, Hkv, Dk, Dv;
     long q_stride, k_stride, v_stride, o_stride;
     float scale;
+    long k_head, v_head;
+    int k_shared;
+    long k_shared_stride;
 } AttnShape;
 
 /* What the fused LM head + cross-entropy reports: the summed loss over rows with a target
@@ -154,17 +163,18 @@ typedef struct {
                             const float *cos, const float *sin, int pos0))                                            \
                                                                                                                       \
     /* ---- causal softmax attention; lse is [B, H, T] (log-sum-exp of each score row, kept for                       \
-     * the backward). Backward writes dq, dk, dv (same strides as q, k, v). `saved` (attention_saved                  \
+     * the backward). Backward writes dq, dk, dk_shared, dv in the layouts of q, k, k_shared, v (dk and               \
+     * dv may be disjoint columns of one buffer, as MLA's are). `saved` (attention_saved                               \
      * bytes, kept from forward to backward): where that is more than 0 (the GPU's tensor-core kernels:               \
      * their bf16 copies of q, k and v), the backward reads q, k and v from there and not from the                    \
      * caller, who need not keep them; where it is 0, the backward reads q, k and v. ---- */                          \
     X(size_t, attention_workspace, (const AttnShape *s))                                                              \
     X(size_t, attention_saved, (const AttnShape *s))                                                                  \
     X(void, attention_forward, (const AttnShape *s, float *o, float *lse, void *saved, const float *q,                \
-                                const float *k, const float *v, float *work))                                         \
-    X(void, attention_backward, (const AttnShape *s, float *dq, float *dk, float *dv, const float *dout,              \
-                                 const float *q, const float *k, const float *v, const float *o,                      \
-                                 const float *lse, const void *saved, float *work))                                   \
+                                const float *k, const float *k_shared, const float *v, float *work))                  \
+    X(void, attention_backward, (const AttnShape *s, float *dq, float *dk, float *dk_shared, float *dv,               \
+                                 const float *dout, const float *q, const float *k, const float *k_shared,            \
+                                 const float *v, const float *o, const float *lse, const void *saved, float *work))   \
                                                                                                                       \
     /* ---- decode: one new query per sequence against its first len cached keys, 1 <= len <= s->T                   \
      * (s->T: the cache's rows, as for the workspace). len_at holds len in backend memory: kernels                    \

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/attention_layout.h"
 #include "core/backend.h"
 #include "core/linear.h"
 #include "core/util.h"
@@ -258,21 +259,45 @@ typedef struct {
     void *saved;
 } AttnCase;
 
+/* A row of qkv: q's H heads, then the keys and values. Heads side by side (all of k, then all of
+ * v) or, with shared key columns, MLA's layout: kv head g's own key columns and its values
+ * together at g (own + Dv), then the shared columns. */
 static float *q_of(AttnCase *c) { return c->qkv; }
 static float *k_of(AttnCase *c) { return c->qkv + (size_t)c->s.H * c->s.Dk; }
-static float *v_of(AttnCase *c) { return k_of(c) + (size_t)c->s.Hkv * c->s.Dk; }
+static float *v_of(AttnCase *c) {
+    return k_of(c) + (c->s.k_shared ? (size_t)(c->s.Dk - c->s.k_shared) : (size_t)c->s.Hkv * c->s.Dk);
+}
+static float *k_shared_of(AttnCase *c) {
+    return c->s.k_shared ? k_of(c) + (size_t)c->s.Hkv * attn_key_head(&c->s) : NULL;
+}
+
+/* key channel i of kv head g at row (b, t), wherever the layout keeps it */
+static float key_at(AttnCase *c, int b, int t, int g, int i) {
+    const AttnShape *s = &c->s;
+    size_t row = (size_t)b * s->T + t;
+    int own = s->Dk - s->k_shared;
+    if (i < own) return k_of(c)[row * s->k_stride + (size_t)g * attn_key_head(s) + i];
+    return k_shared_of(c)[row * s->k_shared_stride + i - own];
+}
 
 static double attn_loss(void *p) {
     AttnCase *c = p;
-    c->be->attention_forward(&c->s, c->o, c->lse, c->saved, q_of(c), k_of(c), v_of(c), c->work);
+    c->be->attention_forward(&c->s, c->o, c->lse, c->saved, q_of(c), k_of(c), k_shared_of(c), v_of(c), c->work);
     return dot_loss(c->o, c->R, (size_t)c->s.B * c->s.T * c->s.o_stride);
 }
 
-static AttnCase attn_case(int B, int T, int H, int Hkv, int Dk, int Dv, Rng *rng) {
+static AttnCase attn_case(int B, int T, int H, int Hkv, int Dk, int Dv, int shared, Rng *rng) {
     AttnCase c;
     c.be = backend_cpu();
-    long w = (long)(H + Hkv) * Dk + (long)Hkv * Dv;
-    c.s = (AttnShape){B, T, H, Hkv, Dk, Dv, w, w, w, (long)H * Dv, 1.0f / sqrtf((float)Dk)};
+    long w = (long)(H + Hkv) * Dk + (long)Hkv * Dv - (long)(Hkv - 1) * shared;
+    c.s = (AttnShape){.B = B, .T = T, .H = H, .Hkv = Hkv, .Dk = Dk, .Dv = Dv,
+                      .q_stride = w, .k_stride = w, .v_stride = w, .o_stride = (long)H * Dv,
+                      .scale = 1.0f / sqrtf((float)Dk)};
+    if (shared) {
+        c.s.k_head = c.s.v_head = Dk - shared + Dv;
+        c.s.k_shared = shared;
+        c.s.k_shared_stride = w;
+    }
     c.qkv = new_normal((size_t)B * T * w, 1.0f, rng);
     c.o = new_zeros((size_t)B * T * H * Dv);
     c.lse = new_zeros((size_t)B * H * T);
@@ -289,9 +314,8 @@ static double attn_reference(AttnCase *c, int b, int h, int t, int d) {
     const float *q = q_of(c) + ((size_t)b * s->T + t) * s->q_stride + (size_t)h * s->Dk;
     double mx = -INFINITY, *score = xmalloc(sizeof(double) * (t + 1));
     for (int j = 0; j <= t; j++) {
-        const float *k = k_of(c) + ((size_t)b * s->T + j) * s->k_stride + (size_t)g * s->Dk;
         double dot = 0;
-        for (int i = 0; i < s->Dk; i++) dot += (double)q[i] * k[i];
+        for (int i = 0; i < s->Dk; i++) dot += (double)q[i] * key_at(c, b, j, g, i);
         score[j] = dot * s->scale;
         mx = fmax(mx, score[j]);
     }
@@ -299,16 +323,18 @@ static double attn_reference(AttnCase *c, int b, int h, int t, int d) {
     for (int j = 0; j <= t; j++) {
         double e = exp(score[j] - mx);
         den += e;
-        num += e * v_of(c)[((size_t)b * s->T + j) * s->v_stride + (size_t)g * s->Dv + d];
+        num += e * v_of(c)[((size_t)b * s->T + j) * s->v_stride + (size_t)g * attn_value_head(s) + d];
     }
     free(score);
     return num / den;
 }
 
-static void check_attention(int B, int T, int H, int Hkv, int Dk, int Dv, unsigned seed) {
+/* The forward against the definition, and a finite-difference check of the backward over every
+ * input column (with shared key columns: its gradient sums the heads'). */
+static void check_attention_layout(int B, int T, int H, int Hkv, int Dk, int Dv, int shared, unsigned seed) {
     Rng rng;
     rng_seed(&rng, seed);
-    AttnCase c = attn_case(B, T, H, Hkv, Dk, Dv, &rng);
+    AttnCase c = attn_case(B, T, H, Hkv, Dk, Dv, shared, &rng);
     attn_loss(&c);
     for (int probe = 0; probe < 40; probe++) {
         int b = (int)rng_below(&rng, B), h = (int)rng_below(&rng, H), t = (int)rng_below(&rng, T),
@@ -318,10 +344,19 @@ static void check_attention(int B, int T, int H, int Hkv, int Dk, int Dv, unsign
     }
     size_t n = (size_t)B * T * c.s.q_stride;
     float *dqkv = new_normal(n, 1.0f, &rng); /* garbage: the backward must overwrite, not add */
-    float *dq = dqkv, *dk = dqkv + (size_t)H * Dk, *dv = dk + (size_t)Hkv * Dk;
-    c.be->attention_backward(&c.s, dq, dk, dv, c.R, q_of(&c), k_of(&c), v_of(&c), c.o, c.lse, c.saved, c.work);
+    float *base = c.qkv;
+    c.qkv = dqkv; /* the gradients in the inputs' layout */
+    float *dq = q_of(&c), *dk = k_of(&c), *dks = k_shared_of(&c), *dv = v_of(&c);
+    c.qkv = base;
+    c.be->attention_backward(&c.s, dq, dk, dks, dv, c.R, q_of(&c), k_of(&c), k_shared_of(&c), v_of(&c), c.o, c.lse,
+                             c.saved, c.work);
     double e = gradcheck(attn_loss, &c, c.qkv, dqkv, n, 600, 1e-2f, &rng);
-    CHECK(e < GRAD_TOL, "attention (B%d T%d H%d Hkv%d Dk%d Dv%d) relative error %.2e", B, T, H, Hkv, Dk, Dv, e);
+    CHECK(e < GRAD_TOL, "attention (B%d T%d H%d Hkv%d Dk%d Dv%d shared %d) relative error %.2e", B, T, H, Hkv, Dk, Dv,
+          shared, e);
+}
+
+static void check_attention(int B, int T, int H, int Hkv, int Dk, int Dv, unsigned seed) {
+    check_attention_layout(B, T, H, Hkv, Dk, Dv, 0, seed);
 }
 
 TEST(test_attention_mha_gradient) { check_attention(2, 9, 2, 2, 8, 8, 7); }
@@ -329,6 +364,12 @@ TEST(test_attention_gqa_gradient) { check_attention(1, 7, 4, 2, 6, 6, 8); }
 TEST(test_attention_mqa_unequal_dims_gradient) { check_attention(1, 6, 3, 1, 10, 4, 9); }
 /* 70 rows cross the 64-row query tile boundary */
 TEST(test_attention_across_tiles_gradient) { check_attention(1, 70, 1, 1, 4, 4, 10); }
+/* MLA's layout: each head's own key columns beside its values, the last 3 key columns shared by
+ * every head (the GQA case shares them across kv heads, each read by two query heads) */
+TEST(test_attention_shared_key_columns_gradient) {
+    check_attention_layout(2, 9, 3, 3, 8, 6, 3, 11);
+    check_attention_layout(1, 70, 4, 2, 6, 5, 2, 12);
+}
 
 /* ---- LM head + cross-entropy ---- */
 

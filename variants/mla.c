@@ -5,7 +5,9 @@
  * layer is otherwise the same: width, parameters, scale and cache. Queries come from x, or through
  * a normalized low-rank bottleneck when q_lora_rank > 0.
  *
- * Training materializes per-head keys [k_nope_h | k_rope] and values and runs causal attention.
+ * Training runs causal attention on the keys and values where the projections leave them: head
+ * h's key [k_nope_h | k_rope] is read from the up-projection's output and the one shared k_rope
+ * (AttnShape's layout), so no per-head copy is made.
  * Decode caches only [c | k_rope] per token and absorbs the up-projections: the score of head h is
  * (W_uk_h^T q_nope_h) . c_j + q_rope_h . k_rope_j, the output W_uv_h (sum_j p_j c_j): one
  * multi-query attention over the latent cache. W_uk_h^T W_q_nope_h is made once per decode, so
@@ -80,14 +82,15 @@ typedef struct {
     float *cq, *cq_n, *cq_rstd; /* query bottleneck [N, rq] */
     float *q;                   /* [N, H (dn + dr)] */
     float *c, *c_n, *c_rstd;    /* latent [N, r] */
-    float *k, *v;               /* per-head keys [N, H (dn + dr)], values [N, H dv] */
-    void *saved;                /* what the attention keeps for its backward (attention_saved); q, k and v
-                                 * are then in the scratch */
-    float *att, *lse;
-    /* scratch: kv and kr are read only to make k and v, which the backward reads instead */
+    /* the attention reads its keys and values where the projections leave them (AttnShape's
+     * layout): head h's key [k_nope_h | k_rope] is columns [h (dn + dv), + dn) of kv and the
+     * shared kr, its value the dv columns after k_nope_h */
     float *kv;                  /* [N, H (dn + dv)] */
     float *kr;                  /* decoupled key [N, dr] */
-    float *dq, *dk, *dv_buf, *datt, *dkv, *dkr, *dc_n, *dc, *dcq_n, *dcq, *work;
+    void *saved;                /* what the attention keeps for its backward (attention_saved); q, kv and kr
+                                 * are then in the scratch */
+    float *att, *lse;
+    float *dq, *datt, *dkv, *dkr, *dc_n, *dc, *dcq_n, *dcq, *work; /* dkv, dkr: as kv, kr */
     /* decode */
     long max_context;
     float *cache; /* [B, max_context, r + dr] */
@@ -137,10 +140,11 @@ static Mixer *mla_create(const MixerSpec *spec, ParamSet *ps) {
 }
 
 static AttnShape attn_shape(const Mla *m, int B, int T) {
-    long HQ = (long)m->H * qk_dim(m);
+    long HQ = (long)m->H * qk_dim(m), HKV = (long)m->H * kv_dim(m);
     return (AttnShape){.B = B, .T = T, .H = m->H, .Hkv = m->H, .Dk = qk_dim(m), .Dv = m->dv, .q_stride = HQ,
-                       .k_stride = HQ, .v_stride = (long)m->H * m->dv, .o_stride = (long)m->H * m->dv,
-                       .scale = 1.0f / sqrtf((float)qk_dim(m))};
+                       .k_stride = HKV, .v_stride = HKV, .o_stride = (long)m->H * m->dv,
+                       .scale = 1.0f / sqrtf((float)qk_dim(m)), .k_head = kv_dim(m), .v_head = kv_dim(m),
+                       .k_shared = m->dr, .k_shared_stride = m->dr};
 }
 
 static void mla_declare(Mixer *mx, const Backend *be, Arena *acts, Arena *scratch, int B, int T) {
@@ -158,20 +162,16 @@ static void mla_declare(Mixer *mx, const Backend *be, Arena *acts, Arena *scratc
     size_t saved = be->attention_saved(&shape); /* > 0: the backward reads its own copies of q, k, v */
     Arena *qkv = saved ? scratch : acts;
     arena_floats(qkv, &m->q, N * HQ);
+    arena_floats(qkv, &m->kv, N * HKV);
+    arena_floats(qkv, &m->kr, N * m->dr);
     arena_declare(acts, &m->saved, saved);
     arena_floats(acts, &m->c, N * m->r);
     arena_floats(acts, &m->c_n, N * m->r);
     arena_floats(acts, &m->c_rstd, N);
-    arena_floats(scratch, &m->kv, N * HKV);
-    arena_floats(scratch, &m->kr, N * m->dr);
     arena_floats(scratch, &m->dkr, N * m->dr);
-    arena_floats(qkv, &m->k, N * HQ);
-    arena_floats(qkv, &m->v, N * HV);
     arena_floats(acts, &m->att, N * HV);
     arena_floats(acts, &m->lse, N * m->H);
     arena_floats(scratch, &m->dq, N * HQ);
-    arena_floats(scratch, &m->dk, N * HQ);
-    arena_floats(scratch, &m->dv_buf, N * HV);
     arena_floats(scratch, &m->datt, N * HV);
     arena_floats(scratch, &m->dkv, N * HKV);
     arena_floats(scratch, &m->dc_n, N * m->r);
@@ -212,12 +212,8 @@ static void mla_forward(Mixer *mx, const Backend *be, const float *x, float *y, 
         be->rope_forward(m->kr, B, T, 1, m->dr, m->dr, 0, m->dr, t->cos, t->sin, 0);
         be->rope_forward(m->q, B, T, H, dk, HQ, m->dn, m->dr, t->cos, t->sin, 0);
     }
-    /* per-head keys [k_nope_h | k_rope] (one k_rope shared by every head) and values */
-    be->copy_heads(m->k, HQ, dk, m->kv, HKV, kv_dim(m), N, H, m->dn, false);
-    be->copy_heads(m->k + m->dn, HQ, dk, m->kr, m->dr, 0, N, H, m->dr, false);
-    be->copy_heads(m->v, HV, m->dv, m->kv + m->dn, HKV, kv_dim(m), N, H, m->dv, false);
     AttnShape shape = attn_shape(m, B, T);
-    be->attention_forward(&shape, m->att, m->lse, m->saved, m->q, m->k, m->v, m->work);
+    be->attention_forward(&shape, m->att, m->lse, m->saved, m->q, m->kv, m->kr, m->kv + m->dn, m->work);
     linear_forward(be, y, m->att, &m->w_o, N, HV, m->C, true);
 }
 
@@ -227,13 +223,8 @@ static void mla_backward(Mixer *mx, const Backend *be, const float *x, const flo
     be->zero(dx, (size_t)N * m->C);
     linear_backward(be, m->datt, dy, m->att, &m->w_o, N, HV, m->C, false);
     AttnShape shape = attn_shape(m, B, T);
-    be->attention_backward(&shape, m->dq, m->dk, m->dv_buf, m->datt, m->q, m->k, m->v, m->att, m->lse, m->saved,
-                           m->work);
-    /* the per-head keys and values were copies: gather their gradients back */
-    be->copy_heads(m->dkv, HKV, kv_dim(m), m->dk, HQ, dk, N, H, m->dn, false);
-    be->copy_heads(m->dkv + m->dn, HKV, kv_dim(m), m->dv_buf, HV, m->dv, N, H, m->dv, false);
-    be->zero(m->dkr, (size_t)N * m->dr); /* the shared k_rope: its gradient sums the heads' */
-    be->copy_heads(m->dkr, m->dr, 0, m->dk + m->dn, HQ, dk, N, H, m->dr, true);
+    be->attention_backward(&shape, m->dq, m->dkv, m->dkr, m->dkv + m->dn, m->datt, m->q, m->kv, m->kr, m->kv + m->dn,
+                           m->att, m->lse, m->saved, m->work);
     if (m->rope_table) {
         const RopeTable *t = m->rope_table;
         be->rope_backward(m->dkr, B, T, 1, m->dr, m->dr, 0, m->dr, t->cos, t->sin, 0);

@@ -113,7 +113,7 @@ static void softmax_forward(Mixer *m, const Backend *be, const float *x, float *
     if (s->rope) rotate(s, be, s->qkv, B, T, false);
     AttnShape shape = attn_shape(s, B, T);
     const float *q = s->qkv, *k = q + (size_t)s->H * s->D, *v = k + (size_t)s->Hkv * s->D;
-    be->attention_forward(&shape, s->att, s->lse, s->saved, q, k, v, s->work);
+    be->attention_forward(&shape, s->att, s->lse, s->saved, q, k, NULL, v, s->work);
     linear_forward(be, y, s->att, &s->wo, N, s->H * s->D, s->C, true);
 }
 
@@ -124,7 +124,7 @@ static void softmax_backward(Mixer *m, const Backend *be, const float *x, const 
     AttnShape shape = attn_shape(s, B, T);
     const float *q = s->qkv, *k = q + HD, *v = k + (size_t)s->Hkv * s->D;
     float *dq = s->dqkv, *dk = dq + HD, *dv = dk + (size_t)s->Hkv * s->D;
-    be->attention_backward(&shape, dq, dk, dv, s->datt, q, k, v, s->att, s->lse, s->saved, s->work);
+    be->attention_backward(&shape, dq, dk, NULL, dv, s->datt, q, k, NULL, v, s->att, s->lse, s->saved, s->work);
     if (s->rope) rotate(s, be, s->dqkv, B, T, true);
     linear_backward(be, dx, s->dqkv, x, &s->wqkv, N, s->C, w, false);
 }

@@ -77,7 +77,9 @@ static void time_case(const Backend *be, const KernelCase *kc, const KernelShape
     void *att_saved = NULL;
     float *a = NULL, *bw = NULL, *da = NULL, *db = NULL;
     ScanShape ss = {B, T, H, D, D, 1.0f / sqrtf((float)D), kc->chunk, channel || dplr};
-    AttnShape as = {B, T, H, H, D, D, (long)H * D, (long)H * D, (long)H * D, (long)H * D, 1.0f / sqrtf((float)D)};
+    AttnShape as = {.B = B, .T = T, .H = H, .Hkv = H, .Dk = D, .Dv = D,
+                    .q_stride = (long)H * D, .k_stride = (long)H * D, .v_stride = (long)H * D, .o_stride = (long)H * D,
+                    .scale = 1.0f / sqrtf((float)D)};
     if (delta) {
         size_t ng = channel ? n : nh;
         g = random_buffer(be, ng, 0.02f, -0.05f, &rng); /* mild decays; their values do not change the work */
@@ -110,13 +112,13 @@ static void time_case(const Backend *be, const KernelCase *kc, const KernelShape
         if (delta) be->delta_rule_forward(&ss, o, NULL, saved, q, k, v, g, beta, NULL, work);
         else if (dplr) be->dplr_forward(&ss, o, NULL, saved, q, k, v, a, bw, g, NULL, work);
         else if (saved) be->linear_attn_forward(&ss, o, NULL, saved, q, k, v, NULL, work);
-        else be->attention_forward(&as, o, lse, att_saved, q, k, v, work);
+        else be->attention_forward(&as, o, lse, att_saved, q, k, NULL, v, work);
         be->sync();
         double t1 = now_seconds();
         if (delta) be->delta_rule_backward(&ss, dq, dk, dv, dg, dbeta, NULL, NULL, d_o, q, k, v, g, beta, saved, work);
         else if (dplr) be->dplr_backward(&ss, dq, dk, dv, da, db, dg, NULL, NULL, d_o, q, k, v, a, bw, g, saved, work);
         else if (saved) be->linear_attn_backward(&ss, dq, dk, dv, NULL, NULL, d_o, q, k, v, saved, work);
-        else be->attention_backward(&as, dq, dk, dv, d_o, q, k, v, o, lse, att_saved, work);
+        else be->attention_backward(&as, dq, dk, NULL, dv, d_o, q, k, NULL, v, o, lse, att_saved, work);
         be->sync();
         double t2 = now_seconds();
         if (r >= 0) {

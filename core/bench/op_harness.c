@@ -234,14 +234,16 @@ static void run_softmax(const OpInputs *in, Buffers *b, Outputs *out) {
     const Backend *be = b->be;
     int64_t B = in->B, T = in->T, H = in->H, Hkv = in->Hkv, K = in->K, V = in->V;
     Qkvo t = upload_qkv(in, b, out);
-    AttnShape s = {(int)B, (int)T, (int)H, (int)Hkv, (int)K, (int)V, H * K, Hkv * K, Hkv * V, H * V, in->scale};
+    AttnShape s = {.B = (int)B, .T = (int)T, .H = (int)H, .Hkv = (int)Hkv, .Dk = (int)K, .Dv = (int)V,
+                   .q_stride = H * K, .k_stride = Hkv * K, .v_stride = Hkv * V, .o_stride = H * V,
+                   .scale = in->scale};
     float *lse = to_backend(b, NULL, (size_t)(B * H * T)), *work = take(b, be->attention_workspace(&s));
     void *saved = take(b, be->attention_saved(&s));
-    be->attention_forward(&s, t.o, lse, saved, t.q, t.k, t.v, work);
+    be->attention_forward(&s, t.o, lse, saved, t.q, t.k, NULL, t.v, work);
     if (!in->have_do) return;
     float *d_o = to_backend(b, in->h[6], in->no), *dq = to_backend(b, NULL, in->nq), *dk = to_backend(b, NULL, in->nk),
           *dv = to_backend(b, NULL, in->nv);
-    be->attention_backward(&s, dq, dk, dv, d_o, t.q, t.k, t.v, t.o, lse, saved, work);
+    be->attention_backward(&s, dq, dk, NULL, dv, d_o, t.q, t.k, NULL, t.v, t.o, lse, saved, work);
     out->o[out->n++] = (Output){"dq", dq, 4, {B, T, H, K}};
     out->o[out->n++] = (Output){"dk", dk, 4, {B, T, Hkv, K}};
     out->o[out->n++] = (Output){"dv", dv, 4, {B, T, Hkv, V}};

@@ -6,6 +6,7 @@
  * inside the parallel region. */
 #include <math.h>
 
+#include "core/attention_layout.h"
 #include "core/util.h"
 #include "cpu_ops.h"
 #include "fastmath.h"
@@ -14,8 +15,10 @@ enum { TILE = 64 };
 
 static size_t per_thread_floats(const AttnShape *s) { return 2 * (size_t)TILE * s->T + TILE; }
 
+/* the threads' tiles, then (a layout other than heads side by side: attention_layout.h) the
+ * gathered keys and values, and in the backward their gradients */
 size_t cpu_attention_workspace(const AttnShape *s) {
-    return sizeof(float) * per_thread_floats(s) * (size_t)cpu_threads();
+    return sizeof(float) * (per_thread_floats(s) * (size_t)cpu_threads() + 2 * attn_gathered_floats(s));
 }
 
 /* The backward reads q, k and v themselves. */
@@ -56,9 +59,8 @@ static void causal_softmax_tile(float *S, int nr, int nk, int r0, const float *l
     }
 }
 
-void cpu_attention_forward(const AttnShape *s, float *o, float *lse, void *saved, const float *q, const float *k,
-                           const float *v, float *work) {
-    (void)saved;
+static void forward_plain(const AttnShape *s, float *o, float *lse, const float *q, const float *k, const float *v,
+                          float *work) {
     const int B = s->B, T = s->T, H = s->H, group = s->H / s->Hkv;
 #pragma omp parallel for schedule(dynamic)
     for (int bh = 0; bh < B * H; bh++) {
@@ -81,10 +83,8 @@ void cpu_attention_forward(const AttnShape *s, float *o, float *lse, void *saved
 }
 
 /* dV += P^T dO; dP = dO V^T; dS = P (dP - rowsum(dO o)) scale; dQ = dS K; dK += dS^T Q. */
-void cpu_attention_backward(const AttnShape *s, float *dq, float *dk, float *dv, const float *dout,
-                            const float *q, const float *k, const float *v, const float *o, const float *lse,
-                            const void *saved, float *work) {
-    (void)saved;
+static void backward_plain(const AttnShape *s, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                           const float *k, const float *v, const float *o, const float *lse, float *work) {
     const int B = s->B, T = s->T, H = s->H, Hkv = s->Hkv, group = s->H / s->Hkv;
 #pragma omp parallel for schedule(dynamic)
     for (int bg = 0; bg < B * Hkv; bg++) {
@@ -132,6 +132,37 @@ void cpu_attention_backward(const AttnShape *s, float *dq, float *dk, float *dv,
             }
         }
     }
+}
+
+void cpu_attention_forward(const AttnShape *s, float *o, float *lse, void *saved, const float *q, const float *k,
+                           const float *k_shared, const float *v, float *work) {
+    (void)saved;
+    attn_check_layout(s, k_shared);
+    if (attn_layout_plain(s)) {
+        forward_plain(s, o, lse, q, k, v, work);
+        return;
+    }
+    AttnShape g = attn_gathered_shape(s);
+    float *kg = work + per_thread_floats(s) * (size_t)cpu_threads(), *vg = kg + (size_t)s->B * s->T * s->Hkv * s->Dk;
+    attn_gather(cpu_copy_heads, s, kg, vg, k, k_shared, v);
+    forward_plain(&g, o, lse, q, kg, vg, work);
+}
+
+void cpu_attention_backward(const AttnShape *s, float *dq, float *dk, float *dk_shared, float *dv, const float *dout,
+                            const float *q, const float *k, const float *k_shared, const float *v, const float *o,
+                            const float *lse, const void *saved, float *work) {
+    (void)saved;
+    attn_check_layout(s, k_shared);
+    if (attn_layout_plain(s)) {
+        backward_plain(s, dq, dk, dv, dout, q, k, v, o, lse, work);
+        return;
+    }
+    AttnShape g = attn_gathered_shape(s);
+    size_t nk = (size_t)s->B * s->T * s->Hkv * s->Dk, n = attn_gathered_floats(s);
+    float *kg = work + per_thread_floats(s) * (size_t)cpu_threads(), *vg = kg + nk, *dkg = kg + n, *dvg = dkg + nk;
+    attn_gather(cpu_copy_heads, s, kg, vg, k, k_shared, v);
+    backward_plain(&g, dq, dkg, dvg, dout, q, kg, vg, o, lse, work);
+    attn_scatter_grads(cpu_copy_heads, s, dk, dk_shared, dv, dkg, dvg);
 }
 
 /* In-place softmax of one row of n scores. */

@@ -115,9 +115,18 @@ static void check_dims(const Shape &s) {
 static bool use_mma(const Shape &s) { return cuda_tensor_cores() && flash_mma_supports(s); }
 static size_t packed_bytes(const Shape &s) { return use_mma(s) ? flash_mma_workspace(s) : 0; }
 
+// the workspace: the tensor-core kernels' (packed_bytes), D, then for the fp32 kernels and a
+// layout other than heads side by side the gathered keys and values and their gradients
+// (attention_layout.h: the fp32 kernels read only the plain layout)
+static size_t rowdot_floats(const Shape &s) { return (size_t)s.B * s.H * s.T; }
+static float *gathered_in(const AttnShape *as, float *work) {
+    Shape s = shape_of(as);
+    return (float *)((char *)work + packed_bytes(s)) + rowdot_floats(s);
+}
+
 extern "C" size_t cuda_attention_workspace(const AttnShape *as) {
     Shape s = shape_of(as);
-    return packed_bytes(s) + sizeof(float) * (size_t)s.B * s.H * s.T;
+    return packed_bytes(s) + sizeof(float) * (rowdot_floats(s) + (use_mma(s) ? 0 : 2 * attn_gathered_floats(as)));
 }
 
 extern "C" size_t cuda_attention_saved(const AttnShape *as) {
@@ -125,20 +134,29 @@ extern "C" size_t cuda_attention_saved(const AttnShape *as) {
     return use_mma(s) ? flash_mma_saved(s) : 0;
 }
 
-extern "C" void cuda_attention_forward(const AttnShape *as, float *o, float *lse, void *saved, const float *q,
-                                       const float *k, const float *v, float *work) {
-    (void)work;
-    Shape s = shape_of(as);
-    if (use_mma(s)) {
-        flash_mma_forward(s, o, lse, q, k, v, saved);
-        return;
-    }
+static void forward_fp32(const Shape &s, float *o, float *lse, const float *q, const float *k, const float *v) {
     check_dims(s);
     size_t smem = forward_smem(s);
     CUDA_CHECK(cudaFuncSetAttribute(attention_forward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid((s.T + BR - 1) / BR, s.B * s.H);
     attention_forward_kernel<<<grid, BR, smem>>>(s, o, lse, q, k, v);
     CUDA_LAUNCHED();
+}
+
+extern "C" void cuda_attention_forward(const AttnShape *as, float *o, float *lse, void *saved, const float *q,
+                                       const float *k, const float *k_shared, const float *v, float *work) {
+    attn_check_layout(as, k_shared);
+    Shape s = shape_of(as);
+    if (use_mma(s)) {
+        flash_mma_forward(s, o, lse, q, k, k_shared, v, saved);
+    } else if (attn_layout_plain(as)) {
+        forward_fp32(s, o, lse, q, k, v);
+    } else {
+        AttnShape g = attn_gathered_shape(as);
+        float *kg = gathered_in(as, work), *vg = kg + (size_t)s.B * s.T * s.Hkv * s.Dk;
+        attn_gather(cuda_copy_heads, as, kg, vg, k, k_shared, v);
+        forward_fp32(shape_of(&g), o, lse, q, kg, vg);
+    }
 }
 
 // ---- backward ----
@@ -238,18 +256,8 @@ __global__ void attention_dkv_kernel(Shape s, float *dk, float *dv, const float 
     for (int d = 0; d < s.Dv; d++) dvr[d] = dVs[threadIdx.x * pv + d];
 }
 
-extern "C" void cuda_attention_backward(const AttnShape *as, float *dq, float *dk, float *dv, const float *dout,
-                                        const float *q, const float *k, const float *v, const float *o, const float *lse,
-                                        const void *saved, float *work) {
-    Shape s = shape_of(as);
-    float *D = (float *)((char *)work + packed_bytes(s));
-    size_t rows = (size_t)s.B * s.H * s.T;
-    attention_rowdot_kernel<<<grid_for(rows * 32, 256), 256>>>(s, D, dout, o);
-    CUDA_LAUNCHED();
-    if (use_mma(s)) {
-        flash_mma_backward(s, dq, dk, dv, dout, lse, D, saved, work);
-        return;
-    }
+static void backward_fp32(const Shape &s, float *dq, float *dk, float *dv, const float *dout, const float *q,
+                          const float *k, const float *v, const float *lse, const float *D) {
     check_dims(s);
     size_t smem_q = sizeof(float) * ((size_t)BR * (2 * padded(s.Dk) + padded(s.Dv)) + (size_t)BC * (padded(s.Dk) + padded(s.Dv)));
     CUDA_CHECK(cudaFuncSetAttribute(attention_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
@@ -260,4 +268,27 @@ extern "C" void cuda_attention_backward(const AttnShape *as, float *dq, float *d
     CUDA_CHECK(cudaFuncSetAttribute(attention_dkv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
     attention_dkv_kernel<<<dim3((s.T + BR - 1) / BR, s.B * s.Hkv), BR, smem_kv>>>(s, dk, dv, dout, q, k, v, lse, D);
     CUDA_LAUNCHED();
+}
+
+extern "C" void cuda_attention_backward(const AttnShape *as, float *dq, float *dk, float *dk_shared, float *dv,
+                                        const float *dout, const float *q, const float *k, const float *k_shared,
+                                        const float *v, const float *o, const float *lse, const void *saved,
+                                        float *work) {
+    attn_check_layout(as, k_shared);
+    Shape s = shape_of(as);
+    float *D = (float *)((char *)work + packed_bytes(s));
+    attention_rowdot_kernel<<<grid_for(rowdot_floats(s) * 32, 256), 256>>>(s, D, dout, o);
+    CUDA_LAUNCHED();
+    if (use_mma(s)) {
+        flash_mma_backward(s, dq, dk, dk_shared, dv, dout, lse, D, saved, work);
+    } else if (attn_layout_plain(as)) {
+        backward_fp32(s, dq, dk, dv, dout, q, k, v, lse, D);
+    } else {
+        AttnShape g = attn_gathered_shape(as);
+        size_t nk = (size_t)s.B * s.T * s.Hkv * s.Dk;
+        float *kg = gathered_in(as, work), *vg = kg + nk, *dkg = kg + attn_gathered_floats(as), *dvg = dkg + nk;
+        attn_gather(cuda_copy_heads, as, kg, vg, k, k_shared, v);
+        backward_fp32(shape_of(&g), dq, dkg, dvg, dout, q, kg, vg, lse, D);
+        attn_scatter_grads(cuda_copy_heads, as, dk, dk_shared, dv, dkg, dvg);
+    }
 }

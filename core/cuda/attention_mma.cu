@@ -22,6 +22,7 @@
 
 #include "attention_shape.cuh"
 #include "cuda_common.cuh"
+#include "cuda_ops.cuh"
 #include "mma.cuh"
 #include "wgmma.cuh"
 
@@ -195,10 +196,25 @@ struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every 
 // buffers grow with B * T alone, as every buffer of a model must (it keeps its buffers for any
 // shape of no more tokens and no longer sequences).
 
-// row (b * H + h) * T + t of dst = row (b, t), head h of src times mul; the guard rows after
-// the last head are zero
-__global__ void pack_heads_kernel(bf16 *dst, const float *src, int B, int T, int H, int D, long stride, int Dp,
-                                  float mul) {
+// What a packed buffer is made from: head h of row (b, t) is `own` columns at src + (b T + t)
+// stride + h head, then D - own columns of one copy every head shares (keys' k_shared) at
+// shared + (b T + t) shared_stride.
+struct PackSource {
+    const float *src;
+    long stride, head;
+    int own;
+    const float *shared;
+    long shared_stride;
+};
+
+// the plain layout: heads of D side by side
+static PackSource heads_side_by_side(const float *src, long stride, int D) {
+    return PackSource{src, stride, D, D, nullptr, 0};
+}
+
+// row (b * H + h) * T + t of dst = row (b, t), head h of the source times mul; the guard rows
+// after the last head are zero
+__global__ void pack_heads_kernel(bf16 *dst, PackSource a, int B, int T, int H, int D, int Dp, float mul) {
     size_t rows = (size_t)B * H * T, groups = (rows + ROWS) * (Dp / 8);
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < groups; i += (size_t)gridDim.x * blockDim.x) {
         int d0 = 8 * (int)(i % (Dp / 8));
@@ -206,10 +222,14 @@ __global__ void pack_heads_kernel(bf16 *dst, const float *src, int B, int T, int
         float x[8] = {};
         if (row < rows) {
             int t = (int)(row % T), bh = (int)(row / T), b = bh / H, h = bh % H;
-            const float *r = src + ((size_t)b * T + t) * stride + (size_t)h * D;
+            size_t bt = (size_t)b * T + t;
+            const float *r = a.src + bt * a.stride + (size_t)h * a.head;
 #pragma unroll
-            for (int j = 0; j < 8; j++)
-                if (d0 + j < D) x[j] = __ldg(r + d0 + j) * mul;
+            for (int j = 0; j < 8; j++) {
+                int d = d0 + j;
+                if (d < a.own) x[j] = __ldg(r + d) * mul;
+                else if (d < D) x[j] = __ldg(a.shared + bt * a.shared_stride + (d - a.own)) * mul;
+            }
         }
         *reinterpret_cast<uint4 *>(dst + row * Dp + d0) =
             make_uint4(pack_bf16(x[0], x[1]), pack_bf16(x[2], x[3]), pack_bf16(x[4], x[5]), pack_bf16(x[6], x[7]));
@@ -233,9 +253,9 @@ Widths kernel_widths(const AttnDims &s) {
 
 size_t packed_elems(int B, int heads, int T, int Dp) { return ((size_t)B * heads * T + ROWS) * Dp; }
 
-void pack_heads(bf16 *dst, const float *src, int B, int T, int H, int D, long stride, int Dp, float mul) {
+void pack_heads(bf16 *dst, const PackSource &a, int B, int T, int H, int D, int Dp, float mul) {
     size_t groups = ((size_t)B * H * T + ROWS) * (Dp / 8);
-    pack_heads_kernel<<<grid_for(groups, 256), 256>>>(dst, src, B, T, H, D, stride, Dp, mul);
+    pack_heads_kernel<<<grid_for(groups, 256), 256>>>(dst, a, B, T, H, D, Dp, mul);
     CUDA_LAUNCHED();
 }
 
@@ -419,8 +439,8 @@ __device__ __forceinline__ void load_query_tile(bf16 *Qs, bf16 *dOs, float *Ls, 
 
 template <class P, int DK, int DV, int BQ>
 __global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS)
-    flash_dkv_kernel(AttnDims s, float *dk, float *dv, const bf16 *q16, const bf16 *k16, const bf16 *v16,
-                     const bf16 *do16, const float *lse, const float *Drow) {
+    flash_dkv_kernel(AttnDims s, float *dk, float *dk_heads, float *dv, const bf16 *q16, const bf16 *k16,
+                     const bf16 *v16, const bf16 *do16, const float *lse, const float *Drow) {
     constexpr int EQ = P::template elems<BQ, DK>(), EO = P::template elems<BQ, DV>();
     extern __shared__ __align__(1024) unsigned char smem[]; // swizzled tiles: 1024-byte aligned
     bf16 *Ks = reinterpret_cast<bf16 *>(smem), *Vs = Ks + P::template elems<ROWS, DK>(),
@@ -455,18 +475,27 @@ __global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS)
             P::template accumulate_pair<BQ, DV, DK>(dv_acc, p, dOt, dk_acc, ds, Qt); // dV += P^T dO, dK += dS^T Q
         }
     }
-    store_rows<DK>(dk + (size_t)b * s.T * s.ks + (size_t)hk * s.Dk, s.ks, dk_acc, key0, s.T, s.Dk, 1.0f / LOG2E,
+    int own = s.Dk - s.kshare;
+    store_rows<DK>(dk + (size_t)b * s.T * s.ks + (size_t)hk * s.kh, s.ks, dk_acc, key0, s.T, own, 1.0f / LOG2E,
                    1.0f / LOG2E, lane);
-    store_rows<DV>(dv + (size_t)b * s.T * s.vs + (size_t)hk * s.Dv, s.vs, dv_acc, key0, s.T, s.Dv, 1.0f, 1.0f, lane);
+    if (s.kshare) /* the shared key columns: this head's share, summed over the heads after the kernel */
+        store_rows<DK>(dk_heads + ((size_t)b * s.T * s.Hkv + hk) * s.kshare, (long)s.Hkv * s.kshare, dk_acc, key0, s.T,
+                       s.Dk, 1.0f / LOG2E, 1.0f / LOG2E, lane, own);
+    store_rows<DV>(dv + (size_t)b * s.T * s.vs + (size_t)hk * s.vh, s.vs, dv_acc, key0, s.T, s.Dv, 1.0f, 1.0f, lane);
 }
 
 // ---- launches, one instantiation per padded (DK, DV) ----
 
 // the packed operands: q, k, v in `saved` (made by the forward, read again by the backward, so
-// that the caller need not keep the fp32 q, k and v), dO in the backward's workspace
+// that the caller need not keep the fp32 q, k and v), dO in the backward's workspace, and after it
+// (keys with shared columns) every kv head's gradient of those columns, [B T, Hkv, kshare]
 struct Packed {
     bf16 *q, *k, *v, *dout;
+    float *dk_heads;
 };
+size_t dout_bytes(const AttnDims &s) {
+    return (sizeof(bf16) * packed_elems(s.B, s.H, s.T, kernel_widths(s).dv) + 15) / 16 * 16;
+}
 Packed packed_in(const AttnDims &s, const void *saved, void *work) {
     Widths w = kernel_widths(s);
     Packed p;
@@ -474,6 +503,7 @@ Packed packed_in(const AttnDims &s, const void *saved, void *work) {
     p.k = p.q + packed_elems(s.B, s.H, s.T, w.dk);
     p.v = p.k + packed_elems(s.B, s.Hkv, s.T, w.dk);
     p.dout = (bf16 *)work;
+    p.dk_heads = work ? (float *)((char *)work + dout_bytes(s)) : nullptr;
     return p;
 }
 
@@ -498,8 +528,8 @@ void backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *l
     size_t smem_kv = smem_q + sizeof(float) * 4 * B2;
     auto dkv_kernel = flash_dkv_kernel<P, DK, DV, B2>;
     CUDA_CHECK(cudaFuncSetAttribute(dkv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
-    dkv_kernel<<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.Hkv), 32 * WARPS, smem_kv>>>(s, dk, dv, p.q, p.k, p.v, p.dout,
-                                                                                    lse, D);
+    dkv_kernel<<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.Hkv), 32 * WARPS, smem_kv>>>(s, dk, p.dk_heads, dv, p.q, p.k,
+                                                                                    p.v, p.dout, lse, D);
     CUDA_LAUNCHED();
 }
 
@@ -528,7 +558,9 @@ size_t flash_mma_saved(const AttnDims &s) {
     return sizeof(bf16) * elems;
 }
 
-size_t flash_mma_workspace(const AttnDims &s) { return sizeof(bf16) * packed_elems(s.B, s.H, s.T, kernel_widths(s).dv); }
+size_t flash_mma_workspace(const AttnDims &s) {
+    return dout_bytes(s) + sizeof(float) * (size_t)s.B * s.T * s.Hkv * s.kshare;
+}
 
 // dispatch on the kernels' widths (kernel_widths): 32, 64, 96 or 128 each
 #define FLASH_DISPATCH(CALL)                                                                                         \
@@ -544,24 +576,27 @@ size_t flash_mma_workspace(const AttnDims &s) { return sizeof(bf16) * packed_ele
     }
 
 // q (times scale log2 e: scores in base 2), k and v
-void flash_mma_forward(const AttnDims &s, float *o, float *lse, const float *q, const float *k, const float *v,
-                       void *saved) {
+void flash_mma_forward(const AttnDims &s, float *o, float *lse, const float *q, const float *k, const float *k_shared,
+                       const float *v, void *saved) {
     Packed p = packed_in(s, saved, nullptr);
     Widths w = kernel_widths(s);
-    pack_heads(p.q, q, s.B, s.T, s.H, s.Dk, s.qs, w.dk, s.scale * LOG2E);
-    pack_heads(p.k, k, s.B, s.T, s.Hkv, s.Dk, s.ks, w.dk, 1.0f);
-    pack_heads(p.v, v, s.B, s.T, s.Hkv, s.Dv, s.vs, w.dv, 1.0f);
+    pack_heads(p.q, heads_side_by_side(q, s.qs, s.Dk), s.B, s.T, s.H, s.Dk, w.dk, s.scale * LOG2E);
+    pack_heads(p.k, PackSource{k, s.ks, s.kh, s.Dk - s.kshare, k_shared, s.kss}, s.B, s.T, s.Hkv, s.Dk, w.dk, 1.0f);
+    pack_heads(p.v, PackSource{v, s.vs, s.vh, s.Dv, nullptr, 0}, s.B, s.T, s.Hkv, s.Dv, w.dv, 1.0f);
 #define CALL(A, B) cuda_wgmma() ? forward<GroupMma, A, B>(s, o, lse, p) : forward<WarpMma, A, B>(s, o, lse, p)
     FLASH_DISPATCH(CALL)
 #undef CALL
 }
 
-void flash_mma_backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *dout, const float *lse,
-                        const float *D, const void *saved, void *work) {
+void flash_mma_backward(const AttnDims &s, float *dq, float *dk, float *dk_shared, float *dv, const float *dout,
+                        const float *lse, const float *D, const void *saved, void *work) {
     Packed p = packed_in(s, saved, work);
-    pack_heads(p.dout, dout, s.B, s.T, s.H, s.Dv, s.os, kernel_widths(s).dv, 1.0f);
+    pack_heads(p.dout, heads_side_by_side(dout, s.os, s.Dv), s.B, s.T, s.H, s.Dv, kernel_widths(s).dv, 1.0f);
 #define CALL(A, B)                                                                                                   \
     cuda_wgmma() ? backward<GroupMma, A, B>(s, dq, dk, dv, lse, D, p) : backward<WarpMma, A, B>(s, dq, dk, dv, lse, D, p)
     FLASH_DISPATCH(CALL)
 #undef CALL
+    if (s.kshare)
+        attn_sum_shared_grads(cuda_copy_heads, dk_shared, s.kss, p.dk_heads, (long)s.Hkv * s.kshare, s.kshare,
+                              s.B * s.T, s.Hkv, s.kshare);
 }

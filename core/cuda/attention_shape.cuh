@@ -2,15 +2,22 @@
 // tensor-core kernels (attention_mma.cu) that attention.cu dispatches to.
 #pragma once
 #include "cuda_common.cuh" // core/backend.h, with C linkage
+extern "C" {
+#include "core/attention_layout.h"
+}
 
 struct AttnDims {
     int B, T, H, Hkv, Dk, Dv;
     long qs, ks, vs, os; // row strides of q, k, v and o, in floats
     float scale;
+    long kh, vh; // column offsets from one kv head's keys (values) to the next's
+    int kshare;  // the last kshare key columns: one copy every head shares (AttnShape's k_shared)
+    long kss;    // its row stride
 };
 
 static inline AttnDims attn_dims(const AttnShape *s) {
-    return AttnDims{s->B, s->T, s->H, s->Hkv, s->Dk, s->Dv, s->q_stride, s->k_stride, s->v_stride, s->o_stride, s->scale};
+    return AttnDims{s->B, s->T, s->H, s->Hkv, s->Dk, s->Dv, s->q_stride, s->k_stride, s->v_stride, s->o_stride,
+                    s->scale, attn_key_head(s), attn_value_head(s), s->k_shared, s->k_shared_stride};
 }
 
 bool flash_mma_supports(const AttnDims &s);
@@ -22,8 +29,9 @@ bool flash_mma_wgmma_built(void);
 // of the backward's `work` (its copy of dO)
 size_t flash_mma_saved(const AttnDims &s);
 size_t flash_mma_workspace(const AttnDims &s);
-void flash_mma_forward(const AttnDims &s, float *o, float *lse, const float *q, const float *k, const float *v,
-                       void *saved);
+// The tensor-core kernels read and write the keys' and values' layouts in place (no gathering)
+void flash_mma_forward(const AttnDims &s, float *o, float *lse, const float *q, const float *k,
+                       const float *k_shared, const float *v, void *saved);
 // D: rowsum(dO * O) per (b, h, t)
-void flash_mma_backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *dout, const float *lse,
-                        const float *D, const void *saved, void *work);
+void flash_mma_backward(const AttnDims &s, float *dq, float *dk, float *dk_shared, float *dv, const float *dout,
+                        const float *lse, const float *D, const void *saved, void *work);

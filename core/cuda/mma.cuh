@@ -140,10 +140,10 @@ __device__ __forceinline__ void accumulate_pv(float acc[DV / 8][4], const float 
 }
 
 // writes a warp's 16 x D accumulator rows (row0 + g, row0 + g + 8) times mul; rows >= n_rows
-// and columns >= width are dropped
+// and columns outside [first, width) are dropped, column c landing at dst + c - first
 template <int D>
 __device__ __forceinline__ void store_rows(float *dst, long stride, const float acc[D / 8][4], int row0, int n_rows,
-                                           int width, float mul0, float mul1, int lane) {
+                                           int width, float mul0, float mul1, int lane, int first = 0) {
     int g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int half = 0; half < 2; half++) {
@@ -155,7 +155,7 @@ __device__ __forceinline__ void store_rows(float *dst, long stride, const float 
 #pragma unroll
             for (int j = 0; j < 2; j++) {
                 int col = n * 8 + 2 * t + j;
-                if (col < width) out[col] = acc[n][2 * half + j] * mul;
+                if (col >= first && col < width) out[col - first] = acc[n][2 * half + j] * mul;
             }
     }
 }

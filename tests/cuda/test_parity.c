@@ -701,12 +701,23 @@ TEST(test_gpu_optimizer_and_cross_entropy) {
 /* Attention at B x T with the GPU workspace and saved buffer sized for B_ws x T_ws (a model keeps
  * its buffers for any shape of no more tokens and no longer sequences), each followed by a canary
  * that must survive. Where the GPU keeps its own copies of q, k and v (attention_saved > 0), the
- * fp32 ones are overwritten before the backward, which must not read them. */
-static void check_attention_in(int B, int T, int H, int Hkv, int Dk, int Dv, unsigned seed, int B_ws, int T_ws) {
+ * fp32 ones are overwritten before the backward, which must not read them. A row holds q's heads,
+ * then the keys and values: heads side by side, or with `shared` key columns MLA's layout (kv head
+ * g's own key columns and its values together, then the columns every head shares). */
+static void check_attention_in(int B, int T, int H, int Hkv, int Dk, int Dv, int shared, unsigned seed, int B_ws,
+                               int T_ws) {
     Rng rng;
     rng_seed(&rng, seed);
-    long w = (long)(H + Hkv) * Dk + (long)Hkv * Dv;
-    AttnShape s = {B, T, H, Hkv, Dk, Dv, w, w, w, (long)H * Dv, 1.0f / sqrtf((float)Dk)}, ws = s;
+    long w = (long)(H + Hkv) * Dk + (long)Hkv * Dv - (long)(Hkv - 1) * shared;
+    AttnShape s = {.B = B, .T = T, .H = H, .Hkv = Hkv, .Dk = Dk, .Dv = Dv,
+                   .q_stride = w, .k_stride = w, .v_stride = w, .o_stride = (long)H * Dv,
+                   .scale = 1.0f / sqrtf((float)Dk)};
+    if (shared) {
+        s.k_head = s.v_head = Dk - shared + Dv;
+        s.k_shared = shared;
+        s.k_shared_stride = w;
+    }
+    AttnShape ws = s;
     ws.B = B_ws;
     ws.T = T_ws;
     size_t nqkv = (size_t)B * T * w, no = (size_t)B * T * H * Dv, nl = (size_t)B * H * T;
@@ -720,15 +731,18 @@ static void check_attention_in(int B, int T, int H, int Hkv, int Dk, int Dv, uns
     gpu->upload((char *)gwork + gw_bytes, canary, sizeof(float) * n_canary);
     gpu->upload(gsaved + gs_bytes, canary, sizeof(float) * n_canary);
     float *g_qkv = up(qkv, nqkv), *g_o = up(o, no), *g_lse = up(lse, nl), *g_dout = up(dout, no), *g_dqkv = up(dqkv, nqkv);
-    float *q = qkv, *k = q + (size_t)H * Dk, *v = k + (size_t)Hkv * Dk;
-    float *gq = g_qkv, *gk = gq + (size_t)H * Dk, *gv = gk + (size_t)Hkv * Dk;
-    cpu->attention_forward(&s, o, lse, NULL, q, k, v, work);
-    gpu->attention_forward(&s, g_o, g_lse, gsaved, gq, gk, gv, gwork);
+    /* offsets in a row of k, of v and of the shared key columns */
+    size_t ok = (size_t)H * Dk, ov = ok + (shared ? (size_t)(Dk - shared) : (size_t)Hkv * Dk),
+           os = ok + (size_t)Hkv * (Dk - shared + Dv);
+    float *q = qkv, *k = q + ok, *v = q + ov, *ks = shared ? q + os : NULL;
+    float *gq = g_qkv, *gk = gq + ok, *gv = gq + ov, *gks = shared ? gq + os : NULL;
+    cpu->attention_forward(&s, o, lse, NULL, q, k, ks, v, work);
+    gpu->attention_forward(&s, g_o, g_lse, gsaved, gq, gk, gks, gv, gwork);
     /* fp32 kernels (ATTNLAB_CUDA_MATMUL=fp32, heads over 128) agree to rounding; the tensor-core
      * kernels round q, k, v, P and dS to bf16 (8 significant bits) */
     SAME(g_o, o, no, mm_tol(2e-5, 2e-2), "attention output");
     SAME(g_lse, lse, nl, mm_tol(2e-6, 1e-2), "attention log-sum-exp");
-    cpu->attention_backward(&s, dqkv, dqkv + (size_t)H * Dk, dqkv + (size_t)(H + Hkv) * Dk, dout, q, k, v, o, lse, NULL,
+    cpu->attention_backward(&s, dqkv, dqkv + ok, shared ? dqkv + os : NULL, dqkv + ov, dout, q, k, ks, v, o, lse, NULL,
                             work);
     if (gpu->attention_saved(&s)) { /* the backward reads its own copies: spoil the caller's */
         float *junk = rnd(nqkv, 1, 0, &rng);
@@ -737,8 +751,8 @@ static void check_attention_in(int B, int T, int H, int Hkv, int Dk, int Dv, uns
     } else {
         CHECK(fp32_matmuls || Dk > 128 || Dv > 128, "the tensor-core attention keeps no copies of q, k and v");
     }
-    gpu->attention_backward(&s, g_dqkv, g_dqkv + (size_t)H * Dk, g_dqkv + (size_t)(H + Hkv) * Dk, g_dout, gq, gk, gv, g_o,
-                            g_lse, gsaved, gwork);
+    gpu->attention_backward(&s, g_dqkv, g_dqkv + ok, shared ? g_dqkv + os : NULL, g_dqkv + ov, g_dout, gq, gk, gks, gv,
+                            g_o, g_lse, gsaved, gwork);
     SAME(g_dqkv, dqkv, nqkv, mm_tol(5e-5, 3e-2), "attention dq dk dv");
     float *after = down((const float *)((char *)gwork + gw_bytes), n_canary),
           *after_saved = down((const float *)(gsaved + gs_bytes), n_canary);
@@ -753,7 +767,7 @@ static void check_attention_in(int B, int T, int H, int Hkv, int Dk, int Dv, uns
 }
 
 static void check_attention(int B, int T, int H, int Hkv, int Dk, int Dv, unsigned seed) {
-    check_attention_in(B, T, H, Hkv, Dk, Dv, seed, B, T);
+    check_attention_in(B, T, H, Hkv, Dk, Dv, 0, seed, B, T);
 }
 
 TEST(test_gpu_attention_forward_backward) {
@@ -774,8 +788,12 @@ TEST(test_gpu_attention_forward_backward) {
     check_attention(1, 90, 2, 1, 128, 64, 14);
     check_attention(1, 90, 2, 2, 64, 32, 15);
     check_attention(1, 90, 2, 2, 32, 64, 16);
-    check_attention_in(2, 32, 4, 2, 64, 64, 11, 1, 64); /* a model's buffers kept for a shape of as many tokens */
-    check_attention_in(3, 40, 2, 2, 32, 32, 12, 1, 150);
+    check_attention_in(2, 32, 4, 2, 64, 64, 0, 11, 1, 64); /* a model's buffers kept for a shape of as many tokens */
+    check_attention_in(3, 40, 2, 2, 32, 32, 0, 12, 1, 150);
+    /* MLA's layout, read and written in place (the last 32 key columns shared by every head) */
+    check_attention_in(2, 150, 4, 4, 96, 64, 32, 17, 2, 150);
+    check_attention_in(1, 90, 4, 2, 64, 64, 16, 18, 2, 100); /* shared across kv heads, buffers for more */
+    check_attention_in(1, 70, 2, 2, 160, 144, 32, 19, 1, 70); /* wider: the fp32 kernels, gathered */
 }
 
 int cuda_attention_decode_splits(const AttnShape *s, int len); /* core/cuda/attention_decode.cu */
@@ -790,7 +808,9 @@ static void check_decode(int B, int T, int cap, int H, int Hkv, int Dk, int Dv, 
     Rng rng;
     rng_seed(&rng, seed);
     long krow = (long)Hkv * Dk, vrow = shared ? krow : (long)Hkv * Dv;
-    AttnShape s = {B, T, H, Hkv, Dk, Dv, (long)H * Dk, krow, vrow, (long)H * Dv, 1.0f / sqrtf((float)Dk)};
+    AttnShape s = {.B = B, .T = T, .H = H, .Hkv = Hkv, .Dk = Dk, .Dv = Dv,
+                   .q_stride = (long)H * Dk, .k_stride = krow, .v_stride = vrow, .o_stride = (long)H * Dv,
+                   .scale = 1.0f / sqrtf((float)Dk)};
     size_t nq = (size_t)B * H * Dk, nk = (size_t)B * cap * krow, nv = (size_t)B * cap * vrow, no = (size_t)B * H * Dv;
     float *q = rnd(nq, 1, 0, &rng), *kc = rnd(nk, 1, 0, &rng), *vc = shared ? kc : rnd(nv, 1, 0, &rng);
     float *o = xmalloc(sizeof(float) * no);

@@ -1,0 +1,45 @@
+/* The attention's key and value layouts (AttnShape: keys and values at head strides of their
+ * own, trailing key columns shared by every head) for backends whose kernels read only heads side
+ * by side: the keys and values gathered into that plain layout before the kernels, their
+ * gradients scattered back after (the shared columns' gradient summed over the heads). The GPU's
+ * tensor-core kernels read and write the layout in place instead. */
+#pragma once
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "backend.h"
+
+/* the copy_heads op of the backend that runs the attention */
+typedef void CopyHeadsFn(float *dst, long dst_stride, long dst_head_stride, const float *src, long src_stride,
+                         long src_head_stride, int rows, int heads, int cols, bool accumulate);
+
+/* kv head g's keys at column g attn_key_head(s) of k's rows, values at g attn_value_head(s) */
+static inline long attn_key_head(const AttnShape *s) { return s->k_head ? s->k_head : s->Dk; }
+static inline long attn_value_head(const AttnShape *s) { return s->v_head ? s->v_head : s->Dv; }
+
+/* whether keys and values are heads side by side, nothing shared */
+bool attn_layout_plain(const AttnShape *s);
+
+/* the shape of the gathered copies: keys [B T, Hkv Dk], values [B T, Hkv Dv] */
+AttnShape attn_gathered_shape(const AttnShape *s);
+
+/* floats of the gathered keys and values (0 for a plain layout) */
+size_t attn_gathered_floats(const AttnShape *s);
+
+/* k, k_shared and v into kg and vg (attn_gathered_shape's layout; vg follows kg in the workspace) */
+void attn_gather(CopyHeadsFn *copy, const AttnShape *s, float *kg, float *vg, const float *k, const float *k_shared,
+                 const float *v);
+
+/* the gathered gradients dkg, dvg into the caller's layout: dk, dk_shared (the sum of every
+ * head's shared columns) and dv */
+void attn_scatter_grads(CopyHeadsFn *copy, const AttnShape *s, float *dk, float *dk_shared, float *dv,
+                        const float *dkg, const float *dvg);
+
+/* dst[r, c] = sum over the heads h of src[r, h src_head + c] (rows of dst_stride and src_stride),
+ * the heads added in order: the shared key columns' gradient from every head's */
+void attn_sum_shared_grads(CopyHeadsFn *copy, float *dst, long dst_stride, const float *src, long src_stride,
+                           long src_head, int rows, int heads, int cols);
+
+/* dies unless the layout is one the kernels can read: head strides that keep a row's heads
+ * apart, shared columns fewer than Dk, and a shared copy where there are shared columns */
+void attn_check_layout(const AttnShape *s, const float *k_shared);
