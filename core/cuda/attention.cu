@@ -277,10 +277,12 @@ extern "C" void cuda_attention_backward(const AttnShape *as, float *dq, float *d
     attn_check_layout(as, k_shared);
     Shape s = shape_of(as);
     float *D = (float *)((char *)work + packed_bytes(s));
-    attention_rowdot_kernel<<<grid_for(rowdot_floats(s) * 32, 256), 256>>>(s, D, dout, o);
-    CUDA_LAUNCHED();
+    if (!use_mma(s) || !flash_mma_rowdot_in_pack(s)) {
+        attention_rowdot_kernel<<<grid_for(rowdot_floats(s) * 32, 256), 256>>>(s, D, dout, o);
+        CUDA_LAUNCHED();
+    }
     if (use_mma(s)) {
-        flash_mma_backward(s, dq, dk, dk_shared, dv, dout, lse, D, saved, work);
+        flash_mma_backward(s, dq, dk, dk_shared, dv, dout, o, lse, D, saved, work);
     } else if (attn_layout_plain(as)) {
         backward_fp32(s, dq, dk, dv, dout, q, k, v, lse, D);
     } else {

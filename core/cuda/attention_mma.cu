@@ -236,6 +236,39 @@ __global__ void pack_heads_kernel(bf16 *dst, PackSource a, int B, int T, int H, 
     }
 }
 
+// The backward's dO packed as pack_heads packs it, and D = dO . O of every row (the softmax
+// gradient's row sums, [B, H, T] as lse) from the same read of dO: a row's Dp / 8 = LANES threads
+// sum their parts by shuffles. LANES a power of two, so a row's threads are aligned in a warp; the
+// loop runs whole warps (bound rounded up to 32) so that every shuffle finds its lanes.
+template <int LANES>
+__global__ void pack_dout_rowdot_kernel(bf16 *dst, float *D, const float *dout, const float *o, int B, int T, int H,
+                                        int Dv, long stride) {
+    constexpr int Dp = 8 * LANES;
+    size_t rows = (size_t)B * H * T, groups = (rows + ROWS) * LANES, bound = (groups + 31) / 32 * 32;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < bound; i += (size_t)gridDim.x * blockDim.x) {
+        int d0 = 8 * (int)(i % LANES);
+        size_t row = i / LANES;
+        float x[8] = {}, dot = 0.0f;
+        if (row < rows) {
+            int t = (int)(row % T), bh = (int)(row / T), b = bh / H, h = bh % H;
+            size_t at = ((size_t)b * T + t) * stride + (size_t)h * Dv;
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+                if (d0 + j < Dv) {
+                    x[j] = __ldg(dout + at + d0 + j);
+                    dot += x[j] * __ldg(o + at + d0 + j);
+                }
+        }
+#pragma unroll
+        for (int m = LANES / 2; m > 0; m >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, m);
+        if (i < groups) {
+            *reinterpret_cast<uint4 *>(dst + row * Dp + d0) = make_uint4(pack_bf16(x[0], x[1]), pack_bf16(x[2], x[3]),
+                                                                        pack_bf16(x[4], x[5]), pack_bf16(x[6], x[7]));
+            if (d0 == 0 && row < rows) D[row] = dot;
+        }
+    }
+}
+
 int padded_width(int d) { return (d + 31) / 32 * 32; }
 
 // The widths the kernels run at: the instantiated pairs of padded widths (FLASH_DISPATCH), else
@@ -588,10 +621,27 @@ void flash_mma_forward(const AttnDims &s, float *o, float *lse, const float *q, 
 #undef CALL
 }
 
+bool flash_mma_rowdot_in_pack(const AttnDims &s) {
+    int dv = kernel_widths(s).dv;
+    return dv == 32 || dv == 64 || dv == 128;
+}
+
 void flash_mma_backward(const AttnDims &s, float *dq, float *dk, float *dk_shared, float *dv, const float *dout,
-                        const float *lse, const float *D, const void *saved, void *work) {
+                        const float *o, const float *lse, float *D, const void *saved, void *work) {
     Packed p = packed_in(s, saved, work);
-    pack_heads(p.dout, heads_side_by_side(dout, s.os, s.Dv), s.B, s.T, s.H, s.Dv, kernel_widths(s).dv, 1.0f);
+    int wv = kernel_widths(s).dv;
+    if (flash_mma_rowdot_in_pack(s)) {
+        size_t threads = ((size_t)s.B * s.H * s.T + ROWS) * (wv / 8);
+#define PACK(L)                                                                                                      \
+    pack_dout_rowdot_kernel<L><<<grid_for(threads, 256), 256>>>(p.dout, D, dout, o, s.B, s.T, s.H, s.Dv, s.os)
+        if (wv == 32) PACK(4);
+        else if (wv == 64) PACK(8);
+        else PACK(16);
+#undef PACK
+        CUDA_LAUNCHED();
+    } else {
+        pack_heads(p.dout, heads_side_by_side(dout, s.os, s.Dv), s.B, s.T, s.H, s.Dv, wv, 1.0f);
+    }
 #define CALL(A, B)                                                                                                   \
     cuda_wgmma() ? backward<GroupMma, A, B>(s, dq, dk, dv, lse, D, p) : backward<WarpMma, A, B>(s, dq, dk, dv, lse, D, p)
     FLASH_DISPATCH(CALL)

@@ -32,6 +32,8 @@ size_t flash_mma_workspace(const AttnDims &s);
 // The tensor-core kernels read and write the keys' and values' layouts in place (no gathering)
 void flash_mma_forward(const AttnDims &s, float *o, float *lse, const float *q, const float *k,
                        const float *k_shared, const float *v, void *saved);
-// D: rowsum(dO * O) per (b, h, t)
+// D: rowsum(dO * O) per (b, h, t); the backward computes it as it packs dO where
+// flash_mma_rowdot_in_pack, else the caller has
+bool flash_mma_rowdot_in_pack(const AttnDims &s);
 void flash_mma_backward(const AttnDims &s, float *dq, float *dk, float *dk_shared, float *dv, const float *dout,
-                        const float *lse, const float *D, const void *saved, void *work);
+                        const float *o, const float *lse, float *D, const void *saved, void *work);
