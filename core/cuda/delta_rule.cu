@@ -24,11 +24,12 @@
 
 // ---- chunk buffers ----
 
-// The buffers, F(name, floats) in the order they are carved, for Z chunks of C rows (rows = Z C)
-// and gates of width gw. In `work`: the chunk copies of the inputs and what the gates make of
-// them, then the forward scratch (o is dU in the backward), then for a backward its scratch.
+// The buffers, F(name, floats) in the order they are carved, for Z chunks of C rows (rows = Z C).
+// In `work`: the chunk copies of the inputs and what the gates make of them (gates_kernel reads q,
+// k and g where the caller keeps them), then the forward scratch (o is dU in the backward), then
+// for a backward its scratch.
 #define DELTA_WORK(F)                                                                                                 \
-    F(q, rows * K) F(k, rows * K) F(v, rows * V) F(g, rows * gw) F(beta, rows) F(bk, rows * K) F(eb, rows * K)        \
+    F(q, rows * K) F(k, rows * K) F(v, rows * V) F(beta, rows) F(bk, rows * K) F(eb, rows * K)                        \
     F(qb, rows * K) F(kb, rows * K) F(kc, rows * K) F(blast, Z * K) F(o, rows * V) F(Xb, Z * C * C)
 #define DELTA_BACKWARD_WORK(F)                                                                                        \
     F(dO, rows * V) F(P2, Z * K * V) F(dSend, Z * K * V) F(dM, Z * C * C) F(dQb, rows * K) F(dKc, rows * K)           \
@@ -41,27 +42,35 @@ CHUNK_BUFFERS(DeltaBufs, DELTA_WORK, DELTA_BACKWARD_WORK, DELTA_SAVED)
 
 // ---- kernels of the chunkwise form ----
 
-// Per (chunk, channel): b = cumulative log decay within the chunk (per channel, or the head's
-// scalar on every channel), and Qb = Q e^b, Kb = K e^b, Kc = K e^(b_last - b); blast = b_last.
-__global__ void gates_kernel(float *bk, float *eb, float *qb, float *kb, float *kc, float *blast, const float *q,
-                             const float *k, const float *g, long Z, int C, int K, int channel) {
+// Per (chunk, channel), reading q, k and the log decays g where the caller keeps them ([B, T, H,
+// K], g [B, T, H, gw]; rows past T read as zero): the chunk copies qz, kz of q and k, b = the
+// cumulative log decay within the chunk (per channel, or the head's scalar on every channel), and
+// Qb = Q e^b, Kb = K e^b, Kc = K e^(b_last - b); blast = b_last.
+__global__ void gates_kernel(float *qz, float *kz, float *bk, float *eb, float *qb, float *kb, float *kc, float *blast,
+                             const float *q, const float *k, const float *g, ChunkDims cd, int K, int channel) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)Z * K) return;
-    size_t z = i / K;
-    int d = (int)(i % K), gw = channel ? K : 1, gd = channel ? d : 0;
+    if (i >= (size_t)cd.Z * K) return;
+    size_t z = i / K, bh = z / cd.nc;
+    int d = (int)(i % K), gw = channel ? K : 1, gd = channel ? d : 0, C = cd.C, t0 = (int)(z % cd.nc) * C;
+    int h = (int)(bh % cd.H), b = (int)(bh / cd.H);
+    size_t src0 = ((size_t)b * cd.T + t0) * cd.H + h; /* the source row of the chunk's first token */
+    int n = min(C, cd.T - t0);                        /* its tokens before T */
     float acc = 0.0f;
     for (int r = 0; r < C; r++) {
-        acc += g[(z * C + r) * gw + gd];
+        if (r < n) acc += g[(src0 + (size_t)r * cd.H) * gw + gd];
         bk[(z * C + r) * K + d] = acc;
     }
     blast[z * K + d] = acc;
     for (int r = 0; r < C; r++) {
-        size_t e = (z * C + r) * K + d;
-        float b = bk[e], x = expf(b);
+        size_t e = (z * C + r) * K + d, src = (src0 + (size_t)r * cd.H) * K + d;
+        float qv = r < n ? q[src] : 0.0f, kv = r < n ? k[src] : 0.0f;
+        float bv = bk[e], x = expf(bv);
+        qz[e] = qv;
+        kz[e] = kv;
         eb[e] = x;
-        qb[e] = q[e] * x;
-        kb[e] = k[e] * x;
-        kc[e] = k[e] * expf(acc - b);
+        qb[e] = qv * x;
+        kb[e] = kv * x;
+        kc[e] = kv * expf(acc - bv);
     }
 }
 
@@ -280,14 +289,11 @@ static size_t pairs_backward_smem(int C, int K) {
 
 static void prepare(const ScanShape *s, const ChunkDims &d, DeltaBufs &b, const float *q, const float *k, const float *v,
                     const float *g, const float *beta) {
-    const int K = s->K, V = s->V, gw = s->channel_gate ? K : 1;
-    to_chunks(b.q, q, d, K);
-    to_chunks(b.k, k, d, K);
+    const int K = s->K, V = s->V;
     to_chunks(b.v, v, d, V);
-    to_chunks(b.g, g, d, gw);
     to_chunks(b.beta, beta, d, 1);
-    gates_kernel<<<grid_for((size_t)d.Z * K, 128), 128>>>(b.bk, b.eb, b.qb, b.kb, b.kc, b.blast, b.q, b.k, b.g, d.Z,
-                                                         d.C, K, s->channel_gate);
+    gates_kernel<<<grid_for((size_t)d.Z * K, 128), 128>>>(b.q, b.k, b.bk, b.eb, b.qb, b.kb, b.kc, b.blast, q, k, g, d, K,
+                                                         s->channel_gate);
     CUDA_LAUNCHED();
 }
 
