@@ -21,6 +21,14 @@ size_t attn_gathered_floats(const AttnShape *s) {
     return (size_t)s->B * s->T * s->Hkv * ((size_t)s->Dk + s->Dv);
 }
 
+void attn_gathered_buffers(const AttnShape *s, float *at, float **kg, float **vg, float **dkg, float **dvg) {
+    size_t nk = (size_t)s->B * s->T * s->Hkv * s->Dk, n = attn_gathered_floats(s);
+    *kg = at;
+    *vg = at + nk;
+    if (dkg) *dkg = at + n;
+    if (dvg) *dvg = at + n + nk;
+}
+
 void attn_gather(CopyHeadsFn *copy, const AttnShape *s, float *kg, float *vg, const float *k, const float *k_shared,
                  const float *v) {
     const int N = s->B * s->T, own = s->Dk - s->k_shared;
@@ -46,13 +54,17 @@ void attn_sum_shared_grads(CopyHeadsFn *copy, float *dst, long dst_stride, const
     copy(dst, dst_stride, 0, src + src_head, src_stride, src_head, rows, heads - 1, cols, true);
 }
 
-void attn_check_layout(const AttnShape *s, const float *k_shared) {
+void attn_check_layout(const AttnShape *s, const float *k_shared, const float *dk_shared) {
     if (s->k_shared < 0 || s->k_shared >= s->Dk)
         die("internal: attention with %d shared key columns of %d", s->k_shared, s->Dk);
-    if (s->k_shared && (!k_shared || s->k_shared_stride < s->k_shared))
-        die("internal: attention's %d shared key columns without their copy (row stride %ld)", s->k_shared,
-            s->k_shared_stride);
+    if (s->k_shared && (!k_shared || !dk_shared || s->k_shared_stride < s->k_shared))
+        die("internal: attention's %d shared key columns without their copy or its gradient (row stride %ld)",
+            s->k_shared, s->k_shared_stride);
     if (attn_key_head(s) < s->Dk - s->k_shared || attn_value_head(s) < s->Dv)
         die("internal: attention heads overlap (key head stride %ld for %d own columns, value %ld for %d)",
             attn_key_head(s), s->Dk - s->k_shared, attn_value_head(s), s->Dv);
+}
+
+void attn_check_plain(const AttnShape *s, const char *what) {
+    if (!attn_layout_plain(s)) die("internal: %s reads keys and values as heads side by side only", what);
 }

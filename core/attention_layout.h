@@ -13,8 +13,9 @@
 typedef void CopyHeadsFn(float *dst, long dst_stride, long dst_head_stride, const float *src, long src_stride,
                          long src_head_stride, int rows, int heads, int cols, bool accumulate);
 
-/* kv head g's keys at column g attn_key_head(s) of k's rows, values at g attn_value_head(s) */
-static inline long attn_key_head(const AttnShape *s) { return s->k_head ? s->k_head : s->Dk; }
+/* kv head g's keys at column g attn_key_head(s) of k's rows, values at g attn_value_head(s); by
+ * default each head's own columns right after the last head's */
+static inline long attn_key_head(const AttnShape *s) { return s->k_head ? s->k_head : s->Dk - s->k_shared; }
 static inline long attn_value_head(const AttnShape *s) { return s->v_head ? s->v_head : s->Dv; }
 
 /* whether keys and values are heads side by side, nothing shared */
@@ -25,6 +26,10 @@ AttnShape attn_gathered_shape(const AttnShape *s);
 
 /* floats of the gathered keys and values (0 for a plain layout) */
 size_t attn_gathered_floats(const AttnShape *s);
+
+/* The gathered keys kg and values vg at `at`, and after them (backward) their gradients dkg, dvg:
+ * 2 attn_gathered_floats(s) floats in all (dkg, dvg may be NULL for a forward) */
+void attn_gathered_buffers(const AttnShape *s, float *at, float **kg, float **vg, float **dkg, float **dvg);
 
 /* k, k_shared and v into kg and vg (attn_gathered_shape's layout; vg follows kg in the workspace) */
 void attn_gather(CopyHeadsFn *copy, const AttnShape *s, float *kg, float *vg, const float *k, const float *k_shared,
@@ -41,5 +46,9 @@ void attn_sum_shared_grads(CopyHeadsFn *copy, float *dst, long dst_stride, const
                            long src_head, int rows, int heads, int cols);
 
 /* dies unless the layout is one the kernels can read: head strides that keep a row's heads
- * apart, shared columns fewer than Dk, and a shared copy where there are shared columns */
-void attn_check_layout(const AttnShape *s, const float *k_shared);
+ * apart, shared columns fewer than Dk, and a shared copy (and, in a backward, a place for its
+ * gradient: dk_shared, or pass k_shared again in a forward) where there are shared columns */
+void attn_check_layout(const AttnShape *s, const float *k_shared, const float *dk_shared);
+
+/* dies unless keys and values are heads side by side (decode reads its caches only so) */
+void attn_check_plain(const AttnShape *s, const char *what);

@@ -16,11 +16,12 @@
  * the given strides (in floats), so q, k and v may live side by side in one fused buffer.
  * Query head h uses key/value head h / (H / Hkv) (grouped-query attention).
  * The keys and values may be read where another op left them (MLA's up-projection writes
- * [k_nope_h | v_h] per head, and its one rotary key serves every head): kv head g's keys start
- * at column g k_head of k's rows and its values at g v_head of v's (0: Dk, Dv, heads side by
- * side), and the last k_shared of a key's Dk columns are not there but in one copy that every
- * head shares (the k_shared argument, rows of k_shared_stride). The gradients take the same
- * layout; the shared columns' gradient sums every head's. */
+ * [k_nope_h | v_h] per head, and its one rotary key serves every head): the last k_shared of a
+ * key's Dk columns are not in k's rows but in one copy that every head shares (the k_shared
+ * argument, rows of k_shared_stride), and kv head g's own Dk - k_shared key columns start at
+ * column g k_head of k's rows, its values at g v_head of v's (0: right after the last head's,
+ * Dk - k_shared and Dv). The gradients take the same layout; the shared columns' gradient sums
+ * every head's. Decode reads only the plain layout (k_head, v_head, k_shared 0). */
 typedef struct {
     int B, T, H, Hkv, Dk, Dv;
     long q_stride, k_stride, v_stride, o_stride;
@@ -167,7 +168,7 @@ typedef struct {
      * dv may be disjoint columns of one buffer, as MLA's are). `saved` (attention_saved                               \
      * bytes, kept from forward to backward): where that is more than 0 (the GPU's tensor-core kernels:               \
      * their bf16 copies of q, k and v), the backward reads q, k and v from there and not from the                    \
-     * caller, who need not keep them; where it is 0, the backward reads q, k and v. ---- */                          \
+     * caller, who need not keep them; where it is 0, the backward reads q, k, k_shared and v. ---- */                          \
     X(size_t, attention_workspace, (const AttnShape *s))                                                              \
     X(size_t, attention_saved, (const AttnShape *s))                                                                  \
     X(void, attention_forward, (const AttnShape *s, float *o, float *lse, void *saved, const float *q,                \

@@ -137,13 +137,14 @@ static void backward_plain(const AttnShape *s, float *dq, float *dk, float *dv, 
 void cpu_attention_forward(const AttnShape *s, float *o, float *lse, void *saved, const float *q, const float *k,
                            const float *k_shared, const float *v, float *work) {
     (void)saved;
-    attn_check_layout(s, k_shared);
+    attn_check_layout(s, k_shared, k_shared);
     if (attn_layout_plain(s)) {
         forward_plain(s, o, lse, q, k, v, work);
         return;
     }
     AttnShape g = attn_gathered_shape(s);
-    float *kg = work + per_thread_floats(s) * (size_t)cpu_threads(), *vg = kg + (size_t)s->B * s->T * s->Hkv * s->Dk;
+    float *kg, *vg;
+    attn_gathered_buffers(s, work + per_thread_floats(s) * (size_t)cpu_threads(), &kg, &vg, NULL, NULL);
     attn_gather(cpu_copy_heads, s, kg, vg, k, k_shared, v);
     forward_plain(&g, o, lse, q, kg, vg, work);
 }
@@ -152,14 +153,14 @@ void cpu_attention_backward(const AttnShape *s, float *dq, float *dk, float *dk_
                             const float *q, const float *k, const float *k_shared, const float *v, const float *o,
                             const float *lse, const void *saved, float *work) {
     (void)saved;
-    attn_check_layout(s, k_shared);
+    attn_check_layout(s, k_shared, dk_shared);
     if (attn_layout_plain(s)) {
         backward_plain(s, dq, dk, dv, dout, q, k, v, o, lse, work);
         return;
     }
     AttnShape g = attn_gathered_shape(s);
-    size_t nk = (size_t)s->B * s->T * s->Hkv * s->Dk, n = attn_gathered_floats(s);
-    float *kg = work + per_thread_floats(s) * (size_t)cpu_threads(), *vg = kg + nk, *dkg = kg + n, *dvg = dkg + nk;
+    float *kg, *vg, *dkg, *dvg;
+    attn_gathered_buffers(s, work + per_thread_floats(s) * (size_t)cpu_threads(), &kg, &vg, &dkg, &dvg);
     attn_gather(cpu_copy_heads, s, kg, vg, k, k_shared, v);
     backward_plain(&g, dq, dkg, dvg, dout, q, kg, vg, o, lse, work);
     attn_scatter_grads(cpu_copy_heads, s, dk, dk_shared, dv, dkg, dvg);
@@ -188,6 +189,7 @@ size_t cpu_attention_decode_workspace(const AttnShape *s) {
 void cpu_attention_decode(const AttnShape *s, long kv_seq_stride, int len, const int *len_at, float *o,
                           const float *q, const float *k, const float *v, float *work) {
     (void)len_at; /* the CPU runs every step as it is called */
+    attn_check_plain(s, "decode attention");
     const int group = s->H / s->Hkv, T = len;
     if (T < 1 || T > s->T) die("internal: decode attention over %d keys of a cache of %d", T, s->T);
 #pragma omp parallel for schedule(dynamic)

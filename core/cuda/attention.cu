@@ -110,8 +110,8 @@ static void check_dims(const Shape &s) {
     if (s.Dk > MAX_D || s.Dv > MAX_D) die("GPU attention: head dimensions %d and %d exceed %d", s.Dk, s.Dv, MAX_D);
 }
 
-// the tensor-core kernels' packed dO (first: 16-byte aligned), then D of the backward; their
-// packed q, k and v are kept in `saved`. The fp32 kernels read q, k and v themselves.
+// the tensor-core kernels keep their packed q, k and v in `saved` (the fp32 kernels read q, k and
+// v themselves, or their gathered copies)
 static bool use_mma(const Shape &s) { return cuda_tensor_cores() && flash_mma_supports(s); }
 static size_t packed_bytes(const Shape &s) { return use_mma(s) ? flash_mma_workspace(s) : 0; }
 
@@ -145,7 +145,7 @@ static void forward_fp32(const Shape &s, float *o, float *lse, const float *q, c
 
 extern "C" void cuda_attention_forward(const AttnShape *as, float *o, float *lse, void *saved, const float *q,
                                        const float *k, const float *k_shared, const float *v, float *work) {
-    attn_check_layout(as, k_shared);
+    attn_check_layout(as, k_shared, k_shared);
     Shape s = shape_of(as);
     if (use_mma(s)) {
         flash_mma_forward(s, o, lse, q, k, k_shared, v, saved);
@@ -153,7 +153,8 @@ extern "C" void cuda_attention_forward(const AttnShape *as, float *o, float *lse
         forward_fp32(s, o, lse, q, k, v);
     } else {
         AttnShape g = attn_gathered_shape(as);
-        float *kg = gathered_in(as, work), *vg = kg + (size_t)s.B * s.T * s.Hkv * s.Dk;
+        float *kg, *vg;
+        attn_gathered_buffers(as, gathered_in(as, work), &kg, &vg, NULL, NULL);
         attn_gather(cuda_copy_heads, as, kg, vg, k, k_shared, v);
         forward_fp32(shape_of(&g), o, lse, q, kg, vg);
     }
@@ -274,7 +275,7 @@ extern "C" void cuda_attention_backward(const AttnShape *as, float *dq, float *d
                                         const float *dout, const float *q, const float *k, const float *k_shared,
                                         const float *v, const float *o, const float *lse, const void *saved,
                                         float *work) {
-    attn_check_layout(as, k_shared);
+    attn_check_layout(as, k_shared, dk_shared);
     Shape s = shape_of(as);
     float *D = (float *)((char *)work + packed_bytes(s));
     if (!use_mma(s) || !flash_mma_rowdot_in_pack(s)) {
@@ -287,8 +288,8 @@ extern "C" void cuda_attention_backward(const AttnShape *as, float *dq, float *d
         backward_fp32(s, dq, dk, dv, dout, q, k, v, lse, D);
     } else {
         AttnShape g = attn_gathered_shape(as);
-        size_t nk = (size_t)s.B * s.T * s.Hkv * s.Dk;
-        float *kg = gathered_in(as, work), *vg = kg + nk, *dkg = kg + attn_gathered_floats(as), *dvg = dkg + nk;
+        float *kg, *vg, *dkg, *dvg;
+        attn_gathered_buffers(as, gathered_in(as, work), &kg, &vg, &dkg, &dvg);
         attn_gather(cuda_copy_heads, as, kg, vg, k, k_shared, v);
         backward_fp32(shape_of(&g), dq, dkg, dvg, dout, q, kg, vg, lse, D);
         attn_scatter_grads(cuda_copy_heads, as, dk, dk_shared, dv, dkg, dvg);

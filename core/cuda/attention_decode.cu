@@ -355,6 +355,7 @@ extern "C" size_t cuda_attention_decode_workspace(const AttnShape *as) {
 // recorded.
 extern "C" void cuda_attention_decode(const AttnShape *as, long kv_seq_stride, int len, const int *len_at, float *o,
                                       const float *q, const float *k, const float *v, float *work) {
+    attn_check_plain(as, "decode attention");
     AttnDims s = attn_dims(as);
     if (len < 1 || len > s.T) die("internal: decode attention over %d keys of a cache of %d", len, s.T);
     if (flash_decode_supports(s)) {

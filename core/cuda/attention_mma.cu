@@ -243,6 +243,7 @@ __global__ void pack_heads_kernel(bf16 *dst, PackSource a, int B, int T, int H, 
 template <int LANES>
 __global__ void pack_dout_rowdot_kernel(bf16 *dst, float *D, const float *dout, const float *o, int B, int T, int H,
                                         int Dv, long stride) {
+    static_assert(LANES >= 1 && LANES <= 32 && (LANES & (LANES - 1)) == 0, "a row's lanes: a power of two in a warp");
     constexpr int Dp = 8 * LANES;
     size_t rows = (size_t)B * H * T, groups = (rows + ROWS) * LANES, bound = (groups + 31) / 32 * 32;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < bound; i += (size_t)gridDim.x * blockDim.x) {
@@ -636,7 +637,8 @@ void flash_mma_backward(const AttnDims &s, float *dq, float *dk, float *dk_share
     pack_dout_rowdot_kernel<L><<<grid_for(threads, 256), 256>>>(p.dout, D, dout, o, s.B, s.T, s.H, s.Dv, s.os)
         if (wv == 32) PACK(4);
         else if (wv == 64) PACK(8);
-        else PACK(16);
+        else if (wv == 128) PACK(16);
+        else die("internal: dO packed with its row sums at a width of %d", wv);
 #undef PACK
         CUDA_LAUNCHED();
     } else {

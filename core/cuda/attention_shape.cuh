@@ -26,7 +26,7 @@ bool flash_mma_supports(const AttnDims &s);
 // flags cannot say which of its codes the driver picks. Launches and waits: call it once, early.
 bool flash_mma_wgmma_built(void);
 // bytes of `saved` the forward fills and the backward reads (the bf16 copies of q, k and v), and
-// of the backward's `work` (its copy of dO)
+// of the backward's `work` (its copy of dO, then each kv head's gradient of shared key columns)
 size_t flash_mma_saved(const AttnDims &s);
 size_t flash_mma_workspace(const AttnDims &s);
 // The tensor-core kernels read and write the keys' and values' layouts in place (no gathering)

@@ -125,7 +125,7 @@ struct Carve {
 };
 
 // A chunked core's buffers from three lists of F(name, floats), the floats in terms of the chunk
-// count Z, the chunk size C, K, V, rows = Z C and gw (a gate's width: K per channel, else 1): WORK
+// count Z, the chunk size C, K, V and rows = Z C: WORK
 // (forward and backward, in `work`), BACKWARD (the backward's alone, after them) and SAVED (what
 // the backward needs of the forward, in `saved`). Defines struct Bufs with a float * per name,
 // saved_floats(s), carve_saved(s, saved, b) and carve_work(s, work, b, backward), which returns the
@@ -133,8 +133,7 @@ struct Carve {
 // and core_workspace(s).
 #define CHUNK_BUF_SIZES(s)                                                                                            \
     const ChunkDims d = chunk_dims(s);                                                                                \
-    [[maybe_unused]] const size_t Z = (size_t)d.Z, C = (size_t)d.C, K = (s)->K, V = (s)->V, rows = Z * C,            \
-                                  gw = (s)->channel_gate ? K : 1
+    [[maybe_unused]] const size_t Z = (size_t)d.Z, C = (size_t)d.C, K = (s)->K, V = (s)->V, rows = Z * C
 #define CHUNK_BUF_DECLARE(name, floats) float *name;
 #define CHUNK_BUF_COUNT(name, floats) total += floats;
 #define CHUNK_BUF_TAKE(name, floats) b->name = c.take(floats);

@@ -794,6 +794,7 @@ TEST(test_gpu_attention_forward_backward) {
     check_attention_in(2, 150, 4, 4, 96, 64, 32, 17, 2, 150);
     check_attention_in(1, 90, 4, 2, 64, 64, 16, 18, 2, 100); /* shared across kv heads, buffers for more */
     check_attention_in(1, 70, 2, 2, 160, 144, 32, 19, 1, 70); /* wider: the fp32 kernels, gathered */
+    check_attention_in(1, 90, 4, 1, 64, 64, 16, 20, 1, 90);   /* one kv head: the shared columns' sum of one */
 }
 
 int cuda_attention_decode_splits(const AttnShape *s, int len); /* core/cuda/attention_decode.cu */
