@@ -164,11 +164,11 @@ typedef struct {
                             const float *cos, const float *sin, int pos0))                                            \
                                                                                                                       \
     /* ---- causal softmax attention; lse is [B, H, T] (log-sum-exp of each score row, kept for                       \
-     * the backward). Backward writes dq, dk, dk_shared, dv in the layouts of q, k, k_shared, v (dk and               \
-     * dv may be disjoint columns of one buffer, as MLA's are). `saved` (attention_saved                               \
-     * bytes, kept from forward to backward): where that is more than 0 (the GPU's tensor-core kernels:               \
+     * the backward). Backward writes dq, dk, dk_shared, dv in the layouts of q, k, k_shared, v (dk                   \
+     * and dv may be disjoint columns of one buffer, as MLA's are). `saved` (attention_saved bytes,                   \
+     * kept from forward to backward): where that is more than 0 (the GPU's tensor-core kernels:                      \
      * their bf16 copies of q, k and v), the backward reads q, k and v from there and not from the                    \
-     * caller, who need not keep them; where it is 0, the backward reads q, k, k_shared and v. ---- */                          \
+     * caller, who need not keep them; where it is 0, the backward reads q, k, k_shared and v. ---- */                \
     X(size_t, attention_workspace, (const AttnShape *s))                                                              \
     X(size_t, attention_saved, (const AttnShape *s))                                                                  \
     X(void, attention_forward, (const AttnShape *s, float *o, float *lse, void *saved, const float *q,                \
