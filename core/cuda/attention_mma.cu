@@ -212,6 +212,13 @@ static PackSource heads_side_by_side(const float *src, long stride, int D) {
     return PackSource{src, stride, D, D, nullptr, 0};
 }
 
+// a packed buffer's row (b H + h) T + t: the token b T + t it holds, and its head h
+__device__ __forceinline__ size_t token_of_packed_row(size_t row, int T, int H, int *h) {
+    int t = (int)(row % T), bh = (int)(row / T);
+    *h = bh % H;
+    return (size_t)(bh / H) * T + t;
+}
+
 // row (b * H + h) * T + t of dst = row (b, t), head h of the source times mul; the guard rows
 // after the last head are zero
 __global__ void pack_heads_kernel(bf16 *dst, PackSource a, int B, int T, int H, int D, int Dp, float mul) {
@@ -221,8 +228,8 @@ __global__ void pack_heads_kernel(bf16 *dst, PackSource a, int B, int T, int H, 
         size_t row = i / (Dp / 8);
         float x[8] = {};
         if (row < rows) {
-            int t = (int)(row % T), bh = (int)(row / T), b = bh / H, h = bh % H;
-            size_t bt = (size_t)b * T + t;
+            int h;
+            size_t bt = token_of_packed_row(row, T, H, &h);
             const float *r = a.src + bt * a.stride + (size_t)h * a.head;
 #pragma unroll
             for (int j = 0; j < 8; j++) {
@@ -251,8 +258,8 @@ __global__ void pack_dout_rowdot_kernel(bf16 *dst, float *D, const float *dout, 
         size_t row = i / LANES;
         float x[8] = {}, dot = 0.0f;
         if (row < rows) {
-            int t = (int)(row % T), bh = (int)(row / T), b = bh / H, h = bh % H;
-            size_t at = ((size_t)b * T + t) * stride + (size_t)h * Dv;
+            int h;
+            size_t bt = token_of_packed_row(row, T, H, &h), at = bt * stride + (size_t)h * Dv;
 #pragma unroll
             for (int j = 0; j < 8; j++)
                 if (d0 + j < Dv) {
