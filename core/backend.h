@@ -119,6 +119,12 @@ typedef struct {
      * products of any copied matrix read its copy until (NULL, 0, false). One decode's copies at a time:           \
      * the next decode_begin, or model_free, forgets them. The CPU reads w as it is */                                \
     X(void, decode_weights, (const float *w, size_t n, bool convert))                                                 \
+    /* a training step's parameters w [n] (the parameter buffer) as its products read them: (w, n) before             \
+     * the step's first forward makes the backend's copy of w as it is now (the GPU, in its tensor-core              \
+     * mode, rounds it to bf16 once, and a bf16 product of a whole weight inside it reads the copy                   \
+     * instead of rounding the weight again); (NULL, 0) after the step's last backward, before the                   \
+     * optimizer changes w: products read the weights again. The CPU reads w as it is */                             \
+    X(void, step_weights, (const float *w, size_t n))                                                                \
     /* n <= LINEAR_GROUP_MAX linear layers of one input x [N, in]: the products of outs[i], of x itself              \
      * (norm NULL) or of RMSNorm(x), in any order (no output may overlap another or x). One op so that a             \
      * backend can run a token's projections as one launch (the GPU at decode, where each product is                 \

@@ -427,7 +427,7 @@ static void sum_ready_gradients(void *ctx, size_t ready_from) {
  * micro-batch (so the sampler stays the same everywhere) and trains on its slice; the gradients
  * are scaled by the whole micro-batch's target count, so their sum over ranks is the gradient of
  * one process, and the last backward sums them while it runs. The loss is this rank's part. */
-static double forward_backward(TrainRun *r) {
+static double micro_batches(TrainRun *r) {
     const TrainConfig *tc = r->tc;
     int global_B = tc->batch_size;
     size_t slice = (size_t)r->rank * r->B * r->T;
@@ -447,6 +447,16 @@ static double forward_backward(TrainRun *r) {
         model_backward(r->m);
         loss += xs.loss_sum / n_targets / tc->grad_accum;
     }
+    return loss;
+}
+
+/* The step's micro-batches, their products reading one copy of the weights the backend made for
+ * the step (the GPU's bf16 rounding, once a step instead of at each product). */
+static double forward_backward(TrainRun *r) {
+    const ParamSet *ps = &r->m->params;
+    ps->be->step_weights(ps->w, ps->total);
+    double loss = micro_batches(r);
+    ps->be->step_weights(NULL, 0);
     return loss;
 }
 

@@ -70,8 +70,10 @@ int bench_train(Config *cfg, int steps, const char *csv_path) {
         be->sync();
         double t0 = now_seconds();
         params_zero_grad(&m->params);
+        be->step_weights(m->params.w, m->params.total); /* as train's steps do */
         model_forward(m, inputs, targets, 1.0f / N);
         model_backward(m);
+        be->step_weights(NULL, 0);
         optimizer_step(&m->params, tc, s + 1, tc->lr);
         be->sync(); /* a GPU queues the work: the step ends when it has run */
         if (s >= warmup) times[s - warmup] = now_seconds() - t0;

@@ -1,7 +1,8 @@
 // The GPU backend: device memory, cuBLAS for every matmul, and the vtable that points at the
 // kernels of the other files. Matmuls run on tensor cores with fp32 accumulation: a product of at
 // least BF16_MIN_FLOPS and BF16_MIN_INTENSITY takes bf16 operands, rounded from the fp32 data
-// once per call as PyTorch's autocast does; smaller ones (decode, the chunkwise cores' batched
+// once per call, a training step's weights once per step (step_weights), as PyTorch's autocast
+// rounds activations per op and caches its casts of the weights; smaller ones (decode, the chunkwise cores' batched
 // products) pass the fp32 data to cuBLAS's FAST_16BF mode, which on Hopper picks TF32 kernels
 // (an ncu profile shows sm90 "tf32" kernels there). ATTNLAB_CUDA_MATMUL=fp32 makes every product
 // exact fp32 (the parity tests use it to separate kernel bugs from tensor-core rounding).
@@ -232,6 +233,52 @@ void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int rows, int cols, long
     CUDA_LAUNCHED();
 }
 
+void cuda_to_bf16_flat(__nv_bfloat16 *dst, const float *src, size_t n) {
+    const size_t row = 1 << 20, rows = n / row, rest = n - rows * row; /* rows of a million */
+    if (rows) cuda_to_bf16(dst, src, (int)rows, (int)row, (long)row);
+    if (rest) cuda_to_bf16(dst + rows * row, src + rows * row, 1, (int)rest, (long)rest);
+}
+
+// step_weights' copy: the parameter buffer as a training step's bf16 products read it (its
+// buffer kept from step to step, as the operand space is), and the weights it was made of while
+// a step runs (NULL between steps)
+static __nv_bfloat16 *step_copy;
+static size_t step_cap, step_n;
+static const float *step_from;
+
+extern "C" void cuda_step_weights(const float *w, size_t n) {
+    step_from = NULL;
+    step_n = 0;
+    if (!w || !n || !cuda_tensor_cores()) return; /* the fp32 mode reads the fp32 weights */
+    if (n > step_cap) {
+        if (step_copy) cuda_release(step_copy);
+        step_copy = (__nv_bfloat16 *)cuda_alloc(sizeof(__nv_bfloat16) * n);
+        step_cap = n;
+    }
+    cuda_to_bf16_flat(step_copy, w, n);
+    step_from = w;
+    step_n = n;
+}
+
+const __nv_bfloat16 *cuda_step_copy(const float *w, size_t n) {
+    if (!step_from || w < step_from || w + n > step_from + step_n) return NULL;
+    return step_copy + (w - step_from);
+}
+
+// An operand's bf16 rows for a product: the step's copy where the whole matrix (rows x cols,
+// leading dimension ld) lies inside it, with its leading dimension; else rounded into space, packed.
+typedef struct {
+    const __nv_bfloat16 *p;
+    int ld;
+} Bf16Operand;
+
+static Bf16Operand bf16_operand(const float *src, int rows, int cols, int ld, __nv_bfloat16 *space) {
+    const __nv_bfloat16 *copy = cuda_step_copy(src, (size_t)(rows - 1) * ld + cols);
+    if (copy) return Bf16Operand{copy, ld};
+    cuda_to_bf16(space, src, rows, cols, ld);
+    return Bf16Operand{space, cols};
+}
+
 // The bf16 copies of both operands, grown on demand (the first steps of a run) and kept in the
 // memory ledger, so bench train's peak includes them.
 static __nv_bfloat16 *operands;
@@ -262,10 +309,9 @@ static void gemm_bf16_operands(bool trans_a, bool trans_b, int M, int N, int K, 
                                const float *B, int ldb, float beta, float *C, int ldc) {
     int a_rows = trans_a ? K : M, a_cols = trans_a ? M : K, b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
     size_t na = (size_t)a_rows * a_cols, nb = (size_t)b_rows * b_cols;
-    __nv_bfloat16 *a16 = operand_space(na + nb), *b16 = a16 + na;
-    cuda_to_bf16(a16, A, a_rows, a_cols, lda);
-    cuda_to_bf16(b16, B, b_rows, b_cols, ldb);
-    cuda_gemm_bf16(trans_a, trans_b, M, N, K, alpha, a16, a_cols, b16, b_cols, beta, C, false, ldc);
+    __nv_bfloat16 *space = operand_space(na + nb);
+    Bf16Operand a = bf16_operand(A, a_rows, a_cols, lda, space), b = bf16_operand(B, b_rows, b_cols, ldb, space + na);
+    cuda_gemm_bf16(trans_a, trans_b, M, N, K, alpha, a.p, a.ld, b.p, b.ld, beta, C, false, ldc);
 }
 
 extern "C" void cuda_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
@@ -307,8 +353,8 @@ extern "C" void cuda_linear_backward(float *dx, float *dW, const float *dy, cons
     cuda_to_bf16(dy16, dy, N, out, out);
     cuda_to_bf16(other, x, N, in, in);
     cuda_gemm_bf16(true, false, out, in, N, 1.0f, dy16, out, other, in, 1.0f, dW, false, in);
-    cuda_to_bf16(other, W, out, in, in); /* after the dW product in stream order */
-    cuda_gemm_bf16(false, false, N, in, out, 1.0f, dy16, out, other, in, dx_beta, dx, false, in);
+    Bf16Operand w = bf16_operand(W, out, in, in, other); /* after the dW product in stream order */
+    cuda_gemm_bf16(false, false, N, in, out, 1.0f, dy16, out, w.p, w.ld, dx_beta, dx, false, in);
 }
 
 extern "C" void cuda_gemm_batched(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,

@@ -182,6 +182,11 @@ void cuda_gemv(int M, int N, int K, float alpha, const float *x, int lda, const 
 
 // rows x cols of a row-major fp32 matrix (leading dimension ld) into packed bf16 rows (backend_cuda.cu)
 void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int rows, int cols, long ld);
+// n contiguous floats into bf16 (backend_cuda.cu)
+void cuda_to_bf16_flat(__nv_bfloat16 *dst, const float *src, size_t n);
+// the bf16 copy step_weights made of the n weights at w, where a training step runs and they lie
+// inside it; else NULL (backend_cuda.cu)
+const __nv_bfloat16 *cuda_step_copy(const float *w, size_t n);
 // C = alpha op(A) op(B) + beta C on row-major bf16 operands (leading dimensions lda, ldb), fp32
 // accumulation; C fp32, or bf16 with c_bf16 (backend_cuda.cu)
 void cuda_gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const __nv_bfloat16 *A, int lda,

@@ -183,9 +183,7 @@ extern "C" void cuda_decode_weights(const float *w, size_t n, bool convert) {
         copies = (WeightCopy *)xrealloc(copies, sizeof(WeightCopy) * (size_t)cap_copies);
     }
     __nv_bfloat16 *copy = (__nv_bfloat16 *)backend_cuda()->alloc(sizeof(__nv_bfloat16) * n);
-    const size_t row = 1 << 20, rows = n / row, rest = n - rows * row; /* rows of a million */
-    if (rows) cuda_to_bf16(copy, w, (int)rows, (int)row, (long)row);
-    if (rest) cuda_to_bf16(copy + rows * row, w + rows * row, 1, (int)rest, (long)rest);
+    cuda_to_bf16_flat(copy, w, n);
     copies[n_copies++] = WeightCopy{w, n, copy};
 }
 

@@ -109,6 +109,14 @@ template <int V> __global__ void swiglu_bf16_backward_kernel(bf16 *dgu, const bf
     }
 }
 
+// a weight [rows, cols] in bf16: the training step's copy (step_weights), else rounded into w.w
+const bf16 *weight_bf16(const Bf16Work &w, const float *weight, int rows, int cols) {
+    const bf16 *copy = cuda_step_copy(weight, (size_t)rows * cols);
+    if (copy) return copy;
+    cuda_to_bf16(w.w, weight, rows, cols, cols);
+    return w.w;
+}
+
 dim3 rows_grid(int N, int F, int v) {
     return dim3((unsigned)((F / v + 255) / 256), (unsigned)(N < 65535 ? N : 65535));
 }
@@ -157,11 +165,11 @@ extern "C" void cuda_mlp_forward(float *y, float *saved, const float *x, const f
     Bf16Work w = carve(work, N, C, F);
     bf16 *gate_up = reinterpret_cast<bf16 *>(saved);
     cuda_to_bf16(w.xs, x, N, C, C);
-    cuda_to_bf16(w.w, w_gate_up, 2 * F, C, C);
-    cuda_gemm_bf16(false, true, N, 2 * F, C, 1.0f, w.xs, C, w.w, C, 0.0f, gate_up, true, 2 * F);
+    cuda_gemm_bf16(false, true, N, 2 * F, C, 1.0f, w.xs, C, weight_bf16(w, w_gate_up, 2 * F, C), C, 0.0f, gate_up, true,
+                   2 * F);
     swiglu_bf16_forward(w.act, gate_up, N, F);
-    cuda_to_bf16(w.w, w_down, C, F, F); /* after the first product in stream order */
-    cuda_gemm_bf16(false, true, N, C, F, 1.0f, w.act, F, w.w, F, 1.0f, y, false, C);
+    const bf16 *down = weight_bf16(w, w_down, C, F); /* after the first product in stream order */
+    cuda_gemm_bf16(false, true, N, C, F, 1.0f, w.act, F, down, F, 1.0f, y, false, C);
 }
 
 extern "C" void cuda_mlp_backward(float *dx, float *dw_gate_up, float *dw_down, const float *dy, const float *x,
@@ -176,11 +184,11 @@ extern "C" void cuda_mlp_backward(float *dx, float *dw_gate_up, float *dw_down, 
     swiglu_bf16_forward(w.act, gate_up, N, F); /* act again, as the forward computed it */
     cuda_to_bf16(w.xs, dy, N, C, C);
     cuda_gemm_bf16(true, false, C, F, N, 1.0f, w.xs, C, w.act, F, 1.0f, dw_down, false, F); /* dW_down += dy^T act */
-    cuda_to_bf16(w.w, w_down, C, F, F);
-    cuda_gemm_bf16(false, false, N, F, C, 1.0f, w.xs, C, w.w, F, 0.0f, w.dact, true, F); /* dact = dy W_down */
+    cuda_gemm_bf16(false, false, N, F, C, 1.0f, w.xs, C, weight_bf16(w, w_down, C, F), F, 0.0f, w.dact, true,
+                   F); /* dact = dy W_down */
     swiglu_bf16_backward(w.dgu, w.dact, gate_up, N, F);
     cuda_to_bf16(w.xs, x, N, C, C); /* dy is done with */
     cuda_gemm_bf16(true, false, 2 * F, C, N, 1.0f, w.dgu, 2 * F, w.xs, C, 1.0f, dw_gate_up, false, C);
-    cuda_to_bf16(w.w, w_gate_up, 2 * F, C, C);
-    cuda_gemm_bf16(false, false, N, C, 2 * F, 1.0f, w.dgu, 2 * F, w.w, C, 0.0f, dx, false, C); /* dx = dgate_up W */
+    const bf16 *gate_up_w = weight_bf16(w, w_gate_up, 2 * F, C);
+    cuda_gemm_bf16(false, false, N, C, 2 * F, 1.0f, w.dgu, 2 * F, gate_up_w, C, 0.0f, dx, false, C); /* dx = dgate_up W */
 }

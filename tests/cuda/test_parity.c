@@ -361,6 +361,84 @@ TEST(test_gpu_mlp_forward_backward) {
     check_mlp(70, 33, odd, 2, &rng); /* rows not a multiple of 4 floats: the scalar conversions, odd ld */
 }
 
+/* The products of a training step whose weights lie in a parameter buffer: a linear layer (its
+ * weight padded inside the buffer too, so read with its leading dimension), a linear layer's
+ * backward and the MLP's forward and backward, into outs (downloaded, in that order). */
+enum { SW_N = 1024, SW_IN = 768, SW_OUT = 384, SW_LD = 776, SW_C = 64, SW_F = 96 };
+typedef struct {
+    float *x, *dy, *y, *y_padded, *dx, *dW, *mlp_y, *mlp_dx, *dwg, *dwd, *saved, *work;
+} StepWeightsRun;
+
+static size_t step_weights_outputs(void) {
+    return (size_t)SW_N * SW_OUT * 2 + (size_t)SW_N * SW_IN + (size_t)SW_OUT * SW_IN + (size_t)SW_N * SW_C * 2 +
+           (size_t)2 * SW_F * SW_C + (size_t)SW_C * SW_F;
+}
+
+static float *step_weights_products(const StepWeightsRun *r, const float *W, const float *W_padded, const float *wg,
+                                    const float *wd) {
+    gpu->zero(r->dW, (size_t)SW_OUT * SW_IN), gpu->zero(r->dwg, (size_t)2 * SW_F * SW_C);
+    gpu->zero(r->dwd, (size_t)SW_C * SW_F), gpu->zero(r->mlp_y, (size_t)SW_N * SW_C);
+    gpu->gemm(false, true, SW_N, SW_OUT, SW_IN, 1.0f, r->x, SW_IN, W, SW_IN, 0.0f, r->y, SW_OUT);
+    gpu->gemm(false, true, SW_N, SW_OUT, SW_IN, 1.0f, r->x, SW_IN, W_padded, SW_LD, 0.0f, r->y_padded, SW_OUT);
+    gpu->linear_backward(r->dx, r->dW, r->dy, r->x, W, SW_N, SW_IN, SW_OUT, false);
+    gpu->mlp_forward(r->mlp_y, r->saved, r->x, wg, wd, SW_N, SW_C, SW_F, r->work);
+    gpu->mlp_backward(r->mlp_dx, r->dwg, r->dwd, r->dy, r->x, wg, wd, r->saved, SW_N, SW_C, SW_F, r->work);
+    float *out = xmalloc(sizeof(float) * step_weights_outputs()), *o = out;
+    const float *parts[] = {r->y, r->y_padded, r->dx, r->dW, r->mlp_y, r->mlp_dx, r->dwg, r->dwd};
+    size_t sizes[] = {(size_t)SW_N * SW_OUT, (size_t)SW_N * SW_OUT, (size_t)SW_N * SW_IN, (size_t)SW_OUT * SW_IN,
+                      (size_t)SW_N * SW_C, (size_t)SW_N * SW_C, (size_t)2 * SW_F * SW_C, (size_t)SW_C * SW_F};
+    for (int i = 0; i < 8; i++) gpu->download(o, parts[i], sizeof(float) * sizes[i]), o += sizes[i];
+    return out;
+}
+
+/* step_weights: inside a step, the products of weights in the parameter buffer read the backend's
+ * copy made when the step began. The fp32 weights are spoiled after the copy is made, so a product
+ * that read them would move by O(1). With bf16 products the step's results are the products' own
+ * rounding of the weights as they were (to 1e-6: cuBLAS may pick other kernels for operands at
+ * other offsets, summing in another order); after the step the products read the spoiled weights.
+ * In the fp32 mode there is no copy: the spoiled weights are read at once. */
+TEST(test_gpu_step_weights_are_the_products_own_rounding) {
+    need_gpu();
+    Rng rng;
+    rng_seed(&rng, 25);
+    /* the buffer as params lays it out (tensors at multiples of 64 floats): W, W padded, wg, wd */
+    size_t o_w = 64, o_pad = o_w + (size_t)SW_OUT * SW_IN, o_wg = o_pad + (size_t)SW_OUT * SW_LD,
+           o_wd = o_wg + (size_t)2 * SW_F * SW_C, n = o_wd + (size_t)SW_C * SW_F + 64;
+    float *buf = rnd(n, 0.1f, 0, &rng), *spoiled = rnd(n, 0.1f, 0.5f, &rng);
+    float *x = rnd((size_t)SW_N * SW_IN, 1, 0, &rng), *dy = rnd((size_t)SW_N * SW_IN, 1, 0, &rng);
+    float *g_buf = up(buf, n);
+    StepWeightsRun r;
+    /* the products' dy [N, SW_OUT] and the MLP's x and dy [N, SW_C] are these buffers' first floats */
+    r.x = up(x, (size_t)SW_N * SW_IN), r.dy = up(dy, (size_t)SW_N * SW_IN);
+    r.y = gpu->alloc(sizeof(float) * SW_N * SW_OUT), r.y_padded = gpu->alloc(sizeof(float) * SW_N * SW_OUT);
+    r.dx = gpu->alloc(sizeof(float) * SW_N * SW_IN), r.dW = gpu->alloc(sizeof(float) * SW_OUT * SW_IN);
+    r.mlp_y = gpu->alloc(sizeof(float) * SW_N * SW_C), r.mlp_dx = gpu->alloc(sizeof(float) * SW_N * SW_C);
+    r.dwg = gpu->alloc(sizeof(float) * 2 * SW_F * SW_C), r.dwd = gpu->alloc(sizeof(float) * SW_C * SW_F);
+    r.saved = gpu->alloc(sizeof(float) * gpu->mlp_saved(SW_N, SW_C, SW_F));
+    r.work = gpu->alloc(gpu->mlp_workspace(SW_N, SW_C, SW_F));
+    const float *W = g_buf + o_w, *Wp = g_buf + o_pad, *wg = g_buf + o_wg, *wd = g_buf + o_wd;
+    size_t n_out = step_weights_outputs();
+
+    float *before = step_weights_products(&r, W, Wp, wg, wd);
+    gpu->step_weights(g_buf, n);
+    gpu->upload(g_buf, spoiled, sizeof(float) * n);
+    float *during = step_weights_products(&r, W, Wp, wg, wd);
+    gpu->step_weights(NULL, 0);
+    float *after = step_weights_products(&r, W, Wp, wg, wd);
+
+    double in_step = max_rel_diff(during, before, n_out, 1e-6), after_step = max_rel_diff(after, before, n_out, 1e-6);
+    if (fp32_matmuls)
+        CHECK(in_step > 0.1, "fp32 mode: the step's products read a copy (they moved by %.2e, not O(1))", in_step);
+    else
+        CHECK(in_step <= 1e-6, "the step's products differ by %.2e from the products of the weights as the step "
+              "began (bitwise: %s)", in_step, memcmp(during, before, sizeof(float) * n_out) ? "no" : "yes");
+    CHECK(after_step > 0.1, "after the step the products still read the copy (they moved by %.2e, not O(1))",
+          after_step);
+    free(before), free(during), free(after), free(buf), free(spoiled), free(x), free(dy);
+    float *bufs[] = {g_buf, r.x, r.dy, r.y, r.y_padded, r.dx, r.dW, r.mlp_y, r.mlp_dx, r.dwg, r.dwd, r.saved, r.work};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) gpu->release(bufs[i]);
+}
+
 /* cuda.matmul picks the products' mode (backend_for_config passes it here), and
  * ATTNLAB_CUDA_MATMUL, when set, takes precedence; the MLP's kept bytes show the mode in effect */
 TEST(test_gpu_matmul_mode_from_the_config_and_the_environment) {
