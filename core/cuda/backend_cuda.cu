@@ -314,6 +314,19 @@ static void gemm_bf16_operands(bool trans_a, bool trans_b, int M, int N, int K, 
     cuda_gemm_bf16(trans_a, trans_b, M, N, K, alpha, a.p, a.ld, b.p, b.ld, beta, C, false, ldc);
 }
 
+__nv_bfloat16 *cuda_bf16_input(const float *x, int N, int in, size_t room) {
+    __nv_bfloat16 *x16 = operand_space((size_t)N * in + room);
+    cuda_to_bf16(x16, x, N, in, in);
+    return x16;
+}
+
+void cuda_gemm_bf16_input(const __nv_bfloat16 *x16, int N, int out, int in, const float *W, float beta, float *y,
+                          int ldy) {
+    /* W where gemm_bf16_operands would put it, so the product is the one cuda_gemm makes alone */
+    Bf16Operand w = bf16_operand(W, out, in, in, operands + (size_t)N * in);
+    cuda_gemm_bf16(false, true, N, out, in, 1.0f, x16, in, w.p, w.ld, beta, y, false, ldy);
+}
+
 extern "C" void cuda_gemm(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const float *A, int lda,
                           const float *B, int ldb, float beta, float *C, int ldc) {
     if (M <= 0 || N <= 0) return;

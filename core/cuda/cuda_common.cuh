@@ -184,6 +184,14 @@ void cuda_gemv(int M, int N, int K, float alpha, const float *x, int lda, const 
 void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int rows, int cols, long ld);
 // n contiguous floats into bf16 (backend_cuda.cu)
 void cuda_to_bf16_flat(__nv_bfloat16 *dst, const float *src, size_t n);
+// x [N, in] rounded to bf16 once for several products x W^T (a linear_group's that take bf16
+// operands: cuda_gemm_converts), into the operand space with room after it for the largest W
+// [out, in] one of them rounds (backend_cuda.cu)
+__nv_bfloat16 *cuda_bf16_input(const float *x, int N, int in, size_t room);
+// y = x W^T + beta y for the rows cuda_bf16_input made last (ldy: y's leading dimension), W the
+// step's copy or rounded after them: the product cuda_gemm makes of x and W alone (backend_cuda.cu)
+void cuda_gemm_bf16_input(const __nv_bfloat16 *x16, int N, int out, int in, const float *W, float beta, float *y,
+                          int ldy);
 // the bf16 copy step_weights made of the n weights at w, where a training step runs and they lie
 // inside it; else NULL (backend_cuda.cu)
 const __nv_bfloat16 *cuda_step_copy(const float *w, size_t n);

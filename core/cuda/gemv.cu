@@ -254,15 +254,30 @@ static void linear_group_wide(const float *x, const RowNorm *norm, int N, int in
         cuda_rmsnorm_forward(wide_space, wide_space + (size_t)N * in, x, norm->w, N, in, norm->eps);
         x = wide_space;
     }
+    /* the products on bf16 operands round x once between them (a delta layer's q, k, v and gates,
+     * MLA's queries and latent), each otherwise the product cuda_gemm makes alone */
+    int converting = 0;
+    size_t widest_w = 0;
+    for (int i = 0; i < n; i++)
+        if (outs[i].out > 0 && cuda_gemm_converts(N, outs[i].out, in)) {
+            converting++;
+            if ((size_t)outs[i].out * in > widest_w) widest_w = (size_t)outs[i].out * in;
+        }
+    const __nv_bfloat16 *x16 = NULL;
+    if (converting > 1) {
+        if (cuda_capture_refuses()) return; /* the operand space may grow, as in cuda_gemm */
+        x16 = cuda_bf16_input(x, N, in, widest_w);
+    }
     for (int i = 0; i < n; i++) {
         const LinearOut *o = &outs[i];
-        if (o->op == LINEAR_SWIGLU) {
-            cuda_gemm(false, true, N, o->out, in, 1.0f, x, in, o->w, in, 0.0f, wide_space + normed, o->out);
-            cuda_swiglu_forward(o->y, wide_space + normed, N, o->out / 2);
-        } else {
-            float beta = o->op == LINEAR_ADD ? 1.0f : 0.0f;
-            cuda_gemm(false, true, N, o->out, in, 1.0f, x, in, o->w, in, beta, o->y, o->out);
-        }
+        bool swiglu = o->op == LINEAR_SWIGLU;
+        float *y = swiglu ? wide_space + normed : o->y; /* a SwiGLU output's product into the buffer first */
+        float beta = o->op == LINEAR_ADD ? 1.0f : 0.0f;
+        if (x16 && o->out > 0 && cuda_gemm_converts(N, o->out, in))
+            cuda_gemm_bf16_input(x16, N, o->out, in, o->w, beta, y, o->out);
+        else
+            cuda_gemm(false, true, N, o->out, in, 1.0f, x, in, o->w, in, beta, y, o->out);
+        if (swiglu) cuda_swiglu_forward(o->y, wide_space + normed, N, o->out / 2);
     }
 }
 

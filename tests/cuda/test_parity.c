@@ -237,6 +237,54 @@ TEST(test_gpu_linear_group) {
     }
 }
 
+/* Many rows: the products that take bf16 operands share one rounding of x (or of its RMSNorm) and
+ * are each, bit for bit, the product the group makes of that output alone; a narrow output (fp32
+ * operands), an accumulated one and a SwiGLU one among them; all within the CPU's tolerance. */
+TEST(test_gpu_linear_group_shares_the_rounded_input) {
+    need_gpu();
+    Rng rng;
+    rng_seed(&rng, 26);
+    enum { N = 2048, IN = 768, OUTS = 4 };
+    const int outs_n[OUTS] = {768, 384, 64, 1024};
+    const LinearOutOp ops[OUTS] = {LINEAR_SET, LINEAR_ADD, LINEAR_SET, LINEAR_SWIGLU};
+    CHECK(cuda_gemm_converts(N, 384, IN) == !fp32_matmuls && !cuda_gemm_converts(N, 64, IN),
+          "the products' operands: bf16 for 384 outputs and more in the tensor-core mode only, fp32 for 64");
+    for (int normed = 0; normed < 2; normed++) {
+        float *x = rnd((size_t)N * IN, 1, 0, &rng), *g = rnd(IN, 1, 0, &rng), *dx = up(x, (size_t)N * IN);
+        float *dg = up(g, IN);
+        const RowNorm c_norm = {g, 1e-5f}, g_norm = {dg, 1e-5f};
+        LinearOut c_outs[OUTS], g_outs[OUTS], alone[OUTS];
+        float *w[OUTS], *y[OUTS];
+        size_t ny[OUTS];
+        for (int i = 0; i < OUTS; i++) {
+            size_t nw = (size_t)outs_n[i] * IN;
+            ny[i] = (size_t)N * (ops[i] == LINEAR_SWIGLU ? outs_n[i] / 2 : outs_n[i]);
+            w[i] = rnd(nw, 0.05f, 0, &rng);
+            y[i] = rnd(ny[i], 1, 0, &rng);
+            c_outs[i] = (LinearOut){w[i], y[i], outs_n[i], ops[i]};
+            g_outs[i] = (LinearOut){up(w[i], nw), up(y[i], ny[i]), outs_n[i], ops[i]};
+            alone[i] = (LinearOut){g_outs[i].w, up(y[i], ny[i]), outs_n[i], ops[i]};
+        }
+        cpu->linear_group(x, normed ? &c_norm : NULL, N, IN, OUTS, c_outs);
+        gpu->linear_group(dx, normed ? &g_norm : NULL, N, IN, OUTS, g_outs);
+        for (int i = 0; i < OUTS; i++) gpu->linear_group(dx, normed ? &g_norm : NULL, N, IN, 1, &alone[i]);
+        for (int i = 0; i < OUTS; i++) {
+            char what[96];
+            snprintf(what, sizeof what, "linear_group of %s, %d rows of %d, product %d (%d wide)",
+                     normed ? "RMSNorm(x)" : "x", N, IN, i, outs_n[i]);
+            SAME(g_outs[i].y, y[i], ny[i], mm_tol(1e-5, 2e-2), what);
+            float *grouped = down(g_outs[i].y, ny[i]), *single = down(alone[i].y, ny[i]);
+            CHECK(memcmp(grouped, single, sizeof(float) * ny[i]) == 0,
+                  "%s: differs from the product of that output alone by %.2e", what,
+                  max_rel_diff(grouped, single, ny[i], 1e-6));
+            free(grouped), free(single), free(w[i]), free(y[i]);
+            gpu->release((float *)g_outs[i].w), gpu->release(g_outs[i].y), gpu->release(alone[i].y);
+        }
+        free(x), free(g);
+        gpu->release(dx), gpu->release(dg);
+    }
+}
+
 /* per-head products in one call, heads interleaved in wider rows (MLA's absorbed decode; its
  * absorbed query weights W_uk_h^T W_q_h take the transposed first operand) */
 TEST(test_gpu_gemm_batched) {
