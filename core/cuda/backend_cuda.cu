@@ -2,10 +2,11 @@
 // kernels of the other files. Matmuls run on tensor cores with fp32 accumulation: a product of at
 // least BF16_MIN_FLOPS and BF16_MIN_INTENSITY takes bf16 operands, rounded from the fp32 data
 // once per call, a training step's weights once per step (step_weights), as PyTorch's autocast
-// rounds activations per op and caches its casts of the weights; smaller ones (decode, the chunkwise cores' batched
-// products) pass the fp32 data to cuBLAS's FAST_16BF mode, which on Hopper picks TF32 kernels
-// (an ncu profile shows sm90 "tf32" kernels there). ATTNLAB_CUDA_MATMUL=fp32 makes every product
-// exact fp32 (the parity tests use it to separate kernel bugs from tensor-core rounding).
+// rounds activations per op and caches its casts of the weights; smaller ones (decode, the
+// chunkwise cores' batched products) pass the fp32 data to cuBLAS's FAST_16BF mode, which on
+// Hopper picks TF32 kernels (an ncu profile shows sm90 "tf32" kernels there).
+// ATTNLAB_CUDA_MATMUL=fp32 makes every product exact fp32 (the parity tests use it to separate
+// kernel bugs from tensor-core rounding).
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <stdlib.h>
