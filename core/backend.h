@@ -249,12 +249,12 @@ typedef struct {
     X(void, conv1d_forward, (float *y, const float *x, const float *w, int B, int T, int C, int W))                   \
     X(void, conv1d_backward, (float *dx, float *dw, const float *dy, const float *x, const float *w, int B,           \
                               int T, int C, int W))                                                                   \
-    /* y = silu(conv1d(x)), and dc = dy silu'(conv1d(x)): SiLU's backward through the convolution's output,           \
-     * made again rather than kept (dc must not alias dy). A delta layer's input path: one pass each way on           \
-     * the GPU */                                                                                                     \
+    /* y = silu(conv1d(x)), and its backward: dx, and dw added to, from dy, the convolution's output made             \
+     * again rather than kept. dy is scratch: its values may be lost (the CPU leaves SiLU's gradient                  \
+     * there); dx must not alias dy or x. A delta layer's input path: one pass each way on the GPU */                 \
     X(void, conv1d_silu_forward, (float *y, const float *x, const float *w, int B, int T, int C, int W))              \
-    X(void, conv1d_silu_backward, (float *dc, const float *dy, const float *x, const float *w, int B, int T, int C,   \
-                                   int W))                                                                            \
+    X(void, conv1d_silu_backward, (float *dx, float *dw, float *dy, const float *x, const float *w, int B, int T,     \
+                                   int C, int W))                                                                     \
     /* one decode step: state [B, W-1, C] holds the last W-1 inputs (oldest first); x, y [B, C] */                    \
     X(void, conv1d_step, (float *y, float *state, const float *x, const float *w, int B, int C, int W))               \
     /* a delta layer's decode inputs (q, k, v: n <= 4 of them, H heads each) as conv1d_step, silu_forward and         \

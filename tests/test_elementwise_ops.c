@@ -504,9 +504,9 @@ TEST(test_conv1d_single_tap_gradient) { check_conv1d(2, 4, 6, 1, 500, 142); }
 /* more taps than the backward's accumulator tile holds: dw is reduced in several tiles */
 TEST(test_conv1d_very_long_window_gradient) { check_conv1d(1, 1100, 2, 1030, 40, 143); }
 
-/* conv1d_silu_forward and _backward are the ops they stand for (silu of conv1d_forward, and
- * silu_backward at conv1d_forward's output), to the bit; and the loss sum R silu(conv1d(x, w))
- * has the gradients conv1d_backward gives from conv1d_silu_backward's dc. */
+/* conv1d_silu_forward and _backward are the ops they stand for (silu of conv1d_forward; and
+ * conv1d_backward of silu_backward at conv1d_forward's output, dw added to), to the bit; and the
+ * loss sum R silu(conv1d(x, w)) has the gradients conv1d_silu_backward gives. */
 static double conv_silu_loss(void *p) {
     ConvCase *c = p;
     c->be->conv1d_silu_forward(c->y, c->x, c->w, c->B, c->T, c->C, c->W);
@@ -523,15 +523,24 @@ static void check_conv1d_silu(int B, int T, int C, int W, unsigned seed) {
     c.be->silu_forward(want, conv, n);
     conv_silu_loss(&c);
     CHECK(memcmp(c.y, want, sizeof(float) * n) == 0, "conv1d_silu_forward is not silu(conv1d_forward) to the bit");
-    c.be->silu_backward(want, c.R, conv, n);
-    c.be->conv1d_silu_backward(dc, c.R, c.x, c.w, B, T, C, W);
-    CHECK(memcmp(dc, want, sizeof(float) * n) == 0, "conv1d_silu_backward is not silu_backward at the conv to the bit");
-    float *dx = new_zeros(n), *dw = new_zeros((size_t)C * W);
-    c.be->conv1d_backward(dx, dw, dc, c.x, c.w, B, T, C, W);
+    float *want_dx = new_zeros(n), *want_dw = new_zeros((size_t)C * W), *dx = new_zeros(n);
+    float *dw = new_zeros((size_t)C * W);
+    for (size_t i = 0; i < (size_t)C * W; i++) want_dw[i] = dw[i] = 0.25f * (float)i; /* dw is added to */
+    c.be->silu_backward(dc, c.R, conv, n);
+    c.be->conv1d_backward(want_dx, want_dw, dc, c.x, c.w, B, T, C, W);
+    float *dy = xmalloc(sizeof(float) * n); /* the op's scratch */
+    memcpy(dy, c.R, sizeof(float) * n);
+    c.be->conv1d_silu_backward(dx, dw, dy, c.x, c.w, B, T, C, W);
+    CHECK(memcmp(dx, want_dx, sizeof(float) * n) == 0 && memcmp(dw, want_dw, sizeof(float) * C * W) == 0,
+          "conv1d_silu_backward is not conv1d_backward of silu_backward at the conv to the bit");
+    memset(dw, 0, sizeof(float) * C * W);
+    memcpy(dy, c.R, sizeof(float) * n);
+    c.be->conv1d_silu_backward(dx, dw, dy, c.x, c.w, B, T, C, W);
     double ex = gradcheck(conv_silu_loss, &c, c.x, dx, n, 300, 1e-2f, &rng);
     double ew = gradcheck(conv_silu_loss, &c, c.w, dw, (size_t)C * W, 300, 1e-2f, &rng);
     CHECK(ex < GRAD_TOL, "conv1d_silu (B%d T%d C%d W%d) dx relative error %.2e", B, T, C, W, ex);
     CHECK(ew < GRAD_TOL, "conv1d_silu (B%d T%d C%d W%d) dw relative error %.2e", B, T, C, W, ew);
+    free(conv), free(want), free(dc), free(want_dx), free(want_dw), free(dx), free(dw), free(dy);
 }
 
 TEST(test_conv1d_silu_is_its_ops_and_has_their_gradient) {

@@ -481,18 +481,9 @@ static void input_path_backward(DeltaLayer *L, const Backend *be, float *d, floa
         const RopeTable *t = L->rope_table;
         be->rope_backward(d, B, T, L->H, K, width, 0, K, t->cos, t->sin, 0);
     }
-    if (L->cfg.short_conv) be->conv1d_silu_backward(alt, d, pre, conv->w, B, T, width, L->W);
+    if (L->cfg.short_conv) be->conv1d_silu_backward(alt, conv->g, d, pre, conv->w, B, T, width, L->W);
     else be->silu_backward(alt, d, pre, (size_t)N * width);
-    float *t = d;
-    d = alt;
-    alt = t;
-    if (L->cfg.short_conv) {
-        be->conv1d_backward(alt, conv->g, d, pre, conv->w, B, T, width, L->W);
-        t = d;
-        d = alt;
-        alt = t;
-    }
-    linear_backward(be, dx, d, x, w, N, L->C, width, true);
+    linear_backward(be, dx, alt, x, w, N, L->C, width, true);
 }
 
 /* What the forward left in the shared scratch, made again from what the layer kept, by the same

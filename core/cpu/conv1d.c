@@ -84,9 +84,13 @@ void cpu_conv1d_silu_forward(float *y, const float *x, const float *w, int B, in
     cpu_silu_forward(y, y, (size_t)B * T * C);
 }
 
-void cpu_conv1d_silu_backward(float *dc, const float *dy, const float *x, const float *w, int B, int T, int C, int W) {
-    cpu_conv1d_forward(dc, x, w, B, T, C, W);
-    cpu_silu_backward(dc, dy, dc, (size_t)B * T * C);
+/* The ops it stands for (the same numbers): the convolution again, in dx for now; SiLU's gradient
+ * at it, in dy's place; the convolution's backward from there. */
+void cpu_conv1d_silu_backward(float *dx, float *dw, float *dy, const float *x, const float *w, int B, int T, int C,
+                              int W) {
+    cpu_conv1d_forward(dx, x, w, B, T, C, W);
+    cpu_silu_backward(dy, dy, dx, (size_t)B * T * C);
+    cpu_conv1d_backward(dx, dw, dy, x, w, B, T, C, W);
 }
 
 /* y may alias x: each channel reads its input before anything of it is written. */

@@ -576,6 +576,62 @@ __global__ void conv1d_dw_kernel(float *dw, const float *dy, const float *x, int
         if (threadIdx.y == 0 && c < C) atomicAdd(&dw[c * W + k0 + j], v);
     }
 }
+// SiLU(conv1d(x))'s backward in one pass, for W <= CONV_FUSED_TAPS: a thread walks one channel
+// over CONV_WALK time steps, keeping the last W inputs and the last W SiLU gradients dc in
+// registers: each step makes the convolution again (the forward's sums, in its order), dc from
+// it and dy (conv_epilogue<CONV_SILU_GRAD>), adds the step's share of dw, and finishes the input
+// gradient of the step W - 1 back (the backward convolution's sums, in its order). A walk goes
+// W - 1 steps past its end (where dc is still needed); those steps add nothing to dw, which each
+// thread adds to with one atomic per tap. Against the three passes it replaces (dc, dx from dc,
+// dw from dc and x), dc never leaves the registers.
+enum { CONV_WALK = 32, CONV_FUSED_TAPS = 8 };
+template <int W>
+__global__ void conv1d_silu_backward_kernel(float *dx, float *dw, const float *dy, const float *x, const float *w,
+                                            int T, int C) {
+    int c = blockIdx.y * 128 + threadIdx.x, walks = (T + CONV_WALK - 1) / CONV_WALK;
+    if (c >= C) return;
+    int b = blockIdx.x / walks, t0 = (blockIdx.x % walks) * CONV_WALK, t1 = min(t0 + CONV_WALK, T);
+    const size_t base = (size_t)b * T * C + c;
+    float wk[W], xs[W], dcs[W], dw_acc[W];
+#pragma unroll
+    for (int k = 0; k < W; k++) {
+        wk[k] = w[c * W + k];
+        int s = t0 - W + k; /* xs[k] = x at step t0 - W + k: shifted down one at the first step, xs[W-1] then loads */
+        xs[k] = k >= 1 && s >= 0 ? x[base + (size_t)s * C] : 0.0f;
+        dcs[k] = 0.0f;
+        dw_acc[k] = 0.0f;
+    }
+    for (int s = t0; s < t1 + W - 1; s++) {
+        float dc = 0.0f;
+        if (s < T) {
+#pragma unroll
+            for (int k = 0; k < W - 1; k++) xs[k] = xs[k + 1];
+            xs[W - 1] = x[base + (size_t)s * C];
+            float acc = 0.0f;
+#pragma unroll
+            for (int k = 0; k < W; k++) /* taps before position 0 are skipped, as the forward skips them */
+                if (s - W + 1 + k >= 0) acc += wk[k] * xs[k];
+            dc = conv_epilogue<CONV_SILU_GRAD>(acc, dy, base + (size_t)s * C);
+            if (s < t1)
+#pragma unroll
+                for (int k = 0; k < W; k++) dw_acc[k] += dc * xs[k];
+        }
+#pragma unroll
+        for (int k = 0; k < W - 1; k++) dcs[k] = dcs[k + 1];
+        dcs[W - 1] = dc; /* dcs[j] = dc at step s - W + 1 + j */
+        int t = s - W + 1;
+        if (t >= t0) { /* dx[t] = sum_k w[k] dc[t + W - 1 - k], the taps past T skipped */
+            float acc = 0.0f;
+#pragma unroll
+            for (int k = 0; k < W; k++)
+                if (t + W - 1 - k < T) acc += wk[k] * dcs[W - 1 - k];
+            dx[base + (size_t)t * C] = acc;
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < W; k++) atomicAdd(&dw[c * W + k], dw_acc[k]);
+}
+
 // one channel c of a decode step: the output from the input xi and st, one sequence's state
 // [W-1, C] of the last W-1 inputs (oldest first), which then moves on by xi
 __device__ __forceinline__ float conv_step_channel(float *st, const float *w, float xi, int c, int C, int W) {
@@ -627,12 +683,6 @@ extern "C" void cuda_conv1d_silu_forward(float *y, const float *x, const float *
     conv1d_steps_kernel<CONV_SILU><<<conv_grid(B, T, C), 128>>>(y, x, w, T, C, W, -1, nullptr);
     CUDA_LAUNCHED();
 }
-extern "C" void cuda_conv1d_silu_backward(float *dc, const float *dy, const float *x, const float *w, int B, int T,
-                                          int C, int W) {
-    if (B * T <= 0 || C <= 0) return;
-    conv1d_steps_kernel<CONV_SILU_GRAD><<<conv_grid(B, T, C), 128>>>(dc, x, w, T, C, W, -1, dy);
-    CUDA_LAUNCHED();
-}
 extern "C" void cuda_conv1d_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int B,
                                      int T, int C, int W) {
     if (B * T <= 0 || C <= 0) return;
@@ -642,6 +692,25 @@ extern "C" void cuda_conv1d_backward(float *dx, float *dw, const float *dy, cons
         conv1d_dw_kernel<<<col_sum_grid(B * T, C), col_sum_block()>>>(dw, dy, x, B, T, C, W, k0);
         CUDA_LAUNCHED();
     }
+}
+// Up to CONV_FUSED_TAPS taps in one pass; wider windows (at most 64) as the ops it stands for,
+// SiLU's gradient in dy's place (each element reads dy where it writes)
+extern "C" void cuda_conv1d_silu_backward(float *dx, float *dw, float *dy, const float *x, const float *w, int B,
+                                          int T, int C, int W) {
+    if (B * T <= 0 || C <= 0) return;
+    dim3 grid((unsigned)(B * ((T + CONV_WALK - 1) / CONV_WALK)), (unsigned)((C + 127) / 128));
+    switch (W) {
+#define FUSED(n)                                                                                                      \
+    case n: conv1d_silu_backward_kernel<n><<<grid, 128>>>(dx, dw, dy, x, w, T, C); break;
+        FUSED(1) FUSED(2) FUSED(3) FUSED(4) FUSED(5) FUSED(6) FUSED(7) FUSED(8)
+#undef FUSED
+    default:
+        conv1d_steps_kernel<CONV_SILU_GRAD><<<conv_grid(B, T, C), 128>>>(dy, x, w, T, C, W, -1, dy);
+        CUDA_LAUNCHED();
+        cuda_conv1d_backward(dx, dw, dy, x, w, B, T, C, W);
+        return;
+    }
+    CUDA_LAUNCHED();
 }
 extern "C" void cuda_conv1d_step(float *y, float *state, const float *x, const float *w, int B, int C, int W) {
     conv1d_step_kernel<<<grid_for((size_t)B * C, 256), 256>>>(y, state, x, w, B, C, W);

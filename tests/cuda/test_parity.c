@@ -638,6 +638,24 @@ TEST(test_gpu_norms_activations_and_gates) {
     SAME(g_ddt2, ddt2, (size_t)H2 * D2, 2e-5, "decay gate ddt_bias, 700 rows");
 }
 
+/* SiLU(conv1d)'s backward on both sides from the same dy (each side's copy of it is scratch), dw
+ * starting nonzero (the op adds to it) */
+static void check_conv1d_silu_backward(int B, int T, int C, int W, Rng *rng, const char *what) {
+    size_t n = (size_t)B * T * C, nw = (size_t)C * W;
+    float *x = rnd(n, 1, 0, rng), *w = rnd(nw, 0.5f, 0, rng), *dy = rnd(n, 1, 0, rng), *dw = rnd(nw, 1, 0, rng);
+    float *dx = xmalloc(sizeof(float) * n);
+    float *g_x = up(x, n), *g_w = up(w, nw), *g_dy = up(dy, n), *g_dw = up(dw, nw), *g_dx = gpu->alloc(sizeof(float) * n);
+    cpu->conv1d_silu_backward(dx, dw, dy, x, w, B, T, C, W);
+    gpu->conv1d_silu_backward(g_dx, g_dw, g_dy, g_x, g_w, B, T, C, W);
+    char label[96];
+    snprintf(label, sizeof label, "conv1d_silu dx%s", what);
+    SAME(g_dx, dx, n, 1e-6, label);
+    snprintf(label, sizeof label, "conv1d_silu dw%s", what);
+    SAME(g_dw, dw, nw, 1e-5, label);
+    free(x), free(w), free(dy), free(dw), free(dx);
+    gpu->release(g_x), gpu->release(g_w), gpu->release(g_dy), gpu->release(g_dw), gpu->release(g_dx);
+}
+
 TEST(test_gpu_embedding_rope_rows_conv_and_normalizer) {
     need_gpu();
     Rng rng;
@@ -721,9 +739,7 @@ TEST(test_gpu_embedding_rope_rows_conv_and_normalizer) {
     cpu->conv1d_silu_forward(cy, cx, cw, B, T, CC, W);
     gpu->conv1d_silu_forward(g_cy, g_cx, g_cw, B, T, CC, W);
     SAME(g_cy, cy, nc, 1e-6, "conv1d_silu forward");
-    cpu->conv1d_silu_backward(cdx, cdy, cx, cw, B, T, CC, W);
-    gpu->conv1d_silu_backward(g_cdx, g_cdy, g_cx, g_cw, B, T, CC, W);
-    SAME(g_cdx, cdx, nc, 1e-6, "conv1d_silu backward");
+    check_conv1d_silu_backward(B, T, CC, W, &rng, "");
     { /* more rows than one band of the GPU's column sums, more taps than one pass, more channels
        * than one block and time steps that do not fill the last tile of 8 */
         int B2 = 3, T2 = 150, C2 = 140, W2 = 10;
@@ -740,9 +756,10 @@ TEST(test_gpu_embedding_rope_rows_conv_and_normalizer) {
         gpu->conv1d_backward(g_dx2, g_dw2, g_dy2, g_x2, g_w2, B2, T2, C2, W2);
         SAME(g_dx2, dx2, n2, 1e-6, "conv1d dx, width 10");
         SAME(g_dw2, dw2, (size_t)C2 * W2, 1e-5, "conv1d dw, width 10, 450 rows");
-        cpu->conv1d_silu_backward(dx2, dy2, x2, w2, B2, T2, C2, W2);
-        gpu->conv1d_silu_backward(g_dx2, g_dy2, g_x2, g_w2, B2, T2, C2, W2);
-        SAME(g_dx2, dx2, n2, 1e-6, "conv1d_silu backward, width 10");
+        check_conv1d_silu_backward(B2, T2, C2, W2, &rng, ", width 10 (past the fused pass)");
+        check_conv1d_silu_backward(B2, T2, C2, 4, &rng, ", width 4, 150 steps (walks of 32)");
+        check_conv1d_silu_backward(2, 40, 33, 8, &rng, ", width 8, 40 steps");
+        check_conv1d_silu_backward(1, 5, 3, 2, &rng, ", width 2, 5 steps");
     }
     float *state = rnd((size_t)B * (W - 1) * CC, 1, 0, &rng), *g_state = up(state, (size_t)B * (W - 1) * CC);
     float *sx = rnd((size_t)B * CC, 1, 0, &rng), *sy = xmalloc(sizeof(float) * B * CC), *g_sx = up(sx, (size_t)B * CC), *g_sy = up(sy, (size_t)B * CC);
