@@ -249,10 +249,13 @@ typedef struct {
     X(void, conv1d_forward, (float *y, const float *x, const float *w, int B, int T, int C, int W))                   \
     X(void, conv1d_backward, (float *dx, float *dw, const float *dy, const float *x, const float *w, int B,           \
                               int T, int C, int W))                                                                   \
-    /* y = silu(conv1d(x)), and its backward: dx, and dw added to, from dy, the convolution's output made             \
-     * again rather than kept. dy is scratch: its values may be lost (the CPU leaves SiLU's gradient                  \
-     * there); dx must not alias dy or x. A delta layer's input path: one pass each way on the GPU */                 \
-    X(void, conv1d_silu_forward, (float *y, const float *x, const float *w, int B, int T, int C, int W))              \
+    /* y = silu(conv1d(x)), with rnorm each head of D channels then L2-normalized as l2norm_forward                  \
+     * makes it (rnorm [B T C / D]; rnorm NULL: no norm, D and eps unused); and the backward of                       \
+     * silu(conv1d(x)): dx, and dw added to, from dy, the convolution's output made again rather than                 \
+     * kept. dy is scratch: its values may be lost (the CPU leaves SiLU's gradient there); dx must not                \
+     * alias dy or x. A delta layer's input path: one pass each way on the GPU */                                     \
+    X(void, conv1d_silu_forward, (float *y, float *rnorm, const float *x, const float *w, int B, int T, int C, int W, \
+                                  int D, float eps))                                                                  \
     X(void, conv1d_silu_backward, (float *dx, float *dw, float *dy, const float *x, const float *w, int B, int T,     \
                                    int C, int W))                                                                     \
     /* one decode step: state [B, W-1, C] holds the last W-1 inputs (oldest first); x, y [B, C] */                    \

@@ -504,12 +504,13 @@ TEST(test_conv1d_single_tap_gradient) { check_conv1d(2, 4, 6, 1, 500, 142); }
 /* more taps than the backward's accumulator tile holds: dw is reduced in several tiles */
 TEST(test_conv1d_very_long_window_gradient) { check_conv1d(1, 1100, 2, 1030, 40, 143); }
 
-/* conv1d_silu_forward and _backward are the ops they stand for (silu of conv1d_forward; and
+/* conv1d_silu_forward and _backward are the ops they stand for (silu of conv1d_forward, then
+ * l2norm_forward where it normalizes; and
  * conv1d_backward of silu_backward at conv1d_forward's output, dw added to), to the bit; and the
  * loss sum R silu(conv1d(x, w)) has the gradients conv1d_silu_backward gives. */
 static double conv_silu_loss(void *p) {
     ConvCase *c = p;
-    c->be->conv1d_silu_forward(c->y, c->x, c->w, c->B, c->T, c->C, c->W);
+    c->be->conv1d_silu_forward(c->y, NULL, c->x, c->w, c->B, c->T, c->C, c->W, 0, 0.0f);
     return dot_loss(c->y, c->R, (size_t)c->B * c->T * c->C);
 }
 
@@ -523,6 +524,16 @@ static void check_conv1d_silu(int B, int T, int C, int W, unsigned seed) {
     c.be->silu_forward(want, conv, n);
     conv_silu_loss(&c);
     CHECK(memcmp(c.y, want, sizeof(float) * n) == 0, "conv1d_silu_forward is not silu(conv1d_forward) to the bit");
+    if (C % 2 == 0) { /* with the norm: heads of 2 channels through l2norm_forward */
+        int heads = B * T * C / 2;
+        float *normed = new_zeros(n), *want_normed = new_zeros(n), *rn = new_zeros((size_t)heads);
+        float *want_rn = new_zeros((size_t)heads);
+        c.be->l2norm_forward(want_normed, want_rn, want, heads, 2, 1e-6f);
+        c.be->conv1d_silu_forward(normed, rn, c.x, c.w, B, T, C, W, 2, 1e-6f);
+        CHECK(memcmp(normed, want_normed, sizeof(float) * n) == 0 && memcmp(rn, want_rn, sizeof(float) * heads) == 0,
+              "conv1d_silu_forward with the norm is not l2norm_forward of its output to the bit");
+        free(normed), free(want_normed), free(rn), free(want_rn);
+    }
     float *want_dx = new_zeros(n), *want_dw = new_zeros((size_t)C * W), *dx = new_zeros(n);
     float *dw = new_zeros((size_t)C * W);
     for (size_t i = 0; i < (size_t)C * W; i++) want_dw[i] = dw[i] = 0.25f * (float)i; /* dw is added to */
@@ -546,6 +557,7 @@ static void check_conv1d_silu(int B, int T, int C, int W, unsigned seed) {
 TEST(test_conv1d_silu_is_its_ops_and_has_their_gradient) {
     check_conv1d_silu(2, 9, 5, 4, 144);
     check_conv1d_silu(1, 3, 3, 5, 145); /* a window longer than the sequence */
+    check_conv1d_silu(2, 7, 6, 3, 146); /* heads of 2 channels for the norm */
 }
 
 /* Decoding token by token from an empty state reproduces the training forward at every position,

@@ -31,7 +31,7 @@ typedef struct {
     float *f1, *a, *g;            /* kda's low-rank gate input [N, R]; gate input and log decay [N, H*gw] */
     float *o, *o_n, *o_rstd;      /* core output, per-head RMSNorm of it, 1/rms per head row */
     float *z1, *z, *y_g;          /* output gate: kda's low-rank [N, R], pre-activation and gated output [N, HV] */
-    float *tmp_q, *tmp_k;         /* SiLU outputs before the L2 norm */
+    float *tmp_q, *tmp_k;         /* SiLU outputs before the L2 norm (without the convolutions) */
     float *r1, *r;                /* dplr's read gate: low-rank input [N, R], pre-activation [N, HK] */
     float *a_rd, *b_wr, *v_b;     /* dplr's core inputs: a = k sigmoid(r), b = -beta k [N, HK]; beta v [N, HV] */
 } DeltaBuffers;
@@ -231,12 +231,13 @@ static void declare_core_inputs(DeltaLayer *L, Arena *remade, DeltaBuffers *bf, 
     }
 }
 
-/* core_qkv's intermediates: dead once q, k and v are made. (The convolutions' outputs are not
- * kept: conv1d_silu_forward makes SiLU of them in one pass, and the input paths' backward makes
- * them again inside conv1d_silu_backward.) */
+/* core_qkv's intermediates: dead once q, k and v are made: SiLU's outputs before the L2 norm,
+ * without the convolutions. (With them there are none: conv1d_silu_forward makes SiLU of the
+ * convolutions and the norms in one pass, and the input paths' backward makes the convolutions'
+ * outputs again inside conv1d_silu_backward.) */
 static void declare_qkv_temporaries(DeltaLayer *L, Arena *remade, DeltaBuffers *bf, size_t N) {
     size_t HK = (size_t)L->H * L->K;
-    if (L->cfg.qk_norm) {
+    if (L->cfg.qk_norm && !L->cfg.short_conv) {
         arena_floats(remade, &bf->tmp_q, N * HK);
         arena_floats(remade, &bf->tmp_k, N * HK);
     }
@@ -354,23 +355,22 @@ static void rotate_qk(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, int B,
  * [RoPE]. */
 static void core_qkv(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, int B, int T, bool step) {
     const int N = B * T, H = L->H, K = L->K, HK = H * L->K, HV = H * L->V;
-    if (step && L->cfg.short_conv) { /* the same ops as below, one launch on the GPU */
-        short_conv_silu_step(&L->conv, be, bf->q, bf->k, bf->v, bf->q_rn, bf->k_rn, bf->q_pre, bf->k_pre, bf->v_pre, B, H,
-                             L->cfg.qk_norm, QK_NORM_EPS);
-        rotate_qk(L, be, bf, B, T, step);
-        return;
-    }
-    float *q_act = L->cfg.qk_norm ? bf->tmp_q : bf->q, *k_act = L->cfg.qk_norm ? bf->tmp_k : bf->k;
-    if (L->cfg.short_conv) {
-        short_conv_silu_forward(&L->conv, be, q_act, k_act, bf->v, bf->q_pre, bf->k_pre, bf->v_pre, B, T);
+    if (L->cfg.short_conv) { /* SiLU and the norms in the convolutions' pass; a decode step's in one launch */
+        if (step)
+            short_conv_silu_step(&L->conv, be, bf->q, bf->k, bf->v, bf->q_rn, bf->k_rn, bf->q_pre, bf->k_pre, bf->v_pre,
+                                 B, H, L->cfg.qk_norm, QK_NORM_EPS);
+        else
+            short_conv_silu_forward(&L->conv, be, bf->q, bf->k, bf->v, bf->q_rn, bf->k_rn, bf->q_pre, bf->k_pre,
+                                    bf->v_pre, B, T, H, L->cfg.qk_norm, QK_NORM_EPS);
     } else {
+        float *q_act = L->cfg.qk_norm ? bf->tmp_q : bf->q, *k_act = L->cfg.qk_norm ? bf->tmp_k : bf->k;
         be->silu_forward(q_act, bf->q_pre, (size_t)N * HK);
         be->silu_forward(k_act, bf->k_pre, (size_t)N * HK);
         be->silu_forward(bf->v, bf->v_pre, (size_t)N * HV);
-    }
-    if (L->cfg.qk_norm) {
-        be->l2norm_forward(bf->q, bf->q_rn, bf->tmp_q, N * H, K, QK_NORM_EPS);
-        be->l2norm_forward(bf->k, bf->k_rn, bf->tmp_k, N * H, K, QK_NORM_EPS);
+        if (L->cfg.qk_norm) {
+            be->l2norm_forward(bf->q, bf->q_rn, bf->tmp_q, N * H, K, QK_NORM_EPS);
+            be->l2norm_forward(bf->k, bf->k_rn, bf->tmp_k, N * H, K, QK_NORM_EPS);
+        }
     }
     rotate_qk(L, be, bf, B, T, step);
 }

@@ -27,11 +27,13 @@ void short_conv_forward(const ShortConv *c, const Backend *be, float *q, float *
     }
 }
 
-void short_conv_silu_forward(const ShortConv *c, const Backend *be, float *q, float *k, float *v, const float *q_in,
-                             const float *k_in, const float *v_in, int B, int T) {
-    be->conv1d_silu_forward(q, q_in, c->q.w, B, T, c->HK, c->W);
-    be->conv1d_silu_forward(k, k_in, c->k.w, B, T, c->HK, c->W);
-    be->conv1d_silu_forward(v, v_in, c->v.w, B, T, c->HV, c->W);
+void short_conv_silu_forward(const ShortConv *c, const Backend *be, float *q, float *k, float *v, float *q_rn,
+                             float *k_rn, const float *q_in, const float *k_in, const float *v_in, int B, int T, int H,
+                             bool l2, float eps) {
+    int D = c->HK / H;
+    be->conv1d_silu_forward(q, l2 ? q_rn : NULL, q_in, c->q.w, B, T, c->HK, c->W, D, eps);
+    be->conv1d_silu_forward(k, l2 ? k_rn : NULL, k_in, c->k.w, B, T, c->HK, c->W, D, eps);
+    be->conv1d_silu_forward(v, NULL, v_in, c->v.w, B, T, c->HV, c->W, c->HV / H, eps);
 }
 
 void short_conv_silu_step(const ShortConv *c, const Backend *be, float *q, float *k, float *v, float *q_rn, float *k_rn,

@@ -20,9 +20,11 @@ void short_conv_create(ShortConv *c, ParamSet *ps, int layer, int HK, int HV, in
 /* q, k, v from their projections over B x T tokens; step: one token a sequence, through the tails. */
 void short_conv_forward(const ShortConv *c, const Backend *be, float *q, float *k, float *v, const float *q_in,
                         const float *k_in, const float *v_in, int B, int T, bool step);
-/* SiLU of q's, k's and v's convolutions over B x T tokens, one pass each (conv1d_silu_forward). */
-void short_conv_silu_forward(const ShortConv *c, const Backend *be, float *q, float *k, float *v, const float *q_in,
-                             const float *k_in, const float *v_in, int B, int T);
+/* SiLU of q's, k's and v's convolutions over B x T tokens and, with l2, each of the H heads of q
+ * and k L2-normalized (q_rn, k_rn [B T H]): one pass each (conv1d_silu_forward). */
+void short_conv_silu_forward(const ShortConv *c, const Backend *be, float *q, float *k, float *v, float *q_rn,
+                             float *k_rn, const float *q_in, const float *k_in, const float *v_in, int B, int T, int H,
+                             bool l2, float eps);
 /* One decode step of q, k and v through the convolutions, SiLU and, with l2, each of the H heads'
  * L2 norm (q_rn, k_rn [B * H]): what short_conv_forward, silu_forward and l2norm_forward make, as
  * one backend op (conv_silu_step: one launch on the GPU). */

@@ -78,10 +78,12 @@ void cpu_conv1d_backward(float *dx, float *dw, const float *dy, const float *x, 
     }
 }
 
-/* The ops they stand for, in their order, the activation in place (the same numbers). */
-void cpu_conv1d_silu_forward(float *y, const float *x, const float *w, int B, int T, int C, int W) {
+/* The ops they stand for, in their order, the activation and the norm in place (the same numbers). */
+void cpu_conv1d_silu_forward(float *y, float *rnorm, const float *x, const float *w, int B, int T, int C, int W, int D,
+                             float eps) {
     cpu_conv1d_forward(y, x, w, B, T, C, W);
     cpu_silu_forward(y, y, (size_t)B * T * C);
+    if (rnorm) cpu_l2norm_forward(y, rnorm, y, B * T * (C / D), D, eps);
 }
 
 /* The ops it stands for (the same numbers): the convolution again, in dx for now; SiLU's gradient

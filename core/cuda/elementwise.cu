@@ -532,14 +532,10 @@ template <int EPILOGUE> __device__ __forceinline__ float conv_epilogue(float acc
 // y[b,t,c] = sum_k w[c,k] x[b, t - W + 1 + k, c]  (dir = -1), or the backward's
 // dx[b,t,c] = sum_k w[c,k] dy[b, t + W - 1 - k, c]  (dir = +1); taps outside [0, T) are zero;
 // then the epilogue (dy: its input, for CONV_SILU_GRAD)
-template <int EPILOGUE>
-__global__ void conv1d_steps_kernel(float *y, const float *x, const float *w, int T, int C, int W, int dir,
-                                    const float *dy) {
-    int c = blockIdx.y * 128 + threadIdx.x, tiles = (T + CONV_STEPS - 1) / CONV_STEPS;
-    if (c >= C) return;
-    int b = blockIdx.x / tiles, t0 = (blockIdx.x % tiles) * CONV_STEPS;
-    const float *xb = x + (size_t)b * T * C + c;
-    float acc[CONV_STEPS] = {};
+__device__ __forceinline__ void conv_sums(float (&acc)[CONV_STEPS], const float *xb, const float *w, int c, int T, int C,
+                                          int W, int dir, int t0) {
+#pragma unroll
+    for (int u = 0; u < CONV_STEPS; u++) acc[u] = 0.0f;
     for (int k = 0; k < W; k++) {
         float wk = w[c * W + k];
         int shift = dir * (W - 1 - k);
@@ -549,6 +545,15 @@ __global__ void conv1d_steps_kernel(float *y, const float *x, const float *w, in
             if (s >= 0 && s < T) acc[u] += wk * xb[(size_t)s * C];
         }
     }
+}
+template <int EPILOGUE>
+__global__ void conv1d_steps_kernel(float *y, const float *x, const float *w, int T, int C, int W, int dir,
+                                    const float *dy) {
+    int c = blockIdx.y * 128 + threadIdx.x, tiles = (T + CONV_STEPS - 1) / CONV_STEPS;
+    if (c >= C) return;
+    int b = blockIdx.x / tiles, t0 = (blockIdx.x % tiles) * CONV_STEPS;
+    float acc[CONV_STEPS];
+    conv_sums(acc, x + (size_t)b * T * C + c, w, c, T, C, W, dir, t0);
     const size_t base = (size_t)b * T * C + c;
 #pragma unroll
     for (int u = 0; u < CONV_STEPS; u++) {
@@ -576,6 +581,42 @@ __global__ void conv1d_dw_kernel(float *dw, const float *dy, const float *x, int
         if (threadIdx.y == 0 && c < C) atomicAdd(&dw[c * W + k0 + j], v);
     }
 }
+// SiLU(conv1d(x)) with each head of D channels L2-normalized in the same pass, for D dividing a
+// block's 128 channels: the head's warps add their squares through shared memory, step by step.
+// Threads past C stay for the barrier with zero outputs (C is whole heads, so no head mixes them).
+template <int D>
+__global__ void conv1d_silu_l2_kernel(float *y, float *rnorm, const float *x, const float *w, int T, int C, int W,
+                                      float eps) {
+    __shared__ float squares[4][CONV_STEPS]; /* each warp's sum a step */
+    int c = blockIdx.y * 128 + threadIdx.x, tiles = (T + CONV_STEPS - 1) / CONV_STEPS;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, first = warp / (D / 32) * (D / 32);
+    int b = blockIdx.x / tiles, t0 = (blockIdx.x % tiles) * CONV_STEPS;
+    float v[CONV_STEPS] = {};
+    if (c < C) {
+        conv_sums(v, x + (size_t)b * T * C + c, w, c, T, C, W, -1, t0);
+#pragma unroll
+        for (int u = 0; u < CONV_STEPS; u++) v[u] = conv_epilogue<CONV_SILU>(v[u], nullptr, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < CONV_STEPS; u++) {
+        float ss = warp_sum(v[u] * v[u]);
+        if (lane == 0) squares[warp][u] = ss;
+    }
+    __syncthreads();
+    if (c >= C) return;
+#pragma unroll
+    for (int u = 0; u < CONV_STEPS; u++) {
+        int t = t0 + u;
+        if (t >= T) break;
+        float ss = 0.0f;
+        for (int j = 0; j < D / 32; j++) ss += squares[first + j][u];
+        float r = rsqrtf(ss + eps);
+        size_t row = (size_t)b * T + t;
+        y[row * C + c] = v[u] * r;
+        if (c % D == 0) rnorm[row * (C / D) + c / D] = r;
+    }
+}
+
 // SiLU(conv1d(x))'s backward in one pass, for W <= CONV_FUSED_TAPS: a thread walks one channel
 // over CONV_WALK time steps, keeping the last W inputs and the last W SiLU gradients dc in
 // registers: each step makes the convolution again (the forward's sums, in its order), dc from
@@ -678,10 +719,21 @@ extern "C" void cuda_conv1d_forward(float *y, const float *x, const float *w, in
     conv1d_steps_kernel<CONV_PLAIN><<<conv_grid(B, T, C), 128>>>(y, x, w, T, C, W, -1, nullptr);
     CUDA_LAUNCHED();
 }
-extern "C" void cuda_conv1d_silu_forward(float *y, const float *x, const float *w, int B, int T, int C, int W) {
+// heads of 32, 64 or 128 channels normalized in the convolution's pass; others by l2norm_forward
+// after it, in place (each lane writes what it read)
+extern "C" void cuda_conv1d_silu_forward(float *y, float *rnorm, const float *x, const float *w, int B, int T, int C,
+                                         int W, int D, float eps) {
     if (B * T <= 0 || C <= 0) return;
+    if (rnorm && (D <= 0 || C % D)) die("conv1d_silu_forward: %d channels are not heads of %d", C, D);
+    if (rnorm && (D == 32 || D == 64 || D == 128)) {
+        auto kernel = D == 32 ? conv1d_silu_l2_kernel<32> : D == 64 ? conv1d_silu_l2_kernel<64> : conv1d_silu_l2_kernel<128>;
+        kernel<<<conv_grid(B, T, C), 128>>>(y, rnorm, x, w, T, C, W, eps);
+        CUDA_LAUNCHED();
+        return;
+    }
     conv1d_steps_kernel<CONV_SILU><<<conv_grid(B, T, C), 128>>>(y, x, w, T, C, W, -1, nullptr);
     CUDA_LAUNCHED();
+    if (rnorm) cuda_l2norm_forward(y, rnorm, y, B * T * (C / D), D, eps);
 }
 extern "C" void cuda_conv1d_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int B,
                                      int T, int C, int W) {

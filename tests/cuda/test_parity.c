@@ -638,6 +638,25 @@ TEST(test_gpu_norms_activations_and_gates) {
     SAME(g_ddt2, ddt2, (size_t)H2 * D2, 2e-5, "decay gate ddt_bias, 700 rows");
 }
 
+/* SiLU(conv1d(x)) with each head's L2 norm, outputs and reciprocal norms on both sides */
+static void check_conv1d_silu_l2(int B, int T, int D, int H, Rng *rng) {
+    int C = D * H, W = 4;
+    size_t n = (size_t)B * T * C, rows = (size_t)B * T * H;
+    float *x = rnd(n, 1, 0, rng), *w = rnd((size_t)C * W, 0.5f, 0, rng), *y = xmalloc(sizeof(float) * n);
+    float *rn = xmalloc(sizeof(float) * rows);
+    float *g_x = up(x, n), *g_w = up(w, (size_t)C * W), *g_y = gpu->alloc(sizeof(float) * n);
+    float *g_rn = gpu->alloc(sizeof(float) * rows);
+    cpu->conv1d_silu_forward(y, rn, x, w, B, T, C, W, D, 1e-6f);
+    gpu->conv1d_silu_forward(g_y, g_rn, g_x, g_w, B, T, C, W, D, 1e-6f);
+    char what[80];
+    snprintf(what, sizeof what, "conv1d_silu forward with the norm, %d heads of %d", H, D);
+    SAME(g_y, y, n, 2e-6, what);
+    snprintf(what, sizeof what, "conv1d_silu forward's reciprocal norms, %d heads of %d", H, D);
+    SAME(g_rn, rn, rows, 2e-6, what);
+    free(x), free(w), free(y), free(rn);
+    gpu->release(g_x), gpu->release(g_w), gpu->release(g_y), gpu->release(g_rn);
+}
+
 /* SiLU(conv1d)'s backward on both sides from the same dy (each side's copy of it is scratch), dw
  * starting nonzero (the op adds to it) */
 static void check_conv1d_silu_backward(int B, int T, int C, int W, Rng *rng, const char *what) {
@@ -736,9 +755,14 @@ TEST(test_gpu_embedding_rope_rows_conv_and_normalizer) {
     SAME(g_cdx, cdx, nc, 1e-6, "conv1d dx");
     SAME(g_cdw, cdw, (size_t)CC * W, 1e-5, "conv1d dw");
     /* with SiLU folded in, each way (a delta layer's input path) */
-    cpu->conv1d_silu_forward(cy, cx, cw, B, T, CC, W);
-    gpu->conv1d_silu_forward(g_cy, g_cx, g_cw, B, T, CC, W);
+    cpu->conv1d_silu_forward(cy, NULL, cx, cw, B, T, CC, W, 0, 0.0f);
+    gpu->conv1d_silu_forward(g_cy, NULL, g_cx, g_cw, B, T, CC, W, 0, 0.0f);
     SAME(g_cy, cy, nc, 1e-6, "conv1d_silu forward");
+    /* with the heads' L2 norm: in the pass (heads of 32, 64, 128; 3 heads of 64 leave half a block
+     * idle), and after it (heads of 48) */
+    const int heads_of[4][2] = {{64, 3}, {32, 5}, {128, 2}, {48, 2}};
+    for (int i = 0; i < 4; i++)
+        check_conv1d_silu_l2(2, 37, heads_of[i][0], heads_of[i][1], &rng);
     check_conv1d_silu_backward(B, T, CC, W, &rng, "");
     { /* more rows than one band of the GPU's column sums, more taps than one pass, more channels
        * than one block and time steps that do not fill the last tile of 8 */
