@@ -246,30 +246,38 @@ __global__ void pairs_backward_kernel(float *dq, float *dk, float *dbk, const fl
     }
 }
 
-// Per (chunk, channel): adds the terms of Qb, Kb and Kc to dq, dk, turns the per-row db into dg
-// (reverse cumulative sum, with b_last's own gradient counted on every row).
-__global__ void finish_grads_kernel(float *dq, float *dk, float *dgk, const float *dbk, const float *dQb,
-                                    const float *dkb_total, const float *dKc, const float *eb, const float *qb,
-                                    const float *kb, const float *kc, const float *bk, const float *dblast, long Z, int C,
-                                    int K) {
+// Per (chunk, channel): dq and dk, the pairs' parts (in chunks) plus the terms of Qb, Kb and Kc,
+// written where the caller keeps them ([B, T, H, K]; rows past T dropped); the per-row db into dg
+// (reverse cumulative sum, with b_last's own gradient counted on every row, past T too), in
+// place in the chunks' dgk, or where the caller keeps it when dg is given (kda's channel gates).
+__global__ void finish_grads_kernel(float *dq, float *dk, float *dg, const float *dq_part, const float *dk_part,
+                                    float *dgk, const float *dQb, const float *dkb_total, const float *dKc,
+                                    const float *eb, const float *qb, const float *kb, const float *kc, const float *bk,
+                                    const float *dblast, ChunkDims cd, int K) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (size_t)Z * K) return;
-    size_t z = i / K;
-    int d = (int)(i % K);
+    if (i >= (size_t)cd.Z * K) return;
+    size_t z = i / K, bh = z / cd.nc;
+    int d = (int)(i % K), C = cd.C, t0 = (int)(z % cd.nc) * C, h = (int)(bh % cd.H), b = (int)(bh / cd.H);
+    size_t out0 = ((size_t)b * cd.T + t0) * cd.H + h; /* the caller's row of the chunk's first token */
+    int n = min(C, cd.T - t0);                        /* its tokens before T */
     float last = dblast[i], blast = bk[(z * C + C - 1) * K + d];
     for (int r = 0; r < C; r++) {
         size_t e = (z * C + r) * K + d;
         float ec = expf(blast - bk[e]), w = dKc[e] * kc[e];
-        dq[e] += dQb[e] * eb[e];
-        dk[e] += dkb_total[e] * eb[e] + dKc[e] * ec;
-        dgk[e] = dbk[e] + dQb[e] * qb[e] + dkb_total[e] * kb[e] - w;
+        if (r < n) {
+            size_t o = (out0 + (size_t)r * cd.H) * K + d;
+            dq[o] = dq_part[e] + dQb[e] * eb[e];
+            dk[o] = dk_part[e] + (dkb_total[e] * eb[e] + dKc[e] * ec);
+        }
+        dgk[e] = dgk[e] + dQb[e] * qb[e] + dkb_total[e] * kb[e] - w;
         last += w;
     }
     float run = last;
     for (int r = C - 1; r >= 0; r--) {
         size_t e = (z * C + r) * K + d;
         run += dgk[e];
-        dgk[e] = run;
+        if (!dg) dgk[e] = run;
+        else if (r < n) dg[(out0 + (size_t)r * cd.H) * K + d] = run;
     }
 }
 
@@ -384,16 +392,13 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
         pairs_backward_kernel<<<(unsigned)d.Z, 256, psm>>>(b.dq, b.dk, b.dgk, dA, b.dM, b.q, b.k, b.bk, C, K);
         CUDA_LAUNCHED();
     }
-    finish_grads_kernel<<<grid_for((size_t)d.Z * K, 128), 128>>>(b.dq, b.dk, b.dgk, b.dgk, b.dQb, b.dKb, b.dKc, b.eb,
-                                                                b.qb, b.kb, b.kc, b.bk, b.dblast, d.Z, C, K);
+    finish_grads_kernel<<<grid_for((size_t)d.Z * K, 128), 128>>>(dq, dk, s->channel_gate ? dg : nullptr, b.dq, b.dk,
+                                                                b.dgk, b.dQb, b.dKb, b.dKc, b.eb, b.qb, b.kb, b.kc,
+                                                                b.bk, b.dblast, d, K);
     CUDA_LAUNCHED();
-    from_chunks(dq, b.dq, d, K);
-    from_chunks(dk, b.dk, d, K);
     from_chunks(dv, b.dv, d, V);
     from_chunks(dbeta, b.dbeta, d, 1);
-    if (s->channel_gate) {
-        from_chunks(dg, b.dgk, d, K);
-    } else {
+    if (!s->channel_gate) {
         float *dgs = b.tmp; /* free again: the pairs' dA' is done with */
         sum_channels_kernel<<<grid_for(rows * 32, 256), 256>>>(dgs, b.dgk, rows, K);
         CUDA_LAUNCHED();
