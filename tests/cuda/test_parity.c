@@ -636,6 +636,33 @@ TEST(test_gpu_norms_activations_and_gates) {
     SAME(g_da2, da2, n2, 5e-6, "decay gate da, 700 rows");
     SAME(g_dA2, dA2, H2, 2e-5, "decay gate dA_log, 700 rows");
     SAME(g_ddt2, ddt2, (size_t)H2 * D2, 2e-5, "decay gate ddt_bias, 700 rows");
+    /* the four-float kernels of the gates, the bias and the decay gate (widths above are odd) */
+    int N4 = 45, H4 = 4, D4 = 16, C4 = H4 * D4;
+    size_t n4 = (size_t)N4 * C4;
+    float *a4 = rnd(n4, 1, 0, &rng), *z4 = rnd(n4, 1.5f, 0, &rng), *dy4 = rnd(n4, 1, 0, &rng);
+    float *y4 = xmalloc(sizeof(float) * n4), *da4 = xmalloc(sizeof(float) * n4), *dz4 = xmalloc(sizeof(float) * n4);
+    float *bias4 = rnd(C4, 1, 0, &rng), *A4 = rnd(H4, 1, 1, &rng), *dt4 = rnd(C4, 1, 0, &rng);
+    float *g_a4 = up(a4, n4), *g_z4 = up(z4, n4), *g_dy4 = up(dy4, n4), *g_y4 = up(y4, n4), *g_da4 = up(da4, n4);
+    float *g_dz4 = up(dz4, n4), *g_bias4 = up(bias4, C4), *g_A4 = up(A4, H4), *g_dt4 = up(dt4, C4);
+    for (int act = 0; act < 2; act++) {
+        GateAct ga = act ? ACT_SIGMOID : ACT_SILU;
+        cpu->gate_forward(y4, a4, z4, n4, ga);
+        gpu->gate_forward(g_y4, g_a4, g_z4, n4, ga);
+        SAME(g_y4, y4, n4, 5e-6, "gate, 4 floats a thread");
+        cpu->gate_backward(da4, dz4, dy4, a4, z4, n4, ga);
+        gpu->gate_backward(g_da4, g_dz4, g_dy4, g_a4, g_z4, n4, ga);
+        SAME(g_da4, da4, n4, 5e-6, "gate da, 4 floats a thread");
+        SAME(g_dz4, dz4, n4, 5e-6, "gate dz, 4 floats a thread");
+    }
+    cpu->bias_forward(a4, bias4, N4, C4);
+    gpu->bias_forward(g_a4, g_bias4, N4, C4);
+    SAME(g_a4, a4, n4, 1e-6, "bias, 4 floats a thread");
+    cpu->decay_gate_forward(y4, a4, A4, dt4, N4, H4, D4);
+    gpu->decay_gate_forward(g_y4, g_a4, g_A4, g_dt4, N4, H4, D4);
+    SAME(g_y4, y4, n4, 2e-6, "decay gate, 4 floats a thread");
+    free(a4), free(z4), free(dy4), free(y4), free(da4), free(dz4), free(bias4), free(A4), free(dt4);
+    float *bufs4[] = {g_a4, g_z4, g_dy4, g_y4, g_da4, g_dz4, g_bias4, g_A4, g_dt4};
+    for (int i = 0; i < 9; i++) gpu->release(bufs4[i]);
 }
 
 /* SiLU(conv1d(x)) with each head's L2 norm, outputs and reciprocal norms on both sides */
@@ -663,7 +690,8 @@ static void check_conv1d_silu_backward(int B, int T, int C, int W, Rng *rng, con
     size_t n = (size_t)B * T * C, nw = (size_t)C * W;
     float *x = rnd(n, 1, 0, rng), *w = rnd(nw, 0.5f, 0, rng), *dy = rnd(n, 1, 0, rng), *dw = rnd(nw, 1, 0, rng);
     float *dx = xmalloc(sizeof(float) * n);
-    float *g_x = up(x, n), *g_w = up(w, nw), *g_dy = up(dy, n), *g_dw = up(dw, nw), *g_dx = gpu->alloc(sizeof(float) * n);
+    float *g_x = up(x, n), *g_w = up(w, nw), *g_dy = up(dy, n), *g_dw = up(dw, nw);
+    float *g_dx = gpu->alloc(sizeof(float) * n);
     cpu->conv1d_silu_backward(dx, dw, dy, x, w, B, T, C, W);
     gpu->conv1d_silu_backward(g_dx, g_dw, g_dy, g_x, g_w, B, T, C, W);
     char label[96];
