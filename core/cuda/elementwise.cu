@@ -123,37 +123,70 @@ __global__ void rmsnorm_forward_rows_kernel(float *out, float *rstd, const float
         o[c] = make_float4(v[k].x * r * g[k].x, v[k].y * r * g[k].y, v[k].z * r * g[k].z, v[k].w * r * g[k].w);
     }
 }
+// The backward takes rows_per_warp rows a warp and adds the block's rows' share of dw (dout x
+// rstd, the dw kernel's terms) from the registers that hold them: one atomic a channel into shared
+// memory for each warp, then one a channel into dw for the block, instead of the dw kernel's
+// second pass over dout and x (37 launches, 1.1 ms of the 3:1 KDA/MLA step at b63737c). Enough
+// rows a warp that the blocks number about NORM_BACKWARD_BLOCKS_PER_SM a multiprocessor: fewer
+// blocks, fewer atomics queued on each channel of dw (a delta layer's output norm has 64).
+enum { NORM_BACKWARD_BLOCKS_PER_SM = 4 };
 template <int NV4>
-__global__ void rmsnorm_backward_rows_kernel(float *dx, const float *dout, const float *x, const float *w,
-                                             const float *rstd, int N, int C) {
+__global__ void rmsnorm_backward_rows_kernel(float *dx, float *dw, const float *dout, const float *x, const float *w,
+                                             const float *rstd, int N, int C, int rows_per_warp) {
+    __shared__ float dw_block[32 * 4 * NV4];
     pdl_begin();
-    int row = blockIdx.x * NORM_ROWS_PER_BLOCK + (threadIdx.x >> 5), lane = threadIdx.x & 31, C4 = C / 4;
-    if (row >= N) return;
-    const float4 *xr = reinterpret_cast<const float4 *>(x + (size_t)row * C),
-                 *dy = reinterpret_cast<const float4 *>(dout + (size_t)row * C), *w4 = reinterpret_cast<const float4 *>(w);
-    float4 xv[NV4], dv[NV4];
-    float dot = 0.0f;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, C4 = C / 4;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) dw_block[c] = 0.0f;
+    __syncthreads();
+    const float4 *w4 = reinterpret_cast<const float4 *>(w);
+    float4 dw_part[NV4];
 #pragma unroll
-    for (int k = 0; k < NV4; k++) {
-        int c = lane + 32 * k;
-        float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f), g = z;
-        xv[k] = dv[k] = z;
-        if (c < C4) xv[k] = xr[c], dv[k] = dy[c], g = w4[c];
-        dot += g.x * dv[k].x * xv[k].x + g.y * dv[k].y * xv[k].y + g.z * dv[k].z * xv[k].z + g.w * dv[k].w * xv[k].w;
+    for (int k = 0; k < NV4; k++) dw_part[k] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int j = 0; j < rows_per_warp; j++) {
+        int row = (blockIdx.x * rows_per_warp + j) * NORM_ROWS_PER_BLOCK + warp;
+        if (row >= N) break;
+        const float4 *xr = reinterpret_cast<const float4 *>(x + (size_t)row * C),
+                     *dy = reinterpret_cast<const float4 *>(dout + (size_t)row * C);
+        float4 xv[NV4], dv[NV4];
+        float dot = 0.0f;
+#pragma unroll
+        for (int k = 0; k < NV4; k++) {
+            int c = lane + 32 * k;
+            float4 z = make_float4(0.0f, 0.0f, 0.0f, 0.0f), g = z;
+            xv[k] = dv[k] = z;
+            if (c < C4) xv[k] = xr[c], dv[k] = dy[c], g = w4[c];
+            dot += g.x * dv[k].x * xv[k].x + g.y * dv[k].y * xv[k].y + g.z * dv[k].z * xv[k].z +
+                   g.w * dv[k].w * xv[k].w;
+        }
+        float r = rstd[row], k3 = r * r * r * warp_sum(dot) / C;
+        float4 *dxr = reinterpret_cast<float4 *>(dx + (size_t)row * C);
+#pragma unroll
+        for (int k = 0; k < NV4; k++) {
+            int c = lane + 32 * k;
+            if (c >= C4) break;
+            float4 a = dxr[c], g = w4[c]; /* w again from cache: a row's weights are every row's */
+            a.x += r * g.x * dv[k].x - k3 * xv[k].x;
+            a.y += r * g.y * dv[k].y - k3 * xv[k].y;
+            a.z += r * g.z * dv[k].z - k3 * xv[k].z;
+            a.w += r * g.w * dv[k].w - k3 * xv[k].w;
+            dxr[c] = a;
+            dw_part[k].x += dv[k].x * xv[k].x * r;
+            dw_part[k].y += dv[k].y * xv[k].y * r;
+            dw_part[k].z += dv[k].z * xv[k].z * r;
+            dw_part[k].w += dv[k].w * xv[k].w * r;
+        }
     }
-    float r = rstd[row], k3 = r * r * r * warp_sum(dot) / C;
-    float4 *dxr = reinterpret_cast<float4 *>(dx + (size_t)row * C);
 #pragma unroll
     for (int k = 0; k < NV4; k++) {
         int c = lane + 32 * k;
         if (c >= C4) break;
-        float4 a = dxr[c], g = w4[c]; /* w again from cache: a row's weights are every row's */
-        a.x += r * g.x * dv[k].x - k3 * xv[k].x;
-        a.y += r * g.y * dv[k].y - k3 * xv[k].y;
-        a.z += r * g.z * dv[k].z - k3 * xv[k].z;
-        a.w += r * g.w * dv[k].w - k3 * xv[k].w;
-        dxr[c] = a;
+        atomicAdd(&dw_block[4 * c], dw_part[k].x);
+        atomicAdd(&dw_block[4 * c + 1], dw_part[k].y);
+        atomicAdd(&dw_block[4 * c + 2], dw_part[k].z);
+        atomicAdd(&dw_block[4 * c + 3], dw_part[k].w);
     }
+    __syncthreads();
+    for (int c = threadIdx.x; c < C; c += blockDim.x) atomicAdd(&dw[c], dw_block[c]);
 }
 // float4s a lane holds for a row of C floats (a power of two), or 0: the block-per-row kernels
 static int norm_rows_nv4(const void *a, const void *b, const void *c, const void *d, int C) {
@@ -162,9 +195,10 @@ static int norm_rows_nv4(const void *a, const void *b, const void *c, const void
         if (32 * 4 * nv >= C) return nv;
     return 0;
 }
-#define NORM_ROWS_DISPATCH(nv, KERNEL, N, ...)                                                                        \
+// KERNEL<nv> over N rows, ROWS of them a block
+#define NORM_ROWS_DISPATCH(nv, KERNEL, N, ROWS, ...)                                                                  \
     do {                                                                                                              \
-        unsigned blocks_ = (unsigned)(((N) + NORM_ROWS_PER_BLOCK - 1) / NORM_ROWS_PER_BLOCK), threads_ = 32 * NORM_ROWS_PER_BLOCK; \
+        unsigned blocks_ = (unsigned)(((N) + (ROWS) - 1) / (ROWS)), threads_ = 32 * NORM_ROWS_PER_BLOCK;              \
         switch (nv) {                                                                                                 \
         case 1: pdl_launch(KERNEL<1>, blocks_, threads_, 0, __VA_ARGS__); break;                                      \
         case 2: pdl_launch(KERNEL<2>, blocks_, threads_, 0, __VA_ARGS__); break;                                      \
@@ -177,16 +211,23 @@ static int norm_rows_nv4(const void *a, const void *b, const void *c, const void
 extern "C" void cuda_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C, float eps) {
     if (N <= 0) return;
     if (int nv = norm_rows_nv4(out, x, w, x, C))
-        NORM_ROWS_DISPATCH(nv, rmsnorm_forward_rows_kernel, N, out, rstd, x, w, N, C, eps);
+        NORM_ROWS_DISPATCH(nv, rmsnorm_forward_rows_kernel, N, NORM_ROWS_PER_BLOCK, out, rstd, x, w, N, C, eps);
     else rmsnorm_forward_kernel<<<N, row_threads(C)>>>(out, rstd, x, w, C, eps);
     CUDA_LAUNCHED();
 }
 extern "C" void cuda_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,
                                       const float *rstd, int N, int C) {
     if (N <= 0) return;
-    if (int nv = norm_rows_nv4(dx, dout, x, w, C))
-        NORM_ROWS_DISPATCH(nv, rmsnorm_backward_rows_kernel, N, dx, dout, x, w, rstd, N, C);
-    else rmsnorm_backward_kernel<<<N, row_threads(C)>>>(dx, dw, dout, x, w, rstd, C);
+    if (int nv = norm_rows_nv4(dx, dout, x, w, C)) { /* dw with dx */
+        int groups = (N + NORM_ROWS_PER_BLOCK - 1) / NORM_ROWS_PER_BLOCK; /* of a row a warp */
+        int blocks = NORM_BACKWARD_BLOCKS_PER_SM * cuda_sm_count();
+        int per_warp = groups > blocks ? (groups + blocks - 1) / blocks : 1;
+        NORM_ROWS_DISPATCH(nv, rmsnorm_backward_rows_kernel, N, NORM_ROWS_PER_BLOCK * per_warp, dx, dw, dout, x, w, rstd,
+                           N, C, per_warp);
+        CUDA_LAUNCHED();
+        return;
+    }
+    rmsnorm_backward_kernel<<<N, row_threads(C)>>>(dx, dw, dout, x, w, rstd, C);
     CUDA_LAUNCHED();
     rmsnorm_dw_kernel<<<col_sum_grid(N, C), col_sum_block()>>>(dw, dout, x, rstd, N, C);
     CUDA_LAUNCHED();

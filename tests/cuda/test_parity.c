@@ -512,10 +512,12 @@ TEST(test_gpu_norms_activations_and_gates) {
     rng_seed(&rng, 2);
     /* RMSNorm: rows of 70 and 2,052 floats (the block-per-row kernels: not a multiple of 4, wider
      * than a warp's registers hold) and of 72, 256 and 768 (a warp per row, 1, 2 and 8 float4s a
-     * lane); dx accumulates onto what it holds */
-    const int norm_widths[] = {70, 2052, 72, 256, 768};
-    for (int k = 0; k < 5; k++) {
-        int N = 45, C = norm_widths[k];
+     * lane); dx accumulates onto what it holds; 9,000 rows of 64 (a delta layer's output norm):
+     * a warp then takes several rows of the backward (on GPUs of fewer than 281 multiprocessors),
+     * summing their share of dw */
+    const int norm_widths[] = {70, 2052, 72, 256, 768, 64}, norm_rows[] = {45, 45, 45, 45, 45, 9000};
+    for (int k = 0; k < 6; k++) {
+        int N = norm_rows[k], C = norm_widths[k];
         size_t NC = (size_t)N * C;
         float *x = rnd(NC, 1, 0, &rng), *w = rnd(C, 1, 1, &rng), *dy = rnd(NC, 1, 0, &rng);
         float *out = xmalloc(sizeof(float) * NC), *rstd = xmalloc(sizeof(float) * N);
