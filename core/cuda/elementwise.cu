@@ -736,31 +736,46 @@ __global__ void conv1d_silu_backward_kernel(float *dx, float *dw, const float *d
         dcs[k] = 0.0f;
         dw_acc[k] = 0.0f;
     }
-    for (int s = t0; s < t1 + W - 1; s++) {
-        float dc = 0.0f;
-        if (s < T) {
+    const int end = t1 + W - 1; /* the walk's steps: its own and the W - 1 after them */
+    for (int s0 = t0; s0 < end; s0 += CONV_STEPS) {
+        /* the next CONV_STEPS steps' x and dy loaded together, before the steps that use them */
+        float xl[CONV_STEPS], dl[CONV_STEPS];
 #pragma unroll
-            for (int k = 0; k < W - 1; k++) xs[k] = xs[k + 1];
-            xs[W - 1] = x[base + (size_t)s * C];
-            float acc = 0.0f;
-#pragma unroll
-            for (int k = 0; k < W; k++) /* taps before position 0 are skipped, as the forward skips them */
-                if (s - W + 1 + k >= 0) acc += wk[k] * xs[k];
-            dc = conv_epilogue<CONV_SILU_GRAD>(acc, dy, base + (size_t)s * C);
-            if (s < t1)
-#pragma unroll
-                for (int k = 0; k < W; k++) dw_acc[k] += dc * xs[k];
+        for (int u = 0; u < CONV_STEPS; u++) {
+            int s = s0 + u;
+            bool in = s < end && s < T;
+            xl[u] = in ? x[base + (size_t)s * C] : 0.0f;
+            dl[u] = in ? dy[base + (size_t)s * C] : 0.0f;
         }
 #pragma unroll
-        for (int k = 0; k < W - 1; k++) dcs[k] = dcs[k + 1];
-        dcs[W - 1] = dc; /* dcs[j] = dc at step s - W + 1 + j */
-        int t = s - W + 1;
-        if (t >= t0) { /* dx[t] = sum_k w[k] dc[t + W - 1 - k], the taps past T skipped */
-            float acc = 0.0f;
+        for (int u = 0; u < CONV_STEPS; u++) {
+            int s = s0 + u;
+            if (s >= end) break;
+            float dc = 0.0f;
+            if (s < T) {
 #pragma unroll
-            for (int k = 0; k < W; k++)
-                if (t + W - 1 - k < T) acc += wk[k] * dcs[W - 1 - k];
-            dx[base + (size_t)t * C] = acc;
+                for (int k = 0; k < W - 1; k++) xs[k] = xs[k + 1];
+                xs[W - 1] = xl[u];
+                float acc = 0.0f;
+#pragma unroll
+                for (int k = 0; k < W; k++) /* taps before position 0 are skipped, as the forward skips them */
+                    if (s - W + 1 + k >= 0) acc += wk[k] * xs[k];
+                dc = conv_epilogue<CONV_SILU_GRAD>(acc, dl, u);
+                if (s < t1)
+#pragma unroll
+                    for (int k = 0; k < W; k++) dw_acc[k] += dc * xs[k];
+            }
+#pragma unroll
+            for (int k = 0; k < W - 1; k++) dcs[k] = dcs[k + 1];
+            dcs[W - 1] = dc; /* dcs[j] = dc at step s - W + 1 + j */
+            int t = s - W + 1;
+            if (t >= t0) { /* dx[t] = sum_k w[k] dc[t + W - 1 - k], the taps past T skipped */
+                float acc = 0.0f;
+#pragma unroll
+                for (int k = 0; k < W; k++)
+                    if (t + W - 1 - k < T) acc += wk[k] * dcs[W - 1 - k];
+                dx[base + (size_t)t * C] = acc;
+            }
         }
     }
 #pragma unroll
