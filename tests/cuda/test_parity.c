@@ -506,6 +506,30 @@ TEST(test_gpu_matmul_mode_from_the_config_and_the_environment) {
 
 /* ---- the small ops ---- */
 
+/* gate_forward and gate_backward, with each activation, on both sides from the same a, z and dy
+ * (host and device copies) */
+static void check_gate(size_t n, const float *a, const float *z, const float *dy, const float *g_a, const float *g_z,
+                       const float *g_dy, const char *what) {
+    float *y = xmalloc(sizeof(float) * n), *da = xmalloc(sizeof(float) * n), *dz = xmalloc(sizeof(float) * n);
+    float *g_y = gpu->alloc(sizeof(float) * n), *g_da = gpu->alloc(sizeof(float) * n), *g_dz = gpu->alloc(sizeof(float) * n);
+    char label[64];
+    for (int act = 0; act < 2; act++) {
+        GateAct ga = act ? ACT_SIGMOID : ACT_SILU;
+        cpu->gate_forward(y, a, z, n, ga);
+        gpu->gate_forward(g_y, g_a, g_z, n, ga);
+        snprintf(label, sizeof label, "gate%s", what);
+        SAME(g_y, y, n, 5e-6, label);
+        cpu->gate_backward(da, dz, dy, a, z, n, ga);
+        gpu->gate_backward(g_da, g_dz, g_dy, g_a, g_z, n, ga);
+        snprintf(label, sizeof label, "gate da%s", what);
+        SAME(g_da, da, n, 5e-6, label);
+        snprintf(label, sizeof label, "gate dz%s", what);
+        SAME(g_dz, dz, n, 5e-6, label);
+    }
+    free(y), free(da), free(dz);
+    gpu->release(g_y), gpu->release(g_da), gpu->release(g_dz);
+}
+
 TEST(test_gpu_norms_activations_and_gates) {
     need_gpu();
     Rng rng;
@@ -565,8 +589,8 @@ TEST(test_gpu_norms_activations_and_gates) {
     }
     /* activations, gates and feature maps, forward and backward */
     size_t n = NC;
-    float *y = xmalloc(sizeof(float) * n), *z = rnd(n, 1.5f, 0, &rng), *da = xmalloc(sizeof(float) * n), *dz = xmalloc(sizeof(float) * n);
-    float *g_y = up(y, n), *g_z = up(z, n), *g_da = up(da, n), *g_dz = up(dz, n);
+    float *y = xmalloc(sizeof(float) * n), *z = rnd(n, 1.5f, 0, &rng), *da = xmalloc(sizeof(float) * n);
+    float *g_y = up(y, n), *g_z = up(z, n), *g_da = up(da, n);
     cpu->silu_forward(y, x, n);
     gpu->silu_forward(g_y, dx_, n);
     SAME(g_y, y, n, 5e-6, "silu");
@@ -579,16 +603,7 @@ TEST(test_gpu_norms_activations_and_gates) {
     cpu->sigmoid_backward(da, dy, y, n);
     gpu->sigmoid_backward(g_da, d_dy, g_y, n);
     SAME(g_da, da, n, 5e-6, "sigmoid backward");
-    for (int act = 0; act < 2; act++) {
-        GateAct a = act ? ACT_SIGMOID : ACT_SILU;
-        cpu->gate_forward(y, x, z, n, a);
-        gpu->gate_forward(g_y, dx_, g_z, n, a);
-        SAME(g_y, y, n, 5e-6, "gate");
-        cpu->gate_backward(da, dz, dy, x, z, n, a);
-        gpu->gate_backward(g_da, g_dz, d_dy, dx_, g_z, n, a);
-        SAME(g_da, da, n, 5e-6, "gate da");
-        SAME(g_dz, dz, n, 5e-6, "gate dz");
-    }
+    check_gate(n, x, z, dy, dx_, g_z, d_dy, "");
     for (int f = 0; f < 3; f++) {
         cpu->feature_map_forward(y, x, n, (FeatureMap)f);
         gpu->feature_map_forward(g_y, dx_, n, (FeatureMap)f);
@@ -642,29 +657,20 @@ TEST(test_gpu_norms_activations_and_gates) {
     int N4 = 45, H4 = 4, D4 = 16, C4 = H4 * D4;
     size_t n4 = (size_t)N4 * C4;
     float *a4 = rnd(n4, 1, 0, &rng), *z4 = rnd(n4, 1.5f, 0, &rng), *dy4 = rnd(n4, 1, 0, &rng);
-    float *y4 = xmalloc(sizeof(float) * n4), *da4 = xmalloc(sizeof(float) * n4), *dz4 = xmalloc(sizeof(float) * n4);
+    float *y4 = xmalloc(sizeof(float) * n4);
     float *bias4 = rnd(C4, 1, 0, &rng), *A4 = rnd(H4, 1, 1, &rng), *dt4 = rnd(C4, 1, 0, &rng);
-    float *g_a4 = up(a4, n4), *g_z4 = up(z4, n4), *g_dy4 = up(dy4, n4), *g_y4 = up(y4, n4), *g_da4 = up(da4, n4);
-    float *g_dz4 = up(dz4, n4), *g_bias4 = up(bias4, C4), *g_A4 = up(A4, H4), *g_dt4 = up(dt4, C4);
-    for (int act = 0; act < 2; act++) {
-        GateAct ga = act ? ACT_SIGMOID : ACT_SILU;
-        cpu->gate_forward(y4, a4, z4, n4, ga);
-        gpu->gate_forward(g_y4, g_a4, g_z4, n4, ga);
-        SAME(g_y4, y4, n4, 5e-6, "gate, 4 floats a thread");
-        cpu->gate_backward(da4, dz4, dy4, a4, z4, n4, ga);
-        gpu->gate_backward(g_da4, g_dz4, g_dy4, g_a4, g_z4, n4, ga);
-        SAME(g_da4, da4, n4, 5e-6, "gate da, 4 floats a thread");
-        SAME(g_dz4, dz4, n4, 5e-6, "gate dz, 4 floats a thread");
-    }
+    float *g_a4 = up(a4, n4), *g_z4 = up(z4, n4), *g_dy4 = up(dy4, n4), *g_y4 = up(y4, n4);
+    float *g_bias4 = up(bias4, C4), *g_A4 = up(A4, H4), *g_dt4 = up(dt4, C4);
+    check_gate(n4, a4, z4, dy4, g_a4, g_z4, g_dy4, ", 4 floats a thread");
     cpu->bias_forward(a4, bias4, N4, C4);
     gpu->bias_forward(g_a4, g_bias4, N4, C4);
     SAME(g_a4, a4, n4, 1e-6, "bias, 4 floats a thread");
     cpu->decay_gate_forward(y4, a4, A4, dt4, N4, H4, D4);
     gpu->decay_gate_forward(g_y4, g_a4, g_A4, g_dt4, N4, H4, D4);
     SAME(g_y4, y4, n4, 2e-6, "decay gate, 4 floats a thread");
-    free(a4), free(z4), free(dy4), free(y4), free(da4), free(dz4), free(bias4), free(A4), free(dt4);
-    float *bufs4[] = {g_a4, g_z4, g_dy4, g_y4, g_da4, g_dz4, g_bias4, g_A4, g_dt4};
-    for (int i = 0; i < 9; i++) gpu->release(bufs4[i]);
+    free(a4), free(z4), free(dy4), free(y4), free(bias4), free(A4), free(dt4);
+    float *bufs4[] = {g_a4, g_z4, g_dy4, g_y4, g_bias4, g_A4, g_dt4};
+    for (int i = 0; i < 7; i++) gpu->release(bufs4[i]);
 }
 
 /* SiLU(conv1d(x)) with each head's L2 norm, outputs and reciprocal norms on both sides */
