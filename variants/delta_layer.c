@@ -466,7 +466,7 @@ static void core_backward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, co
  * norm's backward runs first, on the rotated vectors: its Jacobian commutes with a rotation, and
  * the stored output is the rotated one. SiLU's backward reads the convolution's output, which
  * conv1d_silu_backward makes again as it goes (the forward's own sums, so bit for bit) rather than
- * keep it through the backward. */
+ * keep it through the backward; that op takes d's buffer as scratch (its values are lost). */
 static void input_path_backward(DeltaLayer *L, const Backend *be, float *d, float *alt, const float *pre,
                                 const float *normed, const float *rnorm, Param *conv, Param *w, const float *x,
                                 float *dx, int B, int T, int width, bool normalize, bool rotate) {

@@ -1,6 +1,7 @@
 /* Causal depthwise conv1d over time (the short conv of gdn and kda), its backward and its decode step. */
 #include <string.h>
 
+#include "core/util.h"
 #include "cpu_ops.h"
 
 #define PAR_MIN 16384
@@ -81,6 +82,7 @@ void cpu_conv1d_backward(float *dx, float *dw, const float *dy, const float *x, 
 /* The ops they stand for, in their order, the activation and the norm in place (the same numbers). */
 void cpu_conv1d_silu_forward(float *y, float *rnorm, const float *x, const float *w, int B, int T, int C, int W, int D,
                              float eps) {
+    if (rnorm && (D <= 0 || C % D)) die("conv1d_silu_forward: %d channels are not heads of %d", C, D);
     cpu_conv1d_forward(y, x, w, B, T, C, W);
     cpu_silu_forward(y, y, (size_t)B * T * C);
     if (rnorm) cpu_l2norm_forward(y, rnorm, y, B * T * (C / D), D, eps);

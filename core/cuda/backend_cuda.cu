@@ -204,7 +204,8 @@ extern "C" void cuda_add(float *y, const float *x, size_t n) {
 // latent ones included (at 384 a multiply-add, MLA's up-projection's weight gradient and input
 // gradient (intensity 307 and 380) and the down-projection's weight gradient (256) stayed TF32:
 // 3.3 ms of an MLA step in cuBLAS's TF32 kernels, at about 136 TFLOP/s); decode's (one token) and
-// the chunkwise cores' small products do not.
+// the chunkwise cores' small products do not. (The intensity counts a weight's rounding, which a
+// training step now makes once, step_weights; not re-tuned for that.)
 enum { BF16_MIN_INTENSITY = 192, BF16_MIN_FLOPS = 1 << 26 };
 
 // rows x cols of a row-major fp32 matrix with leading dimension ld, packed into bf16 rows of cols:
@@ -266,14 +267,7 @@ const __nv_bfloat16 *cuda_step_copy(const float *w, size_t n) {
     return step_copy + (w - step_from);
 }
 
-// An operand's bf16 rows for a product: the step's copy where the whole matrix (rows x cols,
-// leading dimension ld) lies inside it, with its leading dimension; else rounded into space, packed.
-typedef struct {
-    const __nv_bfloat16 *p;
-    int ld;
-} Bf16Operand;
-
-static Bf16Operand bf16_operand(const float *src, int rows, int cols, int ld, __nv_bfloat16 *space) {
+Bf16Operand cuda_bf16_operand(const float *src, int rows, int cols, int ld, __nv_bfloat16 *space) {
     const __nv_bfloat16 *copy = cuda_step_copy(src, (size_t)(rows - 1) * ld + cols);
     if (copy) return Bf16Operand{copy, ld};
     cuda_to_bf16(space, src, rows, cols, ld);
@@ -311,7 +305,8 @@ static void gemm_bf16_operands(bool trans_a, bool trans_b, int M, int N, int K, 
     int a_rows = trans_a ? K : M, a_cols = trans_a ? M : K, b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
     size_t na = (size_t)a_rows * a_cols, nb = (size_t)b_rows * b_cols;
     __nv_bfloat16 *space = operand_space(na + nb);
-    Bf16Operand a = bf16_operand(A, a_rows, a_cols, lda, space), b = bf16_operand(B, b_rows, b_cols, ldb, space + na);
+    Bf16Operand a = cuda_bf16_operand(A, a_rows, a_cols, lda, space);
+    Bf16Operand b = cuda_bf16_operand(B, b_rows, b_cols, ldb, space + na);
     cuda_gemm_bf16(trans_a, trans_b, M, N, K, alpha, a.p, a.ld, b.p, b.ld, beta, C, false, ldc);
 }
 
@@ -323,8 +318,11 @@ __nv_bfloat16 *cuda_bf16_input(const float *x, int N, int in, size_t room) {
 
 void cuda_gemm_bf16_input(const __nv_bfloat16 *x16, int N, int out, int in, const float *W, float beta, float *y,
                           int ldy) {
-    /* W where gemm_bf16_operands would put it, so the product is the one cuda_gemm makes alone */
-    Bf16Operand w = bf16_operand(W, out, in, in, operands + (size_t)N * in);
+    /* W where gemm_bf16_operands would put it, so the product is the one cuda_gemm makes alone:
+     * after the rows cuda_bf16_input made last, in the room it kept */
+    if (x16 != operands || operands_cap < (size_t)N * in + (size_t)out * in)
+        die("internal: cuda_gemm_bf16_input past the room of the last cuda_bf16_input, or on other rows");
+    Bf16Operand w = cuda_bf16_operand(W, out, in, in, operands + (size_t)N * in);
     cuda_gemm_bf16(false, true, N, out, in, 1.0f, x16, in, w.p, w.ld, beta, y, false, ldy);
 }
 
@@ -367,7 +365,7 @@ extern "C" void cuda_linear_backward(float *dx, float *dW, const float *dy, cons
     cuda_to_bf16(dy16, dy, N, out, out);
     cuda_to_bf16(other, x, N, in, in);
     cuda_gemm_bf16(true, false, out, in, N, 1.0f, dy16, out, other, in, 1.0f, dW, false, in);
-    Bf16Operand w = bf16_operand(W, out, in, in, other); /* after the dW product in stream order */
+    Bf16Operand w = cuda_bf16_operand(W, out, in, in, other); /* after the dW product in stream order */
     cuda_gemm_bf16(false, false, N, in, out, 1.0f, dy16, out, w.p, w.ld, dx_beta, dx, false, in);
 }
 

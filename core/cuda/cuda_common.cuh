@@ -40,6 +40,9 @@ __device__ __forceinline__ float warp_max(float v) {
     return v;
 }
 
+// A grid-stride loop over n elements, i of them this thread's
+#define EACH(i, n) for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
 // One warp per row (launch 32 threads a row): a thread per row would read its row's floats while its neighbours
 // read theirs a row apart (uncoalesced); a warp reads one row's floats side by side.
 #define WARP_ROW(i, n)                                                                                               \
@@ -182,6 +185,14 @@ void cuda_gemv(int M, int N, int K, float alpha, const float *x, int lda, const 
 
 // rows x cols of a row-major fp32 matrix (leading dimension ld) into packed bf16 rows (backend_cuda.cu)
 void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int rows, int cols, long ld);
+// An operand's bf16 rows for a product: the training step's copy (step_weights) where the whole
+// matrix (rows x cols, leading dimension ld) lies inside it, with that leading dimension; else
+// rounded into space, packed (leading dimension cols) (backend_cuda.cu)
+typedef struct {
+    const __nv_bfloat16 *p;
+    int ld;
+} Bf16Operand;
+Bf16Operand cuda_bf16_operand(const float *src, int rows, int cols, int ld, __nv_bfloat16 *space);
 // n contiguous floats into bf16 (backend_cuda.cu)
 void cuda_to_bf16_flat(__nv_bfloat16 *dst, const float *src, size_t n);
 // x [N, in] rounded to bf16 once for several products x W^T (a linear_group's that take bf16

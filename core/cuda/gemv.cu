@@ -256,13 +256,15 @@ static void linear_group_wide(const float *x, const RowNorm *norm, int N, int in
     }
     /* the products on bf16 operands round x once between them (a delta layer's q, k, v and gates,
      * MLA's queries and latent), each otherwise the product cuda_gemm makes alone */
+    bool converts[LINEAR_GROUP_MAX];
     int converting = 0;
     size_t widest_w = 0;
-    for (int i = 0; i < n; i++)
-        if (outs[i].out > 0 && cuda_gemm_converts(N, outs[i].out, in)) {
-            converting++;
-            if ((size_t)outs[i].out * in > widest_w) widest_w = (size_t)outs[i].out * in;
-        }
+    for (int i = 0; i < n; i++) {
+        converts[i] = outs[i].out > 0 && cuda_gemm_converts(N, outs[i].out, in);
+        if (!converts[i]) continue;
+        converting++;
+        if ((size_t)outs[i].out * in > widest_w) widest_w = (size_t)outs[i].out * in;
+    }
     const __nv_bfloat16 *x16 = NULL;
     if (converting > 1) {
         if (cuda_capture_refuses()) return; /* the operand space may grow, as in cuda_gemm */
@@ -273,7 +275,7 @@ static void linear_group_wide(const float *x, const RowNorm *norm, int N, int in
         bool swiglu = o->op == LINEAR_SWIGLU;
         float *y = swiglu ? wide_space + normed : o->y; /* a SwiGLU output's product into the buffer first */
         float beta = o->op == LINEAR_ADD ? 1.0f : 0.0f;
-        if (x16 && o->out > 0 && cuda_gemm_converts(N, o->out, in))
+        if (x16 && converts[i])
             cuda_gemm_bf16_input(x16, N, o->out, in, o->w, beta, y, o->out);
         else
             cuda_gemm(false, true, N, o->out, in, 1.0f, x, in, o->w, in, beta, y, o->out);

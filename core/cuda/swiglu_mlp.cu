@@ -15,7 +15,9 @@ namespace {
 
 // From this many tokens the bf16 path pays for rounding both weights in each pass: the gate/up
 // product then does about 400 multiply-adds per converted element at F = 2,048, the intensity from
-// which cuda_gemm converts (BF16_MIN_INTENSITY in backend_cuda.cu).
+// which cuda_gemm converts (BF16_MIN_INTENSITY in backend_cuda.cu). (Set when every pass rounded
+// its weights; inside a training step they come from step_weights' copy, so the bf16 path would
+// pay from fewer tokens: not re-tuned, since training runs far above it.)
 constexpr int MLP_BF16_MIN_TOKENS = 512;
 
 bool use_bf16(int N) { return cuda_tensor_cores() && N >= MLP_BF16_MIN_TOKENS; }
@@ -111,10 +113,7 @@ template <int V> __global__ void swiglu_bf16_backward_kernel(bf16 *dgu, const bf
 
 // a weight [rows, cols] in bf16: the training step's copy (step_weights), else rounded into w.w
 const bf16 *weight_bf16(const Bf16Work &w, const float *weight, int rows, int cols) {
-    const bf16 *copy = cuda_step_copy(weight, (size_t)rows * cols);
-    if (copy) return copy;
-    cuda_to_bf16(w.w, weight, rows, cols, cols);
-    return w.w;
+    return cuda_bf16_operand(weight, rows, cols, cols, w.w).p;
 }
 
 dim3 rows_grid(int N, int F, int v) {

@@ -410,15 +410,16 @@ TEST(test_gpu_mlp_forward_backward) {
 }
 
 /* The products of a training step whose weights lie in a parameter buffer: a linear layer (its
- * weight padded inside the buffer too, so read with its leading dimension), a linear layer's
- * backward and the MLP's forward and backward, into outs (downloaded, in that order). */
+ * weight padded inside the buffer too, so read with its leading dimension), a linear group of two
+ * products (x rounded once), a linear layer's backward and the MLP's forward and backward, into
+ * outs (downloaded, in that order). */
 enum { SW_N = 1024, SW_IN = 768, SW_OUT = 384, SW_LD = 776, SW_C = 64, SW_F = 96 };
 typedef struct {
-    float *x, *dy, *y, *y_padded, *dx, *dW, *mlp_y, *mlp_dx, *dwg, *dwd, *saved, *work;
+    float *x, *dy, *y, *y_padded, *y_group, *dx, *dW, *mlp_y, *mlp_dx, *dwg, *dwd, *saved, *work;
 } StepWeightsRun;
 
 static size_t step_weights_outputs(void) {
-    return (size_t)SW_N * SW_OUT * 2 + (size_t)SW_N * SW_IN + (size_t)SW_OUT * SW_IN + (size_t)SW_N * SW_C * 2 +
+    return (size_t)SW_N * SW_OUT * 4 + (size_t)SW_N * SW_IN + (size_t)SW_OUT * SW_IN + (size_t)SW_N * SW_C * 2 +
            (size_t)2 * SW_F * SW_C + (size_t)SW_C * SW_F;
 }
 
@@ -428,14 +429,17 @@ static float *step_weights_products(const StepWeightsRun *r, const float *W, con
     gpu->zero(r->dwd, (size_t)SW_C * SW_F), gpu->zero(r->mlp_y, (size_t)SW_N * SW_C);
     gpu->gemm(false, true, SW_N, SW_OUT, SW_IN, 1.0f, r->x, SW_IN, W, SW_IN, 0.0f, r->y, SW_OUT);
     gpu->gemm(false, true, SW_N, SW_OUT, SW_IN, 1.0f, r->x, SW_IN, W_padded, SW_LD, 0.0f, r->y_padded, SW_OUT);
+    LinearOut group[2] = {{W, r->y_group, SW_OUT, LINEAR_SET}, {W, r->y_group + SW_N * SW_OUT, SW_OUT, LINEAR_SET}};
+    gpu->linear_group(r->x, NULL, SW_N, SW_IN, 2, group); /* x rounded once for both */
     gpu->linear_backward(r->dx, r->dW, r->dy, r->x, W, SW_N, SW_IN, SW_OUT, false);
     gpu->mlp_forward(r->mlp_y, r->saved, r->x, wg, wd, SW_N, SW_C, SW_F, r->work);
     gpu->mlp_backward(r->mlp_dx, r->dwg, r->dwd, r->dy, r->x, wg, wd, r->saved, SW_N, SW_C, SW_F, r->work);
     float *out = xmalloc(sizeof(float) * step_weights_outputs()), *o = out;
-    const float *parts[] = {r->y, r->y_padded, r->dx, r->dW, r->mlp_y, r->mlp_dx, r->dwg, r->dwd};
-    size_t sizes[] = {(size_t)SW_N * SW_OUT, (size_t)SW_N * SW_OUT, (size_t)SW_N * SW_IN, (size_t)SW_OUT * SW_IN,
-                      (size_t)SW_N * SW_C, (size_t)SW_N * SW_C, (size_t)2 * SW_F * SW_C, (size_t)SW_C * SW_F};
-    for (int i = 0; i < 8; i++) gpu->download(o, parts[i], sizeof(float) * sizes[i]), o += sizes[i];
+    const float *parts[] = {r->y, r->y_padded, r->y_group, r->dx, r->dW, r->mlp_y, r->mlp_dx, r->dwg, r->dwd};
+    size_t sizes[] = {(size_t)SW_N * SW_OUT, (size_t)SW_N * SW_OUT, (size_t)2 * SW_N * SW_OUT, (size_t)SW_N * SW_IN,
+                      (size_t)SW_OUT * SW_IN, (size_t)SW_N * SW_C, (size_t)SW_N * SW_C, (size_t)2 * SW_F * SW_C,
+                      (size_t)SW_C * SW_F};
+    for (int i = 0; i < 9; i++) gpu->download(o, parts[i], sizeof(float) * sizes[i]), o += sizes[i];
     return out;
 }
 
@@ -459,6 +463,7 @@ TEST(test_gpu_step_weights_are_the_products_own_rounding) {
     /* the products' dy [N, SW_OUT] and the MLP's x and dy [N, SW_C] are these buffers' first floats */
     r.x = up(x, (size_t)SW_N * SW_IN), r.dy = up(dy, (size_t)SW_N * SW_IN);
     r.y = gpu->alloc(sizeof(float) * SW_N * SW_OUT), r.y_padded = gpu->alloc(sizeof(float) * SW_N * SW_OUT);
+    r.y_group = gpu->alloc(sizeof(float) * 2 * SW_N * SW_OUT);
     r.dx = gpu->alloc(sizeof(float) * SW_N * SW_IN), r.dW = gpu->alloc(sizeof(float) * SW_OUT * SW_IN);
     r.mlp_y = gpu->alloc(sizeof(float) * SW_N * SW_C), r.mlp_dx = gpu->alloc(sizeof(float) * SW_N * SW_C);
     r.dwg = gpu->alloc(sizeof(float) * 2 * SW_F * SW_C), r.dwd = gpu->alloc(sizeof(float) * SW_C * SW_F);
@@ -483,7 +488,8 @@ TEST(test_gpu_step_weights_are_the_products_own_rounding) {
     CHECK(after_step > 0.1, "after the step the products still read the copy (they moved by %.2e, not O(1))",
           after_step);
     free(before), free(during), free(after), free(buf), free(spoiled), free(x), free(dy);
-    float *bufs[] = {g_buf, r.x, r.dy, r.y, r.y_padded, r.dx, r.dW, r.mlp_y, r.mlp_dx, r.dwg, r.dwd, r.saved, r.work};
+    float *bufs[] = {g_buf,   r.x,  r.dy,  r.y,     r.y_padded, r.y_group, r.dx,
+                     r.dW,    r.mlp_y, r.mlp_dx, r.dwg, r.dwd,      r.saved,   r.work};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) gpu->release(bufs[i]);
 }
 
@@ -536,10 +542,10 @@ TEST(test_gpu_norms_activations_and_gates) {
     rng_seed(&rng, 2);
     /* RMSNorm: rows of 70 and 2,052 floats (the block-per-row kernels: not a multiple of 4, wider
      * than a warp's registers hold) and of 72, 256 and 768 (a warp per row, 1, 2 and 8 float4s a
-     * lane); dx accumulates onto what it holds; 9,000 rows of 64 (a delta layer's output norm):
-     * a warp then takes several rows of the backward (on GPUs of fewer than 281 multiprocessors),
-     * summing their share of dw */
-    const int norm_widths[] = {70, 2052, 72, 256, 768, 64}, norm_rows[] = {45, 45, 45, 45, 45, 9000};
+     * lane); dx accumulates onto what it holds; 9,001 rows of 64 (a delta layer's output norm):
+     * a warp then takes several rows of the backward (on GPUs of up to 281 multiprocessors), the
+     * last block fewer, summing their share of dw */
+    const int norm_widths[] = {70, 2052, 72, 256, 768, 64}, norm_rows[] = {45, 45, 45, 45, 45, 9001};
     for (int k = 0; k < 6; k++) {
         int N = norm_rows[k], C = norm_widths[k];
         size_t NC = (size_t)N * C;
@@ -653,7 +659,8 @@ TEST(test_gpu_norms_activations_and_gates) {
     SAME(g_da2, da2, n2, 5e-6, "decay gate da, 700 rows");
     SAME(g_dA2, dA2, H2, 2e-5, "decay gate dA_log, 700 rows");
     SAME(g_ddt2, ddt2, (size_t)H2 * D2, 2e-5, "decay gate ddt_bias, 700 rows");
-    /* the four-float kernels of the gates, the bias and the decay gate (widths above are odd) */
+    /* the four-float kernels of the gates and the bias (their widths above are odd; the decay gate
+     * takes them at 700 rows of 40 above) and the decay gate at another shape */
     int N4 = 45, H4 = 4, D4 = 16, C4 = H4 * D4;
     size_t n4 = (size_t)N4 * C4;
     float *a4 = rnd(n4, 1, 0, &rng), *z4 = rnd(n4, 1.5f, 0, &rng), *dy4 = rnd(n4, 1, 0, &rng);
@@ -1571,6 +1578,53 @@ TEST(test_gpu_training_run_tracks_the_cpu_loss_curve) {
     }
     CHECK(last < first - 1.0, "the CPU run did not learn (%.3f -> %.3f): the comparison would say nothing", first, last);
     CHECK(worst <= mm_tol(1e-3, 5e-2), "the GPU loss curve left the CPU's by %.2e (relative)", worst);
+}
+
+/* Training steps of a model whose products take bf16 operands and whose MLP takes its bf16 path
+ * (1,024 tokens of width 512; a KDA and an MLA layer), each step's forward and backward
+ * bracketed by step_weights as train's steps are, against the same steps without it: the same
+ * losses at every step and on a batch after the last, to 1e-4 (GPU training is not bit for bit
+ * repeatable: atomic sums, and AdamW's first updates take the signs of gradients near zero; the
+ * runs differ by about 1e-6). Weights a step late (a copy kept past the optimizer) would move a
+ * loss by a step's progress (checked to be above 1e-3). In the fp32 mode there is no copy. */
+TEST(test_gpu_training_steps_with_the_step_copy) {
+    need_gpu();
+    const char *model = "model.vocab_size=512 model.d_model=512 model.n_heads=8 model.head_dim=64 "
+                        "model.hybrid.ratio=1:1 model.hybrid.linear=kda model.hybrid.full=mla";
+    Model *ms[2] = {parity_model(gpu, model), parity_model(gpu, model)};
+    Config c;
+    config_defaults(&c);
+    c.train.lr = 3e-3;
+    enum { B = 4, T = 256, N = B * T, STEPS = 3 };
+    Rng rng;
+    rng_seed(&rng, 43);
+    int *tok = xmalloc(sizeof(int) * N), *tg = xmalloc(sizeof(int) * N);
+    double worst = 0, first = 0, last = 0;
+    for (int k = 0; k < 2; k++) model_reshape(ms[k], B, T);
+    for (int step = 0; step <= STEPS; step++) { /* the last: a forward alone, after the last update */
+        for (int i = 0; i < N; i++) tok[i] = (int)rng_below(&rng, 512), tg[i] = (tok[i] + 1) % 512;
+        double loss[2];
+        for (int k = 0; k < 2; k++) {
+            ParamSet *ps = &ms[k]->params;
+            bool train = step < STEPS;
+            params_zero_grad(ps);
+            if (k == 0 && train) gpu->step_weights(ps->w, ps->total);
+            loss[k] = model_forward(ms[k], tok, tg, train ? 1.0f / N : 0.0f).loss_sum / N;
+            if (!train) continue;
+            model_backward(ms[k]);
+            if (k == 0) gpu->step_weights(NULL, 0);
+            optimizer_step(ps, &c.train, step + 1, c.train.lr);
+        }
+        worst = worst_of(worst, fabs(loss[0] - loss[1]) / fabs(loss[1]));
+        if (step == 0) first = loss[1];
+        last = loss[1];
+    }
+    CHECK(fabs(first - last) > 1e-3 * first, "the steps hardly moved the loss (%.4f -> %.4f): stale weights would "
+          "not show", first, last);
+    CHECK(worst <= 1e-4, "with the step copy a loss differs by %.2e from the steps without it", worst);
+    free(tok), free(tg);
+    model_free(ms[0]);
+    model_free(ms[1]);
 }
 
 /* ---- the op harness on the golden fixtures ---- */
