@@ -3,11 +3,14 @@
 // Chunkwise, restructured for a GPU: for every chunk at once (spec notation, X = L^-1 with
 // L = I + diag(beta) A'),
 //   A', M (pairwise decayed products, one kernel, by sub-chunks), X (a triangular inverse per chunk),
-//   W = Xb Kb, U~ = Xb V with Xb = X diag(beta)  (strided-batched matmuls over all chunks)
+//   W = Xb Kb, U~ = Xb V with Xb = X diag(beta)
 // then the only sequential part, over chunks (batched over batch and heads):
 //   U_c = U~_c - W_c S_c,  S_{c+1} = diag(exp(b_last)) S_c + Kc_c^T U_c
 // and again for every chunk at once: O = scale (Qb S_c + M U). The backward mirrors it: a
-// reverse pass over chunks for the state gradients, everything else in parallel.
+// reverse pass over chunks for the state gradients, everything else in parallel. The per-chunk
+// products run as kernels that load a chunk's tiles once and run every product reading them
+// (delta_products.cu), or, where those do not run (fp32 mode, shapes they do not take), as
+// strided-batched cuBLAS products over all chunks.
 //
 // Recurrent (the reference form, and decode): one block per (batch, head), the K x V state in
 // shared memory, one thread per value channel.
@@ -19,6 +22,7 @@
 #include "chunks.cuh"
 #include "cuda_ops.cuh"
 #include "decode_step.cuh"
+#include "delta_products.cuh"
 #include "pairs_mma.cuh"
 #include "recurrent.cuh"
 
@@ -29,7 +33,7 @@
 // k and g where the caller keeps them), then the forward scratch (o is dU in the backward), then
 // for a backward its scratch.
 #define DELTA_WORK(F)                                                                                                 \
-    F(q, rows * K) F(k, rows * K) F(v, rows * V) F(beta, rows) F(bk, rows * K) F(eb, rows * K)                        \
+    F(q, rows * K) F(k, rows * K) F(v, rows * V) F(beta, rows) F(bk, rows * K)                                        \
     F(qb, rows * K) F(kb, rows * K) F(kc, rows * K) F(blast, Z * K) F(o, rows * V) F(Xb, Z * C * C)
 #define DELTA_BACKWARD_WORK(F)                                                                                        \
     F(dO, rows * V) F(P2, Z * K * V) F(dSend, Z * K * V) F(dM, Z * C * C) F(dQb, rows * K) F(dKc, rows * K)           \
@@ -46,7 +50,7 @@ CHUNK_BUFFERS(DeltaBufs, DELTA_WORK, DELTA_BACKWARD_WORK, DELTA_SAVED)
 // K], g [B, T, H, gw]; rows past T read as zero): the chunk copies qz, kz of q and k, b = the
 // cumulative log decay within the chunk (per channel, or the head's scalar on every channel), and
 // Qb = Q e^b, Kb = K e^b, Kc = K e^(b_last - b); blast = b_last.
-__global__ void gates_kernel(float *qz, float *kz, float *bk, float *eb, float *qb, float *kb, float *kc, float *blast,
+__global__ void gates_kernel(float *qz, float *kz, float *bk, float *qb, float *kb, float *kc, float *blast,
                              const float *q, const float *k, const float *g, ChunkDims cd, int K, int channel) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)cd.Z * K) return;
@@ -67,7 +71,6 @@ __global__ void gates_kernel(float *qz, float *kz, float *bk, float *eb, float *
         float bv = bk[e], x = expf(bv);
         qz[e] = qv;
         kz[e] = kv;
-        eb[e] = x;
         qb[e] = qv * x;
         kb[e] = kv * x;
         kc[e] = kv * expf(acc - bv);
@@ -252,7 +255,7 @@ __global__ void pairs_backward_kernel(float *dq, float *dk, float *dbk, const fl
 // place in the chunks' dgk, or where the caller keeps it when dg is given (kda's channel gates).
 __global__ void finish_grads_kernel(float *dq, float *dk, float *dg, const float *dq_part, const float *dk_part,
                                     float *dgk, const float *dQb, const float *dkb_total, const float *dKc,
-                                    const float *eb, const float *qb, const float *kb, const float *kc, const float *bk,
+                                    const float *qb, const float *kb, const float *kc, const float *bk,
                                     const float *dblast, ChunkDims cd, int K) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)cd.Z * K) return;
@@ -263,11 +266,11 @@ __global__ void finish_grads_kernel(float *dq, float *dk, float *dg, const float
     float last = dblast[i], blast = bk[(z * C + C - 1) * K + d];
     for (int r = 0; r < C; r++) {
         size_t e = (z * C + r) * K + d;
-        float ec = expf(blast - bk[e]), w = dKc[e] * kc[e];
+        float eb = expf(bk[e]), ec = expf(blast - bk[e]), w = dKc[e] * kc[e];
         if (r < n) {
             size_t o = (out0 + (size_t)r * cd.H) * K + d;
-            dq[o] = dq_part[e] + dQb[e] * eb[e];
-            dk[o] = dk_part[e] + (dkb_total[e] * eb[e] + dKc[e] * ec);
+            dq[o] = dq_part[e] + dQb[e] * eb;
+            dk[o] = dk_part[e] + (dkb_total[e] * eb + dKc[e] * ec);
         }
         dgk[e] = dgk[e] + dQb[e] * qb[e] + dkb_total[e] * kb[e] - w;
         last += w;
@@ -295,12 +298,14 @@ static size_t pairs_backward_smem(int C, int K) {
     return sizeof(float) * (2 * (size_t)C * PAIR_SUB + (size_t)(K + 1) * (3 * C + PAIR_SUB + rows_before_last_sub(C)));
 }
 
+// The chunk copies and the gates; v's copy only for products that read it from the chunk layout
+// (cuBLAS's: delta_products.cu's kernels read v where the caller keeps it).
 static void prepare(const ScanShape *s, const ChunkDims &d, DeltaBufs &b, const float *q, const float *k, const float *v,
-                    const float *g, const float *beta) {
+                    const float *g, const float *beta, bool v_chunks) {
     const int K = s->K, V = s->V;
-    to_chunks(b.v, v, d, V);
+    if (v_chunks) to_chunks(b.v, v, d, V);
     to_chunks(b.beta, beta, d, 1);
-    gates_kernel<<<grid_for((size_t)d.Z * K, 128), 128>>>(b.q, b.k, b.bk, b.eb, b.qb, b.kb, b.kc, b.blast, q, k, g, d, K,
+    gates_kernel<<<grid_for((size_t)d.Z * K, 128), 128>>>(b.q, b.k, b.bk, b.qb, b.kb, b.kc, b.blast, q, k, g, d, K,
                                                          s->channel_gate);
     CUDA_LAUNCHED();
 }
@@ -319,7 +324,8 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
     size_t used = carve_work(s, work, &b, false);
     if (saved) carve_saved(s, saved, &b);
     else carve_saved(s, (float *)((char *)work + used), &b); /* a forward without a backward */
-    prepare(s, d, b, q, k, v, g, beta);
+    const bool fused_wu = delta_products_run(DELTA_WU, C, K, V, {v});
+    prepare(s, d, b, q, k, v, g, beta, !fused_wu);
     if (!pairs_mma_forward(b.A, b.M, b.q, b.k, b.bk, d.Z, C, K)) {
         size_t smem = pairs_smem(C, K);
         CUDA_CHECK(cudaFuncSetAttribute(pairs_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
@@ -328,15 +334,45 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
     }
     unit_lower_inverse(b.X, b.Xb, b.A, b.beta, 1.0f, d.Z, C);
     const long long CC = (long long)C * C, CK = (long long)C * K, CV = (long long)C * V, KV = (long long)K * V;
-    cuda_gemm_batched(false, false, C, K, C, 1.0f, b.Xb, C, CC, b.kb, K, CK, 0.0f, b.W, K, CK, (int)d.Z);
-    cuda_gemm_batched(false, false, C, V, C, 1.0f, b.Xb, C, CC, b.v, V, CV, 0.0f, b.U, V, CV, (int)d.Z);
+    if (fused_wu) {
+        delta_products_wu(b.W, b.U, b.Xb, b.kb, v, d, K, V);
+    } else {
+        cuda_gemm_batched(false, false, C, K, C, 1.0f, b.Xb, C, CC, b.kb, K, CK, 0.0f, b.W, K, CK, (int)d.Z);
+        cuda_gemm_batched(false, false, C, V, C, 1.0f, b.Xb, C, CC, b.v, V, CV, 0.0f, b.U, V, CV, (int)d.Z);
+    }
     /* the state recurrence over chunks, one kernel */
     ChunkState cs = {b.W, b.kc, b.blast, BH, nc, C, K, V};
     chunk_state_forward(cs, b.S, b.U, final_state, initial_state, nullptr);
     /* O = scale (Qb S + M U), every chunk at once */
+    if (delta_products_run(DELTA_OUTPUT, C, K, V, {o})) {
+        delta_products_output(o, b.qb, b.S, b.M, b.U, s->scale, d, K, V);
+        return;
+    }
     cuda_gemm_batched(false, false, C, V, K, s->scale, b.qb, K, CK, b.S, V, KV, 0.0f, b.o, V, CV, (int)d.Z);
     cuda_gemm_batched(false, false, C, V, C, s->scale, b.M, C, CC, b.U, V, CV, 1.0f, b.o, V, CV, (int)d.Z);
     from_chunks(o, b.o, d, V);
+}
+
+// The backward through W = Xb Kb, U~ = Xb V and X = L^-1 as strided-batched products (where
+// delta_products.cu's fused kernel does not run): into b.dKb, b.dv, b.dbeta and dA'.
+static void beta_grads(const ScanShape *s, const ChunkDims &d, DeltaBufs &b, float *dA) {
+    const int K = s->K, V = s->V, C = d.C, Z = (int)d.Z;
+    const long long CC = (long long)C * C, CK = (long long)C * K, CV = (long long)C * V;
+    const size_t rows = (size_t)d.Z * C;
+    const float *dU = b.o;
+    /* Xb = X diag(beta): G = dW Kb^T + dU V^T, dX = G diag(beta), dKb = Xb^T dW, dV = Xb^T dU, and
+       dbeta takes sum_i X_ir G_ir */
+    cuda_gemm_batched(false, true, C, C, K, 1.0f, b.dW, K, CK, b.kb, K, CK, 0.0f, b.dX, C, CC, Z);
+    cuda_gemm_batched(false, true, C, C, V, 1.0f, dU, V, CV, b.v, V, CV, 1.0f, b.dX, C, CC, Z);
+    beta_columns_kernel<<<grid_for(rows, 128), 128>>>(b.dX, b.Xb, b.dbw, b.X, b.beta, d.Z, C);
+    CUDA_LAUNCHED();
+    cuda_gemm_batched(true, false, C, K, C, 1.0f, b.Xb, C, CC, b.dW, K, CK, 0.0f, b.dKb, K, CK, Z);
+    cuda_gemm_batched(true, false, C, V, C, 1.0f, b.Xb, C, CC, dU, V, CV, 0.0f, b.dv, V, CV, Z);
+    /* X = L^-1: dL = -X^T dX X^T */
+    cuda_gemm_batched(false, true, C, C, C, 1.0f, b.dX, C, CC, b.X, C, CC, 0.0f, b.tmp, C, CC, Z);
+    cuda_gemm_batched(true, false, C, C, C, -1.0f, b.X, C, CC, b.tmp, C, CC, 0.0f, b.dL, C, CC, Z);
+    beta_grad_kernel<<<grid_for(rows * 32, 256), 256>>>(b.dbeta, dA, b.dbw, b.dL, b.A, b.beta, d.Z, C);
+    CUDA_LAUNCHED();
 }
 
 // See the notes above the kernels for the algebra; dU lives in the o slot.
@@ -350,39 +386,38 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
     DeltaBufs b;
     carve_work(s, work, &b, true);
     carve_saved(s, (float *)saved, &b);
-    prepare(s, d, b, q, k, v, g, beta);
-    to_chunks(b.dO, dout, d, V);
+    const bool fused_dout = delta_products_run(DELTA_DOUT, C, K, V, {dout}),
+               fused_state = delta_products_run(DELTA_STATE_GRADS, C, K, V, {dout}),
+               fused_beta = delta_products_run(DELTA_BETA_GRADS, C, K, V, {v, dv});
+    prepare(s, d, b, q, k, v, g, beta, !fused_beta);
+    if (!fused_dout || !fused_state) to_chunks(b.dO, dout, d, V);
     const long long CC = (long long)C * C, CK = (long long)C * K, CV = (long long)C * V, KV = (long long)K * V;
     const int Z = (int)d.Z;
-    float *dU = b.o;
-    cuda_gemm_batched(true, false, K, V, C, s->scale, b.qb, K, CK, b.dO, V, CV, 0.0f, b.P2, V, KV, Z);
-    cuda_gemm_batched(true, false, C, V, C, s->scale, b.M, C, CC, b.dO, V, CV, 0.0f, dU, V, CV, Z);
+    float *dU = b.o, *dA = b.tmp;
+    if (fused_dout) {
+        delta_products_dout(b.P2, dU, b.qb, b.M, dout, s->scale, d, K, V);
+    } else {
+        cuda_gemm_batched(true, false, K, V, C, s->scale, b.qb, K, CK, b.dO, V, CV, 0.0f, b.P2, V, KV, Z);
+        cuda_gemm_batched(true, false, C, V, C, s->scale, b.M, C, CC, b.dO, V, CV, 0.0f, dU, V, CV, Z);
+    }
     /* the state gradients over chunks, last to first, one kernel */
     ChunkState cs = {b.W, b.kc, b.blast, BH, nc, C, K, V};
     chunk_state_backward(cs, b.dSend, dU, dinitial_state, dfinal_state, b.P2);
-    /* every chunk at once */
-    cuda_gemm_batched(false, true, C, K, V, 1.0f, b.U, V, CV, b.dSend, V, KV, 0.0f, b.dKc, K, CK, Z);
     dblast_state_kernel<<<grid_for((size_t)d.Z * K * 32, 256), 256>>>(b.dblast, b.dSend, b.S, b.blast, d.Z, K, V);
     CUDA_LAUNCHED();
-    cuda_gemm_batched(false, true, C, K, V, s->scale, b.dO, V, CV, b.S, V, KV, 0.0f, b.dQb, K, CK, Z);
-    cuda_gemm_batched(false, true, C, C, V, s->scale, b.dO, V, CV, b.U, V, CV, 0.0f, b.dM, C, CC, Z);
-    mask_upper(b.dM, d, false);
-    cuda_gemm_batched(false, true, C, K, V, -1.0f, dU, V, CV, b.S, V, KV, 0.0f, b.dW, K, CK, Z);
+    /* every chunk at once */
+    if (fused_state) {
+        delta_products_state_grads(b.dKc, b.dQb, b.dM, b.dW, b.U, b.dSend, dout, b.S, dU, s->scale, d, K, V);
+    } else {
+        cuda_gemm_batched(false, true, C, K, V, 1.0f, b.U, V, CV, b.dSend, V, KV, 0.0f, b.dKc, K, CK, Z);
+        cuda_gemm_batched(false, true, C, K, V, s->scale, b.dO, V, CV, b.S, V, KV, 0.0f, b.dQb, K, CK, Z);
+        cuda_gemm_batched(false, true, C, C, V, s->scale, b.dO, V, CV, b.U, V, CV, 0.0f, b.dM, C, CC, Z);
+        mask_upper(b.dM, d, false);
+        cuda_gemm_batched(false, true, C, K, V, -1.0f, dU, V, CV, b.S, V, KV, 0.0f, b.dW, K, CK, Z);
+    }
+    if (fused_beta) delta_products_beta_grads(b.dKb, dv, dbeta, dA, b.dW, b.kb, dU, v, b.X, b.A, b.beta, d, K, V);
+    else beta_grads(s, d, b, dA);
     size_t rows = (size_t)d.Z * C;
-    /* W = Xb Kb, U~ = Xb V with Xb = X diag(beta): G = dW Kb^T + dU V^T, dX = G diag(beta), dKb = Xb^T dW,
-       dV = Xb^T dU, and dbeta takes sum_i X_ir G_ir */
-    cuda_gemm_batched(false, true, C, C, K, 1.0f, b.dW, K, CK, b.kb, K, CK, 0.0f, b.dX, C, CC, Z);
-    cuda_gemm_batched(false, true, C, C, V, 1.0f, dU, V, CV, b.v, V, CV, 1.0f, b.dX, C, CC, Z);
-    beta_columns_kernel<<<grid_for(rows, 128), 128>>>(b.dX, b.Xb, b.dbw, b.X, b.beta, d.Z, C);
-    CUDA_LAUNCHED();
-    cuda_gemm_batched(true, false, C, K, C, 1.0f, b.Xb, C, CC, b.dW, K, CK, 0.0f, b.dKb, K, CK, Z);
-    cuda_gemm_batched(true, false, C, V, C, 1.0f, b.Xb, C, CC, dU, V, CV, 0.0f, b.dv, V, CV, Z);
-    /* X = L^-1: dL = -X^T dX X^T */
-    cuda_gemm_batched(false, true, C, C, C, 1.0f, b.dX, C, CC, b.X, C, CC, 0.0f, b.tmp, C, CC, Z);
-    cuda_gemm_batched(true, false, C, C, C, -1.0f, b.X, C, CC, b.tmp, C, CC, 0.0f, b.dL, C, CC, Z);
-    float *dA = b.tmp;
-    beta_grad_kernel<<<grid_for(rows * 32, 256), 256>>>(b.dbeta, dA, b.dbw, b.dL, b.A, b.beta, d.Z, C);
-    CUDA_LAUNCHED();
     CUDA_CHECK(cudaMemsetAsync(b.dq, 0, sizeof(float) * rows * K));
     CUDA_CHECK(cudaMemsetAsync(b.dk, 0, sizeof(float) * rows * K));
     CUDA_CHECK(cudaMemsetAsync(b.dgk, 0, sizeof(float) * rows * K));
@@ -393,11 +428,13 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
         CUDA_LAUNCHED();
     }
     finish_grads_kernel<<<grid_for((size_t)d.Z * K, 128), 128>>>(dq, dk, s->channel_gate ? dg : nullptr, b.dq, b.dk,
-                                                                b.dgk, b.dQb, b.dKb, b.dKc, b.eb, b.qb, b.kb, b.kc,
+                                                                b.dgk, b.dQb, b.dKb, b.dKc, b.qb, b.kb, b.kc,
                                                                 b.bk, b.dblast, d, K);
     CUDA_LAUNCHED();
-    from_chunks(dv, b.dv, d, V);
-    from_chunks(dbeta, b.dbeta, d, 1);
+    if (!fused_beta) {
+        from_chunks(dv, b.dv, d, V);
+        from_chunks(dbeta, b.dbeta, d, 1);
+    }
     if (!s->channel_gate) {
         float *dgs = b.tmp; /* free again: the pairs' dA' is done with */
         sum_channels_kernel<<<grid_for(rows * 32, 256), 256>>>(dgs, b.dgk, rows, K);

@@ -1242,11 +1242,15 @@ TEST(test_gpu_delta_rule_recurrent_and_chunked) {
 int cuda_chunk_state_columns(int BH, int nc, int C, int K, int V); /* core/cuda/chunk_state.cu */
 void cuda_chunk_state_force_columns(int columns);                 /* core/cuda/chunk_state_mma.cu */
 int cuda_delta_pairs_on_tensor_cores(int C, int K);               /* core/cuda/pairs_mma.cu */
+int cuda_delta_products_fused(int C, int K, int V);               /* core/cuda/delta_products.cu */
 
 /* The chunkwise delta rule's tensor-core kernels against the CPU's recurrent form: the state
  * passes (chunk_state_mma.cu) at every key width and slice width they take, each forced, and the
  * pair products (pairs_mma.cu) at every key width and chunks of 16, 32 and 64 (128: the fp32
- * pair kernels). In fp32 mode the fp32 kernels run instead, and the test says so. */
+ * pair kernels), and the fused per-chunk products (delta_products.cu) at the same shapes (where
+ * they do not fit, cuBLAS's). In fp32 mode the fp32 kernels run instead, and the test says so. The cases of
+ * test_gpu_delta_rule_recurrent_and_chunked with 12 values or chunks of 24 take cuBLAS's products
+ * in both modes. */
 TEST(test_gpu_delta_rule_chunks_on_tensor_cores) {
     need_gpu();
     struct {
@@ -1263,13 +1267,19 @@ TEST(test_gpu_delta_rule_chunks_on_tensor_cores) {
         int B = cases[i].B, T = cases[i].T, H = cases[i].H, K = cases[i].K, V = cases[i].V, C = cases[i].chunk;
         cuda_chunk_state_force_columns(cases[i].columns);
         int nc = (T + C - 1) / C, ran = cuda_chunk_state_columns(B * H, nc, C, K, V);
-        int pairs = cuda_delta_pairs_on_tensor_cores(C, K);
+        int pairs = cuda_delta_pairs_on_tensor_cores(C, K), fused = cuda_delta_products_fused(C, K, V);
         if (hopper || fp32_matmuls) { /* elsewhere a GPU's shared memory decides which of these fit */
             int want = fp32_matmuls ? 0 : cases[i].columns, want_pairs = !fp32_matmuls && C <= 64;
             CHECK(ran == want, "state passes K=%d V=%d chunk=%d take %d columns a block, want %d (0: the fp32 passes)",
                   K, V, C, ran, want);
             CHECK(pairs == want_pairs, "pair products K=%d chunk=%d on tensor cores: %d, want %d", K, C, pairs,
                   want_pairs);
+            /* the fused per-chunk products (bits: W and U~, o, P2 and dU, the state's gradients, beta's):
+             * each where two of its blocks fit an SM; at heads of 128 the first and third alone,
+             * at chunks of 128 none */
+            int want_fused = fp32_matmuls || C > 64 ? 0 : K <= 64 ? 31 : 5;
+            CHECK(fused == want_fused, "fused chunk products K=%d V=%d chunk=%d: groups %d, want %d", K, V, C, fused,
+                  want_fused);
         }
         for (int channel = 0; channel < 2; channel++)
             check_scan(true, channel, B, T, H, K, V, C, mm_tol(5e-5, 5e-2), 40 + (unsigned)(2 * i) + (unsigned)channel);

@@ -1,0 +1,403 @@
+// The chunkwise delta rule's per-chunk matrix products, fused (see delta_rule.cu for the algebra,
+// spec notation: Xb = X diag(beta), X = (I + diag(beta) A')^-1):
+//   forward   W = Xb Kb, U~ = Xb V;   o = scale (Qb S + M U)
+//   backward  P2 = scale Qb^T dO, dU = scale M^T dO;
+//             dKc = U dSend^T, dQb = scale dO S^T, dM = scale dO U^T (lower), dW = -dU S^T;
+//             G = dW Kb^T + dU V^T, dbw_r = sum_i X_ir G_ir, dX = G diag(beta),
+//             dKb = Xb^T dW, dv = Xb^T dU, dL = -X^T (dX X^T),
+//             dA'_rj = beta_r dL_rj (j < r), dbeta_r = dbw_r + sum_{j<r} dL_rj A'_rj.
+// One block per chunk loads the tiles a group of products shares into shared memory once and
+// runs them on tensor cores (TF32 operands, fp32 sums: mma_tf32.cuh), writing each result where
+// it is next read. They replace strided-batched cuBLAS products over all chunks which, at 64 x 64
+// tiles, were bound by memory: each read its operands from global memory and wrote its result
+// back (7.4 ms of the 3:1 KDA/MLA hybrid's training step on an H200, profile c6751e0), and o, dv
+// and dbeta then took another pass from the chunk layout to the caller's.
+#include <limits.h>
+
+#include "cuda_common.cuh"
+#include "delta_products.cuh"
+#include "mma_tf32.cuh"
+
+namespace {
+
+constexpr int THREADS = 256;
+
+// a shared tile's row stride by how its fragments read it (mma_tf32.cuh): along its rows (as A,
+// or as B transposed) or down its columns (as A transposed, or as B)
+__host__ __device__ constexpr int along_rows(int cols) { return cols + 4; }
+__host__ __device__ constexpr int down_columns(int cols) { return cols + 8; }
+
+// one product of shared tiles: op(a) (rows x kdim) times op(b) (kdim x cols)
+struct Term {
+    const float *a;
+    int lda;
+    const float *b;
+    int ldb;
+    int kdim;
+};
+
+// Every 16 x 8 NB block of the M x N sum op(A1) op(B1) [+ op(A2) op(B2)], the block's warps in
+// turn; done(c, row0, col0) takes a warp's accumulators
+template <int NB, bool A_T, bool B_T, typename Done>
+__device__ __forceinline__ void products_nb(int M, int N, const Term &t1, const Term &t2, Done done) {
+    const int lane = threadIdx.x % 32, col_blocks = N / (8 * NB);
+    for (int task = threadIdx.x / 32; task < M / 16 * col_blocks; task += THREADS / 32) {
+        const int row0 = task / col_blocks * 16, col0 = task % col_blocks * 8 * NB;
+        float c[NB][4] = {};
+        accumulate<NB, A_T, B_T>(c, t1.a, t1.lda, row0, t1.b, t1.ldb, col0, t1.kdim, lane, 0u);
+        if (t2.a) accumulate<NB, A_T, B_T>(c, t2.a, t2.lda, row0, t2.b, t2.ldb, col0, t2.kdim, lane, 0u);
+        done(c, row0, col0);
+    }
+}
+
+// the same, a warp taking 32 columns where N allows, else 16 (N is a multiple of 16)
+template <bool A_T, bool B_T, typename Done>
+__device__ __forceinline__ void products(int M, int N, const Term &t1, const Term &t2, Done done) {
+    if (N % 32 == 0) products_nb<4, A_T, B_T>(M, N, t1, t2, done);
+    else products_nb<2, A_T, B_T>(M, N, t1, t2, done);
+}
+template <bool A_T, bool B_T, typename Done>
+__device__ __forceinline__ void products(int M, int N, const Term &t, Done done) {
+    products<A_T, B_T>(M, N, t, Term{}, done);
+}
+
+// element e of a warp's accumulator block n: its row and column offsets from (row0, col0)
+__device__ __forceinline__ int acc_row(int e) { return threadIdx.x % 32 / 4 + 8 * (e / 2); }
+__device__ __forceinline__ int acc_col(int n, int e) { return 8 * n + 2 * (threadIdx.x % 4) + e % 2; }
+
+// a warp's accumulators times alpha into rows of dst at stride ld, two floats a store; rows from
+// `rows` on are left alone (past the sequence's end); `lower` writes zeros above the diagonal
+template <int NB>
+__device__ __forceinline__ void put(float *dst, size_t ld, const float (&c)[NB][4], int row0, int col0, float alpha,
+                                    int rows = INT_MAX, bool lower = false) {
+#pragma unroll
+    for (int n = 0; n < NB; n++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const int r = row0 + acc_row(2 * h), col = col0 + acc_col(n, 2 * h);
+            if (r >= rows) continue;
+            float x = alpha * c[n][2 * h], y = alpha * c[n][2 * h + 1];
+            if (lower) x = col > r ? 0.0f : x, y = col + 1 > r ? 0.0f : y;
+            *reinterpret_cast<float2 *>(dst + r * ld + col) = make_float2(x, y);
+        }
+}
+
+// chunk z's rows in a caller's [B, T, H, X] tensor: the first one's offset, their stride (H X)
+// and how many of the chunk's C lie before T
+struct CallerRows {
+    size_t offset, ld;
+    int n;
+};
+__device__ __forceinline__ CallerRows caller_rows(const ChunkDims &d, size_t z, int X) {
+    const size_t bh = z / d.nc;
+    const int t0 = (int)(z % d.nc) * d.C, h = (int)(bh % d.H), b = (int)(bh / d.H);
+    return CallerRows{(((size_t)b * d.T + t0) * d.H + h) * X, (size_t)d.H * X, min(d.C, d.T - t0)};
+}
+
+// rows x cols floats of chunk z's matrix in a [Z, rows, cols] buffer into a shared tile (cp.async;
+// committed by the caller)
+__device__ __forceinline__ void load_tile(float *tile, int ld, const float *src, size_t z, int rows, int cols) {
+    copy_rows_async<THREADS>(tile, ld, src + z * rows * cols, cols, rows, cols);
+}
+
+// chunk z's rows of a caller's [B, T, H, X] tensor into a shared tile, zeros past T (cp.async;
+// committed by the caller): the chunk's matrix without a chunk-layout copy
+__device__ __forceinline__ void load_caller_tile(float *tile, int ld, const float *src, const ChunkDims &d, size_t z,
+                                                 int X) {
+    const CallerRows rows = caller_rows(d, z, X);
+    const int per_row = X / 4;
+    for (int i = threadIdx.x; i < d.C * per_row; i += THREADS) {
+        const int r = i / per_row, c = i % per_row * 4;
+        if (r < rows.n) cp_async16(tile + r * ld + c, src + rows.offset + r * rows.ld + c);
+        else *reinterpret_cast<float4 *>(tile + r * ld + c) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+}
+
+__device__ __forceinline__ void loaded() {
+    cp_async_commit();
+    cp_async_wait<0>();
+    __syncthreads();
+}
+
+// ---- the shared-memory plans: each kernel's tiles, carved in order ----
+
+// three tiles of C rows, at row strides l0, l1 and l2
+struct ThreeTiles {
+    int l0, l1, l2;
+    __host__ __device__ size_t floats_of(int C) const { return (size_t)C * (l0 + l1 + l2); }
+};
+
+// the tiles of a ThreeTiles plan, loaded: chunk z's matrices of a and b ([Z, C, cols] buffers) and
+// its rows of the caller's tensor x ([B, T, H, x_cols])
+struct Three {
+    float *t0, *t1, *t2;
+};
+__device__ __forceinline__ Three load_three(float *sm, const ThreeTiles &p, const float *a, int a_cols, const float *b,
+                                            int b_cols, const float *x, int x_cols, const ChunkDims &d, size_t z) {
+    const int C = d.C;
+    Three t{sm, sm + C * p.l0, sm + C * (p.l0 + p.l1)};
+    load_tile(t.t0, p.l0, a, z, C, a_cols);
+    load_tile(t.t1, p.l1, b, z, C, b_cols);
+    load_caller_tile(t.t2, p.l2, x, d, z, x_cols);
+    loaded();
+    return t;
+}
+
+// Xb, Kb, V
+struct WuPlan : ThreeTiles {
+    __host__ __device__ WuPlan(int C, int K, int V) : ThreeTiles{along_rows(C), down_columns(K), down_columns(V)} {}
+    __host__ __device__ static size_t floats(int C, int K, int V) { return WuPlan(C, K, V).floats_of(C); }
+};
+
+__global__ void __launch_bounds__(THREADS) wu_kernel(float *W, float *U, const float *Xb, const float *kb,
+                                                     const float *v, ChunkDims d, int K, int V) {
+    extern __shared__ __align__(16) float sm[];
+    const int C = d.C;
+    const WuPlan p(C, K, V);
+    const size_t z = blockIdx.x;
+    const Three t = load_three(sm, p, Xb, C, kb, K, v, V, d, z);
+    const float *Xs = t.t0, *Ks = t.t1, *Vs = t.t2;
+    float *Wz = W + z * C * K, *Uz = U + z * C * V;
+    products<false, false>(C, K, Term{Xs, p.l0, Ks, p.l1, C}, [&](auto &c, int r0, int c0) { put(Wz, K, c, r0, c0, 1.0f); });
+    products<false, false>(C, V, Term{Xs, p.l0, Vs, p.l2, C}, [&](auto &c, int r0, int c0) { put(Uz, V, c, r0, c0, 1.0f); });
+}
+
+struct OutputPlan {
+    int lq, ls, lm, lu;
+    __host__ __device__ OutputPlan(int C, int K, int V)
+        : lq(along_rows(K)), ls(down_columns(V)), lm(along_rows(C)), lu(down_columns(V)) {}
+    __host__ __device__ static size_t floats(int C, int K, int V) {
+        OutputPlan p(C, K, V);
+        return (size_t)C * p.lq + (size_t)K * p.ls + (size_t)C * (p.lm + p.lu);
+    }
+};
+
+__global__ void __launch_bounds__(THREADS) output_kernel(float *o, const float *qb, const float *S, const float *M,
+                                                         const float *U, float scale, ChunkDims d, int K, int V) {
+    extern __shared__ __align__(16) float sm[];
+    const int C = d.C;
+    const OutputPlan p(C, K, V);
+    float *Qs = sm, *Ss = Qs + C * p.lq, *Ms = Ss + K * p.ls, *Us = Ms + C * p.lm;
+    const size_t z = blockIdx.x;
+    load_tile(Qs, p.lq, qb, z, C, K);
+    load_tile(Ss, p.ls, S, z, K, V);
+    load_tile(Ms, p.lm, M, z, C, C);
+    load_tile(Us, p.lu, U, z, C, V);
+    loaded();
+    const CallerRows out = caller_rows(d, z, V);
+    products<false, false>(C, V, Term{Qs, p.lq, Ss, p.ls, K}, Term{Ms, p.lm, Us, p.lu, C},
+                           [&](auto &c, int r0, int c0) { put(o + out.offset, out.ld, c, r0, c0, scale, out.n); });
+}
+
+// Qb, M, dO
+struct DoutPlan : ThreeTiles {
+    __host__ __device__ DoutPlan(int C, int K, int V) : ThreeTiles{down_columns(K), down_columns(C), down_columns(V)} {}
+    __host__ __device__ static size_t floats(int C, int K, int V) { return DoutPlan(C, K, V).floats_of(C); }
+};
+
+__global__ void __launch_bounds__(THREADS) dout_kernel(float *P2, float *dU, const float *qb, const float *M,
+                                                       const float *dout, float scale, ChunkDims d, int K, int V) {
+    extern __shared__ __align__(16) float sm[];
+    const int C = d.C;
+    const DoutPlan p(C, K, V);
+    const size_t z = blockIdx.x;
+    const Three t = load_three(sm, p, qb, K, M, C, dout, V, d, z);
+    const float *Qs = t.t0, *Ms = t.t1, *Os = t.t2;
+    float *P2z = P2 + z * K * V, *dUz = dU + z * C * V;
+    products<true, false>(K, V, Term{Qs, p.l0, Os, p.l2, C}, [&](auto &c, int r0, int c0) { put(P2z, V, c, r0, c0, scale); });
+    products<true, false>(C, V, Term{Ms, p.l1, Os, p.l2, C}, [&](auto &c, int r0, int c0) { put(dUz, V, c, r0, c0, scale); });
+}
+
+// Every tile here is read along its rows. dSend is needed by dKc alone and S by the products after
+// it, so S takes dSend's place: one K x V tile fewer, which lets heads of 128 fit.
+struct StatePlan {
+    int l;
+    __host__ __device__ StatePlan(int, int, int V) : l(along_rows(V)) {}
+    __host__ __device__ static size_t floats(int C, int K, int V) { return (size_t)(3 * C + K) * along_rows(V); }
+};
+
+__global__ void __launch_bounds__(THREADS) state_grads_kernel(float *dKc, float *dQb, float *dM, float *dW,
+                                                              const float *U, const float *dSend, const float *dout,
+                                                              const float *S, const float *dU, float scale, ChunkDims d,
+                                                              int K, int V) {
+    extern __shared__ __align__(16) float sm[];
+    const int C = d.C, l = StatePlan(C, K, V).l;
+    float *Us = sm, *Os = Us + C * l, *dUs = Os + C * l, *Ss = dUs + C * l; /* Ss holds dSend first */
+    const size_t z = blockIdx.x;
+    load_tile(Us, l, U, z, C, V);
+    load_caller_tile(Os, l, dout, d, z, V);
+    load_tile(dUs, l, dU, z, C, V);
+    load_tile(Ss, l, dSend, z, K, V);
+    loaded();
+    float *dKcz = dKc + z * C * K, *dQbz = dQb + z * C * K, *dMz = dM + z * C * C, *dWz = dW + z * C * K;
+    products<false, true>(C, K, Term{Us, l, Ss, l, V}, [&](auto &c, int r0, int c0) { put(dKcz, K, c, r0, c0, 1.0f); });
+    __syncthreads(); /* dSend is read: S in its place, loading while dM's products run */
+    load_tile(Ss, l, S, z, K, V);
+    cp_async_commit();
+    products<false, true>(C, C, Term{Os, l, Us, l, V},
+                          [&](auto &c, int r0, int c0) { put(dMz, C, c, r0, c0, scale, INT_MAX, true); });
+    loaded();
+    products<false, true>(C, K, Term{Os, l, Ss, l, V}, [&](auto &c, int r0, int c0) { put(dQbz, K, c, r0, c0, scale); });
+    products<false, true>(C, K, Term{dUs, l, Ss, l, V}, [&](auto &c, int r0, int c0) { put(dWz, K, c, r0, c0, -1.0f); });
+}
+
+// dW, Kb, dU and V, then X and G; Xb takes Kb's place and dX X^T V's once G is made; then beta,
+// the four parts of each column's sum dbw, and each row's sum of dL A'
+struct BetaPlan {
+    int lw, lk, lu, lv, lx, lg, lxb, lt;
+    size_t kb_room, v_room;
+    __host__ __device__ BetaPlan(int C, int K, int V)
+        : lw(along_rows(K)), lk(along_rows(K)), lu(along_rows(V)), lv(along_rows(V)), lx(down_columns(C)),
+          lg(along_rows(C)), lxb(down_columns(C)), lt(down_columns(C)) {
+        kb_room = (size_t)C * (lk > lxb ? lk : lxb);
+        v_room = (size_t)C * (lv > lt ? lv : lt);
+    }
+    __host__ __device__ static size_t floats(int C, int K, int V) {
+        BetaPlan p(C, K, V);
+        return (size_t)C * (p.lw + p.lu + p.lx + p.lg) + p.kb_room + p.v_room + 6 * (size_t)C;
+    }
+};
+
+__global__ void __launch_bounds__(THREADS) beta_grads_kernel(float *dKb, float *dv, float *dbeta, float *dA,
+                                                             const float *dW, const float *kb, const float *dU,
+                                                             const float *v, const float *X, const float *A,
+                                                             const float *beta, ChunkDims d, int K, int V) {
+    extern __shared__ __align__(16) float sm[];
+    const int C = d.C;
+    const BetaPlan p(C, K, V);
+    float *dWs = sm, *Ks = dWs + C * p.lw, *dUs = Ks + p.kb_room, *Vs = dUs + C * p.lu, *Xs = Vs + p.v_room;
+    float *Gs = Xs + C * p.lx, *bs = Gs + C * p.lg, *dbw_parts = bs + C, *dla = dbw_parts + 4 * C;
+    float *Xbs = Ks, *Ts = Vs;
+    const size_t z = blockIdx.x;
+    load_tile(dWs, p.lw, dW, z, C, K);
+    load_tile(Ks, p.lk, kb, z, C, K);
+    load_tile(dUs, p.lu, dU, z, C, V);
+    load_caller_tile(Vs, p.lv, v, d, z, V);
+    load_tile(Xs, p.lx, X, z, C, C);
+    for (int r = threadIdx.x; r < C; r += THREADS) bs[r] = beta[z * C + r], dla[r] = 0.0f;
+    loaded();
+    products<false, true>(C, C, Term{dWs, p.lw, Ks, p.lk, K}, Term{dUs, p.lu, Vs, p.lv, V},
+                          [&](auto &c, int r0, int c0) { put(Gs, p.lg, c, r0, c0, 1.0f); });
+    __syncthreads();
+    for (int e = threadIdx.x; e < 4 * C; e += THREADS) { /* W and U~'s part of dbeta, before G is scaled */
+        const int r = e % C, part = e / C;
+        float acc = 0.0f;
+        for (int i = part; i < C; i += 4) acc += Xs[i * p.lx + r] * Gs[i * p.lg + r];
+        dbw_parts[part * C + r] = acc;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < C * C; e += THREADS) { /* dX = G diag(beta), Xb = X diag(beta) */
+        const int i = e / C, r = e % C;
+        Gs[i * p.lg + r] *= bs[r];
+        Xbs[i * p.lxb + r] = Xs[i * p.lx + r] * bs[r];
+    }
+    __syncthreads();
+    const CallerRows dv_rows = caller_rows(d, z, V);
+    products<true, false>(C, K, Term{Xbs, p.lxb, dWs, p.lw, C},
+                          [&](auto &c, int r0, int c0) { put(dKb + z * C * K, K, c, r0, c0, 1.0f); });
+    products<true, false>(C, V, Term{Xbs, p.lxb, dUs, p.lu, C},
+                          [&](auto &c, int r0, int c0) { put(dv + dv_rows.offset, dv_rows.ld, c, r0, c0, 1.0f, dv_rows.n); });
+    products<false, true>(C, C, Term{Gs, p.lg, Xs, p.lx, C}, [&](auto &c, int r0, int c0) { put(Ts, p.lt, c, r0, c0, 1.0f); });
+    __syncthreads(); /* dX X^T is made */
+    const float *Az = A + z * C * C;
+    float *dAz = dA + z * C * C;
+    products<true, false>(C, C, Term{Xs, p.lx, Ts, p.lt, C}, [&](auto &c, int r0, int c0) {
+        constexpr int NB = sizeof(c) / sizeof(c[0]);
+        float row_sum[2] = {}; /* this lane's part of sum_j dL_rj A'_rj for its rows r0 + g and r0 + g + 8 */
+#pragma unroll
+        for (int n = 0; n < NB; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int r = r0 + acc_row(e), j = c0 + acc_col(n, e);
+                const float dl = -c[n][e];
+                const bool below = j < r;
+                dAz[r * C + j] = below ? bs[r] * dl : 0.0f;
+                row_sum[e / 2] += below ? dl * Az[r * C + j] : 0.0f;
+            }
+#pragma unroll
+        for (int h = 0; h < 2; h++) { /* over the four lanes of a row, then the warps of its columns */
+            float x = row_sum[h];
+            x += __shfl_xor_sync(0xffffffffu, x, 1);
+            x += __shfl_xor_sync(0xffffffffu, x, 2);
+            if (threadIdx.x % 4 == 0) atomicAdd(&dla[r0 + acc_row(2 * h)], x);
+        }
+    });
+    __syncthreads();
+    const CallerRows beta_rows = caller_rows(d, z, 1);
+    for (int r = threadIdx.x; r < beta_rows.n; r += THREADS)
+        dbeta[beta_rows.offset + r * beta_rows.ld] =
+            dbw_parts[r] + dbw_parts[C + r] + dbw_parts[2 * C + r] + dbw_parts[3 * C + r] + dla[r];
+}
+
+template <typename Kernel> void allow_smem(Kernel kernel, size_t bytes) {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
+
+template <typename Plan> size_t smem_bytes(int C, int K, int V) { return sizeof(float) * Plan::floats(C, K, V); }
+
+} // namespace
+
+// Tensor-core mode, whole 16 x 16 blocks, and two blocks of the group's kernel on an SM at once:
+// each block loads its tiles, then runs its products, then stores, so with one block an SM
+// idles through every load (heads of 128 where the tiles take over half an SM's shared memory:
+// there the fused kernels were slower than cuBLAS's products, 7.06 against 6.86 ms for KDA's
+// fwd+bwd at 4 x 4096 x 16 x 128 on an H200, where at heads of 64 they gain 2.04 -> 1.85 ms).
+bool delta_products_run(DeltaProducts which, int C, int K, int V, std::initializer_list<const void *> caller) {
+    if (!cuda_tensor_cores() || C % 16 || K % 16 || V % 16 || C <= 0 || K <= 0 || V <= 0 || !all_aligned16(caller))
+        return false;
+    size_t floats = which == DELTA_WU             ? WuPlan::floats(C, K, V)
+                    : which == DELTA_OUTPUT       ? OutputPlan::floats(C, K, V)
+                    : which == DELTA_DOUT         ? DoutPlan::floats(C, K, V)
+                    : which == DELTA_STATE_GRADS ? StatePlan::floats(C, K, V)
+                                                  : BetaPlan::floats(C, K, V);
+    return cuda_blocks_per_sm(sizeof(float) * floats) >= 2;
+}
+
+void delta_products_wu(float *W, float *U, const float *Xb, const float *kb, const float *v, const ChunkDims &d, int K,
+                       int V) {
+    size_t smem = smem_bytes<WuPlan>(d.C, K, V);
+    allow_smem(wu_kernel, smem);
+    wu_kernel<<<(unsigned)d.Z, THREADS, smem>>>(W, U, Xb, kb, v, d, K, V);
+    CUDA_LAUNCHED();
+}
+
+void delta_products_output(float *o, const float *qb, const float *S, const float *M, const float *U, float scale,
+                           const ChunkDims &d, int K, int V) {
+    size_t smem = smem_bytes<OutputPlan>(d.C, K, V);
+    allow_smem(output_kernel, smem);
+    output_kernel<<<(unsigned)d.Z, THREADS, smem>>>(o, qb, S, M, U, scale, d, K, V);
+    CUDA_LAUNCHED();
+}
+
+void delta_products_dout(float *P2, float *dU, const float *qb, const float *M, const float *dout, float scale,
+                         const ChunkDims &d, int K, int V) {
+    size_t smem = smem_bytes<DoutPlan>(d.C, K, V);
+    allow_smem(dout_kernel, smem);
+    dout_kernel<<<(unsigned)d.Z, THREADS, smem>>>(P2, dU, qb, M, dout, scale, d, K, V);
+    CUDA_LAUNCHED();
+}
+
+void delta_products_state_grads(float *dKc, float *dQb, float *dM, float *dW, const float *U, const float *dSend,
+                                const float *dout, const float *S, const float *dU, float scale, const ChunkDims &d,
+                                int K, int V) {
+    size_t smem = smem_bytes<StatePlan>(d.C, K, V);
+    allow_smem(state_grads_kernel, smem);
+    state_grads_kernel<<<(unsigned)d.Z, THREADS, smem>>>(dKc, dQb, dM, dW, U, dSend, dout, S, dU, scale, d, K, V);
+    CUDA_LAUNCHED();
+}
+
+void delta_products_beta_grads(float *dKb, float *dv, float *dbeta, float *dA, const float *dW, const float *kb,
+                               const float *dU, const float *v, const float *X, const float *A, const float *beta,
+                               const ChunkDims &d, int K, int V) {
+    size_t smem = smem_bytes<BetaPlan>(d.C, K, V);
+    allow_smem(beta_grads_kernel, smem);
+    beta_grads_kernel<<<(unsigned)d.Z, THREADS, smem>>>(dKb, dv, dbeta, dA, dW, kb, dU, v, X, A, beta, d, K, V);
+    CUDA_LAUNCHED();
+}
+
+// the groups whose fused kernels run at a shape, bit DeltaProducts a group (for the tests)
+extern "C" int cuda_delta_products_fused(int C, int K, int V) {
+    int groups = 0;
+    for (int g = 0; g < DELTA_PRODUCT_GROUPS; g++) groups |= delta_products_run((DeltaProducts)g, C, K, V) << g;
+    return groups;
+}

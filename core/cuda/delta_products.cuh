@@ -1,0 +1,37 @@
+// The chunkwise delta rule's per-chunk matrix products, fused (delta_products.cu), in the layout
+// of delta_rule.cu's chunk buffers ([Z, C, X] rows, [Z, C, C] chunk matrices, [Z, K, V] states)
+// except for v, dout, o, dv and dbeta: those are the caller's [B, T, H, X] tensors, read and
+// written in place (rows past T read as zeros). Tensor-core
+// mode only; delta_products_run says whether they take a shape, and delta_rule.cu otherwise runs
+// the same products as strided-batched cuBLAS calls.
+#pragma once
+#include <initializer_list>
+
+#include "chunks.cuh"
+
+// the groups of products, a kernel each
+enum DeltaProducts { DELTA_WU, DELTA_OUTPUT, DELTA_DOUT, DELTA_STATE_GRADS, DELTA_BETA_GRADS, DELTA_PRODUCT_GROUPS };
+
+// whether a group's fused kernel runs for chunks of C rows, keys of K and values of V channels,
+// with the caller's tensors it reads or writes at these addresses (16 bytes at a time)
+bool delta_products_run(DeltaProducts which, int C, int K, int V, std::initializer_list<const void *> caller = {});
+
+// forward: W = Xb Kb and U~ = Xb V
+void delta_products_wu(float *W, float *U, const float *Xb, const float *kb, const float *v, const ChunkDims &d, int K,
+                       int V);
+// forward: o = scale (Qb S + M U), into the caller's rows
+void delta_products_output(float *o, const float *qb, const float *S, const float *M, const float *U, float scale,
+                           const ChunkDims &d, int K, int V);
+// backward, before the state pass: P2 = scale Qb^T dO and dU = scale M^T dO
+void delta_products_dout(float *P2, float *dU, const float *qb, const float *M, const float *dout, float scale,
+                         const ChunkDims &d, int K, int V);
+// backward, after it: dKc = U dSend^T, dQb = scale dO S^T, dM = scale dO U^T (lower, with the
+// diagonal; zeros above) and dW = -dU S^T
+void delta_products_state_grads(float *dKc, float *dQb, float *dM, float *dW, const float *U, const float *dSend,
+                                const float *dout, const float *S, const float *dU, float scale, const ChunkDims &d,
+                                int K, int V);
+// backward, through W = Xb Kb, U~ = Xb V and X = (I + diag(beta) A')^-1: dKb = Xb^T dW, dv =
+// Xb^T dU (the caller's rows), dA' (strictly lower) and dbeta (the caller's [B, T, H])
+void delta_products_beta_grads(float *dKb, float *dv, float *dbeta, float *dA, const float *dW, const float *kb,
+                               const float *dU, const float *v, const float *X, const float *A, const float *beta,
+                               const ChunkDims &d, int K, int V);
