@@ -14,6 +14,7 @@
 // and dbeta then took another pass from the chunk layout to the caller's.
 #include <limits.h>
 
+#include "chunk_rows.cuh"
 #include "cuda_common.cuh"
 #include "delta_products.cuh"
 #include "mma_tf32.cuh"
@@ -82,35 +83,16 @@ __device__ __forceinline__ void put(float *dst, size_t ld, const float (&c)[NB][
         }
 }
 
-// chunk z's rows in a caller's [B, T, H, X] tensor: the first one's offset, their stride (H X)
-// and how many of the chunk's C lie before T
-struct CallerRows {
-    size_t offset, ld;
-    int n;
-};
-__device__ __forceinline__ CallerRows caller_rows(const ChunkDims &d, size_t z, int X) {
-    const size_t bh = z / d.nc;
-    const int t0 = (int)(z % d.nc) * d.C, h = (int)(bh % d.H), b = (int)(bh / d.H);
-    return CallerRows{(((size_t)b * d.T + t0) * d.H + h) * X, (size_t)d.H * X, min(d.C, d.T - t0)};
-}
-
 // rows x cols floats of chunk z's matrix in a [Z, rows, cols] buffer into a shared tile (cp.async;
 // committed by the caller)
 __device__ __forceinline__ void load_tile(float *tile, int ld, const float *src, size_t z, int rows, int cols) {
     copy_rows_async<THREADS>(tile, ld, src + z * rows * cols, cols, rows, cols);
 }
 
-// chunk z's rows of a caller's [B, T, H, X] tensor into a shared tile, zeros past T (cp.async;
-// committed by the caller): the chunk's matrix without a chunk-layout copy
+// chunk z's rows of a caller's [B, T, H, X] tensor into a shared tile, zeros past T
 __device__ __forceinline__ void load_caller_tile(float *tile, int ld, const float *src, const ChunkDims &d, size_t z,
                                                  int X) {
-    const CallerRows rows = caller_rows(d, z, X);
-    const int per_row = X / 4;
-    for (int i = threadIdx.x; i < d.C * per_row; i += THREADS) {
-        const int r = i / per_row, c = i % per_row * 4;
-        if (r < rows.n) cp_async16(tile + r * ld + c, src + rows.offset + r * rows.ld + c);
-        else *reinterpret_cast<float4 *>(tile + r * ld + c) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    }
+    copy_caller_rows_async<THREADS>(tile, ld, src, d, z, X);
 }
 
 __device__ __forceinline__ void loaded() {

@@ -47,7 +47,8 @@ CHUNK_BUFFERS(DeltaBufs, DELTA_WORK, DELTA_BACKWARD_WORK, DELTA_SAVED)
 // ---- kernels of the chunkwise form ----
 
 // Per (chunk, channel), reading q, k and the log decays g where the caller keeps them ([B, T, H,
-// K], g [B, T, H, gw]; rows past T read as zero): the chunk copies qz, kz of q and k, b = the
+// K], g [B, T, H, gw]; rows past T read as zero): the chunk copies qz, kz of q and k (for the fp32
+// pair kernels; null when the tensor-core ones read q and k in place), b = the
 // cumulative log decay within the chunk (per channel, or the head's scalar on every channel), and
 // Qb = Q e^b, Kb = K e^b, Kc = K e^(b_last - b); blast = b_last.
 __global__ void gates_kernel(float *qz, float *kz, float *bk, float *qb, float *kb, float *kc, float *blast,
@@ -69,8 +70,7 @@ __global__ void gates_kernel(float *qz, float *kz, float *bk, float *qb, float *
         size_t e = (z * C + r) * K + d, src = (src0 + (size_t)r * cd.H) * K + d;
         float qv = r < n ? q[src] : 0.0f, kv = r < n ? k[src] : 0.0f;
         float bv = bk[e], x = expf(bv);
-        qz[e] = qv;
-        kz[e] = kv;
+        if (qz) qz[e] = qv, kz[e] = kv;
         qb[e] = qv * x;
         kb[e] = kv * x;
         kc[e] = kv * expf(acc - bv);
@@ -303,10 +303,11 @@ static size_t pairs_backward_smem(int C, int K) {
 static void prepare(const ScanShape *s, const ChunkDims &d, DeltaBufs &b, const float *q, const float *k, const float *v,
                     const float *g, const float *beta, bool v_chunks) {
     const int K = s->K, V = s->V;
+    const bool qk_chunks = !pairs_mma_takes(q, k, d.C, K);
     if (v_chunks) to_chunks(b.v, v, d, V);
     to_chunks(b.beta, beta, d, 1);
-    gates_kernel<<<grid_for((size_t)d.Z * K, 128), 128>>>(b.q, b.k, b.bk, b.qb, b.kb, b.kc, b.blast, q, k, g, d, K,
-                                                         s->channel_gate);
+    gates_kernel<<<grid_for((size_t)d.Z * K, 128), 128>>>(qk_chunks ? b.q : nullptr, qk_chunks ? b.k : nullptr, b.bk,
+                                                         b.qb, b.kb, b.kc, b.blast, q, k, g, d, K, s->channel_gate);
     CUDA_LAUNCHED();
 }
 
@@ -326,7 +327,7 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
     else carve_saved(s, (float *)((char *)work + used), &b); /* a forward without a backward */
     const bool fused_wu = delta_products_run(DELTA_WU, C, K, V, {v});
     prepare(s, d, b, q, k, v, g, beta, !fused_wu);
-    if (!pairs_mma_forward(b.A, b.M, b.q, b.k, b.bk, d.Z, C, K)) {
+    if (!pairs_mma_forward(b.A, b.M, q, k, b.bk, d, K)) {
         size_t smem = pairs_smem(C, K);
         CUDA_CHECK(cudaFuncSetAttribute(pairs_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         pairs_kernel<<<(unsigned)d.Z, 256, smem>>>(b.A, b.M, b.q, b.k, b.bk, C, K);
@@ -421,7 +422,7 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
     CUDA_CHECK(cudaMemsetAsync(b.dq, 0, sizeof(float) * rows * K));
     CUDA_CHECK(cudaMemsetAsync(b.dk, 0, sizeof(float) * rows * K));
     CUDA_CHECK(cudaMemsetAsync(b.dgk, 0, sizeof(float) * rows * K));
-    if (!pairs_mma_backward(b.dq, b.dk, b.dgk, dA, b.dM, b.q, b.k, b.bk, d.Z, C, K)) {
+    if (!pairs_mma_backward(b.dq, b.dk, b.dgk, dA, b.dM, q, k, b.bk, d, K)) {
         size_t psm = pairs_backward_smem(C, K);
         CUDA_CHECK(cudaFuncSetAttribute(pairs_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)psm));
         pairs_backward_kernel<<<(unsigned)d.Z, 256, psm>>>(b.dq, b.dk, b.dgk, dA, b.dM, b.q, b.k, b.bk, C, K);

@@ -12,6 +12,7 @@
 // tensor cores (TF32 operands, fp32 sums); pairs inside a sub-chunk take the difference per
 // channel directly, as the fp32 kernels do (through a sub-chunk's start the factors could
 // overflow).
+#include "chunk_rows.cuh"
 #include "cuda_common.cuh"
 #include "mma_tf32.cuh"
 #include "pairs_mma.cuh"
@@ -46,13 +47,14 @@ __device__ __forceinline__ void scale_rows_in_place(float *Qs, float *Ks, const 
     }
 }
 
-// chunk z's C x K rows of q, k and bk into shared tiles of row stride ld (cp.async, not committed)
+// chunk z's C x K rows of q and k (where the caller keeps them, zeros past T) and bk (chunk layout)
+// into shared tiles of row stride ld (cp.async, not committed)
 template <int THREADS>
 __device__ __forceinline__ void copy_chunk_rows(float *Qs, float *Ks, float *Bs, int ld, const float *q, const float *k,
-                                                const float *bk, size_t z, int C, int K) {
-    copy_rows_async<THREADS>(Qs, ld, q + z * C * K, K, C, K);
-    copy_rows_async<THREADS>(Ks, ld, k + z * C * K, K, C, K);
-    copy_rows_async<THREADS>(Bs, ld, bk + z * C * K, K, C, K);
+                                                const float *bk, const ChunkDims &d, size_t z, int K) {
+    copy_caller_rows_async<THREADS>(Qs, ld, q, d, z, K);
+    copy_caller_rows_async<THREADS>(Ks, ld, k, d, z, K);
+    copy_rows_async<THREADS>(Bs, ld, bk + z * d.C * K, K, d.C, K);
 }
 
 template <int K> struct ForwardTiles {
@@ -63,13 +65,13 @@ template <int K> struct ForwardTiles {
 // One block per chunk: A' (strictly lower) and M (lower, with the diagonal), zeros above.
 template <int K>
 __global__ void __launch_bounds__(256) pairs_mma_kernel(float *A, float *M, const float *q, const float *k,
-                                                        const float *bk, int C) {
+                                                        const float *bk, ChunkDims d) {
     constexpr int THREADS = 256, WARPS = THREADS / 32, LD = ForwardTiles<K>::LD;
     extern __shared__ __align__(16) float sm[];
-    const int n_sub = C / PAIR_SUB, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int C = d.C, n_sub = C / PAIR_SUB, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     float *Qs = sm, *Ks = Qs + C * LD, *Bs = Ks + C * LD, *F = Bs + C * LD;
     const size_t z = blockIdx.x;
-    copy_chunk_rows<THREADS>(Qs, Ks, Bs, LD, q, k, bk, z, C, K);
+    copy_chunk_rows<THREADS>(Qs, Ks, Bs, LD, q, k, bk, d, z, K);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
@@ -125,15 +127,16 @@ template <int K> struct BackwardTiles {
 template <int K>
 __global__ void __launch_bounds__(512, 1) pairs_backward_mma_kernel(float *dq, float *dk, float *dbk, const float *dA,
                                                                  const float *dM, const float *q, const float *k,
-                                                                 const float *bk, int C) {
+                                                                 const float *bk, ChunkDims d) {
     constexpr int THREADS = 512, LD = BackwardTiles<K>::LD, DW = K / 4, N = DW / 8;
     static_assert(N >= 1, "a warp's channels are whole blocks of 8");
     extern __shared__ __align__(16) float sm[];
-    const int n_sub = C / PAIR_SUB, lane = threadIdx.x % 32, warp = threadIdx.x / 32, LDC = BackwardTiles<K>::ldc(C);
+    const int C = d.C, n_sub = C / PAIR_SUB, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    const int LDC = BackwardTiles<K>::ldc(C);
     float *Qs = sm, *Ks = Qs + C * LD, *Bs = Ks + C * LD, *F = Bs + C * LD, *dAs = F + f_rows(n_sub) * LD;
     float *dMs = dAs + C * LDC;
     const size_t z = blockIdx.x;
-    copy_chunk_rows<THREADS>(Qs, Ks, Bs, LD, q, k, bk, z, C, K);
+    copy_chunk_rows<THREADS>(Qs, Ks, Bs, LD, q, k, bk, d, z, K);
     copy_rows_async<THREADS>(dAs, LDC, dA + z * C * C, C, C, C);
     copy_rows_async<THREADS>(dMs, LDC, dM + z * C * C, C, C, C);
     cp_async_commit();
@@ -196,12 +199,16 @@ __global__ void __launch_bounds__(512, 1) pairs_backward_mma_kernel(float *dq, f
                 gkj[n][e] += __expf(Bs[PAIR_SUB * s * LD + d] - Bs[j * LD + d]) * pj[n][e];
             }
     }
+    const CallerRows in = caller_rows(d, z, K); /* q and k as they came: Qs and Ks are scaled by now */
 #pragma unroll
     for (int n = 0; n < N; n++)
 #pragma unroll
         for (int h = 0; h < 2; h++) {
-            const size_t o = (z * C + u0 + g + 8 * h) * K + dc + 8 * n + 2 * t;
-            const float2 qr = *reinterpret_cast<const float2 *>(q + o), kr = *reinterpret_cast<const float2 *>(k + o);
+            const int r = u0 + g + 8 * h, ch = dc + 8 * n + 2 * t;
+            const size_t o = (z * C + r) * K + ch, src = in.offset + r * in.ld + ch;
+            const float2 zero = make_float2(0.0f, 0.0f);
+            const float2 qr = r < in.n ? *reinterpret_cast<const float2 *>(q + src) : zero,
+                         kr = r < in.n ? *reinterpret_cast<const float2 *>(k + src) : zero;
             float2 *pdq = reinterpret_cast<float2 *>(dq + o), *pdk = reinterpret_cast<float2 *>(dk + o);
             float2 *pdb = reinterpret_cast<float2 *>(dbk + o);
             const float *fq = &gq[n][2 * h], *fr = &gkr[n][2 * h], *fj = &gkj[n][2 * h];
@@ -233,13 +240,18 @@ bool pairs_mma_runs(int C, int K) {
            cuda_blocks_per_sm(backward_smem(C, K)) > 0 && cuda_blocks_per_sm(forward_smem(C, K)) > 0;
 }
 
-bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const float *bk, long Z, int C, int K) {
-    if (!all_aligned16({A, M, q, k, bk}) || !pairs_mma_runs(C, K)) return false;
-    size_t smem = forward_smem(C, K);
+bool pairs_mma_takes(const float *q, const float *k, int C, int K) {
+    return all_aligned16({q, k}) && pairs_mma_runs(C, K);
+}
+
+bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const float *bk, const ChunkDims &d, int K) {
+    if (!pairs_mma_takes(q, k, d.C, K)) return false;
+    if (!all_aligned16({A, M, bk})) die("internal: pairs_mma_forward: chunk buffers not 16-byte aligned");
+    size_t smem = forward_smem(d.C, K);
 #define PAIRS_MMA(KK)                                                                                                 \
     if (K == KK) {                                                                                                    \
         allow_smem(pairs_mma_kernel<KK>, smem);                                                                       \
-        pairs_mma_kernel<KK><<<(unsigned)Z, 256, smem>>>(A, M, q, k, bk, C);                                          \
+        pairs_mma_kernel<KK><<<(unsigned)d.Z, 256, smem>>>(A, M, q, k, bk, d);                                        \
     }
     PAIRS_MMA(32) PAIRS_MMA(64) PAIRS_MMA(128)
 #undef PAIRS_MMA
@@ -248,13 +260,14 @@ bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const
 }
 
 bool pairs_mma_backward(float *dq, float *dk, float *dbk, const float *dA, const float *dM, const float *q,
-                        const float *k, const float *bk, long Z, int C, int K) {
-    if (!all_aligned16({dq, dk, dbk, dA, dM, q, k, bk}) || !pairs_mma_runs(C, K)) return false;
-    size_t smem = backward_smem(C, K);
+                        const float *k, const float *bk, const ChunkDims &d, int K) {
+    if (!pairs_mma_takes(q, k, d.C, K)) return false;
+    if (!all_aligned16({dq, dk, dbk, dA, dM, bk})) die("internal: pairs_mma_backward: chunk buffers not 16-byte aligned");
+    size_t smem = backward_smem(d.C, K);
 #define PAIRS_MMA(KK)                                                                                                 \
     if (K == KK) {                                                                                                    \
         allow_smem(pairs_backward_mma_kernel<KK>, smem);                                                              \
-        pairs_backward_mma_kernel<KK><<<(unsigned)Z, 512, smem>>>(dq, dk, dbk, dA, dM, q, k, bk, C);                  \
+        pairs_backward_mma_kernel<KK><<<(unsigned)d.Z, 512, smem>>>(dq, dk, dbk, dA, dM, q, k, bk, d);                \
     }
     PAIRS_MMA(32) PAIRS_MMA(64) PAIRS_MMA(128)
 #undef PAIRS_MMA

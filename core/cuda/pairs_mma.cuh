@@ -1,8 +1,9 @@
 // The chunkwise delta rule's decayed pair products on tensor cores (pairs_mma.cu), in the layout of
-// delta_rule.cu's chunk buffers: q, k and the cumulative log decays bk [Z, C, K]; A', M, dA', dM
-// [Z, C, C]. Each returns false, having done nothing, where that form does not run (fp32 mode, or
+// delta_rule.cu's chunk buffers: the cumulative log decays bk and the gradients dq, dk, dbk [Z, C,
+// K]; A', M, dA', dM [Z, C, C]; but q and k where the caller keeps them ([B, T, H, K]). Each returns false, having done nothing, where that form does not run (fp32 mode, or
 // a shape or buffer it does not take); delta_rule.cu then runs its fp32 kernels.
 #pragma once
+#include "chunks.cuh"
 
 // the rows of a sub-chunk in the pair products, fp32 kernels (delta_rule.cu) and tensor-core ones
 // alike, as on the CPU (core/cpu/decayed_products.c)
@@ -10,8 +11,10 @@ constexpr int PAIR_SUB = 16;
 
 // whether the tensor-core form runs for chunks of C rows and keys of K channels
 bool pairs_mma_runs(int C, int K);
+// the same, reading the caller's q and k at these addresses (the fp32 kernels read chunk copies)
+bool pairs_mma_takes(const float *q, const float *k, int C, int K);
 // A' (strictly lower) and M (lower, with the diagonal) of every chunk
-bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const float *bk, long Z, int C, int K);
+bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const float *bk, const ChunkDims &d, int K);
 // adds the pairs' terms to dq, dk and the per-channel log-decay gradient dbk
 bool pairs_mma_backward(float *dq, float *dk, float *dbk, const float *dA, const float *dM, const float *q,
-                        const float *k, const float *bk, long Z, int C, int K);
+                        const float *k, const float *bk, const ChunkDims &d, int K);
