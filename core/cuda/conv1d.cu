@@ -24,37 +24,68 @@ template <int EPILOGUE> __device__ __forceinline__ float conv_epilogue(float acc
     return acc;
 }
 // channel c's sums at the CONV_STEPS steps from t0 of one sequence (xb: its channel c):
-// y[t] = sum_k w[c,k] x[t - W + 1 + k]  (dir = -1), or the backward's
-// dx[t] = sum_k w[c,k] dy[t + W - 1 - k]  (dir = +1); taps outside [0, T) are skipped
+// y[t] = sum_k w[c,k] x[t - W + 1 + k]  (DIR = -1), or the backward's
+// dx[t] = sum_k w[c,k] dy[t + W - 1 - k]  (DIR = +1); taps outside [0, T) are skipped. With
+// TAPS = W known when compiled, the window's CONV_STEPS + W - 1 inputs are loaded first, each
+// once, into registers; at run time's W (TAPS = 0) each tap loads the inputs it reads, W loads
+// an input. The sums are the same either way, in the same order.
+enum { CONV_COMPILED_TAPS = 4 }; /* the configs' window (fla's and Kimi Linear's) */
+template <int DIR, int TAPS>
 __device__ __forceinline__ void conv_sums(float (&acc)[CONV_STEPS], const float *xb, const float *w, int c, int T,
-                                          int C, int W, int dir, int t0) {
+                                          int C, int W, int t0) {
 #pragma unroll
     for (int u = 0; u < CONV_STEPS; u++) acc[u] = 0.0f;
-    for (int k = 0; k < W; k++) {
-        float wk = w[c * W + k];
-        int shift = dir * (W - 1 - k);
+    if constexpr (TAPS == 0) {
+        for (int k = 0; k < W; k++) {
+            float wk = w[c * W + k];
+            int shift = DIR * (W - 1 - k);
 #pragma unroll
-        for (int u = 0; u < CONV_STEPS; u++) {
-            int s = t0 + u + shift;
-            if (s >= 0 && s < T) acc[u] += wk * xb[(size_t)s * C];
+            for (int u = 0; u < CONV_STEPS; u++) {
+                int s = t0 + u + shift;
+                if (s >= 0 && s < T) acc[u] += wk * xb[(size_t)s * C];
+            }
+        }
+    } else {
+        constexpr int N = CONV_STEPS + TAPS - 1;
+        const int first = DIR < 0 ? t0 - (TAPS - 1) : t0; /* the window's first step */
+        float xs[N];
+#pragma unroll
+        for (int j = 0; j < N; j++) {
+            int s = first + j;
+            xs[j] = s >= 0 && s < T ? xb[(size_t)s * C] : 0.0f;
+        }
+#pragma unroll
+        for (int k = 0; k < TAPS; k++) {
+            float wk = w[c * TAPS + k];
+#pragma unroll
+            for (int u = 0; u < CONV_STEPS; u++) {
+                const int j = DIR < 0 ? u + k : u + TAPS - 1 - k, s = first + j;
+                if (s >= 0 && s < T) acc[u] += wk * xs[j];
+            }
         }
     }
 }
 // the sums, then the epilogue (dy: its input, for CONV_SILU_GRAD)
-template <int EPILOGUE>
-__global__ void conv1d_steps_kernel(float *y, const float *x, const float *w, int T, int C, int W, int dir,
-                                    const float *dy) {
+template <int EPILOGUE, int DIR, int TAPS>
+__global__ void conv1d_steps_kernel(float *y, const float *x, const float *w, int T, int C, int W, const float *dy) {
     int c = blockIdx.y * 128 + threadIdx.x, tiles = (T + CONV_STEPS - 1) / CONV_STEPS;
     if (c >= C) return;
     int b = blockIdx.x / tiles, t0 = (blockIdx.x % tiles) * CONV_STEPS;
     float acc[CONV_STEPS];
-    conv_sums(acc, x + (size_t)b * T * C + c, w, c, T, C, W, dir, t0);
+    conv_sums<DIR, TAPS>(acc, x + (size_t)b * T * C + c, w, c, T, C, W, t0);
     const size_t base = (size_t)b * T * C + c;
 #pragma unroll
     for (int u = 0; u < CONV_STEPS; u++) {
         size_t i = base + (size_t)(t0 + u) * C;
         if (t0 + u < T) y[i] = conv_epilogue<EPILOGUE>(acc[u], dy, i);
     }
+}
+template <int EPILOGUE, int DIR>
+static void conv_steps(float *y, const float *x, const float *w, int B, int T, int C, int W, const float *dy) {
+    if (W == CONV_COMPILED_TAPS)
+        conv1d_steps_kernel<EPILOGUE, DIR, CONV_COMPILED_TAPS><<<conv_grid(B, T, C), 128>>>(y, x, w, T, C, W, dy);
+    else conv1d_steps_kernel<EPILOGUE, DIR, 0><<<conv_grid(B, T, C), 128>>>(y, x, w, T, C, W, dy);
+    CUDA_LAUNCHED();
 }
 // dw[c,k] += sum over (b, t) of dy[b,t,c] x[b, t - W + 1 + k, c], over bands of the B*T rows, for
 // the taps k0 .. k0 + CONV_TAPS - 1 (kept in registers)
@@ -79,7 +110,7 @@ __global__ void conv1d_dw_kernel(float *dw, const float *dy, const float *x, int
 // SiLU(conv1d(x)) with each head of D channels L2-normalized in the same pass, for D dividing a
 // block's 128 channels: the head's warps add their squares through shared memory, step by step.
 // Threads past C stay for the barrier with zero outputs (C is whole heads, so no head mixes them).
-template <int D>
+template <int D, int TAPS>
 __global__ void conv1d_silu_l2_kernel(float *y, float *rnorm, const float *x, const float *w, int T, int C, int W,
                                       float eps) {
     __shared__ float squares[4][CONV_STEPS]; /* each warp's sum a step */
@@ -88,7 +119,7 @@ __global__ void conv1d_silu_l2_kernel(float *y, float *rnorm, const float *x, co
     int b = blockIdx.x / tiles, t0 = (blockIdx.x % tiles) * CONV_STEPS;
     float v[CONV_STEPS] = {};
     if (c < C) {
-        conv_sums(v, x + (size_t)b * T * C + c, w, c, T, C, W, -1, t0);
+        conv_sums<-1, TAPS>(v, x + (size_t)b * T * C + c, w, c, T, C, W, t0);
 #pragma unroll
         for (int u = 0; u < CONV_STEPS; u++) v[u] = conv_epilogue<CONV_SILU>(v[u], nullptr, 0);
     }
@@ -227,8 +258,7 @@ __global__ void conv_silu_step_kernel(ConvStepInputs ins, int n, int B, int H, i
 }
 extern "C" void cuda_conv1d_forward(float *y, const float *x, const float *w, int B, int T, int C, int W) {
     if (B * T <= 0 || C <= 0) return;
-    conv1d_steps_kernel<CONV_PLAIN><<<conv_grid(B, T, C), 128>>>(y, x, w, T, C, W, -1, nullptr);
-    CUDA_LAUNCHED();
+    conv_steps<CONV_PLAIN, -1>(y, x, w, B, T, C, W, nullptr);
 }
 // heads of 32, 64 or 128 channels normalized in the convolution's pass; others by l2norm_forward
 // after it, in place (each lane writes what it read)
@@ -237,22 +267,22 @@ extern "C" void cuda_conv1d_silu_forward(float *y, float *rnorm, const float *x,
     if (B * T <= 0 || C <= 0) return;
     if (rnorm && (D <= 0 || C % D)) die("conv1d_silu_forward: %d channels are not heads of %d", C, D);
     if (rnorm && (D == 32 || D == 64 || D == 128)) {
-        auto kernel = D == 32   ? conv1d_silu_l2_kernel<32>
-                      : D == 64 ? conv1d_silu_l2_kernel<64>
-                                : conv1d_silu_l2_kernel<128>;
+        const bool compiled = W == CONV_COMPILED_TAPS;
+        auto kernel = D == 32   ? (compiled ? conv1d_silu_l2_kernel<32, CONV_COMPILED_TAPS> : conv1d_silu_l2_kernel<32, 0>)
+                      : D == 64 ? (compiled ? conv1d_silu_l2_kernel<64, CONV_COMPILED_TAPS> : conv1d_silu_l2_kernel<64, 0>)
+                                : (compiled ? conv1d_silu_l2_kernel<128, CONV_COMPILED_TAPS>
+                                            : conv1d_silu_l2_kernel<128, 0>);
         kernel<<<conv_grid(B, T, C), 128>>>(y, rnorm, x, w, T, C, W, eps);
         CUDA_LAUNCHED();
         return;
     }
-    conv1d_steps_kernel<CONV_SILU><<<conv_grid(B, T, C), 128>>>(y, x, w, T, C, W, -1, nullptr);
-    CUDA_LAUNCHED();
+    conv_steps<CONV_SILU, -1>(y, x, w, B, T, C, W, nullptr);
     if (rnorm) cuda_l2norm_forward(y, rnorm, y, B * T * (C / D), D, eps);
 }
 extern "C" void cuda_conv1d_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, int B,
                                      int T, int C, int W) {
     if (B * T <= 0 || C <= 0) return;
-    conv1d_steps_kernel<CONV_PLAIN><<<conv_grid(B, T, C), 128>>>(dx, dy, w, T, C, W, 1, nullptr);
-    CUDA_LAUNCHED();
+    conv_steps<CONV_PLAIN, 1>(dx, dy, w, B, T, C, W, nullptr);
     for (int k0 = 0; k0 < W; k0 += CONV_TAPS) {
         conv1d_dw_kernel<<<col_sum_grid(B * T, C), col_sum_block()>>>(dw, dy, x, B, T, C, W, k0);
         CUDA_LAUNCHED();
@@ -270,8 +300,7 @@ extern "C" void cuda_conv1d_silu_backward(float *dx, float *dw, float *dy, const
         FUSED(1) FUSED(2) FUSED(3) FUSED(4) FUSED(5) FUSED(6) FUSED(7) FUSED(8)
 #undef FUSED
     default:
-        conv1d_steps_kernel<CONV_SILU_GRAD><<<conv_grid(B, T, C), 128>>>(dy, x, w, T, C, W, -1, dy);
-        CUDA_LAUNCHED();
+        conv_steps<CONV_SILU_GRAD, -1>(dy, x, w, B, T, C, W, dy);
         cuda_conv1d_backward(dx, dw, dy, x, w, B, T, C, W);
         return;
     }

@@ -680,9 +680,10 @@ TEST(test_gpu_norms_activations_and_gates) {
     for (int i = 0; i < 7; i++) gpu->release(bufs4[i]);
 }
 
-/* SiLU(conv1d(x)) with each head's L2 norm, outputs and reciprocal norms on both sides */
-static void check_conv1d_silu_l2(int B, int T, int D, int H, Rng *rng) {
-    int C = D * H, W = 4;
+/* SiLU(conv1d(x)) with each head's L2 norm over a window of W taps, outputs and reciprocal norms
+ * on both sides */
+static void check_conv1d_silu_l2(int B, int T, int D, int H, int W, Rng *rng) {
+    int C = D * H;
     size_t n = (size_t)B * T * C, rows = (size_t)B * T * H;
     float *x = rnd(n, 1, 0, rng), *w = rnd((size_t)C * W, 0.5f, 0, rng), *y = xmalloc(sizeof(float) * n);
     float *rn = xmalloc(sizeof(float) * rows);
@@ -691,9 +692,9 @@ static void check_conv1d_silu_l2(int B, int T, int D, int H, Rng *rng) {
     cpu->conv1d_silu_forward(y, rn, x, w, B, T, C, W, D, 1e-6f);
     gpu->conv1d_silu_forward(g_y, g_rn, g_x, g_w, B, T, C, W, D, 1e-6f);
     char what[80];
-    snprintf(what, sizeof what, "conv1d_silu forward with the norm, %d heads of %d", H, D);
+    snprintf(what, sizeof what, "conv1d_silu forward with the norm, %d heads of %d, %d taps", H, D, W);
     SAME(g_y, y, n, 2e-6, what);
-    snprintf(what, sizeof what, "conv1d_silu forward's reciprocal norms, %d heads of %d", H, D);
+    snprintf(what, sizeof what, "conv1d_silu forward's reciprocal norms, %d heads of %d, %d taps", H, D, W);
     SAME(g_rn, rn, rows, 2e-6, what);
     free(x), free(w), free(y), free(rn);
     gpu->release(g_x), gpu->release(g_w), gpu->release(g_y), gpu->release(g_rn);
@@ -802,10 +803,11 @@ TEST(test_gpu_embedding_rope_rows_conv_and_normalizer) {
     gpu->conv1d_silu_forward(g_cy, NULL, g_cx, g_cw, B, T, CC, W, 0, 0.0f);
     SAME(g_cy, cy, nc, 1e-6, "conv1d_silu forward");
     /* with the heads' L2 norm: in the pass (heads of 32, 64, 128; 3 heads of 64 leave half a block
-     * idle), and after it (heads of 48) */
+     * idle), and after it (heads of 48); 4 taps compiled in, 3 at run time */
     const int heads_of[4][2] = {{64, 3}, {32, 5}, {128, 2}, {48, 2}};
     for (int i = 0; i < 4; i++)
-        check_conv1d_silu_l2(2, 37, heads_of[i][0], heads_of[i][1], &rng);
+        check_conv1d_silu_l2(2, 37, heads_of[i][0], heads_of[i][1], 4, &rng);
+    check_conv1d_silu_l2(2, 37, 64, 3, 3, &rng);
     check_conv1d_silu_backward(B, T, CC, W, &rng, "");
     { /* more rows than one band of the GPU's column sums, more taps than one pass, more channels
        * than one block and time steps that do not fill the last tile of 8 */
