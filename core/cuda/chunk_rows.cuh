@@ -1,8 +1,8 @@
 // A chunk's rows where the caller keeps them ([B, T, H, X], chunk z = (b H + h) n_chunks + c, as
-// in chunks.cuh): for kernels that read or write a chunk's matrix in place instead of through a
+// in chunk_dims.cuh): for kernels that read or write a chunk's matrix in place instead of through a
 // chunk-layout copy. Rows past T do not exist there: they read as zeros and are not written.
 #pragma once
-#include "chunks.cuh"
+#include "chunk_dims.cuh"
 #include "mma.cuh"
 
 // chunk z's first row in a caller's [B, T, H, X] tensor (an offset in floats), the rows' stride

@@ -5,25 +5,9 @@
 // delta rule (delta_rule.cu) and dplr (dplr.cu) share: the unit-triangular inverse of a chunk and
 // the gradient of a chunk's end decay through the state.
 #pragma once
+#include "chunk_dims.cuh"
 #include "chunk_state.cuh"
 #include "cuda_common.cuh"
-
-struct ChunkDims {
-    int B, T, H, C, nc, Tp; /* Tp = nc * C */
-    long Z;                 /* chunks in all: B * H * nc */
-};
-
-static inline ChunkDims chunk_dims(const ScanShape *s) {
-    ChunkDims d;
-    d.B = s->B;
-    d.T = s->T;
-    d.H = s->H;
-    d.C = s->chunk;
-    d.nc = (s->T + s->chunk - 1) / s->chunk;
-    d.Tp = d.nc * d.C;
-    d.Z = (long)s->B * s->H * d.nc;
-    return d;
-}
 
 // dies, naming the core, unless its chunked form can run: chunks of at most 128 tokens, smem bytes
 // (the core's largest per-chunk kernel) within 220 KiB, and the state recurrence's tiles fitting

@@ -167,6 +167,10 @@ inline bool all_aligned16(std::initializer_list<const void *> ps) {
         if (!aligned16(p)) return false;
     return true;
 }
+// lets a kernel ask for `bytes` of dynamic shared memory (past the default 48 KiB)
+template <typename Kernel> inline void cuda_allow_smem(Kernel kernel, size_t bytes) {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
 
 // For an op whose work depends on a host value that can change between calls (a length read back,
 // a buffer grown on demand): while a graph is being recorded it marks the recording unusable

@@ -69,8 +69,8 @@ __device__ __forceinline__ int acc_col(int n, int e) { return 8 * n + 2 * (threa
 // a warp's accumulators times alpha into rows of dst at stride ld, two floats a store; rows from
 // `rows` on are left alone (past the sequence's end); `lower` writes zeros above the diagonal
 template <int NB>
-__device__ __forceinline__ void put(float *dst, size_t ld, const float (&c)[NB][4], int row0, int col0, float alpha,
-                                    int rows = INT_MAX, bool lower = false) {
+__device__ __forceinline__ void store_warp_tile(float *dst, size_t ld, const float (&c)[NB][4], int row0, int col0,
+                                                float alpha, int rows = INT_MAX, bool lower = false) {
 #pragma unroll
     for (int n = 0; n < NB; n++)
 #pragma unroll
@@ -111,13 +111,14 @@ struct ThreeTiles {
 
 // the tiles of a ThreeTiles plan, loaded: chunk z's matrices of a and b ([Z, C, cols] buffers) and
 // its rows of the caller's tensor x ([B, T, H, x_cols])
-struct Three {
+struct PlanTiles {
     float *t0, *t1, *t2;
 };
-__device__ __forceinline__ Three load_three(float *sm, const ThreeTiles &p, const float *a, int a_cols, const float *b,
-                                            int b_cols, const float *x, int x_cols, const ChunkDims &d, size_t z) {
+__device__ __forceinline__ PlanTiles load_plan_tiles(float *sm, const ThreeTiles &p, const float *a, int a_cols,
+                                                     const float *b, int b_cols, const float *x, int x_cols,
+                                                     const ChunkDims &d, size_t z) {
     const int C = d.C;
-    Three t{sm, sm + C * p.l0, sm + C * (p.l0 + p.l1)};
+    PlanTiles t{sm, sm + C * p.l0, sm + C * (p.l0 + p.l1)};
     load_tile(t.t0, p.l0, a, z, C, a_cols);
     load_tile(t.t1, p.l1, b, z, C, b_cols);
     load_caller_tile(t.t2, p.l2, x, d, z, x_cols);
@@ -131,17 +132,19 @@ struct WuPlan : ThreeTiles {
     __host__ __device__ static size_t floats(int C, int K, int V) { return WuPlan(C, K, V).floats_of(C); }
 };
 
-__global__ void __launch_bounds__(THREADS) wu_kernel(float *W, float *U, const float *Xb, const float *kb,
-                                                     const float *v, ChunkDims d, int K, int V) {
+__global__ void __launch_bounds__(THREADS)
+    wu_kernel(float *W, float *U, const float *Xb, const float *kb, const float *v, ChunkDims d, int K, int V) {
     extern __shared__ __align__(16) float sm[];
     const int C = d.C;
     const WuPlan p(C, K, V);
     const size_t z = blockIdx.x;
-    const Three t = load_three(sm, p, Xb, C, kb, K, v, V, d, z);
+    const PlanTiles t = load_plan_tiles(sm, p, Xb, C, kb, K, v, V, d, z);
     const float *Xs = t.t0, *Ks = t.t1, *Vs = t.t2;
     float *Wz = W + z * C * K, *Uz = U + z * C * V;
-    products<false, false>(C, K, Term{Xs, p.l0, Ks, p.l1, C}, [&](auto &c, int r0, int c0) { put(Wz, K, c, r0, c0, 1.0f); });
-    products<false, false>(C, V, Term{Xs, p.l0, Vs, p.l2, C}, [&](auto &c, int r0, int c0) { put(Uz, V, c, r0, c0, 1.0f); });
+    products<false, false>(C, K, Term{Xs, p.l0, Ks, p.l1, C},
+                           [&](auto &c, int r0, int c0) { store_warp_tile(Wz, K, c, r0, c0, 1.0f); });
+    products<false, false>(C, V, Term{Xs, p.l0, Vs, p.l2, C},
+                           [&](auto &c, int r0, int c0) { store_warp_tile(Uz, V, c, r0, c0, 1.0f); });
 }
 
 struct OutputPlan {
@@ -167,8 +170,9 @@ __global__ void __launch_bounds__(THREADS) output_kernel(float *o, const float *
     load_tile(Us, p.lu, U, z, C, V);
     loaded();
     const CallerRows out = caller_rows(d, z, V);
-    products<false, false>(C, V, Term{Qs, p.lq, Ss, p.ls, K}, Term{Ms, p.lm, Us, p.lu, C},
-                           [&](auto &c, int r0, int c0) { put(o + out.offset, out.ld, c, r0, c0, scale, out.n); });
+    products<false, false>(
+        C, V, Term{Qs, p.lq, Ss, p.ls, K}, Term{Ms, p.lm, Us, p.lu, C},
+        [&](auto &c, int r0, int c0) { store_warp_tile(o + out.offset, out.ld, c, r0, c0, scale, out.n); });
 }
 
 // Qb, M, dO
@@ -183,25 +187,27 @@ __global__ void __launch_bounds__(THREADS) dout_kernel(float *P2, float *dU, con
     const int C = d.C;
     const DoutPlan p(C, K, V);
     const size_t z = blockIdx.x;
-    const Three t = load_three(sm, p, qb, K, M, C, dout, V, d, z);
+    const PlanTiles t = load_plan_tiles(sm, p, qb, K, M, C, dout, V, d, z);
     const float *Qs = t.t0, *Ms = t.t1, *Os = t.t2;
     float *P2z = P2 + z * K * V, *dUz = dU + z * C * V;
-    products<true, false>(K, V, Term{Qs, p.l0, Os, p.l2, C}, [&](auto &c, int r0, int c0) { put(P2z, V, c, r0, c0, scale); });
-    products<true, false>(C, V, Term{Ms, p.l1, Os, p.l2, C}, [&](auto &c, int r0, int c0) { put(dUz, V, c, r0, c0, scale); });
+    products<true, false>(K, V, Term{Qs, p.l0, Os, p.l2, C},
+                          [&](auto &c, int r0, int c0) { store_warp_tile(P2z, V, c, r0, c0, scale); });
+    products<true, false>(C, V, Term{Ms, p.l1, Os, p.l2, C},
+                          [&](auto &c, int r0, int c0) { store_warp_tile(dUz, V, c, r0, c0, scale); });
 }
 
 // Every tile here is read along its rows. dSend is needed by dKc alone and S by the products after
-// it, so S takes dSend's place: one K x V tile fewer, which lets heads of 128 fit.
+// it, so S takes dSend's place: one K x V tile fewer, three blocks an SM at heads of 64 instead of
+// two.
 struct StatePlan {
     int l;
     __host__ __device__ StatePlan(int, int, int V) : l(along_rows(V)) {}
     __host__ __device__ static size_t floats(int C, int K, int V) { return (size_t)(3 * C + K) * along_rows(V); }
 };
 
-__global__ void __launch_bounds__(THREADS) state_grads_kernel(float *dKc, float *dQb, float *dM, float *dW,
-                                                              const float *U, const float *dSend, const float *dout,
-                                                              const float *S, const float *dU, float scale, ChunkDims d,
-                                                              int K, int V) {
+__global__ void __launch_bounds__(THREADS)
+    state_grads_kernel(float *dKc, float *dQb, float *dM, float *dW, const float *U, const float *dSend,
+                       const float *dout, const float *S, const float *dU, float scale, ChunkDims d, int K, int V) {
     extern __shared__ __align__(16) float sm[];
     const int C = d.C, l = StatePlan(C, K, V).l;
     float *Us = sm, *Os = Us + C * l, *dUs = Os + C * l, *Ss = dUs + C * l; /* Ss holds dSend first */
@@ -212,19 +218,24 @@ __global__ void __launch_bounds__(THREADS) state_grads_kernel(float *dKc, float 
     load_tile(Ss, l, dSend, z, K, V);
     loaded();
     float *dKcz = dKc + z * C * K, *dQbz = dQb + z * C * K, *dMz = dM + z * C * C, *dWz = dW + z * C * K;
-    products<false, true>(C, K, Term{Us, l, Ss, l, V}, [&](auto &c, int r0, int c0) { put(dKcz, K, c, r0, c0, 1.0f); });
+    products<false, true>(C, K, Term{Us, l, Ss, l, V},
+                          [&](auto &c, int r0, int c0) { store_warp_tile(dKcz, K, c, r0, c0, 1.0f); });
     __syncthreads(); /* dSend is read: S in its place, loading while dM's products run */
     load_tile(Ss, l, S, z, K, V);
     cp_async_commit();
     products<false, true>(C, C, Term{Os, l, Us, l, V},
-                          [&](auto &c, int r0, int c0) { put(dMz, C, c, r0, c0, scale, INT_MAX, true); });
+                          [&](auto &c, int r0, int c0) { store_warp_tile(dMz, C, c, r0, c0, scale, INT_MAX, true); });
     loaded();
-    products<false, true>(C, K, Term{Os, l, Ss, l, V}, [&](auto &c, int r0, int c0) { put(dQbz, K, c, r0, c0, scale); });
-    products<false, true>(C, K, Term{dUs, l, Ss, l, V}, [&](auto &c, int r0, int c0) { put(dWz, K, c, r0, c0, -1.0f); });
+    products<false, true>(C, K, Term{Os, l, Ss, l, V},
+                          [&](auto &c, int r0, int c0) { store_warp_tile(dQbz, K, c, r0, c0, scale); });
+    products<false, true>(C, K, Term{dUs, l, Ss, l, V},
+                          [&](auto &c, int r0, int c0) { store_warp_tile(dWz, K, c, r0, c0, -1.0f); });
 }
 
 // dW, Kb, dU and V, then X and G; Xb takes Kb's place and dX X^T V's once G is made; then beta,
-// the four parts of each column's sum dbw, and each row's sum of dL A'
+// the four parts of each column's sum dbw, and each row's sum of dL A'. dW and dU are read along
+// their rows (for G) and down their columns (for dKb and dv), X the other way round (dX X^T, then
+// X^T (dX X^T)): one copy of each, so one of the two reads has two-way bank conflicts.
 struct BetaPlan {
     int lw, lk, lu, lv, lx, lg, lxb, lt;
     size_t kb_room, v_room;
@@ -240,10 +251,9 @@ struct BetaPlan {
     }
 };
 
-__global__ void __launch_bounds__(THREADS) beta_grads_kernel(float *dKb, float *dv, float *dbeta, float *dA,
-                                                             const float *dW, const float *kb, const float *dU,
-                                                             const float *v, const float *X, const float *A,
-                                                             const float *beta, ChunkDims d, int K, int V) {
+__global__ void __launch_bounds__(THREADS)
+    beta_grads_kernel(float *dKb, float *dv, float *dbeta, float *dA, const float *dW, const float *kb, const float *dU,
+                      const float *v, const float *X, const float *A, const float *beta, ChunkDims d, int K, int V) {
     extern __shared__ __align__(16) float sm[];
     const int C = d.C;
     const BetaPlan p(C, K, V);
@@ -259,7 +269,7 @@ __global__ void __launch_bounds__(THREADS) beta_grads_kernel(float *dKb, float *
     for (int r = threadIdx.x; r < C; r += THREADS) bs[r] = beta[z * C + r], dla[r] = 0.0f;
     loaded();
     products<false, true>(C, C, Term{dWs, p.lw, Ks, p.lk, K}, Term{dUs, p.lu, Vs, p.lv, V},
-                          [&](auto &c, int r0, int c0) { put(Gs, p.lg, c, r0, c0, 1.0f); });
+                          [&](auto &c, int r0, int c0) { store_warp_tile(Gs, p.lg, c, r0, c0, 1.0f); });
     __syncthreads();
     for (int e = threadIdx.x; e < 4 * C; e += THREADS) { /* W and U~'s part of dbeta, before G is scaled */
         const int r = e % C, part = e / C;
@@ -276,10 +286,12 @@ __global__ void __launch_bounds__(THREADS) beta_grads_kernel(float *dKb, float *
     __syncthreads();
     const CallerRows dv_rows = caller_rows(d, z, V);
     products<true, false>(C, K, Term{Xbs, p.lxb, dWs, p.lw, C},
-                          [&](auto &c, int r0, int c0) { put(dKb + z * C * K, K, c, r0, c0, 1.0f); });
-    products<true, false>(C, V, Term{Xbs, p.lxb, dUs, p.lu, C},
-                          [&](auto &c, int r0, int c0) { put(dv + dv_rows.offset, dv_rows.ld, c, r0, c0, 1.0f, dv_rows.n); });
-    products<false, true>(C, C, Term{Gs, p.lg, Xs, p.lx, C}, [&](auto &c, int r0, int c0) { put(Ts, p.lt, c, r0, c0, 1.0f); });
+                          [&](auto &c, int r0, int c0) { store_warp_tile(dKb + z * C * K, K, c, r0, c0, 1.0f); });
+    products<true, false>(C, V, Term{Xbs, p.lxb, dUs, p.lu, C}, [&](auto &c, int r0, int c0) {
+        store_warp_tile(dv + dv_rows.offset, dv_rows.ld, c, r0, c0, 1.0f, dv_rows.n);
+    });
+    products<false, true>(C, C, Term{Gs, p.lg, Xs, p.lx, C},
+                          [&](auto &c, int r0, int c0) { store_warp_tile(Ts, p.lt, c, r0, c0, 1.0f); });
     __syncthreads(); /* dX X^T is made */
     const float *Az = A + z * C * C;
     float *dAz = dA + z * C * C;
@@ -311,34 +323,31 @@ __global__ void __launch_bounds__(THREADS) beta_grads_kernel(float *dKb, float *
             dbw_parts[r] + dbw_parts[C + r] + dbw_parts[2 * C + r] + dbw_parts[3 * C + r] + dla[r];
 }
 
-template <typename Kernel> void allow_smem(Kernel kernel, size_t bytes) {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
-}
-
 template <typename Plan> size_t smem_bytes(int C, int K, int V) { return sizeof(float) * Plan::floats(C, K, V); }
 
 } // namespace
 
 // Tensor-core mode, whole 16 x 16 blocks, and two blocks of the group's kernel on an SM at once:
 // each block loads its tiles, then runs its products, then stores, so with one block an SM
-// idles through every load (heads of 128 where the tiles take over half an SM's shared memory:
-// there the fused kernels were slower than cuBLAS's products, 7.06 against 6.86 ms for KDA's
-// fwd+bwd at 4 x 4096 x 16 x 128 on an H200, where at heads of 64 they gain 2.04 -> 1.85 ms).
+// idles through every load. (A first trial ran all five groups fused at every shape: at heads of
+// 128, where the output, state and beta kernels' tiles take over half an SM's shared memory, KDA's
+// fwd+bwd at 4 x 4096 x 16 x 128 took 7.06 ms against cuBLAS's 6.86 on an H200, where at heads of
+// 64 it gained, 2.04 -> 1.85 ms at 8 x 2048 x 8 x 64.)
 bool delta_products_run(DeltaProducts which, int C, int K, int V, std::initializer_list<const void *> caller) {
     if (!cuda_tensor_cores() || C % 16 || K % 16 || V % 16 || C <= 0 || K <= 0 || V <= 0 || !all_aligned16(caller))
         return false;
-    size_t floats = which == DELTA_WU             ? WuPlan::floats(C, K, V)
-                    : which == DELTA_OUTPUT       ? OutputPlan::floats(C, K, V)
-                    : which == DELTA_DOUT         ? DoutPlan::floats(C, K, V)
+    size_t floats = which == DELTA_WU            ? WuPlan::floats(C, K, V)
+                    : which == DELTA_OUTPUT      ? OutputPlan::floats(C, K, V)
+                    : which == DELTA_DOUT        ? DoutPlan::floats(C, K, V)
                     : which == DELTA_STATE_GRADS ? StatePlan::floats(C, K, V)
-                                                  : BetaPlan::floats(C, K, V);
+                                                 : BetaPlan::floats(C, K, V);
     return cuda_blocks_per_sm(sizeof(float) * floats) >= 2;
 }
 
 void delta_products_wu(float *W, float *U, const float *Xb, const float *kb, const float *v, const ChunkDims &d, int K,
                        int V) {
     size_t smem = smem_bytes<WuPlan>(d.C, K, V);
-    allow_smem(wu_kernel, smem);
+    cuda_allow_smem(wu_kernel, smem);
     wu_kernel<<<(unsigned)d.Z, THREADS, smem>>>(W, U, Xb, kb, v, d, K, V);
     CUDA_LAUNCHED();
 }
@@ -346,7 +355,7 @@ void delta_products_wu(float *W, float *U, const float *Xb, const float *kb, con
 void delta_products_output(float *o, const float *qb, const float *S, const float *M, const float *U, float scale,
                            const ChunkDims &d, int K, int V) {
     size_t smem = smem_bytes<OutputPlan>(d.C, K, V);
-    allow_smem(output_kernel, smem);
+    cuda_allow_smem(output_kernel, smem);
     output_kernel<<<(unsigned)d.Z, THREADS, smem>>>(o, qb, S, M, U, scale, d, K, V);
     CUDA_LAUNCHED();
 }
@@ -354,7 +363,7 @@ void delta_products_output(float *o, const float *qb, const float *S, const floa
 void delta_products_dout(float *P2, float *dU, const float *qb, const float *M, const float *dout, float scale,
                          const ChunkDims &d, int K, int V) {
     size_t smem = smem_bytes<DoutPlan>(d.C, K, V);
-    allow_smem(dout_kernel, smem);
+    cuda_allow_smem(dout_kernel, smem);
     dout_kernel<<<(unsigned)d.Z, THREADS, smem>>>(P2, dU, qb, M, dout, scale, d, K, V);
     CUDA_LAUNCHED();
 }
@@ -363,7 +372,7 @@ void delta_products_state_grads(float *dKc, float *dQb, float *dM, float *dW, co
                                 const float *dout, const float *S, const float *dU, float scale, const ChunkDims &d,
                                 int K, int V) {
     size_t smem = smem_bytes<StatePlan>(d.C, K, V);
-    allow_smem(state_grads_kernel, smem);
+    cuda_allow_smem(state_grads_kernel, smem);
     state_grads_kernel<<<(unsigned)d.Z, THREADS, smem>>>(dKc, dQb, dM, dW, U, dSend, dout, S, dU, scale, d, K, V);
     CUDA_LAUNCHED();
 }
@@ -372,7 +381,7 @@ void delta_products_beta_grads(float *dKb, float *dv, float *dbeta, float *dA, c
                                const float *dU, const float *v, const float *X, const float *A, const float *beta,
                                const ChunkDims &d, int K, int V) {
     size_t smem = smem_bytes<BetaPlan>(d.C, K, V);
-    allow_smem(beta_grads_kernel, smem);
+    cuda_allow_smem(beta_grads_kernel, smem);
     beta_grads_kernel<<<(unsigned)d.Z, THREADS, smem>>>(dKb, dv, dbeta, dA, dW, kb, dU, v, X, A, beta, d, K, V);
     CUDA_LAUNCHED();
 }

@@ -1,13 +1,13 @@
 // The chunkwise delta rule's per-chunk matrix products, fused (delta_products.cu), in the layout
 // of delta_rule.cu's chunk buffers ([Z, C, X] rows, [Z, C, C] chunk matrices, [Z, K, V] states)
 // except for v, dout, o, dv and dbeta: those are the caller's [B, T, H, X] tensors, read and
-// written in place (rows past T read as zeros). Tensor-core
-// mode only; delta_products_run says whether they take a shape, and delta_rule.cu otherwise runs
-// the same products as strided-batched cuBLAS calls.
+// written in place (rows past T read as zeros). Tensor-core mode only; delta_products_run says
+// whether a group takes a shape, and delta_rule.cu otherwise runs its products as strided-batched
+// cuBLAS calls (bf16 operands in the tensor-core mode, where these take TF32 ones).
 #pragma once
 #include <initializer_list>
 
-#include "chunks.cuh"
+#include "chunk_dims.cuh"
 
 // the groups of products, a kernel each
 enum DeltaProducts { DELTA_WU, DELTA_OUTPUT, DELTA_DOUT, DELTA_STATE_GRADS, DELTA_BETA_GRADS, DELTA_PRODUCT_GROUPS };

@@ -31,7 +31,9 @@
 // The buffers, F(name, floats) in the order they are carved, for Z chunks of C rows (rows = Z C).
 // In `work`: the chunk copies of the inputs and what the gates make of them (gates_kernel reads q,
 // k and g where the caller keeps them), then the forward scratch (o is dU in the backward), then
-// for a backward its scratch.
+// for a backward its scratch. The copies of q, k, v and dO (and dv, dbeta) are made only for the
+// kernels that read the chunk layout (the fp32 pair kernels, cuBLAS's products); the tensor-core
+// ones read and write the caller's rows. Their space is carved either way.
 #define DELTA_WORK(F)                                                                                                 \
     F(q, rows * K) F(k, rows * K) F(v, rows * V) F(beta, rows) F(bk, rows * K)                                        \
     F(qb, rows * K) F(kb, rows * K) F(kc, rows * K) F(blast, Z * K) F(o, rows * V) F(Xb, Z * C * C)
@@ -88,7 +90,10 @@ __global__ void gates_kernel(float *qz, float *kz, float *bk, float *qb, float *
         for (int u = 0; u < GATE_ROWS && r0 + u < C; u++) {
             const size_t e = (z * C + r0 + u) * K + d;
             const float x = expf(bv[u]);
-            if (qz) qz[e] = qv[u], kz[e] = kv[u];
+            if (qz) {
+                qz[e] = qv[u];
+                kz[e] = kv[u];
+            }
             qb[e] = qv[u] * x;
             kb[e] = kv[u] * x;
             kc[e] = kv[u] * expf(acc - bv[u]);
@@ -330,14 +335,17 @@ static void prepare(const ScanShape *s, const ChunkDims &d, DeltaBufs &b, const 
     CUDA_LAUNCHED();
 }
 
-static void check_chunk_shape(const ScanShape *s) {
+// The shape's chunked form fits, and the chunk buffers start 16-byte aligned (their pieces are
+// carved at 256 bytes): the tensor-core kernels copy their tiles 16 bytes at a time.
+static void check_chunk_shape(const ScanShape *s, const float *work, const float *saved) {
     check_chunk_fits(s, std::max(pairs_smem(s->chunk, s->K), pairs_backward_smem(s->chunk, s->K)), "delta rule");
+    if (!aligned16(work) || !aligned16(saved)) die("GPU delta rule: work or saved buffer not 16-byte aligned");
 }
 
 static void chunk_forward(const ScanShape *s, float *o, float *final_state, float *saved, const float *q,
                           const float *k, const float *v, const float *g, const float *beta,
                           const float *initial_state, float *work) {
-    check_chunk_shape(s);
+    check_chunk_shape(s, work, saved);
     ChunkDims d = chunk_dims(s);
     const int K = s->K, V = s->V, C = d.C, BH = d.B * d.H, nc = d.nc;
     DeltaBufs b;
@@ -400,7 +408,7 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
                            float *dinitial_state, const float *dfinal_state, const float *dout, const float *q,
                            const float *k, const float *v, const float *g, const float *beta, const float *saved,
                            float *work) {
-    check_chunk_shape(s);
+    check_chunk_shape(s, work, saved);
     ChunkDims d = chunk_dims(s);
     const int K = s->K, V = s->V, C = d.C, BH = d.B * d.H, nc = d.nc, gw = s->channel_gate ? K : 1;
     DeltaBufs b;

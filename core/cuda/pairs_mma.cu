@@ -229,10 +229,6 @@ size_t backward_smem(int C, int K) {
                                                                 : BackwardTiles<128>::smem_bytes(C);
 }
 
-template <typename Kernel> void allow_smem(Kernel kernel, size_t smem) {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-}
-
 } // namespace
 
 bool pairs_mma_runs(int C, int K) {
@@ -250,7 +246,7 @@ bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const
     size_t smem = forward_smem(d.C, K);
 #define PAIRS_MMA(KK)                                                                                                 \
     if (K == KK) {                                                                                                    \
-        allow_smem(pairs_mma_kernel<KK>, smem);                                                                       \
+        cuda_allow_smem(pairs_mma_kernel<KK>, smem);                                                                  \
         pairs_mma_kernel<KK><<<(unsigned)d.Z, 256, smem>>>(A, M, q, k, bk, d);                                        \
     }
     PAIRS_MMA(32) PAIRS_MMA(64) PAIRS_MMA(128)
@@ -266,7 +262,7 @@ bool pairs_mma_backward(float *dq, float *dk, float *dbk, const float *dA, const
     size_t smem = backward_smem(d.C, K);
 #define PAIRS_MMA(KK)                                                                                                 \
     if (K == KK) {                                                                                                    \
-        allow_smem(pairs_backward_mma_kernel<KK>, smem);                                                              \
+        cuda_allow_smem(pairs_backward_mma_kernel<KK>, smem);                                                         \
         pairs_backward_mma_kernel<KK><<<(unsigned)d.Z, 512, smem>>>(dq, dk, dbk, dA, dM, q, k, bk, d);                \
     }
     PAIRS_MMA(32) PAIRS_MMA(64) PAIRS_MMA(128)

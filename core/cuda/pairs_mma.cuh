@@ -1,9 +1,11 @@
 // The chunkwise delta rule's decayed pair products on tensor cores (pairs_mma.cu), in the layout of
 // delta_rule.cu's chunk buffers: the cumulative log decays bk and the gradients dq, dk, dbk [Z, C,
-// K]; A', M, dA', dM [Z, C, C]; but q and k where the caller keeps them ([B, T, H, K]). Each returns false, having done nothing, where that form does not run (fp32 mode, or
-// a shape or buffer it does not take); delta_rule.cu then runs its fp32 kernels.
+// K]; A', M, dA', dM [Z, C, C]; but q and k where the caller keeps them ([B, T, H, K]). Each
+// returns false, having done nothing, where that form does not run (fp32 mode, a shape it does not
+// take, or q and k not 16-byte aligned); delta_rule.cu then runs its fp32 kernels on chunk copies
+// of q and k, which its gates make exactly then (pairs_mma_takes).
 #pragma once
-#include "chunks.cuh"
+#include "chunk_dims.cuh"
 
 // the rows of a sub-chunk in the pair products, fp32 kernels (delta_rule.cu) and tensor-core ones
 // alike, as on the CPU (core/cpu/decayed_products.c)

@@ -1287,6 +1287,22 @@ TEST(test_gpu_delta_rule_chunks_on_tensor_cores) {
             check_scan(true, channel, B, T, H, K, V, C, mm_tol(5e-5, 5e-2), 40 + (unsigned)(2 * i) + (unsigned)channel);
     }
     cuda_chunk_state_force_columns(0);
+    /* the fused products beside the fp32 pair kernels (keys of 48, which those alone take: the
+     * gates then make the chunk copies of q and k they read), and keys wider than values */
+    const int mixed[2][3] = {{48, 32, 16}, {64, 32, 32}}; /* K, V, chunk */
+    for (int i = 0; i < 2; i++) {
+        int K = mixed[i][0], V = mixed[i][1], C = mixed[i][2];
+        int pairs = cuda_delta_pairs_on_tensor_cores(C, K), fused = cuda_delta_products_fused(C, K, V);
+        if (hopper || fp32_matmuls) {
+            int want_pairs = !fp32_matmuls && K != 48, want_fused = fp32_matmuls ? 0 : 31;
+            CHECK(pairs == want_pairs, "pair products K=%d chunk=%d on tensor cores: %d, want %d", K, C, pairs,
+                  want_pairs);
+            CHECK(fused == want_fused, "fused chunk products K=%d V=%d chunk=%d: groups %d, want %d", K, V, C, fused,
+                  want_fused);
+        }
+        for (int channel = 0; channel < 2; channel++)
+            check_scan(true, channel, 2, 70, 2, K, V, C, mm_tol(5e-5, 5e-2), 70 + (unsigned)(2 * i) + (unsigned)channel);
+    }
     /* weak decays (about -0.016 a step) with unit q and k, as a trained model's: the pairs of
      * distant sub-chunks and the state carried over several chunks then weigh in the outputs, which
      * the strong decays above shrink to a few thousandths of their peak; held 10x tighter */
