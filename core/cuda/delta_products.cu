@@ -51,7 +51,9 @@ __device__ __forceinline__ void products_nb(int M, int N, const Term &t1, const 
     }
 }
 
-// the same, a warp taking 32 columns where N allows, else 16 (N is a multiple of 16)
+// the same, a warp taking 32 columns where N allows, else 16 (N is a multiple of 16): N split in
+// column_blocks(N) blocks, a row's outputs in as many warps
+__host__ __device__ constexpr int column_blocks(int N) { return N % 32 == 0 ? N / 32 : N / 16; }
 template <bool A_T, bool B_T, typename Done>
 __device__ __forceinline__ void products(int M, int N, const Term &t1, const Term &t2, Done done) {
     if (N % 32 == 0) products_nb<4, A_T, B_T>(M, N, t1, t2, done);
@@ -233,9 +235,11 @@ __global__ void __launch_bounds__(THREADS)
 }
 
 // dW, Kb, dU and V, then X and G; Xb takes Kb's place and dX X^T V's once G is made; then beta,
-// the four parts of each column's sum dbw, and each row's sum of dL A'. dW and dU are read along
-// their rows (for G) and down their columns (for dKb and dv), X the other way round (dX X^T, then
-// X^T (dX X^T)): one copy of each, so one of the two reads has two-way bank conflicts.
+// the four parts of each column's sum dbw, and each row's sum of dL A' in a part per warp of its
+// columns (added in order, so every run gives the same sum: atomic adds would vary the order). dW
+// and dU are read along their rows (for G) and down their columns (for dKb and dv), X the other
+// way round (dX X^T, then X^T (dX X^T)): one copy of each, so one of the two reads has two-way
+// bank conflicts.
 struct BetaPlan {
     int lw, lk, lu, lv, lx, lg, lxb, lt;
     size_t kb_room, v_room;
@@ -247,7 +251,7 @@ struct BetaPlan {
     }
     __host__ __device__ static size_t floats(int C, int K, int V) {
         BetaPlan p(C, K, V);
-        return (size_t)C * (p.lw + p.lu + p.lx + p.lg) + p.kb_room + p.v_room + 6 * (size_t)C;
+        return (size_t)C * (p.lw + p.lu + p.lx + p.lg) + p.kb_room + p.v_room + (5 + (size_t)column_blocks(C)) * C;
     }
 };
 
@@ -266,7 +270,7 @@ __global__ void __launch_bounds__(THREADS)
     load_tile(dUs, p.lu, dU, z, C, V);
     load_caller_tile(Vs, p.lv, v, d, z, V);
     load_tile(Xs, p.lx, X, z, C, C);
-    for (int r = threadIdx.x; r < C; r += THREADS) bs[r] = beta[z * C + r], dla[r] = 0.0f;
+    for (int r = threadIdx.x; r < C; r += THREADS) bs[r] = beta[z * C + r];
     loaded();
     products<false, true>(C, C, Term{dWs, p.lw, Ks, p.lk, K}, Term{dUs, p.lu, Vs, p.lv, V},
                           [&](auto &c, int r0, int c0) { store_warp_tile(Gs, p.lg, c, r0, c0, 1.0f); });
@@ -309,18 +313,21 @@ __global__ void __launch_bounds__(THREADS)
                 row_sum[e / 2] += below ? dl * Az[r * C + j] : 0.0f;
             }
 #pragma unroll
-        for (int h = 0; h < 2; h++) { /* over the four lanes of a row, then the warps of its columns */
+        for (int h = 0; h < 2; h++) { /* over the four lanes of a row, into this warp's part */
             float x = row_sum[h];
             x += __shfl_xor_sync(0xffffffffu, x, 1);
             x += __shfl_xor_sync(0xffffffffu, x, 2);
-            if (threadIdx.x % 4 == 0) atomicAdd(&dla[r0 + acc_row(2 * h)], x);
+            if (threadIdx.x % 4 == 0) dla[c0 / (8 * NB) * C + r0 + acc_row(2 * h)] = x;
         }
     });
     __syncthreads();
     const CallerRows beta_rows = caller_rows(d, z, 1);
-    for (int r = threadIdx.x; r < beta_rows.n; r += THREADS)
+    for (int r = threadIdx.x; r < beta_rows.n; r += THREADS) {
+        float la = 0.0f;
+        for (int w = 0; w < column_blocks(C); w++) la += dla[w * C + r];
         dbeta[beta_rows.offset + r * beta_rows.ld] =
-            dbw_parts[r] + dbw_parts[C + r] + dbw_parts[2 * C + r] + dbw_parts[3 * C + r] + dla[r];
+            dbw_parts[r] + dbw_parts[C + r] + dbw_parts[2 * C + r] + dbw_parts[3 * C + r] + la;
+    }
 }
 
 template <typename Plan> size_t smem_bytes(int C, int K, int V) { return sizeof(float) * Plan::floats(C, K, V); }

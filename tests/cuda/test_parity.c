@@ -1319,6 +1319,28 @@ TEST(test_gpu_delta_rule_chunks_on_tensor_cores) {
     }
 }
 
+/* The chunkwise delta rule on the GPU gives the same bits at every run: its kernels sum in a fixed
+ * order (no atomics; a race between a block's warps would show here as varying outputs). At the
+ * shapes where the fused per-chunk products run (heads of 64, chunks of 64 and 48: several warps
+ * share each row sum of dL A'), heads of 128 (cuBLAS's products) and a partial last chunk. */
+TEST(test_gpu_delta_rule_chunks_are_repeatable) {
+    need_gpu();
+    const int cases[][6] = {{2, 130, 3, 64, 64, 64}, {1, 100, 2, 64, 64, 48}, {1, 150, 2, 128, 128, 64}}; /* B T H K V C */
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        for (int channel = 0; channel < 2; channel++) {
+            const int *c = cases[i];
+            Rng rng;
+            rng_seed(&rng, 90 + (unsigned)i);
+            ScanCase sc = scan_case(true, channel, c[0], c[1], c[2], c[3], c[4], c[5], STRONG_DECAYS, &rng);
+            float **a = run_scan(gpu, &sc), **b = run_scan(gpu, &sc);
+            const char *names[8] = {"o", "final_state", "dq", "dk", "dv", "dg", "dbeta", "dinitial_state"};
+            size_t sizes[8] = {sc.nv, sc.ns, sc.nqk, sc.nqk, sc.nv, sc.ng, sc.nb, sc.ns};
+            for (int t = 0; t < 8; t++)
+                CHECK(memcmp(a[t], b[t], sizeof(float) * sizes[t]) == 0, "%s K=%d chunk=%d: two runs' %s differ",
+                      channel ? "kda" : "gdn", c[3], c[5], names[t]);
+        }
+}
+
 /* One decode step of linear attention (delta 0) or the delta rule, against the CPU's. Shapes:
  * tiny; a model's heads of 64 keys and 128 values (each of a block's 8 warps 8 rows); and 300 keys,
  * more rows a warp than its registers hold (the rest go through global memory). */
@@ -1611,10 +1633,13 @@ TEST(test_gpu_training_run_tracks_the_cpu_loss_curve) {
 /* Training steps of a model whose products take bf16 operands and whose MLP takes its bf16 path
  * (1,024 tokens of width 512; a KDA and an MLA layer), each step's forward and backward
  * bracketed by step_weights as train's steps are, against the same steps without it: the same
- * losses at every step and on a batch after the last, to 1e-4 (GPU training is not bit for bit
- * repeatable: atomic sums, and AdamW's first updates take the signs of gradients near zero; the
- * runs differ by about 1e-6). Weights a step late (a copy kept past the optimizer) would move a
- * loss by a step's progress (checked to be above 1e-3). In the fp32 mode there is no copy. */
+ * losses at every step and on a batch after the last, to 1e-3 of a loss. Weights a step late (a
+ * copy kept past the optimizer) would move a loss by a step's progress, checked to be 10 times
+ * that at every step. The bound is not tighter because GPU training is not bit for bit repeatable
+ * (atomic sums of parameter gradients), and in bf16 mode a weight that moves by one fp32 ulp can
+ * round to a bf16 value one bf16 ulp away: two runs of the same steps without the copy (H200,
+ * 2026-12-01, twelve runs) ended up to 1.2e-4 apart after three steps, 7e-6 after one; in the
+ * fp32 mode, where there is no copy, 1e-7. */
 TEST(test_gpu_training_steps_with_the_step_copy) {
     need_gpu();
     const char *model = "model.vocab_size=512 model.d_model=512 model.n_heads=8 model.head_dim=64 "
@@ -1627,7 +1652,8 @@ TEST(test_gpu_training_steps_with_the_step_copy) {
     Rng rng;
     rng_seed(&rng, 43);
     int *tok = xmalloc(sizeof(int) * N), *tg = xmalloc(sizeof(int) * N);
-    double worst = 0, first = 0, last = 0;
+    const double bound = mm_tol(1e-5, 1e-3);
+    double worst = 0, least_progress = INFINITY, previous = 0;
     for (int k = 0; k < 2; k++) model_reshape(ms[k], B, T);
     for (int step = 0; step <= STEPS; step++) { /* the last: a forward alone, after the last update */
         for (int i = 0; i < N; i++) tok[i] = (int)rng_below(&rng, 512), tg[i] = (tok[i] + 1) % 512;
@@ -1644,12 +1670,12 @@ TEST(test_gpu_training_steps_with_the_step_copy) {
             optimizer_step(ps, &c.train, step + 1, c.train.lr);
         }
         worst = worst_of(worst, fabs(loss[0] - loss[1]) / fabs(loss[1]));
-        if (step == 0) first = loss[1];
-        last = loss[1];
+        if (step > 0) least_progress = fmin(least_progress, fabs(loss[1] - previous) / fabs(loss[1]));
+        previous = loss[1];
     }
-    CHECK(fabs(first - last) > 1e-3 * first, "the steps hardly moved the loss (%.4f -> %.4f): stale weights would "
-          "not show", first, last);
-    CHECK(worst <= 1e-4, "with the step copy a loss differs by %.2e from the steps without it", worst);
+    CHECK(least_progress > 10 * bound, "a step moved the loss by only %.2e (relative): weights a step late would "
+          "not show against the bound %.0e", least_progress, bound);
+    CHECK(worst <= bound, "with the step copy a loss differs by %.2e from the steps without it", worst);
     free(tok), free(tg);
     model_free(ms[0]);
     model_free(ms[1]);
