@@ -19,6 +19,10 @@
 
 namespace {
 
+// four or two neighbouring floats of a shared tile (16- or 8-byte aligned) in one load
+__device__ __forceinline__ float4 load4(const float *p) { return *reinterpret_cast<const float4 *>(p); }
+__device__ __forceinline__ float2 load2(const float *p) { return *reinterpret_cast<const float2 *>(p); }
+
 // sub-chunk s's F tile: the rows j < 16 s, after those of the sub-chunks before it
 __host__ __device__ constexpr int f_rows(int n_sub) { return PAIR_SUB / 2 * n_sub * (n_sub - 1); }
 __device__ __forceinline__ float *f_tile(float *F, int s, int ld) { return F + f_rows(s) * ld; }
@@ -76,17 +80,20 @@ __global__ void __launch_bounds__(256) pairs_mma_kernel(float *A, float *M, cons
     cp_async_wait<0>();
     __syncthreads();
     float *Az = A + z * C * C, *Mz = M + z * C * C;
-    // pairs inside a sub-chunk: a warp takes 4 rows r by 8 rows j (8 distinct rows j: no bank
-    // conflicts), 8 such tasks a sub-chunk
+    // pairs inside a sub-chunk: a warp takes 4 rows r by 8 rows j, 8 such tasks a sub-chunk, four
+    // channels a load (a quarter warp's 8 distinct rows j cover the 32 banks once)
     for (int task = warp; task < n_sub * 8; task += WARPS) {
         int s = task / 8, i = task % 8 / 2 * 4 + lane / 8, jj = task % 2 * 8 + lane % 8;
         int r = PAIR_SUB * s + i, j = PAIR_SUB * s + jj;
         float a = 0.0f, m = 0.0f;
         if (jj <= i)
-            for (int d = 0; d < K; d++) {
-                float w = Ks[j * LD + d] * __expf(Bs[r * LD + d] - Bs[j * LD + d]);
-                a += Ks[r * LD + d] * w;
-                m += Qs[r * LD + d] * w;
+            for (int d = 0; d < K; d += 4) {
+                const float4 kj = load4(Ks + j * LD + d), bj = load4(Bs + j * LD + d);
+                const float4 kr = load4(Ks + r * LD + d), br = load4(Bs + r * LD + d), qr = load4(Qs + r * LD + d);
+                const float w[4] = {kj.x * __expf(br.x - bj.x), kj.y * __expf(br.y - bj.y),
+                                    kj.z * __expf(br.z - bj.z), kj.w * __expf(br.w - bj.w)};
+                a += kr.x * w[0], a += kr.y * w[1], a += kr.z * w[2], a += kr.w * w[3];
+                m += qr.x * w[0], m += qr.y * w[1], m += qr.z * w[2], m += qr.w * w[3];
             }
         Az[r * C + j] = jj < i ? a : 0.0f;
         Mz[r * C + j] = m;
@@ -148,27 +155,41 @@ __global__ void __launch_bounds__(512, 1) pairs_backward_mma_kernel(float *dq, f
     const int u = warp / 4, dc = warp % 4 * DW, u0 = PAIR_SUB * u, g = lane / 4, t = lane % 4;
     const bool owns = u < n_sub;
     float gq[N][4] = {}, gkr[N][4] = {}, gkj[N][4] = {}; /* dq, dk as r, dk as j */
-    if (owns)
+    if (owns) { /* pairs inside sub-chunk u, from the unscaled rows; row o's values loaded once for the lane's
+                   eight elements (its two rows by two pairs of channels) */
+        float br[N][4];
 #pragma unroll
         for (int n = 0; n < N; n++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) { /* pairs inside sub-chunk u, from the unscaled rows */
-                const int r = u0 + g + 8 * (e / 2), d = dc + 8 * n + 2 * t + e % 2;
-                const float br = Bs[r * LD + d];
-                float aq = 0.0f, ak = 0.0f, aj = 0.0f;
-                for (int i = 0; i < PAIR_SUB; i++) {
-                    const int o = u0 + i;
-                    const float bo = Bs[o * LD + d], x = __expf(o <= r ? br - bo : bo - br); /* <= 1: one exp a pair */
-                    if (o <= r) { /* this element's row as r, o as j */
-                        float kj = Ks[o * LD + d] * x;
-                        aq += dMs[r * LDC + o] * kj;
-                        ak += dAs[r * LDC + o] * kj;
-                    }
-                    if (o >= r) /* as j, o as r */
-                        aj += x * (dAs[o * LDC + r] * Ks[o * LD + d] + dMs[o * LDC + r] * Qs[o * LD + d]);
-                }
-                gq[n][e] = aq, gkr[n][e] = ak, gkj[n][e] = aj;
+            for (int e = 0; e < 4; e++) br[n][e] = Bs[(u0 + g + 8 * (e / 2)) * LD + dc + 8 * n + 2 * t + e % 2];
+        for (int i = 0; i < PAIR_SUB; i++) {
+            const int o = u0 + i;
+            float dm_r[2], da_r[2], da_j[2], dm_j[2]; /* this lane's rows as r with o as j, and as j with o as r */
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int r = u0 + g + 8 * h;
+                dm_r[h] = dMs[r * LDC + o], da_r[h] = dAs[r * LDC + o];
+                da_j[h] = dAs[o * LDC + r], dm_j[h] = dMs[o * LDC + r];
             }
+#pragma unroll
+            for (int n = 0; n < N; n++) {
+                const int d = dc + 8 * n + 2 * t;
+                const float2 bo = load2(Bs + o * LD + d), ko = load2(Ks + o * LD + d), qo = load2(Qs + o * LD + d);
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int h = e / 2, r = u0 + g + 8 * h;
+                    const float b = e % 2 ? bo.y : bo.x, kv = e % 2 ? ko.y : ko.x, qv = e % 2 ? qo.y : qo.x;
+                    const float x = __expf(o <= r ? br[n][e] - b : b - br[n][e]); /* <= 1: one exp a pair */
+                    if (o <= r) { /* this element's row as r, o as j */
+                        const float kj = kv * x;
+                        gq[n][e] += dm_r[h] * kj;
+                        gkr[n][e] += da_r[h] * kj;
+                    }
+                    if (o >= r) gkj[n][e] += x * (da_j[h] * kv + dm_j[h] * qv); /* as j, o as r */
+                }
+            }
+        }
+    }
     __syncthreads(); /* F is built and the pairs inside sub-chunks read the unscaled rows */
     scale_rows_in_place<THREADS>(Qs, Ks, Bs, LD, C, K);
     __syncthreads();
