@@ -234,72 +234,42 @@ __global__ void __launch_bounds__(THREADS)
                           [&](auto &c, int r0, int c0) { store_warp_tile(dWz, K, c, r0, c0, -1.0f); });
 }
 
-// dW, Kb, dU and V, then X and G; Xb takes Kb's place and dX X^T V's once G is made; then beta,
-// the four parts of each column's sum dbw, and each row's sum of dL A' in a part per warp of its
-// columns (added in order, so every run gives the same sum: atomic adds would vary the order). dW
-// and dU are read along their rows (for G) and down their columns (for dKb and dv), X the other
-// way round (dX X^T, then X^T (dX X^T)): one copy of each, so one of the two reads has two-way
-// bank conflicts.
-struct BetaPlan {
-    int lw, lk, lu, lv, lx, lg, lxb, lt;
-    size_t kb_room, v_room;
-    __host__ __device__ BetaPlan(int C, int K, int V)
-        : lw(along_rows(K)), lk(along_rows(K)), lu(along_rows(V)), lv(along_rows(V)), lx(down_columns(C)),
-          lg(along_rows(C)), lxb(down_columns(C)), lt(down_columns(C)) {
-        kb_room = (size_t)C * (lk > lxb ? lk : lxb);
-        v_room = (size_t)C * (lv > lt ? lv : lt);
-    }
-    __host__ __device__ static size_t floats(int C, int K, int V) {
-        BetaPlan p(C, K, V);
-        return (size_t)C * (p.lw + p.lu + p.lx + p.lg) + p.kb_room + p.v_room + (5 + (size_t)column_blocks(C)) * C;
-    }
-};
+// ---- the backward through Xb and X (beta_grads_kernel, and beta_grads_streamed_kernel where its
+// tiles do not fit two blocks an SM): the phases after G = dW Kb^T + dU V^T, shared ----
 
-__global__ void __launch_bounds__(THREADS)
-    beta_grads_kernel(float *dKb, float *dv, float *dbeta, float *dA, const float *dW, const float *kb, const float *dU,
-                      const float *v, const float *X, const float *A, const float *beta, ChunkDims d, int K, int V) {
-    extern __shared__ __align__(16) float sm[];
-    const int C = d.C;
-    const BetaPlan p(C, K, V);
-    float *dWs = sm, *Ks = dWs + C * p.lw, *dUs = Ks + p.kb_room, *Vs = dUs + C * p.lu, *Xs = Vs + p.v_room;
-    float *Gs = Xs + C * p.lx, *bs = Gs + C * p.lg, *dbw_parts = bs + C, *dla = dbw_parts + 4 * C;
-    float *Xbs = Ks, *Ts = Vs;
-    const size_t z = blockIdx.x;
-    load_tile(dWs, p.lw, dW, z, C, K);
-    load_tile(Ks, p.lk, kb, z, C, K);
-    load_tile(dUs, p.lu, dU, z, C, V);
-    load_caller_tile(Vs, p.lv, v, d, z, V);
-    load_tile(Xs, p.lx, X, z, C, C);
-    for (int r = threadIdx.x; r < C; r += THREADS) bs[r] = beta[z * C + r];
-    loaded();
-    products<false, true>(C, C, Term{dWs, p.lw, Ks, p.lk, K}, Term{dUs, p.lu, Vs, p.lv, V},
-                          [&](auto &c, int r0, int c0) { store_warp_tile(Gs, p.lg, c, r0, c0, 1.0f); });
-    __syncthreads();
-    for (int e = threadIdx.x; e < 4 * C; e += THREADS) { /* W and U~'s part of dbeta, before G is scaled */
+// dbeta's part from W and U~ (sum_i X_ir G_ir, four parts a column, before G is scaled), then
+// dX = G diag(beta) in G's place and Xb = X diag(beta)
+__device__ __forceinline__ void beta_columns(float *Gs, int lg, float *Xbs, int lxb, const float *Xs, int lx,
+                                             const float *bs, float *dbw_parts, int C) {
+    for (int e = threadIdx.x; e < 4 * C; e += THREADS) {
         const int r = e % C, part = e / C;
         float acc = 0.0f;
-        for (int i = part; i < C; i += 4) acc += Xs[i * p.lx + r] * Gs[i * p.lg + r];
+        for (int i = part; i < C; i += 4) acc += Xs[i * lx + r] * Gs[i * lg + r];
         dbw_parts[part * C + r] = acc;
     }
     __syncthreads();
-    for (int e = threadIdx.x; e < C * C; e += THREADS) { /* dX = G diag(beta), Xb = X diag(beta) */
+    for (int e = threadIdx.x; e < C * C; e += THREADS) {
         const int i = e / C, r = e % C;
-        Gs[i * p.lg + r] *= bs[r];
-        Xbs[i * p.lxb + r] = Xs[i * p.lx + r] * bs[r];
+        Gs[i * lg + r] *= bs[r];
+        Xbs[i * lxb + r] = Xs[i * lx + r] * bs[r];
     }
     __syncthreads();
-    const CallerRows dv_rows = caller_rows(d, z, V);
-    products<true, false>(C, K, Term{Xbs, p.lxb, dWs, p.lw, C},
-                          [&](auto &c, int r0, int c0) { store_warp_tile(dKb + z * C * K, K, c, r0, c0, 1.0f); });
-    products<true, false>(C, V, Term{Xbs, p.lxb, dUs, p.lu, C}, [&](auto &c, int r0, int c0) {
-        store_warp_tile(dv + dv_rows.offset, dv_rows.ld, c, r0, c0, 1.0f, dv_rows.n);
-    });
-    products<false, true>(C, C, Term{Gs, p.lg, Xs, p.lx, C},
-                          [&](auto &c, int r0, int c0) { store_warp_tile(Ts, p.lt, c, r0, c0, 1.0f); });
+}
+
+// T = dX X^T into Ts, dL = -X^T T: dA'_rj = beta_r dL_rj (zeros on and above the diagonal) and
+// dbeta_r = dbw_r + sum_{j<r} dL_rj A'_rj, into the caller's [B, T, H]. Each row's sum of dL A'
+// goes through a part per warp of its columns, added in order (so every run gives the same sum:
+// atomic adds would vary the order).
+__device__ __forceinline__ void beta_rows(float *Ts, int lt, const float *Gs, int lg, const float *Xs, int lx,
+                                          const float *bs, const float *dbw_parts, float *dla, float *dbeta, float *dA,
+                                          const float *A, const ChunkDims &d, size_t z) {
+    const int C = d.C;
+    products<false, true>(C, C, Term{Gs, lg, Xs, lx, C},
+                          [&](auto &c, int r0, int c0) { store_warp_tile(Ts, lt, c, r0, c0, 1.0f); });
     __syncthreads(); /* dX X^T is made */
     const float *Az = A + z * C * C;
     float *dAz = dA + z * C * C;
-    products<true, false>(C, C, Term{Xs, p.lx, Ts, p.lt, C}, [&](auto &c, int r0, int c0) {
+    products<true, false>(C, C, Term{Xs, lx, Ts, lt, C}, [&](auto &c, int r0, int c0) {
         constexpr int NB = sizeof(c) / sizeof(c[0]);
         float row_sum[2] = {}; /* this lane's part of sum_j dL_rj A'_rj for its rows r0 + g and r0 + g + 8 */
 #pragma unroll
@@ -330,6 +300,148 @@ __global__ void __launch_bounds__(THREADS)
     }
 }
 
+// the floats of beta, dbw's four parts and dL A''s row sums (a part per warp of the columns)
+__host__ __device__ inline size_t beta_vectors(int C) { return (5 + (size_t)column_blocks(C)) * C; }
+
+// dW, Kb, dU and V, then X and G; Xb takes Kb's place and dX X^T V's once G is made. dW and dU
+// are read along their rows (for G) and down their columns (for dKb and dv), X the other way round
+// (dX X^T, then X^T (dX X^T)): one copy of each, so one of the two reads has two-way bank
+// conflicts.
+struct BetaPlan {
+    int lw, lk, lu, lv, lx, lg, lxb, lt;
+    size_t kb_room, v_room;
+    __host__ __device__ BetaPlan(int C, int K, int V)
+        : lw(along_rows(K)), lk(along_rows(K)), lu(along_rows(V)), lv(along_rows(V)), lx(down_columns(C)),
+          lg(along_rows(C)), lxb(down_columns(C)), lt(down_columns(C)) {
+        kb_room = (size_t)C * (lk > lxb ? lk : lxb);
+        v_room = (size_t)C * (lv > lt ? lv : lt);
+    }
+    __host__ __device__ static size_t floats(int C, int K, int V) {
+        BetaPlan p(C, K, V);
+        return (size_t)C * (p.lw + p.lu + p.lx + p.lg) + p.kb_room + p.v_room + beta_vectors(C);
+    }
+};
+
+__global__ void __launch_bounds__(THREADS)
+    beta_grads_kernel(float *dKb, float *dv, float *dbeta, float *dA, const float *dW, const float *kb, const float *dU,
+                      const float *v, const float *X, const float *A, const float *beta, ChunkDims d, int K, int V) {
+    extern __shared__ __align__(16) float sm[];
+    const int C = d.C;
+    const BetaPlan p(C, K, V);
+    float *dWs = sm, *Ks = dWs + C * p.lw, *dUs = Ks + p.kb_room, *Vs = dUs + C * p.lu, *Xs = Vs + p.v_room;
+    float *Gs = Xs + C * p.lx, *bs = Gs + C * p.lg, *dbw_parts = bs + C, *dla = dbw_parts + 4 * C;
+    float *Xbs = Ks, *Ts = Vs;
+    const size_t z = blockIdx.x;
+    load_tile(dWs, p.lw, dW, z, C, K);
+    load_tile(Ks, p.lk, kb, z, C, K);
+    load_tile(dUs, p.lu, dU, z, C, V);
+    load_caller_tile(Vs, p.lv, v, d, z, V);
+    load_tile(Xs, p.lx, X, z, C, C);
+    for (int r = threadIdx.x; r < C; r += THREADS) bs[r] = beta[z * C + r];
+    loaded();
+    products<false, true>(C, C, Term{dWs, p.lw, Ks, p.lk, K}, Term{dUs, p.lu, Vs, p.lv, V},
+                          [&](auto &c, int r0, int c0) { store_warp_tile(Gs, p.lg, c, r0, c0, 1.0f); });
+    __syncthreads();
+    beta_columns(Gs, p.lg, Xbs, p.lxb, Xs, p.lx, bs, dbw_parts, C);
+    const CallerRows dv_rows = caller_rows(d, z, V);
+    products<true, false>(C, K, Term{Xbs, p.lxb, dWs, p.lw, C},
+                          [&](auto &c, int r0, int c0) { store_warp_tile(dKb + z * C * K, K, c, r0, c0, 1.0f); });
+    products<true, false>(C, V, Term{Xbs, p.lxb, dUs, p.lu, C}, [&](auto &c, int r0, int c0) {
+        store_warp_tile(dv + dv_rows.offset, dv_rows.ld, c, r0, c0, 1.0f, dv_rows.n);
+    });
+    beta_rows(Ts, p.lt, Gs, p.lg, Xs, p.lx, bs, dbw_parts, dla, dbeta, dA, A, d, z);
+}
+
+// The same products with dW, Kb, dU and V streamed through shared memory a piece of PIECE
+// columns at a time, for chunks of 64 and keys and values of multiples of 64 whose whole tiles
+// would hold one block an SM (heads of 128: 169 KiB; this plan 105 KiB, two blocks). G's sums over
+// the pieces stay in registers (8 warps, a 16 x 32 block each), and dKb and dv are made a piece at
+// a time from dW and dU loaded again (each next piece loading while one multiplies): dW and dU are
+// read twice from global memory, against cuBLAS's products, which read every operand once a
+// product and make dv and V's chunk copies through extra passes.
+constexpr int PIECE = 64, STREAMED_C = 64;
+struct StreamedBetaPlan {
+    int lr, lc, lx, lg, lxb, lt; /* pieces read along rows (G's) and down columns (dKb's and dv's) */
+    size_t stage;               /* two of G's pieces of two tiles; later Xb and two pieces, then T in one's place */
+    __host__ __device__ StreamedBetaPlan(int C)
+        : lr(along_rows(PIECE)), lc(down_columns(PIECE)), lx(down_columns(C)), lg(along_rows(C)), lxb(down_columns(C)),
+          lt(down_columns(C)) {
+        size_t g_pieces = 4 * (size_t)C * lr, d_pieces = (size_t)C * lxb + 2 * (size_t)C * lc;
+        stage = g_pieces > d_pieces ? g_pieces : d_pieces;
+    }
+    __host__ __device__ static size_t floats(int C) {
+        StreamedBetaPlan p(C);
+        return p.stage + (size_t)C * (p.lx + p.lg) + beta_vectors(C);
+    }
+};
+
+__global__ void __launch_bounds__(THREADS, 2)
+    beta_grads_streamed_kernel(float *dKb, float *dv, float *dbeta, float *dA, const float *dW, const float *kb,
+                               const float *dU, const float *v, const float *X, const float *A, const float *beta,
+                               ChunkDims d, int K, int V) {
+    extern __shared__ __align__(16) float sm[];
+    const int C = STREAMED_C, nk = K / PIECE, pieces = (K + V) / PIECE;
+    const StreamedBetaPlan p(C);
+    float *stage = sm, *Xs = stage + p.stage, *Gs = Xs + C * p.lx, *bs = Gs + C * p.lg, *dbw_parts = bs + C;
+    float *dla = dbw_parts + 4 * C;
+    const size_t z = blockIdx.x;
+    // G's piece i: columns of dW and Kb (i < nk), else of dU and V, into buffer i % 2 (one group)
+    auto g_piece = [&](int i) {
+        float *a = stage + (i % 2) * 2 * C * p.lr, *b = a + C * p.lr;
+        const int c0 = (i < nk ? i : i - nk) * PIECE;
+        if (i < nk) {
+            copy_rows_async<THREADS>(a, p.lr, dW + z * C * K + c0, K, C, PIECE);
+            copy_rows_async<THREADS>(b, p.lr, kb + z * C * K + c0, K, C, PIECE);
+        } else {
+            copy_rows_async<THREADS>(a, p.lr, dU + z * C * V + c0, V, C, PIECE);
+            copy_caller_rows_async<THREADS>(b, p.lr, v, d, z, V, c0, PIECE);
+        }
+        cp_async_commit();
+    };
+    load_tile(Xs, p.lx, X, z, C, C); /* with the first piece's group */
+    for (int r = threadIdx.x; r < C; r += THREADS) bs[r] = beta[z * C + r];
+    g_piece(0);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row0 = warp / 2 * 16, col0 = warp % 2 * 32;
+    float g[4][4] = {};
+    for (int i = 0; i < pieces; i++) {
+        if (i + 1 < pieces) g_piece(i + 1), cp_async_wait<1>();
+        else cp_async_wait<0>();
+        __syncthreads();
+        const float *a = stage + (i % 2) * 2 * C * p.lr;
+        accumulate<4, false, true>(g, a, p.lr, row0, a + C * p.lr, p.lr, col0, PIECE, lane, 0u);
+        __syncthreads(); /* read before the next piece's loads take its buffer */
+    }
+    store_acc<4>(Gs, p.lg, g, row0, col0, lane);
+    __syncthreads();
+    float *Xbs = stage, *d_pieces = stage + C * p.lxb;
+    beta_columns(Gs, p.lg, Xbs, p.lxb, Xs, p.lx, bs, dbw_parts, C);
+    // dKb's and dv's piece i: columns of dW (i < nk), else of dU, into buffer i % 2
+    auto d_piece = [&](int i) {
+        float *buf = d_pieces + (i % 2) * C * p.lc;
+        if (i < nk) copy_rows_async<THREADS>(buf, p.lc, dW + z * C * K + i * PIECE, K, C, PIECE);
+        else copy_rows_async<THREADS>(buf, p.lc, dU + z * C * V + (i - nk) * PIECE, V, C, PIECE);
+        cp_async_commit();
+    };
+    d_piece(0);
+    const CallerRows dv_rows = caller_rows(d, z, V);
+    for (int i = 0; i < pieces; i++) {
+        if (i + 1 < pieces) d_piece(i + 1), cp_async_wait<1>();
+        else cp_async_wait<0>();
+        __syncthreads();
+        const Term t{Xbs, p.lxb, d_pieces + (i % 2) * C * p.lc, p.lc, C};
+        if (i < nk)
+            products<true, false>(C, PIECE, t, [&](auto &c, int r0, int c0) {
+                store_warp_tile(dKb + z * C * K + i * PIECE, K, c, r0, c0, 1.0f);
+            });
+        else
+            products<true, false>(C, PIECE, t, [&](auto &c, int r0, int c0) {
+                store_warp_tile(dv + dv_rows.offset + (i - nk) * PIECE, dv_rows.ld, c, r0, c0, 1.0f, dv_rows.n);
+            });
+        __syncthreads();
+    }
+    beta_rows(d_pieces, p.lt, Gs, p.lg, Xs, p.lx, bs, dbw_parts, dla, dbeta, dA, A, d, z);
+}
+
 template <typename Plan> size_t smem_bytes(int C, int K, int V) { return sizeof(float) * Plan::floats(C, K, V); }
 
 } // namespace
@@ -340,15 +452,23 @@ template <typename Plan> size_t smem_bytes(int C, int K, int V) { return sizeof(
 // 128, where the output, state and beta kernels' tiles take over half an SM's shared memory, KDA's
 // fwd+bwd at 4 x 4096 x 16 x 128 took 7.06 ms against cuBLAS's 6.86 on an H200, where at heads of
 // 64 it gained, 2.04 -> 1.85 ms at 8 x 2048 x 8 x 64.)
+static bool two_blocks_fit(size_t floats) { return cuda_blocks_per_sm(sizeof(float) * floats) >= 2; }
+
+// the beta-gradient products with pieces streamed (beta_grads_streamed_kernel), where the whole
+// tiles do not fit two blocks an SM and the shape suits the pieces
+static bool beta_streamed(int C, int K, int V) {
+    return !two_blocks_fit(BetaPlan::floats(C, K, V)) && C == STREAMED_C && K % PIECE == 0 && V % PIECE == 0 &&
+           two_blocks_fit(StreamedBetaPlan::floats(C));
+}
+
 bool delta_products_run(DeltaProducts which, int C, int K, int V, std::initializer_list<const void *> caller) {
     if (!cuda_tensor_cores() || C % 16 || K % 16 || V % 16 || C <= 0 || K <= 0 || V <= 0 || !all_aligned16(caller))
         return false;
-    size_t floats = which == DELTA_WU            ? WuPlan::floats(C, K, V)
-                    : which == DELTA_OUTPUT      ? OutputPlan::floats(C, K, V)
-                    : which == DELTA_DOUT        ? DoutPlan::floats(C, K, V)
-                    : which == DELTA_STATE_GRADS ? StatePlan::floats(C, K, V)
-                                                 : BetaPlan::floats(C, K, V);
-    return cuda_blocks_per_sm(sizeof(float) * floats) >= 2;
+    if (which == DELTA_BETA_GRADS) return two_blocks_fit(BetaPlan::floats(C, K, V)) || beta_streamed(C, K, V);
+    return two_blocks_fit(which == DELTA_WU       ? WuPlan::floats(C, K, V)
+                          : which == DELTA_OUTPUT ? OutputPlan::floats(C, K, V)
+                          : which == DELTA_DOUT   ? DoutPlan::floats(C, K, V)
+                                                  : StatePlan::floats(C, K, V));
 }
 
 void delta_products_wu(float *W, float *U, const float *Xb, const float *kb, const float *v, const ChunkDims &d, int K,
@@ -387,9 +507,16 @@ void delta_products_state_grads(float *dKc, float *dQb, float *dM, float *dW, co
 void delta_products_beta_grads(float *dKb, float *dv, float *dbeta, float *dA, const float *dW, const float *kb,
                                const float *dU, const float *v, const float *X, const float *A, const float *beta,
                                const ChunkDims &d, int K, int V) {
-    size_t smem = smem_bytes<BetaPlan>(d.C, K, V);
-    cuda_allow_smem(beta_grads_kernel, smem);
-    beta_grads_kernel<<<(unsigned)d.Z, THREADS, smem>>>(dKb, dv, dbeta, dA, dW, kb, dU, v, X, A, beta, d, K, V);
+    if (beta_streamed(d.C, K, V)) {
+        size_t smem = sizeof(float) * StreamedBetaPlan::floats(d.C);
+        cuda_allow_smem(beta_grads_streamed_kernel, smem);
+        beta_grads_streamed_kernel<<<(unsigned)d.Z, THREADS, smem>>>(dKb, dv, dbeta, dA, dW, kb, dU, v, X, A, beta, d,
+                                                                     K, V);
+    } else {
+        size_t smem = smem_bytes<BetaPlan>(d.C, K, V);
+        cuda_allow_smem(beta_grads_kernel, smem);
+        beta_grads_kernel<<<(unsigned)d.Z, THREADS, smem>>>(dKb, dv, dbeta, dA, dW, kb, dU, v, X, A, beta, d, K, V);
+    }
     CUDA_LAUNCHED();
 }
 

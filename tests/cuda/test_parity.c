@@ -1277,9 +1277,9 @@ TEST(test_gpu_delta_rule_chunks_on_tensor_cores) {
             CHECK(pairs == want_pairs, "pair products K=%d chunk=%d on tensor cores: %d, want %d", K, C, pairs,
                   want_pairs);
             /* the fused per-chunk products (bits: W and U~, o, P2 and dU, the state's gradients, beta's):
-             * each where two of its blocks fit an SM; at heads of 128 the first and third alone,
-             * at chunks of 128 none */
-            int want_fused = fp32_matmuls || C > 64 ? 0 : K <= 64 ? 31 : 5;
+             * each where two of its blocks fit an SM; at heads of 128 the first, the third and beta's
+             * (its pieces streamed), at chunks of 128 none */
+            int want_fused = fp32_matmuls || C > 64 ? 0 : K <= 64 ? 31 : 21;
             CHECK(fused == want_fused, "fused chunk products K=%d V=%d chunk=%d: groups %d, want %d", K, V, C, fused,
                   want_fused);
         }
@@ -1288,13 +1288,16 @@ TEST(test_gpu_delta_rule_chunks_on_tensor_cores) {
     }
     cuda_chunk_state_force_columns(0);
     /* the fused products beside the fp32 pair kernels (keys of 48, which those alone take: the
-     * gates then make the chunk copies of q and k they read), and keys wider than values */
-    const int mixed[2][3] = {{48, 32, 16}, {64, 32, 32}}; /* K, V, chunk */
-    for (int i = 0; i < 2; i++) {
+     * gates then make the chunk copies of q and k they read), keys wider than values, and beta's
+     * products with their pieces streamed beside keys or values of 128 (values of 128: the state's
+     * gradients through cuBLAS) */
+    const int mixed[4][4] = {{48, 32, 16, 31}, {64, 32, 32, 31}, {128, 64, 64, 31}, /* K, V, chunk, fused groups */
+                             {64, 128, 64, 23}};
+    for (int i = 0; i < 4; i++) {
         int K = mixed[i][0], V = mixed[i][1], C = mixed[i][2];
         int pairs = cuda_delta_pairs_on_tensor_cores(C, K), fused = cuda_delta_products_fused(C, K, V);
         if (hopper || fp32_matmuls) {
-            int want_pairs = !fp32_matmuls && K != 48, want_fused = fp32_matmuls ? 0 : 31;
+            int want_pairs = !fp32_matmuls && K != 48, want_fused = fp32_matmuls ? 0 : mixed[i][3];
             CHECK(pairs == want_pairs, "pair products K=%d chunk=%d on tensor cores: %d, want %d", K, C, pairs,
                   want_pairs);
             CHECK(fused == want_fused, "fused chunk products K=%d V=%d chunk=%d: groups %d, want %d", K, V, C, fused,
@@ -1322,10 +1325,12 @@ TEST(test_gpu_delta_rule_chunks_on_tensor_cores) {
 /* The chunkwise delta rule on the GPU gives the same bits at every run: its kernels sum in a fixed
  * order (no atomics; a race between a block's warps would show here as varying outputs). At the
  * shapes where the fused per-chunk products run (heads of 64, chunks of 64 and 48: several warps
- * share each row sum of dL A'), heads of 128 (cuBLAS's products) and a partial last chunk. */
+ * share each row sum of dL A'), heads of 128 (beta's products streamed a piece at a time, the
+ * output's and the state gradients' through cuBLAS) and a partial last chunk. */
 TEST(test_gpu_delta_rule_chunks_are_repeatable) {
     need_gpu();
-    const int cases[][6] = {{2, 130, 3, 64, 64, 64}, {1, 100, 2, 64, 64, 48}, {1, 150, 2, 128, 128, 64}}; /* B T H K V C */
+    const int cases[][6] = {{2, 130, 3, 64, 64, 64}, {1, 100, 2, 64, 64, 48}, /* B, T, H, K, V, chunk */
+                            {1, 150, 2, 128, 128, 64}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         for (int channel = 0; channel < 2; channel++) {
             const int *c = cases[i];
