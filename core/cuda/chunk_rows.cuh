@@ -17,18 +17,24 @@ __device__ __forceinline__ CallerRows caller_rows(const ChunkDims &d, size_t z, 
     return CallerRows{(((size_t)b * d.T + t0) * d.H + h) * X, (size_t)d.H * X, min(d.C, d.T - t0)};
 }
 
-// chunk z's C rows of a caller's tensor of X columns into a shared tile of row stride ld, zeros
-// past T, 16 bytes a cp.async (X a multiple of 4, src 16-byte aligned), by the block's THREADS
-// threads; committed by the caller. With cols, the rows' columns c0 .. c0 + cols - 1 alone (c0
-// and cols multiples of 4).
+// columns c0 .. c0 + cols - 1 of chunk z's C rows of a caller's tensor of X columns into a shared
+// tile of row stride ld, zeros past T, 16 bytes a cp.async (X, c0 and cols multiples of 4, src
+// 16-byte aligned), by the block's THREADS threads; committed by the caller
 template <int THREADS>
-__device__ __forceinline__ void copy_caller_rows_async(float *tile, int ld, const float *src, const ChunkDims &d,
-                                                       size_t z, int X, int c0 = 0, int cols = 0) {
+__device__ __forceinline__ void copy_caller_columns_async(float *tile, int ld, const float *src, const ChunkDims &d,
+                                                          size_t z, int X, int c0, int cols) {
     const CallerRows rows = caller_rows(d, z, X);
-    const int per_row = (cols ? cols : X) / 4;
+    const int per_row = cols / 4;
     for (int i = threadIdx.x; i < d.C * per_row; i += THREADS) {
         const int r = i / per_row, c = i % per_row * 4;
         if (r < rows.n) cp_async16(tile + r * ld + c, src + rows.offset + r * rows.ld + c0 + c);
         else *reinterpret_cast<float4 *>(tile + r * ld + c) = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
+}
+
+// the same, all X columns
+template <int THREADS>
+__device__ __forceinline__ void copy_caller_rows_async(float *tile, int ld, const float *src, const ChunkDims &d,
+                                                       size_t z, int X) {
+    copy_caller_columns_async<THREADS>(tile, ld, src, d, z, X, 0, X);
 }

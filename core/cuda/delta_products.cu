@@ -8,7 +8,9 @@
 //             dA'_rj = beta_r dL_rj (j < r), dbeta_r = dbw_r + sum_{j<r} dL_rj A'_rj.
 // One block per chunk loads the tiles a group of products shares into shared memory once and
 // runs them on tensor cores (TF32 operands, fp32 sums: mma_tf32.cuh), writing each result where
-// it is next read. They replace strided-batched cuBLAS products over all chunks which, at 64 x 64
+// it is next read (where a group's whole tiles would hold one block an SM, as beta's at heads of
+// 128, its operands stream through a piece of columns at a time instead, two of them loaded
+// twice). They replace strided-batched cuBLAS products over all chunks which, at 64 x 64
 // tiles, were bound by memory: each read its operands from global memory and wrote its result
 // back (7.4 ms of the 3:1 KDA/MLA hybrid's training step on an H200, profile c6751e0), and o, dv
 // and dbeta then took another pass from the chunk layout to the caller's.
@@ -53,10 +55,11 @@ __device__ __forceinline__ void products_nb(int M, int N, const Term &t1, const 
 
 // the same, a warp taking 32 columns where N allows, else 16 (N is a multiple of 16): N split in
 // column_blocks(N) blocks, a row's outputs in as many warps
-__host__ __device__ constexpr int column_blocks(int N) { return N % 32 == 0 ? N / 32 : N / 16; }
+__host__ __device__ constexpr int warp_columns(int N) { return N % 32 == 0 ? 32 : 16; }
+__host__ __device__ constexpr int column_blocks(int N) { return N / warp_columns(N); }
 template <bool A_T, bool B_T, typename Done>
 __device__ __forceinline__ void products(int M, int N, const Term &t1, const Term &t2, Done done) {
-    if (N % 32 == 0) products_nb<4, A_T, B_T>(M, N, t1, t2, done);
+    if (warp_columns(N) == 32) products_nb<4, A_T, B_T>(M, N, t1, t2, done);
     else products_nb<2, A_T, B_T>(M, N, t1, t2, done);
 }
 template <bool A_T, bool B_T, typename Done>
@@ -291,11 +294,11 @@ __device__ __forceinline__ void beta_rows(float *Ts, int lt, const float *Gs, in
         }
     });
     __syncthreads();
-    const CallerRows beta_rows = caller_rows(d, z, 1);
-    for (int r = threadIdx.x; r < beta_rows.n; r += THREADS) {
+    const CallerRows out = caller_rows(d, z, 1);
+    for (int r = threadIdx.x; r < out.n; r += THREADS) {
         float la = 0.0f;
         for (int w = 0; w < column_blocks(C); w++) la += dla[w * C + r];
-        dbeta[beta_rows.offset + r * beta_rows.ld] =
+        dbeta[out.offset + r * out.ld] =
             dbw_parts[r] + dbw_parts[C + r] + dbw_parts[2 * C + r] + dbw_parts[3 * C + r] + la;
     }
 }
@@ -360,9 +363,11 @@ __global__ void __launch_bounds__(THREADS)
 // read twice from global memory, against cuBLAS's products, which read every operand once a
 // product and make dv and V's chunk copies through extra passes.
 constexpr int PIECE = 64, STREAMED_C = 64;
+// G's 64 x 64 sums held by the block's 8 warps, a 16 x 32 block each; T (C x C) in a piece's room
+static_assert(THREADS == 256 && STREAMED_C == 64 && PIECE == STREAMED_C, "the streamed plan's warp tiles");
 struct StreamedBetaPlan {
     int lr, lc, lx, lg, lxb, lt; /* pieces read along rows (G's) and down columns (dKb's and dv's) */
-    size_t stage;               /* two of G's pieces of two tiles; later Xb and two pieces, then T in one's place */
+    size_t stage;                /* two of G's pieces of two tiles; later Xb and two pieces, then T in one's place */
     __host__ __device__ StreamedBetaPlan(int C)
         : lr(along_rows(PIECE)), lc(down_columns(PIECE)), lx(down_columns(C)), lg(along_rows(C)), lxb(down_columns(C)),
           lt(down_columns(C)) {
@@ -394,7 +399,7 @@ __global__ void __launch_bounds__(THREADS, 2)
             copy_rows_async<THREADS>(b, p.lr, kb + z * C * K + c0, K, C, PIECE);
         } else {
             copy_rows_async<THREADS>(a, p.lr, dU + z * C * V + c0, V, C, PIECE);
-            copy_caller_rows_async<THREADS>(b, p.lr, v, d, z, V, c0, PIECE);
+            copy_caller_columns_async<THREADS>(b, p.lr, v, d, z, V, c0, PIECE);
         }
         cp_async_commit();
     };
@@ -404,8 +409,12 @@ __global__ void __launch_bounds__(THREADS, 2)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row0 = warp / 2 * 16, col0 = warp % 2 * 32;
     float g[4][4] = {};
     for (int i = 0; i < pieces; i++) {
-        if (i + 1 < pieces) g_piece(i + 1), cp_async_wait<1>();
-        else cp_async_wait<0>();
+        if (i + 1 < pieces) {
+            g_piece(i + 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
         __syncthreads();
         const float *a = stage + (i % 2) * 2 * C * p.lr;
         accumulate<4, false, true>(g, a, p.lr, row0, a + C * p.lr, p.lr, col0, PIECE, lane, 0u);
@@ -425,8 +434,12 @@ __global__ void __launch_bounds__(THREADS, 2)
     d_piece(0);
     const CallerRows dv_rows = caller_rows(d, z, V);
     for (int i = 0; i < pieces; i++) {
-        if (i + 1 < pieces) d_piece(i + 1), cp_async_wait<1>();
-        else cp_async_wait<0>();
+        if (i + 1 < pieces) {
+            d_piece(i + 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
         __syncthreads();
         const Term t{Xbs, p.lxb, d_pieces + (i % 2) * C * p.lc, p.lc, C};
         if (i < nk)
@@ -446,25 +459,36 @@ template <typename Plan> size_t smem_bytes(int C, int K, int V) { return sizeof(
 
 } // namespace
 
+static bool two_blocks_fit(size_t floats) { return cuda_blocks_per_sm(sizeof(float) * floats) >= 2; }
+
+// the tests' switch: 1 the streamed kernel wherever its shape suits, -1 the whole tiles wherever
+// they fit an SM, 0 the plans' choice
+static int beta_force;
+
+enum BetaKernel { BETA_CUBLAS, BETA_WHOLE, BETA_STREAMED };
+
+// Which kernel takes beta's products: the whole tiles where two blocks fit an SM, else the pieces
+// streamed (beta_grads_streamed_kernel) where the shape suits them, else cuBLAS's products.
+static BetaKernel beta_kernel(int C, int K, int V) {
+    const size_t whole = BetaPlan::floats(C, K, V);
+    const bool streams =
+        C == STREAMED_C && K % PIECE == 0 && V % PIECE == 0 && two_blocks_fit(StreamedBetaPlan::floats(C));
+    if (beta_force > 0 && streams) return BETA_STREAMED;
+    if (beta_force < 0 && cuda_blocks_per_sm(sizeof(float) * whole) >= 1) return BETA_WHOLE;
+    return two_blocks_fit(whole) ? BETA_WHOLE : streams ? BETA_STREAMED : BETA_CUBLAS;
+}
+
 // Tensor-core mode, whole 16 x 16 blocks, and two blocks of the group's kernel on an SM at once:
 // each block loads its tiles, then runs its products, then stores, so with one block an SM
 // idles through every load. (A first trial ran all five groups fused at every shape: at heads of
 // 128, where the output, state and beta kernels' tiles take over half an SM's shared memory, KDA's
 // fwd+bwd at 4 x 4096 x 16 x 128 took 7.06 ms against cuBLAS's 6.86 on an H200, where at heads of
-// 64 it gained, 2.04 -> 1.85 ms at 8 x 2048 x 8 x 64.)
-static bool two_blocks_fit(size_t floats) { return cuda_blocks_per_sm(sizeof(float) * floats) >= 2; }
-
-// the beta-gradient products with pieces streamed (beta_grads_streamed_kernel), where the whole
-// tiles do not fit two blocks an SM and the shape suits the pieces
-static bool beta_streamed(int C, int K, int V) {
-    return !two_blocks_fit(BetaPlan::floats(C, K, V)) && C == STREAMED_C && K % PIECE == 0 && V % PIECE == 0 &&
-           two_blocks_fit(StreamedBetaPlan::floats(C));
-}
-
+// 64 it gained, 2.04 -> 1.85 ms at 8 x 2048 x 8 x 64.) Beta's group streams its pieces where its
+// whole tiles do not fit two blocks (beta_kernel).
 bool delta_products_run(DeltaProducts which, int C, int K, int V, std::initializer_list<const void *> caller) {
     if (!cuda_tensor_cores() || C % 16 || K % 16 || V % 16 || C <= 0 || K <= 0 || V <= 0 || !all_aligned16(caller))
         return false;
-    if (which == DELTA_BETA_GRADS) return two_blocks_fit(BetaPlan::floats(C, K, V)) || beta_streamed(C, K, V);
+    if (which == DELTA_BETA_GRADS) return beta_kernel(C, K, V) != BETA_CUBLAS;
     return two_blocks_fit(which == DELTA_WU       ? WuPlan::floats(C, K, V)
                           : which == DELTA_OUTPUT ? OutputPlan::floats(C, K, V)
                           : which == DELTA_DOUT   ? DoutPlan::floats(C, K, V)
@@ -507,7 +531,7 @@ void delta_products_state_grads(float *dKc, float *dQb, float *dM, float *dW, co
 void delta_products_beta_grads(float *dKb, float *dv, float *dbeta, float *dA, const float *dW, const float *kb,
                                const float *dU, const float *v, const float *X, const float *A, const float *beta,
                                const ChunkDims &d, int K, int V) {
-    if (beta_streamed(d.C, K, V)) {
+    if (beta_kernel(d.C, K, V) == BETA_STREAMED) {
         size_t smem = sizeof(float) * StreamedBetaPlan::floats(d.C);
         cuda_allow_smem(beta_grads_streamed_kernel, smem);
         beta_grads_streamed_kernel<<<(unsigned)d.Z, THREADS, smem>>>(dKb, dv, dbeta, dA, dW, kb, dU, v, X, A, beta, d,
@@ -519,6 +543,10 @@ void delta_products_beta_grads(float *dKb, float *dv, float *dbeta, float *dA, c
     }
     CUDA_LAUNCHED();
 }
+
+// for the tests: beta's products on the streamed kernel wherever its shape suits (1), on the whole
+// tiles wherever they fit an SM (-1), or as the plans choose (0)
+extern "C" void cuda_delta_beta_force(int which) { beta_force = which; }
 
 // the groups whose fused kernels run at a shape, bit DeltaProducts a group (for the tests)
 extern "C" int cuda_delta_products_fused(int C, int K, int V) {
