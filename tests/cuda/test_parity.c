@@ -193,6 +193,31 @@ TEST(test_gpu_decode_weights) {
  * overwritten and accumulated outputs, an empty one and an odd-width one; of x and of its RMSNorm,
  * with and without a SwiGLU output (folded into the few-row kernel, K cut into 4 slices there;
  * apart for many rows; 16-byte and scalar loads) */
+/* The outputs of a linear group of n products (at most 5) of `in` inputs, for the CPU (host) and
+ * the GPU (uploads): random weights of scale w_scale and random starting outputs (LINEAR_ADD adds
+ * to them; a SwiGLU output has outs_n / 2 columns). */
+enum { GROUP_MAX = 5 };
+typedef struct {
+    LinearOut c[GROUP_MAX], g[GROUP_MAX];
+    float *w[GROUP_MAX], *y[GROUP_MAX];
+    size_t ny[GROUP_MAX];
+} GroupOutputs;
+static void group_outputs(GroupOutputs *o, int n, const int *outs_n, const LinearOutOp *ops, int N, int in,
+                          float w_scale, Rng *rng) {
+    for (int i = 0; i < n; i++) {
+        size_t nw = (size_t)outs_n[i] * in;
+        o->ny[i] = (size_t)N * (ops[i] == LINEAR_SWIGLU ? outs_n[i] / 2 : outs_n[i]);
+        o->w[i] = rnd(nw, w_scale, 0, rng);
+        o->y[i] = rnd(o->ny[i], 1, 0, rng);
+        o->c[i] = (LinearOut){o->w[i], o->y[i], outs_n[i], ops[i]};
+        o->g[i] = (LinearOut){up(o->w[i], nw), up(o->y[i], o->ny[i]), outs_n[i], ops[i]};
+    }
+}
+static void free_group_output(GroupOutputs *o, int i) {
+    free(o->w[i]), free(o->y[i]);
+    gpu->release((float *)o->g[i].w), gpu->release(o->g[i].y);
+}
+
 TEST(test_gpu_linear_group) {
     need_gpu();
     Rng rng;
@@ -209,27 +234,17 @@ TEST(test_gpu_linear_group) {
                 float *x = rnd((size_t)N * in, 1, 0, &rng), *dx = up(x, (size_t)N * in);
                 float *g = rnd((size_t)in, 1, 0, &rng), *dg = up(g, (size_t)in);
                 const RowNorm c_norm = {g, 1e-5f}, g_norm = {dg, 1e-5f};
-                LinearOut c_outs[5], g_outs[5];
-                float *w[5], *y[5];
-                size_t ny[5];
-                for (int i = 0; i < n; i++) {
-                    size_t nw = (size_t)outs_n[i] * in;
-                    ny[i] = (size_t)N * (ops[i] == LINEAR_SWIGLU ? outs_n[i] / 2 : outs_n[i]);
-                    w[i] = rnd(nw, 0.2f, 0, &rng);
-                    y[i] = rnd(ny[i], 1, 0, &rng);
-                    c_outs[i] = (LinearOut){w[i], y[i], outs_n[i], ops[i]};
-                    g_outs[i] = (LinearOut){up(w[i], nw), up(y[i], ny[i]), outs_n[i], ops[i]};
-                }
-                cpu->linear_group(x, normed ? &c_norm : NULL, N, in, n, c_outs);
-                gpu->linear_group(dx, normed ? &g_norm : NULL, N, in, n, g_outs);
+                GroupOutputs o;
+                group_outputs(&o, n, outs_n, ops, N, in, 0.2f, &rng);
+                cpu->linear_group(x, normed ? &c_norm : NULL, N, in, n, o.c);
+                gpu->linear_group(dx, normed ? &g_norm : NULL, N, in, n, o.g);
                 for (int i = 0; i < n; i++) {
                     char what[112];
                     snprintf(what, sizeof what, "linear_group of %s%s, %d rows of %d, product %d (%d wide)",
                              normed ? "RMSNorm(x)" : "x", swiglu ? " with a SwiGLU" : "", N, in, i, outs_n[i]);
                     bool few_row_kernel = N <= 8;
-                    SAME(g_outs[i].y, y[i], ny[i], few_row_kernel ? 1e-5 : mm_tol(1e-5, 2e-2), what);
-                    free(w[i]), free(y[i]);
-                    gpu->release((float *)g_outs[i].w), gpu->release(g_outs[i].y);
+                    SAME(o.g[i].y, o.y[i], o.ny[i], few_row_kernel ? 1e-5 : mm_tol(1e-5, 2e-2), what);
+                    free_group_output(&o, i);
                 }
                 free(x), free(g);
                 gpu->release(dx), gpu->release(dg);
@@ -253,32 +268,25 @@ TEST(test_gpu_linear_group_shares_the_rounded_input) {
         float *x = rnd((size_t)N * IN, 1, 0, &rng), *g = rnd(IN, 1, 0, &rng), *dx = up(x, (size_t)N * IN);
         float *dg = up(g, IN);
         const RowNorm c_norm = {g, 1e-5f}, g_norm = {dg, 1e-5f};
-        LinearOut c_outs[OUTS], g_outs[OUTS], alone[OUTS];
-        float *w[OUTS], *y[OUTS];
-        size_t ny[OUTS];
-        for (int i = 0; i < OUTS; i++) {
-            size_t nw = (size_t)outs_n[i] * IN;
-            ny[i] = (size_t)N * (ops[i] == LINEAR_SWIGLU ? outs_n[i] / 2 : outs_n[i]);
-            w[i] = rnd(nw, 0.05f, 0, &rng);
-            y[i] = rnd(ny[i], 1, 0, &rng);
-            c_outs[i] = (LinearOut){w[i], y[i], outs_n[i], ops[i]};
-            g_outs[i] = (LinearOut){up(w[i], nw), up(y[i], ny[i]), outs_n[i], ops[i]};
-            alone[i] = (LinearOut){g_outs[i].w, up(y[i], ny[i]), outs_n[i], ops[i]};
-        }
-        cpu->linear_group(x, normed ? &c_norm : NULL, N, IN, OUTS, c_outs);
-        gpu->linear_group(dx, normed ? &g_norm : NULL, N, IN, OUTS, g_outs);
+        GroupOutputs o;
+        LinearOut alone[OUTS];
+        group_outputs(&o, OUTS, outs_n, ops, N, IN, 0.05f, &rng);
+        for (int i = 0; i < OUTS; i++) alone[i] = (LinearOut){o.g[i].w, up(o.y[i], o.ny[i]), outs_n[i], ops[i]};
+        cpu->linear_group(x, normed ? &c_norm : NULL, N, IN, OUTS, o.c);
+        gpu->linear_group(dx, normed ? &g_norm : NULL, N, IN, OUTS, o.g);
         for (int i = 0; i < OUTS; i++) gpu->linear_group(dx, normed ? &g_norm : NULL, N, IN, 1, &alone[i]);
         for (int i = 0; i < OUTS; i++) {
             char what[96];
             snprintf(what, sizeof what, "linear_group of %s, %d rows of %d, product %d (%d wide)",
                      normed ? "RMSNorm(x)" : "x", N, IN, i, outs_n[i]);
-            SAME(g_outs[i].y, y[i], ny[i], mm_tol(1e-5, 2e-2), what);
-            float *grouped = down(g_outs[i].y, ny[i]), *single = down(alone[i].y, ny[i]);
-            CHECK(memcmp(grouped, single, sizeof(float) * ny[i]) == 0,
+            SAME(o.g[i].y, o.y[i], o.ny[i], mm_tol(1e-5, 2e-2), what);
+            float *grouped = down(o.g[i].y, o.ny[i]), *single = down(alone[i].y, o.ny[i]);
+            CHECK(memcmp(grouped, single, sizeof(float) * o.ny[i]) == 0,
                   "%s: differs from the product of that output alone by %.2e", what,
-                  max_rel_diff(grouped, single, ny[i], 1e-6));
-            free(grouped), free(single), free(w[i]), free(y[i]);
-            gpu->release((float *)g_outs[i].w), gpu->release(g_outs[i].y), gpu->release(alone[i].y);
+                  max_rel_diff(grouped, single, o.ny[i], 1e-6));
+            free(grouped), free(single);
+            gpu->release(alone[i].y);
+            free_group_output(&o, i);
         }
         free(x), free(g);
         gpu->release(dx), gpu->release(dg);
@@ -1202,6 +1210,12 @@ static float **run_scan(const Backend *be, const ScanCase *c) {
     }
     float **host = xmalloc(sizeof(float *) * 8);
     for (int i = 0; i < 8; i++) host[i] = g ? down(out[i], sizes[i]) : out[i];
+    if (g) {
+        for (int i = 0; i < 8; i++) be->release(x[i]), be->release(out[i]);
+        be->release(saved), be->release(work);
+    } else {
+        free(saved), free(work); /* out's buffers are the returned copies */
+    }
     return host;
 }
 
