@@ -106,6 +106,25 @@ __device__ __forceinline__ void loaded() {
     __syncthreads();
 }
 
+// Pieces 0 .. n - 1 through two shared buffers: load(i) issues piece i's copies into buffer i % 2
+// and commits them, use(i) runs once they are in, while piece i + 1 loads; the barrier after use(i)
+// keeps buffer i % 2 until every warp is done with it. Copies issued before the call join piece 0's
+// group.
+template <typename Load, typename Use> __device__ __forceinline__ void stream_pieces(int n, Load load, Use use) {
+    load(0);
+    for (int i = 0; i < n; i++) {
+        if (i + 1 < n) {
+            load(i + 1);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+        use(i);
+        __syncthreads();
+    }
+}
+
 // ---- the shared-memory plans: each kernel's tiles, carved in order ----
 
 // three tiles of C rows, at row strides l0, l1 and l2
@@ -405,21 +424,12 @@ __global__ void __launch_bounds__(THREADS, 2)
     };
     load_tile(Xs, p.lx, X, z, C, C); /* with the first piece's group */
     for (int r = threadIdx.x; r < C; r += THREADS) bs[r] = beta[z * C + r];
-    g_piece(0);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, row0 = warp / 2 * 16, col0 = warp % 2 * 32;
     float g[4][4] = {};
-    for (int i = 0; i < pieces; i++) {
-        if (i + 1 < pieces) {
-            g_piece(i + 1);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
+    stream_pieces(pieces, g_piece, [&](int i) {
         const float *a = stage + (i % 2) * 2 * C * p.lr;
         accumulate<4, false, true>(g, a, p.lr, row0, a + C * p.lr, p.lr, col0, PIECE, lane, 0u);
-        __syncthreads(); /* read before the next piece's loads take its buffer */
-    }
+    });
     store_acc<4>(Gs, p.lg, g, row0, col0, lane);
     __syncthreads();
     float *Xbs = stage, *d_pieces = stage + C * p.lxb;
@@ -431,16 +441,8 @@ __global__ void __launch_bounds__(THREADS, 2)
         else copy_rows_async<THREADS>(buf, p.lc, dU + z * C * V + (i - nk) * PIECE, V, C, PIECE);
         cp_async_commit();
     };
-    d_piece(0);
     const CallerRows dv_rows = caller_rows(d, z, V);
-    for (int i = 0; i < pieces; i++) {
-        if (i + 1 < pieces) {
-            d_piece(i + 1);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
+    stream_pieces(pieces, d_piece, [&](int i) {
         const Term t{Xbs, p.lxb, d_pieces + (i % 2) * C * p.lc, p.lc, C};
         if (i < nk)
             products<true, false>(C, PIECE, t, [&](auto &c, int r0, int c0) {
@@ -450,8 +452,7 @@ __global__ void __launch_bounds__(THREADS, 2)
             products<true, false>(C, PIECE, t, [&](auto &c, int r0, int c0) {
                 store_warp_tile(dv + dv_rows.offset + (i - nk) * PIECE, dv_rows.ld, c, r0, c0, 1.0f, dv_rows.n);
             });
-        __syncthreads();
-    }
+    });
     beta_rows(d_pieces, p.lt, Gs, p.lg, Xs, p.lx, bs, dbw_parts, dla, dbeta, dA, A, d, z);
 }
 
