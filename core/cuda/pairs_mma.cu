@@ -19,8 +19,7 @@
 
 namespace {
 
-// four or two neighbouring floats of a shared tile (16- or 8-byte aligned) in one load
-__device__ __forceinline__ float4 load4(const float *p) { return *reinterpret_cast<const float4 *>(p); }
+// two neighbouring floats of a shared tile (8-byte aligned) in one load
 __device__ __forceinline__ float2 load2(const float *p) { return *reinterpret_cast<const float2 *>(p); }
 
 // sub-chunk s's F tile: the rows j < 16 s, after those of the sub-chunks before it
@@ -61,6 +60,32 @@ __device__ __forceinline__ void copy_chunk_rows(float *Qs, float *Ks, float *Bs,
     copy_rows_async<THREADS>(Bs, ld, bk + z * d.C * K, K, d.C, K);
 }
 
+// The forward's pairs inside a sub-chunk: its blocks of 4 rows r by 4 rows j on and below the
+// diagonal, and the lanes that share one (each summing some of the channels)
+constexpr int DIRECT_BLOCKS = PAIR_SUB / 4 * (PAIR_SUB / 4 + 1) / 2;
+template <int K> struct DirectBlocks { static constexpr int LANES = K >= 64 ? 16 : 8; };
+
+// v summed over the G lanes of a group (lanes that differ only in their low log2 G bits, all in
+// mask), scattered: the lane of index i in its group keeps in v[0 .. N / G) the sums of
+// v[N / G * i ...]. A butterfly: each step sends half of what is left and adds the other lane's
+// half, in a fixed order (the same bits every run).
+template <int N, int G> __device__ __forceinline__ void group_sum_scatter(float (&v)[N], int i, unsigned mask) {
+    if constexpr (G > 1) {
+        constexpr int H = N / 2, S = G / 2;
+        const bool upper = i & S;
+#pragma unroll
+        for (int e = 0; e < H; e++) {
+            const float send = upper ? v[e] : v[e + H], keep = upper ? v[e + H] : v[e];
+            v[e] = keep + __shfl_xor_sync(mask, send, S);
+        }
+        group_sum_scatter<H, S>(reinterpret_cast<float(&)[H]>(v), i, mask);
+    }
+}
+
+// 10 warps: a chunk of 64 rows has 40 of the blocks above, 20 groups of 16 lanes take them in
+// two rounds
+constexpr int PAIRS_FORWARD_THREADS = 320;
+
 template <int K> struct ForwardTiles {
     static constexpr int LD = K + 4; // Qe, Ke read as A and F as B^T: along rows
     static size_t smem_bytes(int C) { return sizeof(float) * (size_t)(3 * C + f_rows(C / PAIR_SUB)) * LD; }
@@ -68,9 +93,9 @@ template <int K> struct ForwardTiles {
 
 // One block per chunk: A' (strictly lower) and M (lower, with the diagonal), zeros above.
 template <int K>
-__global__ void __launch_bounds__(256) pairs_mma_kernel(float *A, float *M, const float *q, const float *k,
-                                                        const float *bk, ChunkDims d) {
-    constexpr int THREADS = 256, WARPS = THREADS / 32, LD = ForwardTiles<K>::LD;
+__global__ void __launch_bounds__(PAIRS_FORWARD_THREADS)
+    pairs_mma_kernel(float *A, float *M, const float *q, const float *k, const float *bk, ChunkDims d) {
+    constexpr int THREADS = PAIRS_FORWARD_THREADS, WARPS = THREADS / 32, LD = ForwardTiles<K>::LD;
     extern __shared__ __align__(16) float sm[];
     const int C = d.C, n_sub = C / PAIR_SUB, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     float *Qs = sm, *Ks = Qs + C * LD, *Bs = Ks + C * LD, *F = Bs + C * LD;
@@ -80,26 +105,45 @@ __global__ void __launch_bounds__(256) pairs_mma_kernel(float *A, float *M, cons
     cp_async_wait<0>();
     __syncthreads();
     float *Az = A + z * C * C, *Mz = M + z * C * C;
-    // pairs inside a sub-chunk: a warp takes 4 rows r by 8 rows j, 8 such tasks a sub-chunk, four
-    // channels a load (a quarter warp's 8 distinct rows j cover the 32 banks once)
-    for (int task = warp; task < n_sub * 8; task += WARPS) {
-        int s = task / 8, i = task % 8 / 2 * 4 + lane / 8, jj = task % 2 * 8 + lane % 8;
-        int r = PAIR_SUB * s + i, j = PAIR_SUB * s + jj;
-        float a = 0.0f, m = 0.0f;
-        if (jj <= i)
-            for (int d = 0; d < K; d += 4) {
-                const float4 kj = load4(Ks + j * LD + d), bj = load4(Bs + j * LD + d);
-                const float4 kr = load4(Ks + r * LD + d), br = load4(Bs + r * LD + d), qr = load4(Qs + r * LD + d);
-                const float w[4] = {kj.x * __expf(br.x - bj.x), kj.y * __expf(br.y - bj.y),
-                                    kj.z * __expf(br.z - bj.z), kj.w * __expf(br.w - bj.w)};
-                a += kr.x * w[0], a += kr.y * w[1], a += kr.z * w[2], a += kr.w * w[3];
-                m += qr.x * w[0], m += qr.y * w[1], m += qr.z * w[2], m += qr.w * w[3];
+    // pairs inside a sub-chunk: its 4 x 4 blocks of rows (r, j) on and below the diagonal, 10 a
+    // sub-chunk, G lanes a block, each lane summing two neighbouring channels in every 2 G; a lane
+    // loads 20 pairs of channels for the block's 16 pairs (where a lane a pair loaded 5 a pair)
+    constexpr int G = DirectBlocks<K>::LANES;
+    const int gi = lane % G;
+    const unsigned group = ((1u << G) - 1) << (lane / G * G);
+    for (int task = threadIdx.x / G; task < n_sub * DIRECT_BLOCKS; task += THREADS / G) {
+        const int s = task / DIRECT_BLOCKS;
+        int bi = 0, bj = task % DIRECT_BLOCKS; /* blocks (0,0) (1,0) (1,1) (2,0) ... */
+        while (bj > bi) bj -= ++bi;
+        const int r0 = PAIR_SUB * s + 4 * bi, j0 = PAIR_SUB * s + 4 * bj;
+        float v[32] = {}; /* A'[r0 + x, j0 + y] at 4 x + y, M's at 16 + 4 x + y */
+        for (int d = 2 * gi; d < K; d += 2 * G) {
+            float2 kr[4], qr[4], br[4], kj[4], bj2[4];
+#pragma unroll
+            for (int x = 0; x < 4; x++) {
+                kr[x] = load2(Ks + (r0 + x) * LD + d), qr[x] = load2(Qs + (r0 + x) * LD + d);
+                br[x] = load2(Bs + (r0 + x) * LD + d);
+                kj[x] = load2(Ks + (j0 + x) * LD + d), bj2[x] = load2(Bs + (j0 + x) * LD + d);
             }
-        Az[r * C + j] = jj < i ? a : 0.0f;
-        Mz[r * C + j] = m;
+#pragma unroll
+            for (int x = 0; x < 4; x++)
+#pragma unroll
+                for (int y = 0; y < 4; y++) { /* j > r overflows harmlessly: those entries are dropped below */
+                    const float w0 = kj[y].x * __expf(br[x].x - bj2[y].x), w1 = kj[y].y * __expf(br[x].y - bj2[y].y);
+                    v[4 * x + y] += kr[x].x * w0, v[4 * x + y] += kr[x].y * w1;
+                    v[16 + 4 * x + y] += qr[x].x * w0, v[16 + 4 * x + y] += qr[x].y * w1;
+                }
+        }
+        group_sum_scatter<32, G>(v, gi, group);
+#pragma unroll
+        for (int e = 0; e < 32 / G; e++) {
+            const int i = 32 / G * gi + e, r = r0 + i % 16 / 4, j = j0 + i % 4;
+            if (i < 16) Az[r * C + j] = j < r ? v[e] : 0.0f;
+            else Mz[r * C + j] = j <= r ? v[e] : 0.0f;
+        }
     }
-    for (int e = threadIdx.x; e < C * C; e += THREADS) /* above the diagonal blocks */
-        if (e % C / PAIR_SUB > e / C / PAIR_SUB) Az[e] = Mz[e] = 0.0f;
+    for (int e = threadIdx.x; e < C * C; e += THREADS) /* above the diagonal's 4 x 4 blocks */
+        if (e % C / 4 > e / C / 4) Az[e] = Mz[e] = 0.0f;
     build_f_tiles<THREADS>(F, Ks, Bs, LD, n_sub, K);
     __syncthreads(); /* F is built from the unscaled rows */
     scale_rows_in_place<THREADS>(Qs, Ks, Bs, LD, C, K);
@@ -109,7 +153,8 @@ __global__ void __launch_bounds__(256) pairs_mma_kernel(float *A, float *M, cons
         int which = item & 1, p = item >> 1, s = 1;
         while (p >= s) p -= s, s++;
         float c[2][4] = {};
-        accumulate<2, false, true>(c, which ? Qs : Ks, LD, PAIR_SUB * s, f_tile(F, s, LD), LD, PAIR_SUB * p, K, lane, 0u);
+        accumulate<2, false, true>(c, which ? Qs : Ks, LD, PAIR_SUB * s, f_tile(F, s, LD), LD, PAIR_SUB * p, K, lane,
+                                   0u);
         store_acc<2>(which ? Mz : Az, C, c, PAIR_SUB * s, PAIR_SUB * p, lane);
     }
 }
@@ -132,9 +177,9 @@ template <int K> struct BackwardTiles {
 // and written once: its rows as r (pairs inside u directly, then E_r (dM, dA)[u, <rho_u] F_u) and
 // as j (pairs inside u directly, then for each later sub-chunk s, F'_s (dA^T Ke_s + dM^T Qe_s)).
 template <int K>
-__global__ void __launch_bounds__(512, 1) pairs_backward_mma_kernel(float *dq, float *dk, float *dbk, const float *dA,
-                                                                 const float *dM, const float *q, const float *k,
-                                                                 const float *bk, ChunkDims d) {
+__global__ void __launch_bounds__(512, 1)
+    pairs_backward_mma_kernel(float *dq, float *dk, float *dbk, const float *dA, const float *dM, const float *q,
+                              const float *k, const float *bk, ChunkDims d) {
     constexpr int THREADS = 512, LD = BackwardTiles<K>::LD, DW = K / 4, N = DW / 8;
     static_assert(N >= 1, "a warp's channels are whole blocks of 8");
     extern __shared__ __align__(16) float sm[];
@@ -180,7 +225,7 @@ __global__ void __launch_bounds__(512, 1) pairs_backward_mma_kernel(float *dq, f
                     const int h = e / 2, r = u0 + g + 8 * h;
                     const float b = e % 2 ? bo.y : bo.x, kv = e % 2 ? ko.y : ko.x, qv = e % 2 ? qo.y : qo.x;
                     const float x = __expf(o <= r ? br[n][e] - b : b - br[n][e]); /* <= 1: one exp a pair */
-                    if (o <= r) { /* this element's row as r, o as j */
+                    if (o <= r) {                                                 /* this element's row as r, o as j */
                         const float kj = kv * x;
                         gq[n][e] += dm_r[h] * kj;
                         gkr[n][e] += da_r[h] * kj;
@@ -242,12 +287,14 @@ __global__ void __launch_bounds__(512, 1) pairs_backward_mma_kernel(float *dq, f
 }
 
 size_t forward_smem(int C, int K) {
-    return K == 32 ? ForwardTiles<32>::smem_bytes(C) : K == 64 ? ForwardTiles<64>::smem_bytes(C)
-                                                               : ForwardTiles<128>::smem_bytes(C);
+    return K == 32   ? ForwardTiles<32>::smem_bytes(C)
+           : K == 64 ? ForwardTiles<64>::smem_bytes(C)
+                     : ForwardTiles<128>::smem_bytes(C);
 }
 size_t backward_smem(int C, int K) {
-    return K == 32 ? BackwardTiles<32>::smem_bytes(C) : K == 64 ? BackwardTiles<64>::smem_bytes(C)
-                                                                : BackwardTiles<128>::smem_bytes(C);
+    return K == 32   ? BackwardTiles<32>::smem_bytes(C)
+           : K == 64 ? BackwardTiles<64>::smem_bytes(C)
+                     : BackwardTiles<128>::smem_bytes(C);
 }
 
 } // namespace
@@ -265,30 +312,33 @@ bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const
     if (!pairs_mma_takes(q, k, d.C, K)) return false;
     if (!all_aligned16({A, M, bk})) die("internal: pairs_mma_forward: chunk buffers not 16-byte aligned");
     size_t smem = forward_smem(d.C, K);
-#define PAIRS_MMA(KK)                                                                                                 \
-    if (K == KK) {                                                                                                    \
-        cuda_allow_smem(pairs_mma_kernel<KK>, smem);                                                                  \
-        pairs_mma_kernel<KK><<<(unsigned)d.Z, 256, smem>>>(A, M, q, k, bk, d);                                        \
+#define PAIRS_MMA(KK)                                                                                                  \
+    if (K == KK) {                                                                                                     \
+        cuda_allow_smem(pairs_mma_kernel<KK>, smem);                                                                   \
+        pairs_mma_kernel<KK><<<(unsigned)d.Z, PAIRS_FORWARD_THREADS, smem>>>(A, M, q, k, bk, d);                       \
     }
-    PAIRS_MMA(32) PAIRS_MMA(64) PAIRS_MMA(128)
+    PAIRS_MMA(32)
+    PAIRS_MMA(64) PAIRS_MMA(128)
 #undef PAIRS_MMA
-    CUDA_LAUNCHED();
+        CUDA_LAUNCHED();
     return true;
 }
 
 bool pairs_mma_backward(float *dq, float *dk, float *dbk, const float *dA, const float *dM, const float *q,
                         const float *k, const float *bk, const ChunkDims &d, int K) {
     if (!pairs_mma_takes(q, k, d.C, K)) return false;
-    if (!all_aligned16({dq, dk, dbk, dA, dM, bk})) die("internal: pairs_mma_backward: chunk buffers not 16-byte aligned");
+    if (!all_aligned16({dq, dk, dbk, dA, dM, bk}))
+        die("internal: pairs_mma_backward: chunk buffers not 16-byte aligned");
     size_t smem = backward_smem(d.C, K);
-#define PAIRS_MMA(KK)                                                                                                 \
-    if (K == KK) {                                                                                                    \
-        cuda_allow_smem(pairs_backward_mma_kernel<KK>, smem);                                                         \
-        pairs_backward_mma_kernel<KK><<<(unsigned)d.Z, 512, smem>>>(dq, dk, dbk, dA, dM, q, k, bk, d);                \
+#define PAIRS_MMA(KK)                                                                                                  \
+    if (K == KK) {                                                                                                     \
+        cuda_allow_smem(pairs_backward_mma_kernel<KK>, smem);                                                          \
+        pairs_backward_mma_kernel<KK><<<(unsigned)d.Z, 512, smem>>>(dq, dk, dbk, dA, dM, q, k, bk, d);                 \
     }
-    PAIRS_MMA(32) PAIRS_MMA(64) PAIRS_MMA(128)
+    PAIRS_MMA(32)
+    PAIRS_MMA(64) PAIRS_MMA(128)
 #undef PAIRS_MMA
-    CUDA_LAUNCHED();
+        CUDA_LAUNCHED();
     return true;
 }
 
