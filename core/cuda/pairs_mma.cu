@@ -286,16 +286,12 @@ __global__ void __launch_bounds__(512, 1)
         }
 }
 
-size_t forward_smem(int C, int K) {
-    return K == 32   ? ForwardTiles<32>::smem_bytes(C)
-           : K == 64 ? ForwardTiles<64>::smem_bytes(C)
-                     : ForwardTiles<128>::smem_bytes(C);
+// the shared memory of a kernel's tiles for keys of K (32, 64 or 128) and chunks of C rows
+template <template <int> class Tiles> size_t tiles_smem(int C, int K) {
+    return K == 32 ? Tiles<32>::smem_bytes(C) : K == 64 ? Tiles<64>::smem_bytes(C) : Tiles<128>::smem_bytes(C);
 }
-size_t backward_smem(int C, int K) {
-    return K == 32   ? BackwardTiles<32>::smem_bytes(C)
-           : K == 64 ? BackwardTiles<64>::smem_bytes(C)
-                     : BackwardTiles<128>::smem_bytes(C);
-}
+size_t forward_smem(int C, int K) { return tiles_smem<ForwardTiles>(C, K); }
+size_t backward_smem(int C, int K) { return tiles_smem<BackwardTiles>(C, K); }
 
 } // namespace
 
@@ -308,19 +304,24 @@ bool pairs_mma_takes(const float *q, const float *k, int C, int K) {
     return all_aligned16({q, k}) && pairs_mma_runs(C, K);
 }
 
+// kernel<K> launched for every chunk, with its shared memory allowed
+template <typename Kernel, typename... Args>
+static void launch_pairs(Kernel kernel, int threads, size_t smem, const ChunkDims &d, Args... args) {
+    cuda_allow_smem(kernel, smem);
+    kernel<<<(unsigned)d.Z, threads, smem>>>(args..., d);
+    CUDA_LAUNCHED();
+}
+#define PAIRS_LAUNCH(kernel, threads, smem, ...)                                                                       \
+    do {                                                                                                               \
+        if (K == 32) launch_pairs(kernel<32>, threads, smem, d, __VA_ARGS__);                                          \
+        else if (K == 64) launch_pairs(kernel<64>, threads, smem, d, __VA_ARGS__);                                     \
+        else launch_pairs(kernel<128>, threads, smem, d, __VA_ARGS__);                                                 \
+    } while (0)
+
 bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const float *bk, const ChunkDims &d, int K) {
     if (!pairs_mma_takes(q, k, d.C, K)) return false;
     if (!all_aligned16({A, M, bk})) die("internal: pairs_mma_forward: chunk buffers not 16-byte aligned");
-    size_t smem = forward_smem(d.C, K);
-#define PAIRS_MMA(KK)                                                                                                  \
-    if (K == KK) {                                                                                                     \
-        cuda_allow_smem(pairs_mma_kernel<KK>, smem);                                                                   \
-        pairs_mma_kernel<KK><<<(unsigned)d.Z, PAIRS_FORWARD_THREADS, smem>>>(A, M, q, k, bk, d);                       \
-    }
-    PAIRS_MMA(32)
-    PAIRS_MMA(64) PAIRS_MMA(128)
-#undef PAIRS_MMA
-        CUDA_LAUNCHED();
+    PAIRS_LAUNCH(pairs_mma_kernel, PAIRS_FORWARD_THREADS, forward_smem(d.C, K), A, M, q, k, bk);
     return true;
 }
 
@@ -329,17 +330,9 @@ bool pairs_mma_backward(float *dq, float *dk, float *dbk, const float *dA, const
     if (!pairs_mma_takes(q, k, d.C, K)) return false;
     if (!all_aligned16({dq, dk, dbk, dA, dM, bk}))
         die("internal: pairs_mma_backward: chunk buffers not 16-byte aligned");
-    size_t smem = backward_smem(d.C, K);
-#define PAIRS_MMA(KK)                                                                                                  \
-    if (K == KK) {                                                                                                     \
-        cuda_allow_smem(pairs_backward_mma_kernel<KK>, smem);                                                          \
-        pairs_backward_mma_kernel<KK><<<(unsigned)d.Z, 512, smem>>>(dq, dk, dbk, dA, dM, q, k, bk, d);                 \
-    }
-    PAIRS_MMA(32)
-    PAIRS_MMA(64) PAIRS_MMA(128)
-#undef PAIRS_MMA
-        CUDA_LAUNCHED();
+    PAIRS_LAUNCH(pairs_backward_mma_kernel, 512, backward_smem(d.C, K), dq, dk, dbk, dA, dM, q, k, bk);
     return true;
 }
+#undef PAIRS_LAUNCH
 
 extern "C" int cuda_delta_pairs_on_tensor_cores(int C, int K) { return pairs_mma_runs(C, K); }
