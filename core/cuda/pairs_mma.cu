@@ -225,7 +225,7 @@ __global__ void __launch_bounds__(512, 1)
                     const int h = e / 2, r = u0 + g + 8 * h;
                     const float b = e % 2 ? bo.y : bo.x, kv = e % 2 ? ko.y : ko.x, qv = e % 2 ? qo.y : qo.x;
                     const float x = __expf(o <= r ? br[n][e] - b : b - br[n][e]); /* <= 1: one exp a pair */
-                    if (o <= r) {                                                 /* this element's row as r, o as j */
+                    if (o <= r) { /* this element's row as r, o as j */
                         const float kj = kv * x;
                         gq[n][e] += dm_r[h] * kj;
                         gkr[n][e] += da_r[h] * kj;
