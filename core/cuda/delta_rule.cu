@@ -354,7 +354,7 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
     else carve_saved(s, (float *)((char *)work + used), &b); /* a forward without a backward */
     const bool fused_wu = delta_products_run(DELTA_WU, C, K, V, {v});
     prepare(s, d, b, q, k, v, g, beta, !fused_wu);
-    if (!pairs_mma_forward(b.A, b.M, q, k, b.bk, d, K)) {
+    if (!pairs_mma_forward(b.A, b.M, q, k, b.bk, d, K, !s->channel_gate)) {
         size_t smem = pairs_smem(C, K);
         CUDA_CHECK(cudaFuncSetAttribute(pairs_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         pairs_kernel<<<(unsigned)d.Z, 256, smem>>>(b.A, b.M, b.q, b.k, b.bk, C, K);
@@ -449,7 +449,7 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
     CUDA_CHECK(cudaMemsetAsync(b.dq, 0, sizeof(float) * rows * K));
     CUDA_CHECK(cudaMemsetAsync(b.dk, 0, sizeof(float) * rows * K));
     CUDA_CHECK(cudaMemsetAsync(b.dgk, 0, sizeof(float) * rows * K));
-    if (!pairs_mma_backward(b.dq, b.dk, b.dgk, dA, b.dM, q, k, b.bk, d, K)) {
+    if (!pairs_mma_backward(b.dq, b.dk, b.dgk, dA, b.dM, b.A, b.M, q, k, b.bk, d, K, !s->channel_gate)) {
         size_t psm = pairs_backward_smem(C, K);
         CUDA_CHECK(cudaFuncSetAttribute(pairs_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)psm));
         pairs_backward_kernel<<<(unsigned)d.Z, 256, psm>>>(b.dq, b.dk, b.dgk, dA, b.dM, b.q, b.k, b.bk, C, K);

@@ -11,7 +11,8 @@
 // and the backward's sums over pairs are products of the same tiles with dA' and dM. Those run on
 // tensor cores (TF32 operands, fp32 sums); pairs inside a sub-chunk take the difference per
 // channel directly, as the fp32 kernels do (through a sub-chunk's start the factors could
-// overflow).
+// overflow). For a head's scalar gate (gdn) the decays factor out of the channels' sum, and the
+// pairs are plain products of the rows scaled entry by entry (scalar_pairs_kernel, below).
 #include "chunk_rows.cuh"
 #include "cuda_common.cuh"
 #include "mma_tf32.cuh"
@@ -286,18 +287,151 @@ __global__ void __launch_bounds__(512, 1)
         }
 }
 
+// ---- a head's scalar gate (gdn): b is the same on every channel, so e^{b_r - b_j} leaves the
+// sum over channels and the pairs are plain products of the rows, scaled entry by entry:
+//   A'[r,j] = (k_r . k_j) e^{b_r - b_j} (j < r),   M[r,j] = (q_r . k_j) e^{b_r - b_j} (j <= r),
+// with no sub-chunks (e^{b_r - b_j} <= 1 on and below the diagonal: nothing to overflow).
+
+// a pair's decay inside the mask of A' (j < r) or of M (with_diagonal: j <= r), else 0
+__device__ __forceinline__ float pair_decay(const float *b, int r, int j, bool with_diagonal) {
+    return j < r || (with_diagonal && j == r) ? __expf(b[r] - b[j]) : 0.0f;
+}
+
+// chunk z's head b (channel 0 of the chunk layout's bk) into b[0 .. C)
+template <int THREADS>
+__device__ __forceinline__ void load_head_decays(float *b, const float *bk, size_t z, int C, int K) {
+    for (int r = threadIdx.x; r < C; r += THREADS) b[r] = bk[(z * C + r) * K];
+}
+
+template <int K> struct ScalarTiles {
+    static constexpr int LD = K + 4; // q and k read as A and as B^T: along rows
+    static size_t smem_bytes(int C) { return sizeof(float) * ((size_t)2 * C * LD + C); }
+};
+
+// One block per chunk: A' and M as 16 x 16 tiles on and below the diagonal, zeros above.
+template <int K>
+__global__ void __launch_bounds__(256)
+    scalar_pairs_kernel(float *A, float *M, const float *q, const float *k, const float *bk, ChunkDims d) {
+    constexpr int THREADS = 256, WARPS = THREADS / 32, LD = ScalarTiles<K>::LD;
+    extern __shared__ __align__(16) float sm[];
+    const int C = d.C, nt = C / PAIR_SUB, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    float *Qs = sm, *Ks = Qs + C * LD, *bs = Ks + C * LD;
+    const size_t z = blockIdx.x;
+    copy_caller_rows_async<THREADS>(Qs, LD, q, d, z, K);
+    copy_caller_rows_async<THREADS>(Ks, LD, k, d, z, K);
+    cp_async_commit();
+    load_head_decays<THREADS>(bs, bk, z, C, K);
+    float *Az = A + z * C * C, *Mz = M + z * C * C;
+    for (int e = threadIdx.x; e < C * C; e += THREADS) /* above the diagonal's tiles */
+        if (e % C / PAIR_SUB > e / C / PAIR_SUB) Az[e] = Mz[e] = 0.0f;
+    cp_async_wait<0>();
+    __syncthreads();
+    for (int item = warp; item < nt * (nt + 1); item += WARPS) { /* (tile, A' or M) */
+        const int which = item & 1;
+        int ti = 0, tj = item >> 1; /* tiles (0,0) (1,0) (1,1) (2,0) ... */
+        while (tj > ti) tj -= ++ti;
+        float c[2][4] = {};
+        accumulate<2, false, true>(c, which ? Qs : Ks, LD, PAIR_SUB * ti, Ks, LD, PAIR_SUB * tj, K, lane, 0u);
+#pragma unroll
+        for (int n = 0; n < 2; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int r = PAIR_SUB * ti + lane / 4 + 8 * (e / 2),
+                          j = PAIR_SUB * tj + 8 * n + 2 * (lane % 4) + e % 2;
+                c[n][e] *= pair_decay(bs, r, j, which);
+            }
+        store_acc<2>(which ? Mz : Az, C, c, PAIR_SUB * ti, PAIR_SUB * tj, lane);
+    }
+}
+
+template <int K> struct ScalarBackwardTiles {
+    static constexpr int LD = K + 8; // q and k read as B: down columns
+    // Ga and Gm read as A (along rows) and as A^T (down columns): two-way bank conflicts there
+    __host__ __device__ static int ldc(int C) { return C + 4; }
+    static size_t smem_bytes(int C) { return sizeof(float) * ((size_t)2 * C * LD + (size_t)2 * C * ldc(C) + C); }
+};
+
+// The backward, with Ga = dA' and Gm = dM scaled by the pairs' decays (inside their masks) and
+// P = dA' A' + dM M entry by entry (A' and M the forward's):
+//   dq_r += sum_j Gm_rj k_j,   dk_r += sum_j Ga_rj k_j + sum_i (Ga_ir k_i + Gm_ir q_i),
+//   db_r += sum_j P_rj - sum_i P_ir: the head's scalar, added to channel 0 of dbk (whose
+//   channels the caller sums). A warp owns 16 rows by K / 2 channels of dq and dk.
+template <int K>
+__global__ void __launch_bounds__(256)
+    scalar_pairs_backward_kernel(float *dq, float *dk, float *dbk, const float *dA, const float *dM, const float *A,
+                                 const float *M, const float *q, const float *k, const float *bk, ChunkDims d) {
+    constexpr int THREADS = 256, WARPS = THREADS / 32, LD = ScalarBackwardTiles<K>::LD, N = K / 16;
+    extern __shared__ __align__(16) float sm[];
+    const int C = d.C, LDC = ScalarBackwardTiles<K>::ldc(C), lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    float *Qs = sm, *Ks = Qs + C * LD, *Ga = Ks + C * LD, *Gm = Ga + C * LDC, *bs = Gm + C * LDC;
+    const size_t z = blockIdx.x;
+    copy_caller_rows_async<THREADS>(Qs, LD, q, d, z, K);
+    copy_caller_rows_async<THREADS>(Ks, LD, k, d, z, K);
+    copy_rows_async<THREADS>(Ga, LDC, dA + z * C * C, C, C, C);
+    copy_rows_async<THREADS>(Gm, LDC, dM + z * C * C, C, C, C);
+    cp_async_commit();
+    load_head_decays<THREADS>(bs, bk, z, C, K);
+    cp_async_wait<0>();
+    __syncthreads();
+    // db: four lanes a row r, each over every fourth j of row r and of column r, then their sums
+    // added in a fixed order
+    const float *Az = A + z * C * C, *Mz = M + z * C * C;
+    for (int r0 = 0; r0 < C; r0 += THREADS / 4) {
+        const int r = r0 + threadIdx.x / 4, part = threadIdx.x % 4;
+        float net = 0.0f;
+        if (r < C)
+            for (int j = part; j < C; j += 4)
+                net += Ga[r * LDC + j] * Az[r * C + j] + Gm[r * LDC + j] * Mz[r * C + j] -
+                       (Ga[j * LDC + r] * Az[j * C + r] + Gm[j * LDC + r] * Mz[j * C + r]);
+        net += __shfl_xor_sync(0xffffffffu, net, 1);
+        net += __shfl_xor_sync(0xffffffffu, net, 2);
+        if (r < C && part == 0) dbk[(z * C + r) * K] += net;
+    }
+    __syncthreads(); /* db has read dA' and dM as they came */
+    for (int e = threadIdx.x; e < C * C; e += THREADS) {
+        const int r = e / C, j = e % C;
+        Ga[r * LDC + j] *= pair_decay(bs, r, j, false);
+        Gm[r * LDC + j] *= pair_decay(bs, r, j, true);
+    }
+    __syncthreads();
+    for (int task = warp; task < C / PAIR_SUB * 2; task += WARPS) {
+        const int u0 = PAIR_SUB * (task / 2), dc = task % 2 * (K / 2);
+        float gq[N][4] = {}, gk[N][4] = {};
+        /* as r: the pairs j < u0 + 16 (Ga and Gm are zero past the diagonal) */
+        accumulate<N, false>(gq, Gm, LDC, u0, Ks, LD, dc, u0 + PAIR_SUB, lane, 0u);
+        accumulate<N, false>(gk, Ga, LDC, u0, Ks, LD, dc, u0 + PAIR_SUB, lane, 0u);
+        /* as j: the rows i >= u0 */
+        accumulate<N, true>(gk, Ga + u0 * LDC, LDC, u0, Ks + u0 * LD, LD, dc, C - u0, lane, 0u);
+        accumulate<N, true>(gk, Gm + u0 * LDC, LDC, u0, Qs + u0 * LD, LD, dc, C - u0, lane, 0u);
+#pragma unroll
+        for (int n = 0; n < N; n++)
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const size_t o = (z * C + u0 + lane / 4 + 8 * h) * K + dc + 8 * n + 2 * (lane % 4);
+                float2 *pdq = reinterpret_cast<float2 *>(dq + o), *pdk = reinterpret_cast<float2 *>(dk + o);
+                float2 a = *pdq, b = *pdk;
+                a.x += gq[n][2 * h], a.y += gq[n][2 * h + 1];
+                b.x += gk[n][2 * h], b.y += gk[n][2 * h + 1];
+                *pdq = a, *pdk = b;
+            }
+    }
+}
+
 // the shared memory of a kernel's tiles for keys of K (32, 64 or 128) and chunks of C rows
 template <template <int> class Tiles> size_t tiles_smem(int C, int K) {
     return K == 32 ? Tiles<32>::smem_bytes(C) : K == 64 ? Tiles<64>::smem_bytes(C) : Tiles<128>::smem_bytes(C);
 }
 size_t forward_smem(int C, int K) { return tiles_smem<ForwardTiles>(C, K); }
 size_t backward_smem(int C, int K) { return tiles_smem<BackwardTiles>(C, K); }
+size_t scalar_forward_smem(int C, int K) { return tiles_smem<ScalarTiles>(C, K); }
+size_t scalar_backward_smem(int C, int K) { return tiles_smem<ScalarBackwardTiles>(C, K); }
 
 } // namespace
 
 bool pairs_mma_runs(int C, int K) {
     return cuda_tensor_cores() && (K == 32 || K == 64 || K == 128) && C % PAIR_SUB == 0 && C >= PAIR_SUB && C <= 64 &&
-           cuda_blocks_per_sm(backward_smem(C, K)) > 0 && cuda_blocks_per_sm(forward_smem(C, K)) > 0;
+           cuda_blocks_per_sm(backward_smem(C, K)) > 0 && cuda_blocks_per_sm(forward_smem(C, K)) > 0 &&
+           cuda_blocks_per_sm(scalar_backward_smem(C, K)) > 0 && cuda_blocks_per_sm(scalar_forward_smem(C, K)) > 0;
 }
 
 bool pairs_mma_takes(const float *q, const float *k, int C, int K) {
@@ -318,19 +452,25 @@ static void launch_pairs(Kernel kernel, int threads, size_t smem, const ChunkDim
         else launch_pairs(kernel<128>, threads, smem, d, __VA_ARGS__);                                                 \
     } while (0)
 
-bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const float *bk, const ChunkDims &d, int K) {
+bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const float *bk, const ChunkDims &d, int K,
+                       bool scalar_gate) {
     if (!pairs_mma_takes(q, k, d.C, K)) return false;
     if (!all_aligned16({A, M, bk})) die("internal: pairs_mma_forward: chunk buffers not 16-byte aligned");
-    PAIRS_LAUNCH(pairs_mma_kernel, PAIRS_FORWARD_THREADS, forward_smem(d.C, K), A, M, q, k, bk);
+    if (scalar_gate) PAIRS_LAUNCH(scalar_pairs_kernel, 256, scalar_forward_smem(d.C, K), A, M, q, k, bk);
+    else PAIRS_LAUNCH(pairs_mma_kernel, PAIRS_FORWARD_THREADS, forward_smem(d.C, K), A, M, q, k, bk);
     return true;
 }
 
-bool pairs_mma_backward(float *dq, float *dk, float *dbk, const float *dA, const float *dM, const float *q,
-                        const float *k, const float *bk, const ChunkDims &d, int K) {
+bool pairs_mma_backward(float *dq, float *dk, float *dbk, const float *dA, const float *dM, const float *A,
+                        const float *M, const float *q, const float *k, const float *bk, const ChunkDims &d, int K,
+                        bool scalar_gate) {
     if (!pairs_mma_takes(q, k, d.C, K)) return false;
     if (!all_aligned16({dq, dk, dbk, dA, dM, bk}))
         die("internal: pairs_mma_backward: chunk buffers not 16-byte aligned");
-    PAIRS_LAUNCH(pairs_backward_mma_kernel, 512, backward_smem(d.C, K), dq, dk, dbk, dA, dM, q, k, bk);
+    if (scalar_gate)
+        PAIRS_LAUNCH(scalar_pairs_backward_kernel, 256, scalar_backward_smem(d.C, K), dq, dk, dbk, dA, dM, A, M, q, k,
+                     bk);
+    else PAIRS_LAUNCH(pairs_backward_mma_kernel, 512, backward_smem(d.C, K), dq, dk, dbk, dA, dM, q, k, bk);
     return true;
 }
 #undef PAIRS_LAUNCH
