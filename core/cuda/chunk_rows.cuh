@@ -38,3 +38,20 @@ __device__ __forceinline__ void copy_caller_rows_async(float *tile, int ld, cons
                                                        size_t z, int X) {
     copy_caller_columns_async<THREADS>(tile, ld, src, d, z, X, 0, X);
 }
+
+// chunk z's C rows of a caller's fp32 tensor of X columns into a shared bf16 tile of row stride ld
+// (rounded to nearest), zeros past T: 16 bytes a load and 8 a store (X a multiple of 4, src
+// 16-byte aligned, ld a multiple of 4), by the block's THREADS threads
+template <int THREADS>
+__device__ __forceinline__ void load_caller_rows_bf16(bf16 *tile, int ld, const float *src, const ChunkDims &d,
+                                                      size_t z, int X) {
+    const CallerRows rows = caller_rows(d, z, X);
+    const int per_row = X / 4;
+#pragma unroll 4
+    for (int i = threadIdx.x; i < d.C * per_row; i += THREADS) {
+        const int r = i / per_row, c = i % per_row * 4;
+        const float4 f = r < rows.n ? *reinterpret_cast<const float4 *>(src + rows.offset + r * rows.ld + c)
+                                    : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        *reinterpret_cast<uint2 *>(tile + r * ld + c) = make_uint2(pack_bf16(f.x, f.y), pack_bf16(f.z, f.w));
+    }
+}

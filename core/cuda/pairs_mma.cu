@@ -9,45 +9,60 @@
 // sub-chunk's rows) and F_s = k F' (the rows before it, a tile per sub-chunk):
 //   A'[s, <rho] = Ke_s F_s^T,   M[s, <rho] = Qe_s F_s^T,
 // and the backward's sums over pairs are products of the same tiles with dA' and dM. Those run on
-// tensor cores (TF32 operands, fp32 sums); pairs inside a sub-chunk take the difference per
-// channel directly, as the fp32 kernels do (through a sub-chunk's start the factors could
-// overflow). For a head's scalar gate (gdn) the decays factor out of the channels' sum, and the
-// pairs are plain products of the rows scaled entry by entry (scalar_pairs_kernel, below).
+// tensor cores with fp32 sums: the backward's on TF32 operands, the forward's on TF32 ones or, where
+// that fits more blocks an SM (keys of 128 on an H200: 93 KiB where fp32 tiles take 152), on bf16
+// ones (q and k rounded as they load, Qe, Ke and F as they are made). Pairs inside a sub-chunk
+// take the difference per channel directly, as the fp32 kernels do (through a sub-chunk's start
+// the factors could overflow), the forward from the same q and k as its products. For a head's
+// scalar gate (gdn) the decays factor out of the channels' sum, and the pairs are plain products
+// of the rows scaled entry by entry (scalar_pairs_kernel, below).
 #include "chunk_rows.cuh"
 #include "cuda_common.cuh"
+#include "mma.cuh"
 #include "mma_tf32.cuh"
 #include "pairs_mma.cuh"
 
 namespace {
 
-// two neighbouring floats of a shared tile (8-byte aligned) in one load
+// two neighbouring elements of a shared tile as floats, in one load (floats 8-byte aligned, bf16
+// 4-byte aligned)
 __device__ __forceinline__ float2 load2(const float *p) { return *reinterpret_cast<const float2 *>(p); }
+__device__ __forceinline__ float2 load2(const bf16 *p) {
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(p));
+}
 
 // sub-chunk s's F tile: the rows j < 16 s, after those of the sub-chunks before it
 __host__ __device__ constexpr int f_rows(int n_sub) { return PAIR_SUB / 2 * n_sub * (n_sub - 1); }
-__device__ __forceinline__ float *f_tile(float *F, int s, int ld) { return F + f_rows(s) * ld; }
+template <typename T> __device__ __forceinline__ T *f_tile(T *F, int s, int ld) { return F + f_rows(s) * ld; }
 
-// F_s[j] = k_j e^{b_rho - b_j} for every sub-chunk s >= 1 and j < rho = 16 s
-template <int THREADS>
-__device__ __forceinline__ void build_f_tiles(float *F, const float *Ks, const float *Bs, int ld, int n_sub, int K) {
+// a tile's element as fp32, and an fp32 value stored as the tile's type (bf16: rounded to nearest)
+__device__ __forceinline__ float as_float(float x) { return x; }
+__device__ __forceinline__ float as_float(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ void store_as(float *p, float x) { *p = x; }
+__device__ __forceinline__ void store_as(bf16 *p, float x) { *p = __float2bfloat16_rn(x); }
+
+// F_s[j] = k_j e^{b_rho - b_j} for every sub-chunk s >= 1 and j < rho = 16 s (F and k: tiles of
+// row stride ld; b: fp32 rows of stride ldb)
+template <int THREADS, typename T>
+__device__ __forceinline__ void build_f_tiles(T *F, const T *Ks, int ld, const float *Bs, int ldb, int n_sub, int K) {
     for (int s = 1; s < n_sub; s++) {
-        float *Fs = f_tile(F, s, ld);
-        const float *ref = Bs + PAIR_SUB * s * ld;
+        T *Fs = f_tile(F, s, ld);
+        const float *ref = Bs + PAIR_SUB * s * ldb;
         for (int e = threadIdx.x; e < PAIR_SUB * s * K; e += THREADS) {
             int j = e / K, d = e % K;
-            Fs[j * ld + d] = Ks[j * ld + d] * __expf(ref[d] - Bs[j * ld + d]);
+            store_as(Fs + j * ld + d, as_float(Ks[j * ld + d]) * __expf(ref[d] - Bs[j * ldb + d]));
         }
     }
 }
 
 // the rows of sub-chunks s >= 1 scaled in place by E_r = e^{b_r - b_rho}: Qe and Ke
-template <int THREADS>
-__device__ __forceinline__ void scale_rows_in_place(float *Qs, float *Ks, const float *Bs, int ld, int C, int K) {
+template <int THREADS, typename T>
+__device__ __forceinline__ void scale_rows_in_place(T *Qs, T *Ks, int ld, const float *Bs, int ldb, int C, int K) {
     for (int e = threadIdx.x; e < (C - PAIR_SUB) * K; e += THREADS) {
         int r = PAIR_SUB + e / K, d = e % K, rho = r / PAIR_SUB * PAIR_SUB;
-        float x = __expf(Bs[r * ld + d] - Bs[rho * ld + d]);
-        Qs[r * ld + d] *= x;
-        Ks[r * ld + d] *= x;
+        float x = __expf(Bs[r * ldb + d] - Bs[rho * ldb + d]);
+        store_as(Qs + r * ld + d, as_float(Qs[r * ld + d]) * x);
+        store_as(Ks + r * ld + d, as_float(Ks[r * ld + d]) * x);
     }
 }
 
@@ -87,21 +102,45 @@ template <int N, int G> __device__ __forceinline__ void group_sum_scatter(float 
 // two rounds
 constexpr int PAIRS_FORWARD_THREADS = 320;
 
-template <int K> struct ForwardTiles {
-    static constexpr int LD = K + 4; // Qe, Ke read as A and F as B^T: along rows
-    static size_t smem_bytes(int C) { return sizeof(float) * (size_t)(3 * C + f_rows(C / PAIR_SUB)) * LD; }
+// The forward's tiles: b in fp32 (its differences go through exp); q, k and F in T, the products'
+// operands: fp32 (TF32 products) or bf16 (q and k rounded as they load; 93 KiB at keys of 128 and
+// chunks of 64 where fp32 tiles take 152)
+template <int K, typename T> struct ForwardTiles {
+    static constexpr int LDB = K + 4; // b, read along rows
+    // q, k and F read along rows: fp32 as A and as B^T (mma_tf32.cuh), bf16 by ldmatrix (mma.cuh)
+    static constexpr int LD = std::is_same_v<T, float> ? K + 4 : K + 8;
+    static size_t smem_bytes(int C) {
+        return sizeof(float) * (size_t)C * LDB + sizeof(T) * (size_t)(2 * C + f_rows(C / PAIR_SUB)) * LD;
+    }
 };
 
-// One block per chunk: A' (strictly lower) and M (lower, with the diagonal), zeros above.
-template <int K>
-__global__ void __launch_bounds__(PAIRS_FORWARD_THREADS)
+// chunk z's rows of q or k into a tile: fp32 by cp.async (committed by the caller), bf16 rounded
+template <int THREADS>
+__device__ __forceinline__ void load_caller_tile(float *tile, int ld, const float *src, const ChunkDims &d, size_t z,
+                                                 int K) {
+    copy_caller_rows_async<THREADS>(tile, ld, src, d, z, K);
+}
+template <int THREADS>
+__device__ __forceinline__ void load_caller_tile(bf16 *tile, int ld, const float *src, const ChunkDims &d, size_t z,
+                                                 int K) {
+    load_caller_rows_bf16<THREADS>(tile, ld, src, d, z, K);
+}
+
+// One block per chunk: A' (strictly lower) and M (lower, with the diagonal), zeros above; tiles
+// of T (float or bf16)
+template <int K, typename T>
+__global__ void __launch_bounds__(PAIRS_FORWARD_THREADS, 2)
     pairs_mma_kernel(float *A, float *M, const float *q, const float *k, const float *bk, ChunkDims d) {
-    constexpr int THREADS = PAIRS_FORWARD_THREADS, WARPS = THREADS / 32, LD = ForwardTiles<K>::LD;
+    constexpr int THREADS = PAIRS_FORWARD_THREADS, WARPS = THREADS / 32, LDB = ForwardTiles<K, T>::LDB,
+                  LD = ForwardTiles<K, T>::LD;
     extern __shared__ __align__(16) float sm[];
     const int C = d.C, n_sub = C / PAIR_SUB, lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-    float *Qs = sm, *Ks = Qs + C * LD, *Bs = Ks + C * LD, *F = Bs + C * LD;
+    float *Bs = sm;
+    T *Qs = reinterpret_cast<T *>(Bs + C * LDB), *Ks = Qs + C * LD, *F = Ks + C * LD;
     const size_t z = blockIdx.x;
-    copy_chunk_rows<THREADS>(Qs, Ks, Bs, LD, q, k, bk, d, z, K);
+    copy_rows_async<THREADS>(Bs, LDB, bk + z * C * K, K, C, K);
+    load_caller_tile<THREADS>(Qs, LD, q, d, z, K);
+    load_caller_tile<THREADS>(Ks, LD, k, d, z, K);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
@@ -118,13 +157,13 @@ __global__ void __launch_bounds__(PAIRS_FORWARD_THREADS)
         while (bj > bi) bj -= ++bi;
         const int r0 = PAIR_SUB * s + 4 * bi, j0 = PAIR_SUB * s + 4 * bj;
         float v[32] = {}; /* A'[r0 + x, j0 + y] at 4 x + y, M's at 16 + 4 x + y */
-        for (int d = 2 * gi; d < K; d += 2 * G) {
+        for (int c = 2 * gi; c < K; c += 2 * G) {
             float2 kr[4], qr[4], br[4], kj[4], bj2[4];
 #pragma unroll
             for (int x = 0; x < 4; x++) {
-                kr[x] = load2(Ks + (r0 + x) * LD + d), qr[x] = load2(Qs + (r0 + x) * LD + d);
-                br[x] = load2(Bs + (r0 + x) * LD + d);
-                kj[x] = load2(Ks + (j0 + x) * LD + d), bj2[x] = load2(Bs + (j0 + x) * LD + d);
+                kr[x] = load2(Ks + (r0 + x) * LD + c), qr[x] = load2(Qs + (r0 + x) * LD + c);
+                br[x] = load2(Bs + (r0 + x) * LDB + c);
+                kj[x] = load2(Ks + (j0 + x) * LD + c), bj2[x] = load2(Bs + (j0 + x) * LDB + c);
             }
 #pragma unroll
             for (int x = 0; x < 4; x++)
@@ -145,17 +184,24 @@ __global__ void __launch_bounds__(PAIRS_FORWARD_THREADS)
     }
     for (int e = threadIdx.x; e < C * C; e += THREADS) /* above the diagonal's 4 x 4 blocks */
         if (e % C / 4 > e / C / 4) Az[e] = Mz[e] = 0.0f;
-    build_f_tiles<THREADS>(F, Ks, Bs, LD, n_sub, K);
+    build_f_tiles<THREADS>(F, Ks, LD, Bs, LDB, n_sub, K);
     __syncthreads(); /* F is built from the unscaled rows */
-    scale_rows_in_place<THREADS>(Qs, Ks, Bs, LD, C, K);
+    scale_rows_in_place<THREADS>(Qs, Ks, LD, Bs, LDB, C, K);
     __syncthreads();
-    // pairs across sub-chunks: (s, t < s, A' or M), a 16 x 16 block each
+    // pairs across sub-chunks: (s, t < s, A' or M), a 16 x 16 block each with fp32 sums: Ke_s (or
+    // Qe_s) times the 16 rows of F_s from 16 t, transposed
     for (int item = warp; item < n_sub * (n_sub - 1); item += WARPS) {
         int which = item & 1, p = item >> 1, s = 1;
         while (p >= s) p -= s, s++;
         float c[2][4] = {};
-        accumulate<2, false, true>(c, which ? Qs : Ks, LD, PAIR_SUB * s, f_tile(F, s, LD), LD, PAIR_SUB * p, K, lane,
-                                   0u);
+        const T *rows = which ? Qs : Ks, *f = f_tile(F, s, LD);
+        if constexpr (std::is_same_v<T, float>) {
+            accumulate<2, false, true>(c, rows, LD, PAIR_SUB * s, f, LD, PAIR_SUB * p, K, lane, 0u);
+        } else {
+#pragma unroll
+            for (int k0 = 0; k0 < K; k0 += 16)
+                scores_step<PAIR_SUB>(c, rows, LD, PAIR_SUB * s, f + PAIR_SUB * p * LD, LD, k0, lane);
+        }
         store_acc<2>(which ? Mz : Az, C, c, PAIR_SUB * s, PAIR_SUB * p, lane);
     }
 }
@@ -195,7 +241,7 @@ __global__ void __launch_bounds__(512, 1)
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
-    build_f_tiles<THREADS>(F, Ks, Bs, LD, n_sub, K);
+    build_f_tiles<THREADS>(F, Ks, LD, Bs, LD, n_sub, K);
     // this warp's outputs: rows of sub-chunk u, channels dc.. dc + DW - 1; lane 4 g + t holds
     // element e of block n at row u0 + g + 8 (e / 2), channel dc + 8 n + 2 t + e % 2
     const int u = warp / 4, dc = warp % 4 * DW, u0 = PAIR_SUB * u, g = lane / 4, t = lane % 4;
@@ -237,7 +283,7 @@ __global__ void __launch_bounds__(512, 1)
         }
     }
     __syncthreads(); /* F is built and the pairs inside sub-chunks read the unscaled rows */
-    scale_rows_in_place<THREADS>(Qs, Ks, Bs, LD, C, K);
+    scale_rows_in_place<THREADS>(Qs, Ks, LD, Bs, LD, C, K);
     __syncthreads();
     if (!owns) return;
     if (u >= 1) { /* as r: E_r (dM, dA)[u, <u0] F_u */
@@ -417,20 +463,62 @@ __global__ void __launch_bounds__(256)
     }
 }
 
-// the shared memory of a kernel's tiles for keys of K (32, 64 or 128) and chunks of C rows
-template <template <int> class Tiles> size_t tiles_smem(int C, int K) {
-    return K == 32 ? Tiles<32>::smem_bytes(C) : K == 64 ? Tiles<64>::smem_bytes(C) : Tiles<128>::smem_bytes(C);
+// f(std::integral_constant<int, K>{}) for keys of K = 32, 64 or 128: a kernel template's
+// instance for a width known at run time
+template <typename F> auto with_key_width(int K, F f) {
+    if (K == 32) return f(std::integral_constant<int, 32>{});
+    if (K == 64) return f(std::integral_constant<int, 64>{});
+    return f(std::integral_constant<int, 128>{});
 }
-size_t forward_smem(int C, int K) { return tiles_smem<ForwardTiles>(C, K); }
+#define KW decltype(w)::value /* the width inside with_key_width's lambdas */
+
+// the shared memory of a kernel's tiles for keys of K and chunks of C rows
+template <template <int> class Tiles> size_t tiles_smem(int C, int K) {
+    return with_key_width(K, [&](auto w) { return Tiles<KW>::smem_bytes(C); });
+}
+size_t forward_smem(int C, int K, bool bf16_tiles) {
+    return with_key_width(K, [&](auto w) {
+        return bf16_tiles ? ForwardTiles<KW, bf16>::smem_bytes(C) : ForwardTiles<KW, float>::smem_bytes(C);
+    });
+}
 size_t backward_smem(int C, int K) { return tiles_smem<BackwardTiles>(C, K); }
 size_t scalar_forward_smem(int C, int K) { return tiles_smem<ScalarTiles>(C, K); }
 size_t scalar_backward_smem(int C, int K) { return tiles_smem<ScalarBackwardTiles>(C, K); }
+
+// the blocks of a kernel that fit an SM at once, its registers included
+template <typename Kernel> int resident_blocks(Kernel kernel, int threads, size_t smem) {
+    if (cuda_blocks_per_sm(smem) == 0) return 0;
+    cuda_allow_smem(kernel, smem);
+    int n = 0;
+    CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kernel, threads, smem));
+    return n;
+}
+
+int forward_tiles_force; /* cuda_pairs_forward_force: 0 the choice below, 1 bf16, -1 fp32 */
+
+// The forward's tiles in bf16 where they fit more of its blocks an SM than fp32 ones (keys of 128
+// on an H200: two where fp32 fits one; at 64 both fit two, and fp32 keeps q and k unrounded).
+// Asked once per chunk size and key width.
+bool forward_in_bf16(int C, int K) {
+    if (forward_tiles_force) return forward_tiles_force > 0;
+    static signed char known[3][64 / PAIR_SUB + 1]; /* 0 not yet asked, 1 fp32, 2 bf16 */
+    signed char &choice = known[K == 32 ? 0 : K == 64 ? 1 : 2][C / PAIR_SUB];
+    if (!choice)
+        choice = with_key_width(K, [&](auto w) {
+            const int half = resident_blocks(pairs_mma_kernel<KW, bf16>, PAIRS_FORWARD_THREADS,
+                                             ForwardTiles<KW, bf16>::smem_bytes(C)),
+                      full = resident_blocks(pairs_mma_kernel<KW, float>, PAIRS_FORWARD_THREADS,
+                                             ForwardTiles<KW, float>::smem_bytes(C));
+            return half > full ? 2 : 1;
+        });
+    return choice == 2;
+}
 
 } // namespace
 
 bool pairs_mma_runs(int C, int K) {
     return cuda_tensor_cores() && (K == 32 || K == 64 || K == 128) && C % PAIR_SUB == 0 && C >= PAIR_SUB && C <= 64 &&
-           cuda_blocks_per_sm(backward_smem(C, K)) > 0 && cuda_blocks_per_sm(forward_smem(C, K)) > 0 &&
+           cuda_blocks_per_sm(backward_smem(C, K)) > 0 && cuda_blocks_per_sm(forward_smem(C, K, true)) > 0 &&
            cuda_blocks_per_sm(scalar_backward_smem(C, K)) > 0 && cuda_blocks_per_sm(scalar_forward_smem(C, K)) > 0;
 }
 
@@ -438,26 +526,28 @@ bool pairs_mma_takes(const float *q, const float *k, int C, int K) {
     return all_aligned16({q, k}) && pairs_mma_runs(C, K);
 }
 
-// kernel<K> launched for every chunk, with its shared memory allowed
+// a kernel launched for every chunk, with its shared memory allowed
 template <typename Kernel, typename... Args>
 static void launch_pairs(Kernel kernel, int threads, size_t smem, const ChunkDims &d, Args... args) {
     cuda_allow_smem(kernel, smem);
     kernel<<<(unsigned)d.Z, threads, smem>>>(args..., d);
     CUDA_LAUNCHED();
 }
-#define PAIRS_LAUNCH(kernel, threads, smem, ...)                                                                       \
-    do {                                                                                                               \
-        if (K == 32) launch_pairs(kernel<32>, threads, smem, d, __VA_ARGS__);                                          \
-        else if (K == 64) launch_pairs(kernel<64>, threads, smem, d, __VA_ARGS__);                                     \
-        else launch_pairs(kernel<128>, threads, smem, d, __VA_ARGS__);                                                 \
-    } while (0)
 
 bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const float *bk, const ChunkDims &d, int K,
                        bool scalar_gate) {
     if (!pairs_mma_takes(q, k, d.C, K)) return false;
     if (!all_aligned16({A, M, bk})) die("internal: pairs_mma_forward: chunk buffers not 16-byte aligned");
-    if (scalar_gate) PAIRS_LAUNCH(scalar_pairs_kernel, 256, scalar_forward_smem(d.C, K), A, M, q, k, bk);
-    else PAIRS_LAUNCH(pairs_mma_kernel, PAIRS_FORWARD_THREADS, forward_smem(d.C, K), A, M, q, k, bk);
+    const bool bf16_tiles = !scalar_gate && forward_in_bf16(d.C, K);
+    with_key_width(K, [&](auto w) {
+        if (scalar_gate) launch_pairs(scalar_pairs_kernel<KW>, 256, scalar_forward_smem(d.C, K), d, A, M, q, k, bk);
+        else if (bf16_tiles)
+            launch_pairs(pairs_mma_kernel<KW, bf16>, PAIRS_FORWARD_THREADS, forward_smem(d.C, K, true), d, A, M, q, k,
+                         bk);
+        else
+            launch_pairs(pairs_mma_kernel<KW, float>, PAIRS_FORWARD_THREADS, forward_smem(d.C, K, false), d, A, M, q,
+                         k, bk);
+    });
     return true;
 }
 
@@ -467,12 +557,18 @@ bool pairs_mma_backward(float *dq, float *dk, float *dbk, const float *dA, const
     if (!pairs_mma_takes(q, k, d.C, K)) return false;
     if (!all_aligned16({dq, dk, dbk, dA, dM, bk}))
         die("internal: pairs_mma_backward: chunk buffers not 16-byte aligned");
-    if (scalar_gate)
-        PAIRS_LAUNCH(scalar_pairs_backward_kernel, 256, scalar_backward_smem(d.C, K), dq, dk, dbk, dA, dM, A, M, q, k,
-                     bk);
-    else PAIRS_LAUNCH(pairs_backward_mma_kernel, 512, backward_smem(d.C, K), dq, dk, dbk, dA, dM, q, k, bk);
+    with_key_width(K, [&](auto w) {
+        if (scalar_gate)
+            launch_pairs(scalar_pairs_backward_kernel<KW>, 256, scalar_backward_smem(d.C, K), d, dq, dk, dbk, dA, dM,
+                         A, M, q, k, bk);
+        else
+            launch_pairs(pairs_backward_mma_kernel<KW>, 512, backward_smem(d.C, K), d, dq, dk, dbk, dA, dM, q, k, bk);
+    });
     return true;
 }
-#undef PAIRS_LAUNCH
+#undef KW
 
 extern "C" int cuda_delta_pairs_on_tensor_cores(int C, int K) { return pairs_mma_runs(C, K); }
+// tests: 1 forces the forward's bf16 tiles, -1 its fp32 ones, 0 the choice by resident blocks
+extern "C" void cuda_delta_pairs_forward_force(int which) { forward_tiles_force = which; }
+extern "C" int cuda_delta_pairs_forward_in_bf16(int C, int K) { return pairs_mma_runs(C, K) && forward_in_bf16(C, K); }

@@ -1404,6 +1404,37 @@ TEST(test_gpu_delta_rule_streamed_beta_products_match_the_whole_tiles) {
     }
 }
 
+int cuda_delta_pairs_forward_in_bf16(int C, int K); /* core/cuda/pairs_mma.cu */
+void cuda_delta_pairs_forward_force(int which);     /* 1 bf16 tiles, -1 fp32, 0 the kernel's choice */
+
+/* The pairs' forward on tensor cores with its tiles in fp32 (TF32 products) and in bf16 (q and k
+ * rounded), each forced at keys of 32, 64 and 128, against the CPU's recurrent form: the weak
+ * decays (where the rounding of q and k shows most; the bound of the weak-decay cases above) and
+ * the strong ones. On an H200 the kernel's own choice is bf16 at keys of 128 (two blocks an SM
+ * where fp32 tiles fit one) and fp32 at 64 (two either way). In fp32 mode the fp32 pair kernels
+ * run instead, and the test says so. */
+TEST(test_gpu_delta_rule_pairs_forward_in_fp32_and_bf16_tiles) {
+    need_gpu();
+    CHECK(fp32_matmuls == !cuda_delta_pairs_on_tensor_cores(64, 64),
+          "pairs on tensor cores in fp32 mode, or not in bf16 mode");
+    if (fp32_matmuls) return;
+    if (backend_cuda_compute_capability() == 90) {
+        CHECK(cuda_delta_pairs_forward_in_bf16(64, 128), "keys of 128, chunks of 64: want the bf16 tiles");
+        CHECK(!cuda_delta_pairs_forward_in_bf16(64, 64), "keys of 64, chunks of 64: want the fp32 tiles");
+    }
+    const ScanInputs weak = {0.0f, 0.02f, true};
+    const int widths[3] = {32, 64, 128};
+    for (int bf16_tiles = 0; bf16_tiles < 2; bf16_tiles++)
+        for (int i = 0; i < 3; i++) {
+            const int K = widths[i];
+            const unsigned seed = 110 + 4 * (unsigned)i + 2 * (unsigned)bf16_tiles;
+            cuda_delta_pairs_forward_force(bf16_tiles ? 1 : -1);
+            check_scan_with(true, true, 1, 300, 2, K, K, 64, weak, 5e-3, seed);
+            check_scan(true, true, 2, 100, 2, K, K, 64, 5e-2, seed + 1);
+        }
+    cuda_delta_pairs_forward_force(0);
+}
+
 /* One decode step of linear attention (delta 0) or the delta rule, against the CPU's. Shapes:
  * tiny; a model's heads of 64 keys and 128 values (each of a block's 8 warps 8 rows); and 300 keys,
  * more rows a warp than its registers hold (the rest go through global memory). */
