@@ -27,8 +27,9 @@ template <int EPILOGUE> __device__ __forceinline__ float conv_epilogue(float acc
 // y[t] = sum_k w[c,k] x[t - W + 1 + k]  (DIR = -1), or the backward's
 // dx[t] = sum_k w[c,k] dy[t + W - 1 - k]  (DIR = +1); taps outside [0, T) are skipped. With
 // TAPS = W known when compiled, the window's CONV_STEPS + W - 1 inputs are loaded first, each
-// once, into registers; at run time's W (TAPS = 0) each tap loads the inputs it reads, W loads
-// an input. The sums are the same either way, in the same order.
+// once, into registers, zeros outside [0, T), so the taps need no test of their own (a zero tap
+// leaves a sum's value as it is); at run time's W (TAPS = 0) each tap loads the inputs it reads,
+// W loads an input. The sums are the same either way, in the same order.
 enum { CONV_COMPILED_TAPS = 4 }; /* the configs' window (fla's and Kimi Linear's) */
 template <int DIR, int TAPS>
 __device__ __forceinline__ void conv_sums(float (&acc)[CONV_STEPS], const float *xb, const float *w, int c, int T,
@@ -49,19 +50,17 @@ __device__ __forceinline__ void conv_sums(float (&acc)[CONV_STEPS], const float 
         constexpr int N = CONV_STEPS + TAPS - 1;
         const int first = DIR < 0 ? t0 - (TAPS - 1) : t0; /* the window's first step */
         float xs[N];
+        long long at = (long long)first * C; /* step first + j's offset, a row further each step */
 #pragma unroll
-        for (int j = 0; j < N; j++) {
+        for (int j = 0; j < N; j++, at += C) {
             int s = first + j;
-            xs[j] = s >= 0 && s < T ? xb[(size_t)s * C] : 0.0f;
+            xs[j] = s >= 0 && s < T ? xb[at] : 0.0f;
         }
 #pragma unroll
         for (int k = 0; k < TAPS; k++) {
             float wk = w[c * TAPS + k];
 #pragma unroll
-            for (int u = 0; u < CONV_STEPS; u++) {
-                const int j = DIR < 0 ? u + k : u + TAPS - 1 - k, s = first + j;
-                if (s >= 0 && s < T) acc[u] += wk * xs[j];
-            }
+            for (int u = 0; u < CONV_STEPS; u++) acc[u] += wk * xs[DIR < 0 ? u + k : u + TAPS - 1 - k];
         }
     }
 }
@@ -108,8 +107,11 @@ __global__ void conv1d_dw_kernel(float *dw, const float *dy, const float *x, int
     }
 }
 // SiLU(conv1d(x)) with each head of D channels L2-normalized in the same pass, for D dividing a
-// block's 128 channels: the head's warps add their squares through shared memory, step by step.
-// Threads past C stay for the barrier with zero outputs (C is whole heads, so no head mixes them).
+// block's 128 channels: each warp sums its squares for all CONV_STEPS steps at once (a butterfly
+// leaves lane l the sum of step l % 8 over its group of 8 lanes, 7 shuffles, then 2 more add the
+// groups': 9 where a warp sum a step took 40), and the head's warps add theirs through shared
+// memory. Threads past C stay for the shuffles and the barrier with zero outputs (C is whole
+// heads, so no head mixes them).
 template <int D, int TAPS>
 __global__ void conv1d_silu_l2_kernel(float *y, float *rnorm, const float *x, const float *w, int T, int C, int W,
                                       float eps) {
@@ -123,23 +125,27 @@ __global__ void conv1d_silu_l2_kernel(float *y, float *rnorm, const float *x, co
 #pragma unroll
         for (int u = 0; u < CONV_STEPS; u++) v[u] = conv_epilogue<CONV_SILU>(v[u], nullptr, 0);
     }
+    static_assert(CONV_STEPS == 8, "a warp's squares: one step a lane of each group of 8");
+    float sq[CONV_STEPS];
 #pragma unroll
-    for (int u = 0; u < CONV_STEPS; u++) {
-        float ss = warp_sum(v[u] * v[u]);
-        if (lane == 0) squares[warp][u] = ss;
-    }
+    for (int u = 0; u < CONV_STEPS; u++) sq[u] = v[u] * v[u];
+    group_sum_scatter<CONV_STEPS, CONV_STEPS>(sq, lane % CONV_STEPS, 0xffffffffu);
+    float warp_squares = sq[0];
+    warp_squares += __shfl_xor_sync(0xffffffffu, warp_squares, 8);
+    warp_squares += __shfl_xor_sync(0xffffffffu, warp_squares, 16);
+    if (lane < CONV_STEPS) squares[warp][lane] = warp_squares;
     __syncthreads();
     if (c >= C) return;
+    const size_t row0 = (size_t)b * T + t0; /* step t0's row; y's rows are C wide, rnorm's C / D */
+    float *yu = y + row0 * C + c, *ru = rnorm + row0 * (C / D) + c / D;
 #pragma unroll
-    for (int u = 0; u < CONV_STEPS; u++) {
-        int t = t0 + u;
-        if (t >= T) break;
+    for (int u = 0; u < CONV_STEPS; u++, yu += C, ru += C / D) {
+        if (t0 + u >= T) break;
         float ss = 0.0f;
         for (int j = 0; j < D / 32; j++) ss += squares[first + j][u];
         float r = rsqrtf(ss + eps);
-        size_t row = (size_t)b * T + t;
-        y[row * C + c] = v[u] * r;
-        if (c % D == 0) rnorm[row * (C / D) + c / D] = r;
+        *yu = v[u] * r;
+        if (c % D == 0) *ru = r;
     }
 }
 
@@ -150,7 +156,9 @@ __global__ void conv1d_silu_l2_kernel(float *y, float *rnorm, const float *x, co
 // gradient of the step W - 1 back (the backward convolution's sums, in its order). A walk goes
 // W - 1 steps past its end (where dc is still needed); those steps add nothing to dw, which each
 // thread adds to with one atomic per tap. Against the three passes it replaces (dc, dx from dc,
-// dw from dc and x), dc never leaves the registers.
+// dw from dc and x), dc never leaves the registers. The window holds zeros for the inputs before
+// step 0 and dc is zero past T, so the taps there need no test (a zero tap leaves a sum's value
+// as it is).
 enum { CONV_WALK = 32, CONV_FUSED_TAPS = 8 };
 static_assert(CONV_FUSED_TAPS == 8, "cuda_conv1d_silu_backward instantiates the fused kernel for 1 to 8 taps");
 template <int W>
@@ -170,15 +178,16 @@ __global__ void conv1d_silu_backward_kernel(float *dx, float *dw, const float *d
         dw_acc[k] = 0.0f;
     }
     const int end = t1 + W - 1; /* the walk's steps: its own and the W - 1 after them */
-    for (int s0 = t0; s0 < end; s0 += CONV_STEPS) {
+    long long at = (long long)t0 * C; /* step s0's offset from base */
+    for (int s0 = t0; s0 < end; s0 += CONV_STEPS, at += (long long)CONV_STEPS * C) {
         /* the next CONV_STEPS steps' x and dy loaded together, before the steps that use them */
         float xl[CONV_STEPS], dl[CONV_STEPS];
+        const float *xu = x + base + at, *dyu = dy + base + at;
 #pragma unroll
-        for (int u = 0; u < CONV_STEPS; u++) {
-            int s = s0 + u;
-            bool in = s < end && s < T;
-            xl[u] = in ? x[base + (size_t)s * C] : 0.0f;
-            dl[u] = in ? dy[base + (size_t)s * C] : 0.0f;
+        for (int u = 0; u < CONV_STEPS; u++, xu += C, dyu += C) {
+            bool in = s0 + u < end && s0 + u < T;
+            xl[u] = in ? *xu : 0.0f;
+            dl[u] = in ? *dyu : 0.0f;
         }
 #pragma unroll
         for (int u = 0; u < CONV_STEPS; u++) {
@@ -191,8 +200,7 @@ __global__ void conv1d_silu_backward_kernel(float *dx, float *dw, const float *d
                 xs[W - 1] = xl[u];
                 float acc = 0.0f;
 #pragma unroll
-                for (int k = 0; k < W; k++) /* taps before position 0 are skipped, as the forward skips them */
-                    if (s - W + 1 + k >= 0) acc += wk[k] * xs[k];
+                for (int k = 0; k < W; k++) acc += wk[k] * xs[k]; /* zeros before step 0 */
                 dc = conv_epilogue<CONV_SILU_GRAD>(acc, dl, u);
                 if (s < t1)
 #pragma unroll
@@ -202,12 +210,11 @@ __global__ void conv1d_silu_backward_kernel(float *dx, float *dw, const float *d
             for (int k = 0; k < W - 1; k++) dcs[k] = dcs[k + 1];
             dcs[W - 1] = dc; /* dcs[j] = dc at step s - W + 1 + j */
             int t = s - W + 1;
-            if (t >= t0) { /* dx[t] = sum_k w[k] dc[t + W - 1 - k], the taps past T skipped */
+            if (t >= t0) { /* dx[t] = sum_k w[k] dc[t + W - 1 - k], dc zero past T */
                 float acc = 0.0f;
 #pragma unroll
-                for (int k = 0; k < W; k++)
-                    if (t + W - 1 - k < T) acc += wk[k] * dcs[W - 1 - k];
-                dx[base + (size_t)t * C] = acc;
+                for (int k = 0; k < W; k++) acc += wk[k] * dcs[W - 1 - k];
+                dx[base + at + (long long)(u - W + 1) * C] = acc;
             }
         }
     }

@@ -35,6 +35,23 @@ __device__ __forceinline__ float warp_sum(float v) {
     return v;
 }
 
+// v summed over the G lanes of a group (lanes that differ only in their low log2 G bits, all in
+// mask), scattered: the lane of index i in its group keeps in v[0 .. N / G) the sums of
+// v[N / G * i ...]. A butterfly: each step sends half of what is left and adds the other lane's
+// half, in a fixed order (the same bits every run).
+template <int N, int G> __device__ __forceinline__ void group_sum_scatter(float (&v)[N], int i, unsigned mask) {
+    if constexpr (G > 1) {
+        constexpr int H = N / 2, S = G / 2;
+        const bool upper = i & S;
+#pragma unroll
+        for (int e = 0; e < H; e++) {
+            const float send = upper ? v[e] : v[e + H], keep = upper ? v[e + H] : v[e];
+            v[e] = keep + __shfl_xor_sync(mask, send, S);
+        }
+        group_sum_scatter<H, S>(reinterpret_cast<float(&)[H]>(v), i, mask);
+    }
+}
+
 __device__ __forceinline__ float warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
