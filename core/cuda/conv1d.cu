@@ -25,7 +25,7 @@ template <int EPILOGUE> __device__ __forceinline__ float conv_epilogue(float acc
 }
 // channel c's sums at the CONV_STEPS steps from t0 of one sequence (xb: its channel c):
 // y[t] = sum_k w[c,k] x[t - W + 1 + k]  (DIR = -1), or the backward's
-// dx[t] = sum_k w[c,k] dy[t + W - 1 - k]  (DIR = +1); taps outside [0, T) are skipped. With
+// dx[t] = sum_k w[c,k] dy[t + W - 1 - k]  (DIR = +1); taps outside [0, T) add nothing. With
 // TAPS = W known when compiled, the window's CONV_STEPS + W - 1 inputs are loaded first, each
 // once, into registers, zeros outside [0, T), so the taps need no test of their own (a zero tap
 // leaves a sum's value as it is); at run time's W (TAPS = 0) each tap loads the inputs it reads,

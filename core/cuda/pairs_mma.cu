@@ -481,7 +481,7 @@ int forward_tiles_force; /* cuda_pairs_forward_force: 0 the choice below, 1 bf16
 
 // The forward's tiles in bf16 where they fit more of its blocks an SM than fp32 ones (keys of 128
 // on an H200: two where fp32 fits one; at 64 both fit two, and fp32 keeps q and k unrounded).
-// Asked once per chunk size and key width.
+// Asked once per chunk size and key width in a process (a process drives one GPU).
 bool forward_in_bf16(int C, int K) {
     if (forward_tiles_force) return forward_tiles_force > 0;
     static signed char known[3][64 / PAIR_SUB + 1]; /* 0 not yet asked, 1 fp32, 2 bf16 */

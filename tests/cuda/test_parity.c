@@ -1428,6 +1428,7 @@ TEST(test_gpu_delta_rule_pairs_forward_in_fp32_and_bf16_tiles) {
         for (int i = 0; i < 3; i++) {
             const int K = widths[i];
             const unsigned seed = 110 + 4 * (unsigned)i + 2 * (unsigned)bf16_tiles;
+            CHECK(cuda_delta_pairs_on_tensor_cores(64, K), "keys of %d, chunks of 64: pairs not on tensor cores", K);
             cuda_delta_pairs_forward_force(bf16_tiles ? 1 : -1);
             check_scan_with(true, true, 1, 300, 2, K, K, 64, weak, 5e-3, seed);
             check_scan(true, true, 2, 100, 2, K, K, 64, 5e-2, seed + 1);
