@@ -477,7 +477,7 @@ template <typename Kernel> int resident_blocks(Kernel kernel, int threads, size_
     return n;
 }
 
-int forward_tiles_force; /* cuda_pairs_forward_force: 0 the choice below, 1 bf16, -1 fp32 */
+int forward_tiles_force; /* cuda_delta_pairs_forward_force: 0 the choice below, 1 bf16, -1 fp32 */
 
 // The forward's tiles in bf16 where they fit more of its blocks an SM than fp32 ones (keys of 128
 // on an H200: two where fp32 fits one; at 64 both fit two, and fp32 keeps q and k unrounded).
