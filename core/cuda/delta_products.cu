@@ -106,6 +106,31 @@ __device__ __forceinline__ void loaded() {
     __syncthreads();
 }
 
+// chunk z's Qb or Kb (GatedRows) into a shared tile: the chunk layout's rows, or the caller's rows
+// and, into factors (C floats), their e^b_r for scale_gated_rows once the copies are in. (Tried on
+// an H200 at 4 x 4096 x 16 x 128: scaling as plain loads land instead of after the cp.async
+// copies, GDN's forward 1.30 -> 1.44 ms, the loads stalling each block; the pass with a division
+// by K per element, 1.38 to 1.41.)
+__device__ __forceinline__ void load_gated_tile(float *tile, int ld, float *factors, const GatedRows &g,
+                                                const ChunkDims &d, size_t z, int K) {
+    if (!g.caller) {
+        load_tile(tile, ld, g.chunked, z, d.C, K);
+        return;
+    }
+    load_caller_tile(tile, ld, g.caller, d, z, K);
+    for (int r = threadIdx.x; r < d.C; r += THREADS) factors[r] = expf(g.bk[(z * d.C + r) * K]);
+}
+// the caller's rows of a gated tile times their factors (after loaded(); rows past T stay zeros)
+__device__ __forceinline__ void scale_gated_rows(float *tile, int ld, const float *factors, const GatedRows &g, int C,
+                                                 int K) {
+    if (!g.caller) return;
+    for (int r = threadIdx.x / 32; r < C; r += THREADS / 32) { /* a warp a row: no division by K */
+        const float f = factors[r];
+        for (int c = threadIdx.x % 32; c < K; c += 32) tile[r * ld + c] *= f;
+    }
+    __syncthreads();
+}
+
 // Pieces 0 .. n - 1 through two shared buffers: load(i) issues piece i's copies into buffer i % 2
 // and commits them, use(i) runs once they are in, while piece i + 1 loads; the barrier after use(i)
 // keeps buffer i % 2 until every warp is done with it. Copies issued before the call join piece 0's
@@ -150,20 +175,24 @@ __device__ __forceinline__ PlanTiles load_plan_tiles(float *sm, const ThreeTiles
     return t;
 }
 
-// Xb, Kb, V
+// Xb, Kb, V, and Kb's row factors (GatedRows)
 struct WuPlan : ThreeTiles {
     __host__ __device__ WuPlan(int C, int K, int V) : ThreeTiles{along_rows(C), down_columns(K), down_columns(V)} {}
-    __host__ __device__ static size_t floats(int C, int K, int V) { return WuPlan(C, K, V).floats_of(C); }
+    __host__ __device__ static size_t floats(int C, int K, int V) { return WuPlan(C, K, V).floats_of(C) + C; }
 };
 
 __global__ void __launch_bounds__(THREADS)
-    wu_kernel(float *W, float *U, const float *Xb, const float *kb, const float *v, ChunkDims d, int K, int V) {
+    wu_kernel(float *W, float *U, const float *Xb, GatedRows kb, const float *v, ChunkDims d, int K, int V) {
     extern __shared__ __align__(16) float sm[];
     const int C = d.C;
     const WuPlan p(C, K, V);
     const size_t z = blockIdx.x;
-    const PlanTiles t = load_plan_tiles(sm, p, Xb, C, kb, K, v, V, d, z);
-    const float *Xs = t.t0, *Ks = t.t1, *Vs = t.t2;
+    float *Xs = sm, *Ks = Xs + C * p.l0, *Vs = Ks + C * p.l1, *factors = Vs + C * p.l2;
+    load_tile(Xs, p.l0, Xb, z, C, C);
+    load_gated_tile(Ks, p.l1, factors, kb, d, z, K);
+    load_caller_tile(Vs, p.l2, v, d, z, V);
+    loaded();
+    scale_gated_rows(Ks, p.l1, factors, kb, C, K);
     float *Wz = W + z * C * K, *Uz = U + z * C * V;
     products<false, false>(C, K, Term{Xs, p.l0, Ks, p.l1, C},
                            [&](auto &c, int r0, int c0) { store_warp_tile(Wz, K, c, r0, c0, 1.0f); });
@@ -171,32 +200,54 @@ __global__ void __launch_bounds__(THREADS)
                            [&](auto &c, int r0, int c0) { store_warp_tile(Uz, V, c, r0, c0, 1.0f); });
 }
 
+// Qb, M, one or two stages of a piece of S's columns and the same piece of U's, and Qb's row
+// factors (GatedRows): o's columns a piece at a time. The whole value width is one piece where two
+// blocks fit an SM; at heads of 128 (152 KiB whole) the pieces are 32 columns, streamed through
+// two stages (110 KiB, two blocks), the next piece loading while one multiplies, Qb and M loaded
+// once: KDA's forward at 4 x 4096 x 16 x 128 on an H200 1.69 -> 1.67 ms against cuBLAS's two
+// batched products and the pass to the caller's rows (pieces of 64 in neighbouring blocks, each
+// loading Qb and M and none overlapping, 1.66). Every output's sums run in the same order either way.
 struct OutputPlan {
-    int lq, ls, lm, lu;
-    __host__ __device__ OutputPlan(int C, int K, int V)
-        : lq(along_rows(K)), ls(down_columns(V)), lm(along_rows(C)), lu(down_columns(V)) {}
-    __host__ __device__ static size_t floats(int C, int K, int V) {
-        OutputPlan p(C, K, V);
-        return (size_t)C * p.lq + (size_t)K * p.ls + (size_t)C * (p.lm + p.lu);
+    int lq, lm, ls, lu;
+    size_t stage; /* a piece of S and of U */
+    __host__ __device__ OutputPlan(int C, int K, int piece)
+        : lq(along_rows(K)), lm(along_rows(C)), ls(down_columns(piece)), lu(down_columns(piece)),
+          stage((size_t)K * ls + (size_t)C * lu) {}
+    __host__ __device__ static size_t floats(int C, int K, int V, int piece) {
+        OutputPlan p(C, K, piece);
+        return (size_t)C * (p.lq + p.lm) + (piece < V ? 2 : 1) * p.stage + C;
     }
 };
 
-__global__ void __launch_bounds__(THREADS) output_kernel(float *o, const float *qb, const float *S, const float *M,
-                                                         const float *U, float scale, ChunkDims d, int K, int V) {
+__global__ void __launch_bounds__(THREADS) output_kernel(float *o, GatedRows qb, const float *S, const float *M,
+                                                         const float *U, float scale, ChunkDims d, int K, int V,
+                                                         int piece) {
     extern __shared__ __align__(16) float sm[];
     const int C = d.C;
-    const OutputPlan p(C, K, V);
-    float *Qs = sm, *Ss = Qs + C * p.lq, *Ms = Ss + K * p.ls, *Us = Ms + C * p.lm;
+    const OutputPlan p(C, K, piece);
+    float *Qs = sm, *Ms = Qs + C * p.lq, *stages = Ms + C * p.lm;
+    float *factors = stages + (piece < V ? 2 : 1) * p.stage;
     const size_t z = blockIdx.x;
-    load_tile(Qs, p.lq, qb, z, C, K);
-    load_tile(Ss, p.ls, S, z, K, V);
+    load_gated_tile(Qs, p.lq, factors, qb, d, z, K); /* with the first piece's group */
     load_tile(Ms, p.lm, M, z, C, C);
-    load_tile(Us, p.lu, U, z, C, V);
-    loaded();
+    auto load = [&](int i) {
+        float *Ss = stages + (i % 2) * p.stage, *Us = Ss + K * p.ls;
+        copy_rows_async<THREADS>(Ss, p.ls, S + z * K * V + i * piece, V, K, piece);
+        copy_rows_async<THREADS>(Us, p.lu, U + z * C * V + i * piece, V, C, piece);
+        cp_async_commit();
+    };
     const CallerRows out = caller_rows(d, z, V);
-    products<false, false>(
-        C, V, Term{Qs, p.lq, Ss, p.ls, K}, Term{Ms, p.lm, Us, p.lu, C},
-        [&](auto &c, int r0, int c0) { store_warp_tile(o + out.offset, out.ld, c, r0, c0, scale, out.n); });
+    stream_pieces(V / piece, load, [&](int i) {
+        if (i == 0) scale_gated_rows(Qs, p.lq, factors, qb, C, K);
+        const float *Ss = stages + (i % 2) * p.stage, *Us = Ss + K * p.ls;
+        const Term qs{Qs, p.lq, Ss, p.ls, K}, mu{Ms, p.lm, Us, p.lu, C};
+        auto done = [&](auto &c, int r0, int c0) {
+            store_warp_tile(o + out.offset + i * piece, out.ld, c, r0, c0, scale, out.n);
+        };
+        /* 16-column warp tiles where 32 would leave warps idle (a piece of 32) */
+        if (C / 16 * column_blocks(piece) < THREADS / 32) products_nb<2, false, false>(C, piece, qs, mu, done);
+        else products<false, false>(C, piece, qs, mu, done);
+    });
 }
 
 // Qb, M, dO
@@ -466,6 +517,19 @@ static bool two_blocks_fit(size_t floats) { return cuda_blocks_per_sm(sizeof(flo
 // they fit an SM, 0 the plans' choice
 static int beta_force;
 
+// the tests' switch for the output: pieces of 32 columns wherever the values split so (1), or as
+// output_piece chooses (0)
+static int output_force;
+
+// The columns of the output's pieces: the widest (V, or a multiple of 16 that divides it) whose
+// tiles fit two blocks an SM; 0 where none do (cuBLAS's products then).
+static int output_piece(int C, int K, int V) {
+    if (output_force > 0 && V % 32 == 0 && V > 32 && two_blocks_fit(OutputPlan::floats(C, K, V, 32))) return 32;
+    for (int pieces = 1; V / pieces >= 16; pieces *= 2)
+        if (V % (16 * pieces) == 0 && two_blocks_fit(OutputPlan::floats(C, K, V, V / pieces))) return V / pieces;
+    return 0;
+}
+
 enum BetaKernel { BETA_CUBLAS, BETA_WHOLE, BETA_STREAMED };
 
 // Which kernel takes beta's products: the whole tiles where two blocks fit an SM, else the pieces
@@ -490,25 +554,26 @@ bool delta_products_run(DeltaProducts which, int C, int K, int V, std::initializ
     if (!cuda_tensor_cores() || C % 16 || K % 16 || V % 16 || C <= 0 || K <= 0 || V <= 0 || !all_aligned16(caller))
         return false;
     if (which == DELTA_BETA_GRADS) return beta_kernel(C, K, V) != BETA_CUBLAS;
-    return two_blocks_fit(which == DELTA_WU       ? WuPlan::floats(C, K, V)
-                          : which == DELTA_OUTPUT ? OutputPlan::floats(C, K, V)
-                          : which == DELTA_DOUT   ? DoutPlan::floats(C, K, V)
-                                                  : StatePlan::floats(C, K, V));
+    if (which == DELTA_OUTPUT) return output_piece(C, K, V) > 0;
+    return two_blocks_fit(which == DELTA_WU     ? WuPlan::floats(C, K, V)
+                          : which == DELTA_DOUT ? DoutPlan::floats(C, K, V)
+                                                : StatePlan::floats(C, K, V));
 }
 
-void delta_products_wu(float *W, float *U, const float *Xb, const float *kb, const float *v, const ChunkDims &d, int K,
-                       int V) {
+void delta_products_wu(float *W, float *U, const float *Xb, const GatedRows &kb, const float *v, const ChunkDims &d,
+                       int K, int V) {
     size_t smem = smem_bytes<WuPlan>(d.C, K, V);
     cuda_allow_smem(wu_kernel, smem);
     wu_kernel<<<(unsigned)d.Z, THREADS, smem>>>(W, U, Xb, kb, v, d, K, V);
     CUDA_LAUNCHED();
 }
 
-void delta_products_output(float *o, const float *qb, const float *S, const float *M, const float *U, float scale,
+void delta_products_output(float *o, const GatedRows &qb, const float *S, const float *M, const float *U, float scale,
                            const ChunkDims &d, int K, int V) {
-    size_t smem = smem_bytes<OutputPlan>(d.C, K, V);
+    const int piece = output_piece(d.C, K, V);
+    size_t smem = sizeof(float) * OutputPlan::floats(d.C, K, V, piece);
     cuda_allow_smem(output_kernel, smem);
-    output_kernel<<<(unsigned)d.Z, THREADS, smem>>>(o, qb, S, M, U, scale, d, K, V);
+    output_kernel<<<(unsigned)d.Z, THREADS, smem>>>(o, qb, S, M, U, scale, d, K, V, piece);
     CUDA_LAUNCHED();
 }
 
@@ -548,6 +613,10 @@ void delta_products_beta_grads(float *dKb, float *dv, float *dbeta, float *dA, c
 // for the tests: beta's products on the streamed kernel wherever its shape suits (1), on the whole
 // tiles wherever they fit an SM (-1), or as the plans choose (0)
 extern "C" void cuda_delta_beta_force(int which) { beta_force = which; }
+
+// for the tests: the output in pieces of 32 value columns wherever they fit (1), or as
+// output_piece chooses (0)
+extern "C" void cuda_delta_output_force(int which) { output_force = which; }
 
 // the groups whose fused kernels run at a shape, bit DeltaProducts a group (for the tests)
 extern "C" int cuda_delta_products_fused(int C, int K, int V) {

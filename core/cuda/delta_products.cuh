@@ -16,11 +16,19 @@ enum DeltaProducts { DELTA_WU, DELTA_OUTPUT, DELTA_DOUT, DELTA_STATE_GRADS, DELT
 // with the caller's tensors it reads or writes at these addresses (16 bytes at a time)
 bool delta_products_run(DeltaProducts which, int C, int K, int V, std::initializer_list<const void *> caller = {});
 
+// Qb or Kb for the forward's products: the gates' chunk-layout rows (`chunked`), or, for a head's
+// scalar gate, the caller's rows of q or k ([B, T, H, K]) times e^b_r, b_r the head's cumulative
+// decay in channel 0 of the chunk layout's bk, made as the gates make it (the same product of the
+// same floats) instead of written by them and read back
+struct GatedRows {
+    const float *chunked, *caller, *bk;
+};
+
 // forward: W = Xb Kb and U~ = Xb V
-void delta_products_wu(float *W, float *U, const float *Xb, const float *kb, const float *v, const ChunkDims &d, int K,
-                       int V);
+void delta_products_wu(float *W, float *U, const float *Xb, const GatedRows &kb, const float *v, const ChunkDims &d,
+                       int K, int V);
 // forward: o = scale (Qb S + M U), into the caller's rows
-void delta_products_output(float *o, const float *qb, const float *S, const float *M, const float *U, float scale,
+void delta_products_output(float *o, const GatedRows &qb, const float *S, const float *M, const float *U, float scale,
                            const ChunkDims &d, int K, int V);
 // backward, before the state pass: P2 = scale Qb^T dO and dU = scale M^T dO
 void delta_products_dout(float *P2, float *dU, const float *qb, const float *M, const float *dout, float scale,

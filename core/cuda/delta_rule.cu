@@ -51,15 +51,20 @@ CHUNK_BUFFERS(DeltaBufs, DELTA_WORK, DELTA_BACKWARD_WORK, DELTA_SAVED)
 // Per (chunk, channel), reading q, k and the log decays g where the caller keeps them ([B, T, H,
 // K], g [B, T, H, gw]; rows past T read as zero): the chunk copies qz, kz of q and k (for the fp32
 // pair kernels; null when the tensor-core ones read q and k in place), b = the
-// cumulative log decay within the chunk (per channel, or the head's scalar on every channel), and
-// Qb = Q e^b, Kb = K e^b, Kc = K e^(b_last - b); blast = b_last.
+// cumulative log decay within the chunk (per channel; the head's scalar in channel 0 alone, which
+// is all its readers read), and Qb = Q e^b, Kb = K e^b, Kc = K e^(b_last - b); blast = b_last.
+// With a scalar gate each thread sums its rows' decays again in the second pass (the same sums in
+// the same order) where a channel gate's read them back: the head's bk then takes one float a row
+// written and none read back, where it took K of each.
+// (Templated on the gate's kind: the scalar's extra sums cost the channel gate's kernel registers.)
 constexpr int GATE_ROWS = 8;
+template <bool CHANNEL>
 __global__ void gates_kernel(float *qz, float *kz, float *bk, float *qb, float *kb, float *kc, float *blast,
-                             const float *q, const float *k, const float *g, ChunkDims cd, int K, int channel) {
+                             const float *q, const float *k, const float *g, ChunkDims cd, int K) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (size_t)cd.Z * K) return;
     size_t z = i / K, bh = z / cd.nc;
-    int d = (int)(i % K), gw = channel ? K : 1, gd = channel ? d : 0, C = cd.C, t0 = (int)(z % cd.nc) * C;
+    int d = (int)(i % K), gw = CHANNEL ? K : 1, gd = CHANNEL ? d : 0, C = cd.C, t0 = (int)(z % cd.nc) * C;
     int h = (int)(bh % cd.H), b = (int)(bh / cd.H);
     size_t src0 = ((size_t)b * cd.T + t0) * cd.H + h; /* the source row of the chunk's first token */
     int n = min(C, cd.T - t0);                        /* its tokens before T */
@@ -73,18 +78,24 @@ __global__ void gates_kernel(float *qz, float *kz, float *bk, float *qb, float *
 #pragma unroll
         for (int u = 0; u < GATE_ROWS && r0 + u < C; u++) {
             if (r0 + u < n) acc += gv[u];
-            bk[(z * C + r0 + u) * K + d] = acc;
+            if (CHANNEL || d == 0) bk[(z * C + r0 + u) * K + d] = acc;
         }
     }
     blast[z * K + d] = acc;
+    float run = 0.0f; /* a scalar gate's sum so far */
     for (int r0 = 0; r0 < C; r0 += GATE_ROWS) {
         float qv[GATE_ROWS], kv[GATE_ROWS], bv[GATE_ROWS];
 #pragma unroll
         for (int u = 0; u < GATE_ROWS; u++) {
             const int r = r0 + u;
             const size_t src = (src0 + (size_t)r * cd.H) * K + d;
-            qv[u] = r < n ? q[src] : 0.0f, kv[u] = r < n ? k[src] : 0.0f;
-            bv[u] = r < C ? bk[(z * C + r) * K + d] : 0.0f;
+            qv[u] = r < n && (qz || qb) ? q[src] : 0.0f, kv[u] = r < n ? k[src] : 0.0f;
+            if (CHANNEL) {
+                bv[u] = r < C ? bk[(z * C + r) * K + d] : 0.0f;
+            } else {
+                if (r < n) run += g[src0 + (size_t)r * cd.H];
+                bv[u] = r < C ? run : 0.0f;
+            }
         }
 #pragma unroll
         for (int u = 0; u < GATE_ROWS && r0 + u < C; u++) {
@@ -94,22 +105,25 @@ __global__ void gates_kernel(float *qz, float *kz, float *bk, float *qb, float *
                 qz[e] = qv[u];
                 kz[e] = kv[u];
             }
-            qb[e] = qv[u] * x;
-            kb[e] = kv[u] * x;
+            if (qb) { /* null where the forward's products make them (GatedRows) */
+                qb[e] = qv[u] * x;
+                kb[e] = kv[u] * x;
+            }
             kc[e] = kv[u] * expf(acc - bv[u]);
         }
     }
 }
 
-// chunk z's C x K rows of q, k and bk into shared tiles at row stride K + 1
+// chunk z's C x K rows of q, k and bk into shared tiles at row stride K + 1 (a scalar gate's
+// channel 0 on every channel)
 __device__ __forceinline__ void load_chunk_rows(float *Qs, float *Ks, float *Bs, const float *q, const float *k,
-                                                const float *bk, size_t z, int C, int K) {
+                                                const float *bk, size_t z, int C, int K, int channel) {
     const int p = K + 1;
     for (int e = threadIdx.x; e < C * K; e += blockDim.x) {
         int r = e / K, d = e % K;
         Qs[r * p + d] = q[z * C * K + e];
         Ks[r * p + d] = k[z * C * K + e];
-        Bs[r * p + d] = bk[z * C * K + e];
+        Bs[r * p + d] = bk[z * C * K + r * K + (channel ? d : 0)];
     }
 }
 
@@ -117,12 +131,13 @@ __device__ __forceinline__ void load_chunk_rows(float *Qs, float *Ks, float *Bs,
 // (j <= r): one block per chunk, its rows in shared memory, a thread per pair with an exp per
 // channel. (The backward's sub-chunks, below, tried here too, were slower in the forward on an H200:
 // 5.2 against 3.8 ms a hybrid step, their extra tiles halving the blocks an SM holds.)
-__global__ void pairs_kernel(float *A, float *M, const float *q, const float *k, const float *bk, int C, int K) {
+__global__ void pairs_kernel(float *A, float *M, const float *q, const float *k, const float *bk, int C, int K,
+                             int channel) {
     extern __shared__ float sm[];
     const int p = K + 1;
     float *Qs = sm, *Ks = Qs + C * p, *Bs = Ks + C * p;
     size_t z = blockIdx.x;
-    load_chunk_rows(Qs, Ks, Bs, q, k, bk, z, C, K);
+    load_chunk_rows(Qs, Ks, Bs, q, k, bk, z, C, K, channel);
     __syncthreads();
     for (int e = threadIdx.x; e < C * C; e += blockDim.x) {
         int r = e / C, j = e % C;
@@ -198,14 +213,14 @@ __host__ __device__ constexpr int rows_before_last_sub(int C) { return (C - 1) /
 constexpr int R4 = 4; // rows r a thread takes at once as the pairs' r
 
 __global__ void pairs_backward_kernel(float *dq, float *dk, float *dbk, const float *dA, const float *dM,
-                                      const float *q, const float *k, const float *bk, int C, int K) {
+                                      const float *q, const float *k, const float *bk, int C, int K, int channel) {
     extern __shared__ __align__(16) float sm[];
     const int p = K + 1;
     float *dAt = sm, *dMt = dAt + C * PAIR_SUB; /* [j][i]: the sub-chunk's rows i of column j */
     float *Qs = dMt + C * PAIR_SUB, *Ks = Qs + C * p, *Bs = Ks + C * p;
     float *E = Bs + C * p, *F = E + PAIR_SUB * p; /* exp(b_r - b_rho) of the sub-chunk's rows; exp(b_rho - b_j) before it */
     size_t z = blockIdx.x;
-    load_chunk_rows(Qs, Ks, Bs, q, k, bk, z, C, K);
+    load_chunk_rows(Qs, Ks, Bs, q, k, bk, z, C, K, channel);
     for (int rho = 0; rho < C; rho += PAIR_SUB) {
         int nr = min(PAIR_SUB, C - rho);
         const float *bref = Bs + rho * p;
@@ -277,6 +292,7 @@ __global__ void pairs_backward_kernel(float *dq, float *dk, float *dbk, const fl
 // written where the caller keeps them ([B, T, H, K]; rows past T dropped); the per-row db into dg
 // (reverse cumulative sum, with b_last's own gradient counted on every row, past T too), in
 // place in the chunks' dgk, or where the caller keeps it when dg is given (kda's channel gates).
+template <bool CHANNEL>
 __global__ void finish_grads_kernel(float *dq, float *dk, float *dg, const float *dq_part, const float *dk_part,
                                     float *dgk, const float *dQb, const float *dkb_total, const float *dKc,
                                     const float *qb, const float *kb, const float *kc, const float *bk,
@@ -285,12 +301,14 @@ __global__ void finish_grads_kernel(float *dq, float *dk, float *dg, const float
     if (i >= (size_t)cd.Z * K) return;
     size_t z = i / K, bh = z / cd.nc;
     int d = (int)(i % K), C = cd.C, t0 = (int)(z % cd.nc) * C, h = (int)(bh % cd.H), b = (int)(bh / cd.H);
+    const int gd = CHANNEL ? d : 0;                   /* bk's channel (gates_kernel) */
     size_t out0 = ((size_t)b * cd.T + t0) * cd.H + h; /* the caller's row of the chunk's first token */
     int n = min(C, cd.T - t0);                        /* its tokens before T */
-    float last = dblast[i], blast = bk[(z * C + C - 1) * K + d];
+    float last = dblast[i], blast = bk[(z * C + C - 1) * K + gd];
     for (int r = 0; r < C; r++) {
         size_t e = (z * C + r) * K + d;
-        float eb = expf(bk[e]), ec = expf(blast - bk[e]), w = dKc[e] * kc[e];
+        const float br = bk[(z * C + r) * K + gd];
+        float eb = expf(br), ec = expf(blast - br), w = dKc[e] * kc[e];
         if (r < n) {
             size_t o = (out0 + (size_t)r * cd.H) * K + d;
             dq[o] = dq_part[e] + dQb[e] * eb;
@@ -323,15 +341,18 @@ static size_t pairs_backward_smem(int C, int K) {
 }
 
 // The chunk copies and the gates; v's copy only for products that read it from the chunk layout
-// (cuBLAS's: delta_products.cu's kernels read v where the caller keeps it).
+// (cuBLAS's: delta_products.cu's kernels read v where the caller keeps it), Qb and Kb only where
+// the products do not make them from q and k (qkb).
 static void prepare(const ScanShape *s, const ChunkDims &d, DeltaBufs &b, const float *q, const float *k, const float *v,
-                    const float *g, const float *beta, bool v_chunks) {
+                    const float *g, const float *beta, bool v_chunks, bool qkb = true) {
     const int K = s->K, V = s->V;
     const bool qk_chunks = !pairs_mma_takes(q, k, d.C, K);
     if (v_chunks) to_chunks(b.v, v, d, V);
     to_chunks(b.beta, beta, d, 1);
-    gates_kernel<<<grid_for((size_t)d.Z * K, 128), 128>>>(qk_chunks ? b.q : nullptr, qk_chunks ? b.k : nullptr, b.bk,
-                                                         b.qb, b.kb, b.kc, b.blast, q, k, g, d, K, s->channel_gate);
+    auto gates = s->channel_gate ? gates_kernel<true> : gates_kernel<false>;
+    gates<<<grid_for((size_t)d.Z * K, 128), 128>>>(qk_chunks ? b.q : nullptr, qk_chunks ? b.k : nullptr, b.bk,
+                                                  qkb ? b.qb : nullptr, qkb ? b.kb : nullptr, b.kc, b.blast, q, k, g,
+                                                  d, K);
     CUDA_LAUNCHED();
 }
 
@@ -352,18 +373,25 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
     size_t used = carve_work(s, work, &b, false);
     if (saved) carve_saved(s, saved, &b);
     else carve_saved(s, (float *)((char *)work + used), &b); /* a forward without a backward */
-    const bool fused_wu = delta_products_run(DELTA_WU, C, K, V, {v});
-    prepare(s, d, b, q, k, v, g, beta, !fused_wu);
+    const bool fused_wu = delta_products_run(DELTA_WU, C, K, V, {v}),
+               fused_output = delta_products_run(DELTA_OUTPUT, C, K, V, {o});
+    /* a head's scalar gate: Qb and Kb made by the products that read them, from q and k, rather
+     * than written by the gates and read back (2 of GDN's forward's 7 K-wide writes). On an H200 at
+     * 4 x 4096 x 16 x 128 the gates' pass takes half the time and W and U~'s a fifth more (ncu):
+     * GDN's forward 1.31 ms with bk in one channel alone, 1.30 with this too */
+    const bool gated_rows = !s->channel_gate && fused_wu && fused_output && all_aligned16({q, k});
+    prepare(s, d, b, q, k, v, g, beta, !fused_wu, !gated_rows);
     if (!pairs_mma_forward(b.A, b.M, q, k, b.bk, d, K, !s->channel_gate)) {
         size_t smem = pairs_smem(C, K);
         CUDA_CHECK(cudaFuncSetAttribute(pairs_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        pairs_kernel<<<(unsigned)d.Z, 256, smem>>>(b.A, b.M, b.q, b.k, b.bk, C, K);
+        pairs_kernel<<<(unsigned)d.Z, 256, smem>>>(b.A, b.M, b.q, b.k, b.bk, C, K, s->channel_gate);
         CUDA_LAUNCHED();
     }
     unit_lower_inverse(b.X, b.Xb, b.A, b.beta, 1.0f, d.Z, C);
     const long long CC = (long long)C * C, CK = (long long)C * K, CV = (long long)C * V, KV = (long long)K * V;
     if (fused_wu) {
-        delta_products_wu(b.W, b.U, b.Xb, b.kb, v, d, K, V);
+        delta_products_wu(b.W, b.U, b.Xb, gated_rows ? GatedRows{nullptr, k, b.bk} : GatedRows{b.kb, nullptr, nullptr},
+                          v, d, K, V);
     } else {
         cuda_gemm_batched(false, false, C, K, C, 1.0f, b.Xb, C, CC, b.kb, K, CK, 0.0f, b.W, K, CK, (int)d.Z);
         cuda_gemm_batched(false, false, C, V, C, 1.0f, b.Xb, C, CC, b.v, V, CV, 0.0f, b.U, V, CV, (int)d.Z);
@@ -372,8 +400,9 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
     ChunkState cs = {b.W, b.kc, b.blast, BH, nc, C, K, V};
     chunk_state_forward(cs, b.S, b.U, final_state, initial_state, nullptr);
     /* O = scale (Qb S + M U), every chunk at once */
-    if (delta_products_run(DELTA_OUTPUT, C, K, V, {o})) {
-        delta_products_output(o, b.qb, b.S, b.M, b.U, s->scale, d, K, V);
+    if (fused_output) {
+        delta_products_output(o, gated_rows ? GatedRows{nullptr, q, b.bk} : GatedRows{b.qb, nullptr, nullptr}, b.S,
+                              b.M, b.U, s->scale, d, K, V);
         return;
     }
     cuda_gemm_batched(false, false, C, V, K, s->scale, b.qb, K, CK, b.S, V, KV, 0.0f, b.o, V, CV, (int)d.Z);
@@ -452,12 +481,13 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
     if (!pairs_mma_backward(b.dq, b.dk, b.dgk, dA, b.dM, b.A, b.M, q, k, b.bk, d, K, !s->channel_gate)) {
         size_t psm = pairs_backward_smem(C, K);
         CUDA_CHECK(cudaFuncSetAttribute(pairs_backward_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)psm));
-        pairs_backward_kernel<<<(unsigned)d.Z, 256, psm>>>(b.dq, b.dk, b.dgk, dA, b.dM, b.q, b.k, b.bk, C, K);
+        pairs_backward_kernel<<<(unsigned)d.Z, 256, psm>>>(b.dq, b.dk, b.dgk, dA, b.dM, b.q, b.k, b.bk, C, K,
+                                                           s->channel_gate);
         CUDA_LAUNCHED();
     }
-    finish_grads_kernel<<<grid_for((size_t)d.Z * K, 128), 128>>>(dq, dk, s->channel_gate ? dg : nullptr, b.dq, b.dk,
-                                                                b.dgk, b.dQb, b.dKb, b.dKc, b.qb, b.kb, b.kc,
-                                                                b.bk, b.dblast, d, K);
+    auto finish = s->channel_gate ? finish_grads_kernel<true> : finish_grads_kernel<false>;
+    finish<<<grid_for((size_t)d.Z * K, 128), 128>>>(dq, dk, s->channel_gate ? dg : nullptr, b.dq, b.dk, b.dgk, b.dQb,
+                                                   b.dKb, b.dKc, b.qb, b.kb, b.kc, b.bk, b.dblast, d, K);
     CUDA_LAUNCHED();
     if (!fused_beta) {
         from_chunks(dv, b.dv, d, V);

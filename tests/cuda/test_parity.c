@@ -1304,9 +1304,9 @@ TEST(test_gpu_delta_rule_chunks_on_tensor_cores) {
             CHECK(pairs == want_pairs, "pair products K=%d chunk=%d on tensor cores: %d, want %d", K, C, pairs,
                   want_pairs);
             /* the fused per-chunk products (bits: W and U~, o, P2 and dU, the state's gradients, beta's):
-             * each where two of its blocks fit an SM; at heads of 128 the first, the third and beta's
-             * (its pieces streamed), at chunks of 128 none */
-            int want_fused = fp32_matmuls || C > 64 ? 0 : K <= 64 ? 31 : 21;
+             * each where two of its blocks fit an SM; at heads of 128 all but the state's gradients
+             * (o's and beta's in pieces), at chunks of 128 none */
+            int want_fused = fp32_matmuls || C > 64 ? 0 : K <= 64 ? 31 : 23;
             CHECK(fused == want_fused, "fused chunk products K=%d V=%d chunk=%d: groups %d, want %d", K, V, C, fused,
                   want_fused);
         }
@@ -1352,8 +1352,8 @@ TEST(test_gpu_delta_rule_chunks_on_tensor_cores) {
 /* The chunkwise delta rule on the GPU gives the same bits at every run: its kernels sum in a fixed
  * order (no atomics; a race between a block's warps would show here as varying outputs). At the
  * shapes where the fused per-chunk products run (heads of 64, chunks of 64 and 48: several warps
- * share each row sum of dL A'), heads of 128 (beta's products streamed a piece at a time, the
- * output's and the state gradients' through cuBLAS) and a partial last chunk. */
+ * share each row sum of dL A'), heads of 128 (the output's and beta's products a piece at a time,
+ * the state gradients' through cuBLAS) and a partial last chunk. */
 TEST(test_gpu_delta_rule_chunks_are_repeatable) {
     need_gpu();
     const int cases[][6] = {{2, 130, 3, 64, 64, 64}, {1, 100, 2, 64, 64, 48}, /* B, T, H, K, V, chunk */
@@ -1374,33 +1374,48 @@ TEST(test_gpu_delta_rule_chunks_are_repeatable) {
         }
 }
 
-void cuda_delta_beta_force(int which); /* core/cuda/delta_products.cu */
+void cuda_delta_beta_force(int which);   /* core/cuda/delta_products.cu */
+void cuda_delta_output_force(int which); /* core/cuda/delta_products.cu */
+
+/* a scan case's outputs on the GPU with force(a), then force(b) (back to force(0) after), compared
+ * bit for bit: `what` names the forced choice in the failure's line */
+static void check_forced_runs_match(const ScanCase *sc, void (*force)(int), int a, int b, const char *what) {
+    force(a);
+    float **first = run_scan(gpu, sc);
+    force(b);
+    float **second = run_scan(gpu, sc);
+    force(0);
+    size_t sizes[8];
+    scan_output_sizes(sc, sizes);
+    for (int t = 0; t < 8; t++)
+        CHECK(memcmp(first[t], second[t], sizeof(float) * sizes[t]) == 0, "%s %s K=%d V=%d: %s differs",
+              sc->s.channel_gate ? "kda" : "gdn", what, sc->s.K, sc->s.V, SCAN_OUTPUTS[t]);
+    free_outputs(first), free_outputs(second);
+}
 
 /* beta's per-chunk products with their pieces streamed (beta_grads_streamed_kernel, heads of 128)
  * give the bits of the whole-tile kernel: the same sums in the same order. Each kernel forced,
  * the whole tiles at one block an SM where two do not fit; keys and values of 64 and 128, a
- * partial last chunk. In fp32 mode neither runs (cuBLAS's exact products), and the test says so. */
-TEST(test_gpu_delta_rule_streamed_beta_products_match_the_whole_tiles) {
+ * partial last chunk. The output likewise, in pieces of 32 value columns against its whole width
+ * (values of 128, keys of 64: both fit), for both gates (a scalar gate's Qb is made in the
+ * output's kernel). In fp32 mode none of these runs (cuBLAS's exact products), and the test says
+ * so. */
+TEST(test_gpu_delta_rule_streamed_products_match_the_whole_tiles) {
     need_gpu();
     CHECK(fp32_matmuls == !cuda_delta_products_fused(64, 64, 64), "fused products in fp32 mode, or none in bf16 mode");
     if (fp32_matmuls) return;
     const int cases[][2] = {{64, 64}, {64, 128}, {128, 64}, {128, 128}}; /* K, V */
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const int K = cases[i][0], V = cases[i][1];
         Rng rng;
         rng_seed(&rng, 95 + (unsigned)i);
-        ScanCase sc = scan_case(true, true, 2, 100, 2, K, V, 64, STRONG_DECAYS, &rng);
-        cuda_delta_beta_force(-1);
-        float **whole = run_scan(gpu, &sc);
-        cuda_delta_beta_force(1);
-        float **streamed = run_scan(gpu, &sc);
-        cuda_delta_beta_force(0);
-        size_t sizes[8];
-        scan_output_sizes(&sc, sizes);
-        for (int t = 0; t < 8; t++)
-            CHECK(memcmp(whole[t], streamed[t], sizeof(float) * sizes[t]) == 0,
-                  "K=%d V=%d: the streamed beta products' %s differ from the whole tiles'", K, V, SCAN_OUTPUTS[t]);
-        free_outputs(whole), free_outputs(streamed);
+        ScanCase sc = scan_case(true, true, 2, 100, 2, cases[i][0], cases[i][1], 64, STRONG_DECAYS, &rng);
+        check_forced_runs_match(&sc, cuda_delta_beta_force, -1, 1, "beta's products streamed against whole tiles:");
+    }
+    for (int channel = 0; channel < 2; channel++) {
+        Rng rng;
+        rng_seed(&rng, 99 + (unsigned)channel);
+        ScanCase sc = scan_case(true, channel, 2, 100, 2, 64, 128, 64, STRONG_DECAYS, &rng);
+        check_forced_runs_match(&sc, cuda_delta_output_force, 0, 1, "the output in pieces against whole tiles:");
     }
 }
 
