@@ -377,8 +377,9 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
                fused_output = delta_products_run(DELTA_OUTPUT, C, K, V, {o});
     /* a head's scalar gate: Qb and Kb made by the products that read them, from q and k, rather
      * than written by the gates and read back (2 of GDN's forward's 7 K-wide writes). On an H200 at
-     * 4 x 4096 x 16 x 128 the gates' pass takes half the time and W and U~'s a fifth more (ncu):
-     * GDN's forward 1.31 ms with bk in one channel alone, 1.30 with this too */
+     * 4 x 4096 x 16 x 128 the gates' pass takes half the time and W and U~'s a fifth more (ncu);
+     * GDN's forward took 1.31 ms with bk in one channel alone (and the output a block per 64
+     * columns) and 1.30 with this and the streamed output: its own share is not yet measured */
     const bool gated_rows = !s->channel_gate && fused_wu && fused_output && all_aligned16({q, k});
     prepare(s, d, b, q, k, v, g, beta, !fused_wu, !gated_rows);
     if (!pairs_mma_forward(b.A, b.M, q, k, b.bk, d, K, !s->channel_gate)) {
