@@ -571,6 +571,7 @@ void delta_products_wu(float *W, float *U, const float *Xb, const GatedRows &kb,
 void delta_products_output(float *o, const GatedRows &qb, const float *S, const float *M, const float *U, float scale,
                            const ChunkDims &d, int K, int V) {
     const int piece = output_piece(d.C, K, V);
+    if (!piece) die("delta_products_output: no output plan fits chunks of %d, keys of %d, values of %d", d.C, K, V);
     size_t smem = sizeof(float) * OutputPlan::floats(d.C, K, V, piece);
     cuda_allow_smem(output_kernel, smem);
     output_kernel<<<(unsigned)d.Z, THREADS, smem>>>(o, qb, S, M, U, scale, d, K, V, piece);
@@ -617,6 +618,8 @@ extern "C" void cuda_delta_beta_force(int which) { beta_force = which; }
 // for the tests: the output in pieces of 32 value columns wherever they fit (1), or as
 // output_piece chooses (0)
 extern "C" void cuda_delta_output_force(int which) { output_force = which; }
+// for the tests: the output's piece of columns at a shape (0: cuBLAS's products)
+extern "C" int cuda_delta_output_piece(int C, int K, int V) { return output_piece(C, K, V); }
 
 // the groups whose fused kernels run at a shape, bit DeltaProducts a group (for the tests)
 extern "C" int cuda_delta_products_fused(int C, int K, int V) {

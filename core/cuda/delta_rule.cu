@@ -363,6 +363,10 @@ static void check_chunk_shape(const ScanShape *s, const float *work, const float
     if (!aligned16(work) || !aligned16(saved)) die("GPU delta rule: work or saved buffer not 16-byte aligned");
 }
 
+// the tests' switch: -1 keeps the gates' Qb and Kb for a scalar gate's forward too, 0 the shape's choice
+static int gated_rows_force;
+extern "C" void cuda_delta_gated_rows_force(int which) { gated_rows_force = which; }
+
 static void chunk_forward(const ScanShape *s, float *o, float *final_state, float *saved, const float *q,
                           const float *k, const float *v, const float *g, const float *beta,
                           const float *initial_state, float *work) {
@@ -380,7 +384,8 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
      * 4 x 4096 x 16 x 128 the gates' pass takes half the time and W and U~'s a fifth more (ncu);
      * GDN's forward took 1.31 ms with bk in one channel alone (and the output a block per 64
      * columns) and 1.30 with this and the streamed output: its own share is not yet measured */
-    const bool gated_rows = !s->channel_gate && fused_wu && fused_output && all_aligned16({q, k});
+    const bool gated_rows =
+        !s->channel_gate && fused_wu && fused_output && all_aligned16({q, k}) && gated_rows_force >= 0;
     prepare(s, d, b, q, k, v, g, beta, !fused_wu, !gated_rows);
     if (!pairs_mma_forward(b.A, b.M, q, k, b.bk, d, K, !s->channel_gate)) {
         size_t smem = pairs_smem(C, K);

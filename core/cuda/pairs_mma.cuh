@@ -16,7 +16,7 @@ bool pairs_mma_runs(int C, int K);
 // the same, reading the caller's q and k at these addresses (the fp32 kernels read chunk copies)
 bool pairs_mma_takes(const float *q, const float *k, int C, int K);
 // A' (strictly lower) and M (lower, with the diagonal) of every chunk; scalar_gate: b is the
-// head's scalar on every channel (gdn), and the pairs are plain products of the rows
+// head's scalar, in channel 0 of bk (gdn), and the pairs are plain products of the rows
 bool pairs_mma_forward(float *A, float *M, const float *q, const float *k, const float *bk, const ChunkDims &d, int K,
                        bool scalar_gate);
 // adds the pairs' terms to dq, dk and the per-channel log-decay gradient dbk (with scalar_gate,

@@ -1374,8 +1374,10 @@ TEST(test_gpu_delta_rule_chunks_are_repeatable) {
         }
 }
 
-void cuda_delta_beta_force(int which);   /* core/cuda/delta_products.cu */
-void cuda_delta_output_force(int which); /* core/cuda/delta_products.cu */
+void cuda_delta_beta_force(int which);             /* core/cuda/delta_products.cu */
+void cuda_delta_output_force(int which);           /* core/cuda/delta_products.cu */
+int cuda_delta_output_piece(int C, int K, int V);  /* core/cuda/delta_products.cu */
+void cuda_delta_gated_rows_force(int which);       /* core/cuda/delta_rule.cu */
 
 /* a scan case's outputs on the GPU with force(a), then force(b) (back to force(0) after), compared
  * bit for bit: `what` names the forced choice in the failure's line */
@@ -1398,8 +1400,9 @@ static void check_forced_runs_match(const ScanCase *sc, void (*force)(int), int 
  * the whole tiles at one block an SM where two do not fit; keys and values of 64 and 128, a
  * partial last chunk. The output likewise, in pieces of 32 value columns against its whole width
  * (values of 128, keys of 64: both fit), for both gates (a scalar gate's Qb is made in the
- * output's kernel). In fp32 mode none of these runs (cuBLAS's exact products), and the test says
- * so. */
+ * output's kernel), and a scalar gate's Qb and Kb made by the forward's products from q and k
+ * against the gates' own (GatedRows), at keys and values of 64 and 128. In fp32 mode none of
+ * these runs (cuBLAS's exact products), and the test says so. */
 TEST(test_gpu_delta_rule_streamed_products_match_the_whole_tiles) {
     need_gpu();
     CHECK(fp32_matmuls == !cuda_delta_products_fused(64, 64, 64), "fused products in fp32 mode, or none in bf16 mode");
@@ -1409,13 +1412,23 @@ TEST(test_gpu_delta_rule_streamed_products_match_the_whole_tiles) {
         Rng rng;
         rng_seed(&rng, 95 + (unsigned)i);
         ScanCase sc = scan_case(true, true, 2, 100, 2, cases[i][0], cases[i][1], 64, STRONG_DECAYS, &rng);
-        check_forced_runs_match(&sc, cuda_delta_beta_force, -1, 1, "beta's products streamed against whole tiles:");
+        check_forced_runs_match(&sc, cuda_delta_beta_force, -1, 1, "beta's products streamed against whole tiles");
     }
+    CHECK(cuda_delta_output_piece(64, 64, 128) == 128, "the output at keys of 64, values of 128: want one piece");
+    cuda_delta_output_force(1);
+    CHECK(cuda_delta_output_piece(64, 64, 128) == 32, "the output forced into pieces: want 32 columns");
+    cuda_delta_output_force(0);
     for (int channel = 0; channel < 2; channel++) {
         Rng rng;
         rng_seed(&rng, 99 + (unsigned)channel);
         ScanCase sc = scan_case(true, channel, 2, 100, 2, 64, 128, 64, STRONG_DECAYS, &rng);
-        check_forced_runs_match(&sc, cuda_delta_output_force, 0, 1, "the output in pieces against whole tiles:");
+        check_forced_runs_match(&sc, cuda_delta_output_force, 0, 1, "the output in pieces against whole tiles");
+    }
+    for (int i = 0; i < 2; i++) {
+        Rng rng;
+        rng_seed(&rng, 101 + (unsigned)i);
+        ScanCase sc = scan_case(true, false, 2, 100, 2, 64 << i, 64 << i, 64, STRONG_DECAYS, &rng);
+        check_forced_runs_match(&sc, cuda_delta_gated_rows_force, -1, 0, "Qb, Kb made by the products vs the gates'");
     }
 }
 
