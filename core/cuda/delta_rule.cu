@@ -290,8 +290,9 @@ __global__ void pairs_backward_kernel(float *dq, float *dk, float *dbk, const fl
 
 // Per (chunk, channel): dq and dk, the pairs' parts (in chunks) plus the terms of Qb, Kb and Kc,
 // written where the caller keeps them ([B, T, H, K]; rows past T dropped); the per-row db into dg
-// (reverse cumulative sum, with b_last's own gradient counted on every row, past T too), in
-// place in the chunks' dgk, or where the caller keeps it when dg is given (kda's channel gates).
+// (reverse cumulative sum, with b_last's own gradient counted on every row, past T too): for a
+// channel gate (kda) where the caller keeps dg, for a scalar one (gdn) in place in the chunks' dgk,
+// whose channels the caller then sums.
 template <bool CHANNEL>
 __global__ void finish_grads_kernel(float *dq, float *dk, float *dg, const float *dq_part, const float *dk_part,
                                     float *dgk, const float *dQb, const float *dkb_total, const float *dKc,
@@ -321,7 +322,7 @@ __global__ void finish_grads_kernel(float *dq, float *dk, float *dg, const float
     for (int r = C - 1; r >= 0; r--) {
         size_t e = (z * C + r) * K + d;
         run += dgk[e];
-        if (!dg) dgk[e] = run;
+        if (!CHANNEL) dgk[e] = run;
         else if (r < n) dg[(out0 + (size_t)r * cd.H) * K + d] = run;
     }
 }
@@ -492,8 +493,8 @@ static void chunk_backward(const ScanShape *s, float *dq, float *dk, float *dv, 
         CUDA_LAUNCHED();
     }
     auto finish = s->channel_gate ? finish_grads_kernel<true> : finish_grads_kernel<false>;
-    finish<<<grid_for((size_t)d.Z * K, 128), 128>>>(dq, dk, s->channel_gate ? dg : nullptr, b.dq, b.dk, b.dgk, b.dQb,
-                                                   b.dKb, b.dKc, b.qb, b.kb, b.kc, b.bk, b.dblast, d, K);
+    finish<<<grid_for((size_t)d.Z * K, 128), 128>>>(dq, dk, dg, b.dq, b.dk, b.dgk, b.dQb, b.dKb, b.dKc, b.qb, b.kb,
+                                                   b.kc, b.bk, b.dblast, d, K);
     CUDA_LAUNCHED();
     if (!fused_beta) {
         from_chunks(dv, b.dv, d, V);
