@@ -1,7 +1,7 @@
 // Causal softmax attention on tensor cores (bf16 operands, fp32 accumulators and softmax
 // statistics), flash-style: no T x T matrix exists. Each warp owns 16 rows (query rows in the
-// forward and dQ kernels, key rows in the dK/dV kernel); a block of 4 warps shares tiles of the
-// other side in shared memory. The operands are rounded to bf16 once into packed per-head
+// forward and dQ kernels, key rows in the dK/dV kernel); a block's warps (4, or with wgmma up to 3
+// warpgroups of 4: block_warpgroups) share tiles of the other side in shared memory. The operands are rounded to bf16 once into packed per-head
 // buffers (q, k and v by the forward, into the `saved` buffer its backward reads again; dO by the
 // backward, into its workspace), whose tiles the kernels copy with cp.async two stages deep: the
 // next tile loads while the current one is used. Scores are kept in base 2
@@ -29,6 +29,8 @@
 namespace {
 
 constexpr int WARPS = 4, THREADS = 32 * WARPS, ROWS = 16 * WARPS; // rows of a block: 16 per warp
+// zero rows after the last head of a packed buffer: a block of up to GUARD rows may read past T
+constexpr int GUARD = 4 * ROWS;
 
 // Blocks per SM that the register allocation must leave room for (-D to sweep them). Left to
 // itself nvcc gives the forward 180 registers a thread: 2 blocks per SM, 12.5% occupancy, and
@@ -69,8 +71,8 @@ struct WarpMma { // mma.sync on tiles with rows padded by 8 elements (no bank co
         return (DK > 64 || DV > 64) ? 32 : 64;
     }
     template <int R, int C> __host__ __device__ static constexpr int elems() { return R * (C + 8); }
-    template <int R, int C> __device__ static void copy(bf16 *tile, const bf16 *src) {
-        copy_tile_async<R, C, THREADS>(tile, C + 8, src);
+    template <int R, int C, int NT = THREADS> __device__ static void copy(bf16 *tile, const bf16 *src) {
+        copy_tile_async<R, C, NT>(tile, C + 8, src);
     }
     __device__ static void landed() {}
     template <int K, int N> __device__ static void scores(float (&c)[N / 8][4], const bf16 *a, const bf16 *m) {
@@ -112,8 +114,8 @@ struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every 
     // (4, 4096, 16, 128), fwd+bwd on an H200)
     template <int DK, int DV> __host__ __device__ static constexpr int other_tile() { return 64; }
     template <int R, int C> __host__ __device__ static constexpr int elems() { return R * C; }
-    template <int R, int C> __device__ static void copy(bf16 *tile, const bf16 *src) {
-        copy_tile_swizzled<R, C, THREADS>(tile, src);
+    template <int R, int C, int NT = THREADS> __device__ static void copy(bf16 *tile, const bf16 *src) {
+        copy_tile_swizzled<R, C, NT>(tile, src);
     }
     __device__ static void landed() { fence_async_shared(); }
     template <int K, int N> __device__ static void issue_scores(float (&c)[N / 8][4], const bf16 *a, const bf16 *m) {
@@ -191,7 +193,7 @@ struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every 
 // packed per-head buffers of rows [B * heads][T] of Dp channels (Dp: the padded width, zeros
 // past the head's), so that every tile is a contiguous block the kernels copy with cp.async, two
 // stages deep, instead of converting fp32 on every tile load. A tile reaching past T reads the
-// next head's first rows, or the zero guard of ROWS rows after the last head, all of them masked
+// next head's first rows, or the zero guard of GUARD rows after the last head, all of them masked
 // (keys past T come after every query; queries past T get P = 0 and are not stored). The
 // buffers grow with B * T alone, as every buffer of a model must (it keeps its buffers for any
 // shape of no more tokens and no longer sequences).
@@ -222,7 +224,7 @@ __device__ __forceinline__ size_t token_of_packed_row(size_t row, int T, int H, 
 // row (b * H + h) * T + t of dst = row (b, t), head h of the source times mul; the guard rows
 // after the last head are zero
 __global__ void pack_heads_kernel(bf16 *dst, PackSource a, int B, int T, int H, int D, int Dp, float mul) {
-    size_t rows = (size_t)B * H * T, groups = (rows + ROWS) * (Dp / 8);
+    size_t rows = (size_t)B * H * T, groups = (rows + GUARD) * (Dp / 8);
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < groups; i += (size_t)gridDim.x * blockDim.x) {
         int d0 = 8 * (int)(i % (Dp / 8));
         size_t row = i / (Dp / 8);
@@ -252,7 +254,7 @@ __global__ void pack_dout_rowdot_kernel(bf16 *dst, float *D, const float *dout, 
                                         int Dv, long stride) {
     static_assert(LANES >= 1 && LANES <= 32 && (LANES & (LANES - 1)) == 0, "a row's lanes: a power of two in a warp");
     constexpr int Dp = 8 * LANES;
-    size_t rows = (size_t)B * H * T, groups = (rows + ROWS) * LANES, bound = (groups + 31) / 32 * 32;
+    size_t rows = (size_t)B * H * T, groups = (rows + GUARD) * LANES, bound = (groups + 31) / 32 * 32;
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < bound; i += (size_t)gridDim.x * blockDim.x) {
         int d0 = 8 * (int)(i % LANES);
         size_t row = i / LANES;
@@ -292,16 +294,91 @@ Widths kernel_widths(const AttnDims &s) {
     return Widths{128, 128};
 }
 
-size_t packed_elems(int B, int heads, int T, int Dp) { return ((size_t)B * heads * T + ROWS) * Dp; }
+size_t packed_elems(int B, int heads, int T, int Dp) { return ((size_t)B * heads * T + GUARD) * Dp; }
 
 void pack_heads(bf16 *dst, const PackSource &a, int B, int T, int H, int D, int Dp, float mul) {
-    size_t groups = ((size_t)B * H * T + ROWS) * (Dp / 8);
+    size_t groups = ((size_t)B * H * T + GUARD) * (Dp / 8);
     pack_heads_kernel<<<grid_for(groups, 256), 256>>>(dst, a, B, T, H, D, Dp, mul);
     CUDA_LAUNCHED();
 }
 
 // ---- forward ----
 
+// keys after their row set to -inf in the tile of keys from c0 (a warp's rows row0 and row1 = row0 + 8)
+template <int BC>
+__device__ __forceinline__ void mask_later_keys(float (&sc)[BC / 8][4], int c0, int row0, int row1, int t) {
+#pragma unroll
+    for (int n = 0; n < BC / 8; n++)
+#pragma unroll
+        for (int j = 0; j < 2; j++) {
+            int col = c0 + n * 8 + 2 * t + j;
+            if (col > row0) sc[n][j] = -INFINITY;
+            if (col > row1) sc[n][2 + j] = -INFINITY;
+        }
+}
+
+// The online softmax of a warp's two rows over one tile of scores (base 2): the running maxima m
+// and sums l move on, the scores become P = exp2(S - m), and corr is the factor for what was
+// accumulated before. Every row sees key c0 <= its own index in each tile it visits (tiles are
+// aligned with the query blocks), so the running maximum is finite.
+struct RowStats {
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+};
+template <int BC>
+__device__ __forceinline__ void softmax_tile(float (&sc)[BC / 8][4], RowStats &r, float &corr0, float &corr1) {
+    float mx0 = r.m0, mx1 = r.m1;
+#pragma unroll
+    for (int n = 0; n < BC / 8; n++) {
+        mx0 = fmaxf(mx0, fmaxf(sc[n][0], sc[n][1]));
+        mx1 = fmaxf(mx1, fmaxf(sc[n][2], sc[n][3]));
+    }
+    mx0 = quad_max(mx0);
+    mx1 = quad_max(mx1);
+    corr0 = exp2f(r.m0 - mx0);
+    corr1 = exp2f(r.m1 - mx1);
+    r.m0 = mx0;
+    r.m1 = mx1;
+    r.l0 *= corr0;
+    r.l1 *= corr1;
+#pragma unroll
+    for (int n = 0; n < BC / 8; n++) {
+        sc[n][0] = exp2f(sc[n][0] - mx0);
+        sc[n][1] = exp2f(sc[n][1] - mx0);
+        sc[n][2] = exp2f(sc[n][2] - mx1);
+        sc[n][3] = exp2f(sc[n][3] - mx1);
+        r.l0 += sc[n][0] + sc[n][1];
+        r.l1 += sc[n][2] + sc[n][3];
+    }
+}
+
+template <int DV> __device__ __forceinline__ void rescale(float (&acc)[DV / 8][4], float corr0, float corr1) {
+#pragma unroll
+    for (int n = 0; n < DV / 8; n++) {
+        acc[n][0] *= corr0;
+        acc[n][1] *= corr0;
+        acc[n][2] *= corr1;
+        acc[n][3] *= corr1;
+    }
+}
+
+// a warp's rows of O (the accumulators over the row sums) and their log-sum-exp (natural)
+template <int DV>
+__device__ __forceinline__ void store_forward_rows(const AttnDims &s, float *o, float *lse, float (&acc)[DV / 8][4],
+                                                   RowStats r, int b, int h, int bh, int r0, int warp, int lane) {
+    r.l0 = quad_sum(r.l0);
+    r.l1 = quad_sum(r.l1);
+    store_rows<DV>(o + (size_t)b * s.T * s.os + (size_t)h * s.Dv, s.os, acc, r0 + 16 * warp, s.T, s.Dv, 1.0f / r.l0,
+                   1.0f / r.l1, lane);
+    int row0 = r0 + 16 * warp + (lane >> 2), row1 = row0 + 8;
+    if ((lane & 3) == 0) {
+        float *lb = lse + (size_t)bh * s.T;
+        if (row0 < s.T) lb[row0] = (r.m0 + log2f(r.l0)) * LN2;
+        if (row1 < s.T) lb[row1] = (r.m1 + log2f(r.l1)) * LN2;
+    }
+}
+
+// The forward one tile at a time, each product waited for before the softmax (mma.sync, and
+// wgmma at one warpgroup a block; the kernel below overlaps them)
 template <class P, int DK, int DV>
 __global__ void __launch_bounds__(32 * WARPS, FLASH_FWD_MIN_BLOCKS)
     flash_forward_kernel(AttnDims s, float *o, float *lse, const bf16 *q16, const bf16 *k16, const bf16 *v16) {
@@ -320,7 +397,7 @@ __global__ void __launch_bounds__(32 * WARPS, FLASH_FWD_MIN_BLOCKS)
 
     int row0 = r0 + 16 * warp + g, row1 = row0 + 8;
     float acc[DV / 8][4] = {};
-    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
+    RowStats r;
     for (int kt = 0; kt < n_tiles; kt++) {
         int c0 = kt * BC, cur = kt & 1;
         cp_async_wait<0>(); // this tile (and Q, the first time) has landed
@@ -332,60 +409,107 @@ __global__ void __launch_bounds__(32 * WARPS, FLASH_FWD_MIN_BLOCKS)
             cp_async_commit();
         }
         const bf16 *Kt = Ks + cur * EK, *Vt = Vs + cur * EV;
-        float sc[BC / 8][4];
+        float sc[BC / 8][4], corr0, corr1;
         P::template scores<DK, BC>(sc, Qs, Kt);
-        if (c0 + BC > r0 + 16 * warp) { // the diagonal tile: keys after the row are masked
-#pragma unroll
-            for (int n = 0; n < BC / 8; n++)
-#pragma unroll
-                for (int j = 0; j < 2; j++) {
-                    int col = c0 + n * 8 + 2 * t + j;
-                    if (col > row0) sc[n][j] = -INFINITY;
-                    if (col > row1) sc[n][2 + j] = -INFINITY;
-                }
-        }
-        // online softmax; every row sees key c0 <= its own index in each tile it visits (tiles
-        // are aligned with the query blocks), so the running maximum is finite
-        float mx0 = m0, mx1 = m1;
-#pragma unroll
-        for (int n = 0; n < BC / 8; n++) {
-            mx0 = fmaxf(mx0, fmaxf(sc[n][0], sc[n][1]));
-            mx1 = fmaxf(mx1, fmaxf(sc[n][2], sc[n][3]));
-        }
-        mx0 = quad_max(mx0);
-        mx1 = quad_max(mx1);
-        float corr0 = exp2f(m0 - mx0), corr1 = exp2f(m1 - mx1);
-        m0 = mx0;
-        m1 = mx1;
-        l0 *= corr0;
-        l1 *= corr1;
-#pragma unroll
-        for (int n = 0; n < DV / 8; n++) {
-            acc[n][0] *= corr0;
-            acc[n][1] *= corr0;
-            acc[n][2] *= corr1;
-            acc[n][3] *= corr1;
-        }
-#pragma unroll
-        for (int n = 0; n < BC / 8; n++) {
-            sc[n][0] = exp2f(sc[n][0] - mx0);
-            sc[n][1] = exp2f(sc[n][1] - mx0);
-            sc[n][2] = exp2f(sc[n][2] - mx1);
-            sc[n][3] = exp2f(sc[n][3] - mx1);
-            l0 += sc[n][0] + sc[n][1];
-            l1 += sc[n][2] + sc[n][3];
-        }
+        if (c0 + BC > r0 + 16 * warp) mask_later_keys<BC>(sc, c0, row0, row1, t); // the diagonal tile
+        softmax_tile<BC>(sc, r, corr0, corr1);
+        rescale<DV>(acc, corr0, corr1);
         P::template accumulate<BC, DV>(acc, sc, Vt);
     }
-    l0 = quad_sum(l0);
-    l1 = quad_sum(l1);
-    store_rows<DV>(o + (size_t)b * s.T * s.os + (size_t)h * s.Dv, s.os, acc, r0 + 16 * warp, s.T, s.Dv, 1.0f / l0,
-                   1.0f / l1, lane);
-    if (t == 0) {
-        float *lb = lse + (size_t)bh * s.T;
-        if (row0 < s.T) lb[row0] = (m0 + log2f(l0)) * LN2;
-        if (row1 < s.T) lb[row1] = (m1 + log2f(l1)) * LN2;
+    store_forward_rows<DV>(s, o, lse, acc, r, b, h, bh, r0, warp, lane);
+}
+
+// The forward on wgmma with the products overlapping the softmax (FlashAttention-3's
+// intra-warpgroup overlap): tile j's scores S_j = Q K_j^T and the previous tile's P_{j-1} V_{j-1}
+// are issued together, and S_j's softmax runs on the CUDA cores while P V is on the tensor cores;
+// O is rescaled by S_j's correction once P V has landed. K and V are loaded a tile apart: the
+// copy group j holds K_j and V_{j-1}, so that while tile j is used, K_{j+1} and V_j load into the
+// stages S_{j-1} and P_{j-2} V_{j-2} have finished with. A block of WGS warpgroups takes 64 WGS
+// query rows, which share each K and V tile (block_warpgroups).
+template <int DK, int DV, int WGS>
+__global__ void __launch_bounds__(THREADS * WGS, 1)
+    flash_forward_overlap_kernel(AttnDims s, float *o, float *lse, const bf16 *q16, const bf16 *k16,
+                                 const bf16 *v16) {
+    constexpr int BC = ROWS, QR = ROWS * WGS, NT = THREADS * WGS; // key tile, query rows, threads
+    constexpr int EQ = QR * DK, EK = BC * DK, EV = BC * DV;
+    extern __shared__ __align__(1024) unsigned char smem[]; // swizzled tiles: 1024-byte aligned
+    bf16 *Qs = reinterpret_cast<bf16 *>(smem), *Ks = Qs + EQ, *Vs = Ks + 2 * EK; // K and V: 2 stages
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    int bh = blockIdx.y, b = bh / s.H, h = bh % s.H, hk = h / (s.H / s.Hkv);
+    int r0 = (gridDim.x - 1 - blockIdx.x) * QR; // the longest rows first
+    const bf16 *kb = k16 + (size_t)(b * s.Hkv + hk) * s.T * DK, *vb = v16 + (size_t)(b * s.Hkv + hk) * s.T * DV;
+    const bf16 *qb = q16 + ((size_t)bh * s.T + r0) * DK;
+    const bf16 *Qw = Qs + (warp / WARPS) * ROWS * DK; // this warpgroup's Q tile
+    int n_tiles = (min(r0 + QR, s.T) + BC - 1) / BC;
+    for (int w = 0; w < WGS; w++) copy_tile_swizzled<ROWS, DK, NT>(Qs + w * ROWS * DK, qb + (size_t)w * ROWS * DK);
+    copy_tile_swizzled<BC, DK, NT>(Ks, kb);
+    cp_async_commit(); // group 0: Q, K_0
+    if (n_tiles > 1) copy_tile_swizzled<BC, DK, NT>(Ks + EK, kb + (size_t)BC * DK);
+    copy_tile_swizzled<BC, DV, NT>(Vs, vb);
+    cp_async_commit(); // group 1: K_1, V_0
+    auto issue_scores = [&](float(&sc)[BC / 8][4], const bf16 *Kt) {
+#pragma unroll
+        for (int kk = 0; kk < DK / 16; kk++)
+            wgmma_ss<0>(sc, wg_k_major<ROWS, DK>(Qw, kk), wg_k_major<BC, DK>(Kt, kk), kk > 0, wgmma_n<BC>{});
+    };
+
+    int row0 = r0 + 16 * warp + g, row1 = row0 + 8;
+    float acc[DV / 8][4] = {}, sc[BC / 8][4], corr0, corr1;
+    unsigned pa[BC / 16][4]; // P of the previous tile, bf16, read by its P V product until that lands
+    RowStats r;
+    auto softmax = [&](int c0) { // tile c0's scores, landed, to P
+        wg_hold(sc);
+        if (c0 + BC > r0 + 16 * warp) mask_later_keys<BC>(sc, c0, row0, row1, t); // the diagonal tile
+        softmax_tile<BC>(sc, r, corr0, corr1);
+    };
+    cp_async_wait<1>(); // group 0
+    fence_async_shared();
+    __syncthreads();
+    wg_fence();
+    issue_scores(sc, Ks);
+    wg_commit();
+    wg_wait<0>();
+    softmax(0);
+    pack_fragments<BC>(pa, sc);
+    for (int j = 1; j < n_tiles; j++) {
+        cp_async_wait<0>(); // group j: K_j, V_{j-1}
+        fence_async_shared();
+        __syncthreads(); // ... for every warp; and every warp is done with S_{j-1} and P_{j-2} V_{j-2}
+        if (j + 1 < n_tiles) copy_tile_swizzled<BC, DK, NT>(Ks + ((j + 1) & 1) * EK, kb + (size_t)(j + 1) * BC * DK);
+        copy_tile_swizzled<BC, DV, NT>(Vs + (j & 1) * EV, vb + (size_t)j * BC * DV);
+        cp_async_commit(); // group j + 1
+        wg_hold(sc);
+        wg_hold(acc);
+        wg_hold_registers(pa);
+            wg_fence();
+        issue_scores(sc, Ks + (j & 1) * EK);
+        wg_commit();
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; kk++)
+            wgmma_rs<1>(acc, pa[kk], wg_mn_major<BC, DV>(Vs + ((j - 1) & 1) * EV, kk), 1, wgmma_n<DV>{});
+        wg_commit();
+        wg_wait<1>(); // S_j has landed; P_{j-1} V_{j-1} may still run
+            softmax(j * BC);
+        wg_wait<0>();
+        wg_hold(acc);
+        wg_hold_registers(pa);
+        rescale<DV>(acc, corr0, corr1);
+        pack_fragments<BC>(pa, sc);
     }
+    cp_async_wait<0>(); // V of the last tile
+    fence_async_shared();
+    __syncthreads();
+    wg_hold(acc);
+    wg_hold_registers(pa);
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; kk++)
+        wgmma_rs<1>(acc, pa[kk], wg_mn_major<BC, DV>(Vs + ((n_tiles - 1) & 1) * EV, kk), 1, wgmma_n<DV>{});
+    wg_commit();
+    wg_wait<0>();
+    wg_hold(acc);
+    wg_hold_registers(pa);
+    store_forward_rows<DV>(s, o, lse, acc, r, b, h, bh, r0, warp, lane);
 }
 
 // ---- backward: dQ over query blocks ----
@@ -412,23 +536,26 @@ __device__ __forceinline__ void probabilities(float p[N / 8][4], float ds[N / 8]
         }
 }
 
-template <class P, int DK, int DV, int BC>
-__global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS)
+// A block of WGS warpgroups (wgmma) takes 64 WGS query rows, which share each K and V tile.
+template <class P, int DK, int DV, int BC, int WGS>
+__global__ void __launch_bounds__(THREADS * WGS, WGS == 1 ? FLASH_BWD_MIN_BLOCKS : 1)
     flash_dq_kernel(AttnDims s, float *dq, const bf16 *q16, const bf16 *k16, const bf16 *v16,
                     const bf16 *do16, const float *lse, const float *Drow) {
-    constexpr int EK = P::template elems<BC, DK>(), EV = P::template elems<BC, DV>();
+    constexpr int EK = P::template elems<BC, DK>(), EV = P::template elems<BC, DV>(), QR = ROWS * WGS,
+                  NT = THREADS * WGS, EQ = P::template elems<ROWS, DK>(), EO = P::template elems<ROWS, DV>();
     extern __shared__ __align__(1024) unsigned char smem[]; // swizzled tiles: 1024-byte aligned
-    bf16 *Qs = reinterpret_cast<bf16 *>(smem), *dOs = Qs + P::template elems<ROWS, DK>(),
-         *Ks = dOs + P::template elems<ROWS, DV>(), *Vs = Ks + 2 * EK;
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2;
+    bf16 *Qs = reinterpret_cast<bf16 *>(smem), *dOs = Qs + WGS * EQ, *Ks = dOs + WGS * EO, *Vs = Ks + 2 * EK;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, wg = warp / WARPS;
     int bh = blockIdx.y, b = bh / s.H, h = bh % s.H, hk = h / (s.H / s.Hkv);
-    int r0 = (gridDim.x - 1 - blockIdx.x) * ROWS;
+    int r0 = (gridDim.x - 1 - blockIdx.x) * QR;
     const bf16 *kb = k16 + (size_t)(b * s.Hkv + hk) * s.T * DK, *vb = v16 + (size_t)(b * s.Hkv + hk) * s.T * DV;
-    int n_tiles = (min(r0 + ROWS, s.T) + BC - 1) / BC;
-    P::template copy<ROWS, DK>(Qs, q16 + ((size_t)bh * s.T + r0) * DK);
-    P::template copy<ROWS, DV>(dOs, do16 + ((size_t)bh * s.T + r0) * DV);
-    P::template copy<BC, DK>(Ks, kb);
-    P::template copy<BC, DV>(Vs, vb);
+    int n_tiles = (min(r0 + QR, s.T) + BC - 1) / BC;
+    for (int w = 0; w < WGS; w++) {
+        P::template copy<ROWS, DK, NT>(Qs + w * EQ, q16 + ((size_t)bh * s.T + r0 + w * ROWS) * DK);
+        P::template copy<ROWS, DV, NT>(dOs + w * EO, do16 + ((size_t)bh * s.T + r0 + w * ROWS) * DV);
+    }
+    P::template copy<BC, DK, NT>(Ks, kb);
+    P::template copy<BC, DV, NT>(Vs, vb);
     cp_async_commit();
     int row0 = r0 + 16 * warp;
     float L[2], D[2];
@@ -444,14 +571,15 @@ __global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS)
         P::landed();
         __syncthreads();
         if (kt + 1 < n_tiles) {
-            P::template copy<BC, DK>(Ks + (cur ^ 1) * EK, kb + (size_t)(c0 + BC) * DK);
-            P::template copy<BC, DV>(Vs + (cur ^ 1) * EV, vb + (size_t)(c0 + BC) * DV);
+            P::template copy<BC, DK, NT>(Ks + (cur ^ 1) * EK, kb + (size_t)(c0 + BC) * DK);
+            P::template copy<BC, DV, NT>(Vs + (cur ^ 1) * EV, vb + (size_t)(c0 + BC) * DV);
             cp_async_commit();
         }
-        if (!P::warps_skip || c0 <= row0 + 15) { // else every key of the tile is after this warp's rows
+        // else every key of the tile is after this warp's rows (a warpgroup's, with wgmma)
+        if (c0 <= (P::warps_skip ? row0 + 15 : r0 + wg * ROWS + ROWS - 1)) {
             const bf16 *Kt = Ks + cur * EK, *Vt = Vs + cur * EV;
             float p[BC / 8][4], ds[BC / 8][4];
-            P::template scores_pair<DK, DV, BC>(p, Qs, Kt, ds, dOs, Vt); // S = Q K^T, dP = dO V^T
+            P::template scores_pair<DK, DV, BC>(p, Qs + wg * EQ, Kt, ds, dOs + wg * EO, Vt); // S = Q K^T, dP = dO V^T
             probabilities<BC>(p, ds, row0, c0, true, L, D, nullptr, nullptr, lane);
             P::template accumulate<BC, DK>(acc, ds, Kt); // dQ += dS K
         }
@@ -464,36 +592,39 @@ __global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS)
 // Query tile i of a key block's walk: the group's query heads one after another, each from the
 // block's first key row (earlier queries see none of its keys) to T, BQ rows at a time; copies
 // its Q and dO tiles (cp.async) and its rows' log-sum-exp (base 2) and D into the given stage.
-template <class P, int DK, int DV, int BQ>
+template <class P, int DK, int DV, int BQ, int NT>
 __device__ __forceinline__ void load_query_tile(bf16 *Qs, bf16 *dOs, float *Ls, float *Ds, const AttnDims &s, int b,
                                                 int h, int q0, const bf16 *q16, const bf16 *do16,
                                                 const float *lse, const float *Drow) {
     size_t bh = (size_t)b * s.H + h;
-    P::template copy<BQ, DK>(Qs, q16 + (bh * s.T + q0) * DK);
-    P::template copy<BQ, DV>(dOs, do16 + (bh * s.T + q0) * DV);
-    for (int i = threadIdx.x; i < BQ; i += THREADS) {
+    P::template copy<BQ, DK, NT>(Qs, q16 + (bh * s.T + q0) * DK);
+    P::template copy<BQ, DV, NT>(dOs, do16 + (bh * s.T + q0) * DV);
+    for (int i = threadIdx.x; i < BQ; i += NT) {
         bool in = q0 + i < s.T;
         Ls[i] = in ? lse[bh * s.T + q0 + i] * LOG2E : INFINITY;
         Ds[i] = in ? Drow[bh * s.T + q0 + i] : 0.0f;
     }
 }
 
-template <class P, int DK, int DV, int BQ>
-__global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS)
+// A block of WGS warpgroups (wgmma) takes 64 WGS key rows, which share each Q and dO tile.
+template <class P, int DK, int DV, int BQ, int WGS>
+__global__ void __launch_bounds__(THREADS * WGS, WGS == 1 ? FLASH_BWD_MIN_BLOCKS : 1)
     flash_dkv_kernel(AttnDims s, float *dk, float *dk_heads, float *dv, const bf16 *q16, const bf16 *k16,
                      const bf16 *v16, const bf16 *do16, const float *lse, const float *Drow) {
-    constexpr int EQ = P::template elems<BQ, DK>(), EO = P::template elems<BQ, DV>();
+    constexpr int EQ = P::template elems<BQ, DK>(), EO = P::template elems<BQ, DV>(), KR = ROWS * WGS,
+                  NT = THREADS * WGS, EK = P::template elems<ROWS, DK>(), EV = P::template elems<ROWS, DV>();
     extern __shared__ __align__(1024) unsigned char smem[]; // swizzled tiles: 1024-byte aligned
-    bf16 *Ks = reinterpret_cast<bf16 *>(smem), *Vs = Ks + P::template elems<ROWS, DK>(),
-         *Qs = Vs + P::template elems<ROWS, DV>(), *dOs = Qs + 2 * EQ;
+    bf16 *Ks = reinterpret_cast<bf16 *>(smem), *Vs = Ks + WGS * EK, *Qs = Vs + WGS * EV, *dOs = Qs + 2 * EQ;
     float *Ls = reinterpret_cast<float *>(dOs + 2 * EO), *Ds = Ls + 2 * BQ; // two stages each
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wg = warp / WARPS;
     int bg = blockIdx.y, b = bg / s.Hkv, hk = bg % s.Hkv, group = s.H / s.Hkv;
-    int c0 = (gridDim.x - 1 - blockIdx.x) * ROWS; // the blocks with the most queries first
-    P::template copy<ROWS, DK>(Ks, k16 + ((size_t)bg * s.T + c0) * DK);
-    P::template copy<ROWS, DV>(Vs, v16 + ((size_t)bg * s.T + c0) * DV);
+    int c0 = (gridDim.x - 1 - blockIdx.x) * KR; // the blocks with the most queries first
+    for (int w = 0; w < WGS; w++) {
+        P::template copy<ROWS, DK, NT>(Ks + w * EK, k16 + ((size_t)bg * s.T + c0 + w * ROWS) * DK);
+        P::template copy<ROWS, DV, NT>(Vs + w * EV, v16 + ((size_t)bg * s.T + c0 + w * ROWS) * DV);
+    }
     int per_head = (s.T - c0 + BQ - 1) / BQ, n = group * per_head;
-    load_query_tile<P, DK, DV, BQ>(Qs, dOs, Ls, Ds, s, b, hk * group, c0, q16, do16, lse, Drow);
+    load_query_tile<P, DK, DV, BQ, NT>(Qs, dOs, Ls, Ds, s, b, hk * group, c0, q16, do16, lse, Drow);
     cp_async_commit();
     int key0 = c0 + 16 * warp;
     float dk_acc[DK / 8][4] = {}, dv_acc[DV / 8][4] = {};
@@ -503,15 +634,16 @@ __global__ void __launch_bounds__(32 * WARPS, FLASH_BWD_MIN_BLOCKS)
         P::landed();
         __syncthreads();
         if (i + 1 < n) {
-            load_query_tile<P, DK, DV, BQ>(Qs + (cur ^ 1) * EQ, dOs + (cur ^ 1) * EO, Ls + (cur ^ 1) * BQ,
+            load_query_tile<P, DK, DV, BQ, NT>(Qs + (cur ^ 1) * EQ, dOs + (cur ^ 1) * EO, Ls + (cur ^ 1) * BQ,
                                            Ds + (cur ^ 1) * BQ, s, b, hk * group + (i + 1) / per_head,
                                            c0 + ((i + 1) % per_head) * BQ, q16, do16, lse, Drow);
             cp_async_commit();
         }
-        if (!P::warps_skip || q0 + BQ - 1 >= key0) { // else every query of the tile is before this warp's keys
+        // else every query of the tile is before this warp's keys (a warpgroup's, with wgmma)
+        if (q0 + BQ - 1 >= (P::warps_skip ? key0 : c0 + wg * ROWS)) {
             const bf16 *Qt = Qs + cur * EQ, *dOt = dOs + cur * EO;
             float p[BQ / 8][4], ds[BQ / 8][4];
-            P::template scores_pair<DK, DV, BQ>(p, Ks, Qt, ds, Vs, dOt); // S^T = K Q^T, dP^T = V dO^T
+            P::template scores_pair<DK, DV, BQ>(p, Ks + wg * EK, Qt, ds, Vs + wg * EV, dOt); // S^T = K Q^T, dP^T = V dO^T
             probabilities<BQ>(p, ds, key0, q0, false, nullptr, nullptr, Ls + cur * BQ, Ds + cur * BQ, lane);
             P::template accumulate_pair<BQ, DV, DK>(dv_acc, p, dOt, dk_acc, ds, Qt); // dV += P^T dO, dK += dS^T Q
         }
@@ -548,29 +680,58 @@ Packed packed_in(const AttnDims &s, const void *saved, void *work) {
     return p;
 }
 
+// Warpgroups a wgmma kernel's block takes (64 rows each, sharing the tiles of the other side).
+// These kernels are latency-bound: what counts is the warps an SM holds. At heads of 128 one
+// block fits an SM at any count (registers or shared memory), so more warpgroups are more warps:
+// on an H200 at (4, 4096, 16, 128) (ncu, 2026-12-02) the forward took 1.34 / 1.23 / 1.04 ms at
+// 1 / 2 / 3 warpgroups, dQ 1.78 / 1.78 / 1.50, dK and dV 2.17 / 2.11 (3 do not fit), and
+// fwd+bwd 4.20 to 3.82 ms. Narrower heads fit several blocks an SM at one warpgroup, and there
+// more lost: dQ at heads of 64 went from 3 blocks of 4 warps to one of 8 (0.30 to 0.35 ms), and
+// in training (heads of 64, and MLA's q.k heads of 96) every variant tried ran 0.8% to 2.4%
+// slower than one warpgroup with the one-tile-at-a-time forward, including the overlapped
+// forward at one warpgroup, which ncu timed no slower alone: so one warpgroup, and
+// flash_forward_kernel, for every width but 128.
+enum class AttnKernel { forward, dq, dkv };
+template <int DK, int DV> constexpr int block_warpgroups(AttnKernel k) {
+    constexpr bool widest = DK == 128 && DV == 128;
+    return !widest ? 1 : k == AttnKernel::dkv ? 2 : 3;
+}
+
+// one warpgroup or mma.sync: a tile at a time (flash_forward_kernel); several: overlapped
 template <class P, int DK, int DV> void forward(const AttnDims &s, float *o, float *lse, const Packed &p) {
-    size_t smem = sizeof(bf16) * (P::template elems<ROWS, DK>() + 2 * (P::template elems<ROWS, DK>() +
-                                                                        P::template elems<ROWS, DV>()));
-    auto kernel = flash_forward_kernel<P, DK, DV>;
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    kernel<<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.H), 32 * WARPS, smem>>>(s, o, lse, p.q, p.k, p.v);
-    CUDA_LAUNCHED();
+    constexpr int wgs = P::warps_skip ? 1 : block_warpgroups<DK, DV>(AttnKernel::forward), rows = ROWS * wgs;
+    static_assert(rows <= GUARD, "a block reads at most GUARD rows past T");
+    size_t smem = sizeof(bf16) * (wgs * P::template elems<ROWS, DK>() +
+                                  2 * (P::template elems<ROWS, DK>() + P::template elems<ROWS, DV>()));
+    auto launch = [&](auto kernel) {
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        kernel<<<dim3((s.T + rows - 1) / rows, s.B * s.H), THREADS * wgs, smem>>>(s, o, lse, p.q, p.k, p.v);
+        CUDA_LAUNCHED();
+    };
+    if constexpr (wgs > 1) launch(flash_forward_overlap_kernel<DK, DV, wgs>);
+    else launch(flash_forward_kernel<P, DK, DV>);
 }
 
 template <class P, int DK, int DV>
 void backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *lse, const float *D, const Packed &p) {
     constexpr int B2 = P::template other_tile<DK, DV>();
-    size_t smem_q = sizeof(bf16) * (P::template elems<ROWS, DK>() + P::template elems<ROWS, DV>() +
+    constexpr int wq = P::warps_skip ? 1 : block_warpgroups<DK, DV>(AttnKernel::dq),
+                  wkv = P::warps_skip ? 1 : block_warpgroups<DK, DV>(AttnKernel::dkv);
+    static_assert(ROWS * wq <= GUARD && ROWS * wkv <= GUARD, "a block reads at most GUARD rows past T");
+    size_t smem_q = sizeof(bf16) * (wq * (P::template elems<ROWS, DK>() + P::template elems<ROWS, DV>()) +
                                     2 * (P::template elems<B2, DK>() + P::template elems<B2, DV>()));
-    auto dq_kernel = flash_dq_kernel<P, DK, DV, B2>;
+    auto dq_kernel = flash_dq_kernel<P, DK, DV, B2, wq>;
     CUDA_CHECK(cudaFuncSetAttribute(dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
-    dq_kernel<<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.H), 32 * WARPS, smem_q>>>(s, dq, p.q, p.k, p.v, p.dout, lse, D);
+    dq_kernel<<<dim3((s.T + ROWS * wq - 1) / (ROWS * wq), s.B * s.H), THREADS * wq, smem_q>>>(s, dq, p.q, p.k, p.v,
+                                                                                             p.dout, lse, D);
     CUDA_LAUNCHED();
-    size_t smem_kv = smem_q + sizeof(float) * 4 * B2;
-    auto dkv_kernel = flash_dkv_kernel<P, DK, DV, B2>;
+    size_t smem_kv = sizeof(bf16) * (wkv * (P::template elems<ROWS, DK>() + P::template elems<ROWS, DV>()) +
+                                     2 * (P::template elems<B2, DK>() + P::template elems<B2, DV>())) +
+                     sizeof(float) * 4 * B2;
+    auto dkv_kernel = flash_dkv_kernel<P, DK, DV, B2, wkv>;
     CUDA_CHECK(cudaFuncSetAttribute(dkv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
-    dkv_kernel<<<dim3((s.T + ROWS - 1) / ROWS, s.B * s.Hkv), 32 * WARPS, smem_kv>>>(s, dk, p.dk_heads, dv, p.q, p.k,
-                                                                                    p.v, p.dout, lse, D);
+    dkv_kernel<<<dim3((s.T + ROWS * wkv - 1) / (ROWS * wkv), s.B * s.Hkv), THREADS * wkv, smem_kv>>>(
+        s, dk, p.dk_heads, dv, p.q, p.k, p.v, p.dout, lse, D);
     CUDA_LAUNCHED();
 }
 
@@ -639,7 +800,7 @@ void flash_mma_backward(const AttnDims &s, float *dq, float *dk, float *dk_share
     Packed p = packed_in(s, saved, work);
     int wv = kernel_widths(s).dv;
     if (flash_mma_rowdot_in_pack(s)) {
-        size_t threads = ((size_t)s.B * s.H * s.T + ROWS) * (wv / 8);
+        size_t threads = ((size_t)s.B * s.H * s.T + GUARD) * (wv / 8);
 #define PACK(L)                                                                                                      \
     pack_dout_rowdot_kernel<L><<<grid_for(threads, 256), 256>>>(p.dout, D, dout, o, s.B, s.T, s.H, s.Dv, s.os)
         if (wv == 32) PACK(4);

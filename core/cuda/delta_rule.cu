@@ -383,8 +383,8 @@ static void chunk_forward(const ScanShape *s, float *o, float *final_state, floa
     /* a head's scalar gate: Qb and Kb made by the products that read them, from q and k, rather
      * than written by the gates and read back (2 of GDN's forward's 7 K-wide writes). On an H200 at
      * 4 x 4096 x 16 x 128 the gates' pass takes half the time and W and U~'s a fifth more (ncu);
-     * GDN's forward took 1.31 ms with bk in one channel alone (and the output a block per 64
-     * columns) and 1.30 with this and the streamed output: its own share is not yet measured */
+     * GDN's forward took 1.30 ms with this and 1.33 without it (fwd+bwd 4.54 and 4.58; two rounds
+     * each in one call, 2026-12-02); at heads of 64 level (0.41 ms) */
     const bool gated_rows =
         !s->channel_gate && fused_wu && fused_output && all_aligned16({q, k}) && gated_rows_force >= 0;
     prepare(s, d, b, q, k, v, g, beta, !fused_wu, !gated_rows);
