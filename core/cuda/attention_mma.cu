@@ -1,10 +1,11 @@
 // Causal softmax attention on tensor cores (bf16 operands, fp32 accumulators and softmax
 // statistics), flash-style: no T x T matrix exists. Each warp owns 16 rows (query rows in the
-// forward and dQ kernels, key rows in the dK/dV kernel); a block's warps (4, or with wgmma up to 3
-// warpgroups of 4: block_warpgroups) share tiles of the other side in shared memory. The operands are rounded to bf16 once into packed per-head
-// buffers (q, k and v by the forward, into the `saved` buffer its backward reads again; dO by the
-// backward, into its workspace), whose tiles the kernels copy with cp.async two stages deep: the
-// next tile loads while the current one is used. Scores are kept in base 2
+// forward and dQ kernels, key rows in the dK/dV kernel); a block's warps (4, or with wgmma up to
+// 3 warpgroups of 4: block_warpgroups) share tiles of the other side in shared memory. The
+// operands are rounded to bf16 once into packed per-head buffers (q, k and v by the forward, into
+// the `saved` buffer its backward reads again; dO by the backward, into its workspace), whose
+// tiles the kernels copy with cp.async two stages deep: the next tile loads while the current one
+// is used. Scores are kept in base 2
 // (q is scaled by scale * log2 e) so the exponentials are exp2; the log-sum-exp written for the
 // backward is the natural one, as on the CPU.
 //
@@ -37,7 +38,8 @@ constexpr int GUARD = 4 * ROWS;
 // ncu finds it latency-bound. Capping it for 3 blocks (168 registers) made it 1.31x and 1.22x
 // faster at (8, 2048, 8, 64) and (4, 4096, 16, 128) on an H200; for 4 (128 registers), heads of
 // 128 spill and slow down 1.7x. The backward kernels (244 and 255 registers) lose more to
-// spills under a cap than they gain: left at 2 blocks.
+// spills under a cap than they gain: left at 2 blocks. (Measured on flash_forward_kernel, which
+// since 4c56e8e runs every width but 128 / 128 on Hopper: that one takes the overlapped kernel.)
 #ifndef FLASH_FWD_MIN_BLOCKS
 #define FLASH_FWD_MIN_BLOCKS 3
 #endif
@@ -58,7 +60,7 @@ __device__ __forceinline__ void scores(float c[N / 8][4], const bf16 *a_tile, in
 
 // ---- the block's products, two ways ----
 //
-// scores<K, N>(c, a, m): c = A M^T, A the block's tile of ROWS rows and K columns (each warp its
+// scores<K, N>(c, a, m): c = A M^T, A the warpgroup's tile of ROWS rows and K columns (each warp its
 // 16 rows), M a tile of N rows and K columns. accumulate<N, D>(acc, p, b): acc += P B, P the
 // warp's 16 x N fragments, B a tile of N rows and D columns. copy<R, C>(tile, src) issues a tile's
 // cp.async copy; landed() makes landed copies visible to the products (with the barrier after it).
@@ -111,7 +113,7 @@ struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every 
     static constexpr bool warps_skip = false;
     // with no B fragments in registers, 64 rows of the other side fit at every width (the dK/dV
     // kernel of heads of 128 at 254 registers, unspilled: 4.24 against 4.75 ms for 32 rows at
-    // (4, 4096, 16, 128), fwd+bwd on an H200)
+    // (4, 4096, 16, 128), fwd+bwd on an H200; 246 registers at two warpgroups a block)
     template <int DK, int DV> __host__ __device__ static constexpr int other_tile() { return 64; }
     template <int R, int C> __host__ __device__ static constexpr int elems() { return R * C; }
     template <int R, int C, int NT = THREADS> __device__ static void copy(bf16 *tile, const bf16 *src) {
@@ -319,8 +321,9 @@ __device__ __forceinline__ void mask_later_keys(float (&sc)[BC / 8][4], int c0, 
 
 // The online softmax of a warp's two rows over one tile of scores (base 2): the running maxima m
 // and sums l move on, the scores become P = exp2(S - m), and corr is the factor for what was
-// accumulated before. Every row sees key c0 <= its own index in each tile it visits (tiles are
-// aligned with the query blocks), so the running maximum is finite.
+// accumulated before. Every row's first tile holds key 0 <= its own index, so the running maximum
+// is finite from then on (a tile wholly after a row, which the overlapped forward's first
+// warpgroups visit, leaves it with corr = 1 and P = 0).
 struct RowStats {
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
 };
@@ -475,13 +478,14 @@ __global__ void __launch_bounds__(THREADS * WGS, 1)
         cp_async_wait<0>(); // group j: K_j, V_{j-1}
         fence_async_shared();
         __syncthreads(); // ... for every warp; and every warp is done with S_{j-1} and P_{j-2} V_{j-2}
-        if (j + 1 < n_tiles) copy_tile_swizzled<BC, DK, NT>(Ks + ((j + 1) & 1) * EK, kb + (size_t)(j + 1) * BC * DK);
+        if (j + 1 < n_tiles)
+            copy_tile_swizzled<BC, DK, NT>(Ks + ((j + 1) & 1) * EK, kb + (size_t)(j + 1) * BC * DK);
         copy_tile_swizzled<BC, DV, NT>(Vs + (j & 1) * EV, vb + (size_t)j * BC * DV);
         cp_async_commit(); // group j + 1
         wg_hold(sc);
         wg_hold(acc);
         wg_hold_registers(pa);
-            wg_fence();
+        wg_fence();
         issue_scores(sc, Ks + (j & 1) * EK);
         wg_commit();
 #pragma unroll
@@ -489,7 +493,7 @@ __global__ void __launch_bounds__(THREADS * WGS, 1)
             wgmma_rs<1>(acc, pa[kk], wg_mn_major<BC, DV>(Vs + ((j - 1) & 1) * EV, kk), 1, wgmma_n<DV>{});
         wg_commit();
         wg_wait<1>(); // S_j has landed; P_{j-1} V_{j-1} may still run
-            softmax(j * BC);
+        softmax(j * BC);
         wg_wait<0>();
         wg_hold(acc);
         wg_hold_registers(pa);
@@ -643,7 +647,8 @@ __global__ void __launch_bounds__(THREADS * WGS, WGS == 1 ? FLASH_BWD_MIN_BLOCKS
         if (q0 + BQ - 1 >= (P::warps_skip ? key0 : c0 + wg * ROWS)) {
             const bf16 *Qt = Qs + cur * EQ, *dOt = dOs + cur * EO;
             float p[BQ / 8][4], ds[BQ / 8][4];
-            P::template scores_pair<DK, DV, BQ>(p, Ks + wg * EK, Qt, ds, Vs + wg * EV, dOt); // S^T = K Q^T, dP^T = V dO^T
+            // S^T = K Q^T, dP^T = V dO^T
+            P::template scores_pair<DK, DV, BQ>(p, Ks + wg * EK, Qt, ds, Vs + wg * EV, dOt);
             probabilities<BQ>(p, ds, key0, q0, false, nullptr, nullptr, Ls + cur * BQ, Ds + cur * BQ, lane);
             P::template accumulate_pair<BQ, DV, DK>(dv_acc, p, dOt, dk_acc, ds, Qt); // dV += P^T dO, dK += dS^T Q
         }
