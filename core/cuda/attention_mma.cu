@@ -450,12 +450,6 @@ __global__ void __launch_bounds__(THREADS * WGS, 1)
     if (n_tiles > 1) copy_tile_swizzled<BC, DK, NT>(Ks + EK, kb + (size_t)BC * DK);
     copy_tile_swizzled<BC, DV, NT>(Vs, vb);
     cp_async_commit(); // group 1: K_1, V_0
-    auto issue_scores = [&](float(&sc)[BC / 8][4], const bf16 *Kt) {
-#pragma unroll
-        for (int kk = 0; kk < DK / 16; kk++)
-            wgmma_ss<0>(sc, wg_k_major<ROWS, DK>(Qw, kk), wg_k_major<BC, DK>(Kt, kk), kk > 0, wgmma_n<BC>{});
-    };
-
     int row0 = r0 + 16 * warp + g, row1 = row0 + 8;
     float acc[DV / 8][4] = {}, sc[BC / 8][4], corr0, corr1;
     unsigned pa[BC / 16][4]; // P of the previous tile, bf16, read by its P V product until that lands
@@ -469,7 +463,7 @@ __global__ void __launch_bounds__(THREADS * WGS, 1)
     fence_async_shared();
     __syncthreads();
     wg_fence();
-    issue_scores(sc, Ks);
+    GroupMma::issue_scores<DK, BC>(sc, Qw, Ks);
     wg_commit();
     wg_wait<0>();
     softmax(0);
@@ -486,11 +480,9 @@ __global__ void __launch_bounds__(THREADS * WGS, 1)
         wg_hold(acc);
         wg_hold_registers(pa);
         wg_fence();
-        issue_scores(sc, Ks + (j & 1) * EK);
+        GroupMma::issue_scores<DK, BC>(sc, Qw, Ks + (j & 1) * EK);
         wg_commit();
-#pragma unroll
-        for (int kk = 0; kk < BC / 16; kk++)
-            wgmma_rs<1>(acc, pa[kk], wg_mn_major<BC, DV>(Vs + ((j - 1) & 1) * EV, kk), 1, wgmma_n<DV>{});
+        GroupMma::issue_accumulate<BC, DV>(acc, pa, Vs + ((j - 1) & 1) * EV);
         wg_commit();
         wg_wait<1>(); // S_j has landed; P_{j-1} V_{j-1} may still run
         softmax(j * BC);
@@ -506,9 +498,7 @@ __global__ void __launch_bounds__(THREADS * WGS, 1)
     wg_hold(acc);
     wg_hold_registers(pa);
     wg_fence();
-#pragma unroll
-    for (int kk = 0; kk < BC / 16; kk++)
-        wgmma_rs<1>(acc, pa[kk], wg_mn_major<BC, DV>(Vs + ((n_tiles - 1) & 1) * EV, kk), 1, wgmma_n<DV>{});
+    GroupMma::issue_accumulate<BC, DV>(acc, pa, Vs + ((n_tiles - 1) & 1) * EV);
     wg_commit();
     wg_wait<0>();
     wg_hold(acc);
