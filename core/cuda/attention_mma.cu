@@ -167,22 +167,9 @@ struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every 
         wg_hold(acc);
         wg_hold_registers(a);
     }
-    // c = A B over K: A given transposed, as an MN-major tile `at` of K rows x 64 columns, and B as
-    // an MN-major tile of K rows x N
-    template <int K, int N>
-    __device__ static void issue_transposed_a(float (&c)[N / 8][4], const bf16 *at, const bf16 *b) {
-#pragma unroll
-        for (int kk = 0; kk < K / 16; kk++)
-            wgmma_ss<1, 1>(c, wg_mn_major<K, ROWS>(at, kk), wg_mn_major<K, N>(b, kk), kk > 0, wgmma_n<N>{});
-    }
-    struct NoMore {
-        __device__ void operator()() const {}
-    };
-    // `more` issues further products into the same batch (their accumulators held by the caller)
-    template <int N, int D1, int D2, class More = NoMore>
+    template <int N, int D1, int D2>
     __device__ static void accumulate_pair(float (&acc1)[D1 / 8][4], const float (&p1)[N / 8][4], const bf16 *b1,
-                                           float (&acc2)[D2 / 8][4], const float (&p2)[N / 8][4], const bf16 *b2,
-                                           More more = {}) {
+                                           float (&acc2)[D2 / 8][4], const float (&p2)[N / 8][4], const bf16 *b2) {
         unsigned a1[N / 16][4], a2[N / 16][4];
         pack_fragments<N>(a1, p1);
         pack_fragments<N>(a2, p2);
@@ -193,7 +180,6 @@ struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every 
         wg_fence();
         issue_accumulate<N, D1>(acc1, a1, b1);
         issue_accumulate<N, D2>(acc2, a2, b2);
-        more();
         wg_commit();
         wg_wait<0>();
         wg_hold(acc1);
@@ -615,19 +601,15 @@ __device__ __forceinline__ void load_query_tile(bf16 *Qs, bf16 *dOs, float *Ls, 
 }
 
 // A block of WGS warpgroups (wgmma) takes 64 WGS key rows, which share each Q and dO tile.
-// DQ (wgmma, one warpgroup): the block also adds each query tile's dQ += dS K over its keys to
-// dq (zeroed before), with atomics, so that no dQ kernel recomputes S and dP.
-template <class P, int DK, int DV, int BQ, int WGS, bool DQ>
+template <class P, int DK, int DV, int BQ, int WGS>
 __global__ void __launch_bounds__(THREADS * WGS, WGS == 1 ? FLASH_BWD_MIN_BLOCKS : 1)
-    flash_dkv_kernel(AttnDims s, float *dq, float *dk, float *dk_heads, float *dv, const bf16 *q16, const bf16 *k16,
+    flash_dkv_kernel(AttnDims s, float *dk, float *dk_heads, float *dv, const bf16 *q16, const bf16 *k16,
                      const bf16 *v16, const bf16 *do16, const float *lse, const float *Drow) {
-    static_assert(!DQ || (WGS == 1 && BQ == ROWS && !P::warps_skip), "dQ in the dK/dV pass: one warpgroup, wgmma");
     constexpr int EQ = P::template elems<BQ, DK>(), EO = P::template elems<BQ, DV>(), KR = ROWS * WGS,
                   NT = THREADS * WGS, EK = P::template elems<ROWS, DK>(), EV = P::template elems<ROWS, DV>();
     extern __shared__ __align__(1024) unsigned char smem[]; // swizzled tiles: 1024-byte aligned
     bf16 *Ks = reinterpret_cast<bf16 *>(smem), *Vs = Ks + WGS * EK, *Qs = Vs + WGS * EV, *dOs = Qs + 2 * EQ;
-    bf16 *dSs = dOs + 2 * EO; // DQ: dS^T of the current tile, keys x queries
-    float *Ls = reinterpret_cast<float *>(dSs + (DQ ? P::template elems<ROWS, BQ>() : 0)), *Ds = Ls + 2 * BQ;
+    float *Ls = reinterpret_cast<float *>(dOs + 2 * EO), *Ds = Ls + 2 * BQ; // two stages each
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wg = warp / WARPS;
     int bg = blockIdx.y, b = bg / s.Hkv, hk = bg % s.Hkv, group = s.H / s.Hkv;
     int c0 = (gridDim.x - 1 - blockIdx.x) * KR; // the blocks with the most queries first
@@ -658,22 +640,7 @@ __global__ void __launch_bounds__(THREADS * WGS, WGS == 1 ? FLASH_BWD_MIN_BLOCKS
             // S^T = K Q^T, dP^T = V dO^T
             P::template scores_pair<DK, DV, BQ>(p, Ks + wg * EK, Qt, ds, Vs + wg * EV, dOt);
             probabilities<BQ>(p, ds, key0, q0, false, nullptr, nullptr, Ls + cur * BQ, Ds + cur * BQ, lane);
-            if constexpr (DQ) {
-                // dQ = dS K wants the queries as rows: dS^T goes through shared memory, and the
-                // product joins the batch of dV's and dK's
-                store_fragments_swizzled<ROWS, BQ>(dSs, ds, 16 * warp, lane);
-                fence_async_shared();
-                __syncthreads(); // the condition above is the block's (one warpgroup)
-                float dq_acc[DK / 8][4];
-                P::template accumulate_pair<BQ, DV, DK>(dv_acc, p, dOt, dk_acc, ds, Qt,
-                                                        [&] { P::template issue_transposed_a<ROWS, DK>(dq_acc, dSs, Ks); });
-                wg_hold(dq_acc);
-                int h = hk * group + i / per_head;
-                add_rows<DK>(dq + (size_t)b * s.T * s.qs + (size_t)h * s.Dk, s.qs, dq_acc, q0 + 16 * warp, s.T, s.Dk,
-                             s.scale, lane);
-            } else {
-                P::template accumulate_pair<BQ, DV, DK>(dv_acc, p, dOt, dk_acc, ds, Qt); // dV += P^T dO, dK += dS^T Q
-            }
+            P::template accumulate_pair<BQ, DV, DK>(dv_acc, p, dOt, dk_acc, ds, Qt); // dV += P^T dO, dK += dS^T Q
         }
     }
     int own = s.Dk - s.kshare;
@@ -740,50 +707,27 @@ template <class P, int DK, int DV> void forward(const AttnDims &s, float *o, flo
     else launch(flash_forward_kernel<P, DK, DV>);
 }
 
-// temporary switch for measuring (ATTNLAB_CUDA_FUSED_DQ=0: the dQ kernel)
-bool fused_dq_enabled() {
-    static int on = -1;
-    if (on < 0) {
-        const char *e = getenv("ATTNLAB_CUDA_FUSED_DQ");
-        on = !(e && e[0] == '0');
-    }
-    return on;
-}
-
 template <class P, int DK, int DV>
 void backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *lse, const float *D, const Packed &p) {
     constexpr int B2 = P::template other_tile<DK, DV>();
     constexpr int wq = P::warps_skip ? 1 : block_warpgroups<DK, DV>(AttnKernel::dq),
                   wkv = P::warps_skip ? 1 : block_warpgroups<DK, DV>(AttnKernel::dkv);
     static_assert(ROWS * wq <= GUARD && ROWS * wkv <= GUARD, "a block reads at most GUARD rows past T");
-    // dQ in the dK/dV pass where it has one warpgroup (every width but 128 / 128) and dq takes
-    // two-float atomics
-    constexpr bool can_fuse = !P::warps_skip && wkv == 1;
-    bool fused = can_fuse && s.qs % 2 == 0 && s.Dk % 2 == 0 && (uintptr_t)dq % 8 == 0 && fused_dq_enabled();
-    if (!fused) {
-        size_t smem_q = sizeof(bf16) * (wq * (P::template elems<ROWS, DK>() + P::template elems<ROWS, DV>()) +
-                                        2 * (P::template elems<B2, DK>() + P::template elems<B2, DV>()));
-        auto dq_kernel = flash_dq_kernel<P, DK, DV, B2, wq>;
-        CUDA_CHECK(cudaFuncSetAttribute(dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
-        dq_kernel<<<dim3((s.T + ROWS * wq - 1) / (ROWS * wq), s.B * s.H), THREADS * wq, smem_q>>>(
-            s, dq, p.q, p.k, p.v, p.dout, lse, D);
-        CUDA_LAUNCHED();
-    } else {
-        CUDA_CHECK(cudaMemset2DAsync(dq, sizeof(float) * s.qs, 0, sizeof(float) * s.H * s.Dk, (size_t)s.B * s.T));
-    }
-    auto launch_dkv = [&](auto kernel, bool with_dq) {
-        size_t smem = sizeof(bf16) * (wkv * (P::template elems<ROWS, DK>() + P::template elems<ROWS, DV>()) +
-                                      2 * (P::template elems<B2, DK>() + P::template elems<B2, DV>()) +
-                                      (with_dq ? P::template elems<ROWS, B2>() : 0)) +
-                      sizeof(float) * 4 * B2;
-        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-        kernel<<<dim3((s.T + ROWS * wkv - 1) / (ROWS * wkv), s.B * s.Hkv), THREADS * wkv, smem>>>(
-            s, dq, dk, p.dk_heads, dv, p.q, p.k, p.v, p.dout, lse, D);
-        CUDA_LAUNCHED();
-    };
-    if constexpr (can_fuse)
-        if (fused) return launch_dkv(flash_dkv_kernel<P, DK, DV, B2, wkv, true>, true);
-    launch_dkv(flash_dkv_kernel<P, DK, DV, B2, wkv, false>, false);
+    size_t smem_q = sizeof(bf16) * (wq * (P::template elems<ROWS, DK>() + P::template elems<ROWS, DV>()) +
+                                    2 * (P::template elems<B2, DK>() + P::template elems<B2, DV>()));
+    auto dq_kernel = flash_dq_kernel<P, DK, DV, B2, wq>;
+    CUDA_CHECK(cudaFuncSetAttribute(dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
+    dq_kernel<<<dim3((s.T + ROWS * wq - 1) / (ROWS * wq), s.B * s.H), THREADS * wq, smem_q>>>(s, dq, p.q, p.k, p.v,
+                                                                                             p.dout, lse, D);
+    CUDA_LAUNCHED();
+    size_t smem_kv = sizeof(bf16) * (wkv * (P::template elems<ROWS, DK>() + P::template elems<ROWS, DV>()) +
+                                     2 * (P::template elems<B2, DK>() + P::template elems<B2, DV>())) +
+                     sizeof(float) * 4 * B2;
+    auto dkv_kernel = flash_dkv_kernel<P, DK, DV, B2, wkv>;
+    CUDA_CHECK(cudaFuncSetAttribute(dkv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
+    dkv_kernel<<<dim3((s.T + ROWS * wkv - 1) / (ROWS * wkv), s.B * s.Hkv), THREADS * wkv, smem_kv>>>(
+        s, dk, p.dk_heads, dv, p.q, p.k, p.v, p.dout, lse, D);
+    CUDA_LAUNCHED();
 }
 
 } // namespace

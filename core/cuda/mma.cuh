@@ -159,29 +159,3 @@ __device__ __forceinline__ void store_rows(float *dst, long stride, const float 
             }
     }
 }
-
-// adds a warp's 16 x D accumulator rows times mul to dst (fp32 atomics, two columns at a time:
-// dst, stride and width even); rows >= n_rows and columns >= width are dropped
-template <int D>
-__device__ __forceinline__ void add_rows(float *dst, long stride, const float acc[D / 8][4], int row0, int n_rows,
-                                         int width, float mul, int lane) {
-    int g = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int half = 0; half < 2; half++) {
-        int row = row0 + g + 8 * half;
-        if (row >= n_rows) continue;
-        float *out = dst + (size_t)row * stride;
-#pragma unroll
-        for (int n = 0; n < D / 8; n++) {
-            int col = n * 8 + 2 * t;
-            if (col >= width) continue;
-            float a = acc[n][2 * half] * mul, b = acc[n][2 * half + 1] * mul;
-#if __CUDA_ARCH__ >= 900
-            atomicAdd(reinterpret_cast<float2 *>(out + col), make_float2(a, b));
-#else
-            atomicAdd(out + col, a);
-            atomicAdd(out + col + 1, b);
-#endif
-        }
-    }
-}

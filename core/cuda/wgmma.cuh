@@ -127,27 +127,11 @@ __device__ __forceinline__ void copy_tile_swizzled(bf16 *tile, const bf16 *src) 
     }
 }
 
-// A warp's 16 x N C fragments (rows row0 + g and row0 + g + 8), rounded to bf16, into a
-// swizzled R x N tile: a product's result made an operand the tensor cores read from shared
-// memory (the caller fences and syncs before they do)
-template <int R, int N>
-__device__ __forceinline__ void store_fragments_swizzled(bf16 *tile, const float (&c)[N / 8][4], int row0, int lane) {
-    int g = lane >> 2, t = lane & 3;
-    char *base = reinterpret_cast<char *>(tile);
-#pragma unroll
-    for (int n = 0; n < N / 8; n++)
-#pragma unroll
-        for (int h = 0; h < 2; h++)
-            *reinterpret_cast<unsigned *>(base + swizzled_offset<R, N>(row0 + g + 8 * h, 8 * n + 2 * t)) =
-                pack_bf16(c[n][2 * h], c[n][2 * h + 1]);
-}
-
 // d (+)= A B for a 64 x N product of one k16 slice: A and B given by descriptors (wgmma_ss) or A
 // as this warp's mma.sync A fragment (wgmma_rs); accumulate = 0 overwrites d. TRANS_B = 1 for an
-// MN-major B, TRANS_A = 1 (wgmma_ss) for an MN-major A (a tile whose rows are K and whose 64
-// columns are A's rows). PTX takes the accumulators one register at a time: WG_REGS_R lists the
-// asm operands %0 .. %(R - 1) and WG_ACCS_R the R accumulators (R = N / 2), the operands after
-// them numbered from R on.
+// MN-major B. PTX takes the accumulators one register at a time: WG_REGS_R lists the asm operands
+// %0 .. %(R - 1) and WG_ACCS_R the R accumulators (R = N / 2), the operands after them numbered
+// from R on.
 template <int N> struct wgmma_n {};
 
 #define WG_ACC4(n) "+f"(d[n][0]), "+f"(d[n][1]), "+f"(d[n][2]), "+f"(d[n][3])
@@ -170,13 +154,13 @@ template <int N> struct wgmma_n {};
 
 // the two forms for N (R = N / 2 accumulators); A, B, S, T: the operand numbers after them
 #define WGMMA_FORMS(N, R, A, B, S, T, RB, RS, RT)                                                                  \
-    template <int TRANS_B, int TRANS_A = 0>                                                                          \
+    template <int TRANS_B>                                                                                           \
     __device__ __forceinline__ void wgmma_ss(float(&d)[N / 8][4], uint64_t a, uint64_t b, int accumulate,          \
                                              wgmma_n<N>) {                                                         \
         WG_ASM("{\n.reg .pred p;\nsetp.ne.b32 p, %" #S ", 0;\nwgmma.mma_async.sync.aligned.m64n" #N            \
-               "k16.f32.bf16.bf16 {" WG_REGS_##R "}, %" #A ", %" #B ", p, 1, 1, %" #RB ", %" #T ";\n}\n"        \
+               "k16.f32.bf16.bf16 {" WG_REGS_##R "}, %" #A ", %" #B ", p, 1, 1, 0, %" #T ";\n}\n"                 \
                : WG_ACCS_##R                                                                                        \
-               : "l"(a), "l"(b), "r"(accumulate), "n"(TRANS_B), "n"(TRANS_A));                                     \
+               : "l"(a), "l"(b), "r"(accumulate), "n"(TRANS_B));                                                   \
     }                                                                                                                \
     template <int TRANS_B>                                                                                           \
     __device__ __forceinline__ void wgmma_rs(float(&d)[N / 8][4], const unsigned(&a)[4], uint64_t b,              \
