@@ -687,7 +687,8 @@ Packed packed_in(const AttnDims &s, const void *saved, void *work) {
 // in training (heads of 64, and MLA's q.k heads of 96) every variant tried ran 0.8% to 2.4%
 // slower than one warpgroup with the one-tile-at-a-time forward, including the overlapped
 // forward at one warpgroup, which ncu timed no slower alone: so one warpgroup, and
-// flash_forward_kernel, for every width but 128.
+// flash_forward_kernel, for every width but 128. (Those variants' backward also computed the
+// warpgroup index at run time, which alone cost MLA 3% (f2fab47); not measured again since.)
 enum class AttnKernel { forward, dq, dkv };
 template <int DK, int DV> constexpr int block_warpgroups(AttnKernel k) {
     constexpr bool widest = DK == 128 && DV == 128;
