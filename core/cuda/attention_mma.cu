@@ -30,6 +30,11 @@
 namespace {
 
 constexpr int WARPS = 4, THREADS = 32 * WARPS, ROWS = 16 * WARPS; // rows of a block: 16 per warp
+
+// the warpgroup of a block of WGS that a warp belongs to: a constant at one warpgroup, since
+// computed from threadIdx it cost the tile addresses registers (dQ at (96, 64) 174 against 168,
+// two blocks an SM instead of three: MLA trained 3% slower until f2fab47)
+template <int WGS> __device__ __forceinline__ int warpgroup_of(int warp) { return WGS == 1 ? 0 : warp / WARPS; }
 // zero rows after the last head of a packed buffer: a block of up to GUARD rows may read past T
 constexpr int GUARD = 4 * ROWS;
 
@@ -442,7 +447,7 @@ __global__ void __launch_bounds__(THREADS * WGS, 1)
     int r0 = (gridDim.x - 1 - blockIdx.x) * QR; // the longest rows first
     const bf16 *kb = k16 + (size_t)(b * s.Hkv + hk) * s.T * DK, *vb = v16 + (size_t)(b * s.Hkv + hk) * s.T * DV;
     const bf16 *qb = q16 + ((size_t)bh * s.T + r0) * DK;
-    const bf16 *Qw = Qs + (warp / WARPS) * ROWS * DK; // this warpgroup's Q tile
+    const bf16 *Qw = Qs + warpgroup_of<WGS>(warp) * ROWS * DK; // this warpgroup's Q tile
     int n_tiles = (min(r0 + QR, s.T) + BC - 1) / BC;
     for (int w = 0; w < WGS; w++) copy_tile_swizzled<ROWS, DK, NT>(Qs + w * ROWS * DK, qb + (size_t)w * ROWS * DK);
     copy_tile_swizzled<BC, DK, NT>(Ks, kb);
@@ -539,9 +544,7 @@ __global__ void __launch_bounds__(THREADS * WGS, WGS == 1 ? FLASH_BWD_MIN_BLOCKS
                   NT = THREADS * WGS, EQ = P::template elems<ROWS, DK>(), EO = P::template elems<ROWS, DV>();
     extern __shared__ __align__(1024) unsigned char smem[]; // swizzled tiles: 1024-byte aligned
     bf16 *Qs = reinterpret_cast<bf16 *>(smem), *dOs = Qs + WGS * EQ, *Ks = dOs + WGS * EO, *Vs = Ks + 2 * EK;
-    // wg a constant at one warpgroup: computed from threadIdx, it cost the tile addresses registers
-    // (dQ at (96, 64) 174 against 168, two blocks an SM instead of three: MLA trained 3% slower)
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, wg = WGS == 1 ? 0 : warp / WARPS;
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, wg = warpgroup_of<WGS>(warp);
     int bh = blockIdx.y, b = bh / s.H, h = bh % s.H, hk = h / (s.H / s.Hkv);
     int r0 = (gridDim.x - 1 - blockIdx.x) * QR;
     const bf16 *kb = k16 + (size_t)(b * s.Hkv + hk) * s.T * DK, *vb = v16 + (size_t)(b * s.Hkv + hk) * s.T * DV;
@@ -612,7 +615,7 @@ __global__ void __launch_bounds__(THREADS * WGS, WGS == 1 ? FLASH_BWD_MIN_BLOCKS
     extern __shared__ __align__(1024) unsigned char smem[]; // swizzled tiles: 1024-byte aligned
     bf16 *Ks = reinterpret_cast<bf16 *>(smem), *Vs = Ks + WGS * EK, *Qs = Vs + WGS * EV, *dOs = Qs + 2 * EQ;
     float *Ls = reinterpret_cast<float *>(dOs + 2 * EO), *Ds = Ls + 2 * BQ; // two stages each
-    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wg = WGS == 1 ? 0 : warp / WARPS; // as in dQ's
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wg = warpgroup_of<WGS>(warp);
     int bg = blockIdx.y, b = bg / s.Hkv, hk = bg % s.Hkv, group = s.H / s.Hkv;
     int c0 = (gridDim.x - 1 - blockIdx.x) * KR; // the blocks with the most queries first
     for (int w = 0; w < WGS; w++) {
