@@ -51,6 +51,17 @@ constexpr int GUARD = 4 * ROWS;
 #ifndef FLASH_BWD_MIN_BLOCKS
 #define FLASH_BWD_MIN_BLOCKS 1
 #endif
+// Keys a tile of the one-tile-at-a-time forward on wgmma for heads of at most 64 (-D to sweep: 64
+// or 128): a wider tile halves the tiles' barriers and waits for the same products. On an H200
+// (2026-12-02) 128 took the forward at (8, 2048, 8, 64) from 0.23 to 0.22 ms and softmax training
+// (heads of 64) from 428,215 / 430,864 to 431,256 / 430,565 tok/s: level, so 64.
+#ifndef FLASH_FWD_KEY_TILE
+#define FLASH_FWD_KEY_TILE 64
+#endif
+// Warpgroups a block of the forward takes below heads of 128 (-D to sweep; block_warpgroups)
+#ifndef FLASH_FWD_NARROW_WARPGROUPS
+#define FLASH_FWD_NARROW_WARPGROUPS 1
+#endif
 
 // C = A_frags (16 x DK, registers or loaded per k-step) times M^T for a row-major M tile of
 // `N` rows: C[n] for n = 0..N/8-1
@@ -387,10 +398,10 @@ __device__ __forceinline__ void store_forward_rows(const AttnDims &s, float *o, 
 
 // The forward one tile at a time, each product waited for before the softmax (mma.sync, and
 // wgmma at one warpgroup a block; the kernel below overlaps them)
-template <class P, int DK, int DV>
+template <class P, int DK, int DV, int BC>
 __global__ void __launch_bounds__(32 * WARPS, FLASH_FWD_MIN_BLOCKS)
     flash_forward_kernel(AttnDims s, float *o, float *lse, const bf16 *q16, const bf16 *k16, const bf16 *v16) {
-    constexpr int BC = ROWS, EK = P::template elems<BC, DK>(), EV = P::template elems<BC, DV>();
+    constexpr int EK = P::template elems<BC, DK>(), EV = P::template elems<BC, DV>();
     extern __shared__ __align__(1024) unsigned char smem[]; // swizzled tiles: 1024-byte aligned
     bf16 *Qs = reinterpret_cast<bf16 *>(smem), *Ks = Qs + P::template elems<ROWS, DK>(), *Vs = Ks + 2 * EK; // 2 stages
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
@@ -691,26 +702,35 @@ Packed packed_in(const AttnDims &s, const void *saved, void *work) {
 // slower than one warpgroup with the one-tile-at-a-time forward, including the overlapped
 // forward at one warpgroup, which ncu timed no slower alone: so one warpgroup, and
 // flash_forward_kernel, for every width but 128. (Those variants' backward also computed the
-// warpgroup index at run time, which alone cost MLA 3% (f2fab47); not measured again since.)
+// warpgroup index at run time, which alone cost MLA 3% (f2fab47). With it folded, two warpgroups
+// for the forward alone (FLASH_FWD_NARROW_WARPGROUPS=2), 2026-12-02: forward 0.23 to 0.22 ms at
+// (8, 2048, 8, 64), softmax 431,763 / 431,393 against 428,215 / 430,864 tok/s, MLA 366,665 /
+// 368,389 against 368,616 / 366,981: level.)
 enum class AttnKernel { forward, dq, dkv };
 template <int DK, int DV> constexpr int block_warpgroups(AttnKernel k) {
     constexpr bool widest = DK == 128 && DV == 128;
-    return !widest ? 1 : k == AttnKernel::dkv ? 2 : 3;
+    return !widest ? (k == AttnKernel::forward ? FLASH_FWD_NARROW_WARPGROUPS : 1) : k == AttnKernel::dkv ? 2 : 3;
+}
+
+// the keys a tile of flash_forward_kernel
+template <class P, int DK, int DV> constexpr int forward_key_tile() {
+    return !P::warps_skip && DK <= 64 && DV <= 64 ? FLASH_FWD_KEY_TILE : ROWS;
 }
 
 // one warpgroup or mma.sync: a tile at a time (flash_forward_kernel); several: overlapped
 template <class P, int DK, int DV> void forward(const AttnDims &s, float *o, float *lse, const Packed &p) {
     constexpr int wgs = P::warps_skip ? 1 : block_warpgroups<DK, DV>(AttnKernel::forward), rows = ROWS * wgs;
-    static_assert(rows <= GUARD, "a block reads at most GUARD rows past T");
+    constexpr int keys = wgs > 1 ? ROWS : forward_key_tile<P, DK, DV>();
+    static_assert(rows <= GUARD && keys <= GUARD, "a block reads at most GUARD rows past T");
     size_t smem = sizeof(bf16) * (wgs * P::template elems<ROWS, DK>() +
-                                  2 * (P::template elems<ROWS, DK>() + P::template elems<ROWS, DV>()));
+                                  2 * (P::template elems<keys, DK>() + P::template elems<keys, DV>()));
     auto launch = [&](auto kernel) {
         CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
         kernel<<<dim3((s.T + rows - 1) / rows, s.B * s.H), THREADS * wgs, smem>>>(s, o, lse, p.q, p.k, p.v);
         CUDA_LAUNCHED();
     };
     if constexpr (wgs > 1) launch(flash_forward_overlap_kernel<DK, DV, wgs>);
-    else launch(flash_forward_kernel<P, DK, DV>);
+    else launch(flash_forward_kernel<P, DK, DV, keys>);
 }
 
 template <class P, int DK, int DV>
