@@ -29,6 +29,11 @@ typedef struct {
     long k_head, v_head;
     int k_shared;
     long k_shared_stride;
+    /* RoPE inside the op, set only where attention_rotates says the backend does it (else NULL,
+     * and the caller rotates): q and k arrive unrotated, the scores are those of q and k rotated
+     * (half-split pairs over each head's Dk channels, token t at position t: the rope_forward op's
+     * rotation), and dq, dk are the gradients of the unrotated q and k. Tables [T, Dk / 2]. */
+    const float *rope_cos, *rope_sin;
 } AttnShape;
 
 /* What the fused LM head + cross-entropy reports: the summed loss over rows with a target
@@ -176,6 +181,9 @@ typedef struct {
      * their bf16 copies of q, k and v), the backward reads q, k and v from there and not from the                    \
      * caller, who need not keep them; where it is 0, the backward reads q, k, k_shared and v. ---- */                \
     X(size_t, attention_workspace, (const AttnShape *s))                                                              \
+    /* whether attention_forward and attention_backward apply RoPE themselves for this shape                          \
+     * (AttnShape's rope_cos; the GPU's tensor-core kernels, as they pack q and k and store dq, dk) */                \
+    X(bool, attention_rotates, (const AttnShape *s))                                                                  \
     X(size_t, attention_saved, (const AttnShape *s))                                                                  \
     X(void, attention_forward, (const AttnShape *s, float *o, float *lse, void *saved, const float *q,                \
                                 const float *k, const float *k_shared, const float *v, float *work))                  \

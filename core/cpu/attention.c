@@ -21,6 +21,12 @@ size_t cpu_attention_workspace(const AttnShape *s) {
     return sizeof(float) * (per_thread_floats(s) * (size_t)cpu_threads() + 2 * attn_gathered_floats(s));
 }
 
+/* The caller rotates q and k (RoPE): a rotated copy here would cost what the caller's pass does. */
+bool cpu_attention_rotates(const AttnShape *s) {
+    (void)s;
+    return false;
+}
+
 /* The backward reads q, k and v themselves. */
 size_t cpu_attention_saved(const AttnShape *s) {
     (void)s;

@@ -129,6 +129,16 @@ extern "C" size_t cuda_attention_workspace(const AttnShape *as) {
     return packed_bytes(s) + sizeof(float) * (rowdot_floats(s) + (use_mma(s) ? 0 : 2 * attn_gathered_floats(as)));
 }
 
+extern "C" bool cuda_attention_rotates(const AttnShape *as) {
+    Shape s = shape_of(as);
+    return use_mma(s) && flash_mma_rotates(s);
+}
+
+// RoPE in the op only where cuda_attention_rotates said so (the fp32 kernels read q and k as given)
+static void check_rotation(const AttnShape *as) {
+    if (as->rope_cos && !cuda_attention_rotates(as)) die("internal: GPU attention asked to rotate a shape it cannot");
+}
+
 extern "C" size_t cuda_attention_saved(const AttnShape *as) {
     Shape s = shape_of(as);
     return use_mma(s) ? flash_mma_saved(s) : 0;
@@ -146,6 +156,7 @@ static void forward_fp32(const Shape &s, float *o, float *lse, const float *q, c
 extern "C" void cuda_attention_forward(const AttnShape *as, float *o, float *lse, void *saved, const float *q,
                                        const float *k, const float *k_shared, const float *v, float *work) {
     attn_check_layout(as, k_shared, k_shared);
+    check_rotation(as);
     Shape s = shape_of(as);
     if (use_mma(s)) {
         flash_mma_forward(s, o, lse, q, k, k_shared, v, saved);
@@ -276,6 +287,7 @@ extern "C" void cuda_attention_backward(const AttnShape *as, float *dq, float *d
                                         const float *v, const float *o, const float *lse, const void *saved,
                                         float *work) {
     attn_check_layout(as, k_shared, dk_shared);
+    check_rotation(as);
     Shape s = shape_of(as);
     float *D = (float *)((char *)work + packed_bytes(s));
     if (!use_mma(s) || !flash_mma_rowdot_in_pack(s)) {

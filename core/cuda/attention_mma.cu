@@ -218,18 +218,29 @@ struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every 
 
 // What a packed buffer is made from: head h of row (b, t) is `own` columns at src + (b T + t)
 // stride + h head, then D - own columns of one copy every head shares (keys' k_shared) at
-// shared + (b T + t) shared_stride.
+// shared + (b T + t) shared_stride. With rope_cos, the own columns are rotated as they are read
+// (RoPE's half-split pairs at position t; tables [T, own / 2]).
 struct PackSource {
     const float *src;
     long stride, head;
     int own;
     const float *shared;
     long shared_stride;
+    const float *rope_cos, *rope_sin;
 };
 
-// the plain layout: heads of D side by side
-static PackSource heads_side_by_side(const float *src, long stride, int D) {
-    return PackSource{src, stride, D, D, nullptr, 0};
+// the plain layout: heads of D side by side, rotated where the tables are given
+static PackSource heads_side_by_side(const float *src, long stride, int D, const float *rope_cos = nullptr,
+                                     const float *rope_sin = nullptr) {
+    return PackSource{src, stride, D, D, nullptr, 0, rope_cos, rope_sin};
+}
+
+// channel d of a head's row x rotated as rope_forward rotates it: pairs (j, j + half), cos and
+// sin the row of its position
+__device__ __forceinline__ float rotated(const float *x, int d, int half, const float *cos_row, const float *sin_row) {
+    int j = d < half ? d : d - half;
+    float a = __ldg(x + j), b = __ldg(x + j + half), c = __ldg(cos_row + j), s = __ldg(sin_row + j);
+    return d < half ? a * c - b * s : b * c + a * s;
 }
 
 // a packed buffer's row (b H + h) T + t: the token b T + t it holds, and its head h
@@ -251,10 +262,13 @@ __global__ void pack_heads_kernel(bf16 *dst, PackSource a, int B, int T, int H, 
             int h;
             size_t bt = token_of_packed_row(row, T, H, &h);
             const float *r = a.src + bt * a.stride + (size_t)h * a.head;
+            int half = a.own / 2;
+            size_t at = (row % T) * half; // the position's row of the rotation tables
 #pragma unroll
             for (int j = 0; j < 8; j++) {
                 int d = d0 + j;
-                if (d < a.own) x[j] = __ldg(r + d) * mul;
+                if (d < a.own && a.rope_cos) x[j] = rotated(r, d, half, a.rope_cos + at, a.rope_sin + at) * mul;
+                else if (d < a.own) x[j] = __ldg(r + d) * mul;
                 else if (d < D) x[j] = __ldg(a.shared + bt * a.shared_stride + (d - a.own)) * mul;
             }
         }
@@ -318,6 +332,34 @@ void pack_heads(bf16 *dst, const PackSource &a, int B, int T, int H, int D, int 
     size_t groups = ((size_t)B * H * T + GUARD) * (Dp / 8);
     pack_heads_kernel<<<grid_for(groups, 256), 256>>>(dst, a, B, T, H, D, Dp, mul);
     CUDA_LAUNCHED();
+}
+
+// store_rows (of all D columns, times mul) for the gradient of q or k where the kernels rotated
+// them (flash_mma_rotates): the rotated rows' gradient rotated back, as rope_backward does. A
+// thread holds both columns of a pair (c, c + D / 2): fragments n and n + D / 16.
+template <int D>
+__device__ __forceinline__ void store_rows_unrotated(float *dst, long stride, const float (&acc)[D / 8][4], int row0,
+                                                     int n_rows, float mul, const float *rope_cos,
+                                                     const float *rope_sin, int lane) {
+    constexpr int HALF = D / 2, PAIR = D / 16;
+    int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        int row = row0 + g + 8 * half;
+        if (row >= n_rows) continue;
+        float *out = dst + (size_t)row * stride;
+        const float *cr = rope_cos + (size_t)row * HALF, *sr = rope_sin + (size_t)row * HALF;
+#pragma unroll
+        for (int n = 0; n < PAIR; n++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                int col = n * 8 + 2 * t + j;
+                float a = acc[n][2 * half + j] * mul, b = acc[n + PAIR][2 * half + j] * mul;
+                float c = __ldg(cr + col), s = __ldg(sr + col);
+                out[col] = a * c + b * s;
+                out[col + HALF] = b * c - a * s;
+            }
+    }
 }
 
 // ---- forward ----
@@ -594,7 +636,9 @@ __global__ void __launch_bounds__(THREADS * WGS, WGS == 1 ? FLASH_BWD_MIN_BLOCKS
             P::template accumulate<BC, DK>(acc, ds, Kt); // dQ += dS K
         }
     }
-    store_rows<DK>(dq + (size_t)b * s.T * s.qs + (size_t)h * s.Dk, s.qs, acc, row0, s.T, s.Dk, s.scale, s.scale, lane);
+    float *dq_rows = dq + (size_t)b * s.T * s.qs + (size_t)h * s.Dk;
+    if (s.rope_cos) store_rows_unrotated<DK>(dq_rows, s.qs, acc, row0, s.T, s.scale, s.rope_cos, s.rope_sin, lane);
+    else store_rows<DK>(dq_rows, s.qs, acc, row0, s.T, s.Dk, s.scale, s.scale, lane);
 }
 
 // ---- backward: dK and dV over key blocks ----
@@ -660,8 +704,9 @@ __global__ void __launch_bounds__(THREADS * WGS, WGS == 1 ? FLASH_BWD_MIN_BLOCKS
         }
     }
     int own = s.Dk - s.kshare;
-    store_rows<DK>(dk + (size_t)b * s.T * s.ks + (size_t)hk * s.kh, s.ks, dk_acc, key0, s.T, own, 1.0f / LOG2E,
-                   1.0f / LOG2E, lane);
+    float *dk_rows = dk + (size_t)b * s.T * s.ks + (size_t)hk * s.kh;
+    if (s.rope_cos) store_rows_unrotated<DK>(dk_rows, s.ks, dk_acc, key0, s.T, 1.0f / LOG2E, s.rope_cos, s.rope_sin, lane);
+    else store_rows<DK>(dk_rows, s.ks, dk_acc, key0, s.T, own, 1.0f / LOG2E, 1.0f / LOG2E, lane);
     if (s.kshare) /* the shared key columns: this head's share, summed over the heads after the kernel */
         store_rows<DK>(dk_heads + ((size_t)b * s.T * s.Hkv + hk) * s.kshare, (long)s.Hkv * s.kshare, dk_acc, key0, s.T,
                        s.Dk, 1.0f / LOG2E, 1.0f / LOG2E, lane, own);
@@ -760,6 +805,10 @@ void backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *l
 
 bool flash_mma_supports(const AttnDims &s) { return s.Dk <= 128 && s.Dv <= 128; }
 
+bool flash_mma_rotates(const AttnDims &s) {
+    return flash_mma_supports(s) && s.kshare == 0 && s.Dk % 16 == 0 && kernel_widths(s).dk == s.Dk;
+}
+
 namespace {
 __global__ void wgmma_built_kernel(int *built) { *built = WGMMA_BUILT; }
 } // namespace
@@ -803,9 +852,11 @@ void flash_mma_forward(const AttnDims &s, float *o, float *lse, const float *q, 
                        const float *v, void *saved) {
     Packed p = packed_in(s, saved, nullptr);
     Widths w = kernel_widths(s);
-    pack_heads(p.q, heads_side_by_side(q, s.qs, s.Dk), s.B, s.T, s.H, s.Dk, w.dk, s.scale * LOG2E);
-    pack_heads(p.k, PackSource{k, s.ks, s.kh, s.Dk - s.kshare, k_shared, s.kss}, s.B, s.T, s.Hkv, s.Dk, w.dk, 1.0f);
-    pack_heads(p.v, PackSource{v, s.vs, s.vh, s.Dv, nullptr, 0}, s.B, s.T, s.Hkv, s.Dv, w.dv, 1.0f);
+    pack_heads(p.q, heads_side_by_side(q, s.qs, s.Dk, s.rope_cos, s.rope_sin), s.B, s.T, s.H, s.Dk, w.dk,
+               s.scale * LOG2E);
+    pack_heads(p.k, PackSource{k, s.ks, s.kh, s.Dk - s.kshare, k_shared, s.kss, s.rope_cos, s.rope_sin}, s.B, s.T,
+               s.Hkv, s.Dk, w.dk, 1.0f);
+    pack_heads(p.v, PackSource{v, s.vs, s.vh, s.Dv, nullptr, 0, nullptr, nullptr}, s.B, s.T, s.Hkv, s.Dv, w.dv, 1.0f);
 #define CALL(A, B) cuda_wgmma() ? forward<GroupMma, A, B>(s, o, lse, p) : forward<WarpMma, A, B>(s, o, lse, p)
     FLASH_DISPATCH(CALL)
 #undef CALL

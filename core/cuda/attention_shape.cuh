@@ -13,14 +13,19 @@ struct AttnDims {
     long kh, vh; // column offsets from one kv head's keys (values) to the next's
     int kshare;  // the last kshare key columns: one copy every head shares (AttnShape's k_shared)
     long kss;    // its row stride
+    const float *rope_cos, *rope_sin; // RoPE applied by the kernels (AttnShape's), or null
 };
 
 static inline AttnDims attn_dims(const AttnShape *s) {
     return AttnDims{s->B, s->T, s->H, s->Hkv, s->Dk, s->Dv, s->q_stride, s->k_stride, s->v_stride, s->o_stride,
-                    s->scale, attn_key_head(s), attn_value_head(s), s->k_shared, s->k_shared_stride};
+                    s->scale, attn_key_head(s), attn_value_head(s), s->k_shared, s->k_shared_stride,
+                    s->rope_cos, s->rope_sin};
 }
 
 bool flash_mma_supports(const AttnDims &s);
+// whether the kernels can rotate q and k as they pack them and dq, dk as they store them: heads
+// side by side at a width they run unpadded, pairs of whole fragment columns (Dk a multiple of 16)
+bool flash_mma_rotates(const AttnDims &s);
 // whether the code the driver loaded for these kernels on this GPU has the wgmma forms (sm_90a
 // code on a GPU of compute capability 9.0), asked of a kernel built beside them: the build's
 // flags cannot say which of its codes the driver picks. Launches and waits: call it once, early.

@@ -923,9 +923,12 @@ TEST(test_gpu_optimizer_and_cross_entropy) {
  * that must survive. Where the GPU keeps its own copies of q, k and v (attention_saved > 0), the
  * fp32 ones are overwritten before the backward, which must not read them. A row holds q's heads,
  * then the keys and values: heads side by side, or with `shared` key columns MLA's layout (kv head
- * g's own key columns and its values together, then the columns every head shares). */
-static void check_attention_in(int B, int T, int H, int Hkv, int Dk, int Dv, int shared, unsigned seed, int B_ws,
-                               int T_ws) {
+ * g's own key columns and its values together, then the columns every head shares). With `rope`
+ * q and k are rotated (RoPE): on the CPU by its rope ops around the attention, on the GPU by the
+ * attention itself where attention_rotates says it can (the tensor-core kernels), else by its rope
+ * ops too. */
+static void check_attention_in(int B, int T, int H, int Hkv, int Dk, int Dv, int shared, bool rope, unsigned seed,
+                               int B_ws, int T_ws) {
     Rng rng;
     rng_seed(&rng, seed);
     long w = (long)(H + Hkv) * Dk + (long)Hkv * Dv - (long)(Hkv - 1) * shared;
@@ -956,14 +959,38 @@ static void check_attention_in(int B, int T, int H, int Hkv, int Dk, int Dv, int
            os = ok + (size_t)Hkv * (Dk - shared + Dv);
     float *q = qkv, *k = q + ok, *v = q + ov, *ks = shared ? q + os : NULL;
     float *gq = g_qkv, *gk = gq + ok, *gv = gq + ov, *gks = shared ? gq + os : NULL;
+    AttnShape gs = s; /* the GPU's: with the rotation tables where it rotates */
+    bool gpu_rotates = false;
+    float *cos_t = NULL, *sin_t = NULL, *g_cos = NULL, *g_sin = NULL;
+    if (rope) {
+        CHECK(!shared, "test: RoPE with heads side by side only");
+        int half = Dk / 2;
+        cos_t = xmalloc(sizeof(float) * T * half), sin_t = xmalloc(sizeof(float) * T * half);
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < half; j++) {
+                double angle = t * pow(10000.0, -2.0 * j / Dk);
+                cos_t[t * half + j] = (float)cos(angle), sin_t[t * half + j] = (float)sin(angle);
+            }
+        g_cos = up(cos_t, (size_t)T * half), g_sin = up(sin_t, (size_t)T * half);
+        gs.rope_cos = g_cos, gs.rope_sin = g_sin;
+        gpu_rotates = gpu->attention_rotates(&gs);
+        CHECK(gpu_rotates == (!fp32_matmuls && Dk <= 128 && Dk % 32 == 0), "attention_rotates at Dk %d: %d", Dk,
+              gpu_rotates);
+        if (!gpu_rotates) {
+            gs = s;
+            gpu->rope_forward(g_qkv, B, T, H + Hkv, Dk, w, 0, Dk, g_cos, g_sin, 0);
+        }
+        cpu->rope_forward(qkv, B, T, H + Hkv, Dk, w, 0, Dk, cos_t, sin_t, 0);
+    }
     cpu->attention_forward(&s, o, lse, NULL, q, k, ks, v, work);
-    gpu->attention_forward(&s, g_o, g_lse, gsaved, gq, gk, gks, gv, gwork);
+    gpu->attention_forward(&gs, g_o, g_lse, gsaved, gq, gk, gks, gv, gwork);
     /* fp32 kernels (ATTNLAB_CUDA_MATMUL=fp32, heads over 128) agree to rounding; the tensor-core
      * kernels round q, k, v, P and dS to bf16 (8 significant bits) */
     SAME(g_o, o, no, mm_tol(2e-5, 2e-2), "attention output");
     SAME(g_lse, lse, nl, mm_tol(2e-6, 1e-2), "attention log-sum-exp");
     cpu->attention_backward(&s, dqkv, dqkv + ok, shared ? dqkv + os : NULL, dqkv + ov, dout, q, k, ks, v, o, lse, NULL,
                             work);
+    if (rope) cpu->rope_backward(dqkv, B, T, H + Hkv, Dk, w, 0, Dk, cos_t, sin_t, 0);
     if (gpu->attention_saved(&s)) { /* the backward reads its own copies: spoil the caller's */
         float *junk = rnd(nqkv, 1, 0, &rng);
         gpu->upload(g_qkv, junk, sizeof(float) * nqkv);
@@ -971,8 +998,9 @@ static void check_attention_in(int B, int T, int H, int Hkv, int Dk, int Dv, int
     } else {
         CHECK(fp32_matmuls || Dk > 128 || Dv > 128, "the tensor-core attention keeps no copies of q, k and v");
     }
-    gpu->attention_backward(&s, g_dqkv, g_dqkv + ok, shared ? g_dqkv + os : NULL, g_dqkv + ov, g_dout, gq, gk, gks, gv,
-                            g_o, g_lse, gsaved, gwork);
+    gpu->attention_backward(&gs, g_dqkv, g_dqkv + ok, shared ? g_dqkv + os : NULL, g_dqkv + ov, g_dout, gq, gk, gks,
+                            gv, g_o, g_lse, gsaved, gwork);
+    if (rope && !gpu_rotates) gpu->rope_backward(g_dqkv, B, T, H + Hkv, Dk, w, 0, Dk, g_cos, g_sin, 0);
     SAME(g_dqkv, dqkv, nqkv, mm_tol(5e-5, 3e-2), "attention dq dk dv");
     float *after = down((const float *)((char *)gwork + gw_bytes), n_canary),
           *after_saved = down((const float *)(gsaved + gs_bytes), n_canary);
@@ -984,10 +1012,11 @@ static void check_attention_in(int B, int T, int H, int Hkv, int Dk, int Dv, int
     }
     free(after), free(after_saved);
     free(canary);
+    free(cos_t), free(sin_t);
 }
 
 static void check_attention(int B, int T, int H, int Hkv, int Dk, int Dv, unsigned seed) {
-    check_attention_in(B, T, H, Hkv, Dk, Dv, 0, seed, B, T);
+    check_attention_in(B, T, H, Hkv, Dk, Dv, 0, false, seed, B, T);
 }
 
 TEST(test_gpu_attention_forward_backward) {
@@ -1008,13 +1037,19 @@ TEST(test_gpu_attention_forward_backward) {
     check_attention(1, 90, 2, 1, 128, 64, 14);
     check_attention(1, 90, 2, 2, 64, 32, 15);
     check_attention(1, 90, 2, 2, 32, 64, 16);
-    check_attention_in(2, 32, 4, 2, 64, 64, 0, 11, 1, 64); /* a model's buffers kept for a shape of as many tokens */
-    check_attention_in(3, 40, 2, 2, 32, 32, 0, 12, 1, 150);
+    check_attention_in(2, 32, 4, 2, 64, 64, 0, false, 11, 1, 64); /* a model's buffers kept for a shape of as many tokens */
+    check_attention_in(3, 40, 2, 2, 32, 32, 0, false, 12, 1, 150);
     /* MLA's layout, read and written in place (the last 32 key columns shared by every head) */
-    check_attention_in(2, 150, 4, 4, 96, 64, 32, 17, 2, 150);
-    check_attention_in(1, 90, 4, 2, 64, 64, 16, 18, 2, 100); /* shared across kv heads, buffers for more */
-    check_attention_in(1, 70, 2, 2, 160, 144, 32, 19, 1, 70); /* wider: the fp32 kernels, gathered */
-    check_attention_in(1, 90, 4, 1, 64, 64, 16, 20, 1, 90);   /* one kv head: the shared columns' sum of one */
+    check_attention_in(2, 150, 4, 4, 96, 64, 32, false, 17, 2, 150);
+    check_attention_in(1, 90, 4, 2, 64, 64, 16, false, 18, 2, 100); /* shared across kv heads, buffers for more */
+    check_attention_in(1, 70, 2, 2, 160, 144, 32, false, 19, 1, 70); /* wider: the fp32 kernels, gathered */
+    check_attention_in(1, 90, 4, 1, 64, 64, 16, false, 20, 1, 90);   /* one kv head: the shared columns' sum of one */
+    /* RoPE in the op where the kernels can (unpadded widths), and by the rope ops where not */
+    check_attention_in(2, 129, 4, 2, 64, 64, 0, true, 21, 2, 129);
+    check_attention_in(1, 100, 2, 2, 128, 128, 0, true, 22, 1, 100); /* several warpgroups a block */
+    check_attention_in(1, 90, 2, 1, 32, 32, 0, true, 23, 1, 90);
+    check_attention_in(1, 70, 2, 2, 48, 48, 0, true, 24, 1, 70);   /* padded to 64: the rope ops */
+    check_attention_in(1, 70, 2, 2, 160, 160, 0, true, 25, 1, 70); /* the fp32 kernels: the rope ops */
 }
 
 int cuda_attention_decode_splits(const AttnShape *s, int len); /* core/cuda/attention_decode.cu */
