@@ -42,8 +42,8 @@ constexpr int GUARD = 4 * ROWS;
 // itself nvcc gives the forward 180 registers a thread: 2 blocks per SM, 12.5% occupancy, and
 // ncu finds it latency-bound. Capping it for 3 blocks (168 registers) made it 1.31x and 1.22x
 // faster at (8, 2048, 8, 64) and (4, 4096, 16, 128) on an H200; for 4 (128 registers), heads of
-// 128 spill and slow down 1.7x. The backward kernels (244 and 255 registers) lose more to
-// spills under a cap than they gain: left at 2 blocks. (Measured on flash_forward_kernel, which
+// 128 spill and slow down 1.7x. The backward kernels (244 and 255 registers on mma.sync) lost more
+// to spills under a cap than they gained: left at 2 blocks but below. (Measured on flash_forward_kernel, which
 // since 4c56e8e runs every width but 128 / 128 on Hopper: that one takes the overlapped kernel.)
 #ifndef FLASH_FWD_MIN_BLOCKS
 #define FLASH_FWD_MIN_BLOCKS 3
@@ -51,6 +51,24 @@ constexpr int GUARD = 4 * ROWS;
 #ifndef FLASH_BWD_MIN_BLOCKS
 #define FLASH_BWD_MIN_BLOCKS 1
 #endif
+// ... and for the wgmma backward at heads of at most 64 (-D to sweep), where the tiles leave
+// shared memory for more blocks than the registers do. dK/dV at (64, 64) took 178 registers, two
+// blocks an SM; capped for three (168, 12 bytes spilled) it is faster: on an H200 (2026-12-02,
+// one call beside the uncapped build) attention fwd+bwd at (8, 2048, 8, 64) 0.80 / 0.81 to 0.77 /
+// 0.76 ms and softmax training 442,068 / 443,099 to 451,074 / 451,370 tok/s. dQ capped for four
+// blocks (137 to 128 registers) was level (0.81 / 0.81 ms, 441,027 / 444,865 tok/s): left alone.
+#ifndef FLASH_DQ_NARROW_MIN_BLOCKS
+#define FLASH_DQ_NARROW_MIN_BLOCKS FLASH_BWD_MIN_BLOCKS
+#endif
+#ifndef FLASH_DKV_NARROW_MIN_BLOCKS
+#define FLASH_DKV_NARROW_MIN_BLOCKS 3
+#endif
+template <class P, int DK, int DV, int WGS> constexpr int backward_min_blocks(bool dq) {
+    return WGS > 1                                   ? 1
+           : P::warps_skip || DK > 64 || DV > 64    ? FLASH_BWD_MIN_BLOCKS
+           : dq                                     ? FLASH_DQ_NARROW_MIN_BLOCKS
+                                                    : FLASH_DKV_NARROW_MIN_BLOCKS;
+}
 // Keys a tile of the one-tile-at-a-time forward on wgmma for heads of at most 64 (-D to sweep: 64
 // or 128): a wider tile halves the tiles' barriers and waits for the same products. On an H200
 // (2026-12-02) 128 took the forward at (8, 2048, 8, 64) from 0.23 to 0.22 ms and softmax training
@@ -590,7 +608,7 @@ __device__ __forceinline__ void probabilities(float p[N / 8][4], float ds[N / 8]
 
 // A block of WGS warpgroups (wgmma) takes 64 WGS query rows, which share each K and V tile.
 template <class P, int DK, int DV, int BC, int WGS>
-__global__ void __launch_bounds__(THREADS * WGS, WGS == 1 ? FLASH_BWD_MIN_BLOCKS : 1)
+__global__ void __launch_bounds__(THREADS * WGS, backward_min_blocks<P, DK, DV, WGS>(true))
     flash_dq_kernel(AttnDims s, float *dq, const bf16 *q16, const bf16 *k16, const bf16 *v16,
                     const bf16 *do16, const float *lse, const float *Drow) {
     constexpr int EK = P::template elems<BC, DK>(), EV = P::template elems<BC, DV>(), QR = ROWS * WGS,
@@ -662,7 +680,7 @@ __device__ __forceinline__ void load_query_tile(bf16 *Qs, bf16 *dOs, float *Ls, 
 
 // A block of WGS warpgroups (wgmma) takes 64 WGS key rows, which share each Q and dO tile.
 template <class P, int DK, int DV, int BQ, int WGS>
-__global__ void __launch_bounds__(THREADS * WGS, WGS == 1 ? FLASH_BWD_MIN_BLOCKS : 1)
+__global__ void __launch_bounds__(THREADS * WGS, backward_min_blocks<P, DK, DV, WGS>(false))
     flash_dkv_kernel(AttnDims s, float *dk, float *dk_heads, float *dv, const bf16 *q16, const bf16 *k16,
                      const bf16 *v16, const bf16 *do16, const float *lse, const float *Drow) {
     constexpr int EQ = P::template elems<BQ, DK>(), EO = P::template elems<BQ, DV>(), KR = ROWS * WGS,
