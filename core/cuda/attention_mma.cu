@@ -42,9 +42,10 @@ constexpr int GUARD = 4 * ROWS;
 // itself nvcc gives the forward 180 registers a thread: 2 blocks per SM, 12.5% occupancy, and
 // ncu finds it latency-bound. Capping it for 3 blocks (168 registers) made it 1.31x and 1.22x
 // faster at (8, 2048, 8, 64) and (4, 4096, 16, 128) on an H200; for 4 (128 registers), heads of
-// 128 spill and slow down 1.7x. The backward kernels (244 and 255 registers on mma.sync) lost more
-// to spills under a cap than they gained: left at 2 blocks but below. (Measured on flash_forward_kernel, which
-// since 4c56e8e runs every width but 128 / 128 on Hopper: that one takes the overlapped kernel.)
+// 128 spill and slow down 1.7x. The backward kernels (244 and 255 registers on mma.sync) lost
+// more to spills under a cap than they gained: left uncapped, but for the narrow wgmma dK/dV
+// below. (Measured on flash_forward_kernel, which since 4c56e8e runs every width but 128 / 128
+// on Hopper: that one takes the overlapped kernel.)
 #ifndef FLASH_FWD_MIN_BLOCKS
 #define FLASH_FWD_MIN_BLOCKS 3
 #endif
@@ -64,10 +65,9 @@ constexpr int GUARD = 4 * ROWS;
 #define FLASH_DKV_NARROW_MIN_BLOCKS 3
 #endif
 template <class P, int DK, int DV, int WGS> constexpr int backward_min_blocks(bool dq) {
-    return WGS > 1                                   ? 1
-           : P::warps_skip || DK > 64 || DV > 64    ? FLASH_BWD_MIN_BLOCKS
-           : dq                                     ? FLASH_DQ_NARROW_MIN_BLOCKS
-                                                    : FLASH_DKV_NARROW_MIN_BLOCKS;
+    if (WGS > 1) return 1;
+    if (P::warps_skip || DK > 64 || DV > 64) return FLASH_BWD_MIN_BLOCKS;
+    return dq ? FLASH_DQ_NARROW_MIN_BLOCKS : FLASH_DKV_NARROW_MIN_BLOCKS;
 }
 // Keys a tile of the one-tile-at-a-time forward on wgmma for heads of at most 64 (-D to sweep: 64
 // or 128): a wider tile halves the tiles' barriers and waits for the same products. On an H200
@@ -723,7 +723,8 @@ __global__ void __launch_bounds__(THREADS * WGS, backward_min_blocks<P, DK, DV, 
     }
     int own = s.Dk - s.kshare;
     float *dk_rows = dk + (size_t)b * s.T * s.ks + (size_t)hk * s.kh;
-    if (s.rope_cos) store_rows_unrotated<DK>(dk_rows, s.ks, dk_acc, key0, s.T, 1.0f / LOG2E, s.rope_cos, s.rope_sin, lane);
+    if (s.rope_cos)
+        store_rows_unrotated<DK>(dk_rows, s.ks, dk_acc, key0, s.T, 1.0f / LOG2E, s.rope_cos, s.rope_sin, lane);
     else store_rows<DK>(dk_rows, s.ks, dk_acc, key0, s.T, own, 1.0f / LOG2E, 1.0f / LOG2E, lane);
     if (s.kshare) /* the shared key columns: this head's share, summed over the heads after the kernel */
         store_rows<DK>(dk_heads + ((size_t)b * s.T * s.Hkv + hk) * s.kshare, (long)s.Hkv * s.kshare, dk_acc, key0, s.T,

@@ -1037,7 +1037,8 @@ TEST(test_gpu_attention_forward_backward) {
     check_attention(1, 90, 2, 1, 128, 64, 14);
     check_attention(1, 90, 2, 2, 64, 32, 15);
     check_attention(1, 90, 2, 2, 32, 64, 16);
-    check_attention_in(2, 32, 4, 2, 64, 64, 0, false, 11, 1, 64); /* a model's buffers kept for a shape of as many tokens */
+    /* a model's buffers kept for a shape of as many tokens */
+    check_attention_in(2, 32, 4, 2, 64, 64, 0, false, 11, 1, 64);
     check_attention_in(3, 40, 2, 2, 32, 32, 0, false, 12, 1, 150);
     /* MLA's layout, read and written in place (the last 32 key columns shared by every head) */
     check_attention_in(2, 150, 4, 4, 96, 64, 32, false, 17, 2, 150);
