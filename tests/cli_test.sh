@@ -1346,6 +1346,36 @@ NCU
         fail gpu_reference_scripts_read_our_formats "$(tail -3 "$TMP/out"; cat "$g/targets.md" "$g/prof/profile.md" 2>/dev/null)"
     fi
 fi
+# ab_bench.sh: a base made from a patch (reverse-applied to a copy of the tree, its output folder
+# left out of the copy), the benchmarks in rounds on both builds, and the table of their medians
+if selected ab_bench_compares_two_builds; then
+    t="$TMP/ab_tree" ab="$PWD/tests/reference/ab_bench.sh"
+    rm -rf "$t" && mkdir -p "$t" && ln -s "$A" "$t/attnlab" && printf 'one\ntwo\n' >"$t/note.txt"
+    printf -- '--- a/note.txt\n+++ b/note.txt\n@@ -1 +1,2 @@\n one\n+two\n' >"$TMP/ab.patch"
+    small=(--set model.d_model=32 --set model.n_heads=2 --set model.n_layers=2 --set train.seq_len=32
+           --set train.batch_size=2 --steps 2)
+    n='[0-9][0-9,.]*'
+    if (cd "$t" && BUILD=true bash "$ab" ab "$TMP/ab.patch" --rounds 2 -- train "${small[@]}" \
+            -- kernels --core softmax --shape 1,32,2,16 --reps 1) >"$TMP/out" 2>&1 &&
+        [ "$(cat "$t/ab/base/note.txt")" = one ] && [ "$(cat "$t/note.txt")" = "$(printf 'one\ntwo')" ] &&
+        [ ! -e "$t/ab/base/ab" ] && [ "$(ls "$t/ab/csv" | wc -l)" = 8 ] &&
+        grep -q "^| softmax | tokens/s | $n / $n | $n / $n | $n | $n | $n |\$" "$t/ab/ab.md" &&
+        grep -q "^| softmax flash 1 32 2 16 | fwd+bwd ms | $n / $n | $n / $n | $n | $n | $n |\$" "$t/ab/ab.md" &&
+        grep -q '^## 2: `attnlab bench kernels --core softmax --shape 1,32,2,16 --reps 1` (cpu, 2 rounds)$' "$t/ab/ab.md"; then
+        ok ab_bench_compares_two_builds
+    else
+        fail ab_bench_compares_two_builds "$(tail -3 "$TMP/out"; cat "$t/ab/ab.md" 2>/dev/null)"
+    fi
+fi
+expect_error ab_bench_bad_rounds 2 "--rounds 0: expected a whole number from 1 to 99" \
+    bash tests/reference/ab_bench.sh "$TMP/ab_bad" . --rounds 0 -- train
+expect_error ab_bench_empty_benchmark 2 "benchmark 2 is empty" bash tests/reference/ab_bench.sh "$TMP/ab_bad" . -- train --
+expect_error ab_bench_csv_given 2 "benchmark 1: leave --csv out" \
+    bash tests/reference/ab_bench.sh "$TMP/ab_bad" . -- train --csv x.csv
+mkdir -p "$TMP/ab_small" && ln -sf "$A" "$TMP/ab_small/attnlab" &&
+    printf -- '--- a/missing.txt\n+++ b/missing.txt\n@@ -1 +1,2 @@\n one\n+two\n' >"$TMP/ab_bad.patch"
+expect_error ab_bench_bad_patch 1 "the patch does not reverse-apply to this tree" \
+    env -C "$TMP/ab_small" BUILD=true bash "$PWD/tests/reference/ab_bench.sh" "$TMP/ab_bad" "$TMP/ab_bad.patch" -- train
 expect_error bench_decode_without_hybrid 1 "model.hybrid.ratio is empty" "$A" bench decode --set model.hybrid.ratio=
 expect_error bench_decode_bad_contexts 1 "field 'efficiency.contexts'" "$A" bench decode --set efficiency.contexts=0
 
