@@ -64,9 +64,14 @@ constexpr int GUARD = 4 * ROWS;
 #ifndef FLASH_DKV_NARROW_MIN_BLOCKS
 #define FLASH_DKV_NARROW_MIN_BLOCKS 3
 #endif
+// the widest q.k heads those caps apply to (-D to sweep: MLA's are 96, where dK/dV takes 203
+// registers and a cap for three blocks spills 512 bytes; not measured)
+#ifndef FLASH_NARROW_MAX_DK
+#define FLASH_NARROW_MAX_DK 64
+#endif
 template <class P, int DK, int DV, int WGS> constexpr int backward_min_blocks(bool dq) {
     if (WGS > 1) return 1;
-    if (P::warps_skip || DK > 64 || DV > 64) return FLASH_BWD_MIN_BLOCKS;
+    if (P::warps_skip || DK > FLASH_NARROW_MAX_DK || DV > 64) return FLASH_BWD_MIN_BLOCKS;
     return dq ? FLASH_DQ_NARROW_MIN_BLOCKS : FLASH_DKV_NARROW_MIN_BLOCKS;
 }
 // Keys a tile of the one-tile-at-a-time forward on wgmma for heads of at most 64 (-D to sweep: 64
