@@ -1,13 +1,22 @@
-"""Times PyTorch's causal scaled_dot_product_attention (flash-backed, bf16) at the shapes of
-`attnlab bench kernels`, so the softmax row can be compared on the same GPU.
+"""Times PyTorch's causal scaled_dot_product_attention (bf16) at the shapes of `attnlab bench
+kernels`, so the softmax row can be compared on the same GPU.
 
-    python3 tests/reference/bench_sdpa.py [--csv FILE]
+    python3 tests/reference/bench_sdpa.py [--backend flash|cudnn|efficient|any] [--csv FILE]
 
-Prints forward and forward+backward medians in milliseconds (20 runs after 3 warm-ups)."""
+Prints forward and forward+backward medians in milliseconds (20 runs after 3 warm-ups). The
+backend is pinned (default flash, the kernel issue 13's target names): left to choose, SDPA may
+take another one from call to call. The gradients are written, not added to the last run's (as
+attnlab's backward writes dq, dk and dv), so fwd+bwd holds no accumulation pass."""
 import argparse
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+BACKENDS = {"flash": [SDPBackend.FLASH_ATTENTION], "cudnn": [SDPBackend.CUDNN_ATTENTION],
+            "efficient": [SDPBackend.EFFICIENT_ATTENTION],
+            "any": [SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                    SDPBackend.MATH]}
 
 SHAPES = [(8, 2048, 8, 64), (4, 4096, 16, 128)]
 
@@ -38,9 +47,10 @@ def write_csv(path, header, rows):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--csv")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="flash")
     args = parser.parse_args()
     rows = []
-    print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}")
+    print(f"torch {torch.__version__} on {torch.cuda.get_device_name()}, SDPA backend {args.backend}")
     print(f"{'B,T,H,D':<20} {'fwd ms':>8} {'fwd+bwd ms':>11}")
     for B, T, H, D in SHAPES:
         q, k, v = (torch.randn(B, H, T, D, device="cuda", dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
@@ -51,10 +61,12 @@ def main():
                 F.scaled_dot_product_attention(q, k, v, is_causal=True)
 
         def fwd_bwd():
+            q.grad = k.grad = v.grad = None  # written afresh, not accumulated
             o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
             o.backward(do)
 
-        f, fb = median_ms(fwd), median_ms(fwd_bwd)
+        with sdpa_kernel(BACKENDS[args.backend]):
+            f, fb = median_ms(fwd), median_ms(fwd_bwd)
         print(f"{f'{B},{T},{H},{D}':<20} {f:8.3f} {fb:11.3f}")
         rows.append((B, T, H, D, f, fb))
     if args.csv:
