@@ -830,7 +830,7 @@ void backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *l
 bool flash_mma_supports(const AttnDims &s) { return s.Dk <= 128 && s.Dv <= 128; }
 
 bool flash_mma_rotates(const AttnDims &s) {
-    return flash_mma_supports(s) && s.kshare == 0 && s.Dk % 16 == 0 && kernel_widths(s).dk == s.Dk;
+    return flash_mma_supports(s) && s.kshare == 0 && kernel_widths(s).dk == s.Dk;
 }
 
 namespace {

@@ -24,7 +24,8 @@ static inline AttnDims attn_dims(const AttnShape *s) {
 
 bool flash_mma_supports(const AttnDims &s);
 // whether the kernels can rotate q and k as they pack them and dq, dk as they store them: heads
-// side by side at a width they run unpadded, pairs of whole fragment columns (Dk a multiple of 16)
+// side by side at a width they run unpadded (a multiple of 32, so each pair lies in whole
+// fragment columns)
 bool flash_mma_rotates(const AttnDims &s);
 // whether the code the driver loaded for these kernels on this GPU has the wgmma forms (sm_90a
 // code on a GPU of compute capability 9.0), asked of a kernel built beside them: the build's
