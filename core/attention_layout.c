@@ -2,6 +2,13 @@
 
 #include "util.h"
 
+AttnShape attn_rotating_shape(const Backend *be, AttnShape shape, const float *cos, const float *sin) {
+    AttnShape in_op = shape;
+    in_op.rope_cos = cos;
+    in_op.rope_sin = sin;
+    return be->attention_rotates(&in_op) ? in_op : shape;
+}
+
 bool attn_layout_plain(const AttnShape *s) {
     return attn_key_head(s) == s->Dk && attn_value_head(s) == s->Dv && s->k_shared == 0;
 }

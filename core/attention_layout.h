@@ -18,6 +18,15 @@ typedef void CopyHeadsFn(float *dst, long dst_stride, long dst_head_stride, cons
 static inline long attn_key_head(const AttnShape *s) { return s->k_head ? s->k_head : s->Dk - s->k_shared; }
 static inline long attn_value_head(const AttnShape *s) { return s->v_head ? s->v_head : s->Dv; }
 
+/* the columns RoPE rotates at the end of each query and key head (AttnShape's rope_cos): the
+ * shared key columns where there are any (MLA's decoupled key, and the query columns that meet
+ * it), else all Dk */
+static inline int attn_rotated(const AttnShape *s) { return s->k_shared ? s->k_shared : s->Dk; }
+
+/* the shape with RoPE's tables (cos, sin: [T, attn_rotated / 2]) where the backend rotates inside
+ * its attention (attention_rotates), else the shape as it is, and the caller rotates */
+AttnShape attn_rotating_shape(const Backend *be, AttnShape shape, const float *cos, const float *sin);
+
 /* whether keys and values are heads side by side, nothing shared */
 bool attn_layout_plain(const AttnShape *s);
 

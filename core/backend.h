@@ -31,8 +31,10 @@ typedef struct {
     long k_shared_stride;
     /* RoPE inside the op, set only where attention_rotates says the backend does it (else NULL,
      * and the caller rotates): q and k arrive unrotated, the scores are those of q and k rotated
-     * (half-split pairs over each head's Dk channels, token t at position t: the rope_forward op's
-     * rotation), and dq, dk are the gradients of the unrotated q and k. Tables [T, Dk / 2]. */
+     * (half-split pairs over the last attn_rotated(s) channels of each head: all Dk, or with
+     * shared key columns those and the query channels that meet them, MLA's decoupled RoPE; token
+     * t at position t: the rope_forward op's rotation), and dq, dk (and dk_shared) are the
+     * gradients of the unrotated ones. Tables [T, attn_rotated(s) / 2] (attention_layout.h). */
     const float *rope_cos, *rope_sin;
 } AttnShape;
 

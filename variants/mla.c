@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/attention_layout.h"
 #include "core/linear.h"
 #include "core/mixer.h"
 #include "core/util.h"
@@ -147,6 +148,25 @@ static AttnShape attn_shape(const Mla *m, int B, int T) {
                        .k_shared = m->dr, .k_shared_stride = m->dr};
 }
 
+/* The attention's shape. Under RoPE the attention rotates the decoupled key and the query
+ * columns that meet it (the last dr of each head: attn_rotated) itself where the backend can (the
+ * GPU's kernels, as they pack q and k), and the shape carries the tables; else the layer rotates
+ * (rotate_here, rotate). */
+static AttnShape rotary_shape(const Mla *m, const Backend *be, int B, int T) {
+    AttnShape shape = attn_shape(m, B, T);
+    return m->rope_table ? attn_rotating_shape(be, shape, m->rope_table->cos, m->rope_table->sin) : shape;
+}
+static bool rotate_here(const Mla *m, const AttnShape *shape) { return m->rope_table && !shape->rope_cos; }
+
+/* q's rotary columns and the shared key kr rotated (inverse: their gradients turned back) */
+static void rotate(const Mla *m, const Backend *be, float *q, float *kr, int B, int T, bool inverse) {
+    const RopeTable *t = m->rope_table;
+    void (*op)(float *, int, int, int, int, long, int, int, const float *, const float *, int) =
+        inverse ? be->rope_backward : be->rope_forward;
+    op(kr, B, T, 1, m->dr, m->dr, 0, m->dr, t->cos, t->sin, 0);
+    op(q, B, T, m->H, qk_dim(m), (long)m->H * qk_dim(m), m->dn, m->dr, t->cos, t->sin, 0);
+}
+
 static void mla_declare(Mixer *mx, const Backend *be, Arena *acts, Arena *scratch, int B, int T) {
     Mla *m = (Mla *)mx;
     size_t N = (size_t)B * T, HQ = (size_t)m->H * qk_dim(m), HKV = (size_t)m->H * kv_dim(m),
@@ -207,12 +227,8 @@ static void mla_forward(Mixer *mx, const Backend *be, const float *x, float *y, 
     finish_queries(m, be, m->q, m->cq, m->cq_n, m->cq_rstd, N);
     be->rmsnorm_forward(m->c_n, m->c_rstd, m->c, m->kv_norm.w, N, m->r, m->eps);
     linear_forward(be, m->kv, m->c_n, &m->w_ukv, N, m->r, HKV, false);
-    if (m->rope_table) {
-        const RopeTable *t = m->rope_table;
-        be->rope_forward(m->kr, B, T, 1, m->dr, m->dr, 0, m->dr, t->cos, t->sin, 0);
-        be->rope_forward(m->q, B, T, H, dk, HQ, m->dn, m->dr, t->cos, t->sin, 0);
-    }
-    AttnShape shape = attn_shape(m, B, T);
+    AttnShape shape = rotary_shape(m, be, B, T);
+    if (rotate_here(m, &shape)) rotate(m, be, m->q, m->kr, B, T, false);
     be->attention_forward(&shape, m->att, m->lse, m->saved, m->q, m->kv, m->kr, m->kv + m->dn, m->work);
     linear_forward(be, y, m->att, &m->w_o, N, HV, m->C, true);
 }
@@ -222,14 +238,10 @@ static void mla_backward(Mixer *mx, const Backend *be, const float *x, const flo
     int N = B * T, H = m->H, dk = qk_dim(m), HQ = H * dk, HKV = H * kv_dim(m), HV = H * m->dv;
     be->zero(dx, (size_t)N * m->C);
     linear_backward(be, m->datt, dy, m->att, &m->w_o, N, HV, m->C, false);
-    AttnShape shape = attn_shape(m, B, T);
+    AttnShape shape = rotary_shape(m, be, B, T);
     be->attention_backward(&shape, m->dq, m->dkv, m->dkr, m->dkv + m->dn, m->datt, m->q, m->kv, m->kr, m->kv + m->dn,
                            m->att, m->lse, m->saved, m->work);
-    if (m->rope_table) {
-        const RopeTable *t = m->rope_table;
-        be->rope_backward(m->dkr, B, T, 1, m->dr, m->dr, 0, m->dr, t->cos, t->sin, 0);
-        be->rope_backward(m->dq, B, T, H, dk, HQ, m->dn, m->dr, t->cos, t->sin, 0);
-    }
+    if (rotate_here(m, &shape)) rotate(m, be, m->dq, m->dkr, B, T, true);
     linear_backward(be, dx, m->dkr, x, &m->w_kr, N, m->C, m->dr, true);
     linear_backward(be, m->dc_n, m->dkv, m->c_n, &m->w_ukv, N, m->r, HKV, false);
     be->zero(m->dc, (size_t)N * m->r);

@@ -6,6 +6,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "core/attention_layout.h"
 #include "core/io/export_fla.h"
 #include "core/linear.h"
 #include "core/mixer.h"
@@ -111,11 +112,7 @@ static void rotate(const Softmax *s, const Backend *be, float *qkv, int B, int T
  * way); where the shape carries no tables, the layer rotates (rotate_here). */
 static AttnShape rotary_shape(const Softmax *s, const Backend *be, int B, int T) {
     AttnShape shape = attn_shape(s, B, T);
-    if (!s->rope) return shape;
-    AttnShape in_op = shape;
-    in_op.rope_cos = s->rope_table->cos;
-    in_op.rope_sin = s->rope_table->sin;
-    return be->attention_rotates(&in_op) ? in_op : shape;
+    return s->rope ? attn_rotating_shape(be, shape, s->rope_table->cos, s->rope_table->sin) : shape;
 }
 static bool rotate_here(const Softmax *s, const AttnShape *shape) { return s->rope && !shape->rope_cos; }
 

@@ -241,8 +241,8 @@ struct GroupMma { // wgmma on swizzled tiles (sm_90a); the warpgroup runs every 
 
 // What a packed buffer is made from: head h of row (b, t) is `own` columns at src + (b T + t)
 // stride + h head, then D - own columns of one copy every head shares (keys' k_shared) at
-// shared + (b T + t) shared_stride. With rope_cos, the own columns are rotated as they are read
-// (RoPE's half-split pairs at position t; tables [T, own / 2]).
+// shared + (b T + t) shared_stride. With rope_cos, the last `rot` of the D columns are rotated as
+// they are read (RoPE's half-split pairs at position t; tables [T, rot / 2]).
 struct PackSource {
     const float *src;
     long stride, head;
@@ -250,20 +250,28 @@ struct PackSource {
     const float *shared;
     long shared_stride;
     const float *rope_cos, *rope_sin;
+    int rot;
 };
 
-// the plain layout: heads of D side by side, rotated where the tables are given
+// the plain layout: heads of D side by side, the last rot columns rotated where the tables are given
 static PackSource heads_side_by_side(const float *src, long stride, int D, const float *rope_cos = nullptr,
-                                     const float *rope_sin = nullptr) {
-    return PackSource{src, stride, D, D, nullptr, 0, rope_cos, rope_sin};
+                                     const float *rope_sin = nullptr, int rot = 0) {
+    return PackSource{src, stride, D, D, nullptr, 0, rope_cos, rope_sin, rot};
 }
 
-// channel d of a head's row x rotated as rope_forward rotates it: pairs (j, j + half), cos and
-// sin the row of its position
-__device__ __forceinline__ float rotated(const float *x, int d, int half, const float *cos_row, const float *sin_row) {
-    int j = d < half ? d : d - half;
-    float a = __ldg(x + j), b = __ldg(x + j + half), c = __ldg(cos_row + j), s = __ldg(sin_row + j);
-    return d < half ? a * c - b * s : b * c + a * s;
+// column d of a head's row: its own columns at r, the shared ones after them at sh
+__device__ __forceinline__ float source_column(const PackSource &a, const float *r, const float *sh, int d) {
+    return d < a.own ? __ldg(r + d) : __ldg(sh + (d - a.own));
+}
+
+// column d (of the last rot, from `first`) rotated as rope_forward rotates it: pairs (j, j + half)
+// of the rotated columns, cos and sin the row of its position
+__device__ __forceinline__ float rotated(const PackSource &a, const float *r, const float *sh, int d, int first,
+                                         const float *cos_row, const float *sin_row) {
+    int half = a.rot / 2, j = d - first < half ? d - first : d - first - half;
+    float x = source_column(a, r, sh, first + j), y = source_column(a, r, sh, first + j + half);
+    float c = __ldg(cos_row + j), s = __ldg(sin_row + j);
+    return d - first < half ? x * c - y * s : y * c + x * s;
 }
 
 // a packed buffer's row (b H + h) T + t: the token b T + t it holds, and its head h
@@ -273,26 +281,80 @@ __device__ __forceinline__ size_t token_of_packed_row(size_t row, int T, int H, 
     return (size_t)(bh / H) * T + t;
 }
 
+// 8 consecutive floats at p (16-byte aligned where VEC: two vector loads)
+template <bool VEC> __device__ __forceinline__ void load8(float (&x)[8], const float *p) {
+    if constexpr (VEC) {
+        float4 lo = __ldg(reinterpret_cast<const float4 *>(p)), hi = __ldg(reinterpret_cast<const float4 *>(p) + 1);
+        x[0] = lo.x, x[1] = lo.y, x[2] = lo.z, x[3] = lo.w, x[4] = hi.x, x[5] = hi.y, x[6] = hi.z, x[7] = hi.w;
+    } else {
+#pragma unroll
+        for (int j = 0; j < 8; j++) x[j] = __ldg(p + j);
+    }
+}
+
+// Columns [d0, d0 + 8) of a head's row (own columns at r, shared at sh; rotated from column
+// `first`) times mul into x, where the group lies whole in one part of the row (pack_whole_groups):
+// eight loads of a kind at once, in vectors where VEC.
+template <bool VEC>
+__device__ __forceinline__ void pack_group(float (&x)[8], const PackSource &a, const float *r, const float *sh,
+                                           int d0, int first, const float *cos_row, const float *sin_row, float mul) {
+    auto at = [&](int d) { return d < a.own ? r + d : sh + (d - a.own); };
+    if (d0 < first) {
+        load8<VEC>(x, at(d0));
+#pragma unroll
+        for (int j = 0; j < 8; j++) x[j] *= mul;
+        return;
+    }
+    int half = a.rot / 2, k = d0 - first, j0 = k < half ? k : k - half; // pairs (j, j + half)
+    float lo[8], hi[8], c[8], sn[8];
+    load8<VEC>(lo, at(first + j0));
+    load8<VEC>(hi, at(first + j0 + half));
+    load8<VEC>(c, cos_row + j0);
+    load8<VEC>(sn, sin_row + j0);
+#pragma unroll
+    for (int j = 0; j < 8; j++) x[j] = (k < half ? lo[j] * c[j] - hi[j] * sn[j] : hi[j] * c[j] + lo[j] * sn[j]) * mul;
+}
+
+// Whether each thread's 8 columns lie whole in one part of the row (own, shared, rotated or past
+// D), and whether they are 16-byte aligned for vector loads (pack_heads_kernel's WHOLE and VEC).
+static bool pack_whole_groups(const PackSource &a, int D) {
+    bool rotating = a.rope_cos != nullptr;
+    return D % 8 == 0 && a.own % 8 == 0 && (!rotating || a.rot % 16 == 0);
+}
+static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+static bool pack_vectors(const PackSource &a) {
+    bool shared_ok = !a.shared || (aligned16(a.shared) && a.shared_stride % 4 == 0);
+    bool tables_ok = !a.rope_cos || (aligned16(a.rope_cos) && aligned16(a.rope_sin));
+    return aligned16(a.src) && a.stride % 4 == 0 && a.head % 4 == 0 && shared_ok && tables_ok;
+}
+
 // row (b * H + h) * T + t of dst = row (b, t), head h of the source times mul; the guard rows
-// after the last head are zero
+// after the last head are zero. WHOLE: a thread's 8 columns lie in one part of the row
+// (pack_group); else column by column.
+template <bool WHOLE, bool VEC>
 __global__ void pack_heads_kernel(bf16 *dst, PackSource a, int B, int T, int H, int D, int Dp, float mul) {
     size_t rows = (size_t)B * H * T, groups = (rows + GUARD) * (Dp / 8);
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < groups; i += (size_t)gridDim.x * blockDim.x) {
         int d0 = 8 * (int)(i % (Dp / 8));
         size_t row = i / (Dp / 8);
         float x[8] = {};
-        if (row < rows) {
+        if (row < rows && d0 < D) {
             int h;
             size_t bt = token_of_packed_row(row, T, H, &h);
-            const float *r = a.src + bt * a.stride + (size_t)h * a.head;
-            int half = a.own / 2;
-            size_t at = (row % T) * half; // the position's row of the rotation tables
+            const float *r = a.src + bt * a.stride + (size_t)h * a.head, *sh = a.shared + bt * a.shared_stride;
+            int first = a.rope_cos ? D - a.rot : D; // the first rotated column
+            size_t at = (row % T) * (a.rot / 2);   // the position's row of the rotation tables
+            const float *cos_row = a.rope_cos + at, *sin_row = a.rope_sin + at;
+            if constexpr (WHOLE) {
+                pack_group<VEC>(x, a, r, sh, d0, first, cos_row, sin_row, mul);
+            } else {
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
-                int d = d0 + j;
-                if (d < a.own && a.rope_cos) x[j] = rotated(r, d, half, a.rope_cos + at, a.rope_sin + at) * mul;
-                else if (d < a.own) x[j] = __ldg(r + d) * mul;
-                else if (d < D) x[j] = __ldg(a.shared + bt * a.shared_stride + (d - a.own)) * mul;
+                for (int j = 0; j < 8; j++) {
+                    int d = d0 + j;
+                    if (d >= D) continue;
+                    float v = d < first ? source_column(a, r, sh, d) : rotated(a, r, sh, d, first, cos_row, sin_row);
+                    x[j] = v * mul;
+                }
             }
         }
         *reinterpret_cast<uint4 *>(dst + row * Dp + d0) =
@@ -353,36 +415,62 @@ size_t packed_elems(int B, int heads, int T, int Dp) { return ((size_t)B * heads
 
 void pack_heads(bf16 *dst, const PackSource &a, int B, int T, int H, int D, int Dp, float mul) {
     size_t groups = ((size_t)B * H * T + GUARD) * (Dp / 8);
-    pack_heads_kernel<<<grid_for(groups, 256), 256>>>(dst, a, B, T, H, D, Dp, mul);
+    auto launch = [&](auto kernel) { kernel<<<grid_for(groups, 256), 256>>>(dst, a, B, T, H, D, Dp, mul); };
+    if (!pack_whole_groups(a, D)) launch(pack_heads_kernel<false, false>);
+    else if (pack_vectors(a)) launch(pack_heads_kernel<true, true>);
+    else launch(pack_heads_kernel<true, false>);
     CUDA_LAUNCHED();
 }
 
-// store_rows (of all D columns, times mul) for the gradient of q or k where the kernels rotated
-// them (flash_mma_rotates): the rotated rows' gradient rotated back, as rope_backward does. A
-// thread holds both columns of a pair (c, c + D / 2): fragments n and n + D / 16.
-template <int D>
+// store_rows of columns [first, D) (times mul, column c at dst's c - first) for the gradient of q
+// or k where the kernels rotated its last R columns (flash_mma_rotates): those columns' gradient
+// rotated back, as rope_backward does. A thread holds both columns of a pair (c, c + R / 2):
+// fragments n and n + R / 16.
+template <int D, int R>
 __device__ __forceinline__ void store_rows_unrotated(float *dst, long stride, const float (&acc)[D / 8][4], int row0,
                                                      int n_rows, float mul, const float *rope_cos,
-                                                     const float *rope_sin, int lane) {
-    constexpr int HALF = D / 2, PAIR = D / 16;
+                                                     const float *rope_sin, int lane, int first) {
+    static_assert(R % 16 == 0 && R <= D, "rotated pairs lie in whole fragments");
+    constexpr int HALF = R / 2, PAIR = R / 16, FROM = (D - R) / 8; // FROM: the first rotated fragment
     int g = lane >> 2, t = lane & 3;
 #pragma unroll
     for (int half = 0; half < 2; half++) {
         int row = row0 + g + 8 * half;
         if (row >= n_rows) continue;
-        float *out = dst + (size_t)row * stride;
+        float *out = dst + (size_t)row * stride - first;
         const float *cr = rope_cos + (size_t)row * HALF, *sr = rope_sin + (size_t)row * HALF;
+#pragma unroll
+        for (int n = 0; n < FROM; n++)
+#pragma unroll
+            for (int j = 0; j < 2; j++) {
+                int col = n * 8 + 2 * t + j;
+                if (col >= first) out[col] = acc[n][2 * half + j] * mul;
+            }
 #pragma unroll
         for (int n = 0; n < PAIR; n++)
 #pragma unroll
             for (int j = 0; j < 2; j++) {
                 int col = n * 8 + 2 * t + j;
-                float a = acc[n][2 * half + j] * mul, b = acc[n + PAIR][2 * half + j] * mul;
+                float a = acc[FROM + n][2 * half + j] * mul, b = acc[FROM + n + PAIR][2 * half + j] * mul;
                 float c = __ldg(cr + col), s = __ldg(sr + col);
-                out[col] = a * c + b * s;
-                out[col + HALF] = b * c - a * s;
+                out[D - R + col] = a * c + b * s;
+                out[D - R + col + HALF] = b * c - a * s;
             }
     }
+}
+
+// the same for a rotated width flash_mma_rotates admits below D (MLA's decoupled key and the query
+// columns that meet it): the last 32 or 64 columns
+template <int D>
+__device__ __forceinline__ void store_rows_part_unrotated(float *dst, long stride, const float (&acc)[D / 8][4],
+                                                          int row0, int n_rows, float mul, const AttnDims &s,
+                                                          int lane, int first) {
+    if constexpr (D > 32)
+        if (s.rot == 32)
+            store_rows_unrotated<D, 32>(dst, stride, acc, row0, n_rows, mul, s.rope_cos, s.rope_sin, lane, first);
+    if constexpr (D > 64)
+        if (s.rot == 64)
+            store_rows_unrotated<D, 64>(dst, stride, acc, row0, n_rows, mul, s.rope_cos, s.rope_sin, lane, first);
 }
 
 // ---- forward ----
@@ -660,7 +748,9 @@ __global__ void __launch_bounds__(THREADS * WGS, backward_min_blocks<P, DK, DV, 
         }
     }
     float *dq_rows = dq + (size_t)b * s.T * s.qs + (size_t)h * s.Dk;
-    if (s.rope_cos) store_rows_unrotated<DK>(dq_rows, s.qs, acc, row0, s.T, s.scale, s.rope_cos, s.rope_sin, lane);
+    if (s.rope_cos && s.rot == DK)
+        store_rows_unrotated<DK, DK>(dq_rows, s.qs, acc, row0, s.T, s.scale, s.rope_cos, s.rope_sin, lane, 0);
+    else if (s.rope_cos) store_rows_part_unrotated<DK>(dq_rows, s.qs, acc, row0, s.T, s.scale, s, lane, 0);
     else store_rows<DK>(dq_rows, s.qs, acc, row0, s.T, s.Dk, s.scale, s.scale, lane);
 }
 
@@ -726,14 +816,21 @@ __global__ void __launch_bounds__(THREADS * WGS, backward_min_blocks<P, DK, DV, 
             P::template accumulate_pair<BQ, DV, DK>(dv_acc, p, dOt, dk_acc, ds, Qt); // dV += P^T dO, dK += dS^T Q
         }
     }
+    // the own columns (rotated only where nothing is shared: with a shared key, its columns are the
+    // rotated ones), then each head's share of the shared columns, summed over the heads after the
+    // kernel (rotating back is linear: each head's share is turned back before the sum)
     int own = s.Dk - s.kshare;
     float *dk_rows = dk + (size_t)b * s.T * s.ks + (size_t)hk * s.kh;
-    if (s.rope_cos)
-        store_rows_unrotated<DK>(dk_rows, s.ks, dk_acc, key0, s.T, 1.0f / LOG2E, s.rope_cos, s.rope_sin, lane);
+    if (s.rope_cos && !s.kshare)
+        store_rows_unrotated<DK, DK>(dk_rows, s.ks, dk_acc, key0, s.T, 1.0f / LOG2E, s.rope_cos, s.rope_sin, lane, 0);
     else store_rows<DK>(dk_rows, s.ks, dk_acc, key0, s.T, own, 1.0f / LOG2E, 1.0f / LOG2E, lane);
-    if (s.kshare) /* the shared key columns: this head's share, summed over the heads after the kernel */
-        store_rows<DK>(dk_heads + ((size_t)b * s.T * s.Hkv + hk) * s.kshare, (long)s.Hkv * s.kshare, dk_acc, key0, s.T,
-                       s.Dk, 1.0f / LOG2E, 1.0f / LOG2E, lane, own);
+    if (s.kshare) {
+        float *heads = dk_heads + ((size_t)b * s.T * s.Hkv + hk) * s.kshare;
+        long heads_stride = (long)s.Hkv * s.kshare;
+        if (s.rope_cos)
+            store_rows_part_unrotated<DK>(heads, heads_stride, dk_acc, key0, s.T, 1.0f / LOG2E, s, lane, own);
+        else store_rows<DK>(heads, heads_stride, dk_acc, key0, s.T, s.Dk, 1.0f / LOG2E, 1.0f / LOG2E, lane, own);
+    }
     store_rows<DV>(dv + (size_t)b * s.T * s.vs + (size_t)hk * s.vh, s.vs, dv_acc, key0, s.T, s.Dv, 1.0f, 1.0f, lane);
 }
 
@@ -830,7 +927,8 @@ void backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *l
 bool flash_mma_supports(const AttnDims &s) { return s.Dk <= 128 && s.Dv <= 128; }
 
 bool flash_mma_rotates(const AttnDims &s) {
-    return flash_mma_supports(s) && s.kshare == 0 && kernel_widths(s).dk == s.Dk;
+    return flash_mma_supports(s) && kernel_widths(s).dk == s.Dk && s.rot % 2 == 0 &&
+           (s.rot == s.Dk || ((s.rot == 32 || s.rot == 64) && s.rot < s.Dk));
 }
 
 namespace {
@@ -876,11 +974,12 @@ void flash_mma_forward(const AttnDims &s, float *o, float *lse, const float *q, 
                        const float *v, void *saved) {
     Packed p = packed_in(s, saved, nullptr);
     Widths w = kernel_widths(s);
-    pack_heads(p.q, heads_side_by_side(q, s.qs, s.Dk, s.rope_cos, s.rope_sin), s.B, s.T, s.H, s.Dk, w.dk,
+    pack_heads(p.q, heads_side_by_side(q, s.qs, s.Dk, s.rope_cos, s.rope_sin, s.rot), s.B, s.T, s.H, s.Dk, w.dk,
                s.scale * LOG2E);
-    pack_heads(p.k, PackSource{k, s.ks, s.kh, s.Dk - s.kshare, k_shared, s.kss, s.rope_cos, s.rope_sin}, s.B, s.T,
-               s.Hkv, s.Dk, w.dk, 1.0f);
-    pack_heads(p.v, PackSource{v, s.vs, s.vh, s.Dv, nullptr, 0, nullptr, nullptr}, s.B, s.T, s.Hkv, s.Dv, w.dv, 1.0f);
+    pack_heads(p.k, PackSource{k, s.ks, s.kh, s.Dk - s.kshare, k_shared, s.kss, s.rope_cos, s.rope_sin, s.rot}, s.B,
+               s.T, s.Hkv, s.Dk, w.dk, 1.0f);
+    pack_heads(p.v, PackSource{v, s.vs, s.vh, s.Dv, nullptr, 0, nullptr, nullptr, 0}, s.B, s.T, s.Hkv, s.Dv, w.dv,
+               1.0f);
 #define CALL(A, B) cuda_wgmma() ? forward<GroupMma, A, B>(s, o, lse, p) : forward<WarpMma, A, B>(s, o, lse, p)
     FLASH_DISPATCH(CALL)
 #undef CALL

@@ -14,18 +14,19 @@ struct AttnDims {
     int kshare;  // the last kshare key columns: one copy every head shares (AttnShape's k_shared)
     long kss;    // its row stride
     const float *rope_cos, *rope_sin; // RoPE applied by the kernels (AttnShape's), or null
+    int rot;                          // the rotated columns at the end of q's and k's heads (attn_rotated)
 };
 
 static inline AttnDims attn_dims(const AttnShape *s) {
     return AttnDims{s->B, s->T, s->H, s->Hkv, s->Dk, s->Dv, s->q_stride, s->k_stride, s->v_stride, s->o_stride,
                     s->scale, attn_key_head(s), attn_value_head(s), s->k_shared, s->k_shared_stride,
-                    s->rope_cos, s->rope_sin};
+                    s->rope_cos, s->rope_sin, attn_rotated(s)};
 }
 
 bool flash_mma_supports(const AttnDims &s);
-// whether the kernels can rotate q and k as they pack them and dq, dk as they store them: heads
-// side by side at a width they run unpadded (a multiple of 32, so each pair lies in whole
-// fragment columns)
+// whether the kernels can rotate q and k as they pack them and dq, dk as they store them: heads at
+// a width they run unpadded, rotated whole or (a shared key) in their last 32 or 64 columns, so
+// that each pair lies in whole fragment columns and the stores' pair offsets are few
 bool flash_mma_rotates(const AttnDims &s);
 // whether the code the driver loaded for these kernels on this GPU has the wgmma forms (sm_90a
 // code on a GPU of compute capability 9.0), asked of a kernel built beside them: the build's

@@ -918,6 +918,20 @@ TEST(test_gpu_optimizer_and_cross_entropy) {
 
 /* ---- attention ---- */
 
+/* RoPE by a backend's rope ops on a row of check_attention_in's layout (or its gradient, inverse):
+ * q's and k's heads side by side, or q's last `shared` columns and the shared key at os */
+static void rotate_qk(const Backend *be, float *qkv, int B, int T, int H, int Hkv, int Dk, int shared, long w,
+                      size_t os, const float *cos_t, const float *sin_t, bool inverse) {
+    void (*op)(float *, int, int, int, int, long, int, int, const float *, const float *, int) =
+        inverse ? be->rope_backward : be->rope_forward;
+    if (!shared) {
+        op(qkv, B, T, H + Hkv, Dk, w, 0, Dk, cos_t, sin_t, 0);
+        return;
+    }
+    op(qkv, B, T, H, Dk, w, Dk - shared, shared, cos_t, sin_t, 0);
+    op(qkv + os, B, T, 1, shared, w, 0, shared, cos_t, sin_t, 0);
+}
+
 /* Attention at B x T with the GPU workspace and saved buffer sized for B_ws x T_ws (a model keeps
  * its buffers for any shape of no more tokens and no longer sequences), each followed by a canary
  * that must survive. Where the GPU keeps its own copies of q, k and v (attention_saved > 0), the
@@ -962,25 +976,27 @@ static void check_attention_in(int B, int T, int H, int Hkv, int Dk, int Dv, int
     AttnShape gs = s; /* the GPU's: with the rotation tables where it rotates */
     bool gpu_rotates = false;
     float *cos_t = NULL, *sin_t = NULL, *g_cos = NULL, *g_sin = NULL;
+    /* RoPE rotates the last `rot` columns of each q and k head: all Dk, or with shared key columns
+     * those (MLA's decoupled key, one "head" of `shared` at os) and q's columns that meet them */
+    int rot = shared ? shared : Dk;
     if (rope) {
-        CHECK(!shared, "test: RoPE with heads side by side only");
-        int half = Dk / 2;
+        int half = rot / 2;
         cos_t = xmalloc(sizeof(float) * T * half), sin_t = xmalloc(sizeof(float) * T * half);
         for (int t = 0; t < T; t++)
             for (int j = 0; j < half; j++) {
-                double angle = t * pow(10000.0, -2.0 * j / Dk);
+                double angle = t * pow(10000.0, -2.0 * j / rot);
                 cos_t[t * half + j] = (float)cos(angle), sin_t[t * half + j] = (float)sin(angle);
             }
         g_cos = up(cos_t, (size_t)T * half), g_sin = up(sin_t, (size_t)T * half);
         gs.rope_cos = g_cos, gs.rope_sin = g_sin;
         gpu_rotates = gpu->attention_rotates(&gs);
-        CHECK(gpu_rotates == (!fp32_matmuls && Dk <= 128 && Dk % 32 == 0), "attention_rotates at Dk %d: %d", Dk,
-              gpu_rotates);
+        bool can = !fp32_matmuls && Dk <= 128 && Dk % 32 == 0 && (!shared || shared == 32 || shared == 64);
+        CHECK(gpu_rotates == can, "attention_rotates at Dk %d, %d shared: %d", Dk, shared, gpu_rotates);
         if (!gpu_rotates) {
             gs = s;
-            gpu->rope_forward(g_qkv, B, T, H + Hkv, Dk, w, 0, Dk, g_cos, g_sin, 0);
+            rotate_qk(gpu, g_qkv, B, T, H, Hkv, Dk, shared, w, os, g_cos, g_sin, false);
         }
-        cpu->rope_forward(qkv, B, T, H + Hkv, Dk, w, 0, Dk, cos_t, sin_t, 0);
+        rotate_qk(cpu, qkv, B, T, H, Hkv, Dk, shared, w, os, cos_t, sin_t, false);
     }
     cpu->attention_forward(&s, o, lse, NULL, q, k, ks, v, work);
     gpu->attention_forward(&gs, g_o, g_lse, gsaved, gq, gk, gks, gv, gwork);
@@ -990,7 +1006,7 @@ static void check_attention_in(int B, int T, int H, int Hkv, int Dk, int Dv, int
     SAME(g_lse, lse, nl, mm_tol(2e-6, 1e-2), "attention log-sum-exp");
     cpu->attention_backward(&s, dqkv, dqkv + ok, shared ? dqkv + os : NULL, dqkv + ov, dout, q, k, ks, v, o, lse, NULL,
                             work);
-    if (rope) cpu->rope_backward(dqkv, B, T, H + Hkv, Dk, w, 0, Dk, cos_t, sin_t, 0);
+    if (rope) rotate_qk(cpu, dqkv, B, T, H, Hkv, Dk, shared, w, os, cos_t, sin_t, true);
     if (gpu->attention_saved(&s)) { /* the backward reads its own copies: spoil the caller's */
         float *junk = rnd(nqkv, 1, 0, &rng);
         gpu->upload(g_qkv, junk, sizeof(float) * nqkv);
@@ -1000,7 +1016,7 @@ static void check_attention_in(int B, int T, int H, int Hkv, int Dk, int Dv, int
     }
     gpu->attention_backward(&gs, g_dqkv, g_dqkv + ok, shared ? g_dqkv + os : NULL, g_dqkv + ov, g_dout, gq, gk, gks,
                             gv, g_o, g_lse, gsaved, gwork);
-    if (rope && !gpu_rotates) gpu->rope_backward(g_dqkv, B, T, H + Hkv, Dk, w, 0, Dk, g_cos, g_sin, 0);
+    if (rope && !gpu_rotates) rotate_qk(gpu, g_dqkv, B, T, H, Hkv, Dk, shared, w, os, g_cos, g_sin, true);
     SAME(g_dqkv, dqkv, nqkv, mm_tol(5e-5, 3e-2), "attention dq dk dv");
     float *after = down((const float *)((char *)gwork + gw_bytes), n_canary),
           *after_saved = down((const float *)(gsaved + gs_bytes), n_canary);
@@ -1051,6 +1067,10 @@ TEST(test_gpu_attention_forward_backward) {
     check_attention_in(1, 90, 2, 1, 32, 32, 0, true, 23, 1, 90);
     check_attention_in(1, 70, 2, 2, 48, 48, 0, true, 24, 1, 70);   /* padded to 64: the rope ops */
     check_attention_in(1, 70, 2, 2, 160, 160, 0, true, 25, 1, 70); /* the fp32 kernels: the rope ops */
+    /* MLA's decoupled RoPE: the shared key and q's last columns, in the op at 32 and 64 of them */
+    check_attention_in(2, 150, 4, 4, 96, 64, 32, true, 26, 2, 150);
+    check_attention_in(1, 100, 4, 2, 128, 64, 64, true, 27, 1, 100);
+    check_attention_in(1, 90, 4, 2, 64, 64, 16, true, 28, 1, 90); /* 16 of them: the rope ops */
 }
 
 int cuda_attention_decode_splits(const AttnShape *s, int len); /* core/cuda/attention_decode.cu */
@@ -1703,6 +1723,8 @@ TEST(test_gpu_training_step_matches_the_cpu) {
     need_gpu();
     check_training_step("model.mixer=softmax");
     check_training_step("model.mixer=mla");
+    /* q.k heads of 96 whose last 32 the GPU's attention rotates itself (the default's 16 go through the rope ops) */
+    check_training_step("model.mixer=mla model.mla.qk_nope_head_dim=64 model.mla.qk_rope_head_dim=32");
     check_training_step("model.mixer=linear");
     check_training_step("model.mixer=gdn");
     check_training_step("model.mixer=kda");
