@@ -65,7 +65,8 @@ constexpr int GUARD = 4 * ROWS;
 #define FLASH_DKV_NARROW_MIN_BLOCKS 3
 #endif
 // the widest q.k heads those caps apply to (-D to sweep: MLA's are 96, where dK/dV takes 203
-// registers and a cap for three blocks spills 512 bytes; not measured)
+// registers and a cap for three blocks spills 512 bytes: MLA trained at 0.962x on an H200,
+// 351,387 against 365,209 tok/s beside 64 in one call, 2026-12-02)
 #ifndef FLASH_NARROW_MAX_DK
 #define FLASH_NARROW_MAX_DK 64
 #endif
