@@ -25,6 +25,7 @@
 #include "cuda_common.cuh"
 #include "cuda_ops.cuh"
 #include "mma.cuh"
+#include "rope_pair.cuh"
 #include "wgmma.cuh"
 
 namespace {
@@ -270,9 +271,9 @@ __device__ __forceinline__ float source_column(const PackSource &a, const float 
 __device__ __forceinline__ float rotated(const PackSource &a, const float *r, const float *sh, int d, int first,
                                          const float *cos_row, const float *sin_row) {
     int half = a.rot / 2, j = d - first < half ? d - first : d - first - half;
-    float x = source_column(a, r, sh, first + j), y = source_column(a, r, sh, first + j + half);
-    float c = __ldg(cos_row + j), s = __ldg(sin_row + j);
-    return d - first < half ? x * c - y * s : y * c + x * s;
+    float2 p = rope_pair(source_column(a, r, sh, first + j), source_column(a, r, sh, first + j + half),
+                         __ldg(cos_row + j), __ldg(sin_row + j));
+    return d - first < half ? p.x : p.y;
 }
 
 // a packed buffer's row (b H + h) T + t: the token b T + t it holds, and its head h
@@ -312,8 +313,13 @@ __device__ __forceinline__ void pack_group(float (&x)[8], const PackSource &a, c
     load8<VEC>(hi, at(first + j0 + half));
     load8<VEC>(c, cos_row + j0);
     load8<VEC>(sn, sin_row + j0);
+    if (k < half) {
 #pragma unroll
-    for (int j = 0; j < 8; j++) x[j] = (k < half ? lo[j] * c[j] - hi[j] * sn[j] : hi[j] * c[j] + lo[j] * sn[j]) * mul;
+        for (int j = 0; j < 8; j++) x[j] = rope_pair(lo[j], hi[j], c[j], sn[j]).x * mul;
+    } else {
+#pragma unroll
+        for (int j = 0; j < 8; j++) x[j] = rope_pair(lo[j], hi[j], c[j], sn[j]).y * mul;
+    }
 }
 
 // Whether each thread's 8 columns lie whole in one part of the row (own, shared, rotated or past
@@ -453,9 +459,9 @@ __device__ __forceinline__ void store_rows_unrotated(float *dst, long stride, co
             for (int j = 0; j < 2; j++) {
                 int col = n * 8 + 2 * t + j;
                 float a = acc[FROM + n][2 * half + j] * mul, b = acc[FROM + n + PAIR][2 * half + j] * mul;
-                float c = __ldg(cr + col), s = __ldg(sr + col);
-                out[D - R + col] = a * c + b * s;
-                out[D - R + col + HALF] = b * c - a * s;
+                float2 p = rope_pair(a, b, __ldg(cr + col), -__ldg(sr + col)); // turned back
+                out[D - R + col] = p.x;
+                out[D - R + col + HALF] = p.y;
             }
     }
 }

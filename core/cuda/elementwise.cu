@@ -6,6 +6,7 @@
 
 #include "cuda_common.cuh"
 #include "cuda_ops.cuh"
+#include "rope_pair.cuh"
 
 static unsigned row_threads(int C) { return C >= 256 ? 256 : C >= 128 ? 128 : C >= 64 ? 64 : 32; }
 
@@ -310,9 +311,9 @@ __global__ void rope_kernel(float *x, int T, int H, int head_stride, long stride
     for (int e = threadIdx.x; e < H * half; e += blockDim.x) {
         int h = e / half, j = e - h * half;
         float *x1 = row + h * head_stride + j, *x2 = x1 + half;
-        float c = cr[j], s = sign * sr[j], a = *x1, b = *x2;
-        *x1 = a * c - b * s;
-        *x2 = b * c + a * s;
+        float2 r = rope_pair(*x1, *x2, cr[j], sign * sr[j]);
+        *x1 = r.x;
+        *x2 = r.y;
     }
 }
 static void rope(float *x, int B, int T, int H, int head_stride, long stride, int offset, int rot, const float *cos,
