@@ -87,6 +87,13 @@ template <class P, int DK, int DV, int WGS> constexpr int backward_min_blocks(bo
 #ifndef FLASH_FWD_NARROW_WARPGROUPS
 #define FLASH_FWD_NARROW_WARPGROUPS 1
 #endif
+// ... and of the backward's dK/dV and dQ kernels at q.k heads between 64 and 128 (MLA's 96)
+#ifndef FLASH_DKV_MID_WARPGROUPS
+#define FLASH_DKV_MID_WARPGROUPS 1
+#endif
+#ifndef FLASH_DQ_MID_WARPGROUPS
+#define FLASH_DQ_MID_WARPGROUPS 1
+#endif
 
 // C = A_frags (16 x DK, registers or loaded per k-step) times M^T for a row-major M tile of
 // `N` rows: C[n] for n = 0..N/8-1
@@ -444,14 +451,14 @@ __device__ __forceinline__ void store_rows_unrotated(float *dst, long stride, co
     for (int half = 0; half < 2; half++) {
         int row = row0 + g + 8 * half;
         if (row >= n_rows) continue;
-        float *out = dst + (size_t)row * stride - first;
+        float *out = dst + (size_t)row * stride;
         const float *cr = rope_cos + (size_t)row * HALF, *sr = rope_sin + (size_t)row * HALF;
 #pragma unroll
         for (int n = 0; n < FROM; n++)
 #pragma unroll
             for (int j = 0; j < 2; j++) {
                 int col = n * 8 + 2 * t + j;
-                if (col >= first) out[col] = acc[n][2 * half + j] * mul;
+                if (col >= first) out[col - first] = acc[n][2 * half + j] * mul;
             }
 #pragma unroll
         for (int n = 0; n < PAIR; n++)
@@ -460,8 +467,8 @@ __device__ __forceinline__ void store_rows_unrotated(float *dst, long stride, co
                 int col = n * 8 + 2 * t + j;
                 float a = acc[FROM + n][2 * half + j] * mul, b = acc[FROM + n + PAIR][2 * half + j] * mul;
                 float2 p = rope_pair(a, b, __ldg(cr + col), -__ldg(sr + col)); // turned back
-                out[D - R + col] = p.x;
-                out[D - R + col + HALF] = p.y;
+                out[D - R - first + col] = p.x;
+                out[D - R - first + col + HALF] = p.y;
             }
     }
 }
@@ -881,8 +888,10 @@ Packed packed_in(const AttnDims &s, const void *saved, void *work) {
 // 368,389 against 368,616 / 366,981: level.)
 enum class AttnKernel { forward, dq, dkv };
 template <int DK, int DV> constexpr int block_warpgroups(AttnKernel k) {
-    constexpr bool widest = DK == 128 && DV == 128;
-    return !widest ? (k == AttnKernel::forward ? FLASH_FWD_NARROW_WARPGROUPS : 1) : k == AttnKernel::dkv ? 2 : 3;
+    if (DK == 128 && DV == 128) return k == AttnKernel::dkv ? 2 : 3;
+    if (k == AttnKernel::forward) return FLASH_FWD_NARROW_WARPGROUPS;
+    if (DK > 64 && DK < 128) return k == AttnKernel::dkv ? FLASH_DKV_MID_WARPGROUPS : FLASH_DQ_MID_WARPGROUPS;
+    return 1;
 }
 
 // the keys a tile of flash_forward_kernel
@@ -934,7 +943,7 @@ void backward(const AttnDims &s, float *dq, float *dk, float *dv, const float *l
 bool flash_mma_supports(const AttnDims &s) { return s.Dk <= 128 && s.Dv <= 128; }
 
 bool flash_mma_rotates(const AttnDims &s) {
-    return flash_mma_supports(s) && kernel_widths(s).dk == s.Dk && s.rot % 2 == 0 &&
+    return flash_mma_supports(s) && kernel_widths(s).dk == s.Dk &&
            (s.rot == s.Dk || ((s.rot == 32 || s.rot == 64) && s.rot < s.Dk));
 }
 
