@@ -889,7 +889,9 @@ Packed packed_in(const AttnDims &s, const void *saved, void *work) {
 // warpgroup index at run time, which alone cost MLA 3% (f2fab47). With it folded, two warpgroups
 // for the forward alone (FLASH_FWD_NARROW_WARPGROUPS=2), 2026-12-02: forward 0.23 to 0.22 ms at
 // (8, 2048, 8, 64), softmax 431,763 / 431,393 against 428,215 / 430,864 tok/s, MLA 366,665 /
-// 368,389 against 368,616 / 366,981: level.)
+// 368,389 against 368,616 / 366,981: level. And for the backward at MLA's q.k heads of 96, where
+// dK/dV's registers allow two blocks of one warpgroup: two warpgroups for dK/dV gain 0.5%, for
+// dQ they lose 1.7%: FLASH_DKV_MID_WARPGROUPS above.)
 enum class AttnKernel { forward, dq, dkv };
 template <int DK, int DV> constexpr int block_warpgroups(AttnKernel k) {
     if (DK == 128 && DV == 128) return k == AttnKernel::dkv ? 2 : 3;
