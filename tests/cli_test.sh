@@ -1369,6 +1369,8 @@ if selected ab_bench_compares_two_builds; then
 fi
 expect_error ab_bench_bad_rounds 2 "--rounds 0: expected a whole number from 1 to 99" \
     bash tests/reference/ab_bench.sh "$TMP/ab_bad" . --rounds 0 -- train
+expect_error ab_bench_base_missing 2 "BASE --rounds: expected the base build's directory or a patch file" \
+    bash tests/reference/ab_bench.sh "$TMP/ab_bad" --rounds 2 -- train
 expect_error ab_bench_empty_benchmark 2 "benchmark 2 is empty" bash tests/reference/ab_bench.sh "$TMP/ab_bad" . -- train --
 expect_error ab_bench_csv_given 2 "benchmark 1: leave --csv out" \
     bash tests/reference/ab_bench.sh "$TMP/ab_bad" . -- train --csv x.csv

@@ -20,6 +20,7 @@ usage="usage: ab_bench.sh OUT_DIR BASE [--rounds N] -- BENCH_ARGS... [-- BENCH_A
 die() { echo "ab_bench.sh: $1" >&2; exit "${2:-1}"; }
 [ $# -ge 2 ] || die "$usage" 2
 out=$1 base=$2
+case "$base" in -*) die "BASE $base: expected the base build's directory or a patch file after OUT_DIR $out" 2 ;; esac
 shift 2
 rounds=2
 if [ "${1:-}" = --rounds ]; then
