@@ -2,7 +2,8 @@
  * own, trailing key columns shared by every head) for backends whose kernels read only heads side
  * by side: the keys and values gathered into that plain layout before the kernels, their
  * gradients scattered back after (the shared columns' gradient summed over the heads). The GPU's
- * tensor-core kernels read and write the layout in place instead. */
+ * tensor-core kernels read and write the layout in place instead. Also which columns of that
+ * layout RoPE rotates, and whether the backend rotates them inside the attention. */
 #pragma once
 #include <stdbool.h>
 #include <stddef.h>
