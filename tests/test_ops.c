@@ -371,6 +371,28 @@ TEST(test_attention_shared_key_columns_gradient) {
     check_attention_layout(1, 70, 4, 2, 6, 5, 2, 12);
 }
 
+/* RoPE's place in an attention shape: the rotated columns are the shared key columns where there
+ * are any (MLA's decoupled key), else all Dk; the tables go into the shape only where the backend
+ * says its attention rotates (the CPU's does not: its layers rotate around it) */
+static bool rotates_any_shape(const AttnShape *s) {
+    (void)s;
+    return true;
+}
+TEST(test_attention_rotating_shape) {
+    AttnShape mla = {.B = 1, .T = 4, .H = 2, .Hkv = 2, .Dk = 96, .Dv = 64, .k_shared = 32}, plain = mla;
+    plain.k_shared = 0;
+    CHECK(attn_rotated(&mla) == 32 && attn_rotated(&plain) == 96, "rotated columns %d and %d, want 32 and 96",
+          attn_rotated(&mla), attn_rotated(&plain));
+    const float cos_t[16] = {0}, sin_t[16] = {0};
+    AttnShape on_cpu = attn_rotating_shape(backend_cpu(), mla, cos_t, sin_t);
+    CHECK(!on_cpu.rope_cos && !on_cpu.rope_sin, "the CPU's attention was handed RoPE's tables");
+    Backend rotating = *backend_cpu();
+    rotating.attention_rotates = rotates_any_shape;
+    AttnShape in_op = attn_rotating_shape(&rotating, mla, cos_t, sin_t);
+    CHECK(in_op.rope_cos == cos_t && in_op.rope_sin == sin_t, "a rotating backend's shape lacks the tables");
+    CHECK(in_op.Dk == 96 && in_op.k_shared == 32 && in_op.Dv == 64, "the shape changed beyond its tables");
+}
+
 /* ---- LM head + cross-entropy ---- */
 
 typedef struct {
