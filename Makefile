@@ -232,9 +232,12 @@ reference-%:
 
 # GPU reproductions: configs/repro/gpu/NAME.lua on every visible GPU (GPUS=0,1 picks them; JOBS=K
 # runs K at a time on each), into results/gpu/NAME/ and plotted there. reference-gpu-NAME copies
-# its tables, figures and each run's summary.json, metrics.jsonl and efficiency.csv (no checkpoints) to
-# results/reference/gpu/NAME/.
+# its tables, figures and each run's summary.json, config.lua (plot reads it), metrics.jsonl and
+# efficiency.csv (no checkpoints) to results/reference/gpu/NAME/.
 REPROS_GPU = $(basename $(notdir $(wildcard configs/repro/gpu/*.lua)))
+# RUNS=3,7-9 trains only those runs, in that order; STOP_AFTER=8m stops the sweep then, every run
+# checkpointed (a device session's piece; the sweep then exits 124 and no figure is drawn).
+PIECE = $(if $(RUNS),--runs $(RUNS)) $(if $(STOP_AFTER),--stop-after $(STOP_AFTER))
 # MPS=1 runs the sweep under NVIDIA's Multi-Process Service, so that the K runs on a GPU share it
 # instead of taking turns (README: On the GPUs of one machine).
 MPS_ENV = CUDA_MPS_PIPE_DIRECTORY=/tmp/attnlab-mps CUDA_MPS_LOG_DIRECTORY=/tmp/attnlab-mps/log
@@ -243,10 +246,10 @@ repro-gpu-%:
 	$(MAKE) cuda
 ifeq ($(MPS),1)
 	mkdir -p /tmp/attnlab-mps/log && $(MPS_ENV) nvidia-cuda-mps-control -d
-	$(MPS_ENV) ./attnlab run configs/repro/gpu/$*.lua $(if $(GPUS),--gpus $(GPUS)) $(if $(JOBS),--jobs-per-gpu $(JOBS)); \
+	$(MPS_ENV) ./attnlab run configs/repro/gpu/$*.lua $(if $(GPUS),--gpus $(GPUS)) $(if $(JOBS),--jobs-per-gpu $(JOBS)) $(PIECE); \
 	    rc=$$?; echo quit | $(MPS_ENV) nvidia-cuda-mps-control; exit $$rc
 else
-	./attnlab run configs/repro/gpu/$*.lua $(if $(GPUS),--gpus $(GPUS)) $(if $(JOBS),--jobs-per-gpu $(JOBS))
+	./attnlab run configs/repro/gpu/$*.lua $(if $(GPUS),--gpus $(GPUS)) $(if $(JOBS),--jobs-per-gpu $(JOBS)) $(PIECE)
 endif
 	./attnlab plot results/gpu/$*
 
@@ -256,7 +259,7 @@ reference-gpu-%:
 	cd results/gpu/$* && cp summary.csv summary.md $$(ls selected.csv 2>/dev/null) plots/*.png plots/*.svg \
 	    $(CURDIR)/results/reference/gpu/$*/ && \
 	    for r in */summary.json; do d=$$(dirname "$$r"); mkdir -p "$(CURDIR)/results/reference/gpu/$*/runs/$$d" && \
-	        cp "$$d/summary.json" $$(ls "$$d/metrics.jsonl" "$$d/efficiency.csv" 2>/dev/null) \
+	        cp "$$d/summary.json" "$$d/config.lua" $$(ls "$$d/metrics.jsonl" "$$d/efficiency.csv" 2>/dev/null) \
 	            "$(CURDIR)/results/reference/gpu/$*/runs/$$d/"; done
 
 # One example of every kind of figure, from the sweeps of configs/figures/NAME.lua (the
@@ -287,7 +290,7 @@ help:
 	@echo "make bench   training-step benchmark of the softmax baseline on the CPU"
 	@echo "make repro-NAME   a reproduction (NAME: $(REPROS)); make plots   every figure"
 	@echo "make reference-NAME   copy a reproduction's table and figures to results/reference/NAME/"
-	@echo "make repro-gpu-NAME   a GPU reproduction (NAME: $(REPROS_GPU)) into results/gpu/NAME/ (GPUS=0,1 JOBS=K per GPU, MPS=1 to share each GPU); reference-gpu-NAME"
+	@echo "make repro-gpu-NAME   a GPU reproduction (NAME: $(REPROS_GPU)) into results/gpu/NAME/ (GPUS=0,1 JOBS=K per GPU, MPS=1 to share each GPU, RUNS=3,7-9 STOP_AFTER=8m for a piece); reference-gpu-NAME"
 	@echo "make reference-figures   one example of each figure, from configs/figures/, into results/reference/figures/"
 	@echo "make cuda    ./attnlab with the GPU backend; make test-cuda   GPU parity tests"
 	@echo "make check-asan   the suite under ASan+UBSan; make check-valgrind   runs under memcheck"

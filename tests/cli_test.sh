@@ -411,6 +411,12 @@ ssweep=$(cfg ssweep "$(sweep_base 'grid = { seed = { 1, 2 } },')")
 expect_error run_only_past_the_sweep 2 "--only 3: $ssweep is a sweep of 2 runs (--dry-run numbers them)" "$A" run "$ssweep" --only 3
 expect_error run_status_takes_no_jobs 2 "--status reads the results folder and runs nothing" "$A" run "$ssweep" --status --jobs 2
 expect_error run_slurm_with_only 2 "--slurm runs each run as an array task of its own" "$A" run "$ssweep" --slurm --only 1
+expect_error run_runs_past_the_sweep 2 "--runs: $ssweep has runs 1 to 2 (--dry-run numbers them), not 3" "$A" run "$ssweep" --runs 1-3
+expect_error run_runs_named_twice 2 "--runs: run 2 is named twice in '2,1-2'" "$A" run "$ssweep" --runs 2,1-2
+expect_error run_runs_not_numbers 2 "--runs: expected run numbers or ranges separated by commas (e.g. 3,7-9), got '2-1'" "$A" run "$ssweep" --runs 2-1
+expect_error run_runs_with_only 2 "--runs picks runs for this machine's jobs: --only, --status and --slurm do not apply" "$A" run "$ssweep" --runs 1 --only 1
+expect_error run_stop_after_not_a_duration 2 "--stop-after: expected a positive duration in seconds, or with s, m or h (e.g. 600, 90s, 10m, 2h), got '5x'" "$A" run "$ssweep" --stop-after 5x
+expect_error run_stop_after_with_slurm 2 "--stop-after limits the time the runs train here: --status, --slurm and --dry-run run nothing here" "$A" run "$ssweep" --slurm --stop-after 10m
 expect_error run_partition_without_slurm 2 "--partition, --time, --gpus-per-run and --cpus-per-run are for --slurm" "$A" run "$ssweep" --partition gpu
 expect_error run_slurm_without_sbatch 1 "--slurm: sbatch is not on the PATH" env PATH=/nonexistent "$A" run "$ssweep" --slurm
 gsweep=$(cfg gsweep "$(sweep_base 'grid = { seed = { 1, 2 } },' | sed 's/out_dir = /device = "cuda", out_dir = /')")
@@ -641,6 +647,37 @@ if selected sweep_interrupt_says_how_to_go_on; then
         ok sweep_interrupt_says_how_to_go_on
     else
         fail sweep_interrupt_says_how_to_go_on "exit $code; reason '$reason'; $(grep long "$TMP/summary.md"); $(head -3 "$TMP/out2" | tr '\n' '|')"
+    fi
+fi
+# --runs: only the runs named, in the order named (a device session's likely-fast runs first)
+if selected sweep_runs_in_the_order_given; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweepruns "$(sweep_base 'grid = { seed = { 1, 2, 3 } },')")
+    "$A" run "$s" --runs 3,1 >"$TMP/out" 2>&1
+    code=$?
+    if [ $code -eq 0 ] && [ "$(grep '^started' "$TMP/out" | tr '\n' '|')" = "started seed=3|started seed=1|" ] &&
+        [ "$(ls -d "$TMP/results/sw/seed="* | xargs -n1 basename | tr '\n' ' ')" = "seed=1 seed=3 " ] &&
+        grep -q "^sweep 'sw': 2 of its 3 runs (--runs), 0 already done" "$TMP/out"; then
+        ok sweep_runs_in_the_order_given
+    else
+        fail sweep_runs_in_the_order_given "exit $code; $(tr '\n' '|' <"$TMP/out")"
+    fi
+fi
+# --stop-after: at the time limit nothing more starts and the running run stops as with Ctrl-C,
+# checkpointed and resumable; the exit status is 124
+if selected sweep_stop_after_stops_checkpointed; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweepstop "$(sweep_base 'runs = { { run = "long", ["train.steps"] = 1000000 }, { run = "next" } },')")
+    timeout 60 "$A" run "$s" --stop-after 1 >"$TMP/out" 2>&1 # a limit not kept fails here, not hangs
+    code=$?
+    d="$TMP/results/sw/long"
+    if [ $code -eq 124 ] && grep -q "^sweep 'sw': --stop-after 1 s reached" "$TMP/out" &&
+        grep -q '"status":[[:space:]]*"interrupted"' "$d/summary.json" && [ -s "$d/checkpoint.safetensors" ] &&
+        grep -q '"reason":[[:space:]]*"SIGINT at step [0-9]*; starting the sweep again resumes it"' "$d/summary.json" &&
+        [ ! -e "$TMP/results/sw/next" ]; then
+        ok sweep_stop_after_stops_checkpointed
+    else
+        fail sweep_stop_after_stops_checkpointed "exit $code; $(tr '\n' '|' <"$TMP/out")"
     fi
 fi
 # The header names each layer's mixer in a hybrid; with --out, the refusal's hint names --out

@@ -1,4 +1,6 @@
 /* The attnlab command line: train, eval, bench, prepare, help. Usage errors exit with 2. */
+#include <ctype.h>
+#include <math.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,7 +39,7 @@ static const char *USAGE =
     "  train CONFIG [--set path=value]... [--out DIR] [--resume] [--overwrite] [--stop-at STEP] [--only N] [--gpus N]\n"
     "        train the model a Lua config describes; results in <out_dir>/<experiment>/<run>/\n"
     "  run CONFIG [--set path=value]... [--jobs N | --only N] [--gpus LIST] [--jobs-per-gpu K] [--dry-run]\n"
-    "             [--rerun-changed|--keep-changed]\n"
+    "             [--rerun-changed|--keep-changed] [--runs LIST] [--stop-after DURATION]\n"
     "  run CONFIG --status | --slurm [--partition P] [--time T] [--gpus-per-run G] [--cpus-per-run C] [--dry-run]\n"
     "        run every run a sweep config describes, N at a time; finished runs are skipped,\n"
     "        interrupted ones resume; summary.csv and summary.md per experiment (help run)\n"
@@ -92,7 +94,7 @@ typedef struct {
     const char *out, *in;
     bool resume, overwrite, dry_run, rerun_changed, keep_changed, status, slurm;
     long stop_at, steps, context, reps, jobs, only, gpus_per_run, cpus_per_run;
-    const char *partition, *time_limit, *gpus;
+    const char *partition, *time_limit, *gpus, *runs, *stop_after;
     long jobs_per_gpu;
     const char *shapes[8];
     int n_shapes;
@@ -165,6 +167,12 @@ static Args parse_args(int argc, char **argv, int first, const char *allowed) {
             } else if (strcmp(flag, "gpus") == 0) {
                 if (!value) value_error("--gpus needs GPU indices, e.g. 0,1,2,3");
                 a.gpus = argv[++i];
+            } else if (strcmp(flag, "runs") == 0) {
+                if (!value) value_error("--runs needs run numbers, e.g. 3,7-9");
+                a.runs = argv[++i];
+            } else if (strcmp(flag, "stop-after") == 0) {
+                if (!value) value_error("--stop-after needs a duration, e.g. 600, 90s, 10m or 2h");
+                a.stop_after = argv[++i];
             } else if (strcmp(flag, "jobs-per-gpu") == 0) {
                 a.jobs_per_gpu = parse_count_arg(arg, value);
                 i++;
@@ -356,8 +364,56 @@ static void check_run_options(const Args *a) {
     if (!a->slurm && (a->partition || a->time_limit || a->gpus_per_run || a->cpus_per_run))
         value_error("--partition, --time, --gpus-per-run and --cpus-per-run are for --slurm");
     if (a->only && a->jobs) value_error("--only N runs one run: --jobs does not apply");
+    if (a->runs && (a->only || a->status || a->slurm))
+        value_error("--runs picks runs for this machine's jobs: --only, --status and --slurm do not apply");
+    if (a->stop_after && (a->status || a->slurm || a->dry_run))
+        value_error("--stop-after limits the time the runs train here: --status, --slurm and --dry-run run nothing here");
     if ((a->gpus || a->jobs_per_gpu) && (a->status || a->slurm))
         value_error("--gpus and --jobs-per-gpu place a local sweep's jobs; Slurm places --slurm's (--gpus-per-run)");
+}
+
+/* --runs LIST: run numbers and ranges (as --dry-run numbers them) separated by commas, each named
+ * once, into sw->pick (0-based, in the order given). */
+static void parse_run_list(Sweep *sw, const char *list) {
+    sw->pick = xmalloc(sizeof(int) * (size_t)(sw->n_runs ? sw->n_runs : 1));
+    sw->n_pick = 0;
+    const char *p = list;
+    for (;;) {
+        char *end;
+        long lo = strtol(p, &end, 10), hi = lo;
+        bool number = end != p && isdigit((unsigned char)*p);
+        if (number && *end == '-') {
+            const char *q = end + 1;
+            hi = strtol(q, &end, 10);
+            number = end != q && isdigit((unsigned char)*q);
+        }
+        if (!number || (*end != ',' && *end != '\0') || hi < lo)
+            value_error("--runs: expected run numbers or ranges separated by commas (e.g. 3,7-9), got '%s'", list);
+        if (lo < 1 || hi > sw->n_runs)
+            value_error("--runs: %s has runs 1 to %d (--dry-run numbers them), not %ld", sw->source, sw->n_runs,
+                        lo < 1 ? lo : hi);
+        for (long n = lo; n <= hi; n++) {
+            for (int k = 0; k < sw->n_pick; k++)
+                if (sw->pick[k] == n - 1) value_error("--runs: run %ld is named twice in '%s'", n, list);
+            sw->pick[sw->n_pick++] = (int)n - 1;
+        }
+        if (*end == '\0') break;
+        p = end + 1;
+    }
+}
+
+/* --stop-after DURATION: seconds, or a number with s, m or h; positive. */
+static double parse_duration_arg(const char *value) {
+    char *end;
+    double v = strtod(value, &end), unit = 1;
+    if (end != value && *end && !end[1]) { /* one unit letter */
+        unit = *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : 0;
+        end++;
+    }
+    if (!isdigit((unsigned char)value[0]) || *end || !(unit > 0) || !(v > 0) || !isfinite(v * unit))
+        value_error("--stop-after: expected a positive duration in seconds, or with s, m or h (e.g. 600, 90s, 10m, "
+                    "2h), got '%s'", value);
+    return v * unit;
 }
 
 /* `run SWEEP --only N` in a rank's environment (srun's tasks of a data-parallel sweep's Slurm
@@ -390,7 +446,7 @@ static int run_as_rank(Sweep *sw, const Args *a, RankEnv *ranks) {
 static int cmd_run(int argc, char **argv) {
     Args a = parse_args(argc, argv, 2,
                         " set jobs dry-run rerun-changed keep-changed only status slurm partition time gpus-per-run "
-                        "cpus-per-run gpus jobs-per-gpu ");
+                        "cpus-per-run gpus jobs-per-gpu runs stop-after ");
     if (a.n_positional != 1) usage_error("run takes one config file");
     check_run_options(&a);
     if (!path_exists(a.positional[0])) die("config '%s' not found", a.positional[0]);
@@ -401,6 +457,8 @@ static int cmd_run(int argc, char **argv) {
         value_error("--only %ld: %s is a sweep of %d run%s (--dry-run numbers them)", a.only, a.positional[0], sw.n_runs,
                     sw.n_runs == 1 ? "" : "s");
     sw.only = (int)a.only;
+    if (a.runs) parse_run_list(&sw, a.runs);
+    if (a.stop_after) sw.stop_after = parse_duration_arg(a.stop_after);
     RankEnv ranks;
     if (!rank_env_read(&ranks, &err)) value_error("%s", err.msg);
     bool as_rank = ranks.world > 1 && !a.status && !a.slurm && !a.dry_run;
@@ -740,7 +798,7 @@ static const char *HELP_TRAIN =
 
 static const char *HELP_RUN =
     "attnlab run SWEEP [--set path=value]... [--jobs N | --only N] [--gpus LIST] [--jobs-per-gpu K] [--dry-run]\n"
-    "                  [--rerun-changed|--keep-changed]\n"
+    "                  [--rerun-changed|--keep-changed] [--runs LIST] [--stop-after DURATION]\n"
     "attnlab run SWEEP --status\n"
     "attnlab run SWEEP --slurm [--partition P] [--time T] [--gpus-per-run G] [--cpus-per-run C] [--dry-run]\n"
     "\n"
@@ -762,6 +820,9 @@ static const char *HELP_RUN =
     "                    sweep varies, or one no run would use, is refused\n"
     "  --dry-run         checks every run's config and task and lists the runs; nothing runs\n"
     "  --only N          runs run N alone (as --dry-run numbers them), with every promise above\n"
+    "  --runs LIST       runs only these runs (as --dry-run numbers them: 3,7-9), in this order\n"
+    "  --stop-after D    after D seconds (or 90s, 10m, 2h) no run starts and each running one stops\n"
+    "                    as with Ctrl-C, checkpointed; exit status 124 (a session's time limit)\n"
     "  --gpus LIST       runs with device = \"cuda\" go to these GPUs (e.g. 0,1,2,3; default:\n"
     "                    CUDA_VISIBLE_DEVICES, else every GPU), --jobs-per-gpu K at a time on each\n"
     "                    (default 1; --jobs N instead spreads N jobs over them); each run's\n"

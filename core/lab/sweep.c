@@ -484,6 +484,7 @@ void sweep_free(Sweep *sw) {
         free(r->stale);
     }
     free(sw->runs);
+    free(sw->pick);
     select_free(&sw->select);
     free(sw->source);
     free(sw->experiment);
@@ -1025,6 +1026,13 @@ bool sweep_run_finished(const Sweep *sw, const SweepRun *r) {
  * a non-finite loss comes back at once; the others resume). With select.tune_seeds a run is to do
  * once it is wanted (sweep_select.c), and the runs are found again as tuning runs end; a run this
  * sweep started already is never started twice. Returns the runs waiting for their tuning. */
+static bool picked(const Sweep *sw, int i) {
+    if (!sw->pick) return true;
+    for (int k = 0; k < sw->n_pick; k++)
+        if (sw->pick[k] == i) return true;
+    return false;
+}
+
 static int find_todo(Jobs *j) {
     const Sweep *sw = j->sw;
     RunNeed *need = sweep_run_needs(sw);
@@ -1032,7 +1040,8 @@ static int find_todo(Jobs *j) {
     j->total = 0;
     for (int i = 0; i < sw->n_runs; i++) {
         bool over = sweep_run_finished(sw, &sw->runs[i]);
-        j->todo[i] = !over && !j->started[i] && need[i] == RUN_WANTED && (!sw->only || i == sw->only - 1);
+        j->todo[i] = !over && !j->started[i] && need[i] == RUN_WANTED && (!sw->only || i == sw->only - 1) &&
+                     picked(sw, i);
         j->total += over || need[i] != RUN_NOT_CHOSEN;
         waiting += !over && need[i] == RUN_WAITING;
     }
@@ -1076,6 +1085,13 @@ static void say_started(const Sweep *sw, const SweepRun *r, const char *gpu) {
  * rather than every seed of the first settings and nothing of the rest. */
 static int *start_order(const Sweep *sw) {
     int *order = xmalloc(sizeof(int) * (size_t)(sw->n_runs ? sw->n_runs : 1));
+    if (sw->pick) { /* --runs: its order, then the others (never to do) */
+        int n = 0;
+        for (int k = 0; k < sw->n_pick; k++) order[n++] = sw->pick[k];
+        for (int i = 0; i < sw->n_runs; i++)
+            if (!picked(sw, i)) order[n++] = i;
+        return order;
+    }
     for (int i = 0; i < sw->n_runs; i++) { /* insertion sort: stable, and sweeps are small */
         int k = i;
         while (k > 0 && sw->runs[order[k - 1]].cfg.seed > sw->runs[i].cfg.seed) {
@@ -1132,7 +1148,10 @@ static void describe_end(Jobs *j, const SweepRun *r, int status, bool told, char
     cJSON *o = sweep_read_summary(sw, r);
     const char *st = o ? sweep_json_string(o, "status") : NULL;
     if (WIFSIGNALED(status) && told) {
-        snprintf(what, len, "interrupted before training began");
+        /* the run's own handler takes the first stop and checkpoints: dying of it means the handler
+         * was not in place yet, or that another signal reached the run from outside the sweep */
+        snprintf(what, len, "ended by signal %d without checkpointing the stop (before training began, or a "
+                 "second signal from outside the sweep); its last checkpoint, if any, resumes it", WTERMSIG(status));
     } else if (WIFSIGNALED(status)) {
         snprintf(what, len, "crashed (signal %d); see %s/logs/%s.log", WTERMSIG(status), sw->dir, r->name);
         j->failed++;
@@ -1203,6 +1222,11 @@ int sweep_run(Sweep *sw, int jobs) {
         }
         printf("sweep '%s': run %d of %d (%s)%s; results in %s/ (logs in %s/logs/)\n", sw->experiment, sw->only,
                sw->n_runs, r->name, over ? ", already done" : "", sw->dir, sw->dir);
+    } else if (sw->pick) {
+        int done = 0;
+        for (int k = 0; k < sw->n_pick; k++) done += sweep_run_finished(sw, &sw->runs[sw->pick[k]]);
+        printf("sweep '%s': %d of its %d runs (--runs), %d already done, %d job%s; results in %s/ (logs in %s/logs/)\n",
+               sw->experiment, sw->n_pick, sw->n_runs, done, jobs, jobs == 1 ? "" : "s", sw->dir, sw->dir);
     } else {
         printf("sweep '%s': %d run%s, %d already done, %d job%s; results in %s/ (logs in %s/logs/)\n",
                sw->experiment, j.total, j.total == 1 ? "" : "s", j.done, jobs, jobs == 1 ? "" : "s", sw->dir, sw->dir);
@@ -1217,7 +1241,17 @@ int sweep_run(Sweep *sw, int jobs) {
     j.told = xcalloc((size_t)jobs, sizeof(bool));
     j.slot_run = xcalloc((size_t)jobs, sizeof(int));
     sweep_pid = getpid();
+    double start = now_seconds();
+    bool timed_out = false;
     for (;;) {
+        if (sw->stop_after > 0 && !sweep_stop && now_seconds() - start >= sw->stop_after) {
+            end_status_line();
+            printf("sweep '%s': --stop-after %g s reached: no run starts, each running one stops at the end of its "
+                   "step with a checkpoint\n", sw->experiment, sw->stop_after);
+            fflush(stdout);
+            sweep_stop = SIGINT; /* what a Ctrl-C does */
+            timed_out = true;
+        }
         start_runs(&j);
         if (j.n_running == 0) break;
         int status;
@@ -1236,5 +1270,5 @@ int sweep_run(Sweep *sw, int jobs) {
     free(j.pids);
     free(j.told);
     free(j.slot_run);
-    return sweep_stop ? 130 : 0;
+    return timed_out ? 124 : sweep_stop ? 130 : 0;
 }

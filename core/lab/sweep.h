@@ -49,6 +49,13 @@ typedef struct {
     SweepSelect select;
     ChangedRuns on_changed;
     int only; /* run only run `only` (1-based, as --dry-run numbers them; a Slurm array task); 0: all */
+    /* `run --runs LIST`: the runs to train (0-based), in the order they start; NULL: every run,
+     * seed by seed (start_order) */
+    int *pick;
+    int n_pick;
+    /* `run --stop-after S`: S seconds after the sweep starts, no run starts and each running one gets
+     * the stop a Ctrl-C gives (its step finished, a checkpoint); 0: no limit */
+    double stop_after;
     /* GPU placement (runs with device = "cuda"): job slot s runs with CUDA_VISIBLE_DEVICES set to
      * gpus.names[s % gpus.n], so each GPU keeps jobs / gpus.n runs going; gpus.n 0: no placement */
     GpuList gpus;
@@ -64,7 +71,7 @@ bool sweep_load(Sweep *sw, const char *path, char **sets, int n_sets, Error *err
  * either; false with err when the file does not load. */
 bool sweep_file_is_sweep(const char *path, bool *is_sweep, Error *err);
 /* Runs what is not finished yet, `jobs` at a time; returns the exit status (0: all finished or
- * failed with a recorded reason, 130: interrupted). */
+ * failed with a recorded reason, 130: interrupted, 124: stopped by stop_after). */
 int sweep_run(Sweep *sw, int jobs);
 /* What sweep_run does first: runs whose folder holds another config's results stop the sweep with
  * one line, or are cleared or kept as on_changed says (the Slurm path calls it before submitting). */
