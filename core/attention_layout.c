@@ -2,10 +2,11 @@
 
 #include "util.h"
 
-AttnShape attn_rotating_shape(const Backend *be, AttnShape shape, const float *cos, const float *sin) {
+AttnShape attn_rotating_shape(const Backend *be, AttnShape shape, const RopeTable *rope) {
+    if (!rope) return shape;
     AttnShape in_op = shape;
-    in_op.rope_cos = cos;
-    in_op.rope_sin = sin;
+    in_op.rope_cos = rope->cos;
+    in_op.rope_sin = rope->sin;
     return be->attention_rotates(&in_op) ? in_op : shape;
 }
 

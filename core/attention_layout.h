@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "backend.h"
+#include "rope_table.h"
 
 /* the copy_heads op of the backend that runs the attention */
 typedef void CopyHeadsFn(float *dst, long dst_stride, long dst_head_stride, const float *src, long src_stride,
@@ -24,9 +25,12 @@ static inline long attn_value_head(const AttnShape *s) { return s->v_head ? s->v
  * it), else all Dk */
 static inline int attn_rotated(const AttnShape *s) { return s->k_shared ? s->k_shared : s->Dk; }
 
-/* the shape with RoPE's tables (cos, sin: [T, attn_rotated / 2]) where the backend rotates inside
- * its attention (attention_rotates), else the shape as it is, and the caller rotates */
-AttnShape attn_rotating_shape(const Backend *be, AttnShape shape, const float *cos, const float *sin);
+/* the shape with the layer's RoPE tables (cos, sin: [T, attn_rotated / 2]) where the backend
+ * rotates inside its attention (attention_rotates), else the shape as it is; rope NULL: NoPE */
+AttnShape attn_rotating_shape(const Backend *be, AttnShape shape, const RopeTable *rope);
+
+/* whether the layer rotates q and k itself around the attention: RoPE, and a shape without tables */
+static inline bool attn_layer_rotates(const AttnShape *s, const RopeTable *rope) { return rope && !s->rope_cos; }
 
 /* whether keys and values are heads side by side, nothing shared */
 bool attn_layout_plain(const AttnShape *s);

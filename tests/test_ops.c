@@ -383,14 +383,19 @@ TEST(test_attention_rotating_shape) {
     plain.k_shared = 0;
     CHECK(attn_rotated(&mla) == 32 && attn_rotated(&plain) == 96, "rotated columns %d and %d, want 32 and 96",
           attn_rotated(&mla), attn_rotated(&plain));
-    const float cos_t[16] = {0}, sin_t[16] = {0};
-    AttnShape on_cpu = attn_rotating_shape(backend_cpu(), mla, cos_t, sin_t);
+    float cos_t[16] = {0}, sin_t[16] = {0};
+    const RopeTable rope = {.cos = cos_t, .sin = sin_t};
+    AttnShape on_cpu = attn_rotating_shape(backend_cpu(), mla, &rope);
     CHECK(!on_cpu.rope_cos && !on_cpu.rope_sin, "the CPU's attention was handed RoPE's tables");
+    CHECK(attn_layer_rotates(&on_cpu, &rope), "the layer does not rotate where the CPU's attention does not");
     Backend rotating = *backend_cpu();
     rotating.attention_rotates = rotates_any_shape;
-    AttnShape in_op = attn_rotating_shape(&rotating, mla, cos_t, sin_t);
+    AttnShape in_op = attn_rotating_shape(&rotating, mla, &rope);
     CHECK(in_op.rope_cos == cos_t && in_op.rope_sin == sin_t, "a rotating backend's shape lacks the tables");
     CHECK(in_op.Dk == 96 && in_op.k_shared == 32 && in_op.Dv == 64, "the shape changed beyond its tables");
+    CHECK(!attn_layer_rotates(&in_op, &rope), "the layer rotates too where the attention does");
+    AttnShape nope = attn_rotating_shape(&rotating, mla, NULL);
+    CHECK(!nope.rope_cos && !attn_layer_rotates(&nope, NULL), "NoPE was rotated");
 }
 
 /* ---- LM head + cross-entropy ---- */

@@ -151,12 +151,10 @@ static AttnShape attn_shape(const Mla *m, int B, int T) {
 /* The attention's shape. Under RoPE the attention rotates the decoupled key and the query
  * columns that meet it (the last dr of each head: attn_rotated) itself where the backend can (the
  * GPU's kernels, as they pack q and k), and the shape carries the tables; else the layer rotates
- * (rotate_here, rotate). */
+ * (attn_layer_rotates, rotate). */
 static AttnShape rotary_shape(const Mla *m, const Backend *be, int B, int T) {
-    AttnShape shape = attn_shape(m, B, T);
-    return m->rope_table ? attn_rotating_shape(be, shape, m->rope_table->cos, m->rope_table->sin) : shape;
+    return attn_rotating_shape(be, attn_shape(m, B, T), m->rope_table);
 }
-static bool rotate_here(const Mla *m, const AttnShape *shape) { return m->rope_table && !shape->rope_cos; }
 
 /* q's rotary columns and the shared key kr rotated (inverse: their gradients turned back) */
 static void rotate(const Mla *m, const Backend *be, float *q, float *kr, int B, int T, bool inverse) {
@@ -228,7 +226,7 @@ static void mla_forward(Mixer *mx, const Backend *be, const float *x, float *y, 
     be->rmsnorm_forward(m->c_n, m->c_rstd, m->c, m->kv_norm.w, N, m->r, m->eps);
     linear_forward(be, m->kv, m->c_n, &m->w_ukv, N, m->r, HKV, false);
     AttnShape shape = rotary_shape(m, be, B, T);
-    if (rotate_here(m, &shape)) rotate(m, be, m->q, m->kr, B, T, false);
+    if (attn_layer_rotates(&shape, m->rope_table)) rotate(m, be, m->q, m->kr, B, T, false);
     be->attention_forward(&shape, m->att, m->lse, m->saved, m->q, m->kv, m->kr, m->kv + m->dn, m->work);
     linear_forward(be, y, m->att, &m->w_o, N, HV, m->C, true);
 }
@@ -241,7 +239,7 @@ static void mla_backward(Mixer *mx, const Backend *be, const float *x, const flo
     AttnShape shape = rotary_shape(m, be, B, T);
     be->attention_backward(&shape, m->dq, m->dkv, m->dkr, m->dkv + m->dn, m->datt, m->q, m->kv, m->kr, m->kv + m->dn,
                            m->att, m->lse, m->saved, m->work);
-    if (rotate_here(m, &shape)) rotate(m, be, m->dq, m->dkr, B, T, true);
+    if (attn_layer_rotates(&shape, m->rope_table)) rotate(m, be, m->dq, m->dkr, B, T, true);
     linear_backward(be, dx, m->dkr, x, &m->w_kr, N, m->C, m->dr, true);
     linear_backward(be, m->dc_n, m->dkv, m->c_n, &m->w_ukv, N, m->r, HKV, false);
     be->zero(m->dc, (size_t)N * m->r);

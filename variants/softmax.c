@@ -109,19 +109,17 @@ static void rotate(const Softmax *s, const Backend *be, float *qkv, int B, int T
 
 /* The attention's shape. With RoPE, the attention rotates q and k (and its gradients) itself
  * where the backend can (the GPU's kernels, as they pack q and k: one pass over them fewer each
- * way); where the shape carries no tables, the layer rotates (rotate_here). */
+ * way); where the shape carries no tables, the layer rotates (attn_layer_rotates). */
 static AttnShape rotary_shape(const Softmax *s, const Backend *be, int B, int T) {
-    AttnShape shape = attn_shape(s, B, T);
-    return s->rope ? attn_rotating_shape(be, shape, s->rope_table->cos, s->rope_table->sin) : shape;
+    return attn_rotating_shape(be, attn_shape(s, B, T), s->rope_table);
 }
-static bool rotate_here(const Softmax *s, const AttnShape *shape) { return s->rope && !shape->rope_cos; }
 
 static void softmax_forward(Mixer *m, const Backend *be, const float *x, float *y, int B, int T) {
     Softmax *s = (Softmax *)m;
     int N = B * T, w = qkv_width(s);
     linear_forward(be, s->qkv, x, &s->wqkv, N, s->C, w, false);
     AttnShape shape = rotary_shape(s, be, B, T);
-    if (rotate_here(s, &shape)) rotate(s, be, s->qkv, B, T, false);
+    if (attn_layer_rotates(&shape, s->rope_table)) rotate(s, be, s->qkv, B, T, false);
     const float *q = s->qkv, *k = q + (size_t)s->H * s->D, *v = k + (size_t)s->Hkv * s->D;
     be->attention_forward(&shape, s->att, s->lse, s->saved, q, k, NULL, v, s->work);
     linear_forward(be, y, s->att, &s->wo, N, s->H * s->D, s->C, true);
@@ -135,7 +133,7 @@ static void softmax_backward(Mixer *m, const Backend *be, const float *x, const 
     const float *q = s->qkv, *k = q + HD, *v = k + (size_t)s->Hkv * s->D;
     float *dq = s->dqkv, *dk = dq + HD, *dv = dk + (size_t)s->Hkv * s->D;
     be->attention_backward(&shape, dq, dk, NULL, dv, s->datt, q, k, NULL, v, s->att, s->lse, s->saved, s->work);
-    if (rotate_here(s, &shape)) rotate(s, be, s->dqkv, B, T, true);
+    if (attn_layer_rotates(&shape, s->rope_table)) rotate(s, be, s->dqkv, B, T, true);
     linear_backward(be, dx, s->dqkv, x, &s->wqkv, N, s->C, w, false);
 }
 
