@@ -1021,11 +1021,7 @@ bool sweep_run_finished(const Sweep *sw, const SweepRun *r) {
     return finished;
 }
 
-/* Marks the runs still to do and counts the runs the sweep will have trained (total): only a
- * finished run is done (a failed one is tried again from its last checkpoint: a full disk passes,
- * a non-finite loss comes back at once; the others resume). With select.tune_seeds a run is to do
- * once it is wanted (sweep_select.c), and the runs are found again as tuning runs end; a run this
- * sweep started already is never started twice. Returns the runs waiting for their tuning. */
+/* whether run i is one --runs names (every run without --runs) */
 static bool picked(const Sweep *sw, int i) {
     if (!sw->pick) return true;
     for (int k = 0; k < sw->n_pick; k++)
@@ -1033,6 +1029,11 @@ static bool picked(const Sweep *sw, int i) {
     return false;
 }
 
+/* Marks the runs still to do and counts the runs the sweep will have trained (total): only a
+ * finished run is done (a failed one is tried again from its last checkpoint: a full disk passes,
+ * a non-finite loss comes back at once; the others resume). With select.tune_seeds a run is to do
+ * once it is wanted (sweep_select.c), and the runs are found again as tuning runs end; a run this
+ * sweep started already is never started twice. Returns the runs waiting for their tuning. */
 static int find_todo(Jobs *j) {
     const Sweep *sw = j->sw;
     RunNeed *need = sweep_run_needs(sw);
