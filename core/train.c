@@ -560,6 +560,12 @@ static bool save_checkpoint(TrainRun *r) {
     r->st.wall_seconds = r->wall_before + (now_seconds() - r->session_t0);
     if (checkpoint_save(r->paths.checkpoint, r->m, &r->st, &err)) {
         r->saved_step = r->st.step;
+        /* summary.json says how far the run got, so a run killed after this (--status: killed) shows
+         * the step its checkpoint resumes from, not the step it started at */
+        r->sum.step = r->st.step;
+        r->sum.wall_s = r->st.wall_seconds;
+        r->sum.tokens_seen = r->st.tokens_seen;
+        summary_write(r->paths.summary, &r->sum);
         return true;
     }
     /* disk full, say: the previous checkpoint is intact and the run resumes from it */

@@ -649,6 +649,27 @@ if selected sweep_interrupt_says_how_to_go_on; then
         fail sweep_interrupt_says_how_to_go_on "exit $code; reason '$reason'; $(grep long "$TMP/summary.md"); $(head -3 "$TMP/out2" | tr '\n' '|')"
     fi
 fi
+# A run killed without warning (SIGKILL) after a checkpoint: its summary.json says the step that
+# checkpoint resumes from (written with each checkpoint), and --status shows it killed there
+if selected summary_tells_the_last_checkpoint_of_a_killed_run; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweepkill "$(sweep_base 'runs = { { run = "long", ["train.steps"] = 1000000 } },')")
+    "$A" train "$s" --only 1 >/dev/null 2>&1 &
+    pid=$!
+    d="$TMP/results/sw/long"
+    for _ in $(seq 300); do [ -s "$d/checkpoint.safetensors" ] && break; sleep 0.1; done
+    sleep 0.3
+    kill -KILL $pid
+    wait $pid 2>/dev/null
+    step=$(grep -o '"step":[[:space:]]*[0-9]*' "$d/summary.json" | grep -o '[0-9]*$')
+    "$A" run "$s" --status >"$TMP/out" 2>&1
+    if [ -n "$step" ] && [ "$step" -gt 0 ] && [ $((step % 2)) -eq 0 ] &&
+        grep -q '"status":[[:space:]]*"running"' "$d/summary.json" && grep -q "killed *long at step $step\b" "$TMP/out"; then
+        ok summary_tells_the_last_checkpoint_of_a_killed_run
+    else
+        fail summary_tells_the_last_checkpoint_of_a_killed_run "step '$step'; $(tr '\n' '|' <"$TMP/out")"
+    fi
+fi
 # --runs: only the runs named, in the order named (a device session's likely-fast runs first)
 if selected sweep_runs_in_the_order_given; then
     rm -rf "$TMP/results"
