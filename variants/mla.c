@@ -234,13 +234,12 @@ static void mla_forward(Mixer *mx, const Backend *be, const float *x, float *y, 
 static void mla_backward(Mixer *mx, const Backend *be, const float *x, const float *dy, float *dx, int B, int T) {
     Mla *m = (Mla *)mx;
     int N = B * T, H = m->H, dk = qk_dim(m), HQ = H * dk, HKV = H * kv_dim(m), HV = H * m->dv;
-    be->zero(dx, (size_t)N * m->C);
     linear_backward(be, m->datt, dy, m->att, &m->w_o, N, HV, m->C, false);
     AttnShape shape = rotary_shape(m, be, B, T);
     be->attention_backward(&shape, m->dq, m->dkv, m->dkr, m->dkv + m->dn, m->datt, m->q, m->kv, m->kr, m->kv + m->dn,
                            m->att, m->lse, m->saved, m->work);
     if (attn_layer_rotates(&shape, m->rope_table)) rotate(m, be, m->dq, m->dkr, B, T, true);
-    linear_backward(be, dx, m->dkr, x, &m->w_kr, N, m->C, m->dr, true);
+    linear_backward(be, dx, m->dkr, x, &m->w_kr, N, m->C, m->dr, false); /* the first into dx writes it */
     linear_backward(be, m->dc_n, m->dkv, m->c_n, &m->w_ukv, N, m->r, HKV, false);
     be->zero(m->dc, (size_t)N * m->r);
     be->rmsnorm_backward(m->dc, m->kv_norm.g, m->dc_n, m->c, m->kv_norm.w, m->c_rstd, N, m->r);
