@@ -439,7 +439,15 @@ void delta_layer_forward(Mixer *m, const Backend *be, const float *x, float *y, 
 /* The core's backward into dq, dk, dv, dg and dbeta; dplr's through its inputs too: v' = beta v,
  * b = -beta k and a = k sigmoid(r) send gradient to v, k, beta and, through r, its projections
  * (dx gains the read gate's path). */
-static void core_backward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, float *dx, int B, int T) {
+/* dx's products in order: the first writes dx, the rest add to it (no zeroing pass before them) */
+static bool adds_to_dx(bool *dx_written) {
+    bool add = *dx_written;
+    *dx_written = true;
+    return add;
+}
+
+static void core_backward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, float *dx,
+                          bool *dx_written, int B, int T) {
     ScanShape s = core_shape(L, B, T, L->cfg.chunk_size);
     if (!L->gates->read_gate) {
         be->delta_rule_backward(&s, L->dq, L->dk, L->dv, L->dg, L->dbeta, NULL, NULL, L->d_o, bf->q, bf->k, bf->v,
@@ -458,7 +466,7 @@ static void core_backward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, co
     be->add(L->dk, dk_read, (size_t)N * HK);
     be->bias_backward(L->b_r.g, dr, N, HK);
     linear_backward(be, dr1, dr, bf->r1, &L->w_r2, N, L->R, HK, false);
-    linear_backward(be, dx, dr1, x, &L->w_r1, N, C, L->R, true);
+    linear_backward(be, dx, dr1, x, &L->w_r1, N, C, L->R, adds_to_dx(dx_written));
 }
 
 /* One input path back to x: [RoPE] <- [L2 norm] <- SiLU <- [short conv] <- projection. d holds the
@@ -501,7 +509,7 @@ void delta_layer_backward(Mixer *m, const Backend *be, const float *x, const flo
     DeltaBuffers *bf = &L->train;
     const int N = B * T, C = L->C, H = L->H, HK = H * L->K, HV = H * L->V;
     remake_for_backward(L, be, bf, x, B, T);
-    be->zero(dx, (size_t)N * C);
+    bool dx_written = false;
     linear_backward(be, L->d_out, dy, L->cfg.output_gate ? bf->y_g : bf->o_n, &L->w_o, N, HV, C, false);
     const float *d_on = L->d_out;
     if (L->cfg.output_gate) {
@@ -509,24 +517,24 @@ void delta_layer_backward(Mixer *m, const Backend *be, const float *x, const flo
         if (L->gates->low_rank) {
             be->bias_backward(L->b_g.g, L->dz, N, HV);
             linear_backward(be, L->dz1, L->dz, bf->z1, &L->w_g2, N, L->R, HV, false);
-            linear_backward(be, dx, L->dz1, x, &L->w_g1, N, C, L->R, true);
+            linear_backward(be, dx, L->dz1, x, &L->w_g1, N, C, L->R, adds_to_dx(&dx_written));
         } else {
-            linear_backward(be, dx, L->dz, x, &L->w_g, N, C, HV, true);
+            linear_backward(be, dx, L->dz, x, &L->w_g, N, C, HV, adds_to_dx(&dx_written));
         }
         d_on = L->d_on;
     }
     be->zero(L->d_o, (size_t)N * HV);
     be->rmsnorm_backward(L->d_o, L->o_norm.g, d_on, bf->o, L->o_norm.w, bf->o_rstd, N * H, L->V);
-    core_backward(L, be, bf, x, dx, B, T);
+    core_backward(L, be, bf, x, dx, &dx_written, B, T);
     be->decay_gate_backward(L->da, L->A_log.g, L->dt_bias.g, L->dg, bf->a, L->A_log.w, L->dt_bias.w, N, H, L->gw);
     if (L->gates->low_rank) {
         linear_backward(be, L->df1, L->da, bf->f1, &L->w_f2, N, L->R, HK, false);
-        linear_backward(be, dx, L->df1, x, &L->w_f1, N, C, L->R, true);
+        linear_backward(be, dx, L->df1, x, &L->w_f1, N, C, L->R, adds_to_dx(&dx_written));
     } else {
-        linear_backward(be, dx, L->da, x, &L->w_a, N, C, H, true);
+        linear_backward(be, dx, L->da, x, &L->w_a, N, C, H, adds_to_dx(&dx_written));
     }
     be->sigmoid_backward(L->dbeta, L->dbeta, bf->beta, (size_t)N * H);
-    linear_backward(be, dx, L->dbeta, x, &L->w_b, N, C, H, true);
+    linear_backward(be, dx, L->dbeta, x, &L->w_b, N, C, H, true); /* after the decay's product: adds */
     bool norm = L->cfg.qk_norm;
     input_path_backward(L, be, L->dq, L->d_alt, bf->q_pre, bf->q, bf->q_rn, &L->conv.q, &L->w_q, x, dx, B, T, HK,
                         norm, L->rope);
