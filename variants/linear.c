@@ -200,17 +200,17 @@ static void linear_forward_mixer(Mixer *m, const Backend *be, const float *x, fl
 }
 
 /* d (the gradient at the convolution's output, width channels) back to x through [short conv]
- * and the projection. */
+ * and the projection: into dx (the first path) or added to it. */
 static void conv_path_backward(LinearLayer *L, const Backend *be, const float *d, const float *pre, Param *conv,
-                               Param *w, const float *x, float *dx, int B, int T, int width) {
+                               Param *w, const float *x, float *dx, bool add, int B, int T, int width) {
     if (L->W) {
         be->conv1d_backward(L->d_conv, conv->g, d, pre, conv->w, B, T, width, L->W);
         d = L->d_conv;
     }
-    linear_backward(be, dx, d, x, w, B * T, L->C, width, true);
+    linear_backward(be, dx, d, x, w, B * T, L->C, width, add);
 }
 
-/* One of q and k back to x: [RoPE] <- phi <- [short conv] <- projection. */
+/* One of q and k back to x, added to dx: [RoPE] <- phi <- [short conv] <- projection. */
 static void qk_path_backward(LinearLayer *L, const Backend *be, float *d, const float *c_in, const float *pre,
                              Param *conv, Param *w, const float *x, float *dx, int B, int T) {
     const int N = B * T, K = L->K, HK = L->H * K;
@@ -219,7 +219,7 @@ static void qk_path_backward(LinearLayer *L, const Backend *be, float *d, const 
         be->rope_backward(d, B, T, L->H, K, HK, 0, K, t->cos, t->sin, 0);
     }
     be->feature_map_backward(L->d_alt, d, c_in, (size_t)N * HK, L->phi);
-    conv_path_backward(L, be, L->d_alt, pre, conv, w, x, dx, B, T, HK);
+    conv_path_backward(L, be, L->d_alt, pre, conv, w, x, dx, true, B, T, HK);
 }
 
 static void linear_backward_mixer(Mixer *m, const Backend *be, const float *x, const float *dy, float *dx, int B,
@@ -228,7 +228,6 @@ static void linear_backward_mixer(Mixer *m, const Backend *be, const float *x, c
     LinearBuffers *bf = &L->train;
     const int N = B * T, C = L->C, H = L->H, HV = H * L->V;
     alias_conv(L, bf);
-    be->zero(dx, (size_t)N * C);
     linear_backward(be, L->d_o, dy, bf->o, &L->w_o, N, HV, C, false);
     const float *d_core = L->d_o, *v = bf->v;
     if (L->normalize) {
@@ -244,7 +243,7 @@ static void linear_backward_mixer(Mixer *m, const Backend *be, const float *x, c
         be->copy_rows(L->d_o, L->V, L->dv_aug, core_v(L), N * H, L->V, false);
         dv = L->d_o;
     }
-    conv_path_backward(L, be, dv, bf->v_pre, &L->conv.v, &L->w_v, x, dx, B, T, HV);
+    conv_path_backward(L, be, dv, bf->v_pre, &L->conv.v, &L->w_v, x, dx, false, B, T, HV); /* writes dx */
     qk_path_backward(L, be, L->dq, bf->q_c, bf->q_pre, &L->conv.q, &L->w_q, x, dx, B, T);
     qk_path_backward(L, be, L->dk, bf->k_c, bf->k_pre, &L->conv.k, &L->w_k, x, dx, B, T);
 }
