@@ -678,7 +678,8 @@ if selected sweep_runs_in_the_order_given; then
     code=$?
     if [ $code -eq 0 ] && [ "$(grep '^started' "$TMP/out" | tr '\n' '|')" = "started seed=3|started seed=1|" ] &&
         [ "$(ls -d "$TMP/results/sw/seed="* | xargs -n1 basename | tr '\n' ' ')" = "seed=1 seed=3 " ] &&
-        grep -q "^sweep 'sw': 2 of its 3 runs (--runs), 0 already done" "$TMP/out"; then
+        grep -q "^sweep 'sw': 2 of its 3 runs (--runs), 0 already done" "$TMP/out" &&
+        grep -q "^\[2/2\] seed=1 finished" "$TMP/out" && grep -q "^sweep 'sw': 2 of 2 runs done" "$TMP/out"; then
         ok sweep_runs_in_the_order_given
     else
         fail sweep_runs_in_the_order_given "exit $code; $(tr '\n' '|' <"$TMP/out")"

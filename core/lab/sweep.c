@@ -1043,7 +1043,7 @@ static int find_todo(Jobs *j) {
         bool over = sweep_run_finished(sw, &sw->runs[i]);
         j->todo[i] = !over && !j->started[i] && need[i] == RUN_WANTED && (!sw->only || i == sw->only - 1) &&
                      picked(sw, i);
-        j->total += over || need[i] != RUN_NOT_CHOSEN;
+        j->total += picked(sw, i) && (over || need[i] != RUN_NOT_CHOSEN);
         waiting += !over && need[i] == RUN_WAITING;
     }
     j->next = 0;
@@ -1051,9 +1051,10 @@ static int find_todo(Jobs *j) {
     return waiting;
 }
 
+/* the finished runs among those the sweep trains (--runs: those it names) */
 static int count_finished(const Sweep *sw) {
     int done = 0;
-    for (int i = 0; i < sw->n_runs; i++) done += sweep_run_finished(sw, &sw->runs[i]);
+    for (int i = 0; i < sw->n_runs; i++) done += picked(sw, i) && sweep_run_finished(sw, &sw->runs[i]);
     return done;
 }
 
@@ -1224,10 +1225,8 @@ int sweep_run(Sweep *sw, int jobs) {
         printf("sweep '%s': run %d of %d (%s)%s; results in %s/ (logs in %s/logs/)\n", sw->experiment, sw->only,
                sw->n_runs, r->name, over ? ", already done" : "", sw->dir, sw->dir);
     } else if (sw->pick) {
-        int done = 0;
-        for (int k = 0; k < sw->n_pick; k++) done += sweep_run_finished(sw, &sw->runs[sw->pick[k]]);
         printf("sweep '%s': %d of its %d runs (--runs), %d already done, %d job%s; results in %s/ (logs in %s/logs/)\n",
-               sw->experiment, sw->n_pick, sw->n_runs, done, jobs, jobs == 1 ? "" : "s", sw->dir, sw->dir);
+               sw->experiment, j.total, sw->n_runs, j.done, jobs, jobs == 1 ? "" : "s", sw->dir, sw->dir);
     } else {
         printf("sweep '%s': %d run%s, %d already done, %d job%s; results in %s/ (logs in %s/logs/)\n",
                sw->experiment, j.total, j.total == 1 ? "" : "s", j.done, jobs, jobs == 1 ? "" : "s", sw->dir, sw->dir);
