@@ -436,9 +436,6 @@ void delta_layer_forward(Mixer *m, const Backend *be, const float *x, float *y, 
 
 /* ---- backward ---- */
 
-/* The core's backward into dq, dk, dv, dg and dbeta; dplr's through its inputs too: v' = beta v,
- * b = -beta k and a = k sigmoid(r) send gradient to v, k, beta and, through r, its projections
- * (dx gains the read gate's path). */
 /* dx's products in order: the first writes dx, the rest add to it (no zeroing pass before them) */
 static bool adds_to_dx(bool *dx_written) {
     bool add = *dx_written;
@@ -446,6 +443,9 @@ static bool adds_to_dx(bool *dx_written) {
     return add;
 }
 
+/* The core's backward into dq, dk, dv, dg and dbeta; dplr's through its inputs too: v' = beta v,
+ * b = -beta k and a = k sigmoid(r) send gradient to v, k, beta and, through r, its projections
+ * (dx gains the read gate's path). */
 static void core_backward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, float *dx,
                           bool *dx_written, int B, int T) {
     ScanShape s = core_shape(L, B, T, L->cfg.chunk_size);
