@@ -132,6 +132,12 @@ typedef struct {
      * instead of rounding the weight again); (NULL, 0) after the step's last backward, before the                   \
      * optimizer changes w: products read the weights again. The CPU reads w as it is */                             \
     X(void, step_weights, (const float *w, size_t n))                                                                \
+    /* an activation x [n] (a block's normed input) that the products after it read, unchanged, until              \
+     * hold_operand(NULL, 0) or the next hold: a backend that rounds products' operands (the GPU in its              \
+     * tensor-core mode) keeps one rounded copy of x for all of them, made by the RMSNorm that writes x              \
+     * next (rmsnorm_forward into exactly x), else by the first product that reads it. Call it before               \
+     * the op that writes x; nothing but that op may write x while it is held. The CPU reads x as it is */            \
+    X(void, hold_operand, (const float *x, size_t n))                                                                \
     /* n <= LINEAR_GROUP_MAX linear layers of one input x [N, in]: the products of outs[i], of x itself              \
      * (norm NULL) or of RMSNorm(x), in any order (no output may overlap another or x). One op so that a             \
      * backend can run a token's projections as one launch (the GPU at decode, where each product is                 \

@@ -187,6 +187,16 @@ static XentStats head_loss(Model *m, const int *targets, float grad_scale) {
     return st;
 }
 
+/* A block's norm into m->normed, held (hold_operand) for the products of the branch that reads
+ * it: the GPU rounds it to bf16 in the norm's own pass, once for all of them (the mixer's
+ * projections and the MLP's, forward and backward), instead of once a product. */
+static void norm_for_branch(Model *m, float *rstd, const float *x, const float *w) {
+    const Backend *be = m->be;
+    int N = m->B * m->T, C = m->C;
+    be->hold_operand(m->normed, (size_t)N * C);
+    be->rmsnorm_forward(m->normed, rstd, x, w, N, C, (float)m->cfg.norm_eps);
+}
+
 XentStats model_forward(Model *m, const int *tokens, const int *targets, float grad_scale) {
     if (grad_scale > 0.0f && m->forward_only) die("model_forward: a training forward on buffers made for forwards alone");
     const Backend *be = m->be;
@@ -198,13 +208,13 @@ XentStats model_forward(Model *m, const int *tokens, const int *targets, float g
         Layer *layer = &m->layers[l];
         const float *x = m->residual[l];
         float *out = m->residual[l + 1];
-        be->rmsnorm_forward(m->normed, layer->rstd1, x, layer->norm1.w, N, C, eps);
+        norm_for_branch(m, layer->rstd1, x, layer->norm1.w);
         /* without the MLP the mixer adds straight into the layer's output */
         float *mixed = m->cfg.mlp ? layer->mid : out;
         be->copy(mixed, x, (size_t)N * C);
         layer->mixer->ops->forward(layer->mixer, be, m->normed, mixed, B, T);
         if (m->cfg.mlp) {
-            be->rmsnorm_forward(m->normed, layer->rstd2, layer->mid, layer->norm2.w, N, C, eps);
+            norm_for_branch(m, layer->rstd2, layer->mid, layer->norm2.w);
             be->copy(out, layer->mid, (size_t)N * C);
             mlp_forward(&layer->mlp, be, m->normed, out, N);
         }
@@ -213,6 +223,7 @@ XentStats model_forward(Model *m, const int *tokens, const int *targets, float g
             be->upload(out, &nan, sizeof nan);
         }
     }
+    be->hold_operand(NULL, 0); /* the head writes normed's rows itself (scored rows) */
     be->rmsnorm_forward(m->ln_f, m->rstd_f, m->residual[m->L], m->norm_f.w, N, C, eps);
     return head_loss(m, targets, grad_scale);
 }
@@ -229,7 +240,6 @@ void model_backward(Model *m) {
     if (m->forward_only) die("model_backward: the buffers were made for forwards alone (model_reshape_forward)");
     const Backend *be = m->be;
     int B = m->B, T = m->T, N = B * T, C = m->C;
-    float eps = (float)m->cfg.norm_eps;
     be->zero(m->dres, (size_t)N * C);
     be->rmsnorm_backward(m->dres, m->norm_f.g, m->dln, m->residual[m->L], m->norm_f.w, m->rstd_f, N, C);
     /* the parameter table is embedding, layers bottom up, final norm, head: what the backward
@@ -238,15 +248,16 @@ void model_backward(Model *m) {
     for (int l = m->L - 1; l >= 0; l--) {
         Layer *layer = &m->layers[l];
         if (m->cfg.mlp) {
-            be->rmsnorm_forward(m->normed, layer->rstd2, layer->mid, layer->norm2.w, N, C, eps);
+            norm_for_branch(m, layer->rstd2, layer->mid, layer->norm2.w);
             mlp_backward(&layer->mlp, be, m->normed, m->dres, m->dln, N);
             be->rmsnorm_backward(m->dres, layer->norm2.g, m->dln, layer->mid, layer->norm2.w, layer->rstd2, N, C);
         }
-        be->rmsnorm_forward(m->normed, layer->rstd1, m->residual[l], layer->norm1.w, N, C, eps);
+        norm_for_branch(m, layer->rstd1, m->residual[l], layer->norm1.w);
         layer->mixer->ops->backward(layer->mixer, be, m->normed, m->dres, m->dln, B, T);
         be->rmsnorm_backward(m->dres, layer->norm1.g, m->dln, m->residual[l], layer->norm1.w, layer->rstd1, N, C);
         gradients_ready(m, layer->norm1.g); /* a layer's first parameter */
     }
+    be->hold_operand(NULL, 0);
     be->embedding_backward(m->wte.g, m->dres, m->tokens, N, C);
     gradients_ready(m, m->params.g);
 }

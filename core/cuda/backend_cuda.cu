@@ -267,8 +267,51 @@ const __nv_bfloat16 *cuda_step_copy(const float *w, size_t n) {
     return step_copy + (w - step_from);
 }
 
+// hold_operand's copy: one activation (a block's normed input) as the bf16 products after it
+// read it, rounded once for all of them: by the RMSNorm that writes it (cuda_held_target), else by
+// the first product that reads it (held_rows). NULL from: nothing held.
+static __nv_bfloat16 *held_copy;
+static size_t held_cap, held_n;
+static const float *held_from;
+static bool held_made;
+
+extern "C" void cuda_hold_operand(const float *x, size_t n) {
+    held_from = NULL;
+    held_n = 0;
+    held_made = false;
+    if (!x || !n || !cuda_tensor_cores()) return; /* the fp32 mode reads x */
+    if (n > held_cap) {
+        if (cuda_capture_refuses()) return; /* a graph would keep the old buffer */
+        if (held_copy) cuda_release(held_copy);
+        held_copy = (__nv_bfloat16 *)cuda_alloc(sizeof(__nv_bfloat16) * n);
+        held_cap = n;
+    }
+    held_from = x;
+    held_n = n;
+}
+
+__nv_bfloat16 *cuda_held_target(const float *out, size_t n) {
+    if (!held_from || out != held_from || n != held_n) return NULL;
+    held_made = true; /* by the caller's kernel, in stream order before any product reads it */
+    return held_copy;
+}
+
+bool cuda_held(const float *src, size_t n) { return held_from && src >= held_from && src + n <= held_from + held_n; }
+
+// the held copy of [src, src + n) where it lies inside the held operand (rounded now if no norm made it)
+static const __nv_bfloat16 *held_rows(const float *src, size_t n) {
+    if (!cuda_held(src, n)) return NULL;
+    if (!held_made) {
+        cuda_to_bf16_flat(held_copy, held_from, held_n);
+        held_made = true;
+    }
+    return held_copy + (src - held_from);
+}
+
 Bf16Operand cuda_bf16_operand(const float *src, int rows, int cols, int ld, __nv_bfloat16 *space) {
-    const __nv_bfloat16 *copy = cuda_step_copy(src, (size_t)(rows - 1) * ld + cols);
+    size_t n = (size_t)(rows - 1) * ld + cols;
+    const __nv_bfloat16 *copy = cuda_step_copy(src, n);
+    if (!copy) copy = held_rows(src, n);
     if (copy) return Bf16Operand{copy, ld};
     cuda_to_bf16(space, src, rows, cols, ld);
     return Bf16Operand{space, cols};
@@ -363,8 +406,8 @@ extern "C" void cuda_linear_backward(float *dx, float *dW, const float *dy, cons
     size_t ndy = (size_t)N * out, nx = (size_t)N * in, nw = (size_t)out * in;
     __nv_bfloat16 *dy16 = operand_space(ndy + (nx > nw ? nx : nw)), *other = dy16 + ndy;
     cuda_to_bf16(dy16, dy, N, out, out);
-    cuda_to_bf16(other, x, N, in, in);
-    cuda_gemm_bf16(true, false, out, in, N, 1.0f, dy16, out, other, in, 1.0f, dW, false, in);
+    Bf16Operand x16 = cuda_bf16_operand(x, N, in, in, other); /* hold_operand's copy where x is held */
+    cuda_gemm_bf16(true, false, out, in, N, 1.0f, dy16, out, x16.p, x16.ld, 1.0f, dW, false, in);
     Bf16Operand w = cuda_bf16_operand(W, out, in, in, other); /* after the dW product in stream order */
     cuda_gemm_bf16(false, false, N, in, out, 1.0f, dy16, out, w.p, w.ld, dx_beta, dx, false, in);
 }

@@ -206,14 +206,20 @@ void cuda_gemv(int M, int N, int K, float alpha, const float *x, int lda, const 
 
 // rows x cols of a row-major fp32 matrix (leading dimension ld) into packed bf16 rows (backend_cuda.cu)
 void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int rows, int cols, long ld);
-// An operand's bf16 rows for a product: the training step's copy (step_weights) where the whole
-// matrix (rows x cols, leading dimension ld) lies inside it, with that leading dimension; else
-// rounded into space, packed (leading dimension cols) (backend_cuda.cu)
+// An operand's bf16 rows for a product: the training step's copy (step_weights) or the held
+// activation's (hold_operand) where the whole matrix (rows x cols, leading dimension ld) lies
+// inside it, with that leading dimension; else rounded into space, packed (leading dimension
+// cols) (backend_cuda.cu)
 typedef struct {
     const __nv_bfloat16 *p;
     int ld;
 } Bf16Operand;
 Bf16Operand cuda_bf16_operand(const float *src, int rows, int cols, int ld, __nv_bfloat16 *space);
+// hold_operand's copy of out [n] for the RMSNorm about to write exactly the held operand (it writes
+// both), else NULL (backend_cuda.cu)
+__nv_bfloat16 *cuda_held_target(const float *out, size_t n);
+// whether [src, src + n) lies inside the held operand (hold_operand), whose copy products read (backend_cuda.cu)
+bool cuda_held(const float *src, size_t n);
 // n contiguous floats into bf16 (backend_cuda.cu)
 void cuda_to_bf16_flat(__nv_bfloat16 *dst, const float *src, size_t n);
 // x [N, in] rounded to bf16 once for several products x W^T (a linear_group's that take bf16

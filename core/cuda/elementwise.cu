@@ -57,7 +57,9 @@ extern "C" void cuda_embedding_backward(float *dwte, const float *dout, const in
 
 // ---- RMSNorm: one block per row ----
 
-__global__ void rmsnorm_forward_kernel(float *out, float *rstd, const float *x, const float *w, int C, float eps) {
+// out16 (NULL: none) receives out rounded to bf16 as well: the copy hold_operand keeps for the products
+__global__ void rmsnorm_forward_kernel(float *out, __nv_bfloat16 *out16, float *rstd, const float *x, const float *w,
+                                       int C, float eps) {
     const float *xr = x + (size_t)blockIdx.x * C;
     float ss = 0.0f;
     for (int c = threadIdx.x; c < C; c += blockDim.x) ss += xr[c] * xr[c];
@@ -65,7 +67,10 @@ __global__ void rmsnorm_forward_kernel(float *out, float *rstd, const float *x, 
     float r = rsqrtf(ss / C + eps);
     if (threadIdx.x == 0) rstd[blockIdx.x] = r;
     float *o = out + (size_t)blockIdx.x * C;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) o[c] = xr[c] * r * w[c];
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        o[c] = xr[c] * r * w[c];
+        if (out16) out16[(size_t)blockIdx.x * C + c] = __float2bfloat16_rn(o[c]);
+    }
 }
 __global__ void rmsnorm_backward_kernel(float *dx, float *dw, const float *dout, const float *x, const float *w,
                                         const float *rstd, int C) {
@@ -96,8 +101,8 @@ __global__ void rmsnorm_dw_kernel(float *dw, const float *dout, const float *x, 
 // squares and of products are summed in another order.
 enum { NORM_ROWS_PER_BLOCK = 8, NV4_MAX = 16 };
 template <int NV4>
-__global__ void rmsnorm_forward_rows_kernel(float *out, float *rstd, const float *x, const float *w, int N, int C,
-                                            float eps) {
+__global__ void rmsnorm_forward_rows_kernel(float *out, __nv_bfloat16 *out16, float *rstd, const float *x,
+                                            const float *w, int N, int C, float eps) {
     pdl_begin();
     int row = blockIdx.x * NORM_ROWS_PER_BLOCK + (threadIdx.x >> 5), lane = threadIdx.x & 31, C4 = C / 4;
     if (row >= N) return;
@@ -116,11 +121,17 @@ __global__ void rmsnorm_forward_rows_kernel(float *out, float *rstd, const float
     float r = rsqrtf(warp_sum(ss) / C + eps);
     if (lane == 0) rstd[row] = r;
     float4 *o = reinterpret_cast<float4 *>(out + (size_t)row * C);
+    uint2 *o16 = out16 ? reinterpret_cast<uint2 *>(out16 + (size_t)row * C) : NULL;
 #pragma unroll
     for (int k = 0; k < NV4; k++) {
         int c = lane + 32 * k;
         if (c >= C4) break;
-        o[c] = make_float4(v[k].x * r * g[k].x, v[k].y * r * g[k].y, v[k].z * r * g[k].z, v[k].w * r * g[k].w);
+        float4 y = make_float4(v[k].x * r * g[k].x, v[k].y * r * g[k].y, v[k].z * r * g[k].z, v[k].w * r * g[k].w);
+        o[c] = y;
+        if (o16) {
+            __nv_bfloat162 lo = __floats2bfloat162_rn(y.x, y.y), hi = __floats2bfloat162_rn(y.z, y.w);
+            o16[c] = make_uint2(*reinterpret_cast<unsigned *>(&lo), *reinterpret_cast<unsigned *>(&hi));
+        }
     }
 }
 // The backward takes rows_per_warp rows a warp and adds the block's rows' share of dw (dout x
@@ -210,9 +221,10 @@ static int norm_rows_nv4(const void *a, const void *b, const void *c, const void
 
 extern "C" void cuda_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, int N, int C, float eps) {
     if (N <= 0) return;
+    __nv_bfloat16 *out16 = cuda_held_target(out, (size_t)N * C); /* hold_operand's copy, made here */
     if (int nv = norm_rows_nv4(out, x, w, x, C))
-        NORM_ROWS_DISPATCH(nv, rmsnorm_forward_rows_kernel, N, NORM_ROWS_PER_BLOCK, out, rstd, x, w, N, C, eps);
-    else rmsnorm_forward_kernel<<<N, row_threads(C)>>>(out, rstd, x, w, C, eps);
+        NORM_ROWS_DISPATCH(nv, rmsnorm_forward_rows_kernel, N, NORM_ROWS_PER_BLOCK, out, out16, rstd, x, w, N, C, eps);
+    else rmsnorm_forward_kernel<<<N, row_threads(C)>>>(out, out16, rstd, x, w, C, eps);
     CUDA_LAUNCHED();
 }
 extern "C" void cuda_rmsnorm_backward(float *dx, float *dw, const float *dout, const float *x, const float *w,

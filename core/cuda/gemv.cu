@@ -266,7 +266,7 @@ static void linear_group_wide(const float *x, const RowNorm *norm, int N, int in
         if ((size_t)outs[i].out * in > widest_w) widest_w = (size_t)outs[i].out * in;
     }
     const __nv_bfloat16 *x16 = NULL;
-    if (converting > 1) {
+    if (converting > 1 && !cuda_held(x, (size_t)N * in)) { /* a held x has its copy: each cuda_gemm reads it */
         if (cuda_capture_refuses()) return; /* the operand space may grow, as in cuda_gemm */
         x16 = cuda_bf16_input(x, N, in, widest_w);
     }

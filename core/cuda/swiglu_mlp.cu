@@ -163,9 +163,9 @@ extern "C" void cuda_mlp_forward(float *y, float *saved, const float *x, const f
     }
     Bf16Work w = carve(work, N, C, F);
     bf16 *gate_up = reinterpret_cast<bf16 *>(saved);
-    cuda_to_bf16(w.xs, x, N, C, C);
-    cuda_gemm_bf16(false, true, N, 2 * F, C, 1.0f, w.xs, C, weight_bf16(w, w_gate_up, 2 * F, C), C, 0.0f, gate_up, true,
-                   2 * F);
+    Bf16Operand xs = cuda_bf16_operand(x, N, C, C, w.xs); /* hold_operand's copy where x is held */
+    cuda_gemm_bf16(false, true, N, 2 * F, C, 1.0f, xs.p, xs.ld, weight_bf16(w, w_gate_up, 2 * F, C), C, 0.0f, gate_up,
+                   true, 2 * F);
     swiglu_bf16_forward(w.act, gate_up, N, F);
     const bf16 *down = weight_bf16(w, w_down, C, F); /* after the first product in stream order */
     cuda_gemm_bf16(false, true, N, C, F, 1.0f, w.act, F, down, F, 1.0f, y, false, C);
@@ -186,8 +186,8 @@ extern "C" void cuda_mlp_backward(float *dx, float *dw_gate_up, float *dw_down, 
     cuda_gemm_bf16(false, false, N, F, C, 1.0f, w.xs, C, weight_bf16(w, w_down, C, F), F, 0.0f, w.dact, true,
                    F); /* dact = dy W_down */
     swiglu_bf16_backward(w.dgu, w.dact, gate_up, N, F);
-    cuda_to_bf16(w.xs, x, N, C, C); /* dy is done with */
-    cuda_gemm_bf16(true, false, 2 * F, C, N, 1.0f, w.dgu, 2 * F, w.xs, C, 1.0f, dw_gate_up, false, C);
+    Bf16Operand xs = cuda_bf16_operand(x, N, C, C, w.xs); /* dy is done with w.xs */
+    cuda_gemm_bf16(true, false, 2 * F, C, N, 1.0f, w.dgu, 2 * F, xs.p, xs.ld, 1.0f, dw_gate_up, false, C);
     const bf16 *gate_up_w = weight_bf16(w, w_gate_up, 2 * F, C);
     cuda_gemm_bf16(false, false, N, C, 2 * F, 1.0f, w.dgu, 2 * F, gate_up_w, C, 0.0f, dx, false, C); /* dx = dgate_up W */
 }

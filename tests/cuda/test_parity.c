@@ -501,6 +501,70 @@ TEST(test_gpu_step_weights_are_the_products_own_rounding) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) gpu->release(bufs[i]);
 }
 
+/* hold_operand: the products after it read one bf16 copy of the held activation, made by the
+ * RMSNorm that writes it (in the norm's own pass) or else by the first product that reads it. The
+ * fp32 values are spoiled once the copy exists, so a product that read them (or rounded them again)
+ * would move by O(1). With bf16 products the results are those of the activation as the norm wrote
+ * it (to 1e-6, as with step_weights: cuBLAS may pick other kernels for other offsets); after the
+ * release the products read the spoiled values. In the fp32 mode nothing is held. */
+TEST(test_gpu_held_operand_is_the_products_own_rounding) {
+    need_gpu();
+    Rng rng;
+    rng_seed(&rng, 26);
+    size_t nx = (size_t)SW_N * SW_IN, nw = (size_t)SW_OUT * SW_IN, n_out = step_weights_outputs();
+    float *src = rnd(nx, 1, 0, &rng), *nw_h = rnd(SW_IN, 0.5f, 1, &rng), *spoiled = rnd(nx, 1, 0.5f, &rng);
+    float *W_h = rnd(nw, 0.05f, 0, &rng), *wg_h = rnd((size_t)2 * SW_F * SW_C, 0.1f, 0, &rng);
+    float *wd_h = rnd((size_t)SW_C * SW_F, 0.1f, 0, &rng), *dy = rnd(nx, 1, 0, &rng);
+    float *g_src = up(src, nx), *g_norm_w = up(nw_h, SW_IN), *rstd = gpu->alloc(sizeof(float) * SW_N);
+    float *Wp_h = rnd((size_t)SW_OUT * SW_LD, 0.05f, 0, &rng);
+    float *W = up(W_h, nw), *Wp = up(Wp_h, (size_t)SW_OUT * SW_LD), *wg = up(wg_h, (size_t)2 * SW_F * SW_C);
+    float *wd = up(wd_h, (size_t)SW_C * SW_F);
+    StepWeightsRun r;
+    r.x = gpu->alloc(sizeof(float) * nx), r.dy = up(dy, nx);
+    r.y = gpu->alloc(sizeof(float) * SW_N * SW_OUT), r.y_padded = gpu->alloc(sizeof(float) * SW_N * SW_OUT);
+    r.y_group = gpu->alloc(sizeof(float) * 2 * SW_N * SW_OUT);
+    r.dx = gpu->alloc(sizeof(float) * nx), r.dW = gpu->alloc(sizeof(float) * nw);
+    r.mlp_y = gpu->alloc(sizeof(float) * SW_N * SW_C), r.mlp_dx = gpu->alloc(sizeof(float) * SW_N * SW_C);
+    r.dwg = gpu->alloc(sizeof(float) * 2 * SW_F * SW_C), r.dwd = gpu->alloc(sizeof(float) * SW_C * SW_F);
+    r.saved = gpu->alloc(sizeof(float) * gpu->mlp_saved(SW_N, SW_C, SW_F));
+    r.work = gpu->alloc(gpu->mlp_workspace(SW_N, SW_C, SW_F));
+
+    gpu->rmsnorm_forward(r.x, rstd, g_src, g_norm_w, SW_N, SW_IN, 1e-5f);
+    float *normed = down(r.x, nx);
+    float *before = step_weights_products(&r, W, Wp, wg, wd);
+    /* the norm makes the copy */
+    gpu->hold_operand(r.x, nx);
+    gpu->rmsnorm_forward(r.x, rstd, g_src, g_norm_w, SW_N, SW_IN, 1e-5f);
+    gpu->upload(r.x, spoiled, sizeof(float) * nx);
+    float *by_norm = step_weights_products(&r, W, Wp, wg, wd);
+    gpu->hold_operand(NULL, 0);
+    float *released = step_weights_products(&r, W, Wp, wg, wd);
+    /* the first product makes it */
+    gpu->upload(r.x, normed, sizeof(float) * nx);
+    gpu->hold_operand(r.x, nx);
+    gpu->gemm(false, true, SW_N, SW_OUT, SW_IN, 1.0f, r.x, SW_IN, W, SW_IN, 0.0f, r.y, SW_OUT);
+    gpu->upload(r.x, spoiled, sizeof(float) * nx);
+    float *by_product = step_weights_products(&r, W, Wp, wg, wd);
+    gpu->hold_operand(NULL, 0);
+
+    double d_norm = max_rel_diff(by_norm, before, n_out, 1e-6), d_product = max_rel_diff(by_product, before, n_out, 1e-6);
+    double d_released = max_rel_diff(released, before, n_out, 1e-6);
+    if (fp32_matmuls) {
+        CHECK(d_norm > 0.1 && d_product > 0.1, "fp32 mode: the products read a held copy (they moved by %.2e and "
+              "%.2e, not O(1))", d_norm, d_product);
+    } else {
+        CHECK(d_norm <= 1e-6, "the norm's copy: the products differ by %.2e from those of the norm's output", d_norm);
+        CHECK(d_product <= 1e-6, "the first product's copy: the products differ by %.2e", d_product);
+    }
+    CHECK(d_released > 0.1, "after the release the products still read the copy (they moved by %.2e, not O(1))",
+          d_released);
+    free(src), free(nw_h), free(spoiled), free(W_h), free(Wp_h), free(wg_h), free(wd_h), free(dy), free(normed);
+    free(before), free(by_norm), free(released), free(by_product);
+    float *bufs[] = {g_src, g_norm_w, rstd, W, Wp, wg, wd, r.x, r.dy, r.y, r.y_padded, r.y_group, r.dx, r.dW, r.mlp_y,
+                     r.mlp_dx, r.dwg, r.dwd, r.saved, r.work};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) gpu->release(bufs[i]);
+}
+
 /* cuda.matmul picks the products' mode (backend_for_config passes it here), and
  * ATTNLAB_CUDA_MATMUL, when set, takes precedence; the MLP's kept bytes show the mode in effect */
 TEST(test_gpu_matmul_mode_from_the_config_and_the_environment) {
