@@ -547,19 +547,41 @@ TEST(test_gpu_held_operand_is_the_products_own_rounding) {
     float *by_product = step_weights_products(&r, W, Wp, wg, wd);
     gpu->hold_operand(NULL, 0);
 
+    /* the block-per-row norm (a width not a multiple of 4 floats) and a product of a view inside
+     * the held rows: rows from the SKIP-th on, the first SW_IN of each row's ODD columns */
+    enum { ODD = SW_IN + 2, SKIP = 5 };
+    size_t n_odd = (size_t)SW_N * ODD, n_view = (size_t)(SW_N - SKIP) * SW_OUT;
+    float *odd_src_h = rnd(n_odd, 1, 0, &rng), *odd_w_h = rnd(ODD, 0.5f, 1, &rng);
+    float *odd_spoiled = rnd(n_odd, 1, 0.5f, &rng);
+    float *odd_src = up(odd_src_h, n_odd), *odd_w = up(odd_w_h, ODD), *odd = gpu->alloc(sizeof(float) * n_odd);
+    const float *view = odd + (size_t)SKIP * ODD;
+    gpu->rmsnorm_forward(odd, rstd, odd_src, odd_w, SW_N, ODD, 1e-5f);
+    gpu->gemm(false, true, SW_N - SKIP, SW_OUT, SW_IN, 1.0f, view, ODD, W, SW_IN, 0.0f, r.y, SW_OUT);
+    float *view_before = down(r.y, n_view);
+    gpu->hold_operand(odd, n_odd);
+    gpu->rmsnorm_forward(odd, rstd, odd_src, odd_w, SW_N, ODD, 1e-5f);
+    gpu->upload(odd, odd_spoiled, sizeof(float) * n_odd);
+    gpu->gemm(false, true, SW_N - SKIP, SW_OUT, SW_IN, 1.0f, view, ODD, W, SW_IN, 0.0f, r.y, SW_OUT);
+    gpu->hold_operand(NULL, 0);
+    float *view_held = down(r.y, n_view);
+    double d_view = max_rel_diff(view_held, view_before, n_view, 1e-6);
+
     double d_norm = max_rel_diff(by_norm, before, n_out, 1e-6), d_product = max_rel_diff(by_product, before, n_out, 1e-6);
     double d_released = max_rel_diff(released, before, n_out, 1e-6);
     if (fp32_matmuls) {
-        CHECK(d_norm > 0.1 && d_product > 0.1, "fp32 mode: the products read a held copy (they moved by %.2e and "
-              "%.2e, not O(1))", d_norm, d_product);
+        CHECK(d_norm > 0.1 && d_product > 0.1 && d_view > 0.1, "fp32 mode: the products read a held copy (they "
+              "moved by %.2e, %.2e and %.2e, not O(1))", d_norm, d_product, d_view);
     } else {
         CHECK(d_norm <= 1e-6, "the norm's copy: the products differ by %.2e from those of the norm's output", d_norm);
         CHECK(d_product <= 1e-6, "the first product's copy: the products differ by %.2e", d_product);
+        CHECK(d_view <= 1e-6, "a view inside the held rows of the block-per-row norm's copy differs by %.2e", d_view);
     }
     CHECK(d_released > 0.1, "after the release the products still read the copy (they moved by %.2e, not O(1))",
           d_released);
     free(src), free(nw_h), free(spoiled), free(W_h), free(Wp_h), free(wg_h), free(wd_h), free(dy), free(normed);
     free(before), free(by_norm), free(released), free(by_product);
+    free(odd_src_h), free(odd_w_h), free(odd_spoiled), free(view_before), free(view_held);
+    gpu->release(odd_src), gpu->release(odd_w), gpu->release(odd);
     float *bufs[] = {g_src, g_norm_w, rstd, W, Wp, wg, wd, r.x, r.dy, r.y, r.y_padded, r.y_group, r.dx, r.dW, r.mlp_y,
                      r.mlp_dx, r.dwg, r.dwd, r.saved, r.work};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) gpu->release(bufs[i]);
