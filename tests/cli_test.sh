@@ -702,6 +702,27 @@ if selected sweep_stop_after_stops_checkpointed; then
         fail sweep_stop_after_stops_checkpointed "exit $code; $(tr '\n' '|' <"$TMP/out")"
     fi
 fi
+# --status believes "starting the sweep again resumes it" only while the checkpoint is there: results
+# copied back from a lent GPU without their checkpoints say that the run starts over, and it does
+if selected status_says_a_run_without_its_checkpoint_starts_over; then
+    rm -rf "$TMP/results"
+    s=$(cfg sweepover "$(sweep_base 'runs = { { run = "long", ["train.steps"] = 1000000 } },')")
+    d="$TMP/results/sw/long"
+    timeout 60 "$A" run "$s" --stop-after 1 >/dev/null 2>&1
+    "$A" run "$s" --status >"$TMP/out" 2>&1
+    with=$(grep ' long at step' "$TMP/out")
+    rm -f "$d/checkpoint.safetensors"
+    "$A" run "$s" --status >"$TMP/out" 2>&1
+    without=$(grep ' long at step' "$TMP/out")
+    timeout 60 "$A" run "$s" --stop-after 1 >"$TMP/out2" 2>&1
+    if [[ "$with" =~ interrupted\ +long\ at\ step\ [0-9]+\ \(SIGINT\ at\ step\ [0-9]+\;\ starting\ the\ sweep\ again\ resumes\ it\)$ ]] &&
+        [[ "$without" =~ interrupted\ +long\ at\ step\ [0-9]+\ \(SIGINT\ at\ step\ [0-9]+\;\ no\ checkpoint\ in\ its\ folder:\ starting\ the\ sweep\ again\ starts\ it\ over\)$ ]] &&
+        grep -q '^started long' "$TMP/out2" && ! grep -q '^resumed' "$TMP/out2"; then
+        ok status_says_a_run_without_its_checkpoint_starts_over
+    else
+        fail status_says_a_run_without_its_checkpoint_starts_over "with: '$with'; without: '$without'; $(tr '\n' '|' <"$TMP/out2")"
+    fi
+fi
 # The header names each layer's mixer in a hybrid; with --out, the refusal's hint names --out
 if selected train_header_names_hybrid_layers; then
     rm -rf "$TMP/results"

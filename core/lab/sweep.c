@@ -496,6 +496,10 @@ void sweep_free(Sweep *sw) {
 
 char *sweep_run_dir(const Sweep *sw, const SweepRun *r) { return xasprintf("%s/%s", sw->dir, r->name); }
 
+char *sweep_run_checkpoint(const Sweep *sw, const SweepRun *r) {
+    return xasprintf("%s/%s/checkpoint.safetensors", sw->dir, r->name);
+}
+
 cJSON *sweep_read_summary(const Sweep *sw, const SweepRun *r) {
     char *dir = sweep_run_dir(sw, r), *path = xasprintf("%s/summary.json", dir);
     char *text = read_file(path, NULL, NULL);
@@ -713,7 +717,7 @@ static void push_item(ChangedRun *c, char *item) {
  * resumed with changed fields (resumed_with_changes) is never the run its config describes. */
 static bool changed_config(const Sweep *sw, int i, const cJSON *summary, ChangedRun *out) {
     const SweepRun *r = &sw->runs[i];
-    char *dir = sweep_run_dir(sw, r), *checkpoint = xasprintf("%s/checkpoint.safetensors", dir);
+    char *dir = sweep_run_dir(sw, r), *checkpoint = sweep_run_checkpoint(sw, r);
     const char *status = summary ? sweep_json_string(summary, "status") : NULL;
     *out = (ChangedRun){.run = i, .finished = status && strcmp(status, "finished") == 0};
     bool reusable = out->finished || path_exists(checkpoint);
@@ -1069,7 +1073,7 @@ static void install_sweep_signal_handlers(void) {
 /* "started NAME", or "resumed NAME at step N" when its checkpoint says where it goes on from;
  * "on GPU g" with placement. */
 static void say_started(const Sweep *sw, const SweepRun *r, const char *gpu) {
-    char *dir = sweep_run_dir(sw, r), *checkpoint = xasprintf("%s/checkpoint.safetensors", dir);
+    char *checkpoint = sweep_run_checkpoint(sw, r);
     Error err = {0};
     int step;
     if (path_exists(checkpoint) && checkpoint_read_step(checkpoint, &step, &err))
@@ -1079,7 +1083,6 @@ static void say_started(const Sweep *sw, const SweepRun *r, const char *gpu) {
     if (gpu) printf(" on GPU%s %s", strchr(gpu, ',') ? "s" : "", gpu);
     printf("\n");
     free(checkpoint);
-    free(dir);
 }
 
 /* Runs start seed by seed (by number within a seed): every setting's first seed before any

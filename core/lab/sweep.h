@@ -82,8 +82,10 @@ void sweep_write_summary(const Sweep *sw);
 /* `run SWEEP --status`: each run's state from its folder (finished, running, interrupted, failed,
  * pending, ...) and the totals; returns 0. */
 int sweep_status(const Sweep *sw);
-/* A run's folder and its summary.json, parsed (NULL when missing or unreadable). */
+/* A run's folder, its checkpoint's path there, and its summary.json, parsed (NULL when missing or
+ * unreadable). */
 char *sweep_run_dir(const Sweep *sw, const SweepRun *r);
+char *sweep_run_checkpoint(const Sweep *sw, const SweepRun *r);
 struct cJSON *sweep_read_summary(const Sweep *sw, const SweepRun *r);
 /* What in run i's folder was trained with another config than the run's now ("train.lr: 0.001 ->
  * 0.002, ..."; caller frees), or NULL when nothing there would be reused or it is the same. */

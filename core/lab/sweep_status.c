@@ -19,6 +19,16 @@ static int state_index(const char *state) {
     return N_STATES - 1;
 }
 
+/* A run stopped or killed part way says where the sweep resumes it, which holds while its checkpoint
+ * is there: results copied back from a lent machine without their checkpoints start over. */
+static bool starts_over(const Sweep *sw, const SweepRun *r, const char *state) {
+    if (strcmp(state, "interrupted") != 0 && strcmp(state, "stopped") != 0 && strcmp(state, "killed") != 0) return false;
+    char *checkpoint = sweep_run_checkpoint(sw, r);
+    bool gone = !path_exists(checkpoint);
+    free(checkpoint);
+    return gone;
+}
+
 int sweep_status(const Sweep *sw) {
     int counts[N_STATES] = {0};
     RunNeed *need = sweep_run_needs(sw);
@@ -33,8 +43,15 @@ int sweep_status(const Sweep *sw) {
         const cJSON *step = o ? cJSON_GetObjectItemCaseSensitive(o, "step") : NULL;
         char at[32] = "";
         if (cJSON_IsNumber(step) && strcmp(state, "finished") != 0) snprintf(at, sizeof at, " at step %d", step->valueint);
-        printf("%4d  %-11s %s%s%s%s%s\n", i + 1, state, r->name, at, reason && *reason ? " (" : "",
-               reason && *reason ? reason : "", reason && *reason ? ")" : "");
+        if (starts_over(sw, r, state)) {
+            /* the reason's cause ("SIGINT at step N"), not its "starting the sweep again resumes it" */
+            int cause = reason ? (int)strcspn(reason, ";") : 0;
+            printf("%4d  %-11s %s%s (%.*s%sno checkpoint in its folder: starting the sweep again starts it over)\n",
+                   i + 1, state, r->name, at, cause, cause ? reason : "", cause ? "; " : "");
+        } else {
+            printf("%4d  %-11s %s%s%s%s%s\n", i + 1, state, r->name, at, reason && *reason ? " (" : "",
+                   reason && *reason ? reason : "", reason && *reason ? ")" : "");
+        }
         counts[state_index(state)]++;
         cJSON_Delete(o);
         free(path);
