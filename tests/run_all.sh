@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
+# the CPU checks hold_operand's contract (nothing but its norm writes a held operand) in every run
+export ATTNLAB_CHECK_HELD=${ATTNLAB_CHECK_HELD:-1}
 "${RUN_TESTS:-./build/run_tests}" "$@" 2>&1 | tee -a "$log" || status=1
 # GPU parity tests, where the GPU backend was built (make test builds it when nvcc is installed):
 # in the tensor-core mode training uses, then with exact fp32 products (tight tolerances)

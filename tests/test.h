@@ -11,6 +11,10 @@ void test_fail(const char *file, int line, const char *fmt, ...) __attribute__((
 /* Marks the running test as skipped (reported as skipped, never as passed) and returns. */
 void test_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 bool test_failed(void);
+/* Runs fn in a child process, its stderr read into err (NUL-terminated, up to cap - 1 bytes; the
+ * child must write no more than a pipe holds), and returns its wait status; a child still running
+ * after limit_s seconds is killed (SIGKILL). For tests of what stops a process (die(), a watchdog). */
+int test_run_child(void (*fn)(void), double limit_s, char *err, size_t cap);
 
 #define TEST(name)                                                                      \
     static void name(void);                                                             \

@@ -55,6 +55,39 @@ void test_skip(const char *fmt, ...) {
 
 bool test_failed(void) { return failed; }
 
+static double now(void);
+
+int test_run_child(void (*fn)(void), double limit_s, char *err, size_t cap) {
+    int pipefd[2];
+    if (pipe(pipefd) != 0) return -1;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        dup2(pipefd[1], STDERR_FILENO);
+        fn();
+        fflush(NULL);
+        _exit(0);
+    }
+    close(pipefd[1]);
+    double t0 = now();
+    int status = 0;
+    while (waitpid(pid, &status, WNOHANG) == 0) {
+        if (now() - t0 > limit_s) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        usleep(10000);
+    }
+    size_t got = 0;
+    ssize_t n;
+    while (cap > 1 && got < cap - 1 && (n = read(pipefd[0], err + got, cap - 1 - got)) > 0) got += (size_t)n;
+    if (cap) err[got] = 0;
+    close(pipefd[0]);
+    return status;
+}
+
 static int by_name(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
@@ -67,6 +100,7 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     backend_cpu_pick_kernels(argv);
+    setenv("ATTNLAB_CHECK_HELD", "1", 0); /* every model the tests run keeps hold_operand's contract */
     qsort(tests, n_tests, sizeof tests[0], by_name);
     int timeout = getenv("TEST_TIMEOUT") ? atoi(getenv("TEST_TIMEOUT")) : 300;
     int passed = 0, nfailed = 0, skipped = 0;

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "compare.h"
 #include "core/config/config.h"
@@ -445,4 +446,28 @@ TEST(test_model_loss_covers_exactly_the_scored_rows) {
     CHECK(moved == 0, "a batch without targets changed %zu gradient entries", moved);
     free(tokens), free(targets), free(logits);
     model_free(m);
+}
+
+/* hold_operand's contract, checked by the CPU under ATTNLAB_CHECK_HELD (which the test runner sets,
+ * so every model test above keeps it): the norm that writes the held operand may, a later write
+ * may not, and the process stops naming the element. */
+static void write_while_held(void) {
+    setenv("ATTNLAB_CHECK_HELD", "1", 1);
+    const Backend *be = backend_cpu();
+    float in[8] = {1, 2, 3, 4, 5, 6, 7, 8}, w[4] = {1, 1, 1, 1}, x[8], rstd[2];
+    be->hold_operand(x, 8);
+    be->rmsnorm_forward(x, rstd, in, w, 2, 4, 1e-5f);
+    be->hold_operand(NULL, 0); /* unchanged since the norm: no complaint */
+    be->hold_operand(x, 8);
+    be->rmsnorm_forward(x, rstd, in, w, 2, 4, 1e-5f);
+    x[5] += 1.0f;
+    be->hold_operand(NULL, 0);
+}
+
+TEST(test_hold_operand_check_stops_a_write_while_held) {
+    char err[512];
+    int status = test_run_child(write_while_held, 60, err, sizeof err);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1, "child status %d (expected exit 1)", status);
+    CHECK(strstr(err, "hold_operand: the held operand (8 floats) changed at element 5 before its release"),
+          "stderr: %s", err);
 }

@@ -93,33 +93,17 @@ TEST(test_sandbox_time_limit_stops_a_config_at_its_next_instruction) {
 
 /* A C call that neither runs Lua instructions nor allocates cannot be stopped from outside: at
  * twice the limit the process ends with a message. In a child, so the test survives it. */
+static void stuck_config(void) {
+    sandbox_set_time_limit(0.2);
+    char msg[1024];
+    run_config("spin(30) return {}", msg, sizeof msg); /* does not return: the watchdog ends the process */
+}
+
 TEST(test_sandbox_watchdog_ends_a_call_stuck_past_twice_the_limit) {
-    int pipefd[2];
-    CHECK(pipe(pipefd) == 0, "pipe");
-    pid_t pid = fork();
-    CHECK(pid >= 0, "fork");
-    if (pid == 0) {
-        dup2(pipefd[1], STDERR_FILENO);
-        sandbox_set_time_limit(0.2);
-        char msg[1024];
-        run_config("spin(30) return {}", msg, sizeof msg);
-        _exit(0); /* not reached: the watchdog ends the process first */
-    }
-    close(pipefd[1]);
-    double t0 = seconds_now();
-    int status = 0;
-    while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (seconds_now() - t0 > 10) {
-            kill(pid, SIGKILL);
-            waitpid(pid, &status, 0);
-            CHECK(false, "the stuck config was not stopped within 10 s");
-        }
-        usleep(10000);
-    }
-    char out[512] = {0};
-    ssize_t got = read(pipefd[0], out, sizeof out - 1);
-    close(pipefd[0]);
+    char out[512];
+    int status = test_run_child(stuck_config, 10, out, sizeof out);
+    CHECK(!(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL), "the stuck config was not stopped within 10 s");
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 1, "child status %d", status);
-    CHECK(got > 0 && strstr(out, "test.lua: the config ran more than 0.4 s inside a library function; stopped"),
-          "stderr: %s", out);
+    CHECK(strstr(out, "test.lua: the config ran more than 0.4 s inside a library function; stopped"), "stderr: %s",
+          out);
 }

@@ -120,10 +120,6 @@ void cpu_step_weights(const float *w, size_t n) {
     (void)w, (void)n; /* the products read the fp32 weights themselves */
 }
 
-void cpu_hold_operand(const float *x, size_t n) {
-    (void)x, (void)n; /* the products read x itself */
-}
-
 /* The norm into a buffer of the call's own (a decode step's few rows), then the products, a SwiGLU
  * output through a buffer of its own too: the same ops, so the same numbers, as the norm, the
  * linear layers and the SwiGLU apart. */

@@ -20,6 +20,10 @@ BACKEND_OPS(CPU_OP_PROTOTYPE)
 
 int cpu_threads(void);
 
+/* held_operand.c: the norm that wrote out tells the check of hold_operand's contract (a no-op
+ * unless ATTNLAB_CHECK_HELD is set and out is the held operand) */
+void cpu_held_written(const float *out);
+
 /* RMSNorm(x) of N rows of C into a new buffer (free it), for the ops that fold a norm in */
 float *cpu_rmsnorm_copy(const float *x, const RowNorm *norm, int N, int C);
 

@@ -23,6 +23,7 @@ void cpu_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w
 #pragma omp simd
         for (int c = 0; c < C; c++) o[c] = xr[c] * r * w[c];
     }
+    cpu_held_written(out);
 }
 
 /* dx_c += rstd (w_c dy_c) - rstd^3 / C * x_c * sum_j(w_j dy_j x_j); dw_c += sum_n dy_c x_c rstd.
