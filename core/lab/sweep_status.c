@@ -22,7 +22,8 @@ static int state_index(const char *state) {
 /* A run stopped or killed part way says where the sweep resumes it, which holds while its checkpoint
  * is there: results copied back from a lent machine without their checkpoints start over. */
 static bool starts_over(const Sweep *sw, const SweepRun *r, const char *state) {
-    if (strcmp(state, "interrupted") != 0 && strcmp(state, "stopped") != 0 && strcmp(state, "killed") != 0) return false;
+    bool part_way = !strcmp(state, "interrupted") || !strcmp(state, "stopped") || !strcmp(state, "killed");
+    if (!part_way) return false;
     char *checkpoint = sweep_run_checkpoint(sw, r);
     bool gone = !path_exists(checkpoint);
     free(checkpoint);
