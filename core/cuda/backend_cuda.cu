@@ -353,6 +353,14 @@ static void gemm_bf16_operands(bool trans_a, bool trans_b, int M, int N, int K, 
     cuda_gemm_bf16(trans_a, trans_b, M, N, K, alpha, a.p, a.ld, b.p, b.ld, beta, C, false, ldc);
 }
 
+void cuda_gemm_bf16_a(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const __nv_bfloat16 *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc) {
+    if (cuda_capture_refuses()) return; /* its operand buffer may grow, and a graph would keep the old one */
+    int b_rows = trans_b ? N : K, b_cols = trans_b ? K : N;
+    Bf16Operand b = cuda_bf16_operand(B, b_rows, b_cols, ldb, operand_space((size_t)b_rows * b_cols));
+    cuda_gemm_bf16(trans_a, trans_b, M, N, K, alpha, A, lda, b.p, b.ld, beta, C, false, ldc);
+}
+
 __nv_bfloat16 *cuda_bf16_input(const float *x, int N, int in, size_t room) {
     __nv_bfloat16 *x16 = operand_space((size_t)N * in + room);
     cuda_to_bf16(x16, x, N, in, in);

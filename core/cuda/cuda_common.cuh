@@ -237,4 +237,8 @@ const __nv_bfloat16 *cuda_step_copy(const float *w, size_t n);
 // accumulation; C fp32, or bf16 with c_bf16 (backend_cuda.cu)
 void cuda_gemm_bf16(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const __nv_bfloat16 *A, int lda,
                     const __nv_bfloat16 *B, int ldb, float beta, void *C, bool c_bf16, int ldc);
+// C = alpha op(A) op(B) + beta C (fp32) for A already in bf16, B rounded as cuda_gemm rounds it: the
+// step's copy or the held operand's where B lies in one, else into the operand space (backend_cuda.cu)
+void cuda_gemm_bf16_a(bool trans_a, bool trans_b, int M, int N, int K, float alpha, const __nv_bfloat16 *A, int lda,
+                      const float *B, int ldb, float beta, float *C, int ldc);
 
