@@ -1291,6 +1291,7 @@ TEST(test_gpu_attention_decode) {
 typedef struct {
     ScanShape s;
     bool delta;
+    bool stateless; /* no initial state, final state or their gradients (NULL), as a training step runs */
     size_t nqk, nv, ng, nb, ns;
     float *q, *k, *v, *g, *beta, *h0, *dout, *dht;
 } ScanCase;
@@ -1317,6 +1318,7 @@ static ScanCase scan_case(bool delta, bool channel, int B, int T, int H, int K, 
     ScanCase c;
     c.s = (ScanShape){B, T, H, K, V, 1.0f / sqrtf((float)K), chunk, channel};
     c.delta = delta;
+    c.stateless = false;
     c.nqk = (size_t)B * T * H * K;
     c.nv = (size_t)B * T * H * V;
     c.ng = channel ? c.nqk : (size_t)B * T * H;
@@ -1361,13 +1363,15 @@ static float **run_scan(const Backend *be, const ScanCase *c) {
     size_t work_b = c->delta ? be->delta_rule_workspace(s) : be->linear_attn_workspace(s);
     float *saved = g ? be->alloc(sizeof(float) * saved_n) : xcalloc(saved_n ? saved_n : 1, sizeof(float));
     float *work = g ? be->alloc(work_b) : xalloc_aligned(work_b);
+    bool sl = c->stateless;
+    float *h0 = sl ? NULL : x[5], *final = sl ? NULL : out[1], *dht = sl ? NULL : x[7], *dh0 = sl ? NULL : out[7];
     if (c->delta) {
-        be->delta_rule_forward(s, out[0], out[1], saved, x[0], x[1], x[2], x[3], x[4], x[5], work);
-        be->delta_rule_backward(s, out[2], out[3], out[4], out[5], out[6], out[7], x[7], x[6], x[0], x[1], x[2], x[3],
+        be->delta_rule_forward(s, out[0], final, saved, x[0], x[1], x[2], x[3], x[4], h0, work);
+        be->delta_rule_backward(s, out[2], out[3], out[4], out[5], out[6], dh0, dht, x[6], x[0], x[1], x[2], x[3],
                                 x[4], saved, work);
     } else {
-        be->linear_attn_forward(s, out[0], out[1], saved, x[0], x[1], x[2], x[5], work);
-        be->linear_attn_backward(s, out[2], out[3], out[4], out[7], x[7], x[6], x[0], x[1], x[2], saved, work);
+        be->linear_attn_forward(s, out[0], final, saved, x[0], x[1], x[2], h0, work);
+        be->linear_attn_backward(s, out[2], out[3], out[4], dh0, dht, x[6], x[0], x[1], x[2], saved, work);
     }
     float **host = xmalloc(sizeof(float *) * 8);
     for (int i = 0; i < 8; i++) host[i] = g ? down(out[i], sizes[i]) : out[i];
@@ -1385,11 +1389,12 @@ static void free_outputs(float **host) {
     free(host);
 }
 
-static void check_scan_with(bool delta, bool channel, int B, int T, int H, int K, int V, int chunk, ScanInputs in,
-                            double tol, unsigned seed) {
+static void check_scan_states(bool delta, bool channel, int B, int T, int H, int K, int V, int chunk, ScanInputs in,
+                              double tol, unsigned seed, bool stateless) {
     Rng rng;
     rng_seed(&rng, seed);
     ScanCase c = scan_case(delta, channel, B, T, H, K, V, chunk, in, &rng);
+    c.stateless = stateless;
     ScanCase r = c;
     r.s.chunk = 0; /* the CPU's recurrent form is the reference */
     float **want = run_scan(cpu, &r), **got = run_scan(gpu, &c);
@@ -1397,10 +1402,17 @@ static void check_scan_with(bool delta, bool channel, int B, int T, int H, int K
     scan_output_sizes(&c, sizes);
     for (int i = 0; i < 8; i++) {
         if (!delta && (i == 5 || i == 6)) continue;
+        if (stateless && (i == 1 || i == 7)) continue; /* not asked for */
         double d = max_rel_diff(got[i], want[i], sizes[i], 1e-6);
-        CHECK(d <= tol, "%s%s T=%d K=%d V=%d chunk=%d: %s differs by %.2e (tol %.0e)", delta ? "delta " : "linear ",
-              channel ? "kda" : delta ? "gdn" : "", T, K, V, chunk, SCAN_OUTPUTS[i], d, tol);
+        CHECK(d <= tol, "%s%s T=%d K=%d V=%d chunk=%d%s: %s differs by %.2e (tol %.0e)", delta ? "delta " : "linear ",
+              channel ? "kda" : delta ? "gdn" : "", T, K, V, chunk, stateless ? " without states" : "", SCAN_OUTPUTS[i],
+              d, tol);
     }
+}
+
+static void check_scan_with(bool delta, bool channel, int B, int T, int H, int K, int V, int chunk, ScanInputs in,
+                            double tol, unsigned seed) {
+    check_scan_states(delta, channel, B, T, H, K, V, chunk, in, tol, seed, false);
 }
 
 static void check_scan(bool delta, bool channel, int B, int T, int H, int K, int V, int chunk, double tol, unsigned seed) {
@@ -1691,7 +1703,7 @@ static void dplr_inputs(float **in, size_t *n, int B, int T, int H, int K, int V
 }
 
 /* forward and backward on one backend; host copies of o, final, dq, dk, dv, da, db, dgk, dh0 */
-static float **run_dplr(const Backend *be, const ScanShape *s, float **in, const size_t *n) {
+static float **run_dplr(const Backend *be, const ScanShape *s, float **in, const size_t *n, bool stateless) {
     bool g = be == gpu;
     size_t sizes[DPLR_OUT] = {n[2], n[6], n[0], n[1], n[2], n[3], n[4], n[5], n[6]};
     float *x[DPLR_IN], *out[DPLR_OUT];
@@ -1700,15 +1712,17 @@ static float **run_dplr(const Backend *be, const ScanShape *s, float **in, const
     size_t saved_n = be->dplr_saved(s), work_b = be->dplr_workspace(s);
     float *saved = g ? be->alloc(sizeof(float) * saved_n) : xcalloc(saved_n, sizeof(float));
     float *work = g ? be->alloc(work_b) : xalloc_aligned(work_b);
-    be->dplr_forward(s, out[0], out[1], saved, x[0], x[1], x[2], x[3], x[4], x[5], x[6], work);
-    be->dplr_backward(s, out[2], out[3], out[4], out[5], out[6], out[7], out[8], x[8], x[7], x[0], x[1], x[2], x[3],
-                      x[4], x[5], saved, work);
+    float *h0 = stateless ? NULL : x[6], *final = stateless ? NULL : out[1];
+    float *dht = stateless ? NULL : x[8], *dh0 = stateless ? NULL : out[8];
+    be->dplr_forward(s, out[0], final, saved, x[0], x[1], x[2], x[3], x[4], x[5], h0, work);
+    be->dplr_backward(s, out[2], out[3], out[4], out[5], out[6], out[7], dh0, dht, x[7], x[0], x[1], x[2], x[3], x[4],
+                      x[5], saved, work);
     float **host = xmalloc(sizeof(float *) * DPLR_OUT);
     for (int i = 0; i < DPLR_OUT; i++) host[i] = g ? down(out[i], sizes[i]) : out[i];
     return host;
 }
 
-static void check_dplr(int B, int T, int H, int K, int V, int chunk, double tol, unsigned seed) {
+static void check_dplr_states(int B, int T, int H, int K, int V, int chunk, double tol, unsigned seed, bool stateless) {
     Rng rng;
     rng_seed(&rng, seed);
     float *in[DPLR_IN];
@@ -1716,13 +1730,19 @@ static void check_dplr(int B, int T, int H, int K, int V, int chunk, double tol,
     dplr_inputs(in, n, B, T, H, K, V, &rng);
     ScanShape s = {B, T, H, K, V, 1.0f / sqrtf((float)K), chunk, true}, r = s;
     r.chunk = 0; /* the CPU's recurrent form is the reference */
-    float **want = run_dplr(cpu, &r, in, n), **got = run_dplr(gpu, &s, in, n);
+    float **want = run_dplr(cpu, &r, in, n, stateless), **got = run_dplr(gpu, &s, in, n, stateless);
     const char *names[DPLR_OUT] = {"o", "final_state", "dq", "dk", "dv", "da", "db", "dgk", "dinitial_state"};
     size_t sizes[DPLR_OUT] = {n[2], n[6], n[0], n[1], n[2], n[3], n[4], n[5], n[6]};
     for (int i = 0; i < DPLR_OUT; i++) {
+        if (stateless && (i == 1 || i == 8)) continue; /* not asked for */
         double d = max_rel_diff(got[i], want[i], sizes[i], 1e-6);
-        CHECK(d <= tol, "dplr T=%d K=%d V=%d chunk=%d: %s differs by %.2e (tol %.0e)", T, K, V, chunk, names[i], d, tol);
+        CHECK(d <= tol, "dplr T=%d K=%d V=%d chunk=%d%s: %s differs by %.2e (tol %.0e)", T, K, V, chunk,
+              stateless ? " without states" : "", names[i], d, tol);
     }
+}
+
+static void check_dplr(int B, int T, int H, int K, int V, int chunk, double tol, unsigned seed) {
+    check_dplr_states(B, T, H, K, V, chunk, tol, seed, false);
 }
 
 TEST(test_gpu_dplr_recurrent_chunked_and_step) {
@@ -1743,6 +1763,23 @@ TEST(test_gpu_dplr_recurrent_chunked_and_step) {
     gpu->dplr_step(&s, gst, go, g[0], g[1], g[2], g[3], g[4], g[5]);
     SAME(go, o, n[2], 2e-6, "dplr step output");
     SAME(gst, in[6], n[6], 2e-6, "dplr step state");
+}
+
+/* The chunkwise scans as a training step runs them, without an initial state, a final state or
+ * their gradients: one chunk (a whole one, and one of 50 rows), where the state passes only
+ * write the zero state (chunk_state.cu), and two chunks, where they walk as usual. */
+TEST(test_gpu_chunkwise_scans_without_states) {
+    need_gpu();
+    const int lengths[3] = {64, 50, 100};
+    for (int i = 0; i < 3; i++) {
+        int T = lengths[i];
+        for (int channel = 0; channel < 2; channel++)
+            check_scan_states(true, channel, 2, T, 3, 64, 128, 64, STRONG_DECAYS, mm_tol(5e-5, 5e-2),
+                              60 + (unsigned)(2 * i + channel), true);
+        check_scan_states(false, false, 2, T, 3, 64, 64, 64, STRONG_DECAYS, mm_tol(2e-5, 3e-2), 70 + (unsigned)i,
+                          true);
+        check_dplr_states(2, T, 3, 64, 64, 64, mm_tol(5e-5, 5e-2), 75 + (unsigned)i, true);
+    }
 }
 
 /* dplr's layer scales its written key and values by beta */
