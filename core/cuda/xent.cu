@@ -29,13 +29,13 @@ extern "C" size_t cuda_lm_head_xent_workspace(int N, int C, int V) {
 // reads are all done before the first write) writes the gradient's bf16 values over the start of
 // the row: packed, 2V bf16 values from one row's start to the next.
 __global__ void xent_rows_kernel(float *logits, float *row_loss, float *row_hit, const int *targets, int V,
-                                 float grad_scale, bool want_grad, bool cached, bool bf16_grad) {
+                                 float grad_scale, bool want_grad, bool cached, bool vec4, bool bf16_grad) {
     extern __shared__ float cached_row[];
     float *l = logits + (size_t)blockIdx.x * V;
     const float *row = cached ? cached_row : l;
     int tgt = targets[blockIdx.x];
     float mx = -INFINITY;
-    if (cached && V % 4 == 0) { /* rows of 4k floats start 16-byte aligned (the workspace does) */
+    if (cached && vec4) { /* 16-byte loads: V a multiple of 4 and the logits 16-byte aligned */
         for (int j = threadIdx.x; j < V / 4; j += blockDim.x) {
             float4 v = reinterpret_cast<const float4 *>(l)[j];
             reinterpret_cast<float4 *>(cached_row)[j] = v;
@@ -82,7 +82,7 @@ extern "C" XentStats cuda_lm_head_xent(float *dx, float *dW, const float *x, con
     int R = chunk_rows(N, V);
     float *logits = work, *row_loss = work + (size_t)R * V, *row_hit = row_loss + N;
     size_t row_bytes = sizeof(float) * (size_t)V;
-    bool cached = row_bytes <= cuda_smem_limits().per_block;
+    bool cached = row_bytes <= cuda_smem_limits().per_block, vec4 = V % 4 == 0 && aligned16(logits);
     if (cached && row_bytes > 48 * 1024) cuda_allow_smem(xent_rows_kernel, row_bytes);
     for (int n0 = 0; n0 < N; n0 += R) {
         int nr = N - n0 < R ? N - n0 : R;
@@ -90,7 +90,7 @@ extern "C" XentStats cuda_lm_head_xent(float *dx, float *dW, const float *x, con
         bool bf16_grad = dx && cached && cuda_gemm_converts(nr, C, V) && cuda_gemm_converts(V, C, nr);
         cuda_gemm(false, true, nr, V, C, 1.0f, x + (size_t)n0 * C, C, W, C, 0.0f, logits, V);
         xent_rows_kernel<<<nr, 256, cached ? row_bytes : 0>>>(logits, row_loss + n0, row_hit + n0, targets + n0, V,
-                                                                grad_scale, dx != NULL, cached, bf16_grad);
+                                                                grad_scale, dx != NULL, cached, vec4, bf16_grad);
         CUDA_LAUNCHED();
         if (bf16_grad) {
             const __nv_bfloat16 *g16 = reinterpret_cast<const __nv_bfloat16 *>(logits);
