@@ -977,8 +977,10 @@ static void check_lm_head_xent(int N, int C, int V, Rng *rng) {
     int *t = xmalloc(sizeof(int) * N);
     for (int i = 0; i < N; i++) t[i] = i % 5 == 2 ? -1 : (int)rng_below(rng, V);
     float *dx = xmalloc(sizeof(float) * N * C), *dW = calloc((size_t)V * C, sizeof(float));
-    float *work = xalloc_aligned(cpu->lm_head_xent_workspace(N, C, V)), *gwork = gpu->alloc(gpu->lm_head_xent_workspace(N, C, V));
-    float *g_x = up(x, (size_t)N * C), *g_W = up(W, (size_t)V * C), *g_dx = up(dx, (size_t)N * C), *g_dW = up(dW, (size_t)V * C);
+    float *work = xalloc_aligned(cpu->lm_head_xent_workspace(N, C, V));
+    float *gwork = gpu->alloc(gpu->lm_head_xent_workspace(N, C, V));
+    float *g_x = up(x, (size_t)N * C), *g_W = up(W, (size_t)V * C);
+    float *g_dx = up(dx, (size_t)N * C), *g_dW = up(dW, (size_t)V * C);
     int *g_t = up_ints(t, N);
     XentStats a = cpu->lm_head_xent(dx, dW, x, W, t, N, C, V, 0.5f, work);
     XentStats b = gpu->lm_head_xent(g_dx, g_dW, g_x, g_W, g_t, N, C, V, 0.5f, gwork);
