@@ -2,13 +2,8 @@
 -- 391 steps an epoch): widths 64 to 512, the five mixers, four learning rates, Zoology's protocol
 -- unchanged. A panel of the grid that fits one device session's time; the other lengths and the
 -- seeds 2 and 3 follow as further pieces.
---   ./attnlab run configs/repro/gpu/mqar-zoology-t64.lua --gpus 0 --jobs-per-gpu 16
-local sweep = require("repro/gpu/mqar-zoology")
-local runs = {}
-for _, r in ipairs(sweep.runs) do
-  if r["train.seq_len"] == 64 then runs[#runs + 1] = r end
-end
-sweep.experiment = "mqar-zoology-t64"
-sweep.runs = runs
+--   ./attnlab run configs/repro/gpu/mqar-zoology-t64.lua --gpus 0 --jobs-per-gpu 6
+local panel = require("repro/gpu/shared/length_panel")
+local sweep = panel(require("repro/gpu/mqar-zoology"), 64, "mqar-zoology-t64")
 sweep.grid.seed = { 1 }
 return sweep

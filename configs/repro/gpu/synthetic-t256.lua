@@ -4,11 +4,5 @@
 -- panel's 216 runs, each 10,000 steps of 32 x 256 tokens. The piece of the report's figure that
 -- fits a device session or two; the lengths 512 to 2,048 follow as further pieces.
 --   ./attnlab run configs/repro/gpu/synthetic-t256.lua --gpus 0 --jobs-per-gpu 6
-local sweep = require("repro/gpu/synthetic")
-local runs = {}
-for _, r in ipairs(sweep.runs) do
-  if r["train.seq_len"] == 256 then runs[#runs + 1] = r end
-end
-sweep.experiment = "synthetic-t256"
-sweep.runs = runs
-return sweep
+local panel = require("repro/gpu/shared/length_panel")
+return panel(require("repro/gpu/synthetic"), 256, "synthetic-t256")
