@@ -58,6 +58,15 @@ typedef struct {
     LinearOutOp op;
 } LinearOut;
 
+/* One layer of a linear_group_backward, W [out, in]: its gradient dW and the gradient dy [N, out]
+ * of its output. */
+typedef struct {
+    const float *w;
+    float *dw;
+    const float *dy;
+    int out;
+} LinearGrad;
+
 /* The RMSNorm (weights w [in], eps) through which a linear_group's products read x: a decode step
  * passes the block's norm so that a backend can fold it into the products' launch (the GPU's
  * few-row products apply it as they load x). */
@@ -148,6 +157,13 @@ typedef struct {
      * op, so that a backend can prepare dy once for both (the GPU rounds it to bf16 once) */                         \
     X(void, linear_backward, (float *dx, float *dW, const float *dy, const float *x, const float *W, int N, int in,   \
                               int out, bool accumulate_dx))                                                           \
+    /* the backward of n <= LINEAR_GROUP_MAX linear layers of one input x [N, in] (a linear_group without           \
+     * a norm): dW_i += dy_i^T x for each, and dx = sum_i dy_i W_i (dx += when accumulate_dx), the sum                \
+     * in the layers' order, as linear_backward of each in turn makes it. One op so that a backend can                \
+     * make dx in one product over the layers' stacked outputs instead of reading and writing dx once                 \
+     * a layer (the GPU: the dy_i rounded to bf16 side by side, the weights' rows stacked) */                         \
+    X(void, linear_group_backward, (float *dx, const float *x, int N, int in, int n, const LinearGrad *grads,         \
+                                    bool accumulate_dx))                                                              \
                                                                                                                       \
     /* ---- token embedding: out[n] = wte[tokens[n]] ---- */                                                          \
     X(void, embedding_forward, (float *out, const int *tokens, const float *wte, int N, int C))                       \

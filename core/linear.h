@@ -15,3 +15,8 @@ static inline void linear_backward(const Backend *be, float *dx, const float *dy
                                    int N, int in, int out, bool accumulate_dx) {
     be->linear_backward(dx, W->g, dy, x, W->w, N, in, out, accumulate_dx);
 }
+
+/* W's part of a linear_group_backward: dy [N, out] the gradient of x W^T */
+static inline LinearGrad linear_grad(const Param *W, const float *dy, int out) {
+    return (LinearGrad){W->w, W->g, dy, out};
+}

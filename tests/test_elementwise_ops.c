@@ -432,6 +432,59 @@ TEST(test_linear_backward_is_both_products) {
     free(dy), free(x), free(W);
 }
 
+/* linear_group_backward: each dW += dy_i^T x, and dx = sum_i dy_i W_i (or +=), against sums done
+ * here; and bit for bit what linear_backward of each layer in turn makes (the CPU's results, and
+ * so its reference runs, unchanged where a layer's backward became one group) */
+TEST(test_linear_group_backward_is_each_layer_in_turn) {
+    Rng rng;
+    rng_seed(&rng, 134);
+    const Backend *be = backend_cpu();
+    enum { N = 5, IN = 4, LAYERS = 3, WIDEST = 6 };
+    const int outs[LAYERS] = {3, 1, WIDEST};
+    float *x = new_normal(N * IN, 1.0f, &rng), *dy[LAYERS], *W[LAYERS];
+    for (int i = 0; i < LAYERS; i++) {
+        dy[i] = new_normal(N * outs[i], 1.0f, &rng);
+        W[i] = new_normal(outs[i] * IN, 1.0f, &rng);
+    }
+    for (int accumulate = 0; accumulate < 2; accumulate++) {
+        float *dx = new_normal(N * IN, 1.0f, &rng), dx0[N * IN], dx_turns[N * IN];
+        float dW[LAYERS][WIDEST * IN], dW0[LAYERS][WIDEST * IN], dW_turns[LAYERS][WIDEST * IN];
+        memcpy(dx0, dx, sizeof dx0), memcpy(dx_turns, dx, sizeof dx0);
+        LinearGrad grads[LAYERS];
+        for (int i = 0; i < LAYERS; i++) {
+            for (int k = 0; k < outs[i] * IN; k++) dW[i][k] = dW0[i][k] = dW_turns[i][k] = (float)rng_normal(&rng);
+            grads[i] = (LinearGrad){W[i], dW[i], dy[i], outs[i]};
+        }
+        be->linear_group_backward(dx, x, N, IN, LAYERS, grads, accumulate);
+        for (int i = 0; i < LAYERS; i++)
+            be->linear_backward(dx_turns, dW_turns[i], dy[i], x, W[i], N, IN, outs[i], accumulate || i > 0);
+        CHECK(memcmp(dx, dx_turns, sizeof dx_turns) == 0, "accumulate %d: dx is not linear_backward's in turn",
+              accumulate);
+        for (int i = 0; i < LAYERS; i++) {
+            CHECK(memcmp(dW[i], dW_turns[i], sizeof(float) * outs[i] * IN) == 0,
+                  "accumulate %d: dW of layer %d is not linear_backward's", accumulate, i);
+            for (int o = 0; o < outs[i]; o++)
+                for (int k = 0; k < IN; k++) {
+                    double want = dW0[i][o * IN + k];
+                    for (int n = 0; n < N; n++) want += (double)dy[i][n * outs[i] + o] * x[n * IN + k];
+                    CHECK(fabs(dW[i][o * IN + k] - want) < 1e-5, "accumulate %d: dW%d(%d, %d) = %g, want %g",
+                          accumulate, i, o, k, dW[i][o * IN + k], want);
+                }
+        }
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < IN; k++) {
+                double want = accumulate ? dx0[n * IN + k] : 0.0;
+                for (int i = 0; i < LAYERS; i++)
+                    for (int o = 0; o < outs[i]; o++) want += (double)dy[i][n * outs[i] + o] * W[i][o * IN + k];
+                CHECK(fabs(dx[n * IN + k] - want) < 1e-5, "accumulate %d: dx(%d, %d) = %g, want %g", accumulate, n, k,
+                      dx[n * IN + k], want);
+            }
+        free(dx);
+    }
+    for (int i = 0; i < LAYERS; i++) free(dy[i]), free(W[i]);
+    free(x);
+}
+
 /* ---- causal depthwise conv1d ---- */
 
 typedef struct {

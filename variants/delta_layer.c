@@ -48,8 +48,9 @@ typedef struct {
         w_o, w_r1, w_r2, b_r;
     DeltaBuffers train, step;
     float *saved, *work;                                     /* core: states kept for the backward, scratch */
-    float *d_out, *d_on, *d_o, *dz, *dz1, *dq, *dk, *dv, *dg, *dbeta, *da, *df1, *d_alt; /* backward scratch */
-    float *d_read, *d_write;                                 /* dplr: the core's da and db */
+    float *d_out, *d_on, *d_o, *dz, *dz1, *dq, *dk, *dv, *dg, *dbeta, *da, *df1; /* backward scratch */
+    float *d_alt, *d_alt_k, *d_alt_v; /* the input paths' second buffers, one each: their outputs meet at dx */
+    float *d_read, *d_write, *dr1;    /* dplr: the core's da and db; the read gate's low-rank gradient */
     ShortConv conv;                                            /* with cfg.short_conv */
     float *state;                                              /* decode cache, beside conv's tails */
 } DeltaLayer;
@@ -294,7 +295,11 @@ void delta_layer_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scratc
     if (dplr) {
         arena_floats(scratch, &L->d_read, N * HK);
         arena_floats(scratch, &L->d_write, N * HK);
+        arena_floats(scratch, &L->dr1, N * L->R);
     }
+    /* the full-rank output gate's gradient (gdn) lives until dx's one product at the end; the
+     * low-rank one's dz only until its product into dz1 */
+    if (!L->gates->low_rank) arena_floats(scratch, &L->dz, N * HV);
 
     size_t turns = arena_mark(scratch);
     declare_qkv_temporaries(L, scratch, bf, N);
@@ -302,12 +307,14 @@ void delta_layer_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scratc
     declare_output_side(L, scratch, bf, N);
     arena_floats(scratch, &L->d_out, N * HV);
     arena_floats(scratch, &L->d_on, N * HV);
-    arena_floats(scratch, &L->dz, N * HV);
+    if (L->gates->low_rank) arena_floats(scratch, &L->dz, N * HV);
     arena_rewind(scratch, turns);
     arena_declare(scratch, &L->work, dplr ? be->dplr_workspace(&s) : be->delta_rule_workspace(&s));
     arena_rewind(scratch, turns);
     size_t widest = HK > HV ? HK : HV;
     arena_floats(scratch, &L->d_alt, N * widest);
+    arena_floats(scratch, &L->d_alt_k, N * HK);
+    arena_floats(scratch, &L->d_alt_v, N * HV);
     arena_floats(scratch, &L->da, N * G);
 }
 
@@ -436,48 +443,54 @@ void delta_layer_forward(Mixer *m, const Backend *be, const float *x, float *y, 
 
 /* ---- backward ---- */
 
-/* dx's products in order: the first writes dx, the rest add to it (no zeroing pass before them) */
-static bool adds_to_dx(bool *dx_written) {
-    bool add = *dx_written;
-    *dx_written = true;
-    return add;
+/* The products of x (project_input's, and gdn's decay input and dplr's read-gate input) whose
+ * gradients the backward gathers, in the order dx sums them: one linear_group_backward at the end
+ * writes dx. */
+typedef struct {
+    LinearGrad grads[LINEAR_GROUP_MAX];
+    int n;
+} InputGrads;
+
+static void gather(InputGrads *g, const Param *W, const float *dy, int out) {
+    if (g->n == LINEAR_GROUP_MAX) die("internal: a delta layer with more than %d products of x", LINEAR_GROUP_MAX);
+    g->grads[g->n++] = linear_grad(W, dy, out);
 }
 
 /* The core's backward into dq, dk, dv, dg and dbeta; dplr's through its inputs too: v' = beta v,
  * b = -beta k and a = k sigmoid(r) send gradient to v, k, beta and, through r, its projections
  * (dx gains the read gate's path). */
-static void core_backward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, const float *x, float *dx,
-                          bool *dx_written, int B, int T) {
+static void core_backward(DeltaLayer *L, const Backend *be, DeltaBuffers *bf, InputGrads *to_x, int B, int T) {
     ScanShape s = core_shape(L, B, T, L->cfg.chunk_size);
     if (!L->gates->read_gate) {
         be->delta_rule_backward(&s, L->dq, L->dk, L->dv, L->dg, L->dbeta, NULL, NULL, L->d_o, bf->q, bf->k, bf->v,
                                 bf->g, bf->beta, L->saved, L->work);
         return;
     }
-    const int N = B * T, C = L->C, H = L->H, HK = H * L->K;
+    const int N = B * T, H = L->H, HK = H * L->K;
     be->dplr_backward(&s, L->dq, L->dk, L->dv, L->d_read, L->d_write, L->dg, NULL, NULL, L->d_o, bf->q, bf->k, bf->v_b,
                       bf->a_rd, bf->b_wr, bf->g, L->saved, L->work);
     be->zero(L->dbeta, (size_t)N * H);
     be->row_scale_backward(L->dv, L->dbeta, L->dv, bf->v, bf->beta, N * H, L->V, 1.0f, false);
     be->row_scale_backward(L->dk, L->dbeta, L->d_write, bf->k, bf->beta, N * H, L->K, -1.0f, true);
     /* free now, and until they are used again (d_alt's bytes were the core's workspace) */
-    float *dk_read = L->d_write, *dr = L->d_alt, *dr1 = L->dz1;
+    float *dk_read = L->d_write, *dr = L->d_alt;
     be->gate_backward(dk_read, dr, L->d_read, bf->k, bf->r, (size_t)N * HK, ACT_SIGMOID);
     be->add(L->dk, dk_read, (size_t)N * HK);
     be->bias_backward(L->b_r.g, dr, N, HK);
-    linear_backward(be, dr1, dr, bf->r1, &L->w_r2, N, L->R, HK, false);
-    linear_backward(be, dx, dr1, x, &L->w_r1, N, C, L->R, adds_to_dx(dx_written));
+    linear_backward(be, L->dr1, dr, bf->r1, &L->w_r2, N, L->R, HK, false);
+    gather(to_x, &L->w_r1, L->dr1, L->R);
 }
 
-/* One input path back to x: [RoPE] <- [L2 norm] <- SiLU <- [short conv] <- projection. d holds the
- * core's gradient on entry; alt is a second buffer; the two take turns as input and output. The L2
+/* One input path back to its projection's output: [RoPE] <- [L2 norm] <- SiLU <- [short conv],
+ * gathered for dx. d holds the core's gradient on entry; alt is a second buffer; the two take turns
+ * as input and output (the path's result stays in one of them until dx's product). The L2
  * norm's backward runs first, on the rotated vectors: its Jacobian commutes with a rotation, and
  * the stored output is the rotated one. SiLU's backward reads the convolution's output, which
  * conv1d_silu_backward makes again as it goes (the forward's own sums, so bit for bit) rather than
  * keep it through the backward; that op takes d's buffer as scratch (its values are lost). */
 static void input_path_backward(DeltaLayer *L, const Backend *be, float *d, float *alt, const float *pre,
-                                const float *normed, const float *rnorm, Param *conv, Param *w, const float *x,
-                                float *dx, int B, int T, int width, bool normalize, bool rotate) {
+                                const float *normed, const float *rnorm, Param *conv, const Param *w,
+                                InputGrads *to_x, int B, int T, int width, bool normalize, bool rotate) {
     const int N = B * T, K = L->K;
     if (normalize) {
         be->l2norm_backward(alt, d, normed, rnorm, N * L->H, K);
@@ -491,7 +504,7 @@ static void input_path_backward(DeltaLayer *L, const Backend *be, float *d, floa
     }
     if (L->cfg.short_conv) be->conv1d_silu_backward(alt, conv->g, d, pre, conv->w, B, T, width, L->W);
     else be->silu_backward(alt, d, pre, (size_t)N * width);
-    linear_backward(be, dx, alt, x, w, N, L->C, width, true);
+    gather(to_x, w, alt, width);
 }
 
 /* What the forward left in the shared scratch, made again from what the layer kept, by the same
@@ -509,7 +522,7 @@ void delta_layer_backward(Mixer *m, const Backend *be, const float *x, const flo
     DeltaBuffers *bf = &L->train;
     const int N = B * T, C = L->C, H = L->H, HK = H * L->K, HV = H * L->V;
     remake_for_backward(L, be, bf, x, B, T);
-    bool dx_written = false;
+    InputGrads to_x = {.n = 0};
     linear_backward(be, L->d_out, dy, L->cfg.output_gate ? bf->y_g : bf->o_n, &L->w_o, N, HV, C, false);
     const float *d_on = L->d_out;
     if (L->cfg.output_gate) {
@@ -517,31 +530,32 @@ void delta_layer_backward(Mixer *m, const Backend *be, const float *x, const flo
         if (L->gates->low_rank) {
             be->bias_backward(L->b_g.g, L->dz, N, HV);
             linear_backward(be, L->dz1, L->dz, bf->z1, &L->w_g2, N, L->R, HV, false);
-            linear_backward(be, dx, L->dz1, x, &L->w_g1, N, C, L->R, adds_to_dx(&dx_written));
+            gather(&to_x, &L->w_g1, L->dz1, L->R);
         } else {
-            linear_backward(be, dx, L->dz, x, &L->w_g, N, C, HV, adds_to_dx(&dx_written));
+            gather(&to_x, &L->w_g, L->dz, HV);
         }
         d_on = L->d_on;
     }
     be->zero(L->d_o, (size_t)N * HV);
     be->rmsnorm_backward(L->d_o, L->o_norm.g, d_on, bf->o, L->o_norm.w, bf->o_rstd, N * H, L->V);
-    core_backward(L, be, bf, x, dx, &dx_written, B, T);
+    core_backward(L, be, bf, &to_x, B, T);
     be->decay_gate_backward(L->da, L->A_log.g, L->dt_bias.g, L->dg, bf->a, L->A_log.w, L->dt_bias.w, N, H, L->gw);
     if (L->gates->low_rank) {
         linear_backward(be, L->df1, L->da, bf->f1, &L->w_f2, N, L->R, HK, false);
-        linear_backward(be, dx, L->df1, x, &L->w_f1, N, C, L->R, adds_to_dx(&dx_written));
+        gather(&to_x, &L->w_f1, L->df1, L->R);
     } else {
-        linear_backward(be, dx, L->da, x, &L->w_a, N, C, H, adds_to_dx(&dx_written));
+        gather(&to_x, &L->w_a, L->da, H);
     }
     be->sigmoid_backward(L->dbeta, L->dbeta, bf->beta, (size_t)N * H);
-    linear_backward(be, dx, L->dbeta, x, &L->w_b, N, C, H, true); /* after the decay's product: adds */
+    gather(&to_x, &L->w_b, L->dbeta, H);
     bool norm = L->cfg.qk_norm;
-    input_path_backward(L, be, L->dq, L->d_alt, bf->q_pre, bf->q, bf->q_rn, &L->conv.q, &L->w_q, x, dx, B, T, HK,
+    input_path_backward(L, be, L->dq, L->d_alt, bf->q_pre, bf->q, bf->q_rn, &L->conv.q, &L->w_q, &to_x, B, T, HK,
                         norm, L->rope);
-    input_path_backward(L, be, L->dk, L->d_alt, bf->k_pre, bf->k, bf->k_rn, &L->conv.k, &L->w_k, x, dx, B, T, HK,
+    input_path_backward(L, be, L->dk, L->d_alt_k, bf->k_pre, bf->k, bf->k_rn, &L->conv.k, &L->w_k, &to_x, B, T, HK,
                         norm, L->rope);
-    input_path_backward(L, be, L->dv, L->d_alt, bf->v_pre, NULL, NULL, &L->conv.v, &L->w_v, x, dx, B, T, HV, false,
-                        false);
+    input_path_backward(L, be, L->dv, L->d_alt_v, bf->v_pre, NULL, NULL, &L->conv.v, &L->w_v, &to_x, B, T, HV,
+                        false, false);
+    be->linear_group_backward(dx, x, N, C, to_x.n, to_x.grads, false);
 }
 
 /* ---- decode ---- */

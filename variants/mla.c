@@ -239,19 +239,21 @@ static void mla_backward(Mixer *mx, const Backend *be, const float *x, const flo
     be->attention_backward(&shape, m->dq, m->dkv, m->dkr, m->dkv + m->dn, m->datt, m->q, m->kv, m->kr, m->kv + m->dn,
                            m->att, m->lse, m->saved, m->work);
     if (attn_layer_rotates(&shape, m->rope_table)) rotate(m, be, m->dq, m->dkr, B, T, true);
-    linear_backward(be, dx, m->dkr, x, &m->w_kr, N, m->C, m->dr, false); /* the first into dx writes it */
     linear_backward(be, m->dc_n, m->dkv, m->c_n, &m->w_ukv, N, m->r, HKV, false);
     be->zero(m->dc, (size_t)N * m->r);
     be->rmsnorm_backward(m->dc, m->kv_norm.g, m->dc_n, m->c, m->kv_norm.w, m->c_rstd, N, m->r);
-    linear_backward(be, dx, m->dc, x, &m->w_dkv, N, m->C, m->r, true);
     if (m->rq) {
         linear_backward(be, m->dcq_n, m->dq, m->cq_n, &m->w_uq, N, m->rq, HQ, false);
         be->zero(m->dcq, (size_t)N * m->rq);
         be->rmsnorm_backward(m->dcq, m->q_norm.g, m->dcq_n, m->cq, m->q_norm.w, m->cq_rstd, N, m->rq);
-        linear_backward(be, dx, m->dcq, x, &m->w_dq, N, m->C, m->rq, true);
-    } else {
-        linear_backward(be, dx, m->dq, x, &m->w_q, N, m->C, HQ, true);
     }
+    /* project_input's three products back to x in one op (dx written once: the sum in this order) */
+    const LinearGrad grads[3] = {
+        linear_grad(&m->w_kr, m->dkr, m->dr),
+        linear_grad(&m->w_dkv, m->dc, m->r),
+        m->rq ? linear_grad(&m->w_dq, m->dcq, m->rq) : linear_grad(&m->w_q, m->dq, HQ),
+    };
+    be->linear_group_backward(dx, x, N, m->C, 3, grads, false);
 }
 
 /* ---- decode over the latent cache ---- */

@@ -148,6 +148,14 @@ void cpu_linear_backward(float *dx, float *dW, const float *dy, const float *x, 
     if (dx) cpu_gemm(false, false, N, in, out, 1.0f, dy, out, W, in, accumulate_dx ? 1.0f : 0.0f, dx, in);
 }
 
+/* each layer's linear_backward in turn: dx's sum in the layers' order */
+void cpu_linear_group_backward(float *dx, const float *x, int N, int in, int n, const LinearGrad *grads,
+                               bool accumulate_dx) {
+    if (n < 1 || n > LINEAR_GROUP_MAX) die("linear_group_backward: %d layers, want 1 to %d", n, LINEAR_GROUP_MAX);
+    for (int i = 0; i < n; i++)
+        cpu_linear_backward(dx, grads[i].dw, grads[i].dy, x, grads[i].w, N, in, grads[i].out, i > 0 || accumulate_dx);
+}
+
 void cpu_transpose(float *dst, int ld_dst, const float *src, int ld_src, int rows, int cols) {
     if (rows > 0 && cols > 0) cblas_somatcopy(CblasRowMajor, CblasTrans, rows, cols, 1.0f, src, ld_src, dst, ld_dst);
 }

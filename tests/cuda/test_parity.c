@@ -348,6 +348,51 @@ TEST(test_gpu_linear_backward) {
         }
 }
 
+/* several linear layers of one input back to it (linear_group_backward): each dW accumulates, dx
+ * is set or accumulated as the sum of the layers' products. The large case takes the GPU's stacked
+ * product (its widths those of MLA's three products of x at 12 x 768: the shared rotary key's 32
+ * columns, the latent's 512, the queries' 1,152), once with x held as a block's normed input is
+ * (the held copy read, not x) and once without; the small one goes layer by layer. */
+TEST(test_gpu_linear_group_backward) {
+    need_gpu();
+    Rng rng;
+    rng_seed(&rng, 31);
+    enum { LAYERS = 3 };
+    const int shapes[2][2 + LAYERS] = {{37, 29, 5, 53, 3}, {1024, 768, 32, 512, 1152}}; /* N, in, outs */
+    CHECK(cuda_gemm_converts(1024, 768, 32 + 512 + 1152) == !fp32_matmuls, "the large case's stacked product: %s",
+          fp32_matmuls ? "bf16 operands in the fp32 mode" : "fp32 in the tensor-core mode");
+    for (int sh = 0; sh < 2; sh++)
+        for (int mode = 0; mode < 3; mode++) { /* dx = ..., dx += ..., dx = ... with x held */
+            int N = shapes[sh][0], in = shapes[sh][1];
+            size_t nx = (size_t)N * in;
+            float *x = rnd(nx, 1, 0, &rng), *dx = rnd(nx, 1, 0, &rng), *d_x = up(x, nx), *d_dx = up(dx, nx);
+            LinearGrad c[LAYERS], g[LAYERS];
+            for (int i = 0; i < LAYERS; i++) {
+                int out = shapes[sh][2 + i];
+                size_t ndy = (size_t)N * out, nw = (size_t)out * in;
+                float *dy = rnd(ndy, 1, 0, &rng), *W = rnd(nw, 1, 0, &rng), *dW = rnd(nw, 1, 0, &rng);
+                c[i] = (LinearGrad){W, dW, dy, out};
+                g[i] = (LinearGrad){up(W, nw), up(dW, nw), up(dy, ndy), out};
+            }
+            if (mode == 2) gpu->hold_operand(d_x, nx);
+            cpu->linear_group_backward(dx, x, N, in, LAYERS, c, mode == 1);
+            gpu->linear_group_backward(d_dx, d_x, N, in, LAYERS, g, mode == 1);
+            gpu->hold_operand(NULL, 0);
+            char what[96];
+            for (int i = 0; i < LAYERS; i++) {
+                snprintf(what, sizeof what, "linear_group_backward %dx%d mode %d: dW of layer %d (%d wide)", N, in,
+                         mode, i, c[i].out);
+                SAME(g[i].dw, c[i].dw, (size_t)c[i].out * in, mm_tol(1e-5, 2e-2), what);
+                free((float *)c[i].w), free(c[i].dw), free((float *)c[i].dy);
+                gpu->release((float *)g[i].w), gpu->release(g[i].dw), gpu->release((float *)g[i].dy);
+            }
+            snprintf(what, sizeof what, "linear_group_backward %dx%d mode %d: dx", N, in, mode);
+            SAME(d_dx, dx, nx, mm_tol(1e-5, 2e-2), what);
+            free(x), free(dx);
+            gpu->release(d_x), gpu->release(d_dx);
+        }
+}
+
 /* The SwiGLU MLP op, its buffers sized once for the largest block as a model sizes them, then
  * run at fewer tokens in the same buffers: blocks for the GPU's bf16 path (in the tensor-core mode;
  * it keeps gate_up in bf16, half the floats) and blocks below it for its fp32 parts, at widths of
