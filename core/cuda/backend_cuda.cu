@@ -209,37 +209,37 @@ extern "C" void cuda_add(float *y, const float *x, size_t n) {
 enum { BF16_MIN_INTENSITY = 192, BF16_MIN_FLOPS = 1 << 26 };
 
 // rows x cols of a row-major fp32 matrix with leading dimension ld into bf16 rows of leading
-// dimension dst_ld: a thread converts 4 neighbours (one 16-byte load, one 8-byte store where the
-// rows allow it)
-__global__ void to_bf16_kernel(__nv_bfloat16 *dst, long dst_ld, const float *src, int rows, int cols, long ld,
-                               bool vec4) {
+// dimension dst_ld, zeros in their columns [cols, pad_to): a thread converts 4 neighbours (one
+// 16-byte load, one 8-byte store where the rows allow it)
+__global__ void to_bf16_kernel(__nv_bfloat16 *dst, long dst_ld, const float *src, int rows, int cols, int pad_to,
+                               long ld, bool vec4) {
     int c = 4 * (blockIdx.x * blockDim.x + threadIdx.x);
-    if (c >= cols) return;
+    if (c >= pad_to) return;
     for (int r = blockIdx.y; r < rows; r += gridDim.y) {
         const float *s = src + (size_t)r * ld + c;
         __nv_bfloat16 *d = dst + (size_t)r * dst_ld + c;
-        if (vec4) {
+        if (vec4 && c < cols) { /* cols a multiple of 4: the group lies whole in the data */
             float4 v = __ldg(reinterpret_cast<const float4 *>(s));
             __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
             *reinterpret_cast<uint2 *>(d) =
                 make_uint2(*reinterpret_cast<unsigned *>(&lo), *reinterpret_cast<unsigned *>(&hi));
         } else {
-            for (int j = 0; j < 4 && c + j < cols; j++) d[j] = __float2bfloat16_rn(s[j]);
+            for (int j = 0; j < 4 && c + j < pad_to; j++) d[j] = __float2bfloat16_rn(c + j < cols ? s[j] : 0.0f);
         }
     }
 }
 
-// into dst's columns [0, cols) of rows dst_ld apart
-static void to_bf16_into(__nv_bfloat16 *dst, long dst_ld, const float *src, int rows, int cols, long ld) {
+// into dst's columns [0, cols) of rows dst_ld apart, zeros in [cols, pad_to)
+static void to_bf16_into(__nv_bfloat16 *dst, long dst_ld, const float *src, int rows, int cols, int pad_to, long ld) {
     /* the 8-byte stores need dst aligned too: a second operand packed after a first of an odd size is not */
     bool vec4 = (size_t)src % 16 == 0 && (size_t)dst % 8 == 0 && ld % 4 == 0 && dst_ld % 4 == 0 && cols % 4 == 0;
-    dim3 grid((unsigned)((cols + 1023) / 1024), (unsigned)(rows < 65535 ? rows : 65535));
-    to_bf16_kernel<<<grid, 256>>>(dst, dst_ld, src, rows, cols, ld, vec4);
+    dim3 grid((unsigned)((pad_to + 1023) / 1024), (unsigned)(rows < 65535 ? rows : 65535));
+    to_bf16_kernel<<<grid, 256>>>(dst, dst_ld, src, rows, cols, pad_to, ld, vec4);
     CUDA_LAUNCHED();
 }
 
 void cuda_to_bf16(__nv_bfloat16 *dst, const float *src, int rows, int cols, long ld) {
-    to_bf16_into(dst, cols, src, rows, cols, ld);
+    to_bf16_into(dst, cols, src, rows, cols, cols, ld);
 }
 
 void cuda_to_bf16_flat(__nv_bfloat16 *dst, const float *src, size_t n) {
@@ -427,17 +427,21 @@ extern "C" void cuda_linear_backward(float *dx, float *dW, const float *dy, cons
     cuda_gemm_bf16(false, false, N, in, out, 1.0f, dy16, out, w.p, w.ld, dx_beta, dx, false, in);
 }
 
+static int padded8(int n) { return (n + 7) / 8 * 8; }
+
 // The layers' dx in one product: dx = [dy_1 | ... | dy_n] [W_1; ...; W_n], the dy_i rounded side
 // by side into one bf16 operand of rows as wide as all outputs together, the weights' bf16 rows
 // (the step's copy, else rounded) stacked below each other; so dx is written once instead of read
 // and written once a layer, and the narrow layers (a gate's few columns, MLA's shared rotary key),
 // whose products alone stay fp32 (cuda_gemm_converts), ride on the wide product's rounding. Each
-// dW_i reads its dy_i's columns of that operand and x's held copy.
+// dW_i reads its dy_i's columns of that operand and x's held copy. Each layer's columns start at
+// a multiple of 8 (16 bytes: cuBLAS's fast bf16 kernels want aligned rows; a gate of 12 columns
+// misaligned the rest and cost kda 3% a step), the gaps zero in dy's operand and the weights'.
 extern "C" void cuda_linear_group_backward(float *dx, const float *x, int N, int in, int n, const LinearGrad *grads,
                                            bool accumulate_dx) {
     if (n < 1 || n > LINEAR_GROUP_MAX) die("linear_group_backward: %d layers, want 1 to %d", n, LINEAR_GROUP_MAX);
     int total = 0;
-    for (int i = 0; i < n; i++) total += grads[i].out;
+    for (int i = 0; i < n; i++) total += padded8(grads[i].out);
     if (n == 1 || !dx || !cuda_gemm_converts(N, in, total)) {
         for (int i = 0; i < n; i++)
             cuda_linear_backward(dx, grads[i].dw, grads[i].dy, x, grads[i].w, N, in, grads[i].out,
@@ -447,18 +451,20 @@ extern "C" void cuda_linear_group_backward(float *dx, const float *x, int N, int
     if (cuda_capture_refuses()) return;
     size_t ndy = (size_t)N * total, nw = (size_t)total * in, nx = cuda_held(x, (size_t)N * in) ? 0 : (size_t)N * in;
     __nv_bfloat16 *dy16 = operand_space(ndy + nw + nx), *w16 = dy16 + ndy;
-    for (int i = 0, col = 0; i < n; col += grads[i].out, i++) {
+    for (int i = 0, col = 0; i < n; col += padded8(grads[i].out), i++) {
         const LinearGrad *g = &grads[i];
-        to_bf16_into(dy16 + col, total, g->dy, N, g->out, g->out);
+        int gap = padded8(g->out) - g->out;
+        to_bf16_into(dy16 + col, total, g->dy, N, g->out, g->out + gap, g->out);
         size_t nwi = (size_t)g->out * in;
+        __nv_bfloat16 *rows = w16 + (size_t)col * in;
         const __nv_bfloat16 *copy = cuda_step_copy(g->w, nwi);
-        if (copy) CUDA_CHECK(cudaMemcpyAsync(w16 + (size_t)col * in, copy, sizeof(__nv_bfloat16) * nwi,
-                                             cudaMemcpyDeviceToDevice));
-        else cuda_to_bf16(w16 + (size_t)col * in, g->w, g->out, in, in);
+        if (copy) CUDA_CHECK(cudaMemcpyAsync(rows, copy, sizeof(__nv_bfloat16) * nwi, cudaMemcpyDeviceToDevice));
+        else cuda_to_bf16(rows, g->w, g->out, in, in);
+        if (gap) CUDA_CHECK(cudaMemsetAsync(rows + nwi, 0, sizeof(__nv_bfloat16) * gap * in));
     }
     Bf16Operand x16 = cuda_bf16_operand(x, N, in, in, w16 + nw); /* hold_operand's copy where x is held */
     cuda_gemm_bf16(false, false, N, in, total, 1.0f, dy16, total, w16, in, accumulate_dx ? 1.0f : 0.0f, dx, false, in);
-    for (int i = 0, col = 0; i < n; col += grads[i].out, i++)
+    for (int i = 0, col = 0; i < n; col += padded8(grads[i].out), i++)
         cuda_gemm_bf16(true, false, grads[i].out, in, N, 1.0f, dy16 + col, total, x16.p, x16.ld, 1.0f, grads[i].dw,
                        false, in);
 }

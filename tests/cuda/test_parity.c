@@ -349,19 +349,23 @@ TEST(test_gpu_linear_backward) {
 }
 
 /* several linear layers of one input back to it (linear_group_backward): each dW accumulates, dx
- * is set or accumulated as the sum of the layers' products. The large case takes the GPU's stacked
- * product (its widths those of MLA's three products of x at 12 x 768: the shared rotary key's 32
- * columns, the latent's 512, the queries' 1,152), once with x held as a block's normed input is
- * (the held copy read, not x) and once without; the small one goes layer by layer. */
+ * is set or accumulated as the sum of the layers' products. The large cases take the GPU's stacked
+ * product (MLA's three products of x at 12 x 768: the shared rotary key's 32 columns, the latent's
+ * 512, the queries' 1,152; and widths that are not multiples of 8), once with x held as a block's
+ * normed input is (the held copy read, not x) and once without; the small one goes layer by layer. */
 TEST(test_gpu_linear_group_backward) {
     need_gpu();
     Rng rng;
     rng_seed(&rng, 31);
     enum { LAYERS = 3 };
-    const int shapes[2][2 + LAYERS] = {{37, 29, 5, 53, 3}, {1024, 768, 32, 512, 1152}}; /* N, in, outs */
-    CHECK(cuda_gemm_converts(1024, 768, 32 + 512 + 1152) == !fp32_matmuls, "the large case's stacked product: %s",
-          fp32_matmuls ? "bf16 operands in the fp32 mode" : "fp32 in the tensor-core mode");
-    for (int sh = 0; sh < 2; sh++)
+    /* N, in, outs: layer by layer; MLA's widths; kda's gates, beta (12 heads) and a projection, whose
+     * columns the GPU's operand pads to multiples of 8 */
+    const int shapes[3][2 + LAYERS] = {{37, 29, 5, 53, 3}, {1024, 768, 32, 512, 1152}, {1024, 768, 60, 12, 766}};
+    for (int sh = 1; sh < 3; sh++)
+        CHECK(cuda_gemm_converts(1024, 768, shapes[sh][2] + shapes[sh][3] + shapes[sh][4]) == !fp32_matmuls,
+              "large case %d's stacked product: %s", sh,
+              fp32_matmuls ? "bf16 operands in the fp32 mode" : "fp32 in the tensor-core mode");
+    for (int sh = 0; sh < 3; sh++)
         for (int mode = 0; mode < 3; mode++) { /* dx = ..., dx += ..., dx = ... with x held */
             int N = shapes[sh][0], in = shapes[sh][1];
             size_t nx = (size_t)N * in;
