@@ -49,7 +49,7 @@ typedef struct {
     DeltaBuffers train, step;
     float *saved, *work;                                     /* core: states kept for the backward, scratch */
     float *d_out, *d_on, *d_o, *dz, *dz1, *dq, *dk, *dv, *dg, *dbeta, *da, *df1; /* backward scratch */
-    float *d_alt, *d_alt_k, *d_alt_v; /* the input paths' second buffers, one each: their outputs meet at dx */
+    float *d_alt, *d_alt_k, *d_alt_v; /* the input paths' second buffers (k's and v's: without q/k norms) */
     float *d_read, *d_write, *dr1;    /* dplr: the core's da and db; the read gate's low-rank gradient */
     ShortConv conv;                                            /* with cfg.short_conv */
     float *state;                                              /* decode cache, beside conv's tails */
@@ -313,8 +313,10 @@ void delta_layer_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scratc
     arena_rewind(scratch, turns);
     size_t widest = HK > HV ? HK : HV;
     arena_floats(scratch, &L->d_alt, N * widest);
-    arena_floats(scratch, &L->d_alt_k, N * HK);
-    arena_floats(scratch, &L->d_alt_v, N * HV);
+    if (!L->cfg.qk_norm) { /* each input path ends in a second buffer of its own (delta_layer_backward) */
+        arena_floats(scratch, &L->d_alt_k, N * HK);
+        arena_floats(scratch, &L->d_alt_v, N * HV);
+    }
     arena_floats(scratch, &L->da, N * G);
 }
 
@@ -548,13 +550,17 @@ void delta_layer_backward(Mixer *m, const Backend *be, const float *x, const flo
     }
     be->sigmoid_backward(L->dbeta, L->dbeta, bf->beta, (size_t)N * H);
     gather(&to_x, &L->w_b, L->dbeta, H);
+    /* Each path's result waits for dx's product. With q/k norms the q and k paths end in dq and dk,
+     * so one second buffer serves all three (v's path, last, ends in it); without them each path
+     * ends in its second buffer, and each has its own. */
     bool norm = L->cfg.qk_norm;
+    float *alt_k = norm ? L->d_alt : L->d_alt_k, *alt_v = norm ? L->d_alt : L->d_alt_v;
     input_path_backward(L, be, L->dq, L->d_alt, bf->q_pre, bf->q, bf->q_rn, &L->conv.q, &L->w_q, &to_x, B, T, HK,
                         norm, L->rope);
-    input_path_backward(L, be, L->dk, L->d_alt_k, bf->k_pre, bf->k, bf->k_rn, &L->conv.k, &L->w_k, &to_x, B, T, HK,
-                        norm, L->rope);
-    input_path_backward(L, be, L->dv, L->d_alt_v, bf->v_pre, NULL, NULL, &L->conv.v, &L->w_v, &to_x, B, T, HV,
-                        false, false);
+    input_path_backward(L, be, L->dk, alt_k, bf->k_pre, bf->k, bf->k_rn, &L->conv.k, &L->w_k, &to_x, B, T, HK, norm,
+                        L->rope);
+    input_path_backward(L, be, L->dv, alt_v, bf->v_pre, NULL, NULL, &L->conv.v, &L->w_v, &to_x, B, T, HV, false,
+                        false);
     be->linear_group_backward(dx, x, N, C, to_x.n, to_x.grads, false);
 }
 
