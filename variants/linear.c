@@ -68,7 +68,8 @@ typedef struct {
     ShortConv conv; /* when W > 0 */
     LinearBuffers train, step;
     float *saved, *work;                          /* core */
-    float *d_o, *d_oaug, *dq, *dk, *dv, *dv_aug, *d_alt, *d_conv; /* backward scratch */
+    float *d_o, *d_oaug, *dq, *dk, *dv, *dv_aug; /* backward scratch */
+    float *d_conv_v, *d_conv_q, *d_conv_k;        /* the convolution's input gradients, one a path */
     float *state;                                          /* decode cache [B, H, K, Vc], beside conv's tails */
 } LinearLayer;
 
@@ -147,8 +148,11 @@ static void linear_declare(Mixer *m, const Backend *be, Arena *acts, Arena *scra
     arena_floats(scratch, &L->dq, N * HK);
     arena_floats(scratch, &L->dk, N * HK);
     arena_floats(scratch, &L->dv_aug, N * HVc);
-    arena_floats(scratch, &L->d_alt, N * HK);
-    if (L->W) arena_floats(scratch, &L->d_conv, N * (HK > (size_t)L->H * L->V ? HK : (size_t)L->H * L->V));
+    if (L->W) { /* each path's result waits for dx's one product */
+        arena_floats(scratch, &L->d_conv_v, N * L->H * L->V);
+        arena_floats(scratch, &L->d_conv_q, N * HK);
+        arena_floats(scratch, &L->d_conv_k, N * HK);
+    }
 }
 
 /* Without the convolution, its outputs are its inputs. */
@@ -199,27 +203,28 @@ static void linear_forward_mixer(Mixer *m, const Backend *be, const float *x, fl
     run_forward((LinearLayer *)m, be, &((LinearLayer *)m)->train, x, NULL, y, B, T, false);
 }
 
-/* d (the gradient at the convolution's output, width channels) back to x through [short conv]
- * and the projection: into dx (the first path) or added to it. */
+/* d (the gradient at the convolution's output, width channels) back through [short conv] into
+ * d_conv, gathered for dx with the projection w. */
 static void conv_path_backward(LinearLayer *L, const Backend *be, const float *d, const float *pre, Param *conv,
-                               Param *w, const float *x, float *dx, bool add, int B, int T, int width) {
+                               float *d_conv, const Param *w, LinearGrad *to_x, int B, int T, int width) {
     if (L->W) {
-        be->conv1d_backward(L->d_conv, conv->g, d, pre, conv->w, B, T, width, L->W);
-        d = L->d_conv;
+        be->conv1d_backward(d_conv, conv->g, d, pre, conv->w, B, T, width, L->W);
+        d = d_conv;
     }
-    linear_backward(be, dx, d, x, w, B * T, L->C, width, add);
+    *to_x = linear_grad(w, d, width);
 }
 
-/* One of q and k back to x, added to dx: [RoPE] <- phi <- [short conv] <- projection. */
+/* One of q and k back to its projection: [RoPE] <- phi <- [short conv], in place in d up to the
+ * convolution. */
 static void qk_path_backward(LinearLayer *L, const Backend *be, float *d, const float *c_in, const float *pre,
-                             Param *conv, Param *w, const float *x, float *dx, int B, int T) {
+                             Param *conv, float *d_conv, const Param *w, LinearGrad *to_x, int B, int T) {
     const int N = B * T, K = L->K, HK = L->H * K;
     if (L->rope) {
         const RopeTable *t = L->rope_table;
         be->rope_backward(d, B, T, L->H, K, HK, 0, K, t->cos, t->sin, 0);
     }
-    be->feature_map_backward(L->d_alt, d, c_in, (size_t)N * HK, L->phi);
-    conv_path_backward(L, be, L->d_alt, pre, conv, w, x, dx, true, B, T, HK);
+    be->feature_map_backward(d, d, c_in, (size_t)N * HK, L->phi);
+    conv_path_backward(L, be, d, pre, conv, d_conv, w, to_x, B, T, HK);
 }
 
 static void linear_backward_mixer(Mixer *m, const Backend *be, const float *x, const float *dy, float *dx, int B,
@@ -243,9 +248,11 @@ static void linear_backward_mixer(Mixer *m, const Backend *be, const float *x, c
         be->copy_rows(L->d_o, L->V, L->dv_aug, core_v(L), N * H, L->V, false);
         dv = L->d_o;
     }
-    conv_path_backward(L, be, dv, bf->v_pre, &L->conv.v, &L->w_v, x, dx, false, B, T, HV); /* writes dx */
-    qk_path_backward(L, be, L->dq, bf->q_c, bf->q_pre, &L->conv.q, &L->w_q, x, dx, B, T);
-    qk_path_backward(L, be, L->dk, bf->k_c, bf->k_pre, &L->conv.k, &L->w_k, x, dx, B, T);
+    LinearGrad to_x[3]; /* v, q, k: the order dx sums them */
+    conv_path_backward(L, be, dv, bf->v_pre, &L->conv.v, L->d_conv_v, &L->w_v, &to_x[0], B, T, HV);
+    qk_path_backward(L, be, L->dq, bf->q_c, bf->q_pre, &L->conv.q, L->d_conv_q, &L->w_q, &to_x[1], B, T);
+    qk_path_backward(L, be, L->dk, bf->k_c, bf->k_pre, &L->conv.k, L->d_conv_k, &L->w_k, &to_x[2], B, T);
+    be->linear_group_backward(dx, x, N, C, 3, to_x, false);
 }
 
 static void linear_declare_decode(Mixer *m, const Backend *be, Arena *cache, Arena *scratch, int B, long max_context) {
