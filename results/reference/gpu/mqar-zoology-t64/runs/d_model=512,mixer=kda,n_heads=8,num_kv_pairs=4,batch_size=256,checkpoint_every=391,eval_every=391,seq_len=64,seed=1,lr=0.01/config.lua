@@ -4,7 +4,7 @@ return {
   run = "d_model=512,mixer=kda,n_heads=8,num_kv_pairs=4,batch_size=256,checkpoint_every=391,eval_every=391,seq_len=64,seed=1,lr=0.01",
   out_dir = "results/gpu",
   device = "cuda",
-  threads = 1,
+  threads = 2,
   seed = 1,
   task = "mqar",
   model = {

@@ -4,7 +4,7 @@ return {
   run = "d_model=512,short_conv=true,mixer=linear,n_heads=8,num_kv_pairs=4,batch_size=256,checkpoint_every=391,eval_every=391,seq_len=64,seed=1,lr=0.0001",
   out_dir = "results/gpu",
   device = "cuda",
-  threads = 3,
+  threads = 2,
   seed = 1,
   task = "mqar",
   model = {
