@@ -418,6 +418,8 @@ def main():
                 reason = f"stopped early: val accuracy {val_acc:.4f} is above train.stop_accuracy = {s['stop_accuracy']:g}"
                 break
     metrics.close()
+    if status == "finished" and reason is None and steps < s["steps"]:
+        reason = f"stopped at --max-steps {steps} of train.steps = {s['steps']}"
     summary = dict(status=status, reason=reason, **{k: row.get(k) for k in
                    ("step", "epoch", "train_loss", "val_loss", "val_accuracy", "elapsed_s")},
                    params=params, layers="fla", gdn_core=args.gdn_core if s["mixer"] == "gdn" else None,
