@@ -221,17 +221,22 @@ class EpochOrder:
 
 # ---- the model ---------------------------------------------------------------------------------
 
+def head_decay(a, A_log, dt_bias):
+    """GDN's log decay a head, -exp(A_log) * softplus(a + dt_bias), with the exact softplus."""
+    return -A_log.float().exp() * F.softplus(a.float() + (dt_bias.float() if dt_bias is not None else 0.0))
+
+
 def gdn_through_chunk_kda(chunk_kda):
     """fla's GatedDeltaNet calls chunk_gated_delta_rule with the gate computed in the kernel; this
-    stand-in computes the same gate per head (-exp(A_log) * softplus(a + dt_bias), exact softplus)
-    and runs the recurrence through chunk_kda with that decay on every key channel."""
+    stand-in computes the same gate per head (head_decay) and runs the recurrence through chunk_kda
+    with that decay on every key channel."""
     def core(q, k, v, g, beta, A_log=None, dt_bias=None, initial_state=None, output_final_state=False,
              use_qk_l2norm_in_kernel=True, use_gate_in_kernel=True, use_beta_sigmoid_in_kernel=True,
              allow_neg_eigval=False, state_v_first=True, cu_seqlens=None, scale=None, **kw):
         if initial_state is not None or output_final_state or cu_seqlens is not None or kw:
             raise NotImplementedError(f"gdn via chunk_kda: training without states or varlen only (got {sorted(kw)})")
         if use_gate_in_kernel:
-            g = -A_log.float().exp() * F.softplus(g.float() + (dt_bias.float() if dt_bias is not None else 0.0))
+            g = head_decay(g, A_log, dt_bias)
         g = g.unsqueeze(-1).expand(*g.shape, q.shape[-1]).contiguous()
         return chunk_kda(q=q, k=k, v=v, g=g, beta=beta, scale=scale, use_qk_l2norm_in_kernel=use_qk_l2norm_in_kernel,
                          use_gate_in_kernel=False, use_beta_sigmoid_in_kernel=use_beta_sigmoid_in_kernel,
@@ -248,7 +253,7 @@ def gdn_naive(naive_recurrent):
         if use_qk_l2norm_in_kernel:  # fla's l2norm: x / sqrt(sum x^2 + 1e-6)
             q, k = (x.float() * torch.rsqrt(x.float().pow(2).sum(-1, keepdim=True) + 1e-6) for x in (q, k))
         if use_gate_in_kernel:
-            g = -A_log.float().exp() * F.softplus(g.float() + (dt_bias.float() if dt_bias is not None else 0.0))
+            g = head_decay(g, A_log, dt_bias)
         if use_beta_sigmoid_in_kernel:
             beta = torch.sigmoid(beta.float()) * (2.0 if allow_neg_eigval else 1.0)
         o, _ = naive_recurrent(q, k, v, beta, g, scale=scale)
