@@ -195,8 +195,13 @@ def fla_commit(override=None):
     try:
         import fla
         root = os.path.dirname(os.path.dirname(os.path.abspath(fla.__file__)))
+        # only fla's own checkout: a source tree copied into another repository (a carried
+        # folder inside attnlab's) would otherwise report that repository's commit
+        top = subprocess.run(["git", "-C", root, "rev-parse", "--show-toplevel"], capture_output=True, text=True,
+                             timeout=20)
         r = subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=20)
-        if r.returncode == 0 and r.stdout.strip():
+        if (top.returncode == 0 and os.path.realpath(top.stdout.strip()) == os.path.realpath(root)
+                and r.returncode == 0 and r.stdout.strip()):
             head = r.stdout.strip()
             s = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=20)

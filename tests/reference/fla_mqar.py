@@ -7,15 +7,18 @@ script reads the resolved config.lua an attnlab run wrote (its model, optimizer,
 task and evaluation) and trains that model with fla's GatedDeltaNet or KimiDeltaAttention in
 place of attnlab's, everything else written here in plain PyTorch:
 
-- blocks as attnlab's with model.mlp = false: x + mixer(RMSNorm(x)), a final RMSNorm, an untied
-  head; every matrix and convolution N(0, init_std), biases 0 (fla's models' _init_weights; the
-  layers keep their own A_log and dt_bias), weight decay on tensors of 2 or more dimensions only;
+- blocks as attnlab's: x + mixer(RMSNorm(x)), then with model.mlp x + SwiGLU(RMSNorm(x)) of width
+  model.d_ff (0: 8/3 d_model rounded up to a multiple of 64), a final RMSNorm, an untied head;
+  every matrix and convolution N(0, init_std), biases 0 (fla's models' _init_weights; the layers
+  keep their own A_log and dt_bias), weight decay on tensors of 2 or more dimensions only;
 - AdamW with the config's betas, eps and decay, attnlab's lr_at (warm-up, then cosine or linear
   to lr * lr_min_ratio over train.steps), gradient clipping at train.grad_clip;
 - MQAR drawn as Zoology's generator draws it (the distribution of experiments/mqar.c, from
   numpy's random numbers, so the sequences themselves differ): a fixed training set of
-  mqar.train_examples reshuffled every epoch, eval.examples held out, accuracy on the queries,
-  evaluation every train.eval_every steps, stopping once it passes train.stop_accuracy.
+  mqar.train_examples reshuffled every epoch, or with mqar.train_examples = 0 fresh sequences
+  every step (Kimi Linear's synthetic protocol, configs/repro/gpu/synthetic.lua); eval.examples
+  held out, accuracy on the queries, evaluation every train.eval_every steps (0: at the end),
+  stopping once it passes train.stop_accuracy.
 
 GDN's core on Hopper: fla's chunked GDN backward does not run there with Triton 3.6, so
 --gdn-core kda (the default) computes GDN's recurrence with fla's chunk_kda kernel, the head's
@@ -26,7 +29,9 @@ uses fla's chunk_gated_delta_rule, --gdn-core naive fla's naive_recurrent_gated_
     PYTHONPATH=/path/to/flash-linear-attention python3 tests/reference/fla_mqar.py \\
         --config results/reference/gpu/mqar-zoology-t64/runs/<run>/config.lua --out /tmp/fla_run [--seed 2]
 
-Writes OUT/metrics.jsonl (a line an evaluation) and OUT/summary.json (written last, atomically);
+Writes OUT/metrics.jsonl (attnlab's rows: every train.log_every steps the mean training loss since
+the last row, with val_loss and val_accuracy where it evaluated) and OUT/summary.json (written
+last, atomically);
 refuses an OUT that exists. Needs a CUDA GPU, PyTorch, Triton, einops, transformers and fla's
 source tree (see README_fla.md).
 """
@@ -114,8 +119,6 @@ def setup_from_config(cfg, path, args):
         raise SystemExit(f"{path}: model.mixer = '{mixer}': this script trains fla's gdn or kda layer only")
     if g("task") != "mqar":
         raise SystemExit(f"{path}: task = '{g('task')}': this script trains MQAR only")
-    if g("model.mlp"):
-        raise SystemExit(f"{path}: model.mlp = true: this script builds attnlab's blocks without an MLP only")
     if g("model.tie_embeddings"):
         raise SystemExit(f"{path}: model.tie_embeddings = true: not reproduced here (untied head only)")
     if g("model.layers") or g("model.hybrid.ratio"):
@@ -131,21 +134,18 @@ def setup_from_config(cfg, path, args):
         raise SystemExit(f"{path}: model.kda.gate_rank / output_gate differ from fla's KDA (rank V, always gated)")
     if g("train.grad_accum") != 1 or g("train.data_parallel") != 1:
         raise SystemExit(f"{path}: train.grad_accum / data_parallel other than 1 are not reproduced here")
-    if g("mqar.train_examples") <= 0:
-        raise SystemExit(f"{path}: mqar.train_examples = 0 (fresh sequences every step): this script reproduces "
-                         "Zoology's fixed training set only")
     d, h = g("model.d_model"), g("model.n_heads")
     head_dim = g(f"{m}.head_dim") or d // h
     return dict(
         mixer=mixer, vocab=g("model.vocab_size"), d_model=d, n_layers=g("model.n_layers"), n_heads=h,
         head_dim=head_dim, expand_v=float(g(f"{m}.expand_v")), short_conv=g(f"{m}.short_conv"),
         conv_size=g(f"{m}.conv_size"), output_gate=g(f"{m}.output_gate"), norm_eps=g("model.norm_eps"),
-        init_std=g("model.init_std"),
+        init_std=g("model.init_std"), d_ff=(g("model.d_ff") or ((8 * d + 2) // 3 + 63) // 64 * 64) if g("model.mlp") else 0,
         steps=g("train.steps"), batch=g("train.batch_size"), seq_len=g("train.seq_len"),
         lr=args.lr if args.lr is not None else g("train.lr"), lr_min_ratio=g("train.lr_min_ratio"),
         warmup=g("train.warmup_steps"), schedule=g("train.lr_schedule"), weight_decay=g("train.weight_decay"),
         betas=(g("train.beta1"), g("train.beta2")), eps=g("train.adam_eps"), grad_clip=g("train.grad_clip"),
-        stop_accuracy=g("train.stop_accuracy"), eval_every=g("train.eval_every"),
+        stop_accuracy=g("train.stop_accuracy"), eval_every=g("train.eval_every"), log_every=g("train.log_every"),
         seed=args.seed if args.seed is not None else g("seed"),
         pairs=g("mqar.num_kv_pairs"), power_a=g("mqar.power_a"), random_non_queries=g("mqar.random_non_queries"),
         train_examples=g("mqar.train_examples"), val_examples=g("eval.examples"), eval_seed=g("eval.seed"),
@@ -219,6 +219,25 @@ class EpochOrder:
         return idx
 
 
+def training_batches(s, dev):
+    """A function step -> (inputs, targets) on dev: the fixed set in EpochOrder, or with
+    mqar.train_examples = 0 a fresh batch every step from one numpy stream."""
+    import numpy as np
+    rng = np.random.default_rng([s["seed"], 1])
+    if s["train_examples"] == 0:
+        def fresh(step):
+            x, y = mqar_set(s["batch"], s, rng)
+            return torch.from_numpy(x).to(dev), torch.from_numpy(y).to(dev)
+        return fresh, "fresh sequences every step"
+    train_x, train_y = (torch.from_numpy(a).to(dev) for a in mqar_set(s["train_examples"], s, rng))
+    order = EpochOrder(s["train_examples"], s["seed"])
+
+    def fixed(step):
+        idx = torch.from_numpy(order.batch(step, s["batch"])).to(dev)
+        return train_x[idx], train_y[idx]
+    return fixed, f"{s['train_examples']} training sequences"
+
+
 # ---- the model ---------------------------------------------------------------------------------
 
 def head_decay(a, A_log, dt_bias):
@@ -262,6 +281,17 @@ def gdn_naive(naive_recurrent):
 
 
 def build_model(s, mods):
+    class SwiGLU(nn.Module):
+        """attnlab's MLP (core/mlp.h): down(silu(gate x) * up x)."""
+        def __init__(self):
+            super().__init__()
+            self.gate = nn.Linear(s["d_model"], s["d_ff"], bias=False)
+            self.up = nn.Linear(s["d_model"], s["d_ff"], bias=False)
+            self.down = nn.Linear(s["d_ff"], s["d_model"], bias=False)
+
+        def forward(self, x):
+            return self.down(F.silu(self.gate(x)) * self.up(x))
+
     class Block(nn.Module):
         def __init__(self, i):
             super().__init__()
@@ -273,9 +303,13 @@ def build_model(s, mods):
                 self.mixer = mods["fla.layers.gated_deltanet"].GatedDeltaNet(use_gate=s["output_gate"], **kw)
             else:
                 self.mixer = mods["fla.layers.kda"].KimiDeltaAttention(**kw)
+            if s["d_ff"]:
+                self.mlp_norm = nn.RMSNorm(s["d_model"], eps=s["norm_eps"])
+                self.mlp = SwiGLU()
 
         def forward(self, x):
-            return x + self.mixer(hidden_states=self.attn_norm(x), attention_mask=None)[0]
+            x = x + self.mixer(hidden_states=self.attn_norm(x), attention_mask=None)[0]
+            return x + self.mlp(self.mlp_norm(x)) if s["d_ff"] else x
 
     class Model(nn.Module):
         def __init__(self):
@@ -364,10 +398,10 @@ def main():
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16")
 
     t0 = time.time()
-    train_x, train_y = mqar_set(s["train_examples"], s, np.random.default_rng([s["seed"], 1]))
-    val_x, val_y = mqar_set(s["val_examples"], s, np.random.default_rng([s["eval_seed"], 3]))
-    train_x, train_y, val_x, val_y = (torch.from_numpy(a).to(dev) for a in (train_x, train_y, val_x, val_y))
-    print(f"data: {s['train_examples']} training and {s['val_examples']} held-out sequences of {s['seq_len']} "
+    next_batch, training = training_batches(s, dev)
+    val_x, val_y = (torch.from_numpy(a).to(dev) for a in
+                    mqar_set(s["val_examples"], s, np.random.default_rng([s["eval_seed"], 3])))
+    print(f"data: {training} and {s['val_examples']} held-out sequences of {s['seq_len']} "
           f"tokens, {s['pairs']} pairs, vocabulary {s['vocab']} ({time.time() - t0:.1f} s)", flush=True)
 
     torch.manual_seed(s["seed"])
@@ -378,22 +412,21 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": s["weight_decay"]},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=s["lr"], betas=s["betas"], eps=s["eps"], fused=True)
-    order = EpochOrder(s["train_examples"], s["seed"])
     os.makedirs(args.out)
     metrics = open(os.path.join(args.out, "metrics.jsonl"), "w")
     print(f"{s['mixer']} (fla, gdn core {args.gdn_core if s['mixer'] == 'gdn' else '-'}), {params:,} parameters, "
           f"{s['steps']} steps of {s['batch']}, lr {s['lr']:g}, seed {s['seed']}, {precision}", flush=True)
 
     steps = min(s["steps"], args.max_steps) if args.max_steps else s["steps"]
-    status, reason, row = "finished", None, {}
+    status, reason, last = "finished", None, {}
     loss_sum, loss_count = torch.zeros((), device=dev), 0  # summed on the GPU: no sync a step
     model.train()  # evaluation too: fla's layers take another kernel (fused_recurrent) in eval mode
     t0 = time.time()
     for step in range(steps):
+        lr = lr_at(s, step)
         for group in opt.param_groups:
-            group["lr"] = lr_at(s, step)
-        idx = torch.from_numpy(order.batch(step, s["batch"])).to(dev)
-        x, y = train_x[idx], train_y[idx]
+            group["lr"] = lr
+        x, y = next_batch(step)
         with amp():
             logits = model(x)
         loss = F.cross_entropy(logits.float().view(-1, s["vocab"]), y.view(-1), ignore_index=-1)
@@ -405,28 +438,35 @@ def main():
         loss_sum += loss.detach()
         loss_count += 1
         done = step + 1
-        if done % s["eval_every"] == 0 or done == steps:
-            val_loss, val_acc = evaluate(model, val_x, val_y, s["eval_batch"], amp)
-            if not math.isfinite(loss_sum.item()):
-                status, reason = "failed", f"non-finite training loss before step {done}"
-                break
-            train_loss = loss_sum.item() / loss_count  # the mean since the last evaluation
-            loss_sum.zero_()
-            loss_count = 0
-            row = dict(step=done, epoch=done * s["batch"] / s["train_examples"], train_loss=train_loss,
-                       val_loss=val_loss, val_accuracy=val_acc, elapsed_s=time.time() - t0)
-            metrics.write(json.dumps(row) + "\n")
-            metrics.flush()
-            print(f"step {done:6d}  epoch {row['epoch']:5.1f}  train loss {train_loss:.4g}  val loss {val_loss:.4g}  "
-                  f"val accuracy {val_acc:.4f}  ({row['elapsed_s']:.0f} s)", flush=True)
-            if s["stop_accuracy"] > 0 and val_acc > s["stop_accuracy"]:
-                reason = f"stopped early: val accuracy {val_acc:.4f} is above train.stop_accuracy = {s['stop_accuracy']:g}"
+        evaluating = done == steps or (s["eval_every"] > 0 and done % s["eval_every"] == 0)
+        if not evaluating and done % s["log_every"] != 0:
+            continue
+        row = dict(step=done, loss=loss_sum.item() / loss_count, lr=lr, elapsed_s=time.time() - t0)
+        if s["train_examples"]:
+            row["epoch"] = done * s["batch"] / s["train_examples"]
+        loss_sum.zero_()
+        loss_count = 0
+        if not math.isfinite(row["loss"]):
+            status, reason = "failed", f"non-finite training loss before step {done}"
+            break
+        if evaluating:
+            row["val_loss"], row["val_accuracy"] = evaluate(model, val_x, val_y, s["eval_batch"], amp)
+        metrics.write(json.dumps(row) + "\n")
+        metrics.flush()
+        last.update(row)
+        if evaluating:
+            print(f"step {done:6d}  {'epoch %5.1f  ' % row['epoch'] if 'epoch' in row else ''}train loss {row['loss']:.4g}  "
+                  f"val loss {row['val_loss']:.4g}  val accuracy {row['val_accuracy']:.4f}  ({row['elapsed_s']:.0f} s)",
+                  flush=True)
+            if s["stop_accuracy"] > 0 and row["val_accuracy"] > s["stop_accuracy"]:
+                reason = (f"stopped early: val accuracy {row['val_accuracy']:.4f} is above "
+                          f"train.stop_accuracy = {s['stop_accuracy']:g}")
                 break
     metrics.close()
     if status == "finished" and reason is None and steps < s["steps"]:
         reason = f"stopped at --max-steps {steps} of train.steps = {s['steps']}"
-    summary = dict(status=status, reason=reason, **{k: row.get(k) for k in
-                   ("step", "epoch", "train_loss", "val_loss", "val_accuracy", "elapsed_s")},
+    summary = dict(status=status, reason=reason, train_loss=last.get("loss"), **{k: last.get(k) for k in
+                   ("step", "epoch", "val_loss", "val_accuracy", "elapsed_s")},
                    params=params, layers="fla", gdn_core=args.gdn_core if s["mixer"] == "gdn" else None,
                    precision=precision, setup={k: v for k, v in s.items()}, config=os.path.abspath(args.config),
                    fla_commit=C.fla_commit(), versions=C.versions())
