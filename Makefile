@@ -216,7 +216,7 @@ bench: attnlab
 	./attnlab bench train
 
 # Reproductions: configs/repro/NAME.lua, run (2 at a time) and plotted into results/NAME/.
-REPROS = hybrid-ratio hybrid-ratio-mqar hybrid-ratio-mqar-hard nope-rope mqar synthetic synthetic-gdn-expand1 synthetic-gdn-expand1-seeds efficiency mqar-linear-feature-map
+REPROS = hybrid-ratio hybrid-ratio-mqar hybrid-ratio-mqar-hard nope-rope mqar synthetic synthetic-gdn-expand1 synthetic-gdn-expand1-seeds efficiency mqar-linear-feature-map mqar-fillers mqar-fillers-length
 repro-%: attnlab
 	@test -f configs/repro/$*.lua || { echo "no configs/repro/$*.lua (reproductions: $(REPROS))"; exit 2; }
 	./attnlab run configs/repro/$*.lua --jobs $(or $(JOBS),1)
