@@ -4,7 +4,7 @@
 # lists), task, chance (0: no line), xspan (the x axis in octaves), keypos, out, fmt,
 # experiment.
 load "plots/common.gp"
-set title sprintf("%s: %s accuracy against sequence length (mean over seeds, bars: min to max)", experiment, task) noenhanced
+set title wrapped(sprintf("%s: %s accuracy against sequence length (mean over seeds, bars: min to max)", experiment, task)) noenhanced
 set logscale x 2
 set xlabel "sequence length"
 set ylabel "validation accuracy (at the answer positions)"

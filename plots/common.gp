@@ -31,3 +31,6 @@ dash(i) = (i - 1) % 5 + 1
 # On a log2 x axis xspan octaves wide (set by attnlab plot), series i of n moves by shift(i, n):
 # 1.2% of the axis apart, so that the error bars of series at one x stand side by side.
 shift(i, n) = 2 ** ((i - (n + 1) / 2.0) * 0.012 * (exists("xspan") && xspan > 0 ? xspan : 1))
+# A long title's explanation in brackets on a second line: gnuplot centres a title over the plot,
+# not the canvas, so with the legend at the right a long one ran off the canvas's left edge.
+wrapped(s) = (strlen(s) > 70 && strstrt(s, " (") > 0) ? s[1:strstrt(s, " (") - 1] . "\n" . s[strstrt(s, " (") + 1:*] : s

@@ -3,7 +3,7 @@
 # Files: one per setting: step, mean, min, max, runs that logged the step.
 # Variables: files, titles (word lists, same order), keypos, out, fmt, experiment.
 load "plots/common.gp"
-set title sprintf("%s: training loss (line: mean over seeds; band: min to max)", experiment) noenhanced
+set title wrapped(sprintf("%s: training loss (line: mean over seeds; band: min to max)", experiment)) noenhanced
 set xlabel "step"
 set ylabel "training loss (nats per token)"
 set style fill transparent solid 0.15 noborder

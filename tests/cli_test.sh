@@ -809,6 +809,19 @@ if selected plot_loss_curves_average_the_seeds_of_a_setting; then
         fail plot_loss_curves_average_the_seeds_of_a_setting "exit $code; series: $(ls "$data" | grep '^loss_' | tr '\n' ' '); titles $titles; want $(echo $want) got $(echo $got)"
     fi
 fi
+# a long title's bracketed explanation goes on a second line (centred over the plot, a long one ran
+# off the canvas's left edge); a short one stays whole
+if selected plot_long_title_wraps_its_brackets; then
+    got=$(gnuplot -e "fmt = 'svg'; out = '$TMP/wrap'; load 'plots/common.gp'" \
+        -e 'print wrapped("an-experiment-with-a-long-name: mqar accuracy against sequence length (mean over seeds)")' \
+        -e 'print wrapped("sw: training loss (mean)")' 2>&1)
+    want=$'an-experiment-with-a-long-name: mqar accuracy against sequence length\n(mean over seeds)\nsw: training loss (mean)'
+    if [ "$got" = "$want" ]; then
+        ok plot_long_title_wraps_its_brackets
+    else
+        fail plot_long_title_wraps_its_brackets "got: $got"
+    fi
+fi
 if selected plot_sorts_numbers_by_value; then
     plot_sweep plotsort 'grid = { ["model.d_model"] = { 32, 8, 16 }, ["model.hybrid.ratio"] = { "1:0", "3:1", "0:1", "1:1" } },'
     code=$?
