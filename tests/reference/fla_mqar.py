@@ -136,11 +136,12 @@ def setup_from_config(cfg, path, args):
         raise SystemExit(f"{path}: train.grad_accum / data_parallel other than 1 are not reproduced here")
     d, h = g("model.d_model"), g("model.n_heads")
     head_dim = g(f"{m}.head_dim") or d // h
+    d_ff = (g("model.d_ff") or ((8 * d + 2) // 3 + 63) // 64 * 64) if g("model.mlp") else 0  # config_d_ff
     return dict(
         mixer=mixer, vocab=g("model.vocab_size"), d_model=d, n_layers=g("model.n_layers"), n_heads=h,
         head_dim=head_dim, expand_v=float(g(f"{m}.expand_v")), short_conv=g(f"{m}.short_conv"),
         conv_size=g(f"{m}.conv_size"), output_gate=g(f"{m}.output_gate"), norm_eps=g("model.norm_eps"),
-        init_std=g("model.init_std"), d_ff=(g("model.d_ff") or ((8 * d + 2) // 3 + 63) // 64 * 64) if g("model.mlp") else 0,
+        init_std=g("model.init_std"), d_ff=d_ff,
         steps=g("train.steps"), batch=g("train.batch_size"), seq_len=g("train.seq_len"),
         lr=args.lr if args.lr is not None else g("train.lr"), lr_min_ratio=g("train.lr_min_ratio"),
         warmup=g("train.warmup_steps"), schedule=g("train.lr_schedule"), weight_decay=g("train.weight_decay"),
@@ -149,7 +150,7 @@ def setup_from_config(cfg, path, args):
         seed=args.seed if args.seed is not None else g("seed"),
         pairs=g("mqar.num_kv_pairs"), power_a=g("mqar.power_a"), random_non_queries=g("mqar.random_non_queries"),
         train_examples=g("mqar.train_examples"), val_examples=g("eval.examples"), eval_seed=g("eval.seed"),
-        eval_batch=g("eval.batch_size"), precision=g("cuda.matmul"),
+        eval_batch=g("eval.batch_size") or g("train.batch_size"), precision=g("cuda.matmul"),
         attnlab_run=g("run"), attnlab_experiment=g("experiment"))
 
 
@@ -454,6 +455,8 @@ def main():
         metrics.write(json.dumps(row) + "\n")
         metrics.flush()
         last.update(row)
+        if not evaluating and done % max(s["log_every"], steps // 20) == 0:  # about 20 progress lines a run
+            print(f"step {done:6d}  train loss {row['loss']:.4g}  ({row['elapsed_s']:.0f} s)", flush=True)
         if evaluating:
             print(f"step {done:6d}  {'epoch %5.1f  ' % row['epoch'] if 'epoch' in row else ''}train loss {row['loss']:.4g}  "
                   f"val loss {row['val_loss']:.4g}  val accuracy {row['val_accuracy']:.4f}  ({row['elapsed_s']:.0f} s)",
