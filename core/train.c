@@ -13,6 +13,7 @@
 #include "core/config/fingerprint.h"
 #include "core/io/checkpoint.h"
 #include "core/io/results.h"
+#include "core/learned.h"
 #include "core/parallel/data_parallel.h"
 #include "evaluate.h"
 #include "model.h"
@@ -134,7 +135,7 @@ typedef struct {
     char fingerprint[FINGERPRINT_HEX];
     char **resume_changes; /* the run's fields changed on resume, this session's included */
     int n_resume_changes;
-    char learned_reason[256];
+    char learned_reason[320];
     CheckpointState st;
     bool resumed;
     FILE *metrics;
@@ -673,39 +674,11 @@ static void recover_logged_numbers(TrainRun *r) {
     r->session_tokens = r->st.tokens_seen;
 }
 
-/* A run that did not learn is marked, never ranked: on a task that measures answers right in full
- * (needle), a share of them below LEARNED_ANSWER_SHARE; on a task scored on answers (mqar,
- * palindrome, stack), a final validation accuracy of at most twice chance (a uniform guess over the
- * answer alphabet); on a task scored by loss (lm), a final validation loss not below 0.95 times
- * its first plateau (the entropy of the held-out tokens' own frequencies, below which only a model
- * that uses context can go). Only finished runs are judged. */
-enum { LEARNED_CHANCE_FACTOR = 2 };
-static const double LEARNED_PLATEAU_FRACTION = 0.95;
-
+/* A finished run is judged on whether it learned its task (core/learned.h); the others are not. */
 static void judge_learning(TrainRun *r) {
     Summary *s = &r->sum;
-    const TaskOps *ops = r->task->ops;
     if (strcmp(r->status, "finished") != 0) return;
-    double share = NAN;
-    for (int i = 0; ops->answer_share_metric && i < s->n_metrics; i++)
-        if (strcmp(s->metric_names[i], ops->answer_share_metric) == 0) share = s->metric_values[i];
-    if (isfinite(share)) {
-        s->learned = share >= LEARNED_ANSWER_SHARE ? LEARNED_YES : LEARNED_NO;
-        snprintf(r->learned_reason, sizeof r->learned_reason, "%s %.4f is %s %g, half the answers right in full",
-                 ops->answer_share_metric, share, s->learned == LEARNED_YES ? "at least" : "below", LEARNED_ANSWER_SHARE);
-    } else if (ops->chance_accuracy && isfinite(s->val_accuracy)) {
-        double chance = ops->chance_accuracy(r->cfg), bar = LEARNED_CHANCE_FACTOR * chance;
-        s->learned = s->val_accuracy > bar ? LEARNED_YES : LEARNED_NO;
-        snprintf(r->learned_reason, sizeof r->learned_reason,
-                 "val accuracy %.4f is %s %d x %.4g, the chance of a uniform guess over %.0f answers", s->val_accuracy,
-                 s->learned == LEARNED_YES ? "above" : "not above", LEARNED_CHANCE_FACTOR, chance, 1 / chance);
-    } else if (ops->plateau_loss && isfinite(s->val_loss)) {
-        double plateau = ops->plateau_loss(r->task), bar = LEARNED_PLATEAU_FRACTION * plateau;
-        s->learned = s->val_loss < bar ? LEARNED_YES : LEARNED_NO;
-        snprintf(r->learned_reason, sizeof r->learned_reason,
-                 "val loss %.4f is %s %.2f x %.4f, the unigram entropy of the held-out tokens (the first plateau)",
-                 s->val_loss, s->learned == LEARNED_YES ? "below" : "not below", LEARNED_PLATEAU_FRACTION, plateau);
-    }
+    s->learned = learned_judge(s, r->task->ops, r->cfg, r->task, r->learned_reason, sizeof r->learned_reason);
     s->learned_reason = s->learned != LEARNED_NOT_JUDGED ? r->learned_reason : NULL;
 }
 

@@ -1113,11 +1113,14 @@ if selected sweep_marks_runs_that_did_not_learn; then
     code=$?
     d="$TMP/results/sw"
     if [ "$code" -eq 0 ] && grep -q '"learned":[[:space:]]*false' "$d/mqar/summary.json" &&
-        grep -q '"learned_reason":[[:space:]]*"val accuracy [0-9.]* is not above 2 x 0.007812, the chance of a uniform guess over 128 answers"' "$d/mqar/summary.json" &&
+        grep -q '"learned_reason":[[:space:]]*"val accuracy [0-9.]* is not above 0.01562, the larger of 2 x the chance of a uniform guess over 128 answers and 0.01"' "$d/mqar/summary.json" &&
         grep -q '"learned":[[:space:]]*true' "$d/lm/summary.json" &&
         grep -q '^mqar,finished,.*,no,$' "$d/summary.csv" && grep -q '^lm,finished,.*,yes,$' "$d/summary.csv" &&
         grep -q '^| mqar | finished (not learned) |' "$d/summary.md" && grep -q '^| lm | finished |' "$d/summary.md" &&
-        grep -q "mqar finished: .* (not learned)$" "$TMP/out" && cat "$d/logs/mqar.log" | grep -q "^not learned: val accuracy"; then
+        grep -q "mqar finished: .* (not learned)$" "$TMP/out" && cat "$d/logs/mqar.log" | grep -q "^not learned: val accuracy" &&
+        # the tables judge a run by the rule of the code that writes them, not by its summary's verdict
+        sed -i 's/"learned":[[:space:]]*false/"learned": true/' "$d/mqar/summary.json" &&
+        "$A" run "$s" --status >/dev/null 2>&1 && grep -q '^| mqar | finished (not learned) |' "$d/summary.md"; then
         ok sweep_marks_runs_that_did_not_learn
     else
         fail sweep_marks_runs_that_did_not_learn "exit $code; $(grep -h learned "$d"/*/summary.json | tr '\n' '|') $(cat "$d/summary.csv" 2>/dev/null | tr '\n' '|')"

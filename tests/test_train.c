@@ -9,8 +9,10 @@
 #include "core/config/config.h"
 #include "core/io/checkpoint.h"
 #include "core/io/results.h"
+#include "core/learned.h"
 #include "core/model.h"
 #include "core/optimizer.h"
+#include "core/task.h"
 #include "core/train.h"
 #include "core/util.h"
 #include "test.h"
@@ -208,4 +210,47 @@ TEST(test_rng_is_deterministic_and_its_state_round_trips) {
     int hist[7] = {0};
     for (int i = 0; i < 70000; i++) hist[rng_below(&a, 7)]++;
     for (int v = 0; v < 7; v++) CHECK(abs(hist[v] - 10000) < 500, "value %d drawn %d times", v, hist[v]);
+}
+
+/* A run scored on answers learned only if its accuracy is above twice chance and at least 1%: at
+ * MQAR's 4,096 answers (vocabulary 8,192) a model on the ln 4096 plateau answers 7 of 8,192 right
+ * now and then, which is above twice chance; a model that answers a quarter right learned,
+ * whatever its loss. At 14 answers (palindrome's chance 1/14) twice chance is the bar. */
+TEST(test_learned_needs_accuracy_above_twice_chance_and_the_floor) {
+    Config c;
+    config_defaults(&c);
+    Error err;
+    static const struct {
+        const char *task;
+        int vocab;
+        double accuracy, loss;
+        Learned want;
+    } cases[] = {
+        {"mqar", 8192, 7.0 / 8192, 8.3187, LEARNED_NO}, /* above twice chance, below the floor */
+        {"mqar", 8192, 0.0095, 7.9, LEARNED_NO},
+        {"mqar", 8192, 0.0105, 7.9, LEARNED_YES},
+        {"mqar", 8192, 0.25, 20.4, LEARNED_YES}, /* overconfident in the rest */
+        {"palindrome", 16, 0.14, 2.4, LEARNED_NO},
+        {"palindrome", 16, 0.16, 2.4, LEARNED_YES},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char task[64], vocab[64];
+        snprintf(task, sizeof task, "task=%s", cases[k].task);
+        snprintf(vocab, sizeof vocab, "model.vocab_size=%d", cases[k].vocab);
+        CHECK(config_set(&c, task, &err) && config_set(&c, vocab, &err), "%s", err.msg);
+        Summary s = {0};
+        s.val_accuracy = cases[k].accuracy;
+        s.val_loss = cases[k].loss;
+        char reason[320];
+        Learned got = learned_judge(&s, task_lookup(cases[k].task), &c, NULL, reason, sizeof reason);
+        CHECK(got == cases[k].want, "%s, accuracy %g: judged %d, expected %d (%s)", cases[k].task, cases[k].accuracy,
+              got, cases[k].want, reason);
+    }
+    CHECK(config_set(&c, "task=mqar", &err) && config_set(&c, "model.vocab_size=8192", &err), "%s", err.msg);
+    Summary missing = {0};
+    missing.val_accuracy = NAN, missing.val_loss = NAN;
+    char reason[320] = "";
+    CHECK(learned_judge(&missing, task_lookup("mqar"), &c, NULL, reason, sizeof reason) == LEARNED_NOT_JUDGED,
+          "a run without validation numbers was judged: %s", reason);
+    config_free(&c);
 }

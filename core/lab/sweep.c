@@ -31,6 +31,7 @@
 #include "core/backend.h"
 #include "core/config/fingerprint.h"
 #include "core/config/lua_sandbox.h"
+#include "core/learned.h"
 #include "core/io/checkpoint.h"
 #include "core/parallel/collective.h"
 #include "core/parallel/launch.h"
@@ -500,6 +501,33 @@ char *sweep_run_checkpoint(const Sweep *sw, const SweepRun *r) {
     return xasprintf("%s/%s/checkpoint.safetensors", sw->dir, r->name);
 }
 
+/* A finished run's "learned" as the rule of this code (core/learned.h) judges its summary's
+ * numbers, so that the tables of runs trained before the rule changed follow it. A task judged by
+ * loss alone needs its data (lm's plateau): its run keeps the judgment it was written with. */
+static void judge_again(cJSON *o, const Config *cfg) {
+    const char *status = sweep_json_string(o, "status");
+    const TaskOps *ops = task_lookup(cfg->task);
+    if (!status || strcmp(status, "finished") != 0 || !ops) return;
+    Summary s = {0};
+    const cJSON *acc = cJSON_GetObjectItemCaseSensitive(o, "val_accuracy");
+    const cJSON *loss = cJSON_GetObjectItemCaseSensitive(o, "val_loss");
+    s.val_accuracy = cJSON_IsNumber(acc) ? acc->valuedouble : NAN;
+    s.val_loss = cJSON_IsNumber(loss) ? loss->valuedouble : NAN;
+    const cJSON *m, *metrics = cJSON_GetObjectItemCaseSensitive(o, "metrics");
+    cJSON_ArrayForEach(m, metrics) {
+        if (!cJSON_IsNumber(m) || s.n_metrics == (int)(sizeof s.metric_values / sizeof s.metric_values[0])) continue;
+        snprintf(s.metric_names[s.n_metrics], sizeof s.metric_names[0], "%s", m->string);
+        s.metric_values[s.n_metrics++] = m->valuedouble;
+    }
+    char reason[320];
+    Learned l = learned_judge(&s, ops, cfg, NULL, reason, sizeof reason);
+    if (l == LEARNED_NOT_JUDGED) return;
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "learned");
+    cJSON_DeleteItemFromObjectCaseSensitive(o, "learned_reason");
+    cJSON_AddBoolToObject(o, "learned", l == LEARNED_YES);
+    cJSON_AddStringToObject(o, "learned_reason", reason);
+}
+
 cJSON *sweep_read_summary(const Sweep *sw, const SweepRun *r) {
     char *dir = sweep_run_dir(sw, r), *path = xasprintf("%s/summary.json", dir);
     char *text = read_file(path, NULL, NULL);
@@ -508,6 +536,7 @@ cJSON *sweep_read_summary(const Sweep *sw, const SweepRun *r) {
     if (!text) return NULL;
     cJSON *o = cJSON_Parse(text);
     free(text);
+    if (o) judge_again(o, &r->cfg);
     return o;
 }
 
