@@ -938,6 +938,21 @@ if selected plot_legends_stay_outside; then
         fail plot_legends_stay_outside "exit $code; $n figures, legend not outside in:$bad; long names: '$key', $rows rows, height $height"
     fi
 fi
+# a legend below the plot counts the chance line among its rows: MQAR at two lengths, settings
+# named long enough for one entry a row, so the rows are the settings and the chance line
+if selected plot_legend_rows_count_the_chance_line; then
+    plot_sweep plotchance 'runs = { { task = "mqar", ["mqar.num_kv_pairs"] = 2, ["model.vocab_size"] = 64 } },
+  grid = { ["train.seq_len"] = { 16, 32 }, ["train.warmup_steps"] = { 1, 2 }, ["train.lr_schedule"] = { "cosine", "linear" } },'
+    code=$?
+    c="$TMP/results/sw/plots/data/mqar_accuracy_vs_length.cmd"
+    key=$(figure_var "$c" keypos 2>/dev/null)
+    rows=$(grep -o "keyrows=[0-9]*" "$c" 2>/dev/null | cut -d= -f2)
+    if [ "$code" -eq 0 ] && [[ "$key" == "outside below"*"maxcols 1" ]] && [ "$rows" = 5 ] && grep -q "chance=0.03125;" "$c"; then
+        ok plot_legend_rows_count_the_chance_line
+    else
+        fail plot_legend_rows_count_the_chance_line "exit $code; keypos '$key', $rows rows (want 5: 4 settings and chance); $(tail -2 "$TMP/out2")"
+    fi
+fi
 # a run's name does not depend on Lua's table order, which changes from one process to the next
 if selected sweep_run_names_are_stable; then
     s=$(cfg sweepnames "$(sweep_base 'runs = { { ["model.mixer"] = "kda", ["train.lr"] = 0.01, seed = 3, ["model.d_model"] = 16 } },')")

@@ -392,6 +392,19 @@ static int distinct_ints(const Experiment *e, const char *task, size_t offset) {
     return n;
 }
 
+/* The legend of a figure whose script adds a chance line to the series' titles (chance > 0): the
+ * titles and that line's, as the scripts title it, so that the legend's rows are counted in full.
+ * The caller frees it. */
+static Words key_with_chance(const Words *titles, double chance) {
+    Words key = {titles->text ? xstrdup(titles->text) : NULL, titles->n, titles->longest};
+    if (chance > 0) {
+        char title[64];
+        snprintf(title, sizeof title, "chance: 1/%.0f", 1 / chance);
+        words_add(&key, title);
+    }
+    return key;
+}
+
 /* The chance accuracy of the runs of `task` when they all have the same, else 0: no line. */
 static double common_chance(const Experiment *e, const char *task) {
     double chance = -1;
@@ -500,9 +513,12 @@ static void mqar_width(Experiment *e) {
             snprintf(prefix, sizeof prefix, "mqar_T%d_P%d_", panel_len[p], panel_pairs[p]);
             write_series(e, &t[p], prefix, &files, &titles);
         }
+        double chance = common_chance(e, "mqar");
         char *vars = xasprintf("datadir='%s'; lengths='%s'; pairs='%s'; labels='%s'; chance=%.10g; xspan=%g", e->data,
-                               lengths, pairs, words_text(&labels), common_chance(e, "mqar"), span);
-        draw(e, "mqar_width.gp", "mqar_accuracy_vs_width", vars, &labels);
+                               lengths, pairs, words_text(&labels), chance, span);
+        Words key = key_with_chance(&labels, chance);
+        draw(e, "mqar_width.gp", "mqar_accuracy_vs_width", vars, &key);
+        words_free(&key);
         free(vars);
     }
     for (int p = 0; p < n_panels; p++) free(t[p].cells);
@@ -533,9 +549,12 @@ static void accuracy_vs_length(Experiment *e) {
         Words files = {0}, titles = {0};
         write_series(e, &t, prefix, &files, &titles);
         if (files.n) {
+            double chance = common_chance(e, tasks[k]);
             char *vars = xasprintf("files='%s'; titles='%s'; task='%s'; chance=%.10g; xspan=%g", words_text(&files),
-                                   words_text(&titles), tasks[k], common_chance(e, tasks[k]), log2_span(&t));
-            draw(e, "accuracy_vs_length.gp", figure, vars, &titles);
+                                   words_text(&titles), tasks[k], chance, log2_span(&t));
+            Words key = key_with_chance(&titles, chance);
+            draw(e, "accuracy_vs_length.gp", figure, vars, &key);
+            words_free(&key);
             free(vars);
         }
         words_free(&files);
