@@ -233,7 +233,8 @@ reference-%:
 # GPU reproductions: configs/repro/gpu/NAME.lua on every visible GPU (GPUS=0,1 picks them; JOBS=K
 # runs K at a time on each), into results/gpu/NAME/ and plotted there. reference-gpu-NAME copies
 # its tables, figures and each run's summary.json, config.lua (plot reads it), metrics.jsonl and
-# efficiency.csv (no checkpoints) to results/reference/gpu/NAME/.
+# efficiency.csv (no checkpoints) to results/reference/gpu/NAME/, replacing what was there but the
+# fla/ folder (the same cells trained by fla's layers: tests/reference/fla_mqar.py).
 REPROS_GPU = $(basename $(notdir $(wildcard configs/repro/gpu/*.lua)))
 # RUNS=3,7-9 trains only those runs, in that order; STOP_AFTER=8m stops the sweep then, every run
 # checkpointed (a device session's piece; the sweep then exits 124 and no figure is drawn).
@@ -255,7 +256,7 @@ endif
 
 reference-gpu-%:
 	@test -f results/gpu/$*/summary.csv || { echo "no results/gpu/$*/summary.csv: run make repro-gpu-$* first"; exit 2; }
-	rm -rf results/reference/gpu/$* && mkdir -p results/reference/gpu/$*
+	mkdir -p results/reference/gpu/$* && find results/reference/gpu/$* -mindepth 1 -maxdepth 1 ! -name fla -exec rm -rf {} +
 	cd results/gpu/$* && cp summary.csv summary.md $$(ls selected.csv 2>/dev/null) plots/*.png plots/*.svg \
 	    $(CURDIR)/results/reference/gpu/$*/ && \
 	    for r in */summary.json; do d=$$(dirname "$$r"); mkdir -p "$(CURDIR)/results/reference/gpu/$*/runs/$$d" && \
