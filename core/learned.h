@@ -26,6 +26,6 @@
 Learned learned_judge(const Summary *s, const TaskOps *ops, const Config *cfg, const Task *task, char *reason,
                       size_t len);
 
-enum { LEARNED_CHANCE_FACTOR = 2 };
+enum { LEARNED_CHANCE_FACTOR = 2, LEARNED_REASON_LEN = 320 /* room for the reason */ };
 #define LEARNED_ACCURACY_FLOOR 0.01
 #define LEARNED_PLATEAU_FRACTION 0.95

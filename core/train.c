@@ -135,7 +135,7 @@ typedef struct {
     char fingerprint[FINGERPRINT_HEX];
     char **resume_changes; /* the run's fields changed on resume, this session's included */
     int n_resume_changes;
-    char learned_reason[320];
+    char learned_reason[LEARNED_REASON_LEN];
     CheckpointState st;
     bool resumed;
     FILE *metrics;

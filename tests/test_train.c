@@ -241,7 +241,7 @@ TEST(test_learned_needs_accuracy_above_twice_chance_and_the_floor) {
         Summary s = {0};
         s.val_accuracy = cases[k].accuracy;
         s.val_loss = cases[k].loss;
-        char reason[320];
+        char reason[LEARNED_REASON_LEN];
         Learned got = learned_judge(&s, task_lookup(cases[k].task), &c, NULL, reason, sizeof reason);
         CHECK(got == cases[k].want, "%s, accuracy %g: judged %d, expected %d (%s)", cases[k].task, cases[k].accuracy,
               got, cases[k].want, reason);
@@ -249,7 +249,7 @@ TEST(test_learned_needs_accuracy_above_twice_chance_and_the_floor) {
     CHECK(config_set(&c, "task=mqar", &err) && config_set(&c, "model.vocab_size=8192", &err), "%s", err.msg);
     Summary missing = {0};
     missing.val_accuracy = NAN, missing.val_loss = NAN;
-    char reason[320] = "";
+    char reason[LEARNED_REASON_LEN] = "";
     CHECK(learned_judge(&missing, task_lookup("mqar"), &c, NULL, reason, sizeof reason) == LEARNED_NOT_JUDGED,
           "a run without validation numbers was judged: %s", reason);
     config_free(&c);

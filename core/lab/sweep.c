@@ -519,7 +519,7 @@ static void judge_again(cJSON *o, const Config *cfg) {
         snprintf(s.metric_names[s.n_metrics], sizeof s.metric_names[0], "%s", m->string);
         s.metric_values[s.n_metrics++] = m->valuedouble;
     }
-    char reason[320];
+    char reason[LEARNED_REASON_LEN];
     Learned l = learned_judge(&s, ops, cfg, NULL, reason, sizeof reason);
     if (l == LEARNED_NOT_JUDGED) return;
     cJSON_DeleteItemFromObjectCaseSensitive(o, "learned");
